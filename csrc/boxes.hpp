@@ -1,0 +1,40 @@
+// Box kernels: formats, areas, clipping, and the IoU family (IoU, GIoU, DIoU,
+// CIoU) in pairwise (N x M) and aligned (N) form. Boxes are rows of 4 values,
+// contiguous; xyxy unless a BoxFormat says otherwise.
+#pragma once
+
+#include <cstdint>
+
+namespace cnnkit {
+
+enum class BoxFormat { xyxy, xywh, cxcywh };
+enum class IouKind { iou, giou, diou, ciou };
+
+// Index of the first row holding a non-finite value, or -1.
+template <class T>
+int64_t first_nonfinite_row(const T* boxes, int64_t n) noexcept;
+// Index of the first row that is not a valid box of `fmt` (xyxy: x2 < x1 or
+// y2 < y1; xywh and cxcywh: negative width or height), or -1.
+template <class T>
+int64_t first_invalid_row(const T* boxes, int64_t n, BoxFormat fmt) noexcept;
+
+template <class T>
+void box_convert(const T* in, T* out, int64_t n, BoxFormat from, BoxFormat to) noexcept;
+template <class T>
+void box_area(const T* boxes, T* out, int64_t n) noexcept;
+// Clamps x to [0, width] and y to [0, height].
+template <class T>
+void clip_boxes(const T* boxes, T* out, int64_t n, T height, T width) noexcept;
+// Writes the indices of boxes with width >= min_size and height >= min_size
+// into keep (room for n) and returns how many.
+template <class T>
+int64_t remove_small_boxes(const T* boxes, int64_t n, T min_size, int64_t* keep) noexcept;
+
+// out[i * m + j] = kind(a[i], b[j]).
+template <class T>
+void pairwise_iou(IouKind kind, const T* a, int64_t n, const T* b, int64_t m, T* out);
+// out[i] = kind(a[i], b[i]).
+template <class T>
+void aligned_iou(IouKind kind, const T* a, const T* b, int64_t n, T* out);
+
+}  // namespace cnnkit

@@ -1,0 +1,89 @@
+// Portable IoU loops plus the dispatcher that prepares columns, splits the
+// work over threads and picks the instruction-set path.
+#define CNNKIT_ISA_NS baseline
+#include "boxes_iou_impl.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu.hpp"
+#include "parallel.hpp"
+
+namespace cnnkit {
+
+namespace {
+
+template <class T>
+struct ColumnStore {
+  std::vector<T> data;
+  iou_impl::Columns<T> cols{};
+
+  ColumnStore(const T* boxes, int64_t n, bool need_angle) : data(8 * static_cast<size_t>(n)) {
+    T* p = data.data();
+    T *x1 = p, *y1 = p + n, *x2 = p + 2 * n, *y2 = p + 3 * n, *area = p + 4 * n, *cx = p + 5 * n,
+      *cy = p + 6 * n, *angle = p + 7 * n;
+    for (int64_t i = 0; i < n; ++i) {
+      const T* r = boxes + 4 * i;
+      x1[i] = r[0], y1[i] = r[1], x2[i] = r[2], y2[i] = r[3];
+      area[i] = box_area_of(r[0], r[1], r[2], r[3]);
+      cx[i] = (r[0] + r[2]) * T(0.5), cy[i] = (r[1] + r[3]) * T(0.5);
+      // atan2 rather than atan(w / h): an empty box has angle 0, not NaN.
+      angle[i] = need_angle ? std::atan2(r[2] - r[0], r[3] - r[1]) : T(0);
+    }
+    cols = {x1, y1, x2, y2, area, cx, cy, angle};
+  }
+};
+
+template <class T>
+auto pairwise_loop() {
+#ifdef CNNKIT_HAVE_AVX2
+  if (active_isa() == Isa::avx2) return &iou_impl::avx2::pairwise_rows<T>;
+#endif
+  return &iou_impl::baseline::pairwise_rows<T>;
+}
+
+template <class T>
+auto aligned_loop() {
+#ifdef CNNKIT_HAVE_AVX2
+  if (active_isa() == Isa::avx2) return &iou_impl::avx2::aligned_range<T>;
+#endif
+  return &iou_impl::baseline::aligned_range<T>;
+}
+
+}  // namespace
+
+template <class T>
+void pairwise_iou(IouKind kind, const T* a, int64_t n, const T* b, int64_t m, T* out) {
+  if (n == 0 || m == 0) return;
+  const bool angle = kind == IouKind::ciou;
+  const ColumnStore<T> ca(a, n, angle), cb(b, m, angle);
+  const auto loop = pairwise_loop<T>();
+  const int nt = threads_for(n * m);
+  // Contiguous row blocks per thread: each output element is computed by one
+  // thread from the same inputs, so results do not depend on the thread count.
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t i = 0; i < n; ++i) loop(kind, ca.cols, i, i + 1, cb.cols, m, out);
+}
+
+template <class T>
+void aligned_iou(IouKind kind, const T* a, const T* b, int64_t n, T* out) {
+  if (n == 0) return;
+  const bool angle = kind == IouKind::ciou;
+  const ColumnStore<T> ca(a, n, angle), cb(b, n, angle);
+  const auto loop = aligned_loop<T>();
+  constexpr int64_t kBlock = 4096;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const int nt = threads_for(n);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    loop(kind, ca.cols, cb.cols, blk * kBlock, std::min(n, (blk + 1) * kBlock), out);
+}
+
+template void pairwise_iou<float>(IouKind, const float*, int64_t, const float*, int64_t, float*);
+template void pairwise_iou<double>(IouKind, const double*, int64_t, const double*, int64_t,
+                                   double*);
+template void aligned_iou<float>(IouKind, const float*, const float*, int64_t, float*);
+template void aligned_iou<double>(IouKind, const double*, const double*, int64_t, double*);
+
+}  // namespace cnnkit

@@ -1,0 +1,44 @@
+"""cnnkit: a small CNN toolkit with native C++ kernels under a NumPy API.
+
+Kernels for backend use live in :mod:`cnnkit.ops` (NumPy in, NumPy out), with
+NumPy reference implementations of the same signatures in :mod:`cnnkit.reference`.
+"""
+
+from __future__ import annotations
+
+from . import _core
+
+__version__: str = _core.__version__
+
+__all__ = ["__version__", "get_num_threads", "set_num_threads"]
+
+
+def get_num_threads() -> int:
+    """Return the number of threads cnnkit's kernels use.
+
+    It starts at OpenMP's default (``OMP_NUM_THREADS`` when set, else the
+    number of cores).
+    """
+    return _core.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads cnnkit's kernels use, for calls from any thread.
+
+    Results do not depend on the number of threads.
+
+    Parameters
+    ----------
+    n : int
+        A positive number of threads.
+    """
+    _core.set_num_threads(n)
+
+
+def __getattr__(name: str):
+    # Submodules load on first use, so `import cnnkit` stays light.
+    import importlib
+
+    if name in {"ops", "reference", "cli"}:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")

@@ -1,0 +1,53 @@
+// cnnkit._core: the native kernels. The public, documented API is cnnkit.ops;
+// these functions take already-named arguments from it.
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+
+#include "cpu.hpp"
+#include "parallel.hpp"
+
+namespace py = pybind11;
+
+namespace cnnkit::bind {
+void bind_boxes(py::module_& m);
+}
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "cnnkit native kernels (use cnnkit.ops)";
+  m.attr("__version__") = CNNKIT_VERSION;
+  m.attr("compiler") = CNNKIT_COMPILER;
+  m.attr("openmp_version") = _OPENMP;
+
+  m.def("get_num_threads", &cnnkit::num_threads);
+  m.def("set_num_threads", [](py::handle obj) {
+    if (PyBool_Check(obj.ptr()) || !PyLong_Check(obj.ptr()))
+      throw py::type_error("set_num_threads(): n must be an int, got " +
+                           std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+    const long long n = py::cast<long long>(obj);
+    if (n < 1 || n > 4096)
+      throw py::value_error("set_num_threads(): n must be between 1 and 4096, got " +
+                            std::to_string(n));
+    cnnkit::set_num_threads(static_cast<int>(n));
+  });
+
+  m.def("get_isa", [] { return cnnkit::isa_name(cnnkit::active_isa()); });
+  m.def("available_isas", [] {
+    py::list out;
+    for (auto isa : {cnnkit::Isa::baseline, cnnkit::Isa::avx2})
+      if (cnnkit::isa_supported(isa)) out.append(cnnkit::isa_name(isa));
+    return out;
+  });
+  m.def("set_isa", [](const std::string& name) {
+    cnnkit::Isa isa;
+    if (!cnnkit::parse_isa(name.c_str(), isa))
+      throw py::value_error("set_isa(): name must be 'baseline' or 'avx2', got '" + name + "'");
+    try {
+      cnnkit::set_active_isa(isa);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(std::string("set_isa(): ") + e.what());
+    }
+  });
+
+  cnnkit::bind::bind_boxes(m);
+}

@@ -1,0 +1,188 @@
+// Argument checking shared by the bindings. Every message names the function,
+// the argument, what was expected and what came.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "boxes.hpp"
+
+namespace cnnkit::bind {
+
+namespace py = pybind11;
+
+enum class Float { f32, f64 };
+
+inline std::string prefix(const char* fn, const char* name) {
+  return std::string(fn) + "(): " + name + " ";
+}
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (d) s += ", ";
+    s += std::to_string(a.shape(d));
+  }
+  if (a.ndim() == 1) s += ",";
+  return s + ")";
+}
+
+inline std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+// np.asarray(obj); object arrays and things that are not array-like are
+// rejected with a TypeError.
+inline py::array as_array(py::handle obj, const char* fn, const char* name) {
+  py::array a;
+  if (py::isinstance<py::array>(obj)) {
+    a = py::reinterpret_borrow<py::array>(obj);
+  } else {
+    try {
+      a = py::module_::import("numpy").attr("asarray")(obj);
+    } catch (py::error_already_set& e) {
+      throw py::type_error(prefix(fn, name) + "must be an array-like of numbers, got " +
+                           type_name(obj) + " (" + e.what() + ")");
+    }
+  }
+  if (a.dtype().kind() == 'O')
+    throw py::type_error(prefix(fn, name) + "must hold numbers, got an array of dtype object");
+  return a;
+}
+
+inline Float float_type(const py::array& a, const char* fn, const char* name) {
+  if (a.dtype().is(py::dtype::of<float>())) return Float::f32;
+  if (a.dtype().is(py::dtype::of<double>())) return Float::f64;
+  throw py::type_error(prefix(fn, name) + "must have dtype float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+inline Float wider(Float a, Float b) { return (a == Float::f64 || b == Float::f64) ? Float::f64 : Float::f32; }
+
+// C-contiguous array of T (a copy only when `a` is not already one).
+template <class T>
+py::array_t<T, py::array::c_style> contiguous(const py::array& a) {
+  return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+}
+
+template <class F>
+decltype(auto) with_float(Float t, F&& f) {
+  if (t == Float::f32) return f(float{});
+  return f(double{});
+}
+
+// Boxes are (N, 4); an empty 1-D array-like ([] or np.array([])) counts as (0, 4).
+inline py::array boxes_arg(py::handle obj, const char* fn, const char* name) {
+  py::array a = as_array(obj, fn, name);
+  if (a.ndim() == 1 && a.size() == 0) a = a.attr("reshape")(0, 4);
+  if (a.ndim() != 2 || a.shape(1) != 4)
+    throw py::value_error(prefix(fn, name) + "must have shape (N, 4), got shape " + shape_str(a));
+  float_type(a, fn, name);
+  return a;
+}
+
+template <class T>
+std::string row_str(const T* r) {
+  std::ostringstream os;
+  os.precision(17);
+  os << "[" << r[0] << ", " << r[1] << ", " << r[2] << ", " << r[3] << "]";
+  return os.str();
+}
+
+inline const char* format_name(BoxFormat f) {
+  return f == BoxFormat::xyxy ? "xyxy" : (f == BoxFormat::xywh ? "xywh" : "cxcywh");
+}
+
+// Finite values and, for the format, x1 <= x2 and y1 <= y2 (or w, h >= 0).
+template <class T>
+void check_box_values(const T* p, int64_t n, BoxFormat fmt, const char* fn, const char* name) {
+  const int64_t bad = first_nonfinite_row(p, n);
+  if (bad >= 0)
+    throw py::value_error(prefix(fn, name) + "must hold finite coordinates, got " +
+                          row_str(p + 4 * bad) + " in row " + std::to_string(bad));
+  const int64_t inv = first_invalid_row(p, n, fmt);
+  if (inv >= 0) {
+    const std::string what = fmt == BoxFormat::xyxy ? "x1 <= x2 and y1 <= y2"
+                                                    : "a non-negative width and height";
+    throw py::value_error(prefix(fn, name) + "must hold valid " + format_name(fmt) +
+                          " boxes with " + what + ", got " + row_str(p + 4 * inv) + " in row " +
+                          std::to_string(inv));
+  }
+}
+
+// A 1-D float vector of length n (scores).
+inline py::array vector_arg(py::handle obj, int64_t n, const char* fn, const char* name,
+                            const char* matches) {
+  py::array a = as_array(obj, fn, name);
+  if (a.ndim() != 1 || a.shape(0) != n)
+    throw py::value_error(prefix(fn, name) + "must have shape (" + std::to_string(n) +
+                          ",) to match " + matches + ", got shape " + shape_str(a));
+  return a;
+}
+
+template <class T>
+void check_finite_values(const T* p, int64_t n, const char* fn, const char* name) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) {
+      std::ostringstream os;
+      os << p[i];
+      throw py::value_error(prefix(fn, name) + "must be finite, got " + os.str() + " at index " +
+                            std::to_string(i));
+    }
+}
+
+// A real number (Python or NumPy); strings and None are rejected.
+inline double real_arg(py::handle obj, const char* fn, const char* name) {
+  if (obj.is_none() || PyUnicode_Check(obj.ptr()) || PyBytes_Check(obj.ptr()) ||
+      !PyNumber_Check(obj.ptr()) || PyComplex_Check(obj.ptr()))
+    throw py::type_error(prefix(fn, name) + "must be a real number, got " + type_name(obj));
+  const double v = PyFloat_AsDouble(obj.ptr());
+  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
+// A threshold: a real number, not NaN, and >= minimum.
+inline double threshold_arg(py::handle obj, const char* fn, const char* name, double minimum = 0.0) {
+  const double v = real_arg(obj, fn, name);
+  if (std::isnan(v) || v < minimum) {
+    std::ostringstream os;
+    os << prefix(fn, name) << "must be a number >= " << minimum << ", got " << v;
+    throw py::value_error(os.str());
+  }
+  return v;
+}
+
+// None, or an integer >= 0.
+inline std::optional<int64_t> count_arg(py::handle obj, const char* fn, const char* name) {
+  if (obj.is_none()) return std::nullopt;
+  if (PyBool_Check(obj.ptr()) || PyFloat_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
+    throw py::type_error(prefix(fn, name) + "must be an int or None, got " + type_name(obj));
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (!index) throw py::error_already_set();
+  const int64_t v = py::cast<int64_t>(py::reinterpret_steal<py::object>(index));
+  if (v < 0)
+    throw py::value_error(prefix(fn, name) + "must be >= 0 or None, got " + std::to_string(v));
+  return v;
+}
+
+inline BoxFormat format_arg(py::handle obj, const char* fn, const char* name) {
+  if (!PyUnicode_Check(obj.ptr()))
+    throw py::type_error(prefix(fn, name) + "must be a str, got " + type_name(obj));
+  const std::string s = py::cast<std::string>(obj);
+  if (s == "xyxy") return BoxFormat::xyxy;
+  if (s == "xywh") return BoxFormat::xywh;
+  if (s == "cxcywh") return BoxFormat::cxcywh;
+  throw py::value_error(prefix(fn, name) + "must be one of 'xyxy', 'xywh', 'cxcywh', got '" + s + "'");
+}
+
+inline py::array_t<int64_t> to_index_array(const std::vector<int64_t>& v) {
+  py::array_t<int64_t> out(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+}  // namespace cnnkit::bind
