@@ -1,0 +1,214 @@
+// GEMM internals, compiled once per instruction set: gemm.cpp includes this
+// with CNNKIT_ISA_NS=baseline, gemm_avx2.cpp with CNNKIT_ISA_NS=avx2 and
+// -mavx2 -mfma. Each unit supplies its own MicroKernel<T> (register tile and
+// block sizes); the packing and the cache-blocking loops below are shared
+// source, compiled inside each unit's namespace so that no inline function is
+// emitted twice under one name with different instruction sets (the linker
+// would keep either copy, and an AVX2 copy would then run on the baseline
+// path).
+//
+// The method is GotoBLAS/BLIS's. For each block of nc columns of C and each
+// block of kc steps of k, a kc x nc panel of op(B) is packed into NR-wide
+// column slivers; for each block of mc rows, an mc x kc block of op(A) is
+// packed into MR-tall row slivers. The micro-kernel then multiplies one A
+// sliver by one B sliver into an MR x NR tile of C held in registers. Block
+// sizes are chosen so that a B sliver stays in L1, the A block in L2 and the
+// B panel in L2/L3 while they are reused.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cnnkit::gemm_impl {
+
+// One product's operands; see cnnkit::gemm for the meaning of each field.
+template <class T>
+struct Operands {
+  bool trans_a, trans_b;
+  int64_t k;
+  const T* a;
+  int64_t lda;
+  const T* b;
+  int64_t ldb;
+  T* c;
+  int64_t ldc;
+  bool accumulate;
+};
+
+// The part of C one thread computes: rows [i0, i1) x columns [j0, j1).
+struct Range {
+  int64_t i0, i1, j0, j1;
+};
+
+// The register tile of a path's micro-kernel, which thread ranges align to.
+struct TileShape {
+  int64_t mr, nr;
+};
+
+// A 64-byte aligned scratch buffer of at least `bytes` owned by the calling
+// thread and reused by its later calls (defined in gemm.cpp).
+void* workspace(std::size_t bytes);
+
+#define CNNKIT_DECLARE_GEMM(ns)                                   \
+  namespace ns {                                                  \
+  template <class T>                                              \
+  TileShape tile_shape() noexcept;                                \
+  /* C over r = op(A) op(B) over r, on the calling thread; k > 0 */ \
+  template <class T>                                              \
+  void compute(const Operands<T>& g, const Range& r);             \
+  }
+CNNKIT_DECLARE_GEMM(baseline)
+CNNKIT_DECLARE_GEMM(avx2)
+#undef CNNKIT_DECLARE_GEMM
+
+#ifdef CNNKIT_ISA_NS
+namespace CNNKIT_ISA_NS {
+
+// Specialised by the including unit for float and double:
+//   static constexpr int64_t MR, NR;      register tile
+//   static constexpr int64_t MC, KC, NC;  cache blocks (MC % MR == 0, NC % NR == 0)
+//   static void run(int64_t kc, const T* a, const T* b, T* c, int64_t ldc,
+//                   int64_t mr, int64_t nr, bool overwrite);
+// run() multiplies a packed MR x kc sliver of A by a packed kc x NR sliver of
+// B, summing over p in increasing order from zero, and stores the top-left
+// mr x nr of the result into C (overwrite) or adds it to C.
+template <class T>
+struct MicroKernel;
+
+inline int64_t round_up(int64_t x, int64_t multiple) {
+  return (x + multiple - 1) / multiple * multiple;
+}
+
+// The length of every k block but the last: blocks of near-equal length no
+// longer than kc_max, a function of k alone (the reduction order depends on
+// it, so it must not depend on m, n or the thread count).
+inline int64_t k_block(int64_t k, int64_t kc_max) {
+  const int64_t blocks = (k + kc_max - 1) / kc_max;
+  return (k + blocks - 1) / blocks;
+}
+
+// Writes the top-left mr x nr of an MR x NR tile held in `acc` (row-major)
+// into C. Used for edge tiles; the additions are the same as the full-tile
+// path's, so an element's bits do not depend on where it falls in C.
+template <class T, int64_t MR, int64_t NR>
+inline void store_partial(const T* acc, T* c, int64_t ldc, int64_t mr, int64_t nr,
+                          bool overwrite) {
+  for (int64_t i = 0; i < mr; ++i) {
+    T* row = c + i * ldc;
+    const T* src = acc + i * NR;
+    if (overwrite) {
+      for (int64_t j = 0; j < nr; ++j) row[j] = src[j];
+    } else {
+      for (int64_t j = 0; j < nr; ++j) row[j] = row[j] + src[j];
+    }
+  }
+}
+
+// Packs rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) into MR-tall
+// slivers: element (i0 + s + i, p0 + p) goes to dst[s * kc + p * MR + i] for
+// each sliver start s (a multiple of MR). Rows past i0 + mc are zero, so the
+// micro-kernel always runs on full slivers.
+template <int64_t MR, class T>
+void pack_a(const Operands<T>& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+            T* __restrict dst) {
+  for (int64_t s = 0; s < mc; s += MR, dst += MR * kc) {
+    const int64_t rows = mc - s < MR ? mc - s : MR;
+    if (g.trans_a) {
+      // Column p of op(A) is row p of A: MR contiguous elements per step.
+      const T* src = g.a + p0 * g.lda + (i0 + s);
+      for (int64_t p = 0; p < kc; ++p, src += g.lda)
+        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = i < rows ? src[i] : T(0);
+    } else if (rows == MR) {
+      // Rows of op(A) are rows of A: interleave MR contiguous streams.
+      const T* src = g.a + (i0 + s) * g.lda + p0;
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = src[i * g.lda + p];
+    } else {
+      const T* src = g.a + (i0 + s) * g.lda + p0;
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = i < rows ? src[i * g.lda + p] : T(0);
+    }
+  }
+}
+
+// Packs rows [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-wide
+// slivers: element (p0 + p, j0 + s + j) goes to dst[s * kc + p * NR + j].
+// Columns past j0 + nc are zero.
+template <int64_t NR, class T>
+void pack_b(const Operands<T>& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+            T* __restrict dst) {
+  for (int64_t s = 0; s < nc; s += NR, dst += NR * kc) {
+    const int64_t cols = nc - s < NR ? nc - s : NR;
+    if (!g.trans_b) {
+      // Rows of op(B) are rows of B: NR contiguous elements per step.
+      const T* src = g.b + p0 * g.ldb + (j0 + s);
+      if (cols == NR) {
+        for (int64_t p = 0; p < kc; ++p, src += g.ldb)
+          for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = src[j];
+      } else {
+        for (int64_t p = 0; p < kc; ++p, src += g.ldb)
+          for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < cols ? src[j] : T(0);
+      }
+    } else {
+      // Column j of op(B) is row j of B: interleave NR contiguous streams.
+      const T* src = g.b + (j0 + s) * g.ldb + p0;
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < cols ? src[j * g.ldb + p] : T(0);
+    }
+  }
+}
+
+template <class T>
+TileShape tile_shape() noexcept {
+  return {MicroKernel<T>::MR, MicroKernel<T>::NR};
+}
+
+template <class T>
+void compute(const Operands<T>& g, const Range& r) {
+  using K = MicroKernel<T>;
+  constexpr int64_t MR = K::MR, NR = K::NR;
+  const int64_t kb = k_block(g.k, K::KC);
+  const int64_t m = r.i1 - r.i0, n = r.j1 - r.j0;
+  // Buffers sized for this range's largest blocks: B first, so that its
+  // slivers keep the workspace's 64-byte alignment for the micro-kernel's
+  // aligned loads; A after it, rounded to 64 bytes.
+  const int64_t mc_max = m < K::MC ? round_up(m, MR) : K::MC;
+  const int64_t nc_max = n < K::NC ? round_up(n, NR) : K::NC;
+  const int64_t b_elems = round_up(nc_max * kb, 64 / static_cast<int64_t>(sizeof(T)));
+  T* const b_pack = static_cast<T*>(workspace((b_elems + mc_max * kb) * sizeof(T)));
+  T* const a_pack = b_pack + b_elems;
+
+  for (int64_t jc = r.j0; jc < r.j1; jc += K::NC) {
+    const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
+    for (int64_t pc = 0; pc < g.k; pc += kb) {
+      const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
+      // The first k block overwrites C unless the caller accumulates.
+      const bool overwrite = pc == 0 && !g.accumulate;
+      pack_b<NR>(g, pc, kc, jc, nc, b_pack);
+      for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
+        const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
+        pack_a<MR>(g, ic, mc, pc, kc, a_pack);
+        // B sliver outer, A sliver inner: the B sliver stays in L1 while
+        // the A block streams from L2.
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = nc - jr < NR ? nc - jr : NR;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = mc - ir < MR ? mc - ir : MR;
+            K::run(kc, a_pack + ir * kc, b_pack + jr * kc, g.c + (ic + ir) * g.ldc + (jc + jr),
+                   g.ldc, mr, nr, overwrite);
+          }
+        }
+      }
+    }
+  }
+}
+
+template TileShape tile_shape<float>() noexcept;
+template TileShape tile_shape<double>() noexcept;
+template void compute<float>(const Operands<float>&, const Range&);
+template void compute<double>(const Operands<double>&, const Range&);
+
+}  // namespace CNNKIT_ISA_NS
+#endif  // CNNKIT_ISA_NS
+
+}  // namespace cnnkit::gemm_impl
