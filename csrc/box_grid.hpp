@@ -51,14 +51,14 @@ class BoxGrid {
     for (int64_t cy = r.y0; cy <= r.y1; ++cy)
       for (int64_t cx = r.x0; cx <= r.x1; ++cx) {
         int64_t& head = head_[size_t(cy * gx_ + cx)];
-        entries_.push_back({box, head});
+        entries_.push_back({box, head, r.x0, r.y0});
         head = int64_t(entries_.size()) - 1;
       }
   }
 
-  // Calls visit(j) for inserted boxes j that may overlap `box` (all that do,
-  // some perhaps more than once) until visit returns true; returns whether
-  // one did.
+  // Calls visit(j) once for each inserted box j that may overlap `box` (a
+  // superset of those that do) until visit returns true; returns whether one
+  // did.
   template <class F>
   bool any_near(int64_t box, F&& visit) const {
     const Range r = range_of(box);
@@ -71,8 +71,13 @@ class BoxGrid {
       if (visit(j)) return true;
     for (int64_t cy = r.y0; cy <= r.y1; ++cy)
       for (int64_t cx = r.x0; cx <= r.x1; ++cx)
-        for (int64_t e = head_[size_t(cy * gx_ + cx)]; e >= 0; e = entries_[size_t(e)].next)
-          if (visit(entries_[size_t(e)].box)) return true;
+        for (int64_t e = head_[size_t(cy * gx_ + cx)]; e >= 0; e = entries_[size_t(e)].next) {
+          const Entry& entry = entries_[size_t(e)];
+          // A box listed in several of the query's cells is visited only in
+          // the first cell the two ranges share.
+          if (cx != std::max(entry.x0, r.x0) || cy != std::max(entry.y0, r.y0)) continue;
+          if (visit(entry.box)) return true;
+        }
     return false;
   }
 
@@ -80,6 +85,7 @@ class BoxGrid {
   static constexpr int64_t kMaxCellsPerBox = 64;
   struct Entry {
     int64_t box, next;
+    int64_t x0, y0;  // the box's first cell
   };
   struct Range {
     int64_t x0, y0, x1, y1;

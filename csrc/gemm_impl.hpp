@@ -64,7 +64,8 @@ CNNKIT_DECLARE_GEMM(avx2)
 #ifdef CNNKIT_ISA_NS
 namespace CNNKIT_ISA_NS {
 
-// Specialised by the including unit for float and double:
+// Specialised by the including unit for float and double, which then
+// instantiates tile_shape<T> and compute<T> for both:
 //   static constexpr int64_t MR, NR;      register tile
 //   static constexpr int64_t MC, KC, NC;  cache blocks (MC % MR == 0, NC % NR == 0)
 //   static void run(int64_t kc, const T* a, const T* b, T* c, int64_t ldc,
@@ -202,11 +203,6 @@ void compute(const Operands<T>& g, const Range& r) {
     }
   }
 }
-
-template TileShape tile_shape<float>() noexcept;
-template TileShape tile_shape<double>() noexcept;
-template void compute<float>(const Operands<float>&, const Range&);
-template void compute<double>(const Operands<double>&, const Range&);
 
 }  // namespace CNNKIT_ISA_NS
 #endif  // CNNKIT_ISA_NS

@@ -143,7 +143,6 @@ void soft_nms(const T* boxes, const T* scores, int64_t n, const SoftNmsOptions& 
   for (int64_t i : members) heap.push({current[size_t(i)], i});
 
   const double sigma = opt.sigma, lin_threshold = opt.iou_threshold;
-  std::vector<int64_t> visited_by(size_t(n), -1);  // the grid may list a box in several cells
   while (!heap.empty()) {
     const Entry top = heap.top();
     heap.pop();
@@ -154,8 +153,7 @@ void soft_nms(const T* boxes, const T* scores, int64_t n, const SoftNmsOptions& 
     selected_scores.push_back(top.score);
     if (!(areas[size_t(m)] > T(0))) continue;  // IoU 0 with everything: no decay
     grid.any_near(m, [&](int64_t j) {
-      if (removed[size_t(j)] || visited_by[size_t(j)] == m) return false;
-      visited_by[size_t(j)] = m;
+      if (removed[size_t(j)]) return false;
       const double iou = double(pair_iou(boxes, areas.data(), m, j));
       double factor = 1.0;
       if (opt.method == SoftNmsMethod::gaussian)
