@@ -7,10 +7,12 @@
 namespace cnnkit {
 
 template <class T>
-int64_t first_nonfinite_row(const T* boxes, int64_t n) noexcept {
+int64_t first_row_beyond(const T* boxes, int64_t n, T limit) noexcept {
   for (int64_t i = 0; i < n; ++i) {
     const T* r = boxes + 4 * i;
-    if (!(std::isfinite(r[0]) && std::isfinite(r[1]) && std::isfinite(r[2]) && std::isfinite(r[3])))
+    // Written so that NaN fails the test too.
+    if (!(std::fabs(r[0]) <= limit && std::fabs(r[1]) <= limit && std::fabs(r[2]) <= limit &&
+          std::fabs(r[3]) <= limit))
       return i;
   }
   return -1;
@@ -100,7 +102,7 @@ int64_t remove_small_boxes(const T* boxes, int64_t n, T min_size, int64_t* keep)
 }
 
 #define CNNKIT_INSTANTIATE(T)                                                                \
-  template int64_t first_nonfinite_row<T>(const T*, int64_t) noexcept;                       \
+  template int64_t first_row_beyond<T>(const T*, int64_t, T) noexcept;                       \
   template int64_t first_invalid_row<T>(const T*, int64_t, BoxFormat) noexcept;              \
   template void box_convert<T>(const T*, T*, int64_t, BoxFormat, BoxFormat) noexcept;        \
   template void box_area<T>(const T*, T*, int64_t) noexcept;                                 \

@@ -10,9 +10,15 @@ namespace cnnkit {
 enum class BoxFormat { xyxy, xywh, cxcywh };
 enum class IouKind { iou, giou, diou, ciou };
 
-// Index of the first row holding a non-finite value, or -1.
+// The largest coordinate magnitude for which areas, unions and squared
+// enclosing diagonals of boxes cannot overflow T: 1e18 for float, 1e150 for double.
 template <class T>
-int64_t first_nonfinite_row(const T* boxes, int64_t n) noexcept;
+constexpr T max_box_coordinate() noexcept {
+  return sizeof(T) == 4 ? T(1e18) : T(1e150);
+}
+// Index of the first row holding a NaN or a value of magnitude > limit, or -1.
+template <class T>
+int64_t first_row_beyond(const T* boxes, int64_t n, T limit) noexcept;
 // Index of the first row that is not a valid box of `fmt` (xyxy: x2 < x1 or
 // y2 < y1; xywh and cxcywh: negative width or height), or -1.
 template <class T>

@@ -188,7 +188,8 @@ py::object batched_nms(py::handle boxes_obj, py::handle scores_obj, py::handle c
   const Detections d = detections_arg(boxes_obj, scores_obj, fn);
   const py::array classes_raw = vector_arg(classes_obj, d.n, fn, "classes", "boxes");
   const char kind = classes_raw.dtype().kind();
-  if (kind != 'i' && kind != 'u')
+  // An empty list arrives as float64; with no labels there is nothing to misread.
+  if (kind != 'i' && kind != 'u' && classes_raw.size() != 0)
     throw py::type_error("batched_nms(): classes must have an integer dtype, got " +
                          std::string(py::str(classes_raw.dtype())));
   const auto classes = contiguous<int64_t>(classes_raw);

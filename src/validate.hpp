@@ -49,24 +49,30 @@ inline py::array as_array(py::handle obj, const char* fn, const char* name) {
                            type_name(obj) + " (" + e.what() + ")");
     }
   }
-  if (a.dtype().kind() == 'O')
-    throw py::type_error(prefix(fn, name) + "must hold numbers, got an array of dtype object");
+  const char kind = a.dtype().kind();
+  if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f' && kind != 'c')
+    throw py::type_error(prefix(fn, name) + "must hold numbers, got an array of dtype " +
+                         std::string(py::str(a.dtype())));
   return a;
 }
 
+// By kind and size rather than dtype identity: an unpickled or byte-swapped
+// float32 array is still float32 (contiguous() converts the byte order).
 inline Float float_type(const py::array& a, const char* fn, const char* name) {
-  if (a.dtype().is(py::dtype::of<float>())) return Float::f32;
-  if (a.dtype().is(py::dtype::of<double>())) return Float::f64;
+  if (a.dtype().kind() == 'f' && a.itemsize() == 4) return Float::f32;
+  if (a.dtype().kind() == 'f' && a.itemsize() == 8) return Float::f64;
   throw py::type_error(prefix(fn, name) + "must have dtype float32 or float64, got " +
                        std::string(py::str(a.dtype())));
 }
 
 inline Float wider(Float a, Float b) { return (a == Float::f64 || b == Float::f64) ? Float::f64 : Float::f32; }
 
-// C-contiguous array of T (a copy only when `a` is not already one).
+// C-contiguous, native-order array of T (a copy only when `a` is not already one).
 template <class T>
 py::array_t<T, py::array::c_style> contiguous(const py::array& a) {
-  return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+  auto out = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (!out) throw py::error_already_set();
+  return out;
 }
 
 template <class F>
@@ -78,10 +84,10 @@ decltype(auto) with_float(Float t, F&& f) {
 // Boxes are (N, 4); an empty 1-D array-like ([] or np.array([])) counts as (0, 4).
 inline py::array boxes_arg(py::handle obj, const char* fn, const char* name) {
   py::array a = as_array(obj, fn, name);
+  float_type(a, fn, name);
   if (a.ndim() == 1 && a.size() == 0) a = a.attr("reshape")(0, 4);
   if (a.ndim() != 2 || a.shape(1) != 4)
     throw py::value_error(prefix(fn, name) + "must have shape (N, 4), got shape " + shape_str(a));
-  float_type(a, fn, name);
   return a;
 }
 
@@ -97,13 +103,26 @@ inline const char* format_name(BoxFormat f) {
   return f == BoxFormat::xyxy ? "xyxy" : (f == BoxFormat::xywh ? "xywh" : "cxcywh");
 }
 
-// Finite values and, for the format, x1 <= x2 and y1 <= y2 (or w, h >= 0).
+// Finite coordinates small enough that areas and squared distances cannot
+// overflow T, and, for the format, x1 <= x2 and y1 <= y2 (or w, h >= 0).
 template <class T>
 void check_box_values(const T* p, int64_t n, BoxFormat fmt, const char* fn, const char* name) {
-  const int64_t bad = first_nonfinite_row(p, n);
-  if (bad >= 0)
-    throw py::value_error(prefix(fn, name) + "must hold finite coordinates, got " +
-                          row_str(p + 4 * bad) + " in row " + std::to_string(bad));
+  const T limit = max_box_coordinate<T>();
+  const int64_t bad = first_row_beyond(p, n, limit);
+  if (bad >= 0) {
+    const T* r = p + 4 * bad;
+    const bool finite = std::isfinite(r[0]) && std::isfinite(r[1]) && std::isfinite(r[2]) &&
+                        std::isfinite(r[3]);
+    std::ostringstream os;
+    os << prefix(fn, name);
+    if (finite)
+      os << "must hold coordinates within +-" << double(limit) << " for "
+         << (sizeof(T) == 4 ? "float32" : "float64") << " (so that areas stay finite), got ";
+    else
+      os << "must hold finite coordinates, got ";
+    os << row_str(r) << " in row " << bad;
+    throw py::value_error(os.str());
+  }
   const int64_t inv = first_invalid_row(p, n, fmt);
   if (inv >= 0) {
     const std::string what = fmt == BoxFormat::xyxy ? "x1 <= x2 and y1 <= y2"

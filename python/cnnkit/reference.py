@@ -147,17 +147,22 @@ def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = Fa
 
 
 def _score_order(scores: np.ndarray, score_threshold: float | None) -> np.ndarray:
-    """Indices passing the threshold, by decreasing score, ties by increasing index."""
+    """Indices passing the threshold, by decreasing score, ties by increasing index.
+
+    Thresholds are compared in float64, as the kernels do (NumPy would round a
+    Python float threshold to a float32 array's dtype first).
+    """
     idx = np.arange(len(scores))
     if score_threshold is not None:
-        idx = idx[scores >= score_threshold]
+        idx = idx[scores.astype(np.float64) >= score_threshold]
     return idx[np.lexsort((idx, -scores[idx]))]
 
 
 def _greedy(boxes: np.ndarray, order: np.ndarray, iou_threshold: float) -> list[int]:
     kept: list[int] = []
     for i in order:
-        if not kept or not np.any(box_iou(boxes[i : i + 1], boxes[kept])[0] > iou_threshold):
+        iou = box_iou(boxes[i : i + 1], boxes[kept])[0].astype(np.float64)
+        if not kept or not np.any(iou > iou_threshold):
             kept.append(int(i))
     return kept
 
@@ -204,7 +209,7 @@ def soft_nms(
 ) -> tuple[np.ndarray, np.ndarray]:
     b, s = _common(boxes, scores)
     current = s.copy()
-    alive = current >= score_threshold
+    alive = current.astype(np.float64) >= score_threshold
     indices: list[int] = []
     selected: list = []
     while alive.any():
@@ -220,5 +225,5 @@ def soft_nms(
         else:
             factor = np.where(iou > iou_threshold, 1.0 - iou, 1.0)
         current[rest] = (current[rest].astype(np.float64) * factor).astype(s.dtype)
-        alive[rest] = current[rest] >= score_threshold
+        alive[rest] = current[rest].astype(np.float64) >= score_threshold
     return np.asarray(indices, dtype=np.int64), np.asarray(selected, dtype=s.dtype)
