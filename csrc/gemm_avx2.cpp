@@ -38,28 +38,81 @@ struct F64 {
   static void storeu(T* p, V v) { _mm256_storeu_pd(p, v); }
 };
 
-// An MR x (2 vectors) tile: with MR = 6 that is 12 accumulators, 2 B vectors
-// and 1 A broadcast, 15 of the 16 ymm registers. 12 independent FMA chains
-// cover the FMA latency (4 cycles) times its throughput (2 per cycle), and
-// each step issues 8 loads for 12 FMAs, within the load ports' budget.
-template <class Vec, int64_t MR_, int64_t MC_, int64_t KC_, int64_t NC_>
+// A 6 x (2 vectors) tile, i.e. 6 x 16 floats or 6 x 8 doubles: 12
+// accumulators, 2 B vectors and 1 A broadcast use 15 of the 16 ymm registers.
+// 12 independent FMA chains cover the FMA latency (4-5 cycles) times its
+// throughput (2 per cycle), and each step issues 8 loads for 12 FMAs, within
+// the load ports' budget. A 4 x 3-vector tile needs fewer loads (7), but
+// 2-vector widths divide the channel counts convolutions use (n = 32, 64,
+// 128, ...), so full tiles are the rule there, and 4 x 3 measured no faster.
+template <class Vec, int64_t MC_, int64_t KC_, int64_t NC_>
 struct FmaKernel {
   using T = typename Vec::T;
   using V = typename Vec::V;
-  static constexpr int64_t MR = MR_, NR = 2 * Vec::W, MC = MC_, KC = KC_, NC = NC_;
+  static constexpr int64_t MR = 6, NR = 2 * Vec::W, MC = MC_, KC = KC_, NC = NC_;
+  static constexpr bool kInPlaceA = true;
+
+  // The A sliver packed: element (i, p) at a[p * MR + i].
+  struct PackedA {
+    const T* a;
+    const T* at(int64_t i, int64_t p) const { return a + p * MR + i; }
+  };
+  // The A sliver read in place from a row-major A: element (i, p) at
+  // row[i][p]. Rows past the tile's mr point at its first row, so that
+  // reads stay inside A; their results are never stored.
+  struct RowsA {
+    const T* row[MR];
+    RowsA(const T* a, int64_t lda, int64_t mr) {
+      for (int64_t i = 0; i < MR; ++i) row[i] = a + (i < mr ? i : 0) * lda;
+    }
+    const T* at(int64_t i, int64_t p) const { return row[i] + p; }
+  };
 
   static void run(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, int64_t mr, int64_t nr,
                   bool overwrite) {
-    V acc[MR][2];
-    for (int64_t i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = Vec::zero();
-    for (int64_t p = 0; p < kc; ++p, a += MR, b += NR) {
-      const V b0 = Vec::load(b), b1 = Vec::load(b + Vec::W);
-      for (int64_t i = 0; i < MR; ++i) {
-        const V ai = Vec::broadcast(a + i);
-        acc[i][0] = Vec::fmadd(ai, b0, acc[i][0]);
-        acc[i][1] = Vec::fmadd(ai, b1, acc[i][1]);
-      }
+    tile(kc, PackedA{a}, b, c, ldc, mr, nr, overwrite);
+  }
+  static void run_rows(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc,
+                       int64_t mr, int64_t nr, bool overwrite) {
+    tile(kc, RowsA(a, lda, mr), b, c, ldc, mr, nr, overwrite);
+  }
+
+  template <class A>
+  static void tile(int64_t kc, const A& a, const T* b, T* c, int64_t ldc, int64_t mr, int64_t nr,
+                   bool overwrite) {
+    // Start fetching the C tile now so that its lines have arrived when the
+    // sums are added to it (+5-10% when C's rows alias in cache, as with
+    // ldc = 1024). A row spans at most two lines.
+    for (int64_t i = 0; i < mr; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
     }
+    // Named accumulators rather than an array: GCC keeps an indexed array
+    // of vectors in memory, storing it back on every step.
+    V c00 = Vec::zero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+      c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int64_t p = 0; p < kc; ++p, b += NR) {
+      const V b0 = Vec::load(b), b1 = Vec::load(b + Vec::W);
+      V ai = Vec::broadcast(a.at(0, p));
+      c00 = Vec::fmadd(ai, b0, c00);
+      c01 = Vec::fmadd(ai, b1, c01);
+      ai = Vec::broadcast(a.at(1, p));
+      c10 = Vec::fmadd(ai, b0, c10);
+      c11 = Vec::fmadd(ai, b1, c11);
+      ai = Vec::broadcast(a.at(2, p));
+      c20 = Vec::fmadd(ai, b0, c20);
+      c21 = Vec::fmadd(ai, b1, c21);
+      ai = Vec::broadcast(a.at(3, p));
+      c30 = Vec::fmadd(ai, b0, c30);
+      c31 = Vec::fmadd(ai, b1, c31);
+      ai = Vec::broadcast(a.at(4, p));
+      c40 = Vec::fmadd(ai, b0, c40);
+      c41 = Vec::fmadd(ai, b1, c41);
+      ai = Vec::broadcast(a.at(5, p));
+      c50 = Vec::fmadd(ai, b0, c50);
+      c51 = Vec::fmadd(ai, b1, c51);
+    }
+    const V acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     if (mr == MR && nr == NR) {
       for (int64_t i = 0; i < MR; ++i) {
         T* row = c + i * ldc;
@@ -88,9 +141,9 @@ struct FmaKernel {
 // the 32 KiB L1; the A block (MC x kc) fills part of the 1 MiB L2; the B
 // panel (kc x NC) sits in L2/L3.
 template <>
-struct MicroKernel<float> : FmaKernel<F32, 6, 240, 256, 2048> {};
+struct MicroKernel<float> : FmaKernel<F32, 240, 256, 2048> {};
 template <>
-struct MicroKernel<double> : FmaKernel<F64, 6, 120, 256, 1024> {};
+struct MicroKernel<double> : FmaKernel<F64, 120, 256, 1024> {};
 
 template TileShape tile_shape<float>() noexcept;
 template TileShape tile_shape<double>() noexcept;

@@ -68,11 +68,17 @@ namespace CNNKIT_ISA_NS {
 // instantiates tile_shape<T> and compute<T> for both:
 //   static constexpr int64_t MR, NR;      register tile
 //   static constexpr int64_t MC, KC, NC;  cache blocks (MC % MR == 0, NC % NR == 0)
+//   static constexpr bool kInPlaceA;      whether run_rows() exists
 //   static void run(int64_t kc, const T* a, const T* b, T* c, int64_t ldc,
 //                   int64_t mr, int64_t nr, bool overwrite);
+//   static void run_rows(int64_t kc, const T* a, int64_t lda, const T* b, T* c,
+//                        int64_t ldc, int64_t mr, int64_t nr, bool overwrite);
 // run() multiplies a packed MR x kc sliver of A by a packed kc x NR sliver of
 // B, summing over p in increasing order from zero, and stores the top-left
-// mr x nr of the result into C (overwrite) or adds it to C.
+// mr x nr of the result into C (overwrite) or adds it to C. run_rows() does
+// the same with the A sliver read in place from a row-major A (row i at
+// a + i * lda, only rows < mr read), with the same arithmetic, so that the
+// two give the same bits.
 template <class T>
 struct MicroKernel;
 
@@ -164,41 +170,88 @@ TileShape tile_shape() noexcept {
   return {MicroKernel<T>::MR, MicroKernel<T>::NR};
 }
 
+// Rows [ic, ic + mc) x columns [jc, jc + nc) of C over k steps [pc, pc + kc),
+// from op(B) packed at b_pack and op(A) packed at a_pack, or read in place
+// when a_pack is null.
+template <class K, class T>
+void multiply_block(const Operands<T>& g, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
+                    int64_t pc, int64_t kc, const T* b_pack, const T* a_pack) {
+  constexpr int64_t MR = K::MR, NR = K::NR;
+  // The first k block overwrites C unless the caller accumulates.
+  const bool overwrite = pc == 0 && !g.accumulate;
+  // B sliver outer, A sliver inner: the B sliver stays in L1 while the A
+  // block streams from L2.
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t nr = nc - jr < NR ? nc - jr : NR;
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+      const int64_t mr = mc - ir < MR ? mc - ir : MR;
+      T* const c = g.c + (ic + ir) * g.ldc + (jc + jr);
+      if constexpr (K::kInPlaceA) {
+        if (!a_pack) {
+          K::run_rows(kc, g.a + (ic + ir) * g.lda + pc, g.lda, b_pack + jr * kc, c, g.ldc, mr, nr,
+                      overwrite);
+          continue;
+        }
+      }
+      K::run(kc, a_pack + ir * kc, b_pack + jr * kc, c, g.ldc, mr, nr, overwrite);
+    }
+  }
+}
+
 template <class T>
 void compute(const Operands<T>& g, const Range& r) {
   using K = MicroKernel<T>;
   constexpr int64_t MR = K::MR, NR = K::NR;
   const int64_t kb = k_block(g.k, K::KC);
   const int64_t m = r.i1 - r.i0, n = r.j1 - r.j0;
+  const int64_t n_round = round_up(n, NR);
+  // A row-major A can be read in place. Worth it when C is narrow: packing
+  // costs about one pass over A, which few B slivers would amortise (at
+  // n = 64 it is a fifth of the multiply time). Not when A's rows are a
+  // multiple of 4 KiB apart: they would share cache sets and evict each
+  // other and the B sliver, which the packed copy avoids.
+  const bool direct_a = K::kInPlaceA && !g.trans_a && n <= 16 * NR &&
+                        (g.lda * static_cast<int64_t>(sizeof(T))) % 4096 != 0;
+  // C is then narrower than a B panel (16 NR <= NC), so the B buffer holds
+  // `span` steps of k: several k blocks.
+  const int64_t span = direct_a ? (K::NC / n_round) * kb : kb;
+
   // Buffers sized for this range's largest blocks: B first, so that its
   // slivers keep the workspace's 64-byte alignment for the micro-kernel's
   // aligned loads; A after it, rounded to 64 bytes.
-  const int64_t mc_max = m < K::MC ? round_up(m, MR) : K::MC;
-  const int64_t nc_max = n < K::NC ? round_up(n, NR) : K::NC;
-  const int64_t b_elems = round_up(nc_max * kb, 64 / static_cast<int64_t>(sizeof(T)));
-  T* const b_pack = static_cast<T*>(workspace((b_elems + mc_max * kb) * sizeof(T)));
-  T* const a_pack = b_pack + b_elems;
+  const int64_t b_elems = round_up((n < K::NC ? n_round : K::NC) * (span < g.k ? span : g.k),
+                                   64 / static_cast<int64_t>(sizeof(T)));
+  const int64_t a_elems = direct_a ? 0 : (m < K::MC ? round_up(m, MR) : K::MC) * kb;
+  T* const b_pack = static_cast<T*>(workspace((b_elems + a_elems) * sizeof(T)));
+  T* const a_pack = direct_a ? nullptr : b_pack + b_elems;
 
+  if (direct_a) {
+    // Pack B over a span of k (k block pc at b_pack + (pc - p0) * n_round),
+    // then finish each row block of C over the whole span before the next:
+    // the C block stays in L2 across k blocks instead of C being swept from
+    // L3 once per k block, which measured up to 20% slower at large k.
+    for (int64_t p0 = 0; p0 < g.k; p0 += span) {
+      const int64_t p1 = g.k - p0 < span ? g.k : p0 + span;
+      for (int64_t pc = p0; pc < p1; pc += kb)
+        pack_b<NR>(g, pc, p1 - pc < kb ? p1 - pc : kb, r.j0, n, b_pack + (pc - p0) * n_round);
+      for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
+        const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
+        for (int64_t pc = p0; pc < p1; pc += kb)
+          multiply_block<K>(g, ic, mc, r.j0, n, pc, p1 - pc < kb ? p1 - pc : kb,
+                            b_pack + (pc - p0) * n_round, a_pack);
+      }
+    }
+    return;
+  }
   for (int64_t jc = r.j0; jc < r.j1; jc += K::NC) {
     const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
     for (int64_t pc = 0; pc < g.k; pc += kb) {
       const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
-      // The first k block overwrites C unless the caller accumulates.
-      const bool overwrite = pc == 0 && !g.accumulate;
       pack_b<NR>(g, pc, kc, jc, nc, b_pack);
       for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         pack_a<MR>(g, ic, mc, pc, kc, a_pack);
-        // B sliver outer, A sliver inner: the B sliver stays in L1 while
-        // the A block streams from L2.
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t nr = nc - jr < NR ? nc - jr : NR;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t mr = mc - ir < MR ? mc - ir : MR;
-            K::run(kc, a_pack + ir * kc, b_pack + jr * kc, g.c + (ic + ir) * g.ldc + (jc + jr),
-                   g.ldc, mr, nr, overwrite);
-          }
-        }
+        multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_pack, a_pack);
       }
     }
   }

@@ -11,6 +11,10 @@ namespace py = pybind11;
 
 namespace cnnkit::bind {
 void bind_boxes(py::module_& m);
+void bind_pool(py::module_& m);
+void bind_conv(py::module_& m);
+void bind_gemm(py::module_& m);
+void bind_gram(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -50,4 +54,8 @@ PYBIND11_MODULE(_core, m) {
   });
 
   cnnkit::bind::bind_boxes(m);
+  cnnkit::bind::bind_pool(m);
+  cnnkit::bind::bind_conv(m);
+  cnnkit::bind::bind_gemm(m);
+  cnnkit::bind::bind_gram(m);
 }

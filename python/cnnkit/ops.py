@@ -29,14 +29,28 @@ from numpy.typing import ArrayLike
 from . import _core
 
 __all__ = [
+    "avg_pool",
+    "avg_pool_backward",
     "batched_nms",
     "box_area",
     "box_convert",
     "box_iou",
     "clip_boxes",
     "complete_box_iou",
+    "conv",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_backward",
     "distance_box_iou",
     "generalized_box_iou",
+    "global_avg_pool",
+    "global_max_pool",
+    "gram",
+    "gram_backward",
+    "matmul",
+    "max_pool",
+    "max_pool_backward",
     "nms",
     "remove_small_boxes",
     "soft_nms",
@@ -287,3 +301,321 @@ def soft_nms(
         The decayed score of each selected box.
     """
     return _core.soft_nms(boxes, scores, method, sigma, iou_threshold, score_threshold)
+
+
+def matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Matrix product on cnnkit's packed GEMM.
+
+    Parameters
+    ----------
+    a : array_like, shape (M, K) or (B, M, K), float32 or float64
+    b : array_like, shape (K, N) or (B, K, N)
+        A 2-D operand is shared by every matrix of a 3-D one.
+
+    Returns
+    -------
+    numpy.ndarray, shape (M, N) or (B, M, N)
+        Bit-identical for any number of threads.
+    """
+    return _core.matmul(a, b)
+
+
+def conv(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence = "valid",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """Convolution (cross-correlation, as in every deep-learning library), channels-last.
+
+    The number of spatial dimensions (1 to 3) is chosen by ``x.ndim``.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, *spatial, C_in), float32 or float64
+    w : array_like, shape (*kernel, C_in // groups, C_out)
+    b : array_like, shape (C_out,), optional
+    stride, dilation : int or tuple of ints, one per spatial dimension
+    padding : "valid", "same", int, tuple of ints, or tuple of (before, after) pairs
+        ``"same"`` follows Keras/TensorFlow: the output has ``ceil(n / stride)``
+        positions and an odd padding pixel goes at the end.
+    groups : int
+        Splits the channels into groups convolved independently;
+        ``groups == C_in`` is a depthwise convolution.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, *out, C_out)
+        ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``.
+
+    Examples
+    --------
+    >>> conv(np.zeros((1, 14, 1)), np.zeros((5, 1, 16))).shape
+    (1, 10, 16)
+    """
+    return _core.conv(x, w, b, stride, padding, dilation, groups)
+
+
+def _conv_of_rank(rank: int):
+    spatial = {1: "L", 2: "H, W", 3: "D, H, W"}[rank]
+
+    def conv_nd(
+        x: ArrayLike,
+        w: ArrayLike,
+        b: ArrayLike | None = None,
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: str | int | Sequence = "valid",
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+    ) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != rank + 2:
+            raise ValueError(
+                f"conv{rank}d(): x must have shape (N, {spatial}, C_in), got shape {x.shape}"
+            )
+        return conv(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    conv_nd.__name__ = conv_nd.__qualname__ = f"conv{rank}d"
+    conv_nd.__doc__ = f"{rank}-D convolution: :func:`conv` for x of rank {rank + 2} only."
+    return conv_nd
+
+
+conv1d = _conv_of_rank(1)
+conv2d = _conv_of_rank(2)
+conv3d = _conv_of_rank(3)
+
+
+def conv_backward(
+    x: ArrayLike,
+    w: ArrayLike,
+    dy: ArrayLike,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence = "valid",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    need: Sequence[str] = ("x", "w", "b"),
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Gradients of :func:`conv` with respect to its input, weights and bias.
+
+    Parameters
+    ----------
+    x, w, stride, padding, dilation, groups
+        As given to :func:`conv`.
+    dy : array_like
+        The gradient with respect to the output, of the output's shape.
+    need : sequence of {"x", "w", "b"}
+        Which gradients to compute; the others are returned as None.
+
+    Returns
+    -------
+    (dx, dw, db)
+        Shapes of x, w and (C_out,).
+    """
+    text = f"conv_backward(): need must be a sequence of 'x', 'w' and 'b', got {need!r}"
+    if not hasattr(need, "__iter__"):
+        raise TypeError(text)
+    if isinstance(need, str) or not set(need) <= {"x", "w", "b"}:
+        raise ValueError(text)
+    return _core.conv_backward(
+        x, w, dy, stride, padding, dilation, groups, "x" in need, "w" in need, "b" in need
+    )
+
+
+def gram(x: ArrayLike, *, normalize: str | None = None) -> np.ndarray:
+    """Gram matrices of channels-last feature maps (the style matrix of style transfer).
+
+    Each batch item's features are flattened to ``F`` of shape (P, C), with
+    ``P = prod(spatial)`` positions, and its Gram matrix is ``F^T F / d``.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, *spatial, C), float32 or float64
+        One to three spatial dimensions: ``x.ndim`` is 3, 4 or 5.
+    normalize : {None, "positions", "size"}, default None
+        The divisor ``d``: 1, ``P``, or ``P * C``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, C, C), same dtype
+        Exactly symmetric, and bit-identical for any number of threads. With
+        zero positions (an empty spatial dimension) it is all zeros, whatever
+        ``normalize`` says: nothing is divided by zero.
+
+    Examples
+    --------
+    >>> gram(np.array([[[1.0, 2.0], [3.0, 4.0]]]))
+    array([[[10., 14.],
+            [14., 20.]]])
+    """
+    return _core.gram(x, normalize)
+
+
+def gram_backward(x: ArrayLike, dG: ArrayLike, *, normalize: str | None = None) -> np.ndarray:
+    """Gradient of :func:`gram` with respect to ``x``.
+
+    With ``F`` and ``d`` as in :func:`gram`, each batch item's gradient is
+    ``F (dG + dG^T) / d``, reshaped like ``x``.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, *spatial, C), float32 or float64
+        As given to :func:`gram`.
+    dG : array_like, shape (N, C, C), float32 or float64
+        The gradient with respect to the Gram matrices.
+    normalize : {None, "positions", "size"}, default None
+        As given to :func:`gram`.
+
+    Returns
+    -------
+    numpy.ndarray, shape of ``x``
+        The wider dtype of ``x`` and ``dG``; bit-identical for any number of
+        threads.
+    """
+    return _core.gram_backward(x, dG, normalize)
+
+
+def max_pool(
+    x: ArrayLike,
+    pool_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] | None = None,
+    padding: str | int | Sequence = "valid",
+) -> np.ndarray:
+    """Max pooling, channels-last (Keras ``MaxPooling1D/2D/3D``).
+
+    The number of spatial dimensions (1 to 3) is chosen by ``x.ndim``. Each
+    output is the maximum of the input elements in its window: padded
+    positions never win. NaN propagates.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, *spatial, C), float32 or float64
+    pool_size : int or tuple of ints, one per spatial dimension
+    strides : int or tuple of ints, optional
+        Defaults to ``pool_size``, as in Keras.
+    padding : "valid", "same", int, tuple of ints, or tuple of (before, after) pairs
+        ``"same"`` follows Keras/TensorFlow: the output has ``ceil(n / strides)``
+        positions and an odd padding element goes at the end. Explicit padding
+        must leave at least one input element in every window.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, *out, C), same dtype
+        ``out = floor((n + pad_before + pad_after - pool_size) / strides) + 1``;
+        bit-identical for any number of threads.
+
+    Examples
+    --------
+    >>> max_pool(np.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2)[..., 0]
+    array([[3., 5.]])
+    >>> max_pool(np.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, padding="same")[..., 0]
+    array([[3., 5., 4.]])
+    """
+    return _core.max_pool(x, pool_size, strides, padding)
+
+
+def avg_pool(
+    x: ArrayLike,
+    pool_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] | None = None,
+    padding: str | int | Sequence = "valid",
+) -> np.ndarray:
+    """Average pooling, channels-last (Keras ``AveragePooling1D/2D/3D``).
+
+    Each output is the mean of the input elements in its window: padded
+    positions are left out of both the sum and the count, as Keras does with
+    ``padding="same"`` (PyTorch's ``count_include_pad=False``). Arguments and
+    output shape as in :func:`max_pool`.
+
+    Examples
+    --------
+    >>> avg_pool(np.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, padding="same")[..., 0]
+    array([[2. , 3.5, 4. ]])
+    """
+    return _core.avg_pool(x, pool_size, strides, padding)
+
+
+def max_pool_backward(
+    x: ArrayLike,
+    dy: ArrayLike,
+    pool_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] | None = None,
+    padding: str | int | Sequence = "valid",
+) -> np.ndarray:
+    """Gradient of :func:`max_pool` with respect to ``x``.
+
+    Each window's ``dy`` goes to the window's maximal element; when several
+    elements tie, to the first of them in row-major window order (the first
+    NaN, when the window holds one). Overlapping windows accumulate.
+
+    Parameters
+    ----------
+    x, pool_size, strides, padding
+        As given to :func:`max_pool`.
+    dy : array_like, float32 or float64
+        The gradient with respect to the output, of the output's shape.
+
+    Returns
+    -------
+    numpy.ndarray, shape of ``x``
+        The wider dtype of ``x`` and ``dy``; bit-identical for any number of
+        threads.
+    """
+    return _core.max_pool_backward(x, dy, pool_size, strides, padding)
+
+
+def avg_pool_backward(
+    x: ArrayLike,
+    dy: ArrayLike,
+    pool_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] | None = None,
+    padding: str | int | Sequence = "valid",
+) -> np.ndarray:
+    """Gradient of :func:`avg_pool` with respect to ``x``.
+
+    Each window's ``dy``, divided by the number of input elements in the
+    window, goes to each of them; overlapping windows accumulate. ``x`` only
+    gives the shape. Arguments and result as in :func:`max_pool_backward`.
+    """
+    return _core.avg_pool_backward(x, dy, pool_size, strides, padding)
+
+
+def global_max_pool(x: ArrayLike) -> np.ndarray:
+    """Maximum over all spatial positions (Keras ``GlobalMaxPooling1D/2D/3D``).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, *spatial, C), float32 or float64
+        One to three spatial dimensions, at least one position.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, C), same dtype
+        NaN propagates.
+    """
+    return _core.global_max_pool(x)
+
+
+def global_avg_pool(x: ArrayLike) -> np.ndarray:
+    """Mean over all spatial positions (Keras ``GlobalAveragePooling1D/2D/3D``).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, *spatial, C), float32 or float64
+        One to three spatial dimensions, at least one position.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, C), same dtype
+        Sums are accumulated in float64, also for float32 input.
+    """
+    return _core.global_avg_pool(x)

@@ -9,20 +9,33 @@ job and is tested separately.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "avg_pool",
+    "avg_pool_backward",
     "batched_nms",
     "box_area",
     "box_convert",
     "box_iou",
     "clip_boxes",
     "complete_box_iou",
+    "conv",
+    "conv_backward",
     "distance_box_iou",
     "generalized_box_iou",
+    "global_avg_pool",
+    "global_max_pool",
+    "gram",
+    "gram_backward",
+    "matmul",
+    "max_pool",
+    "max_pool_backward",
     "nms",
     "remove_small_boxes",
     "soft_nms",
@@ -227,3 +240,239 @@ def soft_nms(
         current[rest] = (current[rest].astype(np.float64) * factor).astype(s.dtype)
         alive[rest] = current[rest].astype(np.float64) >= score_threshold
     return np.asarray(indices, dtype=np.int64), np.asarray(selected, dtype=s.dtype)
+
+
+def _per_dim(value, rank: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+
+
+def _window_padding(
+    sizes: Sequence[int],
+    window: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    padding,
+) -> list[tuple[int, int]]:
+    """(before, after) padding per spatial dimension, Keras's rule for "same"."""
+    rank = len(sizes)
+    if padding == "valid":
+        return [(0, 0)] * rank
+    if padding == "same":
+        pads = []
+        for n, k, s, d in zip(sizes, window, strides, dilations):
+            out = -(-n // s)
+            total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        return pads
+    return [p if isinstance(p, (tuple, list)) else (p, p) for p in _per_dim(padding, rank)]
+
+
+def _conv_setup(x, w, stride, padding, dilation, *others):
+    """x and w in the result dtype of x, w and the other float inputs given."""
+    x, w = np.asarray(x), np.asarray(w)
+    dtype = np.result_type(x, w, *(np.asarray(o) for o in others if o is not None))
+    x, w = x.astype(dtype), w.astype(dtype)
+    rank = x.ndim - 2
+    kernel = w.shape[:rank]
+    strides, dilations = _per_dim(stride, rank), _per_dim(dilation, rank)
+    pads = _window_padding(x.shape[1:-1], kernel, strides, dilations, padding)
+    xp = np.pad(x, [(0, 0), *pads, (0, 0)])
+    out = [
+        (xp.shape[1 + d] - dilations[d] * (kernel[d] - 1) - 1) // strides[d] + 1
+        for d in range(rank)
+    ]
+    return x, w, xp, pads, strides, dilations, out
+
+
+def _window_slices(offset, strides, dilations, out):
+    """The input positions that kernel offset `offset` reads, for every output position."""
+    return tuple(
+        slice(k * d, k * d + (o - 1) * s + 1, s)
+        for k, s, d, o in zip(offset, strides, dilations, out)
+    )
+
+
+def conv(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+    groups: int = 1,
+) -> np.ndarray:
+    x, w, xp, _, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, b)
+    rank = x.ndim - 2
+    cin_g, cout = w.shape[-2], w.shape[-1]
+    cout_g = cout // groups
+    y = np.zeros((x.shape[0], *out, cout), dtype=x.dtype)
+    for offset in np.ndindex(*w.shape[:rank]):
+        window = xp[(slice(None), *_window_slices(offset, strides, dilations, out))]
+        for g in range(groups):
+            cols = slice(g * cout_g, (g + 1) * cout_g)
+            y[..., cols] += window[..., g * cin_g : (g + 1) * cin_g] @ w[offset][:, cols]
+    if b is not None:
+        y += np.asarray(b, dtype=x.dtype)
+    return y
+
+
+def conv_backward(
+    x: ArrayLike,
+    w: ArrayLike,
+    dy: ArrayLike,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+    groups: int = 1,
+    need: Sequence[str] = ("x", "w", "b"),
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    x, w, xp, pads, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, dy)
+    dy = np.asarray(dy).astype(x.dtype)
+    rank = x.ndim - 2
+    cin_g, cout = w.shape[-2], w.shape[-1]
+    cout_g = cout // groups
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for offset in np.ndindex(*w.shape[:rank]):
+        index = (slice(None), *_window_slices(offset, strides, dilations, out))
+        window = xp[index]
+        for g in range(groups):
+            cin, cols = slice(g * cin_g, (g + 1) * cin_g), slice(g * cout_g, (g + 1) * cout_g)
+            dxp[index][..., cin] += dy[..., cols] @ w[offset][:, cols].T
+            batch_axes = list(range(x.ndim - 1))
+            dw[offset][:, cols] += np.tensordot(window[..., cin], dy[..., cols], (batch_axes,) * 2)
+    inner = tuple(slice(p[0], xp.shape[1 + d] - p[1]) for d, p in enumerate(pads))
+    dx = dxp[(slice(None), *inner)]
+    db = dy.sum(axis=tuple(range(dy.ndim - 1)))
+    return (
+        dx if "x" in need else None,
+        dw if "w" in need else None,
+        db if "b" in need else None,
+    )
+
+
+def matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    a, b = np.asarray(a), np.asarray(b)
+    dtype = np.result_type(a, b)
+    return np.matmul(a.astype(dtype), b.astype(dtype))
+
+
+def _features(x: np.ndarray) -> np.ndarray:
+    """``x`` (N, *spatial, C) as (N, positions, C)."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
+
+
+def _gram_divisor(normalize: str | None, f: np.ndarray):
+    """The divisor of :func:`gram`, or None when nothing is divided."""
+    positions, channels = f.shape[1], f.shape[2]
+    if normalize is None or positions == 0:
+        return None
+    return f.dtype.type(positions if normalize == "positions" else positions * channels)
+
+
+def gram(x: ArrayLike, *, normalize: str | None = None) -> np.ndarray:
+    f = _features(np.asarray(x))
+    g = np.einsum("npc,npd->ncd", f, f)
+    d = _gram_divisor(normalize, f)
+    return g if d is None else g / d
+
+
+def gram_backward(x: ArrayLike, dG: ArrayLike, *, normalize: str | None = None) -> np.ndarray:
+    x, dG = np.asarray(x), np.asarray(dG)
+    dtype = np.result_type(x, dG)
+    f = _features(x.astype(dtype))
+    s = dG.astype(dtype) + dG.astype(dtype).transpose(0, 2, 1)
+    d = _gram_divisor(normalize, f)
+    if d is not None:
+        s = s / d
+    return np.einsum("npc,ncd->npd", f, s).reshape(x.shape)
+
+
+def _pool_setup(x: ArrayLike, pool_size, strides, padding):
+    x = np.asarray(x)
+    rank = x.ndim - 2
+    window = _per_dim(pool_size, rank)
+    steps = window if strides is None else _per_dim(strides, rank)
+    pads = _window_padding(x.shape[1:-1], window, steps, (1,) * rank, padding)
+    return x, window, steps, pads
+
+
+def _windows(a: np.ndarray, window, steps, pads, fill) -> np.ndarray:
+    """Every pooling window of ``a`` (N, *spatial, C) padded with ``fill``.
+
+    Shape (N, *out, C, prod(window)): each window's elements in row-major window order.
+    """
+    rank = len(window)
+    padded = np.pad(a, [(0, 0), *pads, (0, 0)], constant_values=fill)
+    views = sliding_window_view(padded, window, axis=tuple(range(1, rank + 1)))
+    views = views[(slice(None), *(slice(None, None, s) for s in steps))]
+    return views.reshape(*views.shape[: rank + 2], -1)
+
+
+def _real(x: np.ndarray, window, steps, pads) -> np.ndarray:
+    """Which window elements are input elements rather than padding: (1, *out, 1, prod(window))."""
+    return _windows(np.ones((1, *x.shape[1:-1], 1), bool), window, steps, pads, False)
+
+
+def _unwindow(grads: np.ndarray, shape, window, steps, pads) -> np.ndarray:
+    """The adjoint of :func:`_windows`: adds each window element's value to its input position."""
+    rank = len(window)
+    out = grads.shape[1 : rank + 1]
+    sizes = shape[1:-1]
+    padded = np.zeros(
+        (shape[0], *(n + b + a for n, (b, a) in zip(sizes, pads)), shape[-1]), grads.dtype
+    )
+    grads = grads.reshape(*grads.shape[:-1], *window)
+    for offset in np.ndindex(*window):
+        padded[(slice(None), *_window_slices(offset, steps, (1,) * rank, out))] += grads[
+            (..., *offset)
+        ]
+    return padded[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(sizes, pads)))]
+
+
+def max_pool(x: ArrayLike, pool_size, *, strides=None, padding="valid") -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    return _windows(x, window, steps, pads, -np.inf).max(axis=-1)  # -inf padding never wins
+
+
+def avg_pool(x: ArrayLike, pool_size, *, strides=None, padding="valid") -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    count = _real(x, window, steps, pads).sum(axis=-1).astype(x.dtype)
+    return _windows(x, window, steps, pads, 0).sum(axis=-1) / count
+
+
+def max_pool_backward(
+    x: ArrayLike, dy: ArrayLike, pool_size, *, strides=None, padding="valid"
+) -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    dtype = np.result_type(x, np.asarray(dy))
+    x, dy = x.astype(dtype), np.asarray(dy, dtype)
+    values = _windows(x, window, steps, pads, -np.inf)
+    peak = values.max(axis=-1, keepdims=True)
+    # Padding is masked out so that it cannot tie with a real -inf.
+    maximal = ((values == peak) | np.isnan(values)) & _real(x, window, steps, pads)
+    first = maximal.argmax(axis=-1)[..., None]  # argmax of booleans: the first True
+    grads = np.where(np.arange(values.shape[-1]) == first, dy[..., None], 0)
+    return _unwindow(grads, x.shape, window, steps, pads)
+
+
+def avg_pool_backward(
+    x: ArrayLike, dy: ArrayLike, pool_size, *, strides=None, padding="valid"
+) -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    dtype = np.result_type(x, np.asarray(dy))
+    real = _real(x, window, steps, pads)
+    share = np.asarray(dy, dtype) / real.sum(axis=-1).astype(dtype)
+    grads = np.where(real, share[..., None], 0)
+    return _unwindow(grads, x.shape, window, steps, pads)
+
+
+def global_max_pool(x: ArrayLike) -> np.ndarray:
+    x = np.asarray(x)
+    return x.max(axis=tuple(range(1, x.ndim - 1)))
+
+
+def global_avg_pool(x: ArrayLike) -> np.ndarray:
+    x = np.asarray(x)
+    return x.mean(axis=tuple(range(1, x.ndim - 1)))

@@ -1,0 +1,282 @@
+#include "conv.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "conv_direct.hpp"
+#include "gemm.hpp"
+#include "parallel.hpp"
+
+namespace cnnkit {
+
+bool ConvProblem::is_pointwise() const {
+  for (int d = 0; d < kMaxSpatialDims; ++d)
+    if (g.kernel[d] != 1 || g.stride[d] != 1 || g.pad_before[d] != 0 || g.pad_after[d] != 0)
+      return false;
+  return groups == 1;
+}
+
+namespace {
+
+// Rows of P per tile: about 1 MiB of patches. gemm_serial packs w again for
+// every tile, so tiles must be tall enough to amortise that, yet small
+// enough to stay in cache between the gather and the multiply.
+template <class T>
+int64_t tile_rows(const ConvProblem& p) {
+  const int64_t per_row = std::max<int64_t>(1, p.patch_size()) * int64_t(sizeof(T));
+  return std::clamp<int64_t>((int64_t(1) << 20) / per_row, 96, 4096);
+}
+
+// Walks P's rows [row0, row0 + rows), columns [col0, col1) of group `group`
+// in row-major order, as runs of consecutive columns: calls run(r, c, src,
+// len) for a run at row r, column c that reads x[src .. src + len), and
+// pad(r, c, len) for a run in the padding. With one group and no dilation
+// along the innermost dimension, a whole kernel row reads one contiguous
+// stretch of x, so it is a single run.
+template <class Run, class Pad>
+void walk_patches(const ConvProblem& p, int64_t group, int64_t row0, int64_t rows, int64_t col0,
+                  int64_t col1, Run&& run, Pad&& pad) {
+  const Geometry& g = p.g;
+  const int64_t cg = p.in_per_group(), cin = p.in_channels, width = g.kernel[2] * cg;
+  const bool rows_contiguous = p.groups == 1 && g.dilation[2] == 1;
+  // Emits the part of the run [c, c + len) that lies in [col0, col1).
+  auto clip = [&](int64_t r, int64_t c, int64_t len, auto&& emit) {
+    const int64_t lo = std::max(c, col0), hi = std::min(c + len, col1);
+    if (lo < hi) emit(r, lo, lo - c, hi - lo);
+  };
+  auto padding = [&](int64_t r, int64_t c, int64_t, int64_t len) { pad(r, c, len); };
+  // Rows come in lines: the out[2] positions along the innermost dimension
+  // that share n and the outer output coordinates.
+  for (int64_t r = 0; r < rows;) {
+    const int64_t flat = row0 + r, line = flat / g.out[2], first = flat % g.out[2];
+    const int64_t count = std::min(rows - r, g.out[2] - first);
+    const int64_t n = line / (g.out[0] * g.out[1]), outer = line % (g.out[0] * g.out[1]);
+    const int64_t base0 = (outer / g.out[1]) * g.stride[0] - g.pad_before[0];
+    const int64_t base1 = (outer % g.out[1]) * g.stride[1] - g.pad_before[1];
+    int64_t c = 0;  // P's column for kernel offset (k0, k1, 0)
+    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0) {
+      const int64_t i0 = base0 + k0 * g.dilation[0];
+      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1, c += width) {
+        if (c >= col1 || c + width <= col0) continue;
+        const int64_t i1 = base1 + k1 * g.dilation[1];
+        if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1]) {
+          for (int64_t q = 0; q < count; ++q) clip(r + q, c, width, padding);
+          continue;
+        }
+        const int64_t row_start = ((n * g.in[0] + i0) * g.in[1] + i1) * g.in[2];
+        for (int64_t q = 0; q < count; ++q) {
+          const int64_t base2 = (first + q) * g.stride[2] - g.pad_before[2];
+          if (rows_contiguous) {
+            // The kernel row reads one stretch of x; [lo, hi) are its columns inside.
+            const int64_t lo = std::clamp<int64_t>(-base2, 0, g.kernel[2]);
+            const int64_t hi = std::clamp<int64_t>(g.in[2] - base2, lo, g.kernel[2]);
+            const int64_t src = (row_start + base2 + lo) * cin;
+            clip(r + q, c, lo * cg, padding);
+            clip(r + q, c + lo * cg, (hi - lo) * cg,
+                 [&](int64_t rr, int64_t cc, int64_t skip, int64_t len) { run(rr, cc, src + skip, len); });
+            clip(r + q, c + hi * cg, (g.kernel[2] - hi) * cg, padding);
+            continue;
+          }
+          for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2) {
+            const int64_t i2 = base2 + k2 * g.dilation[2], ck = c + k2 * cg;
+            if (i2 < 0 || i2 >= g.in[2]) {
+              clip(r + q, ck, cg, padding);
+              continue;
+            }
+            const int64_t src = (row_start + i2) * cin + group * cg;
+            clip(r + q, ck, cg,
+                 [&](int64_t rr, int64_t cc, int64_t skip, int64_t len) { run(rr, cc, src + skip, len); });
+          }
+        }
+      }
+    }
+    r += count;
+  }
+}
+
+// buf (rows x (col1 - col0)) = P[rows, cols].
+template <class T>
+void gather(const ConvProblem& p, const T* x, int64_t group, int64_t row0, int64_t rows,
+            int64_t col0, int64_t col1, T* buf) {
+  const int64_t width = col1 - col0;
+  walk_patches(
+      p, group, row0, rows, col0, col1,
+      [&](int64_t r, int64_t c, int64_t src, int64_t len) {
+        T* dst = buf + r * width + (c - col0);
+        // Runs are short when there are few channels: a call to memcpy
+        // would cost more than the copy.
+        if (len <= 16)
+          for (int64_t q = 0; q < len; ++q) dst[q] = x[src + q];
+        else
+          std::memcpy(dst, x + src, size_t(len) * sizeof(T));
+      },
+      [&](int64_t r, int64_t c, int64_t len) {
+        std::fill_n(buf + r * width + (c - col0), len, T(0));
+      });
+}
+
+// dx += the adjoint of gather for all columns (col2im).
+template <class T>
+void scatter_add(const ConvProblem& p, const T* buf, int64_t group, int64_t row0, int64_t rows,
+                 T* dx) {
+  const int64_t width = p.patch_size();
+  walk_patches(
+      p, group, row0, rows, 0, width,
+      [&](int64_t r, int64_t c, int64_t dst, int64_t len) {
+        const T* src = buf + r * width + c;
+        T* out = dx + dst;
+        for (int64_t q = 0; q < len; ++q) out[q] += src[q];
+      },
+      [](int64_t, int64_t, int64_t) {});
+}
+
+template <class T>
+std::vector<T>& thread_buffer(size_t size) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < size) buf.resize(size);
+  return buf;
+}
+
+template <class T>
+void add_bias(const T* b, int64_t rows, int64_t channels, T* y) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) y[r * channels + c] += b[c];
+}
+
+}  // namespace
+
+template <class T>
+void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+  const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
+  if (rows == 0 || cout == 0) return;
+  if (detail::is_depthwise(p)) return detail::depthwise_forward(p, x, w, b, y);
+  if (detail::has_few_channels(p)) return detail::few_channels_forward(p, x, w, b, y);
+  if (p.is_pointwise()) {
+    gemm(false, false, rows, cout, p.in_channels, x, p.in_channels, w, cout, y, cout, false);
+    if (b) add_bias(b, rows, cout, y);
+    return;
+  }
+  const int64_t tile = tile_rows<T>(p), tiles = (rows + tile - 1) / tile;
+  const int64_t cog = p.out_per_group(), tasks = tiles * p.groups;
+  const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
+  // Each task is one tile of rows for one group; its gemm runs on one thread.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t t = task / p.groups, group = task % p.groups;
+    const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
+    T* buf = thread_buffer<T>(size_t(tile * kd)).data();
+    gather(p, x, group, row0, m, 0, kd, buf);
+    T* out = y + row0 * cout + group * cog;
+    gemm_serial(false, false, m, cog, kd, buf, kd, w + group * cog, cout, out, cout, false);
+    if (b)
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < cog; ++c) out[r * cout + c] += b[group * cog + c];
+  }
+}
+
+template <class T>
+void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
+  const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
+  if (detail::is_depthwise(p)) return detail::depthwise_backward_weight(p, x, dy, dw);
+  if (detail::has_few_channels(p)) return detail::few_channels_backward_weight(p, x, dy, dw);
+  std::fill_n(dw, kd * cout, T(0));
+  if (rows == 0 || kd == 0 || cout == 0) return;
+  if (p.is_pointwise()) {
+    gemm(true, false, kd, cout, rows, x, p.in_channels, dy, cout, dw, cout, false);
+    return;
+  }
+  const int64_t tile = tile_rows<T>(p), tiles = (rows + tile - 1) / tile;
+  const int64_t cog = p.out_per_group();
+  // Each thread owns a band of dw's rows (patch columns) and walks every
+  // tile in order, gathering only its own columns: no patch is gathered
+  // twice, and each dw element sums the tiles in the same order whatever the
+  // number of threads.
+  const int nt = int(std::min<int64_t>(kd, threads_for(rows * kd * cout, 1 << 16)));
+  for (int64_t group = 0; group < p.groups; ++group) {
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+      const int64_t col0 = kd * part / parts, col1 = kd * (part + 1) / parts, width = col1 - col0;
+      T* buf = thread_buffer<T>(size_t(tile * std::max<int64_t>(width, 1))).data();
+      for (int64_t t = 0; t < tiles && width > 0; ++t) {
+        const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
+        gather(p, x, group, row0, m, col0, col1, buf);
+        gemm_serial(true, false, width, cog, m, buf, width, dy + row0 * cout + group * cog, cout,
+                    dw + col0 * cout + group * cog, cout, true);
+      }
+    }
+  }
+}
+
+template <class T>
+void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
+  const Geometry& g = p.g;
+  const int64_t cout = p.out_channels, kd = p.patch_size(), cog = p.out_per_group();
+  if (detail::is_depthwise(p)) return detail::depthwise_backward_input(p, w, dy, dx);
+  if (detail::has_few_channels(p)) return detail::few_channels_backward_input(p, w, dy, dx);
+  std::fill_n(dx, p.batch * g.in_size() * p.in_channels, T(0));
+  if (p.rows() == 0 || kd == 0 || cout == 0) return;
+  if (p.is_pointwise()) {
+    gemm(false, true, p.rows(), p.in_channels, cout, dy, cout, w, cout, dx, p.in_channels, false);
+    return;
+  }
+  // Tasks are bands of `band` output rows (outermost spatial dimension) of
+  // one image. Bands two apart touch disjoint input rows, so the even bands
+  // run in parallel, then the odd ones: no two threads add into the same dx
+  // element at once, and each element receives its contributions in a fixed
+  // order.
+  const int64_t inner = g.out[1] * g.out[2], tile = tile_rows<T>(p);
+  const int64_t reach = g.dilation[0] * (g.kernel[0] - 1) / g.stride[0];  // band >= reach
+  const int64_t band = std::min(g.out[0], std::max({int64_t(1), reach, tile / inner}));
+  const int64_t bands = (g.out[0] + band - 1) / band;
+  const int nt = threads_for(p.rows() * kd * cog * p.groups, 1 << 16);
+  for (int phase = 0; phase < 2; ++phase) {
+    const int64_t count = p.batch * ((bands - phase + 1) / 2);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+    for (int64_t task = 0; task < count; ++task) {
+      const int64_t per_image = (bands - phase + 1) / 2;
+      const int64_t n = task / per_image, b = 2 * (task % per_image) + phase;
+      const int64_t first = (n * g.out[0] + b * band) * inner;
+      const int64_t last = (n * g.out[0] + std::min(g.out[0], (b + 1) * band)) * inner;
+      T* buf = thread_buffer<T>(size_t(tile * kd)).data();
+      for (int64_t row0 = first; row0 < last; row0 += tile) {
+        const int64_t m = std::min(tile, last - row0);
+        for (int64_t group = 0; group < p.groups; ++group) {
+          gemm_serial(false, true, m, kd, cog, dy + row0 * cout + group * cog, cout,
+                      w + group * cog, cout, buf, kd, false);
+          scatter_add(p, buf, group, row0, m, dx);
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void conv_backward_bias(const ConvProblem& p, const T* dy, T* db) {
+  const int64_t rows = p.rows(), cout = p.out_channels;
+  std::fill_n(db, cout, T(0));
+  // Each channel sums its rows in order, so threads may split the channels.
+  const int nt = int(std::min<int64_t>(threads_for(rows * cout, 1 << 16),
+                                       std::max<int64_t>(1, cout / 16)));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t c0 = cout * part / parts, c1 = cout * (part + 1) / parts;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c1; ++c) db[c] += dy[r * cout + c];
+  }
+}
+
+#define CNNKIT_INSTANTIATE(T)                                                            \
+  template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);  \
+  template void conv_backward_input<T>(const ConvProblem&, const T*, const T*, T*);     \
+  template void conv_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);    \
+  template void conv_backward_bias<T>(const ConvProblem&, const T*, T*);
+CNNKIT_INSTANTIATE(float)
+CNNKIT_INSTANTIATE(double)
+#undef CNNKIT_INSTANTIATE
+
+}  // namespace cnnkit

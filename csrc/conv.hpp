@@ -1,0 +1,51 @@
+// Convolution in 1 to 3 spatial dimensions, channels-last, forward and
+// backward, on top of the packed GEMM (csrc/gemm.hpp).
+//
+// x (N, *in, C_in), w (*kernel, C_in / groups, C_out), y (N, *out, C_out).
+// Viewed as matrices, y = P w per group, where P ("patches", the im2col
+// matrix) has a row per output position and a column per (kernel offset,
+// input channel of the group); w is already that (kernel * C_in/groups) x
+// C_out matrix. P is never materialised for the whole batch: it is gathered
+// in tiles of rows into a per-thread buffer whose size depends only on the
+// tile, and each tile is multiplied by gemm_serial. Pointwise convolutions
+// (1x1, stride 1, no padding, one group) skip the gather: x is P.
+//
+// Determinism: every output element's reduction runs in an order fixed by
+// the problem alone (tile bounds do not depend on the thread count; gemm's
+// bits do not depend on how C is cut), so results are identical for any
+// number of threads.
+#pragma once
+
+#include <cstdint>
+
+#include "geometry.hpp"
+
+namespace cnnkit {
+
+struct ConvProblem {
+  Geometry g;  // rank 1 to 3; unused trailing dimensions are 1
+  int64_t batch = 0, in_channels = 0, out_channels = 0, groups = 1;
+
+  int64_t in_per_group() const { return in_channels / groups; }
+  int64_t out_per_group() const { return out_channels / groups; }
+  // Columns of P for one group, rows of w.
+  int64_t patch_size() const { return g.kernel_size() * in_per_group(); }
+  // Rows of P: output positions over the batch.
+  int64_t rows() const { return batch * g.out_size(); }
+  bool is_pointwise() const;
+};
+
+// y = conv(x, w) + b; b may be null.
+template <class T>
+void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+// dx = the gradient with respect to x, given dy.
+template <class T>
+void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);
+// dw = the gradient with respect to w, given x and dy.
+template <class T>
+void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw);
+// db[c] = the sum of dy over every position and batch item.
+template <class T>
+void conv_backward_bias(const ConvProblem& p, const T* dy, T* db);
+
+}  // namespace cnnkit

@@ -1,0 +1,49 @@
+// The portable direct convolution loops, and dispatchers to the path of the
+// running CPU.
+#define CNNKIT_ISA_NS baseline
+#include "conv_direct_impl.hpp"
+
+#include "cpu.hpp"
+
+namespace cnnkit::detail {
+
+#ifdef CNNKIT_HAVE_AVX2
+#define CNNKIT_AVX2_PATH(name, args) \
+  if (active_isa() == Isa::avx2) return avx2::name<T> args;
+#else
+#define CNNKIT_AVX2_PATH(name, args)
+#endif
+
+#define CNNKIT_DISPATCH(name, params, args) \
+  template <class T>                        \
+  void name params {                        \
+    CNNKIT_AVX2_PATH(name, args)            \
+    return baseline::name<T> args;          \
+  }
+CNNKIT_DISPATCH(few_channels_forward,
+                (const ConvProblem& p, const T* x, const T* w, const T* b, T* y), (p, x, w, b, y))
+CNNKIT_DISPATCH(few_channels_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),
+                (p, w, dy, dx))
+CNNKIT_DISPATCH(few_channels_backward_weight,
+                (const ConvProblem& p, const T* x, const T* dy, T* dw), (p, x, dy, dw))
+CNNKIT_DISPATCH(depthwise_forward, (const ConvProblem& p, const T* x, const T* w, const T* b, T* y),
+                (p, x, w, b, y))
+CNNKIT_DISPATCH(depthwise_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),
+                (p, w, dy, dx))
+CNNKIT_DISPATCH(depthwise_backward_weight, (const ConvProblem& p, const T* x, const T* dy, T* dw),
+                (p, x, dy, dw))
+#undef CNNKIT_DISPATCH
+#undef CNNKIT_AVX2_PATH
+
+#define CNNKIT_INSTANTIATE(T)                                                                 \
+  template void depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
+  template void depthwise_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
+  template void depthwise_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);   \
+  template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
+  template void few_channels_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
+  template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);
+CNNKIT_INSTANTIATE(float)
+CNNKIT_INSTANTIATE(double)
+#undef CNNKIT_INSTANTIATE
+
+}  // namespace cnnkit::detail

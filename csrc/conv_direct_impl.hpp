@@ -1,0 +1,223 @@
+// The direct convolution loops (see conv_direct.hpp), compiled once per
+// instruction set: conv_direct.cpp includes this with CNNKIT_ISA_NS=baseline,
+// conv_direct_avx2.cpp with CNNKIT_ISA_NS=avx2 and -mavx2 -mfma. Everything
+// here lives in the ISA's namespace (the lambdas handed to conv_taps.hpp's
+// templates too), so no function is emitted twice under one name with
+// different instruction sets.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "conv_direct.hpp"
+#include "conv_taps.hpp"
+#include "parallel.hpp"
+
+namespace cnnkit::detail::CNNKIT_ISA_NS {
+
+
+namespace {
+
+// 32-byte vectors (GCC/Clang vector extension; two SSE registers on the
+// baseline path). A dependent type cannot carry vector_size, hence the traits.
+template <class T>
+struct Vector;
+template <>
+struct Vector<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vector<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+
+
+// out[c * mult + j] += a[c] * b[c * mult + j]; the common multiplier 1 gets
+// its own loop, which the compiler vectorises.
+template <class T>
+inline void multiply_add(const T* __restrict a, const T* __restrict b, T* __restrict out,
+                         int64_t channels, int64_t mult) {
+  if (mult == 1) {
+    for (int64_t c = 0; c < channels; ++c) out[c] += a[c] * b[c];
+    return;
+  }
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t j = 0; j < mult; ++j) out[c * mult + j] += a[c] * b[c * mult + j];
+}
+
+}  // namespace
+
+template <class T>
+void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+  const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
+  const int64_t positions = p.g.out_size(), rows = p.rows();
+  const int nt = threads_for(rows * p.g.kernel_size() * cout);
+  const Taps taps(p.g);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* out = y + r * cout;
+    std::fill_n(out, cout, T(0));
+    taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
+      multiply_add(x + i * cin, w + k * cout, out, cin, mult);
+    });
+    if (b)
+      for (int64_t c = 0; c < cout; ++c) out[c] += b[c];
+  }
+}
+
+template <class T>
+void depthwise_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
+  const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
+  const int64_t positions = p.g.in_size(), rows = p.batch * positions;
+  const int nt = threads_for(rows * p.g.kernel_size() * cout);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* out = dx + r * cin;
+    std::fill_n(out, cin, T(0));
+    for_each_reader(p.g, r / positions, r % positions, [&](int64_t k, int64_t o) {
+      const T* grad = dy + o * cout;
+      const T* wk = w + k * cout;
+      if (mult == 1) {
+        for (int64_t c = 0; c < cin; ++c) out[c] += grad[c] * wk[c];
+        return;
+      }
+      for (int64_t c = 0; c < cin; ++c)
+        for (int64_t j = 0; j < mult; ++j) out[c] += grad[c * mult + j] * wk[c * mult + j];
+    });
+  }
+}
+
+template <class T>
+void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
+  const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
+  const int64_t positions = p.g.out_size(), rows = p.rows();
+  std::fill_n(dw, p.g.kernel_size() * cout, T(0));
+  // Threads split the channels; each dw element sums the rows in order.
+  const int nt = int(std::min<int64_t>(threads_for(rows * p.g.kernel_size() * cout), cin));
+  const Taps taps(p.g);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t c0 = cin * part / parts, c1 = cin * (part + 1) / parts;
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* grad = dy + r * cout;
+      taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
+          multiply_add(x + i * cin + c0, grad + c0 * mult, dw + k * cout + c0 * mult, c1 - c0, mult);
+      });
+    }
+  }
+}
+
+template <class T>
+void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+  const int64_t cin = p.in_channels, cout = p.out_channels;
+  const int64_t positions = p.g.out_size(), rows = p.rows();
+  const int nt = threads_for(rows * p.patch_size() * cout);
+  const Taps taps(p.g);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = r / positions, pos = r % positions;
+      T* out = y + r * cout;
+      int64_t c0 = 0;
+      // Blocks of two vectors of outputs stay in registers across all taps.
+      using V = typename Vector<T>::type;
+      constexpr int64_t lanes = 2 * int64_t(sizeof(V) / sizeof(T));
+      for (; c0 + lanes <= cout; c0 += lanes) {
+        V acc0 = {}, acc1 = {};
+        taps.for_each(n, pos, [&](int64_t k, int64_t i) {
+          for (int64_t ci = 0; ci < cin; ++ci) {
+            const T v = x[i * cin + ci];
+            const T* wk = w + (k * cin + ci) * cout + c0;
+            V w0, w1;
+            std::memcpy(&w0, wk, sizeof(V));
+            std::memcpy(&w1, wk + lanes / 2, sizeof(V));
+            acc0 += v * w0;
+            acc1 += v * w1;
+          }
+        });
+        if (b) {
+          V b0, b1;
+          std::memcpy(&b0, b + c0, sizeof(V));
+          std::memcpy(&b1, b + c0 + lanes / 2, sizeof(V));
+          acc0 += b0, acc1 += b1;
+        }
+        std::memcpy(out + c0, &acc0, sizeof(V));
+        std::memcpy(out + c0 + lanes / 2, &acc1, sizeof(V));
+      }
+      if (c0 == cout) continue;
+      std::fill(out + c0, out + cout, T(0));
+      taps.for_each(n, pos, [&](int64_t k, int64_t i) {
+        for (int64_t ci = 0; ci < cin; ++ci) {
+          const T v = x[i * cin + ci];
+          const T* wk = w + (k * cin + ci) * cout;
+          for (int64_t co = c0; co < cout; ++co) out[co] += v * wk[co];
+        }
+      });
+      if (b)
+        for (int64_t co = c0; co < cout; ++co) out[co] += b[co];
+  }
+}
+
+template <class T>
+void few_channels_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
+  const int64_t cin = p.in_channels, cout = p.out_channels;
+  const int64_t positions = p.g.in_size(), rows = p.batch * positions;
+  const int nt = threads_for(rows * p.patch_size() * cout);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* out = dx + r * cin;
+    std::fill_n(out, cin, T(0));
+    for_each_reader(p.g, r / positions, r % positions, [&](int64_t k, int64_t o) {
+      const T* __restrict grad = dy + o * cout;
+      for (int64_t ci = 0; ci < cin; ++ci) {
+        const T* __restrict wk = w + (k * cin + ci) * cout;
+        T dot = 0;
+        for (int64_t co = 0; co < cout; ++co) dot += grad[co] * wk[co];
+        out[ci] += dot;
+      }
+    });
+  }
+}
+
+template <class T>
+void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
+  const int64_t cin = p.in_channels, cout = p.out_channels, offsets = p.g.kernel_size();
+  const int64_t positions = p.g.out_size(), rows = p.rows();
+  std::fill_n(dw, p.patch_size() * cout, T(0));
+  // Threads split the kernel offsets; each dw element sums the rows in order.
+  const int nt = int(std::min<int64_t>(threads_for(rows * p.patch_size() * cout), offsets));
+  const Taps taps(p.g);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t k0 = offsets * part / parts, k1 = offsets * (part + 1) / parts;
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* __restrict grad = dy + r * cout;
+      taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
+        if (k < k0 || k >= k1) return;
+        for (int64_t ci = 0; ci < cin; ++ci) {
+          const T v = x[i * cin + ci];
+          T* __restrict dwk = dw + (k * cin + ci) * cout;
+          for (int64_t co = 0; co < cout; ++co) dwk[co] += v * grad[co];
+        }
+      });
+    }
+  }
+}
+
+#define CNNKIT_INSTANTIATE(T)                                                                 \
+  template void depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
+  template void depthwise_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
+  template void depthwise_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);   \
+  template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
+  template void few_channels_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
+  template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);
+CNNKIT_INSTANTIATE(float)
+CNNKIT_INSTANTIATE(double)
+#undef CNNKIT_INSTANTIATE
+
+}  // namespace cnnkit::detail::CNNKIT_ISA_NS

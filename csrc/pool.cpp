@@ -1,0 +1,180 @@
+// Portable pooling loops plus the drivers that split the work over threads
+// and pick the instruction-set path.
+#define CNNKIT_ISA_NS baseline
+#include "pool_impl.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu.hpp"
+#include "parallel.hpp"
+#include "pool.hpp"
+
+namespace cnnkit {
+
+namespace {
+
+template <class T>
+struct Loops {
+  decltype(&pool_impl::baseline::max_pool_rows<T>) max_rows, avg_rows;
+  decltype(&pool_impl::baseline::max_pool_backward_rows<T>) max_backward;
+  decltype(&pool_impl::baseline::avg_pool_backward_rows<T>) avg_backward;
+  decltype(&pool_impl::baseline::global_max_block<T>) global_max;
+  decltype(&pool_impl::baseline::global_avg_block<T>) global_avg;
+};
+
+template <class T>
+Loops<T> loops() {
+#ifdef CNNKIT_HAVE_AVX2
+  if (active_isa() == Isa::avx2) {
+    namespace ns = pool_impl::avx2;
+    return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
+            &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
+            &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+  }
+#endif
+  namespace ns = pool_impl::baseline;
+  return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
+          &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
+          &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+}
+
+// Work units for threads_for: every window element of every channel.
+int64_t window_work(const Geometry& g, int64_t batch, int64_t channels) {
+  return batch * g.out_size() * g.kernel_size() * channels;
+}
+
+// Each output row is computed by one thread from the input alone, so the
+// forward results do not depend on the thread count.
+template <class T, class Rows>
+void forward(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y, Rows rows) {
+  const int64_t n_rows = batch * g.out[0] * g.out[1];
+  if (n_rows == 0 || channels == 0) return;
+  const int nt = threads_for(window_work(g, batch, channels));
+  const int64_t per_thread = (n_rows + nt - 1) / nt;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int t = 0; t < nt; ++t) {
+    const int64_t r0 = std::min(n_rows, t * per_thread);
+    rows(g, channels, x, y, r0, std::min(n_rows, r0 + per_thread));
+  }
+}
+
+// Splits dx into tasks, each a block of input rows (along the first spatial
+// dimension) of one image, and calls rows(n, lo, hi, scratch) for each. A task
+// computes its rows completely, adding window gradients in output order (see
+// for_each_window_over), so the result does not depend on the split; windows
+// across a block boundary are visited by both tasks. A block's dx rows are
+// zeroed and accumulated while they are in cache.
+template <class T, class Rows>
+void gather_rows(const Geometry& g, int64_t batch, int64_t channels, int64_t scratch_per_thread,
+                 Rows rows) {
+  if (batch * g.in_size() * channels == 0) return;
+  const int nt = threads_for(window_work(g, batch, channels));
+  // Blocks of whole output rows: about 128 KiB of dx each, fewer rows when
+  // that leaves too few tasks for the threads.
+  const int64_t row_bytes = g.stride[0] * g.in[1] * g.in[2] * channels * int64_t(sizeof(T));
+  int64_t per_block = std::clamp<int64_t>((int64_t(128) << 10) / row_bytes, 1, g.out[0]);
+  while (per_block > 1 && batch * ((g.out[0] + per_block - 1) / per_block) < 4 * nt)
+    per_block = (per_block + 1) / 2;
+  const int64_t blocks = (g.out[0] + per_block - 1) / per_block;
+  // Block b owns the input rows from where its first window starts to where
+  // the next block's does; the first and last blocks extend to the edges.
+  const auto row_of = [&](int64_t b) {
+    if (b == 0) return int64_t(0);
+    if (b == blocks) return g.in[0];
+    return std::clamp<int64_t>(b * per_block * g.stride[0] - g.pad_before[0], 0, g.in[0]);
+  };
+  std::vector<T> scratch(static_cast<size_t>(nt * scratch_per_thread));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t i = 0; i < batch * blocks; ++i) {
+    const int64_t b = i % blocks;
+    rows(i / blocks, row_of(b), row_of(b + 1),
+         scratch.data() + omp_get_thread_num() * scratch_per_thread);
+  }
+}
+
+// Global pooling splits each image's channels into blocks, one block per
+// task; block(n, c0, c1, acc) gets room for kChannelBlock doubles in acc.
+constexpr int64_t kChannelBlock = 256;
+
+template <class Block>
+void global_blocks(int64_t batch, int64_t positions, int64_t channels, Block block) {
+  const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+  const int nt = threads_for(batch * positions * channels);
+  std::vector<double> acc(static_cast<size_t>(nt * kChannelBlock));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t i = 0; i < batch * blocks; ++i) {
+    const int64_t c0 = (i % blocks) * kChannelBlock;
+    block(i / blocks, c0, std::min(channels, c0 + kChannelBlock),
+          acc.data() + omp_get_thread_num() * kChannelBlock);
+  }
+}
+
+}  // namespace
+
+int first_empty_window_dim(const Geometry& g) noexcept {
+  for (int d = 0; d < g.rank; ++d) {
+    const int64_t last_start = (g.out[d] - 1) * g.stride[d] - g.pad_before[d];
+    if (g.pad_before[d] >= g.kernel[d] || last_start >= g.in[d]) return d;
+  }
+  return -1;
+}
+
+template <class T>
+void max_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y) {
+  forward(g, batch, channels, x, y, loops<T>().max_rows);
+}
+
+template <class T>
+void avg_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y) {
+  forward(g, batch, channels, x, y, loops<T>().avg_rows);
+}
+
+template <class T>
+void max_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const T* x,
+                       const T* dy, T* dx) {
+  const auto loop = loops<T>().max_backward;
+  gather_rows<T>(g, batch, channels, 2 * channels, [&](int64_t n, int64_t lo, int64_t hi, T* s) {
+    loop(g, channels, x, dy, dx, n, lo, hi, s);
+  });
+}
+
+template <class T>
+void avg_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const T* dy, T* dx) {
+  const auto loop = loops<T>().avg_backward;
+  gather_rows<T>(g, batch, channels, channels, [&](int64_t n, int64_t lo, int64_t hi, T* s) {
+    loop(g, channels, dy, dx, n, lo, hi, s);
+  });
+}
+
+template <class T>
+void global_max_pool(const T* x, int64_t batch, int64_t positions, int64_t channels, T* y) {
+  const auto loop = loops<T>().global_max;
+  global_blocks(batch, positions, channels, [&](int64_t n, int64_t c0, int64_t c1, double*) {
+    loop(x + n * positions * channels, positions, channels, c0, c1, y + n * channels);
+  });
+}
+
+template <class T>
+void global_avg_pool(const T* x, int64_t batch, int64_t positions, int64_t channels, T* y) {
+  const auto loop = loops<T>().global_avg;
+  global_blocks(batch, positions, channels, [&](int64_t n, int64_t c0, int64_t c1, double* acc) {
+    loop(x + n * positions * channels, positions, channels, c0, c1, acc, y + n * channels);
+  });
+}
+
+#define CNNKIT_INSTANTIATE_POOL(T)                                                             \
+  template void max_pool<T>(const Geometry&, int64_t, int64_t, const T*, T*);                 \
+  template void avg_pool<T>(const Geometry&, int64_t, int64_t, const T*, T*);                 \
+  template void max_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, const T*,   \
+                                     T*);                                                     \
+  template void avg_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, T*);        \
+  template void global_max_pool<T>(const T*, int64_t, int64_t, int64_t, T*);                  \
+  template void global_avg_pool<T>(const T*, int64_t, int64_t, int64_t, T*);
+CNNKIT_INSTANTIATE_POOL(float)
+CNNKIT_INSTANTIATE_POOL(double)
+#undef CNNKIT_INSTANTIATE_POOL
+
+}  // namespace cnnkit

@@ -1,0 +1,45 @@
+// Pooling kernels on channels-last arrays: x is (batch, *in, channels) and the
+// windowed kernels write (batch, *out, channels), with the spatial extents,
+// windows, strides and padding described by a Geometry (rank 1 to 3; the
+// unused trailing dimensions have extent, window and stride 1).
+//
+// Windows are clipped to the input: max pooling ignores padded positions and
+// average pooling divides by the number of real elements in each window (Keras
+// "same" semantics). NaN propagates through max pooling. Preconditions: every
+// dilation is 1 and every window holds at least one input element (see
+// first_empty_window_dim). Results do not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+
+#include "geometry.hpp"
+
+namespace cnnkit {
+
+// The first spatial dimension in which some window lies entirely in the
+// padding, or -1 when every window holds an input element.
+int first_empty_window_dim(const Geometry& g) noexcept;
+
+template <class T>
+void max_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y);
+template <class T>
+void avg_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y);
+
+// dx = the gradient of sum(dy * max_pool(x)) with respect to x: each window's
+// dy goes to its first maximal element in row-major window order (the first
+// NaN when the window holds one); overlapping windows accumulate.
+template <class T>
+void max_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const T* x,
+                       const T* dy, T* dx);
+// dx = the gradient of sum(dy * avg_pool(x)): dy / count to each real element.
+template <class T>
+void avg_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const T* dy, T* dx);
+
+// x is (batch, positions, channels), y is (batch, channels); positions >= 1.
+// The average accumulates in double, also for float.
+template <class T>
+void global_max_pool(const T* x, int64_t batch, int64_t positions, int64_t channels, T* y);
+template <class T>
+void global_avg_pool(const T* x, int64_t batch, int64_t positions, int64_t channels, T* y);
+
+}  // namespace cnnkit

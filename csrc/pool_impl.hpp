@@ -1,0 +1,291 @@
+// Pooling loops, compiled once per instruction set: pool.cpp includes this
+// with CNNKIT_ISA_NS=baseline, pool_avx2.cpp with CNNKIT_ISA_NS=avx2 and
+// -mavx2 -mfma. Every innermost loop runs over the contiguous channel axis and
+// is branch-free, so the compiler vectorises it for the target of each unit.
+// The window walk (which input elements a window holds, in which order) is
+// shared by the forward and backward loops.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "geometry.hpp"
+
+namespace cnnkit::pool_impl {
+
+// A half-open index range [begin, end).
+struct Span {
+  int64_t begin, end;
+};
+
+// The input range that window `o` covers in dimension d, clipped to the real
+// (unpadded) input.
+inline Span window_span(const Geometry& g, int d, int64_t o) {
+  const int64_t start = o * g.stride[d] - g.pad_before[d];
+  return {std::max<int64_t>(start, 0), std::min(start + g.kernel[d], g.in[d])};
+}
+
+// The real input elements of one window: a box of spans, one per dimension.
+struct Window {
+  Span span[kMaxSpatialDims];
+
+  int64_t count() const {
+    return (span[0].end - span[0].begin) * (span[1].end - span[1].begin) *
+           (span[2].end - span[2].begin);
+  }
+};
+
+inline Window window_at(const Geometry& g, int64_t o0, int64_t o1, int64_t o2) {
+  return {{window_span(g, 0, o0), window_span(g, 1, o1), window_span(g, 2, o2)}};
+}
+
+// Calls f(e) for the spatial index e (into one image) of every real element
+// of the window, in row-major window order: the order that decides max-pool
+// ties and the order in which average pooling sums.
+template <class F>
+inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
+  for (int64_t i0 = w.span[0].begin; i0 < w.span[0].end; ++i0)
+    for (int64_t i1 = w.span[1].begin; i1 < w.span[1].end; ++i1) {
+      const int64_t row = (i0 * g.in[1] + i1) * g.in[2];
+      for (int64_t i2 = w.span[2].begin; i2 < w.span[2].end; ++i2) f(row + i2);
+    }
+}
+
+#define CNNKIT_DECLARE_POOL_LOOPS(ns)                                                         \
+  namespace ns {                                                                             \
+  /* Output rows [r0, r1) of (batch, out[0], out[1]), each out[2] windows long. */          \
+  template <class T>                                                                         \
+  void max_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,      \
+                     int64_t r1);                                                            \
+  template <class T>                                                                         \
+  void avg_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,      \
+                     int64_t r1);                                                            \
+  /* dx of image n for the input rows [lo, hi) of the first spatial dimension; scratch    \
+     holds 2 * channels values. */                                                           \
+  template <class T>                                                                         \
+  void max_pool_backward_rows(const Geometry& g, int64_t channels, const T* x, const T* dy,  \
+                              T* dx, int64_t n, int64_t lo, int64_t hi, T* scratch);         \
+  template <class T>                                                                         \
+  void avg_pool_backward_rows(const Geometry& g, int64_t channels, const T* dy, T* dx,       \
+                              int64_t n, int64_t lo, int64_t hi, T* scratch);                \
+  /* Channels [c0, c1) of one image x (positions, channels) into y (channels). */           \
+  template <class T>                                                                         \
+  void global_max_block(const T* x, int64_t positions, int64_t channels, int64_t c0,         \
+                        int64_t c1, T* y);                                                   \
+  template <class T>                                                                         \
+  void global_avg_block(const T* x, int64_t positions, int64_t channels, int64_t c0,         \
+                        int64_t c1, double* acc, T* y);                                      \
+  }
+CNNKIT_DECLARE_POOL_LOOPS(baseline)
+CNNKIT_DECLARE_POOL_LOOPS(avx2)
+#undef CNNKIT_DECLARE_POOL_LOOPS
+
+#ifdef CNNKIT_ISA_NS
+namespace CNNKIT_ISA_NS {
+
+template <class T>
+constexpr T kLowest = -std::numeric_limits<T>::infinity();
+
+// acc = max(acc, x), NaN-propagating (a NaN in x replaces acc; a NaN in acc stays).
+template <class T>
+inline void max_into(T* __restrict acc, const T* __restrict x, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    const T v = x[c], a = acc[c];
+    acc[c] = (v > a || v != v) ? v : a;
+  }
+}
+
+template <class T>
+inline void add_into(T* __restrict acc, const T* __restrict x, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) acc[c] += x[c];
+}
+
+// Whether v is where the window maximum m came from: equal to it, or a NaN
+// (when the window holds a NaN, m is NaN and no value equals it).
+template <class T>
+inline bool is_max(T v, T m) {
+  return v == m || v != v;
+}
+
+// Called for the window's elements in order: the first element that is the
+// window maximum takes the pending gradient g, which is then cleared so that
+// later ties receive nothing.
+template <class T>
+inline void route_to_first_max(T* __restrict dx, const T* __restrict x, const T* __restrict m,
+                               T* __restrict g, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    const bool hit = is_max(x[c], m[c]);
+    dx[c] += hit ? g[c] : T(0);
+    g[c] = hit ? T(0) : g[c];
+  }
+}
+
+// route_to_first_max for an element whose gradient another task writes: only
+// clears what it would take.
+template <class T>
+inline void pass_first_max(const T* __restrict x, const T* __restrict m, T* __restrict g,
+                           int64_t n) {
+  for (int64_t c = 0; c < n; ++c) g[c] = is_max(x[c], m[c]) ? T(0) : g[c];
+}
+
+// Output position (n, o0, o1) of row r of (batch, out[0], out[1]).
+struct RowIndex {
+  int64_t n, o0, o1;
+};
+
+inline RowIndex row_index(const Geometry& g, int64_t r) {
+  return {r / (g.out[0] * g.out[1]), (r / g.out[1]) % g.out[0], r % g.out[1]};
+}
+
+template <class T>
+void max_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,
+                   int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const RowIndex at = row_index(g, r);
+    const T* image = x + at.n * g.in_size() * channels;
+    for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+      T* acc = y + (r * g.out[2] + o2) * channels;
+      std::fill(acc, acc + channels, kLowest<T>);
+      for_each_element(g, window_at(g, at.o0, at.o1, o2),
+                       [&](int64_t e) { max_into(acc, image + e * channels, channels); });
+    }
+  }
+}
+
+template <class T>
+void avg_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,
+                   int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const RowIndex at = row_index(g, r);
+    const T* image = x + at.n * g.in_size() * channels;
+    for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+      T* acc = y + (r * g.out[2] + o2) * channels;
+      std::fill(acc, acc + channels, T(0));
+      const Window w = window_at(g, at.o0, at.o1, o2);
+      for_each_element(g, w, [&](int64_t e) { add_into(acc, image + e * channels, channels); });
+      const T count = T(w.count());
+      for (int64_t c = 0; c < channels; ++c) acc[c] /= count;
+    }
+  }
+}
+
+// The outputs along the first spatial dimension whose windows overlap the
+// input rows [lo, hi), lo < hi.
+inline Span outputs_over(const Geometry& g, int64_t lo, int64_t hi) {
+  const int64_t s = g.stride[0], shift = g.pad_before[0];
+  // Window o covers [o * s - shift, o * s - shift + kernel): the first window
+  // ending after lo and the last one starting before hi.
+  const int64_t first = lo + shift - g.kernel[0] + 1;  // o * s >= first
+  const int64_t begin = first <= 0 ? 0 : (first + s - 1) / s;
+  return {begin, std::min(g.out[0], (hi + shift + s - 1) / s)};
+}
+
+// Zeroes the dx rows [lo, hi) of one image, then calls f(o, w, own) for every
+// window w that overlaps them, in output order, with o the window's output
+// position (flat, within the image) and own = the rows of w in [lo, hi). Each
+// dx element thus receives its contributions in output order, however the
+// rows are split between tasks.
+template <class T, class F>
+void for_each_window_over(const Geometry& g, int64_t channels, T* dimage, int64_t lo, int64_t hi,
+                          F&& f) {
+  const int64_t row = g.in[1] * g.in[2] * channels;
+  std::fill(dimage + lo * row, dimage + hi * row, T(0));
+  if (lo >= hi) return;
+  const Span outputs = outputs_over(g, lo, hi);
+  for (int64_t o0 = outputs.begin; o0 < outputs.end; ++o0) {
+    const Span rows = window_span(g, 0, o0);
+    const Span own = {std::max(rows.begin, lo), std::min(rows.end, hi)};
+    if (own.begin >= own.end) continue;
+    for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
+      for (int64_t o2 = 0; o2 < g.out[2]; ++o2)
+        f((o0 * g.out[1] + o1) * g.out[2] + o2, window_at(g, o0, o1, o2), own);
+  }
+}
+
+// The window restricted to the rows [rows.begin, rows.end) of the first dimension.
+inline Window with_rows(Window w, Span rows) {
+  w.span[0] = rows;
+  return w;
+}
+
+template <class T>
+void max_pool_backward_rows(const Geometry& g, int64_t channels, const T* x, const T* dy, T* dx,
+                            int64_t n, int64_t lo, int64_t hi, T* scratch) {
+  T* const m = scratch;
+  T* const pending = scratch + channels;
+  const T* image = x + n * g.in_size() * channels;
+  const T* dy_image = dy + n * g.out_size() * channels;
+  T* dimage = dx + n * g.in_size() * channels;
+  for_each_window_over(g, channels, dimage, lo, hi, [&](int64_t o, const Window& w, Span own) {
+    // The maximum is recomputed rather than stored by the forward pass, so
+    // that no argmax array of the output's size is needed.
+    std::fill(m, m + channels, kLowest<T>);
+    for_each_element(g, w, [&](int64_t e) { max_into(m, image + e * channels, channels); });
+    const T* d = dy_image + o * channels;
+    std::copy(d, d + channels, pending);
+    // Rows before [lo, hi) come first in window order and may hold the first maximum.
+    for_each_element(g, with_rows(w, {w.span[0].begin, own.begin}), [&](int64_t e) {
+      pass_first_max(image + e * channels, m, pending, channels);
+    });
+    for_each_element(g, with_rows(w, own), [&](int64_t e) {
+      route_to_first_max(dimage + e * channels, image + e * channels, m, pending, channels);
+    });
+  });
+}
+
+template <class T>
+void avg_pool_backward_rows(const Geometry& g, int64_t channels, const T* dy, T* dx, int64_t n,
+                            int64_t lo, int64_t hi, T* scratch) {
+  const T* dy_image = dy + n * g.out_size() * channels;
+  T* dimage = dx + n * g.in_size() * channels;
+  for_each_window_over(g, channels, dimage, lo, hi, [&](int64_t o, const Window& w, Span own) {
+    const T count = T(w.count());
+    const T* d = dy_image + o * channels;
+    for (int64_t c = 0; c < channels; ++c) scratch[c] = d[c] / count;
+    for_each_element(g, with_rows(w, own),
+                     [&](int64_t e) { add_into(dimage + e * channels, scratch, channels); });
+  });
+}
+
+template <class T>
+void global_max_block(const T* x, int64_t positions, int64_t channels, int64_t c0, int64_t c1,
+                      T* y) {
+  std::fill(y + c0, y + c1, kLowest<T>);
+  for (int64_t p = 0; p < positions; ++p) max_into(y + c0, x + p * channels + c0, c1 - c0);
+}
+
+// acc += x, widened to double. Kept out of line: inlined, GCC's unroll-and-jam
+// interleaves the rows of two positions in the loop that calls it, which runs
+// about 3x slower on inputs larger than the cache.
+template <class T>
+[[gnu::noinline]] void add_widened(double* __restrict acc, const T* __restrict x, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) acc[c] += double(x[c]);
+}
+
+template <class T>
+void global_avg_block(const T* x, int64_t positions, int64_t channels, int64_t c0, int64_t c1,
+                      double* acc, T* y) {
+  const int64_t n = c1 - c0;
+  std::fill(acc, acc + n, 0.0);
+  for (int64_t p = 0; p < positions; ++p) add_widened(acc, x + p * channels + c0, n);
+  for (int64_t c = 0; c < n; ++c) y[c0 + c] = T(acc[c] / double(positions));
+}
+
+#define CNNKIT_INSTANTIATE_POOL_LOOPS(T)                                                      \
+  template void max_pool_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t, int64_t);  \
+  template void avg_pool_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t, int64_t);  \
+  template void max_pool_backward_rows<T>(const Geometry&, int64_t, const T*, const T*, T*,  \
+                                          int64_t, int64_t, int64_t, T*);                    \
+  template void avg_pool_backward_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t,   \
+                                          int64_t, int64_t, T*);                             \
+  template void global_max_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);       \
+  template void global_avg_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, double*, T*);
+CNNKIT_INSTANTIATE_POOL_LOOPS(float)
+CNNKIT_INSTANTIATE_POOL_LOOPS(double)
+#undef CNNKIT_INSTANTIATE_POOL_LOOPS
+
+}  // namespace CNNKIT_ISA_NS
+#endif  // CNNKIT_ISA_NS
+
+}  // namespace cnnkit::pool_impl

@@ -1,0 +1,163 @@
+// Bindings of the convolution kernels (csrc/conv.hpp).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <vector>
+
+#include "conv.hpp"
+#include "spatial_args.hpp"
+#include "validate.hpp"
+
+namespace cnnkit::bind {
+
+namespace {
+
+std::string shape_of(const std::vector<py::ssize_t>& dims) {
+  std::string s = "(";
+  for (size_t d = 0; d < dims.size(); ++d) s += (d ? ", " : "") + std::to_string(dims[d]);
+  return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+// The validated arguments of a convolution.
+struct ConvArgs {
+  ConvProblem p;
+  Float type;
+  py::array x, w;
+  std::optional<py::array> b;
+  std::vector<py::ssize_t> out_shape;
+};
+
+ConvArgs conv_args(const char* fn, py::handle x_obj, py::handle w_obj, py::handle b_obj,
+                   py::handle stride, py::handle padding, py::handle dilation,
+                   py::handle groups_obj) {
+  ConvArgs a;
+  a.x = as_array(x_obj, fn, "x");
+  if (a.x.ndim() < 3 || a.x.ndim() > 5)
+    throw py::value_error(prefix(fn, "x") +
+                          "must have 3 to 5 dimensions, (N, *spatial, C_in) with 1 to 3 spatial "
+                          "dimensions, got shape " + shape_str(a.x));
+  const int rank = int(a.x.ndim()) - 2;
+  a.w = as_array(w_obj, fn, "w");
+  if (a.w.ndim() != rank + 2)
+    throw py::value_error(prefix(fn, "w") + "must have shape (*kernel, C_in // groups, C_out) with " +
+                          std::to_string(rank) + " kernel dimensions to match x, got shape " +
+                          shape_str(a.w));
+  a.type = wider(float_type(a.x, fn, "x"), float_type(a.w, fn, "w"));
+  const int64_t groups = positive_int(groups_obj, fn, "groups", 1);
+  ConvProblem& p = a.p;
+  p.batch = a.x.shape(0);
+  p.in_channels = a.x.shape(rank + 1);
+  p.out_channels = a.w.shape(rank + 1);
+  p.groups = groups;
+  if (p.in_channels % groups != 0)
+    throw py::value_error(prefix(fn, "groups") + "must divide the " +
+                          std::to_string(p.in_channels) + " input channels of x, got " +
+                          std::to_string(groups));
+  if (p.out_channels % groups != 0)
+    throw py::value_error(prefix(fn, "groups") + "must divide the " +
+                          std::to_string(p.out_channels) + " output channels of w, got " +
+                          std::to_string(groups));
+  if (a.w.shape(rank) * groups != p.in_channels)
+    throw py::value_error(prefix(fn, "w") + "must have C_in // groups = " +
+                          std::to_string(p.in_channels / groups) +
+                          " input channels (axis -2) for x with " +
+                          std::to_string(p.in_channels) + " channels and groups=" +
+                          std::to_string(groups) + ", got shape " + shape_str(a.w));
+  Geometry& g = p.g;
+  g.rank = rank;
+  const auto strides = per_dim(stride, rank, fn, "stride");
+  const auto dilations = per_dim(dilation, rank, fn, "dilation");
+  for (int d = 0; d < rank; ++d) {
+    g.in[d] = a.x.shape(d + 1);
+    g.kernel[d] = a.w.shape(d);
+    if (g.kernel[d] < 1)
+      throw py::value_error(prefix(fn, "w") + "must have kernel sizes >= 1, got shape " +
+                            shape_str(a.w));
+    g.stride[d] = strides[size_t(d)];
+    g.dilation[d] = dilations[size_t(d)];
+  }
+  parse_padding(padding, g, fn);
+  finish_geometry(g, fn, "kernel");
+  if (!b_obj.is_none()) {
+    a.b = as_array(b_obj, fn, "b");
+    if (a.b->ndim() != 1 || a.b->shape(0) != p.out_channels)
+      throw py::value_error(prefix(fn, "b") + "must have shape (" +
+                            std::to_string(p.out_channels) + ",) to match w, got shape " +
+                            shape_str(*a.b));
+    a.type = wider(a.type, float_type(*a.b, fn, "b"));
+  }
+  a.out_shape = {py::ssize_t(p.batch)};
+  for (int d = 0; d < rank; ++d) a.out_shape.push_back(py::ssize_t(g.out[d]));
+  a.out_shape.push_back(py::ssize_t(p.out_channels));
+  return a;
+}
+
+py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py::handle padding,
+                py::handle dilation, py::handle groups) {
+  const ConvArgs a = conv_args("conv", x, w, b, stride, padding, dilation, groups);
+  return with_float(a.type, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w);
+    py::array_t<T, py::array::c_style> bc;
+    if (a.b) bc = contiguous<T>(*a.b);
+    py::array_t<T> y(a.out_shape);
+    const T* px = xc.data();
+    const T* pw = wc.data();
+    const T* pb = a.b ? bc.data() : nullptr;
+    T* py_ = y.mutable_data();
+    py::gil_scoped_release release;
+    conv_forward(a.p, px, pw, pb, py_);
+    return y;
+  });
+}
+
+py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handle stride,
+                        py::handle padding, py::handle dilation, py::handle groups, bool need_x,
+                        bool need_w, bool need_b) {
+  const char* fn = "conv_backward";
+  ConvArgs a = conv_args(fn, x, w, py::none(), stride, padding, dilation, groups);
+  const py::array dy = as_array(dy_obj, fn, "dy");
+  const std::vector<py::ssize_t> dy_shape(dy.shape(), dy.shape() + dy.ndim());
+  if (dy_shape != a.out_shape)
+    throw py::value_error(prefix(fn, "dy") + "must have the output's shape " +
+                          shape_of(a.out_shape) + ", got shape " + shape_str(dy));
+  a.type = wider(a.type, float_type(dy, fn, "dy"));
+  return with_float(a.type, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w), dyc = contiguous<T>(dy);
+    py::object dx = py::none(), dw = py::none(), db = py::none();
+    T *pdx = nullptr, *pdw = nullptr, *pdb = nullptr;
+    if (need_x) {
+      py::array_t<T> arr(std::vector<py::ssize_t>(a.x.shape(), a.x.shape() + a.x.ndim()));
+      pdx = arr.mutable_data(), dx = arr;
+    }
+    if (need_w) {
+      py::array_t<T> arr(std::vector<py::ssize_t>(a.w.shape(), a.w.shape() + a.w.ndim()));
+      pdw = arr.mutable_data(), dw = arr;
+    }
+    if (need_b) {
+      py::array_t<T> arr(py::ssize_t(a.p.out_channels));
+      pdb = arr.mutable_data(), db = arr;
+    }
+    const T* px = xc.data();
+    const T* pw = wc.data();
+    const T* pdy = dyc.data();
+    {
+      py::gil_scoped_release release;
+      if (pdx) conv_backward_input(a.p, pw, pdy, pdx);
+      if (pdw) conv_backward_weight(a.p, px, pdy, pdw);
+      if (pdb) conv_backward_bias(a.p, pdy, pdb);
+    }
+    return py::make_tuple(dx, dw, db);
+  });
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def("conv", &conv);
+  m.def("conv_backward", &conv_backward);
+}
+
+}  // namespace cnnkit::bind

@@ -1,0 +1,165 @@
+// Bindings of the pooling kernels (csrc/pool.hpp).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "pool.hpp"
+#include "spatial_args.hpp"
+#include "validate.hpp"
+
+namespace cnnkit::bind {
+
+namespace {
+
+enum class Pool { max, avg };
+
+// x: a float array (N, *spatial, C) with 1 to 3 spatial dimensions.
+py::array spatial_input(py::handle obj, const char* fn) {
+  py::array x = as_array(obj, fn, "x");
+  if (x.ndim() < 3 || x.ndim() > 5)
+    throw py::value_error(prefix(fn, "x") +
+                          "must have 3 to 5 dimensions, (N, *spatial, C) with 1 to 3 spatial "
+                          "dimensions, got shape " + shape_str(x));
+  float_type(x, fn, "x");
+  return x;
+}
+
+int64_t batch_of(const py::array& x) { return x.shape(0); }
+int64_t channels_of(const py::array& x) { return x.shape(x.ndim() - 1); }
+
+Geometry pool_geometry(const py::array& x, py::handle pool_size, py::handle strides,
+                       py::handle padding, const char* fn) {
+  Geometry g;
+  g.rank = static_cast<int>(x.ndim()) - 2;
+  for (int d = 0; d < g.rank; ++d) g.in[d] = x.shape(1 + d);
+  const auto kernel = per_dim(pool_size, g.rank, fn, "pool_size");
+  const auto stride = strides.is_none() ? kernel : per_dim(strides, g.rank, fn, "strides");
+  for (int d = 0; d < g.rank; ++d) {
+    g.kernel[d] = kernel[size_t(d)];
+    g.stride[d] = stride[size_t(d)];
+  }
+  parse_padding(padding, g, fn);
+  finish_geometry(g, fn, "pool_size");
+  const int d = first_empty_window_dim(g);
+  if (d >= 0)
+    throw py::value_error(std::string(fn) +
+                          "(): padding must leave at least one input element in every window, "
+                          "got padding (" + std::to_string(g.pad_before[d]) + ", " +
+                          std::to_string(g.pad_after[d]) + ") with pool_size " +
+                          std::to_string(g.kernel[d]) + " and stride " +
+                          std::to_string(g.stride[d]) + " for size " + std::to_string(g.in[d]) +
+                          " in spatial dimension " + std::to_string(d));
+  return g;
+}
+
+std::vector<py::ssize_t> output_shape(const py::array& x, const Geometry& g) {
+  std::vector<py::ssize_t> shape{x.shape(0)};
+  for (int d = 0; d < g.rank; ++d) shape.push_back(static_cast<py::ssize_t>(g.out[d]));
+  shape.push_back(x.shape(x.ndim() - 1));
+  return shape;
+}
+
+std::string tuple_str(const std::vector<py::ssize_t>& shape) {
+  std::string s = "(";
+  for (size_t d = 0; d < shape.size(); ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+  return s + ")";
+}
+
+auto pool_forward(Pool kind, const char* fn) {
+  return [kind, fn](py::handle x_obj, py::handle pool_size, py::handle strides,
+                    py::handle padding) -> py::object {
+    const py::array raw = spatial_input(x_obj, fn);
+    const Geometry g = pool_geometry(raw, pool_size, strides, padding, fn);
+    return with_float(float_type(raw, fn, "x"), [&](auto tag) -> py::object {
+      using T = decltype(tag);
+      const auto x = contiguous<T>(raw);
+      py::array_t<T> y(output_shape(raw, g));
+      const T* px = x.data();
+      T* py_ = y.mutable_data();
+      {
+        py::gil_scoped_release release;
+        if (kind == Pool::max)
+          cnnkit::max_pool(g, batch_of(raw), channels_of(raw), px, py_);
+        else
+          cnnkit::avg_pool(g, batch_of(raw), channels_of(raw), px, py_);
+      }
+      return y;
+    });
+  };
+}
+
+auto pool_backward(Pool kind, const char* fn, const char* forward_name) {
+  return [kind, fn, forward_name](py::handle x_obj, py::handle dy_obj, py::handle pool_size,
+                                  py::handle strides, py::handle padding) -> py::object {
+    const py::array raw_x = spatial_input(x_obj, fn);
+    const Geometry g = pool_geometry(raw_x, pool_size, strides, padding, fn);
+    const py::array raw_dy = as_array(dy_obj, fn, "dy");
+    const std::vector<py::ssize_t> expected = output_shape(raw_x, g);
+    if (std::vector<py::ssize_t>(raw_dy.shape(), raw_dy.shape() + raw_dy.ndim()) != expected)
+      throw py::value_error(prefix(fn, "dy") + "must have the " + forward_name +
+                            " output shape " + tuple_str(expected) + ", got shape " +
+                            shape_str(raw_dy));
+    const Float t = wider(float_type(raw_x, fn, "x"), float_type(raw_dy, fn, "dy"));
+    return with_float(t, [&](auto tag) -> py::object {
+      using T = decltype(tag);
+      const auto dy = contiguous<T>(raw_dy);
+      py::array_t<T> dx(std::vector<py::ssize_t>(raw_x.shape(), raw_x.shape() + raw_x.ndim()));
+      const T* pdy = dy.data();
+      T* pdx = dx.mutable_data();
+      const int64_t batch = batch_of(raw_x), channels = channels_of(raw_x);
+      if (kind == Pool::max) {
+        const auto x = contiguous<T>(raw_x);  // average pooling needs only x's shape
+        const T* px = x.data();
+        py::gil_scoped_release release;
+        cnnkit::max_pool_backward(g, batch, channels, px, pdy, pdx);
+      } else {
+        py::gil_scoped_release release;
+        cnnkit::avg_pool_backward(g, batch, channels, pdy, pdx);
+      }
+      return dx;
+    });
+  };
+}
+
+auto global_pool(Pool kind, const char* fn) {
+  return [kind, fn](py::handle x_obj) -> py::object {
+    const py::array raw = spatial_input(x_obj, fn);
+    int64_t positions = 1;
+    for (py::ssize_t d = 1; d + 1 < raw.ndim(); ++d) positions *= raw.shape(d);
+    if (positions == 0)
+      throw py::value_error(prefix(fn, "x") +
+                            "must have at least one spatial position, got shape " +
+                            shape_str(raw));
+    return with_float(float_type(raw, fn, "x"), [&](auto tag) -> py::object {
+      using T = decltype(tag);
+      const auto x = contiguous<T>(raw);
+      const int64_t batch = batch_of(raw), channels = channels_of(raw);
+      py::array_t<T> y({static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(channels)});
+      const T* px = x.data();
+      T* py_ = y.mutable_data();
+      {
+        py::gil_scoped_release release;
+        if (kind == Pool::max)
+          cnnkit::global_max_pool(px, batch, positions, channels, py_);
+        else
+          cnnkit::global_avg_pool(px, batch, positions, channels, py_);
+      }
+      return y;
+    });
+  };
+}
+
+}  // namespace
+
+void bind_pool(py::module_& m) {
+  m.def("max_pool", pool_forward(Pool::max, "max_pool"));
+  m.def("avg_pool", pool_forward(Pool::avg, "avg_pool"));
+  m.def("max_pool_backward", pool_backward(Pool::max, "max_pool_backward", "max_pool"));
+  m.def("avg_pool_backward", pool_backward(Pool::avg, "avg_pool_backward", "avg_pool"));
+  m.def("global_max_pool", global_pool(Pool::max, "global_max_pool"));
+  m.def("global_avg_pool", global_pool(Pool::avg, "global_avg_pool"));
+}
+
+}  // namespace cnnkit::bind
