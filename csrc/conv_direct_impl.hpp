@@ -112,53 +112,96 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   }
 }
 
+// out[c0 .. c0 + lanes) of `count` rows whose first taps read x at first[q]
+// (interior rows: every tap k then reads first[q] + delta[k]). Rows are done
+// together so that their accumulators are independent (hiding the add
+// latency) and each weight load serves all of them.
+template <class T, int count>
+inline void few_channels_block(const T* x, const T* w, const T* b, int64_t cin, int64_t cout,
+                               const std::vector<int64_t>& delta, const int64_t* first,
+                               int64_t c0, T* const* out) {
+  using V = typename Vector<T>::type;
+  constexpr int64_t half = int64_t(sizeof(V) / sizeof(T));
+  V acc[count][2] = {};
+  for (size_t k = 0; k < delta.size(); ++k)
+    for (int64_t ci = 0; ci < cin; ++ci) {
+      const T* wk = w + (int64_t(k) * cin + ci) * cout + c0;
+      V w0, w1;
+      std::memcpy(&w0, wk, sizeof(V));
+      std::memcpy(&w1, wk + half, sizeof(V));
+      for (int q = 0; q < count; ++q) {
+        const T v = x[(first[q] + delta[k]) * cin + ci];
+        acc[q][0] += v * w0;
+        acc[q][1] += v * w1;
+      }
+    }
+  for (int q = 0; q < count; ++q) {
+    if (b) {
+      V b0, b1;
+      std::memcpy(&b0, b + c0, sizeof(V));
+      std::memcpy(&b1, b + c0 + half, sizeof(V));
+      acc[q][0] += b0, acc[q][1] += b1;
+    }
+    std::memcpy(out[q] + c0, &acc[q][0], sizeof(V));
+    std::memcpy(out[q] + c0 + half, &acc[q][1], sizeof(V));
+  }
+}
+
 template <class T>
 void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+  using V = typename Vector<T>::type;
+  constexpr int64_t lanes = 2 * int64_t(sizeof(V) / sizeof(T));  // outputs per block
+  constexpr int kRows = 6;
   const int64_t cin = p.in_channels, cout = p.out_channels;
   const int64_t positions = p.g.out_size(), rows = p.rows();
+  const int64_t blocked = cout - cout % lanes;  // channels done in register blocks
   const int nt = threads_for(rows * p.patch_size() * cout);
   const Taps taps(p.g);
+  const int64_t groups = (rows + kRows - 1) / kRows;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t r = 0; r < rows; ++r) {
-      const int64_t n = r / positions, pos = r % positions;
-      T* out = y + r * cout;
-      int64_t c0 = 0;
-      // Blocks of two vectors of outputs stay in registers across all taps.
-      using V = typename Vector<T>::type;
-      constexpr int64_t lanes = 2 * int64_t(sizeof(V) / sizeof(T));
-      for (; c0 + lanes <= cout; c0 += lanes) {
-        V acc0 = {}, acc1 = {};
-        taps.for_each(n, pos, [&](int64_t k, int64_t i) {
-          for (int64_t ci = 0; ci < cin; ++ci) {
-            const T v = x[i * cin + ci];
-            const T* wk = w + (k * cin + ci) * cout + c0;
-            V w0, w1;
-            std::memcpy(&w0, wk, sizeof(V));
-            std::memcpy(&w1, wk + lanes / 2, sizeof(V));
-            acc0 += v * w0;
-            acc1 += v * w1;
-          }
-        });
-        if (b) {
-          V b0, b1;
-          std::memcpy(&b0, b + c0, sizeof(V));
-          std::memcpy(&b1, b + c0 + lanes / 2, sizeof(V));
-          acc0 += b0, acc1 += b1;
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    const int64_t r0 = gi * kRows, count = std::min<int64_t>(kRows, rows - r0);
+    int64_t first[kRows];
+    T* out[kRows];
+    taps.interior_starts(r0, count, first);
+    bool interior = count == kRows;
+    for (int64_t q = 0; q < count; ++q) {
+      interior = interior && first[q] >= 0;
+      out[q] = y + (r0 + q) * cout;
+    }
+    for (int64_t q = 0; q < count; ++q) {
+      const int64_t r = r0 + q;
+      if (interior) {
+        if (q == 0)
+          for (int64_t c0 = 0; c0 < blocked; c0 += lanes)
+            few_channels_block<T, kRows>(x, w, b, cin, cout, taps.deltas(), first, c0, out);
+      } else {
+        // Border rows: one at a time through the general tap walk.
+        for (int64_t c0 = 0; c0 < blocked; c0 += lanes) {
+          std::fill(out[q] + c0, out[q] + c0 + lanes, T(0));
+          taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
+            for (int64_t ci = 0; ci < cin; ++ci) {
+              const T v = x[i * cin + ci];
+              const T* wk = w + (k * cin + ci) * cout;
+              for (int64_t co = c0; co < c0 + lanes; ++co) out[q][co] += v * wk[co];
+            }
+          });
+          if (b)
+            for (int64_t co = c0; co < c0 + lanes; ++co) out[q][co] += b[co];
         }
-        std::memcpy(out + c0, &acc0, sizeof(V));
-        std::memcpy(out + c0 + lanes / 2, &acc1, sizeof(V));
       }
-      if (c0 == cout) continue;
-      std::fill(out + c0, out + cout, T(0));
-      taps.for_each(n, pos, [&](int64_t k, int64_t i) {
+      if (blocked == cout) continue;
+      std::fill(out[q] + blocked, out[q] + cout, T(0));
+      taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
         for (int64_t ci = 0; ci < cin; ++ci) {
           const T v = x[i * cin + ci];
           const T* wk = w + (k * cin + ci) * cout;
-          for (int64_t co = c0; co < cout; ++co) out[co] += v * wk[co];
+          for (int64_t co = blocked; co < cout; ++co) out[q][co] += v * wk[co];
         }
       });
       if (b)
-        for (int64_t co = c0; co < cout; ++co) out[co] += b[co];
+        for (int64_t co = blocked; co < cout; ++co) out[q][co] += b[co];
+    }
   }
 }
 

@@ -319,6 +319,31 @@ def test_1x1_kernels(x_shape, w_shape, kwargs, dtype):
         check_backward(ops.conv_backward(xv, w, dy, **kwargs), x, w, dy, dtype, **kwargs)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "kwargs"),
+    [
+        pytest.param((3, 14, 13, 1), (5, 5, 1, 40), {"padding": "same"}, id="2d-1ch-blocks"),
+        pytest.param((2, 15, 12, 3), (3, 3, 3, 37), {"stride": 2}, id="2d-3ch-stride2"),
+        pytest.param((2, 16, 11, 2), (3, 2, 2, 16), {"dilation": (2, 1)}, id="2d-dilated"),
+        pytest.param((2, 40, 4), (7, 4, 33), {"padding": 3}, id="1d-4ch"),
+        pytest.param((2, 6, 7, 8, 1), (3, 3, 3, 1, 20), {"padding": "same"}, id="3d-1ch"),
+        pytest.param((1, 5, 5, 1), (5, 5, 1, 16), {}, id="kernel-is-input"),
+    ],
+)
+def test_few_channel_kernels(x_shape, w_shape, kwargs, dtype):
+    """The direct loops for <= 4 input channels: register blocks of outputs (and a
+    remainder), rows done in groups when every tap is inside, single border rows."""
+    x, w = seeded(x_shape, dtype, 5), seeded(w_shape, dtype, 6)
+    b = seeded(w_shape[-1:], dtype, 7)
+    for xv in (x, layout_view(x, "channel_stride")):
+        y = ops.conv(xv, w, b, **kwargs)
+        assert y.shape == expected_out_shape(x_shape, w_shape, **kwargs)
+        check_forward(y, x, w, b, dtype, **kwargs)
+        dy = seeded(y.shape, dtype, 8)
+        check_backward(ops.conv_backward(xv, w, dy, **kwargs), x, w, dy, dtype, **kwargs)
+
+
 def test_hand_computed_example():
     """Cross-correlation (no kernel flip), bias added, Keras "same" pads at the end."""
     x = np.array([[[1.0], [2.0], [3.0], [4.0]]])
