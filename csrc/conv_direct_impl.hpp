@@ -207,22 +207,36 @@ void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T*
 
 template <class T>
 void few_channels_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
+  using V = typename Vector<T>::type;
+  constexpr int64_t width = int64_t(sizeof(V) / sizeof(T));
   const int64_t cin = p.in_channels, cout = p.out_channels;
+  const int64_t blocked = cout - cout % width;
   const int64_t positions = p.g.in_size(), rows = p.batch * positions;
   const int nt = threads_for(rows * p.patch_size() * cout);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    T* out = dx + r * cin;
-    std::fill_n(out, cin, T(0));
-    for_each_reader(p.g, r / positions, r % positions, [&](int64_t k, int64_t o) {
-      const T* __restrict grad = dy + o * cout;
-      for (int64_t ci = 0; ci < cin; ++ci) {
-        const T* __restrict wk = w + (k * cin + ci) * cout;
-        T dot = 0;
-        for (int64_t co = 0; co < cout; ++co) dot += grad[co] * wk[co];
-        out[ci] += dot;
-      }
-    });
+    // dx[r, ci] is a dot product of dy rows with weight rows over the output
+    // channels: four vector partial sums (independent chains, so the adds
+    // overlap), reduced once at the end.
+    for (int64_t ci = 0; ci < cin; ++ci) {
+      V acc[4] = {};
+      T tail = 0;
+      for_each_reader(p.g, r / positions, r % positions, [&](int64_t k, int64_t o) {
+        const T* grad = dy + o * cout;
+        const T* wk = w + (k * cin + ci) * cout;
+        for (int64_t co = 0; co < blocked; co += width) {
+          V g, wv;
+          std::memcpy(&g, grad + co, sizeof(V));
+          std::memcpy(&wv, wk + co, sizeof(V));
+          acc[(co / width) % 4] += g * wv;
+        }
+        for (int64_t co = blocked; co < cout; ++co) tail += grad[co] * wk[co];
+      });
+      const V total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      T sum = 0;
+      for (int64_t j = 0; j < width; ++j) sum += total[j];
+      dx[r * cin + ci] = sum + tail;
+    }
   }
 }
 

@@ -113,6 +113,7 @@ inline void for_each_reader(const Geometry& g, int64_t n, int64_t pos, Tap&& tap
   // The output coordinate along d that reads i[d] through kernel offset kd, or -1.
   auto reader = [&](int d, int64_t kd) -> int64_t {
     const int64_t t = i[d] + g.pad_before[d] - kd * g.dilation[d];
+    if (g.stride[d] == 1) return t >= 0 && t < g.out[d] ? t : -1;  // no division
     if (t < 0 || t % g.stride[d] != 0) return -1;
     const int64_t od = t / g.stride[d];
     return od < g.out[d] ? od : -1;
