@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from arrays import layout_view, seeded
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,8 +36,8 @@ LAYOUTS = (
     "contiguous",
     "channels_first",
     "channel_stride",
-    "leading_stride",
-    "reversed_leading",
+    "batch_stride",
+    "reversed_batch",
     "fortran",
 )
 PADDING_FORMS = ("valid", "same", "int", "ints", "pairs", "list_pairs")
@@ -53,34 +54,6 @@ KINDS = (
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def layout_view(a: np.ndarray, layout: str) -> np.ndarray:
-    """The values of ``a`` (ndim >= 1) in another memory layout, mostly non-contiguous.
-
-    The strided views skip NaNs, which a kernel that ignored the strides would read.
-    """
-    if layout == "contiguous":
-        return a
-    if layout == "fortran":
-        return np.asfortranarray(a)
-    if layout == "channels_first":  # stored channels-first, viewed channels-last
-        return np.moveaxis(np.ascontiguousarray(np.moveaxis(a, -1, 0)), 0, -1)
-    if layout == "reversed_leading":
-        return np.ascontiguousarray(a[::-1])[::-1]
-    if layout == "leading_stride":
-        big = np.full((2 * a.shape[0] + 1, *a.shape[1:]), np.nan, dtype=a.dtype)
-        big[1::2] = a
-        return big[1::2]
-    if layout == "channel_stride":
-        big = np.full((*a.shape[:-1], 2 * a.shape[-1] + 1), np.nan, dtype=a.dtype)
-        big[..., 1::2] = a
-        return big[..., 1::2]
-    raise ValueError(f"unknown layout {layout!r}")
-
-
-def seeded(shape, dtype, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 def f64(a):
@@ -265,7 +238,7 @@ def conv_problems(
         layouts = (draw(st.sampled_from(LAYOUTS)), draw(st.sampled_from(LAYOUTS)))
         x, w = layout_view(x, layouts[0]), layout_view(w, layouts[1])
         if b is not None and draw(st.booleans()):
-            b = layout_view(b, "leading_stride")
+            b = layout_view(b, "batch_stride")
     return Problem(x, w, b, kwargs, kind, seed, layouts)
 
 

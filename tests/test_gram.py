@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from arrays import layout_view, seeded
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,29 +27,6 @@ normalizations = st.sampled_from(NORMALIZE)
 # Channels: one and few (one or two bands of the kernel), and many (several
 # bands, mostly at counts that are not multiples of the band height).
 channel_counts = st.one_of(st.integers(1, 20), st.integers(90, 200))
-
-
-def layout_view(x: np.ndarray, layout: str) -> np.ndarray:
-    """The values of ``x`` in another memory layout, mostly non-contiguous views."""
-    if layout == "contiguous":
-        return x
-    if layout == "fortran":
-        return np.asfortranarray(x)
-    if layout == "reversed_batch":
-        return np.ascontiguousarray(x[::-1])[::-1]
-    if layout == "channel_stride":
-        big = np.full((*x.shape[:-1], 2 * x.shape[-1] + 1), np.nan, dtype=x.dtype)
-        big[..., 1::2] = x
-        return big[..., 1::2]
-    if layout == "spatial_slice":
-        big = np.full((x.shape[0], 2 * x.shape[1], *x.shape[2:]), np.nan, dtype=x.dtype)
-        big[:, ::2] = x
-        return big[:, ::2]
-    raise ValueError(f"unknown layout {layout!r}")
-
-
-def seeded(shape: tuple[int, ...], dtype: np.dtype, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 @st.composite

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from arrays import layout_view, seeded
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,29 +27,6 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 LAYOUTS = ("contiguous", "channel_stride", "spatial_slice", "reversed_batch", "fortran")
 PADDINGS = ("valid", "same", "int", "ints", "pairs")
 KINDS = ("max", "avg")
-
-
-def layout_view(x: np.ndarray, layout: str) -> np.ndarray:
-    """The values of ``x`` in another memory layout; the views skip NaNs a kernel must not read."""
-    if layout == "contiguous":
-        return x
-    if layout == "fortran":
-        return np.asfortranarray(x)
-    if layout == "reversed_batch":
-        return np.ascontiguousarray(x[::-1])[::-1]
-    if layout == "channel_stride":
-        big = np.full((*x.shape[:-1], 2 * x.shape[-1] + 1), np.nan, dtype=x.dtype)
-        big[..., 1::2] = x
-        return big[..., 1::2]
-    if layout == "spatial_slice":
-        big = np.full((x.shape[0], 2 * x.shape[1], *x.shape[2:]), np.nan, dtype=x.dtype)
-        big[:, ::2] = x
-        return big[:, ::2]
-    raise ValueError(f"unknown layout {layout!r}")
-
-
-def seeded(shape: tuple[int, ...], dtype: np.dtype, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
 @dataclass
