@@ -112,29 +112,29 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   }
 }
 
-// out[c0 .. c0 + lanes) of `count` rows whose first taps read x at first[q]
-// (interior rows: every tap k then reads first[q] + delta[k]). Rows are done
-// together so that their accumulators are independent (hiding the add
-// latency) and each weight load serves all of them.
-template <class T, int count>
+// out[q][c0 .. c0 + lanes) for `count` rows at once. visit(fn) calls
+// fn(k, at) for each kernel offset k, with at[q] the input position row q
+// reads through it. Rows done together have independent accumulators (hiding
+// the add latency) and share each weight load.
+template <class T, int count, class Visit>
 inline void few_channels_block(const T* x, const T* w, const T* b, int64_t cin, int64_t cout,
-                               const std::vector<int64_t>& delta, const int64_t* first,
-                               int64_t c0, T* const* out) {
+                               int64_t c0, T* const* out, Visit&& visit) {
   using V = typename Vector<T>::type;
   constexpr int64_t half = int64_t(sizeof(V) / sizeof(T));
   V acc[count][2] = {};
-  for (size_t k = 0; k < delta.size(); ++k)
+  visit([&](int64_t k, const int64_t* at) {
     for (int64_t ci = 0; ci < cin; ++ci) {
-      const T* wk = w + (int64_t(k) * cin + ci) * cout + c0;
+      const T* wk = w + (k * cin + ci) * cout + c0;
       V w0, w1;
       std::memcpy(&w0, wk, sizeof(V));
       std::memcpy(&w1, wk + half, sizeof(V));
       for (int q = 0; q < count; ++q) {
-        const T v = x[(first[q] + delta[k]) * cin + ci];
+        const T v = x[at[q] * cin + ci];
         acc[q][0] += v * w0;
         acc[q][1] += v * w1;
       }
     }
+  });
   for (int q = 0; q < count; ++q) {
     if (b) {
       V b0, b1;
@@ -171,23 +171,28 @@ void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T*
     }
     for (int64_t q = 0; q < count; ++q) {
       const int64_t r = r0 + q;
-      if (interior) {
-        if (q == 0)
-          for (int64_t c0 = 0; c0 < blocked; c0 += lanes)
-            few_channels_block<T, kRows>(x, w, b, cin, cout, taps.deltas(), first, c0, out);
-      } else {
-        // Border rows: one at a time through the general tap walk.
-        for (int64_t c0 = 0; c0 < blocked; c0 += lanes) {
-          std::fill(out[q] + c0, out[q] + c0 + lanes, T(0));
-          taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
-            for (int64_t ci = 0; ci < cin; ++ci) {
-              const T v = x[i * cin + ci];
-              const T* wk = w + (k * cin + ci) * cout;
-              for (int64_t co = c0; co < c0 + lanes; ++co) out[q][co] += v * wk[co];
-            }
+      // Tap k of an interior row q reads first[q] + delta[k]; rows are done in
+      // groups when all of them are interior, else one at a time, border rows
+      // through the general tap walk.
+      const std::vector<int64_t>& delta = taps.deltas();
+      auto interior_taps = [&](const int64_t* rows_first, int n_rows) {
+        return [&delta, rows_first, n_rows](auto&& fn) {
+          int64_t at[kRows];
+          for (size_t k = 0; k < delta.size(); ++k) {
+            for (int q2 = 0; q2 < n_rows; ++q2) at[q2] = rows_first[q2] + delta[k];
+            fn(int64_t(k), at);
+          }
+        };
+      };
+      for (int64_t c0 = 0; c0 < blocked; c0 += lanes) {
+        if (interior) {
+          if (q == 0) few_channels_block<T, kRows>(x, w, b, cin, cout, c0, out, interior_taps(first, kRows));
+        } else if (first[q] >= 0) {
+          few_channels_block<T, 1>(x, w, b, cin, cout, c0, &out[q], interior_taps(&first[q], 1));
+        } else {
+          few_channels_block<T, 1>(x, w, b, cin, cout, c0, &out[q], [&](auto&& fn) {
+            taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) { fn(k, &i); });
           });
-          if (b)
-            for (int64_t co = c0; co < c0 + lanes; ++co) out[q][co] += b[co];
         }
       }
       if (blocked == cout) continue;
