@@ -1,0 +1,162 @@
+"""Convolution: forward, and forward plus backward (see ``__init__.py``).
+
+Peer: ``torch`` (``conv1d/2d/3d`` on channels-last memory: the NumPy input seen as
+(N, C, *spatial) in torch's ``channels_last`` formats, weights as OIHW in the same format).
+Forward plus backward is one forward and the gradients with respect to input, weights and
+bias, which is what one training step needs. The NumPy reference is only run on the small
+1-D case: elsewhere it takes seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import Call, Case, allclose
+
+REFERENCE = frozenset({"reference"})
+NOTHING: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Conv:
+    """One convolution: channels-last input shape, square kernel, C_out, padding."""
+
+    shape: tuple[int, ...]
+    kernel: int
+    out_channels: int
+    padding: str = "same"
+    groups: int = 1
+    reference: bool = False
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape) - 2
+
+    @property
+    def name(self) -> str:
+        k = "x".join([str(self.kernel)] * self.rank)
+        kind = "depthwise " if self.groups > 1 else ""
+        return f"{kind}conv{self.rank}d {k} -> {self.out_channels} {self.padding}"
+
+    def inputs(self) -> tuple:
+        rng = np.random.default_rng(sum(self.shape) + self.kernel)
+        cin = self.shape[-1] // self.groups
+        x = rng.standard_normal(self.shape).astype(np.float32)
+        w = rng.standard_normal((*[self.kernel] * self.rank, cin, self.out_channels))
+        w = (w / np.sqrt(cin * self.kernel**self.rank)).astype(np.float32)
+        b = rng.standard_normal(self.out_channels).astype(np.float32)
+        return x, w, b
+
+
+CONVS = [
+    Conv((32, 32, 32, 64), 3, 64),
+    Conv((8, 56, 56, 128), 3, 128),
+    Conv((16, 28, 28, 256), 3, 256),
+    Conv((64, 28, 28, 1), 5, 32),
+    Conv((64, 28, 28, 1), 5, 32, padding="valid"),
+    Conv((8, 56, 56, 128), 3, 128, groups=128),
+    Conv((16, 1024, 64), 5, 64),
+    Conv((4, 14, 14, 14, 1), 5, 16, padding="valid", reference=True),
+    Conv((4, 16, 32, 32, 32), 3, 64),
+]
+
+
+def _torch_layout(spec: Conv, x: np.ndarray, w: np.ndarray, b: np.ndarray, grad: bool):
+    """x, w, b as torch tensors in the channels-last memory format, sharing NumPy's memory."""
+    import torch
+
+    rank = spec.rank
+    perm_x = (0, rank + 1, *range(1, rank + 1))  # (N, *S, C) -> (N, C, *S)
+    perm_w = (rank + 1, rank, *range(rank))  # (*K, Cin, Cout) -> (Cout, Cin, *K)
+    xt = torch.from_numpy(x).permute(perm_x)
+    wt = torch.from_numpy(w).permute(perm_w)
+    tensors = [xt, wt, torch.from_numpy(b)]
+    if grad:
+        tensors = [t.detach().clone(memory_format=torch.preserve_format) for t in tensors]
+        for t in tensors:
+            t.requires_grad_(True)
+    fn = getattr(torch.nn.functional, f"conv{rank}d")
+    return fn, tensors
+
+
+def _to_numpy_layout(spec: Conv, y):
+    rank = spec.rank
+    return y.detach().permute(0, *range(2, rank + 2), 1).numpy()
+
+
+def _module(impl: str):
+    """cnnkit.ops for "cnnkit", cnnkit.reference for "reference"."""
+    import importlib
+
+    return importlib.import_module("cnnkit.ops" if impl == "cnnkit" else "cnnkit.reference")
+
+
+def forward(spec: Conv, impl: str):
+    """prepare(inputs) -> call for one forward pass of ``impl``."""
+
+    def prepare(inputs: tuple) -> Call:
+        x, w, b = inputs
+        if impl == "torch":
+            import torch
+
+            fn, (xt, wt, bt) = _torch_layout(spec, x, w, b, grad=False)
+
+            def call():
+                with torch.no_grad():
+                    return _to_numpy_layout(
+                        spec, fn(xt, wt, bt, padding=spec.padding, groups=spec.groups)
+                    )
+
+            return call
+        conv = _module(impl).conv
+        return lambda: conv(x, w, b, padding=spec.padding, groups=spec.groups)
+
+    return prepare
+
+
+def training_step(spec: Conv, impl: str):
+    """prepare(inputs) -> call for a forward pass and all three gradients (dy = y)."""
+
+    def prepare(inputs: tuple) -> Call:
+        x, w, b = inputs
+        if impl == "torch":
+            fn, (xt, wt, bt) = _torch_layout(spec, x, w, b, grad=True)
+
+            def call():
+                for t in (xt, wt, bt):
+                    t.grad = None
+                y = fn(xt, wt, bt, padding=spec.padding, groups=spec.groups)
+                y.backward(y.detach())  # dy = y: a loss of sum(y^2) / 2
+                return wt.grad.permute(*range(2, spec.rank + 2), 1, 0).numpy()
+
+            return call
+        ops = _module(impl)
+        kwargs = {"padding": spec.padding, "groups": spec.groups}
+
+        def call():
+            y = ops.conv(x, w, b, **kwargs)
+            return ops.conv_backward(x, w, y, **kwargs)[1]
+
+        return call
+
+    return prepare
+
+
+def cases() -> list[Case]:
+    out = []
+    for spec in CONVS:
+        for label, make in (("forward", forward), ("forward+backward", training_step)):
+            out.append(
+                Case(
+                    name=f"{spec.name} {label}",
+                    size=" x ".join(map(str, spec.shape)),
+                    dtype="float32",
+                    inputs=spec.inputs,
+                    impls={impl: make(spec, impl) for impl in ("cnnkit", "reference", "torch")},
+                    check=allclose(rtol=1e-3, atol=1e-3),
+                    too_slow=NOTHING if spec.reference else REFERENCE,
+                )
+            )
+    return out
