@@ -35,15 +35,7 @@ CNNKIT_DISPATCH(depthwise_backward_weight, (const ConvProblem& p, const T* x, co
 #undef CNNKIT_DISPATCH
 #undef CNNKIT_AVX2_PATH
 
-#define CNNKIT_INSTANTIATE(T)                                                                 \
-  template void depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
-  template void depthwise_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
-  template void depthwise_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);   \
-  template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
-  template void few_channels_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
-  template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);
-CNNKIT_INSTANTIATE(float)
-CNNKIT_INSTANTIATE(double)
-#undef CNNKIT_INSTANTIATE
+CNNKIT_INSTANTIATE_DIRECT(float)
+CNNKIT_INSTANTIATE_DIRECT(double)
 
 }  // namespace cnnkit::detail

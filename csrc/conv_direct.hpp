@@ -60,4 +60,13 @@ CNNKIT_DECLARE_DIRECT(baseline)
 CNNKIT_DECLARE_DIRECT(avx2)
 #undef CNNKIT_DECLARE_DIRECT
 
+// Explicit instantiations for T of the six functions of the enclosing namespace.
+#define CNNKIT_INSTANTIATE_DIRECT(T)                                                          \
+  template void depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);    \
+  template void depthwise_backward_input<T>(const ConvProblem&, const T*, const T*, T*);       \
+  template void depthwise_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);      \
+  template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
+  template void few_channels_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
+  template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);
+
 }  // namespace cnnkit::detail
