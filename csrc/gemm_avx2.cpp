@@ -125,12 +125,12 @@ struct FmaKernel {
         }
       }
     } else {
-      alignas(32) T tile[MR * NR];
+      alignas(32) T sums[MR * NR];
       for (int64_t i = 0; i < MR; ++i) {
-        Vec::store(tile + i * NR, acc[i][0]);
-        Vec::store(tile + i * NR + Vec::W, acc[i][1]);
+        Vec::store(sums + i * NR, acc[i][0]);
+        Vec::store(sums + i * NR + Vec::W, acc[i][1]);
       }
-      store_partial<T, MR, NR>(tile, c, ldc, mr, nr, overwrite);
+      store_partial<T, MR, NR>(sums, c, ldc, mr, nr, overwrite);
     }
   }
 };
@@ -139,7 +139,8 @@ struct FmaKernel {
 
 // A sliver of B (kc x NR) is 16 KiB at kc = 256 in both types and stays in
 // the 32 KiB L1; the A block (MC x kc) fills part of the 1 MiB L2; the B
-// panel (kc x NC) sits in L2/L3.
+// panel (kc x NC) sits in L2/L3. On Zen 4, MC from 144 to 480 and KC from
+// 192 to 384 measured within noise of each other.
 template <>
 struct MicroKernel<float> : FmaKernel<F32, 240, 256, 2048> {};
 template <>

@@ -13,7 +13,11 @@
 // packed into MR-tall row slivers. The micro-kernel then multiplies one A
 // sliver by one B sliver into an MR x NR tile of C held in registers. Block
 // sizes are chosen so that a B sliver stays in L1, the A block in L2 and the
-// B panel in L2/L3 while they are reused.
+// B panel in L2/L3 while they are reused. When C is narrow (the common
+// convolution shapes: n = C_out), a row-major A is instead read in place,
+// since packing it would cost as much as a good part of the multiply (see
+// compute()). Whichever way a sliver reaches the micro-kernel, the same
+// products are summed in the same order, so the choice never changes bits.
 #pragma once
 
 #include <cstddef>
