@@ -35,10 +35,13 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
+_SUBMODULES = {"autograd", "cli", "losses", "ops", "reference"}
+
+
 def __getattr__(name: str):
     # Submodules load on first use, so `import cnnkit` stays light.
     import importlib
 
-    if name in {"ops", "reference", "cli"}:
+    if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")

@@ -1,0 +1,311 @@
+"""Keras-named losses on :mod:`cnnkit.autograd` tensors.
+
+A loss is called as ``loss(y_true, y_pred, sample_weight=None)`` and returns a
+scalar :class:`~cnnkit.autograd.Tensor`: the per-element loss (reduced over the
+class axis where there is one) averaged over everything else, Keras's
+``"sum_over_batch_size"``. ``y_true`` is data (an array); ``y_pred`` carries the
+gradient. Every formula is the numerically stable form: log-softmax and
+softplus for logits, clipped probabilities otherwise (as Keras clips to
+``[1e-7, 1 - 1e-7]``), so no ``log(0)`` appears.
+
+Any callable ``(y_true, y_pred) -> Tensor`` also works as a loss in
+:meth:`cnnkit.Model.compile`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import autograd as ag
+from .autograd import Tensor
+
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Huber",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "deserialize",
+    "get",
+    "huber",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "serialize",
+    "sparse_categorical_crossentropy",
+]
+
+_EPSILON = 1e-7
+
+
+def _pred(y_pred: Any) -> Tensor:
+    t = y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
+    if t.dtype.kind != "f":
+        raise TypeError(f"loss: y_pred must be a floating-point tensor, got dtype {t.dtype}")
+    return t
+
+
+def _true(y_true: Any, like: Tensor, name: str) -> np.ndarray:
+    y = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true)
+    if y.shape != like.shape:
+        raise ValueError(
+            f"{name}(): y_true must have the shape of y_pred {like.shape}, got {y.shape}"
+        )
+    return y.astype(like.dtype, copy=False)
+
+
+def _clipped_log(p: Tensor, eps: float) -> Tensor:
+    return ag.log(ag.clip(p, eps, 1 - eps))
+
+
+def categorical_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0
+) -> Tensor:
+    """Per-sample cross-entropy with one-hot (or soft) targets on the last axis."""
+    p = _pred(y_pred)
+    y = _true(y_true, p, "categorical_crossentropy")
+    if label_smoothing:
+        y = y * (1 - label_smoothing) + label_smoothing / y.shape[-1]
+    if from_logits:
+        logp = ag.log_softmax(p, axis=-1)
+    else:
+        logp = _clipped_log(p / p.sum(axis=-1, keepdims=True), _EPSILON)
+    return -(logp * y).sum(axis=-1)
+
+
+def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> Tensor:
+    """Per-sample cross-entropy with integer class targets (y_pred without its class axis)."""
+    p = _pred(y_pred)
+    labels = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true)
+    if labels.ndim == p.ndim and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if labels.shape != p.shape[:-1]:
+        raise ValueError(
+            "sparse_categorical_crossentropy(): y_true must hold one class index per row of "
+            f"y_pred, shape {p.shape[:-1]}, got {labels.shape}"
+        )
+    if labels.size and (
+        labels.dtype.kind not in "iuf"
+        or np.any(labels != np.floor(labels))
+        or labels.min() < 0
+        or labels.max() >= p.shape[-1]
+    ):
+        raise ValueError(
+            "sparse_categorical_crossentropy(): y_true must hold integer class indices in "
+            f"[0, {p.shape[-1]}), got values from {labels.min()} to {labels.max()}"
+        )
+    one_hot = np.eye(p.shape[-1], dtype=p.dtype)[labels.astype(np.int64)]
+    return categorical_crossentropy(one_hot, p, from_logits=from_logits)
+
+
+def binary_crossentropy(
+    y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0
+) -> Tensor:
+    """Per-sample binary cross-entropy, averaged over the last axis."""
+    p = _pred(y_pred)
+    y = _true(y_true, p, "binary_crossentropy")
+    if label_smoothing:
+        y = y * (1 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        # -y log(sigmoid(x)) - (1 - y) log(1 - sigmoid(x)) = softplus(x) - y x
+        elementwise = ag.softplus(p) - p * y
+    else:
+        elementwise = -(y * _clipped_log(p, _EPSILON) + (1 - y) * _clipped_log(1 - p, _EPSILON))
+    return elementwise.mean(axis=-1)
+
+
+def mean_squared_error(y_true: Any, y_pred: Any) -> Tensor:
+    p = _pred(y_pred)
+    return ag.square(p - _true(y_true, p, "mean_squared_error")).mean(axis=-1)
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any) -> Tensor:
+    p = _pred(y_pred)
+    return ag.abs(p - _true(y_true, p, "mean_absolute_error")).mean(axis=-1)
+
+
+def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Tensor:
+    """Squared error for residuals within ``delta``, linear beyond (Keras's Huber)."""
+    p = _pred(y_pred)
+    r = ag.abs(p - _true(y_true, p, "huber"))
+    quadratic = ag.minimum(r, delta)
+    return (0.5 * ag.square(quadratic) + delta * (r - quadratic)).mean(axis=-1)
+
+
+class Loss:
+    """Base class: subclasses define :meth:`call` returning per-sample losses."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or _snake(type(self).__name__)
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        per_sample = self.call(y_true, y_pred)
+        if sample_weight is None:
+            return per_sample.mean()
+        w = np.asarray(sample_weight, dtype=per_sample.dtype)
+        try:
+            w = np.broadcast_to(
+                w.reshape(w.shape + (1,) * (per_sample.ndim - w.ndim)), per_sample.shape
+            )
+        except ValueError:
+            raise ValueError(
+                f"{self.name}: sample_weight must broadcast to the per-sample loss shape "
+                f"{per_sample.shape}, got {w.shape}"
+            ) from None
+        return (per_sample * w).sum() / per_sample.dtype.type(max(per_sample.size, 1))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return cls(**config)
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+class CategoricalCrossentropy(Loss):
+    def __init__(
+        self, from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None
+    ) -> None:
+        super().__init__(name or "categorical_crossentropy")
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        return categorical_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+class SparseCategoricalCrossentropy(Loss):
+    def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
+        super().__init__(name or "sparse_categorical_crossentropy")
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        return sparse_categorical_crossentropy(y_true, y_pred, self.from_logits)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "from_logits": self.from_logits}
+
+
+class BinaryCrossentropy(Loss):
+    def __init__(
+        self, from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None
+    ) -> None:
+        super().__init__(name or "binary_crossentropy")
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        return binary_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+class MeanSquaredError(Loss):
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name or "mean_squared_error")
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        return mean_squared_error(y_true, y_pred)
+
+
+class MeanAbsoluteError(Loss):
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name or "mean_absolute_error")
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        return mean_absolute_error(y_true, y_pred)
+
+
+class Huber(Loss):
+    def __init__(self, delta: float = 1.0, name: str | None = None) -> None:
+        super().__init__(name or "huber_loss")
+        if not delta > 0:
+            raise ValueError(f"Huber(): delta must be positive, got {delta!r}")
+        self.delta = float(delta)
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        return huber(y_true, y_pred, self.delta)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "delta": self.delta}
+
+
+_CLASSES: dict[str, type[Loss]] = {
+    c.__name__: c
+    for c in (
+        CategoricalCrossentropy,
+        SparseCategoricalCrossentropy,
+        BinaryCrossentropy,
+        MeanSquaredError,
+        MeanAbsoluteError,
+        Huber,
+    )
+}
+_ALIASES: dict[str, type[Loss]] = {
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber,
+    "huber_loss": Huber,
+}
+
+
+def get(identifier: Any) -> Any:
+    """A loss from a Keras name (``"mse"``, ``"categorical_crossentropy"``, ...),
+    a serialized dict, a :class:`Loss`, or any callable ``(y_true, y_pred) -> Tensor``."""
+    if isinstance(identifier, str):
+        cls = _ALIASES.get(identifier.lower())
+        if cls is None:
+            raise ValueError(
+                f"loss: unknown name {identifier!r}; known: {', '.join(sorted(_ALIASES))}"
+            )
+        return cls()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if callable(identifier):
+        return identifier
+    raise TypeError(
+        f"loss: expected a name, a dict, a Loss or a callable, got {type(identifier).__name__}"
+    )
+
+
+def serialize(loss: Any) -> dict[str, Any] | None:
+    """``{"class_name", "config"}`` for the built-in losses; None for other callables."""
+    if type(loss) in _CLASSES.values():
+        return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    return None
+
+
+def deserialize(config: dict[str, Any]) -> Loss:
+    """The inverse of :func:`serialize`; only built-in classes are constructed."""
+    if not isinstance(config, dict) or config.get("class_name") not in _CLASSES:
+        raise ValueError(f"loss: cannot deserialize {config!r}; expected a built-in loss")
+    return _CLASSES[config["class_name"]].from_config(dict(config.get("config", {})))
