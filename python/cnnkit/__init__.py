@@ -39,6 +39,14 @@ def __getattr__(name: str):
     # Submodules load on first use, so `import cnnkit` stays light.
     import importlib
 
-    if name in {"ops", "reference", "cli"}:
+    if name in {
+        "ops",
+        "reference",
+        "cli",
+        "optimizers",
+        "schedules",
+        "metrics",
+        "callbacks",
+    }:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
