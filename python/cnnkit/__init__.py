@@ -10,7 +10,14 @@ from . import _core
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "get_num_threads", "set_num_threads"]
+__all__ = [
+    "Model",
+    "Sequential",
+    "__version__",
+    "get_num_threads",
+    "load_model",
+    "set_num_threads",
+]
 
 
 def get_num_threads() -> int:
@@ -35,7 +42,23 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-_SUBMODULES = {"autograd", "cli", "losses", "ops", "reference"}
+_SUBMODULES = {
+    "autograd",
+    "callbacks",
+    "cli",
+    "initializers",
+    "io",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "ops",
+    "optimizers",
+    "reference",
+    "schedules",
+}
+# Names re-exported from submodules, loaded on first use like the submodules.
+_LAZY = {"Sequential": "models", "Model": "models", "load_model": "io"}
 
 
 def __getattr__(name: str):
@@ -44,4 +67,6 @@ def __getattr__(name: str):
 
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")

@@ -1,0 +1,730 @@
+"""Gradient-descent optimizers with the Keras 3 names, defaults and update formulas.
+
+An optimizer updates *variables*: any objects with a ``.data`` attribute that
+holds a floating-point NumPy array. Updates are written into that array in
+place (the attribute is never rebound), so layers that hold the arrays see the
+new values. Slot arrays (momentum, velocity, ...) have the variable's dtype and
+are keyed by the variable's position in the list the optimizer was built with
+(``build(variables)`` or the first ``apply_gradients``), so ``get_state()`` and
+``set_state()`` move the state between optimizers and through model files.
+
+Each step follows Keras 3's ``Optimizer.apply``: ``None`` gradients are
+dropped, gradients are clipped (``clipnorm``, ``clipvalue`` or
+``global_clipnorm``), decoupled weight decay ``var -= var * weight_decay * lr``
+is applied, then the optimizer's own update with the learning rate at the
+current ``iterations``, and ``iterations`` grows by one.
+
+Not supported from Keras: ``use_ema``, ``loss_scale_factor``,
+``gradient_accumulation_steps`` and per-variable weight-decay exclusion.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import schedules as _schedules
+from .schedules import LearningRateSchedule
+
+__all__ = ["SGD", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
+
+
+def _real(func: str, arg: str, value: Any, lo=None, hi=None, lo_open=False, hi_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}: {arg} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    ok = math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else lo
+        hi_s = "inf" if hi is None else hi
+        raise ValueError(f"{func}: {arg} must be in {left}{lo_s}, {hi_s}{right}, got {value}")
+    return value
+
+
+def _opt_real(func: str, arg: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    return _real(func, arg, value, lo=0.0, lo_open=True)
+
+
+class Optimizer:
+    """Base class of the optimizers.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule
+        A non-negative float, or a schedule evaluated at ``iterations``.
+    weight_decay : float, optional
+        Decoupled weight decay: before each update ``var -= var * weight_decay * lr``.
+    clipnorm : float, optional
+        Each gradient is rescaled so that its L2 norm is at most this.
+    clipvalue : float, optional
+        Each gradient element is clipped to ``[-clipvalue, clipvalue]``.
+    global_clipnorm : float, optional
+        All gradients are rescaled together so that their joint L2 norm is at
+        most this. At most one of the three clipping options may be set.
+    name : str, optional
+        Defaults to the class's Keras name.
+
+    Attributes
+    ----------
+    iterations : int
+        The number of ``apply_gradients`` calls so far.
+    """
+
+    _default_name = "optimizer"
+    # Slot names in the order the state lists them, e.g. ("momentum", "velocity").
+    _slot_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        f = f"{type(self).__name__}()"
+        self.weight_decay = (
+            None if weight_decay is None else _real(f, "weight_decay", weight_decay, lo=0.0)
+        )
+        self.clipnorm = _opt_real(f, "clipnorm", clipnorm)
+        self.clipvalue = _opt_real(f, "clipvalue", clipvalue)
+        self.global_clipnorm = _opt_real(f, "global_clipnorm", global_clipnorm)
+        if sum(x is not None for x in (self.clipnorm, self.clipvalue, self.global_clipnorm)) > 1:
+            raise ValueError(
+                f"{f}: only one of clipnorm, clipvalue and global_clipnorm can be set, got "
+                f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}"
+            )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{f}: name must be a str, got {type(name).__name__}")
+        self.name = self._default_name if name is None else name
+        self._learning_rate: float | LearningRateSchedule = self._check_lr(f, learning_rate)
+        self.iterations = 0
+        self.built = False
+        self._variables: list[Any] = []
+        self._index: dict[int, int] = {}
+        self._slots: dict[str, list[np.ndarray | None]] = {}
+        self._pending_state: dict[str, np.ndarray] | None = None
+
+    # -- learning rate -----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_lr(func: str, lr: Any) -> float | LearningRateSchedule:
+        if isinstance(lr, LearningRateSchedule):
+            return lr
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+            raise TypeError(
+                f"{func}: learning_rate must be a float or a LearningRateSchedule, "
+                f"got {type(lr).__name__}"
+            )
+        return _real(func, "learning_rate", lr, lo=0.0)
+
+    @property
+    def learning_rate(self) -> float | LearningRateSchedule:
+        """The learning rate as given: a float, or the schedule object.
+
+        Assigning a float replaces a float rate; assigning a schedule replaces
+        either. Assigning a float to an optimizer that holds a schedule raises
+        :class:`TypeError`, as in Keras. :attr:`current_learning_rate` is the
+        number used by the next update.
+        """
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float | LearningRateSchedule) -> None:
+        f = f"{type(self).__name__}.learning_rate"
+        if not isinstance(value, LearningRateSchedule) and isinstance(
+            self._learning_rate, LearningRateSchedule
+        ):
+            raise TypeError(
+                f"{f}: this optimizer was created with a LearningRateSchedule as its "
+                "learning_rate, hence its learning rate is not settable to a number; create "
+                "the optimizer with a float learning_rate to change it during training"
+            )
+        self._learning_rate = self._check_lr(f, value)
+
+    @property
+    def current_learning_rate(self) -> float:
+        """The learning rate at the current ``iterations`` (a float)."""
+        lr = self._learning_rate
+        if isinstance(lr, LearningRateSchedule):
+            return float(lr(self.iterations))
+        return float(lr)
+
+    # -- variables and state -----------------------------------------------------------------
+
+    def _check_variable(self, func: str, i: int, var: Any) -> np.ndarray:
+        data = getattr(var, "data", None)
+        if not isinstance(data, np.ndarray) or not np.issubdtype(data.dtype, np.floating):
+            got = f"dtype {data.dtype}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise TypeError(
+                f"{func}: variable {i} must have a .data attribute holding a floating-point "
+                f"numpy array, got {got}"
+            )
+        if not data.flags.writeable:
+            raise ValueError(f"{func}: variable {i} has a read-only .data array")
+        return data
+
+    def build(self, variables: Sequence[Any]) -> None:
+        """Create the slot arrays for ``variables`` (once; later calls do nothing).
+
+        The position of a variable in this list is its key in :meth:`get_state`.
+        """
+        if self.built:
+            return
+        f = f"{type(self).__name__}.build()"
+        if isinstance(variables, (str, bytes)) or not isinstance(variables, Iterable):
+            raise TypeError(f"{f}: variables must be a list, got {type(variables).__name__}")
+        variables = list(variables)
+        index: dict[int, int] = {}
+        for i, var in enumerate(variables):
+            self._check_variable(f, i, var)
+            if id(var) in index:
+                raise ValueError(
+                    f"{f}: variable {i} is the same object as variable {index[id(var)]}"
+                )
+            index[id(var)] = i
+        slots = {
+            name: [np.zeros_like(v.data) if self._uses_slot(name) else None for v in variables]
+            for name in self._slot_names
+        }
+        pending = self._pending_state
+        if pending is not None:
+            self._validate_state(f"{type(self).__name__}.set_state()", pending, variables)
+        self._variables, self._index, self._slots = variables, index, slots
+        self.built = True
+        if pending is not None:
+            self._pending_state = None
+            self._load_slots(pending)
+
+    def _uses_slot(self, name: str) -> bool:
+        return True
+
+    def _state_keys(self, variables: Sequence[Any]) -> dict[str, tuple[int, ...]]:
+        keys: dict[str, tuple[int, ...]] = {}
+        for name in self._slot_names:
+            if self._uses_slot(name):
+                for i, v in enumerate(variables):
+                    keys[f"{name}/{i}"] = v.data.shape
+        return keys
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Return the iteration count and copies of the slot arrays.
+
+        Keys: ``"iterations"`` (an int64 scalar array) and ``"SLOT/i"`` for
+        slot ``SLOT`` of the ``i``-th variable of the build list.
+        """
+        state: dict[str, np.ndarray] = {"iterations": np.array(self.iterations, dtype=np.int64)}
+        if self._pending_state is not None:
+            # Loaded before build: hand back what will be loaded.
+            for key, arr in self._pending_state.items():
+                if key != "iterations":
+                    state[key] = arr.copy()
+            return state
+        for name in self._slot_names:
+            for i, arr in enumerate(self._slots.get(name, [])):
+                if arr is not None:
+                    state[f"{name}/{i}"] = arr.copy()
+        return state
+
+    def _validate_state(self, f: str, state: Mapping[str, Any], variables: Sequence[Any]) -> None:
+        expected = self._state_keys(variables)
+        given = {k for k in state if k != "iterations"}
+        missing = sorted(set(expected) - given)
+        extra = sorted(given - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"{f}: state does not match this optimizer and its {len(variables)} variables: "
+                f"missing keys {missing}, unexpected keys {extra}"
+            )
+        for key, shape in expected.items():
+            if state[key].shape != shape:
+                raise ValueError(
+                    f"{f}: state[{key!r}] must have shape {shape}, got {state[key].shape}"
+                )
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Load a state from :meth:`get_state` (arrays are copied).
+
+        Before the optimizer is built, the iteration count is set at once and
+        the slot arrays are checked and loaded when it is built.
+
+        Raises
+        ------
+        ValueError
+            If keys or shapes do not match this optimizer's variables.
+        """
+        f = f"{type(self).__name__}.set_state()"
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{f}: state must be a dict, got {type(state).__name__}")
+        arrays: dict[str, np.ndarray] = {}
+        for key, value in state.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{f}: state keys must be str, got {type(key).__name__}")
+            arr = np.array(value)  # a copy: later changes by the caller must not leak in
+            if key != "iterations" and not (
+                np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            ):
+                raise TypeError(
+                    f"{f}: state[{key!r}] must be a numeric array, got dtype {arr.dtype}"
+                )
+            arrays[key] = arr
+        if "iterations" not in arrays:
+            raise ValueError(
+                f"{f}: state must have an 'iterations' entry, got keys {sorted(arrays)}"
+            )
+        it = arrays["iterations"]
+        if it.ndim != 0 or not np.issubdtype(it.dtype, np.integer) or int(it) < 0:
+            raise ValueError(
+                f"{f}: state['iterations'] must be a non-negative integer scalar, got {it!r}"
+            )
+        if self.built:
+            self._validate_state(f, arrays, self._variables)
+            self._load_slots(arrays)
+        else:
+            bad = [
+                k for k in arrays if k != "iterations" and k.split("/")[0] not in self._slot_names
+            ]
+            if bad:
+                raise ValueError(
+                    f"{f}: unexpected keys {sorted(bad)}; slots of {type(self).__name__} are "
+                    f"{list(self._slot_names)}"
+                )
+            self._pending_state = arrays
+        self.iterations = int(it)
+
+    def _load_slots(self, arrays: Mapping[str, np.ndarray]) -> None:
+        for key, arr in arrays.items():
+            if key == "iterations":
+                continue
+            name, i = key.split("/")
+            slot = self._slots[name][int(i)]
+            slot[...] = arr.astype(slot.dtype, copy=False)
+
+    @property
+    def variables(self) -> list[Any]:
+        """The variables the optimizer was built with, in state-key order."""
+        return list(self._variables)
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def _clip(self, grads: list[np.ndarray]) -> list[np.ndarray]:
+        if self.clipnorm is not None:
+            out = []
+            for g in grads:
+                norm = float(np.sqrt(np.sum(np.square(g, dtype=np.float64))))
+                # g * c / max(norm, c): unchanged when the norm is within the limit.
+                out.append(g * g.dtype.type(self.clipnorm / max(norm, self.clipnorm)))
+            return out
+        if self.global_clipnorm is not None:
+            total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+            c = self.global_clipnorm
+            # A non-finite norm makes every gradient NaN, as Keras does, rather than hiding it.
+            scale = c * min(1.0 / total, 1.0 / c) if total > 0 else 1.0
+            if not math.isfinite(total):
+                scale = math.nan
+            return [g * g.dtype.type(scale) for g in grads]
+        if self.clipvalue is not None:
+            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def apply_gradients(self, grads_and_vars: Iterable[tuple[Any, Any]]) -> int:
+        """Apply one update step.
+
+        Parameters
+        ----------
+        grads_and_vars : iterable of (gradient or None, variable)
+            Gradients are array-likes of the variable's shape, cast to its
+            dtype; pairs whose gradient is None are skipped. On the first call
+            (or :meth:`build`) the optimizer records the variables, and later
+            calls may pass any subset of them.
+
+        Returns
+        -------
+        int
+            ``iterations`` after the step.
+        """
+        f = f"{type(self).__name__}.apply_gradients()"
+        if isinstance(grads_and_vars, (str, bytes)) or not isinstance(grads_and_vars, Iterable):
+            raise TypeError(
+                f"{f}: grads_and_vars must be a list of (gradient, variable) pairs, "
+                f"got {type(grads_and_vars).__name__}"
+            )
+        pairs = list(grads_and_vars)
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(
+                    f"{f}: grads_and_vars[{i}] must be a (gradient, variable) pair, got {pair!r}"
+                )
+        if not self.built:
+            self.build([v for _, v in pairs])
+        grads: list[np.ndarray] = []
+        variables: list[Any] = []
+        seen: set[int] = set()
+        for i, (g, v) in enumerate(pairs):
+            if id(v) not in self._index:
+                raise ValueError(
+                    f"{f}: grads_and_vars[{i}] holds a variable this optimizer was not built with; "
+                    "create a new optimizer for a new set of variables"
+                )
+            if id(v) in seen:
+                raise ValueError(f"{f}: grads_and_vars[{i}] repeats a variable")
+            seen.add(id(v))
+            data = self._check_variable(f, i, v)
+            if g is None:
+                continue
+            g = np.asarray(g)
+            if not (np.issubdtype(g.dtype, np.floating) or np.issubdtype(g.dtype, np.integer)):
+                raise TypeError(f"{f}: gradient {i} must be numeric, got dtype {g.dtype}")
+            if g.shape != data.shape:
+                raise ValueError(
+                    f"{f}: gradient {i} must have the variable's shape {data.shape}, got {g.shape}"
+                )
+            grads.append(g.astype(data.dtype, copy=False))
+            variables.append(v)
+        grads = self._clip(grads)
+        lr = self.current_learning_rate
+        if self.weight_decay is not None and self.weight_decay > 0:
+            for v in variables:
+                v.data -= v.data * v.data.dtype.type(self.weight_decay * lr)
+        for g, v in zip(grads, variables):
+            self._update(g, v.data, self._index[id(v)], lr)
+        self.iterations += 1
+        return self.iterations
+
+    def _slot(self, name: str, index: int) -> np.ndarray:
+        return self._slots[name][index]  # type: ignore[return-value]
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__}: an Optimizer subclass must implement _update"
+        )
+
+    # -- config ------------------------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the constructor arguments (a schedule as a serialized dict)."""
+        lr = self._learning_rate
+        return {
+            "name": self.name,
+            "learning_rate": (
+                _schedules.serialize(lr) if isinstance(lr, LearningRateSchedule) else lr
+            ),
+            "weight_decay": self.weight_decay,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "clipvalue": self.clipvalue,
+        }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Optimizer:
+        """Create an optimizer from the dictionary returned by :meth:`get_config`."""
+        f = f"{cls.__name__}.from_config()"
+        if not isinstance(config, Mapping):
+            raise TypeError(f"{f}: config must be a dict, got {type(config).__name__}")
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), Mapping):
+            config["learning_rate"] = _schedules.deserialize(config["learning_rate"])
+        try:
+            inspect.signature(cls).bind(**config)
+        except TypeError as e:
+            raise TypeError(f"{f}: config does not fit: {e}") from None
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} iterations={self.iterations}>"
+
+
+class SGD(Optimizer):
+    """Gradient descent, optionally with momentum (Keras 3 formulation).
+
+    Without momentum ``var -= lr * g``. With momentum the velocity
+    ``m = momentum * m - lr * g`` is added to the variable, or with Nesterov
+    ``var += momentum * m - lr * g`` (using the new ``m``). This equals
+    ``torch.optim.SGD`` with ``dampening=0`` while the learning rate is constant.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule, default 0.01
+    momentum : float in [0, 1], default 0.0
+    nesterov : bool, default False
+    **kwargs
+        ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    State slots: ``"momentum/i"`` when ``momentum > 0``.
+    """
+
+    _default_name = "SGD"
+    _slot_names = ("momentum",)
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.momentum = _real("SGD()", "momentum", momentum, lo=0.0, hi=1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"SGD(): nesterov must be a bool, got {type(nesterov).__name__}")
+        self.nesterov = bool(nesterov)
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+
+    def _uses_slot(self, name: str) -> bool:
+        return self.momentum != 0
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        t = var.dtype.type
+        if self.momentum == 0:
+            var -= t(lr) * grad
+            return
+        m = self._slot("momentum", index)
+        mom = t(self.momentum)
+        step = t(lr) * grad
+        m *= mom
+        m -= step
+        if self.nesterov:
+            var += mom * m - step
+        else:
+            var += m
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with the epsilon placement of Keras 3.
+
+    ``m += (1 - beta_1) * (g - m)``, ``v += (1 - beta_2) * (g**2 - v)`` and
+    ``var -= lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)``
+    with ``t = iterations + 1``. With ``amsgrad`` the running maximum of ``v``
+    replaces ``v`` in the last formula. ``torch.optim.Adam`` adds its epsilon
+    after bias-correcting ``sqrt(v)``, so the two agree exactly when epsilon is 0.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule, default 0.001
+    beta_1 : float in [0, 1), default 0.9
+    beta_2 : float in [0, 1), default 0.999
+    epsilon : float >= 0, default 1e-7
+    amsgrad : bool, default False
+    **kwargs
+        ``weight_decay`` (which makes it AdamW), ``clipnorm``, ``clipvalue``,
+        ``global_clipnorm``, ``name``.
+
+    State slots: ``"momentum/i"``, ``"velocity/i"`` and, with amsgrad,
+    ``"velocity_hat/i"``.
+    """
+
+    _default_name = "adam"
+    _slot_names = ("momentum", "velocity", "velocity_hat")
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.beta_1 = _real("Adam()", "beta_1", beta_1, lo=0.0, hi=1.0, hi_open=True)
+        self.beta_2 = _real("Adam()", "beta_2", beta_2, lo=0.0, hi=1.0, hi_open=True)
+        self.epsilon = _real("Adam()", "epsilon", epsilon, lo=0.0)
+        if not isinstance(amsgrad, (bool, np.bool_)):
+            raise TypeError(f"Adam(): amsgrad must be a bool, got {type(amsgrad).__name__}")
+        self.amsgrad = bool(amsgrad)
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+
+    def _uses_slot(self, name: str) -> bool:
+        return name != "velocity_hat" or self.amsgrad
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        t = var.dtype.type
+        step = self.iterations + 1
+        alpha = lr * math.sqrt(1.0 - self.beta_2**step) / (1.0 - self.beta_1**step)
+        m = self._slot("momentum", index)
+        v = self._slot("velocity", index)
+        m += (grad - m) * t(1.0 - self.beta_1)
+        v += (np.square(grad) - v) * t(1.0 - self.beta_2)
+        if self.amsgrad:
+            v_hat = self._slot("velocity_hat", index)
+            np.maximum(v_hat, v, out=v_hat)
+            v = v_hat
+        var -= m * t(alpha) / (np.sqrt(v) + t(self.epsilon))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
+        }
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), with the Keras 3 formulation.
+
+    ``v = rho * v + (1 - rho) * g**2``; the step is
+    ``lr * g / sqrt(v + epsilon)`` (centered: ``sqrt(v - a**2 + epsilon)`` with
+    ``a = rho * a + (1 - rho) * g``), subtracted from the variable directly or,
+    with momentum, through ``mom = momentum * mom + step``. Epsilon sits inside
+    the square root (torch adds it outside), so the two agree when it is 0.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule, default 0.001
+    rho : float in [0, 1), default 0.9
+    momentum : float in [0, 1], default 0.0
+    epsilon : float >= 0, default 1e-7
+    centered : bool, default False
+    **kwargs
+        ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+
+    State slots: ``"velocity/i"``, ``"momentum/i"`` when ``momentum > 0`` and
+    ``"average_gradient/i"`` when centered.
+    """
+
+    _default_name = "rmsprop"
+    _slot_names = ("velocity", "momentum", "average_gradient")
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.rho = _real("RMSprop()", "rho", rho, lo=0.0, hi=1.0, hi_open=True)
+        self.momentum = _real("RMSprop()", "momentum", momentum, lo=0.0, hi=1.0)
+        self.epsilon = _real("RMSprop()", "epsilon", epsilon, lo=0.0)
+        if not isinstance(centered, (bool, np.bool_)):
+            raise TypeError(f"RMSprop(): centered must be a bool, got {type(centered).__name__}")
+        self.centered = bool(centered)
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+
+    def _uses_slot(self, name: str) -> bool:
+        if name == "momentum":
+            return self.momentum > 0
+        if name == "average_gradient":
+            return self.centered
+        return True
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        t = var.dtype.type
+        rho = t(self.rho)
+        v = self._slot("velocity", index)
+        v *= rho
+        v += t(1.0 - self.rho) * np.square(grad)
+        if self.centered:
+            a = self._slot("average_gradient", index)
+            a *= rho
+            a += t(1.0 - self.rho) * grad
+            denominator = v - np.square(a) + t(self.epsilon)
+        else:
+            denominator = v + t(self.epsilon)
+        increment = t(lr) * grad / np.sqrt(denominator)
+        if self.momentum > 0:
+            mom = self._slot("momentum", index)
+            mom *= t(self.momentum)
+            mom += increment
+            var -= mom
+        else:
+            var -= increment
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }
+
+
+_CLASSES: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    """Return ``{"class_name": ..., "config": ...}`` for a built-in optimizer."""
+    cls = type(optimizer)
+    if _CLASSES.get(cls.__name__.lower()) is not cls:
+        raise TypeError(
+            f"optimizers.serialize(): optimizer must be SGD, Adam or RMSprop, got {cls.__name__}"
+        )
+    return {"class_name": cls.__name__, "config": optimizer.get_config()}
+
+
+def deserialize(config: Mapping[str, Any]) -> Optimizer:
+    """Create an optimizer from the output of :func:`serialize`.
+
+    ``class_name`` is matched case-insensitively against the built-in classes;
+    nothing is imported or executed.
+    """
+    f = "optimizers.deserialize()"
+    if not isinstance(config, Mapping):
+        raise TypeError(f"{f}: config must be a dict, got {type(config).__name__}")
+    name = config.get("class_name")
+    if not isinstance(name, str):
+        raise ValueError(f"{f}: config must have a str 'class_name', got {name!r}")
+    if name.lower() not in _CLASSES:
+        raise ValueError(f"{f}: unknown optimizer {name!r}, expected one of SGD, Adam, RMSprop")
+    inner = config.get("config", {})
+    if not isinstance(inner, Mapping):
+        raise TypeError(f"{f}: config['config'] must be a dict, got {type(inner).__name__}")
+    return _CLASSES[name.lower()].from_config(inner)
+
+
+def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
+    """Return an optimizer for a name, a serialized dict or an instance.
+
+    Parameters
+    ----------
+    identifier : str, dict or Optimizer
+        ``"sgd"``, ``"adam"`` or ``"rmsprop"`` (any case) give a new optimizer
+        with default arguments; a dict is passed to :func:`deserialize`; an
+        instance is returned as it is.
+    """
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, Mapping):
+        return deserialize(identifier)
+    if isinstance(identifier, str):
+        if identifier.lower() not in _CLASSES:
+            raise ValueError(
+                "optimizers.get(): unknown optimizer name "
+                f"{identifier!r}, expected 'sgd', 'adam' or 'rmsprop'"
+            )
+        return _CLASSES[identifier.lower()]()
+    raise TypeError(
+        "optimizers.get(): identifier must be a str, a dict or an Optimizer, "
+        f"got {type(identifier).__name__}"
+    )

@@ -1,0 +1,327 @@
+"""Learning-rate schedules with the Keras 3 names, arguments and formulas.
+
+A schedule maps the optimizer's step counter (``optimizer.iterations``, 0 for
+the first update) to a learning rate. Optimizers accept one in place of a
+float ``learning_rate``. Schedules serialize to plain dictionaries
+(``{"class_name": ..., "config": ...}``) that :func:`deserialize` turns back
+into objects of the known classes only: no code is imported or run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "CosineDecay",
+    "ExponentialDecay",
+    "InverseTimeDecay",
+    "LearningRateSchedule",
+    "PiecewiseConstantDecay",
+    "deserialize",
+    "serialize",
+]
+
+
+def _real(func: str, arg: str, value: Any, *, positive: bool = False, nonneg: bool = False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}: {arg} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{func}: {arg} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{func}: {arg} must be > 0, got {value}")
+    if nonneg and value < 0:
+        raise ValueError(f"{func}: {arg} must be >= 0, got {value}")
+    return value
+
+
+def _step(func: str, step: Any) -> float:
+    # Steps come from the optimizer as ints, but NumPy scalars are fine too.
+    if isinstance(step, bool) or not isinstance(step, numbers.Real):
+        raise TypeError(f"{func}: step must be a real number, got {type(step).__name__}")
+    step = float(step)
+    if not step >= 0:
+        raise ValueError(f"{func}: step must be >= 0, got {step}")
+    return step
+
+
+class LearningRateSchedule:
+    """Base class: a callable from the step counter to a learning rate.
+
+    Subclasses implement ``__call__(step) -> float`` and ``get_config()``;
+    ``from_config(config)`` calls the constructor with the config's entries.
+    """
+
+    def __call__(self, step: int) -> float:
+        raise NotImplementedError(
+            f"{type(self).__name__}.__call__(): a LearningRateSchedule subclass must implement it"
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the constructor arguments as a JSON-compatible dictionary."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.get_config(): a LearningRateSchedule subclass must implement it"
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LearningRateSchedule:
+        """Create a schedule from the dictionary returned by :meth:`get_config`."""
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                f"{cls.__name__}.from_config(): config must be a dict, got {type(config).__name__}"
+            )
+        try:
+            inspect.signature(cls).bind(**config)
+        except TypeError as e:
+            raise TypeError(f"{cls.__name__}.from_config(): config does not fit: {e}") from None
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
+
+    Parameters
+    ----------
+    initial_learning_rate : float
+    decay_steps : int or float, > 0
+    decay_rate : float
+    staircase : bool, default False
+        If True, ``step / decay_steps`` is floored, so the rate drops in steps.
+    name : str, default "ExponentialDecay"
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: float,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str = "ExponentialDecay",
+    ) -> None:
+        f = "ExponentialDecay()"
+        self.initial_learning_rate = _real(f, "initial_learning_rate", initial_learning_rate)
+        self.decay_steps = _real(f, "decay_steps", decay_steps, positive=True)
+        self.decay_rate = _real(f, "decay_rate", decay_rate)
+        self.staircase = bool(staircase)
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        p = _step("ExponentialDecay()", step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate * self.decay_rate**p
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class PiecewiseConstantDecay(LearningRateSchedule):
+    """A constant rate between boundaries.
+
+    ``values[0]`` while ``step <= boundaries[0]``, ``values[i]`` while
+    ``boundaries[i-1] < step <= boundaries[i]`` and ``values[-1]`` after the
+    last boundary.
+
+    Parameters
+    ----------
+    boundaries : sequence of numbers, strictly increasing
+    values : sequence of floats, one more than ``boundaries``
+    name : str, default "PiecewiseConstant"
+    """
+
+    def __init__(
+        self,
+        boundaries: Sequence[float],
+        values: Sequence[float],
+        name: str = "PiecewiseConstant",
+    ) -> None:
+        f = "PiecewiseConstantDecay()"
+        if isinstance(boundaries, (str, bytes)) or not isinstance(boundaries, Sequence):
+            raise TypeError(f"{f}: boundaries must be a list, got {type(boundaries).__name__}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise TypeError(f"{f}: values must be a list, got {type(values).__name__}")
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(
+                f"{f}: the length of boundaries should be 1 less than the length of values, "
+                f"got {len(boundaries)} boundaries and {len(values)} values"
+            )
+        b = [_real(f, f"boundaries[{i}]", v) for i, v in enumerate(boundaries)]
+        if any(b1 >= b2 for b1, b2 in zip(b, b[1:])):
+            raise ValueError(f"{f}: boundaries must be strictly increasing, got {list(boundaries)}")
+        self.boundaries = b
+        self.values = [_real(f, f"values[{i}]", v) for i, v in enumerate(values)]
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        s = _step("PiecewiseConstantDecay()", step)
+        for boundary, value in zip(self.boundaries, self.values):
+            if s <= boundary:
+                return value
+        return self.values[-1]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"boundaries": list(self.boundaries), "values": list(self.values), "name": self.name}
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine decay with an optional linear warm-up (Loshchilov & Hutter, SGDR).
+
+    Without warm-up (``warmup_target=None``) the rate is
+    ``initial_learning_rate * ((1 - alpha) * 0.5 * (1 + cos(pi * t)) + alpha)``
+    with ``t = min(step, decay_steps) / decay_steps``. With warm-up, the rate
+    rises linearly from ``initial_learning_rate`` to ``warmup_target`` over
+    ``warmup_steps`` steps and then decays from ``warmup_target`` as above over
+    the next ``decay_steps`` steps.
+
+    Parameters
+    ----------
+    initial_learning_rate : float
+    decay_steps : int or float, > 0
+    alpha : float, default 0.0
+        The final rate as a fraction of the decayed-from rate.
+    warmup_target : float or None, default None
+    warmup_steps : int or float, default 0
+    name : str, default "CosineDecay"
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: float,
+        alpha: float = 0.0,
+        name: str = "CosineDecay",
+        warmup_target: float | None = None,
+        warmup_steps: float = 0,
+    ) -> None:
+        f = "CosineDecay()"
+        self.initial_learning_rate = _real(f, "initial_learning_rate", initial_learning_rate)
+        self.decay_steps = _real(f, "decay_steps", decay_steps, positive=True)
+        self.alpha = _real(f, "alpha", alpha)
+        self.warmup_target = (
+            None if warmup_target is None else _real(f, "warmup_target", warmup_target)
+        )
+        self.warmup_steps = _real(f, "warmup_steps", warmup_steps, nonneg=True)
+        self.name = name
+
+    def _decay(self, step: float, decay_from: float) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * step / self.decay_steps))
+        return decay_from * ((1.0 - self.alpha) * cosine + self.alpha)
+
+    def __call__(self, step: int) -> float:
+        s = _step("CosineDecay()", step)
+        if self.warmup_target is None:
+            return self._decay(min(s, self.decay_steps), self.initial_learning_rate)
+        s = min(s, self.decay_steps + self.warmup_steps)
+        if s < self.warmup_steps:
+            delta = self.warmup_target - self.initial_learning_rate
+            return self.initial_learning_rate + delta * s / self.warmup_steps
+        return self._decay(s - self.warmup_steps, self.warmup_target)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "alpha": self.alpha,
+            "name": self.name,
+            "warmup_target": self.warmup_target,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+class InverseTimeDecay(LearningRateSchedule):
+    """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``.
+
+    Parameters
+    ----------
+    initial_learning_rate : float
+    decay_steps : int or float, > 0
+    decay_rate : float, >= 0
+    staircase : bool, default False
+        If True, ``step / decay_steps`` is floored.
+    name : str, default "InverseTimeDecay"
+    """
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: float,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str = "InverseTimeDecay",
+    ) -> None:
+        f = "InverseTimeDecay()"
+        self.initial_learning_rate = _real(f, "initial_learning_rate", initial_learning_rate)
+        self.decay_steps = _real(f, "decay_steps", decay_steps, positive=True)
+        # A negative rate would make the denominator cross zero.
+        self.decay_rate = _real(f, "decay_rate", decay_rate, nonneg=True)
+        self.staircase = bool(staircase)
+        self.name = name
+
+    def __call__(self, step: int) -> float:
+        p = _step("InverseTimeDecay()", step) / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+_CLASSES: dict[str, type[LearningRateSchedule]] = {
+    c.__name__: c for c in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay, InverseTimeDecay)
+}
+
+
+def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
+    """Return ``{"class_name": ..., "config": ...}`` for a built-in schedule.
+
+    Raises
+    ------
+    TypeError
+        If ``schedule`` is not one of the built-in schedule classes.
+    """
+    cls = type(schedule)
+    if _CLASSES.get(cls.__name__) is not cls:
+        raise TypeError(
+            f"schedules.serialize(): schedule must be one of {sorted(_CLASSES)}, got {cls.__name__}"
+        )
+    return {"class_name": cls.__name__, "config": schedule.get_config()}
+
+
+def deserialize(config: Mapping[str, Any]) -> LearningRateSchedule:
+    """Create a schedule from the output of :func:`serialize`.
+
+    Only the built-in classes are known; nothing is imported or executed.
+    """
+    f = "schedules.deserialize()"
+    if not isinstance(config, Mapping):
+        raise TypeError(f"{f}: config must be a dict, got {type(config).__name__}")
+    if "class_name" not in config:
+        raise ValueError(f"{f}: config must have a 'class_name' key, got keys {sorted(config)}")
+    name = config["class_name"]
+    if name not in _CLASSES:
+        raise ValueError(f"{f}: unknown class_name {name!r}, expected one of {sorted(_CLASSES)}")
+    inner = config.get("config", {})
+    if not isinstance(inner, Mapping):
+        raise TypeError(f"{f}: config['config'] must be a dict, got {type(inner).__name__}")
+    return _CLASSES[name].from_config(dict(inner))
