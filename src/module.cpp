@@ -15,6 +15,8 @@ void bind_pool(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_gram(py::module_& m);
+void bind_anchors(py::module_& m);
+void bind_windows(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -58,4 +60,6 @@ PYBIND11_MODULE(_core, m) {
   cnnkit::bind::bind_conv(m);
   cnnkit::bind::bind_gemm(m);
   cnnkit::bind::bind_gram(m);
+  cnnkit::bind::bind_anchors(m);
+  cnnkit::bind::bind_windows(m);
 }

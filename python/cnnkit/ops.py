@@ -22,6 +22,7 @@ documented differences:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -29,6 +30,7 @@ from numpy.typing import ArrayLike
 from . import _core
 
 __all__ = [
+    "KMeansAnchors",
     "avg_pool",
     "avg_pool_backward",
     "batched_nms",
@@ -48,12 +50,18 @@ __all__ = [
     "global_max_pool",
     "gram",
     "gram_backward",
+    "kmeans_anchors",
     "matmul",
     "max_pool",
     "max_pool_backward",
     "nms",
     "remove_small_boxes",
+    "sliding_windows",
     "soft_nms",
+    "window_boxes",
+    "yolo_decode",
+    "yolo_encode",
+    "yolo_encode_batch",
 ]
 
 
@@ -619,3 +627,286 @@ def global_avg_pool(x: ArrayLike) -> np.ndarray:
         Sums are accumulated in float64, also for float32 input.
     """
     return _core.global_avg_pool(x)
+
+
+# --- detection: YOLO targets, anchors, sliding windows ---------------------------------
+
+
+def yolo_encode(
+    boxes: ArrayLike,
+    classes: ArrayLike,
+    *,
+    grid: int | Sequence[int],
+    anchors: ArrayLike,
+    num_classes: int,
+    image_size: float | Sequence[float],
+) -> tuple[np.ndarray, int]:
+    """Encode one image's ground-truth boxes as a YOLO target (the course's encoding).
+
+    Each object goes to the grid cell holding its midpoint and to the anchor
+    whose shape has the highest IoU with the object's shape, both centred at
+    the same point (ties: the lower anchor index). Its row is
+    ``[pc, bx, by, bh, bw, c_1, ..., c_C]``: ``pc = 1``; ``(bx, by)`` the
+    midpoint relative to the cell, in ``[0, 1)`` (``1`` only for a midpoint on
+    the right or bottom image edge, which goes to the last cell); ``bh`` and
+    ``bw`` the object's height and width in units of the cell's height and
+    width (they may exceed 1); then a one-hot class. Rows without an object
+    are all zero.
+
+    Objects that are not in the target are counted in ``dropped``:
+
+    * a box of zero width or height;
+    * a box whose midpoint lies outside the image, ``[0, width] x [0, height]``
+      (a box may cross the border as long as its midpoint is inside);
+    * an object whose cell and anchor another object takes: the one with the
+      higher anchor IoU stays, on a tie the lower index.
+
+    Parameters
+    ----------
+    boxes : array_like, shape (K, 4), float32 or float64
+        ``xyxy`` boxes in pixels; finite, with ``x1 <= x2`` and ``y1 <= y2``
+        (else ValueError).
+    classes : array_like, shape (K,), integer
+        Class ids in ``[0, num_classes)`` (else ValueError).
+    grid : int or (grid_h, grid_w)
+        Cells per column and per row.
+    anchors : array_like, shape (A, 2)
+        Anchor shapes as (width, height) in pixels, positive.
+    num_classes : int
+        ``>= 1``.
+    image_size : float or (height, width)
+        The image size in pixels, positive.
+
+    Returns
+    -------
+    Y : numpy.ndarray, shape (grid_h, grid_w, A, 5 + num_classes)
+        The dtype of ``boxes``.
+    dropped : int
+        The number of objects not in ``Y``.
+
+    See Also
+    --------
+    yolo_encode_batch : the same for a batch of images.
+    yolo_decode : the inverse.
+
+    Examples
+    --------
+    >>> y, dropped = yolo_encode([[10.0, 20.0, 50.0, 40.0]], [1], grid=4, anchors=[[40, 20]],
+    ...                          num_classes=2, image_size=100)
+    >>> y[1, 1, 0]
+    array([1. , 0.2, 0.2, 0.8, 1.6, 0. , 1. ])
+    """
+    return _core.yolo_encode(boxes, classes, grid, anchors, num_classes, image_size, False)
+
+
+def yolo_encode_batch(
+    boxes_list: Sequence[ArrayLike],
+    classes_list: Sequence[ArrayLike],
+    *,
+    grid: int | Sequence[int],
+    anchors: ArrayLike,
+    num_classes: int,
+    image_size: float | Sequence[float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`yolo_encode` for a batch of images with different numbers of boxes.
+
+    Images are encoded in parallel; the result does not depend on the number
+    of threads.
+
+    Parameters
+    ----------
+    boxes_list : list or tuple of array_like, each of shape (K_i, 4)
+        Each image's ``xyxy`` boxes, float32 or float64.
+    classes_list : list or tuple of array_like, each of shape (K_i,)
+        Each image's class ids, one entry per entry of ``boxes_list``.
+    grid, anchors, num_classes, image_size
+        As in :func:`yolo_encode`, shared by every image.
+
+    Returns
+    -------
+    Y : numpy.ndarray, shape (N, grid_h, grid_w, A, 5 + num_classes)
+        float64 if any image's boxes are float64, else float32 (also for N = 0).
+    dropped : numpy.ndarray, shape (N,), int64
+        Each image's number of objects not in ``Y``.
+    """
+    return _core.yolo_encode(boxes_list, classes_list, grid, anchors, num_classes, image_size, True)
+
+
+def yolo_decode(
+    Y: ArrayLike,
+    *,
+    anchors: ArrayLike,
+    image_size: float | Sequence[float],
+    score_threshold: float = 0.6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Boxes of a YOLO target or activated network output (the inverse of :func:`yolo_encode`).
+
+    Every (cell row, cell column, anchor), in that order, whose score
+    ``pc * max_c p_c`` is ``>= score_threshold`` gives a detection of the
+    first class with the maximal probability. Its midpoint is
+    ``((column + bx) * width / grid_w, (row + by) * height / grid_h)`` and its
+    size ``(bw * width / grid_w, bh * height / grid_h)``. The output is not
+    sorted by score and not suppressed: that is NMS's job.
+
+    Parameters
+    ----------
+    Y : array_like, float32 or float64
+        Shape (grid_h, grid_w, A, 5 + C) for one image, or
+        (N, grid_h, grid_w, A, 5 + C) for a batch, C >= 1. Rows are
+        ``[pc, bx, by, bh, bw, p_1, ..., p_C]``, already activated: every
+        value finite, ``pc`` and ``p_c`` in [0, 1], ``bh``, ``bw >= 0`` (else
+        ValueError).
+    anchors : array_like, shape (A, 2)
+        Positive (width, height) rows; A must match Y's anchor axis (the box
+        sizes are in ``Y``, so only the count is used).
+    image_size : float or (height, width)
+        In pixels, positive.
+    score_threshold : float, default 0.6
+        ``>= 0``.
+
+    Returns
+    -------
+    (boxes, scores, classes) or a list of them, one per image for a batched Y
+        ``boxes`` (K, 4) ``xyxy`` in pixels and ``scores`` (K,) in Y's dtype;
+        ``classes`` (K,) int64.
+    """
+    return _core.yolo_decode(Y, anchors, image_size, score_threshold)
+
+
+class KMeansAnchors(NamedTuple):
+    """The result of :func:`kmeans_anchors`."""
+
+    anchors: np.ndarray
+    """(k, 2) anchor shapes (width, height), sorted by increasing area."""
+    mean_iou: float
+    """The mean over boxes of the best IoU with an anchor (boxes and anchors centred)."""
+    recall: float
+    """The fraction of boxes whose best IoU is ``>= iou_threshold``."""
+
+
+def _generator(seed: int | np.random.Generator, fn: str) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"{fn}(): seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
+        )
+    if seed < 0:
+        raise ValueError(f"{fn}(): seed must be >= 0, got {seed}")
+    return np.random.default_rng(int(seed))
+
+
+def kmeans_anchors(
+    wh: ArrayLike,
+    k: int,
+    *,
+    iterations: int = 100,
+    seed: int | np.random.Generator = 0,
+    iou_threshold: float = 0.5,
+) -> KMeansAnchors:
+    """Anchor shapes by k-means over box shapes with ``1 - IoU`` as the distance (darknet).
+
+    Boxes and centres are compared as if centred at the same point, so only
+    their widths and heights matter. The initial centres are chosen k-means++
+    style, with ``(1 - IoU)^2`` as the weight, by ``seed`` (one call of the
+    generator's ``random(k)``). Each iteration assigns every box to the centre
+    of highest IoU (ties: the lower index) and moves each centre to the mean
+    width and height of its boxes; a centre that gets no box keeps its place.
+    Iterations stop when no assignment changes, or after ``iterations``.
+
+    Parameters
+    ----------
+    wh : array_like, shape (M, 2), float32 or float64
+        Box (width, height) rows, positive and finite, M >= 1.
+    k : int
+        The number of anchors, at most the number of distinct rows of ``wh``.
+    iterations : int, default 100
+        The maximum number of assignment steps, ``>= 0`` (0: the initial centres).
+    seed : int or numpy.random.Generator, default 0
+    iou_threshold : float, default 0.5
+        In [0, 1]; sets ``recall``.
+
+    Returns
+    -------
+    KMeansAnchors
+        ``(anchors, mean_iou, recall)``: ``anchors`` (k, 2) in the dtype of
+        ``wh``, sorted by area (stable); the statistics compare every box with
+        these anchors.
+    """
+    rng = _generator(seed, "kmeans_anchors")
+    anchors, mean_iou, recall, _ = _core.kmeans_anchors(wh, k, iterations, iou_threshold, rng)
+    return KMeansAnchors(anchors, mean_iou, recall)
+
+
+def sliding_windows(
+    images: ArrayLike, window: int | Sequence[int], stride: int | Sequence[int]
+) -> np.ndarray:
+    """Every window of a batch of images, copied into one contiguous array.
+
+    Window ``(r, c)`` is the region starting at row ``r * stride_h`` and
+    column ``c * stride_w``; windows that would cross the bottom or right edge
+    are left out. :func:`window_boxes` gives each window's box.
+
+    Parameters
+    ----------
+    images : array_like, shape (N, H, W, C)
+        Any dtype (the copy is byte for byte).
+    window : int or (h, w)
+        Window size, positive and at most (H, W) (else ValueError).
+    stride : int or (stride_h, stride_w)
+        Positive.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, rows, cols, h, w, C), the dtype of ``images``
+        ``rows = (H - h) // stride_h + 1`` and ``cols = (W - w) // stride_w + 1``;
+        a new C-contiguous array, copied in parallel.
+    """
+    return _core.sliding_windows(images, window, stride)
+
+
+def _size_pair(value: object, fn: str, name: str, what: str, *, integer: bool) -> tuple:
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{fn}(): {name} must be {what}, got {len(items)} entries")
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, kinds):
+            raise TypeError(f"{fn}(): {name} must be {what}, got {type(v).__name__}")
+        if not (v > 0 and np.isfinite(v)):
+            raise ValueError(f"{fn}(): {name} must be positive, got {v!r}")
+    return items
+
+
+def window_boxes(
+    image_size: int | Sequence[int], window: int | Sequence[int], stride: int | Sequence[int]
+) -> np.ndarray:
+    """The ``xyxy`` box of every window of :func:`sliding_windows`, in pixels.
+
+    Parameters
+    ----------
+    image_size : int or (height, width)
+    window : int or (h, w)
+        At most ``image_size`` (else ValueError).
+    stride : int or (stride_h, stride_w)
+
+    Returns
+    -------
+    numpy.ndarray, shape (rows, cols, 4), float32
+        Box ``(r, c)`` is ``[c * stride_w, r * stride_h, c * stride_w + w, r * stride_h + h]``.
+    """
+    fn = "window_boxes"
+    height, width = _size_pair(
+        image_size, fn, "image_size", "an int or a (height, width) pair", integer=True
+    )
+    h, w = _size_pair(window, fn, "window", "an int or an (h, w) pair", integer=True)
+    sh, sw = _size_pair(stride, fn, "stride", "an int or a (stride_h, stride_w) pair", integer=True)
+    if h > height or w > width:
+        raise ValueError(
+            f"{fn}(): window must fit in the image, at most ({height}, {width}), got ({h}, {w})"
+        )
+    # Integer arithmetic, rounded to float32 once.
+    y1 = np.arange((height - h) // sh + 1, dtype=np.int64) * sh
+    x1 = np.arange((width - w) // sw + 1, dtype=np.int64) * sw
+    yy, xx = np.meshgrid(y1, x1, indexing="ij")
+    return np.stack([xx, yy, xx + w, yy + h], axis=-1).astype(np.float32)

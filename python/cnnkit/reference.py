@@ -33,12 +33,18 @@ __all__ = [
     "global_max_pool",
     "gram",
     "gram_backward",
+    "kmeans_anchors",
     "matmul",
     "max_pool",
     "max_pool_backward",
     "nms",
     "remove_small_boxes",
+    "sliding_windows",
     "soft_nms",
+    "window_boxes",
+    "yolo_decode",
+    "yolo_encode",
+    "yolo_encode_batch",
 ]
 
 
@@ -476,3 +482,157 @@ def global_max_pool(x: ArrayLike) -> np.ndarray:
 def global_avg_pool(x: ArrayLike) -> np.ndarray:
     x = np.asarray(x)
     return x.mean(axis=tuple(range(1, x.ndim - 1)))
+
+
+# --- detection: YOLO targets, anchors, sliding windows ---------------------------------
+# Every step is the float64 operation the kernels do, in the same order, so that
+# results agree bit for bit (sums that must be sequential use np.bincount and
+# np.cumsum, which add in index order).
+
+
+def _pair(value) -> tuple:
+    return (value[0], value[1]) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _centred_iou(wh: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(M, K) IoU of float64 shapes (M, 2) and (K, 2), every pair centred at one point."""
+    w, h = wh[:, 0:1], wh[:, 1:2]
+    cw, ch = centres[None, :, 0], centres[None, :, 1]
+    inter = np.minimum(w, cw) * np.minimum(h, ch)
+    return inter / (w * h + cw * ch - inter)
+
+
+def _yolo_encode_image(boxes, classes, grid, anchors, num_classes, image_size, dtype):
+    gh, gw = _pair(grid)
+    height, width = (float(v) for v in _pair(image_size))
+    a = np.asarray(anchors, dtype=np.float64).reshape(-1, 2)
+    b = np.asarray(boxes).astype(np.float64).reshape(-1, 4)
+    cls = np.asarray(classes).astype(np.int64).reshape(-1)
+    x1, y1, x2, y2 = b.T
+    w, h = x2 - x1, y2 - y1
+    cx, cy = (x1 + x2) * 0.5, (y1 + y2) * 0.5
+    ok = (w > 0) & (h > 0) & (cx >= 0) & (cx <= width) & (cy >= 0) & (cy <= height)
+    idx = np.flatnonzero(ok)
+    u, v = cx[idx] * gw / width, cy[idx] * gh / height
+    # A midpoint on the right or bottom edge goes to the last cell.
+    col = np.minimum(np.floor(u), gw - 1)
+    row = np.minimum(np.floor(v), gh - 1)
+    ious = _centred_iou(np.stack([w[idx], h[idx]], axis=1), a)
+    best = np.argmax(ious, axis=1)
+    best_iou = ious[np.arange(len(idx)), best]
+    slot = (row.astype(np.int64) * gw + col.astype(np.int64)) * len(a) + best
+    # Per slot the highest anchor IoU wins, then the lowest index.
+    order = np.lexsort((idx, -best_iou, slot))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = slot[order][1:] != slot[order][:-1]
+    win = order[first]
+    y = np.zeros((gh * gw * len(a), 5 + num_classes), dtype=dtype)
+    s = slot[win]
+    y[s, 0] = 1
+    y[s, 1] = u[win] - col[win]
+    y[s, 2] = v[win] - row[win]
+    y[s, 3] = h[idx[win]] * gh / height
+    y[s, 4] = w[idx[win]] * gw / width
+    y[s, 5 + cls[idx[win]]] = 1
+    return y.reshape(gh, gw, len(a), 5 + num_classes), len(b) - len(win)
+
+
+def yolo_encode(boxes, classes, *, grid, anchors, num_classes, image_size):
+    dtype = np.asarray(boxes).dtype
+    return _yolo_encode_image(boxes, classes, grid, anchors, num_classes, image_size, dtype)
+
+
+def yolo_encode_batch(boxes_list, classes_list, *, grid, anchors, num_classes, image_size):
+    wide = any(np.asarray(b).dtype == np.float64 for b in boxes_list)
+    dtype = np.dtype(np.float64 if wide else np.float32)
+    gh, gw = _pair(grid)
+    shape = (len(boxes_list), gh, gw, len(np.asarray(anchors)), 5 + num_classes)
+    y = np.zeros(shape, dtype=dtype)
+    dropped = np.zeros(len(boxes_list), dtype=np.int64)
+    for i, (b, c) in enumerate(zip(boxes_list, classes_list)):
+        y[i], dropped[i] = _yolo_encode_image(b, c, grid, anchors, num_classes, image_size, dtype)
+    return y, dropped
+
+
+def _yolo_decode_image(y: np.ndarray, image_size, score_threshold: float):
+    gh, gw = y.shape[:2]
+    height, width = (float(v) for v in _pair(image_size))
+    cls = np.argmax(y[..., 5:], axis=-1)
+    best = np.take_along_axis(y[..., 5:], cls[..., None], axis=-1)[..., 0]
+    score = y[..., 0].astype(np.float64) * best.astype(np.float64)
+    r, c, a = np.nonzero(score >= score_threshold)  # row-major: by row, column, anchor
+    rows = y[r, c, a].astype(np.float64)
+    cell_w, cell_h = width / gw, height / gh
+    cx, cy = (c + rows[:, 1]) * cell_w, (r + rows[:, 2]) * cell_h
+    half_h, half_w = rows[:, 3] * cell_h * 0.5, rows[:, 4] * cell_w * 0.5
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    boxes = boxes.reshape(-1, 4).astype(y.dtype)
+    return boxes, score[r, c, a].astype(y.dtype), cls[r, c, a].astype(np.int64)
+
+
+def yolo_decode(Y, *, anchors, image_size, score_threshold=0.6):
+    y = np.asarray(Y)
+    if y.ndim == 5:
+        return [_yolo_decode_image(img, image_size, score_threshold) for img in y]
+    return _yolo_decode_image(y, image_size, score_threshold)
+
+
+def _kmeans_seed(wh: np.ndarray, k: int, uniforms: np.ndarray) -> np.ndarray:
+    m = len(wh)
+    picks = [min(int(uniforms[0] * m), m - 1)]
+    d2 = (1.0 - _centred_iou(wh, wh[picks[0]][None])[:, 0]) ** 2
+    for j in range(1, k):
+        cum = np.cumsum(d2)
+        if cum[-1] > 0:
+            pick = int(np.searchsorted(cum, uniforms[j] * cum[-1], side="right"))
+            if pick == m:  # only by rounding
+                pick = int(np.flatnonzero(d2 > 0)[-1])
+        else:
+            chosen = wh[picks]
+            pick = next(p for p in range(m) if not (wh[p] == chosen).all(axis=1).any())
+        picks.append(pick)
+        d2 = np.minimum(d2, (1.0 - _centred_iou(wh, wh[pick][None])[:, 0]) ** 2)
+    return wh[picks].copy()
+
+
+def kmeans_anchors(wh, k, *, iterations=100, seed=0, iou_threshold=0.5):
+    from .ops import KMeansAnchors
+
+    raw = np.asarray(wh)
+    shapes = raw.astype(np.float64)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    centres = _kmeans_seed(shapes, k, rng.random(k))
+    labels = None
+    for _ in range(iterations):
+        new = np.argmax(_centred_iou(shapes, centres), axis=1)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        counts = np.bincount(labels, minlength=k)
+        full = counts > 0  # an empty cluster keeps its centre
+        for d in range(2):
+            sums = np.bincount(labels, weights=shapes[:, d], minlength=k)
+            centres[full, d] = sums[full] / counts[full]
+    order = np.argsort(centres[:, 0] * centres[:, 1], kind="stable")
+    anchors = centres[order].astype(raw.dtype)
+    best = _centred_iou(shapes, anchors.astype(np.float64)).max(axis=1)
+    mean_iou = float(np.cumsum(best)[-1] / len(best))
+    recall = float(np.count_nonzero(best >= iou_threshold) / len(best))
+    return KMeansAnchors(anchors, mean_iou, recall)
+
+
+def sliding_windows(images, window, stride):
+    x = np.asarray(images)
+    (h, w), (sh, sw) = _pair(window), _pair(stride)
+    views = sliding_window_view(x, (h, w), axis=(1, 2))[:, ::sh, ::sw]  # (N, rows, cols, C, h, w)
+    return np.ascontiguousarray(views.transpose(0, 1, 2, 4, 5, 3))
+
+
+def window_boxes(image_size, window, stride):
+    (height, width), (h, w), (sh, sw) = _pair(image_size), _pair(window), _pair(stride)
+    rows, cols = (height - h) // sh + 1, (width - w) // sw + 1
+    out = np.empty((rows, cols, 4), dtype=np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            out[r, c] = (c * sw, r * sh, c * sw + w, r * sh + h)
+    return out
