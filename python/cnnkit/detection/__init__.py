@@ -1,6 +1,17 @@
 """Object detection: classification with localization, YOLO with anchor boxes."""
 
 from .localization import LocalizationLoss, decode_localization
-from .yolo import YoloLoss, activate, detect
+from .windows import resize_bilinear, sliding_window_detect, to_fully_convolutional
+from .yolo import YoloLoss, activate, detect, yolo_model
 
-__all__ = ["LocalizationLoss", "YoloLoss", "activate", "decode_localization", "detect"]
+__all__ = [
+    "LocalizationLoss",
+    "YoloLoss",
+    "activate",
+    "decode_localization",
+    "detect",
+    "resize_bilinear",
+    "sliding_window_detect",
+    "to_fully_convolutional",
+    "yolo_model",
+]

@@ -25,7 +25,7 @@ from .. import autograd as ag
 from .. import ops
 from ..autograd import Tensor
 
-__all__ = ["YoloLoss", "activate", "detect"]
+__all__ = ["YoloLoss", "activate", "detect", "yolo_model"]
 
 
 def _pair(value: int | Sequence[int], name: str, fn: str) -> tuple[int, int]:
@@ -228,3 +228,56 @@ def detect(
         keep = ops.batched_nms(boxes, scores, classes, iou_threshold, max_output=max_detections)
         results.append({"boxes": boxes[keep], "scores": scores[keep], "classes": classes[keep]})
     return results
+
+
+def yolo_model(
+    input_shape: Sequence[int] = (64, 64, 3),
+    *,
+    num_anchors: int,
+    num_classes: int,
+    width: int = 16,
+    downsamples: int = 3,
+    seed: int | None = 0,
+) -> Any:
+    """A small YOLO network: an ``S x S`` grid with ``A`` anchors and ``C`` classes.
+
+    ``downsamples`` blocks of 3x3 convolution, batch normalisation, leaky ReLU
+    and 2x2 max pooling (the channels double from ``width`` at each block), two
+    more such blocks without pooling, then a 1x1 convolution to
+    ``A * (5 + C)`` raw outputs per cell, so ``S = input / 2 ** downsamples``.
+
+    Returns
+    -------
+    cnnkit.Sequential
+        Output ``(N, S_h, S_w, A * (5 + C))``, raw (see :func:`activate`).
+    """
+    from .. import layers, models
+
+    fn = "yolo_model()"
+    for name, value in (
+        ("num_anchors", num_anchors),
+        ("num_classes", num_classes),
+        ("width", width),
+    ):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+    shape = tuple(int(v) for v in input_shape)
+    scale = 2**downsamples
+    if len(shape) != 3 or shape[0] % scale or shape[1] % scale:
+        raise ValueError(
+            f"{fn}: input_shape must be (height, width, channels) with height and width "
+            f"divisible by 2 ** downsamples = {scale}, got {tuple(input_shape)}"
+        )
+    stack: list[Any] = [layers.Input(shape)]
+    filters = width
+    for block in range(downsamples + 2):
+        stack += [
+            layers.Conv2D(filters, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.Activation("leaky_relu"),
+        ]
+        if block < downsamples:
+            stack.append(layers.MaxPooling2D(2))
+            filters *= 2
+    stack.append(layers.Conv2D(num_anchors * (5 + num_classes), 1))
+    return models.Sequential(stack, name="yolo", seed=seed)
