@@ -39,6 +39,6 @@ def __getattr__(name: str):
     # Submodules load on first use, so `import cnnkit` stays light.
     import importlib
 
-    if name in {"ops", "reference", "cli"}:
+    if name in {"ops", "reference", "cli", "detection"}:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
