@@ -484,31 +484,51 @@ def _coco_tables(
         for mi, max_det in enumerate(max_dets):
             idx = first + np.flatnonzero(rank[first : first + count] < max_det)
             idx = idx[np.argsort(-dt_scores[idx], kind="stable")]
-            for a in np.flatnonzero(defined):
-                p, r = _precision_at_recalls(tps[a][:, idx], fps[a][:, idx], int(npig[a, k]))
-                precision[:, :, k, a, mi] = p
-                recall[:, k, a, mi] = r
+            p, r = _precision_at_recalls(tps[:, :, idx], fps[:, :, idx], npig[:, k])
+            precision[:, :, k, defined, mi] = p[defined].transpose(1, 2, 0)
+            recall[:, k, defined, mi] = r[defined].T
     return precision, recall, classes
 
 
+def _first_counts(npig: np.ndarray) -> np.ndarray:
+    """For each count of ground truth (A,) and recall point, the fewest true positives ``c``
+    with ``c / npig >= point`` in floating point (A, R): where pycocotools' recall reaches it.
+    """
+    n = np.maximum(npig, 1).astype(np.float64)[:, None]
+    c = np.ceil(_RECALL_THRESHOLDS[None] * n)
+    # thr * n may round either way: step to the exact boundary of the division c / n.
+    for _ in range(2):
+        c = np.where((c > 0) & ((c - 1) / n >= _RECALL_THRESHOLDS), c - 1, c)
+        c = np.where(c / n < _RECALL_THRESHOLDS, c + 1, c)
+    return c.astype(np.int64)
+
+
 def _precision_at_recalls(
-    tps: np.ndarray, fps: np.ndarray, npig: int
+    tps: np.ndarray, fps: np.ndarray, npig: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Interpolated precision at the 101 recall points (T, R) and final recall (T,)."""
-    n_thr, nd = tps.shape
+    """Interpolated precision at the 101 recall points, (A, T, R), and final recall, (A, T).
+
+    ``tps`` and ``fps`` are (A, T, D) in score order; ``npig`` (A,) counts the ground truth
+    that is not ignored (rows with none come out meaningless: the caller leaves them at -1).
+    """
+    n_area, n_thr, nd = tps.shape
+    n_rec = _RECALL_THRESHOLDS.size
     if nd == 0:
-        return np.zeros((n_thr, _RECALL_THRESHOLDS.size)), np.zeros(n_thr)
-    tp = np.cumsum(tps, axis=1).astype(np.float64)
-    fp = np.cumsum(fps, axis=1).astype(np.float64)
-    rc = tp / npig
+        return np.zeros((n_area, n_thr, n_rec)), np.zeros((n_area, n_thr))
+    tp_count = np.cumsum(tps, axis=2)
+    tp = tp_count.astype(np.float64)
+    fp = np.cumsum(fps, axis=2).astype(np.float64)
     pr = tp / (fp + tp + np.spacing(1))
-    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
-    out = np.zeros((n_thr, _RECALL_THRESHOLDS.size))
-    for t in range(n_thr):
-        inds = np.searchsorted(rc[t], _RECALL_THRESHOLDS, side="left")
-        inside = inds < nd
-        out[t, inside] = pr[t, inds[inside]]
-    return out, rc[:, -1]
+    pr = np.maximum.accumulate(pr[..., ::-1], axis=2)[..., ::-1]
+    # searchsorted(recall, points, "left") for every row at once: recall = tp / npig is
+    # monotone in the integer tp, so search the counts, rows kept apart by integer offsets.
+    offset = (np.arange(n_area * n_thr, dtype=np.int64) * (nd + 1)).reshape(n_area, n_thr, 1)
+    needed = _first_counts(npig)[:, None, :] + offset
+    found = np.searchsorted((tp_count + offset).ravel(), needed.ravel()).reshape(needed.shape)
+    found -= (np.arange(n_area * n_thr) * nd).reshape(n_area, n_thr, 1)
+    inside = found < nd
+    out = np.where(inside, np.take_along_axis(pr, np.minimum(found, nd - 1), axis=2), 0.0)
+    return out, tp[..., -1] / np.maximum(npig, 1)[:, None]
 
 
 def _mean_defined(values: np.ndarray) -> float:
