@@ -518,19 +518,31 @@ BAD = [
         "boxes-text",
         lambda: evaluate([{**GOOD_DET, "boxes": [["a", "b", "c", "d"]]}], [GOOD_GT]),
         TypeError,
-        ("evaluate(): detections[0]['boxes'] must be a numeric array", "dtype"),
+        ("evaluate(): detections[0]['boxes'] must be an array of numbers", "dtype"),
     ),
     (
         "scores-length",
         lambda: evaluate([{**GOOD_DET, "scores": [0.5, 0.4]}], [GOOD_GT]),
         ValueError,
-        ("evaluate(): detections[0]['scores'] must have shape (K,)", "(2,)"),
+        ("evaluate(): detections[0]['scores'] must have shape (K,) with K = 1", "(2,)"),
     ),
     (
         "scores-nan",
         lambda: evaluate([{**GOOD_DET, "scores": [np.nan]}], [GOOD_GT]),
         ValueError,
         ("evaluate(): detections[0]['scores'] must be finite", "NaN"),
+    ),
+    (
+        "boxes-bool",
+        lambda: evaluate([{**GOOD_DET, "boxes": [[True] * 4]}], [GOOD_GT]),
+        TypeError,
+        ("evaluate(): detections[0]['boxes'] must be an array of numbers", "bool"),
+    ),
+    (
+        "crowd-text",
+        lambda: evaluate([GOOD_DET], [{**GOOD_GT, "iscrowd": ["yes"]}]),
+        TypeError,
+        ("evaluate(): ground_truth[0]['iscrowd'] must be an array of booleans or numbers",),
     ),
     (
         "scores-2d",

@@ -70,26 +70,29 @@ def _check_list(fn: str, name: str, value: Any) -> Sequence:
     return value
 
 
-def _array(fn: str, where: str, value: Any, shape: str, n: int | None) -> np.ndarray:
-    """``value`` as a numeric array of shape (n,) or (n, 4) (``shape`` names it)."""
+def _array(
+    fn: str, where: str, value: Any, shape: str, n: int | None, kinds: str = "iuf"
+) -> np.ndarray:
+    """``value`` as an array of shape (n, 4) or (n,) (``shape`` names it; ``n=None``: any n)
+    whose dtype kind is one of ``kinds``."""
     try:
         a = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"{fn}(): {where} must be an array of shape {shape}, got {value!r}"
         ) from exc
-    if a.dtype == object or a.dtype.kind not in "biuf":
-        raise TypeError(f"{fn}(): {where} must be a numeric array, got dtype {a.dtype}")
-    want_boxes = shape.endswith("4)")
-    if want_boxes and a.shape == (0,):  # an empty list: no boxes
-        a = a.reshape(0, 4)
-    expected = (a.shape[0] if a.ndim and n is None else n, 4) if want_boxes else (n,)
-    if a.ndim != len(expected) or (n is None and a.ndim == 0):
-        raise ValueError(f"{fn}(): {where} must have shape {shape}, got {a.shape}")
-    if want_boxes and a.shape[1] != 4:
-        raise ValueError(f"{fn}(): {where} must have shape {shape}, got {a.shape}")
-    if n is not None and a.shape[0] != n:
-        raise ValueError(f"{fn}(): {where} must have shape {shape} with {n} rows, got {a.shape}")
+    if a.dtype.kind not in kinds:
+        kind = "booleans or numbers" if "b" in kinds else "numbers"
+        raise TypeError(f"{fn}(): {where} must be an array of {kind}, got dtype {a.dtype}")
+    if shape == "(K, 4)":
+        if a.shape == (0,):  # an empty list: no boxes
+            a = a.reshape(0, 4)
+        well_formed = a.ndim == 2 and a.shape[1] == 4
+    else:
+        well_formed = a.ndim == 1
+    if not well_formed or (n is not None and a.shape[0] != n):
+        rows = "" if n is None else f" with K = {n} as in 'boxes'"
+        raise ValueError(f"{fn}(): {where} must have shape {shape}{rows}, got {a.shape}")
     return a
 
 
@@ -118,8 +121,8 @@ def _parse(fn: str, name: str, items: Sequence, required: tuple, optional: tuple
                 f"got a box with negative width or height"
             )
         parts["boxes"].append(boxes)
-        classes = _array(fn, f"{where}['classes']", item["classes"], "(K,)", k)
-        if classes.dtype.kind not in "iu" and classes.size:
+        classes = _array(fn, f"{where}['classes']", item["classes"], "(K,)", k, "iuf")
+        if classes.dtype.kind == "f" and classes.size:  # np.asarray([]) is float64
             raise TypeError(
                 f"{fn}(): {where}['classes'] must be integers, got dtype {classes.dtype}"
             )
@@ -127,10 +130,7 @@ def _parse(fn: str, name: str, items: Sequence, required: tuple, optional: tuple
         parts["image"].append(np.full(k, i, np.int64))
         for key in ("scores", "area"):
             if key in allowed and (key in required or key in item):
-                v = _array(fn, f"{where}[{key!r}]", item[key], "(K,)", k)
-                if v.dtype.kind == "b":
-                    raise TypeError(f"{fn}(): {where}[{key!r}] must be real numbers, got bool")
-                v = v.astype(np.float64)
+                v = _array(fn, f"{where}[{key!r}]", item[key], "(K,)", k).astype(np.float64)
                 if not np.isfinite(v).all():
                     raise ValueError(
                         f"{fn}(): {where}[{key!r}] must be finite, got NaN or infinity"
@@ -140,7 +140,7 @@ def _parse(fn: str, name: str, items: Sequence, required: tuple, optional: tuple
                 parts[key].append((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
         for key in ("iscrowd", "difficult"):
             if key in item:
-                v = _array(fn, f"{where}[{key!r}]", item[key], "(K,)", k)
+                v = _array(fn, f"{where}[{key!r}]", item[key], "(K,)", k, "biuf")
                 if v.size and not np.isin(v, (0, 1)).all():
                     raise ValueError(f"{fn}(): {where}[{key!r}] must be booleans (0 or 1)")
                 parts[key].append(v.astype(bool))
@@ -397,7 +397,7 @@ def evaluate(
     --------
     >>> det = [{"boxes": [[0, 0, 10, 10]], "scores": [0.9], "classes": [1]}]
     >>> gt = [{"boxes": [[0, 0, 10, 10]], "classes": [1]}]
-    >>> evaluate(det, gt)["map"]
+    >>> round(evaluate(det, gt)["map"], 12)  # precision is tp / (tp + fp + 2e-16)
     1.0
     """
     fn = "evaluate"
