@@ -46,6 +46,8 @@ _SUBMODULES = {
     "autograd",
     "callbacks",
     "cli",
+    "datasets",
+    "detection",
     "initializers",
     "io",
     "layers",
