@@ -65,6 +65,7 @@ def problems(draw):
     crowd_rate = draw(st.sampled_from([0.0, 0.15]))
     crowded = draw(st.booleans())  # one image with more than 100 detections
     grid = draw(st.booleans())
+    own_area = draw(st.booleans())
     rng = np.random.default_rng(seed)
     detections, ground_truth = [], []
     for i in range(n_images):
@@ -75,6 +76,9 @@ def problems(draw):
         gt = {"boxes": gt_boxes, "classes": gt_classes}
         if crowd_rate:
             gt["iscrowd"] = rng.random(n_gt) < crowd_rate
+        if own_area:  # e.g. a segmentation's area: moves boxes between size ranges
+            box_area = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+            gt["area"] = box_area * rng.choice([0.25, 1.0, 3.0], n_gt)
         ground_truth.append(gt)
         if kind == 1:
             detections.append(
@@ -109,7 +113,8 @@ def problems(draw):
 
 def coco_eval(detections, ground_truth, iou_thresholds=None, max_detections=(1, 10, 100)):
     # summarize() needs three maxDets; the tables it reads come from accumulate().
-    """pycocotools' COCOeval (bbox) on the same data: xywh boxes, area = w * h."""
+    """pycocotools' COCOeval (bbox) on the same data: xywh boxes, area = the ground truth's
+    "area" when given, else w * h."""
     coco_mod = pytest.importorskip("pycocotools.coco")
     cocoeval_mod = pytest.importorskip("pycocotools.cocoeval")
     classes = sorted(
@@ -119,7 +124,9 @@ def coco_eval(detections, ground_truth, iou_thresholds=None, max_detections=(1, 
     annotations = []
     for i, g in enumerate(ground_truth):
         crowd = g.get("iscrowd", np.zeros(len(g["classes"]), bool))
-        for box, cls, c in zip(np.asarray(g["boxes"]), g["classes"], crowd):
+        boxes = np.asarray(g["boxes"], np.float64).reshape(-1, 4)
+        areas = g.get("area", (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+        for box, cls, c, area in zip(boxes, g["classes"], crowd, areas):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append(
                 {
@@ -127,7 +134,7 @@ def coco_eval(detections, ground_truth, iou_thresholds=None, max_detections=(1, 
                     "image_id": i + 1,
                     "category_id": int(cls),
                     "bbox": [float(box[0]), float(box[1]), float(w), float(h)],
-                    "area": float(w * h),
+                    "area": float(area),
                     "iscrowd": int(c),
                 }
             )
