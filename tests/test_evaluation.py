@@ -359,6 +359,11 @@ def test_voc_evaluate_hand_computed():
     assert got["map"] == pytest.approx(0.5 + 1 / 3)
     eleven = voc_evaluate(det, gt, use_11_point=True)["map_per_class"][0]
     assert eleven == pytest.approx((6 * 1.0 + 5 * (2 / 3)) / 11)
+    # IoU ties go to the first box (the devkit's argmax): the second detection finds its box
+    # free. Taking the later box would make it a duplicate.
+    tie_gt = [{"boxes": [[0, 0, 10, 10], [2, 0, 12, 10]], "classes": [0, 0]}]
+    tie_det = [{"boxes": [[1, 0, 11, 10], [2, 0, 12, 10]], "scores": [0.9, 0.8], "classes": [0, 0]}]
+    assert voc_evaluate(tie_det, tie_gt)["map"] == pytest.approx(1.0)
     # IoU exactly at the threshold is not a match (strictly above, as the devkit).
     half = [{"boxes": [[0, 0, 10, 10]], "classes": [0]}]
     d = [{"boxes": [[0, 0, 10, 5]], "scores": [1.0], "classes": [0]}]
