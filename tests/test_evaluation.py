@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -334,11 +336,19 @@ def test_max_detections_per_image_and_class():
     assert got["mar_1"] == 0.0 and got["mar_3"] == 0.0 and got["mar_6"] == pytest.approx(1.0)
 
 
-def test_lazy_import():
-    assert "detection" in dir(cnnkit.detection.__class__) or cnnkit.detection.evaluate is evaluate
+def test_detection_loads_lazily():
+    code = (
+        "import sys, cnnkit; a = 'cnnkit.detection' in sys.modules; "
+        "import cnnkit.detection; b = 'cnnkit.detection.evaluation' in sys.modules; "
+        "cnnkit.detection.evaluate; c = 'cnnkit.detection.evaluation' in sys.modules; "
+        "print(a, b, c, 'pycocotools' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False", "True", "False"]
     assert cnnkit.detection.evaluation.evaluate is evaluate
-    with pytest.raises(AttributeError):
-        cnnkit.detection.no_such_thing  # noqa: B018
+    assert "voc_ap" in dir(cnnkit.detection)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        cnnkit.detection.nope  # noqa: B018
     assert COCO_IOU_THRESHOLDS[0] == 0.5 and COCO_IOU_THRESHOLDS[5] == 0.75
 
 
