@@ -249,9 +249,13 @@ def test_iou_ties_go_to_the_later_ground_truth():
     assert evaluate(det, gt)["map_50"] == pytest.approx(1.0)
 
 
-def test_continuous_coordinates_match_pycocotools():
+@pytest.mark.parametrize("step_elements", [None, 1])
+def test_continuous_coordinates_match_pycocotools(step_elements, monkeypatch):
     # Arbitrary floats: pycocotools' x + w may differ from x2 in the last bit, which can only
     # matter at an exact IoU tie with a threshold; the numbers agree to far better than 1e-6.
+    # step_elements=1: the matching goes one detection at a time (its memory bound).
+    if step_elements is not None:
+        monkeypatch.setattr(cnnkit.detection.evaluation, "_STEP_ELEMENTS", step_elements)
     rng = np.random.default_rng(11)
     detections, ground_truth = [], []
     for _ in range(30):

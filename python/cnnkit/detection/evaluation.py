@@ -41,6 +41,7 @@ _AREA_RANGES = (
 # pycocotools caps every threshold so that an IoU of exactly 1 still matches at 1.0.
 _MAX_THRESHOLD = 1 - 1e-10
 
+_STEP_ELEMENTS = 1 << 22
 _DET_KEYS = ("boxes", "scores", "classes")
 _GT_KEYS = ("boxes", "classes")
 
@@ -290,8 +291,14 @@ def _coco_match(
     a_index = np.arange(n_area)[:, None, None]
     by_rank = np.argsort(rank, kind="stable")
     _, starts, lengths = _segments(rank[by_rank])
-    for start, length in zip(starts, lengths):
-        rows = by_rank[start : start + length]  # at most one detection per group
+    # Rows per step bounded so the (A, T, rows, W) temporaries stay near 32 MiB.
+    chunk = max(1, _STEP_ELEMENTS // (n_area * n_thr * width))
+    steps = [
+        by_rank[first : min(start + length, first + chunk)]
+        for start, length in zip(starts, lengths)
+        for first in range(start, start + length, chunk)
+    ]
+    for rows in steps:  # at most one detection per group in a step
         g = group[rows]
         iou = ious[rows][None, None]
         candidate = (iou >= thr) & (~taken[:, :, g] | gt_crowd[g][None, None])
