@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import importlib.metadata
 import json
 import math
 import os
@@ -39,7 +40,7 @@ from typing import Any, NamedTuple
 import cases
 from cases import OWN, Call, Case, as_numpy
 
-PEER_MODULES = ("torch", "torchvision", "cv2")
+PEER_MODULES = ("torch", "torchvision", "cv2", "pycocotools")
 SKIPPED = "skipped (too slow)"
 BUSY = 0.2  # busy fraction of the cores before a run above which it warns
 WARN_BUSY = "warning: the cores are {:.0%} busy: other work skews the timings, multi-threaded most"
@@ -165,7 +166,14 @@ def _cpu_model() -> str:
 
 def _version(name: str) -> str:
     module = optional_module(name)
-    return getattr(module, "__version__", "unknown") if module else "missing"
+    if module is None:
+        return "missing"
+    if hasattr(module, "__version__"):
+        return str(module.__version__)
+    try:  # pycocotools has no __version__
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _git_commit() -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -65,6 +67,7 @@ def problems(draw):
     crowd_rate = draw(st.sampled_from([0.0, 0.15]))
     crowded = draw(st.booleans())  # one image with more than 100 detections
     grid = draw(st.booleans())
+    own_area = draw(st.booleans())
     rng = np.random.default_rng(seed)
     detections, ground_truth = [], []
     for i in range(n_images):
@@ -75,6 +78,9 @@ def problems(draw):
         gt = {"boxes": gt_boxes, "classes": gt_classes}
         if crowd_rate:
             gt["iscrowd"] = rng.random(n_gt) < crowd_rate
+        if own_area:  # e.g. a segmentation's area: moves boxes between size ranges
+            box_area = (gt_boxes[:, 2] - gt_boxes[:, 0]) * (gt_boxes[:, 3] - gt_boxes[:, 1])
+            gt["area"] = box_area * rng.choice([0.25, 1.0, 3.0], n_gt)
         ground_truth.append(gt)
         if kind == 1:
             detections.append(
@@ -109,7 +115,8 @@ def problems(draw):
 
 def coco_eval(detections, ground_truth, iou_thresholds=None, max_detections=(1, 10, 100)):
     # summarize() needs three maxDets; the tables it reads come from accumulate().
-    """pycocotools' COCOeval (bbox) on the same data: xywh boxes, area = w * h."""
+    """pycocotools' COCOeval (bbox) on the same data: xywh boxes, area = the ground truth's
+    "area" when given, else w * h."""
     coco_mod = pytest.importorskip("pycocotools.coco")
     cocoeval_mod = pytest.importorskip("pycocotools.cocoeval")
     classes = sorted(
@@ -119,7 +126,9 @@ def coco_eval(detections, ground_truth, iou_thresholds=None, max_detections=(1, 
     annotations = []
     for i, g in enumerate(ground_truth):
         crowd = g.get("iscrowd", np.zeros(len(g["classes"]), bool))
-        for box, cls, c in zip(np.asarray(g["boxes"]), g["classes"], crowd):
+        boxes = np.asarray(g["boxes"], np.float64).reshape(-1, 4)
+        areas = g.get("area", (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+        for box, cls, c, area in zip(boxes, g["classes"], crowd, areas):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append(
                 {
@@ -127,7 +136,7 @@ def coco_eval(detections, ground_truth, iou_thresholds=None, max_detections=(1, 
                     "image_id": i + 1,
                     "category_id": int(cls),
                     "bbox": [float(box[0]), float(box[1]), float(w), float(h)],
-                    "area": float(w * h),
+                    "area": float(area),
                     "iscrowd": int(c),
                 }
             )
@@ -240,6 +249,34 @@ def test_iou_ties_go_to_the_later_ground_truth():
     assert evaluate(det, gt)["map_50"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("step_elements", [None, 1])
+def test_continuous_coordinates_match_pycocotools(step_elements, monkeypatch):
+    # Arbitrary floats: pycocotools' x + w may differ from x2 in the last bit, which can only
+    # matter at an exact IoU tie with a threshold; the numbers agree to far better than 1e-6.
+    # step_elements=1: the matching goes one detection at a time (its memory bound).
+    if step_elements is not None:
+        monkeypatch.setattr(cnnkit.detection.evaluation, "_STEP_ELEMENTS", step_elements)
+    rng = np.random.default_rng(11)
+    detections, ground_truth = [], []
+    for _ in range(30):
+        n = int(rng.integers(0, 15))
+        xy = rng.uniform(0, 500, (n, 2))
+        boxes = np.concatenate([xy, xy + np.exp(rng.uniform(1, 5.5, (n, 2)))], axis=1)
+        classes = rng.integers(0, 4, n)
+        ground_truth.append({"boxes": boxes, "classes": classes})
+        src = rng.integers(0, max(n, 1), 2 * n)
+        noisy = boxes[src] + rng.normal(0, 1, (2 * n, 4)) if n else np.zeros((0, 4))
+        noisy[:, 2:] = np.maximum(noisy[:, 2:], noisy[:, :2])
+        detections.append(
+            {"boxes": noisy, "scores": rng.random(2 * n), "classes": classes[src] if n else src}
+        )
+    ev = coco_eval(detections, ground_truth)
+    got = evaluate(detections, ground_truth)
+    for key, value in zip(COCO_KEYS, ev.stats):
+        assert got[key] == pytest.approx(float(value), abs=TOL), key
+    assert 0.2 < got["map"] < 0.9  # a meaningful mix of hits and misses
+
+
 def test_float32_and_lists_match_float64():
     rng = np.random.default_rng(5)
     gt_boxes = _boxes(rng, 12, True)
@@ -303,11 +340,19 @@ def test_max_detections_per_image_and_class():
     assert got["mar_1"] == 0.0 and got["mar_3"] == 0.0 and got["mar_6"] == pytest.approx(1.0)
 
 
-def test_lazy_import():
-    assert "detection" in dir(cnnkit.detection.__class__) or cnnkit.detection.evaluate is evaluate
+def test_detection_loads_lazily():
+    code = (
+        "import sys, cnnkit; a = 'cnnkit.detection' in sys.modules; "
+        "import cnnkit.detection; b = 'cnnkit.detection.evaluation' in sys.modules; "
+        "cnnkit.detection.evaluate; c = 'cnnkit.detection.evaluation' in sys.modules; "
+        "print(a, b, c, 'pycocotools' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False", "True", "False"]
     assert cnnkit.detection.evaluation.evaluate is evaluate
-    with pytest.raises(AttributeError):
-        cnnkit.detection.no_such_thing  # noqa: B018
+    assert "voc_ap" in dir(cnnkit.detection)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        cnnkit.detection.nope  # noqa: B018
     assert COCO_IOU_THRESHOLDS[0] == 0.5 and COCO_IOU_THRESHOLDS[5] == 0.75
 
 
@@ -352,6 +397,11 @@ def test_voc_evaluate_hand_computed():
     assert got["map"] == pytest.approx(0.5 + 1 / 3)
     eleven = voc_evaluate(det, gt, use_11_point=True)["map_per_class"][0]
     assert eleven == pytest.approx((6 * 1.0 + 5 * (2 / 3)) / 11)
+    # IoU ties go to the first box (the devkit's argmax): the second detection finds its box
+    # free. Taking the later box would make it a duplicate.
+    tie_gt = [{"boxes": [[0, 0, 10, 10], [2, 0, 12, 10]], "classes": [0, 0]}]
+    tie_det = [{"boxes": [[1, 0, 11, 10], [2, 0, 12, 10]], "scores": [0.9, 0.8], "classes": [0, 0]}]
+    assert voc_evaluate(tie_det, tie_gt)["map"] == pytest.approx(1.0)
     # IoU exactly at the threshold is not a match (strictly above, as the devkit).
     half = [{"boxes": [[0, 0, 10, 10]], "classes": [0]}]
     d = [{"boxes": [[0, 0, 10, 5]], "scores": [1.0], "classes": [0]}]
@@ -507,6 +557,14 @@ BAD = [
         lambda: evaluate([{**GOOD_DET, "boxes": [[0, 0, np.nan, 1]]}], [GOOD_GT]),
         ValueError,
         ("evaluate(): detections[0]['boxes'] must be finite", "NaN"),
+    ),
+    (
+        "boxes-nan-second-image",
+        lambda: evaluate(
+            [GOOD_DET, {**GOOD_DET, "boxes": [[0, 0, 1, np.inf]]}], [GOOD_GT, GOOD_GT]
+        ),
+        ValueError,
+        ("evaluate(): detections[1]['boxes'] must be finite", "infinity"),
     ),
     (
         "boxes-inverted",

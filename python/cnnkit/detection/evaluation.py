@@ -41,6 +41,7 @@ _AREA_RANGES = (
 # pycocotools caps every threshold so that an IoU of exactly 1 still matches at 1.0.
 _MAX_THRESHOLD = 1 - 1e-10
 
+_STEP_ELEMENTS = 1 << 22
 _DET_KEYS = ("boxes", "scores", "classes")
 _GT_KEYS = ("boxes", "classes")
 
@@ -96,67 +97,91 @@ def _array(
     return a
 
 
+def _first_bad(fn: str, name: str, image: np.ndarray, bad: np.ndarray, what: str) -> None:
+    """Raise for the first image with a True in ``bad`` (one flag per box)."""
+    if bad.any():
+        raise ValueError(f"{fn}(): {name}[{int(image[np.argmax(bad)])}]{what}")
+
+
 def _parse(fn: str, name: str, items: Sequence, required: tuple, optional: tuple) -> _Flat:
+    """Check each image's dict (keys, dtypes, shapes) and concatenate; the values are then
+    checked all at once, the message naming the first image at fault."""
     flat = _Flat(len(items))
-    parts: dict[str, list] = {key: [] for key in (*required, *optional, "image")}
     allowed = (*required, *optional)
+    parts: dict[str, list] = {key: [] for key in allowed}
+    counts = np.zeros(len(items), np.int64)
     for i, item in enumerate(items):
         where = f"{name}[{i}]"
         if not isinstance(item, Mapping):
             raise TypeError(f"{fn}(): {where} must be a dict, got {type(item).__name__}")
         missing = [key for key in required if key not in item]
-        unknown = sorted(str(key) for key in item if key not in allowed)
+        unknown = [key for key in item if key not in allowed]
         if missing or unknown:
             raise ValueError(
                 f"{fn}(): {where} must have the keys {list(required)} (optionally "
                 f"{list(optional)}), got {sorted(map(str, item))}"
             )
-        boxes = _array(fn, f"{where}['boxes']", item["boxes"], "(K, 4)", None).astype(np.float64)
-        k = boxes.shape[0]
-        if not np.isfinite(boxes).all():
-            raise ValueError(f"{fn}(): {where}['boxes'] must be finite, got NaN or infinity")
-        if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
-            raise ValueError(
-                f"{fn}(): {where}['boxes'] must be xyxy with x1 <= x2 and y1 <= y2, "
-                f"got a box with negative width or height"
-            )
+        boxes = _array(fn, f"{where}['boxes']", item["boxes"], "(K, 4)", None)
+        k = counts[i] = boxes.shape[0]
         parts["boxes"].append(boxes)
         classes = _array(fn, f"{where}['classes']", item["classes"], "(K,)", k, "iuf")
         if classes.dtype.kind == "f" and classes.size:  # np.asarray([]) is float64
             raise TypeError(
                 f"{fn}(): {where}['classes'] must be integers, got dtype {classes.dtype}"
             )
-        parts["classes"].append(classes.astype(np.int64))
-        parts["image"].append(np.full(k, i, np.int64))
+        parts["classes"].append(classes)
         for key in ("scores", "area"):
-            if key in allowed and (key in required or key in item):
-                v = _array(fn, f"{where}[{key!r}]", item[key], "(K,)", k).astype(np.float64)
-                if not np.isfinite(v).all():
-                    raise ValueError(
-                        f"{fn}(): {where}[{key!r}] must be finite, got NaN or infinity"
-                    )
-                parts[key].append(v)
+            if key in item:
+                parts[key].append(_array(fn, f"{where}[{key!r}]", item[key], "(K,)", k))
             elif key in allowed:
-                parts[key].append((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+                parts[key].append(None)
         for key in ("iscrowd", "difficult"):
             if key in item:
-                v = _array(fn, f"{where}[{key!r}]", item[key], "(K,)", k, "biuf")
-                if v.size and not np.isin(v, (0, 1)).all():
-                    raise ValueError(f"{fn}(): {where}[{key!r}] must be booleans (0 or 1)")
-                parts[key].append(v.astype(bool))
+                parts[key].append(_array(fn, f"{where}[{key!r}]", item[key], "(K,)", k, "biuf"))
             elif key in allowed:
                 parts[key].append(np.zeros(k, bool))
-    if items:
-        flat.boxes = np.concatenate(parts["boxes"])
-        flat.classes = np.concatenate(parts["classes"])
-        flat.image = np.concatenate(parts["image"])
-        for key, attr in (("scores", "scores"), ("area", "area")):
-            if parts.get(key):
-                setattr(flat, attr, np.concatenate(parts[key]))
-        if parts.get("iscrowd"):
-            flat.crowd = np.concatenate(parts["iscrowd"])
-        if parts.get("difficult"):
-            flat.difficult = np.concatenate(parts["difficult"])
+    flat.image = np.repeat(np.arange(len(items), dtype=np.int64), counts)
+    if not items:
+        return flat
+    image = flat.image
+    boxes = flat.boxes = np.concatenate(parts["boxes"]).astype(np.float64, copy=False)
+    _first_bad(
+        fn, name, image, ~np.isfinite(boxes).all(1), "['boxes'] must be finite, got NaN or infinity"
+    )
+    _first_bad(
+        fn,
+        name,
+        image,
+        (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]),
+        "['boxes'] must be xyxy with x1 <= x2 and y1 <= y2, got a negative width or height",
+    )
+    flat.classes = np.concatenate(parts["classes"]).astype(np.int64, copy=False)
+    box_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for key in ("scores", "area"):
+        if key not in allowed:
+            continue
+        got = parts[key]
+        if key == "area":  # the box area where no "area" is given
+            starts = np.r_[0, np.cumsum(counts)]
+            got = [
+                box_area[starts[i] : starts[i + 1]] if a is None else a for i, a in enumerate(got)
+            ]
+        values = np.concatenate(got).astype(np.float64, copy=False)
+        _first_bad(
+            fn, name, image, ~np.isfinite(values), f"[{key!r}] must be finite, got NaN or infinity"
+        )
+        setattr(flat, key, values)
+    for key, attr in (("iscrowd", "crowd"), ("difficult", "difficult")):
+        if key in allowed:
+            values = np.concatenate(parts[key])
+            _first_bad(
+                fn,
+                name,
+                image,
+                (values != 0) & (values != 1),
+                f"[{key!r}] must be booleans (0 or 1)",
+            )
+            setattr(flat, attr, values.astype(bool))
     return flat
 
 
@@ -266,8 +291,14 @@ def _coco_match(
     a_index = np.arange(n_area)[:, None, None]
     by_rank = np.argsort(rank, kind="stable")
     _, starts, lengths = _segments(rank[by_rank])
-    for start, length in zip(starts, lengths):
-        rows = by_rank[start : start + length]  # at most one detection per group
+    # Rows per step bounded so the (A, T, rows, W) temporaries stay near 32 MiB.
+    chunk = max(1, _STEP_ELEMENTS // (n_area * n_thr * width))
+    steps = [
+        by_rank[first : min(start + length, first + chunk)]
+        for start, length in zip(starts, lengths)
+        for first in range(start, start + length, chunk)
+    ]
+    for rows in steps:  # at most one detection per group in a step
         g = group[rows]
         iou = ious[rows][None, None]
         candidate = (iou >= thr) & (~taken[:, :, g] | gt_crowd[g][None, None])
@@ -481,10 +512,13 @@ def _coco_tables(
         if not defined.any():
             continue
         first, count = det_range.get(k, (0, 0))
+        kept = -1
         for mi, max_det in enumerate(max_dets):
             idx = first + np.flatnonzero(rank[first : first + count] < max_det)
-            idx = idx[np.argsort(-dt_scores[idx], kind="stable")]
-            p, r = _precision_at_recalls(tps[:, :, idx], fps[:, :, idx], npig[:, k])
+            if idx.size != kept:  # else the same detections as for the smaller limit
+                kept = idx.size
+                idx = idx[np.argsort(-dt_scores[idx], kind="stable")]
+                p, r = _precision_at_recalls(tps[:, :, idx], fps[:, :, idx], npig[:, k])
             precision[:, :, k, defined, mi] = p[defined].transpose(1, 2, 0)
             recall[:, k, defined, mi] = r[defined].T
     return precision, recall, classes
