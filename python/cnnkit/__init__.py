@@ -46,6 +46,7 @@ _SUBMODULES = {
     "autograd",
     "callbacks",
     "cli",
+    "datasets",
     "initializers",
     "io",
     "layers",
