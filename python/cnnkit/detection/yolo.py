@@ -245,6 +245,7 @@ def yolo_model(
     and 2x2 max pooling (the channels double from ``width`` at each block), two
     more such blocks without pooling, then a 1x1 convolution to
     ``A * (5 + C)`` raw outputs per cell, so ``S = input / 2 ** downsamples``.
+    The objectness biases start at ``logit(0.01)``.
 
     Returns
     -------
@@ -279,5 +280,12 @@ def yolo_model(
         if block < downsamples:
             stack.append(layers.MaxPooling2D(2))
             filters *= 2
-    stack.append(layers.Conv2D(num_anchors * (5 + num_classes), 1))
-    return models.Sequential(stack, name="yolo", seed=seed)
+    head = layers.Conv2D(num_anchors * (5 + num_classes), 1)
+    stack.append(head)
+    model = models.Sequential(stack, name="yolo", seed=seed)
+    # Start every objectness at probability 0.01: most anchors hold no object, and
+    # starting at 0.5 makes the no-object term swamp the first updates.
+    kernel, bias = head.get_weights()
+    bias.reshape(num_anchors, 5 + num_classes)[:, 0] = np.log(0.01 / 0.99)
+    head.set_weights([kernel, bias])
+    return model
