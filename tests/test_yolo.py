@@ -302,6 +302,10 @@ def targets(draw, *, batched: bool | None = None):
     if draw(st.booleans()):  # coarse values: ties between classes and scores on the threshold
         y = np.round(y * 4) / 4
     y = y.astype(dtype)
+    if draw(st.booleans()):  # a strided view whose skipped values would fail the checks
+        big = np.full((*shape[:-1], 2 * shape[-1]), np.nan, dtype=dtype)
+        big[..., ::2] = y
+        y = big[..., ::2]
     size = draw(st.one_of(st.integers(1, 640), st.tuples(st.floats(1, 700), st.floats(1, 700))))
     anchors = np.ones((shape[-2], 2))
     return y, anchors, size
