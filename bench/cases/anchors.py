@@ -6,8 +6,9 @@ vectorised encoder (one ``lexsort`` per image resolves the cell/anchor collision
 k-means whose steps are whole-array NumPy expressions.
 
 Sizes are the issue's: a batch of 64 images of 20 boxes each on a 13 x 13 grid with 5
-anchors and 80 classes (YOLOv2 on 416 x 416 images), and 20,000 box shapes clustered into
-9 anchors. Box sizes are log-normal, like the objects of a detection data set.
+anchors and 80 classes (YOLOv2 on 416 x 416 images; the float32 target alone is 18 MB, so
+writing it is a large part of the time), and 20,000 box shapes clustered into 9 anchors.
+Box sizes are log-normal, like the objects of a detection data set.
 """
 
 from __future__ import annotations
