@@ -188,7 +188,9 @@ template <class T>
 KMeansStats kmeans_anchors(const T* wh, int64_t m, double* centres, int64_t k,
                            int64_t max_iterations, double iou_threshold, T* anchors) {
   KMeansStats stats;
-  const int threads = threads_for(m * k, 1 << 13);
+  // Every step is a fork and a join: a thread gets at least ~2^18 IoUs
+  // (about half a millisecond) so that the team's start and barrier stay small.
+  const int threads = threads_for(m * k, 1 << 18);
   std::vector<int64_t> labels(static_cast<size_t>(m), -1), next(static_cast<size_t>(m));
   std::vector<double> best_iou(static_cast<size_t>(m));
   // Best centre (or anchor) of every box; each box is independent, so the

@@ -12,7 +12,8 @@ void sliding_windows(const WindowGrid& g, const unsigned char* src, unsigned cha
   const int64_t line = g.window_w * g.pixel_bytes;  // one window row, contiguous in src and dst
   const int64_t crop = g.window_h * line;
   const int64_t image_line = g.width * g.pixel_bytes;
-  const int threads = threads_for(windows * crop, 1 << 16);
+  // At least a megabyte per thread: a smaller copy is over before a team starts.
+  const int threads = threads_for(windows * crop, 1 << 20);
   // Each window writes its own disjoint block of dst.
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t w = 0; w < windows; ++w) {

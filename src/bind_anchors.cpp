@@ -35,16 +35,20 @@ double positive_real(py::handle obj, const char* fn, const char* name) {
 
 // image_size: a number, or a (height, width) pair of numbers.
 std::array<double, 2> image_size_arg(py::handle obj, const char* fn) {
-  if (py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj)) {
-    const py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
+  const bool vector =
+      py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() == 1;
+  if (py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj) || vector) {
+    const py::sequence seq = vector ? py::sequence(obj.attr("tolist")())
+                                    : py::reinterpret_borrow<py::sequence>(obj);
     if (seq.size() != 2)
       throw py::value_error(prefix(fn, "image_size") + "must be a number or a (height, width) "
                             "pair, got " + std::to_string(seq.size()) + " entries");
     return {positive_real(seq[0], fn, "image_size"), positive_real(seq[1], fn, "image_size")};
   }
   if (py::isinstance<py::array>(obj) && py::reinterpret_borrow<py::array>(obj).ndim() != 0)
-    throw py::type_error(prefix(fn, "image_size") +
-                         "must be a number or a (height, width) tuple, got an array");
+    throw py::value_error(prefix(fn, "image_size") +
+                          "must be a number or a (height, width) pair, got an array of shape " +
+                          shape_str(py::reinterpret_borrow<py::array>(obj)));
   const double v = positive_real(obj, fn, "image_size");
   return {v, v};
 }
@@ -73,12 +77,21 @@ std::vector<double> anchors_arg(py::handle obj, const char* fn, int64_t expected
   return v;
 }
 
-int64_t num_classes_arg(py::handle obj, const char* fn) {
+// A Python or NumPy integer (not a bool) >= minimum.
+int64_t int_arg(py::handle obj, const char* fn, const char* name, int64_t minimum) {
   if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
-    throw py::type_error(prefix(fn, "num_classes") + "must be an int, got " + type_name(obj));
-  const int64_t v = py::cast<int64_t>(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())));
-  if (v < 1)
-    throw py::value_error(prefix(fn, "num_classes") + "must be >= 1, got " + std::to_string(v));
+    throw py::type_error(prefix(fn, name) + "must be an int, got " + type_name(obj));
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (!index) throw py::error_already_set();
+  const auto big = py::reinterpret_steal<py::int_>(index);
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(big.ptr(), &overflow);
+  if (overflow > 0 || v > (int64_t(1) << 40))
+    throw py::value_error(prefix(fn, name) + "must be at most 2**40, got " +
+                          std::string(py::str(big)));
+  if (overflow < 0 || v < minimum)
+    throw py::value_error(prefix(fn, name) + "must be >= " + std::to_string(minimum) + ", got " +
+                          std::string(py::str(big)));
   return v;
 }
 
@@ -135,7 +148,7 @@ py::tuple yolo_encode(py::handle boxes_in, py::handle classes_in, py::handle gri
   const std::vector<double> anchors = anchors_arg(anchors_obj, fn);
   layout.anchors = anchors.data();
   layout.num_anchors = static_cast<int64_t>(anchors.size() / 2);
-  layout.num_classes = num_classes_arg(num_classes_obj, fn);
+  layout.num_classes = int_arg(num_classes_obj, fn, "num_classes", 1);
   const auto size = image_size_arg(size_obj, fn);
   layout.image_h = size[0];
   layout.image_w = size[1];
@@ -288,13 +301,8 @@ py::tuple kmeans_anchors(py::handle wh_obj, py::handle k_obj, py::handle iterati
     throw py::value_error(prefix(fn, "wh") +
                           "must have shape (M, 2) with M >= 1 rows of (width, height), got shape " +
                           shape_str(raw));
-  if (PyBool_Check(k_obj.ptr()) || !PyIndex_Check(k_obj.ptr()))
-    throw py::type_error(prefix(fn, "k") + "must be an int, got " + type_name(k_obj));
-  const int64_t k = py::cast<int64_t>(py::reinterpret_steal<py::object>(PyNumber_Index(k_obj.ptr())));
-  if (k < 1) throw py::value_error(prefix(fn, "k") + "must be >= 1, got " + std::to_string(k));
-  const auto iterations = count_arg(iterations_obj, fn, "iterations");
-  if (!iterations)
-    throw py::type_error(prefix(fn, "iterations") + "must be an int, got NoneType");
+  const int64_t k = int_arg(k_obj, fn, "k", 1);
+  const int64_t iterations = int_arg(iterations_obj, fn, "iterations", 0);
   const double threshold = threshold_arg(threshold_obj, fn, "iou_threshold");
   if (threshold > 1)
     throw py::value_error(prefix(fn, "iou_threshold") + "must be a number in [0, 1], got " +
@@ -323,7 +331,7 @@ py::tuple kmeans_anchors(py::handle wh_obj, py::handle k_obj, py::handle iterati
       py::gil_scoped_release release;
       std::vector<double> centres(static_cast<size_t>(2 * k));
       kmeans_seed(pw, m, k, pu, centres.data());
-      stats = cnnkit::kmeans_anchors(pw, m, centres.data(), k, *iterations, threshold, pa);
+      stats = cnnkit::kmeans_anchors(pw, m, centres.data(), k, iterations, threshold, pa);
     }
     return py::make_tuple(anchors, stats.iou_sum / static_cast<double>(m),
                           static_cast<double>(stats.hits) / static_cast<double>(m),

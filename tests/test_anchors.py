@@ -123,10 +123,25 @@ def test_stops_when_no_assignment_changes():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_does_not_depend_on_thread_count(restore_threads, dtype):
-    wh = np.exp(np.random.default_rng(4).normal(3, 1, (30_000, 2))).astype(dtype)
+    # Enough boxes for three threads (the kernel gives each at least 2^18 IoUs per step).
+    wh = np.exp(np.random.default_rng(4).normal(3, 1, (100_000, 2))).astype(dtype)
     results = []
     for n in (1, 2, 3):
         cnnkit.set_num_threads(n)
         results.append(ops.kmeans_anchors(wh, 9, iterations=20))
     for r in results[1:]:
         assert_same(r, results[0])
+
+
+def test_a_centre_that_loses_all_its_boxes_keeps_its_place():
+    wh = np.array(
+        [[24, 170], [33, 54], [28, 19], [7, 140], [151, 4], [47, 11], [13, 38], [11, 6], [65, 4]],
+        dtype=np.float64,
+    )
+    one = ops.kmeans_anchors(wh, 2, iterations=1, seed=19610)
+    done = ops.kmeans_anchors(wh, 2, seed=19610)
+    assert_same(done, ref.kmeans_anchors(wh, 2, seed=19610))
+    # The second step gives every box to one centre, which moves to their mean;
+    # the other one stays where the first step put it.
+    np.testing.assert_allclose(done.anchors[0], wh.mean(axis=0), rtol=1e-15)
+    assert np.array_equal(done.anchors[1], one.anchors[1])

@@ -302,6 +302,10 @@ def targets(draw, *, batched: bool | None = None):
     if draw(st.booleans()):  # coarse values: ties between classes and scores on the threshold
         y = np.round(y * 4) / 4
     y = y.astype(dtype)
+    if draw(st.booleans()):  # a strided view whose skipped values would fail the checks
+        big = np.full((*shape[:-1], 2 * shape[-1]), np.nan, dtype=dtype)
+        big[..., ::2] = y
+        y = big[..., ::2]
     size = draw(st.one_of(st.integers(1, 640), st.tuples(st.floats(1, 700), st.floats(1, 700))))
     anchors = np.ones((shape[-2], 2))
     return y, anchors, size
@@ -338,3 +342,14 @@ def test_decode_order_scores_and_first_maximal_class():
     np.testing.assert_allclose(boxes, [[20, 0, 40, 10], [0, 10, 20, 20]])
     _, scores, _ = ops.yolo_decode(y, anchors=np.ones((2, 2)), image_size=1, score_threshold=0.5)
     assert len(scores) == 3
+
+
+def test_batched_decode_does_not_depend_on_thread_count(restore_threads):
+    y = np.random.default_rng(6).random((32, 13, 13, 5, 25)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        cnnkit.set_num_threads(n)
+        results.append(ops.yolo_decode(y, anchors=np.ones((5, 2)), image_size=416))
+    for r in results[1:]:
+        for image, first in zip(r, results[0]):
+            assert all(np.array_equal(a, b) for a, b in zip(image, first))

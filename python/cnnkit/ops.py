@@ -647,8 +647,9 @@ def yolo_encode(
     whose shape has the highest IoU with the object's shape, both centred at
     the same point (ties: the lower anchor index). Its row is
     ``[pc, bx, by, bh, bw, c_1, ..., c_C]``: ``pc = 1``; ``(bx, by)`` the
-    midpoint relative to the cell, in ``[0, 1)`` (``1`` only for a midpoint on
-    the right or bottom image edge, which goes to the last cell); ``bh`` and
+    midpoint relative to the cell, in ``[0, 1)``, except that a midpoint on
+    the right or bottom image edge goes to the last cell with ``bx`` (``by``)
+    ``= 1``, as may one within rounding of a cell's far edge; ``bh`` and
     ``bw`` the object's height and width in units of the cell's height and
     width (they may exceed 1); then a one-hot class. Rows without an object
     are all zero.
