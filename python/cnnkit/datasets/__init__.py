@@ -4,6 +4,16 @@ Everything here needs NumPy only. Every generator takes ``seed`` (an int or a
 :class:`numpy.random.Generator`): the same seed gives the same data.
 """
 
+from .landmarks import FLIP_PAIRS, LANDMARK_NAMES, LandmarkData, landmarks
 from .shapes import SHAPE_NAMES, SingleObjectData, shapes, single_object
 
-__all__ = ["SHAPE_NAMES", "SingleObjectData", "shapes", "single_object"]
+__all__ = [
+    "FLIP_PAIRS",
+    "LANDMARK_NAMES",
+    "SHAPE_NAMES",
+    "LandmarkData",
+    "SingleObjectData",
+    "landmarks",
+    "shapes",
+    "single_object",
+]
