@@ -5,6 +5,7 @@ Everything here needs NumPy only. Every generator takes ``seed`` (an int or a
 """
 
 from .landmarks import FLIP_PAIRS, LANDMARK_NAMES, LandmarkData, landmarks
+from .loaders import load_coco, load_yolo_labels, save_coco, save_yolo_labels
 from .shapes import SHAPE_NAMES, SingleObjectData, shapes, single_object
 
 __all__ = [
@@ -14,6 +15,10 @@ __all__ = [
     "LandmarkData",
     "SingleObjectData",
     "landmarks",
+    "load_coco",
+    "load_yolo_labels",
+    "save_coco",
+    "save_yolo_labels",
     "shapes",
     "single_object",
 ]
