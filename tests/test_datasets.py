@@ -70,11 +70,21 @@ def test_shapes_empty():
     assert images.shape == (0, 64, 64, 3) and targets == []
 
 
-@pytest.mark.parametrize("classes", [SHAPE_NAMES, ("triangle",), ("square", "circle")])
-def test_shapes_boxes_are_tight(classes):
+@pytest.mark.parametrize(
+    ("classes", "size"),
+    [
+        (SHAPE_NAMES, (40, 72)),
+        (("triangle",), (40, 72)),
+        (("square", "circle"), (40, 72)),
+        # Very elongated ellipses and triangles (8 px by up to 300 px).
+        (("circle", "triangle"), (16, 500)),
+        (("circle", "triangle"), (500, 16)),
+    ],
+)
+def test_shapes_boxes_are_tight(classes, size):
     """One object per image: the bright pixels span exactly the box, for every shape."""
     images, targets = shapes(
-        150, image_size=(40, 72), classes=classes, min_objects=1, max_objects=1, seed=2
+        150, image_size=size, classes=classes, min_objects=1, max_objects=1, seed=2
     )
     for image, t in zip(images, targets, strict=True):
         assert t["boxes"].shape == (1, 4)

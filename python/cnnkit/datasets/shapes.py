@@ -53,7 +53,6 @@ OBJECT_VALUE = (0.75, 1.0)
 OBJECT_SATURATION = (0.45, 1.0)
 
 
-@functools.lru_cache(maxsize=8192)
 def shape_mask(shape: int, h: int, w: int) -> np.ndarray:
     """Boolean ``(h, w)`` mask of shape index ``shape`` (in :data:`SHAPE_NAMES`) filling its box.
 
@@ -76,6 +75,13 @@ def shape_mask(shape: int, h: int, w: int) -> np.ndarray:
         mask = dx <= (rows + 1) / h * (w / 2)
     mask.setflags(write=False)
     return mask
+
+
+# Small masks repeat constantly (a 64-px image has ~3,000 distinct ones) and are
+# cached; large ones are rare per size and cost little next to drawing them, and
+# caching them could hold hundreds of megabytes.
+_cached_mask = functools.lru_cache(maxsize=8192)(shape_mask)
+CACHE_AREA = 64 * 64
 
 
 def _check_classes(classes: Any, fn: str) -> np.ndarray:
@@ -146,7 +152,8 @@ def _render(
             strict=True,
         )
         for i, (x1, y1, x2, y2), shape, colour in rows:
-            mask = shape_mask(shape, y2 - y1, x2 - x1)
+            h, w = y2 - y1, x2 - x1
+            mask = (_cached_mask if h * w <= CACHE_AREA else shape_mask)(shape, h, w)
             np.copyto(chunk[i, y1:y2, x1:x2], colour, where=mask[..., None])
         add_noise(rng, chunk)
         images[start:stop] = chunk
