@@ -128,7 +128,7 @@ def landmarks(
     ys = np.arange(hgt, dtype=np.float64) + 0.5
     for start in range(0, n, CHUNK):
         sl = slice(start, min(start + CHUNK, n))
-        chunk = gradient_backgrounds(rng, sl.stop - sl.start, size, (0.05, 0.4))
+        chunk = gradient_backgrounds(rng, images[sl], (0.05, 0.4))
         # Pixel centres in the face frame (rotate back by the face's angle).
         dx = (xs[None, None, :] - cx[sl, None, None]) / scale[sl, None, None]
         dy = (ys[None, :, None] - cy[sl, None, None]) / scale[sl, None, None]
@@ -163,5 +163,4 @@ def landmarks(
         ):
             np.copyto(chunk, colour[:, None, None, :], where=mask[..., None])
         add_noise(rng, chunk)
-        images[sl] = chunk
     return LandmarkData(images, points)

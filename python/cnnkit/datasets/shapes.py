@@ -142,7 +142,7 @@ def _render(
     images = np.empty((n, *size, 3), dtype=np.float32)
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
-        chunk = gradient_backgrounds(rng, stop - start, size, BACKGROUND_VALUE)
+        chunk = gradient_backgrounds(rng, images[start:stop], BACKGROUND_VALUE)
         ii, jj = np.nonzero(valid[start:stop])
         rows = zip(
             ii.tolist(),
@@ -154,9 +154,10 @@ def _render(
         for i, (x1, y1, x2, y2), shape, colour in rows:
             h, w = y2 - y1, x2 - x1
             mask = (_cached_mask if h * w <= CACHE_AREA else shape_mask)(shape, h, w)
-            np.copyto(chunk[i, y1:y2, x1:x2], colour, where=mask[..., None])
+            # Boolean indexing: several times faster here than copyto with a
+            # broadcast `where`.
+            chunk[i, y1:y2, x1:x2][mask] = colour
         add_noise(rng, chunk)
-        images[start:stop] = chunk
     return images
 
 

@@ -66,7 +66,7 @@ def flip_horizontal(
         ``(N, L, 2)`` ``(x, y)`` pixel coordinates.
     flip_pairs : sequence of (int, int)
         Disjoint pairs of point indices in ``[0, L)`` that a mirror swaps, e.g.
-        :data:`cnnkit.datasets.landmarks.FLIP_PAIRS`.
+        :data:`cnnkit.datasets.FLIP_PAIRS`.
 
     Returns
     -------
