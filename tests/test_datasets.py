@@ -148,6 +148,10 @@ def test_shapes_occlusion_limit():
             for j in range(i):
                 iou = box_iou(b[i], b[j])
                 assert iou <= 0.3
+                # A later object covers at most half of an earlier object's box.
+                iw = max(0.0, min(b[i][2], b[j][2]) - max(b[i][0], b[j][0]))
+                ih = max(0.0, min(b[i][3], b[j][3]) - max(b[i][1], b[j][1]))
+                assert iw * ih <= 0.5 * (b[j][2] - b[j][0]) * (b[j][3] - b[j][1])
                 overlapping += iou > 0
     assert overlapping > 0  # some objects do overlap
 
@@ -252,3 +256,17 @@ def test_single_object_rejects(kwargs, exc, match):
     kwargs = {"n": 2, **kwargs}
     with pytest.raises(exc, match=match):
         single_object(**kwargs)
+
+
+def test_import_is_light():
+    """The datasets package needs NumPy only: no autograd, layers or peers are loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cnnkit.datasets; "
+        "heavy = {'cnnkit.autograd', 'cnnkit.layers', 'cnnkit.models', 'torch', 'PIL'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
