@@ -45,7 +45,7 @@ MAX_FRACTION = 0.6
 MIN_IMAGE_SIDE = 16
 MAX_IOU = 0.3
 # A small object under a large later one can have a low IoU yet be hidden; this
-# bounds the part of an earlier object's box that a later object may cover.
+# bounds the part of an earlier object's box that later objects together cover.
 MAX_COVER = 0.5
 RETRIES = 20
 BACKGROUND_VALUE = (0.05, 0.3)
@@ -176,8 +176,8 @@ def shapes(
     max_objects]``, each with a uniformly drawn class, an independent width and
     height (log-uniform, 8 px to 60% of the image side) and a bright random
     colour. A placement whose box IoU with an earlier object of the image
-    exceeds 0.3, or that covers more than half of an earlier object's box, is
-    redrawn (up to 20 times, then the object is skipped, so a
+    exceeds 0.3, or that would leave more than half of an earlier object's box
+    covered by later objects, is redrawn (up to 20 times, then the object is skipped, so a
     crowded image can hold fewer objects than asked; the first object is never
     skipped). Later objects are drawn on top of earlier ones.
 
@@ -230,6 +230,7 @@ def shapes(
     shape_idx = shape_of_class[labels]
     boxes = np.zeros((n, m, 4), dtype=np.int64)
     valid = np.zeros((n, m), dtype=bool)
+    covered = np.zeros((n, m))  # fraction of each box covered by later boxes (a bound)
     # Placement is vectorised over images: slot j of every image that still needs
     # it is redrawn until it clears the IoU limit against the image's earlier slots.
     for j in range(m):
@@ -243,8 +244,11 @@ def shapes(
             cand = np.stack([x1, y1, x1 + ws, y1 + hs], axis=1)
             if j > 0:
                 iou, cover = _overlap(cand.astype(np.float64), boxes[todo, :j].astype(np.float64))
-                clash = (iou > MAX_IOU) | (cover > MAX_COVER)
+                # The covered parts of an earlier box add up over later objects
+                # (their sum bounds the union), so the cap holds for all of them.
+                clash = (iou > MAX_IOU) | (covered[todo, :j] + cover > MAX_COVER)
                 ok = ~(clash & valid[todo, :j]).any(axis=1)
+                covered[todo[ok], :j] += cover[ok] * valid[todo[ok], :j]
             else:
                 ok = np.ones(todo.size, dtype=bool)
             boxes[todo[ok], j] = cand[ok]
