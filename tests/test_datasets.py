@@ -70,11 +70,21 @@ def test_shapes_empty():
     assert images.shape == (0, 64, 64, 3) and targets == []
 
 
-@pytest.mark.parametrize("classes", [SHAPE_NAMES, ("triangle",), ("square", "circle")])
-def test_shapes_boxes_are_tight(classes):
+@pytest.mark.parametrize(
+    ("classes", "size"),
+    [
+        (SHAPE_NAMES, (40, 72)),
+        (("triangle",), (40, 72)),
+        (("square", "circle"), (40, 72)),
+        # Very elongated ellipses and triangles (8 px by up to 300 px).
+        (("circle", "triangle"), (16, 500)),
+        (("circle", "triangle"), (500, 16)),
+    ],
+)
+def test_shapes_boxes_are_tight(classes, size):
     """One object per image: the bright pixels span exactly the box, for every shape."""
     images, targets = shapes(
-        150, image_size=(40, 72), classes=classes, min_objects=1, max_objects=1, seed=2
+        150, image_size=size, classes=classes, min_objects=1, max_objects=1, seed=2
     )
     for image, t in zip(images, targets, strict=True):
         assert t["boxes"].shape == (1, 4)
@@ -140,6 +150,22 @@ def test_shapes_occlusion_limit():
                 assert iou <= 0.3
                 overlapping += iou > 0
     assert overlapping > 0  # some objects do overlap
+
+
+def test_shapes_objects_stay_visible():
+    """Later objects together cover at most half of an earlier object's box."""
+    _, targets = shapes(200, max_objects=6, min_objects=4, seed=12)
+    for t in targets:
+        b = t["boxes"].astype(int)
+        for j in range(len(b)):
+            x1, y1, x2, y2 = b[j]
+            hidden = np.zeros((y2 - y1, x2 - x1), dtype=bool)
+            for i in range(j + 1, len(b)):
+                hidden[
+                    max(b[i][1] - y1, 0) : max(b[i][3] - y1, 0),
+                    max(b[i][0] - x1, 0) : max(b[i][2] - x1, 0),
+                ] = True
+            assert hidden.mean() <= 0.5
 
 
 def test_shapes_later_objects_on_top():
@@ -242,3 +268,17 @@ def test_single_object_rejects(kwargs, exc, match):
     kwargs = {"n": 2, **kwargs}
     with pytest.raises(exc, match=match):
         single_object(**kwargs)
+
+
+def test_import_is_light():
+    """The datasets package needs NumPy only: no autograd, layers or peers are loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cnnkit.datasets; "
+        "heavy = {'cnnkit.autograd', 'cnnkit.layers', 'cnnkit.models', 'torch', 'PIL'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

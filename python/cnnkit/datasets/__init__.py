@@ -4,6 +4,21 @@ Everything here needs NumPy only. Every generator takes ``seed`` (an int or a
 :class:`numpy.random.Generator`): the same seed gives the same data.
 """
 
+from .landmarks import FLIP_PAIRS, LANDMARK_NAMES, LandmarkData, landmarks
+from .loaders import load_coco, load_yolo_labels, save_coco, save_yolo_labels
 from .shapes import SHAPE_NAMES, SingleObjectData, shapes, single_object
 
-__all__ = ["SHAPE_NAMES", "SingleObjectData", "shapes", "single_object"]
+__all__ = [
+    "FLIP_PAIRS",
+    "LANDMARK_NAMES",
+    "SHAPE_NAMES",
+    "LandmarkData",
+    "SingleObjectData",
+    "landmarks",
+    "load_coco",
+    "load_yolo_labels",
+    "save_coco",
+    "save_yolo_labels",
+    "shapes",
+    "single_object",
+]

@@ -84,13 +84,13 @@ def random_colours(
 
 
 def gradient_backgrounds(
-    rng: np.random.Generator, n: int, size: tuple[int, int], value: tuple[float, float]
+    rng: np.random.Generator, out: np.ndarray, value: tuple[float, float]
 ) -> np.ndarray:
-    """``n`` backgrounds ``(n, H, W, 3)`` float32: a linear gradient between two colours.
+    """Fill ``out`` ``(n, H, W, 3)`` float32 with linear gradients between two colours.
 
     Both colours have their maximum channel in ``value``, so every pixel does too.
     """
-    hgt, wid = size
+    n, hgt, wid = out.shape[:3]
     c0 = random_colours(rng, (n,), value, (0.0, 0.7)).astype(np.float32)
     c1 = random_colours(rng, (n,), value, (0.0, 0.7)).astype(np.float32)
     angle = rng.uniform(0.0, 2.0 * np.pi, n)
@@ -104,7 +104,6 @@ def gradient_backgrounds(
     t = xs * kx + ys * ky
     t += np.float32(0.5)
     np.clip(t, 0.0, 1.0, out=t)
-    out = np.empty((n, hgt, wid, 3), dtype=np.float32)
     for c in range(3):
         np.multiply(t, (c1[:, c] - c0[:, c])[:, None, None], out=out[..., c])
         out[..., c] += c0[:, c][:, None, None]

@@ -1,7 +1,8 @@
 """Object detection: classification with localization, sliding windows, YOLO with anchor
-boxes, and COCO / Pascal VOC evaluation."""
+boxes, landmarks, and COCO / Pascal VOC evaluation."""
 
 from .evaluation import COCO_IOU_THRESHOLDS, evaluate, voc_ap, voc_evaluate
+from .landmarks import flip_horizontal
 from .localization import LocalizationLoss, decode_localization
 from .windows import resize_bilinear, sliding_window_detect, to_fully_convolutional
 from .yolo import YoloLoss, activate, detect, yolo_model
@@ -14,6 +15,7 @@ __all__ = [
     "decode_localization",
     "detect",
     "evaluate",
+    "flip_horizontal",
     "resize_bilinear",
     "sliding_window_detect",
     "to_fully_convolutional",
