@@ -1,25 +1,43 @@
-"""Object detection: classification with localization, sliding windows, YOLO with anchor
-boxes, landmarks, and COCO / Pascal VOC evaluation."""
+"""Object detection: classification with localization, landmarks, sliding windows, YOLO with
+anchor boxes, and COCO / Pascal VOC evaluation.
 
-from .evaluation import COCO_IOU_THRESHOLDS, evaluate, voc_ap, voc_evaluate
-from .landmarks import flip_horizontal
-from .localization import LocalizationLoss, decode_localization
-from .windows import resize_bilinear, sliding_window_detect, to_fully_convolutional
-from .yolo import YoloLoss, activate, detect, yolo_model
+Submodules load on first use (``import cnnkit.detection`` stays light); their public names
+are available here.
+"""
 
-__all__ = [
-    "COCO_IOU_THRESHOLDS",
-    "LocalizationLoss",
-    "YoloLoss",
-    "activate",
-    "decode_localization",
-    "detect",
-    "evaluate",
-    "flip_horizontal",
-    "resize_bilinear",
-    "sliding_window_detect",
-    "to_fully_convolutional",
-    "voc_ap",
-    "voc_evaluate",
-    "yolo_model",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "COCO_IOU_THRESHOLDS": "evaluation",
+    "evaluate": "evaluation",
+    "voc_ap": "evaluation",
+    "voc_evaluate": "evaluation",
+    "flip_horizontal": "landmarks",
+    "LocalizationLoss": "localization",
+    "decode_localization": "localization",
+    "resize_bilinear": "windows",
+    "sliding_window_detect": "windows",
+    "to_fully_convolutional": "windows",
+    "YoloLoss": "yolo",
+    "activate": "yolo",
+    "detect": "yolo",
+    "yolo_model": "yolo",
+}
+_SUBMODULES = {"evaluation", "landmarks", "localization", "windows", "yolo"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, *_SUBMODULES])
