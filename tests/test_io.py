@@ -133,7 +133,7 @@ def test_pickled_arrays_are_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("cnnkit.json", meta)
         z.writestr("weights.npz", buffer.getvalue())
-    with pytest.raises(ValueError, match="corrupt weights.npz"):
+    with pytest.raises(ValueError, match=r"corrupt weights\.npz"):
         cnnkit.load_model(path)
 
 
@@ -148,7 +148,7 @@ def test_unknown_layer_class_is_not_instantiated(tmp_path):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("cnnkit.json", json.dumps(meta))
         z.writestr("weights.npz", weights)
-    with pytest.raises(ValueError, match="unknown layer class 'os.system'"):
+    with pytest.raises(ValueError, match=r"unknown layer class 'os\.system'"):
         cnnkit.load_model(path)
 
 
