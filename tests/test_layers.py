@@ -68,9 +68,10 @@ seeds = st.integers(0, 2**16)
     k=st.integers(1, 3),
     stride=st.integers(1, 2),
     padding=st.sampled_from(["valid", "same"]),
+    activation=st.sampled_from(["tanh", "relu"]),
     seed=seeds,
 )
-def test_conv_gradients(rank, batch, size, cin, filters, k, stride, padding, seed):
+def test_conv_gradients(rank, batch, size, cin, filters, k, stride, padding, activation, seed):
     if rank == 3:
         size, k = min(size, 3), min(k, 2)
     cls = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
@@ -79,7 +80,7 @@ def test_conv_gradients(rank, batch, size, cin, filters, k, stride, padding, see
         k,
         strides=stride,
         padding=padding,
-        activation="tanh",
+        activation=activation,
         bias_initializer="random_normal",
         **F64,
     )

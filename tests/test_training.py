@@ -308,3 +308,17 @@ def test_fit_before_compile_and_bad_compile_arguments():
         model.compile("adam", "mse", metrics="accuracy")
     with pytest.raises(ValueError, match="loss_weights must be finite"):
         model.compile("adam", "mse", loss_weights=[float("nan")])
+
+
+def test_train_on_batch_equals_one_fit_step():
+    x, y = toy_data(8)
+    a = compiled(small_cnn(seed=8))
+    loss, accuracy = a.train_on_batch(x, y)
+    b = compiled(small_cnn(seed=8))
+    history = b.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    assert same_weights(a, b)
+    assert history.history["loss"] == [loss] and 0 <= accuracy <= 1
+    with pytest.raises(ValueError, match=r"train_on_batch\(\): x and y must have the same"):
+        a.train_on_batch(x, y[:3])
+    with pytest.raises(ValueError, match=r"train_on_batch\(\): the model must be compiled"):
+        small_cnn().train_on_batch(x, y)

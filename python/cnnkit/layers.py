@@ -171,6 +171,24 @@ def _activation(where: str, value: Any) -> tuple[str, Callable[[Tensor], Tensor]
     )
 
 
+def _relu_in_place(y: Tensor) -> Tensor:
+    """ReLU written over ``y``'s own array, for a fresh layer output ``y`` that nothing else
+    sees and whose backward does not read it (a convolution or matmul-plus-bias result).
+
+    Training profiles of the reference CNN spend a tenth of the step in ReLU: reusing the
+    array saves an allocation (fresh pages for large maps) and one pass over memory.
+    """
+    out = y.data
+    np.maximum(out, 0, out=out)
+    return ag._record(out, (y,), lambda g: (g * (out > 0),))
+
+
+def _apply_activation(act: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+    if act is ag.relu and y.data.flags.writeable:
+        return _relu_in_place(y)
+    return act(y)
+
+
 # -- the base class ---------------------------------------------------------------------------
 class Layer:
     """Base class of layers (and of :class:`cnnkit.Model`).
@@ -470,7 +488,7 @@ class Dense(Layer):
             y = y + self.bias
         if x.ndim > 3:
             y = y.reshape(*x.shape[:-1], self.units)
-        return self._act(y)
+        return _apply_activation(self._act, y)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -546,7 +564,7 @@ class _Conv(Layer):
             dilation=self.dilation_rate,
             groups=self.groups,
         )
-        return self._act(y)
+        return _apply_activation(self._act, y)
 
     def get_config(self) -> dict[str, Any]:
         return {

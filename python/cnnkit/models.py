@@ -739,6 +739,29 @@ class Model(Layer):
         fresh.iterations = opt.iterations
         self.optimizer = fresh
 
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None) -> Any:
+        """One optimizer step on one batch; returns the loss, or ``[loss, *metrics]``.
+
+        Metrics are reset first, so they describe this batch alone (as Keras's default).
+        Raises :class:`NonFiniteLossError` (epoch and batch 0) on a non-finite loss.
+        """
+        where = "train_on_batch()"
+        self._require_compiled(where)
+        x = self._as_model_dtype(x)
+        y = _map(np.asarray, y)
+        self._check_input(where, x)
+        n, ny = _num_samples(where, "x", x), _num_samples(where, "y", y)
+        if n != ny:
+            raise ValueError(
+                f"{where}: x and y must have the same number of samples, got {n} and {ny}"
+            )
+        trainable = self.trainable_weights
+        self._refresh_optimizer(trainable)
+        self._reset_metrics()
+        value, parts, _ = self._train_step(where, trainable, x, y, sample_weight, 0, 0, False)
+        values = [value, *parts.values(), *self._metric_logs().values()]
+        return values[0] if len(values) == 1 else values
+
     def _validation(self, where: str, data: Any) -> Any:
         if isinstance(data, tuple) and len(data) in (2, 3):
             xv = self._as_model_dtype(data[0])
