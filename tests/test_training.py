@@ -322,3 +322,33 @@ def test_train_on_batch_equals_one_fit_step():
         a.train_on_batch(x, y[:3])
     with pytest.raises(ValueError, match=r"train_on_batch\(\): the model must be compiled"):
         small_cnn().train_on_batch(x, y)
+
+
+def test_fit_drives_the_keras_callbacks(tmp_path):
+    x, y = toy_data(48)
+    model = compiled(small_cnn(seed=9), optimizers.Adam(learning_rate=0.05))
+    seen = []
+
+    class Spy(callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(("begin", self.params["epochs"], self.params["steps"]))
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(("epoch", epoch, sorted(logs)))
+
+    cbs = [
+        Spy(),
+        callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}.cnnkit")),
+        callbacks.CSVLogger(str(tmp_path / "log.csv")),
+        callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5),
+        callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0),
+    ]
+    history = model.fit(x, y, batch_size=16, epochs=5, verbose=0, callbacks=cbs)
+    assert seen[0] == ("begin", 5, 3)
+    assert seen[1] == ("epoch", 0, ["accuracy", "loss"])
+    assert len(history.history["loss"]) == 2  # EarlyStopping: no 10.0 improvement
+    assert model.optimizer.learning_rate == pytest.approx(0.05 * 0.25)
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-01.cnnkit", "ckpt-02.cnnkit"]
+    restored = cnnkit.load_model(tmp_path / "ckpt-02.cnnkit")
+    np.testing.assert_array_equal(restored.predict(x), model.predict(x))
+    assert (tmp_path / "log.csv").read_text().splitlines()[0].startswith("epoch")
