@@ -233,3 +233,20 @@ def test_model_rejections():
         model.set_weights([np.zeros((3, 2))])
     with pytest.raises(ValueError, match=r"layer 'd' weight 'd/kernel' has shape \(3, 2\)"):
         model.set_weights([np.zeros((2, 2)), np.zeros(2)])
+
+
+def test_private_attributes_and_tuples_are_tracked():
+    class Net(cnnkit.Model):
+        def __init__(self):
+            super().__init__(seed=0)
+            self._hidden = layers.Dense(3)
+            self.heads = (layers.Dense(1), layers.Dense(2))
+
+        def call(self, x):
+            h = self._hidden(x)
+            return [head(h) for head in self.heads]
+
+    net = Net()
+    outputs = net(np.zeros((2, 4), np.float32))
+    assert [o.shape for o in outputs] == [(2, 1), (2, 2)]
+    assert len(net.layers) == 3 and len(net.weights) == 6

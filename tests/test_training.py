@@ -352,3 +352,13 @@ def test_fit_drives_the_keras_callbacks(tmp_path):
     restored = cnnkit.load_model(tmp_path / "ckpt-02.cnnkit")
     np.testing.assert_array_equal(restored.predict(x), model.predict(x))
     assert (tmp_path / "log.csv").read_text().splitlines()[0].startswith("epoch")
+
+
+def test_initial_epoch_and_zero_epochs():
+    x, y = toy_data(16)
+    model = compiled(small_cnn())
+    before = model.get_weights()
+    assert model.fit(x, y, epochs=0, verbose=0).history == {}
+    assert same_weights_list(before, model.get_weights())
+    history = model.fit(x, y, epochs=5, initial_epoch=3, verbose=0)
+    assert len(history.history["loss"]) == 2 and history.epoch == [3, 4]

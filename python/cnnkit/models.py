@@ -148,6 +148,10 @@ def _take(value: Any, index: Any) -> Any:
     return _map(lambda a: a[index], value)
 
 
+# Attributes that hold layers the model must not count as its own (Sequential's Input).
+_UNTRACKED = frozenset({"optimizer", "history", "_input_layer", "_layers", "_record"})
+
+
 class _Mean:
     """A running mean weighted by batch sizes (the epoch's loss)."""
 
@@ -166,8 +170,8 @@ class _Mean:
 class Model(Layer):
     """Base class of models; subclass it and define ``call(self, x, training=False)``.
 
-    Layers assigned as attributes (or in lists) are tracked in assignment order:
-    they make up ``layers``, ``weights`` and ``summary()``.
+    Layers assigned as attributes (or in lists or tuples), private ones included, are
+    tracked in assignment order: they make up ``layers``, ``weights`` and ``summary()``.
 
     Parameters
     ----------
@@ -212,7 +216,7 @@ class Model(Layer):
 
     # -- layer tracking ------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        if not name.startswith("_") and name not in ("optimizer", "history"):
+        if not name.startswith("__") and name not in _UNTRACKED:
             found = (
                 [value]
                 if isinstance(value, Layer)
