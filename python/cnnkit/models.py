@@ -766,6 +766,12 @@ class Model(Layer):
         values = [value, *parts.values(), *self._metric_logs().values()]
         return values[0] if len(values) == 1 else values
 
+    def _statistics(self) -> list[Any]:
+        """Non-trainable variables of trainable layers: those a training forward pass may
+        update (BatchNormalization's moving averages); frozen weights are left out."""
+        owners = [self, *_all_layers(self)]
+        return [v for layer in owners if layer.trainable for v in layer._weights if not v.trainable]
+
     def _validation(self, where: str, data: Any) -> Any:
         if isinstance(data, tuple) and len(data) in (2, 3):
             xv = self._as_model_dtype(data[0])
@@ -796,7 +802,7 @@ class Model(Layer):
     ) -> tuple[float, dict[str, float], int] | None:
         # Statistics that the forward pass updates (BatchNormalization's moving averages)
         # are restored with the rest when the batch turns out bad.
-        saved = [(v, v.data.copy()) for v in self.non_trainable_weights]
+        saved = [(v, v.data.copy()) for v in self._statistics()]
         for v in trainable:
             v.grad = None
         with ag.enable_grad():
