@@ -227,3 +227,30 @@ def test_unbuilt_models_cannot_be_saved(tmp_path):
         cnnkit.Sequential([layers.Dense(2)]).save(tmp_path / "m.cnnkit")
     with pytest.raises(ValueError, match="is not built yet"):
         Twin().save_weights(tmp_path / "m.weights")
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m["model"]["config"]["layers"][0]["config"].update(filters="x"), "filters"),
+        (lambda m: m["model"]["config"]["layers"][0]["config"].update(bogus=1), "bogus"),
+        (lambda m: m["model"]["config"].update(layers=5), "layers must be a list"),
+        (
+            lambda m: m.update(state={k: {"generator": {"state": 1}} for k in m["state"]}),
+            "bad layer state",
+        ),
+    ],
+)
+def test_malformed_architecture_is_a_value_error(tmp_path, edit, match):
+    model = make_model()
+    path = tmp_path / "m.cnnkit"
+    model.save(path)
+    with zipfile.ZipFile(path) as z:
+        meta = json.loads(z.read("cnnkit.json"))
+        weights = z.read("weights.npz")
+    edit(meta)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("cnnkit.json", json.dumps(meta))
+        z.writestr("weights.npz", weights)
+    with pytest.raises(ValueError, match=match):
+        cnnkit.load_model(path)
