@@ -250,3 +250,12 @@ def test_private_attributes_and_tuples_are_tracked():
     outputs = net(np.zeros((2, 4), np.float32))
     assert [o.shape for o in outputs] == [(2, 1), (2, 2)]
     assert len(net.layers) == 3 and len(net.weights) == 6
+
+
+def test_model_created_frozen_freezes_added_layers():
+    model = cnnkit.Sequential([layers.Input((3,)), layers.Dense(2)], trainable=False, seed=0)
+    assert model.trainable_weights == [] and model.layers[0].trainable is False
+    model.add(layers.Dense(1))
+    assert model.layers[1].trainable is False and len(model.non_trainable_weights) == 4
+    clone = cnnkit.Sequential.from_config(model.get_config())
+    assert clone.trainable is False and clone.trainable_weights == []

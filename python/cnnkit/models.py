@@ -238,6 +238,8 @@ class Model(Layer):
                 f"{layer.name!r} is already in the model; layer names must be unique"
             )
         own.append(layer)
+        if not self.__dict__.get("_trainable", True):
+            layer.trainable = False  # a frozen model freezes what is added to it
         if "_seed_key" in self.__dict__ and self._seed_key is not None:
             _assign_seed(layer, (*self._seed_key, len(own) - 1))
 
@@ -279,11 +281,14 @@ class Model(Layer):
 
     @property
     def trainable_weights(self) -> list[Any]:
+        if not self.trainable:
+            return []
         return [v for v in self.weights if v.requires_grad]
 
     @property
     def non_trainable_weights(self) -> list[Any]:
-        return [v for v in self.weights if not v.requires_grad]
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
 
     def count_params(self) -> int:
         if not self.built:
