@@ -259,3 +259,13 @@ def test_model_created_frozen_freezes_added_layers():
     assert model.layers[1].trainable is False and len(model.non_trainable_weights) == 4
     clone = cnnkit.Sequential.from_config(model.get_config())
     assert clone.trainable is False and clone.trainable_weights == []
+
+
+def test_model_dtype_reaches_layers_without_their_own():
+    model = cnnkit.Sequential(
+        [layers.Input((4,)), layers.Dense(3), layers.Dense(2, dtype="float32")], dtype="float64"
+    )
+    assert [layer.dtype for layer in model.layers] == [np.float64, np.float32]
+    assert model.layers[0].kernel.dtype == np.float64
+    assert model.predict(np.zeros((1, 4))).dtype == np.float32  # the last layer's dtype
+    assert cnnkit.Sequential([layers.Dense(1)]).layers[0].dtype == np.float32

@@ -201,7 +201,9 @@ class Layer:
     trainable : bool, default True
         False freezes the weights: fit does not change them, and
         BatchNormalization runs in inference mode.
-    dtype : {"float32", "float64"}, default "float32"
+    dtype : {"float32", "float64"}, optional
+        float32 unless given, or taken from the model the layer is added to
+        (before it is built).
     input_shape : tuple of int, optional
         The input shape without the batch axis, so that a Sequential model can
         build at once (as Keras's ``input_shape`` argument).
@@ -215,14 +217,15 @@ class Layer:
         *,
         name: str | None = None,
         trainable: bool = True,
-        dtype: Any = "float32",
+        dtype: Any = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
         where = f"{type(self).__name__}()"
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"{where}: name must be a non-empty string without '/', got {name!r}")
+        self._dtype_given = dtype is not None
         try:
-            dt = np.dtype(dtype)
+            dt = np.dtype("float32" if dtype is None else dtype)
         except TypeError:
             dt = None
         if dt not in (np.float32, np.float64):
@@ -407,7 +410,7 @@ class InputLayer(Layer):
         shape: Sequence[int] | None = None,
         batch_size: int | None = None,
         name: str | None = None,
-        dtype: Any = "float32",
+        dtype: Any = None,
         **kwargs: Any,
     ) -> None:
         where = "InputLayer()"
@@ -439,7 +442,7 @@ def Input(
     shape: Sequence[int],
     batch_size: int | None = None,
     name: str | None = None,
-    dtype: Any = "float32",
+    dtype: Any = None,
 ) -> InputLayer:
     """An :class:`InputLayer` declaring the input shape, as the first element of Sequential."""
     return InputLayer(shape, batch_size=batch_size, name=name, dtype=dtype)

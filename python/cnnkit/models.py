@@ -182,7 +182,9 @@ class Model(Layer):
         masks, shuffling and the validation split. None draws a seed once.
     trainable : bool, default True
         False freezes every layer of the model.
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64"}, optional
+        float32 by default; when given, layers added without a dtype of their own
+        take it (``Sequential(..., dtype="float64")`` for gradient checks).
     """
 
     def __init__(
@@ -191,7 +193,7 @@ class Model(Layer):
         name: str | None = None,
         seed: int | None = None,
         trainable: bool = True,
-        dtype: Any = "float32",
+        dtype: Any = None,
         **kwargs: Any,
     ) -> None:
         self.__dict__.setdefault("_layers", [])
@@ -238,6 +240,8 @@ class Model(Layer):
                 f"{layer.name!r} is already in the model; layer names must be unique"
             )
         own.append(layer)
+        if self.__dict__.get("_dtype_given") and not layer.built:
+            _inherit_dtype(layer, self.dtype)
         if not self.__dict__.get("_trainable", True):
             layer.trainable = False  # a frozen model freezes what is added to it
         if "_seed_key" in self.__dict__ and self._seed_key is not None:
@@ -1033,6 +1037,15 @@ def _assign_seed(layer: Layer, key: tuple[int, ...]) -> None:
         _assign_seed(sub, (*key, i))
 
 
+def _inherit_dtype(layer: Layer, dtype: np.dtype) -> None:
+    """Give an unbuilt layer (and what it holds) the model's dtype unless it has its own."""
+    if layer._dtype_given or layer.built:
+        return
+    layer.dtype = dtype
+    for sub in getattr(layer, "_layers", []):
+        _inherit_dtype(sub, dtype)
+
+
 def _all_layers(model: Model) -> list[Layer]:
     out: list[Layer] = []
     for layer in model._layers:
@@ -1090,6 +1103,8 @@ class Sequential(Model):
         if isinstance(layer, InputLayer):
             if self._layers or self._input_layer is not None:
                 raise ValueError("Sequential.add(): an Input can only be the first layer")
+            if self._dtype_given and not layer._dtype_given:
+                layer.dtype = self.dtype
             self._input_layer = layer
             self._input_shape = layer.input_shape_arg
             return
