@@ -269,3 +269,23 @@ def test_model_dtype_reaches_layers_without_their_own():
     assert model.layers[0].kernel.dtype == np.float64
     assert model.predict(np.zeros((1, 4))).dtype == np.float32  # the last layer's dtype
     assert cnnkit.Sequential([layers.Dense(1)]).layers[0].dtype == np.float32
+
+
+def test_whole_model_input_gradient_float64():
+    from gradcheck import check_gradients
+
+    model = cnnkit.Sequential(
+        [
+            layers.Input((5, 5, 2)),
+            layers.Conv2D(3, 3, padding="same", activation="tanh"),
+            layers.BatchNormalization(),
+            layers.AveragePooling2D(),
+            layers.Flatten(),
+            layers.Dense(2, activation="softmax"),
+        ],
+        seed=0,
+        dtype="float64",
+    )
+    x = np.random.default_rng(0).standard_normal((3, 5, 5, 2))
+    check_gradients(lambda t: model(t, training=True), [x])
+    check_gradients(lambda t: model(t), [x])
