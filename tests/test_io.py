@@ -254,3 +254,23 @@ def test_malformed_architecture_is_a_value_error(tmp_path, edit, match):
         z.writestr("weights.npz", weights)
     with pytest.raises(ValueError, match=match):
         cnnkit.load_model(path)
+
+
+def test_loss_and_metric_objects_and_multi_output_settings_round_trip(tmp_path):
+    from cnnkit import metrics
+
+    model = cnnkit.Sequential([layers.Input((4,)), layers.Dense(3)], seed=0)
+    model.compile(
+        optimizers.RMSprop(learning_rate=0.01),
+        losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[metrics.SparseCategoricalAccuracy(), "acc"],
+    )
+    x = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    y = np.arange(20) % 3
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "m.cnnkit"
+    model.save(path)
+    loaded = cnnkit.load_model(path)
+    assert loaded.evaluate(x, y, return_dict=True) == model.evaluate(x, y, return_dict=True)
+    assert type(loaded.optimizer) is optimizers.RMSprop
+    assert loaded.get_config() == model.get_config()
