@@ -68,9 +68,10 @@ seeds = st.integers(0, 2**16)
     k=st.integers(1, 3),
     stride=st.integers(1, 2),
     padding=st.sampled_from(["valid", "same"]),
+    activation=st.sampled_from(["tanh", "relu"]),
     seed=seeds,
 )
-def test_conv_gradients(rank, batch, size, cin, filters, k, stride, padding, seed):
+def test_conv_gradients(rank, batch, size, cin, filters, k, stride, padding, activation, seed):
     if rank == 3:
         size, k = min(size, 3), min(k, 2)
     cls = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
@@ -79,7 +80,7 @@ def test_conv_gradients(rank, batch, size, cin, filters, k, stride, padding, see
         k,
         strides=stride,
         padding=padding,
-        activation="tanh",
+        activation=activation,
         bias_initializer="random_normal",
         **F64,
     )
@@ -361,3 +362,43 @@ def test_dense_rejects_changed_input_width():
     d(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="expected inputs with last axis 3"):
         d(np.zeros((1, 4)))
+
+
+ALL_LAYERS = [
+    lambda: layers.Input((3, 3, 2)),
+    lambda: layers.Dense(3, activation="relu", use_bias=False),
+    lambda: layers.Conv1D(2, 3, strides=2, padding="same", dilation_rate=1),
+    lambda: layers.Conv2D(4, (3, 1), groups=2, kernel_initializer="he_normal"),
+    lambda: layers.Conv3D(2, 2, bias_initializer=initializers.Constant(0.5)),
+    lambda: layers.MaxPooling1D(3, strides=1, padding="same"),
+    lambda: layers.MaxPooling2D((2, 1)),
+    lambda: layers.MaxPooling3D(),
+    lambda: layers.AveragePooling1D(),
+    lambda: layers.AveragePooling2D(3, 2, "same"),
+    lambda: layers.AveragePooling3D(),
+    lambda: layers.GlobalAveragePooling1D(),
+    lambda: layers.GlobalAveragePooling2D(keepdims=True),
+    lambda: layers.GlobalAveragePooling3D(),
+    lambda: layers.GlobalMaxPooling1D(),
+    lambda: layers.GlobalMaxPooling2D(),
+    lambda: layers.GlobalMaxPooling3D(),
+    lambda: layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False),
+    lambda: layers.Dropout(0.5, seed=3),
+    lambda: layers.Flatten(trainable=False),
+    lambda: layers.Reshape((-1, 2)),
+    lambda: layers.ZeroPadding2D((1, 2)),
+    lambda: layers.Activation("sigmoid"),
+    lambda: layers.ReLU(max_value=6.0),
+    lambda: layers.LeakyReLU(0.1),
+    lambda: layers.Softmax(axis=1, dtype="float64"),
+]
+
+
+@pytest.mark.parametrize("make", ALL_LAYERS)
+def test_every_layer_config_round_trips(make):
+    layer = make()
+    config = layers.serialize(layer)
+    clone = layers.deserialize(config)
+    assert type(clone) is type(layer)
+    assert layers.serialize(clone) == config
+    assert clone.name == layer.name and clone.trainable == layer.trainable

@@ -378,23 +378,31 @@ def load_model(
     if meta.get("kind") != "model":
         archive.fail("a weights file, not a model file (use load_weights on a built model)")
     arrays = archive.weights()
+    # A malformed architecture (wrong argument names or types, a bad input shape) surfaces
+    # as any of these from the constructors; all mean the file is bad.
+    malformed = (ValueError, TypeError, KeyError, AttributeError, IndexError)
     try:
         model = layers.deserialize(meta.get("model"), custom)
-    except ValueError as exc:
-        archive.fail(str(exc))
-    if not isinstance(model, models.Model):
-        archive.fail("the architecture is not a model")
-    if not model.built:
-        spec = meta["model"].get("build_shape")
-        if spec is None:
-            archive.fail("no input shape recorded for the model")
-        from .autograd import no_grad
+        if not isinstance(model, models.Model):
+            archive.fail("the architecture is not a model")
+        if not model.built:
+            spec = meta["model"].get("build_shape")
+            if spec is None:
+                archive.fail("no input shape recorded for the model")
+            from .autograd import no_grad
 
-        with no_grad():
-            model(models._zeros_for(spec, model.dtype))
+            with no_grad():
+                model(models._zeros_for(spec, model.dtype))
+    except malformed as exc:
+        if str(exc).startswith(where):
+            raise
+        archive.fail(f"bad architecture ({type(exc).__name__}: {exc})")
     _assign_weights(where, model, arrays, archive.path)
-    if isinstance(meta.get("state"), dict):
-        model.set_state(meta["state"])
+    try:
+        if isinstance(meta.get("state"), dict):
+            model.set_state(meta["state"])
+    except malformed as exc:
+        archive.fail(f"bad layer state ({type(exc).__name__}: {exc})")
     settings = meta.get("compile")
     if compile and settings is not None:
         loss_json = settings.get("loss") or {}

@@ -171,6 +171,24 @@ def _activation(where: str, value: Any) -> tuple[str, Callable[[Tensor], Tensor]
     )
 
 
+def _relu_in_place(y: Tensor) -> Tensor:
+    """ReLU written over ``y``'s own array, for a fresh layer output ``y`` that nothing else
+    sees and whose backward does not read it (a convolution or matmul-plus-bias result).
+
+    Training profiles of the reference CNN spend a tenth of the step in ReLU: reusing the
+    array saves an allocation (fresh pages for large maps) and one pass over memory.
+    """
+    out = y.data
+    np.maximum(out, 0, out=out)
+    return ag._record(out, (y,), lambda g: (g * (out > 0),))
+
+
+def _apply_activation(act: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
+    if act is ag.relu and y.data.flags.writeable:
+        return _relu_in_place(y)
+    return act(y)
+
+
 # -- the base class ---------------------------------------------------------------------------
 class Layer:
     """Base class of layers (and of :class:`cnnkit.Model`).
@@ -183,7 +201,9 @@ class Layer:
     trainable : bool, default True
         False freezes the weights: fit does not change them, and
         BatchNormalization runs in inference mode.
-    dtype : {"float32", "float64"}, default "float32"
+    dtype : {"float32", "float64"}, optional
+        float32 unless given, or taken from the model the layer is added to
+        (before it is built).
     input_shape : tuple of int, optional
         The input shape without the batch axis, so that a Sequential model can
         build at once (as Keras's ``input_shape`` argument).
@@ -197,14 +217,15 @@ class Layer:
         *,
         name: str | None = None,
         trainable: bool = True,
-        dtype: Any = "float32",
+        dtype: Any = None,
         input_shape: Sequence[int] | None = None,
     ) -> None:
         where = f"{type(self).__name__}()"
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"{where}: name must be a non-empty string without '/', got {name!r}")
+        self._dtype_given = dtype is not None
         try:
-            dt = np.dtype(dtype)
+            dt = np.dtype("float32" if dtype is None else dtype)
         except TypeError:
             dt = None
         if dt not in (np.float32, np.float64):
@@ -389,7 +410,7 @@ class InputLayer(Layer):
         shape: Sequence[int] | None = None,
         batch_size: int | None = None,
         name: str | None = None,
-        dtype: Any = "float32",
+        dtype: Any = None,
         **kwargs: Any,
     ) -> None:
         where = "InputLayer()"
@@ -421,7 +442,7 @@ def Input(
     shape: Sequence[int],
     batch_size: int | None = None,
     name: str | None = None,
-    dtype: Any = "float32",
+    dtype: Any = None,
 ) -> InputLayer:
     """An :class:`InputLayer` declaring the input shape, as the first element of Sequential."""
     return InputLayer(shape, batch_size=batch_size, name=name, dtype=dtype)
@@ -470,7 +491,7 @@ class Dense(Layer):
             y = y + self.bias
         if x.ndim > 3:
             y = y.reshape(*x.shape[:-1], self.units)
-        return self._act(y)
+        return _apply_activation(self._act, y)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -546,7 +567,7 @@ class _Conv(Layer):
             dilation=self.dilation_rate,
             groups=self.groups,
         )
-        return self._act(y)
+        return _apply_activation(self._act, y)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -148,6 +148,10 @@ def _take(value: Any, index: Any) -> Any:
     return _map(lambda a: a[index], value)
 
 
+# Attributes that hold layers the model must not count as its own (Sequential's Input).
+_UNTRACKED = frozenset({"optimizer", "history", "_input_layer", "_layers", "_record"})
+
+
 class _Mean:
     """A running mean weighted by batch sizes (the epoch's loss)."""
 
@@ -166,8 +170,8 @@ class _Mean:
 class Model(Layer):
     """Base class of models; subclass it and define ``call(self, x, training=False)``.
 
-    Layers assigned as attributes (or in lists) are tracked in assignment order:
-    they make up ``layers``, ``weights`` and ``summary()``.
+    Layers assigned as attributes (or in lists or tuples), private ones included, are
+    tracked in assignment order: they make up ``layers``, ``weights`` and ``summary()``.
 
     Parameters
     ----------
@@ -178,7 +182,9 @@ class Model(Layer):
         masks, shuffling and the validation split. None draws a seed once.
     trainable : bool, default True
         False freezes every layer of the model.
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64"}, optional
+        float32 by default; when given, layers added without a dtype of their own
+        take it (``Sequential(..., dtype="float64")`` for gradient checks).
     """
 
     def __init__(
@@ -187,7 +193,7 @@ class Model(Layer):
         name: str | None = None,
         seed: int | None = None,
         trainable: bool = True,
-        dtype: Any = "float32",
+        dtype: Any = None,
         **kwargs: Any,
     ) -> None:
         self.__dict__.setdefault("_layers", [])
@@ -212,7 +218,7 @@ class Model(Layer):
 
     # -- layer tracking ------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        if not name.startswith("_") and name not in ("optimizer", "history"):
+        if not name.startswith("__") and name not in _UNTRACKED:
             found = (
                 [value]
                 if isinstance(value, Layer)
@@ -234,6 +240,10 @@ class Model(Layer):
                 f"{layer.name!r} is already in the model; layer names must be unique"
             )
         own.append(layer)
+        if self.__dict__.get("_dtype_given") and not layer.built:
+            _inherit_dtype(layer, self.dtype)
+        if not self.__dict__.get("_trainable", True):
+            layer.trainable = False  # a frozen model freezes what is added to it
         if "_seed_key" in self.__dict__ and self._seed_key is not None:
             _assign_seed(layer, (*self._seed_key, len(own) - 1))
 
@@ -275,11 +285,14 @@ class Model(Layer):
 
     @property
     def trainable_weights(self) -> list[Any]:
+        if not self.trainable:
+            return []
         return [v for v in self.weights if v.requires_grad]
 
     @property
     def non_trainable_weights(self) -> list[Any]:
-        return [v for v in self.weights if not v.requires_grad]
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
 
     def count_params(self) -> int:
         if not self.built:
@@ -739,6 +752,35 @@ class Model(Layer):
         fresh.iterations = opt.iterations
         self.optimizer = fresh
 
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None) -> Any:
+        """One optimizer step on one batch; returns the loss, or ``[loss, *metrics]``.
+
+        Metrics are reset first, so they describe this batch alone (as Keras's default).
+        Raises :class:`NonFiniteLossError` (epoch and batch 0) on a non-finite loss.
+        """
+        where = "train_on_batch()"
+        self._require_compiled(where)
+        x = self._as_model_dtype(x)
+        y = _map(np.asarray, y)
+        self._check_input(where, x)
+        n, ny = _num_samples(where, "x", x), _num_samples(where, "y", y)
+        if n != ny:
+            raise ValueError(
+                f"{where}: x and y must have the same number of samples, got {n} and {ny}"
+            )
+        trainable = self.trainable_weights
+        self._refresh_optimizer(trainable)
+        self._reset_metrics()
+        value, parts, _ = self._train_step(where, trainable, x, y, sample_weight, 0, 0, False)
+        values = [value, *parts.values(), *self._metric_logs().values()]
+        return values[0] if len(values) == 1 else values
+
+    def _statistics(self) -> list[Any]:
+        """Non-trainable variables of trainable layers: those a training forward pass may
+        update (BatchNormalization's moving averages); frozen weights are left out."""
+        owners = [self, *_all_layers(self)]
+        return [v for layer in owners if layer.trainable for v in layer._weights if not v.trainable]
+
     def _validation(self, where: str, data: Any) -> Any:
         if isinstance(data, tuple) and len(data) in (2, 3):
             xv = self._as_model_dtype(data[0])
@@ -769,7 +811,7 @@ class Model(Layer):
     ) -> tuple[float, dict[str, float], int] | None:
         # Statistics that the forward pass updates (BatchNormalization's moving averages)
         # are restored with the rest when the batch turns out bad.
-        saved = [(v, v.data.copy()) for v in self.non_trainable_weights]
+        saved = [(v, v.data.copy()) for v in self._statistics()]
         for v in trainable:
             v.grad = None
         with ag.enable_grad():
@@ -995,6 +1037,15 @@ def _assign_seed(layer: Layer, key: tuple[int, ...]) -> None:
         _assign_seed(sub, (*key, i))
 
 
+def _inherit_dtype(layer: Layer, dtype: np.dtype) -> None:
+    """Give an unbuilt layer (and what it holds) the model's dtype unless it has its own."""
+    if layer._dtype_given or layer.built:
+        return
+    layer.dtype = dtype
+    for sub in getattr(layer, "_layers", []):
+        _inherit_dtype(sub, dtype)
+
+
 def _all_layers(model: Model) -> list[Layer]:
     out: list[Layer] = []
     for layer in model._layers:
@@ -1052,6 +1103,8 @@ class Sequential(Model):
         if isinstance(layer, InputLayer):
             if self._layers or self._input_layer is not None:
                 raise ValueError("Sequential.add(): an Input can only be the first layer")
+            if self._dtype_given and not layer._dtype_given:
+                layer.dtype = self.dtype
             self._input_layer = layer
             self._input_shape = layer.input_shape_arg
             return
