@@ -233,6 +233,22 @@ def test_verbose_modes_print(capsys):
     assert "2/2" in captured.out + captured.err  # the tqdm bar over the two batches
 
 
+def test_progress_bar_total_comes_from_a_sized_loader(capsys):
+    x, y = toy_data(24)
+
+    class SizedLoader:
+        def __len__(self):
+            return 3
+
+        def __iter__(self):
+            for i in range(0, 24, 8):
+                yield x[i : i + 8], y[i : i + 8]
+
+    compiled(small_cnn()).fit(SizedLoader(), epochs=1, verbose=1)
+    captured = capsys.readouterr()
+    assert "3/3" in captured.out + captured.err
+
+
 def test_multi_output_model_with_loss_weights():
     class TwoHeads(cnnkit.Model):
         def __init__(self, **kwargs):

@@ -668,7 +668,10 @@ class Model(Layer):
         if verbose:
             cbs.append(callbacks_module.ProgbarLogger())
         cblist = callbacks_module.CallbackList(cbs)
-        steps = None if n is None else math.ceil(n / batch_size)
+        if n is not None:
+            steps = math.ceil(n / batch_size)
+        else:  # a loader that knows its length gives the progress bar its total
+            steps = len(x) if hasattr(x, "__len__") else None
         cblist.set_model(self)
         cblist.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
         terminate_on_nan = any(isinstance(c, callbacks_module.TerminateOnNaN) for c in user)
