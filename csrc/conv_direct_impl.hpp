@@ -323,7 +323,8 @@ void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T*
   const std::vector<T> bp = pack_channels(b ? b : zero.data(), 1, cout, lanes);
   std::vector<int64_t> offset(static_cast<size_t>(taps));
   for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2)
-    for (int64_t ci = 0; ci < cin; ++ci) offset[size_t(k2 * cin + ci)] = k2 * g.dilation[2] * cin + ci;
+    for (int64_t ci = 0; ci < cin; ++ci)
+      offset[size_t(k2 * cin + ci)] = k2 * g.dilation[2] * cin + ci;
   const int64_t step = g.stride[2] * cin;
   const int nt = threads_for(p.rows() * p.patch_size() * cout);
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -513,7 +514,8 @@ void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy,
   const int64_t taps = g.kernel[2] * cin, blocks = (cout + lanes - 1) / lanes;
   std::vector<int64_t> offset(static_cast<size_t>(taps));
   for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2)
-    for (int64_t ci = 0; ci < cin; ++ci) offset[size_t(k2 * cin + ci)] = k2 * g.dilation[2] * cin + ci;
+    for (int64_t ci = 0; ci < cin; ++ci)
+      offset[size_t(k2 * cin + ci)] = k2 * g.dilation[2] * cin + ci;
   const int64_t step = g.stride[2] * cin, tap_blocks = (taps + kTaps - 1) / kTaps;
   // A unit is (kernel row, block of taps, block of channels): a set of dw
   // elements. Threads split the units; each element sums the lines in order
