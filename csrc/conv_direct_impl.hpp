@@ -26,17 +26,23 @@ namespace cnnkit::detail::CNNKIT_ISA_NS {
 
 namespace {
 
-// 32-byte vectors (GCC/Clang vector extension; two SSE registers on the
-// baseline path). A dependent type cannot carry vector_size, hence the traits.
+// One register's worth (GCC/Clang vector extension): 32 bytes with AVX, 16
+// on the baseline path, where GCC would keep wider vectors' accumulators in
+// memory. A dependent type cannot carry vector_size, hence the traits.
+#if defined(__AVX__)
+constexpr int kVectorBytes = 32;
+#else
+constexpr int kVectorBytes = 16;
+#endif
 template <class T>
 struct Vector;
 template <>
 struct Vector<float> {
-  typedef float type __attribute__((vector_size(32)));
+  typedef float type __attribute__((vector_size(kVectorBytes)));
 };
 template <>
 struct Vector<double> {
-  typedef double type __attribute__((vector_size(32)));
+  typedef double type __attribute__((vector_size(kVectorBytes)));
 };
 
 
@@ -210,11 +216,6 @@ class Lines {
   bool in_place_;
 };
 
-// The vector helpers below are inlined, internal to this path's namespace:
-// GCC's note that returning a 32-byte vector without AVX changes the ABI
-// does not concern them.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 // v * w + acc, fused where the path has FMA (the vector extension alone
 // would not contract it: the build passes -ffp-contract=off).
 template <class V>
@@ -236,8 +237,10 @@ inline V mul_add(V v, V w, V acc) {
 template <class V, class T>
 inline V splat(T s) {
   constexpr size_t lanes = sizeof(V) / sizeof(T);
-  static_assert(lanes == 4 || lanes == 8 || lanes == 16, "unexpected vector width");
-  if constexpr (lanes == 4)
+  static_assert(lanes == 2 || lanes == 4 || lanes == 8 || lanes == 16, "unexpected width");
+  if constexpr (lanes == 2)
+    return V{s, s};
+  else if constexpr (lanes == 4)
     return V{s, s, s, s};
   else if constexpr (lanes == 8)
     return V{s, s, s, s, s, s, s, s};
