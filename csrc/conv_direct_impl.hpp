@@ -122,12 +122,6 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   }
 }
 
-// The few-channel loops work on lines: the out[2] output positions that
-// share n and the outer output coordinates. A line reads one input line per
-// kernel row (k0, k1) inside the input; each such line is copied once, with
-// its padding along the innermost dimension as zeros, so that every tap
-// along that dimension is a plain offset (no per-tap bounds checks). Kernel
-// rows in the padding of the outer dimensions are skipped.
 // The geometry with its rank's dimensions moved to the end (Geometry pads
 // the trailing ones), so that dimension 2 is the innermost one in use; the
 // flat positions do not change, since the moved-in dimensions have size 1.
@@ -148,6 +142,13 @@ inline Geometry innermost_last(const Geometry& g) {
   return out;
 }
 
+// The few-channel loops work on lines: the out[2] output positions (of
+// innermost_last's geometry) that share n and the outer output coordinates.
+// A line reads one input line per kernel row (k0, k1) inside the input; each
+// such line is copied once, with its padding along the innermost dimension
+// as zeros, so that every tap along that dimension is a plain offset (no
+// per-tap bounds checks). Kernel rows in the padding of the outer
+// dimensions are skipped.
 template <class T>
 class Lines {
  public:
