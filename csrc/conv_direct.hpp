@@ -7,11 +7,8 @@
 //
 // Few input channels (one group, C_in <= kFewChannels, e.g. an image's first
 // layer): a patch row is a handful of scattered values, so gathering P costs
-// more than multiplying it. The loops work on lines of outputs along the
-// innermost dimension, with each input line they read copied once with its
-// padding as zeros: the forward pass and dw broadcast input values against
-// vectors of output channels held in registers; dx multiplies each line's dy
-// by W^T (vectors of patch columns) and adds the result into dx (col2im).
+// more than multiplying it; the loops add each tap's input value times a
+// weight row straight into the output row.
 #pragma once
 
 #include "conv.hpp"
