@@ -74,10 +74,10 @@ template <class T>
 inline void store(T* p, const Vec<T>& v) {
   std::memcpy(p, &v, sizeof(v));
 }
-template <class T>
-inline Vec<T> splat(T x) {
-  return Vec<T>{} + x;
-}
+// Every lane x (written out: `Vec<T>{} + x` would cost an addition, since
+// 0 + x is not x for x = -0).
+inline Vec<float> splat(float x) { return Vec<float>{x, x, x, x, x, x, x, x}; }
+inline Vec<double> splat(double x) { return Vec<double>{x, x, x, x}; }
 
 // a * b + c, fused where the path has FMA (-ffp-contract=off keeps the
 // compiler from fusing on its own).
