@@ -26,6 +26,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -103,9 +104,9 @@ inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) {
 // and 4 weight vectors. The baseline's 32-byte vectors take two of its 16
 // SSE registers each, hence smaller tiles.
 #ifdef __AVX__
-constexpr int kForwardRows = 6, kWeightRows = 5, kInputRows = 3;
+constexpr int kForwardRows = 6, kForwardTail = 4, kWeightRows = 5, kInputRows = 3;
 #else
-constexpr int kForwardRows = 2, kWeightRows = 2, kInputRows = 1;
+constexpr int kForwardRows = 2, kForwardTail = 1, kWeightRows = 2, kInputRows = 1;
 #endif
 
 // Slabs larger than this are cut into bands along dimension 0.
@@ -168,20 +169,43 @@ void fill_slab(const T* image, const Slab& s, T* slab) {
   }
 }
 
+// A zeroed array of n values at a 64-byte boundary: rows of a multiple of
+// 8 floats then start vectors on cache lines, where an unaligned base would
+// split every other 32-byte load across two lines.
+template <class T>
+class Aligned {
+ public:
+  explicit Aligned(int64_t n = 0) { resize(n); }
+  // data_ points into buf_: a copy would point into the original.
+  Aligned(const Aligned&) = delete;
+  Aligned& operator=(const Aligned&) = delete;
+  void resize(int64_t n) {
+    if (int64_t(buf_.size()) < n + kPad) buf_.assign(size_t(n + kPad), T(0));
+    const auto addr = reinterpret_cast<std::uintptr_t>(buf_.data());
+    data_ = buf_.data() + ((64 - addr % 64) % 64) / sizeof(T);
+  }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+
+ private:
+  static constexpr int64_t kPad = int64_t(64 / sizeof(T));
+  std::vector<T> buf_;
+  T* data_ = nullptr;
+};
+
 template <class T>
 T* thread_slab(int64_t size) {
-  thread_local std::vector<T> buf;
-  if (int64_t(buf.size()) < size) buf.resize(size_t(size));
+  thread_local Aligned<T> buf;
+  buf.resize(size);
   return buf.data();
 }
 
 // w (P x cout, P = kernel offsets x C_in) copied with rows of `ld` >= cout
 // values, zero-padded, so that tiles never need a channel remainder.
 template <class T>
-std::vector<T> pad_columns(const T* w, int64_t rows, int64_t cols, int64_t ld) {
-  std::vector<T> out(size_t(rows * ld), T(0));
-  for (int64_t r = 0; r < rows; ++r) std::copy_n(w + r * cols, cols, out.begin() + r * ld);
-  return out;
+void pad_columns(const T* w, int64_t rows, int64_t cols, int64_t ld, Aligned<T>& out) {
+  out.resize(rows * ld);
+  for (int64_t r = 0; r < rows; ++r) std::copy_n(w + r * cols, cols, out.data() + r * ld);
 }
 
 // Slab offset of kernel offset q = (k0, k1, k2, ci) from the slab position
@@ -276,9 +300,10 @@ void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
   constexpr int MR = kForwardRows;
   const int64_t cin = p.in_channels, cout = p.out_channels, P = p.patch_size();
   const int64_t ld = round_up(cout, NR), positions = g.out_size();
-  const std::vector<T> wp = pad_columns(w, P, cout, ld);
-  std::vector<T> bp(size_t(ld), T(0));
-  if (b) std::copy_n(b, cout, bp.begin());
+  Aligned<T> wp;
+  pad_columns(w, P, cout, ld, wp);
+  Aligned<T> bp(ld);
+  if (b) std::copy_n(b, cout, bp.data());
 
   Slab s{};
   for (int d = 1; d < 3; ++d) {
@@ -309,10 +334,18 @@ void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
                     const T* xs = slab + (o0 - a) * step[0] + o1 * step[1] + o2 * step[2];
                     const int64_t run = step[g.rank - 1];
                     T* out = y + (n * positions + f) * cout;
-                    for (int64_t i = 0; i < count; i += MR)
-                      forward_tile<T, MR>(xs + i * run, run, std::min<int64_t>(MR, count - i),
-                                          off.data(), P, wp.data(), ld, bp.data(),
-                                          out + i * cout, cout);
+                    for (int64_t i = 0; i < count; i += MR) {
+                      const int64_t rows = std::min<int64_t>(MR, count - i);
+                      // A short last tile (4 of a 28-wide line) on a smaller
+                      // tile rather than as a full one with spare rows.
+                      if (rows <= kForwardTail)
+                        forward_tile<T, kForwardTail>(xs + i * run, run, rows, off.data(), P,
+                                                      wp.data(), ld, bp.data(), out + i * cout,
+                                                      cout);
+                      else
+                        forward_tile<T, MR>(xs + i * run, run, rows, off.data(), P, wp.data(),
+                                            ld, bp.data(), out + i * cout, cout);
+                    }
                   });
   }
 }
@@ -345,7 +378,7 @@ void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
   const int64_t ld = round_up(cout, NR), positions = g.out_size();
   const int64_t p_blocks = (P + MR - 1) / MR, c_blocks = ld / NR, pairs = p_blocks * c_blocks;
   // Sums in a padded copy of dw: tiles then have no remainders.
-  std::vector<T> acc_dw(size_t(p_blocks * MR * ld), T(0));
+  Aligned<T> acc_dw(p_blocks * MR * ld);
 
   Slab s{};
   for (int d = 1; d < 3; ++d) {
@@ -466,7 +499,8 @@ void backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
     return;
   }
   const int64_t ld = round_up(cout, W);
-  const std::vector<T> wt = pad_columns(w, K * cin, cout, ld);
+  Aligned<T> wt;
+  pad_columns(w, K * cin, cout, ld, wt);
 
   // Input coordinate i reads, through kernel position k, output coordinate
   // i + pad_before - k * dilation: the slab starts (kernel - 1) * dilation
