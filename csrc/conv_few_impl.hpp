@@ -105,8 +105,12 @@ inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) {
 // SSE registers each, hence smaller tiles.
 #ifdef __AVX__
 constexpr int kForwardRows = 6, kForwardTail = 4, kWeightRows = 5, kInputRows = 3;
+constexpr int kLineRows = 7;  // 28 = 4 x 7 positions
+constexpr bool kHasLineTiles = true;
 #else
 constexpr int kForwardRows = 2, kForwardTail = 1, kWeightRows = 2, kInputRows = 1;
+constexpr int kLineRows = 1;
+constexpr bool kHasLineTiles = false;  // the line tile needs more than 16 SSE registers
 #endif
 
 // Slabs larger than this are cut into bands along dimension 0.
@@ -486,6 +490,45 @@ void input_tile(const T* ds, int64_t step, int64_t count, const int64_t* off, in
   }
 }
 
+// input_tile when the kernel has KW taps along the line at dilation 1, for
+// up to MR positions (spare ones read past the line; the slab has room):
+// tap kw of position i reads slab position i + KW - 1 - kw of its kernel
+// row, so each dy vector, loaded once, serves the KW positions that read it
+// (input_tile loads one per multiply-add). Each dx element still sums its
+// kernel rows, vectors and taps in an order fixed by the problem.
+template <class T, int KW, int MR>
+void input_tile_line(const T* ds, int64_t count, const int64_t* row_off, int64_t rows,
+                     int64_t cin, const T* wt, int64_t ld, T* dx) {
+  constexpr int64_t W = kLanes<T>;
+  const int64_t vectors = ld / W;
+  for (int64_t ci = 0; ci < cin; ++ci) {
+    Vec<T> acc[MR] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* base = ds + row_off[r];
+      for (int64_t v = 0; v < vectors; ++v) {
+        Vec<T> wv[KW];
+#pragma GCC unroll 8
+        for (int kw = 0; kw < KW; ++kw) wv[kw] = load(wt + ((r * KW + kw) * cin + ci) * ld + v * W);
+        const T* d = base + v * W;
+#pragma GCC unroll 16
+        for (int j = 0; j < MR + KW - 1; ++j) {
+          const Vec<T> dj = load(d + j * ld);
+#pragma GCC unroll 8
+          for (int kw = 0; kw < KW; ++kw) {
+            const int i = j - (KW - 1 - kw);
+            if (i >= 0 && i < MR) acc[i] = fmadd(dj, wv[kw], acc[i]);
+          }
+        }
+      }
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      T sum = acc[i][0];
+      for (int64_t j = 1; j < W; ++j) sum += acc[i][j];
+      dx[i * cin + ci] = sum;
+    }
+  }
+}
+
 // Stride 1 in every dimension (the caller checks).
 template <class T>
 void backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
@@ -522,6 +565,15 @@ void backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
                                  p.batch, nt);
   const int64_t bands = (g.in[0] + band - 1) / band, inner = g.in[1] * g.in[2];
   const int64_t lo0 = s.lo[0];
+  // Kernels of 3, 5 or 7 taps along the line at dilation 1 take
+  // input_tile_line (AVX2: 7 accumulators, KW weight vectors and a dy
+  // vector in the 16 registers).
+  const int R = g.rank - 1;
+  const int64_t kw = g.kernel[R], rows = K / std::max<int64_t>(kw, 1);
+  const bool by_line = kHasLineTiles && g.dilation[R] == 1 && (kw == 3 || kw == 5 || kw == 7);
+  std::vector<int64_t> row_off(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows && by_line; ++r) row_off[size_t(r)] = off[size_t(r * kw + kw - 1)];
+  const int64_t spare = (kLineRows + 8) * ld;  // what a short tile reads past the slab
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t task = 0; task < p.batch * bands; ++task) {
     const int64_t n = task / bands, a = (task % bands) * band;
@@ -529,12 +581,26 @@ void backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
     Slab t = s;
     t.ext[0] = (e - a) + reach0;
     t.lo[0] = lo0 + a;
-    T* slab = thread_slab<T>(t.size());
+    T* slab = thread_slab<T>(t.size() + spare);
     fill_slab(dy + n * positions * cout, t, slab);
     for_each_line(g, g.in, a * inner, e * inner,
                   [&](int64_t f, int64_t count, int64_t i0, int64_t i1, int64_t i2) {
                     const T* ds = slab + (i0 - a) * step[0] + i1 * step[1] + i2 * step[2];
                     T* out = dx + (n * in_positions + f) * cin;
+                    if (by_line) {
+                      constexpr int LR = kLineRows;
+                      for (int64_t i = 0; i < count; i += LR) {
+                        const int64_t c = std::min<int64_t>(LR, count - i);
+                        const T* at = ds + i * ld;
+                        if (kw == 3)
+                          input_tile_line<T, 3, LR>(at, c, row_off.data(), rows, cin, wt.data(), ld, out + i * cin);
+                        else if (kw == 5)
+                          input_tile_line<T, 5, LR>(at, c, row_off.data(), rows, cin, wt.data(), ld, out + i * cin);
+                        else
+                          input_tile_line<T, 7, LR>(at, c, row_off.data(), rows, cin, wt.data(), ld, out + i * cin);
+                      }
+                      return;
+                    }
                     for (int64_t i = 0; i < count; i += MR)
                       input_tile<T, MR>(ds + i * ld, ld, std::min<int64_t>(MR, count - i),
                                         off.data(), K, cin, wt.data(), ld, out + i * cin);

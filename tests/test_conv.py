@@ -319,6 +319,11 @@ def test_1x1_kernels(x_shape, w_shape, kwargs, dtype):
         pytest.param((2, 17, 15, 2), (4, 3, 2, 8), {"stride": (1, 3)}, id="stride-1-3"),
         pytest.param((3, 50, 1), (9, 1, 40), {"padding": "same", "dilation": 2}, id="1d-1ch"),
         pytest.param((1, 7, 9, 10, 3), (2, 3, 4, 3, 5), {"padding": 2}, id="3d-3ch"),
+        # Input gradients by kernel line (3, 5 or 7 taps along the line, dilation 1).
+        pytest.param((2, 19, 23, 1), (3, 7, 1, 12), {"padding": "same"}, id="line-7"),
+        pytest.param((3, 40, 2), (3, 2, 10), {"padding": 1}, id="line-3-1d"),
+        pytest.param((1, 6, 7, 9, 1), (2, 3, 3, 1, 7), {"padding": "same"}, id="line-3-3d"),
+        pytest.param((2, 9, 30, 4), (2, 5, 4, 40), {"dilation": (3, 1)}, id="line-5-4ch"),
     ],
 )
 def test_few_channel_kernels(x_shape, w_shape, kwargs, dtype):
