@@ -13,10 +13,13 @@
 //   channels, summing over the offsets q;
 // - weight gradient: a tile of offsets q x 2 vectors of output channels,
 //   summing over the positions;
-// - input gradient (stride 1 only): the slab holds dy, padded so that every
-//   position each input reads exists, and a tile of input positions sums dy
-//   times the flipped weights over the output channels in vectors, each
-//   reduced to one value at the end.
+// - input gradient (stride 1 only; conv_direct_impl.hpp gathers per input
+//   position otherwise): the slab holds dy, padded so that every position
+//   each input reads exists, and a tile of input positions sums dy times the
+//   flipped weights over the output channels in vectors, each reduced to one
+//   value at the end. With 3, 5 or 7 taps along the line (dilation 1), the
+//   AVX2 path loads each dy vector once for all the positions of the tile
+//   that read it through one kernel row (input_tile_line).
 //
 // Determinism: every output element is one chain of operations in an order
 // fixed by the problem (offsets, then vectors, in order; the weight gradient
@@ -145,7 +148,9 @@ void fill_slab(const T* image, const Slab& s, T* slab) {
       const int64_t a = std::clamp<int64_t>(-s.lo[1], 0, s.ext[1]);
       const int64_t b = std::clamp<int64_t>(s.src[1] - s.lo[1], a, s.ext[1]);
       std::fill_n(dst, a * inner, T(0));
-      if (b > a) std::memcpy(dst + a * inner, src0 + (a + s.lo[1]) * inner, size_t((b - a) * inner) * sizeof(T));
+      if (b > a)
+        std::memcpy(dst + a * inner, src0 + (a + s.lo[1]) * inner,
+                    size_t((b - a) * inner) * sizeof(T));
       std::fill_n(dst + b * inner, (s.ext[1] - b) * inner, T(0));
       continue;
     }
@@ -161,7 +166,9 @@ void fill_slab(const T* image, const Slab& s, T* slab) {
       const int64_t b = std::clamp<int64_t>(s.src[2] - s.lo[2], a, s.ext[2]);
       std::fill_n(d1, a * s.ld, T(0));
       if (s.ld == s.ch) {
-        if (b > a) std::memcpy(d1 + a * s.ld, src1 + (a + s.lo[2]) * s.ch, size_t((b - a) * s.ch) * sizeof(T));
+        if (b > a)
+          std::memcpy(d1 + a * s.ld, src1 + (a + s.lo[2]) * s.ch,
+                      size_t((b - a) * s.ch) * sizeof(T));
       } else {
         for (int64_t j2 = a; j2 < b; ++j2) {
           std::copy_n(src1 + (j2 + s.lo[2]) * s.ch, s.ch, d1 + j2 * s.ld);
@@ -433,14 +440,20 @@ void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
         const int64_t pb = q / c_blocks, c0 = (q % c_blocks) * NR;
         T* tile = acc_dw.data() + pb * MR * ld + c0;
         Vec<T> acc[MR][2];
-        for (int j = 0; j < MR; ++j) acc[j][0] = load(tile + j * ld), acc[j][1] = load(tile + j * ld + W);
+        for (int j = 0; j < MR; ++j) {
+          acc[j][0] = load(tile + j * ld);
+          acc[j][1] = load(tile + j * ld + W);
+        }
         for_each_line(g, g.out, f0, f1,
                       [&](int64_t f, int64_t count, int64_t o0, int64_t o1, int64_t o2) {
                         const T* xs = slab + (o0 - a) * step[0] + o1 * step[1] + o2 * step[2];
                         weight_line<T, MR>(xs, step[g.rank - 1], count, off.data() + pb * MR,
                                            grad + (f - f0) * ldg + c0, ldg, acc);
                       });
-        for (int j = 0; j < MR; ++j) store(tile + j * ld, acc[j][0]), store(tile + j * ld + W, acc[j][1]);
+        for (int j = 0; j < MR; ++j) {
+          store(tile + j * ld, acc[j][0]);
+          store(tile + j * ld + W, acc[j][1]);
+        }
       }
     }
   }
@@ -561,8 +574,8 @@ void backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   const int64_t step[3] = {s.ext[1] * s.ext[2] * ld, s.ext[2] * ld, ld};
   const int64_t reach0 = g.dilation[0] * (g.kernel[0] - 1);
   const int nt = threads_for(p.rows() * K * cin * cout);
-  const int64_t band = band_rows(g.in[0], reach0 + 1, 1, s.ext[1] * s.ext[2] * ld * int64_t(sizeof(T)),
-                                 p.batch, nt);
+  const int64_t band = band_rows(g.in[0], reach0 + 1, 1,
+                                 s.ext[1] * s.ext[2] * ld * int64_t(sizeof(T)), p.batch, nt);
   const int64_t bands = (g.in[0] + band - 1) / band, inner = g.in[1] * g.in[2];
   const int64_t lo0 = s.lo[0];
   // Kernels of 3, 5 or 7 taps along the line at dilation 1 take
@@ -592,12 +605,14 @@ void backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
                       for (int64_t i = 0; i < count; i += LR) {
                         const int64_t c = std::min<int64_t>(LR, count - i);
                         const T* at = ds + i * ld;
+                        T* o = out + i * cin;
+                        const int64_t* ro = row_off.data();
                         if (kw == 3)
-                          input_tile_line<T, 3, LR>(at, c, row_off.data(), rows, cin, wt.data(), ld, out + i * cin);
+                          input_tile_line<T, 3, LR>(at, c, ro, rows, cin, wt.data(), ld, o);
                         else if (kw == 5)
-                          input_tile_line<T, 5, LR>(at, c, row_off.data(), rows, cin, wt.data(), ld, out + i * cin);
+                          input_tile_line<T, 5, LR>(at, c, ro, rows, cin, wt.data(), ld, o);
                         else
-                          input_tile_line<T, 7, LR>(at, c, row_off.data(), rows, cin, wt.data(), ld, out + i * cin);
+                          input_tile_line<T, 7, LR>(at, c, ro, rows, cin, wt.data(), ld, o);
                       }
                       return;
                     }
