@@ -6,9 +6,10 @@
 // loops run over the contiguous channel axis instead.
 //
 // Few input channels (one group, C_in <= kFewChannels, e.g. an image's first
-// layer): a patch row is a handful of scattered values, so gathering P costs
-// more than multiplying it; the loops add each tap's input value times a
-// weight row straight into the output row.
+// layer): a patch row is a handful of scattered values, so gathering P for
+// the GEMM costs about as much as multiplying it. conv_few_impl.hpp instead
+// copies each image (or a band of it) into a zero-padded slab and runs
+// register-blocked tiles that read the slab in place.
 #pragma once
 
 #include "conv.hpp"

@@ -24,41 +24,6 @@ class Taps {
                         k2 * g.dilation[2];
   }
 
-  // For output position `pos` of image n: the input position its first tap
-  // reads when every tap lies inside the input (tap k then reads that plus
-  // deltas()[k]), else -1.
-  int64_t interior_start(int64_t n, int64_t pos) const {
-    const Geometry& g = g_;
-    const int64_t o[3] = {pos / (g.out[1] * g.out[2]), (pos / g.out[2]) % g.out[1],
-                          pos % g.out[2]};
-    int64_t base[3];
-    for (int d = 0; d < 3; ++d) {
-      base[d] = o[d] * g.stride[d] - g.pad_before[d];
-      if (base[d] < 0 || base[d] + g.dilation[d] * (g.kernel[d] - 1) >= g.in[d]) return -1;
-    }
-    return ((n * g.in[0] + base[0]) * g.in[1] + base[1]) * g.in[2] + base[2];
-  }
-  // interior_start for `count` consecutive output rows from row0 (flat over
-  // the batch): neighbours along the innermost dimension follow by stride,
-  // which spares most of the divisions.
-  void interior_starts(int64_t row0, int64_t count, int64_t* first) const {
-    const Geometry& g = g_;
-    const int64_t positions = g.out_size();
-    for (int64_t q = 0; q < count;) {
-      const int64_t r = row0 + q, o2 = r % g.out[2];
-      first[q] = interior_start(r / positions, r % positions);
-      // The rest of this line, while it stays inside along dimension 2.
-      const int64_t line_end = std::min(count, q + g.out[2] - o2);
-      for (++q; q < line_end; ++q) {
-        const int64_t base2 = (o2 + q - (r - row0)) * g.stride[2] - g.pad_before[2];
-        const bool inside = first[r - row0] >= 0 && base2 >= 0 &&
-                            base2 + g.dilation[2] * (g.kernel[2] - 1) < g.in[2];
-        first[q] = inside ? first[r - row0] + (q - (r - row0)) * g.stride[2] : -1;
-      }
-    }
-  }
-  const std::vector<int64_t>& deltas() const { return delta_; }
-
   // Calls tap(k, i) for each kernel offset k of output position `pos` of
   // image n whose input position i (flat over the batch's positions) lies
   // inside the input; padded taps are skipped.

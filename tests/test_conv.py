@@ -302,11 +302,34 @@ def test_1x1_kernels(x_shape, w_shape, kwargs, dtype):
         pytest.param((2, 40, 4), (7, 4, 33), {"padding": 3}, id="1d-4ch"),
         pytest.param((2, 6, 7, 8, 1), (3, 3, 3, 1, 20), {"padding": "same"}, id="3d-1ch"),
         pytest.param((1, 5, 5, 1), (5, 5, 1, 16), {}, id="kernel-is-input"),
+        # The padded-slab tiles: lines of outputs that are not a multiple of the
+        # tile (13, 11, 7), channels not a multiple of two vectors (33, 9),
+        # padding wider than the kernel, asymmetric and one-sided padding, and
+        # strides and dilations with stride-1 input gradients elsewhere.
+        pytest.param((2, 28, 28, 1), (5, 5, 1, 32), {"padding": "same"}, id="mnist-same"),
+        pytest.param((2, 28, 28, 1), (5, 5, 1, 32), {}, id="mnist-valid"),
+        pytest.param((3, 13, 11, 2), (5, 5, 2, 33), {"padding": "same"}, id="2ch-partial"),
+        pytest.param((2, 9, 7, 3), (3, 3, 3, 9), {"padding": 6}, id="3ch-wide-pad"),
+        pytest.param(
+            (2, 12, 10, 4), (3, 2, 4, 17), {"padding": ((3, 0), (0, 2))}, id="4ch-one-sided"
+        ),
+        pytest.param(
+            (2, 17, 15, 1), (3, 3, 1, 20), {"dilation": (2, 3), "padding": "same"}, id="dilated"
+        ),
+        pytest.param((2, 17, 15, 2), (4, 3, 2, 8), {"stride": (1, 3)}, id="stride-1-3"),
+        pytest.param((3, 50, 1), (9, 1, 40), {"padding": "same", "dilation": 2}, id="1d-1ch"),
+        pytest.param((1, 7, 9, 10, 3), (2, 3, 4, 3, 5), {"padding": 2}, id="3d-3ch"),
+        # Input gradients by kernel line (3, 5 or 7 taps along the line, dilation 1).
+        pytest.param((2, 19, 23, 1), (3, 7, 1, 12), {"padding": "same"}, id="line-7"),
+        pytest.param((3, 40, 2), (3, 2, 10), {"padding": 1}, id="line-3-1d"),
+        pytest.param((1, 6, 7, 9, 1), (2, 3, 3, 1, 7), {"padding": "same"}, id="line-3-3d"),
+        pytest.param((2, 9, 30, 4), (2, 5, 4, 40), {"dilation": (3, 1)}, id="line-5-4ch"),
     ],
 )
 def test_few_channel_kernels(x_shape, w_shape, kwargs, dtype):
-    """The direct loops for <= 4 input channels: register blocks of outputs (and a
-    remainder), rows done in groups when every tap is inside, single border rows."""
+    """The loops for <= 4 input channels over zero-padded slabs: tiles of output
+    positions (forward), of kernel offsets (weights) and of input positions (input,
+    stride 1; other strides gather per input position), with their remainders."""
     x, w = seeded(x_shape, dtype, 5), seeded(w_shape, dtype, 6)
     b = seeded(w_shape[-1:], dtype, 7)
     for xv in (x, layout_view(x, "channel_stride")):
@@ -680,6 +703,12 @@ BIG_CASES = [
     pytest.param((2, 48, 48, 16), (3, 3, 1, 32), {"padding": 1, "groups": 16}, id="depthwise"),
     pytest.param((3, 40, 40, 32), (1, 1, 32, 24), {}, id="pointwise"),
     pytest.param((3, 64, 64, 3), (3, 3, 3, 36), {"padding": "same"}, id="few-channels"),
+    # One image: the few-channel loops cut it into bands whose number follows
+    # the thread count.
+    pytest.param(
+        (1, 150, 37, 2), (5, 5, 2, 20), {"padding": "same", "dilation": (2, 1)}, id="few-bands"
+    ),
+    pytest.param((2, 3000, 1), (5, 1, 24), {"padding": "same"}, id="few-1d"),
     pytest.param((4, 6000, 6), (7, 6, 10), {"stride": 3, "padding": ((2, 5),)}, id="1d"),
 ]
 
@@ -742,6 +771,8 @@ ISA_CASES = [
     pytest.param((2, 20, 19, 33), (1, 1, 33, 17), {}, id="pointwise"),
     pytest.param((1, 9, 10, 11, 3), (3, 2, 3, 3, 5), {"padding": "same"}, id="3d"),
     pytest.param((2, 20, 19, 3), (3, 3, 3, 37), {"stride": 2, "padding": 1}, id="few-channels"),
+    pytest.param((2, 20, 19, 1), (5, 5, 1, 32), {"padding": "same"}, id="few-channels-stride1"),
+    pytest.param((2, 20, 19, 2), (5, 4, 2, 13), {"dilation": 2}, id="few-channels-valid"),
 ]
 
 
