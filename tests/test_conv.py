@@ -324,6 +324,21 @@ def test_1x1_kernels(x_shape, w_shape, kwargs, dtype):
         pytest.param((3, 40, 2), (3, 2, 10), {"padding": 1}, id="line-3-1d"),
         pytest.param((1, 6, 7, 9, 1), (2, 3, 3, 1, 7), {"padding": "same"}, id="line-3-3d"),
         pytest.param((2, 9, 30, 4), (2, 5, 4, 40), {"dilation": (3, 1)}, id="line-5-4ch"),
+        pytest.param((2, 9, 23, 1), (5, 5, 1, 20), {"padding": "same"}, id="2d-1ch-remainders"),
+        # 8 taps per kernel row, stride and dilation along the line, uneven padding,
+        # kernel rows wholly in the padding of the outer dimension.
+        pytest.param(
+            (2, 10, 17, 2),
+            (3, 4, 2, 16),
+            {"stride": (1, 2), "dilation": (2, 3), "padding": ((4, 1), (5, 2))},
+            id="2d-2ch-strided-uneven-pad",
+        ),
+        # Padding wider than the kernel's span: outputs that read only padding.
+        pytest.param((1, 5, 6, 1), (3, 3, 1, 5), {"padding": ((0, 0), (7, 7))}, id="2d-all-pad"),
+        pytest.param((3, 50, 3), (9, 3, 7), {"stride": 3, "padding": ((6, 2),)}, id="1d-27-taps"),
+        pytest.param(
+            (2, 5, 6, 13, 1), (2, 3, 5, 1, 9), {"stride": 2, "padding": "same"}, id="3d-1ch-stride2"
+        ),
     ],
 )
 def test_few_channel_kernels(x_shape, w_shape, kwargs, dtype):
