@@ -142,7 +142,7 @@ def run_demo(
     kmeans = ops.kmeans_anchors(wh, cfg.anchors, seed=seed)
     anchors = kmeans.anchors
     print_fn(
-        f"anchors (k-means, 1 - IoU): {np.round(anchors, 1).tolist()}; mean best IoU "
+        f"anchors (k-means, 1 - IoU): {np.round(anchors.astype(float), 1).tolist()}; mean best IoU "
         f"{kmeans.mean_iou:.3f}, recall@0.5 {kmeans.recall:.3f}"
     )
 
