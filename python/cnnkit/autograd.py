@@ -619,6 +619,8 @@ def _native(*arrays: np.ndarray) -> bool:
 
 
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # cnnkit's GEMM rather than NumPy's BLAS: OpenBLAS's threads spin after each call and
+    # would take the cores from the OpenMP threads of the next convolution.
     if _native(a, b) and a.ndim in (2, 3) and b.ndim == 2:
         return ops.matmul(a, b)
     return np.matmul(a, b)
@@ -638,7 +640,9 @@ def matmul(a: Any, b: Any) -> Tensor:
         da = _mm(g, np.swapaxes(y, -1, -2)) if ta.requires_grad else None
         db = None
         if tb.requires_grad:
-            if x.ndim == 2 or y.ndim > 2:
+            if x.ndim == 2:
+                db = _mm(x.T, g)
+            elif y.ndim > 2:
                 db = np.matmul(np.swapaxes(x, -1, -2), g)
             else:  # batch of rows times one matrix: fold the batch into the rows
                 db = _mm(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]))
