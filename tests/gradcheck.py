@@ -33,17 +33,24 @@ def check_gradients(
         return float(np.sum(fn(*[Tensor(a) for a in arrays]).data * weights))
 
     for i, (array, tensor) in enumerate(zip(arrays, tensors)):
-        numeric = np.zeros_like(array)
-        flat, grad = array.reshape(-1), numeric.reshape(-1)
-        for j in range(flat.size):
-            kept = flat[j]
-            flat[j] = kept + eps
-            up = objective()
-            flat[j] = kept - eps
-            down = objective()
-            flat[j] = kept
-            grad[j] = (up - down) / (2 * eps)
+        numeric = numeric_gradient(objective, array, eps)
         analytic = np.zeros_like(array) if tensor.grad is None else tensor.grad
         np.testing.assert_allclose(
             analytic, numeric, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}"
         )
+
+
+def numeric_gradient(objective: Callable[[], float], array: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences of ``objective()`` with respect to ``array``, changed in place
+    one element at a time (and restored)."""
+    numeric = np.zeros_like(array)
+    flat, grad = array.reshape(-1), numeric.reshape(-1)
+    for j in range(flat.size):
+        kept = flat[j]
+        flat[j] = kept + eps
+        up = objective()
+        flat[j] = kept - eps
+        down = objective()
+        flat[j] = kept
+        grad[j] = (up - down) / (2 * eps)
+    return numeric

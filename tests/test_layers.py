@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import numeric_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,16 +34,7 @@ def check_layer(layer, x, training=False, *, eps=1e-6, rtol=1e-5, atol=1e-7, see
 
     targets = [("x", x, xt.grad)] + [(v.name, v.data, v.grad) for v in layer.trainable_weights]
     for name, array, analytic in targets:
-        numeric = np.zeros_like(array)
-        flat, grad = array.reshape(-1), numeric.reshape(-1)
-        for j in range(flat.size):
-            kept = flat[j]
-            flat[j] = kept + eps
-            up = objective()
-            flat[j] = kept - eps
-            down = objective()
-            flat[j] = kept
-            grad[j] = (up - down) / (2 * eps)
+        numeric = numeric_gradient(objective, array, eps)
         got = np.zeros_like(array) if analytic is None else analytic
         np.testing.assert_allclose(got, numeric, rtol=rtol, atol=atol, err_msg=f"d/d {name}")
 
