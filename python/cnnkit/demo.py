@@ -111,8 +111,9 @@ def run_demo(
 ) -> dict[str, Any]:
     """Train and evaluate YOLO on the shapes dataset; returns the metrics and timings.
 
-    Writes ``model.cnnkit`` (the trained model) and, with Pillow installed,
-    ``detections.png`` into ``out``.
+    Writes ``model.cnnkit`` (the trained model; its loss is a :class:`YoloLoss`, so
+    load it with ``cnnkit.load_model(path, compile=False)``, or pass the loss in
+    ``custom_objects``) and, with Pillow installed, ``detections.png`` into ``out``.
     """
     from . import datasets, ops
     from .detection import YoloLoss, detect, evaluate, yolo_model
