@@ -212,6 +212,8 @@ class Layer:
     :meth:`add_weight`) and ``call(x, training)``.
     """
 
+    _kind = "layer"  # how messages name the object
+
     def __init__(
         self,
         *,
@@ -299,13 +301,15 @@ class Layer:
         weights = list(weights)
         if len(weights) != len(own):
             raise ValueError(
-                f"set_weights(): layer {self.name!r} has {len(own)} weights, got {len(weights)}"
+                f"set_weights(): {self._kind} {self.name!r} has {len(own)} weights, "
+                f"got {len(weights)}"
             )
         arrays = [np.asarray(w) for w in weights]
         for v, a in zip(own, arrays):
             if a.shape != v.shape:
+                owner = v.name.split("/")[0]  # weights are named "<layer>/<weight>"
                 raise ValueError(
-                    f"set_weights(): layer {self.name!r} weight {v.name!r} has shape "
+                    f"set_weights(): layer {owner!r} weight {v.name!r} has shape "
                     f"{v.shape}, got {a.shape}"
                 )
         for v, a in zip(own, arrays):

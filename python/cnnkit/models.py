@@ -187,6 +187,8 @@ class Model(Layer):
         take it (``Sequential(..., dtype="float64")`` for gradient checks).
     """
 
+    _kind = "model"
+
     def __init__(
         self,
         *,
@@ -301,24 +303,6 @@ class Model(Layer):
                 "give it an input shape)"
             )
         return sum(v.size for v in self.weights)
-
-    def set_weights(self, weights: Sequence[Any]) -> None:
-        own = self.weights
-        weights = list(weights)
-        if len(weights) != len(own):
-            raise ValueError(
-                f"set_weights(): model {self.name!r} has {len(own)} weights, got {len(weights)}"
-            )
-        arrays = [np.asarray(w) for w in weights]
-        for v, a in zip(own, arrays):
-            if a.shape != v.shape:
-                layer = v.name.split("/")[0] if v.name else "?"
-                raise ValueError(
-                    f"set_weights(): layer {layer!r} weight {v.name!r} has shape {v.shape}, "
-                    f"got {a.shape}"
-                )
-        for v, a in zip(own, arrays):
-            v.data[...] = a
 
     def get_state(self) -> dict[str, Any]:
         return {layer.name: layer.get_state() for layer in _all_layers(self) if layer.get_state()}
@@ -523,6 +507,18 @@ class Model(Layer):
 
         return _map(convert, x)
 
+    def _prepare_xy(self, where: str, x: Any, y: Any) -> tuple[Any, Any, int]:
+        """``x`` in the model's dtype and ``y`` as arrays, checked; and the sample count."""
+        x = self._as_model_dtype(x)
+        y = _map(np.asarray, y)
+        self._check_input(where, x)
+        n, ny = _num_samples(where, "x", x), _num_samples(where, "y", y)
+        if n != ny:
+            raise ValueError(
+                f"{where}: x and y must have the same number of samples, got {n} and {ny}"
+            )
+        return x, y, n
+
     def _check_input(self, where: str, x: Any) -> None:
         expected = getattr(self, "_input_shape", None)
         if expected is None or not isinstance(x, np.ndarray):
@@ -625,15 +621,7 @@ class Model(Layer):
         else:
             if x is None or y is None:
                 raise ValueError(f"{where}: x and y are required (or x as a batch iterable)")
-            x = self._as_model_dtype(x)
-            y = _map(np.asarray, y)
-            self._check_input(where, x)
-            n = _num_samples(where, "x", x)
-            ny = _num_samples(where, "y", y)
-            if n != ny:
-                raise ValueError(
-                    f"{where}: x and y must have the same number of samples, got {n} and {ny}"
-                )
+            x, y, n = self._prepare_xy(where, x, y)
             if sample_weight is not None:
                 sample_weight = np.asarray(sample_weight)
                 if sample_weight.shape[:1] != (n,):
@@ -763,14 +751,7 @@ class Model(Layer):
         """
         where = "train_on_batch()"
         self._require_compiled(where)
-        x = self._as_model_dtype(x)
-        y = _map(np.asarray, y)
-        self._check_input(where, x)
-        n, ny = _num_samples(where, "x", x), _num_samples(where, "y", y)
-        if n != ny:
-            raise ValueError(
-                f"{where}: x and y must have the same number of samples, got {n} and {ny}"
-            )
+        x, y, _ = self._prepare_xy(where, x, y)
         trainable = self.trainable_weights
         self._refresh_optimizer(trainable)
         self._reset_metrics()
@@ -902,14 +883,7 @@ class Model(Layer):
         else:
             if x is None or y is None:
                 raise ValueError(f"{where}: x and y are required (or x as a batch iterable)")
-            x = self._as_model_dtype(x)
-            y = _map(np.asarray, y)
-            self._check_input(where, x)
-            n, ny = _num_samples(where, "x", x), _num_samples(where, "y", y)
-            if n != ny:
-                raise ValueError(
-                    f"{where}: x and y must have the same number of samples, got {n} and {ny}"
-                )
+            x, y, _ = self._prepare_xy(where, x, y)
             data = (x, y, None if sample_weight is None else np.asarray(sample_weight))
         logs = self._evaluate_batches(where, data, batch_size)
         if verbose:
