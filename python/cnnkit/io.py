@@ -28,22 +28,46 @@ Safety and robustness:
   ``ValueError`` names them), or ``compile=False`` for an uncompiled model.
 * Writing is atomic: the file is written to a temporary file in the same
   directory, flushed to disk and renamed over the target, so a crash while
-  saving leaves the previous file intact.
-* A corrupt, truncated or foreign file raises ``ValueError`` naming the path.
+  saving leaves the previous file intact. The temporary file is named
+  ``.<name>.<pid>.<random>.cnnkit-tmp``; one left by a killed save (its process
+  no longer exists; on systems without POSIX signals, untouched for a day) is
+  deleted by the next save to the same path.
+* A corrupt, truncated, oversized or foreign file raises ``ValueError`` naming
+  the path, and loading is bounded by the file: members are read in chunks
+  after their declared sizes are checked, each ``.npy`` header (dtype float32 or
+  float64, shape matching the bytes present) before its array is allocated, and
+  the total decoded is capped by ``max_memory`` (default
+  :func:`default_max_memory`: 4 times the file size plus 64 MiB). The
+  architecture is rebuilt without running initializers: each weight a layer
+  creates is the file's array, checked for name, shape and dtype first, so a
+  JSON declaring layers larger than the file's weights fails before allocating.
+* NaN or infinite weights load with a :class:`NonFiniteWeightsWarning`.
 """
 
 from __future__ import annotations
 
 import io as _io
 import json
+import math
 import os
-import tempfile
+import re
+import secrets
+import warnings
 import zipfile
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 
-__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
+from . import _zipsafe
+
+__all__ = [
+    "NonFiniteWeightsWarning",
+    "default_max_memory",
+    "load_model",
+    "load_weights",
+    "save_model",
+    "save_weights",
+]
 
 FORMAT = "cnnkit"
 FORMAT_VERSION = 1
@@ -53,10 +77,64 @@ _OPTIMIZER = "optimizer.npz"
 
 
 # -- writing -------------------------------------------------------------------------------------
+# Temporary files are ".<target name>.<pid>.<8 hex>.cnnkit-tmp" beside the target: a save
+# killed before its rename leaves one behind, and the pid in the name lets the next save of
+# the same path tell such an orphan (its writer is gone) from a save still running.
+_TMP_SUFFIX = ".cnnkit-tmp"
+
+
+def _temp_pattern(base: str) -> re.Pattern[str]:
+    return re.compile(rf"\.{re.escape(base)}\.(\d+)\.[0-9a-f]{{8}}{re.escape(_TMP_SUFFIX)}\Z")
+
+
+def _writer_gone(pid: int, path: str) -> bool:
+    if pid == os.getpid():
+        return False  # another thread of this process may be saving
+    if os.name != "posix":
+        # No signal-0 probe: call a temporary file an orphan after a day untouched.
+        import time
+
+        try:
+            return time.time() - os.path.getmtime(path) > 86400
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: alive, another user's
+        return False
+    return False
+
+
+def _remove_orphans(directory: str, base: str) -> None:
+    """Delete the temporary files that killed saves of ``base`` left in ``directory``."""
+    pattern = _temp_pattern(base)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.match(name)
+        if match is None:
+            continue
+        path = os.path.join(directory, name)
+        if _writer_gone(int(match.group(1)), path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def _atomic_write(path: Any, write: Callable[[Any], None]) -> None:
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory)
+    base = os.path.basename(target)
+    _remove_orphans(directory, base)
+    tmp = os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    # O_EXCL: never write through a file or link someone else put there; 0o666 honours the
+    # umask as a plain open() would.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -96,6 +174,23 @@ def _flatten_state(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     key = f"a{len(arrays)}"
     arrays[key] = np.asarray(value.data if hasattr(value, "data") else value)
     return {"array": key}
+
+
+# Optimizer state holds the slots (the weights' dtype) and the step count (int64).
+_OPTIMIZER_DTYPES = (*_zipsafe.WEIGHT_DTYPES, np.dtype(np.int64))
+
+
+def _state_keys(skeleton: Any, keys: set[str]) -> None:
+    """The array keys a state skeleton refers to (what to read from optimizer.npz)."""
+    if isinstance(skeleton, dict):
+        if set(skeleton) == {"array"} and isinstance(skeleton["array"], str):
+            keys.add(skeleton["array"])
+            return
+        for v in skeleton.values():
+            _state_keys(v, keys)
+    elif isinstance(skeleton, list):
+        for v in skeleton:
+            _state_keys(v, keys)
 
 
 def _unflatten_state(skeleton: Any, arrays: Any) -> Any:
@@ -251,26 +346,69 @@ def save_weights(model: Any, path: Any) -> None:
 
 
 # -- reading -------------------------------------------------------------------------------------
-class _Archive:
-    """The validated members of a cnnkit file; every failure is a ValueError naming the path."""
+class NonFiniteWeightsWarning(RuntimeWarning):
+    """A loaded file holds NaN or infinite weights (the model will predict NaN)."""
 
-    def __init__(self, where: str, path: Any) -> None:
+
+_MEMORY_FACTOR = 4
+_MEMORY_FLOOR = 64 << 20
+
+
+def default_max_memory(file_size: int) -> int:
+    """The default ``max_memory`` of a load: 4 times the file size plus 64 MiB.
+
+    A file saved by cnnkit decodes to about twice its size (the members, then the arrays
+    parsed from them); the factor leaves room for files repacked with deflate, the 64 MiB
+    for small files and the JSON.
+    """
+    return _MEMORY_FACTOR * int(file_size) + _MEMORY_FLOOR
+
+
+def _max_memory(where: str, value: Any, file_size: int) -> int:
+    if value is None:
+        return default_max_memory(file_size)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(
+            f"{where}: max_memory must be None or a number of bytes >= 0, got {value!r}"
+        )
+    return int(value)
+
+
+class _Archive:
+    """The validated members of a cnnkit file; every failure is a ValueError naming the path.
+
+    Reading is bounded: each member is read only after its declared size is charged to a
+    budget of ``max_memory`` bytes, arrays only after their ``.npy`` header is checked.
+    """
+
+    def __init__(self, where: str, path: Any, max_memory: Any = None) -> None:
         self.where, self.path = where, os.fspath(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"{where}: no such file {self.path!r}")
         try:
-            with zipfile.ZipFile(self.path) as z:
-                names = set(z.namelist())
-                if _META not in names:
-                    self.fail("no cnnkit.json member: not a cnnkit file")
-                self.meta = json.loads(z.read(_META).decode("utf-8"))
-                self.members = {n: z.read(n) for n in (_WEIGHTS, _OPTIMIZER) if n in names}
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                self.budget = _zipsafe.Budget(_max_memory(where, max_memory, size))
+                with zipfile.ZipFile(f) as z:
+                    infos = _zipsafe.members(z, {_META, _WEIGHTS, _OPTIMIZER}, size, "the file")
+                    if _META not in infos:
+                        self.fail("no cnnkit.json member: not a cnnkit file")
+                    text = _zipsafe.read_member(z, infos[_META], self.budget, "the file")
+                    self.meta = json.loads(text.decode("utf-8"))
+                    del text
+                    self.members = {
+                        n: _zipsafe.read_member(z, infos[n], self.budget, "the file")
+                        for n in (_WEIGHTS, _OPTIMIZER)
+                        if n in infos
+                    }
+        except _zipsafe.BadFile as exc:
+            self.fail(str(exc))
         except ValueError as exc:
             if str(exc).startswith(where):
                 raise
-            self.fail(f"unreadable ({exc})")
-        except (zipfile.BadZipFile, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
-            self.fail(f"not a valid cnnkit file ({type(exc).__name__}: {exc})")
+            self.fail(f"not a valid cnnkit file ({type(exc).__name__}: {_short(str(exc))})")
+        except _zipsafe.DECODE_ERRORS as exc:
+            self.fail(f"not a valid cnnkit file ({type(exc).__name__}: {_short(str(exc))})")
         if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             self.fail("not a cnnkit file (no cnnkit format tag)")
         version = self.meta.get("format_version")
@@ -279,34 +417,115 @@ class _Archive:
         if _WEIGHTS not in self.members:
             self.fail("no weights.npz member")
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> NoReturn:
         raise ValueError(f"{self.where}: {self.path!r}: {reason}")
 
-    def arrays(self, member: str) -> dict[str, np.ndarray]:
+    def arrays(
+        self, member: str, keys: set[str], dtypes: tuple[np.dtype, ...] = _zipsafe.WEIGHT_DTYPES
+    ) -> dict[str, np.ndarray]:
+        """The arrays ``keys`` of an ``.npz`` member (read once: the member is released)."""
+        buffer = self.members.pop(member)
         try:
-            with np.load(_io.BytesIO(self.members[member]), allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
-            self.fail(f"corrupt {member} ({type(exc).__name__}: {exc})")
-            raise AssertionError from exc  # unreachable: fail raises
+            return _zipsafe.read_npz(buffer, keys, self.budget, member, dtypes)
+        except _zipsafe.DECODE_ERRORS as exc:
+            self.fail(f"corrupt {member} ({type(exc).__name__}: {_short(str(exc))})")
 
-    def weights(self) -> list[np.ndarray]:
+    def weights(self) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+        """The weight entries of the JSON and their arrays, in file order, checked against
+        each other."""
         entries = self.meta.get("weights")
         if not isinstance(entries, list):
             self.fail("no weight list")
-        arrays = self.arrays(_WEIGHTS)
+        for e in entries:
+            if not (
+                isinstance(e, dict)
+                and isinstance(e.get("key"), str)
+                and isinstance(e.get("name"), str)
+                and isinstance(e.get("shape"), list)
+            ):
+                self.fail(f"malformed weight entry {_short(e)}")
+        arrays = self.arrays(_WEIGHTS, {e["key"] for e in entries})
         out = []
         for e in entries:
-            if not isinstance(e, dict) or e.get("key") not in arrays:
-                self.fail(f"weight entry {e!r} has no array")
-            a = arrays[e["key"]]
-            if list(a.shape) != e.get("shape") or a.dtype.kind != "f":
-                self.fail(f"weight {e.get('name')!r} does not match its recorded shape")
+            a = arrays.get(e["key"])
+            if a is None:
+                self.fail(f"weight {e['name']!r} has no array in weights.npz")
+            if list(a.shape) != e["shape"]:
+                self.fail(
+                    f"weight {e['name']!r} has shape {a.shape} but the file records {e['shape']}"
+                )
             out.append(a)
-        return out
+        return entries, out
+
+    def warn_non_finite(self, names: list[str], arrays: list[np.ndarray]) -> None:
+        bad = [n for n, a in zip(names, arrays) if not _all_finite(a)]
+        if bad:
+            warnings.warn(
+                f"{self.where}: {self.path!r}: weights {', '.join(map(repr, bad))} hold NaN "
+                "or infinite values",
+                NonFiniteWeightsWarning,
+                stacklevel=3,
+            )
 
 
-def _assign_weights(where: str, model: Any, arrays: list[np.ndarray], path: str) -> None:
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    # In slices, so that checking a large weight does not allocate a mask as large.
+    flat = a.reshape(-1)
+    step = 1 << 20
+    return all(np.isfinite(flat[i : i + step]).all() for i in range(0, flat.size, step))
+
+
+class _WeightSource:
+    """Hands the file's arrays to ``add_weight`` while the architecture is rebuilt.
+
+    Each weight the architecture asks for is matched by name and checked for shape and
+    dtype before anything is allocated: a JSON that declares a layer far larger than the
+    file's arrays fails here, at no cost. A weight whose name the file does not know (the
+    layers a subclassed model creates in ``__init__`` get fresh automatic names) is zeros,
+    charged to the load's memory budget first; the positional check after the build pairs
+    it with the file's array.
+    """
+
+    def __init__(self, archive: _Archive, entries: list[dict[str, Any]], arrays: list[Any]):
+        self.archive = archive
+        self.by_name: dict[str, list[np.ndarray]] = {}
+        for e, a in zip(entries, arrays):
+            self.by_name.setdefault(e["name"], []).append(a)
+
+    def __call__(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        queue = self.by_name.get(name)
+        if not queue:
+            try:
+                self.archive.budget.charge(math.prod(shape) * dtype.itemsize, f"weight {name!r}")
+            except _zipsafe.BadFile as exc:
+                self.archive.fail(
+                    f"the architecture creates a weight the file does not hold: {exc}"
+                )
+            return np.zeros(shape, dtype)
+        a = queue[0]
+        if a.shape != shape:
+            self.archive.fail(
+                f"the architecture creates weight {name!r} of shape {shape}, but the file "
+                f"holds {a.shape}"
+            )
+        if a.dtype != dtype:
+            self.archive.fail(
+                f"weight {name!r} is {a.dtype} in the file but its layer declares {dtype}"
+            )
+        return queue.pop(0)
+
+
+def _assign_weights(
+    where: str, model: Any, arrays: list[np.ndarray], path: str, same_dtype: bool = False
+) -> None:
+    """Copy ``arrays`` into the weights of ``model`` in order, after checking them all;
+    ``same_dtype`` also requires each array to have its weight's dtype (a model file's
+    arrays are the layers' own; a weights file may load into a model of the other dtype)."""
     own = model.weights
     if len(own) != len(arrays):
         raise ValueError(
@@ -319,21 +538,40 @@ def _assign_weights(where: str, model: Any, arrays: list[np.ndarray], path: str)
                 f"{where}: layer {layer!r} weight {v.name!r} has shape {v.shape}, but "
                 f"{path!r} holds {a.shape}"
             )
+        if same_dtype and v.dtype != a.dtype:
+            raise ValueError(
+                f"{where}: {path!r}: weight {v.name!r} is {a.dtype} in the file but its layer "
+                f"declares {v.dtype}"
+            )
     for v, a in zip(own, arrays):
-        v.data[...] = a
+        if v.data is not a:  # load_model hands the file's arrays over: nothing to copy
+            v.data[...] = a
 
 
-def load_weights(model: Any, path: Any) -> None:
-    """Copy the weights of a weights or model file into ``model`` (matched in order)."""
+def load_weights(model: Any, path: Any, max_memory: int | None = None) -> None:
+    """Copy the weights of a weights or model file into ``model`` (matched in order).
+
+    ``max_memory`` bounds the bytes decoded from the file, as for :func:`load_model`.
+    """
     where = "load_weights()"
-    archive = _Archive(where, path)
-    arrays = archive.weights()
+    archive = _Archive(where, path, max_memory)
+    entries, arrays = archive.weights()
     if not model.built:
         raise ValueError(f"{where}: model {model.name!r} must be built before loading weights")
     _assign_weights(where, model, arrays, archive.path)
+    archive.warn_non_finite([e["name"] for e in entries], arrays)
     state = archive.meta.get("state")
     if isinstance(state, dict):
-        model.set_state(state)
+        try:
+            model.set_state(state)
+        except _MALFORMED as exc:
+            archive.fail(f"bad layer state ({type(exc).__name__}: {_short(str(exc))})")
+
+
+# A malformed section (wrong argument names or types, a bad input shape, nesting deeper than
+# the interpreter's recursion limit) surfaces as any of these from constructors and setters;
+# all mean the file is bad.
+_MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
 
 
 def _resolve(where: str, entry: Any, custom: dict[str, Any], kind: str) -> Any:
@@ -349,7 +587,10 @@ def _resolve(where: str, entry: Any, custom: dict[str, Any], kind: str) -> Any:
 
 
 def load_model(
-    path: Any, custom_objects: dict[str, Any] | None = None, compile: bool = True
+    path: Any,
+    custom_objects: dict[str, Any] | None = None,
+    compile: bool = True,
+    max_memory: int | None = None,
 ) -> Any:
     """Read a model written by :meth:`cnnkit.Model.save`.
 
@@ -362,27 +603,38 @@ def load_model(
     compile : bool, default True
         Restore the compile settings and optimizer state; False returns an
         uncompiled model.
+    max_memory : int, optional
+        The most bytes the load may decode from the file (decompressed members and
+        the arrays in them), checked before each is allocated. The default,
+        :func:`default_max_memory`, is 4 times the file size plus 64 MiB: ample for
+        files cnnkit writes, a bound on hostile ones. Raise it for a trusted file
+        repacked with strong compression.
 
     Raises
     ------
     ValueError
-        For a corrupt, truncated or foreign file (the message names the path), or
-        a missing custom object.
+        For a corrupt, truncated, oversized or foreign file (the message names the
+        path), or a missing custom object.
+
+    Warns
+    -----
+    NonFiniteWeightsWarning
+        When weights in the file are NaN or infinite.
     """
-    from . import layers, losses, models, optimizers
+    from . import layers, models
 
     where = "load_model()"
     custom = dict(custom_objects or {})
-    archive = _Archive(where, path)
+    archive = _Archive(where, path, max_memory)
     meta = archive.meta
     if meta.get("kind") != "model":
         archive.fail("a weights file, not a model file (use load_weights on a built model)")
-    arrays = archive.weights()
-    # A malformed architecture (wrong argument names or types, a bad input shape) surfaces
-    # as any of these from the constructors; all mean the file is bad.
-    malformed = (ValueError, TypeError, KeyError, AttributeError, IndexError)
+    entries, arrays = archive.weights()
+    if not isinstance(meta.get("model"), dict):
+        archive.fail("no architecture")
+    token = layers.weight_source.set(_WeightSource(archive, entries, arrays))
     try:
-        model = layers.deserialize(meta.get("model"), custom)
+        model = layers.deserialize(meta["model"], custom)
         if not isinstance(model, models.Model):
             archive.fail("the architecture is not a model")
         if not model.built:
@@ -393,50 +645,81 @@ def load_model(
 
             with no_grad():
                 model(models._zeros_for(spec, model.dtype))
-    except malformed as exc:
+    except (*_MALFORMED, MemoryError) as exc:
         if str(exc).startswith(where):
             raise
-        archive.fail(f"bad architecture ({type(exc).__name__}: {exc})")
-    _assign_weights(where, model, arrays, archive.path)
+        archive.fail(f"bad architecture ({type(exc).__name__}: {_short(str(exc))})")
+    finally:
+        layers.weight_source.reset(token)
+    _assign_weights(where, model, arrays, archive.path, same_dtype=True)
+    archive.warn_non_finite([e["name"] for e in entries], arrays)
     try:
         if isinstance(meta.get("state"), dict):
             model.set_state(meta["state"])
-    except malformed as exc:
-        archive.fail(f"bad layer state ({type(exc).__name__}: {exc})")
+    except _MALFORMED as exc:
+        archive.fail(f"bad layer state ({type(exc).__name__}: {_short(str(exc))})")
     settings = meta.get("compile")
     if compile and settings is not None:
-        loss_json = settings.get("loss") or {}
-
-        def loss_of(entry: Any) -> Any:
-            return None if entry is None else losses.get(_resolve(where, entry, custom, "loss"))
-
-        if "by_output" in loss_json:
-            loss: Any = {k: loss_of(v) for k, v in loss_json["by_output"].items()}
-        elif "per_output" in loss_json:
-            loss = [loss_of(v) for v in loss_json["per_output"]]
-        else:
-            loss = loss_of(loss_json.get("one"))
-        m = settings.get("metrics")
-        if m is None:
-            metrics = None
-        elif "by_output" in m:
-            metrics = {
-                k: [_resolve(where, e, custom, "metric") for e in v]
-                for k, v in m["by_output"].items()
-            }
-        else:
-            metrics = [_resolve(where, e, custom, "metric") for e in m["list"]]
-        opt_meta = meta.get("optimizer")
-        optimizer = (
-            optimizers.deserialize(opt_meta["config"]) if opt_meta is not None else "rmsprop"
-        )
-        model.compile(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=metrics,
-            loss_weights=settings.get("loss_weights"),
-        )
-        if opt_meta is not None and _OPTIMIZER in archive.members:
-            state = _unflatten_state(opt_meta["state"], archive.arrays(_OPTIMIZER))
-            model.optimizer.set_state(state)
+        try:
+            _restore_compile(where, archive, model, settings, custom)
+        except _MALFORMED as exc:
+            if str(exc).startswith(where):
+                raise
+            archive.fail(f"bad compile settings ({type(exc).__name__}: {_short(str(exc))})")
     return model
+
+
+def _restore_compile(
+    where: str, archive: _Archive, model: Any, settings: Any, custom: dict[str, Any]
+) -> None:
+    """Compile ``model`` as recorded and restore the optimizer's state.
+
+    The sections are checked for type where a wrong one would otherwise pass silently;
+    anything else malformed raises from the constructors and becomes the caller's
+    ValueError naming the path.
+    """
+    from . import losses, optimizers
+
+    if not isinstance(settings, dict):
+        archive.fail(f"the compile section must be an object, got {_short(settings)}")
+    loss_json = settings.get("loss") or {}
+    if not isinstance(loss_json, dict):
+        archive.fail(f"the compile loss must be an object, got {_short(loss_json)}")
+
+    def loss_of(entry: Any) -> Any:
+        return None if entry is None else losses.get(_resolve(where, entry, custom, "loss"))
+
+    if "by_output" in loss_json:
+        loss: Any = {k: loss_of(v) for k, v in dict(loss_json["by_output"]).items()}
+    elif "per_output" in loss_json:
+        loss = [loss_of(v) for v in list(loss_json["per_output"])]
+    else:
+        loss = loss_of(loss_json.get("one"))
+    m = settings.get("metrics")
+    if m is None:
+        metrics = None
+    elif not isinstance(m, dict):
+        archive.fail(f"the compile metrics must be an object, got {_short(m)}")
+    elif "by_output" in m:
+        metrics = {
+            k: [_resolve(where, e, custom, "metric") for e in list(v)]
+            for k, v in dict(m["by_output"]).items()
+        }
+    else:
+        metrics = [_resolve(where, e, custom, "metric") for e in list(m["list"])]
+    opt_meta = archive.meta.get("optimizer")
+    if opt_meta is not None and not isinstance(opt_meta, dict):
+        archive.fail(f"the optimizer section must be an object, got {_short(opt_meta)}")
+    optimizer = optimizers.deserialize(opt_meta["config"]) if opt_meta is not None else "rmsprop"
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        loss_weights=settings.get("loss_weights"),
+    )
+    if opt_meta is not None and _OPTIMIZER in archive.members:
+        keys: set[str] = set()
+        _state_keys(opt_meta["state"], keys)
+        arrays = archive.arrays(_OPTIMIZER, keys, _OPTIMIZER_DTYPES)
+        state = _unflatten_state(opt_meta["state"], arrays)
+        model.optimizer.set_state(state)

@@ -19,6 +19,7 @@ weights and of the computation; inputs of another dtype are cast.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,6 +66,14 @@ __all__ = [
 ]
 
 _name_counts: dict[str, int] = {}
+
+# Set by cnnkit.io while it rebuilds a saved model: add_weight calls it instead of the
+# initializer, with the weight's full name, shape and the layer's dtype, and it returns the
+# file's array after checking both, so a loaded architecture never allocates (or draws) a
+# weight the file does not hold.
+weight_source: contextvars.ContextVar[
+    Callable[[str, tuple[int, ...], np.dtype], np.ndarray] | None
+] = contextvars.ContextVar("cnnkit_weight_source", default=None)
 
 
 def _snake(name: str) -> str:
@@ -272,8 +281,12 @@ class Layer:
         trainable: bool = True,
     ) -> Variable:
         """Create a weight from an initializer and the layer's generator."""
-        rng = getattr(self, "_init_rng", None) or self._rng()
-        data = initializers.get(initializer)(tuple(shape), self.dtype, rng)
+        source = weight_source.get()
+        if source is not None:
+            data = source(f"{self.name}/{name}", tuple(int(s) for s in shape), self.dtype)
+        else:
+            rng = getattr(self, "_init_rng", None) or self._rng()
+            data = initializers.get(initializer)(tuple(shape), self.dtype, rng)
         var = Variable(data, trainable, f"{self.name}/{name}")
         var.requires_grad = var.trainable and self._trainable
         self._weights.append(var)
