@@ -181,16 +181,21 @@ _OPTIMIZER_DTYPES = (*_zipsafe.WEIGHT_DTYPES, np.dtype(np.int64))
 
 
 def _state_keys(skeleton: Any, keys: set[str]) -> None:
-    """The array keys a state skeleton refers to (what to read from optimizer.npz)."""
-    if isinstance(skeleton, dict):
-        if set(skeleton) == {"array"} and isinstance(skeleton["array"], str):
-            keys.add(skeleton["array"])
-            return
-        for v in skeleton.values():
+    """Collect the array keys a state skeleton refers to (what to read from optimizer.npz),
+    checking its layout on the way."""
+    if not isinstance(skeleton, dict) or len(skeleton) != 1:
+        raise ValueError(f"bad optimizer state layout {_short(skeleton)}")
+    ((kind, body),) = skeleton.items()
+    if kind == "array" and isinstance(body, str):
+        keys.add(body)
+    elif kind == "dict" and isinstance(body, dict):
+        for v in body.values():
             _state_keys(v, keys)
-    elif isinstance(skeleton, list):
-        for v in skeleton:
+    elif kind == "list" and isinstance(body, list):
+        for v in body:
             _state_keys(v, keys)
+    elif kind != "value":
+        raise ValueError(f"bad optimizer state entry {_short(skeleton)}")
 
 
 def _unflatten_state(skeleton: Any, arrays: Any) -> Any:
