@@ -685,6 +685,7 @@ def _restore_compile(
     """
     from . import losses, optimizers
 
+    named = f"{where}: {archive.path!r}"  # a missing custom object is named with the file
     if not isinstance(settings, dict):
         archive.fail(f"the compile section must be an object, got {_short(settings)}")
     loss_json = settings.get("loss") or {}
@@ -692,7 +693,7 @@ def _restore_compile(
         archive.fail(f"the compile loss must be an object, got {_short(loss_json)}")
 
     def loss_of(entry: Any) -> Any:
-        return None if entry is None else losses.get(_resolve(where, entry, custom, "loss"))
+        return None if entry is None else losses.get(_resolve(named, entry, custom, "loss"))
 
     if "by_output" in loss_json:
         loss: Any = {k: loss_of(v) for k, v in dict(loss_json["by_output"]).items()}
@@ -707,11 +708,11 @@ def _restore_compile(
         archive.fail(f"the compile metrics must be an object, got {_short(m)}")
     elif "by_output" in m:
         metrics = {
-            k: [_resolve(where, e, custom, "metric") for e in list(v)]
+            k: [_resolve(named, e, custom, "metric") for e in list(v)]
             for k, v in dict(m["by_output"]).items()
         }
     else:
-        metrics = [_resolve(where, e, custom, "metric") for e in list(m["list"])]
+        metrics = [_resolve(named, e, custom, "metric") for e in list(m["list"])]
     opt_meta = archive.meta.get("optimizer")
     if opt_meta is not None and not isinstance(opt_meta, dict):
         archive.fail(f"the optimizer section must be an object, got {_short(opt_meta)}")
