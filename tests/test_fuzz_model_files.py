@@ -167,9 +167,14 @@ _JSON = st.recursive(
 
 @st.composite
 def hostile_meta(draw):
-    """The valid JSON with one value, found by a random walk, replaced by hostile JSON, or
-    wrapped in nesting deep enough to exhaust a recursive parser."""
+    """The valid JSON with its input shape redeclared, one value found by a random walk
+    replaced by hostile JSON, and the architecture wrapped in nesting deep enough to exhaust
+    a recursive parser (each at random)."""
     meta = json.loads(json.dumps(fixtures().meta))
+    if draw(st.booleans()):  # a declared input shape, as large as a file may claim
+        shape = draw(st.lists(st.integers(0, 2**40) | st.sampled_from([1, 4, 8000]), max_size=4))
+        meta["model"]["config"]["build_input_shape"] = shape
+        meta["model"]["config"]["input_layer"]["config"]["input_shape"] = shape
     parent, key = {"root": meta}, "root"
     while isinstance(parent[key], (dict, list)) and parent[key] and draw(st.booleans()):
         node = parent[key]

@@ -321,6 +321,45 @@ def test_peak_memory_of_hostile_files_is_bounded(tmp_path, valid):
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_building_a_loaded_model_allocates_no_activations(tmp_path):
+    # 8000x8000 inputs into 64 1x1 filters: 16 GB of activations at batch size 1, but the
+    # weights are 128 numbers; the rebuild runs on an empty batch.
+    small = cnnkit.Sequential([cnnkit.layers.Input((4, 4, 1)), cnnkit.layers.Conv2D(64, 1)], seed=0)
+    small.save(tmp_path / "small.cnnkit")
+
+    def widen(meta):
+        meta["model"]["config"]["build_input_shape"] = [8000, 8000, 1]
+        meta["model"]["config"]["input_layer"]["config"]["input_shape"] = [8000, 8000, 1]
+
+    path = tmp_path / "wide.cnnkit"
+    path.write_bytes(mf.with_meta((tmp_path / "small.cnnkit").read_bytes(), widen))
+    peak, outcomes = mf.load_in_subprocess([path])
+    assert outcomes == ["loaded"]
+    assert peak < 100 << 20, f"peak grew by {peak / 2**20:.0f} MiB"
+    loaded = cnnkit.load_model(path)
+    assert loaded.output_shape == (None, 8000, 8000, 64)
+    x = np.ones((1, 4, 4, 1), np.float32)
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 8000, 8000, 1\)"):
+        loaded.predict(x)
+
+
+def test_flatten_and_reshape_accept_empty_batches():
+    model = cnnkit.Sequential(
+        [
+            cnnkit.layers.Input((4, 3)),
+            cnnkit.layers.Reshape((-1, 2)),
+            cnnkit.layers.Flatten(),
+            cnnkit.layers.Dense(2),
+        ],
+        seed=0,
+    )
+    from cnnkit.autograd import no_grad
+
+    with no_grad():
+        assert model(np.zeros((0, 4, 3), np.float32)).shape == (0, 2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_peak_memory_of_a_legitimate_load_is_within_the_default_max_memory(tmp_path):
     # Also shows that the probe sees real allocations: 32 MB of weights must show. (The
     # decoding itself peaks at twice the file; the building forward pass adds the GEMM's

@@ -40,7 +40,9 @@ Safety and robustness:
   :func:`default_max_memory`: 4 times the file size plus 64 MiB). The
   architecture is rebuilt without running initializers: each weight a layer
   creates is the file's array, checked for name, shape and dtype first, so a
-  JSON declaring layers larger than the file's weights fails before allocating.
+  JSON declaring layers larger than the file's weights fails before allocating;
+  and the building pass runs every layer on an empty batch, so a declared input
+  shape, however large, costs no activations.
 * NaN or infinite weights load with a :class:`NonFiniteWeightsWarning`.
 """
 
@@ -638,6 +640,7 @@ def load_model(
     if not isinstance(meta.get("model"), dict):
         archive.fail("no architecture")
     token = layers.weight_source.set(_WeightSource(archive, entries, arrays))
+    shapes_token = layers.shapes_only.set(True)
     try:
         model = layers.deserialize(meta["model"], custom)
         if not isinstance(model, models.Model):
@@ -655,6 +658,7 @@ def load_model(
             raise
         archive.fail(f"bad architecture ({type(exc).__name__}: {_short(str(exc))})")
     finally:
+        layers.shapes_only.reset(shapes_token)
         layers.weight_source.reset(token)
     _assign_weights(where, model, arrays, archive.path, same_dtype=True)
     archive.warn_non_finite([e["name"] for e in entries], arrays)

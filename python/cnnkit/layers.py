@@ -75,6 +75,13 @@ weight_source: contextvars.ContextVar[
     Callable[[str, tuple[int, ...], np.dtype], np.ndarray] | None
 ] = contextvars.ContextVar("cnnkit_weight_source", default=None)
 
+# Also set by cnnkit.io while it rebuilds a saved model: every layer then runs on an empty
+# batch, since building needs only shapes, so the building pass allocates no activations
+# however large the input shape a file declares.
+shapes_only: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "cnnkit_shapes_only", default=False
+)
+
 
 def _snake(name: str) -> str:
     out = ""
@@ -353,6 +360,9 @@ class Layer:
             raise TypeError(f"{self._where()}: input must be numeric array-like ({exc})") from None
 
     def __call__(self, x: Any, training: bool = False) -> Any:
+        if shapes_only.get():
+            data = x.data if isinstance(x, Tensor) else np.asarray(x)
+            x = data[:0] if data.ndim else data
         x = self._cast(x)
         if not self.built:
             self._init_rng = self._rng()
@@ -872,7 +882,7 @@ class Flatten(Layer):
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if x.ndim < 2:
             raise ValueError(f"{self._where()}: expected input of rank >= 2, got {x.shape}")
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (-1 fails on empty batches)
 
 
 class Reshape(Layer):
@@ -900,7 +910,8 @@ class Reshape(Layer):
                 f"{self._where()}: cannot reshape samples of shape {x.shape[1:]} to "
                 f"{self.target_shape}"
             )
-        return x.reshape(x.shape[0], *self.target_shape)
+        dims = (per_sample // known if d == -1 else d for d in self.target_shape)
+        return x.reshape(x.shape[0], *dims)  # (-1 fails on empty batches)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
