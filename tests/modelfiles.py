@@ -173,6 +173,25 @@ _PROBE = textwrap.dedent(
 )
 
 
+# Linux carries a process's peak RSS across exec (getrusage's ru_maxrss is the larger of
+# it and the new image's peak), and a child's starts from its parent's: a probe started by
+# pytest, hundreds of MB into the suite, would report pytest's peak. Starting it from a
+# small intermediate Python, whose own peak is tiny, makes ru_maxrss the probe's own.
+_LAUNCH = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
+def run_fresh(args: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """``python args...`` in a process whose ``ru_maxrss`` starts near zero."""
+    return subprocess.run(
+        [sys.executable, "-c", _LAUNCH, sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
 def load_in_subprocess(paths: list[Path], timeout: float = 120) -> tuple[int, list[str]]:
     """Load each file in one fresh process: (peak memory growth in bytes, outcome per file).
 
@@ -180,13 +199,7 @@ def load_in_subprocess(paths: list[Path], timeout: float = 120) -> tuple[int, li
     growth is the peak resident size (``ru_maxrss``) after the loads minus the resident size
     before them (Linux: both in KiB, from resource and /proc).
     """
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    done = run_fresh(["-c", _PROBE, *map(str, paths)], timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     return int(lines[0]), lines[1:]

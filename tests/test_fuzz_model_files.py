@@ -14,8 +14,6 @@ import io
 import json
 import os
 import struct
-import subprocess
-import sys
 import tempfile
 import warnings
 import zipfile
@@ -229,14 +227,7 @@ def main() -> None:
 def test_hostile_model_files_raise_value_error_with_bounded_memory():
     paths = [str(_TESTS), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    done = subprocess.run(
-        [sys.executable, "-c", "import test_fuzz_model_files as m; m.main()"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env=env,
-    )
+    done = mf.run_fresh(["-c", "import test_fuzz_model_files as m; m.main()"], 600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     words = done.stdout.split()
     cases, growth = int(words[words.index("cases") + 1]), int(words[-1])

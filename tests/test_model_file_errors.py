@@ -171,6 +171,7 @@ def test_wrongly_typed_compile_and_optimizer_sections(tmp_path, valid, edit, mat
             "has no array in weights.npz",
         ),
         (lambda m: m["weights"][0].update(shape=[9]), r"has shape \(3, 3, 1, 2\) but the file"),
+        (lambda m: m["weights"][1].update(key="w0"), "names an array twice"),
         (lambda m: m.update(model=[]), "no architecture"),
         (lambda m: m.update(state=dict.fromkeys(m["state"], 5)), "bad layer state"),
     ],

@@ -451,7 +451,10 @@ class _Archive:
                 and isinstance(e.get("shape"), list)
             ):
                 self.fail(f"malformed weight entry {_short(e)}")
-        arrays = self.arrays(_WEIGHTS, {e["key"] for e in entries})
+        keys = {e["key"] for e in entries}
+        if len(keys) != len(entries):  # two weights must not share one array
+            self.fail("the weight list names an array twice")
+        arrays = self.arrays(_WEIGHTS, keys)
         out = []
         for e in entries:
             a = arrays.get(e["key"])

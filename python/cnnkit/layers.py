@@ -360,9 +360,8 @@ class Layer:
             raise TypeError(f"{self._where()}: input must be numeric array-like ({exc})") from None
 
     def __call__(self, x: Any, training: bool = False) -> Any:
-        if shapes_only.get():
-            data = x.data if isinstance(x, Tensor) else np.asarray(x)
-            x = data[:0] if data.ndim else data
+        if shapes_only.get() and isinstance(x, (Tensor, np.ndarray)) and x.ndim:
+            x = (x.data if isinstance(x, Tensor) else x)[:0]
         x = self._cast(x)
         if not self.built:
             self._init_rng = self._rng()
