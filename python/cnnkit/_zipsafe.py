@@ -95,6 +95,27 @@ class BufferFile(io.RawIOBase):
         return self._pos
 
 
+# Central-directory bytes a member may take: the 46-byte header, its name, extra fields.
+_DIRECTORY_PER_MEMBER = 1024
+
+
+def open_zip(fileobj: Any, allowed: set[str], what: str) -> zipfile.ZipFile:
+    """``zipfile.ZipFile(fileobj)`` after checking the end record's entry count and
+    directory size: zipfile builds an object per directory entry before anyone can count
+    them, and a directory of a million 46-byte entries costs far more than its bytes."""
+    end_record = getattr(zipfile, "_EndRecData", None)  # private, but there since Python 2
+    record = end_record(fileobj) if end_record is not None else None
+    if record is not None:
+        entries = record[getattr(zipfile, "_ECD_ENTRIES_TOTAL", 4)]
+        size = record[getattr(zipfile, "_ECD_SIZE", 5)]
+        if entries > len(allowed) or size > len(allowed) * _DIRECTORY_PER_MEMBER:
+            raise BadFile(
+                f"{what} declares {entries} members in a {size}-byte directory; expected at "
+                f"most {len(allowed)}"
+            )
+    return zipfile.ZipFile(fileobj)
+
+
 def members(
     archive: zipfile.ZipFile, allowed: set[str], max_member: int, what: str
 ) -> dict[str, zipfile.ZipInfo]:
@@ -182,8 +203,9 @@ def read_npz(
     account for exactly the bytes the member holds. Arrays are returned C-contiguous and
     writable, ready to be a layer's weights.
     """
-    with zipfile.ZipFile(BufferFile(buffer)) as z:
-        infos = members(z, {f"{k}.npy" for k in keys}, len(buffer), what)
+    allowed = {f"{k}.npy" for k in keys}
+    with open_zip(BufferFile(buffer), allowed, what) as z:
+        infos = members(z, allowed, len(buffer), what)
         out: dict[str, np.ndarray] = {}
         for name, info in infos.items():
             key = name[: -len(".npy")]

@@ -396,8 +396,9 @@ class _Archive:
             with open(self.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 self.budget = _zipsafe.Budget(_max_memory(where, max_memory, size))
-                with zipfile.ZipFile(f) as z:
-                    infos = _zipsafe.members(z, {_META, _WEIGHTS, _OPTIMIZER}, size, "the file")
+                allowed = {_META, _WEIGHTS, _OPTIMIZER}
+                with _zipsafe.open_zip(f, allowed, "the file") as z:
+                    infos = _zipsafe.members(z, allowed, size, "the file")
                     if _META not in infos:
                         self.fail("no cnnkit.json member: not a cnnkit file")
                     text = _zipsafe.read_member(z, infos[_META], self.budget, "the file")
