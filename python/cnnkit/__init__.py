@@ -49,7 +49,6 @@ _SUBMODULES = {
     "datasets",
     "detection",
     "initializers",
-    "io",
     "layers",
     "losses",
     "metrics",
@@ -57,10 +56,13 @@ _SUBMODULES = {
     "ops",
     "optimizers",
     "reference",
+    "saving",
     "schedules",
 }
 # Names re-exported from submodules, loaded on first use like the submodules.
-_LAZY = {"Sequential": "models", "Model": "models", "load_model": "io"}
+_LAZY = {"Sequential": "models", "Model": "models", "load_model": "saving"}
+# Former module names, kept working.
+_MOVED = {"io": "saving.model_files"}
 
 
 def __getattr__(name: str):
@@ -69,6 +71,8 @@ def __getattr__(name: str):
 
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _MOVED:
+        return importlib.import_module(f"{__name__}.{_MOVED[name]}")
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")

@@ -972,19 +972,19 @@ class Model(Layer):
     # -- files ---------------------------------------------------------------------------------
     def save(self, path: Any, include_optimizer: bool = True) -> None:
         """Save architecture, weights, optimizer state and compile settings (:mod:`cnnkit.io`)."""
-        from . import io
+        from .saving import model_files as io
 
         io.save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path: Any) -> None:
         """Save the weights alone (a zip file; see :func:`cnnkit.io.save_weights`)."""
-        from . import io
+        from .saving import model_files as io
 
         io.save_weights(self, path)
 
     def load_weights(self, path: Any) -> None:
         """Load weights saved by :meth:`save_weights` or :meth:`save` into this built model."""
-        from . import io
+        from .saving import model_files as io
 
         io.load_weights(self, path)
 

@@ -124,7 +124,7 @@ def _weights_meta(model: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarra
 
 
 def _serialize_compile(model: Any) -> dict[str, Any] | None:
-    from . import losses, metrics
+    from .. import losses, metrics
 
     args = model._compile_args
     if not model.compiled or args is None:
@@ -187,7 +187,7 @@ def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
         When the model is not built, or holds a layer whose configuration cannot
         be saved (e.g. an initializer object of a custom class).
     """
-    from . import layers, optimizers
+    from .. import layers, optimizers
 
     if not model.built:
         raise ValueError(
@@ -369,7 +369,7 @@ def load_model(
         For a corrupt, truncated or foreign file (the message names the path), or
         a missing custom object.
     """
-    from . import layers, losses, models, optimizers
+    from .. import layers, losses, models, optimizers
 
     where = "load_model()"
     custom = dict(custom_objects or {})
@@ -389,7 +389,7 @@ def load_model(
             spec = meta["model"].get("build_shape")
             if spec is None:
                 archive.fail("no input shape recorded for the model")
-            from .autograd import no_grad
+            from ..autograd import no_grad
 
             with no_grad():
                 model(models._zeros_for(spec, model.dtype))
