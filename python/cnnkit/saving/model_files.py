@@ -392,7 +392,7 @@ def load_model(
             from ..autograd import no_grad
 
             with no_grad():
-                model(models._zeros_for(spec, model.dtype))
+                model(models.model._zeros_for(spec, model.dtype))
     except malformed as exc:
         if str(exc).startswith(where):
             raise

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd as ag
-from . import initializers
-from .autograd import Tensor
+from .. import autograd as ag
+from .. import initializers
+from ..autograd import Tensor
 
 __all__ = [
     "Activation",
@@ -1055,7 +1055,7 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> La
     named in ``custom_objects`` are instantiated: a configuration never runs
     code of its own.
     """
-    from . import models
+    from ..models import model as models
 
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise ValueError(

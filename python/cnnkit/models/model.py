@@ -34,10 +34,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import autograd as ag
-from . import layers as layers_module
-from .autograd import Tensor
-from .layers import InputLayer, Layer
+from .. import autograd as ag
+from ..autograd import Tensor
+from ..layers import layer as layers_module
+from ..layers.layer import InputLayer, Layer
 
 __all__ = ["Model", "NonFiniteLossError", "Sequential"]
 
@@ -385,8 +385,8 @@ class Model(Layer):
         loss_weights : list or dict of floats, optional
             Multi-output models: the total loss is ``sum(weight * loss)``.
         """
-        from . import losses
-        from . import optimizers as optimizers_module
+        from .. import losses
+        from .. import optimizers as optimizers_module
 
         where = "compile()"
         if loss is None:
@@ -415,7 +415,7 @@ class Model(Layer):
 
     def _setup_outputs(self, where: str, out: Any, targets: Any) -> None:
         """Resolve per-output losses, weights and metric objects on the first batch."""
-        from . import metrics as metrics_module
+        from .. import metrics as metrics_module
 
         names = [n for n, _ in _named_outputs(out)]
         self._output_names = names
@@ -592,7 +592,7 @@ class Model(Layer):
         notes); ``validation_data`` is ``(x_val, y_val)`` or a batch iterable.
         Raises :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
         """
-        from . import callbacks as callbacks_module
+        from .. import callbacks as callbacks_module
 
         where = "fit()"
         self._require_compiled(where)
@@ -731,7 +731,7 @@ class Model(Layer):
     def _refresh_optimizer(self, trainable: list[Any]) -> None:
         """A fresh optimizer (same configuration and step count) when layers were unfrozen
         since it was built: an optimizer keeps the variables it first saw."""
-        from . import optimizers
+        from .. import optimizers
 
         opt = self.optimizer
         if not getattr(opt, "built", False):
@@ -972,19 +972,19 @@ class Model(Layer):
     # -- files ---------------------------------------------------------------------------------
     def save(self, path: Any, include_optimizer: bool = True) -> None:
         """Save architecture, weights, optimizer state and compile settings (:mod:`cnnkit.io`)."""
-        from .saving import model_files as io
+        from ..saving import model_files as io
 
         io.save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path: Any) -> None:
         """Save the weights alone (a zip file; see :func:`cnnkit.io.save_weights`)."""
-        from .saving import model_files as io
+        from ..saving import model_files as io
 
         io.save_weights(self, path)
 
     def load_weights(self, path: Any) -> None:
         """Load weights saved by :meth:`save_weights` or :meth:`save` into this built model."""
-        from .saving import model_files as io
+        from ..saving import model_files as io
 
         io.load_weights(self, path)
 
