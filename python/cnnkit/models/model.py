@@ -34,10 +34,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import _validate
 from .. import autograd as ag
+from .. import layers as layers_module
 from ..autograd import Tensor
-from ..layers import layer as layers_module
-from ..layers.layer import InputLayer, Layer
+from ..layers import InputLayer, Layer
+from ..saving.registry import register_serializable
 
 __all__ = ["Model", "NonFiniteLossError", "Sequential"]
 
@@ -149,7 +151,7 @@ def _take(value: Any, index: Any) -> Any:
 
 
 # Attributes that hold layers the model must not count as its own (Sequential's Input).
-_UNTRACKED = frozenset({"optimizer", "history", "_input_layer", "_layers", "_record"})
+_UNTRACKED = frozenset({"optimizer", "history", "_input_layer", "_layers", "_output_sink"})
 
 
 class _Mean:
@@ -203,7 +205,7 @@ class Model(Layer):
         where = f"{type(self).__name__}()"
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
-        self.seed = layers_module._int(where, "seed", seed, 0)
+        self.seed = _validate.seed(where, "seed", seed)
         self._seed_key = (self.seed,)
         self.optimizer: Any = None
         self.compiled = False
@@ -296,14 +298,6 @@ class Model(Layer):
         trainable = {id(v) for v in self.trainable_weights}
         return [v for v in self.weights if id(v) not in trainable]
 
-    def count_params(self) -> int:
-        if not self.built:
-            raise ValueError(
-                f"count_params(): model {self.name!r} is not built yet (call it on data or "
-                "give it an input shape)"
-            )
-        return sum(v.size for v in self.weights)
-
     def get_state(self) -> dict[str, Any]:
         return {layer.name: layer.get_state() for layer in _all_layers(self) if layer.get_state()}
 
@@ -320,8 +314,8 @@ class Model(Layer):
             self.built = True
         self._build_shape = _shape_spec(x)
         self._output_shape = _map(lambda t: (None, *t.shape[1:]), out)
-        if self._record is not None:
-            self._record[self.name] = out
+        if self._output_sink is not None:
+            self._output_sink[self.name] = out
         return out
 
     def call(self, x: Any, training: bool = False) -> Any:
@@ -355,12 +349,12 @@ class Model(Layer):
         targets = [self.get_layer(n) for n in names]
         record: dict[str, Tensor] = {}
         for layer in targets:
-            layer._record = record
+            layer._output_sink = record
         try:
             self(x, training=training)
         finally:
             for layer in targets:
-                layer._record = None
+                layer._output_sink = None
         return {n: record[n] for n in names}
 
     # -- compile -------------------------------------------------------------------------------
@@ -560,7 +554,7 @@ class Model(Layer):
         )
 
     def _check_batch_size(self, where: str, batch_size: Any) -> int:
-        return layers_module._int(where, "batch_size", batch_size)
+        return _validate.integer(where, "batch_size", batch_size, minimum=1)
 
     def _require_compiled(self, where: str) -> None:
         if not self.compiled:
@@ -597,8 +591,8 @@ class Model(Layer):
         where = "fit()"
         self._require_compiled(where)
         batch_size = self._check_batch_size(where, batch_size)
-        epochs = layers_module._int(where, "epochs", epochs, 0)
-        initial_epoch = layers_module._int(where, "initial_epoch", initial_epoch, 0)
+        epochs = _validate.integer(where, "epochs", epochs, minimum=0)
+        initial_epoch = _validate.integer(where, "initial_epoch", initial_epoch, minimum=0)
         if verbose not in (0, 1, 2, "auto"):
             raise ValueError(f"{where}: verbose must be 0, 1 or 2, got {verbose!r}")
         verbose = 1 if verbose == "auto" else verbose
@@ -1033,6 +1027,7 @@ def _all_layers(model: Model) -> list[Layer]:
 
 
 # -- Sequential --------------------------------------------------------------------------------
+@register_serializable(package="cnnkit")
 class Sequential(Model):
     """A stack of layers, each feeding the next.
 
