@@ -323,7 +323,7 @@ def test_input_layer():
         (lambda: layers.ReLU(negative_slope=-1), ValueError, "negative_slope must be >= 0"),
         (lambda: layers.Input("abc"), TypeError, "shape must be a tuple of ints"),
         (lambda: initializers.RandomNormal(stddev=-1), ValueError, "stddev must be >= 0"),
-        (lambda: initializers.HeNormal(seed=-1), ValueError, "seed must be a non-negative int"),
+        (lambda: initializers.HeNormal(seed=-1), ValueError, r"HeNormal\(\): seed must be >= 0"),
         (lambda: layers.deserialize({"class_name": "Lambda"}), ValueError, "unknown layer"),
     ],
 )

@@ -112,8 +112,10 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> La
     try:
         return registry.deserialize(config, Layer, where, custom_objects, extra)
     except TypeError as exc:
-        # A configuration that is not a dict is a malformed value here, as it always was.
-        raise ValueError(str(exc)) from None
+        # A malformed configuration (not a dict, or arguments the class does not take) is
+        # a bad value here, as it always was.
+        text = str(exc) if str(exc).startswith(where) else f"{where}: bad configuration: {exc}"
+        raise ValueError(text) from None
 
 
 def _parameters(fn: Any) -> Any:

@@ -137,11 +137,10 @@ def _serialize_compile(model: Any) -> dict[str, Any] | None:
             return value
         if isinstance(value, dict) and "class_name" in value:
             return value
-        built = losses.get(value)
-        serialized = losses.serialize(built)
-        if serialized is not None:
-            return serialized
-        return {"custom": getattr(value, "__name__", type(value).__name__)}
+        try:
+            return losses.serialize(losses.get(value))
+        except TypeError:  # a plain function or an unregistered class: stored by name
+            return {"custom": getattr(value, "__name__", type(value).__name__)}
 
     def metric_entry(value: Any) -> Any:
         if isinstance(value, str):

@@ -166,9 +166,10 @@ def deserialize(
     TypeError
         When ``config`` or its ``"config"`` entry is not a dict.
     ValueError
-        When the class name is unknown, or the class rejects the configuration.
+        When the class name is unknown. What the class's ``from_config`` raises for a
+        configuration it rejects passes through.
     """
-    kind = base.__name__.lower()
+    kind = snake_case(base.__name__).replace("_", " ")
     if not isinstance(config, Mapping):
         raise TypeError(
             f"{where}: config must be a dict {{'class_name', 'config'}}, got "
@@ -176,7 +177,7 @@ def deserialize(
         )
     name = config.get("class_name")
     if not isinstance(name, str):
-        raise ValueError(f"{where}: config must have a str 'class_name', got {name!r}")
+        raise ValueError(f"{where}: config must have a 'class_name' (a str), got {name!r}")
     cls = get_registered_object(name, base, custom_objects)
     if cls is None:
         known = sorted(k for k, objs in _OBJECTS.items() if any(_fits(o, base) for o in objs))
@@ -184,13 +185,11 @@ def deserialize(
             f"{where}: unknown {kind} class {name!r}; pass it in custom_objects or register "
             f"it with cnnkit.saving.register_serializable (known: {', '.join(known)})"
         )
-    inner = config.get("config") or {}
+    inner = config.get("config")
+    inner = {} if inner is None else inner
     if not isinstance(inner, Mapping):
         raise TypeError(f"{where}: config['config'] must be a dict, got {type(inner).__name__}")
-    try:
-        return cls.from_config(dict(inner), **(from_config_kwargs or {}))
-    except TypeError as exc:
-        raise ValueError(f"{where}: bad configuration for {name}: {exc}") from None
+    return cls.from_config(dict(inner), **(from_config_kwargs or {}))
 
 
 def _fits(obj: Any, base: type) -> bool:
