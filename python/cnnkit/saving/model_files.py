@@ -17,14 +17,15 @@ A weights file (``model.save_weights(path)``) holds ``cnnkit.json`` and
 Safety and robustness:
 
 * Loading never runs code from the file: arrays are read with
-  ``allow_pickle=False`` and only the layer classes of :mod:`cnnkit.layers`,
-  :class:`cnnkit.Sequential` and classes passed in ``custom_objects`` are
-  instantiated. A subclassed :class:`cnnkit.Model` is rebuilt only when its
-  class is passed as ``custom_objects={"MyModel": MyModel}`` (its ``__init__``
-  must accept its ``get_config()``); otherwise use ``save_weights`` /
-  ``load_weights`` on a model built in code.
+  ``allow_pickle=False`` and only registered classes (cnnkit's own, and those
+  decorated with :func:`cnnkit.saving.register_serializable`) and classes passed
+  in ``custom_objects`` are instantiated. A subclassed :class:`cnnkit.Model` is
+  rebuilt only when its class is registered or passed as
+  ``custom_objects={"MyModel": MyModel}`` (its ``__init__`` must accept its
+  ``get_config()``); otherwise use ``save_weights`` / ``load_weights`` on a
+  model built in code.
 * Custom losses and metrics (plain callables) are stored by name; loading a
-  model compiled with them needs them in ``custom_objects`` (else a
+  model compiled with them needs them registered or in ``custom_objects`` (else a
   ``ValueError`` names them), or ``compile=False`` for an uncompiled model.
 * Writing is atomic: the file is written to a temporary file in the same
   directory, flushed to disk and renamed over the target, so a crash while
@@ -42,6 +43,8 @@ import zipfile
 from typing import Any, Callable
 
 import numpy as np
+
+from . import registry
 
 __all__ = ["load_model", "load_weights", "save_model", "save_weights"]
 
@@ -123,11 +126,16 @@ def _weights_meta(model: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarra
     return meta, arrays
 
 
+def _custom_name(value: Any) -> str:
+    """The name a custom loss or metric is stored by: its registered name, if any."""
+    return registry.get_registered_name(value) or getattr(value, "__name__", type(value).__name__)
+
+
 def _serialize_compile(model: Any) -> dict[str, Any] | None:
     from .. import losses, metrics
 
-    args = model._compile_args
-    if not model.compiled or args is None:
+    args = model.get_compile_config()
+    if args is None:
         return None
 
     def loss_entry(value: Any) -> Any:
@@ -140,7 +148,7 @@ def _serialize_compile(model: Any) -> dict[str, Any] | None:
         try:
             return losses.serialize(losses.get(value))
         except TypeError:  # a plain function or an unregistered class: stored by name
-            return {"custom": getattr(value, "__name__", type(value).__name__)}
+            return {"custom": _custom_name(value)}
 
     def metric_entry(value: Any) -> Any:
         if isinstance(value, str):
@@ -153,7 +161,7 @@ def _serialize_compile(model: Any) -> dict[str, Any] | None:
                 out = None
             if out is not None:
                 return out
-        return {"custom": getattr(value, "__name__", type(value).__name__)}
+        return {"custom": _custom_name(value)}
 
     loss = args["loss"]
     if isinstance(loss, dict) and not ("class_name" in loss and "config" in loss):
@@ -338,12 +346,15 @@ def load_weights(model: Any, path: Any) -> None:
 def _resolve(where: str, entry: Any, custom: dict[str, Any], kind: str) -> Any:
     if isinstance(entry, dict) and "custom" in entry:
         name = entry["custom"]
-        if name not in custom:
+        if name in custom:
+            return custom[name]
+        found = registry.get_registered_object(name)  # a registered function
+        if found is None:
             raise ValueError(
                 f"{where}: the model was compiled with the custom {kind} {name!r}; pass it in "
                 "custom_objects, or load with compile=False"
             )
-        return custom[name]
+        return found
     return entry
 
 
@@ -368,7 +379,8 @@ def load_model(
         For a corrupt, truncated or foreign file (the message names the path), or
         a missing custom object.
     """
-    from .. import layers, losses, models, optimizers
+    from .. import layers, losses, optimizers
+    from ..training import Trainer
 
     where = "load_model()"
     custom = dict(custom_objects or {})
@@ -382,16 +394,13 @@ def load_model(
     malformed = (ValueError, TypeError, KeyError, AttributeError, IndexError)
     try:
         model = layers.deserialize(meta.get("model"), custom)
-        if not isinstance(model, models.Model):
+        if not isinstance(model, Trainer):
             archive.fail("the architecture is not a model")
         if not model.built:
             spec = meta["model"].get("build_shape")
             if spec is None:
                 archive.fail("no input shape recorded for the model")
-            from ..autograd import no_grad
-
-            with no_grad():
-                model(models.model._zeros_for(spec, model.dtype))
+            model.build(spec)
     except malformed as exc:
         if str(exc).startswith(where):
             raise
