@@ -680,12 +680,12 @@ def max_pool(
     x: Any,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> Tensor:
     """Differentiable :func:`cnnkit.ops.max_pool`."""
     t = _as_tensor(x)
-    spec = {"strides": strides, "padding": padding}
+    spec = {"stride": stride, "padding": padding}
     return _record(
         ops.max_pool(t.data, pool_size, **spec),
         (t,),
@@ -697,12 +697,12 @@ def avg_pool(
     x: Any,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> Tensor:
     """Differentiable :func:`cnnkit.ops.avg_pool`."""
     t = _as_tensor(x)
-    spec = {"strides": strides, "padding": padding}
+    spec = {"stride": stride, "padding": padding}
     return _record(
         ops.avg_pool(t.data, pool_size, **spec),
         (t,),

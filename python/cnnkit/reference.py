@@ -395,11 +395,11 @@ def gram_backward(x: ArrayLike, dG: ArrayLike, *, normalize: str | None = None) 
     return np.einsum("npc,ncd->npd", f, s).reshape(x.shape)
 
 
-def _pool_setup(x: ArrayLike, pool_size, strides, padding):
+def _pool_setup(x: ArrayLike, pool_size, stride, padding):
     x = np.asarray(x)
     rank = x.ndim - 2
     window = _per_dim(pool_size, rank)
-    steps = window if strides is None else _per_dim(strides, rank)
+    steps = window if stride is None else _per_dim(stride, rank)
     pads = _window_padding(x.shape[1:-1], window, steps, (1,) * rank, padding)
     return x, window, steps, pads
 
@@ -437,21 +437,21 @@ def _unwindow(grads: np.ndarray, shape, window, steps, pads) -> np.ndarray:
     return padded[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(sizes, pads)))]
 
 
-def max_pool(x: ArrayLike, pool_size, *, strides=None, padding="valid") -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+def max_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     return _windows(x, window, steps, pads, -np.inf).max(axis=-1)  # -inf padding never wins
 
 
-def avg_pool(x: ArrayLike, pool_size, *, strides=None, padding="valid") -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+def avg_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     count = _real(x, window, steps, pads).sum(axis=-1).astype(x.dtype)
     return _windows(x, window, steps, pads, 0).sum(axis=-1) / count
 
 
 def max_pool_backward(
-    x: ArrayLike, dy: ArrayLike, pool_size, *, strides=None, padding="valid"
+    x: ArrayLike, dy: ArrayLike, pool_size, *, stride=None, padding="valid"
 ) -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     dtype = np.result_type(x, np.asarray(dy))
     x, dy = x.astype(dtype), np.asarray(dy, dtype)
     values = _windows(x, window, steps, pads, -np.inf)
@@ -464,9 +464,9 @@ def max_pool_backward(
 
 
 def avg_pool_backward(
-    x: ArrayLike, dy: ArrayLike, pool_size, *, strides=None, padding="valid"
+    x: ArrayLike, dy: ArrayLike, pool_size, *, stride=None, padding="valid"
 ) -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     dtype = np.result_type(x, np.asarray(dy))
     real = _real(x, window, steps, pads)
     share = np.asarray(dy, dtype) / real.sum(axis=-1).astype(dtype)

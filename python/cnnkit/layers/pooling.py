@@ -52,7 +52,7 @@ class _Pool(Layer):
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         self._need_rank(x.shape, self.rank + 2, self.layout)
         pool = ag.max_pool if self.kind == "max" else ag.avg_pool
-        return pool(x, self.pool_size, strides=self.strides, padding=self.padding)
+        return pool(x, self.pool_size, stride=self.strides, padding=self.padding)
 
     def get_config(self) -> dict[str, Any]:
         return {
