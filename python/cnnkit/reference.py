@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -595,9 +596,16 @@ def _kmeans_seed(wh: np.ndarray, k: int, uniforms: np.ndarray) -> np.ndarray:
     return wh[picks].copy()
 
 
-def kmeans_anchors(wh, k, *, iterations=100, seed=0, iou_threshold=0.5):
-    from .ops import KMeansAnchors
+class KMeansAnchors(NamedTuple):
+    """The result of :func:`kmeans_anchors`: the fields of ``cnnkit.ops.KMeansAnchors``
+    (defined here too, so that the specification depends on NumPy only)."""
 
+    anchors: np.ndarray
+    mean_iou: float
+    recall: float
+
+
+def kmeans_anchors(wh, k, *, iterations=100, seed=0, iou_threshold=0.5):
     raw = np.asarray(wh)
     shapes = raw.astype(np.float64)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
