@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -274,7 +274,9 @@ def _window_padding(
     return [p if isinstance(p, (tuple, list)) else (p, p) for p in _per_dim(padding, rank)]
 
 
-def _conv_setup(x, w, stride, padding, dilation, *others):
+def _conv_setup(
+    x, w, stride, padding, dilation, *others
+) -> tuple[np.ndarray, np.ndarray, Any, Any, Any, Any, Any]:
     """x and w in the result dtype of x, w and the other float inputs given."""
     x, w = np.asarray(x), np.asarray(w)
     dtype = np.result_type(x, w, *(np.asarray(o) for o in others if o is not None))
@@ -396,7 +398,7 @@ def gram_backward(x: ArrayLike, dG: ArrayLike, *, normalize: str | None = None) 
     return np.einsum("npc,ncd->npd", f, s).reshape(x.shape)
 
 
-def _pool_setup(x: ArrayLike, pool_size, stride, padding):
+def _pool_setup(x: ArrayLike, pool_size, stride, padding) -> tuple[np.ndarray, Any, Any, Any]:
     x = np.asarray(x)
     rank = x.ndim - 2
     window = _per_dim(pool_size, rank)
