@@ -220,9 +220,9 @@ class Optimizer:
                     state[key] = arr.copy()
             return state
         for name in self._slot_names:
-            for i, arr in enumerate(self._slots.get(name, [])):
-                if arr is not None:
-                    state[f"{name}/{i}"] = arr.copy()
+            for i, slot in enumerate(self._slots.get(name, [])):
+                if slot is not None:
+                    state[f"{name}/{i}"] = slot.copy()
         return state
 
     def _validate_state(self, f: str, state: Mapping[str, Any], variables: Sequence[Any]) -> None:
@@ -297,6 +297,7 @@ class Optimizer:
                 continue
             name, i = key.split("/")
             slot = self._slots[name][int(i)]
+            assert slot is not None  # built: every slot of a trainable variable exists
             slot[...] = arr.astype(slot.dtype, copy=False)
 
     @property

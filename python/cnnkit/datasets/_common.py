@@ -50,7 +50,7 @@ def random_colours(
     rng: np.random.Generator, shape: tuple[int, ...], value: tuple[float, float], saturation
 ) -> np.ndarray:
     h = rng.random(shape)
-    s = rng.uniform(*saturation, shape)
+    s = rng.uniform(saturation[0], saturation[1], shape)
     v = rng.uniform(*value, shape)
     return hsv_to_rgb(h, s, v)
 

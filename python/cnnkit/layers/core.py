@@ -46,7 +46,7 @@ class InputLayer(Layer):
         if tuple(x.shape[1:]) != self.input_shape_arg:
             raise ValueError(
                 f"{self._where()}: expected input of shape (batch, "
-                f"{', '.join(map(str, self.input_shape_arg))}), got {tuple(x.shape)}"
+                f"{', '.join(map(str, self.input_shape_arg or ()))}), got {tuple(x.shape)}"
             )
         return x
 

@@ -111,7 +111,10 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
+        self._set_trainable(bool(value))
+
+    def _set_trainable(self, value: bool) -> None:
+        self._trainable = value
         for v in self._weights:
             v.requires_grad = v.trainable and self._trainable
 
@@ -164,7 +167,7 @@ class Layer:
         arrays = [np.asarray(w) for w in weights]
         for v, a in zip(own, arrays):
             if a.shape != v.shape:
-                owner = v.name.split("/")[0]  # weights are named "<layer>/<weight>"
+                owner = (v.name or "").split("/")[0]  # weights are named "<layer>/<weight>"
                 raise ValueError(
                     f"set_weights(): layer {owner!r} weight {v.name!r} has shape "
                     f"{v.shape}, got {a.shape}"

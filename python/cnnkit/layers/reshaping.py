@@ -64,6 +64,7 @@ class ZeroPadding2D(Layer):
         super().__init__(**kwargs)
         where = f"ZeroPadding2D({self.name!r})"
         text = f"{where}: padding must be an int, (rows, cols) or ((top, bottom), (left, right))"
+        pairs: tuple[tuple[Any, ...], ...]
         if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
             pairs = ((padding, padding), (padding, padding))
         elif isinstance(padding, (list, tuple)) and len(padding) == 2:
@@ -75,8 +76,12 @@ class ZeroPadding2D(Layer):
                 pairs = tuple((p, p) for p in padding)
         else:
             raise ValueError(f"{text}, got {padding!r}")
-        self.padding = tuple(
-            tuple(_validate.integer(where, "padding", v, minimum=0) for v in p) for p in pairs
+        self.padding: tuple[tuple[int, int], ...] = tuple(
+            (
+                _validate.integer(where, "padding", p[0], minimum=0),
+                _validate.integer(where, "padding", p[1], minimum=0),
+            )
+            for p in pairs
         )
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:

@@ -73,6 +73,7 @@ class Model(Trainer, Layer):
     """
 
     _kind = "model"
+    _layers: list[Layer]  # tracked in assignment order (set up before Layer.__init__ runs)
 
     def __init__(
         self,
@@ -87,8 +88,8 @@ class Model(Trainer, Layer):
         super().__init__(name=name, trainable=trainable, dtype=dtype, **kwargs)
         where = f"{type(self).__name__}()"
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**63))
-        self.seed = _validate.seed(where, "seed", seed)
+            seed = int(np.random.default_rng().integers(2**63))
+        self.seed: int = _validate.seed(where, "seed", seed)
         self._seed_key = (self.seed,)
         self._init_trainer()
         try:
@@ -148,10 +149,9 @@ class Model(Trainer, Layer):
             f"get_layer(): no layer named {name!r}; layers: {[x.name for x in self._layers]}"
         )
 
-    @Layer.trainable.setter
-    def trainable(self, value: bool) -> None:
+    def _set_trainable(self, value: bool) -> None:
         # As Keras 3: freezing a model freezes every layer in it.
-        Layer.trainable.fset(self, value)
+        super()._set_trainable(value)
         for layer in self.__dict__.get("_layers", []):
             layer.trainable = value
 

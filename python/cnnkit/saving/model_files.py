@@ -84,7 +84,7 @@ def _atomic_write(path: Any, write: Callable[[Any], None]) -> None:
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = _io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
@@ -128,7 +128,8 @@ def _weights_meta(model: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarra
 
 def _custom_name(value: Any) -> str:
     """The name a custom loss or metric is stored by: its registered name, if any."""
-    return registry.get_registered_name(value) or getattr(value, "__name__", type(value).__name__)
+    name = registry.get_registered_name(value) or getattr(value, "__name__", None)
+    return name if isinstance(name, str) else type(value).__name__
 
 
 def _serialize_compile(model: Any) -> dict[str, Any] | None:
@@ -393,7 +394,7 @@ def load_model(
     # as any of these from the constructors; all mean the file is bad.
     malformed = (ValueError, TypeError, KeyError, AttributeError, IndexError)
     try:
-        model = layers.deserialize(meta.get("model"), custom)
+        model: Any = layers.deserialize(meta.get("model"), custom)
         if not isinstance(model, Trainer):
             archive.fail("the architecture is not a model")
         if not model.built:
@@ -425,8 +426,9 @@ def load_model(
         else:
             loss = loss_of(loss_json.get("one"))
         m = settings.get("metrics")
+        metrics: Any = None
         if m is None:
-            metrics = None
+            pass
         elif "by_output" in m:
             metrics = {
                 k: [_resolve(where, e, custom, "metric") for e in v]

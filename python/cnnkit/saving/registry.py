@@ -64,10 +64,10 @@ def register_serializable(package: str = "Custom", name: str | None = None) -> C
             raise ValueError(f"{where}: {arg} must be a non-empty str without '>', got {value!r}")
 
     def decorator(obj: T) -> T:
-        base = getattr(obj, "__name__", None)
-        if name is None and not base:
+        own = name or getattr(obj, "__name__", None)
+        if not isinstance(own, str) or not own:
             raise ValueError(f"{where}: {obj!r} has no __name__; pass name=")
-        key = (name or base) if package == "cnnkit" else f"{package}>{name or base}"
+        key = own if package == "cnnkit" else f"{package}>{own}"
         entries = _OBJECTS.setdefault(key, [])
         for other in entries:
             if other is obj:
