@@ -241,3 +241,19 @@ def test_a_bad_first_batch_from_an_iterable_has_no_such_note():
     with pytest.raises(ValueError) as info:
         stack().fit(batches, verbose=0)
     assert "already applied" not in str(info.value)
+
+
+def test_numpy_blas_runs_on_one_thread_during_fit():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+
+    class Probe(callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+            seen.extend(p["num_threads"] for p in blas)
+
+    x, y = data()
+    if not any(p["user_api"] == "blas" for p in threadpoolctl.threadpool_info()):
+        pytest.skip("NumPy's BLAS is not visible to threadpoolctl")
+    stack().fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[Probe()])
+    assert seen and set(seen) == {1}

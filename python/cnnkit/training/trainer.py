@@ -672,6 +672,19 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     # -- evaluate ------------------------------------------------------------------------------
+    def _one_pass_callbacks(self, callbacks: Any, verbose: int, steps: int | None) -> Any:
+        """The callbacks of evaluate / predict (one pass; a progress bar when verbose)."""
+        from .. import callbacks as callbacks_module
+
+        return callbacks_module.CallbackList(
+            list(callbacks or []),
+            add_progbar=bool(verbose),
+            model=self,
+            verbose=verbose,
+            epochs=1,
+            steps=steps,
+        )
+
     def _test_loop(self, where: str, data: Any, cblist: Any) -> dict[str, float]:
         self.reset_metrics()
         batches = data.batches()
@@ -709,8 +722,6 @@ class Trainer:
         dict when ``return_dict``. ``verbose=1`` draws a progress bar, ``2`` prints
         one line.
         """
-        from .. import callbacks as callbacks_module
-
         where = "evaluate()"
         self._require_compiled(where)
         batch_size = _validate.integer(where, "batch_size", batch_size, minimum=1)
@@ -724,14 +735,7 @@ class Trainer:
             x, y, _ = self._prepare_xy(where, x, y)
             sw = None if sample_weight is None else np.asarray(sample_weight)
             data = ArrayDataAdapter(x, y, sw, batch_size)
-        cblist = callbacks_module.CallbackList(
-            list(callbacks or []),
-            add_progbar=bool(verbose),
-            model=self,
-            verbose=verbose,
-            epochs=1,
-            steps=data.num_batches,
-        )
+        cblist = self._one_pass_callbacks(callbacks, verbose, data.num_batches)
         cblist.on_test_begin()
         logs = self._test_loop(where, data, cblist)
         cblist.on_test_end(dict(logs))
@@ -755,8 +759,6 @@ class Trainer:
         ``on_predict_begin``, ``on_predict_batch_begin/end`` (logs ``{"outputs": ...}``)
         and ``on_predict_end``. ``verbose=1`` draws a progress bar.
         """
-        from .. import callbacks as callbacks_module
-
         where = "predict()"
         batch_size = _validate.integer(where, "batch_size", batch_size, minimum=1)
         verbose = _verbose(where, verbose)
@@ -769,14 +771,7 @@ class Trainer:
             x = self._as_model_dtype(where, x)
             self._check_input(where, x)  # type: ignore[attr-defined]
             data = ArrayDataAdapter(x, None, None, batch_size)
-        cblist = callbacks_module.CallbackList(
-            list(callbacks or []),
-            add_progbar=bool(verbose),
-            model=self,
-            verbose=verbose,
-            epochs=1,
-            steps=data.num_batches,
-        )
+        cblist = self._one_pass_callbacks(callbacks, verbose, data.num_batches)
         outputs = []
         cblist.on_predict_begin()
         with ag.no_grad(), _blas_single_thread():
