@@ -174,3 +174,18 @@ def test_import_cnnkit_loads_no_submodule_but_the_core():
         timeout=60,
     )
     assert done.stdout.strip() == "['cnnkit', 'cnnkit._core']", done.stdout + done.stderr
+
+
+def test_public_names_keep_their_paths():
+    import cnnkit.layers
+    import cnnkit.models
+
+    assert cnnkit.Sequential is cnnkit.models.Sequential
+    assert cnnkit.Model is cnnkit.models.Model
+    assert cnnkit.load_model is cnnkit.io.load_model is cnnkit.saving.load_model
+    assert cnnkit.models.NonFiniteLossError is cnnkit.training.NonFiniteLossError
+    for name in cnnkit.layers.__all__:
+        assert getattr(cnnkit.layers, name).__module__.startswith("cnnkit.layers")
+    assert cnnkit.layers.Conv2D.__module__ == "cnnkit.layers.convolutional"
+    assert callable(cnnkit.saving.register_serializable)
+    assert callable(cnnkit.training.unpack_x_y_sample_weight)

@@ -58,6 +58,7 @@ _SUBMODULES = {
     "reference",
     "saving",
     "schedules",
+    "training",
 }
 # Names re-exported from submodules, loaded on first use like the submodules.
 _LAZY = {"Sequential": "models", "Model": "models", "load_model": "saving"}
