@@ -149,6 +149,20 @@ def test_evaluate_and_predict_fire_their_hooks():
     ]
 
 
+def test_validation_in_fit_fires_the_test_hooks():
+    x, y = data(12)
+    rec = Recorder()
+    stack().fit(x, y, batch_size=6, epochs=2, verbose=0, validation_data=(x, y), callbacks=[rec])
+    assert rec.calls == 2 * [
+        ("on_test_begin",),
+        ("on_test_batch_begin", 0),
+        ("on_test_batch_end", 0),
+        ("on_test_batch_begin", 1),
+        ("on_test_batch_end", 1),
+        ("on_test_end",),
+    ]
+
+
 def test_predict_batch_end_logs_hold_the_outputs():
     seen = []
 

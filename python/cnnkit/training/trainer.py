@@ -646,7 +646,10 @@ class Trainer:
                         "used up after one pass: pass a re-iterable loader)"
                     )
                 if val is not None and not nan_stop:
-                    val_logs = self._test_loop("fit(): validation_data", val, None)
+                    # As Keras: validation fires the test hooks (the progress bar ignores them).
+                    cblist.on_test_begin()
+                    val_logs = self._test_loop("fit(): validation_data", val, cblist)
+                    cblist.on_test_end(dict(val_logs))
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 cblist.on_epoch_end(epoch, dict(logs))
                 if self.stop_training:
