@@ -153,3 +153,19 @@ def test_initializers_serialize_rejects_unregistered_like_the_others():
 
     with pytest.raises(TypeError, match=r"initializers.serialize\(\): Mine is not registered"):
         initializers.serialize(Mine())
+
+
+def test_classes_of_modules_loaded_on_first_use_are_found_by_name(tmp_path, monkeypatch):
+    module = tmp_path / "cnnkit_first_use_probe.py"
+    module.write_text(
+        "import cnnkit\n"
+        "@cnnkit.saving.register_serializable(package='cnnkit', name='FirstUseProbe')\n"
+        "class FirstUseProbe(cnnkit.layers.Layer):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry._FIRST_USE_MODULES, "FirstUseProbe", "cnnkit_first_use_probe")
+    cls = registry.get_registered_object("FirstUseProbe", layers.Layer)
+    assert cls is not None and cls.__module__ == "cnnkit_first_use_probe"
+    layer = layers.deserialize({"class_name": "FirstUseProbe", "config": {"name": "probe"}})
+    assert isinstance(layer, cls) and layer.name == "probe"

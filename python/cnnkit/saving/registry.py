@@ -23,6 +23,7 @@ without an import cycle.
 
 from __future__ import annotations
 
+import importlib
 import re
 import types
 from collections.abc import Mapping
@@ -42,6 +43,11 @@ T = TypeVar("T")
 # registered name -> the objects registered under it (one per kind at most)
 _OBJECTS: dict[str, list[Any]] = {}
 _NAME_ATTR = "_cnnkit_registered_name"
+
+# cnnkit's own classes that live in modules loaded on first use (applications, above the
+# modules that look names up): registered name -> module, imported when a lookup misses, so
+# a fresh process loads such a model without custom_objects. Add an entry with the class.
+_FIRST_USE_MODULES: dict[str, str] = {}
 
 
 def register_serializable(package: str = "Custom", name: str | None = None) -> Callable[[T], T]:
@@ -120,6 +126,8 @@ def get_registered_object(
 
     if custom_objects and name in custom_objects:
         return custom_objects[name]
+    if name not in _OBJECTS and name in _FIRST_USE_MODULES:
+        importlib.import_module(_FIRST_USE_MODULES[name])  # registers the class
     for obj in _OBJECTS.get(name, []):
         if fits(obj):
             return obj
