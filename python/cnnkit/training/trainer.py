@@ -796,6 +796,6 @@ class Trainer:
 
 
 def _verbose(where: str, verbose: Any) -> int:
-    if verbose not in (0, 1, 2, "auto") or isinstance(verbose, bool):
+    if verbose not in (0, 1, 2, "auto"):  # True and False count as 1 and 0, as before
         raise ValueError(f"{where}: verbose must be 0, 1 or 2, got {verbose!r}")
     return 1 if verbose == "auto" else int(verbose)
