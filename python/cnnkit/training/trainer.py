@@ -143,6 +143,9 @@ def _outputs_as_arrays(out: Any) -> Any:
     return _nest.map_structure(lambda t: t.data if isinstance(t, Tensor) else np.asarray(t), out)
 
 
+_BLAS_CONTROLLER: list[Any] = []  # threadpoolctl's controller, made once (it scans libraries)
+
+
 @contextlib.contextmanager
 def _blas_single_thread() -> Iterator[None]:
     """NumPy's BLAS at one thread for the duration (threadpoolctl, if installed).
@@ -150,13 +153,21 @@ def _blas_single_thread() -> Iterator[None]:
     OpenBLAS threads spin after each call; on a machine whose cores cnnkit's OpenMP
     threads already use, that spinning halved training throughput. Without threadpoolctl
     nothing changes (the hot path avoids NumPy's BLAS anyway; see autograd's Dense).
+    The controller is made once: entering its limit then costs microseconds, so
+    ``predict`` called per image pays nothing noticeable.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _BLAS_CONTROLLER.append(None)
+        else:
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+    controller = _BLAS_CONTROLLER[0]
+    if controller is None:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):
         yield
 
 
