@@ -35,7 +35,7 @@ Geometry pool_geometry(const py::array& x, py::handle pool_size, py::handle stri
   g.rank = static_cast<int>(x.ndim()) - 2;
   for (int d = 0; d < g.rank; ++d) g.in[d] = x.shape(1 + d);
   const auto kernel = per_dim(pool_size, g.rank, fn, "pool_size");
-  const auto stride = strides.is_none() ? kernel : per_dim(strides, g.rank, fn, "strides");
+  const auto stride = strides.is_none() ? kernel : per_dim(strides, g.rank, fn, "stride");
   for (int d = 0; d < g.rank; ++d) {
     g.kernel[d] = kernel[size_t(d)];
     g.stride[d] = stride[size_t(d)];

@@ -197,8 +197,8 @@ pool_cases = st.sampled_from(
 def test_pool_gradients(case, seed):
     shape, size, strides, padding = case
     x = normal(shape, seed)
-    check_gradients(lambda t: ag.max_pool(t, size, strides=strides, padding=padding), [x])
-    check_gradients(lambda t: ag.avg_pool(t, size, strides=strides, padding=padding), [x])
+    check_gradients(lambda t: ag.max_pool(t, size, stride=strides, padding=padding), [x])
+    check_gradients(lambda t: ag.avg_pool(t, size, stride=strides, padding=padding), [x])
     check_gradients(ag.global_avg_pool, [x])
     check_gradients(ag.global_max_pool, [x])
 

@@ -587,7 +587,11 @@ def test_importing_callbacks_does_not_load_tqdm():
         (lambda: cb.EarlyStopping(patience=-1), ValueError, "patience must be >= 0, got -1"),
         (lambda: cb.EarlyStopping(patience=1.5), TypeError, "patience must be an int"),
         (lambda: cb.EarlyStopping(min_delta="0"), TypeError, "min_delta must be a real number"),
-        (lambda: cb.EarlyStopping(baseline=math.nan), ValueError, "baseline must not be NaN"),
+        (
+            lambda: cb.EarlyStopping(baseline=math.nan),
+            ValueError,
+            r"baseline must be a number \(not",
+        ),
         (lambda: cb.EarlyStopping(monitor=3), TypeError, "monitor must be a str, got int"),
         (lambda: cb.EarlyStopping(start_from_epoch=-2), ValueError, "start_from_epoch"),
     ],

@@ -259,7 +259,7 @@ def test_shapes_rejects(kwargs, exc, match):
         ({"n": -3}, ValueError, r"single_object\(\): n must be >= 0, got -3"),
         ({"classes": ("hexagon",)}, ValueError, r"single_object\(\): unknown class name"),
         ({"p_object": 1.5}, ValueError, r"single_object\(\): p_object must be in \[0, 1\]"),
-        ({"p_object": "a"}, TypeError, r"single_object\(\): p_object must be a number"),
+        ({"p_object": "a"}, TypeError, r"single_object\(\): p_object must be a real number"),
         ({"image_size": 0}, ValueError, r"single_object\(\): image_size sides must be >= 16"),
         ({"seed": "x"}, TypeError, r"single_object\(\): seed must be an int"),
     ],

@@ -171,7 +171,7 @@ def test_activations_of_named_layers_carry_gradients():
     np.testing.assert_array_equal(feats["d"].data, model.predict(image.data))
     (feats["c1"] ** 2).sum().backward()
     assert image.grad is not None and np.abs(image.grad).sum() > 0
-    assert model.get_layer("c1")._record is None
+    assert model.get_layer("c1")._output_sink is None
     with pytest.raises(ValueError, match="no layer named 'zzz'"):
         model.activations(image, ["zzz"])
 

@@ -243,7 +243,7 @@ def test_learning_rate_property():
     with pytest.raises(TypeError, match=r"Adam.learning_rate: this optimizer was created with a"):
         opt.learning_rate = 0.1
     opt.learning_rate = ExponentialDecay(0.2, 1, 0.5)  # a schedule may replace a schedule
-    with pytest.raises(ValueError, match=r"learning_rate must be in \[0.0, inf\], got -1.0"):
+    with pytest.raises(ValueError, match=r"learning_rate must be >= 0, got -1.0"):
         SGD(0.1).learning_rate = -1.0
 
 
@@ -441,21 +441,21 @@ def test_get():
 @pytest.mark.parametrize(
     ("make", "exc", "match"),
     [
-        (lambda: SGD(-0.1), ValueError, r"SGD\(\): learning_rate must be in \[0.0, inf\]"),
-        (lambda: SGD(float("nan")), ValueError, "learning_rate must be in"),
+        (lambda: SGD(-0.1), ValueError, r"SGD\(\): learning_rate must be >= 0, got -0.1"),
+        (lambda: SGD(float("nan")), ValueError, "learning_rate must be >= 0, got nan"),
         (lambda: SGD("fast"), TypeError, "learning_rate must be a float or a LearningRateSch"),
         (lambda: SGD(True), TypeError, "learning_rate must be a float"),
-        (lambda: SGD(momentum=1.5), ValueError, r"SGD\(\): momentum must be in \[0.0, 1.0\]"),
+        (lambda: SGD(momentum=1.5), ValueError, r"SGD\(\): momentum must be in \[0, 1\], got 1.5"),
         (lambda: SGD(nesterov="yes"), TypeError, "nesterov must be a bool"),
-        (lambda: Adam(beta_1=1.0), ValueError, r"Adam\(\): beta_1 must be in \[0.0, 1.0\)"),
+        (lambda: Adam(beta_1=1.0), ValueError, r"Adam\(\): beta_1 must be in \[0, 1\), got 1.0"),
         (lambda: Adam(beta_2=-0.1), ValueError, "beta_2 must be in"),
-        (lambda: Adam(epsilon=-1), ValueError, "epsilon must be in"),
+        (lambda: Adam(epsilon=-1), ValueError, "epsilon must be >= 0"),
         (lambda: Adam(amsgrad=1), TypeError, "amsgrad must be a bool"),
         (lambda: RMSprop(rho=1), ValueError, r"RMSprop\(\): rho must be in"),
         (lambda: RMSprop(centered=None), TypeError, "centered must be a bool"),
         (lambda: SGD(clipnorm=1, clipvalue=1), ValueError, "only one of clipnorm, clipvalue"),
-        (lambda: SGD(clipnorm=0), ValueError, r"clipnorm must be in \(0.0, inf\]"),
-        (lambda: SGD(weight_decay=-1), ValueError, "weight_decay must be in"),
+        (lambda: SGD(clipnorm=0), ValueError, r"clipnorm must be > 0, got 0.0"),
+        (lambda: SGD(weight_decay=-1), ValueError, "weight_decay must be >= 0"),
         (lambda: SGD(name=3), TypeError, "name must be a str"),
     ],
 )
@@ -531,8 +531,8 @@ def test_set_state_rejections():
     [
         ("adagrad", ValueError, r"optimizers.get\(\): unknown optimizer name 'adagrad'"),
         (3, TypeError, "identifier must be a str, a dict or an Optimizer, got int"),
-        ({"class_name": "nope"}, ValueError, "unknown optimizer 'nope'"),
-        ({"config": {}}, ValueError, "must have a str 'class_name'"),
+        ({"class_name": "nope"}, ValueError, "unknown optimizer class 'nope'"),
+        ({"config": {}}, ValueError, "must have a 'class_name' \\(a str\\)"),
         ({"class_name": "sgd", "config": []}, TypeError, r"config\['config'\] must be a dict"),
         (
             {"class_name": "sgd", "config": {"lr": 0.1}},
@@ -550,7 +550,7 @@ def test_serialize_rejects_subclasses_and_base_is_abstract():
     class Mine(SGD):
         pass
 
-    with pytest.raises(TypeError, match=r"optimizers.serialize\(\): optimizer must be SGD"):
+    with pytest.raises(TypeError, match=r"optimizers.serialize\(\): Mine is not registered"):
         optimizers.serialize(Mine())
     with pytest.raises(NotImplementedError, match="must implement _update"):
         Optimizer(0.1).apply_gradients([(np.zeros(1), Var(np.zeros(1)))])

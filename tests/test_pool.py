@@ -96,7 +96,7 @@ def problems(
         steps.append(k if default_strides else draw(st.integers(1, k + 2)))
     kwargs: dict = {}
     if not default_strides:
-        kwargs["strides"] = _per_dim_arg(draw, steps)
+        kwargs["stride"] = _per_dim_arg(draw, steps)
     if padding in ("valid", "same"):
         if padding == "same" or draw(st.booleans()):
             kwargs["padding"] = padding
@@ -172,7 +172,7 @@ def test_max_pool_propagates_nan_and_handles_infinities(problem, special):
 def test_same_padding_puts_the_odd_element_at_the_end():
     x = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1)
     # pool 4, stride 1, "same": 3 padding elements, 1 before and 2 after.
-    got = ops.avg_pool(x, 4, strides=1, padding="same")
+    got = ops.avg_pool(x, 4, stride=1, padding="same")
     assert np.array_equal(got[0, :, 0], [2.0, 2.5, 3.0, 3.5])
     got = ops.max_pool(np.array([1.0, 5.0, 2.0, 4.0, 3.0]).reshape(1, 5, 1), 2, padding="same")
     assert np.array_equal(got[0, :, 0], [5.0, 4.0, 3.0])
@@ -180,13 +180,13 @@ def test_same_padding_puts_the_odd_element_at_the_end():
 
 def test_avg_pool_counts_only_real_elements():
     x = np.ones((1, 3, 3, 1))
-    assert np.array_equal(ops.avg_pool(x, 3, strides=1, padding=1), np.ones((1, 3, 3, 1)))
-    assert np.array_equal(ops.max_pool(-x, 3, strides=1, padding=1), -np.ones((1, 3, 3, 1)))
+    assert np.array_equal(ops.avg_pool(x, 3, stride=1, padding=1), np.ones((1, 3, 3, 1)))
+    assert np.array_equal(ops.max_pool(-x, 3, stride=1, padding=1), -np.ones((1, 3, 3, 1)))
 
 
 def test_pool_accepts_array_likes_and_keeps_float32():
     assert np.array_equal(ops.max_pool([[[1.0], [2.0]]], 2), [[[2.0]]])
-    y = ops.avg_pool(np.ones((1, 4, 4, 2), np.float32), (2, 2), strides=(2, 2))
+    y = ops.avg_pool(np.ones((1, 4, 4, 2), np.float32), (2, 2), stride=(2, 2))
     assert y.dtype == np.float32
     assert y.shape == (1, 2, 2, 2)
 
@@ -236,16 +236,16 @@ def test_max_pool_backward_of_a_constant_goes_to_each_window_start(rank, padding
     # element, also when overlapping windows span the rows of several tasks.
     n = 9
     x = np.zeros((1, *(n,) * rank, 2))
-    dy = np.arange(1.0, 1.0 + np.prod(ops.max_pool(x, 3, strides=1, padding=padding).shape))
-    dy = dy.reshape(ops.max_pool(x, 3, strides=1, padding=padding).shape)
-    dx = ops.max_pool_backward(x, dy, 3, strides=1, padding=padding)
+    dy = np.arange(1.0, 1.0 + np.prod(ops.max_pool(x, 3, stride=1, padding=padding).shape))
+    dy = dy.reshape(ops.max_pool(x, 3, stride=1, padding=padding).shape)
+    dx = ops.max_pool_backward(x, dy, 3, stride=1, padding=padding)
     shift = 1 if padding == "same" else 0  # the first window starts in the padding
     want = np.zeros_like(x)
     for o in np.ndindex(*dy.shape[1:-1]):
         first = tuple(max(i - shift, 0) for i in o)
         want[(0, *first)] += dy[(0, *o)]
     assert np.array_equal(dx, want)
-    assert np.array_equal(dx, reference.max_pool_backward(x, dy, 3, strides=1, padding=padding))
+    assert np.array_equal(dx, reference.max_pool_backward(x, dy, 3, stride=1, padding=padding))
 
 
 @given(problems(), st.integers(0, 2**32 - 1))
@@ -326,11 +326,11 @@ def test_global_avg_pool_accumulates_in_double():
 
 # Large enough for two threads; overlapping windows (phases), padding, 1-D and 3-D.
 THREAD_CASES = [
-    ((4, 33, 31, 20), np.float32, 3, {"strides": 1, "padding": "same"}),
+    ((4, 33, 31, 20), np.float32, 3, {"stride": 1, "padding": "same"}),
     ((2, 40, 40, 64), np.float32, 2, {}),
-    ((3, 500, 50), np.float64, 5, {"strides": 2, "padding": ((2, 1),)}),
-    ((2, 11, 12, 13, 9), np.float32, (3, 2, 2), {"strides": (2, 1, 3), "padding": "same"}),
-    ((1, 64, 64, 33), np.float64, 3, {"strides": 2, "padding": 1}),
+    ((3, 500, 50), np.float64, 5, {"stride": 2, "padding": ((2, 1),)}),
+    ((2, 11, 12, 13, 9), np.float32, (3, 2, 2), {"stride": (2, 1, 3), "padding": "same"}),
+    ((1, 64, 64, 33), np.float64, 3, {"stride": 2, "padding": 1}),
 ]
 
 
@@ -393,7 +393,7 @@ def test_agrees_with_torch(shape, pool_size, strides, padding):
     functional = torch.nn.functional
     rank = len(shape) - 2
     x = np.random.default_rng(5).permutation(math.prod(shape)).reshape(shape) / 7.0
-    kwargs = {"strides": strides, "padding": padding}
+    kwargs = {"stride": strides, "padding": padding}
     t = torch.from_numpy(np.moveaxis(x, -1, 1).copy()).requires_grad_()
     max_nd = getattr(functional, f"max_pool{rank}d")
     avg_nd = getattr(functional, f"avg_pool{rank}d")
@@ -468,7 +468,7 @@ def test_global_pools_reject_zero_positions(fn, shape):
 
 
 @pytest.mark.parametrize("fn", WINDOWED)
-@pytest.mark.parametrize("name", ["pool_size", "strides"])
+@pytest.mark.parametrize("name", ["pool_size", "stride"])
 @pytest.mark.parametrize("value", [0, -1, (2, 0), (-3, 1)])
 def test_rejects_non_positive_window_or_strides(fn, name, value):
     args = {"pool_size": 2, name: value}
@@ -478,7 +478,7 @@ def test_rejects_non_positive_window_or_strides(fn, name, value):
 
 
 @pytest.mark.parametrize("fn", WINDOWED)
-@pytest.mark.parametrize("name", ["pool_size", "strides"])
+@pytest.mark.parametrize("name", ["pool_size", "stride"])
 @pytest.mark.parametrize("value", [(2,), (2, 2, 2), []])
 def test_rejects_window_or_strides_of_wrong_length(fn, name, value):
     args = {"pool_size": 2, name: value}
@@ -488,7 +488,7 @@ def test_rejects_window_or_strides_of_wrong_length(fn, name, value):
 
 
 @pytest.mark.parametrize("fn", WINDOWED)
-@pytest.mark.parametrize("name", ["pool_size", "strides"])
+@pytest.mark.parametrize("name", ["pool_size", "stride"])
 @pytest.mark.parametrize(("value", "type_name"), [(2.0, "float"), ("2", "str"), (True, "bool")])
 def test_rejects_window_or_strides_that_are_not_ints(fn, name, value, type_name):
     args = {"pool_size": 2, name: value}
@@ -556,7 +556,7 @@ def test_rejects_malformed_padding(fn, padding, error, match):
         (
             (1, 3, 5, 1),
             2,
-            {"strides": 1, "padding": ((0, 0), (0, 3))},
+            {"stride": 1, "padding": ((0, 0), (0, 3))},
             r"padding \(0, 3\) with pool_size 2 and stride 1 for size 5 in spatial dimension 1",
         ),
     ],

@@ -59,7 +59,7 @@ class Pool:
 
     @property
     def kwargs(self) -> dict:
-        return {"strides": self.stride, "padding": self.padding}
+        return {"stride": self.stride, "padding": self.padding}
 
     def too_slow(self) -> frozenset[str]:
         return REFERENCE if math.prod(self.shape) > REFERENCE_LIMIT else NOTHING

@@ -57,10 +57,12 @@ _SUBMODULES = {
     "ops",
     "optimizers",
     "reference",
+    "saving",
     "schedules",
+    "training",
 }
 # Names re-exported from submodules, loaded on first use like the submodules.
-_LAZY = {"Sequential": "models", "Model": "models", "load_model": "io"}
+_LAZY = {"Sequential": "models", "Model": "models", "load_model": "saving"}
 
 
 def __getattr__(name: str):

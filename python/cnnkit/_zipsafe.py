@@ -225,7 +225,7 @@ def read_npz(
                     )
                 budget.charge(nbytes * (2 if fortran else 1), f"{what} array {key!r}")
                 flat = np.empty(count, dtype)
-                view = memoryview(flat).cast("B")
+                view = flat.data.cast("B")
                 pos = 0
                 while pos < nbytes:
                     chunk = f.read(min(_CHUNK, nbytes - pos))

@@ -413,7 +413,7 @@ def _sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
 
 
-def _axes(axis: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
+def _axes(axis: int | Sequence[int] | None) -> Any:
     return tuple(axis) if isinstance(axis, (list, tuple)) else axis
 
 
@@ -664,7 +664,12 @@ def conv(
     """Differentiable :func:`cnnkit.ops.conv` (channels-last, 1 to 3 spatial dimensions)."""
     tx, tw = _as_tensor(x), _as_tensor(w)
     tb = None if b is None else _as_tensor(b)
-    spec = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    spec: dict[str, Any] = {
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": groups,
+    }
     out = ops.conv(tx.data, tw.data, None if tb is None else tb.data, **spec)
     parents = (tx, tw) if tb is None else (tx, tw, tb)
 
@@ -680,12 +685,12 @@ def max_pool(
     x: Any,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> Tensor:
     """Differentiable :func:`cnnkit.ops.max_pool`."""
     t = _as_tensor(x)
-    spec = {"strides": strides, "padding": padding}
+    spec: dict[str, Any] = {"stride": stride, "padding": padding}
     return _record(
         ops.max_pool(t.data, pool_size, **spec),
         (t,),
@@ -697,12 +702,12 @@ def avg_pool(
     x: Any,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> Tensor:
     """Differentiable :func:`cnnkit.ops.avg_pool`."""
     t = _as_tensor(x)
-    spec = {"strides": strides, "padding": padding}
+    spec: dict[str, Any] = {"stride": stride, "padding": padding}
     return _record(
         ops.avg_pool(t.data, pool_size, **spec),
         (t,),

@@ -41,6 +41,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from . import _validate
+from .saving.registry import register_serializable
+
 __all__ = [
     "CSVLogger",
     "Callback",
@@ -261,6 +264,7 @@ class CallbackList:
         self._call("on_predict_end", logs)
 
 
+@register_serializable(package="cnnkit")
 class History(Callback):
     """Records the epoch logs; ``Model.fit`` returns it.
 
@@ -292,9 +296,7 @@ class History(Callback):
 
 
 def _check_mode(func: str, mode: Any) -> str:
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"{func}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-    return mode
+    return _validate.choice(func, "mode", mode, ("auto", "min", "max"))
 
 
 def _higher_is_better(monitor: str, mode: str) -> bool:
@@ -308,23 +310,6 @@ def _check_monitor(func: str, monitor: Any) -> str:
     if not isinstance(monitor, str):
         raise TypeError(f"{func}: monitor must be a str, got {type(monitor).__name__}")
     return monitor
-
-
-def _check_int(func: str, arg: str, value: Any, lo: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{func}: {arg} must be an int, got {type(value).__name__}")
-    if value < lo:
-        raise ValueError(f"{func}: {arg} must be >= {lo}, got {value}")
-    return int(value)
-
-
-def _check_real(func: str, arg: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{func}: {arg} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{func}: {arg} must not be NaN")
-    return value
 
 
 def _monitor_value(who: str, monitor: str, logs: Mapping[str, Any] | None, what: str) -> Any:
@@ -359,6 +344,7 @@ def _print(*parts: Any) -> None:
     print(*parts, file=sys.stdout, flush=True)
 
 
+@register_serializable(package="cnnkit")
 class EarlyStopping(Callback):
     """Stop training when a monitored quantity has stopped improving.
 
@@ -407,13 +393,17 @@ class EarlyStopping(Callback):
         super().__init__()
         f = "EarlyStopping()"
         self.monitor = _check_monitor(f, monitor)
-        self.min_delta = abs(_check_real(f, "min_delta", min_delta))
-        self.patience = _check_int(f, "patience", patience)
-        self.verbose = _check_int(f, "verbose", verbose)
+        self.min_delta = abs(_validate.real(f, "min_delta", min_delta, finite=False))
+        self.patience = _validate.integer(f, "patience", patience, minimum=0)
+        self.verbose = _validate.integer(f, "verbose", verbose, minimum=0)
         self.mode = _check_mode(f, mode)
-        self.baseline = None if baseline is None else _check_real(f, "baseline", baseline)
+        self.baseline = (
+            None if baseline is None else _validate.real(f, "baseline", baseline, finite=False)
+        )
         self.restore_best_weights = bool(restore_best_weights)
-        self.start_from_epoch = _check_int(f, "start_from_epoch", start_from_epoch)
+        self.start_from_epoch = _validate.integer(
+            f, "start_from_epoch", start_from_epoch, minimum=0
+        )
         self._maximize = _higher_is_better(self.monitor, self.mode)
         self._reset()
 
@@ -471,6 +461,7 @@ class EarlyStopping(Callback):
             self.model.set_weights(self.best_weights)
 
 
+@register_serializable(package="cnnkit")
 class ModelCheckpoint(Callback):
     """Save the model (or its weights) during training.
 
@@ -515,7 +506,7 @@ class ModelCheckpoint(Callback):
         if not isinstance(self.filepath, str) or not self.filepath:
             raise ValueError(f"{f}: filepath must be a non-empty str path, got {filepath!r}")
         self.monitor = _check_monitor(f, monitor)
-        self.verbose = _check_int(f, "verbose", verbose)
+        self.verbose = _validate.integer(f, "verbose", verbose, minimum=0)
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
         self.mode = _check_mode(f, mode)
@@ -524,14 +515,16 @@ class ModelCheckpoint(Callback):
                 raise ValueError(
                     f"{f}: save_freq must be 'epoch' or a positive int, got {save_freq!r}"
                 )
-            _check_int(f, "save_freq", save_freq, lo=1)
+            _validate.integer(f, "save_freq", save_freq, minimum=1)
             save_freq = int(save_freq)
         self.save_freq = save_freq
         self._maximize = _higher_is_better(self.monitor, self.mode)
         if initial_value_threshold is None:
             self.best = -math.inf if self._maximize else math.inf
         else:
-            self.best = _check_real(f, "initial_value_threshold", initial_value_threshold)
+            self.best = _validate.real(
+                f, "initial_value_threshold", initial_value_threshold, finite=False
+            )
         self._current_epoch = 0
         self._batches_since_save = 0
         self._last_batch = -1
@@ -606,6 +599,7 @@ class ModelCheckpoint(Callback):
             _print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
 
 
+@register_serializable(package="cnnkit")
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` when a quantity stops improving.
 
@@ -640,15 +634,15 @@ class ReduceLROnPlateau(Callback):
         super().__init__()
         f = "ReduceLROnPlateau()"
         self.monitor = _check_monitor(f, monitor)
-        self.factor = _check_real(f, "factor", factor)
+        self.factor = _validate.real(f, "factor", factor, finite=False)
         if not 0 < self.factor < 1:
             raise ValueError(f"{f}: factor must be in (0, 1), got {factor}")
-        self.patience = _check_int(f, "patience", patience)
-        self.verbose = _check_int(f, "verbose", verbose)
+        self.patience = _validate.integer(f, "patience", patience, minimum=0)
+        self.verbose = _validate.integer(f, "verbose", verbose, minimum=0)
         self.mode = _check_mode(f, mode)
-        self.min_delta = _check_real(f, "min_delta", min_delta)
-        self.cooldown = _check_int(f, "cooldown", cooldown)
-        self.min_lr = _check_real(f, "min_lr", min_lr)
+        self.min_delta = _validate.real(f, "min_delta", min_delta, finite=False)
+        self.cooldown = _validate.integer(f, "cooldown", cooldown, minimum=0)
+        self.min_lr = _validate.real(f, "min_lr", min_lr, finite=False)
         if self.min_lr < 0:
             raise ValueError(f"{f}: min_lr must be >= 0, got {min_lr}")
         self._maximize = _higher_is_better(self.monitor, self.mode)
@@ -705,6 +699,7 @@ class ReduceLROnPlateau(Callback):
                     self.wait = 0
 
 
+@register_serializable(package="cnnkit")
 class LearningRateScheduler(Callback):
     """Set the learning rate at the start of each epoch from ``schedule``.
 
@@ -723,7 +718,7 @@ class LearningRateScheduler(Callback):
         if not callable(schedule):
             raise TypeError(f"{f}: schedule must be callable, got {type(schedule).__name__}")
         self.schedule = schedule
-        self.verbose = _check_int(f, "verbose", verbose)
+        self.verbose = _validate.integer(f, "verbose", verbose, minimum=0)
         self._two_args = _accepts_two_args(schedule)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -770,6 +765,7 @@ def _accepts_two_args(fn: Callable[..., Any]) -> bool:
     return True
 
 
+@register_serializable(package="cnnkit")
 class CSVLogger(Callback):
     """Write the epoch logs to a CSV file, one row per epoch.
 
@@ -860,6 +856,7 @@ class CSVLogger(Callback):
         self._writer = None
 
 
+@register_serializable(package="cnnkit")
 class TerminateOnNaN(Callback):
     """Set ``model.stop_training`` when a batch's loss is NaN or infinite."""
 
@@ -885,6 +882,7 @@ def _format_logs(logs: Mapping[str, Any], sep: str, kv: str) -> str:
     return sep.join(parts)
 
 
+@register_serializable(package="cnnkit")
 class ProgbarLogger(Callback):
     """Print progress and metrics to stdout during ``fit``, ``evaluate`` and ``predict``.
 
@@ -917,7 +915,11 @@ class ProgbarLogger(Callback):
     def set_params(self, params):
         super().set_params(params)
         verbose = self.params.get("verbose", 1)
-        self.verbose = 1 if verbose == "auto" else _check_int("ProgbarLogger", "verbose", verbose)
+        self.verbose = (
+            1
+            if verbose == "auto"
+            else _validate.integer("ProgbarLogger", "verbose", verbose, minimum=0)
+        )
         epochs = self.params.get("epochs", 1)
         self.epochs = 1 if epochs is None else epochs
         steps = self.params.get("steps")

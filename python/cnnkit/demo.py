@@ -86,7 +86,7 @@ def _draw(images: np.ndarray, detections: list[dict], path: Path, scale: int = 4
     sheet = Image.new("RGB", (cols * w * scale, rows * h * scale), (255, 255, 255))
     for k, (image, found) in enumerate(zip(images, detections)):
         tile = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
-        tile = tile.resize((w * scale, h * scale), Image.NEAREST)
+        tile = tile.resize((w * scale, h * scale), Image.Resampling.NEAREST)
         pen = ImageDraw.Draw(tile)
         for box, score, cls in zip(found["boxes"], found["scores"], found["classes"]):
             colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]

@@ -17,6 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate
+from .saving import registry
+from .saving.registry import register_serializable
+
 __all__ = [
     "Constant",
     "GlorotNormal",
@@ -53,11 +57,9 @@ class Initializer:
     """Base class: subclasses define :meth:`sample`."""
 
     def __init__(self, seed: int | None = None) -> None:
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(
-                f"{type(self).__name__}(): seed must be a non-negative int, got {seed!r}"
-            )
-        self.seed = None if seed is None else int(seed)
+        self.seed = (
+            None if seed is None else _validate.seed(f"{type(self).__name__}()", "seed", seed)
+        )
 
     def __call__(
         self,
@@ -81,6 +83,7 @@ class Initializer:
         return cls(**config)
 
 
+@register_serializable(package="cnnkit")
 class Zeros(Initializer):
     def __init__(self) -> None:
         super().__init__(None)
@@ -92,11 +95,13 @@ class Zeros(Initializer):
         return {}
 
 
+@register_serializable(package="cnnkit")
 class Ones(Zeros):
     def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         return np.ones(shape)
 
 
+@register_serializable(package="cnnkit")
 class Constant(Initializer):
     def __init__(self, value: float = 0.0) -> None:
         super().__init__(None)
@@ -109,6 +114,7 @@ class Constant(Initializer):
         return {"value": self.value}
 
 
+@register_serializable(package="cnnkit")
 class RandomNormal(Initializer):
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
         super().__init__(seed)
@@ -123,6 +129,7 @@ class RandomNormal(Initializer):
         return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
 
 
+@register_serializable(package="cnnkit")
 class RandomUniform(Initializer):
     def __init__(
         self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None
@@ -151,6 +158,7 @@ def _truncated_normal(shape: tuple[int, ...], rng: np.random.Generator) -> np.nd
     return out
 
 
+@register_serializable(package="cnnkit")
 class VarianceScaling(Initializer):
     """Samples with variance ``scale / n``, ``n`` the fan-in, fan-out or their mean."""
 
@@ -166,8 +174,7 @@ class VarianceScaling(Initializer):
     ) -> None:
         super().__init__(seed)
         name = type(self).__name__
-        if not scale > 0:
-            raise ValueError(f"{name}(): scale must be positive, got {scale!r}")
+        scale = _validate.real(f"{name}()", "scale", scale, low=0.0, low_open=True)
         if mode not in self.MODES:
             raise ValueError(f"{name}(): mode must be one of {self.MODES}, got {mode!r}")
         if distribution == "normal":
@@ -205,9 +212,10 @@ def _preset(name: str, scale: float, mode: str, distribution: str, doc: str) -> 
     def get_config(self: VarianceScaling) -> dict[str, Any]:
         return {"seed": self.seed}
 
-    return type(
+    cls = type(
         name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config, "__doc__": doc}
     )
+    return register_serializable(package="cnnkit")(cls)
 
 
 GlorotUniform = _preset(
@@ -224,23 +232,8 @@ LecunNormal = _preset(
     "LecunNormal", 1.0, "fan_in", "truncated_normal", "Truncated normal, variance ``1 / fan_in``."
 )
 
-_CLASSES: dict[str, type[Initializer]] = {
-    c.__name__: c
-    for c in (
-        Zeros,
-        Ones,
-        Constant,
-        RandomNormal,
-        RandomUniform,
-        VarianceScaling,
-        GlorotUniform,
-        GlorotNormal,
-        HeNormal,
-        HeUniform,
-        LecunNormal,
-    )
-}
-_ALIASES = {
+# Keras's names for the built-in initializers (the class names work too).
+_ALIASES: dict[str, type[Initializer]] = {
     "zeros": Zeros,
     "ones": Ones,
     "constant": Constant,
@@ -257,35 +250,34 @@ _ALIASES = {
 
 def get(identifier: Any) -> Initializer:
     """An initializer from a Keras name (``"glorot_uniform"``, ``"he_normal"``, ``"zeros"``,
-    ...), a serialized dict or an :class:`Initializer` (returned as is)."""
+    ...) or a registered class name, a serialized dict or an :class:`Initializer` (returned
+    as is)."""
+    where = "initializers.get()"
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower()) or _CLASSES.get(identifier)
+        cls = _ALIASES.get(identifier.lower()) or registry.get_registered_object(
+            identifier, Initializer
+        )
         if cls is None:
             raise ValueError(
-                f"initializer: unknown name {identifier!r}; known: {', '.join(sorted(_ALIASES))}"
+                f"{where}: unknown name {identifier!r}; known: {', '.join(sorted(_ALIASES))}"
             )
         return cls()
     if isinstance(identifier, dict):
         return deserialize(identifier)
     raise TypeError(
-        f"initializer: expected a name, a dict or an Initializer, got {type(identifier).__name__}"
+        f"{where}: identifier must be a name, a dict or an Initializer, got "
+        f"{type(identifier).__name__}"
     )
 
 
 def serialize(initializer: Initializer) -> dict[str, Any]:
-    """``{"class_name", "config"}``; only the built-in classes can be serialized."""
-    if type(initializer) not in _CLASSES.values():
-        raise ValueError(
-            f"initializer: cannot serialize {type(initializer).__name__}; only built-in "
-            "initializers are saved with a model"
-        )
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    """``{"class_name", "config"}`` of an initializer of a registered class (TypeError for
+    others: register a custom initializer class to save a model that uses it)."""
+    return registry.serialize(initializer, "initializers.serialize()")
 
 
-def deserialize(config: dict[str, Any]) -> Initializer:
-    """The inverse of :func:`serialize`; only built-in classes are constructed."""
-    if not isinstance(config, dict) or config.get("class_name") not in _CLASSES:
-        raise ValueError(f"initializer: cannot deserialize {config!r}; expected a built-in class")
-    return _CLASSES[config["class_name"]].from_config(dict(config.get("config") or {}))
+def deserialize(config: Any) -> Initializer:
+    """The inverse of :func:`serialize`; only registered classes are constructed."""
+    return registry.deserialize(config, Initializer, "initializers.deserialize()")

@@ -20,6 +20,8 @@ import numpy as np
 
 from . import autograd as ag
 from .autograd import Tensor
+from .saving import registry
+from .saving.registry import register_serializable, snake_case
 
 __all__ = [
     "BinaryCrossentropy",
@@ -141,7 +143,7 @@ class Loss:
     """Base class: subclasses define :meth:`call` returning per-sample losses."""
 
     def __init__(self, name: str | None = None) -> None:
-        self.name = name or _snake(type(self).__name__)
+        self.name = name or snake_case(type(self).__name__)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         raise NotImplementedError
@@ -170,10 +172,7 @@ class Loss:
         return cls(**config)
 
 
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
-
-
+@register_serializable(package="cnnkit")
 class CategoricalCrossentropy(Loss):
     def __init__(
         self, from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None
@@ -193,6 +192,7 @@ class CategoricalCrossentropy(Loss):
         }
 
 
+@register_serializable(package="cnnkit")
 class SparseCategoricalCrossentropy(Loss):
     def __init__(self, from_logits: bool = False, name: str | None = None) -> None:
         super().__init__(name or "sparse_categorical_crossentropy")
@@ -205,6 +205,7 @@ class SparseCategoricalCrossentropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
+@register_serializable(package="cnnkit")
 class BinaryCrossentropy(Loss):
     def __init__(
         self, from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None
@@ -224,6 +225,7 @@ class BinaryCrossentropy(Loss):
         }
 
 
+@register_serializable(package="cnnkit")
 class MeanSquaredError(Loss):
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name or "mean_squared_error")
@@ -232,6 +234,7 @@ class MeanSquaredError(Loss):
         return mean_squared_error(y_true, y_pred)
 
 
+@register_serializable(package="cnnkit")
 class MeanAbsoluteError(Loss):
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name or "mean_absolute_error")
@@ -240,6 +243,7 @@ class MeanAbsoluteError(Loss):
         return mean_absolute_error(y_true, y_pred)
 
 
+@register_serializable(package="cnnkit")
 class Huber(Loss):
     def __init__(self, delta: float = 1.0, name: str | None = None) -> None:
         super().__init__(name or "huber_loss")
@@ -254,17 +258,7 @@ class Huber(Loss):
         return {**super().get_config(), "delta": self.delta}
 
 
-_CLASSES: dict[str, type[Loss]] = {
-    c.__name__: c
-    for c in (
-        CategoricalCrossentropy,
-        SparseCategoricalCrossentropy,
-        BinaryCrossentropy,
-        MeanSquaredError,
-        MeanAbsoluteError,
-        Huber,
-    )
-}
+# Keras's names for the built-in losses, in lower case (the class names work too).
 _ALIASES: dict[str, type[Loss]] = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
@@ -279,13 +273,15 @@ _ALIASES: dict[str, type[Loss]] = {
 
 
 def get(identifier: Any) -> Any:
-    """A loss from a Keras name (``"mse"``, ``"categorical_crossentropy"``, ...),
-    a serialized dict, a :class:`Loss`, or any callable ``(y_true, y_pred) -> Tensor``."""
+    """A loss from a Keras name (``"mse"``, ``"categorical_crossentropy"``, ...) or a
+    registered class name, a serialized dict, a :class:`Loss`, or any callable
+    ``(y_true, y_pred) -> Tensor``."""
+    where = "losses.get()"
     if isinstance(identifier, str):
-        cls = _ALIASES.get(identifier.lower())
+        cls = _ALIASES.get(identifier.lower()) or registry.get_registered_object(identifier, Loss)
         if cls is None:
             raise ValueError(
-                f"loss: unknown name {identifier!r}; known: {', '.join(sorted(_ALIASES))}"
+                f"{where}: unknown name {identifier!r}; known losses: {', '.join(sorted(_ALIASES))}"
             )
         return cls()
     if isinstance(identifier, dict):
@@ -293,19 +289,23 @@ def get(identifier: Any) -> Any:
     if callable(identifier):
         return identifier
     raise TypeError(
-        f"loss: expected a name, a dict, a Loss or a callable, got {type(identifier).__name__}"
+        f"{where}: identifier must be a name, a dict, a Loss or a callable, got "
+        f"{type(identifier).__name__}"
     )
 
 
-def serialize(loss: Any) -> dict[str, Any] | None:
-    """``{"class_name", "config"}`` for the built-in losses; None for other callables."""
-    if type(loss) in _CLASSES.values():
-        return {"class_name": type(loss).__name__, "config": loss.get_config()}
-    return None
+def serialize(loss: Any) -> dict[str, Any]:
+    """``{"class_name", "config"}`` of a loss of a registered class.
+
+    Raises
+    ------
+    TypeError
+        For other losses (plain functions, unregistered classes): a model compiled with
+        them is saved with their name and loads with ``custom_objects``.
+    """
+    return registry.serialize(loss, "losses.serialize()")
 
 
-def deserialize(config: dict[str, Any]) -> Loss:
-    """The inverse of :func:`serialize`; only built-in classes are constructed."""
-    if not isinstance(config, dict) or config.get("class_name") not in _CLASSES:
-        raise ValueError(f"loss: cannot deserialize {config!r}; expected a built-in loss")
-    return _CLASSES[config["class_name"]].from_config(dict(config.get("config", {})))
+def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Loss:
+    """The inverse of :func:`serialize`; only registered classes are constructed."""
+    return registry.deserialize(config, Loss, "losses.deserialize()", custom_objects)

@@ -23,6 +23,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _validate
+from .saving import registry
+from .saving.registry import register_serializable, snake_case
+
 __all__ = [
     "Accuracy",
     "BinaryAccuracy",
@@ -152,7 +156,7 @@ class Metric:
             raise TypeError(
                 f"{type(self).__name__}(): name must be a str, got {type(name).__name__}"
             )
-        self.name = name if name is not None else _snake(type(self).__name__)
+        self.name = name if name is not None else snake_case(type(self).__name__)
 
     def update_state(self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight=None) -> None:
         raise NotImplementedError(f"{type(self).__name__}.update_state() is not implemented")
@@ -184,15 +188,7 @@ class Metric:
         return f"<{type(self).__name__} name={self.name!r}>"
 
 
-def _snake(name: str) -> str:
-    out = []
-    for i, c in enumerate(name):
-        if c.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(c.lower())
-    return "".join(out)
-
-
+@register_serializable(package="cnnkit")
 class Mean(Metric):
     """The (weighted) mean of the values passed to ``update_state``.
 
@@ -276,6 +272,7 @@ class MeanMetricWrapper(Mean):
         return {"name": self.name, **self._fn_kwargs}
 
 
+@register_serializable(package="cnnkit")
 class Accuracy(MeanMetricWrapper):
     """How often predictions equal labels exactly (see :func:`accuracy`)."""
 
@@ -283,6 +280,7 @@ class Accuracy(MeanMetricWrapper):
         super().__init__(accuracy, name)
 
 
+@register_serializable(package="cnnkit")
 class BinaryAccuracy(MeanMetricWrapper):
     """How often ``y_pred > threshold`` matches the binary label (see :func:`binary_accuracy`).
 
@@ -293,16 +291,12 @@ class BinaryAccuracy(MeanMetricWrapper):
     """
 
     def __init__(self, name: str = "binary_accuracy", threshold: float = 0.5) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
-            raise TypeError(
-                f"BinaryAccuracy(): threshold must be a float, got {type(threshold).__name__}"
-            )
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"BinaryAccuracy(): threshold must be in [0, 1], got {threshold}")
+        threshold = _validate.probability("BinaryAccuracy()", "threshold", threshold)
         super().__init__(binary_accuracy, name, threshold=float(threshold))
         self.threshold = float(threshold)
 
 
+@register_serializable(package="cnnkit")
 class CategoricalAccuracy(MeanMetricWrapper):
     """How often the arg-max of ``y_pred`` matches that of the one-hot ``y_true``."""
 
@@ -310,6 +304,7 @@ class CategoricalAccuracy(MeanMetricWrapper):
         super().__init__(categorical_accuracy, name)
 
 
+@register_serializable(package="cnnkit")
 class SparseCategoricalAccuracy(MeanMetricWrapper):
     """How often the arg-max of ``y_pred`` matches the integer label ``y_true``."""
 
@@ -317,6 +312,7 @@ class SparseCategoricalAccuracy(MeanMetricWrapper):
         super().__init__(sparse_categorical_accuracy, name)
 
 
+@register_serializable(package="cnnkit")
 class MeanSquaredError(MeanMetricWrapper):
     """The mean squared error (see :func:`mean_squared_error`)."""
 
@@ -324,6 +320,7 @@ class MeanSquaredError(MeanMetricWrapper):
         super().__init__(mean_squared_error, name)
 
 
+@register_serializable(package="cnnkit")
 class MeanAbsoluteError(MeanMetricWrapper):
     """The mean absolute error (see :func:`mean_absolute_error`)."""
 
@@ -346,19 +343,6 @@ _BY_NAME: dict[str, type[Metric]] = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "sparsecategoricalaccuracy": SparseCategoricalAccuracy,
     "mean": Mean,
-}
-
-_CLASSES: dict[str, type[Metric]] = {
-    c.__name__: c
-    for c in (
-        Mean,
-        Accuracy,
-        BinaryAccuracy,
-        CategoricalAccuracy,
-        SparseCategoricalAccuracy,
-        MeanSquaredError,
-        MeanAbsoluteError,
-    )
 }
 
 
@@ -440,15 +424,7 @@ def get(
     if isinstance(identifier, Metric):
         return identifier
     if isinstance(identifier, Mapping):
-        name = identifier.get("class_name")
-        if name not in _CLASSES:
-            raise ValueError(
-                f"{f}: unknown metric class_name {name!r}, expected one of {sorted(_CLASSES)}"
-            )
-        inner = identifier.get("config", {})
-        if not isinstance(inner, Mapping):
-            raise TypeError(f"{f}: config['config'] must be a dict, got {type(inner).__name__}")
-        return _CLASSES[name].from_config(inner)
+        return registry.deserialize(identifier, Metric, f)
     if isinstance(identifier, str):
         key = identifier.lower()
         if key in ("accuracy", "acc"):
@@ -477,10 +453,6 @@ def get(
 
 
 def serialize(metric: Metric) -> dict[str, Any]:
-    """Return ``{"class_name": ..., "config": ...}`` for a built-in metric."""
-    cls = type(metric)
-    if _CLASSES.get(cls.__name__) is not cls:
-        raise TypeError(
-            f"metrics.serialize(): metric must be one of {sorted(_CLASSES)}, got {cls.__name__}"
-        )
-    return {"class_name": cls.__name__, "config": metric.get_config()}
+    """Return ``{"class_name": ..., "config": ...}`` for a metric of a registered class
+    (TypeError for others)."""
+    return registry.serialize(metric, "metrics.serialize()")

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _core
+from . import _core, _validate
 
 __all__ = [
     "KMeansAnchors",
@@ -492,7 +492,7 @@ def max_pool(
     x: ArrayLike,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> np.ndarray:
     """Max pooling, channels-last (Keras ``MaxPooling1D/2D/3D``).
@@ -505,17 +505,18 @@ def max_pool(
     ----------
     x : array_like, shape (N, *spatial, C), float32 or float64
     pool_size : int or tuple of ints, one per spatial dimension
-    strides : int or tuple of ints, optional
-        Defaults to ``pool_size``, as in Keras.
+    stride : int or tuple of ints, optional
+        Defaults to ``pool_size``, as in Keras. Named ``stride`` as in :func:`conv` and
+        torch; the Keras layers keep their ``strides``.
     padding : "valid", "same", int, tuple of ints, or tuple of (before, after) pairs
-        ``"same"`` follows Keras/TensorFlow: the output has ``ceil(n / strides)``
+        ``"same"`` follows Keras/TensorFlow: the output has ``ceil(n / stride)``
         positions and an odd padding element goes at the end. Explicit padding
         must leave at least one input element in every window.
 
     Returns
     -------
     numpy.ndarray, shape (N, *out, C), same dtype
-        ``out = floor((n + pad_before + pad_after - pool_size) / strides) + 1``;
+        ``out = floor((n + pad_before + pad_after - pool_size) / stride) + 1``;
         bit-identical for any number of threads.
 
     Examples
@@ -525,14 +526,14 @@ def max_pool(
     >>> max_pool(np.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, padding="same")[..., 0]
     array([[3., 5., 4.]])
     """
-    return _core.max_pool(x, pool_size, strides, padding)
+    return _core.max_pool(x, pool_size, stride, padding)
 
 
 def avg_pool(
     x: ArrayLike,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> np.ndarray:
     """Average pooling, channels-last (Keras ``AveragePooling1D/2D/3D``).
@@ -547,7 +548,7 @@ def avg_pool(
     >>> avg_pool(np.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, padding="same")[..., 0]
     array([[2. , 3.5, 4. ]])
     """
-    return _core.avg_pool(x, pool_size, strides, padding)
+    return _core.avg_pool(x, pool_size, stride, padding)
 
 
 def max_pool_backward(
@@ -555,7 +556,7 @@ def max_pool_backward(
     dy: ArrayLike,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> np.ndarray:
     """Gradient of :func:`max_pool` with respect to ``x``.
@@ -566,7 +567,7 @@ def max_pool_backward(
 
     Parameters
     ----------
-    x, pool_size, strides, padding
+    x, pool_size, stride, padding
         As given to :func:`max_pool`.
     dy : array_like, float32 or float64
         The gradient with respect to the output, of the output's shape.
@@ -577,7 +578,7 @@ def max_pool_backward(
         The wider dtype of ``x`` and ``dy``; bit-identical for any number of
         threads.
     """
-    return _core.max_pool_backward(x, dy, pool_size, strides, padding)
+    return _core.max_pool_backward(x, dy, pool_size, stride, padding)
 
 
 def avg_pool_backward(
@@ -585,7 +586,7 @@ def avg_pool_backward(
     dy: ArrayLike,
     pool_size: int | Sequence[int],
     *,
-    strides: int | Sequence[int] | None = None,
+    stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
 ) -> np.ndarray:
     """Gradient of :func:`avg_pool` with respect to ``x``.
@@ -594,7 +595,7 @@ def avg_pool_backward(
     window, goes to each of them; overlapping windows accumulate. ``x`` only
     gives the shape. Arguments and result as in :func:`max_pool_backward`.
     """
-    return _core.avg_pool_backward(x, dy, pool_size, strides, padding)
+    return _core.avg_pool_backward(x, dy, pool_size, stride, padding)
 
 
 def global_max_pool(x: ArrayLike) -> np.ndarray:
@@ -785,18 +786,6 @@ class KMeansAnchors(NamedTuple):
     """The fraction of boxes whose best IoU is ``>= iou_threshold``."""
 
 
-def _generator(seed: int | np.random.Generator, fn: str) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"{fn}(): seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
-        )
-    if seed < 0:
-        raise ValueError(f"{fn}(): seed must be >= 0, got {seed}")
-    return np.random.default_rng(int(seed))
-
-
 def kmeans_anchors(
     wh: ArrayLike,
     k: int,
@@ -834,7 +823,7 @@ def kmeans_anchors(
         ``wh``, sorted by area (stable); the statistics compare every box with
         these anchors.
     """
-    rng = _generator(seed, "kmeans_anchors")
+    rng = _validate.generator("kmeans_anchors()", seed)
     anchors, mean_iou, recall, _ = _core.kmeans_anchors(wh, k, iterations, iou_threshold, rng)
     return KMeansAnchors(anchors, mean_iou, recall)
 

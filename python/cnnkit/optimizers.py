@@ -28,34 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate
 from . import schedules as _schedules
+from .saving import registry
+from .saving.registry import register_serializable
 from .schedules import LearningRateSchedule
 
 __all__ = ["SGD", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
 
 
-def _real(func: str, arg: str, value: Any, lo=None, hi=None, lo_open=False, hi_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{func}: {arg} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    ok = math.isfinite(value)
-    if ok and lo is not None:
-        ok = value > lo if lo_open else value >= lo
-    if ok and hi is not None:
-        ok = value < hi if hi_open else value <= hi
-    if not ok:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        lo_s = "-inf" if lo is None else lo
-        hi_s = "inf" if hi is None else hi
-        raise ValueError(f"{func}: {arg} must be in {left}{lo_s}, {hi_s}{right}, got {value}")
-    return value
-
-
 def _opt_real(func: str, arg: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    return _real(func, arg, value, lo=0.0, lo_open=True)
+    return None if value is None else _validate.real(func, arg, value, low=0.0, low_open=True)
 
 
 class Optimizer:
@@ -98,7 +81,9 @@ class Optimizer:
     ) -> None:
         f = f"{type(self).__name__}()"
         self.weight_decay = (
-            None if weight_decay is None else _real(f, "weight_decay", weight_decay, lo=0.0)
+            None
+            if weight_decay is None
+            else _validate.real(f, "weight_decay", weight_decay, low=0.0)
         )
         self.clipnorm = _opt_real(f, "clipnorm", clipnorm)
         self.clipvalue = _opt_real(f, "clipvalue", clipvalue)
@@ -130,7 +115,7 @@ class Optimizer:
                 f"{func}: learning_rate must be a float or a LearningRateSchedule, "
                 f"got {type(lr).__name__}"
             )
-        return _real(func, "learning_rate", lr, lo=0.0)
+        return _validate.real(func, "learning_rate", lr, low=0.0)
 
     @property
     def learning_rate(self) -> float | LearningRateSchedule:
@@ -235,9 +220,9 @@ class Optimizer:
                     state[key] = arr.copy()
             return state
         for name in self._slot_names:
-            for i, arr in enumerate(self._slots.get(name, [])):
-                if arr is not None:
-                    state[f"{name}/{i}"] = arr.copy()
+            for i, slot in enumerate(self._slots.get(name, [])):
+                if slot is not None:
+                    state[f"{name}/{i}"] = slot.copy()
         return state
 
     def _validate_state(self, f: str, state: Mapping[str, Any], variables: Sequence[Any]) -> None:
@@ -312,6 +297,7 @@ class Optimizer:
                 continue
             name, i = key.split("/")
             slot = self._slots[name][int(i)]
+            assert slot is not None  # built: every slot of a trainable variable exists
             slot[...] = arr.astype(slot.dtype, copy=False)
 
     @property
@@ -448,6 +434,7 @@ class Optimizer:
         return f"<{type(self).__name__} name={self.name!r} iterations={self.iterations}>"
 
 
+@register_serializable(package="cnnkit")
 class SGD(Optimizer):
     """Gradient descent, optionally with momentum (Keras 3 formulation).
 
@@ -481,7 +468,7 @@ class SGD(Optimizer):
         global_clipnorm: float | None = None,
         name: str | None = None,
     ) -> None:
-        self.momentum = _real("SGD()", "momentum", momentum, lo=0.0, hi=1.0)
+        self.momentum = _validate.real("SGD()", "momentum", momentum, low=0.0, high=1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"SGD(): nesterov must be a bool, got {type(nesterov).__name__}")
         self.nesterov = bool(nesterov)
@@ -509,6 +496,7 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+@register_serializable(package="cnnkit")
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with the epsilon placement of Keras 3.
 
@@ -549,9 +537,9 @@ class Adam(Optimizer):
         global_clipnorm: float | None = None,
         name: str | None = None,
     ) -> None:
-        self.beta_1 = _real("Adam()", "beta_1", beta_1, lo=0.0, hi=1.0, hi_open=True)
-        self.beta_2 = _real("Adam()", "beta_2", beta_2, lo=0.0, hi=1.0, hi_open=True)
-        self.epsilon = _real("Adam()", "epsilon", epsilon, lo=0.0)
+        self.beta_1 = _validate.real("Adam()", "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
+        self.beta_2 = _validate.real("Adam()", "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
+        self.epsilon = _validate.real("Adam()", "epsilon", epsilon, low=0.0)
         if not isinstance(amsgrad, (bool, np.bool_)):
             raise TypeError(f"Adam(): amsgrad must be a bool, got {type(amsgrad).__name__}")
         self.amsgrad = bool(amsgrad)
@@ -584,6 +572,7 @@ class Adam(Optimizer):
         }
 
 
+@register_serializable(package="cnnkit")
 class RMSprop(Optimizer):
     """RMSprop (Hinton), with the Keras 3 formulation.
 
@@ -623,9 +612,9 @@ class RMSprop(Optimizer):
         global_clipnorm: float | None = None,
         name: str | None = None,
     ) -> None:
-        self.rho = _real("RMSprop()", "rho", rho, lo=0.0, hi=1.0, hi_open=True)
-        self.momentum = _real("RMSprop()", "momentum", momentum, lo=0.0, hi=1.0)
-        self.epsilon = _real("RMSprop()", "epsilon", epsilon, lo=0.0)
+        self.rho = _validate.real("RMSprop()", "rho", rho, low=0.0, high=1.0, high_open=True)
+        self.momentum = _validate.real("RMSprop()", "momentum", momentum, low=0.0, high=1.0)
+        self.epsilon = _validate.real("RMSprop()", "epsilon", epsilon, low=0.0)
         if not isinstance(centered, (bool, np.bool_)):
             raise TypeError(f"RMSprop(): centered must be a bool, got {type(centered).__name__}")
         self.centered = bool(centered)
@@ -670,37 +659,19 @@ class RMSprop(Optimizer):
         }
 
 
-_CLASSES: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
-
-
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
-    """Return ``{"class_name": ..., "config": ...}`` for a built-in optimizer."""
-    cls = type(optimizer)
-    if _CLASSES.get(cls.__name__.lower()) is not cls:
-        raise TypeError(
-            f"optimizers.serialize(): optimizer must be SGD, Adam or RMSprop, got {cls.__name__}"
-        )
-    return {"class_name": cls.__name__, "config": optimizer.get_config()}
+    """Return ``{"class_name": ..., "config": ...}`` for an optimizer of a registered class
+    (TypeError for others, subclasses of the built-in ones included)."""
+    return registry.serialize(optimizer, "optimizers.serialize()")
 
 
 def deserialize(config: Mapping[str, Any]) -> Optimizer:
     """Create an optimizer from the output of :func:`serialize`.
 
-    ``class_name`` is matched case-insensitively against the built-in classes;
-    nothing is imported or executed.
+    ``class_name`` is matched against the registered classes (ignoring case when no
+    name matches exactly); nothing is imported or executed.
     """
-    f = "optimizers.deserialize()"
-    if not isinstance(config, Mapping):
-        raise TypeError(f"{f}: config must be a dict, got {type(config).__name__}")
-    name = config.get("class_name")
-    if not isinstance(name, str):
-        raise ValueError(f"{f}: config must have a str 'class_name', got {name!r}")
-    if name.lower() not in _CLASSES:
-        raise ValueError(f"{f}: unknown optimizer {name!r}, expected one of SGD, Adam, RMSprop")
-    inner = config.get("config", {})
-    if not isinstance(inner, Mapping):
-        raise TypeError(f"{f}: config['config'] must be a dict, got {type(inner).__name__}")
-    return _CLASSES[name.lower()].from_config(inner)
+    return registry.deserialize(config, Optimizer, "optimizers.deserialize()")
 
 
 def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
@@ -709,22 +680,24 @@ def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
     Parameters
     ----------
     identifier : str, dict or Optimizer
-        ``"sgd"``, ``"adam"`` or ``"rmsprop"`` (any case) give a new optimizer
-        with default arguments; a dict is passed to :func:`deserialize`; an
-        instance is returned as it is.
+        ``"sgd"``, ``"adam"`` or ``"rmsprop"`` (any case, or any registered optimizer
+        class name) give a new optimizer with default arguments; a dict is passed to
+        :func:`deserialize`; an instance is returned as it is.
     """
+    where = "optimizers.get()"
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, Mapping):
         return deserialize(identifier)
     if isinstance(identifier, str):
-        if identifier.lower() not in _CLASSES:
+        cls = registry.get_registered_object(identifier, Optimizer)
+        if cls is None:
             raise ValueError(
-                "optimizers.get(): unknown optimizer name "
-                f"{identifier!r}, expected 'sgd', 'adam' or 'rmsprop'"
+                f"{where}: unknown optimizer name {identifier!r}, expected 'sgd', 'adam' or "
+                "'rmsprop'"
             )
-        return _CLASSES[identifier.lower()]()
+        return cls()
     raise TypeError(
-        "optimizers.get(): identifier must be a str, a dict or an Optimizer, "
+        f"{where}: identifier must be a str, a dict or an Optimizer, "
         f"got {type(identifier).__name__}"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -273,7 +274,9 @@ def _window_padding(
     return [p if isinstance(p, (tuple, list)) else (p, p) for p in _per_dim(padding, rank)]
 
 
-def _conv_setup(x, w, stride, padding, dilation, *others):
+def _conv_setup(
+    x, w, stride, padding, dilation, *others
+) -> tuple[np.ndarray, np.ndarray, Any, Any, Any, Any, Any]:
     """x and w in the result dtype of x, w and the other float inputs given."""
     x, w = np.asarray(x), np.asarray(w)
     dtype = np.result_type(x, w, *(np.asarray(o) for o in others if o is not None))
@@ -395,11 +398,11 @@ def gram_backward(x: ArrayLike, dG: ArrayLike, *, normalize: str | None = None) 
     return np.einsum("npc,ncd->npd", f, s).reshape(x.shape)
 
 
-def _pool_setup(x: ArrayLike, pool_size, strides, padding):
+def _pool_setup(x: ArrayLike, pool_size, stride, padding) -> tuple[np.ndarray, Any, Any, Any]:
     x = np.asarray(x)
     rank = x.ndim - 2
     window = _per_dim(pool_size, rank)
-    steps = window if strides is None else _per_dim(strides, rank)
+    steps = window if stride is None else _per_dim(stride, rank)
     pads = _window_padding(x.shape[1:-1], window, steps, (1,) * rank, padding)
     return x, window, steps, pads
 
@@ -437,21 +440,21 @@ def _unwindow(grads: np.ndarray, shape, window, steps, pads) -> np.ndarray:
     return padded[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(sizes, pads)))]
 
 
-def max_pool(x: ArrayLike, pool_size, *, strides=None, padding="valid") -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+def max_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     return _windows(x, window, steps, pads, -np.inf).max(axis=-1)  # -inf padding never wins
 
 
-def avg_pool(x: ArrayLike, pool_size, *, strides=None, padding="valid") -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+def avg_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.ndarray:
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     count = _real(x, window, steps, pads).sum(axis=-1).astype(x.dtype)
     return _windows(x, window, steps, pads, 0).sum(axis=-1) / count
 
 
 def max_pool_backward(
-    x: ArrayLike, dy: ArrayLike, pool_size, *, strides=None, padding="valid"
+    x: ArrayLike, dy: ArrayLike, pool_size, *, stride=None, padding="valid"
 ) -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     dtype = np.result_type(x, np.asarray(dy))
     x, dy = x.astype(dtype), np.asarray(dy, dtype)
     values = _windows(x, window, steps, pads, -np.inf)
@@ -464,9 +467,9 @@ def max_pool_backward(
 
 
 def avg_pool_backward(
-    x: ArrayLike, dy: ArrayLike, pool_size, *, strides=None, padding="valid"
+    x: ArrayLike, dy: ArrayLike, pool_size, *, stride=None, padding="valid"
 ) -> np.ndarray:
-    x, window, steps, pads = _pool_setup(x, pool_size, strides, padding)
+    x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     dtype = np.result_type(x, np.asarray(dy))
     real = _real(x, window, steps, pads)
     share = np.asarray(dy, dtype) / real.sum(axis=-1).astype(dtype)
@@ -595,9 +598,16 @@ def _kmeans_seed(wh: np.ndarray, k: int, uniforms: np.ndarray) -> np.ndarray:
     return wh[picks].copy()
 
 
-def kmeans_anchors(wh, k, *, iterations=100, seed=0, iou_threshold=0.5):
-    from .ops import KMeansAnchors
+class KMeansAnchors(NamedTuple):
+    """The result of :func:`kmeans_anchors`: the fields of ``cnnkit.ops.KMeansAnchors``
+    (defined here too, so that the specification depends on NumPy only)."""
 
+    anchors: np.ndarray
+    mean_iou: float
+    recall: float
+
+
+def kmeans_anchors(wh, k, *, iterations=100, seed=0, iou_threshold=0.5):
     raw = np.asarray(wh)
     shapes = raw.astype(np.float64)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

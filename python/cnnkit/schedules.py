@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from . import _validate
+from .saving import registry
+from .saving.registry import register_serializable
 
 __all__ = [
     "CosineDecay",
@@ -26,27 +29,9 @@ __all__ = [
 ]
 
 
-def _real(func: str, arg: str, value: Any, *, positive: bool = False, nonneg: bool = False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{func}: {arg} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{func}: {arg} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{func}: {arg} must be > 0, got {value}")
-    if nonneg and value < 0:
-        raise ValueError(f"{func}: {arg} must be >= 0, got {value}")
-    return value
-
-
 def _step(func: str, step: Any) -> float:
     # Steps come from the optimizer as ints, but NumPy scalars are fine too.
-    if isinstance(step, bool) or not isinstance(step, numbers.Real):
-        raise TypeError(f"{func}: step must be a real number, got {type(step).__name__}")
-    step = float(step)
-    if not step >= 0:
-        raise ValueError(f"{func}: step must be >= 0, got {step}")
-    return step
+    return _validate.real(func, "step", step, low=0.0, finite=False)
 
 
 class LearningRateSchedule:
@@ -85,6 +70,7 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({args})"
 
 
+@register_serializable(package="cnnkit")
 class ExponentialDecay(LearningRateSchedule):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)``.
 
@@ -107,9 +93,11 @@ class ExponentialDecay(LearningRateSchedule):
         name: str = "ExponentialDecay",
     ) -> None:
         f = "ExponentialDecay()"
-        self.initial_learning_rate = _real(f, "initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _real(f, "decay_steps", decay_steps, positive=True)
-        self.decay_rate = _real(f, "decay_rate", decay_rate)
+        self.initial_learning_rate = _validate.real(
+            f, "initial_learning_rate", initial_learning_rate
+        )
+        self.decay_steps = _validate.real(f, "decay_steps", decay_steps, low=0.0, low_open=True)
+        self.decay_rate = _validate.real(f, "decay_rate", decay_rate)
         self.staircase = bool(staircase)
         self.name = name
 
@@ -129,6 +117,7 @@ class ExponentialDecay(LearningRateSchedule):
         }
 
 
+@register_serializable(package="cnnkit")
 class PiecewiseConstantDecay(LearningRateSchedule):
     """A constant rate between boundaries.
 
@@ -159,11 +148,11 @@ class PiecewiseConstantDecay(LearningRateSchedule):
                 f"{f}: the length of boundaries should be 1 less than the length of values, "
                 f"got {len(boundaries)} boundaries and {len(values)} values"
             )
-        b = [_real(f, f"boundaries[{i}]", v) for i, v in enumerate(boundaries)]
+        b = [_validate.real(f, f"boundaries[{i}]", v) for i, v in enumerate(boundaries)]
         if any(b1 >= b2 for b1, b2 in zip(b, b[1:])):
             raise ValueError(f"{f}: boundaries must be strictly increasing, got {list(boundaries)}")
         self.boundaries = b
-        self.values = [_real(f, f"values[{i}]", v) for i, v in enumerate(values)]
+        self.values = [_validate.real(f, f"values[{i}]", v) for i, v in enumerate(values)]
         self.name = name
 
     def __call__(self, step: int) -> float:
@@ -177,6 +166,7 @@ class PiecewiseConstantDecay(LearningRateSchedule):
         return {"boundaries": list(self.boundaries), "values": list(self.values), "name": self.name}
 
 
+@register_serializable(package="cnnkit")
 class CosineDecay(LearningRateSchedule):
     """Cosine decay with an optional linear warm-up (Loshchilov & Hutter, SGDR).
 
@@ -208,13 +198,15 @@ class CosineDecay(LearningRateSchedule):
         warmup_steps: float = 0,
     ) -> None:
         f = "CosineDecay()"
-        self.initial_learning_rate = _real(f, "initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _real(f, "decay_steps", decay_steps, positive=True)
-        self.alpha = _real(f, "alpha", alpha)
-        self.warmup_target = (
-            None if warmup_target is None else _real(f, "warmup_target", warmup_target)
+        self.initial_learning_rate = _validate.real(
+            f, "initial_learning_rate", initial_learning_rate
         )
-        self.warmup_steps = _real(f, "warmup_steps", warmup_steps, nonneg=True)
+        self.decay_steps = _validate.real(f, "decay_steps", decay_steps, low=0.0, low_open=True)
+        self.alpha = _validate.real(f, "alpha", alpha)
+        self.warmup_target = (
+            None if warmup_target is None else _validate.real(f, "warmup_target", warmup_target)
+        )
+        self.warmup_steps = _validate.real(f, "warmup_steps", warmup_steps, low=0.0)
         self.name = name
 
     def _decay(self, step: float, decay_from: float) -> float:
@@ -242,6 +234,7 @@ class CosineDecay(LearningRateSchedule):
         }
 
 
+@register_serializable(package="cnnkit")
 class InverseTimeDecay(LearningRateSchedule):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)``.
 
@@ -264,10 +257,12 @@ class InverseTimeDecay(LearningRateSchedule):
         name: str = "InverseTimeDecay",
     ) -> None:
         f = "InverseTimeDecay()"
-        self.initial_learning_rate = _real(f, "initial_learning_rate", initial_learning_rate)
-        self.decay_steps = _real(f, "decay_steps", decay_steps, positive=True)
+        self.initial_learning_rate = _validate.real(
+            f, "initial_learning_rate", initial_learning_rate
+        )
+        self.decay_steps = _validate.real(f, "decay_steps", decay_steps, low=0.0, low_open=True)
         # A negative rate would make the denominator cross zero.
-        self.decay_rate = _real(f, "decay_rate", decay_rate, nonneg=True)
+        self.decay_rate = _validate.real(f, "decay_rate", decay_rate, low=0.0)
         self.staircase = bool(staircase)
         self.name = name
 
@@ -287,41 +282,20 @@ class InverseTimeDecay(LearningRateSchedule):
         }
 
 
-_CLASSES: dict[str, type[LearningRateSchedule]] = {
-    c.__name__: c for c in (ExponentialDecay, PiecewiseConstantDecay, CosineDecay, InverseTimeDecay)
-}
-
-
 def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
-    """Return ``{"class_name": ..., "config": ...}`` for a built-in schedule.
+    """Return ``{"class_name": ..., "config": ...}`` for a schedule of a registered class.
 
     Raises
     ------
     TypeError
-        If ``schedule`` is not one of the built-in schedule classes.
+        If the schedule's class is not registered.
     """
-    cls = type(schedule)
-    if _CLASSES.get(cls.__name__) is not cls:
-        raise TypeError(
-            f"schedules.serialize(): schedule must be one of {sorted(_CLASSES)}, got {cls.__name__}"
-        )
-    return {"class_name": cls.__name__, "config": schedule.get_config()}
+    return registry.serialize(schedule, "schedules.serialize()")
 
 
 def deserialize(config: Mapping[str, Any]) -> LearningRateSchedule:
     """Create a schedule from the output of :func:`serialize`.
 
-    Only the built-in classes are known; nothing is imported or executed.
+    Only registered classes are known; nothing is imported or executed.
     """
-    f = "schedules.deserialize()"
-    if not isinstance(config, Mapping):
-        raise TypeError(f"{f}: config must be a dict, got {type(config).__name__}")
-    if "class_name" not in config:
-        raise ValueError(f"{f}: config must have a 'class_name' key, got keys {sorted(config)}")
-    name = config["class_name"]
-    if name not in _CLASSES:
-        raise ValueError(f"{f}: unknown class_name {name!r}, expected one of {sorted(_CLASSES)}")
-    inner = config.get("config", {})
-    if not isinstance(inner, Mapping):
-        raise TypeError(f"{f}: config['config'] must be a dict, got {type(inner).__name__}")
-    return _CLASSES[name].from_config(dict(inner))
+    return registry.deserialize(config, LearningRateSchedule, "schedules.deserialize()")

@@ -16,26 +16,6 @@ NOISE_STD = 0.03
 NOISE_CLIP = 0.1
 
 
-def check_n(n: Any, fn: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{fn}: n must be an int, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"{fn}: n must be >= 0, got {n}")
-    return int(n)
-
-
-def make_rng(seed: Any, fn: str) -> np.random.Generator:
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"{fn}: seed must be an int or a numpy.random.Generator, got {type(seed).__name__}"
-        )
-    if seed < 0:
-        raise ValueError(f"{fn}: seed must be >= 0, got {seed}")
-    return np.random.default_rng(int(seed))
-
-
 def check_image_size(image_size: Any, fn: str, minimum: int) -> tuple[int, int]:
     """``int`` or ``(H, W)`` to ``(H, W)``, each side an int >= ``minimum``."""
     if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
@@ -51,14 +31,6 @@ def check_image_size(image_size: Any, fn: str, minimum: int) -> tuple[int, int]:
     if min(size) < minimum:
         raise ValueError(f"{fn}: image_size sides must be >= {minimum}, got {image_size!r}")
     return size
-
-
-def check_probability(p: Any, name: str, fn: str) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{fn}: {name} must be a number in [0, 1], got {type(p).__name__}")
-    if not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"{fn}: {name} must be in [0, 1], got {p}")
-    return float(p)
 
 
 def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -78,7 +50,7 @@ def random_colours(
     rng: np.random.Generator, shape: tuple[int, ...], value: tuple[float, float], saturation
 ) -> np.ndarray:
     h = rng.random(shape)
-    s = rng.uniform(*saturation, shape)
+    s = rng.uniform(saturation[0], saturation[1], shape)
     v = rng.uniform(*value, shape)
     return hsv_to_rgb(h, s, v)
 

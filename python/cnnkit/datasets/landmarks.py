@@ -17,13 +17,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _validate
 from ._common import (
     CHUNK,
     add_noise,
     check_image_size,
-    check_n,
     gradient_backgrounds,
-    make_rng,
     random_colours,
 )
 
@@ -85,9 +84,9 @@ def landmarks(
         float32 ``(x, y)`` with pixel centres at ``i + 0.5``.
     """
     fn = "landmarks()"
-    n = check_n(n, fn)
+    n = _validate.integer(fn, "n", n, minimum=0)
     size = check_image_size(image_size, fn, MIN_IMAGE_SIDE)
-    rng = make_rng(seed, fn)
+    rng = _validate.generator(fn, seed)
     hgt, wid = size
 
     scale = rng.uniform(0.28, 0.42, n) * min(size)  # the head's half-height, pixels

@@ -380,7 +380,8 @@ def save_coco(
         raise ValueError(f"{fn}: class_names must not be empty")
     if isinstance(records, (str, Mapping)) or not isinstance(records, Sequence):
         raise TypeError(f"{fn}: records must be a sequence of dicts, got {type(records).__name__}")
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     seen: set[int] = set()
     for index, record in enumerate(records):
         file, boxes, classes = _record_arrays(record, index, fn)

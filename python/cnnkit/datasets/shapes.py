@@ -23,14 +23,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import _validate
 from ._common import (
     CHUNK,
     add_noise,
     check_image_size,
-    check_n,
-    check_probability,
     gradient_backgrounds,
-    make_rng,
     random_colours,
 )
 
@@ -210,7 +208,7 @@ def shapes(
     ((100, 64, 64, 3), dtype('float32'))
     """
     fn = "shapes()"
-    n = check_n(n, fn)
+    n = _validate.integer(fn, "n", n, minimum=0)
     size = check_image_size(image_size, fn, MIN_IMAGE_SIDE)
     shape_of_class = _check_classes(classes, fn)
     for name, value in (("max_objects", max_objects), ("min_objects", min_objects)):
@@ -222,7 +220,7 @@ def shapes(
         raise ValueError(
             f"{fn}: max_objects must be >= min_objects ({min_objects}), got {max_objects}"
         )
-    rng = make_rng(seed, fn)
+    rng = _validate.generator(fn, seed)
     m = int(max_objects)
 
     counts = rng.integers(min_objects, m + 1, n)
@@ -310,11 +308,11 @@ def single_object(
         ``boxes`` ``(n, 4)`` float32 tight ``xyxy`` pixel boxes (NaN rows when absent).
     """
     fn = "single_object()"
-    n = check_n(n, fn)
+    n = _validate.integer(fn, "n", n, minimum=0)
     size = check_image_size(image_size, fn, MIN_IMAGE_SIDE)
     shape_of_class = _check_classes(classes, fn)
-    p_object = check_probability(p_object, "p_object", fn)
-    rng = make_rng(seed, fn)
+    p_object = _validate.probability(fn, "p_object", p_object)
+    rng = _validate.generator(fn, seed)
 
     present = rng.random(n) < p_object
     labels = rng.integers(0, len(shape_of_class), n)

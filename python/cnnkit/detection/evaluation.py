@@ -97,7 +97,7 @@ def _array(
     return a
 
 
-def _first_bad(fn: str, name: str, image: np.ndarray, bad: np.ndarray, what: str) -> None:
+def _first_bad(fn: str, name: str, image: np.ndarray, bad: Any, what: str) -> None:
     """Raise for the first image with a True in ``bad`` (one flag per box)."""
     if bad.any():
         raise ValueError(f"{fn}(): {name}[{int(image[np.argmax(bad)])}]{what}")
@@ -317,7 +317,7 @@ def _coco_match(
 
 def _width_buckets(counts: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """Groups of indices whose counts share a power-of-two bound (padding at most doubles)."""
-    out = []
+    out: list[tuple[int, np.ndarray]] = []
     nonzero = counts > 0
     if not nonzero.any():
         return out
@@ -485,7 +485,7 @@ def _coco_tables(
             det_count[members],
             width,
         )
-        m, mi = _coco_match(
+        m, m_ignored = _coco_match(
             ious,
             local.ravel(),
             rank[members],
@@ -494,7 +494,7 @@ def _coco_tables(
             thresholds,
         )
         matched[:, :, members] = m
-        matched_ignored[:, :, members] = mi
+        matched_ignored[:, :, members] = m_ignored
     dt_outside = (dt_area[None] < lo) | (dt_area[None] > hi)
     ignored = matched_ignored | (~matched & dt_outside[:, None, :])
     tps = matched & ~ignored

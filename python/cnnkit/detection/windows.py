@@ -221,7 +221,7 @@ def to_fully_convolutional(model: Any) -> Any:
                 "Flatten; only Dense, Dropout, activations and BatchNormalization are supported"
             )
     converted = models.Sequential(new_layers, name=f"{model.name}_fully_convolutional")
-    converted(np.zeros((1, *model.layers[0]._build_shape), model.dtype))  # builds every layer
+    converted(np.zeros((1, *(model.layers[0]._build_shape or ())), model.dtype))  # builds all
     for layer, values in zip(new_layers, weights):
         layer.set_weights(values)
     return converted

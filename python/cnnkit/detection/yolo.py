@@ -29,7 +29,7 @@ __all__ = ["YoloLoss", "activate", "detect", "yolo_model"]
 
 
 def _pair(value: int | Sequence[int], name: str, fn: str) -> tuple[int, int]:
-    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
         raise ValueError(f"{fn}(): {name} must be a positive int or (height, width), got {value!r}")
     return int(pair[0]), int(pair[1])

@@ -1,0 +1,129 @@
+# Type stubs for the pybind11 extension cnnkit._core (src/module.cpp and src/bind_*.cpp).
+# The bindings take positional arguments only; cnnkit.ops wraps each with names, defaults,
+# documentation and the NumPy-style signature users call. Array arguments accept anything
+# np.asarray accepts; results are new NumPy arrays.
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__version__: str
+compiler: str
+openmp_version: int
+
+_Spatial = Any  # int, tuple of ints, "valid"/"same", or per-dimension (before, after) pairs
+
+def get_num_threads() -> int: ...
+def set_num_threads(n: int, /) -> None: ...
+def available_isas() -> list[str]: ...
+def get_isa() -> str: ...
+def set_isa(isa: str, /) -> None: ...
+
+# boxes
+def box_area(boxes: ArrayLike, /) -> NDArray[np.floating[Any]]: ...
+def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str, /) -> NDArray[np.floating[Any]]: ...
+def box_iou(
+    boxes1: ArrayLike, boxes2: ArrayLike, aligned: bool, /
+) -> NDArray[np.floating[Any]]: ...
+def generalized_box_iou(
+    boxes1: ArrayLike, boxes2: ArrayLike, aligned: bool, /
+) -> NDArray[np.floating[Any]]: ...
+def distance_box_iou(
+    boxes1: ArrayLike, boxes2: ArrayLike, aligned: bool, /
+) -> NDArray[np.floating[Any]]: ...
+def complete_box_iou(
+    boxes1: ArrayLike, boxes2: ArrayLike, aligned: bool, /
+) -> NDArray[np.floating[Any]]: ...
+def clip_boxes(boxes: ArrayLike, height: Any, width: Any, /) -> NDArray[np.floating[Any]]: ...
+def remove_small_boxes(boxes: ArrayLike, min_size: float, /) -> NDArray[np.int64]: ...
+def nms(
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    iou_threshold: float,
+    score_threshold: float | None,
+    max_output: int | None,
+    /,
+) -> NDArray[np.int64]: ...
+def batched_nms(
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    classes: ArrayLike,
+    iou_threshold: float,
+    score_threshold: float | None,
+    max_output: int | None,
+    /,
+) -> NDArray[np.int64]: ...
+def soft_nms(
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    method: str,
+    sigma: float,
+    iou_threshold: float,
+    score_threshold: float,
+    /,
+) -> tuple[NDArray[np.int64], NDArray[np.floating[Any]]]: ...
+
+# GEMM, convolution, pooling, Gram matrices
+def matmul(a: ArrayLike, b: ArrayLike, /) -> NDArray[np.floating[Any]]: ...
+def conv(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None,
+    stride: Any,
+    padding: _Spatial,
+    dilation: Any,
+    groups: int,
+    /,
+) -> NDArray[np.floating[Any]]: ...
+def conv_backward(
+    x: ArrayLike,
+    w: ArrayLike,
+    dy: ArrayLike,
+    stride: Any,
+    padding: _Spatial,
+    dilation: Any,
+    groups: int,
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+    /,
+) -> tuple[
+    NDArray[np.floating[Any]] | None,
+    NDArray[np.floating[Any]] | None,
+    NDArray[np.floating[Any]] | None,
+]: ...
+def max_pool(
+    x: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
+) -> NDArray[np.floating[Any]]: ...
+def avg_pool(
+    x: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
+) -> NDArray[np.floating[Any]]: ...
+def max_pool_backward(
+    x: ArrayLike, dy: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
+) -> NDArray[np.floating[Any]]: ...
+def avg_pool_backward(
+    x: ArrayLike, dy: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
+) -> NDArray[np.floating[Any]]: ...
+def global_max_pool(x: ArrayLike, /) -> NDArray[np.floating[Any]]: ...
+def global_avg_pool(x: ArrayLike, /) -> NDArray[np.floating[Any]]: ...
+def gram(x: ArrayLike, normalize: Any, /) -> NDArray[np.floating[Any]]: ...
+def gram_backward(x: ArrayLike, dG: ArrayLike, normalize: Any, /) -> NDArray[np.floating[Any]]: ...
+
+# anchors, windows, YOLO
+def kmeans_anchors(
+    wh: ArrayLike, k: int, iterations: int, iou_threshold: float, rng: np.random.Generator, /
+) -> tuple[NDArray[np.floating[Any]], float, float, int]: ...
+def sliding_windows(images: ArrayLike, window: Any, stride: Any, /) -> NDArray[Any]: ...
+def yolo_decode(
+    Y: ArrayLike, anchors: ArrayLike, image_size: Any, score_threshold: float | None, /
+) -> Any: ...
+def yolo_encode(
+    boxes: Any,
+    classes: Any,
+    grid: Any,
+    anchors: ArrayLike,
+    num_classes: int,
+    image_size: Any,
+    batched: bool,
+    /,
+) -> Any: ...

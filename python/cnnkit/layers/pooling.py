@@ -1,0 +1,149 @@
+"""Pooling layers: max and average over windows, and global pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import _validate
+from .. import autograd as ag
+from ..autograd import Tensor
+from ..saving.registry import register_serializable
+from .layer import Layer
+
+__all__ = [
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+]
+
+
+class _Pool(Layer):
+    rank = 2
+    layout = "(N, H, W, C)"
+    kind = "max"
+
+    def __init__(
+        self,
+        pool_size: int | Sequence[int] = 2,
+        strides: int | Sequence[int] | None = None,
+        padding: str = "valid",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        where = f"{type(self).__name__}({self.name!r})"
+        self.pool_size = _validate.integers(where, "pool_size", pool_size, self.rank)
+        self.strides = (
+            self.pool_size
+            if strides is None
+            else _validate.integers(where, "strides", strides, self.rank)
+        )
+        self.padding = _validate.choice(where, "padding", padding, ("valid", "same"))
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        self._need_rank(x.shape, self.rank + 2, self.layout)
+        pool = ag.max_pool if self.kind == "max" else ag.avg_pool
+        return pool(x, self.pool_size, stride=self.strides, padding=self.padding)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }
+
+
+@register_serializable(package="cnnkit")
+class MaxPooling1D(_Pool):
+    rank, layout, kind = 1, "(N, L, C)", "max"
+
+
+@register_serializable(package="cnnkit")
+class MaxPooling2D(_Pool):
+    rank, layout, kind = 2, "(N, H, W, C)", "max"
+
+
+@register_serializable(package="cnnkit")
+class MaxPooling3D(_Pool):
+    rank, layout, kind = 3, "(N, D, H, W, C)", "max"
+
+
+@register_serializable(package="cnnkit")
+class AveragePooling1D(_Pool):
+    """Average pooling; with ``padding="same"`` padded positions are not counted (as Keras)."""
+
+    rank, layout, kind = 1, "(N, L, C)", "avg"
+
+
+@register_serializable(package="cnnkit")
+class AveragePooling2D(_Pool):
+    """Average pooling; with ``padding="same"`` padded positions are not counted (as Keras)."""
+
+    rank, layout, kind = 2, "(N, H, W, C)", "avg"
+
+
+@register_serializable(package="cnnkit")
+class AveragePooling3D(_Pool):
+    """Average pooling; with ``padding="same"`` padded positions are not counted (as Keras)."""
+
+    rank, layout, kind = 3, "(N, D, H, W, C)", "avg"
+
+
+class _GlobalPool(Layer):
+    rank = 2
+    layout = "(N, H, W, C)"
+    kind = "avg"
+
+    def __init__(self, keepdims: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        self._need_rank(x.shape, self.rank + 2, self.layout)
+        y = (ag.global_avg_pool if self.kind == "avg" else ag.global_max_pool)(x)
+        if self.keepdims:
+            y = y.reshape(x.shape[0], *([1] * self.rank), x.shape[-1])
+        return y
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+
+@register_serializable(package="cnnkit")
+class GlobalAveragePooling1D(_GlobalPool):
+    rank, layout, kind = 1, "(N, L, C)", "avg"
+
+
+@register_serializable(package="cnnkit")
+class GlobalAveragePooling2D(_GlobalPool):
+    rank, layout, kind = 2, "(N, H, W, C)", "avg"
+
+
+@register_serializable(package="cnnkit")
+class GlobalAveragePooling3D(_GlobalPool):
+    rank, layout, kind = 3, "(N, D, H, W, C)", "avg"
+
+
+@register_serializable(package="cnnkit")
+class GlobalMaxPooling1D(_GlobalPool):
+    rank, layout, kind = 1, "(N, L, C)", "max"
+
+
+@register_serializable(package="cnnkit")
+class GlobalMaxPooling2D(_GlobalPool):
+    rank, layout, kind = 2, "(N, H, W, C)", "max"
+
+
+@register_serializable(package="cnnkit")
+class GlobalMaxPooling3D(_GlobalPool):
+    rank, layout, kind = 3, "(N, D, H, W, C)", "max"

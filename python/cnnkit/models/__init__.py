@@ -1,0 +1,9 @@
+"""Keras-style models: :class:`Model` (subclass it), :class:`Sequential` (a stack),
+and ``summary()``; the training loops they run live in :mod:`cnnkit.training`."""
+
+from __future__ import annotations
+
+from .model import Model, NonFiniteLossError
+from .sequential import Sequential
+
+__all__ = ["Model", "NonFiniteLossError", "Sequential"]

@@ -1,0 +1,46 @@
+"""``Model.summary()``: the Keras-style table of layers, output shapes and parameters."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["print_summary"]
+
+
+def print_summary(
+    model: Any, line_length: int = 80, print_fn: Callable[[str], Any] | None = None
+) -> None:
+    """Print ``Layer (type) | Output Shape | Param #`` rows and the parameter totals of
+    ``model``; moving statistics and frozen weights count as non-trainable."""
+    if not model.built:
+        raise ValueError(
+            f"summary(): model {model.name!r} is not built yet: give the first layer an "
+            "input shape (Input or input_shape=) or call the model on data"
+        )
+    emit = print_fn or print
+    longest = max((len(f" {x.name} ({type(x).__name__})") for x in model._layers), default=0)
+    widths = (max(int(line_length * 0.45), longest + 2), int(line_length * 0.33))
+    line_length = max(line_length, widths[0] + widths[1] + 10)
+    rule, double = "_" * line_length, "=" * line_length
+
+    def row(a: str, b: str, c: str) -> str:
+        return f"{a:<{widths[0]}}{b:<{widths[1]}}{c}"
+
+    emit(f'Model: "{model.name}"')
+    emit(rule)
+    emit(row(" Layer (type)", "Output Shape", "Param #"))
+    emit(double)
+    for i, layer in enumerate(model._layers):
+        shape = layer._output_shape
+        text = "?" if shape is None else str(shape)
+        params = sum(v.size for v in layer.weights)
+        emit(row(f" {layer.name} ({type(layer).__name__})", text, f"{params:,}"))
+        if i != len(model._layers) - 1:
+            emit("")
+    emit(double)
+    total = sum(v.size for v in model.weights)
+    trainable = sum(v.size for v in model.trainable_weights)
+    emit(f"Total params: {total:,}")
+    emit(f"Trainable params: {trainable:,}")
+    emit(f"Non-trainable params: {total - trainable:,}")
+    emit(rule)

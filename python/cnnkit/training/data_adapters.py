@@ -1,0 +1,172 @@
+"""What ``fit``, ``evaluate`` and ``predict`` accept as data, turned into batches.
+
+Three kinds of input, as in Keras 3's data adapters:
+
+* arrays (or lists / dicts of arrays for several inputs or outputs), cut into batches
+  of ``batch_size``, optionally in a seeded shuffled order: :class:`ArrayDataAdapter`;
+* an iterable of ``(x, y)`` / ``(x, y, sample_weight)`` batches, iterated once per
+  epoch: :class:`IterableDataAdapter`;
+* a loader with a length (``len(loader)`` batches), which is an iterable whose
+  length gives the progress bar its total.
+
+Every batch is a tuple ``(x, y, sample_weight)`` (``y`` and ``sample_weight`` may be
+None), the ``data`` that :meth:`cnnkit.Model.train_step` and friends unpack with
+:func:`unpack_x_y_sample_weight`.
+
+Arrays are checked whole before the first step (dtypes, NaN targets, sample counts),
+so a bad array never leaves a half-trained model; batches from an iterable can only be
+checked when they come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import _nest
+from ..autograd import Tensor
+
+__all__ = [
+    "ArrayDataAdapter",
+    "IterableDataAdapter",
+    "check_targets",
+    "is_batch_iterable",
+    "num_samples",
+    "to_model_dtype",
+    "unpack_x_y_sample_weight",
+]
+
+Batch = tuple[Any, Any, Any]
+
+
+def unpack_x_y_sample_weight(data: Any) -> Batch:
+    """``(x, y, sample_weight)`` from a batch given as ``(x,)``, ``(x, y)``,
+    ``(x, y, sample_weight)`` or ``x`` alone (as Keras's helper of the same name)."""
+    if isinstance(data, tuple):
+        if len(data) == 1:
+            return data[0], None, None
+        if len(data) == 2:
+            return data[0], data[1], None
+        if len(data) == 3:
+            return data[0], data[1], data[2]
+    return data, None, None
+
+
+def num_samples(where: str, arg: str, value: Any) -> int:
+    """The common length of the leading axes of a structure of arrays."""
+    counts = {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in _nest.flatten(value)}
+    if -1 in counts:
+        raise ValueError(f"{where}: {arg} must be arrays with a batch axis, got a scalar")
+    if len(counts) != 1:
+        raise ValueError(f"{where}: the arrays of {arg} have different lengths {sorted(counts)}")
+    return counts.pop()
+
+
+def take(value: Any, index: Any) -> Any:
+    """The rows ``index`` (a slice or an index array) of every array of a structure."""
+    return _nest.map_structure(lambda a: a[index], value)
+
+
+_NUMERIC = "bool, integer or floating-point"
+
+
+def to_model_dtype(where: str, x: Any, dtype: np.dtype) -> Any:
+    """``x`` as arrays of the model's float dtype.
+
+    Raises
+    ------
+    TypeError
+        For string, object or complex inputs: a complex input would lose its imaginary
+        part, strings and objects are not data.
+    """
+
+    def convert(a: Any) -> Any:
+        if isinstance(a, Tensor):
+            a = a.data
+        try:
+            a = np.asarray(a)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{where}: x must be a {_NUMERIC} array, got {exc}") from None
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: x must have a {_NUMERIC} dtype, got dtype {a.dtype}")
+        return a.astype(dtype) if a.dtype != dtype else a
+
+    return _nest.map_structure(convert, x)
+
+
+def check_targets(where: str, y: Any) -> Any:
+    """``y`` as arrays, with numeric dtypes and no NaN or infinity (checked in full)."""
+
+    def check(a: Any) -> np.ndarray:
+        a = np.asarray(a.data if isinstance(a, Tensor) else a)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: y must have a {_NUMERIC} dtype, got dtype {a.dtype}")
+        if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            raise ValueError(f"{where}: y must be finite, got {a[bad]} at index {bad}")
+        return a
+
+    return _nest.map_structure(check, y)
+
+
+def is_batch_iterable(x: Any, y: Any) -> bool:
+    """Whether ``x`` is an iterable of batches (a loader or generator) rather than arrays."""
+    return y is None and not isinstance(x, (np.ndarray, Tensor, dict)) and hasattr(x, "__iter__")
+
+
+class ArrayDataAdapter:
+    """Batches of ``batch_size`` rows of arrays, in order or in a given permutation."""
+
+    def __init__(self, x: Any, y: Any, sample_weight: Any, batch_size: int) -> None:
+        self.x, self.y, self.sample_weight = x, y, sample_weight
+        self.batch_size = batch_size
+        self.num_samples = num_samples("fit()", "x", x)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def batches(self, order: np.ndarray | None = None) -> Iterator[Batch]:
+        n = self.num_samples
+        index = np.arange(n) if order is None else order
+        for start in range(0, n, self.batch_size):
+            chunk = index[start : start + self.batch_size]
+            rows = slice(start, start + len(chunk)) if order is None else chunk
+            yield (
+                take(self.x, rows),
+                None if self.y is None else take(self.y, rows),
+                None if self.sample_weight is None else self.sample_weight[rows],
+            )
+
+
+class IterableDataAdapter:
+    """Batches from an iterable of ``(x, y)`` / ``(x, y, sample_weight)`` tuples (or of
+    inputs alone, for ``predict``), with ``x`` converted by ``convert``."""
+
+    def __init__(
+        self, where: str, iterable: Any, convert: Callable[[Any], Any], targets: bool = True
+    ) -> None:
+        self.where, self.iterable, self.convert, self.targets = where, iterable, convert, targets
+
+    @property
+    def num_batches(self) -> int | None:
+        """``len(iterable)`` when the iterable has a length, else None."""
+        try:
+            return len(self.iterable)
+        except TypeError:
+            return None
+
+    def batches(self) -> Iterator[Batch]:
+        for item in self.iterable:
+            if not self.targets:
+                xb = item[0] if isinstance(item, (tuple, list)) else item
+                yield self.convert(xb), None, None
+                continue
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise TypeError(
+                    f"{self.where}: a data iterable must yield (x, y) or (x, y, sample_weight) "
+                    f"tuples, got {type(item).__name__}"
+                )
+            yield self.convert(item[0]), item[1], (item[2] if len(item) == 3 else None)
