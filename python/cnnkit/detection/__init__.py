@@ -12,6 +12,7 @@ from typing import Any
 
 _NAMES = {
     "COCO_IOU_THRESHOLDS": "evaluation",
+    "COCO_METRIC_KEYS": "evaluation",
     "evaluate": "evaluation",
     "voc_ap": "evaluation",
     "voc_evaluate": "evaluation",
