@@ -19,6 +19,7 @@ _NAMES = {
     "flip_horizontal": "landmarks",
     "LocalizationLoss": "localization",
     "decode_localization": "localization",
+    "localization_cnn": "localization",
     "resize_bilinear": "windows",
     "sliding_window_detect": "windows",
     "to_fully_convolutional": "windows",
