@@ -18,11 +18,13 @@ Safety and robustness:
 
 * Loading never runs code from the file: arrays are read with
   ``allow_pickle=False`` and only the layer classes of :mod:`cnnkit.layers`,
-  :class:`cnnkit.Sequential` and classes passed in ``custom_objects`` are
-  instantiated. A subclassed :class:`cnnkit.Model` is rebuilt only when its
-  class is passed as ``custom_objects={"MyModel": MyModel}`` (its ``__init__``
-  must accept its ``get_config()``); otherwise use ``save_weights`` /
-  ``load_weights`` on a model built in code.
+  :class:`cnnkit.Sequential`, cnnkit's own models and losses (such as
+  :class:`cnnkit.detection.YoloModel` and :class:`~cnnkit.detection.YoloLoss`)
+  and classes passed in ``custom_objects`` are instantiated. A subclassed
+  :class:`cnnkit.Model` is rebuilt only when its class is passed as
+  ``custom_objects={"MyModel": MyModel}`` (its ``__init__`` must accept its
+  ``get_config()``); otherwise use ``save_weights`` / ``load_weights`` on a
+  model built in code.
 * Custom losses and metrics (plain callables) are stored by name; loading a
   model compiled with them needs them in ``custom_objects`` (else a
   ``ValueError`` names them), or ``compile=False`` for an uncompiled model.

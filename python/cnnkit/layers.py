@@ -1043,6 +1043,21 @@ _CLASSES: dict[str, type[Layer]] = {
 }
 
 
+# Model classes defined above this module (which they import, so it cannot import them when it
+# loads): class name -> module, imported when a model file names the class (a fresh process can
+# then load a YOLO model without custom_objects). The one registry of the restructure replaces
+# this table.
+_MODEL_CLASSES = {"Sequential": "cnnkit.models", "YoloModel": "cnnkit.detection.yolo"}
+
+
+def _model_class(name: str) -> type | None:
+    if name not in _MODEL_CLASSES:
+        return None
+    import importlib
+
+    return getattr(importlib.import_module(_MODEL_CLASSES[name]), name)
+
+
 def serialize(layer: Layer) -> dict[str, Any]:
     """``{"class_name", "config"}`` of a layer (or model)."""
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
@@ -1051,9 +1066,9 @@ def serialize(layer: Layer) -> dict[str, Any]:
 def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Layer:
     """Build a layer from :func:`serialize`'s output.
 
-    Only the classes of this module, :class:`cnnkit.Sequential` and the classes
-    named in ``custom_objects`` are instantiated: a configuration never runs
-    code of its own.
+    Only the classes of this module, :class:`cnnkit.Sequential`,
+    :class:`cnnkit.detection.YoloModel` and the classes named in
+    ``custom_objects`` are instantiated: a configuration never runs code of its own.
     """
     from . import models
 
@@ -1063,7 +1078,7 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> La
         )
     name = config["class_name"]
     custom = custom_objects or {}
-    cls = custom.get(name) or _CLASSES.get(name) or {"Sequential": models.Sequential}.get(name)
+    cls = custom.get(name) or _CLASSES.get(name) or _model_class(name)
     if cls is None:
         raise ValueError(
             f"layers.deserialize(): unknown layer class {name!r}; pass it in custom_objects"

@@ -278,6 +278,22 @@ _ALIASES: dict[str, type[Loss]] = {
 }
 
 
+# Losses defined by cnnkit's application subpackages, which import this module, so it cannot
+# import them when it loads: class name -> module, imported when a model file names the class
+# (a fresh process can then load a YOLO model without custom_objects). The one registry of
+# the restructure replaces this table.
+_DEFINED_ELSEWHERE = {"YoloLoss": "cnnkit.detection.yolo"}
+
+
+def _class(name: Any) -> type | None:
+    """The built-in loss class called ``name``, or None."""
+    if name in _DEFINED_ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_DEFINED_ELSEWHERE[name]), name)
+    return _CLASSES.get(name)
+
+
 def get(identifier: Any) -> Any:
     """A loss from a Keras name (``"mse"``, ``"categorical_crossentropy"``, ...),
     a serialized dict, a :class:`Loss`, or any callable ``(y_true, y_pred) -> Tensor``."""
@@ -299,13 +315,14 @@ def get(identifier: Any) -> Any:
 
 def serialize(loss: Any) -> dict[str, Any] | None:
     """``{"class_name", "config"}`` for the built-in losses; None for other callables."""
-    if type(loss) in _CLASSES.values():
+    if _class(type(loss).__name__) is type(loss):
         return {"class_name": type(loss).__name__, "config": loss.get_config()}
     return None
 
 
 def deserialize(config: dict[str, Any]) -> Loss:
     """The inverse of :func:`serialize`; only built-in classes are constructed."""
-    if not isinstance(config, dict) or config.get("class_name") not in _CLASSES:
+    cls = _class(config.get("class_name")) if isinstance(config, dict) else None
+    if cls is None:
         raise ValueError(f"loss: cannot deserialize {config!r}; expected a built-in loss")
-    return _CLASSES[config["class_name"]].from_config(dict(config.get("config", {})))
+    return cls.from_config(dict(config.get("config", {})))

@@ -24,6 +24,7 @@ _NAMES = {
     "sliding_window_detect": "windows",
     "to_fully_convolutional": "windows",
     "YoloLoss": "yolo",
+    "YoloModel": "yolo",
     "activate": "yolo",
     "detect": "yolo",
     "yolo_model": "yolo",
