@@ -145,3 +145,8 @@ def test_yolo_model_class_rejects_bad_settings():
         YoloModel(image_size=16, grid=0)
     with pytest.raises(TypeError, match=r"YoloModel\(\): class_names must be a sequence of str"):
         YoloModel(image_size=16, grid=8, class_names=[1, 2])
+
+
+def test_loss_deserialize_rejects_a_non_string_class_name():
+    with pytest.raises(ValueError, match=r"loss: cannot deserialize"):
+        losses.deserialize({"class_name": ["YoloLoss"], "config": {}})

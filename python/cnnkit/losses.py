@@ -287,6 +287,8 @@ _DEFINED_ELSEWHERE = {"YoloLoss": "cnnkit.detection.yolo"}
 
 def _class(name: Any) -> type | None:
     """The built-in loss class called ``name``, or None."""
+    if not isinstance(name, str):
+        return None
     if name in _DEFINED_ELSEWHERE:
         import importlib
 
