@@ -15,26 +15,8 @@ import argparse
 import numpy as np
 
 import cnnkit
-from cnnkit import datasets, layers, ops
-from cnnkit.detection import LocalizationLoss, decode_localization
-
-
-def build(image_size: int, classes: int, seed: int) -> cnnkit.Sequential:
-    return cnnkit.Sequential(
-        [
-            layers.Input((image_size, image_size, 3)),
-            layers.Conv2D(16, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(32, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(64, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(128, activation="relu"),
-            layers.Dense(5 + classes),
-        ],
-        seed=seed,
-    )
+from cnnkit import datasets, ops
+from cnnkit.detection import LocalizationLoss, decode_localization, localization_cnn
 
 
 def scores(model: cnnkit.Sequential, data: datasets.SingleObjectData) -> dict[str, float]:
@@ -60,7 +42,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     train = datasets.single_object(args.train, seed=args.seed)
     test = datasets.single_object(1000, seed=args.seed + 1)
-    model = build(train.images.shape[1], train.y.shape[1] - 5, args.seed)
+    model = localization_cnn(
+        train.images.shape[1:], train.y.shape[1], filters=(16, 32, 64), dense=128, seed=args.seed
+    )
     model.compile(optimizer=cnnkit.optimizers.Adam(2e-3), loss=LocalizationLoss())
     model.fit(train.images, train.y, batch_size=32, epochs=args.epochs, verbose=2)
     result = scores(model, test)

@@ -175,7 +175,8 @@ inline double threshold_arg(py::handle obj, const char* fn, const char* name, do
   return v;
 }
 
-// None, or an integer >= 0.
+// None (no limit), or an integer >= 0. The value message names only the bound: the argument
+// is an int by then, so "or None" there would read as if None were the fix for a negative int.
 inline std::optional<int64_t> count_arg(py::handle obj, const char* fn, const char* name) {
   if (obj.is_none()) return std::nullopt;
   if (PyBool_Check(obj.ptr()) || PyFloat_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
@@ -184,7 +185,7 @@ inline std::optional<int64_t> count_arg(py::handle obj, const char* fn, const ch
   if (!index) throw py::error_already_set();
   const int64_t v = py::cast<int64_t>(py::reinterpret_steal<py::object>(index));
   if (v < 0)
-    throw py::value_error(prefix(fn, name) + "must be >= 0 or None, got " + std::to_string(v));
+    throw py::value_error(prefix(fn, name) + "must be >= 0, got " + std::to_string(v));
   return v;
 }
 

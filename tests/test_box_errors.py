@@ -307,13 +307,13 @@ THRESHOLD_CASES = [
         "nms-negative-max_output",
         lambda: ops.nms(BOXES, SCORES, 0.5, max_output=-1),
         ValueError,
-        "nms(): max_output must be >= 0 or None, got -1",
+        "nms(): max_output must be >= 0, got -1",
     ),
     case(
         "batched_nms-negative-max_output",
         lambda: ops.batched_nms(BOXES, SCORES, CLASSES, 0.5, max_output=-2),
         ValueError,
-        "batched_nms(): max_output must be >= 0 or None, got -2",
+        "batched_nms(): max_output must be >= 0, got -2",
     ),
     case(
         "nms-float-max_output",
@@ -361,6 +361,14 @@ def test_bad_thresholds_and_counts_are_rejected(call, exc, pattern):
 
 def test_numpy_integer_max_output_is_accepted():
     np.testing.assert_array_equal(ops.nms(BOXES, SCORES, 0.9, max_output=np.int64(1)), [1])
+
+
+def test_none_max_output_means_no_limit():
+    # The type message says "an int or None": None must really be accepted, by both NMS calls.
+    np.testing.assert_array_equal(ops.nms(BOXES, SCORES, 0.9, max_output=None), [1, 0])
+    np.testing.assert_array_equal(
+        ops.batched_nms(BOXES, SCORES, CLASSES, 0.9, max_output=None), [1, 0]
+    )
 
 
 # --- dtypes -----------------------------------------------------------------------------

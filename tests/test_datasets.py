@@ -31,6 +31,22 @@ def test_lazy_submodule():
     assert cnnkit.datasets.shapes is shapes
 
 
+def test_generators_do_not_shadow_their_modules():
+    # The functions keep the short names; their modules have names of their own, so
+    # `import cnnkit.datasets.shapes_data` and the function `datasets.shapes` never collide.
+    import importlib
+
+    for module, names in (
+        ("shapes_data", ("shapes", "single_object", "SHAPE_NAMES", "SingleObjectData")),
+        ("landmarks_data", ("landmarks", "FLIP_PAIRS", "LANDMARK_NAMES", "LandmarkData")),
+    ):
+        loaded = importlib.import_module(f"cnnkit.datasets.{module}")
+        assert getattr(cnnkit.datasets, module) is loaded
+        for name in names:
+            assert getattr(cnnkit.datasets, name) is getattr(loaded, name)
+    assert callable(cnnkit.datasets.shapes) and callable(cnnkit.datasets.landmarks)
+
+
 @pytest.mark.parametrize("seed_kind", ["int", "generator"])
 def test_shapes_deterministic(seed_kind):
     def make(seed):

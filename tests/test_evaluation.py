@@ -15,22 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnkit
-from cnnkit.detection import COCO_IOU_THRESHOLDS, evaluate, voc_ap, voc_evaluate
-
-COCO_KEYS = (
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
+from cnnkit.detection import (
+    COCO_IOU_THRESHOLDS,
+    COCO_METRIC_KEYS,
+    evaluate,
+    voc_ap,
+    voc_evaluate,
 )
+
 TOL = 1e-6
 
 
@@ -209,8 +201,8 @@ def test_matches_pycocotools(problem):
     detections, ground_truth = problem
     ev = coco_eval(detections, ground_truth)
     got = evaluate(detections, ground_truth)
-    assert list(got)[:12] == list(COCO_KEYS)
-    for key, value in zip(COCO_KEYS, ev.stats):
+    assert list(got)[:12] == list(COCO_METRIC_KEYS)
+    for key, value in zip(COCO_METRIC_KEYS, ev.stats):
         assert got[key] == pytest.approx(float(value), abs=TOL), key
     assert_metrics_close(got, expected_from_tables(ev, (1, 10, 100)))
 
@@ -239,7 +231,7 @@ def test_iou_ties_go_to_the_later_ground_truth():
     det = [{"boxes": [[1, 0, 11, 10], [2, 0, 12, 10]], "scores": [0.9, 0.8], "classes": [0, 0]}]
     ev = coco_eval(det, gt)
     got = evaluate(det, gt)
-    for key, value in zip(COCO_KEYS, ev.stats):
+    for key, value in zip(COCO_METRIC_KEYS, ev.stats):
         assert got[key] == pytest.approx(float(value), abs=TOL), key
     assert got["mar_100"] == pytest.approx((4 * 1.0 + 3 * 0.5 + 3 * 0.5) / 10)
     # A non-ignored box is preferred to an ignored (crowd) one of higher IoU.
@@ -272,7 +264,7 @@ def test_continuous_coordinates_match_pycocotools(step_elements, monkeypatch):
         )
     ev = coco_eval(detections, ground_truth)
     got = evaluate(detections, ground_truth)
-    for key, value in zip(COCO_KEYS, ev.stats):
+    for key, value in zip(COCO_METRIC_KEYS, ev.stats):
         assert got[key] == pytest.approx(float(value), abs=TOL), key
     assert 0.2 < got["map"] < 0.9  # a meaningful mix of hits and misses
 
@@ -301,7 +293,9 @@ def test_perfect_detections_score_one():
         gt.append({"boxes": boxes, "classes": classes})
         det.append({"boxes": boxes.copy(), "scores": rng.random(15), "classes": classes})
     got = evaluate(det, gt)
-    for key in COCO_KEYS[:6] + COCO_KEYS[7:]:  # mar_1 < 1: images hold several boxes a class
+    for key in (
+        COCO_METRIC_KEYS[:6] + COCO_METRIC_KEYS[7:]
+    ):  # mar_1 < 1: images hold several boxes a class
         # pycocotools' precision tp / (tp + fp + eps) is 1 - 2e-16 at best.
         assert got[key] == pytest.approx(1.0, abs=1e-12) or got[key] == -1.0, key
     assert got["map"] == pytest.approx(1.0, abs=1e-12)
@@ -318,7 +312,7 @@ def test_undefined_values_are_minus_one():
     assert got["map_per_class"] == {1: pytest.approx(1.0), 7: -1.0}
     assert got["map"] == pytest.approx(1.0)  # class 7 is left out of the mean
     nothing = evaluate([{"boxes": [], "scores": [], "classes": []}], [{"boxes": [], "classes": []}])
-    assert all(nothing[k] == -1.0 for k in COCO_KEYS)
+    assert all(nothing[k] == -1.0 for k in COCO_METRIC_KEYS)
     assert nothing["map_per_class"] == {}
     no_75 = evaluate(det, gt, iou_thresholds=[0.5, 0.6])
     assert no_75["map_75"] == -1.0 and no_75["map_50"] == pytest.approx(1.0)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 import cnnkit
-from cnnkit import datasets, layers
-from cnnkit.detection import flip_horizontal
+from cnnkit import datasets
+from cnnkit.detection import flip_horizontal, localization_cnn
 
 
 def test_landmark_regression_with_flip_augmentation():
@@ -20,19 +20,7 @@ def test_landmark_regression_with_flip_augmentation():
     images = np.concatenate([train.images, flipped_images])
     targets = np.concatenate([train.points, flipped_points]).reshape(len(images), -1) / size
 
-    model = cnnkit.Sequential(
-        [
-            layers.Input((size, size, 3)),
-            layers.Conv2D(16, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(32, 3, padding="same", activation="relu"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),
-            layers.Dense(64, activation="relu"),
-            layers.Dense(targets.shape[1]),
-        ],
-        seed=0,
-    )
+    model = localization_cnn((size, size, 3), targets.shape[1], seed=0)
     model.compile(optimizer=cnnkit.optimizers.Adam(2e-3), loss="mse")
     model.fit(images, targets, batch_size=32, epochs=5, verbose=0)
 

@@ -22,20 +22,6 @@ import numpy as np
 
 from . import Call, Case, allclose
 
-KEYS = (
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-)
 SIZES = ((500, 10, 50, 20), (100, 20, 100, 80))  # (images, gt, dets per image, classes)
 
 
@@ -68,13 +54,13 @@ def problem(images: int, gt: int, dets: int, classes: int) -> tuple:
 
 
 def _cnnkit(inputs: tuple) -> Call:
-    from cnnkit.detection import evaluate
+    from cnnkit.detection import COCO_METRIC_KEYS, evaluate
 
     detections, ground_truth = inputs
 
     def call() -> np.ndarray:
         result = evaluate(detections, ground_truth)
-        return np.array([result[k] for k in KEYS])
+        return np.array([result[k] for k in COCO_METRIC_KEYS])
 
     return call
 

@@ -25,10 +25,27 @@ from numpy.typing import ArrayLike
 
 from .. import ops
 
-__all__ = ["COCO_IOU_THRESHOLDS", "evaluate", "voc_ap", "voc_evaluate"]
+__all__ = ["COCO_IOU_THRESHOLDS", "COCO_METRIC_KEYS", "evaluate", "voc_ap", "voc_evaluate"]
 
 COCO_IOU_THRESHOLDS: np.ndarray = np.linspace(0.5, 0.95, 10)
 """0.50:0.05:0.95, computed as pycocotools does (``linspace``, so 0.5 and 0.75 are exact)."""
+
+COCO_METRIC_KEYS: tuple[str, ...] = (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+)
+"""The twelve scalar keys of :func:`evaluate` (default ``max_detections``), in the order of
+pycocotools' ``COCOeval.stats``: ``dict(zip(COCO_METRIC_KEYS, coco_eval.stats))`` compares."""
 
 _RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 # (label, min area, max area), both ends inclusive; pycocotools' 1e5 ** 2 caps "all" and "large".

@@ -8,10 +8,14 @@ one-hot class. When ``pc`` is 0 the other entries are "don't care".
 The network outputs raw values of the same length: ``pc = sigmoid(t_0)``,
 ``(bx, by, bh, bw) = sigmoid(t_1 .. t_4)`` (all four lie in [0, 1]) and the
 class probabilities ``softmax(t_5 ..)``.
+
+:func:`localization_cnn` is the small network the examples and tests train for
+this (and for landmark regression, which needs the same shape of head).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +23,7 @@ import numpy as np
 from .. import autograd as ag
 from ..autograd import Tensor
 
-__all__ = ["LocalizationLoss", "decode_localization"]
+__all__ = ["LocalizationLoss", "decode_localization", "localization_cnn"]
 
 
 def _check(y_true: Any, y_pred: Any, fn: str) -> tuple[np.ndarray, Tensor]:
@@ -86,3 +90,70 @@ def decode_localization(raw: Any) -> dict[str, np.ndarray]:
         "class_probabilities": probs,
         "classes": probs.argmax(axis=1).astype(np.int64),
     }
+
+
+def localization_cnn(
+    input_shape: Sequence[int],
+    outputs: int,
+    *,
+    filters: Sequence[int] = (16, 32),
+    dense: int = 64,
+    seed: int | None = 0,
+) -> Any:
+    """A small CNN that regresses a fixed-length vector per image.
+
+    One block of ``Conv2D(f, 3, padding="same", activation="relu")`` and 2x2 max
+    pooling per entry of ``filters``, then ``Flatten``, ``Dense(dense, "relu")``
+    and a linear ``Dense(outputs)``: raw values for :class:`LocalizationLoss`
+    (``outputs = 5 + C``) or coordinates for landmark regression (``2 L``).
+
+    Parameters
+    ----------
+    input_shape : (height, width, channels)
+    outputs : int
+        Length of the output vector.
+    filters : sequence of int, default (16, 32)
+        Channels of each convolution block.
+    dense : int, default 64
+        Units of the hidden dense layer.
+    seed : int or None, default 0
+        Seed of the weights (see :class:`cnnkit.Sequential`).
+
+    Returns
+    -------
+    cnnkit.Sequential
+        Uncompiled, output ``(N, outputs)``.
+    """
+    from .. import layers, models
+
+    fn = "localization_cnn()"
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(_positive_int(v) for v in shape):
+        raise ValueError(
+            f"{fn}: input_shape must be (height, width, channels) of positive ints, "
+            f"got {input_shape!r}"
+        )
+    blocks = tuple(filters)
+    if not blocks or not all(_positive_int(f) for f in blocks):
+        raise ValueError(
+            f"{fn}: filters must be a non-empty sequence of positive ints, got {filters!r}"
+        )
+    for name, value in (("outputs", outputs), ("dense", dense)):
+        if not _positive_int(value):
+            raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+    stack: list[Any] = [layers.Input(shape)]
+    for f in blocks:
+        stack += [
+            layers.Conv2D(int(f), 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+        ]
+    stack += [
+        layers.Flatten(),
+        layers.Dense(int(dense), activation="relu"),
+        layers.Dense(int(outputs)),
+    ]
+    return models.Sequential(stack, seed=seed)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value > 0)

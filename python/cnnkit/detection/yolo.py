@@ -12,6 +12,12 @@ per cell and anchor they are ``[t_o, t_x, t_y, t_h, t_w, t_1 .. t_C]`` and mean
 
 :func:`activate` turns raw outputs into that encoded form, which
 :func:`cnnkit.ops.yolo_decode` turns into boxes.
+
+:func:`yolo_model` returns a :class:`YoloModel`: a ``Sequential`` that also carries what
+detection needs besides the weights (anchors, image size, grid, class names), so a saved
+model file is enough to call :func:`detect`. ``YoloModel`` and :class:`YoloLoss` are
+registered by name with the model-file loader, so ``cnnkit.load_model(path)`` rebuilds both
+without ``custom_objects``.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ import numpy as np
 from .. import autograd as ag
 from .. import ops
 from ..autograd import Tensor
+from ..losses import Loss
+from ..models import Sequential
+from ..saving import register_serializable
 
-__all__ = ["YoloLoss", "activate", "detect", "yolo_model"]
+__all__ = ["YoloLoss", "YoloModel", "activate", "detect", "yolo_model"]
 
 
 def _pair(value: int | Sequence[int], name: str, fn: str) -> tuple[int, int]:
@@ -60,7 +69,8 @@ def _split(raw_shape: tuple[int, ...], num_anchors: int, fn: str) -> int:
     return raw_shape[-1] // num_anchors - 5
 
 
-class YoloLoss:
+@register_serializable(package="cnnkit")
+class YoloLoss(Loss):
     """The YOLO training loss, for ``model.compile(loss=YoloLoss(...))``.
 
     ``loss(y_true, y_pred)`` takes targets from :func:`cnnkit.ops.yolo_encode`
@@ -109,7 +119,9 @@ class YoloLoss:
                 raise ValueError(f"YoloLoss(): {name} must be a finite number >= 0, got {value}")
         self.name = "yolo_loss"
 
-    def __call__(self, y_true: Any, y_pred: Tensor) -> Tensor:
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        if sample_weight is not None:
+            raise ValueError("YoloLoss(): sample_weight is not supported (weigh the terms instead)")
         y_pred = y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
         num_anchors = len(self.anchors)
         classes = _split(y_pred.shape, num_anchors, "YoloLoss")
@@ -152,6 +164,68 @@ class YoloLoss:
             **self.weights,
         }
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> YoloLoss:
+        return cls(**config)
+
+
+@register_serializable(package="cnnkit")
+class YoloModel(Sequential):
+    """A YOLO network that carries its detection settings into its model file.
+
+    A :class:`cnnkit.Sequential` (build it with :func:`yolo_model`) plus the settings
+    :func:`detect` and a drawing need, saved in the model's configuration and restored
+    by ``cnnkit.load_model``: ``detect(model, images)`` then needs no anchors copied
+    from a training log.
+
+    Parameters
+    ----------
+    layers, name, seed
+        As :class:`cnnkit.Sequential`.
+    image_size : (height, width)
+        Input size in pixels, the units of ``anchors``.
+    grid : (S_h, S_w)
+        The output grid.
+    anchors : array_like, shape (A, 2), optional
+        (width, height) in pixels, as given to :func:`cnnkit.ops.yolo_encode`; None
+        until they are chosen (set ``model.anchors`` before :func:`detect` or saving).
+    class_names : sequence of str, optional
+        One name per class, in class-index order.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Any] | None = None,
+        name: str | None = None,
+        seed: int | None = None,
+        *,
+        image_size: int | Sequence[int],
+        grid: int | Sequence[int],
+        anchors: Any = None,
+        class_names: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(layers, name=name, seed=seed, **kwargs)
+        self.image_size = _pair(image_size, "image_size", "YoloModel")
+        self.grid = _pair(grid, "grid", "YoloModel")
+        self.anchors = None if anchors is None else _anchors(anchors, "YoloModel")
+        if class_names is not None:
+            if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
+                raise TypeError(
+                    f"YoloModel(): class_names must be a sequence of str, got {class_names!r}"
+                )
+            class_names = tuple(class_names)
+        self.class_names: tuple[str, ...] | None = class_names
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "image_size": list(self.image_size),
+            "grid": list(self.grid),
+            "anchors": None if self.anchors is None else self.anchors.tolist(),
+            "class_names": None if self.class_names is None else list(self.class_names),
+        }
+
 
 def activate(raw: Any, anchors: Any, image_size: int | Sequence[int]) -> np.ndarray:
     """Raw network outputs ``(N, S_h, S_w, A * (5 + C))`` to the encoded form.
@@ -180,7 +254,7 @@ def detect(
     model: Any,
     images: Any,
     *,
-    anchors: Any,
+    anchors: Any = None,
     score_threshold: float = 0.6,
     iou_threshold: float = 0.5,
     max_detections: int = 100,
@@ -199,8 +273,9 @@ def detect(
         Any model with ``predict(images, batch_size=...)`` returning raw outputs
         ``(N, S_h, S_w, A * (5 + C))``.
     images : array_like, shape (N, H, W, channels)
-    anchors : array_like, shape (A, 2)
-        (width, height) in pixels, as used for training.
+    anchors : array_like, shape (A, 2), optional
+        (width, height) in pixels, as used for training; by default the model's own
+        (``model.anchors`` of a :class:`YoloModel`, restored by ``cnnkit.load_model``).
 
     Returns
     -------
@@ -208,6 +283,13 @@ def detect(
         Per image ``{"boxes": (K, 4) xyxy pixels, "scores": (K,), "classes": (K,) int64}``,
         by decreasing score: the format :func:`cnnkit.detection.evaluate` takes.
     """
+    if anchors is None:
+        anchors = getattr(model, "anchors", None)
+        if anchors is None:
+            raise ValueError(
+                "detect(): anchors must be given when the model does not carry them (a "
+                "YoloModel from yolo_model(..., anchors=...) or loaded from its file does)"
+            )
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(f"detect(): images must have shape (N, H, W, C), got {images.shape}")
@@ -233,12 +315,14 @@ def detect(
 def yolo_model(
     input_shape: Sequence[int] = (64, 64, 3),
     *,
-    num_anchors: int,
-    num_classes: int,
+    num_anchors: int | None = None,
+    num_classes: int | None = None,
+    anchors: Any = None,
+    class_names: Sequence[str] | None = None,
     width: int = 16,
     downsamples: int = 3,
     seed: int | None = 0,
-) -> Any:
+) -> YoloModel:
     """A small YOLO network: an ``S x S`` grid with ``A`` anchors and ``C`` classes.
 
     ``downsamples`` blocks of 3x3 convolution, batch normalisation, leaky ReLU
@@ -247,21 +331,43 @@ def yolo_model(
     ``A * (5 + C)`` raw outputs per cell, so ``S = input / 2 ** downsamples``.
     The objectness biases start at ``logit(0.01)``.
 
+    ``anchors`` (pixels, ``(A, 2)``) and ``class_names`` are stored in the model (and
+    so in its file) for :func:`detect`; they give ``num_anchors`` and ``num_classes``
+    when those are omitted.
+
     Returns
     -------
-    cnnkit.Sequential
+    YoloModel
         Output ``(N, S_h, S_w, A * (5 + C))``, raw (see :func:`activate`).
     """
-    from .. import layers, models
+    from .. import layers
 
     fn = "yolo_model()"
-    for name, value in (
-        ("num_anchors", num_anchors),
-        ("num_classes", num_classes),
-        ("width", width),
+    if anchors is not None:
+        anchors = _anchors(anchors, "yolo_model")
+        if num_anchors is None:
+            num_anchors = len(anchors)
+        elif num_anchors != len(anchors):
+            raise ValueError(
+                f"{fn}: num_anchors is {num_anchors!r} but {len(anchors)} anchors are given"
+            )
+    if class_names is not None:
+        if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
+            raise TypeError(f"{fn}: class_names must be a sequence of str, got {class_names!r}")
+        if num_classes is None:
+            num_classes = len(class_names)
+        elif num_classes != len(class_names):
+            raise ValueError(
+                f"{fn}: num_classes is {num_classes!r} but {len(class_names)} class names are given"
+            )
+    for name, value, source in (
+        ("num_anchors", num_anchors, " (or give anchors)"),
+        ("num_classes", num_classes, " (or give class_names)"),
+        ("width", width, ""),
     ):
         if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+            raise ValueError(f"{fn}: {name} must be a positive int{source}, got {value!r}")
+    num_anchors, num_classes = int(num_anchors), int(num_classes)  # type: ignore[arg-type]
     shape = tuple(int(v) for v in input_shape)
     scale = 2**downsamples
     if len(shape) != 3 or shape[0] % scale or shape[1] % scale:
@@ -282,7 +388,15 @@ def yolo_model(
             filters *= 2
     head = layers.Conv2D(num_anchors * (5 + num_classes), 1)
     stack.append(head)
-    model = models.Sequential(stack, name="yolo", seed=seed)
+    model = YoloModel(
+        stack,
+        name="yolo",
+        seed=seed,
+        image_size=shape[:2],
+        grid=(shape[0] // scale, shape[1] // scale),
+        anchors=anchors,
+        class_names=class_names,
+    )
     # Start every objectness at probability 0.01: most anchors hold no object, and
     # starting at 0.5 makes the no-object term swamp the first updates.
     kernel, bias = head.get_weights()
