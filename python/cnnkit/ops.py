@@ -16,6 +16,15 @@ documented differences:
 * NMS breaks score ties by index, lower first, so the result is stable;
 * conversions between ``xywh`` and ``cxcywh`` keep width and height exactly.
 
+Boxes may be given as integers (lists, int32/int64 arrays) or float16: like
+torchvision's ``_upcast`` they are converted to float32 first (exact for
+coordinates up to 2**24). :func:`box_convert`, :func:`box_area` and
+:func:`clip_boxes` take any leading shape ``(..., 4)``, a single box ``(4,)``
+included, as torchvision's do.
+
+A torch tensor that requires a gradient is rejected with a message that says
+to call ``.detach()``: these kernels do not record torch gradients.
+
 :mod:`cnnkit.reference` holds NumPy implementations with the same signatures.
 """
 
@@ -38,6 +47,7 @@ __all__ = [
     "box_convert",
     "box_iou",
     "clip_boxes",
+    "clip_boxes_to_image",
     "complete_box_iou",
     "conv",
     "conv1d",
@@ -65,6 +75,54 @@ __all__ = [
 ]
 
 
+def _array(value: object, fn: str, name: str) -> np.ndarray:
+    """``np.asarray(value)`` of numbers, with the bindings' messages (src/validate.hpp).
+
+    A torch tensor that requires a gradient is refused first: NumPy would raise torch's own
+    RuntimeError, which does not say which argument it was.
+    """
+    if getattr(value, "requires_grad", False) is True and type(value).__module__.startswith(
+        "torch"
+    ):
+        raise TypeError(
+            f"{fn}(): {name} must not require a gradient, got a torch tensor with "
+            f"requires_grad=True; pass {name}.detach() (cnnkit does not record torch gradients)"
+        )
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(
+            f"{fn}(): {name} must be an array-like of numbers, got {type(value).__name__} ({exc})"
+        ) from None
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"{fn}(): {name} must hold numbers, got an array of dtype {a.dtype}")
+    return a
+
+
+def _upcast(boxes: object, fn: str, name: str = "boxes") -> object:
+    """Integer and float16 boxes as float32, as torchvision's ``_upcast`` makes them float.
+
+    Anything else is passed on unchanged for the binding to check (and to use without a copy).
+    """
+    a = _array(boxes, fn, name)
+    if a.dtype.kind in "iu" or a.dtype == np.float16:
+        return a.astype(np.float32)
+    return boxes if isinstance(boxes, np.ndarray) else a
+
+
+def _box_rows(boxes: object, fn: str) -> tuple[object, tuple[int, ...] | None]:
+    """Boxes of shape (..., 4) as (M, 4) rows, and the leading shape to restore (None: keep)."""
+    a = _upcast(boxes, fn)
+    shape = np.shape(a)
+    if len(shape) == 1 and shape[0] == 0:  # [] is no boxes, as everywhere
+        return a, None
+    if len(shape) == 0 or shape[-1] != 4:
+        raise ValueError(f"{fn}(): boxes must have shape (..., 4), got shape {shape}")
+    if len(shape) == 2:
+        return a, None
+    return np.reshape(a, (-1, 4)), shape[:-1]
+
+
 def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     """Convert boxes between the ``"xyxy"``, ``"xywh"`` and ``"cxcywh"`` formats.
 
@@ -73,13 +131,14 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
-        Boxes in ``in_fmt``; widths and heights must be non-negative.
+    boxes : array_like, shape (..., 4)
+        Boxes in ``in_fmt``; widths and heights must be non-negative. float32
+        and float64 are kept; integers become float32.
     in_fmt, out_fmt : {"xyxy", "xywh", "cxcywh"}
 
     Returns
     -------
-    numpy.ndarray, shape (N, 4), same dtype
+    numpy.ndarray, shape of ``boxes``, float32 or float64
         A new array, also when ``in_fmt == out_fmt``.
 
     Examples
@@ -87,7 +146,9 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     >>> box_convert([[10., 20., 30., 60.]], "xyxy", "cxcywh")
     array([[20., 40., 20., 40.]])
     """
-    return _core.box_convert(boxes, in_fmt, out_fmt)
+    rows, lead = _box_rows(boxes, "box_convert")
+    out = _core.box_convert(rows, in_fmt, out_fmt)
+    return out if lead is None else out.reshape(*lead, 4)
 
 
 def box_area(boxes: ArrayLike) -> np.ndarray:
@@ -95,34 +156,54 @@ def box_area(boxes: ArrayLike) -> np.ndarray:
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
+    boxes : array_like, shape (..., 4)
+        float32 and float64 are kept; integers become float32.
 
     Returns
     -------
-    numpy.ndarray, shape (N,), same dtype
+    numpy.ndarray, shape ``boxes.shape[:-1]``, float32 or float64
+
+    Examples
+    --------
+    >>> box_area([0, 0, 2, 3])
+    array(6., dtype=float32)
     """
-    return _core.box_area(boxes)
+    rows, lead = _box_rows(boxes, "box_area")
+    out = _core.box_area(rows)
+    return out if lead is None else out.reshape(lead)
 
 
 def clip_boxes(boxes: ArrayLike, size: Sequence[float]) -> np.ndarray:
     """Clip ``xyxy`` boxes to an image of ``size = (height, width)``.
 
     x coordinates are clamped to ``[0, width]`` and y to ``[0, height]``
-    (torchvision's ``clip_boxes_to_image``).
+    (torchvision's ``clip_boxes_to_image``, also available under that name).
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
+    boxes : array_like, shape (..., 4)
+        float32 and float64 are kept; integers become float32.
     size : (height, width)
         Non-negative, finite.
 
     Returns
     -------
-    numpy.ndarray, shape (N, 4), same dtype
+    numpy.ndarray, shape of ``boxes``, float32 or float64
     """
+    return _clip(boxes, size, "clip_boxes")
+
+
+def clip_boxes_to_image(boxes: ArrayLike, size: Sequence[float]) -> np.ndarray:
+    """:func:`clip_boxes` under torchvision's name."""
+    return _clip(boxes, size, "clip_boxes_to_image")
+
+
+def _clip(boxes: ArrayLike, size: Sequence[float], fn: str) -> np.ndarray:
     if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
-        raise TypeError(f"clip_boxes(): size must be a (height, width) pair, got {size!r}")
-    return _core.clip_boxes(boxes, size[0], size[1])
+        raise TypeError(f"{fn}(): size must be a (height, width) pair, got {size!r}")
+    rows, lead = _box_rows(boxes, fn)
+    out = _core.clip_boxes(rows, size[0], size[1])
+    return out if lead is None else out.reshape(*lead, 4)
 
 
 def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
@@ -130,7 +211,8 @@ def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
+    boxes : array_like, shape (N, 4)
+        float32 or float64; integers become float32.
     min_size : float
         Non-negative.
 
@@ -139,7 +221,7 @@ def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
     numpy.ndarray, shape (K,), int64
         Increasing indices into ``boxes``.
     """
-    return _core.remove_small_boxes(boxes, min_size)
+    return _core.remove_small_boxes(_upcast(boxes, "remove_small_boxes"), min_size)
 
 
 def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> np.ndarray:
@@ -163,7 +245,9 @@ def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> n
     >>> box_iou([[0., 0., 2., 2.]], [[1., 0., 3., 2.], [5., 5., 6., 6.]])
     array([[0.33333333, 0.        ]])
     """
-    return _core.box_iou(boxes1, boxes2, bool(aligned))
+    fn = "box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.box_iou(a, b, bool(aligned))
 
 
 def generalized_box_iou(
@@ -174,7 +258,9 @@ def generalized_box_iou(
     ``C`` is the area of the smallest box enclosing both and ``U`` the union.
     Values lie in [-1, 1]. Shapes as in :func:`box_iou`.
     """
-    return _core.generalized_box_iou(boxes1, boxes2, bool(aligned))
+    fn = "generalized_box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.generalized_box_iou(a, b, bool(aligned))
 
 
 def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> np.ndarray:
@@ -184,7 +270,9 @@ def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = Fa
     the smallest enclosing box. Values lie in [-1, 1]. Shapes as in
     :func:`box_iou`.
     """
-    return _core.distance_box_iou(boxes1, boxes2, bool(aligned))
+    fn = "distance_box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.distance_box_iou(a, b, bool(aligned))
 
 
 def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> np.ndarray:
@@ -195,7 +283,9 @@ def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = Fa
     angles use ``atan2(w, h)``, so empty boxes are well defined. Shapes as in
     :func:`box_iou`.
     """
-    return _core.complete_box_iou(boxes1, boxes2, bool(aligned))
+    fn = "complete_box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.complete_box_iou(a, b, bool(aligned))
 
 
 def nms(
@@ -239,13 +329,14 @@ def nms(
     >>> nms([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30.]], [0.9, 0.8, 0.7], 0.5)
     array([0, 2])
     """
+    boxes = _upcast(boxes, "nms")
     return _core.nms(boxes, scores, iou_threshold, score_threshold, max_output)
 
 
 def batched_nms(
     boxes: ArrayLike,
     scores: ArrayLike,
-    classes: ArrayLike,
+    idxs: ArrayLike,
     iou_threshold: float,
     *,
     score_threshold: float | None = None,
@@ -260,14 +351,30 @@ def batched_nms(
     ----------
     boxes, scores, iou_threshold, score_threshold, max_output
         As in :func:`nms`; ``max_output`` caps the merged result.
-    classes : array_like, shape (N,), integer
-        A class label per box.
+    idxs : array_like, shape (N,)
+        A class label per box (torchvision's name): integers, or floats that
+        are whole numbers.
 
     Returns
     -------
     numpy.ndarray, shape (K,), int64
     """
-    return _core.batched_nms(boxes, scores, classes, iou_threshold, score_threshold, max_output)
+    fn = "batched_nms"
+    return _core.batched_nms(
+        _upcast(boxes, fn), scores, _labels(idxs, fn), iou_threshold, score_threshold, max_output
+    )
+
+
+def _labels(idxs: object, fn: str) -> object:
+    """Float labels that are whole numbers as int64 (a detector's class output is often float)."""
+    a = _array(idxs, fn, "idxs")
+    if a.dtype.kind != "f" or a.size == 0:
+        return idxs if isinstance(idxs, np.ndarray) else a
+    bad = ~(np.isfinite(a) & (a == np.floor(a)) & (np.abs(a) < 2.0**63))
+    if a.ndim == 1 and bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{fn}(): idxs must hold whole numbers, got {a[i].item()!r} at index {i}")
+    return a.astype(np.int64)
 
 
 def soft_nms(
@@ -308,6 +415,7 @@ def soft_nms(
     scores : numpy.ndarray, shape (K,)
         The decayed score of each selected box.
     """
+    boxes = _upcast(boxes, "soft_nms")
     return _core.soft_nms(boxes, scores, method, sigma, iou_threshold, score_threshold)
 
 

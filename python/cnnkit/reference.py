@@ -24,6 +24,7 @@ __all__ = [
     "box_convert",
     "box_iou",
     "clip_boxes",
+    "clip_boxes_to_image",
     "complete_box_iou",
     "conv",
     "conv_backward",
@@ -49,14 +50,17 @@ __all__ = [
 
 
 def _boxes(boxes: ArrayLike, dtype: np.dtype | None = None) -> np.ndarray:
+    """Boxes of shape (..., 4) ([] is (0, 4)); integers and float16 become float32."""
     a = np.asarray(boxes)
-    if a.size == 0:
+    if a.ndim == 1 and a.size == 0:
         a = a.reshape(0, 4)
+    if a.dtype.kind in "iu" or a.dtype == np.float16:
+        a = a.astype(np.float32)
     return a.astype(dtype or a.dtype, copy=False)
 
 
 def _common(*arrays: ArrayLike) -> tuple[np.ndarray, ...]:
-    arrs = [np.asarray(a) for a in arrays]
+    arrs = [_boxes(a) if np.ndim(a) != 1 else np.asarray(a) for a in arrays]
     dtype = np.result_type(*arrs)
     return tuple(_boxes(a, dtype) if a.ndim != 1 else a.astype(dtype) for a in arrs)
 
@@ -64,7 +68,7 @@ def _common(*arrays: ArrayLike) -> tuple[np.ndarray, ...]:
 def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     b = _boxes(boxes)
     half = b.dtype.type(0.5)
-    p, q, r, s = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    p, q, r, s = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
     if in_fmt == out_fmt:
         return b.copy()
     if in_fmt == "xyxy":
@@ -81,21 +85,24 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
         cols = (p + half * r, q + half * s, r, s)
     else:
         cols = (half * (x1 + x2), half * (y1 + y2), x2 - x1, y2 - y1)
-    return np.stack(cols, axis=1)
+    return np.stack(cols, axis=-1)
 
 
 def box_area(boxes: ArrayLike) -> np.ndarray:
     b = _boxes(boxes)
-    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
 
 
 def clip_boxes(boxes: ArrayLike, size: Sequence[float]) -> np.ndarray:
     b = _boxes(boxes)
     height, width = b.dtype.type(size[0]), b.dtype.type(size[1])
     out = b.copy()
-    out[:, 0::2] = np.clip(b[:, 0::2], 0, width)
-    out[:, 1::2] = np.clip(b[:, 1::2], 0, height)
+    out[..., 0::2] = np.clip(b[..., 0::2], 0, width)
+    out[..., 1::2] = np.clip(b[..., 1::2], 0, height)
     return out
+
+
+clip_boxes_to_image = clip_boxes
 
 
 def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
@@ -202,14 +209,14 @@ def nms(
 def batched_nms(
     boxes: ArrayLike,
     scores: ArrayLike,
-    classes: ArrayLike,
+    idxs: ArrayLike,
     iou_threshold: float,
     *,
     score_threshold: float | None = None,
     max_output: int | None = None,
 ) -> np.ndarray:
     b, s = _common(boxes, scores)
-    c = np.asarray(classes).astype(np.int64)
+    c = np.asarray(idxs).astype(np.int64)
     order = _score_order(s, score_threshold)
     keep = np.zeros(len(s), dtype=bool)
     for label in np.unique(c[order]):
