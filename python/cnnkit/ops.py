@@ -61,11 +61,17 @@ __all__ = [
     "gram",
     "gram_backward",
     "kmeans_anchors",
+    "masks_to_boxes",
     "matmul",
     "max_pool",
     "max_pool_backward",
     "nms",
     "remove_small_boxes",
+    "roi_align",
+    "roi_align_backward",
+    "roi_pool",
+    "roi_pool_backward",
+    "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
     "window_boxes",
@@ -1019,3 +1025,271 @@ def window_boxes(
     x1 = np.arange((width - w) // sw + 1, dtype=np.int64) * sw
     yy, xx = np.meshgrid(y1, x1, indexing="ij")
     return np.stack([xx, yy, xx + w, yy + h], axis=-1).astype(np.float32)
+
+
+# --- regions: RoI pooling and RoIAlign (two-stage detectors), masks, focal loss ---------
+
+
+def _rois(boxes: object, fn: str) -> object:
+    """torchvision's two forms of RoIs as (K, 5) rows ``[batch_index, x1, y1, x2, y2]``.
+
+    A list or tuple whose items are 2-D is one ``(K_i, 4)`` array per image; anything else
+    is taken as the (K, 5) rows themselves (a nested list of rows has 1-D items).
+    """
+    if not isinstance(boxes, (list, tuple)) or not boxes:
+        return _array(boxes, fn, "boxes") if isinstance(boxes, (list, tuple)) else boxes
+    items = [_array(b, fn, f"boxes[{i}]") for i, b in enumerate(boxes)]
+    if any(b.ndim != 2 for b in items):
+        return _array(boxes, fn, "boxes")
+    rows = []
+    for i, b in enumerate(items):
+        if b.shape[1] != 4:
+            raise ValueError(
+                f"{fn}(): boxes[{i}] must have shape (K_i, 4), the boxes of image {i}, "
+                f"got shape {b.shape}"
+            )
+        if b.dtype.kind not in "iuf":
+            raise TypeError(f"{fn}(): boxes[{i}] must hold real numbers, got dtype {b.dtype}")
+        rows.append(np.concatenate([np.full((len(b), 1), i, np.float64), b], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def roi_align(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> np.ndarray:
+    """RoIAlign (He et al., Mask R-CNN): bilinear pooling of each box into a fixed grid.
+
+    torchvision's ``roi_align`` on a channels-last feature map. Each box, scaled by
+    ``spatial_scale``, is divided into ``output_size`` bins; each bin is the mean of a
+    regular grid of bilinear samples (a sample more than one pixel outside the map counts
+    as 0). With ``aligned=False`` (torchvision's default) boxes are at least one pixel wide
+    and tall; ``aligned=True`` shifts them by half a pixel, so that a box's corners fall on
+    pixel corners, as Detectron2 does.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W, C), float32 or float64
+        Channels-last (torchvision takes (N, C, H, W): pass ``x.transpose(0, 2, 3, 1)``).
+    boxes : array_like, shape (K, 5), or a list of N arrays of shape (K_i, 4)
+        Rows ``[batch_index, x1, y1, x2, y2]`` in image coordinates, or one ``xyxy`` array
+        per image (torchvision's two forms). Finite; converted to ``x``'s dtype; batch
+        indices whole numbers in [0, N).
+    output_size : int or (height, width)
+        Bins per box, positive.
+    spatial_scale : float, default 1.0
+        Feature-map pixels per image pixel (1/16 for a stride-16 backbone), positive.
+    sampling_ratio : int, default -1
+        Samples per bin along each axis; ``<= 0``: adaptive, ``ceil(box size / bins)``.
+        A box that would need more than 2**26 samples is refused (ValueError): clip the
+        boxes to the image or pass a positive ratio.
+    aligned : bool, default False
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, out_h, out_w, C), the dtype of ``x``
+        torchvision's (K, C, out_h, out_w) in channels-last order; bit-identical for any
+        number of threads.
+
+    See Also
+    --------
+    roi_align_backward, cnnkit.autograd.roi_align
+
+    Examples
+    --------
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> roi_align(x, [[0, 0, 0, 2, 2]], 1)[..., 0]  # samples at (0.5, 0.5) ... (1.5, 1.5)
+    array([[[5.]]])
+    >>> roi_align(x, [[0, 0, 0, 2, 2]], 1, aligned=True)[..., 0]  # at pixel centres 0, 1
+    array([[[2.5]]])
+    """
+    fn = "roi_align"
+    rois = _rois(boxes, fn)
+    return _core.roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def roi_align_backward(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    dy: ArrayLike,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> np.ndarray:
+    """Gradient of :func:`roi_align` with respect to ``x``.
+
+    Each bin's ``dy``, times a sample's bilinear weight over the bin's sample count, goes
+    to the sample's four neighbouring pixels; overlapping boxes accumulate. ``x`` only
+    gives the shape and dtype (``dy`` is converted to it).
+
+    Parameters
+    ----------
+    x, boxes, output_size, spatial_scale, sampling_ratio, aligned
+        As given to :func:`roi_align`.
+    dy : array_like, shape (K, out_h, out_w, C), float32 or float64
+
+    Returns
+    -------
+    numpy.ndarray, shape and dtype of ``x``
+        Bit-identical for any number of threads.
+    """
+    fn = "roi_align_backward"
+    rois = _rois(boxes, fn)
+    return _core.roi_align_backward(
+        x, rois, dy, output_size, spatial_scale, sampling_ratio, aligned
+    )
+
+
+def roi_pool(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+) -> np.ndarray:
+    """RoI max pooling (Girshick, Fast R-CNN), torchvision's ``roi_pool`` channels-last.
+
+    Each box, scaled by ``spatial_scale``, is rounded to whole pixels (half away from zero),
+    at least one pixel wide and tall, and divided into ``output_size`` bins of whole pixels
+    (``floor`` of the start, ``ceil`` of the end, clipped to the map); each output is its
+    bin's maximum, or 0 for a bin outside the map. Ties go to the first pixel in row-major
+    order, which is where :func:`roi_pool_backward` sends the gradient; NaN propagates.
+
+    Parameters
+    ----------
+    x, boxes, output_size, spatial_scale
+        As in :func:`roi_align`; box coordinates times ``spatial_scale`` must lie within
+        +-2**30.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, out_h, out_w, C), the dtype of ``x``
+
+    Examples
+    --------
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> roi_pool(x, [np.array([[0, 0, 3, 3]])], 2)[0, ..., 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    rois = _rois(boxes, "roi_pool")
+    return _core.roi_pool(x, rois, output_size, spatial_scale, 0, False)
+
+
+def roi_pool_backward(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    dy: ArrayLike,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+) -> np.ndarray:
+    """Gradient of :func:`roi_pool` with respect to ``x``: each bin's ``dy`` goes to the
+    bin's maximal pixel (the first, on ties); overlapping bins accumulate.
+
+    Arguments as in :func:`roi_align_backward`; returns the shape and dtype of ``x``,
+    bit-identical for any number of threads.
+    """
+    rois = _rois(boxes, "roi_pool_backward")
+    return _core.roi_pool_backward(x, rois, dy, output_size, spatial_scale, 0, False)
+
+
+def masks_to_boxes(masks: ArrayLike) -> np.ndarray:
+    """The ``xyxy`` box around the nonzero pixels of each mask (torchvision's ``masks_to_boxes``).
+
+    The box is ``[min x, min y, max x, max y]`` over the nonzero pixels, in pixel indices
+    (so a one-pixel mask gives an empty box, as in torchvision).
+
+    Parameters
+    ----------
+    masks : array_like, shape (N, H, W)
+        bool or numbers; nonzero (NaN included) is inside.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 4), float32
+        A mask without a nonzero pixel gives ``[0, 0, 0, 0]`` (torchvision raises).
+
+    Examples
+    --------
+    >>> masks_to_boxes(np.array([[[0, 1, 1], [0, 0, 1]]]))
+    array([[1., 0., 2., 1.]], dtype=float32)
+    """
+    return _core.masks_to_boxes(masks)
+
+
+def sigmoid_focal_loss(
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> np.ndarray:
+    """Focal loss (Lin et al., RetinaNet) on logits, torchvision's ``sigmoid_focal_loss``.
+
+    ``loss = alpha_t * (1 - p_t)**gamma * BCE(sigmoid(inputs), targets)`` elementwise, with
+    ``p = sigmoid(inputs)``, ``p_t = p t + (1 - p)(1 - t)`` and ``alpha_t = alpha t +
+    (1 - alpha)(1 - t)``. The cross-entropy is computed from the logits in the stable form
+    ``max(x, 0) - x t + log1p(exp(-|x|))``. For training, use
+    :class:`cnnkit.losses.SigmoidFocalLoss`, which records gradients.
+
+    Parameters
+    ----------
+    inputs : array_like, float32 or float64
+        Logits, any shape.
+    targets : array_like, the shape of ``inputs``
+        Labels in [0, 1] (1 for the positive class); converted to ``inputs``' dtype.
+    alpha : float, default 0.25
+        Weight of the positive class in [0, 1]; a negative value turns weighting off.
+    gamma : float, default 2.0
+        Focusing exponent, ``>= 0`` (0: plain weighted cross-entropy).
+    reduction : {"none", "mean", "sum"}, default "none"
+
+    Returns
+    -------
+    numpy.ndarray
+        The elementwise loss (``"none"``) or a 0-d array, in ``inputs``' dtype.
+    """
+    fn = "sigmoid_focal_loss"
+    x = _array(inputs, fn, "inputs")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{fn}(): inputs must have dtype float32 or float64, got {x.dtype}")
+    t = _array(targets, fn, "targets")
+    if t.shape != x.shape:
+        raise ValueError(
+            f"{fn}(): targets must have the shape of inputs {x.shape}, got shape {t.shape}"
+        )
+    if t.dtype.kind == "c":
+        raise TypeError(f"{fn}(): targets must hold real numbers, got dtype {t.dtype}")
+    t = t.astype(x.dtype, copy=False)
+    alpha = _real(alpha, fn, "alpha")
+    gamma = _real(gamma, fn, "gamma")
+    if not (alpha <= 1 and np.isfinite(alpha)):
+        raise ValueError(f"{fn}(): alpha must be <= 1 (negative: no weighting), got {alpha!r}")
+    if not (gamma >= 0 and np.isfinite(gamma)):
+        raise ValueError(f"{fn}(): gamma must be a finite number >= 0, got {gamma!r}")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}(): reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    one = x.dtype.type(1)
+    with np.errstate(over="ignore"):
+        ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        p = np.where(x >= 0, one / (one + np.exp(-x)), np.exp(x) / (one + np.exp(x)))
+    p_t = p * t + (one - p) * (one - t)
+    loss = ce * (one - p_t) ** x.dtype.type(gamma)
+    if alpha >= 0:
+        a = x.dtype.type(alpha)
+        loss = (a * t + (one - a) * (one - t)) * loss
+    if reduction == "mean":
+        return np.asarray(loss.mean(), x.dtype)
+    if reduction == "sum":
+        return np.asarray(loss.sum(), x.dtype)
+    return loss
+
+
+def _real(value: object, fn: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}(): {name} must be a real number, got {type(value).__name__}")
+    return float(value)
