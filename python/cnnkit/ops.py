@@ -1233,8 +1233,10 @@ def sigmoid_focal_loss(
     ``loss = alpha_t * (1 - p_t)**gamma * BCE(sigmoid(inputs), targets)`` elementwise, with
     ``p = sigmoid(inputs)``, ``p_t = p t + (1 - p)(1 - t)`` and ``alpha_t = alpha t +
     (1 - alpha)(1 - t)``. The cross-entropy is computed from the logits in the stable form
-    ``max(x, 0) - x t + log1p(exp(-|x|))``. For training, use
-    :class:`cnnkit.losses.SigmoidFocalLoss`, which records gradients.
+    ``max(x, 0) - x t + log1p(exp(-|x|))``, and ``1 - p_t`` as ``sigmoid(x)(1 - t) +
+    sigmoid(-x) t``, without the cancellation of ``1 - p_t`` (so float32 results are more
+    accurate than torchvision's where the model is confident). The mean of no elements is
+    NaN. For training, use :class:`cnnkit.losses.SigmoidFocalLoss`, which records gradients.
 
     Parameters
     ----------
@@ -1276,12 +1278,15 @@ def sigmoid_focal_loss(
     one = x.dtype.type(1)
     with np.errstate(over="ignore"):
         ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
-        p = np.where(x >= 0, one / (one + np.exp(-x)), np.exp(x) / (one + np.exp(x)))
-    p_t = p * t + (one - p) * (one - t)
-    loss = ce * (one - p_t) ** x.dtype.type(gamma)
+        e = np.exp(-np.abs(x))  # sigmoid(|x|) = 1 / (1 + e), sigmoid(-|x|) = e / (1 + e)
+    big, small = one / (one + e), e / (one + e)
+    p, q = np.where(x >= 0, big, small), np.where(x >= 0, small, big)  # sigmoid(x), sigmoid(-x)
+    loss = ce * (p * (one - t) + q * t) ** x.dtype.type(gamma) if gamma else ce
     if alpha >= 0:
         a = x.dtype.type(alpha)
         loss = (a * t + (one - a) * (one - t)) * loss
+    if reduction == "mean" and loss.size == 0:
+        return np.asarray(np.nan, x.dtype)
     if reduction == "mean":
         return np.asarray(loss.mean(), x.dtype)
     if reduction == "sum":

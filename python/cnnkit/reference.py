@@ -818,15 +818,15 @@ def masks_to_boxes(masks) -> np.ndarray:
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
     x = np.asarray(inputs)
-    t = np.asarray(targets).astype(x.dtype)
-    p = 1 / (1 + np.exp(-x.astype(np.float64)))
-    ce = -(t * np.log(p) + (1 - t) * np.log1p(-p))
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * (1 - p_t) ** gamma
+    t = np.asarray(targets).astype(np.float64)
+    z = x.astype(np.float64)
+    p, q = 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(z))  # sigmoid(x) and 1 - sigmoid(x)
+    ce = t * np.logaddexp(0, -z) + (1 - t) * np.logaddexp(0, z)  # -t log p - (1 - t) log q
+    loss = ce * (p * (1 - t) + q * t) ** gamma  # (1 - p_t) ** gamma
     if alpha >= 0:
         loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
     if reduction == "mean":
-        loss = loss.mean()
+        loss = loss.mean() if loss.size else np.nan
     elif reduction == "sum":
         loss = loss.sum()
     return np.asarray(loss, x.dtype)
