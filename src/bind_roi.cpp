@@ -19,8 +19,8 @@ namespace {
 
 // Beyond these, the kernels' integer casts would overflow (roi_pool) or one
 // call would take hours (roi_align's adaptive sampling grid).
-constexpr double kMaxPoolCoordinate = 1 << 30;
-constexpr double kMaxAlignSamples = double(1 << 26);
+constexpr int64_t kMaxPoolCoordinate = int64_t(1) << 30;
+constexpr int64_t kMaxAlignSamples = int64_t(1) << 26;
 
 // x: a float (N, H, W, C) feature map with H, W >= 1.
 py::array feature_map(py::handle obj, const char* fn) {
@@ -116,7 +116,7 @@ void check_align_samples(const RoiGeometry& g, const T* rois, int64_t k, int sam
                          bool aligned, const char* fn) {
   for (int64_t r = 0; r < k; ++r) {
     const double n = roi_align_samples(g, rois + 5 * r, sampling_ratio, aligned);
-    if (!(n <= kMaxAlignSamples)) {
+    if (!(n <= double(kMaxAlignSamples))) {
       std::ostringstream os;
       os << prefix(fn, "boxes") << "row " << r << " " << row_str(rois + 5 * r + 1)
          << " needs " << n << " bilinear samples at sampling_ratio=" << sampling_ratio
@@ -131,7 +131,7 @@ template <class T>
 void check_pool_coordinates(const RoiGeometry& g, const T* rois, int64_t k, const char* fn) {
   for (int64_t r = 0; r < k; ++r)
     for (int j = 1; j < 5; ++j)
-      if (!(std::fabs(double(rois[5 * r + j]) * g.spatial_scale) <= kMaxPoolCoordinate)) {
+      if (!(std::fabs(double(rois[5 * r + j]) * g.spatial_scale) <= double(kMaxPoolCoordinate))) {
         std::ostringstream os;
         os << prefix(fn, "boxes") << "must lie within +-" << kMaxPoolCoordinate
            << " after multiplying by spatial_scale, got " << row_str(rois + 5 * r + 1)

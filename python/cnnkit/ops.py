@@ -495,7 +495,7 @@ def _conv_of_rank(rank: int):
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
     ) -> np.ndarray:
-        x = np.asarray(x)
+        x = _array(x, f"conv{rank}d", "x")
         if x.ndim != rank + 2:
             raise ValueError(
                 f"conv{rank}d(): x must have shape (N, {spatial}, C_in), got shape {x.shape}"
