@@ -181,6 +181,22 @@ void bin_max(const RoiGeometry& g, const T* img, const PoolBin& b, int64_t c0, i
     }
 }
 
+// bin_max without the cells: a select per element, which vectorises.
+template <class T>
+void bin_max_values(const RoiGeometry& g, const T* img, const PoolBin& b, T* best) {
+  const int64_t C = g.channels;
+  const T* first = img + (b.h0 * g.width + b.w0) * C;
+  std::copy(first, first + C, best);
+  for (int64_t h = b.h0; h < b.h1; ++h)
+    for (int64_t w = (h == b.h0 ? b.w0 + 1 : b.w0); w < b.w1; ++w) {
+      const T* v = img + (h * g.width + w) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const T m = best[c], u = v[c];
+        best[c] = ((u > m) | ((u != u) & (m == m))) ? u : m;  // the first NaN stays
+      }
+    }
+}
+
 }  // namespace
 
 template <class T>
@@ -249,7 +265,6 @@ void roi_pool(const RoiGeometry& g, const T* x, const T* rois, int64_t k, T* y) 
   const int nt = threads_for(rows * g.pooled_w * C * 4, int64_t(1) << 14);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    std::vector<int64_t> at(static_cast<size_t>(C));
 #pragma omp for schedule(dynamic)
     for (int64_t row = 0; row < rows; ++row) {
       const int64_t r = row / g.pooled_h, ph = row % g.pooled_h;
@@ -262,7 +277,7 @@ void roi_pool(const RoiGeometry& g, const T* x, const T* rois, int64_t k, T* y) 
         if (b.empty())
           std::fill(out, out + C, T(0));
         else
-          bin_max(g, img, b, 0, C, out, at.data());
+          bin_max_values(g, img, b, out);
       }
     }
   }

@@ -237,8 +237,13 @@ py::object masks_to_boxes(py::handle masks_obj) {
   if (raw.dtype().kind() == 'c')
     throw py::type_error(prefix(fn, "masks") + "must hold real numbers or bools, got dtype " +
                          std::string(py::str(raw.dtype())));
-  // Nonzero (NaN included) is inside, as torch.where(mask != 0) counts it.
-  const py::array nonzero = py::module_::import("numpy").attr("not_equal")(raw, 0);
+  // Nonzero (NaN included) is inside, as torch.where(mask != 0) counts it. One-byte
+  // masks (bool, uint8, int8) are read as they are: the kernel tests bytes for nonzero.
+  const char kind = raw.dtype().kind();
+  const bool bytes = raw.itemsize() == 1 && (kind == 'b' || kind == 'u' || kind == 'i');
+  const py::array nonzero =
+      bytes ? py::array(raw.attr("view")(py::dtype::of<uint8_t>()))
+            : py::array(py::module_::import("numpy").attr("not_equal")(raw, 0));
   const auto m = contiguous<uint8_t>(nonzero);
   const int64_t n = raw.shape(0), h = raw.shape(1), w = raw.shape(2);
   py::array_t<float> boxes({static_cast<py::ssize_t>(n), py::ssize_t(4)});
