@@ -1,6 +1,6 @@
 // The expressions below follow torchvision's CPU kernels operation by
-// operation (which products are taken in double, which in T, the order of the
-// four bilinear terms), so that results agree with it to the last bit or two;
+// operation (all in T, spatial_scale included; the order of the four bilinear
+// terms), so that results agree with it to the last bit or two;
 // please keep that order when changing them.
 #include "roi.hpp"
 
@@ -22,12 +22,13 @@ constexpr int64_t kChannelBlock = 32;
 
 template <class T>
 AlignWindow<T> align_window(const RoiGeometry& g, const T* roi, int sampling_ratio, bool aligned) {
-  const T offset = aligned ? T(0.5) : T(0);
+  // torchvision takes spatial_scale as a T, and so does every product here.
+  const T offset = aligned ? T(0.5) : T(0), scale = T(g.spatial_scale);
   AlignWindow<T> a;
-  a.start_w = T(roi[1] * g.spatial_scale - offset);
-  a.start_h = T(roi[2] * g.spatial_scale - offset);
-  const T end_w = T(roi[3] * g.spatial_scale - offset);
-  const T end_h = T(roi[4] * g.spatial_scale - offset);
+  a.start_w = roi[1] * scale - offset;
+  a.start_h = roi[2] * scale - offset;
+  const T end_w = roi[3] * scale - offset;
+  const T end_h = roi[4] * scale - offset;
   T w = end_w - a.start_w, h = end_h - a.start_h;
   if (!aligned) {  // torchvision's legacy mode: RoIs at least one pixel wide
     w = std::max(w, T(1));
@@ -137,10 +138,11 @@ struct PoolWindow {
 
 template <class T>
 PoolWindow<T> pool_window(const RoiGeometry& g, const T* roi) {
-  const int64_t start_w = int64_t(std::round(roi[1] * g.spatial_scale));
-  const int64_t start_h = int64_t(std::round(roi[2] * g.spatial_scale));
-  const int64_t end_w = int64_t(std::round(roi[3] * g.spatial_scale));
-  const int64_t end_h = int64_t(std::round(roi[4] * g.spatial_scale));
+  const T scale = T(g.spatial_scale);
+  const int64_t start_w = int64_t(std::round(roi[1] * scale));
+  const int64_t start_h = int64_t(std::round(roi[2] * scale));
+  const int64_t end_w = int64_t(std::round(roi[3] * scale));
+  const int64_t end_h = int64_t(std::round(roi[4] * scale));
   const int64_t roi_w = std::max<int64_t>(end_w - start_w + 1, 1);
   const int64_t roi_h = std::max<int64_t>(end_h - start_h + 1, 1);
   return {start_h, start_w, T(roi_h) / T(g.pooled_h), T(roi_w) / T(g.pooled_w)};

@@ -45,9 +45,9 @@ struct AlignWindow {
 // in an int64 or would take hours, before any kernel runs.
 template <class T>
 double roi_align_samples(const RoiGeometry& g, const T* roi, int sampling_ratio, bool aligned) {
-  const T offset = aligned ? T(0.5) : T(0);
-  T h = T(roi[4] * g.spatial_scale - offset) - T(roi[2] * g.spatial_scale - offset);
-  T w = T(roi[3] * g.spatial_scale - offset) - T(roi[1] * g.spatial_scale - offset);
+  const T offset = aligned ? T(0.5) : T(0), scale = T(g.spatial_scale);
+  T h = (roi[4] * scale - offset) - (roi[2] * scale - offset);
+  T w = (roi[3] * scale - offset) - (roi[1] * scale - offset);
   if (!aligned) {
     h = h > T(1) ? h : T(1);
     w = w > T(1) ? w : T(1);

@@ -666,8 +666,8 @@ def _roi_rows(boxes, dtype) -> np.ndarray:
 
 
 def _align_window(roi, scale, pooled, sampling_ratio, aligned, T):
-    offset = 0.5 if aligned else 0.0
-    x1, y1, x2, y2 = (T(float(v) * scale - offset) for v in roi[1:])
+    offset, s = T(0.5 if aligned else 0.0), T(scale)  # all in T, as torchvision
+    x1, y1, x2, y2 = (T(v) * s - offset for v in roi[1:])
     w, h = x2 - x1, y2 - y1
     if not aligned:
         w, h = max(w, T(1)), max(h, T(1))
@@ -753,12 +753,15 @@ def roi_align_backward(
 
 
 def _round_half_away(v: float) -> int:
-    return int(math.copysign(math.floor(abs(v) + 0.5), v))
+    """std::round: to the nearest integer, halves away from zero (exactly)."""
+    whole = math.floor(abs(v))
+    whole += abs(v) - whole >= 0.5
+    return int(math.copysign(whole, v))
 
 
 def _pool_bins(roi, scale, pooled, height, width, T):
     """(ph, pw, h0, h1, w0, w1) of each bin of one RoI, clipped to the map."""
-    x1, y1, x2, y2 = (_round_half_away(float(v) * scale) for v in roi[1:])
+    x1, y1, x2, y2 = (_round_half_away(T(v) * T(scale)) for v in roi[1:])
     bin_h = T(max(y2 - y1 + 1, 1)) / T(pooled[0])
     bin_w = T(max(x2 - x1 + 1, 1)) / T(pooled[1])
     for ph in range(pooled[0]):
