@@ -105,28 +105,30 @@ def _array(value: object, fn: str, name: str) -> np.ndarray:
     return a
 
 
-def _upcast(boxes: object, fn: str, name: str = "boxes") -> object:
+def _upcast(boxes: object, fn: str, name: str = "boxes") -> np.ndarray:
     """Integer and float16 boxes as float32, as torchvision's ``_upcast`` makes them float.
 
     Anything else is passed on unchanged for the binding to check (and to use without a copy).
     """
+    if type(boxes) is np.ndarray and boxes.dtype.kind == "f" and boxes.itemsize >= 4:
+        return boxes  # the common case, without the checks' cost on small inputs
     a = _array(boxes, fn, name)
     if a.dtype.kind in "iu" or a.dtype == np.float16:
         return a.astype(np.float32)
     return boxes if isinstance(boxes, np.ndarray) else a
 
 
-def _box_rows(boxes: object, fn: str) -> tuple[object, tuple[int, ...] | None]:
+def _box_rows(boxes: object, fn: str) -> tuple[np.ndarray, tuple[int, ...] | None]:
     """Boxes of shape (..., 4) as (M, 4) rows, and the leading shape to restore (None: keep)."""
     a = _upcast(boxes, fn)
-    shape = np.shape(a)
+    shape = a.shape
+    if len(shape) == 2 and shape[1] == 4:
+        return a, None
     if len(shape) == 1 and shape[0] == 0:  # [] is no boxes, as everywhere
         return a, None
     if len(shape) == 0 or shape[-1] != 4:
         raise ValueError(f"{fn}(): boxes must have shape (..., 4), got shape {shape}")
-    if len(shape) == 2:
-        return a, None
-    return np.reshape(a, (-1, 4)), shape[:-1]
+    return a.reshape(-1, 4), shape[:-1]
 
 
 def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
