@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.hpp"
@@ -161,24 +162,28 @@ PoolBin pool_bin(const RoiGeometry& g, const PoolWindow<T>& p, int64_t ph, int64
 
 // The first maximum (or first NaN) of channels [c0, c1) over a non-empty bin
 // of image `img` (pixels of `channels` elements): values to best, cells to at.
+// Cells are integers as wide as T, and updated by selects, so that the channel
+// loop vectorises (the bindings keep height * width below 2^31).
+template <class T>
+using CellIndex = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+
 template <class T>
 void bin_max(const RoiGeometry& g, const T* img, const PoolBin& b, int64_t c0, int64_t c1,
-             T* best, int64_t* at) {
+             T* best, CellIndex<T>* at) {
   const int64_t C = g.channels, first = b.h0 * g.width + b.w0;
   for (int64_t c = c0; c < c1; ++c) {
     best[c - c0] = img[first * C + c];
-    at[c - c0] = first;
+    at[c - c0] = CellIndex<T>(first);
   }
   for (int64_t h = b.h0; h < b.h1; ++h)
     for (int64_t w = (h == b.h0 ? b.w0 + 1 : b.w0); w < b.w1; ++w) {
-      const int64_t cell = h * g.width + w;
-      const T* v = img + cell * C;
+      const auto cell = CellIndex<T>(h * g.width + w);
+      const T* v = img + int64_t(cell) * C;
       for (int64_t c = c0; c < c1; ++c) {
-        const T m = best[c - c0];
-        if (v[c] > m || (std::isnan(v[c]) && !std::isnan(m))) {
-          best[c - c0] = v[c];
-          at[c - c0] = cell;
-        }
+        const T m = best[c - c0], u = v[c];
+        const bool take = (u > m) | ((u != u) & (m == m));
+        best[c - c0] = take ? u : m;
+        at[c - c0] = take ? cell : at[c - c0];
       }
     }
 }
@@ -296,7 +301,7 @@ void roi_pool_backward(const RoiGeometry& g, const T* x, const T* dy, const T* r
     const T* img = x + n * image_size;
     T* dimg = dx + n * image_size;
     T best[kChannelBlock];
-    int64_t at[kChannelBlock];
+    CellIndex<T> at[kChannelBlock];
     for (const int64_t r : by_image[size_t(n)]) {
       const PoolWindow<T> p = pool_window(g, rois + 5 * r);
       for (int64_t ph = 0; ph < g.pooled_h; ++ph)
@@ -305,7 +310,7 @@ void roi_pool_backward(const RoiGeometry& g, const T* x, const T* dy, const T* r
           if (b.empty()) continue;
           bin_max(g, img, b, c0, c1, best, at);
           const T* grad = dy + ((r * g.pooled_h + ph) * g.pooled_w + pw) * C;
-          for (int64_t c = c0; c < c1; ++c) dimg[at[c - c0] * C + c] += grad[c];
+          for (int64_t c = c0; c < c1; ++c) dimg[int64_t(at[c - c0]) * C + c] += grad[c];
         }
     }
   });

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <climits>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -201,6 +202,11 @@ auto roi_backward(Kind kind, const char* fn) {
     const RoiGeometry g = roi_geometry(raw, size_obj, scale_obj, fn);
     const int sampling = kind == Kind::align ? sampling_arg(sampling_obj, fn) : 0;
     const bool aligned = kind == Kind::align ? aligned_arg(aligned_obj, fn) : false;
+    // roi_pool_backward keeps float32 cell indices in 32 bits (csrc/roi.cpp).
+    if (kind == Kind::pool && float_type(raw, fn, "x") == Float::f32 &&
+        g.height * g.width > int64_t(INT32_MAX))
+      throw py::value_error(prefix(fn, "x") + "must have fewer than 2^31 pixels per image in "
+                            "float32 (pass float64), got shape " + shape_str(raw));
     // dx has x's dtype (dy is converted): the geometry must be computed in the
     // dtype the forward pass used.
     return with_float(float_type(raw, fn, "x"), [&](auto tag) -> py::object {

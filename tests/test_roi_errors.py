@@ -223,6 +223,15 @@ CASES = [
         ValueError,
         "roi_pool_backward(): boxes must have whole batch indices",
     ),
+    case(
+        "backward-huge-float32-map",
+        lambda: ops.roi_pool_backward(
+            np.broadcast_to(np.float32(0), (1, 65536, 32769, 1)), ROIS[:1], DY[:1, :, :, :1], 2
+        ),
+        ValueError,
+        "roi_pool_backward(): x must have fewer than 2^31 pixels per image in float32 (pass "
+        "float64), got shape (1, 65536, 32769, 1)",
+    ),
     # masks_to_boxes
     case(
         "masks-2d",
