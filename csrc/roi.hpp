@@ -12,8 +12,9 @@
 // rois are K rows [batch_index, x1, y1, x2, y2] in input-image coordinates
 // (multiplied by spatial_scale to reach the feature map). Preconditions,
 // checked by the bindings: batch indices are whole numbers in [0, batch),
-// coordinates are finite, height and width are >= 1, and each RoI's sample
-// count (roi_align_samples) is small enough to compute.
+// coordinates are finite, height and width are >= 1, each RoI's sample count
+// (roi_align_samples) is small enough to compute, and for roi_pool_backward in
+// float, height * width < 2^31 (its cell indices are 32-bit there).
 //
 // Backward passes accumulate each image's gradient by one task per (image,
 // channel block) that visits the RoIs in order, so results do not depend on
