@@ -181,16 +181,18 @@ py::object nms(py::handle boxes_obj, py::handle scores_obj, py::handle iou_obj,
   });
 }
 
-py::object batched_nms(py::handle boxes_obj, py::handle scores_obj, py::handle classes_obj,
+py::object batched_nms(py::handle boxes_obj, py::handle scores_obj, py::handle idxs_obj,
                        py::handle iou_obj, py::handle score_obj, py::handle max_obj) {
   const char* fn = "batched_nms";
   const NmsOptions opt = nms_options(fn, iou_obj, score_obj, max_obj);
   const Detections d = detections_arg(boxes_obj, scores_obj, fn);
-  const py::array classes_raw = vector_arg(classes_obj, d.n, fn, "classes", "boxes");
+  // torchvision's name; ops.batched_nms has turned whole-number floats into int64.
+  const py::array classes_raw = vector_arg(idxs_obj, d.n, fn, "idxs", "boxes");
   const char kind = classes_raw.dtype().kind();
   // An empty list arrives as float64; with no labels there is nothing to misread.
   if (kind != 'i' && kind != 'u' && classes_raw.size() != 0)
-    throw py::type_error("batched_nms(): classes must have an integer dtype, got " +
+    throw py::type_error("batched_nms(): idxs must have an integer dtype (or whole-number "
+                         "floats), got " +
                          std::string(py::str(classes_raw.dtype())));
   const auto classes = contiguous<int64_t>(classes_raw);
   return with_float(d.type, [&](auto tag) -> py::object {

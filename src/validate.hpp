@@ -37,16 +37,26 @@ inline std::string type_name(py::handle obj) { return py::str(py::type::handle_o
 
 // np.asarray(obj); object arrays and things that are not array-like are
 // rejected with a TypeError.
+// A torch tensor that requires a gradient is refused with a message that says
+// what to do (NumPy would raise torch's RuntimeError, which names no argument).
 inline py::array as_array(py::handle obj, const char* fn, const char* name) {
   py::array a;
   if (py::isinstance<py::array>(obj)) {
     a = py::reinterpret_borrow<py::array>(obj);
   } else {
+    const std::string module = py::str(py::getattr(py::type::handle_of(obj), "__module__", py::str("")));
+    if (module.rfind("torch", 0) == 0 && py::hasattr(obj, "requires_grad") &&
+        py::bool_(obj.attr("requires_grad")))
+      throw py::type_error(prefix(fn, name) +
+                           "must not require a gradient, got a torch tensor with "
+                           "requires_grad=True; pass " + name +
+                           ".detach() (cnnkit does not record torch gradients)");
     try {
       a = py::module_::import("numpy").attr("asarray")(obj);
     } catch (py::error_already_set& e) {
+      // str(exception), not e.what(): that would append pybind11's "At:" trace lines.
       throw py::type_error(prefix(fn, name) + "must be an array-like of numbers, got " +
-                           type_name(obj) + " (" + e.what() + ")");
+                           type_name(obj) + " (" + std::string(py::str(e.value())) + ")");
     }
   }
   const char kind = a.dtype().kind();

@@ -40,10 +40,10 @@ def check(call, exc, pattern):
 
 SHAPE_CASES = [
     case(
-        "box_area-1d",
-        lambda: ops.box_area(np.zeros(4, np.float32)),
+        "box_area-last-dim-3",
+        lambda: ops.box_area(np.zeros(3, np.float32)),
         ValueError,
-        "box_area(): boxes must have shape (N, 4), got shape (4,)",
+        "box_area(): boxes must have shape (..., 4), got shape (3,)",
     ),
     case(
         "box_iou-3d",
@@ -61,13 +61,13 @@ SHAPE_CASES = [
         "box_convert-last-dim-5",
         lambda: ops.box_convert(np.zeros((2, 5)), "xyxy", "xywh"),
         ValueError,
-        "box_convert(): boxes must have shape (N, 4), got shape (2, 5)",
+        "box_convert(): boxes must have shape (..., 4), got shape (2, 5)",
     ),
     case(
         "clip_boxes-last-dim-3",
         lambda: ops.clip_boxes(np.zeros((2, 3)), (4, 4)),
         ValueError,
-        "clip_boxes(): boxes must have shape (N, 4), got shape (2, 3)",
+        "clip_boxes(): boxes must have shape (..., 4), got shape (2, 3)",
     ),
     case(
         "remove_small_boxes-transposed",
@@ -103,7 +103,7 @@ SHAPE_CASES = [
         "batched_nms-classes-length",
         lambda: ops.batched_nms(BOXES, SCORES, np.zeros(3, np.int64), 0.5),
         ValueError,
-        "batched_nms(): classes must have shape (2,) to match boxes, got shape (3,)",
+        "batched_nms(): idxs must have shape (2,) to match boxes, got shape (3,)",
     ),
 ]
 
@@ -374,9 +374,11 @@ def test_none_max_output_means_no_limit():
 # --- dtypes -----------------------------------------------------------------------------
 
 BAD_FLOAT_DTYPES = [np.int64, np.int32, np.uint8, bool, np.float16, np.complex64]
+# Boxes are upcast to float32 from integers and float16, as torchvision does.
+BAD_BOX_DTYPES = [bool, np.complex64]
 
 
-@pytest.mark.parametrize("dtype", BAD_FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", BAD_BOX_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize(
     ("call", "fn", "arg"),
     [
@@ -447,10 +449,10 @@ OBJECT_CASES = [
         "soft_nms(): scores must hold numbers",
     ),
     case(
-        "none-classes",
+        "none-idxs",
         lambda: ops.batched_nms(BOXES, SCORES, None, 0.5),
         TypeError,
-        "batched_nms(): classes must hold numbers",
+        "batched_nms(): idxs must hold numbers",
     ),
     case(
         "ragged-boxes",
@@ -465,16 +467,34 @@ OBJECT_CASES = [
         "nms(): scores must be an array-like of numbers, got list",
     ),
     case(
-        "float-classes",
-        lambda: ops.batched_nms(BOXES, SCORES, np.array([0.0, 1.0]), 0.5),
-        TypeError,
-        "batched_nms(): classes must have an integer dtype, got float64",
+        "fractional-idxs",
+        lambda: ops.batched_nms(BOXES, SCORES, np.array([0.0, 1.5]), 0.5),
+        ValueError,
+        "batched_nms(): idxs must hold whole numbers, got 1.5 at index 1",
     ),
     case(
-        "bool-classes",
+        "nan-idxs",
+        lambda: ops.batched_nms(BOXES, SCORES, np.array([NAN, 1.0], np.float32), 0.5),
+        ValueError,
+        "batched_nms(): idxs must hold whole numbers, got nan at index 0",
+    ),
+    case(
+        "huge-idxs",
+        lambda: ops.batched_nms(BOXES, SCORES, np.array([0.0, 1e19]), 0.5),
+        ValueError,
+        "batched_nms(): idxs must hold whole numbers, got 1e+19 at index 1",
+    ),
+    case(
+        "complex-idxs",
+        lambda: ops.batched_nms(BOXES, SCORES, np.array([0j, 1j]), 0.5),
+        TypeError,
+        "batched_nms(): idxs must have an integer dtype (or whole-number floats), got complex128",
+    ),
+    case(
+        "bool-idxs",
         lambda: ops.batched_nms(BOXES, SCORES, np.array([True, False]), 0.5),
         TypeError,
-        "batched_nms(): classes must have an integer dtype, got bool",
+        "batched_nms(): idxs must have an integer dtype (or whole-number floats), got bool",
     ),
 ]
 

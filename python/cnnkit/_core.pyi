@@ -127,3 +127,42 @@ def yolo_encode(
     batched: bool,
     /,
 ) -> Any: ...
+def roi_align(
+    x: ArrayLike,
+    rois: ArrayLike,
+    output_size: Any,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    /,
+) -> NDArray[np.floating[Any]]: ...
+def roi_align_backward(
+    x: ArrayLike,
+    rois: ArrayLike,
+    dy: ArrayLike,
+    output_size: Any,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    /,
+) -> NDArray[np.floating[Any]]: ...
+def roi_pool(
+    x: ArrayLike,
+    rois: ArrayLike,
+    output_size: Any,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    /,
+) -> NDArray[np.floating[Any]]: ...
+def roi_pool_backward(
+    x: ArrayLike,
+    rois: ArrayLike,
+    dy: ArrayLike,
+    output_size: Any,
+    spatial_scale: float,
+    sampling_ratio: int,
+    aligned: bool,
+    /,
+) -> NDArray[np.floating[Any]]: ...
+def masks_to_boxes(masks: ArrayLike, /) -> NDArray[np.floating[Any]]: ...

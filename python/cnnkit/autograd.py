@@ -58,6 +58,8 @@ __all__ = [
     "no_grad",
     "pad",
     "relu",
+    "roi_align",
+    "roi_pool",
     "sigmoid",
     "softmax",
     "softplus",
@@ -753,6 +755,49 @@ def gram(x: Any, *, normalize: str | None = None) -> Tensor:
         (t,),
         lambda g: (ops.gram_backward(t.data, g, normalize=normalize),),
     )
+
+
+def roi_align(
+    x: Any,
+    boxes: Any,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """Differentiable :func:`cnnkit.ops.roi_align`: ``(N, H, W, C) -> (K, out_h, out_w, C)``.
+
+    The gradient flows to ``x`` only; ``boxes`` (an array or a list of arrays, or their
+    Tensors) are data, as in torchvision.
+    """
+    t = _as_tensor(x)
+    rois = _data(boxes)
+    spec = (output_size, spatial_scale, sampling_ratio, aligned)
+    return _record(
+        ops.roi_align(t.data, rois, *spec),
+        (t,),
+        lambda g: (ops.roi_align_backward(t.data, rois, g, *spec),),
+    )
+
+
+def roi_pool(
+    x: Any, boxes: Any, output_size: int | Sequence[int], spatial_scale: float = 1.0
+) -> Tensor:
+    """Differentiable :func:`cnnkit.ops.roi_pool`; each bin's maximal pixel takes its gradient."""
+    t = _as_tensor(x)
+    rois = _data(boxes)
+    return _record(
+        ops.roi_pool(t.data, rois, output_size, spatial_scale),
+        (t,),
+        lambda g: (ops.roi_pool_backward(t.data, rois, g, output_size, spatial_scale),),
+    )
+
+
+def _data(value: Any) -> Any:
+    """The arrays inside a Tensor or a list/tuple of them (inputs that take no gradient)."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(v.data if isinstance(v, Tensor) else v for v in value)
+    return value.data if isinstance(value, Tensor) else value
 
 
 def dropout(x: Any, rate: float, rng: np.random.Generator) -> Tensor:

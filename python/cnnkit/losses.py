@@ -30,6 +30,7 @@ __all__ = [
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "SigmoidFocalLoss",
     "SparseCategoricalCrossentropy",
     "binary_crossentropy",
     "categorical_crossentropy",
@@ -39,6 +40,7 @@ __all__ = [
     "mean_absolute_error",
     "mean_squared_error",
     "serialize",
+    "sigmoid_focal_loss",
     "sparse_categorical_crossentropy",
 ]
 
@@ -137,6 +139,29 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Tensor:
     r = ag.abs(p - _true(y_true, p, "huber"))
     quadratic = ag.minimum(r, delta)
     return (0.5 * ag.square(quadratic) + delta * (r - quadratic)).mean(axis=-1)
+
+
+def sigmoid_focal_loss(y_true: Any, y_pred: Any, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Per-sample focal loss on logits (Lin et al., RetinaNet), averaged over the last axis.
+
+    Elementwise it is torchvision's ``sigmoid_focal_loss``:
+    ``alpha_t * (1 - p_t)**gamma * BCE(sigmoid(y_pred), y_true)`` (see
+    :func:`cnnkit.ops.sigmoid_focal_loss`); a negative ``alpha`` turns the class weighting off.
+    ``1 - p_t`` is taken as ``sigmoid(x) (1 - y) + sigmoid(-x) y``, which stays accurate
+    where the sigmoid saturates.
+    """
+    p = _pred(y_pred)
+    y = _true(y_true, p, "sigmoid_focal_loss")
+    # softplus(x) - x y without its cancellation where x is large and y = 1.
+    loss = ag.softplus(-p) * y + ag.softplus(p) * (1 - y)
+    if gamma:
+        miss = ag.sigmoid(p) * (1 - y) + ag.sigmoid(-p) * y
+        if gamma < 1:  # the derivative of m**gamma is infinite at m = 0
+            miss = ag.maximum(miss, np.finfo(p.dtype).tiny)
+        loss = loss * miss**gamma
+    if alpha >= 0:
+        loss = loss * (alpha * y + (1 - alpha) * (1 - y))
+    return loss.mean(axis=-1)
 
 
 class Loss:
@@ -258,6 +283,36 @@ class Huber(Loss):
         return {**super().get_config(), "delta": self.delta}
 
 
+@register_serializable(package="cnnkit")
+class SigmoidFocalLoss(Loss):
+    """Focal loss on logits for dense detectors (RetinaNet), torchvision's ``sigmoid_focal_loss``
+    with ``reduction="mean"`` (the Loss base class averages)."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, name: str | None = None) -> None:
+        super().__init__(name or "sigmoid_focal_loss")
+        for arg, value in (("alpha", alpha), ("gamma", gamma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(
+                    f"SigmoidFocalLoss(): {arg} must be a real number, got {type(value).__name__}"
+                )
+        if not (alpha <= 1 and np.isfinite(alpha)):
+            raise ValueError(
+                f"SigmoidFocalLoss(): alpha must be <= 1 (negative: no weighting), got {alpha!r}"
+            )
+        if not (gamma >= 0 and np.isfinite(gamma)):
+            raise ValueError(
+                f"SigmoidFocalLoss(): gamma must be a finite number >= 0, got {gamma!r}"
+            )
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        return sigmoid_focal_loss(y_true, y_pred, self.alpha, self.gamma)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+
 # Keras's names for the built-in losses, in lower case (the class names work too).
 _ALIASES: dict[str, type[Loss]] = {
     "categorical_crossentropy": CategoricalCrossentropy,
@@ -269,6 +324,7 @@ _ALIASES: dict[str, type[Loss]] = {
     "mean_absolute_error": MeanAbsoluteError,
     "huber": Huber,
     "huber_loss": Huber,
+    "sigmoid_focal_loss": SigmoidFocalLoss,
 }
 
 

@@ -16,13 +16,22 @@ documented differences:
 * NMS breaks score ties by index, lower first, so the result is stable;
 * conversions between ``xywh`` and ``cxcywh`` keep width and height exactly.
 
+Boxes may be given as integers (lists, int32/int64 arrays) or float16: like
+torchvision's ``_upcast`` they are converted to float32 first (exact for
+coordinates up to 2**24). :func:`box_convert`, :func:`box_area` and
+:func:`clip_boxes` take any leading shape ``(..., 4)``, a single box ``(4,)``
+included, as torchvision's do.
+
+A torch tensor that requires a gradient is rejected with a message that says
+to call ``.detach()``: these kernels do not record torch gradients.
+
 :mod:`cnnkit.reference` holds NumPy implementations with the same signatures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -38,6 +47,7 @@ __all__ = [
     "box_convert",
     "box_iou",
     "clip_boxes",
+    "clip_boxes_to_image",
     "complete_box_iou",
     "conv",
     "conv1d",
@@ -51,11 +61,17 @@ __all__ = [
     "gram",
     "gram_backward",
     "kmeans_anchors",
+    "masks_to_boxes",
     "matmul",
     "max_pool",
     "max_pool_backward",
     "nms",
     "remove_small_boxes",
+    "roi_align",
+    "roi_align_backward",
+    "roi_pool",
+    "roi_pool_backward",
+    "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
     "window_boxes",
@@ -63,6 +79,56 @@ __all__ = [
     "yolo_encode",
     "yolo_encode_batch",
 ]
+
+
+def _array(value: object, fn: str, name: str) -> np.ndarray:
+    """``np.asarray(value)`` of numbers, with the bindings' messages (src/validate.hpp).
+
+    A torch tensor that requires a gradient is refused first: NumPy would raise torch's own
+    RuntimeError, which does not say which argument it was.
+    """
+    if getattr(value, "requires_grad", False) is True and type(value).__module__.startswith(
+        "torch"
+    ):
+        raise TypeError(
+            f"{fn}(): {name} must not require a gradient, got a torch tensor with "
+            f"requires_grad=True; pass {name}.detach() (cnnkit does not record torch gradients)"
+        )
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(
+            f"{fn}(): {name} must be an array-like of numbers, got {type(value).__name__} ({exc})"
+        ) from None
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"{fn}(): {name} must hold numbers, got an array of dtype {a.dtype}")
+    return a
+
+
+def _upcast(boxes: object, fn: str, name: str = "boxes") -> np.ndarray:
+    """Integer and float16 boxes as float32, as torchvision's ``_upcast`` makes them float.
+
+    Anything else is passed on unchanged for the binding to check (and to use without a copy).
+    """
+    if type(boxes) is np.ndarray and boxes.dtype.kind == "f" and boxes.itemsize >= 4:
+        return boxes  # the common case, without the checks' cost on small inputs
+    a = _array(boxes, fn, name)
+    if a.dtype.kind in "iu" or a.dtype == np.float16:
+        return a.astype(np.float32)
+    return boxes if isinstance(boxes, np.ndarray) else a
+
+
+def _box_rows(boxes: object, fn: str) -> tuple[np.ndarray, tuple[int, ...] | None]:
+    """Boxes of shape (..., 4) as (M, 4) rows, and the leading shape to restore (None: keep)."""
+    a = _upcast(boxes, fn)
+    shape = a.shape
+    if len(shape) == 2 and shape[1] == 4:
+        return a, None
+    if len(shape) == 1 and shape[0] == 0:  # [] is no boxes, as everywhere
+        return a, None
+    if len(shape) == 0 or shape[-1] != 4:
+        raise ValueError(f"{fn}(): boxes must have shape (..., 4), got shape {shape}")
+    return a.reshape(-1, 4), shape[:-1]
 
 
 def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
@@ -73,13 +139,14 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
-        Boxes in ``in_fmt``; widths and heights must be non-negative.
+    boxes : array_like, shape (..., 4)
+        Boxes in ``in_fmt``; widths and heights must be non-negative. float32
+        and float64 are kept; integers become float32.
     in_fmt, out_fmt : {"xyxy", "xywh", "cxcywh"}
 
     Returns
     -------
-    numpy.ndarray, shape (N, 4), same dtype
+    numpy.ndarray, shape of ``boxes``, float32 or float64
         A new array, also when ``in_fmt == out_fmt``.
 
     Examples
@@ -87,7 +154,9 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     >>> box_convert([[10., 20., 30., 60.]], "xyxy", "cxcywh")
     array([[20., 40., 20., 40.]])
     """
-    return _core.box_convert(boxes, in_fmt, out_fmt)
+    rows, lead = _box_rows(boxes, "box_convert")
+    out = _core.box_convert(rows, in_fmt, out_fmt)
+    return out if lead is None else out.reshape(*lead, 4)
 
 
 def box_area(boxes: ArrayLike) -> np.ndarray:
@@ -95,34 +164,54 @@ def box_area(boxes: ArrayLike) -> np.ndarray:
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
+    boxes : array_like, shape (..., 4)
+        float32 and float64 are kept; integers become float32.
 
     Returns
     -------
-    numpy.ndarray, shape (N,), same dtype
+    numpy.ndarray, shape ``boxes.shape[:-1]``, float32 or float64
+
+    Examples
+    --------
+    >>> box_area([0, 0, 2, 3])
+    array(6., dtype=float32)
     """
-    return _core.box_area(boxes)
+    rows, lead = _box_rows(boxes, "box_area")
+    out = _core.box_area(rows)
+    return out if lead is None else out.reshape(lead)
 
 
 def clip_boxes(boxes: ArrayLike, size: Sequence[float]) -> np.ndarray:
     """Clip ``xyxy`` boxes to an image of ``size = (height, width)``.
 
     x coordinates are clamped to ``[0, width]`` and y to ``[0, height]``
-    (torchvision's ``clip_boxes_to_image``).
+    (torchvision's ``clip_boxes_to_image``, also available under that name).
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
+    boxes : array_like, shape (..., 4)
+        float32 and float64 are kept; integers become float32.
     size : (height, width)
         Non-negative, finite.
 
     Returns
     -------
-    numpy.ndarray, shape (N, 4), same dtype
+    numpy.ndarray, shape of ``boxes``, float32 or float64
     """
+    return _clip(boxes, size, "clip_boxes")
+
+
+def clip_boxes_to_image(boxes: ArrayLike, size: Sequence[float]) -> np.ndarray:
+    """:func:`clip_boxes` under torchvision's name."""
+    return _clip(boxes, size, "clip_boxes_to_image")
+
+
+def _clip(boxes: ArrayLike, size: Sequence[float], fn: str) -> np.ndarray:
     if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
-        raise TypeError(f"clip_boxes(): size must be a (height, width) pair, got {size!r}")
-    return _core.clip_boxes(boxes, size[0], size[1])
+        raise TypeError(f"{fn}(): size must be a (height, width) pair, got {size!r}")
+    rows, lead = _box_rows(boxes, fn)
+    out = _core.clip_boxes(rows, size[0], size[1])
+    return out if lead is None else out.reshape(*lead, 4)
 
 
 def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
@@ -130,7 +219,8 @@ def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
 
     Parameters
     ----------
-    boxes : array_like, shape (N, 4), float32 or float64
+    boxes : array_like, shape (N, 4)
+        float32 or float64; integers become float32.
     min_size : float
         Non-negative.
 
@@ -139,7 +229,7 @@ def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
     numpy.ndarray, shape (K,), int64
         Increasing indices into ``boxes``.
     """
-    return _core.remove_small_boxes(boxes, min_size)
+    return _core.remove_small_boxes(_upcast(boxes, "remove_small_boxes"), min_size)
 
 
 def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> np.ndarray:
@@ -163,7 +253,9 @@ def box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> n
     >>> box_iou([[0., 0., 2., 2.]], [[1., 0., 3., 2.], [5., 5., 6., 6.]])
     array([[0.33333333, 0.        ]])
     """
-    return _core.box_iou(boxes1, boxes2, bool(aligned))
+    fn = "box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.box_iou(a, b, bool(aligned))
 
 
 def generalized_box_iou(
@@ -174,7 +266,9 @@ def generalized_box_iou(
     ``C`` is the area of the smallest box enclosing both and ``U`` the union.
     Values lie in [-1, 1]. Shapes as in :func:`box_iou`.
     """
-    return _core.generalized_box_iou(boxes1, boxes2, bool(aligned))
+    fn = "generalized_box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.generalized_box_iou(a, b, bool(aligned))
 
 
 def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> np.ndarray:
@@ -184,7 +278,9 @@ def distance_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = Fa
     the smallest enclosing box. Values lie in [-1, 1]. Shapes as in
     :func:`box_iou`.
     """
-    return _core.distance_box_iou(boxes1, boxes2, bool(aligned))
+    fn = "distance_box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.distance_box_iou(a, b, bool(aligned))
 
 
 def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = False) -> np.ndarray:
@@ -195,7 +291,9 @@ def complete_box_iou(boxes1: ArrayLike, boxes2: ArrayLike, *, aligned: bool = Fa
     angles use ``atan2(w, h)``, so empty boxes are well defined. Shapes as in
     :func:`box_iou`.
     """
-    return _core.complete_box_iou(boxes1, boxes2, bool(aligned))
+    fn = "complete_box_iou"
+    a, b = _upcast(boxes1, fn, "boxes1"), _upcast(boxes2, fn, "boxes2")
+    return _core.complete_box_iou(a, b, bool(aligned))
 
 
 def nms(
@@ -239,13 +337,14 @@ def nms(
     >>> nms([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30.]], [0.9, 0.8, 0.7], 0.5)
     array([0, 2])
     """
+    boxes = _upcast(boxes, "nms")
     return _core.nms(boxes, scores, iou_threshold, score_threshold, max_output)
 
 
 def batched_nms(
     boxes: ArrayLike,
     scores: ArrayLike,
-    classes: ArrayLike,
+    idxs: ArrayLike,
     iou_threshold: float,
     *,
     score_threshold: float | None = None,
@@ -260,14 +359,30 @@ def batched_nms(
     ----------
     boxes, scores, iou_threshold, score_threshold, max_output
         As in :func:`nms`; ``max_output`` caps the merged result.
-    classes : array_like, shape (N,), integer
-        A class label per box.
+    idxs : array_like, shape (N,)
+        A class label per box (torchvision's name): integers, or floats that
+        are whole numbers.
 
     Returns
     -------
     numpy.ndarray, shape (K,), int64
     """
-    return _core.batched_nms(boxes, scores, classes, iou_threshold, score_threshold, max_output)
+    fn = "batched_nms"
+    return _core.batched_nms(
+        _upcast(boxes, fn), scores, _labels(idxs, fn), iou_threshold, score_threshold, max_output
+    )
+
+
+def _labels(idxs: object, fn: str) -> np.ndarray:
+    """Float labels that are whole numbers as int64 (a detector's class output is often float)."""
+    a = _array(idxs, fn, "idxs")
+    if a.dtype.kind != "f" or a.size == 0:
+        return idxs if isinstance(idxs, np.ndarray) else a
+    bad = ~(np.isfinite(a) & (a == np.floor(a)) & (np.abs(a) < 2.0**63))
+    if a.ndim == 1 and bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{fn}(): idxs must hold whole numbers, got {a[i].item()!r} at index {i}")
+    return a.astype(np.int64)
 
 
 def soft_nms(
@@ -308,6 +423,7 @@ def soft_nms(
     scores : numpy.ndarray, shape (K,)
         The decayed score of each selected box.
     """
+    boxes = _upcast(boxes, "soft_nms")
     return _core.soft_nms(boxes, scores, method, sigma, iou_threshold, score_threshold)
 
 
@@ -381,7 +497,7 @@ def _conv_of_rank(rank: int):
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
     ) -> np.ndarray:
-        x = np.asarray(x)
+        x = _array(x, f"conv{rank}d", "x")
         if x.ndim != rank + 2:
             raise ValueError(
                 f"conv{rank}d(): x must have shape (N, {spatial}, C_in), got shape {x.shape}"
@@ -900,3 +1016,276 @@ def window_boxes(
     x1 = np.arange((width - w) // sw + 1, dtype=np.int64) * sw
     yy, xx = np.meshgrid(y1, x1, indexing="ij")
     return np.stack([xx, yy, xx + w, yy + h], axis=-1).astype(np.float32)
+
+
+# --- regions: RoI pooling and RoIAlign (two-stage detectors), masks, focal loss ---------
+
+
+def _rois(boxes: object, fn: str) -> Any:
+    """torchvision's two forms of RoIs as (K, 5) rows ``[batch_index, x1, y1, x2, y2]``.
+
+    A list or tuple whose items are 2-D is one ``(K_i, 4)`` array per image; anything else
+    is taken as the (K, 5) rows themselves (a nested list of rows has 1-D items).
+    """
+    if not isinstance(boxes, (list, tuple)) or not boxes:
+        return _array(boxes, fn, "boxes") if isinstance(boxes, (list, tuple)) else boxes
+    items = [_array(b, fn, f"boxes[{i}]") for i, b in enumerate(boxes)]
+    if any(b.ndim != 2 for b in items):
+        return _array(boxes, fn, "boxes")
+    rows = []
+    for i, b in enumerate(items):
+        if b.shape[1] != 4:
+            raise ValueError(
+                f"{fn}(): boxes[{i}] must have shape (K_i, 4), the boxes of image {i}, "
+                f"got shape {b.shape}"
+            )
+        if b.dtype.kind not in "iuf":
+            raise TypeError(f"{fn}(): boxes[{i}] must hold real numbers, got dtype {b.dtype}")
+        rows.append(np.concatenate([np.full((len(b), 1), i, np.float64), b], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def roi_align(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> np.ndarray:
+    """RoIAlign (He et al., Mask R-CNN): bilinear pooling of each box into a fixed grid.
+
+    torchvision's ``roi_align`` on a channels-last feature map. Each box, scaled by
+    ``spatial_scale``, is divided into ``output_size`` bins; each bin is the mean of a
+    regular grid of bilinear samples (a sample more than one pixel outside the map counts
+    as 0). With ``aligned=False`` (torchvision's default) boxes are at least one pixel wide
+    and tall; ``aligned=True`` shifts them by half a pixel, so that a box's corners fall on
+    pixel corners, as Detectron2 does.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, H, W, C), float32 or float64
+        Channels-last (torchvision takes (N, C, H, W): pass ``x.transpose(0, 2, 3, 1)``).
+    boxes : array_like, shape (K, 5), or a list of N arrays of shape (K_i, 4)
+        Rows ``[batch_index, x1, y1, x2, y2]`` in image coordinates, or one ``xyxy`` array
+        per image (torchvision's two forms). Finite; converted to ``x``'s dtype; batch
+        indices whole numbers in [0, N).
+    output_size : int or (height, width)
+        Bins per box, positive.
+    spatial_scale : float, default 1.0
+        Feature-map pixels per image pixel (1/16 for a stride-16 backbone), positive.
+    sampling_ratio : int, default -1
+        Samples per bin along each axis; ``<= 0``: adaptive, ``ceil(box size / bins)``.
+        A box that would need more than 2**26 samples is refused (ValueError): clip the
+        boxes to the image or pass a positive ratio.
+    aligned : bool, default False
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, out_h, out_w, C), the dtype of ``x``
+        torchvision's (K, C, out_h, out_w) in channels-last order; bit-identical for any
+        number of threads.
+
+    See Also
+    --------
+    roi_align_backward, cnnkit.autograd.roi_align
+
+    Examples
+    --------
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> roi_align(x, [[0, 0, 0, 2, 2]], 1)[..., 0]  # samples at (0.5, 0.5) ... (1.5, 1.5)
+    array([[[5.]]])
+    >>> roi_align(x, [[0, 0, 0, 2, 2]], 1, aligned=True)[..., 0]  # at pixel centres 0, 1
+    array([[[2.5]]])
+    """
+    fn = "roi_align"
+    rois = _rois(boxes, fn)
+    return _core.roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def roi_align_backward(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    dy: ArrayLike,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> np.ndarray:
+    """Gradient of :func:`roi_align` with respect to ``x``.
+
+    Each bin's ``dy``, times a sample's bilinear weight over the bin's sample count, goes
+    to the sample's four neighbouring pixels; overlapping boxes accumulate. ``x`` only
+    gives the shape and dtype (``dy`` is converted to it).
+
+    Parameters
+    ----------
+    x, boxes, output_size, spatial_scale, sampling_ratio, aligned
+        As given to :func:`roi_align`.
+    dy : array_like, shape (K, out_h, out_w, C), float32 or float64
+
+    Returns
+    -------
+    numpy.ndarray, shape and dtype of ``x``
+        Bit-identical for any number of threads.
+    """
+    fn = "roi_align_backward"
+    rois = _rois(boxes, fn)
+    return _core.roi_align_backward(
+        x, rois, dy, output_size, spatial_scale, sampling_ratio, aligned
+    )
+
+
+def roi_pool(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+) -> np.ndarray:
+    """RoI max pooling (Girshick, Fast R-CNN), torchvision's ``roi_pool`` channels-last.
+
+    Each box, scaled by ``spatial_scale``, is rounded to whole pixels (half away from zero),
+    at least one pixel wide and tall, and divided into ``output_size`` bins of whole pixels
+    (``floor`` of the start, ``ceil`` of the end, clipped to the map); each output is its
+    bin's maximum, or 0 for a bin outside the map. Ties go to the first pixel in row-major
+    order, which is where :func:`roi_pool_backward` sends the gradient; NaN propagates.
+
+    Parameters
+    ----------
+    x, boxes, output_size, spatial_scale
+        As in :func:`roi_align`; box coordinates times ``spatial_scale`` must lie within
+        +-2**30.
+
+    Returns
+    -------
+    numpy.ndarray, shape (K, out_h, out_w, C), the dtype of ``x``
+
+    Examples
+    --------
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> roi_pool(x, [np.array([[0, 0, 3, 3]])], 2)[0, ..., 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    rois = _rois(boxes, "roi_pool")
+    return _core.roi_pool(x, rois, output_size, spatial_scale, 0, False)
+
+
+def roi_pool_backward(
+    x: ArrayLike,
+    boxes: ArrayLike | Sequence[ArrayLike],
+    dy: ArrayLike,
+    output_size: int | Sequence[int],
+    spatial_scale: float = 1.0,
+) -> np.ndarray:
+    """Gradient of :func:`roi_pool` with respect to ``x``: each bin's ``dy`` goes to the
+    bin's maximal pixel (the first, on ties); overlapping bins accumulate.
+
+    Arguments as in :func:`roi_align_backward`; returns the shape and dtype of ``x``,
+    bit-identical for any number of threads.
+    """
+    rois = _rois(boxes, "roi_pool_backward")
+    return _core.roi_pool_backward(x, rois, dy, output_size, spatial_scale, 0, False)
+
+
+def masks_to_boxes(masks: ArrayLike) -> np.ndarray:
+    """The ``xyxy`` box around the nonzero pixels of each mask (torchvision's ``masks_to_boxes``).
+
+    The box is ``[min x, min y, max x, max y]`` over the nonzero pixels, in pixel indices
+    (so a one-pixel mask gives an empty box, as in torchvision).
+
+    Parameters
+    ----------
+    masks : array_like, shape (N, H, W)
+        bool or numbers; nonzero (NaN included) is inside.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 4), float32
+        A mask without a nonzero pixel gives ``[0, 0, 0, 0]`` (torchvision raises).
+
+    Examples
+    --------
+    >>> masks_to_boxes(np.array([[[0, 1, 1], [0, 0, 1]]]))
+    array([[1., 0., 2., 1.]], dtype=float32)
+    """
+    return _core.masks_to_boxes(masks)
+
+
+def sigmoid_focal_loss(
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> np.ndarray:
+    """Focal loss (Lin et al., RetinaNet) on logits, torchvision's ``sigmoid_focal_loss``.
+
+    ``loss = alpha_t * (1 - p_t)**gamma * BCE(sigmoid(inputs), targets)`` elementwise, with
+    ``p = sigmoid(inputs)``, ``p_t = p t + (1 - p)(1 - t)`` and ``alpha_t = alpha t +
+    (1 - alpha)(1 - t)``. The cross-entropy is computed from the logits in the stable form
+    ``max(x, 0) - x t + log1p(exp(-|x|))``, and ``1 - p_t`` as ``sigmoid(x)(1 - t) +
+    sigmoid(-x) t``, without the cancellation of ``1 - p_t`` (so float32 results are more
+    accurate than torchvision's where the model is confident). The mean of no elements is
+    NaN. For training, use :class:`cnnkit.losses.SigmoidFocalLoss`, which records gradients.
+
+    Parameters
+    ----------
+    inputs : array_like, float32 or float64
+        Logits, any shape.
+    targets : array_like, the shape of ``inputs``
+        Labels in [0, 1] (1 for the positive class); converted to ``inputs``' dtype.
+    alpha : float, default 0.25
+        Weight of the positive class in [0, 1]; a negative value turns weighting off.
+    gamma : float, default 2.0
+        Focusing exponent, ``>= 0`` (0: plain weighted cross-entropy).
+    reduction : {"none", "mean", "sum"}, default "none"
+
+    Returns
+    -------
+    numpy.ndarray
+        The elementwise loss (``"none"``) or a 0-d array, in ``inputs``' dtype.
+    """
+    fn = "sigmoid_focal_loss"
+    x = _array(inputs, fn, "inputs")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{fn}(): inputs must have dtype float32 or float64, got {x.dtype}")
+    t = _array(targets, fn, "targets")
+    if t.shape != x.shape:
+        raise ValueError(
+            f"{fn}(): targets must have the shape of inputs {x.shape}, got shape {t.shape}"
+        )
+    if t.dtype.kind == "c":
+        raise TypeError(f"{fn}(): targets must hold real numbers, got dtype {t.dtype}")
+    t = t.astype(x.dtype, copy=False)
+    alpha = _real(alpha, fn, "alpha")
+    gamma = _real(gamma, fn, "gamma")
+    if not (alpha <= 1 and np.isfinite(alpha)):
+        raise ValueError(f"{fn}(): alpha must be <= 1 (negative: no weighting), got {alpha!r}")
+    if not (gamma >= 0 and np.isfinite(gamma)):
+        raise ValueError(f"{fn}(): gamma must be a finite number >= 0, got {gamma!r}")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{fn}(): reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    one = x.dtype.type(1)
+    with np.errstate(over="ignore"):
+        ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        e = np.exp(-np.abs(x))  # sigmoid(|x|) = 1 / (1 + e), sigmoid(-|x|) = e / (1 + e)
+    big, small = one / (one + e), e / (one + e)
+    p, q = np.where(x >= 0, big, small), np.where(x >= 0, small, big)  # sigmoid(x), sigmoid(-x)
+    loss = ce * (p * (one - t) + q * t) ** x.dtype.type(gamma) if gamma else ce
+    if alpha >= 0:
+        a = x.dtype.type(alpha)
+        loss = (a * t + (one - a) * (one - t)) * loss
+    if reduction == "mean" and loss.size == 0:
+        return np.asarray(np.nan, x.dtype)
+    if reduction == "mean":
+        return np.asarray(loss.mean(), x.dtype)
+    if reduction == "sum":
+        return np.asarray(loss.sum(), x.dtype)
+    return loss
+
+
+def _real(value: object, fn: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}(): {name} must be a real number, got {type(value).__name__}")
+    return float(value)

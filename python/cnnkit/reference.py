@@ -25,6 +25,7 @@ __all__ = [
     "box_convert",
     "box_iou",
     "clip_boxes",
+    "clip_boxes_to_image",
     "complete_box_iou",
     "conv",
     "conv_backward",
@@ -35,11 +36,17 @@ __all__ = [
     "gram",
     "gram_backward",
     "kmeans_anchors",
+    "masks_to_boxes",
     "matmul",
     "max_pool",
     "max_pool_backward",
     "nms",
     "remove_small_boxes",
+    "roi_align",
+    "roi_align_backward",
+    "roi_pool",
+    "roi_pool_backward",
+    "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
     "window_boxes",
@@ -50,14 +57,17 @@ __all__ = [
 
 
 def _boxes(boxes: ArrayLike, dtype: np.dtype | None = None) -> np.ndarray:
+    """Boxes of shape (..., 4) ([] is (0, 4)); integers and float16 become float32."""
     a = np.asarray(boxes)
-    if a.size == 0:
+    if a.ndim == 1 and a.size == 0:
         a = a.reshape(0, 4)
+    if a.dtype.kind in "iu" or a.dtype == np.float16:
+        a = a.astype(np.float32)
     return a.astype(dtype or a.dtype, copy=False)
 
 
 def _common(*arrays: ArrayLike) -> tuple[np.ndarray, ...]:
-    arrs = [np.asarray(a) for a in arrays]
+    arrs = [_boxes(a) if np.ndim(a) != 1 else np.asarray(a) for a in arrays]
     dtype = np.result_type(*arrs)
     return tuple(_boxes(a, dtype) if a.ndim != 1 else a.astype(dtype) for a in arrs)
 
@@ -65,7 +75,7 @@ def _common(*arrays: ArrayLike) -> tuple[np.ndarray, ...]:
 def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
     b = _boxes(boxes)
     half = b.dtype.type(0.5)
-    p, q, r, s = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    p, q, r, s = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
     if in_fmt == out_fmt:
         return b.copy()
     if in_fmt == "xyxy":
@@ -82,21 +92,24 @@ def box_convert(boxes: ArrayLike, in_fmt: str, out_fmt: str) -> np.ndarray:
         cols = (p + half * r, q + half * s, r, s)
     else:
         cols = (half * (x1 + x2), half * (y1 + y2), x2 - x1, y2 - y1)
-    return np.stack(cols, axis=1)
+    return np.stack(cols, axis=-1)
 
 
 def box_area(boxes: ArrayLike) -> np.ndarray:
     b = _boxes(boxes)
-    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
 
 
 def clip_boxes(boxes: ArrayLike, size: Sequence[float]) -> np.ndarray:
     b = _boxes(boxes)
     height, width = b.dtype.type(size[0]), b.dtype.type(size[1])
     out = b.copy()
-    out[:, 0::2] = np.clip(b[:, 0::2], 0, width)
-    out[:, 1::2] = np.clip(b[:, 1::2], 0, height)
+    out[..., 0::2] = np.clip(b[..., 0::2], 0, width)
+    out[..., 1::2] = np.clip(b[..., 1::2], 0, height)
     return out
+
+
+clip_boxes_to_image = clip_boxes
 
 
 def remove_small_boxes(boxes: ArrayLike, min_size: float) -> np.ndarray:
@@ -203,14 +216,14 @@ def nms(
 def batched_nms(
     boxes: ArrayLike,
     scores: ArrayLike,
-    classes: ArrayLike,
+    idxs: ArrayLike,
     iou_threshold: float,
     *,
     score_threshold: float | None = None,
     max_output: int | None = None,
 ) -> np.ndarray:
     b, s = _common(boxes, scores)
-    c = np.asarray(classes).astype(np.int64)
+    c = np.asarray(idxs).astype(np.int64)
     order = _score_order(s, score_threshold)
     keep = np.zeros(len(s), dtype=bool)
     for label in np.unique(c[order]):
@@ -646,3 +659,187 @@ def window_boxes(image_size, window, stride):
         for c in range(cols):
             out[r, c] = (c * sw, r * sh, c * sw + w, r * sh + h)
     return out
+
+
+# --- regions: RoI pooling and RoIAlign, masks, focal loss -------------------------------
+# The loops mirror torchvision's CPU kernels, in the input's dtype.
+
+
+def _roi_rows(boxes, dtype) -> np.ndarray:
+    if isinstance(boxes, (list, tuple)) and boxes and np.ndim(boxes[0]) == 2:
+        rows = [
+            np.concatenate([np.full((len(b), 1), i, np.float64), np.asarray(b, np.float64)], 1)
+            for i, b in enumerate(boxes)
+        ]
+        return np.concatenate(rows).astype(dtype)
+    return np.asarray(boxes, dtype).reshape(-1, 5)
+
+
+def _align_window(roi, scale, pooled, sampling_ratio, aligned, T):
+    offset, s = T(0.5 if aligned else 0.0), T(scale)  # all in T, as torchvision
+    x1, y1, x2, y2 = (T(v) * s - offset for v in roi[1:])
+    w, h = x2 - x1, y2 - y1
+    if not aligned:
+        w, h = max(w, T(1)), max(h, T(1))
+    bin_h, bin_w = h / T(pooled[0]), w / T(pooled[1])
+    grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(h / T(pooled[0]))
+    grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(w / T(pooled[1]))
+    return y1, x1, bin_h, bin_w, grid_h, grid_w
+
+
+def _align_samples(window, ph, pw, height, width, T):
+    """(y_low, y_high, x_low, x_high, w1, w2, w3, w4) of each in-range sample of a bin."""
+    y1, x1, bin_h, bin_w, grid_h, grid_w = window
+    for iy in range(grid_h):
+        y = y1 + T(ph) * bin_h + T(iy + 0.5) * bin_h / T(grid_h)
+        for ix in range(grid_w):
+            x = x1 + T(pw) * bin_w + T(ix + 0.5) * bin_w / T(grid_w)
+            if y < -1.0 or y > height or x < -1.0 or x > width:
+                continue
+            yy, xx = max(y, T(0)), max(x, T(0))
+            y_low, x_low = int(yy), int(xx)
+            if y_low >= height - 1:
+                y_low = y_high = height - 1
+                yy = T(y_low)
+            else:
+                y_high = y_low + 1
+            if x_low >= width - 1:
+                x_low = x_high = width - 1
+                xx = T(x_low)
+            else:
+                x_high = x_low + 1
+            ly, lx = yy - T(y_low), xx - T(x_low)
+            hy, hx = T(1) - ly, T(1) - lx
+            yield y_low, y_high, x_low, x_high, hy * hx, hy * lx, ly * hx, ly * lx
+
+
+def _pooled(output_size) -> tuple[int, int]:
+    return tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+
+
+def roi_align(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    x = np.asarray(x)
+    T, (_n, height, width, c) = x.dtype.type, x.shape
+    pooled, rois = _pooled(output_size), _roi_rows(boxes, x.dtype)
+    y = np.zeros((len(rois), *pooled, c), x.dtype)
+    for r, roi in enumerate(rois):
+        img = x[int(roi[0])]
+        window = _align_window(roi, spatial_scale, pooled, sampling_ratio, aligned, T)
+        count = T(max(window[4] * window[5], 1))
+        for ph in range(pooled[0]):
+            for pw in range(pooled[1]):
+                acc = np.zeros(c, x.dtype)
+                for yl, yh, xl, xh, w1, w2, w3, w4 in _align_samples(
+                    window, ph, pw, height, width, T
+                ):
+                    acc += w1 * img[yl, xl] + w2 * img[yl, xh] + w3 * img[yh, xl] + w4 * img[yh, xh]
+                y[r, ph, pw] = acc / count
+    return y
+
+
+def roi_align_backward(
+    x, boxes, dy, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False
+):
+    x = np.asarray(x)
+    T, (_n, height, width, _c) = x.dtype.type, x.shape
+    pooled, rois = _pooled(output_size), _roi_rows(boxes, x.dtype)
+    dy = np.asarray(dy, x.dtype)
+    dx = np.zeros_like(x)
+    for r, roi in enumerate(rois):
+        img = dx[int(roi[0])]
+        window = _align_window(roi, spatial_scale, pooled, sampling_ratio, aligned, T)
+        count = T(max(window[4] * window[5], 1))
+        for ph in range(pooled[0]):
+            for pw in range(pooled[1]):
+                g = dy[r, ph, pw]
+                for yl, yh, xl, xh, w1, w2, w3, w4 in _align_samples(
+                    window, ph, pw, height, width, T
+                ):
+                    img[yl, xl] += g * w1 / count
+                    img[yl, xh] += g * w2 / count
+                    img[yh, xl] += g * w3 / count
+                    img[yh, xh] += g * w4 / count
+    return dx
+
+
+def _round_half_away(v: float) -> int:
+    """std::round: to the nearest integer, halves away from zero (exactly)."""
+    whole = math.floor(abs(v))
+    whole += abs(v) - whole >= 0.5
+    return int(math.copysign(whole, v))
+
+
+def _pool_bins(roi, scale, pooled, height, width, T):
+    """(ph, pw, h0, h1, w0, w1) of each bin of one RoI, clipped to the map."""
+    x1, y1, x2, y2 = (_round_half_away(T(v) * T(scale)) for v in roi[1:])
+    bin_h = T(max(y2 - y1 + 1, 1)) / T(pooled[0])
+    bin_w = T(max(x2 - x1 + 1, 1)) / T(pooled[1])
+    for ph in range(pooled[0]):
+        for pw in range(pooled[1]):
+            h0 = min(max(math.floor(T(ph) * bin_h) + y1, 0), height)
+            h1 = min(max(math.ceil(T(ph + 1) * bin_h) + y1, 0), height)
+            w0 = min(max(math.floor(T(pw) * bin_w) + x1, 0), width)
+            w1 = min(max(math.ceil(T(pw + 1) * bin_w) + x1, 0), width)
+            yield ph, pw, h0, h1, w0, w1
+
+
+def _first_max(cells: np.ndarray) -> np.ndarray:
+    """Index of the first maximum (or first NaN) along axis 0 of (P, C) cells."""
+    nan = np.isnan(cells)
+    first_max = np.argmax(np.where(nan, -np.inf, cells), axis=0)
+    return np.where(nan.any(axis=0), np.argmax(nan, axis=0), first_max)
+
+
+def roi_pool(x, boxes, output_size, spatial_scale=1.0):
+    x = np.asarray(x)
+    T, (_n, height, width, c) = x.dtype.type, x.shape
+    pooled, rois = _pooled(output_size), _roi_rows(boxes, x.dtype)
+    y = np.zeros((len(rois), *pooled, c), x.dtype)
+    for r, roi in enumerate(rois):
+        for ph, pw, h0, h1, w0, w1 in _pool_bins(roi, spatial_scale, pooled, height, width, T):
+            if h1 > h0 and w1 > w0:
+                cells = x[int(roi[0]), h0:h1, w0:w1].reshape((h1 - h0) * (w1 - w0), c)
+                y[r, ph, pw] = cells[_first_max(cells), np.arange(c)]
+    return y
+
+
+def roi_pool_backward(x, boxes, dy, output_size, spatial_scale=1.0):
+    x = np.asarray(x)
+    T, (_n, height, width, c) = x.dtype.type, x.shape
+    pooled, rois = _pooled(output_size), _roi_rows(boxes, x.dtype)
+    dy = np.asarray(dy, x.dtype)
+    dx = np.zeros_like(x)
+    for r, roi in enumerate(rois):
+        b = int(roi[0])
+        for ph, pw, h0, h1, w0, w1 in _pool_bins(roi, spatial_scale, pooled, height, width, T):
+            if h1 > h0 and w1 > w0:
+                at = _first_max(x[b, h0:h1, w0:w1].reshape((h1 - h0) * (w1 - w0), c))
+                hh, ww = h0 + at // (w1 - w0), w0 + at % (w1 - w0)
+                np.add.at(dx, (b, hh, ww, np.arange(c)), dy[r, ph, pw])
+    return dx
+
+
+def masks_to_boxes(masks) -> np.ndarray:
+    masks = np.asarray(masks)
+    boxes = np.zeros((len(masks), 4), np.float32)
+    for i, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        if len(ys):
+            boxes[i] = [xs.min(), ys.min(), xs.max(), ys.max()]
+    return boxes
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    x = np.asarray(inputs)
+    t = np.asarray(targets).astype(np.float64)
+    z = x.astype(np.float64)
+    p, q = 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(z))  # sigmoid(x) and 1 - sigmoid(x)
+    ce = t * np.logaddexp(0, -z) + (1 - t) * np.logaddexp(0, z)  # -t log p - (1 - t) log q
+    loss = ce * (p * (1 - t) + q * t) ** gamma  # (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    if reduction == "mean":
+        loss = loss.mean() if loss.size else np.nan
+    elif reduction == "sum":
+        loss = loss.sum()
+    return np.asarray(loss, x.dtype)
