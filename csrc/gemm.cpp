@@ -98,6 +98,10 @@ struct Path {
 
 template <class T>
 Path<T> active_path() noexcept {
+#ifdef CNNKIT_HAVE_AVX512
+  if (active_isa() == Isa::avx512)
+    return {gemm_impl::avx512::tile_shape<T>(), &gemm_impl::avx512::compute<T>};
+#endif
 #ifdef CNNKIT_HAVE_AVX2
   if (active_isa() == Isa::avx2)
     return {gemm_impl::avx2::tile_shape<T>(), &gemm_impl::avx2::compute<T>};

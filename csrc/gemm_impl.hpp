@@ -63,6 +63,7 @@ void* workspace(std::size_t bytes);
   }
 CNNKIT_DECLARE_GEMM(baseline)
 CNNKIT_DECLARE_GEMM(avx2)
+CNNKIT_DECLARE_GEMM(avx512)
 #undef CNNKIT_DECLARE_GEMM
 
 #ifdef CNNKIT_ISA_NS

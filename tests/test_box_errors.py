@@ -659,7 +659,7 @@ SETTING_CASES = [
         "isa-unknown",
         lambda: _core.set_isa("sse9"),
         ValueError,
-        "set_isa(): name must be 'baseline' or 'avx2', got 'sse9'",
+        "set_isa(): name must be 'baseline', 'avx2' or 'avx512', got 'sse9'",
     ),
 ]
 
