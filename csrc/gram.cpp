@@ -185,7 +185,8 @@ void gram(const T* x, int64_t batch, int64_t positions, int64_t channels, GramNo
   if (plan.owner.empty()) {
     std::vector<int64_t> all(static_cast<size_t>(bands));
     for (int64_t b = 0; b < bands; ++b) all[static_cast<size_t>(b)] = b;
-    for (int64_t n = 0; n < batch; ++n) run(n, all.data(), all.data() + bands, gemm<T>);
+    for (int64_t n = 0; n < batch; ++n) run(n, all.data(), all.data() + bands,
+                                      [](auto... args) { gemm<T>(args...); });
     return;
   }
   run_on_team(plan, [&](const std::vector<int64_t>& mine) {
