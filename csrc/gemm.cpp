@@ -278,6 +278,26 @@ void apply_epilogue(const Epilogue<T>& epilogue, T* c, int64_t ldc, int64_t m, i
 }
 
 template <class T>
+void activation_backward(Activation activation, T negative_slope, const T* y, const T* dy, T* out,
+                         int64_t count) {
+  // Written as the autograd's NumPy would, dy times the derivative, so that
+  // the bits match an unfused layer's.
+  const int nt = threads_for(count, int64_t(1) << 16);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t i = 0; i < count; ++i) {
+    const T v = y[i];
+    T d = T(1);
+    if (activation == Activation::relu)
+      d = v > T(0) ? T(1) : T(0);
+    else if (activation == Activation::leaky_relu)
+      d = v > T(0) ? T(1) : negative_slope;
+    else if (activation == Activation::sigmoid)
+      d = v * (T(1) - v);
+    out[i] = dy[i] * d;
+  }
+}
+
+template <class T>
 PackedB<T> pack_b(bool trans_b, int64_t k, int64_t n, const T* b, int64_t ldb) {
   check_sizes(0, n, k);
   check_ld("ldb", ldb, trans_b ? n : k, trans_b ? k : n);
@@ -353,6 +373,7 @@ template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, const d
 #define CNNKIT_INSTANTIATE(T)                                                                      \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*,       \
                         int64_t, T*, int64_t, bool, const Epilogue<T>*);                          \
+  template void activation_backward<T>(Activation, T, const T*, const T*, T*, int64_t);         \
   template void apply_epilogue<T>(const Epilogue<T>&, T*, int64_t, int64_t, int64_t);           \
   template PackedB<T> pack_b<T>(bool, int64_t, int64_t, const T*, int64_t);                       \
   template void gemm_packed<T>(bool, int64_t, const T*, int64_t, const PackedB<T>&, T*, int64_t,  \

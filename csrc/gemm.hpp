@@ -81,6 +81,14 @@ struct Epilogue {
 template <class T>
 void apply_epilogue(const Epilogue<T>& epilogue, T* c, int64_t ldc, int64_t m, int64_t n);
 
+// The gradient through an activation, read from its output y (so the
+// forward need not keep its input): out = dy * activation'(y), i.e. dy where
+// y > 0 else 0 (relu), dy where y > 0 else negative_slope * dy (leaky_relu,
+// slope >= 0), dy * y * (1 - y) (sigmoid), dy (none). out may be dy.
+template <class T>
+void activation_backward(Activation activation, T negative_slope, const T* y, const T* dy, T* out,
+                         int64_t count);
+
 // C = op(A) op(B) as gemm(), then the epilogue (when `epilogue` is not null).
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,

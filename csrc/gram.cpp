@@ -20,7 +20,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
 #include <utility>
 #include <vector>

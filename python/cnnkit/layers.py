@@ -183,6 +183,16 @@ def _relu_in_place(y: Tensor) -> Tensor:
     return ag._record(out, (y,), lambda g: (g * (out > 0),))
 
 
+# Activations the convolution and dense kernels fuse into their output (forward and
+# backward): the layers hand these to ag.conv / ag.dense instead of applying them after.
+_FUSED = ("relu", "leaky_relu", "sigmoid")
+
+
+def _fused(name: str, act: Callable[[Tensor], Tensor]) -> str | None:
+    """The kernel's activation name for a layer's activation, or None when not fusable."""
+    return name if name in _FUSED and act is _ACTIVATIONS[name] else None
+
+
 def _apply_activation(act: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
     if act is ag.relu and y.data.flags.writeable:
         return _relu_in_place(y)
@@ -489,6 +499,9 @@ class Dense(Layer):
                 f"{self._where()}: expected inputs with last axis {self.kernel.shape[0]}, "
                 f"got shape {x.shape}"
             )
+        fused = _fused(self.activation, self._act)
+        if x.ndim == 2 and fused is not None:
+            return ag.dense(x, self.kernel, self.bias, activation=fused)
         flat = x if x.ndim <= 3 else x.reshape(-1, x.shape[-1])
         y = ag.matmul(flat, self.kernel)
         if self.bias is not None:
@@ -562,6 +575,7 @@ class _Conv(Layer):
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         self._need_rank(x.shape, self.rank + 2, self.layout)
+        fused = _fused(self.activation, self._act)
         y = ag.conv(
             x,
             self.kernel,
@@ -570,8 +584,9 @@ class _Conv(Layer):
             padding=self.padding,
             dilation=self.dilation_rate,
             groups=self.groups,
+            activation=fused,
         )
-        return _apply_activation(self._act, y)
+        return y if fused is not None else _apply_activation(self._act, y)
 
     def get_config(self) -> dict[str, Any]:
         return {
