@@ -41,9 +41,11 @@ namespace cnnkit {
 // to C (or to zero) in increasing block order. So C(i, j) depends only on row
 // i of op(A), column j of op(B), k and the path: not on the thread count, not
 // on m or n, and not on where (i, j) falls in C. A caller may therefore cut a
-// big product into row or column tiles and get the same bits. The AVX2 path
-// uses fused multiply-add, so its results differ in the last bits from the
-// baseline path's.
+// big product into row or column tiles and get the same bits. The AVX2 and
+// AVX-512 paths use fused multiply-add and their own k-block lengths, so
+// results differ between paths in the last bits: within twice the rounding
+// bound of a K-term sum, 2 * rtol * sqrt(K) * (|A| |B|)(i, j) with rtol 1e-5
+// (float) or 1e-13 (double), as tests/test_isa_paths.py checks.
 //
 // Threads: cnnkit::num_threads() at most, fewer for small products. The
 // packing buffers are per thread and reused across calls (a few MiB per thread
