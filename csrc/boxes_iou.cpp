@@ -37,6 +37,9 @@ struct ColumnStore {
 
 template <class T>
 auto pairwise_loop() {
+#ifdef CNNKIT_HAVE_AVX512
+  if (active_isa() == Isa::avx512) return &iou_impl::avx512::pairwise_rows<T>;
+#endif
 #ifdef CNNKIT_HAVE_AVX2
   if (active_isa() == Isa::avx2) return &iou_impl::avx2::pairwise_rows<T>;
 #endif
@@ -45,6 +48,9 @@ auto pairwise_loop() {
 
 template <class T>
 auto aligned_loop() {
+#ifdef CNNKIT_HAVE_AVX512
+  if (active_isa() == Isa::avx512) return &iou_impl::avx512::aligned_range<T>;
+#endif
 #ifdef CNNKIT_HAVE_AVX2
   if (active_isa() == Isa::avx2) return &iou_impl::avx2::aligned_range<T>;
 #endif

@@ -21,13 +21,18 @@ bool ConvProblem::is_pointwise() const {
 
 namespace {
 
-// Rows of P per tile: about 1 MiB of patches. gemm_serial packs w again for
-// every tile, so tiles must be tall enough to amortise that, yet small
-// enough to stay in cache between the gather and the multiply.
+// Rows of P per tile: about 1 MiB of patches, small enough to stay in cache
+// between the gather and the multiply. (w is packed once per call, not per
+// tile; see pack_groups.) A multiple of 84, which every GEMM path's register
+// tile height (4, 6 or 14 rows) divides: a tile of 113 rows would end in a
+// 1-row register tile costing as much as a full one, about a tenth of the
+// multiply wasted.
 template <class T>
 int64_t tile_rows(const ConvProblem& p) {
+  constexpr int64_t kStep = 84;
   const int64_t per_row = std::max<int64_t>(1, p.patch_size()) * int64_t(sizeof(T));
-  return std::clamp<int64_t>((int64_t(1) << 20) / per_row, 96, 4096);
+  const int64_t rows = std::clamp<int64_t>((int64_t(1) << 20) / per_row, kStep, 4096);
+  return std::max<int64_t>(kStep, (rows + kStep / 2) / kStep * kStep);
 }
 
 // Walks P's rows [row0, row0 + rows), columns [col0, col1) of group `group`
@@ -140,28 +145,48 @@ std::vector<T>& thread_buffer(size_t size) {
   return buf;
 }
 
+// Each group's block of w (cog columns of the kd x cout matrix), or of its
+// transpose, packed once for all tiles and threads of a call.
 template <class T>
-void add_bias(const T* b, int64_t rows, int64_t channels, T* y) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < channels; ++c) y[r * channels + c] += b[c];
+std::vector<PackedB<T>> pack_groups(const ConvProblem& p, const T* w, bool transpose) {
+  const int64_t kd = p.patch_size(), cog = p.out_per_group(), cout = p.out_channels;
+  std::vector<PackedB<T>> packed;
+  packed.reserve(size_t(p.groups));
+  for (int64_t group = 0; group < p.groups; ++group)
+    packed.push_back(transpose ? pack_b(true, cog, kd, w + group * cog, cout)
+                               : pack_b(false, kd, cog, w + group * cog, cout));
+  return packed;
 }
 
 }  // namespace
 
 template <class T>
 void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+  conv_forward(p, x, w, b, y, Activation::none, T(0));
+}
+
+template <class T>
+void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                  Activation activation, T negative_slope) {
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
   if (rows == 0 || cout == 0) return;
-  if (detail::is_depthwise(p)) return detail::depthwise_forward(p, x, w, b, y);
-  if (detail::has_few_channels(p)) return detail::few_channels_forward(p, x, w, b, y);
+  const Epilogue<T> act{nullptr, activation, negative_slope};
+  if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
+    if (detail::is_depthwise(p))
+      detail::depthwise_forward(p, x, w, b, y);
+    else
+      detail::few_channels_forward(p, x, w, b, y);
+    return apply_epilogue(act, y, cout, rows, cout);
+  }
   if (p.is_pointwise()) {
-    gemm(false, false, rows, cout, p.in_channels, x, p.in_channels, w, cout, y, cout, false);
-    if (b) add_bias(b, rows, cout, y);
+    const Epilogue<T> ep{b, activation, negative_slope};
+    gemm(false, false, rows, cout, p.in_channels, x, p.in_channels, w, cout, y, cout, false, &ep);
     return;
   }
   const int64_t tile = tile_rows<T>(p), tiles = (rows + tile - 1) / tile;
   const int64_t cog = p.out_per_group(), tasks = tiles * p.groups;
   const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
+  const std::vector<PackedB<T>> packed = pack_groups(p, w, false);
   // Each task is one tile of rows for one group; its gemm runs on one thread.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
   for (int64_t task = 0; task < tasks; ++task) {
@@ -169,11 +194,9 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
     const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
     T* buf = thread_buffer<T>(size_t(tile * kd)).data();
     gather(p, x, group, row0, m, 0, kd, buf);
-    T* out = y + row0 * cout + group * cog;
-    gemm_serial(false, false, m, cog, kd, buf, kd, w + group * cog, cout, out, cout, false);
-    if (b)
-      for (int64_t r = 0; r < m; ++r)
-        for (int64_t c = 0; c < cog; ++c) out[r * cout + c] += b[group * cog + c];
+    const Epilogue<T> ep{b ? b + group * cog : nullptr, activation, negative_slope};
+    gemm_packed_serial(false, m, buf, kd, packed[size_t(group)], y + row0 * cout + group * cog,
+                       cout, false, &ep);
   }
 }
 
@@ -233,6 +256,7 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   const int64_t band = std::min(g.out[0], std::max({int64_t(1), reach, tile / inner}));
   const int64_t bands = (g.out[0] + band - 1) / band;
   const int nt = threads_for(p.rows() * kd * cog * p.groups, 1 << 16);
+  const std::vector<PackedB<T>> packed = pack_groups(p, w, true);
   for (int phase = 0; phase < 2; ++phase) {
     const int64_t count = p.batch * ((bands - phase + 1) / 2);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
@@ -245,8 +269,8 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
       for (int64_t row0 = first; row0 < last; row0 += tile) {
         const int64_t m = std::min(tile, last - row0);
         for (int64_t group = 0; group < p.groups; ++group) {
-          gemm_serial(false, true, m, kd, cog, dy + row0 * cout + group * cog, cout,
-                      w + group * cog, cout, buf, kd, false);
+          gemm_packed_serial(false, m, dy + row0 * cout + group * cog, cout,
+                             packed[size_t(group)], buf, kd, false);
           scatter_add(p, buf, group, row0, m, dx);
         }
       }
@@ -272,6 +296,8 @@ void conv_backward_bias(const ConvProblem& p, const T* dy, T* db) {
 
 #define CNNKIT_INSTANTIATE(T)                                                            \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);  \
+  template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,   \
+                                Activation, T);                                          \
   template void conv_backward_input<T>(const ConvProblem&, const T*, const T*, T*);     \
   template void conv_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);    \
   template void conv_backward_bias<T>(const ConvProblem&, const T*, T*);

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "gemm.hpp"
 #include "geometry.hpp"
 
 namespace cnnkit {
@@ -38,6 +39,13 @@ struct ConvProblem {
 // y = conv(x, w) + b; b may be null.
 template <class T>
 void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+// y = activation(conv(x, w) + b), the bias and activation applied in the
+// store of each GEMM tile (csrc/gemm.hpp's Epilogue) on the im2col and
+// pointwise paths, in a pass over y after the direct loops otherwise. The
+// bits are those of conv_forward followed by the activation.
+template <class T>
+void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                  Activation activation, T negative_slope);
 // dx = the gradient with respect to x, given dy.
 template <class T>
 void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);

@@ -7,6 +7,12 @@
 
 namespace cnnkit::detail {
 
+#ifdef CNNKIT_HAVE_AVX512
+#define CNNKIT_AVX512_PATH(name, args) \
+  if (active_isa() == Isa::avx512) return avx512::name<T> args;
+#else
+#define CNNKIT_AVX512_PATH(name, args)
+#endif
 #ifdef CNNKIT_HAVE_AVX2
 #define CNNKIT_AVX2_PATH(name, args) \
   if (active_isa() == Isa::avx2) return avx2::name<T> args;
@@ -17,6 +23,7 @@ namespace cnnkit::detail {
 #define CNNKIT_DISPATCH(name, params, args) \
   template <class T>                        \
   void name params {                        \
+    CNNKIT_AVX512_PATH(name, args)          \
     CNNKIT_AVX2_PATH(name, args)            \
     return baseline::name<T> args;          \
   }
@@ -34,6 +41,7 @@ CNNKIT_DISPATCH(depthwise_backward_weight, (const ConvProblem& p, const T* x, co
                 (p, x, dy, dw))
 #undef CNNKIT_DISPATCH
 #undef CNNKIT_AVX2_PATH
+#undef CNNKIT_AVX512_PATH
 
 CNNKIT_INSTANTIATE_DIRECT(float)
 CNNKIT_INSTANTIATE_DIRECT(double)

@@ -59,6 +59,7 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   }
 CNNKIT_DECLARE_DIRECT(baseline)
 CNNKIT_DECLARE_DIRECT(avx2)
+CNNKIT_DECLARE_DIRECT(avx512)
 #undef CNNKIT_DECLARE_DIRECT
 
 // Explicit instantiations for T of the six functions of the enclosing namespace.

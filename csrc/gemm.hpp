@@ -13,6 +13,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+
+#include "cpu.hpp"
 
 namespace cnnkit {
 
@@ -38,9 +41,11 @@ namespace cnnkit {
 // to C (or to zero) in increasing block order. So C(i, j) depends only on row
 // i of op(A), column j of op(B), k and the path: not on the thread count, not
 // on m or n, and not on where (i, j) falls in C. A caller may therefore cut a
-// big product into row or column tiles and get the same bits. The AVX2 path
-// uses fused multiply-add, so its results differ in the last bits from the
-// baseline path's.
+// big product into row or column tiles and get the same bits. The AVX2 and
+// AVX-512 paths use fused multiply-add and their own k-block lengths, so
+// results differ between paths in the last bits: within twice the rounding
+// bound of a K-term sum, 2 * rtol * sqrt(K) * (|A| |B|)(i, j) with rtol 1e-5
+// (float) or 1e-13 (double), as tests/test_isa_paths.py checks.
 //
 // Threads: cnnkit::num_threads() at most, fewer for small products. The
 // packing buffers are per thread and reused across calls (a few MiB per thread
@@ -55,5 +60,98 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* 
 template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a,
                  int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate);
+
+// What happens to each element of C once its sum is complete, in the store
+// of the GEMM tile while it is still in L1, instead of in another pass over
+// C: c = activation(c + bias[j]), j being the element's column in C (the
+// caller's C, i.e. relative to the c pointer it passed). bias may be null.
+// The bias is added after the whole sum (with `accumulate`, after the sum
+// has been added to C), so c + bias has the same bits as a separate pass
+// adding it; relu and leaky_relu are exact, sigmoid is 1 / (1 + exp(-x))
+// with the C library's exp, the same on every instruction-set path.
+enum class Activation { none, relu, leaky_relu, sigmoid };
+
+template <class T>
+struct Epilogue {
+  const T* bias = nullptr;
+  Activation activation = Activation::none;
+  T negative_slope = T(0.2);  // of leaky_relu: x where x > 0, slope * x elsewhere
+};
+
+// The epilogue alone on an m x n matrix c (row stride ldc), for results that
+// come from elsewhere than a GEMM tile (e.g. a direct convolution loop).
+template <class T>
+void apply_epilogue(const Epilogue<T>& epilogue, T* c, int64_t ldc, int64_t m, int64_t n);
+
+// The gradient through an activation, read from its output y (so the
+// forward need not keep its input): out = dy * activation'(y), i.e. dy where
+// y > 0 else 0 (relu), dy where y > 0 else negative_slope * dy (leaky_relu,
+// slope >= 0), dy * y * (1 - y) (sigmoid), dy (none). out may be dy.
+template <class T>
+void activation_backward(Activation activation, T negative_slope, const T* y, const T* dy, T* out,
+                         int64_t count);
+
+// C = op(A) op(B) as gemm(), then the epilogue (when `epilogue` is not null).
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+          const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate,
+          const Epilogue<T>* epilogue);
+
+// op(B) (k x n) packed once into the layout the micro-kernel reads, for
+// products that reuse one operand many times -- a convolution's weights
+// across all tiles of rows and all threads, a Gram matrix's feature chunk
+// across its bands -- which otherwise repack it on every call. The layout
+// belongs to the instruction-set path active when packing; the products
+// below use that path whatever is active later, so a packed operand stays
+// valid (and its results keep their bits) across set_active_isa(). Immutable
+// after packing and safe to share between threads. Size: about k x n
+// elements (n rounded up to the register tile's width).
+template <class T>
+class PackedB {
+ public:
+  PackedB() = default;
+  int64_t k() const noexcept { return k_; }
+  int64_t n() const noexcept { return n_; }
+  Isa isa() const noexcept { return isa_; }
+  const T* data() const noexcept { return data_.get(); }
+
+ private:
+  template <class U>
+  friend PackedB<U> pack_b(bool, int64_t, int64_t, const U*, int64_t);
+  int64_t k_ = 0, n_ = 0;
+  Isa isa_ = Isa::baseline;
+  std::shared_ptr<T> data_;
+};
+
+// Packs op(B), k x n (see gemm() for trans_b and ldb), using up to
+// num_threads() threads. Throws std::invalid_argument for negative sizes or
+// a too-small ldb.
+template <class U>
+PackedB<U> pack_b(bool trans_b, int64_t k, int64_t n, const U* b, int64_t ldb);
+
+// C = op(A) B, or C += op(A) B, with B packed by pack_b() (m x k times
+// k x n), then the epilogue if not null. The same bits as gemm() with the
+// unpacked B on the path B was packed for: packing changes where the
+// operand is read from, not the sums. gemm_packed_serial runs on the calling
+// thread, for callers that parallelise over tiles themselves.
+template <class T>
+void gemm_packed(bool trans_a, int64_t m, const T* a, int64_t lda, const PackedB<T>& b, T* c,
+                 int64_t ldc, bool accumulate, const Epilogue<T>* epilogue = nullptr);
+template <class T>
+void gemm_packed_serial(bool trans_a, int64_t m, const T* a, int64_t lda, const PackedB<T>& b,
+                        T* c, int64_t ldc, bool accumulate, const Epilogue<T>* epilogue = nullptr);
+
+// The upper triangle of C = op(A) op(B) for square C (m == n) when the
+// product is symmetric, e.g. a Gram matrix F^T F: only the register tiles
+// that reach on or above the diagonal are computed (elements below the
+// diagonal inside those tiles are written too; the rest of the lower
+// triangle is left untouched). Each computed element has the bits gemm()
+// gives it.
+template <class T>
+void gemm_upper(bool trans_a, bool trans_b, int64_t n, int64_t k, const T* a, int64_t lda,
+                const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate);
+template <class T>
+void gemm_upper_serial(bool trans_a, bool trans_b, int64_t n, int64_t k, const T* a,
+                       int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate);
 
 }  // namespace cnnkit

@@ -150,5 +150,7 @@ template TileShape tile_shape<float>() noexcept;
 template TileShape tile_shape<double>() noexcept;
 template void compute<float>(const Operands<float>&, const Range&);
 template void compute<double>(const Operands<double>&, const Range&);
+template void pack_operand<float>(const Operands<float>&, int64_t, int64_t, int64_t, float*);
+template void pack_operand<double>(const Operands<double>&, int64_t, int64_t, int64_t, double*);
 
 }  // namespace cnnkit::gemm_impl::avx2

@@ -20,8 +20,11 @@
 // products are summed in the same order, so the choice never changes bits.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+
+#include "gemm.hpp"
 
 namespace cnnkit::gemm_impl {
 
@@ -37,6 +40,13 @@ struct Operands {
   T* c;
   int64_t ldc;
   bool accumulate;
+  // Optional: op(B) already packed by pack_operand() (b and ldb unused),
+  // with b_stride = its width rounded up to NR; the epilogue; and whether
+  // only the tiles reaching the upper triangle of a square C are computed.
+  const T* b_packed = nullptr;
+  int64_t b_stride = 0;
+  const Epilogue<T>* epilogue = nullptr;
+  bool upper = false;
 };
 
 // The part of C one thread computes: rows [i0, i1) x columns [j0, j1).
@@ -46,7 +56,7 @@ struct Range {
 
 // The register tile of a path's micro-kernel, which thread ranges align to.
 struct TileShape {
-  int64_t mr, nr;
+  int64_t mr, nr, kc;
 };
 
 // A 64-byte aligned scratch buffer of at least `bytes` owned by the calling
@@ -60,9 +70,13 @@ void* workspace(std::size_t bytes);
   /* C over r = op(A) op(B) over r, on the calling thread; k > 0 */ \
   template <class T>                                              \
   void compute(const Operands<T>& g, const Range& r);             \
+  /* columns [j0, j1) (multiples of NR) of op(B), all k, into dst */ \
+  template <class T>                                              \
+  void pack_operand(const Operands<T>& g, int64_t n, int64_t j0, int64_t j1, T* dst); \
   }
 CNNKIT_DECLARE_GEMM(baseline)
 CNNKIT_DECLARE_GEMM(avx2)
+CNNKIT_DECLARE_GEMM(avx512)
 #undef CNNKIT_DECLARE_GEMM
 
 #ifdef CNNKIT_ISA_NS
@@ -96,6 +110,38 @@ inline int64_t round_up(int64_t x, int64_t multiple) {
 inline int64_t k_block(int64_t k, int64_t kc_max) {
   const int64_t blocks = (k + kc_max - 1) / kc_max;
   return (k + blocks - 1) / blocks;
+}
+
+// The epilogue on an mr x nr tile of C whose first column is column j0 of
+// the caller's C. Plain loops, vectorised by each unit's flags where the
+// activation allows; the arithmetic is the same on every path.
+template <class T>
+void finish_tile(const Epilogue<T>& ep, T* c, int64_t ldc, int64_t mr, int64_t nr,
+                        int64_t j0) {
+  const T* bias = ep.bias ? ep.bias + j0 : nullptr;
+  const T slope = ep.negative_slope;
+  for (int64_t i = 0; i < mr; ++i) {
+    T* __restrict row = c + i * ldc;
+    if (bias)
+      for (int64_t j = 0; j < nr; ++j) row[j] = row[j] + bias[j];
+    switch (ep.activation) {
+      case Activation::none:
+        break;
+      case Activation::relu:  // NaN stays NaN, as with np.maximum
+        for (int64_t j = 0; j < nr; ++j) row[j] = row[j] < T(0) ? T(0) : row[j];
+        break;
+      case Activation::leaky_relu:
+        for (int64_t j = 0; j < nr; ++j) row[j] = row[j] > T(0) ? row[j] : slope * row[j];
+        break;
+      case Activation::sigmoid:
+        // exp of a non-positive number only: no overflow for large |x|.
+        for (int64_t j = 0; j < nr; ++j) {
+          const T v = row[j], e = std::exp(-std::fabs(v));
+          row[j] = v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+        }
+        break;
+    }
+  }
 }
 
 // Writes the top-left mr x nr of an MR x NR tile held in `acc` (row-major)
@@ -171,7 +217,7 @@ void pack_b(const Operands<T>& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc
 
 template <class T>
 TileShape tile_shape() noexcept {
-  return {MicroKernel<T>::MR, MicroKernel<T>::NR};
+  return {MicroKernel<T>::MR, MicroKernel<T>::NR, MicroKernel<T>::KC};
 }
 
 // Rows [ic, ic + mc) x columns [jc, jc + nc) of C over k steps [pc, pc + kc),
@@ -181,23 +227,30 @@ template <class K, class T>
 void multiply_block(const Operands<T>& g, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
                     int64_t pc, int64_t kc, const T* b_pack, const T* a_pack) {
   constexpr int64_t MR = K::MR, NR = K::NR;
-  // The first k block overwrites C unless the caller accumulates.
+  // The first k block overwrites C unless the caller accumulates; the last
+  // one completes the sums, so the epilogue follows it.
   const bool overwrite = pc == 0 && !g.accumulate;
+  const bool finish = g.epilogue && pc + kc == g.k;
   // B sliver outer, A sliver inner: the B sliver stays in L1 while the A
   // block streams from L2.
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int64_t nr = nc - jr < NR ? nc - jr : NR;
     for (int64_t ir = 0; ir < mc; ir += MR) {
       const int64_t mr = mc - ir < MR ? mc - ir : MR;
+      // Upper triangle only: skip tiles whose every column is left of their
+      // first row.
+      if (g.upper && jc + jr + nr <= ic + ir) continue;
       T* const c = g.c + (ic + ir) * g.ldc + (jc + jr);
+      bool done = false;
       if constexpr (K::kInPlaceA) {
         if (!a_pack) {
           K::run_rows(kc, g.a + (ic + ir) * g.lda + pc, g.lda, b_pack + jr * kc, c, g.ldc, mr, nr,
                       overwrite);
-          continue;
+          done = true;
         }
       }
-      K::run(kc, a_pack + ir * kc, b_pack + jr * kc, c, g.ldc, mr, nr, overwrite);
+      if (!done) K::run(kc, a_pack + ir * kc, b_pack + jr * kc, c, g.ldc, mr, nr, overwrite);
+      if (finish) finish_tile(*g.epilogue, c, g.ldc, mr, nr, jc + jr);
     }
   }
 }
@@ -209,6 +262,12 @@ void compute(const Operands<T>& g, const Range& r) {
   const int64_t kb = k_block(g.k, K::KC);
   const int64_t m = r.i1 - r.i0, n = r.j1 - r.j0;
   const int64_t n_round = round_up(n, NR);
+  // With B packed in advance (r.j0 is then a multiple of NR), block pc's
+  // sliver for column j starts at b_packed + pc * b_stride + j * kc.
+  const bool packed = g.b_packed != nullptr;
+  const auto packed_at = [&](int64_t pc, int64_t j, int64_t kc) {
+    return g.b_packed + pc * g.b_stride + j * kc;
+  };
   // A row-major A can be read in place. Worth it when C is narrow: packing
   // costs about one pass over A, which few B slivers would amortise (at
   // n = 64 it is a fifth of the multiply time). Not when A's rows are a
@@ -217,16 +276,20 @@ void compute(const Operands<T>& g, const Range& r) {
   const bool direct_a = K::kInPlaceA && !g.trans_a && n <= 16 * NR &&
                         (g.lda * static_cast<int64_t>(sizeof(T))) % 4096 != 0;
   // C is then narrower than a B panel (16 NR <= NC), so the B buffer holds
-  // `span` steps of k: several k blocks.
-  const int64_t span = direct_a ? (K::NC / n_round) * kb : kb;
+  // `span` steps of k: several k blocks (all of them when B came packed).
+  const int64_t span = packed ? g.k : direct_a ? (K::NC / n_round) * kb : kb;
 
   // Buffers sized for this range's largest blocks: B first, so that its
   // slivers keep the workspace's 64-byte alignment for the micro-kernel's
   // aligned loads; A after it, rounded to 64 bytes.
-  const int64_t b_elems = round_up((n < K::NC ? n_round : K::NC) * (span < g.k ? span : g.k),
-                                   64 / static_cast<int64_t>(sizeof(T)));
+  const int64_t b_elems =
+      packed ? 0
+             : round_up((n < K::NC ? n_round : K::NC) * (span < g.k ? span : g.k),
+                        64 / static_cast<int64_t>(sizeof(T)));
   const int64_t a_elems = direct_a ? 0 : (m < K::MC ? round_up(m, MR) : K::MC) * kb;
-  T* const b_pack = static_cast<T*>(workspace((b_elems + a_elems) * sizeof(T)));
+  T* const b_pack = b_elems + a_elems > 0
+                        ? static_cast<T*>(workspace((b_elems + a_elems) * sizeof(T)))
+                        : nullptr;
   T* const a_pack = direct_a ? nullptr : b_pack + b_elems;
 
   if (direct_a) {
@@ -236,13 +299,18 @@ void compute(const Operands<T>& g, const Range& r) {
     // L3 once per k block, which measured up to 20% slower at large k.
     for (int64_t p0 = 0; p0 < g.k; p0 += span) {
       const int64_t p1 = g.k - p0 < span ? g.k : p0 + span;
-      for (int64_t pc = p0; pc < p1; pc += kb)
-        pack_b<NR>(g, pc, p1 - pc < kb ? p1 - pc : kb, r.j0, n, b_pack + (pc - p0) * n_round);
+      if (!packed)
+        for (int64_t pc = p0; pc < p1; pc += kb)
+          pack_b<NR>(g, pc, p1 - pc < kb ? p1 - pc : kb, r.j0, n, b_pack + (pc - p0) * n_round);
       for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
-        for (int64_t pc = p0; pc < p1; pc += kb)
-          multiply_block<K>(g, ic, mc, r.j0, n, pc, p1 - pc < kb ? p1 - pc : kb,
-                            b_pack + (pc - p0) * n_round, a_pack);
+        if (g.upper && r.j1 <= ic) break;
+        for (int64_t pc = p0; pc < p1; pc += kb) {
+          const int64_t kc = p1 - pc < kb ? p1 - pc : kb;
+          multiply_block<K>(g, ic, mc, r.j0, n, pc, kc,
+                            packed ? packed_at(pc, r.j0, kc) : b_pack + (pc - p0) * n_round,
+                            a_pack);
+        }
       }
     }
     return;
@@ -251,13 +319,30 @@ void compute(const Operands<T>& g, const Range& r) {
     const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
     for (int64_t pc = 0; pc < g.k; pc += kb) {
       const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
-      pack_b<NR>(g, pc, kc, jc, nc, b_pack);
+      const T* b_block = b_pack;
+      if (packed)
+        b_block = packed_at(pc, jc, kc);
+      else
+        pack_b<NR>(g, pc, kc, jc, nc, b_pack);
       for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
+        if (g.upper && jc + nc <= ic) break;  // this and later row blocks lie below
         pack_a<MR>(g, ic, mc, pc, kc, a_pack);
-        multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_pack, a_pack);
+        multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_block, a_pack);
       }
     }
+  }
+}
+
+template <class T>
+void pack_operand(const Operands<T>& g, int64_t n, int64_t j0, int64_t j1, T* dst) {
+  using K = MicroKernel<T>;
+  const int64_t kb = k_block(g.k, K::KC), n_round = round_up(n, K::NR);
+  const int64_t cols = (j1 < n ? j1 : n) - j0;
+  if (cols <= 0) return;
+  for (int64_t pc = 0; pc < g.k; pc += kb) {
+    const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
+    pack_b<K::NR>(g, pc, kc, j0, cols, dst + pc * n_round + j0 * kc);
   }
 }
 

@@ -1,35 +1,25 @@
 // Gram matrices on top of cnnkit::gemm.
 //
-// Forward: G's rows are cut into bands of h channels, and band [i0, i1) is
-// computed from the diagonal rightwards, G[i0:i1, i0:C] = F[:, i0:i1]^T
-// F[:, i0:C], one GEMM with trans_a; the triangle below the diagonal is then
-// written as the mirror of the one above. Each GEMM computes its whole band,
-// so the small triangles under the diagonal inside the bands are wasted work
-// (a fraction h / C of the triangle), and each call packs its panel of F
-// again (about a fraction a / h, packing an element costing about as much as
-// `a` multiply-adds). h = sqrt(a C) balances the two; a ~ 8 was measured with
-// the AVX2 GEMM, and the time is flat within a factor of two of it.
-//
-// Positions are consumed in chunks, outermost: every band of a chunk is
-// computed while that chunk of F sits in cache, then the next chunk is
-// accumulated onto them, so F is read from memory once rather than once per
-// band. Chunk bounds depend only on the sizes and the type, and each band sums
-// its chunks in increasing order, so the bits do not depend on the thread
-// count or on which thread ran a band.
+// Forward: G = F^T F is symmetric, so gemm_upper computes only the register
+// tiles that reach the upper triangle (the waste is the tiles straddling
+// the diagonal, a fraction of about MR / C of the triangle), and the
+// triangle below is then written as the mirror of the one above. One GEMM
+// per batch item over all positions: the GEMM blocks positions into cache
+// itself (its k blocks) and reads F about once per block of columns.
 //
 // Backward: dF = F S with S = (dG + dG^T) / d. Rows of dF are independent
 // (the sum runs over channels), so the work splits into bands of positions.
 //
-// Threads: when the items (bands, over the batch) can be shared out evenly,
-// each runs on one thread with gemm_serial; otherwise the items run one after
-// another and the multi-threaded gemm splits each. Both give the same bits
+// Threads: when the items (batch items forward; bands of positions over the
+// batch backward) can be shared out evenly, each runs on one thread with the
+// serial GEMM; otherwise the items run one after another and the
+// multi-threaded GEMM splits each. Both give the same bits
 // (csrc/gemm.hpp), and no sum over positions is ever split between threads.
 #include "gram.hpp"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
 #include <utility>
 #include <vector>
@@ -41,13 +31,6 @@ namespace cnnkit {
 
 namespace {
 
-// Band heights are multiples of every GEMM path's register-tile height (4 or
-// 6 rows), so only the last band has a partial tile.
-constexpr int64_t kBandStep = 12;
-// Bytes of F per chunk of positions: with the packed panels, fits in L2.
-constexpr int64_t kChunkBytes = int64_t(256) << 10;
-// Positions per chunk at least: one full GEMM k block.
-constexpr int64_t kMinChunk = 256;
 // Positions per backward band: enough rows to amortise packing S per band.
 constexpr int64_t kPositionBand = 256;
 // Below this many multiply-adds per thread a team costs more than it saves.
@@ -116,24 +99,11 @@ T divisor(GramNorm norm, int64_t positions, int64_t channels) {
   return T(1);
 }
 
-// Channels per forward band: about sqrt(8 C) (see the top of this file).
-int64_t band_rows(int64_t channels) {
-  const auto h = static_cast<int64_t>(std::lround(std::sqrt(8.0 * double(channels)) / kBandStep));
-  return std::max<int64_t>(1, h) * kBandStep;
-}
-
-// Positions per chunk: about kChunkBytes of F, at least kMinChunk, and chunks
-// of near-equal length. A function of the sizes and the type only.
-int64_t chunk_length(int64_t positions, int64_t channels, int64_t elem_size) {
-  const int64_t target = std::max(kMinChunk, kChunkBytes / (channels * elem_size));
-  return ceil_div(positions, ceil_div(positions, target));
-}
-
-// Divides the part of rows [i0, i1) of G on and above the diagonal by d and
-// mirrors it below the diagonal.
+// Divides the upper triangle of G (C x C) by d and mirrors it below the
+// diagonal.
 template <class T>
-void finish_band(T* g, int64_t channels, int64_t i0, int64_t i1, bool scale, T d) {
-  for (int64_t i = i0; i < i1; ++i)
+void finish(T* g, int64_t channels, bool scale, T d) {
+  for (int64_t i = 0; i < channels; ++i)
     for (int64_t j = i; j < channels; ++j) {
       const T v = scale ? g[i * channels + j] / d : g[i * channels + j];
       g[i * channels + j] = v;
@@ -147,54 +117,26 @@ template <class T>
 void gram(const T* x, int64_t batch, int64_t positions, int64_t channels, GramNorm norm, T* g) {
   const int64_t P = positions, C = channels;
   if (batch == 0 || C == 0) return;
-  // Item `it` is band `it % bands` of batch item `it / bands`: rows
-  // [i0, i1) of G. A batch item's bands come in decreasing order of work.
-  const int64_t h = band_rows(C), bands = ceil_div(C, h), items = batch * bands;
-  const auto rows = [&](int64_t it) {
-    const int64_t i0 = (it % bands) * h;
-    return std::make_pair(i0, std::min(C, i0 + h));
-  };
-  // Zero positions: one empty chunk, in which GEMM (k = 0) writes zeros.
-  const int64_t chunk = P > 0 ? chunk_length(P, C, sizeof(T)) : 0;
-  const int64_t chunks = P > 0 ? ceil_div(P, chunk) : 1;
   const bool scale = P > 0 && norm != GramNorm::none;
   const T d = divisor<T>(norm, P, C);
-
-  // The items [first, last), all of batch item n, chunk after chunk.
-  const auto run = [&](int64_t n, const int64_t* first, const int64_t* last, auto&& gemm_fn) {
+  // Zero positions: GEMM (k = 0) writes zeros.
+  const auto item = [&](int64_t n, bool serial) {
+    const T* f = x + n * P * C;
     T* gn = g + n * C * C;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t p0 = c * chunk, k = std::min(chunk, P - p0);
-      for (const int64_t* it = first; it != last; ++it) {
-        const auto [i0, i1] = rows(*it);
-        const T* f = x + (n * P + p0) * C + i0;
-        gemm_fn(true, false, i1 - i0, C - i0, k, f, C, f, C, gn + i0 * C + i0, C, c > 0);
-      }
-    }
-    for (const int64_t* it = first; it != last; ++it) {
-      const auto [i0, i1] = rows(*it);
-      finish_band(gn, C, i0, i1, scale, d);
-    }
+    if (serial)
+      gemm_upper_serial<T>(true, false, C, P, f, C, f, C, gn, C, false);
+    else
+      gemm_upper<T>(true, false, C, P, f, C, f, C, gn, C, false);
+    finish(gn, C, scale, d);
   };
-
-  const double macs = double(batch) * double(P) * double(C) * double(C + h) / 2;
-  const Plan plan = plan_for(items, macs, [&](int64_t it) {
-    const auto [i0, i1] = rows(it);
-    return double(i1 - i0) * double(C - i0);
-  });
+  const double macs = double(batch) * double(P) * double(C) * double(C) / 2;
+  const Plan plan = plan_for(batch, macs, [](int64_t) { return 1.0; });
   if (plan.owner.empty()) {
-    std::vector<int64_t> all(static_cast<size_t>(bands));
-    for (int64_t b = 0; b < bands; ++b) all[static_cast<size_t>(b)] = b;
-    for (int64_t n = 0; n < batch; ++n) run(n, all.data(), all.data() + bands, gemm<T>);
+    for (int64_t n = 0; n < batch; ++n) item(n, false);
     return;
   }
   run_on_team(plan, [&](const std::vector<int64_t>& mine) {
-    // One batch item at a time: its G stays in cache while the chunks pass.
-    for (size_t a = 0, b = 0; a < mine.size(); a = b) {
-      const int64_t n = mine[a] / bands;
-      while (b < mine.size() && mine[b] / bands == n) ++b;
-      run(n, mine.data() + a, mine.data() + b, gemm_serial<T>);
-    }
+    for (const int64_t n : mine) item(n, true);
   });
 }
 

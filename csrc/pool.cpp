@@ -27,6 +27,14 @@ struct Loops {
 
 template <class T>
 Loops<T> loops() {
+#ifdef CNNKIT_HAVE_AVX512
+  if (active_isa() == Isa::avx512) {
+    namespace ns = pool_impl::avx512;
+    return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
+            &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
+            &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+  }
+#endif
 #ifdef CNNKIT_HAVE_AVX2
   if (active_isa() == Isa::avx2) {
     namespace ns = pool_impl::avx2;

@@ -79,6 +79,7 @@ inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
   }
 CNNKIT_DECLARE_POOL_LOOPS(baseline)
 CNNKIT_DECLARE_POOL_LOOPS(avx2)
+CNNKIT_DECLARE_POOL_LOOPS(avx512)
 #undef CNNKIT_DECLARE_POOL_LOOPS
 
 #ifdef CNNKIT_ISA_NS

@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "activation_args.hpp"
 #include "conv.hpp"
 #include "spatial_args.hpp"
 #include "validate.hpp"
@@ -94,8 +95,10 @@ ConvArgs conv_args(const char* fn, py::handle x_obj, py::handle w_obj, py::handl
 }
 
 py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py::handle padding,
-                py::handle dilation, py::handle groups) {
+                py::handle dilation, py::handle groups, py::handle activation,
+                py::handle negative_slope) {
   const ConvArgs a = conv_args("conv", x, w, b, stride, padding, dilation, groups);
+  const ActivationArg act = activation_arg(activation, negative_slope, "conv");
   return with_float(a.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
     const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w);
@@ -107,15 +110,17 @@ py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py:
     const T* pb = a.b ? bc.data() : nullptr;
     T* py_ = y.mutable_data();
     py::gil_scoped_release release;
-    conv_forward(a.p, px, pw, pb, py_);
+    conv_forward(a.p, px, pw, pb, py_, act.kind, T(act.negative_slope));
     return y;
   });
 }
 
 py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handle stride,
                         py::handle padding, py::handle dilation, py::handle groups, bool need_x,
-                        bool need_w, bool need_b) {
+                        bool need_w, bool need_b, py::handle y_obj, py::handle activation,
+                        py::handle negative_slope) {
   const char* fn = "conv_backward";
+  const ActivationArg act = activation_arg(activation, negative_slope, fn);
   ConvArgs a = conv_args(fn, x, w, py::none(), stride, padding, dilation, groups);
   const py::array dy = as_array(dy_obj, fn, "dy");
   const std::vector<py::ssize_t> dy_shape(dy.shape(), dy.shape() + dy.ndim());
@@ -123,9 +128,37 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
     throw py::value_error(prefix(fn, "dy") + "must have the output's shape " +
                           shape_of(a.out_shape) + ", got shape " + shape_str(dy));
   a.type = wider(a.type, float_type(dy, fn, "dy"));
+  // The forward's fused activation: its gradient mask is read from the
+  // output y, applied to dy in one pass before the three gradients.
+  py::array y;
+  if (act.kind != Activation::none) {
+    if (y_obj.is_none())
+      throw py::value_error(prefix(fn, "y") +
+                            "must be the forward's output when activation is given, got None");
+    y = as_array(y_obj, fn, "y");
+    const std::vector<py::ssize_t> y_shape(y.shape(), y.shape() + y.ndim());
+    if (y_shape != a.out_shape)
+      throw py::value_error(prefix(fn, "y") + "must have the output's shape " +
+                            shape_of(a.out_shape) + ", got shape " + shape_str(y));
+    a.type = wider(a.type, float_type(y, fn, "y"));
+  }
   return with_float(a.type, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w), dyc = contiguous<T>(dy);
+    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w);
+    py::array_t<T, py::array::c_style> dyc = contiguous<T>(dy);
+    if (act.kind != Activation::none) {
+      const auto yc = contiguous<T>(y);
+      py::array_t<T, py::array::c_style> masked(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
+      const T* py_ = yc.data();
+      const T* pg = dyc.data();
+      T* pm = masked.mutable_data();
+      const int64_t count = int64_t(masked.size());
+      {
+        py::gil_scoped_release release;
+        activation_backward(act.kind, T(act.negative_slope), py_, pg, pm, count);
+      }
+      dyc = masked;
+    }
     py::object dx = py::none(), dw = py::none(), db = py::none();
     T *pdx = nullptr, *pdw = nullptr, *pdb = nullptr;
     if (need_x) {
@@ -156,8 +189,13 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
 }  // namespace
 
 void bind_conv(py::module_& m) {
-  m.def("conv", &conv);
-  m.def("conv_backward", &conv_backward);
+  m.def("conv", &conv, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2);
+  m.def("conv_backward", &conv_backward, py::arg("x"), py::arg("w"), py::arg("dy"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
+        py::arg("need_x"), py::arg("need_w"), py::arg("need_b"), py::arg("y") = py::none(),
+        py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2);
 }
 
 }  // namespace cnnkit::bind

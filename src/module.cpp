@@ -41,14 +41,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_isa", [] { return cnnkit::isa_name(cnnkit::active_isa()); });
   m.def("available_isas", [] {
     py::list out;
-    for (auto isa : {cnnkit::Isa::baseline, cnnkit::Isa::avx2})
+    for (auto isa : {cnnkit::Isa::baseline, cnnkit::Isa::avx2, cnnkit::Isa::avx512})
       if (cnnkit::isa_supported(isa)) out.append(cnnkit::isa_name(isa));
     return out;
   });
   m.def("set_isa", [](const std::string& name) {
     cnnkit::Isa isa;
     if (!cnnkit::parse_isa(name.c_str(), isa))
-      throw py::value_error("set_isa(): name must be 'baseline' or 'avx2', got '" + name + "'");
+      throw py::value_error(
+          "set_isa(): name must be 'baseline', 'avx2' or 'avx512', got '" + name + "'");
     try {
       cnnkit::set_active_isa(isa);
     } catch (const std::invalid_argument& e) {

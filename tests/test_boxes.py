@@ -363,10 +363,15 @@ def test_set_isa_switches_paths(restore_isa):
 
 
 def iou_family_on_both_isas(name, a, b, aligned):
+    """The baseline's and the avx2 path's results, after checking that every other
+    available path (avx512) gives the avx2 path's bits."""
     results = []
     for path in ("baseline", "avx2"):
         with isa(path):
             results.append(getattr(ops, name)(a, b, aligned=aligned))
+    for path in set(_core.available_isas()) - {"baseline", "avx2"}:
+        with isa(path):
+            assert_bit_identical(getattr(ops, name)(a, b, aligned=aligned), results[1])
     return results
 
 

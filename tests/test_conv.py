@@ -792,7 +792,7 @@ ISA_CASES = [
 
 
 @pytest.mark.usefixtures("restore_threads", "restore_isa")
-@pytest.mark.parametrize("isa", ["baseline", "avx2"])
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), ISA_CASES)
 def test_each_isa_path_is_accurate_and_deterministic(isa, dtype, x_shape, w_shape, kwargs):

@@ -257,7 +257,7 @@ def test_row_tiles_give_the_same_bits():
 
 
 @pytest.mark.usefixtures("restore_threads", "restore_isa")
-@pytest.mark.parametrize("isa", ["baseline", "avx2"])
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_each_isa_path_is_accurate_and_deterministic(isa, dtype):
     if isa not in _core.available_isas():

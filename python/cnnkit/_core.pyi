@@ -64,7 +64,16 @@ def soft_nms(
 ) -> tuple[NDArray[np.int64], NDArray[np.floating[Any]]]: ...
 
 # GEMM, convolution, pooling, Gram matrices
-def matmul(a: ArrayLike, b: ArrayLike, /) -> NDArray[np.floating[Any]]: ...
+def matmul(
+    a: ArrayLike,
+    b: ArrayLike,
+    bias: ArrayLike | None = None,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
+) -> NDArray[np.floating[Any]]: ...
+def activation_backward(
+    y: ArrayLike, dy: ArrayLike, activation: str | None, negative_slope: float, /
+) -> NDArray[np.floating[Any]]: ...
 def conv(
     x: ArrayLike,
     w: ArrayLike,
@@ -73,7 +82,8 @@ def conv(
     padding: _Spatial,
     dilation: Any,
     groups: int,
-    /,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
 ) -> NDArray[np.floating[Any]]: ...
 def conv_backward(
     x: ArrayLike,
@@ -86,7 +96,9 @@ def conv_backward(
     need_x: bool,
     need_w: bool,
     need_b: bool,
-    /,
+    y: ArrayLike | None = None,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
 ) -> tuple[
     NDArray[np.floating[Any]] | None,
     NDArray[np.floating[Any]] | None,

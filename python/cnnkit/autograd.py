@@ -662,8 +662,14 @@ def conv(
     padding: str | int | Sequence = "valid",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
 ) -> Tensor:
-    """Differentiable :func:`cnnkit.ops.conv` (channels-last, 1 to 3 spatial dimensions)."""
+    """Differentiable :func:`cnnkit.ops.conv` (channels-last, 1 to 3 spatial dimensions).
+
+    With ``activation`` ("relu", "leaky_relu", "sigmoid") the bias and activation are
+    fused into the convolution, forward and backward (the mask is read from the output).
+    """
     tx, tw = _as_tensor(x), _as_tensor(w)
     tb = None if b is None else _as_tensor(b)
     spec: dict[str, Any] = {
@@ -672,12 +678,46 @@ def conv(
         "dilation": dilation,
         "groups": groups,
     }
-    out = ops.conv(tx.data, tw.data, None if tb is None else tb.data, **spec)
+    act: dict[str, Any] = {"activation": activation, "negative_slope": negative_slope}
+    out = ops.conv(tx.data, tw.data, None if tb is None else tb.data, **spec, **act)
     parents = (tx, tw) if tb is None else (tx, tw, tb)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         need = [n for n, t in zip("xwb", parents) if t.requires_grad]
-        dx, dw, db = ops.conv_backward(tx.data, tw.data, g, need=need, **spec)
+        dx, dw, db = ops.conv_backward(tx.data, tw.data, g, need=need, y=out, **spec, **act)
+        return (dx, dw, db)[: len(parents)]
+
+    return _record(out, parents, backward)
+
+
+def dense(
+    x: Any, w: Any, b: Any = None, *, activation: str | None = None, negative_slope: float = 0.2
+) -> Tensor:
+    """``activation(x @ w + b)`` for a 2-D ``x``, with the bias and activation fused into
+    cnnkit's GEMM (:func:`cnnkit.ops.matmul`) and the backward mask read from the output.
+
+    float32 or float64 operands of one dtype; others go through :func:`matmul` unfused.
+    """
+    tx, tw = _as_tensor(x), _as_tensor(w)
+    tb = None if b is None else _as_tensor(b)
+    arrays = (tx.data, tw.data) if tb is None else (tx.data, tw.data, tb.data)
+    if tx.ndim != 2 or tw.ndim != 2 or not _native(*arrays):
+        y = matmul(tx, tw)
+        y = y if tb is None else y + tb
+        fns = {"relu": relu, "sigmoid": sigmoid}
+        if activation == "leaky_relu":
+            return leaky_relu(y, negative_slope)
+        return fns[activation](y) if activation in fns else y
+    act: dict[str, Any] = {"activation": activation, "negative_slope": negative_slope}
+    out = ops.matmul(tx.data, tw.data, bias=None if tb is None else tb.data, **act)
+    parents = (tx, tw) if tb is None else (tx, tw, tb)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        if activation not in (None, "linear"):
+            g = ops.activation_backward(out, g, activation, negative_slope=negative_slope)
+        dx = _mm(g, tw.data.T) if tx.requires_grad else None
+        dw = _mm(tx.data.T, g) if tw.requires_grad else None
+        db = _sum_to_shape(g, tb.shape) if tb is not None and tb.requires_grad else None
         return (dx, dw, db)[: len(parents)]
 
     return _record(out, parents, backward)

@@ -40,6 +40,7 @@ from . import _core, _validate
 
 __all__ = [
     "KMeansAnchors",
+    "activation_backward",
     "avg_pool",
     "avg_pool_backward",
     "batched_nms",
@@ -427,21 +428,62 @@ def soft_nms(
     return _core.soft_nms(boxes, scores, method, sigma, iou_threshold, score_threshold)
 
 
-def matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-    """Matrix product on cnnkit's packed GEMM.
+def matmul(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
+) -> np.ndarray:
+    """Matrix product on cnnkit's packed GEMM, optionally ``activation(a @ b + bias)``.
 
     Parameters
     ----------
     a : array_like, shape (M, K) or (B, M, K), float32 or float64
     b : array_like, shape (K, N) or (B, K, N)
         A 2-D operand is shared by every matrix of a 3-D one.
+    bias : array_like, shape (N,), optional
+        Added to every row.
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid"}
+        Applied after the bias. The bias and the activation are fused into the
+        GEMM: applied to each tile of the product as it is stored, while it is
+        still in cache, instead of in further passes over the output.
+    negative_slope : float
+        ``leaky_relu``'s slope for negative inputs (>= 0; Keras's default 0.2).
 
     Returns
     -------
     numpy.ndarray, shape (M, N) or (B, M, N)
-        Bit-identical for any number of threads.
+        Bit-identical for any number of threads, and to the unfused
+        ``matmul(a, b) + bias`` followed by ReLU or leaky ReLU; sigmoid uses the
+        C library's ``exp`` (within a few ulp of NumPy's).
     """
-    return _core.matmul(a, b)
+    return _core.matmul(a, b, bias, activation, negative_slope)
+
+
+def activation_backward(
+    y: ArrayLike, dy: ArrayLike, activation: str | None, *, negative_slope: float = 0.2
+) -> np.ndarray:
+    """The gradient through a fused activation, read from its output ``y``.
+
+    ``dy * activation'(input)`` written in terms of ``y = activation(input)``: ``dy``
+    where ``y > 0`` else 0 (relu), else ``negative_slope * dy`` (leaky_relu),
+    ``dy * y * (1 - y)`` (sigmoid), ``dy`` (None or "linear"). The backward of
+    :func:`matmul` and :func:`conv` with ``activation=...``, in one native pass.
+
+    Parameters
+    ----------
+    y, dy : array_like, same shape, float32 or float64
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid"}
+    negative_slope : float
+        As given to the forward (>= 0).
+
+    Returns
+    -------
+    numpy.ndarray, shape of ``dy``
+    """
+    return _core.activation_backward(y, dy, activation, negative_slope)
 
 
 def conv(
@@ -453,6 +495,8 @@ def conv(
     padding: str | int | Sequence = "valid",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
 ) -> np.ndarray:
     """Convolution (cross-correlation, as in every deep-learning library), channels-last.
 
@@ -470,6 +514,16 @@ def conv(
     groups : int
         Splits the channels into groups convolved independently;
         ``groups == C_in`` is a depthwise convolution.
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid"}
+        ``activation(conv(x, w) + b)``. On the GEMM paths (most convolutions) the
+        bias and the activation are fused into the store of each output tile,
+        saving the passes over the output that separate ops would make; the
+        depthwise and few-channel loops apply it in one pass after. The result
+        is bit-identical to the unfused convolution followed by ReLU or leaky
+        ReLU; sigmoid uses the C library's ``exp``. The gradient:
+        :func:`conv_backward` with ``y=`` this output and the same activation.
+    negative_slope : float
+        ``leaky_relu``'s slope for negative inputs (>= 0; Keras's default 0.2).
 
     Returns
     -------
@@ -481,7 +535,7 @@ def conv(
     >>> conv(np.zeros((1, 14, 1)), np.zeros((5, 1, 16))).shape
     (1, 10, 16)
     """
-    return _core.conv(x, w, b, stride, padding, dilation, groups)
+    return _core.conv(x, w, b, stride, padding, dilation, groups, activation, negative_slope)
 
 
 def _conv_of_rank(rank: int):
@@ -524,17 +578,24 @@ def conv_backward(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     need: Sequence[str] = ("x", "w", "b"),
+    y: ArrayLike | None = None,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv` with respect to its input, weights and bias.
 
     Parameters
     ----------
-    x, w, stride, padding, dilation, groups
+    x, w, stride, padding, dilation, groups, activation, negative_slope
         As given to :func:`conv`.
     dy : array_like
         The gradient with respect to the output, of the output's shape.
     need : sequence of {"x", "w", "b"}
         Which gradients to compute; the others are returned as None.
+    y : array_like, optional
+        The forward's output; required with an activation, whose gradient mask
+        (:func:`activation_backward`) is read from it and applied to ``dy``
+        inside the same native call.
 
     Returns
     -------
@@ -547,7 +608,19 @@ def conv_backward(
     if isinstance(need, str) or not set(need) <= {"x", "w", "b"}:
         raise ValueError(text)
     return _core.conv_backward(
-        x, w, dy, stride, padding, dilation, groups, "x" in need, "w" in need, "b" in need
+        x,
+        w,
+        dy,
+        stride,
+        padding,
+        dilation,
+        groups,
+        "x" in need,
+        "w" in need,
+        "b" in need,
+        y,
+        activation,
+        negative_slope,
     )
 
 

@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "activation_backward",
     "avg_pool",
     "avg_pool_backward",
     "batched_nms",
@@ -314,6 +315,35 @@ def _window_slices(offset, strides, dilations, out):
     )
 
 
+def _activate(y: np.ndarray, activation: str | None, negative_slope: float) -> np.ndarray:
+    """The activations :func:`conv` and :func:`matmul` fuse, on their output."""
+    if activation in (None, "linear"):
+        return y
+    if activation == "relu":
+        return np.maximum(y, 0)
+    if activation == "leaky_relu":
+        return np.where(y > 0, y, y.dtype.type(negative_slope) * y)
+    if activation == "sigmoid":
+        e = np.exp(-np.abs(y))
+        return np.where(y >= 0, 1 / (1 + e), e / (1 + e)).astype(y.dtype, copy=False)
+    raise ValueError(f"unknown activation {activation!r}")
+
+
+def activation_backward(
+    y: ArrayLike, dy: ArrayLike, activation: str | None, *, negative_slope: float = 0.2
+) -> np.ndarray:
+    y, dy = np.asarray(y), np.asarray(dy)
+    dtype = np.result_type(y, dy)
+    y, dy = y.astype(dtype), dy.astype(dtype)
+    if activation == "relu":
+        return dy * (y > 0)
+    if activation == "leaky_relu":
+        return dy * np.where(y > 0, dtype.type(1), dtype.type(negative_slope))
+    if activation == "sigmoid":
+        return dy * (y * (1 - y))
+    return dy.copy()
+
+
 def conv(
     x: ArrayLike,
     w: ArrayLike,
@@ -323,6 +353,8 @@ def conv(
     padding="valid",
     dilation=1,
     groups: int = 1,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
 ) -> np.ndarray:
     x, w, xp, _, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, b)
     rank = x.ndim - 2
@@ -336,7 +368,7 @@ def conv(
             y[..., cols] += window[..., g * cin_g : (g + 1) * cin_g] @ w[offset][:, cols]
     if b is not None:
         y += np.asarray(b, dtype=x.dtype)
-    return y
+    return _activate(y, activation, negative_slope)
 
 
 def conv_backward(
@@ -349,9 +381,16 @@ def conv_backward(
     dilation=1,
     groups: int = 1,
     need: Sequence[str] = ("x", "w", "b"),
+    y: ArrayLike | None = None,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     x, w, xp, pads, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, dy)
     dy = np.asarray(dy).astype(x.dtype)
+    if activation not in (None, "linear"):
+        if y is None:
+            raise ValueError(f"conv_backward(): y is required with activation={activation!r}")
+        dy = activation_backward(y, dy, activation, negative_slope=negative_slope)
     rank = x.ndim - 2
     cin_g, cout = w.shape[-2], w.shape[-1]
     cout_g = cout // groups
@@ -374,10 +413,20 @@ def conv_backward(
     )
 
 
-def matmul(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+def matmul(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    activation: str | None = None,
+    negative_slope: float = 0.2,
+) -> np.ndarray:
     a, b = np.asarray(a), np.asarray(b)
-    dtype = np.result_type(a, b)
-    return np.matmul(a.astype(dtype), b.astype(dtype))
+    dtype = np.result_type(a, b) if bias is None else np.result_type(a, b, np.asarray(bias))
+    y = np.matmul(a.astype(dtype), b.astype(dtype))
+    if bias is not None:
+        y += np.asarray(bias, dtype=dtype)
+    return _activate(y, activation, negative_slope)
 
 
 def _features(x: np.ndarray) -> np.ndarray:

@@ -64,6 +64,16 @@ def _relu_in_place(y: Tensor) -> Tensor:
     return ag._record(out, (y,), lambda g: (g * (out > 0),))
 
 
+# Activations the convolution and dense kernels fuse into their output (forward and
+# backward): the layers hand these to ag.conv / ag.dense instead of applying them after.
+_FUSED = ("relu", "leaky_relu", "sigmoid")
+
+
+def _fused(name: str, act: Callable[[Tensor], Tensor]) -> str | None:
+    """The kernel's activation name for a layer's activation, or None when not fusable."""
+    return name if name in _FUSED and act is _ACTIVATIONS[name] else None
+
+
 def _apply_activation(act: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
     if act is ag.relu and y.data.flags.writeable:
         return _relu_in_place(y)

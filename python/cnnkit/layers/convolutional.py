@@ -9,7 +9,7 @@ from .. import _validate, initializers
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
-from .activations import _activation, _apply_activation
+from .activations import _activation, _apply_activation, _fused
 from .layer import Layer
 
 __all__ = ["Conv1D", "Conv2D", "Conv3D"]
@@ -69,6 +69,7 @@ class _Conv(Layer):
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         self._need_rank(x.shape, self.rank + 2, self.layout)
+        fused = _fused(self.activation, self._act)
         y = ag.conv(
             x,
             self.kernel,
@@ -77,8 +78,9 @@ class _Conv(Layer):
             padding=self.padding,
             dilation=self.dilation_rate,
             groups=self.groups,
+            activation=fused,
         )
-        return _apply_activation(self._act, y)
+        return y if fused is not None else _apply_activation(self._act, y)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -9,7 +9,7 @@ from .. import _validate, initializers
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
-from .activations import _activation, _apply_activation
+from .activations import _activation, _apply_activation, _fused
 from .layer import Layer
 
 __all__ = ["Dense", "Input", "InputLayer"]
@@ -105,6 +105,9 @@ class Dense(Layer):
                 f"{self._where()}: expected inputs with last axis {self.kernel.shape[0]}, "
                 f"got shape {x.shape}"
             )
+        fused = _fused(self.activation, self._act)
+        if x.ndim == 2 and fused is not None:
+            return ag.dense(x, self.kernel, self.bias, activation=fused)
         flat = x if x.ndim <= 3 else x.reshape(-1, x.shape[-1])
         y = ag.matmul(flat, self.kernel)
         if self.bias is not None:

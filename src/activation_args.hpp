@@ -1,0 +1,47 @@
+// The activation a GEMM-based kernel fuses into its output (csrc/gemm.hpp's
+// Epilogue), as the bindings of conv and matmul take it.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "gemm.hpp"
+#include "validate.hpp"
+
+namespace cnnkit::bind {
+
+struct ActivationArg {
+  Activation kind = Activation::none;
+  double negative_slope = 0.2;
+};
+
+// activation: None, "linear", "relu", "leaky_relu" or "sigmoid";
+// negative_slope: a finite number >= 0 (leaky_relu's slope; with a negative
+// slope the backward mask could not be read from the output's sign).
+inline ActivationArg activation_arg(py::handle name, py::handle slope, const char* fn) {
+  ActivationArg a;
+  a.negative_slope = threshold_arg(slope, fn, "negative_slope");
+  if (std::isinf(a.negative_slope))
+    throw py::value_error(prefix(fn, "negative_slope") + "must be finite, got inf");
+  if (name.is_none()) return a;
+  if (!PyUnicode_Check(name.ptr()))
+    throw py::type_error(prefix(fn, "activation") +
+                         "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', got " +
+                         type_name(name));
+  const std::string s = py::cast<std::string>(name);
+  if (s == "linear") return a;
+  if (s == "relu")
+    a.kind = Activation::relu;
+  else if (s == "leaky_relu")
+    a.kind = Activation::leaky_relu;
+  else if (s == "sigmoid")
+    a.kind = Activation::sigmoid;
+  else
+    throw py::value_error(prefix(fn, "activation") +
+                          "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', "
+                          "got '" + s + "'");
+  return a;
+}
+
+}  // namespace cnnkit::bind

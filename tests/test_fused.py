@@ -1,0 +1,232 @@
+"""Fused epilogues: bias and activation in the store of the GEMM tile (ops.conv and
+ops.matmul with ``activation=``), their backward masks (ops.activation_backward,
+ops.conv_backward with ``y=``), and the layers that use them.
+
+ReLU and leaky ReLU are exact, so the fused result must equal the unfused one bit for
+bit; sigmoid uses the C library's exp, compared within a few ulp.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from arrays import seeded
+from gradcheck import check_gradients
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnkit
+from cnnkit import autograd as ag
+from cnnkit import layers, ops, reference
+
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+DTYPES = (F32, F64)
+ACTIVATIONS = (None, "linear", "relu", "leaky_relu", "sigmoid")
+EXACT = ("relu", "leaky_relu")
+
+
+def unfused(y, activation, slope=0.2):
+    return reference._activate(y, activation, slope)
+
+
+def assert_fused_matches(got, want, activation):
+    assert got.dtype == want.dtype
+    if activation == "sigmoid":
+        np.testing.assert_allclose(got, want, rtol=4 * np.finfo(got.dtype).eps, atol=0)
+    else:
+        assert np.array_equal(got, want, equal_nan=True)
+
+
+CONV_CASES = [
+    ((2, 9, 10, 8), (3, 3, 8, 16), {"padding": "same"}),  # im2col tiles
+    ((2, 9, 10, 33), (1, 1, 33, 17), {}),  # pointwise: one GEMM
+    ((2, 9, 10, 8), (3, 3, 1, 16), {"padding": 1, "groups": 8}),  # depthwise loop
+    ((2, 9, 10, 2), (5, 5, 2, 12), {"padding": "same"}),  # few-channel loop
+    ((2, 9, 10, 8), (3, 2, 4, 6), {"stride": 2, "groups": 2}),  # grouped
+    ((0, 9, 10, 8), (3, 3, 8, 16), {}),  # empty batch
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES)
+def test_fused_conv_equals_conv_then_activation(x_shape, w_shape, kwargs, activation, dtype):
+    x, w, b = seeded(x_shape, dtype, 1), seeded(w_shape, dtype, 2), seeded(w_shape[-1:], dtype, 3)
+    got = ops.conv(x, w, b, activation=activation, negative_slope=0.1, **kwargs)
+    assert_fused_matches(got, unfused(ops.conv(x, w, b, **kwargs), activation, 0.1), activation)
+    want = reference.conv(x.astype(F64), w, b, activation=activation, negative_slope=0.1, **kwargs)
+    np.testing.assert_allclose(got, want, rtol=1e-4 if dtype == F32 else 1e-10, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:4])
+def test_fused_conv_backward_masks_dy(x_shape, w_shape, kwargs, activation, dtype):
+    x, w, b = seeded(x_shape, dtype, 4), seeded(w_shape, dtype, 5), seeded(w_shape[-1:], dtype, 6)
+    y = ops.conv(x, w, b, activation=activation, **kwargs)
+    dy = seeded(y.shape, dtype, 7)
+    got = ops.conv_backward(x, w, dy, y=y, activation=activation, **kwargs)
+    masked = ops.activation_backward(y, dy, activation)
+    for g, want in zip(got, ops.conv_backward(x, w, masked, **kwargs)):
+        assert np.array_equal(g, want)
+
+
+@given(
+    shape=st.sampled_from([(0,), (1,), (7,), (3, 5), (2, 3, 40)]),
+    activation=st.sampled_from(ACTIVATIONS),
+    dtype=st.sampled_from(DTYPES),
+    slope=st.sampled_from([0.0, 0.2, 1.5]),
+)
+def test_activation_backward_matches_reference(shape, activation, dtype, slope):
+    rng = np.random.default_rng(len(shape))
+    y = rng.standard_normal(shape).astype(dtype)
+    if activation == "sigmoid":
+        y = 1 / (1 + np.exp(-y))
+    elif activation == "relu":
+        y = np.maximum(y, 0)
+    dy = rng.standard_normal(shape).astype(dtype)[..., ::-1]  # non-contiguous
+    got = ops.activation_backward(y, dy, activation, negative_slope=slope)
+    want = reference.activation_backward(y, dy, activation, negative_slope=slope)
+    assert got.dtype == dtype and got.shape == dy.shape
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (37, 19, 70), (300, 257, 129), (4, 0, 3)])
+def test_fused_matmul_equals_matmul_then_activation(m, k, n, activation, dtype):
+    a, b, bias = seeded((m, k), dtype, 8), seeded((k, n), dtype, 9), seeded((n,), dtype, 10)
+    got = ops.matmul(a, b, bias=bias, activation=activation)
+    assert_fused_matches(got, unfused(ops.matmul(a, b) + bias, activation), activation)
+    want = reference.matmul(a, b, bias=bias, activation=activation)
+    np.testing.assert_allclose(got, want, rtol=1e-4 if dtype == F32 else 1e-10, atol=1e-4)
+    batched = ops.matmul(np.stack([a, a]), b, bias=bias, activation=activation)
+    assert np.array_equal(batched[1], got)
+
+
+def test_relu_keeps_nan_and_the_bias_is_added_before_the_activation():
+    a = np.array([[2.0, 1.0], [1.0, 7.0]], F32)
+    b = np.eye(2, dtype=F32)
+    got = ops.matmul(a, b, bias=np.array([np.nan, -5.0], F32), activation="relu")
+    assert np.isnan(got[:, 0]).all() and got[0, 1] == 0 and got[1, 1] == 2
+
+
+@pytest.mark.usefixtures("restore_threads")
+def test_fused_matmul_is_identical_for_any_thread_count():
+    a, b, bias = seeded((333, 257), F32, 11), seeded((257, 129), F32, 12), seeded((129,), F32, 13)
+    cnnkit.set_num_threads(1)
+    first = ops.matmul(a, b, bias=bias, activation="sigmoid")
+    for n in (2, 3):
+        cnnkit.set_num_threads(n)
+        assert np.array_equal(ops.matmul(a, b, bias=bias, activation="sigmoid"), first)
+
+
+# --- gradients ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid"])
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:4])
+def test_fused_conv_gradients(x_shape, w_shape, kwargs, activation):
+    x, w = seeded((1, *x_shape[1:]), F64, 14), seeded(w_shape, F64, 15)
+    b = seeded(w_shape[-1:], F64, 16)
+    # Keep pre-activations away from ReLU's kink, where differences are meaningless.
+    b += np.sign(b) * 0.05
+    check_gradients(
+        lambda x, w, b: ag.conv(x, w, b, activation=activation, **kwargs), [x, w, b], rtol=1e-4
+    )
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid"])
+def test_dense_gradients(activation):
+    x, w, b = seeded((5, 7), F64, 17), seeded((7, 3), F64, 18), seeded((3,), F64, 19)
+    check_gradients(lambda x, w, b: ag.dense(x, w, b, activation=activation), [x, w, b])
+    check_gradients(lambda x, w: ag.dense(x, w, activation=activation), [x, w])
+
+
+def test_dense_falls_back_for_other_dtypes_and_ranks():
+    x = seeded((2, 5, 7), F64, 20)
+    w, b = seeded((7, 3), F64, 21), seeded((3,), F64, 22)
+    got = ag.dense(x, w, b, activation="leaky_relu").data
+    want = reference.matmul(x, w, bias=b, activation="leaky_relu")
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "tanh"])
+def test_layers_give_the_unfused_results(activation):
+    x = seeded((2, 8, 8, 3), F32, 23)
+    conv = layers.Conv2D(4, 3, padding="same", activation=activation)
+    y = conv(ag.Tensor(x)).data
+    pre = ops.conv(x, conv.kernel.data, conv.bias.data, padding="same")
+    want = np.tanh(pre) if activation == "tanh" else unfused(pre, activation)
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+    flat = seeded((6, 5), F32, 24)
+    dense = layers.Dense(3, activation=activation)
+    y = dense(ag.Tensor(flat)).data
+    pre = ops.matmul(flat, dense.kernel.data) + dense.bias.data
+    want = np.tanh(pre) if activation == "tanh" else unfused(pre, activation)
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+
+
+# --- bad input ------------------------------------------------------------------------
+
+KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid'"
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "text"),
+    [
+        (
+            lambda: ops.conv(
+                np.zeros((1, 4, 4, 2), F32), np.zeros((3, 3, 2, 2), F32), activation="tanh"
+            ),
+            ValueError,
+            f"conv(): activation {KNOWN}, got 'tanh'",
+        ),
+        (
+            lambda: ops.matmul(np.zeros((2, 2), F32), np.zeros((2, 2), F32), activation=1),
+            TypeError,
+            f"matmul(): activation {KNOWN}, got int",
+        ),
+        (
+            lambda: ops.matmul(np.zeros((2, 2), F32), np.zeros((2, 2), F32), negative_slope=-1),
+            ValueError,
+            "matmul(): negative_slope must be a number >= 0, got -1",
+        ),
+        (
+            lambda: ops.matmul(np.zeros((2, 3), F32), np.zeros((3, 4), F32), bias=np.zeros(3, F32)),
+            ValueError,
+            "matmul(): bias must have shape (4,) to match b, got shape (3,)",
+        ),
+        (
+            lambda: ops.conv_backward(
+                np.zeros((1, 4, 4, 2), F32),
+                np.zeros((3, 3, 2, 2), F32),
+                np.zeros((1, 2, 2, 2), F32),
+                activation="relu",
+            ),
+            ValueError,
+            "conv_backward(): y must be the forward's output when activation is given, got None",
+        ),
+        (
+            lambda: ops.conv_backward(
+                np.zeros((1, 4, 4, 2), F32),
+                np.zeros((3, 3, 2, 2), F32),
+                np.zeros((1, 2, 2, 2), F32),
+                y=np.zeros((1, 2, 2, 3), F32),
+                activation="relu",
+            ),
+            ValueError,
+            "conv_backward(): y must have the output's shape (1, 2, 2, 2), got shape (1, 2, 2, 3)",
+        ),
+        (
+            lambda: ops.activation_backward(np.zeros(3, F32), np.zeros(4, F32), "relu"),
+            ValueError,
+            "activation_backward(): y and dy must have the same shape, got (3,) and (4,)",
+        ),
+    ],
+)
+def test_bad_arguments_are_rejected(call, exc, text):
+    with pytest.raises(exc, match="^" + re.escape(text)):
+        call()
