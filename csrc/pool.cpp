@@ -23,6 +23,8 @@ struct Loops {
   decltype(&pool_impl::baseline::avg_pool_backward_rows<T>) avg_backward;
   decltype(&pool_impl::baseline::global_max_block<T>) global_max;
   decltype(&pool_impl::baseline::global_avg_block<T>) global_avg;
+  decltype(&pool_impl::baseline::max_pool_indices_rows<T>) max_indices_rows;
+  decltype(&pool_impl::baseline::max_pool_backward_indices_rows<T>) max_backward_indices;
 };
 
 template <class T>
@@ -32,13 +34,15 @@ Loops<T> loops() {
     namespace ns = pool_impl::avx2;
     return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
             &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
-            &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+            &ns::global_max_block<T>,       &ns::global_avg_block<T>,
+            &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
   }
 #endif
   namespace ns = pool_impl::baseline;
   return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
           &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
-          &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+          &ns::global_max_block<T>,       &ns::global_avg_block<T>,
+          &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
 }
 
 // Work units for threads_for: every window element of every channel.
@@ -128,6 +132,25 @@ void max_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T*
 }
 
 template <class T>
+void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y,
+                           int64_t* indices) {
+  const auto loop = loops<T>().max_indices_rows;
+  forward(g, batch, channels, x, y, [&](const Geometry& gg, int64_t ch, const T* xx, T* yy,
+                                        int64_t r0, int64_t r1) {
+    loop(gg, ch, xx, yy, indices, r0, r1);
+  });
+}
+
+template <class T>
+void max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
+                               const int64_t* indices, const T* dy, T* dx) {
+  const auto loop = loops<T>().max_backward_indices;
+  gather_rows<T>(g, batch, channels, 0, [&](int64_t n, int64_t lo, int64_t hi, T*) {
+    loop(g, channels, indices, dy, dx, n, lo, hi);
+  });
+}
+
+template <class T>
 void avg_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y) {
   forward(g, batch, channels, x, y, loops<T>().avg_rows);
 }
@@ -168,6 +191,10 @@ void global_avg_pool(const T* x, int64_t batch, int64_t positions, int64_t chann
 #define CNNKIT_INSTANTIATE_POOL(T)                                                             \
   template void max_pool<T>(const Geometry&, int64_t, int64_t, const T*, T*);                 \
   template void avg_pool<T>(const Geometry&, int64_t, int64_t, const T*, T*);                 \
+  template void max_pool_with_indices<T>(const Geometry&, int64_t, int64_t, const T*, T*,     \
+                                         int64_t*);                                           \
+  template void max_pool_backward_indices<T>(const Geometry&, int64_t, int64_t, const int64_t*, \
+                                             const T*, T*);                                   \
   template void max_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, const T*,   \
                                      T*);                                                     \
   template void avg_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, T*);        \

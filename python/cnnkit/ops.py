@@ -494,7 +494,8 @@ def max_pool(
     *,
     strides: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
-) -> np.ndarray:
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Max pooling, channels-last (Keras ``MaxPooling1D/2D/3D``).
 
     The number of spatial dimensions (1 to 3) is chosen by ``x.ndim``. Each
@@ -512,11 +513,21 @@ def max_pool(
         positions and an odd padding element goes at the end. Explicit padding
         must leave at least one input element in every window.
 
+    return_indices : bool, default False
+        Also return where each maximum came from (as torch's ``return_indices``),
+        for :func:`max_pool_backward`'s ``indices``.
+
     Returns
     -------
     numpy.ndarray, shape (N, *out, C), same dtype
         ``out = floor((n + pad_before + pad_after - pool_size) / strides) + 1``;
         bit-identical for any number of threads.
+    indices : numpy.ndarray, shape (N, *out, C), int64
+        Only with ``return_indices``: the index of each maximum in its image's
+        flattened spatial dimensions (``i0 * W + i1`` in 2-D), per channel. Of
+        tied elements the first in row-major window order wins (the first NaN,
+        when the window holds one): the element :func:`max_pool_backward`
+        gives the gradient to.
 
     Examples
     --------
@@ -524,7 +535,11 @@ def max_pool(
     array([[3., 5.]])
     >>> max_pool(np.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, padding="same")[..., 0]
     array([[3., 5., 4.]])
+    >>> max_pool(np.array([[[1.0], [3.0], [3.0], [5.0]]]), 2, return_indices=True)[1][..., 0]
+    array([[1, 3]])
     """
+    if return_indices:
+        return _core.max_pool_with_indices(x, pool_size, strides, padding)
     return _core.max_pool(x, pool_size, strides, padding)
 
 
@@ -557,6 +572,7 @@ def max_pool_backward(
     *,
     strides: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
+    indices: ArrayLike | None = None,
 ) -> np.ndarray:
     """Gradient of :func:`max_pool` with respect to ``x``.
 
@@ -570,6 +586,12 @@ def max_pool_backward(
         As given to :func:`max_pool`.
     dy : array_like, float32 or float64
         The gradient with respect to the output, of the output's shape.
+    indices : array_like of int, optional
+        The indices ``max_pool(x, ..., return_indices=True)`` returned. With
+        them the windows are not searched again (x then gives only the shape
+        and dtype): ``dy`` goes to ``indices``, which must lie in
+        ``[0, prod(spatial))``. Without them the maxima are recomputed from ``x``;
+        both give the same result.
 
     Returns
     -------
@@ -577,6 +599,8 @@ def max_pool_backward(
         The wider dtype of ``x`` and ``dy``; bit-identical for any number of
         threads.
     """
+    if indices is not None:
+        return _core.max_pool_backward_indices(x, dy, indices, pool_size, strides, padding)
     return _core.max_pool_backward(x, dy, pool_size, strides, padding)
 
 
