@@ -337,6 +337,7 @@ def conv(
     padding: str | int | Sequence = "valid",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
+    winograd: bool | None = None,
 ) -> np.ndarray:
     """Convolution (cross-correlation, as in every deep-learning library), channels-last.
 
@@ -354,18 +355,29 @@ def conv(
     groups : int
         Splits the channels into groups convolved independently;
         ``groups == C_in`` is a depthwise convolution.
+    winograd : bool, optional
+        The algorithm for 2-D 3x3 convolutions with stride 1, dilation 1 and one
+        group. None (default): Winograd F(4x4, 3x3) where it is faster than the
+        im2col GEMM (at least 16 input and output channels and an 8x8 output),
+        unless :func:`cnnkit.set_winograd` turned it off or the environment has
+        ``CNNKIT_WINOGRAD=0``. True: always Winograd (a ValueError for other
+        shapes). False: never. Winograd's float32 results differ from the
+        GEMM's by a relative error below 1e-4 of the output's magnitude
+        (measured in bench/RESULTS.md); float64 loses a similar factor on
+        float64's precision.
 
     Returns
     -------
     numpy.ndarray, shape (N, *out, C_out)
-        ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``.
+        ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``;
+        bit-identical for any number of threads.
 
     Examples
     --------
     >>> conv(np.zeros((1, 14, 1)), np.zeros((5, 1, 16))).shape
     (1, 10, 16)
     """
-    return _core.conv(x, w, b, stride, padding, dilation, groups)
+    return _core.conv(x, w, b, stride, padding, dilation, groups, winograd)
 
 
 def _conv_of_rank(rank: int):
@@ -408,13 +420,15 @@ def conv_backward(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     need: Sequence[str] = ("x", "w", "b"),
+    winograd: bool | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv` with respect to its input, weights and bias.
 
     Parameters
     ----------
-    x, w, stride, padding, dilation, groups
-        As given to :func:`conv`.
+    x, w, stride, padding, dilation, groups, winograd
+        As given to :func:`conv`; ``winograd`` chooses the algorithm of ``dx``
+        (``dw`` and ``db`` always use the GEMM).
     dy : array_like
         The gradient with respect to the output, of the output's shape.
     need : sequence of {"x", "w", "b"}
@@ -431,7 +445,7 @@ def conv_backward(
     if isinstance(need, str) or not set(need) <= {"x", "w", "b"}:
         raise ValueError(text)
     return _core.conv_backward(
-        x, w, dy, stride, padding, dilation, groups, "x" in need, "w" in need, "b" in need
+        x, w, dy, stride, padding, dilation, groups, "x" in need, "w" in need, "b" in need, winograd
     )
 
 
