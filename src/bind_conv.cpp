@@ -105,8 +105,7 @@ ConvAlgorithm algorithm_arg(py::handle obj, const ConvProblem& p, const char* fn
   if (g.rank != 2 || g.kernel[0] != 3 || g.kernel[1] != 3 || g.stride[0] != 1 ||
       g.stride[1] != 1 || g.dilation[0] != 1 || g.dilation[1] != 1 || p.groups != 1)
     throw py::value_error(
-        prefix(fn, "winograd") +
-        "=True needs a 2-D convolution with a 3x3 kernel, stride 1, dilation 1 and groups=1, got " +
+        std::string(fn) + "(): winograd=True needs a 2-D convolution with a 3x3 kernel, stride 1, dilation 1 and groups=1, got " +
         std::to_string(g.rank) + "-D with kernel " + std::to_string(g.kernel[0]) +
         (g.rank > 1 ? "x" + std::to_string(g.kernel[1]) : std::string()) + ", stride " +
         std::to_string(g.stride[0]) + ", dilation " + std::to_string(g.dilation[0]) +

@@ -307,6 +307,7 @@ def conv(
     padding="valid",
     dilation=1,
     groups: int = 1,
+    winograd: bool | None = None,  # accepted for ops.conv's signature; one algorithm here
 ) -> np.ndarray:
     x, w, xp, _, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, b)
     rank = x.ndim - 2
@@ -333,6 +334,7 @@ def conv_backward(
     dilation=1,
     groups: int = 1,
     need: Sequence[str] = ("x", "w", "b"),
+    winograd: bool | None = None,  # accepted for ops.conv_backward's signature
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     x, w, xp, pads, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, dy)
     dy = np.asarray(dy).astype(x.dtype)
