@@ -53,10 +53,15 @@ bool winograd_applies(const ConvProblem& p) {
 
 bool winograd_preferred(const ConvProblem& p) {
   if (!winograd_enabled() || !winograd_applies(p)) return false;
-  // Measured crossover (bench/RESULTS.md, Winograd note): below about 16
-  // channels on either side the transforms cost more than the GEMM saves,
-  // and outputs smaller than 8x8 waste much of their 4x4 tiles.
-  return p.in_channels >= 16 && p.out_channels >= 16 && p.g.out[0] >= 8 && p.g.out[1] >= 8;
+  // Measured crossover (one thread, AVX2 path, bench/RESULTS.md's Winograd
+  // note): with 8 or more channels on each side Winograd was 1.2-5x faster
+  // than im2col from 16 tiles of 4x4 outputs on (e.g. one 16x16 image at 64
+  // or 256 channels, four 8x8 images at 64); with fewer tiles the filter
+  // transform, done once per call, dominates (two 8x8 images at 256 channels:
+  // 0.87x; one 8x8: 0.45x). With 5 channels it still won forward but not
+  // always for dx, and 1-4 channels take the direct loops.
+  const int64_t tiles = p.batch * ((p.g.out[0] + 3) / 4) * ((p.g.out[1] + 3) / 4);
+  return p.in_channels >= 8 && p.out_channels >= 8 && tiles >= 16;
 }
 
 namespace detail {

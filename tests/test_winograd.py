@@ -184,11 +184,15 @@ def test_automatic_choice_and_its_switch():
     assert cnnkit.get_winograd() is False
     assert np.array_equal(ops.conv(x, w, padding="same"), gemm)
     assert np.array_equal(ops.conv(x, w, padding="same", winograd=True), winograd)
-    # Too few channels for the automatic choice: the GEMM either way.
+    # Too few channels, or too few tiles, for the automatic choice: the GEMM either way.
     cnnkit.set_winograd(True)
-    small = seeded((3, 3, 32, 8), F32, 3)
+    small = seeded((3, 3, 32, 7), F32, 3)
     assert np.array_equal(
         ops.conv(x, small, padding="same"), ops.conv(x, small, padding="same", winograd=False)
+    )
+    one = x[:1, :12, :12]  # 9 tiles
+    assert np.array_equal(
+        ops.conv(one, w, padding="same"), ops.conv(one, w, padding="same", winograd=False)
     )
 
 
