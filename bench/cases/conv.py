@@ -29,6 +29,7 @@ class Conv:
     padding: str = "same"
     groups: int = 1
     reference: bool = False
+    winograd: bool | None = None  # cnnkit's choice (None: automatic)
 
     @property
     def rank(self) -> int:
@@ -38,7 +39,8 @@ class Conv:
     def name(self) -> str:
         k = "x".join([str(self.kernel)] * self.rank)
         kind = "depthwise " if self.groups > 1 else ""
-        return f"{kind}conv{self.rank}d {k} -> {self.out_channels} {self.padding}"
+        off = " (winograd off)" if self.winograd is False else ""
+        return f"{kind}conv{self.rank}d {k} -> {self.out_channels} {self.padding}{off}"
 
     def inputs(self) -> tuple:
         rng = np.random.default_rng(sum(self.shape) + self.kernel)
@@ -60,6 +62,10 @@ CONVS = [
     Conv((16, 1024, 64), 5, 64),
     Conv((4, 14, 14, 14, 1), 5, 16, padding="valid", reference=True),
     Conv((4, 16, 32, 32, 32), 3, 64),
+    # The 3x3 shapes above run Winograd F(4x4, 3x3); these run the im2col GEMM, for comparison.
+    Conv((32, 32, 32, 64), 3, 64, winograd=False),
+    Conv((8, 56, 56, 128), 3, 128, winograd=False),
+    Conv((16, 28, 28, 256), 3, 256, winograd=False),
 ]
 
 
@@ -111,7 +117,8 @@ def forward(spec: Conv, impl: str):
 
             return call
         conv = _module(impl).conv
-        return lambda: conv(x, w, b, padding=spec.padding, groups=spec.groups)
+        kwargs = {"padding": spec.padding, "groups": spec.groups, "winograd": spec.winograd}
+        return lambda: conv(x, w, b, **kwargs)
 
     return prepare
 
@@ -133,7 +140,7 @@ def training_step(spec: Conv, impl: str):
 
             return call
         ops = _module(impl)
-        kwargs = {"padding": spec.padding, "groups": spec.groups}
+        kwargs = {"padding": spec.padding, "groups": spec.groups, "winograd": spec.winograd}
 
         def call():
             y = ops.conv(x, w, b, **kwargs)
