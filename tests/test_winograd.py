@@ -237,3 +237,18 @@ def test_rejects_non_bool_switches():
         ops.conv(x, w, winograd="yes")
     with pytest.raises(TypeError, match=r"set_winograd\(\): on must be True or False, got int"):
         cnnkit.set_winograd(1)
+
+
+@pytest.mark.usefixtures("restore_winograd")
+def test_autograd_conv_through_winograd_matches_finite_differences():
+    from gradcheck import check_gradients
+
+    from cnnkit import autograd
+
+    cnnkit.set_winograd(True)
+    x, w = seeded((1, 16, 16, 8), F64, 5), seeded((3, 3, 8, 8), F64, 6)
+    # The automatic choice takes Winograd for this shape (16 tiles, 8 channels).
+    assert np.array_equal(
+        ops.conv(x, w, padding="same"), ops.conv(x, w, padding="same", winograd=True)
+    )
+    check_gradients(lambda a, b: autograd.conv(a, b, padding="same"), [x, w])
