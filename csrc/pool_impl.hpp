@@ -286,9 +286,14 @@ void max_pool_backward_indices_rows(const Geometry& g, int64_t channels, const i
   T* dimage = dx + n * g.in_size() * channels;
   // The task owns the spatial indices [first, last): its rows.
   const int64_t first = lo * g.in[1] * g.in[2], last = hi * g.in[1] * g.in[2];
-  for_each_window_over(g, channels, dimage, lo, hi, [&](int64_t o, const Window&, Span) {
-    const int64_t* at = at_image + o * channels;
-    const T* d = dy_image + o * channels;
+  for_each_window_over(g, channels, dimage, lo, hi, [&](int64_t o, const Window& w, Span own) {
+    const int64_t* __restrict at = at_image + o * channels;
+    const T* __restrict d = dy_image + o * channels;
+    if (own.begin == w.span[0].begin && own.end == w.span[0].end) {
+      // The whole window is the task's: no index can fall outside.
+      for (int64_t c = 0; c < channels; ++c) dimage[at[c] * channels + c] += d[c];
+      return;
+    }
     for (int64_t c = 0; c < channels; ++c)
       if (at[c] >= first && at[c] < last) dimage[at[c] * channels + c] += d[c];
   });
