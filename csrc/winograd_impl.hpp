@@ -149,10 +149,14 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
   const int64_t k = s.in_c, n = s.out_c;
   if (tiles == 0 || n == 0) return;
   // Tiles per block: the block's V and M (36 x tiles x channels each) about
-  // 2 MiB together, so the GEMMs' A and C stay near the core; the count
-  // depends only on the channels, never on the batch or the thread count.
+  // 2 MiB together, so the GEMMs' A and C stay near the core, but at least 96
+  // tiles: gemm_serial packs U[e] again for every block, which with 256
+  // channels and 28-tile blocks cost 15% of the time (one thread, measured).
+  // The count depends only on the channels, never on the batch or the
+  // thread count; the workspace is 96 x 36 x (C_in + C_out) values per thread
+  // at most above 2 MiB (7 MiB of float at 256 channels).
   const int64_t per_tile = kE * (k + n) * int64_t(sizeof(T));
-  const int64_t block = std::clamp<int64_t>((int64_t(2) << 20) / per_tile, 8, 512);
+  const int64_t block = std::clamp<int64_t>((int64_t(2) << 20) / per_tile, 96, 512);
   const int64_t blocks = (tiles + block - 1) / block;
   const int nt = threads_for(tiles * kE * k * n / 4, 1 << 16);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
