@@ -53,8 +53,8 @@ bool winograd_applies(const ConvProblem& p) {
 
 bool winograd_preferred(const ConvProblem& p) {
   if (!winograd_enabled() || !winograd_applies(p)) return false;
-  // Measured crossover (one thread, AVX2 path, bench/RESULTS.md's Winograd
-  // note): with 8 or more channels on each side Winograd was 1.2-5x faster
+  // Measured crossover (one thread, AVX2 path; bench/winograd.py, its table
+  // in bench/RESULTS.md): with 8 or more channels on each side Winograd was 1.2-5x faster
   // than im2col from 16 tiles of 4x4 outputs on (e.g. one 16x16 image at 64
   // or 256 channels, four 8x8 images at 64); with fewer tiles the filter
   // transform, done once per call, dominates (two 8x8 images at 256 channels:
