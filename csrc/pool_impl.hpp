@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "geometry.hpp"
 
@@ -166,9 +167,11 @@ void max_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_
 // greater, or the first NaN. Ties keep the earlier element, so `at` ends on
 // the first maximal element in window order, the one max_pool_backward_rows
 // routes the gradient to.
-template <class T>
-inline void argmax_into(T* __restrict acc, int64_t* __restrict at, const T* __restrict x,
-                        int64_t e, int64_t n) {
+// I is the index type while searching: int32_t when every spatial index fits,
+// so that the index lanes are as wide as float's and the loop vectorises.
+template <class T, class I>
+inline void argmax_into(T* __restrict acc, I* __restrict at, const T* __restrict x, I e,
+                        int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
     const T v = x[c], a = acc[c];
     const bool take = v > a || (v != v && a == a);
@@ -177,24 +180,36 @@ inline void argmax_into(T* __restrict acc, int64_t* __restrict at, const T* __re
   }
 }
 
-template <class T>
-void max_pool_indices_rows(const Geometry& g, int64_t channels, const T* x, T* y,
-                           int64_t* indices, int64_t r0, int64_t r1) {
+template <class T, class I>
+void max_pool_indices_rows_as(const Geometry& g, int64_t channels, const T* x, T* y,
+                              int64_t* indices, int64_t r0, int64_t r1) {
+  std::vector<I> arg(static_cast<size_t>(channels));
   for (int64_t r = r0; r < r1; ++r) {
     const RowIndex at = row_index(g, r);
     const T* image = x + at.n * g.in_size() * channels;
     for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
       T* acc = y + (r * g.out[2] + o2) * channels;
-      int64_t* arg = indices + (r * g.out[2] + o2) * channels;
       const Window w = window_at(g, at.o0, at.o1, o2);
       // Every window holds an element; the first one is the maximum until a
       // later one beats it (also when all are -inf).
       std::fill(acc, acc + channels, kLowest<T>);
-      std::fill(arg, arg + channels, (w.span[0].begin * g.in[1] + w.span[1].begin) * g.in[2] +
-                                         w.span[2].begin);
-      for_each_element(g, w, [&](int64_t e) { argmax_into(acc, arg, image + e * channels, e, channels); });
+      std::fill(arg.begin(), arg.end(),
+                I((w.span[0].begin * g.in[1] + w.span[1].begin) * g.in[2] + w.span[2].begin));
+      for_each_element(g, w, [&](int64_t e) {
+        argmax_into(acc, arg.data(), image + e * channels, I(e), channels);
+      });
+      std::copy(arg.begin(), arg.end(), indices + (r * g.out[2] + o2) * channels);
     }
   }
+}
+
+template <class T>
+void max_pool_indices_rows(const Geometry& g, int64_t channels, const T* x, T* y,
+                           int64_t* indices, int64_t r0, int64_t r1) {
+  if (g.in_size() <= std::numeric_limits<int32_t>::max())
+    max_pool_indices_rows_as<T, int32_t>(g, channels, x, y, indices, r0, r1);
+  else
+    max_pool_indices_rows_as<T, int64_t>(g, channels, x, y, indices, r0, r1);
 }
 
 template <class T>
