@@ -8,8 +8,9 @@ Usage::
 
 Cases come from every module in ``bench/cases/`` (the case API is documented in
 ``bench/cases/__init__.py``). Each case runs at each thread count (default: 1 and all cores);
-every implementation gets one warm-up call, whose result is checked against cnnkit's, then
-timed calls until the time budget or the repeat cap is reached. The table reports medians in
+every implementation gets a pause (other thread pools stop spinning, see ``Budget``), one
+warm-up call, whose result is checked against cnnkit's, then timed calls until the time budget
+or the repeat cap is reached. The table reports medians in
 milliseconds and the best peer's time divided by cnnkit's (> 1: cnnkit is faster).
 """
 
@@ -55,16 +56,23 @@ class Budget:
     of fresh memory is slow in a VM). A warm-up call longer than ``single_call`` seconds is the
     only measurement: one-off costs are negligible next to it, and slow peers (torchvision's
     box_iou at 10,000 x 10,000, OpenCV's NMS at 100,000) would otherwise dominate the run.
+
+    ``pause`` seconds of sleep precede each implementation's warm-up: a thread pool keeps its
+    workers spinning for a while after a call (NumPy's OpenBLAS about 0.1 s, libgomp's
+    OMP_WAIT_POLICY default a few ms), and spinning workers of the previous implementation
+    would share the cores with the next one's and slow it (a 2-thread cnnkit GEMM right after
+    a NumPy matmul ran at half speed). The pause lets them go to sleep.
     """
 
     seconds: float
     min_repeats: int
     max_repeats: int
     single_call: float
+    pause: float = 0.25
 
 
 FULL = Budget(seconds=0.5, min_repeats=3, max_repeats=50, single_call=2.0)
-QUICK = Budget(seconds=0.05, min_repeats=1, max_repeats=5, single_call=0.5)
+QUICK = Budget(seconds=0.05, min_repeats=1, max_repeats=5, single_call=0.5, pause=0.15)
 
 
 @dataclass
@@ -235,8 +243,9 @@ def machine_info(load_at_start: tuple[float, float, float] | None) -> dict[str, 
 
 
 def time_call(call: Call, budget: Budget) -> tuple[Measurement, object]:
-    """Warm up (returning that result), then time calls until the budget is spent."""
+    """Pause, warm up (returning that result), then time calls until the budget is spent."""
     gc.collect()
+    time.sleep(budget.pause)
     start = time.perf_counter()
     result = call()
     warm_up = time.perf_counter() - start

@@ -9,6 +9,7 @@
 #include "conv_direct.hpp"
 #include "gemm.hpp"
 #include "parallel.hpp"
+#include "winograd.hpp"
 
 namespace cnnkit {
 
@@ -20,6 +21,11 @@ bool ConvProblem::is_pointwise() const {
 }
 
 namespace {
+
+bool use_winograd(const ConvProblem& p) {
+  if (p.algorithm == ConvAlgorithm::winograd) return winograd_applies(p);
+  return p.algorithm == ConvAlgorithm::automatic && winograd_preferred(p);
+}
 
 // Rows of P per tile: about 1 MiB of patches, small enough to stay in cache
 // between the gather and the multiply. (w is packed once per call, not per
@@ -171,8 +177,10 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
   if (rows == 0 || cout == 0) return;
   const Epilogue<T> act{nullptr, activation, negative_slope};
-  if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
-    if (detail::is_depthwise(p))
+  if (use_winograd(p) || detail::is_depthwise(p) || detail::has_few_channels(p)) {
+    if (use_winograd(p))
+      detail::winograd_forward(p, x, w, b, y);
+    else if (detail::is_depthwise(p))
       detail::depthwise_forward(p, x, w, b, y);
     else
       detail::few_channels_forward(p, x, w, b, y);
@@ -238,6 +246,7 @@ template <class T>
 void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   const Geometry& g = p.g;
   const int64_t cout = p.out_channels, kd = p.patch_size(), cog = p.out_per_group();
+  if (use_winograd(p)) return detail::winograd_backward_input(p, w, dy, dx);
   if (detail::is_depthwise(p)) return detail::depthwise_backward_input(p, w, dy, dx);
   if (detail::has_few_channels(p)) return detail::few_channels_backward_input(p, w, dy, dx);
   std::fill_n(dx, p.batch * g.in_size() * p.in_channels, T(0));

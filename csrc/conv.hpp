@@ -23,9 +23,16 @@
 
 namespace cnnkit {
 
+// How conv_forward and conv_backward_input compute: `automatic` picks the
+// fastest path for the shape (direct loops, im2col GEMM or Winograd, see
+// csrc/winograd.hpp); `no_winograd` never takes Winograd; `winograd` takes it
+// whenever winograd_applies (the caller checks the shape first).
+enum class ConvAlgorithm { automatic, no_winograd, winograd };
+
 struct ConvProblem {
   Geometry g;  // rank 1 to 3; unused trailing dimensions are 1
   int64_t batch = 0, in_channels = 0, out_channels = 0, groups = 1;
+  ConvAlgorithm algorithm = ConvAlgorithm::automatic;
 
   int64_t in_per_group() const { return in_channels / groups; }
   int64_t out_per_group() const { return out_channels / groups; }

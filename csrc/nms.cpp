@@ -6,6 +6,7 @@
 
 #include "box_grid.hpp"
 #include "iou_scalar.hpp"
+#include "nms_grid.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -48,15 +49,13 @@ std::vector<int64_t> score_order(const T* scores, int64_t n, const NmsOptions& o
 template <class T>
 void greedy(const T* boxes, const T* areas, const int64_t* order, int64_t count, double threshold,
             int64_t max_output, std::vector<int64_t>& kept) {
-  detail::BoxGrid<T> grid(boxes, order, count);
+  detail::KeptGrid<T> grid(boxes, areas, order, count, threshold);
   for (int64_t k = 0; k < count; ++k) {
     if (max_output >= 0 && int64_t(kept.size()) >= max_output) break;
     const int64_t i = order[k];
     // An empty box has IoU 0 with everything: it is kept and never suppresses.
     if (areas[i] > T(0)) {
-      const bool suppressed =
-          grid.any_near(i, [&](int64_t j) { return double(pair_iou(boxes, areas, i, j)) > threshold; });
-      if (suppressed) continue;
+      if (grid.suppresses(i)) continue;
       grid.insert(i);
     }
     kept.push_back(i);

@@ -3,10 +3,12 @@
 //
 // Greedy NMS visits boxes in decreasing score order (equal scores: lower index
 // first) and keeps a box unless its IoU with an already kept box is greater
-// than iou_threshold. Only boxes that overlap can have IoU > threshold >= 0, so
-// kept boxes are indexed in a uniform grid and each candidate is compared with
-// the kept boxes in its own cells: cost follows the number of overlapping
-// pairs rather than N x kept.
+// than iou_threshold. Only boxes with nearby centres can have IoU > threshold,
+// so kept boxes are indexed in a uniform grid by centre, with their coordinates
+// stored in the cells (csrc/nms_grid.hpp), and each candidate is compared with
+// the kept boxes of the cells within reach, stopping at the first suppressor:
+// cost follows the number of nearby pairs rather than N x kept. Soft-NMS uses
+// the box grid of csrc/box_grid.hpp.
 #pragma once
 
 #include <cstdint>

@@ -23,6 +23,8 @@ struct Loops {
   decltype(&pool_impl::baseline::avg_pool_backward_rows<T>) avg_backward;
   decltype(&pool_impl::baseline::global_max_block<T>) global_max;
   decltype(&pool_impl::baseline::global_avg_block<T>) global_avg;
+  decltype(&pool_impl::baseline::max_pool_indices_rows<T>) max_indices_rows;
+  decltype(&pool_impl::baseline::max_pool_backward_indices_rows<T>) max_backward_indices;
 };
 
 template <class T>
@@ -32,7 +34,8 @@ Loops<T> loops() {
     namespace ns = pool_impl::avx512;
     return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
             &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
-            &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+            &ns::global_max_block<T>,       &ns::global_avg_block<T>,
+            &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
   }
 #endif
 #ifdef CNNKIT_HAVE_AVX2
@@ -40,13 +43,15 @@ Loops<T> loops() {
     namespace ns = pool_impl::avx2;
     return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
             &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
-            &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+            &ns::global_max_block<T>,       &ns::global_avg_block<T>,
+            &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
   }
 #endif
   namespace ns = pool_impl::baseline;
   return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
           &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
-          &ns::global_max_block<T>,       &ns::global_avg_block<T>};
+          &ns::global_max_block<T>,       &ns::global_avg_block<T>,
+          &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
 }
 
 // Work units for threads_for: every window element of every channel.
@@ -73,17 +78,17 @@ void forward(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* 
 // dimension) of one image, and calls rows(n, lo, hi, scratch) for each. A task
 // computes its rows completely, adding window gradients in output order (see
 // for_each_window_over), so the result does not depend on the split; windows
-// across a block boundary are visited by both tasks. A block's dx rows are
-// zeroed and accumulated while they are in cache.
+// across a block boundary are visited by both tasks. A block's dx rows (about
+// block_bytes of them) are zeroed and accumulated while they are in cache.
 template <class T, class Rows>
 void gather_rows(const Geometry& g, int64_t batch, int64_t channels, int64_t scratch_per_thread,
-                 Rows rows) {
+                 Rows rows, int64_t block_bytes = int64_t(128) << 10) {
   if (batch * g.in_size() * channels == 0) return;
   const int nt = threads_for(window_work(g, batch, channels));
   // Blocks of whole output rows: about 128 KiB of dx each, fewer rows when
   // that leaves too few tasks for the threads.
   const int64_t row_bytes = g.stride[0] * g.in[1] * g.in[2] * channels * int64_t(sizeof(T));
-  int64_t per_block = std::clamp<int64_t>((int64_t(128) << 10) / row_bytes, 1, g.out[0]);
+  int64_t per_block = std::clamp<int64_t>(block_bytes / row_bytes, 1, g.out[0]);
   while (per_block > 1 && batch * ((g.out[0] + per_block - 1) / per_block) < 4 * nt)
     per_block = (per_block + 1) / 2;
   const int64_t blocks = (g.out[0] + per_block - 1) / per_block;
@@ -136,6 +141,28 @@ void max_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T*
 }
 
 template <class T>
+void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y,
+                           int64_t* indices) {
+  const auto loop = loops<T>().max_indices_rows;
+  forward(g, batch, channels, x, y, [&](const Geometry& gg, int64_t ch, const T* xx, T* yy,
+                                        int64_t r0, int64_t r1) {
+    loop(gg, ch, xx, yy, indices, r0, r1);
+  });
+}
+
+template <class T>
+void max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
+                               const int64_t* indices, const T* dy, T* dx) {
+  const auto loop = loops<T>().max_backward_indices;
+  // Larger blocks than the recomputing backward's: a window across a block
+  // boundary is visited by both blocks, and visits cost more than cache here.
+  gather_rows<T>(
+      g, batch, channels, 0,
+      [&](int64_t n, int64_t lo, int64_t hi, T*) { loop(g, channels, indices, dy, dx, n, lo, hi); },
+      int64_t(1) << 20);
+}
+
+template <class T>
 void avg_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y) {
   forward(g, batch, channels, x, y, loops<T>().avg_rows);
 }
@@ -176,6 +203,10 @@ void global_avg_pool(const T* x, int64_t batch, int64_t positions, int64_t chann
 #define CNNKIT_INSTANTIATE_POOL(T)                                                             \
   template void max_pool<T>(const Geometry&, int64_t, int64_t, const T*, T*);                 \
   template void avg_pool<T>(const Geometry&, int64_t, int64_t, const T*, T*);                 \
+  template void max_pool_with_indices<T>(const Geometry&, int64_t, int64_t, const T*, T*,     \
+                                         int64_t*);                                           \
+  template void max_pool_backward_indices<T>(const Geometry&, int64_t, int64_t, const int64_t*, \
+                                             const T*, T*);                                   \
   template void max_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, const T*,   \
                                      T*);                                                     \
   template void avg_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, T*);        \

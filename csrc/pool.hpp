@@ -31,6 +31,20 @@ void avg_pool(const Geometry& g, int64_t batch, int64_t channels, const T* x, T*
 template <class T>
 void max_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const T* x,
                        const T* dy, T* dx);
+// max_pool that also writes, for each output element, the spatial index (in
+// the flattened *in of its image, as torch's return_indices) of the element
+// that max_pool_backward routes its gradient to: the first maximal one in
+// row-major window order, the first NaN when the window holds one.
+template <class T>
+void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y,
+                           int64_t* indices);
+// max_pool_backward from those indices (each in [0, in_size), the caller
+// checks): dx[n, indices[n, o, c], c] += dy[n, o, c], summed in output order.
+// Equal to max_pool_backward given the indices of max_pool_with_indices(x),
+// without reading x or recomputing any window.
+template <class T>
+void max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
+                               const int64_t* indices, const T* dy, T* dx);
 // dx = the gradient of sum(dy * avg_pool(x)): dy / count to each real element.
 template <class T>
 void avg_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const T* dy, T* dx);

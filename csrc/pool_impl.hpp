@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "geometry.hpp"
 
@@ -61,6 +62,10 @@ inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
   template <class T>                                                                         \
   void avg_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,      \
                      int64_t r1);                                                            \
+  /* max_pool_rows that also writes each maximum's spatial index in its image. */          \
+  template <class T>                                                                         \
+  void max_pool_indices_rows(const Geometry& g, int64_t channels, const T* x, T* y,          \
+                             int64_t* indices, int64_t r0, int64_t r1);                      \
   /* dx of image n for the input rows [lo, hi) of the first spatial dimension; scratch    \
      holds 2 * channels values. */                                                           \
   template <class T>                                                                         \
@@ -69,6 +74,11 @@ inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
   template <class T>                                                                         \
   void avg_pool_backward_rows(const Geometry& g, int64_t channels, const T* dy, T* dx,       \
                               int64_t n, int64_t lo, int64_t hi, T* scratch);                \
+  /* max_pool_backward_rows from max_pool_indices_rows's indices instead of x. */           \
+  template <class T>                                                                         \
+  void max_pool_backward_indices_rows(const Geometry& g, int64_t channels,                   \
+                                      const int64_t* indices, const T* dy, T* dx, int64_t n, \
+                                      int64_t lo, int64_t hi);                               \
   /* Channels [c0, c1) of one image x (positions, channels) into y (channels). */           \
   template <class T>                                                                         \
   void global_max_block(const T* x, int64_t positions, int64_t channels, int64_t c0,         \
@@ -154,6 +164,55 @@ void max_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_
   }
 }
 
+// acc = max(acc, x) as max_into, and at = e where x takes over: where it is
+// greater, or the first NaN. Ties keep the earlier element, so `at` ends on
+// the first maximal element in window order, the one max_pool_backward_rows
+// routes the gradient to.
+// I is the index type while searching: int32_t when every spatial index fits,
+// so that the index lanes are as wide as float's and the loop vectorises.
+template <class T, class I>
+inline void argmax_into(T* __restrict acc, I* __restrict at, const T* __restrict x, I e,
+                        int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    const T v = x[c], a = acc[c];
+    const bool take = v > a || (v != v && a == a);
+    acc[c] = take ? v : a;
+    at[c] = take ? e : at[c];
+  }
+}
+
+template <class T, class I>
+void max_pool_indices_rows_as(const Geometry& g, int64_t channels, const T* x, T* y,
+                              int64_t* indices, int64_t r0, int64_t r1) {
+  std::vector<I> arg(static_cast<size_t>(channels));
+  for (int64_t r = r0; r < r1; ++r) {
+    const RowIndex at = row_index(g, r);
+    const T* image = x + at.n * g.in_size() * channels;
+    for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+      T* acc = y + (r * g.out[2] + o2) * channels;
+      const Window w = window_at(g, at.o0, at.o1, o2);
+      // Every window holds an element; the first one is the maximum until a
+      // later one beats it (also when all are -inf).
+      std::fill(acc, acc + channels, kLowest<T>);
+      std::fill(arg.begin(), arg.end(),
+                I((w.span[0].begin * g.in[1] + w.span[1].begin) * g.in[2] + w.span[2].begin));
+      for_each_element(g, w, [&](int64_t e) {
+        argmax_into(acc, arg.data(), image + e * channels, I(e), channels);
+      });
+      std::copy(arg.begin(), arg.end(), indices + (r * g.out[2] + o2) * channels);
+    }
+  }
+}
+
+template <class T>
+void max_pool_indices_rows(const Geometry& g, int64_t channels, const T* x, T* y,
+                           int64_t* indices, int64_t r0, int64_t r1) {
+  if (g.in_size() <= std::numeric_limits<int32_t>::max())
+    max_pool_indices_rows_as<T, int32_t>(g, channels, x, y, indices, r0, r1);
+  else
+    max_pool_indices_rows_as<T, int64_t>(g, channels, x, y, indices, r0, r1);
+}
+
 template <class T>
 void avg_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,
                    int64_t r1) {
@@ -236,6 +295,27 @@ void max_pool_backward_rows(const Geometry& g, int64_t channels, const T* x, con
 }
 
 template <class T>
+void max_pool_backward_indices_rows(const Geometry& g, int64_t channels, const int64_t* indices,
+                                    const T* dy, T* dx, int64_t n, int64_t lo, int64_t hi) {
+  const int64_t* at_image = indices + n * g.out_size() * channels;
+  const T* dy_image = dy + n * g.out_size() * channels;
+  T* dimage = dx + n * g.in_size() * channels;
+  // The task owns the spatial indices [first, last): its rows.
+  const int64_t first = lo * g.in[1] * g.in[2], last = hi * g.in[1] * g.in[2];
+  for_each_window_over(g, channels, dimage, lo, hi, [&](int64_t o, const Window& w, Span own) {
+    const int64_t* __restrict at = at_image + o * channels;
+    const T* __restrict d = dy_image + o * channels;
+    if (own.begin == w.span[0].begin && own.end == w.span[0].end) {
+      // The whole window is the task's: no index can fall outside.
+      for (int64_t c = 0; c < channels; ++c) dimage[at[c] * channels + c] += d[c];
+      return;
+    }
+    for (int64_t c = 0; c < channels; ++c)
+      if (at[c] >= first && at[c] < last) dimage[at[c] * channels + c] += d[c];
+  });
+}
+
+template <class T>
 void avg_pool_backward_rows(const Geometry& g, int64_t channels, const T* dy, T* dx, int64_t n,
                             int64_t lo, int64_t hi, T* scratch) {
   const T* dy_image = dy + n * g.out_size() * channels;
@@ -276,10 +356,14 @@ void global_avg_block(const T* x, int64_t positions, int64_t channels, int64_t c
 #define CNNKIT_INSTANTIATE_POOL_LOOPS(T)                                                      \
   template void max_pool_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t, int64_t);  \
   template void avg_pool_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t, int64_t);  \
+  template void max_pool_indices_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t*,   \
+                                         int64_t, int64_t);                                  \
   template void max_pool_backward_rows<T>(const Geometry&, int64_t, const T*, const T*, T*,  \
                                           int64_t, int64_t, int64_t, T*);                    \
   template void avg_pool_backward_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t,   \
                                           int64_t, int64_t, T*);                             \
+  template void max_pool_backward_indices_rows<T>(const Geometry&, int64_t, const int64_t*,  \
+                                                  const T*, T*, int64_t, int64_t, int64_t);  \
   template void global_max_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);       \
   template void global_avg_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, double*, T*);
 CNNKIT_INSTANTIATE_POOL_LOOPS(float)

@@ -8,6 +8,7 @@
 #include "activation_args.hpp"
 #include "conv.hpp"
 #include "spatial_args.hpp"
+#include "winograd.hpp"
 #include "validate.hpp"
 
 namespace cnnkit::bind {
@@ -94,10 +95,30 @@ ConvArgs conv_args(const char* fn, py::handle x_obj, py::handle w_obj, py::handl
   return a;
 }
 
+// winograd: None (automatic), True (always; the shape must allow it) or False (never).
+ConvAlgorithm algorithm_arg(py::handle obj, const ConvProblem& p, const char* fn) {
+  if (obj.is_none()) return ConvAlgorithm::automatic;
+  if (!PyBool_Check(obj.ptr()))
+    throw py::type_error(prefix(fn, "winograd") + "must be None, True or False, got " +
+                         type_name(obj));
+  if (!obj.cast<bool>()) return ConvAlgorithm::no_winograd;
+  const Geometry& g = p.g;
+  if (g.rank != 2 || g.kernel[0] != 3 || g.kernel[1] != 3 || g.stride[0] != 1 ||
+      g.stride[1] != 1 || g.dilation[0] != 1 || g.dilation[1] != 1 || p.groups != 1)
+    throw py::value_error(
+        std::string(fn) + "(): winograd=True needs a 2-D convolution with a 3x3 kernel, stride 1, dilation 1 and groups=1, got " +
+        std::to_string(g.rank) + "-D with kernel " + std::to_string(g.kernel[0]) +
+        (g.rank > 1 ? "x" + std::to_string(g.kernel[1]) : std::string()) + ", stride " +
+        std::to_string(g.stride[0]) + ", dilation " + std::to_string(g.dilation[0]) +
+        ", groups=" + std::to_string(p.groups));
+  return ConvAlgorithm::winograd;
+}
+
 py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py::handle padding,
                 py::handle dilation, py::handle groups, py::handle activation,
-                py::handle negative_slope) {
-  const ConvArgs a = conv_args("conv", x, w, b, stride, padding, dilation, groups);
+                py::handle negative_slope, py::handle winograd) {
+  ConvArgs a = conv_args("conv", x, w, b, stride, padding, dilation, groups);
+  a.p.algorithm = algorithm_arg(winograd, a.p, "conv");
   const ActivationArg act = activation_arg(activation, negative_slope, "conv");
   return with_float(a.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
@@ -118,10 +139,11 @@ py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py:
 py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handle stride,
                         py::handle padding, py::handle dilation, py::handle groups, bool need_x,
                         bool need_w, bool need_b, py::handle y_obj, py::handle activation,
-                        py::handle negative_slope) {
+                        py::handle negative_slope, py::handle winograd) {
   const char* fn = "conv_backward";
   const ActivationArg act = activation_arg(activation, negative_slope, fn);
   ConvArgs a = conv_args(fn, x, w, py::none(), stride, padding, dilation, groups);
+  a.p.algorithm = algorithm_arg(winograd, a.p, fn);
   const py::array dy = as_array(dy_obj, fn, "dy");
   const std::vector<py::ssize_t> dy_shape(dy.shape(), dy.shape() + dy.ndim());
   if (dy_shape != a.out_shape)
@@ -191,11 +213,19 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
 void bind_conv(py::module_& m) {
   m.def("conv", &conv, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"),
-        py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2);
+        py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2,
+        py::arg("winograd") = py::none());
   m.def("conv_backward", &conv_backward, py::arg("x"), py::arg("w"), py::arg("dy"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("need_x"), py::arg("need_w"), py::arg("need_b"), py::arg("y") = py::none(),
-        py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2);
+        py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2,
+        py::arg("winograd") = py::none());
+  m.def("get_winograd", &winograd_enabled);
+  m.def("set_winograd", [](py::handle on) {
+    if (!PyBool_Check(on.ptr()))
+      throw py::type_error("set_winograd(): on must be True or False, got " + type_name(on));
+    set_winograd_enabled(on.cast<bool>());
+  });
 }
 
 }  // namespace cnnkit::bind

@@ -123,6 +123,71 @@ auto pool_backward(Pool kind, const char* fn, const char* forward_name) {
   };
 }
 
+// max_pool's output and the spatial index of each maximum (csrc/pool.hpp).
+py::tuple max_pool_with_indices(py::handle x_obj, py::handle pool_size, py::handle strides,
+                                py::handle padding) {
+  const char* fn = "max_pool";
+  const py::array raw = spatial_input(x_obj, fn);
+  const Geometry g = pool_geometry(raw, pool_size, strides, padding, fn);
+  return with_float(float_type(raw, fn, "x"), [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const auto x = contiguous<T>(raw);
+    py::array_t<T> y(output_shape(raw, g));
+    py::array_t<int64_t> indices(output_shape(raw, g));
+    const T* px = x.data();
+    T* py_ = y.mutable_data();
+    int64_t* pi = indices.mutable_data();
+    {
+      py::gil_scoped_release release;
+      cnnkit::max_pool_with_indices(g, batch_of(raw), channels_of(raw), px, py_, pi);
+    }
+    return py::make_tuple(y, indices);
+  });
+}
+
+// max_pool_backward from the forward pass's indices; x gives only the shape
+// and, with dy, the dtype.
+py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::handle indices_obj,
+                                     py::handle pool_size, py::handle strides,
+                                     py::handle padding) {
+  const char* fn = "max_pool_backward";
+  const py::array raw_x = spatial_input(x_obj, fn);
+  const Geometry g = pool_geometry(raw_x, pool_size, strides, padding, fn);
+  const py::array raw_dy = as_array(dy_obj, fn, "dy");
+  const std::vector<py::ssize_t> expected = output_shape(raw_x, g);
+  if (std::vector<py::ssize_t>(raw_dy.shape(), raw_dy.shape() + raw_dy.ndim()) != expected)
+    throw py::value_error(prefix(fn, "dy") + "must have the max_pool output shape " +
+                          tuple_str(expected) + ", got shape " + shape_str(raw_dy));
+  const py::array raw_i = as_array(indices_obj, fn, "indices");
+  if (raw_i.dtype().kind() != 'i' && raw_i.dtype().kind() != 'u')
+    throw py::type_error(prefix(fn, "indices") + "must have an integer dtype, got " +
+                         std::string(py::str(raw_i.dtype())));
+  if (std::vector<py::ssize_t>(raw_i.shape(), raw_i.shape() + raw_i.ndim()) != expected)
+    throw py::value_error(prefix(fn, "indices") + "must have the max_pool output shape " +
+                          tuple_str(expected) + ", got shape " + shape_str(raw_i));
+  const auto indices = contiguous<int64_t>(raw_i);
+  const int64_t in_size = g.in_size(), count = int64_t(indices.size());
+  const int64_t* pi = indices.data();
+  for (int64_t k = 0; k < count; ++k)
+    if (pi[k] < 0 || pi[k] >= in_size)
+      throw py::value_error(prefix(fn, "indices") + "must be spatial indices in [0, " +
+                            std::to_string(in_size) + ") as returned by max_pool, got " +
+                            std::to_string(pi[k]));
+  const Float t = wider(float_type(raw_x, fn, "x"), float_type(raw_dy, fn, "dy"));
+  return with_float(t, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    const auto dy = contiguous<T>(raw_dy);
+    py::array_t<T> dx(std::vector<py::ssize_t>(raw_x.shape(), raw_x.shape() + raw_x.ndim()));
+    const T* pdy = dy.data();
+    T* pdx = dx.mutable_data();
+    {
+      py::gil_scoped_release release;
+      cnnkit::max_pool_backward_indices(g, batch_of(raw_x), channels_of(raw_x), pi, pdy, pdx);
+    }
+    return dx;
+  });
+}
+
 auto global_pool(Pool kind, const char* fn) {
   return [kind, fn](py::handle x_obj) -> py::object {
     const py::array raw = spatial_input(x_obj, fn);
@@ -156,6 +221,8 @@ auto global_pool(Pool kind, const char* fn) {
 void bind_pool(py::module_& m) {
   m.def("max_pool", pool_forward(Pool::max, "max_pool"));
   m.def("avg_pool", pool_forward(Pool::avg, "avg_pool"));
+  m.def("max_pool_with_indices", &max_pool_with_indices);
+  m.def("max_pool_backward_indices", &max_pool_backward_indices);
   m.def("max_pool_backward", pool_backward(Pool::max, "max_pool_backward", "max_pool"));
   m.def("avg_pool_backward", pool_backward(Pool::avg, "avg_pool_backward", "avg_pool"));
   m.def("global_max_pool", global_pool(Pool::max, "global_max_pool"));

@@ -436,6 +436,8 @@ def large_case(kind: str, tied: bool):
         b = boxes(2000, 0, 20000, 5, 60)
     elif kind == "dense":
         b = boxes(2000, 0, 200, 5, 60)
+    elif kind == "dense_wide":  # issue 12's bench layout at a fifth of the count
+        b = boxes(2000, 0, 450, 10, 100)
     elif kind == "mixed_sizes":  # a few huge boxes covering many small ones
         b = np.concatenate([boxes(1985, 0, 1000, 1, 20), boxes(15, -100, 0, 900, 1200)])
         b = b[rng.permutation(len(b))]
@@ -451,7 +453,7 @@ def large_case(kind: str, tied: bool):
     return b.astype(np.float32), scores.astype(np.float32), classes
 
 
-LARGE_KINDS = ["spread", "dense", "mixed_sizes", "degenerate"]
+LARGE_KINDS = ["spread", "dense", "dense_wide", "mixed_sizes", "degenerate"]
 large_cases = pytest.mark.parametrize(
     ("kind", "tied"),
     [(kind, tied) for kind in LARGE_KINDS for tied in (False, True)],
@@ -462,7 +464,7 @@ large_cases = pytest.mark.parametrize(
 @large_cases
 def test_large_nms_and_batched_nms_match_reference(kind, tied):
     boxes, scores, classes = large_case(kind, tied)
-    for iou_threshold in (0.0, 0.3, 0.7):
+    for iou_threshold in (0.0, 0.3, 0.7, 0.95, 1.0):
         got = ops.nms(boxes, scores, iou_threshold)
         assert_indices(got, ref.nms(boxes, scores, iou_threshold))
     got = ops.batched_nms(boxes, scores, classes, 0.5)

@@ -37,8 +37,8 @@ class Problem:
     pool_size: int | tuple[int, ...]
     kwargs: dict = field(default_factory=dict)
 
-    def run(self, module, name: str, *args):
-        return getattr(module, name)(self.x, *args, self.pool_size, **self.kwargs)
+    def run(self, module, name: str, *args, **extra):
+        return getattr(module, name)(self.x, *args, self.pool_size, **self.kwargs, **extra)
 
     @property
     def window(self) -> int:
@@ -222,6 +222,70 @@ def test_max_pool_backward_sends_ties_to_the_first_element(problem, seed):
     assert np.array_equal(got, tied.run(reference, "max_pool_backward", dy))
 
 
+@given(problems(), st.integers(0, 2**32 - 1), st.booleans())
+def test_max_pool_indices_match_reference_and_route_the_gradient(problem, seed, tied):
+    x = (np.abs(problem.x) > 0.7).astype(problem.x.dtype) if tied else problem.x
+    p = Problem(x, problem.pool_size, problem.kwargs)
+    y, indices = p.run(ops, "max_pool", return_indices=True)
+    want_y, want_indices = p.run(reference, "max_pool", return_indices=True)
+    assert indices.dtype == np.int64
+    assert np.array_equal(y, want_y)
+    assert np.array_equal(indices, want_indices)
+    # Exact in any order with integer gradients: the indices give the recomputing backward's bits.
+    dy = output_gradient(p, seed, integers=True)
+    got = p.run(ops, "max_pool_backward", dy, indices=indices)
+    assert got.dtype == x.dtype
+    assert np.array_equal(got, p.run(ops, "max_pool_backward", dy))
+    assert np.array_equal(got, p.run(reference, "max_pool_backward", dy, indices=want_indices))
+
+
+@given(problems(max_positions=60), st.sampled_from([np.nan, np.inf, -np.inf]), st.integers(0, 9))
+def test_max_pool_indices_with_nan_and_infinities(problem, special, seed):
+    x = problem.x.copy()
+    x.reshape(-1)[np.random.default_rng(seed).random(x.size) < 0.3] = special
+    p = Problem(x, problem.pool_size, problem.kwargs)
+    _, indices = p.run(ops, "max_pool", return_indices=True)
+    assert np.array_equal(indices, p.run(reference, "max_pool", return_indices=True)[1])
+    dy = output_gradient(p, seed, integers=True)
+    assert np.array_equal(
+        p.run(ops, "max_pool_backward", dy, indices=indices), p.run(ops, "max_pool_backward", dy)
+    )
+
+
+def test_max_pool_indices_by_hand():
+    # 2x2 windows of a 3x4 image with "same" padding; ties go to the first element.
+    x = np.array([[1.0, 3.0, 0.0, 2.0], [3.0, 2.0, 2.0, 2.0], [7.0, 0.0, 1.0, 9.0]])
+    y, indices = ops.max_pool(x.reshape(1, 3, 4, 1), 2, padding="same", return_indices=True)
+    assert np.array_equal(y[0, :, :, 0], [[3.0, 2.0], [7.0, 9.0]])
+    assert np.array_equal(indices[0, :, :, 0], [[1, 3], [8, 11]])
+
+
+def test_max_pool_backward_rejects_bad_indices():
+    x = np.zeros((1, 4, 4, 2), np.float32)
+    dy = np.ones((1, 2, 2, 2), np.float32)
+    good = ops.max_pool(x, 2, return_indices=True)[1]
+    with pytest.raises(
+        ValueError,
+        match=r"max_pool_backward\(\): indices must be spatial indices "
+        r"in \[0, 16\) as returned by max_pool, got 16",
+    ):
+        ops.max_pool_backward(x, dy, 2, indices=np.full_like(good, 16))
+    with pytest.raises(ValueError, match=r"got -1"):
+        ops.max_pool_backward(x, dy, 2, indices=np.full_like(good, -1))
+    with pytest.raises(
+        ValueError,
+        match=r"max_pool_backward\(\): indices must have the max_pool "
+        r"output shape \(1, 2, 2, 2\), got shape \(1, 2, 2\)",
+    ):
+        ops.max_pool_backward(x, dy, 2, indices=good[..., 0])
+    with pytest.raises(
+        TypeError,
+        match=r"max_pool_backward\(\): indices must have an integer "
+        r"dtype, got float32",
+    ):
+        ops.max_pool_backward(x, dy, 2, indices=good.astype(np.float32))
+
+
 def test_max_pool_backward_tie_rule_by_hand():
     # One 2x2 window: the maxima 3 sit at (0, 1) and (1, 0); (0, 1) comes first.
     x = np.array([[1.0, 3.0], [3.0, 2.0]]).reshape(1, 2, 2, 1)
@@ -349,6 +413,7 @@ def test_results_do_not_depend_on_threads_or_isa(shape, dtype, pool_size, kwargs
                 problem.run(ops, "avg_pool"),
                 problem.run(ops, "max_pool_backward", dy),
                 problem.run(ops, "avg_pool_backward", dy),
+                *problem.run(ops, "max_pool", return_indices=True),
                 ops.global_max_pool(problem.x),
                 ops.global_avg_pool(problem.x),
             ]

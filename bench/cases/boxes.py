@@ -10,7 +10,9 @@ Box distributions (sizes 8..64 px, seeded):
 
 * ``spread``: centres uniform in a square whose side grows with sqrt(N), so the density, and
   the number of overlaps per box, is the same at every N;
-* ``dense``: every box in one 1024 x 1024 image, so overlaps grow with N.
+* ``dense``: every box in one 1024 x 1024 image, so overlaps grow with N;
+* ``wide`` (issue 12's dense NMS target): top-left corners uniform in 0..1000, sides 10..100
+  px; 10,000 boxes keep about 6,400 at IoU 0.5.
 
 Scores are a permutation of ``k / (N + 1)``: distinct, so every NMS has one right answer.
 """
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 IOU_THRESHOLD = 0.5
 CLASSES = 80
 IMAGE_SIDE = 1024.0
+WIDE_SIDE, WIDE_SIZES = 1000.0, (10.0, 100.0)
 SPREAD_SPACING = 32.0  # px of square side per sqrt(box): about 1.3 overlapping boxes per box
 CLIP_SIZE = (768.0, 1000.0)  # (height, width): the dense boxes cross both edges
 MIN_SIZE = 16.0
@@ -52,6 +55,10 @@ NOTHING: frozenset[str] = frozenset()
 
 
 def _random_boxes(rng: np.random.Generator, n: int, dist: str, dtype: type) -> np.ndarray:
+    if dist == "wide":
+        corners = rng.uniform(0.0, WIDE_SIDE, (n, 2))
+        sides = rng.uniform(*WIDE_SIZES, (n, 2))
+        return np.concatenate([corners, corners + sides], axis=1).astype(dtype)
     side = SPREAD_SPACING * math.sqrt(n) if dist == "spread" else IMAGE_SIDE
     centres = rng.uniform(0.0, side, (n, 2))
     half = rng.uniform(8.0, 64.0, (n, 2)) / 2
@@ -253,6 +260,14 @@ def _nms_cases() -> Iterator[Case]:
                 same_set,
                 REFERENCE if n >= 100_000 else NOTHING,
             )
+    yield Case(
+        "nms wide",
+        "10,000",
+        "float32",
+        partial(scored, 10_000, "wide"),
+        impls,
+        same_set,
+    )
     yield Case(
         "nms spread",
         "10,000",

@@ -5,9 +5,11 @@ which is cnnkit's average) run on channels-last tensors: the same memory as the 
 input, seen as (N, C, *spatial) in torch's ``channels_last``/``channels_last_3d`` formats (a
 permuted view for 1-D), and the result is viewed back as channels-last (no copy). Torch's
 backward is timed as its own backward kernels (``aten.max_pool2d_with_indices_backward``,
-``aten.avg_pool{2,3}d_backward``) with the argmax indices computed beforehand by the forward,
-while cnnkit recomputes each window's maximum. Every case uses padding that torch can express
-(symmetric, at most half the window); "same" with a 3x3 window and stride 1 is padding 1.
+``aten.avg_pool{2,3}d_backward``) with the argmax indices computed beforehand by the forward;
+so is cnnkit's max-pool backward (``max_pool(..., return_indices=True)``, then
+``max_pool_backward(..., indices=...)``, as the autograd op does). Every case uses padding
+that torch can express (symmetric, at most half the window); "same" with a 3x3 window and
+stride 1 is padding 1.
 """
 
 from __future__ import annotations
@@ -174,17 +176,29 @@ def _forward_cases() -> Iterator[Case]:
         )
 
 
+def _cnnkit_max_backward(p: Pool) -> Prepare:
+    def prepare(inputs: tuple) -> Call:
+        import cnnkit.ops
+
+        x, dy = inputs
+        _, indices = cnnkit.ops.max_pool(x, p.window, return_indices=True, **p.kwargs)
+        backward = cnnkit.ops.max_pool_backward
+        return lambda: backward(x, dy, p.window, indices=indices, **p.kwargs)
+
+    return prepare
+
+
 def _backward_cases() -> Iterator[Case]:
     for p in BACKWARD:
+        impls = native(f"{p.kind}_pool_backward", p.window, **p.kwargs)
+        if p.kind == "max":
+            impls["cnnkit"] = _cnnkit_max_backward(p)
         yield Case(
             f"{p.name} backward",
             p.size,
             np.dtype(p.dtype).name,
             partial(backward_inputs, p),
-            {
-                **native(f"{p.kind}_pool_backward", p.window, **p.kwargs),
-                "torch": _torch_backward(p),
-            },
+            {**impls, "torch": _torch_backward(p)},
             allclose(1e-5, 1e-6),
             p.too_slow(),
         )

@@ -15,8 +15,10 @@ __all__ = [
     "Sequential",
     "__version__",
     "get_num_threads",
+    "get_winograd",
     "load_model",
     "set_num_threads",
+    "set_winograd",
 ]
 
 
@@ -40,6 +42,24 @@ def set_num_threads(n: int) -> None:
         A positive number of threads.
     """
     _core.set_num_threads(n)
+
+
+def get_winograd() -> bool:
+    """Return whether convolutions may choose Winograd F(4x4, 3x3) on their own.
+
+    It starts True, or False when the environment has ``CNNKIT_WINOGRAD=0``.
+    """
+    return _core.get_winograd()
+
+
+def set_winograd(on: bool) -> None:
+    """Allow or forbid the automatic choice of Winograd for 3x3 convolutions.
+
+    With False, ``ops.conv`` and the layers use the im2col GEMM (bits as before
+    Winograd existed) unless a call asks for ``winograd=True``. Applies to calls
+    from any thread.
+    """
+    _core.set_winograd(on)
 
 
 _SUBMODULES = {

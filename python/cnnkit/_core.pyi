@@ -84,6 +84,7 @@ def conv(
     groups: int,
     activation: str | None = None,
     negative_slope: float = 0.2,
+    winograd: bool | None = None,
 ) -> NDArray[np.floating[Any]]: ...
 def conv_backward(
     x: ArrayLike,
@@ -99,6 +100,7 @@ def conv_backward(
     y: ArrayLike | None = None,
     activation: str | None = None,
     negative_slope: float = 0.2,
+    winograd: bool | None = None,
 ) -> tuple[
     NDArray[np.floating[Any]] | None,
     NDArray[np.floating[Any]] | None,
@@ -113,6 +115,20 @@ def avg_pool(
 def max_pool_backward(
     x: ArrayLike, dy: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
 ) -> NDArray[np.floating[Any]]: ...
+def max_pool_with_indices(
+    x: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
+) -> tuple[NDArray[np.floating[Any]], NDArray[np.int64]]: ...
+def max_pool_backward_indices(
+    x: ArrayLike,
+    dy: ArrayLike,
+    indices: ArrayLike,
+    pool_size: Any,
+    stride: Any,
+    padding: _Spatial,
+    /,
+) -> NDArray[np.floating[Any]]: ...
+def get_winograd() -> bool: ...
+def set_winograd(on: bool, /) -> None: ...
 def avg_pool_backward(
     x: ArrayLike, dy: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
 ) -> NDArray[np.floating[Any]]: ...

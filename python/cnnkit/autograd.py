@@ -733,10 +733,12 @@ def max_pool(
     """Differentiable :func:`cnnkit.ops.max_pool`."""
     t = _as_tensor(x)
     spec: dict[str, Any] = {"stride": stride, "padding": padding}
+    # The forward's argmax indices spare the backward a second search of every window.
+    y, indices = ops.max_pool(t.data, pool_size, return_indices=True, **spec)
     return _record(
-        ops.max_pool(t.data, pool_size, **spec),
+        y,
         (t,),
-        lambda g: (ops.max_pool_backward(t.data, g, pool_size, **spec),),
+        lambda g: (ops.max_pool_backward(t.data, g, pool_size, indices=indices, **spec),),
     )
 
 

@@ -497,6 +497,7 @@ def conv(
     groups: int = 1,
     activation: str | None = None,
     negative_slope: float = 0.2,
+    winograd: bool | None = None,
 ) -> np.ndarray:
     """Convolution (cross-correlation, as in every deep-learning library), channels-last.
 
@@ -524,18 +525,32 @@ def conv(
         :func:`conv_backward` with ``y=`` this output and the same activation.
     negative_slope : float
         ``leaky_relu``'s slope for negative inputs (>= 0; Keras's default 0.2).
+    winograd : bool, optional
+        The algorithm for 2-D 3x3 convolutions with stride 1, dilation 1 and one
+        group. None (default): Winograd F(4x4, 3x3) where it measured faster than
+        the im2col GEMM (at least 8 input and 8 output channels, and at least 16
+        tiles of 4x4 outputs over the batch),
+        unless :func:`cnnkit.set_winograd` turned it off or the environment has
+        ``CNNKIT_WINOGRAD=0``. True: always Winograd (a ValueError for other
+        shapes). False: never. Winograd's float32 results differ from the
+        GEMM's by a relative error below 1e-4 of the output's magnitude
+        (measured in bench/RESULTS.md); float64 loses a similar factor on
+        float64's precision.
 
     Returns
     -------
     numpy.ndarray, shape (N, *out, C_out)
-        ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``.
+        ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``;
+        bit-identical for any number of threads.
 
     Examples
     --------
     >>> conv(np.zeros((1, 14, 1)), np.zeros((5, 1, 16))).shape
     (1, 10, 16)
     """
-    return _core.conv(x, w, b, stride, padding, dilation, groups, activation, negative_slope)
+    return _core.conv(
+        x, w, b, stride, padding, dilation, groups, activation, negative_slope, winograd
+    )
 
 
 def _conv_of_rank(rank: int):
@@ -581,13 +596,15 @@ def conv_backward(
     y: ArrayLike | None = None,
     activation: str | None = None,
     negative_slope: float = 0.2,
+    winograd: bool | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Gradients of :func:`conv` with respect to its input, weights and bias.
 
     Parameters
     ----------
-    x, w, stride, padding, dilation, groups, activation, negative_slope
-        As given to :func:`conv`.
+    x, w, stride, padding, dilation, groups, activation, negative_slope, winograd
+        As given to :func:`conv`; ``winograd`` chooses the algorithm of ``dx``
+        (``dw`` and ``db`` always use the GEMM).
     dy : array_like
         The gradient with respect to the output, of the output's shape.
     need : sequence of {"x", "w", "b"}
@@ -621,6 +638,7 @@ def conv_backward(
         y,
         activation,
         negative_slope,
+        winograd,
     )
 
 
@@ -683,7 +701,8 @@ def max_pool(
     *,
     stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
-) -> np.ndarray:
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Max pooling, channels-last (Keras ``MaxPooling1D/2D/3D``).
 
     The number of spatial dimensions (1 to 3) is chosen by ``x.ndim``. Each
@@ -702,11 +721,21 @@ def max_pool(
         positions and an odd padding element goes at the end. Explicit padding
         must leave at least one input element in every window.
 
+    return_indices : bool, default False
+        Also return where each maximum came from (as torch's ``return_indices``),
+        for :func:`max_pool_backward`'s ``indices``.
+
     Returns
     -------
     numpy.ndarray, shape (N, *out, C), same dtype
         ``out = floor((n + pad_before + pad_after - pool_size) / stride) + 1``;
         bit-identical for any number of threads.
+    indices : numpy.ndarray, shape (N, *out, C), int64
+        Only with ``return_indices``: the index of each maximum in its image's
+        flattened spatial dimensions (``i0 * W + i1`` in 2-D), per channel. Of
+        tied elements the first in row-major window order wins (the first NaN,
+        when the window holds one): the element :func:`max_pool_backward`
+        gives the gradient to.
 
     Examples
     --------
@@ -714,7 +743,11 @@ def max_pool(
     array([[3., 5.]])
     >>> max_pool(np.array([[[1.0], [3.0], [2.0], [5.0], [4.0]]]), 2, padding="same")[..., 0]
     array([[3., 5., 4.]])
+    >>> max_pool(np.array([[[1.0], [3.0], [3.0], [5.0]]]), 2, return_indices=True)[1][..., 0]
+    array([[1, 3]])
     """
+    if return_indices:
+        return _core.max_pool_with_indices(x, pool_size, stride, padding)
     return _core.max_pool(x, pool_size, stride, padding)
 
 
@@ -747,6 +780,7 @@ def max_pool_backward(
     *,
     stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
+    indices: ArrayLike | None = None,
 ) -> np.ndarray:
     """Gradient of :func:`max_pool` with respect to ``x``.
 
@@ -760,6 +794,12 @@ def max_pool_backward(
         As given to :func:`max_pool`.
     dy : array_like, float32 or float64
         The gradient with respect to the output, of the output's shape.
+    indices : array_like of int, optional
+        The indices ``max_pool(x, ..., return_indices=True)`` returned. With
+        them the windows are not searched again (x then gives only the shape
+        and dtype): ``dy`` goes to ``indices``, which must lie in
+        ``[0, prod(spatial))``. Without them the maxima are recomputed from ``x``;
+        both give the same result.
 
     Returns
     -------
@@ -767,6 +807,8 @@ def max_pool_backward(
         The wider dtype of ``x`` and ``dy``; bit-identical for any number of
         threads.
     """
+    if indices is not None:
+        return _core.max_pool_backward_indices(x, dy, indices, pool_size, stride, padding)
     return _core.max_pool_backward(x, dy, pool_size, stride, padding)
 
 

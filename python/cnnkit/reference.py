@@ -355,6 +355,7 @@ def conv(
     groups: int = 1,
     activation: str | None = None,
     negative_slope: float = 0.2,
+    winograd: bool | None = None,  # accepted for ops.conv's signature; one algorithm here
 ) -> np.ndarray:
     x, w, xp, _, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, b)
     rank = x.ndim - 2
@@ -384,6 +385,7 @@ def conv_backward(
     y: ArrayLike | None = None,
     activation: str | None = None,
     negative_slope: float = 0.2,
+    winograd: bool | None = None,  # accepted for ops.conv_backward's signature
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     x, w, xp, pads, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, dy)
     dy = np.asarray(dy).astype(x.dtype)
@@ -502,9 +504,31 @@ def _unwindow(grads: np.ndarray, shape, window, steps, pads) -> np.ndarray:
     return padded[(slice(None), *(slice(b, b + n) for n, (b, _) in zip(sizes, pads)))]
 
 
-def max_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.ndarray:
+def _first_maximal(x: np.ndarray, window, steps, pads) -> np.ndarray:
+    """Each window's first maximal real element (the first NaN if any), as an offset in
+    row-major window order: (N, *out, C)."""
+    values = _windows(x, window, steps, pads, -np.inf)
+    peak = values.max(axis=-1, keepdims=True)
+    # Padding is masked out so that it cannot tie with a real -inf.
+    maximal = ((values == peak) | np.isnan(values)) & _real(x, window, steps, pads)
+    return maximal.argmax(axis=-1)  # argmax of booleans: the first True
+
+
+def max_pool(
+    x: ArrayLike, pool_size, *, stride=None, padding="valid", return_indices=False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
-    return _windows(x, window, steps, pads, -np.inf).max(axis=-1)  # -inf padding never wins
+    y = _windows(x, window, steps, pads, -np.inf).max(axis=-1)  # -inf padding never wins
+    if not return_indices:
+        return y
+    offsets = np.unravel_index(_first_maximal(x, window, steps, pads), window)
+    sizes, rank = x.shape[1:-1], len(window)
+    flat = np.zeros(y.shape, np.int64)
+    for d in range(rank):
+        starts = np.arange(y.shape[1 + d]) * steps[d] - pads[d][0]
+        along = starts.reshape([-1 if a == d else 1 for a in range(rank)] + [1])
+        flat = flat * sizes[d] + (along + offsets[d])
+    return y, flat
 
 
 def avg_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.ndarray:
@@ -514,17 +538,19 @@ def avg_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.nda
 
 
 def max_pool_backward(
-    x: ArrayLike, dy: ArrayLike, pool_size, *, stride=None, padding="valid"
+    x: ArrayLike, dy: ArrayLike, pool_size, *, stride=None, padding="valid", indices=None
 ) -> np.ndarray:
     x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     dtype = np.result_type(x, np.asarray(dy))
     x, dy = x.astype(dtype), np.asarray(dy, dtype)
-    values = _windows(x, window, steps, pads, -np.inf)
-    peak = values.max(axis=-1, keepdims=True)
-    # Padding is masked out so that it cannot tie with a real -inf.
-    maximal = ((values == peak) | np.isnan(values)) & _real(x, window, steps, pads)
-    first = maximal.argmax(axis=-1)[..., None]  # argmax of booleans: the first True
-    grads = np.where(np.arange(values.shape[-1]) == first, dy[..., None], 0)
+    if indices is not None:
+        n, c = x.shape[0], x.shape[-1]
+        dx = np.zeros((n, math.prod(x.shape[1:-1]), c), dtype)
+        at = np.asarray(indices, np.int64).reshape(n, -1, c)
+        np.add.at(dx, (np.arange(n)[:, None, None], at, np.arange(c)), dy.reshape(n, -1, c))
+        return dx.reshape(x.shape)
+    first = _first_maximal(x, window, steps, pads)[..., None]
+    grads = np.where(np.arange(math.prod(window)) == first, dy[..., None], 0)
     return _unwindow(grads, x.shape, window, steps, pads)
 
 

@@ -1,0 +1,258 @@
+// The Winograd F(4x4, 3x3) transforms and tile loop (see winograd.hpp),
+// compiled once per instruction set: winograd.cpp includes this with
+// CNNKIT_ISA_NS=baseline, winograd_avx2.cpp with CNNKIT_ISA_NS=avx2 and
+// -mavx2 -mfma (an AVX-512 unit is one more such file and one more line in
+// CNNKIT_DECLARE_WINOGRAD). Every transform loops over the contiguous channel
+// axis without branches, so the compiler vectorises it for the unit's target;
+// the 36 products per block go through gemm_serial, which picks its own path.
+//
+// The matrices are Lavin's for the points 0, 1, -1, 2, -2 and infinity:
+//   B^T = [4  0 -5  0 1 0]   G = [ 1/4     0    0 ]   A^T = [1 1  1 1  1 0]
+//         [0 -4 -4  1 1 0]       [-1/6 -1/6 -1/6 ]         [0 1 -1 2 -2 0]
+//         [0  4 -4 -1 1 0]       [-1/6  1/6 -1/6 ]         [0 1  1 4  4 0]
+//         [0 -2 -1  2 1 0]       [1/24 1/12  1/6 ]         [0 1 -1 8 -8 1]
+//         [0  2 -1 -2 1 0]       [1/24 -1/12 1/6 ]
+//         [0  4  0 -5 0 1]       [  0     0    1 ]
+// Y = A^T [ (G g G^T) . (B^T d B) ] A for a 6x6 input tile d and a 3x3 filter g.
+#pragma once
+
+#include <cstdint>
+
+namespace cnnkit::detail {
+
+// One Winograd pass: y[n, i, j, o] = sum over (kh, kw, k) of
+// x[n, i + off_h + kh, j + off_w + kw, k] * filter(kh, kw, k, o), with x zero
+// outside its extent; the filter comes transformed, as u (see winograd_filter).
+struct WinogradPass {
+  int64_t batch = 0, in_h = 0, in_w = 0, in_c = 0;  // x: (batch, in_h, in_w, in_c)
+  int64_t out_h = 0, out_w = 0, out_c = 0;          // y: (batch, out_h, out_w, out_c)
+  int64_t off_h = 0, off_w = 0;
+  // u holds 36 matrices; u[e] is in_c x out_c (row stride out_c) or, when
+  // transposed, out_c x in_c (row stride in_c).
+  bool transposed = false;
+};
+
+#define CNNKIT_DECLARE_WINOGRAD(ns)                                                        \
+  namespace ns {                                                                          \
+  /* u[e] = (G g G^T)[e] for w (3, 3, rows, cols) read as g(kh, kw) = w[kh][kw], or      \
+     w[2 - kh][2 - kw] when `flip`: 36 matrices rows x cols, row stride cols. */           \
+  template <class T>                                                                      \
+  void winograd_filter(const T* w, int64_t rows, int64_t cols, bool flip, T* u);          \
+  template <class T>                                                                      \
+  void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* y);     \
+  }
+CNNKIT_DECLARE_WINOGRAD(baseline)
+CNNKIT_DECLARE_WINOGRAD(avx2)
+CNNKIT_DECLARE_WINOGRAD(avx512)
+#undef CNNKIT_DECLARE_WINOGRAD
+
+}  // namespace cnnkit::detail
+
+#ifdef CNNKIT_ISA_NS
+
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "gemm.hpp"
+#include "parallel.hpp"
+
+namespace cnnkit::detail::CNNKIT_ISA_NS {
+
+namespace {
+
+constexpr int kAlpha = 6;  // input tile side
+constexpr int kTile = 4;   // output tile side
+constexpr int kE = kAlpha * kAlpha;
+
+// r[0..6) = B^T d[0..6), for n channels.
+template <class T>
+inline void input_1d(const T* const* d, T* const* r, int64_t n) {
+  const T *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
+  T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
+  for (int64_t c = 0; c < n; ++c) {
+    const T a1 = d1[c], a2 = d2[c], a3 = d3[c], a4 = d4[c];
+    r0[c] = (T(4) * d0[c] - T(5) * a2) + a4;
+    r1[c] = (a3 + a4) - T(4) * (a1 + a2);
+    r2[c] = (a4 - a3) + T(4) * (a1 - a2);
+    r3[c] = (a4 - a2) + T(2) * (a3 - a1);
+    r4[c] = (a4 - a2) - T(2) * (a3 - a1);
+    r5[c] = (T(4) * a1 - T(5) * a3) + d5[c];
+  }
+}
+
+// r[0..4) = A^T m[0..6), for n channels.
+template <class T>
+inline void output_1d(const T* const* m, T* const* r, int64_t n) {
+  const T *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
+  T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+  for (int64_t c = 0; c < n; ++c) {
+    const T p12 = m1[c] + m2[c], d12 = m1[c] - m2[c];
+    const T p34 = m3[c] + m4[c], d34 = m3[c] - m4[c];
+    r0[c] = (m0[c] + p12) + p34;
+    r1[c] = d12 + T(2) * d34;
+    r2[c] = p12 + T(4) * p34;
+    r3[c] = (d12 + T(8) * d34) + m5[c];
+  }
+}
+
+template <class T>
+std::vector<T>& scratch(int slot, size_t size) {
+  thread_local std::vector<T> buf[3];
+  if (buf[slot].size() < size) buf[slot].resize(size);
+  return buf[slot];
+}
+
+}  // namespace
+
+template <class T>
+void winograd_filter(const T* w, int64_t rows, int64_t cols, bool flip, T* u) {
+  // G's rows as (g0, g1, g2) coefficients, applied along kh then kw.
+  static const double kG[kAlpha][3] = {{1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                       {-1.0 / 6, 1.0 / 6, -1.0 / 6}, {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                       {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  const int64_t plane = rows * cols;
+  const int nt = threads_for(plane * 162, 1 << 16);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    std::vector<T> t(size_t(kAlpha * 3 * cols));  // (G g)[xi][kw] for one row
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      auto g = [&](int kh, int kw) {
+        if (flip) kh = 2 - kh, kw = 2 - kw;
+        return w + (kh * 3 + kw) * plane + r * cols;
+      };
+      for (int xi = 0; xi < kAlpha; ++xi)
+        for (int kw = 0; kw < 3; ++kw) {
+          T* out = t.data() + (xi * 3 + kw) * cols;
+          const T c0 = T(kG[xi][0]), c1 = T(kG[xi][1]), c2 = T(kG[xi][2]);
+          const T *g0 = g(0, kw), *g1 = g(1, kw), *g2 = g(2, kw);
+          for (int64_t c = 0; c < cols; ++c) out[c] = (c0 * g0[c] + c1 * g1[c]) + c2 * g2[c];
+        }
+      for (int xi = 0; xi < kAlpha; ++xi)
+        for (int nu = 0; nu < kAlpha; ++nu) {
+          T* out = u + (xi * kAlpha + nu) * plane + r * cols;
+          const T c0 = T(kG[nu][0]), c1 = T(kG[nu][1]), c2 = T(kG[nu][2]);
+          const T* t0 = t.data() + (xi * 3 + 0) * cols;
+          const T* t1 = t0 + cols;
+          const T* t2 = t1 + cols;
+          for (int64_t c = 0; c < cols; ++c) out[c] = (c0 * t0[c] + c1 * t1[c]) + c2 * t2[c];
+        }
+    }
+  }
+}
+
+template <class T>
+void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* y) {
+  const int64_t tiles_h = (s.out_h + kTile - 1) / kTile, tiles_w = (s.out_w + kTile - 1) / kTile;
+  const int64_t tiles = s.batch * tiles_h * tiles_w;
+  const int64_t k = s.in_c, n = s.out_c;
+  if (tiles == 0 || n == 0) return;
+  // Tiles per block: the block's V and M (36 x tiles x channels each) about
+  // 2 MiB together, so the GEMMs' A and C stay near the core, but at least 96
+  // tiles: gemm_serial packs U[e] again for every block, which with 256
+  // channels and 28-tile blocks cost 15% of the time (one thread, measured).
+  // The count depends only on the channels, never on the batch or the
+  // thread count; the workspace is 96 x 36 x (C_in + C_out) values per thread
+  // at most above 2 MiB (7 MiB of float at 256 channels).
+  const int64_t per_tile = kE * (k + n) * int64_t(sizeof(T));
+  const int64_t block = std::clamp<int64_t>((int64_t(2) << 20) / per_tile, 96, 512);
+  const int64_t blocks = (tiles + block - 1) / block;
+  const int nt = threads_for(tiles * kE * k * n / 4, 1 << 16);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t bi = 0; bi < blocks; ++bi) {
+    const int64_t t0 = bi * block, count = std::min(block, tiles - t0);
+    T* v = scratch<T>(0, size_t(kE * block * k)).data();
+    T* m = scratch<T>(1, size_t(kE * block * n)).data();
+    // Zeros for input rows outside x, the row transform's 36 rows, and a
+    // sink for output rows outside y.
+    T* work = scratch<T>(2, size_t((1 + kE + kTile) * std::max(k, n))).data();
+    T* zeros = work;
+    T* mid = work + std::max(k, n);
+    T* sink = mid + kE * std::max(k, n);
+    std::fill_n(zeros, k, T(0));
+
+    // Input transform: V[e][t] = (B^T d B)[e] for each tile t of the block.
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t tile = t0 + t, img = tile / (tiles_h * tiles_w);
+      const int64_t th = (tile / tiles_w) % tiles_h, tw = tile % tiles_w;
+      const int64_t h0 = th * kTile + s.off_h, w0 = tw * kTile + s.off_w;
+      const T* d[kE];
+      for (int i = 0; i < kAlpha; ++i)
+        for (int j = 0; j < kAlpha; ++j) {
+          const int64_t h = h0 + i, w = w0 + j;
+          d[i * kAlpha + j] = (h >= 0 && h < s.in_h && w >= 0 && w < s.in_w)
+                                  ? x + ((img * s.in_h + h) * s.in_w + w) * k
+                                  : zeros;
+        }
+      // Along the rows of the tile (index j), then along its columns (i).
+      for (int i = 0; i < kAlpha; ++i) {
+        T* r[kAlpha];
+        for (int j = 0; j < kAlpha; ++j) r[j] = mid + (i * kAlpha + j) * k;
+        input_1d(d + i * kAlpha, r, k);
+      }
+      for (int j = 0; j < kAlpha; ++j) {
+        const T* col[kAlpha];
+        T* r[kAlpha];
+        for (int i = 0; i < kAlpha; ++i) {
+          col[i] = mid + (i * kAlpha + j) * k;
+          r[i] = v + ((i * kAlpha + j) * block + t) * k;
+        }
+        input_1d(col, r, k);
+      }
+    }
+
+    // The 36 products, M[e] = V[e] U[e].
+    for (int e = 0; e < kE; ++e) {
+      const T* ue = u + e * k * n;
+      if (s.transposed)
+        gemm_serial(false, true, count, n, k, v + e * block * k, k, ue, k, m + e * block * n, n,
+                    false);
+      else
+        gemm_serial(false, false, count, n, k, v + e * block * k, k, ue, n, m + e * block * n, n,
+                    false);
+    }
+
+    // Output transform: Y = A^T M A, clipped to y, plus the bias.
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t tile = t0 + t, img = tile / (tiles_h * tiles_w);
+      const int64_t th = (tile / tiles_w) % tiles_h, tw = tile % tiles_w;
+      for (int i = 0; i < kAlpha; ++i) {
+        const T* row[kAlpha];
+        T* r[kTile];
+        for (int j = 0; j < kAlpha; ++j) row[j] = m + ((i * kAlpha + j) * block + t) * n;
+        for (int q = 0; q < kTile; ++q) r[q] = mid + (i * kTile + q) * n;
+        output_1d(row, r, n);
+      }
+      for (int q = 0; q < kTile; ++q) {
+        const T* col[kAlpha];
+        T* r[kTile];
+        const int64_t ow = tw * kTile + q;
+        for (int i = 0; i < kAlpha; ++i) col[i] = mid + (i * kTile + q) * n;
+        for (int p = 0; p < kTile; ++p) {
+          const int64_t oh = th * kTile + p;
+          r[p] = (oh < s.out_h && ow < s.out_w) ? y + ((img * s.out_h + oh) * s.out_w + ow) * n
+                                                : sink + p * n;
+        }
+        output_1d(col, r, n);
+        if (b)
+          for (int p = 0; p < kTile; ++p) {
+            T* out = r[p];
+            for (int64_t c = 0; c < n; ++c) out[c] += b[c];
+          }
+      }
+    }
+  }
+}
+
+#define CNNKIT_INSTANTIATE_WINOGRAD(T)                                            \
+  template void winograd_filter<T>(const T*, int64_t, int64_t, bool, T*);         \
+  template void winograd_run<T>(const WinogradPass&, const T*, const T*, const T*, T*);
+CNNKIT_INSTANTIATE_WINOGRAD(float)
+CNNKIT_INSTANTIATE_WINOGRAD(double)
+#undef CNNKIT_INSTANTIATE_WINOGRAD
+
+}  // namespace cnnkit::detail::CNNKIT_ISA_NS
+
+#endif  // CNNKIT_ISA_NS
