@@ -1,0 +1,308 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Pixel loops of cnnkit.image and cnnkit.augment (Cython, fused uint8/float32).
+
+Every kernel writes into a caller-allocated output batch ``(N, H, W, C)`` and
+runs without the GIL, parallel over output rows of the whole batch (prange over
+``N * H``), so a single image uses every thread too. Each output pixel depends
+only on its own parameters, so results do not depend on the thread count.
+Arguments are validated by the Python callers (cnnkit.image, cnnkit.augment);
+the kernels trust shapes and index tables.
+
+uint8 results are rounded half up and saturated to [0, 255]; float32 results
+are neither rounded nor clipped. Geometry uses pixel centres at ``i + 0.5``:
+pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``.
+"""
+
+from cython.parallel cimport prange
+from libc.math cimport floor, fmod
+
+ctypedef fused pixel:
+    unsigned char
+    float
+
+# Border modes and interpolations as the Python callers number them.
+cdef enum:
+    BORDER_CONSTANT = 0
+    BORDER_REFLECT = 1
+    BORDER_REPLICATE = 2
+    INTERP_NEAREST = 0
+    INTERP_BILINEAR = 1
+
+
+cdef inline void _store(pixel* out, double value) noexcept nogil:
+    if pixel is float:
+        out[0] = <float>value
+    else:
+        if value <= 0.0:
+            out[0] = 0
+        elif value >= 255.0:
+            out[0] = 255
+        else:
+            out[0] = <unsigned char>(value + 0.5)
+
+
+cdef inline Py_ssize_t _border(Py_ssize_t i, Py_ssize_t n, int mode) noexcept nogil:
+    """Index ``i`` resolved inside ``[0, n)``; -1 means "use the fill value"."""
+    cdef Py_ssize_t period
+    if 0 <= i < n:
+        return i
+    if mode == BORDER_CONSTANT:
+        return -1
+    if mode == BORDER_REPLICATE:
+        return 0 if i < 0 else n - 1
+    # reflect without repeating the edge pixel (numpy's "reflect", OpenCV's REFLECT_101)
+    if n == 1:
+        return 0
+    period = 2 * n - 2
+    i = i % period
+    if i < 0:
+        i += period
+    if i >= n:
+        i = period - i
+    return i
+
+
+def resample(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst,
+             const Py_ssize_t[:, :, ::1] row_index, const float[:, :, ::1] row_weight,
+             const Py_ssize_t[:, :, ::1] col_index, const float[:, :, ::1] col_weight,
+             int threads):
+    """``dst[n, i, j] = sum_a sum_b rw[n', i, a] cw[n', j, b] src[n, ri[n', i, a], ci[n', j, b]]``.
+
+    The tap tables are per image (``n' = n``) or shared (their first axis of
+    length 1); resize, crop-and-resize and nearest/bilinear/area all reduce to
+    this. Indices are absolute in ``src``, so a crop is only an index offset.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3], ky = row_index.shape[2], kx = col_index.shape[2]
+    cdef bint shared_rows = row_index.shape[0] == 1, shared_cols = col_index.shape[0] == 1
+    cdef Py_ssize_t task, n, i, j, c, a, b, tr, tc, r
+    cdef double acc, wr
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // out_h
+        i = task % out_h
+        tr = 0 if shared_rows else n
+        tc = 0 if shared_cols else n
+        for j in range(out_w):
+            for c in range(chans):
+                acc = 0.0
+                for a in range(ky):
+                    wr = row_weight[tr, i, a]
+                    if wr == 0.0:
+                        continue
+                    r = row_index[tr, i, a]
+                    for b in range(kx):
+                        acc = acc + wr * col_weight[tc, j, b] * src[n, r, col_index[tc, j, b], c]
+                _store(&dst[n, i, j, c], acc)
+
+
+cdef inline double _sample(const pixel[:, :, :, :] src, Py_ssize_t n, Py_ssize_t c,
+                           double x, double y, int interp, int border,
+                           double fill) noexcept nogil:
+    """The value of image ``n``, channel ``c`` at the continuous point ``(x, y)``."""
+    cdef Py_ssize_t h = src.shape[1], w = src.shape[2]
+    cdef Py_ssize_t x0, y0, xa, xb, ya, yb
+    cdef double fx, fy, v00, v01, v10, v11
+    if interp == INTERP_NEAREST:
+        xa = _border(<Py_ssize_t>floor(x), w, border)
+        ya = _border(<Py_ssize_t>floor(y), h, border)
+        if xa < 0 or ya < 0:
+            return fill
+        return src[n, ya, xa, c]
+    x = x - 0.5
+    y = y - 0.5
+    x0 = <Py_ssize_t>floor(x)
+    y0 = <Py_ssize_t>floor(y)
+    fx = x - x0
+    fy = y - y0
+    xa = _border(x0, w, border)
+    xb = _border(x0 + 1, w, border)
+    ya = _border(y0, h, border)
+    yb = _border(y0 + 1, h, border)
+    v00 = fill if (xa < 0 or ya < 0) else src[n, ya, xa, c]
+    v01 = fill if (xb < 0 or ya < 0) else src[n, ya, xb, c]
+    v10 = fill if (xa < 0 or yb < 0) else src[n, yb, xa, c]
+    v11 = fill if (xb < 0 or yb < 0) else src[n, yb, xb, c]
+    return (v00 * (1.0 - fx) + v01 * fx) * (1.0 - fy) + (v10 * (1.0 - fx) + v11 * fx) * fy
+
+
+def warp_affine(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst,
+                const double[:, :, ::1] inverse, int interp, int border, double fill,
+                int threads):
+    """``dst[n]`` at point ``p`` is ``src[n]`` sampled at ``inverse[n'] @ (p, 1)``.
+
+    ``inverse`` is ``(N or 1, 2, 3)``: the map from output to input points.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3]
+    cdef bint shared = inverse.shape[0] == 1
+    cdef Py_ssize_t task, n, i, j, c, m
+    cdef double u, v, x, y
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // out_h
+        i = task % out_h
+        m = 0 if shared else n
+        v = i + 0.5
+        for j in range(out_w):
+            u = j + 0.5
+            x = inverse[m, 0, 0] * u + inverse[m, 0, 1] * v + inverse[m, 0, 2]
+            y = inverse[m, 1, 0] * u + inverse[m, 1, 1] * v + inverse[m, 1, 2]
+            for c in range(chans):
+                _store(&dst[n, i, j, c], _sample(src, n, c, x, y, interp, border, fill))
+
+
+def remap(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst,
+          const float[:, :, ::1] dx, const float[:, :, ::1] dy,
+          int interp, int border, double fill, int threads):
+    """``dst[n, i, j]`` is ``src[n]`` sampled at ``(j + 0.5 + dx[n, i, j], i + 0.5 + dy[n, i, j])``."""
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3]
+    cdef Py_ssize_t task, n, i, j, c
+    cdef double x, y
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // out_h
+        i = task % out_h
+        for j in range(out_w):
+            x = j + 0.5 + dx[n, i, j]
+            y = i + 0.5 + dy[n, i, j]
+            for c in range(chans):
+                _store(&dst[n, i, j, c], _sample(src, n, c, x, y, interp, border, fill))
+
+
+def flip(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst, bint horizontal, bint vertical,
+         int threads):
+    """``dst`` is ``src`` mirrored left-right and/or upside down."""
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3]
+    cdef Py_ssize_t task, n, i, j, c, si, sj
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        si = h - 1 - i if vertical else i
+        for j in range(w):
+            sj = w - 1 - j if horizontal else j
+            for c in range(chans):
+                dst[n, i, j, c] = src[n, si, sj, c]
+
+
+def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] tmp,
+                  const double[::1] taps, int threads):
+    """Separable blur of ``(N, H, W)`` fields with the odd kernel ``taps``, reflect border.
+
+    ``tmp`` is ``(N * H, W)`` scratch for the row pass.
+    """
+    cdef Py_ssize_t n_img = src.shape[0], h = src.shape[1], w = src.shape[2]
+    cdef Py_ssize_t k = taps.shape[0], half = taps.shape[0] // 2
+    cdef Py_ssize_t task, n, i, j, t
+    cdef double acc
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        for j in range(w):
+            acc = 0.0
+            for t in range(k):
+                acc = acc + taps[t] * src[n, i, _border(j + t - half, w, BORDER_REFLECT)]
+            tmp[task, j] = <float>acc
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        for j in range(w):
+            acc = 0.0
+            for t in range(k):
+                acc = acc + taps[t] * tmp[n * h + _border(i + t - half, h, BORDER_REFLECT), j]
+            dst[n, i, j] = <float>acc
+
+
+def colour_affine(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst,
+                  const float[:, ::1] scale, const float[:, ::1] offset, int threads):
+    """``dst[n, ..., c] = src[n, ..., c] * scale[n, c] + offset[n, c]`` (saturating for uint8).
+
+    Brightness/contrast, RGB shift and PCA colour all are this map with
+    different per-image, per-channel coefficients.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3]
+    cdef Py_ssize_t task, n, i, j, c
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        for j in range(w):
+            for c in range(chans):
+                _store(&dst[n, i, j, c], <double>src[n, i, j, c] * scale[n, c] + offset[n, c])
+
+
+def add_noise(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst, const float[:, :, :, ::1] noise,
+              int threads):
+    """``dst = src + noise`` (saturating for uint8)."""
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3]
+    cdef Py_ssize_t task, n, i, j, c
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        for j in range(w):
+            for c in range(chans):
+                _store(&dst[n, i, j, c], <double>src[n, i, j, c] + noise[n, i, j, c])
+
+
+def hsv_shift(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst, const double[::1] hue,
+              const double[::1] saturation, const double[::1] value, double max_value,
+              int threads):
+    """Shift hue (degrees, wrapping), saturation and value (clipped to [0, 1]) of RGB images.
+
+    Saturation and value shifts are in units of the full scale (1.0 is
+    ``max_value``); they are applied in HSV with hue in [0, 360).
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t task, n, i, j
+    cdef double r, g, b, mx, mn, d, hh, s, v, f, p, q, t
+    cdef int sector
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        for j in range(w):
+            r = src[n, i, j, 0] / max_value
+            g = src[n, i, j, 1] / max_value
+            b = src[n, i, j, 2] / max_value
+            mx = r if r > g else g
+            mx = mx if mx > b else b
+            mn = r if r < g else g
+            mn = mn if mn < b else b
+            d = mx - mn
+            if d <= 0.0:
+                hh = 0.0
+            elif mx == r:
+                hh = 60.0 * fmod((g - b) / d + 6.0, 6.0)
+            elif mx == g:
+                hh = 60.0 * ((b - r) / d + 2.0)
+            else:
+                hh = 60.0 * ((r - g) / d + 4.0)
+            s = d / mx if mx > 0.0 else 0.0
+            v = mx
+            hh = fmod(hh + hue[n], 360.0)
+            if hh < 0.0:
+                hh = hh + 360.0
+            s = s + saturation[n]
+            s = 0.0 if s < 0.0 else (1.0 if s > 1.0 else s)
+            v = v + value[n]
+            v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
+            hh = hh / 60.0
+            sector = <int>floor(hh)
+            f = hh - sector
+            p = v * (1.0 - s)
+            q = v * (1.0 - s * f)
+            t = v * (1.0 - s * (1.0 - f))
+            if sector == 0:
+                r = v; g = t; b = p
+            elif sector == 1:
+                r = q; g = v; b = p
+            elif sector == 2:
+                r = p; g = v; b = t
+            elif sector == 3:
+                r = p; g = q; b = v
+            elif sector == 4:
+                r = t; g = p; b = v
+            else:
+                r = v; g = p; b = q
+            _store(&dst[n, i, j, 0], r * max_value)
+            _store(&dst[n, i, j, 1], g * max_value)
+            _store(&dst[n, i, j, 2], b * max_value)
