@@ -63,8 +63,8 @@ cdef inline Py_ssize_t _border(Py_ssize_t i, Py_ssize_t n, int mode) noexcept no
 
 
 def resample(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst,
-             const Py_ssize_t[:, :, ::1] row_index, const float[:, :, ::1] row_weight,
-             const Py_ssize_t[:, :, ::1] col_index, const float[:, :, ::1] col_weight,
+             const Py_ssize_t[:, :, ::1] row_index, const double[:, :, ::1] row_weight,
+             const Py_ssize_t[:, :, ::1] col_index, const double[:, :, ::1] col_weight,
              int threads):
     """``dst[n, i, j] = sum_a sum_b rw[n', i, a] cw[n', j, b] src[n, ri[n', i, a], ci[n', j, b]]``.
 

@@ -153,13 +153,13 @@ def _taps(start: float, length: float, n_in: int, n_out: int, mode: str):
     hi_edge = min(int(np.ceil(start + length)), n_in) - 1
     if mode == "nearest":
         index = np.clip(np.floor(centres), lo_edge, hi_edge).astype(np.intp)[:, None]
-        return index, np.ones_like(index, np.float32)
+        return index, np.ones(index.shape)
     if mode == "bilinear":
         pos = np.clip(centres - 0.5, lo_edge, hi_edge)
         low = np.floor(pos).astype(np.intp)
         high = np.minimum(low + 1, hi_edge)
         frac = pos - low
-        return np.stack([low, high], 1), np.stack([1 - frac, frac], 1).astype(np.float32)
+        return np.stack([low, high], 1), np.stack([1 - frac, frac], 1)
     # area: output pixel k averages the input over [start + k * scale, start + (k + 1) * scale)
     left = start + np.arange(n_out) * scale
     first = np.floor(left).astype(np.intp)
@@ -169,7 +169,7 @@ def _taps(start: float, length: float, n_in: int, n_out: int, mode: str):
     weight = np.clip(overlap, 0, None) / scale
     index = np.clip(index, 0, n_in - 1)
     weight[index != first[:, None] + np.arange(width)] = 0
-    return index, weight.astype(np.float32)
+    return index, weight
 
 
 def _resample(x: np.ndarray, out_h: int, out_w: int, rows: list, cols: list) -> np.ndarray:
@@ -178,7 +178,7 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: list, cols: list) -> 
     def stack(tables: list) -> tuple[np.ndarray, np.ndarray]:
         k = max(t[0].shape[1] for t in tables)
         index = np.zeros((len(tables), tables[0][0].shape[0], k), np.intp)
-        weight = np.zeros(index.shape, np.float32)
+        weight = np.zeros(index.shape)
         for n, (i, w) in enumerate(tables):
             index[n, :, : i.shape[1]] = i
             weight[n, :, : w.shape[1]] = w
@@ -295,8 +295,10 @@ def resized_crop(
 
     ``windows`` is ``(N, 4)`` ``(top, left, height, width)`` (or one row for a
     single image), each inside its image. The result equals
-    ``resize(crop(image, *window), size)``; the map of image ``n`` is
-    ``resize_matrix((height, width), size) @ crop_matrix(top, left)``.
+    ``resize(crop(image, *window), size)`` (up to the last bit of float32 and
+    rounding at a uint8 half-way value: the weights are computed at an
+    offset); the map of image ``n`` is ``resize_matrix((height, width), size)``
+    composed with ``crop_matrix(top, left)``.
     """
     fn = "resized_crop"
     x, single = as_images(images, fn)
@@ -357,7 +359,11 @@ def pad(
 
 
 def _flip(images: Any, horizontal: bool, fn: str) -> np.ndarray:
-    x, single = as_images(images, fn)
+    x = np.asarray(images)
+    if x.dtype not in _NATIVE_DTYPES and x.ndim in (3, 4):
+        # a flip is a pure copy: other dtypes (float64 masks, labels) take NumPy's
+        return np.ascontiguousarray(x[..., :, ::-1, :] if horizontal else x[..., ::-1, :, :])
+    x, single = as_images(x, fn)
     out = np.empty(x.shape, x.dtype)
     if out.size:
         _augment.flip(x, out, horizontal, not horizontal, native_threads(out.size))
@@ -365,12 +371,12 @@ def _flip(images: Any, horizontal: bool, fn: str) -> np.ndarray:
 
 
 def hflip(images: Any) -> np.ndarray:
-    """Mirror left-right (a new contiguous array)."""
+    """Mirror left-right (a new contiguous array; native for uint8 and float32, any dtype)."""
     return _flip(images, True, "hflip")
 
 
 def vflip(images: Any) -> np.ndarray:
-    """Mirror upside down (a new contiguous array)."""
+    """Mirror upside down (a new contiguous array; native for uint8 and float32, any dtype)."""
     return _flip(images, False, "vflip")
 
 
