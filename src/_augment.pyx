@@ -13,7 +13,7 @@ are neither rounded nor clipped. Geometry uses pixel centres at ``i + 0.5``:
 pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport floor, fmod
 
 ctypedef fused pixel:
@@ -185,31 +185,49 @@ def flip(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst, bint horizontal, 
 
 
 def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] tmp,
-                  const double[::1] taps, int threads):
+                  float[:, ::1] scratch, const float[::1] taps, int threads):
     """Separable blur of ``(N, H, W)`` fields with the odd kernel ``taps``, reflect border.
 
-    ``tmp`` is ``(N * H, W)`` scratch for the row pass.
+    ``tmp`` is ``(N * H, W)`` for the row pass, ``scratch`` ``(threads, 2 W + len(taps))``
+    per-thread rows. The loops run over the output columns innermost (one tap
+    at a time) so the compiler vectorises them; the row pass reads a
+    reflect-padded copy of the row for that.
     """
     cdef Py_ssize_t n_img = src.shape[0], h = src.shape[1], w = src.shape[2]
     cdef Py_ssize_t k = taps.shape[0], half = taps.shape[0] // 2
-    cdef Py_ssize_t task, n, i, j, t
-    cdef double acc
+    cdef Py_ssize_t task, n, i, j, t, r, tid
+    cdef float tap
+    cdef float* padded
+    cdef float* acc
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
+        tid = threadid()
+        acc = &scratch[tid, 0]
+        padded = &scratch[tid, w]
+        for j in range(w + k - 1):
+            padded[j] = src[n, i, _border(j - half, w, BORDER_REFLECT)]
         for j in range(w):
-            acc = 0.0
-            for t in range(k):
-                acc = acc + taps[t] * src[n, i, _border(j + t - half, w, BORDER_REFLECT)]
-            tmp[task, j] = <float>acc
+            acc[j] = 0
+        for t in range(k):
+            tap = taps[t]
+            for j in range(w):
+                acc[j] = acc[j] + tap * padded[j + t]
+        for j in range(w):
+            tmp[task, j] = acc[j]
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
+        acc = &scratch[threadid(), 0]
         for j in range(w):
-            acc = 0.0
-            for t in range(k):
-                acc = acc + taps[t] * tmp[n * h + _border(i + t - half, h, BORDER_REFLECT), j]
-            dst[n, i, j] = <float>acc
+            acc[j] = 0
+        for t in range(k):
+            tap = taps[t]
+            r = n * h + _border(i + t - half, h, BORDER_REFLECT)
+            for j in range(w):
+                acc[j] = acc[j] + tap * tmp[r, j]
+        for j in range(w):
+            dst[n, i, j] = acc[j]
 
 
 def colour_affine(const pixel[:, :, :, :] src, pixel[:, :, :, ::1] dst,

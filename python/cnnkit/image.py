@@ -47,6 +47,7 @@ __all__ = [
     "hflip_boxes",
     "hflip_points",
     "pad",
+    "remap",
     "resize",
     "resize_matrix",
     "resized_crop",
@@ -629,3 +630,41 @@ def crop_boxes(
     ``min_visibility`` and the result as in :func:`affine_boxes`.
     """
     return affine_boxes(boxes, crop_matrix(top, left), (height, width), min_visibility)
+
+
+def remap(
+    images: Any,
+    dx: Any,
+    dy: Any,
+    interpolation: str = "bilinear",
+    border_mode: str = "constant",
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Sample each output pixel ``(i, j)`` at the input point ``(j + 0.5 + dx, i + 0.5 + dy)``.
+
+    ``dx`` and ``dy`` are displacement fields ``(H, W)`` (or ``(N, H, W)`` for a
+    batch), in pixels; the output has the input's size. The elastic
+    distortion of :mod:`cnnkit.augment` is a remap by smoothed random fields.
+    """
+    fn = "remap"
+    x, single = as_images(images, fn)
+    interp = _choice(interpolation, INTERPOLATIONS[:2], fn, "interpolation")
+    mode = _choice(border_mode, BORDER_MODES, fn, "border_mode")
+    fields = []
+    for name, field in (("dx", dx), ("dy", dy)):
+        f = np.asarray(field, dtype=np.float32)
+        if f.shape == x.shape[1:3]:
+            f = np.broadcast_to(f, x.shape[:3])
+        if f.shape != x.shape[:3]:
+            raise ValueError(
+                f"{fn}(): {name} must have shape {x.shape[1:3]} or {x.shape[:3]}, got {f.shape}"
+            )
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"{fn}(): {name} must be finite")
+        fields.append(np.ascontiguousarray(f))
+    if (x.shape[1] == 0 or x.shape[2] == 0) and x.size:
+        raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        _augment.remap(x, out, *fields, interp, mode, float(fill), native_threads(out.size))
+    return _out(out, single)

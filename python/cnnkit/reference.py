@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "add_noise",
     "avg_pool",
     "avg_pool_backward",
     "batched_nms",
@@ -24,16 +25,19 @@ __all__ = [
     "box_convert",
     "box_iou",
     "clip_boxes",
+    "colour_affine",
     "complete_box_iou",
     "conv",
     "conv_backward",
     "distance_box_iou",
+    "gaussian_blur",
     "generalized_box_iou",
     "global_avg_pool",
     "global_max_pool",
     "gram",
     "gram_backward",
     "hflip",
+    "hsv_shift",
     "kmeans_anchors",
     "matmul",
     "max_pool",
@@ -761,3 +765,66 @@ def hflip(images: ArrayLike) -> np.ndarray:
 
 def vflip(images: ArrayLike) -> np.ndarray:
     return np.asarray(images)[:, ::-1].copy()
+
+
+def colour_affine(images: ArrayLike, scale: ArrayLike, offset: ArrayLike) -> np.ndarray:
+    """``images * scale + offset`` with ``scale`` and ``offset`` ``(N, C)``."""
+    x = np.asarray(images)
+    s = np.asarray(scale, dtype=np.float64)[:, None, None, :]
+    o = np.asarray(offset, dtype=np.float64)[:, None, None, :]
+    return _store(x.astype(np.float64) * s + o, x.dtype)
+
+
+def add_noise(images: ArrayLike, noise: ArrayLike) -> np.ndarray:
+    x = np.asarray(images)
+    return _store(x.astype(np.float64) + np.asarray(noise, dtype=np.float64), x.dtype)
+
+
+def hsv_shift(
+    images: ArrayLike, hue: ArrayLike, saturation: ArrayLike, value: ArrayLike
+) -> np.ndarray:
+    """Per image: hue + ``hue`` degrees (wrapping), saturation and value + shifts, clipped."""
+    x = np.asarray(images)
+    top = 255.0 if x.dtype == np.uint8 else 1.0
+    rgb = x.astype(np.float64) / top
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    d = mx - mn
+    safe = np.where(d > 0, d, 1)
+    h = np.select(
+        [d <= 0, mx == r, mx == g],
+        [0.0, 60 * np.mod((g - b) / safe + 6, 6), 60 * ((b - r) / safe + 2)],
+        60 * ((r - g) / safe + 4),
+    )
+    s = np.where(mx > 0, d / np.where(mx > 0, mx, 1), 0)
+    shape = (-1, 1, 1)
+    h = np.mod(np.mod(h + np.reshape(hue, shape), 360) + 360, 360)
+    s = np.clip(s + np.reshape(saturation, shape), 0, 1)
+    v = np.clip(mx + np.reshape(value, shape), 0, 1)
+    h6 = h / 60
+    sector = np.floor(h6).astype(int)
+    f = h6 - sector
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = np.zeros_like(rgb)
+    for k, channels in enumerate(table):
+        mask = np.minimum(sector, 5) == k
+        for c in range(3):
+            out[..., c] = np.where(mask, channels[c], out[..., c])
+    return _store(out * top, x.dtype)
+
+
+def gaussian_blur(fields: ArrayLike, taps: ArrayLike) -> np.ndarray:
+    """``(N, H, W)`` fields convolved with the odd ``taps`` along both axes, reflect border."""
+    f = np.asarray(fields, dtype=np.float64)
+    k = np.asarray(taps, dtype=np.float64)
+    half = len(k) // 2
+
+    def along(a: np.ndarray, axis: int) -> np.ndarray:
+        n = a.shape[axis]
+        index = _border_index(np.arange(-half, n + half), n, "reflect")
+        padded = np.take(a, index, axis=axis)
+        windows = sliding_window_view(padded, len(k), axis=axis)
+        return windows @ k
+
+    return along(along(f, 2), 1).astype(np.float32)
