@@ -105,7 +105,7 @@ def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0
 
 def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
     """The normalised 1-D Gaussian of ``sigma`` cut at ``truncate`` sigmas (scipy's default)."""
-    if sigma <= 0:
+    if sigma < 0.05:  # the neighbours' weight, exp(-200) or less, is 0 in float32
         return np.ones(1, np.float32)
     radius = max(1, math.ceil(truncate * sigma))
     t = np.arange(-radius, radius + 1, dtype=np.float64)

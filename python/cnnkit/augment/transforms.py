@@ -129,7 +129,7 @@ class _Targets:
     """The images and their targets as a batch while a pipeline runs."""
 
     def __init__(self, image, boxes, keypoints, labels, min_visibility, fn):
-        self.images, self.single = im.as_images(image, fn, "image")
+        self.images, self.single = im.as_images(image, fn.rstrip("()"), "image")
         n = len(self.images)
         self.min_visibility = _number(min_visibility, fn, "min_visibility", 0.0)
         if self.min_visibility > 1:
@@ -164,6 +164,41 @@ class _Targets:
         if not isinstance(value, (list, tuple)) or len(value) != n:
             raise ValueError(f"{fn}: {name} for a batch of {n} must be a list of {n} entries")
         return list(value)
+
+    def subset(self, index: np.ndarray) -> _Targets:
+        """The images ``index`` and their targets as a batch of their own."""
+        sub = object.__new__(_Targets)
+        sub.images, sub.single, sub.points_array = self.images[index], False, False
+        sub.min_visibility = self.min_visibility
+        for name in ("boxes", "labels", "keypoints"):
+            value = getattr(self, name)
+            setattr(sub, name, None if value is None else [value[i] for i in index])
+        return sub
+
+    def merge(self, parts: list[tuple[np.ndarray, _Targets]], fn: str) -> None:
+        """Write back subsets (see :meth:`subset`) that were distorted apart."""
+        covered = sum(len(index) for index, _ in parts)
+        shapes = {(sub.images.shape[1:], sub.images.dtype) for _, sub in parts}
+        if covered < self.n:
+            shapes.add((self.images.shape[1:], self.images.dtype))
+        if len(shapes) > 1:
+            raise ValueError(
+                f"{fn}: in a batch, the images must keep one size and dtype whichever transform "
+                f"each image gets, got {sorted(str(s) for s in shapes)}"
+            )
+        shape, dtype = shapes.pop()
+        if shape == self.images.shape[1:] and dtype == self.images.dtype:
+            images = self.images.copy()
+        else:
+            images = np.empty((self.n, *shape), dtype)
+        for index, sub in parts:
+            images[index] = sub.images
+            for name in ("boxes", "labels", "keypoints"):
+                mine, theirs = getattr(self, name), getattr(sub, name)
+                if mine is not None:
+                    for k, i in enumerate(index):
+                        mine[i] = theirs[k]
+        self.images = images
 
     @property
     def n(self) -> int:
@@ -913,15 +948,24 @@ class OneOf(Transform):
                 chosen[i] = -1 if recorded[i] is None else recorded[i][0]
             elif force or rngs[i].random() < self.p:
                 chosen[i] = rngs[i].choice(len(self.transforms), p=self.weights)
+        # Each pick runs on its own sub-batch (its output size may differ from the
+        # input's); the parts are merged back when they agree in size.
         records: list = [None] * data.n
+        parts = []
         for k, t in enumerate(self.transforms):
-            on = chosen == k
-            if not on.any():
+            index = np.flatnonzero(chosen == k)
+            if not len(index):
                 continue
-            sub = None if recorded is None else [r[1] if r is not None else None for r in recorded]
-            got = t._run(data, rngs, on, sub, force=True)
-            for i in np.flatnonzero(on):
-                records[i] = (k, got[i])
+            sub = data.subset(index)
+            sub_records = None if recorded is None else [recorded[i][1] for i in index]
+            got = t._run(
+                sub, [rngs[i] for i in index], np.ones(len(index), bool), sub_records, force=True
+            )
+            parts.append((index, sub))
+            for j, i in enumerate(index):
+                records[i] = (int(k), got[j])
+        if parts:
+            data.merge(parts, self._name())
         return records
 
 
