@@ -43,11 +43,14 @@ def set_num_threads(n: int) -> None:
 
 
 _SUBMODULES = {
+    "augment",
     "autograd",
     "callbacks",
     "cli",
+    "data",
     "datasets",
     "detection",
+    "image",
     "initializers",
     "io",
     "layers",
