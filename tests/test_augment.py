@@ -403,3 +403,21 @@ def test_empty_batch_gives_empty_batch():
 def test_rejections(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@given(batches(), st.integers(0, 1000))
+def test_gaussian_noise_is_the_table_lookup_added(x, seed):
+    std, mean = np.linspace(0.5, 40, len(x)), np.linspace(-3, 3, len(x))
+    got = A.functional.add_gaussian_noise(x, std, mean, np.random.default_rng(seed))
+    index = np.frombuffer(np.random.default_rng(seed).bytes(2 * x.size), np.uint16)
+    table = A.functional.normal_table()[index.reshape(x.shape)].astype(np.float64)
+    noise = mean[:, None, None, None] + std[:, None, None, None] * table
+    assert_close(got, ref.add_noise(x, noise))
+
+
+def test_gaussian_noise_statistics():
+    table = A.functional.normal_table()
+    assert abs(table.mean()) < 1e-6 and abs(table.std() - 1) < 1e-3
+    x = np.full((1, 200, 200, 3), 0.5, np.float32)
+    noisy = A.functional.add_gaussian_noise(x, 0.1, 0.0, np.random.default_rng(0)) - 0.5
+    assert abs(noisy.mean()) < 2e-3 and abs(noisy.std() - 0.1) < 2e-3

@@ -189,7 +189,7 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: list, cols: list) -> 
     if out.size:
         ri, rw = stack(rows)
         ci, cw = stack(cols)
-        _augment.resample(x, out, ri, rw, ci, cw, native_threads(out.size))
+        _augment.resample(np.ascontiguousarray(x), out, ri, rw, ci, cw, native_threads(out.size))
     return out
 
 
@@ -352,7 +352,9 @@ def pad(
     inverse = crop_matrix(top, left)[None]
     out = np.empty((x.shape[0], *size, x.shape[3]), x.dtype)
     if out.size:
-        _augment.warp_affine(x, out, inverse, 0, mode, float(fill), native_threads(out.size))
+        _augment.warp_affine(
+            np.ascontiguousarray(x), out, inverse, 0, mode, float(fill), native_threads(out.size)
+        )
     return _out(out, single)
 
 
@@ -367,7 +369,9 @@ def _flip(images: Any, horizontal: bool, fn: str) -> np.ndarray:
     x, single = as_images(x, fn)
     out = np.empty(x.shape, x.dtype)
     if out.size:
-        _augment.flip(x, out, horizontal, not horizontal, native_threads(out.size))
+        _augment.flip(
+            np.ascontiguousarray(x), out, horizontal, not horizontal, native_threads(out.size)
+        )
     return _out(out, single)
 
 
@@ -563,7 +567,15 @@ def warp_affine(
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), x.dtype)
     if out.size:
         inverse = np.ascontiguousarray(inverse, dtype=np.float64)
-        _augment.warp_affine(x, out, inverse, interp, mode, float(fill), native_threads(out.size))
+        _augment.warp_affine(
+            np.ascontiguousarray(x),
+            out,
+            inverse,
+            interp,
+            mode,
+            float(fill),
+            native_threads(out.size),
+        )
     return _out(out, single)
 
 
@@ -666,5 +678,13 @@ def remap(
         raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
     out = np.empty(x.shape, x.dtype)
     if out.size:
-        _augment.remap(x, out, *fields, interp, mode, float(fill), native_threads(out.size))
+        _augment.remap(
+            np.ascontiguousarray(x),
+            out,
+            *fields,
+            interp,
+            mode,
+            float(fill),
+            native_threads(out.size),
+        )
     return _out(out, single)

@@ -882,13 +882,11 @@ class GaussNoise(Transform):
     def apply(self, data, index, params):
         x = data.images[index]
         top = F.full_scale(x.dtype)
-        noise = np.empty(x.shape, np.float32)
+        out = np.empty(x.shape, x.dtype)
         for k, p in enumerate(params):
             rng = np.random.default_rng(p["noise_seed"])
-            rng.standard_normal(out=noise[k], dtype=np.float32)
-            noise[k] *= np.float32(p["std"] * top)
-            noise[k] += np.float32(p["mean"] * top)
-        data.set_images(index, F.add_noise(x, noise), self._name())
+            out[k] = F.add_gaussian_noise(x[k], p["std"] * top, p["mean"] * top, rng)
+        data.set_images(index, out, self._name())
 
 
 # -- pipelines ---------------------------------------------------------------------------
