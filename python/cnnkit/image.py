@@ -189,7 +189,9 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: list, cols: list) -> 
     if out.size:
         ri, rw = stack(rows)
         ci, cw = stack(cols)
-        _augment.resample(np.ascontiguousarray(x), out, ri, rw, ci, cw, native_threads(out.size))
+        threads = native_threads(out.size)
+        scratch = np.empty((threads, x.shape[3]))
+        _augment.resample(np.ascontiguousarray(x), out, ri, rw, ci, cw, scratch, threads)
     return out
 
 

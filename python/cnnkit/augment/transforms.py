@@ -200,6 +200,10 @@ class _Targets:
                         mine[i] = theirs[k]
         self.images = images
 
+    def take(self, index: list[int]) -> np.ndarray:
+        """The images ``index`` (the batch itself, uncopied, when that is all of them)."""
+        return self.images if len(index) == self.n else self.images[index]
+
     @property
     def n(self) -> int:
         return len(self.images)
@@ -360,7 +364,7 @@ class _Affine(Transform):
     def apply(self, data, index, params):
         shape = data.shape
         size = self.out_size(shape)
-        data.set_images(index, self.images(data.images[index], params, shape), self._name())
+        data.set_images(index, self.images(data.take(index), params, shape), self._name())
         order = None
         if self.flip_order is not None and data.keypoints is not None:
             order = [
@@ -651,7 +655,7 @@ class ElasticTransform(Transform):
         fields = [self._fields(p, shape) for p in params]
         dx = np.stack([f[0] for f in fields])
         dy = np.stack([f[1] for f in fields])
-        x = data.images[index]
+        x = data.take(index)
         out = im.remap(x, dx, dy, self.interpolation, self.border_mode, self.fill)
         data.set_images(index, out, self._name())
         h, w = shape
@@ -699,7 +703,7 @@ class _ColourAffine(Transform):
         raise NotImplementedError
 
     def apply(self, data, index, params):
-        x = data.images[index]
+        x = data.take(index)
         pairs = [self.coefficients(p, x[k]) for k, p in enumerate(params)]
         c = x.shape[3]
         scale = np.stack([np.broadcast_to(np.asarray(s, np.float64), (c,)) for s, _ in pairs])
@@ -849,7 +853,7 @@ class HueSaturationValue(Transform):
         }
 
     def apply(self, data, index, params):
-        x = data.images[index]
+        x = data.take(index)
         if x.shape[3] != 3:
             raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[3]}")
         hue = [p["hue"] for p in params]
@@ -880,7 +884,7 @@ class GaussNoise(Transform):
         }
 
     def apply(self, data, index, params):
-        x = data.images[index]
+        x = data.take(index)
         top = F.full_scale(x.dtype)
         out = np.empty(x.shape, x.dtype)
         for k, p in enumerate(params):
