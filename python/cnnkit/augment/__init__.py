@@ -17,6 +17,14 @@ from .functional import (
     gaussian_blur,
     hsv_shift,
 )
+from .test_time import (
+    Ensemble,
+    five_crop,
+    flip_tta,
+    predict_tta,
+    ten_crop,
+    weighted_boxes_fusion,
+)
 from .transforms import (
     Affine,
     CenterCrop,
@@ -46,6 +54,7 @@ __all__ = [
     "CenterCrop",
     "Compose",
     "ElasticTransform",
+    "Ensemble",
     "FancyPCA",
     "GaussNoise",
     "HorizontalFlip",
@@ -67,7 +76,12 @@ __all__ = [
     "colour_affine",
     "elastic_fields",
     "fit_pca_colour",
+    "five_crop",
+    "flip_tta",
     "gaussian_blur",
     "hsv_shift",
     "image_seeds",
+    "predict_tta",
+    "ten_crop",
+    "weighted_boxes_fusion",
 ]
