@@ -83,48 +83,48 @@ cdef inline Py_ssize_t _border(Py_ssize_t i, Py_ssize_t n, int mode) noexcept no
 def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
              const Py_ssize_t[:, :, ::1] row_index, const double[:, :, ::1] row_weight,
              const Py_ssize_t[:, :, ::1] col_index, const double[:, :, ::1] col_weight,
-             double[:, ::1] scratch, int threads):
-    """``dst[n, i, j] = sum_a sum_b rw[n', i, a] cw[n', j, b] src[n, ri[n', i, a], ci[n', j, b]]``.
+             const Py_ssize_t[:, ::1] col_span, double[:, ::1] scratch, int threads):
+    """``dst[n, i, j] = sum_b cw[n', j, b] sum_a rw[n', i, a] src[n, ri[n', i, a], ci[n', j, b]]``.
 
     The tap tables are per image (``n' = n``) or shared (their first axis of
     length 1); resize, crop-and-resize and nearest/bilinear/area all reduce to
-    this. Indices are absolute in ``src``, so a crop is only an index offset.
-    ``scratch`` is ``(threads, C)``: each thread's accumulators.
+    this. Indices are absolute in ``src``, so a crop is only an index offset;
+    ``col_span[n']`` is the range of input columns the column taps use.
+    Separable: a vertical pass over whole rows (contiguous, vectorised) into
+    ``scratch`` ``(threads, W * C)``, then the horizontal taps.
     """
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3], ky = row_index.shape[2], kx = col_index.shape[2]
-    cdef Py_ssize_t row_stride = src.shape[2] * src.shape[3]
     cdef bint shared_rows = row_index.shape[0] == 1, shared_cols = col_index.shape[0] == 1
-    cdef Py_ssize_t task, n, i, j, c, a, b, tr, tc
-    cdef double wr, wt
-    cdef double* acc
+    cdef Py_ssize_t task, n, i, j, c, a, b, k, tr, tc, lo, hi
+    cdef double wr, acc
+    cdef double* tmp
     cdef const pixel* line
-    cdef const pixel* px
     cdef pixel* out
     for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
         n = task // out_h
         i = task % out_h
         tr = 0 if shared_rows else n
         tc = 0 if shared_cols else n
-        acc = &scratch[threadid(), 0]
+        tmp = &scratch[threadid(), 0]
+        lo = col_span[tc, 0] * chans
+        hi = col_span[tc, 1] * chans
+        for k in range(lo, hi):
+            tmp[k] = 0.0
+        for a in range(ky):
+            wr = row_weight[tr, i, a]
+            if wr == 0.0:
+                continue
+            line = &src[n, row_index[tr, i, a], 0, 0]
+            for k in range(lo, hi):
+                tmp[k] = tmp[k] + wr * line[k]
         out = &dst[n, i, 0, 0]
         for j in range(out_w):
             for c in range(chans):
-                acc[c] = 0.0
-            for a in range(ky):
-                wr = row_weight[tr, i, a]
-                if wr == 0.0:
-                    continue
-                line = &src[n, row_index[tr, i, a], 0, 0]
+                acc = 0.0
                 for b in range(kx):
-                    wt = wr * col_weight[tc, j, b]
-                    if wt == 0.0:
-                        continue
-                    px = line + col_index[tc, j, b] * chans
-                    for c in range(chans):
-                        acc[c] = acc[c] + wt * px[c]
-            for c in range(chans):
-                _store(out + j * chans + c, acc[c])
+                    acc = acc + col_weight[tc, j, b] * tmp[col_index[tc, j, b] * chans + c]
+                _store(out + j * chans + c, acc)
 
 
 cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssize_t chans,

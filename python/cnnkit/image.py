@@ -181,6 +181,8 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: list, cols: list) -> 
         index = np.zeros((len(tables), tables[0][0].shape[0], k), np.intp)
         weight = np.zeros(index.shape)
         for n, (i, w) in enumerate(tables):
+            # padding taps repeat a real index (weight 0), so every tap lies in the span
+            index[n] = i[:, :1]
             index[n, :, : i.shape[1]] = i
             weight[n, :, : w.shape[1]] = w
         return index, weight
@@ -190,8 +192,10 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: list, cols: list) -> 
         ri, rw = stack(rows)
         ci, cw = stack(cols)
         threads = native_threads(out.size)
-        scratch = np.empty((threads, x.shape[3]))
-        _augment.resample(np.ascontiguousarray(x), out, ri, rw, ci, cw, scratch, threads)
+        scratch = np.empty((threads, x.shape[2] * x.shape[3]))
+        span = np.stack([ci.min((1, 2)), ci.max((1, 2)) + 1], 1)
+        src = np.ascontiguousarray(x)
+        _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
     return out
 
 
