@@ -16,7 +16,6 @@ maps are tables (``lut``), built by the caller in float64.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport floor, fmod
 from libc.string cimport memcpy
 
 ctypedef fused pixel:
@@ -429,16 +428,19 @@ def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const doub
             if d <= 0.0:
                 hh = 0.0
             elif mx == r:
-                hh = 60.0 * fmod((g - b) / d + 6.0, 6.0)
+                hh = 60.0 * ((g - b) / d)
+                if hh < 0.0:
+                    hh = hh + 360.0
             elif mx == g:
                 hh = 60.0 * ((b - r) / d + 2.0)
             else:
                 hh = 60.0 * ((r - g) / d + 4.0)
             s = d / mx if mx > 0.0 else 0.0
             v = mx
-            hh = fmod(hh + hue[n], 360.0)
-            if hh < 0.0:
-                hh = hh + 360.0
+            # hue[n] is in [0, 360) (the caller reduces it), so one wrap is enough
+            hh = hh + hue[n]
+            if hh >= 360.0:
+                hh = hh - 360.0
             s = s + saturation[n]
             s = 0.0 if s < 0.0 else (1.0 if s > 1.0 else s)
             v = v + value[n]
@@ -446,6 +448,9 @@ def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const doub
             hh = hh / 60.0
             sector = <int>hh
             f = hh - sector
+            if sector > 5:  # hh rounded up to 6.0: the start of sector 0
+                sector = 0
+                f = hh - 6.0
             p = v * (1.0 - s)
             q = v * (1.0 - s * f)
             t = v * (1.0 - s * (1.0 - f))

@@ -108,6 +108,9 @@ def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0
         _per_image(a, len(x), None, fn, name)
         for a, name in ((hue, "hue"), (saturation, "saturation"), (value, "value"))
     )
+    if not np.all(np.isfinite(h)):
+        raise ValueError(f"{fn}(): hue must be finite")
+    h = np.mod(h, 360.0)
     out = np.empty(x.shape, x.dtype)
     if out.size:
         top = full_scale(x.dtype)
