@@ -131,7 +131,7 @@ cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssiz
                          pixel* out) noexcept nogil:
     """Write the ``chans`` values of ``image`` at the continuous point ``(x, y)`` to ``out``."""
     cdef Py_ssize_t x0, y0, xa, xb, ya, yb, c
-    cdef double fx, fy, v00, v01, v10, v11
+    cdef double fx, fy, v00, v01, v10, v11, w00, w01, w10, w11
     cdef const pixel* p00
     cdef const pixel* p01
     cdef const pixel* p10
@@ -159,9 +159,12 @@ cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssiz
         p01 = p00 + chans
         p10 = p00 + w * chans
         p11 = p10 + chans
+        w00 = (1.0 - fx) * (1.0 - fy)
+        w01 = fx * (1.0 - fy)
+        w10 = (1.0 - fx) * fy
+        w11 = fx * fy
         for c in range(chans):
-            _store(out + c, (p00[c] * (1.0 - fx) + p01[c] * fx) * (1.0 - fy)
-                   + (p10[c] * (1.0 - fx) + p11[c] * fx) * fy)
+            _store(out + c, p00[c] * w00 + p01[c] * w01 + p10[c] * w10 + p11[c] * w11)
         return
     xa = _border(x0, w, border)
     xb = _border(x0 + 1, w, border)
