@@ -153,3 +153,25 @@ def test_flip_tta_with_an_equivariant_detector_returns_its_boxes():
         np.testing.assert_allclose(found["boxes"], b, atol=1e-9)
         np.testing.assert_allclose(found["scores"], [0.8])
         assert found["classes"].tolist() == [1]
+
+
+def test_ensemble_fit_trains_each_member_from_its_own_seed():
+    import cnnkit
+    from cnnkit import layers, losses
+
+    rng = np.random.default_rng(4)
+    x = rng.random((32, 6, 6, 1)).astype(np.float32)
+    y = (x.mean((1, 2, 3)) > 0.5).astype(np.int64)
+    members = [
+        cnnkit.Sequential([layers.Input((6, 6, 1)), layers.Flatten(), layers.Dense(2)], seed=s)
+        for s in (1, 2)
+    ]
+    before = [m.get_weights()[0].copy() for m in members]
+    ensemble = A.Ensemble(members, from_logits=True)
+    ensemble.compile("adam", losses.SparseCategoricalCrossentropy(from_logits=True))
+    histories = ensemble.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert len(histories) == 2
+    after = [m.get_weights()[0] for m in members]
+    assert not np.array_equal(before[0], after[0]) and not np.array_equal(after[0], after[1])
+    probs = ensemble.predict(x)
+    np.testing.assert_allclose(probs.sum(1), 1.0)
