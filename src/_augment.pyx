@@ -251,7 +251,7 @@ def flip(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, bint horizontal
 
 def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] tmp,
                   float[:, ::1] scratch, const float[::1] taps, int threads):
-    """Separable blur of ``(N, H, W)`` fields with the odd kernel ``taps``, reflect border.
+    """Separable blur of ``(N, H, W)`` fields with the odd, symmetric ``taps``, reflect border.
 
     ``tmp`` is ``(N * H, W)`` for the row pass, ``scratch`` ``(threads, 2 W + len(taps))``
     per-thread rows. The loops run over the output columns innermost (one tap
@@ -260,7 +260,7 @@ def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1
     """
     cdef Py_ssize_t n_img = src.shape[0], h = src.shape[1], w = src.shape[2]
     cdef Py_ssize_t k = taps.shape[0], half = taps.shape[0] // 2
-    cdef Py_ssize_t task, n, i, j, t, r, tid
+    cdef Py_ssize_t task, n, i, j, t, r, r2, tid
     cdef float tap
     cdef float* padded
     cdef float* acc
@@ -272,25 +272,29 @@ def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1
         padded = &scratch[tid, w]
         for j in range(w + k - 1):
             padded[j] = src[n, i, _border(j - half, w, BORDER_REFLECT)]
+        # the kernel is symmetric: pair tap t with tap k - 1 - t (half the products)
+        tap = taps[half]
         for j in range(w):
-            acc[j] = 0
-        for t in range(k):
+            acc[j] = tap * padded[j + half]
+        for t in range(half):
             tap = taps[t]
             for j in range(w):
-                acc[j] = acc[j] + tap * padded[j + t]
+                acc[j] = acc[j] + tap * (padded[j + t] + padded[j + k - 1 - t])
         for j in range(w):
             tmp[task, j] = acc[j]
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
         acc = &scratch[threadid(), 0]
+        tap = taps[half]
         for j in range(w):
-            acc[j] = 0
-        for t in range(k):
+            acc[j] = tap * tmp[task, j]
+        for t in range(half):
             tap = taps[t]
             r = n * h + _border(i + t - half, h, BORDER_REFLECT)
+            r2 = n * h + _border(i + half - t, h, BORDER_REFLECT)
             for j in range(w):
-                acc[j] = acc[j] + tap * tmp[r, j]
+                acc[j] = acc[j] + tap * (tmp[r, j] + tmp[r2, j])
         for j in range(w):
             dst[n, i, j] = acc[j]
 
