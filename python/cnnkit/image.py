@@ -275,7 +275,11 @@ def crop(images: Any, top: int, left: int, height: int, width: int) -> np.ndarra
 
 
 def center_crop(images: Any, size: Any) -> np.ndarray:
-    """The centred window of ``size = (height, width)`` (top/left rounded down, as albumentations)."""
+    """The centred window of ``size = (height, width)``.
+
+    Top and left are rounded down, as albumentations' CenterCrop (torchvision
+    rounds half to even; :func:`cnnkit.augment.five_crop` does that).
+    """
     x, _ = as_images(images, "center_crop")
     height, width = _size(size, "center_crop")
     top = (x.shape[1] - height) // 2
