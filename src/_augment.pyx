@@ -96,8 +96,10 @@ def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef Py_ssize_t chans = dst.shape[3], ky = row_index.shape[2], kx = col_index.shape[2]
     cdef bint shared_rows = row_index.shape[0] == 1, shared_cols = col_index.shape[0] == 1
     cdef Py_ssize_t task, n, i, j, c, a, b, k, tr, tc, lo, hi
-    cdef double wr, acc
+    cdef double wr, wt, acc, acc1, acc2
     cdef double* tmp
+    cdef const double* cw
+    cdef const Py_ssize_t* ci
     cdef const pixel* line
     cdef pixel* out
     for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
@@ -118,12 +120,29 @@ def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             for k in range(lo, hi):
                 tmp[k] = tmp[k] + wr * line[k]
         out = &dst[n, i, 0, 0]
-        for j in range(out_w):
-            for c in range(chans):
+        cw = &col_weight[tc, 0, 0]
+        ci = &col_index[tc, 0, 0]
+        if chans == 3:
+            for j in range(out_w):
                 acc = 0.0
+                acc1 = 0.0
+                acc2 = 0.0
                 for b in range(kx):
-                    acc = acc + col_weight[tc, j, b] * tmp[col_index[tc, j, b] * chans + c]
-                _store(out + j * chans + c, acc)
+                    wt = cw[j * kx + b]
+                    k = ci[j * kx + b] * 3
+                    acc = acc + wt * tmp[k]
+                    acc1 = acc1 + wt * tmp[k + 1]
+                    acc2 = acc2 + wt * tmp[k + 2]
+                _store(out + 3 * j, acc)
+                _store(out + 3 * j + 1, acc1)
+                _store(out + 3 * j + 2, acc2)
+        else:
+            for j in range(out_w):
+                for c in range(chans):
+                    acc = 0.0
+                    for b in range(kx):
+                        acc = acc + cw[j * kx + b] * tmp[ci[j * kx + b] * chans + c]
+                    _store(out + j * chans + c, acc)
 
 
 cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssize_t chans,
@@ -189,17 +208,27 @@ def warp_affine(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef Py_ssize_t chans = dst.shape[3], h = src.shape[1], w = src.shape[2]
     cdef bint shared = inverse.shape[0] == 1
     cdef Py_ssize_t task, n, i, j, m
-    cdef double u, v, x, y
+    cdef double u, v, x, y, a00, a01, a02, a10, a11, a12
+    cdef const pixel* image
+    cdef pixel* out
     for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
         n = task // out_h
         i = task % out_h
         m = 0 if shared else n
+        a00 = inverse[m, 0, 0]
+        a01 = inverse[m, 0, 1]
+        a02 = inverse[m, 0, 2]
+        a10 = inverse[m, 1, 0]
+        a11 = inverse[m, 1, 1]
+        a12 = inverse[m, 1, 2]
+        image = &src[n, 0, 0, 0]
+        out = &dst[n, i, 0, 0]
         v = i + 0.5
         for j in range(out_w):
             u = j + 0.5
-            x = inverse[m, 0, 0] * u + inverse[m, 0, 1] * v + inverse[m, 0, 2]
-            y = inverse[m, 1, 0] * u + inverse[m, 1, 1] * v + inverse[m, 1, 2]
-            _sample(&src[n, 0, 0, 0], h, w, chans, x, y, interp, border, fill, &dst[n, i, j, 0])
+            x = a00 * u + a01 * v + a02
+            y = a10 * u + a11 * v + a12
+            _sample(image, h, w, chans, x, y, interp, border, fill, out + j * chans)
 
 
 def remap(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -210,13 +239,21 @@ def remap(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef Py_ssize_t chans = dst.shape[3], h = src.shape[1], w = src.shape[2]
     cdef Py_ssize_t task, n, i, j
     cdef double x, y
+    cdef const pixel* image
+    cdef const float* fx
+    cdef const float* fy
+    cdef pixel* out
     for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
         n = task // out_h
         i = task % out_h
+        image = &src[n, 0, 0, 0]
+        out = &dst[n, i, 0, 0]
+        fx = &dx[n, i, 0]
+        fy = &dy[n, i, 0]
         for j in range(out_w):
-            x = j + 0.5 + dx[n, i, j]
-            y = i + 0.5 + dy[n, i, j]
-            _sample(&src[n, 0, 0, 0], h, w, chans, x, y, interp, border, fill, &dst[n, i, j, 0])
+            x = j + 0.5 + fx[j]
+            y = i + 0.5 + fy[j]
+            _sample(image, h, w, chans, x, y, interp, border, fill, out + j * chans)
 
 
 def flip(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, bint horizontal, bint vertical,
