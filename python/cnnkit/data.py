@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from .datasets._common import make_rng
 from .image import set_worker_threads
 
 __all__ = ["Loader"]
@@ -89,10 +88,8 @@ class Loader:
             raise TypeError(f"{fn}: transform must be a cnnkit.augment transform or None")
         self.transform = transform
         self.shuffle = bool(shuffle)
-        make_rng(seed, fn)  # the checks; the generators are made per epoch
-        if isinstance(seed, np.random.Generator):
-            raise TypeError(f"{fn}: seed must be an int (every epoch derives from it)")
-        self.seed = int(seed)
+        # an int, not a Generator: every epoch's order and draws derive from it
+        self.seed = _count(seed, fn, "seed", 0)
         self.workers = _count(workers, fn, "workers", 0)
         self.prefetch = _count(prefetch, fn, "prefetch", 0)
         self.drop_last = bool(drop_last)

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from .. import image as im
-from ..datasets._common import check_probability
 from . import functional as F
 
 __all__ = [
@@ -267,7 +266,9 @@ class Transform:
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        self.p = check_probability(p, "p", f"{type(self).__name__}()")
+        self.p = _number(p, self._name(), "p")
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"{self._name()}: p must be in [0, 1], got {p}")
 
     def _name(self) -> str:
         return f"{type(self).__name__}()"
