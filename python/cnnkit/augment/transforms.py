@@ -36,7 +36,15 @@ from typing import Any
 import numpy as np
 
 from .. import image as im
-from . import functional as F
+from .functional import (
+    PCAColourFit,
+    add_gaussian_noise,
+    colour_affine,
+    elastic_fields,
+    full_scale,
+    hsv_shift,
+    pca_colour_offsets,
+)
 
 __all__ = [
     "Affine",
@@ -649,7 +657,7 @@ class ElasticTransform(Transform):
 
     def _fields(self, params, shape):
         rng = np.random.default_rng(params["field_seed"])
-        return F.elastic_fields(rng, shape, self.alpha, self.sigma)
+        return elastic_fields(rng, shape, self.alpha, self.sigma)
 
     def apply(self, data, index, params):
         shape = data.shape
@@ -709,7 +717,7 @@ class _ColourAffine(Transform):
         c = x.shape[3]
         scale = np.stack([np.broadcast_to(np.asarray(s, np.float64), (c,)) for s, _ in pairs])
         offset = np.stack([np.broadcast_to(np.asarray(o, np.float64), (c,)) for _, o in pairs])
-        data.set_images(index, F.colour_affine(x, scale, offset), self._name())
+        data.set_images(index, colour_affine(x, scale, offset), self._name())
 
 
 class RGBShift(_ColourAffine):
@@ -740,7 +748,7 @@ class RGBShift(_ColourAffine):
     def coefficients(self, params, x):
         if x.shape[-1] != 3:
             raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[-1]}")
-        return 1.0, np.asarray(params["shift"]) / 255.0 * F.full_scale(x.dtype)
+        return 1.0, np.asarray(params["shift"]) / 255.0 * full_scale(x.dtype)
 
 
 class RandomBrightnessContrast(_ColourAffine):
@@ -764,7 +772,7 @@ class RandomBrightnessContrast(_ColourAffine):
         return {"alpha": 1.0 + _uniform(rng, self.contrast), "beta": _uniform(rng, self.brightness)}
 
     def coefficients(self, params, x):
-        base = F.full_scale(x.dtype) if self.by_max else float(x.mean())
+        base = full_scale(x.dtype) if self.by_max else float(x.mean())
         return params["alpha"], params["beta"] * base
 
 
@@ -772,9 +780,9 @@ class PCAColour(_ColourAffine):
     """Krizhevsky et al. (2012) PCA colour: add ``[p1 p2 p3] [a1 l1, a2 l2, a3 l3]^T`` with
     ``a_i ~ N(0, alpha_std)`` per image, from :func:`fit_pca_colour` over the training set."""
 
-    def __init__(self, pca: F.PCAColourFit, alpha_std: float = 0.1, p: float = 0.5) -> None:
+    def __init__(self, pca: PCAColourFit, alpha_std: float = 0.1, p: float = 0.5) -> None:
         super().__init__(p)
-        if not isinstance(pca, F.PCAColourFit):
+        if not isinstance(pca, PCAColourFit):
             raise TypeError(
                 f"{self._name()}: pca must be the result of fit_pca_colour(), got "
                 f"{type(pca).__name__}"
@@ -788,8 +796,8 @@ class PCAColour(_ColourAffine):
     def coefficients(self, params, x):
         if x.shape[-1] != 3:
             raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[-1]}")
-        offset = F.pca_colour_offsets(self.pca, params["alphas"])[0]
-        return 1.0, offset * F.full_scale(x.dtype)
+        offset = pca_colour_offsets(self.pca, params["alphas"])[0]
+        return 1.0, offset * full_scale(x.dtype)
 
 
 FancyPCA = PCAColour
@@ -860,7 +868,7 @@ class HueSaturationValue(Transform):
         hue = [p["hue"] for p in params]
         sat = [p["sat"] / 255.0 for p in params]
         val = [p["val"] / 255.0 for p in params]
-        data.set_images(index, F.hsv_shift(x, hue, sat, val), self._name())
+        data.set_images(index, hsv_shift(x, hue, sat, val), self._name())
 
 
 class GaussNoise(Transform):
@@ -886,11 +894,11 @@ class GaussNoise(Transform):
 
     def apply(self, data, index, params):
         x = data.take(index)
-        top = F.full_scale(x.dtype)
+        top = full_scale(x.dtype)
         out = np.empty(x.shape, x.dtype)
         for k, p in enumerate(params):
             rng = np.random.default_rng(p["noise_seed"])
-            out[k] = F.add_gaussian_noise(x[k], p["std"] * top, p["mean"] * top, rng)
+            out[k] = add_gaussian_noise(x[k], p["std"] * top, p["mean"] * top, rng)
         data.set_images(index, out, self._name())
 
 
