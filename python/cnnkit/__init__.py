@@ -63,11 +63,14 @@ def set_winograd(on: bool) -> None:
 
 
 _SUBMODULES = {
+    "augment",
     "autograd",
     "callbacks",
     "cli",
+    "data",
     "datasets",
     "detection",
+    "image",
     "initializers",
     "io",
     "layers",

@@ -65,6 +65,8 @@ class FlippedBatches:
         return -(-len(self.images) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        from . import image
+
         order = self.rng.permutation(len(self.images))
         width = self.images.shape[2]
         for start in range(0, len(order), self.batch_size):
@@ -75,9 +77,7 @@ class FlippedBatches:
             boxes = []
             for i, f in zip(index, flip):
                 b = self.labels[i]["boxes"]
-                boxes.append(
-                    np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1) if f else b
-                )
+                boxes.append(image.hflip_boxes(b, width) if f else b)
             yield images, self.encode(boxes, [self.labels[i]["classes"] for i in index])
 
 

@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "activation_backward",
+    "add_noise",
     "avg_pool",
     "avg_pool_backward",
     "batched_nms",
@@ -27,22 +28,28 @@ __all__ = [
     "box_iou",
     "clip_boxes",
     "clip_boxes_to_image",
+    "colour_affine",
     "complete_box_iou",
     "conv",
     "conv_backward",
     "distance_box_iou",
+    "gaussian_blur",
     "generalized_box_iou",
     "global_avg_pool",
     "global_max_pool",
     "gram",
     "gram_backward",
+    "hflip",
+    "hsv_shift",
     "kmeans_anchors",
     "masks_to_boxes",
     "matmul",
     "max_pool",
     "max_pool_backward",
     "nms",
+    "remap",
     "remove_small_boxes",
+    "resize",
     "roi_align",
     "roi_align_backward",
     "roi_pool",
@@ -50,6 +57,8 @@ __all__ = [
     "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
+    "vflip",
+    "warp_affine",
     "window_boxes",
     "yolo_decode",
     "yolo_encode",
@@ -918,3 +927,186 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none")
     elif reduction == "sum":
         loss = loss.sum()
     return np.asarray(loss, x.dtype)
+
+
+# -- image geometry (cnnkit.image) and augmentation kernels (cnnkit._augment) -------------
+# Images are (N, H, W, C) here; the results are computed in float64 and stored
+# like the kernels store them: uint8 rounded half up and saturated.
+
+
+def _store(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.dtype(dtype) == np.uint8:
+        return np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
+    return values.astype(dtype)
+
+
+def _resize_weights(n_in: int, n_out: int, interpolation: str) -> np.ndarray:
+    """The dense (n_out, n_in) matrix that resizes one axis."""
+    weights = np.zeros((n_out, n_in))
+    scale = n_in / n_out
+    rows = np.arange(n_out)
+    if interpolation == "nearest":
+        weights[rows, np.minimum(np.floor((rows + 0.5) * scale).astype(int), n_in - 1)] = 1
+    elif interpolation == "bilinear":
+        pos = np.clip((rows + 0.5) * scale - 0.5, 0, n_in - 1)
+        low = np.floor(pos).astype(int)
+        high = np.minimum(low + 1, n_in - 1)
+        np.add.at(weights, (rows, low), 1 - (pos - low))
+        np.add.at(weights, (rows, high), pos - low)
+    else:  # area: the overlap of [k s, (k + 1) s) with each input pixel [i, i + 1)
+        cells = np.arange(n_in)
+        lo = np.maximum(rows[:, None] * scale, cells[None])
+        hi = np.minimum((rows[:, None] + 1) * scale, cells[None] + 1)
+        weights = np.clip(hi - lo, 0, None) / scale
+    return weights
+
+
+def resize(images: ArrayLike, size: Sequence[int], interpolation: str = "bilinear") -> np.ndarray:
+    x = np.asarray(images)
+    wy = _resize_weights(x.shape[1], size[0], interpolation)
+    wx = _resize_weights(x.shape[2], size[1], interpolation)
+    return _store(np.einsum("ai,bj,nijc->nabc", wy, wx, x.astype(np.float64)), x.dtype)
+
+
+def _border_index(index: np.ndarray, n: int, border_mode: str) -> np.ndarray:
+    """Indices inside [0, n), or -1 where the fill value is used."""
+    if border_mode == "constant":
+        return np.where((index >= 0) & (index < n), index, -1)
+    if border_mode == "replicate" or n == 1:
+        return np.clip(index, 0, n - 1)
+    period = 2 * n - 2
+    index = np.mod(index, period)
+    return np.where(index >= n, period - index, index)
+
+
+def _sample(
+    x: np.ndarray, xs: np.ndarray, ys: np.ndarray, interpolation: str, border_mode: str, fill: float
+) -> np.ndarray:
+    """Image batch ``x`` sampled at the continuous points ``(xs, ys)``, each ``(N, h, w)``."""
+    n = np.arange(len(x))[:, None, None]
+    h, w = x.shape[1:3]
+    src = x.astype(np.float64)
+
+    def gather(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        c = _border_index(cols, w, border_mode)
+        r = _border_index(rows, h, border_mode)
+        valid = ((c >= 0) & (r >= 0))[..., None]
+        return np.where(valid, src[n, np.maximum(r, 0), np.maximum(c, 0)], fill)
+
+    if interpolation == "nearest":
+        return gather(np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64))
+    xs, ys = xs - 0.5, ys - 0.5
+    x0, y0 = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
+    fx, fy = (xs - x0)[..., None], (ys - y0)[..., None]
+    top = gather(x0, y0) * (1 - fx) + gather(x0 + 1, y0) * fx
+    bottom = gather(x0, y0 + 1) * (1 - fx) + gather(x0 + 1, y0 + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def warp_affine(
+    images: ArrayLike,
+    matrix: ArrayLike,
+    size: Sequence[int] | None = None,
+    interpolation: str = "bilinear",
+    border_mode: str = "constant",
+    fill: float = 0.0,
+) -> np.ndarray:
+    x = np.asarray(images)
+    h, w = x.shape[1:3] if size is None else size
+    m = np.asarray(matrix, dtype=np.float64)
+    m = np.broadcast_to(m[..., :2, :] if m.ndim == 3 else m[None, :2], (len(x), 2, 3))
+    inverse = np.array([np.linalg.inv(np.vstack([a, [0, 0, 1]]))[:2] for a in m]).reshape(-1, 2, 3)
+    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    xs = inverse[:, 0, 0, None, None] * u + inverse[:, 0, 1, None, None] * v
+    xs = xs + inverse[:, 0, 2, None, None]
+    ys = inverse[:, 1, 0, None, None] * u + inverse[:, 1, 1, None, None] * v
+    ys = ys + inverse[:, 1, 2, None, None]
+    return _store(_sample(x, xs, ys, interpolation, border_mode, fill), x.dtype)
+
+
+def remap(
+    images: ArrayLike,
+    dx: ArrayLike,
+    dy: ArrayLike,
+    interpolation: str = "bilinear",
+    border_mode: str = "constant",
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Each output pixel ``(i, j)`` samples the input at ``(j + 0.5 + dx, i + 0.5 + dy)``."""
+    x = np.asarray(images)
+    h, w = x.shape[1:3]
+    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    xs = u + np.asarray(dx, dtype=np.float64)
+    ys = v + np.asarray(dy, dtype=np.float64)
+    return _store(_sample(x, xs, ys, interpolation, border_mode, fill), x.dtype)
+
+
+def hflip(images: ArrayLike) -> np.ndarray:
+    return np.asarray(images)[:, :, ::-1].copy()
+
+
+def vflip(images: ArrayLike) -> np.ndarray:
+    return np.asarray(images)[:, ::-1].copy()
+
+
+def colour_affine(images: ArrayLike, scale: ArrayLike, offset: ArrayLike) -> np.ndarray:
+    """``images * scale + offset`` with ``scale`` and ``offset`` ``(N, C)``."""
+    x = np.asarray(images)
+    s = np.asarray(scale, dtype=np.float64)[:, None, None, :]
+    o = np.asarray(offset, dtype=np.float64)[:, None, None, :]
+    return _store(x.astype(np.float64) * s + o, x.dtype)
+
+
+def add_noise(images: ArrayLike, noise: ArrayLike) -> np.ndarray:
+    x = np.asarray(images)
+    return _store(x.astype(np.float64) + np.asarray(noise, dtype=np.float64), x.dtype)
+
+
+def hsv_shift(
+    images: ArrayLike, hue: ArrayLike, saturation: ArrayLike, value: ArrayLike
+) -> np.ndarray:
+    """Per image: hue + ``hue`` degrees (wrapping), saturation and value + shifts, clipped."""
+    x = np.asarray(images)
+    top = 255.0 if x.dtype == np.uint8 else 1.0
+    rgb = x.astype(np.float64) / top
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    d = mx - mn
+    safe = np.where(d > 0, d, 1)
+    h = np.select(
+        [d <= 0, mx == r, mx == g],
+        [0.0, 60 * np.mod((g - b) / safe + 6, 6), 60 * ((b - r) / safe + 2)],
+        60 * ((r - g) / safe + 4),
+    )
+    s = np.where(mx > 0, d / np.where(mx > 0, mx, 1), 0)
+    shape = (-1, 1, 1)
+    h = np.mod(np.mod(h + np.reshape(hue, shape), 360) + 360, 360)
+    s = np.clip(s + np.reshape(saturation, shape), 0, 1)
+    v = np.clip(mx + np.reshape(value, shape), 0, 1)
+    h6 = h / 60
+    sector = np.floor(h6).astype(int)
+    f = h6 - sector
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = np.zeros_like(rgb)
+    for k, channels in enumerate(table):
+        mask = np.minimum(sector, 5) == k
+        for c in range(3):
+            out[..., c] = np.where(mask, channels[c], out[..., c])
+    return _store(out * top, x.dtype)
+
+
+def gaussian_blur(fields: ArrayLike, taps: ArrayLike) -> np.ndarray:
+    """``(N, H, W)`` fields convolved with the odd ``taps`` along both axes, reflect border."""
+    f = np.asarray(fields, dtype=np.float64)
+    k = np.asarray(taps, dtype=np.float64)
+    half = len(k) // 2
+
+    def along(a: np.ndarray, axis: int) -> np.ndarray:
+        n = a.shape[axis]
+        index = _border_index(np.arange(-half, n + half), n, "reflect")
+        padded = np.take(a, index, axis=axis)
+        windows = sliding_window_view(padded, len(k), axis=axis)
+        return windows @ k
+
+    return along(along(f, 2), 1).astype(np.float32)

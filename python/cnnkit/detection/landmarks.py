@@ -12,39 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import image
+
 __all__ = ["flip_horizontal"]
-
-
-def _check_pairs(flip_pairs: Any, num_points: int, fn: str) -> np.ndarray:
-    """``flip_pairs`` to the permutation of point indices that the flip applies."""
-    if isinstance(flip_pairs, (str, bytes)) or not isinstance(flip_pairs, (Sequence, np.ndarray)):
-        raise TypeError(
-            f"{fn}: flip_pairs must be a sequence of (i, j) index pairs, got {flip_pairs!r}"
-        )
-    order = np.arange(num_points)
-    seen: set[int] = set()
-    for pair in flip_pairs:
-        if (
-            isinstance(pair, (str, bytes))
-            or not isinstance(pair, (Sequence, np.ndarray))
-            or len(pair) != 2
-            or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in pair)
-        ):
-            raise ValueError(f"{fn}: flip_pairs entries must be pairs of ints, got {pair!r}")
-        i, j = int(pair[0]), int(pair[1])
-        for k in (i, j):
-            if not 0 <= k < num_points:
-                raise ValueError(
-                    f"{fn}: flip_pairs index {k} is out of range for {num_points} points"
-                )
-        if i == j or i in seen or j in seen:
-            raise ValueError(
-                f"{fn}: flip_pairs must be disjoint pairs of distinct indices, got {pair!r} "
-                f"in {flip_pairs!r}"
-            )
-        seen.update((i, j))
-        order[i], order[j] = j, i
-    return order
 
 
 def flip_horizontal(
@@ -86,10 +56,5 @@ def flip_horizontal(
         )
     if not (np.issubdtype(points.dtype, np.floating) or np.issubdtype(points.dtype, np.integer)):
         raise TypeError(f"{fn}: points must be a real array, got dtype {points.dtype}")
-    order = _check_pairs(flip_pairs, points.shape[1], fn)
-    if not np.issubdtype(points.dtype, np.floating):
-        points = points.astype(np.float64)
-    width = images.shape[2]
-    flipped = points[:, order].copy()
-    flipped[..., 0] = points.dtype.type(width) - flipped[..., 0]
-    return np.ascontiguousarray(images[:, :, ::-1]), flipped
+    image.flip_permutation(flip_pairs, points.shape[1], fn)  # its messages name this function
+    return image.hflip(images), image.hflip_points(points, images.shape[2], flip_pairs)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
+from .. import image, ops
 
 __all__ = ["resize_bilinear", "sliding_window_detect", "to_fully_convolutional"]
 
@@ -23,6 +23,8 @@ __all__ = ["resize_bilinear", "sliding_window_detect", "to_fully_convolutional"]
 def resize_bilinear(images: Any, size: Sequence[int]) -> np.ndarray:
     """Resize ``(N, H, W, C)`` images to ``size = (height, width)`` by bilinear interpolation.
 
+    Kept for existing callers: :func:`cnnkit.image.resize` with ``"bilinear"``
+    on the images as float32 (the result is float32; uint8 is not rounded).
     Pixel centres are aligned (``align_corners=False``, as OpenCV, PIL and
     torchvision's default), and the image edges are clamped.
     """
@@ -32,19 +34,7 @@ def resize_bilinear(images: Any, size: Sequence[int]) -> np.ndarray:
     out_h, out_w = (int(v) for v in size)
     if out_h < 1 or out_w < 1:
         raise ValueError(f"resize_bilinear(): size must be positive, got {tuple(size)}")
-    dtype = x.dtype if x.dtype.kind == "f" else np.float32
-
-    def taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
-        low = np.floor(pos).astype(np.int64)
-        high = np.minimum(low + 1, n_in - 1)
-        return low, high, (pos - low).astype(dtype)
-
-    y0, y1, fy = taps(x.shape[1], out_h)
-    x0, x1, fx = taps(x.shape[2], out_w)
-    x = x.astype(dtype, copy=False)
-    rows = x[:, y0] * (1 - fy)[:, None, None] + x[:, y1] * fy[:, None, None]
-    return rows[:, :, x0] * (1 - fx)[:, None] + rows[:, :, x1] * fx[:, None]
+    return image.resize(x.astype(np.float32, copy=False), (out_h, out_w), "bilinear")
 
 
 def _positive_scores(probs: np.ndarray, background: int | None) -> tuple[np.ndarray, np.ndarray]:

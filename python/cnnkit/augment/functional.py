@@ -1,0 +1,253 @@
+"""The distortion kernels as functions on images: colour maps, noise, smoothed displacement
+fields and PCA colour statistics.
+
+Images are uint8 or float32, ``(H, W, C)`` or ``(N, H, W, C)``; uint8 results
+saturate, float32 results are not clipped. "Full scale" is 255 for uint8 and
+1.0 for float32. The geometry (flips, crops, resize, affine warps, remap) lives
+in :mod:`cnnkit.image`; the pixel loops of both are :mod:`cnnkit._augment`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import _augment
+from ..image import as_images, native_threads
+
+__all__ = [
+    "PCAColourFit",
+    "add_gaussian_noise",
+    "add_noise",
+    "colour_affine",
+    "elastic_fields",
+    "fit_pca_colour",
+    "full_scale",
+    "gaussian_blur",
+    "gaussian_kernel",
+    "hsv_shift",
+    "normal_table",
+    "pca_colour_offsets",
+]
+
+
+def full_scale(dtype: np.dtype) -> float:
+    """255 for uint8 images, 1.0 for float32."""
+    return 255.0 if np.dtype(dtype) == np.uint8 else 1.0
+
+
+def _per_image(values: Any, n: int, channels: int | None, fn: str, name: str) -> np.ndarray:
+    """A scalar, ``(C,)``, ``(N,)`` or ``(N, C)`` value as ``(N, C)`` (or ``(N,)``) float."""
+    v = np.asarray(values, dtype=np.float64)
+    want = (n,) if channels is None else (n, channels)
+    try:
+        if channels is not None and v.ndim == 1 and v.shape[0] == channels:
+            v = v[None]
+        return np.ascontiguousarray(np.broadcast_to(v, want))
+    except ValueError:
+        raise ValueError(
+            f"{fn}(): {name} must broadcast to {want} (one value, per channel or per image), "
+            f"got shape {v.shape}"
+        ) from None
+
+
+def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarray:
+    """``images * scale + offset`` per channel (and per image of a batch).
+
+    ``scale`` and ``offset`` are one number, ``(C,)``, or ``(N, C)`` for a
+    batch. Brightness/contrast, RGB shifts and PCA colour are this map.
+    """
+    fn = "colour_affine"
+    x, single = as_images(images, fn)
+    s = _per_image(scale, len(x), x.shape[3], fn, "scale")
+    o = _per_image(offset, len(x), x.shape[3], fn, "offset")
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        src = np.ascontiguousarray(x)
+        if x.dtype == np.uint8:
+            # a table per image and channel, rounded in float64 as the reference
+            values = np.arange(256.0) * s[..., None] + o[..., None]
+            table = np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
+            _augment.lut(src, out, table, native_threads(out.size))
+        else:
+            s32, o32 = s.astype(np.float32), o.astype(np.float32)
+            _augment.colour_affine(src, out, s32, o32, native_threads(out.size))
+    return out[0] if single else out
+
+
+def add_noise(images: Any, noise: Any) -> np.ndarray:
+    """``images + noise`` (``noise`` float, the images' shape), saturating for uint8."""
+    fn = "add_noise"
+    x, single = as_images(images, fn)
+    z = np.asarray(noise, dtype=np.float32)
+    if z.shape != (x[0].shape if single else x.shape):
+        raise ValueError(f"{fn}(): noise must have the images' shape, got {z.shape}")
+    z = np.ascontiguousarray(z.reshape(x.shape))
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        _augment.add_noise(np.ascontiguousarray(x), out, z, native_threads(out.size))
+    return out[0] if single else out
+
+
+def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0.0) -> np.ndarray:
+    """Shift hue (degrees, wrapping), saturation and value (full-scale units, clipped).
+
+    RGB images only (3 channels). Each shift is one number or one per image.
+    """
+    fn = "hsv_shift"
+    x, single = as_images(images, fn)
+    if x.shape[3] != 3:
+        raise ValueError(f"{fn}(): images must have 3 (RGB) channels, got {x.shape[3]}")
+    h, s, v = (
+        _per_image(a, len(x), None, fn, name)
+        for a, name in ((hue, "hue"), (saturation, "saturation"), (value, "value"))
+    )
+    if not np.all(np.isfinite(h)):
+        raise ValueError(f"{fn}(): hue must be finite")
+    h = np.mod(h, 360.0)
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        top = full_scale(x.dtype)
+        _augment.hsv_shift(np.ascontiguousarray(x), out, h, s, v, top, native_threads(out.size))
+    return out[0] if single else out
+
+
+@functools.lru_cache(maxsize=1)
+def normal_table() -> np.ndarray:
+    """The 65,536 evenly spaced quantiles ``(k + 0.5) / 65536`` of N(0, 1), float32."""
+    dist = statistics.NormalDist()
+    return np.array([dist.inv_cdf((k + 0.5) / 65536) for k in range(65536)], np.float32)
+
+
+def add_gaussian_noise(
+    images: Any, std: Any, mean: Any = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Add N(mean, std) noise per pixel and channel, ``std`` and ``mean`` one per image.
+
+    The noise is a 16-bit quantised normal (:func:`normal_table` indexed by
+    random 16-bit draws from ``rng``): a few times cheaper than drawing normals,
+    with steps of at most 0.06 sigma in the bulk of the distribution.
+    """
+    fn = "add_gaussian_noise"
+    x, single = as_images(images, fn)
+    sd = _per_image(std, len(x), None, fn, "std").astype(np.float32)
+    mu = _per_image(mean, len(x), None, fn, "mean").astype(np.float32)
+    rng = np.random.default_rng() if rng is None else rng
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        index = np.frombuffer(rng.bytes(2 * x.size), np.uint16).reshape(x.shape)
+        src = np.ascontiguousarray(x)
+        _augment.add_gaussian(src, out, index, normal_table(), sd, mu, native_threads(out.size))
+    return out[0] if single else out
+
+
+def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """The normalised 1-D Gaussian of ``sigma`` cut at ``truncate`` sigmas (scipy's default)."""
+    if sigma < 0.05:  # the neighbours' weight, exp(-200) or less, is 0 in float32
+        return np.ones(1, np.float32)
+    radius = max(1, math.ceil(truncate * sigma))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def gaussian_blur(fields: Any, sigma: float) -> np.ndarray:
+    """Blur float ``(N, H, W)`` fields by a Gaussian of ``sigma`` pixels (reflect border)."""
+    fn = "gaussian_blur"
+    f = np.ascontiguousarray(fields, dtype=np.float32)
+    if f.ndim != 3:
+        raise ValueError(f"{fn}(): fields must have shape (N, H, W), got {f.shape}")
+    if not (isinstance(sigma, (int, float)) and sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"{fn}(): sigma must be a finite number >= 0, got {sigma!r}")
+    taps = gaussian_kernel(float(sigma))
+    out = np.empty_like(f)
+    if f.size:
+        threads = native_threads(f.size * len(taps))
+        n, h, w = f.shape
+        tmp = np.empty((n * h, w), np.float32)
+        scratch = np.empty((threads, 2 * w + len(taps)), np.float32)
+        _augment.gaussian_blur(f, out, tmp, scratch, taps, threads)
+    return out
+
+
+def elastic_fields(
+    rng: np.random.Generator, shape: tuple[int, int], alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simard et al. (2003): uniform(-1, 1) displacements per pixel, blurred by a
+    Gaussian of ``sigma``, scaled by ``alpha``; returns ``(dx, dy)``, each ``(H, W)``."""
+    raw = rng.random((2, *shape), dtype=np.float32)
+    raw *= 2
+    raw -= 1
+    fields = gaussian_blur(raw, sigma)
+    fields *= np.float32(alpha)
+    return fields[0], fields[1]
+
+
+@dataclass(frozen=True)
+class PCAColourFit:
+    """Principal components of the RGB values of a training set (Krizhevsky et al. 2012)."""
+
+    eigenvalues: np.ndarray
+    """(3,) variances along the components, largest first."""
+    eigenvectors: np.ndarray
+    """(3, 3) unit components as columns."""
+    mean: np.ndarray
+    """(3,) mean colour, in full-scale units (1.0 is 255 for uint8)."""
+    count: int
+    """The number of pixels seen."""
+
+
+def fit_pca_colour(images: Any) -> PCAColourFit:
+    """The 3x3 RGB covariance over ``images`` and its eigen-decomposition.
+
+    ``images`` is an array ``(N, H, W, 3)`` or an iterable of such batches (or
+    of ``(x, y)`` tuples, as a loader yields), streamed: only the sums are kept.
+    Values are taken in full-scale units (uint8 divided by 255, as the paper's
+    and albumentations' FancyPCA do), so one fit serves uint8 and float32 images.
+    """
+    fn = "fit_pca_colour"
+    batches: Iterable[Any] = [images] if isinstance(images, np.ndarray) else images
+    total = np.zeros(3)
+    outer = np.zeros((3, 3))
+    count = 0
+    # Sums are taken around a first-batch shift, which keeps the float64
+    # covariance accurate when the mean is far from zero (uint8 values).
+    shift = None
+    for batch in batches:
+        if isinstance(batch, tuple):
+            batch = batch[0]
+        x = np.asarray(batch)
+        if x.ndim < 2 or x.shape[-1] != 3 or x.dtype.kind not in "fiu":
+            raise ValueError(f"{fn}(): images must be real RGB arrays (..., 3), got {x.shape}")
+        pixels = x.reshape(-1, 3).astype(np.float64) / full_scale(x.dtype)
+        if not len(pixels):
+            continue
+        if shift is None:
+            shift = pixels.mean(0)
+        pixels -= shift
+        total += pixels.sum(0)
+        outer += pixels.T @ pixels
+        count += len(pixels)
+    if count < 2:
+        raise ValueError(f"{fn}(): images must hold at least 2 pixels, got {count}")
+    assert shift is not None  # set by the first batch with pixels
+    mean = total / count
+    cov = outer / count - np.outer(mean, mean)
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    return PCAColourFit(np.clip(values[order], 0, None), vectors[:, order], mean + shift, count)
+
+
+def pca_colour_offsets(pca: PCAColourFit, alphas: Any) -> np.ndarray:
+    """``[p1 p2 p3] [a1 l1, a2 l2, a3 l3]^T`` for each row of ``alphas`` ``(N, 3)``.
+
+    The ``(N, 3)`` colour offsets in full-scale units (times 255 for uint8 images).
+    """
+    a = np.asarray(alphas, dtype=np.float64).reshape(-1, 3)
+    return (a * pca.eigenvalues) @ pca.eigenvectors.T

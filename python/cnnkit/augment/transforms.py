@@ -1,0 +1,1019 @@
+"""Transforms and pipelines with albumentations' call convention, box- and keypoint-aware.
+
+``t(image=..., boxes=..., keypoints=..., labels=..., seed=...)`` returns a dict
+of the keys given (plus ``keypoints_visible`` when keypoints are given).
+``image`` is one image ``(H, W, C)`` or a batch ``(N, H, W, C)``; for a batch,
+``boxes``, ``labels`` and ``keypoints`` are lists with one entry per image
+(keypoints may also be one ``(N, L, 2)`` array). Each image draws its own
+parameters from its own generator, and a batch is distorted by one native call
+per transform, so:
+
+* a batch called with ``seed=s`` gives image ``i`` exactly what a call on that
+  image alone with ``seed=image_seeds(s, N)[i]`` gives (``seed`` may also be
+  those per-image seeds), at any thread count;
+* ``t(..., return_params=True)`` adds the draws under ``"params"``, and
+  ``t.replay(params, image=...)`` applies them again.
+
+Boxes (``xyxy`` pixels) move by their corners, are clipped to the image and
+dropped with their labels when less than ``min_visibility`` of their area is
+left; keypoints move and are flagged (``keypoints_visible``) when they leave
+the image. Flips take ``flip_pairs`` (e.g. :data:`cnnkit.datasets.FLIP_PAIRS`)
+so that left and right keypoints keep their meaning.
+
+Amounts follow albumentations where it has the transform: colour limits are in
+0-255 units whatever the dtype (float32 images are taken to be in [0, 1]),
+angles in degrees. Differences: ``HueSaturationValue``'s hue limit is in
+degrees (albumentations uses OpenCV's 0-180 hue units for uint8), and
+``SomeOf`` applies its chosen transforms in the listed order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import image as im
+from .functional import (
+    PCAColourFit,
+    add_gaussian_noise,
+    colour_affine,
+    elastic_fields,
+    full_scale,
+    hsv_shift,
+    pca_colour_offsets,
+)
+
+__all__ = [
+    "Affine",
+    "CenterCrop",
+    "Compose",
+    "ElasticTransform",
+    "FancyPCA",
+    "GaussNoise",
+    "HorizontalFlip",
+    "HueSaturationValue",
+    "Normalize",
+    "OneOf",
+    "PCAColour",
+    "RGBShift",
+    "RandomBrightnessContrast",
+    "RandomCrop",
+    "RandomResizedCrop",
+    "Resize",
+    "Rotate",
+    "SomeOf",
+    "Transform",
+    "VerticalFlip",
+    "image_seeds",
+]
+
+
+def image_seeds(seed: int, n: int) -> np.ndarray:
+    """The per-image seeds that a batch of ``n`` images called with ``seed`` uses."""
+    return np.random.SeedSequence(int(seed)).generate_state(n, np.uint64)
+
+
+def _generators(seed: Any, n: int, single: bool, fn: str) -> list[np.random.Generator]:
+    if seed is None:
+        return [np.random.default_rng() for _ in range(n)]
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if seed < 0:
+            raise ValueError(f"{fn}: seed must be >= 0, got {seed}")
+        if single:
+            return [np.random.default_rng(int(seed))]
+        return [np.random.default_rng(int(s)) for s in image_seeds(int(seed), n)]
+    seeds = np.asarray(seed)
+    if seeds.shape != (n,) or seeds.dtype.kind not in "iu" or (seeds < 0).any():
+        raise TypeError(
+            f"{fn}: seed must be an int >= 0, None or one int >= 0 per image ({n}), got {seed!r}"
+        )
+    return [np.random.default_rng(int(s)) for s in seeds]
+
+
+def _number(value: Any, fn: str, name: str, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        raise ValueError(f"{fn}: {name} must be a finite number{bound}, got {value}")
+    return value
+
+
+def _range(
+    value: Any, fn: str, name: str, *, symmetric: bool = True, minimum: float | None = None
+) -> tuple[float, float]:
+    """A number (``(-v, v)`` when ``symmetric``, else ``(v, v)``) or a (low, high) pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{fn}: {name} must be a number or a (low, high) pair, got {value!r}")
+        low, high = (_number(v, fn, name, minimum) for v in value)
+        if low > high:
+            raise ValueError(f"{fn}: {name} must have low <= high, got {value!r}")
+        return low, high
+    v = _number(value, fn, name, None if symmetric else minimum)
+    if symmetric:
+        if v < 0:
+            raise ValueError(f"{fn}: {name} must be >= 0 as a single number, got {v}")
+        return -v, v
+    return v, v
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    return low if low == high else float(rng.uniform(low, high))
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2x3 map "b, then a"."""
+    return np.hstack([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]])
+
+
+class _Targets:
+    """The images and their targets as a batch while a pipeline runs."""
+
+    def __init__(self, image, boxes, keypoints, labels, min_visibility, fn):
+        self.images, self.single = im.as_images(image, fn.rstrip("()"), "image")
+        n = len(self.images)
+        self.min_visibility = _number(min_visibility, fn, "min_visibility", 0.0)
+        if self.min_visibility > 1:
+            raise ValueError(f"{fn}: min_visibility must be in [0, 1], got {min_visibility}")
+        self.boxes = None if boxes is None else self._per_image(boxes, n, fn, "boxes")
+        if self.boxes is not None:
+            self.boxes = [im.as_boxes(b, fn.rstrip("()"), "boxes") for b in self.boxes]
+        self.labels = None if labels is None else self._per_image(labels, n, fn, "labels")
+        if self.labels is not None:
+            if self.boxes is None:
+                raise ValueError(f"{fn}: labels need boxes")
+            self.labels = [np.asarray(lab) for lab in self.labels]
+            for b, lab in zip(self.boxes, self.labels):
+                if len(lab) != len(b):
+                    raise ValueError(
+                        f"{fn}: labels must have one entry per box, got {len(lab)} for {len(b)}"
+                    )
+        self.points_array = keypoints is not None and not isinstance(keypoints, list)
+        self.keypoints = None
+        if keypoints is not None:
+            pts = self._per_image(keypoints, n, fn, "keypoints")
+            self.keypoints = [im.as_points(p, fn.rstrip("()"), "keypoints") for p in pts]
+            for p in self.keypoints:
+                if p.ndim != 2:
+                    raise ValueError(f"{fn}: keypoints must be (L, 2) per image, got {p.shape}")
+
+    def _per_image(self, value: Any, n: int, fn: str, name: str) -> list:
+        if self.single:
+            return [value]
+        if isinstance(value, np.ndarray) and name == "keypoints":
+            value = list(value)
+        if not isinstance(value, (list, tuple)) or len(value) != n:
+            raise ValueError(f"{fn}: {name} for a batch of {n} must be a list of {n} entries")
+        return list(value)
+
+    def subset(self, index: np.ndarray) -> _Targets:
+        """The images ``index`` and their targets as a batch of their own."""
+        sub = object.__new__(_Targets)
+        sub.images, sub.single, sub.points_array = self.images[index], False, False
+        sub.min_visibility = self.min_visibility
+        for name in ("boxes", "labels", "keypoints"):
+            value = getattr(self, name)
+            setattr(sub, name, None if value is None else [value[i] for i in index])
+        return sub
+
+    def merge(self, parts: list[tuple[np.ndarray, _Targets]], fn: str) -> None:
+        """Write back subsets (see :meth:`subset`) that were distorted apart."""
+        covered = sum(len(index) for index, _ in parts)
+        shapes = {(sub.images.shape[1:], sub.images.dtype) for _, sub in parts}
+        if covered < self.n:
+            shapes.add((self.images.shape[1:], self.images.dtype))
+        if len(shapes) > 1:
+            raise ValueError(
+                f"{fn}: in a batch, the images must keep one size and dtype whichever transform "
+                f"each image gets, got {sorted(str(s) for s in shapes)}"
+            )
+        shape, dtype = shapes.pop()
+        if shape == self.images.shape[1:] and dtype == self.images.dtype:
+            images = self.images.copy()
+        else:
+            images = np.empty((self.n, *shape), dtype)
+        for index, sub in parts:
+            images[index] = sub.images
+            for name in ("boxes", "labels", "keypoints"):
+                mine, theirs = getattr(self, name), getattr(sub, name)
+                if mine is not None:
+                    for k, i in enumerate(index):
+                        mine[i] = theirs[k]
+        self.images = images
+
+    def take(self, index: list[int]) -> np.ndarray:
+        """The images ``index`` (the batch itself, uncopied, when that is all of them)."""
+        return self.images if len(index) == self.n else self.images[index]
+
+    @property
+    def n(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.images.shape[1], self.images.shape[2]
+
+    def set_images(self, index: list[int], new: np.ndarray, fn: str) -> None:
+        if len(index) == self.n:
+            self.images = new
+            return
+        if new.shape[1:] != self.images.shape[1:] or new.dtype != self.images.dtype:
+            raise ValueError(
+                f"{fn}: in a batch, a transform that changes the image size or dtype must apply "
+                "to every image (use p=1)"
+            )
+        images = self.images.copy()
+        images[index] = new
+        self.images = images
+
+    def move(self, i: int, matrix: np.ndarray, size: tuple[int, int], order=None) -> None:
+        if self.boxes is not None:
+            self.boxes[i], keep = im.affine_boxes(self.boxes[i], matrix, size, self.min_visibility)
+            if self.labels is not None:
+                self.labels[i] = self.labels[i][keep]
+        if self.keypoints is not None:
+            moved = im.affine_points(self.keypoints[i], matrix)
+            self.keypoints[i] = moved if order is None else moved[order]
+
+    def result(self) -> dict:
+        out: dict[str, Any] = {"image": self.images[0] if self.single else self.images}
+        for name in ("boxes", "labels"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value[0] if self.single else value
+        if self.keypoints is not None:
+            h, w = self.shape
+            visible = [
+                (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < h)
+                for p in self.keypoints
+            ]
+            if self.single:
+                out["keypoints"], out["keypoints_visible"] = self.keypoints[0], visible[0]
+            elif self.points_array:
+                out["keypoints"], out["keypoints_visible"] = (
+                    np.stack(self.keypoints) if self.keypoints else np.zeros((0, 0, 2)),
+                    np.stack(visible) if visible else np.zeros((0, 0), bool),
+                )
+            else:
+                out["keypoints"], out["keypoints_visible"] = self.keypoints, visible
+        return out
+
+
+class Transform:
+    """Base of every transform: probability ``p``, the call convention, replay.
+
+    Subclasses define ``sample(rng, shape)`` (the parameters of one image, or
+    None to leave it unchanged) and ``apply(data, index, params)`` (distort
+    the images ``index`` of the batch with their parameters, targets included).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = _number(p, self._name(), "p")
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"{self._name()}: p must be in [0, 1], got {p}")
+
+    def _name(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p})"
+
+    def __call__(
+        self,
+        *,
+        image: Any,
+        boxes: Any = None,
+        keypoints: Any = None,
+        labels: Any = None,
+        seed: Any = None,
+        min_visibility: float = 0.0,
+        return_params: bool = False,
+    ) -> dict:
+        data = _Targets(image, boxes, keypoints, labels, min_visibility, self._name())
+        rngs = _generators(seed, data.n, data.single, self._name())
+        records = self._run(data, rngs, np.ones(data.n, bool), None)
+        out = data.result()
+        if return_params:
+            out["params"] = records[0] if data.single else records
+        return out
+
+    def replay(
+        self,
+        params: Any,
+        *,
+        image: Any,
+        boxes: Any = None,
+        keypoints: Any = None,
+        labels: Any = None,
+        min_visibility: float = 0.0,
+    ) -> dict:
+        """Apply recorded parameters (``result["params"]`` of a call) to other data."""
+        data = _Targets(image, boxes, keypoints, labels, min_visibility, self._name())
+        records = [params] if data.single else list(params)
+        if len(records) != data.n:
+            raise ValueError(f"{self._name()}: params hold {len(records)} images, got {data.n}")
+        self._run(data, [None] * data.n, np.ones(data.n, bool), records)
+        return data.result()
+
+    def _run(
+        self,
+        data: _Targets,
+        rngs: list,
+        active: np.ndarray,
+        recorded: list | None,
+        force: bool = False,
+    ) -> list:
+        """Draw (or take from ``recorded``) the parameters of the ``active`` images and
+        apply them; ``force`` skips the draw against ``p`` (OneOf's pick)."""
+        records: list = []
+        for i in range(data.n):
+            if not active[i]:
+                records.append(None)
+            elif recorded is not None:
+                records.append(recorded[i])
+            else:
+                rng = rngs[i]
+                applied = force or rng.random() < self.p
+                records.append(self.sample(rng, data.shape) if applied else None)
+        index = [i for i, r in enumerate(records) if r is not None]
+        if index:
+            self.apply(data, index, [records[i] for i in index])
+        return records
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> dict:
+        return {}
+
+    def apply(self, data: _Targets, index: list[int], params: list[dict]) -> None:
+        raise NotImplementedError
+
+
+# -- geometry ----------------------------------------------------------------------------
+
+
+class _Affine(Transform):
+    """A transform whose map is a 2x3 matrix per image (targets follow the matrix)."""
+
+    flip_order: Any = None
+
+    def matrix(self, params: dict, shape: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+    def out_size(self, shape: tuple[int, int]) -> tuple[int, int]:
+        return shape
+
+    def images(self, x: np.ndarray, params: list[dict], shape) -> np.ndarray:
+        raise NotImplementedError
+
+    def apply(self, data, index, params):
+        shape = data.shape
+        size = self.out_size(shape)
+        data.set_images(index, self.images(data.take(index), params, shape), self._name())
+        order = None
+        if self.flip_order is not None and data.keypoints is not None:
+            order = [
+                im.flip_permutation(self.flip_order, len(data.keypoints[i]), self._name())
+                for i in index
+            ]
+        for k, (i, p) in enumerate(zip(index, params)):
+            data.move(i, self.matrix(p, shape), size, None if order is None else order[k])
+
+
+class HorizontalFlip(_Affine):
+    """Mirror left-right; ``flip_pairs`` swaps left/right keypoints.
+
+    See :func:`cnnkit.image.flip_permutation` for ``flip_pairs``.
+    """
+
+    def __init__(self, flip_pairs: Sequence[tuple[int, int]] | None = None, p: float = 0.5):
+        super().__init__(p)
+        self.flip_order = flip_pairs
+
+    def matrix(self, params, shape):
+        return np.array([[-1.0, 0.0, shape[1]], [0.0, 1.0, 0.0]])
+
+    def images(self, x, params, shape):
+        return im.hflip(x)
+
+
+class VerticalFlip(HorizontalFlip):
+    """Mirror upside down (``flip_pairs`` as :class:`HorizontalFlip`)."""
+
+    def matrix(self, params, shape):
+        return np.array([[1.0, 0.0, 0.0], [0.0, -1.0, shape[0]]])
+
+    def images(self, x, params, shape):
+        return im.vflip(x)
+
+
+class _Window(_Affine):
+    """Crops and resizes: a window per image, resampled to a fixed size."""
+
+    def __init__(self, height: int, width: int, interpolation: str, p: float) -> None:
+        super().__init__(p)
+        self.size = im._size((height, width), self._name().rstrip("()"))
+        im._choice(interpolation, im.INTERPOLATIONS, self._name().rstrip("()"), "interpolation")
+        self.interpolation = interpolation
+
+    def out_size(self, shape):
+        return self.size
+
+    def _check_fits(self, shape):
+        if self.size[0] > shape[0] or self.size[1] > shape[1]:
+            raise ValueError(
+                f"{self._name()}: the crop {self.size[0]}x{self.size[1]} (height x width) must fit "
+                f"in the {shape[0]}x{shape[1]} image"
+            )
+
+    def matrix(self, params, shape):
+        top, left, height, width = params["window"]
+        return _compose(im.resize_matrix((height, width), self.size), im.crop_matrix(top, left))
+
+    def images(self, x, params, shape):
+        windows = np.array([p["window"] for p in params], dtype=np.int64)
+        if all(tuple(w[2:]) == self.size for w in windows.tolist()):
+            return np.stack([x[k, t : t + h, c : c + w] for k, (t, c, h, w) in enumerate(windows)])
+        return im.resized_crop(x, windows, self.size, self.interpolation)
+
+
+class RandomCrop(_Window):
+    """A ``height x width`` window at a uniformly random place (it must fit in the image)."""
+
+    def __init__(self, height: int, width: int, p: float = 1.0) -> None:
+        super().__init__(height, width, "nearest", p)
+
+    def sample(self, rng, shape):
+        self._check_fits(shape)
+        top = int(rng.integers(0, shape[0] - self.size[0] + 1))
+        left = int(rng.integers(0, shape[1] - self.size[1] + 1))
+        return {"window": (top, left, *self.size)}
+
+
+class CenterCrop(_Window):
+    """The centred ``height x width`` window (top/left rounded down)."""
+
+    def __init__(self, height: int, width: int, p: float = 1.0) -> None:
+        super().__init__(height, width, "nearest", p)
+
+    def sample(self, rng, shape):
+        self._check_fits(shape)
+        return {
+            "window": ((shape[0] - self.size[0]) // 2, (shape[1] - self.size[1]) // 2, *self.size)
+        }
+
+
+class Resize(_Window):
+    """Resize to ``height x width`` (``interpolation`` as :func:`cnnkit.image.resize`)."""
+
+    def __init__(
+        self, height: int, width: int, interpolation: str = "bilinear", p: float = 1.0
+    ) -> None:
+        super().__init__(height, width, interpolation, p)
+
+    def sample(self, rng, shape):
+        return {"window": (0, 0, *shape)}
+
+    def images(self, x, params, shape):
+        return im.resize(x, self.size, self.interpolation)
+
+
+class RandomResizedCrop(_Window):
+    """torchvision's RandomResizedCrop: a window of ``scale`` of the area and aspect ``ratio``
+    (log-uniform), ten tries, else the centre crop clamped to ``ratio``; resized to ``size``."""
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: Sequence[float] = (0.08, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        interpolation: str = "bilinear",
+        p: float = 1.0,
+    ) -> None:
+        h, w = im._size(size, "RandomResizedCrop()")
+        super().__init__(h, w, interpolation, p)
+        fn = self._name()
+        self.scale = _range(tuple(scale), fn, "scale", minimum=0.0)
+        self.ratio = _range(tuple(ratio), fn, "ratio", minimum=1e-9)
+
+    def sample(self, rng, shape):
+        height, width = shape
+        area = height * width
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_ratio))
+            w = round(math.sqrt(target * aspect))
+            h = round(math.sqrt(target / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                top = int(rng.integers(0, height - h + 1))
+                left = int(rng.integers(0, width - w + 1))
+                return {"window": (top, left, h, w)}
+        in_ratio = width / height
+        if in_ratio < self.ratio[0]:
+            w, h = width, round(width / self.ratio[0])
+        elif in_ratio > self.ratio[1]:
+            h, w = height, round(height * self.ratio[1])
+        else:
+            w, h = width, height
+        return {"window": ((height - h) // 2, (width - w) // 2, max(h, 1), max(w, 1))}
+
+
+class _Warp(_Affine):
+    """Rotations, shears, scales and translations about the image centre."""
+
+    def __init__(self, interpolation: str, border_mode: str, fill: float, p: float) -> None:
+        super().__init__(p)
+        fn = self._name().rstrip("()")
+        im._choice(interpolation, im.INTERPOLATIONS[:2], fn, "interpolation")
+        im._choice(border_mode, im.BORDER_MODES, fn, "border_mode")
+        self.interpolation, self.border_mode = interpolation, border_mode
+        self.fill = _number(fill, self._name(), "fill")
+
+    def matrix(self, params, shape):
+        h, w = shape
+        return im.affine_matrix(
+            (w / 2, h / 2),
+            angle=params["angle"],
+            scale=params.get("scale", 1.0),
+            shear=params.get("shear", 0.0),
+            translate=params.get("translate", (0.0, 0.0)),
+        )
+
+    def images(self, x, params, shape):
+        maps = np.stack([self.matrix(p, shape) for p in params])
+        return im.warp_affine(x, maps, None, self.interpolation, self.border_mode, self.fill)
+
+
+class Rotate(_Warp):
+    """Rotate about the centre by an angle drawn from ``limit`` degrees (a number ``v``
+    means ``(-v, v)``), keeping the size."""
+
+    def __init__(
+        self,
+        limit: float | Sequence[float] = 90,
+        interpolation: str = "bilinear",
+        border_mode: str = "constant",
+        fill: float = 0.0,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(interpolation, border_mode, fill, p)
+        self.limit = _range(limit, self._name(), "limit")
+
+    def sample(self, rng, shape):
+        return {"angle": _uniform(rng, self.limit)}
+
+
+class Affine(_Warp):
+    """Scale, translate, rotate and shear about the centre in one warp.
+
+    ``scale`` a factor or a (low, high) range; ``rotate`` and ``shear`` degrees,
+    ``translate_percent`` a fraction of the size or ``translate_px`` pixels:
+    each a number ``v`` (the range ``(-v, v)``) or a (low, high) range, drawn
+    per axis for translate and shear (a shear number shears x only).
+    """
+
+    def __init__(
+        self,
+        scale: float | Sequence[float] = 1.0,
+        translate_percent: float | Sequence[float] | None = None,
+        translate_px: float | Sequence[float] | None = None,
+        rotate: float | Sequence[float] = 0.0,
+        shear: float | Sequence[float] = 0.0,
+        interpolation: str = "bilinear",
+        border_mode: str = "constant",
+        fill: float = 0.0,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(interpolation, border_mode, fill, p)
+        fn = self._name()
+        self.scale = _range(scale, fn, "scale", symmetric=False, minimum=1e-6)
+        if translate_percent is not None and translate_px is not None:
+            raise ValueError(f"{fn}: give translate_percent or translate_px, not both")
+        self.translate_percent = (
+            None
+            if translate_percent is None
+            else _range(translate_percent, fn, "translate_percent")
+        )
+        self.translate_px = (
+            None if translate_px is None else _range(translate_px, fn, "translate_px")
+        )
+        self.rotate = _range(rotate, fn, "rotate")
+        self.shear = _range(shear, fn, "shear")
+        self.shear_y = isinstance(shear, (tuple, list))
+
+    def sample(self, rng, shape):
+        h, w = shape
+        translate = (0.0, 0.0)
+        if self.translate_percent is not None:
+            translate = (
+                _uniform(rng, self.translate_percent) * w,
+                _uniform(rng, self.translate_percent) * h,
+            )
+        elif self.translate_px is not None:
+            translate = (_uniform(rng, self.translate_px), _uniform(rng, self.translate_px))
+        return {
+            "angle": _uniform(rng, self.rotate),
+            "scale": _uniform(rng, self.scale),
+            "shear": (_uniform(rng, self.shear), 0.0),
+            "translate": translate,
+        }
+
+
+class ElasticTransform(Transform):
+    """Elastic local warping (Simard et al. 2003): uniform(-1, 1) displacements smoothed
+    by a Gaussian of ``sigma`` pixels and scaled by ``alpha`` pixels.
+
+    Keypoints move by the displacement at their position, negated (the
+    first-order inverse of the map), boxes to the box around 5 such points on
+    each edge: close for the smooth fields this makes, not exact.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        sigma: float = 50.0,
+        interpolation: str = "bilinear",
+        border_mode: str = "constant",
+        fill: float = 0.0,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p)
+        fn = self._name()
+        self.alpha = _number(alpha, fn, "alpha", 0.0)
+        self.sigma = _number(sigma, fn, "sigma", 0.0)
+        im._choice(interpolation, im.INTERPOLATIONS[:2], fn.rstrip("()"), "interpolation")
+        im._choice(border_mode, im.BORDER_MODES, fn.rstrip("()"), "border_mode")
+        self.interpolation, self.border_mode = interpolation, border_mode
+        self.fill = _number(fill, fn, "fill")
+
+    def sample(self, rng, shape):
+        # The draw is the fields' seed: a replay record stays small.
+        return {"field_seed": int(rng.integers(0, 2**63))}
+
+    def _fields(self, params, shape):
+        rng = np.random.default_rng(params["field_seed"])
+        return elastic_fields(rng, shape, self.alpha, self.sigma)
+
+    def apply(self, data, index, params):
+        shape = data.shape
+        fields = [self._fields(p, shape) for p in params]
+        dx = np.stack([f[0] for f in fields])
+        dy = np.stack([f[1] for f in fields])
+        x = data.take(index)
+        out = im.remap(x, dx, dy, self.interpolation, self.border_mode, self.fill)
+        data.set_images(index, out, self._name())
+        h, w = shape
+
+        def move(points: np.ndarray, k: int) -> np.ndarray:
+            cols = np.clip(np.floor(points[:, 0]), 0, w - 1).astype(np.intp)
+            rows = np.clip(np.floor(points[:, 1]), 0, h - 1).astype(np.intp)
+            ok = np.isfinite(points).all(1)
+            cols, rows = np.where(ok, cols, 0), np.where(ok, rows, 0)
+            shift = np.stack([dx[k, rows, cols], dy[k, rows, cols]], 1)
+            return points - shift
+
+        for k, i in enumerate(index):
+            if data.keypoints is not None:
+                data.keypoints[i] = move(data.keypoints[i], k).astype(data.keypoints[i].dtype)
+            if data.boxes is not None and len(data.boxes[i]):
+                b = data.boxes[i].astype(np.float64)
+                t = np.linspace(0, 1, 5)
+                xs = b[:, [0]] + (b[:, [2]] - b[:, [0]]) * t
+                ys = b[:, [1]] + (b[:, [3]] - b[:, [1]]) * t
+                edge = [
+                    np.stack([xs, np.repeat(b[:, [1]], 5, 1)], -1),
+                    np.stack([xs, np.repeat(b[:, [3]], 5, 1)], -1),
+                    np.stack([np.repeat(b[:, [0]], 5, 1), ys], -1),
+                    np.stack([np.repeat(b[:, [2]], 5, 1), ys], -1),
+                ]
+                pts = np.concatenate(edge, 1)
+                moved = move(pts.reshape(-1, 2), k).reshape(pts.shape)
+                boxes = np.concatenate([moved.min(1), moved.max(1)], 1)
+                identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+                data.boxes[i] = boxes.astype(data.boxes[i].dtype)
+                kept, keep = im.affine_boxes(data.boxes[i], identity, shape, data.min_visibility)
+                data.boxes[i] = kept
+                if data.labels is not None:
+                    data.labels[i] = data.labels[i][keep]
+
+
+# -- colour ------------------------------------------------------------------------------
+
+
+class _ColourAffine(Transform):
+    """Per-image, per-channel ``x * scale + offset`` (one native call for the batch)."""
+
+    def coefficients(self, params: dict, x: np.ndarray) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def apply(self, data, index, params):
+        x = data.take(index)
+        pairs = [self.coefficients(p, x[k]) for k, p in enumerate(params)]
+        c = x.shape[3]
+        scale = np.stack([np.broadcast_to(np.asarray(s, np.float64), (c,)) for s, _ in pairs])
+        offset = np.stack([np.broadcast_to(np.asarray(o, np.float64), (c,)) for _, o in pairs])
+        data.set_images(index, colour_affine(x, scale, offset), self._name())
+
+
+class RGBShift(_ColourAffine):
+    """Add a random shift per channel, drawn from each limit (0-255 units; a number ``v``
+    means ``(-v, v)``)."""
+
+    def __init__(
+        self,
+        r_shift_limit: float | Sequence[float] = 20,
+        g_shift_limit: float | Sequence[float] = 20,
+        b_shift_limit: float | Sequence[float] = 20,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p)
+        fn = self._name()
+        self.limits = [
+            _range(v, fn, name)
+            for v, name in (
+                (r_shift_limit, "r_shift_limit"),
+                (g_shift_limit, "g_shift_limit"),
+                (b_shift_limit, "b_shift_limit"),
+            )
+        ]
+
+    def sample(self, rng, shape):
+        return {"shift": [_uniform(rng, lim) for lim in self.limits]}
+
+    def coefficients(self, params, x):
+        if x.shape[-1] != 3:
+            raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[-1]}")
+        return 1.0, np.asarray(params["shift"]) / 255.0 * full_scale(x.dtype)
+
+
+class RandomBrightnessContrast(_ColourAffine):
+    """``x * (1 + c) + b * full_scale`` (``b * mean(x)`` when not ``brightness_by_max``),
+    ``b`` from ``brightness_limit``, ``c`` from ``contrast_limit`` (a number ``v`` is
+    ``(-v, v)``)."""
+
+    def __init__(
+        self,
+        brightness_limit: float | Sequence[float] = 0.2,
+        contrast_limit: float | Sequence[float] = 0.2,
+        brightness_by_max: bool = True,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p)
+        self.brightness = _range(brightness_limit, self._name(), "brightness_limit")
+        self.contrast = _range(contrast_limit, self._name(), "contrast_limit")
+        self.by_max = bool(brightness_by_max)
+
+    def sample(self, rng, shape):
+        return {"alpha": 1.0 + _uniform(rng, self.contrast), "beta": _uniform(rng, self.brightness)}
+
+    def coefficients(self, params, x):
+        base = full_scale(x.dtype) if self.by_max else float(x.mean())
+        return params["alpha"], params["beta"] * base
+
+
+class PCAColour(_ColourAffine):
+    """Krizhevsky et al. (2012) PCA colour: add ``[p1 p2 p3] [a1 l1, a2 l2, a3 l3]^T`` with
+    ``a_i ~ N(0, alpha_std)`` per image, from :func:`fit_pca_colour` over the training set."""
+
+    def __init__(self, pca: PCAColourFit, alpha_std: float = 0.1, p: float = 0.5) -> None:
+        super().__init__(p)
+        if not isinstance(pca, PCAColourFit):
+            raise TypeError(
+                f"{self._name()}: pca must be the result of fit_pca_colour(), got "
+                f"{type(pca).__name__}"
+            )
+        self.pca = pca
+        self.alpha_std = _number(alpha_std, self._name(), "alpha_std", 0.0)
+
+    def sample(self, rng, shape):
+        return {"alphas": rng.normal(0.0, self.alpha_std, 3).tolist()}
+
+    def coefficients(self, params, x):
+        if x.shape[-1] != 3:
+            raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[-1]}")
+        offset = pca_colour_offsets(self.pca, params["alphas"])[0]
+        return 1.0, offset * full_scale(x.dtype)
+
+
+FancyPCA = PCAColour
+
+
+class Normalize(_ColourAffine):
+    """``(x - mean * max_pixel_value) / (std * max_pixel_value)`` per channel; float32 out.
+
+    Images it does not apply to (``p < 1``) are only converted to float32.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        max_pixel_value: float = 255.0,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p)
+        fn = self._name()
+        self.mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        self.std = np.asarray(std, dtype=np.float64).reshape(-1)
+        if self.mean.shape != self.std.shape or not np.all(self.std > 0):
+            raise ValueError(f"{fn}: mean and std must have equal lengths and std > 0")
+        self.max_pixel_value = _number(max_pixel_value, fn, "max_pixel_value", 1e-12)
+
+    def coefficients(self, params, x):
+        if len(self.mean) not in (1, x.shape[-1]):
+            raise ValueError(
+                f"{self._name()}: mean has {len(self.mean)} values for {x.shape[-1]} channels"
+            )
+        return 1.0 / (self.std * self.max_pixel_value), -self.mean / self.std
+
+    def _run(self, data, rngs, active, recorded, force=False):
+        if data.images.dtype != np.float32:
+            data.images = data.images.astype(np.float32)
+        return super()._run(data, rngs, active, recorded, force)
+
+
+class HueSaturationValue(Transform):
+    """Shift hue (degrees), saturation and value (0-255 units) by amounts drawn from the
+    limits (a number ``v`` is ``(-v, v)``); RGB images."""
+
+    def __init__(
+        self,
+        hue_shift_limit: float | Sequence[float] = 20,
+        sat_shift_limit: float | Sequence[float] = 30,
+        val_shift_limit: float | Sequence[float] = 20,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p)
+        fn = self._name()
+        self.hue = _range(hue_shift_limit, fn, "hue_shift_limit")
+        self.sat = _range(sat_shift_limit, fn, "sat_shift_limit")
+        self.val = _range(val_shift_limit, fn, "val_shift_limit")
+
+    def sample(self, rng, shape):
+        return {
+            "hue": _uniform(rng, self.hue),
+            "sat": _uniform(rng, self.sat),
+            "val": _uniform(rng, self.val),
+        }
+
+    def apply(self, data, index, params):
+        x = data.take(index)
+        if x.shape[3] != 3:
+            raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[3]}")
+        hue = [p["hue"] for p in params]
+        sat = [p["sat"] / 255.0 for p in params]
+        val = [p["val"] / 255.0 for p in params]
+        data.set_images(index, hsv_shift(x, hue, sat, val), self._name())
+
+
+class GaussNoise(Transform):
+    """Add Gaussian noise per pixel and channel: std drawn from ``std_range`` and mean from
+    ``mean_range``, both fractions of full scale (albumentations 2's convention)."""
+
+    def __init__(
+        self,
+        std_range: Sequence[float] = (0.2, 0.44),
+        mean_range: Sequence[float] = (0.0, 0.0),
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p)
+        self.std_range = _range(tuple(std_range), self._name(), "std_range", minimum=0.0)
+        self.mean_range = _range(tuple(mean_range), self._name(), "mean_range")
+
+    def sample(self, rng, shape):
+        return {
+            "std": _uniform(rng, self.std_range),
+            "mean": _uniform(rng, self.mean_range),
+            "noise_seed": int(rng.integers(0, 2**63)),
+        }
+
+    def apply(self, data, index, params):
+        x = data.take(index)
+        top = full_scale(x.dtype)
+        out = np.empty(x.shape, x.dtype)
+        for k, p in enumerate(params):
+            rng = np.random.default_rng(p["noise_seed"])
+            out[k] = add_gaussian_noise(x[k], p["std"] * top, p["mean"] * top, rng)
+        data.set_images(index, out, self._name())
+
+
+# -- pipelines ---------------------------------------------------------------------------
+
+
+def _check_transforms(transforms: Any, fn: str) -> list[Transform]:
+    if not isinstance(transforms, (list, tuple)) or not all(
+        isinstance(t, Transform) for t in transforms
+    ):
+        raise TypeError(f"{fn}: transforms must be a list of cnnkit.augment transforms")
+    return list(transforms)
+
+
+class Compose(Transform):
+    """Apply ``transforms`` in order (the whole list with probability ``p``)."""
+
+    def __init__(self, transforms: Sequence[Transform], p: float = 1.0) -> None:
+        super().__init__(p)
+        self.transforms = _check_transforms(transforms, self._name())
+
+    def __repr__(self) -> str:
+        return f"Compose({self.transforms!r}, p={self.p})"
+
+    def _run(self, data, rngs, active, recorded, force=False):
+        on = active.copy()
+        for i in range(data.n):
+            if on[i]:
+                if recorded is not None:
+                    on[i] = recorded[i] is not None
+                else:
+                    on[i] = force or rngs[i].random() < self.p
+        children = []
+        for k, t in enumerate(self.transforms):
+            sub = None if recorded is None else [r[k] if r is not None else None for r in recorded]
+            children.append(t._run(data, rngs, on, sub))
+        return [[c[i] for c in children] if on[i] else None for i in range(data.n)]
+
+
+class OneOf(Transform):
+    """Apply one of ``transforms`` (with probability ``p``), picked with probabilities
+    proportional to their ``p``; the picked one is applied for sure."""
+
+    def __init__(self, transforms: Sequence[Transform], p: float = 0.5) -> None:
+        super().__init__(p)
+        self.transforms = _check_transforms(transforms, self._name())
+        weights = np.array([t.p for t in self.transforms])
+        if not len(weights) or weights.sum() <= 0:
+            raise ValueError(f"{self._name()}: transforms must be non-empty with some p > 0")
+        self.weights = weights / weights.sum()
+
+    def _run(self, data, rngs, active, recorded, force=False):
+        chosen = np.full(data.n, -1)
+        for i in range(data.n):
+            if not active[i]:
+                continue
+            if recorded is not None:
+                chosen[i] = -1 if recorded[i] is None else recorded[i][0]
+            elif force or rngs[i].random() < self.p:
+                chosen[i] = rngs[i].choice(len(self.transforms), p=self.weights)
+        # Each pick runs on its own sub-batch (its output size may differ from the
+        # input's); the parts are merged back when they agree in size.
+        records: list = [None] * data.n
+        parts = []
+        for k, t in enumerate(self.transforms):
+            index = np.flatnonzero(chosen == k)
+            if not len(index):
+                continue
+            sub = data.subset(index)
+            sub_records = None if recorded is None else [recorded[i][1] for i in index]
+            got = t._run(
+                sub, [rngs[i] for i in index], np.ones(len(index), bool), sub_records, force=True
+            )
+            parts.append((index, sub))
+            for j, i in enumerate(index):
+                records[i] = (int(k), got[j])
+        if parts:
+            data.merge(parts, self._name())
+        return records
+
+
+class SomeOf(Transform):
+    """Apply ``n`` of ``transforms`` picked at random per image (with probability ``p``),
+    each with its own ``p``, in the listed order."""
+
+    def __init__(
+        self, transforms: Sequence[Transform], n: int, replace: bool = False, p: float = 1.0
+    ) -> None:
+        super().__init__(p)
+        self.transforms = _check_transforms(transforms, self._name())
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"{self._name()}: n must be an int >= 0, got {n!r}")
+        if not replace and n > len(self.transforms):
+            raise ValueError(
+                f"{self._name()}: n must be at most {len(self.transforms)} without replace, got {n}"
+            )
+        self.n, self.replace = int(n), bool(replace)
+
+    def _run(self, data, rngs, active, recorded, force=False):
+        picked = np.zeros((data.n, len(self.transforms)), bool)
+        for i in range(data.n):
+            if not active[i]:
+                continue
+            if recorded is not None:
+                if recorded[i] is not None:
+                    picked[i] = [r != "skip" for r in recorded[i]]
+            elif force or rngs[i].random() < self.p:
+                picked[i, rngs[i].choice(len(self.transforms), self.n, replace=self.replace)] = True
+        children = []
+        for k, t in enumerate(self.transforms):
+            sub = None if recorded is None else [r[k] if r is not None else None for r in recorded]
+            children.append(t._run(data, rngs, picked[:, k], sub))
+        return [
+            [c[i] if picked[i, k] else "skip" for k, c in enumerate(children)]
+            if picked[i].any()
+            else None
+            for i in range(data.n)
+        ]

@@ -1,0 +1,700 @@
+"""Image geometry with the boxes and points that live on the images.
+
+The one home of resize, crop, pad, flip and affine warp for detection,
+augmentation, test-time crops and style transfer. Pixel loops run in the
+Cython module :mod:`cnnkit._augment` (uint8 and float32 images, the GIL
+released, parallel over rows with cnnkit's thread count); the NumPy references
+are in :mod:`cnnkit.reference`.
+
+Conventions (those of :mod:`cnnkit.datasets` and the detectors):
+
+* images are ``(H, W, C)`` or a batch ``(N, H, W, C)``, uint8 or float32; a
+  function returns the layout it was given;
+* continuous pixel coordinates: pixel ``(row i, column j)`` covers
+  ``[j, j + 1) x [i, i + 1)``, so its centre is ``(j + 0.5, i + 0.5)``;
+* boxes are ``(K, 4)`` ``xyxy`` in those coordinates, points ``(..., 2)`` ``(x, y)``;
+* a geometric map is a 2x3 matrix ``A`` taking an input point ``p`` to the
+  output point ``A @ (p, 1)``; the ``*_matrix`` functions build them, and
+  :func:`affine_boxes` / :func:`affine_points` move targets by any of them.
+
+Images are written rounded half up and saturated for uint8, unrounded for
+float32. Why not OpenCV: it would be a heavy run-time dependency, and these
+loops are the product (cnnkit's augmentation kernels).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _augment, get_num_threads
+
+__all__ = [
+    "BORDER_MODES",
+    "INTERPOLATIONS",
+    "affine_boxes",
+    "affine_matrix",
+    "affine_points",
+    "center_crop",
+    "crop",
+    "crop_boxes",
+    "crop_matrix",
+    "flip_permutation",
+    "hflip",
+    "hflip_boxes",
+    "hflip_points",
+    "pad",
+    "remap",
+    "resize",
+    "resize_matrix",
+    "resized_crop",
+    "vflip",
+    "vflip_boxes",
+    "vflip_points",
+    "warp_affine",
+]
+
+INTERPOLATIONS = ("nearest", "bilinear", "area")
+"""Resampling of :func:`resize` (``area`` averages the covered input area)."""
+BORDER_MODES = ("constant", "reflect", "replicate")
+"""Values outside the image: ``fill``; mirrored without repeating the edge
+(NumPy's ``reflect``, OpenCV's ``BORDER_REFLECT_101``); the nearest edge pixel."""
+
+_NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+_local = threading.local()
+
+
+# Below this many output values a parallel region costs more than it saves
+# (waking threads takes tens of microseconds, far more on a busy machine).
+_PARALLEL_MIN_WORK = 1 << 16
+
+
+def native_threads(work: int = _PARALLEL_MIN_WORK) -> int:
+    """Threads for one kernel call writing ``work`` values: cnnkit's count, 1 for small
+    work, or the limit set by :func:`set_worker_threads` (a loader's worker threads)."""
+    if work < _PARALLEL_MIN_WORK:
+        return 1
+    return getattr(_local, "threads", None) or get_num_threads()
+
+
+def set_worker_threads(n: int | None) -> None:
+    """Limit the kernels called from the current thread to ``n`` threads (None: cnnkit's)."""
+    _local.threads = n
+
+
+def as_images(images: Any, fn: str, name: str = "images") -> tuple[np.ndarray, bool]:
+    """``images`` as an ``(N, H, W, C)`` uint8/float32 array and whether it was one image."""
+    x = np.asarray(images)
+    if x.dtype not in _NATIVE_DTYPES:
+        raise TypeError(
+            f"{fn}(): {name} must be uint8 or float32 (convert other dtypes first), got {x.dtype}"
+        )
+    if x.ndim == 3:
+        return x[None], True
+    if x.ndim == 4:
+        return x, False
+    raise ValueError(f"{fn}(): {name} must have shape (H, W, C) or (N, H, W, C), got {x.shape}")
+
+
+def _out(x: np.ndarray, single: bool) -> np.ndarray:
+    return x[0] if single else x
+
+
+def _size(size: Any, fn: str, name: str = "size") -> tuple[int, int]:
+    items = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    if len(items) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items
+    ):
+        raise TypeError(f"{fn}(): {name} must be an int or a (height, width) pair, got {size!r}")
+    if min(items) < 1:
+        raise ValueError(f"{fn}(): {name} must be positive, got {size!r}")
+    return int(items[0]), int(items[1])
+
+
+def _choice(value: Any, choices: Sequence[str], fn: str, name: str) -> int:
+    if value not in choices:
+        raise ValueError(f"{fn}(): {name} must be one of {', '.join(choices)}, got {value!r}")
+    return list(choices).index(value)
+
+
+def _matrix(matrix: Any, fn: str) -> np.ndarray:
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape == (3, 3):
+        m = m[:2]
+    if m.shape != (2, 3):
+        raise ValueError(f"{fn}(): matrix must have shape (2, 3) or (3, 3), got {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"{fn}(): matrix must be finite")
+    return m
+
+
+def invert_affine(matrix: np.ndarray, fn: str = "invert_affine") -> np.ndarray:
+    """The 2x3 inverse of the 2x3 map ``matrix`` (ValueError when singular)."""
+    square = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    if abs(np.linalg.det(square[:2, :2])) < 1e-12:
+        raise ValueError(f"{fn}(): matrix must be invertible, got {matrix.tolist()}")
+    return np.linalg.inv(square)[:2]
+
+
+# -- resampling tables -------------------------------------------------------------------
+
+
+def _taps(start: float, length: float, n_in: int, n_out: int, mode: str):
+    """Indices ``(n_out, K)`` and weights of the input pixels behind each output pixel.
+
+    The output spans the input interval ``[start, start + length)``; bilinear
+    clamps at that window's edge pixels (as resizing the cropped image would).
+    """
+    scale = length / n_out
+    centres = start + (np.arange(n_out) + 0.5) * scale
+    lo_edge = int(np.floor(start))
+    hi_edge = min(int(np.ceil(start + length)), n_in) - 1
+    if mode == "nearest":
+        index = np.clip(np.floor(centres), lo_edge, hi_edge).astype(np.intp)[:, None]
+        return index, np.ones(index.shape)
+    if mode == "bilinear":
+        pos = np.clip(centres - 0.5, lo_edge, hi_edge)
+        low = np.floor(pos).astype(np.intp)
+        high = np.minimum(low + 1, hi_edge)
+        frac = pos - low
+        return np.stack([low, high], 1), np.stack([1 - frac, frac], 1)
+    # area: output pixel k averages the input over [start + k * scale, start + (k + 1) * scale)
+    left = start + np.arange(n_out) * scale
+    first = np.floor(left).astype(np.intp)
+    width = int(np.ceil(scale)) + 1
+    index = first[:, None] + np.arange(width)
+    overlap = np.minimum(index + 1, (left + scale)[:, None]) - np.maximum(index, left[:, None])
+    weight = np.clip(overlap, 0, None) / scale
+    index = np.clip(index, 0, n_in - 1)
+    weight[index != first[:, None] + np.arange(width)] = 0
+    return index, weight
+
+
+def _resample(x: np.ndarray, out_h: int, out_w: int, rows: list, cols: list) -> np.ndarray:
+    """Resample each image of ``x`` with its own (or shared) row and column tap tables."""
+
+    def stack(tables: list) -> tuple[np.ndarray, np.ndarray]:
+        k = max(t[0].shape[1] for t in tables)
+        index = np.zeros((len(tables), tables[0][0].shape[0], k), np.intp)
+        weight = np.zeros(index.shape)
+        for n, (i, w) in enumerate(tables):
+            # padding taps repeat a real index (weight 0), so every tap lies in the span
+            index[n] = i[:, :1]
+            index[n, :, : i.shape[1]] = i
+            weight[n, :, : w.shape[1]] = w
+        return index, weight
+
+    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), x.dtype)
+    if out.size:
+        ri, rw = stack(rows)
+        ci, cw = stack(cols)
+        threads = native_threads(out.size)
+        scratch = np.empty((threads, x.shape[2] * x.shape[3]))
+        span = np.stack([ci.min((1, 2)), ci.max((1, 2)) + 1], 1)
+        src = np.ascontiguousarray(x)
+        _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
+    return out
+
+
+# -- resize, crop, pad -------------------------------------------------------------------
+
+
+def resize(images: Any, size: Any, interpolation: str = "bilinear") -> np.ndarray:
+    """Resize to ``size = (height, width)``.
+
+    Pixel centres are aligned (``align_corners=False``, the default of OpenCV,
+    PIL and torchvision). ``nearest`` takes the input pixel under each output
+    pixel's centre (torch's ``nearest-exact``); ``bilinear`` clamps at the
+    edges, without antialiasing; ``area`` averages the input area each output
+    pixel covers (a box filter, OpenCV's ``INTER_AREA`` when shrinking; when
+    enlarging it is the covered one or two pixels, not OpenCV's bilinear).
+
+    Parameters
+    ----------
+    images : array_like, (H, W, C) or (N, H, W, C), uint8 or float32
+    size : int or (height, width)
+    interpolation : {"nearest", "bilinear", "area"}
+
+    Returns
+    -------
+    numpy.ndarray
+        The resized images, same layout and dtype. Use :func:`resize_matrix`
+        for the boxes and points.
+    """
+    fn = "resize"
+    x, single = as_images(images, fn)
+    out_h, out_w = _size(size, fn)
+    _choice(interpolation, INTERPOLATIONS, fn, "interpolation")
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
+    h, w = x.shape[1:3]
+    rows = [_taps(0.0, h, h, out_h, interpolation)]
+    cols = [_taps(0.0, w, w, out_w, interpolation)]
+    return _out(_resample(x, out_h, out_w, rows, cols), single)
+
+
+def resize_matrix(in_size: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The map of :func:`resize` from ``in_size`` to ``size`` (both ``(height, width)``)."""
+    (h, w), (out_h, out_w) = (
+        _size(in_size, "resize_matrix", "in_size"),
+        _size(size, "resize_matrix"),
+    )
+    return np.array([[out_w / w, 0.0, 0.0], [0.0, out_h / h, 0.0]])
+
+
+def _window(x: np.ndarray, top: Any, left: Any, height: Any, width: Any, fn: str) -> tuple:
+    vals = (top, left, height, width)
+    names = ("top", "left", "height", "width")
+    for v, name in zip(vals, names):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{fn}(): {name} must be an int, got {type(v).__name__}")
+    top, left, height, width = (int(v) for v in vals)
+    if height < 1 or width < 1:
+        raise ValueError(f"{fn}(): height and width must be positive, got ({height}, {width})")
+    h, w = x.shape[1:3]
+    if top < 0 or left < 0 or top + height > h or left + width > w:
+        raise ValueError(
+            f"{fn}(): the crop (top={top}, left={left}, height={height}, width={width}) must lie "
+            f"inside the {h}x{w} image"
+        )
+    return top, left, height, width
+
+
+def crop(images: Any, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The ``height x width`` window at ``(top, left)``, as a new contiguous array.
+
+    The window must lie inside the image (ValueError otherwise; :func:`pad`
+    first to crop beyond an edge). :func:`crop_matrix` moves the targets.
+    """
+    x, single = as_images(images, "crop")
+    top, left, height, width = _window(x, top, left, height, width, "crop")
+    return _out(np.ascontiguousarray(x[:, top : top + height, left : left + width]), single)
+
+
+def center_crop(images: Any, size: Any) -> np.ndarray:
+    """The centred window of ``size = (height, width)``.
+
+    Top and left are rounded down, as albumentations' CenterCrop (torchvision
+    rounds half to even; :func:`cnnkit.augment.five_crop` does that).
+    """
+    x, _ = as_images(images, "center_crop")
+    height, width = _size(size, "center_crop")
+    top = (x.shape[1] - height) // 2
+    left = (x.shape[2] - width) // 2
+    if top < 0 or left < 0:
+        raise ValueError(
+            f"center_crop(): size must fit in the {x.shape[1]}x{x.shape[2]} image, got {size!r}"
+        )
+    return crop(images, top, left, height, width)
+
+
+def crop_matrix(top: float, left: float) -> np.ndarray:
+    """The map of a crop at ``(top, left)``: a translation by ``(-left, -top)``."""
+    return np.array([[1.0, 0.0, -float(left)], [0.0, 1.0, -float(top)]])
+
+
+def resized_crop(
+    images: Any,
+    windows: Any,
+    size: Any,
+    interpolation: str = "bilinear",
+) -> np.ndarray:
+    """Crop window ``n`` of every image ``n`` and resize it to ``size``, in one native pass.
+
+    ``windows`` is ``(N, 4)`` ``(top, left, height, width)`` (or one row for a
+    single image), each inside its image. The result equals
+    ``resize(crop(image, *window), size)`` (up to the last bit of float32 and
+    rounding at a uint8 half-way value: the weights are computed at an
+    offset); the map of image ``n`` is ``resize_matrix((height, width), size)``
+    composed with ``crop_matrix(top, left)``.
+    """
+    fn = "resized_crop"
+    x, single = as_images(images, fn)
+    out_h, out_w = _size(size, fn)
+    _choice(interpolation, INTERPOLATIONS, fn, "interpolation")
+    win = np.asarray(windows)
+    if win.ndim == 1:
+        win = win[None]
+    if win.shape != (x.shape[0], 4) or win.dtype.kind not in "iu":
+        raise ValueError(
+            f"{fn}(): windows must be ({x.shape[0]}, 4) ints (top, left, height, width), "
+            f"got {win.shape} {win.dtype}"
+        )
+    rows, cols = [], []
+    for top, left, height, width in win.tolist():
+        _window(x, top, left, height, width, fn)
+        rows.append(_taps(top, height, x.shape[1], out_h, interpolation))
+        cols.append(_taps(left, width, x.shape[2], out_w, interpolation))
+    if not rows:
+        return _out(np.empty((0, out_h, out_w, x.shape[3]), x.dtype), single)
+    return _out(_resample(x, out_h, out_w, rows, cols), single)
+
+
+def pad(
+    images: Any,
+    padding: Any,
+    border_mode: str = "constant",
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Pad by ``padding = (top, bottom, left, right)`` (or one int for all four sides).
+
+    ``border_mode`` as :data:`BORDER_MODES`. The map for the targets is
+    ``crop_matrix(-top, -left)``.
+    """
+    fn = "pad"
+    x, single = as_images(images, fn)
+    items = tuple(padding) if isinstance(padding, (tuple, list)) else (padding,) * 4
+    if len(items) != 4 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in items
+    ):
+        raise ValueError(
+            f"{fn}(): padding must be an int >= 0 or (top, bottom, left, right) ints >= 0, "
+            f"got {padding!r}"
+        )
+    mode = _choice(border_mode, BORDER_MODES, fn, "border_mode")
+    top, bottom, left, right = (int(v) for v in items)
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
+    size = (x.shape[1] + top + bottom, x.shape[2] + left + right)
+    inverse = crop_matrix(top, left)[None]
+    out = np.empty((x.shape[0], *size, x.shape[3]), x.dtype)
+    if out.size:
+        _augment.warp_affine(
+            np.ascontiguousarray(x), out, inverse, 0, mode, float(fill), native_threads(out.size)
+        )
+    return _out(out, single)
+
+
+# -- flips -------------------------------------------------------------------------------
+
+
+def _flip(images: Any, horizontal: bool, fn: str) -> np.ndarray:
+    x = np.asarray(images)
+    if x.dtype not in _NATIVE_DTYPES and x.ndim in (3, 4):
+        # a flip is a pure copy: other dtypes (float64 masks, labels) take NumPy's
+        return np.ascontiguousarray(x[..., :, ::-1, :] if horizontal else x[..., ::-1, :, :])
+    x, single = as_images(x, fn)
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        _augment.flip(
+            np.ascontiguousarray(x), out, horizontal, not horizontal, native_threads(out.size)
+        )
+    return _out(out, single)
+
+
+def hflip(images: Any) -> np.ndarray:
+    """Mirror left-right (a new contiguous array; native for uint8 and float32, any dtype)."""
+    return _flip(images, True, "hflip")
+
+
+def vflip(images: Any) -> np.ndarray:
+    """Mirror upside down (a new contiguous array; native for uint8 and float32, any dtype)."""
+    return _flip(images, False, "vflip")
+
+
+def as_boxes(boxes: Any, fn: str, name: str = "boxes") -> np.ndarray:
+    """``boxes`` as a ``(K, 4)`` float array (integer input becomes float64)."""
+    b = np.asarray(boxes)
+    if b.size == 0:
+        b = b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{fn}(): {name} must have shape (K, 4), got {b.shape}")
+    if b.dtype.kind not in "fiu":
+        raise TypeError(f"{fn}(): {name} must be a real array, got dtype {b.dtype}")
+    return b if b.dtype.kind == "f" else b.astype(np.float64)
+
+
+def as_points(points: Any, fn: str, name: str = "points") -> np.ndarray:
+    """``points`` as a ``(..., 2)`` float array (integer input becomes float64)."""
+    p = np.asarray(points)
+    if p.ndim < 1 or p.shape[-1] != 2:
+        raise ValueError(f"{fn}(): {name} must have shape (..., 2), got {p.shape}")
+    if p.dtype.kind not in "fiu":
+        raise TypeError(f"{fn}(): {name} must be a real array, got dtype {p.dtype}")
+    return p if p.dtype.kind == "f" else p.astype(np.float64)
+
+
+def _extent(value: Any, fn: str, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}(): {name} must be a number, got {type(value).__name__}")
+    return float(value)
+
+
+def hflip_boxes(boxes: Any, width: float) -> np.ndarray:
+    """Boxes of an image ``width`` wide after :func:`hflip`: ``x1, x2 -> W - x2, W - x1``."""
+    b = as_boxes(boxes, "hflip_boxes")
+    w = b.dtype.type(_extent(width, "hflip_boxes", "width"))
+    return np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], 1)
+
+
+def vflip_boxes(boxes: Any, height: float) -> np.ndarray:
+    """Boxes of an image ``height`` tall after :func:`vflip`: ``y1, y2 -> H - y2, H - y1``."""
+    b = as_boxes(boxes, "vflip_boxes")
+    h = b.dtype.type(_extent(height, "vflip_boxes", "height"))
+    return np.stack([b[:, 0], h - b[:, 3], b[:, 2], h - b[:, 1]], 1)
+
+
+def flip_permutation(flip_pairs: Any, num_points: int, fn: str = "flip_permutation") -> np.ndarray:
+    """The order of point indices after a mirror that swaps each pair in ``flip_pairs``.
+
+    ``flip_pairs`` are disjoint ``(i, j)`` pairs in ``[0, num_points)``, e.g.
+    :data:`cnnkit.datasets.FLIP_PAIRS` (left eye <-> right eye): after the flip
+    and this permutation every index keeps its meaning.
+    """
+    if isinstance(flip_pairs, (str, bytes)) or not isinstance(flip_pairs, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"{fn}: flip_pairs must be a sequence of (i, j) index pairs, got {flip_pairs!r}"
+        )
+    order = np.arange(num_points)
+    seen: set[int] = set()
+    for pair in flip_pairs:
+        if (
+            isinstance(pair, (str, bytes))
+            or not isinstance(pair, (Sequence, np.ndarray))
+            or len(pair) != 2
+            or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in pair)
+        ):
+            raise ValueError(f"{fn}: flip_pairs entries must be pairs of ints, got {pair!r}")
+        i, j = int(pair[0]), int(pair[1])
+        for k in (i, j):
+            if not 0 <= k < num_points:
+                raise ValueError(
+                    f"{fn}: flip_pairs index {k} is out of range for {num_points} points"
+                )
+        if i == j or i in seen or j in seen:
+            raise ValueError(
+                f"{fn}: flip_pairs must be disjoint pairs of distinct indices, got {pair!r} "
+                f"in {flip_pairs!r}"
+            )
+        seen.update((i, j))
+        order[i], order[j] = j, i
+    return order
+
+
+def _flip_points(points: Any, extent: float, axis: int, flip_pairs: Any, fn: str) -> np.ndarray:
+    p = as_points(points, fn)
+    if flip_pairs is not None:
+        if p.ndim < 2:
+            raise ValueError(f"{fn}(): points must have shape (..., L, 2) with flip_pairs")
+        p = p[..., flip_permutation(flip_pairs, p.shape[-2], f"{fn}()"), :]
+    out = p.copy()
+    out[..., axis] = p.dtype.type(extent) - p[..., axis]
+    return out
+
+
+def hflip_points(points: Any, width: float, flip_pairs: Any = None) -> np.ndarray:
+    """Points after :func:`hflip` of an image ``width`` wide: ``x -> W - x``.
+
+    A point on the centre of column ``j`` lands on the centre of column
+    ``W - 1 - j``. With ``flip_pairs`` (see :func:`flip_permutation`) the
+    points ``(..., L, 2)`` of each pair swap places, so "left eye" stays the
+    subject's left eye. NaN points (missing) stay NaN.
+    """
+    return _flip_points(
+        points, _extent(width, "hflip_points", "width"), 0, flip_pairs, "hflip_points"
+    )
+
+
+def vflip_points(points: Any, height: float, flip_pairs: Any = None) -> np.ndarray:
+    """Points after :func:`vflip` of an image ``height`` tall: ``y -> H - y``.
+
+    ``flip_pairs`` as in :func:`hflip_points`.
+    """
+    return _flip_points(
+        points, _extent(height, "vflip_points", "height"), 1, flip_pairs, "vflip_points"
+    )
+
+
+# -- affine warps ------------------------------------------------------------------------
+
+
+def affine_matrix(
+    center: Sequence[float],
+    angle: float = 0.0,
+    scale: float | Sequence[float] = 1.0,
+    shear: float | Sequence[float] = 0.0,
+    translate: Sequence[float] = (0.0, 0.0),
+) -> np.ndarray:
+    """Rotation, scale and shear about ``center = (x, y)``, then a translation, as a 2x3 map.
+
+    ``angle`` in degrees, counter-clockwise on the screen (y points down, as
+    OpenCV's ``getRotationMatrix2D``); ``shear`` in degrees ``(x, y)`` or one
+    for x; ``scale`` one factor or ``(sx, sy)``; ``translate`` ``(dx, dy)`` pixels.
+    """
+    cx, cy = (float(v) for v in center)
+    sx, sy = (float(v) for v in (scale if isinstance(scale, (tuple, list)) else (scale, scale)))
+    hx, hy = (float(v) for v in (shear if isinstance(shear, (tuple, list)) else (shear, 0.0)))
+    a = np.deg2rad(float(angle))
+    rotate = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    shear_m = np.array([[1.0, np.tan(np.deg2rad(hx))], [np.tan(np.deg2rad(hy)), 1.0]])
+    linear = rotate @ shear_m @ np.diag([sx, sy])
+    centre = np.array([cx, cy])
+    shift = centre - linear @ centre + np.asarray(translate, dtype=np.float64)
+    return np.hstack([linear, shift[:, None]])
+
+
+def warp_affine(
+    images: Any,
+    matrix: Any,
+    size: Any = None,
+    interpolation: str = "bilinear",
+    border_mode: str = "constant",
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Warp by the 2x3 map ``matrix`` (input point to output point) into ``size``.
+
+    Parameters
+    ----------
+    images : array_like, (H, W, C) or (N, H, W, C), uint8 or float32
+    matrix : array_like, (2, 3), (3, 3) or (N, 2, 3)
+        One map for all images, or one per image of a batch.
+    size : int or (height, width), optional
+        The output size; default the input's.
+    interpolation : {"nearest", "bilinear"}
+    border_mode : {"constant", "reflect", "replicate"}
+    fill : float
+        The value outside the image for ``constant``.
+    """
+    fn = "warp_affine"
+    x, single = as_images(images, fn)
+    out_h, out_w = x.shape[1:3] if size is None else _size(size, fn)
+    interp = _choice(interpolation, INTERPOLATIONS[:2], fn, "interpolation")
+    mode = _choice(border_mode, BORDER_MODES, fn, "border_mode")
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim == 3:
+        if m.shape[0] != x.shape[0] or m.shape[1:] not in ((2, 3), (3, 3)):
+            raise ValueError(
+                f"{fn}(): matrix must have shape (2, 3) or ({x.shape[0]}, 2, 3), got {m.shape}"
+            )
+        inverse = np.stack([invert_affine(_matrix(a, fn), fn) for a in m]) if len(m) else m[:, :2]
+    else:
+        inverse = invert_affine(_matrix(m, fn), fn)[None]
+    if (x.shape[1] == 0 or x.shape[2] == 0) and mode != 0:
+        raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
+    out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), x.dtype)
+    if out.size:
+        inverse = np.ascontiguousarray(inverse, dtype=np.float64)
+        _augment.warp_affine(
+            np.ascontiguousarray(x),
+            out,
+            inverse,
+            interp,
+            mode,
+            float(fill),
+            native_threads(out.size),
+        )
+    return _out(out, single)
+
+
+def affine_points(points: Any, matrix: Any) -> np.ndarray:
+    """Points ``(..., 2)`` moved by the 2x3 map ``matrix`` (same float dtype; NaN stays NaN)."""
+    p = as_points(points, "affine_points")
+    m = _matrix(matrix, "affine_points")
+    out = p.astype(np.float64) @ m[:, :2].T + m[:, 2]
+    return out.astype(p.dtype)
+
+
+def affine_boxes(
+    boxes: Any,
+    matrix: Any,
+    size: Any | None = None,
+    min_visibility: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes moved by ``matrix``: the box around their four moved corners, clipped to ``size``.
+
+    Parameters
+    ----------
+    boxes : array_like, (K, 4) xyxy
+    matrix : array_like, (2, 3)
+    size : (height, width), optional
+        The output image; boxes are clipped to it when given.
+    min_visibility : float in [0, 1]
+        Keep a box when its clipped area is at least this fraction of its
+        unclipped (moved) area; a box with no area left is always dropped when
+        clipping. Zero-area boxes inside the image are kept.
+
+    Returns
+    -------
+    boxes : numpy.ndarray, (K', 4), same float dtype
+    keep : numpy.ndarray, (K,) bool
+        Which input boxes remain (use it to drop their labels too).
+    """
+    fn = "affine_boxes"
+    b = as_boxes(boxes, fn)
+    m = _matrix(matrix, fn)
+    vis = _extent(min_visibility, fn, "min_visibility")
+    if not 0.0 <= vis <= 1.0:
+        raise ValueError(f"{fn}(): min_visibility must be in [0, 1], got {min_visibility}")
+    corners = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2).astype(np.float64)
+    moved = corners @ m[:, :2].T + m[:, 2]
+    out = np.concatenate([moved.min(1), moved.max(1)], 1)
+    keep = np.ones(len(b), bool)
+    if size is not None:
+        h, w = _size(size, fn)
+        area = (out[:, 2] - out[:, 0]) * (out[:, 3] - out[:, 1])
+        clipped = np.clip(out, 0, [w, h, w, h])
+        left = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+        inside = (out[:, 0] <= w) & (out[:, 2] >= 0) & (out[:, 1] <= h) & (out[:, 3] >= 0)
+        degenerate = area <= 0
+        keep = np.where(degenerate, inside, (left > 0) & (left >= vis * area))
+        out = clipped
+    return out[keep].astype(b.dtype), keep
+
+
+def crop_boxes(
+    boxes: Any, top: float, left: float, height: int, width: int, min_visibility: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes after :func:`crop`: shifted, clipped to the window, filtered.
+
+    ``min_visibility`` and the result as in :func:`affine_boxes`.
+    """
+    return affine_boxes(boxes, crop_matrix(top, left), (height, width), min_visibility)
+
+
+def remap(
+    images: Any,
+    dx: Any,
+    dy: Any,
+    interpolation: str = "bilinear",
+    border_mode: str = "constant",
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Sample each output pixel ``(i, j)`` at the input point ``(j + 0.5 + dx, i + 0.5 + dy)``.
+
+    ``dx`` and ``dy`` are displacement fields ``(H, W)`` (or ``(N, H, W)`` for a
+    batch), in pixels; the output has the input's size. The elastic
+    distortion of :mod:`cnnkit.augment` is a remap by smoothed random fields.
+    """
+    fn = "remap"
+    x, single = as_images(images, fn)
+    interp = _choice(interpolation, INTERPOLATIONS[:2], fn, "interpolation")
+    mode = _choice(border_mode, BORDER_MODES, fn, "border_mode")
+    fields = []
+    for name, field in (("dx", dx), ("dy", dy)):
+        f = np.asarray(field, dtype=np.float32)
+        if f.shape == x.shape[1:3]:
+            f = np.broadcast_to(f, x.shape[:3])
+        if f.shape != x.shape[:3]:
+            raise ValueError(
+                f"{fn}(): {name} must have shape {x.shape[1:3]} or {x.shape[:3]}, got {f.shape}"
+            )
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"{fn}(): {name} must be finite")
+        fields.append(np.ascontiguousarray(f))
+    if (x.shape[1] == 0 or x.shape[2] == 0) and x.size:
+        raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        _augment.remap(
+            np.ascontiguousarray(x),
+            out,
+            *fields,
+            interp,
+            mode,
+            float(fill),
+            native_threads(out.size),
+        )
+    return _out(out, single)

@@ -1,0 +1,423 @@
+"""cnnkit.augment: the Cython distortion kernels against cnnkit.reference, and the
+transforms' contract: targets move with the pixels, per-image seeding (a batch equals
+its images one by one), replay, thread-count independence, and the rejections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from arrays import layout_view
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnkit
+import cnnkit.augment as A
+from cnnkit import image
+from cnnkit import reference as ref
+
+DTYPES = (np.uint8, np.float32)
+
+
+def assert_close(got: np.ndarray, want: np.ndarray) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if got.dtype == np.uint8:
+        assert np.abs(got.astype(int) - want.astype(int)).max(initial=0) <= 1
+    else:
+        scale = max(1.0, float(np.abs(want).max(initial=0)))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+
+
+@st.composite
+def batches(draw, channels=None, max_side=9):
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    c = channels or draw(st.integers(1, 4))
+    shape = (
+        draw(st.integers(0, 3)),
+        draw(st.integers(1, max_side)),
+        draw(st.integers(1, max_side)),
+        c,
+    )
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = (rng.random(shape) * (255 if dtype == np.uint8 else 1)).astype(dtype)
+    layout = draw(st.sampled_from(("contiguous", "fortran", "reversed_batch", "channels_first")))
+    return layout_view(x, layout)
+
+
+@given(batches(), st.data())
+def test_colour_affine_matches_reference_and_saturates(x, data):
+    n, c = len(x), x.shape[3]
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    scale = rng.uniform(-1, 3, (n, c))
+    offset = rng.uniform(-300, 300, (n, c)) * (1 if x.dtype == np.uint8 else 1 / 255)
+    got = A.colour_affine(x, scale, offset)
+    assert_close(got, ref.colour_affine(x, scale, offset))
+
+
+@given(batches())
+def test_add_noise_matches_reference(x):
+    noise = np.random.default_rng(len(x)).normal(0, 80, x.shape).astype(np.float32)
+    assert_close(A.add_noise(x, noise), ref.add_noise(x, noise))
+
+
+@given(batches(channels=3), st.data())
+def test_hsv_shift_matches_reference(x, data):
+    n = len(x)
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    hue, sat, val = rng.uniform(-400, 400, n), rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+    assert_close(A.hsv_shift(x, hue, sat, val), ref.hsv_shift(x, hue, sat, val))
+
+
+def test_hsv_shift_by_zero_is_the_identity():
+    x = (np.random.default_rng(5).random((2, 16, 16, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(A.hsv_shift(x), x)
+    y = x.astype(np.float32) / 255
+    np.testing.assert_allclose(A.hsv_shift(y), y, atol=1e-6)
+
+
+@given(
+    st.tuples(st.integers(0, 3), st.integers(1, 12), st.integers(1, 12)),
+    st.floats(0, 6),
+    st.integers(0, 100),
+)
+def test_gaussian_blur_matches_reference(shape, sigma, seed):
+    fields = np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+    taps = A.functional.gaussian_kernel(sigma)
+    got = A.gaussian_blur(fields, sigma)
+    np.testing.assert_allclose(got, ref.gaussian_blur(fields, taps), atol=1e-5)
+
+
+@given(batches(), st.data())
+def test_remap_matches_reference(x, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    dx = rng.uniform(-4, 4, x.shape[:3]).astype(np.float32)
+    dy = rng.uniform(-4, 4, x.shape[:3]).astype(np.float32)
+    interp = data.draw(st.sampled_from(("nearest", "bilinear")))
+    border = data.draw(st.sampled_from(image.BORDER_MODES))
+    got = image.remap(x, dx, dy, interp, border, 9.0)
+    assert_close(got, ref.remap(x, dx, dy, interp, border, 9.0))
+
+
+def test_pca_colour_fit_streams_and_matches_numpy():
+    rng = np.random.default_rng(6)
+    x = (rng.random((10, 8, 8, 3)) * 200 + np.array([10, 30, 50])).astype(np.uint8)
+    whole = A.fit_pca_colour(x)
+    streamed = A.fit_pca_colour([x[:3], (x[3:7], None), x[7:]])
+    np.testing.assert_allclose(streamed.eigenvalues, whole.eigenvalues, rtol=1e-10)
+    cov = np.cov((x.reshape(-1, 3) / 255.0).T, bias=True)
+    np.testing.assert_allclose(whole.eigenvalues, np.linalg.eigvalsh(cov)[::-1], rtol=1e-9)
+    np.testing.assert_allclose(whole.mean, x.reshape(-1, 3).mean(0) / 255, rtol=1e-12)
+    p = whole.eigenvectors
+    np.testing.assert_allclose(p.T @ cov @ p, np.diag(whole.eigenvalues), atol=1e-12)
+    alphas = np.array([[0.1, -0.2, 0.05]])
+    want = p @ (alphas[0] * whole.eigenvalues)
+    np.testing.assert_allclose(A.functional.pca_colour_offsets(whole, alphas)[0], want)
+    # the transform adds that offset (times 255 for uint8) to every pixel
+    t = A.PCAColour(whole, alpha_std=0.1, p=1.0)
+    y = np.full((4, 4, 3), 100, np.uint8)
+    out = t(image=y, seed=0, return_params=True)
+    shift = A.functional.pca_colour_offsets(whole, out["params"]["alphas"])[0] * 255
+    want = np.broadcast_to(np.clip(np.floor(100 + shift + 0.5), 0, 255), y.shape)
+    np.testing.assert_array_equal(out["image"], want)
+
+
+def _pipeline() -> A.Compose:
+    pca = A.fit_pca_colour((np.random.default_rng(0).random((2, 8, 8, 3))).astype(np.float32))
+    return A.Compose(
+        [
+            A.HorizontalFlip(flip_pairs=[(0, 1)]),
+            A.OneOf(
+                [A.RandomResizedCrop((24, 28)), A.RandomCrop(24, 28), A.Resize(24, 28, "area")], p=1
+            ),
+            A.Rotate(limit=30, p=0.7, border_mode="reflect"),
+            A.Affine(scale=(0.8, 1.2), translate_percent=0.1, shear=(-8, 8), p=0.5),
+            A.SomeOf([A.RGBShift(), A.RandomBrightnessContrast(), A.HueSaturationValue()], n=2),
+            A.GaussNoise(p=0.3),
+            A.PCAColour(pca, p=0.5),
+            A.ElasticTransform(alpha=8, sigma=3, p=0.3),
+            A.VerticalFlip(p=0.2),
+        ]
+    )
+
+
+def _inputs(n: int, dtype=np.uint8):
+    rng = np.random.default_rng(n)
+    x = rng.random((n, 30, 36, 3))
+    x = (x * 255).astype(np.uint8) if dtype == np.uint8 else x.astype(np.float32)
+    boxes = [np.array([[2.0, 3.0, 20.0, 25.0], [10, 10, 30, 28]]) for _ in range(n)]
+    labels = [np.array([4, 7]) for _ in range(n)]
+    points = rng.uniform(1, 29, (n, 5, 2))
+    return x, boxes, labels, points
+
+
+@given(st.integers(0, 2**40), st.sampled_from(DTYPES))
+def test_a_batch_equals_its_images_one_by_one_and_replays(seed, dtype):
+    t = _pipeline()
+    x, boxes, labels, points = _inputs(4, dtype)
+    out = t(image=x, boxes=boxes, labels=labels, keypoints=points, seed=seed, return_params=True)
+    for i, s in enumerate(A.image_seeds(seed, len(x))):
+        one = t(image=x[i], boxes=boxes[i], labels=labels[i], keypoints=points[i], seed=s)
+        np.testing.assert_array_equal(one["image"], out["image"][i])
+        np.testing.assert_array_equal(one["boxes"], out["boxes"][i])
+        np.testing.assert_array_equal(one["labels"], out["labels"][i])
+        np.testing.assert_array_equal(one["keypoints"], out["keypoints"][i])
+    again = t.replay(out["params"], image=x, boxes=boxes, labels=labels, keypoints=points)
+    np.testing.assert_array_equal(again["image"], out["image"])
+    same = t(image=x, boxes=boxes, labels=labels, keypoints=points, seed=seed)
+    np.testing.assert_array_equal(same["image"], out["image"])
+
+
+def test_results_do_not_depend_on_the_thread_count(restore_threads):
+    t = _pipeline()
+    x = (np.random.default_rng(1).random((6, 120, 150, 3)) * 255).astype(np.uint8)
+    runs = []
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        runs.append(t(image=x, seed=11)["image"])
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+
+
+def _dot_boxes(rng, h, w, n):
+    """Images with one lit rectangle each and its box."""
+    x = np.zeros((n, h, w, 1), np.uint8)
+    boxes = []
+    for k in range(n):
+        x0, y0 = rng.integers(2, w // 2), rng.integers(2, h // 2)
+        x1, y1 = x0 + rng.integers(3, w // 3), y0 + rng.integers(3, h // 3)
+        x[k, y0:y1, x0:x1] = 255
+        boxes.append(np.array([[x0, y0, x1, y1]], np.float64))
+    return x, boxes
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        A.HorizontalFlip(p=1),
+        A.VerticalFlip(p=1),
+        A.Rotate(limit=(90, 90), p=1, interpolation="nearest"),
+        A.Rotate(limit=(-90, -90), p=1, interpolation="nearest"),
+        A.RandomCrop(30, 30),
+        A.CenterCrop(24, 32),
+        A.Resize(80, 40, "nearest"),
+        A.Affine(scale=2.0, p=1, interpolation="nearest"),
+    ],
+)
+def test_boxes_move_with_the_pixels(transform):
+    rng = np.random.default_rng(2)
+    x, boxes = _dot_boxes(rng, 40, 40, 8)
+    out = transform(image=x, boxes=boxes, seed=4)
+    for im_k, b in zip(out["image"], out["boxes"]):
+        lit = np.argwhere(im_k[..., 0] == 255)
+        if not len(lit):
+            assert len(b) == 0 or (b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1]) <= 1
+            continue
+        want = [lit[:, 1].min(), lit[:, 0].min(), lit[:, 1].max() + 1, lit[:, 0].max() + 1]
+        np.testing.assert_allclose(b[0], want, atol=1e-9)
+
+
+def test_flip_pairs_keep_left_and_right():
+    x = np.zeros((10, 20, 3), np.uint8)
+    points = np.array([[14.5, 3.5], [5.5, 3.5], [10.0, 6.0]])  # subject's left eye, right eye, nose
+    out = A.HorizontalFlip(flip_pairs=[(0, 1)], p=1)(image=x, keypoints=points)
+    np.testing.assert_array_equal(out["keypoints"], [[14.5, 3.5], [5.5, 3.5], [10.0, 6.0]])
+    plain = A.HorizontalFlip(p=1)(image=x, keypoints=points)["keypoints"]
+    np.testing.assert_array_equal(plain, [[5.5, 3.5], [14.5, 3.5], [10.0, 6.0]])
+
+
+def test_min_visibility_drops_boxes_with_their_labels_and_flags_keypoints():
+    x = np.zeros((20, 20, 3), np.uint8)
+    boxes = np.array([[0, 0, 10, 10], [4, 4, 8, 8], [12, 0, 20, 4]], np.float32)
+    labels = np.array([1, 2, 3])
+    points = np.array([[1.0, 1.0], [15.0, 12.0]])
+    t = A.Affine(translate_px=(-6, -6), p=1)
+    out = t(image=x, boxes=boxes, labels=labels, keypoints=points, min_visibility=0.2)
+    # after a shift by (-6, -6): box 0 keeps 16 of 100 (dropped), box 1 4 of 16 (kept),
+    # box 2 nothing (dropped)
+    np.testing.assert_array_equal(out["labels"], [2])
+    np.testing.assert_array_equal(out["boxes"], [[0, 0, 2, 2]])
+    assert out["boxes"].dtype == np.float32
+    np.testing.assert_array_equal(out["keypoints_visible"], [False, True])
+    np.testing.assert_array_equal(out["keypoints"], [[-5, -5], [9, 6]])
+
+
+def test_random_resized_crop_windows_follow_scale_and_ratio():
+    t = A.RandomResizedCrop(16, scale=(0.2, 0.5), ratio=(0.5, 2.0))
+    rng = np.random.default_rng(0)
+    areas, ratios = [], []
+    for _ in range(300):
+        top, left, h, w = t.sample(rng, (100, 120))["window"]
+        assert 0 <= top <= 100 - h and 0 <= left <= 120 - w
+        areas.append(h * w / 12000)
+        ratios.append(w / h)
+    assert 0.19 <= min(areas) and max(areas) <= 0.51
+    assert 0.45 <= min(ratios) and max(ratios) <= 2.1
+
+
+def test_probability_zero_and_one():
+    x, *_ = _inputs(5)
+    np.testing.assert_array_equal(A.HorizontalFlip(p=0)(image=x, seed=1)["image"], x)
+    np.testing.assert_array_equal(A.HorizontalFlip(p=1)(image=x, seed=1)["image"], x[:, :, ::-1])
+    mixed = A.HorizontalFlip(p=0.5)(image=x, seed=1, return_params=True)
+    for k, rec in enumerate(mixed["params"]):
+        np.testing.assert_array_equal(mixed["image"][k], x[k, :, ::-1] if rec is not None else x[k])
+
+
+def test_normalize_outputs_float32():
+    x, *_ = _inputs(2)
+    out = A.Normalize(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))(image=x)["image"]
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, (x / 255.0 - 0.5) / 0.25, atol=1e-5)
+
+
+def test_empty_batch_gives_empty_batch():
+    x = np.zeros((0, 30, 36, 3), np.uint8)
+    out = _pipeline()(image=x, boxes=[], labels=[], keypoints=np.zeros((0, 5, 2)), seed=0)
+    assert out["image"].shape[0] == 0 and out["boxes"] == [] and out["keypoints"].shape[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (
+            lambda: A.HorizontalFlip(p=1.5),
+            ValueError,
+            r"HorizontalFlip\(\): p must be in \[0, 1\], got 1.5",
+        ),
+        (lambda: A.Rotate(p="1"), TypeError, r"Rotate\(\): p must be a number, got str"),
+        (
+            lambda: A.ElasticTransform(sigma=-1),
+            ValueError,
+            r"ElasticTransform\(\): sigma must be a finite number >= 0, got -1",
+        ),
+        (
+            lambda: A.ElasticTransform(alpha=-2),
+            ValueError,
+            r"ElasticTransform\(\): alpha must be a finite number >= 0",
+        ),
+        (lambda: A.Rotate(limit=(10, -10)), ValueError, r"Rotate\(\): limit must have low <= high"),
+        (
+            lambda: A.Rotate(border_mode="wrap"),
+            ValueError,
+            r"Rotate\(\): border_mode must be one of constant, reflect, replicate",
+        ),
+        (
+            lambda: A.RandomCrop(50, 10)(image=np.zeros((40, 40, 3), np.uint8)),
+            ValueError,
+            r"RandomCrop\(\): the crop 50x10 \(height x width\) must fit in the 40x40 image",
+        ),
+        (
+            lambda: A.HorizontalFlip(p=1)(image=np.zeros((4, 4, 3))),
+            TypeError,
+            r"HorizontalFlip\(\): image must be uint8 or float32 .*got float64",
+        ),
+        (
+            lambda: A.HorizontalFlip(p=1)(image=np.zeros((4, 4), np.uint8)),
+            ValueError,
+            r"HorizontalFlip\(\): image must have shape \(H, W, C\) or \(N, H, W, C\)",
+        ),
+        (
+            lambda: A.HorizontalFlip(flip_pairs=[(0, 5)], p=1)(
+                image=np.zeros((4, 4, 3), np.uint8), keypoints=np.zeros((3, 2))
+            ),
+            ValueError,
+            r"HorizontalFlip\(\): flip_pairs index 5 is out of range for 3 points",
+        ),
+        (
+            lambda: A.HorizontalFlip()(
+                image=np.zeros((4, 4, 3), np.uint8), boxes=np.zeros((2, 4)), labels=[1]
+            ),
+            ValueError,
+            r"HorizontalFlip\(\): labels must have one entry per box, got 1 for 2",
+        ),
+        (
+            lambda: A.HorizontalFlip()(
+                image=np.zeros((2, 4, 4, 3), np.uint8), boxes=[np.zeros((1, 4))]
+            ),
+            ValueError,
+            r"HorizontalFlip\(\): boxes for a batch of 2 must be a list of 2 entries",
+        ),
+        (
+            lambda: A.HorizontalFlip()(image=np.zeros((4, 4, 3), np.uint8), boxes=np.zeros((1, 3))),
+            ValueError,
+            r"HorizontalFlip\(\): boxes must have shape \(K, 4\)",
+        ),
+        (
+            lambda: A.HorizontalFlip()(image=np.zeros((4, 4, 3), np.uint8), min_visibility=2),
+            ValueError,
+            r"min_visibility must be in \[0, 1\]",
+        ),
+        (
+            lambda: A.HorizontalFlip()(image=np.zeros((2, 4, 4, 3), np.uint8), seed=[1]),
+            TypeError,
+            r"HorizontalFlip\(\): seed must be an int >= 0, None or one int >= 0 per image \(2\)",
+        ),
+        (
+            lambda: A.HorizontalFlip()(image=np.zeros((4, 4, 3), np.uint8), seed=-1),
+            ValueError,
+            r"HorizontalFlip\(\): seed must be >= 0",
+        ),
+        (
+            lambda: A.Compose([A.HorizontalFlip(), "flip"]),
+            TypeError,
+            r"Compose\(\): transforms must be a list of cnnkit.augment transforms",
+        ),
+        (
+            lambda: A.SomeOf([A.HorizontalFlip()], n=2),
+            ValueError,
+            r"SomeOf\(\): n must be at most 1 without replace",
+        ),
+        (
+            lambda: A.PCAColour(np.eye(3)),
+            TypeError,
+            r"PCAColour\(\): pca must be the result of fit_pca_colour\(\)",
+        ),
+        (
+            lambda: A.HueSaturationValue(p=1)(image=np.zeros((4, 4, 1), np.uint8)),
+            ValueError,
+            r"HueSaturationValue\(\): image must have 3 channels, got 1",
+        ),
+        (
+            lambda: A.Compose([A.RandomCrop(2, 2, p=0.5)])(
+                image=np.zeros((4, 5, 5, 3), np.uint8), seed=0
+            ),
+            ValueError,
+            r"RandomCrop\(\): in a batch, a transform that changes the image size",
+        ),
+        (
+            lambda: A.gaussian_blur(np.zeros((1, 3, 3)), -1.0),
+            ValueError,
+            r"gaussian_blur\(\): sigma must be a finite number >= 0",
+        ),
+        (
+            lambda: A.colour_affine(np.zeros((2, 3, 3, 3), np.uint8), np.ones((3, 3))),
+            ValueError,
+            r"colour_affine\(\): scale must broadcast to \(2, 3\)",
+        ),
+        (
+            lambda: A.fit_pca_colour(np.zeros((1, 1, 3))),
+            ValueError,
+            r"fit_pca_colour\(\): images must hold at least 2 pixels",
+        ),
+    ],
+)
+def test_rejections(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+@given(batches(), st.integers(0, 1000))
+def test_gaussian_noise_is_the_table_lookup_added(x, seed):
+    std, mean = np.linspace(0.5, 40, len(x)), np.linspace(-3, 3, len(x))
+    got = A.functional.add_gaussian_noise(x, std, mean, np.random.default_rng(seed))
+    index = np.frombuffer(np.random.default_rng(seed).bytes(2 * x.size), np.uint16)
+    table = A.functional.normal_table()[index.reshape(x.shape)].astype(np.float64)
+    noise = mean[:, None, None, None] + std[:, None, None, None] * table
+    assert_close(got, ref.add_noise(x, noise))
+
+
+def test_gaussian_noise_statistics():
+    table = A.functional.normal_table()
+    assert abs(table.mean()) < 1e-6 and abs(table.std() - 1) < 1e-3
+    x = np.full((1, 200, 200, 3), 0.5, np.float32)
+    noisy = A.functional.add_gaussian_noise(x, 0.1, 0.0, np.random.default_rng(0)) - 0.5
+    assert abs(noisy.mean()) < 2e-3 and abs(noisy.std() - 0.1) < 2e-3
