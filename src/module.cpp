@@ -17,6 +17,7 @@ void bind_gemm(py::module_& m);
 void bind_gram(py::module_& m);
 void bind_anchors(py::module_& m);
 void bind_windows(py::module_& m);
+void bind_segmentation(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -62,4 +63,5 @@ PYBIND11_MODULE(_core, m) {
   cnnkit::bind::bind_gram(m);
   cnnkit::bind::bind_anchors(m);
   cnnkit::bind::bind_windows(m);
+  cnnkit::bind::bind_segmentation(m);
 }

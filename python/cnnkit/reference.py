@@ -28,6 +28,7 @@ __all__ = [
     "conv",
     "conv_backward",
     "distance_box_iou",
+    "felzenszwalb",
     "generalized_box_iou",
     "global_avg_pool",
     "global_max_pool",
@@ -636,3 +637,76 @@ def window_boxes(image_size, window, stride):
         for c in range(cols):
             out[r, c] = (c * sw, r * sh, c * sw + w, r * sh + h)
     return out
+
+
+def _reflect(i: np.ndarray, n: int) -> np.ndarray:
+    i = np.mod(i, 2 * n)
+    return np.where(i < n, i, 2 * n - 1 - i)
+
+
+def _gaussian_rows(x: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter1d (mode "reflect"), summed tap by tap."""
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1, dtype=np.float64) ** 2)
+    taps = taps / np.sum(taps)
+    n = x.shape[axis]
+    out = np.zeros_like(x)
+    for t, weight in enumerate(taps):
+        out = out + weight * np.take(x, _reflect(np.arange(n) + t - radius, n), axis=axis)
+    return out
+
+
+def _felzenszwalb_edges(h: int, w: int) -> np.ndarray:
+    """(E, 2) endpoints, ordered by id 4 p + group (right, down, down-right, up-right)."""
+    p = np.arange(h * w).reshape(h, w)
+    x, y = p % w, p // w
+    a = np.stack([p, p, p, p + 1], axis=-1)
+    b = np.stack([p + 1, p + w, p + w + 1, p + w], axis=-1)
+    valid = np.stack(
+        [x + 1 < w, y + 1 < h, (x + 1 < w) & (y + 1 < h), (x + 1 < w) & (y + 1 < h)], axis=-1
+    )
+    return np.stack([a[valid], b[valid]], axis=-1)
+
+
+def _root(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        i = parent[i]
+    return i
+
+
+def felzenszwalb(image, *, scale=1.0, sigma=0.8, min_size=20) -> np.ndarray:
+    image = np.asarray(image)
+    x = image * (1.0 / 255.0) if image.dtype == np.uint8 else image.astype(np.float64)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    h, w, _ = x.shape
+    if sigma > 1e-15:
+        x = _gaussian_rows(_gaussian_rows(x, sigma, 0), sigma, 1)
+    edges = _felzenszwalb_edges(h, w)
+    diff = x.reshape(h * w, -1)[edges[:, 1]] - x.reshape(h * w, -1)[edges[:, 0]]
+    weights = np.sqrt(np.sum(diff * diff, axis=-1))
+    order = np.argsort(weights, kind="stable")
+    edges, weights = edges[order].tolist(), weights[order].tolist()
+    parent = list(range(h * w))
+    size = [1] * (h * w)
+    inner = [0.0] * (h * w)
+    k = scale / 255.0
+    for (a, b), weight in zip(edges, weights):
+        a, b = _root(parent, a), _root(parent, b)
+        if a == b:
+            continue
+        # float32 thresholds, as scikit-image keeps them
+        limit = min(np.float32(inner[a] + k / size[a]), np.float32(inner[b] + k / size[b]))
+        if weight < float(limit):
+            a, b = min(a, b), max(a, b)
+            parent[b] = a
+            size[a] += size[b]
+            inner[a] = weight
+    for a, b in edges:
+        a, b = _root(parent, a), _root(parent, b)
+        if a != b and (size[a] < min_size or size[b] < min_size):
+            a, b = min(a, b), max(a, b)
+            parent[b] = a
+            size[a] += size[b]
+    roots = np.array([_root(parent, i) for i in range(h * w)])
+    return np.unique(roots, return_inverse=True)[1].reshape(h, w).astype(np.int64)
