@@ -90,31 +90,32 @@ inline void endpoints(uint32_t id, int64_t w, int64_t& a, int64_t& b) {
   }
 }
 
-struct Edge {
-  uint64_t key;  // the IEEE bits of the (non-negative) weight order like the weight
-  uint32_t id;
-  double weight() const {
-    double v;
-    std::memcpy(&v, &key, sizeof v);
-    return v;
-  }
-};
+// Edges are sorted as 64-bit records: the top 32 bits of the weight's IEEE
+// representation (non-negative doubles order like their bits, so these order
+// like the weights up to ties) above the 32-bit id. Half the bytes of a
+// (weight, id) pair to move in each radix pass; the full weight is recomputed
+// from the smoothed image where needed, bit for bit the same.
+inline uint64_t record(double weight, uint32_t id) {
+  uint64_t bits;
+  std::memcpy(&bits, &weight, sizeof bits);
+  return (bits & 0xFFFFFFFF00000000ull) | id;
+}
 
-// Exact stable sort by weight: an LSD radix sort on the top 33 bits of the
-// key (three 11-bit digits; digits every key shares are skipped), then an
-// insertion sort by the full key inside each run of equal top bits. Runs are
-// a handful of edges, so this costs three passes instead of six and orders
-// exactly as a stable comparison sort on the weights does.
-void sort_edges(std::vector<Edge>& e) {
-  constexpr int bits = 11, passes = 3, low = 64 - bits * passes;
-  constexpr size_t buckets = size_t(1) << bits;
-  std::vector<std::array<int64_t, buckets>> hist(passes);
+inline uint32_t record_id(uint64_t r) { return uint32_t(r); }
+
+// Stable LSD radix sort on the records' top 32 bits (digits of 11, 11 and 10
+// bits; a digit every record shares is skipped). The input is in id order, so
+// records with equal top bits stay in id order.
+void radix_sort_top(std::vector<uint64_t>& e) {
+  constexpr int shifts[3] = {32, 43, 54};
+  constexpr size_t buckets = 2048;
+  std::vector<std::array<int64_t, buckets>> hist(3);
   for (auto& hh : hist) hh.fill(0);
-  for (const Edge& x : e)
-    for (int d = 0; d < passes; ++d) ++hist[size_t(d)][(x.key >> (low + d * bits)) & (buckets - 1)];
-  std::vector<Edge> tmp(e.size());
+  for (const uint64_t x : e)
+    for (int d = 0; d < 3; ++d) ++hist[size_t(d)][(x >> shifts[d]) & (buckets - 1)];
+  std::vector<uint64_t> tmp(e.size());
   const int64_t n = int64_t(e.size());
-  for (int d = 0; d < passes; ++d) {
+  for (int d = 0; d < 3; ++d) {
     auto& hh = hist[size_t(d)];
     if (std::any_of(hh.begin(), hh.end(), [n](int64_t v) { return v == n; })) continue;
     int64_t sum = 0;
@@ -123,18 +124,9 @@ void sort_edges(std::vector<Edge>& e) {
       v = sum;
       sum += c;
     }
-    const int shift = low + d * bits;
-    for (const Edge& x : e) tmp[size_t(hh[(x.key >> shift) & (buckets - 1)]++)] = x;
+    const int shift = shifts[d];
+    for (const uint64_t x : e) tmp[size_t(hh[(x >> shift) & (buckets - 1)]++)] = x;
     e.swap(tmp);
-  }
-  for (size_t i = 1; i < e.size(); ++i) {
-    const Edge x = e[i];
-    size_t j = i;
-    while (j > 0 && (e[j - 1].key >> low) == (x.key >> low) && e[j - 1].key > x.key) {
-      e[j] = e[j - 1];
-      --j;
-    }
-    e[j] = x;
   }
 }
 
@@ -168,59 +160,67 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   if (n == 0) return 0;
   const std::vector<double> img = smooth(image, h, w, c, params.sigma);
 
-  const int64_t edges_count = h * (w - 1) + (h - 1) * w + 2 * (h - 1) * (w - 1);
-  std::vector<Edge> edges;
-  edges.reserve(size_t(edges_count));
-  auto add = [&](int64_t p, int g) {
+  // Channels summed in order, then the root: NumPy's sum over a short axis.
+  auto weight = [&](uint32_t id) {
     int64_t a, b;
-    const uint32_t id = uint32_t(4 * p + g);
     endpoints(id, w, a, b);
-    // Channels summed in order, then the root: NumPy's sum over a short axis.
+    const double* pa = img.data() + a * c;
+    const double* pb = img.data() + b * c;
     double s = 0.0;
     for (int64_t k = 0; k < c; ++k) {
-      const double d = img[size_t(b * c + k)] - img[size_t(a * c + k)];
+      const double d = pb[k] - pa[k];
       s += d * d;
     }
-    const double v = std::sqrt(s);
-    uint64_t key;
-    std::memcpy(&key, &v, sizeof key);
-    edges.push_back({key, id});
+    return std::sqrt(s);
   };
+  const int64_t edges_count = h * (w - 1) + (h - 1) * w + 2 * (h - 1) * (w - 1);
+  std::vector<uint64_t> edges(static_cast<size_t>(edges_count));
+  size_t m = 0;
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x) {
-      const int64_t p = y * w + x;
-      if (x + 1 < w) add(p, 0);
-      if (y + 1 < h) add(p, 1);
+      const uint32_t id = uint32_t(4 * (y * w + x));
+      if (x + 1 < w) edges[m++] = record(weight(id), id);
+      if (y + 1 < h) edges[m++] = record(weight(id + 1), id + 1);
       if (x + 1 < w && y + 1 < h) {
-        add(p, 2);
-        add(p, 3);
+        edges[m++] = record(weight(id + 2), id + 2);
+        edges[m++] = record(weight(id + 3), id + 3);
       }
     }
-  sort_edges(edges);
+  radix_sort_top(edges);
+  // Exact order: within each run of equal top bits, a stable sort by the full
+  // weight (runs are short, or flat regions of equal weights already in order).
+  auto by_weight = [&](uint64_t p, uint64_t q) { return weight(record_id(p)) < weight(record_id(q)); };
+  for (size_t i = 0; i < edges.size();) {
+    size_t j = i + 1;
+    while (j < edges.size() && (edges[j] >> 32) == (edges[i] >> 32)) ++j;
+    if (j - i > 1 && !std::is_sorted(edges.begin() + i, edges.begin() + j, by_weight))
+      std::stable_sort(edges.begin() + i, edges.begin() + j, by_weight);
+    i = j;
+  }
 
   Forest forest(n);
   std::vector<int64_t> size(size_t(n), 1);
   std::vector<double> inner(size_t(n), 0.0);
   const double k = params.scale / 255.0;  // scikit-image's rescaling of scale
-  for (const Edge& e : edges) {
+  for (const uint64_t e : edges) {
     int64_t a, b;
-    endpoints(e.id, w, a, b);
+    endpoints(record_id(e), w, a, b);
     a = forest.find(a);
     b = forest.find(b);
     if (a == b) continue;
     // scikit-image holds the thresholds in float32; so do we, for the same merges.
     const float ta = static_cast<float>(inner[size_t(a)] + k / double(size[size_t(a)]));
     const float tb = static_cast<float>(inner[size_t(b)] + k / double(size[size_t(b)]));
-    const double v = e.weight();
+    const double v = weight(record_id(e));
     if (v < double(std::min(ta, tb))) {
       const int64_t r = forest.join(a, b);
       size[size_t(r)] = size[size_t(a)] + size[size_t(b)];
       inner[size_t(r)] = v;
     }
   }
-  for (const Edge& e : edges) {
+  for (const uint64_t e : edges) {
     int64_t a, b;
-    endpoints(e.id, w, a, b);
+    endpoints(record_id(e), w, a, b);
     a = forest.find(a);
     b = forest.find(b);
     if (a == b) continue;
