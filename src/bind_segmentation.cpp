@@ -2,7 +2,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -102,8 +104,83 @@ py::array_t<int64_t> felzenszwalb(py::handle image_obj, py::handle scale_obj, py
   return labels;
 }
 
+// A (H, W, C) uint8 array of bins below `bins`, matching the labels' (H, W).
+py::array_t<uint8_t, py::array::c_style> bins_arg(py::handle obj, const char* fn, const char* name,
+                                                  int64_t h, int64_t w, int bins) {
+  py::array a = as_array(obj, fn, name);
+  if (a.dtype().kind() != 'u' || a.itemsize() != 1)
+    throw py::type_error(prefix(fn, name) + "must have dtype uint8, got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 3 || a.shape(0) != h || a.shape(1) != w)
+    throw py::value_error(prefix(fn, name) + "must have shape (" + std::to_string(h) + ", " +
+                          std::to_string(w) + ", C) to match labels, got shape " + shape_str(a));
+  auto out = contiguous<uint8_t>(a);
+  const uint8_t* p = out.data();
+  for (py::ssize_t i = 0; i < out.size(); ++i)
+    if (p[i] >= bins)
+      throw py::value_error(prefix(fn, name) + "must hold bins below " + std::to_string(bins) +
+                            ", got " + std::to_string(int(p[i])));
+  return out;
+}
+
+// The grouping of one segmentation under one strategy; cnnkit.ops.selective_search
+// prepares the bins and ranks the boxes.
+py::array_t<float> group_regions(py::handle labels_obj, py::handle colour_obj,
+                                 py::handle texture_obj, bool colour, bool texture, bool size,
+                                 bool fill) {
+  const char* fn = "group_regions";
+  py::array raw = as_array(labels_obj, fn, "labels");
+  if (raw.dtype().kind() != 'i' || raw.itemsize() != 8)
+    throw py::type_error(prefix(fn, "labels") + "must have dtype int64, got " +
+                         std::string(py::str(raw.dtype())));
+  if (raw.ndim() != 2 || raw.shape(0) == 0 || raw.shape(1) == 0)
+    throw py::value_error(prefix(fn, "labels") + "must have a non-empty shape (H, W), got shape " +
+                          shape_str(raw));
+  const auto labels = contiguous<int64_t>(raw);
+  const int64_t h = raw.shape(0), w = raw.shape(1);
+  if (h * w >= (int64_t(1) << 30))
+    throw py::value_error(prefix(fn, "labels") + "must have fewer than 2^30 pixels");
+  const auto cb = bins_arg(colour_obj, fn, "colour_bins", h, w, kColourBins);
+  const auto tb = bins_arg(texture_obj, fn, "texture_bins", h, w, kTextureBins);
+  const int64_t* lp = labels.data();
+  const int64_t regions = *std::max_element(lp, lp + h * w) + 1;
+  if (*std::min_element(lp, lp + h * w) < 0 || regions > h * w)
+    throw py::value_error(prefix(fn, "labels") + "must hold labels in [0, H * W)");
+  GroupingInput in;
+  in.height = h;
+  in.width = w;
+  in.labels = lp;
+  in.regions = regions;
+  in.colour_bins = cb.data();
+  in.colour_channels = cb.shape(2);
+  in.texture_bins = tb.data();
+  in.texture_channels = tb.shape(2);
+  in.colour = colour;
+  in.texture = texture;
+  in.size = size;
+  in.fill = fill;
+  std::vector<int64_t> boxes;
+  int64_t count = 0;
+  {
+    py::gil_scoped_release release;
+    try {
+      count = cnnkit::group_regions(in, boxes);
+    } catch (const std::invalid_argument& e) {
+      py::gil_scoped_acquire acquire;
+      throw py::value_error(prefix(fn, "labels") + e.what());
+    }
+  }
+  py::array_t<float> out(std::vector<py::ssize_t>{count, 4});
+  float* o = out.mutable_data();
+  for (int64_t i = 0; i < 4 * count; ++i) o[i] = float(boxes[size_t(i)]);
+  return out;
+}
+
 }  // namespace
 
-void bind_segmentation(py::module_& m) { m.def("felzenszwalb", &felzenszwalb); }
+void bind_segmentation(py::module_& m) {
+  m.def("felzenszwalb", &felzenszwalb);
+  m.def("group_regions", &group_regions);
+}
 
 }  // namespace cnnkit::bind

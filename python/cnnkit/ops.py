@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _core
+from . import _core, _proposals
 
 __all__ = [
     "KMeansAnchors",
@@ -57,6 +57,7 @@ __all__ = [
     "max_pool_backward",
     "nms",
     "remove_small_boxes",
+    "selective_search",
     "sliding_windows",
     "soft_nms",
     "window_boxes",
@@ -952,3 +953,47 @@ def felzenszwalb(
         order (the numbering scikit-image's ``np.unique`` of the roots gives).
     """
     return _core.felzenszwalb(image, scale, sigma, min_size)
+
+
+def selective_search(
+    image: ArrayLike, *, mode: str = "fast", seed: int | np.random.Generator = 0
+) -> np.ndarray:
+    """Region proposals by selective search (Uijlings et al., IJCV 2013).
+
+    For each colour space and each ``k`` of the mode, the image is segmented by
+    :func:`felzenszwalb` (``scale=k``, ``sigma=0.8``, ``min_size=k``) and the regions are
+    grouped hierarchically: the most similar pair of 8-connected neighbours is merged
+    until one region is left, under each similarity strategy of the mode. A similarity is
+    the sum of its terms: colour (histogram intersection, 25 bins per channel), texture
+    (histogram intersection of gradient responses in 8 orientations, 10 bins per channel
+    and orientation; the image is smoothed with sigma 1 and differentiated by central
+    differences), size (``1 - (|a| + |b|) / |image|``) and fill (``1 - (|box(a, b)| - |a|
+    - |b|) / |image|``). Every region of every hierarchy gives its box. Boxes are ranked as
+    in the paper: within a hierarchy the last region (the whole image) has position 1, the
+    one before 2, and so on; each position is multiplied by a random number in [0, 1) and
+    all boxes are sorted by that value; repeated boxes keep their first rank.
+
+    ``mode="fast"``: HSV and Lab, ``k`` 50 and 100, strategies colour+texture+size+fill
+    and texture+size+fill (8 hierarchies). ``mode="quality"``: HSV, Lab, rgI, H and I,
+    ``k`` 50, 100, 150 and 300, those two strategies plus fill alone and size alone (80
+    hierarchies).
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W, 3)
+        RGB, uint8 or float32/float64 in [0, 1]. (H, W) and (H, W, 1) are taken as grey
+        (the channel is repeated); (H, W, 4) as RGBA, whose alpha is dropped with a
+        ``UserWarning``. Not empty.
+    mode : {"fast", "quality"}
+    seed : int or numpy.random.Generator
+        The randomness of the ranking.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 4), float32
+        ``xyxy`` boxes in pixels (integers; ``x2``, ``y2`` exclusive, so the whole image is
+        ``[0, 0, W, H]``), best-ranked first, no two equal.
+    """
+    return _proposals.selective_search(
+        image, mode, seed, segment=felzenszwalb, group=_core.group_regions, fn="selective_search"
+    )

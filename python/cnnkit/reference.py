@@ -16,6 +16,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
+from . import _proposals
+
 __all__ = [
     "avg_pool",
     "avg_pool_backward",
@@ -40,6 +42,7 @@ __all__ = [
     "max_pool_backward",
     "nms",
     "remove_small_boxes",
+    "selective_search",
     "sliding_windows",
     "soft_nms",
     "window_boxes",
@@ -710,3 +713,90 @@ def felzenszwalb(image, *, scale=1.0, sigma=0.8, min_size=20) -> np.ndarray:
             size[a] += size[b]
     roots = np.array([_root(parent, i) for i in range(h * w)])
     return np.unique(roots, return_inverse=True)[1].reshape(h, w).astype(np.int64)
+
+
+def group_regions(labels, colour_bins, texture_bins, colour, texture, size, fill) -> np.ndarray:
+    """Selective search's hierarchical grouping of one segmentation (csrc/grouping.cpp)."""
+    import heapq
+
+    h, w = labels.shape
+    n = int(labels.max()) + 1
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=n).tolist()
+    ys, xs = np.divmod(np.arange(h * w), w)
+    boxes = [
+        [int(xs[flat == r].min()), int(ys[flat == r].min()), int(xs[flat == r].max()) + 1,
+         int(ys[flat == r].max()) + 1]
+        for r in range(n)
+    ]  # fmt: skip
+
+    def histograms(bins: np.ndarray, count: int) -> list:
+        channels = bins.shape[2]
+        index = bins.reshape(h * w, channels).astype(np.int64) + np.arange(channels) * count
+        out = np.zeros((n, channels * count))
+        np.add.at(out, (np.repeat(flat, channels), index.ravel()), 1.0)
+        return list(out / (np.array(sizes, dtype=np.float64)[:, None] * channels))
+
+    colours, textures = histograms(colour_bins, 25), histograms(texture_bins, 10)
+    neighbours = [set() for _ in range(n)]
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # 8-connected, each pair once
+        x0, x1 = max(0, -dx), w - max(0, dx)
+        a = labels[: h - dy, x0:x1]
+        b = labels[dy:, x0 + dx : x1 + dx]
+        for p, q in zip(a.ravel().tolist(), b.ravel().tolist()):
+            if p != q:
+                neighbours[p].add(q)
+                neighbours[q].add(p)
+
+    def intersection(p: np.ndarray, q: np.ndarray) -> float:
+        s = 0.0
+        for v in np.minimum(p, q).tolist():  # summed in index order, as the kernel
+            s += v
+        return s
+
+    pixels = float(h * w)
+
+    def similarity(a: int, b: int) -> float:
+        s = 0.0
+        if colour:
+            s += intersection(colours[a], colours[b])
+        if texture:
+            s += intersection(textures[a], textures[b])
+        if size:
+            s += 1.0 - (sizes[a] + sizes[b]) / pixels
+        if fill:
+            bw = max(boxes[a][2], boxes[b][2]) - min(boxes[a][0], boxes[b][0])
+            bh = max(boxes[a][3], boxes[b][3]) - min(boxes[a][1], boxes[b][1])
+            s += 1.0 - (bw * bh - sizes[a] - sizes[b]) / pixels
+        return s
+
+    queue = [(-similarity(a, b), a, b) for a in range(n) for b in sorted(neighbours[a]) if a < b]
+    heapq.heapify(queue)
+    alive = [True] * n
+    while queue:
+        _, a, b = heapq.heappop(queue)
+        if not (alive[a] and alive[b]):
+            continue
+        t = len(sizes)
+        sizes.append(sizes[a] + sizes[b])
+        boxes.append(
+            [min(boxes[a][0], boxes[b][0]), min(boxes[a][1], boxes[b][1]),
+             max(boxes[a][2], boxes[b][2]), max(boxes[a][3], boxes[b][3])]
+        )  # fmt: skip
+        sa, sb = float(sizes[a]), float(sizes[b])
+        colours.append((sa * colours[a] + sb * colours[b]) / sizes[t])
+        textures.append((sa * textures[a] + sb * textures[b]) / sizes[t])
+        alive[a] = alive[b] = False
+        alive.append(True)
+        around = sorted(v for v in neighbours[a] | neighbours[b] if alive[v])
+        neighbours.append(set(around))
+        for v in around:
+            neighbours[v].add(t)
+            heapq.heappush(queue, (-similarity(v, t), v, t))
+    return np.array(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def selective_search(image, *, mode="fast", seed=0) -> np.ndarray:
+    return _proposals.selective_search(
+        image, mode, seed, segment=felzenszwalb, group=group_regions, fn="selective_search"
+    )
