@@ -57,7 +57,7 @@ def small_images(draw):
 
 
 @settings(max_examples=15)
-@given(small_images(), st.integers(0, 2**31), st.sampled_from(["fast", "quality"]))
+@given(small_images(), st.integers(0, 2**31), st.sampled_from(["single", "fast", "quality"]))
 def test_matches_reference(image, seed, mode):
     got = ops.selective_search(image, mode=mode, seed=seed)
     want = ref.selective_search(image, mode=mode, seed=seed)
@@ -99,8 +99,11 @@ def test_finds_the_objects():
         assert ops.box_iou(boxes, np.array([target], np.float32)).max() >= 0.7
 
 
-def test_quality_finds_more_boxes_than_fast():
-    assert len(ops.selective_search(_photo(), mode="quality")) > len(ops.selective_search(_photo()))
+def test_quality_finds_more_boxes_than_fast_and_fast_than_single():
+    single, fast, quality = (
+        len(ops.selective_search(_photo(), mode=mode)) for mode in ("single", "fast", "quality")
+    )
+    assert single < fast < quality
 
 
 def test_grey_is_repeated_and_rgba_loses_alpha_with_a_warning():
@@ -142,7 +145,7 @@ def test_threads_agree():
             ValueError,
             r"image must hold float values in \[0, 1\]",
         ),
-        ({"mode": "slow"}, ValueError, "mode must be 'fast' or 'quality', got 'slow'"),
+        ({"mode": "slow"}, ValueError, "mode must be 'single', 'fast' or 'quality', got 'slow'"),
         ({"mode": 1}, TypeError, "mode must be a str, got int"),
         ({"seed": -1}, ValueError, "seed must be >= 0, got -1"),
         ({"seed": 1.5}, TypeError, "seed must be an int or a numpy.random.Generator, got float"),

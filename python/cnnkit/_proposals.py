@@ -19,9 +19,11 @@ TEXTURE_BINS = 10
 ORIENTATIONS = 8
 
 # (colour spaces, k values, similarity strategies) per mode, as in the paper's section 5.2:
-# "fast" is HSV and Lab, k = 50 and 100, C+T+S+F and T+S+F; "quality" adds rgI, H and I,
-# k = 150 and 300, and the fill-only and size-only strategies.
+# "single" is one hierarchy (HSV, k = 100, C+T+S+F; OpenCV's single strategy); "fast" is HSV
+# and Lab, k = 50 and 100, C+T+S+F and T+S+F; "quality" adds rgI, H and I, k = 150 and 300,
+# and the fill-only and size-only strategies.
 STRATEGIES = {
+    "single": (("hsv",), (100,), ("CTSF",)),
     "fast": (("hsv", "lab"), (50, 100), ("CTSF", "TSF")),
     "quality": (("hsv", "lab", "rgi", "h", "i"), (50, 100, 150, 300), ("CTSF", "TSF", "F", "S")),
 }
@@ -177,7 +179,7 @@ def check_mode(mode: object, fn: str) -> str:
     if not isinstance(mode, str):
         raise TypeError(f"{fn}(): mode must be a str, got {type(mode).__name__}")
     if mode not in STRATEGIES:
-        raise ValueError(f"{fn}(): mode must be 'fast' or 'quality', got {mode!r}")
+        raise ValueError(f"{fn}(): mode must be 'single', 'fast' or 'quality', got {mode!r}")
     return mode
 
 

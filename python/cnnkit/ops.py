@@ -973,10 +973,11 @@ def selective_search(
     one before 2, and so on; each position is multiplied by a random number in [0, 1) and
     all boxes are sorted by that value; repeated boxes keep their first rank.
 
-    ``mode="fast"``: HSV and Lab, ``k`` 50 and 100, strategies colour+texture+size+fill
-    and texture+size+fill (8 hierarchies). ``mode="quality"``: HSV, Lab, rgI, H and I,
-    ``k`` 50, 100, 150 and 300, those two strategies plus fill alone and size alone (80
-    hierarchies).
+    ``mode="single"``: one hierarchy (HSV, ``k`` 100, colour+texture+size+fill), as
+    OpenCV's single strategy. ``mode="fast"``: HSV and Lab, ``k`` 50 and 100, strategies
+    colour+texture+size+fill and texture+size+fill (8 hierarchies). ``mode="quality"``:
+    HSV, Lab, rgI, H and I, ``k`` 50, 100, 150 and 300, those two strategies plus fill
+    alone and size alone (80 hierarchies).
 
     Parameters
     ----------
@@ -984,7 +985,7 @@ def selective_search(
         RGB, uint8 or float32/float64 in [0, 1]. (H, W) and (H, W, 1) are taken as grey
         (the channel is repeated); (H, W, 4) as RGBA, whose alpha is dropped with a
         ``UserWarning``. Not empty.
-    mode : {"fast", "quality"}
+    mode : {"fast", "quality", "single"}
     seed : int or numpy.random.Generator
         The randomness of the ranking.
 
