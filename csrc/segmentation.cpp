@@ -199,23 +199,27 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   }
 
   Forest forest(n);
-  std::vector<int64_t> size(size_t(n), 1);
-  std::vector<double> inner(size_t(n), 0.0);
   const double k = params.scale / 255.0;  // scikit-image's rescaling of scale
+  // Each root's threshold Int(C) + k / |C|, held in float32 as scikit-image holds it
+  // (so the merges are the same) and cached: it changes only when C grows.
+  std::vector<int32_t> size(size_t(n), 1);
+  std::vector<float> threshold(size_t(n), static_cast<float>(0.0 + k / 1.0));
   for (const uint64_t e : edges) {
     int64_t a, b;
     endpoints(record_id(e), w, a, b);
     a = forest.find(a);
     b = forest.find(b);
     if (a == b) continue;
-    // scikit-image holds the thresholds in float32; so do we, for the same merges.
-    const float ta = static_cast<float>(inner[size_t(a)] + k / double(size[size_t(a)]));
-    const float tb = static_cast<float>(inner[size_t(b)] + k / double(size[size_t(b)]));
+    const double limit = double(std::min(threshold[size_t(a)], threshold[size_t(b)]));
+    uint64_t limit_bits;
+    std::memcpy(&limit_bits, &limit, sizeof limit_bits);
+    // The record's top bits bound the weight from below: no merge when they reach the limit.
+    if ((e & 0xFFFFFFFF00000000ull) >= limit_bits) continue;
     const double v = weight(record_id(e));
-    if (v < double(std::min(ta, tb))) {
+    if (v < limit) {
       const int64_t r = forest.join(a, b);
       size[size_t(r)] = size[size_t(a)] + size[size_t(b)];
-      inner[size_t(r)] = v;
+      threshold[size_t(r)] = static_cast<float>(v + k / double(size[size_t(r)]));
     }
   }
   for (const uint64_t e : edges) {
