@@ -84,7 +84,8 @@ int64_t group_regions(const GroupingInput& in, std::vector<int64_t>& boxes) {
     if (g.size == 0) throw std::invalid_argument("must use every value in [0, regions)");
     std::sort(g.neighbours.begin(), g.neighbours.end());
     g.neighbours.erase(std::unique(g.neighbours.begin(), g.neighbours.end()), g.neighbours.end());
-    const double cn = double(g.size * in.colour_channels), tn = double(g.size * in.texture_channels);
+    const double cn = double(g.size * in.colour_channels);
+    const double tn = double(g.size * in.texture_channels);
     for (int64_t i = 0; i < cdim; ++i) colour[size_t(r * cdim + i)] /= cn;
     for (int64_t i = 0; i < tdim; ++i) texture[size_t(r * tdim + i)] /= tn;
   }

@@ -189,7 +189,9 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   radix_sort_top(edges);
   // Exact order: within each run of equal top bits, a stable sort by the full
   // weight (runs are short, or flat regions of equal weights already in order).
-  auto by_weight = [&](uint64_t p, uint64_t q) { return weight(record_id(p)) < weight(record_id(q)); };
+  auto by_weight = [&](uint64_t p, uint64_t q) {
+    return weight(record_id(p)) < weight(record_id(q));
+  };
   for (size_t i = 0; i < edges.size();) {
     size_t j = i + 1;
     while (j < edges.size() && (edges[j] >> 32) == (edges[i] >> 32)) ++j;
@@ -222,15 +224,23 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
       threshold[size_t(r)] = static_cast<float>(v + k / double(size[size_t(r)]));
     }
   }
-  for (const uint64_t e : edges) {
+  // Components below min_size; once none is left no later edge can merge, so the
+  // pass stops there.
+  int64_t small = 0;
+  for (int64_t p = 0; p < n; ++p)
+    small += forest.parent[size_t(p)] == p && size[size_t(p)] < params.min_size;
+  for (size_t i = 0; i < edges.size() && small > 0; ++i) {
     int64_t a, b;
-    endpoints(record_id(e), w, a, b);
+    endpoints(record_id(edges[i]), w, a, b);
     a = forest.find(a);
     b = forest.find(b);
     if (a == b) continue;
-    if (size[size_t(a)] < params.min_size || size[size_t(b)] < params.min_size) {
+    const bool small_a = size[size_t(a)] < params.min_size;
+    const bool small_b = size[size_t(b)] < params.min_size;
+    if (small_a || small_b) {
       const int64_t r = forest.join(a, b);
       size[size_t(r)] = size[size_t(a)] + size[size_t(b)];
+      small += int64_t(size[size_t(r)] < params.min_size) - small_a - small_b;
     }
   }
   int64_t count = 0;

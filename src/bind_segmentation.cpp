@@ -82,7 +82,9 @@ int64_t min_size_arg(py::handle obj, const char* fn) {
   long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
   if (overflow > 0) v = INT64_MAX;  // larger than any image: one segment
   if (overflow < 0) v = INT64_MIN;
-  if (v < 1) throw py::value_error(prefix(fn, "min_size") + "must be >= 1, got " + std::string(py::str(obj)));
+  if (v < 1)
+    throw py::value_error(prefix(fn, "min_size") + "must be >= 1, got " +
+                          std::string(py::str(obj)));
   return v;
 }
 
