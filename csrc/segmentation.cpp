@@ -226,9 +226,14 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   }
   // Components below min_size; once none is left no later edge can merge, so the
   // pass stops there.
+  // Parents are smaller than their children, so one ascending sweep points every
+  // pixel at its root and the finds below take one step until the next merge.
   int64_t small = 0;
-  for (int64_t p = 0; p < n; ++p)
-    small += forest.parent[size_t(p)] == p && size[size_t(p)] < params.min_size;
+  for (int64_t p = 0; p < n; ++p) {
+    int32_t& up = forest.parent[size_t(p)];
+    up = forest.parent[size_t(up)];
+    small += up == p && size[size_t(p)] < params.min_size;
+  }
   for (size_t i = 0; i < edges.size() && small > 0; ++i) {
     int64_t a, b;
     endpoints(record_id(edges[i]), w, a, b);
