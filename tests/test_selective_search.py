@@ -188,3 +188,13 @@ def test_grouping_rejects_bad_input(args, error, match):
     )
     with pytest.raises(error, match=r"^group_regions\(\): " + match):
         _core.group_regions(*full, True, True, True, True)
+
+
+def test_non_contiguous_images_give_the_same_boxes():
+    image = _photo()
+    wide = np.zeros((48, 128, 3), np.uint8)
+    wide[:, ::2] = image
+    assert np.array_equal(ops.selective_search(wide[:, ::2]), ops.selective_search(image))
+    assert np.array_equal(
+        ops.selective_search(np.asfortranarray(image)), ops.selective_search(image)
+    )
