@@ -224,19 +224,24 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
       threshold[size_t(r)] = static_cast<float>(v + k / double(size[size_t(r)]));
     }
   }
-  // Components below min_size; once none is left no later edge can merge, so the
-  // pass stops there.
+  // The min_size pass. Components below min_size are counted, so that the pass
+  // stops when none is left; and a component that starts the pass at min_size or
+  // above never falls below it, so an edge between two such never merges: a
+  // byte per pixel flags the others, and only their edges need finds.
   // Parents are smaller than their children, so one ascending sweep points every
-  // pixel at its root and the finds below take one step until the next merge.
+  // pixel at its root.
   int64_t small = 0;
+  std::vector<uint8_t> in_small(static_cast<size_t>(n));
   for (int64_t p = 0; p < n; ++p) {
     int32_t& up = forest.parent[size_t(p)];
     up = forest.parent[size_t(up)];
     small += up == p && size[size_t(p)] < params.min_size;
+    in_small[size_t(p)] = size[size_t(up)] < params.min_size;
   }
   for (size_t i = 0; i < edges.size() && small > 0; ++i) {
     int64_t a, b;
     endpoints(record_id(edges[i]), w, a, b);
+    if (!(in_small[size_t(a)] | in_small[size_t(b)])) continue;
     a = forest.find(a);
     b = forest.find(b);
     if (a == b) continue;
