@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import cases
 from cases import OWN, Call, Case, as_numpy
 
-PEER_MODULES = ("torch", "torchvision", "cv2", "pycocotools")
+PEER_MODULES = ("torch", "torchvision", "cv2", "pycocotools", "skimage", "selectivesearch")
 SKIPPED = "skipped (too slow)"
 BUSY = 0.2  # busy fraction of the cores before a run above which it warns
 WARN_BUSY = "warning: the cores are {:.0%} busy: other work skews the timings, multi-threaded most"

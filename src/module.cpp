@@ -18,6 +18,7 @@ void bind_gram(py::module_& m);
 void bind_anchors(py::module_& m);
 void bind_windows(py::module_& m);
 void bind_roi(py::module_& m);
+void bind_segmentation(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -65,4 +66,5 @@ PYBIND11_MODULE(_core, m) {
   cnnkit::bind::bind_anchors(m);
   cnnkit::bind::bind_windows(m);
   cnnkit::bind::bind_roi(m);
+  cnnkit::bind::bind_segmentation(m);
 }

@@ -194,3 +194,16 @@ def roi_pool_backward(
     /,
 ) -> NDArray[np.floating[Any]]: ...
 def masks_to_boxes(masks: ArrayLike, /) -> NDArray[np.floating[Any]]: ...
+def felzenszwalb(
+    image: ArrayLike, scale: float, sigma: float, min_size: int, /
+) -> NDArray[np.int64]: ...
+def group_regions(
+    labels: ArrayLike,
+    colour: ArrayLike,
+    texture: ArrayLike,
+    use_colour: bool,
+    use_texture: bool,
+    use_size: bool,
+    use_fill: bool,
+    /,
+) -> NDArray[np.float32]: ...

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _core, _validate
+from . import _core, _proposals, _validate
 
 __all__ = [
     "KMeansAnchors",
@@ -56,6 +56,7 @@ __all__ = [
     "conv3d",
     "conv_backward",
     "distance_box_iou",
+    "felzenszwalb",
     "generalized_box_iou",
     "global_avg_pool",
     "global_max_pool",
@@ -72,6 +73,7 @@ __all__ = [
     "roi_align_backward",
     "roi_pool",
     "roi_pool_backward",
+    "selective_search",
     "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
@@ -1404,3 +1406,88 @@ def _real(value: object, fn: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{fn}(): {name} must be a real number, got {type(value).__name__}")
     return float(value)
+
+
+def felzenszwalb(
+    image: ArrayLike, *, scale: float = 1.0, sigma: float = 0.8, min_size: int = 20
+) -> np.ndarray:
+    """Felzenszwalb and Huttenlocher's graph-based segmentation (IJCV 2004).
+
+    The semantics of :func:`skimage.segmentation.felzenszwalb`: each channel is
+    smoothed by a Gaussian of width ``sigma`` (scipy's ``reflect`` boundary,
+    radius ``int(4 sigma + 0.5)``); the 8-connected pixel graph is weighted by
+    the Euclidean colour distance over all channels; edges are visited by
+    increasing weight and join two components ``A`` and ``B`` when the weight
+    is below ``min(Int(A) + k / |A|, Int(B) + k / |B|)`` with ``k = scale / 255``
+    and ``Int`` the largest weight inside a component; finally, components
+    smaller than ``min_size`` are merged along the sorted edges. The partition
+    is the same as scikit-image's up to the order of equal edge weights, which
+    scikit-image leaves unspecified and cnnkit breaks by pixel.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (H, W, C)
+        uint8 (divided by 255, as ``skimage.util.img_as_float64`` does), float32
+        or float64 (used as they are; finite). A 2-D image is one channel; every
+        channel counts in the distance (RGBA included: drop alpha first if it
+        should not). Not empty.
+    scale : float
+        ``k`` of the paper; larger gives larger segments. Positive.
+    sigma : float
+        Standard deviation of the smoothing, in pixels; 0 smooths nothing.
+        In ``[0, 1000]``.
+    min_size : int
+        Smallest segment after post-processing. At least 1.
+
+    Returns
+    -------
+    numpy.ndarray, shape (H, W), int64
+        Labels ``0 .. n - 1``, numbered by each segment's first pixel in raster
+        order (the numbering scikit-image's ``np.unique`` of the roots gives).
+    """
+    return _core.felzenszwalb(image, scale, sigma, min_size)
+
+
+def selective_search(
+    image: ArrayLike, *, mode: str = "fast", seed: int | np.random.Generator = 0
+) -> np.ndarray:
+    """Region proposals by selective search (Uijlings et al., IJCV 2013).
+
+    For each colour space and each ``k`` of the mode, the image is segmented by
+    :func:`felzenszwalb` (``scale=k``, ``sigma=0.8``, ``min_size=k``) and the regions are
+    grouped hierarchically: the most similar pair of 8-connected neighbours is merged
+    until one region is left, under each similarity strategy of the mode. A similarity is
+    the sum of its terms: colour (histogram intersection, 25 bins per channel), texture
+    (histogram intersection of gradient responses in 8 orientations, 10 bins per channel
+    and orientation; the image is smoothed with sigma 1 and differentiated by central
+    differences), size (``1 - (|a| + |b|) / |image|``) and fill (``1 - (|box(a, b)| - |a|
+    - |b|) / |image|``). Every region of every hierarchy gives its box. Boxes are ranked as
+    in the paper: within a hierarchy the last region (the whole image) has position 1, the
+    one before 2, and so on; each position is multiplied by a random number in [0, 1) and
+    all boxes are sorted by that value; repeated boxes keep their first rank.
+
+    ``mode="single"``: one hierarchy (HSV, ``k`` 100, colour+texture+size+fill), as
+    OpenCV's single strategy. ``mode="fast"``: HSV and Lab, ``k`` 50 and 100, strategies
+    colour+texture+size+fill and texture+size+fill (8 hierarchies). ``mode="quality"``:
+    HSV, Lab, rgI, H and I, ``k`` 50, 100, 150 and 300, those two strategies plus fill
+    alone and size alone (80 hierarchies).
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W, 3)
+        RGB, uint8 or float32/float64 in [0, 1]. (H, W) and (H, W, 1) are taken as grey
+        (the channel is repeated); (H, W, 4) as RGBA, whose alpha is dropped with a
+        ``UserWarning``. Not empty.
+    mode : {"fast", "quality", "single"}
+    seed : int or numpy.random.Generator
+        The randomness of the ranking.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, 4), float32
+        ``xyxy`` boxes in pixels (integers; ``x2``, ``y2`` exclusive, so the whole image is
+        ``[0, 0, W, H]``), best-ranked first, no two equal.
+    """
+    return _proposals.selective_search(
+        image, mode, seed, segment=felzenszwalb, group=_core.group_regions, fn="selective_search"
+    )

@@ -17,6 +17,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
+from . import _proposals
+
 __all__ = [
     "activation_backward",
     "add_noise",
@@ -33,6 +35,7 @@ __all__ = [
     "conv",
     "conv_backward",
     "distance_box_iou",
+    "felzenszwalb",
     "gaussian_blur",
     "generalized_box_iou",
     "global_avg_pool",
@@ -54,6 +57,7 @@ __all__ = [
     "roi_align_backward",
     "roi_pool",
     "roi_pool_backward",
+    "selective_search",
     "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
@@ -1110,3 +1114,163 @@ def gaussian_blur(fields: ArrayLike, taps: ArrayLike) -> np.ndarray:
         return windows @ k
 
     return along(along(f, 2), 1).astype(np.float32)
+
+
+def _reflect(i: np.ndarray, n: int) -> np.ndarray:
+    i = np.mod(i, 2 * n)
+    return np.where(i < n, i, 2 * n - 1 - i)
+
+
+def _gaussian_rows(x: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter1d (mode "reflect"), summed tap by tap."""
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.exp(-0.5 / (sigma * sigma) * np.arange(-radius, radius + 1, dtype=np.float64) ** 2)
+    taps = taps / np.sum(taps)
+    n = x.shape[axis]
+    out = np.zeros_like(x)
+    for t, weight in enumerate(taps):
+        out = out + weight * np.take(x, _reflect(np.arange(n) + t - radius, n), axis=axis)
+    return out
+
+
+def _felzenszwalb_edges(h: int, w: int) -> np.ndarray:
+    """(E, 2) endpoints, ordered by id 4 p + group (right, down, down-right, up-right)."""
+    p = np.arange(h * w).reshape(h, w)
+    x, y = p % w, p // w
+    a = np.stack([p, p, p, p + 1], axis=-1)
+    b = np.stack([p + 1, p + w, p + w + 1, p + w], axis=-1)
+    valid = np.stack(
+        [x + 1 < w, y + 1 < h, (x + 1 < w) & (y + 1 < h), (x + 1 < w) & (y + 1 < h)], axis=-1
+    )
+    return np.stack([a[valid], b[valid]], axis=-1)
+
+
+def _root(parent: Any, i: int) -> int:
+    while parent[i] != i:
+        i = parent[i]
+    return i
+
+
+def felzenszwalb(image, *, scale=1.0, sigma=0.8, min_size=20) -> np.ndarray:
+    image = np.asarray(image)
+    x = image * (1.0 / 255.0) if image.dtype == np.uint8 else image.astype(np.float64)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    h, w, _ = x.shape
+    if sigma > 1e-15:
+        x = _gaussian_rows(_gaussian_rows(x, sigma, 0), sigma, 1)
+    edges = _felzenszwalb_edges(h, w)
+    diff = x.reshape(h * w, -1)[edges[:, 1]] - x.reshape(h * w, -1)[edges[:, 0]]
+    weights = np.sqrt(np.sum(diff * diff, axis=-1))
+    order = np.argsort(weights, kind="stable")
+    edges, weights = edges[order].tolist(), weights[order].tolist()
+    parent = list(range(h * w))
+    size = [1] * (h * w)
+    inner = [0.0] * (h * w)
+    k = scale / 255.0
+    for (a, b), weight in zip(edges, weights):
+        a, b = _root(parent, a), _root(parent, b)
+        if a == b:
+            continue
+        # float32 thresholds, as scikit-image keeps them
+        limit = min(np.float32(inner[a] + k / size[a]), np.float32(inner[b] + k / size[b]))
+        if weight < float(limit):
+            a, b = min(a, b), max(a, b)
+            parent[b] = a
+            size[a] += size[b]
+            inner[a] = weight
+    for a, b in edges:
+        a, b = _root(parent, a), _root(parent, b)
+        if a != b and (size[a] < min_size or size[b] < min_size):
+            a, b = min(a, b), max(a, b)
+            parent[b] = a
+            size[a] += size[b]
+    roots = np.array([_root(parent, i) for i in range(h * w)])
+    return np.unique(roots, return_inverse=True)[1].reshape(h, w).astype(np.int64)
+
+
+def group_regions(labels, colour_bins, texture_bins, colour, texture, size, fill) -> np.ndarray:
+    """Selective search's hierarchical grouping of one segmentation (csrc/grouping.cpp)."""
+    import heapq
+
+    h, w = labels.shape
+    n = int(labels.max()) + 1
+    flat = labels.ravel()
+    sizes = np.bincount(flat, minlength=n).tolist()
+    ys, xs = np.divmod(np.arange(h * w), w)
+    boxes = [
+        [int(xs[flat == r].min()), int(ys[flat == r].min()), int(xs[flat == r].max()) + 1,
+         int(ys[flat == r].max()) + 1]
+        for r in range(n)
+    ]  # fmt: skip
+
+    def histograms(bins: np.ndarray, count: int) -> list:
+        channels = bins.shape[2]
+        index = bins.reshape(h * w, channels).astype(np.int64) + np.arange(channels) * count
+        out = np.zeros((n, channels * count))
+        np.add.at(out, (np.repeat(flat, channels), index.ravel()), 1.0)
+        return list(out / (np.array(sizes, dtype=np.float64)[:, None] * channels))
+
+    colours, textures = histograms(colour_bins, 25), histograms(texture_bins, 10)
+    neighbours: list[set[int]] = [set() for _ in range(n)]
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # 8-connected, each pair once
+        x0, x1 = max(0, -dx), w - max(0, dx)
+        a = labels[: h - dy, x0:x1]
+        b = labels[dy:, x0 + dx : x1 + dx]
+        for p, q in zip(a.ravel().tolist(), b.ravel().tolist()):
+            if p != q:
+                neighbours[p].add(q)
+                neighbours[q].add(p)
+
+    def intersection(p: np.ndarray, q: np.ndarray) -> float:
+        s = 0.0
+        for v in np.minimum(p, q).tolist():  # summed in index order, as the kernel
+            s += v
+        return s
+
+    pixels = float(h * w)
+
+    def similarity(a: int, b: int) -> float:
+        s = 0.0
+        if colour:
+            s += intersection(colours[a], colours[b])
+        if texture:
+            s += intersection(textures[a], textures[b])
+        if size:
+            s += 1.0 - (sizes[a] + sizes[b]) / pixels
+        if fill:
+            bw = max(boxes[a][2], boxes[b][2]) - min(boxes[a][0], boxes[b][0])
+            bh = max(boxes[a][3], boxes[b][3]) - min(boxes[a][1], boxes[b][1])
+            s += 1.0 - (bw * bh - sizes[a] - sizes[b]) / pixels
+        return s
+
+    queue = [(-similarity(a, b), a, b) for a in range(n) for b in sorted(neighbours[a]) if a < b]
+    heapq.heapify(queue)
+    alive = [True] * n
+    while queue:
+        _, a, b = heapq.heappop(queue)
+        if not (alive[a] and alive[b]):
+            continue
+        t = len(sizes)
+        sizes.append(sizes[a] + sizes[b])
+        boxes.append(
+            [min(boxes[a][0], boxes[b][0]), min(boxes[a][1], boxes[b][1]),
+             max(boxes[a][2], boxes[b][2]), max(boxes[a][3], boxes[b][3])]
+        )  # fmt: skip
+        sa, sb = float(sizes[a]), float(sizes[b])
+        colours.append((sa * colours[a] + sb * colours[b]) / sizes[t])
+        textures.append((sa * textures[a] + sb * textures[b]) / sizes[t])
+        alive[a] = alive[b] = False
+        alive.append(True)
+        around = sorted(v for v in neighbours[a] | neighbours[b] if alive[v])
+        neighbours.append(set(around))
+        for v in around:
+            neighbours[v].add(t)
+            heapq.heappush(queue, (-similarity(v, t), v, t))
+    return np.array(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def selective_search(image, *, mode="fast", seed=0) -> np.ndarray:
+    return _proposals.selective_search(
+        image, mode, seed, segment=felzenszwalb, group=group_regions, fn="selective_search"
+    )

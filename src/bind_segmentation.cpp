@@ -1,0 +1,188 @@
+// Binding of the segmentation kernels (csrc/segmentation.hpp).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "segmentation.hpp"
+#include "validate.hpp"
+
+namespace cnnkit::bind {
+
+namespace {
+
+// (H, W) or (H, W, C) uint8 / float32 / float64, non-empty, finite; returned
+// as float64 intensities the way skimage.util.img_as_float64 converts
+// (uint8 times 1/255, floats as they are).
+std::vector<double> image_arg(py::handle obj, const char* fn, int64_t& h, int64_t& w, int64_t& c) {
+  py::array a = as_array(obj, fn, "image");
+  if (a.ndim() != 2 && a.ndim() != 3)
+    throw py::value_error(prefix(fn, "image") + "must have shape (H, W) or (H, W, C), got shape " +
+                          shape_str(a));
+  h = a.shape(0);
+  w = a.shape(1);
+  c = a.ndim() == 3 ? a.shape(2) : 1;
+  const char kind = a.dtype().kind();
+  const bool u8 = kind == 'u' && a.itemsize() == 1;
+  if (!u8 && kind != 'f')
+    throw py::type_error(prefix(fn, "image") + "must have dtype uint8, float32 or float64, got " +
+                         std::string(py::str(a.dtype())));
+  if (!u8) float_type(a, fn, "image");
+  if (h == 0 || w == 0 || c == 0)
+    throw py::value_error(prefix(fn, "image") + "must not be empty, got shape " + shape_str(a));
+  if (h * w >= (int64_t(1) << 30))
+    throw py::value_error(prefix(fn, "image") + "must have fewer than 2^30 pixels, got shape " +
+                          shape_str(a));
+  std::vector<double> out(size_t(h * w * c));
+  if (u8) {
+    const auto src = contiguous<uint8_t>(a);
+    const uint8_t* p = src.data();
+    const double unit = 1.0 / 255.0;
+    for (size_t i = 0; i < out.size(); ++i) out[i] = double(p[i]) * unit;
+  } else {
+    const auto src = contiguous<double>(a);
+    std::copy(src.data(), src.data() + out.size(), out.begin());
+    for (size_t i = 0; i < out.size(); ++i)
+      if (!std::isfinite(out[i]))
+        throw py::value_error(prefix(fn, "image") + "must be finite, got " +
+                              std::to_string(out[i]) + " at flat index " + std::to_string(i));
+  }
+  return out;
+}
+
+double positive_arg(py::handle obj, const char* fn, const char* name) {
+  const double v = real_arg(obj, fn, name);
+  if (!(v > 0.0) || !std::isfinite(v))
+    throw py::value_error(prefix(fn, name) + "must be a positive finite number, got " +
+                          std::string(py::str(py::float_(v))));
+  return v;
+}
+
+// sigma: 0 (no smoothing) up to a bound that keeps the kernel small enough
+// to allocate (radius 4 sigma).
+double sigma_arg(py::handle obj, const char* fn) {
+  const double v = real_arg(obj, fn, "sigma");
+  if (!(v >= 0.0) || !(v <= 1000.0))
+    throw py::value_error(prefix(fn, "sigma") + "must be a number in [0, 1000], got " +
+                          std::string(py::str(py::float_(v))));
+  return v;
+}
+
+int64_t min_size_arg(py::handle obj, const char* fn) {
+  if (obj.is_none() || PyBool_Check(obj.ptr()) || PyFloat_Check(obj.ptr()) ||
+      !PyIndex_Check(obj.ptr()))
+    throw py::type_error(prefix(fn, "min_size") + "must be an int, got " + type_name(obj));
+  const py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+  if (!index) throw py::error_already_set();
+  int overflow = 0;
+  long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow > 0) v = INT64_MAX;  // larger than any image: one segment
+  if (overflow < 0) v = INT64_MIN;
+  if (v < 1)
+    throw py::value_error(prefix(fn, "min_size") + "must be >= 1, got " +
+                          std::string(py::str(obj)));
+  return v;
+}
+
+py::array_t<int64_t> felzenszwalb(py::handle image_obj, py::handle scale_obj, py::handle sigma_obj,
+                                  py::handle min_size_obj) {
+  const char* fn = "felzenszwalb";
+  FelzenszwalbParams params;
+  params.scale = positive_arg(scale_obj, fn, "scale");
+  params.sigma = sigma_arg(sigma_obj, fn);
+  params.min_size = min_size_arg(min_size_obj, fn);
+  int64_t h, w, c;
+  const std::vector<double> image = image_arg(image_obj, fn, h, w, c);
+  py::array_t<int64_t> labels(std::vector<py::ssize_t>{h, w});
+  int64_t* out = labels.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cnnkit::felzenszwalb(image.data(), h, w, c, params, out);
+  }
+  return labels;
+}
+
+// A (H, W, C) uint8 array of bins below `bins`, matching the labels' (H, W).
+py::array_t<uint8_t, py::array::c_style> bins_arg(py::handle obj, const char* fn, const char* name,
+                                                  int64_t h, int64_t w, int bins) {
+  py::array a = as_array(obj, fn, name);
+  if (a.dtype().kind() != 'u' || a.itemsize() != 1)
+    throw py::type_error(prefix(fn, name) + "must have dtype uint8, got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 3 || a.shape(0) != h || a.shape(1) != w)
+    throw py::value_error(prefix(fn, name) + "must have shape (" + std::to_string(h) + ", " +
+                          std::to_string(w) + ", C) to match labels, got shape " + shape_str(a));
+  auto out = contiguous<uint8_t>(a);
+  const uint8_t* p = out.data();
+  for (py::ssize_t i = 0; i < out.size(); ++i)
+    if (p[i] >= bins)
+      throw py::value_error(prefix(fn, name) + "must hold bins below " + std::to_string(bins) +
+                            ", got " + std::to_string(int(p[i])));
+  return out;
+}
+
+// The grouping of one segmentation under one strategy; cnnkit.ops.selective_search
+// prepares the bins and ranks the boxes.
+py::array_t<float> group_regions(py::handle labels_obj, py::handle colour_obj,
+                                 py::handle texture_obj, bool colour, bool texture, bool size,
+                                 bool fill) {
+  const char* fn = "group_regions";
+  py::array raw = as_array(labels_obj, fn, "labels");
+  if (raw.dtype().kind() != 'i' || raw.itemsize() != 8)
+    throw py::type_error(prefix(fn, "labels") + "must have dtype int64, got " +
+                         std::string(py::str(raw.dtype())));
+  if (raw.ndim() != 2 || raw.shape(0) == 0 || raw.shape(1) == 0)
+    throw py::value_error(prefix(fn, "labels") + "must have a non-empty shape (H, W), got shape " +
+                          shape_str(raw));
+  const auto labels = contiguous<int64_t>(raw);
+  const int64_t h = raw.shape(0), w = raw.shape(1);
+  if (h * w >= (int64_t(1) << 30))
+    throw py::value_error(prefix(fn, "labels") + "must have fewer than 2^30 pixels");
+  const auto cb = bins_arg(colour_obj, fn, "colour_bins", h, w, kColourBins);
+  const auto tb = bins_arg(texture_obj, fn, "texture_bins", h, w, kTextureBins);
+  const int64_t* lp = labels.data();
+  const int64_t regions = *std::max_element(lp, lp + h * w) + 1;
+  if (*std::min_element(lp, lp + h * w) < 0 || regions > h * w)
+    throw py::value_error(prefix(fn, "labels") + "must hold labels in [0, H * W)");
+  GroupingInput in;
+  in.height = h;
+  in.width = w;
+  in.labels = lp;
+  in.regions = regions;
+  in.colour_bins = cb.data();
+  in.colour_channels = cb.shape(2);
+  in.texture_bins = tb.data();
+  in.texture_channels = tb.shape(2);
+  in.colour = colour;
+  in.texture = texture;
+  in.size = size;
+  in.fill = fill;
+  std::vector<int64_t> boxes;
+  int64_t count = 0;
+  {
+    py::gil_scoped_release release;
+    try {
+      count = cnnkit::group_regions(in, boxes);
+    } catch (const std::invalid_argument& e) {
+      py::gil_scoped_acquire acquire;
+      throw py::value_error(prefix(fn, "labels") + e.what());
+    }
+  }
+  py::array_t<float> out(std::vector<py::ssize_t>{count, 4});
+  float* o = out.mutable_data();
+  for (int64_t i = 0; i < 4 * count; ++i) o[i] = float(boxes[size_t(i)]);
+  return out;
+}
+
+}  // namespace
+
+void bind_segmentation(py::module_& m) {
+  m.def("felzenszwalb", &felzenszwalb);
+  m.def("group_regions", &group_regions);
+}
+
+}  // namespace cnnkit::bind
