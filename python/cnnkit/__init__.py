@@ -43,9 +43,11 @@ def set_num_threads(n: int) -> None:
 
 
 _SUBMODULES = {
+    "activations",
     "autograd",
     "callbacks",
     "cli",
+    "constraints",
     "datasets",
     "detection",
     "initializers",
@@ -57,6 +59,7 @@ _SUBMODULES = {
     "ops",
     "optimizers",
     "reference",
+    "regularizers",
     "saving",
     "schedules",
     "training",

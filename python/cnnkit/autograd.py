@@ -23,6 +23,7 @@ array([2., 4., 6.])
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -40,11 +41,15 @@ __all__ = [
     "concat",
     "conv",
     "dropout",
+    "elu",
     "enable_grad",
     "exp",
+    "gelu",
     "global_avg_pool",
     "global_max_pool",
     "gram",
+    "hard_sigmoid",
+    "hard_swish",
     "is_grad_enabled",
     "leaky_relu",
     "log",
@@ -55,12 +60,17 @@ __all__ = [
     "max_pool",
     "maximum",
     "minimum",
+    "mish",
     "no_grad",
     "pad",
     "relu",
+    "relu6",
+    "selu",
     "sigmoid",
+    "silu",
     "softmax",
     "softplus",
+    "softsign",
     "sqrt",
     "square",
     "stack",
@@ -508,6 +518,102 @@ def log_sigmoid(x: Any) -> Tensor:
 
 def relu(x: Any) -> Tensor:
     return _unary(x, lambda x: np.maximum(x, 0), lambda x, out: x > 0)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_of(x: np.ndarray) -> np.ndarray:
+    # NumPy has no erf and SciPy is no dependency: math.erf per element is exact in float64.
+    return np.asarray(_erf(x), dtype=np.float64).astype(x.dtype, copy=False)
+
+
+def gelu(x: Any, approximate: bool = False) -> Tensor:
+    """Gaussian error linear unit ``x * Phi(x)``; ``approximate=True`` is the tanh form
+    (Keras's default is the exact erf form)."""
+    t = _as_tensor(x)
+    if approximate:
+        c = np.asarray(math.sqrt(2 / math.pi), t.dtype)
+
+        def value(x: np.ndarray) -> np.ndarray:
+            return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x**3)))
+
+        def slope(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+            th = np.tanh(c * (x + 0.044715 * x**3))
+            return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x)
+
+        return _unary(t, value, slope)
+    s = np.asarray(1 / math.sqrt(2), t.dtype)
+    k = np.asarray(1 / math.sqrt(2 * math.pi), t.dtype)
+    return _unary(
+        t,
+        lambda x: 0.5 * x * (1 + _erf_of(x * s)),
+        lambda x, out: 0.5 * (1 + _erf_of(x * s)) + x * k * np.exp(-0.5 * x * x),
+    )
+
+
+def silu(x: Any) -> Tensor:
+    """``x * sigmoid(x)`` (Keras's swish)."""
+    return _unary(
+        x, lambda x: x * _sigmoid(x), lambda x, out: (s := _sigmoid(x)) * (1 + x * (1 - s))
+    )
+
+
+def elu(x: Any, alpha: float = 1.0) -> Tensor:
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
+    t = _as_tensor(x)
+    a = np.asarray(alpha, t.dtype)
+    return _unary(
+        t,
+        lambda x: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
+        lambda x, out: np.where(x > 0, 1, a * np.exp(np.minimum(x, 0))),
+    )
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x: Any) -> Tensor:
+    """``scale * elu(x, alpha)`` with the self-normalising constants of Klambauer et al."""
+    return elu(x, _SELU_ALPHA) * _SELU_SCALE
+
+
+def softsign(x: Any) -> Tensor:
+    """``x / (|x| + 1)``."""
+    return _unary(x, lambda x: x / (np.abs(x) + 1), lambda x, out: 1 / (np.abs(x) + 1) ** 2)
+
+
+def relu6(x: Any) -> Tensor:
+    """``min(max(x, 0), 6)``."""
+    return _unary(x, lambda x: np.clip(x, 0, 6), lambda x, out: (x > 0) & (x < 6))
+
+
+def hard_sigmoid(x: Any) -> Tensor:
+    """``relu6(x + 3) / 6`` (Keras 3; Keras 2 used ``0.2 * x + 0.5``)."""
+    return _unary(x, lambda x: np.clip(x / 6 + 0.5, 0, 1), lambda x, out: ((x > -3) & (x < 3)) / 6)
+
+
+def hard_swish(x: Any) -> Tensor:
+    """``x * relu6(x + 3) / 6`` (Keras's hard_silu)."""
+    return _unary(
+        x,
+        lambda x: x * np.clip(x / 6 + 0.5, 0, 1),
+        lambda x, out: np.where(x <= -3, 0, np.where(x >= 3, 1, x / 3 + 0.5)),
+    )
+
+
+def mish(x: Any) -> Tensor:
+    """``x * tanh(softplus(x))``."""
+
+    def value(x: np.ndarray) -> np.ndarray:
+        return x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
+
+    def slope(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        th = np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
+        return th + x * (1 - th * th) * _sigmoid(x)
+
+    return _unary(x, value, slope)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.2) -> Tensor:
