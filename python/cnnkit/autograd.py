@@ -75,6 +75,7 @@ __all__ = [
     "square",
     "stack",
     "tanh",
+    "upsample",
     "where",
 ]
 
@@ -716,6 +717,57 @@ def pad(x: Any, pad_width: Sequence[tuple[int, int]], value: float = 0.0) -> Ten
     widths = [tuple(int(v) for v in p) for p in pad_width]
     inner = tuple(slice(b, b + n) for (b, _), n in zip(widths, t.shape))
     return _record(np.pad(t.data, widths, constant_values=value), (t,), lambda g: (g[inner],))
+
+
+def _linear_resize_matrix(n: int, factor: int, dtype: np.dtype) -> np.ndarray:
+    """``(n * factor, n)`` weights of linear interpolation with half-pixel centres
+    (TensorFlow's ``half_pixel_centers``, torch's ``align_corners=False``)."""
+    src = np.maximum((np.arange(n * factor) + 0.5) / factor - 0.5, 0)
+    low = np.floor(src).astype(np.intp)
+    high = np.minimum(low + 1, n - 1)
+    frac = src - low
+    m = np.zeros((n * factor, n))
+    rows = np.arange(n * factor)
+    np.add.at(m, (rows, low), 1 - frac)
+    np.add.at(m, (rows, high), frac)
+    return m.astype(dtype)
+
+
+def upsample(x: Any, size: Sequence[int], interpolation: str = "nearest") -> Tensor:
+    """Enlarge the spatial axes of channels-last ``x`` by the integer factors ``size``:
+    ``"nearest"`` repeats values, ``"bilinear"`` (or linear along each axis) interpolates."""
+    t = _as_tensor(x)
+    size = tuple(int(s) for s in size)
+    spatial = t.shape[1:-1]
+    if len(size) != len(spatial):
+        raise ValueError(
+            f"upsample(): size must have one factor per spatial axis ({len(spatial)}), got {size}"
+        )
+    if interpolation == "nearest":
+        out = t.data
+        for axis, s in enumerate(size, start=1):
+            out = np.repeat(out, s, axis=axis)
+
+        def backward(g: np.ndarray) -> tuple[np.ndarray]:
+            split = [t.shape[0]]
+            for n, s in zip(spatial, size):
+                split += [n, s]
+            g = g.reshape(*split, t.shape[-1]).sum(axis=tuple(range(2, 2 * len(size) + 1, 2)))
+            return (g,)
+
+        return _record(out, (t,), backward)
+    if interpolation != "bilinear":
+        raise ValueError(
+            f"upsample(): interpolation must be 'nearest' or 'bilinear', got {interpolation!r}"
+        )
+    mats = [_linear_resize_matrix(n, s, t.dtype) for n, s in zip(spatial, size)]
+
+    def apply(a: np.ndarray, transpose: bool) -> np.ndarray:
+        for axis, m in enumerate(mats, start=1):
+            a = np.moveaxis(np.tensordot(m.T if transpose else m, a, axes=(1, axis)), 0, axis)
+        return np.ascontiguousarray(a)
+
+    return _record(apply(t.data, False), (t,), lambda g: (apply(g, True),))
 
 
 # -- linear algebra and network layers on the native kernels ------------------------------

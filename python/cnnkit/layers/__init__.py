@@ -31,9 +31,9 @@ from typing import Any
 from ..saving import registry
 from .activations import Activation, LeakyReLU, ReLU, Softmax
 from .convolutional import Conv1D, Conv2D, Conv3D
-from .core import Dense, Input, InputLayer
+from .core import Dense, Input, InputLayer, Lambda, Rescaling
 from .layer import Layer, Variable, reset_names
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, UnitNormalization
 from .pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -49,7 +49,19 @@ from .pooling import (
     MaxPooling3D,
 )
 from .regularization import Dropout
-from .reshaping import Flatten, Reshape, ZeroPadding2D
+from .reshaping import (
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    Flatten,
+    Reshape,
+    UpSampling1D,
+    UpSampling2D,
+    UpSampling3D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
+)
 
 __all__ = [
     "Activation",
@@ -60,6 +72,9 @@ __all__ = [
     "Conv1D",
     "Conv2D",
     "Conv3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
     "Dense",
     "Dropout",
     "Flatten",
@@ -71,16 +86,24 @@ __all__ = [
     "GlobalMaxPooling3D",
     "Input",
     "InputLayer",
+    "Lambda",
     "Layer",
     "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
     "MaxPooling3D",
     "ReLU",
+    "Rescaling",
     "Reshape",
     "Softmax",
+    "UnitNormalization",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
     "Variable",
+    "ZeroPadding1D",
     "ZeroPadding2D",
+    "ZeroPadding3D",
     "deserialize",
     "reset_names",
     "serialize",

@@ -282,3 +282,16 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def data_format(where: str, value: Any) -> str:
+    """Check a Keras ``data_format`` argument: cnnkit's layers are channels-last only."""
+    if value is None or value == "channels_last":
+        return "channels_last"
+    if value == "channels_first":
+        raise ValueError(
+            f"{where}: data_format must be 'channels_last' (cnnkit's layers are channels-last "
+            "only), got 'channels_first'; transpose the inputs instead, e.g. "
+            "np.moveaxis(x, 1, -1) turns (N, C, H, W) into (N, H, W, C)"
+        )
+    raise ValueError(f"{where}: data_format must be 'channels_last', got {value!r}")
