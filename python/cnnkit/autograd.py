@@ -40,6 +40,7 @@ __all__ = [
     "clip",
     "concat",
     "conv",
+    "conv_transpose",
     "dropout",
     "elu",
     "enable_grad",
@@ -834,6 +835,48 @@ def conv(
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         need = [n for n, t in zip("xwb", parents) if t.requires_grad]
         dx, dw, db = ops.conv_backward(tx.data, tw.data, g, need=need, **spec)
+        return (dx, dw, db)[: len(parents)]
+
+    return _record(out, parents, backward)
+
+
+def conv_transpose(
+    x: Any,
+    w: Any,
+    b: Any = None,
+    *,
+    output_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence = "valid",
+    dilation: int | Sequence[int] = 1,
+) -> Tensor:
+    """Transposed convolution: the input-gradient of :func:`conv` as a forward op.
+
+    ``x`` ``(N, *small, C)`` is treated as the output gradient of a convolution with kernel
+    ``w`` ``(*kernel, F, C)`` of an input of spatial shape ``output_shape``; the result has
+    shape ``(N, *output_shape, F)``. ``stride``, ``padding`` and ``dilation`` are that
+    convolution's, so its output positions must be ``small``.
+    """
+    tx, tw = _as_tensor(x), _as_tensor(w)
+    tb = None if b is None else _as_tensor(b)
+    spec: dict[str, Any] = {"stride": stride, "padding": padding, "dilation": dilation}
+    # The convolution reads only the shape of its input for dx: a zero array is never touched
+    # page by page (calloc), so the placeholder costs no memory traffic.
+    big = np.zeros((tx.shape[0], *output_shape, tw.shape[-2]), tx.dtype)
+    out = ops.conv_backward(big, tw.data, tx.data, need=("x",), **spec)[0]
+    assert out is not None
+    if tb is not None:
+        out += tb.data
+    parents = (tx, tw) if tb is None else (tx, tw, tb)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        dx = ops.conv(g, tw.data, **spec) if tx.requires_grad else None
+        dw = (
+            ops.conv_backward(g, tw.data, tx.data, need=("w",), **spec)[1]
+            if tw.requires_grad
+            else None
+        )
+        db = g.sum(axis=tuple(range(g.ndim - 1))) if tb is not None else None
         return (dx, dw, db)[: len(parents)]
 
     return _record(out, parents, backward)
