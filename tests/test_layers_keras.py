@@ -187,3 +187,241 @@ def test_lambda_unregistered_function_says_to_register(tmp_path):
 
 def test_lambda_wraps_array_results():
     assert isinstance(layers.Lambda(lambda t: np.asarray(t.data) + 1)(np.zeros((1, 2))), Tensor)
+
+
+# -- transposed, depthwise, separable and causal convolutions ----------------------------------
+def _torch_layout(a, rank):
+    """channels-last -> channels-first for torch."""
+    return (0, rank + 1, *range(1, rank + 1))
+
+
+TRANSPOSES = {1: layers.Conv1DTranspose, 2: layers.Conv2DTranspose, 3: layers.Conv3DTranspose}
+
+
+@pytest.mark.parametrize(
+    "rank, spatial, k, s, padding, op, d, want",
+    [
+        # Keras: valid L*s + max(k - s, 0); same L*s; with output_padding
+        # (L - 1) * s + k - 2 * (k // 2 if same else 0) + op (k dilated).
+        (1, (5,), 3, 2, "valid", None, 1, (11,)),
+        (1, (5,), 2, 3, "valid", None, 1, (15,)),
+        (1, (5,), 3, 2, "same", None, 1, (10,)),
+        (1, (4,), 3, 1, "valid", None, 2, (8,)),
+        (2, (3, 4), (3, 2), (2, 1), "valid", None, 1, (7, 5)),
+        (2, (3, 4), 3, 2, "same", None, 1, (6, 8)),
+        (2, (3, 4), 4, 2, "same", None, 1, (6, 8)),
+        (2, (3, 4), 3, 2, "valid", 1, 1, (8, 10)),
+        (2, (3, 4), 3, 2, "same", 1, 1, (6, 8)),
+        (2, (3, 4), 3, 2, "same", 0, 1, (5, 7)),
+        (3, (2, 3, 2), 2, 2, "valid", None, 1, (4, 6, 4)),
+        (3, (2, 2, 2), 3, (1, 2, 1), "same", None, 1, (2, 4, 2)),
+    ],
+)
+def test_transpose_shapes_gradients_and_saving(rank, spatial, k, s, padding, op, d, want, tmp_path):
+    def make():
+        return TRANSPOSES[rank](
+            3,
+            k,
+            strides=s,
+            padding=padding,
+            output_padding=op,
+            dilation_rate=d,
+            bias_initializer="glorot_uniform",
+        )
+
+    x = _x(2, *spatial, 2)
+    assert make()(x).shape == (2, *want, 3)
+    check_layer(_f64(make), x, atol=1e-6)
+    _round_trip(make, x, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "rank, k, s, padding, op, d, torch_pad, torch_op",
+    [
+        (1, 3, 2, "valid", None, 1, 0, 0),
+        (1, 3, 1, "valid", None, 2, 0, 0),
+        (2, 3, 2, "valid", 1, 1, 0, 1),
+        (2, 4, 2, "same", None, 1, 1, 0),
+        (2, 3, 1, "same", None, 1, 1, 0),
+        (2, 5, 3, "same", 0, 1, 2, 0),
+        (3, 3, 2, "valid", None, 1, 0, 0),
+    ],
+)
+def test_transpose_against_torch(rank, k, s, padding, op, d, torch_pad, torch_op):
+    torch = pytest.importorskip("torch")
+    layer = TRANSPOSES[rank](
+        4,
+        k,
+        strides=s,
+        padding=padding,
+        output_padding=op,
+        dilation_rate=d,
+        dtype="float64",
+        bias_initializer="glorot_uniform",
+    )
+    x = _x(2, *([5] * rank), 3)
+    y = layer(x).data
+    w = torch.tensor(layer.kernel.data).permute(rank + 1, rank, *range(rank))
+    fn = getattr(torch.nn.functional, f"conv_transpose{rank}d")
+    want = fn(
+        torch.tensor(x).permute(*_torch_layout(x, rank)),
+        w,
+        torch.tensor(layer.bias.data),
+        stride=s,
+        padding=torch_pad,
+        output_padding=torch_op,
+        dilation=d,
+    )
+    want = want.permute(0, *range(2, rank + 2), 1).numpy()
+    assert y.shape == want.shape
+    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "dm, s, padding, d", [(1, 1, "valid", 1), (2, 2, "same", 1), (3, 1, "same", 2)]
+)
+def test_depthwise_and_separable_against_torch(dm, s, padding, d, tmp_path):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = _x(2, 7, 6, 3)
+    tx = torch.tensor(x).permute(0, 3, 1, 2)
+    dw = layers.DepthwiseConv2D(
+        3,
+        strides=s,
+        padding=padding,
+        depth_multiplier=dm,
+        dilation_rate=d,
+        dtype="float64",
+        bias_initializer="glorot_uniform",
+    )
+    y = dw(x).data
+    assert dw.kernel.shape == (3, 3, 3, dm) and dw.count_params() == 9 * 3 * dm + 3 * dm
+    # torch's grouped weight (C * dm, 1, kh, kw): output channel c * dm + m from channel c.
+    w = torch.tensor(dw.kernel.data).permute(2, 3, 0, 1).reshape(3 * dm, 1, 3, 3)
+    pad = "same" if padding == "same" and s == 1 else 0
+    if padding == "same" and s != 1:
+        tx_p = F.pad(tx, (0, 1, 1, 1))  # TF "same", k=3, s=2: H=7 pads (1, 1), W=6 (0, 1)
+        want = F.conv2d(tx_p, w, torch.tensor(dw.bias.data), stride=s, dilation=d, groups=3)
+    else:
+        want = F.conv2d(
+            tx, w, torch.tensor(dw.bias.data), stride=s, padding=pad, dilation=d, groups=3
+        )
+    np.testing.assert_allclose(y, want.permute(0, 2, 3, 1).numpy(), rtol=1e-10, atol=1e-10)
+
+    sep = layers.SeparableConv2D(
+        5,
+        3,
+        strides=s,
+        padding=padding,
+        depth_multiplier=dm,
+        dilation_rate=d,
+        dtype="float64",
+        bias_initializer="glorot_uniform",
+    )
+    z = sep(x).data
+    assert [v.name.split("/")[1] for v in sep.weights] == [
+        "depthwise_kernel",
+        "pointwise_kernel",
+        "bias",
+    ]
+    assert sep.count_params() == 9 * 3 * dm + 3 * dm * 5 + 5
+    sep_dw = layers.DepthwiseConv2D(
+        3,
+        strides=s,
+        padding=padding,
+        depth_multiplier=dm,
+        dilation_rate=d,
+        use_bias=False,
+        dtype="float64",
+    )
+    sep_dw(x)  # builds
+    sep_dw.kernel.data[...] = sep.depthwise_kernel.data
+    mid = sep_dw(x).data
+    want = np.einsum("nhwc,cf->nhwf", mid, sep.pointwise_kernel.data[0, 0]) + sep.bias.data
+    np.testing.assert_allclose(z, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (
+            lambda: layers.DepthwiseConv2D(3, depth_multiplier=2, bias_initializer="ones"),
+            (2, 5, 4, 3),
+        ),
+        (lambda: layers.DepthwiseConv2D((2, 3), strides=2, padding="same"), (1, 5, 5, 2)),
+        (lambda: layers.SeparableConv2D(4, 3, depth_multiplier=2, padding="same"), (2, 5, 4, 3)),
+        (lambda: layers.SeparableConv2D(2, 2, strides=2, activation="gelu"), (1, 4, 4, 2)),
+        (lambda: layers.Conv1D(3, 3, padding="causal", dilation_rate=2), (2, 7, 2)),
+        (lambda: layers.Conv1D(3, 2, padding="causal", strides=2), (2, 7, 2)),
+    ],
+)
+def test_depthwise_separable_causal_gradients_and_saving(make, shape, tmp_path):
+    x = _x(*shape)
+    check_layer(_f64(make), x, atol=1e-6)
+    _round_trip(make, x, tmp_path)
+
+
+def test_causal_conv_matches_left_padded_valid_conv_and_sees_no_future():
+    x = _x(2, 9, 2)
+    causal = layers.Conv1D(3, 3, padding="causal", dilation_rate=2, dtype="float64")
+    y = causal(x).data
+    assert y.shape == (2, 9, 3)
+    valid = layers.Conv1D(3, 3, dilation_rate=2, dtype="float64")
+    valid(x)  # builds
+    valid.set_weights(causal.get_weights())
+    np.testing.assert_allclose(y, valid(np.pad(x, ((0, 0), (4, 0), (0, 0)))).data)
+    changed = x.copy()
+    changed[:, 5:] += 1  # the future of step 4
+    np.testing.assert_array_equal(causal(changed).data[:, :5], y[:, :5])
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: layers.Conv2D(2, 3, padding="causal"), ValueError, "padding must be"),
+        (
+            lambda: layers.Conv2DTranspose(2, 3, strides=2, output_padding=2),
+            ValueError,
+            "output_padding must be smaller",
+        ),
+        (
+            lambda: layers.Conv2DTranspose(2, 3, output_padding=-1),
+            ValueError,
+            "output_padding must be >= 0",
+        ),
+        (lambda: layers.Conv1DTranspose(2, 3, groups=2), TypeError, "groups is not supported"),
+        (lambda: layers.Conv3DTranspose(0, 3), ValueError, "filters must be >= 1"),
+        (
+            lambda: layers.DepthwiseConv2D(3, depth_multiplier=0),
+            ValueError,
+            "depth_multiplier must be >= 1",
+        ),
+        (lambda: layers.DepthwiseConv2D(3, padding="causal"), ValueError, "padding must be"),
+        (lambda: layers.SeparableConv2D(0, 3), ValueError, "filters must be >= 1"),
+        (lambda: layers.SeparableConv2D(2, (3, 3, 3)), ValueError, "kernel_size must be"),
+        (lambda: layers.Conv2D(2, 3, data_format="channels_first"), ValueError, "transpose"),
+        (
+            lambda: layers.Conv2D(2, 3, kernel_regularizer="l3"),
+            ValueError,
+            "kernel_regularizer must be one of",
+        ),
+        (lambda: layers.Dense(2, kernel_constraint=3), TypeError, "kernel_constraint must be"),
+    ],
+)
+def test_conv_bad_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_conv_bad_inputs():
+    with pytest.raises(ValueError, match="no output size"):
+        layers.Conv2DTranspose(2, 4, strides=2, padding="same", output_padding=0)(
+            np.zeros((1, 3, 3, 1))
+        )
+    t = layers.Conv2DTranspose(2, 3)
+    t(np.zeros((1, 3, 3, 1)))
+    with pytest.raises(ValueError, match="expected 1 input channels"):
+        t(np.zeros((1, 3, 3, 2)))
+    with pytest.raises(ValueError, match="expected input of rank 4"):
+        layers.DepthwiseConv2D(3)(np.zeros((1, 3, 3)))
+    assert layers.Conv2DTranspose(2, 3)(np.zeros((0, 3, 3, 1))).shape == (0, 5, 5, 2)

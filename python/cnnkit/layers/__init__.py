@@ -30,7 +30,16 @@ from typing import Any
 
 from ..saving import registry
 from .activations import Activation, LeakyReLU, ReLU, Softmax
-from .convolutional import Conv1D, Conv2D, Conv3D
+from .convolutional import (
+    Conv1D,
+    Conv1DTranspose,
+    Conv2D,
+    Conv2DTranspose,
+    Conv3D,
+    Conv3DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+)
 from .core import Dense, Input, InputLayer, Lambda, Rescaling
 from .layer import Layer, Variable, reset_names
 from .normalization import BatchNormalization, UnitNormalization
@@ -70,12 +79,16 @@ __all__ = [
     "AveragePooling3D",
     "BatchNormalization",
     "Conv1D",
+    "Conv1DTranspose",
     "Conv2D",
+    "Conv2DTranspose",
     "Conv3D",
+    "Conv3DTranspose",
     "Cropping1D",
     "Cropping2D",
     "Cropping3D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
     "GlobalAveragePooling1D",
@@ -95,6 +108,7 @@ __all__ = [
     "ReLU",
     "Rescaling",
     "Reshape",
+    "SeparableConv2D",
     "Softmax",
     "UnitNormalization",
     "UpSampling1D",

@@ -13,7 +13,9 @@ from ..autograd import Tensor
 from ..saving import registry
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation
-from .layer import Layer
+from .layer import Layer, set_weight_options, weight_options_config
+
+_WEIGHT_OPTIONS = ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint")
 
 __all__ = ["Dense", "Input", "InputLayer", "Lambda", "Rescaling"]
 
@@ -75,6 +77,11 @@ def Input(
 class Dense(Layer):
     """``activation(x @ kernel + bias)`` on the last axis; kernel ``(in, units)``."""
 
+    kernel_regularizer: Any
+    bias_regularizer: Any
+    kernel_constraint: Any
+    bias_constraint: Any
+
     def __init__(
         self,
         units: int,
@@ -82,10 +89,22 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         where = f"Dense({self.name!r})"
+        set_weight_options(
+            self,
+            where,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+        )
         self.units = _validate.integer(where, "units", units, minimum=1)
         self.activation, self._act = _activation(where, activation)
         self.use_bias = bool(use_bias)
@@ -96,10 +115,22 @@ class Dense(Layer):
         if len(input_shape) < 2:
             raise ValueError(f"{self._where()}: expected input of rank >= 2, got {input_shape}")
         self.kernel = self.add_weight(
-            "kernel", (input_shape[-1], self.units), self.kernel_initializer
+            "kernel",
+            (input_shape[-1], self.units),
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.bias = (
-            self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+            self.add_weight(
+                "bias",
+                (self.units,),
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
         )
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
@@ -124,6 +155,7 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            **weight_options_config(self, *_WEIGHT_OPTIONS),
         }
 
 

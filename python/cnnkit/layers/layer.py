@@ -367,3 +367,14 @@ def option_config(layer: Layer, arg: str, value: Any) -> Any:
             "cnnkit.saving.register_serializable()"
         )
     return name
+
+
+def set_weight_options(layer: Layer, where: str, **options: Any) -> None:
+    """Resolve ``*_regularizer`` / ``*_constraint`` arguments and set them as attributes."""
+    for arg, value in options.items():
+        module: Any = regularizers if arg.endswith("_regularizer") else constraints
+        setattr(layer, arg, module.get(value, where, arg))
+
+
+def weight_options_config(layer: Layer, *args: str) -> dict[str, Any]:
+    return {arg: option_config(layer, arg, getattr(layer, arg)) for arg in args}
