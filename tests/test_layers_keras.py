@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from test_layers import check_layer
 
 import cnnkit
+from cnnkit import autograd as ag
 from cnnkit import layers, saving
 from cnnkit.autograd import Tensor
+from cnnkit.layers.convolutional import transpose_output_length
 
 RNG = np.random.default_rng(0)
 
@@ -425,3 +429,64 @@ def test_conv_bad_inputs():
     with pytest.raises(ValueError, match="expected input of rank 4"):
         layers.DepthwiseConv2D(3)(np.zeros((1, 3, 3)))
     assert layers.Conv2DTranspose(2, 3)(np.zeros((0, 3, 3, 1))).shape == (0, 5, 5, 2)
+
+
+# -- the autograd ops under the layers: properties over random shapes -------------------------
+@settings(deadline=None, max_examples=40)
+@given(
+    rank=st.integers(1, 3),
+    n=st.integers(0, 2),
+    small=st.lists(st.integers(1, 4), min_size=3, max_size=3),
+    k=st.integers(1, 3),
+    s=st.integers(1, 3),
+    d=st.integers(1, 2),
+    padding=st.sampled_from(["valid", "same"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_transpose_is_the_adjoint_of_conv(rank, n, small, k, s, d, padding, dtype, seed):
+    """<conv(z, w), x> == <z, conv_transpose(x, w)> for every z: the defining property."""
+    rng = np.random.default_rng(seed)
+    spatial = tuple(small[:rank])
+    k_eff = (k - 1) * d + 1
+    out = tuple(transpose_output_length(m, k, s, padding, None, d) for m in spatial)
+    assume(all(o >= k_eff or padding == "same" for o in out))
+    x = rng.standard_normal((n, *spatial, 2)).astype(dtype)
+    w = rng.standard_normal((*([k] * rank), 3, 2)).astype(dtype)
+    # A non-contiguous x (every other channel of a wider array).
+    wide = np.repeat(x, 2, axis=-1)
+    x_view = wide[..., ::2]
+    y = ag.conv_transpose(x_view, w, output_shape=out, stride=s, padding=padding, dilation=d).data
+    assert y.shape == (n, *out, 3) and y.dtype == dtype
+    z = rng.standard_normal(y.shape).astype(dtype)
+    back = ag.conv(z, w, stride=s, padding=padding, dilation=d).data
+    assert back.shape == x.shape
+    tol = 1e-3 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(np.sum(back * x), np.sum(z * y), rtol=tol, atol=tol)
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    rank=st.integers(1, 3),
+    n=st.integers(0, 2),
+    spatial=st.lists(st.integers(1, 4), min_size=3, max_size=3),
+    size=st.lists(st.integers(1, 3), min_size=3, max_size=3),
+    bilinear=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_upsample_backward_is_its_adjoint(rank, n, spatial, size, bilinear, dtype, seed):
+    rng = np.random.default_rng(seed)
+    mode = "bilinear" if bilinear else "nearest"
+    x = Tensor(rng.standard_normal((n, *spatial[:rank], 2)).astype(dtype), requires_grad=True)
+    y = ag.upsample(x, size[:rank], mode)
+    assert y.shape == (n, *(a * b for a, b in zip(spatial[:rank], size[:rank])), 2)
+    assert y.dtype == dtype
+    g = rng.standard_normal(y.shape).astype(dtype)
+    (y * g).sum().backward()
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(np.sum(x.grad * x.data), np.sum(g * y.data), rtol=tol, atol=tol)
+    if n:
+        # constant images stay constant under both interpolations
+        c = ag.upsample(np.ones((1, *spatial[:rank], 1), dtype), size[:rank], mode).data
+        np.testing.assert_allclose(c, 1, rtol=1e-6)
