@@ -137,3 +137,27 @@ def test_rejections():
         activations.get(3)
     with pytest.raises(ValueError, match="unknown activation 'nope'"):
         layers.Dense(2, activation="nope")
+
+
+def test_float32_gelu_is_accurate_to_float32():
+    from cnnkit.autograd import _one_plus_erf
+
+    x = np.linspace(-12, 9, 20001).astype(np.float32)
+    want = np.array([math.erfc(-float(v)) for v in x])
+    got = _one_plus_erf(x)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=1e-37)  # below: underflow
+    exact = 0.5 * x.astype(np.float64) * np.array([math.erfc(-float(v) / math.sqrt(2)) for v in x])
+    # z = x / sqrt(2) in float32 carries up to three roundings (of x, 1 / sqrt(2) and the
+    # product), each costing a relative 2 * z**2 * 2**-24 in erfc(z).
+    bound = 3e-7 + 3 * 2 * (x.astype(np.float64) ** 2 / 2) * 2.0**-24
+    got = activations.gelu(Tensor(x)).data.astype(np.float64)
+    assert np.all(np.abs(got - exact) <= bound * np.abs(exact) + 1e-37)
+    torch = pytest.importorskip("torch")
+    # torch computes 1 + erf in float32: its error near x = -5 is |x| * 2**-24 absolute.
+    np.testing.assert_allclose(
+        activations.gelu(Tensor(x)).data,
+        torch.nn.functional.gelu(torch.tensor(x)).numpy(),
+        rtol=1e-6,
+        atol=1e-6,
+    )

@@ -522,12 +522,38 @@ def relu(x: Any) -> Tensor:
     return _unary(x, lambda x: np.maximum(x, 0), lambda x, out: x > 0)
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+# Numerical Recipes' erfc (Chebyshev fit; relative error below 1.2e-7 everywhere),
+# coefficients of the exponent's polynomial in t = 1 / (1 + |x| / 2).
+_ERFC = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
 
 
-def _erf_of(x: np.ndarray) -> np.ndarray:
-    # NumPy has no erf and SciPy is no dependency: math.erf per element is exact in float64.
-    return np.asarray(_erf(x), dtype=np.float64).astype(x.dtype, copy=False)
+def _one_plus_erf(x: np.ndarray) -> np.ndarray:
+    """``1 + erf(x) = erfc(-x)`` elementwise, without the cancellation of ``1 + erf`` for
+    negative ``x``. NumPy has no erf and SciPy is no dependency: float64 uses math.erfc
+    (exact, for gradient checks); float32 evaluates the fit above in float64, whose
+    relative error (1.2e-7) is about one float32 ulp, several times faster per element."""
+    if x.dtype != np.float32:
+        return np.asarray(_erfc(-x), dtype=np.float64).astype(x.dtype, copy=False)
+    z = np.abs(x.astype(np.float64))
+    t = 1 / (1 + 0.5 * z)
+    poly = np.full_like(t, _ERFC[-1])
+    for c in _ERFC[-2::-1]:
+        poly = poly * t + c
+    erfc_z = t * np.exp(-z * z + poly)  # erfc(|x|)
+    return np.where(x >= 0, 2 - erfc_z, erfc_z).astype(np.float32)
 
 
 def gelu(x: Any, approximate: bool = False) -> Tensor:
@@ -549,8 +575,8 @@ def gelu(x: Any, approximate: bool = False) -> Tensor:
     k = np.asarray(1 / math.sqrt(2 * math.pi), t.dtype)
     return _unary(
         t,
-        lambda x: 0.5 * x * (1 + _erf_of(x * s)),
-        lambda x, out: 0.5 * (1 + _erf_of(x * s)) + x * k * np.exp(-0.5 * x * x),
+        lambda x: 0.5 * x * _one_plus_erf(x * s),
+        lambda x, out: 0.5 * _one_plus_erf(x * s) + x * k * np.exp(-0.5 * x * x),
     )
 
 
