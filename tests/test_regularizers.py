@@ -195,3 +195,14 @@ def test_registered_function_as_regularizer_round_trips():
 def test_rejections(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_frozen_layers_have_no_weight_penalty_but_keep_activity_penalties():
+    dense = layers.Dense(2, kernel_regularizer="l2", activity_regularizer="l1")
+    dense(np.ones((1, 3)))
+    assert len(dense.losses) == 2
+    dense.trainable = False
+    assert len(dense.losses) == 1
+    model = cnnkit.Sequential([layers.Input((3,)), dense])
+    model(np.ones((1, 3)))
+    assert len(model.losses) == 1

@@ -194,11 +194,17 @@ class Layer:
     @property
     def losses(self) -> list[Tensor]:
         """Regularization penalties of this layer and the layers inside it, as scalar
-        tensors: weight penalties computed from the current weights, activity penalties
-        from the last call. ``fit`` adds their sum to the compiled loss, as Keras does."""
+        tensors: penalties of the trainable weights computed from their current values,
+        activity penalties from the last call. ``fit`` adds their sum to the compiled loss,
+        as Keras does."""
         out: list[Tensor] = []
         for layer in self._self_and_sublayers():
-            out += [reg(v) for v, reg in layer.__dict__.get("_weight_regularizers", ())]
+            # Trainable weights only, as Keras 3: a frozen layer's penalty is a constant.
+            out += [
+                reg(v)
+                for v, reg in layer.__dict__.get("_weight_regularizers", ())
+                if v.trainable and layer.trainable
+            ]
             out += layer.__dict__.get("_activity_losses", [])
         return out
 
