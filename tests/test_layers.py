@@ -324,7 +324,7 @@ def test_input_layer():
         (lambda: layers.Input("abc"), TypeError, "shape must be a tuple of ints"),
         (lambda: initializers.RandomNormal(stddev=-1), ValueError, "stddev must be >= 0"),
         (lambda: initializers.HeNormal(seed=-1), ValueError, r"HeNormal\(\): seed must be >= 0"),
-        (lambda: layers.deserialize({"class_name": "Lambda"}), ValueError, "unknown layer"),
+        (lambda: layers.deserialize({"class_name": "NoSuchLayer"}), ValueError, "unknown layer"),
     ],
 )
 def test_rejections(make, error, match):

@@ -63,10 +63,12 @@ def set_winograd(on: bool) -> None:
 
 
 _SUBMODULES = {
+    "activations",
     "augment",
     "autograd",
     "callbacks",
     "cli",
+    "constraints",
     "data",
     "datasets",
     "detection",
@@ -80,6 +82,7 @@ _SUBMODULES = {
     "ops",
     "optimizers",
     "reference",
+    "regularizers",
     "saving",
     "schedules",
     "training",

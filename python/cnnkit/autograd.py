@@ -23,6 +23,7 @@ array([2., 4., 6.])
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -39,12 +40,17 @@ __all__ = [
     "clip",
     "concat",
     "conv",
+    "conv_transpose",
     "dropout",
+    "elu",
     "enable_grad",
     "exp",
+    "gelu",
     "global_avg_pool",
     "global_max_pool",
     "gram",
+    "hard_sigmoid",
+    "hard_swish",
     "is_grad_enabled",
     "leaky_relu",
     "log",
@@ -55,18 +61,24 @@ __all__ = [
     "max_pool",
     "maximum",
     "minimum",
+    "mish",
     "no_grad",
     "pad",
     "relu",
+    "relu6",
     "roi_align",
     "roi_pool",
+    "selu",
     "sigmoid",
+    "silu",
     "softmax",
     "softplus",
+    "softsign",
     "sqrt",
     "square",
     "stack",
     "tanh",
+    "upsample",
     "where",
 ]
 
@@ -512,6 +524,128 @@ def relu(x: Any) -> Tensor:
     return _unary(x, lambda x: np.maximum(x, 0), lambda x, out: x > 0)
 
 
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+# Numerical Recipes' erfc (Chebyshev fit; relative error below 1.2e-7 everywhere),
+# coefficients of the exponent's polynomial in t = 1 / (1 + |x| / 2).
+_ERFC = (
+    -1.26551223,
+    1.00002368,
+    0.37409196,
+    0.09678418,
+    -0.18628806,
+    0.27886807,
+    -1.13520398,
+    1.48851587,
+    -0.82215223,
+    0.17087277,
+)
+
+
+def _one_plus_erf(x: np.ndarray) -> np.ndarray:
+    """``1 + erf(x) = erfc(-x)`` elementwise, without the cancellation of ``1 + erf`` for
+    negative ``x``. NumPy has no erf and SciPy is no dependency: float64 uses math.erfc
+    (exact, for gradient checks); float32 evaluates the fit above in float64, whose
+    relative error (1.2e-7) is about one float32 ulp, several times faster per element."""
+    if x.dtype != np.float32:
+        return np.asarray(_erfc(-x), dtype=np.float64).astype(x.dtype, copy=False)
+    z = np.abs(x.astype(np.float64))
+    t = 1 / (1 + 0.5 * z)
+    poly = np.full_like(t, _ERFC[-1])
+    for c in _ERFC[-2::-1]:
+        poly = poly * t + c
+    erfc_z = t * np.exp(-z * z + poly)  # erfc(|x|)
+    return np.where(x >= 0, 2 - erfc_z, erfc_z).astype(np.float32)
+
+
+def gelu(x: Any, approximate: bool = False) -> Tensor:
+    """Gaussian error linear unit ``x * Phi(x)``; ``approximate=True`` is the tanh form
+    (Keras's default is the exact erf form)."""
+    t = _as_tensor(x)
+    if approximate:
+        c = np.asarray(math.sqrt(2 / math.pi), t.dtype)
+
+        def value(x: np.ndarray) -> np.ndarray:
+            return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x**3)))
+
+        def slope(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+            th = np.tanh(c * (x + 0.044715 * x**3))
+            return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x)
+
+        return _unary(t, value, slope)
+    s = np.asarray(1 / math.sqrt(2), t.dtype)
+    k = np.asarray(1 / math.sqrt(2 * math.pi), t.dtype)
+    return _unary(
+        t,
+        lambda x: 0.5 * x * _one_plus_erf(x * s),
+        lambda x, out: 0.5 * _one_plus_erf(x * s) + x * k * np.exp(-0.5 * x * x),
+    )
+
+
+def silu(x: Any) -> Tensor:
+    """``x * sigmoid(x)`` (Keras's swish)."""
+    return _unary(
+        x, lambda x: x * _sigmoid(x), lambda x, out: (s := _sigmoid(x)) * (1 + x * (1 - s))
+    )
+
+
+def elu(x: Any, alpha: float = 1.0) -> Tensor:
+    """``x`` where positive, ``alpha * (exp(x) - 1)`` elsewhere."""
+    t = _as_tensor(x)
+    a = np.asarray(alpha, t.dtype)
+    return _unary(
+        t,
+        lambda x: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
+        lambda x, out: np.where(x > 0, 1, a * np.exp(np.minimum(x, 0))),
+    )
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x: Any) -> Tensor:
+    """``scale * elu(x, alpha)`` with the self-normalising constants of Klambauer et al."""
+    return elu(x, _SELU_ALPHA) * _SELU_SCALE
+
+
+def softsign(x: Any) -> Tensor:
+    """``x / (|x| + 1)``."""
+    return _unary(x, lambda x: x / (np.abs(x) + 1), lambda x, out: 1 / (np.abs(x) + 1) ** 2)
+
+
+def relu6(x: Any) -> Tensor:
+    """``min(max(x, 0), 6)``."""
+    return _unary(x, lambda x: np.clip(x, 0, 6), lambda x, out: (x > 0) & (x < 6))
+
+
+def hard_sigmoid(x: Any) -> Tensor:
+    """``relu6(x + 3) / 6`` (Keras 3; Keras 2 used ``0.2 * x + 0.5``)."""
+    return _unary(x, lambda x: np.clip(x / 6 + 0.5, 0, 1), lambda x, out: ((x > -3) & (x < 3)) / 6)
+
+
+def hard_swish(x: Any) -> Tensor:
+    """``x * relu6(x + 3) / 6`` (Keras's hard_silu)."""
+    return _unary(
+        x,
+        lambda x: x * np.clip(x / 6 + 0.5, 0, 1),
+        lambda x, out: np.where(x <= -3, 0, np.where(x >= 3, 1, x / 3 + 0.5)),
+    )
+
+
+def mish(x: Any) -> Tensor:
+    """``x * tanh(softplus(x))``."""
+
+    def value(x: np.ndarray) -> np.ndarray:
+        return x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
+
+    def slope(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        th = np.tanh(np.logaddexp(np.zeros((), x.dtype), x))
+        return th + x * (1 - th * th) * _sigmoid(x)
+
+    return _unary(x, value, slope)
+
+
 def leaky_relu(x: Any, negative_slope: float = 0.2) -> Tensor:
     """``x`` where positive, ``negative_slope * x`` elsewhere (Keras's default slope 0.2)."""
     t = _as_tensor(x)
@@ -612,6 +746,57 @@ def pad(x: Any, pad_width: Sequence[tuple[int, int]], value: float = 0.0) -> Ten
     widths = [tuple(int(v) for v in p) for p in pad_width]
     inner = tuple(slice(b, b + n) for (b, _), n in zip(widths, t.shape))
     return _record(np.pad(t.data, widths, constant_values=value), (t,), lambda g: (g[inner],))
+
+
+def _linear_resize_matrix(n: int, factor: int, dtype: np.dtype) -> np.ndarray:
+    """``(n * factor, n)`` weights of linear interpolation with half-pixel centres
+    (TensorFlow's ``half_pixel_centers``, torch's ``align_corners=False``)."""
+    src = np.maximum((np.arange(n * factor) + 0.5) / factor - 0.5, 0)
+    low = np.floor(src).astype(np.intp)
+    high = np.minimum(low + 1, n - 1)
+    frac = src - low
+    m = np.zeros((n * factor, n))
+    rows = np.arange(n * factor)
+    np.add.at(m, (rows, low), 1 - frac)
+    np.add.at(m, (rows, high), frac)
+    return m.astype(dtype)
+
+
+def upsample(x: Any, size: Sequence[int], interpolation: str = "nearest") -> Tensor:
+    """Enlarge the spatial axes of channels-last ``x`` by the integer factors ``size``:
+    ``"nearest"`` repeats values, ``"bilinear"`` (or linear along each axis) interpolates."""
+    t = _as_tensor(x)
+    size = tuple(int(s) for s in size)
+    spatial = t.shape[1:-1]
+    if len(size) != len(spatial):
+        raise ValueError(
+            f"upsample(): size must have one factor per spatial axis ({len(spatial)}), got {size}"
+        )
+    if interpolation == "nearest":
+        out = t.data
+        for axis, s in enumerate(size, start=1):
+            out = np.repeat(out, s, axis=axis)
+
+        def backward(g: np.ndarray) -> tuple[np.ndarray]:
+            split = [t.shape[0]]
+            for n, s in zip(spatial, size):
+                split += [n, s]
+            g = g.reshape(*split, t.shape[-1]).sum(axis=tuple(range(2, 2 * len(size) + 1, 2)))
+            return (g,)
+
+        return _record(out, (t,), backward)
+    if interpolation != "bilinear":
+        raise ValueError(
+            f"upsample(): interpolation must be 'nearest' or 'bilinear', got {interpolation!r}"
+        )
+    mats = [_linear_resize_matrix(n, s, t.dtype) for n, s in zip(spatial, size)]
+
+    def apply(a: np.ndarray, transpose: bool) -> np.ndarray:
+        for axis, m in enumerate(mats, start=1):
+            a = np.moveaxis(np.tensordot(m.T if transpose else m, a, axes=(1, axis)), 0, axis)
+        return np.ascontiguousarray(a)
+
+    return _record(apply(t.data, False), (t,), lambda g: (apply(g, True),))
 
 
 # -- linear algebra and network layers on the native kernels ------------------------------
@@ -718,6 +903,48 @@ def dense(
         dx = _mm(g, tw.data.T) if tx.requires_grad else None
         dw = _mm(tx.data.T, g) if tw.requires_grad else None
         db = _sum_to_shape(g, tb.shape) if tb is not None and tb.requires_grad else None
+        return (dx, dw, db)[: len(parents)]
+
+    return _record(out, parents, backward)
+
+
+def conv_transpose(
+    x: Any,
+    w: Any,
+    b: Any = None,
+    *,
+    output_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence = "valid",
+    dilation: int | Sequence[int] = 1,
+) -> Tensor:
+    """Transposed convolution: the input-gradient of :func:`conv` as a forward op.
+
+    ``x`` ``(N, *small, C)`` is treated as the output gradient of a convolution with kernel
+    ``w`` ``(*kernel, F, C)`` of an input of spatial shape ``output_shape``; the result has
+    shape ``(N, *output_shape, F)``. ``stride``, ``padding`` and ``dilation`` are that
+    convolution's, so its output positions must be ``small``.
+    """
+    tx, tw = _as_tensor(x), _as_tensor(w)
+    tb = None if b is None else _as_tensor(b)
+    spec: dict[str, Any] = {"stride": stride, "padding": padding, "dilation": dilation}
+    # The convolution reads only the shape of its input for dx: a zero array is never touched
+    # page by page (calloc), so the placeholder costs no memory traffic.
+    big = np.zeros((tx.shape[0], *output_shape, tw.shape[-2]), tx.dtype)
+    out = ops.conv_backward(big, tw.data, tx.data, need=("x",), **spec)[0]
+    assert out is not None
+    if tb is not None:
+        out += tb.data
+    parents = (tx, tw) if tb is None else (tx, tw, tb)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        dx = ops.conv(g, tw.data, **spec) if tx.requires_grad else None
+        dw = (
+            ops.conv_backward(g, tw.data, tx.data, need=("w",), **spec)[1]
+            if tw.requires_grad
+            else None
+        )
+        db = g.sum(axis=tuple(range(g.ndim - 1))) if tb is not None else None
         return (dx, dw, db)[: len(parents)]
 
     return _record(out, parents, backward)

@@ -30,10 +30,19 @@ from typing import Any
 
 from ..saving import registry
 from .activations import Activation, LeakyReLU, ReLU, Softmax
-from .convolutional import Conv1D, Conv2D, Conv3D
-from .core import Dense, Input, InputLayer
+from .convolutional import (
+    Conv1D,
+    Conv1DTranspose,
+    Conv2D,
+    Conv2DTranspose,
+    Conv3D,
+    Conv3DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+)
+from .core import Dense, Input, InputLayer, Lambda, Rescaling
 from .layer import Layer, Variable, reset_names
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, UnitNormalization
 from .pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -49,7 +58,19 @@ from .pooling import (
     MaxPooling3D,
 )
 from .regularization import Dropout
-from .reshaping import Flatten, Reshape, ZeroPadding2D
+from .reshaping import (
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    Flatten,
+    Reshape,
+    UpSampling1D,
+    UpSampling2D,
+    UpSampling3D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
+)
 
 __all__ = [
     "Activation",
@@ -58,9 +79,16 @@ __all__ = [
     "AveragePooling3D",
     "BatchNormalization",
     "Conv1D",
+    "Conv1DTranspose",
     "Conv2D",
+    "Conv2DTranspose",
     "Conv3D",
+    "Conv3DTranspose",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
     "GlobalAveragePooling1D",
@@ -71,16 +99,25 @@ __all__ = [
     "GlobalMaxPooling3D",
     "Input",
     "InputLayer",
+    "Lambda",
     "Layer",
     "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
     "MaxPooling3D",
     "ReLU",
+    "Rescaling",
     "Reshape",
+    "SeparableConv2D",
     "Softmax",
+    "UnitNormalization",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
     "Variable",
+    "ZeroPadding1D",
     "ZeroPadding2D",
+    "ZeroPadding3D",
     "deserialize",
     "reset_names",
     "serialize",

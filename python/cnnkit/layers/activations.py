@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate
+from .. import _validate, activations
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
@@ -16,22 +16,8 @@ from .layer import Layer
 __all__ = ["Activation", "LeakyReLU", "ReLU", "Softmax"]
 
 
-def _softmax_last(x: Tensor) -> Tensor:
-    return ag.softmax(x, axis=-1)
-
-
-def _linear(x: Tensor) -> Tensor:
-    return x
-
-
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "linear": _linear,
-    "relu": ag.relu,
-    "tanh": ag.tanh,
-    "sigmoid": ag.sigmoid,
-    "softmax": _softmax_last,
-    "leaky_relu": ag.leaky_relu,
-}
+_ACTIVATIONS = activations.NAMES
+_linear = activations.linear
 
 
 def _activation(where: str, value: Any) -> tuple[str, Callable[[Tensor], Tensor]]:
@@ -75,14 +61,14 @@ def _fused(name: str, act: Callable[[Tensor], Tensor]) -> str | None:
 
 
 def _apply_activation(act: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
-    if act is ag.relu and y.data.flags.writeable:
+    if act in (activations.relu, ag.relu) and y.data.flags.writeable:
         return _relu_in_place(y)
     return act(y)
 
 
 @register_serializable(package="cnnkit")
 class Activation(Layer):
-    """An activation by name: relu, tanh, sigmoid, softmax, linear, leaky_relu."""
+    """An activation by name (any of :data:`cnnkit.activations.NAMES`) or a callable."""
 
     def __init__(self, activation: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

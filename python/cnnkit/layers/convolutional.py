@@ -1,4 +1,6 @@
-"""Convolution layers (1-D, 2-D, 3-D), channels-last, on :func:`cnnkit.autograd.conv`."""
+"""Convolution layers, channels-last, on :func:`cnnkit.autograd.conv`: 1-D to 3-D
+convolutions (``Conv1D`` also ``padding="causal"``), their transposes (the input-gradient
+of a convolution as a forward op), depthwise and separable convolutions."""
 
 from __future__ import annotations
 
@@ -10,14 +12,31 @@ from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation, _fused
-from .layer import Layer
+from .layer import Layer, set_weight_options, weight_options_config
+from .layer import data_format as _data_format
 
-__all__ = ["Conv1D", "Conv2D", "Conv3D"]
+__all__ = [
+    "Conv1D",
+    "Conv1DTranspose",
+    "Conv2D",
+    "Conv2DTranspose",
+    "Conv3D",
+    "Conv3DTranspose",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+]
+
+_BIAS_OPTIONS = ("bias_regularizer", "bias_constraint")
 
 
 class _Conv(Layer):
+    kernel_regularizer: Any
+    bias_regularizer: Any
+    kernel_constraint: Any
+    bias_constraint: Any
     rank = 2
     layout = "(N, H, W, C)"
+    _paddings: tuple[str, ...] = ("valid", "same")
 
     def __init__(
         self,
@@ -25,12 +44,17 @@ class _Conv(Layer):
         kernel_size: int | Sequence[int],
         strides: int | Sequence[int] = 1,
         padding: str = "valid",
+        data_format: Any = None,
         dilation_rate: int | Sequence[int] = 1,
         groups: int = 1,
         activation: Any = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -39,7 +63,8 @@ class _Conv(Layer):
         self.filters = _validate.integer(where, "filters", filters, minimum=1)
         self.kernel_size = _validate.integers(where, "kernel_size", kernel_size, r)
         self.strides = _validate.integers(where, "strides", strides, r)
-        self.padding = _validate.choice(where, "padding", padding, ("valid", "same"))
+        self.padding = _validate.choice(where, "padding", padding, self._paddings)
+        self.data_format = _data_format(where, data_format)
         self.dilation_rate = _validate.integers(where, "dilation_rate", dilation_rate, r)
         self.groups = _validate.integer(where, "groups", groups, minimum=1)
         if self.filters % self.groups:
@@ -50,6 +75,17 @@ class _Conv(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        set_weight_options(
+            self,
+            where,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+        )
+
+    def _kernel_shape(self, channels: int) -> tuple[int, ...]:
+        return (*self.kernel_size, channels // self.groups, self.filters)
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         self._need_rank(input_shape, self.rank + 2, self.layout)
@@ -59,13 +95,33 @@ class _Conv(Layer):
                 f"{self._where()}: input channels ({channels}) must be divisible by groups "
                 f"({self.groups})"
             )
-        shape = (*self.kernel_size, channels // self.groups, self.filters)
-        self.kernel = self.add_weight("kernel", shape, self.kernel_initializer)
+        self.kernel = self.add_weight(
+            "kernel",
+            self._kernel_shape(channels),
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self._build_bias()
+
+    def _build_bias(self) -> None:
         self.bias = (
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.add_weight(
+                "bias",
+                (self.filters,),
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
             if self.use_bias
             else None
         )
+
+    def _conv_padding(self) -> Any:
+        if self.padding != "causal":
+            return self.padding
+        # Causal: all the padding before, so output t sees inputs up to t only.
+        return tuple((d * (k - 1), 0) for k, d in zip(self.kernel_size, self.dilation_rate))
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         self._need_rank(x.shape, self.rank + 2, self.layout)
@@ -75,7 +131,7 @@ class _Conv(Layer):
             self.kernel,
             self.bias,
             stride=self.strides,
-            padding=self.padding,
+            padding=self._conv_padding(),
             dilation=self.dilation_rate,
             groups=self.groups,
             activation=fused,
@@ -89,20 +145,29 @@ class _Conv(Layer):
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding,
+            "data_format": self.data_format,
             "dilation_rate": list(self.dilation_rate),
             "groups": self.groups,
             "activation": self.activation,
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            **weight_options_config(
+                self, "kernel_regularizer", "kernel_constraint", *_BIAS_OPTIONS
+            ),
         }
 
 
 @register_serializable(package="cnnkit")
 class Conv1D(_Conv):
-    """1-D convolution over ``(N, L, C)``; kernel ``(k, C_in // groups, filters)``."""
+    """1-D convolution over ``(N, L, C)``; kernel ``(k, C_in // groups, filters)``.
+
+    ``padding="causal"`` pads ``dilation_rate * (kernel_size - 1)`` zeros at the start
+    only, so output step ``t`` depends on inputs up to ``t`` (WaveNet-style, as Keras).
+    """
 
     rank, layout = 1, "(N, L, C)"
+    _paddings = ("valid", "same", "causal")
 
 
 @register_serializable(package="cnnkit")
@@ -120,3 +185,356 @@ class Conv3D(_Conv):
     """3-D convolution over ``(N, D, H, W, C)``."""
 
     rank, layout = 3, "(N, D, H, W, C)"
+
+
+# -- transposed convolutions ------------------------------------------------------------------
+def transpose_output_length(
+    n: int, kernel: int, stride: int, padding: str, output_padding: int | None, dilation: int
+) -> int:
+    """Keras's ``deconv_output_length``: the spatial size a transposed convolution makes."""
+    k = kernel + (kernel - 1) * (dilation - 1)
+    if output_padding is None:
+        return n * stride + max(k - stride, 0) if padding == "valid" else n * stride
+    pad = k // 2 if padding == "same" else 0
+    return (n - 1) * stride + k - 2 * pad + output_padding
+
+
+class _ConvTranspose(_Conv):
+    """Shared by Conv1DTranspose, Conv2DTranspose and Conv3DTranspose."""
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = 1,
+        padding: str = "valid",
+        output_padding: int | Sequence[int] | None = None,
+        data_format: Any = None,
+        dilation_rate: int | Sequence[int] = 1,
+        **kwargs: Any,
+    ) -> None:
+        if "groups" in kwargs:
+            raise TypeError(f"{type(self).__name__}(): groups is not supported")
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            **kwargs,
+        )
+        where = f"{type(self).__name__}({self.name!r})"
+        self.output_padding = (
+            None
+            if output_padding is None
+            else _validate.integers(where, "output_padding", output_padding, self.rank, minimum=0)
+        )
+        if self.output_padding is not None:
+            for op, s, d in zip(self.output_padding, self.strides, self.dilation_rate):
+                if op >= s and op >= d:
+                    raise ValueError(
+                        f"{where}: output_padding must be smaller than the stride or the "
+                        f"dilation rate, got output_padding {self.output_padding} with strides "
+                        f"{self.strides} and dilation_rate {self.dilation_rate}"
+                    )
+
+    def _kernel_shape(self, channels: int) -> tuple[int, ...]:
+        # (*kernel, filters, C_in): the kernel of the convolution this op transposes.
+        return (*self.kernel_size, self.filters, channels)
+
+    def output_size(self, spatial: Sequence[int]) -> tuple[int, ...]:
+        ops = self.output_padding or (None,) * self.rank
+        return tuple(
+            transpose_output_length(n, k, s, self.padding, op, d)
+            for n, k, s, op, d in zip(
+                spatial, self.kernel_size, self.strides, ops, self.dilation_rate
+            )
+        )
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        self._need_rank(x.shape, self.rank + 2, self.layout)
+        if x.shape[-1] != self.kernel.shape[-1]:
+            raise ValueError(
+                f"{self._where()}: expected {self.kernel.shape[-1]} input channels, got shape "
+                f"{x.shape}"
+            )
+        spatial = x.shape[1:-1]
+        out = self.output_size(spatial)
+        # The convolution of the output back must land on the input's size: it does
+        # except when padding="same" with an even kernel and output_padding 0, where
+        # Keras (TensorFlow) fails too.
+        for n, m, k, s, d in zip(spatial, out, self.kernel_size, self.strides, self.dilation_rate):
+            k_eff = (k - 1) * d + 1
+            back = -(-m // s) if self.padding == "same" else (m - k_eff) // s + 1
+            if back != n or m < 1:
+                raise ValueError(
+                    f"{self._where()}: output_padding {self.output_padding} with padding "
+                    f"{self.padding!r}, kernel_size {self.kernel_size} and strides "
+                    f"{self.strides} gives no output size that a convolution maps back to "
+                    f"inputs of shape {x.shape}"
+                )
+        y = ag.conv_transpose(
+            x,
+            self.kernel,
+            self.bias,
+            output_shape=out,
+            stride=self.strides,
+            padding=self.padding,
+            dilation=self.dilation_rate,
+        )
+        return _apply_activation(self._act, y)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        del config["groups"]
+        config["output_padding"] = (
+            None if self.output_padding is None else list(self.output_padding)
+        )
+        return config
+
+
+@register_serializable(package="cnnkit")
+class Conv1DTranspose(_ConvTranspose):
+    """Transposed 1-D convolution over ``(N, L, C)``; kernel ``(k, filters, C_in)``.
+
+    Output length as Keras: ``L * stride + max(k - stride, 0)`` ("valid") or
+    ``L * stride`` ("same"); with ``output_padding`` ``(L - 1) * stride + k - 2 * pad +
+    output_padding`` (``pad = k // 2`` for "same"), ``k`` the dilated kernel size.
+    """
+
+    rank, layout = 1, "(N, L, C)"
+
+
+@register_serializable(package="cnnkit")
+class Conv2DTranspose(_ConvTranspose):
+    """Transposed 2-D convolution over ``(N, H, W, C)``; kernel ``(kh, kw, filters, C_in)``;
+    output sizes per axis as :class:`Conv1DTranspose`."""
+
+    rank, layout = 2, "(N, H, W, C)"
+
+
+@register_serializable(package="cnnkit")
+class Conv3DTranspose(_ConvTranspose):
+    """Transposed 3-D convolution over ``(N, D, H, W, C)``; kernel
+    ``(kd, kh, kw, filters, C_in)``."""
+
+    rank, layout = 3, "(N, D, H, W, C)"
+
+
+# -- depthwise and separable ---------------------------------------------------------------
+@register_serializable(package="cnnkit")
+class DepthwiseConv2D(Layer):
+    """Each input channel convolved with its own ``depth_multiplier`` filters.
+
+    The kernel is ``(kh, kw, C_in, depth_multiplier)`` as Keras; output channel
+    ``c * depth_multiplier + m`` comes from input channel ``c`` (a grouped convolution
+    with ``groups = C_in``).
+    """
+
+    depthwise_regularizer: Any
+    bias_regularizer: Any
+    depthwise_constraint: Any
+    bias_constraint: Any
+
+    def __init__(
+        self,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = 1,
+        padding: str = "valid",
+        depth_multiplier: int = 1,
+        data_format: Any = None,
+        dilation_rate: int | Sequence[int] = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        depthwise_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        depthwise_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        where = f"{type(self).__name__}({self.name!r})"
+        self.kernel_size = _validate.integers(where, "kernel_size", kernel_size, 2)
+        self.strides = _validate.integers(where, "strides", strides, 2)
+        self.padding = _validate.choice(where, "padding", padding, ("valid", "same"))
+        self.depth_multiplier = _validate.integer(
+            where, "depth_multiplier", depth_multiplier, minimum=1
+        )
+        self.data_format = _data_format(where, data_format)
+        self.dilation_rate = _validate.integers(where, "dilation_rate", dilation_rate, 2)
+        self.activation, self._act = _activation(where, activation)
+        self.use_bias = bool(use_bias)
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        set_weight_options(
+            self,
+            where,
+            depthwise_regularizer=depthwise_regularizer,
+            bias_regularizer=bias_regularizer,
+            depthwise_constraint=depthwise_constraint,
+            bias_constraint=bias_constraint,
+        )
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        self._need_rank(input_shape, 4, "(N, H, W, C)")
+        c = input_shape[-1]
+        self.kernel = self.add_weight(
+            "kernel",
+            (*self.kernel_size, c, self.depth_multiplier),
+            self.depthwise_initializer,
+            regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint,
+        )
+        self.bias = (
+            self.add_weight(
+                "bias",
+                (c * self.depth_multiplier,),
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
+        )
+
+    def _depthwise(self, x: Tensor, kernel: Tensor, bias: Tensor | None) -> Tensor:
+        self._need_rank(x.shape, 4, "(N, H, W, C)")
+        c = kernel.shape[2]
+        if x.shape[-1] != c:
+            raise ValueError(f"{self._where()}: expected {c} input channels, got shape {x.shape}")
+        w = kernel.reshape(*self.kernel_size, 1, c * kernel.shape[3])
+        return ag.conv(
+            x,
+            w,
+            bias,
+            stride=self.strides,
+            padding=self.padding,
+            dilation=self.dilation_rate,
+            groups=c,
+        )
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        return _apply_activation(self._act, self._depthwise(x, self.kernel, self.bias))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "depth_multiplier": self.depth_multiplier,
+            "data_format": self.data_format,
+            "dilation_rate": list(self.dilation_rate),
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "depthwise_initializer": initializers.serialize(self.depthwise_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            **weight_options_config(
+                self, "depthwise_regularizer", "depthwise_constraint", *_BIAS_OPTIONS
+            ),
+        }
+
+
+@register_serializable(package="cnnkit")
+class SeparableConv2D(DepthwiseConv2D):
+    """A depthwise convolution (strides, padding and dilation apply here) followed by a
+    1x1 convolution to ``filters`` channels, as Keras: weights ``depthwise_kernel``
+    ``(kh, kw, C_in, depth_multiplier)``, ``pointwise_kernel``
+    ``(1, 1, C_in * depth_multiplier, filters)`` and ``bias`` ``(filters,)``."""
+
+    pointwise_regularizer: Any
+    pointwise_constraint: Any
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = 1,
+        padding: str = "valid",
+        data_format: Any = None,
+        dilation_rate: int | Sequence[int] = 1,
+        depth_multiplier: int = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        depthwise_initializer: Any = "glorot_uniform",
+        pointwise_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        depthwise_regularizer: Any = None,
+        pointwise_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        depthwise_constraint: Any = None,
+        pointwise_constraint: Any = None,
+        bias_constraint: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            depth_multiplier=depth_multiplier,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            depthwise_initializer=depthwise_initializer,
+            bias_initializer=bias_initializer,
+            depthwise_regularizer=depthwise_regularizer,
+            bias_regularizer=bias_regularizer,
+            depthwise_constraint=depthwise_constraint,
+            bias_constraint=bias_constraint,
+            **kwargs,
+        )
+        where = f"{type(self).__name__}({self.name!r})"
+        self.filters = _validate.integer(where, "filters", filters, minimum=1)
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        set_weight_options(
+            self,
+            where,
+            pointwise_regularizer=pointwise_regularizer,
+            pointwise_constraint=pointwise_constraint,
+        )
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        self._need_rank(input_shape, 4, "(N, H, W, C)")
+        c = input_shape[-1]
+        self.depthwise_kernel = self.add_weight(
+            "depthwise_kernel",
+            (*self.kernel_size, c, self.depth_multiplier),
+            self.depthwise_initializer,
+            regularizer=self.depthwise_regularizer,
+            constraint=self.depthwise_constraint,
+        )
+        self.pointwise_kernel = self.add_weight(
+            "pointwise_kernel",
+            (1, 1, c * self.depth_multiplier, self.filters),
+            self.pointwise_initializer,
+            regularizer=self.pointwise_regularizer,
+            constraint=self.pointwise_constraint,
+        )
+        self.bias = (
+            self.add_weight(
+                "bias",
+                (self.filters,),
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
+        )
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        y = self._depthwise(x, self.depthwise_kernel, None)
+        y = ag.conv(y, self.pointwise_kernel, self.bias)
+        return _apply_activation(self._act, y)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "pointwise_initializer": initializers.serialize(self.pointwise_initializer),
+            **weight_options_config(self, "pointwise_regularizer", "pointwise_constraint"),
+        }

@@ -1,18 +1,23 @@
-"""Core layers: the input declaration and the fully connected layer."""
+"""Core layers: the input declaration, the fully connected layer, Rescaling and Lambda."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from .. import _validate, initializers
 from .. import autograd as ag
 from ..autograd import Tensor
+from ..saving import registry
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation, _fused
-from .layer import Layer
+from .layer import Layer, set_weight_options, weight_options_config
 
-__all__ = ["Dense", "Input", "InputLayer"]
+_WEIGHT_OPTIONS = ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint")
+
+__all__ = ["Dense", "Input", "InputLayer", "Lambda", "Rescaling"]
 
 
 @register_serializable(package="cnnkit")
@@ -72,6 +77,11 @@ def Input(
 class Dense(Layer):
     """``activation(x @ kernel + bias)`` on the last axis; kernel ``(in, units)``."""
 
+    kernel_regularizer: Any
+    bias_regularizer: Any
+    kernel_constraint: Any
+    bias_constraint: Any
+
     def __init__(
         self,
         units: int,
@@ -79,10 +89,22 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         where = f"Dense({self.name!r})"
+        set_weight_options(
+            self,
+            where,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+        )
         self.units = _validate.integer(where, "units", units, minimum=1)
         self.activation, self._act = _activation(where, activation)
         self.use_bias = bool(use_bias)
@@ -93,10 +115,22 @@ class Dense(Layer):
         if len(input_shape) < 2:
             raise ValueError(f"{self._where()}: expected input of rank >= 2, got {input_shape}")
         self.kernel = self.add_weight(
-            "kernel", (input_shape[-1], self.units), self.kernel_initializer
+            "kernel",
+            (input_shape[-1], self.units),
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.bias = (
-            self.add_weight("bias", (self.units,), self.bias_initializer) if self.use_bias else None
+            self.add_weight(
+                "bias",
+                (self.units,),
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+            if self.use_bias
+            else None
         )
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
@@ -124,4 +158,90 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            **weight_options_config(self, *_WEIGHT_OPTIONS),
         }
+
+
+@register_serializable(package="cnnkit")
+class Rescaling(Layer):
+    """``x * scale + offset`` (for example ``Rescaling(1 / 255)`` on 0-255 images)."""
+
+    def __init__(self, scale: float, offset: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        where = f"Rescaling({self.name!r})"
+        self.scale = _validate.real(where, "scale", scale)
+        self.offset = _validate.real(where, "offset", offset)
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        y = x * self.dtype.type(self.scale) if self.scale != 1 else x
+        return y + self.dtype.type(self.offset) if self.offset != 0 else y
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+@register_serializable(package="cnnkit")
+class Lambda(Layer):
+    """Wraps ``function(x, **arguments)`` (on autograd tensors) as a layer without weights.
+
+    A model holding a Lambda can be saved only when ``function`` is registered with
+    :func:`cnnkit.saving.register_serializable`: the file then names it, and loading finds
+    it in the registry or in ``custom_objects``. No code is ever stored in a file.
+    """
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        output_shape: Any = None,
+        arguments: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        where = f"Lambda({self.name!r})"
+        if not callable(function):
+            raise TypeError(f"{where}: function must be callable, got {type(function).__name__}")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise TypeError(
+                f"{where}: arguments must be a dict of keyword arguments, got "
+                f"{type(arguments).__name__}"
+            )
+        self.function = function
+        self.arguments = dict(arguments or {})
+        self.output_shape_arg = output_shape
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        y = self.function(x, **self.arguments)
+        return y if isinstance(y, Tensor) else Tensor(np.asarray(y))
+
+    def get_config(self) -> dict[str, Any]:
+        name = registry.get_registered_name(self.function)
+        if name is None:
+            raise ValueError(
+                f"{self._where()}: cannot be serialised because its function "
+                f"{getattr(self.function, '__name__', self.function)!r} is not registered; "
+                "decorate the function with @cnnkit.saving.register_serializable() (and pass "
+                "it in custom_objects or import it before loading), or subclass Layer"
+            )
+        config = {**super().get_config(), "function": name, "arguments": self.arguments}
+        if self.output_shape_arg is not None:
+            config["output_shape"] = self.output_shape_arg
+        return config
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
+    ) -> Lambda:
+        config = dict(config)
+        name = config.get("function")
+        fn = (
+            registry.get_registered_object(name, None, custom_objects)
+            if isinstance(name, str)
+            else None
+        )
+        if fn is None:
+            raise ValueError(
+                f"Lambda.from_config(): function {name!r} is not registered; register it with "
+                "@cnnkit.saving.register_serializable() or pass it in custom_objects"
+            )
+        config["function"] = fn
+        return cls(**config)

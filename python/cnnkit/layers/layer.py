@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, initializers
+from .. import _validate, constraints, initializers, regularizers
 from ..autograd import Tensor
+from ..saving import registry
 from ..saving.registry import snake_case
 
 __all__ = ["Layer", "Variable", "reset_names"]
@@ -96,6 +97,7 @@ class Layer:
         trainable: bool = True,
         dtype: Any = None,
         input_shape: Sequence[int] | None = None,
+        activity_regularizer: Any = None,
     ) -> None:
         where = f"{type(self).__name__}()"
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
@@ -119,6 +121,13 @@ class Layer:
         self.input_shape_arg = (
             None if input_shape is None else _validate.shape(where, "input_shape", input_shape)
         )
+        self.activity_regularizer = regularizers.get(
+            activity_regularizer, where, "activity_regularizer"
+        )
+        self._activity_losses: list[Tensor] = []
+        # (variable, regularizer) and (variable, constraint) pairs made by add_weight.
+        self._weight_regularizers: list[tuple[Variable, Any]] = []
+        self._weight_constraints: list[tuple[Variable, Any]] = []
 
     # -- trainable ----------------------------------------------------------------------
     @property
@@ -146,8 +155,15 @@ class Layer:
         shape: Sequence[int],
         initializer: Any = "glorot_uniform",
         trainable: bool = True,
+        regularizer: Any = None,
+        constraint: Any = None,
     ) -> Variable:
-        """Create a weight from an initializer and the layer's generator."""
+        """Create a weight from an initializer and the layer's generator.
+
+        ``regularizer`` (a :mod:`cnnkit.regularizers` penalty) adds ``regularizer(weight)``
+        to :attr:`losses`; ``constraint`` (a :mod:`cnnkit.constraints` projection) is
+        applied to the weight after each optimizer step of ``fit``.
+        """
         source = weight_source.get()
         if source is not None:
             data = source(f"{self.name}/{name}", tuple(int(s) for s in shape), self.dtype)
@@ -157,7 +173,46 @@ class Layer:
         var = Variable(data, trainable, f"{self.name}/{name}")
         var.requires_grad = var.trainable and self._trainable
         self._weights.append(var)
+        if regularizer is not None:
+            self._weight_regularizers.append((var, regularizer))
+        if constraint is not None:
+            self._weight_constraints.append((var, constraint))
         return var
+
+    # -- regularization penalties and constraints ---------------------------------------------
+    def _self_and_sublayers(self) -> list[Layer]:
+        out: list[Layer] = []
+        todo: list[Layer] = [self]
+        while todo:
+            layer = todo.pop()
+            if any(layer is seen for seen in out):
+                continue
+            out.append(layer)
+            todo.extend(reversed(layer.__dict__.get("_layers", [])))
+        return out
+
+    @property
+    def losses(self) -> list[Tensor]:
+        """Regularization penalties of this layer and the layers inside it, as scalar
+        tensors: penalties of the trainable weights computed from their current values,
+        activity penalties from the last call. ``fit`` adds their sum to the compiled loss,
+        as Keras does."""
+        out: list[Tensor] = []
+        for layer in self._self_and_sublayers():
+            # Trainable weights only, as Keras 3: a frozen layer's penalty is a constant.
+            out += [
+                reg(v)
+                for v, reg in layer.__dict__.get("_weight_regularizers", ())
+                if v.trainable and layer.trainable
+            ]
+            out += layer.__dict__.get("_activity_losses", [])
+        return out
+
+    def _apply_constraints(self) -> None:
+        """Project every constrained weight (this layer's and its sublayers') in place."""
+        for layer in self._self_and_sublayers():
+            for v, constraint in layer.__dict__.get("_weight_constraints", ()):
+                v.data[...] = constraint(v.data)
 
     @property
     def weights(self) -> list[Variable]:
@@ -233,6 +288,8 @@ class Layer:
             self.built = True
             self._build_shape = tuple(x.shape[1:])
         out = self.call(x, training=bool(training))
+        if self.activity_regularizer is not None:
+            self._activity_losses = [self.activity_regularizer(out)]
         self._output_shape = (None, *out.shape[1:])
         if self._output_sink is not None:
             self._output_sink[self.name] = out
@@ -274,6 +331,10 @@ class Layer:
         }
         if self.input_shape_arg is not None:
             config["input_shape"] = list(self.input_shape_arg)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = option_config(
+                self, "activity_regularizer", self.activity_regularizer
+            )
         return config
 
     @classmethod
@@ -282,3 +343,44 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def data_format(where: str, value: Any) -> str:
+    """Check a Keras ``data_format`` argument: cnnkit's layers are channels-last only."""
+    if value is None or value == "channels_last":
+        return "channels_last"
+    if value == "channels_first":
+        raise ValueError(
+            f"{where}: data_format must be 'channels_last' (cnnkit's layers are channels-last "
+            "only), got 'channels_first'; transpose the inputs instead, e.g. "
+            "np.moveaxis(x, 1, -1) turns (N, C, H, W) into (N, H, W, C)"
+        )
+    raise ValueError(f"{where}: data_format must be 'channels_last', got {value!r}")
+
+
+def option_config(layer: Layer, arg: str, value: Any) -> Any:
+    """A regularizer or constraint in a configuration: its ``{"class_name", "config"}``, or
+    the registered name of a plain function; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (regularizers.Regularizer, constraints.Constraint)):
+        return registry.serialize(value, f"{layer._where()}: {arg}")
+    name = registry.get_registered_name(value)
+    if name is None:
+        raise ValueError(
+            f"{layer._where()}: {arg} {value!r} cannot be saved: it is neither a cnnkit "
+            "regularizer/constraint nor a function registered with "
+            "cnnkit.saving.register_serializable()"
+        )
+    return name
+
+
+def set_weight_options(layer: Layer, where: str, **options: Any) -> None:
+    """Resolve ``*_regularizer`` / ``*_constraint`` arguments and set them as attributes."""
+    for arg, value in options.items():
+        module: Any = regularizers if arg.endswith("_regularizer") else constraints
+        setattr(layer, arg, module.get(value, where, arg))
+
+
+def weight_options_config(layer: Layer, *args: str) -> dict[str, Any]:
+    return {arg: option_config(layer, arg, getattr(layer, arg)) for arg in args}

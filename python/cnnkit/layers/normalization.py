@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from ..autograd import Tensor
 from ..saving.registry import register_serializable
 from .layer import Layer
 
-__all__ = ["BatchNormalization"]
+__all__ = ["BatchNormalization", "UnitNormalization"]
 
 
 @register_serializable(package="cnnkit")
@@ -101,3 +102,35 @@ class BatchNormalization(Layer):
             "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
             "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
         }
+
+
+@register_serializable(package="cnnkit")
+class UnitNormalization(Layer):
+    """Scale each sample to unit L2 norm along ``axis`` (an int or a list of ints, not the
+    batch axis): ``x / sqrt(max(sum(x ** 2), 1e-12))`` as Keras."""
+
+    def __init__(self, axis: int | Sequence[int] = -1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        where = f"UnitNormalization({self.name!r})"
+        axes = axis if isinstance(axis, (list, tuple)) else [axis]
+        if not axes:
+            raise ValueError(f"{where}: axis must be an int or a non-empty list of ints, got []")
+        self.axis: int | list[int] = (
+            [_validate.integer(where, "axis", a) for a in axes]
+            if isinstance(axis, (list, tuple))
+            else _validate.integer(where, "axis", axis)
+        )
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        norm = [a % x.ndim if -x.ndim <= a < x.ndim else None for a in axes]
+        if any(a is None or a == 0 for a in norm):
+            raise ValueError(
+                f"{self._where()}: axis {self.axis} must name non-batch axes of inputs of "
+                f"shape {x.shape}"
+            )
+        squares = (x * x).sum(axis=tuple(a for a in norm if a is not None), keepdims=True)
+        return x / ag.sqrt(ag.maximum(squares, 1e-12))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis}

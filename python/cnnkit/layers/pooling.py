@@ -10,6 +10,7 @@ from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
 from .layer import Layer
+from .layer import data_format as _data_format
 
 __all__ = [
     "AveragePooling1D",
@@ -37,10 +38,12 @@ class _Pool(Layer):
         pool_size: int | Sequence[int] = 2,
         strides: int | Sequence[int] | None = None,
         padding: str = "valid",
+        data_format: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         where = f"{type(self).__name__}({self.name!r})"
+        self.data_format = _data_format(where, data_format)
         self.pool_size = _validate.integers(where, "pool_size", pool_size, self.rank)
         self.strides = (
             self.pool_size
@@ -60,6 +63,7 @@ class _Pool(Layer):
             "pool_size": list(self.pool_size),
             "strides": list(self.strides),
             "padding": self.padding,
+            "data_format": self.data_format,
         }
 
 
@@ -104,8 +108,9 @@ class _GlobalPool(Layer):
     layout = "(N, H, W, C)"
     kind = "avg"
 
-    def __init__(self, keepdims: bool = False, **kwargs: Any) -> None:
+    def __init__(self, data_format: Any = None, keepdims: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.data_format = _data_format(f"{type(self).__name__}({self.name!r})", data_format)
         self.keepdims = bool(keepdims)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
@@ -116,7 +121,7 @@ class _GlobalPool(Layer):
         return y
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "keepdims": self.keepdims}
+        return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}
 
 
 @register_serializable(package="cnnkit")

@@ -1,4 +1,5 @@
-"""Layers that change the shape of samples: flatten, reshape, zero padding."""
+"""Layers that change the shape of samples: flatten, reshape, zero padding, cropping,
+up-sampling."""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
 from .layer import Layer
+from .layer import data_format as _data_format
 
-__all__ = ["Flatten", "Reshape", "ZeroPadding2D"]
+__all__ = [
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
+    "Flatten",
+    "Reshape",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
+]
 
 
 @register_serializable(package="cnnkit")
@@ -53,41 +67,198 @@ class Reshape(Layer):
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
+def _pairs(where: str, arg: str, value: Any, rank: int) -> tuple[tuple[int, int], ...]:
+    """Keras's padding/cropping argument: an int (all sides), ``rank`` ints (symmetric per
+    axis) or ``rank`` ``(before, after)`` pairs; 1-D also takes one ``(before, after)`` pair."""
+    forms = "an int" + (
+        ", (before, after)"
+        if rank == 1
+        else f", a tuple of {rank} ints or a tuple of {rank} (before, after) pairs"
+    )
+    text = f"{where}: {arg} must be {forms}, got {value!r}"
+    pairs: tuple[tuple[Any, ...], ...]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pairs = ((value, value),) * rank
+    elif rank == 1 and isinstance(value, (list, tuple)) and len(value) == 2:
+        if any(isinstance(p, (list, tuple)) for p in value):
+            raise ValueError(text)
+        pairs = (tuple(value),)
+    elif isinstance(value, (list, tuple)) and len(value) == rank:
+        if all(isinstance(p, (list, tuple)) for p in value):
+            pairs = tuple(tuple(p) for p in value)
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError(text)
+        elif any(isinstance(p, (list, tuple)) for p in value):
+            raise ValueError(text)
+        else:
+            pairs = tuple((p, p) for p in value)
+    else:
+        raise ValueError(text)
+    return tuple(
+        (
+            _validate.integer(where, arg, p[0], minimum=0),
+            _validate.integer(where, arg, p[1], minimum=0),
+        )
+        for p in pairs
+    )
+
+
+_LAYOUTS = {1: "(N, L, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}
+
+
+class _ZeroPadding(Layer):
+    rank = 2
+    _default: Any = (1, 1)
+
+    def __init__(self, padding: Any = None, data_format: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        where = f"{type(self).__name__}({self.name!r})"
+        self.data_format = _data_format(where, data_format)
+        self.padding = _pairs(where, "padding", 1 if padding is None else padding, self.rank)
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        self._need_rank(x.shape, self.rank + 2, _LAYOUTS[self.rank])
+        return ag.pad(x, ((0, 0), *self.padding, (0, 0)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "padding": [list(p) for p in self.padding],
+            "data_format": self.data_format,
+        }
+
+
 @register_serializable(package="cnnkit")
-class ZeroPadding2D(Layer):
+class ZeroPadding1D(_ZeroPadding):
+    """Zeros before and after the steps of ``(N, L, C)``: ``padding`` is an int or
+    ``(before, after)``."""
+
+    rank = 1
+
+
+@register_serializable(package="cnnkit")
+class ZeroPadding2D(_ZeroPadding):
     """Zero rows and columns around ``(N, H, W, C)`` images.
 
     ``padding``: an int (all sides), ``(rows, cols)`` (symmetric) or
     ``((top, bottom), (left, right))``.
     """
 
-    def __init__(self, padding: Any = (1, 1), **kwargs: Any) -> None:
+    rank = 2
+
+
+@register_serializable(package="cnnkit")
+class ZeroPadding3D(_ZeroPadding):
+    """Zeros around ``(N, D, H, W, C)`` volumes: an int, three ints or three pairs."""
+
+    rank = 3
+
+
+class _Cropping(Layer):
+    rank = 2
+
+    def __init__(self, cropping: Any = 0, data_format: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        where = f"ZeroPadding2D({self.name!r})"
-        text = f"{where}: padding must be an int, (rows, cols) or ((top, bottom), (left, right))"
-        pairs: tuple[tuple[Any, ...], ...]
-        if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
-            pairs = ((padding, padding), (padding, padding))
-        elif isinstance(padding, (list, tuple)) and len(padding) == 2:
-            if all(isinstance(p, (list, tuple)) for p in padding):
-                pairs = tuple(tuple(p) for p in padding)
-                if any(len(p) != 2 for p in pairs):
-                    raise ValueError(f"{text}, got {padding!r}")
-            else:
-                pairs = tuple((p, p) for p in padding)
-        else:
-            raise ValueError(f"{text}, got {padding!r}")
-        self.padding: tuple[tuple[int, int], ...] = tuple(
-            (
-                _validate.integer(where, "padding", p[0], minimum=0),
-                _validate.integer(where, "padding", p[1], minimum=0),
-            )
-            for p in pairs
-        )
+        where = f"{type(self).__name__}({self.name!r})"
+        self.data_format = _data_format(where, data_format)
+        self.cropping = _pairs(where, "cropping", cropping, self.rank)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
-        self._need_rank(x.shape, 4, "(N, H, W, C)")
-        return ag.pad(x, ((0, 0), *self.padding, (0, 0)))
+        self._need_rank(x.shape, self.rank + 2, _LAYOUTS[self.rank])
+        for n, (a, b) in zip(x.shape[1:-1], self.cropping):
+            if a + b >= n:
+                raise ValueError(
+                    f"{self._where()}: cropping {self.cropping} leaves nothing of inputs of "
+                    f"shape {x.shape}"
+                )
+        index = tuple(slice(a, n - b) for n, (a, b) in zip(x.shape[1:-1], self.cropping))
+        return x[(slice(None), *index, slice(None))]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "padding": [list(p) for p in self.padding]}
+        return {
+            **super().get_config(),
+            "cropping": [list(p) for p in self.cropping],
+            "data_format": self.data_format,
+        }
+
+
+@register_serializable(package="cnnkit")
+class Cropping1D(_Cropping):
+    """Drop steps at the start and end of ``(N, L, C)``: an int or ``(start, end)``."""
+
+    rank = 1
+
+    def __init__(self, cropping: Any = (1, 1), **kwargs: Any) -> None:
+        super().__init__(cropping, **kwargs)
+
+
+@register_serializable(package="cnnkit")
+class Cropping2D(_Cropping):
+    """Drop rows and columns of ``(N, H, W, C)``: an int, ``(rows, cols)`` or
+    ``((top, bottom), (left, right))``."""
+
+    rank = 2
+
+
+@register_serializable(package="cnnkit")
+class Cropping3D(_Cropping):
+    """Drop planes of ``(N, D, H, W, C)``: an int, three ints or three pairs."""
+
+    rank = 3
+
+
+class _UpSampling(Layer):
+    rank = 2
+
+    def __init__(
+        self,
+        size: int | Sequence[int] = 2,
+        data_format: Any = None,
+        interpolation: str = "nearest",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        where = f"{type(self).__name__}({self.name!r})"
+        self.data_format = _data_format(where, data_format)
+        self.size = _validate.integers(where, "size", size, self.rank)
+        options = ("nearest", "bilinear") if self.rank == 2 else ("nearest",)
+        self.interpolation = _validate.choice(where, "interpolation", interpolation, options)
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        self._need_rank(x.shape, self.rank + 2, _LAYOUTS[self.rank])
+        return ag.upsample(x, self.size, self.interpolation)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(), "size": list(self.size), "data_format": self.data_format}
+        if self.rank == 2:
+            config["interpolation"] = self.interpolation
+        return config
+
+
+@register_serializable(package="cnnkit")
+class UpSampling1D(_UpSampling):
+    """Repeat each step of ``(N, L, C)`` ``size`` times."""
+
+    rank = 1
+
+    def __init__(self, size: int = 2, **kwargs: Any) -> None:
+        super().__init__(size, **kwargs)
+
+
+@register_serializable(package="cnnkit")
+class UpSampling2D(_UpSampling):
+    """Enlarge ``(N, H, W, C)`` images by ``size``: ``interpolation="nearest"`` repeats
+    pixels, ``"bilinear"`` interpolates with half-pixel centres (as Keras and torch's
+    ``align_corners=False``)."""
+
+    rank = 2
+
+
+@register_serializable(package="cnnkit")
+class UpSampling3D(_UpSampling):
+    """Repeat each voxel of ``(N, D, H, W, C)`` by ``size`` along each axis."""
+
+    rank = 3
+
+    def __init__(self, size: int | Sequence[int] = 2, **kwargs: Any) -> None:
+        super().__init__(size, **kwargs)

@@ -326,6 +326,9 @@ class Trainer:
             total = weighted if total is None else total + weighted
         if total is None:
             raise ValueError(f"{where}: no output has a loss")
+        # Regularization penalties (the layers' `losses`) count in the loss, as in Keras.
+        for penalty in self.losses:  # type: ignore[attr-defined]
+            total = total + penalty
         self._loss_trackers.setdefault("loss", _Mean()).add(float(total.data), count)
         for k, v in parts.items():
             self._loss_trackers.setdefault(k, _Mean()).add(v, count)
@@ -406,6 +409,7 @@ class Trainer:
                 batch,
             )
         self.optimizer.apply_gradients(grads)
+        self._apply_constraints()  # type: ignore[attr-defined]
         for v in trainable:
             v.grad = None
         with ag.no_grad():
