@@ -665,6 +665,8 @@ class Trainer:
                 cblist.on_epoch_end(epoch, dict(logs))
                 if self.stop_training:
                     break
+            if epochs > initial_epoch and hasattr(self.optimizer, "finalize_variable_values"):
+                self.optimizer.finalize_variable_values()  # use_ema: the averages go in, as Keras
             cblist.on_train_end(dict(logs))
         return history
 
