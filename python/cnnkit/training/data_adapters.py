@@ -20,6 +20,7 @@ checked when they come.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -52,6 +53,22 @@ def unpack_x_y_sample_weight(data: Any) -> Batch:
         if len(data) == 3:
             return data[0], data[1], data[2]
     return data, None, None
+
+
+def lists_to_arrays(where: str, arg: str, value: Any) -> Any:
+    """A Python list (or tuple) of numbers or nested lists becomes one array, as Keras
+    converts it; a list of arrays stays a list (several inputs or outputs)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return value
+    if any(isinstance(v, (np.ndarray, Tensor, dict)) for v in value):
+        return value
+    try:
+        return np.asarray(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"{where}: {arg} given as a Python list must be rectangular (every row of the "
+            f"same length) to become an array, got {exc}"
+        ) from None
 
 
 def num_samples(where: str, arg: str, value: Any) -> int:
@@ -91,9 +108,29 @@ def to_model_dtype(where: str, x: Any, dtype: np.dtype) -> Any:
             raise TypeError(f"{where}: x must be a {_NUMERIC} array, got {exc}") from None
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{where}: x must have a {_NUMERIC} dtype, got dtype {a.dtype}")
+        if a.dtype == np.uint8 and dtype.kind == "f":
+            _warn_uint8(where, a)
         return a.astype(dtype) if a.dtype != dtype else a
 
     return _nest.map_structure(convert, x)
+
+
+_warned_uint8 = False
+
+
+def _warn_uint8(where: str, a: np.ndarray) -> None:
+    # Once per process: image data straight from a file, not scaled to [0, 1].
+    global _warned_uint8
+    if _warned_uint8 or not a.size or a.max() <= 1:
+        return
+    _warned_uint8 = True
+    warnings.warn(
+        f"{where}: x is uint8 with values up to {int(a.max())} and goes into a float model "
+        "unscaled; divide it by 255 (or start the model with a Rescaling(1/255) layer) if the "
+        "model expects inputs in [0, 1]",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def check_targets(where: str, y: Any) -> Any:
@@ -101,8 +138,15 @@ def check_targets(where: str, y: Any) -> Any:
 
     def check(a: Any) -> np.ndarray:
         a = np.asarray(a.data if isinstance(a, Tensor) else a)
+        if a.dtype.kind == "O":
+            try:
+                a = a.astype(np.float64)
+            except (TypeError, ValueError):
+                pass
         if a.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: y must have a {_NUMERIC} dtype, got dtype {a.dtype}")
+            from ..losses import labels_message
+
+            raise TypeError(labels_message(f"{where}: y", a))
         if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
             raise ValueError(f"{where}: y must be finite, got {a[bad]} at index {bad}")

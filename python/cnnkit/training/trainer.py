@@ -57,6 +57,7 @@ from .data_adapters import (
     IterableDataAdapter,
     check_targets,
     is_batch_iterable,
+    lists_to_arrays,
     num_samples,
     take,
     to_model_dtype,
@@ -430,8 +431,8 @@ class Trainer:
 
     def _prepare_xy(self, where: str, x: Any, y: Any) -> tuple[Any, Any, int]:
         """``x`` in the model's dtype and ``y`` as checked arrays; and the sample count."""
-        x = self._as_model_dtype(where, x)
-        y = check_targets(where, y)
+        x = self._as_model_dtype(where, lists_to_arrays(where, "x", x))
+        y = check_targets(where, lists_to_arrays(where, "y", y))
         self._check_input(where, x)  # type: ignore[attr-defined]
         n, ny = num_samples(where, "x", x), num_samples(where, "y", y)
         if n != ny:
@@ -784,7 +785,7 @@ class Trainer:
                 where, x, lambda xb: self._as_model_dtype(where, xb), targets=False
             )
         else:
-            x = self._as_model_dtype(where, x)
+            x = self._as_model_dtype(where, lists_to_arrays(where, "x", x))
             self._check_input(where, x)  # type: ignore[attr-defined]
             data = ArrayDataAdapter(x, None, None, batch_size)
         cblist = self._one_pass_callbacks(callbacks, verbose, data.num_batches)
