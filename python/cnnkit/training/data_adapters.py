@@ -214,3 +214,51 @@ class IterableDataAdapter:
                     f"tuples, got {type(item).__name__}"
                 )
             yield self.convert(item[0]), item[1], (item[2] if len(item) == 3 else None)
+
+
+def class_weight_to_sample_weight(where: str, class_weight: Any, y: Any) -> np.ndarray:
+    """Per-sample weights ``class_weight[label]`` for the labels ``y`` of one output, as
+    Keras: one-hot rows are reduced by argmax, labels are rounded to integers, and a class
+    without an entry weighs 1."""
+    if isinstance(y, (list, tuple, dict)):
+        raise ValueError(f"{where}: class_weight is only supported for a model with one output")
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError(f"{where}: class_weight needs labels with a batch axis, got a scalar")
+    if y.ndim > 1:
+        y = np.argmax(y, axis=-1) if y.shape[-1] != 1 else y[..., 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{where}: class_weight needs one label (or one-hot row) per sample, got labels "
+            f"of shape {y.shape}"
+        )
+    labels = np.round(y).astype(np.int64)
+    out = np.ones(len(labels), dtype=np.float64)
+    for cls, weight in class_weight.items():
+        out[labels == cls] = weight
+    return out
+
+
+def check_class_weight(where: str, class_weight: Any) -> dict[int, float] | None:
+    """``class_weight`` as ``{class index: weight}`` (or None)."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            f"{where}: class_weight must be a dict {{class index: weight}}, got "
+            f"{type(class_weight).__name__}"
+        )
+    out: dict[int, float] = {}
+    for key, value in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+            raise ValueError(
+                f"{where}: class_weight keys must be class indices (ints >= 0), got {key!r}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(
+                f"{where}: class_weight[{key}] must be a number, got {type(value).__name__}"
+            )
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{where}: class_weight[{key}] must be finite and >= 0, got {value}")
+        out[int(key)] = float(value)
+    return out
