@@ -28,23 +28,33 @@ from .saving import registry
 from .saving.registry import register_serializable, snake_case
 
 __all__ = [
+    "AUC",
     "Accuracy",
     "BinaryAccuracy",
     "CategoricalAccuracy",
+    "F1Score",
     "Mean",
     "MeanAbsoluteError",
+    "MeanIoU",
     "MeanMetricWrapper",
     "MeanSquaredError",
     "Metric",
+    "Precision",
+    "Recall",
     "SparseCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "TopKCategoricalAccuracy",
     "accuracy",
     "binary_accuracy",
     "categorical_accuracy",
+    "confusion_matrix",
     "get",
     "mean_absolute_error",
     "mean_squared_error",
     "serialize",
     "sparse_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy",
+    "top_k_categorical_accuracy",
 ]
 
 
@@ -346,6 +356,19 @@ _BY_NAME: dict[str, type[Metric]] = {
 }
 
 
+def _add_confusion_metrics() -> None:
+    # The confusion-count metrics live in their own module (which imports this one).
+    for cls in (
+        Precision,
+        Recall,
+        AUC,
+        TopKCategoricalAccuracy,
+        SparseTopKCategoricalAccuracy,
+    ):
+        _BY_NAME[snake_case(cls.__name__)] = cls
+        _BY_NAME[cls.__name__.lower()] = cls
+
+
 def _accuracy_from_loss(loss: Any) -> type[Metric] | None:
     if loss is None:
         return None
@@ -441,7 +464,9 @@ def get(
             raise ValueError(
                 f"{f}: unknown metric {identifier!r}, expected 'accuracy', 'acc', 'mse', 'mae', "
                 "'binary_accuracy', 'categorical_accuracy', 'sparse_categorical_accuracy', "
-                "'mean_squared_error', 'mean_absolute_error', 'mean' or a class name"
+                "'mean_squared_error', 'mean_absolute_error', 'precision', 'recall', 'auc', "
+                "'top_k_categorical_accuracy', 'sparse_top_k_categorical_accuracy', 'mean' or "
+                "a class name"
             )
         return _BY_NAME[key](name=identifier)
     if callable(identifier):
@@ -456,3 +481,19 @@ def serialize(metric: Metric) -> dict[str, Any]:
     """Return ``{"class_name": ..., "config": ...}`` for a metric of a registered class
     (TypeError for others)."""
     return registry.serialize(metric, "metrics.serialize()")
+
+
+from .confusion_metrics import (  # noqa: E402  (they subclass Metric, defined above)
+    AUC,
+    F1Score,
+    MeanIoU,
+    Precision,
+    Recall,
+    SparseTopKCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+    confusion_matrix,
+    sparse_top_k_categorical_accuracy,
+    top_k_categorical_accuracy,
+)
+
+_add_confusion_metrics()

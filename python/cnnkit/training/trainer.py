@@ -352,7 +352,14 @@ class Trainer:
         logs = {k: m.result() for k, m in self._loss_trackers.items()}
         for objs in self._metric_objects or []:
             for name, m in objs:
-                logs[name] = float(np.asarray(m.result()))
+                value = np.asarray(m.result())
+                if value.size != 1:
+                    raise TypeError(
+                        f"metric {name!r} returns {value.size} values (one per class or "
+                        "threshold); the logs take one number: give it an average (e.g. "
+                        "F1Score(average='macro')) or a single threshold"
+                    )
+                logs[name] = float(value)
         return logs
 
     def reset_metrics(self) -> None:
