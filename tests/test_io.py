@@ -289,4 +289,4 @@ def test_save_without_optimizer_keeps_its_class_and_config_with_fresh_slots(tmp_
     assert back.optimizer.get_config() == model.optimizer.get_config()
     assert back.optimizer.iterations == 0 and not back.optimizer.built
     with pytest.raises(ValueError, match=r"load_optimizer_state\(\): .*no optimizer state"):
-        cnnkit.saving.model_files.load_optimizer_state(back, path)
+        back.load_optimizer_state(path)

@@ -1135,8 +1135,6 @@ class BackupAndRestore(Callback):
         return sorted(found)
 
     def on_train_begin(self, logs=None):
-        from .saving import model_files
-
         backups = self._backups()
         if not backups:
             return
@@ -1147,8 +1145,8 @@ class BackupAndRestore(Callback):
                 "to restore the backup into it"
             )
         epoch, path = backups[-1]
-        model_files.load_weights(model, path)
-        model_files.load_optimizer_state(model, path)
+        model.load_weights(path)
+        model.load_optimizer_state(path)
         model._initial_epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):

@@ -290,6 +290,14 @@ class Model(Trainer, Layer):
 
         io.load_weights(self, path)
 
+    def load_optimizer_state(self, path: Any) -> None:
+        """Load the optimizer state (slots, step count) of a model file written by
+        :meth:`save` into this compiled model's optimizer (resuming training in place,
+        as :class:`cnnkit.callbacks.BackupAndRestore` does)."""
+        from ..saving import model_files as io
+
+        io.load_optimizer_state(self, path)
+
     # -- configuration -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
