@@ -289,3 +289,55 @@ def test_whole_model_input_gradient_float64():
     x = np.random.default_rng(0).standard_normal((3, 5, 5, 2))
     check_gradients(lambda t: model(t, training=True), [x])
     check_gradients(lambda t: model(t), [x])
+
+
+# -- subclassed models: constructor arguments captured for saving (Keras 3 auto-config) -------
+
+
+def test_subclassed_model_constructor_args_are_captured_and_reloaded(tmp_path):
+    from cnnkit.saving.registry import register_serializable
+
+    @register_serializable(package="test_auto_config")
+    class Head(cnnkit.Model):
+        def __init__(self, num_classes=10, hidden=(4,), **kwargs):
+            super().__init__(**kwargs)
+            self.body = [cnnkit.layers.Dense(h, activation="relu") for h in hidden]
+            self.out = cnnkit.layers.Dense(num_classes)
+
+        def call(self, x):
+            for layer in self.body:
+                x = layer(x)
+            return self.out(x)
+
+    @register_serializable(package="test_auto_config")
+    class Bare(cnnkit.Model):  # no **kwargs: name and seed are set aside on reload
+        def __init__(self, units=3):
+            super().__init__(seed=1)
+            self.d = cnnkit.layers.Dense(units)
+
+        def call(self, x):
+            return self.d(x)
+
+    model = Head(num_classes=5, hidden=[6, 7], seed=0, name="head")
+    config = model.get_config()
+    assert config["num_classes"] == 5 and config["hidden"] == [6, 7] and config["seed"] == 0
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((2, 5)), verbose=0)
+    path = tmp_path / "head.cnnkit"
+    model.save(path)
+    back = cnnkit.load_model(path)
+    assert type(back) is Head and back.out.units == 5
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+    bare = Bare(units=2)
+    bare(x)
+    bare.save(tmp_path / "bare.cnnkit")
+    again = cnnkit.load_model(tmp_path / "bare.cnnkit")
+    assert again.d.units == 2 and again.name == bare.name
+
+    class NotBasic(cnnkit.Model):
+        def __init__(self, fn=np.sum):
+            super().__init__()
+
+    assert "fn" not in NotBasic().get_config()

@@ -51,6 +51,43 @@ def _zeros_for(spec: Any, dtype: np.dtype) -> Any:
 _UNTRACKED = frozenset({"optimizer", "history", "_input_layer", "_layers", "_output_sink"})
 
 
+def _basic(value: Any) -> bool:
+    """Whether a constructor argument can go into a JSON config as it is."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_basic(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _basic(v) for k, v in value.items())
+    return False
+
+
+def _capture_init_args(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The arguments of a user subclass's ``__init__`` by name, when all are basic types
+    (Keras 3's auto-config); None for cnnkit's own classes or anything else."""
+    if cls.__module__.split(".")[0] == "cnnkit":
+        return None
+    try:
+        signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+        bound = signature.bind(None, *args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    captured: dict[str, Any] = {}
+    params = signature.parameters
+    for i, (key, value) in enumerate(bound.arguments.items()):
+        if i == 0:
+            continue  # self
+        kind = params[key].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                return None
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            captured.update(value)
+        else:
+            captured[key] = value
+    return captured if _basic(captured) else None
+
+
 # -- Model -------------------------------------------------------------------------------------
 class Model(Trainer, Layer):
     """Base class of models; subclass it and define ``call(self, x, training=False)``.
@@ -74,6 +111,14 @@ class Model(Trainer, Layer):
 
     _kind = "model"
     _layers: list[Layer]  # tracked in assignment order (set up before Layer.__init__ runs)
+    _auto_config: Any = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # As Keras 3: a subclass's constructor arguments of basic types are recorded, so
+        # that get_config (when not overridden) can rebuild it: MyModel(num_classes=5).
+        obj = super().__new__(cls)
+        obj.__dict__["_auto_config"] = _capture_init_args(cls, args, kwargs)
+        return obj
 
     def __init__(
         self,
@@ -300,15 +345,46 @@ class Model(Trainer, Layer):
 
     # -- configuration -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
+        """The base settings (name, trainable, dtype, seed) and, for a subclass that does
+        not override this method, the arguments its constructor was called with when they
+        are all of basic types (numbers, strings, None, lists and dicts of them)."""
         config = super().get_config()
         config["seed"] = self.seed
+        if self._auto_config is not None:
+            config.update(self._auto_config)
         return config
 
     @classmethod
     def from_config(
         cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
     ) -> Model:
-        return cls(**config)
+        """``cls(**config)``; base settings the constructor does not take (a subclass
+        ``__init__`` without ``**kwargs``) are left out and the name is set afterwards."""
+        config = dict(config)
+        params = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            base = {
+                k: config.pop(k)
+                for k in ("name", "trainable", "dtype", "seed", "input_shape")
+                if k in config and k not in params
+            }
+            try:
+                model = cls(**config)
+            except TypeError as exc:
+                raise TypeError(
+                    f"{cls.__name__}.from_config(): the config does not fit the constructor "
+                    f"({exc}); override get_config to return the constructor's arguments"
+                ) from None
+            if "name" in base:
+                model.name = base["name"]
+            return model
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise TypeError(
+                f"{cls.__name__}.from_config(): the config does not fit the constructor "
+                f"({exc}); override get_config to return the constructor's arguments"
+            ) from None
 
 
 def _assign_seed(layer: Layer, key: tuple[int, ...]) -> None:
