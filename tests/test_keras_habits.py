@@ -101,3 +101,25 @@ def test_uint8_images_into_a_float_model_warn_once(monkeypatch):
         model.predict(x)
         monkeypatch.setattr(data_adapters, "_warned_uint8", False)
         model.predict(np.ones((4, 3), np.uint8))  # already in [0, 1]: no warning
+
+
+def test_channels_first_input_names_the_layer_and_suggests_channels_last():
+    model = cnnkit.Sequential(
+        [layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], seed=0, name="net"
+    )
+    model.compile("sgd", "mse")
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    conv = model.layers[0].name
+    with pytest.raises(ValueError) as info, pytest.warns(UserWarning, match="channels-first"):
+        model.fit(x, np.zeros((2, 2)), verbose=0)
+    message = str(info.value)
+    assert f"layer {conv!r} (Conv2D)" in message
+    assert "channels-last" in message and "x.transpose(0, 2, 3, 1)" in message
+    # A channels-first batch that would run (3 'rows') warns; channels-last does not.
+    other = cnnkit.Sequential([layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], seed=0)
+    with pytest.warns(UserWarning, match=r"looks channels-first.*x.transpose\(0, 2, 3, 1\)"):
+        other.predict(np.zeros((2, 3, 32, 32), np.float32))
+    fine = cnnkit.Sequential([layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fine.predict(np.zeros((2, 32, 32, 3), np.float32))
