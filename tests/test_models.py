@@ -75,13 +75,42 @@ def test_summary_format_and_counts():
     model.summary(print_fn=lines.append)
     text = "\n".join(lines)
     assert lines[0] == 'Model: "net"'
-    assert "Layer (type)" in lines[2] and "Output Shape" in lines[2] and "Param #" in lines[2]
-    assert " conv2d (Conv2D)" in text and "(None, 6, 6, 4)" in text and "40" in text
-    assert "(None, 3, 3, 4)" in text and "(None, 36)" in text and "370" in text
+    # Keras 3's boxed layout: heavy header, a light rule between rows, counts with sizes.
+    assert lines[1].startswith("┏") and lines[3].startswith("┡") and lines[-4].startswith("└")
+    header = lines[2]
+    assert "Layer (type)" in header and "Output Shape" in header and "Param #" in header
+    assert " conv2d (Conv2D)" in text and "(None, 6, 6, 4)" in text and "40 │" in text
+    assert "(None, 3, 3, 4)" in text and "(None, 36)" in text and "370 │" in text
+    assert sum(line.startswith("├") for line in lines) == 4  # between the 5 rows
     total = 40 + 16 + 370
-    assert f"Total params: {total:,}" in lines
-    assert f"Trainable params: {total - 8:,}" in lines
-    assert "Non-trainable params: 8" in lines
+    assert f" Total params: {total:,} ({total * 4 / 1024:.2f} KB)" in lines
+    assert f" Trainable params: {total - 8:,} ({(total - 8) * 4 / 1024:.2f} KB)" in lines
+    assert " Non-trainable params: 8 (32.00 B)" in lines
+    assert len({len(line) for line in lines[1:-3]}) == 1  # every table line equally wide
+
+
+def test_summary_expand_nested_show_trainable_and_optimizer_params():
+    inner = cnnkit.Sequential([layers.Input((4,)), layers.Dense(3)], name="inner")
+    model = cnnkit.Sequential([layers.Input((4,)), inner, layers.Dense(2)], name="outer")
+    inner.layers[0].trainable = False
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert not any("└ " in line for line in lines)
+    lines = []
+    model.summary(print_fn=lines.append, expand_nested=True, show_trainable=True)
+    nested = [line for line in lines if "└ " in line]
+    assert len(nested) == 1 and "(Dense)" in nested[0] and nested[0].rstrip("│ ").endswith("N")
+    assert "Trainable" in lines[2]
+    model.compile("adam", "mse")
+    model.fit(np.zeros((2, 4)), np.zeros((2, 2)), verbose=0)
+    lines = []
+    model.summary(print_fn=lines.append)
+    # Adam: two slots per trainable weight (the frozen Dense has none).
+    assert " Optimizer params: 16 (64.00 B)" in lines
+    assert " Total params: 39 (156.00 B)" in lines
+    from cnnkit.models.summary import readable_size
+
+    assert readable_size(0) == "0.00 B" and readable_size(3 * 1024**2) == "3.00 MB"
 
 
 class Encoder(cnnkit.Model):

@@ -306,15 +306,23 @@ class Model(Trainer, Layer):
         return [v for layer in owners if layer.trainable for v in layer._weights if not v.trainable]
 
     # -- summary -------------------------------------------------------------------------------
-    def summary(self, line_length: int = 80, print_fn: Callable[[str], Any] | None = None) -> None:
-        """Print ``Layer (type) | Output Shape | Param #`` rows and the parameter totals.
+    def summary(
+        self,
+        line_length: int | None = None,
+        print_fn: Callable[[str], Any] | None = None,
+        expand_nested: bool = False,
+        show_trainable: bool = False,
+    ) -> None:
+        """Print the Keras 3 table: ``Layer (type) | Output Shape | Param #`` in a box,
+        then the total, trainable, non-trainable (and optimizer) counts with their sizes.
 
         Moving statistics (BatchNormalization) and frozen weights count as
-        non-trainable.
+        non-trainable. ``expand_nested`` lists the layers of nested models under them;
+        ``show_trainable`` adds a Trainable (Y/N) column. ``line_length`` defaults to 88.
         """
         from .summary import print_summary
 
-        print_summary(self, line_length, print_fn)
+        print_summary(self, line_length, print_fn, expand_nested, show_trainable)
 
     # -- files ---------------------------------------------------------------------------------
     def save(self, path: Any, include_optimizer: bool = True) -> None:
