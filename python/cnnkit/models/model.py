@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _nest, _validate
+from .. import _nest, _random, _validate
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..layers import Layer
@@ -133,7 +133,7 @@ class Model(Trainer, Layer):
         super().__init__(name=name, trainable=trainable, dtype=dtype, **kwargs)
         where = f"{type(self).__name__}()"
         if seed is None:
-            seed = int(np.random.default_rng().integers(2**63))
+            seed = _random.draw_seed()
         self.seed: int = _validate.seed(where, "seed", seed)
         self._seed_key = (self.seed,)
         self._init_trainer()
