@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+import cnnkit
 from cnnkit import callbacks as cb
 from cnnkit.optimizers import SGD
 from cnnkit.schedules import ExponentialDecay
@@ -618,3 +620,115 @@ def test_auto_mode_direction(monitor, maximize):
     assert cb.EarlyStopping(monitor=monitor)._maximize is maximize
     assert cb.ModelCheckpoint("x", monitor=monitor)._maximize is maximize
     assert cb.ReduceLROnPlateau(monitor=monitor)._maximize is maximize
+
+
+# -- LambdaCallback, BackupAndRestore ---------------------------------------------------------
+
+
+def _small_run_model(seed=0):
+    model = cnnkit.Sequential(
+        [
+            cnnkit.layers.Input((4,)),
+            cnnkit.layers.Dense(8, activation="relu"),
+            # Named: layer state is stored by layer name, and default names are numbered per
+            # process, so a second model made in this process would not match.
+            cnnkit.layers.Dropout(0.3, name="drop"),
+            cnnkit.layers.Dense(3),
+        ],
+        seed=seed,
+    )
+    model.compile(
+        cnnkit.optimizers.Adam(0.01),
+        cnnkit.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def _small_run_data():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    return x, (np.abs(x[:, 0] * 2).astype(np.int64) % 3)
+
+
+def test_lambda_callback_hooks_and_rejections():
+    x, y = _small_run_data()
+    calls = []
+    cb = cnnkit.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: calls.append("train_begin"),
+        on_epoch_end=lambda epoch, logs: calls.append(("epoch", epoch, "loss" in logs)),
+        on_train_batch_end=lambda batch, logs: calls.append(("batch", batch)),
+        on_predict_end=lambda logs: calls.append("predict_end"),
+    )
+    model = _small_run_model()
+    model.fit(x, y, batch_size=20, epochs=2, callbacks=[cb], verbose=0)
+    model.predict(x, callbacks=[cb])
+    assert calls == [
+        "train_begin",
+        ("batch", 0),
+        ("batch", 1),
+        ("epoch", 0, True),
+        ("batch", 0),
+        ("batch", 1),
+        ("epoch", 1, True),
+        "predict_end",
+    ]
+    with pytest.raises(TypeError, match=r"LambdaCallback\(\): 'on_batch_finish' is not a callb"):
+        cnnkit.callbacks.LambdaCallback(on_batch_finish=print)
+    with pytest.raises(TypeError, match=r"LambdaCallback\(\): on_epoch_end must be callable"):
+        cnnkit.callbacks.LambdaCallback(on_epoch_end=3)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_backup_and_restore_resumes_an_interrupted_fit_to_identical_weights(tmp_path):
+    x, y = _small_run_data()
+    reference = _small_run_model()
+    reference.fit(x, y, batch_size=8, epochs=4, verbose=0)
+
+    backup = tmp_path / "backup"
+
+    def crash(batch, logs):
+        if crash.epoch == 2 and batch == 2:
+            raise _Interrupt
+
+    crash.epoch = -1
+    tracker = cnnkit.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: setattr(crash, "epoch", epoch),
+        on_train_batch_end=crash,
+    )
+    first = _small_run_model()
+    with pytest.raises(_Interrupt):
+        first.fit(
+            x,
+            y,
+            batch_size=8,
+            epochs=4,
+            callbacks=[cnnkit.callbacks.BackupAndRestore(backup), tracker],
+            verbose=0,
+        )
+    assert sorted(os.listdir(backup)) == ["epoch-2.cnnkit"]
+
+    # A new process: a fresh model, the same call.
+    resumed = _small_run_model()
+    hist = resumed.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        callbacks=[cnnkit.callbacks.BackupAndRestore(backup)],
+        verbose=0,
+    )
+    assert hist.epoch == [2, 3]
+    assert resumed.optimizer.iterations == reference.optimizer.iterations
+    for a, b in zip(resumed.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not backup.exists()  # deleted after a finished fit
+
+
+def test_backup_and_restore_rejections(tmp_path):
+    with pytest.raises(ValueError, match=r"BackupAndRestore\(\): save_freq must be 'epoch'"):
+        cnnkit.callbacks.BackupAndRestore(tmp_path, save_freq=10)
+    with pytest.raises(TypeError, match=r"BackupAndRestore\(\): backup_dir must be"):
+        cnnkit.callbacks.BackupAndRestore(3)

@@ -274,3 +274,19 @@ def test_loss_and_metric_objects_and_multi_output_settings_round_trip(tmp_path):
     assert loaded.evaluate(x, y, return_dict=True) == model.evaluate(x, y, return_dict=True)
     assert type(loaded.optimizer) is optimizers.RMSprop
     assert loaded.get_config() == model.get_config()
+
+
+def test_save_without_optimizer_keeps_its_class_and_config_with_fresh_slots(tmp_path):
+    import cnnkit
+
+    model = cnnkit.Sequential([cnnkit.layers.Input((3,)), cnnkit.layers.Dense(2)], seed=0)
+    model.compile(cnnkit.optimizers.Nadam(0.02, beta_1=0.8, clipnorm=1.0), "mse")
+    model.fit(np.ones((4, 3)), np.zeros((4, 2)), verbose=0)
+    path = tmp_path / "m.cnnkit"
+    model.save(path, include_optimizer=False)
+    back = cnnkit.io.load_model(path)
+    assert type(back.optimizer) is cnnkit.optimizers.Nadam
+    assert back.optimizer.get_config() == model.optimizer.get_config()
+    assert back.optimizer.iterations == 0 and not back.optimizer.built
+    with pytest.raises(ValueError, match=r"load_optimizer_state\(\): .*no optimizer state"):
+        back.load_optimizer_state(path)

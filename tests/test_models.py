@@ -75,13 +75,42 @@ def test_summary_format_and_counts():
     model.summary(print_fn=lines.append)
     text = "\n".join(lines)
     assert lines[0] == 'Model: "net"'
-    assert "Layer (type)" in lines[2] and "Output Shape" in lines[2] and "Param #" in lines[2]
-    assert " conv2d (Conv2D)" in text and "(None, 6, 6, 4)" in text and "40" in text
-    assert "(None, 3, 3, 4)" in text and "(None, 36)" in text and "370" in text
+    # Keras 3's boxed layout: heavy header, a light rule between rows, counts with sizes.
+    assert lines[1].startswith("┏") and lines[3].startswith("┡") and lines[-4].startswith("└")
+    header = lines[2]
+    assert "Layer (type)" in header and "Output Shape" in header and "Param #" in header
+    assert " conv2d (Conv2D)" in text and "(None, 6, 6, 4)" in text and "40 │" in text
+    assert "(None, 3, 3, 4)" in text and "(None, 36)" in text and "370 │" in text
+    assert sum(line.startswith("├") for line in lines) == 4  # between the 5 rows
     total = 40 + 16 + 370
-    assert f"Total params: {total:,}" in lines
-    assert f"Trainable params: {total - 8:,}" in lines
-    assert "Non-trainable params: 8" in lines
+    assert f" Total params: {total:,} ({total * 4 / 1024:.2f} KB)" in lines
+    assert f" Trainable params: {total - 8:,} ({(total - 8) * 4 / 1024:.2f} KB)" in lines
+    assert " Non-trainable params: 8 (32.00 B)" in lines
+    assert len({len(line) for line in lines[1:-3]}) == 1  # every table line equally wide
+
+
+def test_summary_expand_nested_show_trainable_and_optimizer_params():
+    inner = cnnkit.Sequential([layers.Input((4,)), layers.Dense(3)], name="inner")
+    model = cnnkit.Sequential([layers.Input((4,)), inner, layers.Dense(2)], name="outer")
+    inner.layers[0].trainable = False
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert not any("└ " in line for line in lines)
+    lines = []
+    model.summary(print_fn=lines.append, expand_nested=True, show_trainable=True)
+    nested = [line for line in lines if "└ " in line]
+    assert len(nested) == 1 and "(Dense)" in nested[0] and nested[0].rstrip("│ ").endswith("N")
+    assert "Trainable" in lines[2]
+    model.compile("adam", "mse")
+    model.fit(np.zeros((2, 4)), np.zeros((2, 2)), verbose=0)
+    lines = []
+    model.summary(print_fn=lines.append)
+    # Adam: two slots per trainable weight (the frozen Dense has none).
+    assert " Optimizer params: 16 (64.00 B)" in lines
+    assert " Total params: 39 (156.00 B)" in lines
+    from cnnkit.models.summary import readable_size
+
+    assert readable_size(0) == "0.00 B" and readable_size(3 * 1024**2) == "3.00 MB"
 
 
 class Encoder(cnnkit.Model):
@@ -289,3 +318,55 @@ def test_whole_model_input_gradient_float64():
     x = np.random.default_rng(0).standard_normal((3, 5, 5, 2))
     check_gradients(lambda t: model(t, training=True), [x])
     check_gradients(lambda t: model(t), [x])
+
+
+# -- subclassed models: constructor arguments captured for saving (Keras 3 auto-config) -------
+
+
+def test_subclassed_model_constructor_args_are_captured_and_reloaded(tmp_path):
+    from cnnkit.saving.registry import register_serializable
+
+    @register_serializable(package="test_auto_config")
+    class Head(cnnkit.Model):
+        def __init__(self, num_classes=10, hidden=(4,), **kwargs):
+            super().__init__(**kwargs)
+            self.body = [cnnkit.layers.Dense(h, activation="relu") for h in hidden]
+            self.out = cnnkit.layers.Dense(num_classes)
+
+        def call(self, x):
+            for layer in self.body:
+                x = layer(x)
+            return self.out(x)
+
+    @register_serializable(package="test_auto_config")
+    class Bare(cnnkit.Model):  # no **kwargs: name and seed are set aside on reload
+        def __init__(self, units=3):
+            super().__init__(seed=1)
+            self.d = cnnkit.layers.Dense(units)
+
+        def call(self, x):
+            return self.d(x)
+
+    model = Head(num_classes=5, hidden=[6, 7], seed=0, name="head")
+    config = model.get_config()
+    assert config["num_classes"] == 5 and config["hidden"] == [6, 7] and config["seed"] == 0
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    model.compile("adam", "mse")
+    model.fit(x, np.zeros((2, 5)), verbose=0)
+    path = tmp_path / "head.cnnkit"
+    model.save(path)
+    back = cnnkit.load_model(path)
+    assert type(back) is Head and back.out.units == 5
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+
+    bare = Bare(units=2)
+    bare(x)
+    bare.save(tmp_path / "bare.cnnkit")
+    again = cnnkit.load_model(tmp_path / "bare.cnnkit")
+    assert again.d.units == 2 and again.name == bare.name
+
+    class NotBasic(cnnkit.Model):
+        def __init__(self, fn=np.sum):
+            super().__init__()
+
+    assert "fn" not in NotBasic().get_config()

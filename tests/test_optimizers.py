@@ -529,7 +529,7 @@ def test_set_state_rejections():
 @pytest.mark.parametrize(
     ("identifier", "exc", "match"),
     [
-        ("adagrad", ValueError, r"optimizers.get\(\): unknown optimizer name 'adagrad'"),
+        ("ftrl", ValueError, r"optimizers.get\(\): unknown optimizer name 'ftrl'"),
         (3, TypeError, "identifier must be a str, a dict or an Optimizer, got int"),
         ({"class_name": "nope"}, ValueError, "unknown optimizer class 'nope'"),
         ({"config": {}}, ValueError, "must have a 'class_name' \\(a str\\)"),
@@ -554,3 +554,247 @@ def test_serialize_rejects_subclasses_and_base_is_abstract():
         optimizers.serialize(Mine())
     with pytest.raises(NotImplementedError, match="must implement _update"):
         Optimizer(0.1).apply_gradients([(np.zeros(1), Var(np.zeros(1)))])
+
+
+# -- AdamW, Nadam, Adagrad, Adadelta, Adamax against torch.optim ------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adamw_matches_torch_adamw(seed):
+    torch = pytest.importorskip("torch")
+    ours = run_ours(optimizers.AdamW(0.01, weight_decay=0.05, epsilon=0.0), seed)
+    ref = run_torch(
+        torch, lambda p: torch.optim.AdamW(p, lr=0.01, eps=0.0, weight_decay=0.05), seed
+    )
+    assert_all_close(ours, ref)
+    assert optimizers.AdamW().weight_decay == 0.004
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("eps", [0.0, 1e-3])
+def test_nadam_matches_torch_with_unit_momentum_decay(seed, eps):
+    torch = pytest.importorskip("torch")
+    ours = run_ours(optimizers.Nadam(0.01, beta_1=0.85, epsilon=eps), seed, steps=8)
+    # torch keeps its momentum product in the default dtype: float64 for a float64 check.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ref = run_torch(
+            torch,
+            lambda p: torch.optim.NAdam(
+                p, lr=0.01, betas=(0.85, 0.999), eps=eps, momentum_decay=1.0
+            ),
+            seed,
+            steps=8,
+        )
+    finally:
+        torch.set_default_dtype(previous)
+    assert_all_close(ours, ref)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adagrad_matches_torch_with_zero_epsilon(seed):
+    torch = pytest.importorskip("torch")
+    ours = run_ours(optimizers.Adagrad(0.1, initial_accumulator_value=0.3, epsilon=0.0), seed)
+    ref = run_torch(
+        torch,
+        lambda p: torch.optim.Adagrad(p, lr=0.1, initial_accumulator_value=0.3, eps=0.0),
+        seed,
+    )
+    assert_all_close(ours, ref)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adadelta_matches_torch(seed):
+    torch = pytest.importorskip("torch")
+    ours = run_ours(optimizers.Adadelta(0.5, rho=0.9, epsilon=1e-6), seed)
+    ref = run_torch(torch, lambda p: torch.optim.Adadelta(p, lr=0.5, rho=0.9, eps=1e-6), seed)
+    assert_all_close(ours, ref)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adamax_matches_torch_with_zero_epsilon(seed):
+    torch = pytest.importorskip("torch")
+    ours = run_ours(optimizers.Adamax(0.02, beta_1=0.8, beta_2=0.9, epsilon=0.0), seed)
+    ref = run_torch(
+        torch, lambda p: torch.optim.Adamax(p, lr=0.02, betas=(0.8, 0.9), eps=0.0), seed
+    )
+    assert_all_close(ours, ref)
+
+
+def numpy_nadam(w, grads, lr, b1, b2, eps):
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    prod = 1.0
+    for t, g in enumerate(grads, start=1):
+        u_t = b1 * (1 - 0.5 * 0.96**t)
+        u_n = b1 * (1 - 0.5 * 0.96 ** (t + 1))
+        prod *= u_t
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = u_n * m / (1 - prod * u_n) + (1 - u_t) * g / (1 - prod)
+        w = w - lr * m_hat / (np.sqrt(v / (1 - b2**t)) + eps)
+    return w
+
+
+def numpy_adagrad(w, grads, lr, init, eps):
+    acc = np.full_like(w, init)
+    for g in grads:
+        acc = acc + g * g
+        w = w - lr * g / np.sqrt(acc + eps)
+    return w
+
+
+def numpy_adamax(w, grads, lr, b1, b2, eps):
+    m = np.zeros_like(w)
+    u = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        u = np.maximum(b2 * u, np.abs(g))
+        w = w - lr * m / ((1 - b1**t) * (u + eps))
+    return w
+
+
+@pytest.mark.parametrize(
+    ("opt", "ref"),
+    [
+        (
+            optimizers.Nadam(0.01, epsilon=1e-3),
+            lambda w, g: numpy_nadam(w, g, 0.01, 0.9, 0.999, 1e-3),
+        ),
+        (
+            optimizers.Adagrad(0.1, epsilon=1e-2),
+            lambda w, g: numpy_adagrad(w, g, 0.1, 0.1, 1e-2),
+        ),
+        (
+            optimizers.Adamax(0.1, epsilon=1e-2),
+            lambda w, g: numpy_adamax(w, g, 0.1, 0.9, 0.999, 1e-2),
+        ),
+    ],
+    ids=["nadam", "adagrad", "adamax"],
+)
+def test_new_optimizers_match_the_keras_formula_with_epsilon(opt, ref):
+    variables = make_vars(5, shapes=((4,),))
+    w0 = variables[0].data.copy()
+    grads = [g[0] for g in grad_stream(5, ((4,),), 7)]
+    for g in grads:
+        opt.apply_gradients([(g, variables[0])])
+    np.testing.assert_allclose(variables[0].data, ref(w0, grads), rtol=1e-12)
+
+
+def test_nadam_state_round_trip_recomputes_the_momentum_product():
+    a = optimizers.Nadam(0.01)
+    wa = make_vars(0)
+    streams = grad_stream(0, SHAPES, 8)
+    for grads in streams[:4]:
+        a.apply_gradients(zip(grads, wa))
+    b = optimizers.Nadam(0.01)
+    wb = [type(v)(v.data.copy()) for v in wa]
+    b.set_state(a.get_state())
+    for grads in streams[4:]:
+        a.apply_gradients(zip(grads, wa))
+        b.apply_gradients(zip(grads, wb))
+    assert_all_close([v.data for v in wa], [v.data for v in wb], rtol=0, atol=0)
+
+
+# -- use_ema ---------------------------------------------------------------------------------
+
+
+def test_ema_follows_the_keras_formula_and_finalize_copies_it():
+    var = Var(np.array([1.0, -2.0]))
+    opt = SGD(0.1, use_ema=True, ema_momentum=0.9)
+    grads = [np.array([1.0, 2.0]), np.array([-1.0, 0.5]), np.array([3.0, 1.0])]
+    w, avg = var.data.copy(), None
+    for i, g in enumerate(grads):
+        opt.apply_gradients([(g, var)])
+        w = w - 0.1 * g
+        avg = w.copy() if i == 0 else 0.9 * avg + 0.1 * w  # momentum 0 on the first step
+        np.testing.assert_allclose(var.data, w)
+    np.testing.assert_allclose(opt.get_state()["average/0"], avg)
+    opt.finalize_variable_values()
+    np.testing.assert_allclose(var.data, avg)
+
+
+def test_ema_overwrite_frequency_and_state_and_config():
+    var = Var(np.zeros(3))
+    opt = Adam(0.1, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2)
+    opt.apply_gradients([(np.ones(3), var)])
+    after_one = var.data.copy()
+    opt.apply_gradients([(np.ones(3), var)])
+    # Step 2 overwrote the variable with the average of the two iterates.
+    state = opt.get_state()
+    np.testing.assert_allclose(var.data, state["average/0"])
+    assert not np.allclose(var.data, after_one)
+    assert sorted(state) == ["average/0", "iterations", "momentum/0", "velocity/0"]
+    back = optimizers.deserialize(json.loads(json.dumps(optimizers.serialize(opt))))
+    assert back.use_ema and back.ema_momentum == 0.5 and back.ema_overwrite_frequency == 2
+    back.set_state(state)
+    assert back.get_state().keys() == state.keys()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: optimizers.AdamW(0.01, clipnorm=1.0, use_ema=True),
+        lambda: optimizers.Nadam(0.01, clipvalue=0.5, weight_decay=0.01),
+        lambda: optimizers.Adagrad(0.01, global_clipnorm=2.0),
+        lambda: optimizers.Adadelta(1.0, use_ema=True, ema_overwrite_frequency=3),
+        lambda: optimizers.Adamax(0.01, weight_decay=0.1),
+    ],
+)
+def test_new_optimizers_config_state_and_common_arguments(make):
+    opt = make()
+    d = json.loads(json.dumps(optimizers.serialize(opt)))
+    back = optimizers.deserialize(d)
+    assert type(back) is type(opt) and back.get_config() == opt.get_config()
+    assert isinstance(optimizers.get(type(opt).__name__.lower()), type(opt))
+    # Same steps from the same state give bit-identical variables.
+    wa = make_vars(3)
+    streams = grad_stream(3, SHAPES, 6)
+    for grads in streams[:3]:
+        opt.apply_gradients(zip(grads, wa))
+    wb = [Var(v.data.copy()) for v in wa]
+    back.set_state(opt.get_state())
+    for grads in streams[3:]:
+        opt.apply_gradients(zip(grads, wa))
+        back.apply_gradients(zip(grads, wb))
+    assert_all_close([v.data for v in wa], [v.data for v in wb], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("make", "exc", "match"),
+    [
+        (lambda: optimizers.Nadam(beta_1=1.0), ValueError, r"Nadam\(\): beta_1 must be in"),
+        (lambda: optimizers.Adagrad(initial_accumulator_value=-1), ValueError, "initial_accum"),
+        (lambda: optimizers.Adadelta(rho=1.0), ValueError, r"Adadelta\(\): rho must be in"),
+        (lambda: optimizers.Adamax(epsilon=-1), ValueError, r"Adamax\(\): epsilon must be >= 0"),
+        (lambda: optimizers.AdamW(weight_decay=None), ValueError, "weight_decay must be"),
+        (lambda: SGD(use_ema=1), TypeError, r"SGD\(\): use_ema must be a bool"),
+        (lambda: SGD(ema_momentum=2), ValueError, "ema_momentum must be in"),
+        (lambda: SGD(ema_overwrite_frequency=0), ValueError, "ema_overwrite_frequency must be"),
+        (
+            lambda: optimizers.Adam.from_config({"bogus": 1}),
+            TypeError,
+            r"unexpected keys \['bogus'\]",
+        ),
+    ],
+)
+def test_new_constructor_rejections(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_fit_with_use_ema_ends_with_the_averaged_weights():
+    import cnnkit
+    from cnnkit import layers
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], dtype=np.float32)
+    model = cnnkit.Sequential([layers.Input((3,)), layers.Dense(1)], seed=0)
+    model.compile(SGD(0.05, use_ema=True, ema_momentum=0.8), "mse")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    opt = model.optimizer
+    state = opt.get_state()
+    for i, var in enumerate(opt.variables):
+        np.testing.assert_array_equal(var.data, state[f"average/{i}"])

@@ -86,6 +86,7 @@ _SUBMODULES = {
     "saving",
     "schedules",
     "training",
+    "utils",
 }
 # Names re-exported from submodules, loaded on first use like the submodules.
 _LAZY = {"Sequential": "models", "Model": "models", "load_model": "saving"}

@@ -28,6 +28,7 @@ first use), which already handles terminal widths, rates and ETAs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import inspect
 import math
@@ -45,11 +46,13 @@ from . import _validate
 from .saving.registry import register_serializable
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
     "History",
+    "LambdaCallback",
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ProgbarLogger",
@@ -998,3 +1001,167 @@ class ProgbarLogger(Callback):
 
     def on_predict_end(self, logs=None):
         self._finish("Predict", None)
+
+
+_HOOKS = (
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_train_begin",
+    "on_train_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_begin",
+    "on_predict_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+
+
+class LambdaCallback(Callback):
+    """A callback made of functions, as Keras's.
+
+    Each argument replaces the hook of the same name: ``on_epoch_begin(epoch, logs)``,
+    ``on_train_begin(logs)``, ``on_train_batch_end(batch, logs)``, ... Besides the six
+    named arguments any other hook (``on_test_batch_end=...``, ``on_predict_end=...``)
+    may be given by keyword; a name that is not a hook raises :class:`TypeError` (Keras
+    stores it silently).
+
+    Examples
+    --------
+    >>> losses = []
+    >>> cb = LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))
+    """
+
+    def __init__(
+        self,
+        on_epoch_begin: Callable[..., Any] | None = None,
+        on_epoch_end: Callable[..., Any] | None = None,
+        on_train_begin: Callable[..., Any] | None = None,
+        on_train_end: Callable[..., Any] | None = None,
+        on_train_batch_begin: Callable[..., Any] | None = None,
+        on_train_batch_end: Callable[..., Any] | None = None,
+        **kwargs: Callable[..., Any],
+    ) -> None:
+        super().__init__()
+        hooks = {
+            "on_epoch_begin": on_epoch_begin,
+            "on_epoch_end": on_epoch_end,
+            "on_train_begin": on_train_begin,
+            "on_train_end": on_train_end,
+            "on_train_batch_begin": on_train_batch_begin,
+            "on_train_batch_end": on_train_batch_end,
+            **kwargs,
+        }
+        for name, fn in hooks.items():
+            if name not in _HOOKS:
+                raise TypeError(
+                    f"LambdaCallback(): {name!r} is not a callback hook; hooks are "
+                    f"{', '.join(_HOOKS)}"
+                )
+            if fn is None:
+                continue
+            if not callable(fn):
+                raise TypeError(
+                    f"LambdaCallback(): {name} must be callable, got {type(fn).__name__}"
+                )
+            setattr(self, name, fn)
+
+
+class BackupAndRestore(Callback):
+    """Back up the training state at each epoch end; resume an interrupted ``fit``.
+
+    At the end of each epoch the model is saved with :meth:`cnnkit.Model.save` (an
+    atomic write: a crash leaves the previous backup whole) as
+    ``backup_dir/epoch-N.cnnkit``, N the number of finished epochs; the older backup is
+    then removed. When ``fit`` starts and a backup exists, the weights, the layer state
+    (dropout generators, moving statistics) and the optimizer state (slots and step
+    count, which also seeds the shuffling) are loaded into the model and training
+    continues at epoch N. An interrupted epoch is redone from its start, so a run
+    interrupted by an exception (or a killed process) and resumed ends with exactly the
+    weights of an uninterrupted run. The backup is deleted when ``fit`` ends normally
+    (``delete_checkpoint``).
+
+    Parameters
+    ----------
+    backup_dir : str or os.PathLike
+        A folder for this run's backups only (created when missing).
+    save_freq : "epoch"
+        Only epoch-end backups are supported (Keras's batch-frequency backups resume at
+        the start of the epoch with mid-epoch weights, which is not an exact resume).
+    delete_checkpoint : bool, default True
+
+    Not supported from Keras: ``double_checkpoint`` (the atomic write already keeps the
+    last good backup).
+    """
+
+    _PREFIX = "epoch-"
+    _SUFFIX = ".cnnkit"
+
+    def __init__(
+        self,
+        backup_dir: str | os.PathLike,
+        save_freq: str = "epoch",
+        delete_checkpoint: bool = True,
+    ) -> None:
+        super().__init__()
+        f = "BackupAndRestore()"
+        if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+            raise TypeError(f"{f}: backup_dir must be a non-empty str or path, got {backup_dir!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        if save_freq != "epoch":
+            raise ValueError(
+                f"{f}: save_freq must be 'epoch' (batch-frequency backups cannot resume "
+                f"exactly), got {save_freq!r}"
+            )
+        self.save_freq = save_freq
+        if not isinstance(delete_checkpoint, (bool, np.bool_)):
+            raise TypeError(
+                f"{f}: delete_checkpoint must be a bool, got {type(delete_checkpoint).__name__}"
+            )
+        self.delete_checkpoint = bool(delete_checkpoint)
+
+    def _backups(self) -> list[tuple[int, str]]:
+        if not os.path.isdir(self.backup_dir):
+            return []
+        found = []
+        for name in os.listdir(self.backup_dir):
+            stem = name[len(self._PREFIX) : -len(self._SUFFIX)]
+            if name.startswith(self._PREFIX) and name.endswith(self._SUFFIX) and stem.isdigit():
+                found.append((int(stem), os.path.join(self.backup_dir, name)))
+        return sorted(found)
+
+    def on_train_begin(self, logs=None):
+        backups = self._backups()
+        if not backups:
+            return
+        model = self.model
+        if not model.built:
+            raise ValueError(
+                "BackupAndRestore: the model must be built (give it an Input) before fit "
+                "to restore the backup into it"
+            )
+        epoch, path = backups[-1]
+        model.load_weights(path)
+        model.load_optimizer_state(path)
+        model._initial_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        old = self._backups()
+        path = os.path.join(self.backup_dir, f"{self._PREFIX}{epoch + 1}{self._SUFFIX}")
+        self.model.save(path)
+        for _, previous in old:
+            if previous != path:
+                os.remove(previous)
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint:
+            return
+        for _, path in self._backups():
+            os.remove(path)
+        with contextlib.suppress(OSError):  # not empty: other files are left alone
+            os.rmdir(self.backup_dir)

@@ -14,6 +14,7 @@ Any callable ``(y_true, y_pred) -> Tensor`` also works as a loss in
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -54,13 +55,60 @@ def _pred(y_pred: Any) -> Tensor:
     return t
 
 
+def labels_message(what: str, y: np.ndarray) -> str:
+    """The message for non-numeric labels ``y``; ``what`` starts it (``"fit(): y"``)."""
+    sample = ", ".join(repr(str(v)) for v in np.unique(y.ravel()[:1000].astype(str))[:3])
+    return (
+        f"{what} must hold numbers, got dtype {y.dtype} (values such as {sample}); "
+        "allowed labels are class indices 0..C-1 (sparse_categorical_crossentropy), one-hot "
+        "rows (categorical_crossentropy), 0/1 (binary_crossentropy) or real targets: map "
+        "string labels to integers first, e.g. classes, y = np.unique(y, return_inverse=True)"
+    )
+
+
+def _numeric(y: np.ndarray, name: str) -> np.ndarray:
+    if y.dtype.kind in "biuf":
+        return y
+    if y.dtype.kind == "O":
+        try:
+            return y.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(labels_message(f"{name}(): y_true", y))
+
+
 def _true(y_true: Any, like: Tensor, name: str) -> np.ndarray:
-    y = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true)
+    y = _numeric(np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true), name)
+    if y.ndim == like.ndim - 1 and like.shape[-1:] == (1,) and y.shape == like.shape[:-1]:
+        # Labels (N,) against predictions (N, 1), as Keras expands them.
+        y = y[..., None]
     if y.shape != like.shape:
         raise ValueError(
             f"{name}(): y_true must have the shape of y_pred {like.shape}, got {y.shape}"
         )
     return y.astype(like.dtype, copy=False)
+
+
+_warned_softmax_logits = False
+
+
+def _warn_if_probabilities(p: Tensor, name: str) -> None:
+    """Keras warns when a from_logits=True loss gets a softmax output; cnnkit's tensors do
+    not record the op that made them, so the test is on the values: rows that are all in
+    [0, 1] and sum to 1 (random logits essentially never do)."""
+    global _warned_softmax_logits
+    if _warned_softmax_logits or p.shape[-1] < 2 or p.size == 0:
+        return
+    d = p.data
+    if d.min() >= 0 and d.max() <= 1 and np.allclose(d.sum(axis=-1), 1, atol=1e-4):
+        _warned_softmax_logits = True
+        warnings.warn(
+            f"{name}: a crossentropy loss with from_logits=True got y_pred that looks like "
+            "probabilities (every row is in [0, 1] and sums to 1, as a softmax output is): "
+            "drop the softmax activation of the last layer, or use from_logits=False",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _clipped_log(p: Tensor, eps: float) -> Tensor:
@@ -76,6 +124,7 @@ def categorical_crossentropy(
     if label_smoothing:
         y = y * (1 - label_smoothing) + label_smoothing / y.shape[-1]
     if from_logits:
+        _warn_if_probabilities(p, "loss")
         logp = ag.log_softmax(p, axis=-1)
     else:
         logp = _clipped_log(p / p.sum(axis=-1, keepdims=True), _EPSILON)
@@ -85,7 +134,10 @@ def categorical_crossentropy(
 def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False) -> Tensor:
     """Per-sample cross-entropy with integer class targets (y_pred without its class axis)."""
     p = _pred(y_pred)
-    labels = np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true)
+    labels = _numeric(
+        np.asarray(y_true.data if isinstance(y_true, Tensor) else y_true),
+        "sparse_categorical_crossentropy",
+    )
     if labels.ndim == p.ndim and labels.shape[-1] == 1:
         labels = labels[..., 0]
     if labels.shape != p.shape[:-1]:

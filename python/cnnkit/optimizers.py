@@ -14,7 +14,14 @@ dropped, gradients are clipped (``clipnorm``, ``clipvalue`` or
 is applied, then the optimizer's own update with the learning rate at the
 current ``iterations``, and ``iterations`` grows by one.
 
-Not supported from Keras: ``use_ema``, ``loss_scale_factor``,
+With ``use_ema`` the optimizer keeps an exponential moving average of the
+variables after each step (``average = m * average + (1 - m) * var`` with
+``m = ema_momentum``, 0 on the first step), copies it into the variables every
+``ema_overwrite_frequency`` steps when that is set, and
+:meth:`Optimizer.finalize_variable_values` (called at the end of ``fit``) copies
+it in at the end, as Keras 3 does.
+
+Not supported from Keras: ``loss_scale_factor``,
 ``gradient_accumulation_steps`` and per-variable weight-decay exclusion.
 """
 
@@ -34,7 +41,20 @@ from .saving import registry
 from .saving.registry import register_serializable
 from .schedules import LearningRateSchedule
 
-__all__ = ["SGD", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
+__all__ = [
+    "SGD",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Nadam",
+    "Optimizer",
+    "RMSprop",
+    "deserialize",
+    "get",
+    "serialize",
+]
 
 
 def _opt_real(func: str, arg: str, value: Any) -> float | None:
@@ -57,6 +77,11 @@ class Optimizer:
     global_clipnorm : float, optional
         All gradients are rescaled together so that their joint L2 norm is at
         most this. At most one of the three clipping options may be set.
+    use_ema : bool, default False
+        Keep an exponential moving average of the variables (see the module notes).
+    ema_momentum : float in [0, 1], default 0.99
+    ema_overwrite_frequency : int >= 1, optional
+        Copy the average into the variables every this many steps.
     name : str, optional
         Defaults to the class's Keras name.
 
@@ -78,8 +103,27 @@ class Optimizer:
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
         name: str | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
     ) -> None:
         f = f"{type(self).__name__}()"
+        if not isinstance(use_ema, (bool, np.bool_)):
+            raise TypeError(f"{f}: use_ema must be a bool, got {type(use_ema).__name__}")
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = _validate.real(f, "ema_momentum", ema_momentum, low=0.0, high=1.0)
+        if ema_overwrite_frequency is not None and (
+            isinstance(ema_overwrite_frequency, bool)
+            or not isinstance(ema_overwrite_frequency, numbers.Integral)
+            or ema_overwrite_frequency < 1
+        ):
+            raise ValueError(
+                f"{f}: ema_overwrite_frequency must be None or an int >= 1, "
+                f"got {ema_overwrite_frequency!r}"
+            )
+        self.ema_overwrite_frequency = (
+            None if ema_overwrite_frequency is None else int(ema_overwrite_frequency)
+        )
         self.weight_decay = (
             None
             if weight_decay is None
@@ -183,8 +227,13 @@ class Optimizer:
                 )
             index[id(var)] = i
         slots = {
-            name: [np.zeros_like(v.data) if self._uses_slot(name) else None for v in variables]
-            for name in self._slot_names
+            name: [
+                np.full_like(v.data, self._slot_initial_value(name))
+                if self._has_slot(name)
+                else None
+                for v in variables
+            ]
+            for name in self._all_slot_names()
         }
         pending = self._pending_state
         if pending is not None:
@@ -198,10 +247,20 @@ class Optimizer:
     def _uses_slot(self, name: str) -> bool:
         return True
 
+    def _has_slot(self, name: str) -> bool:
+        return name == "average" or self._uses_slot(name)
+
+    def _slot_initial_value(self, name: str) -> float:
+        return 0.0
+
+    def _all_slot_names(self) -> tuple[str, ...]:
+        # The moving average is the base class's slot, listed after the optimizer's own.
+        return (*self._slot_names, "average") if self.use_ema else self._slot_names
+
     def _state_keys(self, variables: Sequence[Any]) -> dict[str, tuple[int, ...]]:
         keys: dict[str, tuple[int, ...]] = {}
-        for name in self._slot_names:
-            if self._uses_slot(name):
+        for name in self._all_slot_names():
+            if self._has_slot(name):
                 for i, v in enumerate(variables):
                     keys[f"{name}/{i}"] = v.data.shape
         return keys
@@ -219,7 +278,7 @@ class Optimizer:
                 if key != "iterations":
                     state[key] = arr.copy()
             return state
-        for name in self._slot_names:
+        for name in self._all_slot_names():
             for i, slot in enumerate(self._slots.get(name, [])):
                 if slot is not None:
                     state[f"{name}/{i}"] = slot.copy()
@@ -280,13 +339,12 @@ class Optimizer:
             self._validate_state(f, arrays, self._variables)
             self._load_slots(arrays)
         else:
-            bad = [
-                k for k in arrays if k != "iterations" and k.split("/")[0] not in self._slot_names
-            ]
+            names = self._all_slot_names()
+            bad = [k for k in arrays if k != "iterations" and k.split("/")[0] not in names]
             if bad:
                 raise ValueError(
                     f"{f}: unexpected keys {sorted(bad)}; slots of {type(self).__name__} are "
-                    f"{list(self._slot_names)}"
+                    f"{list(names)}"
                 )
             self._pending_state = arrays
         self.iterations = int(it)
@@ -386,10 +444,38 @@ class Optimizer:
         if self.weight_decay is not None and self.weight_decay > 0:
             for v in variables:
                 v.data -= v.data * v.data.dtype.type(self.weight_decay * lr)
+        self._before_updates()
         for g, v in zip(grads, variables):
             self._update(g, v.data, self._index[id(v)], lr)
+        if self.use_ema:
+            self._update_average()
         self.iterations += 1
         return self.iterations
+
+    def _before_updates(self) -> None:
+        """Per-step work shared by all variables (Nadam's momentum-cache product)."""
+
+    def _update_average(self) -> None:
+        # Every built variable, not only those with a gradient this step, as Keras.
+        m = self.ema_momentum if self.iterations != 0 else 0.0
+        for i, v in enumerate(self._variables):
+            avg = self._slot("average", i)
+            t = avg.dtype.type
+            avg *= t(m)
+            avg += t(1.0 - m) * v.data
+        freq = self.ema_overwrite_frequency
+        if freq is not None and (self.iterations + 1) % freq == 0:
+            self._overwrite_with_average()
+
+    def _overwrite_with_average(self) -> None:
+        for i, v in enumerate(self._variables):
+            v.data[...] = self._slot("average", i)
+
+    def finalize_variable_values(self) -> None:
+        """With ``use_ema``, copy the moving averages into the variables (the end of
+        ``fit`` calls this, as Keras 3 does); otherwise do nothing."""
+        if self.use_ema and self.built and self.iterations > 0:
+            self._overwrite_with_average()
 
     def _slot(self, name: str, index: int) -> np.ndarray:
         return self._slots[name][index]  # type: ignore[return-value]
@@ -413,6 +499,9 @@ class Optimizer:
             "clipnorm": self.clipnorm,
             "global_clipnorm": self.global_clipnorm,
             "clipvalue": self.clipvalue,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
         }
 
     @classmethod
@@ -424,10 +513,14 @@ class Optimizer:
         config = dict(config)
         if isinstance(config.get("learning_rate"), Mapping):
             config["learning_rate"] = _schedules.deserialize(config["learning_rate"])
-        try:
-            inspect.signature(cls).bind(**config)
-        except TypeError as e:
-            raise TypeError(f"{f}: config does not fit: {e}") from None
+        # Subclasses forward the common arguments through **kwargs: check both signatures.
+        own = inspect.signature(cls).parameters
+        allowed = {n for n, p in own.items() if p.kind is not p.VAR_KEYWORD}
+        if any(p.kind is p.VAR_KEYWORD for p in own.values()):
+            allowed |= set(inspect.signature(Optimizer).parameters)
+        unknown = sorted(set(config) - allowed)
+        if unknown:
+            raise TypeError(f"{f}: config does not fit: unexpected keys {unknown}")
         return cls(**config)
 
     def __repr__(self) -> str:
@@ -449,7 +542,8 @@ class SGD(Optimizer):
     momentum : float in [0, 1], default 0.0
     nesterov : bool, default False
     **kwargs
-        ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+        ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``,
+        ``ema_momentum``, ``ema_overwrite_frequency``, ``name``.
 
     State slots: ``"momentum/i"`` when ``momentum > 0``.
     """
@@ -462,17 +556,13 @@ class SGD(Optimizer):
         learning_rate: float | LearningRateSchedule = 0.01,
         momentum: float = 0.0,
         nesterov: bool = False,
-        weight_decay: float | None = None,
-        clipnorm: float | None = None,
-        clipvalue: float | None = None,
-        global_clipnorm: float | None = None,
-        name: str | None = None,
+        **kwargs: Any,
     ) -> None:
         self.momentum = _validate.real("SGD()", "momentum", momentum, low=0.0, high=1.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"SGD(): nesterov must be a bool, got {type(nesterov).__name__}")
         self.nesterov = bool(nesterov)
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        super().__init__(learning_rate, **kwargs)
 
     def _uses_slot(self, name: str) -> bool:
         return self.momentum != 0
@@ -531,11 +621,7 @@ class Adam(Optimizer):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         amsgrad: bool = False,
-        weight_decay: float | None = None,
-        clipnorm: float | None = None,
-        clipvalue: float | None = None,
-        global_clipnorm: float | None = None,
-        name: str | None = None,
+        **kwargs: Any,
     ) -> None:
         self.beta_1 = _validate.real("Adam()", "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
         self.beta_2 = _validate.real("Adam()", "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
@@ -543,7 +629,7 @@ class Adam(Optimizer):
         if not isinstance(amsgrad, (bool, np.bool_)):
             raise TypeError(f"Adam(): amsgrad must be a bool, got {type(amsgrad).__name__}")
         self.amsgrad = bool(amsgrad)
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        super().__init__(learning_rate, **kwargs)
 
     def _uses_slot(self, name: str) -> bool:
         return name != "velocity_hat" or self.amsgrad
@@ -590,7 +676,8 @@ class RMSprop(Optimizer):
     epsilon : float >= 0, default 1e-7
     centered : bool, default False
     **kwargs
-        ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``name``.
+        ``weight_decay``, ``clipnorm``, ``clipvalue``, ``global_clipnorm``, ``use_ema``,
+        ``ema_momentum``, ``ema_overwrite_frequency``, ``name``.
 
     State slots: ``"velocity/i"``, ``"momentum/i"`` when ``momentum > 0`` and
     ``"average_gradient/i"`` when centered.
@@ -606,11 +693,7 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         epsilon: float = 1e-7,
         centered: bool = False,
-        weight_decay: float | None = None,
-        clipnorm: float | None = None,
-        clipvalue: float | None = None,
-        global_clipnorm: float | None = None,
-        name: str | None = None,
+        **kwargs: Any,
     ) -> None:
         self.rho = _validate.real("RMSprop()", "rho", rho, low=0.0, high=1.0, high_open=True)
         self.momentum = _validate.real("RMSprop()", "momentum", momentum, low=0.0, high=1.0)
@@ -618,7 +701,7 @@ class RMSprop(Optimizer):
         if not isinstance(centered, (bool, np.bool_)):
             raise TypeError(f"RMSprop(): centered must be a bool, got {type(centered).__name__}")
         self.centered = bool(centered)
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        super().__init__(learning_rate, **kwargs)
 
     def _uses_slot(self, name: str) -> bool:
         if name == "momentum":
@@ -659,6 +742,267 @@ class RMSprop(Optimizer):
         }
 
 
+@register_serializable(package="cnnkit")
+class AdamW(Adam):
+    """Adam with decoupled weight decay on by default (``weight_decay=0.004``), as Keras 3.
+
+    Equals ``torch.optim.AdamW`` with the same ``weight_decay`` when epsilon is 0
+    (the epsilon placement of :class:`Adam`).
+    """
+
+    _default_name = "adamw"
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        amsgrad: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if weight_decay is None:
+            raise ValueError("AdamW(): weight_decay must be a float >= 0, got None")
+        super().__init__(
+            learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay=weight_decay, **kwargs
+        )
+
+
+@register_serializable(package="cnnkit")
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum and Dozat's momentum schedule (Keras 3 formulation).
+
+    With ``u_s = beta_1 * (1 - 0.5 * 0.96**s)`` and ``P_t = u_1 * ... * u_t``:
+    ``m += (1 - beta_1) * (g - m)``, ``v += (1 - beta_2) * (g**2 - v)``,
+    ``m_hat = u_{t+1} * m / (1 - P_t * u_{t+1}) + (1 - u_t) * g / (1 - P_t)`` and
+    ``var -= lr * m_hat / (sqrt(v / (1 - beta_2**t)) + epsilon)``. This is
+    ``torch.optim.NAdam`` with ``momentum_decay=1`` (torch's default 0.004 scales
+    the exponent of 0.96) and the same epsilon.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule, default 0.001
+    beta_1 : float in [0, 1), default 0.9
+    beta_2 : float in [0, 1), default 0.999
+    epsilon : float >= 0, default 1e-7
+    **kwargs
+        The common arguments of :class:`Optimizer`.
+
+    State slots: ``"momentum/i"``, ``"velocity/i"``. The product ``P_t`` is a
+    function of ``iterations`` and is recomputed from it after :meth:`set_state`.
+    """
+
+    _default_name = "nadam"
+    _slot_names = ("momentum", "velocity")
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ) -> None:
+        f = "Nadam()"
+        self.beta_1 = _validate.real(f, "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
+        self.beta_2 = _validate.real(f, "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
+        self.epsilon = _validate.real(f, "epsilon", epsilon, low=0.0)
+        # (step, product of u_1..u_step): cached so a step costs O(1), not O(step).
+        self._u_product = (0, 1.0)
+        super().__init__(learning_rate, **kwargs)
+
+    def _u(self, step: int) -> float:
+        return self.beta_1 * (1.0 - 0.5 * 0.96**step)
+
+    def _before_updates(self) -> None:
+        step = self.iterations + 1
+        done, product = self._u_product
+        if done > step:  # iterations was set back by set_state
+            done, product = 0, 1.0
+        for s in range(done + 1, step + 1):
+            product *= self._u(s)
+        self._u_product = (step, product)
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        t = var.dtype.type
+        step = self.iterations + 1
+        u_t, u_next = self._u(step), self._u(step + 1)
+        product = self._u_product[1]
+        m = self._slot("momentum", index)
+        v = self._slot("velocity", index)
+        m += (grad - m) * t(1.0 - self.beta_1)
+        v += (np.square(grad) - v) * t(1.0 - self.beta_2)
+        m_hat = m * t(u_next / (1.0 - product * u_next)) + grad * t((1.0 - u_t) / (1.0 - product))
+        v_hat = v / t(1.0 - self.beta_2**step)
+        var -= m_hat * t(lr) / (np.sqrt(v_hat) + t(self.epsilon))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+        }
+
+
+@register_serializable(package="cnnkit")
+class Adagrad(Optimizer):
+    """Adagrad (Keras 3 formulation).
+
+    ``acc += g**2`` (``acc`` starts at ``initial_accumulator_value``) and
+    ``var -= lr * g / sqrt(acc + epsilon)``. ``torch.optim.Adagrad`` adds its
+    epsilon outside the square root, so the two agree when epsilon is 0.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule, default 0.001
+    initial_accumulator_value : float >= 0, default 0.1
+    epsilon : float >= 0, default 1e-7
+    **kwargs
+        The common arguments of :class:`Optimizer`.
+
+    State slots: ``"accumulator/i"``.
+    """
+
+    _default_name = "adagrad"
+    _slot_names = ("accumulator",)
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.001,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ) -> None:
+        self.initial_accumulator_value = _validate.real(
+            "Adagrad()", "initial_accumulator_value", initial_accumulator_value, low=0.0
+        )
+        self.epsilon = _validate.real("Adagrad()", "epsilon", epsilon, low=0.0)
+        super().__init__(learning_rate, **kwargs)
+
+    def _slot_initial_value(self, name: str) -> float:
+        return self.initial_accumulator_value if name == "accumulator" else 0.0
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        t = var.dtype.type
+        acc = self._slot("accumulator", index)
+        acc += np.square(grad)
+        var -= t(lr) * grad / np.sqrt(acc + t(self.epsilon))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "initial_accumulator_value": self.initial_accumulator_value,
+            "epsilon": self.epsilon,
+        }
+
+
+@register_serializable(package="cnnkit")
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler), Keras 3 formulation.
+
+    ``a = rho * a + (1 - rho) * g**2``,
+    ``d = -sqrt(b + epsilon) / sqrt(a + epsilon) * g``,
+    ``b = rho * b + (1 - rho) * d**2`` and ``var += lr * d``. The same formula
+    as ``torch.optim.Adadelta`` with the same epsilon.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule, default 0.001
+    rho : float in [0, 1), default 0.95
+    epsilon : float >= 0, default 1e-7
+    **kwargs
+        The common arguments of :class:`Optimizer`.
+
+    State slots: ``"accumulated_grad/i"``, ``"accumulated_delta_var/i"``.
+    """
+
+    _default_name = "adadelta"
+    _slot_names = ("accumulated_grad", "accumulated_delta_var")
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.001,
+        rho: float = 0.95,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ) -> None:
+        self.rho = _validate.real("Adadelta()", "rho", rho, low=0.0, high=1.0, high_open=True)
+        self.epsilon = _validate.real("Adadelta()", "epsilon", epsilon, low=0.0)
+        super().__init__(learning_rate, **kwargs)
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        t = var.dtype.type
+        rho, eps = t(self.rho), t(self.epsilon)
+        a = self._slot("accumulated_grad", index)
+        b = self._slot("accumulated_delta_var", index)
+        a *= rho
+        a += t(1.0 - self.rho) * np.square(grad)
+        delta = -np.sqrt(b + eps) / np.sqrt(a + eps) * grad
+        b *= rho
+        b += t(1.0 - self.rho) * np.square(delta)
+        var += t(lr) * delta
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+@register_serializable(package="cnnkit")
+class Adamax(Optimizer):
+    """Adamax, the infinity-norm variant of Adam (Keras 3 formulation).
+
+    ``m += (1 - beta_1) * (g - m)``, ``u = max(beta_2 * u, |g|)`` and
+    ``var -= lr * m / ((1 - beta_1**t) * (u + epsilon))``. ``torch.optim.Adamax``
+    puts epsilon inside the maximum, so the two agree when epsilon is 0.
+
+    Parameters
+    ----------
+    learning_rate : float or LearningRateSchedule, default 0.001
+    beta_1 : float in [0, 1), default 0.9
+    beta_2 : float in [0, 1), default 0.999
+    epsilon : float >= 0, default 1e-7
+    **kwargs
+        The common arguments of :class:`Optimizer`.
+
+    State slots: ``"momentum/i"``, ``"norm/i"``.
+    """
+
+    _default_name = "adamax"
+    _slot_names = ("momentum", "norm")
+
+    def __init__(
+        self,
+        learning_rate: float | LearningRateSchedule = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        **kwargs: Any,
+    ) -> None:
+        f = "Adamax()"
+        self.beta_1 = _validate.real(f, "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
+        self.beta_2 = _validate.real(f, "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
+        self.epsilon = _validate.real(f, "epsilon", epsilon, low=0.0)
+        super().__init__(learning_rate, **kwargs)
+
+    def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
+        t = var.dtype.type
+        step = self.iterations + 1
+        m = self._slot("momentum", index)
+        u = self._slot("norm", index)
+        m += (grad - m) * t(1.0 - self.beta_1)
+        np.maximum(u * t(self.beta_2), np.abs(grad), out=u)
+        var -= m * t(lr / (1.0 - self.beta_1**step)) / (u + t(self.epsilon))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+        }
+
+
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
     """Return ``{"class_name": ..., "config": ...}`` for an optimizer of a registered class
     (TypeError for others, subclasses of the built-in ones included)."""
@@ -680,9 +1024,10 @@ def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
     Parameters
     ----------
     identifier : str, dict or Optimizer
-        ``"sgd"``, ``"adam"`` or ``"rmsprop"`` (any case, or any registered optimizer
-        class name) give a new optimizer with default arguments; a dict is passed to
-        :func:`deserialize`; an instance is returned as it is.
+        ``"sgd"``, ``"adam"``, ``"adamw"``, ``"nadam"``, ``"adagrad"``, ``"adadelta"``,
+        ``"adamax"`` or ``"rmsprop"`` (any case, or any registered optimizer class name)
+        give a new optimizer with default arguments; a dict is passed to :func:`deserialize`;
+        an instance is returned as it is.
     """
     where = "optimizers.get()"
     if isinstance(identifier, Optimizer):
@@ -693,8 +1038,8 @@ def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
         cls = registry.get_registered_object(identifier, Optimizer)
         if cls is None:
             raise ValueError(
-                f"{where}: unknown optimizer name {identifier!r}, expected 'sgd', 'adam' or "
-                "'rmsprop'"
+                f"{where}: unknown optimizer name {identifier!r}, expected one of 'sgd', "
+                "'adam', 'adamw', 'nadam', 'adagrad', 'adadelta', 'adamax', 'rmsprop'"
             )
         return cls()
     raise TypeError(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, constraints, initializers, regularizers
+from .. import _random, _validate, constraints, initializers, regularizers
 from ..autograd import Tensor
 from ..saving import registry
 from ..saving.registry import snake_case
@@ -146,7 +146,7 @@ class Layer:
     # -- weights --------------------------------------------------------------------------
     def _rng(self, stream: int = 0) -> np.random.Generator:
         if self._seed_key is None:
-            return np.random.default_rng()
+            return _random.generator()
         return np.random.default_rng([*self._seed_key, stream])
 
     def add_weight(

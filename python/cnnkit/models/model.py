@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import _nest, _validate
+from .. import _nest, _random, _validate
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..layers import Layer
@@ -51,6 +51,43 @@ def _zeros_for(spec: Any, dtype: np.dtype) -> Any:
 _UNTRACKED = frozenset({"optimizer", "history", "_input_layer", "_layers", "_output_sink"})
 
 
+def _basic(value: Any) -> bool:
+    """Whether a constructor argument can go into a JSON config as it is."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_basic(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _basic(v) for k, v in value.items())
+    return False
+
+
+def _capture_init_args(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The arguments of a user subclass's ``__init__`` by name, when all are basic types
+    (Keras 3's auto-config); None for cnnkit's own classes or anything else."""
+    if cls.__module__.split(".")[0] == "cnnkit":
+        return None
+    try:
+        signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+        bound = signature.bind(None, *args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    captured: dict[str, Any] = {}
+    params = signature.parameters
+    for i, (key, value) in enumerate(bound.arguments.items()):
+        if i == 0:
+            continue  # self
+        kind = params[key].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                return None
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            captured.update(value)
+        else:
+            captured[key] = value
+    return captured if _basic(captured) else None
+
+
 # -- Model -------------------------------------------------------------------------------------
 class Model(Trainer, Layer):
     """Base class of models; subclass it and define ``call(self, x, training=False)``.
@@ -74,6 +111,14 @@ class Model(Trainer, Layer):
 
     _kind = "model"
     _layers: list[Layer]  # tracked in assignment order (set up before Layer.__init__ runs)
+    _auto_config: Any = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # As Keras 3: a subclass's constructor arguments of basic types are recorded, so
+        # that get_config (when not overridden) can rebuild it: MyModel(num_classes=5).
+        obj = super().__new__(cls)
+        obj.__dict__["_auto_config"] = _capture_init_args(cls, args, kwargs)
+        return obj
 
     def __init__(
         self,
@@ -88,7 +133,7 @@ class Model(Trainer, Layer):
         super().__init__(name=name, trainable=trainable, dtype=dtype, **kwargs)
         where = f"{type(self).__name__}()"
         if seed is None:
-            seed = int(np.random.default_rng().integers(2**63))
+            seed = _random.draw_seed()
         self.seed: int = _validate.seed(where, "seed", seed)
         self._seed_key = (self.seed,)
         self._init_trainer()
@@ -261,15 +306,23 @@ class Model(Trainer, Layer):
         return [v for layer in owners if layer.trainable for v in layer._weights if not v.trainable]
 
     # -- summary -------------------------------------------------------------------------------
-    def summary(self, line_length: int = 80, print_fn: Callable[[str], Any] | None = None) -> None:
-        """Print ``Layer (type) | Output Shape | Param #`` rows and the parameter totals.
+    def summary(
+        self,
+        line_length: int | None = None,
+        print_fn: Callable[[str], Any] | None = None,
+        expand_nested: bool = False,
+        show_trainable: bool = False,
+    ) -> None:
+        """Print the Keras 3 table: ``Layer (type) | Output Shape | Param #`` in a box,
+        then the total, trainable, non-trainable (and optimizer) counts with their sizes.
 
         Moving statistics (BatchNormalization) and frozen weights count as
-        non-trainable.
+        non-trainable. ``expand_nested`` lists the layers of nested models under them;
+        ``show_trainable`` adds a Trainable (Y/N) column. ``line_length`` defaults to 88.
         """
         from .summary import print_summary
 
-        print_summary(self, line_length, print_fn)
+        print_summary(self, line_length, print_fn, expand_nested, show_trainable)
 
     # -- files ---------------------------------------------------------------------------------
     def save(self, path: Any, include_optimizer: bool = True) -> None:
@@ -290,17 +343,56 @@ class Model(Trainer, Layer):
 
         io.load_weights(self, path)
 
+    def load_optimizer_state(self, path: Any) -> None:
+        """Load the optimizer state (slots, step count) of a model file written by
+        :meth:`save` into this compiled model's optimizer (resuming training in place,
+        as :class:`cnnkit.callbacks.BackupAndRestore` does)."""
+        from ..saving import model_files as io
+
+        io.load_optimizer_state(self, path)
+
     # -- configuration -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
+        """The base settings (name, trainable, dtype, seed) and, for a subclass that does
+        not override this method, the arguments its constructor was called with when they
+        are all of basic types (numbers, strings, None, lists and dicts of them)."""
         config = super().get_config()
         config["seed"] = self.seed
+        if self._auto_config is not None:
+            config.update(self._auto_config)
         return config
 
     @classmethod
     def from_config(
         cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
     ) -> Model:
-        return cls(**config)
+        """``cls(**config)``; base settings the constructor does not take (a subclass
+        ``__init__`` without ``**kwargs``) are left out and the name is set afterwards."""
+        config = dict(config)
+        params = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            base = {
+                k: config.pop(k)
+                for k in ("name", "trainable", "dtype", "seed", "input_shape")
+                if k in config and k not in params
+            }
+            try:
+                model = cls(**config)
+            except TypeError as exc:
+                raise TypeError(
+                    f"{cls.__name__}.from_config(): the config does not fit the constructor "
+                    f"({exc}); override get_config to return the constructor's arguments"
+                ) from None
+            if "name" in base:
+                model.name = base["name"]
+            return model
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise TypeError(
+                f"{cls.__name__}.from_config(): the config does not fit the constructor "
+                f"({exc}); override get_config to return the constructor's arguments"
+            ) from None
 
 
 def _assign_seed(layer: Layer, key: tuple[int, ...]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,20 @@ from ..saving.registry import register_serializable
 from .model import Model
 
 __all__ = ["Sequential"]
+
+
+def _channels_first_hint(x: Any) -> str | None:
+    """A hint when an image batch looks channels-first (batch, 1 or 3, H, W), which
+    cnnkit's channels-last layers would read as a 1- or 3-pixel-high image."""
+    shape = tuple(np.shape(x.data if isinstance(x, Tensor) else x))
+    if len(shape) in (4, 5) and shape[1] in (1, 3) and shape[-1] >= 8:
+        axes = ", ".join(map(str, (0, *range(2, len(shape)), 1)))
+        return (
+            f"the input of shape {shape} looks channels-first (batch, channels, ...); cnnkit "
+            "layers are channels-last (batch, ..., channels): transpose the data, e.g. "
+            f"x.transpose({axes}), and declare it with layers.Input"
+        )
+    return None
 
 
 @register_serializable(package="cnnkit")
@@ -101,8 +116,23 @@ class Sequential(Model):
                     f"Sequential {self.name!r}: expected input of shape (batch, "
                     f"{', '.join(map(str, self._input_shape))}), got {tuple(x.shape)}"
                 )
+        hint = None
+        if self._input_layer is None and not self.built:
+            hint = _channels_first_hint(x)
+            if hint is not None:
+                warnings.warn(f"Sequential {self.name!r}: {hint}", UserWarning, stacklevel=2)
+        first = x
         for layer in self._layers:
-            x = layer(x, training=training)
+            try:
+                x = layer(x, training=training)
+            except ValueError as exc:
+                hint = _channels_first_hint(first) if self._input_layer is None else None
+                if hint is None:
+                    raise
+                raise ValueError(
+                    f"Sequential {self.name!r}: layer {layer.name!r} ({type(layer).__name__}) "
+                    f"failed on an input of shape {tuple(np.shape(first))}: {exc}; {hint}"
+                ) from exc
         return x
 
     def get_config(self) -> dict[str, Any]:

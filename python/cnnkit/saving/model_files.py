@@ -318,18 +318,21 @@ def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
         "optimizer": None,
     }
     optimizer_arrays: dict[str, np.ndarray] = {}
-    if include_optimizer and model.compiled and model.optimizer is not None:
-        meta["optimizer"] = {
-            "config": optimizers.serialize(model.optimizer),
-            "state": _flatten_state(model.optimizer.get_state(), optimizer_arrays),
-        }
+    if model.compiled and model.optimizer is not None:
+        # Without the optimizer, its class and configuration are still kept (Keras reloads
+        # the compiled optimizer with fresh slots); only the state is left out.
+        meta["optimizer"] = {"config": optimizers.serialize(model.optimizer), "state": None}
+        if include_optimizer:
+            meta["optimizer"]["state"] = _flatten_state(
+                model.optimizer.get_state(), optimizer_arrays
+            )
     text = json.dumps(meta, indent=1)
 
     def write(f: Any) -> None:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
             z.writestr(_META, text)
             z.writestr(_WEIGHTS, _npz_bytes(weight_arrays))
-            if meta["optimizer"] is not None:
+            if meta["optimizer"] is not None and meta["optimizer"]["state"] is not None:
                 z.writestr(_OPTIMIZER, _npz_bytes(optimizer_arrays))
 
     _atomic_write(path, write)
@@ -741,9 +744,42 @@ def _restore_compile(
         metrics=metrics,
         loss_weights=settings.get("loss_weights"),
     )
-    if opt_meta is not None and _OPTIMIZER in archive.members:
-        keys: set[str] = set()
-        _state_keys(opt_meta["state"], keys)
-        arrays = archive.arrays(_OPTIMIZER, keys, _OPTIMIZER_DTYPES)
-        state = _unflatten_state(opt_meta["state"], arrays)
-        model.optimizer.set_state(state)
+    _read_optimizer_state(archive, model)
+
+
+def _read_optimizer_state(archive: _Archive, model: Any) -> bool:
+    """Load the optimizer state of the file into ``model.optimizer``; False when the file
+    has none (saved with ``include_optimizer=False``, or not compiled)."""
+    opt_meta = archive.meta.get("optimizer")
+    if not isinstance(opt_meta, dict) or opt_meta.get("state") is None:
+        return False
+    if _OPTIMIZER not in archive.members:
+        return False
+    keys: set[str] = set()
+    _state_keys(opt_meta["state"], keys)
+    arrays = archive.arrays(_OPTIMIZER, keys, _OPTIMIZER_DTYPES)
+    state = _unflatten_state(opt_meta["state"], arrays)
+    model.optimizer.set_state(state)
+    return True
+
+
+def load_optimizer_state(model: Any, path: Any, max_memory: int | None = None) -> None:
+    """Load the optimizer state of the model file ``path`` into the compiled ``model``'s
+    optimizer (slots and step count; for resuming training in the same model object).
+
+    Raises
+    ------
+    ValueError
+        When the model is not compiled, the file has no optimizer state, or the state
+        does not fit the optimizer (the message names the path).
+    """
+    where = "load_optimizer_state()"
+    if not getattr(model, "compiled", False) or model.optimizer is None:
+        raise ValueError(f"{where}: model {model.name!r} must be compiled first")
+    archive = _Archive(where, path, max_memory)
+    try:
+        found = _read_optimizer_state(archive, model)
+    except _MALFORMED as exc:
+        archive.fail(f"bad optimizer state ({type(exc).__name__}: {_short(str(exc))})")
+    if not found:
+        archive.fail("no optimizer state (saved with include_optimizer=False?)")

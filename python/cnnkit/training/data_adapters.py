@@ -20,6 +20,7 @@ checked when they come.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -52,6 +53,22 @@ def unpack_x_y_sample_weight(data: Any) -> Batch:
         if len(data) == 3:
             return data[0], data[1], data[2]
     return data, None, None
+
+
+def lists_to_arrays(where: str, arg: str, value: Any) -> Any:
+    """A Python list (or tuple) of numbers or nested lists becomes one array, as Keras
+    converts it; a list of arrays stays a list (several inputs or outputs)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return value
+    if any(isinstance(v, (np.ndarray, Tensor, dict)) for v in value):
+        return value
+    try:
+        return np.asarray(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"{where}: {arg} given as a Python list must be rectangular (every row of the "
+            f"same length) to become an array, got {exc}"
+        ) from None
 
 
 def num_samples(where: str, arg: str, value: Any) -> int:
@@ -91,9 +108,29 @@ def to_model_dtype(where: str, x: Any, dtype: np.dtype) -> Any:
             raise TypeError(f"{where}: x must be a {_NUMERIC} array, got {exc}") from None
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{where}: x must have a {_NUMERIC} dtype, got dtype {a.dtype}")
+        if a.dtype == np.uint8 and dtype.kind == "f":
+            _warn_uint8(where, a)
         return a.astype(dtype) if a.dtype != dtype else a
 
     return _nest.map_structure(convert, x)
+
+
+_warned_uint8 = False
+
+
+def _warn_uint8(where: str, a: np.ndarray) -> None:
+    # Once per process: image data straight from a file, not scaled to [0, 1].
+    global _warned_uint8
+    if _warned_uint8 or not a.size or a.max() <= 1:
+        return
+    _warned_uint8 = True
+    warnings.warn(
+        f"{where}: x is uint8 with values up to {int(a.max())} and goes into a float model "
+        "unscaled; divide it by 255 (or start the model with a Rescaling(1/255) layer) if the "
+        "model expects inputs in [0, 1]",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def check_targets(where: str, y: Any) -> Any:
@@ -101,8 +138,15 @@ def check_targets(where: str, y: Any) -> Any:
 
     def check(a: Any) -> np.ndarray:
         a = np.asarray(a.data if isinstance(a, Tensor) else a)
+        if a.dtype.kind == "O":
+            try:
+                a = a.astype(np.float64)
+            except (TypeError, ValueError):
+                pass
         if a.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: y must have a {_NUMERIC} dtype, got dtype {a.dtype}")
+            from ..losses import labels_message
+
+            raise TypeError(labels_message(f"{where}: y", a))
         if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
             raise ValueError(f"{where}: y must be finite, got {a[bad]} at index {bad}")
@@ -170,3 +214,51 @@ class IterableDataAdapter:
                     f"tuples, got {type(item).__name__}"
                 )
             yield self.convert(item[0]), item[1], (item[2] if len(item) == 3 else None)
+
+
+def class_weight_to_sample_weight(where: str, class_weight: Any, y: Any) -> np.ndarray:
+    """Per-sample weights ``class_weight[label]`` for the labels ``y`` of one output, as
+    Keras: one-hot rows are reduced by argmax, labels are rounded to integers, and a class
+    without an entry weighs 1."""
+    if isinstance(y, (list, tuple, dict)):
+        raise ValueError(f"{where}: class_weight is only supported for a model with one output")
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError(f"{where}: class_weight needs labels with a batch axis, got a scalar")
+    if y.ndim > 1:
+        y = np.argmax(y, axis=-1) if y.shape[-1] != 1 else y[..., 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{where}: class_weight needs one label (or one-hot row) per sample, got labels "
+            f"of shape {y.shape}"
+        )
+    labels = np.round(y).astype(np.int64)
+    out = np.ones(len(labels), dtype=np.float64)
+    for cls, weight in class_weight.items():
+        out[labels == cls] = weight
+    return out
+
+
+def check_class_weight(where: str, class_weight: Any) -> dict[int, float] | None:
+    """``class_weight`` as ``{class index: weight}`` (or None)."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            f"{where}: class_weight must be a dict {{class index: weight}}, got "
+            f"{type(class_weight).__name__}"
+        )
+    out: dict[int, float] = {}
+    for key, value in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or key < 0:
+            raise ValueError(
+                f"{where}: class_weight keys must be class indices (ints >= 0), got {key!r}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(
+                f"{where}: class_weight[{key}] must be a number, got {type(value).__name__}"
+            )
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"{where}: class_weight[{key}] must be finite and >= 0, got {value}")
+        out[int(key)] = float(value)
+    return out

@@ -43,7 +43,9 @@ cnnkit's OpenMP threads; cnnkit's kernels do the heavy work.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -55,8 +57,11 @@ from ..autograd import Tensor
 from .data_adapters import (
     ArrayDataAdapter,
     IterableDataAdapter,
+    check_class_weight,
     check_targets,
+    class_weight_to_sample_weight,
     is_batch_iterable,
+    lists_to_arrays,
     num_samples,
     take,
     to_model_dtype,
@@ -350,7 +355,14 @@ class Trainer:
         logs = {k: m.result() for k, m in self._loss_trackers.items()}
         for objs in self._metric_objects or []:
             for name, m in objs:
-                logs[name] = float(np.asarray(m.result()))
+                value = np.asarray(m.result())
+                if value.size != 1:
+                    raise TypeError(
+                        f"metric {name!r} returns {value.size} values (one per class or "
+                        "threshold); the logs take one number: give it an average (e.g. "
+                        "F1Score(average='macro')) or a single threshold"
+                    )
+                logs[name] = float(value)
         return logs
 
     def reset_metrics(self) -> None:
@@ -434,8 +446,8 @@ class Trainer:
 
     def _prepare_xy(self, where: str, x: Any, y: Any) -> tuple[Any, Any, int]:
         """``x`` in the model's dtype and ``y`` as checked arrays; and the sample count."""
-        x = self._as_model_dtype(where, x)
-        y = check_targets(where, y)
+        x = self._as_model_dtype(where, lists_to_arrays(where, "x", x))
+        y = check_targets(where, lists_to_arrays(where, "y", y))
         self._check_input(where, x)  # type: ignore[attr-defined]
         n, ny = num_samples(where, "x", x), num_samples(where, "y", y)
         if n != ny:
@@ -522,6 +534,9 @@ class Trainer:
         shuffle: bool = True,
         initial_epoch: int = 0,
         sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> Any:
         """Train for ``epochs - initial_epoch`` epochs; returns the :class:`History`.
 
@@ -532,6 +547,15 @@ class Trainer:
         notes); ``validation_data`` is ``(x_val, y_val)`` or a batch iterable.
         Each batch goes through :meth:`train_step`.
         Raises :class:`NonFiniteLossError` when the loss becomes NaN or infinite.
+
+        As Keras: ``class_weight`` (``{class index: weight}``, one output only, not
+        together with ``sample_weight``) weighs each sample by the weight of its label
+        (argmax of a one-hot row; classes left out weigh 1). ``steps_per_epoch`` makes
+        an epoch that many batches, drawn from a stream that continues across epochs
+        and starts a new (reshuffled) pass when the data is used up; a data iterable
+        that runs out stops training with a warning. ``validation_steps`` limits
+        validation to its first that many batches. ``initial_epoch`` is the epoch to
+        start at (to resume a run: ``History.epoch`` and the callbacks count from it).
         """
         from .. import callbacks as callbacks_module
 
@@ -544,6 +568,17 @@ class Trainer:
         validation_split = _validate.probability(
             where, "validation_split", validation_split, high_open=True
         )
+        if steps_per_epoch is not None:
+            steps_per_epoch = _validate.integer(
+                where, "steps_per_epoch", steps_per_epoch, minimum=1
+            )
+        if validation_steps is not None:
+            validation_steps = _validate.integer(
+                where, "validation_steps", validation_steps, minimum=1
+            )
+        class_weight = check_class_weight(where, class_weight)
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError(f"{where}: give class_weight or sample_weight, not both (as Keras)")
 
         loader = is_batch_iterable(x, y)
         val = None
@@ -558,6 +593,8 @@ class Trainer:
                 raise ValueError(f"{where}: sample_weight goes in the batches of a data iterable")
             data = IterableDataAdapter(where, x, lambda xb: self._as_model_dtype(where, xb))
             steps = data.num_batches
+            if class_weight is not None:
+                data = _ClassWeighted(where, data, class_weight)
         else:
             if x is None or y is None:
                 raise ValueError(f"{where}: x and y are required (or x as a batch iterable)")
@@ -571,6 +608,8 @@ class Trainer:
                     )
             if n == 0:
                 raise ValueError(f"{where}: x has no samples")
+            if class_weight is not None:
+                sample_weight = class_weight_to_sample_weight(where, class_weight, y)
             self._check_against_losses(where, x, y)
             if validation_split:
                 n_train = int(n * (1 - validation_split))
@@ -599,27 +638,49 @@ class Trainer:
             cbs.append(callbacks_module.ProgbarLogger())
         cblist = callbacks_module.CallbackList(cbs)
         cblist.set_model(self)
+        if steps_per_epoch is not None:
+            steps = steps_per_epoch
         cblist.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
         terminate_on_nan = any(isinstance(c, callbacks_module.TerminateOnNaN) for c in user)
 
         self.stop_training = False
         self.history = history
         self._refresh_optimizer(self.trainable_weights)  # type: ignore[attr-defined]
+
+        def one_pass() -> Iterator[Any]:
+            if loader:
+                return data.batches()  # type: ignore[no-any-return]
+            order = None
+            if shuffle:
+                step = int(np.asarray(self.optimizer.iterations))
+                seed = self.seed  # type: ignore[attr-defined]
+                order = np.random.default_rng([seed, 1, step]).permutation(data.num_samples)
+            return data.batches(order)  # type: ignore[no-any-return]
+
+        def stream() -> Iterator[Any]:
+            # steps_per_epoch: one stream across epochs, a new pass when one is used up.
+            while True:
+                got = False
+                for item in one_pass():
+                    got = True
+                    yield item
+                if not got:
+                    return
+
+        batch_stream = stream() if steps_per_epoch is not None else None
+        self._initial_epoch: int | None = None
         with _blas_single_thread():
             cblist.on_train_begin()
+            if self._initial_epoch is not None:  # set by BackupAndRestore, as in Keras
+                initial_epoch, self._initial_epoch = self._initial_epoch, None
             logs: dict[str, float] = {}
             for epoch in range(initial_epoch, epochs):
                 self.reset_metrics()
                 cblist.on_epoch_begin(epoch)
-                if loader:
-                    batches = data.batches()
+                if batch_stream is not None:
+                    batches: Iterator[Any] = itertools.islice(batch_stream, steps_per_epoch)
                 else:
-                    order = None
-                    if shuffle:
-                        step = int(np.asarray(self.optimizer.iterations))
-                        seed = self.seed  # type: ignore[attr-defined]
-                        order = np.random.default_rng([seed, 1, step]).permutation(data.num_samples)
-                    batches = data.batches(order)
+                    batches = one_pass()
                 seen = 0
                 nan_stop = False
                 for batch, step_data in enumerate(batches):
@@ -655,20 +716,36 @@ class Trainer:
                     cblist.on_train_batch_end(batch, dict(logs))
                     if self.stop_training:
                         break
-                if seen == 0:
+                if seen == 0 and not (batch_stream is not None and epoch > initial_epoch):
                     raise ValueError(
                         f"{where}: the data gave no batches in epoch {epoch} (a generator is "
                         "used up after one pass: pass a re-iterable loader)"
                     )
+                short = steps_per_epoch is not None and seen < steps_per_epoch
+                if short and not self.stop_training:
+                    warnings.warn(
+                        f"{where}: the data ran out after {seen} of steps_per_epoch="
+                        f"{steps_per_epoch} batches in epoch {epoch}; training stops (give a "
+                        "re-iterable loader, or fewer steps_per_epoch * epochs)",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                    self.stop_training = True
+                    if seen == 0:
+                        break
                 if val is not None and not nan_stop:
                     # As Keras: validation fires the test hooks (the progress bar ignores them).
                     cblist.on_test_begin()
-                    val_logs = self._test_loop("fit(): validation_data", val, cblist)
+                    val_logs = self._test_loop(
+                        "fit(): validation_data", val, cblist, validation_steps
+                    )
                     cblist.on_test_end(dict(val_logs))
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 cblist.on_epoch_end(epoch, dict(logs))
                 if self.stop_training:
                     break
+            if epochs > initial_epoch and hasattr(self.optimizer, "finalize_variable_values"):
+                self.optimizer.finalize_variable_values()  # use_ema: the averages go in, as Keras
             cblist.on_train_end(dict(logs))
         return history
 
@@ -703,9 +780,13 @@ class Trainer:
             steps=steps,
         )
 
-    def _test_loop(self, where: str, data: Any, cblist: Any) -> dict[str, float]:
+    def _test_loop(
+        self, where: str, data: Any, cblist: Any, max_steps: int | None = None
+    ) -> dict[str, float]:
         self.reset_metrics()
         batches = data.batches()
+        if max_steps is not None:
+            batches = itertools.islice(batches, max_steps)
         logs: dict[str, float] = {}
         seen = 0
         with ag.no_grad(), _blas_single_thread():
@@ -786,7 +867,7 @@ class Trainer:
                 where, x, lambda xb: self._as_model_dtype(where, xb), targets=False
             )
         else:
-            x = self._as_model_dtype(where, x)
+            x = self._as_model_dtype(where, lists_to_arrays(where, "x", x))
             self._check_input(where, x)  # type: ignore[attr-defined]
             data = ArrayDataAdapter(x, None, None, batch_size)
         cblist = self._one_pass_callbacks(callbacks, verbose, data.num_batches)
@@ -808,6 +889,25 @@ class Trainer:
         if isinstance(first, (list, tuple)):
             return [np.concatenate([o[i] for o in outputs]) for i in range(len(first))]
         return np.concatenate(outputs)
+
+
+class _ClassWeighted:
+    """A data iterable's batches with ``class_weight`` turned into sample weights."""
+
+    def __init__(self, where: str, data: Any, class_weight: dict[int, float]) -> None:
+        self.where, self.data, self.class_weight = where, data, class_weight
+
+    @property
+    def num_batches(self) -> int | None:
+        return self.data.num_batches  # type: ignore[no-any-return]
+
+    def batches(self) -> Iterator[Any]:
+        for xb, yb, sw in self.data.batches():
+            if sw is not None:
+                raise ValueError(
+                    f"{self.where}: give class_weight or sample_weight in the batches, not both"
+                )
+            yield xb, yb, class_weight_to_sample_weight(self.where, self.class_weight, yb)
 
 
 def _verbose(where: str, verbose: Any) -> int:
