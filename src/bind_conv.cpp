@@ -77,8 +77,8 @@ ConvArgs conv_args(const char* fn, py::handle x_obj, py::handle w_obj, py::handl
     g.stride[d] = strides[size_t(d)];
     g.dilation[d] = dilations[size_t(d)];
   }
-  parse_padding(padding, g, fn);
-  finish_geometry(g, fn, "kernel");
+  parse_padding(padding, g, fn, "dilation");
+  finish_geometry(g, fn, "kernel", "dilation", p.in_channels, 8);
   if (!b_obj.is_none()) {
     a.b = as_array(b_obj, fn, "b");
     if (a.b->ndim() != 1 || a.b->shape(0) != p.out_channels)
@@ -95,13 +95,15 @@ ConvArgs conv_args(const char* fn, py::handle x_obj, py::handle w_obj, py::handl
 
 py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py::handle padding,
                 py::handle dilation, py::handle groups) {
-  const ConvArgs a = conv_args("conv", x, w, b, stride, padding, dilation, groups);
+  const char* fn = "conv";
+  const ConvArgs a = conv_args(fn, x, w, b, stride, padding, dilation, groups);
   return with_float(a.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w);
+    const auto xc = contiguous<T>(a.x, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
     py::array_t<T, py::array::c_style> bc;
-    if (a.b) bc = contiguous<T>(*a.b);
+    if (a.b) bc = contiguous<T>(*a.b, fn, "b");
     py::array_t<T> y(a.out_shape);
+    if (y.size() == 0) return y;  // at once, whatever the other extents
     const T* px = xc.data();
     const T* pw = wc.data();
     const T* pb = a.b ? bc.data() : nullptr;
@@ -125,7 +127,8 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
   a.type = wider(a.type, float_type(dy, fn, "dy"));
   return with_float(a.type, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w), dyc = contiguous<T>(dy);
+    const auto xc = contiguous<T>(a.x, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
+    const auto dyc = contiguous<T>(dy, fn, "dy");
     py::object dx = py::none(), dw = py::none(), db = py::none();
     T *pdx = nullptr, *pdw = nullptr, *pdb = nullptr;
     if (need_x) {
@@ -143,11 +146,23 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
     const T* px = xc.data();
     const T* pw = wc.data();
     const T* pdy = dyc.data();
+    // An empty operand makes its gradients sums over nothing: zeros, at
+    // once, rather than a loop over a huge batch of empty items.
+    const bool none = dyc.size() == 0;
     {
       py::gil_scoped_release release;
-      if (pdx) conv_backward_input(a.p, pw, pdy, pdx);
-      if (pdw) conv_backward_weight(a.p, px, pdy, pdw);
-      if (pdb) conv_backward_bias(a.p, pdy, pdb);
+      if (pdx && (none || wc.size() == 0))
+        std::fill_n(pdx, xc.size(), T(0));
+      else if (pdx)
+        conv_backward_input(a.p, pw, pdy, pdx);
+      if (pdw && (none || xc.size() == 0))
+        std::fill_n(pdw, wc.size(), T(0));
+      else if (pdw)
+        conv_backward_weight(a.p, px, pdy, pdw);
+      if (pdb && none)
+        std::fill_n(pdb, a.p.out_channels, T(0));
+      else if (pdb)
+        conv_backward_bias(a.p, pdy, pdb);
     }
     return py::make_tuple(dx, dw, db);
   });

@@ -35,10 +35,11 @@ py::object matmul(py::handle a_obj, py::handle b_obj) {
   const bool batched = a.ndim() == 3 || b.ndim() == 3;
   return with_float(t, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto ac = contiguous<T>(a), bc = contiguous<T>(b);
+    const auto ac = contiguous<T>(a, fn, "a"), bc = contiguous<T>(b, fn, "b");
     std::vector<py::ssize_t> shape{py::ssize_t(m), py::ssize_t(n)};
     if (batched) shape.insert(shape.begin(), py::ssize_t(batch));
     py::array_t<T> out(shape);
+    if (out.size() == 0) return out;  // at once, not one empty product per batch item
     const T* pa = ac.data();
     const T* pb = bc.data();
     T* pc = out.mutable_data();

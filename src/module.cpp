@@ -6,6 +6,7 @@
 
 #include "cpu.hpp"
 #include "parallel.hpp"
+#include "validate.hpp"
 
 namespace py = pybind11;
 
@@ -27,14 +28,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("get_num_threads", &cnnkit::num_threads);
   m.def("set_num_threads", [](py::handle obj) {
-    if (PyBool_Check(obj.ptr()) || !PyLong_Check(obj.ptr()))
-      throw py::type_error("set_num_threads(): n must be an int, got " +
-                           std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-    const long long n = py::cast<long long>(obj);
-    if (n < 1 || n > 4096)
-      throw py::value_error("set_num_threads(): n must be between 1 and 4096, got " +
-                            std::to_string(n));
-    cnnkit::set_num_threads(static_cast<int>(n));
+    // int_arg: ints beyond int64 are a ValueError too, not a failed cast.
+    cnnkit::set_num_threads(static_cast<int>(cnnkit::bind::int_arg(obj, "set_num_threads", "n", 1, 4096)));
   });
 
   m.def("get_isa", [] { return cnnkit::isa_name(cnnkit::active_isa()); });
@@ -44,7 +39,8 @@ PYBIND11_MODULE(_core, m) {
       if (cnnkit::isa_supported(isa)) out.append(cnnkit::isa_name(isa));
     return out;
   });
-  m.def("set_isa", [](const std::string& name) {
+  m.def("set_isa", [](py::handle obj) {
+    const std::string name = cnnkit::bind::str_arg(obj, "set_isa", "name", "'baseline' or 'avx2'");
     cnnkit::Isa isa;
     if (!cnnkit::parse_isa(name.c_str(), isa))
       throw py::value_error("set_isa(): name must be 'baseline' or 'avx2', got '" + name + "'");
