@@ -188,7 +188,15 @@ inline double real_arg(py::handle obj, const char* fn, const char* name) {
       !PyNumber_Check(obj.ptr()) || PyComplex_Check(obj.ptr()))
     throw py::type_error(prefix(fn, name) + "must be a real number, got " + type_name(obj));
   const double v = PyFloat_AsDouble(obj.ptr());
-  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  if (v == -1.0 && PyErr_Occurred()) {
+    // An int beyond float64 (2**1100) is out of range, like any other value.
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) throw py::error_already_set();
+    PyErr_Clear();
+    throw py::value_error(prefix(fn, name) + "must be a real number within the float64 range, "
+                          "got an int of " +
+                          std::to_string(py::str(obj).attr("__len__")().cast<size_t>()) +
+                          " digits");
+  }
   return v;
 }
 
@@ -227,8 +235,9 @@ inline int64_t int_arg(py::handle obj, const char* fn, const char* name, int64_t
       : high && maximum == INT64_MAX ? "at most 2**63 - 1 (int64)"
                                      : "between " + std::to_string(minimum) + " and " +
                                            std::to_string(maximum);
-  throw py::value_error(prefix(fn, name) + "must be " + range + alternative + ", got " +
-                        std::string(py::str(big)));
+  std::string got = py::str(big);
+  if (got.size() > 30) got = "an int of " + std::to_string(got.size()) + " digits";
+  throw py::value_error(prefix(fn, name) + "must be " + range + alternative + ", got " + got);
 }
 
 // None, or an integer >= 0.
