@@ -441,7 +441,10 @@ def conv_backward(
     if isinstance(need, str):
         raise ValueError(text)
     # Read once: an iterator would be empty at the membership tests below.
-    need = set(need)
+    try:
+        need = set(need)
+    except TypeError:  # unhashable items
+        raise ValueError(text) from None
     if not need <= {"x", "w", "b"}:
         raise ValueError(text)
     return _core.conv_backward(
