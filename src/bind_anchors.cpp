@@ -154,6 +154,15 @@ py::tuple yolo_encode(py::handle boxes_in, py::handle classes_in, py::handle gri
     class_objs.push_back(py::reinterpret_borrow<py::object>(classes_in));
   }
   const int64_t n = static_cast<int64_t>(box_objs.size());
+  // The target's size, checked before anything is allocated or indexed.
+  int64_t bytes = 8;
+  for (const int64_t extent : {std::max<int64_t>(n, 1), layout.grid_h, layout.grid_w,
+                               layout.num_anchors, layout.row_size()})
+    if (!checked_mul(bytes, extent, bytes) || bytes > kMaxExtent)
+      throw py::value_error(prefix(fn, "grid") + "and num_classes make a target of more than "
+                            "2**60 bytes, got grid (" + std::to_string(layout.grid_h) + ", " +
+                            std::to_string(layout.grid_w) + ") and num_classes " +
+                            std::to_string(layout.num_classes));
   auto item_name = [&](const char* base, int64_t j) {
     return batched ? std::string(base) + "[" + std::to_string(j) + "]" : std::string(base);
   };

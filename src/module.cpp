@@ -29,7 +29,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &cnnkit::num_threads);
   m.def("set_num_threads", [](py::handle obj) {
     // int_arg: ints beyond int64 are a ValueError too, not a failed cast.
-    cnnkit::set_num_threads(static_cast<int>(cnnkit::bind::int_arg(obj, "set_num_threads", "n", 1, 4096)));
+    const int64_t n = cnnkit::bind::int_arg(obj, "set_num_threads", "n", INT64_MIN);
+    if (n < 1 || n > 4096)
+      throw py::value_error("set_num_threads(): n must be between 1 and 4096, got " +
+                            std::to_string(n));
+    cnnkit::set_num_threads(static_cast<int>(n));
   });
 
   m.def("get_isa", [] { return cnnkit::isa_name(cnnkit::active_isa()); });

@@ -230,11 +230,12 @@ inline int64_t int_arg(py::handle obj, const char* fn, const char* name, int64_t
   const bool low = overflow < 0 || (overflow == 0 && v < minimum);
   const bool high = overflow > 0 || (overflow == 0 && v > maximum);
   if (!low && !high) return v;
-  const std::string range =
-      low && maximum == INT64_MAX ? ">= " + std::to_string(minimum)
-      : high && maximum == INT64_MAX ? "at most 2**63 - 1 (int64)"
-                                     : "between " + std::to_string(minimum) + " and " +
-                                           std::to_string(maximum);
+  // Limits that are powers of two read as such: "at most 2**40".
+  const std::string top = maximum == INT64_MAX ? "2**63 - 1 (int64)"
+                          : (maximum > 0 && (maximum & (maximum - 1)) == 0)
+                              ? "2**" + std::to_string(__builtin_ctzll(maximum))
+                              : std::to_string(maximum);
+  const std::string range = low ? ">= " + std::to_string(minimum) : "at most " + top;
   std::string got = py::str(big);
   if (got.size() > 30) got = "an int of " + std::to_string(got.size()) + " digits";
   throw py::value_error(prefix(fn, name) + "must be " + range + alternative + ", got " + got);

@@ -52,6 +52,18 @@ REJECTED = [
     (f"ops.avg_pool({X1}, 3, strides=2**64)", "ValueError", "avg_pool(): strides must be at"),
     (f"ops.max_pool({X1}, 2, padding={BIG})", "ValueError", "max_pool(): padding makes"),
     ("ops.sliding_windows(np.ones((1, 4, 4, 1)), 2, 2**64)", "ValueError", "stride must be at"),
+    (
+        "ops.yolo_encode([[0, 0, 1, 1.0]], [0], grid=(2**31, 2**31), anchors=[[1, 1.0]],"
+        " num_classes=1, image_size=10)",
+        "ValueError",
+        "yolo_encode(): grid and num_classes make a target of more than 2**60 bytes",
+    ),
+    (
+        "ops.yolo_encode_batch([[[0, 0, 1, 1.0]]], [[0]], grid=2**20, anchors=[[1, 1.0]] * 99,"
+        " num_classes=2**30, image_size=10)",
+        "ValueError",
+        "yolo_encode_batch(): grid and num_classes make a target",
+    ),
 ]
 
 
