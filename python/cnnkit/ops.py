@@ -360,6 +360,13 @@ def conv(
     numpy.ndarray, shape (N, *out, C_out)
         ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``.
 
+    Raises
+    ------
+    ValueError
+        Also when the dilated kernel or the padded input, as if materialised
+        in float64, would exceed 2**60 (the addressable size): any int64 is
+        accepted for stride, padding and dilation, and only sizes are bounded.
+
     Examples
     --------
     >>> conv(np.zeros((1, 14, 1)), np.zeros((5, 1, 16))).shape
