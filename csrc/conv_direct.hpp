@@ -12,6 +12,8 @@
 // register-blocked tiles that read the slab in place.
 #pragma once
 
+#include <algorithm>
+
 #include "conv.hpp"
 
 namespace cnnkit::detail {
@@ -22,8 +24,33 @@ inline bool is_depthwise(const ConvProblem& p) {
 
 constexpr int64_t kFewChannels = 4;
 
+// The few-channel loops copy, per thread, at least one band of the input,
+// padded: the window's span along dimension 0 times a padded plane of the
+// others (of C_in for the forward pass and the weight gradient, of C_out for
+// the input gradient). Padding or dilation far beyond the input, which any
+// caller may pass, would make that allocation fail inside a parallel region;
+// such geometries take the im2col path, whose buffers are tiles.
+constexpr int64_t kMaxSlabElements = int64_t(1) << 25;
+
+inline bool slab_fits(const ConvProblem& p) {
+  const Geometry& g = p.g;
+  int64_t span0 = 0, padded = 1, reached = 1;
+  if (!dilated_extent(g.kernel[0], g.dilation[0], span0)) return false;
+  for (int d = 1; d < kMaxSpatialDims; ++d) {
+    int64_t e = 0, r = 0;
+    if (!padded_extent(g.in[d], g.pad_before[d], g.pad_after[d], e) ||
+        !dilated_extent(g.kernel[d], g.dilation[d], r) || !checked_mul(padded, e, padded) ||
+        !checked_mul(reached, g.in[d] + r, reached))
+      return false;
+  }
+  const int64_t channels = std::max(p.in_channels, p.out_channels + 16);
+  int64_t floor = 0;
+  return checked_mul(span0, std::max(padded, reached), floor) &&
+         checked_mul(floor, channels, floor) && floor <= kMaxSlabElements;
+}
+
 inline bool has_few_channels(const ConvProblem& p) {
-  return p.groups == 1 && p.in_channels <= kFewChannels;
+  return p.groups == 1 && p.in_channels <= kFewChannels && slab_fits(p);
 }
 
 // The dispatchers below pick the instruction-set path (csrc/cpu.hpp).

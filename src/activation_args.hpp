@@ -25,11 +25,8 @@ inline ActivationArg activation_arg(py::handle name, py::handle slope, const cha
   if (std::isinf(a.negative_slope))
     throw py::value_error(prefix(fn, "negative_slope") + "must be finite, got inf");
   if (name.is_none()) return a;
-  if (!PyUnicode_Check(name.ptr()))
-    throw py::type_error(prefix(fn, "activation") +
-                         "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', got " +
-                         type_name(name));
-  const std::string s = py::cast<std::string>(name);
+  const std::string s =
+      str_arg(name, fn, "activation", "None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid'");
   if (s == "linear") return a;
   if (s == "relu")
     a.kind = Activation::relu;

@@ -67,7 +67,7 @@ std::vector<double> anchors_arg(py::handle obj, const char* fn, int64_t expected
   if (expected_rows >= 0 && a.shape(0) != expected_rows)
     throw py::value_error(prefix(fn, "anchors") + "must have " + std::to_string(expected_rows) +
                           " rows to match " + matches + ", got shape " + shape_str(a));
-  const auto c = contiguous<double>(a);
+  const auto c = contiguous<double>(a, fn, "anchors");
   const double limit = max_box_coordinate<double>();
   std::vector<double> v(c.data(), c.data() + c.size());
   for (size_t i = 0; i < v.size(); ++i)
@@ -77,22 +77,9 @@ std::vector<double> anchors_arg(py::handle obj, const char* fn, int64_t expected
   return v;
 }
 
-// A Python or NumPy integer (not a bool) >= minimum.
-int64_t int_arg(py::handle obj, const char* fn, const char* name, int64_t minimum) {
-  if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
-    throw py::type_error(prefix(fn, name) + "must be an int, got " + type_name(obj));
-  PyObject* index = PyNumber_Index(obj.ptr());
-  if (!index) throw py::error_already_set();
-  const auto big = py::reinterpret_steal<py::int_>(index);
-  int overflow = 0;
-  const long long v = PyLong_AsLongLongAndOverflow(big.ptr(), &overflow);
-  if (overflow > 0 || v > (int64_t(1) << 40))
-    throw py::value_error(prefix(fn, name) + "must be at most 2**40, got " +
-                          std::string(py::str(big)));
-  if (overflow < 0 || v < minimum)
-    throw py::value_error(prefix(fn, name) + "must be >= " + std::to_string(minimum) + ", got " +
-                          std::string(py::str(big)));
-  return v;
+// A Python or NumPy integer in [minimum, 2**40]: counts that size arrays.
+int64_t count_int_arg(py::handle obj, const char* fn, const char* name, int64_t minimum) {
+  return int_arg(obj, fn, name, minimum, int64_t(1) << 40);
 }
 
 // classes: (K,) integers in [0, num_classes) as int64; an empty array of any
@@ -110,14 +97,14 @@ std::vector<int64_t> classes_arg(py::handle obj, int64_t k, int64_t num_classes,
   if (k == 0) return {};
   // Unsigned ids beyond int64 would wrap: compare them unconverted first.
   if (kind == 'u' && a.itemsize() == 8) {
-    const auto u = contiguous<uint64_t>(a);
+    const auto u = contiguous<uint64_t>(a, fn, name.c_str());
     for (int64_t i = 0; i < k; ++i)
       if (u.data()[i] >= static_cast<uint64_t>(num_classes))
         throw py::value_error(prefix(fn, name.c_str()) + "must hold class ids in [0, " +
                               std::to_string(num_classes) + "), got " +
                               std::to_string(u.data()[i]) + " at index " + std::to_string(i));
   }
-  const auto c = contiguous<int64_t>(a);
+  const auto c = contiguous<int64_t>(a, fn, name.c_str());
   std::vector<int64_t> v(c.data(), c.data() + k);
   for (int64_t i = 0; i < k; ++i)
     if (v[size_t(i)] < 0 || v[size_t(i)] >= num_classes)
@@ -148,7 +135,7 @@ py::tuple yolo_encode(py::handle boxes_in, py::handle classes_in, py::handle gri
   const std::vector<double> anchors = anchors_arg(anchors_obj, fn);
   layout.anchors = anchors.data();
   layout.num_anchors = static_cast<int64_t>(anchors.size() / 2);
-  layout.num_classes = int_arg(num_classes_obj, fn, "num_classes", 1);
+  layout.num_classes = count_int_arg(num_classes_obj, fn, "num_classes", 1);
   const auto size = image_size_arg(size_obj, fn);
   layout.image_h = size[0];
   layout.image_w = size[1];
@@ -167,6 +154,15 @@ py::tuple yolo_encode(py::handle boxes_in, py::handle classes_in, py::handle gri
     class_objs.push_back(py::reinterpret_borrow<py::object>(classes_in));
   }
   const int64_t n = static_cast<int64_t>(box_objs.size());
+  // The target's size, checked before anything is allocated or indexed.
+  int64_t bytes = 8;
+  for (const int64_t extent : {std::max<int64_t>(n, 1), layout.grid_h, layout.grid_w,
+                               layout.num_anchors, layout.row_size()})
+    if (!checked_mul(bytes, extent, bytes) || bytes > kMaxExtent)
+      throw py::value_error(prefix(fn, "grid") + "and num_classes make a target of more than "
+                            "2**60 bytes, got grid (" + std::to_string(layout.grid_h) + ", " +
+                            std::to_string(layout.grid_w) + ") and num_classes " +
+                            std::to_string(layout.num_classes));
   auto item_name = [&](const char* base, int64_t j) {
     return batched ? std::string(base) + "[" + std::to_string(j) + "]" : std::string(base);
   };
@@ -190,7 +186,7 @@ py::tuple yolo_encode(py::handle boxes_in, py::handle classes_in, py::handle gri
     std::vector<T> boxes(static_cast<size_t>(4 * offsets.back()));
     for (int64_t j = 0; j < n; ++j) {
       const std::string bname = item_name(boxes_name, j);
-      const auto b = contiguous<T>(raw[size_t(j)]);
+      const auto b = contiguous<T>(raw[size_t(j)], fn, bname.c_str());
       check_box_values(b.data(), b.shape(0), BoxFormat::xyxy, fn, bname.c_str());
       std::copy(b.data(), b.data() + b.size(), boxes.begin() + 4 * offsets[size_t(j)]);
     }
@@ -267,7 +263,32 @@ py::object yolo_decode(py::handle y_obj, py::handle anchors_obj, py::handle size
 
   return with_float(type, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto y = contiguous<T>(raw);
+    if (raw.size() == 0) {
+      // No rows, no detections: every image's result is the same empty
+      // triple, shared (read-only, so the sharing cannot be observed), which
+      // returns at once however many images Y declares, or fails at once
+      // with MemoryError when the list itself cannot be allocated.
+      py::array_t<T> boxes(std::vector<py::ssize_t>{0, 4});
+      py::array_t<T> scores(std::vector<py::ssize_t>{0});
+      py::array_t<int64_t> classes(std::vector<py::ssize_t>{0});
+      for (py::array* arr : {static_cast<py::array*>(&boxes), static_cast<py::array*>(&scores),
+                             static_cast<py::array*>(&classes)})
+        arr->attr("setflags")(py::arg("write") = false);
+      const py::tuple empty = py::make_tuple(boxes, scores, classes);
+      if (!batched) return empty;
+      PyObject* list = PyList_New(static_cast<py::ssize_t>(n));
+      if (!list) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_MemoryError,
+                        (std::string(fn) + "(): Y holds " + std::to_string(n) +
+                         " images, whose list of results could not be allocated")
+                            .c_str());
+        throw py::error_already_set();
+      }
+      for (int64_t j = 0; j < n; ++j) PyList_SET_ITEM(list, j, empty.inc_ref().ptr());
+      return py::reinterpret_steal<py::list>(list);
+    }
+    const auto y = contiguous<T>(raw, fn, "Y");
     const int64_t rows = n * layout.grid_h * layout.grid_w * layout.num_anchors;
     check_target(y.data(), rows, layout, batched, fn);
     std::vector<Detections<T>> out(static_cast<size_t>(n));
@@ -301,15 +322,15 @@ py::tuple kmeans_anchors(py::handle wh_obj, py::handle k_obj, py::handle iterati
     throw py::value_error(prefix(fn, "wh") +
                           "must have shape (M, 2) with M >= 1 rows of (width, height), got shape " +
                           shape_str(raw));
-  const int64_t k = int_arg(k_obj, fn, "k", 1);
-  const int64_t iterations = int_arg(iterations_obj, fn, "iterations", 0);
+  const int64_t k = count_int_arg(k_obj, fn, "k", 1);
+  const int64_t iterations = count_int_arg(iterations_obj, fn, "iterations", 0);
   const double threshold = threshold_arg(threshold_obj, fn, "iou_threshold");
   if (threshold > 1)
     throw py::value_error(prefix(fn, "iou_threshold") + "must be a number in [0, 1], got " +
                           num_str(threshold));
   return with_float(type, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const auto wh = contiguous<T>(raw);
+    const auto wh = contiguous<T>(raw, fn, "wh");
     const int64_t m = raw.shape(0);
     const T limit = max_box_coordinate<T>();
     for (int64_t i = 0; i < 2 * m; ++i)
@@ -322,7 +343,7 @@ py::tuple kmeans_anchors(py::handle wh_obj, py::handle k_obj, py::handle iterati
     if (k > distinct)
       throw py::value_error(prefix(fn, "k") + "must be at most the number of distinct box shapes "
                             "in wh, " + std::to_string(distinct) + ", got " + std::to_string(k));
-    const auto uniforms = contiguous<double>(rng.attr("random")(k));
+    const auto uniforms = contiguous<double>(rng.attr("random")(k), fn, "seed");
     py::array_t<T> anchors({static_cast<py::ssize_t>(k), py::ssize_t(2)});
     T* pa = anchors.mutable_data();
     const double* pu = uniforms.data();

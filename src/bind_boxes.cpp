@@ -18,7 +18,7 @@ struct CheckedBoxes {
 // Validates one boxes argument and returns it as a contiguous T array.
 template <class T>
 CheckedBoxes checked(const py::array& raw, BoxFormat fmt, const char* fn, const char* name) {
-  auto a = contiguous<T>(raw);
+  auto a = contiguous<T>(raw, fn, name);
   const int64_t n = a.shape(0);
   check_box_values(a.data(), n, fmt, fn, name);
   return {a, n};
@@ -157,7 +157,7 @@ template <class T>
 std::pair<CheckedBoxes, py::array_t<T, py::array::c_style>> checked_detections(
     const Detections& d, const char* fn) {
   const CheckedBoxes b = checked<T>(d.boxes_raw, BoxFormat::xyxy, fn, "boxes");
-  auto s = contiguous<T>(d.scores_raw);
+  auto s = contiguous<T>(d.scores_raw, fn, "scores");
   check_finite_values(s.data(), d.n, fn, "scores");
   return {b, s};
 }
@@ -194,7 +194,7 @@ py::object batched_nms(py::handle boxes_obj, py::handle scores_obj, py::handle i
     throw py::type_error("batched_nms(): idxs must have an integer dtype (or whole-number "
                          "floats), got " +
                          std::string(py::str(classes_raw.dtype())));
-  const auto classes = contiguous<int64_t>(classes_raw);
+  const auto classes = contiguous<int64_t>(classes_raw, fn, "classes");
   return with_float(d.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
     const auto [b, s] = checked_detections<T>(d, fn);
@@ -216,7 +216,7 @@ py::tuple soft_nms(py::handle boxes_obj, py::handle scores_obj, py::handle metho
   SoftNmsOptions opt;
   if (!PyUnicode_Check(method_obj.ptr()))
     throw py::type_error("soft_nms(): method must be a str, got " + type_name(method_obj));
-  const std::string method = py::cast<std::string>(method_obj);
+  const std::string method = str_arg(method_obj, fn, "method", "'gaussian' or 'linear'");
   if (method == "gaussian")
     opt.method = SoftNmsMethod::gaussian;
   else if (method == "linear")

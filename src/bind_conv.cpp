@@ -79,8 +79,8 @@ ConvArgs conv_args(const char* fn, py::handle x_obj, py::handle w_obj, py::handl
     g.stride[d] = strides[size_t(d)];
     g.dilation[d] = dilations[size_t(d)];
   }
-  parse_padding(padding, g, fn);
-  finish_geometry(g, fn, "kernel");
+  parse_padding(padding, g, fn, "dilation");
+  finish_geometry(g, fn, "kernel", "dilation", p.in_channels, 8);
   if (!b_obj.is_none()) {
     a.b = as_array(b_obj, fn, "b");
     if (a.b->ndim() != 1 || a.b->shape(0) != p.out_channels)
@@ -117,15 +117,17 @@ ConvAlgorithm algorithm_arg(py::handle obj, const ConvProblem& p, const char* fn
 py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py::handle padding,
                 py::handle dilation, py::handle groups, py::handle activation,
                 py::handle negative_slope, py::handle winograd) {
-  ConvArgs a = conv_args("conv", x, w, b, stride, padding, dilation, groups);
-  a.p.algorithm = algorithm_arg(winograd, a.p, "conv");
-  const ActivationArg act = activation_arg(activation, negative_slope, "conv");
+  const char* fn = "conv";
+  ConvArgs a = conv_args(fn, x, w, b, stride, padding, dilation, groups);
+  a.p.algorithm = algorithm_arg(winograd, a.p, fn);
+  const ActivationArg act = activation_arg(activation, negative_slope, fn);
   return with_float(a.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w);
+    const auto xc = contiguous<T>(a.x, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
     py::array_t<T, py::array::c_style> bc;
-    if (a.b) bc = contiguous<T>(*a.b);
+    if (a.b) bc = contiguous<T>(*a.b, fn, "b");
     py::array_t<T> y(a.out_shape);
+    if (y.size() == 0) return y;  // at once, whatever the other extents
     const T* px = xc.data();
     const T* pw = wc.data();
     const T* pb = a.b ? bc.data() : nullptr;
@@ -166,10 +168,10 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
   }
   return with_float(a.type, [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const auto xc = contiguous<T>(a.x), wc = contiguous<T>(a.w);
-    py::array_t<T, py::array::c_style> dyc = contiguous<T>(dy);
+    const auto xc = contiguous<T>(a.x, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
+    py::array_t<T, py::array::c_style> dyc = contiguous<T>(dy, fn, "dy");
     if (act.kind != Activation::none) {
-      const auto yc = contiguous<T>(y);
+      const auto yc = contiguous<T>(y, fn, "y");
       py::array_t<T, py::array::c_style> masked(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
       const T* py_ = yc.data();
       const T* pg = dyc.data();
@@ -198,11 +200,23 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
     const T* px = xc.data();
     const T* pw = wc.data();
     const T* pdy = dyc.data();
+    // An empty operand makes its gradients sums over nothing: zeros, at
+    // once, rather than a loop over a huge batch of empty items.
+    const bool none = dyc.size() == 0;
     {
       py::gil_scoped_release release;
-      if (pdx) conv_backward_input(a.p, pw, pdy, pdx);
-      if (pdw) conv_backward_weight(a.p, px, pdy, pdw);
-      if (pdb) conv_backward_bias(a.p, pdy, pdb);
+      if (pdx && (none || wc.size() == 0))
+        std::fill_n(pdx, xc.size(), T(0));
+      else if (pdx)
+        conv_backward_input(a.p, pw, pdy, pdx);
+      if (pdw && (none || xc.size() == 0))
+        std::fill_n(pdw, wc.size(), T(0));
+      else if (pdw)
+        conv_backward_weight(a.p, px, pdy, pdw);
+      if (pdb && none)
+        std::fill_n(pdb, a.p.out_channels, T(0));
+      else if (pdb)
+        conv_backward_bias(a.p, pdy, pdb);
     }
     return py::make_tuple(dx, dw, db);
   });

@@ -49,14 +49,15 @@ py::object matmul(py::handle a_obj, py::handle b_obj, py::handle bias_obj, py::h
   if (bias) t = wider(t, float_type(*bias, fn, "bias"));
   return with_float(t, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto ac = contiguous<T>(a), bc = contiguous<T>(b);
+    const auto ac = contiguous<T>(a, fn, "a"), bc = contiguous<T>(b, fn, "b");
     py::array_t<T, py::array::c_style> biasc;
-    if (bias) biasc = contiguous<T>(*bias);
+    if (bias) biasc = contiguous<T>(*bias, fn, "bias");
     const Epilogue<T> ep{bias ? biasc.data() : nullptr, act.kind, T(act.negative_slope)};
     const bool fused = bias || act.kind != Activation::none;
     std::vector<py::ssize_t> shape{py::ssize_t(m), py::ssize_t(n)};
     if (batched) shape.insert(shape.begin(), py::ssize_t(batch));
     py::array_t<T> out(shape);
+    if (out.size() == 0) return out;  // at once, not one empty product per batch item
     const T* pa = ac.data();
     const T* pb = bc.data();
     T* pc = out.mutable_data();
@@ -83,7 +84,7 @@ py::object activation_backward_py(py::handle y_obj, py::handle dy_obj, py::handl
   const Float t = wider(float_type(y, fn, "y"), float_type(dy, fn, "dy"));
   return with_float(t, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto yc = contiguous<T>(y), dyc = contiguous<T>(dy);
+    const auto yc = contiguous<T>(y, fn, "y"), dyc = contiguous<T>(dy, fn, "dy");
     py::array_t<T> out(ds);
     const T* py_ = yc.data();
     const T* pd = dyc.data();

@@ -16,7 +16,7 @@ GramNorm normalize_arg(py::handle obj, const char* fn) {
   if (obj.is_none()) return GramNorm::none;
   if (!PyUnicode_Check(obj.ptr()))
     throw py::type_error(prefix(fn, "normalize") + "must be None or a str, got " + type_name(obj));
-  const std::string s = py::cast<std::string>(obj);
+  const std::string s = str_arg(obj, fn, "normalize", "None, 'positions' or 'size'");
   if (s == "positions") return GramNorm::positions;
   if (s == "size") return GramNorm::size;
   throw py::value_error(prefix(fn, "normalize") + "must be None, 'positions' or 'size', got '" +
@@ -38,8 +38,10 @@ Features features_arg(py::handle obj, const char* fn) {
                           "must have shape (N, *spatial, C) with 1 to 3 spatial dimensions, got "
                           "shape " + shape_str(a));
   const Float type = float_type(a, fn, "x");
-  int64_t positions = 1;
-  for (py::ssize_t d = 1; d + 1 < a.ndim(); ++d) positions *= a.shape(d);
+  // The product of the spatial extents can overflow only when another extent
+  // is 0, and then there is nothing to compute: count it as 0 positions.
+  int64_t positions = a.size() == 0 ? 0 : 1;
+  for (py::ssize_t d = 1; d + 1 < a.ndim() && positions; ++d) positions *= a.shape(d);
   return {a, type, a.shape(0), positions, a.shape(a.ndim() - 1)};
 }
 
@@ -49,9 +51,10 @@ py::object gram(py::handle x_obj, py::handle norm_obj) {
   const Features f = features_arg(x_obj, fn);
   return with_float(f.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto x = contiguous<T>(f.raw);
+    const auto x = contiguous<T>(f.raw, fn, "x");
     const auto c = static_cast<py::ssize_t>(f.channels);
     py::array_t<T> out({static_cast<py::ssize_t>(f.batch), c, c});
+    if (out.size() == 0) return out;  // at once, whatever the other extents
     const T* px = x.data();
     T* o = out.mutable_data();
     py::gil_scoped_release release;
@@ -74,9 +77,10 @@ py::object gram_backward(py::handle x_obj, py::handle dg_obj, py::handle norm_ob
   const Float type = wider(f.type, float_type(dg_raw, fn, "dG"));
   return with_float(type, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto x = contiguous<T>(f.raw);
-    const auto dg = contiguous<T>(dg_raw);
+    const auto x = contiguous<T>(f.raw, fn, "x");
+    const auto dg = contiguous<T>(dg_raw, fn, "dG");
     py::array_t<T> out(std::vector<py::ssize_t>(f.raw.shape(), f.raw.shape() + f.raw.ndim()));
+    if (out.size() == 0) return out;
     const T* px = x.data();
     const T* pg = dg.data();
     T* o = out.mutable_data();

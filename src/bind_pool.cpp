@@ -40,8 +40,8 @@ Geometry pool_geometry(const py::array& x, py::handle pool_size, py::handle stri
     g.kernel[d] = kernel[size_t(d)];
     g.stride[d] = stride[size_t(d)];
   }
-  parse_padding(padding, g, fn);
-  finish_geometry(g, fn, "pool_size");
+  parse_padding(padding, g, fn, "pool_size");
+  finish_geometry(g, fn, "pool_size", "pool_size", channels_of(x), 8);
   const int d = first_empty_window_dim(g);
   if (d >= 0)
     throw py::value_error(std::string(fn) +
@@ -74,8 +74,9 @@ auto pool_forward(Pool kind, const char* fn) {
     const Geometry g = pool_geometry(raw, pool_size, strides, padding, fn);
     return with_float(float_type(raw, fn, "x"), [&](auto tag) -> py::object {
       using T = decltype(tag);
-      const auto x = contiguous<T>(raw);
+      const auto x = contiguous<T>(raw, fn, "x");
       py::array_t<T> y(output_shape(raw, g));
+      if (y.size() == 0) return y;  // at once, whatever the other extents
       const T* px = x.data();
       T* py_ = y.mutable_data();
       {
@@ -104,13 +105,14 @@ auto pool_backward(Pool kind, const char* fn, const char* forward_name) {
     const Float t = wider(float_type(raw_x, fn, "x"), float_type(raw_dy, fn, "dy"));
     return with_float(t, [&](auto tag) -> py::object {
       using T = decltype(tag);
-      const auto dy = contiguous<T>(raw_dy);
+      const auto dy = contiguous<T>(raw_dy, fn, "dy");
       py::array_t<T> dx(std::vector<py::ssize_t>(raw_x.shape(), raw_x.shape() + raw_x.ndim()));
+      if (dx.size() == 0) return dx;
       const T* pdy = dy.data();
       T* pdx = dx.mutable_data();
       const int64_t batch = batch_of(raw_x), channels = channels_of(raw_x);
       if (kind == Pool::max) {
-        const auto x = contiguous<T>(raw_x);  // average pooling needs only x's shape
+        const auto x = contiguous<T>(raw_x, fn, "x");  // average pooling needs only x's shape
         const T* px = x.data();
         py::gil_scoped_release release;
         cnnkit::max_pool_backward(g, batch, channels, px, pdy, pdx);
@@ -131,7 +133,7 @@ py::tuple max_pool_with_indices(py::handle x_obj, py::handle pool_size, py::hand
   const Geometry g = pool_geometry(raw, pool_size, strides, padding, fn);
   return with_float(float_type(raw, fn, "x"), [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    const auto x = contiguous<T>(raw);
+    const auto x = contiguous<T>(raw, fn, "x");
     py::array_t<T> y(output_shape(raw, g));
     py::array_t<int64_t> indices(output_shape(raw, g));
     const T* px = x.data();
@@ -165,7 +167,7 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
   if (std::vector<py::ssize_t>(raw_i.shape(), raw_i.shape() + raw_i.ndim()) != expected)
     throw py::value_error(prefix(fn, "indices") + "must have the max_pool output shape " +
                           tuple_str(expected) + ", got shape " + shape_str(raw_i));
-  const auto indices = contiguous<int64_t>(raw_i);
+  const auto indices = contiguous<int64_t>(raw_i, fn, "indices");
   const int64_t in_size = g.in_size(), count = int64_t(indices.size());
   const int64_t* pi = indices.data();
   for (int64_t k = 0; k < count; ++k)
@@ -176,7 +178,7 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
   const Float t = wider(float_type(raw_x, fn, "x"), float_type(raw_dy, fn, "dy"));
   return with_float(t, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto dy = contiguous<T>(raw_dy);
+    const auto dy = contiguous<T>(raw_dy, fn, "dy");
     py::array_t<T> dx(std::vector<py::ssize_t>(raw_x.shape(), raw_x.shape() + raw_x.ndim()));
     const T* pdy = dy.data();
     T* pdx = dx.mutable_data();
@@ -191,17 +193,19 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
 auto global_pool(Pool kind, const char* fn) {
   return [kind, fn](py::handle x_obj) -> py::object {
     const py::array raw = spatial_input(x_obj, fn);
-    int64_t positions = 1;
-    for (py::ssize_t d = 1; d + 1 < raw.ndim(); ++d) positions *= raw.shape(d);
-    if (positions == 0)
+    bool empty_window = false;
+    for (py::ssize_t d = 1; d + 1 < raw.ndim(); ++d) empty_window |= raw.shape(d) == 0;
+    if (empty_window)
       throw py::value_error(prefix(fn, "x") +
                             "must have at least one spatial position, got shape " +
                             shape_str(raw));
     return with_float(float_type(raw, fn, "x"), [&](auto tag) -> py::object {
       using T = decltype(tag);
-      const auto x = contiguous<T>(raw);
+      const auto x = contiguous<T>(raw, fn, "x");
       const int64_t batch = batch_of(raw), channels = channels_of(raw);
       py::array_t<T> y({static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(channels)});
+      if (y.size() == 0) return y;  // at once, whatever the spatial extents
+      const int64_t positions = raw.size() / (batch * channels);
       const T* px = x.data();
       T* py_ = y.mutable_data();
       {

@@ -71,7 +71,7 @@ py::array_t<T, py::array::c_style> rois_arg(py::handle obj, const RoiGeometry& g
   if (kind != 'i' && kind != 'u' && kind != 'f')
     throw py::type_error(prefix(fn, "boxes") + "must hold real numbers, got dtype " +
                          std::string(py::str(raw.dtype())));
-  auto rois = contiguous<T>(raw);
+  auto rois = contiguous<T>(raw, fn, "boxes");
   const T* p = rois.data();
   for (int64_t r = 0; r < rois.shape(0); ++r) {
     for (int j = 0; j < 5; ++j)
@@ -180,7 +180,7 @@ auto roi_forward(Kind kind, const char* fn) {
         check_align_samples(g, rois.data(), k, sampling, aligned, fn);
       else
         check_pool_coordinates(g, rois.data(), k, fn);
-      const auto x = contiguous<T>(raw);
+      const auto x = contiguous<T>(raw, fn, "x");
       py::array_t<T> y(pooled_shape(g, k));
       const T *px = x.data(), *pr = rois.data();
       T* py_ = y.mutable_data();
@@ -218,8 +218,8 @@ auto roi_backward(Kind kind, const char* fn) {
         check_align_samples(g, rois.data(), k, sampling, aligned, fn);
       else
         check_pool_coordinates(g, rois.data(), k, fn);
-      const auto x = contiguous<T>(raw);
-      const auto dy = contiguous<T>(dy_raw);
+      const auto x = contiguous<T>(raw, fn, "x");
+      const auto dy = contiguous<T>(dy_raw, fn, "dy");
       py::array_t<T> dx({static_cast<py::ssize_t>(g.batch), static_cast<py::ssize_t>(g.height),
                          static_cast<py::ssize_t>(g.width), static_cast<py::ssize_t>(g.channels)});
       const T *px = x.data(), *pdy = dy.data(), *pr = rois.data();
@@ -250,7 +250,7 @@ py::object masks_to_boxes(py::handle masks_obj) {
   const py::array nonzero =
       bytes ? py::array(raw.attr("view")(py::dtype::of<uint8_t>()))
             : py::array(py::module_::import("numpy").attr("not_equal")(raw, 0));
-  const auto m = contiguous<uint8_t>(nonzero);
+  const auto m = contiguous<uint8_t>(nonzero, fn, "masks");
   const int64_t n = raw.shape(0), h = raw.shape(1), w = raw.shape(2);
   py::array_t<float> boxes({static_cast<py::ssize_t>(n), py::ssize_t(4)});
   const uint8_t* pm = m.data();

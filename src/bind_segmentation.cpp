@@ -39,12 +39,12 @@ std::vector<double> image_arg(py::handle obj, const char* fn, int64_t& h, int64_
                           shape_str(a));
   std::vector<double> out(size_t(h * w * c));
   if (u8) {
-    const auto src = contiguous<uint8_t>(a);
+    const auto src = contiguous<uint8_t>(a, fn, "image");
     const uint8_t* p = src.data();
     const double unit = 1.0 / 255.0;
     for (size_t i = 0; i < out.size(); ++i) out[i] = double(p[i]) * unit;
   } else {
-    const auto src = contiguous<double>(a);
+    const auto src = contiguous<double>(a, fn, "image");
     std::copy(src.data(), src.data() + out.size(), out.begin());
     for (size_t i = 0; i < out.size(); ++i)
       if (!std::isfinite(out[i]))
@@ -116,7 +116,7 @@ py::array_t<uint8_t, py::array::c_style> bins_arg(py::handle obj, const char* fn
   if (a.ndim() != 3 || a.shape(0) != h || a.shape(1) != w)
     throw py::value_error(prefix(fn, name) + "must have shape (" + std::to_string(h) + ", " +
                           std::to_string(w) + ", C) to match labels, got shape " + shape_str(a));
-  auto out = contiguous<uint8_t>(a);
+  auto out = contiguous<uint8_t>(a, fn, name);
   const uint8_t* p = out.data();
   for (py::ssize_t i = 0; i < out.size(); ++i)
     if (p[i] >= bins)
@@ -138,7 +138,7 @@ py::array_t<float> group_regions(py::handle labels_obj, py::handle colour_obj,
   if (raw.ndim() != 2 || raw.shape(0) == 0 || raw.shape(1) == 0)
     throw py::value_error(prefix(fn, "labels") + "must have a non-empty shape (H, W), got shape " +
                           shape_str(raw));
-  const auto labels = contiguous<int64_t>(raw);
+  const auto labels = contiguous<int64_t>(raw, fn, "labels");
   const int64_t h = raw.shape(0), w = raw.shape(1);
   if (h * w >= (int64_t(1) << 30))
     throw py::value_error(prefix(fn, "labels") + "must have fewer than 2^30 pixels");

@@ -34,11 +34,11 @@ py::array sliding_windows(py::handle images_obj, py::handle window_obj, py::hand
                           std::to_string(g.height) + ", " + std::to_string(g.width) + "), got (" +
                           std::to_string(g.window_h) + ", " + std::to_string(g.window_w) + ")");
   // Byte copies keep any dtype (and byte order) as it is.
-  const py::array src = py::array::ensure(raw, py::array::c_style);
-  if (!src) throw py::error_already_set();
+  const py::array src = contiguous_as(raw, raw.dtype(), fn, "images");
   g.pixel_bytes = raw.shape(3) * static_cast<int64_t>(raw.itemsize());
   py::array out(raw.dtype(), std::vector<py::ssize_t>{g.batch, g.rows(), g.cols(), g.window_h,
                                                       g.window_w, raw.shape(3)});
+  if (out.size() == 0) return out;  // at once, not one empty copy per window
   const auto* from = static_cast<const unsigned char*>(src.data());
   auto* to = static_cast<unsigned char*>(out.mutable_data());
   {

@@ -6,6 +6,7 @@
 
 #include "cpu.hpp"
 #include "parallel.hpp"
+#include "validate.hpp"
 
 namespace py = pybind11;
 
@@ -29,10 +30,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("get_num_threads", &cnnkit::num_threads);
   m.def("set_num_threads", [](py::handle obj) {
-    if (PyBool_Check(obj.ptr()) || !PyLong_Check(obj.ptr()))
-      throw py::type_error("set_num_threads(): n must be an int, got " +
-                           std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-    const long long n = py::cast<long long>(obj);
+    // int_arg: ints beyond int64 are a ValueError too, not a failed cast.
+    const int64_t n = cnnkit::bind::int_arg(obj, "set_num_threads", "n", INT64_MIN);
     if (n < 1 || n > 4096)
       throw py::value_error("set_num_threads(): n must be between 1 and 4096, got " +
                             std::to_string(n));
@@ -46,7 +45,8 @@ PYBIND11_MODULE(_core, m) {
       if (cnnkit::isa_supported(isa)) out.append(cnnkit::isa_name(isa));
     return out;
   });
-  m.def("set_isa", [](const std::string& name) {
+  m.def("set_isa", [](py::handle obj) {
+    const std::string name = cnnkit::bind::str_arg(obj, "set_isa", "name", "'baseline' or 'avx2'");
     cnnkit::Isa isa;
     if (!cnnkit::parse_isa(name.c_str(), isa))
       throw py::value_error(

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -77,12 +78,39 @@ inline Float float_type(const py::array& a, const char* fn, const char* name) {
 
 inline Float wider(Float a, Float b) { return (a == Float::f64 || b == Float::f64) ? Float::f64 : Float::f32; }
 
+// A C-contiguous, native-order array of `dtype`: `a` itself when it is one,
+// else a copy. pybind11's array::ensure() clears the error of a failed copy,
+// so numpy's converter is called here, and a failed allocation surfaces as a
+// MemoryError naming the function, the argument and the bytes asked for.
+inline py::array contiguous_as(const py::array& a, const py::dtype& dtype, const char* fn,
+                               const char* name) {
+  auto& api = py::detail::npy_api::get();
+  constexpr int flags = py::detail::npy_api::NPY_ARRAY_ENSUREARRAY_ |
+                        py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                        py::detail::npy_api::NPY_ARRAY_FORCECAST_;
+  PyObject* out = api.PyArray_FromAny_(a.ptr(), py::dtype(dtype).release().ptr(), 0, 0, flags,
+                                       nullptr);
+  if (out) return py::reinterpret_steal<py::array>(out);
+  if (PyErr_ExceptionMatches(PyExc_MemoryError) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+    // numpy says "array is too big" (ValueError) when the byte count
+    // overflows; either way the copy could not be made.
+    const py::error_already_set cause;
+    const long double bytes = static_cast<long double>(a.size()) * dtype.itemsize();
+    std::ostringstream os;
+    os.precision(20);
+    os << fn << "(): " << name << " needs a contiguous " << std::string(py::str(dtype))
+       << " copy of " << bytes << " bytes, which could not be allocated";
+    PyErr_SetString(PyExc_MemoryError, os.str().c_str());
+  }
+  throw py::error_already_set();
+}
+
 // C-contiguous, native-order array of T (a copy only when `a` is not already one).
 template <class T>
-py::array_t<T, py::array::c_style> contiguous(const py::array& a) {
-  auto out = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
-  if (!out) throw py::error_already_set();
-  return out;
+py::array_t<T, py::array::c_style> contiguous(const py::array& a, const char* fn,
+                                              const char* name) {
+  return py::reinterpret_steal<py::array_t<T, py::array::c_style>>(
+      contiguous_as(a, py::dtype::of<T>(), fn, name).release());
 }
 
 template <class F>
@@ -170,7 +198,15 @@ inline double real_arg(py::handle obj, const char* fn, const char* name) {
       !PyNumber_Check(obj.ptr()) || PyComplex_Check(obj.ptr()))
     throw py::type_error(prefix(fn, name) + "must be a real number, got " + type_name(obj));
   const double v = PyFloat_AsDouble(obj.ptr());
-  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  if (v == -1.0 && PyErr_Occurred()) {
+    // An int beyond float64 (2**1100) is out of range, like any other value.
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError)) throw py::error_already_set();
+    PyErr_Clear();
+    throw py::value_error(prefix(fn, name) + "must be a real number within the float64 range, "
+                          "got an int of " +
+                          std::to_string(py::str(obj).attr("__len__")().cast<size_t>()) +
+                          " digits");
+  }
   return v;
 }
 
@@ -185,24 +221,63 @@ inline double threshold_arg(py::handle obj, const char* fn, const char* name, do
   return v;
 }
 
+// A Python or NumPy integer (not a bool or a float) in [minimum, maximum]. An
+// int beyond int64 is a ValueError like any other out-of-range value, rather
+// than pybind11's RuntimeError from a failed cast. `expected` names the
+// accepted types in the TypeError, `alternative` any other accepted value
+// (" or None") in the ValueError.
+inline int64_t int_arg(py::handle obj, const char* fn, const char* name, int64_t minimum,
+                       int64_t maximum = INT64_MAX, const char* expected = "an int",
+                       const char* alternative = "") {
+  if (PyBool_Check(obj.ptr()) || PyFloat_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
+    throw py::type_error(prefix(fn, name) + "must be " + expected + ", got " + type_name(obj));
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (!index) throw py::error_already_set();
+  const auto big = py::reinterpret_steal<py::int_>(index);
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(big.ptr(), &overflow);
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  const bool low = overflow < 0 || (overflow == 0 && v < minimum);
+  const bool high = overflow > 0 || (overflow == 0 && v > maximum);
+  if (!low && !high) return v;
+  // Limits that are powers of two read as such: "at most 2**40".
+  const std::string top = maximum == INT64_MAX ? "2**63 - 1 (int64)"
+                          : (maximum > 0 && (maximum & (maximum - 1)) == 0)
+                              ? "2**" + std::to_string(__builtin_ctzll(maximum))
+                              : std::to_string(maximum);
+  const std::string range = low ? ">= " + std::to_string(minimum) : "at most " + top;
+  std::string got = py::str(big);
+  if (got.size() > 30) got = "an int of " + std::to_string(got.size()) + " digits";
+  throw py::value_error(prefix(fn, name) + "must be " + range + alternative + ", got " + got);
+}
+
 // None (no limit), or an integer >= 0. The value message names only the bound: the argument
 // is an int by then, so "or None" there would read as if None were the fix for a negative int.
 inline std::optional<int64_t> count_arg(py::handle obj, const char* fn, const char* name) {
   if (obj.is_none()) return std::nullopt;
-  if (PyBool_Check(obj.ptr()) || PyFloat_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
-    throw py::type_error(prefix(fn, name) + "must be an int or None, got " + type_name(obj));
-  PyObject* index = PyNumber_Index(obj.ptr());
-  if (!index) throw py::error_already_set();
-  const int64_t v = py::cast<int64_t>(py::reinterpret_steal<py::object>(index));
-  if (v < 0)
-    throw py::value_error(prefix(fn, name) + "must be >= 0, got " + std::to_string(v));
-  return v;
+  return int_arg(obj, fn, name, 0, INT64_MAX, "an int or None");
+}
+
+// The UTF-8 text of a str argument. A str that has no UTF-8 form (a lone
+// surrogate such as '\ud800') cannot equal any accepted value: ValueError.
+inline std::string str_arg(py::handle obj, const char* fn, const char* name,
+                           const char* expected) {
+  if (!PyUnicode_Check(obj.ptr()))
+    throw py::type_error(prefix(fn, name) + "must be " + expected + ", got " + type_name(obj));
+  Py_ssize_t size = 0;
+  const char* text = PyUnicode_AsUTF8AndSize(obj.ptr(), &size);
+  if (!text) {
+    PyErr_Clear();
+    throw py::value_error(prefix(fn, name) + "must be " + expected + ", got " +
+                          std::string(py::repr(obj)) + " (not encodable as UTF-8)");
+  }
+  return std::string(text, size_t(size));
 }
 
 inline BoxFormat format_arg(py::handle obj, const char* fn, const char* name) {
   if (!PyUnicode_Check(obj.ptr()))
     throw py::type_error(prefix(fn, name) + "must be a str, got " + type_name(obj));
-  const std::string s = py::cast<std::string>(obj);
+  const std::string s = str_arg(obj, fn, name, "one of 'xyxy', 'xywh', 'cxcywh'");
   if (s == "xyxy") return BoxFormat::xyxy;
   if (s == "xywh") return BoxFormat::xywh;
   if (s == "cxcywh") return BoxFormat::cxcywh;

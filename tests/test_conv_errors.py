@@ -348,7 +348,7 @@ def test_conv_backward_rejects_dy_of_a_non_float_dtype(dtype):
 
 @pytest.mark.parametrize("need", [("x", "q"), ["dx"], ("x", "w", "b", "y"), "x", "xw", "b"])
 def test_conv_backward_rejects_bad_need(need):
-    text = f"need must be a sequence of 'x', 'w' and 'b', got {need!r}"
+    text = f"need must be an iterable of 'x', 'w' and 'b', got {need!r}"
     with pytest.raises(ValueError, match=message("conv_backward", text)):
         ops.conv_backward(images(), weights(), np.zeros((1, 3, 3, 6), np.float32), need=need)
 

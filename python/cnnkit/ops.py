@@ -30,7 +30,7 @@ to call ``.detach()``: these kernels do not record torch gradients.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -545,6 +545,13 @@ def conv(
         ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``;
         bit-identical for any number of threads.
 
+    Raises
+    ------
+    ValueError
+        Also when the dilated kernel or the padded input, as if materialised
+        in float64, would exceed 2**60 (the addressable size): any int64 is
+        accepted for stride, padding and dilation, and only sizes are bounded.
+
     Examples
     --------
     >>> conv(np.zeros((1, 14, 1)), np.zeros((5, 1, 16))).shape
@@ -594,7 +601,7 @@ def conv_backward(
     padding: str | int | Sequence = "valid",
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
-    need: Sequence[str] = ("x", "w", "b"),
+    need: Iterable[str] = ("x", "w", "b"),
     y: ArrayLike | None = None,
     activation: str | None = None,
     negative_slope: float = 0.2,
@@ -609,8 +616,9 @@ def conv_backward(
         (``dw`` and ``db`` always use the GEMM).
     dy : array_like
         The gradient with respect to the output, of the output's shape.
-    need : sequence of {"x", "w", "b"}
-        Which gradients to compute; the others are returned as None.
+    need : iterable of {"x", "w", "b"}
+        Which gradients to compute; the others are returned as None. Any
+        iterable but a str (a set, a tuple, a generator) is read once.
     y : array_like, optional
         The forward's output; required with an activation, whose gradient mask
         (:func:`activation_backward`) is read from it and applied to ``dy``
@@ -620,11 +628,27 @@ def conv_backward(
     -------
     (dx, dw, db)
         Shapes of x, w and (C_out,).
+
+    Notes
+    -----
+    A NaN or infinity in ``w`` or ``dy`` may make every entry of ``dx`` NaN,
+    also entries that :func:`cnnkit.reference.conv_backward` leaves finite:
+    the input gradient is a correlation of ``dy``, zero-padded, with ``w``,
+    and ``0 * inf`` is NaN. An entry of ``dx`` is then either the reference's
+    value or NaN, never another finite number. Check ``numpy.isfinite(w)``
+    when a partly finite gradient matters.
     """
-    text = f"conv_backward(): need must be a sequence of 'x', 'w' and 'b', got {need!r}"
+    text = f"conv_backward(): need must be an iterable of 'x', 'w' and 'b', got {need!r}"
     if not hasattr(need, "__iter__"):
         raise TypeError(text)
-    if isinstance(need, str) or not set(need) <= {"x", "w", "b"}:
+    if isinstance(need, str):
+        raise ValueError(text)
+    # Read once: an iterator would be empty at the membership tests below.
+    try:
+        wanted = set(need)
+    except TypeError:  # unhashable items
+        raise ValueError(text) from None
+    if not wanted <= {"x", "w", "b"}:
         raise ValueError(text)
     return _core.conv_backward(
         x,
@@ -634,9 +658,9 @@ def conv_backward(
         padding,
         dilation,
         groups,
-        "x" in need,
-        "w" in need,
-        "b" in need,
+        "x" in wanted,
+        "w" in wanted,
+        "b" in wanted,
         y,
         activation,
         negative_slope,
@@ -1058,6 +1082,15 @@ def kmeans_anchors(
     """
     rng = _validate.generator("kmeans_anchors()", seed)
     anchors, mean_iou, recall, _ = _core.kmeans_anchors(wh, k, iterations, iou_threshold, rng)
+    # k distinct shapes can still end as fewer distinct centres when their IoUs
+    # round to ties; k anchors with duplicates would not be k anchors.
+    distinct = len(np.unique(anchors, axis=0))
+    if distinct < len(anchors):
+        raise ValueError(
+            f"kmeans_anchors(): k must be at most the number of clusters k-means can separate in "
+            f"wh, got k={len(anchors)} with only {distinct} distinct anchors found (the IoUs of "
+            f"the shapes tie or underflow); use a smaller k"
+        )
     return KMeansAnchors(anchors, mean_iou, recall)
 
 
@@ -1096,9 +1129,13 @@ def _size_pair(value: object, fn: str, name: str, what: str, *, integer: bool) -
     for v in items:
         if isinstance(v, bool) or not isinstance(v, kinds):
             raise TypeError(f"{fn}(): {name} must be {what}, got {type(v).__name__}")
-        if not (v > 0 and np.isfinite(v)):
+        if not (v > 0 and (integer or np.isfinite(v))):
             raise ValueError(f"{fn}(): {name} must be positive, got {v!r}")
-    return items
+    # Python ints: NumPy integer arithmetic would wrap (np.uint64) or overflow.
+    return tuple(int(v) for v in items) if integer else items
+
+
+_INT64_MAX = 2**63 - 1
 
 
 def window_boxes(
@@ -1124,10 +1161,15 @@ def window_boxes(
     )
     h, w = _size_pair(window, fn, "window", "an int or an (h, w) pair", integer=True)
     sh, sw = _size_pair(stride, fn, "stride", "an int or a (stride_h, stride_w) pair", integer=True)
+    if max(height, width) > _INT64_MAX:
+        raise ValueError(f"{fn}(): image_size must be at most 2**63 - 1, got ({height}, {width})")
     if h > height or w > width:
         raise ValueError(
             f"{fn}(): window must fit in the image, at most ({height}, {width}), got ({h}, {w})"
         )
+    # A stride beyond the image gives one window whichever it is; reduced, it
+    # keeps the int64 products below within the image size.
+    sh, sw = min(sh, height), min(sw, width)
     # Integer arithmetic, rounded to float32 once.
     y1 = np.arange((height - h) // sh + 1, dtype=np.int64) * sh
     x1 = np.arange((width - w) // sw + 1, dtype=np.int64) * sw

@@ -119,9 +119,9 @@ class YoloLoss(Loss):
                 raise ValueError(f"YoloLoss(): {name} must be a finite number >= 0, got {value}")
         self.name = "yolo_loss"
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
-        if sample_weight is not None:
-            raise ValueError("YoloLoss(): sample_weight is not supported (weigh the terms instead)")
+    def call(self, y_true: Any, y_pred: Any) -> Tensor:
+        """The batch's loss (a scalar: the terms are summed over cells and averaged over
+        the batch here, so the base class's mean leaves it as it is)."""
         y_pred = y_pred if isinstance(y_pred, Tensor) else Tensor(y_pred)
         num_anchors = len(self.anchors)
         classes = _split(y_pred.shape, num_anchors, "YoloLoss")

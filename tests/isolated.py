@@ -1,0 +1,35 @@
+"""Run test code in a fresh interpreter, so that a crash or a hang fails one test.
+
+A segfault, an abort from heap corruption or a kernel that never returns would
+otherwise take pytest down with it (or stall the suite); here they become an
+ordinary assertion failure naming the code and the signal.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+
+def run_isolated(code: str, *, timeout: float = 60.0) -> str:
+    """Run ``code`` (with ``np``, ``cnnkit`` and ``ops`` imported) in a new process.
+
+    Returns its standard output. Fails when the process is killed by a signal,
+    exits with a non-zero status, or outlives ``timeout`` seconds.
+    """
+    program = "import numpy as np\nimport cnnkit\nfrom cnnkit import ops, reference\n"
+    program += textwrap.dedent(code)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"no result within {timeout} s from:\n{program}") from e
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        raise AssertionError(f"killed by {name}:\n{program}\n--- stderr:\n{done.stderr[-3000:]}")
+    if done.returncode != 0:
+        raise AssertionError(f"exit status {done.returncode}:\n{program}\n{done.stderr[-3000:]}")
+    return done.stdout
