@@ -149,5 +149,7 @@ def test_yolo_model_class_rejects_bad_settings():
 
 
 def test_loss_deserialize_rejects_a_non_string_class_name():
-    with pytest.raises(ValueError, match=r"losses.deserialize\(\): config must have a 'class_name'"):
+    with pytest.raises(
+        ValueError, match=r"losses.deserialize\(\): config must have a 'class_name'"
+    ):
         losses.deserialize({"class_name": ["YoloLoss"], "config": {}})
