@@ -2,7 +2,8 @@
 
 One module per family: :mod:`.layer` (the base class), :mod:`.core` (Input, Dense),
 :mod:`.convolutional`, :mod:`.pooling`, :mod:`.normalization`, :mod:`.regularization`
-(Dropout), :mod:`.reshaping` (Flatten, Reshape, ZeroPadding2D) and :mod:`.activations`.
+(Dropout), :mod:`.merging` (Add, Concatenate, ...), :mod:`.reshaping` (Flatten, Reshape,
+ZeroPadding2D), :mod:`.activations` and :mod:`.symbolic` (the functional API's tensors).
 Every class is registered with :func:`cnnkit.saving.register_serializable`, so model
 files name it by its class name.
 
@@ -33,6 +34,24 @@ from .activations import Activation, LeakyReLU, ReLU, Softmax
 from .convolutional import Conv1D, Conv2D, Conv3D
 from .core import Dense, Input, InputLayer
 from .layer import Layer, Variable, reset_names
+from .merging import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from .normalization import BatchNormalization
 from .pooling import (
     AveragePooling1D,
@@ -50,17 +69,22 @@ from .pooling import (
 )
 from .regularization import Dropout
 from .reshaping import Flatten, Reshape, ZeroPadding2D
+from .symbolic import KerasTensor
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
     "AveragePooling1D",
     "AveragePooling2D",
     "AveragePooling3D",
     "BatchNormalization",
+    "Concatenate",
     "Conv1D",
     "Conv2D",
     "Conv3D",
     "Dense",
+    "Dot",
     "Dropout",
     "Flatten",
     "GlobalAveragePooling1D",
@@ -71,19 +95,32 @@ __all__ = [
     "GlobalMaxPooling3D",
     "Input",
     "InputLayer",
+    "KerasTensor",
     "Layer",
     "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
     "MaxPooling3D",
+    "Maximum",
+    "Minimum",
+    "Multiply",
     "ReLU",
     "Reshape",
     "Softmax",
+    "Subtract",
     "Variable",
     "ZeroPadding2D",
+    "add",
+    "average",
+    "concatenate",
     "deserialize",
+    "dot",
+    "maximum",
+    "minimum",
+    "multiply",
     "reset_names",
     "serialize",
+    "subtract",
 ]
 
 

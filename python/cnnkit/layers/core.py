@@ -11,16 +11,18 @@ from ..autograd import Tensor
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation
 from .layer import Layer
+from .symbolic import KerasTensor, Node
 
 __all__ = ["Dense", "Input", "InputLayer"]
 
 
 @register_serializable(package="cnnkit")
 class InputLayer(Layer):
-    """Declares the input shape (without batch) of a Sequential model; passes data through.
+    """Declares the input shape (without batch); passes data through.
 
-    There is no functional API: an input layer only makes sense as the first
-    layer of a :class:`cnnkit.Sequential`.
+    It is the first layer of a :class:`cnnkit.Sequential`, or the source of a symbolic
+    tensor (``output``) that a functional :class:`cnnkit.Model` starts from; see
+    :func:`Input`.
     """
 
     def __init__(
@@ -41,6 +43,9 @@ class InputLayer(Layer):
             else _validate.integer(where, "batch_size", batch_size, minimum=1)
         )
         self.built = True
+        self.output = KerasTensor((None, *dims), self.dtype, self.name)
+        self.output.node = Node(self, None, self.output, None)
+        self._nodes = [self.output.node]
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if tuple(x.shape[1:]) != self.input_shape_arg:
@@ -63,9 +68,19 @@ def Input(
     batch_size: int | None = None,
     name: str | None = None,
     dtype: Any = None,
-) -> InputLayer:
-    """An :class:`InputLayer` declaring the input shape, as the first element of Sequential."""
-    return InputLayer(shape, batch_size=batch_size, name=name, dtype=dtype)
+) -> KerasTensor:
+    """A symbolic input of per-sample ``shape``, as Keras's ``keras.Input``.
+
+    Call layers on it and pass it to ``cnnkit.Model(inputs, outputs)``; or make it the
+    first element of a :class:`cnnkit.Sequential` to declare the input shape.
+
+    Examples
+    --------
+    >>> inputs = layers.Input((28, 28, 1))
+    >>> outputs = layers.Dense(10)(layers.Flatten()(inputs))
+    >>> model = cnnkit.Model(inputs, outputs)
+    """
+    return InputLayer(shape, batch_size=batch_size, name=name, dtype=dtype).output
 
 
 @register_serializable(package="cnnkit")

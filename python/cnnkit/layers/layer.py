@@ -17,6 +17,7 @@ import numpy as np
 from .. import _validate, initializers
 from ..autograd import Tensor
 from ..saving.registry import snake_case
+from .symbolic import is_symbolic, symbolic_call
 
 __all__ = ["Layer", "Variable", "reset_names"]
 
@@ -220,28 +221,46 @@ class Layer:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{self._where()}: input must be numeric array-like ({exc})") from None
 
-    def __call__(self, x: Any, training: bool = False) -> Any:
-        if shapes_only.get() and isinstance(x, (Tensor, np.ndarray)) and x.ndim:
-            x = (x.data if isinstance(x, Tensor) else x)[:0]
-        x = self._cast(x)
+    # Merging layers take a list of inputs: each is cast, and build receives the list of shapes.
+    _list_input = False
+
+    def __call__(self, x: Any, training: bool | None = None) -> Any:
+        if is_symbolic(x):  # the functional API: record a node instead of computing
+            return symbolic_call(self, x, training)
+        if self._list_input:
+            x = self._cast_list(x)
+        else:
+            if shapes_only.get() and isinstance(x, (Tensor, np.ndarray)) and x.ndim:
+                x = (x.data if isinstance(x, Tensor) else x)[:0]
+            x = self._cast(x)
         if not self.built:
             self._init_rng = self._rng()
             try:
-                self.build(tuple(x.shape))
+                self.build([tuple(t.shape) for t in x] if self._list_input else tuple(x.shape))
             finally:
                 del self._init_rng
             self.built = True
-            self._build_shape = tuple(x.shape[1:])
+            self._build_shape = tuple(x[0].shape[1:] if self._list_input else x.shape[1:])
         out = self.call(x, training=bool(training))
         self._output_shape = (None, *out.shape[1:])
         if self._output_sink is not None:
             self._output_sink[self.name] = out
         return out
 
-    def build(self, input_shape: tuple[int, ...]) -> None:
+    def _cast_list(self, x: Any) -> list[Tensor]:
+        if not isinstance(x, (list, tuple)):
+            raise TypeError(
+                f"{self._where()}: input must be a list of tensors, got {type(x).__name__}"
+            )
+        out = [self._cast(t) for t in x]
+        if shapes_only.get():
+            out = [Tensor(t.data[:0]) if t.ndim else t for t in out]
+        return out
+
+    def build(self, input_shape: Any) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis included)."""
 
-    def call(self, x: Tensor, training: bool = False) -> Tensor:
+    def call(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError
 
     def _need_rank(self, shape: tuple[int, ...], rank: int, layout: str) -> None:

@@ -9,8 +9,9 @@ a bigger model, frozen with ``trainable = False``. It trains with
 are described) and is saved with ``save`` / :func:`cnnkit.load_model` (see
 :mod:`cnnkit.saving`).
 
-There is no functional API (``Model(inputs, outputs)``) yet: subclass :class:`Model`
-and define ``call`` for anything that is not a stack.
+``Model(inputs, outputs)`` on symbolic tensors from :func:`cnnkit.layers.Input` builds a
+functional model (:class:`cnnkit.models.functional.Functional`); otherwise subclass
+:class:`Model` and define ``call``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .. import _nest, _validate
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..layers import Layer
+from ..layers.symbolic import is_symbolic, symbolic_call
 from ..training.trainer import NonFiniteLossError, Trainer
 
 __all__ = ["Model", "NonFiniteLossError"]
@@ -74,6 +76,14 @@ class Model(Trainer, Layer):
 
     _kind = "model"
     _layers: list[Layer]  # tracked in assignment order (set up before Layer.__init__ runs)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Model(inputs, outputs) is the functional API, as keras.Model(inputs, outputs).
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from .functional import Functional
+
+            return object.__new__(Functional)
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -185,7 +195,9 @@ class Model(Trainer, Layer):
                 layer.set_state(state[layer.name])
 
     # -- calling -------------------------------------------------------------------------------
-    def __call__(self, x: Any, training: bool = False) -> Any:
+    def __call__(self, x: Any, training: bool | None = None) -> Any:
+        if is_symbolic(x):  # a model used as a layer of a functional model
+            return symbolic_call(self, x, training)
         x = _nest.map_structure(lambda a: a if isinstance(a, Tensor) else Tensor(np.asarray(a)), x)
         out = self.call(x, training=bool(training)) if self._call_takes_training else self.call(x)
         if not self.built:

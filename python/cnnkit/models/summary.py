@@ -18,23 +18,33 @@ def print_summary(
             "input shape (Input or input_shape=) or call the model on data"
         )
     emit = print_fn or print
+    # A functional model adds Keras's "Connected to" column: the layer[node][tensor] inputs.
+    graph = model._connections() if hasattr(model, "_connections") else None
     longest = max((len(f" {x.name} ({type(x).__name__})") for x in model._layers), default=0)
     widths = (max(int(line_length * 0.45), longest + 2), int(line_length * 0.33))
+    if graph is not None:
+        widths = (widths[0], max(widths[1], 2 + max(len(s) for s, _ in graph.values())))
     line_length = max(line_length, widths[0] + widths[1] + 10)
     rule, double = "_" * line_length, "=" * line_length
 
-    def row(a: str, b: str, c: str) -> str:
-        return f"{a:<{widths[0]}}{b:<{widths[1]}}{c}"
+    def row(a: str, b: str, c: str, d: str = "") -> str:
+        text = f"{a:<{widths[0]}}{b:<{widths[1]}}{c}"
+        return f"{text:<{widths[0] + widths[1] + 10}}{d}".rstrip() if graph is not None else text
 
     emit(f'Model: "{model.name}"')
     emit(rule)
-    emit(row(" Layer (type)", "Output Shape", "Param #"))
+    emit(row(" Layer (type)", "Output Shape", "Param #", "Connected to"))
     emit(double)
     for i, layer in enumerate(model._layers):
         shape = layer._output_shape
         text = "?" if shape is None else str(shape)
+        links = [""]
+        if graph is not None:
+            text, links = graph[layer.name][0], graph[layer.name][1] or [""]
         params = sum(v.size for v in layer.weights)
-        emit(row(f" {layer.name} ({type(layer).__name__})", text, f"{params:,}"))
+        emit(row(f" {layer.name} ({type(layer).__name__})", text, f"{params:,}", links[0]))
+        for link in links[1:]:
+            emit(row("", "", "", link))
         if i != len(model._layers) - 1:
             emit("")
     emit(double)
