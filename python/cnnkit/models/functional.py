@@ -86,6 +86,13 @@ class Functional(Model):
         if len({id(t) for t in in_leaves}) != len(in_leaves):
             raise ValueError(f"{where}: inputs must not repeat a tensor")
         nodes = _topological_nodes(where, in_leaves, out_leaves)
+        dtype = kwargs.pop("dtype", None)
+        if dtype is not None and str(dtype) != in_leaves[0].dtype.name:
+            raise ValueError(
+                f"{where}: a functional model computes in the dtype of its inputs "
+                f"({in_leaves[0].dtype.name}) and layers: give dtype= to layers.Input and the "
+                f"layers, got dtype={dtype!r}"
+            )
         self.__dict__["_layers"] = []
         super().__init__(name=name, seed=seed, trainable=trainable, **kwargs)
         self._graph_inputs: Any = inputs

@@ -47,7 +47,7 @@ _NAME_ATTR = "_cnnkit_registered_name"
 # cnnkit's own classes that live in modules loaded on first use (applications, above the
 # modules that look names up): registered name -> module, imported when a lookup misses, so
 # a fresh process loads such a model without custom_objects. Add an entry with the class.
-_FIRST_USE_MODULES: dict[str, str] = {}
+_FIRST_USE_MODULES: dict[str, str] = {"Functional": "cnnkit.models.functional"}
 
 
 def register_serializable(package: str = "Custom", name: str | None = None) -> Callable[[T], T]:
