@@ -32,7 +32,7 @@ def build_base(image_size: int, seed: int, width: int = 16) -> cnnkit.Model:
     x = inputs
     for i, filters in enumerate((width, 2 * width)):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"base_conv{i}")(x)
-        x = layers.BatchNormalization(name=f"base_bn{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"base_bn{i}")(x)
         x = layers.ReLU(name=f"base_relu{i}")(x)
         x = layers.MaxPooling2D(2, name=f"base_pool{i}")(x)
     features = layers.GlobalAveragePooling2D(name="base_gap")(x)

@@ -26,7 +26,7 @@ def _example(name: str):
 
 def test_residual_network_learns_and_survives_a_file():
     result = _example("residual").run(train=600, test=200, epochs=5, image_size=16)
-    assert result["accuracy"] >= 0.45  # three classes: chance is 1/3
+    assert result["accuracy"] >= 0.8  # three classes: chance is 1/3 (0.985 measured)
     assert result["reloaded_accuracy"] == result["accuracy"]
     assert any(type(layer).__name__ == "Add" for layer in result["model"].layers)
 

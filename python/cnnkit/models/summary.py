@@ -25,6 +25,9 @@ def print_summary(
     if graph is not None:
         widths = (widths[0], max(widths[1], 2 + max(len(s) for s, _ in graph.values())))
     line_length = max(line_length, widths[0] + widths[1] + 10)
+    if graph is not None:
+        longest_link = max((len(x) for _, links in graph.values() for x in links), default=0)
+        line_length = max(line_length, widths[0] + widths[1] + 10 + max(longest_link, 12))
     rule, double = "_" * line_length, "=" * line_length
 
     def row(a: str, b: str, c: str, d: str = "") -> str:
