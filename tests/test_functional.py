@@ -266,6 +266,12 @@ def test_frozen_base_called_with_training_false_keeps_batchnorm_in_inference():
             "inputs must be symbolic tensors .* got ndarray \\(data",
         ),
         (lambda: np.asarray(layers.Input((3,))), TypeError, "is symbolic and has no values"),
+        (
+            lambda: layers.Conv2D(8, 3)(layers.Dense(2, name="not_a_tensor")),
+            TypeError,
+            "input must be a tensor or array, got Dense 'not_a_tensor', a layer",
+        ),
+        (lambda: layers.Dense(2)(None), TypeError, "input must be a tensor or array, got None"),
     ],
 )
 def test_messages(make, error, match):

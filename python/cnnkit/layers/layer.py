@@ -216,6 +216,12 @@ class Layer:
             if x.dtype.kind == "f":
                 return x.astype(self.dtype)
             return Tensor(x.data.astype(self.dtype))
+        if isinstance(x, Layer) or x is None:
+            what = "None" if x is None else f"{type(x).__name__} {x.name!r}, a layer"
+            raise TypeError(
+                f"{self._where()}: input must be a tensor or array, got {what}; in a functional "
+                "model call each layer on the output of another, starting from layers.Input(...)"
+            )
         try:
             return Tensor(np.asarray(x, dtype=self.dtype))
         except (TypeError, ValueError) as exc:
