@@ -302,3 +302,43 @@ def test_wrong_input_shape_names_the_input_layer():
 def test_sequential_still_takes_input_first():
     model = cnnkit.Sequential([layers.Input((3,)), layers.Dense(2)], seed=0)
     assert model.built and model.count_params() == 8
+
+
+def test_save_load_dicts_shared_layers_nested_models_and_frozen_flags(tmp_path):
+    encoder = cnnkit.Sequential([layers.Input((4,)), layers.Dense(3)], name="encoder", seed=0)
+    encoder.trainable = False
+    a, b = layers.Input((4,), name="a"), layers.Input((4,), name="b")
+    shared = layers.Dense(3, name="shared")
+    ea, eb = encoder(a, training=False), encoder(b, training=False)
+    outputs = {
+        "sum": layers.add([shared(ea), shared(eb)]),
+        "cos": layers.dot([ea, eb], axes=1, normalize=True),
+    }
+    model = cnnkit.Model({"a": a, "b": b}, outputs, seed=3)
+    model.compile("adam", {"sum": "mse", "cos": "mse"})
+    path = tmp_path / "siamese.cnnkit"
+    model.save(path)
+    loaded = cnnkit.load_model(path)
+    xs = {k: RNG.standard_normal((5, 4)).astype(np.float32) for k in "ab"}
+    want, got = model.predict(xs, verbose=0), loaded.predict(xs, verbose=0)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    assert not loaded.get_layer("encoder").trainable
+    assert len(loaded.trainable_weights) == 2  # the shared Dense only
+    assert loaded.get_config() == model.get_config()
+
+
+def test_the_seed_decides_the_weights():
+    def weights(seed):
+        return [w.copy() for w in _small_resnet(seed).get_weights()]
+
+    first, again, other = weights(5), weights(5), weights(6)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not np.array_equal(first[0], other[0])
+    dense = layers.Dense(2)
+    inputs = layers.Input((3,))
+    out = dense(inputs)
+    chosen = [np.ones((3, 2), np.float32), np.zeros(2, np.float32)]
+    dense.set_weights(chosen)  # weights set by hand are kept by the model
+    model = cnnkit.Model(inputs, out, seed=0)
+    np.testing.assert_array_equal(model.get_weights()[0], chosen[0])

@@ -195,6 +195,7 @@ class Layer:
                 )
         for v, a in zip(own, arrays):
             v.data[...] = a
+        self.__dict__.pop("_unseeded_build", None)  # chosen weights: a model keeps them
 
     def count_params(self) -> int:
         """The number of weight values (trainable or not) of the layer or model."""

@@ -19,7 +19,7 @@ import numpy as np
 from .. import _nest
 from .. import autograd as ag
 
-__all__ = ["KerasTensor", "Node", "is_symbolic", "symbolic_call"]
+__all__ = ["KerasTensor", "Node", "is_symbolic", "redraw_unseeded", "symbolic_call"]
 
 
 class Node:
@@ -92,8 +92,23 @@ def symbolic_call(layer: Any, x: Any, training: bool | None) -> Any:
     def empty(t: KerasTensor) -> ag.Tensor:
         return ag.Tensor(np.zeros((0, *t.shape[1:]), t.dtype))
 
+    # A layer built here has no model yet, so its weights come from fresh entropy; the model
+    # that takes it in redraws them from its seed (redraw_unseeded), so that a functional
+    # model's seed gives the same weights as a Sequential's. Models seed their own layers.
+    from .layer import weight_source
+
+    fresh = (
+        not layer.built
+        and layer._seed_key is None
+        and weight_source.get() is None
+        and not hasattr(layer, "_layers")
+    )
     with ag.no_grad():
         out = layer(_nest.map_structure(empty, x), training=bool(training))
+    if fresh and layer.weights:
+        layer.__dict__["_unseeded_build"] = (
+            [(0, *t.shape[1:]) for t in x] if layer._list_input else (0, *x.shape[1:])
+        )
     position = [0]
 
     def symbolic(t: Any) -> KerasTensor:
@@ -111,3 +126,17 @@ def symbolic_call(layer: Any, x: Any, training: bool | None) -> Any:
         kt.node = node
     layer.__dict__.setdefault("_nodes", []).append(node)
     return outputs
+
+
+def redraw_unseeded(layer: Any) -> None:
+    """Draw again, from the generator a model has just given the layer, the weights that
+    a symbolic call built from fresh entropy (a no-op for any other layer)."""
+    shape = layer.__dict__.pop("_unseeded_build", None)
+    if shape is None or layer._seed_key is None:
+        return
+    layer._weights = []
+    layer._init_rng = layer._rng()
+    try:
+        layer.build(shape)
+    finally:
+        del layer._init_rng

@@ -25,7 +25,7 @@ from .. import _nest
 from .. import layers as layers_module
 from ..autograd import Tensor
 from ..layers import InputLayer, Layer
-from ..layers.symbolic import KerasTensor, Node
+from ..layers.symbolic import KerasTensor, Node, redraw_unseeded
 from ..saving.registry import register_serializable
 from .model import Model
 
@@ -101,6 +101,8 @@ class Functional(Model):
         self._graph_nodes = nodes
         for node in nodes:
             self._track(node.layer)
+        for layer in self._layers:
+            redraw_unseeded(layer)  # the seed decides the weights, as in Sequential
         self.dtype = in_leaves[0].dtype
         self.built = True
         spec = _nest.map_structure(lambda t: list(t.shape[1:]), inputs)
