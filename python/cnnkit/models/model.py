@@ -55,7 +55,9 @@ _UNTRACKED = frozenset({"optimizer", "history", "_input_layer", "_layers", "_out
 
 # -- Model -------------------------------------------------------------------------------------
 class Model(Trainer, Layer):
-    """Base class of models; subclass it and define ``call(self, x, training=False)``.
+    """Base class of models; subclass it and define ``call(self, x, training=False)``, or
+    call it as ``Model(inputs, outputs)`` on symbolic tensors from
+    :func:`cnnkit.layers.Input` for a functional model (:mod:`cnnkit.models.functional`).
 
     Layers assigned as attributes (or in lists or tuples), private ones included, are
     tracked in assignment order: they make up ``layers``, ``weights`` and ``summary()``.
