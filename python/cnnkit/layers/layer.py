@@ -160,6 +160,11 @@ class Layer:
         self._weights.append(var)
         return var
 
+    def _draws_fresh_weights(self) -> bool:
+        """Whether building now would draw weights from fresh entropy (no model's seed, no
+        file being loaded)."""
+        return not self.built and self._seed_key is None and weight_source.get() is None
+
     @property
     def weights(self) -> list[Variable]:
         return list(self._weights)

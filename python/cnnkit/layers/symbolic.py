@@ -95,14 +95,7 @@ def symbolic_call(layer: Any, x: Any, training: bool | None) -> Any:
     # A layer built here has no model yet, so its weights come from fresh entropy; the model
     # that takes it in redraws them from its seed (redraw_unseeded), so that a functional
     # model's seed gives the same weights as a Sequential's. Models seed their own layers.
-    from .layer import weight_source
-
-    fresh = (
-        not layer.built
-        and layer._seed_key is None
-        and weight_source.get() is None
-        and not hasattr(layer, "_layers")
-    )
+    fresh = layer._draws_fresh_weights() and not hasattr(layer, "_layers")
     with ag.no_grad():
         out = layer(_nest.map_structure(empty, x), training=bool(training))
     if fresh and layer.weights:

@@ -332,6 +332,9 @@ class Functional(Model):
         return cls(inputs, outputs, **config)
 
 
+Model._functional_class = Functional
+
+
 class _NotYet(Exception):
     """A node argument refers to a node not replayed yet."""
 

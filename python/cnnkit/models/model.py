@@ -79,12 +79,15 @@ class Model(Trainer, Layer):
     _kind = "model"
     _layers: list[Layer]  # tracked in assignment order (set up before Layer.__init__ runs)
 
+    # The class Model(inputs, outputs) makes: set by cnnkit.models.functional, which the
+    # cnnkit.models package imports (so it is set before any Model can be reached).
+    _functional_class: type | None = None
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Model(inputs, outputs) is the functional API, as keras.Model(inputs, outputs).
-        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
-            from .functional import Functional
-
-            return object.__new__(Functional)
+        functional = Model._functional_class
+        if cls is Model and functional and (args or "inputs" in kwargs or "outputs" in kwargs):
+            return object.__new__(functional)
         return object.__new__(cls)
 
     def __init__(
