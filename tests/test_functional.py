@@ -342,3 +342,21 @@ def test_the_seed_decides_the_weights():
     dense.set_weights(chosen)  # weights set by hand are kept by the model
     model = cnnkit.Model(inputs, out, seed=0)
     np.testing.assert_array_equal(model.get_weights()[0], chosen[0])
+
+
+def test_feature_extraction_from_layer_outputs():
+    model = _small_resnet()
+    features = cnnkit.Model(
+        model.inputs, [model.get_layer(n).output for n in ("stem", "residual")], seed=0
+    )
+    x = RNG.standard_normal((2, 6, 6, 2)).astype(np.float32)
+    stem, residual = features.predict(x, verbose=0)
+    want = model.activations(x, ["stem", "residual"])
+    np.testing.assert_array_equal(stem, want["stem"].data)
+    np.testing.assert_array_equal(residual, want["residual"].data)
+    assert model.output is model.outputs[0]
+    shared = layers.Dense(2)
+    a = layers.Input((3,))
+    shared(a), shared(a)
+    with pytest.raises(ValueError, match=r"output needs exactly one call .* has 2"):
+        _ = shared.output

@@ -43,9 +43,9 @@ class InputLayer(Layer):
             else _validate.integer(where, "batch_size", batch_size, minimum=1)
         )
         self.built = True
-        self.output = KerasTensor((None, *dims), self.dtype, self.name)
-        self.output.node = Node(self, None, self.output, None)
-        self._nodes = [self.output.node]
+        tensor = KerasTensor((None, *dims), self.dtype, self.name)
+        tensor.node = Node(self, None, tensor, None)
+        self._nodes = [tensor.node]  # its output is the symbolic input (Layer.output)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if tuple(x.shape[1:]) != self.input_shape_arg:

@@ -288,6 +288,19 @@ class Layer:
             raise ValueError(f"{self._where()}: output_shape is known after the first call")
         return self._output_shape
 
+    @property
+    def output(self) -> Any:
+        """The symbolic output of the layer's one call on symbolic tensors, as Keras's
+        ``layer.output``: ``Model(model.inputs, model.get_layer("conv").output)`` extracts
+        features from a functional model."""
+        nodes = self.__dict__.get("_nodes", [])
+        if len(nodes) != 1:
+            raise ValueError(
+                f"{self._where()}: output needs exactly one call on symbolic tensors, the "
+                f"layer has {len(nodes)}; use the tensor that each call returned"
+            )
+        return nodes[0].outputs
+
     # -- state beyond weights (random generators) ---------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """JSON-serialisable state that is not a weight (Dropout's generator); saved with models."""

@@ -124,6 +124,11 @@ class Functional(Model):
         return _nest.flatten(self._graph_outputs)
 
     @property
+    def output(self) -> Any:
+        """The symbolic outputs, in the structure given (as Keras's ``model.output``)."""
+        return self._graph_outputs
+
+    @property
     def input_shape(self) -> Any:
         """``(None, ...)`` of the input, or a list (dict) of them for several inputs."""
         return _nest.map_structure(lambda t: t.shape, self._graph_inputs)
