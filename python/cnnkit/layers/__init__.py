@@ -9,11 +9,13 @@ files name it by its class name.
 
 A layer is called on a :class:`~cnnkit.autograd.Tensor` (or an array) as
 ``layer(x, training=False)`` and builds its weights on the first call, from the
-input's shape. Weights are :class:`Variable` tensors whose ``data`` optimizers
-update in place. Each layer has a Keras-style ``name`` (``conv2d``,
-``conv2d_1``, ... counted per process; :func:`reset_names` restarts the count
-like ``keras.backend.clear_session``), a ``trainable`` flag, ``get_weights`` /
-``set_weights``, and ``get_config`` / ``from_config``.
+input's shape. Called on a symbolic tensor (:func:`Input`, :class:`KerasTensor`) it
+records the call instead, for ``cnnkit.Model(inputs, outputs)``. Weights are
+:class:`Variable` tensors whose ``data`` optimizers update in place. Each layer has a
+Keras-style ``name`` (``conv2d``, ``conv2d_1``, ... counted per process;
+:func:`reset_names` restarts the count like ``keras.backend.clear_session``), a
+``trainable`` flag, ``get_weights`` / ``set_weights``, and ``get_config`` /
+``from_config``.
 
 Weights are drawn from the layer's random generator: inside a model it is
 derived from the model's ``seed`` and the layer's position, so the same seed
