@@ -104,9 +104,11 @@ def main() -> None:
     r = run(args.train, args.epochs, seed=args.seed)
     r["model"].summary()
     print(f"frozen base, new head: held-out accuracy {r['head_accuracy']:.3f}")
+    jumped = r["first_finetune_loss"] > 1.15 * r["end_of_head_loss"] + 0.02
     print(
         f"training loss at the end of the head phase {r['end_of_head_loss']:.4f}, "
-        f"first fine-tuning epoch {r['first_finetune_loss']:.4f} (no jump)"
+        f"first fine-tuning epoch {r['first_finetune_loss']:.4f} "
+        f"({'jumped' if jumped else 'no jump'})"
     )
     print(f"after fine-tuning: held-out accuracy {r['tuned_accuracy']:.3f}")
     print(f"BatchNormalization moving statistics unchanged: {r['bn_moving_mean_unchanged']}")
