@@ -285,7 +285,7 @@ def test_initializers_follow_keras():
 
 
 def test_input_layer():
-    inp = layers.Input((4, 4, 1))
+    inp = layers.InputLayer((4, 4, 1))
     assert inp(np.zeros((2, 4, 4, 1))).shape == (2, 4, 4, 1)
     with pytest.raises(ValueError, match=r"expected input of shape \(batch, 4, 4, 1\)"):
         inp(np.zeros((2, 4, 4, 2)))
@@ -357,7 +357,7 @@ def test_dense_rejects_changed_input_width():
 
 
 ALL_LAYERS = [
-    lambda: layers.Input((3, 3, 2)),
+    lambda: layers.InputLayer((3, 3, 2)),
     lambda: layers.Dense(3, activation="relu", use_bias=False),
     lambda: layers.Conv1D(2, 3, strides=2, padding="same", dilation_rate=1),
     lambda: layers.Conv2D(4, (3, 1), groups=2, kernel_initializer="he_normal"),

@@ -2,17 +2,20 @@
 
 One module per family: :mod:`.layer` (the base class), :mod:`.core` (Input, Dense),
 :mod:`.convolutional`, :mod:`.pooling`, :mod:`.normalization`, :mod:`.regularization`
-(Dropout), :mod:`.reshaping` (Flatten, Reshape, ZeroPadding2D) and :mod:`.activations`.
+(Dropout), :mod:`.merging` (Add, Concatenate, ...), :mod:`.reshaping` (Flatten, Reshape,
+ZeroPadding2D), :mod:`.activations` and :mod:`.symbolic` (the functional API's tensors).
 Every class is registered with :func:`cnnkit.saving.register_serializable`, so model
 files name it by its class name.
 
 A layer is called on a :class:`~cnnkit.autograd.Tensor` (or an array) as
 ``layer(x, training=False)`` and builds its weights on the first call, from the
-input's shape. Weights are :class:`Variable` tensors whose ``data`` optimizers
-update in place. Each layer has a Keras-style ``name`` (``conv2d``,
-``conv2d_1``, ... counted per process; :func:`reset_names` restarts the count
-like ``keras.backend.clear_session``), a ``trainable`` flag, ``get_weights`` /
-``set_weights``, and ``get_config`` / ``from_config``.
+input's shape. Called on a symbolic tensor (:func:`Input`, :class:`KerasTensor`) it
+records the call instead, for ``cnnkit.Model(inputs, outputs)``. Weights are
+:class:`Variable` tensors whose ``data`` optimizers update in place. Each layer has a
+Keras-style ``name`` (``conv2d``, ``conv2d_1``, ... counted per process;
+:func:`reset_names` restarts the count like ``keras.backend.clear_session``), a
+``trainable`` flag, ``get_weights`` / ``set_weights``, and ``get_config`` /
+``from_config``.
 
 Weights are drawn from the layer's random generator: inside a model it is
 derived from the model's ``seed`` and the layer's position, so the same seed
@@ -42,6 +45,24 @@ from .convolutional import (
 )
 from .core import Dense, Input, InputLayer, Lambda, Rescaling
 from .layer import Layer, Variable, reset_names
+from .merging import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from .normalization import BatchNormalization, UnitNormalization
 from .pooling import (
     AveragePooling1D,
@@ -71,13 +92,17 @@ from .reshaping import (
     ZeroPadding2D,
     ZeroPadding3D,
 )
+from .symbolic import KerasTensor
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
     "AveragePooling1D",
     "AveragePooling2D",
     "AveragePooling3D",
     "BatchNormalization",
+    "Concatenate",
     "Conv1D",
     "Conv1DTranspose",
     "Conv2D",
@@ -89,6 +114,7 @@ __all__ = [
     "Cropping3D",
     "Dense",
     "DepthwiseConv2D",
+    "Dot",
     "Dropout",
     "Flatten",
     "GlobalAveragePooling1D",
@@ -99,17 +125,22 @@ __all__ = [
     "GlobalMaxPooling3D",
     "Input",
     "InputLayer",
+    "KerasTensor",
     "Lambda",
     "Layer",
     "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
     "MaxPooling3D",
+    "Maximum",
+    "Minimum",
+    "Multiply",
     "ReLU",
     "Rescaling",
     "Reshape",
     "SeparableConv2D",
     "Softmax",
+    "Subtract",
     "UnitNormalization",
     "UpSampling1D",
     "UpSampling2D",
@@ -118,9 +149,17 @@ __all__ = [
     "ZeroPadding1D",
     "ZeroPadding2D",
     "ZeroPadding3D",
+    "add",
+    "average",
+    "concatenate",
     "deserialize",
+    "dot",
+    "maximum",
+    "minimum",
+    "multiply",
     "reset_names",
     "serialize",
+    "subtract",
 ]
 
 

@@ -14,6 +14,7 @@ from ..saving import registry
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation, _fused
 from .layer import Layer, set_weight_options, weight_options_config
+from .symbolic import KerasTensor, Node
 
 _WEIGHT_OPTIONS = ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint")
 
@@ -22,10 +23,11 @@ __all__ = ["Dense", "Input", "InputLayer", "Lambda", "Rescaling"]
 
 @register_serializable(package="cnnkit")
 class InputLayer(Layer):
-    """Declares the input shape (without batch) of a Sequential model; passes data through.
+    """Declares the input shape (without batch); passes data through.
 
-    There is no functional API: an input layer only makes sense as the first
-    layer of a :class:`cnnkit.Sequential`.
+    It is the first layer of a :class:`cnnkit.Sequential`, or the source of a symbolic
+    tensor (``output``) that a functional :class:`cnnkit.Model` starts from; see
+    :func:`Input`.
     """
 
     def __init__(
@@ -46,6 +48,9 @@ class InputLayer(Layer):
             else _validate.integer(where, "batch_size", batch_size, minimum=1)
         )
         self.built = True
+        tensor = KerasTensor((None, *dims), self.dtype, self.name)
+        tensor.node = Node(self, None, tensor, None)
+        self._nodes = [tensor.node]  # its output is the symbolic input (Layer.output)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if tuple(x.shape[1:]) != self.input_shape_arg:
@@ -68,9 +73,19 @@ def Input(
     batch_size: int | None = None,
     name: str | None = None,
     dtype: Any = None,
-) -> InputLayer:
-    """An :class:`InputLayer` declaring the input shape, as the first element of Sequential."""
-    return InputLayer(shape, batch_size=batch_size, name=name, dtype=dtype)
+) -> KerasTensor:
+    """A symbolic input of per-sample ``shape``, as Keras's ``keras.Input``.
+
+    Call layers on it and pass it to ``cnnkit.Model(inputs, outputs)``; or make it the
+    first element of a :class:`cnnkit.Sequential` to declare the input shape.
+
+    Examples
+    --------
+    >>> inputs = layers.Input((28, 28, 1))
+    >>> outputs = layers.Dense(10)(layers.Flatten()(inputs))
+    >>> model = cnnkit.Model(inputs, outputs)
+    """
+    return InputLayer(shape, batch_size=batch_size, name=name, dtype=dtype).output
 
 
 @register_serializable(package="cnnkit")

@@ -18,6 +18,7 @@ from .. import _random, _validate, constraints, initializers, regularizers
 from ..autograd import Tensor
 from ..saving import registry
 from ..saving.registry import snake_case
+from .symbolic import is_symbolic, symbolic_call
 
 __all__ = ["Layer", "Variable", "reset_names"]
 
@@ -214,6 +215,11 @@ class Layer:
             for v, constraint in layer.__dict__.get("_weight_constraints", ()):
                 v.data[...] = constraint(v.data)
 
+    def _draws_fresh_weights(self) -> bool:
+        """Whether building now would draw weights from fresh entropy (no model's seed, no
+        file being loaded)."""
+        return not self.built and self._seed_key is None and weight_source.get() is None
+
     @property
     def weights(self) -> list[Variable]:
         return list(self._weights)
@@ -249,6 +255,7 @@ class Layer:
                 )
         for v, a in zip(own, arrays):
             v.data[...] = a
+        self.__dict__.pop("_unseeded_build", None)  # chosen weights: a model keeps them
 
     def count_params(self) -> int:
         """The number of weight values (trainable or not) of the layer or model."""
@@ -270,23 +277,37 @@ class Layer:
             if x.dtype.kind == "f":
                 return x.astype(self.dtype)
             return Tensor(x.data.astype(self.dtype))
+        if isinstance(x, Layer) or x is None:
+            what = "None" if x is None else f"{type(x).__name__} {x.name!r}, a layer"
+            raise TypeError(
+                f"{self._where()}: input must be a tensor or array, got {what}; in a functional "
+                "model call each layer on the output of another, starting from layers.Input(...)"
+            )
         try:
             return Tensor(np.asarray(x, dtype=self.dtype))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{self._where()}: input must be numeric array-like ({exc})") from None
 
-    def __call__(self, x: Any, training: bool = False) -> Any:
-        if shapes_only.get() and isinstance(x, (Tensor, np.ndarray)) and x.ndim:
-            x = (x.data if isinstance(x, Tensor) else x)[:0]
-        x = self._cast(x)
+    # Merging layers take a list of inputs: each is cast, and build receives the list of shapes.
+    _list_input = False
+
+    def __call__(self, x: Any, training: bool | None = None) -> Any:
+        if is_symbolic(x):  # the functional API: record a node instead of computing
+            return symbolic_call(self, x, training)
+        if self._list_input:
+            x = self._cast_list(x)
+        else:
+            if shapes_only.get() and isinstance(x, (Tensor, np.ndarray)) and x.ndim:
+                x = (x.data if isinstance(x, Tensor) else x)[:0]
+            x = self._cast(x)
         if not self.built:
             self._init_rng = self._rng()
             try:
-                self.build(tuple(x.shape))
+                self.build([tuple(t.shape) for t in x] if self._list_input else tuple(x.shape))
             finally:
                 del self._init_rng
             self.built = True
-            self._build_shape = tuple(x.shape[1:])
+            self._build_shape = tuple(x[0].shape[1:] if self._list_input else x.shape[1:])
         out = self.call(x, training=bool(training))
         if self.activity_regularizer is not None:
             self._activity_losses = [self.activity_regularizer(out)]
@@ -295,10 +316,20 @@ class Layer:
             self._output_sink[self.name] = out
         return out
 
-    def build(self, input_shape: tuple[int, ...]) -> None:
+    def _cast_list(self, x: Any) -> list[Tensor]:
+        if not isinstance(x, (list, tuple)):
+            raise TypeError(
+                f"{self._where()}: input must be a list of tensors, got {type(x).__name__}"
+            )
+        out = [self._cast(t) for t in x]
+        if shapes_only.get():
+            out = [Tensor(t.data[:0]) if t.ndim else t for t in out]
+        return out
+
+    def build(self, input_shape: Any) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis included)."""
 
-    def call(self, x: Tensor, training: bool = False) -> Tensor:
+    def call(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError
 
     def _need_rank(self, shape: tuple[int, ...], rank: int, layout: str) -> None:
@@ -313,6 +344,19 @@ class Layer:
         if self._output_shape is None:
             raise ValueError(f"{self._where()}: output_shape is known after the first call")
         return self._output_shape
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output of the layer's one call on symbolic tensors, as Keras's
+        ``layer.output``: ``Model(model.inputs, model.get_layer("conv").output)`` extracts
+        features from a functional model."""
+        nodes = self.__dict__.get("_nodes", [])
+        if len(nodes) != 1:
+            raise ValueError(
+                f"{self._where()}: output needs exactly one call on symbolic tensors, the "
+                f"layer has {len(nodes)}; use the tensor that each call returned"
+            )
+        return nodes[0].outputs
 
     # -- state beyond weights (random generators) ---------------------------------------------
     def get_state(self) -> dict[str, Any]:

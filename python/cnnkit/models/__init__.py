@@ -3,7 +3,8 @@ and ``summary()``; the training loops they run live in :mod:`cnnkit.training`.""
 
 from __future__ import annotations
 
+from .functional import Functional
 from .model import Model, NonFiniteLossError
 from .sequential import Sequential
 
-__all__ = ["Model", "NonFiniteLossError", "Sequential"]
+__all__ = ["Functional", "Model", "NonFiniteLossError", "Sequential"]

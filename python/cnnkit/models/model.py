@@ -9,8 +9,9 @@ a bigger model, frozen with ``trainable = False``. It trains with
 are described) and is saved with ``save`` / :func:`cnnkit.load_model` (see
 :mod:`cnnkit.saving`).
 
-There is no functional API (``Model(inputs, outputs)``) yet: subclass :class:`Model`
-and define ``call`` for anything that is not a stack.
+``Model(inputs, outputs)`` on symbolic tensors from :func:`cnnkit.layers.Input` builds a
+functional model (:class:`cnnkit.models.functional.Functional`); otherwise subclass
+:class:`Model` and define ``call``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .. import _nest, _random, _validate
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..layers import Layer
+from ..layers.symbolic import is_symbolic, symbolic_call
 from ..training.trainer import NonFiniteLossError, Trainer
 
 __all__ = ["Model", "NonFiniteLossError"]
@@ -90,7 +92,9 @@ def _capture_init_args(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any])
 
 # -- Model -------------------------------------------------------------------------------------
 class Model(Trainer, Layer):
-    """Base class of models; subclass it and define ``call(self, x, training=False)``.
+    """Base class of models; subclass it and define ``call(self, x, training=False)``, or
+    call it as ``Model(inputs, outputs)`` on symbolic tensors from
+    :func:`cnnkit.layers.Input` for a functional model (:mod:`cnnkit.models.functional`).
 
     Layers assigned as attributes (or in lists or tuples), private ones included, are
     tracked in assignment order: they make up ``layers``, ``weights`` and ``summary()``.
@@ -113,10 +117,18 @@ class Model(Trainer, Layer):
     _layers: list[Layer]  # tracked in assignment order (set up before Layer.__init__ runs)
     _auto_config: Any = None
 
+    # The class Model(inputs, outputs) makes: set by cnnkit.models.functional, which the
+    # cnnkit.models package imports (so it is set before any Model can be reached).
+    _functional_class: type | None = None
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Model(inputs, outputs) is the functional API, as keras.Model(inputs, outputs).
+        functional = Model._functional_class
+        if cls is Model and functional and (args or "inputs" in kwargs or "outputs" in kwargs):
+            return object.__new__(functional)
         # As Keras 3: a subclass's constructor arguments of basic types are recorded, so
         # that get_config (when not overridden) can rebuild it: MyModel(num_classes=5).
-        obj = super().__new__(cls)
+        obj = object.__new__(cls)
         obj.__dict__["_auto_config"] = _capture_init_args(cls, args, kwargs)
         return obj
 
@@ -230,7 +242,9 @@ class Model(Trainer, Layer):
                 layer.set_state(state[layer.name])
 
     # -- calling -------------------------------------------------------------------------------
-    def __call__(self, x: Any, training: bool = False) -> Any:
+    def __call__(self, x: Any, training: bool | None = None) -> Any:
+        if is_symbolic(x):  # a model used as a layer of a functional model
+            return symbolic_call(self, x, training)
         x = _nest.map_structure(lambda a: a if isinstance(a, Tensor) else Tensor(np.asarray(a)), x)
         out = self.call(x, training=bool(training)) if self._call_takes_training else self.call(x)
         if not self.built:

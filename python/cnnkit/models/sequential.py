@@ -11,7 +11,7 @@ import numpy as np
 from .. import autograd as ag
 from .. import layers as layers_module
 from ..autograd import Tensor
-from ..layers import InputLayer, Layer
+from ..layers import InputLayer, KerasTensor, Layer
 from ..saving.registry import register_serializable
 from .model import Model
 
@@ -58,7 +58,7 @@ class Sequential(Model):
 
     def __init__(
         self,
-        layers: Sequence[Layer] | None = None,
+        layers: Sequence[Layer | KerasTensor] | None = None,
         name: str | None = None,
         seed: int | None = None,
         **kwargs: Any,
@@ -71,8 +71,11 @@ class Sequential(Model):
         for layer in layers or []:
             self.add(layer)
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | KerasTensor) -> None:
         """Append a layer (an Input declares the input shape); builds once the shape is known."""
+        source = layer.node.layer if isinstance(layer, KerasTensor) and layer.node else None
+        if isinstance(source, InputLayer):
+            layer = source  # layers.Input(...) as the first element, as in Keras
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"Sequential.add(): layer must be a cnnkit layer, got {type(layer).__name__}"

@@ -75,6 +75,27 @@ def default_columns(show_trainable: bool = False) -> list[Column]:
     return columns
 
 
+def _with_connections(
+    columns: list[Column], graph: dict[str, tuple[str, list[str]]]
+) -> list[Column]:
+    """A functional model's columns: its own layers' output shapes as the graph records them
+    (``multiple`` for a shared layer whose calls differ) and Keras's "Connected to" column,
+    the ``layer[node][tensor]`` inputs of each call."""
+
+    def top(row: Row) -> bool:
+        return row.depth == 0 and row.layer.name in graph
+
+    def shape(row: Row) -> str:
+        return graph[row.layer.name][0] if top(row) else _shape_cell(row)
+
+    def links(row: Row) -> str:
+        return "\n".join(graph[row.layer.name][1]) if top(row) else ""
+
+    out = [Column(c.header, c.share, shape) if c.cell is _shape_cell else c for c in columns]
+    out.insert(3, Column("Connected to", 0.30, links))
+    return out
+
+
 def _rows(model: Any, expand_nested: bool, depth: int = 0) -> list[Row]:
     rows = []
     for layer in model._layers:
@@ -85,15 +106,18 @@ def _rows(model: Any, expand_nested: bool, depth: int = 0) -> list[Row]:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    # Long cells (nested names, long shapes) wrap instead of breaking the box.
-    return [text[i : i + width] for i in range(0, len(text), width)] or [""]
+    # Long cells (nested names, long shapes) wrap instead of breaking the box; a cell of
+    # several lines (the inputs a layer is connected to) keeps one per line.
+    return [
+        part[i : i + width] for part in text.split("\n") for i in range(0, len(part) or 1, width)
+    ]
 
 
 def _table(columns: Sequence[Column], rows: list[Row], line_length: int) -> list[str]:
     total = sum(c.share for c in columns)
     widths = []
     for c in columns:
-        longest = max([len(c.header), *(len(c.cell(r)) for r in rows)])
+        longest = max([len(c.header), *(len(t) for r in rows for t in c.cell(r).split("\n"))])
         # Each cell has one space of padding on each side.
         widths.append(max(int(line_length * c.share / total) - 3, min(longest, 60), 4))
 
@@ -150,6 +174,8 @@ def print_summary(
     emit = print_fn or print
     rows = _rows(model, bool(expand_nested))
     cols = list(columns) if columns is not None else default_columns(bool(show_trainable))
+    if columns is None and hasattr(model, "_connections"):
+        cols = _with_connections(cols, model._connections())
     emit(f'Model: "{model.name}"')
     for text in _table(cols, rows, int(line_length)):
         emit(text)

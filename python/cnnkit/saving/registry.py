@@ -48,6 +48,7 @@ _NAME_ATTR = "_cnnkit_registered_name"
 # modules that look names up): registered name -> module, imported when a lookup misses, so
 # a fresh process loads such a model without custom_objects. Add an entry with the class.
 _FIRST_USE_MODULES: dict[str, str] = {
+    "Functional": "cnnkit.models.functional",
     "YoloLoss": "cnnkit.detection.yolo",
     "YoloModel": "cnnkit.detection.yolo",
 }

@@ -273,7 +273,9 @@ class Trainer:
         self._output_losses = _per_output(where, "loss", self._losses, names)
         weights = _per_output(where, "loss_weights", self._loss_weights, names)
         self._output_weights = [1.0 if w is None else float(w) for w in weights]
-        per_output = _per_output(where, "metrics", self._metrics_arg or [], names)
+        # No metrics: none for any output (an empty list is not "one entry per output").
+        metrics_arg = self._metrics_arg or {}
+        per_output = _per_output(where, "metrics", metrics_arg, names)
         tensors = [t for _, t in _named_outputs(out)]
         ys = _output_targets(where, targets, names)
         objects = []

@@ -1,0 +1,401 @@
+"""Functional models: ``cnnkit.Model(inputs, outputs)`` over a graph of layer calls.
+
+Layers called on symbolic tensors (:mod:`cnnkit.layers.symbolic`) record nodes; a
+:class:`Functional` model walks back from its outputs to its inputs once, keeps the nodes
+in an order where every node follows those it reads, and replays them on data. A layer
+reached through several nodes is one layer with one set of weights (shared layers); a model
+called on symbolic tensors is a node like any layer (nested models).
+
+A node records the ``training`` argument it was called with: ``base(x, training=False)``
+keeps ``base`` in inference mode in every later call, ``fit`` included, even after
+``base.trainable = True`` -- so a fine-tuned base keeps using its BatchNormalization moving
+statistics, as the Keras transfer-learning guide relies on.
+
+The configuration is Keras 3's: ``layers`` (each with its ``inbound_nodes``, whose
+arguments name ``[layer, node index, tensor index]``), ``input_layers`` and
+``output_layers``, so a saved functional model is rebuilt from its file alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import _nest
+from .. import layers as layers_module
+from ..autograd import Tensor
+from ..layers import InputLayer, Layer
+from ..layers.symbolic import KerasTensor, Node, redraw_unseeded
+from ..saving.registry import register_serializable
+from .model import Model
+
+__all__ = ["Functional"]
+
+_TENSOR_REF = "__keras_tensor__"
+
+
+@register_serializable(package="cnnkit")
+class Functional(Model):
+    """A model defined by its symbolic ``inputs`` and ``outputs``; made by
+    ``cnnkit.Model(inputs, outputs)`` (or ``Model(inputs=..., outputs=...)``).
+
+    Parameters
+    ----------
+    inputs : KerasTensor, or list or dict of them
+        Tensors from :func:`cnnkit.layers.Input`. A dict lets the model be called (and
+        fitted) on a dict of arrays with the same keys.
+    outputs : KerasTensor, or list or dict of them
+        Tensors computed from ``inputs`` by layers; a dict names the outputs for
+        per-output losses and metrics.
+    name, seed, trainable
+        As :class:`cnnkit.Model`.
+
+    Examples
+    --------
+    >>> inputs = layers.Input((32, 32, 3))
+    >>> x = layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    >>> y = layers.Conv2D(16, 3, padding="same")(x)
+    >>> x = layers.add([x, y])
+    >>> outputs = layers.Dense(10)(layers.GlobalAveragePooling2D()(x))
+    >>> model = cnnkit.Model(inputs, outputs, seed=0)
+    """
+
+    def __init__(
+        self,
+        inputs: Any = None,
+        outputs: Any = None,
+        name: str | None = None,
+        seed: int | None = None,
+        trainable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        where = "Model()"
+        if inputs is None or outputs is None:
+            raise TypeError(
+                f"{where}: a functional model needs both inputs and outputs, got "
+                f"inputs={inputs!r}, outputs={outputs!r}"
+            )
+        in_leaves = _leaves(where, "inputs", inputs)
+        out_leaves = _leaves(where, "outputs", outputs)
+        for t in in_leaves:
+            if not isinstance(t.node and t.node.layer, InputLayer):
+                raise ValueError(
+                    f"{where}: inputs must be tensors made by layers.Input, got {t!r} "
+                    f"(an output of layer {t.node.layer.name!r})"  # type: ignore[union-attr]
+                )
+        if len({id(t) for t in in_leaves}) != len(in_leaves):
+            raise ValueError(f"{where}: inputs must not repeat a tensor")
+        nodes = _topological_nodes(where, in_leaves, out_leaves)
+        dtype = kwargs.pop("dtype", None)
+        if dtype is not None and str(dtype) != in_leaves[0].dtype.name:
+            raise ValueError(
+                f"{where}: a functional model computes in the dtype of its inputs "
+                f"({in_leaves[0].dtype.name}) and layers: give dtype= to layers.Input and the "
+                f"layers, got dtype={dtype!r}"
+            )
+        self.__dict__["_layers"] = []
+        super().__init__(name=name, seed=seed, trainable=trainable, **kwargs)
+        self._graph_inputs: Any = inputs
+        self._graph_outputs: Any = outputs
+        self._input_leaves = in_leaves
+        self._graph_nodes = nodes
+        for node in nodes:
+            self._track(node.layer)
+        for layer in self._layers:
+            redraw_unseeded(layer)  # the seed decides the weights, as in Sequential
+        self.dtype = in_leaves[0].dtype
+        self.built = True
+        spec = _nest.map_structure(lambda t: list(t.shape[1:]), inputs)
+        self._build_shape = spec
+        self._output_shape = _nest.map_structure(lambda t: t.shape, outputs)
+        self._input_shape = (
+            tuple(in_leaves[0].shape[1:]) if isinstance(inputs, KerasTensor) else None
+        )
+
+    # -- the graph -----------------------------------------------------------------------------
+    @property
+    def inputs(self) -> list[KerasTensor]:
+        """The symbolic inputs, in order (dict inputs in key order)."""
+        return list(self._input_leaves)
+
+    @property
+    def outputs(self) -> list[KerasTensor]:
+        """The symbolic outputs, in order (dict outputs in key order)."""
+        return _nest.flatten(self._graph_outputs)
+
+    @property
+    def output(self) -> Any:
+        """The symbolic outputs, in the structure given (as Keras's ``model.output``)."""
+        return self._graph_outputs
+
+    @property
+    def input_shape(self) -> Any:
+        """``(None, ...)`` of the input, or a list (dict) of them for several inputs."""
+        return _nest.map_structure(lambda t: t.shape, self._graph_inputs)
+
+    @property
+    def output_shape(self) -> Any:
+        """``(None, ...)`` of the output, or a list (dict) of them for several outputs."""
+        return _nest.map_structure(lambda t: t.shape, self._graph_outputs)
+
+    def _node_index(self) -> dict[int, int]:
+        """Each node's position among the nodes of its layer in this model."""
+        counts: dict[int, int] = {}
+        index = {}
+        for node in self._graph_nodes:
+            index[id(node)] = counts.get(id(node.layer), 0)
+            counts[id(node.layer)] = index[id(node)] + 1
+        return index
+
+    def _connections(self) -> dict[str, tuple[str, list[str]]]:
+        """For ``summary()``: each layer's output shape (``multiple`` when its calls
+        differ) and the ``layer[node][tensor]`` tensors it reads."""
+        index = self._node_index()
+        rows: dict[str, tuple[str, list[str]]] = {}
+        for layer in self._layers:
+            nodes = [n for n in self._graph_nodes if n.layer is layer]
+            shapes = {str(_nest.map_structure(lambda t: t.shape, n.outputs)) for n in nodes}
+            links = [
+                f"{t.node.layer.name}[{index[id(t.node)]}][{t.index}]"  # type: ignore[union-attr]
+                for n in nodes
+                for t in n.inputs
+            ]
+            rows[layer.name] = (shapes.pop() if len(shapes) == 1 else "multiple", links)
+        return rows
+
+    # -- calling -------------------------------------------------------------------------------
+    def _feed(self, x: Any) -> list[Any]:
+        """The call's inputs in the order of ``inputs``."""
+        where = f"Model {self.name!r}"
+        leaves = self._input_leaves
+        structure = self._graph_inputs
+        if isinstance(x, dict):
+            keys = (
+                list(structure)
+                if isinstance(structure, dict)
+                else [t.node.layer.name for t in leaves]  # type: ignore[union-attr]
+            )
+            missing = [k for k in keys if k not in x]
+            if missing:
+                raise ValueError(
+                    f"{where}: x is a dict without the input(s) {missing}; expected keys {keys}"
+                )
+            return [x[k] for k in keys]
+        flat = _nest.flatten(x)
+        if len(flat) != len(leaves):
+            raise ValueError(
+                f"{where}: expected {len(leaves)} input(s) "
+                f"({', '.join(repr(t.node.layer.name) for t in leaves)}), "  # type: ignore[union-attr]
+                f"got {len(flat)}"
+            )
+        return flat
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        values: dict[int, Any] = {id(t): v for t, v in zip(self._input_leaves, self._feed(x))}
+        for node in self._graph_nodes:
+            layer = node.layer
+            if isinstance(layer, InputLayer):
+                out = node.outputs
+                values[id(out)] = layer(values[id(out)])  # checks the shape, casts the dtype
+                continue
+            args = _nest.map_structure(lambda t: values[id(t)], node.args)
+            flag = training if node.training is None else node.training
+            result = layer(args, training=flag)
+            for t, v in zip(_nest.flatten(node.outputs), _nest.flatten(result)):
+                values[id(t)] = v
+        return _nest.map_structure(lambda t: values[id(t)], self._graph_outputs)
+
+    # -- configuration -------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        index = self._node_index()
+
+        def ref(t: KerasTensor) -> Any:
+            node = t.node
+            return [node.layer.name, index[id(node)], t.index]  # type: ignore[union-attr]
+
+        def encode(t: Any) -> Any:
+            return {"class_name": _TENSOR_REF, "config": {"keras_history": ref(t)}}
+
+        entries = []
+        for layer in self._layers:
+            nodes = [] if isinstance(layer, InputLayer) else self._nodes_of(layer)
+            entries.append(
+                {
+                    **layers_module.serialize(layer),
+                    "name": layer.name,
+                    "inbound_nodes": [
+                        {
+                            "args": [_nest.map_structure(encode, n.args)],
+                            "kwargs": {} if n.training is None else {"training": n.training},
+                        }
+                        for n in nodes
+                    ],
+                }
+            )
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "seed": self.seed,
+            "layers": entries,
+            "input_layers": _nest.map_structure(ref, self._graph_inputs),
+            "output_layers": _nest.map_structure(ref, self._graph_outputs),
+        }
+
+    def _nodes_of(self, layer: Layer) -> list[Node]:
+        return [n for n in self._graph_nodes if n.layer is layer]
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
+    ) -> Functional:
+        where = "Functional.from_config()"
+        config = dict(config)
+        entries = config.pop("layers", None)
+        input_spec = config.pop("input_layers", None)
+        output_spec = config.pop("output_layers", None)
+        if not isinstance(entries, list) or input_spec is None or output_spec is None:
+            raise ValueError(
+                f"{where}: config must have 'layers' (a list), 'input_layers' and 'output_layers'"
+            )
+        made: dict[tuple[str, int], Any] = {}  # (layer name, node index) -> its outputs
+        pending: list[tuple[Layer, list[Any]]] = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("inbound_nodes", []), list):
+                raise ValueError(f"{where}: every layer entry must be a dict, got {entry!r}")
+            layer = layers_module.deserialize(
+                {"class_name": entry.get("class_name"), "config": entry.get("config")},
+                custom_objects,
+            )
+            if isinstance(layer, InputLayer):
+                made[(layer.name, 0)] = layer.output
+            else:
+                pending.append((layer, list(entry.get("inbound_nodes", []))))
+
+        def decode(value: Any) -> Any:
+            if isinstance(value, dict) and value.get("class_name") == _TENSOR_REF:
+                return lookup(value.get("config", {}).get("keras_history"))
+            if isinstance(value, dict):
+                return {k: decode(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [decode(v) for v in value]
+            raise ValueError(f"{where}: unexpected node argument {value!r}")
+
+        def lookup(history: Any) -> KerasTensor:
+            if (
+                not isinstance(history, list)
+                or len(history) != 3
+                or not isinstance(history[0], str)
+                or not all(isinstance(i, int) for i in history[1:])
+            ):
+                raise ValueError(f"{where}: a tensor reference must be [layer, node, tensor]")
+            key = (history[0], history[1])
+            if key not in made:
+                raise _NotYet(history)
+            leaves = _nest.flatten(made[key])
+            if not 0 <= history[2] < len(leaves):
+                raise ValueError(f"{where}: tensor reference {history} is out of range")
+            return leaves[history[2]]  # type: ignore[no-any-return]
+
+        # A shared layer's later node may read layers listed after it: replay nodes as their
+        # arguments become available, each layer's nodes in order.
+        done = {id(layer): 0 for layer, _ in pending}
+        while any(queue for _, queue in pending):
+            progressed = False
+            for layer, queue in pending:
+                while queue:
+                    node = queue[0]
+                    if not isinstance(node, dict) or not isinstance(node.get("args"), list):
+                        raise ValueError(f"{where}: bad inbound node of {layer.name!r}: {node!r}")
+                    try:
+                        args = decode(node["args"][0] if len(node["args"]) == 1 else node["args"])
+                    except _NotYet:
+                        break
+                    training = (node.get("kwargs") or {}).get("training")
+                    made[(layer.name, done[id(layer)])] = layer(args, training=training)
+                    done[id(layer)] += 1
+                    queue.pop(0)
+                    progressed = True
+            if not progressed:
+                stuck = [layer.name for layer, queue in pending if queue]
+                raise ValueError(f"{where}: the nodes of layers {stuck} read tensors never made")
+
+        def decode_refs(value: Any) -> Any:
+            if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+                return lookup(value)
+            if isinstance(value, dict):
+                return {k: decode_refs(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [decode_refs(v) for v in value]
+            raise ValueError(f"{where}: unexpected input or output reference {value!r}")
+
+        try:
+            inputs, outputs = decode_refs(input_spec), decode_refs(output_spec)
+        except _NotYet as exc:
+            raise ValueError(
+                f"{where}: unknown tensor {exc.args[0]} in input or output layers"
+            ) from None
+        return cls(inputs, outputs, **config)
+
+
+Model._functional_class = Functional
+
+
+class _NotYet(Exception):
+    """A node argument refers to a node not replayed yet."""
+
+
+def _leaves(where: str, arg: str, value: Any) -> list[KerasTensor]:
+    leaves = _nest.flatten(value)
+    if not leaves:
+        raise ValueError(f"{where}: {arg} must not be empty")
+    for t in leaves:
+        if not isinstance(t, KerasTensor):
+            hint = (
+                " (a layer, not its output: call the layer on a tensor)"
+                if isinstance(t, Layer)
+                else " (data: use layers.Input for the inputs and layers' outputs)"
+                if isinstance(t, Tensor) or hasattr(t, "shape")
+                else ""
+            )
+            raise TypeError(
+                f"{where}: {arg} must be symbolic tensors from layers.Input and layer calls, "
+                f"got {type(t).__name__}{hint}"
+            )
+        if t.node is None:
+            raise ValueError(f"{where}: {arg} holds a KerasTensor made by no layer: {t!r}")
+    return leaves
+
+
+def _topological_nodes(
+    where: str, inputs: Sequence[KerasTensor], outputs: Sequence[KerasTensor]
+) -> list[Node]:
+    """The nodes between ``inputs`` and ``outputs``, each after the nodes it reads."""
+    given = {id(t) for t in inputs}
+    order: list[Node] = []
+    done: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(t.node, False) for t in reversed(outputs)]  # type: ignore[misc]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for t in reversed(node.inputs):
+            if t.node is not None and id(t.node) not in done:
+                stack.append((t.node, False))
+    names = [t.node.layer.name for t in inputs]  # type: ignore[union-attr]
+    for node in order:
+        if isinstance(node.layer, InputLayer) and id(node.outputs) not in given:
+            raise ValueError(
+                f"{where}: the outputs are not connected to the inputs given: they need the "
+                f"input {node.layer.name!r} (shape {node.outputs.shape}), which is not among "
+                f"inputs {names}"
+            )
+    reached = {id(node.outputs) for node in order if isinstance(node.layer, InputLayer)}
+    unused = [t.node.layer.name for t in inputs if id(t) not in reached]  # type: ignore[union-attr]
+    if unused:
+        raise ValueError(f"{where}: the input(s) {unused} are not used to compute the outputs")
+    return order
