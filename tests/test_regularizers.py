@@ -206,3 +206,14 @@ def test_frozen_layers_have_no_weight_penalty_but_keep_activity_penalties():
     model = cnnkit.Sequential([layers.Input((3,)), dense])
     model(np.ones((1, 3)))
     assert len(model.losses) == 1
+
+
+def test_a_functional_model_counts_each_penalty_once():
+    # The functional API builds a layer at its symbolic call and again from the model's seed.
+    inputs = layers.Input((4,))
+    dense = layers.Dense(2, kernel_regularizer=regularizers.L2(0.1))
+    model = cnnkit.Model(inputs, dense(inputs))
+    assert len(model.losses) == 1
+    np.testing.assert_allclose(
+        model.losses[0].data, 0.1 * np.sum(dense.kernel.data.astype(np.float64) ** 2), rtol=1e-6
+    )

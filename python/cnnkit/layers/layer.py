@@ -215,6 +215,12 @@ class Layer:
             for v, constraint in layer.__dict__.get("_weight_constraints", ()):
                 v.data[...] = constraint(v.data)
 
+    def _clear_weights(self) -> None:
+        """Forget the weights, with their penalties and constraints, before building again."""
+        self._weights = []
+        self._weight_regularizers = []
+        self._weight_constraints = []
+
     def _draws_fresh_weights(self) -> bool:
         """Whether building now would draw weights from fresh entropy (no model's seed, no
         file being loaded)."""

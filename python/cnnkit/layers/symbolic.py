@@ -127,7 +127,7 @@ def redraw_unseeded(layer: Any) -> None:
     shape = layer.__dict__.pop("_unseeded_build", None)
     if shape is None or layer._seed_key is None:
         return
-    layer._weights = []
+    layer._clear_weights()
     layer._init_rng = layer._rng()
     try:
         layer.build(shape)
