@@ -1,4 +1,4 @@
-"""examples/residual.py and examples/transfer_finetune.py, run at a small size.
+"""The worked examples (residual, transfer_finetune, mnist_convnet), run at a small size.
 
 The examples live outside the package: when the tests run from a copy of tests/ alone
 (the wheel check of .ci/run) there is nothing to import and these tests skip.
@@ -39,3 +39,10 @@ def test_transfer_learning_fine_tuning_keeps_batchnorm_in_inference_mode():
     # dropout, the end-of-head loss is evaluated without: hence the small allowance)
     assert r["first_finetune_loss"] <= 1.15 * r["end_of_head_loss"] + 0.02
     assert r["tuned_accuracy"] >= r["head_accuracy"] - 0.05
+
+
+def test_simple_mnist_convnet_has_keras_parameters_and_learns_the_digits():
+    pytest.importorskip("sklearn")
+    r = _example("mnist_convnet").run(epochs=4, verbose=0)
+    assert r["model"].count_params() == 34_826  # the Keras example's summary
+    assert r["test_accuracy"] >= 0.9  # 0.976 after the example's 15 epochs
