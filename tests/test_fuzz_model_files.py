@@ -231,12 +231,10 @@ def main() -> None:
 def test_hostile_model_files_raise_value_error_with_bounded_memory():
     paths = [str(_TESTS), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    # One kernel thread: with two, the same 501 derandomized cases peaked anywhere from
-    # 72 to 217 MiB over repeated runs (per-thread allocator arenas and GEMM packing
-    # buffers, not the files); with one they stay at 72-83 MiB, so the bound below
-    # measures the loader rather than the thread count.
-    env["OMP_NUM_THREADS"] = "1"
-    done = mf.run_fresh(["-c", "import test_fuzz_model_files as m; m.main()"], 600, env=env)
+    # conftest first: it loads the Hypothesis profile, which the searches' settings (made
+    # when this module is imported) inherit; after it, the ci profile's derandomized cases.
+    script = "import conftest, test_fuzz_model_files as m; m.main()"
+    done = mf.run_fresh(["-c", script], 600, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     words = done.stdout.split()
     cases, growth = int(words[words.index("cases") + 1]), int(words[-1])

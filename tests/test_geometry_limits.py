@@ -49,7 +49,7 @@ REJECTED = [
     (f"ops.conv({X1}, {W1}, groups=2**64)", "ValueError", "conv(): groups must be at most"),
     (f"ops.conv({X1}, {W1}, padding=-2**70)", "ValueError", "conv(): padding must be >= 0"),
     (f"ops.max_pool({X1}, 2**62, padding='same')", "ValueError", "max_pool(): pool_size makes"),
-    (f"ops.avg_pool({X1}, 3, strides=2**64)", "ValueError", "avg_pool(): strides must be at"),
+    (f"ops.avg_pool({X1}, 3, stride=2**64)", "ValueError", "avg_pool(): stride must be at"),
     (f"ops.max_pool({X1}, 2, padding={BIG})", "ValueError", "max_pool(): padding makes"),
     ("ops.sliding_windows(np.ones((1, 4, 4, 1)), 2, 2**64)", "ValueError", "stride must be at"),
     (
@@ -105,14 +105,14 @@ EQUAL = [
         " padding=((0, 0), (2**39, 2**39)), dilation=(1, 2**40), stride=(1, 2**41))",
         "(np.zeros((1, 5, 3, 1)), np.zeros((3, 2, 1, 1)), np.full(1, 3.0))",
     ),
-    (f"ops.max_pool({X1}, 3, strides={BIG})", f"ops.max_pool({X1}, 3, strides=5)"),
+    (f"ops.max_pool({X1}, 3, stride={BIG})", f"ops.max_pool({X1}, 3, stride=5)"),
     (
-        f"ops.avg_pool({X1}, 2, strides={BIG}, padding='same')",
-        f"ops.avg_pool({X1}, 2, strides=5, padding='same')",
+        f"ops.avg_pool({X1}, 2, stride={BIG}, padding='same')",
+        f"ops.avg_pool({X1}, 2, stride=5, padding='same')",
     ),
     (
-        f"ops.max_pool_backward({X1}, np.ones((1, 1, 1)), 3, strides={BIG})",
-        f"ops.max_pool_backward({X1}, np.ones((1, 1, 1)), 3, strides=5)",
+        f"ops.max_pool_backward({X1}, np.ones((1, 1, 1)), 3, stride={BIG})",
+        f"ops.max_pool_backward({X1}, np.ones((1, 1, 1)), 3, stride=5)",
     ),
     (
         f"ops.sliding_windows(np.ones((1, 4, 4, 1)), 2, {BIG})",
