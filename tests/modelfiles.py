@@ -150,13 +150,13 @@ def npy_bomb(key: str, nbytes: int) -> bytes:
 
 _PROBE = textwrap.dedent(
     """
-    import resource, sys, warnings
+    import sys, warnings
     import cnnkit, cnnkit.io, cnnkit.layers, cnnkit.models
     warnings.simplefilter("ignore")
-    def current_kib():  # the resident size now (ru_maxrss is the peak so far)
+    def status_kib(key):  # VmRSS: resident now; VmHWM: this address space's peak
         with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-    before = current_kib()
+            return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+    before = status_kib("VmRSS")
     outcomes = []
     for path in sys.argv[1:]:
         try:
@@ -166,24 +166,20 @@ _PROBE = textwrap.dedent(
             outcomes.append("ValueError" if repr(path) in str(exc) else "unnamed: " + str(exc))
         except BaseException as exc:
             outcomes.append(f"{type(exc).__name__}: {exc}"[:300])
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = status_kib("VmHWM")
     print((after - before) * 1024)
     print("\\n".join(outcomes))
     """
 )
 
 
-# Linux carries a process's peak RSS across exec (getrusage's ru_maxrss is the larger of
-# it and the new image's peak), and a child's starts from its parent's: a probe started by
-# pytest, hundreds of MB into the suite, would report pytest's peak. Starting it from a
-# small intermediate Python, whose own peak is tiny, makes ru_maxrss the probe's own.
-_LAUNCH = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
-
-
+# The peak is /proc's VmHWM, the high-water mark of this process's own address space, not
+# getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a probe started by pytest,
+# hundreds of MB into the suite, would report pytest's peak as its own.
 def run_fresh(args: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
-    """``python args...`` in a process whose ``ru_maxrss`` starts near zero."""
+    """``python args...`` in a new process."""
     return subprocess.run(
-        [sys.executable, "-c", _LAUNCH, sys.executable, *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -196,8 +192,8 @@ def load_in_subprocess(paths: list[Path], timeout: float = 120) -> tuple[int, li
     """Load each file in one fresh process: (peak memory growth in bytes, outcome per file).
 
     The outcome is "loaded", "ValueError" (naming the path) or what else happened; the
-    growth is the peak resident size (``ru_maxrss``) after the loads minus the resident size
-    before them (Linux: both in KiB, from resource and /proc).
+    growth is the peak resident size (VmHWM) after the loads minus the resident size (VmRSS)
+    before them, both from /proc (Linux).
     """
     done = run_fresh(["-c", _PROBE, *map(str, paths)], timeout)
     assert done.returncode == 0, done.stderr[-2000:]
