@@ -15,8 +15,8 @@ python=${PYTHON:-python3}
 mkdir -p "$dir"
 if [ ! -x "$dir/venv/bin/python" ]; then
   "$python" -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja numpy \
-    pytest hypothesis scikit-learn tqdm
+  "$dir/venv/bin/pip" install -q "scikit-build-core>=0.10" "pybind11>=2.12" "cython>=3.0.8" \
+    ninja numpy pytest hypothesis scikit-learn scikit-image tqdm
 fi
 # A non-editable install: the tests run against the installed package.
 "$dir/venv/bin/pip" install -q --no-build-isolation --force-reinstall --no-deps "$root" \
@@ -34,9 +34,11 @@ export CNNKIT_HYPOTHESIS_PROFILE=${CNNKIT_HYPOTHESIS_PROFILE:-ci}
 # The instrumented kernels are several times slower.
 export CNNKIT_FUZZ_TIME_LIMIT=${CNNKIT_FUZZ_TIME_LIMIT:-600}
 
-kernel_tests=(test_anchors test_box_errors test_box_threads test_boxes test_conv test_conv_errors
-  test_detection_windows test_geometry_limits test_gram test_hostile_arguments test_matmul
-  test_nms test_pool test_windows test_yolo test_fuzz_ops)
+kernel_tests=(test_anchors test_box_errors test_box_habits test_box_threads test_boxes test_conv
+  test_conv_errors test_detection_windows test_felzenszwalb test_fused test_geometry_limits
+  test_gram test_hostile_arguments test_image test_augment test_isa_paths test_matmul test_nms
+  test_pool test_roi test_roi_errors test_selective_search test_windows test_winograd test_yolo
+  test_fuzz_ops)
 paths=()
 for t in "${kernel_tests[@]}"; do paths+=("$root/tests/$t.py"); done
 cd "$dir"  # not the source tree: import the installed cnnkit
