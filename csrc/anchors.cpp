@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -118,12 +119,14 @@ void yolo_encode(const YoloLayout& layout, const T* boxes, const int64_t* classe
                  const int64_t* offsets, int64_t n, T* y, int64_t* dropped) {
   const int64_t work = n * (layout.image_size() + 4 * layout.num_anchors);
   const int threads = static_cast<int>(std::min<int64_t>(threads_for(work, 1 << 14), n));
+  const StopToken stop;
 #pragma omp parallel num_threads(std::max(threads, 1)) if (threads > 1)
   {
     std::vector<int64_t> owner;
     std::vector<double> owner_iou;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t j = 0; j < n; ++j) {
+      if (stop) continue;
       const int64_t begin = offsets[j];
       dropped[j] = encode_image(layout, boxes + 4 * begin, classes + begin, offsets[j + 1] - begin,
                                 y + j * layout.image_size(), owner, owner_iou);
@@ -136,8 +139,10 @@ void yolo_decode(const YoloLayout& layout, const T* y, int64_t n, double thresho
                  Detections<T>* out) {
   const int threads =
       static_cast<int>(std::min<int64_t>(threads_for(n * layout.image_size(), 1 << 15), n));
+  const StopToken stop;
 #pragma omp parallel for num_threads(std::max(threads, 1)) if (threads > 1) schedule(dynamic, 1)
-  for (int64_t j = 0; j < n; ++j) decode_image(layout, y + j * layout.image_size(), threshold, out[j]);
+  for (int64_t j = 0; j < n; ++j)
+    if (!stop) decode_image(layout, y + j * layout.image_size(), threshold, out[j]);
 }
 
 template <class T>
@@ -196,8 +201,10 @@ KMeansStats kmeans_anchors(const T* wh, int64_t m, double* centres, int64_t k,
   // Best centre (or anchor) of every box; each box is independent, so the
   // split over threads changes nothing.
   auto assign = [&](const double* c, int64_t* label, double* iou_out) {
+    const StopToken stop;
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t i = 0; i < m; ++i) {
+      if (stop) continue;
       const double w = wh[2 * i], h = wh[2 * i + 1];
       int64_t best = 0;
       double best_value = -1;

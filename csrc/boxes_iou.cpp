@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cpu.hpp"
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -68,8 +69,10 @@ void pairwise_iou(IouKind kind, const T* a, int64_t n, const T* b, int64_t m, T*
   const int nt = threads_for(n * m);
   // Contiguous row blocks per thread: each output element is computed by one
   // thread from the same inputs, so results do not depend on the thread count.
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t i = 0; i < n; ++i) loop(kind, ca.cols, i, i + 1, cb.cols, m, out);
+  for (int64_t i = 0; i < n; ++i)
+    if (!stop) loop(kind, ca.cols, i, i + 1, cb.cols, m, out);
 }
 
 template <class T>
@@ -81,9 +84,10 @@ void aligned_iou(IouKind kind, const T* a, const T* b, int64_t n, T* out) {
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   const int nt = threads_for(n);
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t blk = 0; blk < blocks; ++blk)
-    loop(kind, ca.cols, cb.cols, blk * kBlock, std::min(n, (blk + 1) * kBlock), out);
+    if (!stop) loop(kind, ca.cols, cb.cols, blk * kBlock, std::min(n, (blk + 1) * kBlock), out);
 }
 
 template void pairwise_iou<float>(IouKind, const float*, int64_t, const float*, int64_t, float*);

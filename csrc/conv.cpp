@@ -8,6 +8,7 @@
 
 #include "conv_direct.hpp"
 #include "gemm.hpp"
+#include "interrupt.hpp"
 #include "parallel.hpp"
 #include "winograd.hpp"
 
@@ -196,8 +197,10 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
   const std::vector<PackedB<T>> packed = pack_groups(p, w, false);
   // Each task is one tile of rows for one group; its gemm runs on one thread.
+  const StopToken stop;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
   for (int64_t task = 0; task < tasks; ++task) {
+    if (stop) continue;
     const int64_t t = task / p.groups, group = task % p.groups;
     const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
     T* buf = thread_buffer<T>(size_t(tile * kd)).data();
@@ -226,13 +229,14 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
   // twice, and each dw element sums the tiles in the same order whatever the
   // number of threads.
   const int nt = int(std::min<int64_t>(kd, threads_for(rows * kd * cout, 1 << 16)));
+  const StopToken stop;
   for (int64_t group = 0; group < p.groups; ++group) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
       const int64_t col0 = kd * part / parts, col1 = kd * (part + 1) / parts, width = col1 - col0;
       T* buf = thread_buffer<T>(size_t(tile * std::max<int64_t>(width, 1))).data();
-      for (int64_t t = 0; t < tiles && width > 0; ++t) {
+      for (int64_t t = 0; t < tiles && width > 0 && !stop; ++t) {
         const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
         gather(p, x, group, row0, m, col0, col1, buf);
         gemm_serial(true, false, width, cog, m, buf, width, dy + row0 * cout + group * cog, cout,
@@ -268,14 +272,16 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   const std::vector<PackedB<T>> packed = pack_groups(p, w, true);
   for (int phase = 0; phase < 2; ++phase) {
     const int64_t count = p.batch * ((bands - phase + 1) / 2);
+    const StopToken stop;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
     for (int64_t task = 0; task < count; ++task) {
+      if (stop) continue;
       const int64_t per_image = (bands - phase + 1) / 2;
       const int64_t n = task / per_image, b = 2 * (task % per_image) + phase;
       const int64_t first = (n * g.out[0] + b * band) * inner;
       const int64_t last = (n * g.out[0] + std::min(g.out[0], (b + 1) * band)) * inner;
       T* buf = thread_buffer<T>(size_t(tile * kd)).data();
-      for (int64_t row0 = first; row0 < last; row0 += tile) {
+      for (int64_t row0 = first; row0 < last && !stop; row0 += tile) {
         const int64_t m = std::min(tile, last - row0);
         for (int64_t group = 0; group < p.groups; ++group) {
           gemm_packed_serial(false, m, dy + row0 * cout + group * cog, cout,

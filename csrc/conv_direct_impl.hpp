@@ -16,6 +16,7 @@
 #include "conv_direct.hpp"
 #include "conv_few_impl.hpp"
 #include "conv_taps.hpp"
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit::detail::CNNKIT_ISA_NS {
@@ -58,8 +59,10 @@ void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
   const int64_t positions = p.g.out_size(), rows = p.rows();
   const int nt = threads_for(rows * p.g.kernel_size() * cout);
   const Taps taps(p.g);
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rows; ++r) {
+    if (stop) continue;
     T* out = y + r * cout;
     std::fill_n(out, cout, T(0));
     taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
@@ -75,8 +78,10 @@ void depthwise_backward_input(const ConvProblem& p, const T* w, const T* dy, T* 
   const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
   const int64_t positions = p.g.in_size(), rows = p.batch * positions;
   const int nt = threads_for(rows * p.g.kernel_size() * cout);
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rows; ++r) {
+    if (stop) continue;
     T* out = dx + r * cin;
     std::fill_n(out, cin, T(0));
     for_each_reader(p.g, r / positions, r % positions, [&](int64_t k, int64_t o) {
@@ -100,11 +105,12 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   // Threads split the channels; each dw element sums the rows in order.
   const int nt = int(std::min<int64_t>(threads_for(rows * p.g.kernel_size() * cout), cin));
   const Taps taps(p.g);
+  const StopToken stop;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
     const int64_t c0 = cin * part / parts, c1 = cin * (part + 1) / parts;
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows && !stop; ++r) {
       const T* grad = dy + r * cout;
       taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
           multiply_add(x + i * cin + c0, grad + c0 * mult, dw + k * cout + c0 * mult, c1 - c0, mult);
@@ -124,8 +130,10 @@ void few_channels_backward_input_strided(const ConvProblem& p, const T* w, const
   const int64_t blocked = cout - cout % width;
   const int64_t positions = p.g.in_size(), rows = p.batch * positions;
   const int nt = threads_for(rows * p.patch_size() * cout);
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rows; ++r) {
+    if (stop) continue;
     // dx[r, ci] is a dot product of dy rows with weight rows over the output
     // channels: four vector partial sums (independent chains, so the adds
     // overlap), reduced once at the end.

@@ -39,6 +39,7 @@
 #endif
 
 #include "conv.hpp"
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit::detail::CNNKIT_ISA_NS {
@@ -336,8 +337,10 @@ void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
   const int64_t bands = (g.out[0] + band - 1) / band, inner = g.out[1] * g.out[2];
   const int64_t* offs = off.data();
   const T *wdata = wp.data(), *bdata = bp.data();
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t task = 0; task < p.batch * bands; ++task) {
+    if (stop) continue;
     const int64_t n = task / bands, a = (task % bands) * band;
     const int64_t e = std::min(g.out[0], a + band);
     Slab t = s;
@@ -421,11 +424,12 @@ void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
   const int64_t band = band_rows(g.out[0], span0, g.stride[0],
                                  s.ext[1] * s.ext[2] * cin * int64_t(sizeof(T)), p.batch, 1);
   const int64_t bands = (g.out[0] + band - 1) / band, inner = g.out[1] * g.out[2];
+  const StopToken stop;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
     const int64_t q0 = pairs * part / parts, q1 = pairs * (part + 1) / parts;
-    for (int64_t task = 0; task < p.batch * bands && q0 < q1; ++task) {
+    for (int64_t task = 0; task < p.batch * bands && q0 < q1 && !stop; ++task) {
       const int64_t n = task / bands, a = (task % bands) * band;
       const int64_t e = std::min(g.out[0], a + band);
       Slab t = s;
@@ -599,8 +603,10 @@ void backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   std::vector<int64_t> row_off(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows && by_line; ++r) row_off[size_t(r)] = off[size_t(r * kw + kw - 1)];
   const int64_t spare = (kLineRows + 8) * ld;  // what a short tile reads past the slab
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t task = 0; task < p.batch * bands; ++task) {
+    if (stop) continue;
     const int64_t n = task / bands, a = (task % bands) * band;
     const int64_t e = std::min(g.in[0], a + band);
     Slab t = s;

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "gemm.hpp"
+#include "interrupt.hpp"
 
 namespace cnnkit::gemm_impl {
 
@@ -47,6 +48,9 @@ struct Operands {
   int64_t b_stride = 0;
   const Epilogue<T>* epilogue = nullptr;
   bool upper = false;
+  // Taken on the thread that called gemm, so that every thread of its team
+  // sees that call's stop request (csrc/interrupt.hpp).
+  StopToken stop;
 };
 
 // The part of C one thread computes: rows [i0, i1) x columns [j0, j1).
@@ -305,6 +309,7 @@ void compute(const Operands<T>& g, const Range& r) {
       for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         if (g.upper && r.j1 <= ic) break;
+        if (g.stop) return;
         for (int64_t pc = p0; pc < p1; pc += kb) {
           const int64_t kc = p1 - pc < kb ? p1 - pc : kb;
           multiply_block<K>(g, ic, mc, r.j0, n, pc, kc,
@@ -318,6 +323,7 @@ void compute(const Operands<T>& g, const Range& r) {
   for (int64_t jc = r.j0; jc < r.j1; jc += K::NC) {
     const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
     for (int64_t pc = 0; pc < g.k; pc += kb) {
+      if (g.stop) return;
       const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
       const T* b_block = b_pack;
       if (packed)
@@ -327,6 +333,7 @@ void compute(const Operands<T>& g, const Range& r) {
       for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         if (g.upper && jc + nc <= ic) break;  // this and later row blocks lie below
+        if (g.stop) return;
         pack_a<MR>(g, ic, mc, pc, kc, a_pack);
         multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_block, a_pack);
       }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "gemm.hpp"
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -135,8 +136,10 @@ void gram(const T* x, int64_t batch, int64_t positions, int64_t channels, GramNo
     for (int64_t n = 0; n < batch; ++n) item(n, false);
     return;
   }
+  const StopToken stop;
   run_on_team(plan, [&](const std::vector<int64_t>& mine) {
-    for (const int64_t n : mine) item(n, true);
+    for (const int64_t n : mine)
+      if (!stop) item(n, true);
   });
 }
 
@@ -174,10 +177,12 @@ void gram_backward(const T* x, const T* dg, int64_t batch, int64_t positions, in
     }
     return;
   }
+  const StopToken stop;
   run_on_team(plan, [&](const std::vector<int64_t>& mine) {
     std::vector<T> s(static_cast<size_t>(C * C));  // S of batch item s_of
     int64_t s_of = -1;
     for (const int64_t it : mine) {
+      if (stop) break;
       const int64_t n = it / bands;
       const auto [p0, count] = positions_of(it);
       if (n != s_of) {

@@ -5,6 +5,7 @@
 #include <queue>
 
 #include "box_grid.hpp"
+#include "interrupt.hpp"
 #include "iou_scalar.hpp"
 #include "nms_grid.hpp"
 #include "parallel.hpp"
@@ -98,8 +99,10 @@ std::vector<int64_t> batched_nms(const T* boxes, const T* scores, const int64_t*
   // flags of its own boxes.
   std::vector<char> keep(size_t(n), 0);
   const int nt = threads_for(count, 2048);
+  const StopToken stop;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
   for (int64_t g = 0; g < groups; ++g) {
+    if (stop) continue;
     std::vector<int64_t> kept;
     const int64_t begin = starts[size_t(g)], size = starts[size_t(g + 1)] - begin;
     greedy(boxes, areas.data(), grouped.data() + begin, size, opt.iou_threshold, opt.max_output,

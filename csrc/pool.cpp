@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu.hpp"
+#include "interrupt.hpp"
 #include "parallel.hpp"
 #include "pool.hpp"
 
@@ -66,11 +67,16 @@ void forward(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* 
   const int64_t n_rows = batch * g.out[0] * g.out[1];
   if (n_rows == 0 || channels == 0) return;
   const int nt = threads_for(window_work(g, batch, channels));
-  const int64_t per_thread = (n_rows + nt - 1) / nt;
+  // About 64 blocks of rows per thread, contiguous per thread (static
+  // schedule), so that a stop request is seen between blocks.
+  const int64_t per_block = std::max<int64_t>(1, n_rows / (int64_t(nt) * 64));
+  const int64_t blocks = (n_rows + per_block - 1) / per_block;
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int t = 0; t < nt; ++t) {
-    const int64_t r0 = std::min(n_rows, t * per_thread);
-    rows(g, channels, x, y, r0, std::min(n_rows, r0 + per_thread));
+  for (int64_t i = 0; i < blocks; ++i) {
+    if (stop) continue;
+    const int64_t r0 = i * per_block;
+    rows(g, channels, x, y, r0, std::min(n_rows, r0 + per_block));
   }
 }
 
@@ -100,8 +106,10 @@ void gather_rows(const Geometry& g, int64_t batch, int64_t channels, int64_t scr
     return std::clamp<int64_t>(b * per_block * g.stride[0] - g.pad_before[0], 0, g.in[0]);
   };
   std::vector<T> scratch(static_cast<size_t>(nt * scratch_per_thread));
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t i = 0; i < batch * blocks; ++i) {
+    if (stop) continue;
     const int64_t b = i % blocks;
     rows(i / blocks, row_of(b), row_of(b + 1),
          scratch.data() + omp_get_thread_num() * scratch_per_thread);
@@ -117,8 +125,10 @@ void global_blocks(int64_t batch, int64_t positions, int64_t channels, Block blo
   const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
   const int nt = threads_for(batch * positions * channels);
   std::vector<double> acc(static_cast<size_t>(nt * kChannelBlock));
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t i = 0; i < batch * blocks; ++i) {
+    if (stop) continue;
     const int64_t c0 = (i % blocks) * kChannelBlock;
     block(i / blocks, c0, std::min(channels, c0 + kChannelBlock),
           acc.data() + omp_get_thread_num() * kChannelBlock);

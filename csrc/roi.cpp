@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -118,8 +119,10 @@ void image_channel_tasks(const RoiGeometry& g, int64_t work, Task task) {
   const int64_t tasks = g.batch * blocks;
   if (tasks == 0) return;
   const int nt = static_cast<int>(std::min<int64_t>(threads_for(work), tasks));
+  const StopToken stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
   for (int64_t i = 0; i < tasks; ++i) {
+    if (stop) continue;
     const int64_t c0 = (i % blocks) * kChannelBlock;
     task(i / blocks, c0, std::min(g.channels, c0 + kChannelBlock));
   }
@@ -213,8 +216,10 @@ void roi_align(const RoiGeometry& g, const T* x, const T* rois, int64_t k, int s
   if (rows == 0 || C == 0) return;
   const int64_t image_size = g.height * g.width * C;
   const int nt = threads_for(rows * g.pooled_w * C * 4, int64_t(1) << 14);
+  const StopToken stop;
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
   for (int64_t row = 0; row < rows; ++row) {
+    if (stop) continue;
     const int64_t r = row / g.pooled_h, ph = row % g.pooled_h;
     const T* roi = rois + 5 * r;
     const T* img = x + image_of(double(roi[0])) * image_size;
@@ -270,10 +275,12 @@ void roi_pool(const RoiGeometry& g, const T* x, const T* rois, int64_t k, T* y) 
   if (rows == 0 || C == 0) return;
   const int64_t image_size = g.height * g.width * C;
   const int nt = threads_for(rows * g.pooled_w * C * 4, int64_t(1) << 14);
+  const StopToken stop;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
 #pragma omp for schedule(dynamic)
     for (int64_t row = 0; row < rows; ++row) {
+      if (stop) continue;
       const int64_t r = row / g.pooled_h, ph = row % g.pooled_h;
       const T* roi = rois + 5 * r;
       const T* img = x + image_of(double(roi[0])) * image_size;
@@ -319,8 +326,10 @@ void roi_pool_backward(const RoiGeometry& g, const T* x, const T* dy, const T* r
 void masks_to_boxes(const uint8_t* masks, int64_t n, int64_t height, int64_t width,
                     float* boxes) {
   const int nt = threads_for(n * height * width, int64_t(1) << 16);
+  const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t i = 0; i < n; ++i) {
+    if (stop) continue;
     const uint8_t* m = masks + i * height * width;
     int64_t x0 = width, y0 = height, x1 = -1, y1 = -1;
     for (int64_t y = 0; y < height; ++y) {

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -15,8 +16,10 @@ void sliding_windows(const WindowGrid& g, const unsigned char* src, unsigned cha
   // At least a megabyte per thread: a smaller copy is over before a team starts.
   const int threads = threads_for(windows * crop, 1 << 20);
   // Each window writes its own disjoint block of dst.
+  const StopToken stop;
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
   for (int64_t w = 0; w < windows; ++w) {
+    if (stop) continue;
     const int64_t n = w / (rows * cols), r = (w / cols) % rows, c = w % cols;
     const unsigned char* from =
         src + ((n * g.height + r * g.stride_h) * g.width + c * g.stride_w) * g.pixel_bytes;

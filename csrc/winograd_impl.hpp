@@ -56,6 +56,7 @@ CNNKIT_DECLARE_WINOGRAD(avx512)
 #include <vector>
 
 #include "gemm.hpp"
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit::detail::CNNKIT_ISA_NS {
@@ -160,8 +161,10 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
   const int64_t block = std::clamp<int64_t>((int64_t(2) << 20) / per_tile, 96, 512);
   const int64_t blocks = (tiles + block - 1) / block;
   const int nt = threads_for(tiles * kE * k * n / 4, 1 << 16);
+  const StopToken stop;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
   for (int64_t bi = 0; bi < blocks; ++bi) {
+    if (stop) continue;
     const int64_t t0 = bi * block, count = std::min(block, tiles - t0);
     T* v = scratch<T>(0, size_t(kE * block * k)).data();
     T* m = scratch<T>(1, size_t(kE * block * n)).data();

@@ -11,6 +11,7 @@
 #include "anchors.hpp"
 #include "spatial_args.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -197,10 +198,9 @@ py::tuple yolo_encode(py::handle boxes_in, py::handle classes_in, py::handle gri
     py::array_t<int64_t> dropped(n);
     T* py_ = y.mutable_data();
     int64_t* pd = dropped.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       cnnkit::yolo_encode(layout, boxes.data(), classes.data(), offsets.data(), n, py_, pd);
-    }
+    });
     if (batched) return py::make_tuple(y, dropped);
     return py::make_tuple(y, py::int_(pd[0]));
   });
@@ -294,8 +294,7 @@ py::object yolo_decode(py::handle y_obj, py::handle anchors_obj, py::handle size
     std::vector<Detections<T>> out(static_cast<size_t>(n));
     {
       const T* py_ = y.data();
-      py::gil_scoped_release release;
-      cnnkit::yolo_decode(layout, py_, n, threshold, out.data());
+      without_gil([&] { cnnkit::yolo_decode(layout, py_, n, threshold, out.data()); });
     }
     py::list results;
     for (const auto& d : out) {
@@ -348,12 +347,11 @@ py::tuple kmeans_anchors(py::handle wh_obj, py::handle k_obj, py::handle iterati
     T* pa = anchors.mutable_data();
     const double* pu = uniforms.data();
     KMeansStats stats;
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       std::vector<double> centres(static_cast<size_t>(2 * k));
       kmeans_seed(pw, m, k, pu, centres.data());
       stats = cnnkit::kmeans_anchors(pw, m, centres.data(), k, iterations, threshold, pa);
-    }
+    });
     return py::make_tuple(anchors, stats.iou_sum / static_cast<double>(m),
                           static_cast<double>(stats.hits) / static_cast<double>(m),
                           stats.iterations);

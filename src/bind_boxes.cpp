@@ -5,6 +5,7 @@
 #include "boxes.hpp"
 #include "nms.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -34,8 +35,7 @@ py::object box_convert(py::handle boxes_obj, py::handle in_obj, py::handle out_o
     py::array_t<T> out({static_cast<py::ssize_t>(b.n), py::ssize_t(4)});
     const T* in = static_cast<const T*>(b.array.data());
     T* o = out.mutable_data();
-    py::gil_scoped_release release;
-    cnnkit::box_convert(in, o, b.n, from, to);
+    without_gil([&] { cnnkit::box_convert(in, o, b.n, from, to); });
     return out;
   });
 }
@@ -49,8 +49,7 @@ py::object box_area(py::handle boxes_obj) {
     py::array_t<T> out(static_cast<py::ssize_t>(b.n));
     const T* in = static_cast<const T*>(b.array.data());
     T* o = out.mutable_data();
-    py::gil_scoped_release release;
-    cnnkit::box_area(in, o, b.n);
+    without_gil([&] { cnnkit::box_area(in, o, b.n); });
     return out;
   });
 }
@@ -69,8 +68,7 @@ py::object clip_boxes(py::handle boxes_obj, py::handle height_obj, py::handle wi
     py::array_t<T> out({static_cast<py::ssize_t>(b.n), py::ssize_t(4)});
     const T* in = static_cast<const T*>(b.array.data());
     T* o = out.mutable_data();
-    py::gil_scoped_release release;
-    cnnkit::clip_boxes(in, o, b.n, T(height), T(width));
+    without_gil([&] { cnnkit::clip_boxes(in, o, b.n, T(height), T(width)); });
     return out;
   });
 }
@@ -85,10 +83,7 @@ py::object remove_small_boxes(py::handle boxes_obj, py::handle min_size_obj) {
     std::vector<int64_t> keep(static_cast<size_t>(b.n));
     const T* in = static_cast<const T*>(b.array.data());
     int64_t k;
-    {
-      py::gil_scoped_release release;
-      k = cnnkit::remove_small_boxes(in, b.n, T(min_size), keep.data());
-    }
+    without_gil([&] { k = cnnkit::remove_small_boxes(in, b.n, T(min_size), keep.data()); });
     keep.resize(static_cast<size_t>(k));
     return to_index_array(keep);
   });
@@ -113,14 +108,12 @@ auto iou_family(IouKind kind, const char* fn) {
       if (aligned) {
         py::array_t<T> out(static_cast<py::ssize_t>(a.n));
         T* o = out.mutable_data();
-        py::gil_scoped_release release;
-        cnnkit::aligned_iou(kind, pa, pb, a.n, o);
+        without_gil([&] { cnnkit::aligned_iou(kind, pa, pb, a.n, o); });
         return out;
       }
       py::array_t<T> out({static_cast<py::ssize_t>(a.n), static_cast<py::ssize_t>(b.n)});
       T* o = out.mutable_data();
-      py::gil_scoped_release release;
-      cnnkit::pairwise_iou(kind, pa, a.n, pb, b.n, o);
+      without_gil([&] { cnnkit::pairwise_iou(kind, pa, a.n, pb, b.n, o); });
       return out;
     });
   };
@@ -173,10 +166,7 @@ py::object nms(py::handle boxes_obj, py::handle scores_obj, py::handle iou_obj,
     const T* pb = static_cast<const T*>(b.array.data());
     const T* ps = s.data();
     std::vector<int64_t> kept;
-    {
-      py::gil_scoped_release release;
-      kept = cnnkit::nms(pb, ps, d.n, opt);
-    }
+    without_gil([&] { kept = cnnkit::nms(pb, ps, d.n, opt); });
     return to_index_array(kept);
   });
 }
@@ -202,10 +192,7 @@ py::object batched_nms(py::handle boxes_obj, py::handle scores_obj, py::handle i
     const T* ps = s.data();
     const int64_t* pc = classes.data();
     std::vector<int64_t> kept;
-    {
-      py::gil_scoped_release release;
-      kept = cnnkit::batched_nms(pb, ps, pc, d.n, opt);
-    }
+    without_gil([&] { kept = cnnkit::batched_nms(pb, ps, pc, d.n, opt); });
     return to_index_array(kept);
   });
 }
@@ -242,10 +229,7 @@ py::tuple soft_nms(py::handle boxes_obj, py::handle scores_obj, py::handle metho
                               std::to_string(i));
     std::vector<int64_t> indices;
     std::vector<T> selected;
-    {
-      py::gil_scoped_release release;
-      cnnkit::soft_nms(pb, ps, d.n, opt, indices, selected);
-    }
+    without_gil([&] { cnnkit::soft_nms(pb, ps, d.n, opt, indices, selected); });
     py::array_t<T> out_scores(static_cast<py::ssize_t>(selected.size()));
     std::copy(selected.begin(), selected.end(), out_scores.mutable_data());
     return py::make_tuple(to_index_array(indices), out_scores);

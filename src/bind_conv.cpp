@@ -8,8 +8,9 @@
 #include "activation_args.hpp"
 #include "conv.hpp"
 #include "spatial_args.hpp"
-#include "winograd.hpp"
 #include "validate.hpp"
+#include "winograd.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -132,8 +133,7 @@ py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py:
     const T* pw = wc.data();
     const T* pb = a.b ? bc.data() : nullptr;
     T* py_ = y.mutable_data();
-    py::gil_scoped_release release;
-    conv_forward(a.p, px, pw, pb, py_, act.kind, T(act.negative_slope));
+    without_gil([&] { conv_forward(a.p, px, pw, pb, py_, act.kind, T(act.negative_slope)); });
     return y;
   });
 }
@@ -177,10 +177,9 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
       const T* pg = dyc.data();
       T* pm = masked.mutable_data();
       const int64_t count = int64_t(masked.size());
-      {
-        py::gil_scoped_release release;
+      without_gil([&] {
         activation_backward(act.kind, T(act.negative_slope), py_, pg, pm, count);
-      }
+      });
       dyc = masked;
     }
     py::object dx = py::none(), dw = py::none(), db = py::none();
@@ -203,8 +202,7 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
     // An empty operand makes its gradients sums over nothing: zeros, at
     // once, rather than a loop over a huge batch of empty items.
     const bool none = dyc.size() == 0;
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       if (pdx && (none || wc.size() == 0))
         std::fill_n(pdx, xc.size(), T(0));
       else if (pdx)
@@ -217,7 +215,7 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
         std::fill_n(pdb, a.p.out_channels, T(0));
       else if (pdb)
         conv_backward_bias(a.p, pdy, pdb);
-    }
+    });
     return py::make_tuple(dx, dw, db);
   });
 }

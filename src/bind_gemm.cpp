@@ -7,6 +7,7 @@
 #include "activation_args.hpp"
 #include "gemm.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -61,10 +62,11 @@ py::object matmul(py::handle a_obj, py::handle b_obj, py::handle bias_obj, py::h
     const T* pa = ac.data();
     const T* pb = bc.data();
     T* pc = out.mutable_data();
-    py::gil_scoped_release release;
-    for (int64_t i = 0; i < batch; ++i)
-      gemm(false, false, m, n, k, pa + (ba > 1 ? i * m * k : 0), k, pb + (bb > 1 ? i * k * n : 0),
-           n, pc + i * m * n, n, false, fused ? &ep : nullptr);
+    without_gil([&] {
+      for (int64_t i = 0; i < batch; ++i)
+        gemm(false, false, m, n, k, pa + (ba > 1 ? i * m * k : 0), k, pb + (bb > 1 ? i * k * n : 0),
+             n, pc + i * m * n, n, false, fused ? &ep : nullptr);
+    });
     return out;
   });
 }
@@ -90,8 +92,7 @@ py::object activation_backward_py(py::handle y_obj, py::handle dy_obj, py::handl
     const T* pd = dyc.data();
     T* po = out.mutable_data();
     const int64_t count = int64_t(out.size());
-    py::gil_scoped_release release;
-    activation_backward(act.kind, T(act.negative_slope), py_, pd, po, count);
+    without_gil([&] { activation_backward(act.kind, T(act.negative_slope), py_, pd, po, count); });
     return out;
   });
 }

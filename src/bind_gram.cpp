@@ -7,6 +7,7 @@
 
 #include "gram.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -57,8 +58,7 @@ py::object gram(py::handle x_obj, py::handle norm_obj) {
     if (out.size() == 0) return out;  // at once, whatever the other extents
     const T* px = x.data();
     T* o = out.mutable_data();
-    py::gil_scoped_release release;
-    cnnkit::gram(px, f.batch, f.positions, f.channels, norm, o);
+    without_gil([&] { cnnkit::gram(px, f.batch, f.positions, f.channels, norm, o); });
     return out;
   });
 }
@@ -84,8 +84,7 @@ py::object gram_backward(py::handle x_obj, py::handle dg_obj, py::handle norm_ob
     const T* px = x.data();
     const T* pg = dg.data();
     T* o = out.mutable_data();
-    py::gil_scoped_release release;
-    cnnkit::gram_backward(px, pg, f.batch, f.positions, f.channels, norm, o);
+    without_gil([&] { cnnkit::gram_backward(px, pg, f.batch, f.positions, f.channels, norm, o); });
     return out;
   });
 }

@@ -8,6 +8,7 @@
 #include "pool.hpp"
 #include "spatial_args.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -79,13 +80,12 @@ auto pool_forward(Pool kind, const char* fn) {
       if (y.size() == 0) return y;  // at once, whatever the other extents
       const T* px = x.data();
       T* py_ = y.mutable_data();
-      {
-        py::gil_scoped_release release;
+      without_gil([&] {
         if (kind == Pool::max)
           cnnkit::max_pool(g, batch_of(raw), channels_of(raw), px, py_);
         else
           cnnkit::avg_pool(g, batch_of(raw), channels_of(raw), px, py_);
-      }
+      });
       return y;
     });
   };
@@ -114,11 +114,9 @@ auto pool_backward(Pool kind, const char* fn, const char* forward_name) {
       if (kind == Pool::max) {
         const auto x = contiguous<T>(raw_x, fn, "x");  // average pooling needs only x's shape
         const T* px = x.data();
-        py::gil_scoped_release release;
-        cnnkit::max_pool_backward(g, batch, channels, px, pdy, pdx);
+        without_gil([&] { cnnkit::max_pool_backward(g, batch, channels, px, pdy, pdx); });
       } else {
-        py::gil_scoped_release release;
-        cnnkit::avg_pool_backward(g, batch, channels, pdy, pdx);
+        without_gil([&] { cnnkit::avg_pool_backward(g, batch, channels, pdy, pdx); });
       }
       return dx;
     });
@@ -139,10 +137,9 @@ py::tuple max_pool_with_indices(py::handle x_obj, py::handle pool_size, py::hand
     const T* px = x.data();
     T* py_ = y.mutable_data();
     int64_t* pi = indices.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       cnnkit::max_pool_with_indices(g, batch_of(raw), channels_of(raw), px, py_, pi);
-    }
+    });
     return py::make_tuple(y, indices);
   });
 }
@@ -182,10 +179,9 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
     py::array_t<T> dx(std::vector<py::ssize_t>(raw_x.shape(), raw_x.shape() + raw_x.ndim()));
     const T* pdy = dy.data();
     T* pdx = dx.mutable_data();
-    {
-      py::gil_scoped_release release;
+    without_gil([&] {
       cnnkit::max_pool_backward_indices(g, batch_of(raw_x), channels_of(raw_x), pi, pdy, pdx);
-    }
+    });
     return dx;
   });
 }
@@ -208,13 +204,12 @@ auto global_pool(Pool kind, const char* fn) {
       const int64_t positions = raw.size() / (batch * channels);
       const T* px = x.data();
       T* py_ = y.mutable_data();
-      {
-        py::gil_scoped_release release;
+      without_gil([&] {
         if (kind == Pool::max)
           cnnkit::global_max_pool(px, batch, positions, channels, py_);
         else
           cnnkit::global_avg_pool(px, batch, positions, channels, py_);
-      }
+      });
       return y;
     });
   };

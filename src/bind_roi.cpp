@@ -13,6 +13,7 @@
 #include "roi.hpp"
 #include "spatial_args.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -184,11 +185,12 @@ auto roi_forward(Kind kind, const char* fn) {
       py::array_t<T> y(pooled_shape(g, k));
       const T *px = x.data(), *pr = rois.data();
       T* py_ = y.mutable_data();
-      py::gil_scoped_release release;
-      if (kind == Kind::align)
-        cnnkit::roi_align(g, px, pr, k, sampling, aligned, py_);
-      else
-        cnnkit::roi_pool(g, px, pr, k, py_);
+      without_gil([&] {
+        if (kind == Kind::align)
+          cnnkit::roi_align(g, px, pr, k, sampling, aligned, py_);
+        else
+          cnnkit::roi_pool(g, px, pr, k, py_);
+      });
       return y;
     });
   };
@@ -224,11 +226,12 @@ auto roi_backward(Kind kind, const char* fn) {
                          static_cast<py::ssize_t>(g.width), static_cast<py::ssize_t>(g.channels)});
       const T *px = x.data(), *pdy = dy.data(), *pr = rois.data();
       T* pdx = dx.mutable_data();
-      py::gil_scoped_release release;
-      if (kind == Kind::align)
-        cnnkit::roi_align_backward(g, pdy, pr, k, sampling, aligned, pdx);
-      else
-        cnnkit::roi_pool_backward(g, px, pdy, pr, k, pdx);
+      without_gil([&] {
+        if (kind == Kind::align)
+          cnnkit::roi_align_backward(g, pdy, pr, k, sampling, aligned, pdx);
+        else
+          cnnkit::roi_pool_backward(g, px, pdy, pr, k, pdx);
+      });
       return dx;
     });
   };
@@ -255,8 +258,7 @@ py::object masks_to_boxes(py::handle masks_obj) {
   py::array_t<float> boxes({static_cast<py::ssize_t>(n), py::ssize_t(4)});
   const uint8_t* pm = m.data();
   float* pb = boxes.mutable_data();
-  py::gil_scoped_release release;
-  cnnkit::masks_to_boxes(pm, n, h, w, pb);
+  without_gil([&] { cnnkit::masks_to_boxes(pm, n, h, w, pb); });
   return boxes;
 }
 

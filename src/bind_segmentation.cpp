@@ -10,6 +10,7 @@
 
 #include "segmentation.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -99,10 +100,7 @@ py::array_t<int64_t> felzenszwalb(py::handle image_obj, py::handle scale_obj, py
   const std::vector<double> image = image_arg(image_obj, fn, h, w, c);
   py::array_t<int64_t> labels(std::vector<py::ssize_t>{h, w});
   int64_t* out = labels.mutable_data();
-  {
-    py::gil_scoped_release release;
-    cnnkit::felzenszwalb(image.data(), h, w, c, params, out);
-  }
+  without_gil([&] { cnnkit::felzenszwalb(image.data(), h, w, c, params, out); });
   return labels;
 }
 
@@ -163,14 +161,10 @@ py::array_t<float> group_regions(py::handle labels_obj, py::handle colour_obj,
   in.fill = fill;
   std::vector<int64_t> boxes;
   int64_t count = 0;
-  {
-    py::gil_scoped_release release;
-    try {
-      count = cnnkit::group_regions(in, boxes);
-    } catch (const std::invalid_argument& e) {
-      py::gil_scoped_acquire acquire;
-      throw py::value_error(prefix(fn, "labels") + e.what());
-    }
+  try {
+    without_gil([&] { count = cnnkit::group_regions(in, boxes); });
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(prefix(fn, "labels") + e.what());
   }
   py::array_t<float> out(std::vector<py::ssize_t>{count, 4});
   float* o = out.mutable_data();

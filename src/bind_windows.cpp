@@ -8,6 +8,7 @@
 #include "spatial_args.hpp"
 #include "validate.hpp"
 #include "windows.hpp"
+#include "without_gil.hpp"
 
 namespace cnnkit::bind {
 
@@ -41,10 +42,7 @@ py::array sliding_windows(py::handle images_obj, py::handle window_obj, py::hand
   if (out.size() == 0) return out;  // at once, not one empty copy per window
   const auto* from = static_cast<const unsigned char*>(src.data());
   auto* to = static_cast<unsigned char*>(out.mutable_data());
-  {
-    py::gil_scoped_release release;
-    cnnkit::sliding_windows(g, from, to);
-  }
+  without_gil([&] { cnnkit::sliding_windows(g, from, to); });
   return out;
 }
 

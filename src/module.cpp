@@ -7,6 +7,7 @@
 #include "cpu.hpp"
 #include "parallel.hpp"
 #include "validate.hpp"
+#include "without_gil.hpp"
 
 namespace py = pybind11;
 
@@ -27,6 +28,8 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = CNNKIT_VERSION;
   m.attr("compiler") = CNNKIT_COMPILER;
   m.attr("openmp_version") = _OPENMP;
+  cnnkit::bind::python_main_thread =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 
   m.def("get_num_threads", &cnnkit::num_threads);
   m.def("set_num_threads", [](py::handle obj) {
