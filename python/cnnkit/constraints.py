@@ -109,24 +109,4 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Co
 def get(identifier: Any, where: str = "constraints.get()", arg: str = "constraint") -> Any:
     """A :class:`Constraint` from an instance, a name (``"max_norm"``, ``"non_neg"``,
     ``"unit_norm"``), a configuration dict, a callable, or None."""
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _NAMES.get(identifier.lower())
-        if cls is None:
-            fn = registry.get_registered_object(identifier)
-            if fn is not None:
-                return fn
-            raise ValueError(
-                f"{where}: {arg} must be one of {', '.join(sorted(_NAMES))}, a Constraint or "
-                f"None, got {identifier!r}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"{where}: {arg} must be a Constraint, a name, a callable or None, got "
-        f"{type(identifier).__name__}"
-    )
+    return registry.get_object(identifier, Constraint, _NAMES, where, arg)

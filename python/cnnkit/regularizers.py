@@ -98,24 +98,4 @@ def deserialize(config: Any, custom_objects: dict[str, Any] | None = None) -> Re
 def get(identifier: Any, where: str = "regularizers.get()", arg: str = "regularizer") -> Any:
     """A :class:`Regularizer` from an instance, a name (``"l1"``, ``"l2"``, ``"l1_l2"``),
     a configuration dict, a callable, or None."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        cls = _NAMES.get(identifier.lower())
-        if cls is None:
-            fn = registry.get_registered_object(identifier)
-            if fn is not None:
-                return fn
-            raise ValueError(
-                f"{where}: {arg} must be one of {', '.join(sorted(_NAMES))}, a Regularizer or "
-                f"None, got {identifier!r}"
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if callable(identifier):
-        return identifier
-    raise TypeError(
-        f"{where}: {arg} must be a Regularizer, a name, a callable or None, got "
-        f"{type(identifier).__name__}"
-    )
+    return registry.get_object(identifier, Regularizer, _NAMES, where, arg)

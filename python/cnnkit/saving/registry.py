@@ -204,6 +204,34 @@ def deserialize(
     return cls.from_config(dict(inner), **(from_config_kwargs or {}))
 
 
+def get_object(identifier: Any, base: type, names: Mapping[str, type], where: str, arg: str) -> Any:
+    """Keras's ``get()`` of a kind of object (regularizers, constraints): an instance of
+    ``base`` or None as it is, a name from ``names`` (any case) or a registered name, a
+    configuration dict (:func:`deserialize`), or any callable."""
+    if identifier is None or isinstance(identifier, base):
+        return identifier
+    kind = base.__name__
+    if isinstance(identifier, str):
+        cls = names.get(identifier.lower())
+        if cls is not None:
+            return cls()
+        fn = get_registered_object(identifier)
+        if fn is not None:
+            return fn
+        raise ValueError(
+            f"{where}: {arg} must be one of {', '.join(sorted(names))}, a {kind} or None, "
+            f"got {identifier!r}"
+        )
+    if isinstance(identifier, dict):
+        return deserialize(identifier, base, where)
+    if callable(identifier):
+        return identifier
+    raise TypeError(
+        f"{where}: {arg} must be a {kind}, a name, a callable or None, got "
+        f"{type(identifier).__name__}"
+    )
+
+
 def _fits(obj: Any, base: type) -> bool:
     return isinstance(obj, type) and issubclass(obj, base)
 
