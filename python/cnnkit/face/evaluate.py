@@ -79,6 +79,8 @@ def _pairs(distances: Any, same: Any, fn: str, *, both: bool = True) -> tuple[np
         raise TypeError(f"{fn}: distances must be an array of real numbers, got dtype {d.dtype}")
     if d.ndim != 1:
         raise ValueError(f"{fn}: distances must be 1-D, got shape {d.shape}")
+    if d.size == 0 and s.size == 0:
+        raise ValueError(f"{fn}: distances must not be empty")
     if s.dtype != np.bool_:
         raise TypeError(
             f"{fn}: same must be an array of bools (True for pairs of one person), "
@@ -88,8 +90,6 @@ def _pairs(distances: Any, same: Any, fn: str, *, both: bool = True) -> tuple[np
         raise ValueError(
             f"{fn}: distances and same must have the same length, got {d.shape} and {s.shape}"
         )
-    if d.size == 0:
-        raise ValueError(f"{fn}: distances must not be empty")
     d = d.astype(np.float64)
     if not np.all(np.isfinite(d)):
         bad = int(np.flatnonzero(~np.isfinite(d))[0])
