@@ -243,16 +243,13 @@ def read_lfw_pairs(path: str | os.PathLike) -> LFWPairs:
     if sets < 1 or per < 1:
         raise ValueError(f"{fn}: line 1 of {where}: counts must be >= 1, got {lines[0]!r}")
     expected = sets * 2 * per
-    if len(lines) - 1 != expected:
-        raise ValueError(
-            f"{fn}: {where}: the header {lines[0].strip()!r} announces {expected} pairs, "
-            f"found {len(lines) - 1} lines after it"
-        )
     name1: list[str] = []
     name2: list[str] = []
     num1: list[int] = []
     num2: list[int] = []
-    for k, line in enumerate(lines[1:]):
+    # Lines are checked before their count, so a malformed one is named even in a
+    # truncated file.
+    for k, line in enumerate(lines[1 : expected + 2]):
         line_no = k + 2
         fields = line.split()
         is_same = (k % (2 * per)) < per
@@ -276,6 +273,11 @@ def read_lfw_pairs(path: str | os.PathLike) -> LFWPairs:
         num1.append(_number(na, line_no, where, fn))
         num2.append(_number(nb, line_no, where, fn))
     n = len(name1)
+    if n != expected:
+        raise ValueError(
+            f"{fn}: {where}: the header {lines[0].strip()!r} announces {expected} pairs, "
+            f"found {n} lines after it"
+        )
     same = (np.arange(n) % (2 * per)) < per
     fold = np.arange(n) // (2 * per)
     return LFWPairs(
