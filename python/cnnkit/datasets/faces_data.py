@@ -59,13 +59,14 @@ _NUISANCE_TAG = 0xFACE2E
     _FRAME,
     _LENS,
     _CLUTTER,
-) = range(16)
-_N_LABELS = 16
+    _CLOTHES,
+) = range(17)
+_N_LABELS = 17
 # Labels that directional light shades (the background and clutter stay flat).
 _SHADED = np.zeros(_N_LABELS, dtype=bool)
-_SHADED[[_NECK, _EAR, _SKIN, _HAIR, _BROW, _WHITE, _IRIS, _PUPIL, _NOSE, _LIP, _INSIDE, _MOLE]] = (
-    True
-)
+_SHADED[
+    [_NECK, _EAR, _SKIN, _HAIR, _BROW, _WHITE, _IRIS, _PUPIL, _NOSE, _LIP, _INSIDE, _MOLE, _CLOTHES]
+] = True
 
 # name: (low, high) of a uniform draw; every identity draws them in this order.
 _IDENTITY_RANGES: dict[str, tuple[float, float]] = {
@@ -146,6 +147,10 @@ _NUISANCE_RANGES: dict[str, tuple[float, float]] = {
     "clutter_r": (0.08, 0.3),
     "clutter_hue": (0.0, 1.0),
     "clutter_value": (0.1, 0.9),
+    "clothes_hue": (0.0, 1.0),
+    "clothes_sat": (0.0, 0.9),
+    "clothes_value": (0.1, 0.9),
+    "blur": (-0.5, 1.0),  # <= 0 is sharp
 }
 
 GLASSES_RATE = 0.25
@@ -279,6 +284,31 @@ def faces(
     return FaceData(images, labels)
 
 
+def _soften(images: np.ndarray, amount: np.ndarray) -> None:
+    """Blend each image with its [1, 2, 1]/4 blur (separable), by ``amount`` in [0, 1], in place.
+
+    An out-of-focus nuisance, and it takes the hard edges off the drawing.
+    """
+    which = np.flatnonzero(amount > 0)
+    if which.size == 0:
+        return
+    x = images[which]
+    cols = x.copy()
+    cols[:, 1:-1] += x[:, :-2]
+    cols[:, 1:-1] += x[:, 1:-1]
+    cols[:, 1:-1] += x[:, 2:]
+    cols[:, 1:-1] *= 0.25  # the edge rows stay as they were (weight 1)
+    rows = cols.copy()
+    rows[:, :, 1:-1] += cols[:, :, :-2]
+    rows[:, :, 1:-1] += cols[:, :, 1:-1]
+    rows[:, :, 1:-1] += cols[:, :, 2:]
+    rows[:, :, 1:-1] *= 0.25
+    rows -= x
+    rows *= amount[which, None, None, None]
+    x += rows
+    images[which] = x
+
+
 def _render(
     rng: np.random.Generator, side: int, p: dict[str, np.ndarray], c: dict[str, np.ndarray]
 ) -> np.ndarray:
@@ -342,7 +372,9 @@ def _render(
     )
     label[back] = _HAIR
 
-    neck = (np.abs(u) <= 0.5 * a) & (v > 0.5)
+    shoulders = v > 1.22 + 0.3 * u * u
+    label[shoulders] = _CLOTHES
+    neck = (np.abs(u) <= 0.5 * a) & (v > 0.5) & (v < 1.3 + 0.25 * (1.0 - (u / (0.5 * a)) ** 2))
     label[neck] = _NECK
     ear_u = a * 0.98
     er = q("ear_size")
@@ -471,13 +503,18 @@ def _render(
     palette[:, _FRAME] = frame_rgb
     palette[:, _LENS] = 0.3 * frame_rgb + 0.02
     palette[:, _CLUTTER] = hsv_to_rgb(p["clutter_hue"], np.full(m, 0.6), p["clutter_value"])
+    palette[:, _CLOTHES] = hsv_to_rgb(p["clothes_hue"], p["clothes_sat"], p["clothes_value"])
 
     out = np.empty((m, side, side, 3), dtype=np.float32)
     gradient_backgrounds(rng, out, (0.15, 0.85))
-    colour = palette[np.arange(m)[:, None, None], label]
+    # One flat gather (the label plus the image's palette offset) is several times
+    # faster than indexing the palette with two index arrays.
+    flat = label.astype(np.intp)
+    flat += (np.arange(m) * _N_LABELS)[:, None, None]
+    colour = np.take(palette.reshape(-1, 3), flat, axis=0)
     colour *= shade[..., None]
-    fg = (label != _BG)[..., None]
-    np.copyto(out, colour, where=fg)
+    np.copyto(out, colour, where=(label != _BG)[..., None])
+    _soften(out, np.maximum(p["blur"], 0.0).astype(np.float32))
     cast = np.stack([p["cast_r"], p["cast_g"], p["cast_b"]], -1)
     gain = (p["intensity"][:, None] * (1.0 + cast)).astype(np.float32)
     out *= gain[:, None, None, :]
