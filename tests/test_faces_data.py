@@ -93,3 +93,18 @@ def test_blur_is_the_separable_121_filter():
     rows = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
     both = 0.25 * rows[:, :-2] + 0.5 * rows[:, 1:-1] + 0.25 * rows[:, 2:]
     np.testing.assert_allclose(out[1, 1:-1, 1:-1], both[1:-1, 1:-1], atol=1e-6)
+
+
+def test_without_nuisances_a_person_looks_the_same():
+    x, _ = datasets.faces(2, 3, size=48, seed=2, nuisance=0.0)
+    full, _ = datasets.faces(2, 3, size=48, seed=2)
+    # The middle of the face differs by noise (std 0.03, about 8 of 255 per pixel)
+    # and a little light within a person, far more between people and with
+    # the nuisances on.
+    centre = x[:, 14:34, 16:32].astype(np.float64)
+    same = np.abs(centre[0] - centre[1:3]).mean()
+    other = np.abs(centre[0] - centre[3:]).mean()
+    assert same < 15 < other
+    assert np.abs(full[:, 14:34, 16:32] - centre).mean() > 15
+    with pytest.raises(ValueError, match=r"faces\(\): nuisance must be in \[0, 1\]"):
+        datasets.faces(2, 2, nuisance=1.5)

@@ -153,6 +153,33 @@ _NUISANCE_RANGES: dict[str, tuple[float, float]] = {
     "blur": (-0.5, 1.0),  # <= 0 is sharp
 }
 
+# Where each nuisance goes as ``nuisance`` falls to 0: a frontal, evenly lit,
+# neutral face without occlusion or clutter. Occlusion and clutter draws move
+# towards 1, above their rates. Background colours, clothes and noise stay.
+_NEUTRAL: dict[str, float] = {
+    "angle": 0.0,
+    "shift_x": 0.0,
+    "shift_y": 0.0,
+    "scale": 1.0,
+    "yaw": 0.0,
+    "light_z": 0.95,
+    "ambient": 0.8,
+    "intensity": 1.0,
+    "cast_r": 0.0,
+    "cast_g": 0.0,
+    "cast_b": 0.0,
+    "mouth_open": -1.0,
+    "smile": 0.03,
+    "eye_open": 1.0,
+    "gaze_x": 0.0,
+    "gaze_y": 0.0,
+    "brow_raise": 0.0,
+    "glasses": 1.0,
+    "strand": 1.0,
+    "clutter": 1.0,
+    "blur": -0.5,
+}
+
 GLASSES_RATE = 0.25
 DARK_LENS_RATE = 0.3  # of the glasses
 STRAND_RATE = 0.2
@@ -215,6 +242,7 @@ def faces(
     size: int = 64,
     seed: int | np.random.Generator = 0,
     first_identity: int = 0,
+    nuisance: float = 1.0,
 ) -> FaceData:
     """Procedural face images of ``n_identities`` people, ``images_per_identity`` each.
 
@@ -238,6 +266,11 @@ def faces(
         int seed, so identity numbers are only comparable within one call.
     first_identity : int
         The number of the first person (>= 0).
+    nuisance : float in [0, 1]
+        How far the nuisances range: 1 is the full data set, 0 a frontal,
+        evenly lit, neutral face without glasses, strands, clutter or blur
+        (background colours, clothes and noise still vary). Values between
+        scale every range towards that (for curricula and quick tests).
 
     Returns
     -------
@@ -257,6 +290,7 @@ def faces(
     per = _validate.integer(fn, "images_per_identity", images_per_identity, minimum=1)
     side = _validate.integer(fn, "size", size, minimum=MIN_SIZE)
     first = _validate.integer(fn, "first_identity", first_identity, minimum=0)
+    amount = _validate.probability(fn, "nuisance", nuisance)
     if isinstance(seed, np.random.Generator):
         base = int(seed.integers(0, 2**63))
     else:
@@ -268,6 +302,8 @@ def faces(
     owner = np.repeat(np.arange(n_id), per)
     rng = np.random.default_rng([_NUISANCE_TAG, base, first, n_id, per, side])
     nuis = _draw(rng, _NUISANCE_RANGES, n)
+    for name, neutral in _NEUTRAL.items():
+        nuis[name] = neutral + amount * (nuis[name] - neutral)
     images = np.empty((n, side, side, 3), dtype=np.uint8)
     for start in range(0, n, CHUNK):
         sl = slice(start, min(start + CHUNK, n))
