@@ -108,3 +108,29 @@ def test_without_nuisances_a_person_looks_the_same():
     assert np.abs(full[:, 14:34, 16:32] - centre).mean() > 15
     with pytest.raises(ValueError, match=r"faces\(\): nuisance must be in \[0, 1\]"):
         datasets.faces(2, 2, nuisance=1.5)
+
+
+def test_thread_count_does_not_matter():
+    import cnnkit
+
+    before = cnnkit.get_num_threads()
+    try:
+        cnnkit.set_num_threads(1)
+        one = datasets.faces(3, 2, size=32, seed=4).images
+        cnnkit.set_num_threads(2)
+        two = datasets.faces(3, 2, size=32, seed=4).images
+    finally:
+        cnnkit.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_other_sizes_show_the_same_images():
+    # Geometry is in units of the image side and only the pixel noise depends on
+    # the size: downscaled 64 px images match the 32 px ones up to noise and sampling.
+    from cnnkit import image
+
+    big = datasets.faces(4, 2, size=64, seed=9).images
+    small = datasets.faces(4, 2, size=32, seed=9).images.astype(np.float64)
+    down = image.resize(big.astype(np.float32), (32, 32)).astype(np.float64)
+    shuffled = np.roll(down, 2, axis=0)  # other people
+    assert np.abs(down - small).mean() < 0.25 * np.abs(shuffled - small).mean()

@@ -15,7 +15,9 @@ Identity ``k`` under seed ``s`` is a function of ``(s, k)`` alone: its
 parameters come from a random stream keyed by both, so ``faces(n, m, seed=s)``
 and ``faces(n2, m2, seed=s, first_identity=n)`` show disjoint people, and the
 same ``k`` gives the same person in every call (whatever ``n``, ``m`` or
-``size``). The nuisances come from a stream keyed by the whole call.
+``size``). The nuisances come from a stream keyed by the call's arguments
+except ``size``: the same call at another size shows the same images (up to
+sampling and pixel noise).
 
 Everything is drawn analytically per pixel (no warps), in float32, chunk by
 chunk, with NumPy only; results do not depend on any thread count.
@@ -40,6 +42,7 @@ MIN_SIZE = 24
 # from each other and from any other use of the same seed.
 _IDENTITY_TAG = 0xFACE1D
 _NUISANCE_TAG = 0xFACE2E
+_NOISE_TAG = 0xFACE3F
 
 # Labels of the paint map, in no particular order; the palette holds their colours.
 (
@@ -300,7 +303,10 @@ def faces(
     colours = _identity_colours(ident)
     n = n_id * per
     owner = np.repeat(np.arange(n_id), per)
-    rng = np.random.default_rng([_NUISANCE_TAG, base, first, n_id, per, side])
+    # Nuisances and backgrounds do not depend on the size (only the pixel noise
+    # does), so one call at two sizes shows the same scenes.
+    rng = np.random.default_rng([_NUISANCE_TAG, base, first, n_id, per])
+    noise_rng = np.random.default_rng([_NOISE_TAG, base, first, n_id, per, side])
     nuis = _draw(rng, _NUISANCE_RANGES, n)
     for name, neutral in _NEUTRAL.items():
         nuis[name] = neutral + amount * (nuis[name] - neutral)
@@ -312,7 +318,7 @@ def faces(
         p.update({k: v[sl] for k, v in nuis.items()})
         c = {k: v[idx] for k, v in colours.items()}
         chunk = _render(rng, side, p, c)
-        add_noise(rng, chunk)
+        add_noise(noise_rng, chunk)
         np.multiply(chunk, 255.0, out=chunk)
         chunk += 0.5
         images[sl] = chunk.astype(np.uint8)
