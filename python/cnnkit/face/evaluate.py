@@ -351,23 +351,30 @@ def lfw_style_pairs(
         )
     groups = np.array_split(rng.permutation(people), k)
     n_same, n_diff = per // 2, per - per // 2
+    # Images grouped by person: person p's are order[start[p] : start[p] + count[p]].
+    order = np.argsort(y, kind="stable")
+    first = np.searchsorted(y[order], people)
+    count = np.r_[first[1:], y.size] - first
     out: list[list[np.ndarray]] = [[], [], [], []]
     for f, group in enumerate(groups):
-        members = [np.flatnonzero(y == p) for p in group]
-        multi = [m for m in members if m.size >= 2]
-        if not multi:
+        idx = np.searchsorted(people, group)
+        multi = idx[count[idx] >= 2]
+        if multi.size == 0:
             raise ValueError(f"{fn}: fold {f} has nobody with two images for a same pair")
-        who = rng.integers(0, len(multi), n_same)
-        left, right = np.empty(n_same, np.int64), np.empty(n_same, np.int64)
-        for t, w in enumerate(who):
-            left[t], right[t] = rng.choice(multi[w], 2, replace=False)
-        a, b = np.empty(n_diff, np.int64), np.empty(n_diff, np.int64)
-        for t in range(n_diff):
-            p, q = rng.choice(len(members), 2, replace=False)
-            a[t] = rng.choice(members[p])
-            b[t] = rng.choice(members[q])
-        out[0] += [left, a]
-        out[1] += [right, b]
+        # Same: a person with two or more images, two distinct images of theirs.
+        who = multi[rng.integers(0, multi.size, n_same)]
+        i = rng.integers(0, count[who])
+        j = rng.integers(0, count[who] - 1)
+        j += j >= i
+        # Different: two distinct people of the fold, any image of each.
+        p = rng.integers(0, idx.size, n_diff)
+        q = rng.integers(0, idx.size - 1, n_diff)
+        q += q >= p
+        p, q = idx[p], idx[q]
+        a = first[p] + rng.integers(0, count[p])
+        b = first[q] + rng.integers(0, count[q])
+        out[0] += [order[first[who] + i], order[a]]
+        out[1] += [order[first[who] + j], order[b]]
         out[2] += [np.ones(n_same, bool), np.zeros(n_diff, bool)]
         out[3] += [np.full(per, f, np.int64)]
     left_all, right_all, same_all, fold_all = (np.concatenate(part) for part in out)
