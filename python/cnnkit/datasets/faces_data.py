@@ -25,7 +25,7 @@ chunk, with NumPy only; results do not depend on any thread count.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -351,6 +351,80 @@ def _soften(images: np.ndarray, amount: np.ndarray) -> None:
     images[which] = x
 
 
+def _features(q: Any, f: np.ndarray, v: np.ndarray, a: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Labels of the pixels inside the head: skin, then the marks, nose, mouth,
+    facial hair, eyes and brows painted over it.
+
+    ``f``, ``v`` are the pixels' surface coordinates, ``a`` the head's half-width
+    and ``ys`` the sine of the yaw, per pixel; ``q(name)`` gives a parameter per pixel.
+    """
+    label = np.full(f.shape, _SKIN, dtype=np.uint8)
+    # Marks on the skin.
+    mole = (f - q("mole_u") * a) ** 2 + (v - q("mole_v")) ** 2 <= q("mole_r") ** 2
+    mole &= q("mole") < MOLE_RATE
+    label[mole] = _MOLE
+
+    # Nose: a triangle pointing up from its tip, shifted further by the yaw
+    # (it stands out of the face).
+    nf = f - 0.12 * ys
+    rise = q("nose_y") - v
+    nose = (rise >= 0) & (rise <= q("nose_len"))
+    nose &= np.abs(nf) <= q("nose_w") * (1.0 - rise / q("nose_len"))
+    label[nose] = _NOSE
+
+    # Mouth: an arc of lips whose middle bends down with the smile, opening
+    # into a dark inside.
+    mw = q("mouth_w") * a
+    across = (f / mw) ** 2
+    arc = q("mouth_y") + q("smile") * (1.0 - across)
+    opening = 0.09 * np.maximum(q("mouth_open"), 0.0) * (1.0 - across)
+    lips = (across <= 1.0) & (np.abs(v - arc) <= q("lip_thick") + opening)
+    label[lips] = _LIP
+    inside = lips & (np.abs(v - arc) <= opening)
+    label[inside] = _INSIDE
+
+    # Facial hair: a moustache for half of the bearded, a full beard for the rest.
+    beard_kind = q("beard") / BEARD_RATE
+    moustache = (
+        (across <= 1.3)
+        & (v > q("nose_y") + 0.02)
+        & (v < arc - q("lip_thick") - opening)
+        & (beard_kind < 0.5)
+    )
+    full = (v > q("mouth_y") - 0.1) & ~lips & ((beard_kind >= 0.5) & (beard_kind < 1.0))
+    beard = (moustache | full) & ~nose
+    label[beard] = _HAIR
+
+    # Eyes: whites whose height follows the eye's openness, an iris clipped to
+    # them, a pupil; then brows.
+    eyes_closed = q("eye_open") < CLOSED_EYES_RATE
+    openness = np.where(eyes_closed, 0.12, 0.55 + 0.45 * q("eye_open")).astype(np.float32)
+    eye_dx = q("eye_dx") * a
+    ew, eh = q("eye_w"), q("eye_h") * openness
+    for side_sign in (1.0, -1.0):
+        ex = f - side_sign * eye_dx
+        ey = v - q("eye_y")
+        # Tilt: the outer corners rise with a positive tilt.
+        tilt = side_sign * q("eye_tilt")
+        ey_t = ey + tilt * ex
+        white = (ex / ew) ** 2 + (ey_t / eh) ** 2 <= 1.0
+        gx = ex - q("gaze_x") * ew
+        gy = ey - q("gaze_y") * q("eye_h")
+        iris_d = gx * gx + gy * gy
+        iris = white & (iris_d <= q("iris_r") ** 2)
+        pupil = white & (iris_d <= (0.45 * q("iris_r")) ** 2)
+        label[white] = _WHITE
+        label[iris] = _IRIS
+        label[pupil] = _PUPIL
+        by = v - (q("eye_y") - q("brow_gap") - q("brow_raise"))
+        bx = ex / q("brow_half")
+        by = by - side_sign * q("brow_tilt") * ex + q("brow_arch") * (1.0 - bx * bx)
+        brow = (np.abs(bx) <= 1.0) & (np.abs(by) <= q("brow_thick"))
+        label[brow] = _BROW
+
+    return label
+
+
 def _render(
     rng: np.random.Generator, side: int, p: dict[str, np.ndarray], c: dict[str, np.ndarray]
 ) -> np.ndarray:
@@ -424,69 +498,16 @@ def _render(
     label[ears & ~back] = _EAR
     label[head] = _SKIN
 
-    # Marks on the skin.
-    mole = ((f - q("mole_u") * a) ** 2 + (v - q("mole_v")) ** 2 <= q("mole_r") ** 2) & head
-    mole &= q("mole") < MOLE_RATE
-    label[mole] = _MOLE
+    # The face's features lie inside the head: drawn on the head's pixels alone
+    # (about a quarter of the image), with every parameter gathered per pixel.
+    where = np.nonzero(head)
+    owner = where[0]
 
-    # Nose: a triangle pointing up from its tip, shifted further by the yaw
-    # (it stands out of the face).
-    nf = f - 0.12 * ys
-    rise = q("nose_y") - v
-    nose = (rise >= 0) & (rise <= q("nose_len"))
-    nose &= np.abs(nf) <= q("nose_w") * (1.0 - rise / q("nose_len"))
-    nose &= head
-    label[nose] = _NOSE
+    def per_pixel(name: str) -> np.ndarray:
+        return p[name].astype(np.float32)[owner]
 
-    # Mouth: an arc of lips whose middle bends down with the smile, opening
-    # into a dark inside.
-    mw = q("mouth_w") * a
-    across = (f / mw) ** 2
-    arc = q("mouth_y") + q("smile") * (1.0 - across)
-    opening = 0.09 * np.maximum(q("mouth_open"), 0.0) * (1.0 - across)
-    lips = (across <= 1.0) & (np.abs(v - arc) <= q("lip_thick") + opening) & head
-    label[lips] = _LIP
-    inside = lips & (np.abs(v - arc) <= opening)
-    label[inside] = _INSIDE
-
-    # Facial hair: a moustache for half of the bearded, a full beard for the rest.
-    beard_kind = q("beard") / BEARD_RATE
-    moustache = (
-        (across <= 1.3)
-        & (v > q("nose_y") + 0.02)
-        & (v < arc - q("lip_thick") - opening)
-        & (beard_kind < 0.5)
-    )
-    full = head & (v > q("mouth_y") - 0.1) & ~lips & ((beard_kind >= 0.5) & (beard_kind < 1.0))
-    beard = (moustache | full) & head & ~nose
-    label[beard] = _HAIR
-
-    # Eyes: whites whose height follows the eye's openness, an iris clipped to
-    # them, a pupil; then brows.
-    eyes_closed = q("eye_open") < CLOSED_EYES_RATE
-    openness = np.where(eyes_closed, 0.12, 0.55 + 0.45 * q("eye_open")).astype(np.float32)
+    label[where] = _features(per_pixel, f[where], v[where], a[:, 0, 0][owner], ys[:, 0, 0][owner])
     eye_dx = q("eye_dx") * a
-    ew, eh = q("eye_w"), q("eye_h") * openness
-    for side_sign in (1.0, -1.0):
-        ex = f - side_sign * eye_dx
-        ey = v - q("eye_y")
-        # Tilt: the outer corners rise with a positive tilt.
-        tilt = side_sign * q("eye_tilt")
-        ey_t = ey + tilt * ex
-        white = ((ex / ew) ** 2 + (ey_t / eh) ** 2 <= 1.0) & head
-        gx = ex - q("gaze_x") * ew
-        gy = ey - q("gaze_y") * q("eye_h")
-        iris_d = gx * gx + gy * gy
-        iris = white & (iris_d <= q("iris_r") ** 2)
-        pupil = white & (iris_d <= (0.45 * q("iris_r")) ** 2)
-        label[white] = _WHITE
-        label[iris] = _IRIS
-        label[pupil] = _PUPIL
-        by = v - (q("eye_y") - q("brow_gap") - q("brow_raise"))
-        bx = ex / q("brow_half")
-        by = by - side_sign * q("brow_tilt") * ex + q("brow_arch") * (1.0 - bx * bx)
-        brow = (np.abs(bx) <= 1.0) & (np.abs(by) <= q("brow_thick")) & head
-        label[brow] = _BROW
 
     # Hair over the forehead, and a loose strand across the face for some images.
     front = head & (v < hairline) & (style != 0)
