@@ -11,6 +11,16 @@ with the 10-fold LFW protocol:
   output. Skipped with ``--no-train``.
 
     python examples/face_baseline.py [--size 64] [--train-people 500] [--epochs 8] [--no-train]
+
+Measured (2026-12-05, Intel Xeon Sapphire-Rapids class, 2 cores shared, load average 16-23),
+6,000 pairs of 600 unseen people at 64 px:
+
+    raw pixels       accuracy 0.5557 +- 0.0167   VAL@FAR=1e-3 0.0047   AUC 0.5796
+    normalised grey  accuracy 0.6132 +- 0.0140   VAL@FAR=1e-3 0.0083   AUC 0.6774
+    softmax encoder  accuracy 0.9265 +- 0.0127   VAL@FAR=1e-3 0.1260   AUC 0.9785
+      (--train-people 300 --epochs 8: 6,000 training faces, 778 s, training accuracy
+      still rising at 0.59; measured before the nuisance stream stopped depending on the
+      size, which redraws the test images but not their distribution)
 """
 
 from __future__ import annotations
