@@ -63,7 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="cnnkit-demo", help="output folder (default %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     demo.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    from .visualize.command import add_parser as add_visualize
+
+    add_visualize(sub)  # `cnnkit visualize`; it sets args.run
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return int(args.run(args))
     if args.command == "info":
         return _info()
     if args.command == "demo":

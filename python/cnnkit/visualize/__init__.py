@@ -11,9 +11,12 @@ first-layer filters and activation maps as pictures.
 
 from __future__ import annotations
 
-from .patches import top_patches
-from .pictures import activation_maps, filters_image, patch_grid
-from .receptive import ReceptiveField, receptive_field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .patches import top_patches
+    from .pictures import activation_maps, filters_image, patch_grid
+    from .receptive import ReceptiveField, receptive_field
 
 __all__ = [
     "ReceptiveField",
@@ -23,3 +26,22 @@ __all__ = [
     "receptive_field",
     "top_patches",
 ]
+
+# Loaded on first use, so that the console script's parser (visualize.command) does not
+# import the models.
+_HOMES = {
+    "ReceptiveField": "receptive",
+    "receptive_field": "receptive",
+    "top_patches": "patches",
+    "activation_maps": "pictures",
+    "filters_image": "pictures",
+    "patch_grid": "pictures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -270,9 +270,7 @@ def top_patches(
         u, r = np.nonzero(fresh)
         flat = keys[u, r] - seen * positions
         position = np.stack(np.unravel_index(flat % positions, rf.output_shape), axis=1)
-        cut, cut_mask, cut_box = _cut(
-            batch, flat // positions, position.reshape(len(flat), -1), rf, fill
-        )
+        cut, cut_mask, cut_box = _cut(batch, flat // positions, position, rf, fill)
         width = order.shape[1]
         stored_patches = np.empty((len(picked), width, *rf.size, batch.shape[-1]), batch.dtype)
         stored_mask = np.empty((len(picked), width, *rf.size), bool)
