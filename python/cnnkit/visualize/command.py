@@ -77,7 +77,7 @@ def builtin_images(name: str, shape: tuple[int, ...], count: int, seed: int) -> 
         x = datasets.shapes(count, image_size=(h, w), seed=seed)[0].astype(np.float32)
     elif name == "digits":
         try:
-            from sklearn.datasets import load_digits
+            from sklearn.datasets import load_digits  # type: ignore[import-untyped]
         except ImportError:
             raise ImportError(
                 "--data digits needs scikit-learn: pip install scikit-learn"
