@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cnnkit
 from cnnkit import layers as L
@@ -16,6 +18,7 @@ from cnnkit.visualize import (
     receptive_field,
     top_patches,
 )
+from cnnkit.visualize.patches import batch_top_rows
 
 
 def small_model(shape=(12, 11, 3)):
@@ -195,3 +198,19 @@ def test_bad_layer_units_and_counts():
         filters_image(model, "pool")
     with pytest.raises(ValueError, match=r"activation_maps\(\): image must be one numeric sample"):
         activation_maps(model, "c1", images(2))
+
+
+@settings(max_examples=40)
+@given(
+    units=st.integers(1, 5),
+    count=st.integers(1, 40),
+    k=st.integers(1, 12),
+    levels=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_batch_top_rows_takes_the_lowest_columns_among_ties(units, count, k, levels, seed):
+    values = np.random.default_rng(seed).integers(0, levels, (units, count)).astype(np.float32)
+    got = batch_top_rows(values, k)
+    for u in range(units):
+        want = np.lexsort((np.arange(count), -values[u]))[:k]
+        assert sorted(got[u].tolist()) == sorted(want.tolist())

@@ -132,20 +132,22 @@ def select_units(fn: str, units: Any, channels: int, name: str) -> np.ndarray:
 
 
 def batch_top_rows(values: np.ndarray, k: int) -> np.ndarray:
-    """Per column of ``values`` (rows x units), the rows of its ``k`` largest values, the
-    lowest rows among equal values at the cut; shape ``(k, units)``, in no order."""
-    rows, units = values.shape
-    if k >= rows:
-        return np.broadcast_to(np.arange(rows)[:, None], (rows, units)).copy()
-    part = np.argpartition(-values, k - 1, axis=0)[:k]
-    kth = np.take_along_axis(values, part, 0).min(axis=0)
-    ambiguous = np.nonzero((values >= kth).sum(axis=0) > k)[0]
+    """Per row of ``values`` (units x candidates), the columns of its ``k`` largest values,
+    the lowest columns among equal values at the cut; shape ``(units, min(k, candidates))``,
+    in no order."""
+    units, count = values.shape
+    if k >= count:
+        return np.broadcast_to(np.arange(count), (units, count)).copy()
+    part = np.argpartition(values, count - k, axis=1)[:, count - k :]
+    kth = np.take_along_axis(values, part, 1).min(axis=1)
+    ambiguous = np.nonzero((values >= kth[:, None]).sum(axis=1) > k)[0]
     if ambiguous.size:
-        v, t = values[:, ambiguous], kth[ambiguous]
+        v, t = values[ambiguous], kth[ambiguous, None]
         above = v > t
         equal = v == t
-        take = above | (equal & (np.cumsum(equal, axis=0) <= k - above.sum(axis=0)))
-        part[:, ambiguous] = np.nonzero(take.T)[1].reshape(ambiguous.size, k).T
+        need = k - above.sum(axis=1, keepdims=True)
+        take = above | (equal & (np.cumsum(equal, axis=1) <= need))
+        part[ambiguous] = np.nonzero(take)[1].reshape(ambiguous.size, k)
     return part
 
 
@@ -246,16 +248,17 @@ def top_patches(
         out = run(batch)
         if picked is None:
             picked = select_units(fn, units, out.shape[-1], name)
-        values = out.reshape(len(batch) * positions, out.shape[-1])[:, picked]
+        # (units, images x positions), contiguous: each unit's candidates in one row
+        values = np.ascontiguousarray(out.reshape(len(batch) * positions, -1)[:, picked].T)
         if not np.isfinite(values).all():
-            bad = int(np.nonzero(~np.isfinite(values).all(axis=1))[0][0]) // positions
+            bad = int(np.nonzero(~np.isfinite(values).all(axis=0))[0][0]) // positions
             raise ValueError(
                 f"{fn}: layer {name!r} gives non-finite activations for image {seen + bad} "
                 "of images"
             )
-        rows = batch_top_rows(values, k)  # (kb, U)
-        new_scores = np.take_along_axis(values, rows, 0).T  # (U, kb)
-        new_keys = (rows + seen * positions).T.astype(np.int64)
+        columns = batch_top_rows(values, k)
+        new_scores = np.take_along_axis(values, columns, 1)
+        new_keys = (columns + seen * positions).astype(np.int64)
         if scores is None:
             all_scores, all_keys, old = new_scores, new_keys, 0
         else:
