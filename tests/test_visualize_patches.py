@@ -214,3 +214,12 @@ def test_batch_top_rows_takes_the_lowest_columns_among_ties(units, count, k, lev
     for u in range(units):
         want = np.lexsort((np.arange(count), -values[u]))[:k]
         assert sorted(got[u].tolist()) == sorted(want.tolist())
+
+
+def test_a_model_built_by_its_first_call():
+    model = cnnkit.Sequential([L.Conv2D(3, 3, name="c"), L.MaxPooling2D(name="p")], seed=0)
+    x = images(6, (9, 9, 2))
+    model.predict(x, verbose=0)
+    got = top_patches(model, "p", x, k=2)
+    assert got["receptive_field"].size == (4, 4) and got["patches"].shape == (3, 2, 4, 4, 2)
+    assert activation_maps(model, "c", x[0]).dtype == np.uint8

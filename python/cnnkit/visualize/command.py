@@ -97,6 +97,7 @@ def builtin_images(name: str, shape: tuple[int, ...], count: int, seed: int) -> 
 def run(args: argparse.Namespace) -> int:
     from .. import load_model
     from . import patch_grid, receptive_field, top_patches
+    from .patches import input_channels
 
     try:
         for flag, value in (
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
         model = load_model(args.model)
         rf = receptive_field(model, args.layer)
-        shape = (*rf.input_shape, int(model._input_shape[-1]))
+        shape = (*rf.input_shape, input_channels(model))
         if args.data in BUILTIN:
             x = builtin_images(args.data, shape, args.count, args.seed)
         else:

@@ -235,7 +235,7 @@ def top_patches(
     fill = _validate.real(fn, "fill", fill)
     rf = receptive_field(model, layer)
     name = rf.layer
-    shape = (*rf.input_shape, _channels_in(model))
+    shape = (*rf.input_shape, input_channels(model))
     run = layer_runner(model, name)
     positions = int(np.prod(rf.output_shape))
 
@@ -311,7 +311,8 @@ def top_patches(
     }
 
 
-def _channels_in(model: Model) -> int:
+def input_channels(model: Model) -> int:
+    """The channels of the model's (built) input."""
     shape = getattr(model, "_input_shape", None)
     if shape is None:
         build = getattr(model, "_build_shape", None)

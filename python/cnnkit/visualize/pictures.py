@@ -17,7 +17,7 @@ import numpy as np
 from .. import _validate
 from ..layers import Conv2D
 from ..models import Model
-from .patches import layer_runner
+from .patches import input_channels, layer_runner, select_units
 from .receptive import fields, resolve
 
 __all__ = ["activation_maps", "filters_image", "patch_grid"]
@@ -191,7 +191,7 @@ def activation_maps(
     columns = _validate.integer(fn, "columns", columns, minimum=1)
     spatial, record = fields(fn, model, None)
     name, _ = resolve(fn, record, layer)
-    shape = (*spatial, int(model._input_shape[-1]))
+    shape = (*spatial, input_channels(model))
     x = np.asarray(image)
     if x.ndim == len(shape) + 1 and len(x) == 1:
         x = x[0]
@@ -203,8 +203,6 @@ def activation_maps(
     maps = layer_runner(model, name)(x[None])[0]
     if maps.ndim != 3:
         raise ValueError(f"{fn}: layer {name!r} gives {maps.ndim - 1}-D maps; pictures need 2-D")
-    from .patches import select_units
-
     picked = select_units(fn, units, maps.shape[-1], name)
     maps = np.moveaxis(maps[..., picked], -1, 0).astype(np.float64)  # (U, h, w)
     low = maps.min(axis=(1, 2), keepdims=True)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Union
 
@@ -52,7 +52,7 @@ def _plain(value: Fraction) -> Number:
     return int(value) if value.denominator == 1 else value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReceptiveField:
     """The receptive field of the units of one layer (one value per spatial axis).
 
@@ -85,8 +85,8 @@ class ReceptiveField:
     output_shape: tuple[int, ...]
     regular: bool
     merged: bool
-    lo: tuple[np.ndarray, ...]
-    hi: tuple[np.ndarray, ...]
+    lo: tuple[np.ndarray, ...] = field(repr=False)  # per axis and unit: first input pixel
+    hi: tuple[np.ndarray, ...] = field(repr=False)  # last input pixel (lo > hi: none)
 
     def box(self, position: Sequence[int]) -> tuple[tuple[int, int], ...] | None:
         """The exact field of the unit at ``position`` (output indices, one per spatial
