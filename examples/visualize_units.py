@@ -3,14 +3,18 @@
     python examples/visualize_units.py [--out docs/images] [--yolo cnnkit-demo/model.cnnkit]
 
 1. A digits classifier (scikit-learn's 8x8 handwritten digits, enlarged to 32x32) with
-   three conv blocks is trained for a few epochs; for the first and the last block it
-   prints the receptive field and writes the top-9 grid of eight units.
+   three conv blocks is trained for 20 epochs; for each block it prints the receptive
+   field and writes the top-9 grid of eight units (and the first block's filters).
 2. The YOLO network of ``cnnkit demo`` (the file given with --yolo, or a short training run
    here) on the procedural shapes: the first and the last conv block.
 
-Deeper units see larger fields (3x3 pixels against 18x18 on the digits) and respond to
-larger, more composite patterns: stroke pieces and edges at layer 1, parts of digits
-(loops, crossings, ends of strokes) at layer 3. Needs scikit-learn and Pillow.
+Deeper units see larger fields (3x3 pixels, then 8x8, then 18x18 on the 32x32 digits) and
+respond to larger, more composite patterns: at block 1 a 3x3 field sees little more than
+brightness (many units saturate on the flat inside of a stroke, and those ties go to the
+first image), at block 2 oriented edges of strokes, at block 3 pieces of digits (bars,
+corners, curves). On the shapes, the first block's units answer to colours and edges, the
+last block's (54x54 of 64x64 pixels) to whole objects and their arrangements. Needs
+scikit-learn and Pillow.
 """
 
 from __future__ import annotations
