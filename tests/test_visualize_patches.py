@@ -223,3 +223,47 @@ def test_a_model_built_by_its_first_call():
     got = top_patches(model, "p", x, k=2)
     assert got["receptive_field"].size == (4, 4) and got["patches"].shape == (3, 2, 4, 4, 2)
     assert activation_maps(model, "c", x[0]).dtype == np.uint8
+
+
+def test_fields_with_fractional_jumps_fit_their_patches():
+    # After up-sampling and transposed convolutions the affine form only holds on average:
+    # each patch must still hold its unit's whole exact field, and only it.
+    model = cnnkit.Sequential(
+        [
+            L.Input((10, 9, 1)),
+            L.Conv2D(2, 3, strides=2, padding="same", name="down"),
+            L.UpSampling2D(3, interpolation="bilinear", name="up"),
+            L.Conv2DTranspose(3, 3, strides=2, padding="same", name="tconv"),
+            L.Conv2D(2, 3, name="after"),
+        ],
+        seed=0,
+    )
+    x = images(8, (10, 9, 1))
+    for name in ("up", "tconv", "after"):
+        got = top_patches(model, name, x, k=5, batch_size=3)
+        rf = got["receptive_field"]
+        assert not rf.regular
+        for u in range(got["scores"].shape[0]):
+            for r in range(5):
+                box = rf.box(got["position"][u, r])
+                assert tuple(map(tuple, got["box"][u, r])) == box
+                (y0, y1), (x0, x1) = box
+                assert got["mask"][u, r].sum() == (y1 - y0) * (x1 - x0)
+                inside = got["patches"][u, r][got["mask"][u, r]]
+                np.testing.assert_array_equal(
+                    inside, x[got["image_index"][u, r], y0:y1, x0:x1].reshape(-1, 1)
+                )
+
+
+def test_one_and_two_threads_give_the_same_patches():
+    model, x = small_model(), images()
+    before = cnnkit.get_num_threads()
+    try:
+        cnnkit.set_num_threads(1)
+        one = top_patches(model, "c2", x, k=4)
+        cnnkit.set_num_threads(2)
+        two = top_patches(model, "c2", x, k=4)
+    finally:
+        cnnkit.set_num_threads(before)
+    for key in ("scores", "image_index", "position", "patches"):
+        np.testing.assert_array_equal(one[key], two[key])
