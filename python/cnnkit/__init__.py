@@ -87,6 +87,7 @@ _SUBMODULES = {
     "schedules",
     "training",
     "utils",
+    "visualize",
 }
 # Names re-exported from submodules, loaded on first use like the submodules.
 _LAZY = {"Sequential": "models", "Model": "models", "load_model": "saving"}

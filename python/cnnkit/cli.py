@@ -123,7 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     demo.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     _face_eval_parser(sub)
+    from .visualize.command import add_parser as add_visualize
+
+    add_visualize(sub)  # `cnnkit visualize`; it sets args.run
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return int(args.run(args))
     if args.command == "face-eval":
         return _face_eval(args)
     if args.command == "info":
