@@ -304,6 +304,14 @@ def test_bad_collections_are_named(model, images, tmp_path):
         cd.to_npy(images, tmp_path / "x.npy")
 
 
+def test_a_model_with_several_outputs_is_refused(images):
+    inputs = layers.Input(SHAPE)
+    flat = layers.Flatten()(inputs)
+    two = cnnkit.Model(inputs, [layers.Dense(2)(flat), layers.Dense(3)(flat)])
+    with pytest.raises(ValueError, match=r"map_model\(\): method='predict' needs a model with one"):
+        cd.map_model(two, da.from_array(images, chunks=(10, *SHAPE)))
+
+
 def test_without_dask_the_error_names_the_extra(model, images, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)
     with pytest.raises(ImportError, match=r"pip install cnnkit\[dask\]"):
