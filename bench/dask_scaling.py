@@ -4,16 +4,18 @@ Usage::
 
     python bench/dask_scaling.py [--images 256] [--repeats 3] [--json FILE]
 
-Measured in one run, side by side (median of ``--repeats`` after a warm-up that loads the
-model on the workers):
+Measured in one run, each cluster run alternating with ``model.predict`` in this process
+(median of ``--repeats`` after a warm-up that loads the model on the workers), so that the
+drifting load of a shared machine falls on both:
 
-* ``model.predict`` in this process, at 1 thread and at all cores (the baseline);
-* ``map_model(method="predict")`` on a ``LocalCluster`` of 1 process worker (all cores for
-  its kernels, and at 1 thread) and of 2 process workers (the cores shared); the images
-  are a ``dask.array`` of 32-image chunks already held by the workers (persisted), as
-  when Dask loads them there;
+* ``map_model(method="predict")`` on a ``LocalCluster`` of 1 process worker (kernels at 1
+  thread, and at all cores) and of 2 process workers (the cores shared), beside
+  ``model.predict`` at 1 thread and at the same total threads. The images are a
+  ``dask.array`` of 32-image chunks already held by the workers (persisted), as when Dask
+  loads them there. Each configuration with Dask's default worker environment
+  (``MALLOC_TRIM_THRESHOLD_=65536``) and, where it says so, without that variable;
 * the cost of one task: a tiny model over many one-image chunks (scheduling, transfer,
-  the model-cache lookup), beside a plain ``map_blocks`` identity over the same chunks (Dask
+  the model-cache lookup), beside a plain ``map_blocks`` over the same chunks (Dask
   alone), with 2 workers. Chunks should hold enough images that this cost is small against
   their compute time.
 """
@@ -53,26 +55,50 @@ def classifier(size: int = 64) -> cnnkit.Sequential:
     )
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: model loading, first allocations
-    times = []
+def timed(fns, repeats: int) -> list[float]:
+    """Median seconds of each of ``fns``, timed in turn within each repeat: on a shared
+    machine the load drifts, and alternating puts the same drift on each."""
+    for fn in fns:
+        fn()  # warm-up: model loading, first allocations
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [statistics.median(ts) for ts in times]
 
 
-def cluster(n_workers: int):
+def local_predict(model, x, threads: int):
+    def run():
+        before = cnnkit.get_num_threads()
+        cnnkit.set_num_threads(threads)
+        try:
+            model.predict(x, batch_size=32)
+        finally:
+            cnnkit.set_num_threads(before)
+
+    return run
+
+
+def cluster(n_workers: int, dask_malloc: bool):
+    """A LocalCluster; ``dask_malloc=False`` starts its workers without Dask's default
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand every large buffer back to the
+    system and fault it in again on the next allocation."""
+    import dask
     from distributed import Client, LocalCluster
 
-    c = LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.CRITICAL,
+    unset = (
+        {} if dask_malloc else {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     )
+    with dask.config.set(unset):
+        c = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        )
     return c, Client(c)
 
 
@@ -89,38 +115,47 @@ def main() -> None:
     model = classifier()
     x = np.random.default_rng(0).random((args.images, 64, 64, 3)).astype(np.float32)
     cores = len(os.sched_getaffinity(0))
-    rows: dict[str, float] = {}
+    rows: list[tuple[str, float, float, float, int]] = []
     load = [os.getloadavg()[0]]
-
-    before = cnnkit.get_num_threads()
-    for threads in sorted({1, cores}):
-        cnnkit.set_num_threads(threads)
-        t = timed(lambda: model.predict(x, batch_size=32), args.repeats)
-        rows[f"model.predict, one process, {threads} thread(s)"] = args.images / t
-    cnnkit.set_num_threads(before)
 
     tiny = cnnkit.Sequential([layers.Input((4, 4, 1)), layers.Flatten(), layers.Dense(1)], seed=0)
     small = np.zeros((args.tasks, 4, 4, 1), np.float32)
     overhead: dict[str, float] = {}
     # (workers, kernel threads per worker): None = map_model's default, cores / task slots
-    for n_workers, threads in ((1, 1), (1, None), (2, None)):
-        c, client = cluster(n_workers)
+    runs = [(1, 1, True), (1, 1, False), (1, None, False), (2, None, True), (2, None, False)]
+    for n_workers, threads, dask_malloc in runs:
+        c, client = cluster(n_workers, dask_malloc)
         try:
             # the images already on the workers, as when Dask loads them there
             arr = client.persist(da.from_array(x, chunks=(32, 64, 64, 3)))
             job = map_model(model, arr, batch_size=32, client=client, threads_per_worker=threads)
-            t = timed(lambda job=job: job.compute(), args.repeats)
-            kernel = min(client.run(cnnkit.get_num_threads).values())
-            name = f"map_model, LocalCluster {n_workers} worker(s) x {kernel} thread(s)"
-            rows[name] = args.images / t
-            if n_workers == 2:
+            kernel = threads or max(1, cores // n_workers)
+            t_cluster, t_one, t_same = timed(
+                [
+                    job.compute,
+                    local_predict(model, x, 1),
+                    local_predict(model, x, kernel * n_workers),
+                ],
+                args.repeats,
+            )
+            assert min(client.run(cnnkit.get_num_threads).values()) == kernel
+            rows.append(
+                (
+                    f"{n_workers} worker(s) x {kernel} kernel thread(s)"
+                    + (", Dask's MALLOC_TRIM_THRESHOLD_" if dask_malloc else ", glibc's malloc"),
+                    args.images / t_cluster,
+                    args.images / t_one,
+                    args.images / t_same,
+                    kernel * n_workers,
+                )
+            )
+            if n_workers == 2 and not dask_malloc:
                 one = da.from_array(small, chunks=(1, 4, 4, 1))
                 cnn = map_model(tiny, one, batch_size=1, client=client)
-                t_cnn = timed(lambda cnn=cnn: cnn.compute(), args.repeats)
                 plain = one.map_blocks(
                     lambda b: b.sum(axis=(1, 2, 3))[:, None], drop_axis=[2, 3], chunks=(1, 1)
                 )
-                t_plain = timed(lambda plain=plain: plain.compute(), args.repeats)
+                t_cnn, t_plain = timed([cnn.compute, plain.compute], args.repeats)
                 overhead["map_model, one-image tasks (wall ms per task, 2 workers)"] = (
                     1e3 * t_cnn / args.tasks
                 )
@@ -143,9 +178,12 @@ def main() -> None:
         f"cnnkit {cnnkit.__version__}, dask {dask.__version__}, Python {platform.python_version()}"
     )
     print(f"{args.images} images 64x64x3, 3 conv blocks, batch 32, median of {args.repeats}")
-    print("| run | images/s |\n| --- | ---: |")
-    for name, value in rows.items():
-        print(f"| {name} | {value:.0f} |")
+    print(
+        "| LocalCluster, map_model | images/s | model.predict in one process, 1 thread | "
+        "model.predict, same total threads |\n| --- | ---: | ---: | ---: |"
+    )
+    for name, cluster_rate, one, same, total in rows:
+        print(f"| {name} | {cluster_rate:.0f} | {one:.0f} | {same:.0f} ({total} threads) |")
     print("| cost per task | ms |\n| --- | ---: |")
     for name, value in overhead.items():
         print(f"| {name} | {value:.2f} |")
