@@ -15,7 +15,8 @@ Why it is built this way:
 * Kernel threads: cnnkit's kernels use OpenMP, and a Dask worker runs ``nthreads`` tasks at
   once, so each worker process sets ``cnnkit.set_num_threads(cores // task slots on its
   host)``: workers x threads never exceed the cores. The kernels release the GIL, so
-  thread-based workers run in parallel too.
+  thread-based workers run in parallel too ("features" calls take turns on a copy of the
+  model: ``activations`` marks layers during its pass).
 * Results do not depend on the cluster: an image's outputs do not depend on the batch it is
   in nor on the thread count (the kernels' reductions have a fixed order), so every
   chunking and worker count gives the bits of ``model.predict`` in one process.
@@ -293,6 +294,10 @@ def _run_files(payload: _ModelFile, paths: Sequence[Any], job: _Job) -> tuple[An
     return out, kept, skipped
 
 
+def _outputs_of_files(payload: _ModelFile, paths: Sequence[Any], job: _Job) -> Any:
+    return _run_files(payload, paths, job)[0]
+
+
 # -- the graph -----------------------------------------------------------------------------------
 def _default_client(client: Any) -> Any:
     if client is not None:
@@ -526,44 +531,43 @@ def map_model(
     token = dask.base.tokenize(payload.digest, collection.name, job_args["method"], layer, job)
     run = f"cnnkit-{method}-run-{token}"
     out = f"cnnkit-{method}-{token}"
+    tail = () if out_shape is None else (0,) * len(out_shape)
+    deps = [collection, model_node]
     if is_array:
-        nblocks = len(collection.chunks[0])
-        zeros = (0,) * 3
-        tasks: dict[Any, Any] = {
-            (run, i): (_run_block, model_key, (collection.name, i, *zeros), job)
+        sizes = tuple(collection.chunks[0])
+        nblocks = len(sizes)
+        # one task per block, under the output's own keys: no hop through another task
+        layer_tasks: dict[Any, Any] = {
+            (out, i, *tail): (_run_block, model_key, (collection.name, i, 0, 0, 0), job)
             for i in range(nblocks)
         }
-        pick: Callable[[Any], Any] = lambda key: key  # noqa: E731 (the block's output itself)
-        sizes = tuple(collection.chunks[0])
     else:
         nblocks = collection.npartitions
-        tasks = {
-            (run, i): (_run_files, model_key, (collection.name, i), job) for i in range(nblocks)
-        }
-        pick = lambda key: (operator.getitem, key, 0)  # noqa: E731
-
-    deps = [collection, model_node]
+        if on_error == "raise":
+            layer_tasks = {
+                (out, i, *tail): (_outputs_of_files, model_key, (collection.name, i), job)
+                for i in range(nblocks)
+            }
+        else:  # one task per partition, its outputs and its skipped files taken from it
+            runs = {
+                (run, i): (_run_files, model_key, (collection.name, i), job) for i in range(nblocks)
+            }
+            layer_tasks = {
+                **runs,
+                **{(out, i, *tail): (operator.getitem, (run, i), 0) for i in range(nblocks)},
+            }
+    graph = HighLevelGraph.from_collections(out, layer_tasks, deps)
     if method == "detect":
-        layer_tasks: dict[Any, Any] = {
-            **tasks,
-            **{(out, i): pick((run, i)) for i in range(nblocks)},
-        }
-        result: Any = db.Bag(HighLevelGraph.from_collections(out, layer_tasks, deps), out, nblocks)
+        result: Any = db.Bag(graph, out, nblocks)
     else:
         assert out_shape is not None
-        tail = (0,) * len(out_shape)
-        layer_tasks = {**tasks, **{(out, i, *tail): pick((run, i)) for i in range(nblocks)}}
-        result = da.Array(
-            HighLevelGraph.from_collections(out, layer_tasks, deps),
-            out,
-            chunks=(sizes, *((s,) for s in out_shape)),
-            dtype=job.dtype,
-        )
+        chunks = (sizes, *((s,) for s in out_shape))
+        result = da.Array(graph, out, chunks=chunks, dtype=job.dtype)
     if on_error == "raise":
         return result
     skip = f"cnnkit-{method}-skipped-{token}"
     skip_tasks: dict[Any, Any] = {
-        **tasks,
+        **runs,
         **{(skip, i): (operator.getitem, (run, i), 2) for i in range(nblocks)},
     }
     skipped = db.Bag(HighLevelGraph.from_collections(skip, skip_tasks, deps), skip, nblocks)
