@@ -577,30 +577,60 @@ def map_model(
 # -- writing results larger than memory ----------------------------------------------------------
 def _blocks_in_order(where: str, result: Any, client: Any, window: int | None) -> Iterator[Any]:
     """The blocks of ``result`` along axis 0, in order, at most ``window`` computed ahead:
-    memory holds a window of blocks, never the whole result."""
+    memory holds a window of blocks, never the whole result.
+
+    Each block is submitted with its own part of the graph (its dependencies, found once):
+    submitting the whole graph for every block would cost time quadratic in the blocks.
+    Keys that several blocks share (the model's bytes) are computed once, first, and held.
+    """
     dask = _dask()
     import dask.array as da
+    from dask.optimization import cull
 
     if not isinstance(result, da.Array) or result.ndim < 1:
         raise TypeError(f"{where}: result must be a dask.array, got {type(result).__name__}")
     if any(len(c) > 1 for c in result.chunks[1:]):
         result = result.rechunk({i: -1 for i in range(1, result.ndim)})
-    blocks = result.to_delayed().reshape(-1)
+    tail = (0,) * (result.ndim - 1)
+    keys = [(result.name, i, *tail) for i in range(len(result.chunks[0]))]
+    if window is not None:
+        window = _validate.integer(where, "window", window, minimum=1)
+    if client is None:  # what dask.compute would use: a default client or a local scheduler
+        get = dask.base.get_scheduler(collections=[result]) or result.__dask_scheduler__
+        owner = getattr(get, "__self__", None)
+        client = owner if type(owner).__name__ == "Client" else None
     if window is None:
-        slots = sum(_host_slots(client or _default_client(None)).values())
-        window = 2 * (slots or os.cpu_count() or 1)
-    window = _validate.integer(where, "window", window, minimum=1)
-    if client is None:  # whatever dask.compute uses: the default client or a local scheduler
-        for start in range(0, len(blocks), window):
-            yield from dask.compute(*blocks[start : start + window])
+        window = 2 * (sum(_host_slots(client).values()) or os.cpu_count() or 1)
+    dsk = dict(result.__dask_graph__())
+    if client is None:
+        for start in range(0, len(keys), window):
+            part = keys[start : start + window]
+            yield from get(cull(dsk, part)[0], part)
         return
-    pending = [client.compute(b) for b in blocks[:window]]
-    for i in range(len(blocks)):
-        future = pending.pop(0)
-        if i + window < len(blocks):
-            pending.append(client.compute(blocks[i + window]))
-        yield future.result()
-        future.release()
+    parts = [cull(dsk, [k])[0] for k in keys]
+    seen: dict[Any, int] = {}
+    for part in parts:
+        for k in part:
+            seen[k] = seen.get(k, 0) + 1
+    shared = [k for k, n in seen.items() if n > 1]
+    held = dict(zip(shared, client.get(cull(dsk, shared)[0], shared, sync=False))) if shared else {}
+
+    def submit(i: int) -> Any:
+        graph = {k: held.get(k, task) for k, task in parts[i].items()}
+        return client.get(graph, [keys[i]], sync=False)[0]
+
+    pending: list[Any] = []
+    try:
+        pending += [submit(i) for i in range(min(window, len(keys)))]
+        for i in range(len(keys)):
+            future = pending.pop(0)
+            if i + window < len(keys):
+                pending.append(submit(i + window))
+            yield future.result()
+            future.release()
+    finally:
+        for future in [*pending, *held.values()]:
+            future.release()
 
 
 def _npy_header(dtype: np.dtype, shape: tuple[int, ...], length: int | None = None) -> bytes:
