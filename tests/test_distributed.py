@@ -304,6 +304,18 @@ def test_bad_collections_are_named(model, images, tmp_path):
         cd.to_npy(images, tmp_path / "x.npy")
 
 
+def test_chunked_gives_two_chunks_per_slot_in_whole_batches(client, model, images):
+    x = cd.chunked(images, 4, client=client)  # 2 slots: about 37 / 4 rows, rounded up to 4
+    assert x.chunks[0] == (12, 12, 12, 1)
+    np.testing.assert_array_equal(
+        cd.map_model(model, x, client=client).compute(), model.predict(images)
+    )
+    with pytest.raises(ValueError, match=r"chunked\(\): images must have shape \(N, H, W, C\)"):
+        cd.chunked(images[0], 4)
+    with pytest.raises(TypeError, match=r"chunked\(\): client must be a dask.distributed.Client"):
+        cd.chunked(images, 4, client="tcp://x")
+
+
 def test_a_model_with_several_outputs_is_refused(images):
     inputs = layers.Input(SHAPE)
     flat = layers.Flatten()(inputs)

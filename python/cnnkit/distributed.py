@@ -43,7 +43,7 @@ import numpy as np
 
 from . import _validate
 
-__all__ = ["map_model", "to_npy", "to_zarr"]
+__all__ = ["chunked", "map_model", "to_npy", "to_zarr"]
 
 METHODS = ("predict", "features", "embed", "detect")
 _EXTRA = "pip install cnnkit[dask]"
@@ -299,13 +299,13 @@ def _outputs_of_files(payload: _ModelFile, paths: Sequence[Any], job: _Job) -> A
 
 
 # -- the graph -----------------------------------------------------------------------------------
-def _default_client(client: Any) -> Any:
+def _default_client(client: Any, where: str = "map_model()") -> Any:
     if client is not None:
         from distributed import Client
 
         if not isinstance(client, Client):
             raise TypeError(
-                f"map_model(): client must be a dask.distributed.Client or None, got "
+                f"{where}: client must be a dask.distributed.Client or None, got "
                 f"{type(client).__name__}"
             )
         return client
@@ -572,6 +572,28 @@ def map_model(
     }
     skipped = db.Bag(HighLevelGraph.from_collections(skip, skip_tasks, deps), skip, nblocks)
     return result, skipped
+
+
+def chunked(images: Any, batch_size: int, client: Any = None) -> Any:
+    """In-memory images ``(N, H, W, C)`` as a ``dask.array`` for :func:`map_model`: about
+    two chunks per task slot of the cluster (so every slot works and a slow one is
+    rebalanced), each a multiple of ``batch_size`` images.
+
+    The images travel from this process to the workers through the scheduler; data that
+    lives elsewhere is better loaded by Dask where it is (``da.from_zarr``, file paths).
+    """
+    where = "chunked()"
+    _dask()
+    import dask.array as da
+
+    x = np.asarray(images)
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"{where}: images must have shape (N, H, W, C) with N >= 1, got {x.shape}")
+    batch_size = _validate.integer(where, "batch_size", batch_size, minimum=1)
+    slots = sum(_host_slots(_default_client(client, where)).values()) or os.cpu_count() or 1
+    rows = max(1, math.ceil(len(x) / (2 * slots)))
+    rows = math.ceil(rows / batch_size) * batch_size
+    return da.from_array(x, chunks=(rows, *x.shape[1:]))
 
 
 # -- writing results larger than memory ----------------------------------------------------------
