@@ -1,4 +1,4 @@
-"""Procedural datasets (shapes, single objects, landmarks) and annotation loaders.
+"""Procedural datasets (shapes, single objects, landmarks, faces) and annotation loaders.
 
 The generators are functions named after their data (``datasets.shapes(...)``,
 ``datasets.landmarks(...)``); they live in ``shapes_data.py`` and
@@ -7,16 +7,20 @@ name. Everything here needs NumPy only. Every generator takes ``seed`` (an int o
 :class:`numpy.random.Generator`): the same seed gives the same data.
 """
 
+from .faces_data import HAIR_STYLES, FaceData, faces
 from .landmarks_data import FLIP_PAIRS, LANDMARK_NAMES, LandmarkData, landmarks
 from .loaders import load_coco, load_yolo_labels, save_coco, save_yolo_labels
 from .shapes_data import SHAPE_NAMES, SingleObjectData, shapes, single_object
 
 __all__ = [
     "FLIP_PAIRS",
+    "HAIR_STYLES",
     "LANDMARK_NAMES",
     "SHAPE_NAMES",
+    "FaceData",
     "LandmarkData",
     "SingleObjectData",
+    "faces",
     "landmarks",
     "load_coco",
     "load_yolo_labels",
