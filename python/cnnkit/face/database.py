@@ -140,7 +140,9 @@ class FaceDatabase:
             raise ValueError(f"{where}: images must hold at least one image, got shape {x.shape}")
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise ValueError(f"{where}: images must be finite, got NaN or infinity")
-        return x
+        # float32 here: 8-bit pixels are what a face encoder (which rescales them) expects,
+        # and predict() would warn about them.
+        return x if x.dtype.kind == "f" else x.astype(np.float32)
 
     def _encode(self, where: str, x: np.ndarray) -> np.ndarray:
         out = np.asarray(self.encoder.predict(x, batch_size=self.batch_size, verbose=0))
@@ -167,7 +169,9 @@ class FaceDatabase:
         x = self._images(where, images)
         self._add(np.full(len(x), name, dtype=object), self._encode(where, x))
 
-    def enroll_many(self, names: Sequence[str], images: Any, *, batch_size: int | None = None) -> None:
+    def enroll_many(
+        self, names: Sequence[str], images: Any, *, batch_size: int | None = None
+    ) -> None:
         """Enrol many people at once: ``names[i]`` is the person in ``images[i]``.
 
         The images are encoded in batches of ``batch_size`` (default: the database's).
@@ -175,7 +179,9 @@ class FaceDatabase:
         where = "enroll_many()"
         labels = list(names) if not isinstance(names, str) else None
         if labels is None:
-            raise TypeError(f"{where}: names must be a sequence of strings, one per image, got a str")
+            raise TypeError(
+                f"{where}: names must be a sequence of strings, one per image, got a str"
+            )
         for n in labels:
             _name(where, n)
         x = self._images(where, images)
@@ -184,7 +190,11 @@ class FaceDatabase:
                 f"{where}: names must have one entry per image ({len(x)}), got {len(labels)}"
             )
         if batch_size is not None:
-            if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            if (
+                isinstance(batch_size, bool)
+                or not isinstance(batch_size, (int, np.integer))
+                or batch_size < 1
+            ):
                 raise ValueError(f"{where}: batch_size must be an int >= 1, got {batch_size!r}")
         saved, self.batch_size = self.batch_size, int(batch_size or self.batch_size)
         try:

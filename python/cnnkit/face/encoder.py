@@ -21,15 +21,18 @@ def build_encoder(
     embedding_dim: int = 128,
     filters: Sequence[int] = (16, 32, 64, 128),
     *,
+    pooling: str = "flatten",
     seed: int | None = 0,
     name: str = "face_encoder",
     dtype: Any = None,
 ) -> Sequential:
     """A conv net ``image -> encoding`` of ``embedding_dim`` values with unit L2 norm.
 
+    Inputs are images in [0, 255] (uint8 or float): a ``Rescaling(1/255)`` layer comes first.
     Each entry of ``filters`` is a 3x3 ReLU convolution ("same" padding); all but the last
-    are followed by 2x2 max pooling. Global average pooling, ``Dense(embedding_dim)`` and
-    ``UnitNormalization`` finish it.
+    are followed by 2x2 max pooling. ``pooling`` ("flatten" keeps where each feature is,
+    which the layout of a face needs; "avg" is global average pooling), then
+    ``Dense(embedding_dim)`` and ``UnitNormalization`` finish it.
 
     Parameters
     ----------
@@ -38,6 +41,7 @@ def build_encoder(
         ``d`` (FaceNet's 128 by default).
     filters : sequence of int
         Channels of the convolutions, one block each.
+    pooling : {"flatten", "avg"}
     seed : int or None
         Weight initialisation.
     name, dtype
@@ -58,7 +62,9 @@ def build_encoder(
     if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
         raise ValueError(f"{where}: embedding_dim must be an int >= 1, got {embedding_dim!r}")
     widths = list(filters)
-    if not widths or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in widths):
+    if not widths or not all(
+        isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in widths
+    ):
         raise ValueError(
             f"{where}: filters must be a non-empty sequence of positive ints, got {filters!r}"
         )
@@ -67,13 +73,15 @@ def build_encoder(
             f"{where}: input_shape {shape} is too small for {len(widths) - 1} 2x2 poolings "
             f"(height and width must be at least {2 ** (len(widths) - 1)})"
         )
-    stack: list[Any] = [layers.Input(shape)]
+    if pooling not in ("flatten", "avg"):
+        raise ValueError(f"{where}: pooling must be 'flatten' or 'avg', got {pooling!r}")
+    stack: list[Any] = [layers.Input(shape), layers.Rescaling(1 / 255)]
     for i, width in enumerate(widths):
         stack.append(layers.Conv2D(width, 3, padding="same", activation="relu"))
         if i < len(widths) - 1:
             stack.append(layers.MaxPooling2D(2))
     stack += [
-        layers.GlobalAveragePooling2D(),
+        layers.Flatten() if pooling == "flatten" else layers.GlobalAveragePooling2D(),
         layers.Dense(embedding_dim),
         layers.UnitNormalization(),
     ]

@@ -113,9 +113,7 @@ def _labels(where: str, y_true: Any, n: int) -> np.ndarray:
             f"shape {y.shape}"
         )
     if y.dtype.kind not in "biuf" or (y.dtype.kind == "f" and not np.all(y == np.round(y))):
-        raise TypeError(
-            f"{where}: y_true must hold integer identity labels, got dtype {y.dtype}"
-        )
+        raise TypeError(f"{where}: y_true must hold integer identity labels, got dtype {y.dtype}")
     return y.astype(np.int64)
 
 

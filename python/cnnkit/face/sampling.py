@@ -28,7 +28,9 @@ def _positive_int(where: str, name: str, value: Any, minimum: int = 1) -> int:
 def _label_array(where: str, labels: Any) -> np.ndarray:
     y = np.asarray(labels)
     if y.ndim != 1:
-        raise ValueError(f"{where}: labels must be one identity label per image (1-D), got shape {y.shape}")
+        raise ValueError(
+            f"{where}: labels must be one identity label per image (1-D), got shape {y.shape}"
+        )
     if y.dtype.kind not in "iu":
         raise TypeError(f"{where}: labels must be integer identity labels, got dtype {y.dtype}")
     return y.astype(np.int64, copy=False)
@@ -151,7 +153,11 @@ def sample_pairs(
     order = np.argsort(inverse, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)])
     # Same pairs: an identity (weighted by its pair count), then two distinct members.
-    c = multi[rng.choice(len(multi), n_same, p=_pair_weights(counts[multi]))] if n_same else multi[:0]
+    c = (
+        multi[rng.choice(len(multi), n_same, p=_pair_weights(counts[multi]))]
+        if n_same
+        else multi[:0]
+    )
     first = rng.integers(0, counts[c])
     second = (first + rng.integers(1, counts[c])) % counts[c]
     i_same, j_same = order[starts[c] + first], order[starts[c] + second]
