@@ -130,15 +130,15 @@ def test_foreign_and_corrupt_files(encoder, tmp_path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
     (tmp_path / "bad.face").write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="bad.face"):
+    with pytest.raises(ValueError, match=r"bad\.face"):
         FaceDatabase.load(tmp_path / "bad.face", encoder)
     (tmp_path / "text.face").write_text("hello")
-    with pytest.raises(ValueError, match="text.face"):
+    with pytest.raises(ValueError, match=r"text\.face"):
         FaceDatabase.load(tmp_path / "text.face", encoder)
     with zipfile.ZipFile(tmp_path / "model.face", "w") as z:
         z.writestr("face_database.json", '{"format": "something else"}')
         z.writestr("encodings.npz", b"")
-    with pytest.raises(ValueError, match="not a cnnkit face database|corrupt"):
+    with pytest.raises(ValueError, match=r"not a cnnkit face database|corrupt"):
         FaceDatabase.load(tmp_path / "model.face", encoder)
     with pytest.raises(FileNotFoundError):
         FaceDatabase.load(tmp_path / "missing.face", encoder)

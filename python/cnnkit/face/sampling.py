@@ -143,7 +143,7 @@ def sample_pairs(
         raise ValueError(f"{where}: same_fraction must be in [0, 1], got {same_fraction!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     ids, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    n_same = int(round(n * same_fraction))
+    n_same = round(n * same_fraction)
     n_diff = n - n_same
     multi = np.flatnonzero(counts >= 2)
     if n_same and not len(multi):
