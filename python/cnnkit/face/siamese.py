@@ -106,4 +106,4 @@ def build_siamese(
     first, second = layers.Input(tuple(shape)), layers.Input(tuple(shape))
     head = VerificationHead(distance, from_logits=from_logits, name="verification_head")
     out = head([encoder(first), encoder(second)])
-    return Model([first, second], out, seed=seed, name=name)
+    return Model([first, second], out, seed=seed, name=name, dtype=encoder.dtype)
