@@ -22,7 +22,7 @@ import json
 import os
 import zipfile
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -382,7 +382,7 @@ class FaceDatabase:
             "count": len(self._owners),
         }
         text = json.dumps(meta)
-        arrays = {"encodings": self._encodings, "owners": self._owners}
+        arrays: dict[str, np.ndarray] = {"encodings": self._encodings, "owners": self._owners}
         if self._dim is None:
             arrays["encodings"] = np.zeros((0, 0), np.float32)
 
@@ -410,7 +410,7 @@ class FaceDatabase:
         where = "FaceDatabase.load()"
         path = os.fspath(path)
 
-        def fail(reason: str) -> Any:
+        def fail(reason: str) -> NoReturn:
             raise ValueError(f"{where}: {path!r}: {reason}")
 
         if not os.path.isfile(path):
@@ -449,8 +449,10 @@ class FaceDatabase:
             fail("malformed name list")
         if len(set(names)) != len(names):
             fail("a name is listed twice")
-        e, owners = arrays.get("encodings"), arrays.get("owners")
-        if e is None or owners is None or e.dtype != np.float32 or owners.dtype != np.int64:
+        if set(arrays) != {"encodings", "owners"}:
+            fail("encodings.npz must hold the arrays encodings and owners")
+        e, owners = arrays["encodings"], arrays["owners"]
+        if e.dtype != np.float32 or owners.dtype != np.int64:
             fail("encodings.npz must hold float32 encodings and int64 owners")
         count = meta.get("count")
         if owners.ndim != 1 or len(owners) != count or e.ndim != 2 or len(e) != count:
@@ -461,8 +463,12 @@ class FaceDatabase:
             fail("a listed name owns no encoding")
         if not np.isfinite(e).all():
             fail("non-finite encodings")
+        if not isinstance(saved_threshold, (int, float)) or isinstance(saved_threshold, bool):
+            fail(f"malformed threshold {saved_threshold!r}")
         db = cls(
-            encoder, saved_threshold if threshold is None else threshold, batch_size=batch_size
+            encoder,
+            float(saved_threshold) if threshold is None else threshold,
+            batch_size=batch_size,
         )
         if count:
             probe = db._probe_dim()

@@ -208,6 +208,8 @@ class PairSampler:
     ) -> None:
         where = "PairSampler()"
         self.labels = _label_array(where, labels)
+        if x is None:
+            raise TypeError(f"{where}: x must be the images, got None")
         self.x = _check_x(where, x, len(self.labels))
         self.batch_size = _positive_int(where, "batch_size", batch_size)
         self.steps = _positive_int(where, "steps", steps)
@@ -220,10 +222,12 @@ class PairSampler:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[list[Any], np.ndarray]]:
+        x = self.x
+        assert x is not None  # required by the constructor
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         for _ in range(self.steps):
             i, j, same = sample_pairs(
                 self.labels, self.batch_size, seed=rng, same_fraction=self.same_fraction
             )
-            yield [self.x[i], self.x[j]], same[:, None]
+            yield [x[i], x[j]], same[:, None]

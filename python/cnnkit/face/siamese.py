@@ -14,7 +14,7 @@ from .. import autograd as ag
 from .. import layers
 from ..autograd import Tensor
 from ..layers import Layer
-from ..models import Model
+from ..models import Functional, Model
 from ..saving.registry import register_serializable
 
 __all__ = ["VerificationHead", "build_siamese"]
@@ -103,7 +103,11 @@ def build_siamese(
             "build_siamese(): encoder must be a model with a declared input shape (start it "
             "with layers.Input), got one without"
         )
-    first, second = layers.Input(tuple(shape)), layers.Input(tuple(shape))
-    head = VerificationHead(distance, from_logits=from_logits, name="verification_head")
+    dtype = encoder.dtype
+    first = layers.Input(tuple(shape), dtype=dtype)
+    second = layers.Input(tuple(shape), dtype=dtype)
+    head = VerificationHead(
+        distance, from_logits=from_logits, name="verification_head", dtype=dtype
+    )
     out = head([encoder(first), encoder(second)])
-    return Model([first, second], out, seed=seed, name=name, dtype=encoder.dtype)
+    return Functional([first, second], out, seed=seed, name=name)
