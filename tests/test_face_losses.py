@@ -21,11 +21,16 @@ def _batch(seed: int = 0, p: int = 4, k: int = 3, d: int = 5) -> tuple[np.ndarra
 
 
 def _looped(labels: np.ndarray, e: np.ndarray, margin: float, mining: str) -> float:
-    """Each rule written as the papers state it, one anchor (or pair) at a time."""
+    return _looped_on(((e[:, None] - e[None]) ** 2).sum(-1), labels, margin, mining)
+
+
+def _looped_on(dist: np.ndarray, labels: np.ndarray, margin: float, mining: str) -> float:
+    """Each rule written as the papers state it, one anchor (or pair) at a time, on the
+    distance matrix ``dist``."""
     n = len(labels)
 
     def d(i: int, j: int) -> float:
-        return float(np.sum((e[i] - e[j]) ** 2))
+        return float(dist[i, j])
 
     pos = [[j for j in range(n) if j != i and labels[j] == labels[i]] for i in range(n)]
     neg = [[j for j in range(n) if labels[j] != labels[i]] for i in range(n)]
@@ -78,10 +83,25 @@ def test_random_mining_picks_a_valid_triplet_per_anchor():
     assert again(labels, e).item() == values[0]  # and is seeded
 
 
+@pytest.mark.parametrize("squared", [True, False])
 @pytest.mark.parametrize("mining", MINING_MODES)
-def test_gradients_by_finite_differences(mining):
+def test_gradients_by_finite_differences(mining, squared):
     labels, e = _batch(2, p=4, k=3)
-    check_gradients(lambda t: TripletLoss(0.5, mining, seed=3)(labels, t), [e])
+    check_gradients(lambda t: TripletLoss(0.5, mining, squared, seed=3)(labels, t), [e])
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard", "all"])
+def test_euclidean_distances_match_the_looped_rule(mining):
+    labels, e = _batch(3, p=4, k=3)
+    # The looped rule on squared distances of scaled encodings would differ: compare with
+    # the rule applied to the Euclidean distance matrix directly.
+    d = np.sqrt(((e[:, None] - e[None]) ** 2).sum(-1))
+    from cnnkit.face.losses import mine_weights
+
+    w, c = mine_weights(d, labels, 0.3, mining, np.random.default_rng(0))
+    got = TripletLoss(0.3, mining, squared=False)(labels, e).item()
+    assert got == pytest.approx(float((w * d).sum() + c), rel=1e-10)
+    assert got == pytest.approx(_looped_on(d, labels, 0.3, mining), rel=1e-10)
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -175,6 +195,6 @@ def test_bad_arguments(make, error, match):
 def test_serializes_with_its_configuration():
     from cnnkit import losses
 
-    loss = TripletLoss(0.3, "semi_hard", seed=4)
+    loss = TripletLoss(0.3, "semi_hard", squared=False, seed=4)
     again = losses.deserialize(losses.serialize(loss))
-    assert (again.margin, again.mining, again.seed) == (0.3, "semi_hard", 4)
+    assert (again.margin, again.mining, again.squared, again.seed) == (0.3, "semi_hard", False, 4)

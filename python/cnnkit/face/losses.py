@@ -195,6 +195,12 @@ class TripletLoss(Loss):
         averaged over the pairs (FaceNet; TensorFlow Addons' rule). ``"all"``: the mean
         over the valid triplets with a positive loss. ``"random"``: a random positive and
         negative per anchor, averaged over the anchors (the baseline the course warns about).
+    squared : bool
+        Mine and compare squared Euclidean distances (FaceNet's loss, the default) or
+        Euclidean ones (Hermans et al.'s choice for batch-hard: near a collapse, where all
+        encodings crowd together, the squared distance's gradient vanishes with the distance
+        and batch-hard mining from random weights stays collapsed; the plain distance's does
+        not).
     seed : int
         For ``"random"``: the generator of the choices (advanced each call).
 
@@ -210,6 +216,7 @@ class TripletLoss(Loss):
         self,
         margin: float = 0.2,
         mining: str = "batch_hard",
+        squared: bool = True,
         seed: int = 0,
         name: str | None = None,
     ) -> None:
@@ -221,6 +228,7 @@ class TripletLoss(Loss):
                 f"{where}: mining must be one of {', '.join(MINING_MODES)}, got {mining!r}"
             )
         self.mining = mining
+        self.squared = bool(squared)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"{where}: seed must be an int >= 0, got {seed!r}")
         self.seed = int(seed)
@@ -231,6 +239,10 @@ class TripletLoss(Loss):
         e = _encodings(where, "y_pred", y_pred)
         labels = _labels(where, y_true, e.shape[0])
         d = pairwise_squared_distances(e)
+        if not self.squared:
+            # 1e-12 as UnitNormalization: a finite slope where two encodings coincide.
+            off_diagonal = ~np.eye(e.shape[0], dtype=bool)
+            d = ag.sqrt(ag.maximum(d, 1e-12)) * off_diagonal.astype(d.dtype)
         w, c = mine_weights(d.data, labels, self.margin, self.mining, self._rng)
         return (d * w.astype(d.dtype)).sum() + d.dtype.type(c)
 
@@ -247,5 +259,6 @@ class TripletLoss(Loss):
             **super().get_config(),
             "margin": self.margin,
             "mining": self.mining,
+            "squared": self.squared,
             "seed": self.seed,
         }
