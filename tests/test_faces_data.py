@@ -68,3 +68,43 @@ def test_bad_arguments(kwargs, error, match):
     args = {"n_identities": 2, "images_per_identity": 2, "size": 32, "seed": 0} | kwargs
     with pytest.raises(error, match=r"faces\(\): " + match):
         datasets.faces(**args)
+
+
+def test_raw_pixels_verify_badly():
+    # The nuisances (pose, light, background, occlusion) must dominate the
+    # pixels: the raw-pixel L2 distance stays near chance on unseen people
+    # (examples/face_baseline.py measures 0.56 on 6,000 pairs at 64 px).
+    from cnnkit.face import evaluate
+
+    x, y = datasets.faces(40, 4, size=32, seed=0, first_identity=1000)
+    left, right, same, fold = evaluate.lfw_style_pairs(y, folds=4, pairs_per_fold=100, seed=0)
+    pixels = x.reshape(len(x), -1).astype(np.float64)
+    d = evaluate.pair_distances(pixels[left], pixels[right])
+    assert evaluate.lfw_protocol(d, same, fold).mean < 0.7
+
+
+def test_blur_is_the_separable_121_filter():
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 5, 6, 3)).astype(np.float32)
+    out = images.copy()
+    faces_data._soften(out, np.array([0.0, 1.0], np.float32))
+    np.testing.assert_array_equal(out[0], images[0])
+    padded = np.pad(images[1].astype(np.float64), ((1, 1), (1, 1), (0, 0)), mode="edge")
+    rows = 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+    both = 0.25 * rows[:, :-2] + 0.5 * rows[:, 1:-1] + 0.25 * rows[:, 2:]
+    np.testing.assert_allclose(out[1, 1:-1, 1:-1], both[1:-1, 1:-1], atol=1e-6)
+
+
+def test_without_nuisances_a_person_looks_the_same():
+    x, _ = datasets.faces(2, 3, size=48, seed=2, nuisance=0.0)
+    full, _ = datasets.faces(2, 3, size=48, seed=2)
+    # The middle of the face differs by noise (std 0.03, about 8 of 255 per pixel)
+    # and a little light within a person, far more between people and with
+    # the nuisances on.
+    centre = x[:, 14:34, 16:32].astype(np.float64)
+    same = np.abs(centre[0] - centre[1:3]).mean()
+    other = np.abs(centre[0] - centre[3:]).mean()
+    assert same < 15 < other
+    assert np.abs(full[:, 14:34, 16:32] - centre).mean() > 15
+    with pytest.raises(ValueError, match=r"faces\(\): nuisance must be in \[0, 1\]"):
+        datasets.faces(2, 2, nuisance=1.5)

@@ -6,10 +6,13 @@ either with the triplet loss and online mining (:class:`TripletLoss` on
 (:func:`build_siamese`, :class:`VerificationHead`, :class:`PairSampler`). A
 :class:`FaceDatabase` holds the enrolled people's encodings and answers "is this X?" and
 "who is this, or nobody?" by comparing distances with a threshold.
+:mod:`cnnkit.face.evaluate` holds the verification metrics (the LFW protocol, VAL at FAR,
+ROC and AUC, threshold choice, plots).
 """
 
 from __future__ import annotations
 
+from . import evaluate
 from .database import FaceDatabase
 from .encoder import build_encoder
 from .losses import MINING_MODES, TripletLoss, pairwise_squared_distances, triplet_loss
@@ -25,6 +28,7 @@ __all__ = [
     "VerificationHead",
     "build_encoder",
     "build_siamese",
+    "evaluate",
     "pairwise_squared_distances",
     "sample_pairs",
     "triplet_loss",
