@@ -44,10 +44,16 @@ def main() -> None:
     parser.add_argument("--runs", default="batch_hard,semi_hard,random,binary")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-norm", action="store_true", help="encoder with BatchNormalization")
+    parser.add_argument("--euclidean", action="store_true", help="triplets on plain distances")
+    parser.add_argument("--steps", type=int, default=None, help="steps per epoch")
     args = parser.parse_args()
     config = FaceDemoConfig.quick() if args.quick else FaceDemoConfig(pairs_per_fold=1000)
     if args.epochs:
         config = dataclasses.replace(config, epochs=args.epochs)
+    if args.steps:
+        config = dataclasses.replace(config, steps_per_epoch=args.steps)
+    config = dataclasses.replace(config, batch_norm=args.batch_norm, squared=not args.euclidean)
     c, seed = config, args.seed
     train = faces(c.train_people, c.images_per_person, size=c.size, seed=seed)
     first = c.train_people
@@ -67,6 +73,7 @@ def main() -> None:
     )
     x = train.images.astype(np.float32)
     print(
+        f"batch_norm={c.batch_norm} squared={c.squared}; "
         f"{c.train_people} x {c.images_per_person} training images, {c.size}x{c.size}; "
         f"{c.epochs} epochs x {c.steps_per_epoch} steps of {c.p * c.k} images; "
         f"load average at start {os.getloadavg()[0]:.1f}"
@@ -82,7 +89,7 @@ def main() -> None:
     for run in args.runs.split(","):
         start, load = time.perf_counter(), os.getloadavg()[0]
         if run == "binary":
-            encoder = build_encoder((c.size, c.size, 3), seed=seed)
+            encoder = build_encoder((c.size, c.size, 3), seed=seed, batch_norm=c.batch_norm)
             model = build_siamese(encoder, "l1")
             model.compile(optimizers.Adam(c.learning_rate), "binary_crossentropy")
             pairs = PairSampler(x, train.labels, c.p * c.k, steps=c.steps_per_epoch, seed=seed)

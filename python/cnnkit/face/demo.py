@@ -36,7 +36,9 @@ class FaceDemoConfig:
     steps_per_epoch: int = 100
     learning_rate: float = 1e-3
     margin: float = 0.2
-    mining: str = "batch_hard"
+    mining: str = "semi_hard"
+    squared: bool = True
+    batch_norm: bool = False
     pairs_per_fold: int = 600
 
     @classmethod
@@ -72,10 +74,10 @@ def train_encoder(
     from .losses import TripletLoss
     from .sampling import PKSampler
 
-    encoder = build_encoder((config.size, config.size, 3), seed=seed)
+    encoder = build_encoder((config.size, config.size, 3), seed=seed, batch_norm=config.batch_norm)
     encoder.compile(
         optimizers.Adam(config.learning_rate),
-        TripletLoss(config.margin, mining or config.mining, seed=seed),
+        TripletLoss(config.margin, mining or config.mining, config.squared, seed=seed),
     )
     sampler = PKSampler(
         labels, config.p, config.k, x=images, seed=seed, steps=config.steps_per_epoch

@@ -22,6 +22,7 @@ def build_encoder(
     filters: Sequence[int] = (16, 32, 64, 128),
     *,
     pooling: str = "flatten",
+    batch_norm: bool = False,
     seed: int | None = 0,
     name: str = "face_encoder",
     dtype: Any = None,
@@ -42,6 +43,10 @@ def build_encoder(
     filters : sequence of int
         Channels of the convolutions, one block each.
     pooling : {"flatten", "avg"}
+    batch_norm : bool
+        Each convolution without bias, then ``BatchNormalization``, then the ReLU: a batch
+        whose encodings all coincide is then out of reach, which keeps batch-hard mining
+        from collapsing the encoder early in training.
     seed : int or None
         Weight initialisation.
     name, dtype
@@ -77,7 +82,14 @@ def build_encoder(
         raise ValueError(f"{where}: pooling must be 'flatten' or 'avg', got {pooling!r}")
     stack: list[Any] = [layers.Input(shape), layers.Rescaling(1 / 255)]
     for i, width in enumerate(widths):
-        stack.append(layers.Conv2D(width, 3, padding="same", activation="relu"))
+        if batch_norm:
+            stack += [
+                layers.Conv2D(width, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(),
+                layers.ReLU(),
+            ]
+        else:
+            stack.append(layers.Conv2D(width, 3, padding="same", activation="relu"))
         if i < len(widths) - 1:
             stack.append(layers.MaxPooling2D(2))
     stack += [
