@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,6 +45,7 @@ from ..layers.merging import _Merge
 from ..layers.pooling import _GlobalPool, _Pool
 from ..layers.reshaping import _Cropping, _UpSampling, _ZeroPadding
 from ..models import Functional, Model, Sequential
+from ..saving.model_files import atomic_write
 
 __all__ = ["save_model"]
 
@@ -928,12 +928,5 @@ def save_model(
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{where}: path {path!r}: the folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".onnx-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    data = proto.SerializeToString()
+    atomic_write(path, lambda f: f.write(data))
