@@ -28,7 +28,16 @@ def _inputs(model, rng, batch=2):
 
 
 def check(
-    model, tmp_path, *, x=None, opset=17, layout="NHWC", runtime=True, reference=True, seed=0
+    model,
+    tmp_path,
+    *,
+    x=None,
+    opset=17,
+    layout="NHWC",
+    runtime=True,
+    reference=True,
+    roundtrip=True,
+    seed=0,
 ):
     """Export, check, run in the reference evaluator and onnxruntime; compare."""
     rng = np.random.default_rng(seed)
@@ -41,6 +50,7 @@ def check(
         if isinstance(expected, list)
         else [expected]
     )
+    xs_cl, expected_cl = xs, expected
     path = tmp_path / "model.onnx"
     cnnkit.onnx.save_model(model, path, opset=opset, layout=layout)
     proto = onnx.load(str(path))
@@ -59,7 +69,31 @@ def check(
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         for e, r in zip(expected, session.run(None, feeds), strict=True):
             np.testing.assert_allclose(r, e, rtol=RTOL, atol=ATOL)
+    if roundtrip:
+        roundtrip_check(model, xs_cl, expected_cl, tmp_path, exact=roundtrip != "close")
     return proto
+
+
+def roundtrip_check(model, xs, expected, tmp_path, exact=True):
+    """cnnkit -> ONNX (channels-first inputs declared) -> cnnkit.onnx.load_model (called
+    channels-last) gives the same outputs, bit for bit unless ``exact`` is False.
+
+    An operator that the importer does not convert yet marks the test an expected failure
+    naming it (it was checked against onnxruntime above), so the gap shows in the report.
+    """
+    path = tmp_path / "roundtrip.onnx"
+    cnnkit.onnx.save_model(model, path, layout="NCHW")
+    try:
+        back = cnnkit.onnx.load_model(path, input_layout="NHWC")
+    except NotImplementedError as exc:
+        pytest.xfail(f"round trip: the importer lacks {str(exc).split(';')[0]}")
+    got = back.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+    got = list(got.values()) if isinstance(got, dict) else got if isinstance(got, list) else [got]
+    for e, r in zip(expected, got, strict=True):
+        if exact:
+            np.testing.assert_array_equal(r, e)
+        else:
+            np.testing.assert_allclose(r, e, rtol=1e-6, atol=1e-7)
 
 
 def seq(shape, *stack, seed=0, dtype=None):
@@ -94,6 +128,15 @@ CONV_CASES = {
         layers.Conv2D(6, 3, groups=2, dilation_rate=2, padding="same", activation="leaky_relu"),
     ),
     "conv2d-sigmoid": lambda: seq((6, 6, 2), layers.Conv2D(3, 1, activation="sigmoid")),
+    "conv2d-explicit-pairs": lambda: seq(
+        (7, 8, 3), layers.Conv2D(4, 3, strides=2, padding=((1, 0), (2, 1)))
+    ),
+    "conv2d-transpose-explicit-pairs": lambda: seq(
+        (4, 4, 2), layers.Conv2DTranspose(3, 3, strides=2, padding=((1, 1), (0, 1)))
+    ),
+    "depthwise-explicit-pairs": lambda: seq(
+        (6, 6, 2), layers.DepthwiseConv2D(3, padding=((1, 1), (1, 1)))
+    ),
     "conv3d": lambda: seq(
         (5, 6, 7, 2), layers.Conv3D(3, (2, 3, 3), strides=(1, 2, 1), padding="same")
     ),
@@ -121,9 +164,19 @@ CONV_CASES = {
 }
 
 
+# The convolution kernels fuse sigmoid (C library exp) where the imported model applies a
+# separate Sigmoid layer (NumPy exp); ONNX's HardSigmoid is alpha * x + beta where cnnkit
+# computes x / 6 + 0.5: both round trips agree to an ulp, not bit for bit.
+_ROUND_TRIP_CLOSE = {"conv2d-sigmoid", "sigmoid", "hard_sigmoid"}
+
+
+def roundtrip_mode(case):
+    return "close" if case in _ROUND_TRIP_CLOSE else True
+
+
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_convolutions(case, tmp_path):
-    check(CONV_CASES[case](), tmp_path)
+    check(CONV_CASES[case](), tmp_path, roundtrip=roundtrip_mode(case))
 
 
 POOL_CASES = {
@@ -168,13 +221,30 @@ def test_batch_norm_in_inference_with_and_without_scale_and_centre(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(activations.NAMES))
 def test_every_activation_by_name(name, tmp_path):
-    check(seq((4, 5, 3), layers.Conv2D(4, 2, activation=name)), tmp_path)
+    check(
+        seq((4, 5, 3), layers.Conv2D(4, 2, activation=name)),
+        tmp_path,
+        roundtrip=roundtrip_mode(name),
+    )
 
 
 @pytest.mark.parametrize("opset", [13, 21])
 def test_activations_at_the_opset_bounds(opset, tmp_path):
     stack = [layers.Activation(n) for n in ("gelu", "mish", "hard_swish", "selu", "softmax")]
     check(seq((3, 7), layers.Dense(7), *stack), tmp_path, opset=opset)
+
+
+def test_activation_layers_round_trip(tmp_path):
+    model = seq(
+        (5, 5, 4),
+        layers.ReLU(max_value=0.5),
+        layers.Conv2D(4, 1),
+        layers.ReLU(negative_slope=0.3),
+        layers.LeakyReLU(0.1),
+        layers.Softmax(axis=1),
+        layers.Activation("log_softmax"),
+    )
+    check(model, tmp_path)
 
 
 def test_activation_layers(tmp_path):
@@ -199,6 +269,9 @@ def test_dense_on_sequences_and_reshaping(tmp_path):
         layers.Reshape((4, 3, 4)),
         layers.Conv2D(3, 2, padding="same"),
         layers.Reshape((-1, 6)),
+        layers.Permute((2, 1)),
+        layers.Dense(6),
+        layers.Permute((2, 1)),
         layers.Dense(2, use_bias=False),
         layers.UnitNormalization(axis=[1, 2]),
         layers.Flatten(),

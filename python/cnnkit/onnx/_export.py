@@ -135,7 +135,7 @@ class _Graph:
         """An initializer; the same name given twice (a shared layer's weight) is one."""
         if name in self.initializers:
             return name
-        a = np.ascontiguousarray(np.asarray(array, dtype=dtype or self.dtype))
+        a = np.array(array, dtype=dtype or self.dtype, order="C")  # 0-d stays 0-d: scalars
         self.used.add(name)
         self.initializers[name] = self.onnx.numpy_helper.from_array(a, name)
         return name
@@ -295,7 +295,9 @@ def _conv_node(
 def _conv(g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str) -> _Value:
     x = g.layout(xs[0], "cf")
     spatial = x.shape[1:-1]
-    if layer.padding == "causal":
+    if not isinstance(layer.padding, str):  # explicit (before, after) pairs
+        pads = [tuple(p) for p in layer.padding]
+    elif layer.padding == "causal":
         pads = [(d * (k - 1), 0) for k, d in zip(layer.kernel_size, layer.dilation_rate)]
     elif layer.padding == "same":
         pads = _same_pads(spatial, layer.kernel_size, layer.strides, layer.dilation_rate)
@@ -324,7 +326,9 @@ def _conv_transpose(
     x = g.layout(xs[0], "cf")
     small, big = x.shape[1:-1], out_shape[1:-1]
     k, s, d = layer.kernel_size, layer.strides, layer.dilation_rate
-    if layer.padding == "same":
+    if not isinstance(layer.padding, str):
+        pads = [tuple(p) for p in layer.padding]
+    elif layer.padding == "same":
         pads = _same_pads(big, k, s, d)
     else:
         pads = [(0, 0)] * len(big)
@@ -360,7 +364,9 @@ def _depthwise(
     kh, kw, c, m = kernel.shape
     spatial = x.shape[1:-1]
     pads = (
-        _same_pads(spatial, layer.kernel_size, layer.strides, layer.dilation_rate)
+        [tuple(p) for p in layer.padding]
+        if not isinstance(layer.padding, str)
+        else _same_pads(spatial, layer.kernel_size, layer.strides, layer.dilation_rate)
         if layer.padding == "same"
         else [(0, 0), (0, 0)]
     )
@@ -501,8 +507,8 @@ def _relu_layer(
             "Mul", [below, g.scalar(name, "slope", layer.negative_slope)], f"{name}.below"
         )
         y = g.node("Where", [above, x.name, below], base)
-    if capped:
-        y = g.node("Min", [y, g.scalar(name, "max_value", layer.max_value)], name)
+    if capped:  # Clip with no lower bound: the min(y, max_value) cnnkit computes
+        y = g.node("Clip", [y, "", g.scalar(name, "max_value", layer.max_value)], name)
     return _Value(y, out_shape, x.layout)
 
 
@@ -627,6 +633,13 @@ def _reshape(
     return _Value(g.node("Reshape", [x.name, shape], name), out_shape, "cl")
 
 
+def _permute(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = g.layout(xs[0], "cl")
+    return _Value(g.node("Transpose", [x.name], name, perm=[0, *layer.dims]), out_shape, "cl")
+
+
 def _pad(g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str) -> _Value:
     x = xs[0]
     pairs_cl = [(0, 0), *layer.padding, (0, 0)]
@@ -719,6 +732,7 @@ _HANDLERS: dict[type, Callable[..., _Value]] = {
     L.Dot: _dot,
     L.Flatten: _flatten,
     L.Reshape: _reshape,
+    L.Permute: _permute,
     **{cls: _pad for cls in (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)},
     **{cls: _crop for cls in (L.Cropping1D, L.Cropping2D, L.Cropping3D)},
     **{cls: _upsample for cls in (L.UpSampling1D, L.UpSampling2D, L.UpSampling3D)},
