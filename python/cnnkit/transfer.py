@@ -35,6 +35,7 @@ from . import autograd as ag
 from .layers import Activation, Dense, InputLayer, Layer, Softmax
 from .layers.symbolic import KerasTensor
 from .models import Functional, Model, Sequential
+from .onnx._layers import OnnxSoftmax
 from .saving.model_files import atomic_write
 
 __all__ = ["extract_features", "freeze", "without_head"]
@@ -44,7 +45,7 @@ _OUTPUT_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid", "linear")
 
 
 def _is_output_activation(layer: Layer) -> bool:
-    if type(layer) is Softmax:
+    if type(layer) in (Softmax, OnnxSoftmax):  # OnnxSoftmax: an imported network's
         return True
     return type(layer) is Activation and layer.activation in _OUTPUT_ACTIVATIONS  # type: ignore[attr-defined]
 
