@@ -449,6 +449,11 @@ def test_every_layer_class_has_a_mapping():
     ]
     missing = [c.__name__ for c in classes if c not in _export._HANDLERS]
     assert missing == []
+    from cnnkit.onnx import _layers as imported_layers
+
+    # The importer's own layers export too, except Split (its layer returns a list).
+    own = [getattr(imported_layers, n) for n in imported_layers.__all__]
+    assert [c.__name__ for c in own if c not in _export._HANDLERS] == ["Split"]
     assert "Lambda" not in cnnkit.onnx.supported_layers()
     assert "Conv2D" in cnnkit.onnx.supported_layers()
 
@@ -512,3 +517,92 @@ def test_a_model_built_by_its_first_call_exports(tmp_path):
     model = cnnkit.Sequential([layers.Conv2D(2, 3), layers.Flatten()], seed=0)
     model.predict(np.zeros((1, 5, 5, 1), np.float32), verbose=0)
     check(model, tmp_path)
+
+
+def handmade_onnx_network():
+    """An ONNX graph with the operators the importer turns into its own layers (PRelu,
+    ceil-mode MaxPool, LRN, Clip, HardSigmoid, Elu, a constant Mul, a broadcast gate,
+    AveragePool counting its pads, Pad, strided Slice)."""
+    from onnx import TensorProto
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+
+    def init(name, a):
+        a = np.asarray(a)
+        return nh.from_array(a.astype(np.float32) if a.dtype.kind == "f" else a, name)
+
+    nodes = [
+        h.make_node(
+            "Conv", ["x", "w", "b"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1] * 4
+        ),
+        h.make_node("PRelu", ["c1", "slope"], ["p1"], name="prelu1"),
+        h.make_node(
+            "MaxPool",
+            ["p1"],
+            ["m1"],
+            name="pool1",
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            ceil_mode=1,
+        ),
+        h.make_node("LRN", ["m1"], ["l1"], name="lrn1", size=3, alpha=1e-3, beta=0.75, bias=1.0),
+        h.make_node("Clip", ["l1", "lo", "hi"], ["k0"], name="clip1"),
+        h.make_node("HardSigmoid", ["l1"], ["k1"], name="hsig1", alpha=0.2, beta=0.5),
+        h.make_node("Concat", ["k0", "k1"], ["cat"], name="cat1", axis=1),
+        h.make_node("Mul", ["cat", "scale"], ["mu"], name="mul1"),
+        h.make_node("Elu", ["mu"], ["el"], name="elu1", alpha=0.5),
+        h.make_node("GlobalAveragePool", ["el"], ["se"], name="se_pool"),
+        h.make_node("Sigmoid", ["se"], ["gate"], name="se_gate"),
+        h.make_node("Mul", ["el", "gate"], ["gated"], name="se_mul"),
+        h.make_node(
+            "AveragePool",
+            ["gated"],
+            ["ap"],
+            name="avg1",
+            kernel_shape=[2, 2],
+            pads=[1, 1, 0, 0],
+            count_include_pad=1,
+        ),
+        h.make_node("Pad", ["ap", "pads"], ["pd"], name="pad1", mode="constant"),
+        h.make_node("Slice", ["pd", "st", "en", "ax", "sp"], ["sl"], name="slice1"),
+        h.make_node("GlobalAveragePool", ["sl"], ["g"], name="gap"),
+        h.make_node("Flatten", ["g"], ["f"], name="flat"),
+        h.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
+        h.make_node("Softmax", ["logits"], ["prob"], name="softmax", axis=1),
+    ]
+    inits = [
+        init("w", rng.standard_normal((6, 3, 3, 3)) * 0.3),
+        init("b", rng.standard_normal(6) * 0.1),
+        init("slope", rng.random((6, 1, 1)) * 0.3),
+        init("lo", np.array(-0.5)),
+        init("hi", np.array(0.7)),
+        init("scale", rng.random((1, 12, 1, 1)) + 0.5),
+        init("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64)),
+        init("st", np.array([1, 0], np.int64)),
+        init("en", np.array([100, -1], np.int64)),
+        init("ax", np.array([2, 3], np.int64)),
+        init("sp", np.array([1, 2], np.int64)),
+        init("fw", rng.standard_normal((4, 12)) * 0.3),
+        init("fb", rng.standard_normal(4) * 0.1),
+    ]
+    x = h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 11, 11])
+    y = h.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 4])
+    model = h.make_model(
+        h.make_graph(nodes, "handmade", [x], [y], inits), opset_imports=[h.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    return model
+
+
+def test_an_imported_network_exports_again(tmp_path):
+    source = tmp_path / "source.onnx"
+    onnx.save(handmade_onnx_network(), str(source))
+    imported = cnnkit.onnx.load_model(source, input_layout="NHWC")
+    kinds = {type(layer).__name__ for layer in imported.layers}
+    assert {"PRelu", "OnnxPooling", "LRN", "ElementwiseUnary", "ConstantOperand"} <= kinds
+    assert {"TensorBroadcast", "PadConstant", "SliceAxes", "OnnxSoftmax"} <= kinds
+    # onnx's reference LRN (1.23) disagrees with onnxruntime's on the source graph itself
+    # (3e-2 after this LRN); onnxruntime and cnnkit agree, so the check is theirs.
+    check(imported, tmp_path, reference=False)

@@ -46,6 +46,7 @@ from ..layers.pooling import _GlobalPool, _Pool
 from ..layers.reshaping import _Cropping, _UpSampling, _ZeroPadding
 from ..models import Functional, Model, Sequential
 from ..saving.model_files import atomic_write
+from . import _layers as OL
 
 __all__ = ["save_model"]
 
@@ -691,7 +692,125 @@ def _lambda(
     )
 
 
-_HANDLERS: dict[type, Callable[..., _Value]] = {
+# -- the importer's layers (cnnkit.onnx._layers): an imported network exports again --------
+def _in_layout(array: np.ndarray, x: _Value) -> np.ndarray:
+    """A constant broadcast against ``x`` (same rank, cnnkit's axes) in ``x``'s layout."""
+    if x.layout == "cf" and array.ndim == x.rank:
+        return array.transpose(_to_cf(x.rank))
+    return array
+
+
+_BINARY_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min"}
+
+
+def _onnx_pooling(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = g.layout(xs[0], "cf")
+    attrs: dict[str, Any] = {
+        "kernel_shape": list(layer.pool_size),
+        "strides": list(layer.strides),
+        "pads": _onnx_pads(layer.padding),
+        "ceil_mode": int(layer.ceil_mode),
+    }
+    if layer.kind == "avg":
+        attrs["count_include_pad"] = int(layer.count_include_pad)
+    op = "MaxPool" if layer.kind == "max" else "AveragePool"
+    return _Value(g.node(op, [x.name], name, **attrs), out_shape, "cf")
+
+
+def _onnx_softmax(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    op = "LogSoftmax" if layer.log else "Softmax"
+    x = xs[0]
+    axis = layer.axis % x.rank
+    if not layer.coerce or axis == x.rank - 1:
+        return _Value(g.node(op, [x.name], name, axis=_axis_in(x, axis)), out_shape, x.layout)
+    # Before opset 13: over all axes from ``axis`` on together.
+    x = g.layout(x, "cl")
+    flat = g.node("Flatten", [x.name], f"{name}.flatten", axis=axis)
+    soft = g.node(op, [flat], f"{name}.{op.lower()}", axis=1)
+    shape = g.ints(name, "shape", [0, *x.shape[1:]])
+    return _Value(g.node("Reshape", [soft, shape], name), out_shape, "cl")
+
+
+def _elementwise_unary(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = xs[0]
+    if layer.function == "clip":
+        low = "" if layer.alpha is None else g.scalar(name, "min", layer.alpha)
+        high = "" if layer.beta is None else g.scalar(name, "max", layer.beta)
+        out = g.node("Clip", [x.name, low, high], name)
+    elif layer.function == "hard_sigmoid":
+        out = g.node("HardSigmoid", [x.name], name, alpha=layer.alpha, beta=layer.beta)
+    else:
+        alpha = 1.0 if layer.alpha is None else layer.alpha
+        out = g.node("Elu", [x.name], name, alpha=alpha)
+    return _Value(out, out_shape, x.layout)
+
+
+def _prelu(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = xs[0]
+    slope = g.const(g.unique(layer.slope.name), _in_layout(layer.slope.data, x))
+    return _Value(g.node("PRelu", [x.name, slope], name), out_shape, x.layout)
+
+
+def _lrn(g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str) -> _Value:
+    x = g.layout(xs[0], "cf")
+    attrs = {"size": layer.size, "alpha": layer.alpha, "beta": layer.beta, "bias": layer.bias}
+    return _Value(g.node("LRN", [x.name], name, **attrs), out_shape, "cf")
+
+
+def _constant_operand(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = xs[0]
+    if 0 < layer.constant.ndim != x.rank:
+        x = g.layout(x, "cl")  # NumPy's right-aligned broadcasting on cnnkit's axes
+    c = g.const(g.unique(layer.constant.name), _in_layout(layer.constant.data, x))
+    args = [c, x.name] if layer.constant_first else [x.name, c]
+    return _Value(g.node(_BINARY_OPS[layer.op], args, name), out_shape, x.layout)
+
+
+def _tensor_broadcast(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    a, b = _same_layout(g, xs)
+    return _Value(g.node(_BINARY_OPS[layer.op], [a.name, b.name], name), out_shape, a.layout)
+
+
+def _pad_constant(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = xs[0]
+    pairs_cl = [(0, 0), *layer.padding]
+    pairs = pairs_cl if x.layout == "cl" else [pairs_cl[p] for p in _to_cf(x.rank)]
+    inputs = [x.name, g.ints(name, "pads", _onnx_pads(pairs)), g.scalar(name, "value", layer.value)]
+    return _Value(g.node("Pad", inputs, name, mode="constant"), out_shape, x.layout)
+
+
+def _slice_axes(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = xs[0]
+    big = np.iinfo(np.int64).max
+    rows = layer.slices
+    stops = [(big if step > 0 else -big - 1) if stop is None else stop for _, _, stop, step in rows]
+    inputs = [
+        x.name,
+        g.ints(name, "starts", [r[1] for r in rows]),
+        g.ints(name, "ends", stops),
+        g.ints(name, "axes", [_axis_in(x, r[0]) for r in rows]),
+        g.ints(name, "steps", [r[3] for r in rows]),
+    ]
+    return _Value(g.node("Slice", inputs, name), out_shape, x.layout)
+
+
+_HANDLERS: dict[type, Callable[..., Any]] = {
     **{cls: _conv for cls in (L.Conv1D, L.Conv2D, L.Conv3D)},
     **{cls: _conv_transpose for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)},
     L.DepthwiseConv2D: _depthwise,
@@ -737,6 +856,15 @@ _HANDLERS: dict[type, Callable[..., _Value]] = {
     **{cls: _crop for cls in (L.Cropping1D, L.Cropping2D, L.Cropping3D)},
     **{cls: _upsample for cls in (L.UpSampling1D, L.UpSampling2D, L.UpSampling3D)},
     L.Lambda: _lambda,
+    OL.OnnxPooling: _onnx_pooling,
+    OL.OnnxSoftmax: _onnx_softmax,
+    OL.ElementwiseUnary: _elementwise_unary,
+    OL.PRelu: _prelu,
+    OL.LRN: _lrn,
+    OL.ConstantOperand: _constant_operand,
+    OL.TensorBroadcast: _tensor_broadcast,
+    OL.PadConstant: _pad_constant,
+    OL.SliceAxes: _slice_axes,
 }
 
 # The private bases are imported for the coverage test, which checks every concrete
@@ -783,7 +911,7 @@ def _run_layer(g: _Graph, layer: Any, xs: Any, prefix: str) -> Any:
             else _empty(flat[0], layer.dtype)
         )
         out = layer(args)
-    shape = (0, *out.shape[1:])
+    shape: Any = [(0, *t.shape[1:]) for t in out] if isinstance(out, list) else (0, *out.shape[1:])
     return handler(g, layer, flat, shape, f"{prefix}{layer.name}")
 
 
