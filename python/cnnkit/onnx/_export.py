@@ -23,9 +23,12 @@ Shapes. The batch axis is symbolic (``"N"``); the other axes are the model's. Pa
 the same way (ONNX's ``auto_pad`` is deprecated).
 
 Coverage: every layer of :mod:`cnnkit.layers` except ``Lambda`` (its function is Python
-code), and Sequential and functional models, nested too. Subclassed models (a ``call``
-of their own) and user subclasses of cnnkit layers raise ``NotImplementedError``: their
-``call`` could compute anything, so they are never exported as their base class.
+code), the importer's own layers (:mod:`cnnkit.onnx._layers`, so an imported network,
+fine-tuned, exports again; not ``Split``), and Sequential and functional models, nested
+too. Subclassed models (a ``call`` of their own) and user subclasses of cnnkit layers
+raise ``NotImplementedError``: their ``call`` could compute anything, so they are never
+exported as their base class. Activations given as Python callables are refused the same
+way.
 """
 
 from __future__ import annotations
@@ -40,15 +43,11 @@ import numpy as np
 from .. import _nest, activations
 from .. import autograd as ag
 from .. import layers as L
-from ..layers.convolutional import _Conv, _ConvTranspose
-from ..layers.merging import _Merge
-from ..layers.pooling import _GlobalPool, _Pool
-from ..layers.reshaping import _Cropping, _UpSampling, _ZeroPadding
 from ..models import Functional, Model, Sequential
 from ..saving.model_files import atomic_write
 from . import _layers as OL
 
-__all__ = ["save_model"]
+__all__ = ["save_model", "supported_layers"]
 
 MIN_OPSET = 13  # Squeeze/ReduceSum take axes as inputs from 13 on; Softmax's axis semantics
 MAX_OPSET = 21
@@ -867,19 +866,6 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     OL.SliceAxes: _slice_axes,
 }
 
-# The private bases are imported for the coverage test, which checks every concrete
-# subclass in cnnkit.layers has a handler.
-_FAMILIES = (
-    _Conv,
-    _ConvTranspose,
-    _Merge,
-    _Pool,
-    _GlobalPool,
-    _Cropping,
-    _UpSampling,
-    _ZeroPadding,
-)
-
 
 def supported_layers() -> list[str]:
     """The names of the layer classes that :func:`save_model` exports."""
@@ -937,7 +923,11 @@ def _export_model(g: _Graph, model: Any, xs: Any, prefix: str) -> Any:
             for t, v in zip(_nest.flatten(node.outputs), _nest.flatten(result)):
                 values[id(t)] = v
         return _nest.map_structure(lambda t: values[id(t)], model.output)
-    raise NotImplementedError(
+    raise NotImplementedError(_untraceable(model))
+
+
+def _untraceable(model: Any) -> str:
+    return (
         f"save_model(): model {model.name!r} is a {type(model).__name__} with a call of its own "
         "(a subclassed Model), which cannot be traced to a graph; build it as a Sequential or "
         "a functional Model(inputs, outputs)"
@@ -967,13 +957,13 @@ def _input_specs(model: Any) -> tuple[list[str], list[tuple[int, ...]]]:
 def _build(model: Any, opset: int, layout: str) -> Any:
     onnx = _onnx()
     helper = onnx.helper
-    if not isinstance(model, Model) or type(model) not in (Sequential, Functional):
-        kind = type(model).__name__
-        if isinstance(model, Model):
-            _export_model(None, model, None, "")  # type: ignore[arg-type]  # raises
+    if not isinstance(model, Model):
         raise TypeError(
-            f"save_model(): model must be a cnnkit Sequential or functional Model, got {kind}"
+            "save_model(): model must be a cnnkit Sequential or functional Model, got "
+            f"{type(model).__name__}"
         )
+    if type(model) not in (Sequential, Functional):
+        raise NotImplementedError(_untraceable(model))
     dtype = np.dtype(model.dtype)
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
     g = _Graph(onnx, opset, dtype)
