@@ -20,6 +20,7 @@ cnnkit's axis 0 throughout: operators that would move, split or mix it are refus
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -278,18 +279,28 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
         count = max(math.ceil((float(ins[1]) - float(ins[0])) / float(ins[2])), 0)
         _check_size([count])
         return [np.arange(ins[0], ins[1], ins[2]).astype(np.asarray(ins[0]).dtype)]
+    if op in _FOLD_NARY:
+        return [np.asarray(functools.reduce(_FOLD_NARY[op], [p for p in ins if p is not None]))]
     folded = _FOLD_ELEMENTWISE.get(op)
     if folded is not None:
-        if any(p is not None and p.dtype == object for p in ins):
-            return [np.array(folded(*ins), dtype=object)] if op in ("Mul", "Add") else None
         return [np.asarray(folded(*[p for p in ins if p is not None]))]
     return None
 
 
 def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a), np.asarray(b)
+    if object in (a.dtype, b.dtype):  # shape values: ints (None, the batch, raises)
+        return np.vectorize(lambda p, q: int(p / q), otypes=[object])(a, b)
     if a.dtype.kind in "iu" and b.dtype.kind in "iu":
         return np.trunc(a / b).astype(np.result_type(a, b))
     return a / b
+
+
+_FOLD_NARY: dict[str, Callable[..., Any]] = {
+    "Sum": np.add,
+    "Max": np.maximum,
+    "Min": np.minimum,
+}
 
 
 _FOLD_ELEMENTWISE: dict[str, Callable[..., Any]] = {
@@ -424,13 +435,17 @@ def _conv_transpose(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[
         if target is None:
             target = [n * s for n, s in zip(spatial, strides)]  # type: ignore[operator]
         target = list(target)[-r:]
-        pads = []
+        pads, grow = [], []
         for n, k, s, d, op, m in zip(spatial, kernel, strides, dilations, out_pad, target):
             total = s * (n - 1) + op + (k - 1) * d + 1 - m  # type: ignore[operator]
-            if total < 0:
-                raise Unsupported(f"output_shape {target} larger than the full transposed output")
+            if total < 0:  # a larger output: zeros after the end, as output_padding
+                grow.append(-total)
+                pads.append((0, 0))
+                continue
+            grow.append(0)
             small = total // 2
             pads.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+        out_pad = tuple(p + e for p, e in zip(out_pad, grow))
     else:
         pads = _spatial_padding(a, spatial, kernel, strides, dilations)  # type: ignore[arg-type]
     cls = {1: L.Conv1DTranspose, 2: L.Conv2DTranspose, 3: L.Conv3DTranspose}[r]
@@ -554,17 +569,28 @@ def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
 @_converter("Identity", "Dropout", "Cast")
 def _passthrough(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
-    if node.op_type == "Dropout" and (
-        a.get("training_mode") or (len(node.output) > 1 and node.output[1])
-    ):
-        raise Unsupported("the mask output or training mode")
+    if node.op_type == "Dropout":
+        training = g.const(node, 2, np.array(False), required=False)
+        if a.get("is_test", 1) == 0 or bool(np.asarray(training)):
+            raise Unsupported("training mode (only inference, where Dropout is the identity)")
+        if len(node.output) > 1 and node.output[1]:
+            raise Unsupported("the mask output")
     if node.op_type == "Cast":
         from onnx import helper
 
         to = helper.tensor_dtype_to_np_dtype(a["to"])
-        if to.kind != "f":
-            raise Unsupported(f"Cast of a tensor to {to} (only between float types)")
+        if to not in (np.float32, np.float64):
+            raise Unsupported(f"Cast of a tensor to {to} (only float32 and float64)")
     return [x]
+
+
+@_converter("Neg")
+def _neg(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    c = np.full((1,) * x.rank, -1.0)
+    return [
+        _emit(g, OL.ConstantOperand("mul", c.shape, name=name, dtype=g.dtype), x, {"constant": c})
+    ]
 
 
 def _constant_operand(g: _Graph, x: _Value, c: np.ndarray, what: str) -> np.ndarray:
@@ -703,8 +729,11 @@ def _flatten(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
     axis = int(a.get("axis", 1))
     axis = axis + x.rank if axis < 0 else axis
-    if axis != 1:
+    if axis != 1 or x.rank < 1:
         raise Unsupported(f"axis {a.get('axis', 1)} (only 1: other axes merge the batch axis)")
+    if x.rank == 1:
+        t = L.Reshape([1], name=name, dtype=g.dtype)(x.tensor)
+        return [_Value(t, (0, 1), (None, 1))]
     x = g.to_perm(x, _identity(x.rank), f"{name}.to_onnx_layout")
     t = L.Flatten(name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, (0, 1), (None, t.shape[1]))]
@@ -864,8 +893,8 @@ def _pad(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
     mode = a.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "constant":
-        raise Unsupported(f"mode {mode!r} (only 'constant')")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise Unsupported(f"mode {mode!r}")
     if g.opset < 11:
         pads, value = list(a.get("pads", a.get("paddings", []))), float(a.get("value", 0.0))
     else:
@@ -881,7 +910,7 @@ def _pad(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     if pairs.get(0, (0, 0)) != (0, 0):
         raise Unsupported("padding the batch axis")
     padding = [pairs.get(q, (0, 0)) for q in x.perm[1:]]
-    t = OL.PadConstant(padding, value, name=name, dtype=g.dtype)(x.tensor)
+    t = OL.OnnxPad(padding, mode, value, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
 
 

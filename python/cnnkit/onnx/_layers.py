@@ -28,10 +28,10 @@ __all__ = [
     "LRN",
     "ConstantOperand",
     "ElementwiseUnary",
+    "OnnxPad",
     "OnnxPooling",
     "OnnxSoftmax",
     "PRelu",
-    "PadConstant",
     "SliceAxes",
     "Split",
     "TensorBroadcast",
@@ -394,16 +394,24 @@ class SliceAxes(Layer):
 
 
 @register_serializable(package="cnnkit")
-class PadConstant(Layer):
-    """Pad with a constant: ``padding`` one (before, after) pair per axis after the batch
-    axis (negative values crop, as ONNX's Pad)."""
+class OnnxPad(Layer):
+    """Pad every axis after the batch axis by a (before, after) pair of ``padding``
+    (negative values crop, as ONNX's Pad): ``mode`` "constant" with ``value``, or
+    "reflect", "edge" and "wrap" as NumPy's modes of those names."""
 
-    def __init__(self, padding: Sequence[Sequence[int]], value: float = 0.0, **kwargs: Any):
+    def __init__(
+        self,
+        padding: Sequence[Sequence[int]],
+        mode: str = "constant",
+        value: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        where = f"PadConstant({self.name!r})"
+        where = f"OnnxPad({self.name!r})"
         self.padding = tuple(
             tuple(_validate.integers(where, "padding", p, 2, minimum=None)) for p in padding
         )
+        self.mode = _validate.choice(where, "mode", mode, ("constant", "reflect", "edge", "wrap"))
         self.value = float(value)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
@@ -411,8 +419,23 @@ class PadConstant(Layer):
             raise ValueError(
                 f"{self._where()}: expected input of rank {len(self.padding) + 1}, got {x.shape}"
             )
-        grow = ((0, 0), *tuple((max(b, 0), max(a, 0)) for b, a in self.padding))
-        y = ag.pad(x, grow, value=self.value) if any(b or a for b, a in grow) else x
+        grow = ((0, 0), *((max(b, 0), max(a, 0)) for b, a in self.padding))
+        if self.mode == "constant":
+            y = ag.pad(x, grow, value=self.value) if any(b or a for b, a in grow) else x
+        else:
+            # Index arrays made by NumPy's own padding of 0..n-1: the gradient of the
+            # gather adds each output's gradient to the element it copied.
+            y = x
+            for axis, (b, a) in enumerate(grow[1:], 1):
+                if b or a:
+                    n = y.shape[axis]
+                    if n == 0 or (self.mode == "reflect" and max(b, a) >= n):
+                        raise ValueError(
+                            f"{self._where()}: cannot {self.mode}-pad axis {axis} of length "
+                            f"{n} by {(b, a)}"
+                        )
+                    index = np.pad(np.arange(n), (b, a), mode=self.mode)  # type: ignore[call-overload]
+                    y = y[(slice(None),) * axis + (index,)]
         crop = [slice(None)] + [
             slice(-min(b, 0), y.shape[i + 1] + min(a, 0)) for i, (b, a) in enumerate(self.padding)
         ]
@@ -422,5 +445,6 @@ class PadConstant(Layer):
         return {
             **super().get_config(),
             "padding": [list(p) for p in self.padding],
+            "mode": self.mode,
             "value": self.value,
         }
