@@ -44,6 +44,18 @@ _WHERE = "cnnkit.onnx.load_model()"
 _MAX_FOLDED = 1 << 26
 
 
+class _BatchSize:
+    """The batch size in folded shape arithmetic: unknown at import, so any arithmetic on
+    it raises TypeError (and the node is refused) while indexing, concatenating and
+    reshaping carry it to the Reshape that uses it."""
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+BATCH = _BatchSize()
+
+
 class Unsupported(NotImplementedError):
     """An operator, or a use of one, that cnnkit cannot express."""
 
@@ -218,7 +230,8 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
     if op == "Shape" and node.input[0] in g.values:
         shape = list(g.values[node.input[0]].shape)
         start, end = a.get("start", 0), a.get("end", len(shape))
-        return [np.array(shape[start:end] if g.opset >= 15 else shape, dtype=object)]
+        dims = [BATCH if d is None else d for d in shape]
+        return [np.array(dims[start:end] if g.opset >= 15 else dims, dtype=object)]
     if any(n and n not in g.consts for n in node.input):
         return None
     ins = [g.consts[n] if n else None for n in node.input]
@@ -233,7 +246,7 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
         return [x.astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
     if op == "Gather":
         axis = a.get("axis", 0)
-        return [np.take(x, np.asarray(ins[1]).astype(np.int64), axis=axis)]
+        return [np.asarray(np.take(x, np.asarray(ins[1]).astype(np.int64), axis=axis), x.dtype)]
     if op == "Concat":
         parts = [np.atleast_1d(p) for p in ins if p is not None]
         kind = object if any(p.dtype == object for p in parts) else None
@@ -607,6 +620,17 @@ def _constant_operand(g: _Graph, x: _Value, c: np.ndarray, what: str) -> np.ndar
 _BINARY_OPS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min"}
 
 
+@_converter("Pow")
+def _pow(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    c = np.asarray(g.const(node, 1))
+    if c.size != 1:
+        raise Unsupported(f"an exponent of shape {c.shape} (only a constant scalar)")
+    c = c.astype(np.float64).reshape((1,) * x.rank)
+    layer = OL.ConstantOperand("pow", c.shape, name=name, dtype=g.dtype)
+    return [_emit(g, layer, x, {"constant": c})]
+
+
 @_converter("Add", "Sub", "Mul", "Div")
 def _binary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     op = _BINARY_OPS[node.op_type]
@@ -746,8 +770,8 @@ def _reshape(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     allowzero = bool(a.get("allowzero", 0))
     dims: list[int | None] = []
     for i, s in enumerate(target):
-        if s is None or (s == 0 and not allowzero and i < x.rank):
-            dims.append(x.shape[i] if s == 0 else None)
+        if s is BATCH or (s == 0 and not allowzero and i < x.rank):
+            dims.append(x.shape[i] if s is not BATCH else None)
         else:
             dims.append(int(s))
     per_sample = math.prod(int(d) for d in x.shape[1:])  # type: ignore[arg-type]
@@ -836,6 +860,45 @@ def _unsqueeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     cnnkit_shape = [shape[q] for q in perm[1:]]
     t = L.Reshape(cnnkit_shape, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, tuple(perm), tuple(shape))]
+
+
+@_converter("ReduceMean", "ReduceMax", "ReduceSum")
+def _reduce(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    axes = a.get("axes") if g.opset < 18 or (node.op_type == "ReduceSum" and g.opset < 13) else None
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(i) for i in np.asarray(g.const(node, 1)).reshape(-1)]
+    if axes is None or not len(axes):
+        if a.get("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(x.rank))
+    axes = sorted({_onnx_axis("axes", int(i), x.rank) for i in axes})
+    _no_batch(axes[0], f"{node.op_type} over")
+    keepdims = bool(a.get("keepdims", 1))
+    kind = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceSum": "sum"}[node.op_type]
+    if kind != "sum" and x.rank in (3, 4, 5) and axes == list(range(2, x.rank)):
+        # The mean or max over the whole feature map (ShuffleNet's x.mean([2, 3])).
+        x = g.to_perm(x, _channels_last(x.rank), f"{name}.to_channels_last")
+        cls = {
+            ("mean", 3): L.GlobalAveragePooling1D,
+            ("mean", 4): L.GlobalAveragePooling2D,
+            ("mean", 5): L.GlobalAveragePooling3D,
+            ("max", 3): L.GlobalMaxPooling1D,
+            ("max", 4): L.GlobalMaxPooling2D,
+            ("max", 5): L.GlobalMaxPooling3D,
+        }[kind, x.rank]
+        t = cls(keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
+        if keepdims:
+            return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
+        return [_Value(t, (0, 1), (None, x.shape[1]))]
+    cnnkit_axes = sorted(x.perm.index(i) for i in axes)
+    t = OL.Reduce(kind, cnnkit_axes, keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
+    if keepdims:
+        return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
+    keep = [i for i in range(x.rank) if i not in axes]
+    renumber = {old: new for new, old in enumerate(keep)}
+    perm = tuple(renumber[q] for q in x.perm if q in renumber)
+    return [_Value(t, perm, _onnx_shape(t, perm))]
 
 
 @_converter("Concat")
@@ -1132,6 +1195,9 @@ def _convert_node(g: _Graph, node: Any) -> None:
                 _check_size(np.shape(value))
                 g.consts[name] = value
         return
+    if node.op_type == "If" and node.input[0] in g.consts:
+        _inline_branch(g, node, a)
+        return
     fn = CONVERTERS.get(node.op_type)
     if fn is None:
         raise NotImplementedError(
@@ -1146,3 +1212,26 @@ def _convert_node(g: _Graph, node: Any) -> None:
     for name, value in zip(node.output, results):
         if name:
             g.values[name] = value
+
+
+def _inline_branch(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    """An If whose condition is known at import (exporters test ranks and sizes): the
+    nodes of the branch taken join the graph; its outputs become the If's."""
+    from onnx import numpy_helper
+
+    condition = np.asarray(g.consts[node.input[0]])
+    if condition.dtype == object or condition.size != 1:
+        raise NotImplementedError(
+            f"{_WHERE}: operator 'If' (node {node.name!r}): its condition depends on the "
+            "batch size, which is unknown at import"
+        )
+    branch = a["then_branch" if bool(condition.reshape(-1)[0]) else "else_branch"]
+    for t in branch.initializer:
+        g.consts[t.name] = numpy_helper.to_array(t)
+    for inner in branch.node:
+        _convert_node(g, inner)
+    for out, inner in zip(node.output, branch.output):
+        if inner.name in g.consts:
+            g.consts[out] = g.consts[inner.name]
+        elif inner.name in g.values:
+            g.values[out] = g.values[inner.name]

@@ -32,6 +32,7 @@ __all__ = [
     "OnnxPooling",
     "OnnxSoftmax",
     "PRelu",
+    "Reduce",
     "SliceAxes",
     "Split",
     "TensorBroadcast",
@@ -181,13 +182,15 @@ _BINARY = {
     "div": lambda a, b: a / b,
     "max": lambda a, b: ag.maximum(a, b),
     "min": lambda a, b: ag.minimum(a, b),
+    # A power by a constant scalar (the importer checks): torch writes LRN out with it.
+    "pow": lambda a, b: a ** float(b.data.reshape(-1)[0]),
 }
 
 
 @register_serializable(package="cnnkit")
 class ConstantOperand(Layer):
     """``x op constant`` (or ``constant op x`` with ``constant_first``) with NumPy
-    broadcasting; ``op`` one of add, sub, mul, div, max, min. The constant is a
+    broadcasting; ``op`` one of add, sub, mul, div, max, min, pow (by a scalar). The constant is a
     non-trainable weight of shape ``shape`` (batch axis first, of length 1), set by the
     importer, so it is saved with the model."""
 
@@ -447,4 +450,31 @@ class OnnxPad(Layer):
             "padding": [list(p) for p in self.padding],
             "mode": self.mode,
             "value": self.value,
+        }
+
+
+@register_serializable(package="cnnkit")
+class Reduce(Layer):
+    """The mean, maximum or sum over ``axes`` (never the batch axis), keeping them as
+    length 1 with ``keepdims``."""
+
+    def __init__(self, kind: str, axes: Sequence[int], keepdims: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        where = f"Reduce({self.name!r})"
+        self.kind = _validate.choice(where, "kind", kind, ("mean", "max", "sum"))
+        self.axes = tuple(_validate.integer(where, "axes", i, minimum=1) for i in axes)
+        self.keepdims = bool(keepdims)
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        if any(i >= x.ndim for i in self.axes):
+            raise ValueError(f"{self._where()}: axes {list(self.axes)} out of range for {x.shape}")
+        fn = {"mean": x.mean, "max": x.max, "sum": x.sum}[self.kind]
+        return fn(axis=self.axes, keepdims=self.keepdims)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "kind": self.kind,
+            "axes": list(self.axes),
+            "keepdims": self.keepdims,
         }
