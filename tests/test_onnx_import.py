@@ -201,11 +201,11 @@ def test_malformed_and_truncated_files_name_the_path(tmp_path):
     data, _ = _small_cnn()
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\xff\xff\xff not protobuf")
-    with pytest.raises(ValueError, match="bad.onnx.*not a valid ONNX file"):
+    with pytest.raises(ValueError, match=r"bad\.onnx.*not a valid ONNX file"):
         cnnkit.onnx.load_model(bad)
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="cut.onnx.*not a valid ONNX file"):
+    with pytest.raises(ValueError, match=r"cut\.onnx.*not a valid ONNX file"):
         cnnkit.onnx.load_model(cut)
     with pytest.raises(ValueError, match="cannot read"):
         cnnkit.onnx.load_model(tmp_path / "missing.onnx")
@@ -236,7 +236,7 @@ def test_unsupported_uses_are_explained():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
         [_init("w", w)],
     )
-    with pytest.raises(NotImplementedError, match="'Gemm' .*'g'.*transA=1"):
+    with pytest.raises(NotImplementedError, match=r"'Gemm' .*'g'.*transA=1"):
         cnnkit.onnx.load_model(data)
     data = _model(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
@@ -246,7 +246,7 @@ def test_unsupported_uses_are_explained():
         ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4, 4])],
     )
-    with pytest.raises(NotImplementedError, match="input 1 .* must be a constant"):
+    with pytest.raises(NotImplementedError, match=r"input 1 .* must be a constant"):
         cnnkit.onnx.load_model(data)
 
 

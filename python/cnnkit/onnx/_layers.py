@@ -156,14 +156,7 @@ class LRN(Layer):
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if x.ndim < 2:
             raise ValueError(f"{self._where()}: expected (N, ..., C), got shape {x.shape}")
-        c = x.shape[-1]
-        lo, hi = (self.size - 1) // 2, self.size // 2
-        sq = ag.pad(x * x, ((0, 0),) * (x.ndim - 1) + ((lo, hi),))
-        total = sq[..., 0:c]
-        for i in range(1, self.size):
-            total = total + sq[..., i : i + c]
-        scale = total * (self.alpha / self.size) + self.bias
-        return x * scale ** (-self.beta)
+        return ag.lrn(x, self.size, alpha=self.alpha, beta=self.beta, bias=self.bias)
 
     def get_config(self) -> dict[str, Any]:
         return {
