@@ -1282,8 +1282,8 @@ def _lrn_scale(x: np.ndarray, size: int, alpha: float, bias: float) -> np.ndarra
     c = x.shape[-1]
     lo, hi = (size - 1) // 2, size // 2
     sq = np.pad(np.square(x, dtype=np.float64), [(0, 0)] * (x.ndim - 1) + [(lo, hi)])
-    window = sum(sq[..., i : i + c] for i in range(size))
-    return bias + alpha / size * window
+    window = np.sum([sq[..., i : i + c] for i in range(size)], axis=0)
+    return np.asarray(bias + alpha / size * window)
 
 
 def lrn(x, size, *, alpha=1e-4, beta=0.75, bias=1.0) -> np.ndarray:
@@ -1300,5 +1300,5 @@ def lrn_backward(x, dy, size, *, alpha=1e-4, beta=0.75, bias=1.0) -> np.ndarray:
     lo, hi = (size - 1) // 2, size // 2
     # The windows holding channel c are those of channels c - hi .. c + lo.
     qp = np.pad(q, [(0, 0)] * (x.ndim - 1) + [(hi, lo)])
-    held = sum(qp[..., i : i + c] for i in range(size))
+    held = np.sum([qp[..., i : i + c] for i in range(size)], axis=0)
     return (dy * s**-beta - 2 * beta * alpha / size * x * held).astype(dtype)

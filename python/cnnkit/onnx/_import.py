@@ -34,6 +34,7 @@ from ..layers import Layer
 from ..layers.layer import weight_source
 from ..layers.symbolic import KerasTensor
 from ..models import Model
+from ..models.functional import Functional
 from . import _layers as OL
 
 __all__ = ["CONVERTERS", "load_model"]
@@ -71,6 +72,11 @@ class _Value:
     @property
     def rank(self) -> int:
         return len(self.shape)
+
+
+def _sizes(dims: Sequence[int | None]) -> list[int]:
+    """Sizes after the batch axis, which are all known."""
+    return [int(d) for d in dims if d is not None]
 
 
 def _identity(rank: int) -> tuple[int, ...]:
@@ -128,7 +134,7 @@ class _Graph:
         shape = [v.shape[a] for a in perm]
         moving = [a for a in v.perm if a and v.shape[a] != 1]
         if moving == [a for a in perm if a and v.shape[a] != 1]:
-            layer: Layer = L.Reshape(shape[1:], name=self.name(name), dtype=self.dtype)
+            layer: Layer = L.Reshape(_sizes(shape[1:]), name=self.name(name), dtype=self.dtype)
         else:
             layer = L.Permute(dims[1:], name=self.name(name), dtype=self.dtype)
         return _Value(layer(v.tensor), perm, v.shape)
@@ -234,8 +240,8 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
         return [np.array(dims[start:end] if g.opset >= 15 else dims, dtype=object)]
     if any(n and n not in g.consts for n in node.input):
         return None
-    ins = [g.consts[n] if n else None for n in node.input]
-    x = ins[0] if ins else None
+    ins: list[Any] = [g.consts[n] if n else None for n in node.input]
+    x: Any = ins[0] if ins else None
     if op in ("Identity", "Dropout"):
         return [x]
     if op == "Cast":
@@ -257,8 +263,9 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
             squeeze_axes = None if axes is None else tuple(int(i) for i in axes)
             return [np.squeeze(x, axis=squeeze_axes)]
         out = x
-        rank = x.ndim + len(axes)
-        for ax in sorted(int(i) % rank for i in axes):
+        listed = [] if axes is None else [int(i) for i in axes]
+        rank = x.ndim + len(listed)
+        for ax in sorted(i % rank for i in listed):
             out = np.expand_dims(out, ax)
         return [out]
     if op == "Slice":
@@ -276,10 +283,10 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
     if op == "ConstantOfShape":
         from onnx import numpy_helper
 
-        shape = [int(s) for s in x]
-        _check_size(shape)
+        sizes = [int(s) for s in x]
+        _check_size(sizes)
         fill = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
-        return [np.full(shape, fill.reshape(-1)[0], fill.dtype)]
+        return [np.full(sizes, fill.reshape(-1)[0], fill.dtype)]
     if op == "Reshape" and x.dtype != object:
         shape = [int(s) for s in ins[1]]
         shape = [
@@ -410,7 +417,12 @@ def _conv(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         )
     pads = _spatial_padding(a, x.shape[2:], kernel, strides, dilations)  # type: ignore[arg-type]
     filters = w.shape[0]
-    common = {"name": name, "dtype": g.dtype, "use_bias": b is not None, "strides": strides}
+    common: dict[str, Any] = {
+        "name": name,
+        "dtype": g.dtype,
+        "use_bias": b is not None,
+        "strides": strides,
+    }
     weights = {} if b is None else {"bias": b}
     if group > 1 and group == c_in and r == 2 and filters % c_in == 0:
         # Depthwise: output channel c * m + j reads input channel c (ONNX's order, Keras's).
@@ -774,7 +786,7 @@ def _reshape(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
             dims.append(x.shape[i] if s is not BATCH else None)
         else:
             dims.append(int(s))
-    per_sample = math.prod(int(d) for d in x.shape[1:])  # type: ignore[arg-type]
+    per_sample = math.prod(_sizes(x.shape[1:]))
     rest = dims[1:]
     if any(d is None for d in rest):
         raise Unsupported(f"target shape {target} puts the batch size on another axis")
@@ -835,7 +847,7 @@ def _squeeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     renumber = {old: new for new, old in enumerate(keep)}
     perm = tuple(renumber[q] for q in x.perm if q in renumber)
     shape = tuple(x.shape[i] for i in keep)
-    cnnkit_shape = [shape[q] for q in perm[1:]]
+    cnnkit_shape = _sizes([shape[q] for q in perm[1:]])
     t = L.Reshape(cnnkit_shape, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, perm, shape)]
 
@@ -857,7 +869,7 @@ def _unsqueeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     shape: list[int | None] = [1] * rank
     for j, i in enumerate(old):
         shape[i] = x.shape[j]
-    cnnkit_shape = [shape[q] for q in perm[1:]]
+    cnnkit_shape = _sizes([shape[q] for q in perm[1:]])
     t = L.Reshape(cnnkit_shape, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, tuple(perm), tuple(shape))]
 
@@ -1033,6 +1045,8 @@ def _load_external(model: Any, base: str | None, label: str) -> None:
     '..'), and only within their declared offsets."""
     from onnx import external_data_helper as ext
 
+    onnx_default_location = 0  # TensorProto.DEFAULT: the data is in the file now
+
     for tensor in ext._get_all_tensors(model):
         if not ext.uses_external_data(tensor):
             continue
@@ -1057,7 +1071,7 @@ def _load_external(model: Any, base: str | None, label: str) -> None:
         except OSError as exc:
             raise ValueError(f"{_WHERE}: {label!r}: cannot read external data: {exc}") from None
         tensor.raw_data = raw
-        tensor.data_location = 0
+        tensor.data_location = onnx_default_location  # type: ignore[assignment]
         del tensor.external_data[:]
 
 
@@ -1170,7 +1184,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
         outputs.append(v.tensor)
     if not model_inputs:
         raise NotImplementedError(f"{_WHERE}: {label!r} has no inputs besides initializers")
-    return Model(
+    return Functional(
         model_inputs if len(model_inputs) > 1 else model_inputs[0],
         outputs if len(outputs) > 1 else outputs[0],
         name=g.name(graph.name or "onnx_model"),

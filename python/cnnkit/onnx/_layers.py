@@ -116,7 +116,7 @@ class OnnxPooling(Layer):
         if self.kind == "max":
             return ag.max_pool(x, self.pool_size, stride=self.strides, padding=tuple(pads))
         if self.count_include_pad and any(b or a for b, a in self.padding):
-            x = ag.pad(x, ((0, 0), *self.padding, (0, 0)))
+            x = ag.pad(x, [(0, 0), *((b, a) for b, a in self.padding), (0, 0)])
             pads = [(0, p[1] - a) for p, (_, a) in zip(pads, self.padding)]
         return ag.avg_pool(x, self.pool_size, stride=self.strides, padding=tuple(pads))
 
