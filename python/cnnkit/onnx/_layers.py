@@ -461,8 +461,14 @@ class Reduce(Layer):
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if any(i >= x.ndim for i in self.axes):
             raise ValueError(f"{self._where()}: axes {list(self.axes)} out of range for {x.shape}")
-        fn = {"mean": x.mean, "max": x.max, "sum": x.sum}[self.kind]
-        return fn(axis=self.axes, keepdims=self.keepdims)
+        if self.kind == "max":
+            return x.max(axis=self.axes, keepdims=self.keepdims)
+        total = x.sum(axis=self.axes, keepdims=self.keepdims)
+        if self.kind == "sum":
+            return total
+        # The count from the shape: Tensor.mean would divide by zero on the empty batch of
+        # a symbolic call.
+        return total * (1.0 / math.prod(x.shape[i] for i in self.axes))
 
     def get_config(self) -> dict[str, Any]:
         return {
