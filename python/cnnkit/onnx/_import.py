@@ -20,6 +20,7 @@ cnnkit's axis 0 throughout: operators that would move, split or mix it are refus
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from ..layers import Layer
 from ..layers.layer import weight_source
 from ..layers.symbolic import KerasTensor
 from ..models import Model
+from ..models.functional import Functional
 from . import _layers as OL
 
 __all__ = ["CONVERTERS", "load_model"]
@@ -41,6 +43,18 @@ _WHERE = "cnnkit.onnx.load_model()"
 # Folded constants are bounded: a ConstantOfShape or Range in a hostile file must not
 # allocate gigabytes (2**26 elements is 256 MiB of float32).
 _MAX_FOLDED = 1 << 26
+
+
+class _BatchSize:
+    """The batch size in folded shape arithmetic: unknown at import, so any arithmetic on
+    it raises TypeError (and the node is refused) while indexing, concatenating and
+    reshaping carry it to the Reshape that uses it."""
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+BATCH = _BatchSize()
 
 
 class Unsupported(NotImplementedError):
@@ -58,6 +72,11 @@ class _Value:
     @property
     def rank(self) -> int:
         return len(self.shape)
+
+
+def _sizes(dims: Sequence[int | None]) -> list[int]:
+    """Sizes after the batch axis, which are all known."""
+    return [int(d) for d in dims if d is not None]
 
 
 def _identity(rank: int) -> tuple[int, ...]:
@@ -115,7 +134,7 @@ class _Graph:
         shape = [v.shape[a] for a in perm]
         moving = [a for a in v.perm if a and v.shape[a] != 1]
         if moving == [a for a in perm if a and v.shape[a] != 1]:
-            layer: Layer = L.Reshape(shape[1:], name=self.name(name), dtype=self.dtype)
+            layer: Layer = L.Reshape(_sizes(shape[1:]), name=self.name(name), dtype=self.dtype)
         else:
             layer = L.Permute(dims[1:], name=self.name(name), dtype=self.dtype)
         return _Value(layer(v.tensor), perm, v.shape)
@@ -217,11 +236,12 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
     if op == "Shape" and node.input[0] in g.values:
         shape = list(g.values[node.input[0]].shape)
         start, end = a.get("start", 0), a.get("end", len(shape))
-        return [np.array(shape[start:end] if g.opset >= 15 else shape, dtype=object)]
+        dims = [BATCH if d is None else d for d in shape]
+        return [np.array(dims[start:end] if g.opset >= 15 else dims, dtype=object)]
     if any(n and n not in g.consts for n in node.input):
         return None
-    ins = [g.consts[n] if n else None for n in node.input]
-    x = ins[0] if ins else None
+    ins: list[Any] = [g.consts[n] if n else None for n in node.input]
+    x: Any = ins[0] if ins else None
     if op in ("Identity", "Dropout"):
         return [x]
     if op == "Cast":
@@ -232,7 +252,7 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
         return [x.astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
     if op == "Gather":
         axis = a.get("axis", 0)
-        return [np.take(x, np.asarray(ins[1]).astype(np.int64), axis=axis)]
+        return [np.asarray(np.take(x, np.asarray(ins[1]).astype(np.int64), axis=axis), x.dtype)]
     if op == "Concat":
         parts = [np.atleast_1d(p) for p in ins if p is not None]
         kind = object if any(p.dtype == object for p in parts) else None
@@ -243,8 +263,9 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
             squeeze_axes = None if axes is None else tuple(int(i) for i in axes)
             return [np.squeeze(x, axis=squeeze_axes)]
         out = x
-        rank = x.ndim + len(axes)
-        for ax in sorted(int(i) % rank for i in axes):
+        listed = [] if axes is None else [int(i) for i in axes]
+        rank = x.ndim + len(listed)
+        for ax in sorted(i % rank for i in listed):
             out = np.expand_dims(out, ax)
         return [out]
     if op == "Slice":
@@ -262,10 +283,10 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
     if op == "ConstantOfShape":
         from onnx import numpy_helper
 
-        shape = [int(s) for s in x]
-        _check_size(shape)
+        sizes = [int(s) for s in x]
+        _check_size(sizes)
         fill = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
-        return [np.full(shape, fill.reshape(-1)[0], fill.dtype)]
+        return [np.full(sizes, fill.reshape(-1)[0], fill.dtype)]
     if op == "Reshape" and x.dtype != object:
         shape = [int(s) for s in ins[1]]
         shape = [
@@ -278,18 +299,28 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
         count = max(math.ceil((float(ins[1]) - float(ins[0])) / float(ins[2])), 0)
         _check_size([count])
         return [np.arange(ins[0], ins[1], ins[2]).astype(np.asarray(ins[0]).dtype)]
+    if op in _FOLD_NARY:
+        return [np.asarray(functools.reduce(_FOLD_NARY[op], [p for p in ins if p is not None]))]
     folded = _FOLD_ELEMENTWISE.get(op)
     if folded is not None:
-        if any(p is not None and p.dtype == object for p in ins):
-            return [np.array(folded(*ins), dtype=object)] if op in ("Mul", "Add") else None
         return [np.asarray(folded(*[p for p in ins if p is not None]))]
     return None
 
 
 def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a), np.asarray(b)
+    if object in (a.dtype, b.dtype):  # shape values: ints (None, the batch, raises)
+        return np.vectorize(lambda p, q: int(p / q), otypes=[object])(a, b)
     if a.dtype.kind in "iu" and b.dtype.kind in "iu":
         return np.trunc(a / b).astype(np.result_type(a, b))
     return a / b
+
+
+_FOLD_NARY: dict[str, Callable[..., Any]] = {
+    "Sum": np.add,
+    "Max": np.maximum,
+    "Min": np.minimum,
+}
 
 
 _FOLD_ELEMENTWISE: dict[str, Callable[..., Any]] = {
@@ -386,7 +417,12 @@ def _conv(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         )
     pads = _spatial_padding(a, x.shape[2:], kernel, strides, dilations)  # type: ignore[arg-type]
     filters = w.shape[0]
-    common = {"name": name, "dtype": g.dtype, "use_bias": b is not None, "strides": strides}
+    common: dict[str, Any] = {
+        "name": name,
+        "dtype": g.dtype,
+        "use_bias": b is not None,
+        "strides": strides,
+    }
     weights = {} if b is None else {"bias": b}
     if group > 1 and group == c_in and r == 2 and filters % c_in == 0:
         # Depthwise: output channel c * m + j reads input channel c (ONNX's order, Keras's).
@@ -424,13 +460,17 @@ def _conv_transpose(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[
         if target is None:
             target = [n * s for n, s in zip(spatial, strides)]  # type: ignore[operator]
         target = list(target)[-r:]
-        pads = []
+        pads, grow = [], []
         for n, k, s, d, op, m in zip(spatial, kernel, strides, dilations, out_pad, target):
             total = s * (n - 1) + op + (k - 1) * d + 1 - m  # type: ignore[operator]
-            if total < 0:
-                raise Unsupported(f"output_shape {target} larger than the full transposed output")
+            if total < 0:  # a larger output: zeros after the end, as output_padding
+                grow.append(-total)
+                pads.append((0, 0))
+                continue
+            grow.append(0)
             small = total // 2
             pads.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+        out_pad = tuple(p + e for p, e in zip(out_pad, grow))
     else:
         pads = _spatial_padding(a, spatial, kernel, strides, dilations)  # type: ignore[arg-type]
     cls = {1: L.Conv1DTranspose, 2: L.Conv2DTranspose, 3: L.Conv3DTranspose}[r]
@@ -554,17 +594,28 @@ def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
 @_converter("Identity", "Dropout", "Cast")
 def _passthrough(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
-    if node.op_type == "Dropout" and (
-        a.get("training_mode") or (len(node.output) > 1 and node.output[1])
-    ):
-        raise Unsupported("the mask output or training mode")
+    if node.op_type == "Dropout":
+        training = g.const(node, 2, np.array(False), required=False)
+        if a.get("is_test", 1) == 0 or bool(np.asarray(training)):
+            raise Unsupported("training mode (only inference, where Dropout is the identity)")
+        if len(node.output) > 1 and node.output[1]:
+            raise Unsupported("the mask output")
     if node.op_type == "Cast":
         from onnx import helper
 
         to = helper.tensor_dtype_to_np_dtype(a["to"])
-        if to.kind != "f":
-            raise Unsupported(f"Cast of a tensor to {to} (only between float types)")
+        if to not in (np.float32, np.float64):
+            raise Unsupported(f"Cast of a tensor to {to} (only float32 and float64)")
     return [x]
+
+
+@_converter("Neg")
+def _neg(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    c = np.full((1,) * x.rank, -1.0)
+    return [
+        _emit(g, OL.ConstantOperand("mul", c.shape, name=name, dtype=g.dtype), x, {"constant": c})
+    ]
 
 
 def _constant_operand(g: _Graph, x: _Value, c: np.ndarray, what: str) -> np.ndarray:
@@ -579,6 +630,17 @@ def _constant_operand(g: _Graph, x: _Value, c: np.ndarray, what: str) -> np.ndar
 
 
 _BINARY_OPS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min"}
+
+
+@_converter("Pow")
+def _pow(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    c = np.asarray(g.const(node, 1))
+    if c.size != 1:
+        raise Unsupported(f"an exponent of shape {c.shape} (only a constant scalar)")
+    c = c.astype(np.float64).reshape((1,) * x.rank)
+    layer = OL.ConstantOperand("pow", c.shape, name=name, dtype=g.dtype)
+    return [_emit(g, layer, x, {"constant": c})]
 
 
 @_converter("Add", "Sub", "Mul", "Div")
@@ -703,8 +765,11 @@ def _flatten(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
     axis = int(a.get("axis", 1))
     axis = axis + x.rank if axis < 0 else axis
-    if axis != 1:
+    if axis != 1 or x.rank < 1:
         raise Unsupported(f"axis {a.get('axis', 1)} (only 1: other axes merge the batch axis)")
+    if x.rank == 1:
+        t = L.Reshape([1], name=name, dtype=g.dtype)(x.tensor)
+        return [_Value(t, (0, 1), (None, 1))]
     x = g.to_perm(x, _identity(x.rank), f"{name}.to_onnx_layout")
     t = L.Flatten(name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, (0, 1), (None, t.shape[1]))]
@@ -717,11 +782,11 @@ def _reshape(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     allowzero = bool(a.get("allowzero", 0))
     dims: list[int | None] = []
     for i, s in enumerate(target):
-        if s is None or (s == 0 and not allowzero and i < x.rank):
-            dims.append(x.shape[i] if s == 0 else None)
+        if s is BATCH or (s == 0 and not allowzero and i < x.rank):
+            dims.append(x.shape[i] if s is not BATCH else None)
         else:
             dims.append(int(s))
-    per_sample = math.prod(int(d) for d in x.shape[1:])  # type: ignore[arg-type]
+    per_sample = math.prod(_sizes(x.shape[1:]))
     rest = dims[1:]
     if any(d is None for d in rest):
         raise Unsupported(f"target shape {target} puts the batch size on another axis")
@@ -782,7 +847,7 @@ def _squeeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     renumber = {old: new for new, old in enumerate(keep)}
     perm = tuple(renumber[q] for q in x.perm if q in renumber)
     shape = tuple(x.shape[i] for i in keep)
-    cnnkit_shape = [shape[q] for q in perm[1:]]
+    cnnkit_shape = _sizes([shape[q] for q in perm[1:]])
     t = L.Reshape(cnnkit_shape, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, perm, shape)]
 
@@ -804,9 +869,48 @@ def _unsqueeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     shape: list[int | None] = [1] * rank
     for j, i in enumerate(old):
         shape[i] = x.shape[j]
-    cnnkit_shape = [shape[q] for q in perm[1:]]
+    cnnkit_shape = _sizes([shape[q] for q in perm[1:]])
     t = L.Reshape(cnnkit_shape, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, tuple(perm), tuple(shape))]
+
+
+@_converter("ReduceMean", "ReduceMax", "ReduceSum")
+def _reduce(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    axes = a.get("axes") if g.opset < 18 or (node.op_type == "ReduceSum" and g.opset < 13) else None
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(i) for i in np.asarray(g.const(node, 1)).reshape(-1)]
+    if axes is None or not len(axes):
+        if a.get("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(x.rank))
+    axes = sorted({_onnx_axis("axes", int(i), x.rank) for i in axes})
+    _no_batch(axes[0], f"{node.op_type} over")
+    keepdims = bool(a.get("keepdims", 1))
+    kind = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceSum": "sum"}[node.op_type]
+    if kind != "sum" and x.rank in (3, 4, 5) and axes == list(range(2, x.rank)):
+        # The mean or max over the whole feature map (ShuffleNet's x.mean([2, 3])).
+        x = g.to_perm(x, _channels_last(x.rank), f"{name}.to_channels_last")
+        cls = {
+            ("mean", 3): L.GlobalAveragePooling1D,
+            ("mean", 4): L.GlobalAveragePooling2D,
+            ("mean", 5): L.GlobalAveragePooling3D,
+            ("max", 3): L.GlobalMaxPooling1D,
+            ("max", 4): L.GlobalMaxPooling2D,
+            ("max", 5): L.GlobalMaxPooling3D,
+        }[kind, x.rank]
+        t = cls(keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
+        if keepdims:
+            return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
+        return [_Value(t, (0, 1), (None, x.shape[1]))]
+    cnnkit_axes = sorted(x.perm.index(i) for i in axes)
+    t = OL.Reduce(kind, cnnkit_axes, keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
+    if keepdims:
+        return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
+    keep = [i for i in range(x.rank) if i not in axes]
+    renumber = {old: new for new, old in enumerate(keep)}
+    perm = tuple(renumber[q] for q in x.perm if q in renumber)
+    return [_Value(t, perm, _onnx_shape(t, perm))]
 
 
 @_converter("Concat")
@@ -864,8 +968,8 @@ def _pad(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
     mode = a.get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode != "constant":
-        raise Unsupported(f"mode {mode!r} (only 'constant')")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise Unsupported(f"mode {mode!r}")
     if g.opset < 11:
         pads, value = list(a.get("pads", a.get("paddings", []))), float(a.get("value", 0.0))
     else:
@@ -881,7 +985,7 @@ def _pad(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     if pairs.get(0, (0, 0)) != (0, 0):
         raise Unsupported("padding the batch axis")
     padding = [pairs.get(q, (0, 0)) for q in x.perm[1:]]
-    t = OL.PadConstant(padding, value, name=name, dtype=g.dtype)(x.tensor)
+    t = OL.OnnxPad(padding, mode, value, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
 
 
@@ -941,6 +1045,8 @@ def _load_external(model: Any, base: str | None, label: str) -> None:
     '..'), and only within their declared offsets."""
     from onnx import external_data_helper as ext
 
+    onnx_default_location = 0  # TensorProto.DEFAULT: the data is in the file now
+
     for tensor in ext._get_all_tensors(model):
         if not ext.uses_external_data(tensor):
             continue
@@ -965,7 +1071,7 @@ def _load_external(model: Any, base: str | None, label: str) -> None:
         except OSError as exc:
             raise ValueError(f"{_WHERE}: {label!r}: cannot read external data: {exc}") from None
         tensor.raw_data = raw
-        tensor.data_location = 0
+        tensor.data_location = onnx_default_location  # type: ignore[assignment]
         del tensor.external_data[:]
 
 
@@ -1078,7 +1184,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
         outputs.append(v.tensor)
     if not model_inputs:
         raise NotImplementedError(f"{_WHERE}: {label!r} has no inputs besides initializers")
-    return Model(
+    return Functional(
         model_inputs if len(model_inputs) > 1 else model_inputs[0],
         outputs if len(outputs) > 1 else outputs[0],
         name=g.name(graph.name or "onnx_model"),
@@ -1103,6 +1209,9 @@ def _convert_node(g: _Graph, node: Any) -> None:
                 _check_size(np.shape(value))
                 g.consts[name] = value
         return
+    if node.op_type == "If" and node.input[0] in g.consts:
+        _inline_branch(g, node, a)
+        return
     fn = CONVERTERS.get(node.op_type)
     if fn is None:
         raise NotImplementedError(
@@ -1117,3 +1226,26 @@ def _convert_node(g: _Graph, node: Any) -> None:
     for name, value in zip(node.output, results):
         if name:
             g.values[name] = value
+
+
+def _inline_branch(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    """An If whose condition is known at import (exporters test ranks and sizes): the
+    nodes of the branch taken join the graph; its outputs become the If's."""
+    from onnx import numpy_helper
+
+    condition = np.asarray(g.consts[node.input[0]])
+    if condition.dtype == object or condition.size != 1:
+        raise NotImplementedError(
+            f"{_WHERE}: operator 'If' (node {node.name!r}): its condition depends on the "
+            "batch size, which is unknown at import"
+        )
+    branch = a["then_branch" if bool(condition.reshape(-1)[0]) else "else_branch"]
+    for t in branch.initializer:
+        g.consts[t.name] = numpy_helper.to_array(t)
+    for inner in branch.node:
+        _convert_node(g, inner)
+    for out, inner in zip(node.output, branch.output):
+        if inner.name in g.consts:
+            g.consts[out] = g.consts[inner.name]
+        elif inner.name in g.values:
+            g.values[out] = g.values[inner.name]
