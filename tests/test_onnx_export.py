@@ -451,9 +451,9 @@ def test_every_layer_class_has_a_mapping():
     assert missing == []
     from cnnkit.onnx import _layers as imported_layers
 
-    # The importer's own layers export too, except Split (its layer returns a list).
+    # The importer's own layers export too.
     own = [getattr(imported_layers, n) for n in imported_layers.__all__]
-    assert [c.__name__ for c in own if c not in _export._HANDLERS] == ["Split"]
+    assert [c.__name__ for c in own if c not in _export._HANDLERS] == []
     assert "Lambda" not in cnnkit.onnx.supported_layers()
     assert "Conv2D" in cnnkit.onnx.supported_layers()
 
@@ -521,8 +521,9 @@ def test_a_model_built_by_its_first_call_exports(tmp_path):
 
 def handmade_onnx_network():
     """An ONNX graph with the operators the importer turns into its own layers (PRelu,
-    ceil-mode MaxPool, LRN, Clip, HardSigmoid, Elu, a constant Mul, a broadcast gate,
-    AveragePool counting its pads, Pad, strided Slice)."""
+    ceil-mode MaxPool, LRN, Split, Clip, HardSigmoid, Elu, a constant Mul, a ReduceMean
+    gate, AveragePool counting its pads, constant and reflecting Pad, strided Slice,
+    ReduceMax)."""
     from onnx import TensorProto
     from onnx import helper as h
     from onnx import numpy_helper as nh
@@ -548,12 +549,13 @@ def handmade_onnx_network():
             ceil_mode=1,
         ),
         h.make_node("LRN", ["m1"], ["l1"], name="lrn1", size=3, alpha=1e-3, beta=0.75, bias=1.0),
-        h.make_node("Clip", ["l1", "lo", "hi"], ["k0"], name="clip1"),
-        h.make_node("HardSigmoid", ["l1"], ["k1"], name="hsig1", alpha=0.2, beta=0.5),
-        h.make_node("Concat", ["k0", "k1"], ["cat"], name="cat1", axis=1),
+        h.make_node("Split", ["l1", "split"], ["s0", "s1"], name="split1", axis=1),
+        h.make_node("Clip", ["s0", "lo", "hi"], ["k0"], name="clip1"),
+        h.make_node("HardSigmoid", ["s1"], ["k1"], name="hsig1", alpha=0.2, beta=0.5),
+        h.make_node("Concat", ["k0", "k1", "l1"], ["cat"], name="cat1", axis=1),
         h.make_node("Mul", ["cat", "scale"], ["mu"], name="mul1"),
         h.make_node("Elu", ["mu"], ["el"], name="elu1", alpha=0.5),
-        h.make_node("GlobalAveragePool", ["el"], ["se"], name="se_pool"),
+        h.make_node("ReduceMean", ["el"], ["se"], name="se_pool", axes=[2, 3], keepdims=1),
         h.make_node("Sigmoid", ["se"], ["gate"], name="se_gate"),
         h.make_node("Mul", ["el", "gate"], ["gated"], name="se_mul"),
         h.make_node(
@@ -566,9 +568,11 @@ def handmade_onnx_network():
             count_include_pad=1,
         ),
         h.make_node("Pad", ["ap", "pads"], ["pd"], name="pad1", mode="constant"),
-        h.make_node("Slice", ["pd", "st", "en", "ax", "sp"], ["sl"], name="slice1"),
-        h.make_node("GlobalAveragePool", ["sl"], ["g"], name="gap"),
-        h.make_node("Flatten", ["g"], ["f"], name="flat"),
+        h.make_node("Pad", ["pd", "pads2"], ["pr"], name="pad2", mode="reflect"),
+        h.make_node("Slice", ["pr", "st", "en", "ax", "sp"], ["sl"], name="slice1"),
+        h.make_node("ReduceSum", ["sl", "one"], ["rs"], name="channel_sum", keepdims=1),
+        h.make_node("Add", ["sl", "rs"], ["sa"], name="add_sum"),
+        h.make_node("ReduceMax", ["sa"], ["f"], name="gmax", axes=[2, 3], keepdims=0),
         h.make_node("Gemm", ["f", "fw", "fb"], ["logits"], name="fc", transB=1),
         h.make_node("Softmax", ["logits"], ["prob"], name="softmax", axis=1),
     ]
@@ -579,7 +583,10 @@ def handmade_onnx_network():
         init("lo", np.array(-0.5)),
         init("hi", np.array(0.7)),
         init("scale", rng.random((1, 12, 1, 1)) + 0.5),
+        init("split", np.array([2, 4], np.int64)),
+        init("one", np.array([1], np.int64)),
         init("pads", np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64)),
+        init("pads2", np.array([0, 0, 2, 1, 0, 0, 1, 0], np.int64)),
         init("st", np.array([1, 0], np.int64)),
         init("en", np.array([100, -1], np.int64)),
         init("ax", np.array([2, 3], np.int64)),
@@ -602,7 +609,7 @@ def test_an_imported_network_exports_again(tmp_path):
     imported = cnnkit.onnx.load_model(source, input_layout="NHWC")
     kinds = {type(layer).__name__ for layer in imported.layers}
     assert {"PRelu", "OnnxPooling", "LRN", "ElementwiseUnary", "ConstantOperand"} <= kinds
-    assert {"TensorBroadcast", "PadConstant", "SliceAxes", "OnnxSoftmax"} <= kinds
+    assert {"TensorBroadcast", "OnnxPad", "SliceAxes", "OnnxSoftmax", "Split", "Reduce"} <= kinds
     # onnx's reference LRN (1.23) disagrees with onnxruntime's on the source graph itself
     # (3e-2 after this LRN); onnxruntime and cnnkit agree, so the check is theirs.
     check(imported, tmp_path, reference=False)

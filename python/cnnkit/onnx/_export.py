@@ -24,7 +24,7 @@ the same way (ONNX's ``auto_pad`` is deprecated).
 
 Coverage: every layer of :mod:`cnnkit.layers` except ``Lambda`` (its function is Python
 code), the importer's own layers (:mod:`cnnkit.onnx._layers`, so an imported network,
-fine-tuned, exports again; not ``Split``), and Sequential and functional models, nested
+fine-tuned, exports again), and Sequential and functional models, nested
 too. Subclassed models (a ``call`` of their own) and user subclasses of cnnkit layers
 raise ``NotImplementedError``: their ``call`` could compute anything, so they are never
 exported as their base class. Activations given as Python callables are refused the same
@@ -45,7 +45,19 @@ from .. import autograd as ag
 from .. import layers as L
 from ..models import Functional, Model, Sequential
 from ..saving.model_files import atomic_write
-from . import _layers as OL
+from ._layers import (
+    LRN,
+    ConstantOperand,
+    ElementwiseUnary,
+    OnnxPad,
+    OnnxPooling,
+    OnnxSoftmax,
+    PRelu,
+    Reduce,
+    SliceAxes,
+    Split,
+    TensorBroadcast,
+)
 
 __all__ = ["save_model", "supported_layers"]
 
@@ -782,14 +794,45 @@ def _tensor_broadcast(
     return _Value(g.node(_BINARY_OPS[layer.op], [a.name, b.name], name), out_shape, a.layout)
 
 
-def _pad_constant(
+def _onnx_pad(
     g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
 ) -> _Value:
     x = xs[0]
+    if layer.mode == "wrap" and g.opset < 19:
+        raise NotImplementedError(
+            f"save_model(): OnnxPad layer {layer.name!r} pads in 'wrap' mode, an ONNX Pad "
+            f"mode from opset 19 on; export with opset=19 or later, got {g.opset}"
+        )
     pairs_cl = [(0, 0), *layer.padding]
     pairs = pairs_cl if x.layout == "cl" else [pairs_cl[p] for p in _to_cf(x.rank)]
-    inputs = [x.name, g.ints(name, "pads", _onnx_pads(pairs)), g.scalar(name, "value", layer.value)]
-    return _Value(g.node("Pad", inputs, name, mode="constant"), out_shape, x.layout)
+    inputs = [x.name, g.ints(name, "pads", _onnx_pads(pairs))]
+    if layer.mode == "constant":
+        inputs.append(g.scalar(name, "value", layer.value))
+    return _Value(g.node("Pad", inputs, name, mode=layer.mode), out_shape, x.layout)
+
+
+def _reduce(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = xs[0] if layer.keepdims else g.layout(xs[0], "cl")  # dropped axes: cnnkit's order
+    axes = sorted(_axis_in(x, a) for a in layer.axes)
+    op = {"mean": "ReduceMean", "max": "ReduceMax", "sum": "ReduceSum"}[layer.kind]
+    keep = int(layer.keepdims)
+    if op == "ReduceSum" or g.opset >= 18:  # axes an input (ReduceSum from 13, others 18)
+        out = g.node(op, [x.name, g.ints(name, "axes", axes)], name, keepdims=keep)
+    else:
+        out = g.node(op, [x.name], name, axes=axes, keepdims=keep)
+    return _Value(out, out_shape, x.layout)
+
+
+def _split(g: _Graph, layer: Any, xs: list[_Value], out_shape: Any, name: str) -> list[_Value]:
+    x = xs[0]
+    sizes = g.ints(name, "split", list(layer.sizes))
+    node = g.unique(name)
+    outs = [g.unique(f"{node}.{i}") for i in range(len(layer.sizes))]
+    attrs = {"axis": _axis_in(x, layer.axis)}
+    g.nodes.append(g.onnx.helper.make_node("Split", [x.name, sizes], outs, name=node, **attrs))
+    return [_Value(o, shape, x.layout) for o, shape in zip(outs, out_shape)]
 
 
 def _slice_axes(
@@ -855,15 +898,17 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     **{cls: _crop for cls in (L.Cropping1D, L.Cropping2D, L.Cropping3D)},
     **{cls: _upsample for cls in (L.UpSampling1D, L.UpSampling2D, L.UpSampling3D)},
     L.Lambda: _lambda,
-    OL.OnnxPooling: _onnx_pooling,
-    OL.OnnxSoftmax: _onnx_softmax,
-    OL.ElementwiseUnary: _elementwise_unary,
-    OL.PRelu: _prelu,
-    OL.LRN: _lrn,
-    OL.ConstantOperand: _constant_operand,
-    OL.TensorBroadcast: _tensor_broadcast,
-    OL.PadConstant: _pad_constant,
-    OL.SliceAxes: _slice_axes,
+    OnnxPooling: _onnx_pooling,
+    OnnxSoftmax: _onnx_softmax,
+    ElementwiseUnary: _elementwise_unary,
+    PRelu: _prelu,
+    LRN: _lrn,
+    ConstantOperand: _constant_operand,
+    TensorBroadcast: _tensor_broadcast,
+    OnnxPad: _onnx_pad,
+    Reduce: _reduce,
+    Split: _split,
+    SliceAxes: _slice_axes,
 }
 
 
