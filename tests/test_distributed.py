@@ -316,6 +316,41 @@ def test_chunked_gives_two_chunks_per_slot_in_whole_batches(client, model, image
         cd.chunked(images, 4, client="tcp://x")
 
 
+def test_face_database_enroll_many_on_a_cluster(client, images):
+    from cnnkit.face import FaceDatabase, build_encoder
+
+    encoder = build_encoder(SHAPE, embedding_dim=8, filters=(4, 8), seed=0)
+    faces = np.round(images * 255)
+    names = [f"person{i % 5}" for i in range(len(faces))]
+    here, there = FaceDatabase(encoder, batch_size=4), FaceDatabase(encoder, batch_size=4)
+    here.enroll_many(names, faces)
+    there.enroll_many(names, faces, client=client)
+    assert there.names == here.names
+    np.testing.assert_array_equal(there.encodings, here.encodings)
+    np.testing.assert_array_equal(there.owners, here.owners)
+
+
+@pytest.mark.parametrize("layer", [None, "c2", 1])
+def test_transfer_extract_features_on_a_cluster(client, model, images, layer, tmp_path):
+    from cnnkit.transfer import extract_features
+
+    here = extract_features(model, images, layer=layer, batch_size=8, progress=False)
+    there = extract_features(model, images, layer=layer, batch_size=8, client=client)
+    np.testing.assert_array_equal(there, here)
+    target = tmp_path / "features.npy"
+    written = extract_features(model, images, layer=layer, path=target, client=client)
+    np.testing.assert_array_equal(written, here)
+    again = extract_features(model, images, layer=layer, path=target, client=client)
+    np.testing.assert_array_equal(again, here)  # the complete file, returned as it is
+
+
+def test_transfer_extract_features_on_a_cluster_refuses_loaders(client, model, images):
+    from cnnkit.transfer import extract_features
+
+    with pytest.raises(TypeError, match=r"extract_features\(\): with client=, x_or_loader must"):
+        extract_features(model, iter([images[:4]]), client=client)
+
+
 def test_a_model_with_several_outputs_is_refused(images):
     inputs = layers.Input(SHAPE)
     flat = layers.Flatten()(inputs)

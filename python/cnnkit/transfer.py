@@ -279,6 +279,7 @@ def extract_features(
     num_samples: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    client: Any = None,
 ) -> np.ndarray:
     """Run ``model`` (up to ``layer``) once over a data set, in batches, in inference mode.
 
@@ -314,6 +315,13 @@ def extract_features(
         Draw a tqdm progress bar over the samples.
     overwrite : bool
         Recompute even when ``path`` exists or a resumable run is recorded.
+    client : dask.distributed.Client, optional
+        Compute on this Dask cluster (``pip install cnnkit[dask]``) with
+        :func:`cnnkit.distributed.map_model`, to the same bits as here. ``x_or_loader``
+        is then an array of images ``(N, H, W, C)``, NumPy or ``dask.array``; with
+        ``path`` the blocks stream into the file, which appears when complete (no
+        resumption: an interrupted run starts again; no progress bar: Dask's dashboard
+        shows the tasks).
 
     Returns
     -------
@@ -332,6 +340,10 @@ def extract_features(
         raise TypeError(f"{where}: model must be a cnnkit Model, got {type(model).__name__}")
     batch_size = _validate.integer(where, "batch_size", batch_size, minimum=1)
     fn = _feature_function(where, model, layer)
+    if client is not None:
+        return _extract_on_cluster(
+            where, model, x_or_loader, layer, path, batch_size, overwrite, client
+        )
     from .data import Loader
 
     total: int | None
@@ -403,6 +415,55 @@ def extract_features(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _extract_on_cluster(
+    where: str,
+    model: Model,
+    data: Any,
+    layer: Any,
+    path: Any,
+    batch_size: int,
+    overwrite: bool,
+    client: Any,
+) -> np.ndarray:
+    """extract_features on a Dask cluster: map_model's "features" (or "predict")."""
+    from .distributed import chunked, map_model, to_npy
+
+    if isinstance(layer, Layer):
+        layer = layer.name
+    elif isinstance(layer, int) and not isinstance(layer, bool):
+        layer = model.get_layer(index=layer).name
+    if isinstance(data, np.ndarray):
+        if data.ndim != 4 or data.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{where}: with client=, x_or_loader must be numeric images (N, H, W, C), got "
+                f"shape {data.shape} and dtype {data.dtype}"
+            )
+        data = chunked(data, batch_size, client)
+    elif type(data).__module__.split(".")[0] != "dask":  # (map_model checks it is an array)
+        raise TypeError(
+            f"{where}: with client=, x_or_loader must be an array of images (NumPy or "
+            f"dask.array), got {type(data).__name__}"
+        )
+    method = "predict" if layer is None else "features"
+    features = map_model(
+        model, data, method=method, layer=layer, batch_size=batch_size, client=client
+    )
+    if path is None:
+        return np.asarray(features.compute())
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        done = np.load(path, mmap_mode="r")
+        if done.shape == features.shape and done.dtype == features.dtype:
+            return done
+        raise ValueError(
+            f"{where}: {path!r} exists with shape {done.shape} ({done.dtype}), not the "
+            f"{features.shape} ({features.dtype}) these features have; pass overwrite=True "
+            "or another path"
+        )
+    to_npy(features, path, client=client)
+    return np.load(path, mmap_mode="r")
 
 
 def _peek(where: str, data: Any, batch_size: int) -> tuple[np.ndarray, Any]:

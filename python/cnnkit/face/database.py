@@ -147,8 +147,16 @@ class FaceDatabase:
         # and predict() would warn about them.
         return x if x.dtype.kind == "f" else x.astype(np.float32)
 
-    def _encode(self, where: str, x: np.ndarray) -> np.ndarray:
-        out = np.asarray(self.encoder.predict(x, batch_size=self.batch_size, verbose=0))
+    def _encode(self, where: str, x: np.ndarray, client: Any = None) -> np.ndarray:
+        if client is None:
+            out = np.asarray(self.encoder.predict(x, batch_size=self.batch_size, verbose=0))
+        else:  # the same bits on a Dask cluster: the encoder travels as its model file
+            from ..distributed import chunked, map_model
+
+            images = chunked(x, self.batch_size, client)
+            out = map_model(
+                self.encoder, images, method="predict", batch_size=self.batch_size, client=client
+            ).compute()
         if out.ndim != 2 or len(out) != len(x):
             raise ValueError(
                 f"{where}: the encoder must give one encoding vector per image, got outputs "
@@ -173,11 +181,19 @@ class FaceDatabase:
         self._add(np.full(len(x), name, dtype=object), self._encode(where, x))
 
     def enroll_many(
-        self, names: Sequence[str], images: Any, *, batch_size: int | None = None
+        self,
+        names: Sequence[str],
+        images: Any,
+        *,
+        batch_size: int | None = None,
+        client: Any = None,
     ) -> None:
         """Enrol many people at once: ``names[i]`` is the person in ``images[i]``.
 
         The images are encoded in batches of ``batch_size`` (default: the database's).
+        With ``client`` (a ``dask.distributed.Client``; ``pip install cnnkit[dask]``) they
+        are encoded on that cluster by :func:`cnnkit.distributed.map_model`, to the same
+        bits as here.
         """
         where = "enroll_many()"
         labels = list(names) if not isinstance(names, str) else None
@@ -201,7 +217,7 @@ class FaceDatabase:
                 raise ValueError(f"{where}: batch_size must be an int >= 1, got {batch_size!r}")
         saved, self.batch_size = self.batch_size, int(batch_size or self.batch_size)
         try:
-            encodings = self._encode(where, x)
+            encodings = self._encode(where, x, client)
         finally:
             self.batch_size = saved
         self._add(np.asarray(labels, dtype=object), encodings)
