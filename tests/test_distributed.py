@@ -11,6 +11,9 @@ import logging
 import os
 import signal
 import sys
+import time
+import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -87,12 +90,22 @@ def test_predict_is_bit_identical_to_one_process_for_any_chunking(client, model,
     np.testing.assert_array_equal(out.compute(), model.predict(images))
 
 
-def test_the_model_is_loaded_once_per_worker(client, model, images):
+def test_the_model_is_loaded_once_per_worker(client, model, images, monkeypatch):
     x = da.from_array(images, chunks=(4, *SHAPE))
     cd.map_model(model, x, client=client).compute()
+    # saved again later (the zip records other times): the same model, the same cache entry
+    later = time.time() + 100
+    clock = types.SimpleNamespace(**vars(time))
+    clock.time = lambda: later
+    monkeypatch.setattr(zipfile, "time", clock)
+    again = cd.map_model(model, x, client=client)
+    clock.time = lambda: later + 100
+    digest = cd._model_file("test", model)[1].digest  # of bytes no call above wrote
+    monkeypatch.undo()
+    again.compute()
     counts = client.run(cd._load_counts)
     assert len(counts) == 2
-    assert all(v == 1 for c in counts.values() for v in c.values()), counts
+    assert all(c[digest] == 1 for c in counts.values()), counts
 
 
 def test_kernel_threads_share_the_cores_among_the_task_slots(client, model, images):

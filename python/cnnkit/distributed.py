@@ -28,12 +28,14 @@ Why it is built this way:
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import operator
 import os
 import struct
 import tempfile
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,7 +135,19 @@ def _model_file(where: str, model_or_path: Any) -> tuple[Any, _ModelFile]:
             f"{where}: model_or_path must be a cnnkit model or the path of a model file, "
             f"got {type(model_or_path).__name__}"
         )
-    return model, _ModelFile(hashlib.sha256(data).hexdigest(), data)
+    return model, _ModelFile(_digest(data), data)
+
+
+def _digest(data: bytes) -> str:
+    """SHA-256 of a model file's members, not of its bytes: a zip records when each member
+    was written, and the same model saved twice should be one cache entry on the workers.
+    (The file was checked by load_model before: its members are bounded.)"""
+    h = hashlib.sha256()
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for info in sorted(z.infolist(), key=lambda i: i.filename):
+            h.update(info.filename.encode() + b"\0")
+            h.update(z.read(info))
+    return h.hexdigest()
 
 
 # -- kernel threads ------------------------------------------------------------------------------
