@@ -11,7 +11,7 @@ Why it is built this way:
 * The model travels as its model file's bytes (:mod:`cnnkit.saving`: a zip of JSON and
   ``.npz``, never a pickle of native objects) in one graph key that every task depends
   on, so the scheduler sends it to each worker once; each worker process loads it once and
-  keeps it in a small cache keyed by the file's SHA-256.
+  keeps it in a small cache keyed by the SHA-256 of the file's members.
 * Kernel threads: cnnkit's kernels use OpenMP, and a Dask worker runs ``nthreads`` tasks at
   once, so each worker process sets ``cnnkit.set_num_threads(cores // task slots on its
   host)``: workers x threads never exceed the cores. The kernels release the GIL, so
@@ -64,7 +64,7 @@ def _dask() -> Any:
 # -- the model on the workers --------------------------------------------------------------------
 @dataclass(frozen=True)
 class _ModelFile:
-    """A model file's bytes and their SHA-256: the one object the graph ships to workers."""
+    """A model file's bytes and their digest: the one object the graph ships to workers."""
 
     digest: str
     data: bytes = field(repr=False)
