@@ -147,8 +147,9 @@ class FaceDatabase:
         # and predict() would warn about them.
         return x if x.dtype.kind == "f" else x.astype(np.float32)
 
-    def _encode(self, where: str, x: np.ndarray) -> np.ndarray:
-        out = np.asarray(self.encoder.predict(x, batch_size=self.batch_size, verbose=0))
+    def _encode(self, where: str, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        size = self.batch_size if batch_size is None else batch_size
+        out = np.asarray(self.encoder.predict(x, batch_size=size, verbose=0))
         if out.ndim != 2 or len(out) != len(x):
             raise ValueError(
                 f"{where}: the encoder must give one encoding vector per image, got outputs "
@@ -199,11 +200,7 @@ class FaceDatabase:
                 or batch_size < 1
             ):
                 raise ValueError(f"{where}: batch_size must be an int >= 1, got {batch_size!r}")
-        saved, self.batch_size = self.batch_size, int(batch_size or self.batch_size)
-        try:
-            encodings = self._encode(where, x)
-        finally:
-            self.batch_size = saved
+        encodings = self._encode(where, x, None if batch_size is None else int(batch_size))
         self._add(np.asarray(labels, dtype=object), encodings)
 
     def add_encodings(self, names: Sequence[str], encodings: Any) -> None:
