@@ -147,15 +147,18 @@ class FaceDatabase:
         # and predict() would warn about them.
         return x if x.dtype.kind == "f" else x.astype(np.float32)
 
-    def _encode(self, where: str, x: np.ndarray, client: Any = None) -> np.ndarray:
+    def _encode(
+        self, where: str, x: np.ndarray, batch_size: int | None = None, client: Any = None
+    ) -> np.ndarray:
+        size = self.batch_size if batch_size is None else batch_size
         if client is None:
-            out = np.asarray(self.encoder.predict(x, batch_size=self.batch_size, verbose=0))
+            out = np.asarray(self.encoder.predict(x, batch_size=size, verbose=0))
         else:  # the same bits on a Dask cluster: the encoder travels as its model file
             from ..distributed import chunked, map_model
 
-            images = chunked(x, self.batch_size, client)
+            images = chunked(x, size, client)
             out = map_model(
-                self.encoder, images, method="predict", batch_size=self.batch_size, client=client
+                self.encoder, images, method="predict", batch_size=size, client=client
             ).compute()
         if out.ndim != 2 or len(out) != len(x):
             raise ValueError(
@@ -215,11 +218,8 @@ class FaceDatabase:
                 or batch_size < 1
             ):
                 raise ValueError(f"{where}: batch_size must be an int >= 1, got {batch_size!r}")
-        saved, self.batch_size = self.batch_size, int(batch_size or self.batch_size)
-        try:
-            encodings = self._encode(where, x, client)
-        finally:
-            self.batch_size = saved
+        size = None if batch_size is None else int(batch_size)
+        encodings = self._encode(where, x, size, client)
         self._add(np.asarray(labels, dtype=object), encodings)
 
     def add_encodings(self, names: Sequence[str], encodings: Any) -> None:
