@@ -1,4 +1,5 @@
-"""The worked examples (residual, transfer_finetune, mnist_convnet), run at a small size.
+"""The worked examples (residual, transfer_finetune, transfer, mnist_convnet), run at a small
+size.
 
 The examples live outside the package: when the tests run from a copy of tests/ alone
 (the wheel check of .ci/run) there is nothing to import and these tests skip.
@@ -46,3 +47,33 @@ def test_simple_mnist_convnet_has_keras_parameters_and_learns_the_digits():
     r = _example("mnist_convnet").run(epochs=4, verbose=0)
     assert r["model"].count_params() == 34_826  # the Keras example's summary
     assert r["test_accuracy"] >= 0.9  # 0.976 after the example's 15 epochs
+
+
+def test_transfer_regimes_run_through_onnx(tmp_path):
+    pytest.importorskip("onnx")
+    r = _example("transfer").run(
+        pretrain=120,
+        pretrain_epochs=1,
+        per_class=3,
+        epochs=2,
+        test=60,
+        image_size=24,
+        width=4,
+        workdir=str(tmp_path),
+    )
+    assert r["onnx_max_difference"] == 0.0  # the imported network is the exported one
+    assert list(r["regimes"]) == [
+        "random init",
+        "1: cached features + softmax",
+        "2: first blocks frozen",
+        "3: fine-tune all",
+    ]
+    assert all(0.0 <= v["accuracy"] <= 1.0 for v in r["regimes"].values())
+    assert r["feature_shape"] == (18, 16)  # 6 classes x 3 images, 4 * width channels
+    assert r["frozen_layers"][-4:] == ["block2_conv", "block2_bn", "block2_relu", "block2_pool"]
+    assert "block3_conv" not in r["frozen_layers"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "pretrained.onnx",
+        "test_features.npy",
+        "train_features.npy",
+    ]

@@ -79,6 +79,7 @@ _SUBMODULES = {
     "losses",
     "metrics",
     "models",
+    "onnx",
     "ops",
     "optimizers",
     "reference",
@@ -86,6 +87,7 @@ _SUBMODULES = {
     "saving",
     "schedules",
     "training",
+    "transfer",
     "utils",
     "visualize",
 }

@@ -1,9 +1,35 @@
-"""Face verification and recognition.
+"""Face verification (1:1) and recognition (1:K) as one-shot learning on encodings.
 
-:mod:`cnnkit.face.evaluate` holds the verification metrics (the LFW protocol,
-VAL at FAR, ROC and AUC, threshold choice, plots).
+An encoder (:func:`build_encoder`) maps a face to a unit-length encoding; it is trained
+either with the triplet loss and online mining (:class:`TripletLoss` on
+:class:`PKSampler` batches) or as a Siamese network with a binary head
+(:func:`build_siamese`, :class:`VerificationHead`, :class:`PairSampler`). A
+:class:`FaceDatabase` holds the enrolled people's encodings and answers "is this X?" and
+"who is this, or nobody?" by comparing distances with a threshold.
+:mod:`cnnkit.face.evaluate` holds the verification metrics (the LFW protocol, VAL at FAR,
+ROC and AUC, threshold choice, plots).
 """
 
-from . import evaluate
+from __future__ import annotations
 
-__all__ = ["evaluate"]
+from . import evaluate
+from .database import FaceDatabase
+from .encoder import build_encoder
+from .losses import MINING_MODES, TripletLoss, pairwise_squared_distances, triplet_loss
+from .sampling import PairSampler, PKSampler, sample_pairs
+from .siamese import VerificationHead, build_siamese
+
+__all__ = [
+    "MINING_MODES",
+    "FaceDatabase",
+    "PKSampler",
+    "PairSampler",
+    "TripletLoss",
+    "VerificationHead",
+    "build_encoder",
+    "build_siamese",
+    "evaluate",
+    "pairwise_squared_distances",
+    "sample_pairs",
+    "triplet_loss",
+]

@@ -138,6 +138,41 @@ class Functional(Model):
         """``(None, ...)`` of the output, or a list (dict) of them for several outputs."""
         return _nest.map_structure(lambda t: t.shape, self._graph_outputs)
 
+    def pop(self) -> Layer:
+        """Remove the layer that computes the (one) output, whose input becomes the output,
+        and return it -- :meth:`Sequential.pop` for a graph, as the course drops a
+        pretrained network's softmax. The layer must read one tensor; the other layers
+        (and their weights) stay shared with anything else that holds them."""
+        where = f"Functional.pop() of model {self.name!r}"
+        outputs = self.outputs
+        if len(outputs) != 1:
+            raise ValueError(f"{where}: the model must have one output, it has {len(outputs)}")
+        node = outputs[0].node
+        assert node is not None
+        if isinstance(node.layer, InputLayer):
+            raise ValueError(f"{where}: the output is the input {node.layer.name!r}: no layer left")
+        if not isinstance(node.args, KerasTensor):
+            raise ValueError(
+                f"{where}: the output layer {node.layer.name!r} reads {len(node.inputs)} tensors; "
+                "pop() needs one, so make the new output explicit: "
+                "cnnkit.Model(model.inputs, model.get_layer(name).output)"
+            )
+        new_output = node.args
+        nodes = _topological_nodes(where, self._input_leaves, [new_output])
+        structure = self._graph_outputs
+        self._graph_outputs = (
+            {k: new_output for k in structure}
+            if isinstance(structure, dict)
+            else type(structure)([new_output])
+            if isinstance(structure, (list, tuple))
+            else new_output
+        )
+        self._graph_nodes = nodes
+        kept = {id(n.layer) for n in nodes}
+        self.__dict__["_layers"] = [layer for layer in self._layers if id(layer) in kept]
+        self._output_shape = _nest.map_structure(lambda t: t.shape, self._graph_outputs)
+        return node.layer
+
     def _node_index(self) -> dict[int, int]:
         """Each node's position among the nodes of its layer in this model."""
         counts: dict[int, int] = {}

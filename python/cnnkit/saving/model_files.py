@@ -783,3 +783,9 @@ def load_optimizer_state(model: Any, path: Any, max_memory: int | None = None) -
         archive.fail(f"bad optimizer state ({type(exc).__name__}: {_short(str(exc))})")
     if not found:
         archive.fail("no optimizer state (saved with include_optimizer=False?)")
+
+
+# The atomic writer for other files cnnkit writes (ONNX exports, feature caches' progress
+# records): ``atomic_write(path, write)`` calls ``write(f)`` on a temporary file beside
+# ``path`` and renames it over ``path`` only when ``write`` returned.
+atomic_write = _atomic_write

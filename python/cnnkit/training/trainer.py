@@ -478,6 +478,10 @@ class Trainer:
             for name, fn, y_true, (_, pred) in zip(names, fns, ys, _named_outputs(out)):
                 if not (isinstance(fn, Loss) and get_registered_name(fn)):
                     continue
+                if getattr(fn, "couples_batch", False):
+                    # A loss over the pairs or triplets of a batch (TripletLoss) costs N^2 or
+                    # more on 4096 rows at once; it checks its labels on every batch instead.
+                    continue
                 y_true = np.asarray(y_true)
                 for start in range(0, len(y_true), chunk):
                     rows = y_true[start : start + chunk]

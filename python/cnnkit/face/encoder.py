@@ -1,0 +1,100 @@
+"""The face encoder: a small convolutional network mapping an image to a unit-length encoding.
+
+Unit length (``UnitNormalization`` after the last ``Dense``) puts every encoding on the
+hypersphere, as FaceNet does, so squared distances lie in [0, 4] and one triplet margin
+(0.2) and one verification threshold mean the same thing for every encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .. import layers
+from ..models import Sequential
+
+__all__ = ["build_encoder"]
+
+
+def build_encoder(
+    input_shape: Sequence[int] = (64, 64, 3),
+    embedding_dim: int = 128,
+    filters: Sequence[int] = (16, 32, 64, 128),
+    *,
+    pooling: str = "flatten",
+    batch_norm: bool = False,
+    seed: int | None = 0,
+    name: str = "face_encoder",
+    dtype: Any = None,
+) -> Sequential:
+    """A conv net ``image -> encoding`` of ``embedding_dim`` values with unit L2 norm.
+
+    Inputs are images in [0, 255] (uint8 or float): a ``Rescaling(1/255)`` layer comes first.
+    Each entry of ``filters`` is a 3x3 ReLU convolution ("same" padding); all but the last
+    are followed by 2x2 max pooling. ``pooling`` ("flatten" keeps where each feature is,
+    which the layout of a face needs; "avg" is global average pooling), then
+    ``Dense(embedding_dim)`` and ``UnitNormalization`` finish it.
+
+    Parameters
+    ----------
+    input_shape : (H, W, C)
+    embedding_dim : int
+        ``d`` (FaceNet's 128 by default).
+    filters : sequence of int
+        Channels of the convolutions, one block each.
+    pooling : {"flatten", "avg"}
+    batch_norm : bool
+        Each convolution without bias, then ``BatchNormalization``, then the ReLU: a batch
+        whose encodings all coincide is then out of reach, which keeps batch-hard mining
+        from collapsing the encoder early in training.
+    seed : int or None
+        Weight initialisation.
+    name, dtype
+        As :class:`cnnkit.Sequential`.
+
+    Returns
+    -------
+    cnnkit.Sequential
+        Built for ``input_shape``; compile it with :class:`cnnkit.face.TripletLoss`.
+    """
+    where = "build_encoder()"
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(
+            f"{where}: input_shape must be (height, width, channels) of positive ints, got "
+            f"{input_shape!r}"
+        )
+    if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
+        raise ValueError(f"{where}: embedding_dim must be an int >= 1, got {embedding_dim!r}")
+    widths = list(filters)
+    if not widths or not all(
+        isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in widths
+    ):
+        raise ValueError(
+            f"{where}: filters must be a non-empty sequence of positive ints, got {filters!r}"
+        )
+    if min(shape[:2]) < 2 ** (len(widths) - 1):
+        raise ValueError(
+            f"{where}: input_shape {shape} is too small for {len(widths) - 1} 2x2 poolings "
+            f"(height and width must be at least {2 ** (len(widths) - 1)})"
+        )
+    if pooling not in ("flatten", "avg"):
+        raise ValueError(f"{where}: pooling must be 'flatten' or 'avg', got {pooling!r}")
+    stack: list[Any] = [layers.Input(shape), layers.Rescaling(1 / 255)]
+    for i, width in enumerate(widths):
+        if batch_norm:
+            stack += [
+                layers.Conv2D(width, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(),
+                layers.ReLU(),
+            ]
+        else:
+            stack.append(layers.Conv2D(width, 3, padding="same", activation="relu"))
+        if i < len(widths) - 1:
+            stack.append(layers.MaxPooling2D(2))
+    stack += [
+        layers.Flatten() if pooling == "flatten" else layers.GlobalAveragePooling2D(),
+        layers.Dense(embedding_dim),
+        layers.UnitNormalization(),
+    ]
+    return Sequential(stack, name=name, seed=seed, dtype=dtype)
