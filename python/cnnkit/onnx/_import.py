@@ -1036,8 +1036,29 @@ def _read(path_or_bytes: Any) -> tuple[Any, str]:
         raise ValueError(f"{_WHERE}: {label!r} is not a valid ONNX file ({exc})") from None
     if not model.HasField("graph") or not model.graph.output:
         raise ValueError(f"{_WHERE}: {label!r} is not a valid ONNX file (no graph or no outputs)")
+    _check_wiring(model.graph, label)
     _load_external(model, base, label)
     return model, label
+
+
+def _check_wiring(graph: Any, label: str) -> None:
+    """Every tensor a node reads is made before it (ONNX requires the order): a truncated
+    file often still parses, losing the nodes or initializers at its end."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    for node in graph.node:
+        for name in node.input:
+            if name not in known:
+                raise ValueError(
+                    f"{_WHERE}: {label!r} is not a valid ONNX file: node {node.name!r} "
+                    f"({node.op_type}) reads {name!r}, which no input, initializer or earlier "
+                    "node makes (truncated?)"
+                )
+        known.update(node.output)
+    missing = [o.name for o in graph.output if o.name not in known]
+    if missing:
+        raise ValueError(
+            f"{_WHERE}: {label!r} is not a valid ONNX file: outputs {missing} are never made"
+        )
 
 
 def _load_external(model: Any, base: str | None, label: str) -> None:
