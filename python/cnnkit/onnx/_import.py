@@ -121,7 +121,9 @@ class _Graph:
             raise Unsupported(f"internal: no weight {name!r} was given")  # a converter bug
         if array.shape != shape:
             raise ValueError(f"{_WHERE}: weight {name!r} has shape {array.shape}, expected {shape}")
-        return array.astype(dtype, copy=True)
+        # C order: a transposed kernel (Gemm's transB) would otherwise stay a Fortran-ordered
+        # array, which the GEMM copies on every call (400 MB per call for VGG's fc6).
+        return np.ascontiguousarray(array, dtype=dtype).copy()
 
     # -- layouts -----------------------------------------------------------------------------
     def to_perm(self, v: _Value, perm: tuple[int, ...], name: str) -> _Value:
