@@ -215,6 +215,15 @@ def test_malformed_and_truncated_files_name_the_path(tmp_path):
         cnnkit.onnx.load_model(data, input_layout="CHW")
 
 
+def test_every_truncation_is_a_value_error(tmp_path):
+    data, _ = _small_cnn()
+    path = tmp_path / "cut.onnx"
+    for end in range(0, len(data), max(1, len(data) // 97)):
+        path.write_bytes(data[:end])
+        with pytest.raises(ValueError, match=r"cut\.onnx"):
+            cnnkit.onnx.load_model(path)
+
+
 def test_an_unsupported_operator_is_named_with_its_node_and_inputs():
     data = _model(
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Erf", ["r"], ["y"], name="e1")],

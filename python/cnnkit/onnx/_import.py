@@ -121,7 +121,9 @@ class _Graph:
             raise Unsupported(f"internal: no weight {name!r} was given")  # a converter bug
         if array.shape != shape:
             raise ValueError(f"{_WHERE}: weight {name!r} has shape {array.shape}, expected {shape}")
-        return array.astype(dtype, copy=True)
+        # C order: a transposed kernel (Gemm's transB) would otherwise stay a Fortran-ordered
+        # array, which the GEMM copies on every call (400 MB per call for VGG's fc6).
+        return np.ascontiguousarray(array, dtype=dtype).copy()
 
     # -- layouts -----------------------------------------------------------------------------
     def to_perm(self, v: _Value, perm: tuple[int, ...], name: str) -> _Value:
@@ -1036,8 +1038,29 @@ def _read(path_or_bytes: Any) -> tuple[Any, str]:
         raise ValueError(f"{_WHERE}: {label!r} is not a valid ONNX file ({exc})") from None
     if not model.HasField("graph") or not model.graph.output:
         raise ValueError(f"{_WHERE}: {label!r} is not a valid ONNX file (no graph or no outputs)")
+    _check_wiring(model.graph, label)
     _load_external(model, base, label)
     return model, label
+
+
+def _check_wiring(graph: Any, label: str) -> None:
+    """Every tensor a node reads is made before it (ONNX requires the order): a truncated
+    file often still parses, losing the nodes or initializers at its end."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    for node in graph.node:
+        for name in node.input:
+            if name not in known:
+                raise ValueError(
+                    f"{_WHERE}: {label!r} is not a valid ONNX file: node {node.name!r} "
+                    f"({node.op_type}) reads {name!r}, which no input, initializer or earlier "
+                    "node makes (truncated?)"
+                )
+        known.update(node.output)
+    missing = [o.name for o in graph.output if o.name not in known]
+    if missing:
+        raise ValueError(
+            f"{_WHERE}: {label!r} is not a valid ONNX file: outputs {missing} are never made"
+        )
 
 
 def _load_external(model: Any, base: str | None, label: str) -> None:
