@@ -9,8 +9,7 @@ signal went unnoticed until the kernel returned.
 from __future__ import annotations
 
 import pytest
-
-from tests.isolated import run_isolated
+from isolated import run_isolated
 
 SIGNAL_SOON = """
 import os, signal, threading

@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from isolated import run_isolated
 
 import cnnkit
 from cnnkit import layers, losses, optimizers
@@ -290,3 +291,21 @@ def test_save_without_optimizer_keeps_its_class_and_config_with_fresh_slots(tmp_
     assert back.optimizer.iterations == 0 and not back.optimizer.built
     with pytest.raises(ValueError, match=r"load_optimizer_state\(\): .*no optimizer state"):
         back.load_optimizer_state(path)
+
+
+def test_a_fresh_interpreter_loads_a_sequential_model(tmp_path):
+    # Nothing has imported cnnkit.models there: the registry must find Sequential itself.
+    path = tmp_path / "seq.cnnkit"
+    model = cnnkit.Sequential([cnnkit.layers.Input((4,)), cnnkit.layers.Dense(2)], seed=0)
+    model.save(path)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    out = run_isolated(
+        f"""
+m = cnnkit.load_model({str(path)!r})
+x = np.arange(8, dtype=np.float32).reshape(2, 4)
+print(type(m).__name__, np.array2string(m.predict(x, verbose=0), precision=6))
+"""
+    )
+    assert out.split()[0] == "Sequential"
+    expected = np.array2string(model.predict(x, verbose=0), precision=6)
+    assert out.split(None, 1)[1].strip() == expected

@@ -49,6 +49,7 @@ _NAME_ATTR = "_cnnkit_registered_name"
 # a fresh process loads such a model without custom_objects. Add an entry with the class.
 _FIRST_USE_MODULES: dict[str, str] = {
     "Functional": "cnnkit.models.functional",
+    "Sequential": "cnnkit.models.sequential",
     "YoloLoss": "cnnkit.detection.yolo",
     "YoloModel": "cnnkit.detection.yolo",
     # the layers of imported ONNX networks
