@@ -9,7 +9,7 @@ Given a content image C and a style image S, :func:`transfer` finds the image G 
 * :mod:`cnnkit.style.networks`: the default network of random multi-scale filters (no
   download; Ustyuzhaninov et al., ICLR 2017), VGG-16/19-shaped builders with the course's
   layer names, and loading a network from a file.
-* :mod:`cnnkit.style.transfer`: :class:`Objective` (targets computed once; the cost and its
+* :mod:`cnnkit.style.optimize`: :class:`Objective` (targets computed once; the cost and its
   gradient with respect to the pixels) and :func:`transfer` (Adam or L-BFGS, pixels clipped
   to [0, 1], a progress bar with the costs).
 
@@ -45,7 +45,7 @@ from .networks import (
     vgg19,
     vgg_layer_names,
 )
-from .transfer import Objective, transfer
+from .optimize import Objective, transfer
 
 __all__ = [
     "IMAGENET_MEAN",
