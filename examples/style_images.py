@@ -2,6 +2,7 @@
 
     python examples/style_images.py OUTDIR
     cnnkit style OUTDIR/content.png OUTDIR/style.png -o OUTDIR/styled.png --size 256
+    python examples/style_images.py OUTDIR --panel docs/style.png   # content | style | styled
 
 ``content.png`` is a drawn landscape (sky, sun, hills, a house); ``style.png`` a stained-glass
 texture (random Voronoi cells in saturated colours with dark lead lines). Both are made with
@@ -15,7 +16,7 @@ import os
 
 import numpy as np
 
-from cnnkit.style import write_image
+from cnnkit.style import read_image, write_image
 
 
 def landscape(size: int = 256) -> np.ndarray:
@@ -60,7 +61,19 @@ def stained_glass(size: int = 256, cells: int = 90, seed: int = 7) -> np.ndarray
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output folder")
+    parser.add_argument(
+        "--panel", help="instead, join OUTDIR/content.png, style.png and styled.png into one image"
+    )
     args = parser.parse_args()
+    if args.panel:
+        names = ("content.png", "style.png", "styled.png")
+        images = [read_image(os.path.join(args.out, n)) for n in names]
+        height = min(im.shape[0] for im in images)
+        gap = np.full((height, 4, 3), 255, np.uint8)
+        parts = [x for im in images for x in (im[:height], gap)][:-1]
+        write_image(args.panel, np.concatenate(parts, axis=1))
+        print(f"wrote {args.panel}")
+        return
     os.makedirs(args.out, exist_ok=True)
     write_image(os.path.join(args.out, "content.png"), landscape())
     write_image(os.path.join(args.out, "style.png"), stained_glass())

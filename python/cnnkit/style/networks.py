@@ -352,7 +352,8 @@ def load_network(path: Any) -> StyleNetwork:
                 f"{where}: reading {path!r} needs cnnkit's ONNX importer (cnnkit.onnx, the "
                 f"'onnx' extra: pip install 'cnnkit[onnx]'): {exc}"
             ) from None
-        model = onnx_import.load_model(path)
+        # Images go in channels-last, so no transposing layer precedes the first convolution.
+        model = onnx_import.load_model(path, input_layout="NHWC")
     else:
         from ..saving.model_files import load_model
 
