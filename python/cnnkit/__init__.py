@@ -79,6 +79,7 @@ _SUBMODULES = {
     "losses",
     "metrics",
     "models",
+    "onnx",
     "ops",
     "optimizers",
     "reference",

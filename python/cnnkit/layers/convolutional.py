@@ -29,6 +29,31 @@ __all__ = [
 _BIAS_OPTIONS = ("bias_regularizer", "bias_constraint")
 
 
+def _padding(where: str, value: Any, rank: int, options: Sequence[str]) -> Any:
+    """A padding name, or explicit ``(before, after)`` zeros per spatial axis: imported
+    networks (ONNX, torch) pad symmetrically where Keras's "same" would put the odd pixel
+    at the end, and the kernels take explicit pairs anyway."""
+    if isinstance(value, str):
+        return _validate.choice(where, "padding", value, options)
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == rank
+        and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value)
+    ):
+        return tuple(
+            tuple(_validate.integer(where, "padding", v, minimum=0) for v in p) for p in value
+        )
+    listed = ", ".join(repr(o) for o in options)
+    raise ValueError(
+        f"{where}: padding must be one of {listed} or {rank} (before, after) pairs of ints "
+        f">= 0, got {value!r}"
+    )
+
+
+def _padding_config(value: Any) -> Any:
+    return value if isinstance(value, str) else [list(p) for p in value]
+
+
 class _Conv(Layer):
     kernel_regularizer: Any
     bias_regularizer: Any
@@ -63,7 +88,7 @@ class _Conv(Layer):
         self.filters = _validate.integer(where, "filters", filters, minimum=1)
         self.kernel_size = _validate.integers(where, "kernel_size", kernel_size, r)
         self.strides = _validate.integers(where, "strides", strides, r)
-        self.padding = _validate.choice(where, "padding", padding, self._paddings)
+        self.padding = _padding(where, padding, r, self._paddings)
         self.data_format = _data_format(where, data_format)
         self.dilation_rate = _validate.integers(where, "dilation_rate", dilation_rate, r)
         self.groups = _validate.integer(where, "groups", groups, minimum=1)
@@ -144,7 +169,7 @@ class _Conv(Layer):
             "filters": self.filters,
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
-            "padding": self.padding,
+            "padding": _padding_config(self.padding),
             "data_format": self.data_format,
             "dilation_rate": list(self.dilation_rate),
             "groups": self.groups,
@@ -245,6 +270,13 @@ class _ConvTranspose(_Conv):
 
     def output_size(self, spatial: Sequence[int]) -> tuple[int, ...]:
         ops = self.output_padding or (None,) * self.rank
+        if not isinstance(self.padding, str):  # explicit pairs: the input-gradient's size
+            return tuple(
+                (n - 1) * s + (k - 1) * d + 1 - pb - pa + (op or 0)
+                for n, k, s, op, d, (pb, pa) in zip(
+                    spatial, self.kernel_size, self.strides, ops, self.dilation_rate, self.padding
+                )
+            )
         return tuple(
             transpose_output_length(n, k, s, self.padding, op, d)
             for n, k, s, op, d in zip(
@@ -264,9 +296,12 @@ class _ConvTranspose(_Conv):
         # The convolution of the output back must land on the input's size: it does
         # except when padding="same" with an even kernel and output_padding 0, where
         # Keras (TensorFlow) fails too.
-        for n, m, k, s, d in zip(spatial, out, self.kernel_size, self.strides, self.dilation_rate):
+        pads = ((0, 0),) * self.rank if isinstance(self.padding, str) else self.padding
+        for n, m, k, s, d, (pb, pa) in zip(
+            spatial, out, self.kernel_size, self.strides, self.dilation_rate, pads
+        ):
             k_eff = (k - 1) * d + 1
-            back = -(-m // s) if self.padding == "same" else (m - k_eff) // s + 1
+            back = -(-m // s) if self.padding == "same" else (m + pb + pa - k_eff) // s + 1
             if back != n or m < 1:
                 raise ValueError(
                     f"{self._where()}: output_padding {self.output_padding} with padding "
@@ -359,7 +394,7 @@ class DepthwiseConv2D(Layer):
         where = f"{type(self).__name__}({self.name!r})"
         self.kernel_size = _validate.integers(where, "kernel_size", kernel_size, 2)
         self.strides = _validate.integers(where, "strides", strides, 2)
-        self.padding = _validate.choice(where, "padding", padding, ("valid", "same"))
+        self.padding = _padding(where, padding, 2, ("valid", "same"))
         self.depth_multiplier = _validate.integer(
             where, "depth_multiplier", depth_multiplier, minimum=1
         )
@@ -424,7 +459,7 @@ class DepthwiseConv2D(Layer):
             **super().get_config(),
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
-            "padding": self.padding,
+            "padding": _padding_config(self.padding),
             "depth_multiplier": self.depth_multiplier,
             "data_format": self.data_format,
             "dilation_rate": list(self.dilation_rate),

@@ -317,7 +317,11 @@ class Layer:
         out = self.call(x, training=bool(training))
         if self.activity_regularizer is not None:
             self._activity_losses = [self.activity_regularizer(out)]
-        self._output_shape = (None, *out.shape[1:])
+        self._output_shape = (
+            [(None, *o.shape[1:]) for o in out]  # a layer of several outputs (Split)
+            if isinstance(out, (list, tuple))
+            else (None, *out.shape[1:])
+        )
         if self._output_sink is not None:
             self._output_sink[self.name] = out
         return out

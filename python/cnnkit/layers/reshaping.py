@@ -21,6 +21,7 @@ __all__ = [
     "Cropping2D",
     "Cropping3D",
     "Flatten",
+    "Permute",
     "Reshape",
     "UpSampling1D",
     "UpSampling2D",
@@ -65,6 +66,33 @@ class Reshape(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+@register_serializable(package="cnnkit")
+class Permute(Layer):
+    """Permute the axes of every sample (Keras's ``Permute``): ``dims`` numbers the axes
+    from 1 (the batch axis stays first), ``Permute((2, 1))`` swaps the two axes of
+    ``(N, A, B)`` samples."""
+
+    def __init__(self, dims: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        where = f"Permute({self.name!r})"
+        if not isinstance(dims, (list, tuple)) or sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ValueError(
+                f"{where}: dims must be a permutation of 1..n (the batch axis excluded), "
+                f"got {dims!r}"
+            )
+        self.dims = tuple(int(d) for d in dims)
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        if x.ndim != len(self.dims) + 1:
+            raise ValueError(
+                f"{self._where()}: expected input of rank {len(self.dims) + 1}, got {x.shape}"
+            )
+        return x.transpose(0, *self.dims)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "dims": list(self.dims)}
 
 
 def _pairs(where: str, arg: str, value: Any, rank: int) -> tuple[tuple[int, int], ...]:

@@ -51,6 +51,22 @@ _FIRST_USE_MODULES: dict[str, str] = {
     "Functional": "cnnkit.models.functional",
     "YoloLoss": "cnnkit.detection.yolo",
     "YoloModel": "cnnkit.detection.yolo",
+    # the layers of imported ONNX networks
+    **{
+        name: "cnnkit.onnx._layers"
+        for name in (
+            "ConstantOperand",
+            "ElementwiseUnary",
+            "LRN",
+            "OnnxPooling",
+            "OnnxSoftmax",
+            "OnnxPad",
+            "PRelu",
+            "SliceAxes",
+            "Split",
+            "TensorBroadcast",
+        )
+    },
 }
 
 
