@@ -24,12 +24,19 @@ def _conv_op(layer: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     kernel = torch.from_numpy(np.ascontiguousarray(layer.kernel.data.transpose(3, 2, 0, 1)))
     bias = None if layer.bias is None else torch.from_numpy(layer.bias.data.copy())
     kh, kw = layer.kernel_size
-    assert layer.padding == "same" and kh % 2 == 1 and kw % 2 == 1 and layer.strides == (1, 1)
+    assert layer.strides == (1, 1) and layer.dilation_rate == (1, 1)
+    if layer.padding == "same":
+        assert kh % 2 == 1 and kw % 2 == 1
+        pad = (kh // 2, kw // 2)
+    else:  # explicit (before, after) pairs, as cnnkit.onnx makes them: symmetric here
+        (top, bottom), (left, right) = layer.padding
+        assert top == bottom and left == right
+        pad = (top, left)
     relu = layer.activation == "relu"
     assert relu or layer.activation in (None, "linear")
 
     def op(x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x, kernel, bias, padding=(kh // 2, kw // 2))
+        y = F.conv2d(x, kernel, bias, padding=pad)
         return F.relu(y) if relu else y
 
     return op
@@ -46,6 +53,12 @@ def _op(layer: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         # Keras "same" average pooling leaves padding out of the mean: ceil mode without it.
         same = layer.padding == "same"
         return lambda x: F.avg_pool2d(x, k, ceil_mode=same, count_include_pad=False)
+    if type(layer).__name__ == "OnnxPooling":
+        assert layer.padding == ((0, 0), (0, 0)) and not layer.ceil_mode
+        size, stride = layer.pool_size, layer.strides
+        if layer.kind == "max":
+            return lambda x: F.max_pool2d(x, size, stride)
+        return lambda x: F.avg_pool2d(x, size, stride)
     if isinstance(layer, (L.ReLU, L.Activation)):
         return F.relu
     raise NotImplementedError(type(layer).__name__)

@@ -50,6 +50,47 @@ def _keras_named_vgg16(width: int = 4, dtype: str = "float32") -> cnnkit.Model:
     return cnnkit.Model(inputs, x, seed=0)
 
 
+def _onnx_vgg16(path, width: int = 8) -> None:
+    """An ONNX VGG-16 feature stack (torchvision's node names and layout, float64, random
+    weights) written with onnx.helper: what cnnkit.onnx imports for style transfer."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    nodes, weights, x, channels, k = [], [], "input", 3, 0
+    for b, n in enumerate((2, 2, 3, 3, 3), start=1):
+        for _ in range(n):
+            w = rng.standard_normal((width, channels, 3, 3)) * np.sqrt(2 / (9 * channels))
+            weights += [numpy_helper.from_array(w, f"w{k}")]
+            weights += [numpy_helper.from_array(rng.standard_normal(width) * 0.1, f"b{k}")]
+            conv = f"/features/features.{k}/Conv"
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [x, f"w{k}", f"b{k}"],
+                    [f"c{k}"],
+                    conv,
+                    kernel_shape=[3, 3],
+                    pads=[1, 1, 1, 1],
+                )
+            )
+            nodes.append(helper.make_node("Relu", [f"c{k}"], [f"r{k}"], f"/features/{k}/Relu"))
+            x, channels, k = f"r{k}", width, k + 1
+        pool = f"/features/pool{b}/MaxPool"
+        nodes.append(
+            helper.make_node("MaxPool", [x], [pool], pool, kernel_shape=[2, 2], strides=[2, 2])
+        )
+        x = pool
+    graph = helper.make_graph(
+        nodes,
+        "vgg16_features",
+        [helper.make_tensor_value_info("input", TensorProto.DOUBLE, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info(x, TensorProto.DOUBLE, [1, width, 1, 1])],
+        weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return 10 * math.log10(1.0 / mse)
@@ -98,13 +139,17 @@ def test_total_cost_gradient_wrt_the_image_matches_finite_differences() -> None:
 
 
 # -- agreement with a torch transcription ----------------------------------------------------
-@pytest.mark.parametrize("kind", ["random", "vgg16-shaped"])
-def test_costs_and_gradient_equal_a_torch_transcription(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["random", "vgg16-shaped", "onnx-vgg16-shaped"])
+def test_costs_and_gradient_equal_a_torch_transcription(kind: str, tmp_path) -> None:
     torch = pytest.importorskip("torch")
     import style_torch
 
     if kind == "random":
         net, size = _small(scales=3, filters=8), 16
+    elif kind == "onnx-vgg16-shaped":
+        _onnx_vgg16(tmp_path / "vgg.onnx")
+        net, size = style.load_network(tmp_path / "vgg.onnx"), 40
+        assert net.content_layer == "conv4_2" and net.input_size() is None
     else:
         net, size = as_network(_keras_named_vgg16(8, "float64"), "test"), 40
     content, style_image = _scene(size), _texture(size)

@@ -306,7 +306,6 @@ def vgg_layer_names(model: Model) -> dict[str, str]:
         return {}
     names: dict[str, str] = {}
     block, index = 1, 0
-    pools = (L.MaxPooling2D, L.AveragePooling2D)
     for i, layer in enumerate(chain):
         if isinstance(layer, L.Conv2D):
             index += 1
@@ -314,7 +313,7 @@ def vgg_layer_names(model: Model) -> dict[str, str]:
             fused = getattr(layer, "activation", None) == "relu"
             target = layer if fused or after is None or not _is_relu(after) else after
             names[f"conv{block}_{index}"] = target.name
-        elif isinstance(layer, pools):
+        elif hasattr(layer, "pool_size"):  # MaxPooling2D, AveragePooling2D, OnnxPooling
             names[f"pool{block}"] = layer.name
             block, index = block + 1, 0
     return {k: v for k, v in names.items() if k != v}
