@@ -248,6 +248,15 @@ def test_vgg_names_map_onto_keras_named_chains_with_separate_relus() -> None:
     assert acts["block3_relu1"].shape == (1, 12, 12, 4)
 
 
+def test_a_saved_random_network_keeps_its_layers(tmp_path) -> None:
+    net = _small("float32")
+    net.model.save(tmp_path / "random.cnnkit")
+    loaded = style.load_network(tmp_path / "random.cnnkit")
+    assert (loaded.content_layer, loaded.style_layers) == (net.content_layer, net.style_layers)
+    image = _scene(8)
+    np.testing.assert_array_equal(loaded.model(image[None]).data, net.model(image[None]).data)
+
+
 def test_network_from_a_model_file(tmp_path) -> None:
     model = _keras_named_vgg16()
     path = tmp_path / "vgg.cnnkit"
@@ -303,6 +312,22 @@ def test_cli_end_to_end(tmp_path, capsys) -> None:
 def _run(**kwargs):
     spec = {"network": _small("float32"), "steps": 1, "progress": False, **kwargs}
     return style.transfer(_scene(8), _texture(8), **spec)
+
+
+def test_a_model_without_the_recipe_needs_its_layers_named() -> None:
+    model = cnnkit.Sequential([L.Conv2D(4, 3, name="first"), L.ReLU(name="act")], seed=0)
+    with pytest.raises(ValueError, match=r"content_layer must be given .*valid layers: first, act"):
+        style.transfer(_scene(8), _texture(8), network=model, steps=1, progress=False)
+    out = style.transfer(
+        _scene(8),
+        _texture(8),
+        network=model,
+        content_layer="act",
+        style_layers=["first", "act"],
+        steps=1,
+        progress=False,
+    )
+    assert out.shape == (8, 8, 3)
 
 
 def test_unknown_layer_lists_the_valid_ones() -> None:

@@ -130,8 +130,12 @@ def random_multiscale(
     """
     model = RandomMultiscale(scales, filters, kernel_size, seed=seed, dtype=dtype)
     model.build((2 ** (scales - 1), 2 ** (scales - 1), 3))
-    content = f"scale{min(2, scales - 1)}"
-    style = tuple((f"scale{s}", 1.0 / scales) for s in range(scales))
+    return _multiscale_network(model)
+
+
+def _multiscale_network(model: RandomMultiscale) -> StyleNetwork:
+    content = f"scale{min(2, model.scales - 1)}"
+    style = tuple((f"scale{s}", 1.0 / model.scales) for s in range(model.scales))
     return StyleNetwork(model, content, style)
 
 
@@ -320,17 +324,20 @@ def vgg_layer_names(model: Model) -> dict[str, str]:
 
 
 def from_model(model: Model) -> StyleNetwork:
-    """A :class:`StyleNetwork` for a cnnkit model: the course's VGG recipe when the model has
-    (or, by :func:`vgg_layer_names`, maps to) its layers, else no default layers (the caller
-    must name them)."""
+    """A :class:`StyleNetwork` for a cnnkit model: the defaults of :func:`random_multiscale`
+    for a :class:`RandomMultiscale`; the course's VGG recipe when the model has (or, by
+    :func:`vgg_layer_names`, maps to) its layers; else no default layers (the caller must
+    name them)."""
     if not isinstance(model, Model):
         raise TypeError(f"network must be a cnnkit Model, got {type(model).__name__}")
+    if isinstance(model, RandomMultiscale):
+        return _multiscale_network(model)
     aliases = vgg_layer_names(model)
     names = {layer.name for layer in _all_layers(model)} | set(aliases)
     recipe = {VGG_CONTENT_LAYER, *(n for n, _ in VGG_STYLE_LAYERS)}
     if recipe <= names:
         return StyleNetwork(model, VGG_CONTENT_LAYER, VGG_STYLE_LAYERS, aliases=aliases)
-    return StyleNetwork(model, "", (), aliases=aliases)
+    return StyleNetwork(model, "", ())  # course names would only confuse a non-VGG model
 
 
 def load_network(path: Any) -> StyleNetwork:
