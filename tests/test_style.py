@@ -176,6 +176,21 @@ def test_costs_and_gradient_equal_a_torch_transcription(kind: str, tmp_path) -> 
     np.testing.assert_allclose(grad, theirs, rtol=1e-5, atol=1e-8 * np.abs(theirs).max())
 
 
+def test_projected_lbfgs_finds_the_box_constrained_minimum() -> None:
+    from cnnkit.style import lbfgs
+
+    rng = np.random.default_rng(4)
+    scale = rng.uniform(0.1, 10.0, 50)  # condition number 100
+    centre = rng.uniform(-0.5, 1.5, 50)  # about half the coordinates outside [0, 1]
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        return float(0.5 * np.sum(scale * (x - centre) ** 2)), scale * (x - centre)
+
+    state = lbfgs.minimize(fun, np.full(50, 0.5), 60)
+    np.testing.assert_allclose(state.x, np.clip(centre, 0, 1), atol=1e-6)
+    assert state.evaluations < 200
+
+
 # -- what the optimisation reaches -----------------------------------------------------------
 def test_content_reconstruction_from_noise_at_a_shallow_layer() -> None:
     content = _scene(24)

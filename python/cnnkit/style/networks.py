@@ -42,6 +42,7 @@ __all__ = [
     "VGG_STYLE_LAYERS",
     "RandomMultiscale",
     "StyleNetwork",
+    "from_model",
     "load_network",
     "random_multiscale",
     "vgg16",
