@@ -132,10 +132,12 @@ def discover(pattern: str | None) -> list[tuple[str, Case]]:
 
 
 def optional_module(name: str) -> ModuleType | None:
-    """The module, or None when it cannot be imported."""
+    """The module, or None when it cannot be imported (missing, or built for another
+    version of what it needs: torchvision's PyPI wheel with a CPU-only torch raises
+    RuntimeError while registering its operators)."""
     try:
         return importlib.import_module(name)
-    except ImportError:
+    except (ImportError, RuntimeError):
         return None
 
 

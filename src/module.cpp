@@ -20,6 +20,7 @@ void bind_anchors(py::module_& m);
 void bind_windows(py::module_& m);
 void bind_roi(py::module_& m);
 void bind_segmentation(py::module_& m);
+void bind_lrn(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -67,4 +68,5 @@ PYBIND11_MODULE(_core, m) {
   cnnkit::bind::bind_windows(m);
   cnnkit::bind::bind_roi(m);
   cnnkit::bind::bind_segmentation(m);
+  cnnkit::bind::bind_lrn(m);
 }

@@ -25,6 +25,8 @@ _BATCH = (
 EXPECTED_FAILURES: list[tuple[str, str]] = [
     (
         r"^test_(add|sub|mul|div|max|min)_(u?int\d+|float16)$|^test_div_int32_trunc$"
+        r"|^test_pow_types_(int64_float32|int32_float32|int64_int64|int32_int32)$"
+        r"|^test_reduce_max_(bool_inputs|empty_set_bool)$"
         r"|^test_clip_default_int8|^test_maxpool_2d_uint8$|^test_(edge|reflect|wrap)_pad$"
         r"|^pytorch-operator/test_operator_non_float_params$",
         "integer or float16 tensors: a cnnkit model computes in float32 or float64",
@@ -43,7 +45,8 @@ EXPECTED_FAILURES: list[tuple[str, str]] = [
         r"|^test_slice(_default_axes|_default_steps|_neg_steps|_negative_axes)?$"
         r"|^test_gemm_(transposeA|all_attributes|default_matrix_bias)$|^test_prelu_example$"
         r"|^test_matmul_(3d|4d|bcast|1d_3d|4d_1d|1d_1d)$"
-        r"|^pytorch-operator/test_operator_(chunk|index|params)$",
+        r"|^pytorch-operator/test_operator_(chunk|index|params)$"
+        r"|^test_reduce_(max|mean|sum|sum_square)_default_axes_keepdims?_(example|random)",
         _BATCH,
     ),
     (
@@ -56,6 +59,16 @@ EXPECTED_FAILURES: list[tuple[str, str]] = [
         "(imports are for inference and fine-tuning: Dropout is the identity)",
     ),
     (r"^test_maxpool_with_argmax", "MaxPool's Indices output"),
+    (
+        r"^test_pow(_example|_bcast_array|_types_float32_u?int(32|64))?$"
+        r"|^pytorch-operator/test_operator_pow$",
+        "Pow by an exponent that is not a scalar (a constant scalar only, as in written-out "
+        "LRN and normalizations)",
+    ),
+    (
+        r"^test_reduce_(max|sum|sum_square)_empty_set",
+        "tensors with an axis of length 0 (a model input needs sizes >= 1)",
+    ),
     (r"^test_convtranspose_group_2", "grouped ConvTranspose (Conv2DTranspose has no groups)"),
     (
         r"^test_averagepool_2d_ceil_last_window_starts_on_pad$",

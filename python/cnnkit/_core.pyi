@@ -207,3 +207,9 @@ def group_regions(
     use_fill: bool,
     /,
 ) -> NDArray[np.float32]: ...
+def lrn(
+    x: ArrayLike, size: Any, alpha: Any, beta: Any, bias: Any, /
+) -> NDArray[np.floating[Any]]: ...
+def lrn_backward(
+    x: ArrayLike, dy: ArrayLike, size: Any, alpha: Any, beta: Any, bias: Any, /
+) -> NDArray[np.floating[Any]]: ...

@@ -1026,6 +1026,18 @@ def gram(x: Any, *, normalize: str | None = None) -> Tensor:
     )
 
 
+def lrn(x: Any, size: int, *, alpha: float, beta: float, bias: float) -> Tensor:
+    """Differentiable :func:`cnnkit.ops.lrn` (local response normalization over the last
+    axis)."""
+    t = _as_tensor(x)
+    spec: dict[str, Any] = {"alpha": alpha, "beta": beta, "bias": bias}
+    return _record(
+        ops.lrn(t.data, size, **spec),
+        (t,),
+        lambda g: (ops.lrn_backward(t.data, g, size, **spec),),
+    )
+
+
 def roi_align(
     x: Any,
     boxes: Any,

@@ -63,6 +63,8 @@ __all__ = [
     "gram",
     "gram_backward",
     "kmeans_anchors",
+    "lrn",
+    "lrn_backward",
     "masks_to_boxes",
     "matmul",
     "max_pool",
@@ -1533,3 +1535,54 @@ def selective_search(
     return _proposals.selective_search(
         image, mode, seed, segment=felzenszwalb, group=_core.group_regions, fn="selective_search"
     )
+
+
+def lrn(
+    x: ArrayLike, size: int, *, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0
+) -> np.ndarray:
+    """Local response normalization across channels, channels-last (AlexNet, GoogLeNet;
+    ONNX's ``LRN``, torch's ``LocalResponseNorm``).
+
+    ``y[..., c] = x[..., c] / (bias + alpha / size * sum(x[..., c'] ** 2)) ** beta`` with
+    the sum over the ``size`` channels ``c - (size - 1) // 2 <= c' <= c + size // 2``
+    that exist (fewer at the edges; the divisor stays ``size``).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, ..., C), float32 or float64
+    size : int
+        The window's channel count, >= 1.
+    alpha, beta, bias : float
+        Finite; ONNX's and torch's defaults (torch calls ``bias`` ``k``).
+
+    Returns
+    -------
+    numpy.ndarray, shape and dtype of ``x``
+        Each window's sum of squares is accumulated in float64 in channel order:
+        bit-identical for any number of threads.
+
+    Examples
+    --------
+    >>> lrn(np.array([[1.0, 2.0, 3.0]]), 3, alpha=3.0, beta=1.0, bias=0.0)
+    array([[0.2       , 0.14285714, 0.23076923]])
+    """
+    return _core.lrn(x, size, alpha, beta, bias)
+
+
+def lrn_backward(
+    x: ArrayLike,
+    dy: ArrayLike,
+    size: int,
+    *,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    bias: float = 1.0,
+) -> np.ndarray:
+    """Gradient of :func:`lrn` with respect to ``x``, given ``dy`` of ``x``'s shape.
+
+    Returns
+    -------
+    numpy.ndarray, shape of ``x``
+        The wider dtype of ``x`` and ``dy``; bit-identical for any number of threads.
+    """
+    return _core.lrn_backward(x, dy, size, alpha, beta, bias)

@@ -45,6 +45,8 @@ __all__ = [
     "hflip",
     "hsv_shift",
     "kmeans_anchors",
+    "lrn",
+    "lrn_backward",
     "masks_to_boxes",
     "matmul",
     "max_pool",
@@ -1274,3 +1276,29 @@ def selective_search(image, *, mode="fast", seed=0) -> np.ndarray:
     return _proposals.selective_search(
         image, mode, seed, segment=felzenszwalb, group=group_regions, fn="selective_search"
     )
+
+
+def _lrn_scale(x: np.ndarray, size: int, alpha: float, bias: float) -> np.ndarray:
+    c = x.shape[-1]
+    lo, hi = (size - 1) // 2, size // 2
+    sq = np.pad(np.square(x, dtype=np.float64), [(0, 0)] * (x.ndim - 1) + [(lo, hi)])
+    window = np.sum([sq[..., i : i + c] for i in range(size)], axis=0)
+    return np.asarray(bias + alpha / size * window)
+
+
+def lrn(x, size, *, alpha=1e-4, beta=0.75, bias=1.0) -> np.ndarray:
+    x = np.asarray(x)
+    return (x * _lrn_scale(x, size, alpha, bias) ** -beta).astype(x.dtype)
+
+
+def lrn_backward(x, dy, size, *, alpha=1e-4, beta=0.75, bias=1.0) -> np.ndarray:
+    x, dy = np.asarray(x), np.asarray(dy)
+    dtype = np.result_type(x, dy)
+    s = _lrn_scale(x, size, alpha, bias)
+    q = dy * x * s ** (-beta - 1)
+    c = x.shape[-1]
+    lo, hi = (size - 1) // 2, size // 2
+    # The windows holding channel c are those of channels c - hi .. c + lo.
+    qp = np.pad(q, [(0, 0)] * (x.ndim - 1) + [(hi, lo)])
+    held = np.sum([qp[..., i : i + c] for i in range(size)], axis=0)
+    return (dy * s**-beta - 2 * beta * alpha / size * x * held).astype(dtype)

@@ -34,6 +34,7 @@ from ..layers import Layer
 from ..layers.layer import weight_source
 from ..layers.symbolic import KerasTensor
 from ..models import Model
+from ..models.functional import Functional
 from . import _layers as OL
 
 __all__ = ["CONVERTERS", "load_model"]
@@ -42,6 +43,18 @@ _WHERE = "cnnkit.onnx.load_model()"
 # Folded constants are bounded: a ConstantOfShape or Range in a hostile file must not
 # allocate gigabytes (2**26 elements is 256 MiB of float32).
 _MAX_FOLDED = 1 << 26
+
+
+class _BatchSize:
+    """The batch size in folded shape arithmetic: unknown at import, so any arithmetic on
+    it raises TypeError (and the node is refused) while indexing, concatenating and
+    reshaping carry it to the Reshape that uses it."""
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+BATCH = _BatchSize()
 
 
 class Unsupported(NotImplementedError):
@@ -59,6 +72,11 @@ class _Value:
     @property
     def rank(self) -> int:
         return len(self.shape)
+
+
+def _sizes(dims: Sequence[int | None]) -> list[int]:
+    """Sizes after the batch axis, which are all known."""
+    return [int(d) for d in dims if d is not None]
 
 
 def _identity(rank: int) -> tuple[int, ...]:
@@ -116,7 +134,7 @@ class _Graph:
         shape = [v.shape[a] for a in perm]
         moving = [a for a in v.perm if a and v.shape[a] != 1]
         if moving == [a for a in perm if a and v.shape[a] != 1]:
-            layer: Layer = L.Reshape(shape[1:], name=self.name(name), dtype=self.dtype)
+            layer: Layer = L.Reshape(_sizes(shape[1:]), name=self.name(name), dtype=self.dtype)
         else:
             layer = L.Permute(dims[1:], name=self.name(name), dtype=self.dtype)
         return _Value(layer(v.tensor), perm, v.shape)
@@ -218,11 +236,12 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
     if op == "Shape" and node.input[0] in g.values:
         shape = list(g.values[node.input[0]].shape)
         start, end = a.get("start", 0), a.get("end", len(shape))
-        return [np.array(shape[start:end] if g.opset >= 15 else shape, dtype=object)]
+        dims = [BATCH if d is None else d for d in shape]
+        return [np.array(dims[start:end] if g.opset >= 15 else dims, dtype=object)]
     if any(n and n not in g.consts for n in node.input):
         return None
-    ins = [g.consts[n] if n else None for n in node.input]
-    x = ins[0] if ins else None
+    ins: list[Any] = [g.consts[n] if n else None for n in node.input]
+    x: Any = ins[0] if ins else None
     if op in ("Identity", "Dropout"):
         return [x]
     if op == "Cast":
@@ -233,7 +252,7 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
         return [x.astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
     if op == "Gather":
         axis = a.get("axis", 0)
-        return [np.take(x, np.asarray(ins[1]).astype(np.int64), axis=axis)]
+        return [np.asarray(np.take(x, np.asarray(ins[1]).astype(np.int64), axis=axis), x.dtype)]
     if op == "Concat":
         parts = [np.atleast_1d(p) for p in ins if p is not None]
         kind = object if any(p.dtype == object for p in parts) else None
@@ -244,8 +263,9 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
             squeeze_axes = None if axes is None else tuple(int(i) for i in axes)
             return [np.squeeze(x, axis=squeeze_axes)]
         out = x
-        rank = x.ndim + len(axes)
-        for ax in sorted(int(i) % rank for i in axes):
+        listed = [] if axes is None else [int(i) for i in axes]
+        rank = x.ndim + len(listed)
+        for ax in sorted(i % rank for i in listed):
             out = np.expand_dims(out, ax)
         return [out]
     if op == "Slice":
@@ -263,10 +283,10 @@ def _fold(g: _Graph, node: Any, a: dict[str, Any]) -> list[np.ndarray] | None:
     if op == "ConstantOfShape":
         from onnx import numpy_helper
 
-        shape = [int(s) for s in x]
-        _check_size(shape)
+        sizes = [int(s) for s in x]
+        _check_size(sizes)
         fill = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
-        return [np.full(shape, fill.reshape(-1)[0], fill.dtype)]
+        return [np.full(sizes, fill.reshape(-1)[0], fill.dtype)]
     if op == "Reshape" and x.dtype != object:
         shape = [int(s) for s in ins[1]]
         shape = [
@@ -397,7 +417,12 @@ def _conv(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         )
     pads = _spatial_padding(a, x.shape[2:], kernel, strides, dilations)  # type: ignore[arg-type]
     filters = w.shape[0]
-    common = {"name": name, "dtype": g.dtype, "use_bias": b is not None, "strides": strides}
+    common: dict[str, Any] = {
+        "name": name,
+        "dtype": g.dtype,
+        "use_bias": b is not None,
+        "strides": strides,
+    }
     weights = {} if b is None else {"bias": b}
     if group > 1 and group == c_in and r == 2 and filters % c_in == 0:
         # Depthwise: output channel c * m + j reads input channel c (ONNX's order, Keras's).
@@ -607,6 +632,17 @@ def _constant_operand(g: _Graph, x: _Value, c: np.ndarray, what: str) -> np.ndar
 _BINARY_OPS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min"}
 
 
+@_converter("Pow")
+def _pow(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    c = np.asarray(g.const(node, 1))
+    if c.size != 1:
+        raise Unsupported(f"an exponent of shape {c.shape} (only a constant scalar)")
+    c = c.astype(np.float64).reshape((1,) * x.rank)
+    layer = OL.ConstantOperand("pow", c.shape, name=name, dtype=g.dtype)
+    return [_emit(g, layer, x, {"constant": c})]
+
+
 @_converter("Add", "Sub", "Mul", "Div")
 def _binary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     op = _BINARY_OPS[node.op_type]
@@ -746,11 +782,11 @@ def _reshape(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     allowzero = bool(a.get("allowzero", 0))
     dims: list[int | None] = []
     for i, s in enumerate(target):
-        if s is None or (s == 0 and not allowzero and i < x.rank):
-            dims.append(x.shape[i] if s == 0 else None)
+        if s is BATCH or (s == 0 and not allowzero and i < x.rank):
+            dims.append(x.shape[i] if s is not BATCH else None)
         else:
             dims.append(int(s))
-    per_sample = math.prod(int(d) for d in x.shape[1:])  # type: ignore[arg-type]
+    per_sample = math.prod(_sizes(x.shape[1:]))
     rest = dims[1:]
     if any(d is None for d in rest):
         raise Unsupported(f"target shape {target} puts the batch size on another axis")
@@ -811,7 +847,7 @@ def _squeeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     renumber = {old: new for new, old in enumerate(keep)}
     perm = tuple(renumber[q] for q in x.perm if q in renumber)
     shape = tuple(x.shape[i] for i in keep)
-    cnnkit_shape = [shape[q] for q in perm[1:]]
+    cnnkit_shape = _sizes([shape[q] for q in perm[1:]])
     t = L.Reshape(cnnkit_shape, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, perm, shape)]
 
@@ -833,9 +869,48 @@ def _unsqueeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     shape: list[int | None] = [1] * rank
     for j, i in enumerate(old):
         shape[i] = x.shape[j]
-    cnnkit_shape = [shape[q] for q in perm[1:]]
+    cnnkit_shape = _sizes([shape[q] for q in perm[1:]])
     t = L.Reshape(cnnkit_shape, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, tuple(perm), tuple(shape))]
+
+
+@_converter("ReduceMean", "ReduceMax", "ReduceSum")
+def _reduce(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    axes = a.get("axes") if g.opset < 18 or (node.op_type == "ReduceSum" and g.opset < 13) else None
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = [int(i) for i in np.asarray(g.const(node, 1)).reshape(-1)]
+    if axes is None or not len(axes):
+        if a.get("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(x.rank))
+    axes = sorted({_onnx_axis("axes", int(i), x.rank) for i in axes})
+    _no_batch(axes[0], f"{node.op_type} over")
+    keepdims = bool(a.get("keepdims", 1))
+    kind = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceSum": "sum"}[node.op_type]
+    if kind != "sum" and x.rank in (3, 4, 5) and axes == list(range(2, x.rank)):
+        # The mean or max over the whole feature map (ShuffleNet's x.mean([2, 3])).
+        x = g.to_perm(x, _channels_last(x.rank), f"{name}.to_channels_last")
+        cls = {
+            ("mean", 3): L.GlobalAveragePooling1D,
+            ("mean", 4): L.GlobalAveragePooling2D,
+            ("mean", 5): L.GlobalAveragePooling3D,
+            ("max", 3): L.GlobalMaxPooling1D,
+            ("max", 4): L.GlobalMaxPooling2D,
+            ("max", 5): L.GlobalMaxPooling3D,
+        }[kind, x.rank]
+        t = cls(keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
+        if keepdims:
+            return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
+        return [_Value(t, (0, 1), (None, x.shape[1]))]
+    cnnkit_axes = sorted(x.perm.index(i) for i in axes)
+    t = OL.Reduce(kind, cnnkit_axes, keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
+    if keepdims:
+        return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
+    keep = [i for i in range(x.rank) if i not in axes]
+    renumber = {old: new for new, old in enumerate(keep)}
+    perm = tuple(renumber[q] for q in x.perm if q in renumber)
+    return [_Value(t, perm, _onnx_shape(t, perm))]
 
 
 @_converter("Concat")
@@ -961,14 +1036,37 @@ def _read(path_or_bytes: Any) -> tuple[Any, str]:
         raise ValueError(f"{_WHERE}: {label!r} is not a valid ONNX file ({exc})") from None
     if not model.HasField("graph") or not model.graph.output:
         raise ValueError(f"{_WHERE}: {label!r} is not a valid ONNX file (no graph or no outputs)")
+    _check_wiring(model.graph, label)
     _load_external(model, base, label)
     return model, label
+
+
+def _check_wiring(graph: Any, label: str) -> None:
+    """Every tensor a node reads is made before it (ONNX requires the order): a truncated
+    file often still parses, losing the nodes or initializers at its end."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    for node in graph.node:
+        for name in node.input:
+            if name not in known:
+                raise ValueError(
+                    f"{_WHERE}: {label!r} is not a valid ONNX file: node {node.name!r} "
+                    f"({node.op_type}) reads {name!r}, which no input, initializer or earlier "
+                    "node makes (truncated?)"
+                )
+        known.update(node.output)
+    missing = [o.name for o in graph.output if o.name not in known]
+    if missing:
+        raise ValueError(
+            f"{_WHERE}: {label!r} is not a valid ONNX file: outputs {missing} are never made"
+        )
 
 
 def _load_external(model: Any, base: str | None, label: str) -> None:
     """Read external-data tensors from files beside the model only (no absolute paths, no
     '..'), and only within their declared offsets."""
     from onnx import external_data_helper as ext
+
+    onnx_default_location = 0  # TensorProto.DEFAULT: the data is in the file now
 
     for tensor in ext._get_all_tensors(model):
         if not ext.uses_external_data(tensor):
@@ -994,7 +1092,7 @@ def _load_external(model: Any, base: str | None, label: str) -> None:
         except OSError as exc:
             raise ValueError(f"{_WHERE}: {label!r}: cannot read external data: {exc}") from None
         tensor.raw_data = raw
-        tensor.data_location = 0
+        tensor.data_location = onnx_default_location  # type: ignore[assignment]
         del tensor.external_data[:]
 
 
@@ -1107,7 +1205,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
         outputs.append(v.tensor)
     if not model_inputs:
         raise NotImplementedError(f"{_WHERE}: {label!r} has no inputs besides initializers")
-    return Model(
+    return Functional(
         model_inputs if len(model_inputs) > 1 else model_inputs[0],
         outputs if len(outputs) > 1 else outputs[0],
         name=g.name(graph.name or "onnx_model"),
@@ -1132,6 +1230,9 @@ def _convert_node(g: _Graph, node: Any) -> None:
                 _check_size(np.shape(value))
                 g.consts[name] = value
         return
+    if node.op_type == "If" and node.input[0] in g.consts:
+        _inline_branch(g, node, a)
+        return
     fn = CONVERTERS.get(node.op_type)
     if fn is None:
         raise NotImplementedError(
@@ -1146,3 +1247,26 @@ def _convert_node(g: _Graph, node: Any) -> None:
     for name, value in zip(node.output, results):
         if name:
             g.values[name] = value
+
+
+def _inline_branch(g: _Graph, node: Any, a: dict[str, Any]) -> None:
+    """An If whose condition is known at import (exporters test ranks and sizes): the
+    nodes of the branch taken join the graph; its outputs become the If's."""
+    from onnx import numpy_helper
+
+    condition = np.asarray(g.consts[node.input[0]])
+    if condition.dtype == object or condition.size != 1:
+        raise NotImplementedError(
+            f"{_WHERE}: operator 'If' (node {node.name!r}): its condition depends on the "
+            "batch size, which is unknown at import"
+        )
+    branch = a["then_branch" if bool(condition.reshape(-1)[0]) else "else_branch"]
+    for t in branch.initializer:
+        g.consts[t.name] = numpy_helper.to_array(t)
+    for inner in branch.node:
+        _convert_node(g, inner)
+    for out, inner in zip(node.output, branch.output):
+        if inner.name in g.consts:
+            g.consts[out] = g.consts[inner.name]
+        elif inner.name in g.values:
+            g.values[out] = g.values[inner.name]

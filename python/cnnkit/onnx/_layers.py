@@ -32,6 +32,7 @@ __all__ = [
     "OnnxPooling",
     "OnnxSoftmax",
     "PRelu",
+    "Reduce",
     "SliceAxes",
     "Split",
     "TensorBroadcast",
@@ -115,7 +116,7 @@ class OnnxPooling(Layer):
         if self.kind == "max":
             return ag.max_pool(x, self.pool_size, stride=self.strides, padding=tuple(pads))
         if self.count_include_pad and any(b or a for b, a in self.padding):
-            x = ag.pad(x, ((0, 0), *self.padding, (0, 0)))
+            x = ag.pad(x, [(0, 0), *((b, a) for b, a in self.padding), (0, 0)])
             pads = [(0, p[1] - a) for p, (_, a) in zip(pads, self.padding)]
         return ag.avg_pool(x, self.pool_size, stride=self.strides, padding=tuple(pads))
 
@@ -155,14 +156,7 @@ class LRN(Layer):
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if x.ndim < 2:
             raise ValueError(f"{self._where()}: expected (N, ..., C), got shape {x.shape}")
-        c = x.shape[-1]
-        lo, hi = (self.size - 1) // 2, self.size // 2
-        sq = ag.pad(x * x, ((0, 0),) * (x.ndim - 1) + ((lo, hi),))
-        total = sq[..., 0:c]
-        for i in range(1, self.size):
-            total = total + sq[..., i : i + c]
-        scale = total * (self.alpha / self.size) + self.bias
-        return x * scale ** (-self.beta)
+        return ag.lrn(x, self.size, alpha=self.alpha, beta=self.beta, bias=self.bias)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -181,13 +175,15 @@ _BINARY = {
     "div": lambda a, b: a / b,
     "max": lambda a, b: ag.maximum(a, b),
     "min": lambda a, b: ag.minimum(a, b),
+    # A power by a constant scalar (the importer checks): torch writes LRN out with it.
+    "pow": lambda a, b: a ** float(b.data.reshape(-1)[0]),
 }
 
 
 @register_serializable(package="cnnkit")
 class ConstantOperand(Layer):
     """``x op constant`` (or ``constant op x`` with ``constant_first``) with NumPy
-    broadcasting; ``op`` one of add, sub, mul, div, max, min. The constant is a
+    broadcasting; ``op`` one of add, sub, mul, div, max, min, pow (by a scalar). The constant is a
     non-trainable weight of shape ``shape`` (batch axis first, of length 1), set by the
     importer, so it is saved with the model."""
 
@@ -447,4 +443,37 @@ class OnnxPad(Layer):
             "padding": [list(p) for p in self.padding],
             "mode": self.mode,
             "value": self.value,
+        }
+
+
+@register_serializable(package="cnnkit")
+class Reduce(Layer):
+    """The mean, maximum or sum over ``axes`` (never the batch axis), keeping them as
+    length 1 with ``keepdims``."""
+
+    def __init__(self, kind: str, axes: Sequence[int], keepdims: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        where = f"Reduce({self.name!r})"
+        self.kind = _validate.choice(where, "kind", kind, ("mean", "max", "sum"))
+        self.axes = tuple(_validate.integer(where, "axes", i, minimum=1) for i in axes)
+        self.keepdims = bool(keepdims)
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        if any(i >= x.ndim for i in self.axes):
+            raise ValueError(f"{self._where()}: axes {list(self.axes)} out of range for {x.shape}")
+        if self.kind == "max":
+            return x.max(axis=self.axes, keepdims=self.keepdims)
+        total = x.sum(axis=self.axes, keepdims=self.keepdims)
+        if self.kind == "sum":
+            return total
+        # The count from the shape: Tensor.mean would divide by zero on the empty batch of
+        # a symbolic call.
+        return total * (1.0 / math.prod(x.shape[i] for i in self.axes))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "kind": self.kind,
+            "axes": list(self.axes),
+            "keepdims": self.keepdims,
         }

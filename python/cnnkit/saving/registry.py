@@ -62,6 +62,7 @@ _FIRST_USE_MODULES: dict[str, str] = {
             "OnnxSoftmax",
             "OnnxPad",
             "PRelu",
+            "Reduce",
             "SliceAxes",
             "Split",
             "TensorBroadcast",

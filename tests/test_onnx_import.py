@@ -1,0 +1,283 @@
+"""cnnkit.onnx.load_model on small graphs written with onnx.helper: layouts, the model it
+returns, and every rejection path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import cnnkit  # noqa: E402
+import cnnkit.onnx  # noqa: E402
+from cnnkit import reference  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def _model(nodes, inputs, outputs, initializers=(), opset=17) -> bytes:
+    graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return model.SerializeToString()
+
+
+def _init(name: str, array: np.ndarray):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def _small_cnn(batch="N") -> tuple[bytes, dict[str, np.ndarray]]:
+    """conv -> relu -> maxpool -> flatten -> gemm, with a residual add of a constant."""
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(4).astype(np.float32)
+    fc = RNG.standard_normal((5, 4 * 3 * 3)).astype(np.float32)
+    shift = RNG.standard_normal((1, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c", "shift"], ["s"], name="shift"),
+        helper.make_node("Relu", ["s"], ["r"], name="relu1"),
+        helper.make_node(
+            "MaxPool", ["r"], ["p"], name="pool5", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc"], ["y"], name="fc", transB=1),
+    ]
+    data = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
+        [_init("w", w), _init("b", b), _init("fc", fc), _init("shift", shift)],
+    )
+    return data, {"w": w, "b": b, "fc": fc, "shift": shift}
+
+
+def _expected(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+    nhwc = x.transpose(0, 2, 3, 1).astype(np.float64)
+    c = reference.conv(nhwc, p["w"].transpose(2, 3, 1, 0).astype(np.float64), p["b"], padding=1)
+    r = np.maximum(c + p["shift"].reshape(1, 1, 1, 4), 0)
+    pooled = reference.max_pool(r, 2)
+    flat = pooled.transpose(0, 3, 1, 2).reshape(len(x), -1)  # ONNX's channel-major order
+    return flat @ p["fc"].T
+
+
+def test_small_cnn_matches_reference_in_both_layouts():
+    data, params = _small_cnn()
+    x = RNG.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    want = _expected(x, params)
+    nchw = cnnkit.onnx.load_model(data)
+    np.testing.assert_allclose(np.asarray(nchw(x).data), want, rtol=1e-4, atol=1e-5)
+    nhwc = cnnkit.onnx.load_model(data, input_layout="NHWC")
+    assert nhwc.input_shape == (None, 6, 6, 3)
+    got = np.asarray(nhwc(x.transpose(0, 2, 3, 1)).data)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    names = [layer.name for layer in nchw.layers]
+    assert {"conv1", "relu1", "pool5", "fc"} <= set(names)
+    assert type(nchw.get_layer("conv1")).__name__ == "Conv2D"
+    np.testing.assert_array_equal(
+        nchw.get_layer("conv1").get_weights()[0], params["w"].transpose(2, 3, 1, 0)
+    )
+
+
+def test_feature_map_outputs_come_back_in_the_callers_layout():
+    w = RNG.standard_normal((2, 3, 1, 1)).astype(np.float32)
+    data = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4, 5])],
+        [_init("w", w)],
+    )
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    want = np.einsum("nchw,oc->nohw", x, w[:, :, 0, 0])
+    got = np.asarray(cnnkit.onnx.load_model(data)(x).data)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    got = cnnkit.onnx.load_model(data, input_layout="nhwc")(x.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(np.asarray(got.data), want.transpose(0, 2, 3, 1), rtol=1e-5)
+
+
+def test_transpose_and_reshape_track_the_layout():
+    """A channel shuffle (Reshape to groups, Transpose, Reshape back) between convolutions,
+    the batch size taken from Shape as exporters write it."""
+    w = RNG.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="c1"),
+        helper.make_node("Shape", ["c"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"]),
+        helper.make_node("Concat", ["n1", "rest"], ["target"], axis=0),
+        helper.make_node("Reshape", ["c", "target"], ["g"], name="split_groups"),
+        helper.make_node("Transpose", ["g"], ["t"], perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["t", "back"], ["b"], name="merge_groups"),
+        helper.make_node("Conv", ["b", "w"], ["y"], name="c2"),
+    ]
+    data = _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3, 3])],
+        [
+            _init("w", w),
+            _init("zero", np.array(0, np.int64)),
+            _init("zero1", np.array([0], np.int64)),
+            _init("rest", np.array([2, 2, 3, 3], np.int64)),
+            _init("back", np.array([0, 4, 3, 3], np.int64)),
+        ],
+    )
+    x = RNG.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    m = w[:, :, 0, 0]
+    c = np.einsum("nchw,oc->nohw", x, m)
+    shuffled = c.reshape(2, 2, 2, 3, 3).transpose(0, 2, 1, 3, 4).reshape(2, 4, 3, 3)
+    want = np.einsum("nchw,oc->nohw", shuffled, m)
+    got = np.asarray(cnnkit.onnx.load_model(data)(x).data)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_saved_and_loaded_without_change(tmp_path):
+    data, _ = _small_cnn()
+    model = cnnkit.onnx.load_model(data)
+    x = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = cnnkit.load_model(path)
+    np.testing.assert_array_equal(np.asarray(again(x).data), np.asarray(model(x).data))
+
+
+def test_fit_fine_tunes_the_imported_weights():
+    data, _ = _small_cnn()
+    model = cnnkit.onnx.load_model(data)
+    model.get_layer("conv1").trainable = False
+    frozen = model.get_layer("conv1").get_weights()
+    head = model.get_layer("fc").get_weights()[0].copy()
+    model.compile(optimizer="sgd", loss="mse")
+    x = RNG.standard_normal((4, 3, 6, 6)).astype(np.float32)
+    model.fit(x, np.zeros((4, 5), np.float32), epochs=1, batch_size=4, verbose=0)
+    for a, b in zip(model.get_layer("conv1").get_weights(), frozen):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(model.get_layer("fc").get_weights()[0], head)
+
+
+def test_path_and_bytes_give_the_same_model(tmp_path):
+    data, _ = _small_cnn(batch=1)  # a fixed batch size of 1 in the file
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    x = RNG.standard_normal((3, 3, 6, 6)).astype(np.float32)  # other batch sizes still run
+    a = cnnkit.onnx.load_model(path)(x)
+    b = cnnkit.onnx.load_model(str(path))(x)
+    np.testing.assert_array_equal(np.asarray(a.data), np.asarray(b.data))
+
+
+def test_external_data_is_read_from_beside_the_model(tmp_path):
+    data, params = _small_cnn()
+    model = onnx.load_from_string(data)
+    onnx.save_model(
+        model,
+        str(tmp_path / "m.onnx"),
+        save_as_external_data=True,
+        location="m.weights",
+        size_threshold=0,
+    )
+    x = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    got = np.asarray(cnnkit.onnx.load_model(tmp_path / "m.onnx")(x).data)
+    np.testing.assert_allclose(got, _expected(x, params), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="load the model from its path"):
+        cnnkit.onnx.load_model((tmp_path / "m.onnx").read_bytes())
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "sub/../../x.bin"])
+def test_external_data_outside_the_folder_is_refused(tmp_path, location):
+    data, _ = _small_cnn()
+    model = onnx.load_from_string(data)
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", location
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ValueError, match="not a file beside the model"):
+        cnnkit.onnx.load_model(path)
+
+
+def test_malformed_and_truncated_files_name_the_path(tmp_path):
+    data, _ = _small_cnn()
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\xff\xff\xff not protobuf")
+    with pytest.raises(ValueError, match=r"bad\.onnx.*not a valid ONNX file"):
+        cnnkit.onnx.load_model(bad)
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.onnx.*not a valid ONNX file"):
+        cnnkit.onnx.load_model(cut)
+    with pytest.raises(ValueError, match="cannot read"):
+        cnnkit.onnx.load_model(tmp_path / "missing.onnx")
+    with pytest.raises(TypeError, match="path_or_bytes must be a path or bytes"):
+        cnnkit.onnx.load_model(3)
+    with pytest.raises(ValueError, match="input_layout must be 'NCHW' or 'NHWC'"):
+        cnnkit.onnx.load_model(data, input_layout="CHW")
+
+
+def test_every_truncation_is_a_value_error(tmp_path):
+    data, _ = _small_cnn()
+    path = tmp_path / "cut.onnx"
+    for end in range(0, len(data), max(1, len(data) // 97)):
+        path.write_bytes(data[:end])
+        with pytest.raises(ValueError, match=r"cut\.onnx"):
+            cnnkit.onnx.load_model(path)
+
+
+def test_an_unsupported_operator_is_named_with_its_node_and_inputs():
+    data = _model(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Erf", ["r"], ["y"], name="e1")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    with pytest.raises(NotImplementedError) as info:
+        cnnkit.onnx.load_model(data)
+    text = str(info.value)
+    assert "'Erf'" in text and "'e1'" in text and "['r']" in text
+    assert "supported operators: " in text and "Conv" in text and "LRN" in text
+
+
+def test_unsupported_uses_are_explained():
+    w = RNG.standard_normal((2, 3)).astype(np.float32)
+    data = _model(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], name="g", transA=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [_init("w", w)],
+    )
+    with pytest.raises(NotImplementedError, match=r"'Gemm' .*'g'.*transA=1"):
+        cnnkit.onnx.load_model(data)
+    data = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3, 1, 1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4, 4])],
+    )
+    with pytest.raises(NotImplementedError, match=r"input 1 .* must be a constant"):
+        cnnkit.onnx.load_model(data)
+
+
+def test_dynamic_sizes_other_than_the_batch_are_refused():
+    data = _model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )
+    with pytest.raises(ValueError, match="every size but the batch"):
+        cnnkit.onnx.load_model(data)
+
+
+def test_a_folded_constant_too_large_is_refused():
+    data = _model(
+        [
+            helper.make_node("ConstantOfShape", ["huge"], ["z"]),
+            helper.make_node("Add", ["x", "z"], ["y"]),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [_init("huge", np.array([1 << 20, 1 << 20], np.int64))],
+    )
+    with pytest.raises(ValueError, match="too large"):
+        cnnkit.onnx.load_model(data)
