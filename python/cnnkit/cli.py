@@ -138,6 +138,92 @@ def _face_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_style(sub: argparse._SubParsersAction) -> None:
+    style = sub.add_parser(
+        "style",
+        help="neural style transfer: CONTENT painted in the style of STYLE",
+        description="Optimise the pixels of an image so that its activations match CONTENT's at "
+        "the content layer and its Gram matrices match STYLE's at the style layers "
+        "(cnnkit.style.transfer). Needs Pillow (the 'image' extra).",
+    )
+    style.add_argument("content", help="content image file")
+    style.add_argument("style", help="style image file")
+    style.add_argument("-o", "--output", required=True, help="output image file (PNG, JPEG)")
+    style.add_argument(
+        "--size", type=int, default=256, help="longer side of the result (default %(default)s)"
+    )
+    style.add_argument("--steps", type=int, default=200, help="iterations (default %(default)s)")
+    style.add_argument("--alpha", type=float, default=10.0, help="content weight (default 10)")
+    style.add_argument("--beta", type=float, default=40.0, help="style weight (default 40)")
+    style.add_argument("--tv-weight", type=float, default=0.0, help="total variation weight")
+    style.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
+    style.add_argument("--learning-rate", type=float, default=0.02, help="Adam's step size")
+    style.add_argument(
+        "--init", choices=("noisy-content", "noise", "content"), default="noisy-content"
+    )
+    style.add_argument(
+        "--network",
+        default=None,
+        help="a model file (.cnnkit, or .onnx with the 'onnx' extra); default: random "
+        "multi-scale filters",
+    )
+    style.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
+    style.add_argument("--frames", default=None, help="folder for every k-th iterate")
+    style.add_argument(
+        "--frame-every", type=int, default=10, help="k for --frames (default %(default)s)"
+    )
+
+
+def _style(args: argparse.Namespace) -> int:
+    import os
+    import warnings
+
+    from .style import transfer, write_image
+
+    callback = None
+    if args.frames is not None:
+        if args.frame_every < 1:
+            print(
+                f"cnnkit style: --frame-every must be >= 1, got {args.frame_every}", file=sys.stderr
+            )
+            return 2
+        os.makedirs(args.frames, exist_ok=True)
+
+        def callback(step: int, image: Any, costs: Any) -> None:
+            if (step + 1) % args.frame_every == 0:
+                write_image(os.path.join(args.frames, f"step{step + 1:05d}.png"), image)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _warn_line  # type: ignore[assignment]
+        try:
+            image = transfer(
+                args.content,
+                args.style,
+                network=args.network,
+                alpha=args.alpha,
+                beta=args.beta,
+                tv_weight=args.tv_weight,
+                steps=args.steps,
+                optimizer=args.optimizer,
+                learning_rate=args.learning_rate,
+                init=args.init,
+                size=args.size,
+                seed=args.seed,
+                callback=callback,
+            )
+            write_image(args.output, image)
+        except (ValueError, TypeError, ImportError) as exc:
+            print(f"cnnkit style: {exc}", file=sys.stderr)
+            return 2
+    print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]})")
+    return 0
+
+
+def _warn_line(message: Warning | str, category: type, *args: object, **kwargs: object) -> None:
+    print(f"cnnkit: {category.__name__}: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cnnkit", description="cnnkit command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .visualize.command import add_parser as add_visualize
 
     add_visualize(sub)  # `cnnkit visualize`; it sets args.run
+    _add_style(sub)
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is not None:
         return int(args.run(args))
@@ -170,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _info()
     if args.command == "demo":
         return _demo(args)
+    if args.command == "style":
+        return _style(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
     return 2
 
