@@ -27,6 +27,7 @@ def grad(a) -> torch.Tensor:
 
 # function name -> (argument name, call with that argument replaced by a tensor t)
 CALLS = {
+    "activation_backward": ("dy", lambda t: ops.activation_backward(IMAGES, t, "relu")),
     "avg_pool": ("x", lambda t: ops.avg_pool(t, 2)),
     "avg_pool_backward": ("dy", lambda t: ops.avg_pool_backward(IMAGES, t, 2)),
     "batched_nms": ("idxs", lambda t: ops.batched_nms(BOXES, SCORES, t, 0.5)),
@@ -42,12 +43,15 @@ CALLS = {
     "conv3d": ("x", lambda t: ops.conv3d(t, W3)),
     "conv_backward": ("x", lambda t: ops.conv_backward(t, W2, np.zeros((1, 4, 4, 3)))),
     "distance_box_iou": ("boxes1", lambda t: ops.distance_box_iou(t, BOXES)),
+    "felzenszwalb": ("image", lambda t: ops.felzenszwalb(t)),
     "generalized_box_iou": ("boxes2", lambda t: ops.generalized_box_iou(BOXES, t)),
     "global_avg_pool": ("x", lambda t: ops.global_avg_pool(t)),
     "global_max_pool": ("x", lambda t: ops.global_max_pool(t)),
     "gram": ("x", lambda t: ops.gram(t)),
     "gram_backward": ("dG", lambda t: ops.gram_backward(IMAGES, t)),
     "kmeans_anchors": ("wh", lambda t: ops.kmeans_anchors(t, 1)),
+    "lrn": ("x", lambda t: ops.lrn(t, 3)),
+    "lrn_backward": ("dy", lambda t: ops.lrn_backward(IMAGES, t, 3)),
     "masks_to_boxes": ("masks", lambda t: ops.masks_to_boxes(t)),
     "matmul": ("b", lambda t: ops.matmul(np.eye(2, dtype=np.float32), t)),
     "max_pool": ("x", lambda t: ops.max_pool(t, 2)),
@@ -58,6 +62,7 @@ CALLS = {
     "roi_align_backward": ("dy", lambda t: ops.roi_align_backward(IMAGES, ROIS, t, 2)),
     "roi_pool": ("boxes", lambda t: ops.roi_pool(IMAGES, t, 2)),
     "roi_pool_backward": ("x", lambda t: ops.roi_pool_backward(t, ROIS, np.zeros((1, 2, 2, 2)), 2)),
+    "selective_search": ("image", lambda t: ops.selective_search(t)),
     "sigmoid_focal_loss": ("inputs", lambda t: ops.sigmoid_focal_loss(t, np.zeros(2))),
     "sliding_windows": ("images", lambda t: ops.sliding_windows(t, 2, 2)),
     "soft_nms": ("boxes", lambda t: ops.soft_nms(t, SCORES)),
@@ -69,7 +74,12 @@ CALLS = {
 }
 # The argument each call replaces, as an array (the tensor gets its value).
 VALUES = {
+    "activation_backward": IMAGES,
     "avg_pool": IMAGES,
+    "felzenszwalb": np.zeros((6, 6, 3)),
+    "lrn": IMAGES,
+    "lrn_backward": IMAGES,
+    "selective_search": np.zeros((6, 6, 3)),
     "avg_pool_backward": np.zeros((1, 3, 3, 2)),
     "batched_nms": [0.0, 1.0],
     "conv": W2,

@@ -1532,6 +1532,7 @@ def selective_search(
         ``xyxy`` boxes in pixels (integers; ``x2``, ``y2`` exclusive, so the whole image is
         ``[0, 0, W, H]``), best-ranked first, no two equal.
     """
+    image = _array(image, "selective_search", "image")
     return _proposals.selective_search(
         image, mode, seed, segment=felzenszwalb, group=_core.group_regions, fn="selective_search"
     )
