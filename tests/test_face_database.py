@@ -41,6 +41,8 @@ def test_enroll_verify_identify_remove(encoder):
     assert name == "bob" and distance == pytest.approx(0, abs=1e-3)
     names, distances = db.identify(people)
     assert names == ["ann", "bob", "ann"] and distances.shape == (3,)
+    accepted, distances = db.verify(people, "bob")  # a batch: arrays
+    assert accepted.tolist() == [False, True, False] and distances.shape == (3,)
     stranger = _images(1, seed=9)[0]
     db.threshold = 0.0
     assert db.identify(stranger)[0] is None  # beyond the threshold: nobody

@@ -52,7 +52,7 @@ def _add_face_demo(sub: argparse._SubParsersAction) -> None:
     face = sub.add_parser(
         "face-demo",
         help="face verification and recognition on procedural faces (a few minutes on 2 cores)",
-        description="Train a face encoder with the triplet loss (batch-hard mining) on "
+        description="Train a face encoder with the triplet loss (semi-hard mining) on "
         "procedural faces, evaluate verification on unseen people (10-fold protocol, VAL@FAR, "
         "AUC, raw-pixel baseline), run one-shot recognition with known and unknown people, "
         "show verification and recognition answers and write the ROC and distance plots.",

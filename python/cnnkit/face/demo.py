@@ -1,6 +1,6 @@
 """``cnnkit face-demo``: face verification and recognition on procedural faces, end to end.
 
-It trains the default encoder with the triplet loss (batch-hard mining on P x K batches) on
+It trains the default encoder with the triplet loss (semi-hard mining on P x K batches) on
 one set of people, then works only with people it never saw: the 10-fold verification
 protocol on LFW-style pairs (with the raw-pixel distance as the baseline), one-shot
 recognition (one enrolled image per known person, strangers to reject), a few verification
