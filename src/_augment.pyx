@@ -145,6 +145,48 @@ def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                     _store(out + j * chans + c, acc)
 
 
+def area_shrink(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, Py_ssize_t fy,
+                Py_ssize_t fx, float[:, ::1] scratch, int threads):
+    """``dst[n, i, j]`` is the mean of the ``fy x fx`` block of ``src[n]`` at ``(i fy, j fx)``.
+
+    The integer-factor case of area resampling (a 2x shrink is the common one):
+    block sums instead of tap tables. ``scratch`` ``(threads, W * C)`` holds a
+    row of column sums; float32 sums of uint8 values are exact (below 2^24), and
+    uint8 means are rounded half up exactly: ``floor((sum + k // 2 + 0.5) / k)``
+    (``k = fy fx``) equals ``floor(sum / k + 0.5)``, and the extra 0.5 keeps the
+    rounded reciprocal from ever dropping an exact quotient below its integer.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3], row = src.shape[2] * src.shape[3]
+    cdef Py_ssize_t task, n, i, j, c, a, b, k
+    cdef double inv = 1.0 / (fy * fx), half = (fy * fx) // 2 + 0.5
+    cdef float acc
+    cdef float* tmp
+    cdef const pixel* line
+    cdef pixel* out
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // out_h
+        i = task % out_h
+        tmp = &scratch[threadid(), 0]
+        line = &src[n, i * fy, 0, 0]
+        for k in range(row):
+            tmp[k] = line[k]
+        for a in range(1, fy):
+            line = &src[n, i * fy + a, 0, 0]
+            for k in range(row):
+                tmp[k] = tmp[k] + line[k]
+        out = &dst[n, i, 0, 0]
+        for j in range(out_w):
+            for c in range(chans):
+                acc = 0.0
+                for b in range(fx):
+                    acc = acc + tmp[(j * fx + b) * chans + c]
+                if pixel is float:
+                    out[j * chans + c] = <float>(acc * inv)
+                else:
+                    out[j * chans + c] = <unsigned char>((acc + half) * inv)
+
+
 cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssize_t chans,
                          double x, double y, int interp, int border, double fill,
                          pixel* out) noexcept nogil:
@@ -262,16 +304,31 @@ def flip(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, bint horizontal
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3]
     cdef Py_ssize_t task, n, i, j, c, si
+    cdef unsigned int word
     cdef const pixel* s
     cdef pixel* d
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
         si = h - 1 - i if vertical else i
+        word = 0  # assigned in the loop, so that Cython makes it thread-private
         s = &src[n, si, 0, 0]
         d = &dst[n, i, 0, 0]
         if not horizontal:
             memcpy(d, s, w * chans * sizeof(pixel))
+        elif pixel is not float and chans == 3 and w > 2:
+            # 3-byte pixels moved as 4-byte words, each store's fourth byte overwritten
+            # by the next pixel's; the two end pixels go byte by byte so that no load
+            # or store leaves the row (another thread writes the next row)
+            d[0] = s[3 * (w - 1)]
+            d[1] = s[3 * (w - 1) + 1]
+            d[2] = s[3 * (w - 1) + 2]
+            for j in range(1, w - 1):
+                memcpy(&word, s + 3 * (w - 1 - j), 4)
+                memcpy(d + 3 * j, &word, 4)
+            d[3 * (w - 1)] = s[0]
+            d[3 * (w - 1) + 1] = s[1]
+            d[3 * (w - 1) + 2] = s[2]
         elif chans == 3:
             for j in range(w):
                 d[3 * j] = s[3 * (w - 1 - j)]

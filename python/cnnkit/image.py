@@ -24,6 +24,7 @@ loops are the product (cnnkit's augmentation kernels).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -231,9 +232,32 @@ def resize(images: Any, size: Any, interpolation: str = "bilinear") -> np.ndarra
     if x.shape[1] == 0 or x.shape[2] == 0:
         raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
     h, w = x.shape[1:3]
-    rows = [_taps(0.0, h, h, out_h, interpolation)]
-    cols = [_taps(0.0, w, w, out_w, interpolation)]
+    if (h, w) == (out_h, out_w):
+        # every mode is the identity at the same size (weights 1 on the pixel itself)
+        return _out(x.copy(order="C"), single)
+    if interpolation == "area" and h % out_h == 0 and w % out_w == 0:
+        return _out(_area_shrink(x, h // out_h, w // out_w), single)
+    rows = [_resize_taps(h, out_h, interpolation)]
+    cols = [_resize_taps(w, out_w, interpolation)]
     return _out(_resample(x, out_h, out_w, rows, cols), single)
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_taps(n_in: int, n_out: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    # A loader resizes every image from the same few sizes: build each table once.
+    index, weight = _taps(0.0, n_in, n_in, n_out, mode)
+    index.flags.writeable = weight.flags.writeable = False
+    return index, weight
+
+
+def _area_shrink(x: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    """Area resampling by whole factors: block means, without tap tables."""
+    out = np.empty((x.shape[0], x.shape[1] // fy, x.shape[2] // fx, x.shape[3]), x.dtype)
+    if out.size:
+        threads = native_threads(out.size)
+        scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
+        _augment.area_shrink(np.ascontiguousarray(x), out, fy, fx, scratch, threads)
+    return out
 
 
 def resize_matrix(in_size: Sequence[int], size: Sequence[int]) -> np.ndarray:
