@@ -51,6 +51,18 @@ cdef inline unsigned char _saturate(float value) noexcept nogil:
     return <unsigned char>value
 
 
+cdef inline void _put(pixel* out, float value) noexcept nogil:
+    # _store for float32 sums of uint8 values (bounded, never NaN): _saturate's
+    # result, clamped as an int (conditional moves in scalar code, not branches)
+    cdef int v
+    if pixel is float:
+        out[0] = value
+    else:
+        v = <int>(value + 0.5)
+        v = 0 if v < 0 else v
+        out[0] = <unsigned char>(255 if v > 255 else v)
+
+
 cdef inline Py_ssize_t _floor(double x) noexcept nogil:
     # floor() is a libm call on the baseline x86-64 ISA (no SSE4.1 round); this is
     # exact for the coordinates here (far inside the Py_ssize_t range)
@@ -80,9 +92,9 @@ cdef inline Py_ssize_t _border(Py_ssize_t i, Py_ssize_t n, int mode) noexcept no
 
 
 def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
-             const Py_ssize_t[:, :, ::1] row_index, const double[:, :, ::1] row_weight,
-             const Py_ssize_t[:, :, ::1] col_index, const double[:, :, ::1] col_weight,
-             const Py_ssize_t[:, ::1] col_span, double[:, ::1] scratch, int threads):
+             const Py_ssize_t[:, :, ::1] row_index, const float[:, :, ::1] row_weight,
+             const Py_ssize_t[:, :, ::1] col_index, const float[:, :, ::1] col_weight,
+             const Py_ssize_t[:, ::1] col_span, float[:, ::1] scratch, int threads):
     """``dst[n, i, j] = sum_b cw[n', j, b] sum_a rw[n', i, a] src[n, ri[n', i, a], ci[n', j, b]]``.
 
     The tap tables are per image (``n' = n``) or shared (their first axis of
@@ -90,15 +102,18 @@ def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     this. Indices are absolute in ``src``, so a crop is only an index offset;
     ``col_span[n']`` is the range of input columns the column taps use.
     Separable: a vertical pass over whole rows (contiguous, vectorised) into
-    ``scratch`` ``(threads, W * C)``, then the horizontal taps.
+    ``scratch`` ``(threads, W * C)``, then the horizontal taps. Weights and sums
+    are float32: twice the vector width of float64, and their rounding (about
+    1e-7 of full scale per tap) stays far inside uint8's half-unit rounding step
+    and the float32 tolerance of the tests.
     """
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3], ky = row_index.shape[2], kx = col_index.shape[2]
     cdef bint shared_rows = row_index.shape[0] == 1, shared_cols = col_index.shape[0] == 1
     cdef Py_ssize_t task, n, i, j, c, a, b, k, tr, tc, lo, hi
-    cdef double wr, wt, acc, acc1, acc2
-    cdef double* tmp
-    cdef const double* cw
+    cdef float wr, wt, acc, acc1, acc2
+    cdef float* tmp
+    cdef const float* cw
     cdef const Py_ssize_t* ci
     cdef const pixel* line
     cdef pixel* out
@@ -133,16 +148,16 @@ def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                     acc = acc + wt * tmp[k]
                     acc1 = acc1 + wt * tmp[k + 1]
                     acc2 = acc2 + wt * tmp[k + 2]
-                _store(out + 3 * j, acc)
-                _store(out + 3 * j + 1, acc1)
-                _store(out + 3 * j + 2, acc2)
+                _put(out + 3 * j, acc)
+                _put(out + 3 * j + 1, acc1)
+                _put(out + 3 * j + 2, acc2)
         else:
             for j in range(out_w):
                 for c in range(chans):
                     acc = 0.0
                     for b in range(kx):
                         acc = acc + cw[j * kx + b] * tmp[ci[j * kx + b] * chans + c]
-                    _store(out + j * chans + c, acc)
+                    _put(out + j * chans + c, acc)
 
 
 def area_shrink(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, Py_ssize_t fy,
