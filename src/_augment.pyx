@@ -462,12 +462,15 @@ def colour_affine(const float[:, :, :, ::1] src, float[:, :, :, ::1] dst,
 
 def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                  const unsigned short[:, :, :, ::1] index, const float[::1] table,
-                 const float[::1] std, const float[::1] mean, int threads):
+                 const float[::1] std, const float[::1] mean, float[:, ::1] scratch,
+                 int threads):
     """``dst = src + mean[n] + std[n] * table[index]`` (saturating for uint8).
 
     ``table`` holds the 65,536 evenly spaced quantiles of N(0, 1) and ``index``
     random 16-bit draws: Gaussian noise at a fraction of the cost of drawing
-    normals (a 16-bit quantised normal, finer than any 8-bit image).
+    normals (a 16-bit quantised normal, finer than any 8-bit image). The table
+    lookups go to a row of ``scratch`` ``(threads, W * C)`` first: apart from the
+    arithmetic, the random loads overlap (about 5x faster than one fused loop).
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
     cdef Py_ssize_t row = dst.shape[2] * dst.shape[3]
@@ -476,6 +479,8 @@ def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef const unsigned short* r
     cdef pixel* d
     cdef float sd, mu
+    cdef float* z
+    cdef const float* quantiles = &table[0]
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
@@ -484,11 +489,14 @@ def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         d = &dst[n, i, 0, 0]
         sd = std[n]
         mu = mean[n]
+        z = &scratch[threadid(), 0]
+        for k in range(row):
+            z[k] = quantiles[r[k]]
         for k in range(row):
             if pixel is float:
-                d[k] = s[k] + (mu + sd * table[r[k]])
+                d[k] = s[k] + (mu + sd * z[k])
             else:
-                d[k] = _saturate(s[k] + (mu + sd * table[r[k]]))
+                d[k] = _saturate(s[k] + (mu + sd * z[k]))
 
 
 def add_noise(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const float[:, :, :, ::1] noise,
