@@ -374,6 +374,8 @@ class _Affine(Transform):
         shape = data.shape
         size = self.out_size(shape)
         data.set_images(index, self.images(data.take(index), params, shape), self._name())
+        if data.boxes is None and data.keypoints is None:
+            return  # no targets to move: skip building a matrix per image
         order = None
         if self.flip_order is not None and data.keypoints is not None:
             order = [
