@@ -715,10 +715,11 @@ class _ColourAffine(Transform):
 
     def apply(self, data, index, params):
         x = data.take(index)
-        pairs = [self.coefficients(p, x[k]) for k, p in enumerate(params)]
-        c = x.shape[3]
-        scale = np.stack([np.broadcast_to(np.asarray(s, np.float64), (c,)) for s, _ in pairs])
-        offset = np.stack([np.broadcast_to(np.asarray(o, np.float64), (c,)) for _, o in pairs])
+        scale = np.empty((len(params), x.shape[3]))
+        offset = np.empty_like(scale)
+        for k, p in enumerate(params):
+            # row assignment broadcasts a number or one value per channel
+            scale[k], offset[k] = self.coefficients(p, x[k])
         data.set_images(index, colour_affine(x, scale, offset), self._name())
 
 
