@@ -146,9 +146,8 @@ def random_uint16(rng: np.random.Generator, n: int) -> np.ndarray:
             words = (n + 1) // 2
             raw = bits.random_raw((words + 1) // 2)
             if words % 2:  # rng.bytes would have kept the last output's high half
-                state = bits.state
-                state["has_uint32"], state["uinteger"] = 1, int(raw[-1] >> np.uint64(32))
-                bits.state = state
+                high = int(raw[-1] >> np.uint64(32))
+                bits.state = {**bits.state, "has_uint32": 1, "uinteger": high}
             return raw.view(np.uint16)[:n]
     return np.frombuffer(rng.bytes(2 * n), np.uint16)
 
