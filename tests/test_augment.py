@@ -415,6 +415,25 @@ def test_gaussian_noise_is_the_table_lookup_added(x, seed):
     assert_close(got, ref.add_noise(x, noise))
 
 
+@pytest.mark.parametrize(
+    "bits", [np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox]
+)
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 1001])
+@pytest.mark.parametrize("half_kept", [False, True])
+def test_random_uint16_is_rng_bytes_and_leaves_the_same_state(bits, n, half_kept):
+    ours, theirs = np.random.Generator(bits(n)), np.random.Generator(bits(n))
+    if half_kept:  # one 32-bit draw leaves PCG64 holding the high half of its output
+        ours.integers(0, 2**32, dtype=np.uint32)
+        theirs.integers(0, 2**32, dtype=np.uint32)
+    got = A.functional.random_uint16(ours, n)
+    assert got.dtype == np.uint16 and got.shape == (n,)
+    np.testing.assert_array_equal(got, np.frombuffer(theirs.bytes(2 * n), np.uint16))
+    draws = (ours.integers(0, 2**32, 3, dtype=np.uint32), ours.random())
+    want = (theirs.integers(0, 2**32, 3, dtype=np.uint32), theirs.random())
+    np.testing.assert_array_equal(draws[0], want[0])
+    assert draws[1] == want[1]
+
+
 def test_gaussian_noise_statistics():
     table = A.functional.normal_table()
     assert abs(table.mean()) < 1e-6 and abs(table.std() - 1) < 1e-3

@@ -94,6 +94,23 @@ def test_resize_area_shrinks_by_block_means():
     np.testing.assert_allclose(image.resize(x, (4, 4), "area"), want, atol=1e-6)
 
 
+@pytest.mark.parametrize("factors", [(1, 1), (2, 2), (3, 2), (1, 4), (5, 3)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_resize_area_by_whole_factors_matches_reference(factors, dtype):
+    # whole factors take the block-sum kernel, not the tap tables
+    rng = np.random.default_rng(sum(factors))
+    fy, fx = factors
+    x = rng.integers(0, 256, (3, 4 * fy, 5 * fx, 3)).astype(dtype)
+    if dtype == np.float32:
+        x /= 255
+    got = image.resize(x, (4, 5), "area")
+    assert_close(got, ref.resize(x, (4, 5), "area"))
+    if dtype == np.uint8:  # the block means rounded half up, exactly
+        sums = x.reshape(3, 4, fy, 5, fx, 3).sum((2, 4), dtype=np.int64)
+        np.testing.assert_array_equal(got, (2 * sums + fy * fx) // (2 * fy * fx))
+    np.testing.assert_array_equal(image.resize(x[1], (4, 5), "area"), got[1])
+
+
 @given(batches(min_side=1), st.data())
 def test_resized_crop_equals_crop_then_resize(x, data):
     h, w = x.shape[1:3]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import statistics
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "hsv_shift",
     "normal_table",
     "pca_colour_offsets",
+    "random_uint16",
 ]
 
 
@@ -125,6 +127,31 @@ def normal_table() -> np.ndarray:
     return np.array([dist.inv_cdf((k + 0.5) / 65536) for k in range(65536)], np.float32)
 
 
+_BUFFERED_UINT32 = (np.random.PCG64, np.random.PCG64DXSM)
+
+
+def random_uint16(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random 16-bit values: the bytes of ``rng.bytes(2 * n)``, and ``rng`` left
+    in the same state.
+
+    ``rng.bytes`` draws 32-bit words one at a time, each half of a 64-bit output
+    of PCG64 (low half first, the high half kept for the next word); for PCG64
+    with no half kept, the same bytes are the 64-bit outputs themselves, drawn
+    about 10x faster in one ``random_raw`` call.
+    """
+    bits = rng.bit_generator
+    if type(bits) in _BUFFERED_UINT32 and sys.byteorder == "little" and n > 0:
+        state = bits.state
+        if not state["has_uint32"]:
+            words = (n + 1) // 2
+            raw = bits.random_raw((words + 1) // 2)
+            if words % 2:  # rng.bytes would have kept the last output's high half
+                high = int(raw[-1] >> np.uint64(32))
+                bits.state = {**bits.state, "has_uint32": 1, "uinteger": high}
+            return raw.view(np.uint16)[:n]
+    return np.frombuffer(rng.bytes(2 * n), np.uint16)
+
+
 def add_gaussian_noise(
     images: Any, std: Any, mean: Any = 0.0, rng: np.random.Generator | None = None
 ) -> np.ndarray:
@@ -141,9 +168,11 @@ def add_gaussian_noise(
     rng = np.random.default_rng() if rng is None else rng
     out = np.empty(x.shape, x.dtype)
     if out.size:
-        index = np.frombuffer(rng.bytes(2 * x.size), np.uint16).reshape(x.shape)
+        index = random_uint16(rng, x.size).reshape(x.shape)
         src = np.ascontiguousarray(x)
-        _augment.add_gaussian(src, out, index, normal_table(), sd, mu, native_threads(out.size))
+        threads = native_threads(out.size)
+        scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
+        _augment.add_gaussian(src, out, index, normal_table(), sd, mu, scratch, threads)
     return out[0] if single else out
 
 

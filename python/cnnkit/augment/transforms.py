@@ -374,6 +374,8 @@ class _Affine(Transform):
         shape = data.shape
         size = self.out_size(shape)
         data.set_images(index, self.images(data.take(index), params, shape), self._name())
+        if data.boxes is None and data.keypoints is None:
+            return  # no targets to move: skip building a matrix per image
         order = None
         if self.flip_order is not None and data.keypoints is not None:
             order = [
@@ -713,10 +715,11 @@ class _ColourAffine(Transform):
 
     def apply(self, data, index, params):
         x = data.take(index)
-        pairs = [self.coefficients(p, x[k]) for k, p in enumerate(params)]
-        c = x.shape[3]
-        scale = np.stack([np.broadcast_to(np.asarray(s, np.float64), (c,)) for s, _ in pairs])
-        offset = np.stack([np.broadcast_to(np.asarray(o, np.float64), (c,)) for _, o in pairs])
+        scale = np.empty((len(params), x.shape[3]))
+        offset = np.empty_like(scale)
+        for k, p in enumerate(params):
+            # row assignment broadcasts a number or one value per channel
+            scale[k], offset[k] = self.coefficients(p, x[k])
         data.set_images(index, colour_affine(x, scale, offset), self._name())
 
 
