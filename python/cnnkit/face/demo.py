@@ -53,8 +53,8 @@ class FaceDemoConfig:
             size=32,
             p=8,
             k=3,
-            epochs=2,
-            steps_per_epoch=10,
+            epochs=6,
+            steps_per_epoch=20,
             pairs_per_fold=40,
         )
 
