@@ -32,6 +32,7 @@ _NAMES = {
     "fast_rcnn": "rcnn",
     "fast_rcnn_detect": "rcnn",
     "propose": "rcnn",
+    "proposal_recall": "rcnn",
     "rcnn_classifier": "rcnn",
     "rcnn_detect": "rcnn",
     "sample_proposals": "rcnn",

@@ -48,6 +48,7 @@ __all__ = [
     "box_deltas",
     "fast_rcnn",
     "fast_rcnn_detect",
+    "proposal_recall",
     "propose",
     "rcnn_classifier",
     "rcnn_detect",
@@ -203,6 +204,42 @@ def propose(image: Any, *, mode: str = "fast", max_proposals: int = 2000, seed: 
     x = _rgb(image, "propose")
     max_proposals = _positive_int(max_proposals, "propose", "max_proposals")
     return ops.selective_search(x, mode=mode, seed=seed)[:max_proposals]
+
+
+def proposal_recall(
+    proposals: Sequence[Any],
+    targets: Sequence[dict],
+    *,
+    counts: Sequence[int] = (100, 500, 2000),
+    thresholds: Sequence[float] = (0.5, 0.7),
+) -> dict[tuple[int, float], float]:
+    """The share of ground-truth boxes that one of an image's first ``count`` proposals
+    covers at IoU >= ``threshold``, over all images: ``{(count, threshold): recall}``.
+
+    ``proposals`` holds one (K_i, 4) xyxy array per image, best-ranked first; ``targets``
+    one dict with ``"boxes"`` per image.
+    """
+    fn = "proposal_recall"
+    if len(proposals) != len(targets):
+        raise ValueError(
+            f"{fn}(): proposals and targets must have the same length, got {len(proposals)} "
+            f"and {len(targets)}"
+        )
+    counts = [_positive_int(n, fn, "counts") for n in counts]
+    thresholds = [_unit(t, fn, "thresholds") for t in thresholds]
+    hits = dict.fromkeys(((n, t) for n in counts for t in thresholds), 0)
+    objects = 0
+    for boxes, target in zip(proposals, targets):
+        gt = np.asarray(target["boxes"], np.float32).reshape(-1, 4)
+        objects += len(gt)
+        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        for n in counts:
+            if len(gt) == 0:
+                continue
+            best = ops.box_iou(gt, b[:n]).max(axis=1) if len(b) else np.zeros(len(gt))
+            for t in thresholds:
+                hits[n, t] += int(np.sum(best >= t))
+    return {key: (value / objects if objects else float("nan")) for key, value in hits.items()}
 
 
 def sample_proposals(
