@@ -13,7 +13,7 @@ squares and triangles; :func:`cnnkit.datasets.shapes`, training seed 0, held-out
    mAP@[.5:.95] (:func:`cnnkit.detection.evaluate`) and images per second on the same
    held-out images -- with the proposals' time and without it.
 
-    python examples/rcnn.py [--train 3000] [--test 200] [--epochs 4]
+    python examples/rcnn.py [--train 3000] [--test 200] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _timed(fn: Any) -> tuple[Any, float]:
 def run(
     train: int = 3000,
     test: int = 200,
-    epochs: int = 4,
+    epochs: int = 2,
     yolo_epochs: int | None = None,
     image_size: int = 64,
     mode: str = "fast",
@@ -180,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=3000)
     parser.add_argument("--test", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--mode", default="fast", choices=("single", "fast", "quality"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
