@@ -14,7 +14,9 @@ package (0.4; pure Python over scikit-image, one hierarchy, colour+texture+size+
 ``scale=100, sigma=0.8, min_size=50``) on astronaut at 256 x 256 (the package needs minutes at
 512 x 512). Their box sets differ by design, so the check is coverage: the share of the
 package's boxes that one of cnnkit's matches at IoU >= 0.5 (the paper's recall threshold) must
-be at least 0.9 (it was 0.94 when written; at IoU >= 0.7 it is 0.77). Recall
+be at least 0.9 (it was 0.94 when written; at IoU >= 0.7 it is 0.77). OpenCV-contrib's
+``ximgproc.segmentation`` selective search (fast mode) is the second peer where it is installed
+(opencv-contrib-python-headless). Recall
 against ground truth, at equal numbers of proposals, is measured by ``examples/proposals.py``.
 """
 
@@ -84,6 +86,25 @@ def _selectivesearch(inputs: tuple) -> Call:
     return call
 
 
+def _cv2_selective_search(inputs: tuple) -> Call:
+    """OpenCV-contrib's ``ximgproc.segmentation`` selective search, its fast mode (HSV and
+    Lab, k 150 and 300, two strategies); boxes xyxy like cnnkit's."""
+    import cv2
+
+    if not hasattr(cv2, "ximgproc"):
+        raise ImportError("cv2.ximgproc is missing (pip install opencv-contrib-python-headless)")
+    bgr = np.ascontiguousarray(inputs[0][:, :, ::-1])
+
+    def call() -> np.ndarray:
+        search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+        search.setBaseImage(bgr)
+        search.switchToSelectiveSearchFast()
+        rects = search.process().astype(np.float32).reshape(-1, 4)
+        return np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)
+
+    return call
+
+
 def covers(ours: np.ndarray, theirs: np.ndarray) -> str | None:
     """None when cnnkit's boxes match at least 90% of the other's at IoU >= 0.5."""
     from cnnkit import ops
@@ -125,7 +146,11 @@ def cases() -> list[Case]:
             "astronaut 256 x 256 x 3, fast",
             "uint8",
             small_photograph,
-            {**native("selective_search", mode="fast"), "selectivesearch": _selectivesearch},
+            {
+                **native("selective_search", mode="fast"),
+                "selectivesearch": _selectivesearch,
+                "cv2": _cv2_selective_search,
+            },
             covers,
             too_slow=frozenset({"reference"}),
         )

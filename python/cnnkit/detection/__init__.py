@@ -1,5 +1,5 @@
 """Object detection: classification with localization, landmarks, sliding windows, YOLO with
-anchor boxes, and COCO / Pascal VOC evaluation.
+anchor boxes, R-CNN and Fast R-CNN over region proposals, and COCO / Pascal VOC evaluation.
 
 Submodules load on first use (``import cnnkit.detection`` stays light); their public names
 are available here.
@@ -23,13 +23,29 @@ _NAMES = {
     "resize_bilinear": "windows",
     "sliding_window_detect": "windows",
     "to_fully_convolutional": "windows",
+    "BOX_WEIGHTS": "rcnn",
+    "FastRCNN": "rcnn",
+    "ProposalLoss": "rcnn",
+    "RCNNClassifier": "rcnn",
+    "apply_deltas": "rcnn",
+    "box_deltas": "rcnn",
+    "fast_rcnn": "rcnn",
+    "fast_rcnn_detect": "rcnn",
+    "propose": "rcnn",
+    "proposal_recall": "rcnn",
+    "rcnn_classifier": "rcnn",
+    "rcnn_detect": "rcnn",
+    "sample_proposals": "rcnn",
+    "train_fast_rcnn": "rcnn",
+    "train_rcnn": "rcnn",
+    "warp_proposals": "rcnn",
     "YoloLoss": "yolo",
     "YoloModel": "yolo",
     "activate": "yolo",
     "detect": "yolo",
     "yolo_model": "yolo",
 }
-_SUBMODULES = {"evaluation", "landmarks", "localization", "windows", "yolo"}
+_SUBMODULES = {"evaluation", "landmarks", "localization", "rcnn", "windows", "yolo"}
 
 __all__ = sorted(_NAMES)
 
