@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "interrupt.hpp"
 #include "segmentation.hpp"
 
 namespace cnnkit {
@@ -113,7 +114,11 @@ int64_t group_regions(const GroupingInput& in, std::vector<int64_t>& boxes) {
   std::vector<char> alive(size_t(total), 0);
   std::fill(alive.begin(), alive.begin() + n, 1);
   int64_t count = n;
+  // Each merge costs a histogram blend and a neighbour merge: a stop test
+  // (Ctrl-C; the boxes are then incomplete and the binding raises) is cheap.
+  const StopToken stop;
   while (!queue.empty()) {
+    if (stop) return 0;
     const Pair top = queue.top();
     queue.pop();
     if (!alive[size_t(top.a)] || !alive[size_t(top.b)]) continue;

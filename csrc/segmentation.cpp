@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "interrupt.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -46,10 +47,12 @@ std::vector<double> smooth(const double* image, int64_t h, int64_t w, int64_t c,
   const int64_t taps = int64_t(k.size()), radius = taps / 2;
   std::vector<double> tmp(size_t(h * line));
   const int threads = threads_for(h * line * taps, 1 << 16);
+  const StopToken stop;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
 #pragma omp for schedule(static)
     for (int64_t y = 0; y < h; ++y) {
+      if (stop) continue;
       double* dst = tmp.data() + y * line;
       std::fill(dst, dst + line, 0.0);
       for (int64_t t = 0; t < taps; ++t) {
@@ -61,6 +64,7 @@ std::vector<double> smooth(const double* image, int64_t h, int64_t w, int64_t c,
     std::vector<double> padded(size_t((w + 2 * radius) * c));
 #pragma omp for schedule(static)
     for (int64_t y = 0; y < h; ++y) {
+      if (stop) continue;
       const double* src = tmp.data() + y * line;
       for (int64_t x = -radius; x < w + radius; ++x)
         std::memcpy(&padded[size_t((x + radius) * c)], src + reflect(x, w) * c,
@@ -158,7 +162,12 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
                      const FelzenszwalbParams& params, int64_t* labels) {
   const int64_t n = h * w;
   if (n == 0) return 0;
+  // Stopped (Ctrl-C), the function returns 0 with labels incomplete; the
+  // sequential loops test the token once per 2^14 steps of a few ns each.
+  const StopToken stop;
+  constexpr size_t kStopStride = size_t(1) << 14;
   const std::vector<double> img = smooth(image, h, w, c, params.sigma);
+  if (stop) return 0;
 
   // Channels summed in order, then the root: NumPy's sum over a short axis.
   auto weight = [&](uint32_t id) {
@@ -176,7 +185,8 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   const int64_t edges_count = h * (w - 1) + (h - 1) * w + 2 * (h - 1) * (w - 1);
   std::vector<uint64_t> edges(static_cast<size_t>(edges_count));
   size_t m = 0;
-  for (int64_t y = 0; y < h; ++y)
+  for (int64_t y = 0; y < h; ++y) {
+    if (stop) return 0;
     for (int64_t x = 0; x < w; ++x) {
       const uint32_t id = uint32_t(4 * (y * w + x));
       if (x + 1 < w) edges[m++] = record(weight(id), id);
@@ -186,7 +196,9 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
         edges[m++] = record(weight(id + 3), id + 3);
       }
     }
+  }
   radix_sort_top(edges);
+  if (stop) return 0;
   // Exact order: within each run of equal top bits, a stable sort by the full
   // weight (runs are short, or flat regions of equal weights already in order).
   auto by_weight = [&](uint64_t p, uint64_t q) {
@@ -206,7 +218,9 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   // (so the merges are the same) and cached: it changes only when C grows.
   std::vector<int32_t> size(size_t(n), 1);
   std::vector<float> threshold(size_t(n), static_cast<float>(0.0 + k / 1.0));
-  for (const uint64_t e : edges) {
+  for (size_t i = 0; i < edges.size(); ++i) {
+    if (i % kStopStride == 0 && stop) return 0;
+    const uint64_t e = edges[i];
     int64_t a, b;
     endpoints(record_id(e), w, a, b);
     a = forest.find(a);
@@ -239,6 +253,7 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     in_small[size_t(p)] = size[size_t(up)] < params.min_size;
   }
   for (size_t i = 0; i < edges.size() && small > 0; ++i) {
+    if (i % kStopStride == 0 && stop) return 0;
     int64_t a, b;
     endpoints(record_id(edges[i]), w, a, b);
     if (!(in_small[size_t(a)] | in_small[size_t(b)])) continue;
