@@ -103,6 +103,16 @@ def test_uint8_images_into_a_float_model_warn_once(monkeypatch):
         model.predict(np.ones((4, 3), np.uint8))  # already in [0, 1]: no warning
 
 
+def test_uint8_images_into_a_model_that_starts_by_rescaling_do_not_warn(monkeypatch):
+    monkeypatch.setattr(data_adapters, "_warned_uint8", False)
+    model = cnnkit.Sequential(
+        [layers.Input((3,)), layers.Rescaling(1 / 255), layers.Dense(1)], seed=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict(np.full((4, 3), 200, np.uint8), verbose=0)
+
+
 def test_channels_first_input_names_the_layer_and_suggests_channels_last():
     model = cnnkit.Sequential(
         [layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], seed=0, name="net"

@@ -89,8 +89,9 @@ def take(value: Any, index: Any) -> Any:
 _NUMERIC = "bool, integer or floating-point"
 
 
-def to_model_dtype(where: str, x: Any, dtype: np.dtype) -> Any:
-    """``x`` as arrays of the model's float dtype.
+def to_model_dtype(where: str, x: Any, dtype: np.dtype, *, warn_uint8: bool = True) -> Any:
+    """``x`` as arrays of the model's float dtype; ``warn_uint8``: warn (once per process)
+    when uint8 pixels beyond 1 go into a float model, as unscaled images would.
 
     Raises
     ------
@@ -108,7 +109,7 @@ def to_model_dtype(where: str, x: Any, dtype: np.dtype) -> Any:
             raise TypeError(f"{where}: x must be a {_NUMERIC} array, got {exc}") from None
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{where}: x must have a {_NUMERIC} dtype, got dtype {a.dtype}")
-        if a.dtype == np.uint8 and dtype.kind == "f":
+        if warn_uint8 and a.dtype == np.uint8 and dtype.kind == "f":
             _warn_uint8(where, a)
         return a.astype(dtype) if a.dtype != dtype else a
 

@@ -444,7 +444,12 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------------------
     def _as_model_dtype(self, where: str, x: Any) -> Any:
-        return to_model_dtype(where, x, self.dtype)  # type: ignore[attr-defined]
+        # A model that starts by rescaling takes raw uint8 pixels by design.
+        first = next(
+            (la for la in getattr(self, "layers", []) if type(la).__name__ != "InputLayer"), None
+        )
+        rescales = type(first).__name__ == "Rescaling"
+        return to_model_dtype(where, x, self.dtype, warn_uint8=not rescales)  # type: ignore[attr-defined]
 
     def _prepare_xy(self, where: str, x: Any, y: Any) -> tuple[Any, Any, int]:
         """``x`` in the model's dtype and ``y`` as checked arrays; and the sample count."""
