@@ -134,6 +134,21 @@ VALID = {
         (None, "array", "R((2, 3, 3), np.float32, seed=1)"),
         ("normalize", "str", "'positions'"),
     ],
+    "lrn": [
+        (None, "array", "R((2, 4, 5, 7))"),
+        (None, "int", "5"),
+        ("alpha", "real", "0.5"),
+        ("beta", "real", "0.75"),
+        ("bias", "real", "2.0"),
+    ],
+    "lrn_backward": [
+        (None, "array", "R((2, 3, 6), np.float32)"),
+        (None, "array", "R((2, 3, 6), np.float32, seed=1)"),
+        (None, "int", "3"),
+        ("alpha", "real", "1e-3"),
+        ("beta", "real", "0.5"),
+        ("bias", "real", "1.0"),
+    ],
     "max_pool": [
         (None, "array", "R((2, 7, 6, 3), np.float32)"),
         (None, "geom", "(3, 2)"),

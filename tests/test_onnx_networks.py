@@ -52,6 +52,20 @@ def test_network_matches_torch(name: str) -> None:
         assert errors["ort_rel"] <= 1e-4, errors
 
 
+@pytest.mark.parametrize("name", ["resnet18", "shufflenet_v2_x1_0"])
+def test_dynamo_exports_import_too(name: str) -> None:
+    """torch.export's exporter (opset 18, a fixed batch of 1 in the file): other batch
+    sizes still run, since the batch axis stays cnnkit's own."""
+    pytest.importorskip("onnxscript")
+    net = nets.build(name)
+    model = cnnkit.onnx.load_model(nets.export(net, 64, dynamo=True))
+    x = nets.images(3, 64)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    got = np.asarray(model(x).data)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 def test_caffe_style_layers_match_torch() -> None:
     net = nets.caffe_style()
     model = cnnkit.onnx.load_model(nets.export(net, 20))

@@ -80,14 +80,19 @@ def build(name: str, seed: int = 0) -> Any:
     return net
 
 
-def export(net: Any, size: int, opset: int = 17) -> bytes:
-    """The ONNX file torch writes (TorchScript exporter), batch axis dynamic."""
+def export(net: Any, size: int, opset: int = 17, *, dynamo: bool = False) -> bytes:
+    """The ONNX file torch writes: the TorchScript exporter with the batch axis dynamic, or
+    with ``dynamo`` torch.export's (torch's default since 2.9; needs onnxscript), which
+    writes the batch size of the example, 1."""
     import torch
 
     buffer = io.BytesIO()
     x = torch.zeros(1, 3, size, size)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated, not gone
         warnings.simplefilter("ignore")
+        if dynamo:
+            program = torch.onnx.export(net, (x,), dynamo=True, input_names=["input"])
+            return bytes(program.model_proto.SerializeToString())
         _export(torch, net, x, buffer, opset)
     return buffer.getvalue()
 

@@ -1279,6 +1279,7 @@ def selective_search(image, *, mode="fast", seed=0) -> np.ndarray:
 
 
 def _lrn_scale(x: np.ndarray, size: int, alpha: float, bias: float) -> np.ndarray:
+    alpha, bias = float(alpha), float(bias)  # in float64 (the kernel's), whatever was given
     c = x.shape[-1]
     lo, hi = (size - 1) // 2, size // 2
     sq = np.pad(np.square(x, dtype=np.float64), [(0, 0)] * (x.ndim - 1) + [(lo, hi)])
@@ -1288,13 +1289,14 @@ def _lrn_scale(x: np.ndarray, size: int, alpha: float, bias: float) -> np.ndarra
 
 def lrn(x, size, *, alpha=1e-4, beta=0.75, bias=1.0) -> np.ndarray:
     x = np.asarray(x)
-    return (x * _lrn_scale(x, size, alpha, bias) ** -beta).astype(x.dtype)
+    return (x * _lrn_scale(x, size, alpha, bias) ** -float(beta)).astype(x.dtype)
 
 
 def lrn_backward(x, dy, size, *, alpha=1e-4, beta=0.75, bias=1.0) -> np.ndarray:
     x, dy = np.asarray(x), np.asarray(dy)
     dtype = np.result_type(x, dy)
     s = _lrn_scale(x, size, alpha, bias)
+    alpha, beta = float(alpha), float(beta)
     q = dy * x * s ** (-beta - 1)
     c = x.shape[-1]
     lo, hi = (size - 1) // 2, size // 2

@@ -35,7 +35,19 @@ from ..layers.layer import weight_source
 from ..layers.symbolic import KerasTensor
 from ..models import Model
 from ..models.functional import Functional
-from . import _layers as OL
+from ._layers import (
+    LRN,
+    ConstantOperand,
+    ElementwiseUnary,
+    OnnxPad,
+    OnnxPooling,
+    OnnxSoftmax,
+    PRelu,
+    Reduce,
+    SliceAxes,
+    Split,
+    TensorBroadcast,
+)
 
 __all__ = ["CONVERTERS", "load_model"]
 
@@ -500,7 +512,7 @@ def _pool(g: _Graph, node: Any, a: dict[str, Any], name: str, kind: str) -> list
     if a.get("storage_order", 0):
         raise Unsupported("storage_order 1 (only the Indices output depends on it)")
     pads = _spatial_padding(a, x.shape[2:], kernel, strides, dilations)  # type: ignore[arg-type]
-    layer = OL.OnnxPooling(
+    layer = OnnxPooling(
         kind, kernel, strides, pads, ceil_mode=bool(a.get("ceil_mode", 0)),
         count_include_pad=bool(a.get("count_include_pad", 0)), name=name, dtype=g.dtype,
     )  # fmt: skip
@@ -546,7 +558,7 @@ def _batch_norm(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]
 @_converter("LRN")
 def _lrn(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = _feature_map(g, node, name, ranks=(3, 4, 5))
-    layer = OL.LRN(
+    layer = LRN(
         int(a["size"]), alpha=float(a.get("alpha", 1e-4)), beta=float(a.get("beta", 0.75)),
         bias=float(a.get("bias", 1.0)), name=name, dtype=g.dtype,
     )  # fmt: skip
@@ -566,9 +578,9 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
             name=name, dtype=d,
         )  # fmt: skip
     if op == "Elu":
-        return OL.ElementwiseUnary("elu", alpha=float(a.get("alpha", 1.0)), name=name, dtype=d)
+        return ElementwiseUnary("elu", alpha=float(a.get("alpha", 1.0)), name=name, dtype=d)
     if op == "HardSigmoid":
-        return OL.ElementwiseUnary(
+        return ElementwiseUnary(
             "hard_sigmoid", alpha=float(a.get("alpha", 0.2)), beta=float(a.get("beta", 0.5)),
             name=name, dtype=d,
         )  # fmt: skip
@@ -583,7 +595,7 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
             return L.ReLU(max_value=high, name=name, dtype=d)
         if low == 0 and high is None:
             return L.ReLU(name=name, dtype=d)
-        return OL.ElementwiseUnary("clip", alpha=low, beta=high, name=name, dtype=d)
+        return ElementwiseUnary("clip", alpha=low, beta=high, name=name, dtype=d)
     raise Unsupported(op)  # pragma: no cover - the table lists only the ops above
 
 
@@ -615,9 +627,7 @@ def _passthrough(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any
 def _neg(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
     c = np.full((1,) * x.rank, -1.0)
-    return [
-        _emit(g, OL.ConstantOperand("mul", c.shape, name=name, dtype=g.dtype), x, {"constant": c})
-    ]
+    return [_emit(g, ConstantOperand("mul", c.shape, name=name, dtype=g.dtype), x, {"constant": c})]
 
 
 def _constant_operand(g: _Graph, x: _Value, c: np.ndarray, what: str) -> np.ndarray:
@@ -641,7 +651,7 @@ def _pow(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     if c.size != 1:
         raise Unsupported(f"an exponent of shape {c.shape} (only a constant scalar)")
     c = c.astype(np.float64).reshape((1,) * x.rank)
-    layer = OL.ConstantOperand("pow", c.shape, name=name, dtype=g.dtype)
+    layer = ConstantOperand("pow", c.shape, name=name, dtype=g.dtype)
     return [_emit(g, layer, x, {"constant": c})]
 
 
@@ -654,7 +664,7 @@ def _binary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         first = g.is_const(node, 0)
         x = g.value(node, 1 if first else 0)
         c = _constant_operand(g, x, g.const(node, 0 if first else 1), "a constant operand")
-        layer = OL.ConstantOperand(op, c.shape, constant_first=first, name=name, dtype=g.dtype)
+        layer = ConstantOperand(op, c.shape, constant_first=first, name=name, dtype=g.dtype)
         out = _emit(g, layer, x, {"constant": c})
         return [_Value(out.tensor, x.perm, _onnx_shape(out.tensor, x.perm))]
     return [_merge(g, [g.value(node, 0), g.value(node, 1)], op, name)]
@@ -681,12 +691,12 @@ def _merge(g: _Graph, values: list[_Value], op: str, name: str) -> _Value:
     if op == "mean":
         total = _merge(g, values, "add", f"{name}.sum")
         c = np.full((1,) * rank, 1.0 / len(values))
-        layer = OL.ConstantOperand("mul", c.shape, name=name, dtype=g.dtype)
+        layer = ConstantOperand("mul", c.shape, name=name, dtype=g.dtype)
         return _emit(g, layer, total, {"constant": c})
     acc = values[0]
     for i, v in enumerate(values[1:], 1):
         last = i == len(values) - 1
-        layer = OL.TensorBroadcast(op, name=name if last else f"{name}.{i}", dtype=g.dtype)
+        layer = TensorBroadcast(op, name=name if last else f"{name}.{i}", dtype=g.dtype)
         t = layer([acc.tensor, v.tensor])
         acc = _Value(t, perm, _onnx_shape(t, perm))
     return acc
@@ -710,7 +720,7 @@ def _prelu(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     if x.rank >= 3 and slope.ndim == 1 and slope.shape[0] == x.shape[1] != 1:
         slope = slope.reshape(-1, *([1] * (x.rank - 2)))  # opset < 9 channel slopes
     c = _constant_operand(g, x, slope, "the slope")
-    return [_emit(g, OL.PRelu(c.shape, name=name, dtype=g.dtype), x, {"slope": c})]
+    return [_emit(g, PRelu(c.shape, name=name, dtype=g.dtype), x, {"slope": c})]
 
 
 @_converter("Softmax", "LogSoftmax")
@@ -722,7 +732,7 @@ def _softmax(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     coerce = g.opset < 13 and axis != x.rank - 1
     if coerce:
         x = g.to_perm(x, _identity(x.rank), f"{name}.to_onnx_layout")
-    layer = OL.OnnxSoftmax(x.perm.index(axis), log=log, coerce=coerce, name=name, dtype=g.dtype)
+    layer = OnnxSoftmax(x.perm.index(axis), log=log, coerce=coerce, name=name, dtype=g.dtype)
     return [_emit(g, layer, x)]
 
 
@@ -906,7 +916,7 @@ def _reduce(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
             return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
         return [_Value(t, (0, 1), (None, x.shape[1]))]
     cnnkit_axes = sorted(x.perm.index(i) for i in axes)
-    t = OL.Reduce(kind, cnnkit_axes, keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
+    t = Reduce(kind, cnnkit_axes, keepdims=keepdims, name=name, dtype=g.dtype)(x.tensor)
     if keepdims:
         return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
     keep = [i for i in range(x.rank) if i not in axes]
@@ -947,7 +957,7 @@ def _split(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     sizes = [int(s) for s in np.asarray(sizes).reshape(-1)]
     if sum(sizes) != n or len(sizes) != count:
         raise Unsupported(f"split {sizes} of an axis of length {n} into {count} outputs")
-    t = OL.Split(x.perm.index(axis), sizes, name=name, dtype=g.dtype)(x.tensor)
+    t = Split(x.perm.index(axis), sizes, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(p, x.perm, _onnx_shape(p, x.perm)) for p in t]
 
 
@@ -961,7 +971,7 @@ def _slice(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         steps = g.const(node, 4, required=False)
         params = _slice_params(x.shape, g.const(node, 1), g.const(node, 2), axes, steps)
     rows = [[x.perm.index(ax), s, e, st] for ax, s, e, st in params]
-    t = OL.SliceAxes(rows, name=name, dtype=g.dtype)(x.tensor)
+    t = SliceAxes(rows, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
 
 
@@ -987,7 +997,7 @@ def _pad(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     if pairs.get(0, (0, 0)) != (0, 0):
         raise Unsupported("padding the batch axis")
     padding = [pairs.get(q, (0, 0)) for q in x.perm[1:]]
-    t = OL.OnnxPad(padding, mode, value, name=name, dtype=g.dtype)(x.tensor)
+    t = OnnxPad(padding, mode, value, name=name, dtype=g.dtype)(x.tensor)
     return [_Value(t, x.perm, _onnx_shape(t, x.perm))]
 
 
