@@ -92,8 +92,6 @@ VALUES = {
     "gram": IMAGES,
     "gram_backward": np.zeros((1, 2, 2)),
     "kmeans_anchors": [[1.0, 2.0], [2.0, 1.0]],
-    "lrn": IMAGES,
-    "lrn_backward": IMAGES,
     "masks_to_boxes": np.ones((1, 2, 2)),
     "matmul": np.eye(2),
     "max_pool": IMAGES,
