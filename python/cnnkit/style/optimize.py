@@ -24,9 +24,9 @@ from .. import _validate
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..models import Model
-from . import lbfgs
 from .costs import _gram_cost, content_cost, gram_matrix, style_weights, total_variation
 from .images import resize_rgb, to_rgb, to_uint8
+from .lbfgs import LBFGSState, iterate
 from .networks import StyleNetwork, from_model, load_network, random_multiscale
 
 __all__ = ["Objective", "transfer"]
@@ -375,11 +375,11 @@ def _lbfgs(
 
     x = np.clip(x, 0, 1)
     value, grad = fun(x)
-    state = lbfgs.LBFGSState(x, value, grad, memory=10)
+    state = LBFGSState(x, value, grad, memory=10)
     costs = _checked(evaluated[-1], 0)
     with _bar(steps, progress) as bar:
         for step in range(steps):
-            if lbfgs.iterate(fun, state):
+            if iterate(fun, state):
                 costs = _checked(evaluated[-1], step)
             _show(bar, costs)
             if callback is not None:
