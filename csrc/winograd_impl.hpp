@@ -160,14 +160,23 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
   const int64_t per_tile = kE * (k + n) * int64_t(sizeof(T));
   const int64_t block = std::clamp<int64_t>((int64_t(2) << 20) / per_tile, 96, 512);
   const int64_t blocks = (tiles + block - 1) / block;
+  // Too few blocks to keep the threads busy (the deep layers of one image: 64
+  // tiles at 32x32): the output channels of each block are split too, into
+  // parts of at least 64. Each part repeats its block's input transform, small
+  // beside its share of the products. The split depends on the problem only,
+  // so the results do not depend on the thread count.
+  const int64_t parts =
+      blocks >= 4 ? 1 : std::clamp<int64_t>(n / 64, 1, (4 + blocks - 1) / blocks);
   const int nt = threads_for(tiles * kE * k * n / 4, 1 << 16);
   const StopToken stop;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
-  for (int64_t bi = 0; bi < blocks; ++bi) {
+  for (int64_t task = 0; task < blocks * parts; ++task) {
     if (stop) continue;
+    const int64_t bi = task / parts, part = task % parts;
+    const int64_t c0 = n * part / parts, nc = n * (part + 1) / parts - c0;
     const int64_t t0 = bi * block, count = std::min(block, tiles - t0);
     T* v = scratch<T>(0, size_t(kE * block * k)).data();
-    T* m = scratch<T>(1, size_t(kE * block * n)).data();
+    T* m = scratch<T>(1, size_t(kE * block * nc)).data();
     // Zeros for input rows outside x, the row transform's 36 rows, and a
     // sink for output rows outside y.
     T* work = scratch<T>(2, size_t((1 + kE + kTile) * std::max(k, n))).data();
@@ -206,15 +215,15 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
       }
     }
 
-    // The 36 products, M[e] = V[e] U[e].
+    // The 36 products, M[e] = V[e] U[e], for the output channels [c0, c0 + nc).
     for (int e = 0; e < kE; ++e) {
       const T* ue = u + e * k * n;
       if (s.transposed)
-        gemm_serial(false, true, count, n, k, v + e * block * k, k, ue, k, m + e * block * n, n,
-                    false);
+        gemm_serial(false, true, count, nc, k, v + e * block * k, k, ue + c0 * k, k,
+                    m + e * block * nc, nc, false);
       else
-        gemm_serial(false, false, count, n, k, v + e * block * k, k, ue, n, m + e * block * n, n,
-                    false);
+        gemm_serial(false, false, count, nc, k, v + e * block * k, k, ue + c0, n,
+                    m + e * block * nc, nc, false);
     }
 
     // Output transform: Y = A^T M A, clipped to y, plus the bias.
@@ -224,25 +233,26 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
       for (int i = 0; i < kAlpha; ++i) {
         const T* row[kAlpha];
         T* r[kTile];
-        for (int j = 0; j < kAlpha; ++j) row[j] = m + ((i * kAlpha + j) * block + t) * n;
-        for (int q = 0; q < kTile; ++q) r[q] = mid + (i * kTile + q) * n;
-        output_1d(row, r, n);
+        for (int j = 0; j < kAlpha; ++j) row[j] = m + ((i * kAlpha + j) * block + t) * nc;
+        for (int q = 0; q < kTile; ++q) r[q] = mid + (i * kTile + q) * nc;
+        output_1d(row, r, nc);
       }
       for (int q = 0; q < kTile; ++q) {
         const T* col[kAlpha];
         T* r[kTile];
         const int64_t ow = tw * kTile + q;
-        for (int i = 0; i < kAlpha; ++i) col[i] = mid + (i * kTile + q) * n;
+        for (int i = 0; i < kAlpha; ++i) col[i] = mid + (i * kTile + q) * nc;
         for (int p = 0; p < kTile; ++p) {
           const int64_t oh = th * kTile + p;
-          r[p] = (oh < s.out_h && ow < s.out_w) ? y + ((img * s.out_h + oh) * s.out_w + ow) * n
-                                                : sink + p * n;
+          r[p] = (oh < s.out_h && ow < s.out_w)
+                     ? y + ((img * s.out_h + oh) * s.out_w + ow) * n + c0
+                     : sink + p * n;
         }
-        output_1d(col, r, n);
+        output_1d(col, r, nc);
         if (b)
           for (int p = 0; p < kTile; ++p) {
             T* out = r[p];
-            for (int64_t c = 0; c < n; ++c) out[c] += b[c];
+            for (int64_t c = 0; c < nc; ++c) out[c] += b[c0 + c];
           }
       }
     }

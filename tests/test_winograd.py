@@ -252,3 +252,29 @@ def test_autograd_conv_through_winograd_matches_finite_differences():
         ops.conv(x, w, padding="same"), ops.conv(x, w, padding="same", winograd=True)
     )
     check_gradients(lambda a, b: autograd.conv(a, b, padding="same"), [x, w])
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_channel_parts_of_few_tile_blocks(dtype):
+    # One image of 12x12 is 9 tiles, one block: its 200 output channels (and,
+    # for dx, its 136 input channels) are split into parts of unequal widths.
+    x, w = seeded((1, 12, 12, 136), dtype, 1), seeded((3, 3, 136, 200), dtype, 2)
+    b, dy = seeded((200,), dtype, 3), seeded((1, 12, 12, 200), dtype, 4)
+    want_y = reference.conv(f64(x), f64(w), f64(b), padding="same")
+    want_dx = reference.conv_backward(f64(x), f64(w), f64(dy), padding="same", need=("x",))[0]
+    scale_y = reference.conv(absf64(x), absf64(w), absf64(b), padding="same")
+    scale_dx = reference.conv_backward(absf64(x), absf64(w), absf64(dy), padding="same")[0]
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        results = []
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            y = ops.conv(x, w, b, padding="same", winograd=True)
+            dx = ops.conv_backward(x, w, dy, padding="same", need=("x",), winograd=True)[0]
+            results.append((y, dx))
+        assert_close(results[0][0], want_y, scale_y, dtype, "y")
+        assert_close(results[0][1], want_dx, scale_dx, dtype, "dx")
+        for y, dx in results[1:]:
+            assert np.array_equal(y, results[0][0]), isa
+            assert np.array_equal(dx, results[0][1]), isa
