@@ -33,10 +33,9 @@ import time
 import numpy as np
 
 from cnnkit import optimizers
-from cnnkit.datasets import faces
 from cnnkit.face import PairSampler, PKSampler, build_encoder, build_siamese, evaluate
 from cnnkit.face.database import FaceDatabase
-from cnnkit.face.demo import FaceDemoConfig, one_shot_recognition, train_encoder
+from cnnkit.face.demo import FaceDemoConfig, face_sets, one_shot_recognition, train_encoder
 
 
 def verification(encoder, test, config, seed):
@@ -65,22 +64,7 @@ def main() -> None:
         config = dataclasses.replace(config, steps_per_epoch=args.steps)
     config = dataclasses.replace(config, batch_norm=args.batch_norm, squared=not args.euclidean)
     c, seed = config, args.seed
-    train = faces(c.train_people, c.images_per_person, size=c.size, seed=seed)
-    first = c.train_people
-    test = faces(
-        c.test_people, c.test_images_per_person, size=c.size, seed=seed, first_identity=first
-    )
-    first += c.test_people
-    known = faces(
-        c.known_people, c.test_images_per_person, size=c.size, seed=seed, first_identity=first
-    )
-    unknown = faces(
-        c.unknown_people,
-        c.test_images_per_person,
-        size=c.size,
-        seed=seed,
-        first_identity=first + c.known_people,
-    )
+    train, test, known, unknown = face_sets(c, seed)
     x = train.images.astype(np.float32)
     print(
         f"batch_norm={c.batch_norm} squared={c.squared}; "

@@ -59,6 +59,24 @@ class FaceDemoConfig:
         )
 
 
+def face_sets(config: FaceDemoConfig, seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    """The demo's four sets of disjoint people: training, verification, known (to enrol)
+    and unknown (to reject)."""
+    from ..datasets import faces
+
+    c, first = config, 0
+    sets = []
+    for people, per_person in (
+        (c.train_people, c.images_per_person),
+        (c.test_people, c.test_images_per_person),
+        (c.known_people, c.test_images_per_person),
+        (c.unknown_people, c.test_images_per_person),
+    ):
+        sets.append(faces(people, per_person, size=c.size, seed=seed, first_identity=first))
+        first += people
+    return tuple(sets)  # type: ignore[return-value]
+
+
 def train_encoder(
     images: np.ndarray,
     labels: np.ndarray,
@@ -121,7 +139,6 @@ def one_shot_recognition(
 
 def run_face_demo(out: Any, config: FaceDemoConfig | None = None, seed: int = 0) -> dict[str, Any]:
     """Run the demo, print what it finds, write the plots into ``out``; return the figures."""
-    from ..datasets import faces
     from . import evaluate
     from .database import FaceDatabase
 
@@ -130,19 +147,7 @@ def run_face_demo(out: Any, config: FaceDemoConfig | None = None, seed: int = 0)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     c = config
-    train = faces(c.train_people, c.images_per_person, size=c.size, seed=seed)
-    first = c.train_people
-    test = faces(
-        c.test_people, c.test_images_per_person, size=c.size, seed=seed, first_identity=first
-    )
-    first += c.test_people
-    known = faces(
-        c.known_people, c.test_images_per_person, size=c.size, seed=seed, first_identity=first
-    )
-    first += c.known_people
-    unknown = faces(
-        c.unknown_people, c.test_images_per_person, size=c.size, seed=seed, first_identity=first
-    )
+    train, test, known, unknown = face_sets(c, seed)
     print(
         f"procedural faces {c.size}x{c.size}: {c.train_people} people x {c.images_per_person} "
         f"images to train; {c.test_people} others for verification, {c.known_people} known "
