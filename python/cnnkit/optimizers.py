@@ -477,6 +477,12 @@ class Optimizer:
         if self.use_ema and self.built and self.iterations > 0:
             self._overwrite_with_average()
 
+    def _set_moment_rates(self, where: str, beta_1: Any, beta_2: Any, epsilon: Any) -> None:
+        """The Adam family's decay rates of the two moments, in [0, 1), and epsilon >= 0."""
+        self.beta_1 = _validate.real(where, "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
+        self.beta_2 = _validate.real(where, "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
+        self.epsilon = _validate.real(where, "epsilon", epsilon, low=0.0)
+
     def _slot(self, name: str, index: int) -> np.ndarray:
         return self._slots[name][index]  # type: ignore[return-value]
 
@@ -623,9 +629,7 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         **kwargs: Any,
     ) -> None:
-        self.beta_1 = _validate.real("Adam()", "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
-        self.beta_2 = _validate.real("Adam()", "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
-        self.epsilon = _validate.real("Adam()", "epsilon", epsilon, low=0.0)
+        self._set_moment_rates("Adam()", beta_1, beta_2, epsilon)
         if not isinstance(amsgrad, (bool, np.bool_)):
             raise TypeError(f"Adam(): amsgrad must be a bool, got {type(amsgrad).__name__}")
         self.amsgrad = bool(amsgrad)
@@ -804,10 +808,7 @@ class Nadam(Optimizer):
         epsilon: float = 1e-7,
         **kwargs: Any,
     ) -> None:
-        f = "Nadam()"
-        self.beta_1 = _validate.real(f, "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
-        self.beta_2 = _validate.real(f, "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
-        self.epsilon = _validate.real(f, "epsilon", epsilon, low=0.0)
+        self._set_moment_rates("Nadam()", beta_1, beta_2, epsilon)
         # (step, product of u_1..u_step): cached so a step costs O(1), not O(step).
         self._u_product = (0, 1.0)
         super().__init__(learning_rate, **kwargs)
@@ -979,10 +980,7 @@ class Adamax(Optimizer):
         epsilon: float = 1e-7,
         **kwargs: Any,
     ) -> None:
-        f = "Adamax()"
-        self.beta_1 = _validate.real(f, "beta_1", beta_1, low=0.0, high=1.0, high_open=True)
-        self.beta_2 = _validate.real(f, "beta_2", beta_2, low=0.0, high=1.0, high_open=True)
-        self.epsilon = _validate.real(f, "epsilon", epsilon, low=0.0)
+        self._set_moment_rates("Adamax()", beta_1, beta_2, epsilon)
         super().__init__(learning_rate, **kwargs)
 
     def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
