@@ -12,7 +12,7 @@ from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation, _fused
-from .layer import Layer, set_weight_options, weight_options_config
+from .layer import Layer, add_bias, set_weight_options, weight_options_config
 from .layer import data_format as _data_format
 
 __all__ = [
@@ -127,20 +127,7 @@ class _Conv(Layer):
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
-        self._build_bias()
-
-    def _build_bias(self) -> None:
-        self.bias = (
-            self.add_weight(
-                "bias",
-                (self.filters,),
-                self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-            if self.use_bias
-            else None
-        )
+        self.bias = add_bias(self, self.filters)
 
     def _conv_padding(self) -> Any:
         if self.padding != "causal":
@@ -423,17 +410,7 @@ class DepthwiseConv2D(Layer):
             regularizer=self.depthwise_regularizer,
             constraint=self.depthwise_constraint,
         )
-        self.bias = (
-            self.add_weight(
-                "bias",
-                (c * self.depth_multiplier,),
-                self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-            if self.use_bias
-            else None
-        )
+        self.bias = add_bias(self, c * self.depth_multiplier)
 
     def _depthwise(self, x: Tensor, kernel: Tensor, bias: Tensor | None) -> Tensor:
         self._need_rank(x.shape, 4, "(N, H, W, C)")
@@ -549,17 +526,7 @@ class SeparableConv2D(DepthwiseConv2D):
             regularizer=self.pointwise_regularizer,
             constraint=self.pointwise_constraint,
         )
-        self.bias = (
-            self.add_weight(
-                "bias",
-                (self.filters,),
-                self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-            if self.use_bias
-            else None
-        )
+        self.bias = add_bias(self, self.filters)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         y = self._depthwise(x, self.depthwise_kernel, None)

@@ -13,7 +13,7 @@ from ..autograd import Tensor
 from ..saving import registry
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation, _fused
-from .layer import Layer, set_weight_options, weight_options_config
+from .layer import Layer, add_bias, set_weight_options, weight_options_config
 from .symbolic import KerasTensor, Node
 
 _WEIGHT_OPTIONS = ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint")
@@ -136,17 +136,7 @@ class Dense(Layer):
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
-        self.bias = (
-            self.add_weight(
-                "bias",
-                (self.units,),
-                self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-            )
-            if self.use_bias
-            else None
-        )
+        self.bias = add_bias(self, self.units)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         if x.shape[-1] != self.kernel.shape[0]:

@@ -436,5 +436,18 @@ def set_weight_options(layer: Layer, where: str, **options: Any) -> None:
         setattr(layer, arg, module.get(value, where, arg))
 
 
+def add_bias(layer: Any, size: int) -> Any:
+    """The bias weight of a layer with Keras's ``use_bias`` and ``bias_*`` options, or None."""
+    if not layer.use_bias:
+        return None
+    return layer.add_weight(
+        "bias",
+        (size,),
+        layer.bias_initializer,
+        regularizer=layer.bias_regularizer,
+        constraint=layer.bias_constraint,
+    )
+
+
 def weight_options_config(layer: Layer, *args: str) -> dict[str, Any]:
     return {arg: option_config(layer, arg, getattr(layer, arg)) for arg in args}
