@@ -46,36 +46,11 @@ struct F64 {
 // 2-vector widths divide the channel counts convolutions use (n = 32, 64,
 // 128, ...), so full tiles are the rule there, and 4 x 3 measured no faster.
 template <class Vec, int64_t MC_, int64_t KC_, int64_t NC_>
-struct FmaKernel {
+struct FmaKernel : SliverEntryPoints<FmaKernel<Vec, MC_, KC_, NC_>, typename Vec::T, 6> {
   using T = typename Vec::T;
   using V = typename Vec::V;
   static constexpr int64_t MR = 6, NR = 2 * Vec::W, MC = MC_, KC = KC_, NC = NC_;
   static constexpr bool kInPlaceA = true;
-
-  // The A sliver packed: element (i, p) at a[p * MR + i].
-  struct PackedA {
-    const T* a;
-    const T* at(int64_t i, int64_t p) const { return a + p * MR + i; }
-  };
-  // The A sliver read in place from a row-major A: element (i, p) at
-  // row[i][p]. Rows past the tile's mr point at its first row, so that
-  // reads stay inside A; their results are never stored.
-  struct RowsA {
-    const T* row[MR];
-    RowsA(const T* a, int64_t lda, int64_t mr) {
-      for (int64_t i = 0; i < MR; ++i) row[i] = a + (i < mr ? i : 0) * lda;
-    }
-    const T* at(int64_t i, int64_t p) const { return row[i] + p; }
-  };
-
-  static void run(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, int64_t mr, int64_t nr,
-                  bool overwrite) {
-    tile(kc, PackedA{a}, b, c, ldc, mr, nr, overwrite);
-  }
-  static void run_rows(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc,
-                       int64_t mr, int64_t nr, bool overwrite) {
-    tile(kc, RowsA(a, lda, mr), b, c, ldc, mr, nr, overwrite);
-  }
 
   template <class A>
   static void tile(int64_t kc, const A& a, const T* b, T* c, int64_t ldc, int64_t mr, int64_t nr,

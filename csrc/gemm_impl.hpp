@@ -67,6 +67,40 @@ struct TileShape {
 // thread and reused by its later calls (defined in gemm.cpp).
 void* workspace(std::size_t bytes);
 
+// What every micro-kernel (MicroKernel below) shares: the A sliver's two
+// forms and the entry points that run the kernel's register tile on them.
+// Kernel supplies
+//   template <class A> static void tile(int64_t kc, const A& a, const T* b, T* c,
+//                                       int64_t ldc, int64_t mr, int64_t nr, bool overwrite);
+// which reads element (i, p) of the sliver as *a.at(i, p).
+template <class Kernel, class T, int64_t MR>
+struct SliverEntryPoints {
+  // The sliver packed: element (i, p) at a[p * MR + i].
+  struct PackedA {
+    const T* a;
+    const T* at(int64_t i, int64_t p) const { return a + p * MR + i; }
+  };
+  // The sliver read in place from a row-major A: element (i, p) at
+  // row[i][p]. Rows past the tile's mr point at its first row, so that reads
+  // stay inside A; their results are never stored.
+  struct RowsA {
+    const T* row[MR];
+    RowsA(const T* a, int64_t lda, int64_t mr) {
+      for (int64_t i = 0; i < MR; ++i) row[i] = a + (i < mr ? i : 0) * lda;
+    }
+    const T* at(int64_t i, int64_t p) const { return row[i] + p; }
+  };
+
+  static void run(int64_t kc, const T* a, const T* b, T* c, int64_t ldc, int64_t mr, int64_t nr,
+                  bool overwrite) {
+    Kernel::tile(kc, PackedA{a}, b, c, ldc, mr, nr, overwrite);
+  }
+  static void run_rows(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc,
+                       int64_t mr, int64_t nr, bool overwrite) {
+    Kernel::tile(kc, RowsA(a, lda, mr), b, c, ldc, mr, nr, overwrite);
+  }
+};
+
 #define CNNKIT_DECLARE_GEMM(ns)                                   \
   namespace ns {                                                  \
   template <class T>                                              \
