@@ -67,6 +67,7 @@ from .data_adapters import (
     to_model_dtype,
     unpack_x_y_sample_weight,
 )
+from .memory import keep_freed_memory
 
 __all__ = ["NonFiniteLossError", "Trainer"]
 
@@ -391,6 +392,7 @@ class Trainer:
         changing any weight (BatchNormalization's statistics included).
         """
         x, y, sample_weight = unpack_x_y_sample_weight(data)
+        keep_freed_memory()  # else each step faults its arrays' pages in afresh
         where, epoch, batch = self._step_context
         trainable = self.trainable_weights  # type: ignore[attr-defined]
         # Statistics that the forward pass updates (BatchNormalization's moving averages)
