@@ -50,7 +50,16 @@ py::object matmul(py::handle a_obj, py::handle b_obj, py::handle bias_obj, py::h
   if (bias) t = wider(t, float_type(*bias, fn, "bias"));
   return with_float(t, [&](auto tag) -> py::object {
     using T = decltype(tag);
-    const auto ac = contiguous<T>(a, fn, "a"), bc = contiguous<T>(b, fn, "b");
+    // A 2-D operand that is the transpose of a C-contiguous array of T (the
+    // dense layer's backward passes w.T and x.T) is read in place by the
+    // GEMM's transposed mode, with the same bits as a contiguous copy.
+    const auto transposed = [](const py::array& arr) {
+      return arr.ndim() == 2 && !py::isinstance<py::array_t<T, py::array::c_style>>(arr) &&
+             py::isinstance<py::array_t<T, py::array::f_style>>(arr);
+    };
+    const bool ta = transposed(a), tb = transposed(b);
+    const py::array ac = ta ? a : py::array(contiguous<T>(a, fn, "a"));
+    const py::array bc = tb ? b : py::array(contiguous<T>(b, fn, "b"));
     py::array_t<T, py::array::c_style> biasc;
     if (bias) biasc = contiguous<T>(*bias, fn, "bias");
     const Epilogue<T> ep{bias ? biasc.data() : nullptr, act.kind, T(act.negative_slope)};
@@ -59,13 +68,14 @@ py::object matmul(py::handle a_obj, py::handle b_obj, py::handle bias_obj, py::h
     if (batched) shape.insert(shape.begin(), py::ssize_t(batch));
     py::array_t<T> out(shape);
     if (out.size() == 0) return out;  // at once, not one empty product per batch item
-    const T* pa = ac.data();
-    const T* pb = bc.data();
+    const T* pa = static_cast<const T*>(ac.data());
+    const T* pb = static_cast<const T*>(bc.data());
     T* pc = out.mutable_data();
     without_gil([&] {
       for (int64_t i = 0; i < batch; ++i)
-        gemm(false, false, m, n, k, pa + (ba > 1 ? i * m * k : 0), k, pb + (bb > 1 ? i * k * n : 0),
-             n, pc + i * m * n, n, false, fused ? &ep : nullptr);
+        gemm(ta, tb, m, n, k, pa + (ba > 1 ? i * m * k : 0), ta ? m : k,
+             pb + (bb > 1 ? i * k * n : 0), tb ? k : n, pc + i * m * n, n, false,
+             fused ? &ep : nullptr);
     });
     return out;
   });

@@ -184,6 +184,28 @@ def test_shared_operand_equals_per_matrix_products():
         assert np.array_equal(got[i], ops.matmul(a2, b3[i]))
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_transposed_operands_give_the_bits_of_copies(dtype):
+    """Transposed views (read in place) and their contiguous copies give the same bits,
+    fused epilogue and a converted dtype included."""
+    a, b = values((37, 19), dtype, 5, "normal"), values((29, 37), dtype, 6, "normal")
+    bias = values((29,), dtype, 7, "normal")
+    for x, y in [(a.T, b.T), (a.T, np.ascontiguousarray(b.T)), (np.ascontiguousarray(a.T), b.T)]:
+        want = ops.matmul(np.ascontiguousarray(x), np.ascontiguousarray(y))
+        assert np.array_equal(ops.matmul(x, y), want)
+        fused = ops.matmul(x, y, bias=bias, activation="relu")
+        assert np.array_equal(fused, np.maximum(want + bias, 0))
+    # Converted to the wider dtype: a copy, as before.
+    a32, b64 = a.T.astype(F32), b.T.astype(F64)
+    want = ops.matmul(np.ascontiguousarray(a32, F64), np.ascontiguousarray(b64))
+    assert np.array_equal(ops.matmul(a32, b64), want)
+    # A transposed 2-D operand shared by a 3-D one.
+    b3 = values((2, 37, 29), dtype, 8, "normal")
+    got = ops.matmul(a.T, b3)
+    for i in range(2):
+        assert np.array_equal(got[i], ops.matmul(np.ascontiguousarray(a.T), b3[i]))
+
+
 def test_list_inputs():
     a, b = values((5, 7), F64, 1, "normal"), values((7, 3), F64, 2, "normal")
     got = ops.matmul(a.tolist(), b.tolist())
