@@ -321,13 +321,74 @@ void conv_backward_bias(const ConvProblem& p, const T* dy, T* db) {
   }
 }
 
+namespace {
+
+// One band of channels [c0, c1) over all rows: the mask as
+// activation_backward writes it (dy times the derivative), the sums in row
+// order as conv_backward_bias.
+template <Activation A, class T>
+void activation_bias_band(int64_t rows, int64_t cout, int64_t c0, int64_t c1, T slope, const T* y,
+                          const T* dy, T* masked, T* db) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t at = r * cout;
+    for (int64_t c = c0; c < c1; ++c) {
+      const T v = y[at + c];
+      T d = T(1);
+      if constexpr (A == Activation::relu)
+        d = v > T(0) ? T(1) : T(0);
+      else if constexpr (A == Activation::leaky_relu)
+        d = v > T(0) ? T(1) : slope;
+      else if constexpr (A == Activation::sigmoid)
+        d = v * (T(1) - v);
+      const T m = dy[at + c] * d;
+      masked[at + c] = m;
+      db[c] += m;
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv_backward_activation_bias(const ConvProblem& p, Activation activation, T negative_slope,
+                                   const T* y, const T* dy, T* masked, T* db) {
+  const int64_t rows = p.rows(), cout = p.out_channels;
+  std::fill_n(db, cout, T(0));
+  // The channel split of conv_backward_bias.
+  const int nt = int(std::min<int64_t>(threads_for(rows * cout, 1 << 16),
+                                       std::max<int64_t>(1, cout / 16)));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t c0 = cout * part / parts, c1 = cout * (part + 1) / parts;
+    switch (activation) {
+      case Activation::relu:
+        activation_bias_band<Activation::relu>(rows, cout, c0, c1, negative_slope, y, dy, masked, db);
+        break;
+      case Activation::leaky_relu:
+        activation_bias_band<Activation::leaky_relu>(rows, cout, c0, c1, negative_slope, y, dy,
+                                                     masked, db);
+        break;
+      case Activation::sigmoid:
+        activation_bias_band<Activation::sigmoid>(rows, cout, c0, c1, negative_slope, y, dy, masked,
+                                                  db);
+        break;
+      case Activation::none:
+        activation_bias_band<Activation::none>(rows, cout, c0, c1, negative_slope, y, dy, masked, db);
+        break;
+    }
+  }
+}
+
 #define CNNKIT_INSTANTIATE(T)                                                            \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);  \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,   \
                                 Activation, T);                                          \
   template void conv_backward_input<T>(const ConvProblem&, const T*, const T*, T*);     \
   template void conv_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);    \
-  template void conv_backward_bias<T>(const ConvProblem&, const T*, T*);
+  template void conv_backward_bias<T>(const ConvProblem&, const T*, T*);                  \
+  template void conv_backward_activation_bias<T>(const ConvProblem&, Activation, T, const T*,  \
+                                                 const T*, T*, T*);
 CNNKIT_INSTANTIATE(float)
 CNNKIT_INSTANTIATE(double)
 #undef CNNKIT_INSTANTIATE

@@ -62,5 +62,12 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw);
 // db[c] = the sum of dy over every position and batch item.
 template <class T>
 void conv_backward_bias(const ConvProblem& p, const T* dy, T* db);
+// A fused activation's backward and the bias gradient in one pass over dy:
+// masked = dy * activation'(y) as activation_backward (csrc/gemm.hpp) and
+// db = the sum of masked as conv_backward_bias, with the bits of those two
+// calls. A training step's largest layers then read dy once less.
+template <class T>
+void conv_backward_activation_bias(const ConvProblem& p, Activation activation, T negative_slope,
+                                   const T* y, const T* dy, T* masked, T* db);
 
 }  // namespace cnnkit

@@ -170,18 +170,6 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
     using T = decltype(tag);
     const auto xc = contiguous<T>(a.x, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
     py::array_t<T, py::array::c_style> dyc = contiguous<T>(dy, fn, "dy");
-    if (act.kind != Activation::none) {
-      const auto yc = contiguous<T>(y, fn, "y");
-      py::array_t<T, py::array::c_style> masked(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
-      const T* py_ = yc.data();
-      const T* pg = dyc.data();
-      T* pm = masked.mutable_data();
-      const int64_t count = int64_t(masked.size());
-      without_gil([&] {
-        activation_backward(act.kind, T(act.negative_slope), py_, pg, pm, count);
-      });
-      dyc = masked;
-    }
     py::object dx = py::none(), dw = py::none(), db = py::none();
     T *pdx = nullptr, *pdw = nullptr, *pdb = nullptr;
     if (need_x) {
@@ -195,6 +183,24 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
     if (need_b) {
       py::array_t<T> arr(py::ssize_t(a.p.out_channels));
       pdb = arr.mutable_data(), db = arr;
+    }
+    bool bias_done = false;
+    if (act.kind != Activation::none) {
+      const auto yc = contiguous<T>(y, fn, "y");
+      py::array_t<T, py::array::c_style> masked(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
+      const T* py_ = yc.data();
+      const T* pg = dyc.data();
+      T* pm = masked.mutable_data();
+      const int64_t count = int64_t(masked.size());
+      // With the bias gradient wanted, the mask and its sums in one pass.
+      bias_done = pdb != nullptr && count > 0;
+      without_gil([&] {
+        if (bias_done)
+          conv_backward_activation_bias(a.p, act.kind, T(act.negative_slope), py_, pg, pm, pdb);
+        else
+          activation_backward(act.kind, T(act.negative_slope), py_, pg, pm, count);
+      });
+      dyc = masked;
     }
     const T* px = xc.data();
     const T* pw = wc.data();
@@ -213,7 +219,7 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
         conv_backward_weight(a.p, px, pdy, pdw);
       if (pdb && none)
         std::fill_n(pdb, a.p.out_channels, T(0));
-      else if (pdb)
+      else if (pdb && !bias_done)
         conv_backward_bias(a.p, pdy, pdb);
     });
     return py::make_tuple(dx, dw, db);

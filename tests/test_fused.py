@@ -73,6 +73,27 @@ def test_fused_conv_backward_masks_dy(x_shape, w_shape, kwargs, activation, dtyp
         assert np.array_equal(g, want)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_fused_conv_backward_bias_is_thread_independent(activation):
+    # The mask and the bias sums share one pass split by channels: each channel's sum
+    # keeps its row order whatever the number of threads.
+    x, w, b = seeded((8, 12, 12, 3), F32, 8), seeded((3, 3, 3, 64), F32, 9), seeded((64,), F32, 10)
+    y = ops.conv(x, w, b, activation=activation)
+    dy = seeded(y.shape, F32, 11)
+    before = cnnkit.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            cnnkit.set_num_threads(n)
+            results.append(ops.conv_backward(x, w, dy, y=y, activation=activation, need=("b",)))
+    finally:
+        cnnkit.set_num_threads(before)
+    for got in results[1:]:
+        assert np.array_equal(got[2], results[0][2])
+    masked = ops.activation_backward(y, dy, activation)
+    assert np.array_equal(results[0][2], ops.conv_backward(x, w, masked, need=("b",))[2])
+
+
 @given(
     shape=st.sampled_from([(0,), (1,), (7,), (3, 5), (2, 3, 40)]),
     activation=st.sampled_from(ACTIVATIONS),
