@@ -10,7 +10,7 @@ CNN (batch 64) that is about 2,400 page faults per step and a fifth of its time.
 
 :func:`keep_freed_memory` raises both thresholds once, for the process, when the first
 training step runs: freed blocks up to 32 MiB stay in the heap for the next step and at most
-256 MiB of free heap is kept before trimming. That is process-wide (malloc has no other
+64 MiB of free heap is kept before trimming. That is process-wide (malloc has no other
 scope) and it can keep up to that much memory resident after training; set
 ``CNNKIT_KEEP_FREED_MEMORY=0`` before the first step to leave malloc alone. Other C
 libraries (musl, macOS, Windows) are left alone as well.
@@ -27,7 +27,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit systems).
 MMAP_THRESHOLD = 32 << 20
-TRIM_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 64 << 20
 
 _state: dict[str, bool] = {}
 
