@@ -109,6 +109,7 @@ template <class T>
 inline void input_1d(const T* const* d, T* const* r, int64_t n) {
   const T *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
   T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
+#pragma omp simd
   for (int64_t c = 0; c < n; ++c) {
     const T a1 = d1[c], a2 = d2[c], a3 = d3[c], a4 = d4[c];
     r0[c] = (T(4) * d0[c] - T(5) * a2) + a4;
@@ -125,6 +126,7 @@ template <class T>
 inline void output_1d(const T* const* m, T* const* r, int64_t n) {
   const T *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
   T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+#pragma omp simd
   for (int64_t c = 0; c < n; ++c) {
     const T p12 = m1[c] + m2[c], d12 = m1[c] - m2[c];
     const T p34 = m3[c] + m4[c], d34 = m3[c] - m4[c];
