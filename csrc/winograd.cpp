@@ -276,9 +276,11 @@ void clear_winograd_cache() {
 namespace detail {
 
 template <class T>
-void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                      Activation activation, T negative_slope) {
   const Geometry& g = p.g;
   WinogradPass s;
+  s.activation = activation, s.negative_slope = double(negative_slope);
   s.batch = p.batch, s.in_h = g.in[0], s.in_w = g.in[1], s.in_c = p.in_channels;
   s.out_h = g.out[0], s.out_w = g.out[1], s.out_c = p.out_channels;
   s.off_h = -g.pad_before[0], s.off_w = -g.pad_before[1];
@@ -305,9 +307,9 @@ void winograd_backward_input(const ConvProblem& p, const T* w, const T* dy, T* d
 }
 
 template void winograd_forward<float>(const ConvProblem&, const float*, const float*, const float*,
-                                      float*);
+                                      float*, Activation, float);
 template void winograd_forward<double>(const ConvProblem&, const double*, const double*,
-                                       const double*, double*);
+                                       const double*, double*, Activation, double);
 template void winograd_backward_input<float>(const ConvProblem&, const float*, const float*, float*);
 template void winograd_backward_input<double>(const ConvProblem&, const double*, const double*,
                                               double*);

@@ -53,9 +53,10 @@ WinogradCacheStats winograd_cache_stats();
 void clear_winograd_cache();
 
 namespace detail {
-// y = conv(x, w) + b (b may be null); requires winograd_applies(p).
+// y = activation(conv(x, w) + b) (b may be null); requires winograd_applies(p).
 template <class T>
-void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                      Activation activation = Activation::none, T negative_slope = T(0.2));
 // dx = the gradient of conv with respect to x; requires winograd_applies(p).
 template <class T>
 void winograd_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);

@@ -31,6 +31,10 @@ struct WinogradPass {
   int64_t batch = 0, in_h = 0, in_w = 0, in_c = 0;  // x: (batch, in_h, in_w, in_c)
   int64_t out_h = 0, out_w = 0, out_c = 0;          // y: (batch, out_h, out_w, out_c)
   int64_t off_h = 0, off_w = 0;
+  // Applied with the bias to each output row while it is in L1, as
+  // apply_epilogue() would in a pass of its own over y (the same bits).
+  Activation activation = Activation::none;
+  double negative_slope = 0.2;  // a T converted exactly
 };
 
 // How a pass cuts its work: tiles of 4x4 outputs in blocks of `block`, and
@@ -207,6 +211,8 @@ void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const 
     T* mid = work + std::max(k, n);
     T* sink = mid + kE * std::max(k, n);
     std::fill_n(zeros, k, T(0));
+    const Epilogue<T> epilogue{b ? b + c0 : nullptr, s.activation, T(s.negative_slope)};
+    const bool finish = b || s.activation != Activation::none;
 
     // Input transform: V[e][t] = (B^T d B)[e] for each tile t of the block.
     for (int64_t t = 0; t < count; ++t) {
@@ -266,11 +272,9 @@ void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const 
                      : sink + p * n;
         }
         output_1d(col, r, nc);
-        if (b)
-          for (int p = 0; p < kTile; ++p) {
-            T* out = r[p];
-            for (int64_t c = 0; c < nc; ++c) out[c] += b[c0 + c];
-          }
+        if (finish)
+          for (int p = 0; p < kTile; ++p)
+            if (r[p] != sink + p * n) apply_epilogue(epilogue, r[p], n, 1, nc);
       }
     }
   }

@@ -344,3 +344,27 @@ def test_cache_budget_zero_disables_the_cache():
     env = {**os.environ, "CNNKIT_WINOGRAD_CACHE_MB": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["True", "0", "0"], out.stderr
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_fused_activation_has_the_bits_of_a_separate_pass(dtype):
+    # The bias and activation are applied in the output transform; each must
+    # equal the plain Winograd output passed through the activation afterwards,
+    # on every path, whatever the thread count, with edge tiles (13 x 10).
+    x, w = seeded((2, 13, 10, 24), dtype, 1), seeded((3, 3, 24, 40), dtype, 2)
+    b = seeded((40,), dtype, 3)
+    slope = dtype.type(0.3)
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 2):
+            cnnkit.set_num_threads(threads)
+            plain = ops.conv(x, w, b, padding="same", winograd=True)
+            relu = ops.conv(x, w, b, padding="same", activation="relu", winograd=True)
+            assert np.array_equal(relu, np.maximum(plain, 0)), isa
+            leaky = ops.conv(
+                x, w, b, padding="same", activation="leaky_relu", negative_slope=0.3, winograd=True
+            )
+            assert np.array_equal(leaky, np.where(plain > 0, plain, slope * plain)), isa
+            sig = ops.conv(x, w, b, padding="same", activation="sigmoid", winograd=True)
+            np.testing.assert_allclose(sig, 1 / (1 + np.exp(-plain.astype(np.float64))), rtol=1e-6)
