@@ -190,10 +190,9 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
   if (rows == 0 || cout == 0) return;
   const Epilogue<T> act{nullptr, activation, negative_slope};
-  if (use_winograd(p) || detail::is_depthwise(p) || detail::has_few_channels(p)) {
-    if (use_winograd(p))
-      detail::winograd_forward(p, x, w, b, y);
-    else if (detail::is_depthwise(p))
+  if (use_winograd(p)) return detail::winograd_forward(p, x, w, b, y, activation, negative_slope);
+  if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
+    if (detail::is_depthwise(p))
       detail::depthwise_forward(p, x, w, b, y);
     else
       detail::few_channels_forward(p, x, w, b, y);

@@ -6,12 +6,17 @@
 
 #include "winograd.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "cpu.hpp"
+#include "parallel.hpp"
 
 namespace cnnkit {
 
@@ -36,7 +41,7 @@ void filter(const T* w, int64_t rows, int64_t cols, bool flip, T* u) {
 }
 
 template <class T>
-void run(const detail::WinogradPass& s, const T* x, const T* u, const T* b, T* y) {
+void run(const detail::WinogradPass& s, const T* x, const PackedB<T>* u, const T* b, T* y) {
 #ifdef CNNKIT_HAVE_AVX512
   if (active_isa() == Isa::avx512) return detail::avx512::winograd_run(s, x, u, b, y);
 #endif
@@ -44,6 +49,190 @@ void run(const detail::WinogradPass& s, const T* x, const T* u, const T* b, T* y
   if (active_isa() == Isa::avx2) return detail::avx2::winograd_run(s, x, u, b, y);
 #endif
   detail::baseline::winograd_run(s, x, u, b, y);
+}
+
+// The transformed filters of one pass, packed as winograd_run reads them
+// (see WinogradPlan): 36 * parts matrices.
+template <class T>
+using PackedFilters = std::vector<PackedB<T>>;
+
+// What identifies a pass's packed filters besides the weights' values.
+struct FilterKey {
+  const void* w = nullptr;
+  int64_t k = 0, n = 0, parts = 0;  // the pass's in_c, out_c and plan.parts
+  bool backward = false;            // flipped and transposed, for dx
+  Isa isa = Isa::baseline;          // the layout PackedB gave them
+  bool operator==(const FilterKey& o) const {
+    return w == o.w && k == o.k && n == o.n && parts == o.parts && backward == o.backward &&
+           isa == o.isa;
+  }
+};
+
+// Transforms w (3, 3, C_in, C_out) once and packs each U[e]'s part columns:
+// forward, U[e] is k x n (C_in x C_out); backward, it is n x k and the GEMM
+// reads its transpose. The packing threads split the 36 * parts matrices.
+template <class T>
+PackedFilters<T> pack_filters(const T* w, const FilterKey& key) {
+  const int64_t k = key.k, n = key.n, parts = key.parts, mats = 36 * parts;
+  std::vector<T> u(size_t(36 * k * n));
+  if (key.backward)
+    filter(w, n, k, true, u.data());
+  else
+    filter(w, k, n, false, u.data());
+  PackedFilters<T> packed(static_cast<size_t>(mats));
+  std::exception_ptr error;
+  const int nt = static_cast<int>(std::min<int64_t>(mats, threads_for(36 * k * n, 1 << 16)));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+  for (int64_t i = 0; i < mats; ++i) {
+    try {
+      const int64_t e = i / parts, part = i % parts;
+      const int64_t c0 = n * part / parts, nc = n * (part + 1) / parts - c0;
+      const T* ue = u.data() + e * k * n;
+      packed[size_t(i)] =
+          key.backward ? pack_b(true, k, nc, ue + c0 * k, k) : pack_b(false, k, nc, ue + c0, n);
+    } catch (...) {
+#pragma omp critical(cnnkit_winograd_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  return packed;
+}
+
+// Packed filters kept across calls. A style-transfer or inference loop calls
+// every layer with the same weights again and again, and at batch 1 the deep
+// layers' transform and packing (36 C_in x C_out values written, read and
+// written again: 37 MB each at 512 channels) cost as much as their
+// products. An entry is found by the weights' address and the pass, and used
+// only if the weights still hold, bit for bit, the values it was made from
+// (it keeps a copy): weights changed in place (an optimizer step) are
+// repacked, never served stale, and since packing is deterministic a cached
+// result has the bits of an uncached one. The least recently used entries
+// go first when the total passes the budget: CNNKIT_WINOGRAD_CACHE_MB per
+// dtype, 1024 by default (the 13 layers of VGG-16, forward and dx, take 590
+// MB of float; a budget smaller than a loop's working set is of no use, as
+// each entry is evicted before its next use), 0 to disable.
+template <class T>
+struct CacheEntry {
+  FilterKey key;
+  std::vector<T> weights;
+  std::shared_ptr<const PackedFilters<T>> packed;
+  size_t bytes = 0;
+  uint64_t used = 0;
+};
+
+size_t cache_budget() {
+  static const size_t budget = [] {
+    const char* env = std::getenv("CNNKIT_WINOGRAD_CACHE_MB");
+    if (!env || !*env) return size_t(1024) << 20;
+    char* end = nullptr;
+    const long long mb = std::strtoll(env, &end, 10);
+    return (end && *end == 0 && mb >= 0) ? size_t(mb) << 20 : size_t(1024) << 20;
+  }();
+  return budget;
+}
+
+std::atomic<int64_t> g_hits{0}, g_misses{0};
+
+// Whether a and b hold the same bits (count values each), split over threads
+// when large: a hit on a 512-channel layer compares 9 MiB.
+template <class T>
+bool same_bits(const T* a, const T* b, int64_t count) {
+  const int64_t chunk = int64_t(1) << 16;
+  const int64_t chunks = (count + chunk - 1) / chunk;
+  const int nt = static_cast<int>(std::min<int64_t>(chunks, threads_for(count, 1 << 20)));
+  std::atomic<bool> same{true};
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (!same.load(std::memory_order_relaxed)) continue;
+    const int64_t lo = c * chunk, len = std::min(chunk, count - lo);
+    if (std::memcmp(a + lo, b + lo, size_t(len) * sizeof(T)) != 0)
+      same.store(false, std::memory_order_relaxed);
+  }
+  return same.load();
+}
+
+template <class T>
+class FilterCache {
+ public:
+  std::shared_ptr<const PackedFilters<T>> get(const T* w, const FilterKey& key) {
+    const int64_t count = 9 * key.k * key.n;
+    const size_t budget = cache_budget();
+    std::shared_ptr<CacheEntry<T>> found;
+    {
+      const std::lock_guard<std::mutex> lock(mu_);
+      for (auto& entry : entries_)
+        if (entry->key == key) found = entry;
+      if (found) found->used = ++clock_;
+    }
+    // The entry's weights and packing are immutable once published, so the
+    // comparison needs no lock.
+    if (found && same_bits(w, found->weights.data(), count)) {
+      g_hits.fetch_add(1, std::memory_order_relaxed);
+      return found->packed;
+    }
+    g_misses.fetch_add(1, std::memory_order_relaxed);
+    auto packed = std::make_shared<const PackedFilters<T>>(pack_filters(w, key));
+    size_t bytes = size_t(count) * sizeof(T);
+    for (const PackedB<T>& mat : *packed)
+      bytes += size_t(mat.k()) * size_t((mat.n() + 31) / 32 * 32) * sizeof(T);  // NR <= 32
+    if (bytes > budget) return packed;
+    auto entry = std::make_shared<CacheEntry<T>>();
+    entry->key = key;
+    entry->weights.assign(w, w + count);
+    entry->packed = packed;
+    entry->bytes = bytes;
+    const std::lock_guard<std::mutex> lock(mu_);
+    entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
+                                  [&](const auto& e) { return e->key == key; }),
+                   entries_.end());
+    size_t total = bytes;
+    for (const auto& e : entries_) total += e->bytes;
+    while (total > budget && !entries_.empty()) {
+      auto oldest = std::min_element(entries_.begin(), entries_.end(),
+                                     [](const auto& a, const auto& b) { return a->used < b->used; });
+      total -= (*oldest)->bytes;
+      entries_.erase(oldest);
+    }
+    entry->used = ++clock_;
+    entries_.push_back(std::move(entry));
+    bytes_ = total;
+    return packed;
+  }
+
+  size_t bytes() {
+    const std::lock_guard<std::mutex> lock(mu_);
+    return bytes_;
+  }
+  size_t size() {
+    const std::lock_guard<std::mutex> lock(mu_);
+    return entries_.size();
+  }
+  void clear() {
+    const std::lock_guard<std::mutex> lock(mu_);
+    entries_.clear();
+    bytes_ = 0;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::shared_ptr<CacheEntry<T>>> entries_;
+  uint64_t clock_ = 0;
+  size_t bytes_ = 0;
+};
+
+template <class T>
+FilterCache<T>& filter_cache() {
+  static FilterCache<T>* cache = new FilterCache<T>();  // never destroyed: no exit-order issues
+  return *cache;
+}
+
+template <class T>
+std::shared_ptr<const PackedFilters<T>> packed_filters(const T* w, FilterKey key) {
+  key.w = w;
+  key.isa = active_isa();
+  if (cache_budget() == 0) return std::make_shared<const PackedFilters<T>>(pack_filters(w, key));
+  return filter_cache<T>().get(w, key);
 }
 
 }  // namespace
@@ -71,18 +260,34 @@ bool winograd_preferred(const ConvProblem& p) {
   return p.in_channels >= 8 && p.out_channels >= 8 && tiles >= 16;
 }
 
+WinogradCacheStats winograd_cache_stats() {
+  WinogradCacheStats st;
+  st.hits = g_hits.load(), st.misses = g_misses.load();
+  st.entries = int64_t(filter_cache<float>().size() + filter_cache<double>().size());
+  st.bytes = int64_t(filter_cache<float>().bytes() + filter_cache<double>().bytes());
+  return st;
+}
+
+void clear_winograd_cache() {
+  filter_cache<float>().clear();
+  filter_cache<double>().clear();
+}
+
 namespace detail {
 
 template <class T>
-void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                      Activation activation, T negative_slope) {
   const Geometry& g = p.g;
-  std::vector<T> u(size_t(36 * p.in_channels * p.out_channels));
-  filter(w, p.in_channels, p.out_channels, false, u.data());
   WinogradPass s;
+  s.activation = activation, s.negative_slope = double(negative_slope);
   s.batch = p.batch, s.in_h = g.in[0], s.in_w = g.in[1], s.in_c = p.in_channels;
   s.out_h = g.out[0], s.out_w = g.out[1], s.out_c = p.out_channels;
   s.off_h = -g.pad_before[0], s.off_w = -g.pad_before[1];
-  run(s, x, u.data(), b, y);
+  FilterKey key;
+  key.k = s.in_c, key.n = s.out_c, key.parts = winograd_plan(s, int64_t(sizeof(T))).parts;
+  const auto u = packed_filters(w, key);
+  run(s, x, u->data(), b, y);
 }
 
 template <class T>
@@ -90,20 +295,21 @@ void winograd_backward_input(const ConvProblem& p, const T* w, const T* dy, T* d
   const Geometry& g = p.g;
   // dx is the forward pass of dy with the filter flipped in space and its
   // channel axes swapped, padded by 2 - pad_before (a negative padding crops).
-  std::vector<T> u(size_t(36 * p.in_channels * p.out_channels));
-  filter(w, p.in_channels, p.out_channels, true, u.data());
   WinogradPass s;
   s.batch = p.batch, s.in_h = g.out[0], s.in_w = g.out[1], s.in_c = p.out_channels;
   s.out_h = g.in[0], s.out_w = g.in[1], s.out_c = p.in_channels;
   s.off_h = g.pad_before[0] - 2, s.off_w = g.pad_before[1] - 2;
-  s.transposed = true;
-  run(s, dy, u.data(), static_cast<const T*>(nullptr), dx);
+  FilterKey key;
+  key.k = s.in_c, key.n = s.out_c, key.parts = winograd_plan(s, int64_t(sizeof(T))).parts;
+  key.backward = true;
+  const auto u = packed_filters(w, key);
+  run(s, dy, u->data(), static_cast<const T*>(nullptr), dx);
 }
 
 template void winograd_forward<float>(const ConvProblem&, const float*, const float*, const float*,
-                                      float*);
+                                      float*, Activation, float);
 template void winograd_forward<double>(const ConvProblem&, const double*, const double*,
-                                       const double*, double*);
+                                       const double*, double*, Activation, double);
 template void winograd_backward_input<float>(const ConvProblem&, const float*, const float*, float*);
 template void winograd_backward_input<double>(const ConvProblem&, const double*, const double*,
                                               double*);

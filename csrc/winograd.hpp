@@ -7,7 +7,9 @@
 // tile with 36, i.e. 2.25 per output, at the price of linear transforms of
 // the input and output tiles (O(channels), not O(channels^2)) and of a few
 // bits of float32 accuracy (Lavin & Gray 2016). The filters are transformed
-// once per call into 36 matrices U[e] (C_in x C_out); the input is cut into
+// into 36 matrices U[e] (C_in x C_out) and packed for the GEMM once, shared
+// by all threads and blocks, and cached across calls while the weights do
+// not change (see winograd.cpp); the input is cut into
 // blocks of tiles, each block transformed into 36 matrices V[e] (tiles x C_in),
 // and the 36 products M[e] = V[e] U[e] run as GEMMs (csrc/gemm.hpp) before the
 // output transform. The workspace is per thread and sized by the block, never
@@ -40,10 +42,21 @@ bool winograd_preferred(const ConvProblem& p);
 bool winograd_enabled() noexcept;
 void set_winograd_enabled(bool on) noexcept;
 
+// The transformed and packed filters are kept across calls, keyed by the
+// weights' address and checked against a copy of their values on every use
+// (winograd.cpp says why and how much). For tests and diagnostics: counts
+// since start-up, and the entries and bytes held now.
+struct WinogradCacheStats {
+  int64_t hits = 0, misses = 0, entries = 0, bytes = 0;
+};
+WinogradCacheStats winograd_cache_stats();
+void clear_winograd_cache();
+
 namespace detail {
-// y = conv(x, w) + b (b may be null); requires winograd_applies(p).
+// y = activation(conv(x, w) + b) (b may be null); requires winograd_applies(p).
 template <class T>
-void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                      Activation activation = Activation::none, T negative_slope = T(0.2));
 // dx = the gradient of conv with respect to x; requires winograd_applies(p).
 template <class T>
 void winograd_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);

@@ -16,21 +16,63 @@
 // Y = A^T [ (G g G^T) . (B^T d B) ] A for a 6x6 input tile d and a 3x3 filter g.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+
+#include "gemm.hpp"
 
 namespace cnnkit::detail {
 
 // One Winograd pass: y[n, i, j, o] = sum over (kh, kw, k) of
 // x[n, i + off_h + kh, j + off_w + kw, k] * filter(kh, kw, k, o), with x zero
-// outside its extent; the filter comes transformed, as u (see winograd_filter).
+// outside its extent; the filter comes transformed and packed (see
+// WinogradPlan).
 struct WinogradPass {
   int64_t batch = 0, in_h = 0, in_w = 0, in_c = 0;  // x: (batch, in_h, in_w, in_c)
   int64_t out_h = 0, out_w = 0, out_c = 0;          // y: (batch, out_h, out_w, out_c)
   int64_t off_h = 0, off_w = 0;
-  // u holds 36 matrices; u[e] is in_c x out_c (row stride out_c) or, when
-  // transposed, out_c x in_c (row stride in_c).
-  bool transposed = false;
+  // Applied with the bias to each output row while it is in L1, as
+  // apply_epilogue() would in a pass of its own over y (the same bits).
+  Activation activation = Activation::none;
+  double negative_slope = 0.2;  // a T converted exactly
 };
+
+// How a pass cuts its work: tiles of 4x4 outputs in blocks of `block`, and
+// the output channels of each block in `parts` column ranges, part q being
+// [out_c * q / parts, out_c * (q + 1) / parts). The transformed filters come
+// as 36 * parts matrices packed for the GEMM (gemm.hpp's PackedB), entry
+// e * parts + q being op(U[e]) restricted to part q's columns (in_c x its
+// width), packed once per call -- or once per weights (winograd.cpp's cache)
+// -- and shared read-only by every task.
+//
+// Tiles per block: the block's V and M (36 x tiles x channels each) about
+// 2 MiB together, so the GEMMs' A and C stay near the core, but at least 96
+// tiles (chosen when every block packed U[e] again, which cost 15% at 28-tile
+// blocks; with U packed once per call, smaller blocks were not measured). The
+// count depends only on the channels, never on the batch or the thread
+// count; the workspace is 96 x 36 x (C_in + C_out) values per thread at most
+// above 2 MiB (7 MiB of float at 256 channels).
+// Too few blocks to keep the threads busy (the deep layers of one image: 64
+// tiles at 32x32): the output channels of each block are split too, into
+// parts of at least 64. Each part repeats its block's input transform, small
+// beside its share of the products. The split depends on the problem only,
+// so the results do not depend on the thread count.
+struct WinogradPlan {
+  int64_t tiles_h = 0, tiles_w = 0, tiles = 0, block = 0, blocks = 0, parts = 1;
+};
+
+inline WinogradPlan winograd_plan(const WinogradPass& s, int64_t elem_size) {
+  constexpr int64_t kE = 36, kTile = 4;
+  WinogradPlan p;
+  p.tiles_h = (s.out_h + kTile - 1) / kTile;
+  p.tiles_w = (s.out_w + kTile - 1) / kTile;
+  p.tiles = s.batch * p.tiles_h * p.tiles_w;
+  const int64_t per_tile = kE * (s.in_c + s.out_c) * elem_size;
+  p.block = per_tile > 0 ? std::clamp<int64_t>((int64_t(2) << 20) / per_tile, 96, 512) : 96;
+  p.blocks = (p.tiles + p.block - 1) / p.block;
+  p.parts = p.blocks >= 4 ? 1 : std::clamp<int64_t>(s.out_c / 64, 1, (4 + p.blocks - 1) / p.blocks);
+  return p;
+}
 
 #define CNNKIT_DECLARE_WINOGRAD(ns)                                                        \
   namespace ns {                                                                          \
@@ -38,8 +80,10 @@ struct WinogradPass {
      w[2 - kh][2 - kw] when `flip`: 36 matrices rows x cols, row stride cols. */           \
   template <class T>                                                                      \
   void winograd_filter(const T* w, int64_t rows, int64_t cols, bool flip, T* u);          \
+  /* u: the 36 * parts packed matrices of winograd_plan(s, sizeof(T)). */                  \
   template <class T>                                                                      \
-  void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* y);     \
+  void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const T* b,   \
+                    T* y);                                                                \
   }
 CNNKIT_DECLARE_WINOGRAD(baseline)
 CNNKIT_DECLARE_WINOGRAD(avx2)
@@ -52,10 +96,8 @@ CNNKIT_DECLARE_WINOGRAD(avx512)
 
 #include <omp.h>
 
-#include <algorithm>
 #include <vector>
 
-#include "gemm.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
 
@@ -72,6 +114,7 @@ template <class T>
 inline void input_1d(const T* const* d, T* const* r, int64_t n) {
   const T *d0 = d[0], *d1 = d[1], *d2 = d[2], *d3 = d[3], *d4 = d[4], *d5 = d[5];
   T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3], *r4 = r[4], *r5 = r[5];
+#pragma omp simd
   for (int64_t c = 0; c < n; ++c) {
     const T a1 = d1[c], a2 = d2[c], a3 = d3[c], a4 = d4[c];
     r0[c] = (T(4) * d0[c] - T(5) * a2) + a4;
@@ -88,6 +131,7 @@ template <class T>
 inline void output_1d(const T* const* m, T* const* r, int64_t n) {
   const T *m0 = m[0], *m1 = m[1], *m2 = m[2], *m3 = m[3], *m4 = m[4], *m5 = m[5];
   T *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
+#pragma omp simd
   for (int64_t c = 0; c < n; ++c) {
     const T p12 = m1[c] + m2[c], d12 = m1[c] - m2[c];
     const T p34 = m3[c] + m4[c], d34 = m3[c] - m4[c];
@@ -145,28 +189,12 @@ void winograd_filter(const T* w, int64_t rows, int64_t cols, bool flip, T* u) {
 }
 
 template <class T>
-void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* y) {
-  const int64_t tiles_h = (s.out_h + kTile - 1) / kTile, tiles_w = (s.out_w + kTile - 1) / kTile;
-  const int64_t tiles = s.batch * tiles_h * tiles_w;
+void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const T* b, T* y) {
+  const WinogradPlan plan = winograd_plan(s, int64_t(sizeof(T)));
+  const int64_t tiles_h = plan.tiles_h, tiles_w = plan.tiles_w, tiles = plan.tiles;
   const int64_t k = s.in_c, n = s.out_c;
   if (tiles == 0 || n == 0) return;
-  // Tiles per block: the block's V and M (36 x tiles x channels each) about
-  // 2 MiB together, so the GEMMs' A and C stay near the core, but at least 96
-  // tiles: gemm_serial packs U[e] again for every block, which with 256
-  // channels and 28-tile blocks cost 15% of the time (one thread, measured).
-  // The count depends only on the channels, never on the batch or the
-  // thread count; the workspace is 96 x 36 x (C_in + C_out) values per thread
-  // at most above 2 MiB (7 MiB of float at 256 channels).
-  const int64_t per_tile = kE * (k + n) * int64_t(sizeof(T));
-  const int64_t block = std::clamp<int64_t>((int64_t(2) << 20) / per_tile, 96, 512);
-  const int64_t blocks = (tiles + block - 1) / block;
-  // Too few blocks to keep the threads busy (the deep layers of one image: 64
-  // tiles at 32x32): the output channels of each block are split too, into
-  // parts of at least 64. Each part repeats its block's input transform, small
-  // beside its share of the products. The split depends on the problem only,
-  // so the results do not depend on the thread count.
-  const int64_t parts =
-      blocks >= 4 ? 1 : std::clamp<int64_t>(n / 64, 1, (4 + blocks - 1) / blocks);
+  const int64_t block = plan.block, blocks = plan.blocks, parts = plan.parts;
   const int nt = threads_for(tiles * kE * k * n / 4, 1 << 16);
   const StopToken stop;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
@@ -184,6 +212,8 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
     T* mid = work + std::max(k, n);
     T* sink = mid + kE * std::max(k, n);
     std::fill_n(zeros, k, T(0));
+    const Epilogue<T> epilogue{b ? b + c0 : nullptr, s.activation, T(s.negative_slope)};
+    const bool finish = b || s.activation != Activation::none;
 
     // Input transform: V[e][t] = (B^T d B)[e] for each tile t of the block.
     for (int64_t t = 0; t < count; ++t) {
@@ -216,15 +246,9 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
     }
 
     // The 36 products, M[e] = V[e] U[e], for the output channels [c0, c0 + nc).
-    for (int e = 0; e < kE; ++e) {
-      const T* ue = u + e * k * n;
-      if (s.transposed)
-        gemm_serial(false, true, count, nc, k, v + e * block * k, k, ue + c0 * k, k,
-                    m + e * block * nc, nc, false);
-      else
-        gemm_serial(false, false, count, nc, k, v + e * block * k, k, ue + c0, n,
-                    m + e * block * nc, nc, false);
-    }
+    for (int e = 0; e < kE; ++e)
+      gemm_packed_serial(false, count, v + e * block * k, k, u[e * parts + part],
+                         m + e * block * nc, nc, false);
 
     // Output transform: Y = A^T M A, clipped to y, plus the bias.
     for (int64_t t = 0; t < count; ++t) {
@@ -249,11 +273,9 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
                      : sink + p * n;
         }
         output_1d(col, r, nc);
-        if (b)
-          for (int p = 0; p < kTile; ++p) {
-            T* out = r[p];
-            for (int64_t c = 0; c < nc; ++c) out[c] += b[c0 + c];
-          }
+        if (finish)
+          for (int p = 0; p < kTile; ++p)
+            if (r[p] != sink + p * n) apply_epilogue(epilogue, r[p], n, 1, nc);
       }
     }
   }
@@ -261,7 +283,7 @@ void winograd_run(const WinogradPass& s, const T* x, const T* u, const T* b, T* 
 
 #define CNNKIT_INSTANTIATE_WINOGRAD(T)                                            \
   template void winograd_filter<T>(const T*, int64_t, int64_t, bool, T*);         \
-  template void winograd_run<T>(const WinogradPass&, const T*, const T*, const T*, T*);
+  template void winograd_run<T>(const WinogradPass&, const T*, const PackedB<T>*, const T*, T*);
 CNNKIT_INSTANTIATE_WINOGRAD(float)
 CNNKIT_INSTANTIATE_WINOGRAD(double)
 #undef CNNKIT_INSTANTIATE_WINOGRAD

@@ -244,6 +244,15 @@ void bind_conv(py::module_& m) {
       throw py::type_error("set_winograd(): on must be True or False, got " + type_name(on));
     set_winograd_enabled(on.cast<bool>());
   });
+  // Internal (tests, diagnostics): the packed-filter cache of csrc/winograd.cpp.
+  m.def("_winograd_cache_stats", [] {
+    const WinogradCacheStats st = winograd_cache_stats();
+    py::dict d;
+    d["hits"] = st.hits, d["misses"] = st.misses, d["entries"] = st.entries;
+    d["bytes"] = st.bytes;
+    return d;
+  });
+  m.def("_clear_winograd_cache", &clear_winograd_cache);
 }
 
 }  // namespace cnnkit::bind

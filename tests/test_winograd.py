@@ -7,7 +7,8 @@ sum of product magnitudes, taken as the largest such sum in the element's 4x4 ou
 than a 4x4 tile, every padding form (explicit padding up to 3, so the input gradient's pass
 crops as well as pads) and non-contiguous inputs. Also: the input gradient's adjoint identity,
 bit-identical results for any number of threads on every instruction-set path, the automatic
-choice and its switches, and the float32 accuracy on a realistic layer.
+choice and its switches, the float32 accuracy on a realistic layer, and the cache of packed
+filters (hits, and misses after the weights change in place).
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def test_bit_identical_for_any_thread_count(dtype):
         results = []
         for threads in (1, 2, 3):
             cnnkit.set_num_threads(threads)
+            _core._clear_winograd_cache()  # packed by this many threads, not cached
             y = ops.conv(x, w, b, padding="same", winograd=True)
             dx = ops.conv_backward(x, w, dy, padding="same", need=("x",), winograd=True)[0]
             results.append((y, dx))
@@ -283,6 +285,7 @@ def test_channel_parts_of_few_tile_blocks(dtype):
         results = []
         for threads in (1, 2, 3):
             cnnkit.set_num_threads(threads)
+            _core._clear_winograd_cache()  # packed by this many threads, not cached
             y = ops.conv(x, w, b, padding="same", winograd=True)
             dx = ops.conv_backward(x, w, dy, padding="same", need=("x",), winograd=True)[0]
             results.append((y, dx))
@@ -291,3 +294,90 @@ def test_channel_parts_of_few_tile_blocks(dtype):
         for y, dx in results[1:]:
             assert np.array_equal(y, results[0][0]), isa
             assert np.array_equal(dx, results[0][1]), isa
+
+
+@pytest.mark.usefixtures("restore_isa")
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_cached_filters_follow_in_place_changes(dtype):
+    # The transformed filters are cached by the weights' address and checked
+    # against their values: a repeated call hits, a call after an in-place
+    # change misses and gives the bits of a fresh computation.
+    def stats():
+        return _core._winograd_cache_stats()
+
+    # 9 tiles cut the 200 output channels into 3 parts, 200 tiles into 2: two entries.
+    x, dy = seeded((1, 12, 12, 136), dtype, 1), seeded((1, 12, 12, 200), dtype, 4)
+    big = seeded((2, 40, 40, 136), dtype, 5)
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        w = seeded((3, 3, 136, 200), dtype, 2)
+
+        def run(w=w):
+            y = ops.conv(x, w, padding="same", winograd=True)
+            dx = ops.conv_backward(x, w, dy, padding="same", need=("x",), winograd=True)[0]
+            return y, dx, ops.conv(big, w, padding="same", winograd=True)
+
+        _core._clear_winograd_cache()
+        before = stats()
+        first = run()
+        after = stats()
+        assert after["misses"] - before["misses"] == 3, isa
+        assert after["entries"] == 3 and after["bytes"] > 0, isa
+        again = run()
+        assert stats()["hits"] - after["hits"] == 3, isa
+        for a, b in zip(first, again):
+            assert np.array_equal(a, b), isa
+        w[1, 1, 5, 7] += 1  # in place: same buffer, new values
+        w[2, 0, 135, 199] = -w[2, 0, 135, 199]
+        before = stats()
+        changed = run()
+        assert stats()["misses"] - before["misses"] == 3, isa
+        fresh = run(w.copy())
+        for a, b, old in zip(changed, fresh, first):
+            assert np.array_equal(a, b), isa
+            assert not np.array_equal(a, old), isa
+        assert_close(
+            changed[0],
+            reference.conv(f64(x), f64(w), padding="same"),
+            reference.conv(absf64(x), absf64(w), padding="same"),
+            dtype,
+            "y",
+        )
+
+
+def test_cache_budget_zero_disables_the_cache():
+    code = (
+        "import numpy as np; from cnnkit import _core, ops\n"
+        "x = np.ones((1, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)\n"
+        "a = ops.conv(x, w, padding='same', winograd=True)\n"
+        "b = ops.conv(x, w, padding='same', winograd=True)\n"
+        "s = _core._winograd_cache_stats()\n"
+        "print(np.array_equal(a, b), s['entries'], s['hits'])"
+    )
+    env = {**os.environ, "CNNKIT_WINOGRAD_CACHE_MB": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "0", "0"], out.stderr
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_fused_activation_has_the_bits_of_a_separate_pass(dtype):
+    # The bias and activation are applied in the output transform; each must
+    # equal the plain Winograd output passed through the activation afterwards,
+    # on every path, whatever the thread count, with edge tiles (13 x 10).
+    x, w = seeded((2, 13, 10, 24), dtype, 1), seeded((3, 3, 24, 40), dtype, 2)
+    b = seeded((40,), dtype, 3)
+    slope = dtype.type(0.3)
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 2):
+            cnnkit.set_num_threads(threads)
+            plain = ops.conv(x, w, b, padding="same", winograd=True)
+            relu = ops.conv(x, w, b, padding="same", activation="relu", winograd=True)
+            assert np.array_equal(relu, np.maximum(plain, 0)), isa
+            leaky = ops.conv(
+                x, w, b, padding="same", activation="leaky_relu", negative_slope=0.3, winograd=True
+            )
+            assert np.array_equal(leaky, np.where(plain > 0, plain, slope * plain)), isa
+            sig = ops.conv(x, w, b, padding="same", activation="sigmoid", winograd=True)
+            np.testing.assert_allclose(sig, 1 / (1 + np.exp(-plain.astype(np.float64))), rtol=1e-6)
