@@ -1534,7 +1534,14 @@ def selective_search(
     """
     image = _array(image, "selective_search", "image")
     return _proposals.selective_search(
-        image, mode, seed, segment=felzenszwalb, group=_core.group_regions, fn="selective_search"
+        image,
+        mode,
+        seed,
+        segment=felzenszwalb,
+        group=_core.group_regions,
+        fn="selective_search",
+        group_many=_core.group_regions_many,
+        workers=_core.get_num_threads(),
     )
 
 
