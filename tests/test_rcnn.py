@@ -6,6 +6,8 @@ example (examples/rcnn.py) at a tiny size."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +257,15 @@ def test_fast_rcnn_file_round_trip(tmp_path):
     for a, b in zip(model.weights, back.weights):
         np.testing.assert_array_equal(a.data, b.data)
     np.testing.assert_array_equal(back([images, rois]).data, model([images, rois]).data)
+    # a fresh process finds the class without importing cnnkit.detection first
+    code = "import sys, cnnkit; print(type(cnnkit.load_model(sys.argv[1])).__name__)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "fast.cnnkit")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "FastRCNN", done.stderr[-2000:]
     with pytest.raises(ValueError, match=r"FastRCNN\(\): inputs must be \[images, rois\]"):
         model(images)
     with pytest.raises(TypeError, match=r"FastRCNN\(\): head must be a Sequential, got str"):
