@@ -1508,7 +1508,9 @@ def selective_search(
     - |b|) / |image|``). Every region of every hierarchy gives its box. Boxes are ranked as
     in the paper: within a hierarchy the last region (the whole image) has position 1, the
     one before 2, and so on; each position is multiplied by a random number in [0, 1) and
-    all boxes are sorted by that value; repeated boxes keep their first rank.
+    all boxes are sorted by that value; repeated boxes keep their first rank. With more than
+    one kernel thread (:func:`cnnkit.set_num_threads`) the segmentations run side by side;
+    the boxes are the same for any thread count.
 
     ``mode="single"``: one hierarchy (HSV, ``k`` 100, colour+texture+size+fill), as
     OpenCV's single strategy. ``mode="fast"``: HSV and Lab, ``k`` 50 and 100, strategies
