@@ -10,8 +10,7 @@ in: the native ones from ``ops``, the NumPy ones from ``reference``. NumPy only.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -205,15 +204,16 @@ def selective_search(
     group: Callable[..., np.ndarray],
     fn: str,
     group_many: Callable[..., list] | None = None,
-    workers: int = 1,
+    map_jobs: Callable[..., Iterable] = map,
 ) -> np.ndarray:
     """Every strategy's hierarchy, ranked and deduplicated (see ops.selective_search).
 
     ``group_many(labels, colour_bins, texture_bins, strategies)``, when given, groups one
     segmentation under all the strategies at once (sharing the initial regions); else
-    ``group`` is called per strategy. ``workers`` > 1 runs the colour spaces, then the
-    segmentations, on that many threads (the kernels release the GIL); the boxes and their
-    ranking are the same for any count.
+    ``group`` is called per strategy. ``map_jobs(function, jobs)`` runs the colour spaces,
+    then the segmentations (a thread pool's ``map`` runs them side by side: the kernels
+    release the GIL); its results come in the jobs' order, so the boxes and their ranking do
+    not depend on it.
     """
     rng = check_seed(seed, fn)
     spaces, ks, similarities = STRATEGIES[check_mode(mode, fn)]
@@ -230,12 +230,8 @@ def selective_search(
             return group_many(labels, cbins, tbins, list(similarities))
         return [group(labels, cbins, tbins, *(t in s for t in "CTSF")) for s in similarities]
 
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            spaced = list(pool.map(features, spaces))
-            found_all = list(pool.map(hierarchies, [(f, k) for f in spaced for k in ks]))
-    else:
-        found_all = [hierarchies((f, k)) for f in map(features, spaces) for k in ks]
+    spaced = list(map_jobs(features, spaces))
+    found_all = list(map_jobs(hierarchies, [(f, k) for f in spaced for k in ks]))
     boxes, values = [], []
     for found in (b for per_segmentation in found_all for b in per_segmentation):
         # The paper's ranking: the last region of a hierarchy (the whole image) is at

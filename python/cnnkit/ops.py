@@ -30,7 +30,9 @@ to call ``.detach()``: these kernels do not record torch gradients.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -1535,7 +1537,8 @@ def selective_search(
         ``[0, 0, W, H]``), best-ranked first, no two equal.
     """
     image = _array(image, "selective_search", "image")
-    return _proposals.selective_search(
+    search = functools.partial(
+        _proposals.selective_search,
         image,
         mode,
         seed,
@@ -1543,8 +1546,12 @@ def selective_search(
         group=_core.group_regions,
         fn="selective_search",
         group_many=_core.group_regions_many,
-        workers=_core.get_num_threads(),
     )
+    threads = _core.get_num_threads()
+    if threads == 1:
+        return search()
+    with ThreadPoolExecutor(threads) as pool:
+        return search(map_jobs=pool.map)
 
 
 def lrn(
