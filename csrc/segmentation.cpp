@@ -1,5 +1,7 @@
 #include "segmentation.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -36,87 +38,91 @@ std::vector<double> gaussian_kernel(double sigma) {
   return w;
 }
 
-// Separable smoothing as scipy applies it: rows direction (axis 0) first, then
-// columns (axis 1), channels untouched. Each output is accumulated tap by tap
-// in kernel order, so the NumPy reference reproduces it bit for bit.
-std::vector<double> smooth(const double* image, int64_t h, int64_t w, int64_t c, double sigma) {
-  const int64_t line = w * c;
-  std::vector<double> out(image, image + h * line);
-  if (sigma <= 1e-15) return out;  // scipy skips axes with sigma ~ 0
-  const std::vector<double> k = gaussian_kernel(sigma);
-  const int64_t taps = int64_t(k.size()), radius = taps / 2;
-  std::vector<double> tmp(size_t(h * line));
-  const int threads = threads_for(h * line * taps, 1 << 16);
-  const StopToken stop;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-#pragma omp for schedule(static)
-    for (int64_t y = 0; y < h; ++y) {
-      if (stop) continue;
-      double* dst = tmp.data() + y * line;
-      std::fill(dst, dst + line, 0.0);
-      for (int64_t t = 0; t < taps; ++t) {
-        const double* src = image + reflect(y + t - radius, h) * line;
-        const double wt = k[size_t(t)];
-        for (int64_t i = 0; i < line; ++i) dst[i] += wt * src[i];
-      }
+// Separable smoothing as scipy applies it, one output row at a time: rows
+// direction (axis 0) first, then columns (axis 1), channels untouched. Each
+// output is accumulated tap by tap in kernel order, so the NumPy reference
+// reproduces it bit for bit. Row by row, the smoothed image never exists
+// whole: the edge weights take each row while it is in cache.
+struct RowSmoother {
+  const double* image;
+  int64_t h, w, c, line, radius;
+  std::vector<double> taps, across, padded;
+  RowSmoother(const double* image_, int64_t h_, int64_t w_, int64_t c_, double sigma)
+      : image(image_), h(h_), w(w_), c(c_), line(w_ * c_), radius(0) {
+    if (sigma <= 1e-15) return;  // scipy skips axes with sigma ~ 0
+    taps = gaussian_kernel(sigma);
+    radius = int64_t(taps.size()) / 2;
+    across.resize(size_t(line));
+    padded.resize(size_t((w + 2 * radius) * c));
+  }
+  void row(int64_t y, double* dst) {
+    if (taps.empty()) {
+      std::copy(image + y * line, image + (y + 1) * line, dst);
+      return;
     }
-    std::vector<double> padded(size_t((w + 2 * radius) * c));
-#pragma omp for schedule(static)
-    for (int64_t y = 0; y < h; ++y) {
-      if (stop) continue;
-      const double* src = tmp.data() + y * line;
-      for (int64_t x = -radius; x < w + radius; ++x)
-        std::memcpy(&padded[size_t((x + radius) * c)], src + reflect(x, w) * c,
-                    size_t(c) * sizeof(double));
-      double* dst = out.data() + y * line;
-      std::fill(dst, dst + line, 0.0);
-      for (int64_t t = 0; t < taps; ++t) {
-        const double* s = padded.data() + t * c;
-        const double wt = k[size_t(t)];
-        for (int64_t i = 0; i < line; ++i) dst[i] += wt * s[i];
-      }
+    const int64_t n = int64_t(taps.size());
+    double* t0 = across.data();
+    std::fill(t0, t0 + line, 0.0);
+    for (int64_t t = 0; t < n; ++t) {
+      const double* src = image + reflect(y + t - radius, h) * line;
+      const double wt = taps[size_t(t)];
+      for (int64_t i = 0; i < line; ++i) t0[i] += wt * src[i];
+    }
+    for (int64_t x = -radius; x < w + radius; ++x)
+      std::memcpy(&padded[size_t((x + radius) * c)], t0 + reflect(x, w) * c,
+                  size_t(c) * sizeof(double));
+    std::fill(dst, dst + line, 0.0);
+    for (int64_t t = 0; t < n; ++t) {
+      const double* p = padded.data() + t * c;
+      const double wt = taps[size_t(t)];
+      for (int64_t i = 0; i < line; ++i) dst[i] += wt * p[i];
     }
   }
-  return out;
-}
+};
 
 // Edge ids: 4 p + group, where p is the edge's first pixel and the groups are
 // scikit-image's (right, down, down-right, up-right). Equal weights keep this
 // order (scikit-image's argsort leaves their order unspecified).
-inline void endpoints(uint32_t id, int64_t w, int64_t& a, int64_t& b) {
-  const int64_t p = id >> 2;
-  switch (id & 3) {
-    case 0: a = p; b = p + 1; break;
-    case 1: a = p; b = p + w; break;
-    case 2: a = p; b = p + w + 1; break;
-    default: a = p + 1; b = p + w; break;
+// Endpoint offsets by group come from tables rather than a switch: the sorted
+// edges arrive in no order of group, and a mispredicted branch per edge cost
+// more than the rest of the lookup.
+struct Endpoints {
+  int64_t first[4], second[4];
+  explicit Endpoints(int64_t w) : first{0, 0, 0, 1}, second{1, w, w + 1, w} {}
+  void operator()(uint32_t id, int64_t& a, int64_t& b) const {
+    const int64_t p = id >> 2;
+    a = p + first[id & 3];
+    b = p + second[id & 3];
   }
-}
+};
 
 // Edges are sorted as 64-bit records: the top 32 bits of the weight's IEEE
 // representation (non-negative doubles order like their bits, so these order
 // like the weights up to ties) above the 32-bit id. Half the bytes of a
-// (weight, id) pair to move in each radix pass; the full weight is recomputed
-// from the smoothed image where needed, bit for bit the same.
-inline uint64_t record(double weight, uint32_t id) {
+// (weight, id) pair to move in each radix pass; the low 32 bits wait in a
+// table by id, for the ties and the merges that need the exact weight.
+constexpr uint64_t kTop = 0xFFFFFFFF00000000ull;
+inline uint32_t record_id(uint64_t r) { return uint32_t(r); }
+inline double as_double(uint64_t bits) {
+  double v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+inline uint64_t as_bits(double v) {
   uint64_t bits;
-  std::memcpy(&bits, &weight, sizeof bits);
-  return (bits & 0xFFFFFFFF00000000ull) | id;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits;
 }
 
-inline uint32_t record_id(uint64_t r) { return uint32_t(r); }
+constexpr int kDigitShift[3] = {32, 43, 54};
+constexpr size_t kBuckets = 2048;
+using RadixHistograms = std::array<std::array<int64_t, kBuckets>, 3>;
 
 // Stable LSD radix sort on the records' top 32 bits (digits of 11, 11 and 10
-// bits; a digit every record shares is skipped). The input is in id order, so
-// records with equal top bits stay in id order.
-void radix_sort_top(std::vector<uint64_t>& e) {
-  constexpr int shifts[3] = {32, 43, 54};
-  constexpr size_t buckets = 2048;
-  std::vector<std::array<int64_t, buckets>> hist(3);
-  for (auto& hh : hist) hh.fill(0);
-  for (const uint64_t x : e)
-    for (int d = 0; d < 3; ++d) ++hist[size_t(d)][(x >> shifts[d]) & (buckets - 1)];
+// bits; a digit every record shares is skipped), from histograms counted
+// while the records were written. The input is in id order, so records with
+// equal top bits stay in id order.
+void radix_sort_top(std::vector<uint64_t>& e, RadixHistograms& hist) {
   std::vector<uint64_t> tmp(e.size());
   const int64_t n = int64_t(e.size());
   for (int d = 0; d < 3; ++d) {
@@ -128,33 +134,68 @@ void radix_sort_top(std::vector<uint64_t>& e) {
       v = sum;
       sum += c;
     }
-    const int shift = shifts[d];
-    for (const uint64_t x : e) tmp[size_t(hh[(x >> shift) & (buckets - 1)]++)] = x;
+    const int shift = kDigitShift[d];
+    const uint64_t* src = e.data();
+    uint64_t* dst = tmp.data();
+    for (int64_t i = 0; i < n; ++i) {
+      const uint64_t x = src[i];
+      dst[hh[(x >> shift) & (kBuckets - 1)]++] = x;
+    }
     e.swap(tmp);
   }
 }
 
+// One pixel's union-find node: its parent and, while it is a root, its
+// component's threshold Int(C) + k / |C| (float32 as scikit-image holds it),
+// side by side so that a find brings the threshold along.
+struct Node {
+  int32_t parent;  // fewer than 2^30 pixels
+  float threshold;
+};
+
 // Union-find whose root is the smallest pixel of its set (as scikit-image's),
 // so that numbering roots in raster order numbers segments by first pixel.
-struct Forest {
-  std::vector<int32_t> parent;  // fewer than 2^30 pixels
-  explicit Forest(int64_t n) : parent(size_t(n)) {
-    for (int64_t i = 0; i < n; ++i) parent[size_t(i)] = int32_t(i);
+inline int64_t find(Node* nodes, int64_t i) {
+  while (nodes[i].parent != i) {
+    nodes[i].parent = nodes[nodes[i].parent].parent;
+    i = nodes[i].parent;
   }
-  int64_t find(int64_t i) {
-    while (parent[size_t(i)] != i) {
-      parent[size_t(i)] = parent[size_t(parent[size_t(i)])];
-      i = parent[size_t(i)];
+  return i;
+}
+
+// The squared colour distance of each edge of row y in each group, channels
+// summed in order (NumPy's sum over a short axis), then the root.
+void row_weights(const double* row, const double* next, int64_t w, int64_t c, double* right,
+                 double* down, double* diag, double* anti) {
+  std::fill(right, right + w, 0.0);
+  std::fill(down, down + w, 0.0);
+  std::fill(diag, diag + w, 0.0);
+  std::fill(anti, anti + w, 0.0);
+  const bool below = next != nullptr;
+  for (int64_t k = 0; k < c; ++k) {
+    for (int64_t x = 0; x + 1 < w; ++x) {
+      const double d = row[(x + 1) * c + k] - row[x * c + k];
+      right[x] += d * d;
     }
-    return i;
+    if (!below) continue;
+    for (int64_t x = 0; x < w; ++x) {
+      const double d = next[x * c + k] - row[x * c + k];
+      down[x] += d * d;
+    }
+    for (int64_t x = 0; x + 1 < w; ++x) {
+      const double d = next[(x + 1) * c + k] - row[x * c + k];
+      const double e = next[x * c + k] - row[(x + 1) * c + k];
+      diag[x] += d * d;
+      anti[x] += e * e;
+    }
   }
-  // a, b roots; returns the new root.
-  int64_t join(int64_t a, int64_t b) {
-    if (b < a) std::swap(a, b);
-    parent[size_t(b)] = int32_t(a);
-    return a;
+  for (int64_t x = 0; x < w; ++x) {
+    right[x] = std::sqrt(right[x]);
+    down[x] = std::sqrt(down[x]);
+    diag[x] = std::sqrt(diag[x]);
+    anti[x] = std::sqrt(anti[x]);
   }
-};
+}
 
 }  // namespace
 
@@ -165,77 +206,113 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   // Stopped (Ctrl-C), the function returns 0 with labels incomplete; the
   // sequential loops test the token once per 2^14 steps of a few ns each.
   const StopToken stop;
+  const Endpoints endpoints(w);
   constexpr size_t kStopStride = size_t(1) << 14;
-  const std::vector<double> img = smooth(image, h, w, c, params.sigma);
-  if (stop) return 0;
-
-  // Channels summed in order, then the root: NumPy's sum over a short axis.
-  auto weight = [&](uint32_t id) {
-    int64_t a, b;
-    endpoints(id, w, a, b);
-    const double* pa = img.data() + a * c;
-    const double* pb = img.data() + b * c;
-    double s = 0.0;
-    for (int64_t k = 0; k < c; ++k) {
-      const double d = pb[k] - pa[k];
-      s += d * d;
-    }
-    return std::sqrt(s);
-  };
   const int64_t edges_count = h * (w - 1) + (h - 1) * w + 2 * (h - 1) * (w - 1);
   std::vector<uint64_t> edges(static_cast<size_t>(edges_count));
-  size_t m = 0;
-  for (int64_t y = 0; y < h; ++y) {
-    if (stop) return 0;
-    for (int64_t x = 0; x < w; ++x) {
-      const uint32_t id = uint32_t(4 * (y * w + x));
-      if (x + 1 < w) edges[m++] = record(weight(id), id);
-      if (y + 1 < h) edges[m++] = record(weight(id + 1), id + 1);
-      if (x + 1 < w && y + 1 < h) {
-        edges[m++] = record(weight(id + 2), id + 2);
-        edges[m++] = record(weight(id + 3), id + 3);
+  std::vector<uint32_t> low(static_cast<size_t>(4 * n));  // by id
+  // Each thread smooths and weighs a band of rows (plus the row below it) into
+  // its place in `edges`; its histograms are summed after (integers: exact).
+  const int64_t taps_work = int64_t(2 * (4.0 * params.sigma + 0.5) + 1);
+  const int threads = std::max<int>(1, std::min<int64_t>(h, threads_for(n * c * taps_work, 1 << 16)));
+  std::vector<RadixHistograms> hists(static_cast<size_t>(threads));  // zeros
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    RadixHistograms& hist = hists[size_t(part)];
+    const int64_t y0 = h * part / parts, y1 = h * (part + 1) / parts;
+    RowSmoother smoother(image, h, w, c, params.sigma);
+    std::vector<double> rows(size_t(2 * w * c)), buf(size_t(4 * w));
+    double* cur = rows.data();
+    double* nxt = cur + w * c;
+    double* group[4] = {buf.data(), buf.data() + w, buf.data() + 2 * w, buf.data() + 3 * w};
+    uint64_t* out = edges.data() + y0 * (4 * w - 3);
+    if (y0 < y1) smoother.row(y0, cur);
+    for (int64_t y = y0; y < y1; ++y) {
+      if (stop) break;
+      const bool below = y + 1 < h;
+      if (below) smoother.row(y + 1, nxt);
+      row_weights(cur, below ? nxt : nullptr, w, c, group[0], group[1], group[2], group[3]);
+      const int64_t groups = below ? 4 : 1;
+      for (int64_t x = 0; x < w; ++x) {
+        const uint32_t base = uint32_t(4 * (y * w + x));
+        for (int64_t g = 0; g < groups; ++g) {
+          if (g != 1 && x + 1 == w) continue;
+          const uint64_t bits = as_bits(group[g][x]);
+          const uint32_t id = base + uint32_t(g);
+          low[id] = uint32_t(bits);
+          const uint64_t r = (bits & kTop) | id;
+          *out++ = r;
+          for (int d = 0; d < 3; ++d) ++hist[size_t(d)][(r >> kDigitShift[d]) & (kBuckets - 1)];
+        }
       }
+      std::swap(cur, nxt);
     }
   }
-  radix_sort_top(edges);
   if (stop) return 0;
+  RadixHistograms& hist = hists[0];
+  for (size_t t = 1; t < hists.size(); ++t)
+    for (int d = 0; d < 3; ++d)
+      for (size_t i = 0; i < kBuckets; ++i) hist[size_t(d)][i] += hists[t][size_t(d)][i];
+  radix_sort_top(edges, hist);
+  if (stop) return 0;
+  auto full = [&](uint64_t r) { return as_double((r & kTop) | low[record_id(r)]); };
   // Exact order: within each run of equal top bits, a stable sort by the full
   // weight (runs are short, or flat regions of equal weights already in order).
-  auto by_weight = [&](uint64_t p, uint64_t q) {
-    return weight(record_id(p)) < weight(record_id(q));
-  };
+  auto by_weight = [&](uint64_t p, uint64_t q) { return full(p) < full(q); };
   for (size_t i = 0; i < edges.size();) {
     size_t j = i + 1;
-    while (j < edges.size() && (edges[j] >> 32) == (edges[i] >> 32)) ++j;
+    const uint64_t top = edges[i] & kTop;
+    while (j < edges.size() && (edges[j] & kTop) == top) ++j;
     if (j - i > 1 && !std::is_sorted(edges.begin() + i, edges.begin() + j, by_weight))
       std::stable_sort(edges.begin() + i, edges.begin() + j, by_weight);
     i = j;
   }
 
-  Forest forest(n);
+  std::vector<Node> forest(static_cast<size_t>(n));
+  Node* nodes = forest.data();
   const double k = params.scale / 255.0;  // scikit-image's rescaling of scale
-  // Each root's threshold Int(C) + k / |C|, held in float32 as scikit-image holds it
-  // (so the merges are the same) and cached: it changes only when C grows.
+  // Each root's threshold changes only when its component grows.
+  const float first_threshold = static_cast<float>(0.0 + k / 1.0);
+  for (int64_t i = 0; i < n; ++i) nodes[i] = {int32_t(i), first_threshold};
   std::vector<int32_t> size(size_t(n), 1);
-  std::vector<float> threshold(size_t(n), static_cast<float>(0.0 + k / 1.0));
+  // Edges that join no two components here are kept, in order, at the front
+  // of `edges` for the min_size pass: the others lie inside a component by
+  // then (components only grow).
+  size_t kept = 0;
+  // The edges visit pixels in no order: the nodes a few edges ahead are fetched
+  // while this one is handled.
+  constexpr size_t kAhead = 16;
+  auto prefetch = [&](const void* base, size_t elem, size_t i) {
+    if (i >= edges.size()) return;
+    int64_t a, b;
+    endpoints(record_id(edges[i]), a, b);
+    __builtin_prefetch(static_cast<const char*>(base) + a * elem);
+    __builtin_prefetch(static_cast<const char*>(base) + b * elem);
+  };
   for (size_t i = 0; i < edges.size(); ++i) {
     if (i % kStopStride == 0 && stop) return 0;
+    prefetch(nodes, sizeof(Node), i + kAhead);
     const uint64_t e = edges[i];
     int64_t a, b;
-    endpoints(record_id(e), w, a, b);
-    a = forest.find(a);
-    b = forest.find(b);
+    endpoints(record_id(e), a, b);
+    a = find(nodes, a);
+    b = find(nodes, b);
     if (a == b) continue;
-    const double limit = double(std::min(threshold[size_t(a)], threshold[size_t(b)]));
-    uint64_t limit_bits;
-    std::memcpy(&limit_bits, &limit, sizeof limit_bits);
+    const double limit = double(std::min(nodes[a].threshold, nodes[b].threshold));
     // The record's top bits bound the weight from below: no merge when they reach the limit.
-    if ((e & 0xFFFFFFFF00000000ull) >= limit_bits) continue;
-    const double v = weight(record_id(e));
+    if ((e & kTop) >= as_bits(limit)) {
+      edges[kept++] = e;
+      continue;
+    }
+    const double v = full(e);
     if (v < limit) {
-      const int64_t r = forest.join(a, b);
-      size[size_t(r)] = size[size_t(a)] + size[size_t(b)];
-      threshold[size_t(r)] = static_cast<float>(v + k / double(size[size_t(r)]));
+      if (b < a) std::swap(a, b);
+      nodes[b].parent = int32_t(a);
+      size[size_t(a)] += size[size_t(b)];
+      nodes[a].threshold = static_cast<float>(v + k / double(size[size_t(a)]));
+    } else {
+      edges[kept++] = e;
     }
   }
   // The min_size pass. Components below min_size are counted, so that the pass
@@ -247,30 +324,32 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   int64_t small = 0;
   std::vector<uint8_t> in_small(static_cast<size_t>(n));
   for (int64_t p = 0; p < n; ++p) {
-    int32_t& up = forest.parent[size_t(p)];
-    up = forest.parent[size_t(up)];
+    int32_t& up = nodes[p].parent;
+    up = nodes[up].parent;
     small += up == p && size[size_t(p)] < params.min_size;
     in_small[size_t(p)] = size[size_t(up)] < params.min_size;
   }
-  for (size_t i = 0; i < edges.size() && small > 0; ++i) {
+  for (size_t i = 0; i < kept && small > 0; ++i) {
     if (i % kStopStride == 0 && stop) return 0;
+    prefetch(in_small.data(), 1, i + kAhead);
     int64_t a, b;
-    endpoints(record_id(edges[i]), w, a, b);
+    endpoints(record_id(edges[i]), a, b);
     if (!(in_small[size_t(a)] | in_small[size_t(b)])) continue;
-    a = forest.find(a);
-    b = forest.find(b);
+    a = find(nodes, a);
+    b = find(nodes, b);
     if (a == b) continue;
     const bool small_a = size[size_t(a)] < params.min_size;
     const bool small_b = size[size_t(b)] < params.min_size;
     if (small_a || small_b) {
-      const int64_t r = forest.join(a, b);
-      size[size_t(r)] = size[size_t(a)] + size[size_t(b)];
-      small += int64_t(size[size_t(r)] < params.min_size) - small_a - small_b;
+      if (b < a) std::swap(a, b);
+      nodes[b].parent = int32_t(a);
+      size[size_t(a)] += size[size_t(b)];
+      small += int64_t(size[size_t(a)] < params.min_size) - small_a - small_b;
     }
   }
   int64_t count = 0;
   for (int64_t p = 0; p < n; ++p) {
-    const int64_t r = forest.find(p);
+    const int64_t r = find(nodes, p);
     labels[p] = r == p ? count++ : labels[r];
   }
   return count;

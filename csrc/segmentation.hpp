@@ -57,4 +57,16 @@ constexpr int kTextureBins = 10;
 // merge. Returns the number of regions generated.
 int64_t group_regions(const GroupingInput& in, std::vector<int64_t>& boxes);
 
+// The terms a similarity sums.
+struct GroupingStrategy {
+  bool colour = true, texture = true, size = true, fill = true;
+};
+
+// The grouping under each strategy (GroupingInput's flags unused), with the
+// initial regions (histograms, adjacency) computed once for all: boxes[i] and
+// the returned count [i] as above for strategies[i].
+std::vector<int64_t> group_regions(const GroupingInput& in,
+                                   const std::vector<GroupingStrategy>& strategies,
+                                   std::vector<std::vector<int64_t>>& boxes);
+
 }  // namespace cnnkit

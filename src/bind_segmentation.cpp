@@ -116,10 +116,58 @@ py::array_t<uint8_t, py::array::c_style> bins_arg(py::handle obj, const char* fn
                           std::to_string(w) + ", C) to match labels, got shape " + shape_str(a));
   auto out = contiguous<uint8_t>(a, fn, name);
   const uint8_t* p = out.data();
-  for (py::ssize_t i = 0; i < out.size(); ++i)
-    if (p[i] >= bins)
-      throw py::value_error(prefix(fn, name) + "must hold bins below " + std::to_string(bins) +
-                            ", got " + std::to_string(int(p[i])));
+  const uint8_t top = out.size() ? *std::max_element(p, p + out.size()) : 0;
+  if (top >= bins)
+    throw py::value_error(prefix(fn, name) + "must hold bins below " + std::to_string(bins) +
+                          ", got " + std::to_string(int(top)));
+  return out;
+}
+
+// The arguments of a grouping, checked; the arrays they point into are kept
+// alive by the struct.
+struct GroupingArgs {
+  py::array_t<int64_t, py::array::c_style> labels;
+  py::array_t<uint8_t, py::array::c_style> colour, texture;
+  GroupingInput in;
+};
+
+GroupingArgs grouping_args(py::handle labels_obj, py::handle colour_obj, py::handle texture_obj,
+                           const char* fn) {
+  py::array raw = as_array(labels_obj, fn, "labels");
+  if (raw.dtype().kind() != 'i' || raw.itemsize() != 8)
+    throw py::type_error(prefix(fn, "labels") + "must have dtype int64, got " +
+                         std::string(py::str(raw.dtype())));
+  if (raw.ndim() != 2 || raw.shape(0) == 0 || raw.shape(1) == 0)
+    throw py::value_error(prefix(fn, "labels") + "must have a non-empty shape (H, W), got shape " +
+                          shape_str(raw));
+  GroupingArgs out;
+  out.labels = contiguous<int64_t>(raw, fn, "labels");
+  const int64_t h = raw.shape(0), w = raw.shape(1);
+  if (h * w >= (int64_t(1) << 30))
+    throw py::value_error(prefix(fn, "labels") + "must have fewer than 2^30 pixels");
+  out.colour = bins_arg(colour_obj, fn, "colour_bins", h, w, kColourBins);
+  out.texture = bins_arg(texture_obj, fn, "texture_bins", h, w, kTextureBins);
+  const int64_t* lp = out.labels.data();
+  const auto range = std::minmax_element(lp, lp + h * w);
+  const int64_t regions = *range.second + 1;
+  if (*range.first < 0 || regions > h * w)
+    throw py::value_error(prefix(fn, "labels") + "must hold labels in [0, H * W)");
+  GroupingInput& in = out.in;
+  in.height = h;
+  in.width = w;
+  in.labels = lp;
+  in.regions = regions;
+  in.colour_bins = out.colour.data();
+  in.colour_channels = out.colour.shape(2);
+  in.texture_bins = out.texture.data();
+  in.texture_channels = out.texture.shape(2);
+  return out;
+}
+
+py::array_t<float> boxes_array(const std::vector<int64_t>& boxes, int64_t count) {
+  py::array_t<float> out(std::vector<py::ssize_t>{count, 4});
+  float* o = out.mutable_data();
+  for (int64_t i = 0; i < 4 * count; ++i) o[i] = float(boxes[size_t(i)]);
   return out;
 }
 
@@ -129,46 +177,52 @@ py::array_t<float> group_regions(py::handle labels_obj, py::handle colour_obj,
                                  py::handle texture_obj, bool colour, bool texture, bool size,
                                  bool fill) {
   const char* fn = "group_regions";
-  py::array raw = as_array(labels_obj, fn, "labels");
-  if (raw.dtype().kind() != 'i' || raw.itemsize() != 8)
-    throw py::type_error(prefix(fn, "labels") + "must have dtype int64, got " +
-                         std::string(py::str(raw.dtype())));
-  if (raw.ndim() != 2 || raw.shape(0) == 0 || raw.shape(1) == 0)
-    throw py::value_error(prefix(fn, "labels") + "must have a non-empty shape (H, W), got shape " +
-                          shape_str(raw));
-  const auto labels = contiguous<int64_t>(raw, fn, "labels");
-  const int64_t h = raw.shape(0), w = raw.shape(1);
-  if (h * w >= (int64_t(1) << 30))
-    throw py::value_error(prefix(fn, "labels") + "must have fewer than 2^30 pixels");
-  const auto cb = bins_arg(colour_obj, fn, "colour_bins", h, w, kColourBins);
-  const auto tb = bins_arg(texture_obj, fn, "texture_bins", h, w, kTextureBins);
-  const int64_t* lp = labels.data();
-  const int64_t regions = *std::max_element(lp, lp + h * w) + 1;
-  if (*std::min_element(lp, lp + h * w) < 0 || regions > h * w)
-    throw py::value_error(prefix(fn, "labels") + "must hold labels in [0, H * W)");
-  GroupingInput in;
-  in.height = h;
-  in.width = w;
-  in.labels = lp;
-  in.regions = regions;
-  in.colour_bins = cb.data();
-  in.colour_channels = cb.shape(2);
-  in.texture_bins = tb.data();
-  in.texture_channels = tb.shape(2);
-  in.colour = colour;
-  in.texture = texture;
-  in.size = size;
-  in.fill = fill;
+  GroupingArgs args = grouping_args(labels_obj, colour_obj, texture_obj, fn);
+  args.in.colour = colour;
+  args.in.texture = texture;
+  args.in.size = size;
+  args.in.fill = fill;
   std::vector<int64_t> boxes;
   int64_t count = 0;
   try {
-    without_gil([&] { count = cnnkit::group_regions(in, boxes); });
+    without_gil([&] { count = cnnkit::group_regions(args.in, boxes); });
   } catch (const std::invalid_argument& e) {
     throw py::value_error(prefix(fn, "labels") + e.what());
   }
-  py::array_t<float> out(std::vector<py::ssize_t>{count, 4});
-  float* o = out.mutable_data();
-  for (int64_t i = 0; i < 4 * count; ++i) o[i] = float(boxes[size_t(i)]);
+  return boxes_array(boxes, count);
+}
+
+// The grouping of one segmentation under several strategies, each a string of the
+// terms it sums ("CTSF": colour, texture, size, fill): one box array per strategy,
+// each as group_regions gives it, with the initial regions built once.
+py::list group_regions_many(py::handle labels_obj, py::handle colour_obj, py::handle texture_obj,
+                            py::handle strategies_obj) {
+  const char* fn = "group_regions_many";
+  if (!py::isinstance<py::sequence>(strategies_obj) || py::isinstance<py::str>(strategies_obj))
+    throw py::type_error(prefix(fn, "strategies") + "must be a sequence of str, got " +
+                         type_name(strategies_obj));
+  std::vector<GroupingStrategy> strategies;
+  for (py::handle item : py::reinterpret_borrow<py::sequence>(strategies_obj)) {
+    if (!py::isinstance<py::str>(item))
+      throw py::type_error(prefix(fn, "strategies") + "must hold str, got " + type_name(item));
+    const std::string terms = py::str(item);
+    if (terms.find_first_not_of("CTSF") != std::string::npos)
+      throw py::value_error(prefix(fn, "strategies") +
+                            "must hold strings of the letters C, T, S and F, got '" + terms +
+                            "'");
+    auto has = [&](char t) { return terms.find(t) != std::string::npos; };
+    strategies.push_back({has('C'), has('T'), has('S'), has('F')});
+  }
+  GroupingArgs args = grouping_args(labels_obj, colour_obj, texture_obj, fn);
+  std::vector<std::vector<int64_t>> boxes;
+  std::vector<int64_t> counts;
+  try {
+    without_gil([&] { counts = cnnkit::group_regions(args.in, strategies, boxes); });
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(prefix(fn, "labels") + e.what());
+  }
+  py::list out;
+  for (size_t i = 0; i < strategies.size(); ++i) out.append(boxes_array(boxes[i], counts[i]));
   return out;
 }
 
@@ -177,6 +231,7 @@ py::array_t<float> group_regions(py::handle labels_obj, py::handle colour_obj,
 void bind_segmentation(py::module_& m) {
   m.def("felzenszwalb", &felzenszwalb);
   m.def("group_regions", &group_regions);
+  m.def("group_regions_many", &group_regions_many);
 }
 
 }  // namespace cnnkit::bind

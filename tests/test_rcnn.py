@@ -6,6 +6,8 @@ example (examples/rcnn.py) at a tiny size."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +193,7 @@ def nms_holds(found, threshold):
         assert iou.max(initial=0) <= threshold + 1e-6
 
 
-def test_tiny_rcnn_and_fast_rcnn_learn_the_shapes():
+def test_tiny_rcnn_and_fast_rcnn_learn_the_shapes(tmp_path):
     x, y = datasets.shapes(128, image_size=32, seed=0)
     xt, yt = datasets.shapes(24, image_size=32, seed=1)
     proposals = [ops.selective_search(image) for image in x]
@@ -212,6 +214,13 @@ def test_tiny_rcnn_and_fast_rcnn_learn_the_shapes():
     # one image at a time gives the same detections as the batch
     single = fast_rcnn_detect(fast, xt[3], iou_threshold=0.3)[0]
     np.testing.assert_allclose(single["scores"], fast_found[3]["scores"], rtol=1e-5)
+    # the trained detector's file gives the same detections
+    fast.save(tmp_path / "fast.cnnkit")
+    back = cnnkit.load_model(tmp_path / "fast.cnnkit")
+    assert isinstance(back, FastRCNN) and back.num_classes == 3
+    for want, got in zip(fast_found, fast_rcnn_detect(back, xt, iou_threshold=0.3)):
+        for key in ("boxes", "scores", "classes"):
+            np.testing.assert_array_equal(got[key], want[key])
 
 
 def test_rcnn_classifier_file_round_trip(tmp_path):
@@ -226,6 +235,41 @@ def test_rcnn_classifier_file_round_trip(tmp_path):
     a = rcnn_detect(model, image, proposals=boxes, score_threshold=0)
     b = rcnn_detect(back, image, proposals=boxes, score_threshold=0)
     np.testing.assert_array_equal(a["scores"], b["scores"])
+
+
+def test_fast_rcnn_file_round_trip(tmp_path):
+    model = fast_rcnn(16, num_classes=2, class_names=("a", "b"), width=2, pool_size=3)
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 16, 16, 3)).astype(np.float32)
+    rois = np.array([[0, 0, 0, 8, 8], [1, 2, 3, 16, 12]], np.float32)
+    # a training-mode pass moves the batch-normalisation statistics, which the file keeps
+    model([images, rois], training=True)
+    model.save(tmp_path / "fast.cnnkit")
+    back = cnnkit.load_model(tmp_path / "fast.cnnkit")
+    assert isinstance(back, FastRCNN)
+    assert (back.num_classes, back.class_names, back.stride, back.pool_size) == (
+        2,
+        ("a", "b"),
+        4,
+        3,
+    )
+    assert [v.name for v in back.weights] == [v.name for v in model.weights]
+    for a, b in zip(model.weights, back.weights):
+        np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(back([images, rois]).data, model([images, rois]).data)
+    # a fresh process finds the class without importing cnnkit.detection first
+    code = "import sys, cnnkit; print(type(cnnkit.load_model(sys.argv[1])).__name__)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "fast.cnnkit")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "FastRCNN", done.stderr[-2000:]
+    with pytest.raises(ValueError, match=r"FastRCNN\(\): inputs must be \[images, rois\]"):
+        model(images)
+    with pytest.raises(TypeError, match=r"FastRCNN\(\): head must be a Sequential, got str"):
+        FastRCNN(model.backbone, "head", num_classes=2, stride=4, pool_size=3)
 
 
 def test_recall():

@@ -42,6 +42,33 @@ def test_grouping_matches_reference(problem, flags):
     assert np.array_equal(got[-1], [0, 0, w, h])
 
 
+@settings(max_examples=25)
+@given(groupings())
+def test_grouping_under_several_strategies_matches_one_at_a_time(problem):
+    labels, colour, texture = problem
+    strategies = ["CTSF", "TSF", "F", "S", "", "CT"]
+    got = _core.group_regions_many(labels, colour, texture, strategies)
+    assert len(got) == len(strategies)
+    for terms, boxes in zip(strategies, got):
+        flags = [t in terms for t in "CTSF"]
+        assert np.array_equal(boxes, _core.group_regions(labels, colour, texture, *flags))
+
+
+@pytest.mark.parametrize(
+    ("strategies", "error", "match"),
+    [
+        ("CTSF", TypeError, "strategies must be a sequence of str, got str"),
+        ([1], TypeError, "strategies must hold str, got int"),
+        (["CTX"], ValueError, "strategies must hold strings of the letters C, T, S and F"),
+    ],
+)
+def test_grouping_rejects_bad_strategies(strategies, error, match):
+    labels = np.zeros((3, 3), np.int64)
+    args = (labels, np.zeros((3, 3, 3), np.uint8), np.zeros((3, 3, 24), np.uint8))
+    with pytest.raises(error, match=r"^group_regions_many\(\): " + match):
+        _core.group_regions_many(*args, strategies)
+
+
 @st.composite
 def small_images(draw):
     shape = (draw(st.integers(1, 14)), draw(st.integers(1, 14)), 3)

@@ -209,6 +209,13 @@ def group_regions(
     use_fill: bool,
     /,
 ) -> NDArray[np.float32]: ...
+def group_regions_many(
+    labels: ArrayLike,
+    colour: ArrayLike,
+    texture: ArrayLike,
+    strategies: list[str] | tuple[str, ...],
+    /,
+) -> list[NDArray[np.float32]]: ...
 def lrn(
     x: ArrayLike, size: Any, alpha: Any, beta: Any, bias: Any, /
 ) -> NDArray[np.floating[Any]]: ...

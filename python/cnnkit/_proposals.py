@@ -10,7 +10,7 @@ in: the native ones from ``ops``, the NumPy ones from ``reference``. NumPy only.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -203,26 +203,43 @@ def selective_search(
     segment: Callable[..., np.ndarray],
     group: Callable[..., np.ndarray],
     fn: str,
+    group_many: Callable[..., list] | None = None,
+    map_jobs: Callable[..., Iterable] = map,
 ) -> np.ndarray:
-    """Every strategy's hierarchy, ranked and deduplicated (see ops.selective_search)."""
+    """Every strategy's hierarchy, ranked and deduplicated (see ops.selective_search).
+
+    ``group_many(labels, colour_bins, texture_bins, strategies)``, when given, groups one
+    segmentation under all the strategies at once (sharing the initial regions); else
+    ``group`` is called per strategy. ``map_jobs(function, jobs)`` runs the colour spaces,
+    then the segmentations (a thread pool's ``map`` runs them side by side: the kernels
+    release the GIL); its results come in the jobs' order, so the boxes and their ranking do
+    not depend on it.
+    """
     rng = check_seed(seed, fn)
     spaces, ks, similarities = STRATEGIES[check_mode(mode, fn)]
     rgb = rgb_image(image, fn)
-    boxes, values = [], []
-    for space in spaces:
+
+    def features(space: str) -> tuple:
         x = colour_space(rgb, space)
-        cbins, tbins = colour_bins(x), texture_bins(x)
-        for k in ks:
-            labels = segment(x, scale=float(k), sigma=0.8, min_size=k)
-            for strategy in similarities:
-                flags = tuple(term in strategy for term in "CTSF")
-                found = group(labels, cbins, tbins, *flags)
-                # The paper's ranking: the last region of a hierarchy (the whole image) is at
-                # position 1, the one before at 2, ...; positions are scaled by a random
-                # number in [0, 1) so that hierarchies interleave.
-                positions = np.arange(len(found), 0, -1, dtype=np.float64)
-                boxes.append(found)
-                values.append(positions * rng.random(len(found)))
+        return x, colour_bins(x), texture_bins(x)
+
+    def hierarchies(job: tuple) -> list:
+        x, cbins, tbins = job[0]
+        labels = segment(x, scale=float(job[1]), sigma=0.8, min_size=job[1])
+        if group_many is not None:
+            return group_many(labels, cbins, tbins, list(similarities))
+        return [group(labels, cbins, tbins, *(t in s for t in "CTSF")) for s in similarities]
+
+    spaced = list(map_jobs(features, spaces))
+    found_all = list(map_jobs(hierarchies, [(f, k) for f in spaced for k in ks]))
+    boxes, values = [], []
+    for found in (b for per_segmentation in found_all for b in per_segmentation):
+        # The paper's ranking: the last region of a hierarchy (the whole image) is at
+        # position 1, the one before at 2, ...; positions are scaled by a random number in
+        # [0, 1) so that hierarchies interleave.
+        positions = np.arange(len(found), 0, -1, dtype=np.float64)
+        boxes.append(found)
+        values.append(positions * rng.random(len(found)))
     boxes_all = np.concatenate(boxes).astype(np.float32)
     ranked = boxes_all[np.argsort(np.concatenate(values), kind="stable")]
     _, first = np.unique(ranked, axis=0, return_index=True)

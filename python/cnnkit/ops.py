@@ -30,7 +30,9 @@ to call ``.detach()``: these kernels do not record torch gradients.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -1508,7 +1510,9 @@ def selective_search(
     - |b|) / |image|``). Every region of every hierarchy gives its box. Boxes are ranked as
     in the paper: within a hierarchy the last region (the whole image) has position 1, the
     one before 2, and so on; each position is multiplied by a random number in [0, 1) and
-    all boxes are sorted by that value; repeated boxes keep their first rank.
+    all boxes are sorted by that value; repeated boxes keep their first rank. With more than
+    one kernel thread (:func:`cnnkit.set_num_threads`) the segmentations run side by side;
+    the boxes are the same for any thread count.
 
     ``mode="single"``: one hierarchy (HSV, ``k`` 100, colour+texture+size+fill), as
     OpenCV's single strategy. ``mode="fast"``: HSV and Lab, ``k`` 50 and 100, strategies
@@ -1533,9 +1537,21 @@ def selective_search(
         ``[0, 0, W, H]``), best-ranked first, no two equal.
     """
     image = _array(image, "selective_search", "image")
-    return _proposals.selective_search(
-        image, mode, seed, segment=felzenszwalb, group=_core.group_regions, fn="selective_search"
+    search = functools.partial(
+        _proposals.selective_search,
+        image,
+        mode,
+        seed,
+        segment=felzenszwalb,
+        group=_core.group_regions,
+        fn="selective_search",
+        group_many=_core.group_regions_many,
     )
+    threads = _core.get_num_threads()
+    if threads == 1:
+        return search()
+    with ThreadPoolExecutor(threads) as pool:
+        return search(map_jobs=pool.map)
 
 
 def lrn(

@@ -36,7 +36,7 @@ from .. import _proposals, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..losses import Loss
-from ..models import Sequential
+from ..models import Model, Sequential
 from ..saving import register_serializable
 
 __all__ = [
@@ -699,11 +699,22 @@ def train_rcnn(
 
 
 # -- Fast R-CNN ------------------------------------------------------------------------------
-class FastRCNN:
+def _short_repr(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+@register_serializable(package="cnnkit")
+class FastRCNN(Model):
     """Fast R-CNN: a convolutional ``backbone`` run once per image, ``roi_align`` of each
     proposal from its feature map (``pool_size`` bins, ``spatial_scale = 1 / stride``) and
     a ``head`` giving ``1 + C`` class logits and ``4 C`` box deltas. Build it with
     :func:`fast_rcnn`, train it with :func:`train_fast_rcnn`.
+
+    A :class:`cnnkit.Model` of two inputs, called as ``model([images, rois])``: ``save``
+    writes it (both networks, ``num_classes``, ``class_names``, ``stride``,
+    ``pool_size``) and :func:`cnnkit.load_model` reads it back.
     """
 
     def __init__(
@@ -715,25 +726,60 @@ class FastRCNN:
         stride: int,
         pool_size: int,
         class_names: Sequence[str] | None = None,
+        **kwargs: Any,
     ) -> None:
+        for name, value in (("backbone", backbone), ("head", head)):
+            if not isinstance(value, Sequential):
+                raise TypeError(
+                    f"FastRCNN(): {name} must be a Sequential, got {type(value).__name__}"
+                )
+        super().__init__(**kwargs)
         self.backbone, self.head = backbone, head
         self.num_classes = _positive_int(num_classes, "FastRCNN", "num_classes")
         self.stride = _positive_int(stride, "FastRCNN", "stride")
         self.pool_size = _positive_int(pool_size, "FastRCNN", "pool_size")
         self.class_names = None if class_names is None else tuple(class_names)
+        # Built when its networks are (they declare their inputs): it can be saved before
+        # it has been called, and loading rebuilds it from the networks' files.
+        self.built = backbone.built and head.built
 
-    @property
-    def trainable_weights(self) -> list[Any]:
-        return [*self.backbone.trainable_weights, *self.head.trainable_weights]
-
-    def __call__(self, images: Any, rois: np.ndarray, training: bool = False) -> Tensor:
-        """Raw ``(K, 1 + 5 C)`` outputs for ``rois`` (K, 5) = ``[image index, x1, y1, x2, y2]``
-        in pixels of ``images`` (N, H, W, 3)."""
+    def call(self, inputs: Any, training: bool = False) -> Tensor:
+        """Raw ``(K, 1 + 5 C)`` outputs for ``inputs = [images, rois]``: ``rois`` (K, 5) =
+        ``[image index, x1, y1, x2, y2]`` in pixels of ``images`` (N, H, W, 3)."""
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(
+                f"FastRCNN(): inputs must be [images, rois], got {_short_repr(inputs)}"
+            )
+        images, rois = inputs
         features = self.backbone(images, training=training)
         pooled = ag.roi_align(
             features, rois, self.pool_size, 1.0 / self.stride, sampling_ratio=2, aligned=True
         )
         return self.head(pooled, training=training)
+
+    def get_config(self) -> dict[str, Any]:
+        from .. import layers
+
+        return {
+            **super().get_config(),
+            "backbone": layers.serialize(self.backbone),
+            "head": layers.serialize(self.head),
+            "num_classes": self.num_classes,
+            "stride": self.stride,
+            "pool_size": self.pool_size,
+            "class_names": None if self.class_names is None else list(self.class_names),
+        }
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], custom_objects: dict[str, Any] | None = None
+    ) -> FastRCNN:
+        from .. import layers
+
+        config = dict(config)
+        for key in ("backbone", "head"):
+            config[key] = layers.deserialize(config.get(key), custom_objects)
+        return cls(**config)
 
 
 def fast_rcnn(
@@ -847,7 +893,8 @@ def train_fast_rcnn(
             for v in weights:
                 v.grad = None
             with ag.enable_grad():
-                loss = loss_fn(np.concatenate(ys), model(stack[index], _rois(boxes), True))
+                raw = model([stack[index], _rois(boxes)], training=True)
+                loss = loss_fn(np.concatenate(ys), raw)
             loss.backward()
             optimizer.apply_gradients([(v.grad, v) for v in weights])
             total += float(loss.data)
@@ -921,7 +968,7 @@ def fast_rcnn_detect(
     with ag.no_grad():
         for start in range(0, len(xs), batch_size):
             part = boxes[start : start + batch_size]
-            raw = model(np.stack(xs[start : start + batch_size]), _rois(part), False).data
+            raw = model([np.stack(xs[start : start + batch_size]), _rois(part)]).data
             offsets = np.cumsum([0, *(len(b) for b in part)])
             for j, b in enumerate(part):
                 r = raw[offsets[j] : offsets[j + 1]].astype(np.float64)

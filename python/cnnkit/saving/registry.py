@@ -52,6 +52,9 @@ _FIRST_USE_MODULES: dict[str, str] = {
     "Sequential": "cnnkit.models.sequential",
     "YoloLoss": "cnnkit.detection.yolo",
     "YoloModel": "cnnkit.detection.yolo",
+    "FastRCNN": "cnnkit.detection.rcnn",
+    "ProposalLoss": "cnnkit.detection.rcnn",
+    "RCNNClassifier": "cnnkit.detection.rcnn",
     # the layers of imported ONNX networks
     **{
         name: "cnnkit.onnx._layers"
