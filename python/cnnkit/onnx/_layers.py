@@ -314,6 +314,13 @@ def _thresholded_relu(x: Tensor, a: float | None, b: float | None) -> Tensor:
     return ag.where(x.data > (1.0 if a is None else a), x, 0.0)
 
 
+def _quietly(fn: Any, x: Tensor) -> Tensor:
+    # ONNX's Log and Sqrt give NaN (and -inf) outside their domain, as NumPy does; its
+    # warnings would only be noise (and errors under strict warning filters).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return fn(x)
+
+
 def _plain(fn: Any) -> Any:
     return lambda x, a, b: fn(x)
 
@@ -327,8 +334,8 @@ _UNARY = {
     "gelu_tanh": _gelu_tanh,
     "thresholded_relu": _thresholded_relu,
     "exp": _plain(ag.exp),
-    "log": _plain(ag.log),
-    "sqrt": _plain(ag.sqrt),
+    "log": lambda x, a, b: _quietly(ag.log, x),
+    "sqrt": lambda x, a, b: _quietly(ag.sqrt, x),
     "abs": _plain(ag.abs),
     "softplus": _plain(ag.softplus),
     "softsign": _plain(ag.softsign),
