@@ -350,3 +350,73 @@ def test_a_bad_layout_metadata_value_is_a_value_error():
         cnnkit.onnx.load_model(model.SerializeToString())
     with pytest.raises(ValueError, match="input_layout must be 'NCHW', 'NHWC' or None"):
         cnnkit.onnx.load_model(model.SerializeToString(), input_layout="CHW")
+
+
+# -- the new layers export again -----------------------------------------------------------------
+def test_an_imported_network_with_the_new_layers_exports_again(tmp_path):
+    """Each new layer's ONNX mapping runs in onnxruntime with cnnkit's outputs and imports
+    back (test_onnx_export.check), in both layouts."""
+    from test_onnx_export import check
+
+    nodes = [
+        h.make_node(
+            "Resize",
+            ["x", "", "scales"],
+            ["up"],
+            mode="cubic",
+            coordinate_transformation_mode="pytorch_half_pixel",
+            exclude_outside=1,
+        ),
+        h.make_node(
+            "Resize",
+            ["up", "", "", "sizes"],
+            ["down"],
+            mode="linear",
+            coordinate_transformation_mode="align_corners",
+            axes=[2, 3],
+        ),
+        h.make_node(
+            "Resize",
+            ["down", "", "half"],
+            ["near"],
+            mode="nearest",
+            nearest_mode="round_prefer_ceil",
+        ),
+        h.make_node("Greater", ["near", "t"], ["above"]),
+        h.make_node("Less", ["near", "down2"], ["less"]),
+        h.make_node("Where", ["above", "near", "c"], ["w"]),
+        h.make_node("Selu", ["w"], ["selu"], alpha=1.2, gamma=0.9),
+        h.make_node("Gelu", ["selu"], ["gelu"], approximate="tanh"),
+        h.make_node("Erf", ["gelu"], ["erf"]),
+        h.make_node("Abs", ["erf"], ["abs"]),
+        h.make_node("Add", ["abs", "t"], ["pos"]),
+        h.make_node("Sqrt", ["pos"], ["sqrt"]),
+        h.make_node("Log", ["sqrt"], ["log"]),
+        h.make_node("Reciprocal", ["pos"], ["rec"]),
+        h.make_node("ThresholdedRelu", ["rec"], ["thr"], alpha=0.5),
+        h.make_node("Max", ["thr", "log", "less"], ["mx"]),
+        h.make_node("ReduceL2", ["mx", "axes"], ["l2"], keepdims=1),
+        h.make_node("Div", ["mx", "l2"], ["normed"]),
+        h.make_node("Transpose", ["normed"], ["rows"], perm=[0, 1, 3, 2]),
+        h.make_node("MatMul", ["normed", "rows"], ["gram"]),
+        h.make_node("Resize", ["x", "", "down_scales"], ["down2"], mode="nearest"),
+    ]
+    # The last node comes first in the graph's order.
+    nodes = [nodes[-1], *nodes[:-1]]
+    inits = [
+        ("scales", np.array([1, 1, 2, 1.5], np.float32)),
+        ("sizes", np.array([5, 4], np.int64)),
+        ("half", np.array([1, 1, 1, 1], np.float32)),
+        ("down_scales", np.array([1, 1, 1, 1], np.float32)),
+        ("t", np.float32(0.1)),
+        ("c", RNG.standard_normal((3, 1, 1)).astype(np.float32)),
+        ("axes", np.array([2, 3], np.int64)),
+    ]
+    model = graph_model(nodes, [("x", (3, 5, 4))], [("gram", 0), ("less", 0)], inits, opset=20)
+    x = RNG.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    imported = agree(model, {"x": x}, rtol=1e-4, atol=1e-5)
+    kinds = {type(layer).__name__ for layer in imported.layers}
+    assert {"Resize", "Select", "MatMul", "ElementwiseUnary", "Reduce"} <= kinds
+    nhwc = cnnkit.onnx.load_model(model.SerializeToString(), input_layout="NHWC")
+    for opset in (19, 20):  # GELU's tanh form written out, then ONNX's own
+        check(nhwc, tmp_path, x=[np.moveaxis(x, 1, -1)], opset=opset)

@@ -912,7 +912,8 @@ def _resize(
             f"{where}: 'half_pixel_symmetric' needs opset 19 or later, got {g.opset}"
         )
     scales = [1.0] * x.rank
-    sizes = list(x.shape)
+    shape = list(x.shape) if x.layout == "cl" else [x.shape[p] for p in _to_cf(x.rank)]
+    sizes = list(shape)
     for axis, n, s in zip(layer.axes, layer.sizes, layer.scales):
         scales[_axis_in(x, axis)] = s
         sizes[_axis_in(x, axis)] = n
@@ -927,7 +928,7 @@ def _resize(
         attrs["antialias"] = 1
     by_scale = all(
         int(np.float32(s) * m) == n and float(np.float32(s)) == s
-        for s, m, n in zip(scales[1:], x.shape[1:], sizes[1:])
+        for s, m, n in zip(scales[1:], shape[1:], sizes[1:])
     )
     if by_scale:  # the factors the coordinate rule uses, as the layer has them
         inputs = [x.name, "", g.const(g.unique(f"{name}.scales"), scales, np.float32)]
