@@ -856,14 +856,16 @@ def _onnx_pad(
     return _Value(g.node("Pad", inputs, name, mode=layer.mode), out_shape, x.layout)
 
 
+_REDUCE_OPS = {"mean": "ReduceMean", "max": "ReduceMax", "sum": "ReduceSum", "min": "ReduceMin"}
+_REDUCE_OPS |= {"sum_square": "ReduceSumSquare", "l1": "ReduceL1", "l2": "ReduceL2"}
+
+
 def _reduce(
     g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
 ) -> _Value:
     x = xs[0] if layer.keepdims else g.layout(xs[0], "cl")  # dropped axes: cnnkit's order
     axes = sorted(_axis_in(x, a) for a in layer.axes)
-    op = {"mean": "ReduceMean", "max": "ReduceMax", "sum": "ReduceSum", "min": "ReduceMin"}
-    op |= {"sum_square": "ReduceSumSquare", "l1": "ReduceL1", "l2": "ReduceL2"}
-    op = op[layer.kind]
+    op = _REDUCE_OPS[layer.kind]
     keep = int(layer.keepdims)
     if op == "ReduceSum" or g.opset >= 18:  # axes an input (ReduceSum from 13, others 18)
         out = g.node(op, [x.name, g.ints(name, "axes", axes)], name, keepdims=keep)

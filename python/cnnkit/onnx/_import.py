@@ -1077,6 +1077,10 @@ def _unsqueeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     return [_Value(t, tuple(perm), tuple(shape))]
 
 
+_REDUCE_KINDS = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceSum": "sum", "ReduceMin": "min"}
+_REDUCE_KINDS |= {"ReduceSumSquare": "sum_square", "ReduceL1": "l1", "ReduceL2": "l2"}
+
+
 @_converter(
     "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceSumSquare", "ReduceL1",
     "ReduceL2",
@@ -1093,9 +1097,7 @@ def _reduce(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     axes = sorted({_onnx_axis("axes", int(i), x.rank) for i in axes})
     _no_batch(axes[0], f"{node.op_type} over")
     keepdims = bool(a.get("keepdims", 1))
-    kind = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceSum": "sum", "ReduceMin": "min"}
-    kind |= {"ReduceSumSquare": "sum_square", "ReduceL1": "l1", "ReduceL2": "l2"}
-    kind = kind[node.op_type]
+    kind = _REDUCE_KINDS[node.op_type]
     if kind in ("mean", "max") and x.rank in (3, 4, 5) and axes == list(range(2, x.rank)):
         # The mean or max over the whole feature map (ShuffleNet's x.mean([2, 3])).
         x = g.to_perm(x, _channels_last(x.rank), f"{name}.to_channels_last")
