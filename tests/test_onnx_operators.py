@@ -133,7 +133,7 @@ def test_elementwise_gradients(function, alpha, beta, positive):
 
 
 # -- comparisons and Where -----------------------------------------------------------------------
-def test_greater_where_and_cast_of_a_mask():
+def test_greater_where_and_cast_of_a_mask(tmp_path):
     x = RNG.standard_normal((3, 2, 4, 4)).astype(np.float32)
     nodes = [
         h.make_node("Greater", ["x", "t"], ["above"]),
@@ -156,6 +156,12 @@ def test_greater_where_and_cast_of_a_mask():
     imported = agree(model, {"x": x})
     # Channels-last inside: the same model with NHWC inputs and outputs.
     nhwc = cnnkit.onnx.load_model(model.SerializeToString(), input_layout="NHWC")
+    # Saved and loaded by cnnkit itself (the layers are registered, their constants weights).
+    nhwc.save(tmp_path / "m.cnnkit")
+    again = cnnkit.load_model(tmp_path / "m.cnnkit")
+    for got, want in zip(again.predict(np.moveaxis(x, 1, -1), verbose=0),
+                         nhwc.predict(np.moveaxis(x, 1, -1), verbose=0), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(got, want)
     got = nhwc.predict(np.moveaxis(x, 1, -1), verbose=0)
     want = imported.predict(x, verbose=0)
     for g, w in zip(got, want):
@@ -418,5 +424,11 @@ def test_an_imported_network_with_the_new_layers_exports_again(tmp_path):
     kinds = {type(layer).__name__ for layer in imported.layers}
     assert {"Resize", "Select", "MatMul", "ElementwiseUnary", "Reduce"} <= kinds
     nhwc = cnnkit.onnx.load_model(model.SerializeToString(), input_layout="NHWC")
+    # Saved and loaded by cnnkit itself (the layers are registered, their constants weights).
+    nhwc.save(tmp_path / "m.cnnkit")
+    again = cnnkit.load_model(tmp_path / "m.cnnkit")
+    for got, want in zip(again.predict(np.moveaxis(x, 1, -1), verbose=0),
+                         nhwc.predict(np.moveaxis(x, 1, -1), verbose=0), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(got, want)
     for opset in (19, 20):  # GELU's tanh form written out, then ONNX's own
         check(nhwc, tmp_path, x=[np.moveaxis(x, 1, -1)], opset=opset)
