@@ -6,8 +6,9 @@ builds a model and computes its expected outputs with NumPy) and the data of the
 tensors). This module collects the cases whose operators cnnkit converts, and prepares
 each for a converter: the node tests feed every operand as a graph input, weights and
 shapes included, whereas a converted network has them as initializers; so every input
-but the data (input 0, and the tensor operands of elementwise and concatenating operators
-when they share its batch axis) becomes an initializer holding the test's own value.
+but the data (input 0, and the tensor operands of elementwise, comparing, MatMul and
+concatenating operators when they share its batch axis) becomes an initializer holding
+the test's own value. A comparison's boolean output is matched by cnnkit's 0/1 mask.
 
 Also a script: ``python tests/onnx_conformance.py`` prints every case's outcome and the
 per-operator counts.
@@ -24,7 +25,8 @@ import numpy as np
 
 RTOL, ATOL = 1e-4, 1e-5
 # Operators whose extra inputs may stay graph inputs (tensors) rather than initializers.
-_TENSOR_OPERANDS = {"Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "Concat"}
+_TENSOR_OPERANDS = {"Add", "Sub", "Mul", "Div", "Sum", "Mean", "Max", "Min", "Concat", "MatMul"}
+_TENSOR_OPERANDS |= {"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal"}
 
 
 @dataclass
@@ -96,7 +98,7 @@ def supported_cases() -> list[Case]:
 
     # Shape arithmetic that the importer folds but that is not an operator of the issue's
     # list: its cases compute on tensors and are not counted.
-    supported = set(supported_operators()) - {"Equal", "Where", "Range", "Sqrt"}
+    supported = set(supported_operators()) - {"Range"}
     cases = _node_cases() + _disk_cases("pytorch-converted") + _disk_cases("pytorch-operator")
     return [
         c
@@ -154,6 +156,10 @@ def run(case: Case) -> None:
             raise AssertionError(f"{len(got)} outputs, expected {len(expected)}")
         for g, e in zip(got, expected):
             g = np.asarray(g.data if hasattr(g, "data") else g)
+            if np.asarray(e).dtype == bool:  # a comparison: cnnkit's mask is exactly 0 or 1
+                if not np.isin(g, (0, 1)).all():
+                    raise AssertionError(f"a mask of values other than 0 and 1: {g}")
+                g = g != 0
             np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL)
 
 

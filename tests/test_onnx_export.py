@@ -70,30 +70,31 @@ def check(
         for e, r in zip(expected, session.run(None, feeds), strict=True):
             np.testing.assert_allclose(r, e, rtol=RTOL, atol=ATOL)
     if roundtrip:
-        roundtrip_check(model, xs_cl, expected_cl, tmp_path, exact=roundtrip != "close")
+        tolerance = {True: None, "close": (1e-6, 1e-7)}.get(roundtrip, roundtrip)
+        roundtrip_check(model, xs_cl, expected_cl, tmp_path, tolerance=tolerance)
     return proto
 
 
-def roundtrip_check(model, xs, expected, tmp_path, exact=True):
-    """cnnkit -> ONNX (channels-first inputs declared) -> cnnkit.onnx.load_model (called
-    channels-last) gives the same outputs, bit for bit unless ``exact`` is False.
-
-    An operator that the importer does not convert yet marks the test an expected failure
-    naming it (it was checked against onnxruntime above), so the gap shows in the report.
+def roundtrip_check(model, xs, expected, tmp_path, tolerance=None):
+    """cnnkit -> ONNX -> cnnkit.onnx.load_model gives the same outputs, bit for bit unless
+    a ``(rtol, atol)`` tolerance is given: with channels-first inputs declared and the import called
+    channels-last, and with the default channels-last export imported as it is (the
+    file's ``cnnkit.layout`` metadata tells the importer). An importer gap fails the test.
     """
-    path = tmp_path / "roundtrip.onnx"
-    cnnkit.onnx.save_model(model, path, layout="NCHW")
-    try:
-        back = cnnkit.onnx.load_model(path, input_layout="NHWC")
-    except NotImplementedError as exc:
-        pytest.xfail(f"round trip: the importer lacks {str(exc).split(';')[0]}")
-    got = back.predict(xs if len(xs) > 1 else xs[0], verbose=0)
-    got = list(got.values()) if isinstance(got, dict) else got if isinstance(got, list) else [got]
-    for e, r in zip(expected, got, strict=True):
-        if exact:
-            np.testing.assert_array_equal(r, e)
-        else:
-            np.testing.assert_allclose(r, e, rtol=1e-6, atol=1e-7)
+    for layout, input_layout in (("NCHW", "NHWC"), ("NHWC", None)):
+        path = tmp_path / f"roundtrip-{layout}.onnx"
+        cnnkit.onnx.save_model(model, path, layout=layout)
+        back = cnnkit.onnx.load_model(path, input_layout=input_layout)
+        got = back.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+        got = (
+            list(got.values()) if isinstance(got, dict) else got if isinstance(got, list) else [got]
+        )
+        for e, r in zip(expected, got, strict=True):
+            if tolerance is None:
+                np.testing.assert_array_equal(r, e, err_msg=f"{layout} export")
+            else:
+                rtol, atol = tolerance
+                np.testing.assert_allclose(r, e, rtol=rtol, atol=atol, err_msg=f"{layout} export")
 
 
 def seq(shape, *stack, seed=0, dtype=None):
@@ -166,8 +167,9 @@ CONV_CASES = {
 
 # The convolution kernels fuse sigmoid (C library exp) where the imported model applies a
 # separate Sigmoid layer (NumPy exp); ONNX's HardSigmoid is alpha * x + beta where cnnkit
-# computes x / 6 + 0.5: both round trips agree to an ulp, not bit for bit.
-_ROUND_TRIP_CLOSE = {"conv2d-sigmoid", "sigmoid", "hard_sigmoid"}
+# computes x / 6 + 0.5; GELU before opset 20 is written out with Erf (rounded to float32
+# between the nodes): these round trips agree to an ulp or two, not bit for bit.
+_ROUND_TRIP_CLOSE = {"conv2d-sigmoid", "sigmoid", "hard_sigmoid", "gelu"}
 
 
 def roundtrip_mode(case):
@@ -231,7 +233,9 @@ def test_every_activation_by_name(name, tmp_path):
 @pytest.mark.parametrize("opset", [13, 21])
 def test_activations_at_the_opset_bounds(opset, tmp_path):
     stack = [layers.Activation(n) for n in ("gelu", "mish", "hard_swish", "selu", "softmax")]
-    check(seq((3, 7), layers.Dense(7), *stack), tmp_path, opset=opset)
+    # Softmax's import (ONNX's Softmax layer) and the activation round differently by an
+    # ulp; before opset 20 GELU is written out (see _ROUND_TRIP_CLOSE).
+    check(seq((3, 7), layers.Dense(7), *stack), tmp_path, opset=opset, roundtrip="close")
 
 
 def test_activation_layers_round_trip(tmp_path):
@@ -277,7 +281,8 @@ def test_dense_on_sequences_and_reshaping(tmp_path):
         layers.Flatten(),
         layers.UnitNormalization(),
     )
-    check(model, tmp_path)
+    # UnitNormalization is written out (sum of squares, Max, Sqrt, Div): an ulp apart.
+    check(model, tmp_path, roundtrip="close")
 
 
 def test_padding_cropping_upsampling(tmp_path):

@@ -46,14 +46,18 @@ from .. import layers as L
 from ..models import Functional, Model, Sequential
 from ..saving.model_files import atomic_write
 from ._layers import (
+    COMPARISONS,
     LRN,
     ConstantOperand,
     ElementwiseUnary,
+    MatMul,
     OnnxPad,
     OnnxPooling,
     OnnxSoftmax,
     PRelu,
     Reduce,
+    Resize,
+    Select,
     SliceAxes,
     Split,
     TensorBroadcast,
@@ -712,6 +716,22 @@ def _in_layout(array: np.ndarray, x: _Value) -> np.ndarray:
 
 
 _BINARY_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min"}
+_BINARY_OPS.update(
+    {"pow": "Pow", "greater": "Greater", "less": "Less", "greater_equal": "GreaterOrEqual"}
+    | {"less_equal": "LessOrEqual", "equal": "Equal", "not_equal": "Equal"}
+)
+
+
+def _binary_node(g: _Graph, op: str, args: list[str], name: str) -> str:
+    """``op`` of two values; a comparison's boolean result is cast to the model's float
+    type (cnnkit's masks are 0 and 1)."""
+    if op not in COMPARISONS:
+        return g.node(_BINARY_OPS[op], args, name)
+    out = g.node(_BINARY_OPS[op], args, f"{name}.{op}")
+    if op == "not_equal":
+        out = g.node("Not", [out], f"{name}.not")
+    elem = g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype)
+    return g.node("Cast", [out], name, to=elem)
 
 
 def _onnx_pooling(
@@ -756,9 +776,34 @@ def _elementwise_unary(
         out = g.node("Clip", [x.name, low, high], name)
     elif layer.function == "hard_sigmoid":
         out = g.node("HardSigmoid", [x.name], name, alpha=layer.alpha, beta=layer.beta)
-    else:
+    elif layer.function == "elu":
         alpha = 1.0 if layer.alpha is None else layer.alpha
         out = g.node("Elu", [x.name], name, alpha=alpha)
+    elif layer.function == "selu":
+        alpha = ag._SELU_ALPHA if layer.alpha is None else layer.alpha
+        gamma = ag._SELU_SCALE if layer.beta is None else layer.beta
+        out = g.node("Selu", [x.name], name, alpha=alpha, gamma=gamma)
+    elif layer.function == "thresholded_relu":
+        alpha = 1.0 if layer.alpha is None else layer.alpha
+        out = g.node("ThresholdedRelu", [x.name], name, alpha=alpha)
+    elif layer.function == "gelu_tanh" and g.opset >= 20:
+        out = g.node("Gelu", [x.name], name, approximate="tanh")
+    elif layer.function == "gelu_tanh":  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+        v = x.name
+        cube = g.node("Mul", [v, g.node("Mul", [v, v], f"{name}.square")], f"{name}.cube")
+        inner = g.node(
+            "Add", [v, g.node("Mul", [cube, g.scalar(name, "k", 0.044715)], f"{name}.kx3")],
+            f"{name}.inner",
+        )  # fmt: skip
+        scaled = g.node("Mul", [inner, g.scalar(name, "c", math.sqrt(2 / math.pi))], f"{name}.c")
+        one = g.node("Add", [g.node("Tanh", [scaled], f"{name}.tanh"), g.scalar(name, "one", 1.0)],
+                     f"{name}.one_plus")  # fmt: skip
+        out = g.node("Mul", [g.node("Mul", [v, g.scalar(name, "half", 0.5)], f"{name}.half_x"),
+                             one], name)  # fmt: skip
+    else:
+        op = {"erf": "Erf", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs"}
+        op |= {"softplus": "Softplus", "softsign": "Softsign", "reciprocal": "Reciprocal"}
+        out = g.node(op[layer.function], [x.name], name)
     return _Value(out, out_shape, x.layout)
 
 
@@ -784,14 +829,14 @@ def _constant_operand(
         x = g.layout(x, "cl")  # NumPy's right-aligned broadcasting on cnnkit's axes
     c = g.const(g.unique(layer.constant.name), _in_layout(layer.constant.data, x))
     args = [c, x.name] if layer.constant_first else [x.name, c]
-    return _Value(g.node(_BINARY_OPS[layer.op], args, name), out_shape, x.layout)
+    return _Value(_binary_node(g, layer.op, args, name), out_shape, x.layout)
 
 
 def _tensor_broadcast(
     g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
 ) -> _Value:
     a, b = _same_layout(g, xs)
-    return _Value(g.node(_BINARY_OPS[layer.op], [a.name, b.name], name), out_shape, a.layout)
+    return _Value(_binary_node(g, layer.op, [a.name, b.name], name), out_shape, a.layout)
 
 
 def _onnx_pad(
@@ -811,18 +856,90 @@ def _onnx_pad(
     return _Value(g.node("Pad", inputs, name, mode=layer.mode), out_shape, x.layout)
 
 
+_REDUCE_OPS = {"mean": "ReduceMean", "max": "ReduceMax", "sum": "ReduceSum", "min": "ReduceMin"}
+_REDUCE_OPS |= {"sum_square": "ReduceSumSquare", "l1": "ReduceL1", "l2": "ReduceL2"}
+
+
 def _reduce(
     g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
 ) -> _Value:
     x = xs[0] if layer.keepdims else g.layout(xs[0], "cl")  # dropped axes: cnnkit's order
     axes = sorted(_axis_in(x, a) for a in layer.axes)
-    op = {"mean": "ReduceMean", "max": "ReduceMax", "sum": "ReduceSum"}[layer.kind]
+    op = _REDUCE_OPS[layer.kind]
     keep = int(layer.keepdims)
     if op == "ReduceSum" or g.opset >= 18:  # axes an input (ReduceSum from 13, others 18)
         out = g.node(op, [x.name, g.ints(name, "axes", axes)], name, keepdims=keep)
     else:
         out = g.node(op, [x.name], name, axes=axes, keepdims=keep)
     return _Value(out, out_shape, x.layout)
+
+
+def _select(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    given = _same_layout(g, xs) if len(xs) > 1 else list(xs)
+    if any(0 < len(shape) != given[0].rank for shape in layer.constants if shape is not None):
+        given = [g.layout(v, "cl") for v in given]  # NumPy's broadcasting on cnnkit's axes
+    ref = given[0]
+    args = []
+    for i, shape in enumerate(layer.constants):
+        if shape is None:
+            args.append(given.pop(0).name)
+        else:
+            w = layer._constant[i]
+            args.append(g.const(g.unique(w.name), _in_layout(w.data, ref)))
+    args[0] = g.node("Cast", [args[0]], f"{name}.condition", to=g.onnx.TensorProto.BOOL)
+    return _Value(g.node("Where", args, name), out_shape, ref.layout)
+
+
+def _matmul(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    a, b = (g.layout(x, "cl") for x in xs)  # the product is over cnnkit's last two axes
+    return _Value(g.node("MatMul", [a.name, b.name], name), out_shape, "cl")
+
+
+def _resize(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    x = xs[0]
+    where = f"save_model(): Resize layer {layer.name!r}"
+    if layer.coordinates == "tf_half_pixel_for_nn":
+        raise NotImplementedError(f"{where}: 'tf_half_pixel_for_nn' is an ONNX mode of opsets "
+                                  "11 and 12 only; cnnkit exports opset 13 on")  # fmt: skip
+    if layer.antialias and g.opset < 18:
+        raise NotImplementedError(f"{where}: antialias needs opset 18 or later, got {g.opset}")
+    if layer.coordinates == "half_pixel_symmetric" and g.opset < 19:
+        raise NotImplementedError(
+            f"{where}: 'half_pixel_symmetric' needs opset 19 or later, got {g.opset}"
+        )
+    scales = [1.0] * x.rank
+    shape = list(x.shape) if x.layout == "cl" else [x.shape[p] for p in _to_cf(x.rank)]
+    sizes = list(shape)
+    for axis, n, s in zip(layer.axes, layer.sizes, layer.scales):
+        scales[_axis_in(x, axis)] = s
+        sizes[_axis_in(x, axis)] = n
+    attrs: dict[str, Any] = {
+        "mode": layer.mode,
+        "coordinate_transformation_mode": layer.coordinates,
+        "nearest_mode": layer.nearest_mode,
+        "cubic_coeff_a": layer.cubic_a,
+        "exclude_outside": int(layer.exclude_outside),
+    }
+    if layer.antialias:
+        attrs["antialias"] = 1
+    by_scale = all(
+        int(np.float32(s) * m) == n and float(np.float32(s)) == s
+        for s, m, n in zip(scales[1:], shape[1:], sizes[1:])
+    )
+    if by_scale:  # the factors the coordinate rule uses, as the layer has them
+        inputs = [x.name, "", g.const(g.unique(f"{name}.scales"), scales, np.float32)]
+    else:  # sizes imply the factors n_out / n_in, which is what the layer has then
+        batch = g.node("Shape", [x.name], f"{name}.shape", start=0, end=1)
+        rest = g.ints(name, "sizes", sizes[1:])
+        full = g.node("Concat", [batch, rest], f"{name}.sizes_with_batch", axis=0)
+        inputs = [x.name, "", "", full]
+    return _Value(g.node("Resize", inputs, name, **attrs), out_shape, x.layout)
 
 
 def _split(g: _Graph, layer: Any, xs: list[_Value], out_shape: Any, name: str) -> list[_Value]:
@@ -907,6 +1024,9 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     TensorBroadcast: _tensor_broadcast,
     OnnxPad: _onnx_pad,
     Reduce: _reduce,
+    Select: _select,
+    MatMul: _matmul,
+    Resize: _resize,
     Split: _split,
     SliceAxes: _slice_axes,
 }

@@ -39,11 +39,14 @@ from ._layers import (
     LRN,
     ConstantOperand,
     ElementwiseUnary,
+    MatMul,
     OnnxPad,
     OnnxPooling,
     OnnxSoftmax,
     PRelu,
     Reduce,
+    Resize,
+    Select,
     SliceAxes,
     Split,
     TensorBroadcast,
@@ -347,7 +350,19 @@ _FOLD_ELEMENTWISE: dict[str, Callable[..., Any]] = {
     "Tanh": np.tanh,
     "Sqrt": np.sqrt,
     "Neg": np.negative,
+    "Abs": np.abs,
+    "Exp": np.exp,
+    "Log": np.log,
+    "Reciprocal": np.reciprocal,
+    "Pow": np.power,
+    "Floor": np.floor,
+    "Ceil": np.ceil,
     "Equal": np.equal,
+    "Greater": np.greater,
+    "Less": np.less,
+    "GreaterOrEqual": np.greater_equal,
+    "LessOrEqual": np.less_equal,
+    "Not": np.logical_not,
     "Where": np.where,
 }
 
@@ -584,6 +599,32 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
             "hard_sigmoid", alpha=float(a.get("alpha", 0.2)), beta=float(a.get("beta", 0.5)),
             name=name, dtype=d,
         )  # fmt: skip
+    if op in ("Exp", "Softplus", "Softsign", "Mish"):
+        # cnnkit's activations of these names compute ONNX's functions exactly.
+        return L.Activation(
+            {"Exp": "exponential", "Softplus": "softplus", "Softsign": "softsign"}.get(
+                op, op.lower()
+            ),
+            name=name, dtype=d,
+        )  # fmt: skip
+    if op == "Gelu":
+        approximate = a.get("approximate", b"none")
+        approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+        if approximate == "tanh":
+            return ElementwiseUnary("gelu_tanh", name=name, dtype=d)
+        if approximate != "none":
+            raise Unsupported(f"approximate {approximate!r}")
+        return L.Activation("gelu", name=name, dtype=d)
+    if op == "Selu":
+        alpha, gamma = float(a.get("alpha", _SELU_ALPHA)), float(a.get("gamma", _SELU_GAMMA))
+        if alpha == _SELU_ALPHA and gamma == _SELU_GAMMA:  # the defaults, in float32
+            return L.Activation("selu", name=name, dtype=d)
+        return ElementwiseUnary("selu", alpha=alpha, beta=gamma, name=name, dtype=d)
+    if op == "ThresholdedRelu":
+        alpha = float(a.get("alpha", 1.0))
+        return ElementwiseUnary("thresholded_relu", alpha=alpha, name=name, dtype=d)
+    if op in ("Erf", "Log", "Sqrt", "Abs", "Reciprocal"):
+        return ElementwiseUnary(op.lower(), name=name, dtype=d)
     if op == "Clip":
         if g.opset < 11:
             low, high = a.get("min"), a.get("max")
@@ -599,7 +640,16 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
     raise Unsupported(op)  # pragma: no cover - the table lists only the ops above
 
 
-@_converter("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "Elu", "HardSigmoid", "Clip")
+# ONNX's Selu defaults: the self-normalising constants rounded to float32.
+_SELU_ALPHA = float(np.float32(1.6732632423543772))
+_SELU_GAMMA = float(np.float32(1.0507009873554805))
+
+
+@_converter(
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "Elu", "HardSigmoid", "Clip", "Exp",
+    "Softplus", "Softsign", "Mish", "Gelu", "Selu", "ThresholdedRelu", "Erf", "Log", "Sqrt",
+    "Abs", "Reciprocal",
+)  # fmt: skip
 def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
     return [_emit(g, _unary_layer(g, node, a, name), x)]
@@ -618,8 +668,12 @@ def _passthrough(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any
         from onnx import helper
 
         to = helper.tensor_dtype_to_np_dtype(a["to"])
+        if to == np.bool_:  # a Where's condition: nonzero, as cnnkit's 0/1 masks
+            c = np.zeros((1,) * x.rank)
+            layer = ConstantOperand("not_equal", c.shape, name=name, dtype=g.dtype)
+            return [_emit(g, layer, x, {"constant": c})]
         if to not in (np.float32, np.float64):
-            raise Unsupported(f"Cast of a tensor to {to} (only float32 and float64)")
+            raise Unsupported(f"Cast of a tensor to {to} (only float32, float64 and bool)")
     return [x]
 
 
@@ -642,6 +696,10 @@ def _constant_operand(g: _Graph, x: _Value, c: np.ndarray, what: str) -> np.ndar
 
 
 _BINARY_OPS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min"}
+_BINARY_OPS.update(
+    {"Greater": "greater", "Less": "less", "GreaterOrEqual": "greater_equal"}
+    | {"LessOrEqual": "less_equal", "Equal": "equal"}
+)
 
 
 @_converter("Pow")
@@ -655,7 +713,7 @@ def _pow(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     return [_emit(g, layer, x, {"constant": c})]
 
 
-@_converter("Add", "Sub", "Mul", "Div")
+@_converter("Add", "Sub", "Mul", "Div", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal")
 def _binary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     op = _BINARY_OPS[node.op_type]
     if a.get("broadcast") == 0 and g.opset < 7:  # pragma: no cover - opsets below 9
@@ -704,13 +762,56 @@ def _merge(g: _Graph, values: list[_Value], op: str, name: str) -> _Value:
 
 @_converter("Sum", "Mean", "Max", "Min")
 def _nary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
-    if any(g.is_const(node, i) for i in range(len(node.input))):
-        raise Unsupported("constant inputs (only tensors computed from the graph inputs)")
-    values = [g.value(node, i) for i in range(len(node.input))]
-    if len(values) == 1:
-        return [values[0]]
+    count = len(node.input)
+    consts = [np.asarray(g.const(node, i)) for i in range(count) if g.is_const(node, i)]
+    values = [g.value(node, i) for i in range(count) if not g.is_const(node, i)]
     op = {"Sum": "add", "Mean": "mean", "Max": "max", "Min": "min"}[node.op_type]
-    return [_merge(g, values, op, name)]
+    if not values:
+        raise Unsupported("only constant inputs")
+    if not consts:
+        return [values[0] if len(values) == 1 else _merge(g, values, op, name)]
+    tensor_op = "add" if op == "mean" else op
+    acc = values[0] if len(values) == 1 else _merge(g, values, tensor_op, f"{name}.tensors")
+    # The constants combine at import, then meet the tensors in one layer
+    # (Max(x, epsilon) of a written-out normalization; a Sum with a bias).
+    fold = {"add": np.add, "mean": np.add, "max": np.maximum, "min": np.minimum}[op]
+    c = functools.reduce(fold, consts)
+    c = _constant_operand(g, acc, c, "a constant operand")
+    layer = ConstantOperand(
+        "add" if op == "mean" else op, c.shape, name=f"{name}.constants" if op == "mean" else name,
+        dtype=g.dtype,
+    )  # fmt: skip
+    out = _emit(g, layer, acc, {"constant": c})
+    if op == "mean":
+        scale = np.full((1,) * acc.rank, 1.0 / count)
+        out = _emit(g, ConstantOperand("mul", scale.shape, name=name, dtype=g.dtype), out,
+                    {"constant": scale})  # fmt: skip
+    return [out]
+
+
+@_converter("Where")
+def _where(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    tensors = [i for i in range(3) if not g.is_const(node, i)]
+    values = [g.value(node, i) for i in tensors]
+    rank = values[0].rank
+    if any(v.rank != rank for v in values):
+        raise Unsupported(
+            f"tensor operands of ranks {[v.rank for v in values]}: the batch axis of a "
+            "lower-rank tensor would broadcast against another axis"
+        )
+    perm = values[0].perm
+    values = [g.to_perm(v, perm, f"{name}.input{i}") for i, v in zip(tensors, values)]
+    ref = values[0]
+    shapes: list[Any] = [None] * 3
+    weights = {}
+    for i in range(3):
+        if i not in tensors:
+            c = np.asarray(g.const(node, i))
+            c = _constant_operand(g, ref, c.astype(np.float64), f"constant operand {i}")
+            shapes[i], weights[f"constant{i}"] = list(c.shape), c
+    layer = Select(shapes, name=name, dtype=g.dtype)
+    t = g.call(layer, [v.tensor for v in values], weights)
+    return [_Value(t, perm, _onnx_shape(t, perm))]
 
 
 @_converter("PRelu")
@@ -761,6 +862,18 @@ def _gemm(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
 @_converter("MatMul")
 def _matmul(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
+    if not g.is_const(node, 1):
+        y = g.value(node, 1)
+        if x.rank < 3 or y.rank != x.rank:
+            raise Unsupported(
+                f"two tensors of ranks {x.rank} and {y.rank}: a product of tensors needs "
+                "equal ranks of 3 or more (otherwise it would contract or broadcast the "
+                "batch axis)"
+            )
+        x = g.to_perm(x, _identity(x.rank), f"{name}.a_to_onnx_layout")
+        y = g.to_perm(y, _identity(y.rank), f"{name}.b_to_onnx_layout")
+        t = MatMul(name=name, dtype=g.dtype)([x.tensor, y.tensor])
+        return [_Value(t, _identity(x.rank), _onnx_shape(t, _identity(x.rank)))]
     w = np.asarray(g.const(node, 1))
     if w.ndim != 2 or x.rank < 2:
         raise Unsupported(f"B of rank {w.ndim} with A of rank {x.rank} (B must be a matrix)")
@@ -769,6 +882,84 @@ def _matmul(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     return [
         _emit(g, L.Dense(w.shape[1], use_bias=False, name=name, dtype=g.dtype), x, {"kernel": w})
     ]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@_converter("Resize", "Upsample")
+def _resize(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    x = g.value(node, 0)
+    r = x.rank
+    mode = _text(a.get("mode", "nearest"))
+    mode = {"bilinear": "linear", "trilinear": "linear"}.get(mode, mode)
+    if mode not in ("nearest", "linear", "cubic"):
+        raise Unsupported(f"mode {mode!r}")
+    options: dict[str, Any] = {}
+    axes: list[int] = list(range(r))
+    policy = "stretch"
+    sizes = None
+    if node.op_type == "Upsample" or g.opset < 11:
+        # Upsample and Resize-10: scales only, mapped as x / scale (onnxruntime's rule;
+        # nearest takes the sample at or before it).
+        legacy_attr = node.op_type == "Upsample" and g.opset < 9
+        scales = a.get("scales") if legacy_attr else g.const(node, 1)
+        options.update(coordinates="asymmetric", nearest_mode="floor")
+    else:
+        coordinates = _text(a.get("coordinate_transformation_mode", "half_pixel"))
+        if coordinates == "tf_crop_and_resize":
+            raise Unsupported("coordinate_transformation_mode 'tf_crop_and_resize' (a crop)")
+        options.update(
+            coordinates=coordinates,
+            nearest_mode=_text(a.get("nearest_mode", "round_prefer_floor")),
+            cubic_a=float(a.get("cubic_coeff_a", -0.75)),
+            exclude_outside=bool(a.get("exclude_outside", 0)),
+            antialias=bool(a.get("antialias", 0)),
+        )
+        policy = _text(a.get("keep_aspect_ratio_policy", "stretch"))
+        if "axes" in a:
+            axes = [_onnx_axis("axes", int(i), r) for i in a["axes"]]
+        scales = g.const(node, 2, required=False)
+        sizes = g.const(node, 3, required=False)
+    if sizes is not None and np.asarray(sizes).size:
+        sizes = [n if n is BATCH else int(n) for n in np.asarray(sizes).reshape(-1)]
+        if len(sizes) != len(axes):
+            raise Unsupported(f"sizes {sizes} for {len(axes)} axes")
+        given = dict(zip(axes, sizes))
+        if 0 in given:  # the batch size: the model's own, or the one the file declares
+            if given.pop(0) not in (BATCH, g.batch):
+                raise Unsupported(f"sizes {sizes} resize the batch axis")
+        if any(n is BATCH for n in given.values()):
+            raise Unsupported(f"sizes {sizes} put the batch size on another axis")
+        factor = {i: n / x.shape[i] for i, n in given.items()}  # type: ignore[operator]
+        if policy in ("not_larger", "not_smaller"):
+            pick = min if policy == "not_larger" else max
+            scale = pick(factor.values())
+            factor = dict.fromkeys(factor, scale)
+            given = {i: int(scale * x.shape[i] + 0.5) for i in factor}  # type: ignore[operator]
+        elif policy != "stretch":
+            raise Unsupported(f"keep_aspect_ratio_policy {policy!r}")
+    elif scales is not None and np.asarray(scales).size:
+        values = [float(v) for v in np.asarray(scales).reshape(-1)]
+        if len(values) != len(axes):
+            raise Unsupported(f"scales {values} for {len(axes)} axes")
+        factor = dict(zip(axes, values))
+        if factor.pop(0, 1.0) != 1.0:
+            raise Unsupported(f"scales {values} resize the batch axis")
+        if any(not f > 0 for f in factor.values()):
+            raise Unsupported(f"scales {values} (they must be positive)")
+        given = {i: int(f * x.shape[i]) for i, f in factor.items()}  # type: ignore[operator]
+    else:
+        raise Unsupported("neither scales nor sizes given")
+    if any(n < 1 for n in given.values()):
+        raise Unsupported(f"an output size of 0 ({given})")
+    order = sorted(given, key=x.perm.index)
+    layer = Resize(
+        [x.perm.index(i) for i in order], [given[i] for i in order], [factor[i] for i in order],
+        mode=mode, name=name, dtype=g.dtype, **options,
+    )  # fmt: skip
+    return [_emit(g, layer, x)]
 
 
 # -- shapes ----------------------------------------------------------------------------------
@@ -886,10 +1077,17 @@ def _unsqueeze(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     return [_Value(t, tuple(perm), tuple(shape))]
 
 
-@_converter("ReduceMean", "ReduceMax", "ReduceSum")
+_REDUCE_KINDS = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceSum": "sum", "ReduceMin": "min"}
+_REDUCE_KINDS |= {"ReduceSumSquare": "sum_square", "ReduceL1": "l1", "ReduceL2": "l2"}
+
+
+@_converter(
+    "ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceSumSquare", "ReduceL1",
+    "ReduceL2",
+)  # fmt: skip
 def _reduce(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
-    axes = a.get("axes") if g.opset < 18 or (node.op_type == "ReduceSum" and g.opset < 13) else None
+    axes = a.get("axes") if g.opset < (13 if node.op_type == "ReduceSum" else 18) else None
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = [int(i) for i in np.asarray(g.const(node, 1)).reshape(-1)]
     if axes is None or not len(axes):
@@ -899,8 +1097,8 @@ def _reduce(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     axes = sorted({_onnx_axis("axes", int(i), x.rank) for i in axes})
     _no_batch(axes[0], f"{node.op_type} over")
     keepdims = bool(a.get("keepdims", 1))
-    kind = {"ReduceMean": "mean", "ReduceMax": "max", "ReduceSum": "sum"}[node.op_type]
-    if kind != "sum" and x.rank in (3, 4, 5) and axes == list(range(2, x.rank)):
+    kind = _REDUCE_KINDS[node.op_type]
+    if kind in ("mean", "max") and x.rank in (3, 4, 5) and axes == list(range(2, x.rank)):
         # The mean or max over the whole feature map (ShuffleNet's x.mean([2, 3])).
         x = g.to_perm(x, _channels_last(x.rank), f"{name}.to_channels_last")
         cls = {
@@ -1008,10 +1206,6 @@ _FOLD_ONLY = {
     "Shape",
     "Gather",
     "Range",
-    "Equal",
-    "Where",
-    "Sqrt",
-    "Neg",
 }
 
 
@@ -1108,17 +1302,47 @@ def _load_external(model: Any, base: str | None, label: str) -> None:
         del tensor.external_data[:]
 
 
-def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
+def _layout_perm(declared: str, wanted: str, rank: int) -> tuple[int, ...]:
+    """The permutation (cnnkit axis i holds ONNX axis perm[i]) of a tensor the file
+    declares in layout ``declared`` and the caller sees in layout ``wanted``."""
+    if declared == wanted or rank < 3:
+        return _identity(rank)
+    if wanted == "NHWC":  # channels at ONNX's axis 1 move last
+        return _channels_last(rank)
+    return (0, rank - 1, *range(1, rank - 1))  # a channels-last file, seen channels-first
+
+
+def _declared_layout(model: Any, label: str) -> str:
+    """The layout of the file's inputs and outputs: ``"NHWC"`` when cnnkit exported them
+    channels-last (its ``cnnkit.layout`` metadata), else ONNX's own ``"NCHW"``."""
+    for prop in model.metadata_props:
+        if prop.key == "cnnkit.layout":
+            if prop.value not in ("NCHW", "NHWC"):
+                raise ValueError(
+                    f"{_WHERE}: {label!r} has metadata cnnkit.layout={prop.value!r}; expected "
+                    "'NCHW' or 'NHWC'"
+                )
+            return prop.value
+    return "NCHW"
+
+
+def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
     """Import an ONNX network as a cnnkit model.
 
     Parameters
     ----------
     path_or_bytes : str, path-like or bytes
         An ``.onnx`` file (external-data files are read from beside it) or its contents.
-    input_layout : {"NCHW", "NHWC"}
-        The layout the caller passes images in: ``"NCHW"`` as the ONNX network itself
-        (a ``Permute`` layer then turns them channels-last), or ``"NHWC"`` (cnnkit's own;
-        no transpose at the input). Applies to every input of rank 3 or more.
+    input_layout : {"NCHW", "NHWC"}, optional
+        The layout the caller passes images in: ``"NCHW"`` (channels first, as ONNX
+        networks from torch declare them) or ``"NHWC"`` (channels last, cnnkit's own).
+        Applies to every input of rank 3 or more. The file's own layout is ONNX's
+        channels-first, unless it was written by :func:`cnnkit.onnx.save_model` with
+        ``layout="NHWC"`` (its default), whose ``cnnkit.layout`` metadata says so. When
+        omitted, the file's own layout is used: a torch export takes NCHW arrays, a
+        cnnkit export NHWC ones, so ``load_model(path)`` round-trips either. When given,
+        it wins: the model then takes (and returns) that layout, transposing at its
+        boundary where the file's differs (no transpose between channels-last layers).
 
     Returns
     -------
@@ -1127,7 +1351,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
         it (``/`` becomes ``.``; helper layers that restore a layout get the node's name and
         a suffix such as ``.to_channels_last``). Outputs of rank 2 (logits, embeddings) are
         exactly ONNX's; outputs of rank 3 or more come back in the caller's layout:
-        ``(N, C, H, W)`` for ``input_layout="NCHW"``, ``(N, H, W, C)`` for ``"NHWC"``.
+        ``(N, C, H, W)`` for ``"NCHW"``, ``(N, H, W, C)`` for ``"NHWC"``.
         Convolution weights are converted once (OIHW to HWIO); BatchNormalization keeps
         its moving statistics, so ``fit`` fine-tunes the network like any cnnkit model,
         and ``save``/``cnnkit.load_model`` do not need the ``onnx`` package.
@@ -1142,9 +1366,13 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
         operator, the node and its inputs, and lists the supported operators.
     """
     layout = input_layout.upper() if isinstance(input_layout, str) else input_layout
-    if layout not in ("NCHW", "NHWC"):
-        raise ValueError(f"{_WHERE}: input_layout must be 'NCHW' or 'NHWC', got {input_layout!r}")
+    if layout not in ("NCHW", "NHWC", None):
+        raise ValueError(
+            f"{_WHERE}: input_layout must be 'NCHW', 'NHWC' or None, got {input_layout!r}"
+        )
     model, label = _read(path_or_bytes)
+    declared = _declared_layout(model, label)
+    layout = layout or declared
     from onnx import helper, numpy_helper
 
     opset = 0
@@ -1192,7 +1420,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
     model_inputs = []
     for name, dims in specs:
         rank = len(dims)
-        perm = _channels_last(rank) if layout == "NHWC" else _identity(rank)
+        perm = _layout_perm(declared, layout, rank)
         given = tuple(dims[q] for q in perm[1:])
         t = L.Input(given, name=g.name(name), dtype=dtype)  # type: ignore[arg-type]
         model_inputs.append(t)
@@ -1212,8 +1440,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
                 f"{_WHERE}: output {info.name!r} is a constant (it does not depend on the inputs)"
             )
         v = g.values[info.name]
-        want = _channels_last(v.rank) if layout == "NHWC" else _identity(v.rank)
-        v = g.to_perm(v, want, f"{info.name}.to_{layout}")
+        v = g.to_perm(v, _layout_perm(declared, layout, v.rank), f"{info.name}.to_{layout}")
         outputs.append(v.tensor)
     if not model_inputs:
         raise NotImplementedError(f"{_WHERE}: {label!r} has no inputs besides initializers")

@@ -1,8 +1,9 @@
 """Layers for ONNX operators that no Keras layer expresses exactly: pooling with explicit
 pads, ``ceil_mode`` and ``count_include_pad``; local response normalization; elementwise
-operations with a constant or with NumPy broadcasting between two tensors; parametrised
-unary functions (Clip, HardSigmoid, Elu); PRelu's learned slopes; the softmax of opsets
-before 13; Split, Slice and constant Pad.
+operations and comparisons with a constant or with NumPy broadcasting between two tensors;
+parametrised unary functions (Clip, HardSigmoid, Elu, Selu, Erf, Exp, Sqrt, ...); PRelu's
+learned slopes; the softmax of opsets before 13; Split, Slice and constant Pad; Where;
+the product of two tensors (MatMul); Resize with ONNX's interpolation rules.
 
 They are ordinary cnnkit layers (registered, saved and loaded with the model, trained by
 ``fit``) and need only NumPy: an imported model does not need the ``onnx`` package to run,
@@ -28,11 +29,14 @@ __all__ = [
     "LRN",
     "ConstantOperand",
     "ElementwiseUnary",
+    "MatMul",
     "OnnxPad",
     "OnnxPooling",
     "OnnxSoftmax",
     "PRelu",
     "Reduce",
+    "Resize",
+    "Select",
     "SliceAxes",
     "Split",
     "TensorBroadcast",
@@ -177,13 +181,30 @@ _BINARY = {
     "min": lambda a, b: ag.minimum(a, b),
     # A power by a constant scalar (the importer checks): torch writes LRN out with it.
     "pow": lambda a, b: a ** float(b.data.reshape(-1)[0]),
+    # Comparisons give a mask of 0 and 1 in the model's float type (a cnnkit model has no
+    # boolean tensors), which Where (:class:`Select`) reads as its condition; a mask has no
+    # gradient.
+    "greater": lambda a, b: _mask(np.greater, a, b),
+    "less": lambda a, b: _mask(np.less, a, b),
+    "greater_equal": lambda a, b: _mask(np.greater_equal, a, b),
+    "less_equal": lambda a, b: _mask(np.less_equal, a, b),
+    "equal": lambda a, b: _mask(np.equal, a, b),
+    "not_equal": lambda a, b: _mask(np.not_equal, a, b),  # ONNX's Cast to bool, with 0
 }
+
+COMPARISONS = ("greater", "less", "greater_equal", "less_equal", "equal", "not_equal")
+
+
+def _mask(compare: Any, a: Tensor, b: Tensor) -> Tensor:
+    return Tensor(compare(a.data, b.data).astype(np.result_type(a.dtype, b.dtype)))
 
 
 @register_serializable(package="cnnkit")
 class ConstantOperand(Layer):
     """``x op constant`` (or ``constant op x`` with ``constant_first``) with NumPy
-    broadcasting; ``op`` one of add, sub, mul, div, max, min, pow (by a scalar). The constant is a
+    broadcasting; ``op`` one of add, sub, mul, div, max, min, pow (by a scalar), or a
+    comparison (greater, less, greater_equal, less_equal, equal, not_equal: a 0/1 mask).
+    The constant is a
     non-trainable weight of shape ``shape`` (batch axis first, of length 1), set by the
     importer, so it is saved with the model."""
 
@@ -251,14 +272,85 @@ def _elu(x: Tensor, a: float | None, b: float | None) -> Tensor:
     return ag.elu(x, a if a is not None else 1.0)
 
 
-_UNARY = {"clip": _clip, "hard_sigmoid": _hard_sigmoid, "elu": _elu}
+def _selu(x: Tensor, a: float | None, b: float | None) -> Tensor:
+    return ag.elu(x, ag._SELU_ALPHA if a is None else a) * (ag._SELU_SCALE if b is None else b)
+
+
+def _erf_values(x: np.ndarray) -> np.ndarray:
+    """erf elementwise. NumPy has no erf and SciPy is no dependency: float64 uses
+    math.erf (exact, for gradient checks); float32 evaluates, in float64, the power series
+    below |x| = 0.5 (where ``1 - erfc`` would cancel) and autograd's erfc fit above it
+    (relative error about 1e-7, one float32 ulp)."""
+    if x.dtype != np.float32:
+        return np.asarray(_math_erf(x), dtype=np.float64).astype(x.dtype, copy=False)
+    z = x.astype(np.float64)
+    a = np.abs(z)
+    term, series, z2 = z.copy(), z.copy(), z * z
+    for n in range(1, 9):  # sum of (-1)^n z^(2n+1) / (n! (2n+1)); the next term < 1e-10
+        term = term * -z2 / n
+        series += term / (2 * n + 1)
+    series *= 2 / math.sqrt(math.pi)
+    t = 1 / (1 + 0.5 * a)
+    poly = np.full_like(t, ag._ERFC[-1])
+    for c in ag._ERFC[-2::-1]:
+        poly = poly * t + c
+    tail = np.sign(z) * (1 - t * np.exp(-a * a + poly))
+    return np.where(a < 0.5, series, tail).astype(np.float32)
+
+
+_math_erf = np.frompyfunc(math.erf, 1, 1)
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+
+
+def _erf(x: Tensor, a: float | None, b: float | None) -> Tensor:
+    return ag._unary(x, _erf_values, lambda x, out: _TWO_OVER_SQRT_PI * np.exp(-x * x))
+
+
+def _gelu_tanh(x: Tensor, a: float | None, b: float | None) -> Tensor:
+    return ag.gelu(x, approximate=True)
+
+
+def _thresholded_relu(x: Tensor, a: float | None, b: float | None) -> Tensor:
+    return ag.where(x.data > (1.0 if a is None else a), x, 0.0)
+
+
+def _quietly(fn: Any, x: Tensor) -> Tensor:
+    # ONNX's Log and Sqrt give NaN (and -inf) outside their domain, as NumPy does; its
+    # warnings would only be noise (and errors under strict warning filters).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return fn(x)
+
+
+def _plain(fn: Any) -> Any:
+    return lambda x, a, b: fn(x)
+
+
+_UNARY = {
+    "clip": _clip,
+    "hard_sigmoid": _hard_sigmoid,
+    "elu": _elu,
+    "selu": _selu,
+    "erf": _erf,
+    "gelu_tanh": _gelu_tanh,
+    "thresholded_relu": _thresholded_relu,
+    "exp": _plain(ag.exp),
+    "log": lambda x, a, b: _quietly(ag.log, x),
+    "sqrt": lambda x, a, b: _quietly(ag.sqrt, x),
+    "abs": _plain(ag.abs),
+    "softplus": _plain(ag.softplus),
+    "softsign": _plain(ag.softsign),
+    "reciprocal": lambda x, a, b: 1.0 / x,
+}
 
 
 @register_serializable(package="cnnkit")
 class ElementwiseUnary(Layer):
-    """ONNX's parametrised activations: ``clip`` (``alpha``/``beta`` the bounds, None
-    unbounded), ``hard_sigmoid`` (``clip(alpha * x + beta, 0, 1)``) and ``elu``
-    (``alpha``)."""
+    """ONNX's elementwise functions that no cnnkit activation matches exactly: ``clip``
+    (``alpha``/``beta`` the bounds, None unbounded), ``hard_sigmoid`` (``clip(alpha * x +
+    beta, 0, 1)``), ``elu`` (``alpha``), ``selu`` (``beta * elu(x, alpha)``, by default
+    the self-normalising constants), ``thresholded_relu`` (``x`` above ``alpha``, else 0),
+    ``gelu_tanh`` (the tanh approximation), and ``erf``, ``exp``, ``log``, ``sqrt``,
+    ``abs``, ``softplus``, ``softsign``, ``reciprocal``. All differentiable."""
 
     def __init__(
         self, function: str, alpha: float | None = None, beta: float | None = None, **kwargs: Any
@@ -448,13 +540,15 @@ class OnnxPad(Layer):
 
 @register_serializable(package="cnnkit")
 class Reduce(Layer):
-    """The mean, maximum or sum over ``axes`` (never the batch axis), keeping them as
-    length 1 with ``keepdims``."""
+    """The mean, maximum, minimum, sum, sum of squares, L1 or L2 norm (``kind`` "mean",
+    "max", "min", "sum", "sum_square", "l1", "l2") over ``axes`` (never the batch axis),
+    keeping them as length 1 with ``keepdims``."""
 
     def __init__(self, kind: str, axes: Sequence[int], keepdims: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
         where = f"Reduce({self.name!r})"
-        self.kind = _validate.choice(where, "kind", kind, ("mean", "max", "sum"))
+        kinds = ("mean", "max", "min", "sum", "sum_square", "l1", "l2")
+        self.kind = _validate.choice(where, "kind", kind, kinds)
         self.axes = tuple(_validate.integer(where, "axes", i, minimum=1) for i in axes)
         self.keepdims = bool(keepdims)
 
@@ -463,8 +557,16 @@ class Reduce(Layer):
             raise ValueError(f"{self._where()}: axes {list(self.axes)} out of range for {x.shape}")
         if self.kind == "max":
             return x.max(axis=self.axes, keepdims=self.keepdims)
+        if self.kind == "min":
+            return -((-x).max(axis=self.axes, keepdims=self.keepdims))
+        if self.kind in ("sum_square", "l2"):
+            x = x * x
+        elif self.kind == "l1":
+            x = ag.abs(x)
         total = x.sum(axis=self.axes, keepdims=self.keepdims)
-        if self.kind == "sum":
+        if self.kind == "l2":
+            return ag.sqrt(total)
+        if self.kind != "mean":
             return total
         # The count from the shape: Tensor.mean would divide by zero on the empty batch of
         # a symbolic call.
@@ -477,3 +579,275 @@ class Reduce(Layer):
             "axes": list(self.axes),
             "keepdims": self.keepdims,
         }
+
+
+@register_serializable(package="cnnkit")
+class Select(Layer):
+    """ONNX's Where: ``a`` where the condition is nonzero, else ``b``, with NumPy
+    broadcasting. ``constants`` has one entry per operand (condition, a, b): None for a
+    tensor the layer receives (in that order, as a list), or the shape of a constant,
+    a non-trainable weight set by the importer (batch axis first, of length 1). The
+    gradient flows to ``a`` and ``b``; a condition is a mask (see :class:`ConstantOperand`'s
+    comparisons) and has none."""
+
+    _list_input = True
+
+    def __init__(self, constants: Sequence[Sequence[int] | None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        where = f"Select({self.name!r})"
+        if not isinstance(constants, (list, tuple)) or len(constants) != 3:
+            raise ValueError(f"{where}: constants must have 3 entries, got {constants!r}")
+        self.constants = tuple(
+            None if c is None else (_validate.shape(where, "constants", c) if c else ())
+            for c in constants
+        )
+        if all(c is not None for c in self.constants):
+            raise ValueError(f"{where}: at least one operand must be a tensor input")
+
+    def build(self, input_shape: Any) -> None:
+        self._constant = {
+            i: self.add_weight(f"constant{i}", shape, "zeros", trainable=False)
+            for i, shape in enumerate(self.constants)
+            if shape is not None
+        }
+
+    def call(self, x: Any, training: bool = False) -> Tensor:
+        given = list(x)
+        count = sum(c is None for c in self.constants)
+        if len(given) != count:
+            raise ValueError(f"{self._where()}: expected {count} tensor inputs, got {len(given)}")
+        operands = [self._constant[i] if i in self._constant else given.pop(0) for i in range(3)]
+        condition, a, b = operands
+        try:
+            np.broadcast_shapes(condition.shape, a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"{self._where()}: shapes {condition.shape}, {a.shape} and {b.shape} do not "
+                "broadcast"
+            ) from None
+        return ag.where(condition.data != 0, a, b)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "constants": [None if c is None else list(c) for c in self.constants],
+        }
+
+
+@register_serializable(package="cnnkit")
+class MatMul(Layer):
+    """The matrix product of two tensors over their last two axes (attention scores,
+    Keras's Dot of sequences), the other axes broadcast as NumPy does. Both share the
+    batch axis, so it is never contracted."""
+
+    _list_input = True
+
+    def call(self, x: Any, training: bool = False) -> Tensor:
+        if len(x) != 2:
+            raise ValueError(f"{self._where()}: expected 2 inputs, got {len(x)}")
+        a, b = x
+        if a.ndim < 3 or b.ndim < 3 or a.shape[-1] != b.shape[-2]:
+            raise ValueError(
+                f"{self._where()}: expected (N, ..., M, K) and (N, ..., K, P), got {a.shape} "
+                f"and {b.shape}"
+            )
+        return ag.matmul(a, b)
+
+
+_RESIZE_COORDINATES = (
+    "half_pixel",
+    "half_pixel_symmetric",
+    "pytorch_half_pixel",
+    "align_corners",
+    "asymmetric",
+    "tf_half_pixel_for_nn",
+)
+_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def resize_source(n_in: int, n_out: int, scale: float, coordinates: str) -> np.ndarray:
+    """ONNX Resize's source coordinate of every output index along one axis (float64).
+    The "length" of align_corners and pytorch_half_pixel is ``scale * n_in``, as in the
+    operator's reference implementation (it differs from ``n_out`` when the scale does not
+    divide evenly)."""
+    y = np.arange(n_out, dtype=np.float64)
+    length = scale * n_in
+    if coordinates == "align_corners":
+        return np.zeros(n_out) if length == 1 else y * (n_in - 1) / (length - 1)
+    if coordinates == "asymmetric":
+        return y / scale
+    if coordinates == "pytorch_half_pixel":
+        return np.full(n_out, -0.5) if length == 1 else (y + 0.5) / scale - 0.5
+    if coordinates == "tf_half_pixel_for_nn":
+        return (y + 0.5) / scale
+    offset = n_in / 2 * (1 - n_out / length) if coordinates == "half_pixel_symmetric" else 0.0
+    return offset + (y + 0.5) / scale - 0.5
+
+
+def resize_nearest_index(source: np.ndarray, n_in: int, mode: str) -> np.ndarray:
+    """The input index each output copies: ``source`` rounded by ONNX's ``nearest_mode``
+    (an integral source is itself), clamped to the input."""
+    low = np.floor(source)
+    frac = source - low
+    if mode == "round_prefer_floor":
+        up = frac > 0.5
+    elif mode == "round_prefer_ceil":
+        up = frac >= 0.5
+    elif mode == "floor":
+        up = np.zeros(source.shape, bool)
+    else:
+        up = frac > 0
+    return np.clip(low + up, 0, n_in - 1).astype(np.intp)
+
+
+def resize_matrix(
+    n_in: int,
+    source: np.ndarray,
+    scale: float,
+    mode: str,
+    cubic_a: float = -0.75,
+    exclude_outside: bool = False,
+    antialias: bool = False,
+) -> np.ndarray:
+    """The ``(n_out, n_in)`` weights of ONNX's linear or cubic interpolation (float64).
+    Each output takes an even number of taps around its source coordinate (the left one
+    preferred, so an integral source ``s`` has taps ``s - n/2 .. s + n/2 - 1`` with the
+    weight 1 on ``s`` for plain linear); taps past an edge repeat the edge sample, or get
+    no weight with ``exclude_outside``. ``antialias`` widens the kernel by ``1 / scale``
+    when shrinking."""
+    low = np.floor(source)
+    ratio = np.where(source == low, 1.0, source - low)
+    s = min(scale, 1.0) if antialias else 1.0
+    if mode == "linear" and not antialias:
+        # (1 - r, r) as written, rather than the kernel: the weights of autograd.upsample.
+        offsets = np.array([0.0, 1.0])
+        weights = np.stack([1 - ratio, ratio], axis=1)
+    elif mode == "linear":
+        start = int(np.floor(-1 / s) + 1)
+        offsets = np.arange(start, 2 - start, dtype=np.float64)
+        weights = np.clip(1 - np.abs((offsets[None, :] - ratio[:, None]) * s), 0, 1)
+    else:  # cubic, Keys' kernel with coefficient a
+        start = int(np.floor(-2 / s) + 1) if antialias else -1
+        offsets = np.arange(start, 2 - start, dtype=np.float64)
+        d = np.abs((offsets[None, :] - ratio[:, None]) * s)
+        a = cubic_a
+        near = ((a + 2) * d - (a + 3)) * d * d + 1
+        far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+        weights = np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+    taps = low[:, None] + np.where((source == low)[:, None], offsets - 1, offsets)
+    if antialias:
+        weights = weights / weights.sum(axis=1, keepdims=True)
+    if exclude_outside:
+        weights = np.where((taps < 0) | (taps >= n_in), 0.0, weights)
+        total = weights.sum(axis=1, keepdims=True)
+        weights = weights / np.where(total == 0, 1.0, total)
+    m = np.zeros((len(source), n_in))
+    rows = np.broadcast_to(np.arange(len(source))[:, None], taps.shape)
+    np.add.at(m, (rows, np.clip(taps, 0, n_in - 1).astype(np.intp)), weights)
+    return m
+
+
+@register_serializable(package="cnnkit")
+class Resize(Layer):
+    """ONNX's Resize (and Upsample) of the ``axes`` given (never the batch axis), each to
+    its length in ``sizes`` with its factor in ``scales`` (the factor enters the
+    coordinate rule: ONNX computes ``floor(n * scale)`` outputs but maps them with the
+    exact factor).
+
+    Parameters
+    ----------
+    mode : {"nearest", "linear", "cubic"}
+    coordinates : str
+        ONNX's ``coordinate_transformation_mode``: "half_pixel", "half_pixel_symmetric",
+        "pytorch_half_pixel", "align_corners", "asymmetric" or "tf_half_pixel_for_nn".
+    nearest_mode : {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}
+    cubic_a, exclude_outside, antialias
+        As ONNX's ``cubic_coeff_a``, ``exclude_outside`` and ``antialias``.
+
+    Interpolation is separable: one axis after another, each a product with a small
+    matrix (linear, cubic) or a gather (nearest), whose gradient is the transposed product
+    or a scatter-add, so imported networks stay trainable.
+    """
+
+    def __init__(
+        self,
+        axes: Sequence[int],
+        sizes: Sequence[int],
+        scales: Sequence[float],
+        mode: str = "nearest",
+        coordinates: str = "half_pixel",
+        nearest_mode: str = "round_prefer_floor",
+        cubic_a: float = -0.75,
+        exclude_outside: bool = False,
+        antialias: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        where = f"Resize({self.name!r})"
+        self.axes = tuple(_validate.integer(where, "axes", a, minimum=1) for a in axes)
+        self.sizes = tuple(_validate.integer(where, "sizes", n, minimum=1) for n in sizes)
+        self.scales = tuple(float(s) for s in scales)
+        if not len(self.axes) == len(self.sizes) == len(self.scales):
+            raise ValueError(f"{where}: axes, sizes and scales must have one entry per axis")
+        if any(not s > 0 for s in self.scales):
+            raise ValueError(f"{where}: scales must be positive, got {list(self.scales)}")
+        self.mode = _validate.choice(where, "mode", mode, ("nearest", "linear", "cubic"))
+        self.coordinates = _validate.choice(where, "coordinates", coordinates, _RESIZE_COORDINATES)
+        self.nearest_mode = _validate.choice(where, "nearest_mode", nearest_mode, _NEAREST_MODES)
+        self.cubic_a = float(cubic_a)
+        self.exclude_outside = bool(exclude_outside)
+        self.antialias = bool(antialias)
+        if self.antialias and self.mode == "nearest":
+            raise ValueError(f"{where}: antialias applies to linear and cubic modes only")
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        if any(a >= x.ndim for a in self.axes):
+            raise ValueError(f"{self._where()}: axes {list(self.axes)} out of range for {x.shape}")
+        steps = []
+        for axis, n_out, scale in zip(self.axes, self.sizes, self.scales):
+            n_in = x.shape[axis]
+            if n_out == n_in and math.isclose(scale, 1.0):
+                continue  # ONNX leaves such an axis as it is, whatever the mode
+            source = resize_source(n_in, n_out, scale, self.coordinates)
+            if self.mode == "nearest":
+                steps.append((axis, resize_nearest_index(source, n_in, self.nearest_mode)))
+            else:
+                m = resize_matrix(
+                    n_in, source, scale, self.mode, self.cubic_a, self.exclude_outside,
+                    self.antialias,
+                )  # fmt: skip
+                steps.append((axis, m.astype(x.dtype)))
+        if not steps:
+            return x
+        if self.mode == "nearest":
+            for axis, index in steps:
+                x = x[(slice(None),) * axis + (index,)]
+            return x
+        return _apply_matrices(x, steps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "axes": list(self.axes),
+            "sizes": list(self.sizes),
+            "scales": list(self.scales),
+            "mode": self.mode,
+            "coordinates": self.coordinates,
+            "nearest_mode": self.nearest_mode,
+            "cubic_a": self.cubic_a,
+            "exclude_outside": self.exclude_outside,
+            "antialias": self.antialias,
+        }
+
+
+def _apply_matrices(x: Tensor, steps: list[tuple[int, np.ndarray]]) -> Tensor:
+    """``x`` multiplied along each axis by its matrix, in the order of ``steps`` (the order
+    and the products of :func:`cnnkit.autograd.upsample`, so UpSampling's bilinear mode and
+    the Resize it exports to give the same bits)."""
+
+    def apply(a: np.ndarray, transpose: bool) -> np.ndarray:
+        for axis, m in reversed(steps) if transpose else steps:
+            a = np.moveaxis(np.tensordot(m.T if transpose else m, a, axes=(1, axis)), 0, axis)
+        return np.ascontiguousarray(a)
+
+    return ag._record(apply(x.data, False), (x,), lambda g: (apply(g, True),))
