@@ -431,9 +431,12 @@ void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
           const T a0 = a_at(i, p), a1 = a_at(i, p + 1), a2 = a_at(i, p + 2), a3 = a_at(i, p + 3);
           T* __restrict s = sums + i * kChunk;
 #pragma omp simd
-          for (int64_t j = 0; j < nc; ++j)
-            s[j] = kernel_madd(a3, b3[j],
-                               kernel_madd(a2, b2[j], kernel_madd(a1, b1[j], kernel_madd(a0, b0[j], s[j]))));
+          for (int64_t j = 0; j < nc; ++j) {
+            T t = kernel_madd(a0, b0[j], s[j]);
+            t = kernel_madd(a1, b1[j], t);
+            t = kernel_madd(a2, b2[j], t);
+            s[j] = kernel_madd(a3, b3[j], t);
+          }
         }
       }
       for (; p < pc + kc; ++p) {
