@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import layers as L
 from ..layers import Layer
+from ..layers.activations import _activation
 from ..layers.layer import weight_source
 from ..layers.symbolic import KerasTensor
 from ..models import Model
@@ -110,6 +111,8 @@ class _Graph:
         self.values: dict[str, _Value] = {}
         self.names: set[str] = set()
         self.pending: dict[str, np.ndarray] = {}  # weight name -> array, read at build
+        # value name -> how many node inputs and graph outputs read it (subgraphs included)
+        self.readers: dict[str, int] = {}
 
     # -- names and layers --------------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -599,10 +602,33 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
     raise Unsupported(op)  # pragma: no cover - the table lists only the ops above
 
 
+# Layers whose fused activation the GEMM applies in its output store (csrc/gemm.hpp).
+_FUSES_RELU = (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense)
+
+
+def _fuse_relu(g: _Graph, node: Any) -> _Value | None:
+    """The convolution's or Gemm's output of a Relu node, with the ReLU fused into that
+    layer, when the layer has no activation yet and the Relu is the only reader of its
+    output (no other node, no graph output sees the unrectified values): onnxruntime's
+    fusion, saving a layer call and a pass over the feature map. The bits are those of the
+    separate ReLU. None when the Relu must stay a layer of its own."""
+    x = g.value(node, 0)
+    layer = getattr(getattr(x.tensor, "node", None), "layer", None)
+    if type(layer) not in _FUSES_RELU or layer.activation != "linear":
+        return None
+    # Identity, Dropout and Cast alias values: the tensor must go by this one name alone.
+    names = [n for n, v in g.values.items() if v.tensor is x.tensor]
+    if names != [node.input[0]] or g.readers.get(node.input[0], 0) != 1:
+        return None
+    layer.activation, layer._act = _activation(layer._where(), "relu")
+    return x
+
+
 @_converter("Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSwish", "Elu", "HardSigmoid", "Clip")
 def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
-    return [_emit(g, _unary_layer(g, node, a, name), x)]
+    fused = _fuse_relu(g, node) if node.op_type == "Relu" else None
+    return [fused if fused is not None else _emit(g, _unary_layer(g, node, a, name), x)]
 
 
 @_converter("Identity", "Dropout", "Cast")
@@ -1198,6 +1224,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
         model_inputs.append(t)
         g.values[name] = _Value(t, perm, (None, *dims[1:]))
 
+    g.readers = _readers(graph)
     token = weight_source.set(g.weight)
     try:
         for node in graph.node:
@@ -1222,6 +1249,25 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
         outputs if len(outputs) > 1 else outputs[0],
         name=g.name(graph.name or "onnx_model"),
     )
+
+
+def _readers(graph: Any) -> dict[str, int]:
+    """Value name -> how many node inputs (of ``graph`` and of its subgraphs, which may
+    read the outer graph's values) and graph outputs read it."""
+    counts: dict[str, int] = {}
+
+    def count(graph: Any) -> None:
+        for node in graph.node:
+            for name in node.input:
+                counts[name] = counts.get(name, 0) + 1
+            for attr in node.attribute:
+                for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
+                    count(sub)
+        for info in graph.output:
+            counts[info.name] = counts.get(info.name, 0) + 1
+
+    count(graph)
+    return counts
 
 
 def _convert_node(g: _Graph, node: Any) -> None:
