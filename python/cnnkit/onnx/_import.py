@@ -614,7 +614,9 @@ def _fuse_relu(g: _Graph, node: Any) -> _Value | None:
     separate ReLU. None when the Relu must stay a layer of its own."""
     x = g.value(node, 0)
     layer = getattr(getattr(x.tensor, "node", None), "layer", None)
-    if type(layer) not in _FUSES_RELU or layer.activation != "linear":
+    if not isinstance(layer, _FUSES_RELU) or type(layer) not in _FUSES_RELU:
+        return None  # exactly these classes: a subclass may compute something else
+    if layer.activation != "linear":
         return None
     # Identity, Dropout and Cast alias values: the tensor must go by this one name alone.
     names = [n for n, v in g.values.items() if v.tensor is x.tensor]
@@ -1151,9 +1153,12 @@ def load_model(path_or_bytes: Any, *, input_layout: str = "NCHW") -> Model:
     cnnkit.Model
         A functional model, channels-last inside, with one layer per ONNX node named after
         it (``/`` becomes ``.``; helper layers that restore a layout get the node's name and
-        a suffix such as ``.to_channels_last``). Outputs of rank 2 (logits, embeddings) are
-        exactly ONNX's; outputs of rank 3 or more come back in the caller's layout:
-        ``(N, C, H, W)`` for ``input_layout="NCHW"``, ``(N, H, W, C)`` for ``"NHWC"``.
+        a suffix such as ``.to_channels_last``), except a Relu that alone reads a Conv's or
+        Gemm's output: it becomes that layer's fused ``activation="relu"`` (as onnxruntime
+        fuses it), so the layer's own output is then the rectified one. Outputs of rank 2
+        (logits, embeddings) are exactly ONNX's; outputs of rank 3 or more come back in
+        the caller's layout: ``(N, C, H, W)`` for ``input_layout="NCHW"``,
+        ``(N, H, W, C)`` for ``"NHWC"``.
         Convolution weights are converted once (OIHW to HWIO); BatchNormalization keeps
         its moving statistics, so ``fit`` fine-tunes the network like any cnnkit model,
         and ``save``/``cnnkit.load_model`` do not need the ``onnx`` package.
