@@ -427,7 +427,26 @@ void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
         const T* __restrict b1 = b0 + g.ldb;
         const T* __restrict b2 = b1 + g.ldb;
         const T* __restrict b3 = b2 + g.ldb;
-        for (int64_t i = 0; i < m; ++i) {
+        // Rows in pairs: each B element loaded serves two rows' chains.
+        int64_t i = 0;
+        for (; i + 2 <= m; i += 2) {
+          const T a0 = a_at(i, p), a1 = a_at(i, p + 1), a2 = a_at(i, p + 2), a3 = a_at(i, p + 3);
+          const T e0 = a_at(i + 1, p), e1 = a_at(i + 1, p + 1), e2 = a_at(i + 1, p + 2),
+                  e3 = a_at(i + 1, p + 3);
+          T* __restrict s = sums + i * kChunk;
+          T* __restrict u = s + kChunk;
+#pragma omp simd
+          for (int64_t j = 0; j < nc; ++j) {
+            T t = kernel_madd(a0, b0[j], s[j]), v = kernel_madd(e0, b0[j], u[j]);
+            t = kernel_madd(a1, b1[j], t);
+            v = kernel_madd(e1, b1[j], v);
+            t = kernel_madd(a2, b2[j], t);
+            v = kernel_madd(e2, b2[j], v);
+            s[j] = kernel_madd(a3, b3[j], t);
+            u[j] = kernel_madd(e3, b3[j], v);
+          }
+        }
+        for (; i < m; ++i) {
           const T a0 = a_at(i, p), a1 = a_at(i, p + 1), a2 = a_at(i, p + 2), a3 = a_at(i, p + 3);
           T* __restrict s = sums + i * kChunk;
 #pragma omp simd
