@@ -56,7 +56,9 @@ template TileShape tile_shape<double>() noexcept;
 template void compute<float>(const Operands<float>&, const Range&);
 template void compute<double>(const Operands<double>&, const Range&);
 template void pack_operand<float>(const Operands<float>&, int64_t, int64_t, int64_t, float*);
+template void compute_skinny<float>(const Operands<float>&, int64_t, int64_t, int64_t);
 template void pack_operand<double>(const Operands<double>&, int64_t, int64_t, int64_t, double*);
+template void compute_skinny<double>(const Operands<double>&, int64_t, int64_t, int64_t);
 
 }  // namespace baseline
 
@@ -97,6 +99,7 @@ struct Path {
   TileShape tile;
   void (*compute)(const Operands<T>&, const Range&);
   void (*pack)(const Operands<T>&, int64_t, int64_t, int64_t, T*);
+  void (*skinny)(const Operands<T>&, int64_t, int64_t, int64_t);
 };
 
 template <class T>
@@ -104,16 +107,16 @@ Path<T> path_for(Isa isa) noexcept {
 #ifdef CNNKIT_HAVE_AVX512
   if (isa == Isa::avx512)
     return {gemm_impl::avx512::tile_shape<T>(), &gemm_impl::avx512::compute<T>,
-            &gemm_impl::avx512::pack_operand<T>};
+            &gemm_impl::avx512::pack_operand<T>, &gemm_impl::avx512::compute_skinny<T>};
 #endif
 #ifdef CNNKIT_HAVE_AVX2
   if (isa == Isa::avx2)
     return {gemm_impl::avx2::tile_shape<T>(), &gemm_impl::avx2::compute<T>,
-            &gemm_impl::avx2::pack_operand<T>};
+            &gemm_impl::avx2::pack_operand<T>, &gemm_impl::avx2::compute_skinny<T>};
 #endif
   (void)isa;
   return {gemm_impl::baseline::tile_shape<T>(), &gemm_impl::baseline::compute<T>,
-          &gemm_impl::baseline::pack_operand<T>};
+          &gemm_impl::baseline::pack_operand<T>, &gemm_impl::baseline::compute_skinny<T>};
 }
 
 void check_sizes(int64_t m, int64_t n, int64_t k) {
@@ -203,6 +206,27 @@ void multiply(bool parallel, const Path<T>& path, const Operands<T>& g, int64_t 
   });
 }
 
+// C (m x n, m <= kSkinnyRows) for k > 0 with a row-major op(B) read in
+// place (compute_skinny), the columns split over up to num_threads()
+// threads when `parallel`; in whole cache lines, so no two threads write
+// one line of C.
+template <class T>
+void multiply_skinny(bool parallel, const Path<T>& path, const Operands<T>& g, int64_t m,
+                     int64_t n) {
+  constexpr int64_t kLine = 64 / int64_t(sizeof(T));
+  const int64_t lines = (n + kLine - 1) / kLine;
+  const double macs = double(m) * double(n) * double(g.k);
+  int nt = parallel ? threads_for(macs < 1e18 ? static_cast<int64_t>(macs) : int64_t(1e18),
+                                  kMinMacsPerThread)
+                    : 1;
+  nt = static_cast<int>(std::min<int64_t>(nt, lines));
+  if (nt <= 1) return path.skinny(g, m, 0, n);
+  on_team(nt, [&](int64_t t, int64_t team) {
+    const int64_t lo = lines * t / team * kLine, hi = std::min(n, lines * (t + 1) / team * kLine);
+    if (lo < hi) path.skinny(g, m, lo, hi);
+  });
+}
+
 template <class T>
 void finish_all(const Epilogue<T>* ep, T* c, int64_t ldc, int64_t m, int64_t n) {
   if (ep) gemm_impl::baseline::finish_tile(*ep, c, ldc, m, n, 0);
@@ -223,6 +247,8 @@ void run(bool parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
   Operands<T> g{trans_a, trans_b, k, a, lda, b, ldb, c, ldc, accumulate};
   g.epilogue = epilogue;
   g.upper = upper;
+  if (m <= gemm_impl::kSkinnyRows && !trans_b && !upper)
+    return multiply_skinny(parallel, path_for<T>(active_isa()), g, m, n);
   multiply(parallel, path_for<T>(active_isa()), g, m, n);
 }
 

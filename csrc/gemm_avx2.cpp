@@ -126,6 +126,8 @@ template TileShape tile_shape<double>() noexcept;
 template void compute<float>(const Operands<float>&, const Range&);
 template void compute<double>(const Operands<double>&, const Range&);
 template void pack_operand<float>(const Operands<float>&, int64_t, int64_t, int64_t, float*);
+template void compute_skinny<float>(const Operands<float>&, int64_t, int64_t, int64_t);
 template void pack_operand<double>(const Operands<double>&, int64_t, int64_t, int64_t, double*);
+template void compute_skinny<double>(const Operands<double>&, int64_t, int64_t, int64_t);
 
 }  // namespace cnnkit::gemm_impl::avx2

@@ -64,6 +64,10 @@ struct TileShape {
   int64_t mr, nr, kc;
 };
 
+// The most rows of op(A) for which gemm() streams a row-major op(B) in place
+// (compute_skinny) instead of packing it.
+constexpr int64_t kSkinnyRows = 8;
+
 // A 64-byte aligned scratch buffer of at least `bytes` owned by the calling
 // thread and reused by its later calls (defined in gemm.cpp).
 void* workspace(std::size_t bytes);
@@ -112,6 +116,9 @@ struct SliverEntryPoints {
   /* columns [j0, j1) (multiples of NR) of op(B), all k, into dst */ \
   template <class T>                                              \
   void pack_operand(const Operands<T>& g, int64_t n, int64_t j0, int64_t j1, T* dst); \
+  /* C over rows [0, m) x columns [j0, j1), m <= kSkinnyRows, op(B) row-major; k > 0 */ \
+  template <class T>                                              \
+  void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1); \
   }
 CNNKIT_DECLARE_GEMM(baseline)
 CNNKIT_DECLARE_GEMM(avx2)
@@ -378,6 +385,100 @@ void compute(const Operands<T>& g, const Range& r) {
         multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_block, a_pack);
       }
     }
+  }
+}
+
+// A multiply-add rounded as the unit's micro-kernel rounds it: fused on the
+// AVX2 and AVX-512 paths (their kernels use FMA instructions), a product and
+// then a sum on the portable one (acc += a * b under -ffp-contract=off).
+template <class T>
+inline T kernel_madd(T a, T b, T acc) {
+#ifdef __FMA__
+  return std::fma(a, b, acc);
+#else
+  return acc + a * b;
+#endif
+}
+
+// C over rows [0, m) x columns [j0, j1) for a few rows of op(A) (m <=
+// kSkinnyRows) and a row-major op(B) read in place, without packing: a
+// fully connected layer at batch 1 to 8, where packing B (the whole weight
+// matrix, 151 MB for AlexNet's first one) on every call costs more than the
+// product, which reads each element of B once for m multiply-adds. The
+// rows of B stream through in order, a chunk of columns at a time, into
+// running sums kept in L1. The reduction is the micro-kernel's, element by
+// element: the same k blocks (k_block), each summed from zero in increasing
+// p with the kernel's multiply-add, the block sums added to C in order, then
+// the epilogue; so C(i, j) has the bits gemm() gives it through the packed
+// path, whatever m, the column range or the thread count.
+template <class T>
+void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
+  constexpr int64_t kChunk = 2048 / int64_t(sizeof(T));  // columns: 2 KiB of each B row
+  constexpr int64_t kUnroll = 4;                         // B rows per pass over the sums
+  const int64_t kb = k_block(g.k, MicroKernel<T>::KC);
+  alignas(64) T sums[kSkinnyRows * kChunk];
+  const auto a_at = [&](int64_t i, int64_t p) {
+    return g.trans_a ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
+  };
+  for (int64_t jc = j0; jc < j1; jc += kChunk) {
+    const int64_t nc = j1 - jc < kChunk ? j1 - jc : kChunk;
+    for (int64_t pc = 0; pc < g.k; pc += kb) {
+      if (g.stop) return;
+      const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < nc; ++j) sums[i * kChunk + j] = T(0);
+      int64_t p = pc;
+      for (; p + kUnroll <= pc + kc; p += kUnroll) {
+        const T* __restrict b0 = g.b + p * g.ldb + jc;
+        const T* __restrict b1 = b0 + g.ldb;
+        const T* __restrict b2 = b1 + g.ldb;
+        const T* __restrict b3 = b2 + g.ldb;
+        // Rows in pairs: each B element loaded serves two rows' chains.
+        int64_t i = 0;
+        for (; i + 2 <= m; i += 2) {
+          const T a0 = a_at(i, p), a1 = a_at(i, p + 1), a2 = a_at(i, p + 2), a3 = a_at(i, p + 3);
+          const T e0 = a_at(i + 1, p), e1 = a_at(i + 1, p + 1), e2 = a_at(i + 1, p + 2),
+                  e3 = a_at(i + 1, p + 3);
+          T* __restrict s = sums + i * kChunk;
+          T* __restrict u = s + kChunk;
+#pragma omp simd
+          for (int64_t j = 0; j < nc; ++j) {
+            T t = kernel_madd(a0, b0[j], s[j]), v = kernel_madd(e0, b0[j], u[j]);
+            t = kernel_madd(a1, b1[j], t);
+            v = kernel_madd(e1, b1[j], v);
+            t = kernel_madd(a2, b2[j], t);
+            v = kernel_madd(e2, b2[j], v);
+            s[j] = kernel_madd(a3, b3[j], t);
+            u[j] = kernel_madd(e3, b3[j], v);
+          }
+        }
+        for (; i < m; ++i) {
+          const T a0 = a_at(i, p), a1 = a_at(i, p + 1), a2 = a_at(i, p + 2), a3 = a_at(i, p + 3);
+          T* __restrict s = sums + i * kChunk;
+#pragma omp simd
+          for (int64_t j = 0; j < nc; ++j) {
+            T t = kernel_madd(a0, b0[j], s[j]);
+            t = kernel_madd(a1, b1[j], t);
+            t = kernel_madd(a2, b2[j], t);
+            s[j] = kernel_madd(a3, b3[j], t);
+          }
+        }
+      }
+      for (; p < pc + kc; ++p) {
+        const T* __restrict b0 = g.b + p * g.ldb + jc;
+        for (int64_t i = 0; i < m; ++i) {
+          const T a0 = a_at(i, p);
+          T* __restrict s = sums + i * kChunk;
+#pragma omp simd
+          for (int64_t j = 0; j < nc; ++j) s[j] = kernel_madd(a0, b0[j], s[j]);
+        }
+      }
+      const bool overwrite = pc == 0 && !g.accumulate;
+      for (int64_t i = 0; i < m; ++i)
+        store_partial<T, 1, kChunk>(sums + i * kChunk, g.c + i * g.ldc + jc, g.ldc, 1, nc,
+                                    overwrite);
+    }
+    if (g.epilogue) finish_tile(*g.epilogue, g.c + jc, g.ldc, m, nc, jc);
   }
 }
 

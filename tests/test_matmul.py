@@ -300,6 +300,32 @@ def test_each_isa_path_is_accurate_and_deterministic(isa, dtype):
             assert np.array_equal(ops.matmul(a, b), first), f"{isa}, {n} threads"
 
 
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_few_rows_keep_the_bits_of_a_tall_product(isa, dtype):
+    """Up to 8 rows (a dense layer at batch 1 to 8) stream B in place instead of packing
+    it; every row keeps the bits it has inside a tall product, with the fused bias and
+    activation, on each path and thread count. k spans several uneven k blocks and n
+    several column chunks plus a ragged edge."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    a, b = _big((40, 1031), (1031, 1100), dtype)
+    bias = values((1100,), dtype, 7, "normal")
+    cnnkit.set_num_threads(1)
+    full = ops.matmul(a, b)
+    fused = ops.matmul(a, b, bias=bias, activation="relu")
+    assert_matmul_close(full, a, b, dtype)
+    for n in (1, 2):
+        cnnkit.set_num_threads(n)
+        for rows in (slice(0, 1), slice(3, 5), slice(8, 16), slice(33, 40)):
+            assert np.array_equal(ops.matmul(a[rows], b), full[rows]), (isa, n, rows)
+            got = ops.matmul(a[rows], b, bias=bias, activation="relu")
+            assert np.array_equal(got, fused[rows]), (isa, n, rows)
+        assert np.array_equal(ops.matmul(a[5:6], b[:, 1:1092]), full[5:6, 1:1092])
+
+
 # --------------------------------------------------------------------------- errors
 
 

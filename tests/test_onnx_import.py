@@ -60,6 +60,65 @@ def _expected(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
     return flat @ p["fc"].T
 
 
+def _conv_relu(second_reader: str | None) -> bytes:
+    """conv -> relu -> gemm -> relu; with ``second_reader`` the conv's output is also read
+    by an Add (``"add"``), through an Identity alias (``"alias"``) or is a graph output
+    (``"output"``)."""
+    rng = np.random.default_rng(1)  # the same weights for every variant
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    fc = rng.standard_normal((5, 4 * 6 * 6)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", pads=[1, 1, 1, 1])]
+    relu_input = "c"
+    if second_reader == "alias":
+        nodes.append(helper.make_node("Identity", ["c"], ["i"], name="alias"))
+        relu_input = "i"
+    nodes += [
+        helper.make_node("Relu", [relu_input], ["r"], name="relu1"),
+        helper.make_node("Flatten", ["r"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fc"], ["g"], name="fc", transB=1),
+        helper.make_node("Relu", ["g"], ["y"], name="relu2"),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])]
+    if second_reader in ("add", "alias"):
+        nodes.append(helper.make_node("Add", ["c", "r"], ["s"], name="add"))
+        outputs.append(helper.make_tensor_value_info("s", TensorProto.FLOAT, ["N", 4, 6, 6]))
+    if second_reader == "output":
+        outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 4, 6, 6]))
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        outputs,
+        [_init("w", w), _init("fc", fc)],
+    )
+
+
+def test_relu_after_conv_or_gemm_is_fused_only_when_nothing_else_reads_its_input():
+    """A Relu that alone reads a Conv's or Gemm's output becomes that layer's fused
+    activation (no ReLU layer, the same bits); with another reader of the unrectified
+    values it stays a layer of its own."""
+    x = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    model = cnnkit.onnx.load_model(_conv_relu(None))
+    names = [layer.name for layer in model.layers]
+    assert "relu1" not in names and "relu2" not in names
+    assert model.get_layer("conv1").activation == "relu"
+    assert model.get_layer("fc").activation == "relu"
+    conv = model.get_layer("conv1")
+    nhwc = x.transpose(0, 2, 3, 1)
+    raw = cnnkit.ops.conv(nhwc, conv.get_weights()[0], padding=1)
+    want = (
+        np.maximum(raw, 0).transpose(0, 3, 1, 2).reshape(2, -1)
+        @ model.get_layer("fc").get_weights()[0]
+    )
+    np.testing.assert_allclose(np.asarray(model(x).data), np.maximum(want, 0), rtol=1e-5, atol=1e-5)
+    for reader in ("add", "alias", "output"):
+        kept = cnnkit.onnx.load_model(_conv_relu(reader))
+        assert "relu1" in [layer.name for layer in kept.layers], reader
+        assert kept.get_layer("conv1").activation == "linear", reader
+        assert kept.get_layer("fc").activation == "relu", reader
+        got = kept(x)
+        np.testing.assert_array_equal(np.asarray(got[0].data), np.asarray(model(x).data))
+
+
 def test_small_cnn_matches_reference_in_both_layouts():
     data, params = _small_cnn()
     x = RNG.standard_normal((3, 3, 6, 6)).astype(np.float32)

@@ -2,8 +2,9 @@
 
 Shapes: the square 1024^3 product, and the (M, K) x (K, N) products that the convolutions
 of ``conv.py`` become as im2col GEMMs: M = N * H * W output positions, K = kernel * C_in,
-N = C_out. NumPy's OpenBLAS is timed as it is configured in the environment (see
-bench/README.md about ``OPENBLAS_CORETYPE``).
+N = C_out; and the fully connected layers of AlexNet and VGG at batch 1 and 8, where
+M is the batch (csrc/gemm_impl.hpp's compute_skinny). NumPy's OpenBLAS is timed as it is
+configured in the environment (see bench/README.md about ``OPENBLAS_CORETYPE``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ SHAPES = [
     (8 * 56 * 56, 9 * 128, 128),  # conv 56x56x128 -> 128, 3x3, batch 8
     (16 * 28 * 28, 9 * 256, 256),  # conv 28x28x256 -> 256, 3x3, batch 16
     (64 * 28 * 28, 25, 32),  # conv 28x28x1 -> 32, 5x5 'same', batch 64
+    (1, 9216, 4096),  # AlexNet's fc6 at batch 1: B streamed in place, not packed
+    (8, 9216, 4096),  # the same at batch 8
+    (1, 25088, 4096),  # VGG-16's fc6 at batch 1 (411 MB of weights)
 ]
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import layers as L
 from ..layers import Layer
+from ..layers.activations import _activation
 from ..layers.layer import weight_source
 from ..layers.symbolic import KerasTensor
 from ..models import Model
@@ -113,6 +114,8 @@ class _Graph:
         self.values: dict[str, _Value] = {}
         self.names: set[str] = set()
         self.pending: dict[str, np.ndarray] = {}  # weight name -> array, read at build
+        # value name -> how many node inputs and graph outputs read it (subgraphs included)
+        self.readers: dict[str, int] = {}
 
     # -- names and layers --------------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -640,6 +643,30 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
     raise Unsupported(op)  # pragma: no cover - the table lists only the ops above
 
 
+# Layers whose fused activation the GEMM applies in its output store (csrc/gemm.hpp).
+_FUSES_RELU = (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense)
+
+
+def _fuse_relu(g: _Graph, node: Any) -> _Value | None:
+    """The convolution's or Gemm's output of a Relu node, with the ReLU fused into that
+    layer, when the layer has no activation yet and the Relu is the only reader of its
+    output (no other node, no graph output sees the unrectified values): onnxruntime's
+    fusion, saving a layer call and a pass over the feature map. The bits are those of the
+    separate ReLU. None when the Relu must stay a layer of its own."""
+    x = g.value(node, 0)
+    layer = getattr(getattr(x.tensor, "node", None), "layer", None)
+    if not isinstance(layer, _FUSES_RELU) or type(layer) not in _FUSES_RELU:
+        return None  # exactly these classes: a subclass may compute something else
+    if layer.activation != "linear":
+        return None
+    # Identity, Dropout and Cast alias values: the tensor must go by this one name alone.
+    names = [n for n, v in g.values.items() if v.tensor is x.tensor]
+    if names != [node.input[0]] or g.readers.get(node.input[0], 0) != 1:
+        return None
+    layer.activation, layer._act = _activation(layer._where(), "relu")
+    return x
+
+
 # ONNX's Selu defaults: the self-normalising constants rounded to float32.
 _SELU_ALPHA = float(np.float32(1.6732632423543772))
 _SELU_GAMMA = float(np.float32(1.0507009873554805))
@@ -652,7 +679,8 @@ _SELU_GAMMA = float(np.float32(1.0507009873554805))
 )  # fmt: skip
 def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     x = g.value(node, 0)
-    return [_emit(g, _unary_layer(g, node, a, name), x)]
+    fused = _fuse_relu(g, node) if node.op_type == "Relu" else None
+    return [fused if fused is not None else _emit(g, _unary_layer(g, node, a, name), x)]
 
 
 @_converter("Identity", "Dropout", "Cast")
@@ -1349,9 +1377,12 @@ def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
     cnnkit.Model
         A functional model, channels-last inside, with one layer per ONNX node named after
         it (``/`` becomes ``.``; helper layers that restore a layout get the node's name and
-        a suffix such as ``.to_channels_last``). Outputs of rank 2 (logits, embeddings) are
-        exactly ONNX's; outputs of rank 3 or more come back in the caller's layout:
-        ``(N, C, H, W)`` for ``"NCHW"``, ``(N, H, W, C)`` for ``"NHWC"``.
+        a suffix such as ``.to_channels_last``), except a Relu that alone reads a Conv's or
+        Gemm's output: it becomes that layer's fused ``activation="relu"`` (as onnxruntime
+        fuses it), so the layer's own output is then the rectified one. Outputs of rank 2
+        (logits, embeddings) are exactly ONNX's; outputs of rank 3 or more come back in
+        the caller's layout: ``(N, C, H, W)`` for ``input_layout="NCHW"``,
+        ``(N, H, W, C)`` for ``"NHWC"``.
         Convolution weights are converted once (OIHW to HWIO); BatchNormalization keeps
         its moving statistics, so ``fit`` fine-tunes the network like any cnnkit model,
         and ``save``/``cnnkit.load_model`` do not need the ``onnx`` package.
@@ -1426,6 +1457,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
         model_inputs.append(t)
         g.values[name] = _Value(t, perm, (None, *dims[1:]))
 
+    g.readers = _readers(graph)
     token = weight_source.set(g.weight)
     try:
         for node in graph.node:
@@ -1449,6 +1481,25 @@ def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
         outputs if len(outputs) > 1 else outputs[0],
         name=g.name(graph.name or "onnx_model"),
     )
+
+
+def _readers(graph: Any) -> dict[str, int]:
+    """Value name -> how many node inputs (of ``graph`` and of its subgraphs, which may
+    read the outer graph's values) and graph outputs read it."""
+    counts: dict[str, int] = {}
+
+    def count(graph: Any) -> None:
+        for node in graph.node:
+            for name in node.input:
+                counts[name] = counts.get(name, 0) + 1
+            for attr in node.attribute:
+                for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
+                    count(sub)
+        for info in graph.output:
+            counts[info.name] = counts.get(info.name, 0) + 1
+
+    count(graph)
+    return counts
 
 
 def _convert_node(g: _Graph, node: Any) -> None:
