@@ -4,6 +4,7 @@ shape, torchvision's argument names, and whole-number float class ids."""
 from __future__ import annotations
 
 import numpy as np
+import peers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -127,7 +128,7 @@ def test_batched_nms_accepts_whole_number_float_idxs(dtype):
 
 def test_box_habits_match_torchvision():
     torch = pytest.importorskip("torch")
-    tv = pytest.importorskip("torchvision.ops")
+    tv = peers.torchvision("ops")
     boxes = INT_BOXES.astype(np.int64)
     t = torch.from_numpy(boxes)
     # torchvision keeps integer areas integer; the values agree.

@@ -7,6 +7,7 @@ import functools
 import warnings
 
 import numpy as np
+import peers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -496,7 +497,7 @@ def tv():
     with warnings.catch_warnings():  # an import-time warning is not a test failure
         warnings.simplefilter("ignore")
         torch = pytest.importorskip("torch")
-        torchvision = pytest.importorskip("torchvision")
+        torchvision = peers.torchvision()
     return torch, torchvision.ops
 
 

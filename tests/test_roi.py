@@ -4,6 +4,7 @@ cnnkit.reference, their invariants, gradient checks, and torchvision where it is
 from __future__ import annotations
 
 import numpy as np
+import peers
 import pytest
 from arrays import layout_view, seeded
 from gradcheck import check_gradients
@@ -264,7 +265,7 @@ def _nchw(torch, x):
 @pytest.mark.parametrize("sampling_ratio", [-1, 2])
 def test_roi_align_matches_torchvision(aligned, sampling_ratio):
     torch = pytest.importorskip("torch")
-    tv = pytest.importorskip("torchvision.ops")
+    tv = peers.torchvision("ops")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 12, 15, 4)).astype(np.float32)
     corners = np.sort(rng.uniform(-4, 70, (30, 2, 2)), axis=1).reshape(30, 4)
@@ -284,7 +285,7 @@ def test_roi_align_matches_torchvision(aligned, sampling_ratio):
 
 def test_roi_pool_matches_torchvision():
     torch = pytest.importorskip("torch")
-    tv = pytest.importorskip("torchvision.ops")
+    tv = peers.torchvision("ops")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 12, 15, 4)).astype(np.float32)
     boxes = [np.sort(rng.uniform(-4, 70, (n, 2, 2)), axis=1).reshape(n, 4) for n in (9, 6)]
@@ -301,7 +302,7 @@ def test_roi_pool_matches_torchvision():
 
 def test_masks_to_boxes_matches_torchvision():
     torch = pytest.importorskip("torch")
-    tv = pytest.importorskip("torchvision.ops")
+    tv = peers.torchvision("ops")
     masks = np.random.default_rng(2).random((6, 9, 11)) > 0.9
     masks[:, 4, 5] = True  # no empty mask: torchvision cannot take one
     want = tv.masks_to_boxes(torch.from_numpy(masks)).numpy()

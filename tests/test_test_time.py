@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import peers
 import pytest
 
 import cnnkit.augment as A
@@ -27,7 +28,7 @@ def test_five_and_ten_crop_layout():
 
 
 def test_ten_crop_matches_torchvision():
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = peers.torchvision()
     import torch
 
     x = (np.random.default_rng(0).random((11, 14, 3)) * 255).astype(np.uint8)

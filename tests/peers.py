@@ -1,0 +1,28 @@
+"""Optional peers the tests compare against, or a skip when they cannot be used.
+
+PyPI's torchvision wheel is built against CUDA torch: beside the CPU torch installed here its
+compiled operators fail to load, and ``import torchvision`` raises RuntimeError while
+registering them. That is a broken peer, not a cnnkit failure, so it skips like a missing one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+import pytest
+
+
+def torchvision(submodule: str = "") -> Any:
+    """``torchvision`` (or ``torchvision.<submodule>``), or skip the test."""
+    with warnings.catch_warnings():  # an import-time warning is not a test failure
+        warnings.simplefilter("ignore")
+        pytest.importorskip("torch")
+        name = f"torchvision.{submodule}" if submodule else "torchvision"
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            pytest.skip(f"{name} is not installed: {exc}")
+        except (RuntimeError, OSError) as exc:
+            pytest.skip(f"{name} does not load beside this torch: {exc}")
