@@ -160,6 +160,125 @@ def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                     _put(out + j * chans + c, acc)
 
 
+cdef enum:
+    # output rows per task of resample_linear: rows of a band share the cached
+    # horizontal passes of their input rows
+    LINEAR_BAND = 16
+
+
+cdef inline void _linear_row(const pixel* line, float* conv, float* out, Py_ssize_t lo,
+                             Py_ssize_t hi, Py_ssize_t out_w, Py_ssize_t chans,
+                             const Py_ssize_t* ci, const float* cw) noexcept nogil:
+    """The horizontal pass of one input row: ``out[j] = cw[2j] row[ci[2j]] + cw[2j+1] row[ci[2j+1]]``,
+    the row first converted to float32 over its columns ``[lo, hi)`` (a vectorised loop,
+    so that the gathers load floats)."""
+    cdef Py_ssize_t k, j, c, k0, k1
+    cdef float w0, w1
+    for k in range(lo, hi):
+        conv[k] = line[k]
+    if chans == 3:
+        for j in range(out_w):
+            k0 = ci[2 * j] * 3
+            k1 = ci[2 * j + 1] * 3
+            w0 = cw[2 * j]
+            w1 = cw[2 * j + 1]
+            out[3 * j] = w0 * conv[k0] + w1 * conv[k1]
+            out[3 * j + 1] = w0 * conv[k0 + 1] + w1 * conv[k1 + 1]
+            out[3 * j + 2] = w0 * conv[k0 + 2] + w1 * conv[k1 + 2]
+    else:
+        for j in range(out_w):
+            k0 = ci[2 * j] * chans
+            k1 = ci[2 * j + 1] * chans
+            w0 = cw[2 * j]
+            w1 = cw[2 * j + 1]
+            for c in range(chans):
+                out[j * chans + c] = w0 * conv[k0 + c] + w1 * conv[k1 + c]
+
+
+def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
+                    const Py_ssize_t[:, :, ::1] row_index, const float[:, :, ::1] row_weight,
+                    const Py_ssize_t[:, :, ::1] col_index, const float[:, :, ::1] col_weight,
+                    const Py_ssize_t[:, ::1] col_span, float[:, ::1] scratch, int threads):
+    """:func:`resample` for two taps per axis (bilinear), horizontal pass first.
+
+    The weights must be non-negative with sums of 1 per output pixel and axis
+    (bilinear and area tables are), so that uint8 sums need no clamping.
+
+    Each input row is resampled horizontally once per band of ``LINEAR_BAND``
+    output rows (two rows cached: consecutive output rows share their input
+    rows when enlarging), then each output row is the vectorised two-tap blend
+    of two cached rows, rounded and saturated in the same loop. The horizontal
+    gathers read the row converted to float32. Tasks are (image, band), so the
+    result does not depend on the thread count. ``scratch`` is
+    ``(threads, W * C + 2 * out_w * C)`` float32.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3], row_len = src.shape[2] * src.shape[3]
+    cdef Py_ssize_t bands = (out_h + LINEAR_BAND - 1) // LINEAR_BAND
+    cdef bint shared_rows = row_index.shape[0] == 1, shared_cols = col_index.shape[0] == 1
+    cdef Py_ssize_t task, n, i, k, tr, tc, lo, hi, ra, rb, tag0, tag1, stop, width
+    cdef float wa, wb
+    cdef float* conv
+    cdef float* buf0
+    cdef float* buf1
+    cdef float* ha
+    cdef float* hb
+    cdef const float* cw
+    cdef const Py_ssize_t* ci
+    cdef pixel* out
+    width = out_w * chans
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="static"):
+        n = task // bands
+        i = (task % bands) * LINEAR_BAND
+        stop = i + LINEAR_BAND
+        if stop > out_h:
+            stop = out_h
+        tr = 0 if shared_rows else n
+        tc = 0 if shared_cols else n
+        conv = &scratch[threadid(), 0]
+        buf0 = conv + row_len
+        buf1 = buf0 + width
+        lo = col_span[tc, 0] * chans
+        hi = col_span[tc, 1] * chans
+        cw = &col_weight[tc, 0, 0]
+        ci = &col_index[tc, 0, 0]
+        tag0 = -1
+        tag1 = -1
+        while i < stop:
+            ra = row_index[tr, i, 0]
+            rb = row_index[tr, i, 1]
+            # keep a cached row that this output row needs; fill the other slot
+            if tag0 != ra and tag1 != ra:
+                if tag0 == rb:
+                    _linear_row(&src[n, ra, 0, 0], conv, buf1, lo, hi, out_w, chans, ci, cw)
+                    tag1 = ra
+                else:
+                    _linear_row(&src[n, ra, 0, 0], conv, buf0, lo, hi, out_w, chans, ci, cw)
+                    tag0 = ra
+            if tag0 != rb and tag1 != rb:
+                if tag0 == ra:
+                    _linear_row(&src[n, rb, 0, 0], conv, buf1, lo, hi, out_w, chans, ci, cw)
+                    tag1 = rb
+                else:
+                    _linear_row(&src[n, rb, 0, 0], conv, buf0, lo, hi, out_w, chans, ci, cw)
+                    tag0 = rb
+            ha = buf0 if tag0 == ra else buf1
+            hb = buf0 if tag0 == rb else buf1
+            wa = row_weight[tr, i, 0]
+            wb = row_weight[tr, i, 1]
+            out = &dst[n, i, 0, 0]
+            if pixel is float:
+                for k in range(width):
+                    out[k] = wa * ha[k] + wb * hb[k]
+            else:
+                # a convex combination of convex combinations of uint8 values lies in
+                # [0, 255] (up to float32 rounding, far below the 0.5 of headroom), so
+                # rounding half up needs no clamp: a simpler loop to vectorise
+                for k in range(width):
+                    out[k] = <unsigned char><int>(wa * ha[k] + wb * hb[k] + <float>0.5)
+            i = i + 1
+
+
 cdef void _halve_row(const unsigned char* top, const unsigned char* bottom, unsigned char* out,
                      Py_ssize_t out_w, Py_ssize_t chans, unsigned short* sums) noexcept nogil:
     """One output row of a 2x2 uint8 area shrink: ``(sum of 4 + 2) >> 2``, exactly the
@@ -345,6 +464,152 @@ def remap(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             x = j + 0.5 + fx[j]
             y = i + 0.5 + fy[j]
             _sample(image, h, w, chans, x, y, interp, border, fill, out + j * chans)
+
+
+# Fixed-point bilinear sampling of uint8 images (warp_affine_u8): coordinates in
+# 1/2048 pixel, so each output is the exact half-up rounding of the bilinear value
+# at a point at most 1/4096 pixel away in x and y from the true one. That moves a
+# value by at most 255 / 2048 < 1/8, so results are within 1 of the float64
+# reference (exact except near a rounding boundary), and the products fit int32.
+cdef enum:
+    FRAC_BITS = 11
+    FRAC_ONE = 1 << FRAC_BITS
+    FRAC_ROUND = 1 << (2 * FRAC_BITS - 1)
+    # Coordinates are clamped to +-2^18 pixels before the int32 conversion (callers
+    # use this kernel for images of at most 2^17 pixels a side, so a clamped point
+    # stays outside); adding 2^30 makes every value positive, so truncation is floor.
+    COORD_LIMIT = 1 << 18
+    COORD_OFFSET = 1 << 30
+
+
+cdef inline void _warp_edge_u8(const unsigned char* image, Py_ssize_t h, Py_ssize_t w,
+                               Py_ssize_t chans, const int* cx, const int* cy,
+                               Py_ssize_t start, Py_ssize_t stop, double bx, double by,
+                               double a00, double a10, int border, double fill,
+                               unsigned char fill_byte, unsigned char* out) noexcept nogil:
+    """Columns ``[start, stop)`` of a row of warp_affine_u8 outside its interior span."""
+    cdef Py_ssize_t j, c, x0, y0
+    for j in range(start, stop):
+        x0 = cx[j] >> FRAC_BITS
+        y0 = cy[j] >> FRAC_BITS
+        if border == BORDER_CONSTANT and (x0 < -1 or x0 >= w or y0 < -1 or y0 >= h):
+            # all four taps outside
+            for c in range(chans):
+                out[j * chans + c] = fill_byte
+        else:
+            _sample(image, h, w, chans, bx + a00 * j + 0.5, by + a10 * j + 0.5,
+                    INTERP_BILINEAR, border, fill, out + j * chans)
+
+
+def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
+                   const double[:, :, ::1] inverse, int border, double fill,
+                   int[:, ::1] scratch, int threads):
+    """Bilinear :func:`warp_affine` of uint8 images in fixed point (see FRAC_BITS).
+
+    Per output row: the source coordinates of all columns (a vectorisable loop,
+    affine so linear in the column), then the interior span, whose four taps
+    all lie inside the image (an interval: the coordinates are monotone in
+    the column), without border checks; the pixels left and right of it go
+    through ``_sample`` (border modes, ``fill`` unclipped as in the reference).
+    ``scratch`` is ``(threads, 2 * out_w)`` int32.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3], h = src.shape[1], w = src.shape[2]
+    cdef Py_ssize_t row = w * chans
+    cdef bint shared = inverse.shape[0] == 1
+    cdef Py_ssize_t task, n, i, m, j0, j1, c
+    cdef int j, X, Y, fx, fy, top, bottom, wmax = <int>w - 2, hmax = <int>h - 2
+    cdef double a00, a10, bx, by, x, y, v
+    cdef int* cx
+    cdef int* cy
+    cdef const unsigned char* image
+    cdef const unsigned char* p
+    cdef const unsigned char* q
+    cdef unsigned char* out
+    cdef unsigned char* o
+    cdef unsigned char fill_byte = 0
+    _store(&fill_byte, fill)
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // out_h
+        i = task % out_h
+        m = 0 if shared else n
+        a00 = inverse[m, 0, 0]
+        a10 = inverse[m, 1, 0]
+        v = i + 0.5
+        # the point of column j is (bx + a00 j, by + a10 j), less the 0.5 of bilinear's
+        # pixel centres
+        bx = a00 * 0.5 + inverse[m, 0, 1] * v + inverse[m, 0, 2] - 0.5
+        by = a10 * 0.5 + inverse[m, 1, 1] * v + inverse[m, 1, 2] - 0.5
+        cx = &scratch[threadid(), 0]
+        cy = cx + out_w
+        x = bx + a00 * (out_w - 1)
+        y = by + a10 * (out_w - 1)
+        if (-COORD_LIMIT < bx < COORD_LIMIT and -COORD_LIMIT < by < COORD_LIMIT
+                and -COORD_LIMIT < x < COORD_LIMIT and -COORD_LIMIT < y < COORD_LIMIT):
+            # the usual case: the row's ends (so all its points) need no clamping, and
+            # the loop is branch-free (vectorised)
+            for j in range(out_w):
+                cx[j] = <int>((bx + a00 * j) * FRAC_ONE + (COORD_OFFSET + 0.5)) - <int>COORD_OFFSET
+                cy[j] = <int>((by + a10 * j) * FRAC_ONE + (COORD_OFFSET + 0.5)) - <int>COORD_OFFSET
+        else:
+            for j in range(out_w):
+                x = bx + a00 * j
+                y = by + a10 * j
+                x = COORD_LIMIT if x > COORD_LIMIT else x
+                x = -COORD_LIMIT if x < -COORD_LIMIT else x
+                y = COORD_LIMIT if y > COORD_LIMIT else y
+                y = -COORD_LIMIT if y < -COORD_LIMIT else y
+                cx[j] = <int>(x * FRAC_ONE + (COORD_OFFSET + 0.5)) - <int>COORD_OFFSET
+                cy[j] = <int>(y * FRAC_ONE + (COORD_OFFSET + 0.5)) - <int>COORD_OFFSET
+        j0 = 0
+        while j0 < out_w and not (0 <= (cx[j0] >> FRAC_BITS) <= wmax
+                                  and 0 <= (cy[j0] >> FRAC_BITS) <= hmax):
+            j0 = j0 + 1
+        j1 = out_w
+        while j1 > j0 and not (0 <= (cx[j1 - 1] >> FRAC_BITS) <= wmax
+                               and 0 <= (cy[j1 - 1] >> FRAC_BITS) <= hmax):
+            j1 = j1 - 1
+        image = &src[n, 0, 0, 0]
+        out = &dst[n, i, 0, 0]
+        if chans == 3:
+            for j in range(j0, j1):
+                X = cx[j]
+                Y = cy[j]
+                fx = X & (FRAC_ONE - 1)
+                fy = Y & (FRAC_ONE - 1)
+                p = image + (Y >> FRAC_BITS) * row + (X >> FRAC_BITS) * 3
+                q = p + row
+                o = out + 3 * j
+                top = (p[0] << FRAC_BITS) + (p[3] - p[0]) * fx
+                bottom = (q[0] << FRAC_BITS) + (q[3] - q[0]) * fx
+                o[0] = <unsigned char>(((top << FRAC_BITS) + (bottom - top) * fy
+                                        + FRAC_ROUND) >> (2 * FRAC_BITS))
+                top = (p[1] << FRAC_BITS) + (p[4] - p[1]) * fx
+                bottom = (q[1] << FRAC_BITS) + (q[4] - q[1]) * fx
+                o[1] = <unsigned char>(((top << FRAC_BITS) + (bottom - top) * fy
+                                        + FRAC_ROUND) >> (2 * FRAC_BITS))
+                top = (p[2] << FRAC_BITS) + (p[5] - p[2]) * fx
+                bottom = (q[2] << FRAC_BITS) + (q[5] - q[2]) * fx
+                o[2] = <unsigned char>(((top << FRAC_BITS) + (bottom - top) * fy
+                                        + FRAC_ROUND) >> (2 * FRAC_BITS))
+        else:
+            for j in range(j0, j1):
+                X = cx[j]
+                Y = cy[j]
+                fx = X & (FRAC_ONE - 1)
+                fy = Y & (FRAC_ONE - 1)
+                p = image + (Y >> FRAC_BITS) * row + (X >> FRAC_BITS) * chans
+                q = p + row
+                o = out + chans * j
+                for c in range(chans):
+                    top = (p[c] << FRAC_BITS) + (p[c + chans] - p[c]) * fx
+                    bottom = (q[c] << FRAC_BITS) + (q[c + chans] - q[c]) * fx
+                    o[c] = <unsigned char>(((top << FRAC_BITS) + (bottom - top) * fy
+                                            + FRAC_ROUND) >> (2 * FRAC_BITS))
+        _warp_edge_u8(image, h, w, chans, cx, cy, 0, j0, bx, by, a00, a10, border, fill,
+                      fill_byte, out)
+        _warp_edge_u8(image, h, w, chans, cx, cy, j1, out_w, bx, by, a00, a10, border, fill,
+                      fill_byte, out)
 
 
 def flip(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, bint horizontal, bint vertical,

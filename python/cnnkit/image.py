@@ -187,10 +187,16 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: tuple, cols: tuple) -
         ri, rw = rows
         ci, cw = cols
         threads = native_threads(out.size)
-        scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
         span = np.stack([ci.min((1, 2)), ci.max((1, 2)) + 1], 1)
         src = np.ascontiguousarray(x)
-        _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
+        if ri.shape[2] == 2 and ci.shape[2] == 2:
+            # bilinear: horizontal pass first, each input row once per band of output rows
+            row = x.shape[2] * x.shape[3] + 2 * out_w * x.shape[3]
+            scratch = np.empty((threads, row), np.float32)
+            _augment.resample_linear(src, out, ri, rw, ci, cw, span, scratch, threads)
+        else:
+            scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
+            _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
     return out
 
 
@@ -556,6 +562,11 @@ def affine_matrix(
     return np.hstack([linear, shift[:, None]])
 
 
+# uint8 bilinear warps sample in fixed point (1/2048 pixel, int32 sums; see
+# _augment.warp_affine_u8) up to this image side; larger images use float64.
+_FIXED_MAX_SIDE = 1 << 17
+
+
 def warp_affine(
     images: Any,
     matrix: Any,
@@ -577,6 +588,14 @@ def warp_affine(
     border_mode : {"constant", "reflect", "replicate"}
     fill : float
         The value outside the image for ``constant``.
+
+    Notes
+    -----
+    uint8 bilinear warps compute in fixed point: coordinates rounded to 1/2048
+    pixel and integer weights, each result the exact half-up rounding of the
+    bilinear value there, so within 1 of the float64 reference
+    (:func:`cnnkit.reference.warp_affine`); float32 and nearest are computed in
+    float64 as the reference.
     """
     fn = "warp_affine"
     x, single = as_images(images, fn)
@@ -595,7 +614,18 @@ def warp_affine(
     if (x.shape[1] == 0 or x.shape[2] == 0) and mode != 0:
         raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), x.dtype)
-    if out.size:
+    if out.size and x.dtype == np.uint8 and interp == 1 and max(x.shape[1:3]) <= _FIXED_MAX_SIDE:
+        threads = native_threads(out.size)
+        _augment.warp_affine_u8(
+            np.ascontiguousarray(x),
+            out,
+            np.ascontiguousarray(inverse, dtype=np.float64),
+            mode,
+            float(fill),
+            np.empty((threads, 2 * out_w), np.int32),
+            threads,
+        )
+    elif out.size:
         inverse = np.ascontiguousarray(inverse, dtype=np.float64)
         _augment.warp_affine(
             np.ascontiguousarray(x),
