@@ -25,6 +25,7 @@ loops are the product (cnnkit's augmentation kernels).
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -134,10 +135,21 @@ def _matrix(matrix: Any, fn: str) -> np.ndarray:
 
 def invert_affine(matrix: np.ndarray, fn: str = "invert_affine") -> np.ndarray:
     """The 2x3 inverse of the 2x3 map ``matrix`` (ValueError when singular)."""
-    square = np.vstack([matrix, [0.0, 0.0, 1.0]])
-    if abs(np.linalg.det(square[:2, :2])) < 1e-12:
-        raise ValueError(f"{fn}(): matrix must be invertible, got {matrix.tolist()}")
-    return np.linalg.inv(square)[:2]
+    return _invert_affines(matrix[None], fn)[0]
+
+
+def _invert_affines(maps: np.ndarray, fn: str) -> np.ndarray:
+    """The 2x3 inverses of the ``(N, 2, 3)`` maps in closed form (a batch in a few NumPy
+    calls; one or many maps give the same bits); ValueError names the first singular one."""
+    a, b, c, d = maps[:, 0, 0], maps[:, 0, 1], maps[:, 1, 0], maps[:, 1, 1]
+    det = a * d - b * c
+    singular = np.abs(det) < 1e-12
+    if singular.any():
+        bad = maps[int(np.argmax(singular))]
+        raise ValueError(f"{fn}(): matrix must be invertible, got {bad.tolist()}")
+    linear = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], 1) / det[:, None, None]
+    shift = -(linear @ maps[:, :, 2:])
+    return np.concatenate([linear, shift], 2)
 
 
 # -- resampling tables -------------------------------------------------------------------
@@ -553,13 +565,20 @@ def affine_matrix(
     cx, cy = (float(v) for v in center)
     sx, sy = (float(v) for v in (scale if isinstance(scale, (tuple, list)) else (scale, scale)))
     hx, hy = (float(v) for v in (shear if isinstance(shear, (tuple, list)) else (shear, 0.0)))
-    a = np.deg2rad(float(angle))
-    rotate = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
-    shear_m = np.array([[1.0, np.tan(np.deg2rad(hx))], [np.tan(np.deg2rad(hy)), 1.0]])
-    linear = rotate @ shear_m @ np.diag([sx, sy])
-    centre = np.array([cx, cy])
-    shift = centre - linear @ centre + np.asarray(translate, dtype=np.float64)
-    return np.hstack([linear, shift[:, None]])
+    tx, ty = (float(v) for v in translate)
+    # rotate @ shear @ diag(sx, sy) in scalars: a batch transform builds one map per
+    # image, and NumPy's small-array calls would cost more than the warp of a pixel row
+    a = math.radians(float(angle))
+    cos, sin = math.cos(a), math.sin(a)
+    tan_x, tan_y = math.tan(math.radians(hx)), math.tan(math.radians(hy))
+    l00, l01 = (cos + sin * tan_y) * sx, (cos * tan_x + sin) * sy
+    l10, l11 = (-sin + cos * tan_y) * sx, (-sin * tan_x + cos) * sy
+    return np.array(
+        [
+            [l00, l01, cx - (l00 * cx + l01 * cy) + tx],
+            [l10, l11, cy - (l10 * cx + l11 * cy) + ty],
+        ]
+    )
 
 
 # uint8 bilinear warps sample in fixed point (1/2048 pixel, int32 sums; see
@@ -608,7 +627,9 @@ def warp_affine(
             raise ValueError(
                 f"{fn}(): matrix must have shape (2, 3) or ({x.shape[0]}, 2, 3), got {m.shape}"
             )
-        inverse = np.stack([invert_affine(_matrix(a, fn), fn) for a in m]) if len(m) else m[:, :2]
+        if not np.all(np.isfinite(m)):
+            raise ValueError(f"{fn}(): matrix must be finite")
+        inverse = _invert_affines(m[:, :2], fn)
     else:
         inverse = invert_affine(_matrix(m, fn), fn)[None]
     if (x.shape[1] == 0 or x.shape[2] == 0) and mode != 0:
