@@ -171,11 +171,16 @@ cdef inline void _linear_row(const pixel* line, float* conv, float* out, Py_ssiz
                              const Py_ssize_t* ci, const float* cw) noexcept nogil:
     """The horizontal pass of one input row: ``out[j] = cw[2j] row[ci[2j]] + cw[2j+1] row[ci[2j+1]]``,
     the row first converted to float32 over its columns ``[lo, hi)`` (a vectorised loop,
-    so that the gathers load floats)."""
+    so that the gathers load floats). uint8 rows get 0.5 added there: the vertical
+    blend's weights sum to 1, so its sums come out offset by the 0.5 of rounding half up."""
     cdef Py_ssize_t k, j, c, k0, k1
     cdef float w0, w1
-    for k in range(lo, hi):
-        conv[k] = line[k]
+    if pixel is float:
+        for k in range(lo, hi):
+            conv[k] = line[k]
+    else:
+        for k in range(lo, hi):
+            conv[k] = line[k] + <float>0.5
     if chans == 3:
         for j in range(out_w):
             k0 = ci[2 * j] * 3
@@ -271,11 +276,11 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                 for k in range(width):
                     out[k] = wa * ha[k] + wb * hb[k]
             else:
-                # a convex combination of convex combinations of uint8 values lies in
-                # [0, 255] (up to float32 rounding, far below the 0.5 of headroom), so
-                # rounding half up needs no clamp: a simpler loop to vectorise
+                # a convex combination of convex combinations of uint8 values (+ 0.5,
+                # see _linear_row) lies in [0.5, 255.5] up to float32 rounding, far
+                # inside [0, 256): truncation rounds half up without a clamp
                 for k in range(width):
-                    out[k] = <unsigned char><int>(wa * ha[k] + wb * hb[k] + <float>0.5)
+                    out[k] = <unsigned char><int>(wa * ha[k] + wb * hb[k])
             i = i + 1
 
 

@@ -189,6 +189,16 @@ def test_warp_affine_uint8_fixed_point_matches_reference_on_larger_images(border
             )
 
 
+@pytest.mark.parametrize("border", image.BORDER_MODES)
+def test_warp_affine_uint8_far_outside_points(border):
+    # a strong shrink maps output pixels millions of pixels away from the image: the
+    # fixed-point coordinates clamp there, the border modes see the true points
+    x = np.random.default_rng(5).integers(0, 256, (2, 7, 9, 3)).astype(np.uint8)
+    m = image.affine_matrix((4, 3), angle=20, scale=2e-5, translate=(1, 2))
+    got = image.warp_affine(x, m, (6, 40), "bilinear", border, 77.0)
+    assert_close(got, ref.warp_affine(x, m, (6, 40), "bilinear", border, 77.0))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("out_size", [(37, 45), (70, 90), (16, 3), (17, 1)])
 def test_bilinear_resample_across_bands_matches_reference(dtype, out_size):
