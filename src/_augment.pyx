@@ -166,43 +166,69 @@ cdef enum:
     LINEAR_BAND = 16
 
 
+cdef extern from *:
+    # The loops of resample_linear, compiled twice (AVX2 and the baseline) and picked at
+    # run time: the baseline (SSE2) has no gathers and blends 4 floats at a time. Both
+    # clones do the same float32 operations per element (no FMA), so the same bits.
+    """
+    #include <stddef.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CNNKIT_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define CNNKIT_CLONES
+    #endif
+    CNNKIT_CLONES static void cnnkit_linear_gather(
+            const float* __restrict conv, const int* __restrict i0, const int* __restrict i1,
+            const float* __restrict w0, const float* __restrict w1, float* __restrict out,
+            ptrdiff_t n) {
+        for (ptrdiff_t k = 0; k < n; ++k) out[k] = w0[k] * conv[i0[k]] + w1[k] * conv[i1[k]];
+    }
+    CNNKIT_CLONES static void cnnkit_linear_convert_u8(
+            const unsigned char* __restrict line, float* __restrict conv, ptrdiff_t n) {
+        for (ptrdiff_t k = 0; k < n; ++k) conv[k] = (float)line[k] + 0.5f;
+    }
+    CNNKIT_CLONES static void cnnkit_linear_blend_u8(
+            const float* __restrict a, const float* __restrict b, float wa, float wb,
+            unsigned char* __restrict out, ptrdiff_t n) {
+        for (ptrdiff_t k = 0; k < n; ++k) out[k] = (unsigned char)(int)(wa * a[k] + wb * b[k]);
+    }
+    CNNKIT_CLONES static void cnnkit_linear_blend_f32(
+            const float* __restrict a, const float* __restrict b, float wa, float wb,
+            float* __restrict out, ptrdiff_t n) {
+        for (ptrdiff_t k = 0; k < n; ++k) out[k] = wa * a[k] + wb * b[k];
+    }
+    """
+    void cnnkit_linear_gather(const float* conv, const int* i0, const int* i1,
+                              const float* w0, const float* w1, float* out,
+                              Py_ssize_t n) noexcept nogil
+    void cnnkit_linear_convert_u8(const unsigned char* line, float* conv,
+                                  Py_ssize_t n) noexcept nogil
+    void cnnkit_linear_blend_u8(const float* a, const float* b, float wa, float wb,
+                                unsigned char* out, Py_ssize_t n) noexcept nogil
+    void cnnkit_linear_blend_f32(const float* a, const float* b, float wa, float wb,
+                                 float* out, Py_ssize_t n) noexcept nogil
+
+
 cdef inline void _linear_row(const pixel* line, float* conv, float* out, Py_ssize_t lo,
-                             Py_ssize_t hi, Py_ssize_t out_w, Py_ssize_t chans,
-                             const Py_ssize_t* ci, const float* cw) noexcept nogil:
-    """The horizontal pass of one input row: ``out[j] = cw[2j] row[ci[2j]] + cw[2j+1] row[ci[2j+1]]``,
-    the row first converted to float32 over its columns ``[lo, hi)`` (a vectorised loop,
-    so that the gathers load floats). uint8 rows get 0.5 added there: the vertical
-    blend's weights sum to 1, so its sums come out offset by the 0.5 of rounding half up."""
-    cdef Py_ssize_t k, j, c, k0, k1
-    cdef float w0, w1
+                             Py_ssize_t hi, Py_ssize_t width, const int* ci,
+                             const float* cw) noexcept nogil:
+    """The horizontal pass of one input row: ``out[k] = cw[k] row[ci[k]] + cw'[k] row[ci'[k]]``
+    over the ``width`` output values (``ci' = ci + width``, likewise ``cw'``), the row first
+    converted to float32 over its values ``[lo, hi)`` so that the gathers load floats.
+    uint8 rows get 0.5 added there: the vertical blend's weights sum to 1, so its sums come
+    out offset by the 0.5 of rounding half up."""
+    cdef Py_ssize_t k
     if pixel is float:
         for k in range(lo, hi):
             conv[k] = line[k]
     else:
-        for k in range(lo, hi):
-            conv[k] = line[k] + <float>0.5
-    if chans == 3:
-        for j in range(out_w):
-            k0 = ci[2 * j] * 3
-            k1 = ci[2 * j + 1] * 3
-            w0 = cw[2 * j]
-            w1 = cw[2 * j + 1]
-            out[3 * j] = w0 * conv[k0] + w1 * conv[k1]
-            out[3 * j + 1] = w0 * conv[k0 + 1] + w1 * conv[k1 + 1]
-            out[3 * j + 2] = w0 * conv[k0 + 2] + w1 * conv[k1 + 2]
-    else:
-        for j in range(out_w):
-            k0 = ci[2 * j] * chans
-            k1 = ci[2 * j + 1] * chans
-            w0 = cw[2 * j]
-            w1 = cw[2 * j + 1]
-            for c in range(chans):
-                out[j * chans + c] = w0 * conv[k0 + c] + w1 * conv[k1 + c]
+        cnnkit_linear_convert_u8(line + lo, conv + lo, hi - lo)
+    cnnkit_linear_gather(conv, ci, ci + width, cw, cw + width, out, width)
 
 
 def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                     const Py_ssize_t[:, :, ::1] row_index, const float[:, :, ::1] row_weight,
-                    const Py_ssize_t[:, :, ::1] col_index, const float[:, :, ::1] col_weight,
+                    const int[:, :, ::1] col_index, const float[:, :, ::1] col_weight,
                     const Py_ssize_t[:, ::1] col_span, float[:, ::1] scratch, int threads):
     """:func:`resample` for two taps per axis (bilinear), horizontal pass first.
 
@@ -213,15 +239,17 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     output rows (two rows cached: consecutive output rows share their input
     rows when enlarging), then each output row is the vectorised two-tap blend
     of two cached rows, rounded and saturated in the same loop. The horizontal
-    gathers read the row converted to float32. Tasks are (image, band), so the
-    result does not depend on the thread count. ``scratch`` is
-    ``(threads, W * C + 2 * out_w * C)`` float32.
+    gathers read the row converted to float32; their tables are per output value
+    (``col_index`` and ``col_weight`` are ``(T, 2, out_w * C)``: the first tap of all
+    values, then the second; indices into the row's ``W * C`` values). Tasks are
+    (image, band), so the result does not depend on the thread count. ``scratch``
+    is ``(threads, W * C + 2 * out_w * C)`` float32.
     """
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3], row_len = src.shape[2] * src.shape[3]
     cdef Py_ssize_t bands = (out_h + LINEAR_BAND - 1) // LINEAR_BAND
     cdef bint shared_rows = row_index.shape[0] == 1, shared_cols = col_index.shape[0] == 1
-    cdef Py_ssize_t task, n, i, k, tr, tc, lo, hi, ra, rb, tag0, tag1, stop, width
+    cdef Py_ssize_t task, n, i, tr, tc, lo, hi, ra, rb, tag0, tag1, stop, width
     cdef float wa, wb
     cdef float* conv
     cdef float* buf0
@@ -229,7 +257,7 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef float* ha
     cdef float* hb
     cdef const float* cw
-    cdef const Py_ssize_t* ci
+    cdef const int* ci
     cdef pixel* out
     width = out_w * chans
     for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="static"):
@@ -255,17 +283,17 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             # keep a cached row that this output row needs; fill the other slot
             if tag0 != ra and tag1 != ra:
                 if tag0 == rb:
-                    _linear_row(&src[n, ra, 0, 0], conv, buf1, lo, hi, out_w, chans, ci, cw)
+                    _linear_row(&src[n, ra, 0, 0], conv, buf1, lo, hi, width, ci, cw)
                     tag1 = ra
                 else:
-                    _linear_row(&src[n, ra, 0, 0], conv, buf0, lo, hi, out_w, chans, ci, cw)
+                    _linear_row(&src[n, ra, 0, 0], conv, buf0, lo, hi, width, ci, cw)
                     tag0 = ra
             if tag0 != rb and tag1 != rb:
                 if tag0 == ra:
-                    _linear_row(&src[n, rb, 0, 0], conv, buf1, lo, hi, out_w, chans, ci, cw)
+                    _linear_row(&src[n, rb, 0, 0], conv, buf1, lo, hi, width, ci, cw)
                     tag1 = rb
                 else:
-                    _linear_row(&src[n, rb, 0, 0], conv, buf0, lo, hi, out_w, chans, ci, cw)
+                    _linear_row(&src[n, rb, 0, 0], conv, buf0, lo, hi, width, ci, cw)
                     tag0 = rb
             ha = buf0 if tag0 == ra else buf1
             hb = buf0 if tag0 == rb else buf1
@@ -273,14 +301,12 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             wb = row_weight[tr, i, 1]
             out = &dst[n, i, 0, 0]
             if pixel is float:
-                for k in range(width):
-                    out[k] = wa * ha[k] + wb * hb[k]
+                cnnkit_linear_blend_f32(ha, hb, wa, wb, out, width)
             else:
                 # a convex combination of convex combinations of uint8 values (+ 0.5,
                 # see _linear_row) lies in [0.5, 255.5] up to float32 rounding, far
                 # inside [0, 256): truncation rounds half up without a clamp
-                for k in range(width):
-                    out[k] = <unsigned char><int>(wa * ha[k] + wb * hb[k])
+                cnnkit_linear_blend_u8(ha, hb, wa, wb, out, width)
             i = i + 1
 
 

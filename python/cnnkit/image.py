@@ -203,9 +203,15 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: tuple, cols: tuple) -
         src = np.ascontiguousarray(x)
         if ri.shape[2] == 2 and ci.shape[2] == 2:
             # bilinear: horizontal pass first, each input row once per band of output rows
-            row = x.shape[2] * x.shape[3] + 2 * out_w * x.shape[3]
+            # the horizontal tables per output value (pixel and channel), taps apart
+            chans = x.shape[3]
+            index = ci.transpose(0, 2, 1)[..., None] * chans + np.arange(chans)
+            index = np.ascontiguousarray(index.reshape(ci.shape[0], 2, -1), np.int32)
+            weight = np.repeat(cw.transpose(0, 2, 1), chans, -1)
+            weight = np.ascontiguousarray(weight, np.float32)
+            row = x.shape[2] * chans + 2 * out_w * chans
             scratch = np.empty((threads, row), np.float32)
-            _augment.resample_linear(src, out, ri, rw, ci, cw, span, scratch, threads)
+            _augment.resample_linear(src, out, ri, rw, index, weight, span, scratch, threads)
         else:
             scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
             _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
