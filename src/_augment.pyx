@@ -162,8 +162,9 @@ def resample(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
 
 cdef enum:
     # output rows per task of resample_linear: rows of a band share the cached
-    # horizontal passes of their input rows
-    LINEAR_BAND = 16
+    # horizontal passes of their input rows (the two rows cached at a band's start are
+    # recomputed; 56 rows = 4 bands of a 224-row output, still tasks for every thread)
+    LINEAR_BAND = 56
 
 
 cdef extern from *:

@@ -368,8 +368,19 @@ def resized_crop(
             f"{fn}(): windows must be ({x.shape[0]}, 4) ints (top, left, height, width), "
             f"got {win.shape} {win.dtype}"
         )
-    for top, left, height, width in win.tolist():
-        _window(x, top, left, height, width, fn)
+    h, w = x.shape[1:3]
+    top, left, height, width = win.T
+    if len(win) and not (
+        (height >= 1).all()
+        & (width >= 1).all()
+        & (top >= 0).all()
+        & (left >= 0).all()
+        & (top + height <= h).all()
+        & (left + width <= w).all()
+    ):
+        # one NumPy test for the batch; the message names the first bad window
+        for t, c, hh, ww in win.tolist():
+            _window(x, t, c, hh, ww, fn)
     if not len(win):
         return _out(np.empty((0, out_h, out_w, x.shape[3]), x.dtype), single)
     rows = _taps(win[:, 0], win[:, 2], x.shape[1], out_h, interpolation)
