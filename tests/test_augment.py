@@ -440,3 +440,17 @@ def test_gaussian_noise_statistics():
     x = np.full((1, 200, 200, 3), 0.5, np.float32)
     noisy = A.functional.add_gaussian_noise(x, 0.1, 0.0, np.random.default_rng(0)) - 0.5
     assert abs(noisy.mean()) < 2e-3 and abs(noisy.std() - 0.1) < 2e-3
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=6), st.integers(0, 2**70))
+def test_seeded_generators_are_default_rng_bit_for_bit(seeds, big):
+    from cnnkit._random import seeded_generators
+
+    # the batch path hashes all seeds at once; a seed of 2**64 or more takes default_rng
+    for batch in (seeds, [*seeds, big], [2**32 - 1, 2**32, 0]):
+        made = seeded_generators(batch)
+        assert len(made) == len(batch)
+        for g, s in zip(made, batch):
+            want = np.random.default_rng(s)
+            assert g.bit_generator.state == want.bit_generator.state
+            np.testing.assert_array_equal(g.random(3), want.random(3))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .. import image as im
+from .._random import seeded_generators
 from .functional import (
     PCAColourFit,
     add_gaussian_noise,
@@ -77,20 +78,21 @@ def image_seeds(seed: int, n: int) -> np.ndarray:
 
 
 def _generators(seed: Any, n: int, single: bool, fn: str) -> list[np.random.Generator]:
+    # seeded_generators(seeds) is [default_rng(s) for s in seeds], built ~8x cheaper
     if seed is None:
-        return [np.random.default_rng() for _ in range(n)]
+        return seeded_generators(np.random.SeedSequence().generate_state(n, np.uint64))
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         if seed < 0:
             raise ValueError(f"{fn}: seed must be >= 0, got {seed}")
         if single:
             return [np.random.default_rng(int(seed))]
-        return [np.random.default_rng(int(s)) for s in image_seeds(int(seed), n)]
+        return seeded_generators(image_seeds(int(seed), n))
     seeds = np.asarray(seed)
     if seeds.shape != (n,) or seeds.dtype.kind not in "iu" or (seeds < 0).any():
         raise TypeError(
             f"{fn}: seed must be an int >= 0, None or one int >= 0 per image ({n}), got {seed!r}"
         )
-    return [np.random.default_rng(int(s)) for s in seeds]
+    return seeded_generators(seeds)
 
 
 def _number(value: Any, fn: str, name: str, minimum: float | None = None) -> float:
