@@ -644,49 +644,70 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
                       fill_byte, out)
 
 
+cdef inline void _flip_row(const pixel* s, pixel* d, Py_ssize_t w, Py_ssize_t chans,
+                           bint horizontal) noexcept nogil:
+    """One row of :func:`flip`: ``s`` mirrored left-right into ``d``, or copied."""
+    cdef Py_ssize_t j, c
+    cdef unsigned int word
+    if not horizontal:
+        memcpy(d, s, w * chans * sizeof(pixel))
+    elif pixel is not float and chans == 3 and w > 2:
+        # 3-byte pixels moved as 4-byte words, each store's fourth byte overwritten
+        # by the next pixel's; the two end pixels go byte by byte so that no load
+        # or store leaves the row (another thread writes the next row)
+        d[0] = s[3 * (w - 1)]
+        d[1] = s[3 * (w - 1) + 1]
+        d[2] = s[3 * (w - 1) + 2]
+        for j in range(1, w - 1):
+            memcpy(&word, s + 3 * (w - 1 - j), 4)
+            memcpy(d + 3 * j, &word, 4)
+        d[3 * (w - 1)] = s[0]
+        d[3 * (w - 1) + 1] = s[1]
+        d[3 * (w - 1) + 2] = s[2]
+    elif chans == 3:
+        for j in range(w):
+            d[3 * j] = s[3 * (w - 1 - j)]
+            d[3 * j + 1] = s[3 * (w - 1 - j) + 1]
+            d[3 * j + 2] = s[3 * (w - 1 - j) + 2]
+    elif chans == 1:
+        for j in range(w):
+            d[j] = s[w - 1 - j]
+    else:
+        for j in range(w):
+            for c in range(chans):
+                d[j * chans + c] = s[(w - 1 - j) * chans + c]
+
+
 def flip(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, bint horizontal, bint vertical,
          int threads):
     """``dst`` is ``src`` mirrored left-right and/or upside down."""
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3]
-    cdef Py_ssize_t task, n, i, j, c, si
-    cdef unsigned int word
-    cdef const pixel* s
-    cdef pixel* d
+    cdef Py_ssize_t task, n, i, si
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
         si = h - 1 - i if vertical else i
-        word = 0  # assigned in the loop, so that Cython makes it thread-private
-        s = &src[n, si, 0, 0]
-        d = &dst[n, i, 0, 0]
-        if not horizontal:
-            memcpy(d, s, w * chans * sizeof(pixel))
-        elif pixel is not float and chans == 3 and w > 2:
-            # 3-byte pixels moved as 4-byte words, each store's fourth byte overwritten
-            # by the next pixel's; the two end pixels go byte by byte so that no load
-            # or store leaves the row (another thread writes the next row)
-            d[0] = s[3 * (w - 1)]
-            d[1] = s[3 * (w - 1) + 1]
-            d[2] = s[3 * (w - 1) + 2]
-            for j in range(1, w - 1):
-                memcpy(&word, s + 3 * (w - 1 - j), 4)
-                memcpy(d + 3 * j, &word, 4)
-            d[3 * (w - 1)] = s[0]
-            d[3 * (w - 1) + 1] = s[1]
-            d[3 * (w - 1) + 2] = s[2]
-        elif chans == 3:
-            for j in range(w):
-                d[3 * j] = s[3 * (w - 1 - j)]
-                d[3 * j + 1] = s[3 * (w - 1 - j) + 1]
-                d[3 * j + 2] = s[3 * (w - 1 - j) + 2]
-        elif chans == 1:
-            for j in range(w):
-                d[j] = s[w - 1 - j]
+        _flip_row(&src[n, si, 0, 0], &dst[n, i, 0, 0], w, chans, horizontal)
+
+
+def flip_selected(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
+                  const unsigned char[::1] selected, bint horizontal, bint vertical,
+                  int threads):
+    """``dst`` is ``src`` with the images ``n`` where ``selected[n]`` mirrored as by
+    :func:`flip` and the others copied: one pass over the batch for a flip with
+    ``p < 1`` (not a gather, a flip and a scatter)."""
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3]
+    cdef Py_ssize_t task, n, i, si
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        if selected[n]:
+            si = h - 1 - i if vertical else i
+            _flip_row(&src[n, si, 0, 0], &dst[n, i, 0, 0], w, chans, horizontal)
         else:
-            for j in range(w):
-                for c in range(chans):
-                    d[j * chans + c] = s[(w - 1 - j) * chans + c]
+            memcpy(&dst[n, i, 0, 0], &src[n, i, 0, 0], w * chans * sizeof(pixel))
 
 
 def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] tmp,

@@ -454,3 +454,21 @@ def test_seeded_generators_are_default_rng_bit_for_bit(seeds, big):
             want = np.random.default_rng(s)
             assert g.bit_generator.state == want.bit_generator.state
             np.testing.assert_array_equal(g.random(3), want.random(3))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("flip", [A.HorizontalFlip, A.VerticalFlip])
+def test_a_flip_of_some_images_in_one_pass_equals_one_by_one(flip, dtype, restore_threads):
+    # p = 0.5: the native pass flips the drawn images and copies the others
+    x = np.random.default_rng(3).random((9, 5, 7, 3)).astype(dtype) * 200
+    x = x.astype(dtype)
+    t = flip(p=0.5)
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        out = t(image=x, seed=11, return_params=True)
+        drawn = [p is not None for p in out["params"]]
+        assert 0 < sum(drawn) < len(x)
+        for i, s in enumerate(A.image_seeds(11, len(x))):
+            np.testing.assert_array_equal(t(image=x[i], seed=s)["image"], out["image"][i])
+            want = (np.flip(x[i], 1 if flip is A.HorizontalFlip else 0)) if drawn[i] else x[i]
+            np.testing.assert_array_equal(out["image"][i], want)

@@ -440,6 +440,20 @@ def _flip(images: Any, horizontal: bool, fn: str) -> np.ndarray:
     return _out(out, single)
 
 
+def _flip_some(x: np.ndarray, index: list[int], horizontal: bool) -> np.ndarray | None:
+    """The batch ``x`` with the images ``index`` flipped, in one native pass (the
+    others copied); None for dtypes without a native kernel."""
+    if x.dtype not in _NATIVE_DTYPES or x.ndim != 4 or not x.size:
+        return None
+    selected = np.zeros(len(x), np.uint8)
+    selected[index] = 1
+    out = np.empty(x.shape, x.dtype)
+    _augment.flip_selected(
+        np.ascontiguousarray(x), out, selected, horizontal, not horizontal, native_threads(out.size)
+    )
+    return out
+
+
 def hflip(images: Any) -> np.ndarray:
     """Mirror left-right (a new contiguous array; native for uint8 and float32, any dtype)."""
     return _flip(images, True, "hflip")

@@ -372,10 +372,19 @@ class _Affine(Transform):
     def images(self, x: np.ndarray, params: list[dict], shape) -> np.ndarray:
         raise NotImplementedError
 
+    def some_images(self, x: np.ndarray, index: list[int]) -> np.ndarray | None:
+        """The whole batch with the images ``index`` transformed, when a transform
+        does that in one pass (else None: gather, transform, scatter)."""
+        return None
+
     def apply(self, data, index, params):
         shape = data.shape
         size = self.out_size(shape)
-        data.set_images(index, self.images(data.take(index), params, shape), self._name())
+        whole = None if len(index) == data.n else self.some_images(data.images, index)
+        if whole is not None:
+            data.images = whole
+        else:
+            data.set_images(index, self.images(data.take(index), params, shape), self._name())
         if data.boxes is None and data.keypoints is None:
             return  # no targets to move: skip building a matrix per image
         order = None
@@ -404,6 +413,9 @@ class HorizontalFlip(_Affine):
     def images(self, x, params, shape):
         return im.hflip(x)
 
+    def some_images(self, x, index):
+        return im._flip_some(x, index, True)
+
 
 class VerticalFlip(HorizontalFlip):
     """Mirror upside down (``flip_pairs`` as :class:`HorizontalFlip`)."""
@@ -413,6 +425,9 @@ class VerticalFlip(HorizontalFlip):
 
     def images(self, x, params, shape):
         return im.vflip(x)
+
+    def some_images(self, x, index):
+        return im._flip_some(x, index, False)
 
 
 class _Window(_Affine):
