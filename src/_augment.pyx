@@ -186,6 +186,29 @@ cdef extern from *:
             ptrdiff_t n) {
         for (ptrdiff_t k = 0; k < n; ++k) out[k] = w0[k] * conv[i0[k]] + w1[k] * conv[i1[k]];
     }
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    /* cnnkit_linear_gather for 3 channels: a pixel's 3 values as one 4-float vector op
+       (the same multiplies and add per value, so the same bits); the 4th lane reads the
+       next value of the row (conv has room for it) and is overwritten by the next pixel,
+       the last pixel goes by value so that no store leaves the row. */
+    static void cnnkit_linear_gather3(
+            const float* __restrict conv, const int* __restrict i0, const int* __restrict i1,
+            const float* __restrict w0, const float* __restrict w1, float* __restrict out,
+            ptrdiff_t pixels) {
+        ptrdiff_t j = 0;
+    #if defined(__SSE2__)
+        for (; j + 1 < pixels; ++j) {
+            ptrdiff_t k = 3 * j;
+            __m128 a = _mm_mul_ps(_mm_set1_ps(w0[k]), _mm_loadu_ps(conv + i0[k]));
+            __m128 b = _mm_mul_ps(_mm_set1_ps(w1[k]), _mm_loadu_ps(conv + i1[k]));
+            _mm_storeu_ps(out + k, _mm_add_ps(a, b));
+        }
+    #endif
+        for (ptrdiff_t k = 3 * j; k < 3 * pixels; ++k)
+            out[k] = w0[k] * conv[i0[k]] + w1[k] * conv[i1[k]];
+    }
     CNNKIT_CLONES static void cnnkit_linear_convert_u8(
             const unsigned char* __restrict line, float* __restrict conv, ptrdiff_t n) {
         for (ptrdiff_t k = 0; k < n; ++k) conv[k] = (float)line[k] + 0.5f;
@@ -204,6 +227,9 @@ cdef extern from *:
     void cnnkit_linear_gather(const float* conv, const int* i0, const int* i1,
                               const float* w0, const float* w1, float* out,
                               Py_ssize_t n) noexcept nogil
+    void cnnkit_linear_gather3(const float* conv, const int* i0, const int* i1,
+                               const float* w0, const float* w1, float* out,
+                               Py_ssize_t pixels) noexcept nogil
     void cnnkit_linear_convert_u8(const unsigned char* line, float* conv,
                                   Py_ssize_t n) noexcept nogil
     void cnnkit_linear_blend_u8(const float* a, const float* b, float wa, float wb,
@@ -213,8 +239,8 @@ cdef extern from *:
 
 
 cdef inline void _linear_row(const pixel* line, float* conv, float* out, Py_ssize_t lo,
-                             Py_ssize_t hi, Py_ssize_t width, const int* ci,
-                             const float* cw) noexcept nogil:
+                             Py_ssize_t hi, Py_ssize_t width, Py_ssize_t chans,
+                             const int* ci, const float* cw) noexcept nogil:
     """The horizontal pass of one input row: ``out[k] = cw[k] row[ci[k]] + cw'[k] row[ci'[k]]``
     over the ``width`` output values (``ci' = ci + width``, likewise ``cw'``), the row first
     converted to float32 over its values ``[lo, hi)`` so that the gathers load floats.
@@ -226,7 +252,10 @@ cdef inline void _linear_row(const pixel* line, float* conv, float* out, Py_ssiz
             conv[k] = line[k]
     else:
         cnnkit_linear_convert_u8(line + lo, conv + lo, hi - lo)
-    cnnkit_linear_gather(conv, ci, ci + width, cw, cw + width, out, width)
+    if chans == 3:
+        cnnkit_linear_gather3(conv, ci, ci + width, cw, cw + width, out, width // 3)
+    else:
+        cnnkit_linear_gather(conv, ci, ci + width, cw, cw + width, out, width)
 
 
 def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -246,7 +275,8 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     (``col_index`` and ``col_weight`` are ``(T, 2, out_w * C)``: the first tap of all
     values, then the second; indices into the row's ``W * C`` values). Tasks are
     (image, band), so the result does not depend on the thread count. ``scratch``
-    is ``(threads, W * C + 2 * out_w * C)`` float32.
+    is ``(threads, W * C + 4 + 2 * out_w * C)`` float32 (4 values of slack after the
+    converted row for the 3-channel gather's vector loads).
     """
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3], row_len = src.shape[2] * src.shape[3]
@@ -272,7 +302,7 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         tr = 0 if shared_rows else n
         tc = 0 if shared_cols else n
         conv = &scratch[threadid(), 0]
-        buf0 = conv + row_len
+        buf0 = conv + row_len + 4
         buf1 = buf0 + width
         lo = col_span[tc, 0] * chans
         hi = col_span[tc, 1] * chans
@@ -286,17 +316,17 @@ def resample_linear(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             # keep a cached row that this output row needs; fill the other slot
             if tag0 != ra and tag1 != ra:
                 if tag0 == rb:
-                    _linear_row(&src[n, ra, 0, 0], conv, buf1, lo, hi, width, ci, cw)
+                    _linear_row(&src[n, ra, 0, 0], conv, buf1, lo, hi, width, chans, ci, cw)
                     tag1 = ra
                 else:
-                    _linear_row(&src[n, ra, 0, 0], conv, buf0, lo, hi, width, ci, cw)
+                    _linear_row(&src[n, ra, 0, 0], conv, buf0, lo, hi, width, chans, ci, cw)
                     tag0 = ra
             if tag0 != rb and tag1 != rb:
                 if tag0 == ra:
-                    _linear_row(&src[n, rb, 0, 0], conv, buf1, lo, hi, width, ci, cw)
+                    _linear_row(&src[n, rb, 0, 0], conv, buf1, lo, hi, width, chans, ci, cw)
                     tag1 = rb
                 else:
-                    _linear_row(&src[n, rb, 0, 0], conv, buf0, lo, hi, width, ci, cw)
+                    _linear_row(&src[n, rb, 0, 0], conv, buf0, lo, hi, width, chans, ci, cw)
                     tag0 = rb
             ha = buf0 if tag0 == ra else buf1
             hb = buf0 if tag0 == rb else buf1

@@ -209,7 +209,7 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: tuple, cols: tuple) -
             index = np.ascontiguousarray(index.reshape(ci.shape[0], 2, -1), np.int32)
             weight = np.repeat(cw.transpose(0, 2, 1), chans, -1)
             weight = np.ascontiguousarray(weight, np.float32)
-            row = x.shape[2] * chans + 2 * out_w * chans
+            row = x.shape[2] * chans + 4 + 2 * out_w * chans
             scratch = np.empty((threads, row), np.float32)
             _augment.resample_linear(src, out, ri, rw, index, weight, span, scratch, threads)
         else:
