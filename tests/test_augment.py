@@ -440,3 +440,35 @@ def test_gaussian_noise_statistics():
     x = np.full((1, 200, 200, 3), 0.5, np.float32)
     noisy = A.functional.add_gaussian_noise(x, 0.1, 0.0, np.random.default_rng(0)) - 0.5
     assert abs(noisy.mean()) < 2e-3 and abs(noisy.std() - 0.1) < 2e-3
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=6), st.integers(0, 2**70))
+def test_seeded_generators_are_default_rng_bit_for_bit(seeds, big):
+    from cnnkit._random import seeded_generators
+
+    # the batch path hashes all seeds at once; a seed of 2**64 or more takes default_rng
+    for batch in (seeds, [*seeds, big], [2**32 - 1, 2**32, 0]):
+        made = seeded_generators(batch)
+        assert len(made) == len(batch)
+        for g, s in zip(made, batch):
+            want = np.random.default_rng(s)
+            assert g.bit_generator.state == want.bit_generator.state
+            np.testing.assert_array_equal(g.random(3), want.random(3))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("flip", [A.HorizontalFlip, A.VerticalFlip])
+def test_a_flip_of_some_images_in_one_pass_equals_one_by_one(flip, dtype, restore_threads):
+    # p = 0.5: the native pass flips the drawn images and copies the others
+    x = np.random.default_rng(3).random((9, 5, 7, 3)).astype(dtype) * 200
+    x = x.astype(dtype)
+    t = flip(p=0.5)
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        out = t(image=x, seed=11, return_params=True)
+        drawn = [p is not None for p in out["params"]]
+        assert 0 < sum(drawn) < len(x)
+        for i, s in enumerate(A.image_seeds(11, len(x))):
+            np.testing.assert_array_equal(t(image=x[i], seed=s)["image"], out["image"][i])
+            want = (np.flip(x[i], 1 if flip is A.HorizontalFlip else 0)) if drawn[i] else x[i]
+            np.testing.assert_array_equal(out["image"][i], want)

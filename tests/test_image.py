@@ -1,9 +1,11 @@
 """cnnkit.image: the Cython resampling kernels against cnnkit.reference, and the boxes and
 points moving exactly with the pixels.
 
-uint8 results may differ from the float64 reference by 1 where a value lies on a
-rounding boundary (sums in another order); float32 results agree within 1e-5 of
-the value range.
+uint8 results may differ from the float64 reference by 1 where a value lies near a
+rounding boundary: sums in float32 or in another order, and uint8 bilinear warps in
+fixed point (coordinates rounded to 1/2048 pixel, which moves a value by less than
+1/8 before its rounding; see cnnkit.image.warp_affine). float32 results agree within
+1e-5 of the value range.
 """
 
 from __future__ import annotations
@@ -162,13 +164,69 @@ def test_warp_affine_per_image_matrices_equal_one_by_one(x, data):
         )
 
 
+@pytest.mark.parametrize("border", image.BORDER_MODES)
+@pytest.mark.parametrize("chans", [1, 3, 4])
+def test_warp_affine_uint8_fixed_point_matches_reference_on_larger_images(border, chans):
+    # the hypothesis cases are at most 9x9, so most of their pixels take the border
+    # path; here most take the fixed-point interior span
+    rng = np.random.default_rng(chans)
+    x = rng.integers(0, 256, (3, 41, 57, chans)).astype(np.uint8)
+    x[1] = np.linspace(0, 255, 57)[None, :, None].astype(np.uint8)  # smooth: few ties
+    maps = np.stack(
+        [
+            image.affine_matrix((28, 20), angle=a, scale=s, shear=h, translate=(t, -t))
+            for a, s, h, t in [(33, 1.1, 0, 1.5), (-17, 0.7, 12, -3), (150, 2.3, -25, 0.25)]
+        ]
+    )
+    for fill in (0.0, 300.0):
+        got = image.warp_affine(x, maps, (45, 50), "bilinear", border, fill)
+        want = ref.warp_affine(x, maps, (45, 50), "bilinear", border, fill)
+        assert_close(got, want)
+        assert (got == want).mean() > 0.97  # off by one only near a rounding boundary
+        for n in range(len(x)):
+            np.testing.assert_array_equal(
+                got[n], image.warp_affine(x[n], maps[n], (45, 50), "bilinear", border, fill)
+            )
+
+
+@pytest.mark.parametrize("border", image.BORDER_MODES)
+def test_warp_affine_uint8_far_outside_points(border):
+    # a strong shrink maps output pixels millions of pixels away from the image: the
+    # fixed-point coordinates clamp there, the border modes see the true points
+    x = np.random.default_rng(5).integers(0, 256, (2, 7, 9, 3)).astype(np.uint8)
+    m = image.affine_matrix((4, 3), angle=20, scale=2e-5, translate=(1, 2))
+    got = image.warp_affine(x, m, (6, 40), "bilinear", border, 77.0)
+    assert_close(got, ref.warp_affine(x, m, (6, 40), "bilinear", border, 77.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("out_size", [(37, 45), (70, 90), (16, 3), (17, 1)])
+def test_bilinear_resample_across_bands_matches_reference(dtype, out_size):
+    # the two-tap kernel caches horizontal passes per band of 16 output rows
+    rng = np.random.default_rng(out_size[0])
+    x = rng.integers(0, 256, (2, 40, 50, 3)).astype(dtype)
+    assert_close(image.resize(x, out_size), ref.resize(x, out_size))
+    windows = np.array([[3, 5, 30, 41], [0, 0, 40, 50]])
+    got = image.resized_crop(x, windows, out_size)
+    for n, (top, left, h, w) in enumerate(windows):
+        crop = x[n : n + 1, top : top + h, left : left + w]
+        assert_close(got[n : n + 1], ref.resize(crop, out_size))
+
+
 def test_kernels_give_the_same_result_at_any_thread_count(restore_threads):
     x = (np.random.default_rng(2).random((3, 120, 150, 3)) * 255).astype(np.uint8)
     m = image.affine_matrix((75, 60), angle=17, scale=1.3, shear=5)
     runs = []
     for threads in (1, 2, 3):
         cnnkit.set_num_threads(threads)
-        runs.append([image.resize(x, (131, 77), "area"), image.warp_affine(x, m), image.hflip(x)])
+        runs.append(
+            [
+                image.resize(x, (131, 77), "area"),
+                image.resize(x, (131, 77)),
+                image.warp_affine(x, m),
+                image.hflip(x),
+            ]
+        )
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)

@@ -25,6 +25,7 @@ loops are the product (cnnkit's augmentation kernels).
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -134,10 +135,21 @@ def _matrix(matrix: Any, fn: str) -> np.ndarray:
 
 def invert_affine(matrix: np.ndarray, fn: str = "invert_affine") -> np.ndarray:
     """The 2x3 inverse of the 2x3 map ``matrix`` (ValueError when singular)."""
-    square = np.vstack([matrix, [0.0, 0.0, 1.0]])
-    if abs(np.linalg.det(square[:2, :2])) < 1e-12:
-        raise ValueError(f"{fn}(): matrix must be invertible, got {matrix.tolist()}")
-    return np.linalg.inv(square)[:2]
+    return _invert_affines(matrix[None], fn)[0]
+
+
+def _invert_affines(maps: np.ndarray, fn: str) -> np.ndarray:
+    """The 2x3 inverses of the ``(N, 2, 3)`` maps in closed form (a batch in a few NumPy
+    calls; one or many maps give the same bits); ValueError names the first singular one."""
+    a, b, c, d = maps[:, 0, 0], maps[:, 0, 1], maps[:, 1, 0], maps[:, 1, 1]
+    det = a * d - b * c
+    singular = np.abs(det) < 1e-12
+    if singular.any():
+        bad = maps[int(np.argmax(singular))]
+        raise ValueError(f"{fn}(): matrix must be invertible, got {bad.tolist()}")
+    linear = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], 1) / det[:, None, None]
+    shift = -(linear @ maps[:, :, 2:])
+    return np.concatenate([linear, shift], 2)
 
 
 # -- resampling tables -------------------------------------------------------------------
@@ -187,10 +199,22 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: tuple, cols: tuple) -
         ri, rw = rows
         ci, cw = cols
         threads = native_threads(out.size)
-        scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
         span = np.stack([ci.min((1, 2)), ci.max((1, 2)) + 1], 1)
         src = np.ascontiguousarray(x)
-        _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
+        if ri.shape[2] == 2 and ci.shape[2] == 2:
+            # bilinear: horizontal pass first, each input row once per band of output rows
+            # the horizontal tables per output value (pixel and channel), taps apart
+            chans = x.shape[3]
+            index = ci.transpose(0, 2, 1)[..., None] * chans + np.arange(chans)
+            index = np.ascontiguousarray(index.reshape(ci.shape[0], 2, -1), np.int32)
+            weight = np.repeat(cw.transpose(0, 2, 1), chans, -1)
+            weight = np.ascontiguousarray(weight, np.float32)
+            row = x.shape[2] * chans + 4 + 2 * out_w * chans
+            scratch = np.empty((threads, row), np.float32)
+            _augment.resample_linear(src, out, ri, rw, index, weight, span, scratch, threads)
+        else:
+            scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
+            _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
     return out
 
 
@@ -344,8 +368,19 @@ def resized_crop(
             f"{fn}(): windows must be ({x.shape[0]}, 4) ints (top, left, height, width), "
             f"got {win.shape} {win.dtype}"
         )
-    for top, left, height, width in win.tolist():
-        _window(x, top, left, height, width, fn)
+    h, w = x.shape[1:3]
+    top, left, height, width = win.T
+    if len(win) and not (
+        (height >= 1).all()
+        & (width >= 1).all()
+        & (top >= 0).all()
+        & (left >= 0).all()
+        & (top + height <= h).all()
+        & (left + width <= w).all()
+    ):
+        # one NumPy test for the batch; the message names the first bad window
+        for t, c, hh, ww in win.tolist():
+            _window(x, t, c, hh, ww, fn)
     if not len(win):
         return _out(np.empty((0, out_h, out_w, x.shape[3]), x.dtype), single)
     rows = _taps(win[:, 0], win[:, 2], x.shape[1], out_h, interpolation)
@@ -403,6 +438,20 @@ def _flip(images: Any, horizontal: bool, fn: str) -> np.ndarray:
             np.ascontiguousarray(x), out, horizontal, not horizontal, native_threads(out.size)
         )
     return _out(out, single)
+
+
+def _flip_some(x: np.ndarray, index: list[int], horizontal: bool) -> np.ndarray | None:
+    """The batch ``x`` with the images ``index`` flipped, in one native pass (the
+    others copied); None for dtypes without a native kernel."""
+    if x.dtype not in _NATIVE_DTYPES or x.ndim != 4 or not x.size:
+        return None
+    selected = np.zeros(len(x), np.uint8)
+    selected[index] = 1
+    out = np.empty(x.shape, x.dtype)
+    _augment.flip_selected(
+        np.ascontiguousarray(x), out, selected, horizontal, not horizontal, native_threads(out.size)
+    )
+    return out
 
 
 def hflip(images: Any) -> np.ndarray:
@@ -547,13 +596,25 @@ def affine_matrix(
     cx, cy = (float(v) for v in center)
     sx, sy = (float(v) for v in (scale if isinstance(scale, (tuple, list)) else (scale, scale)))
     hx, hy = (float(v) for v in (shear if isinstance(shear, (tuple, list)) else (shear, 0.0)))
-    a = np.deg2rad(float(angle))
-    rotate = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
-    shear_m = np.array([[1.0, np.tan(np.deg2rad(hx))], [np.tan(np.deg2rad(hy)), 1.0]])
-    linear = rotate @ shear_m @ np.diag([sx, sy])
-    centre = np.array([cx, cy])
-    shift = centre - linear @ centre + np.asarray(translate, dtype=np.float64)
-    return np.hstack([linear, shift[:, None]])
+    tx, ty = (float(v) for v in translate)
+    # rotate @ shear @ diag(sx, sy) in scalars: a batch transform builds one map per
+    # image, and NumPy's small-array calls would cost more than the warp of a pixel row
+    a = math.radians(float(angle))
+    cos, sin = math.cos(a), math.sin(a)
+    tan_x, tan_y = math.tan(math.radians(hx)), math.tan(math.radians(hy))
+    l00, l01 = (cos + sin * tan_y) * sx, (cos * tan_x + sin) * sy
+    l10, l11 = (-sin + cos * tan_y) * sx, (-sin * tan_x + cos) * sy
+    return np.array(
+        [
+            [l00, l01, cx - (l00 * cx + l01 * cy) + tx],
+            [l10, l11, cy - (l10 * cx + l11 * cy) + ty],
+        ]
+    )
+
+
+# uint8 bilinear warps sample in fixed point (1/2048 pixel, int32 sums; see
+# _augment.warp_affine_u8) up to this image side; larger images use float64.
+_FIXED_MAX_SIDE = 1 << 17
 
 
 def warp_affine(
@@ -577,6 +638,14 @@ def warp_affine(
     border_mode : {"constant", "reflect", "replicate"}
     fill : float
         The value outside the image for ``constant``.
+
+    Notes
+    -----
+    uint8 bilinear warps compute in fixed point: coordinates rounded to 1/2048
+    pixel and integer weights, each result the exact half-up rounding of the
+    bilinear value there, so within 1 of the float64 reference
+    (:func:`cnnkit.reference.warp_affine`); float32 and nearest are computed in
+    float64 as the reference.
     """
     fn = "warp_affine"
     x, single = as_images(images, fn)
@@ -589,13 +658,26 @@ def warp_affine(
             raise ValueError(
                 f"{fn}(): matrix must have shape (2, 3) or ({x.shape[0]}, 2, 3), got {m.shape}"
             )
-        inverse = np.stack([invert_affine(_matrix(a, fn), fn) for a in m]) if len(m) else m[:, :2]
+        if not np.all(np.isfinite(m)):
+            raise ValueError(f"{fn}(): matrix must be finite")
+        inverse = _invert_affines(m[:, :2], fn)
     else:
         inverse = invert_affine(_matrix(m, fn), fn)[None]
     if (x.shape[1] == 0 or x.shape[2] == 0) and mode != 0:
         raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
     out = np.empty((x.shape[0], out_h, out_w, x.shape[3]), x.dtype)
-    if out.size:
+    if out.size and x.dtype == np.uint8 and interp == 1 and max(x.shape[1:3]) <= _FIXED_MAX_SIDE:
+        threads = native_threads(out.size)
+        _augment.warp_affine_u8(
+            np.ascontiguousarray(x),
+            out,
+            np.ascontiguousarray(inverse, dtype=np.float64),
+            mode,
+            float(fill),
+            np.empty((threads, 2 * out_w), np.int32),
+            threads,
+        )
+    elif out.size:
         inverse = np.ascontiguousarray(inverse, dtype=np.float64)
         _augment.warp_affine(
             np.ascontiguousarray(x),

@@ -937,7 +937,9 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none")
 
 # -- image geometry (cnnkit.image) and augmentation kernels (cnnkit._augment) -------------
 # Images are (N, H, W, C) here; the results are computed in float64 and stored
-# like the kernels store them: uint8 rounded half up and saturated.
+# like the kernels store them: uint8 rounded half up and saturated. The kernels'
+# uint8 results may differ by 1 where a value lies near a rounding boundary: they
+# sum in float32, and uint8 bilinear warps use fixed-point coordinates (1/2048 pixel).
 
 
 def _store(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
