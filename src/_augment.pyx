@@ -555,75 +555,221 @@ def add_noise(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const floa
                 d[k] = _saturate(s[k] + z[k])
 
 
-def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const double[::1] hue,
-              const double[::1] saturation, const double[::1] value, double max_value,
-              int threads):
-    """Shift hue (degrees, wrapping), saturation and value (clipped to [0, 1]) of RGB images.
+cdef inline float _clamp(float value, float top) noexcept nogil:
+    value = 0.0 if value < 0.0 else value
+    return top if value > top else value
 
-    Saturation and value shifts are in units of the full scale (1.0 is
-    ``max_value``); they are applied in HSV with hue in [0, 360).
+
+cdef inline void _load_rgb(const pixel* s, float* r, float* g, float* b,
+                           Py_ssize_t w) noexcept nogil:
+    # interleaved pixels to planar float rows: the colour loops then run over
+    # contiguous arrays, which the compiler vectorises (it does not vectorise
+    # stride-3 channel access on the baseline ISA)
+    cdef Py_ssize_t j
+    for j in range(w):
+        r[j] = s[3 * j]
+        g[j] = s[3 * j + 1]
+        b[j] = s[3 * j + 2]
+
+
+cdef inline void _store_rgb(const float* r, const float* g, const float* b, pixel* d,
+                            Py_ssize_t w) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(w):
+        if pixel is float:
+            d[3 * j] = r[j]
+            d[3 * j + 1] = g[j]
+            d[3 * j + 2] = b[j]
+        else:
+            d[3 * j] = _saturate(r[j])
+            d[3 * j + 1] = _saturate(g[j])
+            d[3 * j + 2] = _saturate(b[j])
+
+
+cdef inline void _hsv_row(float* r, float* g, float* b, Py_ssize_t w, float dh6, float ds,
+                          float dv, float top) noexcept nogil:
+    """Planar RGB rows (0..top) shifted in HSV: hue by ``dh6`` sixths of a turn
+    (``0 <= dh6 < 6``), saturation by ``ds`` (clipped to [0, 1]), value by ``dv``
+    (clipped to [0, top]).
+
+    Branch-free, so that the loop vectorises: the hue sector is chosen by
+    selects, and HSV goes back to RGB by the closed form
+    ``f(n) = V - V S max(0, min(k, 4 - k, 1))``, ``k = (n + H / 60) mod 6``,
+    ``n = 5, 3, 1`` for R, G, B, which equals the sector table.
+    """
+    cdef Py_ssize_t j
+    cdef float rr, gg, bb, mx, mn, d, inv, h, hr, hg, hb, s, v, vs, k, t, u
+    # float locals, not literals (double in C): the loop stays in float32, and
+    # every select picks between values already computed, which the compiler
+    # turns into vector blends (a conditional expression that computes would
+    # be a branch under the default trapping-math rules)
+    cdef float zero = 0.0, one = 1.0, two = 2.0, three = 3.0, four = 4.0, five = 5.0
+    cdef float six = 6.0
+    for j in range(w):
+        rr = r[j]
+        gg = g[j]
+        bb = b[j]
+        mx = rr if rr > gg else gg
+        mx = mx if mx > bb else bb
+        mn = rr if rr < gg else gg
+        mn = mn if mn < bb else bb
+        d = mx - mn
+        u = d if d > zero else one
+        inv = one / u
+        hr = (gg - bb) * inv
+        hg = hr + six
+        hr = hg if hr < zero else hr
+        hg = (bb - rr) * inv + two
+        hb = (rr - gg) * inv + four
+        h = hg if mx == gg else hb
+        h = hr if mx == rr else h
+        h = zero if d <= zero else h
+        u = mx if mx > zero else one
+        s = d / u
+        s = s if mx > zero else zero
+        s = s + ds
+        s = zero if s < zero else s
+        s = one if s > one else s
+        v = mx + dv
+        v = zero if v < zero else v
+        v = top if v > top else v
+        h = h + dh6
+        u = h - six
+        h = u if h >= six else h
+        vs = v * s
+        k = h + five
+        u = k - six
+        k = u if k >= six else k
+        u = four - k
+        t = u if u < k else k
+        t = one if t > one else t
+        t = zero if t < zero else t
+        r[j] = v - vs * t
+        k = h + three
+        u = k - six
+        k = u if k >= six else k
+        u = four - k
+        t = u if u < k else k
+        t = one if t > one else t
+        t = zero if t < zero else t
+        g[j] = v - vs * t
+        k = h + one
+        u = k - six
+        k = u if k >= six else k
+        u = four - k
+        t = u if u < k else k
+        t = one if t > one else t
+        t = zero if t < zero else t
+        b[j] = v - vs * t
+
+
+def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const float[::1] hue,
+              const float[::1] saturation, const float[::1] value, float max_value,
+              float[:, ::1] scratch, int threads):
+    """Shift hue, saturation and value of RGB images: ``hue[n]`` in sixths of a turn
+    (``[0, 6)``), ``saturation[n]`` in [0, 1] units, ``value[n]`` in pixel units
+    (``max_value`` is full scale); saturation and value are clipped.
+
+    float32 throughout (the reference is float64): uint8 results are within 1
+    of it where the rounding differs. ``scratch`` is ``(threads, 3 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
-    cdef Py_ssize_t task, n, i, j
-    cdef double r, g, b, mx, mn, d, hh, s, v, f, p, q, t, inv = 1.0 / max_value
-    cdef int sector
-    cdef const pixel* px
-    cdef pixel* out
+    cdef Py_ssize_t task, n, i
+    cdef float* r
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
+        r = &scratch[threadid(), 0]
+        _load_rgb(&src[n, i, 0, 0], r, r + w, r + 2 * w, w)
+        _hsv_row(r, r + w, r + 2 * w, w, hue[n], saturation[n], value[n], max_value)
+        _store_rgb(r, r + w, r + 2 * w, &dst[n, i, 0, 0], w)
+
+
+# ColorJitter's steps, numbered as in the ``order`` rows of colour_jitter
+cdef enum:
+    JITTER_BRIGHTNESS = 0
+    JITTER_CONTRAST = 1
+    JITTER_SATURATION = 2
+    JITTER_HUE = 3
+
+# torchvision's grey (ITU-R 601 luma)
+cdef float GREY_R = 0.2989
+cdef float GREY_G = 0.587
+cdef float GREY_B = 0.114
+
+
+cdef inline void _jitter_step(int step, float* r, float* g, float* b, Py_ssize_t w,
+                              const float* factor, float mean, float top) noexcept nogil:
+    """One ColorJitter step on planar rows, clipped to [0, top] as torchvision does."""
+    cdef Py_ssize_t j
+    cdef float f = factor[step], base, grey
+    if f == (0.0 if step == JITTER_HUE else 1.0):
+        return  # the identity: skipped, so that it is exact (and free)
+    if step == JITTER_BRIGHTNESS:
         for j in range(w):
-            px = &src[n, i, j, 0]
-            out = &dst[n, i, j, 0]
-            r = px[0] * inv
-            g = px[1] * inv
-            b = px[2] * inv
-            mx = r if r > g else g
-            mx = mx if mx > b else b
-            mn = r if r < g else g
-            mn = mn if mn < b else b
-            d = mx - mn
-            if d <= 0.0:
-                hh = 0.0
-            elif mx == r:
-                hh = 60.0 * ((g - b) / d)
-                if hh < 0.0:
-                    hh = hh + 360.0
-            elif mx == g:
-                hh = 60.0 * ((b - r) / d + 2.0)
-            else:
-                hh = 60.0 * ((r - g) / d + 4.0)
-            s = d / mx if mx > 0.0 else 0.0
-            v = mx
-            # hue[n] is in [0, 360) (the caller reduces it), so one wrap is enough
-            hh = hh + hue[n]
-            if hh >= 360.0:
-                hh = hh - 360.0
-            s = s + saturation[n]
-            s = 0.0 if s < 0.0 else (1.0 if s > 1.0 else s)
-            v = v + value[n]
-            v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
-            hh = hh / 60.0
-            sector = <int>hh
-            f = hh - sector
-            if sector > 5:  # hh rounded up to 6.0: the start of sector 0
-                sector = 0
-                f = hh - 6.0
-            p = v * (1.0 - s)
-            q = v * (1.0 - s * f)
-            t = v * (1.0 - s * (1.0 - f))
-            if sector == 0:
-                r = v; g = t; b = p
-            elif sector == 1:
-                r = q; g = v; b = p
-            elif sector == 2:
-                r = p; g = v; b = t
-            elif sector == 3:
-                r = p; g = q; b = v
-            elif sector == 4:
-                r = t; g = p; b = v
-            else:
-                r = v; g = p; b = q
-            _store(out, r * max_value)
-            _store(out + 1, g * max_value)
-            _store(out + 2, b * max_value)
+            r[j] = _clamp(r[j] * f, top)
+            g[j] = _clamp(g[j] * f, top)
+            b[j] = _clamp(b[j] * f, top)
+    elif step == JITTER_CONTRAST:
+        base = (1.0 - f) * mean
+        for j in range(w):
+            r[j] = _clamp(r[j] * f + base, top)
+            g[j] = _clamp(g[j] * f + base, top)
+            b[j] = _clamp(b[j] * f + base, top)
+    elif step == JITTER_SATURATION:
+        for j in range(w):
+            grey = (1.0 - f) * (GREY_R * r[j] + GREY_G * g[j] + GREY_B * b[j])
+            r[j] = _clamp(r[j] * f + grey, top)
+            g[j] = _clamp(g[j] * f + grey, top)
+            b[j] = _clamp(b[j] * f + grey, top)
+    else:
+        _hsv_row(r, g, b, w, f, 0.0, 0.0, top)
+
+
+def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
+                  const float[:, ::1] factors, const int[:, ::1] order, double[::1] row_grey,
+                  float[:, ::1] scratch, float max_value, int threads):
+    """torchvision's ColorJitter on RGB images, each with its own factors and order.
+
+    ``factors[n]`` = (brightness, contrast, saturation, hue in sixths of a turn in
+    [0, 6)); ``order[n]`` is a permutation of the steps (JITTER_*). Contrast
+    blends with the mean grey of the image as it is when contrast comes, so a
+    first pass applies the steps before it to each row and sums the row's grey
+    into ``row_grey`` ``(N H)`` (one row per task, summed in a fixed order: the
+    mean does not depend on the thread count); the second pass applies all
+    four. Values stay float32 between steps and are rounded once at the end.
+    ``scratch`` is ``(threads, 3 W)``.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t task, n, i, j
+    cdef int k
+    cdef double total
+    cdef float mean
+    cdef float* r
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        r = &scratch[threadid(), 0]
+        _load_rgb(&src[n, i, 0, 0], r, r + w, r + 2 * w, w)
+        k = 0
+        while k < 4 and order[n, k] != JITTER_CONTRAST:
+            _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
+            k = k + 1
+        total = 0.0
+        for j in range(w):
+            total = total + (GREY_R * r[j] + GREY_G * r[w + j] + GREY_B * r[2 * w + j])
+        row_grey[task] = total
+    for n in range(n_img):
+        total = 0.0
+        for i in range(h):
+            total = total + row_grey[n * h + i]
+        row_grey[n * h] = total / (h * w)
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        mean = <float>row_grey[n * h]
+        r = &scratch[threadid(), 0]
+        _load_rgb(&src[n, i, 0, 0], r, r + w, r + 2 * w, w)
+        for k in range(4):
+            _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], mean, max_value)
+        _store_rgb(r, r + w, r + 2 * w, &dst[n, i, 0, 0], w)

@@ -74,6 +74,50 @@ def test_hsv_shift_by_zero_is_the_identity():
     np.testing.assert_allclose(A.hsv_shift(y), y, atol=1e-6)
 
 
+def _jitter_draws(rng: np.random.Generator, n: int) -> tuple:
+    """Factors around and far from 1 (clipping), hue over the whole circle, orders."""
+    factors = [rng.uniform(0, 2.5, n) for _ in range(3)]
+    hue = rng.uniform(-0.5, 0.5, n)
+    order = np.array([rng.permutation(4) for _ in range(n)], np.int64).reshape(n, 4)
+    return (*factors, hue, order)
+
+
+@given(batches(channels=3), st.data())
+def test_colour_jitter_matches_reference(x, data):
+    draws = _jitter_draws(np.random.default_rng(data.draw(st.integers(0, 1000))), len(x))
+    assert_close(A.colour_jitter(x, *draws), ref.colour_jitter(x, *draws))
+
+
+def test_colour_jitter_identity_and_single_steps():
+    x = (np.random.default_rng(6).random((2, 16, 16, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(A.colour_jitter(x), x)
+    # brightness alone is a saturating scale; hue by a whole turn changes nothing
+    want = np.floor(np.clip(x * 1.5, 0, 255) + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(A.colour_jitter(x, brightness=1.5), want)
+    np.testing.assert_array_equal(A.colour_jitter(x, hue=1.0), x)
+    # contrast 0 leaves the mean grey of the image everywhere, saturation 0 each pixel's grey
+    grey = x.astype(float) @ [0.2989, 0.587, 0.114]
+    flat = A.colour_jitter(x, contrast=0.0).astype(float)
+    np.testing.assert_allclose(
+        flat, np.broadcast_to(grey.mean((1, 2))[:, None, None, None], x.shape), atol=0.5
+    )
+    np.testing.assert_allclose(
+        A.colour_jitter(x, saturation=0.0), np.repeat(grey[..., None], 3, -1), atol=0.5
+    )
+
+
+def test_colour_kernels_do_not_depend_on_the_thread_count(restore_threads):
+    x = (np.random.default_rng(8).random((3, 130, 90, 3)) * 255).astype(np.uint8)
+    draws = _jitter_draws(np.random.default_rng(9), len(x))
+    runs = []
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        runs.append((A.colour_jitter(x, *draws), A.hsv_shift(x, [30, -80, 200], 0.1, -0.2)))
+    for got in runs[1:]:
+        np.testing.assert_array_equal(got[0], runs[0][0])
+        np.testing.assert_array_equal(got[1], runs[0][1])
+
+
 @given(
     st.tuples(st.integers(0, 3), st.integers(1, 12), st.integers(1, 12)),
     st.floats(0, 6),
@@ -132,6 +176,7 @@ def _pipeline() -> A.Compose:
             A.Affine(scale=(0.8, 1.2), translate_percent=0.1, shear=(-8, 8), p=0.5),
             A.SomeOf([A.RGBShift(), A.RandomBrightnessContrast(), A.HueSaturationValue()], n=2),
             A.GaussNoise(p=0.3),
+            A.ColorJitter(p=0.5),
             A.PCAColour(pca, p=0.5),
             A.ElasticTransform(alpha=8, sigma=3, p=0.3),
             A.VerticalFlip(p=0.2),
@@ -392,6 +437,31 @@ def test_empty_batch_gives_empty_batch():
             lambda: A.colour_affine(np.zeros((2, 3, 3, 3), np.uint8), np.ones((3, 3))),
             ValueError,
             r"colour_affine\(\): scale must broadcast to \(2, 3\)",
+        ),
+        (
+            lambda: A.ColorJitter(hue=0.7),
+            ValueError,
+            r"ColorJitter\(\): hue must lie in \[-0.5, 0.5\]",
+        ),
+        (
+            lambda: A.ColorJitter(brightness=(-1, 2)),
+            ValueError,
+            r"ColorJitter\(\): brightness must be a finite number >= 0",
+        ),
+        (
+            lambda: A.ColorJitter(p=1)(image=np.zeros((4, 4, 1), np.uint8)),
+            ValueError,
+            r"ColorJitter\(\): image must have 3 channels, got 1",
+        ),
+        (
+            lambda: A.colour_jitter(np.zeros((2, 3, 3, 3), np.uint8), order=(0, 1, 1, 3)),
+            ValueError,
+            r"colour_jitter\(\): order must be a permutation of 0, 1, 2, 3",
+        ),
+        (
+            lambda: A.colour_jitter(np.zeros((3, 3, 3), np.uint8), contrast=-0.5),
+            ValueError,
+            r"colour_jitter\(\): contrast must be finite factors >= 0",
         ),
         (
             lambda: A.fit_pca_colour(np.zeros((1, 1, 3))),

@@ -23,10 +23,12 @@ from .. import _augment
 from ..image import as_images, native_threads
 
 __all__ = [
+    "JITTER_STEPS",
     "PCAColourFit",
     "add_gaussian_noise",
     "add_noise",
     "colour_affine",
+    "colour_jitter",
     "elastic_fields",
     "fit_pca_colour",
     "full_scale",
@@ -97,10 +99,17 @@ def add_noise(images: Any, noise: Any) -> np.ndarray:
     return out[0] if single else out
 
 
+def _rgb_rows(x: np.ndarray, threads: int) -> np.ndarray:
+    """Per-thread scratch of the RGB kernels: three planar float32 rows."""
+    return np.empty((threads, 3 * x.shape[2]), np.float32)
+
+
 def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0.0) -> np.ndarray:
     """Shift hue (degrees, wrapping), saturation and value (full-scale units, clipped).
 
     RGB images only (3 channels). Each shift is one number or one per image.
+    The kernel computes in float32 (the reference in float64): uint8 results
+    may differ from the reference by 1 where the rounding falls differently.
     """
     fn = "hsv_shift"
     x, single = as_images(images, fn)
@@ -112,11 +121,94 @@ def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0
     )
     if not np.all(np.isfinite(h)):
         raise ValueError(f"{fn}(): hue must be finite")
-    h = np.mod(h, 360.0)
     out = np.empty(x.shape, x.dtype)
     if out.size:
         top = full_scale(x.dtype)
-        _augment.hsv_shift(np.ascontiguousarray(x), out, h, s, v, top, native_threads(out.size))
+        sixths = _sixths(h / 60.0)
+        threads = native_threads(out.size)
+        _augment.hsv_shift(
+            np.ascontiguousarray(x),
+            out,
+            sixths,
+            s.astype(np.float32),
+            (v * top).astype(np.float32),
+            top,
+            _rgb_rows(x, threads),
+            threads,
+        )
+    return out[0] if single else out
+
+
+def _sixths(turns6: np.ndarray) -> np.ndarray:
+    """A hue shift in sixths of a turn reduced to ``[0, 6)`` in float32 (a float32
+    rounding up to 6.0 is 0: the same hue)."""
+    reduced = np.mod(turns6, 6.0).astype(np.float32)
+    reduced[reduced >= 6] = 0
+    return reduced
+
+
+JITTER_STEPS = ("brightness", "contrast", "saturation", "hue")
+"""The steps of :func:`colour_jitter` as ``order`` numbers them."""
+
+
+def colour_jitter(
+    images: Any,
+    brightness: Any = 1.0,
+    contrast: Any = 1.0,
+    saturation: Any = 1.0,
+    hue: Any = 0.0,
+    order: Any = (0, 1, 2, 3),
+) -> np.ndarray:
+    """torchvision's ColorJitter steps with given factors, in the given order.
+
+    Brightness multiplies by ``brightness``; contrast blends with the mean grey
+    (ITU-R 601 luma, torchvision's weights) of the image as it is at that step;
+    saturation blends with each pixel's grey; hue turns by ``hue`` (a fraction of
+    a turn, torchvision's unit). Each step clips to [0, full scale] as
+    torchvision's does. Factors are one number or one per image; ``order`` is a
+    permutation of 0..3 (:data:`JITTER_STEPS`), ``(4,)`` or one per image
+    ``(N, 4)``. RGB images only.
+
+    Unlike torchvision's uint8 path, which truncates to uint8 after every step
+    (and floors the grey before the contrast mean), values stay float32 between
+    steps and are rounded half up once at the end. The kernel computes in
+    float32 (the reference in float64): uint8 results may differ by 1.
+    """
+    fn = "colour_jitter"
+    x, single = as_images(images, fn)
+    if x.shape[3] != 3:
+        raise ValueError(f"{fn}(): images must have 3 (RGB) channels, got {x.shape[3]}")
+    n = len(x)
+    factors = np.empty((n, 4))
+    for k, (a, name) in enumerate(
+        ((brightness, "brightness"), (contrast, "contrast"), (saturation, "saturation"))
+    ):
+        factors[:, k] = _per_image(a, n, None, fn, name)
+        if not np.all(np.isfinite(factors[:, k])) or np.any(factors[:, k] < 0):
+            raise ValueError(f"{fn}(): {name} must be finite factors >= 0")
+    turns = _per_image(hue, n, None, fn, "hue")
+    if not np.all(np.isfinite(turns)):
+        raise ValueError(f"{fn}(): hue must be finite")
+    factors[:, 3] = _sixths(6.0 * turns)
+    steps = np.asarray(order)
+    if steps.dtype.kind not in "iu" or steps.shape not in ((4,), (n, 4)):
+        raise ValueError(f"{fn}(): order must be ints of shape (4,) or ({n}, 4), got {steps!r}")
+    steps = np.ascontiguousarray(np.broadcast_to(steps, (n, 4)), dtype=np.int32)
+    if not np.array_equal(np.sort(steps, axis=1), np.broadcast_to(np.arange(4), (n, 4))):
+        raise ValueError(f"{fn}(): order must be a permutation of 0, 1, 2, 3, got {steps!r}")
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        threads = native_threads(out.size)
+        _augment.colour_jitter(
+            np.ascontiguousarray(x),
+            out,
+            factors.astype(np.float32),
+            steps,
+            np.empty(n * x.shape[1]),
+            _rgb_rows(x, threads),
+            full_scale(x.dtype),
+            threads,
+        )
     return out[0] if single else out
 
 

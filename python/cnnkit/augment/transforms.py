@@ -40,6 +40,7 @@ from .functional import (
     PCAColourFit,
     add_gaussian_noise,
     colour_affine,
+    colour_jitter,
     elastic_fields,
     full_scale,
     hsv_shift,
@@ -49,6 +50,7 @@ from .functional import (
 __all__ = [
     "Affine",
     "CenterCrop",
+    "ColorJitter",
     "Compose",
     "ElasticTransform",
     "FancyPCA",
@@ -872,6 +874,66 @@ class HueSaturationValue(Transform):
         sat = [p["sat"] / 255.0 for p in params]
         val = [p["val"] / 255.0 for p in params]
         data.set_images(index, hsv_shift(x, hue, sat, val), self._name())
+
+
+class ColorJitter(Transform):
+    """torchvision's ColorJitter: brightness, contrast, saturation and hue factors drawn per
+    image and applied in a random order (one native call for the batch); RGB images.
+
+    ``brightness``, ``contrast`` and ``saturation`` are a number ``v`` (factors from
+    ``(max(0, 1 - v), 1 + v)``) or a (low, high) pair of factors >= 0; ``hue`` is a
+    number ``v`` in [0, 0.5] (``(-v, v)``) or a pair in [-0.5, 0.5], in turns.
+    Defaults are albumentations'. See :func:`cnnkit.augment.colour_jitter` for the
+    rounding (once at the end, not after each step as torchvision's uint8 path).
+    """
+
+    def __init__(
+        self,
+        brightness: float | Sequence[float] = 0.2,
+        contrast: float | Sequence[float] = 0.2,
+        saturation: float | Sequence[float] = 0.2,
+        hue: float | Sequence[float] = 0.5,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p)
+        fn = self._name()
+        self.factors = [
+            self._factor_range(v, name)
+            for v, name in (
+                (brightness, "brightness"),
+                (contrast, "contrast"),
+                (saturation, "saturation"),
+            )
+        ]
+        self.hue = _range(hue, fn, "hue")
+        if not -0.5 <= self.hue[0] <= self.hue[1] <= 0.5:
+            raise ValueError(f"{fn}: hue must lie in [-0.5, 0.5], got {hue!r}")
+
+    def _factor_range(self, value: Any, name: str) -> tuple[float, float]:
+        if isinstance(value, (tuple, list)):
+            return _range(value, self._name(), name, minimum=0.0)
+        v = _number(value, self._name(), name, 0.0)
+        return max(0.0, 1.0 - v), 1.0 + v
+
+    def sample(self, rng, shape):
+        b, c, s = (_uniform(rng, r) for r in self.factors)
+        return {
+            "brightness": b,
+            "contrast": c,
+            "saturation": s,
+            "hue": _uniform(rng, self.hue),
+            "order": rng.permutation(4).tolist(),
+        }
+
+    def apply(self, data, index, params):
+        x = data.take(index)
+        if x.shape[3] != 3:
+            raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[3]}")
+        b, c, s, h = (
+            [p[name] for p in params] for name in ("brightness", "contrast", "saturation", "hue")
+        )
+        order = np.array([p["order"] for p in params], np.int32)
+        data.set_images(index, colour_jitter(x, b, c, s, h, order), self._name())
 
 
 class GaussNoise(Transform):
