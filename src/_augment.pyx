@@ -16,6 +16,7 @@ maps are tables (``lut``), built by the caller in float64.
 """
 
 from cython.parallel cimport prange, threadid
+from libc.math cimport fabsf
 from libc.string cimport memcpy
 
 ctypedef fused pixel:
@@ -560,30 +561,45 @@ cdef inline float _clamp(float value, float top) noexcept nogil:
     return top if value > top else value
 
 
-cdef inline void _load_rgb(const pixel* s, float* r, float* g, float* b,
+cdef inline void _load_rgb(const pixel* s, float* rgb, unsigned char* planes,
                            Py_ssize_t w) noexcept nogil:
-    # interleaved pixels to planar float rows: the colour loops then run over
-    # contiguous arrays, which the compiler vectorises (it does not vectorise
-    # stride-3 channel access on the baseline ISA)
-    cdef Py_ssize_t j
-    for j in range(w):
-        r[j] = s[3 * j]
-        g[j] = s[3 * j + 1]
-        b[j] = s[3 * j + 2]
-
-
-cdef inline void _store_rgb(const float* r, const float* g, const float* b, pixel* d,
-                            Py_ssize_t w) noexcept nogil:
-    cdef Py_ssize_t j
+    """Interleaved pixels to the planar float rows ``rgb`` (R, G, B, each ``w``): the
+    colour loops then run over contiguous arrays, which the compiler vectorises (it
+    does not vectorise stride-3 channel access on the baseline ISA). uint8 pixels
+    are split into byte planes first (``planes``, ``3 w`` bytes), so that the
+    conversion to float is one vector loop and not a scalar conversion per value."""
+    cdef Py_ssize_t j, k
     for j in range(w):
         if pixel is float:
-            d[3 * j] = r[j]
-            d[3 * j + 1] = g[j]
-            d[3 * j + 2] = b[j]
+            rgb[j] = s[3 * j]
+            rgb[w + j] = s[3 * j + 1]
+            rgb[2 * w + j] = s[3 * j + 2]
         else:
-            d[3 * j] = _saturate(r[j])
-            d[3 * j + 1] = _saturate(g[j])
-            d[3 * j + 2] = _saturate(b[j])
+            planes[j] = s[3 * j]
+            planes[w + j] = s[3 * j + 1]
+            planes[2 * w + j] = s[3 * j + 2]
+    if pixel is not float:
+        for k in range(3 * w):
+            rgb[k] = planes[k]
+
+
+cdef inline void _store_rgb(const float* rgb, unsigned char* planes, pixel* d,
+                            Py_ssize_t w) noexcept nogil:
+    """The inverse of _load_rgb (uint8: rounded and saturated in one vector loop
+    into ``planes``, then interleaved)."""
+    cdef Py_ssize_t j, k
+    if pixel is not float:
+        for k in range(3 * w):
+            planes[k] = _saturate(rgb[k])
+    for j in range(w):
+        if pixel is float:
+            d[3 * j] = rgb[j]
+            d[3 * j + 1] = rgb[w + j]
+            d[3 * j + 2] = rgb[2 * w + j]
+        else:
+            d[3 * j] = planes[j]
+            d[3 * j + 1] = planes[w + j]
+            d[3 * j + 2] = planes[2 * w + j]
 
 
 cdef inline void _hsv_row(float* r, float* g, float* b, Py_ssize_t w, float dh6, float ds,
@@ -593,18 +609,17 @@ cdef inline void _hsv_row(float* r, float* g, float* b, Py_ssize_t w, float dh6,
     (clipped to [0, top]).
 
     Branch-free, so that the loop vectorises: the hue sector is chosen by
-    selects, and HSV goes back to RGB by the closed form
-    ``f(n) = V - V S max(0, min(k, 4 - k, 1))``, ``k = (n + H / 60) mod 6``,
-    ``n = 5, 3, 1`` for R, G, B, which equals the sector table.
+    selects, and HSV goes back to RGB by the closed form ``V (1 - S + S P)``
+    with the pure hue ``P = clamp(|h - 3| - 1, 2 - |h - 2|, 2 - |h - 4|)``
+    (``h = H / 60`` in [0, 6), clamped to [0, 1]), which equals the sector table.
     """
     cdef Py_ssize_t j
-    cdef float rr, gg, bb, mx, mn, d, inv, h, hr, hg, hb, s, v, vs, k, t, u
+    cdef float rr, gg, bb, mx, mn, d, inv, h, hr, hg, hb, s, v, vs, t, u
     # float locals, not literals (double in C): the loop stays in float32, and
     # every select picks between values already computed, which the compiler
     # turns into vector blends (a conditional expression that computes would
     # be a branch under the default trapping-math rules)
-    cdef float zero = 0.0, one = 1.0, two = 2.0, three = 3.0, four = 4.0, five = 5.0
-    cdef float six = 6.0
+    cdef float zero = 0.0, one = 1.0, two = 2.0, three = 3.0, four = 4.0, six = 6.0
     for j in range(w):
         rr = r[j]
         gg = g[j]
@@ -636,31 +651,21 @@ cdef inline void _hsv_row(float* r, float* g, float* b, Py_ssize_t w, float dh6,
         h = h + dh6
         u = h - six
         h = u if h >= six else h
+        # out = min + (max - min) * pure, the pure hue's channels piecewise linear in h
         vs = v * s
-        k = h + five
-        u = k - six
-        k = u if k >= six else k
-        u = four - k
-        t = u if u < k else k
-        t = one if t > one else t
-        t = zero if t < zero else t
-        r[j] = v - vs * t
-        k = h + three
-        u = k - six
-        k = u if k >= six else k
-        u = four - k
-        t = u if u < k else k
-        t = one if t > one else t
-        t = zero if t < zero else t
-        g[j] = v - vs * t
-        k = h + one
-        u = k - six
-        k = u if k >= six else k
-        u = four - k
-        t = u if u < k else k
-        t = one if t > one else t
-        t = zero if t < zero else t
-        b[j] = v - vs * t
+        mn = v - vs
+        t = fabsf(h - three) - one
+        t = t if t < one else one
+        t = t if t > zero else zero
+        r[j] = mn + vs * t
+        t = two - fabsf(h - two)
+        t = t if t < one else one
+        t = t if t > zero else zero
+        g[j] = mn + vs * t
+        t = two - fabsf(h - four)
+        t = t if t < one else one
+        t = t if t > zero else zero
+        b[j] = mn + vs * t
 
 
 def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const float[::1] hue,
@@ -671,7 +676,7 @@ def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const floa
     (``max_value`` is full scale); saturation and value are clipped.
 
     float32 throughout (the reference is float64): uint8 results are within 1
-    of it where the rounding differs. ``scratch`` is ``(threads, 3 W)``.
+    of it where the rounding differs. ``scratch`` is ``(threads, 4 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
     cdef Py_ssize_t task, n, i
@@ -680,9 +685,9 @@ def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const floa
         n = task // h
         i = task % h
         r = &scratch[threadid(), 0]
-        _load_rgb(&src[n, i, 0, 0], r, r + w, r + 2 * w, w)
+        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
         _hsv_row(r, r + w, r + 2 * w, w, hue[n], saturation[n], value[n], max_value)
-        _store_rgb(r, r + w, r + 2 * w, &dst[n, i, 0, 0], w)
+        _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
 
 
 # ColorJitter's steps, numbered as in the ``order`` rows of colour_jitter
@@ -703,6 +708,7 @@ cdef inline void _jitter_step(int step, float* r, float* g, float* b, Py_ssize_t
     """One ColorJitter step on planar rows, clipped to [0, top] as torchvision does."""
     cdef Py_ssize_t j
     cdef float f = factor[step], base, grey
+    cdef float wr = GREY_R, wg = GREY_G, wb = GREY_B  # locals: no reload after each store
     if f == (0.0 if step == JITTER_HUE else 1.0):
         return  # the identity: skipped, so that it is exact (and free)
     if step == JITTER_BRIGHTNESS:
@@ -718,12 +724,32 @@ cdef inline void _jitter_step(int step, float* r, float* g, float* b, Py_ssize_t
             b[j] = _clamp(b[j] * f + base, top)
     elif step == JITTER_SATURATION:
         for j in range(w):
-            grey = (1.0 - f) * (GREY_R * r[j] + GREY_G * g[j] + GREY_B * b[j])
+            grey = (1.0 - f) * (wr * r[j] + wg * g[j] + wb * b[j])
             r[j] = _clamp(r[j] * f + grey, top)
             g[j] = _clamp(g[j] * f + grey, top)
             b[j] = _clamp(b[j] * f + grey, top)
     else:
         _hsv_row(r, g, b, w, f, 0.0, 0.0, top)
+
+
+cdef inline double _grey_sum(const float* r, const float* g, const float* b,
+                             Py_ssize_t w) noexcept nogil:
+    """The sum of a row's grey, in 8 float32 lanes (a vector's worth of independent
+    sums; one sequential sum would wait on each addition) added in a fixed order."""
+    cdef float lanes[8]
+    cdef float wr = GREY_R, wg = GREY_G, wb = GREY_B
+    cdef Py_ssize_t j, l, body = w - w % 8
+    cdef double total = 0.0
+    for l in range(8):
+        lanes[l] = 0.0
+    for j in range(0, body, 8):
+        for l in range(8):
+            lanes[l] = lanes[l] + (wr * r[j + l] + wg * g[j + l] + wb * b[j + l])
+    for j in range(body, w):
+        total = total + (wr * r[j] + wg * g[j] + wb * b[j])
+    for l in range(8):
+        total = total + lanes[l]
+    return total
 
 
 def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -738,7 +764,7 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     into ``row_grey`` ``(N H)`` (one row per task, summed in a fixed order: the
     mean does not depend on the thread count); the second pass applies all
     four. Values stay float32 between steps and are rounded once at the end.
-    ``scratch`` is ``(threads, 3 W)``.
+    ``scratch`` is ``(threads, 4 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
     cdef Py_ssize_t task, n, i, j
@@ -750,15 +776,12 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         n = task // h
         i = task % h
         r = &scratch[threadid(), 0]
-        _load_rgb(&src[n, i, 0, 0], r, r + w, r + 2 * w, w)
+        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
         k = 0
         while k < 4 and order[n, k] != JITTER_CONTRAST:
             _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
             k = k + 1
-        total = 0.0
-        for j in range(w):
-            total = total + (GREY_R * r[j] + GREY_G * r[w + j] + GREY_B * r[2 * w + j])
-        row_grey[task] = total
+        row_grey[task] = _grey_sum(r, r + w, r + 2 * w, w)
     for n in range(n_img):
         total = 0.0
         for i in range(h):
@@ -769,7 +792,7 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         i = task % h
         mean = <float>row_grey[n * h]
         r = &scratch[threadid(), 0]
-        _load_rgb(&src[n, i, 0, 0], r, r + w, r + 2 * w, w)
+        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
         for k in range(4):
             _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], mean, max_value)
-        _store_rgb(r, r + w, r + 2 * w, &dst[n, i, 0, 0], w)
+        _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)

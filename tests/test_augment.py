@@ -118,6 +118,32 @@ def test_colour_kernels_do_not_depend_on_the_thread_count(restore_threads):
         np.testing.assert_array_equal(got[1], runs[0][1])
 
 
+def test_colour_kernels_are_identical_on_every_isa(restore_isa):
+    """The AVX2 build of the colour loops gives the baseline build's bits."""
+    from cnnkit import _core
+
+    x = (np.random.default_rng(10).random((3, 21, 37, 3)) * 255).astype(np.uint8)
+    y = x.astype(np.float32) / 255
+    draws = _jitter_draws(np.random.default_rng(11), len(x))
+    runs = []
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        runs.append(
+            [
+                A.colour_jitter(x, *draws),
+                A.colour_jitter(y, *draws),
+                A.hsv_shift(x, [30, -80, 200], 0.1, -0.2),
+                A.hsv_shift(y, [30, -80, 200], 0.1, -0.2),
+                A.colour_affine(x, [[0.9, 1.1, 1.2]], [[3.0, -2.0, 7.5]]),
+                A.colour_affine(y, [[0.9, 1.1, 1.2]], [[0.1, -0.2, 0.3]]),
+                A.GaussNoise(p=1)(image=x, seed=4)["image"],
+            ]
+        )
+    for run in runs[1:]:
+        for got, want in zip(run, runs[0], strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
 @given(
     st.tuples(st.integers(0, 3), st.integers(1, 12), st.integers(1, 12)),
     st.floats(0, 6),
