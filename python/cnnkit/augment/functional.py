@@ -72,7 +72,8 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
     """``images * scale + offset`` per channel (and per image of a batch).
 
     ``scale`` and ``offset`` are one number, ``(C,)``, or ``(N, C)`` for a
-    batch. Brightness/contrast, RGB shifts and PCA colour are this map.
+    batch. Brightness/contrast, RGB shifts and PCA colour are this map (uint8:
+    a 256-entry table per image and channel, exact).
     """
     fn = "colour_affine"
     x, single = as_images(images, fn)
@@ -81,14 +82,19 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
     out = np.empty(x.shape, x.dtype)
     if out.size:
         src = np.ascontiguousarray(x)
+        threads = native_threads(out.size)
         if x.dtype == np.uint8:
             # a table per image and channel, rounded in float64 as the reference
             values = np.arange(256.0) * s[..., None] + o[..., None]
             table = np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
-            _colour_kernels().lut(src, out, table, native_threads(out.size))
+            _colour_kernels().lut(src, out, table, threads)
         else:
-            s32, o32 = s.astype(np.float32), o.astype(np.float32)
-            _colour_kernels().colour_affine(src, out, s32, o32, native_threads(out.size))
+            # the per-channel values repeated along a row (see the kernel), one row per
+            # image, or one for all when every image has the same coefficients
+            if np.all(s == s[:1]) and np.all(o == o[:1]):
+                s, o = s[:1], o[:1]
+            rows = [np.tile(v.astype(np.float32), (1, x.shape[2])) for v in (s, o)]
+            _colour_kernels().colour_affine(src, out, rows[0], rows[1], threads)
     return out[0] if single else out
 
 
