@@ -1122,23 +1122,26 @@ def colour_jitter(
     x = np.asarray(images)
     top = 255.0 if x.dtype == np.uint8 else 1.0
     rgb = x.astype(np.float64) / top
+    factors = [np.asarray(f, dtype=np.float64) for f in (brightness, contrast, saturation)]
+    turns = np.asarray(hue, dtype=np.float64)
     grey_weights = np.array([0.2989, 0.587, 0.114])
     out = np.empty_like(rgb)
     for n in range(len(x)):
         y = rgb[n : n + 1]
         for step in np.asarray(order)[n]:
-            if (hue[n] == 0) if step == 3 else ((brightness, contrast, saturation)[step][n] == 1):
+            f = turns[n] if step == 3 else factors[step][n]
+            if f == (0 if step == 3 else 1):
                 continue  # the identity (skipped: no rounding noise)
             if step == 0:
-                y = np.clip(y * brightness[n], 0, 1)
+                y = np.clip(y * f, 0, 1)
             elif step == 1:
                 mean = (y @ grey_weights).mean()
-                y = np.clip(y * contrast[n] + (1 - contrast[n]) * mean, 0, 1)
+                y = np.clip(y * f + (1 - f) * mean, 0, 1)
             elif step == 2:
                 grey = (y @ grey_weights)[..., None]
-                y = np.clip(y * saturation[n] + (1 - saturation[n]) * grey, 0, 1)
+                y = np.clip(y * f + (1 - f) * grey, 0, 1)
             else:
-                y = _shift_hsv(y, [360.0 * hue[n]], [0.0], [0.0])
+                y = _shift_hsv(y, [360.0 * f], [0.0], [0.0])
         out[n] = y[0]
     return _store(out * top, x.dtype)
 
