@@ -679,6 +679,43 @@ cdef inline void _hsv_row(float* r, float* g, float* b, Py_ssize_t w, float dh6,
         b[j] = mn + vs * t
 
 
+cdef inline void _hue_row(float* r, float* g, float* b, Py_ssize_t w,
+                          float dh6) noexcept nogil:
+    """_hsv_row with saturation and value unchanged: a turn of the hue keeps each
+    pixel's max and min, so the new channels are ``min + (max - min) P`` without
+    the saturation's division (ColorJitter's hue step)."""
+    cdef Py_ssize_t j
+    cdef float rr, gg, bb, mx, mn, d, inv, h, hr, hg, hb, t, u
+    cdef float zero = 0.0, one = 1.0, two = 2.0, three = 3.0, four = 4.0, six = 6.0
+    for j in range(w):
+        rr = r[j]
+        gg = g[j]
+        bb = b[j]
+        mx = rr if rr > gg else gg
+        mx = mx if mx > bb else bb
+        mn = rr if rr < gg else gg
+        mn = mn if mn < bb else bb
+        d = mx - mn
+        u = d if d > zero else one
+        inv = one / u
+        hr = (gg - bb) * inv
+        hg = hr + six
+        hr = hg if hr < zero else hr
+        hg = (bb - rr) * inv + two
+        hb = (rr - gg) * inv + four
+        h = hg if mx == gg else hb
+        h = hr if mx == rr else h
+        h = h + dh6
+        u = h - six
+        h = u if h >= six else h
+        t = _clamp(fabsf(h - three) - one, one)
+        r[j] = mn + d * t
+        t = _clamp(two - fabsf(h - two), one)
+        g[j] = mn + d * t
+        t = _clamp(two - fabsf(h - four), one)
+        b[j] = mn + d * t
+
+
 def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const float[::1] hue,
               const float[::1] saturation, const float[::1] value, float max_value,
               float[:, ::1] scratch, int threads):
@@ -740,7 +777,13 @@ cdef inline void _jitter_step(int step, float* r, float* g, float* b, Py_ssize_t
             g[j] = _clamp(g[j] * f + grey, top)
             b[j] = _clamp(b[j] * f + grey, top)
     else:
-        _hsv_row(r, g, b, w, f, 0.0, 0.0, top)
+        _hue_row(r, g, b, w, f)
+
+
+cdef inline void _clamp_row(float* values, Py_ssize_t n, float top) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        values[k] = _clamp(values[k], top)
 
 
 cdef inline double _grey_sum(const float* r, const float* g, const float* b,
@@ -774,7 +817,8 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     first pass applies the steps before it to each row and sums the row's grey
     into ``row_grey`` ``(N H)`` (one row per task, summed in a fixed order: the
     mean does not depend on the thread count); the second pass applies all
-    four. Values stay float32 between steps and are rounded once at the end.
+    four. float32 images are clipped to [0, 1] first (uint8 ones are in range). Values
+    stay float32 between steps and are rounded once at the end.
     ``scratch`` is ``(threads, 4 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
@@ -788,6 +832,8 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         i = task % h
         r = &scratch[threadid(), 0]
         _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+        if pixel is float:
+            _clamp_row(r, 3 * w, max_value)
         k = 0
         while k < 4 and order[n, k] != JITTER_CONTRAST:
             _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
@@ -804,6 +850,8 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         mean = <float>row_grey[n * h]
         r = &scratch[threadid(), 0]
         _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+        if pixel is float:
+            _clamp_row(r, 3 * w, max_value)
         for k in range(4):
             _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], mean, max_value)
         _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)

@@ -88,6 +88,13 @@ def test_colour_jitter_matches_reference(x, data):
     assert_close(A.colour_jitter(x, *draws), ref.colour_jitter(x, *draws))
 
 
+def test_colour_jitter_clips_float_input_first():
+    y = np.random.default_rng(12).uniform(-0.5, 1.5, (4, 9, 11, 3)).astype(np.float32)
+    draws = _jitter_draws(np.random.default_rng(13), len(y))
+    assert_close(A.colour_jitter(y, *draws), ref.colour_jitter(y, *draws))
+    assert A.colour_jitter(y, *draws).min() >= 0 and A.colour_jitter(y, *draws).max() <= 1
+
+
 def test_colour_jitter_identity_and_single_steps():
     x = (np.random.default_rng(6).random((2, 16, 16, 3)) * 255).astype(np.uint8)
     np.testing.assert_array_equal(A.colour_jitter(x), x)

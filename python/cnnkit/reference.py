@@ -1118,10 +1118,10 @@ def colour_jitter(
 ) -> np.ndarray:
     """torchvision's ColorJitter steps per image: factors ``(N,)`` (hue in turns), ``order``
     ``(N, 4)`` of 0 brightness, 1 contrast, 2 saturation, 3 hue; each step clipped to
-    [0, full scale], float64 between steps, rounded once."""
+    [0, full scale] (float32 input is clipped first), float64 between steps, rounded once."""
     x = np.asarray(images)
     top = 255.0 if x.dtype == np.uint8 else 1.0
-    rgb = x.astype(np.float64) / top
+    rgb = np.clip(x.astype(np.float64) / top, 0, 1)
     factors = [np.asarray(f, dtype=np.float64) for f in (brightness, contrast, saturation)]
     turns = np.asarray(hue, dtype=np.float64)
     grey_weights = np.array([0.2989, 0.587, 0.114])

@@ -178,7 +178,8 @@ def colour_jitter(
     (ITU-R 601 luma, torchvision's weights) of the image as it is at that step;
     saturation blends with each pixel's grey; hue turns by ``hue`` (a fraction of
     a turn, torchvision's unit). Each step clips to [0, full scale] as
-    torchvision's does. Factors are one number or one per image; ``order`` is a
+    torchvision's does (float32 images are clipped to [0, 1] first). Factors are one
+    number or one per image; ``order`` is a
     permutation of 0..3 (:data:`JITTER_STEPS`), ``(4,)`` or one per image
     ``(N, 4)``. RGB images only.
 
