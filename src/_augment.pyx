@@ -729,7 +729,9 @@ def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const floa
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
     cdef Py_ssize_t task, n, i
     cdef float* r
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+    # dynamic chunks: a thread that the OS deschedules holds up 16 rows, not half the batch
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
         n = task // h
         i = task % h
         r = &scratch[threadid(), 0]
@@ -807,51 +809,44 @@ cdef inline double _grey_sum(const float* r, const float* g, const float* b,
 
 
 def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
-                  const float[:, ::1] factors, const int[:, ::1] order, double[::1] row_grey,
+                  const float[:, ::1] factors, const int[:, ::1] order,
                   float[:, ::1] scratch, float max_value, int threads):
     """torchvision's ColorJitter on RGB images, each with its own factors and order.
 
     ``factors[n]`` = (brightness, contrast, saturation, hue in sixths of a turn in
     [0, 6)); ``order[n]`` is a permutation of the steps (JITTER_*). Contrast
     blends with the mean grey of the image as it is when contrast comes, so a
-    first pass applies the steps before it to each row and sums the row's grey
-    into ``row_grey`` ``(N H)`` (one row per task, summed in a fixed order: the
-    mean does not depend on the thread count); the second pass applies all
-    four. float32 images are clipped to [0, 1] first (uint8 ones are in range). Values
-    stay float32 between steps and are rounded once at the end.
-    ``scratch`` is ``(threads, 4 W)``.
+    first pass applies the steps before it to each row and sums the grey, and
+    the second applies all four. Parallel over images (one region per call, the
+    grey summed in a fixed order), taken one at a time by whichever thread is
+    free (``dynamic``), so a thread that the OS deschedules holds up one image,
+    not half the batch. float32 images are clipped to [0, 1] first (uint8 ones
+    are in range). Values stay float32 between steps and are rounded once at the
+    end. ``scratch`` is ``(threads, 4 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
-    cdef Py_ssize_t task, n, i, j
+    cdef Py_ssize_t n, i
     cdef int k
     cdef double total
     cdef float mean
     cdef float* r
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
-        n = task // h
-        i = task % h
+    for n in prange(n_img, nogil=True, num_threads=threads, schedule="dynamic"):
         r = &scratch[threadid(), 0]
-        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
-        if pixel is float:
-            _clamp_row(r, 3 * w, max_value)
-        k = 0
-        while k < 4 and order[n, k] != JITTER_CONTRAST:
-            _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
-            k = k + 1
-        row_grey[task] = _grey_sum(r, r + w, r + 2 * w, w)
-    for n in range(n_img):
         total = 0.0
         for i in range(h):
-            total = total + row_grey[n * h + i]
-        row_grey[n * h] = total / (h * w)
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
-        n = task // h
-        i = task % h
-        mean = <float>row_grey[n * h]
-        r = &scratch[threadid(), 0]
-        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
-        if pixel is float:
-            _clamp_row(r, 3 * w, max_value)
-        for k in range(4):
-            _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], mean, max_value)
-        _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
+            _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+            if pixel is float:
+                _clamp_row(r, 3 * w, max_value)
+            k = 0
+            while k < 4 and order[n, k] != JITTER_CONTRAST:
+                _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
+                k = k + 1
+            total = total + _grey_sum(r, r + w, r + 2 * w, w)
+        mean = <float>(total / (h * w))
+        for i in range(h):
+            _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+            if pixel is float:
+                _clamp_row(r, 3 * w, max_value)
+            for k in range(4):
+                _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], mean, max_value)
+            _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)

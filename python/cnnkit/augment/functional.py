@@ -25,6 +25,7 @@ from ..image import as_images, native_threads
 __all__ = [
     "JITTER_STEPS",
     "PCAColourFit",
+    "add_gaussian_draws",
     "add_gaussian_noise",
     "add_noise",
     "colour_affine",
@@ -212,13 +213,12 @@ def colour_jitter(
         raise ValueError(f"{fn}(): order must be a permutation of 0, 1, 2, 3, got {steps!r}")
     out = np.empty(x.shape, x.dtype)
     if out.size:
-        threads = native_threads(out.size)
+        threads = min(native_threads(out.size), n)
         _colour_kernels().colour_jitter(
             np.ascontiguousarray(x),
             out,
             factors.astype(np.float32),
             steps,
-            np.empty(n * x.shape[1]),
             _rgb_rows(x, threads),
             full_scale(x.dtype),
             threads,
@@ -272,14 +272,22 @@ def add_gaussian_noise(
     sd = _per_image(std, len(x), None, fn, "std").astype(np.float32)
     mu = _per_image(mean, len(x), None, fn, "mean").astype(np.float32)
     rng = np.random.default_rng() if rng is None else rng
+    out = add_gaussian_draws(x, sd, mu, random_uint16(rng, x.size).reshape(x.shape))
+    return out[0] if single else out
+
+
+def add_gaussian_draws(x: np.ndarray, std: np.ndarray, mean: np.ndarray, index: np.ndarray):
+    """:func:`add_gaussian_noise` of a batch ``(N, H, W, C)`` with its 16-bit draws
+    ``index`` (the batch's shape) and ``std``, ``mean`` float32 ``(N,)`` given: one
+    native call, so that a transform with a generator per image still makes one
+    parallel region (each region waits for its slowest thread)."""
     out = np.empty(x.shape, x.dtype)
     if out.size:
-        index = random_uint16(rng, x.size).reshape(x.shape)
         src = np.ascontiguousarray(x)
         threads = native_threads(out.size)
         scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
-        _colour_kernels().add_gaussian(src, out, index, normal_table(), sd, mu, scratch, threads)
-    return out[0] if single else out
+        _colour_kernels().add_gaussian(src, out, index, normal_table(), std, mean, scratch, threads)
+    return out
 
 
 def gaussian_kernel(sigma: float, truncate: float = 4.0) -> np.ndarray:

@@ -38,13 +38,14 @@ import numpy as np
 from .. import image as im
 from .functional import (
     PCAColourFit,
-    add_gaussian_noise,
+    add_gaussian_draws,
     colour_affine,
     colour_jitter,
     elastic_fields,
     full_scale,
     hsv_shift,
     pca_colour_offsets,
+    random_uint16,
 )
 
 __all__ = [
@@ -960,10 +961,15 @@ class GaussNoise(Transform):
     def apply(self, data, index, params):
         x = data.take(index)
         top = full_scale(x.dtype)
-        out = np.empty(x.shape, x.dtype)
+        # each image's draws from its own generator, as add_gaussian_noise(x[k], ...)
+        # makes them, and one native call for the batch
+        size = x[0].size
+        draws = np.empty((len(x), size), np.uint16)
         for k, p in enumerate(params):
-            rng = np.random.default_rng(p["noise_seed"])
-            out[k] = add_gaussian_noise(x[k], p["std"] * top, p["mean"] * top, rng)
+            draws[k] = random_uint16(np.random.default_rng(p["noise_seed"]), size)
+        std = np.array([p["std"] * top for p in params], np.float32)
+        mean = np.array([p["mean"] * top for p in params], np.float32)
+        out = add_gaussian_draws(x, std, mean, draws.reshape(x.shape))
         data.set_images(index, out, self._name())
 
 
