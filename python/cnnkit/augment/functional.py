@@ -19,8 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import _augment, _augment_avx2, _core
+from .. import _augment, _core
 from ..image import as_images, native_threads
+
+try:  # built on x86 only
+    from .. import _augment_avx2
+except ImportError:  # pragma: no cover - other architectures
+    _augment_avx2 = _augment
 
 __all__ = [
     "JITTER_STEPS",
