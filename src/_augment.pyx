@@ -16,7 +16,7 @@ maps are tables (``lut``), built by the caller in float64.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport fabsf
+from libc.math cimport fabsf, nearbyint
 from libc.string cimport memcpy
 
 ctypedef fused pixel:
@@ -471,6 +471,95 @@ def lut(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
             for j in range(w):
                 for c in range(chans):
                     d[j * chans + c] = table[n, c, s[j * chans + c]]
+
+
+def colour_tables_u8(const double[:, ::1] scale, const double[:, ::1] offset,
+                     unsigned char[:, :, ::1] table, int[:, ::1] a, int[:, ::1] b,
+                     unsigned char[::1] exact, int shift):
+    """The tables of ``x * scale + offset`` for uint8 (``floor(clip(., 0, 255) + 0.5)`` in
+    float64, as the reference) and integer coefficients for ``affine_u8``.
+
+    ``a`` is ``scale * 2**shift`` rounded or one off, ``b`` any value in the
+    interval that every input ``x`` allows: ``floor((x a + b) / 2**shift)``
+    must be ``table[x]`` (``<= 0`` where that is 0, ``>= 255`` where 255). The
+    constraints are that equality, so a non-empty interval for every channel
+    makes ``exact[n]`` and ``affine_u8`` equal to the table lookup for all 256
+    inputs. ``shift`` keeps ``|x a + b| < 2**31`` (the caller bounds it).
+    """
+    cdef Py_ssize_t n_img = table.shape[0], chans = table.shape[1], n, c, x, k
+    cdef long long unit = 1LL << shift, big = 1LL << 40, a0, ak, b0, lo, hi, xa, t
+    cdef double value
+    cdef bint found
+    for n in range(n_img):
+        exact[n] = 1
+        for c in range(chans):
+            for x in range(256):
+                value = x * scale[n, c] + offset[n, c]
+                value = min(max(value, 0.0), 255.0)
+                table[n, c, x] = <unsigned char>(value + 0.5)
+            if shift < 8:  # coefficients too large for int32 with a useful precision
+                exact[n] = 0
+                continue
+            a0 = <long long>nearbyint(scale[n, c] * unit)
+            b0 = <long long>nearbyint((offset[n, c] + 0.5) * unit)
+            found = False
+            for k in range(3):
+                ak = a0 + (0, -1, 1)[k]
+                lo = -big
+                hi = big
+                for x in range(256):
+                    t = table[n, c, x]
+                    xa = x * ak
+                    if t > 0:
+                        lo = max(lo, t * unit - xa)
+                    if t < 255:
+                        hi = min(hi, (t + 1) * unit - 1 - xa)
+                if lo <= hi:
+                    a[n, c] = <int>ak
+                    b[n, c] = <int>min(max(b0, lo), hi)
+                    found = True
+                    break
+            if not found:
+                exact[n] = 0
+
+
+cdef inline void _affine_row(const unsigned char* s, unsigned char* d, const int* a,
+                             const int* b, Py_ssize_t n, int shift) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef int v, zero = 0, top = 255
+    for j in range(n):
+        v = (<int>s[j] * a[j] + b[j]) >> shift
+        d[j] = <unsigned char>min(max(v, zero), top)
+
+
+def affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
+              const int[:, ::1] scale, const int[:, ::1] offset, const unsigned char[::1] exact,
+              const unsigned char[:, :, ::1] table, int shift, int threads):
+    """``dst = clamp((src * scale + offset) >> shift, 0, 255)`` in int32 for the images with
+    ``exact[n]``, ``lut`` with ``table[n]`` for the others.
+
+    The caller fits the integer coefficients (rows ``(N, W C)``, per-channel
+    values repeated along the row, as ``colour_affine``) to each image's table
+    and checks all 256 inputs, so this equals the table lookup; unlike the
+    byte-by-byte lookup, the compiler vectorises this loop.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t chans = dst.shape[3], row = w * chans
+    cdef Py_ssize_t task, n, i, j
+    cdef const unsigned char* s
+    cdef unsigned char* d
+    cdef const unsigned char* t
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        s = &src[n, i, 0, 0]
+        d = &dst[n, i, 0, 0]
+        if exact[n]:
+            _affine_row(s, d, &scale[n, 0], &offset[n, 0], row, shift)
+        else:
+            for j in range(row):
+                t = &table[n, j % chans, 0]
+                d[j] = t[s[j]]
 
 
 def colour_affine(const float[:, :, :, ::1] src, float[:, :, :, ::1] dst,

@@ -53,6 +53,26 @@ def test_colour_affine_matches_reference_and_saturates(x, data):
     assert_close(got, ref.colour_affine(x, scale, offset))
 
 
+def test_colour_affine_uint8_equals_the_table_for_every_input():
+    # uint8 takes an integer affine fitted to each image's table: every one of the 256
+    # inputs must give the table's value, also for coefficients that put inputs exactly on
+    # (or next to) a rounding boundary, and where the fit fails the table is used
+    rng = np.random.default_rng(5)
+    n = 400
+    scale = rng.uniform(-3, 3, (n, 3))
+    offset = rng.uniform(-300, 300, (n, 3))
+    scale[:100] = np.round(scale[:100] * 8) / 8
+    offset[:100] = np.round(offset[:100]) - 0.5
+    offset[100:150] = np.nextafter(offset[:50], np.inf)
+    scale[150:160] = [1e12, -1e12, 0.0]  # too large for int32: the table path
+    x = np.broadcast_to(np.arange(256, dtype=np.uint8)[:, None], (n, 1, 256, 3))
+    values = np.arange(256.0) * scale[..., None] + offset[..., None]
+    table = np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
+    got = A.colour_affine(np.ascontiguousarray(x), scale, offset)
+    np.testing.assert_array_equal(got[:, 0], table.transpose(0, 2, 1))
+    assert_close(got, ref.colour_affine(x, scale, offset))
+
+
 @given(batches())
 def test_add_noise_matches_reference(x):
     noise = np.random.default_rng(len(x)).normal(0, 80, x.shape).astype(np.float32)

@@ -90,10 +90,17 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
         src = np.ascontiguousarray(x)
         threads = native_threads(out.size)
         if x.dtype == np.uint8:
-            # a table per image and channel, rounded in float64 as the reference
-            values = np.arange(256.0) * s[..., None] + o[..., None]
-            table = np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
-            _colour_kernels().lut(src, out, table, threads)
+            # a table per image and channel, rounded in float64 as the reference, and
+            # integer coefficients that reproduce it (see the kernels)
+            table = np.empty((len(x), x.shape[3], 256), np.uint8)
+            a = np.empty((len(x), x.shape[3]), np.int32)
+            b = np.empty_like(a)
+            exact = np.empty(len(x), np.uint8)
+            bound = float(np.max(255.0 * np.abs(s) + np.abs(o))) + 2.0
+            shift = min(22, max(0, math.floor(math.log2(2.0**29 / bound))))
+            _augment.colour_tables_u8(s, o, table, a, b, exact, shift)
+            rows = [np.tile(v, (1, x.shape[2])) for v in (a, b)]
+            _colour_kernels().affine_u8(src, out, rows[0], rows[1], exact, table, shift, threads)
         else:
             # the per-channel values repeated along a row (see the kernel), one row per
             # image, or one for all when every image has the same coefficients
