@@ -12,7 +12,8 @@ so that the compiler can vectorise them.
 uint8 results are rounded half up and saturated to [0, 255]; float32 results
 are neither rounded nor clipped. Geometry uses pixel centres at ``i + 0.5``:
 pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``. uint8 colour
-maps are tables (``lut``), built by the caller in float64.
+maps are tables built in float64 (``colour_tables_u8``, ``lut``); affine ones run
+as an integer affine fitted to those tables (``affine_u8``), equal to them.
 """
 
 from cython.parallel cimport prange, threadid
@@ -565,7 +566,7 @@ def affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1]
 def colour_affine(const float[:, :, :, ::1] src, float[:, :, :, ::1] dst,
                   const float[:, ::1] scale, const float[:, ::1] offset, int threads):
     """``dst[n, i, j, c] = src[n, i, j, c] * scale[n', j C + c] + offset[n', j C + c]`` for
-    float32 images (uint8 images take ``lut``: faster than this loop's arithmetic).
+    float32 images (uint8 images take ``affine_u8``, exact to the float64 tables).
 
     The coefficients are rows ``(N or 1, W C)``, the per-channel values repeated
     along the row, so that the loop is one contiguous multiply-add that the
