@@ -12,10 +12,12 @@ so that the compiler can vectorise them.
 uint8 results are rounded half up and saturated to [0, 255]; float32 results
 are neither rounded nor clipped. Geometry uses pixel centres at ``i + 0.5``:
 pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``. uint8 colour
-maps are tables (``lut``), built by the caller in float64.
+maps are tables built in float64 (``colour_tables_u8``, ``lut``); affine ones run
+as an integer affine fitted to those tables (``affine_u8``), equal to them.
 """
 
 from cython.parallel cimport prange, threadid
+from libc.math cimport fabsf, nearbyint
 from libc.string cimport memcpy
 
 ctypedef fused pixel:
@@ -822,26 +824,123 @@ def lut(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
                     d[j * chans + c] = table[n, c, s[j * chans + c]]
 
 
-def colour_affine(const float[:, :, :, ::1] src, float[:, :, :, ::1] dst,
-                  const float[:, ::1] scale, const float[:, ::1] offset, int threads):
-    """``dst[n, ..., c] = src[n, ..., c] * scale[n, c] + offset[n, c]`` for float32 images.
+def colour_tables_u8(const double[:, ::1] scale, const double[:, ::1] offset,
+                     unsigned char[:, :, ::1] table, int[:, ::1] a, int[:, ::1] b,
+                     unsigned char[::1] exact, int shift):
+    """The tables of ``x * scale + offset`` for uint8 (``floor(clip(., 0, 255) + 0.5)`` in
+    float64, as the reference) and integer coefficients for ``affine_u8``.
 
-    Brightness/contrast, RGB shift and PCA colour all are this map with
-    different per-image, per-channel coefficients (uint8 images take ``lut``).
+    ``a`` is ``scale * 2**shift`` rounded or one off, ``b`` any value in the
+    interval that every input ``x`` allows: ``floor((x a + b) / 2**shift)``
+    must be ``table[x]`` (``<= 0`` where that is 0, ``>= 255`` where 255). The
+    constraints are that equality, so a non-empty interval for every channel
+    makes ``exact[n]`` and ``affine_u8`` equal to the table lookup for all 256
+    inputs. ``shift`` keeps ``|x a + b| < 2**31`` (the caller bounds it).
+    """
+    cdef Py_ssize_t n_img = table.shape[0], chans = table.shape[1], n, c, x, k
+    cdef long long unit = 1LL << shift, big = 1LL << 40, a0, ak, b0, lo, hi, xa, t
+    cdef double value
+    cdef bint found
+    for n in range(n_img):
+        exact[n] = 1
+        for c in range(chans):
+            for x in range(256):
+                value = x * scale[n, c] + offset[n, c]
+                value = min(max(value, 0.0), 255.0)
+                table[n, c, x] = <unsigned char>(value + 0.5)
+            if shift < 8:  # coefficients too large for int32 with a useful precision
+                exact[n] = 0
+                continue
+            a0 = <long long>nearbyint(scale[n, c] * unit)
+            b0 = <long long>nearbyint((offset[n, c] + 0.5) * unit)
+            found = False
+            for k in range(3):
+                ak = a0 + (0, -1, 1)[k]
+                lo = -big
+                hi = big
+                for x in range(256):
+                    t = table[n, c, x]
+                    xa = x * ak
+                    if t > 0:
+                        lo = max(lo, t * unit - xa)
+                    if t < 255:
+                        hi = min(hi, (t + 1) * unit - 1 - xa)
+                if lo <= hi:
+                    a[n, c] = <int>ak
+                    b[n, c] = <int>min(max(b0, lo), hi)
+                    found = True
+                    break
+            if not found:
+                exact[n] = 0
+
+
+cdef inline void _affine_row(const unsigned char* s, unsigned char* d, const int* a,
+                             const int* b, Py_ssize_t n, int shift) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef int v, zero = 0, top = 255
+    for j in range(n):
+        v = (<int>s[j] * a[j] + b[j]) >> shift
+        d[j] = <unsigned char>min(max(v, zero), top)
+
+
+def affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
+              const int[:, ::1] scale, const int[:, ::1] offset, const unsigned char[::1] exact,
+              const unsigned char[:, :, ::1] table, int shift, int threads):
+    """``dst = clamp((src * scale + offset) >> shift, 0, 255)`` in int32 for the images with
+    ``exact[n]``, ``lut`` with ``table[n]`` for the others.
+
+    The caller fits the integer coefficients (rows ``(N, W C)``, per-channel
+    values repeated along the row, as ``colour_affine``) to each image's table
+    and checks all 256 inputs, so this equals the table lookup; unlike the
+    byte-by-byte lookup, the compiler vectorises this loop.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
-    cdef Py_ssize_t chans = dst.shape[3]
-    cdef Py_ssize_t task, n, i, j, c
-    cdef const float* s
-    cdef float* d
+    cdef Py_ssize_t chans = dst.shape[3], row = w * chans
+    cdef Py_ssize_t task, n, i, j
+    cdef const unsigned char* s
+    cdef unsigned char* d
+    cdef const unsigned char* t
     for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
         n = task // h
         i = task % h
         s = &src[n, i, 0, 0]
         d = &dst[n, i, 0, 0]
-        for j in range(w):
-            for c in range(chans):
-                d[j * chans + c] = s[j * chans + c] * scale[n, c] + offset[n, c]
+        if exact[n]:
+            _affine_row(s, d, &scale[n, 0], &offset[n, 0], row, shift)
+        else:
+            for j in range(row):
+                t = &table[n, j % chans, 0]
+                d[j] = t[s[j]]
+
+
+def colour_affine(const float[:, :, :, ::1] src, float[:, :, :, ::1] dst,
+                  const float[:, ::1] scale, const float[:, ::1] offset, int threads):
+    """``dst[n, i, j, c] = src[n, i, j, c] * scale[n', j C + c] + offset[n', j C + c]`` for
+    float32 images (uint8 images take ``affine_u8``, exact to the float64 tables).
+
+    The coefficients are rows ``(N or 1, W C)``, the per-channel values repeated
+    along the row, so that the loop is one contiguous multiply-add that the
+    compiler vectorises. Brightness/contrast, RGB shift and PCA colour all are
+    this map with different per-image, per-channel coefficients.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1]
+    cdef Py_ssize_t row = dst.shape[2] * dst.shape[3]
+    cdef bint shared = scale.shape[0] == 1
+    cdef Py_ssize_t task, n, i, k, m
+    cdef const float* s
+    cdef const float* a
+    cdef const float* b
+    cdef float* d
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // h
+        i = task % h
+        m = 0 if shared else n
+        s = &src[n, i, 0, 0]
+        d = &dst[n, i, 0, 0]
+        a = &scale[m, 0]
+        b = &offset[m, 0]
+        for k in range(row):
+            d[k] = s[k] * a[k] + b[k]
 
 
 def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -880,7 +979,7 @@ def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             if pixel is float:
                 d[k] = s[k] + (mu + sd * z[k])
             else:
-                d[k] = _saturate(s[k] + (mu + sd * z[k]))
+                d[k] = _round_u8(s[k] + (mu + sd * z[k]))
 
 
 def add_noise(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const float[:, :, :, ::1] noise,
@@ -902,81 +1001,295 @@ def add_noise(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const floa
             if pixel is float:
                 d[k] = s[k] + z[k]
             else:
-                d[k] = _saturate(s[k] + z[k])
+                d[k] = _round_u8(s[k] + z[k])
 
 
-def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const double[::1] hue,
-              const double[::1] saturation, const double[::1] value, double max_value,
-              int threads):
-    """Shift hue (degrees, wrapping), saturation and value (clipped to [0, 1]) of RGB images.
+cdef inline float _clamp(float value, float top) noexcept nogil:
+    # "a if a > b else b" is exactly what the SSE/AVX max (and min) instructions
+    # compute, also for NaN and signed zeros, so these selects are one instruction each
+    value = value if value > <float>0.0 else <float>0.0
+    return value if value < top else top
 
-    Saturation and value shifts are in units of the full scale (1.0 is
-    ``max_value``); they are applied in HSV with hue in [0, 360).
+
+cdef inline unsigned char _round_u8(float value) noexcept nogil:
+    """_saturate in two vector instructions (see _clamp) before the conversion."""
+    return <unsigned char>_clamp(value + <float>0.5, <float>255.0)
+
+
+cdef inline void _load_rgb(const pixel* s, float* rgb, unsigned char* planes,
+                           Py_ssize_t w) noexcept nogil:
+    """Interleaved pixels to the planar float rows ``rgb`` (R, G, B, each ``w``): the
+    colour loops then run over contiguous arrays, which the compiler vectorises (it
+    does not vectorise stride-3 channel access on the baseline ISA). uint8 pixels
+    are split into byte planes first (``planes``, ``3 w`` bytes), so that the
+    conversion to float is one vector loop and not a scalar conversion per value."""
+    cdef Py_ssize_t j, k
+    for j in range(w):
+        if pixel is float:
+            rgb[j] = s[3 * j]
+            rgb[w + j] = s[3 * j + 1]
+            rgb[2 * w + j] = s[3 * j + 2]
+        else:
+            planes[j] = s[3 * j]
+            planes[w + j] = s[3 * j + 1]
+            planes[2 * w + j] = s[3 * j + 2]
+    if pixel is not float:
+        for k in range(3 * w):
+            rgb[k] = planes[k]
+
+
+cdef inline void _store_rgb(const float* rgb, unsigned char* planes, pixel* d,
+                            Py_ssize_t w) noexcept nogil:
+    """The inverse of _load_rgb (uint8: rounded and saturated in one vector loop
+    into ``planes``, then interleaved)."""
+    cdef Py_ssize_t j, k
+    if pixel is not float:
+        for k in range(3 * w):
+            planes[k] = _round_u8(rgb[k])
+    for j in range(w):
+        if pixel is float:
+            d[3 * j] = rgb[j]
+            d[3 * j + 1] = rgb[w + j]
+            d[3 * j + 2] = rgb[2 * w + j]
+        else:
+            d[3 * j] = planes[j]
+            d[3 * j + 1] = planes[w + j]
+            d[3 * j + 2] = planes[2 * w + j]
+
+
+cdef inline void _hsv_row(float* r, float* g, float* b, Py_ssize_t w, float dh6, float ds,
+                          float dv, float top) noexcept nogil:
+    """Planar RGB rows (0..top) shifted in HSV: hue by ``dh6`` sixths of a turn
+    (``0 <= dh6 < 6``), saturation by ``ds`` (clipped to [0, 1]), value by ``dv``
+    (clipped to [0, top]).
+
+    Branch-free, so that the loop vectorises: the hue sector is chosen by
+    selects, and HSV goes back to RGB by the closed form ``V (1 - S + S P)``
+    with the pure hue ``P = clamp(|h - 3| - 1, 2 - |h - 2|, 2 - |h - 4|)``
+    (``h = H / 60`` in [0, 6), clamped to [0, 1]), which equals the sector table.
+    """
+    cdef Py_ssize_t j
+    cdef float rr, gg, bb, mx, mn, d, inv, h, hr, hg, hb, s, v, vs, t, u
+    # float locals, not literals (double in C): the loop stays in float32, and
+    # every select picks between values already computed, which the compiler
+    # turns into vector blends (a conditional expression that computes would
+    # be a branch under the default trapping-math rules)
+    cdef float zero = 0.0, one = 1.0, two = 2.0, three = 3.0, four = 4.0, six = 6.0
+    for j in range(w):
+        rr = r[j]
+        gg = g[j]
+        bb = b[j]
+        mx = rr if rr > gg else gg
+        mx = mx if mx > bb else bb
+        mn = rr if rr < gg else gg
+        mn = mn if mn < bb else bb
+        d = mx - mn
+        u = d if d > zero else one
+        inv = one / u
+        hr = (gg - bb) * inv
+        hg = hr + six
+        hr = hg if hr < zero else hr
+        hg = (bb - rr) * inv + two
+        hb = (rr - gg) * inv + four
+        h = hg if mx == gg else hb
+        h = hr if mx == rr else h
+        h = zero if d <= zero else h
+        u = mx if mx > zero else one
+        s = d / u
+        s = s if mx > zero else zero
+        s = _clamp(s + ds, one)
+        v = _clamp(mx + dv, top)
+        h = h + dh6
+        u = h - six
+        h = u if h >= six else h
+        # out = min + (max - min) * pure, the pure hue's channels piecewise linear in h
+        vs = v * s
+        mn = v - vs
+        t = fabsf(h - three) - one
+        t = t if t < one else one
+        t = t if t > zero else zero
+        r[j] = mn + vs * t
+        t = two - fabsf(h - two)
+        t = t if t < one else one
+        t = t if t > zero else zero
+        g[j] = mn + vs * t
+        t = two - fabsf(h - four)
+        t = t if t < one else one
+        t = t if t > zero else zero
+        b[j] = mn + vs * t
+
+
+cdef inline void _hue_row(float* r, float* g, float* b, Py_ssize_t w,
+                          float dh6) noexcept nogil:
+    """_hsv_row with saturation and value unchanged: a turn of the hue keeps each
+    pixel's max and min, so the new channels are ``min + (max - min) P`` without
+    the saturation's division (ColorJitter's hue step)."""
+    cdef Py_ssize_t j
+    cdef float rr, gg, bb, mx, mn, d, inv, h, hr, hg, hb, t, u
+    cdef float zero = 0.0, one = 1.0, two = 2.0, three = 3.0, four = 4.0, six = 6.0
+    for j in range(w):
+        rr = r[j]
+        gg = g[j]
+        bb = b[j]
+        mx = rr if rr > gg else gg
+        mx = mx if mx > bb else bb
+        mn = rr if rr < gg else gg
+        mn = mn if mn < bb else bb
+        d = mx - mn
+        u = d if d > zero else one
+        inv = one / u
+        hr = (gg - bb) * inv
+        hg = hr + six
+        hr = hg if hr < zero else hr
+        hg = (bb - rr) * inv + two
+        hb = (rr - gg) * inv + four
+        h = hg if mx == gg else hb
+        h = hr if mx == rr else h
+        h = h + dh6
+        u = h - six
+        h = u if h >= six else h
+        t = _clamp(fabsf(h - three) - one, one)
+        r[j] = mn + d * t
+        t = _clamp(two - fabsf(h - two), one)
+        g[j] = mn + d * t
+        t = _clamp(two - fabsf(h - four), one)
+        b[j] = mn + d * t
+
+
+def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const float[::1] hue,
+              const float[::1] saturation, const float[::1] value, float max_value,
+              float[:, ::1] scratch, int threads):
+    """Shift hue, saturation and value of RGB images: ``hue[n]`` in sixths of a turn
+    (``[0, 6)``), ``saturation[n]`` in [0, 1] units, ``value[n]`` in pixel units
+    (``max_value`` is full scale); saturation and value are clipped.
+
+    float32 throughout (the reference is float64): uint8 results are within 1
+    of it where the rounding differs. ``scratch`` is ``(threads, 4 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
-    cdef Py_ssize_t task, n, i, j
-    cdef double r, g, b, mx, mn, d, hh, s, v, f, p, q, t, inv = 1.0 / max_value
-    cdef int sector
-    cdef const pixel* px
-    cdef pixel* out
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
+    cdef Py_ssize_t task, n, i
+    cdef float* r
+    # dynamic chunks: a thread that the OS deschedules holds up 16 rows, not half the batch
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
         n = task // h
         i = task % h
+        r = &scratch[threadid(), 0]
+        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+        _hsv_row(r, r + w, r + 2 * w, w, hue[n], saturation[n], value[n], max_value)
+        _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
+
+
+# ColorJitter's steps, numbered as in the ``order`` rows of colour_jitter
+cdef enum:
+    JITTER_BRIGHTNESS = 0
+    JITTER_CONTRAST = 1
+    JITTER_SATURATION = 2
+    JITTER_HUE = 3
+
+# torchvision's grey (ITU-R 601 luma)
+cdef float GREY_R = 0.2989
+cdef float GREY_G = 0.587
+cdef float GREY_B = 0.114
+
+
+cdef inline void _jitter_step(int step, float* r, float* g, float* b, Py_ssize_t w,
+                              const float* factor, float mean, float top) noexcept nogil:
+    """One ColorJitter step on planar rows, clipped to [0, top] as torchvision does."""
+    cdef Py_ssize_t j
+    cdef float f = factor[step], base, grey
+    cdef float wr = GREY_R, wg = GREY_G, wb = GREY_B  # locals: no reload after each store
+    if f == (0.0 if step == JITTER_HUE else 1.0):
+        return  # the identity: skipped, so that it is exact (and free)
+    if step == JITTER_BRIGHTNESS:
         for j in range(w):
-            px = &src[n, i, j, 0]
-            out = &dst[n, i, j, 0]
-            r = px[0] * inv
-            g = px[1] * inv
-            b = px[2] * inv
-            mx = r if r > g else g
-            mx = mx if mx > b else b
-            mn = r if r < g else g
-            mn = mn if mn < b else b
-            d = mx - mn
-            if d <= 0.0:
-                hh = 0.0
-            elif mx == r:
-                hh = 60.0 * ((g - b) / d)
-                if hh < 0.0:
-                    hh = hh + 360.0
-            elif mx == g:
-                hh = 60.0 * ((b - r) / d + 2.0)
-            else:
-                hh = 60.0 * ((r - g) / d + 4.0)
-            s = d / mx if mx > 0.0 else 0.0
-            v = mx
-            # hue[n] is in [0, 360) (the caller reduces it), so one wrap is enough
-            hh = hh + hue[n]
-            if hh >= 360.0:
-                hh = hh - 360.0
-            s = s + saturation[n]
-            s = 0.0 if s < 0.0 else (1.0 if s > 1.0 else s)
-            v = v + value[n]
-            v = 0.0 if v < 0.0 else (1.0 if v > 1.0 else v)
-            hh = hh / 60.0
-            sector = <int>hh
-            f = hh - sector
-            if sector > 5:  # hh rounded up to 6.0: the start of sector 0
-                sector = 0
-                f = hh - 6.0
-            p = v * (1.0 - s)
-            q = v * (1.0 - s * f)
-            t = v * (1.0 - s * (1.0 - f))
-            if sector == 0:
-                r = v; g = t; b = p
-            elif sector == 1:
-                r = q; g = v; b = p
-            elif sector == 2:
-                r = p; g = v; b = t
-            elif sector == 3:
-                r = p; g = q; b = v
-            elif sector == 4:
-                r = t; g = p; b = v
-            else:
-                r = v; g = p; b = q
-            _store(out, r * max_value)
-            _store(out + 1, g * max_value)
-            _store(out + 2, b * max_value)
+            r[j] = _clamp(r[j] * f, top)
+            g[j] = _clamp(g[j] * f, top)
+            b[j] = _clamp(b[j] * f, top)
+    elif step == JITTER_CONTRAST:
+        base = (1.0 - f) * mean
+        for j in range(w):
+            r[j] = _clamp(r[j] * f + base, top)
+            g[j] = _clamp(g[j] * f + base, top)
+            b[j] = _clamp(b[j] * f + base, top)
+    elif step == JITTER_SATURATION:
+        for j in range(w):
+            grey = (1.0 - f) * (wr * r[j] + wg * g[j] + wb * b[j])
+            r[j] = _clamp(r[j] * f + grey, top)
+            g[j] = _clamp(g[j] * f + grey, top)
+            b[j] = _clamp(b[j] * f + grey, top)
+    else:
+        _hue_row(r, g, b, w, f)
+
+
+cdef inline void _clamp_row(float* values, Py_ssize_t n, float top) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        values[k] = _clamp(values[k], top)
+
+
+cdef inline double _grey_sum(const float* r, const float* g, const float* b,
+                             Py_ssize_t w) noexcept nogil:
+    """The sum of a row's grey, in 8 float32 lanes (a vector's worth of independent
+    sums; one sequential sum would wait on each addition) added in a fixed order."""
+    cdef float lanes[8]
+    cdef float wr = GREY_R, wg = GREY_G, wb = GREY_B
+    cdef Py_ssize_t j, l, body = w - w % 8
+    cdef double total = 0.0
+    for l in range(8):
+        lanes[l] = 0.0
+    for j in range(0, body, 8):
+        for l in range(8):
+            lanes[l] = lanes[l] + (wr * r[j + l] + wg * g[j + l] + wb * b[j + l])
+    for j in range(body, w):
+        total = total + (wr * r[j] + wg * g[j] + wb * b[j])
+    for l in range(8):
+        total = total + lanes[l]
+    return total
+
+
+def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
+                  const float[:, ::1] factors, const int[:, ::1] order,
+                  float[:, ::1] scratch, float max_value, int threads):
+    """torchvision's ColorJitter on RGB images, each with its own factors and order.
+
+    ``factors[n]`` = (brightness, contrast, saturation, hue in sixths of a turn in
+    [0, 6)); ``order[n]`` is a permutation of the steps (JITTER_*). Contrast
+    blends with the mean grey of the image as it is when contrast comes, so a
+    first pass applies the steps before it to each row and sums the grey, and
+    the second applies all four. Parallel over images (one region per call, the
+    grey summed in a fixed order), taken one at a time by whichever thread is
+    free (``dynamic``), so a thread that the OS deschedules holds up one image,
+    not half the batch. float32 images are clipped to [0, 1] first (uint8 ones
+    are in range). Values stay float32 between steps and are rounded once at the
+    end. ``scratch`` is ``(threads, 4 W)``.
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t n, i
+    cdef int k
+    cdef double total
+    cdef float mean
+    cdef float* r
+    for n in prange(n_img, nogil=True, num_threads=threads, schedule="dynamic"):
+        r = &scratch[threadid(), 0]
+        total = 0.0
+        for i in range(h):
+            _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+            if pixel is float:
+                _clamp_row(r, 3 * w, max_value)
+            k = 0
+            while k < 4 and order[n, k] != JITTER_CONTRAST:
+                _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
+                k = k + 1
+            total = total + _grey_sum(r, r + w, r + 2 * w, w)
+        mean = <float>(total / (h * w))
+        for i in range(h):
+            _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+            if pixel is float:
+                _clamp_row(r, 3 * w, max_value)
+            for k in range(4):
+                _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], mean, max_value)
+            _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
 
 
 cdef inline unsigned int _hashmix(unsigned int value, unsigned int* hc) noexcept nogil:

@@ -53,6 +53,26 @@ def test_colour_affine_matches_reference_and_saturates(x, data):
     assert_close(got, ref.colour_affine(x, scale, offset))
 
 
+def test_colour_affine_uint8_equals_the_table_for_every_input():
+    # uint8 takes an integer affine fitted to each image's table: every one of the 256
+    # inputs must give the table's value, also for coefficients that put inputs exactly on
+    # (or next to) a rounding boundary, and where the fit fails the table is used
+    rng = np.random.default_rng(5)
+    n = 400
+    scale = rng.uniform(-3, 3, (n, 3))
+    offset = rng.uniform(-300, 300, (n, 3))
+    scale[:100] = np.round(scale[:100] * 8) / 8
+    offset[:100] = np.round(offset[:100]) - 0.5
+    offset[100:150] = np.nextafter(offset[:50], np.inf)
+    scale[150:160] = [1e12, -1e12, 0.0]  # too large for int32: the table path
+    x = np.broadcast_to(np.arange(256, dtype=np.uint8)[:, None], (n, 1, 256, 3))
+    values = np.arange(256.0) * scale[..., None] + offset[..., None]
+    table = np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
+    got = A.colour_affine(np.ascontiguousarray(x), scale, offset)
+    np.testing.assert_array_equal(got[:, 0], table.transpose(0, 2, 1))
+    assert_close(got, ref.colour_affine(x, scale, offset))
+
+
 @given(batches())
 def test_add_noise_matches_reference(x):
     noise = np.random.default_rng(len(x)).normal(0, 80, x.shape).astype(np.float32)
@@ -72,6 +92,83 @@ def test_hsv_shift_by_zero_is_the_identity():
     np.testing.assert_array_equal(A.hsv_shift(x), x)
     y = x.astype(np.float32) / 255
     np.testing.assert_allclose(A.hsv_shift(y), y, atol=1e-6)
+
+
+def _jitter_draws(rng: np.random.Generator, n: int) -> tuple:
+    """Factors around and far from 1 (clipping), hue over the whole circle, orders."""
+    factors = [rng.uniform(0, 2.5, n) for _ in range(3)]
+    hue = rng.uniform(-0.5, 0.5, n)
+    order = np.array([rng.permutation(4) for _ in range(n)], np.int64).reshape(n, 4)
+    return (*factors, hue, order)
+
+
+@given(batches(channels=3), st.data())
+def test_colour_jitter_matches_reference(x, data):
+    draws = _jitter_draws(np.random.default_rng(data.draw(st.integers(0, 1000))), len(x))
+    assert_close(A.colour_jitter(x, *draws), ref.colour_jitter(x, *draws))
+
+
+def test_colour_jitter_clips_float_input_first():
+    y = np.random.default_rng(12).uniform(-0.5, 1.5, (4, 9, 11, 3)).astype(np.float32)
+    draws = _jitter_draws(np.random.default_rng(13), len(y))
+    assert_close(A.colour_jitter(y, *draws), ref.colour_jitter(y, *draws))
+    assert A.colour_jitter(y, *draws).min() >= 0 and A.colour_jitter(y, *draws).max() <= 1
+
+
+def test_colour_jitter_identity_and_single_steps():
+    x = (np.random.default_rng(6).random((2, 16, 16, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(A.colour_jitter(x), x)
+    # brightness alone is a saturating scale; hue by a whole turn changes nothing
+    want = np.floor(np.clip(x * 1.5, 0, 255) + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(A.colour_jitter(x, brightness=1.5), want)
+    np.testing.assert_array_equal(A.colour_jitter(x, hue=1.0), x)
+    # contrast 0 leaves the mean grey of the image everywhere, saturation 0 each pixel's grey
+    grey = x.astype(float) @ [0.2989, 0.587, 0.114]
+    flat = A.colour_jitter(x, contrast=0.0).astype(float)
+    np.testing.assert_allclose(
+        flat, np.broadcast_to(grey.mean((1, 2))[:, None, None, None], x.shape), atol=0.5
+    )
+    np.testing.assert_allclose(
+        A.colour_jitter(x, saturation=0.0), np.repeat(grey[..., None], 3, -1), atol=0.5
+    )
+
+
+def test_colour_kernels_do_not_depend_on_the_thread_count(restore_threads):
+    x = (np.random.default_rng(8).random((3, 130, 90, 3)) * 255).astype(np.uint8)
+    draws = _jitter_draws(np.random.default_rng(9), len(x))
+    runs = []
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        runs.append((A.colour_jitter(x, *draws), A.hsv_shift(x, [30, -80, 200], 0.1, -0.2)))
+    for got in runs[1:]:
+        np.testing.assert_array_equal(got[0], runs[0][0])
+        np.testing.assert_array_equal(got[1], runs[0][1])
+
+
+def test_colour_kernels_are_identical_on_every_isa(restore_isa):
+    """The AVX2 build of the colour loops gives the baseline build's bits."""
+    from cnnkit import _core
+
+    x = (np.random.default_rng(10).random((3, 21, 37, 3)) * 255).astype(np.uint8)
+    y = x.astype(np.float32) / 255
+    draws = _jitter_draws(np.random.default_rng(11), len(x))
+    runs = []
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        runs.append(
+            [
+                A.colour_jitter(x, *draws),
+                A.colour_jitter(y, *draws),
+                A.hsv_shift(x, [30, -80, 200], 0.1, -0.2),
+                A.hsv_shift(y, [30, -80, 200], 0.1, -0.2),
+                A.colour_affine(x, [[0.9, 1.1, 1.2]], [[3.0, -2.0, 7.5]]),
+                A.colour_affine(y, [[0.9, 1.1, 1.2]], [[0.1, -0.2, 0.3]]),
+                A.GaussNoise(p=1)(image=x, seed=4)["image"],
+            ]
+        )
+    for run in runs[1:]:
+        for got, want in zip(run, runs[0], strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
 @given(
@@ -132,6 +229,7 @@ def _pipeline() -> A.Compose:
             A.Affine(scale=(0.8, 1.2), translate_percent=0.1, shear=(-8, 8), p=0.5),
             A.SomeOf([A.RGBShift(), A.RandomBrightnessContrast(), A.HueSaturationValue()], n=2),
             A.GaussNoise(p=0.3),
+            A.ColorJitter(p=0.5),
             A.PCAColour(pca, p=0.5),
             A.ElasticTransform(alpha=8, sigma=3, p=0.3),
             A.VerticalFlip(p=0.2),
@@ -392,6 +490,31 @@ def test_empty_batch_gives_empty_batch():
             lambda: A.colour_affine(np.zeros((2, 3, 3, 3), np.uint8), np.ones((3, 3))),
             ValueError,
             r"colour_affine\(\): scale must broadcast to \(2, 3\)",
+        ),
+        (
+            lambda: A.ColorJitter(hue=0.7),
+            ValueError,
+            r"ColorJitter\(\): hue must lie in \[-0.5, 0.5\]",
+        ),
+        (
+            lambda: A.ColorJitter(brightness=(-1, 2)),
+            ValueError,
+            r"ColorJitter\(\): brightness must be a finite number >= 0",
+        ),
+        (
+            lambda: A.ColorJitter(p=1)(image=np.zeros((4, 4, 1), np.uint8)),
+            ValueError,
+            r"ColorJitter\(\): image must have 3 channels, got 1",
+        ),
+        (
+            lambda: A.colour_jitter(np.zeros((2, 3, 3, 3), np.uint8), order=(0, 1, 1, 3)),
+            ValueError,
+            r"colour_jitter\(\): order must be a permutation of 0, 1, 2, 3",
+        ),
+        (
+            lambda: A.colour_jitter(np.zeros((3, 3, 3), np.uint8), contrast=-0.5),
+            ValueError,
+            r"colour_jitter\(\): contrast must be finite factors >= 0",
         ),
         (
             lambda: A.fit_pca_colour(np.zeros((1, 1, 3))),

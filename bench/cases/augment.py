@@ -107,6 +107,12 @@ TRANSFORMS = [
         lambda A: A.Rotate(limit=30, p=1),
         lambda v2: v2.RandomRotation(30),
     ),
+    (
+        "ColorJitter",
+        lambda A, x: A.ColorJitter(0.2, 0.2, 0.2, 0.1, p=1),
+        lambda A: A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1, p=1),
+        lambda v2: v2.ColorJitter(0.2, 0.2, 0.2, 0.1),
+    ),
     ("GaussNoise", lambda A, x: A.GaussNoise(p=1), lambda A: A.GaussNoise(p=1), None),
     (
         "PCAColour / FancyPCA",

@@ -31,6 +31,7 @@ __all__ = [
     "clip_boxes",
     "clip_boxes_to_image",
     "colour_affine",
+    "colour_jitter",
     "complete_box_iou",
     "conv",
     "conv_backward",
@@ -1076,7 +1077,12 @@ def hsv_shift(
     """Per image: hue + ``hue`` degrees (wrapping), saturation and value + shifts, clipped."""
     x = np.asarray(images)
     top = 255.0 if x.dtype == np.uint8 else 1.0
-    rgb = x.astype(np.float64) / top
+    out = _shift_hsv(x.astype(np.float64) / top, hue, saturation, value)
+    return _store(out * top, x.dtype)
+
+
+def _shift_hsv(rgb: np.ndarray, hue: ArrayLike, saturation: ArrayLike, value: ArrayLike):
+    """``(N, H, W, 3)`` RGB in [0, 1] shifted in HSV (hue in degrees), float64."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     mx, mn = rgb.max(-1), rgb.min(-1)
     d = mx - mn
@@ -1101,6 +1107,44 @@ def hsv_shift(
         mask = np.minimum(sector, 5) == k
         for c in range(3):
             out[..., c] = np.where(mask, channels[c], out[..., c])
+    return out
+
+
+def colour_jitter(
+    images: ArrayLike,
+    brightness: ArrayLike,
+    contrast: ArrayLike,
+    saturation: ArrayLike,
+    hue: ArrayLike,
+    order: ArrayLike,
+) -> np.ndarray:
+    """torchvision's ColorJitter steps per image: factors ``(N,)`` (hue in turns), ``order``
+    ``(N, 4)`` of 0 brightness, 1 contrast, 2 saturation, 3 hue; each step clipped to
+    [0, full scale] (float32 input is clipped first), float64 between steps, rounded once."""
+    x = np.asarray(images)
+    top = 255.0 if x.dtype == np.uint8 else 1.0
+    rgb = np.clip(x.astype(np.float64) / top, 0, 1)
+    factors = [np.asarray(f, dtype=np.float64) for f in (brightness, contrast, saturation)]
+    turns = np.asarray(hue, dtype=np.float64)
+    grey_weights = np.array([0.2989, 0.587, 0.114])
+    out = np.empty_like(rgb)
+    for n in range(len(x)):
+        y = rgb[n : n + 1]
+        for step in np.asarray(order)[n]:
+            f = turns[n] if step == 3 else factors[step][n]
+            if f == (0 if step == 3 else 1):
+                continue  # the identity (skipped: no rounding noise)
+            if step == 0:
+                y = np.clip(y * f, 0, 1)
+            elif step == 1:
+                mean = (y @ grey_weights).mean()
+                y = np.clip(y * f + (1 - f) * mean, 0, 1)
+            elif step == 2:
+                grey = (y @ grey_weights)[..., None]
+                y = np.clip(y * f + (1 - f) * grey, 0, 1)
+            else:
+                y = _shift_hsv(y, [360.0 * f], [0.0], [0.0])
+        out[n] = y[0]
     return _store(out * top, x.dtype)
 
 

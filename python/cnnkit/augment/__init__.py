@@ -12,6 +12,7 @@ from .functional import (
     PCAColourFit,
     add_noise,
     colour_affine,
+    colour_jitter,
     elastic_fields,
     fit_pca_colour,
     gaussian_blur,
@@ -28,6 +29,7 @@ from .test_time import (
 from .transforms import (
     Affine,
     CenterCrop,
+    ColorJitter,
     Compose,
     ElasticTransform,
     FancyPCA,
@@ -52,6 +54,7 @@ from .transforms import (
 __all__ = [
     "Affine",
     "CenterCrop",
+    "ColorJitter",
     "Compose",
     "ElasticTransform",
     "Ensemble",
@@ -74,6 +77,7 @@ __all__ = [
     "VerticalFlip",
     "add_noise",
     "colour_affine",
+    "colour_jitter",
     "elastic_fields",
     "fit_pca_colour",
     "five_crop",

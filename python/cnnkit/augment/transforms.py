@@ -39,17 +39,20 @@ from .. import image as im
 from .._random import seeded_generators
 from .functional import (
     PCAColourFit,
-    add_gaussian_noise,
+    add_gaussian_draws,
     colour_affine,
+    colour_jitter,
     elastic_fields,
     full_scale,
     hsv_shift,
     pca_colour_offsets,
+    random_uint16,
 )
 
 __all__ = [
     "Affine",
     "CenterCrop",
+    "ColorJitter",
     "Compose",
     "ElasticTransform",
     "FancyPCA",
@@ -891,6 +894,66 @@ class HueSaturationValue(Transform):
         data.set_images(index, hsv_shift(x, hue, sat, val), self._name())
 
 
+class ColorJitter(Transform):
+    """torchvision's ColorJitter: brightness, contrast, saturation and hue factors drawn per
+    image and applied in a random order (one native call for the batch); RGB images.
+
+    ``brightness``, ``contrast`` and ``saturation`` are a number ``v`` (factors from
+    ``(max(0, 1 - v), 1 + v)``) or a (low, high) pair of factors >= 0; ``hue`` is a
+    number ``v`` in [0, 0.5] (``(-v, v)``) or a pair in [-0.5, 0.5], in turns.
+    Defaults are albumentations'. See :func:`cnnkit.augment.colour_jitter` for the
+    rounding (once at the end, not after each step as torchvision's uint8 path).
+    """
+
+    def __init__(
+        self,
+        brightness: float | Sequence[float] = 0.2,
+        contrast: float | Sequence[float] = 0.2,
+        saturation: float | Sequence[float] = 0.2,
+        hue: float | Sequence[float] = 0.5,
+        p: float = 0.5,
+    ) -> None:
+        super().__init__(p)
+        fn = self._name()
+        self.factors = [
+            self._factor_range(v, name)
+            for v, name in (
+                (brightness, "brightness"),
+                (contrast, "contrast"),
+                (saturation, "saturation"),
+            )
+        ]
+        self.hue = _range(hue, fn, "hue")
+        if not -0.5 <= self.hue[0] <= self.hue[1] <= 0.5:
+            raise ValueError(f"{fn}: hue must lie in [-0.5, 0.5], got {hue!r}")
+
+    def _factor_range(self, value: Any, name: str) -> tuple[float, float]:
+        if isinstance(value, (tuple, list)):
+            return _range(value, self._name(), name, minimum=0.0)
+        v = _number(value, self._name(), name, 0.0)
+        return max(0.0, 1.0 - v), 1.0 + v
+
+    def sample(self, rng, shape):
+        b, c, s = (_uniform(rng, r) for r in self.factors)
+        return {
+            "brightness": b,
+            "contrast": c,
+            "saturation": s,
+            "hue": _uniform(rng, self.hue),
+            "order": rng.permutation(4).tolist(),
+        }
+
+    def apply(self, data, index, params):
+        x = data.take(index)
+        if x.shape[3] != 3:
+            raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[3]}")
+        b, c, s, h = (
+            [p[name] for p in params] for name in ("brightness", "contrast", "saturation", "hue")
+        )
+        order = np.array([p["order"] for p in params], np.int32)
+        data.set_images(index, colour_jitter(x, b, c, s, h, order), self._name())
+
+
 class GaussNoise(Transform):
     """Add Gaussian noise per pixel and channel: std drawn from ``std_range`` and mean from
     ``mean_range``, both fractions of full scale (albumentations 2's convention)."""
@@ -915,10 +978,15 @@ class GaussNoise(Transform):
     def apply(self, data, index, params):
         x = data.take(index)
         top = full_scale(x.dtype)
-        out = np.empty(x.shape, x.dtype)
+        # each image's draws from its own generator, as add_gaussian_noise(x[k], ...)
+        # makes them, and one native call for the batch
+        size = x[0].size
+        draws = np.empty((len(x), size), np.uint16)
         for k, p in enumerate(params):
-            rng = np.random.default_rng(p["noise_seed"])
-            out[k] = add_gaussian_noise(x[k], p["std"] * top, p["mean"] * top, rng)
+            draws[k] = random_uint16(np.random.default_rng(p["noise_seed"]), size)
+        std = np.array([p["std"] * top for p in params], np.float32)
+        mean = np.array([p["mean"] * top for p in params], np.float32)
+        out = add_gaussian_draws(x, std, mean, draws.reshape(x.shape))
         data.set_images(index, out, self._name())
 
 
