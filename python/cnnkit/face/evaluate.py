@@ -16,6 +16,9 @@ and a boolean ``same`` per pair, so it serves any encoder and any distance.
   they are written here because the run-time dependency is NumPy only.
 * :func:`lfw_style_pairs` draws an LFW-like pair list from labelled images:
   folds of disjoint people, each with as many same as different pairs.
+* :func:`choose_threshold` picks tau for deployment: the most accurate one for
+  1:1 verification, or (``far=``) the largest within a false accept rate for
+  recognition with strangers to reject, e.g. over :func:`all_pairs` of held-out people.
 
 Plots (:func:`plot_roc`, :func:`plot_distance_histograms`) need the ``plot``
 extra (matplotlib).
