@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+import pytest
+
 from cnnkit.cli import main
 
 
@@ -24,3 +27,36 @@ def test_face_demo_quick_learns_beyond_raw_pixels(tmp_path, capsys):
 def test_face_demo_rejects_bad_epochs(capsys):
     assert main(["face-demo", "--quick", "--epochs", "0"]) == 2
     assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_train_encoder_warms_up_then_switches_mining_and_counts_steps():
+    from cnnkit.datasets import faces
+    from cnnkit.face.demo import FaceDemoConfig, train_encoder
+
+    data = faces(10, 3, size=24, seed=0)
+    config = FaceDemoConfig(
+        size=24, p=4, k=2, epochs=2, steps_per_epoch=3, warmup_steps=4, mining="batch_hard"
+    )
+    encoder = train_encoder(data.images, data.labels, config, verbose=0)
+    assert encoder.optimizer.iterations == 6
+    assert encoder.get_compile_config()["loss"].mining == "batch_hard"
+    # The cosine schedule has run its course: 1% of the rate is left.
+    assert encoder.optimizer.current_learning_rate == pytest.approx(1e-5)
+
+
+def test_recognition_threshold_holds_the_false_accept_rate():
+    from cnnkit.datasets import faces
+    from cnnkit.face import build_encoder, evaluate
+    from cnnkit.face.database import FaceDatabase
+    from cnnkit.face.demo import recognition_threshold
+
+    data = faces(12, 4, size=24, seed=0)
+    encoder = build_encoder((24, 24, 3), 16, (4, 8), seed=0)
+    tau, val = recognition_threshold(encoder, (data.images, data.labels), far=0.05)
+    codes = FaceDatabase(encoder).encode(data.images)
+    left, right, same = evaluate.all_pairs(data.labels)
+    d = evaluate.pair_distances(codes[left], codes[right])
+    assert np.mean(d[~same] <= tau) <= 0.05
+    assert val == pytest.approx(np.mean(d[same] <= tau))
+    loose, _ = recognition_threshold(encoder, (data.images, data.labels), far=0.5)
+    assert loose > tau

@@ -49,6 +49,49 @@ def test_choose_threshold_separable_and_edges():
     assert acc == 0.5 and tau < 5.0
 
 
+@pytest.mark.parametrize("far", [0.0, 0.01, 0.1, 0.5, 1.0])
+def test_choose_threshold_at_far_is_the_largest_within_the_rate(far):
+    d, same = _scores(7, n=500, ties=True)
+    tau, acc = evaluate.choose_threshold(d, same, far=far)
+    diff = d[~same]
+    assert np.mean(diff <= tau) <= far
+    # No larger candidate keeps the rate: the next distinct distance lets too many in.
+    above = np.unique(d[d > tau])
+    if above.size:
+        assert np.mean(diff <= above[0]) > far
+    assert np.mean((d <= tau) == same) == pytest.approx(acc)
+    # The same tau as FaceNet's VAL@FAR, up to where between two distances it lies.
+    vf = evaluate.val_far(d, same, far)
+    assert np.mean(d[same] <= tau) == pytest.approx(vf.val)
+
+
+def test_choose_threshold_at_far_edges():
+    d, s = [0.1, 0.2, 0.3, 0.4], [True, False, True, False]
+    assert evaluate.choose_threshold(d, s, far=0.0) == (pytest.approx(0.15), 0.75)
+    assert evaluate.choose_threshold(d, s, far=0.5) == (pytest.approx(0.35), 0.75)
+    assert evaluate.choose_threshold(d, s, far=1.0) == (0.4, 0.5)
+    tau, acc = evaluate.choose_threshold([0.1, 0.2], [False, True], far=0.0)
+    assert tau < 0.1 and acc == 0.5
+    with pytest.raises(ValueError, match=r"choose_threshold\(\): far must be in \[0, 1\]"):
+        evaluate.choose_threshold(d, s, far=-0.1)
+
+
+def test_all_pairs():
+    left, right, same = evaluate.all_pairs(np.array([3, 3, 5, 3]))
+    assert list(zip(left.tolist(), right.tolist())) == [
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 2),
+        (1, 3),
+        (2, 3),
+    ]
+    assert same.tolist() == [True, False, True, False, True, False]
+    assert evaluate.all_pairs(np.array([1]))[0].size == 0
+    with pytest.raises(ValueError, match=r"all_pairs\(\): labels must be a 1-D int array"):
+        evaluate.all_pairs(np.array([0.5, 1.5]))
+
+
 def test_lfw_protocol_by_hand():
     d, same = _scores(4, n=600)
     result = evaluate.lfw_protocol(d, same, folds=10)

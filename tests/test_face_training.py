@@ -152,3 +152,18 @@ def test_encoder_fits_on_arrays_and_on_pk_batches():
     encoder.fit(x, labels, batch_size=16, epochs=1, verbose=0)
     history = encoder.fit(PKSampler(labels, 4, 3, x=x, steps=10), epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_encoder_with_batch_norm_tracks_its_statistics_quickly():
+    # Momentum 0.9: one step moves the moving mean a tenth of the way to the batch's.
+    encoder = build_encoder((12, 12, 1), 8, (4, 8), batch_norm=True, seed=0)
+    norms = [la for la in encoder.layers if type(la).__name__ == "BatchNormalization"]
+    assert len(norms) == 2 and all(la.momentum == 0.9 for la in norms)
+    rng = np.random.default_rng(2)
+    x = (rng.random((12, 12, 12, 1)) * 255).astype(np.float32)
+    labels = np.repeat(np.arange(4), 3)
+    encoder.compile(optimizers.SGD(0.0), TripletLoss(0.2, "batch_hard", squared=False))
+    encoder.fit(x, labels, batch_size=12, epochs=1, verbose=0, shuffle=False)
+    moving = norms[0].get_weights()[2]
+    conv = encoder.layers[1](encoder.layers[0](x)).data  # Rescaling, then the first Conv2D
+    np.testing.assert_allclose(moving, 0.1 * conv.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)

@@ -113,6 +113,23 @@ def test_uint8_images_into_a_model_that_starts_by_rescaling_do_not_warn(monkeypa
         model.predict(np.full((4, 3), 200, np.uint8), verbose=0)
 
 
+def test_uint8_images_into_a_nested_model_that_starts_by_rescaling_do_not_warn(monkeypatch):
+    # A Siamese model: two inputs into one encoder whose first layer rescales.
+    monkeypatch.setattr(data_adapters, "_warned_uint8", False)
+    encoder = cnnkit.Sequential(
+        [layers.Input((3,)), layers.Rescaling(1 / 255), layers.Dense(2)], seed=0
+    )
+    a, b = layers.Input((3,)), layers.Input((3,))
+    model = cnnkit.Model([a, b], layers.Concatenate()([encoder(a), encoder(b)]))
+    x = np.full((4, 3), 200, np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict([x, x], verbose=0)
+    plain = cnnkit.Model(a, layers.Dense(1)(a))
+    with pytest.warns(UserWarning, match=r"x is uint8"):
+        plain.predict(x, verbose=0)
+
+
 def test_channels_first_input_names_the_layer_and_suggests_channels_last():
     model = cnnkit.Sequential(
         [layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(2)], seed=0, name="net"

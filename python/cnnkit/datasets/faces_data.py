@@ -450,6 +450,10 @@ def _render(
     a = q("head_width")
     # The jaw narrows the head below its middle.
     half_w = a * (1.0 - q("jaw") * np.maximum(v, 0.0) ** 2)
+    # Far below the chin (v > 1.5) the taper crosses 0: keep it off exactly 0, where
+    # u / 0 would put NaN into the neck's shading. Those pixels lie outside the head
+    # either way and their shading only uses the sign of s.
+    half_w = np.where(np.abs(half_w) < 1e-6, np.copysign(np.float32(1e-6), half_w), half_w)
     s = u / half_w
     r2 = s * s + v * v
     head = r2 <= 1.0

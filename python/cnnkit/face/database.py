@@ -54,8 +54,11 @@ class FaceDatabase:
         :func:`cnnkit.face.build_encoder` after training).
     threshold : float
         ``tau``: two images are the same person when the Euclidean distance of their
-        encodings is at most ``tau`` (choose it on labelled pairs with
-        :func:`cnnkit.face.evaluate.choose_threshold`).
+        encodings is at most ``tau``. Choose it on labelled pairs of people held out from
+        training with :func:`cnnkit.face.evaluate.choose_threshold`: for 1:1
+        verification its accuracy-maximising tau; for :meth:`identify` with strangers to
+        reject, a tau at a fixed false accept rate (``far=``, about the stranger
+        acceptance rate you allow divided by the number of enrolled people).
     batch_size : int
         Images per encoder call.
 

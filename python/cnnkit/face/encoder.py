@@ -44,9 +44,12 @@ def build_encoder(
         Channels of the convolutions, one block each.
     pooling : {"flatten", "avg"}
     batch_norm : bool
-        Each convolution without bias, then ``BatchNormalization``, then the ReLU: a batch
-        whose encodings all coincide is then out of reach, which keeps batch-hard mining
-        from collapsing the encoder early in training.
+        Each convolution without bias, then ``BatchNormalization`` (momentum 0.9), then
+        the ReLU. The moving statistics use 0.9, not Keras's 0.99: after a few hundred steps
+        0.99 still holds much of their initial values, and inference with them measured
+        0.78 against 0.92 for 0.9 (semi-hard, step 200 of 300, 64x64 faces). Batch norm
+        alone does not keep batch-hard mining on squared distances from collapsing; plain
+        distances (``TripletLoss(squared=False)``) do, with or without it.
     seed : int or None
         Weight initialisation.
     name, dtype
@@ -85,7 +88,7 @@ def build_encoder(
         if batch_norm:
             stack += [
                 layers.Conv2D(width, 3, padding="same", use_bias=False),
-                layers.BatchNormalization(),
+                layers.BatchNormalization(momentum=0.9),
                 layers.ReLU(),
             ]
         else:

@@ -16,6 +16,9 @@ and a boolean ``same`` per pair, so it serves any encoder and any distance.
   they are written here because the run-time dependency is NumPy only.
 * :func:`lfw_style_pairs` draws an LFW-like pair list from labelled images:
   folds of disjoint people, each with as many same as different pairs.
+* :func:`choose_threshold` picks tau for deployment: the most accurate one for
+  1:1 verification, or (``far=``) the largest within a false accept rate for
+  recognition with strangers to reject, e.g. over :func:`all_pairs` of held-out people.
 
 Plots (:func:`plot_roc`, :func:`plot_distance_histograms`) need the ``plot``
 extra (matplotlib).
@@ -33,6 +36,7 @@ from .. import _validate
 __all__ = [
     "ProtocolResult",
     "ValFar",
+    "all_pairs",
     "auc",
     "choose_threshold",
     "lfw_protocol",
@@ -173,11 +177,33 @@ def _best_threshold(d: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     return tau, float(correct[i] / n)
 
 
-def choose_threshold(distances: Any, same: Any) -> tuple[float, float]:
-    """The threshold tau maximising verification accuracy on these pairs.
+def choose_threshold(distances: Any, same: Any, *, far: float | None = None) -> tuple[float, float]:
+    """A verification threshold tau chosen on labelled pairs: "same" when ``d <= tau``.
 
-    Ties go to the smallest tau; tau lies midway between the largest accepted
-    distance and the next one.
+    Without ``far``, tau maximises the accuracy on these pairs (ties go to the
+    smallest tau). That suits 1:1 verification with as many same as different
+    pairs, and is what the LFW protocol does on its nine folds.
+
+    With ``far``, tau is the largest threshold whose false accept rate on these
+    pairs (the fraction of different pairs with ``d <= tau``) is at most ``far``.
+    Use it for recognition (1:K) with rejection of unknown people: a stranger
+    is compared with every enrolled person and is falsely accepted when any of
+    them lies within tau, which happens with probability up to about ``K * far``
+    -- the accuracy-maximising tau of balanced pairs lets most strangers in. For
+    example ``far=1e-3`` with 100 enrolled people rejects about 90% of strangers.
+    Choose it on held-out validation pairs (people neither enrolled nor used in
+    training), with many more than ``1 / far`` different pairs: every pair of a
+    validation set's images (:func:`all_pairs`) gives that cheaply.
+
+    Either way tau lies midway between the largest accepted distance and the
+    next one.
+
+    Parameters
+    ----------
+    distances : array_like, (n,)
+    same : array_like of bool, (n,)
+    far : float in [0, 1], optional
+        The target false accept rate.
 
     Returns
     -------
@@ -186,8 +212,38 @@ def choose_threshold(distances: Any, same: Any) -> tuple[float, float]:
     accuracy : float
         The accuracy at ``tau`` on these pairs (optimistic: measured where tau was chosen).
     """
-    d, s = _pairs(distances, same, "choose_threshold()")
-    return _best_threshold(d, s)
+    fn = "choose_threshold()"
+    d, s = _pairs(distances, same, fn)
+    if far is None:
+        return _best_threshold(d, s)
+    target = _validate.probability(fn, "far", far)
+    values, tp, fp = _sweep(d, s)
+    # Candidate i accepts the i smallest distinct values; fp grows with i.
+    accepted = np.r_[0, fp]
+    i = int(np.flatnonzero(accepted <= target * fp[-1])[-1])
+    if i == 0:
+        tau = float(np.nextafter(values[0], -np.inf))
+    elif i == values.size:
+        tau = float(values[-1])
+    else:
+        tau = float((values[i - 1] + values[i]) / 2.0)
+    correct = np.r_[0, tp][i] + (fp[-1] - accepted[i])
+    return tau, float(correct / d.size)
+
+
+def all_pairs(labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every unordered pair of distinct images: ``(left, right, same)``.
+
+    ``n (n - 1) / 2`` pairs for ``n`` labels (1.3 million for 1,600 images), enough
+    different pairs to choose a threshold at a false accept rate of 1e-3 or below
+    (:func:`choose_threshold` with ``far``).
+    """
+    fn = "all_pairs()"
+    y = np.asarray(labels)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{fn}: labels must be a 1-D int array, got {y.dtype} {y.shape}")
+    left, right = np.triu_indices(y.size, k=1)
+    return left.astype(np.int64), right.astype(np.int64), y[left] == y[right]
 
 
 def _fold_ids(folds: Any, n: int, fn: str) -> np.ndarray:

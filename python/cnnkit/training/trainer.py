@@ -446,10 +446,11 @@ class Trainer:
 
     # -- data --------------------------------------------------------------------------------
     def _as_model_dtype(self, where: str, x: Any) -> Any:
-        # A model that starts by rescaling takes raw uint8 pixels by design.
-        first = next(
-            (la for la in getattr(self, "layers", []) if type(la).__name__ != "InputLayer"), None
-        )
+        # A model that starts by rescaling takes raw uint8 pixels by design, also when the
+        # rescaling opens a nested model (a Siamese model's shared encoder).
+        first: Any = self
+        while hasattr(first, "layers"):
+            first = next((la for la in first.layers if type(la).__name__ != "InputLayer"), None)
         rescales = type(first).__name__ == "Rescaling"
         return to_model_dtype(where, x, self.dtype, warn_uint8=not rescales)  # type: ignore[attr-defined]
 
