@@ -18,11 +18,15 @@ def torchvision(submodule: str = "") -> Any:
     """``torchvision`` (or ``torchvision.<submodule>``), or skip the test."""
     with warnings.catch_warnings():  # an import-time warning is not a test failure
         warnings.simplefilter("ignore")
-        pytest.importorskip("torch")
+        torch = pytest.importorskip("torch")
         name = f"torchvision.{submodule}" if submodule else "torchvision"
         try:
-            return importlib.import_module(name)
+            module = importlib.import_module(name)
+            # tests/torch_networks.py may have entered torchvision without its compiled
+            # operators (for the model definitions alone): check that they are there.
+            torch.ops.torchvision.nms  # noqa: B018
         except ImportError as exc:
             pytest.skip(f"{name} is not installed: {exc}")
-        except (RuntimeError, OSError) as exc:
+        except (RuntimeError, OSError, AttributeError) as exc:
             pytest.skip(f"{name} does not load beside this torch: {exc}")
+        return module
