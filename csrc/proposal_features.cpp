@@ -60,6 +60,7 @@ void texture_bins(const double* image, int64_t height, int64_t width, int64_t ch
   for (int64_t p = 0; p < plane; ++p)
     for (int64_t c = 0; c < channels; ++c) x[size_t(c * plane + p)] = float(image[p * channels + c]);
   std::vector<float> gx(size_t(plane * channels)), gy(size_t(plane * channels));
+  std::vector<float> padded(size_t(width + 8));
   for (int64_t c = 0; c < channels; ++c) {
     const float* in = x.data() + c * plane;
     float* mid = rows.data() + c * plane;
@@ -74,18 +75,19 @@ void texture_bins(const double* image, int64_t height, int64_t width, int64_t ch
         for (int64_t xx = 0; xx < width; ++xx) o[xx] += wt * s[xx];
       }
     }
-    // Along x (axis 1), into x's storage (no longer needed).
+    // Along x (axis 1), into x's storage (no longer needed): each row copied with
+    // its edges repeated, then the taps in order, as above.
     float* sm = x.data() + c * plane;
     for (int64_t y = 0; y < height; ++y) {
       const float* s = mid + y * width;
+      for (int64_t xx = 0; xx < width + 8; ++xx)
+        padded[size_t(xx)] = s[std::min(std::max(xx - 4, int64_t(0)), width - 1)];
       float* o = sm + y * width;
-      for (int64_t xx = 0; xx < width; ++xx) {
-        float acc = 0.0f;
-        for (int t = 0; t < 9; ++t) {
-          const int64_t sx = std::min(std::max(xx + t - 4, int64_t(0)), width - 1);
-          acc += taps[size_t(t)] * s[sx];
-        }
-        o[xx] = acc;
+      std::fill(o, o + width, 0.0f);
+      for (int t = 0; t < 9; ++t) {
+        const float wt = taps[size_t(t)];
+        const float* src = padded.data() + t;
+        for (int64_t xx = 0; xx < width; ++xx) o[xx] += wt * src[xx];
       }
     }
     // np.gradient: central differences / 2 inside, one-sided at the edges; zero
@@ -111,41 +113,52 @@ void texture_bins(const double* image, int64_t height, int64_t width, int64_t ch
       }
       const float* up = sm + std::max(y - 1, int64_t(0)) * width;
       const float* down = sm + std::min(y + 1, height - 1) * width;
-      const bool edge = y == 0 || y == height - 1;
-      for (int64_t xx = 0; xx < width; ++xx)
-        o[xx] = edge ? down[xx] - up[xx] : (down[xx] - up[xx]) / 2.0f;
+      if (y == 0 || y == height - 1)
+        for (int64_t xx = 0; xx < width; ++xx) o[xx] = down[xx] - up[xx];
+      else
+        for (int64_t xx = 0; xx < width; ++xx) o[xx] = (down[xx] - up[xx]) / 2.0f;
     }
   }
   // Orientation k and k + 4 are the positive and negative parts of one
-  // directional derivative, each scaled by its maximum over the image.
+  // directional derivative, each scaled by its maximum over the image. The
+  // derivatives are kept (one plane per k) so that a pixel's 8 bins are written
+  // together.
   constexpr int kHalf = kTextureOrientations / 2;
-  std::vector<float> d(static_cast<size_t>(plane));
+  std::vector<float> d(static_cast<size_t>(plane * kHalf));
+  std::vector<uint8_t> plane_bins(static_cast<size_t>(plane * kTextureOrientations));
   for (int64_t c = 0; c < channels; ++c) {
     const float* dx = gx.data() + c * plane;
     const float* dy = gy.data() + c * plane;
+    float scales[kTextureOrientations];
     for (int k = 0; k < kHalf; ++k) {
       const double angle = double(k) * M_PI / double(kHalf);
       const float cs = float(std::cos(angle)), sn = float(std::sin(angle));
+      float* dk = d.data() + k * plane;
       float hi = 0.0f, lo = 0.0f;
       for (int64_t p = 0; p < plane; ++p) {
         const float v = dx[p] * cs + dy[p] * sn;
-        d[size_t(p)] = v;
+        dk[p] = v;
         hi = std::max(hi, v);
         lo = std::min(lo, v);
       }
-      const float tops[2] = {hi, -lo};
-      for (int side = 0; side < 2; ++side) {
-        const float scale = tops[side] > 0 ? float(kTextureBins) / tops[side] : 0.0f;
-        const float signed_scale = side == 0 ? scale : -scale;
-        uint8_t* o = bins + c * kTextureOrientations + k + side * kHalf;
-        const int64_t stride = channels * kTextureOrientations;
-        for (int64_t p = 0; p < plane; ++p) {
-          float r = d[size_t(p)] * signed_scale;
-          r = std::min(std::max(r, 0.0f), float(kTextureBins - 1));
-          o[p * stride] = uint8_t(r);
-        }
+      const float up = hi > 0 ? float(kTextureBins) / hi : 0.0f;
+      const float down = -lo > 0 ? float(kTextureBins) / -lo : 0.0f;
+      scales[k] = up;
+      scales[k + kHalf] = -down;
+    }
+    for (int o = 0; o < kTextureOrientations; ++o) {
+      const float* dk = d.data() + (o % kHalf) * plane;
+      const float scale = scales[o];
+      uint8_t* out = plane_bins.data() + o * plane;
+      for (int64_t p = 0; p < plane; ++p) {
+        const float r = std::min(std::max(dk[p] * scale, 0.0f), float(kTextureBins - 1));
+        out[p] = uint8_t(r);
       }
     }
+    const int64_t stride = channels * kTextureOrientations;
+    for (int64_t p = 0; p < plane; ++p)
+      for (int o = 0; o < kTextureOrientations; ++o)
+        bins[p * stride + c * kTextureOrientations + o] = plane_bins[size_t(o * plane + p)];
   }
 }
 
