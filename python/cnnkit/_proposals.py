@@ -4,7 +4,9 @@ This module holds the NumPy parts that :func:`cnnkit.ops.selective_search` and
 :func:`cnnkit.reference.selective_search` share: checking the image, the colour spaces, the
 per-pixel colour and texture bins, the strategies of each mode, and the ranking of the boxes.
 The two kernels -- the Felzenszwalb segmentation and the hierarchical grouping -- are passed
-in: the native ones from ``ops``, the NumPy ones from ``reference``. NumPy only.
+in: the native ones from ``ops``, the NumPy ones from ``reference``. So are the HSV
+conversion and the texture bins: ``ops`` passes native ones (csrc/proposal_features.cpp)
+that give the same bits as the NumPy ones here, which stay the reference. NumPy only.
 """
 
 from __future__ import annotations
