@@ -69,4 +69,16 @@ std::vector<int64_t> group_regions(const GroupingInput& in,
                                    const std::vector<GroupingStrategy>& strategies,
                                    std::vector<std::vector<int64_t>>& boxes);
 
+constexpr int kTextureOrientations = 8;
+
+// The per-pixel features of selective search, as cnnkit/_proposals.py computes
+// them in NumPy (bit-identical). hsv_image: (pixels, 3) RGB in [0, 1] to hue,
+// saturation, value in [0, 1]. texture_bins: (height, width, channels) in
+// [0, 1] to (height, width, channels * 8) bins 0..9 of the positive part of
+// the Gaussian (sigma 1) derivative in orientation o * 45 degrees, scaled by
+// its maximum over the image; channel c, orientation o is bin c * 8 + o.
+void hsv_image(const double* rgb, int64_t pixels, double* hsv);
+void texture_bins(const double* image, int64_t height, int64_t width, int64_t channels,
+                  uint8_t* bins);
+
 }  // namespace cnnkit

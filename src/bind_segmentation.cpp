@@ -226,12 +226,51 @@ py::list group_regions_many(py::handle labels_obj, py::handle colour_obj, py::ha
   return out;
 }
 
+// A (H, W, C) float64 image of selective search's features, C >= 1, not empty.
+py::array_t<double, py::array::c_style> feature_image_arg(py::handle obj, const char* fn,
+                                                          int64_t channels) {
+  py::array a = as_array(obj, fn, "image");
+  if (a.dtype().kind() != 'f' || a.itemsize() != 8)
+    throw py::type_error(prefix(fn, "image") + "must have dtype float64, got " +
+                         std::string(py::str(a.dtype())));
+  if (a.ndim() != 3 || a.shape(0) == 0 || a.shape(1) == 0 || a.shape(2) == 0 ||
+      (channels > 0 && a.shape(2) != channels))
+    throw py::value_error(prefix(fn, "image") + "must have a non-empty shape (H, W, " +
+                          (channels > 0 ? std::to_string(channels) : std::string("C")) +
+                          "), got shape " + shape_str(a));
+  return contiguous<double>(a, fn, "image");
+}
+
+// HSV of an RGB image in [0, 1], as cnnkit._proposals.colour_space(rgb, "hsv").
+py::array_t<double> hsv_image(py::handle image_obj) {
+  const auto rgb = feature_image_arg(image_obj, "hsv_image", 3);
+  py::array_t<double> out(std::vector<py::ssize_t>{rgb.shape(0), rgb.shape(1), 3});
+  const double* in = rgb.data();
+  double* o = out.mutable_data();
+  const int64_t pixels = rgb.shape(0) * rgb.shape(1);
+  without_gil([&] { cnnkit::hsv_image(in, pixels, o); });
+  return out;
+}
+
+// The texture bins of cnnkit._proposals.texture_bins: (H, W, C * 8) uint8.
+py::array_t<uint8_t> texture_bins(py::handle image_obj) {
+  const auto x = feature_image_arg(image_obj, "texture_bins", 0);
+  const int64_t h = x.shape(0), w = x.shape(1), c = x.shape(2);
+  py::array_t<uint8_t> out(std::vector<py::ssize_t>{h, w, c * kTextureOrientations});
+  const double* in = x.data();
+  uint8_t* o = out.mutable_data();
+  without_gil([&] { cnnkit::texture_bins(in, h, w, c, o); });
+  return out;
+}
+
 }  // namespace
 
 void bind_segmentation(py::module_& m) {
   m.def("felzenszwalb", &felzenszwalb);
   m.def("group_regions", &group_regions);
   m.def("group_regions_many", &group_regions_many);
+  m.def("hsv_image", &hsv_image);
+  m.def("texture_bins", &texture_bins);
 }
 
 }  // namespace cnnkit::bind

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnkit
-from cnnkit import _core, ops
+from cnnkit import _core, _proposals, ops
 from cnnkit import reference as ref
 
 
@@ -225,3 +225,57 @@ def test_non_contiguous_images_give_the_same_boxes():
     assert np.array_equal(
         ops.selective_search(np.asfortranarray(image)), ops.selective_search(image)
     )
+
+
+@st.composite
+def feature_images(draw, channels=None):
+    """(H, W, C) float64 in [0, 1]: few levels (ties, flat areas, zero gradients) or many."""
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    c = channels or draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    levels = draw(st.sampled_from([1, 2, 4, 256]))
+    if levels == 256:
+        return rng.random((h, w, c))
+    return rng.integers(0, levels, (h, w, c)) / max(levels - 1, 1)
+
+
+@given(feature_images(channels=3))
+def test_native_hsv_is_the_numpy_conversion_bit_for_bit(rgb):
+    got = _core.hsv_image(rgb)
+    want = _proposals.colour_space(rgb, "hsv")
+    assert got.dtype == np.float64 and np.array_equal(got, want)
+
+
+@given(feature_images())
+def test_native_texture_bins_are_the_numpy_ones(x):
+    got = _core.texture_bins(x)
+    assert got.dtype == np.uint8 and np.array_equal(got, _proposals.texture_bins(x))
+
+
+def test_native_features_of_a_larger_image_and_a_strided_view():
+    # smooth ramps with noise and a few flat blocks: long rows, varied gradients
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:70, 0:90] / 90.0
+    rgb = np.clip(np.stack([xx, yy, xx * yy], 2) + 0.05 * rng.standard_normal((70, 90, 3)), 0, 1)
+    rgb[10:30, 40:60] = [0.2, 0.7, 0.7]
+    view = rgb[::2, ::-1]
+    for x in (rgb, view):
+        hsv = _core.hsv_image(x)
+        assert np.array_equal(hsv, _proposals.colour_space(x, "hsv"))
+        for space in (hsv, _proposals.colour_space(x, "lab")):
+            assert np.array_equal(_core.texture_bins(space), _proposals.texture_bins(space))
+
+
+@pytest.mark.parametrize(
+    ("fn", "arg", "error", "match"),
+    [
+        (_core.hsv_image, np.zeros((2, 2, 3), np.float32), TypeError, "hsv_image.*float64"),
+        (_core.hsv_image, np.zeros((2, 2, 4)), ValueError, r"hsv_image.*\(H, W, 3\)"),
+        (_core.texture_bins, np.zeros((0, 2, 1)), ValueError, "texture_bins.*non-empty"),
+        (_core.texture_bins, np.zeros((2, 2)), ValueError, "texture_bins.*non-empty"),
+        (_core.texture_bins, np.zeros((2, 2, 1), np.uint8), TypeError, "texture_bins.*float64"),
+    ],
+)
+def test_native_features_reject_bad_input(fn, arg, error, match):
+    with pytest.raises(error, match=match):
+        fn(arg)

@@ -4,7 +4,9 @@ This module holds the NumPy parts that :func:`cnnkit.ops.selective_search` and
 :func:`cnnkit.reference.selective_search` share: checking the image, the colour spaces, the
 per-pixel colour and texture bins, the strategies of each mode, and the ranking of the boxes.
 The two kernels -- the Felzenszwalb segmentation and the hierarchical grouping -- are passed
-in: the native ones from ``ops``, the NumPy ones from ``reference``. NumPy only.
+in: the native ones from ``ops``, the NumPy ones from ``reference``. So are the HSV
+conversion and the texture bins: ``ops`` passes native ones (csrc/proposal_features.cpp)
+that give the same bits as the NumPy ones here, which stay the reference. NumPy only.
 """
 
 from __future__ import annotations
@@ -109,10 +111,16 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.stack([lightness / 100.0, (a + 128.0) / 255.0, (b + 128.0) / 255.0], 2), 0, 1)
 
 
-def colour_space(rgb: np.ndarray, name: str) -> np.ndarray:
-    """(H, W, C) in [0, 1] for the colour spaces of the paper: hsv, lab, rgi, h, i."""
+def colour_space(
+    rgb: np.ndarray, name: str, hsv: Callable[[np.ndarray], np.ndarray] | None = None
+) -> np.ndarray:
+    """(H, W, C) in [0, 1] for the colour spaces of the paper: hsv, lab, rgi, h, i.
+
+    ``hsv``, when given, replaces the NumPy HSV conversion (ops passes the native one).
+    """
+    hsv = _hsv if hsv is None else hsv
     if name == "hsv":
-        return _hsv(rgb)
+        return hsv(rgb)
     if name == "lab":
         return _lab(rgb)
     total = rgb.sum(axis=2)
@@ -123,7 +131,7 @@ def colour_space(rgb: np.ndarray, name: str) -> np.ndarray:
         g = np.where(total > 0, rgb[..., 1] / safe, 1.0 / 3.0)
         return np.stack([r, g, intensity], axis=2)
     if name == "h":
-        return _hsv(rgb)[..., :1]
+        return hsv(rgb)[..., :1]
     if name == "i":
         return intensity[..., None]
     raise ValueError(f"unknown colour space {name!r}")
@@ -205,6 +213,8 @@ def selective_search(
     fn: str,
     group_many: Callable[..., list] | None = None,
     map_jobs: Callable[..., Iterable] = map,
+    hsv: Callable[[np.ndarray], np.ndarray] | None = None,
+    texture: Callable[[np.ndarray], np.ndarray] = texture_bins,
 ) -> np.ndarray:
     """Every strategy's hierarchy, ranked and deduplicated (see ops.selective_search).
 
@@ -213,15 +223,16 @@ def selective_search(
     ``group`` is called per strategy. ``map_jobs(function, jobs)`` runs the colour spaces,
     then the segmentations (a thread pool's ``map`` runs them side by side: the kernels
     release the GIL); its results come in the jobs' order, so the boxes and their ranking do
-    not depend on it.
+    not depend on it. ``hsv`` and ``texture`` replace the NumPy HSV conversion and
+    :func:`texture_bins` (ops passes native ones that give the same bits).
     """
     rng = check_seed(seed, fn)
     spaces, ks, similarities = STRATEGIES[check_mode(mode, fn)]
     rgb = rgb_image(image, fn)
 
     def features(space: str) -> tuple:
-        x = colour_space(rgb, space)
-        return x, colour_bins(x), texture_bins(x)
+        x = colour_space(rgb, space, hsv)
+        return x, colour_bins(x), texture(x)
 
     def hierarchies(job: tuple) -> list:
         x, cbins, tbins = job[0]

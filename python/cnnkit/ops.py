@@ -1546,6 +1546,8 @@ def selective_search(
         group=_core.group_regions,
         fn="selective_search",
         group_many=_core.group_regions_many,
+        hsv=_core.hsv_image,
+        texture=_core.texture_bins,
     )
     threads = _core.get_num_threads()
     if threads == 1:
