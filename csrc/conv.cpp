@@ -195,10 +195,14 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   const Epilogue<T> act{nullptr, activation, negative_slope};
   if (use_winograd(p)) return detail::winograd_forward(p, x, w, b, y, activation, negative_slope);
   if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
-    if (detail::is_depthwise(p))
+    if (detail::is_depthwise(p)) {
       detail::depthwise_forward(p, x, w, b, y);
-    else
-      detail::few_channels_forward(p, x, w, b, y);
+    } else {
+      // ReLU, the usual case, as the values are stored: one pass less over y.
+      const bool relu = activation == Activation::relu;
+      detail::few_channels_forward(p, x, w, b, y, relu);
+      if (relu) return;
+    }
     return apply_epilogue(act, y, cout, rows, cout);
   }
   if (p.is_pointwise()) {
