@@ -30,14 +30,17 @@ bool use_winograd(const ConvProblem& p) {
 
 // dx by Winograd computes whole 4x4 tiles of the input's shape: a small
 // image wastes the cut-off part of its last tiles (13x13 fills 169 of 256
-// tile positions). Below 3/4 coverage im2col was faster (N64 13x13x32 from
-// 11x11x64, one thread: 3.0 ms against 4.2).
+// tile positions). Since Winograd caches its packed filters and vectorises
+// its transforms it wins down to about half coverage (one thread, CPU time,
+// dx of N64 13x13x32 from 11x11x64: 2.1 ms against im2col's 2.8; 9x9x64
+// and 6x6x64 at 0.56: 1.1x and 1.0x); at 5x5 (0.39) it was 1.15x with 64
+// channels but 0.88x with 128, so below half im2col stays.
 bool use_winograd_backward_input(const ConvProblem& p) {
   if (p.algorithm != ConvAlgorithm::automatic) return use_winograd(p);
   if (!winograd_preferred(p)) return false;
   const int64_t h = p.g.in[0], w = p.g.in[1];
   const int64_t covered = ((h + 3) / 4 * 4) * ((w + 3) / 4 * 4);
-  return 4 * h * w >= 3 * covered;
+  return 2 * h * w >= covered;
 }
 
 // Rows of P per tile: about 1 MiB of patches, small enough to stay in cache
@@ -192,10 +195,14 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   const Epilogue<T> act{nullptr, activation, negative_slope};
   if (use_winograd(p)) return detail::winograd_forward(p, x, w, b, y, activation, negative_slope);
   if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
-    if (detail::is_depthwise(p))
+    if (detail::is_depthwise(p)) {
       detail::depthwise_forward(p, x, w, b, y);
-    else
-      detail::few_channels_forward(p, x, w, b, y);
+    } else {
+      // ReLU, the usual case, as the values are stored: one pass less over y.
+      const bool relu = activation == Activation::relu;
+      detail::few_channels_forward(p, x, w, b, y, relu);
+      if (relu) return;
+    }
     return apply_epilogue(act, y, cout, rows, cout);
   }
   if (p.is_pointwise()) {

@@ -28,7 +28,8 @@ namespace cnnkit::detail {
     return baseline::name<T> args;          \
   }
 CNNKIT_DISPATCH(few_channels_forward,
-                (const ConvProblem& p, const T* x, const T* w, const T* b, T* y), (p, x, w, b, y))
+                (const ConvProblem& p, const T* x, const T* w, const T* b, T* y, bool relu),
+                (p, x, w, b, y, relu))
 CNNKIT_DISPATCH(few_channels_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),
                 (p, w, dy, dx))
 CNNKIT_DISPATCH(few_channels_backward_weight,

@@ -54,8 +54,11 @@ inline bool has_few_channels(const ConvProblem& p) {
 }
 
 // The dispatchers below pick the instruction-set path (csrc/cpu.hpp).
+// relu: ReLU applied as each value is stored, with the bits of a separate
+// apply_epilogue pass (csrc/gemm.hpp) but without that pass over y.
 template <class T>
-void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                          bool relu);
 template <class T>
 void few_channels_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);
 template <class T>
@@ -72,7 +75,7 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
 #define CNNKIT_DECLARE_DIRECT(ns)                                                             \
   namespace ns {                                                                             \
   template <class T>                                                                         \
-  void few_channels_forward(const ConvProblem&, const T*, const T*, const T*, T*);           \
+  void few_channels_forward(const ConvProblem&, const T*, const T*, const T*, T*, bool);     \
   template <class T>                                                                         \
   void few_channels_backward_input(const ConvProblem&, const T*, const T*, T*);              \
   template <class T>                                                                         \
@@ -94,7 +97,8 @@ CNNKIT_DECLARE_DIRECT(avx512)
   template void depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);    \
   template void depthwise_backward_input<T>(const ConvProblem&, const T*, const T*, T*);       \
   template void depthwise_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);      \
-  template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*); \
+  template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,  \
+                                        bool);                                               \
   template void few_channels_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
   template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);
 

@@ -160,8 +160,9 @@ void few_channels_backward_input_strided(const ConvProblem& p, const T* w, const
 }
 
 template <class T>
-void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
-  few::forward(p, x, w, b, y);
+void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                          bool relu) {
+  few::forward(p, x, w, b, y, relu);
 }
 
 template <class T>

@@ -270,9 +270,16 @@ inline void for_each_line(const Geometry& g, const int64_t* e, int64_t f0, int64
 // `full` (count == MR and cout == ld) stores straight from the registers;
 // GCC would otherwise keep the accumulators on the stack for the remainder
 // code, at a cost comparable to the 25 steps of a 5 x 5 kernel.
+// ReLU of each lane when `relu`, as apply_epilogue's scalar `v < 0 ? 0 : v`
+// (NaN stays NaN).
+template <class T>
+inline Vec<T> rectify(Vec<T> v, bool relu) {
+  return relu ? (v < Vec<T>{} ? Vec<T>{} : v) : v;
+}
+
 template <class T, int MR, bool full>
 void forward_tile(const T* xs, int64_t step, int64_t count, const int64_t* off, int64_t P,
-                  const T* wp, int64_t ld, const T* bp, T* out, int64_t cout) {
+                  const T* wp, int64_t ld, const T* bp, T* out, int64_t cout, bool relu) {
   constexpr int64_t W = kLanes<T>;
   const T* at[MR];
   for (int i = 0; i < MR; ++i) at[i] = xs + (i < count ? i : 0) * step;  // spare rows: row 0
@@ -293,15 +300,15 @@ void forward_tile(const T* xs, int64_t step, int64_t count, const int64_t* off, 
     if constexpr (full) {
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
-        store(out + i * cout + c0, acc[i][0] + b0);
-        store(out + i * cout + c0 + W, acc[i][1] + b1);
+        store(out + i * cout + c0, rectify<T>(acc[i][0] + b0, relu));
+        store(out + i * cout + c0 + W, rectify<T>(acc[i][1] + b1, relu));
       }
     } else {
       const int64_t width = std::min(2 * W, cout - c0);
       for (int64_t i = 0; i < count; ++i) {
         T row[2 * W];
-        store(row, acc[i][0] + b0);
-        store(row + W, acc[i][1] + b1);
+        store(row, rectify<T>(acc[i][0] + b0, relu));
+        store(row + W, rectify<T>(acc[i][1] + b1, relu));
         std::copy_n(row, width, out + i * cout + c0);
       }
     }
@@ -309,7 +316,7 @@ void forward_tile(const T* xs, int64_t step, int64_t count, const int64_t* off, 
 }
 
 template <class T>
-void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, bool relu) {
   const Geometry& g = p.g;
   constexpr int64_t NR = 2 * kLanes<T>;
   constexpr int MR = kForwardRows;
@@ -361,16 +368,16 @@ void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
                       // tile rather than as a full one with spare rows.
                       if (rows == MR && cout == ld)
                         forward_tile<T, MR, true>(at, run, rows, offs, P, wdata, ld, bdata, o,
-                                                  cout);
+                                                  cout, relu);
                       else if (rows == kForwardTail && cout == ld)
                         forward_tile<T, kForwardTail, true>(at, run, rows, offs, P, wdata, ld,
-                                                            bdata, o, cout);
+                                                            bdata, o, cout, relu);
                       else if (rows <= kForwardTail)
                         forward_tile<T, kForwardTail, false>(at, run, rows, offs, P, wdata, ld,
-                                                             bdata, o, cout);
+                                                             bdata, o, cout, relu);
                       else
                         forward_tile<T, MR, false>(at, run, rows, offs, P, wdata, ld, bdata, o,
-                                                   cout);
+                                                   cout, relu);
                     }
                   });
   }

@@ -44,6 +44,7 @@ CONV_CASES = [
     ((2, 9, 10, 33), (1, 1, 33, 17), {}),  # pointwise: one GEMM
     ((2, 9, 10, 8), (3, 3, 1, 16), {"padding": 1, "groups": 8}),  # depthwise loop
     ((2, 9, 10, 2), (5, 5, 2, 12), {"padding": "same"}),  # few-channel loop
+    ((2, 9, 10, 1), (3, 3, 1, 32), {}),  # few-channel loop, whole register tiles
     ((2, 9, 10, 8), (3, 2, 4, 6), {"stride": 2, "groups": 2}),  # grouped
     ((0, 9, 10, 8), (3, 3, 8, 16), {}),  # empty batch
 ]

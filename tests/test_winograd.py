@@ -199,15 +199,17 @@ def test_automatic_choice_and_its_switch():
 
 
 def test_automatic_input_gradient_skips_poorly_covered_images():
-    # dx of a 13x13 input fills 169 of the 256 positions of its 4x4 tiles: im2col there,
-    # Winograd where the tiles fit (12x12), both among enough tiles for the choice.
+    # dx of a 5x5 input fills 25 of the 64 positions of its 4x4 tiles: im2col there,
+    # Winograd from half coverage on (13x13: 169 of 256) and where the tiles fit (12x12),
+    # all among enough tiles for the choice.
     def dx(shape, **kwargs):
         x, w = seeded(shape, F32, 4), seeded((3, 3, 16, 16), F32, 5)
         dy = seeded((shape[0], shape[1] - 2, shape[2] - 2, 16), F32, 6)
         return ops.conv_backward(x, w, dy, need=("x",), **kwargs)[0]
 
-    assert np.array_equal(dx((4, 13, 13, 16)), dx((4, 13, 13, 16), winograd=False))
-    assert not np.array_equal(dx((4, 13, 13, 16)), dx((4, 13, 13, 16), winograd=True))
+    assert np.array_equal(dx((16, 5, 5, 16)), dx((16, 5, 5, 16), winograd=False))
+    assert not np.array_equal(dx((16, 5, 5, 16)), dx((16, 5, 5, 16), winograd=True))
+    assert np.array_equal(dx((4, 13, 13, 16)), dx((4, 13, 13, 16), winograd=True))
     assert np.array_equal(dx((4, 12, 12, 16)), dx((4, 12, 12, 16), winograd=True))
 
 
