@@ -311,13 +311,17 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   }
 }
 
+// Each channel sums its rows in order, so threads may split the channels (at least 16
+// channels each); the fused mask-and-bias pass below splits the same way.
+static int bias_threads(int64_t rows, int64_t cout) {
+  return int(std::min<int64_t>(threads_for(rows * cout, 1 << 16), std::max<int64_t>(1, cout / 16)));
+}
+
 template <class T>
 void conv_backward_bias(const ConvProblem& p, const T* dy, T* db) {
   const int64_t rows = p.rows(), cout = p.out_channels;
   std::fill_n(db, cout, T(0));
-  // Each channel sums its rows in order, so threads may split the channels.
-  const int nt = int(std::min<int64_t>(threads_for(rows * cout, 1 << 16),
-                                       std::max<int64_t>(1, cout / 16)));
+  const int nt = bias_threads(rows, cout);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
@@ -360,9 +364,7 @@ void conv_backward_activation_bias(const ConvProblem& p, Activation activation, 
                                    const T* y, const T* dy, T* masked, T* db) {
   const int64_t rows = p.rows(), cout = p.out_channels;
   std::fill_n(db, cout, T(0));
-  // The channel split of conv_backward_bias.
-  const int nt = int(std::min<int64_t>(threads_for(rows * cout, 1 << 16),
-                                       std::max<int64_t>(1, cout / 16)));
+  const int nt = bias_threads(rows, cout);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
