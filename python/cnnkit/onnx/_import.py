@@ -38,6 +38,7 @@ from ..models import Model
 from ..models.functional import Functional
 from ._layers import (
     LRN,
+    AddReLU,
     ConstantOperand,
     ElementwiseUnary,
     MatMul,
@@ -121,6 +122,8 @@ class _Graph:
         # Conv outputs whose BatchNormalization is folded into the Conv's weights
         self.folded_bn: set[str] = set()
         self.fold_batch_norm = True
+        # Add outputs that an AddReLU layer already rectified for the Relu reading them
+        self.fused_relu: set[str] = set()
 
     # -- names and layers --------------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -718,6 +721,8 @@ _SELU_GAMMA = float(np.float32(1.0507009873554805))
     "Abs", "Reciprocal",
 )  # fmt: skip
 def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    if node.input[0] in g.fused_relu:  # the Add before applied it (see _binary)
+        return [g.values.pop(node.input[0])]
     x = g.value(node, 0)
     fused = _fuse_relu(g, node) if node.op_type == "Relu" else None
     return [fused if fused is not None else _emit(g, _unary_layer(g, node, a, name), x)]
@@ -793,7 +798,26 @@ def _binary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         layer = ConstantOperand(op, c.shape, constant_first=first, name=name, dtype=g.dtype)
         out = _emit(g, layer, x, {"constant": c})
         return [_Value(out.tensor, x.perm, _onnx_shape(out.tensor, x.perm))]
-    return [_merge(g, [g.value(node, 0), g.value(node, 1)], op, name)]
+    values = [g.value(node, 0), g.value(node, 1)]
+    if op == "add" and _relu_alone_reads(g, node.output[0]):
+        a, b = values
+        if a.rank == b.rank:
+            values[1] = b = g.to_perm(b, a.perm, f"{name}.input1")
+            if tuple(a.tensor.shape) == tuple(b.tensor.shape):
+                t = AddReLU(name=name, dtype=g.dtype)([a.tensor, b.tensor])
+                g.fused_relu.add(node.output[0])
+                return [_Value(t, a.perm, _onnx_shape(t, a.perm))]
+    return [_merge(g, values, op, name)]
+
+
+def _relu_alone_reads(g: _Graph, name: str) -> bool:
+    """Whether a Relu is the only reader of value ``name`` (no other node, no graph
+    output sees it unrectified), so that the producer may apply the ReLU itself."""
+    r = g.reader.get(name)
+    return (
+        r is not None and r.op_type == "Relu" and r.domain in ("", "ai.onnx")
+        and list(r.input) == [name] and g.readers.get(name, 0) == 1
+    )  # fmt: skip
 
 
 def _merge(g: _Graph, values: list[_Value], op: str, name: str) -> _Value:
@@ -1427,7 +1451,9 @@ def load_model(
         it (``/`` becomes ``.``; helper layers that restore a layout get the node's name and
         a suffix such as ``.to_channels_last``), except a Relu that alone reads a Conv's or
         Gemm's output: it becomes that layer's fused ``activation="relu"`` (as onnxruntime
-        fuses it), so the layer's own output is then the rectified one. Outputs of rank 2
+        fuses it), so the layer's own output is then the rectified one; likewise a Relu
+        that alone reads an Add of two equal-shape tensors (a residual block's end) makes
+        the Add an ``AddReLU`` layer. Outputs of rank 2
         (logits, embeddings) are exactly ONNX's; outputs of rank 3 or more come back in
         the caller's layout: ``(N, C, H, W)`` for ``input_layout="NCHW"``,
         ``(N, H, W, C)`` for ``"NHWC"``.
