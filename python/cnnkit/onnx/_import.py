@@ -800,13 +800,13 @@ def _binary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         return [_Value(out.tensor, x.perm, _onnx_shape(out.tensor, x.perm))]
     values = [g.value(node, 0), g.value(node, 1)]
     if op == "add" and _relu_alone_reads(g, node.output[0]):
-        a, b = values
-        if a.rank == b.rank:
-            values[1] = b = g.to_perm(b, a.perm, f"{name}.input1")
-            if tuple(a.tensor.shape) == tuple(b.tensor.shape):
-                t = AddReLU(name=name, dtype=g.dtype)([a.tensor, b.tensor])
+        lhs, rhs = values
+        if lhs.rank == rhs.rank:
+            values[1] = rhs = g.to_perm(rhs, lhs.perm, f"{name}.input1")
+            if tuple(lhs.tensor.shape) == tuple(rhs.tensor.shape):
+                t = AddReLU(name=name, dtype=g.dtype)([lhs.tensor, rhs.tensor])
                 g.fused_relu.add(node.output[0])
-                return [_Value(t, a.perm, _onnx_shape(t, a.perm))]
+                return [_Value(t, lhs.perm, _onnx_shape(t, lhs.perm))]
     return [_merge(g, values, op, name)]
 
 
