@@ -120,9 +120,9 @@ def test_relu_after_conv_or_gemm_is_fused_only_when_nothing_else_reads_its_input
 
 
 def _conv_bn_relu(extra_reader: bool) -> tuple[bytes, dict[str, np.ndarray]]:
-    """Conv (no bias, as torch writes it before BN) -> BatchNormalization -> Relu, as
-    torch's dynamo exporter writes ResNet's blocks; optionally a second reader of the
-    Conv's output (a graph output), which keeps the BatchNormalization a layer."""
+    """Conv (no bias, as torch writes it before BN) -> BatchNormalization -> Relu, a
+    ResNet block as an exporter that does not fold BN writes it; optionally a second
+    reader of the Conv's output (a graph output), which keeps the BN a layer."""
     rng = np.random.default_rng(5)  # the same weights for both graphs
     p = {
         "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),

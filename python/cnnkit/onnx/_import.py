@@ -574,8 +574,9 @@ def _fold_batch_norm(g: _Graph, node: Any, w: Any, b: Any) -> tuple[Any, Any] | 
     """The Conv's weight and bias with the BatchNormalization that alone reads its output
     folded in (``w * s`` and ``(b - mean) * s + beta`` per output channel, ``s = gamma /
     sqrt(var + eps)``, in float64), or None when there is none to fold. onnxruntime does
-    the same; torch's TorchScript exporter folds BN itself, its dynamo exporter does not,
-    and the separate layer costs a pass over every convolution's output. The BN's output
+    the same. torch's exporters (2.13, both) fold BN themselves, but cnnkit's own
+    save_model and other exporters write Conv then BatchNormalization, and the separate
+    layer costs a pass over every convolution's output. The BN's output
     then names the Conv's (see _batch_norm); the float32 results differ from the unfolded
     ones by rounding only."""
     out = node.output[0]
