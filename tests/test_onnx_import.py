@@ -119,6 +119,66 @@ def test_relu_after_conv_or_gemm_is_fused_only_when_nothing_else_reads_its_input
         np.testing.assert_array_equal(np.asarray(got[0].data), np.asarray(model(x).data))
 
 
+def _conv_bn_relu(extra_reader: bool) -> tuple[bytes, dict[str, np.ndarray]]:
+    """Conv (no bias, as torch writes it before BN) -> BatchNormalization -> Relu, a
+    ResNet block as an exporter that does not fold BN writes it; optionally a second
+    reader of the Conv's output (a graph output), which keeps the BN a layer."""
+    rng = np.random.default_rng(5)  # the same weights for both graphs
+    p = {
+        "w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+        "gamma": rng.uniform(0.5, 2, 4).astype(np.float32),
+        "beta": rng.standard_normal(4).astype(np.float32),
+        "mean": rng.standard_normal(4).astype(np.float32),
+        "var": rng.uniform(0.1, 3, 4).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "BatchNormalization",
+            ["c", "gamma", "beta", "mean", "var"],
+            ["n"],
+            name="bn",
+            epsilon=1e-3,
+        ),
+        helper.make_node("Relu", ["n"], ["y"], name="relu"),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 5, 5])]
+    if extra_reader:
+        outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 4, 5, 5]))
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 5, 5])
+    return _model(nodes, [x_info], outputs, [_init(k, v) for k, v in p.items()]), p
+
+
+def test_batch_norm_that_alone_reads_a_conv_is_folded_into_it():
+    """The Conv gets the BN's scale in its kernel and its shift as a bias; the Relu after
+    still fuses into the Conv; the result is the unfolded graph's up to rounding. With
+    another reader of the Conv's output the BN stays a layer of its own."""
+    data, p = _conv_bn_relu(False)
+    x = RNG.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    c = reference.conv(x.transpose(0, 2, 3, 1).astype(np.float64), p["w"].transpose(2, 3, 1, 0),
+                       padding=1)  # fmt: skip
+    s = p["gamma"] / np.sqrt(p["var"].astype(np.float64) + 1e-3)
+    want = np.maximum((c - p["mean"]) * s + p["beta"], 0).transpose(0, 3, 1, 2)
+    model = cnnkit.onnx.load_model(data)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert "BatchNormalization" not in kinds and "ReLU" not in kinds and kinds.count("Conv2D") == 1
+    conv = model.get_layer("conv")
+    assert conv.activation == "relu" and conv.use_bias
+    np.testing.assert_allclose(np.asarray(model(x).data), want, rtol=1e-5, atol=1e-5)
+    unfolded = cnnkit.onnx.load_model(data, fold_batch_norm=False)
+    assert "bn" in [layer.name for layer in unfolded.layers]
+    np.testing.assert_allclose(np.asarray(unfolded(x).data), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="fold_batch_norm must be a bool, got 1"):
+        cnnkit.onnx.load_model(data, fold_batch_norm=1)
+    kept = cnnkit.onnx.load_model(_conv_bn_relu(True)[0])
+    assert "bn" in [layer.name for layer in kept.layers]
+    assert not kept.get_layer("conv").use_bias
+    got = kept(x)
+    np.testing.assert_allclose(np.asarray(got[0].data), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got[1].data), c.transpose(0, 3, 1, 2), rtol=1e-5,
+                               atol=1e-5)  # fmt: skip
+
+
 def test_small_cnn_matches_reference_in_both_layouts():
     data, params = _small_cnn()
     x = RNG.standard_normal((3, 3, 6, 6)).astype(np.float32)

@@ -92,8 +92,8 @@ def test_imported_network_is_an_ordinary_model(tmp_path) -> None:
     assert any("fc.Gemm" in line and "Dense" in line for line in lines)
     x = nets.images(4, 32)
     before = np.asarray(model(x).data)
-    feats = model.activations(x, ["layer4.layer4.1.relu_1.Relu"])
-    assert feats["layer4.layer4.1.relu_1.Relu"].shape == (4, 1, 1, 512)  # channels-last
+    feats = model.activations(x, ["layer4.layer4.1.Add"])  # an AddReLU: the block's output
+    assert feats["layer4.layer4.1.Add"].shape == (4, 1, 1, 512)  # channels-last
     path = tmp_path / "resnet.keras"
     model.save(path)
     again = cnnkit.load_model(path)

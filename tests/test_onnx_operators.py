@@ -132,6 +132,34 @@ def test_elementwise_gradients(function, alpha, beta, positive):
     check_gradients(lambda t: layer(t), [x])
 
 
+def test_add_then_relu_fuses_only_when_the_relu_alone_reads_the_sum():
+    """A residual block's Add and the Relu reading it become one AddReLU layer with the
+    bits of the separate pair; a second reader of the sum (a graph output) keeps them
+    apart."""
+    a, b = (
+        RNG.standard_normal((2, 3, 4, 5)).astype(np.float32),
+        RNG.standard_normal((2, 3, 4, 5)).astype(np.float32),
+    )
+    nodes = [h.make_node("Add", ["a", "b"], ["s"]), h.make_node("Relu", ["s"], ["y"])]
+    ins = [("a", (3, 4, 5)), ("b", (3, 4, 5))]
+    fused = agree(graph_model(nodes, ins, [("y", None)]), {"a": a, "b": b})
+    kinds = [type(layer).__name__ for layer in fused.layers]
+    assert "AddReLU" in kinds and "ReLU" not in kinds and "Add" not in kinds
+    kept = agree(graph_model(nodes, ins, [("y", None), ("s", None)]), {"a": a, "b": b})
+    assert "AddReLU" not in [type(layer).__name__ for layer in kept.layers]
+    np.testing.assert_array_equal(fused.predict([a, b], verbose=0),
+                                  kept.predict([a, b], verbose=0)[0])  # fmt: skip
+
+
+def test_add_relu_gradient_reaches_both_inputs():
+    layer = ol.AddReLU(dtype="float64")
+    p, q = RNG.standard_normal((2, 3, 4)), RNG.standard_normal((2, 3, 4))
+    q = np.where(np.abs(p + q) < 0.05, q + 0.2, q)  # no sum near the kink
+    check_gradients(lambda x, y: layer([x, y]), [p, q])
+    with pytest.raises(ValueError, match="2 inputs of equal shapes"):
+        layer([Tensor(p), Tensor(q[:, :1])])
+
+
 # -- comparisons and Where -----------------------------------------------------------------------
 def test_greater_where_and_cast_of_a_mask(tmp_path):
     x = RNG.standard_normal((3, 2, 4, 4)).astype(np.float32)

@@ -38,6 +38,7 @@ from ..models import Model
 from ..models.functional import Functional
 from ._layers import (
     LRN,
+    AddReLU,
     ConstantOperand,
     ElementwiseUnary,
     MatMul,
@@ -116,6 +117,13 @@ class _Graph:
         self.pending: dict[str, np.ndarray] = {}  # weight name -> array, read at build
         # value name -> how many node inputs and graph outputs read it (subgraphs included)
         self.readers: dict[str, int] = {}
+        # value name -> the last top-level node reading it (the only one when readers is 1)
+        self.reader: dict[str, Any] = {}
+        # Conv outputs whose BatchNormalization is folded into the Conv's weights
+        self.folded_bn: set[str] = set()
+        self.fold_batch_norm = True
+        # Add outputs that an AddReLU layer already rectified for the Relu reading them
+        self.fused_relu: set[str] = set()
 
     # -- names and layers --------------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -448,6 +456,9 @@ def _conv(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
             f"channels and kernel {kernel}"
         )
     pads = _spatial_padding(a, x.shape[2:], kernel, strides, dilations)  # type: ignore[arg-type]
+    folded = _fold_batch_norm(g, node, w, b)
+    if folded is not None:
+        w, b = folded
     filters = w.shape[0]
     common: dict[str, Any] = {
         "name": name,
@@ -559,8 +570,41 @@ def _global_pool(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any
     return [_emit(g, cls(keepdims=True, name=name, dtype=g.dtype), x)]
 
 
+def _fold_batch_norm(g: _Graph, node: Any, w: Any, b: Any) -> tuple[Any, Any] | None:
+    """The Conv's weight and bias with the BatchNormalization that alone reads its output
+    folded in (``w * s`` and ``(b - mean) * s + beta`` per output channel, ``s = gamma /
+    sqrt(var + eps)``, in float64), or None when there is none to fold. onnxruntime does
+    the same. torch's exporters (2.13, both) fold BN themselves, but cnnkit's own
+    save_model and other exporters write Conv then BatchNormalization, and the separate
+    layer costs a pass over every convolution's output. The BN's output
+    then names the Conv's (see _batch_norm); the float32 results differ from the unfolded
+    ones by rounding only."""
+    out = node.output[0]
+    bn = g.reader.get(out) if g.fold_batch_norm else None
+    if (
+        bn is None or bn.op_type != "BatchNormalization" or bn.domain not in ("", "ai.onnx")
+        or g.readers.get(out, 0) != 1 or list(bn.input[:1]) != [out] or len(bn.input) != 5
+        or any(bn.output[1:]) or not all(g.is_const(bn, i) for i in range(1, 5))
+    ):  # fmt: skip
+        return None
+    a = _attrs(bn)
+    if a.get("training_mode", 0):
+        return None
+    gamma, beta, mean, var = (np.asarray(g.const(bn, i), np.float64) for i in range(1, 5))
+    filters = w.shape[0]
+    if any(p.shape != (filters,) for p in (gamma, beta, mean, var)):
+        return None
+    s = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+    w = np.asarray(w, np.float64) * s.reshape(-1, *([1] * (w.ndim - 1)))
+    b = np.zeros(filters) if b is None else np.asarray(b, np.float64)
+    g.folded_bn.add(out)
+    return w, (b - mean) * s + beta
+
+
 @_converter("BatchNormalization")
 def _batch_norm(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    if node.input[0] in g.folded_bn:  # folded into the Conv that alone feeds it
+        return [g.values.pop(node.input[0])]
     if a.get("training_mode", 0) or any(n for n in node.output[1:]):
         raise Unsupported("training mode (only inference)")
     x = _feature_map(g, node, name, ranks=(2, 3, 4, 5))
@@ -678,6 +722,8 @@ _SELU_GAMMA = float(np.float32(1.0507009873554805))
     "Abs", "Reciprocal",
 )  # fmt: skip
 def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
+    if node.input[0] in g.fused_relu:  # the Add before applied it (see _binary)
+        return [g.values.pop(node.input[0])]
     x = g.value(node, 0)
     fused = _fuse_relu(g, node) if node.op_type == "Relu" else None
     return [fused if fused is not None else _emit(g, _unary_layer(g, node, a, name), x)]
@@ -753,7 +799,26 @@ def _binary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
         layer = ConstantOperand(op, c.shape, constant_first=first, name=name, dtype=g.dtype)
         out = _emit(g, layer, x, {"constant": c})
         return [_Value(out.tensor, x.perm, _onnx_shape(out.tensor, x.perm))]
-    return [_merge(g, [g.value(node, 0), g.value(node, 1)], op, name)]
+    values = [g.value(node, 0), g.value(node, 1)]
+    if op == "add" and _relu_alone_reads(g, node.output[0]):
+        lhs, rhs = values
+        if lhs.rank == rhs.rank:
+            values[1] = rhs = g.to_perm(rhs, lhs.perm, f"{name}.input1")
+            if tuple(lhs.tensor.shape) == tuple(rhs.tensor.shape):
+                t = AddReLU(name=name, dtype=g.dtype)([lhs.tensor, rhs.tensor])
+                g.fused_relu.add(node.output[0])
+                return [_Value(t, lhs.perm, _onnx_shape(t, lhs.perm))]
+    return [_merge(g, values, op, name)]
+
+
+def _relu_alone_reads(g: _Graph, name: str) -> bool:
+    """Whether a Relu is the only reader of value ``name`` (no other node, no graph
+    output sees it unrectified), so that the producer may apply the ReLU itself."""
+    r = g.reader.get(name)
+    return (
+        r is not None and r.op_type == "Relu" and r.domain in ("", "ai.onnx")
+        and list(r.input) == [name] and g.readers.get(name, 0) == 1
+    )  # fmt: skip
 
 
 def _merge(g: _Graph, values: list[_Value], op: str, name: str) -> _Value:
@@ -1354,7 +1419,9 @@ def _declared_layout(model: Any, label: str) -> str:
     return "NCHW"
 
 
-def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
+def load_model(
+    path_or_bytes: Any, *, input_layout: str | None = None, fold_batch_norm: bool = True
+) -> Model:
     """Import an ONNX network as a cnnkit model.
 
     Parameters
@@ -1371,6 +1438,12 @@ def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
         cnnkit export NHWC ones, so ``load_model(path)`` round-trips either. When given,
         it wins: the model then takes (and returns) that layout, transposing at its
         boundary where the file's differs (no transpose between channels-last layers).
+    fold_batch_norm : bool
+        True (default): a BatchNormalization that alone reads a Conv's output is folded
+        into that Conv's weights and bias, as onnxruntime does (one pass over the feature
+        map fewer; the float32 results change by rounding only). False keeps every
+        BatchNormalization a layer with its moving statistics, for fine-tuning with
+        ``fit`` and for bit-identical cnnkit -> ONNX -> cnnkit round trips.
 
     Returns
     -------
@@ -1379,13 +1452,16 @@ def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
         it (``/`` becomes ``.``; helper layers that restore a layout get the node's name and
         a suffix such as ``.to_channels_last``), except a Relu that alone reads a Conv's or
         Gemm's output: it becomes that layer's fused ``activation="relu"`` (as onnxruntime
-        fuses it), so the layer's own output is then the rectified one. Outputs of rank 2
+        fuses it), so the layer's own output is then the rectified one; likewise a Relu
+        that alone reads an Add of two equal-shape tensors (a residual block's end) makes
+        the Add an ``AddReLU`` layer. Outputs of rank 2
         (logits, embeddings) are exactly ONNX's; outputs of rank 3 or more come back in
         the caller's layout: ``(N, C, H, W)`` for ``input_layout="NCHW"``,
         ``(N, H, W, C)`` for ``"NHWC"``.
-        Convolution weights are converted once (OIHW to HWIO); BatchNormalization keeps
-        its moving statistics, so ``fit`` fine-tunes the network like any cnnkit model,
-        and ``save``/``cnnkit.load_model`` do not need the ``onnx`` package.
+        Convolution weights are converted once (OIHW to HWIO). Unless folded (see
+        ``fold_batch_norm``), BatchNormalization keeps its moving statistics, so ``fit``
+        fine-tunes the network like any cnnkit model; ``save``/``cnnkit.load_model`` do
+        not need the ``onnx`` package.
 
     Raises
     ------
@@ -1444,7 +1520,10 @@ def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
         )
     dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
     batch = batches.pop() if len(batches) == 1 else None
+    if not isinstance(fold_batch_norm, bool):
+        raise TypeError(f"{_WHERE}: fold_batch_norm must be a bool, got {fold_batch_norm!r}")
     g = _Graph(opset, dtype, batch)
+    g.fold_batch_norm = fold_batch_norm
     for t in graph.initializer:
         g.consts[t.name] = numpy_helper.to_array(t)
 
@@ -1458,6 +1537,7 @@ def load_model(path_or_bytes: Any, *, input_layout: str | None = None) -> Model:
         g.values[name] = _Value(t, perm, (None, *dims[1:]))
 
     g.readers = _readers(graph)
+    g.reader = {name: node for node in graph.node for name in node.input}
     token = weight_source.set(g.weight)
     try:
         for node in graph.node:

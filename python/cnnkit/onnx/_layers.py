@@ -260,6 +260,26 @@ class TensorBroadcast(Layer):
         return {**super().get_config(), "op": self.op}
 
 
+@register_serializable(package="cnnkit")
+class AddReLU(Layer):
+    """``relu(a + b)`` of two tensors of equal shapes: a residual block's Add and the Relu
+    that alone reads it (onnxruntime fuses them too). The sum is rectified in its own
+    buffer: one output array and one layer call instead of two, the same bits."""
+
+    _list_input = True
+
+    def call(self, x: Any, training: bool = False) -> Tensor:
+        if len(x) != 2 or tuple(x[0].shape) != tuple(x[1].shape):
+            raise ValueError(
+                f"{self._where()}: expected 2 inputs of equal shapes, got "
+                f"{[tuple(t.shape) for t in x]}"
+            )
+        a, b = x
+        out = np.add(a.data, b.data)
+        np.maximum(out, 0, out=out)
+        return ag._record(out, (a, b), lambda g: (g * (out > 0),) * 2)
+
+
 def _clip(x: Tensor, a: float | None, b: float | None) -> Tensor:
     return ag.clip(x, a, b)
 
