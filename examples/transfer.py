@@ -130,7 +130,7 @@ def run(
     # 2. through ONNX and back, as a downloaded network
     path = os.path.join(folder, "pretrained.onnx")
     cnnkit.onnx.save_model(pretrained, path, layout="NCHW")
-    imported = cnnkit.onnx.load_model(path, input_layout="NHWC", fold_batch_norm=False)
+    imported = cnnkit.onnx.load_model(path, input_layout="NHWC")
     probe = check.images[:64]
     results["onnx_max_difference"] = float(
         np.abs(imported.predict(probe, verbose=0) - pretrained.predict(probe, verbose=0)).max()
@@ -179,9 +179,7 @@ def run(
     results["feature_shape"] = feats.shape
 
     # regime 2: the first two blocks frozen, the last block and a new head trained
-    frozen_copy = cnnkit.onnx.load_model(
-        path, input_layout="NHWC", fold_batch_norm=False
-    )  # BN kept to tune
+    frozen_copy = cnnkit.onnx.load_model(path, input_layout="NHWC")
     base = transfer.without_head(frozen_copy)
     model = _new_head(base, CLASSES, seed)
     transfer.freeze(base, "block2_pool")
@@ -189,7 +187,7 @@ def run(
     score("2: first blocks frozen", model, _fit(model, x, y, 3e-3, epochs, 16, seed))
 
     # regime 3: fine-tune everything from the pretrained weights at a lower rate
-    tuned_copy = cnnkit.onnx.load_model(path, input_layout="NHWC", fold_batch_norm=False)
+    tuned_copy = cnnkit.onnx.load_model(path, input_layout="NHWC")
     model = _new_head(transfer.without_head(tuned_copy), CLASSES, seed)
     score("3: fine-tune all", model, _fit(model, x, y, 3e-4, epochs, 16, seed))
 

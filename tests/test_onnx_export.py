@@ -85,7 +85,7 @@ def roundtrip_check(model, xs, expected, tmp_path, tolerance=None):
         path = tmp_path / f"roundtrip-{layout}.onnx"
         cnnkit.onnx.save_model(model, path, layout=layout)
         # Unfolded BatchNormalization: the same layers, so the same bits.
-        back = cnnkit.onnx.load_model(path, input_layout=input_layout, fold_batch_norm=False)
+        back = cnnkit.onnx.load_model(path, input_layout=input_layout)
         got = back.predict(xs if len(xs) > 1 else xs[0], verbose=0)
         got = (
             list(got.values()) if isinstance(got, dict) else got if isinstance(got, list) else [got]

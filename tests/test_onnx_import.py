@@ -159,18 +159,18 @@ def test_batch_norm_that_alone_reads_a_conv_is_folded_into_it():
                        padding=1)  # fmt: skip
     s = p["gamma"] / np.sqrt(p["var"].astype(np.float64) + 1e-3)
     want = np.maximum((c - p["mean"]) * s + p["beta"], 0).transpose(0, 3, 1, 2)
-    model = cnnkit.onnx.load_model(data)
+    model = cnnkit.onnx.load_model(data, fold_batch_norm=True)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert "BatchNormalization" not in kinds and "ReLU" not in kinds and kinds.count("Conv2D") == 1
     conv = model.get_layer("conv")
     assert conv.activation == "relu" and conv.use_bias
     np.testing.assert_allclose(np.asarray(model(x).data), want, rtol=1e-5, atol=1e-5)
-    unfolded = cnnkit.onnx.load_model(data, fold_batch_norm=False)
+    unfolded = cnnkit.onnx.load_model(data)
     assert "bn" in [layer.name for layer in unfolded.layers]
     np.testing.assert_allclose(np.asarray(unfolded(x).data), want, rtol=1e-5, atol=1e-5)
     with pytest.raises(TypeError, match="fold_batch_norm must be a bool, got 1"):
         cnnkit.onnx.load_model(data, fold_batch_norm=1)
-    kept = cnnkit.onnx.load_model(_conv_bn_relu(True)[0])
+    kept = cnnkit.onnx.load_model(_conv_bn_relu(True)[0], fold_batch_norm=True)
     assert "bn" in [layer.name for layer in kept.layers]
     assert not kept.get_layer("conv").use_bias
     got = kept(x)

@@ -121,7 +121,7 @@ class _Graph:
         self.reader: dict[str, Any] = {}
         # Conv outputs whose BatchNormalization is folded into the Conv's weights
         self.folded_bn: set[str] = set()
-        self.fold_batch_norm = True
+        self.fold_batch_norm = False
         # Add outputs that an AddReLU layer already rectified for the Relu reading them
         self.fused_relu: set[str] = set()
 
@@ -1420,7 +1420,7 @@ def _declared_layout(model: Any, label: str) -> str:
 
 
 def load_model(
-    path_or_bytes: Any, *, input_layout: str | None = None, fold_batch_norm: bool = True
+    path_or_bytes: Any, *, input_layout: str | None = None, fold_batch_norm: bool = False
 ) -> Model:
     """Import an ONNX network as a cnnkit model.
 
@@ -1439,11 +1439,12 @@ def load_model(
         it wins: the model then takes (and returns) that layout, transposing at its
         boundary where the file's differs (no transpose between channels-last layers).
     fold_batch_norm : bool
-        True (default): a BatchNormalization that alone reads a Conv's output is folded
-        into that Conv's weights and bias, as onnxruntime does (one pass over the feature
-        map fewer; the float32 results change by rounding only). False keeps every
-        BatchNormalization a layer with its moving statistics, for fine-tuning with
-        ``fit`` and for bit-identical cnnkit -> ONNX -> cnnkit round trips.
+        False (default) keeps every BatchNormalization a layer with its moving
+        statistics, so that ``fit`` fine-tunes the network the file describes and a
+        cnnkit -> ONNX -> cnnkit round trip is bit-identical. True, for inference: a
+        BatchNormalization that alone reads a Conv's output is folded into that Conv's
+        weights and bias, as onnxruntime does (one pass over the feature map fewer; the
+        float32 results change by rounding only). torch's exporters fold it already.
 
     Returns
     -------
