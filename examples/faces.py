@@ -48,8 +48,9 @@ on these numbers):
         one-shot             top-1 0.663, rejection 0.911 (tau 0.430 at FAR 1e-3)
 
 At 600 steps without batch norm none of the bars (0.97, 0.95, 0.9 / 0.9) is met: the
-rejection bar is within 0.05 since the threshold is chosen at a fixed FAR, top-1 is far off (nearest of 100
-people from one enrolled image each asks much more of the encoder than a pair does).
+rejection bar is within 0.05 since the threshold is chosen at a fixed FAR, top-1 is far
+off (nearest of 100 people from one enrolled image each asks much more of the encoder than
+a pair does).
 """
 
 from __future__ import annotations
