@@ -55,7 +55,11 @@ def _albumentations(make, inputs: tuple) -> Call:
 
 def _torchvision(make, inputs: tuple) -> Call:
     import torch
-    from torchvision.transforms import v2
+
+    try:
+        from torchvision.transforms import v2
+    except RuntimeError as exc:  # PyPI's CUDA-built wheel beside a CPU torch: not usable
+        raise ImportError(f"torchvision does not load beside this torch: {exc}") from exc
 
     x = torch.from_numpy(inputs[0]).permute(0, 3, 1, 2).contiguous()
     transform = make(v2)
