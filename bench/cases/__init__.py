@@ -120,3 +120,17 @@ def allclose(rtol: float = 1e-5, atol: float = 1e-5) -> Check:
 def count(n: int) -> str:
     """A size label: 10000 -> '10,000'."""
     return f"{n:,}"
+
+
+def torchvision_module(name: str = "torchvision") -> Any:
+    """``torchvision`` or one of its modules, for a peer, or ImportError (the runner reports
+    the peer missing) when torchvision is absent or unusable: PyPI's CUDA-built wheel beside a
+    CPU torch fails while registering its compiled operators."""
+    import torch
+
+    try:
+        module = importlib.import_module(name)
+        torch.ops.torchvision.nms  # noqa: B018  (the compiled operators are registered)
+    except (RuntimeError, OSError, AttributeError) as exc:
+        raise ImportError(f"torchvision does not load beside this torch: {exc}") from exc
+    return module

@@ -17,7 +17,7 @@ from functools import partial
 
 import numpy as np
 
-from . import Call, Case, equal
+from . import Call, Case, equal, torchvision_module
 
 BATCH, SIDE = 16, 256
 
@@ -56,10 +56,7 @@ def _albumentations(make, inputs: tuple) -> Call:
 def _torchvision(make, inputs: tuple) -> Call:
     import torch
 
-    try:
-        from torchvision.transforms import v2
-    except RuntimeError as exc:  # PyPI's CUDA-built wheel beside a CPU torch: not usable
-        raise ImportError(f"torchvision does not load beside this torch: {exc}") from exc
+    v2 = torchvision_module("torchvision.transforms.v2")
 
     x = torch.from_numpy(inputs[0]).permute(0, 3, 1, 2).contiguous()
     transform = make(v2)

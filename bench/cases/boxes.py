@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import Call, Case, Prepare, allclose, count, equal, native, same_set
+from . import Call, Case, Prepare, allclose, count, equal, native, same_set, torchvision_module
 
 if TYPE_CHECKING:
     import torch
@@ -112,9 +112,8 @@ def _torchvision(function: str, *args: object) -> Prepare:
 
     def prepare(inputs: tuple) -> Call:
         import torch
-        import torchvision.ops
 
-        fn = getattr(torchvision.ops, function)
+        fn = getattr(torchvision_module("torchvision.ops"), function)
         tensors = [torch.from_numpy(x) for x in inputs]
         return lambda: fn(*tensors, *args)
 

@@ -20,7 +20,7 @@ from functools import partial
 
 import numpy as np
 
-from . import Call, Case, Prepare, allclose, count, native
+from . import Call, Case, Prepare, allclose, count, native, torchvision_module
 
 SCALE = 1 / 16
 OUTPUT = 7
@@ -68,10 +68,9 @@ def _nchw(x: np.ndarray):
 def _torchvision_forward(kind: str, *args: object) -> Prepare:
     def prepare(inputs: tuple) -> Call:
         import torch
-        import torchvision.ops
 
         x, rois = inputs
-        fn = getattr(torchvision.ops, kind)
+        fn = getattr(torchvision_module("torchvision.ops"), kind)
         tx, trois = _nchw(x), torch.from_numpy(rois)
         return lambda: fn(tx, trois, OUTPUT, SCALE, *args).permute(0, 2, 3, 1)
 
@@ -81,7 +80,8 @@ def _torchvision_forward(kind: str, *args: object) -> Prepare:
 def _torchvision_align_backward(sampling_ratio: int, aligned: bool) -> Prepare:
     def prepare(inputs: tuple) -> Call:
         import torch
-        import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+        torchvision_module()  # registers torch.ops.torchvision
 
         x, rois, dy = inputs
         n, h, w, c = x.shape
@@ -96,7 +96,8 @@ def _torchvision_align_backward(sampling_ratio: int, aligned: bool) -> Prepare:
 
 def _torchvision_pool_backward(inputs: tuple) -> Call:
     import torch
-    import torchvision  # noqa: F401
+
+    torchvision_module()  # registers torch.ops.torchvision
 
     x, rois, dy = inputs
     n, h, w, c = x.shape
@@ -111,10 +112,10 @@ def _torchvision_pool_backward(inputs: tuple) -> Call:
 
 def _torchvision_masks(inputs: tuple) -> Call:
     import torch
-    import torchvision.ops
 
+    masks_to_boxes = torchvision_module("torchvision.ops").masks_to_boxes
     tm = torch.from_numpy(inputs[0])
-    return lambda: torchvision.ops.masks_to_boxes(tm)
+    return lambda: masks_to_boxes(tm)
 
 
 # (batch, boxes, channels): a small case the NumPy reference can time, then Fast R-CNN sizes.
