@@ -132,7 +132,7 @@ def test_elementwise_gradients(function, alpha, beta, positive):
     check_gradients(lambda t: layer(t), [x])
 
 
-def test_add_then_relu_fuses_only_when_the_relu_alone_reads_the_sum():
+def test_add_then_relu_fuses_only_when_the_relu_alone_reads_the_sum(tmp_path):
     """A residual block's Add and the Relu reading it become one AddReLU layer with the
     bits of the separate pair; a second reader of the sum (a graph output) keeps them
     apart."""
@@ -149,6 +149,12 @@ def test_add_then_relu_fuses_only_when_the_relu_alone_reads_the_sum():
     assert "AddReLU" not in [type(layer).__name__ for layer in kept.layers]
     np.testing.assert_array_equal(fused.predict([a, b], verbose=0),
                                   kept.predict([a, b], verbose=0)[0])  # fmt: skip
+    # and it exports again (as Add + Relu), coming back with the same bits
+    path = str(tmp_path / "add_relu.onnx")
+    cnnkit.onnx.save_model(fused, path)
+    back = cnnkit.onnx.load_model(path)
+    np.testing.assert_array_equal(back.predict([a, b], verbose=0),
+                                  fused.predict([a, b], verbose=0))  # fmt: skip
 
 
 def test_add_relu_gradient_reaches_both_inputs():

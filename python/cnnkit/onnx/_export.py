@@ -48,6 +48,7 @@ from ..saving.model_files import atomic_write
 from ._layers import (
     COMPARISONS,
     LRN,
+    AddReLU,
     ConstantOperand,
     ElementwiseUnary,
     MatMul,
@@ -601,6 +602,15 @@ def _merge(
     return _Value(out, out_shape, xs[0].layout)
 
 
+def _add_relu(
+    g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
+) -> _Value:
+    """The importer's fused residual end, written back as ONNX's Add and Relu."""
+    xs = _same_layout(g, xs)
+    total = g.node("Add", [xs[0].name, xs[1].name], f"{name}.add")
+    return _Value(g.node("Relu", [total], name), out_shape, xs[0].layout)
+
+
 def _concatenate(
     g: _Graph, layer: Any, xs: list[_Value], out_shape: tuple[int, ...], name: str
 ) -> _Value:
@@ -1006,6 +1016,7 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     L.Rescaling: _rescaling,
     L.Dropout: _dropout,
     **{cls: _merge for cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)},
+    AddReLU: _add_relu,
     L.Concatenate: _concatenate,
     L.Dot: _dot,
     L.Flatten: _flatten,
