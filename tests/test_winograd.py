@@ -90,6 +90,19 @@ def absf64(a):
     return None if a is None else np.abs(np.asarray(a, np.float64))
 
 
+def _y_and_dx_at_1_2_3_threads(x, w, b, dy) -> list:
+    """Winograd's forward and input gradient at 1, 2 and 3 threads, the filters packed
+    afresh by each thread count (the cache is cleared)."""
+    results = []
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        _core._clear_winograd_cache()
+        y = ops.conv(x, w, b, padding="same", winograd=True)
+        dx = ops.conv_backward(x, w, dy, padding="same", need=("x",), winograd=True)[0]
+        results.append((y, dx))
+    return results
+
+
 @given(problems())
 def test_forward_matches_reference(problem):
     x, w, b, padding = problem
@@ -138,13 +151,7 @@ def test_bit_identical_for_any_thread_count(dtype):
     dy = seeded((3, 21, 18, 20), dtype, 4)
     for isa in _core.available_isas():
         _core.set_isa(isa)
-        results = []
-        for threads in (1, 2, 3):
-            cnnkit.set_num_threads(threads)
-            _core._clear_winograd_cache()  # packed by this many threads, not cached
-            y = ops.conv(x, w, b, padding="same", winograd=True)
-            dx = ops.conv_backward(x, w, dy, padding="same", need=("x",), winograd=True)[0]
-            results.append((y, dx))
+        results = _y_and_dx_at_1_2_3_threads(x, w, b, dy)
         for y, dx in results[1:]:
             assert np.array_equal(y, results[0][0]), isa
             assert np.array_equal(dx, results[0][1]), isa
@@ -284,13 +291,7 @@ def test_channel_parts_of_few_tile_blocks(dtype):
     scale_dx = reference.conv_backward(absf64(x), absf64(w), absf64(dy), padding="same")[0]
     for isa in _core.available_isas():
         _core.set_isa(isa)
-        results = []
-        for threads in (1, 2, 3):
-            cnnkit.set_num_threads(threads)
-            _core._clear_winograd_cache()  # packed by this many threads, not cached
-            y = ops.conv(x, w, b, padding="same", winograd=True)
-            dx = ops.conv_backward(x, w, dy, padding="same", need=("x",), winograd=True)[0]
-            results.append((y, dx))
+        results = _y_and_dx_at_1_2_3_threads(x, w, b, dy)
         assert_close(results[0][0], want_y, scale_y, dtype, "y")
         assert_close(results[0][1], want_dx, scale_dx, dtype, "dx")
         for y, dx in results[1:]:
