@@ -1007,6 +1007,34 @@ cdef extern from *:
             }
         for (; k < n; ++k) d[k] = table[(k % 3) * 256 + s[k]];
     }
+    /* RGB tables that all are saturating shifts, t_c[x] = clamp(x + shift[c], 0, 255):
+       an unsigned saturating add and subtract per 64 bytes (RGB shifts and PCA colour
+       of uint8 images are such tables) */
+    CNNKIT_VBMI static void cnnkit_shift3_avx512(const uint8_t* s, uint8_t* d, ptrdiff_t n,
+                                                 const int* shift) {
+        uint8_t up[192], down[192];
+        __m512i add[3], sub[3];
+        ptrdiff_t k = 0;
+        for (int b = 0; b < 192; ++b) {
+            int v = shift[b % 3];
+            up[b] = (uint8_t)(v > 0 ? v : 0);
+            down[b] = (uint8_t)(v < 0 ? -v : 0);
+        }
+        for (int v = 0; v < 3; ++v) {
+            add[v] = _mm512_loadu_si512(up + 64 * v);
+            sub[v] = _mm512_loadu_si512(down + 64 * v);
+        }
+        for (; k + 192 <= n; k += 192)
+            for (int v = 0; v < 3; ++v) {
+                __m512i x = _mm512_loadu_si512(s + k + 64 * v);
+                x = _mm512_subs_epu8(_mm512_adds_epu8(x, add[v]), sub[v]);
+                _mm512_storeu_si512(d + k + 64 * v, x);
+            }
+        for (; k < n; ++k) {
+            int v = (int)s[k] + shift[k % 3];
+            d[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
     #else
     #define CNNKIT_HAVE_VBMI_LUT 0
     static int cnnkit_vbmi_supported(void) { return 0; }
@@ -1014,11 +1042,37 @@ cdef extern from *:
                                 const uint8_t* table, int chans) {
         for (ptrdiff_t k = 0; k < n; ++k) d[k] = table[(k % chans) * 256 + s[k]];
     }
+    static void cnnkit_shift3_avx512(const uint8_t* s, uint8_t* d, ptrdiff_t n,
+                                     const int* shift) {
+        for (ptrdiff_t k = 0; k < n; ++k) {
+            int v = (int)s[k] + shift[k % 3];
+            d[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
     #endif
+    /* the shift k with t[x] == clamp(x + k, 0, 255) for all x, or CNNKIT_NO_SHIFT */
+    #define CNNKIT_NO_SHIFT 1000
+    static int cnnkit_table_shift(const uint8_t* t) {
+        int k = t[0] == 255 ? 255 : -255;  /* a constant table: any shift that saturates */
+        for (int x = 0; x < 256; ++x)
+            if (t[x] != 0 && t[x] != 255) {
+                k = (int)t[x] - x;
+                break;
+            }
+        for (int x = 0; x < 256; ++x) {
+            int v = x + k;
+            if (t[x] != (v < 0 ? 0 : v > 255 ? 255 : v)) return CNNKIT_NO_SHIFT;
+        }
+        return k;
+    }
     """
     int cnnkit_vbmi_supported() noexcept nogil
     void cnnkit_lut_vbmi(const unsigned char* s, unsigned char* d, Py_ssize_t n,
                          const unsigned char* table, int chans) noexcept nogil
+    void cnnkit_shift3_avx512(const unsigned char* s, unsigned char* d, Py_ssize_t n,
+                              const int* shift) noexcept nogil
+    int cnnkit_table_shift(const unsigned char* t) noexcept nogil
+    int CNNKIT_NO_SHIFT
 
 
 def has_vbmi_lut():
@@ -1033,11 +1087,13 @@ cdef enum:
 
 
 def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
-             const unsigned char[:, :, ::1] table, int threads):
-    """``lut`` with AVX-512 VBMI lookups (the caller checks ``has_vbmi_lut``): 64 bytes per
-    lookup where an image's channels share one table or the image is RGB; other
-    channel counts take ``lut``'s per-byte loop. Each task is a fixed span of one
-    image, so the result does not depend on the thread count."""
+             const unsigned char[:, :, ::1] table, const int[:, ::1] shift, int threads):
+    """``lut`` with AVX-512 lookups (the caller checks ``has_vbmi_lut``): an RGB image
+    whose tables all are saturating shifts (``shift[n]`` from ``colour_tables``)
+    takes a saturating add and subtract per 64 bytes, one whose channels share a
+    table or another RGB image a VBMI lookup per 64 bytes; other channel counts
+    take ``lut``'s per-byte loop. Each task is a fixed span of one image, so the
+    result does not depend on the thread count."""
     cdef Py_ssize_t n_img = dst.shape[0], chans = dst.shape[3]
     cdef Py_ssize_t size = dst.shape[1] * dst.shape[2] * chans
     cdef Py_ssize_t per = (size + LUT_CHUNK - 1) // LUT_CHUNK
@@ -1059,7 +1115,10 @@ def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] 
         for c in range(1, chans):
             if memcmp(t, t + 256 * c, 256) != 0:
                 kind = 3 if chans == 3 else 0
-        if kind:
+        if kind == 3 and shift[n, 0] != CNNKIT_NO_SHIFT and shift[n, 1] != CNNKIT_NO_SHIFT \
+                and shift[n, 2] != CNNKIT_NO_SHIFT:
+            cnnkit_shift3_avx512(s, d, hi - lo, &shift[n, 0])
+        elif kind:
             cnnkit_lut_vbmi(s, d, hi - lo, t, kind)
         else:
             for k in range(hi - lo):
@@ -1067,15 +1126,17 @@ def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] 
 
 
 def colour_tables(const double[:, ::1] scale, const double[:, ::1] offset,
-                  unsigned char[:, :, ::1] table):
+                  unsigned char[:, :, ::1] table, int[:, ::1] shift):
     """``table[n, c, x]`` = ``x * scale[n, c] + offset[n, c]`` clipped to [0, 255] and
     rounded half up, in float64 as the reference (``colour_tables_u8`` without
-    the integer fit)."""
+    the integer fit); ``shift[n, c]`` = ``k`` where that table is
+    ``clamp(x + k, 0, 255)`` for every ``x`` (checked), else 1000."""
     cdef Py_ssize_t n, c
     with nogil:
         for n in range(table.shape[0]):
             for c in range(table.shape[1]):
                 _colour_table(scale[n, c], offset[n, c], &table[n, c, 0])
+                shift[n, c] = cnnkit_table_shift(&table[n, c, 0])
 
 
 def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,

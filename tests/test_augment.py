@@ -642,17 +642,21 @@ def test_seeded_gaussian_noise_is_the_python_draws_at_any_thread_count(x, seeds)
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa, restore_threads):
     # images larger than the lookup's task span (12,288 bytes) and rows that are not whole
-    # 64-pixel blocks; channels sharing a table and channels each with their own
+    # 64-pixel blocks; channels sharing a table, channels each with their own, tables
+    # that are saturating shifts (also constant ones), and a mix of shifts and others
     from cnnkit import _core
 
     rng = np.random.default_rng(channels)
-    x = rng.integers(0, 256, (3, 67, 71, channels), dtype=np.uint8)
-    scale = rng.uniform(-2, 3, (3, channels))
-    offset = rng.uniform(-200, 200, (3, channels))
+    x = rng.integers(0, 256, (5, 67, 71, channels), dtype=np.uint8)
+    scale = rng.uniform(-2, 3, (5, channels))
+    offset = rng.uniform(-200, 200, (5, channels))
     scale[1], offset[1] = 1.25, -20.5  # one table for every channel
+    scale[2], offset[2] = 1.0, [-20.5, 35.49, 300.0, 7.0][:channels]  # shifts
+    scale[3], offset[3] = 1.0, [-300.0, 255.5, -254.6, 0.0][:channels]
+    scale[4, 1:], offset[4, 1:] = 1.0, 12.0  # the first channel is no shift
     values = np.arange(256.0) * scale[..., None] + offset[..., None]
     table = np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
-    want = table[np.arange(3)[:, None, None, None], np.arange(channels), x]
+    want = table[np.arange(5)[:, None, None, None], np.arange(channels), x]
     for isa in _core.available_isas():
         _core.set_isa(isa)
         for threads in (1, 2, 3):
