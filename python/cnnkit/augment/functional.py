@@ -108,9 +108,9 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
             # (see the kernels)
             table = np.empty((len(x), x.shape[3], 256), np.uint8)
             if _vbmi_lut():
-                shift = np.empty((len(x), x.shape[3]), np.int32)
-                _augment.colour_tables(s, o, table, shift)
-                _augment.lut_vbmi(src, out, table, shift, threads)
+                shifts = np.empty((len(x), x.shape[3]), np.int32)
+                _augment.colour_tables(s, o, table, shifts)
+                _augment.lut_vbmi(src, out, table, shifts, threads)
                 return out[0] if single else out
             a = np.empty((len(x), x.shape[3]), np.int32)
             b = np.empty_like(a)

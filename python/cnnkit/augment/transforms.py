@@ -400,8 +400,11 @@ class Transform:
         """Draw (or take from ``recorded``) the parameters of the ``active`` images and
         apply them; ``force`` skips the draw against ``p`` (OneOf's pick)."""
         records: list = []
-        spec = self.native_draws() if recorded is None and isinstance(rngs, _Streams) else None
-        drawn = None if spec is None else rngs.draw(active, None if force else self.p, spec)
+        drawn = None
+        if recorded is None and isinstance(rngs, _Streams):
+            spec = self.native_draws()
+            if spec is not None:
+                drawn = rngs.draw(active, None if force else self.p, spec)
         if drawn is not None:
             values, applied = drawn
             bits = values.view(np.uint64)
