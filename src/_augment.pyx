@@ -12,8 +12,11 @@ so that the compiler can vectorise them.
 uint8 results are rounded half up and saturated to [0, 255]; float32 results
 are neither rounded nor clipped. Geometry uses pixel centres at ``i + 0.5``:
 pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``. uint8 colour
-maps are tables built in float64 (``colour_tables_u8``, ``lut``); affine ones run
-as an integer affine fitted to those tables (``affine_u8``), equal to them.
+maps are tables built in float64 (``colour_tables``, ``lut``); affine ones run as
+AVX-512 VBMI lookups of those tables (``lut_vbmi``) where the CPU has them, else
+as an integer affine fitted to the tables (``affine_u8``), equal to them.
+Random draws that a kernel makes itself (``add_gaussian_seeded``) are NumPy's
+PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
