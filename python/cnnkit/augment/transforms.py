@@ -1129,12 +1129,13 @@ class Compose(Transform):
             drawn = rngs.draw(active, self.p, np.empty((0, 3)))  # the p test alone
         if drawn is not None:
             on = drawn[1].astype(bool)
-        for i in range(data.n if drawn is None else 0):
-            if on[i]:
-                if recorded is not None:
-                    on[i] = recorded[i] is not None
-                else:
-                    on[i] = force or rngs[i].random() < self.p
+        else:
+            for i in range(data.n):
+                if on[i]:
+                    if recorded is not None:
+                        on[i] = recorded[i] is not None
+                    else:
+                        on[i] = force or rngs[i].random() < self.p
         children = []
         for k, t in enumerate(self.transforms):
             sub = None if recorded is None else [r[k] if r is not None else None for r in recorded]
