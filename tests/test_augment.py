@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import cnnkit
 import cnnkit.augment as A
-from cnnkit import image
+from cnnkit import _augment, image
 from cnnkit import reference as ref
 
 DTYPES = (np.uint8, np.float32)
@@ -595,3 +595,106 @@ def test_a_flip_of_some_images_in_one_pass_equals_one_by_one(flip, dtype, restor
             np.testing.assert_array_equal(t(image=x[i], seed=s)["image"], out["image"][i])
             want = (np.flip(x[i], 1 if flip is A.HorizontalFlip else 0)) if drawn[i] else x[i]
             np.testing.assert_array_equal(out["image"][i], want)
+
+
+pcg64 = pytest.mark.skipif(
+    not _augment.has_pcg64(), reason="this build has no native PCG64 (no __int128)"
+)
+
+
+@pcg64
+@given(st.integers(0, 2**64 - 1), st.integers(0, 5000), st.integers(0, 41))
+def test_native_pcg64_is_default_rngs_stream(seed, start, count):
+    words = np.empty((1, 4), np.uint64)
+    _augment.seed_states(np.array([seed], np.uint64), words)
+    got = np.empty(count, np.uint64)
+    _augment.pcg64_outputs(words[0], start, got)
+    want = np.random.default_rng(seed).bit_generator.random_raw(start + count)[start:]
+    np.testing.assert_array_equal(got, want)
+
+
+@pcg64
+@given(batches(max_side=40), st.lists(st.integers(0, 2**64 - 1), min_size=3, max_size=3))
+def test_seeded_gaussian_noise_is_the_python_draws_at_any_thread_count(x, seeds):
+    # the kernel makes each image's draws itself, band by band after a jump ahead: the
+    # same bits as random_uint16(default_rng(seed)) drawn in Python, for any band
+    # alignment (odd row lengths) and thread count
+    n = len(x)
+    seeds = np.array(seeds[:n], np.uint64)
+    std = np.linspace(0.5, 40, n).astype(np.float32) / (255 if x.dtype == np.float32 else 1)
+    mean = np.linspace(-3, 3, n).astype(np.float32)
+    size = x[0].size if n else 0
+    draws = np.array(
+        [A.functional.random_uint16(np.random.default_rng(int(s)), size) for s in seeds],
+        np.uint16,
+    ).reshape(x.shape)
+    want = A.functional.add_gaussian_draws(np.ascontiguousarray(x), std, mean, draws)
+    before = cnnkit.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            got = A.functional.add_gaussian_seeded(np.ascontiguousarray(x), std, mean, seeds)
+            np.testing.assert_array_equal(got, want)
+    finally:
+        cnnkit.set_num_threads(before)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa, restore_threads):
+    # images larger than the lookup's task span (12,288 bytes) and rows that are not whole
+    # 64-pixel blocks; channels sharing a table, channels each with their own, tables
+    # that are saturating shifts (also constant ones), and a mix of shifts and others
+    from cnnkit import _core
+
+    rng = np.random.default_rng(channels)
+    x = rng.integers(0, 256, (5, 67, 71, channels), dtype=np.uint8)
+    scale = rng.uniform(-2, 3, (5, channels))
+    offset = rng.uniform(-200, 200, (5, channels))
+    scale[1], offset[1] = 1.25, -20.5  # one table for every channel
+    scale[2], offset[2] = 1.0, [-20.5, 35.49, 300.0, 7.0][:channels]  # shifts
+    scale[3], offset[3] = 1.0, [-300.0, 255.5, -254.6, 0.0][:channels]
+    scale[4, 1:], offset[4, 1:] = 1.0, 12.0  # the first channel is no shift
+    values = np.arange(256.0) * scale[..., None] + offset[..., None]
+    table = np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
+    want = table[np.arange(5)[:, None, None, None], np.arange(channels), x]
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            np.testing.assert_array_equal(A.colour_affine(x, scale, offset), want)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        A.RandomBrightnessContrast(p=0.6),
+        A.RandomBrightnessContrast((0.1, 0.1), (-0.3, 0.2), p=1),
+        A.RGBShift(10, (0, 0), (-5, 30), p=0.7),
+        A.HueSaturationValue(p=0.5),
+        A.GaussNoise(p=0.5),
+        A.GaussNoise(mean_range=(-0.1, 0.2), p=1),
+        A.Compose(
+            [
+                A.RandomBrightnessContrast(p=0.5),
+                A.HueSaturationValue(p=0.5),
+                A.ColorJitter(p=0.5),  # draws in Python from the natively advanced streams
+                A.RGBShift(p=0.5),
+            ],
+            p=0.8,
+        ),
+    ],
+)
+def test_native_parameter_draws_are_the_generators_draws(transform):
+    # a batch draws the parameters of uniform-only transforms natively from the PCG64
+    # states; the same records and images as numpy Generators drawing in Python
+    from cnnkit.augment.transforms import _Targets, image_seeds
+
+    x = (np.random.default_rng(3).random((9, 12, 10, 3)) * 255).astype(np.uint8)
+    got = transform(image=x, seed=21, return_params=True)
+    data = _Targets(x, None, None, None, 0.0, "test")
+    rngs = [np.random.default_rng(s) for s in image_seeds(21, len(x))]
+    want = transform._run(data, rngs, np.ones(len(x), bool), None)
+    assert got["params"] == want
+    np.testing.assert_array_equal(got["image"], data.images)
+    one = transform(image=x[4], seed=int(image_seeds(21, len(x))[4]), return_params=True)
+    assert one["params"] == want[4]

@@ -32,6 +32,7 @@ __all__ = [
     "PCAColourFit",
     "add_gaussian_draws",
     "add_gaussian_noise",
+    "add_gaussian_seeded",
     "add_noise",
     "colour_affine",
     "colour_jitter",
@@ -59,6 +60,17 @@ def _colour_kernels() -> Any:
     return _augment if _core.get_isa() == "baseline" else _augment_avx2
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_has_vbmi() -> bool:
+    return bool(_augment.has_vbmi_lut())
+
+
+def _vbmi_lut() -> bool:
+    """Whether uint8 colour tables run as AVX-512 VBMI lookups (``_augment.lut_vbmi``):
+    on the avx512 path (``cnnkit._core.get_isa()``) of a CPU with VBMI."""
+    return _core.get_isa() == "avx512" and _cpu_has_vbmi()
+
+
 def _per_image(values: Any, n: int, channels: int | None, fn: str, name: str) -> np.ndarray:
     """A scalar, ``(C,)``, ``(N,)`` or ``(N, C)`` value as ``(N, C)`` (or ``(N,)``) float."""
     v = np.asarray(values, dtype=np.float64)
@@ -79,7 +91,8 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
 
     ``scale`` and ``offset`` are one number, ``(C,)``, or ``(N, C)`` for a
     batch. Brightness/contrast, RGB shifts and PCA colour are this map (uint8:
-    a 256-entry table per image and channel rounded in float64, applied as an
+    a 256-entry table per image and channel rounded in float64, looked up 64
+    bytes at a time with AVX-512 VBMI where the CPU has it, else applied as an
     int32 affine fitted to it exactly, or as the table where no fit exists).
     """
     fn = "colour_affine"
@@ -91,9 +104,15 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
         src = np.ascontiguousarray(x)
         threads = native_threads(out.size)
         if x.dtype == np.uint8:
-            # a table per image and channel, rounded in float64 as the reference, and
-            # integer coefficients that reproduce it (see the kernels)
+            # a table per image and channel, rounded in float64 as the reference, looked
+            # up 64 bytes at a time (VBMI), or integer coefficients that reproduce it
+            # (see the kernels)
             table = np.empty((len(x), x.shape[3], 256), np.uint8)
+            if _vbmi_lut():
+                shifts = np.empty((len(x), x.shape[3]), np.int32)
+                _augment.colour_tables(s, o, table, shifts)
+                _augment.lut_vbmi(src, out, table, shifts, threads)
+                return out[0] if single else out
             a = np.empty((len(x), x.shape[3]), np.int32)
             b = np.empty_like(a)
             exact = np.empty(len(x), np.uint8)
@@ -300,6 +319,33 @@ def add_gaussian_draws(x: np.ndarray, std: np.ndarray, mean: np.ndarray, index: 
         threads = native_threads(out.size)
         scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
         _colour_kernels().add_gaussian(src, out, index, normal_table(), std, mean, scratch, threads)
+    return out
+
+
+def add_gaussian_seeded(x: np.ndarray, std: np.ndarray, mean: np.ndarray, seeds: np.ndarray):
+    """:func:`add_gaussian_draws` with image ``n``'s draws
+    ``random_uint16(np.random.default_rng(seeds[n]), H W C)`` (seeds ints in
+    ``[0, 2**64)``), bit for bit, made by the native kernel: in parallel (each band
+    of rows jumps ahead in its image's PCG64 stream), so the draws are not serial
+    Python before the kernel. Takes :func:`add_gaussian_draws` where the build has
+    no native PCG64 (no 128-bit integers)."""
+    size = x[0].size if len(x) else 0
+    if not _augment.has_pcg64():  # pragma: no cover - compilers without __int128
+        draws = np.empty((len(x), size), np.uint16)
+        for k, seed in enumerate(seeds):
+            draws[k] = random_uint16(np.random.default_rng(int(seed)), size)
+        return add_gaussian_draws(x, std, mean, draws.reshape(x.shape))
+    out = np.empty(x.shape, x.dtype)
+    if out.size:
+        words = np.empty((len(x), 4), np.uint64)
+        _augment.seed_states(np.asarray(seeds, np.uint64), words)
+        row = x.shape[2] * x.shape[3]
+        band = max(1, 16384 // row)  # rows per task: 32 KB of draws, about 13 bands an image
+        threads = native_threads(out.size)
+        scratch = np.empty((threads, band * row // 4 + row // 2 + 4), np.uint64)
+        _colour_kernels().add_gaussian_seeded(
+            np.ascontiguousarray(x), out, words, normal_table(), std, mean, scratch, band, threads
+        )
     return out
 
 

@@ -35,18 +35,18 @@ from typing import Any
 
 import numpy as np
 
+from .. import _augment
 from .. import image as im
 from .._random import seeded_generators
 from .functional import (
     PCAColourFit,
-    add_gaussian_draws,
+    add_gaussian_seeded,
     colour_affine,
     colour_jitter,
     elastic_fields,
     full_scale,
     hsv_shift,
     pca_colour_offsets,
-    random_uint16,
 )
 
 __all__ = [
@@ -80,22 +80,79 @@ def image_seeds(seed: int, n: int) -> np.ndarray:
     return np.random.SeedSequence(int(seed)).generate_state(n, np.uint64)
 
 
-def _generators(seed: Any, n: int, single: bool, fn: str) -> list[np.random.Generator]:
-    # seeded_generators(seeds) is [default_rng(s) for s in seeds], built ~8x cheaper
+class _Streams:
+    """The per-image generators of a call, ``[default_rng(s) for s in seeds]``, made only
+    when a transform draws in Python.
+
+    Transforms whose draws are uniform numbers (:meth:`Transform.native_draws`) draw
+    from the PCG64 states natively (``_augment.draw_params``, the same bits as the
+    Generator calls), without building a Generator per image; a Generator made after
+    that starts from the advanced state, so pipelines see one stream per image.
+    """
+
+    def __init__(self, seeds: np.ndarray) -> None:
+        self.seeds = seeds
+        self.generators: list[np.random.Generator] | None = None
+        self.states: np.ndarray | None = None  # (N, 4) PCG64 words once drawn natively
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, i: int) -> np.random.Generator:
+        if self.generators is None:
+            self.generators = seeded_generators(self.seeds)
+            if self.states is not None:  # continue where the native draws stopped
+                for g, (sh, sl, ih, il) in zip(self.generators, self.states.tolist()):
+                    g.bit_generator.state = {
+                        "bit_generator": "PCG64",
+                        "state": {"state": sh << 64 | sl, "inc": ih << 64 | il},
+                        "has_uint32": 0,
+                        "uinteger": 0,
+                    }
+        return self.generators[i]
+
+    def draw(self, active: np.ndarray, p: float | None, spec: np.ndarray):
+        """``draw_params`` for the ``active`` images (``p`` None: no test against p), or
+        None when the generators already exist (then Python draws)."""
+        if self.generators is not None or not _augment.has_pcg64():
+            return None
+        if self.states is None:
+            words = np.empty((len(self.seeds), 4), np.uint64)
+            _augment.seed_states(self.seeds, words)
+            self.states = np.empty_like(words)
+            _augment.pcg64_generators(words, self.states)
+        out = np.zeros((len(self.seeds), len(spec)))
+        applied = np.empty(len(self.seeds), np.uint8)
+        active = np.ascontiguousarray(active, np.uint8)
+        _augment.draw_params(
+            self.states, active, 0.0 if p is None else p, p is not None, spec, out, applied
+        )
+        return out, applied
+
+
+def _generators(seed: Any, n: int, single: bool, fn: str) -> Any:
+    """The per-image generators of a call: a :class:`_Streams` (a list where a seed is
+    2**64 or more)."""
     if seed is None:
-        return seeded_generators(np.random.SeedSequence().generate_state(n, np.uint64))
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seeds = np.random.SeedSequence().generate_state(n, np.uint64)
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         if seed < 0:
             raise ValueError(f"{fn}: seed must be >= 0, got {seed}")
         if single:
-            return [np.random.default_rng(int(seed))]
-        return seeded_generators(image_seeds(int(seed), n))
-    seeds = np.asarray(seed)
-    if seeds.shape != (n,) or seeds.dtype.kind not in "iu" or (seeds < 0).any():
-        raise TypeError(
-            f"{fn}: seed must be an int >= 0, None or one int >= 0 per image ({n}), got {seed!r}"
-        )
-    return seeded_generators(seeds)
+            if seed >= 2**64:
+                return [np.random.default_rng(int(seed))]
+            seeds = np.array([seed], np.uint64)
+        else:
+            seeds = image_seeds(int(seed), n)
+    else:
+        seeds = np.asarray(seed)
+        if seeds.shape != (n,) or seeds.dtype.kind not in "iu" or (seeds < 0).any():
+            raise TypeError(
+                f"{fn}: seed must be an int >= 0, None or one int >= 0 per image ({n}), "
+                f"got {seed!r}"
+            )
+        seeds = seeds.astype(np.uint64)
+    return _Streams(seeds)
 
 
 def _number(value: Any, fn: str, name: str, minimum: float | None = None) -> float:
@@ -130,6 +187,12 @@ def _range(
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     low, high = bounds
     return low if low == high else float(rng.uniform(low, high))
+
+
+def _uniform_spec(*bounds: tuple[float, float] | None) -> np.ndarray:
+    """``_augment.draw_params``'s rows for ``_uniform`` draws from ``bounds`` (None: a row
+    that the caller sets to another kind)."""
+    return np.array([(0.0, *(b or (0.0, 0.0))) for b in bounds], np.float64)
 
 
 def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -337,15 +400,27 @@ class Transform:
         """Draw (or take from ``recorded``) the parameters of the ``active`` images and
         apply them; ``force`` skips the draw against ``p`` (OneOf's pick)."""
         records: list = []
-        for i in range(data.n):
-            if not active[i]:
-                records.append(None)
-            elif recorded is not None:
-                records.append(recorded[i])
-            else:
-                rng = rngs[i]
-                applied = force or rng.random() < self.p
-                records.append(self.sample(rng, data.shape) if applied else None)
+        drawn = None
+        if recorded is None and isinstance(rngs, _Streams):
+            spec = self.native_draws()
+            if spec is not None:
+                drawn = rngs.draw(active, None if force else self.p, spec)
+        if drawn is not None:
+            values, applied = drawn
+            bits = values.view(np.uint64)
+            records = [
+                self.from_draws(values[i], bits[i]) if applied[i] else None for i in range(data.n)
+            ]
+        else:
+            for i in range(data.n):
+                if not active[i]:
+                    records.append(None)
+                elif recorded is not None:
+                    records.append(recorded[i])
+                else:
+                    rng = rngs[i]
+                    on = force or rng.random() < self.p
+                    records.append(self.sample(rng, data.shape) if on else None)
         index = [i for i, r in enumerate(records) if r is not None]
         if index:
             self.apply(data, index, [records[i] for i in index])
@@ -353,6 +428,16 @@ class Transform:
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> dict:
         return {}
+
+    def native_draws(self) -> np.ndarray | None:
+        """For a transform whose :meth:`sample` draws only ``_uniform`` numbers (and
+        ``rng.integers(0, 2**63)``): those draws in order, as ``(kind, low, high)``
+        rows of ``_augment.draw_params``, so that a batch draws natively; with
+        :meth:`from_draws`, which makes the parameters from them."""
+        return None
+
+    def from_draws(self, values: np.ndarray, bits: np.ndarray) -> dict:
+        raise NotImplementedError
 
     def apply(self, data: _Targets, index: list[int], params: list[dict]) -> None:
         raise NotImplementedError
@@ -730,16 +815,14 @@ class ElasticTransform(Transform):
 class _ColourAffine(Transform):
     """Per-image, per-channel ``x * scale + offset`` (one native call for the batch)."""
 
-    def coefficients(self, params: dict, x: np.ndarray) -> tuple[Any, Any]:
+    def coefficients(self, params: list[dict], x: np.ndarray) -> tuple[Any, Any]:
+        """``scale`` and ``offset`` of the images ``x`` with their ``params``: each one
+        number, ``(C,)``, ``(N, 1)`` or ``(N, C)`` (as :func:`colour_affine` takes them)."""
         raise NotImplementedError
 
     def apply(self, data, index, params):
         x = data.take(index)
-        scale = np.empty((len(params), x.shape[3]))
-        offset = np.empty_like(scale)
-        for k, p in enumerate(params):
-            # row assignment broadcasts a number or one value per channel
-            scale[k], offset[k] = self.coefficients(p, x[k])
+        scale, offset = self.coefficients(params, x)
         data.set_images(index, colour_affine(x, scale, offset), self._name())
 
 
@@ -768,10 +851,17 @@ class RGBShift(_ColourAffine):
     def sample(self, rng, shape):
         return {"shift": [_uniform(rng, lim) for lim in self.limits]}
 
+    def native_draws(self):
+        return _uniform_spec(*self.limits)
+
+    def from_draws(self, values, bits):
+        return {"shift": values.tolist()}
+
     def coefficients(self, params, x):
         if x.shape[-1] != 3:
             raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[-1]}")
-        return 1.0, np.asarray(params["shift"]) / 255.0 * full_scale(x.dtype)
+        shifts = np.array([p["shift"] for p in params], np.float64).reshape(-1, 3)
+        return 1.0, shifts * (full_scale(x.dtype) / 255.0)
 
 
 class RandomBrightnessContrast(_ColourAffine):
@@ -794,9 +884,19 @@ class RandomBrightnessContrast(_ColourAffine):
     def sample(self, rng, shape):
         return {"alpha": 1.0 + _uniform(rng, self.contrast), "beta": _uniform(rng, self.brightness)}
 
+    def native_draws(self):
+        return _uniform_spec(self.contrast, self.brightness)
+
+    def from_draws(self, values, bits):
+        contrast, brightness = values.tolist()
+        return {"alpha": 1.0 + contrast, "beta": brightness}
+
     def coefficients(self, params, x):
-        base = full_scale(x.dtype) if self.by_max else float(x.mean())
-        return params["alpha"], params["beta"] * base
+        alpha = np.array([p["alpha"] for p in params], np.float64)[:, None]
+        beta = np.array([p["beta"] for p in params], np.float64)[:, None]
+        if self.by_max:
+            return alpha, beta * full_scale(x.dtype)
+        return alpha, beta * np.array([[float(image.mean())] for image in x])
 
 
 class PCAColour(_ColourAffine):
@@ -819,8 +919,8 @@ class PCAColour(_ColourAffine):
     def coefficients(self, params, x):
         if x.shape[-1] != 3:
             raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[-1]}")
-        offset = pca_colour_offsets(self.pca, params["alphas"])[0]
-        return 1.0, offset * full_scale(x.dtype)
+        offsets = pca_colour_offsets(self.pca, [p["alphas"] for p in params])
+        return 1.0, offsets * full_scale(x.dtype)
 
 
 FancyPCA = PCAColour
@@ -883,6 +983,12 @@ class HueSaturationValue(Transform):
             "sat": _uniform(rng, self.sat),
             "val": _uniform(rng, self.val),
         }
+
+    def native_draws(self):
+        return _uniform_spec(self.hue, self.sat, self.val)
+
+    def from_draws(self, values, bits):
+        return dict(zip(("hue", "sat", "val"), values.tolist()))
 
     def apply(self, data, index, params):
         x = data.take(index)
@@ -975,18 +1081,23 @@ class GaussNoise(Transform):
             "noise_seed": int(rng.integers(0, 2**63)),
         }
 
+    def native_draws(self):
+        spec = _uniform_spec(self.std_range, self.mean_range, None)
+        spec[2, 0] = 1  # DRAW_INT63
+        return spec
+
+    def from_draws(self, values, bits):
+        return {"std": float(values[0]), "mean": float(values[1]), "noise_seed": int(bits[2])}
+
     def apply(self, data, index, params):
         x = data.take(index)
         top = full_scale(x.dtype)
         # each image's draws from its own generator, as add_gaussian_noise(x[k], ...)
-        # makes them, and one native call for the batch
-        size = x[0].size
-        draws = np.empty((len(x), size), np.uint16)
-        for k, p in enumerate(params):
-            draws[k] = random_uint16(np.random.default_rng(p["noise_seed"]), size)
+        # makes them, made in parallel by one native call for the batch
+        seeds = np.array([p["noise_seed"] for p in params], np.uint64)
         std = np.array([p["std"] * top for p in params], np.float32)
         mean = np.array([p["mean"] * top for p in params], np.float32)
-        out = add_gaussian_draws(x, std, mean, draws.reshape(x.shape))
+        out = add_gaussian_seeded(x, std, mean, seeds)
         data.set_images(index, out, self._name())
 
 
@@ -1013,12 +1124,18 @@ class Compose(Transform):
 
     def _run(self, data, rngs, active, recorded, force=False):
         on = active.copy()
-        for i in range(data.n):
-            if on[i]:
-                if recorded is not None:
-                    on[i] = recorded[i] is not None
-                else:
-                    on[i] = force or rngs[i].random() < self.p
+        drawn = None
+        if recorded is None and not force and isinstance(rngs, _Streams):
+            drawn = rngs.draw(active, self.p, np.empty((0, 3)))  # the p test alone
+        if drawn is not None:
+            on = drawn[1].astype(bool)
+        else:
+            for i in range(data.n):
+                if on[i]:
+                    if recorded is not None:
+                        on[i] = recorded[i] is not None
+                    else:
+                        on[i] = force or rngs[i].random() < self.p
         children = []
         for k, t in enumerate(self.transforms):
             sub = None if recorded is None else [r[k] if r is not None else None for r in recorded]
