@@ -190,6 +190,42 @@ def test_warp_affine_uint8_fixed_point_matches_reference_on_larger_images(border
 
 
 @pytest.mark.parametrize("border", image.BORDER_MODES)
+@pytest.mark.parametrize("shape", [(4, 61, 65, 3), (2, 2, 40, 3), (1, 33, 2, 3)])
+def test_warp_affine_uint8_vector_span_equals_scalar(border, shape):
+    # the AVX-512 interior span (where the CPU has it) gives the scalar loop's bytes,
+    # including chunks whose 8-byte tap loads would pass the image's last byte
+    from cnnkit import _augment
+
+    rng = np.random.default_rng(shape[1])
+    x = rng.integers(0, 256, shape).astype(np.uint8)
+    h, w = shape[1:3]
+    maps = np.stack(
+        [
+            image.affine_matrix((w / 2, h / 2), angle=a, scale=s, shear=sh, translate=(t, t))
+            for a, s, sh, t in zip(
+                rng.uniform(-180, 180, shape[0]),
+                rng.uniform(0.5, 2, shape[0]),
+                rng.uniform(-30, 30, shape[0]),
+                rng.uniform(-3, 3, shape[0]),
+            )
+        ]
+    )
+    # a shift by less than a pixel: rows of 64 interior pixels (4 vector chunks), the last
+    # pixel of row h - 2 with its bottom-right tap on the image's last pixel
+    maps[0] = [[1, 0, -0.3], [0, 1, -0.6]]
+    inverse = np.ascontiguousarray(image._invert_affines(maps, "test"))
+    out_w = w + 19
+    outs = []
+    for vector in (True, False):
+        out = np.empty((shape[0], h + 5, out_w, 3), np.uint8)
+        scratch = np.empty((2, 2 * out_w), np.int32)
+        mode = image.BORDER_MODES.index(border)
+        _augment.warp_affine_u8(x, out, inverse, mode, 9.0, scratch, 2, vector)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("border", image.BORDER_MODES)
 def test_warp_affine_uint8_far_outside_points(border):
     # a strong shrink maps output pixels millions of pixels away from the image: the
     # fixed-point coordinates clamp there, the border modes see the true points
