@@ -473,6 +473,40 @@ cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssiz
         _store(out + c, (v00 * (1.0 - fx) + v01 * fx) * (1.0 - fy) + (v10 * (1.0 - fx) + v11 * fx) * fy)
 
 
+from libc.math cimport fabs
+from libc.string cimport memset
+
+
+def invert_affines(const double[:, :, ::1] maps, double[:, :, ::1] out):
+    """``out[n]`` the 2x3 inverse of the 2x3 map ``maps[n]``, in closed form; the index
+    of the first map with ``|det| < 1e-12`` (not written), or -1.
+
+    In native code because a batch transform inverts a map per image, and a dozen
+    NumPy calls on ``(N, 2, 3)`` arrays cost more than the arithmetic.
+    """
+    cdef Py_ssize_t n
+    cdef double a, b, c, d, det, i00, i01, i10, i11
+    for n in range(maps.shape[0]):
+        a = maps[n, 0, 0]
+        b = maps[n, 0, 1]
+        c = maps[n, 1, 0]
+        d = maps[n, 1, 1]
+        det = a * d - b * c
+        if fabs(det) < 1e-12:
+            return n
+        i00 = d / det
+        i01 = -b / det
+        i10 = -c / det
+        i11 = a / det
+        out[n, 0, 0] = i00
+        out[n, 0, 1] = i01
+        out[n, 0, 2] = -(i00 * maps[n, 0, 2] + i01 * maps[n, 1, 2])
+        out[n, 1, 0] = i10
+        out[n, 1, 1] = i11
+        out[n, 1, 2] = -(i10 * maps[n, 0, 2] + i11 * maps[n, 1, 2])
+    return -1
+
+
 def warp_affine(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                 const double[:, :, ::1] inverse, int interp, int border, double fill,
                 int threads):
@@ -704,6 +738,149 @@ def warp_vector_isa():
     return "avx512" if WARP_AVX512 else "scalar"
 
 
+cdef extern from *:
+    # A row of resample_linear_fixed3: the arithmetic of warp_affine_u8's span with one
+    # fy for the row and separate top and bottom input rows (equal where the window's
+    # bottom edge clamps). A column clamped at the window's right edge has fx = 0, so
+    # its right tap (the 8-byte load's upper pixel) has weight 0 whatever it holds.
+    """
+    static inline void cnnkit_bilinear_pixel3(const unsigned char* top,
+                                              const unsigned char* bottom, int X, int fy,
+                                              unsigned char* o) {
+        int fx = X & 2047, c;
+        ptrdiff_t a = (ptrdiff_t)(X >> 11) * 3, b = fx ? a + 3 : a;
+        for (c = 0; c < 3; ++c) {
+            int t = (top[a + c] << 11) + (top[b + c] - top[a + c]) * fx;
+            int u = (bottom[a + c] << 11) + (bottom[b + c] - bottom[a + c]) * fx;
+            o[c] = (unsigned char)(((t << 11) + (u - t) * fy + (1 << 21)) >> 22);
+        }
+    }
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    CNNKIT_WARP_AVX512 static void cnnkit_bilinear_row3_avx512(
+            const unsigned char* top, const unsigned char* bottom, ptrdiff_t readable,
+            const int* cx, int fy, ptrdiff_t n, unsigned char* out) {
+        ptrdiff_t j = 0;
+        if (readable < ((ptrdiff_t)1 << 31) - 64) {
+            const __m512i frac = _mm512_set1_epi32(2047), one = _mm512_set1_epi32(2048);
+            const __m512i round = _mm512_set1_epi32(1 << 21), fyv = _mm512_set1_epi32(fy);
+            /* 8-byte loads from both rows stay inside the image */
+            const __m512i last = _mm512_set1_epi32((int)(readable - 8));
+            const __m512i pack = _mm512_loadu_si512((const void*)cnnkit_warp_pack3);
+            const __mmask64 pairs = 0x5555555555555555ULL;
+            const __m512i lane8 = _mm512_slli_epi32(
+                _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3);
+            const __m512i pick = _mm512_or_si512(lane8, _mm512_slli_epi32(
+                _mm512_add_epi32(lane8, _mm512_set1_epi32(3)), 16));
+            const __m512i pick1 = _mm512_add_epi32(pick, _mm512_set1_epi32(0x10001));
+            const __m512i pick2 = _mm512_add_epi32(pick, _mm512_set1_epi32(0x20002));
+            for (; j + 16 <= n; j += 16) {
+                __m512i X = _mm512_loadu_si512((const void*)(cx + j));
+                __m512i xi = _mm512_srai_epi32(X, 11);
+                __m512i off = _mm512_add_epi32(xi, _mm512_add_epi32(xi, xi));
+                if (_mm512_cmpgt_epi32_mask(off, last)) {
+                    for (int k = 0; k < 16; ++k)
+                        cnnkit_bilinear_pixel3(top, bottom, cx[j + k], fy, out + 3 * (j + k));
+                    continue;
+                }
+                __m256i lo = _mm512_castsi512_si256(off), hi = _mm512_extracti64x4_epi64(off, 1);
+                __m512i t0 = _mm512_i32gather_epi64(lo, (const void*)top, 1);
+                __m512i t1 = _mm512_i32gather_epi64(hi, (const void*)top, 1);
+                __m512i b0 = _mm512_i32gather_epi64(lo, (const void*)bottom, 1);
+                __m512i b1 = _mm512_i32gather_epi64(hi, (const void*)bottom, 1);
+                __m512i fx = _mm512_and_si512(X, frac);
+                __m512i wx = _mm512_or_si512(_mm512_sub_epi32(one, fx), _mm512_slli_epi32(fx, 16));
+                __m512i res[3];
+                for (int c = 0; c < 3; ++c) {
+                    __m512i sel = c == 0 ? pick : (c == 1 ? pick1 : pick2);
+                    __m512i t = _mm512_madd_epi16(
+                        _mm512_maskz_permutex2var_epi8(pairs, t0, sel, t1), wx);
+                    __m512i u = _mm512_madd_epi16(
+                        _mm512_maskz_permutex2var_epi8(pairs, b0, sel, b1), wx);
+                    __m512i sum = _mm512_add_epi32(
+                        _mm512_slli_epi32(t, 11), _mm512_mullo_epi32(_mm512_sub_epi32(u, t), fyv));
+                    res[c] = _mm512_srli_epi32(_mm512_add_epi32(sum, round), 22);
+                }
+                __m512i rgb = _mm512_or_si512(
+                    res[0], _mm512_or_si512(_mm512_slli_epi32(res[1], 8),
+                                            _mm512_slli_epi32(res[2], 16)));
+                _mm512_mask_storeu_epi8((void*)(out + 3 * j), 0xFFFFFFFFFFFFULL,
+                                        _mm512_permutexvar_epi8(pack, rgb));
+            }
+        }
+        for (; j < n; ++j) cnnkit_bilinear_pixel3(top, bottom, cx[j], fy, out + 3 * j);
+    }
+    #else
+    static void cnnkit_bilinear_row3_avx512(
+            const unsigned char* top, const unsigned char* bottom, ptrdiff_t readable,
+            const int* cx, int fy, ptrdiff_t n, unsigned char* out) {
+        (void)readable;
+        for (ptrdiff_t j = 0; j < n; ++j) cnnkit_bilinear_pixel3(top, bottom, cx[j], fy, out + 3 * j);
+    }
+    #endif
+    """
+    void cnnkit_bilinear_row3_avx512(const unsigned char* top, const unsigned char* bottom,
+                                     Py_ssize_t readable, const int* cx, int fy, Py_ssize_t n,
+                                     unsigned char* out) noexcept nogil
+
+
+def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
+                           unsigned char[:, :, :, ::1] dst, const int[:, :, ::1] rows,
+                           const int[:, ::1] cols, int threads):
+    """Bilinear resampling of 3-channel uint8 images in fixed point (as warp_affine_u8).
+
+    ``rows`` ``(T, out_h, 3)``: per output row the input rows of its two taps and the
+    weight of the second in 1/2048; ``cols`` ``(T, out_w)``: per output column its
+    position in 1/2048 input pixel (``x0 * 2048 + fx``, the taps ``x0`` and
+    ``x0 + 1``, or ``fx = 0`` at a clamped edge). ``T`` is N or 1 (shared). Each
+    output is the exact half-up rounding of the bilinear value at those rounded
+    positions; 16 pixels at a time with AVX-512 (callers use this kernel only there).
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t h = src.shape[1], row = src.shape[2] * src.shape[3]
+    cdef bint shared_rows = rows.shape[0] == 1, shared_cols = cols.shape[0] == 1
+    cdef Py_ssize_t task, n, i, tr, tc, r0, r1, readable
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+        n = task // out_h
+        i = task % out_h
+        tr = 0 if shared_rows else n
+        tc = 0 if shared_cols else n
+        r0 = rows[tr, i, 0]
+        r1 = rows[tr, i, 1]
+        readable = (h - (r0 if r0 > r1 else r1)) * row
+        cnnkit_bilinear_row3_avx512(&src[n, r0, 0, 0], &src[n, r1, 0, 0], readable,
+                                    &cols[tc, 0], rows[tr, i, 2], out_w, &dst[n, i, 0, 0])
+
+
+cdef inline Py_ssize_t _first(const int* c, Py_ssize_t n, int bound, bint rising) noexcept nogil:
+    """The first ``j`` in ``[0, n]`` where ``c[j] >> FRAC_BITS >= bound`` (``rising``) or
+    ``< bound`` (not ``rising``), for a sequence along which that becomes true once."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ((c[mid] >> FRAC_BITS) >= bound) == rising:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+cdef inline void _span(const int* c, Py_ssize_t n, int lo, int hi, Py_ssize_t* start,
+                       Py_ssize_t* stop) noexcept nogil:
+    """The interval ``[start, stop)`` of ``j`` with ``lo <= c[j] >> FRAC_BITS <= hi``.
+
+    A row's coordinates are rounded values of an affine function of the column, so
+    monotone: two binary searches instead of a scan over the pixels outside.
+    """
+    if n == 0 or c[n - 1] >= c[0]:
+        start[0] = _first(c, n, lo, True)
+        stop[0] = _first(c, n, hi + 1, True)
+    else:
+        start[0] = _first(c, n, hi + 1, False)
+        stop[0] = _first(c, n, lo, False)
+    if stop[0] < start[0]:
+        stop[0] = start[0]
+
+
 cdef inline void _warp_edge_u8(const unsigned char* image, Py_ssize_t h, Py_ssize_t w,
                                Py_ssize_t chans, const int* cx, const int* cy,
                                Py_ssize_t start, Py_ssize_t stop, double bx, double by,
@@ -742,7 +919,7 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
     cdef Py_ssize_t row = w * chans
     cdef bint simd = vector and WARP_AVX512
     cdef bint shared = inverse.shape[0] == 1
-    cdef Py_ssize_t task, n, i, m, j0, j1, c
+    cdef Py_ssize_t task, n, i, m, j0, j1, k0, k1, e0, e1, c
     cdef int j, X, Y, fx, fy, top, bottom, wmax = <int>w - 2, hmax = <int>h - 2
     cdef double a00, a10, bx, by, x, y, v
     cdef int* cx
@@ -791,14 +968,25 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
                 y = -COORD_LIMIT if y < -COORD_LIMIT else y
                 cx[j] = <int>(x * FRAC_ONE + (COORD_OFFSET + 0.5)) - <int>COORD_OFFSET
                 cy[j] = <int>(y * FRAC_ONE + (COORD_OFFSET + 0.5)) - <int>COORD_OFFSET
-        j0 = 0
-        while j0 < out_w and not (0 <= (cx[j0] >> FRAC_BITS) <= wmax
-                                  and 0 <= (cy[j0] >> FRAC_BITS) <= hmax):
-            j0 = j0 + 1
-        j1 = out_w
-        while j1 > j0 and not (0 <= (cx[j1 - 1] >> FRAC_BITS) <= wmax
-                               and 0 <= (cy[j1 - 1] >> FRAC_BITS) <= hmax):
-            j1 = j1 - 1
+        # the interior span [j0, j1): all four taps inside
+        _span(cx, out_w, 0, wmax, &j0, &j1)
+        _span(cy, out_w, 0, hmax, &k0, &k1)
+        j0 = k0 if k0 > j0 else j0
+        j1 = k1 if k1 < j1 else j1
+        if border == BORDER_CONSTANT:
+            # [k0, k1): some tap inside; the pixels beyond are the fill value
+            _span(cx, out_w, -1, wmax + 1, &k0, &k1)
+            _span(cy, out_w, -1, hmax + 1, &e0, &e1)
+            k0 = e0 if e0 > k0 else k0
+            k1 = e1 if e1 < k1 else k1
+            if k1 < k0:
+                k1 = k0
+        else:
+            k0 = 0
+            k1 = out_w
+        if j1 <= j0:
+            j0 = k0
+            j1 = k0
         image = &src[n, 0, 0, 0]
         out = &dst[n, i, 0, 0]
         if chans == 3 and simd:
@@ -838,10 +1026,49 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
                     bottom = (q[c] << FRAC_BITS) + (q[c + chans] - q[c]) * fx
                     o[c] = <unsigned char>(((top << FRAC_BITS) + (bottom - top) * fy
                                             + FRAC_ROUND) >> (2 * FRAC_BITS))
-        _warp_edge_u8(image, h, w, chans, cx, cy, 0, j0, bx, by, a00, a10, border, fill,
+        memset(out, fill_byte, k0 * chans)
+        memset(out + k1 * chans, fill_byte, (out_w - k1) * chans)
+        _warp_edge_u8(image, h, w, chans, cx, cy, k0, j0, bx, by, a00, a10, border, fill,
                       fill_byte, out)
-        _warp_edge_u8(image, h, w, chans, cx, cy, j1, out_w, bx, by, a00, a10, border, fill,
+        _warp_edge_u8(image, h, w, chans, cx, cy, j1, k1, bx, by, a00, a10, border, fill,
                       fill_byte, out)
+
+
+cdef extern from *:
+    # A row of 3-byte pixels mirrored 16 pixels (48 bytes) at a time with AVX-512 VBMI: a
+    # masked load (nothing read outside the row), one byte permute, a masked store;
+    # the pixels left over (w % 16) are copied one by one. Returns 0 without AVX-512.
+    """
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    static const unsigned char cnnkit_flip_rev3[64] = {
+        45, 46, 47, 42, 43, 44, 39, 40, 41, 36, 37, 38, 33, 34, 35, 30, 31, 32, 27, 28, 29,
+        24, 25, 26, 21, 22, 23, 18, 19, 20, 15, 16, 17, 12, 13, 14, 9, 10, 11, 6, 7, 8, 3,
+        4, 5, 0, 1, 2};
+    CNNKIT_WARP_AVX512 static int cnnkit_flip_row3_avx512(
+            const unsigned char* s, unsigned char* d, ptrdiff_t w) {
+        const __m512i rev = _mm512_loadu_si512((const void*)cnnkit_flip_rev3);
+        const __mmask64 bytes48 = 0xFFFFFFFFFFFFULL;
+        ptrdiff_t j = 0;
+        for (; j + 16 <= w; j += 16) {
+            __m512i v = _mm512_maskz_loadu_epi8(bytes48, (const void*)(s + 3 * (w - j - 16)));
+            _mm512_mask_storeu_epi8((void*)(d + 3 * j), bytes48, _mm512_permutexvar_epi8(rev, v));
+        }
+        for (; j < w; ++j) {
+            d[3 * j] = s[3 * (w - 1 - j)];
+            d[3 * j + 1] = s[3 * (w - 1 - j) + 1];
+            d[3 * j + 2] = s[3 * (w - 1 - j) + 2];
+        }
+        return 1;
+    }
+    #else
+    static int cnnkit_flip_row3_avx512(const unsigned char* s, unsigned char* d, ptrdiff_t w) {
+        (void)s; (void)d; (void)w;
+        return 0;
+    }
+    #endif
+    """
+    int cnnkit_flip_row3_avx512(const unsigned char* s, unsigned char* d,
+                                Py_ssize_t w) noexcept nogil
 
 
 cdef inline void _flip_row(const pixel* s, pixel* d, Py_ssize_t w, Py_ssize_t chans,
@@ -851,6 +1078,8 @@ cdef inline void _flip_row(const pixel* s, pixel* d, Py_ssize_t w, Py_ssize_t ch
     cdef unsigned int word
     if not horizontal:
         memcpy(d, s, w * chans * sizeof(pixel))
+    elif pixel is not float and chans == 3 and WARP_AVX512:
+        cnnkit_flip_row3_avx512(s, d, w)
     elif pixel is not float and chans == 3 and w > 2:
         # 3-byte pixels moved as 4-byte words, each store's fourth byte overwritten
         # by the next pixel's; the two end pixels go byte by byte so that no load
