@@ -739,93 +739,112 @@ def warp_vector_isa():
 
 
 cdef extern from *:
-    # A row of resample_linear_fixed3: the arithmetic of warp_affine_u8's span with one
-    # fy for the row and separate top and bottom input rows (equal where the window's
-    # bottom edge clamps). A column clamped at the window's right edge has fx = 0, so
-    # its right tap (the 8-byte load's upper pixel) has weight 0 whatever it holds.
+    # The passes of resample_linear_fixed3, with warp_affine_u8's integer arithmetic split
+    # in two: a horizontal pass per input row, ``(left << 11) + (right - left) fx`` as
+    # int32 per channel plane (one 8-byte gather per pixel fetches both taps, a byte
+    # permute per channel pairs them, vpmaddwd weighs them), and a vertical pass per
+    # output row, ``((top << 11) + (bottom - top) fy + 2^21) >> 22``. A column clamped at
+    # the window's right edge has fx = 0, so its right tap (the load's upper pixel) has
+    # weight 0 whatever it holds.
     """
-    static inline void cnnkit_bilinear_pixel3(const unsigned char* top,
-                                              const unsigned char* bottom, int X, int fy,
-                                              unsigned char* o) {
+    static inline void cnnkit_hpass_pixel3(const unsigned char* line, int X, int* out,
+                                           ptrdiff_t stride, ptrdiff_t j) {
         int fx = X & 2047, c;
         ptrdiff_t a = (ptrdiff_t)(X >> 11) * 3, b = fx ? a + 3 : a;
-        for (c = 0; c < 3; ++c) {
-            int t = (top[a + c] << 11) + (top[b + c] - top[a + c]) * fx;
-            int u = (bottom[a + c] << 11) + (bottom[b + c] - bottom[a + c]) * fx;
-            o[c] = (unsigned char)(((t << 11) + (u - t) * fy + (1 << 21)) >> 22);
+        for (c = 0; c < 3; ++c)
+            out[c * stride + j] = (line[a + c] << 11) + (line[b + c] - line[a + c]) * fx;
+    }
+    static inline void cnnkit_vpass_pixel3(const int* ha, const int* hb, ptrdiff_t stride,
+                                           int fy, unsigned char* out, ptrdiff_t j) {
+        for (int c = 0; c < 3; ++c) {
+            int t = ha[c * stride + j], u = hb[c * stride + j];
+            out[3 * j + c] = (unsigned char)(((t << 11) + (u - t) * fy + (1 << 21)) >> 22);
         }
     }
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-    CNNKIT_WARP_AVX512 static void cnnkit_bilinear_row3_avx512(
-            const unsigned char* top, const unsigned char* bottom, ptrdiff_t readable,
-            const int* cx, int fy, ptrdiff_t n, unsigned char* out) {
+    CNNKIT_WARP_AVX512 static void cnnkit_hpass3(
+            const unsigned char* line, ptrdiff_t readable, const int* cx, ptrdiff_t n,
+            int* out, ptrdiff_t stride) {
         ptrdiff_t j = 0;
         if (readable < ((ptrdiff_t)1 << 31) - 64) {
             const __m512i frac = _mm512_set1_epi32(2047), one = _mm512_set1_epi32(2048);
-            const __m512i round = _mm512_set1_epi32(1 << 21), fyv = _mm512_set1_epi32(fy);
-            /* 8-byte loads from both rows stay inside the image */
+            /* 8-byte loads end inside the image (not past its last row) */
             const __m512i last = _mm512_set1_epi32((int)(readable - 8));
-            const __m512i pack = _mm512_loadu_si512((const void*)cnnkit_warp_pack3);
             const __mmask64 pairs = 0x5555555555555555ULL;
             const __m512i lane8 = _mm512_slli_epi32(
                 _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3);
             const __m512i pick = _mm512_or_si512(lane8, _mm512_slli_epi32(
                 _mm512_add_epi32(lane8, _mm512_set1_epi32(3)), 16));
-            const __m512i pick1 = _mm512_add_epi32(pick, _mm512_set1_epi32(0x10001));
-            const __m512i pick2 = _mm512_add_epi32(pick, _mm512_set1_epi32(0x20002));
+            const __m512i step = _mm512_set1_epi32(0x10001);
             for (; j + 16 <= n; j += 16) {
                 __m512i X = _mm512_loadu_si512((const void*)(cx + j));
                 __m512i xi = _mm512_srai_epi32(X, 11);
                 __m512i off = _mm512_add_epi32(xi, _mm512_add_epi32(xi, xi));
                 if (_mm512_cmpgt_epi32_mask(off, last)) {
-                    for (int k = 0; k < 16; ++k)
-                        cnnkit_bilinear_pixel3(top, bottom, cx[j + k], fy, out + 3 * (j + k));
+                    for (ptrdiff_t k = j; k < j + 16; ++k)
+                        cnnkit_hpass_pixel3(line, cx[k], out, stride, k);
                     continue;
                 }
-                __m256i lo = _mm512_castsi512_si256(off), hi = _mm512_extracti64x4_epi64(off, 1);
-                __m512i t0 = _mm512_i32gather_epi64(lo, (const void*)top, 1);
-                __m512i t1 = _mm512_i32gather_epi64(hi, (const void*)top, 1);
-                __m512i b0 = _mm512_i32gather_epi64(lo, (const void*)bottom, 1);
-                __m512i b1 = _mm512_i32gather_epi64(hi, (const void*)bottom, 1);
+                __m512i g0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(off),
+                                                    (const void*)line, 1);
+                __m512i g1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(off, 1),
+                                                    (const void*)line, 1);
                 __m512i fx = _mm512_and_si512(X, frac);
                 __m512i wx = _mm512_or_si512(_mm512_sub_epi32(one, fx), _mm512_slli_epi32(fx, 16));
-                __m512i res[3];
+                __m512i sel = pick;
                 for (int c = 0; c < 3; ++c) {
-                    __m512i sel = c == 0 ? pick : (c == 1 ? pick1 : pick2);
-                    __m512i t = _mm512_madd_epi16(
-                        _mm512_maskz_permutex2var_epi8(pairs, t0, sel, t1), wx);
-                    __m512i u = _mm512_madd_epi16(
-                        _mm512_maskz_permutex2var_epi8(pairs, b0, sel, b1), wx);
-                    __m512i sum = _mm512_add_epi32(
-                        _mm512_slli_epi32(t, 11), _mm512_mullo_epi32(_mm512_sub_epi32(u, t), fyv));
-                    res[c] = _mm512_srli_epi32(_mm512_add_epi32(sum, round), 22);
+                    _mm512_storeu_si512((void*)(out + c * stride + j), _mm512_madd_epi16(
+                        _mm512_maskz_permutex2var_epi8(pairs, g0, sel, g1), wx));
+                    sel = _mm512_add_epi32(sel, step);
                 }
-                __m512i rgb = _mm512_or_si512(
-                    res[0], _mm512_or_si512(_mm512_slli_epi32(res[1], 8),
-                                            _mm512_slli_epi32(res[2], 16)));
-                _mm512_mask_storeu_epi8((void*)(out + 3 * j), 0xFFFFFFFFFFFFULL,
-                                        _mm512_permutexvar_epi8(pack, rgb));
             }
         }
-        for (; j < n; ++j) cnnkit_bilinear_pixel3(top, bottom, cx[j], fy, out + 3 * j);
+        for (; j < n; ++j) cnnkit_hpass_pixel3(line, cx[j], out, stride, j);
+    }
+    CNNKIT_WARP_AVX512 static void cnnkit_vpass3(
+            const int* ha, const int* hb, ptrdiff_t stride, int fy, ptrdiff_t n,
+            unsigned char* out) {
+        const __m512i round = _mm512_set1_epi32(1 << 21), fyv = _mm512_set1_epi32(fy);
+        const __m512i pack = _mm512_loadu_si512((const void*)cnnkit_warp_pack3);
+        ptrdiff_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m512i res[3];
+            for (int c = 0; c < 3; ++c) {
+                __m512i t = _mm512_loadu_si512((const void*)(ha + c * stride + j));
+                __m512i u = _mm512_loadu_si512((const void*)(hb + c * stride + j));
+                __m512i sum = _mm512_add_epi32(
+                    _mm512_slli_epi32(t, 11), _mm512_mullo_epi32(_mm512_sub_epi32(u, t), fyv));
+                res[c] = _mm512_srli_epi32(_mm512_add_epi32(sum, round), 22);
+            }
+            __m512i rgb = _mm512_or_si512(
+                res[0], _mm512_or_si512(_mm512_slli_epi32(res[1], 8),
+                                        _mm512_slli_epi32(res[2], 16)));
+            _mm512_mask_storeu_epi8((void*)(out + 3 * j), 0xFFFFFFFFFFFFULL,
+                                    _mm512_permutexvar_epi8(pack, rgb));
+        }
+        for (; j < n; ++j) cnnkit_vpass_pixel3(ha, hb, stride, fy, out, j);
     }
     #else
-    static void cnnkit_bilinear_row3_avx512(
-            const unsigned char* top, const unsigned char* bottom, ptrdiff_t readable,
-            const int* cx, int fy, ptrdiff_t n, unsigned char* out) {
+    static void cnnkit_hpass3(const unsigned char* line, ptrdiff_t readable, const int* cx,
+                              ptrdiff_t n, int* out, ptrdiff_t stride) {
         (void)readable;
-        for (ptrdiff_t j = 0; j < n; ++j) cnnkit_bilinear_pixel3(top, bottom, cx[j], fy, out + 3 * j);
+        for (ptrdiff_t j = 0; j < n; ++j) cnnkit_hpass_pixel3(line, cx[j], out, stride, j);
+    }
+    static void cnnkit_vpass3(const int* ha, const int* hb, ptrdiff_t stride, int fy,
+                              ptrdiff_t n, unsigned char* out) {
+        for (ptrdiff_t j = 0; j < n; ++j) cnnkit_vpass_pixel3(ha, hb, stride, fy, out, j);
     }
     #endif
     """
-    void cnnkit_bilinear_row3_avx512(const unsigned char* top, const unsigned char* bottom,
-                                     Py_ssize_t readable, const int* cx, int fy, Py_ssize_t n,
-                                     unsigned char* out) noexcept nogil
+    void cnnkit_hpass3(const unsigned char* line, Py_ssize_t readable, const int* cx,
+                       Py_ssize_t n, int* out, Py_ssize_t stride) noexcept nogil
+    void cnnkit_vpass3(const int* ha, const int* hb, Py_ssize_t stride, int fy, Py_ssize_t n,
+                       unsigned char* out) noexcept nogil
 
 
 def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
                            unsigned char[:, :, :, ::1] dst, const int[:, :, ::1] rows,
-                           const int[:, ::1] cols, int threads):
+                           const int[:, ::1] cols, int[:, ::1] scratch, int threads):
     """Bilinear resampling of 3-channel uint8 images in fixed point (as warp_affine_u8).
 
     ``rows`` ``(T, out_h, 3)``: per output row the input rows of its two taps and the
@@ -833,22 +852,56 @@ def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
     position in 1/2048 input pixel (``x0 * 2048 + fx``, the taps ``x0`` and
     ``x0 + 1``, or ``fx = 0`` at a clamped edge). ``T`` is N or 1 (shared). Each
     output is the exact half-up rounding of the bilinear value at those rounded
-    positions; 16 pixels at a time with AVX-512 (callers use this kernel only there).
+    positions (integer arithmetic, so the split into passes changes no bit).
+
+    Separable as :func:`resample_linear`: tasks are (image, band of ``LINEAR_BAND``
+    output rows), each input row's horizontal pass is cached (two rows) in
+    ``scratch`` ``(threads, 6 * stride)`` int32, ``stride >= out_w`` per channel plane.
+    16 pixels at a time with AVX-512 (callers use this kernel only there).
     """
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t h = src.shape[1], row = src.shape[2] * src.shape[3]
+    cdef Py_ssize_t stride = scratch.shape[1] // 6
+    cdef Py_ssize_t bands = (out_h + LINEAR_BAND - 1) // LINEAR_BAND
     cdef bint shared_rows = rows.shape[0] == 1, shared_cols = cols.shape[0] == 1
-    cdef Py_ssize_t task, n, i, tr, tc, r0, r1, readable
-    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
-        n = task // out_h
-        i = task % out_h
+    cdef Py_ssize_t task, n, i, stop, tr, tc, ra, rb, tag0, tag1
+    cdef int* buf0
+    cdef int* buf1
+    cdef const int* cx
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="static"):
+        n = task // bands
+        i = (task % bands) * LINEAR_BAND
+        stop = i + LINEAR_BAND
+        if stop > out_h:
+            stop = out_h
         tr = 0 if shared_rows else n
         tc = 0 if shared_cols else n
-        r0 = rows[tr, i, 0]
-        r1 = rows[tr, i, 1]
-        readable = (h - (r0 if r0 > r1 else r1)) * row
-        cnnkit_bilinear_row3_avx512(&src[n, r0, 0, 0], &src[n, r1, 0, 0], readable,
-                                    &cols[tc, 0], rows[tr, i, 2], out_w, &dst[n, i, 0, 0])
+        buf0 = &scratch[threadid(), 0]
+        buf1 = buf0 + 3 * stride
+        cx = &cols[tc, 0]
+        tag0 = -1
+        tag1 = -1
+        while i < stop:
+            ra = rows[tr, i, 0]
+            rb = rows[tr, i, 1]
+            # keep a cached row that this output row needs; fill the other slot
+            if tag0 != ra and tag1 != ra:
+                if tag0 == rb:
+                    cnnkit_hpass3(&src[n, ra, 0, 0], (h - ra) * row, cx, out_w, buf1, stride)
+                    tag1 = ra
+                else:
+                    cnnkit_hpass3(&src[n, ra, 0, 0], (h - ra) * row, cx, out_w, buf0, stride)
+                    tag0 = ra
+            if tag0 != rb and tag1 != rb:
+                if tag0 == ra:
+                    cnnkit_hpass3(&src[n, rb, 0, 0], (h - rb) * row, cx, out_w, buf1, stride)
+                    tag1 = rb
+                else:
+                    cnnkit_hpass3(&src[n, rb, 0, 0], (h - rb) * row, cx, out_w, buf0, stride)
+                    tag0 = rb
+            cnnkit_vpass3(buf0 if tag0 == ra else buf1, buf0 if tag0 == rb else buf1, stride,
+                          rows[tr, i, 2], out_w, &dst[n, i, 0, 0])
+            i = i + 1
 
 
 cdef inline Py_ssize_t _first(const int* c, Py_ssize_t n, int bound, bint rising) noexcept nogil:

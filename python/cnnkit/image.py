@@ -215,6 +215,7 @@ def _resample_fixed3(
     the exact half-up rounding of the bilinear value there (warp_affine's uint8 scheme):
     within 1 of the float64 reference, like the float32 tables it replaces where the
     CPU has AVX-512 (16 pixels per step there; elsewhere the float32 path is faster).
+    Separable, so the result is the same at any thread count and batch split.
     """
 
     def fixed(start, length, n_in, n_out):
@@ -232,9 +233,9 @@ def _resample_fixed3(
         first = y >> 11
         rows = np.stack([first, np.minimum(first + 1, last), y & 2047], -1)
         cols, _ = fixed(left, width, x.shape[2], out_w)
-        _augment.resample_linear_fixed3(
-            np.ascontiguousarray(x), out, rows, cols, native_threads(out.size)
-        )
+        threads = native_threads(out.size)
+        scratch = np.empty((threads, 6 * (-(-out_w // 16) * 16)), np.int32)
+        _augment.resample_linear_fixed3(np.ascontiguousarray(x), out, rows, cols, scratch, threads)
     return out
 
 
@@ -278,7 +279,11 @@ def resize(images: Any, size: Any, interpolation: str = "bilinear") -> np.ndarra
     enlarging it is the covered one or two pixels, not OpenCV's bilinear).
     Sums are float32: uint8 results are within 1 of the float64 reference
     (:func:`cnnkit.reference.resize`), and exactly the half-up rounded block
-    means when shrinking by whole factors with ``area``.
+    means when shrinking by whole factors with ``area``. On CPUs with AVX-512,
+    bilinear resampling of 3-channel uint8 images runs in fixed point as
+    :func:`warp_affine` does (positions rounded to 1/2048 pixel, integer
+    weights, exact half-up rounding): also within 1 of the reference, though
+    not always the same bytes as the float32 path of other CPUs.
 
     Parameters
     ----------
@@ -695,7 +700,8 @@ def warp_affine(
     pixel and integer weights, each result the exact half-up rounding of the
     bilinear value there, so within 1 of the float64 reference
     (:func:`cnnkit.reference.warp_affine`); float32 and nearest are computed in
-    float64 as the reference.
+    float64 as the reference. 3-channel uint8 rows run 16 pixels at a time on
+    CPUs with AVX-512, with the same bytes as elsewhere.
     """
     fn = "warp_affine"
     x, single = as_images(images, fn)
