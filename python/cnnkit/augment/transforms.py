@@ -603,6 +603,8 @@ class _Warp(_Affine):
             for p in params
         ]
         maps = np.array(rows, np.float64).reshape(-1, 2, 3)
+        if not np.isfinite(maps).all():  # replayed parameters are not checked elsewhere
+            raise ValueError(f"{self._name()}: the parameters must give finite maps, got {params}")
         inverse = im._invert_affines(maps, self._name().rstrip("()"))
         interp = im.INTERPOLATIONS.index(self.interpolation)
         mode = im.BORDER_MODES.index(self.border_mode)
