@@ -738,7 +738,7 @@ def _warp(
             np.ascontiguousarray(inverse, dtype=np.float64),
             mode,
             float(fill),
-            np.empty((threads, 2 * out_w), np.int32),
+            np.empty((threads, _augment.warp_scratch_size(out_w)), np.int32),
             threads,
         )
     elif out.size:
