@@ -338,6 +338,13 @@ def test_min_visibility_drops_boxes_with_their_labels_and_flags_keypoints():
     np.testing.assert_array_equal(out["keypoints"], [[-5, -5], [9, 6]])
 
 
+def test_a_warp_replayed_with_non_finite_parameters_is_rejected():
+    x = np.zeros((2, 8, 8, 3), np.uint8)
+    params = [{"angle": float("nan")}, {"angle": 1.0}]
+    with pytest.raises(ValueError, match=r"Rotate\(\): the parameters must give finite maps"):
+        A.Rotate(30, p=1).replay(params, image=x)
+
+
 def test_random_resized_crop_windows_follow_scale_and_ratio():
     t = A.RandomResizedCrop(16, scale=(0.2, 0.5), ratio=(0.5, 2.0))
     rng = np.random.default_rng(0)

@@ -189,6 +189,62 @@ def test_warp_affine_uint8_fixed_point_matches_reference_on_larger_images(border
             )
 
 
+@pytest.mark.parametrize("out_size", [(224, 224), (31, 50), (1, 17), (40, 3)])
+def test_rgb_bilinear_resized_crops_match_reference(out_size):
+    # 3-channel uint8 bilinear runs in fixed point where the CPU has AVX-512: windows at
+    # the image's corners (edge taps clamped, loads ending at the image's last byte)
+    rng = np.random.default_rng(out_size[1])
+    x = rng.integers(0, 256, (4, 60, 70, 3)).astype(np.uint8)
+    x[1] = np.linspace(0, 255, 70)[None, :, None].astype(np.uint8)  # smooth: few ties
+    windows = np.array([[0, 0, 60, 70], [20, 30, 40, 40], [59, 69, 1, 1], [0, 10, 33, 60]])
+    got = image.resized_crop(x, windows, out_size)
+    agree = []
+    for n, (top, left, h, w) in enumerate(windows):
+        want = ref.resize(x[n : n + 1, top : top + h, left : left + w], out_size)
+        assert_close(got[n : n + 1], want)
+        agree.append((got[n : n + 1] == want).mean())
+        np.testing.assert_array_equal(got[n], image.resized_crop(x[n], windows[n], out_size))
+    if out_size[0] * out_size[1] > 1000:
+        assert min(agree) > 0.97  # off by one only near a rounding boundary
+    assert_close(image.resize(x, out_size), ref.resize(x, out_size))
+
+
+@pytest.mark.parametrize("border", image.BORDER_MODES)
+@pytest.mark.parametrize("shape", [(4, 61, 65, 3), (2, 2, 40, 3), (1, 33, 2, 3)])
+def test_warp_affine_uint8_vector_span_equals_scalar(border, shape):
+    # the AVX-512 interior span (where the CPU has it) gives the scalar loop's bytes,
+    # including chunks whose 8-byte tap loads would pass the image's last byte
+    from cnnkit import _augment
+
+    rng = np.random.default_rng(shape[1])
+    x = rng.integers(0, 256, shape).astype(np.uint8)
+    h, w = shape[1:3]
+    maps = np.stack(
+        [
+            image.affine_matrix((w / 2, h / 2), angle=a, scale=s, shear=sh, translate=(t, t))
+            for a, s, sh, t in zip(
+                rng.uniform(-180, 180, shape[0]),
+                rng.uniform(0.5, 2, shape[0]),
+                rng.uniform(-30, 30, shape[0]),
+                rng.uniform(-3, 3, shape[0]),
+            )
+        ]
+    )
+    # a shift by less than a pixel: rows of 64 interior pixels (4 vector chunks), the last
+    # pixel of row h - 2 with its bottom-right tap on the image's last pixel
+    maps[0] = [[1, 0, -0.3], [0, 1, -0.6]]
+    inverse = np.ascontiguousarray(image._invert_affines(maps, "test"))
+    out_w = w + 19
+    outs = []
+    for vector in (True, False):
+        out = np.empty((shape[0], h + 5, out_w, 3), np.uint8)
+        scratch = np.empty((2, _augment.warp_scratch_size(out_w)), np.int32)
+        mode = image.BORDER_MODES.index(border)
+        _augment.warp_affine_u8(x, out, inverse, mode, 9.0, scratch, 2, vector)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 @pytest.mark.parametrize("border", image.BORDER_MODES)
 def test_warp_affine_uint8_far_outside_points(border):
     # a strong shrink maps output pixels millions of pixels away from the image: the
@@ -254,6 +310,15 @@ def test_flips_match_reference_and_invert(x):
     np.testing.assert_array_equal(image.vflip(x), ref.vflip(x))
     np.testing.assert_array_equal(image.hflip(image.hflip(x)), x)
     assert image.hflip(x).flags.c_contiguous
+
+
+@pytest.mark.parametrize("width", [15, 16, 17, 48, 67, 256])
+def test_hflip_of_wide_rgb_rows_matches_reference(width):
+    # 3-channel uint8 rows are mirrored 16 pixels at a time where the CPU allows (the
+    # hypothesis batches are at most 9 wide), with the w % 16 pixels left over one by one
+    x = np.random.default_rng(width).integers(0, 256, (2, 3, width, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(image.hflip(x), ref.hflip(x))
+    np.testing.assert_array_equal(image.hflip(x[0]), ref.hflip(x)[0])
 
 
 def _dots(points: np.ndarray, h: int, w: int) -> np.ndarray:
