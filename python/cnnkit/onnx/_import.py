@@ -691,7 +691,7 @@ _FUSES_RELU6 = (*_FUSES_RELU, L.DepthwiseConv2D)
 
 
 def _fuse_activation(
-    g: _Graph, node: Any, activation: str, classes: tuple[type, ...]
+    g: _Graph, node: Any, activation: str, classes: tuple[type[Any], ...]
 ) -> _Value | None:
     """The output of the layer before an activation node (Relu, or a Clip to [0, 6]), with
     the activation made that layer's own, when the layer has no activation yet and the
