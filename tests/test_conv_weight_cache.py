@@ -114,14 +114,23 @@ def test_cached_pointwise_has_the_bits_of_the_gemm(dtype):
 
 
 @pytest.mark.usefixtures("restore_threads")
-def test_identical_bits_for_any_thread_count():
-    x, w = seeded((1, 14, 14, 64), F32, 1), seeded((3, 3, 64, 96), F32, 2)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_identical_bits_for_any_thread_count(groups):
+    # 49 rows are one tile: with 2 or 3 threads each 128-column slice of the 300 output
+    # channels (per group) is a task of its own.
+    x, w = seeded((1, 14, 14, 64), F32, 1), seeded((3, 3, 64 // groups, 300), F32, 2)
+    b = seeded((300,), F32, 3)
+    want = reference.conv(
+        x.astype(np.float64), w.astype(np.float64), b, padding=1, stride=2, groups=groups
+    )
     results = []
     for threads in (1, 2, 3):
         cnnkit.set_num_threads(threads)
         _core._clear_conv_weight_cache()
-        results.append(ops.conv(x, w, padding=1, stride=2, winograd=False))  # packed afresh
-        results.append(ops.conv(x, w, padding=1, stride=2, winograd=False))  # from the cache
+        for _ in range(2):  # packed afresh, then from the cache
+            y = ops.conv(x, w, b, padding=1, stride=2, groups=groups, winograd=False)
+            results.append(y)
+    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4)
     for r in results[1:]:
         assert np.array_equal(r, results[0])
 
