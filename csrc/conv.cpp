@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "conv_direct.hpp"
+#include "conv_weight_cache.hpp"
 #include "gemm.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
@@ -30,9 +31,23 @@ namespace {
 // (b8) of im2col's speed; 14x14x256 1.0x (b1, 16 tiles), 1.3x (b2), 1.9x
 // (b8); 28x28 and 56x56 2-2.5x. The b4 7x7 case sits at the crossover
 // (1.4x with two threads), so a finer cut would not pay reliably.
+//
+// Except for wide layers on fewer than 32 tiles (batch 1 at 13x13 or 14x14,
+// AlexNet's and ResNet's 256-512 channel layers: 16 tiles): there im2col,
+// its packed weights cached across calls (csrc/conv_weight_cache.hpp), was
+// 1.3-1.4x faster than Winograd with 256x256 and 384x256 channels and even
+// with 512x512 (one thread, CPU time, load ~12, Sapphire Rapids): Winograd
+// streams 36 transformed filter matrices, four times the weights, for few
+// products. At 32 tiles the two were even.
+bool few_tiles_of_wide_layer(const ConvProblem& p) {
+  const int64_t tiles = p.batch * ((p.g.out[0] + 3) / 4) * ((p.g.out[1] + 3) / 4);
+  return tiles < 32 && p.in_channels * p.out_channels >= 256 * 256;
+}
+
 bool use_winograd(const ConvProblem& p) {
   if (p.algorithm == ConvAlgorithm::winograd) return winograd_applies(p);
-  return p.algorithm == ConvAlgorithm::automatic && winograd_preferred(p);
+  return p.algorithm == ConvAlgorithm::automatic && winograd_preferred(p) &&
+         !few_tiles_of_wide_layer(p);
 }
 
 // dx by Winograd computes whole 4x4 tiles of the input's shape: a small
@@ -49,6 +64,12 @@ bool use_winograd_backward_input(const ConvProblem& p) {
   const int64_t covered = ((h + 3) / 4 * 4) * ((w + 3) / 4 * 4);
   return 2 * h * w >= covered;
 }
+
+// Up to how many rows (output positions over the batch) conv_forward takes
+// its packed weights from csrc/conv_weight_cache.hpp. Beyond it the packing
+// is under a thousandth of the product, and a training step, whose weights
+// change every call, would only pay for the cache's copy.
+constexpr int64_t kCachedWeightRows = 4096;
 
 // Rows of P per tile: about 1 MiB of patches, small enough to stay in cache
 // between the gather and the multiply. (w is packed once per call, not per
@@ -212,27 +233,44 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
     }
     return apply_epilogue(act, y, cout, rows, cout);
   }
+  // Few rows (small batches, deep layers): packing w would cost about as
+  // much as the product, so the packed weights are kept across calls.
+  const std::shared_ptr<const PackedConvWeights<T>> packed =
+      rows <= kCachedWeightRows
+          ? cached_conv_weights(p, w)
+          : std::make_shared<const PackedConvWeights<T>>(pack_conv_weights(p, w));
+  constexpr int64_t width = PackedConvWeights<T>::kSliceColumns;
+  const int64_t cog = p.out_per_group(), slices = packed->slices;
   if (p.is_pointwise()) {
-    const Epilogue<T> ep{b, activation, negative_slope};
-    gemm(false, false, rows, cout, p.in_channels, x, p.in_channels, w, cout, y, cout, false, &ep);
+    for (int64_t s = 0; s < slices; ++s) {
+      const Epilogue<T> ep{b ? b + s * width : nullptr, activation, negative_slope};
+      gemm_packed(false, rows, x, p.in_channels, packed->at(0, s), y + s * width, cout, false, &ep);
+    }
     return;
   }
   const int64_t tile = tile_rows<T>(p), tiles = (rows + tile - 1) / tile;
-  const int64_t cog = p.out_per_group(), tasks = tiles * p.groups;
   const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
-  const std::vector<PackedB<T>> packed = pack_groups(p, w, false);
-  // Each task is one tile of rows for one group; its gemm runs on one thread.
+  // Each task is one tile of rows for one group, and its gemm runs on one
+  // thread. With too few tiles to keep the threads busy (small batches),
+  // each slice of the weights' columns is a task of its own, which
+  // gathers its tile again: cheap beside a slice's product.
+  const int64_t split = p.groups * tiles < 2 * int64_t(nt) ? slices : 1;
+  const int64_t tasks = tiles * p.groups * split;
   const StopToken stop;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
   for (int64_t task = 0; task < tasks; ++task) {
     if (stop) continue;
-    const int64_t t = task / p.groups, group = task % p.groups;
+    const int64_t t = task / (p.groups * split), group = task / split % p.groups;
+    const int64_t s0 = split > 1 ? task % split : 0, s1 = split > 1 ? s0 + 1 : slices;
     const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
     T* buf = thread_buffer<T>(size_t(tile * kd)).data();
     gather(p, x, group, row0, m, 0, kd, buf);
-    const Epilogue<T> ep{b ? b + group * cog : nullptr, activation, negative_slope};
-    gemm_packed_serial(false, m, buf, kd, packed[size_t(group)], y + row0 * cout + group * cog,
-                       cout, false, &ep);
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t col = group * cog + s * width;
+      const Epilogue<T> ep{b ? b + col : nullptr, activation, negative_slope};
+      gemm_packed_serial(false, m, buf, kd, packed->at(group, s), y + row0 * cout + col, cout,
+                         false, &ep);
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include "conv.hpp"
 #include "spatial_args.hpp"
 #include "validate.hpp"
+#include "conv_weight_cache.hpp"
 #include "winograd.hpp"
 #include "without_gil.hpp"
 
@@ -253,6 +254,15 @@ void bind_conv(py::module_& m) {
     return d;
   });
   m.def("_clear_winograd_cache", &clear_winograd_cache);
+  // Internal (tests, diagnostics): the packed-weight cache of csrc/conv_weight_cache.cpp.
+  m.def("_conv_weight_cache_stats", [] {
+    const ConvWeightCacheStats st = conv_weight_cache_stats();
+    py::dict d;
+    d["hits"] = st.hits, d["misses"] = st.misses, d["entries"] = st.entries;
+    d["bytes"] = st.bytes;
+    return d;
+  });
+  m.def("_clear_conv_weight_cache", &clear_conv_weight_cache);
 }
 
 }  // namespace cnnkit::bind

@@ -119,6 +119,67 @@ def test_relu_after_conv_or_gemm_is_fused_only_when_nothing_else_reads_its_input
         np.testing.assert_array_equal(np.asarray(got[0].data), np.asarray(model(x).data))
 
 
+def _depthwise_relu6(second_reader: bool, high: float = 6.0, opset: int = 17) -> bytes:
+    """conv -> Clip(0, high) -> depthwise conv (group 4) -> Clip(0, high), MobileNet's
+    pattern; with ``second_reader`` the first conv's output is also a graph output."""
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    dw = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    bounds = ["low", "high"] if opset >= 11 else []
+    attrs = {} if opset >= 11 else {"min": 0.0, "max": high}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c", *bounds], ["r"], name="clip1", **attrs),
+        helper.make_node("Conv", ["r", "dw"], ["d"], name="dw1", pads=[1, 1, 1, 1], group=4),
+        helper.make_node("Clip", ["d", *bounds], ["y"], name="clip2", **attrs),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, 6])]
+    if second_reader:
+        outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 4, 6, 6]))
+    inits = [_init("w", w), _init("dw", dw)]
+    if opset >= 11:
+        inits += [_init("low", np.float32(0)), _init("high", np.float32(high))]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        outputs,
+        inits,
+        opset=opset,
+    )
+
+
+@pytest.mark.parametrize("opset", [9, 17])
+def test_relu6_after_conv_or_depthwise_is_fused_only_when_nothing_else_reads_its_input(opset):
+    """A Clip to [0, 6] that alone reads a Conv's output becomes the layer's activation
+    "relu6", applied over its fresh output in place: no ReLU layer and the bits of the
+    separate one. With another reader, or other bounds, the Clip stays a layer."""
+    x = 4 * RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)  # values beyond 6 too
+    fused = cnnkit.onnx.load_model(_depthwise_relu6(False, opset=opset))
+    names = [layer.name for layer in fused.layers]
+    assert "clip1" not in names and "clip2" not in names
+    assert fused.get_layer("conv1").activation == "relu6"
+    assert fused.get_layer("dw1").activation == "relu6"
+    kept = cnnkit.onnx.load_model(_depthwise_relu6(True, opset=opset))
+    assert "clip1" in [layer.name for layer in kept.layers]
+    assert kept.get_layer("conv1").activation == "linear"
+    y = np.asarray(fused(x).data)
+    assert y.min() == 0 and y.max() == 6
+    np.testing.assert_array_equal(np.asarray(kept(x)[0].data), y)
+    other = cnnkit.onnx.load_model(_depthwise_relu6(False, high=5.0, opset=opset))
+    assert "clip1" in [layer.name for layer in other.layers]
+    assert other.get_layer("conv1").activation == "linear"
+    assert np.asarray(other(x).data).max() == 5
+    # The fused activation's gradient is ReLU6's: through the in-place output's mask.
+    with_grad = cnnkit.onnx.load_model(_depthwise_relu6(False, opset=opset))
+    t = cnnkit.autograd.Tensor(x, requires_grad=True)
+    out = with_grad(t)
+    (out * out).sum().backward()
+    t2 = cnnkit.autograd.Tensor(x, requires_grad=True)
+    out2 = kept(t2)[0]
+    (out2 * out2).sum().backward()
+    np.testing.assert_array_equal(t.grad, t2.grad)
+
+
 def _conv_bn_relu(extra_reader: bool) -> tuple[bytes, dict[str, np.ndarray]]:
     """Conv (no bias, as torch writes it before BN) -> BatchNormalization -> Relu, a
     ResNet block as an exporter that does not fold BN writes it; optionally a second

@@ -68,6 +68,15 @@ CONVS = [
     Conv((16, 28, 28, 256), 3, 256, winograd=False),
 ]
 
+# Batch-1 inference layers (forward only): ResNet-18's layer4 and layer3 3x3 convolutions
+# and AlexNet's conv4, where the weights outweigh the product and come packed from the
+# cache of csrc/conv_weight_cache.hpp.
+INFERENCE_CONVS = [
+    Conv((1, 7, 7, 512), 3, 512),
+    Conv((1, 14, 14, 256), 3, 256),
+    Conv((1, 13, 13, 384), 3, 256),
+]
+
 
 def _torch_layout(spec: Conv, x: np.ndarray, w: np.ndarray, b: np.ndarray, grad: bool):
     """x, w, b as torch tensors in the channels-last memory format, sharing NumPy's memory."""
@@ -190,4 +199,16 @@ def cases() -> list[Case]:
                     too_slow=NOTHING if spec.reference else REFERENCE,
                 )
             )
+    for spec in INFERENCE_CONVS:
+        out.append(
+            Case(
+                name=f"{spec.name} forward",
+                size=" x ".join(map(str, spec.shape)),
+                dtype="float32",
+                inputs=spec.inputs,
+                impls={impl: forward(spec, impl) for impl in ("cnnkit", "reference", "torch")},
+                check=close_to_scale(1e-4),
+                too_slow=REFERENCE,
+            )
+        )
     return out

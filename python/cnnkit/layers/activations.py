@@ -60,9 +60,21 @@ def _fused(name: str, act: Callable[[Tensor], Tensor]) -> str | None:
     return name if name in _FUSED and act is _ACTIVATIONS[name] else None
 
 
+def _relu6_in_place(y: Tensor) -> Tensor:
+    """ReLU6 (``min(max(y, 0), 6)``, MobileNet's activation) over ``y``'s own array, for
+    the same fresh outputs as :func:`_relu_in_place`. The gradient mask, read from the
+    output, is ``ag.relu6``'s: inputs strictly between 0 and 6 are exactly the outputs
+    strictly between 0 and 6."""
+    out = y.data
+    np.clip(out, 0, 6, out=out)
+    return ag._record(out, (y,), lambda g: (g * ((out > 0) & (out < 6)),))
+
+
 def _apply_activation(act: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
     if act in (activations.relu, ag.relu) and y.data.flags.writeable:
         return _relu_in_place(y)
+    if act in (activations.relu6, ag.relu6) and y.data.flags.writeable:
+        return _relu6_in_place(y)
     return act(y)
 
 
@@ -104,6 +116,8 @@ class ReLU(Layer):
         self.threshold = _validate.real(where, "threshold", threshold)
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
+        if self.negative_slope == 0 and self.threshold == 0 and self.max_value == 6:
+            return ag.relu6(x)  # one pass, not two
         if self.negative_slope == 0 and self.threshold == 0:
             y = ag.relu(x)
         else:

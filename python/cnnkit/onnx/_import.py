@@ -673,12 +673,7 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
     if op in ("Erf", "Log", "Sqrt", "Abs", "Reciprocal"):
         return ElementwiseUnary(op.lower(), name=name, dtype=d)
     if op == "Clip":
-        if g.opset < 11:
-            low, high = a.get("min"), a.get("max")
-        else:
-            low_c, high_c = g.const(node, 1, required=False), g.const(node, 2, required=False)
-            low = None if low_c is None else float(low_c)
-            high = None if high_c is None else float(high_c)
+        low, high = _clip_bounds(g, node, a)
         if low == 0 and high is not None and high >= 0:
             return L.ReLU(max_value=high, name=name, dtype=d)
         if low == 0 and high is None:
@@ -689,17 +684,24 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
 
 # Layers whose fused activation the GEMM applies in its output store (csrc/gemm.hpp).
 _FUSES_RELU = (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense)
+# Layers that apply ReLU6 (a Clip to [0, 6], MobileNet's activation) over their own fresh
+# output in place, in the same call (cnnkit.layers.activations._apply_activation): one
+# pass over the map instead of a ReLU layer's two passes and two allocations.
+_FUSES_RELU6 = (*_FUSES_RELU, L.DepthwiseConv2D)
 
 
-def _fuse_relu(g: _Graph, node: Any) -> _Value | None:
-    """The convolution's or Gemm's output of a Relu node, with the ReLU fused into that
-    layer, when the layer has no activation yet and the Relu is the only reader of its
-    output (no other node, no graph output sees the unrectified values): onnxruntime's
-    fusion, saving a layer call and a pass over the feature map. The bits are those of the
-    separate ReLU. None when the Relu must stay a layer of its own."""
+def _fuse_activation(
+    g: _Graph, node: Any, activation: str, classes: tuple[type[Any], ...]
+) -> _Value | None:
+    """The output of the layer before an activation node (Relu, or a Clip to [0, 6]), with
+    the activation made that layer's own, when the layer has no activation yet and the
+    node is the only reader of its output (no other node, no graph output sees the values
+    before the activation): onnxruntime's fusion, saving a layer call and a pass over the
+    feature map. The bits are those of the separate activation. None when the node must
+    stay a layer of its own."""
     x = g.value(node, 0)
     layer = getattr(getattr(x.tensor, "node", None), "layer", None)
-    if not isinstance(layer, _FUSES_RELU) or type(layer) not in _FUSES_RELU:
+    if not isinstance(layer, classes) or type(layer) not in classes:
         return None  # exactly these classes: a subclass may compute something else
     if layer.activation != "linear":
         return None
@@ -707,8 +709,17 @@ def _fuse_relu(g: _Graph, node: Any) -> _Value | None:
     names = [n for n, v in g.values.items() if v.tensor is x.tensor]
     if names != [node.input[0]] or g.readers.get(node.input[0], 0) != 1:
         return None
-    layer.activation, layer._act = _activation(layer._where(), "relu")
+    layer.activation, layer._act = _activation(layer._where(), activation)
     return x
+
+
+def _clip_bounds(g: _Graph, node: Any, a: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A Clip node's (min, max): attributes before opset 11, constant inputs after."""
+    if g.opset < 11:
+        low, high = a.get("min"), a.get("max")
+        return (None if low is None else float(low), None if high is None else float(high))
+    low_c, high_c = g.const(node, 1, required=False), g.const(node, 2, required=False)
+    return (None if low_c is None else float(low_c), None if high_c is None else float(high_c))
 
 
 # ONNX's Selu defaults: the self-normalising constants rounded to float32.
@@ -725,7 +736,11 @@ def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     if node.input[0] in g.fused_relu:  # the Add before applied it (see _binary)
         return [g.values.pop(node.input[0])]
     x = g.value(node, 0)
-    fused = _fuse_relu(g, node) if node.op_type == "Relu" else None
+    fused = None
+    if node.op_type == "Relu":
+        fused = _fuse_activation(g, node, "relu", _FUSES_RELU)
+    elif node.op_type == "Clip" and _clip_bounds(g, node, a) == (0.0, 6.0):
+        fused = _fuse_activation(g, node, "relu6", _FUSES_RELU6)
     return [fused if fused is not None else _emit(g, _unary_layer(g, node, a, name), x)]
 
 
