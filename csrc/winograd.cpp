@@ -17,6 +17,7 @@
 
 #include "cpu.hpp"
 #include "parallel.hpp"
+#include "weight_cache.hpp"
 
 namespace cnnkit {
 
@@ -99,127 +100,17 @@ PackedFilters<T> pack_filters(const T* w, const FilterKey& key) {
   return packed;
 }
 
-// Packed filters kept across calls. A style-transfer or inference loop calls
-// every layer with the same weights again and again, and at batch 1 the deep
+// Transformed and packed filters kept across calls (csrc/weight_cache.hpp
+// says how entries are found, checked and evicted): at batch 1 the deep
 // layers' transform and packing (36 C_in x C_out values written, read and
-// written again: 37 MB each at 512 channels) cost as much as their
-// products. An entry is found by the weights' address and the pass, and used
-// only if the weights still hold, bit for bit, the values it was made from
-// (it keeps a copy): weights changed in place (an optimizer step) are
-// repacked, never served stale, and since packing is deterministic a cached
-// result has the bits of an uncached one. The least recently used entries
-// go first when the total passes the budget: CNNKIT_WINOGRAD_CACHE_MB per
-// dtype, 1024 by default (the 13 layers of VGG-16, forward and dx, take 590
-// MB of float; a budget smaller than a loop's working set is of no use, as
-// each entry is evicted before its next use), 0 to disable.
+// written again: 37 MB each at 512 channels) cost as much as their products.
+// An entry is keyed by the weights' address and the pass. The budget is
+// CNNKIT_WINOGRAD_CACHE_MB per dtype, 1024 by default: the 13 layers of
+// VGG-16, forward and dx, take 590 MB of float, and a budget smaller than a
+// loop's working set is of no use, as each entry is evicted before its next
+// use.
 template <class T>
-struct CacheEntry {
-  FilterKey key;
-  std::vector<T> weights;
-  std::shared_ptr<const PackedFilters<T>> packed;
-  size_t bytes = 0;
-  uint64_t used = 0;
-};
-
-size_t cache_budget() {
-  static const size_t budget = [] {
-    const char* env = std::getenv("CNNKIT_WINOGRAD_CACHE_MB");
-    if (!env || !*env) return size_t(1024) << 20;
-    char* end = nullptr;
-    const long long mb = std::strtoll(env, &end, 10);
-    return (end && *end == 0 && mb >= 0) ? size_t(mb) << 20 : size_t(1024) << 20;
-  }();
-  return budget;
-}
-
-std::atomic<int64_t> g_hits{0}, g_misses{0};
-
-// Whether a and b hold the same bits (count values each), split over threads
-// when large: a hit on a 512-channel layer compares 9 MiB.
-template <class T>
-bool same_bits(const T* a, const T* b, int64_t count) {
-  const int64_t chunk = int64_t(1) << 16;
-  const int64_t chunks = (count + chunk - 1) / chunk;
-  const int nt = static_cast<int>(std::min<int64_t>(chunks, threads_for(count, 1 << 20)));
-  std::atomic<bool> same{true};
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t c = 0; c < chunks; ++c) {
-    if (!same.load(std::memory_order_relaxed)) continue;
-    const int64_t lo = c * chunk, len = std::min(chunk, count - lo);
-    if (std::memcmp(a + lo, b + lo, size_t(len) * sizeof(T)) != 0)
-      same.store(false, std::memory_order_relaxed);
-  }
-  return same.load();
-}
-
-template <class T>
-class FilterCache {
- public:
-  std::shared_ptr<const PackedFilters<T>> get(const T* w, const FilterKey& key) {
-    const int64_t count = 9 * key.k * key.n;
-    const size_t budget = cache_budget();
-    std::shared_ptr<CacheEntry<T>> found;
-    {
-      const std::lock_guard<std::mutex> lock(mu_);
-      for (auto& entry : entries_)
-        if (entry->key == key) found = entry;
-      if (found) found->used = ++clock_;
-    }
-    // The entry's weights and packing are immutable once published, so the
-    // comparison needs no lock.
-    if (found && same_bits(w, found->weights.data(), count)) {
-      g_hits.fetch_add(1, std::memory_order_relaxed);
-      return found->packed;
-    }
-    g_misses.fetch_add(1, std::memory_order_relaxed);
-    auto packed = std::make_shared<const PackedFilters<T>>(pack_filters(w, key));
-    size_t bytes = size_t(count) * sizeof(T);
-    for (const PackedB<T>& mat : *packed)
-      bytes += size_t(mat.k()) * size_t((mat.n() + 31) / 32 * 32) * sizeof(T);  // NR <= 32
-    if (bytes > budget) return packed;
-    auto entry = std::make_shared<CacheEntry<T>>();
-    entry->key = key;
-    entry->weights.assign(w, w + count);
-    entry->packed = packed;
-    entry->bytes = bytes;
-    const std::lock_guard<std::mutex> lock(mu_);
-    entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
-                                  [&](const auto& e) { return e->key == key; }),
-                   entries_.end());
-    size_t total = bytes;
-    for (const auto& e : entries_) total += e->bytes;
-    while (total > budget && !entries_.empty()) {
-      auto oldest = std::min_element(entries_.begin(), entries_.end(),
-                                     [](const auto& a, const auto& b) { return a->used < b->used; });
-      total -= (*oldest)->bytes;
-      entries_.erase(oldest);
-    }
-    entry->used = ++clock_;
-    entries_.push_back(std::move(entry));
-    bytes_ = total;
-    return packed;
-  }
-
-  size_t bytes() {
-    const std::lock_guard<std::mutex> lock(mu_);
-    return bytes_;
-  }
-  size_t size() {
-    const std::lock_guard<std::mutex> lock(mu_);
-    return entries_.size();
-  }
-  void clear() {
-    const std::lock_guard<std::mutex> lock(mu_);
-    entries_.clear();
-    bytes_ = 0;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<std::shared_ptr<CacheEntry<T>>> entries_;
-  uint64_t clock_ = 0;
-  size_t bytes_ = 0;
-};
+using FilterCache = WeightCache<FilterKey, T, PackedFilters<T>>;
 
 template <class T>
 FilterCache<T>& filter_cache() {
@@ -227,12 +118,19 @@ FilterCache<T>& filter_cache() {
   return *cache;
 }
 
+size_t cache_budget() {
+  static const size_t budget = cache_budget_from_env("CNNKIT_WINOGRAD_CACHE_MB", 1024);
+  return budget;
+}
+
 template <class T>
 std::shared_ptr<const PackedFilters<T>> packed_filters(const T* w, FilterKey key) {
   key.w = w;
   key.isa = active_isa();
   if (cache_budget() == 0) return std::make_shared<const PackedFilters<T>>(pack_filters(w, key));
-  return filter_cache<T>().get(w, key);
+  return filter_cache<T>().get(
+      key, w, 9 * key.k * key.n, cache_budget(), [&] { return pack_filters(w, key); },
+      [](const auto& packed) -> const auto& { return packed; });
 }
 
 }  // namespace
@@ -262,7 +160,8 @@ bool winograd_preferred(const ConvProblem& p) {
 
 WinogradCacheStats winograd_cache_stats() {
   WinogradCacheStats st;
-  st.hits = g_hits.load(), st.misses = g_misses.load();
+  st.hits = filter_cache<float>().hits() + filter_cache<double>().hits();
+  st.misses = filter_cache<float>().misses() + filter_cache<double>().misses();
   st.entries = int64_t(filter_cache<float>().size() + filter_cache<double>().size());
   st.bytes = int64_t(filter_cache<float>().bytes() + filter_cache<double>().bytes());
   return st;

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _augment, get_num_threads
+from . import _augment, _core, get_num_threads
 
 __all__ = [
     "BORDER_MODES",
@@ -195,13 +195,16 @@ def _linear_positions(centres: np.ndarray, lo_edge: np.ndarray, hi_edge: np.ndar
 
 
 def _fixed_linear(x: np.ndarray) -> bool:
-    """Whether bilinear resampling of ``x`` runs in fixed point (:func:`_resample_fixed3`)."""
+    """Whether bilinear resampling of ``x`` runs in fixed point (:func:`_resample_fixed3`):
+    its bytes differ from the float path's (both within 1 of the reference), so it follows
+    the active instruction-set path (``CNNKIT_ISA`` / ``set_isa``), not only the CPU."""
     return (
         x.dtype == np.uint8
         and x.ndim == 4
         and x.shape[3] == 3
         and max(x.shape[1:3]) <= _FIXED_MAX_SIDE
         and _augment.warp_vector_isa() == "avx512"
+        and _core.get_isa() == "avx512"
     )
 
 
