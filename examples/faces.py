@@ -170,6 +170,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=None, help="images per person")
     parser.add_argument("--batch-norm", action="store_true", help="encoder with BatchNorm")
     parser.add_argument("--euclidean", action="store_true", help="triplets on plain distances")
+    parser.add_argument(
+        "--augment", action="store_true", help="distort the training images (shift, colour)"
+    )
     parser.add_argument("--head", choices=("l1", "chi2"), default="l1")
     parser.add_argument("--binary-steps", type=int, default=None)
     parser.add_argument("--binary-lr", type=float, default=1e-3)
@@ -189,7 +192,11 @@ def main() -> None:
         train_people=2000, images_per_person=8, epochs=1, steps_per_epoch=600, pairs_per_fold=1000
     )
     c = FaceDemoConfig.quick() if args.quick else full
-    changes: dict[str, Any] = {"batch_norm": args.batch_norm, "squared": not args.euclidean}
+    changes: dict[str, Any] = {
+        "batch_norm": args.batch_norm,
+        "squared": not args.euclidean,
+        "augment": args.augment,
+    }
     for field, value in (
         ("mining", args.mining),
         ("warmup_steps", args.warmup_steps),

@@ -23,6 +23,7 @@ __all__ = [
     "recognition_threshold",
     "run_face_demo",
     "train_encoder",
+    "training_augmentation",
 ]
 
 
@@ -55,6 +56,7 @@ class FaceDemoConfig:
     warmup_steps: int = 0
     squared: bool = True
     batch_norm: bool = False
+    augment: bool = False
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
 
@@ -96,6 +98,24 @@ def face_sets(config: FaceDemoConfig, seed: int = 0) -> tuple[Any, Any, Any, Any
     return tuple(sets)  # type: ignore[return-value]
 
 
+def training_augmentation() -> Any:
+    """Extra nuisances for the training images: a small shift, rotation and scale, and
+    brightness, contrast and saturation jitter (each on 80% of the images).
+
+    The hue stays: skin tone and hair colour identify a person. Each training image of the
+    procedural faces already varies in these ways; the distortions make every epoch show
+    new variants of the same few images per person.
+    """
+    from .. import augment
+
+    return augment.Compose(
+        [
+            augment.Affine(scale=(0.92, 1.08), translate_px=4, rotate=8, p=0.8),
+            augment.ColorJitter(0.2, 0.2, 0.15, 0.0, p=0.8),
+        ]
+    )
+
+
 def train_encoder(
     images: np.ndarray,
     labels: np.ndarray,
@@ -108,7 +128,8 @@ def train_encoder(
 ) -> Any:
     """An encoder trained with :class:`TripletLoss` on ``P x K`` batches for
     ``config.epochs * config.steps_per_epoch`` steps (a new default encoder unless
-    ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining."""
+    ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining, on
+    images distorted by :func:`training_augmentation` when ``config.augment``."""
     from .. import optimizers, schedules
     from .encoder import build_encoder
     from .losses import TripletLoss
@@ -125,21 +146,24 @@ def train_encoder(
         rate = schedules.CosineDecay(c.learning_rate, total, alpha=0.01)
     loss = TripletLoss(c.margin, "semi_hard" if warmup else mining, c.squared, seed=seed)
     encoder.compile(optimizers.Adam(rate), loss)
+    transform = training_augmentation() if c.augment else None
     if warmup:
         encoder.fit(
-            PKSampler(labels, c.p, c.k, x=images, seed=seed + 1, steps=warmup),
+            PKSampler(labels, c.p, c.k, x=images, seed=seed + 1, steps=warmup, transform=transform),
             epochs=1,
             verbose=verbose,
         )
         loss.mining = mining
     # The epochs keep their length; the warm-up's steps come out of the first ones.
     remaining = total - warmup
-    sampler = PKSampler(labels, c.p, c.k, x=images, seed=seed, steps=c.steps_per_epoch)
+    sampler = PKSampler(
+        labels, c.p, c.k, x=images, seed=seed, steps=c.steps_per_epoch, transform=transform
+    )
     epochs, last = divmod(remaining, c.steps_per_epoch)
     if epochs:
         encoder.fit(sampler, epochs=epochs, verbose=verbose)
     if last:
-        tail = PKSampler(labels, c.p, c.k, x=images, seed=seed + 2, steps=last)
+        tail = PKSampler(labels, c.p, c.k, x=images, seed=seed + 2, steps=last, transform=transform)
         encoder.fit(tail, epochs=1, verbose=verbose)
     return encoder
 
