@@ -100,11 +100,13 @@ class PKSampler:
         self._members = [order[starts[i] : starts[i + 1]] for i in eligible]
         default = max(len(self.labels) // (self.p * self.k), 1)
         self.steps = default if steps is None else _positive_int(where, "steps", steps)
-        if transform is not None and (self.x is None or not callable(transform)):
-            raise ValueError(
-                f"{where}: transform must be a callable transform and needs x, got "
-                f"transform={type(transform).__name__} with x={'None' if x is None else 'given'}"
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"{where}: transform must be a callable transform (cnnkit.augment), got "
+                f"{type(transform).__name__}"
             )
+        if transform is not None and self.x is None:
+            raise ValueError(f"{where}: transform needs the images x")
         self.transform = transform
         self.epoch = 0
 
