@@ -105,6 +105,11 @@ def training_augmentation() -> Any:
     The hue stays: skin tone and hair colour identify a person. Each training image of the
     procedural faces already varies in these ways; the distortions make every epoch show
     new variants of the same few images per person.
+
+    Off by default (``FaceDemoConfig.augment``): at 400 steps on 1,000 people x 8 images
+    (batch norm, semi-hard) it measured 0.916 against 0.929 without it, one-shot top-1 0.52
+    against 0.57. The encoder is not overfitting there (0.937 on pairs of its training
+    people against 0.929 on unseen ones): the distortions only make a short run harder.
     """
     from .. import augment
 
