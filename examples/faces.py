@@ -84,9 +84,11 @@ def pairs_of(test: Any, config: FaceDemoConfig, seed: int) -> tuple[np.ndarray, 
     )
 
 
-def encoder_verification(encoder: Any, test: Any, pairs: tuple[np.ndarray, ...]) -> dict:
+def encoder_verification(
+    encoder: Any, test: Any, pairs: tuple[np.ndarray, ...], mirror: bool = False
+) -> dict:
     left, right, same, folds = pairs
-    codes = FaceDatabase(encoder).encode(test.images)
+    codes = FaceDatabase(encoder, mirror=mirror).encode(test.images)
     d = evaluate.pair_distances(codes[left], codes[right])
     return evaluate.verification_summary(d, same, folds=folds)
 
@@ -102,11 +104,15 @@ def head_verification(model: Any, test: Any, pairs: tuple[np.ndarray, ...]) -> d
     return evaluate.verification_summary(-logit.astype(np.float64), same, folds=folds)
 
 
-def recognition(encoder: Any, sets: tuple, far: float) -> dict:
+def recognition(encoder: Any, sets: tuple, far: float, mirror: bool = False) -> dict:
     _, test, known, unknown = sets
-    tau, val = recognition_threshold(encoder, (test.images, test.labels), far)
+    tau, val = recognition_threshold(encoder, (test.images, test.labels), far, mirror=mirror)
     r = one_shot_recognition(
-        encoder, (known.images, known.labels), (unknown.images, unknown.labels), tau
+        encoder,
+        (known.images, known.labels),
+        (unknown.images, unknown.labels),
+        tau,
+        mirror=mirror,
     )
     return {**r, "threshold": tau, "val": val}
 
@@ -172,6 +178,11 @@ def main() -> None:
     parser.add_argument("--euclidean", action="store_true", help="triplets on plain distances")
     parser.add_argument(
         "--augment", action="store_true", help="distort the training images (shift, colour)"
+    )
+    parser.add_argument(
+        "--mirror",
+        action="store_true",
+        help="encode each test image with its mirror image (FaceDatabase(mirror=True))",
     )
     parser.add_argument("--head", choices=("l1", "chi2"), default="l1")
     parser.add_argument("--binary-steps", type=int, default=None)
@@ -246,10 +257,10 @@ def main() -> None:
             mining = c.mining if run == "triplet" else "random"
             encoder = train_encoder(x, train.labels, c, seed=seed, verbose=0, mining=mining)
             seconds = time.perf_counter() - tick
-            s = encoder_verification(encoder, test, pairs)
+            s = encoder_verification(encoder, test, pairs, args.mirror)
             name = f"{run} ({mining})"
             print(describe(run, s, seconds), flush=True)
-            r = recognition(encoder, sets, c.recognition_far)
+            r = recognition(encoder, sets, c.recognition_far, args.mirror)
             print(
                 f"{run:>8}: one-shot top-1 {r['top1']:.4f} (right and within tau "
                 f"{r['identified']:.4f}), rejection of unknown {r['rejection']:.4f}; tau "

@@ -173,19 +173,22 @@ def train_encoder(
     return encoder
 
 
-def recognition_threshold(encoder: Any, validation: Any, far: float = 1e-3) -> tuple[float, float]:
+def recognition_threshold(
+    encoder: Any, validation: Any, far: float = 1e-3, *, mirror: bool = False
+) -> tuple[float, float]:
     """The recognition threshold: tau at false accept rate ``far`` over every pair of the
     ``validation`` images ``(images, labels)`` (people neither enrolled nor trained on).
 
     Returns ``(tau, val)``: the threshold and the fraction of same pairs it accepts. See
     :func:`cnnkit.face.evaluate.choose_threshold` for why recognition with strangers needs
-    a fixed-FAR threshold rather than the accuracy-maximising one.
+    a fixed-FAR threshold rather than the accuracy-maximising one. ``mirror`` as
+    :class:`FaceDatabase` (the threshold must come from the encodings it will compare).
     """
     from . import evaluate
     from .database import FaceDatabase
 
     x, y = validation
-    codes = FaceDatabase(encoder).encode(x)
+    codes = FaceDatabase(encoder, mirror=mirror).encode(x)
     left, right, same = evaluate.all_pairs(np.asarray(y))
     d = evaluate.pair_distances(codes[left], codes[right])
     tau, _ = evaluate.choose_threshold(d, same, far=far)
@@ -197,6 +200,8 @@ def one_shot_recognition(
     known: Any,
     unknown: Any,
     threshold: float,
+    *,
+    mirror: bool = False,
 ) -> dict[str, float]:
     """Enrol the first image of each known person; identify their other images and every
     image of the unknown people.
@@ -210,7 +215,7 @@ def one_shot_recognition(
     x, y = known
     first = np.unique(y, return_index=True)[1]
     rest = np.setdiff1d(np.arange(len(y)), first)
-    db = FaceDatabase(encoder, threshold)
+    db = FaceDatabase(encoder, threshold, mirror=mirror)
     db.enroll_many([str(v) for v in y[first]], x[first])
     rows, d = db.search(db.encode(x[rest]))
     names = np.array(db.names)[db.owners[rows]]
