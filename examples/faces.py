@@ -19,6 +19,7 @@ bars (triplet >= 0.97, binary head >= 0.95, top-1 and rejection >= 0.9).
     python examples/faces.py --quick                # a smoke run
     python examples/faces.py --runs triplet --save-encoder enc.cnnkit
     python examples/faces.py --runs binary --binary-init enc.cnnkit
+    python examples/faces.py --runs triplet --encoder enc.cnnkit --mirror  # evaluate only
 
 Measured (2026-12-05, the shared 2-core Xeon at load 10-19 with three runs at once, one
 thread each, about 12% of a core per run; defaults: 2,000 training people x 8 images at
@@ -193,6 +194,9 @@ def main() -> None:
         help="the binary head's encoder: 'triplet' (this run's), 'scratch' or a .cnnkit file",
     )
     parser.add_argument("--far", type=float, default=None, help="recognition FAR (1e-3)")
+    parser.add_argument(
+        "--encoder", default=None, help="evaluate this saved encoder as the triplet run's"
+    )
     parser.add_argument("--save-encoder", default=None, help="write the triplet encoder here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -255,7 +259,10 @@ def main() -> None:
         tick = time.perf_counter()
         if run in ("triplet", "random"):
             mining = c.mining if run == "triplet" else "random"
-            encoder = train_encoder(x, train.labels, c, seed=seed, verbose=0, mining=mining)
+            if run == "triplet" and args.encoder:
+                encoder = load_model(args.encoder)  # evaluated as it is: no training
+            else:
+                encoder = train_encoder(x, train.labels, c, seed=seed, verbose=0, mining=mining)
             seconds = time.perf_counter() - tick
             s = encoder_verification(encoder, test, pairs, args.mirror)
             name = f"{run} ({mining})"
