@@ -48,6 +48,18 @@ on these numbers):
                              triplet encoder, 136 s): the 0.95 bar is met
         one-shot             top-1 0.663, rejection 0.911 (tau 0.430 at FAR 1e-3)
 
+Third session (2026-12-05, load 13-23, about 10% of a core per process; small runs of
+400 steps on 1,000 people x 8 images with batch norm, evaluated as above):
+
+    semi-hard, as before        0.929, top-1 0.569, rejection 0.907 (0.937 on pairs of
+                                training people: not overfitting)
+    + --augment                 0.916, top-1 0.516, rejection 0.871 (worse)
+    --mirror on that encoder    top-1 0.600 (augmented views of the enrolled image
+                                instead: 0.543)
+    --runs triplet --encoder <the 600-step encoder above> --mirror  (full size, 875 s)
+                                0.9443 +- 0.0141 (0.9418 without), VAL 0.183 (0.141),
+                                AUC 0.9852; top-1 0.537 (0.519), rejection 0.934 (0.945)
+
 At 600 steps without batch norm none of the bars (0.97, 0.95, 0.9 / 0.9) is met: the
 rejection bar is within 0.05 since the threshold is chosen at a fixed FAR, top-1 is far
 off (nearest of 100 people from one enrolled image each asks much more of the encoder than
