@@ -56,6 +56,9 @@ Third session (2026-12-05, load 13-23, about 10% of a core per process; small ru
     + --augment                 0.916, top-1 0.516, rejection 0.871 (worse)
     --mirror on that encoder    top-1 0.600 (augmented views of the enrolled image
                                 instead: 0.543)
+    learning rate 3e-3          0.929, top-1 0.623, rejection 0.886
+    margin 0.4                  0.929, top-1 0.597, rejection 0.899
+    (one seed each; 700 known queries, so top-1 moves by about 0.02 by chance)
     --runs triplet --encoder <the 600-step encoder above> --mirror  (full size, 875 s)
                                 0.9443 +- 0.0141 (0.9418 without), VAL 0.183 (0.141),
                                 AUC 0.9852; top-1 0.537 (0.519), rejection 0.934 (0.945)
