@@ -184,3 +184,31 @@ def test_bad_construction_and_dimension_mismatch(encoder):
         db.search(np.zeros((1, 8), np.float32))
     with pytest.raises(ValueError, match="must be 16-d"):
         db.add_encodings(["b"], np.zeros((1, 8)))
+
+
+def test_mirror_encodes_the_mean_of_an_image_and_its_mirror(encoder, tmp_path):
+    x = _images(5, seed=3)
+    flipped = np.ascontiguousarray(x[:, :, ::-1])
+    plain = FaceDatabase(encoder)
+    a, b = plain.encode(x).astype(np.float64), plain.encode(flipped).astype(np.float64)
+    mean = (a + b) / 2
+    expected = mean / np.linalg.norm(mean, axis=1, keepdims=True)  # unit-length encoder
+    db = FaceDatabase(encoder, 0.5, mirror=True)
+    np.testing.assert_allclose(db.encode(x), expected, rtol=1e-5, atol=1e-6)
+    # A mirrored image gets the same encoding (up to the order of a float sum).
+    np.testing.assert_allclose(db.encode(flipped), db.encode(x), rtol=1e-5, atol=1e-6)
+    db.enroll("ann", x[:2])
+    db.save(tmp_path / "m.face")
+    back = FaceDatabase.load(tmp_path / "m.face", encoder)
+    assert back.mirror and "mirror=True" in repr(back)
+    np.testing.assert_array_equal(back.identify(x[0])[1], db.identify(x[0])[1])
+    assert not FaceDatabase.load(_saved_plain(encoder, tmp_path), encoder).mirror
+    with pytest.raises(TypeError, match="mirror must be a bool"):
+        FaceDatabase(encoder, mirror="yes")
+
+
+def _saved_plain(encoder, tmp_path):
+    db = FaceDatabase(encoder)
+    db.enroll("bob", _images(1, seed=4))
+    db.save(tmp_path / "p.face")
+    return tmp_path / "p.face"

@@ -39,6 +39,25 @@ def test_pk_sampler_batches_are_identity_balanced_and_seeded():
     np.testing.assert_array_equal(labels[xb[:, 0].astype(int)], yb)
 
 
+def test_pk_sampler_transform_distorts_each_batch_replayably():
+    from cnnkit.face.demo import training_augmentation
+
+    labels = np.repeat(np.arange(6), 3)
+    x = np.random.default_rng(0).integers(0, 256, (18, 16, 16, 3), dtype=np.uint8)
+    sampler = PKSampler(labels, 3, 2, x=x, seed=2, steps=3, transform=training_augmentation())
+    first = list(sampler)
+    again = list(sampler)  # the next epoch: the same images, distorted anew
+    sampler.epoch = 0
+    replay = list(sampler)
+    for (xa, ya), (xr, yr), index in zip(first, replay, PKSampler(labels, 3, 2, seed=2).indices(0)):
+        np.testing.assert_array_equal(ya, labels[index])
+        assert xa.shape == (6, 16, 16, 3) and xa.dtype == np.uint8
+        assert not np.array_equal(xa, x[index])
+        np.testing.assert_array_equal(xa, xr)
+        np.testing.assert_array_equal(ya, yr)
+    assert not np.array_equal(first[0][0], again[0][0])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -48,6 +67,8 @@ def test_pk_sampler_batches_are_identity_balanced_and_seeded():
         ({"p": 2, "k": 1}, ValueError, "k must be >= 2"),
         ({"p": 2.0, "k": 2}, TypeError, "p must be an int"),
         ({"p": 2, "k": 2, "x": np.zeros(3)}, ValueError, "one image per label"),
+        ({"p": 2, "k": 2, "transform": lambda **kw: kw}, ValueError, "transform needs the images"),
+        ({"p": 2, "k": 2, "x": np.zeros(47), "transform": 3}, TypeError, "callable transform"),
     ],
 )
 def test_pk_sampler_rejects(kwargs, error, match):

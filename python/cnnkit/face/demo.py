@@ -23,6 +23,7 @@ __all__ = [
     "recognition_threshold",
     "run_face_demo",
     "train_encoder",
+    "training_augmentation",
 ]
 
 
@@ -55,6 +56,7 @@ class FaceDemoConfig:
     warmup_steps: int = 0
     squared: bool = True
     batch_norm: bool = False
+    augment: bool = False
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
 
@@ -96,6 +98,29 @@ def face_sets(config: FaceDemoConfig, seed: int = 0) -> tuple[Any, Any, Any, Any
     return tuple(sets)  # type: ignore[return-value]
 
 
+def training_augmentation() -> Any:
+    """Extra nuisances for the training images: a small shift, rotation and scale, and
+    brightness, contrast and saturation jitter (each on 80% of the images).
+
+    The hue stays: skin tone and hair colour identify a person. Each training image of the
+    procedural faces already varies in these ways; the distortions make every epoch show
+    new variants of the same few images per person.
+
+    Off by default (``FaceDemoConfig.augment``): at 400 steps on 1,000 people x 8 images
+    (batch norm, semi-hard) it measured 0.916 against 0.929 without it, one-shot top-1 0.52
+    against 0.57. The encoder is not overfitting there (0.937 on pairs of its training
+    people against 0.929 on unseen ones): the distortions only make a short run harder.
+    """
+    from .. import augment
+
+    return augment.Compose(
+        [
+            augment.Affine(scale=(0.92, 1.08), translate_px=4, rotate=8, p=0.8),
+            augment.ColorJitter(0.2, 0.2, 0.15, 0.0, p=0.8),
+        ]
+    )
+
+
 def train_encoder(
     images: np.ndarray,
     labels: np.ndarray,
@@ -108,7 +133,8 @@ def train_encoder(
 ) -> Any:
     """An encoder trained with :class:`TripletLoss` on ``P x K`` batches for
     ``config.epochs * config.steps_per_epoch`` steps (a new default encoder unless
-    ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining."""
+    ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining, on
+    images distorted by :func:`training_augmentation` when ``config.augment``."""
     from .. import optimizers, schedules
     from .encoder import build_encoder
     from .losses import TripletLoss
@@ -125,38 +151,44 @@ def train_encoder(
         rate = schedules.CosineDecay(c.learning_rate, total, alpha=0.01)
     loss = TripletLoss(c.margin, "semi_hard" if warmup else mining, c.squared, seed=seed)
     encoder.compile(optimizers.Adam(rate), loss)
+    transform = training_augmentation() if c.augment else None
     if warmup:
         encoder.fit(
-            PKSampler(labels, c.p, c.k, x=images, seed=seed + 1, steps=warmup),
+            PKSampler(labels, c.p, c.k, x=images, seed=seed + 1, steps=warmup, transform=transform),
             epochs=1,
             verbose=verbose,
         )
         loss.mining = mining
     # The epochs keep their length; the warm-up's steps come out of the first ones.
     remaining = total - warmup
-    sampler = PKSampler(labels, c.p, c.k, x=images, seed=seed, steps=c.steps_per_epoch)
+    sampler = PKSampler(
+        labels, c.p, c.k, x=images, seed=seed, steps=c.steps_per_epoch, transform=transform
+    )
     epochs, last = divmod(remaining, c.steps_per_epoch)
     if epochs:
         encoder.fit(sampler, epochs=epochs, verbose=verbose)
     if last:
-        tail = PKSampler(labels, c.p, c.k, x=images, seed=seed + 2, steps=last)
+        tail = PKSampler(labels, c.p, c.k, x=images, seed=seed + 2, steps=last, transform=transform)
         encoder.fit(tail, epochs=1, verbose=verbose)
     return encoder
 
 
-def recognition_threshold(encoder: Any, validation: Any, far: float = 1e-3) -> tuple[float, float]:
+def recognition_threshold(
+    encoder: Any, validation: Any, far: float = 1e-3, *, mirror: bool = False
+) -> tuple[float, float]:
     """The recognition threshold: tau at false accept rate ``far`` over every pair of the
     ``validation`` images ``(images, labels)`` (people neither enrolled nor trained on).
 
     Returns ``(tau, val)``: the threshold and the fraction of same pairs it accepts. See
     :func:`cnnkit.face.evaluate.choose_threshold` for why recognition with strangers needs
-    a fixed-FAR threshold rather than the accuracy-maximising one.
+    a fixed-FAR threshold rather than the accuracy-maximising one. ``mirror`` as
+    :class:`FaceDatabase` (the threshold must come from the encodings it will compare).
     """
     from . import evaluate
     from .database import FaceDatabase
 
     x, y = validation
-    codes = FaceDatabase(encoder).encode(x)
+    codes = FaceDatabase(encoder, mirror=mirror).encode(x)
     left, right, same = evaluate.all_pairs(np.asarray(y))
     d = evaluate.pair_distances(codes[left], codes[right])
     tau, _ = evaluate.choose_threshold(d, same, far=far)
@@ -168,6 +200,8 @@ def one_shot_recognition(
     known: Any,
     unknown: Any,
     threshold: float,
+    *,
+    mirror: bool = False,
 ) -> dict[str, float]:
     """Enrol the first image of each known person; identify their other images and every
     image of the unknown people.
@@ -181,7 +215,7 @@ def one_shot_recognition(
     x, y = known
     first = np.unique(y, return_index=True)[1]
     rest = np.setdiff1d(np.arange(len(y)), first)
-    db = FaceDatabase(encoder, threshold)
+    db = FaceDatabase(encoder, threshold, mirror=mirror)
     db.enroll_many([str(v) for v in y[first]], x[first])
     rows, d = db.search(db.encode(x[rest]))
     names = np.array(db.names)[db.owners[rows]]

@@ -61,6 +61,9 @@ class PKSampler:
     seed : int
     steps : int, optional
         Batches per epoch; default ``N // (p * k)`` (at least 1).
+    transform : cnnkit.augment.Transform, optional
+        Applied to each batch's images (``x`` is required), seeded by ``(seed, epoch,
+        step)``: new distortions of the same images in every epoch, replayed exactly.
 
     Raises
     ------
@@ -77,6 +80,7 @@ class PKSampler:
         x: Any = None,
         seed: int = 0,
         steps: int | None = None,
+        transform: Any = None,
     ) -> None:
         where = "PKSampler()"
         self.labels = _label_array(where, labels)
@@ -96,6 +100,14 @@ class PKSampler:
         self._members = [order[starts[i] : starts[i + 1]] for i in eligible]
         default = max(len(self.labels) // (self.p * self.k), 1)
         self.steps = default if steps is None else _positive_int(where, "steps", steps)
+        if transform is not None and not callable(transform):
+            raise TypeError(
+                f"{where}: transform must be a callable transform (cnnkit.augment), got "
+                f"{type(transform).__name__}"
+            )
+        if transform is not None and self.x is None:
+            raise ValueError(f"{where}: transform needs the images x")
+        self.transform = transform
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -112,8 +124,17 @@ class PKSampler:
 
     def __iter__(self) -> Iterator[Any]:
         epoch, self.epoch = self.epoch, self.epoch + 1
-        for index in self.indices(epoch):
-            yield index if self.x is None else (self.x[index], self.labels[index])
+        for step, index in enumerate(self.indices(epoch)):
+            if self.x is None:
+                yield index
+            elif self.transform is None:
+                yield self.x[index], self.labels[index]
+            else:
+                seed = np.random.default_rng([self.seed, epoch, step, 1]).integers(2**63)
+                yield (
+                    self.transform(image=self.x[index], seed=int(seed))["image"],
+                    self.labels[index],
+                )
 
 
 def sample_pairs(
