@@ -269,6 +269,28 @@ def test_results_do_not_depend_on_thread_count(a_shape, b_shape, dtype):
         assert np.array_equal(ops.matmul(a, b), first), f"{n} threads vs 1"
 
 
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_row_bands_over_a_shared_b_keep_their_bits(isa):
+    """When C is at least as tall as wide, threads split it into row bands, each packing
+    B itself: the bits stay those of one thread, with B row-major or transposed (packed
+    through the AVX-512 transposes of csrc/gemm_avx512.cpp), A transposed, or C narrow
+    enough for A to be read in place; k spans several k blocks and n ends in a partial
+    sliver."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    for (m, k, n), seed in [((700, 600, 530), 1), ((1000, 300, 97), 2)]:
+        a, b = values((m, k), F32, seed, "normal"), values((k, n), F32, seed + 10, "normal")
+        for x, y in [(a, b), (a, np.ascontiguousarray(b.T).T), (np.ascontiguousarray(a.T).T, b)]:
+            cnnkit.set_num_threads(1)
+            first = ops.matmul(x, y)
+            assert_matmul_close(first, a, b, F32)
+            for threads in (2, 3):
+                cnnkit.set_num_threads(threads)
+                assert np.array_equal(ops.matmul(x, y), first), (isa, m, n, threads)
+
+
 @pytest.mark.usefixtures("restore_threads")
 def test_row_tiles_give_the_same_bits():
     """C(i, j) depends only on row i of a and column j of b, not on where it falls in C."""
