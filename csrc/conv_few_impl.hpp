@@ -117,6 +117,15 @@ constexpr int kForwardRows = 2, kForwardTail = 1, kWeightRows = 2, kInputRows = 
 constexpr int kLineRows = 1;
 constexpr bool kHasLineTiles = false;  // the line tile needs more than 16 SSE registers
 #endif
+// AVX-512 has 32 ymm registers: the weight gradient may also take 9 offsets
+// x 2 vectors (18 accumulators), so that 3x3 kernels of one channel (9
+// offsets) or of three (27) need no spare rows and dy is read and masked by
+// fewer tiles. backward_weight picks per problem (see weight_rows).
+#ifdef __AVX512F__
+constexpr int kWideWeightRows = 9;
+#else
+constexpr int kWideWeightRows = kWeightRows;
+#endif
 
 // Slabs larger than this are cut into bands along dimension 0.
 constexpr int64_t kSlabBytes = int64_t(256) << 10;
@@ -448,17 +457,15 @@ inline T masked_one(Activation a, T g, T y, T slope) {
 }
 
 // dw, and with a fused activation (fused.y not null) or a bias gradient
-// (fused.db not null) those too, from the unmasked dy (see weight_line).
-template <class T>
-void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
-                     const FusedWeightGradient<T>& fused) {
+// (fused.db not null) those too, from the unmasked dy (see weight_line), on
+// tiles of MR offsets. Each dw element is its own chain of multiply-adds over
+// the positions in order, so MR changes the speed, never the bits.
+template <class T, int MR>
+void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
+                           const FusedWeightGradient<T>& fused) {
   const Geometry& g = p.g;
   constexpr int64_t W = kLanes<T>, NR = 2 * W;
-  constexpr int MR = kWeightRows;
   const int64_t cin = p.in_channels, cout = p.out_channels, P = p.patch_size();
-  std::fill_n(dw, P * cout, T(0));
-  if (fused.db) std::fill_n(fused.db, cout, T(0));
-  if (p.rows() == 0 || P == 0 || cout == 0) return;
   const int64_t ld = round_up(cout, NR), positions = g.out_size();
   const int64_t p_blocks = (P + MR - 1) / MR, c_blocks = ld / NR, pairs = p_blocks * c_blocks;
   // Sums in a padded copy of dw (and db): tiles then have no remainders.
@@ -574,6 +581,33 @@ void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
   }
   for (int64_t q = 0; q < P; ++q) std::copy_n(acc_dw.data() + q * ld, cout, dw + q * cout);
   if (fused.db) std::copy_n(acc_db.data(), cout, fused.db);
+}
+
+// The offset-tile height for a problem: the one whose busiest thread runs
+// the fewest tile-position steps, each costing about 3 MR + 6 instructions
+// (2 MR multiply-adds, MR broadcasts, the loads and mask of dy); a tie
+// keeps the narrower tile.
+template <class T>
+int weight_rows(const ConvProblem& p) {
+  const int64_t P = p.patch_size(), c_blocks = (p.out_channels + 2 * kLanes<T> - 1) / (2 * kLanes<T>);
+  const int64_t nt = threads_for(p.rows() * P * p.out_channels);
+  const auto cost = [&](int64_t mr) {
+    const int64_t pairs = (P + mr - 1) / mr * c_blocks, team = std::max<int64_t>(1, std::min(nt, pairs));
+    return (pairs + team - 1) / team * (3 * mr + 6);
+  };
+  return cost(kWideWeightRows) < cost(kWeightRows) ? kWideWeightRows : kWeightRows;
+}
+
+template <class T>
+void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
+                     const FusedWeightGradient<T>& fused) {
+  std::fill_n(dw, p.patch_size() * p.out_channels, T(0));
+  if (fused.db) std::fill_n(fused.db, p.out_channels, T(0));
+  if (p.rows() == 0 || p.patch_size() == 0 || p.out_channels == 0) return;
+  if constexpr (kWideWeightRows != kWeightRows)
+    if (weight_rows<T>(p) == kWideWeightRows)
+      return backward_weight_tiles<T, kWideWeightRows>(p, x, dy, dw, fused);
+  backward_weight_tiles<T, kWeightRows>(p, x, dy, dw, fused);
 }
 
 // dx[i][ci] for input positions i < count (at_i = ds + i * step): the sum

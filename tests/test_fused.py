@@ -98,6 +98,8 @@ def test_fused_conv_backward_bias_is_thread_independent(activation):
 FEW_CHANNEL_CASES = [
     ((2, 9, 10, 2), (5, 5, 2, 12), {"padding": "same"}),  # padded channel tiles
     ((3, 11, 10, 1), (3, 3, 1, 32), {}),  # whole register tiles
+    # 27 offsets: 9-offset tiles at one thread, 5-offset ones at two (AVX-512)
+    ((2, 16, 16, 3), (3, 3, 3, 16), {"padding": "same"}),
     ((2, 13, 3), (3, 3, 16), {"stride": 2}),  # 1-D
     ((1, 5, 6, 5, 2), (2, 3, 2, 2, 8), {"padding": 1}),  # 3-D
 ]
