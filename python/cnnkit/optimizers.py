@@ -586,10 +586,9 @@ class SGD(Optimizer):
 
     def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
         m = self._slot("momentum", index) if self.momentum != 0 else None
-        spec = {"learning_rate": lr, "momentum": self.momentum, "nesterov": self.nesterov}
         # One fused native pass where it applies, else the same formulas in NumPy.
         update = ops.sgd_update if _native_update(var) else reference.sgd_update
-        update(var, grad, m, **spec)
+        update(var, grad, m, learning_rate=lr, momentum=self.momentum, nesterov=self.nesterov)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
