@@ -433,6 +433,17 @@ void conv_backward_activation_bias(const ConvProblem& p, Activation activation, 
   }
 }
 
+template <class T>
+bool conv_backward_weight_fused(const ConvProblem& p, Activation activation, T negative_slope,
+                                const T* x, const T* y, const T* dy, T* dw, T* db) {
+  // conv_backward_weight's choice of loops, of which only one can fuse.
+  if (detail::is_depthwise(p) || !detail::has_few_channels(p)) return false;
+  const bool masked = activation != Activation::none;
+  detail::few_channels_backward_weight(
+      p, x, dy, dw, detail::FusedWeightGradient<T>{masked ? y : nullptr, activation, negative_slope, db});
+  return true;
+}
+
 #define CNNKIT_INSTANTIATE(T)                                                            \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);  \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,   \
@@ -441,7 +452,9 @@ void conv_backward_activation_bias(const ConvProblem& p, Activation activation, 
   template void conv_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);    \
   template void conv_backward_bias<T>(const ConvProblem&, const T*, T*);                  \
   template void conv_backward_activation_bias<T>(const ConvProblem&, Activation, T, const T*,  \
-                                                 const T*, T*, T*);
+                                                 const T*, T*, T*);                     \
+  template bool conv_backward_weight_fused<T>(const ConvProblem&, Activation, T, const T*,     \
+                                              const T*, const T*, T*, T*);
 CNNKIT_INSTANTIATE(float)
 CNNKIT_INSTANTIATE(double)
 #undef CNNKIT_INSTANTIATE

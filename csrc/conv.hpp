@@ -69,5 +69,14 @@ void conv_backward_bias(const ConvProblem& p, const T* dy, T* db);
 template <class T>
 void conv_backward_activation_bias(const ConvProblem& p, Activation activation, T negative_slope,
                                    const T* y, const T* dy, T* masked, T* db);
+// dw, and db when not null, of a convolution whose forward applied
+// `activation` (y its output), from the unmasked dy, for callers that need
+// no dx (an input layer): the bits of conv_backward_activation_bias then
+// conv_backward_weight, without writing the masked dy. Only the
+// few-input-channel loops mask as they read (the usual input layer);
+// returns false, computing nothing, for other problems.
+template <class T>
+bool conv_backward_weight_fused(const ConvProblem& p, Activation activation, T negative_slope,
+                                const T* x, const T* y, const T* dy, T* dw, T* db);
 
 }  // namespace cnnkit

@@ -33,7 +33,9 @@ CNNKIT_DISPATCH(few_channels_forward,
 CNNKIT_DISPATCH(few_channels_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),
                 (p, w, dy, dx))
 CNNKIT_DISPATCH(few_channels_backward_weight,
-                (const ConvProblem& p, const T* x, const T* dy, T* dw), (p, x, dy, dw))
+                (const ConvProblem& p, const T* x, const T* dy, T* dw,
+                 const FusedWeightGradient<T>& fused),
+                (p, x, dy, dw, fused))
 CNNKIT_DISPATCH(depthwise_forward, (const ConvProblem& p, const T* x, const T* w, const T* b, T* y),
                 (p, x, w, b, y))
 CNNKIT_DISPATCH(depthwise_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),

@@ -61,8 +61,19 @@ void few_channels_forward(const ConvProblem& p, const T* x, const T* w, const T*
                           bool relu);
 template <class T>
 void few_channels_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);
+// What the few-channel weight gradient also does in its pass over dy: mask
+// it by a fused activation's derivative read from the forward's output y
+// (when y is not null) and sum the masked rows into db (when not null).
 template <class T>
-void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw);
+struct FusedWeightGradient {
+  const T* y = nullptr;
+  Activation activation = Activation::none;
+  T negative_slope = T(0);
+  T* db = nullptr;
+};
+template <class T>
+void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
+                                  const FusedWeightGradient<T>& fused = {});
 
 template <class T>
 void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
@@ -79,7 +90,8 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   template <class T>                                                                         \
   void few_channels_backward_input(const ConvProblem&, const T*, const T*, T*);              \
   template <class T>                                                                         \
-  void few_channels_backward_weight(const ConvProblem&, const T*, const T*, T*);             \
+  void few_channels_backward_weight(const ConvProblem&, const T*, const T*, T*,              \
+                                    const FusedWeightGradient<T>&);                          \
   template <class T>                                                                         \
   void depthwise_forward(const ConvProblem&, const T*, const T*, const T*, T*);              \
   template <class T>                                                                         \
@@ -100,6 +112,7 @@ CNNKIT_DECLARE_DIRECT(avx512)
   template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,  \
                                         bool);                                               \
   template void few_channels_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
-  template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);
+  template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*,   \
+                                                const FusedWeightGradient<T>&);
 
 }  // namespace cnnkit::detail

@@ -174,8 +174,9 @@ void few_channels_backward_input(const ConvProblem& p, const T* w, const T* dy, 
 }
 
 template <class T>
-void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
-  few::backward_weight(p, x, dy, dw);
+void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
+                                  const FusedWeightGradient<T>& fused) {
+  few::backward_weight(p, x, dy, dw, fused);
 }
 
 CNNKIT_INSTANTIATE_DIRECT(float)

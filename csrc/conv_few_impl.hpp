@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(__FMA__) && (defined(__x86_64__) || defined(__i386__))
@@ -115,6 +116,15 @@ constexpr bool kHasLineTiles = true;
 constexpr int kForwardRows = 2, kForwardTail = 1, kWeightRows = 2, kInputRows = 1;
 constexpr int kLineRows = 1;
 constexpr bool kHasLineTiles = false;  // the line tile needs more than 16 SSE registers
+#endif
+// AVX-512 has 32 ymm registers: the weight gradient may also take 9 offsets
+// x 2 vectors (18 accumulators), so that 3x3 kernels of one channel (9
+// offsets) or of three (27) need no spare rows and dy is read and masked by
+// fewer tiles. backward_weight picks per problem (see weight_rows).
+#ifdef __AVX512F__
+constexpr int kWideWeightRows = 9;
+#else
+constexpr int kWideWeightRows = kWeightRows;
 #endif
 
 // Slabs larger than this are cut into bands along dimension 0.
@@ -385,12 +395,42 @@ void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, boo
 
 // acc[j][c] += sum over i < count of at_i[off[j]] * g[i][c], for the MR
 // offsets off[0 .. MR), at_i = xs + i * step, g rows `ldg` apart.
-template <class T, int MR>
+//
+// With a fused activation A (y not null, rows `ldg` apart like grad), g is
+// first masked as activation_backward does it, g * activation'(y), from the
+// forward's output; with kBias the masked rows are also summed into bias, in
+// order, as conv_backward_activation_bias sums them: the same bits as
+// masking in a pass of its own, without writing and re-reading the mask.
+template <class T, Activation A>
+inline Vec<T> masked(Vec<T> g, const T* y, T slope) {
+  if constexpr (A == Activation::none) {
+    return g;
+  } else {
+    const Vec<T> v = load(y), one = splat(T(1));
+    Vec<T> d;
+    if constexpr (A == Activation::relu)
+      d = v > splat(T(0)) ? one : splat(T(0));
+    else if constexpr (A == Activation::leaky_relu)
+      d = v > splat(T(0)) ? one : splat(slope);
+    else
+      d = v * (one - v);
+    return g * d;
+  }
+}
+
+template <class T, int MR, Activation A = Activation::none, bool kBias = false>
 inline void weight_line(const T* xs, int64_t step, int64_t count, const int64_t* off,
-                        const T* grad, int64_t ldg, Vec<T> (&acc)[MR][2]) {
+                        const T* grad, int64_t ldg, Vec<T> (&acc)[MR][2], const T* y = nullptr,
+                        T slope = T(0), Vec<T>* bias = nullptr) {
   constexpr int64_t W = kLanes<T>;
   for (int64_t i = 0; i < count; ++i, xs += step, grad += ldg) {
-    const Vec<T> g0 = load(grad), g1 = load(grad + W);
+    const Vec<T> g0 = masked<T, A>(load(grad), y, slope);
+    const Vec<T> g1 = masked<T, A>(load(grad + W), y + (A == Activation::none ? 0 : W), slope);
+    if constexpr (A != Activation::none) y += ldg;
+    if constexpr (kBias) {
+      bias[0] = bias[0] + g0;
+      bias[1] = bias[1] + g1;
+    }
 #pragma GCC unroll 8
     for (int j = 0; j < MR; ++j) {
       const Vec<T> v = splat(xs[off[j]]);
@@ -400,18 +440,37 @@ inline void weight_line(const T* xs, int64_t step, int64_t count, const int64_t*
   }
 }
 
+// The scalar mask of masked(), for the rows copied with padding.
 template <class T>
-void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
+inline T masked_one(Activation a, T g, T y, T slope) {
+  switch (a) {
+    case Activation::relu:
+      return g * (y > T(0) ? T(1) : T(0));
+    case Activation::leaky_relu:
+      return g * (y > T(0) ? T(1) : slope);
+    case Activation::sigmoid:
+      return g * (y * (T(1) - y));
+    case Activation::none:
+      break;
+  }
+  return g;
+}
+
+// dw, and with a fused activation (fused.y not null) or a bias gradient
+// (fused.db not null) those too, from the unmasked dy (see weight_line), on
+// tiles of MR offsets. Each dw element is its own chain of multiply-adds over
+// the positions in order, so MR changes the speed, never the bits.
+template <class T, int MR>
+void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
+                           const FusedWeightGradient<T>& fused) {
   const Geometry& g = p.g;
   constexpr int64_t W = kLanes<T>, NR = 2 * W;
-  constexpr int MR = kWeightRows;
   const int64_t cin = p.in_channels, cout = p.out_channels, P = p.patch_size();
-  std::fill_n(dw, P * cout, T(0));
-  if (p.rows() == 0 || P == 0 || cout == 0) return;
   const int64_t ld = round_up(cout, NR), positions = g.out_size();
   const int64_t p_blocks = (P + MR - 1) / MR, c_blocks = ld / NR, pairs = p_blocks * c_blocks;
-  // Sums in a padded copy of dw: tiles then have no remainders.
-  Aligned<T> acc_dw(p_blocks * MR * ld);
+  // Sums in a padded copy of dw (and db): tiles then have no remainders.
+  Aligned<T> acc_dw(p_blocks * MR * ld), acc_db(fused.db ? ld : 0);
+  const Activation act = fused.y ? fused.activation : Activation::none;
 
   Slab s{};
   for (int d = 1; d < 3; ++d) {
@@ -449,15 +508,24 @@ void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
       T* slab = thread_slab<T>(slab_size + (ld == cout ? 0 : (f1 - f0) * ld));
       fill_slab(x + n * g.in_size() * cin, t, slab);
       const T* grad = dy + (n * positions + f0) * cout;
+      const T* ys = fused.y ? fused.y + (n * positions + f0) * cout : nullptr;
       int64_t ldg = cout;
+      Activation band_act = act;
       if (ld != cout) {
+        // Padded rows, masked as they are copied.
         T* padded = slab + slab_size;
         for (int64_t f = 0; f < f1 - f0; ++f) {
-          std::copy_n(grad + f * cout, cout, padded + f * ld);
+          if (ys)
+            for (int64_t c = 0; c < cout; ++c)
+              padded[f * ld + c] = masked_one(act, grad[f * cout + c], ys[f * cout + c],
+                                              fused.negative_slope);
+          else
+            std::copy_n(grad + f * cout, cout, padded + f * ld);
           std::fill_n(padded + f * ld + cout, ld - cout, T(0));
         }
         grad = padded;
         ldg = ld;
+        band_act = Activation::none;
       }
       for (int64_t q = q0; q < q1; ++q) {
         const int64_t pb = q / c_blocks, c0 = (q % c_blocks) * NR;
@@ -467,20 +535,79 @@ void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
           acc[j][0] = load(tile + j * ld);
           acc[j][1] = load(tile + j * ld + W);
         }
-        for_each_line(g, g.out, f0, f1,
-                      [&](int64_t f, int64_t count, int64_t o0, int64_t o1, int64_t o2) {
-                        const T* xs = slab + (o0 - a) * step[0] + o1 * step[1] + o2 * step[2];
-                        weight_line<T, MR>(xs, step[g.rank - 1], count, off.data() + pb * MR,
-                                           grad + (f - f0) * ldg + c0, ldg, acc);
-                      });
+        // The first offset block's owner also sums the bias gradient.
+        const bool bias = fused.db != nullptr && pb == 0;
+        Vec<T> db[2] = {};
+        if (bias) db[0] = load(acc_db.data() + c0), db[1] = load(acc_db.data() + c0 + W);
+        const auto lines = [&](auto a_tag, auto bias_tag) {
+          constexpr Activation A = decltype(a_tag)::value;
+          constexpr bool B = decltype(bias_tag)::value;
+          for_each_line(g, g.out, f0, f1,
+                        [&](int64_t f, int64_t count, int64_t o0, int64_t o1, int64_t o2) {
+                          const T* xs = slab + (o0 - a) * step[0] + o1 * step[1] + o2 * step[2];
+                          const T* yf = A == Activation::none ? nullptr : ys + (f - f0) * ldg + c0;
+                          weight_line<T, MR, A, B>(xs, step[g.rank - 1], count,
+                                                   off.data() + pb * MR, grad + (f - f0) * ldg + c0,
+                                                   ldg, acc, yf, fused.negative_slope, db);
+                        });
+        };
+        const auto with_bias = [&](auto a_tag) {
+          if (bias)
+            lines(a_tag, std::true_type{});
+          else
+            lines(a_tag, std::false_type{});
+        };
+        switch (band_act) {
+          case Activation::relu:
+            with_bias(std::integral_constant<Activation, Activation::relu>{});
+            break;
+          case Activation::leaky_relu:
+            with_bias(std::integral_constant<Activation, Activation::leaky_relu>{});
+            break;
+          case Activation::sigmoid:
+            with_bias(std::integral_constant<Activation, Activation::sigmoid>{});
+            break;
+          case Activation::none:
+            with_bias(std::integral_constant<Activation, Activation::none>{});
+            break;
+        }
         for (int j = 0; j < MR; ++j) {
           store(tile + j * ld, acc[j][0]);
           store(tile + j * ld + W, acc[j][1]);
         }
+        if (bias) store(acc_db.data() + c0, db[0]), store(acc_db.data() + c0 + W, db[1]);
       }
     }
   }
   for (int64_t q = 0; q < P; ++q) std::copy_n(acc_dw.data() + q * ld, cout, dw + q * cout);
+  if (fused.db) std::copy_n(acc_db.data(), cout, fused.db);
+}
+
+// The offset-tile height for a problem: the one whose busiest thread runs
+// the fewest tile-position steps, each costing about 3 MR + 6 instructions
+// (2 MR multiply-adds, MR broadcasts, the loads and mask of dy); a tie
+// keeps the narrower tile.
+template <class T>
+int weight_rows(const ConvProblem& p) {
+  const int64_t P = p.patch_size(), c_blocks = (p.out_channels + 2 * kLanes<T> - 1) / (2 * kLanes<T>);
+  const int64_t nt = threads_for(p.rows() * P * p.out_channels);
+  const auto cost = [&](int64_t mr) {
+    const int64_t pairs = (P + mr - 1) / mr * c_blocks, team = std::max<int64_t>(1, std::min(nt, pairs));
+    return (pairs + team - 1) / team * (3 * mr + 6);
+  };
+  return cost(kWideWeightRows) < cost(kWeightRows) ? kWideWeightRows : kWeightRows;
+}
+
+template <class T>
+void backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
+                     const FusedWeightGradient<T>& fused) {
+  std::fill_n(dw, p.patch_size() * p.out_channels, T(0));
+  if (fused.db) std::fill_n(fused.db, p.out_channels, T(0));
+  if (p.rows() == 0 || p.patch_size() == 0 || p.out_channels == 0) return;
+  if constexpr (kWideWeightRows != kWeightRows)
+    if (weight_rows<T>(p) == kWideWeightRows)
+      return backward_weight_tiles<T, kWideWeightRows>(p, x, dy, dw, fused);
+  backward_weight_tiles<T, kWeightRows>(p, x, dy, dw, fused);
 }
 
 // dx[i][ci] for input positions i < count (at_i = ds + i * step): the sum

@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "cpu.hpp"
@@ -161,15 +162,19 @@ void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, c
 }
 
 template <class T>
-void max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
+bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
                                const int64_t* indices, const T* dy, T* dx) {
   const auto loop = loops<T>().max_backward_indices;
+  std::atomic<bool> bad{false};
   // Larger blocks than the recomputing backward's: a window across a block
   // boundary is visited by both blocks, and visits cost more than cache here.
   gather_rows<T>(
       g, batch, channels, 0,
-      [&](int64_t n, int64_t lo, int64_t hi, T*) { loop(g, channels, indices, dy, dx, n, lo, hi); },
+      [&](int64_t n, int64_t lo, int64_t hi, T*) {
+        if (!loop(g, channels, indices, dy, dx, n, lo, hi)) bad.store(true, std::memory_order_relaxed);
+      },
       int64_t(1) << 20);
+  return !bad.load();
 }
 
 template <class T>
@@ -215,7 +220,7 @@ void global_avg_pool(const T* x, int64_t batch, int64_t positions, int64_t chann
   template void avg_pool<T>(const Geometry&, int64_t, int64_t, const T*, T*);                 \
   template void max_pool_with_indices<T>(const Geometry&, int64_t, int64_t, const T*, T*,     \
                                          int64_t*);                                           \
-  template void max_pool_backward_indices<T>(const Geometry&, int64_t, int64_t, const int64_t*, \
+  template bool max_pool_backward_indices<T>(const Geometry&, int64_t, int64_t, const int64_t*, \
                                              const T*, T*);                                   \
   template void max_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, const T*,   \
                                      T*);                                                     \

@@ -38,12 +38,14 @@ void max_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const
 template <class T>
 void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* y,
                            int64_t* indices);
-// max_pool_backward from those indices (each in [0, in_size), the caller
-// checks): dx[n, indices[n, o, c], c] += dy[n, o, c], summed in output order.
-// Equal to max_pool_backward given the indices of max_pool_with_indices(x),
-// without reading x or recomputing any window.
+// max_pool_backward from those indices: dx[n, indices[n, o, c], c] +=
+// dy[n, o, c], summed in output order. Equal to max_pool_backward given the
+// indices of max_pool_with_indices(x), without reading x or recomputing any
+// window. Returns false, with dx incomplete, when an index lies outside
+// [0, in_size) (none is used then): the check costs nothing beside the
+// reads the gradient makes anyway.
 template <class T>
-void max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
+bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
                                const int64_t* indices, const T* dy, T* dx);
 // dx = the gradient of sum(dy * avg_pool(x)): dy / count to each real element.
 template <class T>

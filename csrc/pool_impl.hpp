@@ -76,7 +76,8 @@ inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
                               int64_t n, int64_t lo, int64_t hi, T* scratch);                \
   /* max_pool_backward_rows from max_pool_indices_rows's indices instead of x. */           \
   template <class T>                                                                         \
-  void max_pool_backward_indices_rows(const Geometry& g, int64_t channels,                   \
+  /* Returns false, leaving dx partly written, when an index is outside [0, in_size). */   \
+  bool max_pool_backward_indices_rows(const Geometry& g, int64_t channels,                   \
                                       const int64_t* indices, const T* dy, T* dx, int64_t n, \
                                       int64_t lo, int64_t hi);                               \
   /* Channels [c0, c1) of one image x (positions, channels) into y (channels). */           \
@@ -295,24 +296,37 @@ void max_pool_backward_rows(const Geometry& g, int64_t channels, const T* x, con
 }
 
 template <class T>
-void max_pool_backward_indices_rows(const Geometry& g, int64_t channels, const int64_t* indices,
+bool max_pool_backward_indices_rows(const Geometry& g, int64_t channels, const int64_t* indices,
                                     const T* dy, T* dx, int64_t n, int64_t lo, int64_t hi) {
   const int64_t* at_image = indices + n * g.out_size() * channels;
   const T* dy_image = dy + n * g.out_size() * channels;
   T* dimage = dx + n * g.in_size() * channels;
-  // The task owns the spatial indices [first, last): its rows.
-  const int64_t first = lo * g.in[1] * g.in[2], last = hi * g.in[1] * g.in[2];
+  // The task owns the spatial indices [first, last): its rows. The indices
+  // are checked here, as they are read, rather than in a serial pass of the
+  // binding: every index is seen by at least one task (its window's).
+  const uint64_t first = uint64_t(lo * g.in[1] * g.in[2]), last = uint64_t(hi * g.in[1] * g.in[2]);
+  const uint64_t size = uint64_t(g.in_size());
+  bool ok = true;
   for_each_window_over(g, channels, dimage, lo, hi, [&](int64_t o, const Window& w, Span own) {
     const int64_t* __restrict at = at_image + o * channels;
     const T* __restrict d = dy_image + o * channels;
+    uint64_t worst = 0;
+    for (int64_t c = 0; c < channels; ++c) worst = std::max(worst, uint64_t(at[c]));
+    if (worst >= size) {
+      ok = false;
+      return;
+    }
     if (own.begin == w.span[0].begin && own.end == w.span[0].end) {
-      // The whole window is the task's: no index can fall outside.
+      // The whole window is the task's, and so is every valid index.
       for (int64_t c = 0; c < channels; ++c) dimage[at[c] * channels + c] += d[c];
       return;
     }
-    for (int64_t c = 0; c < channels; ++c)
-      if (at[c] >= first && at[c] < last) dimage[at[c] * channels + c] += d[c];
+    for (int64_t c = 0; c < channels; ++c) {
+      const uint64_t i = uint64_t(at[c]);
+      if (i >= first && i < last) dimage[at[c] * channels + c] += d[c];
+    }
   });
+  return ok;
 }
 
 template <class T>
@@ -362,7 +376,7 @@ void global_avg_block(const T* x, int64_t positions, int64_t channels, int64_t c
                                           int64_t, int64_t, int64_t, T*);                    \
   template void avg_pool_backward_rows<T>(const Geometry&, int64_t, const T*, T*, int64_t,   \
                                           int64_t, int64_t, T*);                             \
-  template void max_pool_backward_indices_rows<T>(const Geometry&, int64_t, const int64_t*,  \
+  template bool max_pool_backward_indices_rows<T>(const Geometry&, int64_t, const int64_t*,  \
                                                   const T*, T*, int64_t, int64_t, int64_t);  \
   template void global_max_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);       \
   template void global_avg_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, double*, T*);

@@ -185,6 +185,22 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
       py::array_t<T> arr(py::ssize_t(a.p.out_channels));
       pdb = arr.mutable_data(), db = arr;
     }
+    // An input layer (no dx wanted) with few channels masks dy as it reads
+    // it, and sums the bias gradient in the same pass.
+    if (!need_x && pdw && (act.kind != Activation::none || pdb) && dyc.size() > 0 &&
+        xc.size() > 0) {
+      py::array_t<T, py::array::c_style> yc;
+      if (act.kind != Activation::none) yc = contiguous<T>(y, fn, "y");
+      const T* py_ = act.kind != Activation::none ? yc.data() : nullptr;
+      const T* px = xc.data();
+      const T* pdy = dyc.data();
+      bool fused = false;
+      without_gil([&] {
+        fused = conv_backward_weight_fused(a.p, act.kind, T(act.negative_slope), px, py_, pdy, pdw,
+                                           pdb);
+      });
+      if (fused) return py::make_tuple(dx, dw, db);
+    }
     bool bias_done = false;
     if (act.kind != Activation::none) {
       const auto yc = contiguous<T>(y, fn, "y");

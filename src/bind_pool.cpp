@@ -167,11 +167,16 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
   const auto indices = contiguous<int64_t>(raw_i, fn, "indices");
   const int64_t in_size = g.in_size(), count = int64_t(indices.size());
   const int64_t* pi = indices.data();
-  for (int64_t k = 0; k < count; ++k)
-    if (pi[k] < 0 || pi[k] >= in_size)
-      throw py::value_error(prefix(fn, "indices") + "must be spatial indices in [0, " +
-                            std::to_string(in_size) + ") as returned by max_pool, got " +
-                            std::to_string(pi[k]));
+  // The kernel checks the indices as it reads them; after a refusal, the
+  // first bad one is looked up for the message.
+  const auto refuse = [&] {
+    for (int64_t k = 0; k < count; ++k)
+      if (pi[k] < 0 || pi[k] >= in_size)
+        throw py::value_error(prefix(fn, "indices") + "must be spatial indices in [0, " +
+                              std::to_string(in_size) + ") as returned by max_pool, got " +
+                              std::to_string(pi[k]));
+    throw std::logic_error("max_pool_backward: an index was refused but none is out of range");
+  };
   const Float t = wider(float_type(raw_x, fn, "x"), float_type(raw_dy, fn, "dy"));
   return with_float(t, [&](auto tag) -> py::object {
     using T = decltype(tag);
@@ -179,9 +184,11 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
     py::array_t<T> dx(std::vector<py::ssize_t>(raw_x.shape(), raw_x.shape() + raw_x.ndim()));
     const T* pdy = dy.data();
     T* pdx = dx.mutable_data();
+    bool ok = true;
     without_gil([&] {
-      cnnkit::max_pool_backward_indices(g, batch_of(raw_x), channels_of(raw_x), pi, pdy, pdx);
+      ok = cnnkit::max_pool_backward_indices(g, batch_of(raw_x), channels_of(raw_x), pi, pdy, pdx);
     });
+    if (!ok) refuse();
     return dx;
   });
 }

@@ -22,6 +22,7 @@ void bind_windows(py::module_& m);
 void bind_roi(py::module_& m);
 void bind_segmentation(py::module_& m);
 void bind_lrn(py::module_& m);
+void bind_optimizer(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -72,4 +73,5 @@ PYBIND11_MODULE(_core, m) {
   cnnkit::bind::bind_roi(m);
   cnnkit::bind::bind_segmentation(m);
   cnnkit::bind::bind_lrn(m);
+  cnnkit::bind::bind_optimizer(m);
 }

@@ -95,6 +95,40 @@ def test_fused_conv_backward_bias_is_thread_independent(activation):
     assert np.array_equal(results[0][2], ops.conv_backward(x, w, masked, need=("b",))[2])
 
 
+FEW_CHANNEL_CASES = [
+    ((2, 9, 10, 2), (5, 5, 2, 12), {"padding": "same"}),  # padded channel tiles
+    ((3, 11, 10, 1), (3, 3, 1, 32), {}),  # whole register tiles
+    # 27 offsets: 9-offset tiles at one thread, 5-offset ones at two (AVX-512)
+    ((2, 16, 16, 3), (3, 3, 3, 16), {"padding": "same"}),
+    ((2, 13, 3), (3, 3, 16), {"stride": 2}),  # 1-D
+    ((1, 5, 6, 5, 2), (2, 3, 2, 2, 8), {"padding": 1}),  # 3-D
+]
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), FEW_CHANNEL_CASES)
+def test_input_layer_weight_gradient_masks_as_it_reads(x_shape, w_shape, kwargs, activation, dtype):
+    # Without dx, the few-channel loops mask dy and sum the bias in their own pass: the
+    # bits of the separate mask pass (taken when dx is wanted too), for any thread count,
+    # NaN included.
+    x, w, b = seeded(x_shape, dtype, 4), seeded(w_shape, dtype, 5), seeded(w_shape[-1:], dtype, 6)
+    y = ops.conv(x, w, b, activation=activation, negative_slope=0.1, **kwargs)
+    dy = seeded(y.shape, dtype, 7)
+    dy.reshape(-1)[::37] = np.nan
+    spec = {"y": y, "activation": activation, "negative_slope": 0.1, **kwargs}
+    _, dw, db = ops.conv_backward(x, w, dy, **spec)
+    for n in (1, 2, 3):
+        cnnkit.set_num_threads(n)
+        got = ops.conv_backward(x, w, dy, need=("w", "b"), **spec)
+        assert got[0] is None
+        assert np.array_equal(got[1], dw, equal_nan=True)
+        assert np.array_equal(got[2], db, equal_nan=True)
+        only_w = ops.conv_backward(x, w, dy, need=("w",), **spec)
+        assert np.array_equal(only_w[1], dw, equal_nan=True) and only_w[2] is None
+
+
 @given(
     shape=st.sampled_from([(0,), (1,), (7,), (3, 5), (2, 3, 40)]),
     activation=st.sampled_from(ACTIVATIONS),

@@ -260,6 +260,29 @@ def test_max_pool_indices_by_hand():
     assert np.array_equal(indices[0, :, :, 0], [[1, 3], [8, 11]])
 
 
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize(
+    ("shape", "pool", "spec"),
+    [((3, 40, 9, 5), 3, {"stride": 2, "padding": "same"}), ((2, 33, 4), 2, {})],
+)
+def test_max_pool_backward_finds_a_bad_index_anywhere(shape, pool, spec):
+    # The kernel checks the indices as its tasks read them; windows that straddle two
+    # tasks (overlapping 3x3/2 windows) must be checked as well as whole ones.
+    x = seeded(shape, np.float32, seed=3)
+    y, good = ops.max_pool(x, pool, return_indices=True, **spec)
+    dy = np.ones_like(y)
+    size = int(np.prod(shape[1:-1]))
+    flat = good.reshape(-1)
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        for k in range(0, flat.size, max(1, flat.size // 97)):
+            for bad in (size, -1, 2**62):
+                indices = flat.copy()
+                indices[k] = bad
+                with pytest.raises(ValueError, match=rf"indices must be spatial .* got {bad}$"):
+                    ops.max_pool_backward(x, dy, pool, indices=indices.reshape(good.shape), **spec)
+
+
 def test_max_pool_backward_rejects_bad_indices():
     x = np.zeros((1, 4, 4, 2), np.float32)
     dy = np.ones((1, 2, 2, 2), np.float32)

@@ -67,6 +67,19 @@ CALLS = {
     "sliding_windows": ("images", lambda t: ops.sliding_windows(t, 2, 2)),
     "soft_nms": ("boxes", lambda t: ops.soft_nms(t, SCORES)),
     "yolo_decode": ("Y", lambda t: ops.yolo_decode(t, anchors=[[1, 1]], image_size=8)),
+    "sgd_update": (
+        "grad",
+        lambda t: ops.sgd_update(np.zeros((2, 4), np.float32), t, learning_rate=0.1),
+    ),
+    "adam_update": (
+        "grad",
+        lambda t: ops.adam_update(
+            *(np.zeros((2, 4), np.float32) for _ in "v"),
+            t,
+            *(np.zeros((2, 4), np.float32) for _ in "mv"),
+            step_size=0.1,
+        ),
+    ),
     "yolo_encode": (
         "boxes",
         lambda t: ops.yolo_encode(t, [0, 0], grid=2, anchors=[[1, 1]], num_classes=1, image_size=8),

@@ -226,3 +226,22 @@ def lrn(
 def lrn_backward(
     x: ArrayLike, dy: ArrayLike, size: Any, alpha: Any, beta: Any, bias: Any, /
 ) -> NDArray[np.floating[Any]]: ...
+def sgd_update(
+    var: NDArray[np.floating[Any]],
+    grad: ArrayLike,
+    velocity: NDArray[np.floating[Any]] | None,
+    learning_rate: Any,
+    momentum: Any,
+    nesterov: bool,
+) -> None: ...
+def adam_update(
+    var: NDArray[np.floating[Any]],
+    grad: ArrayLike,
+    m: NDArray[np.floating[Any]],
+    v: NDArray[np.floating[Any]],
+    v_hat: NDArray[np.floating[Any]] | None,
+    step_size: Any,
+    beta_1: Any,
+    beta_2: Any,
+    epsilon: Any,
+) -> None: ...

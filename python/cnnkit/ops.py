@@ -43,6 +43,7 @@ from . import _core, _proposals, _validate
 __all__ = [
     "KMeansAnchors",
     "activation_backward",
+    "adam_update",
     "avg_pool",
     "avg_pool_backward",
     "batched_nms",
@@ -78,6 +79,7 @@ __all__ = [
     "roi_pool",
     "roi_pool_backward",
     "selective_search",
+    "sgd_update",
     "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
@@ -1605,3 +1607,87 @@ def lrn_backward(
         The wider dtype of ``x`` and ``dy``; bit-identical for any number of threads.
     """
     return _core.lrn_backward(x, dy, size, alpha, beta, bias)
+
+
+def sgd_update(
+    var: np.ndarray,
+    grad: ArrayLike,
+    velocity: np.ndarray | None = None,
+    *,
+    learning_rate: float,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+) -> None:
+    """One SGD step on ``var`` (and its ``velocity``) in place, in one fused pass.
+
+    Without momentum ``var -= learning_rate * grad``. Otherwise, with
+    ``step = learning_rate * grad``, ``velocity = velocity * momentum - step`` and then
+    ``var += velocity`` or, with Nesterov, ``var += momentum * velocity - step`` (Keras 3's
+    formulation, what :class:`cnnkit.optimizers.SGD` applies).
+
+    Parameters
+    ----------
+    var : numpy.ndarray, float32 or float64
+        Updated in place: writeable and C-contiguous.
+    grad : array_like, var's shape
+        Cast to var's dtype.
+    velocity : numpy.ndarray or None
+        var's dtype and shape, writeable and C-contiguous; required when momentum is not 0.
+    learning_rate : float
+        Finite; cast to var's dtype, as are ``momentum`` (in [0, 1]).
+    nesterov : bool
+
+    Notes
+    -----
+    Every element takes the operations of the NumPy formulas above in var's precision
+    (:func:`cnnkit.reference.sgd_update`), so the results are bit-identical to them and to
+    any number of threads. The arrays must not share memory.
+
+    Examples
+    --------
+    >>> w, m = np.ones(3, np.float32), np.zeros(3, np.float32)
+    >>> sgd_update(w, [1.0, 2.0, 3.0], m, learning_rate=0.5, momentum=0.9)
+    >>> w
+    array([ 0.5,  0. , -0.5], dtype=float32)
+    """
+    _core.sgd_update(var, grad, velocity, learning_rate, momentum, bool(nesterov))
+
+
+def adam_update(
+    var: np.ndarray,
+    grad: ArrayLike,
+    m: np.ndarray,
+    v: np.ndarray,
+    *,
+    step_size: float,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    v_hat: np.ndarray | None = None,
+) -> None:
+    """One Adam step on ``var`` and its moments ``m``, ``v`` in place, in one fused pass.
+
+    ``m += (grad - m) * (1 - beta_1)``, ``v += (grad**2 - v) * (1 - beta_2)`` and
+    ``var -= m * step_size / (sqrt(v) + epsilon)``, where ``step_size`` is the
+    bias-corrected rate ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` of step ``t``
+    (Keras 3's epsilon placement, what :class:`cnnkit.optimizers.Adam` applies). With
+    ``v_hat`` (AMSGrad) ``v_hat = maximum(v_hat, v)`` replaces ``v`` in the last formula.
+
+    Parameters
+    ----------
+    var : numpy.ndarray, float32 or float64
+        Updated in place: writeable and C-contiguous.
+    grad : array_like, var's shape
+        Cast to var's dtype.
+    m, v, v_hat : numpy.ndarray
+        var's dtype and shape, writeable and C-contiguous (``v_hat`` may be None).
+    step_size : float
+        Finite; ``1 - beta_1``, ``1 - beta_2`` (betas in [0, 1]) and ``epsilon`` (>= 0,
+        finite) are formed in float64 and then cast to var's dtype, as the NumPy formulas do.
+
+    Notes
+    -----
+    Bit-identical to :func:`cnnkit.reference.adam_update` and to any number of threads.
+    The arrays must not share memory.
+    """
+    _core.adam_update(var, grad, m, v, v_hat, step_size, beta_1, beta_2, epsilon)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _validate
+from . import _validate, ops, reference
 from . import schedules as _schedules
 from .saving import registry
 from .saving.registry import register_serializable
@@ -533,6 +533,17 @@ class Optimizer:
         return f"<{type(self).__name__} name={self.name!r} iterations={self.iterations}>"
 
 
+def _native_update(var: np.ndarray) -> bool:
+    """Whether the fused native update (:func:`cnnkit.ops.sgd_update`, ...) can update
+    ``var`` in place: float32 or float64, C-contiguous. Its slots, made by ``full_like``,
+    then are too. Other variables (float16, strided views) take the NumPy formulas of
+    :mod:`cnnkit.reference`, which give the same bits."""
+    return var.dtype in _NATIVE_DTYPES and var.flags.c_contiguous
+
+
+_NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 @register_serializable(package="cnnkit")
 class SGD(Optimizer):
     """Gradient descent, optionally with momentum (Keras 3 formulation).
@@ -574,19 +585,10 @@ class SGD(Optimizer):
         return self.momentum != 0
 
     def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
-        t = var.dtype.type
-        if self.momentum == 0:
-            var -= t(lr) * grad
-            return
-        m = self._slot("momentum", index)
-        mom = t(self.momentum)
-        step = t(lr) * grad
-        m *= mom
-        m -= step
-        if self.nesterov:
-            var += mom * m - step
-        else:
-            var += m
+        m = self._slot("momentum", index) if self.momentum != 0 else None
+        # One fused native pass where it applies, else the same formulas in NumPy.
+        update = ops.sgd_update if _native_update(var) else reference.sgd_update
+        update(var, grad, m, learning_rate=lr, momentum=self.momentum, nesterov=self.nesterov)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -639,18 +641,23 @@ class Adam(Optimizer):
         return name != "velocity_hat" or self.amsgrad
 
     def _update(self, grad: np.ndarray, var: np.ndarray, index: int, lr: float) -> None:
-        t = var.dtype.type
         step = self.iterations + 1
         alpha = lr * math.sqrt(1.0 - self.beta_2**step) / (1.0 - self.beta_1**step)
         m = self._slot("momentum", index)
         v = self._slot("velocity", index)
-        m += (grad - m) * t(1.0 - self.beta_1)
-        v += (np.square(grad) - v) * t(1.0 - self.beta_2)
-        if self.amsgrad:
-            v_hat = self._slot("velocity_hat", index)
-            np.maximum(v_hat, v, out=v_hat)
-            v = v_hat
-        var -= m * t(alpha) / (np.sqrt(v) + t(self.epsilon))
+        v_hat = self._slot("velocity_hat", index) if self.amsgrad else None
+        update = ops.adam_update if _native_update(var) else reference.adam_update
+        update(
+            var,
+            grad,
+            m,
+            v,
+            step_size=alpha,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+            v_hat=v_hat,
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ from . import _proposals
 
 __all__ = [
     "activation_backward",
+    "adam_update",
     "add_noise",
     "avg_pool",
     "avg_pool_backward",
@@ -61,6 +62,7 @@ __all__ = [
     "roi_pool",
     "roi_pool_backward",
     "selective_search",
+    "sgd_update",
     "sigmoid_focal_loss",
     "sliding_windows",
     "soft_nms",
@@ -1350,3 +1352,32 @@ def lrn_backward(x, dy, size, *, alpha=1e-4, beta=0.75, bias=1.0) -> np.ndarray:
     qp = np.pad(q, [(0, 0)] * (x.ndim - 1) + [(hi, lo)])
     held = np.sum([qp[..., i : i + c] for i in range(size)], axis=0)
     return (dy * s**-beta - 2 * beta * alpha / size * x * held).astype(dtype)
+
+
+def sgd_update(var, grad, velocity=None, *, learning_rate, momentum=0.0, nesterov=False) -> None:
+    t = var.dtype.type
+    grad = np.asarray(grad).astype(var.dtype, copy=False)
+    if momentum == 0:
+        var -= t(learning_rate) * grad
+        return
+    mom = t(momentum)
+    step = t(learning_rate) * grad
+    velocity *= mom
+    velocity -= step
+    if nesterov:
+        var += mom * velocity - step
+    else:
+        var += velocity
+
+
+def adam_update(
+    var, grad, m, v, *, step_size, beta_1=0.9, beta_2=0.999, epsilon=1e-7, v_hat=None
+) -> None:
+    t = var.dtype.type
+    grad = np.asarray(grad).astype(var.dtype, copy=False)
+    m += (grad - m) * t(1.0 - beta_1)
+    v += (np.square(grad) - v) * t(1.0 - beta_2)
+    if v_hat is not None:
+        np.maximum(v_hat, v, out=v_hat)
+        v = v_hat
+    var -= m * t(step_size) / (np.sqrt(v) + t(epsilon))
