@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "interrupt.hpp"
@@ -96,61 +97,68 @@ struct Endpoints {
   }
 };
 
-// Edges are sorted as 64-bit records: the top 32 bits of the weight's IEEE
-// representation (non-negative doubles order like their bits, so these order
-// like the weights up to ties) above the 32-bit id. Half the bytes of a
-// (weight, id) pair to move in each radix pass; the low 32 bits wait in a
-// table by id, for the ties and the merges that need the exact weight.
-constexpr uint64_t kTop = 0xFFFFFFFF00000000ull;
+// Edges are sorted as 64-bit records: the weight rounded to float32 above the
+// 32-bit id. Non-negative floats order like their IEEE bits, so a sort on the
+// top half orders the edges by float32 weight, and equal weights keep id order
+// (the input order of a stable sort). Rounding to float32 is the one departure
+// from scikit-image's float64 weights: it reorders only weights within a
+// relative 2^-24 of each other and moves a merge decision only when a weight
+// lies that close to a component's float32 threshold, and in exchange the
+// records carry their whole weight (no exact fix-up of runs of equal top bits)
+// and sort on 32 bits.
 inline uint32_t record_id(uint64_t r) { return uint32_t(r); }
-inline double as_double(uint64_t bits) {
-  double v;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
-inline uint64_t as_bits(double v) {
-  uint64_t bits;
+inline uint32_t record_key(uint64_t r) { return uint32_t(r >> 32); }
+inline uint32_t float_bits(float v) {
+  uint32_t bits;
   std::memcpy(&bits, &v, sizeof bits);
   return bits;
 }
+inline float bits_float(uint32_t bits) {
+  float v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
 
-constexpr int kDigitShift[3] = {32, 43, 54};
-constexpr size_t kBuckets = 2048;
-using RadixHistograms = std::array<std::array<int64_t, kBuckets>, 3>;
+constexpr int kDigits = 4;
+constexpr int kDigitBits = 8;  // 256 buckets: a pass's scattered writes stay in L1
+constexpr size_t kBuckets = size_t(1) << kDigitBits;
+using RadixHistograms = std::array<std::array<uint32_t, kBuckets>, kDigits>;
 
-// Stable LSD radix sort on the records' top 32 bits (digits of 11, 11 and 10
-// bits; a digit every record shares is skipped), from histograms counted
-// while the records were written. The input is in id order, so records with
-// equal top bits stay in id order.
-void radix_sort_top(std::vector<uint64_t>& e, RadixHistograms& hist) {
-  std::vector<uint64_t> tmp(e.size());
-  const int64_t n = int64_t(e.size());
-  for (int d = 0; d < 3; ++d) {
+inline void count_digits(RadixHistograms& hist, uint32_t key) {
+  for (int d = 0; d < kDigits; ++d) ++hist[size_t(d)][(key >> (d * kDigitBits)) & (kBuckets - 1)];
+}
+
+// Stable LSD radix sort of n records on their keys, from histograms counted
+// while the records were written (a digit every record shares is skipped);
+// tmp holds n records. The result is in e.
+void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& hist) {
+  for (int d = 0; d < kDigits; ++d) {
     auto& hh = hist[size_t(d)];
-    if (std::any_of(hh.begin(), hh.end(), [n](int64_t v) { return v == n; })) continue;
-    int64_t sum = 0;
+    if (std::any_of(hh.begin(), hh.end(), [n](uint32_t v) { return int64_t(v) == n; })) continue;
+    uint32_t sum = 0;
     for (auto& v : hh) {
-      const int64_t c = v;
+      const uint32_t c = v;
       v = sum;
       sum += c;
     }
-    const int shift = kDigitShift[d];
-    const uint64_t* src = e.data();
-    uint64_t* dst = tmp.data();
+    const int shift = 32 + d * kDigitBits;
+    const uint64_t* src = e;
+    uint64_t* dst = tmp;
     for (int64_t i = 0; i < n; ++i) {
       const uint64_t x = src[i];
       dst[hh[(x >> shift) & (kBuckets - 1)]++] = x;
     }
-    e.swap(tmp);
+    std::swap(e, tmp);
   }
 }
 
 // One pixel's union-find node: its parent and, while it is a root, its
-// component's threshold Int(C) + k / |C| (float32 as scikit-image holds it),
-// side by side so that a find brings the threshold along.
+// component's threshold Int(C) + k / |C| (float32 as scikit-image holds it,
+// kept as its bits to compare with the record keys), side by side so that a
+// find brings the threshold along.
 struct Node {
   int32_t parent;  // fewer than 2^30 pixels
-  float threshold;
+  uint32_t threshold;
 };
 
 // Union-find whose root is the smallest pixel of its set (as scikit-image's),
@@ -207,12 +215,13 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   // sequential loops test the token once per 2^14 steps of a few ns each.
   const StopToken stop;
   const Endpoints endpoints(w);
-  constexpr size_t kStopStride = size_t(1) << 14;
+  constexpr int64_t kStopStride = int64_t(1) << 14;
   const int64_t edges_count = h * (w - 1) + (h - 1) * w + 2 * (h - 1) * (w - 1);
-  std::vector<uint64_t> edges(static_cast<size_t>(edges_count));
-  std::vector<uint32_t> low(static_cast<size_t>(4 * n));  // by id
+  // Uninitialised: every record is written before it is read.
+  std::unique_ptr<uint64_t[]> records(new uint64_t[size_t(edges_count)]);
+  std::unique_ptr<uint64_t[]> spare(new uint64_t[size_t(edges_count)]);
   // Each thread smooths and weighs a band of rows (plus the row below it) into
-  // its place in `edges`; its histograms are summed after (integers: exact).
+  // its place in the records; its histograms are summed after (integers: exact).
   const int64_t taps_work = int64_t(2 * (4.0 * params.sigma + 0.5) + 1);
   const int threads = std::max<int>(1, std::min<int64_t>(h, threads_for(n * c * taps_work, 1 << 16)));
   std::vector<RadixHistograms> hists(static_cast<size_t>(threads));  // zeros
@@ -225,26 +234,27 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     std::vector<double> rows(size_t(2 * w * c)), buf(size_t(4 * w));
     double* cur = rows.data();
     double* nxt = cur + w * c;
-    double* group[4] = {buf.data(), buf.data() + w, buf.data() + 2 * w, buf.data() + 3 * w};
-    uint64_t* out = edges.data() + y0 * (4 * w - 3);
+    const double* group[4] = {buf.data(), buf.data() + w, buf.data() + 2 * w, buf.data() + 3 * w};
+    uint64_t* out = records.get() + y0 * (4 * w - 3);
+    auto emit = [&](uint32_t id, double weight) {
+      const uint32_t key = float_bits(static_cast<float>(weight));
+      *out++ = uint64_t(key) << 32 | id;
+      count_digits(hist, key);
+    };
     if (y0 < y1) smoother.row(y0, cur);
     for (int64_t y = y0; y < y1; ++y) {
       if (stop) break;
       const bool below = y + 1 < h;
       if (below) smoother.row(y + 1, nxt);
-      row_weights(cur, below ? nxt : nullptr, w, c, group[0], group[1], group[2], group[3]);
-      const int64_t groups = below ? 4 : 1;
-      for (int64_t x = 0; x < w; ++x) {
-        const uint32_t base = uint32_t(4 * (y * w + x));
-        for (int64_t g = 0; g < groups; ++g) {
-          if (g != 1 && x + 1 == w) continue;
-          const uint64_t bits = as_bits(group[g][x]);
-          const uint32_t id = base + uint32_t(g);
-          low[id] = uint32_t(bits);
-          const uint64_t r = (bits & kTop) | id;
-          *out++ = r;
-          for (int d = 0; d < 3; ++d) ++hist[size_t(d)][(r >> kDigitShift[d]) & (kBuckets - 1)];
-        }
+      row_weights(cur, below ? nxt : nullptr, w, c, buf.data(), buf.data() + w,
+                  buf.data() + 2 * w, buf.data() + 3 * w);
+      const uint32_t base = uint32_t(4 * y * w);
+      if (below) {
+        for (int64_t x = 0; x + 1 < w; ++x)
+          for (uint32_t g = 0; g < 4; ++g) emit(base + uint32_t(4 * x) + g, group[g][x]);
+        emit(base + uint32_t(4 * (w - 1)) + 1, group[1][w - 1]);
+      } else {
+        for (int64_t x = 0; x + 1 < w; ++x) emit(base + uint32_t(4 * x), group[0][x]);
       }
       std::swap(cur, nxt);
     }
@@ -252,65 +262,51 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   if (stop) return 0;
   RadixHistograms& hist = hists[0];
   for (size_t t = 1; t < hists.size(); ++t)
-    for (int d = 0; d < 3; ++d)
+    for (int d = 0; d < kDigits; ++d)
       for (size_t i = 0; i < kBuckets; ++i) hist[size_t(d)][i] += hists[t][size_t(d)][i];
-  radix_sort_top(edges, hist);
+  uint64_t* edges = records.get();
+  uint64_t* tmp = spare.get();
+  radix_sort_keys(edges, tmp, edges_count, hist);
   if (stop) return 0;
-  auto full = [&](uint64_t r) { return as_double((r & kTop) | low[record_id(r)]); };
-  // Exact order: within each run of equal top bits, a stable sort by the full
-  // weight (runs are short, or flat regions of equal weights already in order).
-  auto by_weight = [&](uint64_t p, uint64_t q) { return full(p) < full(q); };
-  for (size_t i = 0; i < edges.size();) {
-    size_t j = i + 1;
-    const uint64_t top = edges[i] & kTop;
-    while (j < edges.size() && (edges[j] & kTop) == top) ++j;
-    if (j - i > 1 && !std::is_sorted(edges.begin() + i, edges.begin() + j, by_weight))
-      std::stable_sort(edges.begin() + i, edges.begin() + j, by_weight);
-    i = j;
-  }
 
   std::vector<Node> forest(static_cast<size_t>(n));
   Node* nodes = forest.data();
   const double k = params.scale / 255.0;  // scikit-image's rescaling of scale
   // Each root's threshold changes only when its component grows.
-  const float first_threshold = static_cast<float>(0.0 + k / 1.0);
+  const uint32_t first_threshold = float_bits(static_cast<float>(0.0 + k / 1.0));
   for (int64_t i = 0; i < n; ++i) nodes[i] = {int32_t(i), first_threshold};
   std::vector<int32_t> size(size_t(n), 1);
   // Edges that join no two components here are kept, in order, at the front
   // of `edges` for the min_size pass: the others lie inside a component by
   // then (components only grow).
-  size_t kept = 0;
+  int64_t kept = 0;
   // The edges visit pixels in no order: the nodes a few edges ahead are fetched
   // while this one is handled.
-  constexpr size_t kAhead = 16;
-  auto prefetch = [&](const void* base, size_t elem, size_t i) {
-    if (i >= edges.size()) return;
+  constexpr int64_t kAhead = 16;
+  auto prefetch = [&](const void* base, size_t elem, int64_t i, int64_t end) {
+    if (i >= end) return;
     int64_t a, b;
     endpoints(record_id(edges[i]), a, b);
     __builtin_prefetch(static_cast<const char*>(base) + a * elem);
     __builtin_prefetch(static_cast<const char*>(base) + b * elem);
   };
-  for (size_t i = 0; i < edges.size(); ++i) {
+  for (int64_t i = 0; i < edges_count; ++i) {
     if (i % kStopStride == 0 && stop) return 0;
-    prefetch(nodes, sizeof(Node), i + kAhead);
+    prefetch(nodes, sizeof(Node), i + kAhead, edges_count);
     const uint64_t e = edges[i];
     int64_t a, b;
     endpoints(record_id(e), a, b);
     a = find(nodes, a);
     b = find(nodes, b);
     if (a == b) continue;
-    const double limit = double(std::min(nodes[a].threshold, nodes[b].threshold));
-    // The record's top bits bound the weight from below: no merge when they reach the limit.
-    if ((e & kTop) >= as_bits(limit)) {
-      edges[kept++] = e;
-      continue;
-    }
-    const double v = full(e);
-    if (v < limit) {
+    // Both sides are float bits of non-negative numbers: compared as integers.
+    const uint32_t key = record_key(e);
+    if (key < std::min(nodes[a].threshold, nodes[b].threshold)) {
       if (b < a) std::swap(a, b);
       nodes[b].parent = int32_t(a);
       size[size_t(a)] += size[size_t(b)];
-      nodes[a].threshold = static_cast<float>(v + k / double(size[size_t(a)]));
+      nodes[a].threshold = float_bits(
+          static_cast<float>(double(bits_float(key)) + k / double(size[size_t(a)])));
     } else {
       edges[kept++] = e;
     }
@@ -329,12 +325,22 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     small += up == p && size[size_t(p)] < params.min_size;
     in_small[size_t(p)] = size[size_t(up)] < params.min_size;
   }
-  for (size_t i = 0; i < kept && small > 0; ++i) {
+  // The flagged edges are gathered first without a branch: flagged or not is
+  // as good as random in sorted order, and a mispredicted test per edge cost
+  // more than this extra sweep.
+  int64_t flagged = 0;
+  for (int64_t i = 0; i < kept && small > 0; ++i) {
+    const uint64_t e = edges[i];
+    int64_t a, b;
+    endpoints(record_id(e), a, b);
+    edges[flagged] = e;
+    flagged += in_small[size_t(a)] | in_small[size_t(b)];
+  }
+  for (int64_t i = 0; i < flagged && small > 0; ++i) {
     if (i % kStopStride == 0 && stop) return 0;
-    prefetch(in_small.data(), 1, i + kAhead);
+    prefetch(nodes, sizeof(Node), i + kAhead, flagged);
     int64_t a, b;
     endpoints(record_id(edges[i]), a, b);
-    if (!(in_small[size_t(a)] | in_small[size_t(b)])) continue;
     a = find(nodes, a);
     b = find(nodes, b);
     if (a == b) continue;
