@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "interrupt.hpp"
@@ -152,23 +153,43 @@ void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& h
   }
 }
 
-// One pixel's union-find node: its parent and, while it is a root, its
-// component's threshold Int(C) + k / |C| (float32 as scikit-image holds it,
-// kept as its bits to compare with the record keys), side by side so that a
-// find brings the threshold along.
+// c ? x : y without a branch: the conditions of the union-find are as good as
+// random, and the compiler turns a plain ?: (or masks) into a branch there,
+// or into several instructions per selection.
+template <typename T>
+inline T pick(bool c, T x, T y) {
+  static_assert(std::is_integral_v<T> && (sizeof(T) == 4 || sizeof(T) == 8));
+#if defined(__x86_64__)
+  __asm__("test %[c], %[c]\n\tcmovne %[x], %[y]" : [y] "+r"(y) : [c] "r"(c), [x] "r"(x) : "cc");
+  return y;
+#else
+  return c ? x : y;
+#endif
+}
+
+// One pixel's union-find node, 8 bytes so that a find brings everything an
+// edge needs in one access: `up` is the parent, or minus the component's size
+// at a root; `threshold` is a root's Int(C) + k / |C| (float32 as
+// scikit-image holds it, kept as its bits to compare with the record keys).
 struct Node {
-  int32_t parent;  // fewer than 2^30 pixels
+  int32_t up;  // fewer than 2^30 pixels
   uint32_t threshold;
 };
 
-// Union-find whose root is the smallest pixel of its set (as scikit-image's),
-// so that numbering roots in raster order numbers segments by first pixel.
+// Union by size with path compression. The root a pixel reaches is not the
+// smallest pixel of its set (scikit-image's is): the numbering by first pixel
+// is done at the end instead, and the partition does not depend on which
+// pixel is the root. Union by size keeps the trees shallow, so that two
+// hops without a branch reach the root of almost every pixel: a loop that
+// ends after zero, one or two steps at random mispredicted once per find.
 inline int64_t find(Node* nodes, int64_t i) {
-  while (nodes[i].parent != i) {
-    nodes[i].parent = nodes[nodes[i].parent].parent;
-    i = nodes[i].parent;
-  }
-  return i;
+  const int32_t p = nodes[i].up;
+  const int64_t r1 = pick(p < 0, i, int64_t(p));
+  const int32_t q = nodes[r1].up;
+  int64_t r = pick(q < 0, r1, int64_t(q));
+  while (nodes[r].up >= 0) r = nodes[r].up;  // rarely entered
+  nodes[i].up = pick(p < 0, p, int32_t(r));
+  return r;
 }
 
 // The squared colour distance of each edge of row y in each group, channels
@@ -274,8 +295,7 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   const double k = params.scale / 255.0;  // scikit-image's rescaling of scale
   // Each root's threshold changes only when its component grows.
   const uint32_t first_threshold = float_bits(static_cast<float>(0.0 + k / 1.0));
-  for (int64_t i = 0; i < n; ++i) nodes[i] = {int32_t(i), first_threshold};
-  std::vector<int32_t> size(size_t(n), 1);
+  for (int64_t i = 0; i < n; ++i) nodes[i] = {-1, first_threshold};
   // Edges that join no two components here are kept, in order, at the front
   // of `edges` for the min_size pass: the others lie inside a component by
   // then (components only grow).
@@ -290,6 +310,11 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     __builtin_prefetch(static_cast<const char*>(base) + a * elem);
     __builtin_prefetch(static_cast<const char*>(base) + b * elem);
   };
+  // The merge decisions are as good as random in sorted order: rather than
+  // branch on them, every edge writes both roots back, unchanged when it does
+  // not merge, and every edge is written to the kept list, which only
+  // advances for the edges it keeps. With a == b both writes go to one node
+  // and leave it as it was.
   for (int64_t i = 0; i < edges_count; ++i) {
     if (i % kStopStride == 0 && stop) return 0;
     prefetch(nodes, sizeof(Node), i + kAhead, edges_count);
@@ -298,32 +323,35 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     endpoints(record_id(e), a, b);
     a = find(nodes, a);
     b = find(nodes, b);
-    if (a == b) continue;
+    const Node na = nodes[a], nb = nodes[b];
     // Both sides are float bits of non-negative numbers: compared as integers.
     const uint32_t key = record_key(e);
-    if (key < std::min(nodes[a].threshold, nodes[b].threshold)) {
-      if (b < a) std::swap(a, b);
-      nodes[b].parent = int32_t(a);
-      size[size_t(a)] += size[size_t(b)];
-      nodes[a].threshold = float_bits(
-          static_cast<float>(double(bits_float(key)) + k / double(size[size_t(a)])));
-    } else {
-      edges[kept++] = e;
-    }
+    const bool apart = a != b;
+    const bool merge = apart & (key < std::min(na.threshold, nb.threshold));
+    const bool a_big = na.up <= nb.up;  // sizes are negated
+    const int64_t big = pick(a_big, a, b), little = a ^ b ^ big;
+    const int32_t little_up = pick(a_big, nb.up, na.up);
+    const int32_t grown = na.up + nb.up;
+    const uint32_t threshold =
+        float_bits(static_cast<float>(double(bits_float(key)) + k / double(-grown)));
+    nodes[little].up = pick(merge, int32_t(big), little_up);
+    nodes[big].up = pick(merge, grown, nodes[big].up);
+    nodes[big].threshold = pick(merge, threshold, nodes[big].threshold);
+    edges[kept] = e;
+    kept += apart & !merge;
   }
   // The min_size pass. Components below min_size are counted, so that the pass
   // stops when none is left; and a component that starts the pass at min_size or
   // above never falls below it, so an edge between two such never merges: a
   // byte per pixel flags the others, and only their edges need finds.
-  // Parents are smaller than their children, so one ascending sweep points every
-  // pixel at its root.
+  const int64_t min_size = params.min_size;
   int64_t small = 0;
   std::vector<uint8_t> in_small(static_cast<size_t>(n));
   for (int64_t p = 0; p < n; ++p) {
-    int32_t& up = nodes[p].parent;
-    up = nodes[up].parent;
-    small += up == p && size[size_t(p)] < params.min_size;
-    in_small[size_t(p)] = size[size_t(up)] < params.min_size;
+    const int64_t r = find(nodes, p);
+    const bool below = -int64_t(nodes[r].up) < min_size;
+    small += (r == p) & below;
+    in_small[size_t(p)] = below;
   }
   // The flagged edges are gathered first without a branch: flagged or not is
   // as good as random in sorted order, and a mispredicted test per edge cost
@@ -343,20 +371,27 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     endpoints(record_id(edges[i]), a, b);
     a = find(nodes, a);
     b = find(nodes, b);
-    if (a == b) continue;
-    const bool small_a = size[size_t(a)] < params.min_size;
-    const bool small_b = size[size_t(b)] < params.min_size;
-    if (small_a || small_b) {
-      if (b < a) std::swap(a, b);
-      nodes[b].parent = int32_t(a);
-      size[size_t(a)] += size[size_t(b)];
-      small += int64_t(size[size_t(a)] < params.min_size) - small_a - small_b;
-    }
+    const Node na = nodes[a], nb = nodes[b];
+    const bool small_a = -int64_t(na.up) < min_size;
+    const bool small_b = -int64_t(nb.up) < min_size;
+    const bool merge = (a != b) & (small_a | small_b);  // no branch, as above
+    const bool a_big = na.up <= nb.up;
+    const int64_t big = pick(a_big, a, b), little = a ^ b ^ big;
+    const int32_t little_up = pick(a_big, nb.up, na.up);
+    const int32_t grown = na.up + nb.up;
+    nodes[little].up = pick(merge, int32_t(big), little_up);
+    nodes[big].up = pick(merge, grown, nodes[big].up);
+    small += pick(merge, int64_t(-int64_t(grown) < min_size) - small_a - small_b, int64_t(0));
   }
+  // Segments numbered by first pixel in raster order: labels[root] holds its
+  // segment's number from the segment's first pixel on (labels of non-roots
+  // are written but never read as numbers).
+  std::fill(labels, labels + n, -1);
   int64_t count = 0;
   for (int64_t p = 0; p < n; ++p) {
     const int64_t r = find(nodes, p);
-    labels[p] = r == p ? count++ : labels[r];
+    if (labels[r] < 0) labels[r] = count++;
+    labels[p] = labels[r];
   }
   return count;
 }
