@@ -99,14 +99,18 @@ struct Endpoints {
 };
 
 // Edges are sorted as 64-bit records: the weight rounded to float32 above the
-// 32-bit id. Non-negative floats order like their IEEE bits, so a sort on the
-// top half orders the edges by float32 weight, and equal weights keep id order
-// (the input order of a stable sort). Rounding to float32 is the one departure
-// from scikit-image's float64 weights: it reorders only weights within a
-// relative 2^-24 of each other and moves a merge decision only when a weight
-// lies that close to a component's float32 threshold, and in exchange the
-// records carry their whole weight (no exact fix-up of runs of equal top bits)
-// and sort on 32 bits.
+// 32-bit id. Non-negative floats order like their IEEE bits, and the sort is
+// on the top 24 of them (sign, exponent and 15 mantissa bits: the weights
+// quantised to a relative 2^-15) in three passes of 8 bits; equal quantised
+// weights keep id order (the input order of a stable sort). These are the
+// departures from scikit-image's order of float64 weights: they reorder only
+// weights within a relative 3e-5 of each other (and float32 rounding moves a
+// merge decision only when a weight lies within a float32 rounding of a
+// component's float32 threshold). On scikit-image's photographs 15 of 18 label maps stay
+// identical, the others at an adjusted Rand index above 0.9998 (a fourth pass,
+// the full float32 order, changed fewer maps; a 16-bit key, two passes, moved
+// hundreds of segments). In exchange the records carry their weight for the
+// merges (no table by id), and sort on 24 bits rather than 64.
 inline uint32_t record_id(uint64_t r) { return uint32_t(r); }
 inline uint32_t record_key(uint64_t r) { return uint32_t(r >> 32); }
 inline uint32_t float_bits(float v) {
@@ -120,16 +124,19 @@ inline float bits_float(uint32_t bits) {
   return v;
 }
 
-constexpr int kDigits = 4;
+constexpr int kDigits = 3;
 constexpr int kDigitBits = 8;  // 256 buckets: a pass's scattered writes stay in L1
+constexpr int kUnsortedBits = 32 - kDigits * kDigitBits;  // low key bits the sort ignores
 constexpr size_t kBuckets = size_t(1) << kDigitBits;
 using RadixHistograms = std::array<std::array<uint32_t, kBuckets>, kDigits>;
 
+inline int digit_shift(int d) { return kUnsortedBits + d * kDigitBits; }  // within the key
+
 inline void count_digits(RadixHistograms& hist, uint32_t key) {
-  for (int d = 0; d < kDigits; ++d) ++hist[size_t(d)][(key >> (d * kDigitBits)) & (kBuckets - 1)];
+  for (int d = 0; d < kDigits; ++d) ++hist[size_t(d)][(key >> digit_shift(d)) & (kBuckets - 1)];
 }
 
-// Stable LSD radix sort of n records on their keys, from histograms counted
+// Stable LSD radix sort of n records on their keys' top bits, from histograms counted
 // while the records were written (a digit every record shares is skipped);
 // tmp holds n records. The result is in e.
 void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& hist) {
@@ -142,7 +149,7 @@ void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& h
       v = sum;
       sum += c;
     }
-    const int shift = 32 + d * kDigitBits;
+    const int shift = 32 + digit_shift(d);
     const uint64_t* src = e;
     uint64_t* dst = tmp;
     for (int64_t i = 0; i < n; ++i) {
