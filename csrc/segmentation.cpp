@@ -1,3 +1,5 @@
+#define CNNKIT_ISA_NS baseline
+#include "segmentation_rows_impl.hpp"
 #include "segmentation.hpp"
 
 #include <omp.h>
@@ -10,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
 
@@ -40,6 +43,24 @@ std::vector<double> gaussian_kernel(double sigma) {
   return w;
 }
 
+// The row arithmetic for the instruction set in use.
+struct RowKernels {
+  decltype(&segmentation_impl::baseline::taps_sum) taps_sum;
+  decltype(&segmentation_impl::baseline::row_weights) row_weights;
+};
+
+RowKernels row_kernels() {
+#ifdef CNNKIT_HAVE_AVX512
+  if (active_isa() == Isa::avx512)
+    return {&segmentation_impl::avx512::taps_sum, &segmentation_impl::avx512::row_weights};
+#endif
+#ifdef CNNKIT_HAVE_AVX2
+  if (active_isa() == Isa::avx2)
+    return {&segmentation_impl::avx2::taps_sum, &segmentation_impl::avx2::row_weights};
+#endif
+  return {&segmentation_impl::baseline::taps_sum, &segmentation_impl::baseline::row_weights};
+}
+
 // Separable smoothing as scipy applies it, one output row at a time: rows
 // direction (axis 0) first, then columns (axis 1), channels untouched. Each
 // output is accumulated tap by tap in kernel order, so the NumPy reference
@@ -48,14 +69,18 @@ std::vector<double> gaussian_kernel(double sigma) {
 struct RowSmoother {
   const double* image;
   int64_t h, w, c, line, radius;
+  RowKernels kernels;
   std::vector<double> taps, across, padded;
-  RowSmoother(const double* image_, int64_t h_, int64_t w_, int64_t c_, double sigma)
-      : image(image_), h(h_), w(w_), c(c_), line(w_ * c_), radius(0) {
+  std::vector<const double*> sources;
+  RowSmoother(const double* image_, int64_t h_, int64_t w_, int64_t c_, double sigma,
+              const RowKernels& kernels_)
+      : image(image_), h(h_), w(w_), c(c_), line(w_ * c_), radius(0), kernels(kernels_) {
     if (sigma <= 1e-15) return;  // scipy skips axes with sigma ~ 0
     taps = gaussian_kernel(sigma);
     radius = int64_t(taps.size()) / 2;
     across.resize(size_t(line));
     padded.resize(size_t((w + 2 * radius) * c));
+    sources.resize(taps.size());
   }
   void row(int64_t y, double* dst) {
     if (taps.empty()) {
@@ -63,22 +88,13 @@ struct RowSmoother {
       return;
     }
     const int64_t n = int64_t(taps.size());
-    double* t0 = across.data();
-    std::fill(t0, t0 + line, 0.0);
-    for (int64_t t = 0; t < n; ++t) {
-      const double* src = image + reflect(y + t - radius, h) * line;
-      const double wt = taps[size_t(t)];
-      for (int64_t i = 0; i < line; ++i) t0[i] += wt * src[i];
-    }
+    for (int64_t t = 0; t < n; ++t) sources[size_t(t)] = image + reflect(y + t - radius, h) * line;
+    kernels.taps_sum(sources.data(), taps.data(), n, line, across.data());
     for (int64_t x = -radius; x < w + radius; ++x)
-      std::memcpy(&padded[size_t((x + radius) * c)], t0 + reflect(x, w) * c,
+      std::memcpy(&padded[size_t((x + radius) * c)], across.data() + reflect(x, w) * c,
                   size_t(c) * sizeof(double));
-    std::fill(dst, dst + line, 0.0);
-    for (int64_t t = 0; t < n; ++t) {
-      const double* p = padded.data() + t * c;
-      const double wt = taps[size_t(t)];
-      for (int64_t i = 0; i < line; ++i) dst[i] += wt * p[i];
-    }
+    for (int64_t t = 0; t < n; ++t) sources[size_t(t)] = padded.data() + t * c;
+    kernels.taps_sum(sources.data(), taps.data(), n, line, dst);
   }
 };
 
@@ -199,40 +215,6 @@ inline int64_t find(Node* nodes, int64_t i) {
   return r;
 }
 
-// The squared colour distance of each edge of row y in each group, channels
-// summed in order (NumPy's sum over a short axis), then the root.
-void row_weights(const double* row, const double* next, int64_t w, int64_t c, double* right,
-                 double* down, double* diag, double* anti) {
-  std::fill(right, right + w, 0.0);
-  std::fill(down, down + w, 0.0);
-  std::fill(diag, diag + w, 0.0);
-  std::fill(anti, anti + w, 0.0);
-  const bool below = next != nullptr;
-  for (int64_t k = 0; k < c; ++k) {
-    for (int64_t x = 0; x + 1 < w; ++x) {
-      const double d = row[(x + 1) * c + k] - row[x * c + k];
-      right[x] += d * d;
-    }
-    if (!below) continue;
-    for (int64_t x = 0; x < w; ++x) {
-      const double d = next[x * c + k] - row[x * c + k];
-      down[x] += d * d;
-    }
-    for (int64_t x = 0; x + 1 < w; ++x) {
-      const double d = next[(x + 1) * c + k] - row[x * c + k];
-      const double e = next[x * c + k] - row[(x + 1) * c + k];
-      diag[x] += d * d;
-      anti[x] += e * e;
-    }
-  }
-  for (int64_t x = 0; x < w; ++x) {
-    right[x] = std::sqrt(right[x]);
-    down[x] = std::sqrt(down[x]);
-    diag[x] = std::sqrt(diag[x]);
-    anti[x] = std::sqrt(anti[x]);
-  }
-}
-
 }  // namespace
 
 int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
@@ -253,13 +235,14 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   const int64_t taps_work = int64_t(2 * (4.0 * params.sigma + 0.5) + 1);
   const int threads = std::max<int>(1, std::min<int64_t>(h, threads_for(n * c * taps_work, 1 << 16)));
   std::vector<RadixHistograms> hists(static_cast<size_t>(threads));  // zeros
+  const RowKernels kernels = row_kernels();
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
     RadixHistograms& hist = hists[size_t(part)];
     const int64_t y0 = h * part / parts, y1 = h * (part + 1) / parts;
-    RowSmoother smoother(image, h, w, c, params.sigma);
-    std::vector<double> rows(size_t(2 * w * c)), buf(size_t(4 * w));
+    RowSmoother smoother(image, h, w, c, params.sigma, kernels);
+    std::vector<double> rows(size_t(2 * w * c)), buf(size_t(4 * w)), scratch(size_t(w * c));
     double* cur = rows.data();
     double* nxt = cur + w * c;
     const double* group[4] = {buf.data(), buf.data() + w, buf.data() + 2 * w, buf.data() + 3 * w};
@@ -274,8 +257,8 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
       if (stop) break;
       const bool below = y + 1 < h;
       if (below) smoother.row(y + 1, nxt);
-      row_weights(cur, below ? nxt : nullptr, w, c, buf.data(), buf.data() + w,
-                  buf.data() + 2 * w, buf.data() + 3 * w);
+      kernels.row_weights(cur, below ? nxt : nullptr, w, c, buf.data(), buf.data() + w,
+                          buf.data() + 2 * w, buf.data() + 3 * w, scratch.data());
       const uint32_t base = uint32_t(4 * y * w);
       if (below) {
         for (int64_t x = 0; x + 1 < w; ++x)
