@@ -8,7 +8,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
-#include <memory>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -176,6 +176,44 @@ void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& h
   }
 }
 
+// The records' memory (16 bytes per edge: 16 MiB at 512 x 512) outlives the
+// call: freed, glibc hands it back to the kernel, which faults and zeroes its
+// pages again on the next call (4,000 page faults at 512 x 512, several ms).
+// One block is kept for the process, up to kKeptRecordBytes; a call takes it
+// when it is large enough and free (concurrent calls allocate their own), and
+// the largest block a call used is kept after it.
+class RecordMemory {
+ public:
+  static constexpr size_t kKeptRecordBytes = size_t(64) << 20;
+
+  explicit RecordMemory(size_t records) {
+    {
+      std::lock_guard<std::mutex> lock(mutex());
+      if (kept().size() >= records) block_.swap(kept());
+    }
+    if (block_.size() < records) block_ = std::vector<uint64_t>(records);
+  }
+  ~RecordMemory() {
+    if (block_.size() * sizeof(uint64_t) > kKeptRecordBytes) return;
+    std::lock_guard<std::mutex> lock(mutex());
+    if (kept().size() < block_.size()) kept().swap(block_);
+  }
+  RecordMemory(const RecordMemory&) = delete;
+  RecordMemory& operator=(const RecordMemory&) = delete;
+  uint64_t* data() { return block_.data(); }
+
+ private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<uint64_t>& kept() {
+    static std::vector<uint64_t> block;
+    return block;
+  }
+  std::vector<uint64_t> block_;
+};
+
 // c ? x : y without a branch: the conditions of the union-find are as good as
 // random, and the compiler turns a plain ?: (or masks) into a branch there,
 // or into several instructions per selection.
@@ -227,13 +265,13 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   const Endpoints endpoints(w);
   constexpr int64_t kStopStride = int64_t(1) << 14;
   const int64_t edges_count = h * (w - 1) + (h - 1) * w + 2 * (h - 1) * (w - 1);
-  // Uninitialised: every record is written before it is read.
-  std::unique_ptr<uint64_t[]> records(new uint64_t[size_t(edges_count)]);
-  std::unique_ptr<uint64_t[]> spare(new uint64_t[size_t(edges_count)]);
+  RecordMemory memory(size_t(2 * edges_count));  // the records and the sort's second buffer
+  uint64_t* const records = memory.data();
   // Each thread smooths and weighs a band of rows (plus the row below it) into
   // its place in the records; its histograms are summed after (integers: exact).
   const int64_t taps_work = int64_t(2 * (4.0 * params.sigma + 0.5) + 1);
-  const int threads = std::max<int>(1, std::min<int64_t>(h, threads_for(n * c * taps_work, 1 << 16)));
+  const int threads =
+      std::max<int>(1, std::min<int64_t>(h, threads_for(n * c * taps_work, 1 << 16)));
   std::vector<RadixHistograms> hists(static_cast<size_t>(threads));  // zeros
   const RowKernels kernels = row_kernels();
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -246,7 +284,7 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     double* cur = rows.data();
     double* nxt = cur + w * c;
     const double* group[4] = {buf.data(), buf.data() + w, buf.data() + 2 * w, buf.data() + 3 * w};
-    uint64_t* out = records.get() + y0 * (4 * w - 3);
+    uint64_t* out = records + y0 * (4 * w - 3);
     auto emit = [&](uint32_t id, double weight) {
       const uint32_t key = float_bits(static_cast<float>(weight));
       *out++ = uint64_t(key) << 32 | id;
@@ -275,8 +313,8 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   for (size_t t = 1; t < hists.size(); ++t)
     for (int d = 0; d < kDigits; ++d)
       for (size_t i = 0; i < kBuckets; ++i) hist[size_t(d)][i] += hists[t][size_t(d)][i];
-  uint64_t* edges = records.get();
-  uint64_t* tmp = spare.get();
+  uint64_t* edges = records;
+  uint64_t* tmp = records + edges_count;
   radix_sort_keys(edges, tmp, edges_count, hist);
   if (stop) return 0;
 

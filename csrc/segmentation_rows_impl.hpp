@@ -56,7 +56,8 @@ void distances(const double* a, const double* b, int64_t count, int64_t c, doubl
     sq[i] = d * d;
   }
   if (c == 3) {
-    for (int64_t x = 0; x < count; ++x) out[x] = std::sqrt(sq[3 * x] + sq[3 * x + 1] + sq[3 * x + 2]);
+    for (int64_t x = 0; x < count; ++x)
+      out[x] = std::sqrt(sq[3 * x] + sq[3 * x + 1] + sq[3 * x + 2]);
   } else if (c == 1) {
     for (int64_t x = 0; x < count; ++x) out[x] = std::sqrt(sq[x]);
   } else {
