@@ -122,11 +122,11 @@ struct Endpoints {
 // departures from scikit-image's order of float64 weights: they reorder only
 // weights within a relative 3e-5 of each other (and float32 rounding moves a
 // merge decision only when a weight lies within a float32 rounding of a
-// component's float32 threshold). On scikit-image's photographs 15 of 18 label maps stay
-// identical, the others at an adjusted Rand index above 0.9998 (a fourth pass,
-// the full float32 order, changed fewer maps; a 16-bit key, two passes, moved
-// hundreds of segments). In exchange the records carry their weight for the
-// merges (no table by id), and sort on 24 bits rather than 64.
+// component's float32 threshold). On scikit-image's photographs 15 of 18
+// label maps stay identical, the others at an adjusted Rand index above
+// 0.9998 (a fourth pass, the full float32 order, changed fewer maps; a 16-bit
+// key, two passes, moved hundreds of segments). In exchange the records carry
+// their weight for the merges (no table by id), and sort on 24 bits, not 64.
 inline uint32_t record_id(uint64_t r) { return uint32_t(r); }
 inline uint32_t record_key(uint64_t r) { return uint32_t(r >> 32); }
 inline uint32_t float_bits(float v) {
@@ -152,9 +152,9 @@ inline void count_digits(RadixHistograms& hist, uint32_t key) {
   for (int d = 0; d < kDigits; ++d) ++hist[size_t(d)][(key >> digit_shift(d)) & (kBuckets - 1)];
 }
 
-// Stable LSD radix sort of n records on their keys' top bits, from histograms counted
-// while the records were written (a digit every record shares is skipped);
-// tmp holds n records. The result is in e.
+// Stable LSD radix sort of n records on their keys' top bits, from histograms
+// counted while the records were written (a digit every record shares is
+// skipped); tmp holds n records. The result is in e.
 void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& hist) {
   for (int d = 0; d < kDigits; ++d) {
     auto& hh = hist[size_t(d)];
