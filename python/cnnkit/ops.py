@@ -1468,9 +1468,12 @@ def felzenszwalb(
     increasing weight and join two components ``A`` and ``B`` when the weight
     is below ``min(Int(A) + k / |A|, Int(B) + k / |B|)`` with ``k = scale / 255``
     and ``Int`` the largest weight inside a component; finally, components
-    smaller than ``min_size`` are merged along the sorted edges. The partition
-    is the same as scikit-image's up to the order of equal edge weights, which
-    scikit-image leaves unspecified and cnnkit breaks by pixel.
+    smaller than ``min_size`` are merged along the sorted edges. The weights
+    are rounded to float32 (scikit-image keeps float64) and sorted by a radix
+    sort on their top 24 bits (a relative precision of 2^-15), equal keys in
+    pixel order (scikit-image leaves the order of equal weights unspecified):
+    the partitions agree closely, not always exactly (on scikit-image's
+    photographs an adjusted Rand index above 0.999, segment counts within one).
 
     Parameters
     ----------

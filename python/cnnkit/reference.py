@@ -1211,8 +1211,11 @@ def felzenszwalb(image, *, scale=1.0, sigma=0.8, min_size=20) -> np.ndarray:
         x = _gaussian_rows(_gaussian_rows(x, sigma, 0), sigma, 1)
     edges = _felzenszwalb_edges(h, w)
     diff = x.reshape(h * w, -1)[edges[:, 1]] - x.reshape(h * w, -1)[edges[:, 0]]
-    weights = np.sqrt(np.sum(diff * diff, axis=-1))
-    order = np.argsort(weights, kind="stable")
+    # float32 weights sorted on the top 24 bits of their IEEE representation, ties
+    # in edge order (csrc/segmentation.cpp's radix sort)
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, as in C++
+        weights = np.sqrt(np.sum(diff * diff, axis=-1)).astype(np.float32)
+    order = np.argsort(weights.view(np.uint32) >> 8, kind="stable")
     edges, weights = edges[order].tolist(), weights[order].tolist()
     parent = list(range(h * w))
     size = [1] * (h * w)

@@ -1,0 +1,4 @@
+// felzenszwalb's row arithmetic for CPUs with AVX2 (this file is compiled with
+// -mavx2 -mfma; no FMA contraction, so the bits are the baseline's).
+#define CNNKIT_ISA_NS avx2
+#include "segmentation_rows_impl.hpp"
