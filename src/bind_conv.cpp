@@ -243,6 +243,15 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
   });
 }
 
+// A packed-weight cache's counters (WinogradCacheStats, ConvWeightCacheStats) as a dict.
+template <class Stats>
+py::dict cache_stats_dict(const Stats& st) {
+  py::dict d;
+  d["hits"] = st.hits, d["misses"] = st.misses, d["entries"] = st.entries;
+  d["bytes"] = st.bytes;
+  return d;
+}
+
 }  // namespace
 
 void bind_conv(py::module_& m) {
@@ -262,22 +271,10 @@ void bind_conv(py::module_& m) {
     set_winograd_enabled(on.cast<bool>());
   });
   // Internal (tests, diagnostics): the packed-filter cache of csrc/winograd.cpp.
-  m.def("_winograd_cache_stats", [] {
-    const WinogradCacheStats st = winograd_cache_stats();
-    py::dict d;
-    d["hits"] = st.hits, d["misses"] = st.misses, d["entries"] = st.entries;
-    d["bytes"] = st.bytes;
-    return d;
-  });
+  m.def("_winograd_cache_stats", [] { return cache_stats_dict(winograd_cache_stats()); });
   m.def("_clear_winograd_cache", &clear_winograd_cache);
   // Internal (tests, diagnostics): the packed-weight cache of csrc/conv_weight_cache.cpp.
-  m.def("_conv_weight_cache_stats", [] {
-    const ConvWeightCacheStats st = conv_weight_cache_stats();
-    py::dict d;
-    d["hits"] = st.hits, d["misses"] = st.misses, d["entries"] = st.entries;
-    d["bytes"] = st.bytes;
-    return d;
-  });
+  m.def("_conv_weight_cache_stats", [] { return cache_stats_dict(conv_weight_cache_stats()); });
   m.def("_clear_conv_weight_cache", &clear_conv_weight_cache);
 }
 
