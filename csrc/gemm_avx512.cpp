@@ -115,7 +115,78 @@ struct ZmmKernel : SliverEntryPoints<ZmmKernel<Vec, MR_, MC_, KC_, NC_>, typenam
 // other processes' use of the L2 better. Prefetching the A sliver ahead of
 // the FMAs measured no faster.
 template <>
-struct MicroKernel<float> : ZmmKernel<F32, 14, 280, 256, 4096> {};
+struct MicroKernel<float> : ZmmKernel<F32, 14, 280, 256, 4096> {
+  // Full slivers read across rows that are often a multiple of 4 KiB apart
+  // (ld = 1024 floats): the generic loops read them one element at a time,
+  // their rows share one L1 set and evict each other before the next
+  // element of a line is read. Here each block of 16 steps of k is loaded as
+  // vectors, every line read once, and transposed in registers.
+  // A sliver: MR rows of a row-major A, element (i, p) to dst[p * MR + i].
+  static void pack_a_rows(const float* src, int64_t lda, int64_t kc, float* dst) {
+    static_assert(MR <= 16);
+    constexpr __mmask16 kRows = __mmask16((1u << MR) - 1);
+    for (int64_t p = 0; p < kc; p += 16) {
+      const int64_t steps = kc - p < 16 ? kc - p : 16;
+      __m512 r[16];
+      load_transposed<MR>(src + p, lda, steps, r);
+      float* out = dst + p * MR;
+      for (int64_t q = 0; q < steps; ++q) _mm512_mask_storeu_ps(out + q * MR, kRows, r[q]);
+    }
+  }
+  // B sliver: NR rows of B (columns of op(B)), element (j, p) to dst[p * NR + j].
+  static void pack_b_cols(const float* src, int64_t ldb, int64_t kc, float* dst) {
+    static_assert(NR == 32);
+    for (int64_t p = 0; p < kc; p += 16) {
+      const int64_t steps = kc - p < 16 ? kc - p : 16;
+      __m512 lo[16], hi[16];
+      load_transposed<16>(src + p, ldb, steps, lo);
+      load_transposed<16>(src + 16 * ldb + p, ldb, steps, hi);
+      float* out = dst + p * NR;
+      for (int64_t q = 0; q < steps; ++q) {
+        _mm512_storeu_ps(out + q * NR, lo[q]);
+        _mm512_storeu_ps(out + q * NR + 16, hi[q]);
+      }
+    }
+  }
+
+ private:
+  // r[q] = column q of the rows x `steps` block at src (row stride ld), q <
+  // steps; rows past `rows` and steps past `steps` read as zero.
+  template <int rows>
+  static void load_transposed(const float* src, int64_t ld, int64_t steps, __m512 (&r)[16]) {
+    const __mmask16 cols = F32::first(steps);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_maskz_loadu_ps(cols, src + i * ld) : _mm512_setzero_ps();
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // In each 128-bit lane l, u[4g + q] now holds column 4l + q of rows
+    // 4g..4g+3; the lanes are then gathered across the four groups.
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const __m512* s = t + 4 * g;
+      u[4 * g + 0] = _mm512_shuffle_ps(s[0], s[2], 0x44);
+      u[4 * g + 1] = _mm512_shuffle_ps(s[0], s[2], 0xEE);
+      u[4 * g + 2] = _mm512_shuffle_ps(s[1], s[3], 0x44);
+      u[4 * g + 3] = _mm512_shuffle_ps(s[1], s[3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const __m512 v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+      const __m512 w0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xDD);
+      const __m512 v1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+      const __m512 w1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xDD);
+      r[q] = _mm512_shuffle_f32x4(v0, v1, 0x88);
+      r[8 + q] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
+      r[4 + q] = _mm512_shuffle_f32x4(w0, w1, 0x88);
+      r[12 + q] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
+    }
+  }
+};
 template <>
 struct MicroKernel<double> : ZmmKernel<F64, 14, 140, 256, 2048> {};
 

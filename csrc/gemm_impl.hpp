@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "gemm.hpp"
 #include "interrupt.hpp"
@@ -210,10 +211,21 @@ inline void store_partial(const T* acc, T* c, int64_t ldc, int64_t mr, int64_t n
 // Packs rows [i0, i0 + mc) x columns [p0, p0 + kc) of op(A) into MR-tall
 // slivers: element (i0 + s + i, p0 + p) goes to dst[s * kc + p * MR + i] for
 // each sliver start s (a multiple of MR). Rows past i0 + mc are zero, so the
-// micro-kernel always runs on full slivers.
-template <int64_t MR, class T>
+// micro-kernel always runs on full slivers. A kernel may supply
+//   static void pack_a_rows(const T* src, int64_t lda, int64_t kc, T* dst);
+// for a full sliver of a row-major A (a transpose of MR rows), which the
+// generic loop below does one element at a time: its MR streams are often a
+// multiple of 4 KiB apart (lda = 1024 floats), share one L1 set and evict
+// each other before the next element of each line is read.
+template <class K, class = void>
+struct HasPackARows : std::false_type {};
+template <class K>
+struct HasPackARows<K, std::void_t<decltype(&K::pack_a_rows)>> : std::true_type {};
+
+template <class K, class T>
 void pack_a(const Operands<T>& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
             T* __restrict dst) {
+  constexpr int64_t MR = K::MR;
   for (int64_t s = 0; s < mc; s += MR, dst += MR * kc) {
     const int64_t rows = mc - s < MR ? mc - s : MR;
     if (g.trans_a && rows == MR) {
@@ -229,8 +241,12 @@ void pack_a(const Operands<T>& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc
     } else if (rows == MR) {
       // Rows of op(A) are rows of A: interleave MR contiguous streams.
       const T* src = g.a + (i0 + s) * g.lda + p0;
-      for (int64_t p = 0; p < kc; ++p)
-        for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = src[i * g.lda + p];
+      if constexpr (HasPackARows<K>::value) {
+        K::pack_a_rows(src, g.lda, kc, dst);
+      } else {
+        for (int64_t p = 0; p < kc; ++p)
+          for (int64_t i = 0; i < MR; ++i) dst[p * MR + i] = src[i * g.lda + p];
+      }
     } else {
       const T* src = g.a + (i0 + s) * g.lda + p0;
       for (int64_t p = 0; p < kc; ++p)
@@ -241,28 +257,47 @@ void pack_a(const Operands<T>& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc
 
 // Packs rows [p0, p0 + kc) x columns [j0, j0 + nc) of op(B) into NR-wide
 // slivers: element (p0 + p, j0 + s + j) goes to dst[s * kc + p * NR + j].
-// Columns past j0 + nc are zero.
-template <int64_t NR, class T>
+// Columns past j0 + nc are zero. A kernel may supply
+//   static void pack_b_cols(const T* src, int64_t ldb, int64_t kc, T* dst);
+// for a full sliver of a transposed B (NR rows of B, a transpose), for the
+// same reason as pack_a_rows above.
+template <class K, class = void>
+struct HasPackBCols : std::false_type {};
+template <class K>
+struct HasPackBCols<K, std::void_t<decltype(&K::pack_b_cols)>> : std::true_type {};
+
+template <class K, class T>
 void pack_b(const Operands<T>& g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
             T* __restrict dst) {
+  constexpr int64_t NR = K::NR;
+  const int64_t full = nc / NR * NR;
+  if (!g.trans_b) {
+    // Rows of op(B) are rows of B: read each row once, front to back, and
+    // deal its NR-wide pieces out to the slivers. Sliver by sliver instead,
+    // the rows are visited with a stride of ldb, which the hardware
+    // prefetchers do not follow past 2 KiB: every line came from L3.
+    for (int64_t p = 0; p < kc; ++p) {
+      const T* src = g.b + (p0 + p) * g.ldb + j0;
+      T* out = dst + p * NR;
+      for (int64_t s = 0; s < full; s += NR) std::memcpy(out + s * kc, src + s, sizeof(T) * NR);
+      if (full < nc)
+        for (int64_t j = 0; j < NR; ++j)
+          out[full * kc + j] = full + j < nc ? src[full + j] : T(0);
+    }
+    return;
+  }
   for (int64_t s = 0; s < nc; s += NR, dst += NR * kc) {
     const int64_t cols = nc - s < NR ? nc - s : NR;
-    if (!g.trans_b) {
-      // Rows of op(B) are rows of B: NR contiguous elements per step.
-      const T* src = g.b + p0 * g.ldb + (j0 + s);
+    // Column j of op(B) is row j of B: interleave NR contiguous streams.
+    const T* src = g.b + (j0 + s) * g.ldb + p0;
+    if constexpr (HasPackBCols<K>::value) {
       if (cols == NR) {
-        for (int64_t p = 0; p < kc; ++p, src += g.ldb)
-          for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = src[j];
-      } else {
-        for (int64_t p = 0; p < kc; ++p, src += g.ldb)
-          for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < cols ? src[j] : T(0);
+        K::pack_b_cols(src, g.ldb, kc, dst);
+        continue;
       }
-    } else {
-      // Column j of op(B) is row j of B: interleave NR contiguous streams.
-      const T* src = g.b + (j0 + s) * g.ldb + p0;
-      for (int64_t p = 0; p < kc; ++p)
-        for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < cols ? src[j * g.ldb + p] : T(0);
     }
+    for (int64_t p = 0; p < kc; ++p)
+      for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < cols ? src[j * g.ldb + p] : T(0);
   }
 }
 
@@ -352,7 +387,7 @@ void compute(const Operands<T>& g, const Range& r) {
       const int64_t p1 = g.k - p0 < span ? g.k : p0 + span;
       if (!packed)
         for (int64_t pc = p0; pc < p1; pc += kb)
-          pack_b<NR>(g, pc, p1 - pc < kb ? p1 - pc : kb, r.j0, n, b_pack + (pc - p0) * n_round);
+          pack_b<K>(g, pc, p1 - pc < kb ? p1 - pc : kb, r.j0, n, b_pack + (pc - p0) * n_round);
       for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         if (g.upper && r.j1 <= ic) break;
@@ -376,12 +411,12 @@ void compute(const Operands<T>& g, const Range& r) {
       if (packed)
         b_block = packed_at(pc, jc, kc);
       else
-        pack_b<NR>(g, pc, kc, jc, nc, b_pack);
+        pack_b<K>(g, pc, kc, jc, nc, b_pack);
       for (int64_t ic = r.i0; ic < r.i1; ic += K::MC) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         if (g.upper && jc + nc <= ic) break;  // this and later row blocks lie below
         if (g.stop) return;
-        pack_a<MR>(g, ic, mc, pc, kc, a_pack);
+        pack_a<K>(g, ic, mc, pc, kc, a_pack);
         multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_block, a_pack);
       }
     }
@@ -490,7 +525,7 @@ void pack_operand(const Operands<T>& g, int64_t n, int64_t j0, int64_t j1, T* ds
   if (cols <= 0) return;
   for (int64_t pc = 0; pc < g.k; pc += kb) {
     const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
-    pack_b<K::NR>(g, pc, kc, j0, cols, dst + pc * n_round + j0 * kc);
+    pack_b<K>(g, pc, kc, j0, cols, dst + pc * n_round + j0 * kc);
   }
 }
 
