@@ -63,6 +63,16 @@ Third session (2026-12-05, load 13-23, about 10% of a core per process; small ru
                                 0.9443 +- 0.0141 (0.9418 without), VAL 0.183 (0.141),
                                 AUC 0.9852; top-1 0.537 (0.519), rejection 0.934 (0.945)
 
+The recipe those small runs pointed to, at full size (2026-12-05, idle machine, load
+1.2-2.8, two threads; one run, nothing selected on its numbers):
+
+    OMP_NUM_THREADS=2 python examples/faces.py --runs triplet,binary --batch-norm \
+        --steps 4000 --learning-rate 3e-3 --binary-steps 300 --mirror  (1,518 s in all)
+        raw pixels           0.5640 +- 0.0204
+        triplet, semi-hard   0.9687 +- 0.0111, VAL@FAR=1e-3 0.645, AUC 0.9958 (1,130 s)
+        one-shot             top-1 0.824, rejection 0.925 (tau 0.440 at FAR 1e-3)
+        binary L1 head       0.9755 +- 0.0081, VAL 0.513, AUC 0.9962 (300 steps, 168 s)
+
 At 600 steps without batch norm none of the bars (0.97, 0.95, 0.9 / 0.9) is met: the
 rejection bar is within 0.05 since the threshold is chosen at a fixed FAR, top-1 is far
 off (nearest of 100 people from one enrolled image each asks much more of the encoder than
