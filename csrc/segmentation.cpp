@@ -16,6 +16,7 @@
 #include "interrupt.hpp"
 #include "parallel.hpp"
 
+
 namespace cnnkit {
 
 namespace {
@@ -338,6 +339,16 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     __builtin_prefetch(static_cast<const char*>(base) + a * elem);
     __builtin_prefetch(static_cast<const char*>(base) + b * elem);
   };
+  // Every root's threshold is k (a single pixel) or one assigned at a merge, so
+  // none exceeds the largest of these, `ceiling`; an edge at or above it merges
+  // nothing. The records after an edge whose key, cut to the 24 bits the sort
+  // orders by, reaches the ceiling all do too: from there on the pass would
+  // only sort edges into kept or inside, and the min_size pass takes them all
+  // as they are (it skips an edge inside a component). At scale 1 this ends
+  // the pass after a third of the edges.
+  constexpr uint32_t kSortedMask = ~((uint32_t(1) << kUnsortedBits) - 1);
+  uint32_t ceiling = first_threshold;
+  int64_t rest = edges_count;  // the first edge the pass did not visit
   // The merge decisions are as good as random in sorted order: rather than
   // branch on them, every edge writes both roots back, unchanged when it does
   // not merge, and every edge is written to the kept list, which only
@@ -345,15 +356,19 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
   // and leave it as it was.
   for (int64_t i = 0; i < edges_count; ++i) {
     if (i % kStopStride == 0 && stop) return 0;
-    prefetch(nodes, sizeof(Node), i + kAhead, edges_count);
     const uint64_t e = edges[i];
+    const uint32_t key = record_key(e);
+    if ((key & kSortedMask) >= ceiling) {  // taken once
+      rest = i;
+      break;
+    }
+    prefetch(nodes, sizeof(Node), i + kAhead, edges_count);
     int64_t a, b;
     endpoints(record_id(e), a, b);
     a = find(nodes, a);
     b = find(nodes, b);
     const Node na = nodes[a], nb = nodes[b];
     // Both sides are float bits of non-negative numbers: compared as integers.
-    const uint32_t key = record_key(e);
     const bool apart = a != b;
     const bool merge = apart & (key < std::min(na.threshold, nb.threshold));
     const bool a_big = na.up <= nb.up;  // sizes are negated
@@ -365,51 +380,64 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     nodes[little].up = pick(merge, int32_t(big), little_up);
     nodes[big].up = pick(merge, grown, nodes[big].up);
     nodes[big].threshold = pick(merge, threshold, nodes[big].threshold);
+    ceiling = std::max(ceiling, pick(merge, threshold, uint32_t(0)));
     edges[kept] = e;
     kept += apart & !merge;
   }
-  // The min_size pass. Components below min_size are counted, so that the pass
-  // stops when none is left; and a component that starts the pass at min_size or
-  // above never falls below it, so an edge between two such never merges: a
-  // byte per pixel flags the others, and only their edges need finds.
+  // The min_size pass, over the kept edges and then those the first pass did
+  // not visit, in order. Components below min_size are counted, so that the
+  // pass stops when none is left; and a component that starts the pass at
+  // min_size or above never falls below it, so an edge between two such never
+  // merges: a byte per pixel flags the others.
   const int64_t min_size = params.min_size;
-  int64_t small = 0;
+  int64_t small = 0, small_pixels = 0;
   std::vector<uint8_t> in_small(static_cast<size_t>(n));
   for (int64_t p = 0; p < n; ++p) {
     const int64_t r = find(nodes, p);
     const bool below = -int64_t(nodes[r].up) < min_size;
     small += (r == p) & below;
+    small_pixels += below;
     in_small[size_t(p)] = below;
   }
-  // The flagged edges are gathered first without a branch: flagged or not is
-  // as good as random in sorted order, and a mispredicted test per edge cost
-  // more than this extra sweep.
-  int64_t flagged = 0;
-  for (int64_t i = 0; i < kept && small > 0; ++i) {
-    const uint64_t e = edges[i];
-    int64_t a, b;
-    endpoints(record_id(e), a, b);
-    edges[flagged] = e;
-    flagged += in_small[size_t(a)] | in_small[size_t(b)];
+  // When few pixels are flagged, the flagged edges are gathered first, so that
+  // only they need finds: without a branch, since flagged or not is as good as
+  // random in sorted order. When most are (scale 1: almost all), the sweep
+  // would copy nearly every edge for nothing.
+  int64_t ranges[2][2] = {{0, kept}, {rest, edges_count}};
+  if (small > 0 && small_pixels < n / 2) {
+    int64_t flagged = 0;
+    for (auto& range : ranges)
+      for (int64_t i = range[0]; i < range[1]; ++i) {
+        const uint64_t e = edges[i];
+        int64_t a, b;
+        endpoints(record_id(e), a, b);
+        edges[flagged] = e;  // flagged <= i: a range never overtakes its source
+        flagged += in_small[size_t(a)] | in_small[size_t(b)];
+      }
+    ranges[0][1] = flagged;
+    ranges[1][0] = ranges[1][1] = flagged;
   }
-  for (int64_t i = 0; i < flagged && small > 0; ++i) {
-    if (i % kStopStride == 0 && stop) return 0;
-    prefetch(nodes, sizeof(Node), i + kAhead, flagged);
-    int64_t a, b;
-    endpoints(record_id(edges[i]), a, b);
-    a = find(nodes, a);
-    b = find(nodes, b);
-    const Node na = nodes[a], nb = nodes[b];
-    const bool small_a = -int64_t(na.up) < min_size;
-    const bool small_b = -int64_t(nb.up) < min_size;
-    const bool merge = (a != b) & (small_a | small_b);  // no branch, as above
-    const bool a_big = na.up <= nb.up;
-    const int64_t big = pick(a_big, a, b), little = a ^ b ^ big;
-    const int32_t little_up = pick(a_big, nb.up, na.up);
-    const int32_t grown = na.up + nb.up;
-    nodes[little].up = pick(merge, int32_t(big), little_up);
-    nodes[big].up = pick(merge, grown, nodes[big].up);
-    small += pick(merge, int64_t(-int64_t(grown) < min_size) - small_a - small_b, int64_t(0));
+  for (const auto& range : ranges) {
+    const int64_t end = range[1];
+    for (int64_t i = range[0]; i < end && small > 0; ++i) {
+      if (i % kStopStride == 0 && stop) return 0;
+      prefetch(nodes, sizeof(Node), i + kAhead, end);
+      int64_t a, b;
+      endpoints(record_id(edges[i]), a, b);
+      a = find(nodes, a);
+      b = find(nodes, b);
+      const Node na = nodes[a], nb = nodes[b];
+      const bool small_a = -int64_t(na.up) < min_size;
+      const bool small_b = -int64_t(nb.up) < min_size;
+      const bool merge = (a != b) & (small_a | small_b);  // no branch, as above
+      const bool a_big = na.up <= nb.up;
+      const int64_t big = pick(a_big, a, b), little = a ^ b ^ big;
+      const int32_t little_up = pick(a_big, nb.up, na.up);
+      const int32_t grown = na.up + nb.up;
+      nodes[little].up = pick(merge, int32_t(big), little_up);
+      nodes[big].up = pick(merge, grown, nodes[big].up);
+      small += pick(merge, int64_t(-int64_t(grown) < min_size) - small_a - small_b, int64_t(0));
+    }
   }
   // Segments numbered by first pixel in raster order: labels[root] holds its
   // segment's number from the segment's first pixel on (labels of non-roots
