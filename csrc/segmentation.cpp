@@ -62,22 +62,68 @@ RowKernels row_kernels() {
   return {&segmentation_impl::baseline::taps_sum, &segmentation_impl::baseline::row_weights};
 }
 
+// The image's rows as float64 intensities (uint8 times 1/255, as
+// skimage.util.img_as_float64 converts; floats as they are), each converted
+// once as the smoothing window reaches it, into a ring of as many rows as the
+// window spans: the image is never converted whole (at 512 x 512 x 3 a
+// 6 MiB copy, written and read once more than needed). The rows of a window,
+// reflected at the borders, lie in a run of at most `span` consecutive rows,
+// so that their slots (row mod slots) differ.
+class RowSource {
+ public:
+  RowSource(const void* image, PixelType type, int64_t h, int64_t line, int64_t span)
+      : image_(image), type_(type), line_(line), slots_(std::min(span, h)) {
+    if (type_ == PixelType::f64) return;  // rows are read where they are
+    ring_.resize(size_t(slots_ * line_));
+    tags_.assign(size_t(slots_), -1);
+  }
+  const double* row(int64_t y) {
+    if (type_ == PixelType::f64) return static_cast<const double*>(image_) + y * line_;
+    const int64_t slot = y % slots_;
+    double* dst = ring_.data() + slot * line_;
+    if (tags_[size_t(slot)] == y) return dst;
+    tags_[size_t(slot)] = y;
+    if (type_ == PixelType::u8) {
+      const uint8_t* src = static_cast<const uint8_t*>(image_) + y * line_;
+      const double unit = 1.0 / 255.0;
+      for (int64_t i = 0; i < line_; ++i) dst[i] = double(src[i]) * unit;
+    } else {
+      const float* src = static_cast<const float*>(image_) + y * line_;
+      for (int64_t i = 0; i < line_; ++i) dst[i] = double(src[i]);
+    }
+    return dst;
+  }
+
+ private:
+  const void* image_;
+  PixelType type_;
+  int64_t line_, slots_;
+  std::vector<double> ring_;
+  std::vector<int64_t> tags_;
+};
+
 // Separable smoothing as scipy applies it, one output row at a time: rows
 // direction (axis 0) first, then columns (axis 1), channels untouched. Each
 // output is accumulated tap by tap in kernel order, so the NumPy reference
 // reproduces it bit for bit. Row by row, the smoothed image never exists
 // whole: the edge weights take each row while it is in cache.
 struct RowSmoother {
-  const double* image;
   int64_t h, w, c, line, radius;
   RowKernels kernels;
   std::vector<double> taps, across, padded;
   std::vector<const double*> sources;
-  RowSmoother(const double* image_, int64_t h_, int64_t w_, int64_t c_, double sigma,
-              const RowKernels& kernels_)
-      : image(image_), h(h_), w(w_), c(c_), line(w_ * c_), radius(0), kernels(kernels_) {
-    if (sigma <= 1e-15) return;  // scipy skips axes with sigma ~ 0
-    taps = gaussian_kernel(sigma);
+  RowSource source;
+  RowSmoother(const void* image, PixelType type, int64_t h_, int64_t w_, int64_t c_,
+              double sigma, const RowKernels& kernels_)
+      : h(h_),
+        w(w_),
+        c(c_),
+        line(w_ * c_),
+        radius(0),
+        kernels(kernels_),
+        taps(sigma <= 1e-15 ? std::vector<double>() : gaussian_kernel(sigma)),
+        source(image, type, h_, line, std::max<int64_t>(1, int64_t(taps.size()))) {
+    if (taps.empty()) return;  // scipy skips axes with sigma ~ 0
     radius = int64_t(taps.size()) / 2;
     across.resize(size_t(line));
     padded.resize(size_t((w + 2 * radius) * c));
@@ -85,11 +131,12 @@ struct RowSmoother {
   }
   void row(int64_t y, double* dst) {
     if (taps.empty()) {
-      std::copy(image + y * line, image + (y + 1) * line, dst);
+      const double* src = source.row(y);
+      std::copy(src, src + line, dst);
       return;
     }
     const int64_t n = int64_t(taps.size());
-    for (int64_t t = 0; t < n; ++t) sources[size_t(t)] = image + reflect(y + t - radius, h) * line;
+    for (int64_t t = 0; t < n; ++t) sources[size_t(t)] = source.row(reflect(y + t - radius, h));
     kernels.taps_sum(sources.data(), taps.data(), n, line, across.data());
     for (int64_t x = -radius; x < w + radius; ++x)
       std::memcpy(&padded[size_t((x + radius) * c)], across.data() + reflect(x, w) * c,
@@ -264,7 +311,7 @@ inline int64_t find(Forest* forest, int64_t i) {
 
 }  // namespace
 
-int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
+int64_t felzenszwalb(const void* image, PixelType type, int64_t h, int64_t w, int64_t c,
                      const FelzenszwalbParams& params, int64_t* labels) {
   const int64_t n = h * w;
   if (n == 0) return 0;
@@ -288,7 +335,7 @@ int64_t felzenszwalb(const double* image, int64_t h, int64_t w, int64_t c,
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
     RadixHistograms& hist = hists[size_t(part)];
     const int64_t y0 = h * part / parts, y1 = h * (part + 1) / parts;
-    RowSmoother smoother(image, h, w, c, params.sigma, kernels);
+    RowSmoother smoother(image, type, h, w, c, params.sigma, kernels);
     std::vector<double> rows(size_t(2 * w * c)), buf(size_t(4 * w)), scratch(size_t(w * c));
     double* cur = rows.data();
     double* nxt = cur + w * c;

@@ -19,12 +19,17 @@ struct FelzenszwalbParams {
   int64_t min_size = 20; // components smaller than this are merged into a neighbour
 };
 
-// image: (height, width, channels) contiguous, already converted to intensity
-// units (uint8 / 255 or float as is). labels: (height, width), written with
-// 0..n-1 numbered by each segment's first pixel in raster order. Returns n.
-// height * width must be below 2^30 (edge ids are 32-bit).
-int64_t felzenszwalb(const double* image, int64_t height, int64_t width, int64_t channels,
-                     const FelzenszwalbParams& params, int64_t* labels);
+// The pixel types felzenszwalb reads: uint8 in intensity units times 1/255
+// (as skimage.util.img_as_float64 converts), floats as they are (finite);
+// the arithmetic is float64 in every case.
+enum class PixelType { u8, f32, f64 };
+
+// image: (height, width, channels) contiguous, of `type`. labels: (height,
+// width), written with 0..n-1 numbered by each segment's first pixel in
+// raster order. Returns n. height * width must be below 2^30 (edge ids are
+// 32-bit).
+int64_t felzenszwalb(const void* image, PixelType type, int64_t height, int64_t width,
+                     int64_t channels, const FelzenszwalbParams& params, int64_t* labels);
 
 }  // namespace cnnkit
 

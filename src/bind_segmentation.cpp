@@ -16,43 +16,48 @@ namespace cnnkit::bind {
 
 namespace {
 
-// (H, W) or (H, W, C) uint8 / float32 / float64, non-empty, finite; returned
-// as float64 intensities the way skimage.util.img_as_float64 converts
-// (uint8 times 1/255, floats as they are).
-std::vector<double> image_arg(py::handle obj, const char* fn, int64_t& h, int64_t& w, int64_t& c) {
+// (H, W) or (H, W, C) uint8 / float32 / float64, non-empty, finite: kept as
+// it comes (C-contiguous, native order; a copy only when it is not), since
+// the kernel converts rows to float64 as it reads them.
+struct ImageArg {
+  py::array array;
+  PixelType type;
+  int64_t h, w, c;
+};
+
+ImageArg image_arg(py::handle obj, const char* fn) {
   py::array a = as_array(obj, fn, "image");
   if (a.ndim() != 2 && a.ndim() != 3)
     throw py::value_error(prefix(fn, "image") + "must have shape (H, W) or (H, W, C), got shape " +
                           shape_str(a));
-  h = a.shape(0);
-  w = a.shape(1);
-  c = a.ndim() == 3 ? a.shape(2) : 1;
+  const int64_t h = a.shape(0), w = a.shape(1), c = a.ndim() == 3 ? a.shape(2) : 1;
   const char kind = a.dtype().kind();
   const bool u8 = kind == 'u' && a.itemsize() == 1;
   if (!u8 && kind != 'f')
     throw py::type_error(prefix(fn, "image") + "must have dtype uint8, float32 or float64, got " +
                          std::string(py::str(a.dtype())));
-  if (!u8) float_type(a, fn, "image");
+  const Float precision = u8 ? Float::f64 : float_type(a, fn, "image");
   if (h == 0 || w == 0 || c == 0)
     throw py::value_error(prefix(fn, "image") + "must not be empty, got shape " + shape_str(a));
   if (h * w >= (int64_t(1) << 30))
     throw py::value_error(prefix(fn, "image") + "must have fewer than 2^30 pixels, got shape " +
                           shape_str(a));
-  std::vector<double> out(size_t(h * w * c));
-  if (u8) {
-    const auto src = contiguous<uint8_t>(a, fn, "image");
-    const uint8_t* p = src.data();
-    const double unit = 1.0 / 255.0;
-    for (size_t i = 0; i < out.size(); ++i) out[i] = double(p[i]) * unit;
-  } else {
-    const auto src = contiguous<double>(a, fn, "image");
-    std::copy(src.data(), src.data() + out.size(), out.begin());
-    for (size_t i = 0; i < out.size(); ++i)
-      if (!std::isfinite(out[i]))
+  if (u8) return {contiguous<uint8_t>(a, fn, "image"), PixelType::u8, h, w, c};
+  auto finite = [&](const auto* p) {
+    for (int64_t i = 0; i < h * w * c; ++i)
+      if (!std::isfinite(p[i]))
         throw py::value_error(prefix(fn, "image") + "must be finite, got " +
-                              std::to_string(out[i]) + " at flat index " + std::to_string(i));
+                              std::to_string(double(p[i])) + " at flat index " +
+                              std::to_string(i));
+  };
+  if (precision == Float::f32) {
+    auto f = contiguous<float>(a, fn, "image");
+    finite(f.data());
+    return {f, PixelType::f32, h, w, c};
   }
-  return out;
+  auto d = contiguous<double>(a, fn, "image");
+  finite(d.data());
+  return {d, PixelType::f64, h, w, c};
 }
 
 double positive_arg(py::handle obj, const char* fn, const char* name) {
@@ -96,11 +101,13 @@ py::array_t<int64_t> felzenszwalb(py::handle image_obj, py::handle scale_obj, py
   params.scale = positive_arg(scale_obj, fn, "scale");
   params.sigma = sigma_arg(sigma_obj, fn);
   params.min_size = min_size_arg(min_size_obj, fn);
-  int64_t h, w, c;
-  const std::vector<double> image = image_arg(image_obj, fn, h, w, c);
-  py::array_t<int64_t> labels(std::vector<py::ssize_t>{h, w});
+  const ImageArg image = image_arg(image_obj, fn);
+  py::array_t<int64_t> labels(std::vector<py::ssize_t>{image.h, image.w});
   int64_t* out = labels.mutable_data();
-  without_gil([&] { cnnkit::felzenszwalb(image.data(), h, w, c, params, out); });
+  const void* pixels = image.array.data();
+  without_gil([&] {
+    cnnkit::felzenszwalb(pixels, image.type, image.h, image.w, image.c, params, out);
+  });
   return labels;
 }
 
