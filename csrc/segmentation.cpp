@@ -8,9 +8,16 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <type_traits>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "cpu.hpp"
 #include "interrupt.hpp"
@@ -226,42 +233,62 @@ void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& h
   }
 }
 
-// The records' memory (16 bytes per edge: 16 MiB at 512 x 512) outlives the
-// call: freed, glibc hands it back to the kernel, which faults and zeroes its
-// pages again on the next call (4,000 page faults at 512 x 512, several ms).
-// One block is kept for the process, up to kKeptRecordBytes; a call takes it
-// when it is large enough and free (concurrent calls allocate their own), and
-// the largest block a call used is kept after it.
-class RecordMemory {
+// The call's working memory: the records and the sort's second buffer (16
+// bytes per edge: 16 MiB at 512 x 512), then the union-find forests and flags
+// (13 bytes per pixel). It outlives the call: freed, glibc hands it back to
+// the kernel, which faults and zeroes its pages again on the next call (4,000
+// page faults at 512 x 512, several ms). One block is kept for the process,
+// up to kKeptBytes; a call takes it when it is large enough and free
+// (concurrent calls allocate their own), and the largest block a call used is
+// kept after it. Blocks are 2 MiB aligned and asked for as transparent huge
+// pages: the sort's scattered writes (to 4,096 places at once) and the finds
+// (anywhere in the forests) otherwise miss the TLB more often than not.
+class WorkMemory {
  public:
-  static constexpr size_t kKeptRecordBytes = size_t(64) << 20;
+  static constexpr size_t kKeptBytes = size_t(96) << 20;
+  static constexpr size_t kHugePage = size_t(2) << 20;
 
-  explicit RecordMemory(size_t records) {
+  explicit WorkMemory(size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mutex());
-      if (kept().size() >= records) block_.swap(kept());
+      if (kept().size >= bytes) std::swap(block_, kept());
     }
-    if (block_.size() < records) block_ = std::vector<uint64_t>(records);
+    if (block_.size < bytes) block_ = Block(bytes);
   }
-  ~RecordMemory() {
-    if (block_.size() * sizeof(uint64_t) > kKeptRecordBytes) return;
+  ~WorkMemory() {
+    if (block_.size > kKeptBytes) return;
     std::lock_guard<std::mutex> lock(mutex());
-    if (kept().size() < block_.size()) kept().swap(block_);
+    if (kept().size < block_.size) std::swap(kept(), block_);
   }
-  RecordMemory(const RecordMemory&) = delete;
-  RecordMemory& operator=(const RecordMemory&) = delete;
-  uint64_t* data() { return block_.data(); }
+  WorkMemory(const WorkMemory&) = delete;
+  WorkMemory& operator=(const WorkMemory&) = delete;
+  unsigned char* data() { return block_.data.get(); }
 
  private:
+  struct Free {
+    void operator()(unsigned char* p) const { std::free(p); }
+  };
+  struct Block {
+    std::unique_ptr<unsigned char, Free> data;
+    size_t size = 0;
+    Block() = default;
+    explicit Block(size_t bytes) : size((bytes + kHugePage - 1) / kHugePage * kHugePage) {
+      data.reset(static_cast<unsigned char*>(std::aligned_alloc(kHugePage, size)));
+      if (!data) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+      madvise(data.get(), size, MADV_HUGEPAGE);  // advice: failure only costs speed
+#endif
+    }
+  };
   static std::mutex& mutex() {
     static std::mutex m;
     return m;
   }
-  static std::vector<uint64_t>& kept() {
-    static std::vector<uint64_t> block;
+  static Block& kept() {
+    static Block block;
     return block;
   }
-  std::vector<uint64_t> block_;
+  Block block_;
 };
 
 // c ? x : y without a branch: the conditions of the union-find are as good as
@@ -321,8 +348,15 @@ int64_t felzenszwalb(const void* image, PixelType type, int64_t h, int64_t w, in
   const Endpoints endpoints(w);
   constexpr int64_t kStopStride = int64_t(1) << 14;
   const int64_t edges_count = h * (w - 1) + (h - 1) * w + 2 * (h - 1) * (w - 1);
-  RecordMemory memory(size_t(2 * edges_count));  // the records and the sort's second buffer
-  uint64_t* const records = memory.data();
+  // The records and the sort's second buffer, the forests and the flags.
+  const size_t record_bytes = size_t(2 * edges_count) * sizeof(uint64_t);
+  const size_t node_bytes = size_t(n) * sizeof(Node), up_bytes = size_t(n) * sizeof(int32_t);
+  WorkMemory memory(record_bytes + node_bytes + up_bytes + size_t(n));
+  unsigned char* const work = memory.data();
+  uint64_t* const records = reinterpret_cast<uint64_t*>(work);
+  Node* const nodes = reinterpret_cast<Node*>(work + record_bytes);
+  int32_t* const forest_ups = reinterpret_cast<int32_t*>(work + record_bytes + node_bytes);
+  uint8_t* const in_small = work + record_bytes + node_bytes + up_bytes;
   // Each thread smooths and weighs a band of rows (plus the row below it) into
   // its place in the records; its histograms are summed after (integers: exact).
   const int64_t taps_work = int64_t(2 * (4.0 * params.sigma + 0.5) + 1);
@@ -374,8 +408,6 @@ int64_t felzenszwalb(const void* image, PixelType type, int64_t h, int64_t w, in
   radix_sort_keys(edges, tmp, edges_count, hist);
   if (stop) return 0;
 
-  std::vector<Node> forest(static_cast<size_t>(n));
-  Node* nodes = forest.data();
   const double k = params.scale / 255.0;  // scikit-image's rescaling of scale
   // Each root's threshold changes only when its component grows.
   const uint32_t first_threshold = float_bits(static_cast<float>(0.0 + k / 1.0));
@@ -446,18 +478,15 @@ int64_t felzenszwalb(const void* image, PixelType type, int64_t h, int64_t w, in
   // merges: a byte per pixel flags the others.
   const int64_t min_size = params.min_size;
   int64_t small = 0, small_pixels = 0;
-  std::vector<uint8_t> in_small(static_cast<size_t>(n));
-  std::vector<int32_t> ups(static_cast<size_t>(n));
   for (int64_t p = 0; p < n; ++p) {
     const int64_t r = find(nodes, p);
     const int32_t root_up = nodes[r].up;
     const bool below = -int64_t(root_up) < min_size;
     small += (r == p) & below;
     small_pixels += below;
-    in_small[size_t(p)] = below;
-    ups[size_t(p)] = pick(r == p, root_up, int32_t(r));
+    in_small[p] = below;
+    forest_ups[p] = pick(r == p, root_up, int32_t(r));
   }
-  int32_t* const forest_ups = ups.data();
   // When few pixels are flagged, the flagged edges are gathered first, so that
   // only they need finds: without a branch, since flagged or not is as good as
   // random in sorted order. When most are (scale 1: almost all), the sweep
@@ -471,7 +500,7 @@ int64_t felzenszwalb(const void* image, PixelType type, int64_t h, int64_t w, in
         int64_t a, b;
         endpoints(record_id(e), a, b);
         edges[flagged] = e;  // flagged <= i: a range never overtakes its source
-        flagged += in_small[size_t(a)] | in_small[size_t(b)];
+        flagged += in_small[a] | in_small[b];
       }
     ranges[0][1] = flagged;
     ranges[1][0] = ranges[1][1] = flagged;
