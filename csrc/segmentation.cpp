@@ -449,7 +449,15 @@ int64_t felzenszwalb(const void* image, PixelType type, int64_t h, int64_t w, in
       rest = i;
       break;
     }
-    prefetch(nodes, sizeof(Node), i + kAhead, edges_count);
+    // Two hops ahead, as in the min_size pass below.
+    prefetch(nodes, sizeof(Node), i + 2 * kAhead, edges_count);
+    if (i + kAhead < edges_count) {
+      int64_t a, b;
+      endpoints(record_id(edges[i + kAhead]), a, b);
+      const int32_t ua = nodes[a].up, ub = nodes[b].up;
+      __builtin_prefetch(nodes + pick(ua < 0, a, int64_t(ua)));
+      __builtin_prefetch(nodes + pick(ub < 0, b, int64_t(ub)));
+    }
     int64_t a, b;
     endpoints(record_id(e), a, b);
     a = find(nodes, a);
