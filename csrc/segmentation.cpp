@@ -240,9 +240,9 @@ void radix_sort_keys(uint64_t*& e, uint64_t*& tmp, int64_t n, RadixHistograms& h
 // page faults at 512 x 512, several ms). One block is kept for the process,
 // up to kKeptBytes; a call takes it when it is large enough and free
 // (concurrent calls allocate their own), and the largest block a call used is
-// kept after it. Blocks are 2 MiB aligned and asked for as transparent huge
-// pages: the sort's scattered writes (to 4,096 places at once) and the finds
-// (anywhere in the forests) otherwise miss the TLB more often than not.
+// kept after it. Large blocks are 2 MiB aligned and asked for as transparent
+// huge pages: the sort's scattered writes (to 4,096 places at once) and the
+// finds (anywhere in the forests) otherwise miss the TLB more often than not.
 class WorkMemory {
  public:
   static constexpr size_t kKeptBytes = size_t(96) << 20;
@@ -272,11 +272,16 @@ class WorkMemory {
     std::unique_ptr<unsigned char, Free> data;
     size_t size = 0;
     Block() = default;
-    explicit Block(size_t bytes) : size((bytes + kHugePage - 1) / kHugePage * kHugePage) {
-      data.reset(static_cast<unsigned char*>(std::aligned_alloc(kHugePage, size)));
+    // Small blocks (small images) stay in ordinary pages: a huge page's first
+    // touch zeroes all of its 2 MiB.
+    explicit Block(size_t bytes) {
+      const bool huge = bytes >= 2 * kHugePage;
+      const size_t align = huge ? kHugePage : 64;
+      size = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+      data.reset(static_cast<unsigned char*>(std::aligned_alloc(align, size)));
       if (!data) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-      madvise(data.get(), size, MADV_HUGEPAGE);  // advice: failure only costs speed
+      if (huge) madvise(data.get(), size, MADV_HUGEPAGE);  // advice: failure only costs speed
 #endif
     }
   };
