@@ -155,7 +155,9 @@ def train_binary(
     x: np.ndarray, labels: np.ndarray, c: FaceDemoConfig, args: argparse.Namespace, init: Any
 ) -> Any:
     if init is None:
-        encoder = build_encoder((c.size, c.size, 3), seed=args.seed, batch_norm=c.batch_norm)
+        encoder = build_encoder(
+            (c.size, c.size, 3), filters=c.filters, seed=args.seed, batch_norm=c.batch_norm
+        )
     else:
         encoder = init
     model = build_siamese(encoder, args.head, from_logits=True, seed=args.seed)
@@ -201,6 +203,9 @@ def main() -> None:
     parser.add_argument("--train-people", type=int, default=None)
     parser.add_argument("--train-images", type=int, default=None, help="images per person")
     parser.add_argument("--batch-norm", action="store_true", help="encoder with BatchNorm")
+    parser.add_argument(
+        "--filters", default=None, help="the encoder's conv widths, e.g. 32,64,128,256"
+    )
     parser.add_argument("--euclidean", action="store_true", help="triplets on plain distances")
     parser.add_argument(
         "--augment", action="store_true", help="distort the training images (shift, colour)"
@@ -247,6 +252,11 @@ def main() -> None:
     ):
         if value is not None:
             changes[field] = value
+    if args.filters:
+        try:
+            changes["filters"] = tuple(int(v) for v in args.filters.split(","))
+        except ValueError:
+            parser.error(f"--filters: expected comma-separated ints, got {args.filters!r}")
     if args.steps:
         changes.update(epochs=1, steps_per_epoch=args.steps)
     c = dataclasses.replace(c, **changes)
@@ -260,12 +270,17 @@ def main() -> None:
     begin = time.perf_counter()
     sets = face_sets(c, seed)
     train, test = sets[0], sets[1]
+    recipe = (
+        f"encoder {c.filters}, batch_norm={c.batch_norm}, {c.epochs * c.steps_per_epoch} steps "
+        f"of {c.p} x {c.k}, lr {c.learning_rate:g}{' cosine' if c.cosine_decay else ''}, "
+        f"margin {c.margin}"
+    )
+    if args.encoder:  # the triplet run evaluates this file; only the other runs train
+        recipe = f"triplet encoder from {args.encoder}; other runs: {recipe}"
     print(
         f"{c.train_people} training people x {c.images_per_person} images, {c.size}x{c.size}; "
         f"{c.test_people} verification people, {c.known_people} known and "
-        f"{c.unknown_people} unknown people (all disjoint); batch_norm={c.batch_norm}, "
-        f"{c.epochs * c.steps_per_epoch} steps of {c.p} x {c.k}, lr {c.learning_rate:g}"
-        f"{' cosine' if c.cosine_decay else ''}, margin {c.margin}; made in "
+        f"{c.unknown_people} unknown people (all disjoint); {recipe}; made in "
         f"{time.perf_counter() - begin:.0f} s; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )

@@ -3,6 +3,7 @@ modest quality bar (the full-size numbers come from examples/faces.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -37,7 +38,10 @@ def test_train_encoder_warms_up_then_switches_mining_and_counts_steps():
     config = FaceDemoConfig(
         size=24, p=4, k=2, epochs=2, steps_per_epoch=3, warmup_steps=4, mining="batch_hard"
     )
+    config = dataclasses.replace(config, filters=(4, 8, 12))
     encoder = train_encoder(data.images, data.labels, config, verbose=0)
+    widths = [layer.filters for layer in encoder.layers if hasattr(layer, "filters")]
+    assert widths == [4, 8, 12]
     assert encoder.optimizer.iterations == 6
     assert encoder.get_compile_config()["loss"].mining == "batch_hard"
     # The cosine schedule has run its course: 1% of the rate is left.

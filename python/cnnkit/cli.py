@@ -33,50 +33,28 @@ def _info() -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _add_training_demo(
+    sub: argparse._SubParsersAction, name: str, *, out: str, quick: str, **texts: str
+) -> None:
+    demo = sub.add_parser(name, **texts)
+    demo.add_argument("--quick", action="store_true", help=quick)
+    demo.add_argument("--out", default=out, help="output folder (default %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    demo.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+
+
+def _run_training_demo(args: argparse.Namespace, config_type: Any, run: Any) -> int:
     import dataclasses
 
-    from .demo import DemoConfig, run_demo
-
-    config = DemoConfig.quick() if args.quick else DemoConfig()
+    config = config_type.quick() if args.quick else config_type()
     if args.epochs is not None:
         if args.epochs < 1:
-            print(f"cnnkit demo: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
+            print(
+                f"cnnkit {args.command}: --epochs must be >= 1, got {args.epochs}", file=sys.stderr
+            )
             return 2
         config = dataclasses.replace(config, epochs=args.epochs)
-    run_demo(args.out, config=config, seed=args.seed)
-    return 0
-
-
-def _add_face_demo(sub: argparse._SubParsersAction) -> None:
-    face = sub.add_parser(
-        "face-demo",
-        help="face verification and recognition on procedural faces (a few minutes on 2 cores)",
-        description="Train a face encoder with the triplet loss (semi-hard mining) on "
-        "procedural faces, evaluate verification on unseen people (10-fold protocol, VAL@FAR, "
-        "AUC, raw-pixel baseline), run one-shot recognition with known and unknown people, "
-        "show verification and recognition answers and write the ROC and distance plots.",
-    )
-    face.add_argument("--quick", action="store_true", help="a tiny run (seconds; for tests)")
-    face.add_argument(
-        "--out", default="cnnkit-face-demo", help="output folder (default %(default)s)"
-    )
-    face.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    face.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
-
-
-def _face_demo(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from .face.demo import FaceDemoConfig, run_face_demo
-
-    config = FaceDemoConfig.quick() if args.quick else FaceDemoConfig()
-    if args.epochs is not None:
-        if args.epochs < 1:
-            print(f"cnnkit face-demo: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
-            return 2
-        config = dataclasses.replace(config, epochs=args.epochs)
-    run_face_demo(args.out, config=config, seed=args.seed)
+    run(args.out, config=config, seed=args.seed)
     return 0
 
 
@@ -228,19 +206,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cnnkit", description="cnnkit command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, compiler, SIMD path and threads")
-    demo = sub.add_parser(
+    _add_training_demo(
+        sub,
         "demo",
+        out="cnnkit-demo",
+        quick="a short run (about 90 CPU-seconds, mAP@0.5 0.84)",
         help="train and evaluate YOLO on procedural shapes (about 8 minutes on 2 cores)",
         description="Generate the shapes dataset, pick anchors by k-means, train a small YOLO "
         "network, evaluate it on a held-out set (COCO mAP and mAP@0.5) and draw detections.",
     )
-    demo.add_argument(
-        "--quick", action="store_true", help="a short run (about 90 CPU-seconds, mAP@0.5 0.84)"
+    _add_training_demo(
+        sub,
+        "face-demo",
+        out="cnnkit-face-demo",
+        quick="a tiny run (seconds; for tests)",
+        help="face verification and recognition on procedural faces (a few minutes on 2 cores)",
+        description="Train a face encoder with the triplet loss (semi-hard mining) on "
+        "procedural faces, evaluate verification on unseen people (10-fold protocol, VAL@FAR, "
+        "AUC, raw-pixel baseline), run one-shot recognition with known and unknown people, "
+        "show verification and recognition answers and write the ROC and distance plots.",
     )
-    demo.add_argument("--out", default="cnnkit-demo", help="output folder (default %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
-    demo.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
-    _add_face_demo(sub)
     _face_eval_parser(sub)
     from .visualize.command import add_parser as add_visualize
 
@@ -250,13 +235,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "run", None) is not None:
         return int(args.run(args))
     if args.command == "face-demo":
-        return _face_demo(args)
+        from .face.demo import FaceDemoConfig, run_face_demo
+
+        return _run_training_demo(args, FaceDemoConfig, run_face_demo)
     if args.command == "face-eval":
         return _face_eval(args)
     if args.command == "info":
         return _info()
     if args.command == "demo":
-        return _demo(args)
+        from .demo import DemoConfig, run_demo
+
+        return _run_training_demo(args, DemoConfig, run_demo)
     if args.command == "style":
         return _style(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover

@@ -31,6 +31,7 @@ __all__ = [
 class FaceDemoConfig:
     """Sizes and training recipe of a demo run; :meth:`quick` is a short one for tests.
 
+    ``filters`` are the default encoder's conv widths (:func:`build_encoder`).
     ``cosine_decay`` lowers the learning rate along a cosine to 1% over the whole run.
     ``warmup_steps`` steps of semi-hard mining come before ``mining`` (a batch-hard
     encoder trained from random weights can collapse to one encoding). The recognition
@@ -56,6 +57,7 @@ class FaceDemoConfig:
     warmup_steps: int = 0
     squared: bool = True
     batch_norm: bool = False
+    filters: tuple[int, ...] = (16, 32, 64, 128)
     augment: bool = False
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
@@ -142,7 +144,9 @@ def train_encoder(
 
     c = config
     if encoder is None:
-        encoder = build_encoder((c.size, c.size, 3), seed=seed, batch_norm=c.batch_norm)
+        encoder = build_encoder(
+            (c.size, c.size, 3), filters=c.filters, seed=seed, batch_norm=c.batch_norm
+        )
     mining = mining or c.mining
     warmup = min(c.warmup_steps, c.epochs * c.steps_per_epoch) if mining != "semi_hard" else 0
     total = c.epochs * c.steps_per_epoch
