@@ -1240,54 +1240,146 @@ def flip_selected(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             memcpy(&dst[n, i, 0, 0], &src[n, i, 0, 0], w * chans * sizeof(pixel))
 
 
-def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] tmp,
-                  float[:, ::1] scratch, const float[::1] taps, int threads):
+cdef extern from *:
+    # The tap loop of the separable Gaussian blur (gaussian_blur, elastic_fields): output
+    # value j of a pass is taps[h] x[rows[h]][j] + sum over t < h of
+    # taps[t] (x[rows[t]][j] + x[rows[k-1-t]][j]) (the kernel is symmetric: half the
+    # products), with x[r] = base + r * stride; the row pass gives a padded row and
+    # rows[t] = t, the column pass the rows of the border. The AVX-512 loop keeps 64
+    # outputs in registers across the taps and is picked at run time; it does the same
+    # float32 operations per value in the same order as the plain loop (no FMA), so the
+    # bits do not depend on the path. sigma 50 (albumentations' default) has 401 taps.
+    """
+    #include <stddef.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CNNKIT_BLUR_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define CNNKIT_BLUR_CLONES
+    #endif
+    CNNKIT_BLUR_CLONES static void cnnkit_blur_rows_plain(
+            const float* base, ptrdiff_t stride, const int* rows, const float* taps, int k,
+            float* __restrict out, ptrdiff_t w) {
+        int half = k / 2;
+        const float* mid = base + rows[half] * stride;
+        for (ptrdiff_t j = 0; j < w; ++j) out[j] = taps[half] * mid[j];
+        for (int t = 0; t < half; ++t) {
+            const float* a = base + rows[t] * stride;
+            const float* b = base + rows[k - 1 - t] * stride;
+            float tap = taps[t];
+            for (ptrdiff_t j = 0; j < w; ++j) out[j] = out[j] + tap * (a[j] + b[j]);
+        }
+    }
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #include <immintrin.h>
+    __attribute__((target("avx512f"))) static void cnnkit_blur_rows_avx512(
+            const float* base, ptrdiff_t stride, const int* rows, const float* taps, int k,
+            float* out, ptrdiff_t w) {
+        int half = k / 2;
+        ptrdiff_t j = 0;
+        for (; j + 64 <= w; j += 64) {
+            const float* m = base + rows[half] * stride + j;
+            __m512 c = _mm512_set1_ps(taps[half]);
+            __m512 s0 = _mm512_mul_ps(c, _mm512_loadu_ps(m));
+            __m512 s1 = _mm512_mul_ps(c, _mm512_loadu_ps(m + 16));
+            __m512 s2 = _mm512_mul_ps(c, _mm512_loadu_ps(m + 32));
+            __m512 s3 = _mm512_mul_ps(c, _mm512_loadu_ps(m + 48));
+            for (int t = 0; t < half; ++t) {
+                const float* a = base + rows[t] * stride + j;
+                const float* b = base + rows[k - 1 - t] * stride + j;
+                __m512 tap = _mm512_set1_ps(taps[t]);
+                s0 = _mm512_add_ps(s0, _mm512_mul_ps(tap, _mm512_add_ps(_mm512_loadu_ps(a),
+                                                                       _mm512_loadu_ps(b))));
+                s1 = _mm512_add_ps(s1, _mm512_mul_ps(tap, _mm512_add_ps(
+                    _mm512_loadu_ps(a + 16), _mm512_loadu_ps(b + 16))));
+                s2 = _mm512_add_ps(s2, _mm512_mul_ps(tap, _mm512_add_ps(
+                    _mm512_loadu_ps(a + 32), _mm512_loadu_ps(b + 32))));
+                s3 = _mm512_add_ps(s3, _mm512_mul_ps(tap, _mm512_add_ps(
+                    _mm512_loadu_ps(a + 48), _mm512_loadu_ps(b + 48))));
+            }
+            _mm512_storeu_ps(out + j, s0);
+            _mm512_storeu_ps(out + j + 16, s1);
+            _mm512_storeu_ps(out + j + 32, s2);
+            _mm512_storeu_ps(out + j + 48, s3);
+        }
+        for (; j < w; j += 16) {
+            __mmask16 mask = (w - j >= 16) ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1u << (unsigned)(w - j)) - 1u);
+            __m512 s = _mm512_mul_ps(_mm512_set1_ps(taps[half]),
+                                     _mm512_maskz_loadu_ps(mask, base + rows[half] * stride + j));
+            for (int t = 0; t < half; ++t) {
+                __m512 a = _mm512_maskz_loadu_ps(mask, base + rows[t] * stride + j);
+                __m512 b = _mm512_maskz_loadu_ps(mask, base + rows[k - 1 - t] * stride + j);
+                s = _mm512_add_ps(s, _mm512_mul_ps(_mm512_set1_ps(taps[t]), _mm512_add_ps(a, b)));
+            }
+            _mm512_mask_storeu_ps(out + j, mask, s);
+        }
+    }
+    static int cnnkit_blur_avx512 = -1;
+    static void cnnkit_blur_rows(const float* base, ptrdiff_t stride, const int* rows,
+                                 const float* taps, int k, float* out, ptrdiff_t w) {
+        if (cnnkit_blur_avx512 < 0) {  /* a benign race: every thread stores the same value */
+            __builtin_cpu_init();
+            cnnkit_blur_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        }
+        if (cnnkit_blur_avx512)
+            cnnkit_blur_rows_avx512(base, stride, rows, taps, k, out, w);
+        else
+            cnnkit_blur_rows_plain(base, stride, rows, taps, k, out, w);
+    }
+    #else
+    static void cnnkit_blur_rows(const float* base, ptrdiff_t stride, const int* rows,
+                                 const float* taps, int k, float* out, ptrdiff_t w) {
+        cnnkit_blur_rows_plain(base, stride, rows, taps, k, out, w);
+    }
+    #endif
+    """
+    void cnnkit_blur_rows(const float* base, Py_ssize_t stride, const int* rows,
+                          const float* taps, int k, float* out, Py_ssize_t w) noexcept nogil
+
+
+cdef inline void _blur_field(float* field, float* out, Py_ssize_t h, Py_ssize_t w,
+                             const float* taps, int k, float* padded, int* index) noexcept nogil:
+    """Blur one ``h x w`` field (reflect border): the row pass in place (each row is
+    copied to ``padded``, ``w + k - 1`` floats, before it is overwritten), then the
+    column pass into ``out``. ``index`` holds ``3 k + w + h`` ints: the reflected
+    columns and rows are looked up once per field (``_border`` divides)."""
+    cdef Py_ssize_t i, j, half = k // 2
+    cdef int t
+    cdef int* cols = index + k
+    cdef int* rows = cols + w + k
+    for t in range(k):
+        index[t] = t
+    for j in range(w + k - 1):
+        cols[j] = <int>_border(j - half, w, BORDER_REFLECT)
+    for i in range(h + k - 1):
+        rows[i] = <int>_border(i - half, h, BORDER_REFLECT)
+    for i in range(h):
+        for j in range(w + k - 1):
+            padded[j] = field[i * w + cols[j]]
+        cnnkit_blur_rows(padded, 1, index, taps, k, &field[i * w], w)
+    for i in range(h):
+        # output row i takes rows i - half .. i + half, reflected
+        cnnkit_blur_rows(field, w, rows + i, taps, k, &out[i * w], w)
+
+
+def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] scratch,
+                  int[:, ::1] rows, const float[::1] taps, int threads):
     """Separable blur of ``(N, H, W)`` fields with the odd, symmetric ``taps``, reflect border.
 
-    ``tmp`` is ``(N * H, W)`` for the row pass, ``scratch`` ``(threads, 2 W + len(taps))``
-    per-thread rows. The loops run over the output columns innermost (one tap
-    at a time) so the compiler vectorises them; the row pass reads a
-    reflect-padded copy of the row for that.
+    One field per task (its passes stay in the thread's cache); ``scratch`` is
+    ``(threads, H W + W + len(taps))`` floats, ``rows`` ``(threads, 3 len(taps) + W + H)``.
     """
     cdef Py_ssize_t n_img = src.shape[0], h = src.shape[1], w = src.shape[2]
-    cdef Py_ssize_t k = taps.shape[0], half = taps.shape[0] // 2
-    cdef Py_ssize_t task, n, i, j, t, r, r2, tid
-    cdef float tap
-    cdef float* padded
-    cdef float* acc
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
-        n = task // h
-        i = task % h
+    cdef int k = taps.shape[0]
+    cdef Py_ssize_t n, tid
+    cdef float* field
+    if n_img * h * w == 0:
+        return
+    for n in prange(n_img, nogil=True, num_threads=threads, schedule="dynamic"):
         tid = threadid()
-        acc = &scratch[tid, 0]
-        padded = &scratch[tid, w]
-        for j in range(w + k - 1):
-            padded[j] = src[n, i, _border(j - half, w, BORDER_REFLECT)]
-        # the kernel is symmetric: pair tap t with tap k - 1 - t (half the products)
-        tap = taps[half]
-        for j in range(w):
-            acc[j] = tap * padded[j + half]
-        for t in range(half):
-            tap = taps[t]
-            for j in range(w):
-                acc[j] = acc[j] + tap * (padded[j + t] + padded[j + k - 1 - t])
-        for j in range(w):
-            tmp[task, j] = acc[j]
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
-        n = task // h
-        i = task % h
-        acc = &scratch[threadid(), 0]
-        tap = taps[half]
-        for j in range(w):
-            acc[j] = tap * tmp[task, j]
-        for t in range(half):
-            tap = taps[t]
-            r = n * h + _border(i + t - half, h, BORDER_REFLECT)
-            r2 = n * h + _border(i + half - t, h, BORDER_REFLECT)
-            for j in range(w):
-                acc[j] = acc[j] + tap * (tmp[r, j] + tmp[r2, j])
-        for j in range(w):
-            dst[n, i, j] = acc[j]
+        field = &scratch[tid, 0]
+        memcpy(field, &src[n, 0, 0], h * w * sizeof(float))
+        _blur_field(field, &dst[n, 0, 0], h, w, &taps[0], k, field + h * w, &rows[tid, 0])
 
 
 def lut(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
@@ -1873,6 +1965,50 @@ def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] 
                 out[n, k] = low
             else:
                 out[n, k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
+
+
+def elastic_fields(const unsigned long long[:, ::1] words, const float[::1] taps, float alpha,
+                   float[:, :, ::1] dx, float[:, :, ::1] dy, float[:, ::1] scratch,
+                   int[:, ::1] rows, int threads):
+    """Simard's displacement fields of a batch, the draws made here: image ``n``'s raw
+    fields are ``default_rng(seed).random((2, H, W), dtype=np.float32) * 2 - 1`` for the
+    generator that SeedSequence words ``words[n]`` (``seed_states``) seed, bit for bit
+    (NumPy's float32 draws take the low then the high 32 bits of each 64-bit output,
+    keeping the top 24), blurred by ``taps`` (as ``gaussian_blur``) and scaled by
+    ``alpha`` into ``dx[n]`` and ``dy[n]``.
+
+    One field per task (draws, both passes and the scale in one thread's cache),
+    taken by whichever thread is free, so the result does not depend on the thread
+    count. ``scratch`` is ``(threads, 2 H W + W + len(taps) + 4)`` floats (rounded up to an
+    even count), ``rows`` ``(threads, 3 len(taps) + W + H)``.
+    """
+    cdef Py_ssize_t n_img = dx.shape[0], h = dx.shape[1], w = dx.shape[2]
+    cdef Py_ssize_t size = h * w
+    cdef int k = taps.shape[0]
+    cdef Py_ssize_t task, n, q, e, first, tid
+    cdef unsigned long long* raw
+    cdef float* field
+    cdef float* out
+    cdef unsigned int bits
+    cdef float unit = 1.0 / 16777216.0
+    if n_img * size == 0:
+        return
+    for task in prange(2 * n_img, nogil=True, num_threads=threads, schedule="dynamic"):
+        n = task // 2
+        tid = threadid()
+        field = &scratch[tid, 0]
+        # the 64-bit outputs behind this field's floats, after the field's padded row
+        raw = <unsigned long long*>&scratch[tid, (size + w + k + 1) // 2 * 2]
+        first = (task % 2) * size  # the field's first float of the image's stream
+        cnnkit_pcg64_fill(&words[n, 0], first // 2, raw, (first % 2 + size + 1) // 2)
+        for q in range(size):
+            e = first % 2 + q
+            bits = <unsigned int>(raw[e >> 1] >> (32 * (e & 1)))
+            field[q] = <float>(bits >> 8) * unit * <float>2.0 - <float>1.0
+        out = &dx[n, 0, 0] if task % 2 == 0 else &dy[n, 0, 0]
+        _blur_field(field, out, h, w, &taps[0], k, field + size, &rows[tid, 0])
+        for q in range(size):
+            out[q] = out[q] * alpha
 
 
 def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,

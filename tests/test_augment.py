@@ -183,6 +183,14 @@ def test_gaussian_blur_matches_reference(shape, sigma, seed):
     np.testing.assert_allclose(got, ref.gaussian_blur(fields, taps), atol=1e-5)
 
 
+def test_gaussian_blur_of_wide_fields_matches_reference():
+    # rows wider than the 64-value vector blocks, with a remainder, and more taps than rows
+    fields = np.random.default_rng(4).uniform(-1, 1, (2, 9, 150)).astype(np.float32)
+    taps = A.functional.gaussian_kernel(5.0)
+    got = A.gaussian_blur(fields, 5.0)
+    np.testing.assert_allclose(got, ref.gaussian_blur(fields, taps), atol=1e-5)
+
+
 @given(batches(), st.data())
 def test_remap_matches_reference(x, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
@@ -646,6 +654,33 @@ def test_seeded_gaussian_noise_is_the_python_draws_at_any_thread_count(x, seeds)
         cnnkit.set_num_threads(before)
 
 
+@pcg64
+@given(
+    st.tuples(st.integers(0, 3), st.integers(1, 9), st.integers(1, 9)),
+    st.floats(0, 4),
+    st.floats(0, 20),
+    st.integers(0, 2**63 - 1),
+)
+def test_seeded_elastic_fields_are_the_python_draws_at_any_thread_count(shape, sigma, alpha, seed):
+    # the kernel draws each image's two fields itself (the second starts at an odd float
+    # of the stream when H W is odd), blurs and scales them: the same bits as
+    # elastic_fields(default_rng(seed)) image by image, at any thread count
+    n, h, w = shape
+    seeds = (np.arange(n, dtype=np.uint64) * 7919 + np.uint64(seed)) % np.uint64(2**63)
+    want = [A.elastic_fields(np.random.default_rng(int(s)), (h, w), alpha, sigma) for s in seeds]
+    before = cnnkit.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            dx, dy = A.functional.elastic_fields_seeded(seeds, (h, w), alpha, sigma)
+            assert dx.shape == dy.shape == (n, h, w)
+            for k in range(n):
+                np.testing.assert_array_equal(dx[k], want[k][0])
+                np.testing.assert_array_equal(dy[k], want[k][1])
+    finally:
+        cnnkit.set_num_threads(before)
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa, restore_threads):
     # images larger than the lookup's task span (12,288 bytes) and rows that are not whole
@@ -680,6 +715,7 @@ def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa
         A.HueSaturationValue(p=0.5),
         A.GaussNoise(p=0.5),
         A.GaussNoise(mean_range=(-0.1, 0.2), p=1),
+        A.ElasticTransform(alpha=3, sigma=2, p=0.5),
         A.Compose(
             [
                 A.RandomBrightnessContrast(p=0.5),

@@ -37,6 +37,7 @@ __all__ = [
     "colour_affine",
     "colour_jitter",
     "elastic_fields",
+    "elastic_fields_seeded",
     "fit_pca_colour",
     "full_scale",
     "gaussian_blur",
@@ -370,11 +371,11 @@ def gaussian_blur(fields: Any, sigma: float) -> np.ndarray:
     taps = gaussian_kernel(float(sigma))
     out = np.empty_like(f)
     if f.size:
-        threads = native_threads(f.size * len(taps))
         n, h, w = f.shape
-        tmp = np.empty((n * h, w), np.float32)
-        scratch = np.empty((threads, 2 * w + len(taps)), np.float32)
-        _augment.gaussian_blur(f, out, tmp, scratch, taps, threads)
+        threads = min(native_threads(f.size * len(taps)), n)
+        scratch = np.empty((threads, h * w + w + len(taps)), np.float32)
+        rows = np.empty((threads, 3 * len(taps) + w + h), np.int32)
+        _colour_kernels().gaussian_blur(f, out, scratch, rows, taps, threads)
     return out
 
 
@@ -389,6 +390,35 @@ def elastic_fields(
     fields = gaussian_blur(raw, sigma)
     fields *= np.float32(alpha)
     return fields[0], fields[1]
+
+
+def elastic_fields_seeded(
+    seeds: np.ndarray, shape: tuple[int, int], alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`elastic_fields` of a batch, ``rng = np.random.default_rng(seeds[n])`` for
+    image ``n``, bit for bit: ``(dx, dy)``, each ``(N, H, W)``. The draws, both blur
+    passes and the scale of each field are one task of one native call (parallel over
+    the fields), so no per-image step runs serially in Python."""
+    n = len(seeds)
+    h, w = shape
+    dx = np.empty((n, h, w), np.float32)
+    dy = np.empty((n, h, w), np.float32)
+    if not _augment.has_pcg64():  # pragma: no cover - compilers without __int128
+        for k, seed in enumerate(seeds):
+            dx[k], dy[k] = elastic_fields(np.random.default_rng(int(seed)), shape, alpha, sigma)
+        return dx, dy
+    if dx.size:
+        taps = gaussian_kernel(float(sigma))
+        words = np.empty((n, 4), np.uint64)
+        _augment.seed_states(np.asarray(seeds, np.uint64), words)
+        threads = min(native_threads(2 * dx.size * len(taps)), 2 * n)
+        # the field, its padded row, then the 64-bit draws (8-byte aligned: even offsets)
+        size = h * w
+        length = (size + w + len(taps) + 1) // 2 * 2 + 2 * ((size + 2) // 2) + 2
+        scratch = np.empty((threads, length), np.float32)
+        rows = np.empty((threads, 3 * len(taps) + w + h), np.int32)
+        _colour_kernels().elastic_fields(words, taps, alpha, dx, dy, scratch, rows, threads)
+    return dx, dy
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from .functional import (
     add_gaussian_seeded,
     colour_affine,
     colour_jitter,
-    elastic_fields,
+    elastic_fields_seeded,
     full_scale,
     hsv_shift,
     pca_colour_offsets,
@@ -801,15 +801,18 @@ class ElasticTransform(Transform):
         # The draw is the fields' seed: a replay record stays small.
         return {"field_seed": int(rng.integers(0, 2**63))}
 
-    def _fields(self, params, shape):
-        rng = np.random.default_rng(params["field_seed"])
-        return elastic_fields(rng, shape, self.alpha, self.sigma)
+    def native_draws(self):
+        spec = _uniform_spec(None)
+        spec[0, 0] = 1  # DRAW_INT63
+        return spec
+
+    def from_draws(self, values, bits):
+        return {"field_seed": int(bits[0])}
 
     def apply(self, data, index, params):
         shape = data.shape
-        fields = [self._fields(p, shape) for p in params]
-        dx = np.stack([f[0] for f in fields])
-        dy = np.stack([f[1] for f in fields])
+        seeds = np.array([p["field_seed"] for p in params], np.uint64)
+        dx, dy = elastic_fields_seeded(seeds, shape, self.alpha, self.sigma)
         x = data.take(index)
         out = im.remap(x, dx, dy, self.interpolation, self.border_mode, self.fill)
         data.set_images(index, out, self._name())
