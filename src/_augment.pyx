@@ -524,7 +524,9 @@ def warp_affine(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef double u, v, x, y, a00, a01, a02, a10, a11, a12
     cdef const pixel* image
     cdef pixel* out
-    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+    # rows of 16 in dynamic chunks: rows cost more or less by how much falls outside
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
         n = task // out_h
         i = task % out_h
         m = 0 if shared else n
@@ -556,7 +558,9 @@ def remap(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef const float* fx
     cdef const float* fy
     cdef pixel* out
-    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+    # rows of 16 in dynamic chunks: rows cost more or less by how much falls outside
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
         n = task // out_h
         i = task % out_h
         image = &src[n, 0, 0, 0]
@@ -1009,7 +1013,9 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
     cdef unsigned char* o
     cdef unsigned char fill_byte = 0
     _store(&fill_byte, fill)
-    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="static"):
+    # dynamic: the bands of a batch cost more or less by how much of them falls outside
+    # the image (one angle or shear per image), so a static half would be unbalanced
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
         n = task // bands
         i0 = (task % bands) * WARP_BAND
         i1 = i0 + WARP_BAND

@@ -715,6 +715,10 @@ def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa
         A.HueSaturationValue(p=0.5),
         A.GaussNoise(p=0.5),
         A.GaussNoise(mean_range=(-0.1, 0.2), p=1),
+        A.Rotate(30, p=0.5),
+        A.Affine(shear=(-20, 20), p=1),
+        A.Affine(scale=(0.8, 1.2), translate_percent=0.1, rotate=10, shear=5, p=0.7),
+        A.Affine(translate_px=(-3, 4), p=1),
         A.ElasticTransform(alpha=3, sigma=2, p=0.5),
         A.Compose(
             [

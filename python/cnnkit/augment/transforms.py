@@ -418,8 +418,10 @@ class Transform:
         if drawn is not None:
             values, applied = drawn
             bits = values.view(np.uint64)
+            shape = data.shape
             records = [
-                self.from_draws(values[i], bits[i]) if applied[i] else None for i in range(data.n)
+                self.from_draws(values[i], bits[i], shape) if applied[i] else None
+                for i in range(data.n)
             ]
         else:
             for i in range(data.n):
@@ -443,10 +445,11 @@ class Transform:
         """For a transform whose :meth:`sample` draws only ``_uniform`` numbers (and
         ``rng.integers(0, 2**63)``): those draws in order, as ``(kind, low, high)``
         rows of ``_augment.draw_params``, so that a batch draws natively; with
-        :meth:`from_draws`, which makes the parameters from them."""
+        :meth:`from_draws`, which makes the parameters from them (``shape`` is the
+        images' ``(height, width)``)."""
         return None
 
-    def from_draws(self, values: np.ndarray, bits: np.ndarray) -> dict:
+    def from_draws(self, values: np.ndarray, bits: np.ndarray, shape: tuple[int, int]) -> dict:
         raise NotImplementedError
 
     def apply(self, data: _Targets, index: list[int], params: list[dict]) -> None:
@@ -713,6 +716,12 @@ class Rotate(_Warp):
     def sample(self, rng, shape):
         return {"angle": _uniform(rng, self.limit)}
 
+    def native_draws(self):
+        return _uniform_spec(self.limit)
+
+    def from_draws(self, values, bits, shape):
+        return {"angle": float(values[0])}
+
 
 class Affine(_Warp):
     """Scale, translate, rotate and shear about the centre in one warp.
@@ -769,6 +778,21 @@ class Affine(_Warp):
             "translate": translate,
         }
 
+    def native_draws(self):
+        translate = self.translate_percent or self.translate_px
+        moves = () if translate is None else (translate, translate)
+        return _uniform_spec(*moves, self.rotate, self.scale, self.shear)
+
+    def from_draws(self, values, bits, shape):
+        v = values.tolist()
+        translate = (0.0, 0.0)
+        if self.translate_percent is not None:
+            translate = (v[0] * shape[1], v[1] * shape[0])
+        elif self.translate_px is not None:
+            translate = (v[0], v[1])
+        angle, scale, shear = v[-3:]
+        return {"angle": angle, "scale": scale, "shear": (shear, 0.0), "translate": translate}
+
 
 class ElasticTransform(Transform):
     """Elastic local warping (Simard et al. 2003): uniform(-1, 1) displacements smoothed
@@ -806,7 +830,7 @@ class ElasticTransform(Transform):
         spec[0, 0] = 1  # DRAW_INT63
         return spec
 
-    def from_draws(self, values, bits):
+    def from_draws(self, values, bits, shape):
         return {"field_seed": int(bits[0])}
 
     def apply(self, data, index, params):
@@ -896,7 +920,7 @@ class RGBShift(_ColourAffine):
     def native_draws(self):
         return _uniform_spec(*self.limits)
 
-    def from_draws(self, values, bits):
+    def from_draws(self, values, bits, shape):
         return {"shift": values.tolist()}
 
     def coefficients(self, params, x):
@@ -929,7 +953,7 @@ class RandomBrightnessContrast(_ColourAffine):
     def native_draws(self):
         return _uniform_spec(self.contrast, self.brightness)
 
-    def from_draws(self, values, bits):
+    def from_draws(self, values, bits, shape):
         contrast, brightness = values.tolist()
         return {"alpha": 1.0 + contrast, "beta": brightness}
 
@@ -1029,7 +1053,7 @@ class HueSaturationValue(Transform):
     def native_draws(self):
         return _uniform_spec(self.hue, self.sat, self.val)
 
-    def from_draws(self, values, bits):
+    def from_draws(self, values, bits, shape):
         return dict(zip(("hue", "sat", "val"), values.tolist()))
 
     def apply(self, data, index, params):
@@ -1128,7 +1152,7 @@ class GaussNoise(Transform):
         spec[2, 0] = 1  # DRAW_INT63
         return spec
 
-    def from_draws(self, values, bits):
+    def from_draws(self, values, bits, shape):
         return {"std": float(values[0]), "mean": float(values[1]), "noise_seed": int(bits[2])}
 
     def apply(self, data, index, params):
