@@ -12,7 +12,7 @@ so that the compiler can vectorise them.
 uint8 results are rounded half up and saturated to [0, 255]; float32 results
 are neither rounded nor clipped. Geometry uses pixel centres at ``i + 0.5``:
 pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``. uint8 colour
-maps are tables built in float64 (``colour_tables``, ``lut``); affine ones run as
+maps are tables built in float64 (``colour_tables_u8``, ``lut``); affine ones run as
 AVX-512 VBMI lookups of those tables (``lut_vbmi``) where the CPU has them, else
 as an integer affine fitted to the tables (``affine_u8``), equal to them.
 Random draws that a kernel makes itself (``add_gaussian_seeded``) are NumPy's
@@ -1681,19 +1681,28 @@ cdef enum:
 
 
 def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
-             const unsigned char[:, :, ::1] table, const int[:, ::1] shift, int threads):
-    """``lut`` with AVX-512 lookups (the caller checks ``has_vbmi_lut``): an RGB image
-    whose tables all are saturating shifts (``shift[n]`` from ``colour_tables``)
-    takes a saturating add and subtract per 64 bytes, one whose channels share a
-    table or another RGB image a VBMI lookup per 64 bytes; other channel counts
-    take ``lut``'s per-byte loop. Each task is a fixed span of one image, so the
-    result does not depend on the thread count."""
+             const double[:, ::1] scale, const double[:, ::1] offset,
+             unsigned char[:, :, ::1] tables, int[:, ::1] shifts, int threads):
+    """``dst[n, i, j, c]`` = ``table[n, c, src[n, i, j, c]]`` for the tables of
+    ``x * scale[n, c] + offset[n, c]`` (``colour_tables_u8``'s, without the integer fit),
+    with AVX-512 lookups (the caller checks ``has_vbmi_lut``): an RGB image whose
+    tables all are saturating shifts takes a saturating add and subtract per 64
+    bytes, one whose channels share a table or another RGB image a VBMI lookup per
+    64 bytes; other channel counts take ``lut``'s per-byte loop.
+
+    Each thread makes the tables of the images its tasks fall in (``tables`` and
+    ``shifts`` are ``(threads, C, 256)`` and ``(threads, C + 1)`` scratch, the last
+    column -1: the image whose tables the thread holds), inside the
+    parallel region: made serially before it, they took about 1 us an image, a
+    tenth of the lookups. Each task is a fixed span of one image, so the result
+    does not depend on the thread count."""
     cdef Py_ssize_t n_img = dst.shape[0], chans = dst.shape[3]
     cdef Py_ssize_t size = dst.shape[1] * dst.shape[2] * chans
     cdef Py_ssize_t per = (size + LUT_CHUNK - 1) // LUT_CHUNK
-    cdef Py_ssize_t task, n, k, lo, hi, c
+    cdef Py_ssize_t task, n, k, lo, hi, c, tid
     cdef int kind
-    cdef const unsigned char* t
+    cdef unsigned char* t
+    cdef int* shift
     cdef const unsigned char* s
     cdef unsigned char* d
     if size == 0:
@@ -1702,35 +1711,28 @@ def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] 
         n = task // per
         lo = (task % per) * LUT_CHUNK
         hi = min(lo + LUT_CHUNK, size)
-        t = &table[n, 0, 0]
+        tid = threadid()
+        t = &tables[tid, 0, 0]
+        shift = &shifts[tid, 0]
+        if shift[chans] != n:  # the image whose tables the thread holds
+            for c in range(chans):
+                _colour_table(scale[n, c], offset[n, c], t + 256 * c)
+                shift[c] = cnnkit_table_shift(t + 256 * c)
+            shift[chans] = <int>n
         s = &src[n, 0, 0, 0] + lo
         d = &dst[n, 0, 0, 0] + lo
         kind = 1
         for c in range(1, chans):
             if memcmp(t, t + 256 * c, 256) != 0:
                 kind = 3 if chans == 3 else 0
-        if kind == 3 and shift[n, 0] != CNNKIT_NO_SHIFT and shift[n, 1] != CNNKIT_NO_SHIFT \
-                and shift[n, 2] != CNNKIT_NO_SHIFT:
-            cnnkit_shift3_avx512(s, d, hi - lo, &shift[n, 0])
+        if kind == 3 and shift[0] != CNNKIT_NO_SHIFT and shift[1] != CNNKIT_NO_SHIFT \
+                and shift[2] != CNNKIT_NO_SHIFT:
+            cnnkit_shift3_avx512(s, d, hi - lo, shift)
         elif kind:
             cnnkit_lut_vbmi(s, d, hi - lo, t, kind)
         else:
             for k in range(hi - lo):
                 d[k] = t[((lo + k) % chans) * 256 + s[k]]
-
-
-def colour_tables(const double[:, ::1] scale, const double[:, ::1] offset,
-                  unsigned char[:, :, ::1] table, int[:, ::1] shift):
-    """``table[n, c, x]`` = ``x * scale[n, c] + offset[n, c]`` clipped to [0, 255] and
-    rounded half up, in float64 as the reference (``colour_tables_u8`` without
-    the integer fit); ``shift[n, c]`` = ``k`` where that table is
-    ``clamp(x + k, 0, 255)`` for every ``x`` (checked), else 1000."""
-    cdef Py_ssize_t n, c
-    with nogil:
-        for n in range(table.shape[0]):
-            for c in range(table.shape[1]):
-                _colour_table(scale[n, c], offset[n, c], &table[n, c, 0])
-                shift[n, c] = cnnkit_table_shift(&table[n, c, 0])
 
 
 def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -2240,6 +2242,9 @@ cdef enum:
     JITTER_SATURATION = 2
     JITTER_HUE = 3
 
+cdef enum:
+    JITTER_BAND = 16  # rows per task of colour_jitter
+
 # torchvision's grey (ITU-R 601 luma)
 cdef float GREY_R = 0.2989
 cdef float GREY_G = 0.587
@@ -2303,30 +2308,37 @@ cdef inline double _grey_sum(const float* r, const float* g, const float* b,
 
 def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                   const float[:, ::1] factors, const int[:, ::1] order,
-                  float[:, ::1] scratch, float max_value, int threads):
+                  float[:, ::1] scratch, double[::1] row_sums, float max_value, int threads):
     """torchvision's ColorJitter on RGB images, each with its own factors and order.
 
     ``factors[n]`` = (brightness, contrast, saturation, hue in sixths of a turn in
     [0, 6)); ``order[n]`` is a permutation of the steps (JITTER_*). Contrast
     blends with the mean grey of the image as it is when contrast comes, so a
-    first pass applies the steps before it to each row and sums the grey, and
-    the second applies all four. Parallel over images (one region per call, the
-    grey summed in a fixed order), taken one at a time by whichever thread is
-    free (``dynamic``), so a thread that the OS deschedules holds up one image,
-    not half the batch. float32 images are clipped to [0, 1] first (uint8 ones
-    are in range). Values stay float32 between steps and are rounded once at the
-    end. ``scratch`` is ``(threads, 4 W)``.
+    first pass applies the steps before it to each row and sums the row's grey
+    (``row_sums``, ``N H``), and the second adds an image's row sums in row order
+    and applies all four steps. Both passes run over bands of ``JITTER_BAND`` rows
+    taken by whichever thread is free: images cost more or less by their order (a
+    hue before contrast doubles the first pass), so whole images on two threads
+    left one waiting. The grey is summed in a fixed order, so the result does not
+    depend on the thread count. float32 images are clipped to [0, 1] first (uint8
+    ones are in range). Values stay float32 between steps and are rounded once at
+    the end. ``scratch`` is ``(threads, 4 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
-    cdef Py_ssize_t n, i
+    cdef Py_ssize_t bands = (h + JITTER_BAND - 1) // JITTER_BAND
+    cdef Py_ssize_t task, n, i, i0, i1
     cdef int k
     cdef double total
     cdef float mean
     cdef float* r
-    for n in prange(n_img, nogil=True, num_threads=threads, schedule="dynamic"):
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
+        n = task // bands
+        if factors[n, JITTER_CONTRAST] == 1.0:
+            continue  # the mean is not used
+        i0 = (task % bands) * JITTER_BAND
+        i1 = min(i0 + JITTER_BAND, h)
         r = &scratch[threadid(), 0]
-        total = 0.0
-        for i in range(h):
+        for i in range(i0, i1):
             _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
             if pixel is float:
                 _clamp_row(r, 3 * w, max_value)
@@ -2334,9 +2346,19 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             while k < 4 and order[n, k] != JITTER_CONTRAST:
                 _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
                 k = k + 1
-            total = total + _grey_sum(r, r + w, r + 2 * w, w)
-        mean = <float>(total / (h * w))
-        for i in range(h):
+            row_sums[n * h + i] = _grey_sum(r, r + w, r + 2 * w, w)
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
+        n = task // bands
+        i0 = (task % bands) * JITTER_BAND
+        i1 = min(i0 + JITTER_BAND, h)
+        mean = 0.0
+        if factors[n, JITTER_CONTRAST] != 1.0:
+            total = 0.0
+            for i in range(h):
+                total = total + row_sums[n * h + i]
+            mean = <float>(total / (h * w))
+        r = &scratch[threadid(), 0]
+        for i in range(i0, i1):
             _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
             if pixel is float:
                 _clamp_row(r, 3 * w, max_value)
@@ -2352,35 +2374,61 @@ cdef inline unsigned int _hashmix(unsigned int value, unsigned int* hc) noexcept
     return value ^ (value >> 16)
 
 
+cdef inline void _seed_pool(unsigned long long seed, unsigned int* pool) noexcept nogil:
+    """The 4-word pool of ``SeedSequence(seed)`` for a seed below 2**64: NumPy's hashing
+    (Melissa O'Neill's seed_seq) of the seed's two 32-bit words, low first, padded
+    with zeros."""
+    cdef Py_ssize_t k, src, dst
+    cdef unsigned int hc, value
+    pool[0] = <unsigned int>(seed & 0xFFFFFFFFULL)
+    pool[1] = <unsigned int>(seed >> 32)
+    pool[2] = 0
+    pool[3] = 0
+    hc = <unsigned int>0x43B0D7E5
+    for k in range(4):
+        pool[k] = _hashmix(pool[k], &hc)
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                value = _hashmix(pool[src], &hc)
+                value = <unsigned int>0xCA01F9DD * pool[dst] - <unsigned int>0x4973F715 * value
+                pool[dst] = value ^ (value >> 16)
+
+
+cdef inline void _generate_state(const unsigned int* pool, unsigned long long* out,
+                                 Py_ssize_t count) noexcept nogil:
+    """``SeedSequence.generate_state(count, np.uint64)`` from its pool: 32-bit words made
+    in turn, two to each output, low first."""
+    cdef Py_ssize_t k
+    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low
+    for k in range(2 * count):
+        value = pool[k % 4] ^ hc
+        hc = hc * <unsigned int>0x58F38DED
+        value = value * hc
+        value = value ^ (value >> 16)
+        if k % 2 == 0:
+            low = value
+        else:
+            out[k // 2] = low | (<unsigned long long>value << 32)
+
+
 def seed_states(const unsigned long long[::1] seeds, unsigned long long[:, ::1] out):
     """``out[n] = SeedSequence(seeds[n]).generate_state(4, np.uint64)`` (the state that
-    ``default_rng(seeds[n])`` seeds its PCG64 with), for seeds below 2**64: NumPy's
-    SeedSequence hashing (pool of 4 words, Melissa O'Neill's seed_seq), without
+    ``default_rng(seeds[n])`` seeds its PCG64 with), for seeds below 2**64, without
     building an object per seed. Used by cnnkit._random.seeded_generators."""
-    cdef Py_ssize_t n, k, src, dst
+    cdef Py_ssize_t n
     cdef unsigned int pool[4]
-    cdef unsigned int words[8]
-    cdef unsigned int hc, value
     for n in range(seeds.shape[0]):
-        # an int below 2**64 is two 32-bit words, low first; the pool is padded with zeros
-        pool[0] = <unsigned int>(seeds[n] & 0xFFFFFFFFULL)
-        pool[1] = <unsigned int>(seeds[n] >> 32)
-        pool[2] = 0
-        pool[3] = 0
-        hc = <unsigned int>0x43B0D7E5
-        for k in range(4):
-            pool[k] = _hashmix(pool[k], &hc)
-        for src in range(4):
-            for dst in range(4):
-                if src != dst:
-                    value = _hashmix(pool[src], &hc)
-                    value = <unsigned int>0xCA01F9DD * pool[dst] - <unsigned int>0x4973F715 * value
-                    pool[dst] = value ^ (value >> 16)
-        hc = <unsigned int>0x8B51F9DD
-        for k in range(8):
-            value = pool[k % 4] ^ hc
-            hc = hc * <unsigned int>0x58F38DED
-            value = value * hc
-            words[k] = value ^ (value >> 16)
-        for k in range(4):
-            out[n, k] = words[2 * k] | (<unsigned long long>words[2 * k + 1] << 32)
+        _seed_pool(seeds[n], pool)
+        _generate_state(pool, &out[n, 0], 4)
+
+
+def seed_sequence_state(unsigned long long seed, unsigned long long[::1] out):
+    """``out[:] = SeedSequence(seed).generate_state(len(out), np.uint64)`` for a seed below
+    2**64: the per-image seeds of a batch (``cnnkit.augment.image_seeds``) without
+    NumPy's Python-level SeedSequence (about 8 us a call)."""
+    cdef unsigned int pool[4]
+    if out.shape[0] == 0:
+        return
+    _seed_pool(seed, pool)
+    _generate_state(pool, &out[0], out.shape[0])

@@ -617,6 +617,14 @@ pcg64 = pytest.mark.skipif(
 )
 
 
+@given(st.integers(0, 2**70), st.integers(0, 40))
+def test_image_seeds_are_seed_sequence_states(seed, n):
+    # made natively below 2**64 (NumPy's SeedSequence hashing), by NumPy above
+    got = A.image_seeds(seed, n)
+    assert got.dtype == np.uint64
+    np.testing.assert_array_equal(got, np.random.SeedSequence(seed).generate_state(n, np.uint64))
+
+
 @pcg64
 @given(st.integers(0, 2**64 - 1), st.integers(0, 5000), st.integers(0, 41))
 def test_native_pcg64_is_default_rngs_stream(seed, start, count):

@@ -108,12 +108,12 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
             # a table per image and channel, rounded in float64 as the reference, looked
             # up 64 bytes at a time (VBMI), or integer coefficients that reproduce it
             # (see the kernels)
-            table = np.empty((len(x), x.shape[3], 256), np.uint8)
             if _vbmi_lut():
-                shifts = np.empty((len(x), x.shape[3]), np.int32)
-                _augment.colour_tables(s, o, table, shifts)
-                _augment.lut_vbmi(src, out, table, shifts, threads)
+                tables = np.empty((threads, x.shape[3], 256), np.uint8)
+                held = np.full((threads, x.shape[3] + 1), -1, np.int32)
+                _augment.lut_vbmi(src, out, s, o, tables, held, threads)
                 return out[0] if single else out
+            table = np.empty((len(x), x.shape[3], 256), np.uint8)
             a = np.empty((len(x), x.shape[3]), np.int32)
             b = np.empty_like(a)
             exact = np.empty(len(x), np.uint8)
@@ -246,13 +246,14 @@ def colour_jitter(
         raise ValueError(f"{fn}(): order must be a permutation of 0, 1, 2, 3, got {steps!r}")
     out = np.empty(x.shape, x.dtype)
     if out.size:
-        threads = min(native_threads(out.size), n)
+        threads = native_threads(out.size)
         _colour_kernels().colour_jitter(
             np.ascontiguousarray(x),
             out,
             factors.astype(np.float32),
             steps,
             _rgb_rows(x, threads),
+            np.empty(n * x.shape[1]),
             full_scale(x.dtype),
             threads,
         )

@@ -76,8 +76,14 @@ __all__ = [
 
 
 def image_seeds(seed: int, n: int) -> np.ndarray:
-    """The per-image seeds that a batch of ``n`` images called with ``seed`` uses."""
-    return np.random.SeedSequence(int(seed)).generate_state(n, np.uint64)
+    """The per-image seeds that a batch of ``n`` images called with ``seed`` uses:
+    ``SeedSequence(seed).generate_state(n, np.uint64)`` (made natively below 2**64)."""
+    seed = int(seed)
+    if 0 <= seed < 2**64:
+        out = np.empty(n, np.uint64)
+        _augment.seed_sequence_state(seed, out)
+        return out
+    return np.random.SeedSequence(seed).generate_state(n, np.uint64)
 
 
 class _Streams:
