@@ -20,7 +20,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport fabsf, nearbyint
+from libc.math cimport ceil, fabsf, floor, nearbyint
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -847,6 +847,43 @@ cdef extern from *:
                        Py_ssize_t n, int* out, Py_ssize_t stride) noexcept nogil
     void cnnkit_vpass3(const int* ha, const int* hb, Py_ssize_t stride, int fy, Py_ssize_t n,
                        unsigned char* out) noexcept nogil
+
+
+cdef inline int _fixed_position(double start, double length, Py_ssize_t n_in,
+                                Py_ssize_t n_out, Py_ssize_t k) noexcept nogil:
+    """Output pixel ``k``'s bilinear position in 1/2048 input pixel for the window
+    ``[start, start + length)``: its centre less half a pixel, clamped to the window's
+    edge pixels, rounded half up; the float64 operations of ``cnnkit.image._taps``."""
+    cdef double lo = floor(start), hi = min(ceil(start + length), <double>n_in) - 1.0
+    cdef double pos = start + (k + 0.5) * (length / n_out) - 0.5
+    pos = lo if pos < lo else pos
+    pos = hi if pos > hi else pos
+    return <int>floor(pos * 2048.0 + 0.5)
+
+
+def fixed_linear_taps(const double[::1] start, const double[::1] length, Py_ssize_t n_in,
+                      int[:, :, ::1] rows, int[:, ::1] cols):
+    """The tables of ``resample_linear_fixed3`` for the windows ``(start[t], length[t])`` of
+    an axis of ``n_in`` pixels: ``rows`` ``(T, n_out, 3)`` (first tap, second tap, weight
+    of the second), or, when ``rows`` has no rows, ``cols`` ``(T, n_out)`` (positions).
+    Made here rather than in NumPy (about 15 array operations a table)."""
+    cdef Py_ssize_t t, k, n_out
+    cdef int y, last
+    with nogil:
+        if rows.shape[0]:
+            n_out = rows.shape[1]
+            for t in range(rows.shape[0]):
+                last = <int>(min(ceil(start[t] + length[t]), <double>n_in) - 1.0)
+                for k in range(n_out):
+                    y = _fixed_position(start[t], length[t], n_in, n_out, k)
+                    rows[t, k, 0] = y >> 11
+                    rows[t, k, 1] = min((y >> 11) + 1, last)
+                    rows[t, k, 2] = y & 2047
+        else:
+            n_out = cols.shape[1]
+            for t in range(cols.shape[0]):
+                for k in range(n_out):
+                    cols[t, k] = _fixed_position(start[t], length[t], n_in, n_out, k)
 
 
 def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
