@@ -20,7 +20,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport ceil, fabsf, floor, nearbyint
+from libc.math cimport ceil, exp, fabsf, floor, nearbyint, sqrt
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -2010,6 +2010,99 @@ def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] 
                 out[n, k] = low
             else:
                 out[n, k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
+
+
+cdef inline unsigned int _pcg64_next32(unsigned long long* g) noexcept nogil:
+    """numpy's PCG64 next_uint32: the low half of an output, its high half kept for the
+    next call (``g[4]`` set, ``g[5]`` the half), as the bit generator's state does."""
+    cdef unsigned long long v
+    if g[4]:
+        g[4] = 0
+        return <unsigned int>g[5]
+    v = cnnkit_pcg64_next(g)
+    g[4] = 1
+    g[5] = v >> 32
+    return <unsigned int>(v & 0xFFFFFFFFULL)
+
+
+cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexcept nogil:
+    """``rng.integers(0, high)`` for ``1 <= high <= 2**32``: no draw when high is 1, else
+    numpy's Lemire rejection on 32-bit draws."""
+    cdef unsigned int top = <unsigned int>(high - 1), excl, leftover, threshold
+    cdef unsigned long long m
+    if top == 0:
+        return 0
+    excl = top + 1
+    m = <unsigned long long>_pcg64_next32(g) * excl
+    leftover = <unsigned int>(m & 0xFFFFFFFFULL)
+    if leftover < excl:
+        threshold = (<unsigned int>0xFFFFFFFF - top) % excl
+        while leftover < threshold:
+            m = <unsigned long long>_pcg64_next32(g) * excl
+            leftover = <unsigned int>(m & 0xFFFFFFFFULL)
+    return <long long>(m >> 32)
+
+
+def draw_resized_crops(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
+                       double p, bint test_p, long long height, long long width,
+                       double scale_low, double scale_range, double log_ratio_low,
+                       double log_ratio_range, double ratio_low, double ratio_high,
+                       long long[:, ::1] windows, unsigned char[::1] applied):
+    """RandomResizedCrop.sample for each ``active`` image from its generator
+    ``generators[n]`` (``(N, 6)``: ``pcg64_generators``' four words, then numpy's kept
+    32-bit half: a flag and the half), advanced in place, bit for bit: ``applied[n] =
+    rng.random() < p`` when ``test_p``, then up to ten tries of an area fraction
+    ``scale_low + scale_range rng.random()`` and an aspect ``exp(log_ratio_low +
+    log_ratio_range rng.random())``, the side lengths rounded half to even (Python's
+    round), the first window that fits placed by ``rng.integers`` (numpy's Lemire
+    method on 32-bit draws), else the centre crop clamped to the ratio range.
+    ``windows[n]`` = (top, left, height, width). Images must be at most 2**32 - 1
+    pixels a side."""
+    cdef Py_ssize_t n
+    cdef int attempt
+    cdef double unit = 1.0 / 9007199254740992.0, area = <double>(height * width)
+    cdef double target, aspect, w, h, in_ratio
+    cdef unsigned long long* g
+    cdef bint found
+    with nogil:
+        for n in range(generators.shape[0]):
+            applied[n] = 0
+            if not active[n]:
+                continue
+            g = &generators[n, 0]
+            if test_p and not ((cnnkit_pcg64_next(g) >> 11) * unit < p):
+                continue
+            applied[n] = 1
+            found = False
+            for attempt in range(10):
+                target = area * (scale_low + scale_range * ((cnnkit_pcg64_next(g) >> 11) * unit))
+                aspect = exp(log_ratio_low + log_ratio_range
+                             * ((cnnkit_pcg64_next(g) >> 11) * unit))
+                w = nearbyint(sqrt(target * aspect))
+                h = nearbyint(sqrt(target / aspect))
+                if 0 < w <= width and 0 < h <= height:
+                    windows[n, 0] = _pcg64_below(g, height - <long long>h + 1)
+                    windows[n, 1] = _pcg64_below(g, width - <long long>w + 1)
+                    windows[n, 2] = <long long>h
+                    windows[n, 3] = <long long>w
+                    found = True
+                    break
+            if found:
+                continue
+            in_ratio = <double>width / <double>height
+            if in_ratio < ratio_low:
+                w = <double>width
+                h = nearbyint(<double>width / ratio_low)
+            elif in_ratio > ratio_high:
+                h = <double>height
+                w = nearbyint(<double>height * ratio_high)
+            else:
+                w = <double>width
+                h = <double>height
+            windows[n, 0] = (height - <long long>h) // 2
+            windows[n, 1] = (width - <long long>w) // 2
+            windows[n, 2] = max(<long long>h, 1)
+            windows[n, 3] = max(<long long>w, 1)
 
 
 def elastic_fields(const unsigned long long[:, ::1] words, const float[::1] taps, float alpha,

@@ -727,6 +727,11 @@ def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa
         A.Affine(shear=(-20, 20), p=1),
         A.Affine(scale=(0.8, 1.2), translate_percent=0.1, rotate=10, shear=5, p=0.7),
         A.Affine(translate_px=(-3, 4), p=1),
+        A.RandomResizedCrop(5),
+        A.RandomResizedCrop((4, 6), scale=(0.5, 0.6), ratio=(0.2, 5.0)),
+        A.RandomResizedCrop(3, scale=(2.0, 3.0), ratio=(2.0, 3.0)),  # never fits: fallback
+        A.RandomResizedCrop(3, scale=(2.0, 3.0), ratio=(0.1, 0.2)),
+        A.Compose([A.RandomResizedCrop(6), A.ColorJitter(p=0.5), A.RandomResizedCrop(4)]),
         A.ElasticTransform(alpha=3, sigma=2, p=0.5),
         A.Compose(
             [

@@ -99,7 +99,9 @@ class _Streams:
     def __init__(self, seeds: np.ndarray) -> None:
         self.seeds = seeds
         self.generators: list[np.random.Generator] | None = None
-        self.states: np.ndarray | None = None  # (N, 4) PCG64 words once drawn natively
+        # (N, 6) once drawn natively: the PCG64 words, then numpy's kept 32-bit half (a
+        # flag and the half, see _augment.draw_resized_crops)
+        self.states: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -108,25 +110,32 @@ class _Streams:
         if self.generators is None:
             self.generators = seeded_generators(self.seeds)
             if self.states is not None:  # continue where the native draws stopped
-                for g, (sh, sl, ih, il) in zip(self.generators, self.states.tolist()):
+                for g, (sh, sl, ih, il, kept, half) in zip(self.generators, self.states.tolist()):
                     g.bit_generator.state = {
                         "bit_generator": "PCG64",
                         "state": {"state": sh << 64 | sl, "inc": ih << 64 | il},
-                        "has_uint32": 0,
-                        "uinteger": 0,
+                        "has_uint32": kept,
+                        "uinteger": half,
                     }
         return self.generators[i]
 
-    def draw(self, active: np.ndarray, p: float | None, spec: np.ndarray):
-        """``draw_params`` for the ``active`` images (``p`` None: no test against p), or
-        None when the generators already exist (then Python draws)."""
+    def native_states(self) -> np.ndarray | None:
+        """The ``(N, 6)`` states to draw from natively, or None when the generators
+        already exist (then Python draws)."""
         if self.generators is not None or not _augment.has_pcg64():
             return None
         if self.states is None:
             words = np.empty((len(self.seeds), 4), np.uint64)
             _augment.seed_states(self.seeds, words)
-            self.states = np.empty_like(words)
+            self.states = np.zeros((len(self.seeds), 6), np.uint64)
             _augment.pcg64_generators(words, self.states)
+        return self.states
+
+    def draw(self, active: np.ndarray, p: float | None, spec: np.ndarray):
+        """``draw_params`` for the ``active`` images (``p`` None: no test against p), or
+        None when the generators already exist (then Python draws)."""
+        if self.native_states() is None:
+            return None
         out = np.zeros((len(self.seeds), len(spec)))
         applied = np.empty(len(self.seeds), np.uint8)
         active = np.ascontiguousarray(active, np.uint8)
@@ -415,21 +424,11 @@ class Transform:
     ) -> list:
         """Draw (or take from ``recorded``) the parameters of the ``active`` images and
         apply them; ``force`` skips the draw against ``p`` (OneOf's pick)."""
-        records: list = []
-        drawn = None
+        records: list | None = None
         if recorded is None and isinstance(rngs, _Streams):
-            spec = self.native_draws()
-            if spec is not None:
-                drawn = rngs.draw(active, None if force else self.p, spec)
-        if drawn is not None:
-            values, applied = drawn
-            bits = values.view(np.uint64)
-            shape = data.shape
-            records = [
-                self.from_draws(values[i], bits[i], shape) if applied[i] else None
-                for i in range(data.n)
-            ]
-        else:
+            records = self._draw_natively(rngs, active, None if force else self.p, data.shape)
+        if records is None:
+            records = []
             for i in range(data.n):
                 if not active[i]:
                     records.append(None)
@@ -443,6 +442,23 @@ class Transform:
         if index:
             self.apply(data, index, [records[i] for i in index])
         return records
+
+    def _draw_natively(
+        self, rngs: _Streams, active: np.ndarray, p: float | None, shape: tuple[int, int]
+    ) -> list | None:
+        """The records of :meth:`sample` drawn natively from the streams' PCG64 states
+        (``p`` None: no test against p), or None where this transform or the streams
+        cannot (then each image draws in Python)."""
+        spec = self.native_draws()
+        drawn = None if spec is None else rngs.draw(active, p, spec)
+        if drawn is None:
+            return None
+        values, applied = drawn
+        bits = values.view(np.uint64)
+        return [
+            self.from_draws(values[i], bits[i], shape) if applied[i] else None
+            for i in range(len(applied))
+        ]
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> dict:
         return {}
@@ -632,6 +648,35 @@ class RandomResizedCrop(_Window):
         self.scale = _range(tuple(scale), fn, "scale", minimum=0.0)
         self.ratio = _range(tuple(ratio), fn, "ratio", minimum=1e-9)
         self._log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+
+    def _draw_natively(self, rngs, active, p, shape):
+        # sample()'s tries, bit for bit, in one native loop over the batch
+        states = rngs.native_states()
+        height, width = shape
+        if states is None or max(height, width) >= 2**32:
+            return None
+        windows = np.empty((len(states), 4), np.int64)
+        applied = np.empty(len(states), np.uint8)
+        _augment.draw_resized_crops(
+            states,
+            np.ascontiguousarray(active, np.uint8),
+            0.0 if p is None else p,
+            p is not None,
+            height,
+            width,
+            self.scale[0],
+            self.scale[1] - self.scale[0],
+            self._log_ratio[0],
+            self._log_ratio[1] - self._log_ratio[0],
+            self.ratio[0],
+            self.ratio[1],
+            windows,
+            applied,
+        )
+        return [
+            {"window": tuple(w)} if on else None
+            for w, on in zip(windows.tolist(), applied.tolist())
+        ]
 
     def sample(self, rng, shape):
         height, width = shape
