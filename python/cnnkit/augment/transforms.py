@@ -454,10 +454,11 @@ class Transform:
         if drawn is None:
             return None
         values, applied = drawn
-        bits = values.view(np.uint64)
+        # Python floats and ints, row by row (one conversion for the batch)
+        rows, words = values.tolist(), values.view(np.uint64).tolist()
         return [
-            self.from_draws(values[i], bits[i], shape) if applied[i] else None
-            for i in range(len(applied))
+            self.from_draws(v, b, shape) if on else None
+            for v, b, on in zip(rows, words, applied.tolist())
         ]
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> dict:
@@ -467,11 +468,12 @@ class Transform:
         """For a transform whose :meth:`sample` draws only ``_uniform`` numbers (and
         ``rng.integers(0, 2**63)``): those draws in order, as ``(kind, low, high)``
         rows of ``_augment.draw_params``, so that a batch draws natively; with
-        :meth:`from_draws`, which makes the parameters from them (``shape`` is the
+        :meth:`from_draws`, which makes the parameters from them (``values`` one image's
+        draws as floats, ``bits`` the same as ints for the integer draws, ``shape`` the
         images' ``(height, width)``)."""
         return None
 
-    def from_draws(self, values: np.ndarray, bits: np.ndarray, shape: tuple[int, int]) -> dict:
+    def from_draws(self, values: list[float], bits: list[int], shape: tuple[int, int]) -> dict:
         raise NotImplementedError
 
     def apply(self, data: _Targets, index: list[int], params: list[dict]) -> None:
@@ -771,7 +773,7 @@ class Rotate(_Warp):
         return _uniform_spec(self.limit)
 
     def from_draws(self, values, bits, shape):
-        return {"angle": float(values[0])}
+        return {"angle": values[0]}
 
 
 class Affine(_Warp):
@@ -835,7 +837,7 @@ class Affine(_Warp):
         return _uniform_spec(*moves, self.rotate, self.scale, self.shear)
 
     def from_draws(self, values, bits, shape):
-        v = values.tolist()
+        v = values
         translate = (0.0, 0.0)
         if self.translate_percent is not None:
             translate = (v[0] * shape[1], v[1] * shape[0])
@@ -882,7 +884,7 @@ class ElasticTransform(Transform):
         return spec
 
     def from_draws(self, values, bits, shape):
-        return {"field_seed": int(bits[0])}
+        return {"field_seed": bits[0]}
 
     def apply(self, data, index, params):
         shape = data.shape
@@ -972,7 +974,7 @@ class RGBShift(_ColourAffine):
         return _uniform_spec(*self.limits)
 
     def from_draws(self, values, bits, shape):
-        return {"shift": values.tolist()}
+        return {"shift": list(values)}
 
     def coefficients(self, params, x):
         if x.shape[-1] != 3:
@@ -1005,7 +1007,7 @@ class RandomBrightnessContrast(_ColourAffine):
         return _uniform_spec(self.contrast, self.brightness)
 
     def from_draws(self, values, bits, shape):
-        contrast, brightness = values.tolist()
+        contrast, brightness = values
         return {"alpha": 1.0 + contrast, "beta": brightness}
 
     def coefficients(self, params, x):
@@ -1105,7 +1107,7 @@ class HueSaturationValue(Transform):
         return _uniform_spec(self.hue, self.sat, self.val)
 
     def from_draws(self, values, bits, shape):
-        return dict(zip(("hue", "sat", "val"), values.tolist()))
+        return dict(zip(("hue", "sat", "val"), values))
 
     def apply(self, data, index, params):
         x = data.take(index)
@@ -1204,7 +1206,7 @@ class GaussNoise(Transform):
         return spec
 
     def from_draws(self, values, bits, shape):
-        return {"std": float(values[0]), "mean": float(values[1]), "noise_seed": int(bits[2])}
+        return {"std": values[0], "mean": values[1], "noise_seed": bits[2]}
 
     def apply(self, data, index, params):
         x = data.take(index)
