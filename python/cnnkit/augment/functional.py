@@ -374,8 +374,8 @@ def gaussian_blur(fields: Any, sigma: float) -> np.ndarray:
     if f.size:
         n, h, w = f.shape
         threads = min(native_threads(f.size * len(taps)), n)
-        scratch = np.empty((threads, h * w + w + len(taps)), np.float32)
-        rows = np.empty((threads, 3 * len(taps) + w + h), np.int32)
+        scratch = np.empty((threads, 3 * h * w), np.float32)
+        rows = np.empty((threads, w + h + 2 * len(taps)), np.int32)
         _colour_kernels().gaussian_blur(f, out, scratch, rows, taps, threads)
     return out
 
@@ -413,11 +413,12 @@ def elastic_fields_seeded(
         words = np.empty((n, 4), np.uint64)
         _augment.seed_states(np.asarray(seeds, np.uint64), words)
         threads = min(native_threads(2 * dx.size * len(taps)), 2 * n)
-        # the field, its padded row, then the 64-bit draws (8-byte aligned: even offsets)
+        # the field, its work space (2 H W), then the 64-bit draws (8-byte aligned: even
+        # offsets)
         size = h * w
-        length = (size + w + len(taps) + 1) // 2 * 2 + 2 * ((size + 2) // 2) + 2
+        length = (3 * size + 1) // 2 * 2 + 2 * ((size + 2) // 2) + 2
         scratch = np.empty((threads, length), np.float32)
-        rows = np.empty((threads, 3 * len(taps) + w + h), np.int32)
+        rows = np.empty((threads, w + h + 2 * len(taps)), np.int32)
         _colour_kernels().elastic_fields(words, taps, alpha, dx, dy, scratch, rows, threads)
     return dx, dy
 
