@@ -12,7 +12,7 @@ so that the compiler can vectorise them.
 uint8 results are rounded half up and saturated to [0, 255]; float32 results
 are neither rounded nor clipped. Geometry uses pixel centres at ``i + 0.5``:
 pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``. uint8 colour
-maps are tables built in float64 (``colour_tables``, ``lut``); affine ones run as
+maps are tables built in float64 (``colour_tables_u8``, ``lut``); affine ones run as
 AVX-512 VBMI lookups of those tables (``lut_vbmi``) where the CPU has them, else
 as an integer affine fitted to the tables (``affine_u8``), equal to them.
 Random draws that a kernel makes itself (``add_gaussian_seeded``) are NumPy's
@@ -20,7 +20,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport fabsf, nearbyint
+from libc.math cimport ceil, exp, fabsf, floor, nearbyint, sqrt
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -524,7 +524,9 @@ def warp_affine(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef double u, v, x, y, a00, a01, a02, a10, a11, a12
     cdef const pixel* image
     cdef pixel* out
-    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+    # rows of 16 in dynamic chunks: rows cost more or less by how much falls outside
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
         n = task // out_h
         i = task % out_h
         m = 0 if shared else n
@@ -556,7 +558,9 @@ def remap(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef const float* fx
     cdef const float* fy
     cdef pixel* out
-    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="static"):
+    # rows of 16 in dynamic chunks: rows cost more or less by how much falls outside
+    for task in prange(n_img * out_h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
         n = task // out_h
         i = task % out_h
         image = &src[n, 0, 0, 0]
@@ -845,6 +849,43 @@ cdef extern from *:
                        unsigned char* out) noexcept nogil
 
 
+cdef inline int _fixed_position(double start, double length, Py_ssize_t n_in,
+                                Py_ssize_t n_out, Py_ssize_t k) noexcept nogil:
+    """Output pixel ``k``'s bilinear position in 1/2048 input pixel for the window
+    ``[start, start + length)``: its centre less half a pixel, clamped to the window's
+    edge pixels, rounded half up; the float64 operations of ``cnnkit.image._taps``."""
+    cdef double lo = floor(start), hi = min(ceil(start + length), <double>n_in) - 1.0
+    cdef double pos = start + (k + 0.5) * (length / n_out) - 0.5
+    pos = lo if pos < lo else pos
+    pos = hi if pos > hi else pos
+    return <int>floor(pos * 2048.0 + 0.5)
+
+
+def fixed_linear_taps(const double[::1] start, const double[::1] length, Py_ssize_t n_in,
+                      int[:, :, ::1] rows, int[:, ::1] cols):
+    """The tables of ``resample_linear_fixed3`` for the windows ``(start[t], length[t])`` of
+    an axis of ``n_in`` pixels: ``rows`` ``(T, n_out, 3)`` (first tap, second tap, weight
+    of the second), or, when ``rows`` has no rows, ``cols`` ``(T, n_out)`` (positions).
+    Made here rather than in NumPy (about 15 array operations a table)."""
+    cdef Py_ssize_t t, k, n_out
+    cdef int y, last
+    with nogil:
+        if rows.shape[0]:
+            n_out = rows.shape[1]
+            for t in range(rows.shape[0]):
+                last = <int>(min(ceil(start[t] + length[t]), <double>n_in) - 1.0)
+                for k in range(n_out):
+                    y = _fixed_position(start[t], length[t], n_in, n_out, k)
+                    rows[t, k, 0] = y >> 11
+                    rows[t, k, 1] = min((y >> 11) + 1, last)
+                    rows[t, k, 2] = y & 2047
+        else:
+            n_out = cols.shape[1]
+            for t in range(cols.shape[0]):
+                for k in range(n_out):
+                    cols[t, k] = _fixed_position(start[t], length[t], n_in, n_out, k)
+
+
 def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
                            unsigned char[:, :, :, ::1] dst, const int[:, :, ::1] rows,
                            const int[:, ::1] cols, int[:, ::1] scratch, int threads):
@@ -1009,7 +1050,9 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
     cdef unsigned char* o
     cdef unsigned char fill_byte = 0
     _store(&fill_byte, fill)
-    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="static"):
+    # dynamic: the bands of a batch cost more or less by how much of them falls outside
+    # the image (one angle or shear per image), so a static half would be unbalanced
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
         n = task // bands
         i0 = (task % bands) * WARP_BAND
         i1 = i0 + WARP_BAND
@@ -1240,54 +1283,245 @@ def flip_selected(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             memcpy(&dst[n, i, 0, 0], &src[n, i, 0, 0], w * chans * sizeof(pixel))
 
 
-def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] tmp,
-                  float[:, ::1] scratch, const float[::1] taps, int threads):
+cdef extern from *:
+    # The tap loop of the separable Gaussian blur (gaussian_blur, elastic_fields): output
+    # value j of a pass is taps[h] x[rows[h]][j] + sum over t < h of
+    # taps[t] (x[rows[t]][j] + x[rows[k-1-t]][j]) (the kernel is symmetric: half the
+    # products), with x[r] = base + r * stride; the row pass gives a padded row and
+    # rows[t] = t, the column pass the rows of the border. The AVX-512 loop keeps 64
+    # outputs in registers across the taps and is picked at run time; it does the same
+    # float32 operations per value in the same order as the plain loop (no FMA), so the
+    # bits do not depend on the path. sigma 50 (albumentations' default) has 401 taps.
+    """
+    #include <stddef.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CNNKIT_BLUR_CLONES __attribute__((target_clones("avx2", "default")))
+    #else
+    #define CNNKIT_BLUR_CLONES
+    #endif
+    CNNKIT_BLUR_CLONES static void cnnkit_blur_rows_plain(
+            const float* base, ptrdiff_t stride, const int* rows, const float* taps, int k,
+            float* __restrict out, ptrdiff_t w) {
+        int half = k / 2;
+        const float* mid = base + rows[half] * stride;
+        for (ptrdiff_t j = 0; j < w; ++j) out[j] = taps[half] * mid[j];
+        for (int t = 0; t < half; ++t) {
+            const float* a = base + rows[t] * stride;
+            const float* b = base + rows[k - 1 - t] * stride;
+            float tap = taps[t];
+            for (ptrdiff_t j = 0; j < w; ++j) out[j] = out[j] + tap * (a[j] + b[j]);
+        }
+    }
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #include <immintrin.h>
+    __attribute__((target("avx512f"))) static void cnnkit_blur_rows_avx512(
+            const float* base, ptrdiff_t stride, const int* rows, const float* taps, int k,
+            float* out, ptrdiff_t w) {
+        int half = k / 2;
+        ptrdiff_t j = 0;
+        for (; j + 64 <= w; j += 64) {
+            const float* m = base + rows[half] * stride + j;
+            __m512 c = _mm512_set1_ps(taps[half]);
+            __m512 s0 = _mm512_mul_ps(c, _mm512_loadu_ps(m));
+            __m512 s1 = _mm512_mul_ps(c, _mm512_loadu_ps(m + 16));
+            __m512 s2 = _mm512_mul_ps(c, _mm512_loadu_ps(m + 32));
+            __m512 s3 = _mm512_mul_ps(c, _mm512_loadu_ps(m + 48));
+            for (int t = 0; t < half; ++t) {
+                const float* a = base + rows[t] * stride + j;
+                const float* b = base + rows[k - 1 - t] * stride + j;
+                __m512 tap = _mm512_set1_ps(taps[t]);
+                s0 = _mm512_add_ps(s0, _mm512_mul_ps(tap, _mm512_add_ps(_mm512_loadu_ps(a),
+                                                                       _mm512_loadu_ps(b))));
+                s1 = _mm512_add_ps(s1, _mm512_mul_ps(tap, _mm512_add_ps(
+                    _mm512_loadu_ps(a + 16), _mm512_loadu_ps(b + 16))));
+                s2 = _mm512_add_ps(s2, _mm512_mul_ps(tap, _mm512_add_ps(
+                    _mm512_loadu_ps(a + 32), _mm512_loadu_ps(b + 32))));
+                s3 = _mm512_add_ps(s3, _mm512_mul_ps(tap, _mm512_add_ps(
+                    _mm512_loadu_ps(a + 48), _mm512_loadu_ps(b + 48))));
+            }
+            _mm512_storeu_ps(out + j, s0);
+            _mm512_storeu_ps(out + j + 16, s1);
+            _mm512_storeu_ps(out + j + 32, s2);
+            _mm512_storeu_ps(out + j + 48, s3);
+        }
+        for (; j < w; j += 16) {
+            __mmask16 mask = (w - j >= 16) ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1u << (unsigned)(w - j)) - 1u);
+            __m512 s = _mm512_mul_ps(_mm512_set1_ps(taps[half]),
+                                     _mm512_maskz_loadu_ps(mask, base + rows[half] * stride + j));
+            for (int t = 0; t < half; ++t) {
+                __m512 a = _mm512_maskz_loadu_ps(mask, base + rows[t] * stride + j);
+                __m512 b = _mm512_maskz_loadu_ps(mask, base + rows[k - 1 - t] * stride + j);
+                s = _mm512_add_ps(s, _mm512_mul_ps(_mm512_set1_ps(taps[t]), _mm512_add_ps(a, b)));
+            }
+            _mm512_mask_storeu_ps(out + j, mask, s);
+        }
+    }
+    static int cnnkit_blur_avx512 = -1;
+    static void cnnkit_blur_rows(const float* base, ptrdiff_t stride, const int* rows,
+                                 const float* taps, int k, float* out, ptrdiff_t w) {
+        if (cnnkit_blur_avx512 < 0) {  /* a benign race: every thread stores the same value */
+            __builtin_cpu_init();
+            cnnkit_blur_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        }
+        if (cnnkit_blur_avx512)
+            cnnkit_blur_rows_avx512(base, stride, rows, taps, k, out, w);
+        else
+            cnnkit_blur_rows_plain(base, stride, rows, taps, k, out, w);
+    }
+    /* The column pass of a whole field: output row i of dst takes rows rows[i .. i+k-1]
+       of src (w floats each). 32 columns at a time (a strip of a 256-row field stays in
+       the first-level cache) and four output rows at once: eight independent sums, so
+       the additions' latency does not bound the loop (two loads per multiply do). */
+    __attribute__((target("avx512f"))) static void cnnkit_blur_columns_avx512(
+            const float* src, float* dst, ptrdiff_t n_rows, ptrdiff_t w, const int* rows,
+            const float* taps, int k) {
+        int half = k / 2;
+        for (ptrdiff_t j = 0; j < w; j += 32) {
+            ptrdiff_t left = w - j;
+            __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+            __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF
+                           : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : (__mmask16)0;
+            const float* s = src + j;
+            ptrdiff_t i = 0;
+            for (; i + 4 <= n_rows; i += 4) {
+                __m512 c = _mm512_set1_ps(taps[half]);
+                const float* r0 = s + rows[i + half] * w;
+                const float* r1 = s + rows[i + 1 + half] * w;
+                const float* r2 = s + rows[i + 2 + half] * w;
+                const float* r3 = s + rows[i + 3 + half] * w;
+                __m512 a0 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m0, r0));
+                __m512 b0 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m1, r0 + 16));
+                __m512 a1 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m0, r1));
+                __m512 b1 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m1, r1 + 16));
+                __m512 a2 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m0, r2));
+                __m512 b2 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m1, r2 + 16));
+                __m512 a3 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m0, r3));
+                __m512 b3 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m1, r3 + 16));
+                for (int t = 0; t < half; ++t) {
+                    __m512 tap = _mm512_set1_ps(taps[t]);
+                    const int* lo = rows + i + t;
+                    const int* hi = rows + i + k - 1 - t;
+    #define CNNKIT_BLUR_STEP(acc, r, off, m) \
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(tap, _mm512_add_ps( \
+                        _mm512_maskz_loadu_ps(m, s + lo[r] * w + off), \
+                        _mm512_maskz_loadu_ps(m, s + hi[r] * w + off))))
+                    CNNKIT_BLUR_STEP(a0, 0, 0, m0);
+                    CNNKIT_BLUR_STEP(b0, 0, 16, m1);
+                    CNNKIT_BLUR_STEP(a1, 1, 0, m0);
+                    CNNKIT_BLUR_STEP(b1, 1, 16, m1);
+                    CNNKIT_BLUR_STEP(a2, 2, 0, m0);
+                    CNNKIT_BLUR_STEP(b2, 2, 16, m1);
+                    CNNKIT_BLUR_STEP(a3, 3, 0, m0);
+                    CNNKIT_BLUR_STEP(b3, 3, 16, m1);
+                }
+                float* d = dst + i * w + j;
+                _mm512_mask_storeu_ps(d, m0, a0);
+                _mm512_mask_storeu_ps(d + 16, m1, b0);
+                _mm512_mask_storeu_ps(d + w, m0, a1);
+                _mm512_mask_storeu_ps(d + w + 16, m1, b1);
+                _mm512_mask_storeu_ps(d + 2 * w, m0, a2);
+                _mm512_mask_storeu_ps(d + 2 * w + 16, m1, b2);
+                _mm512_mask_storeu_ps(d + 3 * w, m0, a3);
+                _mm512_mask_storeu_ps(d + 3 * w + 16, m1, b3);
+            }
+            for (; i < n_rows; ++i) {
+                __m512 c = _mm512_set1_ps(taps[half]);
+                const float* r0 = s + rows[i + half] * w;
+                __m512 a0 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m0, r0));
+                __m512 b0 = _mm512_mul_ps(c, _mm512_maskz_loadu_ps(m1, r0 + 16));
+                for (int t = 0; t < half; ++t) {
+                    __m512 tap = _mm512_set1_ps(taps[t]);
+                    const int* lo = rows + i + t;
+                    const int* hi = rows + i + k - 1 - t;
+                    CNNKIT_BLUR_STEP(a0, 0, 0, m0);
+                    CNNKIT_BLUR_STEP(b0, 0, 16, m1);
+                }
+    #undef CNNKIT_BLUR_STEP
+                _mm512_mask_storeu_ps(dst + i * w + j, m0, a0);
+                _mm512_mask_storeu_ps(dst + i * w + j + 16, m1, b0);
+            }
+        }
+    }
+    static void cnnkit_blur_columns(const float* src, float* dst, ptrdiff_t n_rows, ptrdiff_t w,
+                                    const int* rows, const float* taps, int k) {
+        if (cnnkit_blur_avx512 < 0) {
+            __builtin_cpu_init();
+            cnnkit_blur_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        }
+        if (cnnkit_blur_avx512) {
+            cnnkit_blur_columns_avx512(src, dst, n_rows, w, rows, taps, k);
+        } else {
+            for (ptrdiff_t i = 0; i < n_rows; ++i)
+                cnnkit_blur_rows_plain(src, w, rows + i, taps, k, dst + i * w, w);
+        }
+    }
+    #else
+    static void cnnkit_blur_rows(const float* base, ptrdiff_t stride, const int* rows,
+                                 const float* taps, int k, float* out, ptrdiff_t w) {
+        cnnkit_blur_rows_plain(base, stride, rows, taps, k, out, w);
+    }
+    static void cnnkit_blur_columns(const float* src, float* dst, ptrdiff_t n_rows, ptrdiff_t w,
+                                    const int* rows, const float* taps, int k) {
+        for (ptrdiff_t i = 0; i < n_rows; ++i)
+            cnnkit_blur_rows_plain(src, w, rows + i, taps, k, dst + i * w, w);
+    }
+    #endif
+    /* dst (w x h) = the transpose of src (h x w), in 8 x 8 blocks */
+    static void cnnkit_transpose(const float* src, float* dst, ptrdiff_t h, ptrdiff_t w) {
+        for (ptrdiff_t i0 = 0; i0 < h; i0 += 8)
+            for (ptrdiff_t j0 = 0; j0 < w; j0 += 8) {
+                ptrdiff_t i1 = i0 + 8 < h ? i0 + 8 : h, j1 = j0 + 8 < w ? j0 + 8 : w;
+                for (ptrdiff_t i = i0; i < i1; ++i)
+                    for (ptrdiff_t j = j0; j < j1; ++j) dst[j * h + i] = src[i * w + j];
+            }
+    }
+    """
+    void cnnkit_blur_rows(const float* base, Py_ssize_t stride, const int* rows,
+                          const float* taps, int k, float* out, Py_ssize_t w) noexcept nogil
+    void cnnkit_blur_columns(const float* src, float* dst, Py_ssize_t n_rows, Py_ssize_t w,
+                             const int* rows, const float* taps, int k) noexcept nogil
+    void cnnkit_transpose(const float* src, float* dst, Py_ssize_t h, Py_ssize_t w) noexcept nogil
+
+
+cdef inline void _blur_field(float* field, float* out, Py_ssize_t h, Py_ssize_t w,
+                             const float* taps, int k, float* work, int* index) noexcept nogil:
+    """Blur one ``h x w`` field (reflect border) into ``out``: the row pass as a column
+    pass of the transposed field (``work``, ``2 h w`` floats; the column loop reads
+    whole aligned rows, the row loop's shifted loads split cache lines), transposed
+    back into ``field``, then the column pass. ``index`` holds ``w + h + 2 k`` ints:
+    the reflected columns and rows, looked up once per field (``_border`` divides)."""
+    cdef Py_ssize_t i, j, half = k // 2
+    cdef int* cols = index
+    cdef int* rows = index + w + k
+    for j in range(w + k - 1):
+        cols[j] = <int>_border(j - half, w, BORDER_REFLECT)
+    for i in range(h + k - 1):
+        rows[i] = <int>_border(i - half, h, BORDER_REFLECT)
+    cnnkit_transpose(field, work, h, w)
+    cnnkit_blur_columns(work, work + h * w, w, h, cols, taps, k)
+    cnnkit_transpose(work + h * w, field, w, h)
+    cnnkit_blur_columns(field, out, h, w, rows, taps, k)
+
+
+def gaussian_blur(const float[:, :, ::1] src, float[:, :, ::1] dst, float[:, ::1] scratch,
+                  int[:, ::1] rows, const float[::1] taps, int threads):
     """Separable blur of ``(N, H, W)`` fields with the odd, symmetric ``taps``, reflect border.
 
-    ``tmp`` is ``(N * H, W)`` for the row pass, ``scratch`` ``(threads, 2 W + len(taps))``
-    per-thread rows. The loops run over the output columns innermost (one tap
-    at a time) so the compiler vectorises them; the row pass reads a
-    reflect-padded copy of the row for that.
+    One field per task (its passes stay in the thread's cache); ``scratch`` is
+    ``(threads, 3 H W)`` floats, ``rows`` ``(threads, W + H + 2 len(taps))``.
     """
     cdef Py_ssize_t n_img = src.shape[0], h = src.shape[1], w = src.shape[2]
-    cdef Py_ssize_t k = taps.shape[0], half = taps.shape[0] // 2
-    cdef Py_ssize_t task, n, i, j, t, r, r2, tid
-    cdef float tap
-    cdef float* padded
-    cdef float* acc
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
-        n = task // h
-        i = task % h
+    cdef int k = taps.shape[0]
+    cdef Py_ssize_t n, tid
+    cdef float* field
+    if n_img * h * w == 0:
+        return
+    for n in prange(n_img, nogil=True, num_threads=threads, schedule="dynamic"):
         tid = threadid()
-        acc = &scratch[tid, 0]
-        padded = &scratch[tid, w]
-        for j in range(w + k - 1):
-            padded[j] = src[n, i, _border(j - half, w, BORDER_REFLECT)]
-        # the kernel is symmetric: pair tap t with tap k - 1 - t (half the products)
-        tap = taps[half]
-        for j in range(w):
-            acc[j] = tap * padded[j + half]
-        for t in range(half):
-            tap = taps[t]
-            for j in range(w):
-                acc[j] = acc[j] + tap * (padded[j + t] + padded[j + k - 1 - t])
-        for j in range(w):
-            tmp[task, j] = acc[j]
-    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="static"):
-        n = task // h
-        i = task % h
-        acc = &scratch[threadid(), 0]
-        tap = taps[half]
-        for j in range(w):
-            acc[j] = tap * tmp[task, j]
-        for t in range(half):
-            tap = taps[t]
-            r = n * h + _border(i + t - half, h, BORDER_REFLECT)
-            r2 = n * h + _border(i + half - t, h, BORDER_REFLECT)
-            for j in range(w):
-                acc[j] = acc[j] + tap * (tmp[r, j] + tmp[r2, j])
-        for j in range(w):
-            dst[n, i, j] = acc[j]
+        field = &scratch[tid, 0]
+        memcpy(field, &src[n, 0, 0], h * w * sizeof(float))
+        _blur_field(field, &dst[n, 0, 0], h, w, &taps[0], k, field + h * w, &rows[tid, 0])
 
 
 def lut(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
@@ -1583,19 +1817,28 @@ cdef enum:
 
 
 def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
-             const unsigned char[:, :, ::1] table, const int[:, ::1] shift, int threads):
-    """``lut`` with AVX-512 lookups (the caller checks ``has_vbmi_lut``): an RGB image
-    whose tables all are saturating shifts (``shift[n]`` from ``colour_tables``)
-    takes a saturating add and subtract per 64 bytes, one whose channels share a
-    table or another RGB image a VBMI lookup per 64 bytes; other channel counts
-    take ``lut``'s per-byte loop. Each task is a fixed span of one image, so the
-    result does not depend on the thread count."""
+             const double[:, ::1] scale, const double[:, ::1] offset,
+             unsigned char[:, :, ::1] tables, int[:, ::1] shifts, int threads):
+    """``dst[n, i, j, c]`` = ``table[n, c, src[n, i, j, c]]`` for the tables of
+    ``x * scale[n, c] + offset[n, c]`` (``colour_tables_u8``'s, without the integer fit),
+    with AVX-512 lookups (the caller checks ``has_vbmi_lut``): an RGB image whose
+    tables all are saturating shifts takes a saturating add and subtract per 64
+    bytes, one whose channels share a table or another RGB image a VBMI lookup per
+    64 bytes; other channel counts take ``lut``'s per-byte loop.
+
+    Each thread makes the tables of the images its tasks fall in (``tables`` and
+    ``shifts`` are ``(threads, C, 256)`` and ``(threads, C + 1)`` scratch, the last
+    column -1: the image whose tables the thread holds), inside the
+    parallel region: made serially before it, they took about 1 us an image, a
+    tenth of the lookups. Each task is a fixed span of one image, so the result
+    does not depend on the thread count."""
     cdef Py_ssize_t n_img = dst.shape[0], chans = dst.shape[3]
     cdef Py_ssize_t size = dst.shape[1] * dst.shape[2] * chans
     cdef Py_ssize_t per = (size + LUT_CHUNK - 1) // LUT_CHUNK
-    cdef Py_ssize_t task, n, k, lo, hi, c
+    cdef Py_ssize_t task, n, k, lo, hi, c, tid
     cdef int kind
-    cdef const unsigned char* t
+    cdef unsigned char* t
+    cdef int* shift
     cdef const unsigned char* s
     cdef unsigned char* d
     if size == 0:
@@ -1604,35 +1847,28 @@ def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] 
         n = task // per
         lo = (task % per) * LUT_CHUNK
         hi = min(lo + LUT_CHUNK, size)
-        t = &table[n, 0, 0]
+        tid = threadid()
+        t = &tables[tid, 0, 0]
+        shift = &shifts[tid, 0]
+        if shift[chans] != n:  # the image whose tables the thread holds
+            for c in range(chans):
+                _colour_table(scale[n, c], offset[n, c], t + 256 * c)
+                shift[c] = cnnkit_table_shift(t + 256 * c)
+            shift[chans] = <int>n
         s = &src[n, 0, 0, 0] + lo
         d = &dst[n, 0, 0, 0] + lo
         kind = 1
         for c in range(1, chans):
             if memcmp(t, t + 256 * c, 256) != 0:
                 kind = 3 if chans == 3 else 0
-        if kind == 3 and shift[n, 0] != CNNKIT_NO_SHIFT and shift[n, 1] != CNNKIT_NO_SHIFT \
-                and shift[n, 2] != CNNKIT_NO_SHIFT:
-            cnnkit_shift3_avx512(s, d, hi - lo, &shift[n, 0])
+        if kind == 3 and shift[0] != CNNKIT_NO_SHIFT and shift[1] != CNNKIT_NO_SHIFT \
+                and shift[2] != CNNKIT_NO_SHIFT:
+            cnnkit_shift3_avx512(s, d, hi - lo, shift)
         elif kind:
             cnnkit_lut_vbmi(s, d, hi - lo, t, kind)
         else:
             for k in range(hi - lo):
                 d[k] = t[((lo + k) % chans) * 256 + s[k]]
-
-
-def colour_tables(const double[:, ::1] scale, const double[:, ::1] offset,
-                  unsigned char[:, :, ::1] table, int[:, ::1] shift):
-    """``table[n, c, x]`` = ``x * scale[n, c] + offset[n, c]`` clipped to [0, 255] and
-    rounded half up, in float64 as the reference (``colour_tables_u8`` without
-    the integer fit); ``shift[n, c]`` = ``k`` where that table is
-    ``clamp(x + k, 0, 255)`` for every ``x`` (checked), else 1000."""
-    cdef Py_ssize_t n, c
-    with nogil:
-        for n in range(table.shape[0]):
-            for c in range(table.shape[1]):
-                _colour_table(scale[n, c], offset[n, c], &table[n, c, 0])
-                shift[n, c] = cnnkit_table_shift(&table[n, c, 0])
 
 
 def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -1875,6 +2111,143 @@ def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] 
                 out[n, k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
 
 
+cdef inline unsigned int _pcg64_next32(unsigned long long* g) noexcept nogil:
+    """numpy's PCG64 next_uint32: the low half of an output, its high half kept for the
+    next call (``g[4]`` set, ``g[5]`` the half), as the bit generator's state does."""
+    cdef unsigned long long v
+    if g[4]:
+        g[4] = 0
+        return <unsigned int>g[5]
+    v = cnnkit_pcg64_next(g)
+    g[4] = 1
+    g[5] = v >> 32
+    return <unsigned int>(v & 0xFFFFFFFFULL)
+
+
+cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexcept nogil:
+    """``rng.integers(0, high)`` for ``1 <= high <= 2**32``: no draw when high is 1, else
+    numpy's Lemire rejection on 32-bit draws."""
+    cdef unsigned int top = <unsigned int>(high - 1), excl, leftover, threshold
+    cdef unsigned long long m
+    if top == 0:
+        return 0
+    excl = top + 1
+    m = <unsigned long long>_pcg64_next32(g) * excl
+    leftover = <unsigned int>(m & 0xFFFFFFFFULL)
+    if leftover < excl:
+        threshold = (<unsigned int>0xFFFFFFFF - top) % excl
+        while leftover < threshold:
+            m = <unsigned long long>_pcg64_next32(g) * excl
+            leftover = <unsigned int>(m & 0xFFFFFFFFULL)
+    return <long long>(m >> 32)
+
+
+def draw_resized_crops(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
+                       double p, bint test_p, long long height, long long width,
+                       double scale_low, double scale_range, double log_ratio_low,
+                       double log_ratio_range, double ratio_low, double ratio_high,
+                       long long[:, ::1] windows, unsigned char[::1] applied):
+    """RandomResizedCrop.sample for each ``active`` image from its generator
+    ``generators[n]`` (``(N, 6)``: ``pcg64_generators``' four words, then numpy's kept
+    32-bit half: a flag and the half), advanced in place, bit for bit: ``applied[n] =
+    rng.random() < p`` when ``test_p``, then up to ten tries of an area fraction
+    ``scale_low + scale_range rng.random()`` and an aspect ``exp(log_ratio_low +
+    log_ratio_range rng.random())``, the side lengths rounded half to even (Python's
+    round), the first window that fits placed by ``rng.integers`` (numpy's Lemire
+    method on 32-bit draws), else the centre crop clamped to the ratio range.
+    ``windows[n]`` = (top, left, height, width). Images must be at most 2**32 - 1
+    pixels a side."""
+    cdef Py_ssize_t n
+    cdef int attempt
+    cdef double unit = 1.0 / 9007199254740992.0, area = <double>(height * width)
+    cdef double target, aspect, w, h, in_ratio
+    cdef unsigned long long* g
+    cdef bint found
+    with nogil:
+        for n in range(generators.shape[0]):
+            applied[n] = 0
+            if not active[n]:
+                continue
+            g = &generators[n, 0]
+            if test_p and not ((cnnkit_pcg64_next(g) >> 11) * unit < p):
+                continue
+            applied[n] = 1
+            found = False
+            for attempt in range(10):
+                target = area * (scale_low + scale_range * ((cnnkit_pcg64_next(g) >> 11) * unit))
+                aspect = exp(log_ratio_low + log_ratio_range
+                             * ((cnnkit_pcg64_next(g) >> 11) * unit))
+                w = nearbyint(sqrt(target * aspect))
+                h = nearbyint(sqrt(target / aspect))
+                if 0 < w <= width and 0 < h <= height:
+                    windows[n, 0] = _pcg64_below(g, height - <long long>h + 1)
+                    windows[n, 1] = _pcg64_below(g, width - <long long>w + 1)
+                    windows[n, 2] = <long long>h
+                    windows[n, 3] = <long long>w
+                    found = True
+                    break
+            if found:
+                continue
+            in_ratio = <double>width / <double>height
+            if in_ratio < ratio_low:
+                w = <double>width
+                h = nearbyint(<double>width / ratio_low)
+            elif in_ratio > ratio_high:
+                h = <double>height
+                w = nearbyint(<double>height * ratio_high)
+            else:
+                w = <double>width
+                h = <double>height
+            windows[n, 0] = (height - <long long>h) // 2
+            windows[n, 1] = (width - <long long>w) // 2
+            windows[n, 2] = max(<long long>h, 1)
+            windows[n, 3] = max(<long long>w, 1)
+
+
+def elastic_fields(const unsigned long long[:, ::1] words, const float[::1] taps, float alpha,
+                   float[:, :, ::1] dx, float[:, :, ::1] dy, float[:, ::1] scratch,
+                   int[:, ::1] rows, int threads):
+    """Simard's displacement fields of a batch, the draws made here: image ``n``'s raw
+    fields are ``default_rng(seed).random((2, H, W), dtype=np.float32) * 2 - 1`` for the
+    generator that SeedSequence words ``words[n]`` (``seed_states``) seed, bit for bit
+    (NumPy's float32 draws take the low then the high 32 bits of each 64-bit output,
+    keeping the top 24), blurred by ``taps`` (as ``gaussian_blur``) and scaled by
+    ``alpha`` into ``dx[n]`` and ``dy[n]``.
+
+    One field per task (draws, both passes and the scale in one thread's cache),
+    taken by whichever thread is free, so the result does not depend on the thread
+    count. ``scratch`` is ``(threads, 4 H W + 6)`` floats (rounded up to an even count),
+    ``rows`` ``(threads, W + H + 2 len(taps))``.
+    """
+    cdef Py_ssize_t n_img = dx.shape[0], h = dx.shape[1], w = dx.shape[2]
+    cdef Py_ssize_t size = h * w
+    cdef int k = taps.shape[0]
+    cdef Py_ssize_t task, n, q, e, first, tid
+    cdef unsigned long long* raw
+    cdef float* field
+    cdef float* out
+    cdef unsigned int bits
+    cdef float unit = 1.0 / 16777216.0
+    if n_img * size == 0:
+        return
+    for task in prange(2 * n_img, nogil=True, num_threads=threads, schedule="dynamic"):
+        n = task // 2
+        tid = threadid()
+        field = &scratch[tid, 0]
+        # the 64-bit outputs behind this field's floats, after the field and its work space
+        raw = <unsigned long long*>&scratch[tid, (3 * size + 1) // 2 * 2]
+        first = (task % 2) * size  # the field's first float of the image's stream
+        cnnkit_pcg64_fill(&words[n, 0], first // 2, raw, (first % 2 + size + 1) // 2)
+        for q in range(size):
+            e = first % 2 + q
+            bits = <unsigned int>(raw[e >> 1] >> (32 * (e & 1)))
+            field[q] = <float>(bits >> 8) * unit * <float>2.0 - <float>1.0
+        out = &dx[n, 0, 0] if task % 2 == 0 else &dy[n, 0, 0]
+        _blur_field(field, out, h, w, &taps[0], k, field + size, &rows[tid, 0])
+        for q in range(size):
+            out[q] = out[q] * alpha
+
+
 def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                         const unsigned long long[:, ::1] words, const float[::1] table,
                         const float[::1] std, const float[::1] mean,
@@ -2098,6 +2471,9 @@ cdef enum:
     JITTER_SATURATION = 2
     JITTER_HUE = 3
 
+cdef enum:
+    JITTER_BAND = 16  # rows per task of colour_jitter
+
 # torchvision's grey (ITU-R 601 luma)
 cdef float GREY_R = 0.2989
 cdef float GREY_G = 0.587
@@ -2161,30 +2537,37 @@ cdef inline double _grey_sum(const float* r, const float* g, const float* b,
 
 def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                   const float[:, ::1] factors, const int[:, ::1] order,
-                  float[:, ::1] scratch, float max_value, int threads):
+                  float[:, ::1] scratch, double[::1] row_sums, float max_value, int threads):
     """torchvision's ColorJitter on RGB images, each with its own factors and order.
 
     ``factors[n]`` = (brightness, contrast, saturation, hue in sixths of a turn in
     [0, 6)); ``order[n]`` is a permutation of the steps (JITTER_*). Contrast
     blends with the mean grey of the image as it is when contrast comes, so a
-    first pass applies the steps before it to each row and sums the grey, and
-    the second applies all four. Parallel over images (one region per call, the
-    grey summed in a fixed order), taken one at a time by whichever thread is
-    free (``dynamic``), so a thread that the OS deschedules holds up one image,
-    not half the batch. float32 images are clipped to [0, 1] first (uint8 ones
-    are in range). Values stay float32 between steps and are rounded once at the
-    end. ``scratch`` is ``(threads, 4 W)``.
+    first pass applies the steps before it to each row and sums the row's grey
+    (``row_sums``, ``N H``), and the second adds an image's row sums in row order
+    and applies all four steps. Both passes run over bands of ``JITTER_BAND`` rows
+    taken by whichever thread is free: images cost more or less by their order (a
+    hue before contrast doubles the first pass), so whole images on two threads
+    left one waiting. The grey is summed in a fixed order, so the result does not
+    depend on the thread count. float32 images are clipped to [0, 1] first (uint8
+    ones are in range). Values stay float32 between steps and are rounded once at
+    the end. ``scratch`` is ``(threads, 4 W)``.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
-    cdef Py_ssize_t n, i
+    cdef Py_ssize_t bands = (h + JITTER_BAND - 1) // JITTER_BAND
+    cdef Py_ssize_t task, n, i, i0, i1
     cdef int k
     cdef double total
     cdef float mean
     cdef float* r
-    for n in prange(n_img, nogil=True, num_threads=threads, schedule="dynamic"):
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
+        n = task // bands
+        if factors[n, JITTER_CONTRAST] == 1.0:
+            continue  # the mean is not used
+        i0 = (task % bands) * JITTER_BAND
+        i1 = min(i0 + JITTER_BAND, h)
         r = &scratch[threadid(), 0]
-        total = 0.0
-        for i in range(h):
+        for i in range(i0, i1):
             _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
             if pixel is float:
                 _clamp_row(r, 3 * w, max_value)
@@ -2192,9 +2575,19 @@ def colour_jitter(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
             while k < 4 and order[n, k] != JITTER_CONTRAST:
                 _jitter_step(order[n, k], r, r + w, r + 2 * w, w, &factors[n, 0], 0.0, max_value)
                 k = k + 1
-            total = total + _grey_sum(r, r + w, r + 2 * w, w)
-        mean = <float>(total / (h * w))
-        for i in range(h):
+            row_sums[n * h + i] = _grey_sum(r, r + w, r + 2 * w, w)
+    for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
+        n = task // bands
+        i0 = (task % bands) * JITTER_BAND
+        i1 = min(i0 + JITTER_BAND, h)
+        mean = 0.0
+        if factors[n, JITTER_CONTRAST] != 1.0:
+            total = 0.0
+            for i in range(h):
+                total = total + row_sums[n * h + i]
+            mean = <float>(total / (h * w))
+        r = &scratch[threadid(), 0]
+        for i in range(i0, i1):
             _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
             if pixel is float:
                 _clamp_row(r, 3 * w, max_value)
@@ -2210,35 +2603,61 @@ cdef inline unsigned int _hashmix(unsigned int value, unsigned int* hc) noexcept
     return value ^ (value >> 16)
 
 
+cdef inline void _seed_pool(unsigned long long seed, unsigned int* pool) noexcept nogil:
+    """The 4-word pool of ``SeedSequence(seed)`` for a seed below 2**64: NumPy's hashing
+    (Melissa O'Neill's seed_seq) of the seed's two 32-bit words, low first, padded
+    with zeros."""
+    cdef Py_ssize_t k, src, dst
+    cdef unsigned int hc, value
+    pool[0] = <unsigned int>(seed & 0xFFFFFFFFULL)
+    pool[1] = <unsigned int>(seed >> 32)
+    pool[2] = 0
+    pool[3] = 0
+    hc = <unsigned int>0x43B0D7E5
+    for k in range(4):
+        pool[k] = _hashmix(pool[k], &hc)
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                value = _hashmix(pool[src], &hc)
+                value = <unsigned int>0xCA01F9DD * pool[dst] - <unsigned int>0x4973F715 * value
+                pool[dst] = value ^ (value >> 16)
+
+
+cdef inline void _generate_state(const unsigned int* pool, unsigned long long* out,
+                                 Py_ssize_t count) noexcept nogil:
+    """``SeedSequence.generate_state(count, np.uint64)`` from its pool: 32-bit words made
+    in turn, two to each output, low first."""
+    cdef Py_ssize_t k
+    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low
+    for k in range(2 * count):
+        value = pool[k % 4] ^ hc
+        hc = hc * <unsigned int>0x58F38DED
+        value = value * hc
+        value = value ^ (value >> 16)
+        if k % 2 == 0:
+            low = value
+        else:
+            out[k // 2] = low | (<unsigned long long>value << 32)
+
+
 def seed_states(const unsigned long long[::1] seeds, unsigned long long[:, ::1] out):
     """``out[n] = SeedSequence(seeds[n]).generate_state(4, np.uint64)`` (the state that
-    ``default_rng(seeds[n])`` seeds its PCG64 with), for seeds below 2**64: NumPy's
-    SeedSequence hashing (pool of 4 words, Melissa O'Neill's seed_seq), without
+    ``default_rng(seeds[n])`` seeds its PCG64 with), for seeds below 2**64, without
     building an object per seed. Used by cnnkit._random.seeded_generators."""
-    cdef Py_ssize_t n, k, src, dst
+    cdef Py_ssize_t n
     cdef unsigned int pool[4]
-    cdef unsigned int words[8]
-    cdef unsigned int hc, value
     for n in range(seeds.shape[0]):
-        # an int below 2**64 is two 32-bit words, low first; the pool is padded with zeros
-        pool[0] = <unsigned int>(seeds[n] & 0xFFFFFFFFULL)
-        pool[1] = <unsigned int>(seeds[n] >> 32)
-        pool[2] = 0
-        pool[3] = 0
-        hc = <unsigned int>0x43B0D7E5
-        for k in range(4):
-            pool[k] = _hashmix(pool[k], &hc)
-        for src in range(4):
-            for dst in range(4):
-                if src != dst:
-                    value = _hashmix(pool[src], &hc)
-                    value = <unsigned int>0xCA01F9DD * pool[dst] - <unsigned int>0x4973F715 * value
-                    pool[dst] = value ^ (value >> 16)
-        hc = <unsigned int>0x8B51F9DD
-        for k in range(8):
-            value = pool[k % 4] ^ hc
-            hc = hc * <unsigned int>0x58F38DED
-            value = value * hc
-            words[k] = value ^ (value >> 16)
-        for k in range(4):
-            out[n, k] = words[2 * k] | (<unsigned long long>words[2 * k + 1] << 32)
+        _seed_pool(seeds[n], pool)
+        _generate_state(pool, &out[n, 0], 4)
+
+
+def seed_sequence_state(unsigned long long seed, unsigned long long[::1] out):
+    """``out[:] = SeedSequence(seed).generate_state(len(out), np.uint64)`` for a seed below
+    2**64: the per-image seeds of a batch (``cnnkit.augment.image_seeds``) without
+    NumPy's Python-level SeedSequence (about 8 us a call)."""
+    cdef unsigned int pool[4]
+    if out.shape[0] == 0:
+        return
+    _seed_pool(seed, pool)
+    _generate_state(pool, &out[0], out.shape[0])

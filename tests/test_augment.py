@@ -183,6 +183,14 @@ def test_gaussian_blur_matches_reference(shape, sigma, seed):
     np.testing.assert_allclose(got, ref.gaussian_blur(fields, taps), atol=1e-5)
 
 
+def test_gaussian_blur_of_wide_fields_matches_reference():
+    # rows wider than the 64-value vector blocks, with a remainder, and more taps than rows
+    fields = np.random.default_rng(4).uniform(-1, 1, (2, 9, 150)).astype(np.float32)
+    taps = A.functional.gaussian_kernel(5.0)
+    got = A.gaussian_blur(fields, 5.0)
+    np.testing.assert_allclose(got, ref.gaussian_blur(fields, taps), atol=1e-5)
+
+
 @given(batches(), st.data())
 def test_remap_matches_reference(x, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
@@ -609,6 +617,14 @@ pcg64 = pytest.mark.skipif(
 )
 
 
+@given(st.integers(0, 2**70), st.integers(0, 40))
+def test_image_seeds_are_seed_sequence_states(seed, n):
+    # made natively below 2**64 (NumPy's SeedSequence hashing), by NumPy above
+    got = A.image_seeds(seed, n)
+    assert got.dtype == np.uint64
+    np.testing.assert_array_equal(got, np.random.SeedSequence(seed).generate_state(n, np.uint64))
+
+
 @pcg64
 @given(st.integers(0, 2**64 - 1), st.integers(0, 5000), st.integers(0, 41))
 def test_native_pcg64_is_default_rngs_stream(seed, start, count):
@@ -642,6 +658,33 @@ def test_seeded_gaussian_noise_is_the_python_draws_at_any_thread_count(x, seeds)
             cnnkit.set_num_threads(threads)
             got = A.functional.add_gaussian_seeded(np.ascontiguousarray(x), std, mean, seeds)
             np.testing.assert_array_equal(got, want)
+    finally:
+        cnnkit.set_num_threads(before)
+
+
+@pcg64
+@given(
+    st.tuples(st.integers(0, 3), st.integers(1, 9), st.integers(1, 9)),
+    st.floats(0, 4),
+    st.floats(0, 20),
+    st.integers(0, 2**63 - 1),
+)
+def test_seeded_elastic_fields_are_the_python_draws_at_any_thread_count(shape, sigma, alpha, seed):
+    # the kernel draws each image's two fields itself (the second starts at an odd float
+    # of the stream when H W is odd), blurs and scales them: the same bits as
+    # elastic_fields(default_rng(seed)) image by image, at any thread count
+    n, h, w = shape
+    seeds = (np.arange(n, dtype=np.uint64) * 7919 + np.uint64(seed)) % np.uint64(2**63)
+    want = [A.elastic_fields(np.random.default_rng(int(s)), (h, w), alpha, sigma) for s in seeds]
+    before = cnnkit.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            dx, dy = A.functional.elastic_fields_seeded(seeds, (h, w), alpha, sigma)
+            assert dx.shape == dy.shape == (n, h, w)
+            for k in range(n):
+                np.testing.assert_array_equal(dx[k], want[k][0])
+                np.testing.assert_array_equal(dy[k], want[k][1])
     finally:
         cnnkit.set_num_threads(before)
 
@@ -680,6 +723,16 @@ def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa
         A.HueSaturationValue(p=0.5),
         A.GaussNoise(p=0.5),
         A.GaussNoise(mean_range=(-0.1, 0.2), p=1),
+        A.Rotate(30, p=0.5),
+        A.Affine(shear=(-20, 20), p=1),
+        A.Affine(scale=(0.8, 1.2), translate_percent=0.1, rotate=10, shear=5, p=0.7),
+        A.Affine(translate_px=(-3, 4), p=1),
+        A.RandomResizedCrop(5),
+        A.RandomResizedCrop((4, 6), scale=(0.5, 0.6), ratio=(0.2, 5.0)),
+        A.RandomResizedCrop(3, scale=(2.0, 3.0), ratio=(2.0, 3.0)),  # never fits: fallback
+        A.RandomResizedCrop(3, scale=(2.0, 3.0), ratio=(0.1, 0.2)),
+        A.Compose([A.RandomResizedCrop(6), A.ColorJitter(p=0.5), A.RandomResizedCrop(4)]),
+        A.ElasticTransform(alpha=3, sigma=2, p=0.5),
         A.Compose(
             [
                 A.RandomBrightnessContrast(p=0.5),

@@ -555,3 +555,32 @@ def test_flips_take_any_dtype():
     x = np.arange(24, dtype=np.float64).reshape(1, 2, 4, 3)
     np.testing.assert_array_equal(image.hflip(x), x[:, :, ::-1])
     np.testing.assert_array_equal(image.vflip(x[0]), x[0, ::-1])
+
+
+@given(st.integers(1, 40), st.integers(1, 60), st.data())
+def test_fixed_point_resample_tables_are_the_float_positions_rounded(n_in, n_out, data):
+    # the native tables of the fixed-point bilinear path: the positions of _taps (float64)
+    # rounded half up to 1/2048, the second tap clamped to the window's last pixel
+    from cnnkit import _augment
+
+    length = data.draw(st.integers(1, n_in))
+    start = data.draw(st.integers(0, n_in - length))
+    y = np.floor(
+        image._linear_positions(
+            start + (np.arange(n_out) + 0.5) * (length / n_out),
+            np.floor(start),
+            min(start + length, n_in) - 1,
+        )
+        * 2048
+        + 0.5
+    ).astype(np.int32)
+    last = start + length - 1
+    rows = np.empty((1, n_out, 3), np.int32)
+    cols = np.empty((1, n_out), np.int32)
+    starts, lengths = np.array([start], float), np.array([length], float)
+    _augment.fixed_linear_taps(starts, lengths, n_in, rows, cols)
+    _augment.fixed_linear_taps(starts, lengths, n_in, rows[:0], cols)
+    np.testing.assert_array_equal(cols[0], y)
+    np.testing.assert_array_equal(
+        rows[0], np.stack([y >> 11, np.minimum((y >> 11) + 1, last), y & 2047], -1)
+    )

@@ -8,7 +8,8 @@ so the check compares shapes and dtypes only, except for the flip, which is exac
 torchvision.transforms.v2 is a second peer for the transforms it has, when it imports.
 
 Inputs: 16 seeded 256 x 256 crops of ``skimage.data.astronaut()`` (scikit-image is
-needed by the bench only). Divide 16 by a time for images per second.
+needed by the bench only), and 64 for the fastest transforms (a typical mini-batch,
+``LARGE_BATCH_CASES``). Divide the batch size by a time for images per second.
 """
 
 from __future__ import annotations
@@ -20,13 +21,24 @@ import numpy as np
 from . import Call, Case, equal, torchvision_module
 
 BATCH, SIDE = 16, 256
+# A typical training mini-batch, for the transforms whose 16-image call is a fraction of a
+# millisecond: there the per-call Python weighs on the two-thread speed-up.
+LARGE_BATCH = 64
+LARGE_BATCH_CASES = (
+    "HorizontalFlip",
+    "RandomBrightnessContrast",
+    "RGBShift",
+    "RandomResizedCrop(224)",
+    "Resize(128, area)",
+    "PCAColour / FancyPCA",
+)
 
 
-def crops() -> tuple:
+def crops(batch: int = BATCH) -> tuple:
     from skimage import data
 
     photo = data.astronaut()
-    corners = np.random.default_rng(0).integers(0, photo.shape[0] - SIDE, (BATCH, 2))
+    corners = np.random.default_rng(0).integers(0, photo.shape[0] - SIDE, (batch, 2))
     return (np.stack([photo[t : t + SIDE, c : c + SIDE] for t, c in corners]),)
 
 
@@ -132,21 +144,24 @@ TRANSFORMS = [
 
 def cases() -> list[Case]:
     out = []
-    for name, ours, theirs, tv in TRANSFORMS:
-        impls = {
-            "cnnkit": partial(_cnnkit, ours),
-            "albumentations": partial(_albumentations, theirs),
-        }
-        if tv is not None:
-            impls["torchvision"] = partial(_torchvision, tv)
-        out.append(
-            Case(
-                name,
-                f"{BATCH} x {SIDE} x {SIDE} x 3",
-                "uint8",
-                crops,
-                impls,
-                equal if name == "HorizontalFlip" else same_layout,
+    for batch in (BATCH, LARGE_BATCH):
+        for name, ours, theirs, tv in TRANSFORMS:
+            if batch != BATCH and name not in LARGE_BATCH_CASES:
+                continue
+            impls = {
+                "cnnkit": partial(_cnnkit, ours),
+                "albumentations": partial(_albumentations, theirs),
+            }
+            if tv is not None:
+                impls["torchvision"] = partial(_torchvision, tv)
+            out.append(
+                Case(
+                    name,
+                    f"{batch} x {SIDE} x {SIDE} x 3",
+                    "uint8",
+                    partial(crops, batch),
+                    impls,
+                    equal if name == "HorizontalFlip" else same_layout,
+                )
             )
-        )
     return out

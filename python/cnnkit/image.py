@@ -221,21 +221,16 @@ def _resample_fixed3(
     Separable, so the result is the same at any thread count and batch split.
     """
 
-    def fixed(start, length, n_in, n_out):
-        start = np.asarray(start, np.float64).reshape(-1, 1)
-        length = np.asarray(length, np.float64).reshape(-1, 1)
-        centres = start + (np.arange(n_out) + 0.5) * (length / n_out)
-        lo_edge = np.floor(start)
-        hi_edge = np.minimum(np.ceil(start + length), n_in) - 1
-        pos = _linear_positions(centres, lo_edge, hi_edge)
-        return np.floor(pos * 2048 + 0.5).astype(np.int32), hi_edge.astype(np.int32)
-
     out = np.empty((x.shape[0], out_h, out_w, 3), np.uint8)
     if out.size:
-        y, last = fixed(top, height, x.shape[1], out_h)
-        first = y >> 11
-        rows = np.stack([first, np.minimum(first + 1, last), y & 2047], -1)
-        cols, _ = fixed(left, width, x.shape[2], out_w)
+        # the tables, made natively (the float64 operations of _taps, rounded to 1/2048)
+        top, height, left, width = (
+            np.asarray(v, np.float64).reshape(-1) for v in (top, height, left, width)
+        )
+        rows = np.empty((len(top), out_h, 3), np.int32)
+        cols = np.empty((len(left), out_w), np.int32)
+        _augment.fixed_linear_taps(top, height, x.shape[1], rows, cols)
+        _augment.fixed_linear_taps(left, width, x.shape[2], rows[:0], cols)
         threads = native_threads(out.size)
         scratch = np.empty((threads, 6 * (-(-out_w // 16) * 16)), np.int32)
         _augment.resample_linear_fixed3(np.ascontiguousarray(x), out, rows, cols, scratch, threads)

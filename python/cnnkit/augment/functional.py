@@ -37,6 +37,7 @@ __all__ = [
     "colour_affine",
     "colour_jitter",
     "elastic_fields",
+    "elastic_fields_seeded",
     "fit_pca_colour",
     "full_scale",
     "gaussian_blur",
@@ -107,12 +108,12 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
             # a table per image and channel, rounded in float64 as the reference, looked
             # up 64 bytes at a time (VBMI), or integer coefficients that reproduce it
             # (see the kernels)
-            table = np.empty((len(x), x.shape[3], 256), np.uint8)
             if _vbmi_lut():
-                shifts = np.empty((len(x), x.shape[3]), np.int32)
-                _augment.colour_tables(s, o, table, shifts)
-                _augment.lut_vbmi(src, out, table, shifts, threads)
+                tables = np.empty((threads, x.shape[3], 256), np.uint8)
+                held = np.full((threads, x.shape[3] + 1), -1, np.int32)
+                _augment.lut_vbmi(src, out, s, o, tables, held, threads)
                 return out[0] if single else out
+            table = np.empty((len(x), x.shape[3], 256), np.uint8)
             a = np.empty((len(x), x.shape[3]), np.int32)
             b = np.empty_like(a)
             exact = np.empty(len(x), np.uint8)
@@ -245,13 +246,14 @@ def colour_jitter(
         raise ValueError(f"{fn}(): order must be a permutation of 0, 1, 2, 3, got {steps!r}")
     out = np.empty(x.shape, x.dtype)
     if out.size:
-        threads = min(native_threads(out.size), n)
+        threads = native_threads(out.size)
         _colour_kernels().colour_jitter(
             np.ascontiguousarray(x),
             out,
             factors.astype(np.float32),
             steps,
             _rgb_rows(x, threads),
+            np.empty(n * x.shape[1]),
             full_scale(x.dtype),
             threads,
         )
@@ -370,11 +372,11 @@ def gaussian_blur(fields: Any, sigma: float) -> np.ndarray:
     taps = gaussian_kernel(float(sigma))
     out = np.empty_like(f)
     if f.size:
-        threads = native_threads(f.size * len(taps))
         n, h, w = f.shape
-        tmp = np.empty((n * h, w), np.float32)
-        scratch = np.empty((threads, 2 * w + len(taps)), np.float32)
-        _augment.gaussian_blur(f, out, tmp, scratch, taps, threads)
+        threads = min(native_threads(f.size * len(taps)), n)
+        scratch = np.empty((threads, 3 * h * w), np.float32)
+        rows = np.empty((threads, w + h + 2 * len(taps)), np.int32)
+        _colour_kernels().gaussian_blur(f, out, scratch, rows, taps, threads)
     return out
 
 
@@ -389,6 +391,36 @@ def elastic_fields(
     fields = gaussian_blur(raw, sigma)
     fields *= np.float32(alpha)
     return fields[0], fields[1]
+
+
+def elastic_fields_seeded(
+    seeds: np.ndarray, shape: tuple[int, int], alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`elastic_fields` of a batch, ``rng = np.random.default_rng(seeds[n])`` for
+    image ``n``, bit for bit: ``(dx, dy)``, each ``(N, H, W)``. The draws, both blur
+    passes and the scale of each field are one task of one native call (parallel over
+    the fields), so no per-image step runs serially in Python."""
+    n = len(seeds)
+    h, w = shape
+    dx = np.empty((n, h, w), np.float32)
+    dy = np.empty((n, h, w), np.float32)
+    if not _augment.has_pcg64():  # pragma: no cover - compilers without __int128
+        for k, seed in enumerate(seeds):
+            dx[k], dy[k] = elastic_fields(np.random.default_rng(int(seed)), shape, alpha, sigma)
+        return dx, dy
+    if dx.size:
+        taps = gaussian_kernel(float(sigma))
+        words = np.empty((n, 4), np.uint64)
+        _augment.seed_states(np.asarray(seeds, np.uint64), words)
+        threads = min(native_threads(2 * dx.size * len(taps)), 2 * n)
+        # the field, its work space (2 H W), then the 64-bit draws (8-byte aligned: even
+        # offsets)
+        size = h * w
+        length = (3 * size + 1) // 2 * 2 + 2 * ((size + 2) // 2) + 2
+        scratch = np.empty((threads, length), np.float32)
+        rows = np.empty((threads, w + h + 2 * len(taps)), np.int32)
+        _colour_kernels().elastic_fields(words, taps, alpha, dx, dy, scratch, rows, threads)
+    return dx, dy
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from .functional import (
     add_gaussian_seeded,
     colour_affine,
     colour_jitter,
-    elastic_fields,
+    elastic_fields_seeded,
     full_scale,
     hsv_shift,
     pca_colour_offsets,
@@ -76,8 +76,14 @@ __all__ = [
 
 
 def image_seeds(seed: int, n: int) -> np.ndarray:
-    """The per-image seeds that a batch of ``n`` images called with ``seed`` uses."""
-    return np.random.SeedSequence(int(seed)).generate_state(n, np.uint64)
+    """The per-image seeds that a batch of ``n`` images called with ``seed`` uses:
+    ``SeedSequence(seed).generate_state(n, np.uint64)`` (made natively below 2**64)."""
+    seed = int(seed)
+    if 0 <= seed < 2**64:
+        out = np.empty(n, np.uint64)
+        _augment.seed_sequence_state(seed, out)
+        return out
+    return np.random.SeedSequence(seed).generate_state(n, np.uint64)
 
 
 class _Streams:
@@ -93,7 +99,9 @@ class _Streams:
     def __init__(self, seeds: np.ndarray) -> None:
         self.seeds = seeds
         self.generators: list[np.random.Generator] | None = None
-        self.states: np.ndarray | None = None  # (N, 4) PCG64 words once drawn natively
+        # (N, 6) once drawn natively: the PCG64 words, then numpy's kept 32-bit half (a
+        # flag and the half, see _augment.draw_resized_crops)
+        self.states: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -102,25 +110,32 @@ class _Streams:
         if self.generators is None:
             self.generators = seeded_generators(self.seeds)
             if self.states is not None:  # continue where the native draws stopped
-                for g, (sh, sl, ih, il) in zip(self.generators, self.states.tolist()):
+                for g, (sh, sl, ih, il, kept, half) in zip(self.generators, self.states.tolist()):
                     g.bit_generator.state = {
                         "bit_generator": "PCG64",
                         "state": {"state": sh << 64 | sl, "inc": ih << 64 | il},
-                        "has_uint32": 0,
-                        "uinteger": 0,
+                        "has_uint32": kept,
+                        "uinteger": half,
                     }
         return self.generators[i]
 
-    def draw(self, active: np.ndarray, p: float | None, spec: np.ndarray):
-        """``draw_params`` for the ``active`` images (``p`` None: no test against p), or
-        None when the generators already exist (then Python draws)."""
+    def native_states(self) -> np.ndarray | None:
+        """The ``(N, 6)`` states to draw from natively, or None when the generators
+        already exist (then Python draws)."""
         if self.generators is not None or not _augment.has_pcg64():
             return None
         if self.states is None:
             words = np.empty((len(self.seeds), 4), np.uint64)
             _augment.seed_states(self.seeds, words)
-            self.states = np.empty_like(words)
+            self.states = np.zeros((len(self.seeds), 6), np.uint64)
             _augment.pcg64_generators(words, self.states)
+        return self.states
+
+    def draw(self, active: np.ndarray, p: float | None, spec: np.ndarray):
+        """``draw_params`` for the ``active`` images (``p`` None: no test against p), or
+        None when the generators already exist (then Python draws)."""
+        if self.native_states() is None:
+            return None
         out = np.zeros((len(self.seeds), len(spec)))
         applied = np.empty(len(self.seeds), np.uint8)
         active = np.ascontiguousarray(active, np.uint8)
@@ -409,19 +424,11 @@ class Transform:
     ) -> list:
         """Draw (or take from ``recorded``) the parameters of the ``active`` images and
         apply them; ``force`` skips the draw against ``p`` (OneOf's pick)."""
-        records: list = []
-        drawn = None
+        records: list | None = None
         if recorded is None and isinstance(rngs, _Streams):
-            spec = self.native_draws()
-            if spec is not None:
-                drawn = rngs.draw(active, None if force else self.p, spec)
-        if drawn is not None:
-            values, applied = drawn
-            bits = values.view(np.uint64)
-            records = [
-                self.from_draws(values[i], bits[i]) if applied[i] else None for i in range(data.n)
-            ]
-        else:
+            records = self._draw_natively(rngs, active, None if force else self.p, data.shape)
+        if records is None:
+            records = []
             for i in range(data.n):
                 if not active[i]:
                     records.append(None)
@@ -436,6 +443,24 @@ class Transform:
             self.apply(data, index, [records[i] for i in index])
         return records
 
+    def _draw_natively(
+        self, rngs: _Streams, active: np.ndarray, p: float | None, shape: tuple[int, int]
+    ) -> list | None:
+        """The records of :meth:`sample` drawn natively from the streams' PCG64 states
+        (``p`` None: no test against p), or None where this transform or the streams
+        cannot (then each image draws in Python)."""
+        spec = self.native_draws()
+        drawn = None if spec is None else rngs.draw(active, p, spec)
+        if drawn is None:
+            return None
+        values, applied = drawn
+        # Python floats and ints, row by row (one conversion for the batch)
+        rows, words = values.tolist(), values.view(np.uint64).tolist()
+        return [
+            self.from_draws(v, b, shape) if on else None
+            for v, b, on in zip(rows, words, applied.tolist())
+        ]
+
     def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> dict:
         return {}
 
@@ -443,10 +468,12 @@ class Transform:
         """For a transform whose :meth:`sample` draws only ``_uniform`` numbers (and
         ``rng.integers(0, 2**63)``): those draws in order, as ``(kind, low, high)``
         rows of ``_augment.draw_params``, so that a batch draws natively; with
-        :meth:`from_draws`, which makes the parameters from them."""
+        :meth:`from_draws`, which makes the parameters from them (``values`` one image's
+        draws as floats, ``bits`` the same as ints for the integer draws, ``shape`` the
+        images' ``(height, width)``)."""
         return None
 
-    def from_draws(self, values: np.ndarray, bits: np.ndarray) -> dict:
+    def from_draws(self, values: list[float], bits: list[int], shape: tuple[int, int]) -> dict:
         raise NotImplementedError
 
     def apply(self, data: _Targets, index: list[int], params: list[dict]) -> None:
@@ -624,6 +651,35 @@ class RandomResizedCrop(_Window):
         self.ratio = _range(tuple(ratio), fn, "ratio", minimum=1e-9)
         self._log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
 
+    def _draw_natively(self, rngs, active, p, shape):
+        # sample()'s tries, bit for bit, in one native loop over the batch
+        states = rngs.native_states()
+        height, width = shape
+        if states is None or max(height, width) >= 2**32:
+            return None
+        windows = np.empty((len(states), 4), np.int64)
+        applied = np.empty(len(states), np.uint8)
+        _augment.draw_resized_crops(
+            states,
+            np.ascontiguousarray(active, np.uint8),
+            0.0 if p is None else p,
+            p is not None,
+            height,
+            width,
+            self.scale[0],
+            self.scale[1] - self.scale[0],
+            self._log_ratio[0],
+            self._log_ratio[1] - self._log_ratio[0],
+            self.ratio[0],
+            self.ratio[1],
+            windows,
+            applied,
+        )
+        return [
+            {"window": tuple(w)} if on else None
+            for w, on in zip(windows.tolist(), applied.tolist())
+        ]
+
     def sample(self, rng, shape):
         height, width = shape
         area = height * width
@@ -713,6 +769,12 @@ class Rotate(_Warp):
     def sample(self, rng, shape):
         return {"angle": _uniform(rng, self.limit)}
 
+    def native_draws(self):
+        return _uniform_spec(self.limit)
+
+    def from_draws(self, values, bits, shape):
+        return {"angle": values[0]}
+
 
 class Affine(_Warp):
     """Scale, translate, rotate and shear about the centre in one warp.
@@ -769,6 +831,21 @@ class Affine(_Warp):
             "translate": translate,
         }
 
+    def native_draws(self):
+        translate = self.translate_percent or self.translate_px
+        moves = () if translate is None else (translate, translate)
+        return _uniform_spec(*moves, self.rotate, self.scale, self.shear)
+
+    def from_draws(self, values, bits, shape):
+        v = values
+        translate = (0.0, 0.0)
+        if self.translate_percent is not None:
+            translate = (v[0] * shape[1], v[1] * shape[0])
+        elif self.translate_px is not None:
+            translate = (v[0], v[1])
+        angle, scale, shear = v[-3:]
+        return {"angle": angle, "scale": scale, "shear": (shear, 0.0), "translate": translate}
+
 
 class ElasticTransform(Transform):
     """Elastic local warping (Simard et al. 2003): uniform(-1, 1) displacements smoothed
@@ -801,15 +878,18 @@ class ElasticTransform(Transform):
         # The draw is the fields' seed: a replay record stays small.
         return {"field_seed": int(rng.integers(0, 2**63))}
 
-    def _fields(self, params, shape):
-        rng = np.random.default_rng(params["field_seed"])
-        return elastic_fields(rng, shape, self.alpha, self.sigma)
+    def native_draws(self):
+        spec = _uniform_spec(None)
+        spec[0, 0] = 1  # DRAW_INT63
+        return spec
+
+    def from_draws(self, values, bits, shape):
+        return {"field_seed": bits[0]}
 
     def apply(self, data, index, params):
         shape = data.shape
-        fields = [self._fields(p, shape) for p in params]
-        dx = np.stack([f[0] for f in fields])
-        dy = np.stack([f[1] for f in fields])
+        seeds = np.array([p["field_seed"] for p in params], np.uint64)
+        dx, dy = elastic_fields_seeded(seeds, shape, self.alpha, self.sigma)
         x = data.take(index)
         out = im.remap(x, dx, dy, self.interpolation, self.border_mode, self.fill)
         data.set_images(index, out, self._name())
@@ -893,8 +973,8 @@ class RGBShift(_ColourAffine):
     def native_draws(self):
         return _uniform_spec(*self.limits)
 
-    def from_draws(self, values, bits):
-        return {"shift": values.tolist()}
+    def from_draws(self, values, bits, shape):
+        return {"shift": list(values)}
 
     def coefficients(self, params, x):
         if x.shape[-1] != 3:
@@ -926,8 +1006,8 @@ class RandomBrightnessContrast(_ColourAffine):
     def native_draws(self):
         return _uniform_spec(self.contrast, self.brightness)
 
-    def from_draws(self, values, bits):
-        contrast, brightness = values.tolist()
+    def from_draws(self, values, bits, shape):
+        contrast, brightness = values
         return {"alpha": 1.0 + contrast, "beta": brightness}
 
     def coefficients(self, params, x):
@@ -1026,8 +1106,8 @@ class HueSaturationValue(Transform):
     def native_draws(self):
         return _uniform_spec(self.hue, self.sat, self.val)
 
-    def from_draws(self, values, bits):
-        return dict(zip(("hue", "sat", "val"), values.tolist()))
+    def from_draws(self, values, bits, shape):
+        return dict(zip(("hue", "sat", "val"), values))
 
     def apply(self, data, index, params):
         x = data.take(index)
@@ -1125,8 +1205,8 @@ class GaussNoise(Transform):
         spec[2, 0] = 1  # DRAW_INT63
         return spec
 
-    def from_draws(self, values, bits):
-        return {"std": float(values[0]), "mean": float(values[1]), "noise_seed": int(bits[2])}
+    def from_draws(self, values, bits, shape):
+        return {"std": values[0], "mean": values[1], "noise_seed": bits[2]}
 
     def apply(self, data, index, params):
         x = data.take(index)
