@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "conv_direct.hpp"
@@ -285,27 +286,35 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
     gemm(true, false, kd, cout, rows, x, p.in_channels, dy, cout, dw, cout, false);
     return;
   }
-  const int64_t tile = tile_rows<T>(p), tiles = (rows + tile - 1) / tile;
-  const int64_t cog = p.out_per_group();
-  // Each thread owns a band of dw's rows (patch columns) and walks every
-  // tile in order, gathering only its own columns: no patch is gathered
-  // twice, and each dw element sums the tiles in the same order whatever the
-  // number of threads.
-  const int nt = int(std::min<int64_t>(kd, threads_for(rows * kd * cout, 1 << 16)));
-  const StopToken stop;
+  // dw = P^T dy per group, P^T gathered straight into the GEMM's packed
+  // slivers (detail::patch_columns_source): no patch buffer, no second
+  // packing pass. Each
+  // thread owns a band of dw's rows (patch columns, whole register tiles)
+  // and runs the whole product for it, so every dw element's sum has the
+  // same k blocks whatever the number of threads.
+  const int64_t cog = p.out_per_group(), mr = gemm_row_tile<T>();
+  const int64_t slivers = (kd + mr - 1) / mr;
+  const int nt = int(std::min<int64_t>(slivers, threads_for(rows * kd * cout, 1 << 16)));
   for (int64_t group = 0; group < p.groups; ++group) {
+    std::exception_ptr error;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-      const int64_t col0 = kd * part / parts, col1 = kd * (part + 1) / parts, width = col1 - col0;
-      T* buf = thread_buffer<T>(size_t(tile * std::max<int64_t>(width, 1))).data();
-      for (int64_t t = 0; t < tiles && width > 0 && !stop; ++t) {
-        const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
-        gather(p, x, group, row0, m, col0, col1, buf);
-        gemm_serial(true, false, width, cog, m, buf, width, dy + row0 * cout + group * cog, cout,
-                    dw + col0 * cout + group * cog, cout, true);
+      const int64_t col0 = std::min(kd, slivers * part / parts * mr);
+      const int64_t col1 = std::min(kd, slivers * (part + 1) / parts * mr);
+      if (col0 < col1) {
+        try {
+          const detail::PatchColumns<T> patches{&p, x, group, col0};
+          gemm_source_serial(col1 - col0, cog, rows, detail::patch_columns_source(patches), false,
+                             dy + group * cog,
+                             cout, dw + col0 * cout + group * cog, cout, false);
+        } catch (...) {
+#pragma omp critical(cnnkit_conv_dw_error)
+          if (!error) error = std::current_exception();
+        }
       }
     }
+    if (error) std::rethrow_exception(error);
   }
 }
 

@@ -77,6 +77,22 @@ void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy,
 
 template <class T>
 void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+
+// The transposed patch matrix P^T of one group, rows [col0, ...) (P's
+// columns: kernel offset major, channel minor), as the A operand of a GEMM
+// whose k runs over P's rows (output positions over the batch), written
+// straight into the GEMM's packed slivers (csrc/gemm.hpp's ASource): the
+// weight gradient dw = P^T dy without a patch buffer or a second packing
+// pass. `context` must outlive the product.
+template <class T>
+struct PatchColumns {
+  const ConvProblem* p;
+  const T* x;
+  int64_t group, col0;
+};
+template <class T>
+ASource<T> patch_columns_source(const PatchColumns<T>& context);
+
 template <class T>
 void depthwise_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);
 template <class T>
@@ -98,6 +114,8 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   void depthwise_backward_input(const ConvProblem&, const T*, const T*, T*);                 \
   template <class T>                                                                         \
   void depthwise_backward_weight(const ConvProblem&, const T*, const T*, T*);                \
+  template <class T>                                                                         \
+  void fill_patch_columns(const void*, int64_t, int64_t, int64_t, int64_t, int64_t, T*);     \
   }
 CNNKIT_DECLARE_DIRECT(baseline)
 CNNKIT_DECLARE_DIRECT(avx2)
