@@ -49,6 +49,20 @@ inline bool slab_fits(const ConvProblem& p) {
          checked_mul(floor, channels, floor) && floor <= kMaxSlabElements;
 }
 
+// The gradient sums over the batch (the few-channel weight gradient, the
+// bias gradient and the fused mask-and-bias pass) cut a batch of at least
+// kBatchChunks items into that many runs of whole items, item
+// [batch * c / kBatchChunks, batch * (c + 1) / kBatchChunks) in run c; each
+// run is summed in order on its own and the runs' sums are added in order.
+// Threads then split the runs: each reads its own part of the batch, equal
+// work whatever the number of channels. The runs depend on the batch alone
+// and are the same for all three sums, so the fused passes keep the bits
+// of the separate ones.
+constexpr int64_t kBatchChunks = 8;
+inline int64_t batch_chunks(const ConvProblem& p) {
+  return p.batch >= kBatchChunks ? kBatchChunks : 1;
+}
+
 inline bool has_few_channels(const ConvProblem& p) {
   return p.groups == 1 && p.in_channels <= kFewChannels && slab_fits(p);
 }
@@ -79,8 +93,9 @@ template <class T>
 void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
 
 // The transposed patch matrix P^T of one group, rows [col0, ...) (P's
-// columns: kernel offset major, channel minor), as the A operand of a GEMM
-// whose k runs over P's rows (output positions over the batch), written
+// columns: kernel offset major, channel minor) and columns [row0, ...), as
+// the A operand of a GEMM whose k runs over P's rows (output positions over
+// the batch), written
 // straight into the GEMM's packed slivers (csrc/gemm.hpp's ASource): the
 // weight gradient dw = P^T dy without a patch buffer or a second packing
 // pass. `context` must outlive the product.
@@ -88,7 +103,7 @@ template <class T>
 struct PatchColumns {
   const ConvProblem* p;
   const T* x;
-  int64_t group, col0;
+  int64_t group, col0, row0;
 };
 template <class T>
 ASource<T> patch_columns_source(const PatchColumns<T>& context);

@@ -264,8 +264,9 @@ void fill_patch_columns(const void* context, int64_t i0, int64_t mc, int64_t p0,
   const int64_t span0 = (g.kernel[0] - 1) * g.dilation[0], span1 = (g.kernel[1] - 1) * g.dilation[1];
   const int64_t span2 = (g.kernel[2] - 1) * g.dilation[2];
   // The first row's output position, then advanced one step at a time.
-  int64_t o2 = p0 % g.out[2], o1 = p0 / g.out[2] % g.out[1];
-  int64_t o0 = p0 / (g.out[2] * g.out[1]) % g.out[0], n = p0 / g.out_size();
+  const int64_t f = s.row0 + p0;
+  int64_t o2 = f % g.out[2], o1 = f / g.out[2] % g.out[1];
+  int64_t o0 = f / (g.out[2] * g.out[1]) % g.out[0], n = f / g.out_size();
   // Each row's window corner, then where each kernel offset reads (null in
   // the padding); then the pieces, each down all rows: one sliver's column
   // of rows written front to back, the mask made once.

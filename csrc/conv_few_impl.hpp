@@ -440,11 +440,6 @@ inline void weight_line(const T* xs, int64_t step, int64_t count, const int64_t*
   }
 }
 
-// How many runs of consecutive bands the weight gradient sums separately
-// (backward_weight_tiles): enough for threads to share them evenly, few
-// enough that adding up the copies of dw costs nothing.
-constexpr int64_t kWeightChunks = 8;
-
 // The scalar mask of masked(), for the rows copied with padding.
 template <class T>
 inline T masked_one(Activation a, T g, T y, T slope) {
@@ -490,16 +485,15 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
   const int64_t band = band_rows(g.out[0], span0, g.stride[0],
                                  s.ext[1] * s.ext[2] * cin * int64_t(sizeof(T)), p.batch, 1);
   const int64_t bands = (g.out[0] + band - 1) / band, inner = g.out[1] * g.out[2];
-  const int64_t tasks = p.batch * bands;
-  // The bands of the batch fall into `chunks` runs of consecutive bands
-  // (their number a function of the problem alone), each summed in order
-  // into its own padded copy of dw (and db: tiles then have no remainders);
-  // the copies are added in chunk order at the end. Threads split the
-  // chunks when there are several, so each band's slab and masked dy are
-  // made once, by one thread; with one chunk (few bands: an image or two)
-  // they split the tiles of dw instead, each thread walking every band.
-  // Either way each dw element's sum has the same order for any count.
-  const int64_t chunks = tasks >= kWeightChunks ? kWeightChunks : 1;
+  // The batch falls into batch_chunks() runs of whole images, each summed
+  // in order into its own padded copy of dw (and db: tiles then have no
+  // remainders); the copies are added in run order at the end. Threads
+  // split the runs when there are several, so each band's slab and masked
+  // dy are made once, by one thread; with one run (a small batch) they
+  // split the tiles of dw instead, each thread walking every band. Either
+  // way each dw element's sum has the same order for any thread count, and
+  // db has the bits of conv_backward_activation_bias.
+  const int64_t chunks = batch_chunks(p);
   const int64_t tile_elems = p_blocks * MR * ld, db_elems = fused.db ? ld : 0;
   Aligned<T> acc_dw(chunks * tile_elems), acc_db(chunks * db_elems);
   const int nt = int(std::min<int64_t>(threads_for(p.rows() * P * cout), chunks > 1 ? chunks : pairs));
@@ -515,8 +509,9 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
     for (int64_t chunk = k0; chunk < k1; ++chunk) {
       T* const chunk_dw = acc_dw.data() + chunk * tile_elems;
       T* const chunk_db = acc_db.data() + chunk * db_elems;
-      const int64_t task1 = tasks * (chunk + 1) / chunks;
-      for (int64_t task = tasks * chunk / chunks; task < task1 && q0 < q1 && !stop; ++task) {
+      const int64_t task1 = p.batch * (chunk + 1) / chunks * bands;
+      for (int64_t task = p.batch * chunk / chunks * bands; task < task1 && q0 < q1 && !stop;
+           ++task) {
         const int64_t n = task / bands, a = (task % bands) * band;
         const int64_t e = std::min(g.out[0], a + band);
         Slab t = s;
@@ -620,8 +615,8 @@ template <class T>
 int weight_rows(const ConvProblem& p) {
   const int64_t P = p.patch_size(), c_blocks = (p.out_channels + 2 * kLanes<T> - 1) / (2 * kLanes<T>);
   const int64_t nt = threads_for(p.rows() * P * p.out_channels);
-  // With a batch of kWeightChunks or more, threads split the batch, not the tiles.
-  const bool chunked = p.batch >= kWeightChunks;
+  // With several runs of the batch, threads split the batch, not the tiles.
+  const bool chunked = batch_chunks(p) > 1;
   const auto cost = [&](int64_t mr) {
     const int64_t pairs = (P + mr - 1) / mr * c_blocks;
     const int64_t team = chunked ? 1 : std::max<int64_t>(1, std::min(nt, pairs));
