@@ -235,7 +235,6 @@ void fill_patch_columns(const void* context, int64_t i0, int64_t mc, int64_t p0,
   const Geometry& g = p.g;
   const int64_t cg = p.in_per_group(), cin = p.in_channels;
   const int64_t first = s.col0 + i0, last = first + mc, sliver = kc * mr;
-  if (mc % mr != 0) std::fill_n(dst + mc / mr * sliver, sliver, T(0));
   // The kernel offsets j whose channels the columns cover, their dilated
   // coordinates and their offset in x from the window's corner; and the
   // columns cut into pieces that stay in one sliver row (at most mr
@@ -293,6 +292,36 @@ void fill_patch_columns(const void* context, int64_t i0, int64_t mc, int64_t p0,
       }
     }
   }
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (mr <= 16) {
+      // Each sliver row gathered from its pieces into one register (masked
+      // loads into their lanes) and stored once: rows of 14 floats lie
+      // across cache lines, and stores, not loads, set the pace. Lanes no
+      // piece fills (rows past mc) stay zero.
+      const __mmask16 row_mask = __mmask16((1u << mr) - 1);
+      for (size_t i = 0, e = 0; i < pieces.size(); i = e) {
+        const int64_t sliver_at = pieces[i].place / sliver * sliver;
+        while (e < pieces.size() && pieces[e].place / sliver * sliver == sliver_at) ++e;
+        T* out = dst + sliver_at;
+        for (int64_t r = 0; r < kc; ++r, out += mr) {
+          const T* const* row = src.data() + r * count;
+          __m512 v = _mm512_setzero_ps();
+          for (size_t q = i; q < e; ++q) {
+            const Piece& piece = pieces[q];
+            const int64_t lane = piece.place - sliver_at;
+            if (const T* from = row[piece.j])
+              v = _mm512_mask_loadu_ps(v, __mmask16(((1u << piece.len) - 1) << lane),
+                                       from + (piece.channel - lane));
+          }
+          _mm512_mask_storeu_ps(out, row_mask, v);
+        }
+      }
+      return;
+    }
+  }
+#endif
+  if (mc % mr != 0) std::fill_n(dst + mc / mr * sliver, sliver, T(0));
   for (const Piece& piece : pieces)
     copy_piece_rows(src.data() + piece.j, count, piece.channel, dst + piece.place, mr, kc,
                     piece.len);
