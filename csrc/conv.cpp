@@ -310,7 +310,8 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
   const int nt = int(std::min<int64_t>(chunked ? chunks : slivers,
                                        threads_for(rows * kd * cout, 1 << 16)));
   T* const partial = chunked ? thread_buffer<T>(size_t(chunks * kd * cog)).data() : nullptr;
-  for (int64_t group = 0; group < p.groups; ++group) {
+  const StopToken stop;
+  for (int64_t group = 0; group < p.groups && !stop; ++group) {
     std::exception_ptr error;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -322,7 +323,7 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
             const detail::PatchColumns<T> patches{&p, x, group, 0, r0};
             gemm_source_serial(kd, cog, r1 - r0, detail::patch_columns_source(patches), false,
                                dy + r0 * cout + group * cog, cout, partial + c * kd * cog, cog,
-                               false);
+                               false, stop);
           }
         } else {
           const int64_t col0 = std::min(kd, slivers * part / parts * mr);
@@ -331,7 +332,7 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
           if (col0 < col1)
             gemm_source_serial(col1 - col0, cog, rows, detail::patch_columns_source(patches),
                                false, dy + group * cog, cout, dw + col0 * cout + group * cog, cout,
-                               false);
+                               false, stop);
         }
       } catch (...) {
 #pragma omp critical(cnnkit_conv_dw_error)

@@ -284,7 +284,8 @@ int64_t gemm_row_tile() noexcept {
 
 template <class T>
 void gemm_source_serial(int64_t m, int64_t n, int64_t k, const ASource<T>& a, bool trans_b,
-                        const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+                        const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate,
+                        const StopToken& stop) {
   check_sizes(m, n, k);
   check_ld("ldb", ldb, trans_b ? n : k, trans_b ? k : n);
   check_ld("ldc", ldc, m, n);
@@ -298,6 +299,7 @@ void gemm_source_serial(int64_t m, int64_t n, int64_t k, const ASource<T>& a, bo
   // Never the skinny path: it reads A element by element in place.
   Operands<T> g{false, trans_b, k, nullptr, 0, b, ldb, c, ldc, accumulate};
   g.a_source = &a;
+  g.stop = stop;
   path_for<T>(active_isa()).compute(g, {0, m, 0, n});
 }
 
@@ -436,7 +438,7 @@ template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, const d
                                      int64_t, T*, int64_t, bool);                                 \
   template int64_t gemm_row_tile<T>() noexcept;                                                   \
   template void gemm_source_serial<T>(int64_t, int64_t, int64_t, const ASource<T>&, bool,         \
-                                      const T*, int64_t, T*, int64_t, bool);
+                                      const T*, int64_t, T*, int64_t, bool, const StopToken&);
 CNNKIT_INSTANTIATE(float)
 CNNKIT_INSTANTIATE(double)
 #undef CNNKIT_INSTANTIATE

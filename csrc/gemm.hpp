@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "cpu.hpp"
+#include "interrupt.hpp"
 
 namespace cnnkit {
 
@@ -168,10 +169,13 @@ int64_t gemm_row_tile() noexcept;
 
 // C = op(A) op(B), or C += op(A) op(B), with op(A) (m x k) from `a`, on the
 // calling thread; the rest as gemm_serial, including its bits: C(i, j) is the
-// same as gemm() gives for a materialised op(A) with the same values.
+// same as gemm() gives for a materialised op(A) with the same values. `stop`
+// (csrc/interrupt.hpp), taken by the caller before its parallel region, is
+// tested between blocks, so that every thread of a call stops on Ctrl-C.
 template <class T>
 void gemm_source_serial(int64_t m, int64_t n, int64_t k, const ASource<T>& a, bool trans_b,
-                        const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate);
+                        const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate,
+                        const StopToken& stop);
 
 // The upper triangle of C = op(A) op(B) for square C (m == n) when the
 // product is symmetric, e.g. a Gram matrix F^T F: only the register tiles
