@@ -234,7 +234,8 @@ void pack_a(const Operands<T>& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc
     if (g.trans_a && rows == MR) {
       // Column p of op(A) is row p of A: MR contiguous elements per step. One
       // fixed-size copy each: left to itself the compiler vectorised across p,
-      // gathering element by element (a fifth of a convolution's dW).
+      // gathering element by element (it was a fifth of a convolution's dW when the
+      // patches came through here).
       const T* src = g.a + p0 * g.lda + (i0 + s);
       for (int64_t p = 0; p < kc; ++p, src += g.lda) std::memcpy(dst + p * MR, src, sizeof(T) * MR);
     } else if (g.trans_a) {
