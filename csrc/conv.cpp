@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "conv_direct.hpp"
@@ -188,6 +189,11 @@ void scatter_add(const ConvProblem& p, const T* buf, int64_t group, int64_t row0
       [](int64_t, int64_t, int64_t) {});
 }
 
+// The weight gradient's runs of output positions (conv_backward_weight):
+// kWeightChunks of at least kWeightChunkRows positions each, when the copies
+// of dw take at most kWeightChunkBytes.
+constexpr int64_t kWeightChunks = 8, kWeightChunkRows = 512, kWeightChunkBytes = int64_t(8) << 20;
+
 template <class T>
 std::vector<T>& thread_buffer(size_t size) {
   thread_local std::vector<T> buf;
@@ -285,27 +291,61 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
     gemm(true, false, kd, cout, rows, x, p.in_channels, dy, cout, dw, cout, false);
     return;
   }
-  const int64_t tile = tile_rows<T>(p), tiles = (rows + tile - 1) / tile;
-  const int64_t cog = p.out_per_group();
-  // Each thread owns a band of dw's rows (patch columns) and walks every
-  // tile in order, gathering only its own columns: no patch is gathered
-  // twice, and each dw element sums the tiles in the same order whatever the
-  // number of threads.
-  const int nt = int(std::min<int64_t>(kd, threads_for(rows * kd * cout, 1 << 16)));
+  // dw = P^T dy per group, P^T gathered straight into the GEMM's packed
+  // slivers (detail::patch_columns_source): no patch buffer, no second
+  // packing pass. The output positions (the product's k) fall into
+  // `chunks` runs, their number a function of the problem alone; each run's
+  // product goes to its own copy of dw, and the copies are added in order.
+  // Threads split the runs, so each gathers its patches and packs its rows
+  // of dy once, and two threads get equal work whatever dw's shape. With
+  // one run (few positions, or dw too big to copy) each thread owns a band
+  // of dw's rows (patch columns, whole register tiles) and runs the whole
+  // product for it. Either way every dw element's sum has the same k blocks
+  // whatever the number of threads.
+  const int64_t cog = p.out_per_group(), mr = gemm_row_tile<T>();
+  const int64_t slivers = (kd + mr - 1) / mr;
+  const bool chunked = rows >= kWeightChunks * kWeightChunkRows &&
+                       kWeightChunks * kd * cog * int64_t(sizeof(T)) <= kWeightChunkBytes;
+  const int64_t chunks = chunked ? kWeightChunks : 1;
+  const int nt = int(std::min<int64_t>(chunked ? chunks : slivers,
+                                       threads_for(rows * kd * cout, 1 << 16)));
+  T* const partial = chunked ? thread_buffer<T>(size_t(chunks * kd * cog)).data() : nullptr;
   const StopToken stop;
-  for (int64_t group = 0; group < p.groups; ++group) {
+  for (int64_t group = 0; group < p.groups && !stop; ++group) {
+    std::exception_ptr error;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-      const int64_t col0 = kd * part / parts, col1 = kd * (part + 1) / parts, width = col1 - col0;
-      T* buf = thread_buffer<T>(size_t(tile * std::max<int64_t>(width, 1))).data();
-      for (int64_t t = 0; t < tiles && width > 0 && !stop; ++t) {
-        const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
-        gather(p, x, group, row0, m, col0, col1, buf);
-        gemm_serial(true, false, width, cog, m, buf, width, dy + row0 * cout + group * cog, cout,
-                    dw + col0 * cout + group * cog, cout, true);
+      try {
+        if (chunked) {
+          for (int64_t c = chunks * part / parts; c < chunks * (part + 1) / parts; ++c) {
+            const int64_t r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
+            const detail::PatchColumns<T> patches{&p, x, group, 0, r0};
+            gemm_source_serial(kd, cog, r1 - r0, detail::patch_columns_source(patches), false,
+                               dy + r0 * cout + group * cog, cout, partial + c * kd * cog, cog,
+                               false, stop);
+          }
+        } else {
+          const int64_t col0 = std::min(kd, slivers * part / parts * mr);
+          const int64_t col1 = std::min(kd, slivers * (part + 1) / parts * mr);
+          const detail::PatchColumns<T> patches{&p, x, group, col0, 0};
+          if (col0 < col1)
+            gemm_source_serial(col1 - col0, cog, rows, detail::patch_columns_source(patches),
+                               false, dy + group * cog, cout, dw + col0 * cout + group * cog, cout,
+                               false, stop);
+        }
+      } catch (...) {
+#pragma omp critical(cnnkit_conv_dw_error)
+        if (!error) error = std::current_exception();
       }
     }
+    if (error) std::rethrow_exception(error);
+    for (int64_t c = 0; c < chunks && chunked; ++c)
+      for (int64_t i = 0; i < kd; ++i) {
+        T* row = dw + i * cout + group * cog;
+        const T* add = partial + (c * kd + i) * cog;
+        for (int64_t j = 0; j < cog; ++j) row[j] += add[j];
+      }
   }
 }
 
@@ -356,35 +396,51 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   }
 }
 
-// Each channel sums its rows in order, so threads may split the channels (at least 16
-// channels each); the fused mask-and-bias pass below splits the same way.
-static int bias_threads(int64_t rows, int64_t cout) {
-  return int(std::min<int64_t>(threads_for(rows * cout, 1 << 16), std::max<int64_t>(1, cout / 16)));
-}
+namespace {
 
-template <class T>
-void conv_backward_bias(const ConvProblem& p, const T* dy, T* db) {
-  const int64_t rows = p.rows(), cout = p.out_channels;
+// db = the sums over the rows of dy (or of its mask, which band() writes as
+// it goes), for the bias gradient and the fused mask-and-bias pass alike:
+// band(r0, r1, c0, c1, sums) adds rows [r0, r1) of channels [c0, c1) into
+// sums[c0, c1) in row order. A batch cut into runs (detail::batch_chunks,
+// the few-channel weight gradient's runs too) is summed run by run, the
+// threads splitting the runs, and the runs' sums added in order; otherwise
+// each channel sums all rows in order, the threads splitting the channels
+// (at least 16 each: a cache line of floats).
+template <class T, class Band>
+void sum_rows(const ConvProblem& p, T* db, Band&& band) {
+  const int64_t rows = p.rows(), cout = p.out_channels, chunks = detail::batch_chunks(p);
   std::fill_n(db, cout, T(0));
-  const int nt = bias_threads(rows, cout);
+  if (chunks == 1) {
+    const int nt =
+        int(std::min<int64_t>(threads_for(rows * cout, 1 << 16), std::max<int64_t>(1, cout / 16)));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+      band(int64_t(0), rows, cout * part / parts, cout * (part + 1) / parts, db);
+    }
+    return;
+  }
+  const int64_t per_item = p.g.out_size();
+  T* const partial = thread_buffer<T>(size_t(chunks * cout)).data();
+  std::fill_n(partial, chunks * cout, T(0));
+  const int nt = int(std::min<int64_t>(threads_for(rows * cout, 1 << 16), chunks));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-    const int64_t c0 = cout * part / parts, c1 = cout * (part + 1) / parts;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < c1; ++c) db[c] += dy[r * cout + c];
+    for (int64_t c = chunks * part / parts; c < chunks * (part + 1) / parts; ++c)
+      band(p.batch * c / chunks * per_item, p.batch * (c + 1) / chunks * per_item, int64_t(0),
+           cout, partial + c * cout);
   }
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t j = 0; j < cout; ++j) db[j] += partial[c * cout + j];
 }
 
-namespace {
-
-// One band of channels [c0, c1) over all rows: the mask as
-// activation_backward writes it (dy times the derivative), the sums in row
-// order as conv_backward_bias.
+// Rows [r0, r1) of channels [c0, c1): the mask as activation_backward writes
+// it (dy times the derivative), and its sums.
 template <Activation A, class T>
-void activation_bias_band(int64_t rows, int64_t cout, int64_t c0, int64_t c1, T slope, const T* y,
-                          const T* dy, T* masked, T* db) {
-  for (int64_t r = 0; r < rows; ++r) {
+void activation_bias_band(int64_t r0, int64_t r1, int64_t cout, int64_t c0, int64_t c1, T slope,
+                          const T* y, const T* dy, T* masked, T* sums) {
+  for (int64_t r = r0; r < r1; ++r) {
     const int64_t at = r * cout;
     for (int64_t c = c0; c < c1; ++c) {
       const T v = y[at + c];
@@ -397,39 +453,42 @@ void activation_bias_band(int64_t rows, int64_t cout, int64_t c0, int64_t c1, T 
         d = v * (T(1) - v);
       const T m = dy[at + c] * d;
       masked[at + c] = m;
-      db[c] += m;
+      sums[c] += m;
     }
   }
+}
+
+template <Activation A, class T>
+void activation_bias(const ConvProblem& p, T slope, const T* y, const T* dy, T* masked, T* db) {
+  const int64_t cout = p.out_channels;
+  sum_rows(p, db, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1, T* sums) {
+    activation_bias_band<A>(r0, r1, cout, c0, c1, slope, y, dy, masked, sums);
+  });
 }
 
 }  // namespace
 
 template <class T>
+void conv_backward_bias(const ConvProblem& p, const T* dy, T* db) {
+  const int64_t cout = p.out_channels;
+  sum_rows(p, db, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1, T* sums) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = c0; c < c1; ++c) sums[c] += dy[r * cout + c];
+  });
+}
+
+template <class T>
 void conv_backward_activation_bias(const ConvProblem& p, Activation activation, T negative_slope,
                                    const T* y, const T* dy, T* masked, T* db) {
-  const int64_t rows = p.rows(), cout = p.out_channels;
-  std::fill_n(db, cout, T(0));
-  const int nt = bias_threads(rows, cout);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-    const int64_t c0 = cout * part / parts, c1 = cout * (part + 1) / parts;
-    switch (activation) {
-      case Activation::relu:
-        activation_bias_band<Activation::relu>(rows, cout, c0, c1, negative_slope, y, dy, masked, db);
-        break;
-      case Activation::leaky_relu:
-        activation_bias_band<Activation::leaky_relu>(rows, cout, c0, c1, negative_slope, y, dy,
-                                                     masked, db);
-        break;
-      case Activation::sigmoid:
-        activation_bias_band<Activation::sigmoid>(rows, cout, c0, c1, negative_slope, y, dy, masked,
-                                                  db);
-        break;
-      case Activation::none:
-        activation_bias_band<Activation::none>(rows, cout, c0, c1, negative_slope, y, dy, masked, db);
-        break;
-    }
+  switch (activation) {
+    case Activation::relu:
+      return activation_bias<Activation::relu>(p, negative_slope, y, dy, masked, db);
+    case Activation::leaky_relu:
+      return activation_bias<Activation::leaky_relu>(p, negative_slope, y, dy, masked, db);
+    case Activation::sigmoid:
+      return activation_bias<Activation::sigmoid>(p, negative_slope, y, dy, masked, db);
+    case Activation::none:
+      return activation_bias<Activation::none>(p, negative_slope, y, dy, masked, db);
   }
 }
 

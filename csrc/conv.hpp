@@ -5,10 +5,12 @@
 // Viewed as matrices, y = P w per group, where P ("patches", the im2col
 // matrix) has a row per output position and a column per (kernel offset,
 // input channel of the group); w is already that (kernel * C_in/groups) x
-// C_out matrix. P is never materialised for the whole batch: it is gathered
-// in tiles of rows into a per-thread buffer whose size depends only on the
-// tile, and each tile is multiplied by gemm_serial. Pointwise convolutions
-// (1x1, stride 1, no padding, one group) skip the gather: x is P.
+// C_out matrix. P is never materialised for the whole batch: the forward
+// pass gathers it in tiles of rows into a per-thread buffer whose size
+// depends only on the tile, and multiplies each tile; the weight gradient
+// P^T dy gathers P^T straight into the GEMM's packed slivers
+// (gemm_source_serial), with no buffer. Pointwise convolutions (1x1, stride
+// 1, no padding, one group) skip the gather: x is P.
 //
 // Determinism: every output element's reduction runs in an order fixed by
 // the problem alone (tile bounds do not depend on the thread count; gemm's

@@ -46,7 +46,20 @@ CNNKIT_DISPATCH(depthwise_backward_weight, (const ConvProblem& p, const T* x, co
 #undef CNNKIT_AVX2_PATH
 #undef CNNKIT_AVX512_PATH
 
+template <class T>
+ASource<T> patch_columns_source(const PatchColumns<T>& context) {
+#ifdef CNNKIT_HAVE_AVX512
+  if (active_isa() == Isa::avx512) return {&avx512::fill_patch_columns<T>, &context};
+#endif
+#ifdef CNNKIT_HAVE_AVX2
+  if (active_isa() == Isa::avx2) return {&avx2::fill_patch_columns<T>, &context};
+#endif
+  return {&baseline::fill_patch_columns<T>, &context};
+}
+
 CNNKIT_INSTANTIATE_DIRECT(float)
 CNNKIT_INSTANTIATE_DIRECT(double)
+template ASource<float> patch_columns_source<float>(const PatchColumns<float>&);
+template ASource<double> patch_columns_source<double>(const PatchColumns<double>&);
 
 }  // namespace cnnkit::detail

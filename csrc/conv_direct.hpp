@@ -49,6 +49,20 @@ inline bool slab_fits(const ConvProblem& p) {
          checked_mul(floor, channels, floor) && floor <= kMaxSlabElements;
 }
 
+// The gradient sums over the batch (the few-channel weight gradient, the
+// bias gradient and the fused mask-and-bias pass) cut a batch of at least
+// kBatchChunks items into that many runs of whole items, item
+// [batch * c / kBatchChunks, batch * (c + 1) / kBatchChunks) in run c; each
+// run is summed in order on its own and the runs' sums are added in order.
+// Threads then split the runs: each reads its own part of the batch, equal
+// work whatever the number of channels. The runs depend on the batch alone
+// and are the same for all three sums, so the fused passes keep the bits
+// of the separate ones.
+constexpr int64_t kBatchChunks = 8;
+inline int64_t batch_chunks(const ConvProblem& p) {
+  return p.batch >= kBatchChunks ? kBatchChunks : 1;
+}
+
 inline bool has_few_channels(const ConvProblem& p) {
   return p.groups == 1 && p.in_channels <= kFewChannels && slab_fits(p);
 }
@@ -77,6 +91,23 @@ void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy,
 
 template <class T>
 void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+
+// The transposed patch matrix P^T of one group, rows [col0, ...) (P's
+// columns: kernel offset major, channel minor) and columns [row0, ...), as
+// the A operand of a GEMM whose k runs over P's rows (output positions over
+// the batch), written
+// straight into the GEMM's packed slivers (csrc/gemm.hpp's ASource): the
+// weight gradient dw = P^T dy without a patch buffer or a second packing
+// pass. `context` must outlive the product.
+template <class T>
+struct PatchColumns {
+  const ConvProblem* p;
+  const T* x;
+  int64_t group, col0, row0;
+};
+template <class T>
+ASource<T> patch_columns_source(const PatchColumns<T>& context);
+
 template <class T>
 void depthwise_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);
 template <class T>
@@ -98,6 +129,8 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   void depthwise_backward_input(const ConvProblem&, const T*, const T*, T*);                 \
   template <class T>                                                                         \
   void depthwise_backward_weight(const ConvProblem&, const T*, const T*, T*);                \
+  template <class T>                                                                         \
+  void fill_patch_columns(const void*, int64_t, int64_t, int64_t, int64_t, int64_t, T*);     \
   }
 CNNKIT_DECLARE_DIRECT(baseline)
 CNNKIT_DECLARE_DIRECT(avx2)

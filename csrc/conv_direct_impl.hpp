@@ -10,8 +10,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "conv_direct.hpp"
 #include "conv_few_impl.hpp"
@@ -23,6 +28,9 @@ namespace cnnkit::detail::CNNKIT_ISA_NS {
 
 
 namespace {
+
+// 0 <= v < bound, for bound >= 0.
+inline bool unsigned_lt(int64_t v, int64_t bound) { return uint64_t(v) < uint64_t(bound); }
 
 // 32-byte vectors (GCC/Clang vector extension; two SSE registers on the
 // baseline path). A dependent type cannot carry vector_size, hence the traits.
@@ -179,7 +187,151 @@ void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy,
   few::backward_weight(p, x, dy, dw, fused);
 }
 
+// One piece of each of `rows` patch rows: len elements (at most a register
+// tile's height, 14 on AVX-512) from from[r * from_stride] + channel to
+// to + r * to_stride, or zeros where from[...] is null (padding). A call to
+// memcpy would cost more than such a copy; with AVX-512 it is one masked
+// load and store, the mask made once for all rows (masked-off elements are
+// not touched: no read past the end of x).
+template <class T>
+void copy_piece_rows(const T* const* from, int64_t from_stride, int64_t channel, T* to,
+                     int64_t to_stride, int64_t rows, int64_t len) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (len <= 16) {
+      const __mmask16 m = __mmask16((1u << len) - 1);
+      for (int64_t r = 0; r < rows; ++r, from += from_stride, to += to_stride)
+        _mm512_mask_storeu_ps(to, m, *from ? _mm512_maskz_loadu_ps(m, *from + channel)
+                                           : _mm512_setzero_ps());
+      return;
+    }
+  } else {
+    if (len <= 16) {
+      const __mmask8 m0 = __mmask8(len >= 8 ? 0xffu : (1u << len) - 1);
+      const __mmask8 m1 = __mmask8(len > 8 ? (1u << (len - 8)) - 1 : 0u);
+      for (int64_t r = 0; r < rows; ++r, from += from_stride, to += to_stride) {
+        const T* f = *from ? *from + channel : nullptr;
+        _mm512_mask_storeu_pd(to, m0, f ? _mm512_maskz_loadu_pd(m0, f) : _mm512_setzero_pd());
+        _mm512_mask_storeu_pd(to + 8, m1,
+                              f ? _mm512_maskz_loadu_pd(m1, f + 8) : _mm512_setzero_pd());
+      }
+      return;
+    }
+  }
+#endif
+  for (int64_t r = 0; r < rows; ++r, from += from_stride, to += to_stride) {
+    if (*from)
+      for (int64_t e = 0; e < len; ++e) to[e] = (*from)[channel + e];
+    else
+      for (int64_t e = 0; e < len; ++e) to[e] = T(0);
+  }
+}
+
+template <class T>
+void fill_patch_columns(const void* context, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                        int64_t mr, T* dst) {
+  const auto& s = *static_cast<const PatchColumns<T>*>(context);
+  const ConvProblem& p = *s.p;
+  const Geometry& g = p.g;
+  const int64_t cg = p.in_per_group(), cin = p.in_channels;
+  const int64_t first = s.col0 + i0, last = first + mc, sliver = kc * mr;
+  // The kernel offsets j whose channels the columns cover, their dilated
+  // coordinates and their offset in x from the window's corner; and the
+  // columns cut into pieces that stay in one sliver row (at most mr
+  // elements): kernel offset, first channel, place in the slivers.
+  const int64_t j0 = first / cg, j1 = (last - 1) / cg + 1;
+  struct Offset {
+    int64_t d0, d1, d2, at;
+  };
+  struct Piece {
+    int64_t j, channel, place, len;
+  };
+  std::vector<Offset> offsets;
+  std::vector<Piece> pieces;
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t k2 = j % g.kernel[2], k1 = j / g.kernel[2] % g.kernel[1];
+    const int64_t k0 = j / (g.kernel[2] * g.kernel[1]);
+    const int64_t d0 = k0 * g.dilation[0], d1 = k1 * g.dilation[1], d2 = k2 * g.dilation[2];
+    offsets.push_back({d0, d1, d2, ((d0 * g.in[1] + d1) * g.in[2] + d2) * cin});
+    for (int64_t c = std::max(j * cg, first); c < std::min((j + 1) * cg, last);) {
+      const int64_t col = c - first, lane = col % mr;
+      const int64_t len = std::min({(j + 1) * cg, last, c + mr - lane}) - c;
+      pieces.push_back({j - j0, c - j * cg, col / mr * sliver + lane, len});
+      c += len;
+    }
+  }
+  const int64_t span0 = (g.kernel[0] - 1) * g.dilation[0], span1 = (g.kernel[1] - 1) * g.dilation[1];
+  const int64_t span2 = (g.kernel[2] - 1) * g.dilation[2];
+  // The first row's output position, then advanced one step at a time.
+  const int64_t f = s.row0 + p0;
+  int64_t o2 = f % g.out[2], o1 = f / g.out[2] % g.out[1];
+  int64_t o0 = f / (g.out[2] * g.out[1]) % g.out[0], n = f / g.out_size();
+  // Each row's window corner, then where each kernel offset reads (null in
+  // the padding); then the pieces, each down all rows: one sliver's column
+  // of rows written front to back, the mask made once.
+  const int64_t count = int64_t(offsets.size());
+  std::vector<const T*> src(size_t(kc * count));
+  for (int64_t r = 0; r < kc; ++r) {
+    const int64_t b0 = o0 * g.stride[0] - g.pad_before[0], b1 = o1 * g.stride[1] - g.pad_before[1];
+    const int64_t b2 = o2 * g.stride[2] - g.pad_before[2];
+    const int64_t corner = (((n * g.in[0] + b0) * g.in[1] + b1) * g.in[2] + b2) * cin + s.group * cg;
+    const bool inside = b0 >= 0 && b0 + span0 < g.in[0] && b1 >= 0 && b1 + span1 < g.in[1] &&
+                        b2 >= 0 && b2 + span2 < g.in[2];
+    const T** row = src.data() + r * count;
+    for (int64_t j = 0; j < count; ++j) {
+      const Offset& o = offsets[size_t(j)];
+      const bool in = inside || (unsigned_lt(b0 + o.d0, g.in[0]) && unsigned_lt(b1 + o.d1, g.in[1]) &&
+                                 unsigned_lt(b2 + o.d2, g.in[2]));
+      row[j] = in ? s.x + (corner + o.at) : nullptr;
+    }
+    if (++o2 == g.out[2]) {
+      o2 = 0;
+      if (++o1 == g.out[1]) {
+        o1 = 0;
+        if (++o0 == g.out[0]) o0 = 0, ++n;
+      }
+    }
+  }
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (mr <= 16) {
+      // Each sliver row gathered from its pieces into one register (masked
+      // loads into their lanes) and stored once: rows of 14 floats lie
+      // across cache lines, and stores, not loads, set the pace. Lanes no
+      // piece fills (rows past mc) stay zero.
+      const __mmask16 row_mask = __mmask16((1u << mr) - 1);
+      for (size_t i = 0, e = 0; i < pieces.size(); i = e) {
+        const int64_t sliver_at = pieces[i].place / sliver * sliver;
+        while (e < pieces.size() && pieces[e].place / sliver * sliver == sliver_at) ++e;
+        T* out = dst + sliver_at;
+        for (int64_t r = 0; r < kc; ++r, out += mr) {
+          const T* const* row = src.data() + r * count;
+          __m512 v = _mm512_setzero_ps();
+          for (size_t q = i; q < e; ++q) {
+            const Piece& piece = pieces[q];
+            const int64_t lane = piece.place - sliver_at;
+            if (const T* from = row[piece.j])
+              v = _mm512_mask_loadu_ps(v, __mmask16(((1u << piece.len) - 1) << lane),
+                                       from + (piece.channel - lane));
+          }
+          _mm512_mask_storeu_ps(out, row_mask, v);
+        }
+      }
+      return;
+    }
+  }
+#endif
+  if (mc % mr != 0) std::fill_n(dst + mc / mr * sliver, sliver, T(0));
+  for (const Piece& piece : pieces)
+    copy_piece_rows(src.data() + piece.j, count, piece.channel, dst + piece.place, mr, kc,
+                    piece.len);
+}
+
 CNNKIT_INSTANTIATE_DIRECT(float)
 CNNKIT_INSTANTIATE_DIRECT(double)
+template void fill_patch_columns<float>(const void*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                        float*);
+template void fill_patch_columns<double>(const void*, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                         double*);
 
 }  // namespace cnnkit::detail::CNNKIT_ISA_NS

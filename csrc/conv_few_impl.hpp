@@ -468,8 +468,6 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
   const int64_t cin = p.in_channels, cout = p.out_channels, P = p.patch_size();
   const int64_t ld = round_up(cout, NR), positions = g.out_size();
   const int64_t p_blocks = (P + MR - 1) / MR, c_blocks = ld / NR, pairs = p_blocks * c_blocks;
-  // Sums in a padded copy of dw (and db): tiles then have no remainders.
-  Aligned<T> acc_dw(p_blocks * MR * ld), acc_db(fused.db ? ld : 0);
   const Activation act = fused.y ? fused.activation : Activation::none;
 
   Slab s{};
@@ -484,103 +482,129 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
   const int64_t step[3] = {g.stride[0] * s.ext[1] * s.ext[2] * cin, g.stride[1] * s.ext[2] * cin,
                            g.stride[2] * cin};
   const int64_t span0 = g.dilation[0] * (g.kernel[0] - 1) + 1;
-  // Threads split the tiles of dw; each walks the whole batch in order, so
-  // each dw element sums the positions in the same order for any count.
-  const int nt = int(std::min<int64_t>(threads_for(p.rows() * P * cout), pairs));
   const int64_t band = band_rows(g.out[0], span0, g.stride[0],
                                  s.ext[1] * s.ext[2] * cin * int64_t(sizeof(T)), p.batch, 1);
   const int64_t bands = (g.out[0] + band - 1) / band, inner = g.out[1] * g.out[2];
+  // The batch falls into batch_chunks() runs of whole images, each summed
+  // in order into its own padded copy of dw (and db: tiles then have no
+  // remainders); the copies are added in run order at the end. Threads
+  // split the runs when there are several, so each band's slab and masked
+  // dy are made once, by one thread; with one run (a small batch) they
+  // split the tiles of dw instead, each thread walking every band. Either
+  // way each dw element's sum has the same order for any thread count, and
+  // db has the bits of conv_backward_activation_bias.
+  const int64_t chunks = batch_chunks(p);
+  const int64_t tile_elems = p_blocks * MR * ld, db_elems = fused.db ? ld : 0;
+  Aligned<T> acc_dw(chunks * tile_elems), acc_db(chunks * db_elems);
+  const int nt = int(std::min<int64_t>(threads_for(p.rows() * P * cout), chunks > 1 ? chunks : pairs));
   const StopToken stop;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
-    const int64_t q0 = pairs * part / parts, q1 = pairs * (part + 1) / parts;
-    for (int64_t task = 0; task < p.batch * bands && q0 < q1 && !stop; ++task) {
-      const int64_t n = task / bands, a = (task % bands) * band;
-      const int64_t e = std::min(g.out[0], a + band);
-      Slab t = s;
-      t.ext[0] = (e - 1 - a) * g.stride[0] + span0;
-      t.lo[0] = a * g.stride[0] - g.pad_before[0];
-      const int64_t f0 = a * inner, f1 = e * inner;
-      // dy's rows of this band, padded to `ld` channels when cout is not a
-      // multiple of the tile width.
-      const int64_t slab_size = t.size();
-      T* slab = thread_slab<T>(slab_size + (ld == cout ? 0 : (f1 - f0) * ld));
-      fill_slab(x + n * g.in_size() * cin, t, slab);
-      const T* grad = dy + (n * positions + f0) * cout;
-      const T* ys = fused.y ? fused.y + (n * positions + f0) * cout : nullptr;
-      int64_t ldg = cout;
-      Activation band_act = act;
-      if (ld != cout) {
-        // Padded rows, masked as they are copied.
-        T* padded = slab + slab_size;
-        for (int64_t f = 0; f < f1 - f0; ++f) {
-          if (ys)
-            for (int64_t c = 0; c < cout; ++c)
-              padded[f * ld + c] = masked_one(act, grad[f * cout + c], ys[f * cout + c],
-                                              fused.negative_slope);
-          else
-            std::copy_n(grad + f * cout, cout, padded + f * ld);
-          std::fill_n(padded + f * ld + cout, ld - cout, T(0));
+    const bool by_chunk = chunks > 1;
+    const int64_t q0 = by_chunk ? 0 : pairs * part / parts;
+    const int64_t q1 = by_chunk ? pairs : pairs * (part + 1) / parts;
+    const int64_t k0 = by_chunk ? chunks * part / parts : 0;
+    const int64_t k1 = by_chunk ? chunks * (part + 1) / parts : 1;
+    for (int64_t chunk = k0; chunk < k1; ++chunk) {
+      T* const chunk_dw = acc_dw.data() + chunk * tile_elems;
+      T* const chunk_db = acc_db.data() + chunk * db_elems;
+      const int64_t task1 = p.batch * (chunk + 1) / chunks * bands;
+      for (int64_t task = p.batch * chunk / chunks * bands; task < task1 && q0 < q1 && !stop;
+           ++task) {
+        const int64_t n = task / bands, a = (task % bands) * band;
+        const int64_t e = std::min(g.out[0], a + band);
+        Slab t = s;
+        t.ext[0] = (e - 1 - a) * g.stride[0] + span0;
+        t.lo[0] = a * g.stride[0] - g.pad_before[0];
+        const int64_t f0 = a * inner, f1 = e * inner;
+        // dy's rows of this band, padded to `ld` channels when cout is not a
+        // multiple of the tile width.
+        const int64_t slab_size = t.size();
+        T* slab = thread_slab<T>(slab_size + (ld == cout ? 0 : (f1 - f0) * ld));
+        fill_slab(x + n * g.in_size() * cin, t, slab);
+        const T* grad = dy + (n * positions + f0) * cout;
+        const T* ys = fused.y ? fused.y + (n * positions + f0) * cout : nullptr;
+        int64_t ldg = cout;
+        Activation band_act = act;
+        if (ld != cout) {
+          // Padded rows, masked as they are copied.
+          T* padded = slab + slab_size;
+          for (int64_t f = 0; f < f1 - f0; ++f) {
+            if (ys)
+              for (int64_t c = 0; c < cout; ++c)
+                padded[f * ld + c] = masked_one(act, grad[f * cout + c], ys[f * cout + c],
+                                                fused.negative_slope);
+            else
+              std::copy_n(grad + f * cout, cout, padded + f * ld);
+            std::fill_n(padded + f * ld + cout, ld - cout, T(0));
+          }
+          grad = padded;
+          ldg = ld;
+          band_act = Activation::none;
         }
-        grad = padded;
-        ldg = ld;
-        band_act = Activation::none;
-      }
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t pb = q / c_blocks, c0 = (q % c_blocks) * NR;
-        T* tile = acc_dw.data() + pb * MR * ld + c0;
-        Vec<T> acc[MR][2];
-        for (int j = 0; j < MR; ++j) {
-          acc[j][0] = load(tile + j * ld);
-          acc[j][1] = load(tile + j * ld + W);
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t pb = q / c_blocks, c0 = (q % c_blocks) * NR;
+          T* tile = chunk_dw + pb * MR * ld + c0;
+          Vec<T> acc[MR][2];
+          for (int j = 0; j < MR; ++j) {
+            acc[j][0] = load(tile + j * ld);
+            acc[j][1] = load(tile + j * ld + W);
+          }
+          // The first offset block's owner also sums the bias gradient.
+          const bool bias = fused.db != nullptr && pb == 0;
+          Vec<T> db[2] = {};
+          if (bias) db[0] = load(chunk_db + c0), db[1] = load(chunk_db + c0 + W);
+          const auto lines = [&](auto a_tag, auto bias_tag) {
+            constexpr Activation A = decltype(a_tag)::value;
+            constexpr bool B = decltype(bias_tag)::value;
+            for_each_line(g, g.out, f0, f1,
+                          [&](int64_t f, int64_t count, int64_t o0, int64_t o1, int64_t o2) {
+                            const T* xs = slab + (o0 - a) * step[0] + o1 * step[1] + o2 * step[2];
+                            const T* yf = A == Activation::none ? nullptr : ys + (f - f0) * ldg + c0;
+                            weight_line<T, MR, A, B>(xs, step[g.rank - 1], count,
+                                                     off.data() + pb * MR, grad + (f - f0) * ldg + c0,
+                                                     ldg, acc, yf, fused.negative_slope, db);
+                          });
+          };
+          const auto with_bias = [&](auto a_tag) {
+            if (bias)
+              lines(a_tag, std::true_type{});
+            else
+              lines(a_tag, std::false_type{});
+          };
+          switch (band_act) {
+            case Activation::relu:
+              with_bias(std::integral_constant<Activation, Activation::relu>{});
+              break;
+            case Activation::leaky_relu:
+              with_bias(std::integral_constant<Activation, Activation::leaky_relu>{});
+              break;
+            case Activation::sigmoid:
+              with_bias(std::integral_constant<Activation, Activation::sigmoid>{});
+              break;
+            case Activation::none:
+              with_bias(std::integral_constant<Activation, Activation::none>{});
+              break;
+          }
+          for (int j = 0; j < MR; ++j) {
+            store(tile + j * ld, acc[j][0]);
+            store(tile + j * ld + W, acc[j][1]);
+          }
+          if (bias) store(chunk_db + c0, db[0]), store(chunk_db + c0 + W, db[1]);
         }
-        // The first offset block's owner also sums the bias gradient.
-        const bool bias = fused.db != nullptr && pb == 0;
-        Vec<T> db[2] = {};
-        if (bias) db[0] = load(acc_db.data() + c0), db[1] = load(acc_db.data() + c0 + W);
-        const auto lines = [&](auto a_tag, auto bias_tag) {
-          constexpr Activation A = decltype(a_tag)::value;
-          constexpr bool B = decltype(bias_tag)::value;
-          for_each_line(g, g.out, f0, f1,
-                        [&](int64_t f, int64_t count, int64_t o0, int64_t o1, int64_t o2) {
-                          const T* xs = slab + (o0 - a) * step[0] + o1 * step[1] + o2 * step[2];
-                          const T* yf = A == Activation::none ? nullptr : ys + (f - f0) * ldg + c0;
-                          weight_line<T, MR, A, B>(xs, step[g.rank - 1], count,
-                                                   off.data() + pb * MR, grad + (f - f0) * ldg + c0,
-                                                   ldg, acc, yf, fused.negative_slope, db);
-                        });
-        };
-        const auto with_bias = [&](auto a_tag) {
-          if (bias)
-            lines(a_tag, std::true_type{});
-          else
-            lines(a_tag, std::false_type{});
-        };
-        switch (band_act) {
-          case Activation::relu:
-            with_bias(std::integral_constant<Activation, Activation::relu>{});
-            break;
-          case Activation::leaky_relu:
-            with_bias(std::integral_constant<Activation, Activation::leaky_relu>{});
-            break;
-          case Activation::sigmoid:
-            with_bias(std::integral_constant<Activation, Activation::sigmoid>{});
-            break;
-          case Activation::none:
-            with_bias(std::integral_constant<Activation, Activation::none>{});
-            break;
-        }
-        for (int j = 0; j < MR; ++j) {
-          store(tile + j * ld, acc[j][0]);
-          store(tile + j * ld + W, acc[j][1]);
-        }
-        if (bias) store(acc_db.data() + c0, db[0]), store(acc_db.data() + c0 + W, db[1]);
       }
     }
   }
-  for (int64_t q = 0; q < P; ++q) std::copy_n(acc_dw.data() + q * ld, cout, dw + q * cout);
-  if (fused.db) std::copy_n(acc_db.data(), cout, fused.db);
+  if (stop) return;
+  // dw and db were zeroed by the caller: the chunks' sums in order.
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const T* part_dw = acc_dw.data() + chunk * tile_elems;
+    for (int64_t q = 0; q < P; ++q)
+      for (int64_t c = 0; c < cout; ++c) dw[q * cout + c] += part_dw[q * ld + c];
+    if (fused.db)
+      for (int64_t c = 0; c < cout; ++c) fused.db[c] += acc_db.data()[chunk * db_elems + c];
+  }
 }
 
 // The offset-tile height for a problem: the one whose busiest thread runs
@@ -591,8 +615,11 @@ template <class T>
 int weight_rows(const ConvProblem& p) {
   const int64_t P = p.patch_size(), c_blocks = (p.out_channels + 2 * kLanes<T> - 1) / (2 * kLanes<T>);
   const int64_t nt = threads_for(p.rows() * P * p.out_channels);
+  // With several runs of the batch, threads split the batch, not the tiles.
+  const bool chunked = batch_chunks(p) > 1;
   const auto cost = [&](int64_t mr) {
-    const int64_t pairs = (P + mr - 1) / mr * c_blocks, team = std::max<int64_t>(1, std::min(nt, pairs));
+    const int64_t pairs = (P + mr - 1) / mr * c_blocks;
+    const int64_t team = chunked ? 1 : std::max<int64_t>(1, std::min(nt, pairs));
     return (pairs + team - 1) / team * (3 * mr + 6);
   };
   return cost(kWideWeightRows) < cost(kWeightRows) ? kWideWeightRows : kWeightRows;

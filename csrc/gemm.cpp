@@ -278,6 +278,32 @@ void run_packed(bool parallel, bool trans_a, int64_t m, const T* a, int64_t lda,
 }  // namespace
 
 template <class T>
+int64_t gemm_row_tile() noexcept {
+  return path_for<T>(active_isa()).tile.mr;
+}
+
+template <class T>
+void gemm_source_serial(int64_t m, int64_t n, int64_t k, const ASource<T>& a, bool trans_b,
+                        const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate,
+                        const StopToken& stop) {
+  check_sizes(m, n, k);
+  check_ld("ldb", ldb, trans_b ? n : k, trans_b ? k : n);
+  check_ld("ldc", ldc, m, n);
+  if (!a.fill) throw std::invalid_argument("gemm: the A source has no fill function");
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
+    return;
+  }
+  // Never the skinny path: it reads A element by element in place.
+  Operands<T> g{false, trans_b, k, nullptr, 0, b, ldb, c, ldc, accumulate};
+  g.a_source = &a;
+  g.stop = stop;
+  path_for<T>(active_isa()).compute(g, {0, m, 0, n});
+}
+
+template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
           const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) {
   run(true, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
@@ -409,7 +435,10 @@ template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, const d
   template void gemm_upper<T>(bool, bool, int64_t, int64_t, const T*, int64_t, const T*, int64_t, \
                               T*, int64_t, bool);                                                 \
   template void gemm_upper_serial<T>(bool, bool, int64_t, int64_t, const T*, int64_t, const T*,   \
-                                     int64_t, T*, int64_t, bool);
+                                     int64_t, T*, int64_t, bool);                                 \
+  template int64_t gemm_row_tile<T>() noexcept;                                                   \
+  template void gemm_source_serial<T>(int64_t, int64_t, int64_t, const ASource<T>&, bool,         \
+                                      const T*, int64_t, T*, int64_t, bool, const StopToken&);
 CNNKIT_INSTANTIATE(float)
 CNNKIT_INSTANTIATE(double)
 #undef CNNKIT_INSTANTIATE

@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "cpu.hpp"
+#include "interrupt.hpp"
 
 namespace cnnkit {
 
@@ -140,6 +141,41 @@ void gemm_packed(bool trans_a, int64_t m, const T* a, int64_t lda, const PackedB
 template <class T>
 void gemm_packed_serial(bool trans_a, int64_t m, const T* a, int64_t lda, const PackedB<T>& b,
                         T* c, int64_t ldc, bool accumulate, const Epilogue<T>* epilogue = nullptr);
+
+// op(A) supplied by the caller in the packed layout, for an A that exists
+// only as a rule, such as a convolution's patch matrix: gathering the patches
+// straight into the micro-kernel's slivers saves writing them to a buffer and
+// packing that buffer in a second pass (for a convolution's weight gradient,
+// the two passes cost about a third of its GEMM).
+//
+// fill(context, i0, mc, p0, kc, mr, dst) writes rows [i0, i0 + mc) x k steps
+// [p0, p0 + kc) of op(A) (m x k) as mr-row slivers: element (i0 + s + i,
+// p0 + p) goes to dst[s * kc + p * mr + i] for each sliver start s (a multiple
+// of mr) and i < mr, and rows past i0 + mc of the last sliver are zero. mr is
+// the register tile's height on the running path (gemm_row_tile()); i0 is a
+// multiple of it. Calls come from the thread running the product.
+template <class T>
+struct ASource {
+  void (*fill)(const void* context, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int64_t mr,
+               T* dst) = nullptr;
+  const void* context = nullptr;
+};
+
+// The rows of C one register tile covers on the active path (the mr of
+// ASource::fill): callers splitting C into row bands cut at multiples of it,
+// so that no band ends in a mostly empty tile.
+template <class T>
+int64_t gemm_row_tile() noexcept;
+
+// C = op(A) op(B), or C += op(A) op(B), with op(A) (m x k) from `a`, on the
+// calling thread; the rest as gemm_serial, including its bits: C(i, j) is the
+// same as gemm() gives for a materialised op(A) with the same values. `stop`
+// (csrc/interrupt.hpp), taken by the caller before its parallel region, is
+// tested between blocks, so that every thread of a call stops on Ctrl-C.
+template <class T>
+void gemm_source_serial(int64_t m, int64_t n, int64_t k, const ASource<T>& a, bool trans_b,
+                        const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate,
+                        const StopToken& stop);
 
 // The upper triangle of C = op(A) op(B) for square C (m == n) when the
 // product is symmetric, e.g. a Gram matrix F^T F: only the register tiles

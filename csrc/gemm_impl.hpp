@@ -50,6 +50,9 @@ struct Operands {
   int64_t b_stride = 0;
   const Epilogue<T>* epilogue = nullptr;
   bool upper = false;
+  // Optional: op(A) written into the packed layout by the caller (a and
+  // lda unused, trans_a false).
+  const ASource<T>* a_source = nullptr;
   // Taken on the thread that called gemm, so that every thread of its team
   // sees that call's stop request (csrc/interrupt.hpp).
   StopToken stop;
@@ -231,7 +234,8 @@ void pack_a(const Operands<T>& g, int64_t i0, int64_t mc, int64_t p0, int64_t kc
     if (g.trans_a && rows == MR) {
       // Column p of op(A) is row p of A: MR contiguous elements per step. One
       // fixed-size copy each: left to itself the compiler vectorised across p,
-      // gathering element by element (a fifth of a convolution's dW).
+      // gathering element by element (it was a fifth of a convolution's dW when the
+      // patches came through here).
       const T* src = g.a + p0 * g.lda + (i0 + s);
       for (int64_t p = 0; p < kc; ++p, src += g.lda) std::memcpy(dst + p * MR, src, sizeof(T) * MR);
     } else if (g.trans_a) {
@@ -359,7 +363,7 @@ void compute(const Operands<T>& g, const Range& r) {
   // n = 64 it is a fifth of the multiply time). Not when A's rows are a
   // multiple of 4 KiB apart: they would share cache sets and evict each
   // other and the B sliver, which the packed copy avoids.
-  const bool direct_a = K::kInPlaceA && !g.trans_a && n <= 16 * NR &&
+  const bool direct_a = K::kInPlaceA && !g.trans_a && !g.a_source && n <= 16 * NR &&
                         (g.lda * static_cast<int64_t>(sizeof(T))) % 4096 != 0;
   // C is then narrower than a B panel (16 NR <= NC), so the B buffer holds
   // `span` steps of k: several k blocks (all of them when B came packed).
@@ -416,7 +420,10 @@ void compute(const Operands<T>& g, const Range& r) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         if (g.upper && jc + nc <= ic) break;  // this and later row blocks lie below
         if (g.stop) return;
-        pack_a<K>(g, ic, mc, pc, kc, a_pack);
+        if (g.a_source)
+          g.a_source->fill(g.a_source->context, ic, mc, pc, kc, MR, a_pack);
+        else
+          pack_a<K>(g, ic, mc, pc, kc, a_pack);
         multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_block, a_pack);
       }
     }

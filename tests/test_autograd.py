@@ -306,3 +306,20 @@ def test_backward_argument_errors():
         Tensor(np.arange(3), requires_grad=True)
     with pytest.raises(TypeError, match=r"Tensor.__pow__\(\): exponent must be a real scalar"):
         _ = x ** Tensor(np.ones(1))
+
+
+def test_leaf_gradients_never_share_memory():
+    # A leaf keeps the backward pass's gradient array when nothing else holds it; one
+    # array reaching two leaves (both parents of a sum), or a view, is copied.
+    a, b = ag.Tensor(np.ones(3), requires_grad=True), ag.Tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad[...] = 5.0
+    np.testing.assert_array_equal(b.grad, np.ones(3))
+    c = ag.Tensor(np.ones((2, 3)), requires_grad=True)
+    out = c.reshape(6)
+    g = np.arange(6.0)
+    out.backward(g)
+    assert not np.shares_memory(c.grad, g)
+    g[...] = -1.0
+    np.testing.assert_array_equal(c.grad, np.arange(6.0).reshape(2, 3))

@@ -809,3 +809,83 @@ def test_each_isa_path_is_accurate_and_deterministic(isa, dtype, x_shape, w_shap
     for n in (1, 2, 3):
         cnnkit.set_num_threads(n)
         _assert_identical(_run_all(x, w, b, dy, kwargs), first, f"{isa}, {n} threads")
+
+
+# ----------------------------------------------------- weight gradient: patches into GEMM slivers
+
+# Patch widths around the AVX-512 register tile's 14 rows (a sliver's run of
+# channels cut at every place), k blocks of output positions over the batch,
+# padding, strides, dilation, groups, 1-D and 3-D.
+SLIVER_CASES = [
+    pytest.param((2, 9, 11, 5), (3, 3, 5, 7), {"padding": "same"}, id="kd45"),
+    pytest.param((3, 13, 10, 16), (3, 3, 16, 32), {"stride": 2, "padding": 1}, id="cg16-stride2"),
+    pytest.param(
+        (2, 12, 12, 26),
+        (3, 2, 13, 10),
+        {"padding": 1, "dilation": (2, 1), "groups": 2},
+        id="groups",
+    ),
+    pytest.param((2, 9, 8, 14), (3, 3, 14, 3), {"padding": ((2, 0), (1, 3))}, id="cg14-uneven-pad"),
+    pytest.param((3, 300, 17), (5, 17, 9), {"padding": "same"}, id="1d"),
+    pytest.param((2, 6, 7, 5, 6), (3, 3, 2, 6, 4), {"padding": "same"}, id="3d"),
+]
+
+
+def _patch_matrix(x, w_shape, group, kwargs):
+    """P of one group in NumPy: a row per output position over the batch, a column per
+    (kernel offset, input channel of the group), the order the kernels' w rows use."""
+    rank = x.ndim - 2
+    kernel, cin_g = w_shape[:rank], w_shape[-2]
+    _, _, xp, _, strides, dilations, out = reference._conv_setup(
+        x,
+        np.zeros(w_shape, x.dtype),
+        kwargs.get("stride", 1),
+        kwargs.get("padding", "valid"),
+        kwargs.get("dilation", 1),
+    )
+    columns = []
+    for offset in np.ndindex(*kernel):
+        window = xp[(slice(None), *reference._window_slices(offset, strides, dilations, out))]
+        columns.append(window[..., group * cin_g : (group + 1) * cin_g].reshape(-1, cin_g))
+    return np.concatenate(columns, axis=1)
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), SLIVER_CASES)
+def test_weight_gradient_has_the_bits_of_the_product_with_materialised_patches(
+    isa, dtype, x_shape, w_shape, kwargs
+):
+    # The weight gradient gathers P^T straight into the GEMM's packed slivers; the GEMM
+    # promises the bits of the same product with P^T materialised, which ops.matmul
+    # computes from NumPy's im2col here, at any thread count.
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    x, w = seeded(x_shape, dtype, 21), seeded(w_shape, dtype, 22)
+    groups = kwargs.get("groups", 1)
+    dy = seeded(expected_out_shape(x_shape, w_shape, **kwargs), dtype, 23)
+    cout_g = w_shape[-1] // groups
+    dy2 = dy.reshape(-1, w_shape[-1])
+    want = np.concatenate(
+        [
+            ops.matmul(
+                np.ascontiguousarray(_patch_matrix(x, w_shape, g, kwargs).T),
+                np.ascontiguousarray(dy2[:, g * cout_g : (g + 1) * cout_g]),
+            )
+            for g in range(groups)
+        ],
+        axis=1,
+    ).reshape(w_shape)
+    for n in (1, 2, 3):
+        cnnkit.set_num_threads(n)
+        got = ops.conv_backward(x, w, dy, need=("w",), **kwargs)[1]
+        assert got.dtype == dtype
+        assert np.array_equal(got, want), f"{isa}, {n} threads"
+    exact = reference.conv_backward(
+        x.astype(F64), w.astype(F64), dy.astype(F64), need=("w",), **kwargs
+    )[1]
+    np.testing.assert_allclose(
+        got, exact, rtol=1e-4 if dtype == F32 else 1e-11, atol=1e-4 if dtype == F32 else 1e-11
+    )

@@ -76,8 +76,9 @@ def test_fused_conv_backward_masks_dy(x_shape, w_shape, kwargs, activation, dtyp
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_fused_conv_backward_bias_is_thread_independent(activation):
-    # The mask and the bias sums share one pass split by channels: each channel's sum
-    # keeps its row order whatever the number of threads.
+    # The mask and the bias sums share one pass, split by runs of the batch (8 of one
+    # image each here): each run keeps its row order and the runs are added in order,
+    # whatever the number of threads.
     x, w, b = seeded((8, 12, 12, 3), F32, 8), seeded((3, 3, 3, 64), F32, 9), seeded((64,), F32, 10)
     y = ops.conv(x, w, b, activation=activation)
     dy = seeded(y.shape, F32, 11)
@@ -102,6 +103,9 @@ FEW_CHANNEL_CASES = [
     ((2, 16, 16, 3), (3, 3, 3, 16), {"padding": "same"}),
     ((2, 13, 3), (3, 3, 16), {"stride": 2}),  # 1-D
     ((1, 5, 6, 5, 2), (2, 3, 2, 2, 8), {"padding": 1}),  # 3-D
+    # A batch of 8 or more is summed in runs of whole images, split over the threads: the
+    # bias gradient's runs are the same, so the bits still match.
+    ((9, 12, 10, 3), (3, 3, 3, 16), {"padding": "same"}),
 ]
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -242,7 +243,7 @@ class Tensor:
             if g is None:
                 continue
             if node._backward is None:
-                node.grad = g.copy() if node.grad is None else node.grad + g
+                node.grad = _owned(g) if node.grad is None else node.grad + g
                 continue
             for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is None or not parent.requires_grad:
@@ -250,6 +251,7 @@ class Tensor:
                 pg = _sum_to_shape(np.asarray(pg), parent.shape).astype(parent.dtype, copy=False)
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
+            pg = None  # no lingering reference to the last one: _owned counts them
 
     # -- operators --------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
@@ -378,6 +380,20 @@ def _record(data: np.ndarray, parents: tuple[Tensor, ...], backward: Backward) -
     out._parents = parents if out.requires_grad else ()
     out._backward = backward if out.requires_grad else None
     return out
+
+
+def _owned(g: np.ndarray) -> np.ndarray:
+    """g itself when nothing else can see its memory, else a copy, for a leaf's ``grad``.
+
+    A gradient is usually a fresh array that only the backward pass holds (the copy of a
+    weight gradient was 1-2% of a training step); but one array may reach two leaves (the
+    two parents of a sum), or a backward may hand back an array it keeps, or a view. Three
+    references (the caller's name, this argument and getrefcount's own) mean no one else
+    holds it (CPython).
+    """
+    if g.base is None and g.flags.writeable and sys.getrefcount(g) <= 3:
+        return g
+    return g.copy()
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
