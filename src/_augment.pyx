@@ -1102,7 +1102,12 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
             j0 = k0 if k0 > j0 else j0
             j1 = k1 if k1 < j1 else j1
             if border == BORDER_CONSTANT:
-                # [k0, k1): some tap inside; the pixels beyond are the fill value
+                # [k0, k1): some tap inside; the pixels beyond are the fill value. e0 and e1
+                # are assigned here, not only through their pointers, so that prange makes
+                # them private to the thread (a variable written only through a pointer is
+                # shared: two threads' spans mixed and put fill values inside rows)
+                e0 = 0
+                e1 = 0
                 _span(cx, out_w, -1, wmax + 1, &k0, &k1)
                 _span(cy, out_w, -1, hmax + 1, &e0, &e1)
                 k0 = e0 if e0 > k0 else k0

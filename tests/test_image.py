@@ -243,6 +243,13 @@ def test_warp_affine_uint8_vector_span_equals_scalar(border, shape):
         _augment.warp_affine_u8(x, out, inverse, mode, 9.0, scratch, 2, vector)
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
+    # Two threads racing on a span bound shared by mistake (a variable prange did not make
+    # private) put fill values inside a few rows, in one call of 20 to 600 by the schedule
+    # and the load: a net, not a proof.
+    for _ in range(30):
+        again = np.empty_like(outs[1])
+        _augment.warp_affine_u8(x, again, inverse, mode, 9.0, scratch, 2, True)
+        np.testing.assert_array_equal(again, outs[1])
 
 
 @pytest.mark.parametrize("border", image.BORDER_MODES)
