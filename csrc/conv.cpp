@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "conv_direct.hpp"
+#include "conv_stem.hpp"
 #include "conv_weight_cache.hpp"
 #include "gemm.hpp"
 #include "gemm_few_rows.hpp"
@@ -223,6 +224,8 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   if (rows == 0 || cout == 0) return;
   const Epilogue<T> act{nullptr, activation, negative_slope};
   if (use_winograd(p)) return detail::winograd_forward(p, x, w, b, y, activation, negative_slope);
+  // A 3-channel image under a large strided window (csrc/conv_stem.hpp).
+  if (conv_stem_applies<T>(p)) return conv_stem_forward(p, x, w, b, y, activation, negative_slope);
   if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
     if (detail::is_depthwise(p)) {
       detail::depthwise_forward(p, x, w, b, y);

@@ -34,16 +34,18 @@ bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
 #endif
 }
 
+namespace {
+
 template <class T>
-void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-                   int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
+void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                      const T* b, int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
 #ifdef CNNKIT_HAVE_AVX512
   if constexpr (std::is_same_v<T, float>) {
     // Threads share the columns in chunks of at most kColumns: a chunk's
     // packed k block (256 x 512 floats, 512 KiB) stays in L2.
     constexpr int64_t kColumns = 512, kPanel = 32;
     const int64_t panels = (n + kPanel - 1) / kPanel, kc = k_block(k);
-    const int want = threads_for(m * n * k, 1 << 18);
+    const int want = threaded ? threads_for(m * n * k, 1 << 18) : 1;
     const int64_t per = std::min<int64_t>(kColumns / kPanel, (panels + want - 1) / want);
     const int64_t chunks = (panels + per - 1) / per;
     const int nt = static_cast<int>(std::min<int64_t>(chunks, want));
@@ -64,10 +66,26 @@ void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, con
       (void)epilogue;
 }
 
+}  // namespace
+
+template <class T>
+void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                   int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
+  few_rows_product(true, m, n, k, a, lda, b, ldb, c, ldc, epilogue);
+}
+
+template <class T>
+void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                          int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
+  few_rows_product(false, m, n, k, a, lda, b, ldb, c, ldc, epilogue);
+}
+
 #define CNNKIT_INSTANTIATE(T)                                                                   \
   template bool gemm_few_rows_applies<T>(int64_t, int64_t, int64_t) noexcept;                  \
   template void gemm_few_rows<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, \
-                                 T*, int64_t, const Epilogue<T>*);
+                                 T*, int64_t, const Epilogue<T>*);                             \
+  template void gemm_few_rows_serial<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*,   \
+                                        int64_t, T*, int64_t, const Epilogue<T>*);
 CNNKIT_INSTANTIATE(float)
 CNNKIT_INSTANTIATE(double)
 #undef CNNKIT_INSTANTIATE

@@ -4,12 +4,14 @@
 // Why: at batch 1 the deep layers' weights are far larger than their
 // products' other operands, so the product is bound by how often the weights
 // cross the memory bus. The packed GEMM (csrc/gemm.hpp) reads them to pack
-// them, or -- with csrc/conv_weight_cache.hpp -- reads them and a copy to
-// prove the packed copy current, then the packed copy: three streams where
-// one would do. Here each column panel of B (64 columns) is streamed once, k
-// block by k block, with software prefetch a few rows ahead (its rows are
-// ldb apart, a stride the hardware prefetchers follow poorly), and every row
-// tile of A reuses the block from L2.
+// them into memory and reads the packed copy back, or -- with
+// csrc/conv_weight_cache.hpp -- reads them and a cached copy to prove the
+// packed one current, then the packed one: three streams where one would do.
+// Here B is read once: k block by k block (256 rows), each row front to
+// back (its chunk of columns is contiguous, so the hardware prefetchers
+// follow it), packed into 32-column panels in a per-thread buffer that stays
+// in L2 (256 x 512 floats at most), and multiplied there by every 12-row
+// tile of A while the next block's lines are prefetched into L2.
 //
 // Bits: the same as gemm() on the AVX-512 path, whose float k blocks
 // (csrc/gemm_avx512.cpp, kc = 256) this file repeats: each block's products
@@ -34,10 +36,16 @@ bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
 
 // C (m x n, row stride ldc) = A (m x k, lda) B (k x n, ldb), all row-major,
 // then the epilogue if not null. Only where gemm_few_rows_applies; threads:
-// up to num_threads(), over 64-column panels. C must not overlap A or B.
+// up to num_threads(), over chunks of at most 512 columns. C must not overlap A or B.
 template <class T>
 void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                    int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue);
+
+// The same product on the calling thread only, for callers that share
+// tiles of a larger product between threads themselves.
+template <class T>
+void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                          int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue);
 
 namespace few_rows {
 // The most rows the path takes: beyond, the packed GEMM's 14 x 32 register
