@@ -27,7 +27,7 @@ template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
 #ifdef CNNKIT_HAVE_AVX512
   return std::is_same_v<T, float> && active_isa() == Isa::avx512 && m >= 1 &&
-         m <= few_rows::kMaxRows && n >= 1 && k >= 1;
+         m <= few_rows::kMaxRows && n >= 1 && n <= few_rows::kMaxColumns && k >= 1;
 #else
   (void)m, (void)n, (void)k;
   return false;

@@ -30,7 +30,7 @@ namespace cnnkit {
 
 // Whether gemm_few_rows takes an m x k times k x n product of element type T
 // on the active instruction-set path: float on AVX-512, 1 <= m <= kMaxRows,
-// k >= 1, n >= 1.
+// 1 <= n <= kMaxColumns, k >= 1.
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
 
@@ -51,6 +51,11 @@ namespace few_rows {
 // The most rows the path takes: beyond, the packed GEMM's 14 x 32 register
 // tile and L1-resident slivers are faster (measured in gemm_few_rows.cpp).
 constexpr int64_t kMaxRows = 256;
+// The widest B taken. Threads cut the columns into chunks of at most 512, so
+// a wider B would be read as 2 KiB pieces of rows far apart, which the
+// prefetchers follow poorly: a 1 x 9216 x 4096 product (AlexNet's fc6 at
+// batch 1) ran at 3-4 GB/s against the skinny GEMM's 10-12.
+constexpr int64_t kMaxColumns = 512;
 }  // namespace few_rows
 
 }  // namespace cnnkit
