@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "cpu.hpp"
 #include "gemm_few_rows_impl.hpp"
