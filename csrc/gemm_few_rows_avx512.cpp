@@ -87,7 +87,8 @@ void pack(int64_t kc, const float* b, int64_t ldb, int64_t width, float* dst) {
 void columns(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t lda, const float* b,
              int64_t ldb, float* c, int64_t ldc, int64_t width) {
   thread_local std::vector<float, AlignedAllocator<float>> buffer;
-  const int64_t panels = (width + NR - 1) / NR, tiles = panels * ((m + MR - 1) / MR);
+  const int64_t panels = (width + NR - 1) / NR, row_tiles = (m + MR - 1) / MR;
+  const int64_t tiles = panels * row_tiles;
   if (buffer.size() < size_t(kc_max * panels * NR)) buffer.resize(size_t(kc_max * panels * NR));
   float* packed = buffer.data();
   // The next k block's lines of B are prefetched into L2 a few per row
@@ -104,15 +105,18 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t lda, 
     for (int64_t s = 0; s < panels; ++s) {
       const int64_t left = std::min(NR, width - s * NR);
       const __mmask32 tail = __mmask32((uint64_t(1) << left) - 1);
-      for (int64_t i = 0; i < m; i += MR) {
+      // Row tiles of near-equal height: 49 rows as 10+10+10+10+9, not 4 x 12
+      // and a 1-row tile whose two FMA chains wait on their latency.
+      for (int64_t t = 0, i = 0; t < row_tiles; ++t) {
+        const int rows = int(m / row_tiles + (t < m % row_tiles ? 1 : 0));
         for (const int64_t end = std::min(lines, line + per_tile); line < end; ++line) {
           const float* at = b + (next + line / row_lines) * ldb + line % row_lines * line_floats;
           _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T1);
         }
-        const int rows = int(std::min(MR, m - i));
         pick(rows, std::make_integer_sequence<int, MR>())(kc, a + i * lda + p0, lda,
                                                           packed + s * kc * NR, c + i * ldc + s * NR,
                                                           ldc, tail, p0 == 0);
+        i += rows;
       }
     }
   }
