@@ -42,7 +42,8 @@ class Conv:
         kind = "depthwise " if self.groups > 1 else ""
         off = " (winograd off)" if self.winograd is False else ""
         step = f" stride {self.stride}" if self.stride != 1 else ""
-        return f"{kind}conv{self.rank}d {k} -> {self.out_channels}{step} {self.padding}{off}"
+        pad = f"padding {self.padding}" if isinstance(self.padding, int) else self.padding
+        return f"{kind}conv{self.rank}d {k} -> {self.out_channels}{step} {pad}{off}"
 
     def inputs(self) -> tuple:
         rng = np.random.default_rng(sum(self.shape) + self.kernel)
