@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "conv_direct.hpp"
+#include "conv_stem.hpp"
 #include "conv_weight_cache.hpp"
 #include "gemm.hpp"
+#include "gemm_few_rows.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
 #include "winograd.hpp"
@@ -228,6 +230,8 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   if (rows == 0 || cout == 0) return;
   const Epilogue<T> act{nullptr, activation, negative_slope};
   if (use_winograd(p)) return detail::winograd_forward(p, x, w, b, y, activation, negative_slope);
+  // A 3-channel image under a large strided window (csrc/conv_stem.hpp).
+  if (conv_stem_applies<T>(p)) return conv_stem_forward(p, x, w, b, y, activation, negative_slope);
   if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
     if (detail::is_depthwise(p)) {
       detail::depthwise_forward(p, x, w, b, y);
@@ -239,8 +243,25 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
     }
     return apply_epilogue(act, y, cout, rows, cout);
   }
+  // Few rows on the AVX-512 float path (batch-1 inference of the deep
+  // layers): the product is bound by reading the weights, which
+  // gemm_few_rows streams once in place, with the packed path's bits.
+  if (p.groups == 1 && gemm_few_rows_applies<T>(rows, cout, kd)) {
+    const Epilogue<T> ep{b, activation, negative_slope};
+    if (p.is_pointwise()) return gemm_few_rows(rows, cout, kd, x, kd, w, cout, y, cout, &ep);
+    T* buf = thread_buffer<T>(size_t(rows * kd)).data();
+    const int64_t chunk = 16, chunks = (rows + chunk - 1) / chunk;
+    const int nt = static_cast<int>(std::min<int64_t>(chunks, threads_for(rows * kd, 1 << 16)));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t row0 = c * chunk, m = std::min(chunk, rows - row0);
+      gather(p, x, 0, row0, m, 0, kd, buf + row0 * kd);
+    }
+    return gemm_few_rows(rows, cout, kd, buf, kd, w, cout, y, cout, &ep);
+  }
   // Few rows (small batches, deep layers): packing w would cost about as
-  // much as the product, so the packed weights are kept across calls.
+  // much as the product, so the packed weights can be kept across calls
+  // (CNNKIT_CONV_CACHE_MB; off by default, see csrc/conv_weight_cache.hpp).
   const std::shared_ptr<const PackedConvWeights<T>> packed =
       rows <= kCachedWeightRows
           ? cached_conv_weights(p, w)

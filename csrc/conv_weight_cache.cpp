@@ -39,8 +39,9 @@ Cache<T>& cache() {
   return *instance;
 }
 
+// Off unless CNNKIT_CONV_CACHE_MB asks for it: see the header.
 size_t budget() {
-  static const size_t bytes = cache_budget_from_env("CNNKIT_CONV_CACHE_MB", 512);
+  static const size_t bytes = cache_budget_from_env("CNNKIT_CONV_CACHE_MB", 0);
   return bytes;
 }
 

@@ -16,8 +16,16 @@
 // an uncached one. The comparison reads the weights and the copy, two
 // sequential streams, which costs less than the strided pack and its writes.
 // The least recently used entries go first when the total passes the budget:
-// CNNKIT_CONV_CACHE_MB per dtype (512 by default: VGG-16's 13 conv layers
-// take 59 MB of float, twice with the copy; 0 disables the cache).
+// CNNKIT_CONV_CACHE_MB per dtype.
+//
+// Off by default (budget 0): it never measured a gain. Comparing the weights
+// with the copy reads two streams, about what repacking them costs (VGG-16
+// batch 1, one thread, idle: 196-217 ms on, 201-209 off; ResNet-18 and
+// AlexNet equal within 2-5%), and ResNet-18 at batch 8 measured 181-199 ms
+// on against 185 off (load ~7). Batch-1 float products on AVX-512 no longer
+// come here anyway: csrc/gemm_few_rows.hpp streams the weights once in
+// place. Kept behind the variable for the double and AVX2 paths, where a
+// user who calls the same layer many times may measure otherwise.
 #pragma once
 
 #include <cstdint>

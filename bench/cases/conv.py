@@ -26,10 +26,11 @@ class Conv:
     shape: tuple[int, ...]
     kernel: int
     out_channels: int
-    padding: str = "same"
+    padding: str | int = "same"
     groups: int = 1
     reference: bool = False
     winograd: bool | None = None  # cnnkit's choice (None: automatic)
+    stride: int = 1  # other strides only in the forward-only INFERENCE_CONVS
 
     @property
     def rank(self) -> int:
@@ -40,7 +41,9 @@ class Conv:
         k = "x".join([str(self.kernel)] * self.rank)
         kind = "depthwise " if self.groups > 1 else ""
         off = " (winograd off)" if self.winograd is False else ""
-        return f"{kind}conv{self.rank}d {k} -> {self.out_channels} {self.padding}{off}"
+        step = f" stride {self.stride}" if self.stride != 1 else ""
+        pad = f"padding {self.padding}" if isinstance(self.padding, int) else self.padding
+        return f"{kind}conv{self.rank}d {k} -> {self.out_channels}{step} {pad}{off}"
 
     def inputs(self) -> tuple:
         rng = np.random.default_rng(sum(self.shape) + self.kernel)
@@ -69,12 +72,17 @@ CONVS = [
 ]
 
 # Batch-1 inference layers (forward only): ResNet-18's layer4 and layer3 3x3 convolutions
-# and AlexNet's conv4, where the weights outweigh the product and come packed from the
-# cache of csrc/conv_weight_cache.hpp.
+# and AlexNet's conv4, where the weights outweigh the product: on AVX-512 they take the
+# few-row GEMM of csrc/gemm_few_rows.hpp, which streams the weights once in place.
+# Then the first layers of AlexNet (11x11 stride 4, csrc/conv_stem.hpp) and ResNet-18
+# (7x7 stride 2, the few-channel loops).
 INFERENCE_CONVS = [
     Conv((1, 7, 7, 512), 3, 512),
     Conv((1, 14, 14, 256), 3, 256),
     Conv((1, 13, 13, 384), 3, 256),
+    Conv((1, 224, 224, 3), 11, 64, padding=2, stride=4),
+    Conv((8, 224, 224, 3), 11, 64, padding=2, stride=4),
+    Conv((1, 224, 224, 3), 7, 64, padding=3, stride=2),
 ]
 
 
@@ -121,12 +129,17 @@ def forward(spec: Conv, impl: str):
             def call():
                 with torch.no_grad():
                     return _to_numpy_layout(
-                        spec, fn(xt, wt, bt, padding=spec.padding, groups=spec.groups)
+                        spec,
+                        fn(
+                            xt, wt, bt, stride=spec.stride, padding=spec.padding, groups=spec.groups
+                        ),
                     )
 
             return call
         conv = _module(impl).conv
         kwargs = {"padding": spec.padding, "groups": spec.groups, "winograd": spec.winograd}
+        if spec.stride != 1:
+            kwargs["stride"] = spec.stride
         return lambda: conv(x, w, b, **kwargs)
 
     return prepare

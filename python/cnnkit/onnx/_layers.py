@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate
+from .. import _validate, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..layers import Layer
@@ -118,6 +118,13 @@ class OnnxPooling(Layer):
         except ValueError as exc:
             raise ValueError(f"{self._where()}: {exc} (input shape {x.shape})") from None
         if self.kind == "max":
+            if not (ag.is_grad_enabled() and getattr(x, "requires_grad", False)):
+                # Inference: without the argmax indices a backward would need (ResNet-18's
+                # 112x112x64 pooling: 0.25 ms instead of 0.41).
+                data = x.data if isinstance(x, Tensor) else x
+                return Tensor(
+                    ops.max_pool(data, self.pool_size, stride=self.strides, padding=tuple(pads))
+                )
             return ag.max_pool(x, self.pool_size, stride=self.strides, padding=tuple(pads))
         if self.count_include_pad and any(b or a for b, a in self.padding):
             x = ag.pad(x, [(0, 0), *((b, a) for b, a in self.padding), (0, 0)])

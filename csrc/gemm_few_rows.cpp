@@ -1,0 +1,94 @@
+#include "gemm_few_rows.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "cpu.hpp"
+#include "gemm_few_rows_impl.hpp"
+#include "parallel.hpp"
+
+namespace cnnkit {
+
+namespace {
+
+// csrc/gemm_avx512.cpp's float k block (MicroKernel<float>::KC) and
+// gemm_impl::k_block's rule: blocks of near-equal length no longer than it.
+constexpr int64_t kBlockMax = 256;
+
+int64_t k_block(int64_t k) {
+  const int64_t blocks = (k + kBlockMax - 1) / kBlockMax;
+  return (k + blocks - 1) / blocks;
+}
+
+}  // namespace
+
+template <class T>
+bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
+#ifdef CNNKIT_HAVE_AVX512
+  return std::is_same_v<T, float> && active_isa() == Isa::avx512 && m >= 1 &&
+         m <= few_rows::kMaxRows && n >= 1 && n <= few_rows::kMaxColumns && k >= 1;
+#else
+  (void)m, (void)n, (void)k;
+  return false;
+#endif
+}
+
+namespace {
+
+template <class T>
+void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+                      const T* b, int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
+#ifdef CNNKIT_HAVE_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    // Threads share the columns in chunks of at most kColumns: a chunk's
+    // packed k block (256 x 512 floats, 512 KiB) stays in L2.
+    constexpr int64_t kColumns = 512, kPanel = 32;
+    const int64_t panels = (n + kPanel - 1) / kPanel, kc = k_block(k);
+    const int want = threaded ? threads_for(m * n * k, 1 << 18) : 1;
+    const int64_t per = std::min<int64_t>(kColumns / kPanel, (panels + want - 1) / want);
+    const int64_t chunks = (panels + per - 1) / per;
+    const int nt = static_cast<int>(std::min<int64_t>(chunks, want));
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t s = 0; s < chunks; ++s) {
+      const int64_t j0 = s * per * kPanel, w = std::min(per * kPanel, n - j0);
+      few_rows::avx512::columns(m, k, kc, a, lda, b + j0, ldb, c + j0, ldc, w);
+      if (epilogue) {
+        Epilogue<T> ep = *epilogue;
+        if (ep.bias) ep.bias += j0;
+        apply_epilogue(ep, c + j0, ldc, m, w);
+      }
+    }
+    return;
+  }
+#endif
+  (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc,
+      (void)epilogue;
+}
+
+}  // namespace
+
+template <class T>
+void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                   int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
+  few_rows_product(true, m, n, k, a, lda, b, ldb, c, ldc, epilogue);
+}
+
+template <class T>
+void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                          int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
+  few_rows_product(false, m, n, k, a, lda, b, ldb, c, ldc, epilogue);
+}
+
+#define CNNKIT_INSTANTIATE(T)                                                                   \
+  template bool gemm_few_rows_applies<T>(int64_t, int64_t, int64_t) noexcept;                  \
+  template void gemm_few_rows<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, \
+                                 T*, int64_t, const Epilogue<T>*);                             \
+  template void gemm_few_rows_serial<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*,   \
+                                        int64_t, T*, int64_t, const Epilogue<T>*);
+CNNKIT_INSTANTIATE(float)
+CNNKIT_INSTANTIATE(double)
+#undef CNNKIT_INSTANTIATE
+
+}  // namespace cnnkit

@@ -1,0 +1,61 @@
+// C = A B for products with few rows (batch-1 inference: 49 or 196 rows of
+// patches against 2304-4608 x 256-512 weights), B read in place, row-major.
+//
+// Why: at batch 1 the deep layers' weights are far larger than their
+// products' other operands, so the product is bound by how often the weights
+// cross the memory bus. The packed GEMM (csrc/gemm.hpp) reads them to pack
+// them into memory and reads the packed copy back, or -- with
+// csrc/conv_weight_cache.hpp -- reads them and a cached copy to prove the
+// packed one current, then the packed one: three streams where one would do.
+// Here B is read once: k block by k block (256 rows), each row front to
+// back (its chunk of columns is contiguous, so the hardware prefetchers
+// follow it), packed into 32-column panels in a per-thread buffer that stays
+// in L2 (256 x 512 floats at most), and multiplied there by every 12-row
+// tile of A while the next block's lines are prefetched into L2.
+//
+// Bits: the same as gemm() on the AVX-512 path, whose float k blocks
+// (csrc/gemm_avx512.cpp, kc = 256) this file repeats: each block's products
+// summed by FMA from zero in increasing p, the block sums added to C in
+// increasing block order, then csrc/gemm.hpp's epilogue. So conv and matmul
+// keep their bits whether or not they come through here, and the thread count
+// (threads share the column panels) changes nothing.
+// tests/test_conv_few_rows.py checks the equality against the packed path.
+#pragma once
+
+#include <cstdint>
+
+#include "gemm.hpp"
+
+namespace cnnkit {
+
+// Whether gemm_few_rows takes an m x k times k x n product of element type T
+// on the active instruction-set path: float on AVX-512, 1 <= m <= kMaxRows,
+// 1 <= n <= kMaxColumns, k >= 1.
+template <class T>
+bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
+
+// C (m x n, row stride ldc) = A (m x k, lda) B (k x n, ldb), all row-major,
+// then the epilogue if not null. Only where gemm_few_rows_applies; threads:
+// up to num_threads(), over chunks of at most 512 columns. C must not overlap A or B.
+template <class T>
+void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                   int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue);
+
+// The same product on the calling thread only, for callers that share
+// tiles of a larger product between threads themselves.
+template <class T>
+void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+                          int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue);
+
+namespace few_rows {
+// The most rows the path takes: beyond, the packed GEMM's 14 x 32 register
+// tile and L1-resident slivers are faster (measured in gemm_few_rows.cpp).
+constexpr int64_t kMaxRows = 256;
+// The widest B taken. Threads cut the columns into chunks of at most 512, so
+// a wider B would be read as 2 KiB pieces of rows far apart, which the
+// prefetchers follow poorly: a 1 x 9216 x 4096 product (AlexNet's fc6 at
+// batch 1) ran at 3-4 GB/s against the skinny GEMM's 10-12.
+constexpr int64_t kMaxColumns = 512;
+}  // namespace few_rows
+
+}  // namespace cnnkit

@@ -1,0 +1,125 @@
+// The few-row GEMM's AVX-512 kernel (csrc/gemm_few_rows.hpp); this file is
+// compiled with -mavx512f/bw/vl/dq and -mfma.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "gemm_few_rows_impl.hpp"
+
+namespace cnnkit::few_rows::avx512 {
+
+namespace {
+
+constexpr int64_t NR = 32;  // columns per panel: 2 zmm
+constexpr int64_t MR = 12;  // rows per register tile: 24 accumulators
+
+// An MR x 32 tile of C over steps [0, kc) of A's rows (a, lda) and a packed
+// panel of B (kc x 32, contiguous): 24 accumulators, 2 B vectors and a
+// broadcast. `first` stores the block's sum, otherwise adds it to C
+// (csrc/gemm_avx512.cpp's order); `tail` masks the columns past C's edge.
+template <int R>
+void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+          __mmask32 tail, bool first) {
+  __m512 acc0[R], acc1[R];
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p, b += NR) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < R; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i * lda + p]);
+      acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+    }
+  }
+  const __mmask16 m0 = __mmask16(tail), m1 = __mmask16(tail >> 16);
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i) {
+    float* out = c + i * ldc;
+    __m512 v0 = acc0[i], v1 = acc1[i];
+    if (!first) {
+      v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out), v0);
+      v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, out + 16), v1);
+    }
+    _mm512_mask_storeu_ps(out, m0, v0);
+    _mm512_mask_storeu_ps(out + 16, m1, v1);
+  }
+}
+
+using Tile = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, __mmask32,
+                      bool);
+
+template <int... R>
+Tile pick(int rows, std::integer_sequence<int, R...>) {
+  Tile t = nullptr;
+  ((t = rows == R + 1 ? &tile<R + 1> : t), ...);
+  return t;
+}
+
+// Rows [p0, p0 + kc) x columns [0, width) of B (row stride ldb) into 32-wide
+// panels, zero past width: each row is read front to back, one sequential
+// stream the hardware prefetchers follow, instead of the 128-byte pieces
+// ldb apart that a panel-by-panel walk would read.
+void pack(int64_t kc, const float* b, int64_t ldb, int64_t width, float* dst) {
+  const int64_t panels = (width + NR - 1) / NR;
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* row = b + p * ldb;
+    float* out = dst + p * NR;
+    for (int64_t s = 0; s < panels; ++s, out += kc * NR) {
+      const int64_t left = width - s * NR;
+      if (left >= NR) {
+        _mm512_store_ps(out, _mm512_loadu_ps(row + s * NR));
+        _mm512_store_ps(out + 16, _mm512_loadu_ps(row + s * NR + 16));
+      } else {
+        const __mmask32 m = __mmask32((uint64_t(1) << left) - 1);
+        _mm512_store_ps(out, _mm512_maskz_loadu_ps(__mmask16(m), row + s * NR));
+        _mm512_store_ps(out + 16, _mm512_maskz_loadu_ps(__mmask16(m >> 16), row + s * NR + 16));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void columns(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t lda, const float* b,
+             int64_t ldb, float* c, int64_t ldc, int64_t width) {
+  thread_local std::vector<float, AlignedAllocator<float>> buffer;
+  const int64_t panels = (width + NR - 1) / NR, row_tiles = (m + MR - 1) / MR;
+  const int64_t tiles = panels * row_tiles;
+  if (buffer.size() < size_t(kc_max * panels * NR)) buffer.resize(size_t(kc_max * panels * NR));
+  float* packed = buffer.data();
+  // The next k block's lines of B are prefetched into L2 a few per row
+  // tile, spread over the current block's products, so that its packing
+  // finds them there instead of waiting for memory.
+  const int64_t line_floats = 16, row_lines = (width + line_floats - 1) / line_floats;
+  for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
+    const int64_t kc = std::min(kc_max, k - p0);
+    pack(kc, b + p0 * ldb, ldb, width, packed);
+    const int64_t next = p0 + kc, next_rows = std::min(kc_max, k - next);
+    const int64_t lines = next_rows > 0 ? next_rows * row_lines : 0;
+    const int64_t per_tile = (lines + tiles - 1) / tiles;
+    int64_t line = 0;
+    for (int64_t s = 0; s < panels; ++s) {
+      const int64_t left = std::min(NR, width - s * NR);
+      const __mmask32 tail = __mmask32((uint64_t(1) << left) - 1);
+      // Row tiles of near-equal height: 49 rows as 10+10+10+10+9, not 4 x 12
+      // and a 1-row tile whose two FMA chains wait on their latency.
+      for (int64_t t = 0, i = 0; t < row_tiles; ++t) {
+        const int rows = int(m / row_tiles + (t < m % row_tiles ? 1 : 0));
+        for (const int64_t end = std::min(lines, line + per_tile); line < end; ++line) {
+          const float* at = b + (next + line / row_lines) * ldb + line % row_lines * line_floats;
+          _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T1);
+        }
+        pick(rows, std::make_integer_sequence<int, MR>())(kc, a + i * lda + p0, lda,
+                                                          packed + s * kc * NR, c + i * ldc + s * NR,
+                                                          ldc, tail, p0 == 0);
+        i += rows;
+      }
+    }
+  }
+}
+
+}  // namespace cnnkit::few_rows::avx512

@@ -1,0 +1,108 @@
+"""Convolutions with few output rows (csrc/gemm_few_rows.hpp): batch-1 inference's deep layers.
+
+On the AVX-512 float path a convolution with at most 256 output positions over the batch
+(one group) multiplies its patches by the weights read in place, 64 output channels per
+panel. Checked here: results against the NumPy reference over random shapes (panel tails,
+several k blocks, strides, padding, dilation, bias and activation, non-contiguous inputs,
+both dtypes, every instruction-set path); the same bits as the packed GEMM path that
+larger batches take, for the im2col and pointwise cases; identical bits at 1, 2 and 3
+threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from arrays import layout_view, seeded
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cnnkit
+from cnnkit import _core, ops, reference
+
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+MAX_ROWS = 256  # gemm_few_rows.hpp's few_rows::kMaxRows
+
+
+@st.composite
+def problems(draw):
+    dtype = draw(st.sampled_from([F32, F64]))
+    cin = draw(st.integers(5, 40))  # at least 5: the GEMM paths, not the few-channel loops
+    cout = draw(st.integers(1, 150))  # panels of 64 and tails of every width
+    k = draw(st.sampled_from([(1, 1), (3, 3), (1, 3), (2, 2), (5, 5)]))
+    stride = draw(st.sampled_from([1, 2]))
+    dilation = draw(st.sampled_from([1, 1, 2]))
+    n = draw(st.integers(1, 2))
+    h, w = draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    pad = draw(st.integers(0, 2))
+    for size, kk in zip((h, w), k):  # at least one output position
+        pad = max(pad, -(-(dilation * (kk - 1) + 1 - size) // 2))
+    x = layout_view(
+        seeded((n, h, w, cin), dtype, 1), draw(st.sampled_from(["contiguous", "fortran"]))
+    )
+    wt = seeded((*k, cin, cout), dtype, 2)
+    b = draw(st.sampled_from([None, seeded((cout,), dtype, 3)]))
+    activation = draw(st.sampled_from([None, "relu", "leaky_relu"]))
+    spec = {"stride": stride, "padding": pad, "dilation": dilation}
+    return x, wt, b, spec, activation
+
+
+@pytest.mark.usefixtures("restore_isa")
+@settings(max_examples=30)
+@given(problems())
+def test_matches_reference(problem):
+    x, w, b, spec, activation = problem
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want = reference.conv(x64, w64, b, **spec)
+    if activation == "relu":
+        want = np.maximum(want, 0)
+    elif activation == "leaky_relu":
+        want = np.where(want > 0, want, 0.2 * want)
+    scale = reference.conv(np.abs(x64), np.abs(w64), None if b is None else np.abs(b), **spec)
+    rtol = 1e-4 if x.dtype == F32 else 1e-10
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        got = ops.conv(x, w, b, **spec, activation=activation, winograd=False)
+        assert got.dtype == x.dtype and got.shape == want.shape, isa
+        assert np.all(np.abs(got - want) <= rtol * scale + 1e-30), isa
+
+
+@pytest.mark.usefixtures("restore_isa")
+@pytest.mark.parametrize(
+    ("image", "kernel", "cin", "cout", "pad"),
+    [
+        ((7, 7), (3, 3), 300, 200, 1),  # k = 2700: 11 k blocks, the last one shorter
+        ((13, 13), (3, 3), 64, 130, 1),  # 169 rows: row tiles of 6 and a tail of 1
+        ((5, 6), (1, 1), 48, 33, 0),  # pointwise: the input is the left operand
+        ((1, 1), (1, 1), 8, 1, 0),  # a single output element
+    ],
+)
+def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad):
+    # One image goes through the few-row path; the same image inside a batch of more
+    # than 256 rows goes through the packed GEMM. Their rows must agree bit for bit.
+    rows = image[0] * image[1]
+    batch = MAX_ROWS // rows + 2
+    x = seeded((batch, *image, cin), F32, 1)
+    w, b = seeded((*kernel, cin, cout), F32, 2), seeded((cout,), F32, 3)
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        big = ops.conv(x, w, b, padding=pad, activation="relu", winograd=False)
+        small = ops.conv(x[:1], w, b, padding=pad, activation="relu", winograd=False)
+        assert np.array_equal(small[0], big[0]), isa
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("pointwise", [False, True])
+def test_identical_bits_for_any_thread_count(pointwise):
+    # 49 rows and 300 output channels: 5 panels, shared by 2 or 3 threads.
+    kernel, pad = ((1, 1), 0) if pointwise else ((3, 3), 1)
+    x, w = seeded((1, 7, 7, 96), F32, 1), seeded((*kernel, 96, 300), F32, 2)
+    b = seeded((300,), F32, 3)
+    results = []
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        results.append(ops.conv(x, w, b, padding=pad, activation="relu", winograd=False))
+    want = np.maximum(reference.conv(x.astype(np.float64), w.astype(np.float64), b, padding=pad), 0)
+    np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4)
+    for r in results[1:]:
+        assert np.array_equal(r, results[0])
