@@ -34,9 +34,9 @@ def _info() -> int:
 
 
 def _add_training_demo(
-    sub: argparse._SubParsersAction, name: str, *, out: str, quick: str, **texts: str
+    sub: argparse._SubParsersAction, name: str, *, out: str, quick: str, help: str, description: str
 ) -> None:
-    demo = sub.add_parser(name, **texts)
+    demo = sub.add_parser(name, help=help, description=description)
     demo.add_argument("--quick", action="store_true", help=quick)
     demo.add_argument("--out", default=out, help="output folder (default %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
