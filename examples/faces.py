@@ -73,6 +73,23 @@ The recipe those small runs pointed to, at full size (2026-12-05, idle machine, 
         one-shot             top-1 0.824, rejection 0.925 (tau 0.440 at FAR 1e-3)
         binary L1 head       0.9755 +- 0.0081, VAL 0.513, AUC 0.9962 (300 steps, 168 s)
 
+Fourth session (2026-12-05, load 4-8, one thread each at nice 10; 800 steps of the recipe
+above, lr 3e-3 with cosine decay, batch norm, --mirror, 1,000 training people x 8 images
+unless stated; one seed each):
+
+    --filters 16,32,64,128 (default)   0.9507 +- 0.0147, VAL 0.275; top-1 0.716,
+                                        rejection 0.895 (451 s of training)
+    --filters 32,64,128,256            0.9511 +- 0.0150, VAL 0.352; top-1 0.691,
+                                        rejection 0.917 (1,427 s: about 3x the time for
+                                        no gain at this length)
+    --mining batch_hard --warmup-steps 200
+                                        0.9273, VAL 0.068; top-1 0.693, rejection 0.917
+    --train-people 4000                 0.9474, top-1 0.650, rejection 0.887 (a different
+                                        test set: the people are drawn after the training
+                                        ones)
+    Steps stay the lever (1,500 -> 4,000 steps: 0.955 -> 0.969, top-1 0.66 -> 0.82);
+    width, batch-hard mining and more people did not help at 800 steps.
+
 At 600 steps without batch norm none of the bars (0.97, 0.95, 0.9 / 0.9) is met: the
 rejection bar is within 0.05 since the threshold is chosen at a fixed FAR, top-1 is far
 off (nearest of 100 people from one enrolled image each asks much more of the encoder than
