@@ -314,12 +314,17 @@ def compare(case: Case, outputs: dict[str, object]) -> dict[str, str | None]:
 
 
 def run_case(module: str, case: Case, threads: Sequence[int], budget: Budget) -> list[Row]:
-    """The case at every thread count; results are compared at the first one."""
-    prepared = prepare_all(case, case.inputs())
+    """The case at every thread count; results are compared at the first one.
+
+    Each thread count prepares the calls anew: a peer may fix its thread count when it is
+    set up (an onnxruntime session's ``intra_op_num_threads``), and a call prepared at the
+    previous count would time that count instead."""
+    inputs = case.inputs()
     verdicts: dict[str, str | None] = {}
     rows = []
     for i, n in enumerate(threads):
         set_threads(n)
+        prepared = prepare_all(case, inputs)
         row = Row(module, case.name, case.size, case.dtype, n)
         outputs = {}
         for name, call in prepared.items():
