@@ -1117,6 +1117,10 @@ def batch_norm(
 ) -> tuple[Tensor, np.ndarray, np.ndarray]:
     """Batch normalisation over every axis but the last, with batch statistics (training).
 
+    float32/float64 inputs run :func:`cnnkit.ops.batch_norm` and
+    :func:`cnnkit.ops.batch_norm_backward` (statistics summed in float64); other dtypes,
+    an empty batch or ``epsilon <= 0`` the NumPy formulas.
+
     Returns
     -------
     (y, mean, var)
