@@ -23,6 +23,7 @@ void bind_roi(py::module_& m);
 void bind_segmentation(py::module_& m);
 void bind_lrn(py::module_& m);
 void bind_optimizer(py::module_& m);
+void bind_batch_norm(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -74,4 +75,5 @@ PYBIND11_MODULE(_core, m) {
   cnnkit::bind::bind_segmentation(m);
   cnnkit::bind::bind_lrn(m);
   cnnkit::bind::bind_optimizer(m);
+  cnnkit::bind::bind_batch_norm(m);
 }

@@ -153,6 +153,28 @@ VALID = {
         ("epsilon", "real", "1e-7"),
         ("v_hat", "array", "np.abs(R((3, 4), seed=4))"),
     ],
+    "batch_norm": [
+        (None, "array", "R((2, 4, 5, 7), np.float32)"),
+        (None, "array", "R((7,), np.float32, seed=1)"),
+        (None, "array", "R((7,), np.float32, seed=2)"),
+        ("epsilon", "real", "1e-3"),
+    ],
+    "batch_norm_backward": [
+        (None, "array", "R((3, 4, 5))"),
+        (None, "array", "R((3, 4, 5), seed=1)"),
+        (None, "array", "R((5,), seed=2)"),
+        (None, "array", "R((5,), seed=3)"),
+        (None, "array", "np.abs(R((5,), seed=4))"),
+        ("epsilon", "real", "1e-5"),
+    ],
+    "batch_norm_inference": [
+        (None, "array", "R((2, 3, 6), np.float32)"),
+        (None, "array", "R((6,), np.float32, seed=1)"),
+        (None, "array", "R((6,), np.float32, seed=2)"),
+        (None, "array", "R((6,), np.float32, seed=3)"),
+        (None, "array", "np.abs(R((6,), np.float32, seed=4))"),
+        ("epsilon", "real", "1e-3"),
+    ],
     "lrn": [
         (None, "array", "R((2, 4, 5, 7))"),
         (None, "int", "5"),

@@ -245,3 +245,18 @@ def adam_update(
     beta_2: Any,
     epsilon: Any,
 ) -> None: ...
+def batch_norm(
+    x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, epsilon: Any, /
+) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
+def batch_norm_backward(
+    x: ArrayLike, dy: ArrayLike, gamma: ArrayLike, mean: ArrayLike, var: ArrayLike, epsilon: Any, /
+) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
+def batch_norm_inference(
+    x: ArrayLike,
+    gamma: ArrayLike,
+    beta: ArrayLike,
+    mean: ArrayLike,
+    var: ArrayLike,
+    epsilon: Any,
+    /,
+) -> NDArray[np.floating[Any]]: ...

@@ -1117,6 +1117,10 @@ def batch_norm(
 ) -> tuple[Tensor, np.ndarray, np.ndarray]:
     """Batch normalisation over every axis but the last, with batch statistics (training).
 
+    float32/float64 inputs run :func:`cnnkit.ops.batch_norm` and
+    :func:`cnnkit.ops.batch_norm_backward` (statistics summed in float64); other dtypes,
+    an empty batch or ``epsilon <= 0`` the NumPy formulas.
+
     Returns
     -------
     (y, mean, var)
@@ -1125,6 +1129,17 @@ def batch_norm(
     """
     tx, tg, tb = _as_tensor(x), _as_tensor(gamma), _as_tensor(beta)
     data = tx.data
+    if _native_batch_norm(data, tg.data, tb.data, epsilon):
+        # ops.batch_norm: about 5 passes over x where the NumPy below makes about 15.
+        out, mean, var = ops.batch_norm(data, tg.data, tb.data, epsilon=epsilon)
+
+        def native_backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+            dx, dgamma, dbeta = ops.batch_norm_backward(
+                data, g, tg.data, mean, var, epsilon=epsilon
+            )
+            return (dx if tx.requires_grad else None), dgamma, dbeta
+
+        return _record(out, (tx, tg, tb), native_backward), mean, var
     axes = tuple(range(data.ndim - 1))
     count = data.size // data.shape[-1]
     mean = data.mean(axis=axes)
@@ -1143,3 +1158,14 @@ def batch_norm(
         return dx, dgamma, dbeta
 
     return _record(out, (tx, tg, tb), backward), mean, var
+
+
+def _native_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, epsilon: float) -> bool:
+    """Whether :func:`cnnkit.ops.batch_norm` takes these: float32/float64 arrays, a
+    non-empty batch of rows and epsilon > 0 (the NumPy formulas serve the rest)."""
+    floats = all(a.dtype in _NATIVE_FLOATS for a in (x, gamma, beta))
+    shapes = x.ndim >= 2 and gamma.shape == beta.shape == x.shape[-1:]
+    return floats and shapes and x.size > 0 and epsilon > 0
+
+
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))

@@ -46,6 +46,9 @@ __all__ = [
     "adam_update",
     "avg_pool",
     "avg_pool_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_norm_inference",
     "batched_nms",
     "box_area",
     "box_convert",
@@ -1694,3 +1697,84 @@ def adam_update(
     The arrays must not share memory.
     """
     _core.adam_update(var, grad, m, v, v_hat, step_size, beta_1, beta_2, epsilon)
+
+
+def batch_norm(
+    x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, *, epsilon: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batch normalisation with the batch's statistics (training), channels-last.
+
+    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` with ``mean`` and the biased
+    ``var`` of each channel over every axis but the last (Keras's ``BatchNormalization``
+    in training, torch's ``F.batch_norm(training=True)`` on channels-last data).
+
+    Parameters
+    ----------
+    x : array_like, shape (N, ..., C), float32 or float64
+        At least one row: the statistics of an empty batch are undefined.
+    gamma, beta : array_like, shape (C,), float
+    epsilon : float
+        Finite, > 0.
+
+    Returns
+    -------
+    (y, mean, var) : numpy.ndarray
+        ``y`` of ``x``'s shape, ``mean`` and ``var`` of shape (C,), in the widest dtype of
+        the inputs. The sums are taken in float64 (also for float32) over a fixed split of
+        the rows, so the results are bit-identical for any number of threads. ``xhat`` is
+        not stored: :func:`batch_norm_backward` recomputes it from ``mean`` and ``var``.
+
+    Examples
+    --------
+    >>> y, mean, var = batch_norm([[1.0], [3.0]], [2.0], [0.5], epsilon=1e-3)
+    >>> y.round(4), mean, var
+    (array([[-1.499],
+           [ 2.499]]), array([2.]), array([1.]))
+    """
+    y, mean, var = _core.batch_norm(x, gamma, beta, epsilon)
+    return y, mean, var
+
+
+def batch_norm_backward(
+    x: ArrayLike,
+    dy: ArrayLike,
+    gamma: ArrayLike,
+    mean: ArrayLike,
+    var: ArrayLike,
+    *,
+    epsilon: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`batch_norm` given ``dy`` of ``x``'s shape and the ``mean`` and
+    ``var`` it returned.
+
+    With ``xhat = (x - mean) / sqrt(var + epsilon)`` and ``n`` rows:
+    ``dbeta = sum(dy)``, ``dgamma = sum(dy * xhat)`` and
+    ``dx = gamma / sqrt(var + epsilon) / n * (n * dy - dbeta - xhat * dgamma)``
+    (the gradient through the batch statistics included).
+
+    Returns
+    -------
+    (dx, dgamma, dbeta) : numpy.ndarray
+        Shapes of ``x``, (C,) and (C,), in the widest dtype of the inputs; sums in float64,
+        bit-identical for any number of threads.
+    """
+    dx, dgamma, dbeta = _core.batch_norm_backward(x, dy, gamma, mean, var, epsilon)
+    return dx, dgamma, dbeta
+
+
+def batch_norm_inference(
+    x: ArrayLike,
+    gamma: ArrayLike,
+    beta: ArrayLike,
+    mean: ArrayLike,
+    var: ArrayLike,
+    *,
+    epsilon: float = 1e-3,
+) -> np.ndarray:
+    """Batch normalisation with given statistics (inference with the moving ones).
+
+    ``y = (x - mean) * scale + beta`` with ``scale = gamma / sqrt(var + epsilon)`` formed
+    in float64 per channel, then rounded to the widest dtype of the inputs; one pass over
+    ``x`` (of shape (N, ..., C); may be empty), bit-identical for any number of threads.
+    """
+    return _core.batch_norm_inference(x, gamma, beta, mean, var, epsilon)

@@ -25,6 +25,9 @@ __all__ = [
     "add_noise",
     "avg_pool",
     "avg_pool_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "batch_norm_inference",
     "batched_nms",
     "box_area",
     "box_convert",
@@ -1384,3 +1387,35 @@ def adam_update(
         np.maximum(v_hat, v, out=v_hat)
         v = v_hat
     var -= m * t(step_size) / (np.sqrt(v) + t(epsilon))
+
+
+def _batch_norm_args(*arrays):
+    """The arrays in float64 and the dtype of the result (the widest float among them)."""
+    arrays = [np.asarray(a) for a in arrays]
+    return [a.astype(np.float64) for a in arrays], np.result_type(*arrays)
+
+
+def batch_norm(x, gamma, beta, *, epsilon=1e-3):
+    (x, gamma, beta), dtype = _batch_norm_args(x, gamma, beta)
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes)
+    var = np.square(x - mean).mean(axis=axes)
+    y = gamma * (x - mean) / np.sqrt(var + epsilon) + beta
+    return y.astype(dtype), mean.astype(dtype), var.astype(dtype)
+
+
+def batch_norm_backward(x, dy, gamma, mean, var, *, epsilon=1e-3):
+    (x, dy, gamma, mean, var), dtype = _batch_norm_args(x, dy, gamma, mean, var)
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    inv_std = 1 / np.sqrt(var + epsilon)
+    xhat = (x - mean) * inv_std
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xhat).sum(axis=axes)
+    dx = gamma * inv_std / n * (n * dy - dbeta - xhat * dgamma)
+    return dx.astype(dtype), dgamma.astype(dtype), dbeta.astype(dtype)
+
+
+def batch_norm_inference(x, gamma, beta, mean, var, *, epsilon=1e-3):
+    (x, gamma, beta, mean, var), dtype = _batch_norm_args(x, gamma, beta, mean, var)
+    return (gamma * (x - mean) / np.sqrt(var + epsilon) + beta).astype(dtype)

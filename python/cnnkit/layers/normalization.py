@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate, initializers
+from .. import _validate, initializers, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
@@ -85,6 +85,15 @@ class BatchNormalization(Layer):
                 moving.data *= m
                 moving.data += (1 - m) * batch.astype(self.dtype, copy=False)
             return y
+        if not ag.is_grad_enabled() or not any(t.requires_grad for t in (x, gamma, beta)):
+            # Nothing to differentiate (predict runs under no_grad): one native pass.
+            stats = (self.moving_mean.data, self.moving_variance.data)
+            if _native_floats(x.data, gamma.data, beta.data, *stats):
+                return Tensor(
+                    ops.batch_norm_inference(
+                        x.data, gamma.data, beta.data, *stats, epsilon=self.epsilon
+                    )
+                )
         inv = 1 / np.sqrt(self.moving_variance.data + self.dtype.type(self.epsilon))
         factor = gamma * inv
         return x * factor + (beta - factor * self.moving_mean.data)
@@ -102,6 +111,10 @@ class BatchNormalization(Layer):
             "moving_mean_initializer": initializers.serialize(self.moving_mean_initializer),
             "moving_variance_initializer": initializers.serialize(self.moving_variance_initializer),
         }
+
+
+def _native_floats(*arrays: np.ndarray) -> bool:
+    return all(a.dtype in (np.float32, np.float64) for a in arrays)
 
 
 @register_serializable(package="cnnkit")
