@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from cases.face import torch_triplet_step  # bench/ is the script's directory
 
 import cnnkit
 from cnnkit import autograd, optimizers
@@ -54,7 +55,7 @@ def cnnkit_step(native: bool) -> Callable[[], float]:
     return step
 
 
-def torch_step() -> Callable[[], float]:
+def torch_step() -> Callable[[], object]:
     import torch
     from torch import nn
 
@@ -70,26 +71,7 @@ def torch_step() -> Callable[[], float]:
         layers += [nn.MaxPool2d(2)] if i < 3 else []
         channels = width
     net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(8 * 8 * 128, DIM))
-    net = net.to(memory_format=torch.channels_last).train()
-    xt = torch.from_numpy(x).permute(0, 3, 1, 2)
-    labels = torch.from_numpy(y)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~torch.eye(len(y), dtype=torch.bool)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> float:
-        optimizer.zero_grad()
-        z = net(xt / 255.0)
-        e = z / torch.sqrt(torch.clamp((z * z).sum(1, keepdim=True), min=1e-12))
-        d = torch.cdist(e, e) ** 2
-        hardest_positive = torch.where(positive, d, torch.full_like(d, -1.0)).max(1).values
-        hardest_negative = torch.where(~same, d, torch.full_like(d, 1e9)).min(1).values
-        loss = torch.relu(hardest_positive - hardest_negative + 0.2).mean()
-        loss.backward()
-        optimizer.step()
-        return float(loss.item())
-
-    return step
+    return torch_triplet_step(net.to(memory_format=torch.channels_last).train(), x, y)
 
 
 def main() -> None:

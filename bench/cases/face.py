@@ -67,7 +67,15 @@ def torch_step(data: tuple) -> Call:
         w = weights[8].reshape(side, side, 128, DIM).transpose(2, 0, 1, 3).reshape(-1, DIM)
         dense.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
         dense.bias.copy_(torch.from_numpy(weights[9]))
-    net = net.to(memory_format=torch.channels_last)
+    return torch_triplet_step(net.to(memory_format=torch.channels_last), x, y)
+
+
+def torch_triplet_step(net, x: np.ndarray, y: np.ndarray) -> Call:
+    """One SGD step (momentum 0.9) of ``net`` on the images ``x`` (NHWC, 0-255) with the
+    batch-hard triplet loss of labels ``y`` (margin 0.2, squared distances of unit
+    encodings), written on ``torch.cdist`` and masked max/min as TripletLoss computes it."""
+    import torch
+
     xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # NHWC memory seen as channels_last NCHW
     labels = torch.from_numpy(y)
     same = labels[:, None] == labels[None, :]
