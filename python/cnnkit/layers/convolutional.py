@@ -12,7 +12,7 @@ from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
 from .activations import _activation, _apply_activation, _fused
-from .layer import Layer, add_bias, set_weight_options, weight_options_config
+from .layer import Layer, Variable, add_bias, set_weight_options, weight_options_config
 from .layer import data_format as _data_format
 
 __all__ = [
@@ -403,14 +403,17 @@ class DepthwiseConv2D(Layer):
     def build(self, input_shape: tuple[int, ...]) -> None:
         self._need_rank(input_shape, 4, "(N, H, W, C)")
         c = input_shape[-1]
-        self.kernel = self.add_weight(
-            "kernel",
-            (*self.kernel_size, c, self.depth_multiplier),
+        self.kernel = self._add_depthwise_kernel("kernel", c)
+        self.bias = add_bias(self, c * self.depth_multiplier)
+
+    def _add_depthwise_kernel(self, name: str, channels: int) -> Variable:
+        return self.add_weight(
+            name,
+            (*self.kernel_size, channels, self.depth_multiplier),
             self.depthwise_initializer,
             regularizer=self.depthwise_regularizer,
             constraint=self.depthwise_constraint,
         )
-        self.bias = add_bias(self, c * self.depth_multiplier)
 
     def _depthwise(self, x: Tensor, kernel: Tensor, bias: Tensor | None) -> Tensor:
         self._need_rank(x.shape, 4, "(N, H, W, C)")
@@ -512,13 +515,7 @@ class SeparableConv2D(DepthwiseConv2D):
     def build(self, input_shape: tuple[int, ...]) -> None:
         self._need_rank(input_shape, 4, "(N, H, W, C)")
         c = input_shape[-1]
-        self.depthwise_kernel = self.add_weight(
-            "depthwise_kernel",
-            (*self.kernel_size, c, self.depth_multiplier),
-            self.depthwise_initializer,
-            regularizer=self.depthwise_regularizer,
-            constraint=self.depthwise_constraint,
-        )
+        self.depthwise_kernel = self._add_depthwise_kernel("depthwise_kernel", c)
         self.pointwise_kernel = self.add_weight(
             "pointwise_kernel",
             (1, 1, c * self.depth_multiplier, self.filters),
