@@ -20,7 +20,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport ceil, exp, fabsf, floor, nearbyint, sqrt
+from libc.math cimport ceil, exp, fabsf, floor, log, nearbyint, sqrt
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -2071,49 +2071,8 @@ cdef enum:
     # kinds of draw_params' draws (the first column of ``spec``)
     DRAW_UNIFORM = 0  # _uniform(rng, (low, high)): rng.uniform, no draw when low == high
     DRAW_INT63 = 1    # rng.integers(0, 2**63)
-
-
-def pcg64_generators(const unsigned long long[:, ::1] words, unsigned long long[:, ::1] out):
-    """``out[n]`` = the PCG64 that SeedSequence words ``words[n]`` (``seed_states``) seed,
-    as ``(state high, state low, increment high, increment low)``."""
-    cdef Py_ssize_t n
-    for n in range(words.shape[0]):
-        cnnkit_pcg64_words(&words[n, 0], &out[n, 0])
-
-
-def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
-                double p, bint test_p, const double[:, ::1] spec, double[:, ::1] out,
-                unsigned char[::1] applied):
-    """Transform._run's draws for each ``active`` image ``n`` from its generator
-    ``generators[n]`` (``pcg64_generators``, advanced in place), the calls of
-    numpy.random.Generator that it stands for reproduced bit for bit:
-    ``applied[n] = rng.random() < p`` when ``test_p`` (else 1), then, if applied,
-    ``out[n, k]`` by ``spec[k] = (kind, low, high)``: DRAW_UNIFORM is
-    ``low + (high - low) * rng.random()`` (``rng.uniform``; ``low`` with no draw
-    when ``low == high``), DRAW_INT63 ``rng.integers(0, 2**63)`` (Lemire's method
-    for that range: the output shifted right by one) stored as the int64's bits."""
-    cdef Py_ssize_t n, k
-    cdef double low, high, scale = 1.0 / 9007199254740992.0
-    cdef unsigned long long bits
-    cdef unsigned long long* g
-    for n in range(generators.shape[0]):
-        applied[n] = 0
-        if not active[n]:
-            continue
-        g = &generators[n, 0]
-        if test_p and not ((cnnkit_pcg64_next(g) >> 11) * scale < p):
-            continue
-        applied[n] = 1
-        for k in range(spec.shape[0]):
-            low = spec[k, 1]
-            high = spec[k, 2]
-            if <int>spec[k, 0] == DRAW_INT63:
-                bits = cnnkit_pcg64_next(g) >> 1
-                memcpy(&out[n, k], &bits, 8)
-            elif low == high:
-                out[n, k] = low
-            else:
-                out[n, k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
+    DRAW_NORMAL = 2   # low + high * normal_quantile(rng.random()), always one draw
+    DRAW_SWAP = 3     # the swap index of rng.permutation's shuffle at position high
 
 
 cdef inline unsigned int _pcg64_next32(unsigned long long* g) noexcept nogil:
@@ -2127,6 +2086,170 @@ cdef inline unsigned int _pcg64_next32(unsigned long long* g) noexcept nogil:
     g[4] = 1
     g[5] = v >> 32
     return <unsigned int>(v & 0xFFFFFFFFULL)
+
+
+def pcg64_generators(const unsigned long long[:, ::1] words, unsigned long long[:, ::1] out):
+    """``out[n]`` = the PCG64 that SeedSequence words ``words[n]`` (``seed_states``) seed,
+    as ``(state high, state low, increment high, increment low)``."""
+    cdef Py_ssize_t n
+    for n in range(words.shape[0]):
+        cnnkit_pcg64_words(&words[n, 0], &out[n, 0])
+
+
+cdef inline void _seeded_generator(unsigned long long seed, unsigned long long* g) noexcept nogil:
+    """``g[:6]`` = the PCG64 of ``default_rng(seed)`` (seed below 2**64) as
+    ``pcg64_generators`` gives it, no 32-bit half kept."""
+    cdef unsigned int pool[4]
+    cdef unsigned long long words[4]
+    _seed_pool(seed, pool)
+    _generate_state(pool, words, 4)
+    cnnkit_pcg64_words(words, g)
+    g[4] = 0
+    g[5] = 0
+
+
+def image_generators(const unsigned long long[::1] seeds, unsigned long long[:, ::1] out):
+    """``out[n]`` (``(N, 6)``) = the generator of ``default_rng(seeds[n])``: ``seed_states``
+    and ``pcg64_generators`` in one call, the kept half (``_pcg64_next32``) cleared."""
+    cdef Py_ssize_t n
+    for n in range(seeds.shape[0]):
+        _seeded_generator(seeds[n], &out[n, 0])
+
+
+def batch_generators(unsigned long long seed, unsigned long long[:, ::1] out):
+    """``image_generators(seed_sequence_state(seed), out)`` without the seeds' array: the
+    generators of the images of a batch called with ``seed`` (below 2**64)."""
+    cdef Py_ssize_t n, count = out.shape[0]
+    cdef unsigned int pool[4]
+    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low = 0
+    cdef unsigned long long image_seed
+    cdef Py_ssize_t k
+    if count == 0:
+        return
+    _seed_pool(seed, pool)
+    # _generate_state(pool, seeds, count), one output at a time
+    for n in range(count):
+        for k in range(2 * n, 2 * n + 2):
+            value = pool[k % 4] ^ hc
+            hc = hc * <unsigned int>0x58F38DED
+            value = value * hc
+            value = value ^ (value >> 16)
+            if k % 2 == 0:
+                low = value
+        image_seed = low | (<unsigned long long>value << 32)
+        _seeded_generator(image_seed, &out[n, 0])
+
+
+cdef double _normal_quantile(double u) noexcept nogil:
+    """The standard normal quantile of ``u`` in (0, 1): Wichura's algorithm AS 241
+    (PPND16, Applied Statistics 37, 1988), relative error about 1e-16."""
+    cdef double q = u - 0.5, r, num, den
+    if fabs(q) <= 0.425:
+        r = 0.180625 - q * q
+        num = (((((((2.5090809287301226727e+3 * r + 3.3430575583588128105e+4) * r
+                    + 6.7265770927008700853e+4) * r + 4.5921953931549871457e+4) * r
+                  + 1.3731693765509461125e+4) * r + 1.9715909503065514427e+3) * r
+                + 1.3314166789178437745e+2) * r + 3.3871328727963666080e+0) * q
+        den = (((((((5.2264952788528545610e+3 * r + 2.8729085735721942674e+4) * r
+                    + 3.9307895800092710610e+4) * r + 2.1213794301586595867e+4) * r
+                  + 5.3941960214247511077e+3) * r + 6.8718700749205790830e+2) * r
+                + 4.2313330701600911252e+1) * r + 1.0)
+        return num / den
+    r = u if q <= 0.0 else 1.0 - u
+    r = sqrt(-log(r))
+    if r <= 5.0:
+        r = r - 1.6
+        num = (((((((7.74545014278341407640e-4 * r + 2.27238449892691845833e-2) * r
+                    + 2.41780725177450611770e-1) * r + 1.27045825245236838258e+0) * r
+                  + 3.64784832476320460504e+0) * r + 5.76949722146069140550e+0) * r
+                + 4.63033784615654529590e+0) * r + 1.42343711074968357734e+0)
+        den = (((((((1.05075007164441684324e-9 * r + 5.47593808499534494600e-4) * r
+                    + 1.51986665636164571966e-2) * r + 1.48103976427480074590e-1) * r
+                  + 6.89767334985100004550e-1) * r + 1.67638483018380384940e+0) * r
+                + 2.05319162663775882187e+0) * r + 1.0)
+    else:
+        r = r - 5.0
+        num = (((((((2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r
+                    + 1.24266094738807843860e-3) * r + 2.65321895265761230930e-2) * r
+                  + 2.96560571828504891230e-1) * r + 1.78482653991729133580e+0) * r
+                + 5.46378491116411436990e+0) * r + 6.65790464350110377720e+0)
+        den = (((((((2.04426310338993978564e-15 * r + 1.42151175831644588870e-7) * r
+                    + 1.84631831751005468180e-5) * r + 7.86869131145613259100e-4) * r
+                  + 1.48753612908506148525e-2) * r + 1.36929880922735805310e-1) * r
+                + 5.99832206555887937690e-1) * r + 1.0)
+    return -(num / den) if q < 0.0 else num / den
+
+
+cdef inline double _unit_normal(double u) noexcept nogil:
+    """A standard normal value from ``u = rng.random()`` in [0, 1): its quantile, with 0
+    (probability 2**-53) taken as 2**-54."""
+    return _normal_quantile(u if u > 0.0 else 5.551115123125783e-17)
+
+
+def normal_from_unit(double u):
+    """The normal value that ``draw_params``' DRAW_NORMAL makes from ``u = rng.random()``
+    (before ``low + high *``): the standard normal quantile of ``u`` (0 taken as 2**-54)."""
+    return _unit_normal(u)
+
+
+cdef inline unsigned int _swap_index(unsigned long long* g, unsigned int i) noexcept nogil:
+    """numpy's random_interval(rng, i) for 1 <= i < 2**32, as Generator.shuffle draws
+    the swap partner of position ``i``: a 32-bit draw masked to the bits of ``i``,
+    redrawn while above ``i``."""
+    cdef unsigned int mask = i, value
+    mask |= mask >> 1
+    mask |= mask >> 2
+    mask |= mask >> 4
+    mask |= mask >> 8
+    mask |= mask >> 16
+    value = _pcg64_next32(g) & mask
+    while value > i:
+        value = _pcg64_next32(g) & mask
+    return value
+
+
+def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
+                double p, bint test_p, const double[:, ::1] spec, double[:, ::1] out,
+                unsigned char[::1] applied):
+    """Transform._run's draws for each ``active`` image ``n`` from its generator
+    ``generators[n]`` (``(N, 6)``, ``pcg64_generators``' words and the kept 32-bit half,
+    as ``draw_resized_crops``; advanced in place), the calls of numpy.random.Generator
+    that it stands for reproduced bit for bit: ``applied[n] = rng.random() < p`` when
+    ``test_p`` (else 1), then, if applied, ``out[n, k]`` by ``spec[k] = (kind, low,
+    high)``: DRAW_UNIFORM is ``low + (high - low) * rng.random()`` (``rng.uniform``;
+    ``low`` with no draw when ``low == high``), DRAW_INT63 ``rng.integers(0, 2**63)``
+    (Lemire's method for that range: the output shifted right by one) stored as the
+    int64's bits, DRAW_NORMAL ``low + high * normal_from_unit(rng.random())``, DRAW_SWAP
+    the index that ``rng.permutation(m)`` swaps with position ``high`` (rows for
+    ``high = m - 1, ..., 1`` in turn are its draws)."""
+    cdef Py_ssize_t n, k
+    cdef int kind
+    cdef double low, high, scale = 1.0 / 9007199254740992.0
+    cdef unsigned long long bits
+    cdef unsigned long long* g
+    for n in range(generators.shape[0]):
+        applied[n] = 0
+        if not active[n]:
+            continue
+        g = &generators[n, 0]
+        if test_p and not ((cnnkit_pcg64_next(g) >> 11) * scale < p):
+            continue
+        applied[n] = 1
+        for k in range(spec.shape[0]):
+            kind = <int>spec[k, 0]
+            low = spec[k, 1]
+            high = spec[k, 2]
+            if kind == DRAW_INT63:
+                bits = cnnkit_pcg64_next(g) >> 1
+                memcpy(&out[n, k], &bits, 8)
+            elif kind == DRAW_NORMAL:
+                out[n, k] = low + high * _unit_normal((cnnkit_pcg64_next(g) >> 11) * scale)
+            elif kind == DRAW_SWAP:
+                out[n, k] = _swap_index(g, <unsigned int>high)
+            elif low == high:
+                out[n, k] = low
+            else:
+                out[n, k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
 
 
 cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexcept nogil:

@@ -100,6 +100,13 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
     x, single = as_images(images, fn)
     s = _per_image(scale, len(x), x.shape[3], fn, "scale")
     o = _per_image(offset, len(x), x.shape[3], fn, "offset")
+    out = _colour_affine_rows(x, s, o)
+    return out[0] if single else out
+
+
+def _colour_affine_rows(x: np.ndarray, s: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """:func:`colour_affine` of a batch ``x`` with ``(N, C)`` contiguous float64 ``s`` and
+    ``o``, unchecked (the transforms' batch path, which made them so)."""
     out = np.empty(x.shape, x.dtype)
     if out.size:
         src = np.ascontiguousarray(x)
@@ -112,7 +119,7 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
                 tables = np.empty((threads, x.shape[3], 256), np.uint8)
                 held = np.full((threads, x.shape[3] + 1), -1, np.int32)
                 _augment.lut_vbmi(src, out, s, o, tables, held, threads)
-                return out[0] if single else out
+                return out
             table = np.empty((len(x), x.shape[3], 256), np.uint8)
             a = np.empty((len(x), x.shape[3]), np.int32)
             b = np.empty_like(a)
@@ -129,7 +136,7 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
                 s, o = s[:1], o[:1]
             rows = [np.tile(v.astype(np.float32), (1, x.shape[2])) for v in (s, o)]
             _colour_kernels().colour_affine(src, out, rows[0], rows[1], threads)
-    return out[0] if single else out
+    return out
 
 
 def add_noise(images: Any, noise: Any) -> np.ndarray:
@@ -483,5 +490,8 @@ def pca_colour_offsets(pca: PCAColourFit, alphas: Any) -> np.ndarray:
 
     The ``(N, 3)`` colour offsets in full-scale units (times 255 for uint8 images).
     """
-    a = np.asarray(alphas, dtype=np.float64).reshape(-1, 3)
-    return (a * pca.eigenvalues) @ pca.eigenvectors.T
+    a = np.asarray(alphas, dtype=np.float64).reshape(-1, 3) * pca.eigenvalues
+    # summed in a fixed order per row (a matrix product's order may depend on the number
+    # of rows), so that an image's offset does not depend on the batch around it
+    v = pca.eigenvectors
+    return a[:, 0:1] * v[:, 0] + a[:, 1:2] * v[:, 1] + a[:, 2:3] * v[:, 2]
