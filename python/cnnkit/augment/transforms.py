@@ -743,6 +743,13 @@ class RandomResizedCrop(_Window):
         windows, applied = self._draw_windows(states, np.ones(len(x), np.uint8), self.p, shape)
         if not applied.all():
             return None  # images left alone: the general path (it checks their size)
+        if (
+            self.interpolation == "bilinear"
+            and im._fixed_linear(x)
+            and not (windows[:, 2:] == self.size).all()
+        ):
+            # _crops' path without resized_crop's checks: the drawn windows lie in the images
+            return im._resample_fixed3(x, *self.size, *windows.T)
         return self._crops(x, windows)
 
     def sample(self, rng, shape):
