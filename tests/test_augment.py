@@ -151,6 +151,7 @@ def test_colour_kernels_are_identical_on_every_isa(restore_isa):
 
     x = (np.random.default_rng(10).random((3, 21, 37, 3)) * 255).astype(np.uint8)
     y = x.astype(np.float32) / 255
+    wide = np.random.default_rng(12).integers(0, 256, (2, 3, 71, 3), dtype=np.uint8)
     draws = _jitter_draws(np.random.default_rng(11), len(x))
     runs = []
     for isa in _core.available_isas():
@@ -164,6 +165,10 @@ def test_colour_kernels_are_identical_on_every_isa(restore_isa):
                 A.colour_affine(x, [[0.9, 1.1, 1.2]], [[3.0, -2.0, 7.5]]),
                 A.colour_affine(y, [[0.9, 1.1, 1.2]], [[0.1, -0.2, 0.3]]),
                 A.GaussNoise(p=1)(image=x, seed=4)["image"],
+                # half-way values (odd * 1.5) and saturation through the vector stores
+                A.colour_jitter(wide, 1.5, 1.0, 1.0, 0.0),
+                A.colour_jitter(wide, [3.0, 0.0], [0.0, 2.0], [2.5, 0.0], [0.25, -0.4]),
+                A.hsv_shift(wide, [10, 170], [0.5, -1.0], [-0.9, 0.9]),
             ]
         )
     for run in runs[1:]:
