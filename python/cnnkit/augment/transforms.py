@@ -423,9 +423,9 @@ class Transform:
             and min_visibility.__class__ in (int, float)
             and min_visibility == 0
         ):
-            out = self._batch(image, seed)
-            if out is not None:
-                return {"image": out}
+            images = self._batch(image, seed)
+            if images is not None:
+                return {"image": images}
         data = _Targets(image, boxes, keypoints, labels, min_visibility, self._name())
         build = self.draws or self.p != 1.0
         rngs = _generators(seed, data.n, data.single, self._name(), build)
