@@ -849,16 +849,24 @@ cdef extern from *:
                        unsigned char* out) noexcept nogil
 
 
-cdef inline int _fixed_position(double start, double length, Py_ssize_t n_in,
-                                Py_ssize_t n_out, Py_ssize_t k) noexcept nogil:
+cdef inline int _fixed_position(double start, double lo, double hi, double scale,
+                                Py_ssize_t k) noexcept nogil:
     """Output pixel ``k``'s bilinear position in 1/2048 input pixel for the window
-    ``[start, start + length)``: its centre less half a pixel, clamped to the window's
+    ``[start, start + length)`` (``scale = length / n_out``, ``lo`` and ``hi`` its edge
+    pixels, as _window_edges): its centre less half a pixel, clamped to the window's
     edge pixels, rounded half up; the float64 operations of ``cnnkit.image._taps``."""
-    cdef double lo = floor(start), hi = min(ceil(start + length), <double>n_in) - 1.0
-    cdef double pos = start + (k + 0.5) * (length / n_out) - 0.5
+    cdef double pos = start + (k + 0.5) * scale - 0.5, v
     pos = lo if pos < lo else pos
     pos = hi if pos > hi else pos
-    return <int>floor(pos * 2048.0 + 0.5)
+    v = pos * 2048.0 + 0.5
+    # floor is a libm call on the baseline ISA; truncation is the same for v >= 0
+    return <int>v if v >= 0.0 else <int>floor(v)
+
+
+cdef inline void _window_edges(double start, double length, Py_ssize_t n_in, double* lo,
+                               double* hi) noexcept nogil:
+    lo[0] = floor(start)
+    hi[0] = min(ceil(start + length), <double>n_in) - 1.0
 
 
 def fixed_linear_taps(const double[::1] start, const double[::1] length, Py_ssize_t n_in,
@@ -869,21 +877,26 @@ def fixed_linear_taps(const double[::1] start, const double[::1] length, Py_ssiz
     Made here rather than in NumPy (about 15 array operations a table)."""
     cdef Py_ssize_t t, k, n_out
     cdef int y, last
+    cdef double lo, hi, scale
     with nogil:
         if rows.shape[0]:
             n_out = rows.shape[1]
             for t in range(rows.shape[0]):
-                last = <int>(min(ceil(start[t] + length[t]), <double>n_in) - 1.0)
+                _window_edges(start[t], length[t], n_in, &lo, &hi)
+                scale = length[t] / n_out
+                last = <int>hi
                 for k in range(n_out):
-                    y = _fixed_position(start[t], length[t], n_in, n_out, k)
+                    y = _fixed_position(start[t], lo, hi, scale, k)
                     rows[t, k, 0] = y >> 11
                     rows[t, k, 1] = min((y >> 11) + 1, last)
                     rows[t, k, 2] = y & 2047
         else:
             n_out = cols.shape[1]
             for t in range(cols.shape[0]):
+                _window_edges(start[t], length[t], n_in, &lo, &hi)
+                scale = length[t] / n_out
                 for k in range(n_out):
-                    cols[t, k] = _fixed_position(start[t], length[t], n_in, n_out, k)
+                    cols[t, k] = _fixed_position(start[t], lo, hi, scale, k)
 
 
 def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
