@@ -2221,6 +2221,33 @@ cdef inline unsigned int _swap_index(unsigned long long* g, unsigned int i) noex
     return value
 
 
+cdef bint _draw_one(unsigned long long* g, double p, bint test_p, const double[:, ::1] spec,
+                    double* out) noexcept nogil:
+    """draw_params for one image: whether it is applied, and its draws in ``out``."""
+    cdef Py_ssize_t k
+    cdef int kind
+    cdef double low, high, scale = 1.0 / 9007199254740992.0
+    cdef unsigned long long bits
+    if test_p and not ((cnnkit_pcg64_next(g) >> 11) * scale < p):
+        return False
+    for k in range(spec.shape[0]):
+        kind = <int>spec[k, 0]
+        low = spec[k, 1]
+        high = spec[k, 2]
+        if kind == DRAW_INT63:
+            bits = cnnkit_pcg64_next(g) >> 1
+            memcpy(&out[k], &bits, 8)
+        elif kind == DRAW_NORMAL:
+            out[k] = low + high * _unit_normal((cnnkit_pcg64_next(g) >> 11) * scale)
+        elif kind == DRAW_SWAP:
+            out[k] = _swap_index(g, <unsigned int>high)
+        elif low == high:
+            out[k] = low
+        else:
+            out[k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
+    return True
+
+
 def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
                 double p, bint test_p, const double[:, ::1] spec, double[:, ::1] out,
                 unsigned char[::1] applied):
@@ -2235,34 +2262,75 @@ def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] 
     int64's bits, DRAW_NORMAL ``low + high * normal_from_unit(rng.random())``, DRAW_SWAP
     the index that ``rng.permutation(m)`` swaps with position ``high`` (rows for
     ``high = m - 1, ..., 1`` in turn are its draws)."""
-    cdef Py_ssize_t n, k
-    cdef int kind
-    cdef double low, high, scale = 1.0 / 9007199254740992.0
-    cdef unsigned long long bits
-    cdef unsigned long long* g
+    cdef Py_ssize_t n
     for n in range(generators.shape[0]):
         applied[n] = 0
-        if not active[n]:
+        if active[n]:
+            applied[n] = _draw_one(&generators[n, 0], p, test_p, spec, &out[n, 0])
+
+
+cdef enum:
+    # colour_affine_draws' coefficients: the transforms' coefficients() methods
+    AFFINE_SHIFT = 0        # RGBShift: offset[c] = v[c] * unit
+    AFFINE_BRIGHTNESS = 1   # RandomBrightnessContrast: scale = 1 + v[0], offset = v[1] * unit
+    AFFINE_PCA = 2          # PCAColour: offset[c] = sum_i (v[i] l[i]) P[c, i], times unit
+
+
+def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                        const double[:, ::1] spec, int mode, double unit,
+                        const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
+                        double[:, ::1] scale, double[:, ::1] offset,
+                        unsigned char[::1] applied):
+    """The coefficients of a colour-affine transform's batch call (cnnkit.augment's
+    _ColourAffine._batch) in one call: image ``n``'s generator is
+    ``batch_generators(seed)``'s when ``seeds`` is empty, else ``default_rng(seeds[n])``;
+    its draws are draw_params' (tested against ``p``; ``spec`` at most 8 rows), and its
+    ``scale[n]`` and ``offset[n]`` (``(N, C)``) those that the transform's coefficients()
+    makes from them by ``mode`` (AFFINE_*), the same float64 operations in the same
+    order; an image not applied gets ``x * 1 + 0``."""
+    cdef Py_ssize_t n, c, count = scale.shape[0], chans = scale.shape[1]
+    cdef unsigned long long g[6]
+    cdef double v[8]
+    cdef double a0, a1, a2
+    cdef unsigned int pool[4]
+    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low = 0
+    cdef Py_ssize_t k
+    if spec.shape[0] > 8:
+        raise ValueError("colour_affine_draws(): spec must have at most 8 rows")
+    if seeds.shape[0] == 0:
+        _seed_pool(seed, pool)
+    for n in range(count):
+        if seeds.shape[0] == 0:  # batch_generators' image seeds, one at a time
+            for k in range(2 * n, 2 * n + 2):
+                value = pool[k % 4] ^ hc
+                hc = hc * <unsigned int>0x58F38DED
+                value = value * hc
+                value = value ^ (value >> 16)
+                if k % 2 == 0:
+                    low = value
+            _seeded_generator(low | (<unsigned long long>value << 32), g)
+        else:
+            _seeded_generator(seeds[n], g)
+        applied[n] = _draw_one(g, p, True, spec, v)
+        for c in range(chans):
+            scale[n, c] = 1.0
+            offset[n, c] = 0.0
+        if not applied[n]:
             continue
-        g = &generators[n, 0]
-        if test_p and not ((cnnkit_pcg64_next(g) >> 11) * scale < p):
-            continue
-        applied[n] = 1
-        for k in range(spec.shape[0]):
-            kind = <int>spec[k, 0]
-            low = spec[k, 1]
-            high = spec[k, 2]
-            if kind == DRAW_INT63:
-                bits = cnnkit_pcg64_next(g) >> 1
-                memcpy(&out[n, k], &bits, 8)
-            elif kind == DRAW_NORMAL:
-                out[n, k] = low + high * _unit_normal((cnnkit_pcg64_next(g) >> 11) * scale)
-            elif kind == DRAW_SWAP:
-                out[n, k] = _swap_index(g, <unsigned int>high)
-            elif low == high:
-                out[n, k] = low
-            else:
-                out[n, k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
+        if mode == AFFINE_SHIFT:
+            for c in range(chans):
+                offset[n, c] = v[c] * unit
+        elif mode == AFFINE_BRIGHTNESS:
+            for c in range(chans):
+                scale[n, c] = 1.0 + v[0]
+                offset[n, c] = v[1] * unit
+        else:
+            a0 = v[0] * eigenvalues[0]
+            a1 = v[1] * eigenvalues[1]
+            a2 = v[2] * eigenvalues[2]
+            for c in range(chans):
+                offset[n, c] = (a0 * eigenvectors[c, 0] + a1 * eigenvectors[c, 1]
+                                + a2 * eigenvectors[c, 2]) * unit
 
 
 cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexcept nogil:

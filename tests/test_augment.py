@@ -798,10 +798,11 @@ def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore
     for threads in (1, 2):
         cnnkit.set_num_threads(threads)
         for seed in (33, np.int64(33), seeds, (seeds >> 1).astype(np.int64)):
-            want = transform(image=x, seed=seed, return_params=True)["image"]
-            got = transform(image=x, seed=seed)["image"]
-            assert got.dtype == want.dtype
-            np.testing.assert_array_equal(got, want)
+            for images in (x, x[:, ::-1, :, ::-1]):  # and a non-contiguous view
+                want = transform(image=images, seed=seed, return_params=True)["image"]
+                got = transform(image=images, seed=seed)["image"]
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)
     assert transform(image=x)["image"].shape[0] == len(x)  # seed None: fresh draws
     for bad in ([1, 2], -seeds.astype(np.int64) - 1):
         with pytest.raises(TypeError, match=r"seed must be"):

@@ -177,25 +177,38 @@ _HAS_PCG64 = bool(_augment.has_pcg64())
 _NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 
 
-def _batch_states(seed: Any, n: int) -> np.ndarray | None:
-    """The ``(n, 6)`` native PCG64 states (:meth:`_Streams.native_states`) of the images of
-    a batch called with ``seed``, made in one native call; None where the general path
-    must take the seed (it checks it, or draws from NumPy's Generators)."""
+_NO_SEEDS = np.empty(0, np.uint64)
+_NO_EIGEN = (np.zeros(3), np.zeros((3, 3)))
+
+
+def _batch_seeds(seed: Any, n: int) -> tuple[int, np.ndarray] | None:
+    """A batch call's ``seed`` as the natively made generators take it: ``(seed, no
+    seeds)`` for a batch seed, ``(0, per-image seeds)`` otherwise; None where the
+    general path must take it (it checks it, or draws from NumPy's Generators)."""
     if not _HAS_PCG64:
         return None
-    states = np.empty((n, 6), np.uint64)
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if not 0 <= seed < 2**64:
-            return None
-        _augment.batch_generators(int(seed), states)
-    elif seed is None:
-        _augment.image_generators(np.random.SeedSequence().generate_state(n, np.uint64), states)
-    elif type(seed) is np.ndarray and seed.shape == (n,) and seed.dtype.kind in "iu":
+        return (int(seed), _NO_SEEDS) if 0 <= seed < 2**64 else None
+    if seed is None:
+        return 0, np.random.SeedSequence().generate_state(n, np.uint64)
+    if type(seed) is np.ndarray and seed.shape == (n,) and seed.dtype.kind in "iu":
         if seed.dtype.kind == "i" and seed.min() < 0:
             return None
-        _augment.image_generators(seed.astype(np.uint64), states)
-    else:
+        return 0, seed.astype(np.uint64)
+    return None
+
+
+def _batch_states(seed: Any, n: int) -> np.ndarray | None:
+    """The ``(n, 6)`` native PCG64 states (:meth:`_Streams.native_states`) of the images of
+    a batch called with ``seed``, made in one native call (None: see _batch_seeds)."""
+    seeds = _batch_seeds(seed, n)
+    if seeds is None:
         return None
+    states = np.empty((n, 6), np.uint64)
+    if len(seeds[1]):
+        _augment.image_generators(seeds[1], states)
+    else:
+        _augment.batch_generators(seeds[0], states)
     return states
 
 
@@ -1011,11 +1024,10 @@ class _ColourAffine(Transform):
         number, ``(C,)``, ``(N, 1)`` or ``(N, C)`` (as :func:`colour_affine` takes them)."""
         raise NotImplementedError
 
-    def batch_coefficients(self, values: np.ndarray, x: np.ndarray) -> tuple | None:
-        """``scale`` and ``offset``, ``(N, C)`` contiguous float64, of the images ``x`` from
-        their :meth:`native_draws` ``values`` (a row of zeros for an image left alone,
-        which must give the identity), as :meth:`coefficients` makes them from the
-        records, bit for bit; None where that path is needed."""
+    def batch_mode(self, x: np.ndarray) -> tuple[int, float] | None:
+        """How ``_augment.colour_affine_draws`` makes :meth:`coefficients` from the
+        :meth:`native_draws` of the images ``x``, natively and bit for bit: its mode
+        (AFFINE_*) and unit; None where the general path is needed."""
         return None
 
     def apply(self, data, index, params):
@@ -1024,23 +1036,27 @@ class _ColourAffine(Transform):
         data.set_images(index, colour_affine(x, scale, offset), self._name())
 
     def _batch(self, x, seed):
+        # the draws and coefficients in one native call: at 16 images each Python
+        # operation here is a sizeable part of the call's serial time
+        mode = self.batch_mode(x) if x.dtype in _NATIVE_DTYPES else None
+        seeds = None if mode is None else _batch_seeds(seed, len(x))
+        if seeds is None:
+            return None
+        scale = np.empty((len(x), x.shape[3]))
+        offset = np.empty_like(scale)
+        applied = np.empty(len(x), np.uint8)
+        values, vectors = self._eigen()
         spec = self.native_draws()
-        if spec is None or x.dtype not in _NATIVE_DTYPES:
-            return None
-        n = len(x)
-        states = _batch_states(seed, n)
-        if states is None:
-            return None
-        values = np.zeros((n, len(spec)))
-        applied = np.empty(n, np.uint8)
-        _augment.draw_params(states, np.ones(n, np.uint8), self.p, True, spec, values, applied)
+        _augment.colour_affine_draws(
+            *seeds, self.p, spec, *mode, values, vectors, scale, offset, applied
+        )
         if x.dtype != np.uint8 and not applied.all():
             # float32 images left alone are copied (x * 1 + 0 would turn -0.0 into 0.0)
             return None
-        coefficients = self.batch_coefficients(values, x)
-        if coefficients is None:
-            return None
-        return _colour_affine_rows(x, *coefficients)
+        return _colour_affine_rows(x, scale, offset)
+
+    def _eigen(self) -> tuple[np.ndarray, np.ndarray]:
+        return _NO_EIGEN
 
 
 class RGBShift(_ColourAffine):
@@ -1080,10 +1096,8 @@ class RGBShift(_ColourAffine):
         shifts = np.array([p["shift"] for p in params], np.float64).reshape(-1, 3)
         return 1.0, shifts * (full_scale(x.dtype) / 255.0)
 
-    def batch_coefficients(self, values, x):
-        if x.shape[-1] != 3:
-            return None
-        return np.ones(values.shape), values * (full_scale(x.dtype) / 255.0)
+    def batch_mode(self, x):
+        return None if x.shape[-1] != 3 else (0, full_scale(x.dtype) / 255.0)  # AFFINE_SHIFT
 
 
 class RandomBrightnessContrast(_ColourAffine):
@@ -1120,14 +1134,8 @@ class RandomBrightnessContrast(_ColourAffine):
             return alpha, beta * full_scale(x.dtype)
         return alpha, beta * np.array([[float(image.mean())] for image in x])
 
-    def batch_coefficients(self, values, x):
-        if not self.by_max:
-            return None
-        scale = np.empty((len(x), x.shape[3]))
-        offset = np.empty_like(scale)
-        scale[:] = 1.0 + values[:, :1]
-        offset[:] = values[:, 1:] * full_scale(x.dtype)
-        return scale, offset
+    def batch_mode(self, x):
+        return (1, full_scale(x.dtype)) if self.by_max else None  # AFFINE_BRIGHTNESS
 
 
 class PCAColour(_ColourAffine):
@@ -1169,10 +1177,15 @@ class PCAColour(_ColourAffine):
         offsets = pca_colour_offsets(self.pca, [p["alphas"] for p in params])
         return 1.0, offsets * full_scale(x.dtype)
 
-    def batch_coefficients(self, values, x):
-        if x.shape[-1] != 3:
-            return None
-        return np.ones(values.shape), pca_colour_offsets(self.pca, values) * full_scale(x.dtype)
+    def batch_mode(self, x):
+        return None if x.shape[-1] != 3 else (2, full_scale(x.dtype))  # AFFINE_PCA
+
+    def _eigen(self):
+        # pca_colour_offsets' operations, natively
+        return (
+            np.ascontiguousarray(self.pca.eigenvalues, np.float64),
+            np.ascontiguousarray(self.pca.eigenvectors, np.float64),
+        )
 
 
 FancyPCA = PCAColour
