@@ -856,11 +856,14 @@ cdef inline int _fixed_position(double start, double lo, double hi, double scale
     pixels, as _window_edges): its centre less half a pixel, clamped to the window's
     edge pixels, rounded half up; the float64 operations of ``cnnkit.image._taps``."""
     cdef double pos = start + (k + 0.5) * scale - 0.5, v
+    cdef int t
     pos = lo if pos < lo else pos
     pos = hi if pos > hi else pos
     v = pos * 2048.0 + 0.5
-    # floor is a libm call on the baseline ISA; truncation is the same for v >= 0
-    return <int>v if v >= 0.0 else <int>floor(v)
+    # floor without libm's call (the baseline ISA has no rounding instruction), branch-free
+    # so that the loops over k vectorise: truncation, less one where that rounded up
+    t = <int>v
+    return t - (1 if <double>t > v else 0)
 
 
 cdef inline void _window_edges(double start, double length, Py_ssize_t n_in, double* lo,
