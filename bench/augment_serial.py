@@ -70,9 +70,9 @@ def main() -> None:
 
     modules = [_augment]
     try:
-        from cnnkit import _augment_avx2
+        from cnnkit import _augment_avx2, _augment_avx512
 
-        modules.append(_augment_avx2)
+        modules += [_augment_avx2, _augment_avx512]
     except ImportError:  # other architectures
         pass
     kernel_ns = [0]

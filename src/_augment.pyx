@@ -20,7 +20,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport ceil, exp, fabsf, floor, nearbyint, sqrt
+from libc.math cimport ceil, exp, fabsf, floor, log, nearbyint, sqrt
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -849,16 +849,27 @@ cdef extern from *:
                        unsigned char* out) noexcept nogil
 
 
-cdef inline int _fixed_position(double start, double length, Py_ssize_t n_in,
-                                Py_ssize_t n_out, Py_ssize_t k) noexcept nogil:
+cdef inline int _fixed_position(double start, double lo, double hi, double scale,
+                                Py_ssize_t k) noexcept nogil:
     """Output pixel ``k``'s bilinear position in 1/2048 input pixel for the window
-    ``[start, start + length)``: its centre less half a pixel, clamped to the window's
+    ``[start, start + length)`` (``scale = length / n_out``, ``lo`` and ``hi`` its edge
+    pixels, as _window_edges): its centre less half a pixel, clamped to the window's
     edge pixels, rounded half up; the float64 operations of ``cnnkit.image._taps``."""
-    cdef double lo = floor(start), hi = min(ceil(start + length), <double>n_in) - 1.0
-    cdef double pos = start + (k + 0.5) * (length / n_out) - 0.5
+    cdef double pos = start + (k + 0.5) * scale - 0.5, v
+    cdef int t
     pos = lo if pos < lo else pos
     pos = hi if pos > hi else pos
-    return <int>floor(pos * 2048.0 + 0.5)
+    v = pos * 2048.0 + 0.5
+    # floor without libm's call (the baseline ISA has no rounding instruction), branch-free
+    # so that the loops over k vectorise: truncation, less one where that rounded up
+    t = <int>v
+    return t - (1 if <double>t > v else 0)
+
+
+cdef inline void _window_edges(double start, double length, Py_ssize_t n_in, double* lo,
+                               double* hi) noexcept nogil:
+    lo[0] = floor(start)
+    hi[0] = min(ceil(start + length), <double>n_in) - 1.0
 
 
 def fixed_linear_taps(const double[::1] start, const double[::1] length, Py_ssize_t n_in,
@@ -869,21 +880,26 @@ def fixed_linear_taps(const double[::1] start, const double[::1] length, Py_ssiz
     Made here rather than in NumPy (about 15 array operations a table)."""
     cdef Py_ssize_t t, k, n_out
     cdef int y, last
+    cdef double lo, hi, scale
     with nogil:
         if rows.shape[0]:
             n_out = rows.shape[1]
             for t in range(rows.shape[0]):
-                last = <int>(min(ceil(start[t] + length[t]), <double>n_in) - 1.0)
+                _window_edges(start[t], length[t], n_in, &lo, &hi)
+                scale = length[t] / n_out
+                last = <int>hi
                 for k in range(n_out):
-                    y = _fixed_position(start[t], length[t], n_in, n_out, k)
+                    y = _fixed_position(start[t], lo, hi, scale, k)
                     rows[t, k, 0] = y >> 11
                     rows[t, k, 1] = min((y >> 11) + 1, last)
                     rows[t, k, 2] = y & 2047
         else:
             n_out = cols.shape[1]
             for t in range(cols.shape[0]):
+                _window_edges(start[t], length[t], n_in, &lo, &hi)
+                scale = length[t] / n_out
                 for k in range(n_out):
-                    cols[t, k] = _fixed_position(start[t], length[t], n_in, n_out, k)
+                    cols[t, k] = _fixed_position(start[t], lo, hi, scale, k)
 
 
 def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
@@ -2071,49 +2087,8 @@ cdef enum:
     # kinds of draw_params' draws (the first column of ``spec``)
     DRAW_UNIFORM = 0  # _uniform(rng, (low, high)): rng.uniform, no draw when low == high
     DRAW_INT63 = 1    # rng.integers(0, 2**63)
-
-
-def pcg64_generators(const unsigned long long[:, ::1] words, unsigned long long[:, ::1] out):
-    """``out[n]`` = the PCG64 that SeedSequence words ``words[n]`` (``seed_states``) seed,
-    as ``(state high, state low, increment high, increment low)``."""
-    cdef Py_ssize_t n
-    for n in range(words.shape[0]):
-        cnnkit_pcg64_words(&words[n, 0], &out[n, 0])
-
-
-def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
-                double p, bint test_p, const double[:, ::1] spec, double[:, ::1] out,
-                unsigned char[::1] applied):
-    """Transform._run's draws for each ``active`` image ``n`` from its generator
-    ``generators[n]`` (``pcg64_generators``, advanced in place), the calls of
-    numpy.random.Generator that it stands for reproduced bit for bit:
-    ``applied[n] = rng.random() < p`` when ``test_p`` (else 1), then, if applied,
-    ``out[n, k]`` by ``spec[k] = (kind, low, high)``: DRAW_UNIFORM is
-    ``low + (high - low) * rng.random()`` (``rng.uniform``; ``low`` with no draw
-    when ``low == high``), DRAW_INT63 ``rng.integers(0, 2**63)`` (Lemire's method
-    for that range: the output shifted right by one) stored as the int64's bits."""
-    cdef Py_ssize_t n, k
-    cdef double low, high, scale = 1.0 / 9007199254740992.0
-    cdef unsigned long long bits
-    cdef unsigned long long* g
-    for n in range(generators.shape[0]):
-        applied[n] = 0
-        if not active[n]:
-            continue
-        g = &generators[n, 0]
-        if test_p and not ((cnnkit_pcg64_next(g) >> 11) * scale < p):
-            continue
-        applied[n] = 1
-        for k in range(spec.shape[0]):
-            low = spec[k, 1]
-            high = spec[k, 2]
-            if <int>spec[k, 0] == DRAW_INT63:
-                bits = cnnkit_pcg64_next(g) >> 1
-                memcpy(&out[n, k], &bits, 8)
-            elif low == high:
-                out[n, k] = low
-            else:
-                out[n, k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
+    DRAW_NORMAL = 2   # low + high * normal_quantile(rng.random()), always one draw
+    DRAW_SWAP = 3     # the swap index of rng.permutation's shuffle at position high
 
 
 cdef inline unsigned int _pcg64_next32(unsigned long long* g) noexcept nogil:
@@ -2127,6 +2102,238 @@ cdef inline unsigned int _pcg64_next32(unsigned long long* g) noexcept nogil:
     g[4] = 1
     g[5] = v >> 32
     return <unsigned int>(v & 0xFFFFFFFFULL)
+
+
+def pcg64_generators(const unsigned long long[:, ::1] words, unsigned long long[:, ::1] out):
+    """``out[n]`` = the PCG64 that SeedSequence words ``words[n]`` (``seed_states``) seed,
+    as ``(state high, state low, increment high, increment low)``."""
+    cdef Py_ssize_t n
+    for n in range(words.shape[0]):
+        cnnkit_pcg64_words(&words[n, 0], &out[n, 0])
+
+
+cdef inline void _seeded_generator(unsigned long long seed, unsigned long long* g) noexcept nogil:
+    """``g[:6]`` = the PCG64 of ``default_rng(seed)`` (seed below 2**64) as
+    ``pcg64_generators`` gives it, no 32-bit half kept."""
+    cdef unsigned int pool[4]
+    cdef unsigned long long words[4]
+    _seed_pool(seed, pool)
+    _generate_state(pool, words, 4)
+    cnnkit_pcg64_words(words, g)
+    g[4] = 0
+    g[5] = 0
+
+
+def image_generators(const unsigned long long[::1] seeds, unsigned long long[:, ::1] out):
+    """``out[n]`` (``(N, 6)``) = the generator of ``default_rng(seeds[n])``: ``seed_states``
+    and ``pcg64_generators`` in one call, the kept half (``_pcg64_next32``) cleared."""
+    cdef Py_ssize_t n
+    for n in range(seeds.shape[0]):
+        _seeded_generator(seeds[n], &out[n, 0])
+
+
+def batch_generators(unsigned long long seed, unsigned long long[:, ::1] out):
+    """``image_generators(seed_sequence_state(seed), out)`` without the seeds' array: the
+    generators of the images of a batch called with ``seed`` (below 2**64)."""
+    cdef Py_ssize_t n, count = out.shape[0]
+    cdef unsigned int pool[4]
+    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low = 0
+    cdef unsigned long long image_seed
+    cdef Py_ssize_t k
+    if count == 0:
+        return
+    _seed_pool(seed, pool)
+    # _generate_state(pool, seeds, count), one output at a time
+    for n in range(count):
+        for k in range(2 * n, 2 * n + 2):
+            value = pool[k % 4] ^ hc
+            hc = hc * <unsigned int>0x58F38DED
+            value = value * hc
+            value = value ^ (value >> 16)
+            if k % 2 == 0:
+                low = value
+        image_seed = low | (<unsigned long long>value << 32)
+        _seeded_generator(image_seed, &out[n, 0])
+
+
+cdef double _normal_quantile(double u) noexcept nogil:
+    """The standard normal quantile of ``u`` in (0, 1): Wichura's algorithm AS 241
+    (PPND16, Applied Statistics 37, 1988), relative error about 1e-16."""
+    cdef double q = u - 0.5, r, num, den
+    if fabs(q) <= 0.425:
+        r = 0.180625 - q * q
+        num = (((((((2.5090809287301226727e+3 * r + 3.3430575583588128105e+4) * r
+                    + 6.7265770927008700853e+4) * r + 4.5921953931549871457e+4) * r
+                  + 1.3731693765509461125e+4) * r + 1.9715909503065514427e+3) * r
+                + 1.3314166789178437745e+2) * r + 3.3871328727963666080e+0) * q
+        den = (((((((5.2264952788528545610e+3 * r + 2.8729085735721942674e+4) * r
+                    + 3.9307895800092710610e+4) * r + 2.1213794301586595867e+4) * r
+                  + 5.3941960214247511077e+3) * r + 6.8718700749205790830e+2) * r
+                + 4.2313330701600911252e+1) * r + 1.0)
+        return num / den
+    r = u if q <= 0.0 else 1.0 - u
+    r = sqrt(-log(r))
+    if r <= 5.0:
+        r = r - 1.6
+        num = (((((((7.74545014278341407640e-4 * r + 2.27238449892691845833e-2) * r
+                    + 2.41780725177450611770e-1) * r + 1.27045825245236838258e+0) * r
+                  + 3.64784832476320460504e+0) * r + 5.76949722146069140550e+0) * r
+                + 4.63033784615654529590e+0) * r + 1.42343711074968357734e+0)
+        den = (((((((1.05075007164441684324e-9 * r + 5.47593808499534494600e-4) * r
+                    + 1.51986665636164571966e-2) * r + 1.48103976427480074590e-1) * r
+                  + 6.89767334985100004550e-1) * r + 1.67638483018380384940e+0) * r
+                + 2.05319162663775882187e+0) * r + 1.0)
+    else:
+        r = r - 5.0
+        num = (((((((2.01033439929228813265e-7 * r + 2.71155556874348757815e-5) * r
+                    + 1.24266094738807843860e-3) * r + 2.65321895265761230930e-2) * r
+                  + 2.96560571828504891230e-1) * r + 1.78482653991729133580e+0) * r
+                + 5.46378491116411436990e+0) * r + 6.65790464350110377720e+0)
+        den = (((((((2.04426310338993978564e-15 * r + 1.42151175831644588870e-7) * r
+                    + 1.84631831751005468180e-5) * r + 7.86869131145613259100e-4) * r
+                  + 1.48753612908506148525e-2) * r + 1.36929880922735805310e-1) * r
+                + 5.99832206555887937690e-1) * r + 1.0)
+    return -(num / den) if q < 0.0 else num / den
+
+
+cdef inline double _unit_normal(double u) noexcept nogil:
+    """A standard normal value from ``u = rng.random()`` in [0, 1): its quantile, with 0
+    (probability 2**-53) taken as 2**-54."""
+    return _normal_quantile(u if u > 0.0 else 5.551115123125783e-17)
+
+
+def normal_from_unit(double u):
+    """The normal value that ``draw_params``' DRAW_NORMAL makes from ``u = rng.random()``
+    (before ``low + high *``): the standard normal quantile of ``u`` (0 taken as 2**-54)."""
+    return _unit_normal(u)
+
+
+cdef inline unsigned int _swap_index(unsigned long long* g, unsigned int i) noexcept nogil:
+    """numpy's random_interval(rng, i) for 1 <= i < 2**32, as Generator.shuffle draws
+    the swap partner of position ``i``: a 32-bit draw masked to the bits of ``i``,
+    redrawn while above ``i``."""
+    cdef unsigned int mask = i, value
+    mask |= mask >> 1
+    mask |= mask >> 2
+    mask |= mask >> 4
+    mask |= mask >> 8
+    mask |= mask >> 16
+    value = _pcg64_next32(g) & mask
+    while value > i:
+        value = _pcg64_next32(g) & mask
+    return value
+
+
+cdef bint _draw_one(unsigned long long* g, double p, bint test_p, const double[:, ::1] spec,
+                    double* out) noexcept nogil:
+    """draw_params for one image: whether it is applied, and its draws in ``out``."""
+    cdef Py_ssize_t k
+    cdef int kind
+    cdef double low, high, scale = 1.0 / 9007199254740992.0
+    cdef unsigned long long bits
+    if test_p and not ((cnnkit_pcg64_next(g) >> 11) * scale < p):
+        return False
+    for k in range(spec.shape[0]):
+        kind = <int>spec[k, 0]
+        low = spec[k, 1]
+        high = spec[k, 2]
+        if kind == DRAW_INT63:
+            bits = cnnkit_pcg64_next(g) >> 1
+            memcpy(&out[k], &bits, 8)
+        elif kind == DRAW_NORMAL:
+            out[k] = low + high * _unit_normal((cnnkit_pcg64_next(g) >> 11) * scale)
+        elif kind == DRAW_SWAP:
+            out[k] = _swap_index(g, <unsigned int>high)
+        elif low == high:
+            out[k] = low
+        else:
+            out[k] = low + (high - low) * ((cnnkit_pcg64_next(g) >> 11) * scale)
+    return True
+
+
+def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
+                double p, bint test_p, const double[:, ::1] spec, double[:, ::1] out,
+                unsigned char[::1] applied):
+    """Transform._run's draws for each ``active`` image ``n`` from its generator
+    ``generators[n]`` (``(N, 6)``, ``pcg64_generators``' words and the kept 32-bit half,
+    as ``draw_resized_crops``; advanced in place), the calls of numpy.random.Generator
+    that it stands for reproduced bit for bit: ``applied[n] = rng.random() < p`` when
+    ``test_p`` (else 1), then, if applied, ``out[n, k]`` by ``spec[k] = (kind, low,
+    high)``: DRAW_UNIFORM is ``low + (high - low) * rng.random()`` (``rng.uniform``;
+    ``low`` with no draw when ``low == high``), DRAW_INT63 ``rng.integers(0, 2**63)``
+    (Lemire's method for that range: the output shifted right by one) stored as the
+    int64's bits, DRAW_NORMAL ``low + high * normal_from_unit(rng.random())``, DRAW_SWAP
+    the index that ``rng.permutation(m)`` swaps with position ``high`` (rows for
+    ``high = m - 1, ..., 1`` in turn are its draws)."""
+    cdef Py_ssize_t n
+    for n in range(generators.shape[0]):
+        applied[n] = 0
+        if active[n]:
+            applied[n] = _draw_one(&generators[n, 0], p, test_p, spec, &out[n, 0])
+
+
+cdef enum:
+    # colour_affine_draws' coefficients: the transforms' coefficients() methods
+    AFFINE_SHIFT = 0        # RGBShift: offset[c] = v[c] * unit
+    AFFINE_BRIGHTNESS = 1   # RandomBrightnessContrast: scale = 1 + v[0], offset = v[1] * unit
+    AFFINE_PCA = 2          # PCAColour: offset[c] = sum_i (v[i] l[i]) P[c, i], times unit
+
+
+def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                        const double[:, ::1] spec, int mode, double unit,
+                        const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
+                        double[:, ::1] scale, double[:, ::1] offset,
+                        unsigned char[::1] applied):
+    """The coefficients of a colour-affine transform's batch call (cnnkit.augment's
+    _ColourAffine._batch) in one call: image ``n``'s generator is
+    ``batch_generators(seed)``'s when ``seeds`` is empty, else ``default_rng(seeds[n])``;
+    its draws are draw_params' (tested against ``p``; ``spec`` at most 8 rows), and its
+    ``scale[n]`` and ``offset[n]`` (``(N, C)``) those that the transform's coefficients()
+    makes from them by ``mode`` (AFFINE_*), the same float64 operations in the same
+    order; an image not applied gets ``x * 1 + 0``."""
+    cdef Py_ssize_t n, c, count = scale.shape[0], chans = scale.shape[1]
+    cdef unsigned long long g[6]
+    cdef double v[8]
+    cdef double a0, a1, a2
+    cdef unsigned int pool[4]
+    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low = 0
+    cdef Py_ssize_t k
+    if spec.shape[0] > 8:
+        raise ValueError("colour_affine_draws(): spec must have at most 8 rows")
+    if seeds.shape[0] == 0:
+        _seed_pool(seed, pool)
+    for n in range(count):
+        if seeds.shape[0] == 0:  # batch_generators' image seeds, one at a time
+            for k in range(2 * n, 2 * n + 2):
+                value = pool[k % 4] ^ hc
+                hc = hc * <unsigned int>0x58F38DED
+                value = value * hc
+                value = value ^ (value >> 16)
+                if k % 2 == 0:
+                    low = value
+            _seeded_generator(low | (<unsigned long long>value << 32), g)
+        else:
+            _seeded_generator(seeds[n], g)
+        applied[n] = _draw_one(g, p, True, spec, v)
+        for c in range(chans):
+            scale[n, c] = 1.0
+            offset[n, c] = 0.0
+        if not applied[n]:
+            continue
+        if mode == AFFINE_SHIFT:
+            for c in range(chans):
+                offset[n, c] = v[c] * unit
+        elif mode == AFFINE_BRIGHTNESS:
+            for c in range(chans):
+                scale[n, c] = 1.0 + v[0]
+                offset[n, c] = v[1] * unit
+        else:
+            a0 = v[0] * eigenvalues[0]
+            a1 = v[1] * eigenvalues[1]
+            a2 = v[2] * eigenvalues[2]
+            for c in range(chans):
+                offset[n, c] = (a0 * eigenvectors[c, 0] + a1 * eigenvectors[c, 1]
+                                + a2 * eigenvectors[c, 2]) * unit
 
 
 cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexcept nogil:
@@ -2316,6 +2523,117 @@ cdef inline unsigned char _round_u8(float value) noexcept nogil:
     return <unsigned char>_clamp(value + <float>0.5, <float>255.0)
 
 
+cdef extern from *:
+    # Interleaved RGB bytes to planar float rows, 16 pixels a step: three byte shuffles
+    # gather each channel (the compiler keeps the stride-3 loop scalar, about a third of
+    # ColorJitter's time went there). Plain data movement: the same floats as the loop.
+    """
+    #if defined(__AVX2__)
+    #include <immintrin.h>
+    static inline ptrdiff_t cnnkit_rgb_planes_u8(const unsigned char* s, float* rgb,
+                                                 ptrdiff_t w) {
+        const __m128i ra = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -128, -128, -128, -128, -128,
+                                         -128, -128, -128, -128, -128);
+        const __m128i ga = _mm_setr_epi8(1, 4, 7, 10, 13, -128, -128, -128, -128, -128,
+                                         -128, -128, -128, -128, -128, -128);
+        const __m128i ba = _mm_setr_epi8(2, 5, 8, 11, 14, -128, -128, -128, -128, -128,
+                                         -128, -128, -128, -128, -128, -128);
+        const __m128i rb = _mm_setr_epi8(-128, -128, -128, -128, -128, -128, 2, 5, 8, 11, 14,
+                                         -128, -128, -128, -128, -128);
+        const __m128i gb = _mm_setr_epi8(-128, -128, -128, -128, -128, 0, 3, 6, 9, 12, 15,
+                                         -128, -128, -128, -128, -128);
+        const __m128i bb = _mm_setr_epi8(-128, -128, -128, -128, -128, 1, 4, 7, 10, 13, -128,
+                                         -128, -128, -128, -128, -128);
+        const __m128i rc = _mm_setr_epi8(-128, -128, -128, -128, -128, -128, -128, -128, -128,
+                                         -128, -128, 1, 4, 7, 10, 13);
+        const __m128i gc = _mm_setr_epi8(-128, -128, -128, -128, -128, -128, -128, -128, -128,
+                                         -128, -128, 2, 5, 8, 11, 14);
+        const __m128i bc = _mm_setr_epi8(-128, -128, -128, -128, -128, -128, -128, -128, -128,
+                                         -128, 0, 3, 6, 9, 12, 15);
+        ptrdiff_t j;
+        for (j = 0; j + 16 <= w; j += 16) {
+            const __m128i a = _mm_loadu_si128((const __m128i*)(s + 3 * j));
+            const __m128i b = _mm_loadu_si128((const __m128i*)(s + 3 * j + 16));
+            const __m128i c = _mm_loadu_si128((const __m128i*)(s + 3 * j + 32));
+            __m128i plane[3];
+            int k;
+            plane[0] = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, ra), _mm_shuffle_epi8(b, rb)),
+                                    _mm_shuffle_epi8(c, rc));
+            plane[1] = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, ga), _mm_shuffle_epi8(b, gb)),
+                                    _mm_shuffle_epi8(c, gc));
+            plane[2] = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, ba), _mm_shuffle_epi8(b, bb)),
+                                    _mm_shuffle_epi8(c, bc));
+            for (k = 0; k < 3; ++k) {
+                _mm256_storeu_ps(rgb + k * w + j,
+                                 _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(plane[k])));
+                _mm256_storeu_ps(rgb + k * w + j + 8, _mm256_cvtepi32_ps(
+                                     _mm256_cvtepu8_epi32(_mm_srli_si128(plane[k], 8))));
+            }
+        }
+        return j;
+    }
+    /* 16 floats rounded half up and saturated as _round_u8 (max and min keep its NaN
+       and signed-zero results: they return the second operand), as bytes */
+    static inline __m128i cnnkit_round16_u8(const float* v) {
+        const __m256 half = _mm256_set1_ps(0.5f), zero = _mm256_setzero_ps();
+        const __m256 top = _mm256_set1_ps(255.0f);
+        __m256 lo = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_loadu_ps(v), half), zero), top);
+        __m256 hi = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(_mm256_loadu_ps(v + 8), half), zero),
+                                  top);
+        __m256i words = _mm256_permute4x64_epi64(
+            _mm256_packus_epi32(_mm256_cvttps_epi32(lo), _mm256_cvttps_epi32(hi)), 0xD8);
+        return _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+    }
+    /* the inverse: planar float rows rounded to interleaved RGB bytes, 16 pixels a step */
+    static inline ptrdiff_t cnnkit_planes_rgb_u8(const float* rgb, unsigned char* d, ptrdiff_t w) {
+        const __m128i ora = _mm_setr_epi8(0, -128, -128, 1, -128, -128, 2, -128, -128, 3, -128,
+                                          -128, 4, -128, -128, 5);
+        const __m128i oga = _mm_setr_epi8(-128, 0, -128, -128, 1, -128, -128, 2, -128, -128, 3,
+                                          -128, -128, 4, -128, -128);
+        const __m128i oba = _mm_setr_epi8(-128, -128, 0, -128, -128, 1, -128, -128, 2, -128,
+                                          -128, 3, -128, -128, 4, -128);
+        const __m128i orb = _mm_setr_epi8(-128, -128, 6, -128, -128, 7, -128, -128, 8, -128,
+                                          -128, 9, -128, -128, 10, -128);
+        const __m128i ogb = _mm_setr_epi8(5, -128, -128, 6, -128, -128, 7, -128, -128, 8, -128,
+                                          -128, 9, -128, -128, 10);
+        const __m128i obb = _mm_setr_epi8(-128, 5, -128, -128, 6, -128, -128, 7, -128, -128, 8,
+                                          -128, -128, 9, -128, -128);
+        const __m128i orc = _mm_setr_epi8(-128, 11, -128, -128, 12, -128, -128, 13, -128, -128,
+                                          14, -128, -128, 15, -128, -128);
+        const __m128i ogc = _mm_setr_epi8(-128, -128, 11, -128, -128, 12, -128, -128, 13, -128,
+                                          -128, 14, -128, -128, 15, -128);
+        const __m128i obc = _mm_setr_epi8(10, -128, -128, 11, -128, -128, 12, -128, -128, 13,
+                                          -128, -128, 14, -128, -128, 15);
+        ptrdiff_t j;
+        for (j = 0; j + 16 <= w; j += 16) {
+            const __m128i r = cnnkit_round16_u8(rgb + j);
+            const __m128i g = cnnkit_round16_u8(rgb + w + j);
+            const __m128i b = cnnkit_round16_u8(rgb + 2 * w + j);
+            _mm_storeu_si128((__m128i*)(d + 3 * j), _mm_or_si128(_mm_or_si128(
+                _mm_shuffle_epi8(r, ora), _mm_shuffle_epi8(g, oga)), _mm_shuffle_epi8(b, oba)));
+            _mm_storeu_si128((__m128i*)(d + 3 * j + 16), _mm_or_si128(_mm_or_si128(
+                _mm_shuffle_epi8(r, orb), _mm_shuffle_epi8(g, ogb)), _mm_shuffle_epi8(b, obb)));
+            _mm_storeu_si128((__m128i*)(d + 3 * j + 32), _mm_or_si128(_mm_or_si128(
+                _mm_shuffle_epi8(r, orc), _mm_shuffle_epi8(g, ogc)), _mm_shuffle_epi8(b, obc)));
+        }
+        return j;
+    }
+    #else
+    static inline ptrdiff_t cnnkit_rgb_planes_u8(const unsigned char* s, float* rgb,
+                                                 ptrdiff_t w) {
+        (void)s; (void)rgb; (void)w;
+        return 0;
+    }
+    static inline ptrdiff_t cnnkit_planes_rgb_u8(const float* rgb, unsigned char* d, ptrdiff_t w) {
+        (void)rgb; (void)d; (void)w;
+        return 0;
+    }
+    #endif
+    """
+    Py_ssize_t cnnkit_rgb_planes_u8(const unsigned char* s, float* rgb, Py_ssize_t w) noexcept nogil
+    Py_ssize_t cnnkit_planes_rgb_u8(const float* rgb, unsigned char* d, Py_ssize_t w) noexcept nogil
+
+
 cdef inline void _load_rgb(const pixel* s, float* rgb, unsigned char* planes,
                            Py_ssize_t w) noexcept nogil:
     """Interleaved pixels to the planar float rows ``rgb`` (R, G, B, each ``w``): the
@@ -2323,7 +2641,11 @@ cdef inline void _load_rgb(const pixel* s, float* rgb, unsigned char* planes,
     does not vectorise stride-3 channel access on the baseline ISA). uint8 pixels
     are split into byte planes first (``planes``, ``3 w`` bytes), so that the
     conversion to float is one vector loop and not a scalar conversion per value."""
-    cdef Py_ssize_t j, k
+    cdef Py_ssize_t j, k, done = 0
+    if pixel is not float:
+        done = cnnkit_rgb_planes_u8(s, rgb, w)
+        if done == w:
+            return
     for j in range(w):
         if pixel is float:
             rgb[j] = s[3 * j]
@@ -2334,19 +2656,23 @@ cdef inline void _load_rgb(const pixel* s, float* rgb, unsigned char* planes,
             planes[w + j] = s[3 * j + 1]
             planes[2 * w + j] = s[3 * j + 2]
     if pixel is not float:
-        for k in range(3 * w):
-            rgb[k] = planes[k]
+        for k in range(3):
+            for j in range(done, w):
+                rgb[k * w + j] = planes[k * w + j]
 
 
 cdef inline void _store_rgb(const float* rgb, unsigned char* planes, pixel* d,
                             Py_ssize_t w) noexcept nogil:
     """The inverse of _load_rgb (uint8: rounded and saturated in one vector loop
     into ``planes``, then interleaved)."""
-    cdef Py_ssize_t j, k
+    cdef Py_ssize_t j, k, done = 0
     if pixel is not float:
+        done = cnnkit_planes_rgb_u8(rgb, d, w)
+        if done == w:
+            return
         for k in range(3 * w):
             planes[k] = _round_u8(rgb[k])
-    for j in range(w):
+    for j in range(done, w):
         if pixel is float:
             d[3 * j] = rgb[j]
             d[3 * j + 1] = rgb[w + j]

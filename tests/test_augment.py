@@ -151,6 +151,7 @@ def test_colour_kernels_are_identical_on_every_isa(restore_isa):
 
     x = (np.random.default_rng(10).random((3, 21, 37, 3)) * 255).astype(np.uint8)
     y = x.astype(np.float32) / 255
+    wide = np.random.default_rng(12).integers(0, 256, (2, 3, 71, 3), dtype=np.uint8)
     draws = _jitter_draws(np.random.default_rng(11), len(x))
     runs = []
     for isa in _core.available_isas():
@@ -164,6 +165,10 @@ def test_colour_kernels_are_identical_on_every_isa(restore_isa):
                 A.colour_affine(x, [[0.9, 1.1, 1.2]], [[3.0, -2.0, 7.5]]),
                 A.colour_affine(y, [[0.9, 1.1, 1.2]], [[0.1, -0.2, 0.3]]),
                 A.GaussNoise(p=1)(image=x, seed=4)["image"],
+                # half-way values (odd * 1.5) and saturation through the vector stores
+                A.colour_jitter(wide, 1.5, 1.0, 1.0, 0.0),
+                A.colour_jitter(wide, [3.0, 0.0], [0.0, 2.0], [2.5, 0.0], [0.25, -0.4]),
+                A.hsv_shift(wide, [10, 170], [0.5, -1.0], [-0.9, 0.9]),
             ]
         )
     for run in runs[1:]:
@@ -714,10 +719,17 @@ def test_uint8_colour_tables_on_every_isa_and_thread_count(channels, restore_isa
             np.testing.assert_array_equal(A.colour_affine(x, scale, offset), want)
 
 
+_PCA = A.fit_pca_colour(np.random.default_rng(5).random((2, 6, 6, 3)).astype(np.float32))
+
+
 @pytest.mark.parametrize(
     "transform",
     [
         A.RandomBrightnessContrast(p=0.6),
+        A.ColorJitter(p=0.6),
+        A.ColorJitter((0.5, 0.5), 0.3, (0.8, 1.5), (-0.2, 0.1), p=1),
+        A.PCAColour(_PCA, p=0.5),
+        A.PCAColour(_PCA, alpha_std=0.0, p=1),
         A.RandomBrightnessContrast((0.1, 0.1), (-0.3, 0.2), p=1),
         A.RGBShift(10, (0, 0), (-5, 30), p=0.7),
         A.HueSaturationValue(p=0.5),
@@ -758,3 +770,69 @@ def test_native_parameter_draws_are_the_generators_draws(transform):
     np.testing.assert_array_equal(got["image"], data.images)
     one = transform(image=x[4], seed=int(image_seeds(21, len(x))[4]), return_params=True)
     assert one["params"] == want[4]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "transform",
+    [
+        A.RGBShift(p=1),
+        A.RGBShift(10, (0, 0), (-5, 30), p=0.5),
+        A.RandomBrightnessContrast(p=1),
+        A.RandomBrightnessContrast(p=0.5),
+        A.RandomBrightnessContrast(brightness_by_max=False, p=1),
+        A.PCAColour(_PCA, p=1),
+        A.PCAColour(_PCA, alpha_std=0.5, p=0.5),
+        A.ColorJitter(0.2, 0.2, 0.2, 0.1, p=1),
+        A.ColorJitter(p=0.5),
+        A.RandomResizedCrop(5),
+        A.RandomResizedCrop((4, 6), scale=(0.5, 0.6), ratio=(0.2, 5.0)),
+        A.RandomResizedCrop((12, 10), p=0.5),  # the same size: images may be left alone
+    ],
+)
+def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore_threads):
+    # a batch with no targets and no records skips the per-image records (Transform._batch)
+    x = (np.random.default_rng(4).random((9, 12, 10, 3)) * 255).astype(np.uint8)
+    x = x if dtype == np.uint8 else (x / 255).astype(np.float32)
+    seeds = A.image_seeds(33, len(x))
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        for seed in (33, np.int64(33), seeds, (seeds >> 1).astype(np.int64)):
+            for images in (x, x[:, ::-1, :, ::-1]):  # and a non-contiguous view
+                want = transform(image=images, seed=seed, return_params=True)["image"]
+                got = transform(image=images, seed=seed)["image"]
+                assert got.dtype == want.dtype
+                np.testing.assert_array_equal(got, want)
+    assert transform(image=x)["image"].shape[0] == len(x)  # seed None: fresh draws
+    for bad in ([1, 2], -seeds.astype(np.int64) - 1):
+        with pytest.raises(TypeError, match=r"seed must be"):
+            transform(image=x, seed=bad)
+    with pytest.raises(ValueError, match=r"seed must be >= 0"):
+        transform(image=x, seed=-1)
+
+
+def test_normal_from_unit_is_the_normal_quantile():
+    import statistics
+
+    normal = statistics.NormalDist()
+    u = np.random.default_rng(8).random(20000)
+    u = np.concatenate([u, [2.0**-53, 1e-12, 0.075, 0.0749999, 0.925, 0.5, 1 - 2.0**-53]])
+    got = np.array([_augment.normal_from_unit(v) for v in u])
+    want = np.array([normal.inv_cdf(v) for v in u])
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-300)
+    # 0 (probability 2**-53) is taken as 2**-54: finite
+    assert _augment.normal_from_unit(0.0) == pytest.approx(normal.inv_cdf(2.0**-54))
+
+
+def test_pca_colour_draws_normal_alphas():
+    import statistics
+
+    t = A.PCAColour(_PCA, alpha_std=0.1, p=1)
+    x = np.zeros((3000, 1, 1, 3), np.float32)
+    alphas = np.array([r["alphas"] for r in t(image=x, seed=2, return_params=True)["params"]])
+    assert abs(alphas.mean()) < 0.005 and abs(alphas.std() - 0.1) < 0.004
+    # Kolmogorov-Smirnov distance to N(0, 0.1) (0.0176 is its 1% critical value at 9000)
+    values = np.sort(alphas.ravel())
+    cdf = np.array([statistics.NormalDist(0, 0.1).cdf(v) for v in values])
+    k = np.arange(1, len(values) + 1) / len(values)
+    assert max(np.abs(cdf - k).max(), np.abs(cdf - (k - 1 / len(values))).max()) < 0.0176

@@ -34,6 +34,11 @@ import numpy as np
 
 from . import _augment, _core, get_num_threads
 
+try:  # built on x86 only
+    from . import _augment_avx512
+except ImportError:  # pragma: no cover - other architectures
+    _augment_avx512 = _augment
+
 __all__ = [
     "BORDER_MODES",
     "INTERPOLATIONS",
@@ -229,8 +234,11 @@ def _resample_fixed3(
         )
         rows = np.empty((len(top), out_h, 3), np.int32)
         cols = np.empty((len(left), out_w), np.int32)
-        _augment.fixed_linear_taps(top, height, x.shape[1], rows, cols)
-        _augment.fixed_linear_taps(left, width, x.shape[2], rows[:0], cols)
+        # the AVX-512 build's loops (this path runs on the avx512 ISA only): the same ints,
+        # made vector-wide (a serial part of RandomResizedCrop's batch call)
+        taps = _augment_avx512.fixed_linear_taps
+        taps(top, height, x.shape[1], rows, cols)
+        taps(left, width, x.shape[2], rows[:0], cols)
         threads = native_threads(out.size)
         scratch = np.empty((threads, 6 * (-(-out_w // 16) * 16)), np.int32)
         _augment.resample_linear_fixed3(np.ascontiguousarray(x), out, rows, cols, scratch, threads)

@@ -23,9 +23,9 @@ from .. import _augment, _core
 from ..image import as_images, native_threads
 
 try:  # built on x86 only
-    from .. import _augment_avx2
+    from .. import _augment_avx2, _augment_avx512
 except ImportError:  # pragma: no cover - other architectures
-    _augment_avx2 = _augment
+    _augment_avx2 = _augment_avx512 = _augment
 
 __all__ = [
     "JITTER_STEPS",
@@ -54,11 +54,14 @@ def full_scale(dtype: np.dtype) -> float:
     return 255.0 if np.dtype(dtype) == np.uint8 else 1.0
 
 
+_COLOUR_KERNELS = {"baseline": _augment, "avx2": _augment_avx2, "avx512": _augment_avx512}
+
+
 def _colour_kernels() -> Any:
-    """The module of the colour loops: its AVX2 build (same loops, bit-identical results,
-    about twice as fast on the blend-heavy float32 maps) when cnnkit's ISA
-    (``cnnkit._core.get_isa()``) is AVX2 or better."""
-    return _augment if _core.get_isa() == "baseline" else _augment_avx2
+    """The module of the colour loops for cnnkit's ISA (``cnnkit._core.get_isa()``): the
+    same loops built for AVX2 or AVX-512, bit-identical results (about twice as fast
+    on the blend-heavy float32 maps at each step up)."""
+    return _COLOUR_KERNELS.get(_core.get_isa(), _augment_avx2)
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,6 +103,13 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
     x, single = as_images(images, fn)
     s = _per_image(scale, len(x), x.shape[3], fn, "scale")
     o = _per_image(offset, len(x), x.shape[3], fn, "offset")
+    out = _colour_affine_rows(x, s, o)
+    return out[0] if single else out
+
+
+def _colour_affine_rows(x: np.ndarray, s: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """:func:`colour_affine` of a batch ``x`` with ``(N, C)`` contiguous float64 ``s`` and
+    ``o``, unchecked (the transforms' batch path, which made them so)."""
     out = np.empty(x.shape, x.dtype)
     if out.size:
         src = np.ascontiguousarray(x)
@@ -112,7 +122,7 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
                 tables = np.empty((threads, x.shape[3], 256), np.uint8)
                 held = np.full((threads, x.shape[3] + 1), -1, np.int32)
                 _augment.lut_vbmi(src, out, s, o, tables, held, threads)
-                return out[0] if single else out
+                return out
             table = np.empty((len(x), x.shape[3], 256), np.uint8)
             a = np.empty((len(x), x.shape[3]), np.int32)
             b = np.empty_like(a)
@@ -129,7 +139,7 @@ def colour_affine(images: Any, scale: Any = 1.0, offset: Any = 0.0) -> np.ndarra
                 s, o = s[:1], o[:1]
             rows = [np.tile(v.astype(np.float32), (1, x.shape[2])) for v in (s, o)]
             _colour_kernels().colour_affine(src, out, rows[0], rows[1], threads)
-    return out[0] if single else out
+    return out
 
 
 def add_noise(images: Any, noise: Any) -> np.ndarray:
@@ -483,5 +493,8 @@ def pca_colour_offsets(pca: PCAColourFit, alphas: Any) -> np.ndarray:
 
     The ``(N, 3)`` colour offsets in full-scale units (times 255 for uint8 images).
     """
-    a = np.asarray(alphas, dtype=np.float64).reshape(-1, 3)
-    return (a * pca.eigenvalues) @ pca.eigenvectors.T
+    a = np.asarray(alphas, dtype=np.float64).reshape(-1, 3) * pca.eigenvalues
+    # summed in a fixed order per row (a matrix product's order may depend on the number
+    # of rows), so that an image's offset does not depend on the batch around it
+    v = pca.eigenvectors
+    return a[:, 0:1] * v[:, 0] + a[:, 1:2] * v[:, 1] + a[:, 2:3] * v[:, 2]

@@ -40,6 +40,7 @@ from .. import image as im
 from .._random import seeded_generators
 from .functional import (
     PCAColourFit,
+    _colour_affine_rows,
     add_gaussian_seeded,
     colour_affine,
     colour_jitter,
@@ -125,10 +126,8 @@ class _Streams:
         if self.generators is not None or not _augment.has_pcg64():
             return None
         if self.states is None:
-            words = np.empty((len(self.seeds), 4), np.uint64)
-            _augment.seed_states(self.seeds, words)
-            self.states = np.zeros((len(self.seeds), 6), np.uint64)
-            _augment.pcg64_generators(words, self.states)
+            self.states = np.empty((len(self.seeds), 6), np.uint64)
+            _augment.image_generators(self.seeds, self.states)
         return self.states
 
     def draw(self, active: np.ndarray, p: float | None, spec: np.ndarray):
@@ -172,6 +171,45 @@ def _generators(seed: Any, n: int, single: bool, fn: str, build: bool = True) ->
             )
         seeds = seeds.astype(np.uint64)
     return _Streams(seeds) if build else [None] * n
+
+
+_HAS_PCG64 = bool(_augment.has_pcg64())
+_NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
+
+
+_NO_SEEDS = np.empty(0, np.uint64)
+_NO_EIGEN = (np.zeros(3), np.zeros((3, 3)))
+
+
+def _batch_seeds(seed: Any, n: int) -> tuple[int, np.ndarray] | None:
+    """A batch call's ``seed`` as the natively made generators take it: ``(seed, no
+    seeds)`` for a batch seed, ``(0, per-image seeds)`` otherwise; None where the
+    general path must take it (it checks it, or draws from NumPy's Generators)."""
+    if not _HAS_PCG64:
+        return None
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return (int(seed), _NO_SEEDS) if 0 <= seed < 2**64 else None
+    if seed is None:
+        return 0, np.random.SeedSequence().generate_state(n, np.uint64)
+    if type(seed) is np.ndarray and seed.shape == (n,) and seed.dtype.kind in "iu":
+        if seed.dtype.kind == "i" and seed.min() < 0:
+            return None
+        return 0, seed.astype(np.uint64)
+    return None
+
+
+def _batch_states(seed: Any, n: int) -> np.ndarray | None:
+    """The ``(n, 6)`` native PCG64 states (:meth:`_Streams.native_states`) of the images of
+    a batch called with ``seed``, made in one native call (None: see _batch_seeds)."""
+    seeds = _batch_seeds(seed, n)
+    if seeds is None:
+        return None
+    states = np.empty((n, 6), np.uint64)
+    if len(seeds[1]):
+        _augment.image_generators(seeds[1], states)
+    else:
+        _augment.batch_generators(seeds[0], states)
+    return states
 
 
 def _number(value: Any, fn: str, name: str, minimum: float | None = None) -> float:
@@ -387,6 +425,20 @@ class Transform:
         min_visibility: float = 0.0,
         return_params: bool = False,
     ) -> dict:
+        if (
+            boxes is None
+            and keypoints is None
+            and labels is None
+            and not return_params
+            and type(image) is np.ndarray
+            and image.ndim == 4
+            and len(image)
+            and min_visibility.__class__ in (int, float)
+            and min_visibility == 0
+        ):
+            images = self._batch(image, seed)
+            if images is not None:
+                return {"image": images}
         data = _Targets(image, boxes, keypoints, labels, min_visibility, self._name())
         build = self.draws or self.p != 1.0
         rngs = _generators(seed, data.n, data.single, self._name(), build)
@@ -460,6 +512,13 @@ class Transform:
             self.from_draws(v, b, shape) if on else None
             for v, b, on in zip(rows, words, applied.tolist())
         ]
+
+    def _batch(self, x: np.ndarray, seed: Any) -> np.ndarray | None:
+        """The images of a call on a batch ``x`` (non-empty) with no targets and no records,
+        made without the per-image records of the general path (Python work that a
+        second thread cannot share), or None to take that path. The same images as
+        the general path, bit for bit; None wherever it checks or raises."""
+        return None
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, int]) -> dict:
         return {}
@@ -581,8 +640,11 @@ class _Window(_Affine):
         return _compose(im.resize_matrix((height, width), self.size), im.crop_matrix(top, left))
 
     def images(self, x, params, shape):
-        windows = np.array([p["window"] for p in params], dtype=np.int64)
-        if all(tuple(w[2:]) == self.size for w in windows.tolist()):
+        return self._crops(x, np.array([p["window"] for p in params], dtype=np.int64))
+
+    def _crops(self, x: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """The ``(N, 4)`` windows ``(top, left, height, width)`` of ``x`` resampled to size."""
+        if (windows[:, 2:] == self.size).all():
             return np.stack([x[k, t : t + h, c : c + w] for k, (t, c, h, w) in enumerate(windows)])
         return im.resized_crop(x, windows, self.size, self.interpolation)
 
@@ -651,12 +713,9 @@ class RandomResizedCrop(_Window):
         self.ratio = _range(tuple(ratio), fn, "ratio", minimum=1e-9)
         self._log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
 
-    def _draw_natively(self, rngs, active, p, shape):
+    def _draw_windows(self, states, active, p, shape):
         # sample()'s tries, bit for bit, in one native loop over the batch
-        states = rngs.native_states()
         height, width = shape
-        if states is None or max(height, width) >= 2**32:
-            return None
         windows = np.empty((len(states), 4), np.int64)
         applied = np.empty(len(states), np.uint8)
         _augment.draw_resized_crops(
@@ -675,10 +734,36 @@ class RandomResizedCrop(_Window):
             windows,
             applied,
         )
+        return windows, applied
+
+    def _draw_natively(self, rngs, active, p, shape):
+        states = rngs.native_states()
+        if states is None or max(shape) >= 2**32:
+            return None
+        windows, applied = self._draw_windows(states, active, p, shape)
         return [
             {"window": tuple(w)} if on else None
             for w, on in zip(windows.tolist(), applied.tolist())
         ]
+
+    def _batch(self, x, seed):
+        shape = x.shape[1:3]
+        if x.dtype not in _NATIVE_DTYPES or max(shape) >= 2**32:
+            return None
+        states = _batch_states(seed, len(x))
+        if states is None:
+            return None
+        windows, applied = self._draw_windows(states, np.ones(len(x), np.uint8), self.p, shape)
+        if not applied.all():
+            return None  # images left alone: the general path (it checks their size)
+        if (
+            self.interpolation == "bilinear"
+            and im._fixed_linear(x)
+            and not (windows[:, 2:] == self.size).all()
+        ):
+            # _crops' path without resized_crop's checks: the drawn windows lie in the images
+            return im._resample_fixed3(x, *self.size, *windows.T)
+        return self._crops(x, windows)
 
     def sample(self, rng, shape):
         height, width = shape
@@ -939,10 +1024,39 @@ class _ColourAffine(Transform):
         number, ``(C,)``, ``(N, 1)`` or ``(N, C)`` (as :func:`colour_affine` takes them)."""
         raise NotImplementedError
 
+    def batch_mode(self, x: np.ndarray) -> tuple[int, float] | None:
+        """How ``_augment.colour_affine_draws`` makes :meth:`coefficients` from the
+        :meth:`native_draws` of the images ``x``, natively and bit for bit: its mode
+        (AFFINE_*) and unit; None where the general path is needed."""
+        return None
+
     def apply(self, data, index, params):
         x = data.take(index)
         scale, offset = self.coefficients(params, x)
         data.set_images(index, colour_affine(x, scale, offset), self._name())
+
+    def _batch(self, x, seed):
+        # the draws and coefficients in one native call: at 16 images each Python
+        # operation here is a sizeable part of the call's serial time
+        mode = self.batch_mode(x) if x.dtype in _NATIVE_DTYPES else None
+        seeds = None if mode is None else _batch_seeds(seed, len(x))
+        if seeds is None:
+            return None
+        scale = np.empty((len(x), x.shape[3]))
+        offset = np.empty_like(scale)
+        applied = np.empty(len(x), np.uint8)
+        values, vectors = self._eigen()
+        spec = self.native_draws()
+        _augment.colour_affine_draws(
+            *seeds, self.p, spec, *mode, values, vectors, scale, offset, applied
+        )
+        if x.dtype != np.uint8 and not applied.all():
+            # float32 images left alone are copied (x * 1 + 0 would turn -0.0 into 0.0)
+            return None
+        return _colour_affine_rows(x, scale, offset)
+
+    def _eigen(self) -> tuple[np.ndarray, np.ndarray]:
+        return _NO_EIGEN
 
 
 class RGBShift(_ColourAffine):
@@ -982,6 +1096,9 @@ class RGBShift(_ColourAffine):
         shifts = np.array([p["shift"] for p in params], np.float64).reshape(-1, 3)
         return 1.0, shifts * (full_scale(x.dtype) / 255.0)
 
+    def batch_mode(self, x):
+        return None if x.shape[-1] != 3 else (0, full_scale(x.dtype) / 255.0)  # AFFINE_SHIFT
+
 
 class RandomBrightnessContrast(_ColourAffine):
     """``x * (1 + c) + b * full_scale`` (``b * mean(x)`` when not ``brightness_by_max``),
@@ -1017,10 +1134,17 @@ class RandomBrightnessContrast(_ColourAffine):
             return alpha, beta * full_scale(x.dtype)
         return alpha, beta * np.array([[float(image.mean())] for image in x])
 
+    def batch_mode(self, x):
+        return (1, full_scale(x.dtype)) if self.by_max else None  # AFFINE_BRIGHTNESS
+
 
 class PCAColour(_ColourAffine):
     """Krizhevsky et al. (2012) PCA colour: add ``[p1 p2 p3] [a1 l1, a2 l2, a3 l3]^T`` with
-    ``a_i ~ N(0, alpha_std)`` per image, from :func:`fit_pca_colour` over the training set."""
+    ``a_i ~ N(0, alpha_std)`` per image, from :func:`fit_pca_colour` over the training set.
+
+    Each ``a_i`` is the normal quantile of one uniform draw (``rng.random()``), not
+    ``rng.normal``'s ziggurat: a batch then draws them natively, bit for bit as one image
+    does."""
 
     def __init__(self, pca: PCAColourFit, alpha_std: float = 0.1, p: float = 0.5) -> None:
         super().__init__(p)
@@ -1033,13 +1157,35 @@ class PCAColour(_ColourAffine):
         self.alpha_std = _number(alpha_std, self._name(), "alpha_std", 0.0)
 
     def sample(self, rng, shape):
-        return {"alphas": rng.normal(0.0, self.alpha_std, 3).tolist()}
+        # a normal value from each uniform draw by its quantile (the one native function
+        # behind both this and the batch's native draws, so that they agree bit for bit)
+        return {
+            "alphas": [
+                0.0 + self.alpha_std * _augment.normal_from_unit(u) for u in rng.random(3).tolist()
+            ]
+        }
+
+    def native_draws(self):
+        return np.array([(2.0, 0.0, self.alpha_std)] * 3)  # DRAW_NORMAL
+
+    def from_draws(self, values, bits, shape):
+        return {"alphas": list(values)}
 
     def coefficients(self, params, x):
         if x.shape[-1] != 3:
             raise ValueError(f"{self._name()}: image must have 3 channels, got {x.shape[-1]}")
         offsets = pca_colour_offsets(self.pca, [p["alphas"] for p in params])
         return 1.0, offsets * full_scale(x.dtype)
+
+    def batch_mode(self, x):
+        return None if x.shape[-1] != 3 else (2, full_scale(x.dtype))  # AFFINE_PCA
+
+    def _eigen(self):
+        # pca_colour_offsets' operations, natively
+        return (
+            np.ascontiguousarray(self.pca.eigenvalues, np.float64),
+            np.ascontiguousarray(self.pca.eigenvectors, np.float64),
+        )
 
 
 FancyPCA = PCAColour
@@ -1168,6 +1314,17 @@ class ColorJitter(Transform):
             "order": rng.permutation(4).tolist(),
         }
 
+    def native_draws(self):
+        spec = _uniform_spec(*self.factors, self.hue, None, None, None)
+        spec[4:] = [(3.0, 0.0, 3.0), (3.0, 0.0, 2.0), (3.0, 0.0, 1.0)]  # DRAW_SWAP
+        return spec
+
+    def from_draws(self, values, bits, shape):
+        order = [0, 1, 2, 3]
+        for i, j in zip((3, 2, 1), values[4:]):  # rng.permutation(4)'s shuffle
+            order[i], order[int(j)] = order[int(j)], order[i]
+        return dict(zip(("brightness", "contrast", "saturation", "hue"), values[:4]), order=order)
+
     def apply(self, data, index, params):
         x = data.take(index)
         if x.shape[3] != 3:
@@ -1177,6 +1334,27 @@ class ColorJitter(Transform):
         )
         order = np.array([p["order"] for p in params], np.int32)
         data.set_images(index, colour_jitter(x, b, c, s, h, order), self._name())
+
+    def _batch(self, x, seed):
+        if x.dtype not in _NATIVE_DTYPES or x.shape[3] != 3:
+            return None
+        n = len(x)
+        states = _batch_states(seed, n)
+        if states is None:
+            return None
+        spec = self.native_draws()
+        values = np.zeros((n, len(spec)))
+        applied = np.empty(n, np.uint8)
+        _augment.draw_params(states, np.ones(n, np.uint8), self.p, True, spec, values, applied)
+        if not applied.all():
+            return None  # images left alone: the general path
+        # from_draws' swaps for the whole batch
+        order = np.tile(np.arange(4, dtype=np.int32), (n, 1))
+        rows = np.arange(n)
+        for i, column in zip((3, 2, 1), values[:, 4:].T.astype(np.intp)):
+            order[rows, i], order[rows, column] = order[rows, column], order[rows, i]
+        b, c, s, h = values[:, :4].T
+        return colour_jitter(x, b, c, s, h, order)
 
 
 class GaussNoise(Transform):
