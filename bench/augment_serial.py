@@ -66,15 +66,10 @@ def main() -> None:
 
     import cnnkit
     import cnnkit.augment as A
-    from cnnkit import _augment
+    from cnnkit import _core
+    from cnnkit.image import augment_loops
 
-    modules = [_augment]
-    try:
-        from cnnkit import _augment_avx2, _augment_avx512
-
-        modules += [_augment_avx2, _augment_avx512]
-    except ImportError:  # other architectures
-        pass
+    modules = list({augment_loops(isa) for isa in _core.available_isas()})
     kernel_ns = [0]
 
     def timed(fn):

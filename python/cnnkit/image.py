@@ -25,6 +25,7 @@ loops are the product (cnnkit's augmentation kernels).
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 import threading
 from collections.abc import Sequence
@@ -33,11 +34,6 @@ from typing import Any
 import numpy as np
 
 from . import _augment, _core, get_num_threads
-
-try:  # built on x86 only
-    from . import _augment_avx512
-except ImportError:  # pragma: no cover - other architectures
-    _augment_avx512 = _augment
 
 __all__ = [
     "BORDER_MODES",
@@ -63,6 +59,21 @@ __all__ = [
     "vflip_points",
     "warp_affine",
 ]
+
+
+@functools.cache
+def augment_loops(isa: str) -> Any:
+    """The Cython loops (``cnnkit._augment``) built for ``isa``: the same loops compiled for
+    AVX2 or AVX-512, bit-identical results. Imported only once that ISA path is chosen:
+    a module built with ``-mavx512f`` may use those instructions anywhere, its import
+    included, so it must never load on a CPU without them (a Zen 3)."""
+    if isa == "baseline":
+        return _augment
+    try:  # built on x86 only
+        return importlib.import_module(f"cnnkit._augment_{isa}")
+    except ImportError:  # pragma: no cover - other architectures
+        return _augment
+
 
 INTERPOLATIONS = ("nearest", "bilinear", "area")
 """Resampling of :func:`resize` (``area`` averages the covered input area)."""
@@ -236,7 +247,7 @@ def _resample_fixed3(
         cols = np.empty((len(left), out_w), np.int32)
         # the AVX-512 build's loops (this path runs on the avx512 ISA only): the same ints,
         # made vector-wide (a serial part of RandomResizedCrop's batch call)
-        taps = _augment_avx512.fixed_linear_taps
+        taps = augment_loops("avx512").fixed_linear_taps
         taps(top, height, x.shape[1], rows, cols)
         taps(left, width, x.shape[2], rows[:0], cols)
         threads = native_threads(out.size)

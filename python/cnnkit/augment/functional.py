@@ -20,12 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import _augment, _core
-from ..image import as_images, native_threads
-
-try:  # built on x86 only
-    from .. import _augment_avx2, _augment_avx512
-except ImportError:  # pragma: no cover - other architectures
-    _augment_avx2 = _augment_avx512 = _augment
+from ..image import as_images, augment_loops, native_threads
 
 __all__ = [
     "JITTER_STEPS",
@@ -54,14 +49,11 @@ def full_scale(dtype: np.dtype) -> float:
     return 255.0 if np.dtype(dtype) == np.uint8 else 1.0
 
 
-_COLOUR_KERNELS = {"baseline": _augment, "avx2": _augment_avx2, "avx512": _augment_avx512}
-
-
 def _colour_kernels() -> Any:
     """The module of the colour loops for cnnkit's ISA (``cnnkit._core.get_isa()``): the
     same loops built for AVX2 or AVX-512, bit-identical results (about twice as fast
     on the blend-heavy float32 maps at each step up)."""
-    return _COLOUR_KERNELS.get(_core.get_isa(), _augment_avx2)
+    return augment_loops(_core.get_isa())
 
 
 @functools.lru_cache(maxsize=1)
