@@ -537,6 +537,16 @@ def test_empty_batch_gives_empty_batch():
             r"colour_jitter\(\): contrast must be finite factors >= 0",
         ),
         (
+            lambda: A.RandomResizedCrop(32, 32),
+            TypeError,
+            r"RandomResizedCrop\(\): scale must be a \(low, high\) pair, got 32",
+        ),
+        (
+            lambda: A.GaussNoise(std_range=0.1),
+            TypeError,
+            r"GaussNoise\(\): std_range must be a \(low, high\) pair, got 0.1",
+        ),
+        (
             lambda: A.fit_pca_colour(np.zeros((1, 1, 3))),
             ValueError,
             r"fit_pca_colour\(\): images must hold at least 2 pixels",

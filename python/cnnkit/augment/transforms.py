@@ -241,6 +241,15 @@ def _range(
     return v, v
 
 
+def _pair(value: Any, fn: str, name: str, *, minimum: float | None = None) -> tuple[float, float]:
+    """A (low, high) pair, nothing else (torchvision's scale and ratio)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{fn}: {name} must be a (low, high) pair, got {value!r}")
+    return _range(value, fn, name, minimum=minimum)
+
+
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     low, high = bounds
     return low if low == high else float(rng.uniform(low, high))
@@ -709,8 +718,8 @@ class RandomResizedCrop(_Window):
         h, w = im._size(size, "RandomResizedCrop()")
         super().__init__(h, w, interpolation, p)
         fn = self._name()
-        self.scale = _range(tuple(scale), fn, "scale", minimum=0.0)
-        self.ratio = _range(tuple(ratio), fn, "ratio", minimum=1e-9)
+        self.scale = _pair(scale, fn, "scale", minimum=0.0)
+        self.ratio = _pair(ratio, fn, "ratio", minimum=1e-9)
         self._log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
 
     def _draw_windows(self, states, active, p, shape):
@@ -1368,8 +1377,8 @@ class GaussNoise(Transform):
         p: float = 0.5,
     ) -> None:
         super().__init__(p)
-        self.std_range = _range(tuple(std_range), self._name(), "std_range", minimum=0.0)
-        self.mean_range = _range(tuple(mean_range), self._name(), "mean_range")
+        self.std_range = _pair(std_range, self._name(), "std_range", minimum=0.0)
+        self.mean_range = _pair(mean_range, self._name(), "mean_range")
 
     def sample(self, rng, shape):
         return {
