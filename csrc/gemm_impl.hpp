@@ -455,10 +455,15 @@ inline T kernel_madd(T a, T b, T acc) {
 // path, whatever m, the column range or the thread count.
 template <class T>
 void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
-  constexpr int64_t kChunk = 2048 / int64_t(sizeof(T));  // columns: 2 KiB of each B row
+  // The running sums take 16 KiB of L1 whatever m is: the fewer the rows,
+  // the longer the stretch of each B row read in one go (16 KiB at m = 1
+  // against 2 KiB at m = 8), and the better the hardware prefetchers, which
+  // stop at every jump to the next row, keep up with the stream of B.
+  constexpr int64_t kSums = 16384 / int64_t(sizeof(T)), kVector = 64 / int64_t(sizeof(T));
+  const int64_t kChunk = kSums / m / kVector * kVector;  // columns per chunk
   constexpr int64_t kUnroll = 4;                         // B rows per pass over the sums
   const int64_t kb = k_block(g.k, MicroKernel<T>::KC);
-  alignas(64) T sums[kSkinnyRows * kChunk];
+  alignas(64) T sums[kSums];
   const auto a_at = [&](int64_t i, int64_t p) {
     return g.trans_a ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
   };
@@ -517,7 +522,7 @@ void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
       }
       const bool overwrite = pc == 0 && !g.accumulate;
       for (int64_t i = 0; i < m; ++i)
-        store_partial<T, 1, kChunk>(sums + i * kChunk, g.c + i * g.ldc + jc, g.ldc, 1, nc,
+        store_partial<T, 1, 1>(sums + i * kChunk, g.c + i * g.ldc + jc, g.ldc, 1, nc,
                                     overwrite);
     }
     if (g.epilogue) finish_tile(*g.epilogue, g.c + jc, g.ldc, m, nc, jc);

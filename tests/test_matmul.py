@@ -346,6 +346,14 @@ def test_few_rows_keep_the_bits_of_a_tall_product(isa, dtype):
             got = ops.matmul(a[rows], b, bias=bias, activation="relu")
             assert np.array_equal(got, fused[rows]), (isa, n, rows)
         assert np.array_equal(ops.matmul(a[5:6], b[:, 1:1092]), full[5:6, 1:1092])
+    # Fewer rows read longer stretches of B (up to 16 KiB): chunks of 4096 float columns.
+    a, b = _big((9, 300), (300, 9001), dtype)
+    cnnkit.set_num_threads(1)
+    full = ops.matmul(a, b)
+    for n in (1, 2):
+        cnnkit.set_num_threads(n)
+        for rows in (slice(0, 1), slice(2, 4), slice(4, 8)):
+            assert np.array_equal(ops.matmul(a[rows], b), full[rows]), (isa, n, rows)
 
 
 # --------------------------------------------------------------------------- errors
