@@ -406,6 +406,33 @@ void compute(const Operands<T>& g, const Range& r) {
     }
     return;
   }
+  // Rows that fit one A block, of a transposed B: every B sliver meets
+  // that block's slivers once, so nothing is gained by packing a whole B
+  // panel first, which (as in the dense backward's g W^T: 64 rows, 8192
+  // columns) spills to L3 and is read back. Each B sliver is packed instead
+  // right before the A slivers run over it, while it is in L1; its NR rows
+  // of B are contiguous stretches. (A row-major B is packed a panel at a
+  // time, row by row, for the prefetchers: see pack_b.) Same packing, same
+  // products.
+  if (!packed && g.trans_b && m <= K::MC && !g.upper) {
+    for (int64_t jc = r.j0; jc < r.j1; jc += K::NC) {
+      const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
+      for (int64_t pc = 0; pc < g.k; pc += kb) {
+        if (g.stop) return;
+        const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
+        if (g.a_source)
+          g.a_source->fill(g.a_source->context, r.i0, m, pc, kc, MR, a_pack);
+        else
+          pack_a<K>(g, r.i0, m, pc, kc, a_pack);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = nc - jr < NR ? nc - jr : NR;
+          pack_b<K>(g, pc, kc, jc + jr, nr, b_pack);
+          multiply_block<K>(g, r.i0, m, jc + jr, nr, pc, kc, b_pack, a_pack);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t jc = r.j0; jc < r.j1; jc += K::NC) {
     const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
     for (int64_t pc = 0; pc < g.k; pc += kb) {

@@ -206,6 +206,21 @@ def test_transposed_operands_give_the_bits_of_copies(dtype):
         assert np.array_equal(got[i], ops.matmul(np.ascontiguousarray(a.T), b3[i]))
 
 
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_transposed_b_under_one_row_block_gives_the_bits_of_a_copy(dtype):
+    """Up to one A block of rows against a transposed B (the dense backward's g @ W.T)
+    packs B a sliver at a time; several k blocks, column panels and a ragged edge."""
+    a, w = values((70, 700), dtype, 9, "normal"), values((4200, 700), dtype, 10, "normal")
+    bias = values((4200,), dtype, 11, "normal")
+    copy = np.ascontiguousarray(w.T)
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        assert np.array_equal(ops.matmul(a, w.T), ops.matmul(a, copy))
+        fused = ops.matmul(a, w.T, bias=bias, activation="relu")
+        assert np.array_equal(fused, ops.matmul(a, copy, bias=bias, activation="relu"))
+
+
 def test_list_inputs():
     a, b = values((5, 7), F64, 1, "normal"), values((7, 3), F64, 2, "normal")
     got = ops.matmul(a.tolist(), b.tolist())
