@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu.hpp"
+#include "gemm.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
 #include "pool.hpp"
@@ -167,7 +168,7 @@ void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, c
 
 template <class T>
 bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
-                               const int64_t* indices, const T* dy, T* dx) {
+                               const int64_t* indices, const T* dy, T* dx, const T* relu_y) {
   const Loops<T> all = loops<T>();
   if (pool_impl::windows_disjoint(g)) {
     // Each dx element written once (max_pool_backward_local_rows); indices
@@ -176,11 +177,20 @@ bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channel
     gather_rows<T>(
         g, batch, channels, 0,
         [&](int64_t n, int64_t lo, int64_t hi, T*) {
-          if (!all.max_backward_local(g, channels, indices, dy, dx, n, lo, hi))
+          if (!all.max_backward_local(g, channels, indices, dy, relu_y, dx, n, lo, hi))
             foreign.store(true, std::memory_order_relaxed);
         },
         int64_t(1) << 20);
     if (!foreign.load()) return true;
+  }
+  // Elsewhere the mask is applied first, in a pass of its own.
+  std::vector<T> masked;
+  if (relu_y) {
+    masked.resize(size_t(batch * g.out_size() * channels));
+    activation_backward(Activation::relu, T(0), relu_y, dy, masked.data(), int64_t(masked.size()));
+    dy = masked.data();
+  }
+  if (pool_impl::windows_disjoint(g)) {
     // Such an index can name an element of another task's rows, so the
     // gradient is scattered serially, in output order.
     const int64_t in_size = g.in_size(), out_size = g.out_size();
@@ -250,7 +260,7 @@ void global_avg_pool(const T* x, int64_t batch, int64_t positions, int64_t chann
   template void max_pool_with_indices<T>(const Geometry&, int64_t, int64_t, const T*, T*,     \
                                          int64_t*);                                           \
   template bool max_pool_backward_indices<T>(const Geometry&, int64_t, int64_t, const int64_t*, \
-                                             const T*, T*);                                   \
+                                             const T*, T*, const T*);                         \
   template void max_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, const T*,   \
                                      T*);                                                     \
   template void avg_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, T*);        \

@@ -89,11 +89,12 @@ inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
                                       const int64_t* indices, const T* dy, T* dx, int64_t n, \
                                       int64_t lo, int64_t hi);                               \
   /* max_pool_backward_indices_rows for windows that never overlap, writing each dx     \
-     element once; false when an index lies outside its own window. */                    \
+     element once; false when an index lies outside its own window. With relu_y (the      \
+     forward's output), dy times relu_y > 0 as activation_backward makes it. */            \
   template <class T>                                                                         \
   bool max_pool_backward_local_rows(const Geometry& g, int64_t channels,                     \
-                                    const int64_t* indices, const T* dy, T* dx, int64_t n,   \
-                                    int64_t lo, int64_t hi);                                 \
+                                    const int64_t* indices, const T* dy, const T* relu_y,    \
+                                    T* dx, int64_t n, int64_t lo, int64_t hi);               \
   /* Channels [c0, c1) of one image x (positions, channels) into y (channels). */           \
   template <class T>                                                                         \
   void global_max_block(const T* x, int64_t positions, int64_t channels, int64_t c0,         \
@@ -361,11 +362,13 @@ inline int64_t window_of(const Geometry& g, int d, int64_t i) {
 // elements than it has outputs makes the call fail, for the caller to take
 // the scattering loop. The rows [lo, hi) must hold whole windows
 // (gather_rows cuts at window starts).
-template <class T>
-bool max_pool_backward_local_rows(const Geometry& g, int64_t channels, const int64_t* indices,
-                                  const T* dy, T* dx, int64_t n, int64_t lo, int64_t hi) {
+template <class T, bool kRelu>
+bool max_pool_backward_local_rows_as(const Geometry& g, int64_t channels, const int64_t* indices,
+                                     const T* dy, const T* relu_y, T* dx, int64_t n, int64_t lo,
+                                     int64_t hi) {
   const int64_t* at_image = indices + n * g.out_size() * channels;
   const T* dy_image = dy + n * g.out_size() * channels;
+  const T* y_image = kRelu ? relu_y + n * g.out_size() * channels : nullptr;
   T* dimage = dx + n * g.in_size() * channels;
   const int64_t plane = g.out[1] * g.out[2] * channels;
   // Window positions along the inner dimensions, looked up rather than
@@ -399,10 +402,13 @@ bool max_pool_backward_local_rows(const Geometry& g, int64_t channels, const int
         const int64_t e = (i0 * g.in[1] + i1) * g.in[2] + i2;
         const int64_t* __restrict at = at_image + o * channels;
         const T* __restrict grad = dy_image + o * channels;
+        const T* __restrict y = kRelu ? y_image + o * channels : nullptr;
         int64_t hits = 0;
         for (int64_t c = 0; c < channels; ++c) {
           const bool mine = at[c] == e;
-          d[c] = mine ? T(0) + grad[c] : T(0);
+          T v = grad[c];
+          if constexpr (kRelu) v = v * (y[c] > T(0) ? T(1) : T(0));
+          d[c] = mine ? T(0) + v : T(0);
           hits += int64_t(mine);
         }
         matched += hits;
@@ -410,6 +416,16 @@ bool max_pool_backward_local_rows(const Geometry& g, int64_t channels, const int
     }
   }
   return open < 0 || matched == plane;
+}
+
+template <class T>
+bool max_pool_backward_local_rows(const Geometry& g, int64_t channels, const int64_t* indices,
+                                  const T* dy, const T* relu_y, T* dx, int64_t n, int64_t lo,
+                                  int64_t hi) {
+  return relu_y ? max_pool_backward_local_rows_as<T, true>(g, channels, indices, dy, relu_y, dx,
+                                                           n, lo, hi)
+                : max_pool_backward_local_rows_as<T, false>(g, channels, indices, dy, nullptr,
+                                                            dx, n, lo, hi);
 }
 
 template <class T>
@@ -462,7 +478,8 @@ void global_avg_block(const T* x, int64_t positions, int64_t channels, int64_t c
   template bool max_pool_backward_indices_rows<T>(const Geometry&, int64_t, const int64_t*,  \
                                                   const T*, T*, int64_t, int64_t, int64_t);  \
   template bool max_pool_backward_local_rows<T>(const Geometry&, int64_t, const int64_t*,    \
-                                                const T*, T*, int64_t, int64_t, int64_t);    \
+                                                const T*, const T*, T*, int64_t, int64_t,    \
+                                                int64_t);                                    \
   template void global_max_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);       \
   template void global_avg_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, double*, T*);
 CNNKIT_INSTANTIATE_POOL_LOOPS(float)

@@ -1010,9 +1010,9 @@ def max_pool(
     after_relu = t._backward is not None and t._backward in _RELU_BACKWARDS
 
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
-        if after_relu:  # the convolution's mask at the maxima: y's (see _RELU_BACKWARDS)
-            g = ops.activation_backward(y, g, "relu")
-        dx = ops.max_pool_backward(t.data, g, pool_size, indices=indices, **spec)
+        # After a ReLU-fused convolution, its mask at the maxima: y's (see _RELU_BACKWARDS).
+        relu = y if after_relu else None
+        dx = ops.max_pool_backward(t.data, g, pool_size, indices=indices, relu_output=relu, **spec)
         if after_relu:
             _mark_relu_masked(dx)
         return (dx,)
