@@ -304,6 +304,28 @@ void fill_patch_columns(const void* context, int64_t i0, int64_t mc, int64_t p0,
         const int64_t sliver_at = pieces[i].place / sliver * sliver;
         while (e < pieces.size() && pieces[e].place / sliver * sliver == sliver_at) ++e;
         T* out = dst + sliver_at;
+        // One or two pieces (channels of one or two kernel offsets, the
+        // usual case with 14 or more channels): their masks and offsets
+        // held in registers, the loop over rows down to a load or two and
+        // a store. Its instructions, not memory, set the pace otherwise.
+        if (e - i <= 2) {
+          const Piece& a = pieces[i];
+          const Piece& b = pieces[e - 1];
+          const int64_t lane_a = a.place - sliver_at, lane_b = b.place - sliver_at;
+          const __mmask16 mask_a = __mmask16(((1u << a.len) - 1) << lane_a);
+          const __mmask16 mask_b = e - i == 2 ? __mmask16(((1u << b.len) - 1) << lane_b) : 0;
+          const int64_t shift_a = a.channel - lane_a, shift_b = b.channel - lane_b;
+          const T* const* row = src.data();
+          const int64_t ja = a.j, jb = b.j;
+          for (int64_t r = 0; r < kc; ++r, out += mr, row += count) {
+            const T* from_a = row[ja];
+            const T* from_b = row[jb];
+            __m512 v = from_a ? _mm512_maskz_loadu_ps(mask_a, from_a + shift_a) : _mm512_setzero_ps();
+            if (mask_b && from_b) v = _mm512_mask_loadu_ps(v, mask_b, from_b + shift_b);
+            _mm512_mask_storeu_ps(out, row_mask, v);
+          }
+          continue;
+        }
         for (int64_t r = 0; r < kc; ++r, out += mr) {
           const T* const* row = src.data() + r * count;
           __m512 v = _mm512_setzero_ps();

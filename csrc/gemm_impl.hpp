@@ -406,6 +406,33 @@ void compute(const Operands<T>& g, const Range& r) {
     }
     return;
   }
+  // Rows that fit one A block, of a transposed B: every B sliver meets
+  // that block's slivers once, so nothing is gained by packing a whole B
+  // panel first, which (as in the dense backward's g W^T: 64 rows, 8192
+  // columns) spills to L3 and is read back. Each B sliver is packed instead
+  // right before the A slivers run over it, while it is in L1; its NR rows
+  // of B are contiguous stretches. (A row-major B is packed a panel at a
+  // time, row by row, for the prefetchers: see pack_b.) Same packing, same
+  // products.
+  if (!packed && g.trans_b && m <= K::MC && !g.upper) {
+    for (int64_t jc = r.j0; jc < r.j1; jc += K::NC) {
+      const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
+      for (int64_t pc = 0; pc < g.k; pc += kb) {
+        if (g.stop) return;
+        const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
+        if (g.a_source)
+          g.a_source->fill(g.a_source->context, r.i0, m, pc, kc, MR, a_pack);
+        else
+          pack_a<K>(g, r.i0, m, pc, kc, a_pack);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = nc - jr < NR ? nc - jr : NR;
+          pack_b<K>(g, pc, kc, jc + jr, nr, b_pack);
+          multiply_block<K>(g, r.i0, m, jc + jr, nr, pc, kc, b_pack, a_pack);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t jc = r.j0; jc < r.j1; jc += K::NC) {
     const int64_t nc = r.j1 - jc < K::NC ? r.j1 - jc : K::NC;
     for (int64_t pc = 0; pc < g.k; pc += kb) {
@@ -455,10 +482,15 @@ inline T kernel_madd(T a, T b, T acc) {
 // path, whatever m, the column range or the thread count.
 template <class T>
 void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
-  constexpr int64_t kChunk = 2048 / int64_t(sizeof(T));  // columns: 2 KiB of each B row
+  // The running sums take 16 KiB of L1 whatever m is: the fewer the rows,
+  // the longer the stretch of each B row read in one go (16 KiB at m = 1
+  // against 2 KiB at m = 8), and the better the hardware prefetchers, which
+  // stop at every jump to the next row, keep up with the stream of B.
+  constexpr int64_t kSums = 16384 / int64_t(sizeof(T)), kVector = 64 / int64_t(sizeof(T));
+  const int64_t kChunk = kSums / m / kVector * kVector;  // columns per chunk
   constexpr int64_t kUnroll = 4;                         // B rows per pass over the sums
   const int64_t kb = k_block(g.k, MicroKernel<T>::KC);
-  alignas(64) T sums[kSkinnyRows * kChunk];
+  alignas(64) T sums[kSums];
   const auto a_at = [&](int64_t i, int64_t p) {
     return g.trans_a ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
   };
@@ -517,7 +549,7 @@ void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
       }
       const bool overwrite = pc == 0 && !g.accumulate;
       for (int64_t i = 0; i < m; ++i)
-        store_partial<T, 1, kChunk>(sums + i * kChunk, g.c + i * g.ldc + jc, g.ldc, 1, nc,
+        store_partial<T, 1, 1>(sums + i * kChunk, g.c + i * g.ldc + jc, g.ldc, 1, nc,
                                     overwrite);
     }
     if (g.epilogue) finish_tile(*g.epilogue, g.c + jc, g.ldc, m, nc, jc);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu.hpp"
+#include "gemm.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
 #include "pool.hpp"
@@ -27,6 +28,7 @@ struct Loops {
   decltype(&pool_impl::baseline::global_avg_block<T>) global_avg;
   decltype(&pool_impl::baseline::max_pool_indices_rows<T>) max_indices_rows;
   decltype(&pool_impl::baseline::max_pool_backward_indices_rows<T>) max_backward_indices;
+  decltype(&pool_impl::baseline::max_pool_backward_local_rows<T>) max_backward_local;
 };
 
 template <class T>
@@ -37,7 +39,8 @@ Loops<T> loops() {
     return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
             &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
             &ns::global_max_block<T>,       &ns::global_avg_block<T>,
-            &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
+            &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>,
+            &ns::max_pool_backward_local_rows<T>};
   }
 #endif
 #ifdef CNNKIT_HAVE_AVX2
@@ -46,14 +49,16 @@ Loops<T> loops() {
     return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
             &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
             &ns::global_max_block<T>,       &ns::global_avg_block<T>,
-            &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
+            &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>,
+            &ns::max_pool_backward_local_rows<T>};
   }
 #endif
   namespace ns = pool_impl::baseline;
   return {&ns::max_pool_rows<T>,          &ns::avg_pool_rows<T>,
           &ns::max_pool_backward_rows<T>, &ns::avg_pool_backward_rows<T>,
           &ns::global_max_block<T>,       &ns::global_avg_block<T>,
-          &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>};
+          &ns::max_pool_indices_rows<T>,  &ns::max_pool_backward_indices_rows<T>,
+          &ns::max_pool_backward_local_rows<T>};
 }
 
 // Work units for threads_for: every window element of every channel.
@@ -163,8 +168,42 @@ void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, c
 
 template <class T>
 bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
-                               const int64_t* indices, const T* dy, T* dx) {
-  const auto loop = loops<T>().max_backward_indices;
+                               const int64_t* indices, const T* dy, T* dx, const T* relu_y) {
+  const Loops<T> all = loops<T>();
+  if (pool_impl::windows_disjoint(g)) {
+    // Each dx element written once (max_pool_backward_local_rows); indices
+    // that leave their window (none from max_pool) take the loop below.
+    std::atomic<bool> foreign{false};
+    gather_rows<T>(
+        g, batch, channels, 0,
+        [&](int64_t n, int64_t lo, int64_t hi, T*) {
+          if (!all.max_backward_local(g, channels, indices, dy, relu_y, dx, n, lo, hi))
+            foreign.store(true, std::memory_order_relaxed);
+        },
+        int64_t(1) << 20);
+    if (!foreign.load()) return true;
+  }
+  // Elsewhere the mask is applied first, in a pass of its own.
+  std::vector<T> masked;
+  if (relu_y) {
+    masked.resize(size_t(batch * g.out_size() * channels));
+    activation_backward(Activation::relu, T(0), relu_y, dy, masked.data(), int64_t(masked.size()));
+    dy = masked.data();
+  }
+  if (pool_impl::windows_disjoint(g)) {
+    // Such an index can name an element of another task's rows, so the
+    // gradient is scattered serially, in output order.
+    const int64_t in_size = g.in_size(), out_size = g.out_size();
+    std::fill_n(dx, batch * in_size * channels, T(0));
+    for (int64_t n = 0; n < batch; ++n)
+      for (int64_t o = 0; o < out_size * channels; ++o) {
+        const int64_t i = (n * out_size) * channels + o, at = indices[i];
+        if (at < 0 || at >= in_size) return false;
+        dx[(n * in_size + at) * channels + o % channels] += dy[i];
+      }
+    return true;
+  }
+  const auto loop = all.max_backward_indices;
   std::atomic<bool> bad{false};
   // Larger blocks than the recomputing backward's: a window across a block
   // boundary is visited by both blocks, and visits cost more than cache here.
@@ -221,7 +260,7 @@ void global_avg_pool(const T* x, int64_t batch, int64_t positions, int64_t chann
   template void max_pool_with_indices<T>(const Geometry&, int64_t, int64_t, const T*, T*,     \
                                          int64_t*);                                           \
   template bool max_pool_backward_indices<T>(const Geometry&, int64_t, int64_t, const int64_t*, \
-                                             const T*, T*);                                   \
+                                             const T*, T*, const T*);                         \
   template void max_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, const T*,   \
                                      T*);                                                     \
   template void avg_pool_backward<T>(const Geometry&, int64_t, int64_t, const T*, T*);        \

@@ -44,9 +44,13 @@ void max_pool_with_indices(const Geometry& g, int64_t batch, int64_t channels, c
 // window. Returns false, with dx incomplete, when an index lies outside
 // [0, in_size) (none is used then): the check costs nothing beside the
 // reads the gradient makes anyway.
+// With relu_y (this max_pool's output, when its input is a ReLU's output),
+// dy is first multiplied by relu_y > 0, the ReLU's derivative at the maxima,
+// as activation_backward computes it.
 template <class T>
 bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
-                               const int64_t* indices, const T* dy, T* dx);
+                               const int64_t* indices, const T* dy, T* dx,
+                               const T* relu_y = nullptr);
 // dx = the gradient of sum(dy * avg_pool(x)): dy / count to each real element.
 template <class T>
 void avg_pool_backward(const Geometry& g, int64_t batch, int64_t channels, const T* dy, T* dx);

@@ -27,6 +27,14 @@ inline Span window_span(const Geometry& g, int d, int64_t o) {
   return {std::max<int64_t>(start, 0), std::min(start + g.kernel[d], g.in[d])};
 }
 
+// Whether windows never overlap (stride >= window in every dimension, as
+// in the usual 2x2/2 pooling): each input element is then in at most one.
+inline bool windows_disjoint(const Geometry& g) {
+  for (int d = 0; d < kMaxSpatialDims; ++d)
+    if (g.stride[d] < g.kernel[d]) return false;
+  return true;
+}
+
 // The real input elements of one window: a box of spans, one per dimension.
 struct Window {
   Span span[kMaxSpatialDims];
@@ -80,6 +88,13 @@ inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
   bool max_pool_backward_indices_rows(const Geometry& g, int64_t channels,                   \
                                       const int64_t* indices, const T* dy, T* dx, int64_t n, \
                                       int64_t lo, int64_t hi);                               \
+  /* max_pool_backward_indices_rows for windows that never overlap, writing each dx     \
+     element once; false when an index lies outside its own window. With relu_y (the      \
+     forward's output), dy times relu_y > 0 as activation_backward makes it. */            \
+  template <class T>                                                                         \
+  bool max_pool_backward_local_rows(const Geometry& g, int64_t channels,                     \
+                                    const int64_t* indices, const T* dy, const T* relu_y,    \
+                                    T* dx, int64_t n, int64_t lo, int64_t hi);               \
   /* Channels [c0, c1) of one image x (positions, channels) into y (channels). */           \
   template <class T>                                                                         \
   void global_max_block(const T* x, int64_t positions, int64_t channels, int64_t c0,         \
@@ -329,6 +344,90 @@ bool max_pool_backward_indices_rows(const Geometry& g, int64_t channels, const i
   return ok;
 }
 
+// The output position along dimension d whose window holds input position
+// i, or -1 when none does (disjoint windows).
+inline int64_t window_of(const Geometry& g, int d, int64_t i) {
+  const int64_t s = i + g.pad_before[d], o = s / g.stride[d];
+  return s % g.stride[d] < g.kernel[d] && o < g.out[d] ? o : -1;
+}
+
+// With disjoint windows every dx element receives at most one gradient, so
+// instead of zeroing dx and scattering into it (two passes over dx, the
+// second at random), each element is written once, in memory order: the
+// gradient of its window's output where the index names it, else zero. The
+// value is 0 + dy, the sum the scattering loop makes (-0 becomes +0 alike).
+// An index outside its own window (valid, but not one the forward gives)
+// would be missed: as the window's elements are distinct, each index names
+// at most one of them, so a window row whose outputs' indices matched fewer
+// elements than it has outputs makes the call fail, for the caller to take
+// the scattering loop. The rows [lo, hi) must hold whole windows
+// (gather_rows cuts at window starts).
+template <class T, bool kRelu>
+bool max_pool_backward_local_rows_as(const Geometry& g, int64_t channels, const int64_t* indices,
+                                     const T* dy, const T* relu_y, T* dx, int64_t n, int64_t lo,
+                                     int64_t hi) {
+  const int64_t* at_image = indices + n * g.out_size() * channels;
+  const T* dy_image = dy + n * g.out_size() * channels;
+  const T* y_image = kRelu ? relu_y + n * g.out_size() * channels : nullptr;
+  T* dimage = dx + n * g.in_size() * channels;
+  const int64_t plane = g.out[1] * g.out[2] * channels;
+  // Window positions along the inner dimensions, looked up rather than
+  // divided out per element.
+  std::vector<int64_t> inner(size_t(g.in[1] + g.in[2]));
+  for (int64_t i = 0; i < g.in[1]; ++i) inner[size_t(i)] = window_of(g, 1, i);
+  for (int64_t i = 0; i < g.in[2]; ++i) inner[size_t(g.in[1] + i)] = window_of(g, 2, i);
+  const int64_t* const of2 = inner.data() + g.in[1];
+  int64_t open = -1, matched = 0;
+  for (int64_t i0 = lo; i0 < hi; ++i0) {
+    T* drow = dimage + i0 * g.in[1] * g.in[2] * channels;
+    const int64_t o0 = window_of(g, 0, i0);
+    if (o0 < 0) {
+      std::fill(drow, drow + g.in[1] * g.in[2] * channels, T(0));
+      continue;
+    }
+    if (o0 != open) {
+      if (open >= 0 && matched != plane) return false;
+      open = o0, matched = 0;
+    }
+    for (int64_t i1 = 0; i1 < g.in[1]; ++i1) {
+      const int64_t o1 = inner[size_t(i1)];
+      for (int64_t i2 = 0; i2 < g.in[2]; ++i2) {
+        T* __restrict d = drow + (i1 * g.in[2] + i2) * channels;
+        const int64_t o2 = o1 < 0 ? -1 : of2[i2];
+        if (o2 < 0) {
+          std::fill(d, d + channels, T(0));
+          continue;
+        }
+        const int64_t o = (o0 * g.out[1] + o1) * g.out[2] + o2;
+        const int64_t e = (i0 * g.in[1] + i1) * g.in[2] + i2;
+        const int64_t* __restrict at = at_image + o * channels;
+        const T* __restrict grad = dy_image + o * channels;
+        const T* __restrict y = kRelu ? y_image + o * channels : nullptr;
+        int64_t hits = 0;
+        for (int64_t c = 0; c < channels; ++c) {
+          const bool mine = at[c] == e;
+          T v = grad[c];
+          if constexpr (kRelu) v = v * (y[c] > T(0) ? T(1) : T(0));
+          d[c] = mine ? T(0) + v : T(0);
+          hits += int64_t(mine);
+        }
+        matched += hits;
+      }
+    }
+  }
+  return open < 0 || matched == plane;
+}
+
+template <class T>
+bool max_pool_backward_local_rows(const Geometry& g, int64_t channels, const int64_t* indices,
+                                  const T* dy, const T* relu_y, T* dx, int64_t n, int64_t lo,
+                                  int64_t hi) {
+  return relu_y ? max_pool_backward_local_rows_as<T, true>(g, channels, indices, dy, relu_y, dx,
+                                                           n, lo, hi)
+                : max_pool_backward_local_rows_as<T, false>(g, channels, indices, dy, nullptr,
+                                                            dx, n, lo, hi);
+}
+
 template <class T>
 void avg_pool_backward_rows(const Geometry& g, int64_t channels, const T* dy, T* dx, int64_t n,
                             int64_t lo, int64_t hi, T* scratch) {
@@ -378,6 +477,9 @@ void global_avg_block(const T* x, int64_t positions, int64_t channels, int64_t c
                                           int64_t, int64_t, T*);                             \
   template bool max_pool_backward_indices_rows<T>(const Geometry&, int64_t, const int64_t*,  \
                                                   const T*, T*, int64_t, int64_t, int64_t);  \
+  template bool max_pool_backward_local_rows<T>(const Geometry&, int64_t, const int64_t*,    \
+                                                const T*, const T*, T*, int64_t, int64_t,    \
+                                                int64_t);                                    \
   template void global_max_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);       \
   template void global_avg_block<T>(const T*, int64_t, int64_t, int64_t, int64_t, double*, T*);
 CNNKIT_INSTANTIATE_POOL_LOOPS(float)

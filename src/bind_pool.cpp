@@ -148,7 +148,7 @@ py::tuple max_pool_with_indices(py::handle x_obj, py::handle pool_size, py::hand
 // and, with dy, the dtype.
 py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::handle indices_obj,
                                      py::handle pool_size, py::handle strides,
-                                     py::handle padding) {
+                                     py::handle padding, py::handle relu_obj) {
   const char* fn = "max_pool_backward";
   const py::array raw_x = spatial_input(x_obj, fn);
   const Geometry g = pool_geometry(raw_x, pool_size, strides, padding, fn);
@@ -164,6 +164,14 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
   if (std::vector<py::ssize_t>(raw_i.shape(), raw_i.shape() + raw_i.ndim()) != expected)
     throw py::value_error(prefix(fn, "indices") + "must have the max_pool output shape " +
                           tuple_str(expected) + ", got shape " + shape_str(raw_i));
+  const bool has_relu = !relu_obj.is_none();
+  py::array raw_relu;
+  if (has_relu) {
+    raw_relu = as_array(relu_obj, fn, "relu_output");
+    if (std::vector<py::ssize_t>(raw_relu.shape(), raw_relu.shape() + raw_relu.ndim()) != expected)
+      throw py::value_error(prefix(fn, "relu_output") + "must have the max_pool output shape " +
+                            tuple_str(expected) + ", got shape " + shape_str(raw_relu));
+  }
   const auto indices = contiguous<int64_t>(raw_i, fn, "indices");
   const int64_t in_size = g.in_size(), count = int64_t(indices.size());
   const int64_t* pi = indices.data();
@@ -177,16 +185,21 @@ py::object max_pool_backward_indices(py::handle x_obj, py::handle dy_obj, py::ha
                               std::to_string(pi[k]));
     throw std::logic_error("max_pool_backward: an index was refused but none is out of range");
   };
-  const Float t = wider(float_type(raw_x, fn, "x"), float_type(raw_dy, fn, "dy"));
+  Float t = wider(float_type(raw_x, fn, "x"), float_type(raw_dy, fn, "dy"));
+  if (has_relu) t = wider(t, float_type(raw_relu, fn, "relu_output"));
   return with_float(t, [&](auto tag) -> py::object {
     using T = decltype(tag);
     const auto dy = contiguous<T>(raw_dy, fn, "dy");
+    py::array_t<T, py::array::c_style> relu;
+    if (has_relu) relu = contiguous<T>(raw_relu, fn, "relu_output");
     py::array_t<T> dx(std::vector<py::ssize_t>(raw_x.shape(), raw_x.shape() + raw_x.ndim()));
     const T* pdy = dy.data();
+    const T* prelu = has_relu ? relu.data() : nullptr;
     T* pdx = dx.mutable_data();
     bool ok = true;
     without_gil([&] {
-      ok = cnnkit::max_pool_backward_indices(g, batch_of(raw_x), channels_of(raw_x), pi, pdy, pdx);
+      ok = cnnkit::max_pool_backward_indices(g, batch_of(raw_x), channels_of(raw_x), pi, pdy, pdx,
+                                             prelu);
     });
     if (!ok) refuse();
     return dx;
@@ -228,7 +241,9 @@ void bind_pool(py::module_& m) {
   m.def("max_pool", pool_forward(Pool::max, "max_pool"));
   m.def("avg_pool", pool_forward(Pool::avg, "avg_pool"));
   m.def("max_pool_with_indices", &max_pool_with_indices);
-  m.def("max_pool_backward_indices", &max_pool_backward_indices);
+  m.def("max_pool_backward_indices", &max_pool_backward_indices, py::arg("x"), py::arg("dy"),
+        py::arg("indices"), py::arg("pool_size"), py::arg("strides"), py::arg("padding"),
+        py::arg("relu_output") = py::none());
   m.def("max_pool_backward", pool_backward(Pool::max, "max_pool_backward", "max_pool"));
   m.def("avg_pool_backward", pool_backward(Pool::avg, "avg_pool_backward", "avg_pool"));
   m.def("global_max_pool", global_pool(Pool::max, "global_max_pool"));

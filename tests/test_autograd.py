@@ -203,6 +203,30 @@ def test_pool_gradients(case, seed):
     check_gradients(ag.global_max_pool, [x])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 5])  # the few-channel input layer and im2col
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_relu_conv_then_max_pool_masks_once(dtype, channels, elsewhere):
+    """A max pool after a ReLU-fused convolution masks its own gradient; the convolution
+    then skips its mask, unless the gradient also comes from another use of its output.
+    The gradients equal those of the unfused ReLU (zeros of either sign)."""
+    x = normal((3, 9, 8, channels), 1).astype(dtype)
+    w, b = normal((3, 3, channels, 6), 2).astype(dtype), normal(6, 3).astype(dtype)
+    dy = normal((3, 3, 3, 6), 4).astype(dtype)
+    other = normal((3, 7, 6, 6), 5).astype(dtype)
+    grads = []
+    for fused in (True, False):
+        tx, tw, tb = (Tensor(a, requires_grad=True) for a in (x, w, b))
+        y = ag.conv(tx, tw, tb, activation="relu") if fused else ag.relu(ag.conv(tx, tw, tb))
+        loss = (ag.max_pool(y, 2) * dy).sum()
+        if elsewhere:
+            loss = loss + (y * other).sum()
+        loss.backward()
+        grads.append([tx.grad, tw.grad, tb.grad])
+    for got, want in zip(*grads):
+        np.testing.assert_array_equal(got, want)
+
+
 @given(
     shape=st.sampled_from([(1, 4, 3), (2, 3, 3, 2), (1, 2, 2, 2, 3)]),
     seed=seeds,

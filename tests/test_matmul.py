@@ -206,6 +206,21 @@ def test_transposed_operands_give_the_bits_of_copies(dtype):
         assert np.array_equal(got[i], ops.matmul(np.ascontiguousarray(a.T), b3[i]))
 
 
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_transposed_b_under_one_row_block_gives_the_bits_of_a_copy(dtype):
+    """Up to one A block of rows against a transposed B (the dense backward's g @ W.T)
+    packs B a sliver at a time; several k blocks, column panels and a ragged edge."""
+    a, w = values((70, 700), dtype, 9, "normal"), values((4200, 700), dtype, 10, "normal")
+    bias = values((4200,), dtype, 11, "normal")
+    copy = np.ascontiguousarray(w.T)
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        assert np.array_equal(ops.matmul(a, w.T), ops.matmul(a, copy))
+        fused = ops.matmul(a, w.T, bias=bias, activation="relu")
+        assert np.array_equal(fused, ops.matmul(a, copy, bias=bias, activation="relu"))
+
+
 def test_list_inputs():
     a, b = values((5, 7), F64, 1, "normal"), values((7, 3), F64, 2, "normal")
     got = ops.matmul(a.tolist(), b.tolist())
@@ -346,6 +361,14 @@ def test_few_rows_keep_the_bits_of_a_tall_product(isa, dtype):
             got = ops.matmul(a[rows], b, bias=bias, activation="relu")
             assert np.array_equal(got, fused[rows]), (isa, n, rows)
         assert np.array_equal(ops.matmul(a[5:6], b[:, 1:1092]), full[5:6, 1:1092])
+    # Fewer rows read longer stretches of B (up to 16 KiB): chunks of 4096 float columns.
+    a, b = _big((9, 300), (300, 9001), dtype)
+    cnnkit.set_num_threads(1)
+    full = ops.matmul(a, b)
+    for n in (1, 2):
+        cnnkit.set_num_threads(n)
+        for rows in (slice(0, 1), slice(2, 4), slice(4, 8)):
+            assert np.array_equal(ops.matmul(a[rows], b), full[rows]), (isa, n, rows)
 
 
 # --------------------------------------------------------------------------- errors

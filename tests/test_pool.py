@@ -309,6 +309,67 @@ def test_max_pool_backward_rejects_bad_indices():
         ops.max_pool_backward(x, dy, 2, indices=good.astype(np.float32))
 
 
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize(
+    ("shape", "pool", "spec"),
+    [
+        ((3, 13, 11, 5), 2, {}),
+        ((2, 9, 10, 3), 3, {"stride": 4, "padding": "same"}),
+        ((2, 17, 4), 3, {}),
+    ],
+)
+def test_max_pool_backward_with_indices_of_disjoint_windows(shape, pool, spec):
+    # Disjoint windows write every dx element once (uncovered edges included); an index
+    # outside its own window, valid but not what max_pool gives, takes the scattering loop.
+    x = seeded(shape, np.float32, seed=7)
+    y, indices = ops.max_pool(x, pool, return_indices=True, **spec)
+    dy = seeded(y.shape, np.float32, seed=8)
+    dy.reshape(-1)[::7] = -0.0
+    foreign = indices.copy()
+    foreign.reshape(-1)[5] = int(np.prod(shape[1:-1])) - 1 - foreign.reshape(-1)[5]
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            got = ops.max_pool_backward(x, dy, pool, indices=indices, **spec)
+            assert np.array_equal(got, ops.max_pool_backward(x, dy, pool, **spec))
+            assert not (np.signbit(got) & (got == 0)).any()  # 0 + (-0), as the scatter adds
+            want = reference.max_pool_backward(x, dy, pool, indices=foreign, **spec)
+            got = ops.max_pool_backward(x, dy, pool, indices=foreign, **spec)
+            assert np.array_equal(got, want)
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize(
+    ("shape", "pool", "spec"),
+    [((3, 13, 11, 5), 2, {}), ((2, 9, 10, 3), 3, {"stride": 2, "padding": "same"})],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_backward_through_a_relu(shape, pool, spec, dtype):
+    # relu_output masks dy as activation_backward would before routing it, with the
+    # same bits, in the disjoint windows' single pass and in the scattering loop.
+    x = np.maximum(seeded(shape, np.dtype(dtype), seed=9), 0)
+    y, indices = ops.max_pool(x, pool, return_indices=True, **spec)
+    dy = seeded(y.shape, np.dtype(dtype), seed=10)
+    want = ops.max_pool_backward(
+        x, ops.activation_backward(y, dy, "relu"), pool, indices=indices, **spec
+    )
+    assert np.array_equal(
+        want, reference.max_pool_backward(x, dy, pool, indices=indices, relu_output=y, **spec)
+    )
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 2):
+            cnnkit.set_num_threads(threads)
+            got = ops.max_pool_backward(x, dy, pool, indices=indices, relu_output=y, **spec)
+            assert got.dtype == dtype
+            assert np.array_equal(got, want), (isa, threads)
+    with pytest.raises(ValueError, match=r"max_pool_backward\(\): relu_output needs indices"):
+        ops.max_pool_backward(x, dy, pool, relu_output=y, **spec)
+    with pytest.raises(ValueError, match=r"relu_output must have the max_pool output shape"):
+        ops.max_pool_backward(x, dy, pool, indices=indices, relu_output=y[:1], **spec)
+
+
 def test_max_pool_backward_tie_rule_by_hand():
     # One 2x2 window: the maxima 3 sit at (0, 1) and (1, 0); (0, 1) comes first.
     x = np.array([[1.0, 3.0], [3.0, 2.0]]).reshape(1, 2, 2, 1)

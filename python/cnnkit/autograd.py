@@ -26,6 +26,7 @@ import contextlib
 import math
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -854,6 +855,31 @@ def matmul(a: Any, b: Any) -> Tensor:
     return _record(_mm(x, y), (ta, tb), backward)
 
 
+# ReLU-fused convolutions hand the mask to a max pool that reads their output: the pool
+# multiplies its small output gradient by the mask of its maxima (the elements it routes
+# the gradient to) and marks the gradient it returns, and the convolution's backward then
+# skips masking it again, which would read the whole, four times larger, output. Masking
+# twice would give the same values, so a gradient that also comes from elsewhere (summed,
+# hence unmarked) is simply masked as usual.
+_RELU_BACKWARDS: weakref.WeakSet = weakref.WeakSet()  # backward functions of ReLU-fused convs
+_RELU_MASKED: dict[int, weakref.ref] = {}  # id -> gradient arrays already masked
+
+
+def _mark_relu_masked(g: np.ndarray) -> None:
+    key = id(g)
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        if _RELU_MASKED.get(key) is ref:
+            del _RELU_MASKED[key]
+
+    _RELU_MASKED[key] = weakref.ref(g, forget)
+
+
+def _relu_masked(g: np.ndarray) -> bool:
+    ref = _RELU_MASKED.get(id(g))
+    return ref is not None and ref() is g
+
+
 def conv(
     x: Any,
     w: Any,
@@ -885,9 +911,12 @@ def conv(
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         need = [n for n, t in zip("xwb", parents) if t.requires_grad]
-        dx, dw, db = ops.conv_backward(tx.data, tw.data, g, need=need, y=out, **spec, **act)
+        mask = act if not (activation == "relu" and _relu_masked(g)) else {"activation": None}
+        dx, dw, db = ops.conv_backward(tx.data, tw.data, g, need=need, y=out, **spec, **mask)
         return (dx, dw, db)[: len(parents)]
 
+    if activation == "relu":
+        _RELU_BACKWARDS.add(backward)
     return _record(out, parents, backward)
 
 
@@ -978,11 +1007,17 @@ def max_pool(
     spec: dict[str, Any] = {"stride": stride, "padding": padding}
     # The forward's argmax indices spare the backward a second search of every window.
     y, indices = ops.max_pool(t.data, pool_size, return_indices=True, **spec)
-    return _record(
-        y,
-        (t,),
-        lambda g: (ops.max_pool_backward(t.data, g, pool_size, indices=indices, **spec),),
-    )
+    after_relu = t._backward is not None and t._backward in _RELU_BACKWARDS
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray]:
+        # After a ReLU-fused convolution, its mask at the maxima: y's (see _RELU_BACKWARDS).
+        relu = y if after_relu else None
+        dx = ops.max_pool_backward(t.data, g, pool_size, indices=indices, relu_output=relu, **spec)
+        if after_relu:
+            _mark_relu_masked(dx)
+        return (dx,)
+
+    return _record(y, (t,), backward)
 
 
 def avg_pool(

@@ -816,6 +816,7 @@ def max_pool_backward(
     stride: int | Sequence[int] | None = None,
     padding: str | int | Sequence = "valid",
     indices: ArrayLike | None = None,
+    relu_output: ArrayLike | None = None,
 ) -> np.ndarray:
     """Gradient of :func:`max_pool` with respect to ``x``.
 
@@ -835,6 +836,11 @@ def max_pool_backward(
         and dtype): ``dy`` goes to ``indices``, which must lie in
         ``[0, prod(spatial))``. Without them the maxima are recomputed from ``x``;
         both give the same result.
+    relu_output : array_like, optional
+        Only with ``indices``: this max_pool's output when ``x`` is the output of a
+        ReLU. ``dy`` is then first multiplied by ``relu_output > 0``, the ReLU's
+        derivative at the maxima, as :func:`activation_backward` does: the gradient
+        through the ReLU as well, without reading ``x``-sized arrays for its mask.
 
     Returns
     -------
@@ -843,7 +849,11 @@ def max_pool_backward(
         threads.
     """
     if indices is not None:
-        return _core.max_pool_backward_indices(x, dy, indices, pool_size, stride, padding)
+        return _core.max_pool_backward_indices(
+            x, dy, indices, pool_size, stride, padding, relu_output=relu_output
+        )
+    if relu_output is not None:
+        raise ValueError("max_pool_backward(): relu_output needs indices, got indices=None")
     return _core.max_pool_backward(x, dy, pool_size, stride, padding)
 
 

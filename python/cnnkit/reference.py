@@ -559,11 +559,22 @@ def avg_pool(x: ArrayLike, pool_size, *, stride=None, padding="valid") -> np.nda
 
 
 def max_pool_backward(
-    x: ArrayLike, dy: ArrayLike, pool_size, *, stride=None, padding="valid", indices=None
+    x: ArrayLike,
+    dy: ArrayLike,
+    pool_size,
+    *,
+    stride=None,
+    padding="valid",
+    indices=None,
+    relu_output=None,
 ) -> np.ndarray:
     x, window, steps, pads = _pool_setup(x, pool_size, stride, padding)
     dtype = np.result_type(x, np.asarray(dy))
+    if relu_output is not None:
+        dtype = np.result_type(dtype, np.asarray(relu_output))
     x, dy = x.astype(dtype), np.asarray(dy, dtype)
+    if relu_output is not None:
+        dy = np.asarray(dy * (np.asarray(relu_output, dtype) > 0).astype(dtype), dtype)
     if indices is not None:
         n, c = x.shape[0], x.shape[-1]
         dx = np.zeros((n, math.prod(x.shape[1:-1]), c), dtype)
