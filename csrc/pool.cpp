@@ -170,10 +170,10 @@ template <class T>
 bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channels,
                                const int64_t* indices, const T* dy, T* dx, const T* relu_y) {
   const Loops<T> all = loops<T>();
-  if (pool_impl::windows_disjoint(g)) {
-    // Each dx element written once (max_pool_backward_local_rows); indices
-    // that leave their window (none from max_pool) take the loop below.
-    std::atomic<bool> foreign{false};
+  const bool disjoint = pool_impl::windows_disjoint(g);
+  std::atomic<bool> foreign{false};
+  if (disjoint) {
+    // Each dx element written once (max_pool_backward_local_rows).
     gather_rows<T>(
         g, batch, channels, 0,
         [&](int64_t n, int64_t lo, int64_t hi, T*) {
@@ -190,30 +190,29 @@ bool max_pool_backward_indices(const Geometry& g, int64_t batch, int64_t channel
     activation_backward(Activation::relu, T(0), relu_y, dy, masked.data(), int64_t(masked.size()));
     dy = masked.data();
   }
-  if (pool_impl::windows_disjoint(g)) {
-    // Such an index can name an element of another task's rows, so the
-    // gradient is scattered serially, in output order.
-    const int64_t in_size = g.in_size(), out_size = g.out_size();
-    std::fill_n(dx, batch * in_size * channels, T(0));
-    for (int64_t n = 0; n < batch; ++n)
-      for (int64_t o = 0; o < out_size * channels; ++o) {
-        const int64_t i = (n * out_size) * channels + o, at = indices[i];
-        if (at < 0 || at >= in_size) return false;
-        dx[(n * in_size + at) * channels + o % channels] += dy[i];
-      }
-    return true;
+  if (!disjoint) {
+    // Larger blocks than the recomputing backward's: a window across a block
+    // boundary is visited by both blocks, and visits cost more than cache here.
+    gather_rows<T>(
+        g, batch, channels, 0,
+        [&](int64_t n, int64_t lo, int64_t hi, T*) {
+          if (!all.max_backward_indices(g, channels, indices, dy, dx, n, lo, hi))
+            foreign.store(true, std::memory_order_relaxed);
+        },
+        int64_t(1) << 20);
+    if (!foreign.load()) return true;
   }
-  const auto loop = all.max_backward_indices;
-  std::atomic<bool> bad{false};
-  // Larger blocks than the recomputing backward's: a window across a block
-  // boundary is visited by both blocks, and visits cost more than cache here.
-  gather_rows<T>(
-      g, batch, channels, 0,
-      [&](int64_t n, int64_t lo, int64_t hi, T*) {
-        if (!loop(g, channels, indices, dy, dx, n, lo, hi)) bad.store(true, std::memory_order_relaxed);
-      },
-      int64_t(1) << 20);
-  return !bad.load();
+  // An index outside its window (none from max_pool) can name an element of
+  // another task's rows, so the gradient is scattered serially, in output order.
+  const int64_t in_size = g.in_size(), out_size = g.out_size();
+  std::fill_n(dx, batch * in_size * channels, T(0));
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < out_size * channels; ++o) {
+      const int64_t i = (n * out_size) * channels + o, at = indices[i];
+      if (at < 0 || at >= in_size) return false;
+      dx[(n * in_size + at) * channels + o % channels] += dy[i];
+    }
+  return true;
 }
 
 template <class T>

@@ -84,7 +84,8 @@ inline void for_each_element(const Geometry& g, const Window& w, F&& f) {
                               int64_t n, int64_t lo, int64_t hi, T* scratch);                \
   /* max_pool_backward_rows from max_pool_indices_rows's indices instead of x. */           \
   template <class T>                                                                         \
-  /* Returns false, leaving dx partly written, when an index is outside [0, in_size). */   \
+  /* Returns false, leaving dx partly written, when an index is outside its window's     \
+     rows (out of range included): the tasks that visit the window might not own it. */   \
   bool max_pool_backward_indices_rows(const Geometry& g, int64_t channels,                   \
                                       const int64_t* indices, const T* dy, T* dx, int64_t n, \
                                       int64_t lo, int64_t hi);                               \
@@ -316,18 +317,22 @@ bool max_pool_backward_indices_rows(const Geometry& g, int64_t channels, const i
   const int64_t* at_image = indices + n * g.out_size() * channels;
   const T* dy_image = dy + n * g.out_size() * channels;
   T* dimage = dx + n * g.in_size() * channels;
-  // The task owns the spatial indices [first, last): its rows. The indices
-  // are checked here, as they are read, rather than in a serial pass of the
-  // binding: every index is seen by at least one task (its window's).
-  const uint64_t first = uint64_t(lo * g.in[1] * g.in[2]), last = uint64_t(hi * g.in[1] * g.in[2]);
-  const uint64_t size = uint64_t(g.in_size());
+  // The task owns the spatial indices [first, last): its rows. An index in
+  // its window's rows is added by exactly one of the tasks that visit the
+  // window (the one owning its row); the indices are checked for that here,
+  // as they are read, rather than in a serial pass of the binding.
+  const uint64_t plane = uint64_t(g.in[1] * g.in[2]);
+  const uint64_t first = uint64_t(lo) * plane, last = uint64_t(hi) * plane;
   bool ok = true;
   for_each_window_over(g, channels, dimage, lo, hi, [&](int64_t o, const Window& w, Span own) {
     const int64_t* __restrict at = at_image + o * channels;
     const T* __restrict d = dy_image + o * channels;
-    uint64_t worst = 0;
-    for (int64_t c = 0; c < channels; ++c) worst = std::max(worst, uint64_t(at[c]));
-    if (worst >= size) {
+    uint64_t least = ~uint64_t(0), worst = 0;  // negative indices wrap to huge values
+    for (int64_t c = 0; c < channels; ++c) {
+      least = std::min(least, uint64_t(at[c]));
+      worst = std::max(worst, uint64_t(at[c]));
+    }
+    if (least < uint64_t(w.span[0].begin) * plane || worst >= uint64_t(w.span[0].end) * plane) {
       ok = false;
       return;
     }

@@ -340,6 +340,31 @@ def test_max_pool_backward_with_indices_of_disjoint_windows(shape, pool, spec):
 
 
 @pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("relu", [False, True])
+def test_max_pool_backward_with_indices_outside_overlapping_windows(relu):
+    # 3x3/2 windows overlap, and the rows are split into blocks even at one thread: an
+    # index far outside its window (valid, not what max_pool gives) lands in another
+    # block's rows, which must not lose it or race for it. It takes the serial scatter.
+    x = np.maximum(seeded((2, 41, 7, 3), np.float32, seed=11), 0)
+    y, indices = ops.max_pool(x, 3, stride=2, return_indices=True)
+    dy = seeded(y.shape, np.float32, seed=12)
+    foreign = indices.copy()
+    foreign[0, 0, 0, 1] = 40 * 7 + 6  # the last pixel, from the first window
+    foreign[1, -1, -1, 2] = 3  # the first row, from the last window
+    relu_output = y if relu else None
+    want = reference.max_pool_backward(x, dy, 3, stride=2, indices=foreign, relu_output=relu_output)
+    assert want[0, 40, 6, 1] != 0 and want[1, 0, 3, 2] != 0
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            got = ops.max_pool_backward(
+                x, dy, 3, stride=2, indices=foreign, relu_output=relu_output
+            )
+            assert np.array_equal(got, want), (isa, threads)
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
 @pytest.mark.parametrize(
     ("shape", "pool", "spec"),
     [((3, 13, 11, 5), 2, {}), ((2, 9, 10, 3), 3, {"stride": 2, "padding": "same"})],
