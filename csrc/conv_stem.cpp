@@ -22,6 +22,7 @@ namespace {
 // (13 padded rows of 690 floats) is 36 KiB, and a 224-row image gives 28
 // bands, enough to balance two or three threads. The bits do not depend on it.
 constexpr int64_t kBandRows = 4;
+constexpr int64_t kMaxBandFloats = int64_t(1) << 22;
 
 // slab (rows x ext1 x cin) = input rows [i0, i0 + rows) of image x, column j
 // of the slab reading input column j - pad1, zero outside the image.
@@ -74,7 +75,11 @@ void conv_stem_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
     for (int64_t q = 0; q < kd; ++q) std::copy_n(w + q * cout, cout, wp.data() + q * ld);
     if (b) std::copy_n(b, cout, bp.data());
     const bool relu = activation == Activation::relu;
-    const int64_t band = std::min(kBandRows, g.out[0]), bands = (g.out[0] + band - 1) / band;
+    // Fewer rows per band where a band would be large (long strides over
+    // wide images): one row's slab is what detail::slab_fits bounds.
+    int64_t band = std::min(kBandRows, g.out[0]);
+    while (band > 1 && ((band - 1) * g.stride[0] + g.kernel[0]) * width > kMaxBandFloats) --band;
+    const int64_t bands = (g.out[0] + band - 1) / band;
     const int64_t tasks = p.batch * bands, image = g.in[0] * g.in[1] * cin;
     const int nt =
         static_cast<int>(std::min<int64_t>(tasks, threads_for(p.rows() * kd * cout, 1 << 16)));
