@@ -3,10 +3,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
-#include "gemm_few_rows.hpp"
+#include "conv_direct.hpp"
+#include "conv_stem_impl.hpp"
+#include "cpu.hpp"
+#include "gemm_few_rows_impl.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
 
@@ -14,42 +18,29 @@ namespace cnnkit {
 
 namespace {
 
-// Output positions per task: a multiple of the few-row kernel's 12-row tile;
-// 192 x 363 floats of patches (AlexNet) is 279 KiB, well inside L2.
-constexpr int64_t kTileRows = 192;
+// Output rows per band: the slab of ResNet's 7x7 stride 2 over 224 x 224 x 3
+// (13 padded rows of 690 floats) is 36 KiB, and a 224-row image gives 28
+// bands, enough to balance two or three threads. The bits do not depend on it.
+constexpr int64_t kBandRows = 4;
+constexpr int64_t kMaxBandFloats = int64_t(1) << 22;
 
-// The shortest patch row taken here. AlexNet's 11x11 stride 4 (363 values)
-// measured 1.16 ms against the few-channel loops' 1.44 at batch 1 and 11.6-11.9
-// against 12.3-12.6 ms at batch 8; ResNet's 7x7 stride 2 (147 values) 2.2-2.3
-// against 2.35-2.47 at batch 1 but 20.5-21.9 against 18.8-19.3 at batch 8 (one
-// thread, CPU time, load ~8, Sapphire Rapids). So only the longer windows.
-constexpr int64_t kMinPatch = 256;
-
-// buf (rows x patch_size) = the patches of output positions [row0, row0 +
-// rows): for each kernel row, one run of kernel[1] x C_in values of x, zero
-// where the window leaves the image.
+// slab (rows x ext1 x cin) = input rows [i0, i0 + rows) of image x, column j
+// of the slab reading input column j - pad1, zero outside the image.
 template <class T>
-void gather_stem(const ConvProblem& p, const T* x, int64_t row0, int64_t rows, T* buf) {
+void fill_band(const ConvProblem& p, const T* x, int64_t i0, int64_t rows, int64_t ext1, T* slab) {
   const Geometry& g = p.g;
-  const int64_t cin = p.in_channels, kw = g.kernel[1], run = kw * cin, kd = p.patch_size();
+  const int64_t cin = p.in_channels, width = ext1 * cin;
+  const int64_t before = g.pad_before[1] * cin, inside = g.in[1] * cin;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t flat = row0 + r, ow = flat % g.out[1], line = flat / g.out[1];
-    const int64_t oh = line % g.out[0], n = line / g.out[0];
-    const int64_t iw0 = ow * g.stride[1] - g.pad_before[1];
-    const int64_t lo = std::clamp<int64_t>(-iw0, 0, kw) * cin;
-    const int64_t hi = std::clamp<int64_t>(g.in[1] - iw0, 0, kw) * cin;
-    T* dst = buf + r * kd;
-    for (int64_t kh = 0; kh < g.kernel[0]; ++kh, dst += run) {
-      const int64_t ih = oh * g.stride[0] - g.pad_before[0] + kh;
-      if (ih < 0 || ih >= g.in[0] || hi <= lo) {
-        std::fill_n(dst, run, T(0));
-        continue;
-      }
-      const T* src = x + ((n * g.in[0] + ih) * g.in[1] + iw0) * cin;
-      for (int64_t q = 0; q < lo; ++q) dst[q] = T(0);
-      for (int64_t q = lo; q < hi; ++q) dst[q] = src[q];
-      for (int64_t q = std::max(lo, hi); q < run; ++q) dst[q] = T(0);
+    T* dst = slab + r * width;
+    const int64_t i = i0 + r;
+    if (i < 0 || i >= g.in[0]) {
+      std::fill_n(dst, width, T(0));
+      continue;
     }
+    std::fill_n(dst, before, T(0));
+    std::memcpy(dst + before, x + i * inside, size_t(inside) * sizeof(T));
+    std::fill_n(dst + before + inside, width - before - inside, T(0));
   }
 }
 
@@ -58,32 +49,66 @@ void gather_stem(const ConvProblem& p, const T* x, int64_t row0, int64_t rows, T
 template <class T>
 bool conv_stem_applies(const ConvProblem& p) {
   const Geometry& g = p.g;
-  return std::is_same_v<T, float> && g.rank == 2 && p.groups == 1 && p.in_channels >= 1 &&
-         p.in_channels <= 4 && g.kernel[0] >= 5 && g.kernel[1] >= 5 && g.stride[0] >= 2 &&
-         g.stride[1] >= 2 && g.dilation[0] == 1 && g.dilation[1] == 1 && g.in[2] == 1 &&
-         g.kernel[2] == 1 && p.patch_size() >= kMinPatch && p.rows() > 0 && p.out_channels > 0 &&
-         gemm_few_rows_applies<T>(1, p.out_channels, p.patch_size());
+#ifdef CNNKIT_HAVE_AVX512
+  return std::is_same_v<T, float> && active_isa() == Isa::avx512 && g.rank == 2 &&
+         p.groups == 1 && p.in_channels >= 1 && p.in_channels <= 4 && g.kernel[0] >= 5 &&
+         g.kernel[1] >= 5 && g.stride[0] >= 2 && g.stride[1] >= 2 && g.dilation[0] == 1 &&
+         g.dilation[1] == 1 && g.in[2] == 1 && g.kernel[2] == 1 && p.rows() > 0 &&
+         p.out_channels > 0 && detail::slab_fits(p);
+#else
+  (void)g;
+  return false;
+#endif
 }
 
 template <class T>
 void conv_stem_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
                        Activation activation, T negative_slope) {
-  const int64_t rows = p.rows(), kd = p.patch_size(), cout = p.out_channels;
-  const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
-  const int nt = static_cast<int>(std::min<int64_t>(tiles, threads_for(rows * kd * cout, 1 << 16)));
-  const Epilogue<T> ep{b, activation, negative_slope};
-  const StopToken stop;
+#ifdef CNNKIT_HAVE_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    const Geometry& g = p.g;
+    const int64_t cin = p.in_channels, cout = p.out_channels, kd = p.patch_size();
+    const int64_t ld = (cout + 15) / 16 * 16;
+    const int64_t ext1 = g.in[1] + g.pad_before[1] + g.pad_after[1], width = ext1 * cin;
+    using Buffer = std::vector<float, few_rows::AlignedAllocator<float>>;
+    Buffer wp(static_cast<size_t>(kd * ld)), bp(static_cast<size_t>(ld));
+    for (int64_t q = 0; q < kd; ++q) std::copy_n(w + q * cout, cout, wp.data() + q * ld);
+    if (b) std::copy_n(b, cout, bp.data());
+    const bool relu = activation == Activation::relu;
+    // Fewer rows per band where a band would be large (long strides over
+    // wide images): one row's slab is what detail::slab_fits bounds.
+    int64_t band = std::min(kBandRows, g.out[0]);
+    while (band > 1 && ((band - 1) * g.stride[0] + g.kernel[0]) * width > kMaxBandFloats) --band;
+    const int64_t bands = (g.out[0] + band - 1) / band;
+    const int64_t tasks = p.batch * bands, image = g.in[0] * g.in[1] * cin;
+    const int nt =
+        static_cast<int>(std::min<int64_t>(tasks, threads_for(p.rows() * kd * cout, 1 << 16)));
+    const StopToken stop;
 #pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    std::vector<T> buf(size_t(kTileRows * kd));
+    {
+      Buffer slab(size_t(((band - 1) * g.stride[0] + g.kernel[0]) * width));
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
-      if (stop) continue;
-      const int64_t row0 = t * kTileRows, m = std::min(kTileRows, rows - row0);
-      gather_stem(p, x, row0, m, buf.data());
-      gemm_few_rows_serial(m, cout, kd, buf.data(), kd, w, cout, y + row0 * cout, cout, &ep);
+      for (int64_t task = 0; task < tasks; ++task) {
+        if (stop) continue;
+        const int64_t n = task / bands, o0 = task % bands * band;
+        const int64_t o1 = std::min(g.out[0], o0 + band);
+        const int64_t first = o0 * g.stride[0] - g.pad_before[0];
+        fill_band(p, x + n * image, first, (o1 - 1 - o0) * g.stride[0] + g.kernel[0], ext1,
+                  slab.data());
+        for (int64_t o = o0; o < o1; ++o)
+          stem::avx512::line(g.out[1], slab.data() + (o - o0) * g.stride[0] * width,
+                             g.stride[1] * cin, g.kernel[0], width, g.kernel[1] * cin, wp.data(),
+                             ld, bp.data(), y + (n * g.out[0] + o) * g.out[1] * cout, cout, relu);
+      }
     }
+    if (!relu && activation != Activation::none) {
+      const Epilogue<T> act{nullptr, activation, negative_slope};
+      apply_epilogue(act, y, cout, p.rows(), cout);
+    }
+    return;
   }
+#endif
+  (void)p, (void)x, (void)w, (void)b, (void)y, (void)activation, (void)negative_slope;
 }
 
 #define CNNKIT_INSTANTIATE(T)                                                            \

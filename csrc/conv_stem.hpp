@@ -1,29 +1,32 @@
 // A network's first layer at inference: a large strided window over an
-// image's 3 channels (ResNet's 7x7 stride 2, AlexNet's 11x11 stride 4),
+// image's few channels (ResNet's 7x7 stride 2, AlexNet's 11x11 stride 4),
 // float on AVX-512.
 //
 // Why not the few-channel loops (csrc/conv_direct.hpp) that take every other
-// convolution from so few channels: with AlexNet's window they reach about
-// half the core's FMA rate. (ResNet's 7x7 stride 2 stays with them: there
-// the two measured even, see kMinPatch in conv_stem.cpp.) Here each tile of output
-// positions gathers its patches -- a kernel row of an image is one run of
-// kernel-width x C_in values, so a patch row is 7 or 11 short copies -- and
-// multiplies them by the weights with the few-row GEMM
-// (csrc/gemm_few_rows.hpp), whose 147 x 64 or 363 x 64 weights stay in L1.
-// (The generic im2col gather walks a 2-D window as runs of C_in values, 3
-// floats each, and cost more than the product.) The bits are those of the
-// im2col GEMM path; threads take whole tiles, so any thread count gives the
-// same result.
+// convolution from so few channels: they are written for 32-byte vectors on
+// every path, 6 positions x 16 output channels per register tile, so on
+// AVX-512 they reach about half the core's FMA rate (ResNet-18's conv1: 2.35
+// ms, onnxruntime 1.85). Here the same loops -- a band of image rows copied
+// zero-padded into a slab, each output one chain of fused multiply-adds over
+// the kernel offsets in order -- run on 64-byte vectors, 6 positions x 64
+// output channels per tile (24 accumulators, 4 weight vectors and a
+// broadcast for 24 FMAs). The order of operations is the few-channel loops',
+// so the bits are theirs (and those of the AVX2 path): taking this path or
+// not changes no result. (The last session's gather of patches into the
+// few-row GEMM reached 120 GFLOP/s on AlexNet's window and lost at batch 8
+// on ResNet's; see conv_stem.cpp.) Threads take bands of output rows; each
+// output's chain does not depend on the band, so any thread count gives the
+// same bits.
 #pragma once
 
 #include "conv.hpp"
 
 namespace cnnkit {
 
-// Whether conv_stem_forward takes p: float on AVX-512, 2-D, one group, at
-// most 4 input channels, a window of at least 5 x 5 and of at least 256
-// values per patch row (kernel area x C_in), stride at least 2 along both
-// dimensions, no dilation.
+// Whether conv_stem_forward takes p: float on the AVX-512 path, 2-D, one
+// group, 1 to 4 input channels, a window of at least 5 x 5, stride at least
+// 2 along both dimensions, no dilation, and a padded band of the input that
+// the few-channel loops would also accept (detail::slab_fits).
 template <class T>
 bool conv_stem_applies(const ConvProblem& p);
 

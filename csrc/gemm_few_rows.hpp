@@ -11,7 +11,8 @@
 // back (its chunk of columns is contiguous, so the hardware prefetchers
 // follow it), packed into 32-column panels in a per-thread buffer that stays
 // in L2 (256 x 512 floats at most), and multiplied there by every 12-row
-// tile of A while the next block's lines are prefetched into L2.
+// tile of A while the next block's lines are prefetched into L2, a few
+// lines every so many steps of each tile.
 //
 // Bits: the same as gemm() on the AVX-512 path, whose float k blocks
 // (csrc/gemm_avx512.cpp, kc = 256) this file repeats: each block's products

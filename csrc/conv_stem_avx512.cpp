@@ -1,0 +1,98 @@
+// The stem convolution's AVX-512 kernel (csrc/conv_stem.hpp); this file is
+// compiled with -mavx512f/bw/vl/dq and -mfma.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <utility>
+
+#include "conv_stem_impl.hpp"
+
+namespace cnnkit::stem::avx512 {
+
+namespace {
+
+// R consecutive positions x V vectors of 16 output channels: R x V
+// accumulators, V weight vectors and a broadcast per kernel offset. `last`
+// masks the lanes of the V-th vector past C_out.
+template <int R, int V>
+void tile(const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run, const float* w,
+          int64_t ld, const float* bias, float* y, int64_t cout, __mmask16 last, bool relu) {
+  __m512 acc[R][V];
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
+  const float* wk = w;
+  for (int64_t r = 0; r < kh; ++r) {
+    const float* at = xs + r * row;
+    for (int64_t j = 0; j < run; ++j, wk += ld) {
+      __m512 wv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) wv[v] = _mm512_load_ps(wk + 16 * v);
+#pragma GCC unroll 12
+      for (int i = 0; i < R; ++i) {
+        const __m512 a = _mm512_set1_ps(at[i * step + j]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
+      }
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 12
+  for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      __m512 s = _mm512_add_ps(acc[i][v], _mm512_load_ps(bias + 16 * v));
+      // v < 0 ? 0 : v, NaN kept, as the few-channel loops rectify.
+      if (relu) s = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, zero, _CMP_NLT_UQ), s);
+      _mm512_mask_storeu_ps(y + i * cout + 16 * v, v == V - 1 ? last : __mmask16(0xffff), s);
+    }
+}
+
+using Tile = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, const float*, int64_t,
+                      const float*, float*, int64_t, __mmask16, bool);
+
+template <int V, int... R>
+Tile pick(int rows, std::integer_sequence<int, R...>) {
+  Tile t = nullptr;
+  ((t = rows == R + 1 ? &tile<R + 1, V> : t), ...);
+  return t;
+}
+
+// Positions per tile for V vectors: about 24 accumulators of the 32 zmm
+// registers, with V weight vectors and a broadcast beside them.
+template <int V>
+constexpr int kRows = V == 4 ? 6 : V == 3 ? 8 : 12;
+
+template <int V>
+void columns(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
+             const float* w, int64_t ld, const float* bias, float* y, int64_t cout,
+             __mmask16 last, bool relu) {
+  constexpr int R = kRows<V>;
+  for (int64_t i = 0; i < count; i += R) {
+    const int rows = int(std::min<int64_t>(R, count - i));
+    pick<V>(rows, std::make_integer_sequence<int, R>())(xs + i * step, step, kh, row, run, w, ld,
+                                                         bias, y + i * cout, cout, last, relu);
+  }
+}
+
+}  // namespace
+
+void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
+          const float* w, int64_t ld, const float* bias, float* y, int64_t cout, bool relu) {
+  // Blocks of 64 output channels; the last block takes the vectors left.
+  for (int64_t c0 = 0; c0 < cout; c0 += 64) {
+    const int64_t left = std::min<int64_t>(64, cout - c0);
+    const int vectors = int((left + 15) / 16);
+    const int64_t tail = left - 16 * (vectors - 1);
+    const __mmask16 last = __mmask16((uint32_t(1) << tail) - 1);
+    auto* f = vectors == 4   ? &columns<4>
+              : vectors == 3 ? &columns<3>
+              : vectors == 2 ? &columns<2>
+                             : &columns<1>;
+    f(count, xs, step, kh, row, run, w + c0, ld, bias + c0, y + c0, cout, last, relu);
+  }
+}
+
+}  // namespace cnnkit::stem::avx512

@@ -1,0 +1,21 @@
+// The per-instruction-set entry of the stem convolution (csrc/conv_stem.hpp).
+#pragma once
+
+#include <cstdint>
+
+namespace cnnkit::stem::avx512 {
+
+// One line of `count` output positions of a 2-D channels-last convolution
+// whose input rows lie, zero-padded, in a slab: position i's window starts
+// at xs + i * step and covers `kh` slab rows `row` floats apart, `run`
+// consecutive floats in each (kernel width x C_in). w: the weights, one row
+// of `ld` floats (a multiple of 16, zero past cout) per kernel offset, in
+// (kernel row, kernel column, channel) order; bias: `ld` floats. y: the
+// line's outputs, `cout` floats apart. Each output is one chain of fused
+// multiply-adds from zero over the offsets in order, then + bias, then
+// rectified when `relu` (v < 0 ? 0 : v): the bits of the few-channel loops
+// (conv_few_impl.hpp).
+void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
+          const float* w, int64_t ld, const float* bias, float* y, int64_t cout, bool relu);
+
+}  // namespace cnnkit::stem::avx512
