@@ -248,6 +248,17 @@ def main() -> None:
         action="store_true",
         help="encode each test image with its mirror image (FaceDatabase(mirror=True))",
     )
+    parser.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=None,
+        help="classification pre-training steps (CosFace loss) before the triplet steps",
+    )
+    parser.add_argument("--pretrain-scale", type=float, default=None, help="CosFace s (30)")
+    parser.add_argument("--pretrain-margin", type=float, default=None, help="CosFace m (0.35)")
+    parser.add_argument(
+        "--finetune-lr", type=float, default=None, help="the triplet steps' rate after pre-training"
+    )
     parser.add_argument("--head", choices=("l1", "chi2"), default="l1")
     parser.add_argument("--binary-steps", type=int, default=None)
     parser.add_argument("--binary-lr", type=float, default=1e-3)
@@ -282,6 +293,10 @@ def main() -> None:
         ("train_people", args.train_people),
         ("images_per_person", args.train_images),
         ("recognition_far", args.far),
+        ("pretrain_steps", args.pretrain_steps),
+        ("pretrain_scale", args.pretrain_scale),
+        ("pretrain_margin", args.pretrain_margin),
+        ("finetune_learning_rate", args.finetune_lr),
     ):
         if value is not None:
             changes[field] = value
@@ -290,7 +305,7 @@ def main() -> None:
             changes["filters"] = tuple(int(v) for v in args.filters.split(","))
         except ValueError:
             parser.error(f"--filters: expected comma-separated ints, got {args.filters!r}")
-    if args.steps:
+    if args.steps is not None:  # 0: classification pre-training alone
         changes.update(epochs=1, steps_per_epoch=args.steps)
     c = dataclasses.replace(c, **changes)
     if args.binary_steps is None:
@@ -308,6 +323,12 @@ def main() -> None:
         f"of {c.p} x {c.k}, lr {c.learning_rate:g}{' cosine' if c.cosine_decay else ''}, "
         f"margin {c.margin}"
     )
+    if c.pretrain_steps:
+        recipe = (
+            f"{c.pretrain_steps} CosFace steps (s {c.pretrain_scale:g}, m "
+            f"{c.pretrain_margin:g}, lr {c.learning_rate:g}) then {recipe}"
+            + (f" (fine-tune lr {c.finetune_learning_rate:g})" if c.finetune_learning_rate else "")
+        )
     if args.encoder:  # the triplet run evaluates this file; only the other runs train
         recipe = f"triplet encoder from {args.encoder}; other runs: {recipe}"
     print(

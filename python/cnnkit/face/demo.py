@@ -59,6 +59,10 @@ class FaceDemoConfig:
     batch_norm: bool = False
     filters: tuple[int, ...] = (16, 32, 64, 128)
     augment: bool = False
+    pretrain_steps: int = 0
+    pretrain_scale: float = 30.0
+    pretrain_margin: float = 0.35
+    finetune_learning_rate: float | None = None
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
 
@@ -136,7 +140,8 @@ def train_encoder(
     """An encoder trained with :class:`TripletLoss` on ``P x K`` batches for
     ``config.epochs * config.steps_per_epoch`` steps (a new default encoder unless
     ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining, on
-    images distorted by :func:`training_augmentation` when ``config.augment``."""
+    images distorted by :func:`training_augmentation` when ``config.augment``; first
+    ``config.pretrain_steps`` steps of classification pre-training when it is not 0."""
     from .. import optimizers, schedules
     from .encoder import build_encoder
     from .losses import TripletLoss
@@ -147,15 +152,38 @@ def train_encoder(
         encoder = build_encoder(
             (c.size, c.size, 3), filters=c.filters, seed=seed, batch_norm=c.batch_norm
         )
+    transform = training_augmentation() if c.augment else None
+    learning_rate = c.learning_rate
+    if c.pretrain_steps:
+        from .classification import pretrain_encoder
+
+        pretrain_encoder(
+            encoder,
+            images,
+            labels,
+            steps=c.pretrain_steps,
+            p=c.p,
+            k=c.k,
+            learning_rate=c.learning_rate,
+            scale=c.pretrain_scale,
+            margin=c.pretrain_margin,
+            cosine_decay=c.cosine_decay,
+            seed=seed + 3,
+            verbose=verbose,
+            transform=transform,
+        )
+        if c.finetune_learning_rate is not None:
+            learning_rate = c.finetune_learning_rate
     mining = mining or c.mining
     warmup = min(c.warmup_steps, c.epochs * c.steps_per_epoch) if mining != "semi_hard" else 0
     total = c.epochs * c.steps_per_epoch
-    rate: Any = c.learning_rate
+    if total == 0:  # classification pre-training alone
+        return encoder
+    rate: Any = learning_rate
     if c.cosine_decay:
-        rate = schedules.CosineDecay(c.learning_rate, total, alpha=0.01)
+        rate = schedules.CosineDecay(learning_rate, total, alpha=0.01)
     loss = TripletLoss(c.margin, "semi_hard" if warmup else mining, c.squared, seed=seed)
     encoder.compile(optimizers.Adam(rate), loss)
-    transform = training_augmentation() if c.augment else None
     if warmup:
         encoder.fit(
             PKSampler(labels, c.p, c.k, x=images, seed=seed + 1, steps=warmup, transform=transform),
