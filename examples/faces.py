@@ -189,7 +189,11 @@ def train_binary(
 ) -> Any:
     if init is None:
         encoder = build_encoder(
-            (c.size, c.size, 3), filters=c.filters, seed=args.seed, batch_norm=c.batch_norm
+            (c.size, c.size, 3),
+            filters=c.filters,
+            seed=args.seed,
+            batch_norm=c.batch_norm,
+            convs_per_stage=c.convs_per_stage,
         )
     else:
         encoder = init
@@ -238,6 +242,9 @@ def main() -> None:
     parser.add_argument("--batch-norm", action="store_true", help="encoder with BatchNorm")
     parser.add_argument(
         "--filters", default=None, help="the encoder's conv widths, e.g. 32,64,128,256"
+    )
+    parser.add_argument(
+        "--convs-per-stage", default=None, help="convolutions per encoder stage, e.g. 2 or 1,1,2,2"
     )
     parser.add_argument("--euclidean", action="store_true", help="triplets on plain distances")
     parser.add_argument(
@@ -305,6 +312,14 @@ def main() -> None:
             changes["filters"] = tuple(int(v) for v in args.filters.split(","))
         except ValueError:
             parser.error(f"--filters: expected comma-separated ints, got {args.filters!r}")
+    if args.convs_per_stage:
+        try:
+            counts = tuple(int(v) for v in args.convs_per_stage.split(","))
+        except ValueError:
+            parser.error(
+                f"--convs-per-stage: expected comma-separated ints, got {args.convs_per_stage!r}"
+            )
+        changes["convs_per_stage"] = counts[0] if len(counts) == 1 else counts
     if args.steps is not None:  # 0: classification pre-training alone
         changes.update(epochs=1, steps_per_epoch=args.steps)
     c = dataclasses.replace(c, **changes)
@@ -319,7 +334,8 @@ def main() -> None:
     sets = face_sets(c, seed)
     train, test = sets[0], sets[1]
     recipe = (
-        f"encoder {c.filters}, batch_norm={c.batch_norm}, {c.epochs * c.steps_per_epoch} steps "
+        f"encoder {c.filters} x {c.convs_per_stage} convs, batch_norm={c.batch_norm}, "
+        f"{c.epochs * c.steps_per_epoch} steps "
         f"of {c.p} x {c.k}, lr {c.learning_rate:g}{' cosine' if c.cosine_decay else ''}, "
         f"margin {c.margin}"
     )

@@ -31,7 +31,8 @@ __all__ = [
 class FaceDemoConfig:
     """Sizes and training recipe of a demo run; :meth:`quick` is a short one for tests.
 
-    ``filters`` are the default encoder's conv widths (:func:`build_encoder`).
+    ``filters`` are the default encoder's conv widths and ``convs_per_stage`` its
+    convolutions per width (:func:`build_encoder`).
     ``cosine_decay`` lowers the learning rate along a cosine to 1% over the whole run.
     ``warmup_steps`` steps of semi-hard mining come before ``mining`` (a batch-hard
     encoder trained from random weights can collapse to one encoding). The recognition
@@ -58,6 +59,7 @@ class FaceDemoConfig:
     squared: bool = True
     batch_norm: bool = False
     filters: tuple[int, ...] = (16, 32, 64, 128)
+    convs_per_stage: int | tuple[int, ...] = 1
     augment: bool = False
     pretrain_steps: int = 0
     pretrain_scale: float = 30.0
@@ -150,7 +152,11 @@ def train_encoder(
     c = config
     if encoder is None:
         encoder = build_encoder(
-            (c.size, c.size, 3), filters=c.filters, seed=seed, batch_norm=c.batch_norm
+            (c.size, c.size, 3),
+            filters=c.filters,
+            seed=seed,
+            batch_norm=c.batch_norm,
+            convs_per_stage=c.convs_per_stage,
         )
     transform = training_augmentation() if c.augment else None
     learning_rate = c.learning_rate
