@@ -20,6 +20,7 @@ __all__ = [
     "FaceDemoConfig",
     "face_sets",
     "one_shot_recognition",
+    "open_set_threshold",
     "recognition_threshold",
     "run_face_demo",
     "train_encoder",
@@ -231,6 +232,65 @@ def recognition_threshold(
     d = evaluate.pair_distances(codes[left], codes[right])
     tau, _ = evaluate.choose_threshold(d, same, far=far)
     return tau, float(np.mean(d[same] <= tau))
+
+
+def open_set_threshold(
+    encoder: Any,
+    validation: Any,
+    *,
+    splits: int = 20,
+    seed: int = 0,
+    mirror: bool = False,
+) -> tuple[float, float, float]:
+    """The recognition threshold that balances the two one-shot figures on ``validation``
+    people ``(images, labels)`` (neither enrolled nor trained on).
+
+    Each of ``splits`` random halvings of the people makes one half known (first image
+    enrolled, the others queries) and the other unknown, as :func:`one_shot_recognition`
+    does; the threshold maximises the smaller of "identified" (nearest enrolled person
+    right and within the threshold) and "rejection", pooled over the splits.
+
+    Returns ``(tau, identified, rejection)`` on the validation people. Unlike the
+    fixed-FAR threshold of :func:`recognition_threshold`, it trades rejection of strangers
+    for acceptance of the known.
+    """
+    from .database import FaceDatabase
+
+    where = "open_set_threshold()"
+    if isinstance(splits, bool) or not isinstance(splits, (int, np.integer)) or splits < 1:
+        raise ValueError(f"{where}: splits must be an int >= 1, got {splits!r}")
+    x, y = validation
+    y = np.asarray(y)
+    people = np.unique(y)
+    if len(people) < 2:
+        raise ValueError(f"{where}: validation must hold at least 2 people, got {len(people)}")
+    codes = FaceDatabase(encoder, mirror=mirror).encode(x).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    right_d, wrong_d, unknown_d = [], [], []
+    for _ in range(int(splits)):
+        known = np.isin(y, rng.permutation(people)[: len(people) // 2])
+        ky, kc = y[known], codes[known]
+        first = np.unique(ky, return_index=True)[1]
+        rest = np.setdiff1d(np.arange(len(ky)), first)
+        gallery = kc[first]
+        for queries, sink in ((kc[rest], None), (codes[~known], unknown_d)):
+            d2 = (queries**2).sum(1)[:, None] + (gallery**2).sum(1) - 2 * queries @ gallery.T
+            nearest = d2.argmin(1)
+            d = np.sqrt(np.maximum(d2[np.arange(len(queries)), nearest], 0))
+            if sink is not None:
+                sink.append(d)
+                continue
+            right = ky[first][nearest] == ky[rest]
+            right_d.append(d[right])
+            wrong_d.append(d[~right])
+    ok = np.sort(np.concatenate(right_d))
+    n_known = len(ok) + sum(len(w) for w in wrong_d)
+    strangers = np.sort(np.concatenate(unknown_d))
+    candidates = np.unique(np.concatenate([ok, strangers]))
+    identified = np.searchsorted(ok, candidates, side="right") / n_known
+    rejection = 1 - np.searchsorted(strangers, candidates, side="right") / len(strangers)
+    best = int(np.argmax(np.minimum(identified, rejection)))
+    return float(candidates[best]), float(identified[best]), float(rejection[best])
 
 
 def one_shot_recognition(
