@@ -133,6 +133,15 @@ each; the baseline is the fourth session's 0.9507, top-1 0.716, rejection 0.895)
     far too few for a classifier over the identities; on small data the triplet loss on
     the batch's own pairs learns faster. These two ran through main's build with the
     branch's Python, identical C++.)
+    --convs-per-stage 2 (two 3x3 convolutions per width, VGG's blocks; about 2.3x the step)
+                                        0.9478 +- 0.0124, VAL 0.270; top-1 0.699,
+                                        rejection 0.933 (705 s of training at load 4-8)
+    --convs-per-stage 1,1,2,2 (the extra ones at 16x16 and 8x8 only; about 1.9x)
+                                        0.9509 +- 0.0109, VAL 0.267; top-1 0.694,
+                                        rejection 0.889 (488 s)
+    None beats the baseline at 800 steps (top-1 moves by about 0.02 by chance): depth,
+    like width in the fourth session, does not help a short run, and the margin-softmax
+    proxies need far more steps than there are.
 
 At 600 steps without batch norm none of the bars (0.97, 0.95, 0.9 / 0.9) is met: the
 rejection bar is within 0.05 since the threshold is chosen at a fixed FAR, top-1 is far
