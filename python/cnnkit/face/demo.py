@@ -266,7 +266,9 @@ def open_set_threshold(
         raise ValueError(f"{where}: validation must hold at least 2 people, got {len(people)}")
     codes = FaceDatabase(encoder, mirror=mirror).encode(x).astype(np.float64)
     rng = np.random.default_rng(seed)
-    right_d, wrong_d, unknown_d = [], [], []
+    right_d: list[np.ndarray] = []
+    wrong_d: list[np.ndarray] = []
+    unknown_d: list[np.ndarray] = []
     for _ in range(int(splits)):
         known = np.isin(y, rng.permutation(people)[: len(people) // 2])
         ky, kc = y[known], codes[known]

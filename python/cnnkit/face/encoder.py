@@ -87,7 +87,7 @@ def build_encoder(
             f"{where}: input_shape {shape} is too small for {len(widths) - 1} 2x2 poolings "
             f"(height and width must be at least {2 ** (len(widths) - 1)})"
         )
-    counts = (
+    counts: list[Any] = (
         list(convs_per_stage)
         if isinstance(convs_per_stage, (list, tuple))
         else [convs_per_stage] * len(widths)
