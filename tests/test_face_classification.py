@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from gradcheck import check_gradients
 
+import cnnkit
 from cnnkit import load_model
 from cnnkit.autograd import Tensor
 from cnnkit.datasets import faces
@@ -115,6 +116,31 @@ def test_pretraining_separates_the_training_people(tmp_path):
     np.testing.assert_array_equal(
         again.predict(data.images[:3], verbose=0), encoder.predict(data.images[:3], verbose=0)
     )
+    model.save(tmp_path / "classifier.cnnkit")
+    cos = load_model(tmp_path / "classifier.cnnkit").predict(data.images[:3], verbose=0)
+    np.testing.assert_array_equal(cos, model.predict(data.images[:3], verbose=0))
+    assert cos.shape == (3, 12) and np.all(np.abs(cos) <= 1 + 1e-6)
+
+
+def test_loss_and_gradient_identical_at_one_and_two_threads():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((40, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 300)).astype(np.float32)
+    labels = rng.integers(0, 300, 40)
+    before = cnnkit.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            cnnkit.set_num_threads(threads)
+            a, b = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+            loss = MarginSoftmaxLoss()(labels, cosines(a, b))
+            loss.backward()
+            results.append((loss.item(), a.grad.copy(), b.grad.copy()))
+    finally:
+        cnnkit.set_num_threads(before)
+    assert results[0][0] == results[1][0]
+    for one, two in zip(results[0][1:], results[1][1:]):
+        np.testing.assert_array_equal(one, two)
 
 
 def test_train_encoder_with_pretraining_alone_and_then_triplets():
