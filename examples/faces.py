@@ -292,6 +292,8 @@ def main() -> None:
     )
     parser.add_argument("--mining", default=None, help="the triplet run's mining (semi_hard)")
     parser.add_argument("--steps", type=int, default=None, help="triplet / random steps")
+    parser.add_argument("--p", type=int, default=None, help="people per batch (16)")
+    parser.add_argument("--k", type=int, default=None, help="images per person in a batch (4)")
     parser.add_argument("--warmup-steps", type=int, default=None, help="semi-hard warm-up")
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--train-people", type=int, default=None)
@@ -353,6 +355,8 @@ def main() -> None:
     for field, value in (
         ("mining", args.mining),
         ("warmup_steps", args.warmup_steps),
+        ("p", args.p),
+        ("k", args.k),
         ("learning_rate", args.learning_rate),
         ("train_people", args.train_people),
         ("images_per_person", args.train_images),
