@@ -142,6 +142,10 @@ each; the baseline is the fourth session's 0.9507, top-1 0.716, rejection 0.895)
     None beats the baseline at 800 steps (top-1 moves by about 0.02 by chance): depth,
     like width in the fourth session, does not help a short run, and the margin-softmax
     proxies need far more steps than there are.
+    A full-size run of the third session's 4,000-step recipe with --convs-per-stage 2 (to
+    see whether depth pays at length; its baseline there: top-1 0.824) was started and
+    stopped after 10 minutes: at load 6 it had half a core and would have needed about
+    70 minutes. Not measured.
 
 At 600 steps without batch norm none of the bars (0.97, 0.95, 0.9 / 0.9) is met: the
 rejection bar is within 0.05 since the threshold is chosen at a fixed FAR, top-1 is far
