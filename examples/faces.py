@@ -142,6 +142,19 @@ each; the baseline is the fourth session's 0.9507, top-1 0.716, rejection 0.895)
     None beats the baseline at 800 steps (top-1 moves by about 0.02 by chance): depth,
     like width in the fourth session, does not help a short run, and the margin-softmax
     proxies need far more steps than there are.
+    --p 32 --k 2 (more people, one positive each: the same batch of 64)
+                                        0.9449 +- 0.0150, VAL 0.283; top-1 0.677,
+                                        rejection 0.888 (252 s)
+    --p 32 --k 4 (a batch of 128: twice the step; semi-hard negatives among 31 people)
+                                        0.9570 +- 0.0131, VAL 0.372; top-1 0.804,
+                                        rejection 0.903 (422 s at load 1-4)
+    More people per batch is the first change that helps: top-1 0.716 -> 0.804 for twice
+    the compute, where the baseline needed 4,000 steps (five times the compute) for 0.82.
+    With one positive per person (K 2) it does not. The open-set threshold chosen on the
+    validation people does not carry over to these test people (P 32 x K 4: 0.645 /
+    0.646 there, identified 0.710 and rejection 0.603 here). The exploration's people
+    (identities 1,000-1,399) are training people of the full-size runs, whose test people
+    (2,000-2,399) chose nothing.
     A full-size run of the third session's 4,000-step recipe with --convs-per-stage 2 (to
     see whether depth pays at length; its baseline there: top-1 0.824) was started and
     stopped after 10 minutes: at load 6 it had half a core and would have needed about
