@@ -139,7 +139,7 @@ each; the baseline is the fourth session's 0.9507, top-1 0.716, rejection 0.895)
     --convs-per-stage 1,1,2,2 (the extra ones at 16x16 and 8x8 only; about 1.9x)
                                         0.9509 +- 0.0109, VAL 0.267; top-1 0.694,
                                         rejection 0.889 (488 s)
-    None beats the baseline at 800 steps (top-1 moves by about 0.02 by chance): depth,
+    Neither beats the baseline at 800 steps (top-1 moves by about 0.02 by chance): depth,
     like width in the fourth session, does not help a short run, and the margin-softmax
     proxies need far more steps than there are.
     --p 32 --k 2 (more people, one positive each: the same batch of 64)
@@ -149,7 +149,7 @@ each; the baseline is the fourth session's 0.9507, top-1 0.716, rejection 0.895)
                                         0.9570 +- 0.0131, VAL 0.372; top-1 0.804,
                                         rejection 0.903 (422 s at load 1-4)
     More people per batch is the first change that helps: top-1 0.716 -> 0.804 for twice
-    the compute, where the baseline needed 4,000 steps (five times the compute) for 0.82.
+    the compute (the baseline's 1,500 -> 4,000 steps at full size went 0.66 -> 0.82).
     With one positive per person (K 2) it does not. The open-set threshold chosen on the
     validation people does not carry over to these test people (P 32 x K 4: 0.645 /
     0.646 there, identified 0.710 and rejection 0.603 here). The exploration's people
