@@ -64,3 +64,44 @@ def test_recognition_threshold_holds_the_false_accept_rate():
     assert val == pytest.approx(np.mean(d[same] <= tau))
     loose, _ = recognition_threshold(encoder, (data.images, data.labels), far=0.5)
     assert loose > tau
+
+
+def test_open_set_threshold_balances_identified_and_rejection():
+    from cnnkit.datasets import faces
+    from cnnkit.face import build_encoder
+    from cnnkit.face.database import FaceDatabase
+    from cnnkit.face.demo import open_set_threshold
+
+    data = faces(10, 4, size=24, seed=1)
+    encoder = build_encoder((24, 24, 3), 16, (4, 8), seed=0)
+    tau, identified, rejection = open_set_threshold(
+        encoder, (data.images, data.labels), splits=3, seed=5
+    )
+    # the same splits, scored by brute force at every candidate threshold
+    codes = FaceDatabase(encoder).encode(data.images).astype(np.float64)
+    people, rng = np.unique(data.labels), np.random.default_rng(5)
+    outcomes = []  # (right, distance) per known query; (None, distance) per unknown one
+    for _ in range(3):
+        known = np.isin(data.labels, rng.permutation(people)[:5])
+        first = {}
+        for i in np.flatnonzero(known):
+            first.setdefault(data.labels[i], i)
+        gallery = np.array(list(first.values()))
+        for i in range(len(data.labels)):
+            if i in gallery:
+                continue
+            d = np.linalg.norm(codes[gallery] - codes[i], axis=1)
+            j = int(d.argmin())
+            right = data.labels[gallery[j]] == data.labels[i] if known[i] else None
+            outcomes.append((right, d[j]))
+    best = -1.0
+    for t in sorted({d for _, d in outcomes}):
+        k = [r and d <= t for r, d in outcomes if r is not None]
+        u = [d > t for r, d in outcomes if r is None]
+        best = max(best, min(np.mean(k), np.mean(u)))
+    assert min(identified, rejection) == pytest.approx(best, abs=1e-9)
+    assert 0 < tau < 2.01
+    with pytest.raises(ValueError, match="splits"):
+        open_set_threshold(encoder, (data.images, data.labels), splits=0)
+    with pytest.raises(ValueError, match="at least 2 people"):
+        open_set_threshold(encoder, (data.images[:4], np.zeros(4, int)))

@@ -161,6 +161,28 @@ def test_encoder_builder_rejects():
     out = e(np.random.default_rng(0).random((3, 16, 16, 3)) * 255).data
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, rtol=1e-5)
     assert isinstance(e.layers[0], layers.Rescaling)
+    for bad in (0, (1, 2, 1), (1, True), 1.5):
+        with pytest.raises(ValueError, match="convs_per_stage"):
+            build_encoder(filters=(4, 4), convs_per_stage=bad)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_encoder_stages_of_several_convolutions(batch_norm):
+    def convs(e):
+        return [
+            (lay.filters, lay.kernel_size) for lay in e.layers if isinstance(lay, layers.Conv2D)
+        ]
+
+    one = build_encoder((16, 16, 3), 5, (2, 3), batch_norm=batch_norm)
+    two = build_encoder((16, 16, 3), 5, (2, 3), batch_norm=batch_norm, convs_per_stage=2)
+    mixed = build_encoder((16, 16, 3), 5, (2, 3), batch_norm=batch_norm, convs_per_stage=(1, 3))
+    assert [f for f, _ in convs(one)] == [2, 3]
+    assert [f for f, _ in convs(two)] == [2, 2, 3, 3]
+    assert [f for f, _ in convs(mixed)] == [2, 3, 3, 3]
+    pools = [i for i, lay in enumerate(two.layers) if isinstance(lay, layers.MaxPooling2D)]
+    assert len(pools) == 1  # between the stages, not between a stage's convolutions
+    out = two(np.random.default_rng(0).random((3, 16, 16, 3)) * 255).data
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, rtol=1e-5)
 
 
 def test_encoder_fits_on_arrays_and_on_pk_batches():

@@ -20,6 +20,7 @@ __all__ = [
     "FaceDemoConfig",
     "face_sets",
     "one_shot_recognition",
+    "open_set_threshold",
     "recognition_threshold",
     "run_face_demo",
     "train_encoder",
@@ -31,7 +32,8 @@ __all__ = [
 class FaceDemoConfig:
     """Sizes and training recipe of a demo run; :meth:`quick` is a short one for tests.
 
-    ``filters`` are the default encoder's conv widths (:func:`build_encoder`).
+    ``filters`` are the default encoder's conv widths and ``convs_per_stage`` its
+    convolutions per width (:func:`build_encoder`).
     ``cosine_decay`` lowers the learning rate along a cosine to 1% over the whole run.
     ``warmup_steps`` steps of semi-hard mining come before ``mining`` (a batch-hard
     encoder trained from random weights can collapse to one encoding). The recognition
@@ -58,7 +60,12 @@ class FaceDemoConfig:
     squared: bool = True
     batch_norm: bool = False
     filters: tuple[int, ...] = (16, 32, 64, 128)
+    convs_per_stage: int | tuple[int, ...] = 1
     augment: bool = False
+    pretrain_steps: int = 0
+    pretrain_scale: float = 30.0
+    pretrain_margin: float = 0.35
+    finetune_learning_rate: float | None = None
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
 
@@ -136,7 +143,8 @@ def train_encoder(
     """An encoder trained with :class:`TripletLoss` on ``P x K`` batches for
     ``config.epochs * config.steps_per_epoch`` steps (a new default encoder unless
     ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining, on
-    images distorted by :func:`training_augmentation` when ``config.augment``."""
+    images distorted by :func:`training_augmentation` when ``config.augment``; first
+    ``config.pretrain_steps`` steps of classification pre-training when it is not 0."""
     from .. import optimizers, schedules
     from .encoder import build_encoder
     from .losses import TripletLoss
@@ -145,17 +153,44 @@ def train_encoder(
     c = config
     if encoder is None:
         encoder = build_encoder(
-            (c.size, c.size, 3), filters=c.filters, seed=seed, batch_norm=c.batch_norm
+            (c.size, c.size, 3),
+            filters=c.filters,
+            seed=seed,
+            batch_norm=c.batch_norm,
+            convs_per_stage=c.convs_per_stage,
         )
+    transform = training_augmentation() if c.augment else None
+    learning_rate = c.learning_rate
+    if c.pretrain_steps:
+        from .classification import pretrain_encoder
+
+        pretrain_encoder(
+            encoder,
+            images,
+            labels,
+            steps=c.pretrain_steps,
+            p=c.p,
+            k=c.k,
+            learning_rate=c.learning_rate,
+            scale=c.pretrain_scale,
+            margin=c.pretrain_margin,
+            cosine_decay=c.cosine_decay,
+            seed=seed + 3,
+            verbose=verbose,
+            transform=transform,
+        )
+        if c.finetune_learning_rate is not None:
+            learning_rate = c.finetune_learning_rate
     mining = mining or c.mining
     warmup = min(c.warmup_steps, c.epochs * c.steps_per_epoch) if mining != "semi_hard" else 0
     total = c.epochs * c.steps_per_epoch
-    rate: Any = c.learning_rate
+    if total == 0:  # classification pre-training alone
+        return encoder
+    rate: Any = learning_rate
     if c.cosine_decay:
-        rate = schedules.CosineDecay(c.learning_rate, total, alpha=0.01)
+        rate = schedules.CosineDecay(learning_rate, total, alpha=0.01)
     loss = TripletLoss(c.margin, "semi_hard" if warmup else mining, c.squared, seed=seed)
     encoder.compile(optimizers.Adam(rate), loss)
-    transform = training_augmentation() if c.augment else None
     if warmup:
         encoder.fit(
             PKSampler(labels, c.p, c.k, x=images, seed=seed + 1, steps=warmup, transform=transform),
@@ -197,6 +232,67 @@ def recognition_threshold(
     d = evaluate.pair_distances(codes[left], codes[right])
     tau, _ = evaluate.choose_threshold(d, same, far=far)
     return tau, float(np.mean(d[same] <= tau))
+
+
+def open_set_threshold(
+    encoder: Any,
+    validation: Any,
+    *,
+    splits: int = 20,
+    seed: int = 0,
+    mirror: bool = False,
+) -> tuple[float, float, float]:
+    """The recognition threshold that balances the two one-shot figures on ``validation``
+    people ``(images, labels)`` (neither enrolled nor trained on).
+
+    Each of ``splits`` random halvings of the people makes one half known (first image
+    enrolled, the others queries) and the other unknown, as :func:`one_shot_recognition`
+    does; the threshold maximises the smaller of "identified" (nearest enrolled person
+    right and within the threshold) and "rejection", pooled over the splits.
+
+    Returns ``(tau, identified, rejection)`` on the validation people. Unlike the
+    fixed-FAR threshold of :func:`recognition_threshold`, it trades rejection of strangers
+    for acceptance of the known.
+    """
+    from .database import FaceDatabase
+
+    where = "open_set_threshold()"
+    if isinstance(splits, bool) or not isinstance(splits, (int, np.integer)) or splits < 1:
+        raise ValueError(f"{where}: splits must be an int >= 1, got {splits!r}")
+    x, y = validation
+    y = np.asarray(y)
+    people = np.unique(y)
+    if len(people) < 2:
+        raise ValueError(f"{where}: validation must hold at least 2 people, got {len(people)}")
+    codes = FaceDatabase(encoder, mirror=mirror).encode(x).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    right_d: list[np.ndarray] = []
+    wrong_d: list[np.ndarray] = []
+    unknown_d: list[np.ndarray] = []
+    for _ in range(int(splits)):
+        known = np.isin(y, rng.permutation(people)[: len(people) // 2])
+        ky, kc = y[known], codes[known]
+        first = np.unique(ky, return_index=True)[1]
+        rest = np.setdiff1d(np.arange(len(ky)), first)
+        gallery = kc[first]
+        for queries, sink in ((kc[rest], None), (codes[~known], unknown_d)):
+            d2 = (queries**2).sum(1)[:, None] + (gallery**2).sum(1) - 2 * queries @ gallery.T
+            nearest = d2.argmin(1)
+            d = np.sqrt(np.maximum(d2[np.arange(len(queries)), nearest], 0))
+            if sink is not None:
+                sink.append(d)
+                continue
+            right = ky[first][nearest] == ky[rest]
+            right_d.append(d[right])
+            wrong_d.append(d[~right])
+    ok = np.sort(np.concatenate(right_d))
+    n_known = len(ok) + sum(len(w) for w in wrong_d)
+    strangers = np.sort(np.concatenate(unknown_d))
+    candidates = np.unique(np.concatenate([ok, strangers]))
+    identified = np.searchsorted(ok, candidates, side="right") / n_known
+    rejection = 1 - np.searchsorted(strangers, candidates, side="right") / len(strangers)
+    best = int(np.argmax(np.minimum(identified, rejection)))
+    return float(candidates[best]), float(identified[best]), float(rejection[best])
 
 
 def one_shot_recognition(

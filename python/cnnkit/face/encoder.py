@@ -23,6 +23,7 @@ def build_encoder(
     *,
     pooling: str = "flatten",
     batch_norm: bool = False,
+    convs_per_stage: int | Sequence[int] = 1,
     seed: int | None = 0,
     name: str = "face_encoder",
     dtype: Any = None,
@@ -30,10 +31,11 @@ def build_encoder(
     """A conv net ``image -> encoding`` of ``embedding_dim`` values with unit L2 norm.
 
     Inputs are images in [0, 255] (uint8 or float): a ``Rescaling(1/255)`` layer comes first.
-    Each entry of ``filters`` is a 3x3 ReLU convolution ("same" padding); all but the last
-    are followed by 2x2 max pooling. ``pooling`` ("flatten" keeps where each feature is,
-    which the layout of a face needs; "avg" is global average pooling), then
-    ``Dense(embedding_dim)`` and ``UnitNormalization`` finish it.
+    Each entry of ``filters`` is a stage of ``convs_per_stage`` 3x3 ReLU convolutions
+    ("same" padding, one by default); all but the last are followed by 2x2 max pooling.
+    ``pooling`` ("flatten" keeps where each feature is, which the layout of a face needs;
+    "avg" is global average pooling), then ``Dense(embedding_dim)`` and
+    ``UnitNormalization`` finish it.
 
     Parameters
     ----------
@@ -50,6 +52,10 @@ def build_encoder(
         0.78 against 0.92 for 0.9 (semi-hard, step 200 of 300, 64x64 faces). Batch norm
         alone does not keep batch-hard mining on squared distances from collapsing; plain
         distances (``TripletLoss(squared=False)``) do, with or without it.
+    convs_per_stage : int or sequence of int
+        Convolutions per stage (VGG's blocks): one count for every stage or one per entry
+        of ``filters``. Depth at the same widths; the default of one keeps the network the
+        bench measures.
     seed : int or None
         Weight initialisation.
     name, dtype
@@ -81,18 +87,31 @@ def build_encoder(
             f"{where}: input_shape {shape} is too small for {len(widths) - 1} 2x2 poolings "
             f"(height and width must be at least {2 ** (len(widths) - 1)})"
         )
+    counts: list[Any] = (
+        list(convs_per_stage)
+        if isinstance(convs_per_stage, (list, tuple))
+        else [convs_per_stage] * len(widths)
+    )
+    if len(counts) != len(widths) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in counts
+    ):
+        raise ValueError(
+            f"{where}: convs_per_stage must be an int >= 1 or one such int per entry of "
+            f"filters ({len(widths)}), got {convs_per_stage!r}"
+        )
     if pooling not in ("flatten", "avg"):
         raise ValueError(f"{where}: pooling must be 'flatten' or 'avg', got {pooling!r}")
     stack: list[Any] = [layers.Input(shape), layers.Rescaling(1 / 255)]
-    for i, width in enumerate(widths):
-        if batch_norm:
-            stack += [
-                layers.Conv2D(width, 3, padding="same", use_bias=False),
-                layers.BatchNormalization(momentum=0.9),
-                layers.ReLU(),
-            ]
-        else:
-            stack.append(layers.Conv2D(width, 3, padding="same", activation="relu"))
+    for i, (width, count) in enumerate(zip(widths, counts)):
+        for _ in range(count):
+            if batch_norm:
+                stack += [
+                    layers.Conv2D(width, 3, padding="same", use_bias=False),
+                    layers.BatchNormalization(momentum=0.9),
+                    layers.ReLU(),
+                ]
+            else:
+                stack.append(layers.Conv2D(width, 3, padding="same", activation="relu"))
         if i < len(widths) - 1:
             stack.append(layers.MaxPooling2D(2))
     stack += [
