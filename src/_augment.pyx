@@ -2137,23 +2137,13 @@ def batch_generators(unsigned long long seed, unsigned long long[:, ::1] out):
     generators of the images of a batch called with ``seed`` (below 2**64)."""
     cdef Py_ssize_t n, count = out.shape[0]
     cdef unsigned int pool[4]
-    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low = 0
-    cdef unsigned long long image_seed
-    cdef Py_ssize_t k
+    cdef unsigned int hc = _STATE_HASH
     if count == 0:
         return
     _seed_pool(seed, pool)
     # _generate_state(pool, seeds, count), one output at a time
     for n in range(count):
-        for k in range(2 * n, 2 * n + 2):
-            value = pool[k % 4] ^ hc
-            hc = hc * <unsigned int>0x58F38DED
-            value = value * hc
-            value = value ^ (value >> 16)
-            if k % 2 == 0:
-                low = value
-        image_seed = low | (<unsigned long long>value << 32)
-        _seeded_generator(image_seed, &out[n, 0])
+        _seeded_generator(_state_output(pool, n, &hc), &out[n, 0])
 
 
 cdef double _normal_quantile(double u) noexcept nogil:
@@ -2296,22 +2286,14 @@ def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] s
     cdef double v[8]
     cdef double a0, a1, a2
     cdef unsigned int pool[4]
-    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low = 0
-    cdef Py_ssize_t k
+    cdef unsigned int hc = _STATE_HASH
     if spec.shape[0] > 8:
         raise ValueError("colour_affine_draws(): spec must have at most 8 rows")
     if seeds.shape[0] == 0:
         _seed_pool(seed, pool)
     for n in range(count):
         if seeds.shape[0] == 0:  # batch_generators' image seeds, one at a time
-            for k in range(2 * n, 2 * n + 2):
-                value = pool[k % 4] ^ hc
-                hc = hc * <unsigned int>0x58F38DED
-                value = value * hc
-                value = value ^ (value >> 16)
-                if k % 2 == 0:
-                    low = value
-            _seeded_generator(low | (<unsigned long long>value << 32), g)
+            _seeded_generator(_state_output(pool, n, &hc), g)
         else:
             _seeded_generator(seeds[n], g)
         applied[n] = _draw_one(g, p, True, spec, v)
@@ -2959,17 +2941,29 @@ cdef inline void _generate_state(const unsigned int* pool, unsigned long long* o
                                  Py_ssize_t count) noexcept nogil:
     """``SeedSequence.generate_state(count, np.uint64)`` from its pool: 32-bit words made
     in turn, two to each output, low first."""
+    cdef Py_ssize_t n
+    cdef unsigned int hc = _STATE_HASH
+    for n in range(count):
+        out[n] = _state_output(pool, n, &hc)
+
+
+cdef unsigned int _STATE_HASH = <unsigned int>0x8B51F9DD  # generate_state's first hash constant
+
+
+cdef inline unsigned long long _state_output(const unsigned int* pool, Py_ssize_t n,
+                                             unsigned int* hc) noexcept nogil:
+    """Output ``n`` of ``_generate_state``, the outputs made in turn from ``hc =
+    _STATE_HASH`` (``hc`` carries the hash constant from one to the next)."""
     cdef Py_ssize_t k
-    cdef unsigned int hc = <unsigned int>0x8B51F9DD, value, low
-    for k in range(2 * count):
-        value = pool[k % 4] ^ hc
-        hc = hc * <unsigned int>0x58F38DED
-        value = value * hc
+    cdef unsigned int value = 0, low = 0
+    for k in range(2 * n, 2 * n + 2):
+        value = pool[k % 4] ^ hc[0]
+        hc[0] = hc[0] * <unsigned int>0x58F38DED
+        value = value * hc[0]
         value = value ^ (value >> 16)
         if k % 2 == 0:
             low = value
-        else:
-            out[k // 2] = low | (<unsigned long long>value << 32)
+    return low | (<unsigned long long>value << 32)
 
 
 def seed_states(const unsigned long long[::1] seeds, unsigned long long[:, ::1] out):
