@@ -17,24 +17,21 @@ from typing import Any
 
 import numpy as np
 
+from .. import _validate
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..layers import Layer
+from ..layers.normalization import unit_normalize
 from ..losses import Loss, sparse_categorical_crossentropy
 from ..saving.registry import register_serializable
 
 __all__ = ["CosineClassifier", "MarginSoftmaxLoss", "cosines", "pretrain_encoder"]
 
 
-def _unit(x: Tensor, axis: int) -> Tensor:
-    # 1e-12 as UnitNormalization: a finite slope at a zero vector.
-    return x / ag.sqrt(ag.maximum((x * x).sum(axis=axis, keepdims=True), 1e-12))
-
-
 def cosines(x: Any, kernel: Any) -> Tensor:
     """``cos(x_i, kernel[:, c])``: rows of ``x`` (N, d) against columns of ``kernel`` (d, C)."""
     a, w = (v if isinstance(v, Tensor) else Tensor(np.asarray(v)) for v in (x, kernel))
-    return ag.matmul(_unit(a, 1), _unit(w, 0))
+    return ag.matmul(unit_normalize(a, 1), unit_normalize(w, 0))
 
 
 @register_serializable(package="cnnkit")
@@ -48,9 +45,7 @@ class CosineClassifier(Layer):
 
     def __init__(self, units: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"CosineClassifier(): units must be an int >= 1, got {units!r}")
-        self.units = int(units)
+        self.units = _validate.integer("CosineClassifier()", "units", units, minimum=1)
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         if len(input_shape) != 2:
@@ -92,15 +87,8 @@ class MarginSoftmaxLoss(Loss):
     def __init__(self, scale: float = 30.0, margin: float = 0.35, name: str | None = None) -> None:
         super().__init__(name or "margin_softmax_loss")
         where = "MarginSoftmaxLoss()"
-        for arg, value, low in (("scale", scale, None), ("margin", margin, 0.0)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise TypeError(f"{where}: {arg} must be a real number, got {type(value).__name__}")
-            bad = not np.isfinite(value) or (value <= 0 if low is None else value < low)
-            if bad:
-                want = "> 0" if low is None else ">= 0"
-                raise ValueError(f"{where}: {arg} must be a finite number {want}, got {value!r}")
-        self.scale = float(scale)
-        self.margin = float(margin)
+        self.scale = _validate.real(where, "scale", scale, low=0.0, low_open=True)
+        self.margin = _validate.real(where, "margin", margin, low=0.0)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         cos = y_pred if isinstance(y_pred, Tensor) else Tensor(np.asarray(y_pred))
@@ -162,8 +150,7 @@ def pretrain_encoder(
     from .sampling import PKSampler
 
     where = "pretrain_encoder()"
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"{where}: steps must be an int >= 1, got {steps!r}")
+    steps = _validate.integer(where, "steps", steps, minimum=1)
     shape = getattr(encoder, "_input_shape", None)
     if shape is None:
         raise ValueError(
@@ -176,8 +163,8 @@ def pretrain_encoder(
     model = Functional([image], head(encoder(image)), seed=seed, name="face_classifier")
     rate: Any = learning_rate
     if cosine_decay:
-        rate = schedules.CosineDecay(learning_rate, int(steps), alpha=0.01)
+        rate = schedules.CosineDecay(learning_rate, steps, alpha=0.01)
     model.compile(optimizers.Adam(rate), MarginSoftmaxLoss(scale, margin))
-    batches = PKSampler(classes, p, k, x=images, seed=seed, steps=int(steps), transform=transform)
+    batches = PKSampler(classes, p, k, x=images, seed=seed, steps=steps, transform=transform)
     model.fit(batches, epochs=1, verbose=verbose)
     return model

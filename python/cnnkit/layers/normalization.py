@@ -117,6 +117,12 @@ def _native_floats(*arrays: np.ndarray) -> bool:
     return all(a.dtype in (np.float32, np.float64) for a in arrays)
 
 
+def unit_normalize(x: Tensor, axis: int | tuple[int, ...]) -> Tensor:
+    """``x / sqrt(max(sum(x ** 2, axis), 1e-12))``: :class:`UnitNormalization`'s formula
+    (the floor keeps a finite slope at a zero vector)."""
+    return x / ag.sqrt(ag.maximum((x * x).sum(axis=axis, keepdims=True), 1e-12))
+
+
 @register_serializable(package="cnnkit")
 class UnitNormalization(Layer):
     """Scale each sample to unit L2 norm along ``axis`` (an int or a list of ints, not the
@@ -142,8 +148,7 @@ class UnitNormalization(Layer):
                 f"{self._where()}: axis {self.axis} must name non-batch axes of inputs of "
                 f"shape {x.shape}"
             )
-        squares = (x * x).sum(axis=tuple(a for a in norm if a is not None), keepdims=True)
-        return x / ag.sqrt(ag.maximum(squares, 1e-12))
+        return unit_normalize(x, tuple(a for a in norm if a is not None))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}
