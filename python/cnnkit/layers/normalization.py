@@ -114,7 +114,7 @@ class BatchNormalization(Layer):
 
 
 def _native_floats(*arrays: np.ndarray) -> bool:
-    return all(a.dtype in (np.float32, np.float64) for a in arrays)
+    return all(a.dtype in ag._NATIVE_FLOATS for a in arrays)
 
 
 def unit_normalize(x: Tensor, axis: int | tuple[int, ...]) -> Tensor:
