@@ -275,7 +275,15 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
     }
     return;
   }
-  const int64_t tile = tile_rows<T>(p), tiles = (rows + tile - 1) / tile;
+  // The rows shared evenly by the tiles, in multiples of the AVX-512 float
+  // micro-tile's 14 rows, and at least four tiles of 128 rows or more (the
+  // count depends on the problem only): ResNet-18's 784-row layers at batch 1
+  // ran as one task (the 1x1 stride-2 downsample, 64 patch columns) or two
+  // of 420 + 364 rows (the 3x3 stride-2 conv); four of 196 keep two threads
+  // busy. The GEMM's rows are independent, so the bits do not depend on the cut.
+  const int64_t most = tile_rows<T>(p);
+  const int64_t tiles = std::max((rows + most - 1) / most, std::min<int64_t>(4, rows / 128));
+  const int64_t tile = std::min(most, ((rows + tiles - 1) / tiles + 13) / 14 * 14);
   const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
   // Each task is one tile of rows for one group, and its gemm runs on one
   // thread. With too few tiles to keep the threads busy (small batches),

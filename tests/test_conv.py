@@ -717,6 +717,12 @@ BIG_CASES = [
     pytest.param((3, 40, 40, 8), (3, 3, 4, 12), {"padding": 1, "groups": 2}, id="2d-groups"),
     pytest.param((2, 48, 48, 16), (3, 3, 1, 32), {"padding": 1, "groups": 16}, id="depthwise"),
     pytest.param((3, 40, 40, 32), (1, 1, 32, 24), {}, id="pointwise"),
+    # 2,700 rows of 144 patch columns: at least four tiles of rows, cut evenly (3 x 686
+    # + 642); a 1x1 stride-2 conv of one image (784 rows): four tiles, not one.
+    pytest.param(
+        (3, 60, 60, 16), (3, 3, 16, 24), {"stride": 2, "padding": 1}, id="2d-even-row-tiles"
+    ),
+    pytest.param((1, 56, 56, 16), (1, 1, 16, 32), {"stride": 2}, id="1x1-stride2-one-image"),
     pytest.param((3, 64, 64, 3), (3, 3, 3, 36), {"padding": "same"}, id="few-channels"),
     # One image: the few-channel loops cut it into bands whose number follows
     # the thread count.

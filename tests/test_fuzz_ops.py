@@ -142,6 +142,10 @@ VALID = {
         ("momentum", "real", "0.9"),
         ("nesterov", "bool", "True"),
     ],
+    "add_relu": [
+        (None, "array", "R((2, 3, 6), np.float32)"),
+        (None, "array", "R((2, 3, 6), np.float32, seed=1)"),
+    ],
     "adam_update": [
         (None, "array", "R((3, 4))"),
         (None, "array", "R((3, 4), seed=1)"),

@@ -299,6 +299,23 @@ def test_channel_parts_of_few_tile_blocks(dtype):
             assert np.array_equal(dx, results[0][1]), isa
 
 
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+def test_blocks_share_the_tiles_evenly():
+    # 40x40 is 100 tiles; at 80 + 80 channels a block holds at most 96 of them, so
+    # there are two blocks of 50 (not 96 + 4).
+    x, w = seeded((1, 40, 40, 80), F32, 1), seeded((3, 3, 80, 80), F32, 2)
+    b, dy = seeded((80,), F32, 3), seeded((1, 40, 40, 80), F32, 4)
+    want_y = reference.conv(f64(x), f64(w), f64(b), padding="same")
+    scale_y = reference.conv(absf64(x), absf64(w), absf64(b), padding="same")
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        results = _y_and_dx_at_1_2_3_threads(x, w, b, dy)
+        assert_close(results[0][0], want_y, scale_y, F32, "y")
+        for y, dx in results[1:]:
+            assert np.array_equal(y, results[0][0]), isa
+            assert np.array_equal(dx, results[0][1]), isa
+
+
 @pytest.mark.usefixtures("restore_isa")
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_cached_filters_follow_in_place_changes(dtype):

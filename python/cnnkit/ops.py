@@ -44,6 +44,7 @@ __all__ = [
     "KMeansAnchors",
     "activation_backward",
     "adam_update",
+    "add_relu",
     "avg_pool",
     "avg_pool_backward",
     "batch_norm",
@@ -1788,3 +1789,26 @@ def batch_norm_inference(
     ``x`` (of shape (N, ..., C); may be empty), bit-identical for any number of threads.
     """
     return _core.batch_norm_inference(x, gamma, beta, mean, var, epsilon)
+
+
+def add_relu(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """``max(a + b, 0)`` elementwise in one pass on every thread: a residual block's Add and
+    the ReLU that reads it (ResNet), as onnxruntime fuses them.
+
+    Parameters
+    ----------
+    a, b : array_like, float32 or float64, of one shape (no broadcasting; may be empty)
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of that shape in the wider dtype of the two, with the bits of
+        ``np.maximum(a + b, 0)`` (NaN passes, -0.0 becomes 0.0); bit-identical for any
+        number of threads.
+
+    Examples
+    --------
+    >>> add_relu(np.array([1.0, -2.0]), np.array([0.5, 1.0]))
+    array([1.5, 0. ])
+    """
+    return _core.add_relu(a, b)

@@ -23,6 +23,7 @@ __all__ = [
     "activation_backward",
     "adam_update",
     "add_noise",
+    "add_relu",
     "avg_pool",
     "avg_pool_backward",
     "batch_norm",
@@ -1430,3 +1431,11 @@ def batch_norm_backward(x, dy, gamma, mean, var, *, epsilon=1e-3):
 def batch_norm_inference(x, gamma, beta, mean, var, *, epsilon=1e-3):
     (x, gamma, beta, mean, var), dtype = _batch_norm_args(x, gamma, beta, mean, var)
     return (gamma * (x - mean) / np.sqrt(var + epsilon) + beta).astype(dtype)
+
+
+def add_relu(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"add_relu(): b must have the shape of a {a.shape}, got shape {b.shape}")
+    total = np.add(a, b)
+    return np.where(total <= 0, np.zeros((), total.dtype), total)

@@ -225,9 +225,32 @@ class Functional(Model):
             )
         return flat
 
+    def _expiring(self) -> list[list[int]]:
+        """For each node, the ids of the tensors no later node reads and that are no
+        output of the model, so :meth:`call` lets go of them after that node: without a
+        gradient tape their arrays are then freed, and their memory serves the next
+        layers (about half of a chain's activations at once instead of all of them)."""
+        nodes = self._graph_nodes
+        key = (id(nodes), len(nodes))
+        cached = self.__dict__.get("_expiring_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        last: dict[int, int] = {}
+        for i, node in enumerate(nodes):
+            if not isinstance(node.layer, InputLayer):
+                for t in _nest.flatten(node.args):
+                    last[id(t)] = i
+        kept = {id(t) for t in _nest.flatten(self._graph_outputs)}
+        expiring: list[list[int]] = [[] for _ in nodes]
+        for tid, i in last.items():
+            if tid not in kept:
+                expiring[i].append(tid)
+        self.__dict__["_expiring_cache"] = (key, expiring)
+        return expiring
+
     def call(self, x: Any, training: bool = False) -> Any:
         values: dict[int, Any] = {id(t): v for t, v in zip(self._input_leaves, self._feed(x))}
-        for node in self._graph_nodes:
+        for node, expiring in zip(self._graph_nodes, self._expiring()):
             layer = node.layer
             if isinstance(layer, InputLayer):
                 out = node.outputs
@@ -238,6 +261,9 @@ class Functional(Model):
             result = layer(args, training=flag)
             for t, v in zip(_nest.flatten(node.outputs), _nest.flatten(result)):
                 values[id(t)] = v
+            for tid in expiring:
+                values.pop(tid, None)
+            del args, result
         return _nest.map_structure(lambda t: values[id(t)], self._graph_outputs)
 
     # -- configuration -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from ..autograd import Tensor
 from ..layers import Layer
 from ..layers.symbolic import is_symbolic, symbolic_call
 from ..training.trainer import NonFiniteLossError, Trainer
+from .memory import reusing_memory
 
 __all__ = ["Model", "NonFiniteLossError"]
 
@@ -246,7 +247,11 @@ class Model(Trainer, Layer):
         if is_symbolic(x):  # a model used as a layer of a functional model
             return symbolic_call(self, x, training)
         x = _nest.map_structure(lambda a: a if isinstance(a, Tensor) else Tensor(np.asarray(a)), x)
-        out = self.call(x, training=bool(training)) if self._call_takes_training else self.call(x)
+        if ag.is_grad_enabled():
+            out = self._call_with(x, training)
+        else:  # inference: activations in blocks kept mapped across calls (see .memory)
+            with reusing_memory():
+                out = self._call_with(x, training)
         if not self.built:
             self.built = True
         self._build_shape = _shape_spec(x)
@@ -254,6 +259,9 @@ class Model(Trainer, Layer):
         if self._output_sink is not None:
             self._output_sink[self.name] = out
         return out
+
+    def _call_with(self, x: Any, training: bool | None) -> Any:
+        return self.call(x, training=bool(training)) if self._call_takes_training else self.call(x)
 
     def call(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError(

@@ -270,8 +270,9 @@ class TensorBroadcast(Layer):
 @register_serializable(package="cnnkit")
 class AddReLU(Layer):
     """``relu(a + b)`` of two tensors of equal shapes: a residual block's Add and the Relu
-    that alone reads it (onnxruntime fuses them too). The sum is rectified in its own
-    buffer: one output array and one layer call instead of two, the same bits."""
+    that alone reads it (onnxruntime fuses them too): one output array and one layer call
+    instead of two, in one pass on every thread (:func:`cnnkit.ops.add_relu`, the bits of
+    ``np.maximum(a + b, 0)``)."""
 
     _list_input = True
 
@@ -282,8 +283,7 @@ class AddReLU(Layer):
                 f"{[tuple(t.shape) for t in x]}"
             )
         a, b = x
-        out = np.add(a.data, b.data)
-        np.maximum(out, 0, out=out)
+        out = ops.add_relu(a.data, b.data)
         return ag._record(out, (a, b), lambda g: (g * (out > 0),) * 2)
 
 
