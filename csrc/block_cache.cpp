@@ -3,6 +3,8 @@
 // a lock is cheap beside the pages it saves.
 #include "block_cache.hpp"
 
+#include <pthread.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -29,7 +31,13 @@ struct Cache {
 
 // Never destroyed: arrays may be freed after static destructors have run.
 Cache& cache() {
-  static Cache* c = new Cache;
+  static Cache* c = [] {
+    // A fork() while another thread holds the mutex would leave the child's copy
+    // locked for good: the forking thread takes it first and both sides let go.
+    pthread_atfork([] { cache().mutex.lock(); }, [] { cache().mutex.unlock(); },
+                   [] { cache().mutex.unlock(); });
+    return new Cache;
+  }();
   return *c;
 }
 

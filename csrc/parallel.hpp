@@ -8,7 +8,8 @@
 namespace cnnkit {
 
 int num_threads() noexcept;
-// n >= 1; throws std::invalid_argument otherwise.
+// n >= 1; throws std::invalid_argument otherwise, and std::runtime_error for
+// n > 1 in a forked child (which runs on one thread, see parallel.cpp).
 void set_num_threads(int n);
 // Threads worth using for `work` units of roughly equal, small cost: tiny
 // problems run on the calling thread, where a team start-up would dominate.

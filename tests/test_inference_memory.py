@@ -8,11 +8,13 @@ arguments."""
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from isolated import run_in_forked_child
 
 import cnnkit
 from cnnkit import _core, layers
@@ -166,3 +168,21 @@ def test_bad_arguments(monkeypatch):
         memory._budget_from_environment()
     monkeypatch.setenv("CNNKIT_INFERENCE_CACHE_MB", "64")
     assert memory._budget_from_environment() == 64 << 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_can_use_the_cache():
+    # The cache's mutex is taken around fork() (pthread_atfork) and let go on both sides;
+    # a handler pairing that wrongly would deadlock or abort the child.
+    setup = """
+        from cnnkit import layers
+        from cnnkit.models import memory
+        cnnkit.set_num_threads(2)
+        inputs = layers.Input((48, 48, 3))
+        x = layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
+        model = cnnkit.Model(inputs, layers.GlobalAveragePooling2D()(x), seed=0)
+        x = np.random.default_rng(0).standard_normal((8, 48, 48, 3)).astype(np.float32)
+        expected = model.predict(x, verbose=0)
+        assert memory.cache_stats()["idle_blocks"] > 0
+        """
+    run_in_forked_child(setup, "assert np.array_equal(model.predict(x, verbose=0), expected)")

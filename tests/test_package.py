@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from isolated import run_in_forked_child
 
 import cnnkit
 
@@ -107,3 +108,23 @@ def test_cli_without_command_fails_with_usage():
     result = subprocess.run([sys.executable, "-m", "cnnkit"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "usage: cnnkit" in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_on_one_thread():
+    # GNU OpenMP's team outlives fork() without its threads: a child asking for two
+    # threads would wait for them forever, so it runs (and stays) on one.
+    setup = """
+        cnnkit.set_num_threads(2)
+        a = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+        expected = ops.matmul(a, a)  # starts the parent's thread team
+        """
+    child = """
+        import pytest
+        assert cnnkit.get_num_threads() == 1
+        assert np.array_equal(ops.matmul(a, a), expected)
+        with pytest.raises(RuntimeError, match=r"set_num_threads\\(\\): this process was forked"):
+            cnnkit.set_num_threads(2)
+        cnnkit.set_num_threads(1)
+        """
+    run_in_forked_child(setup, child)

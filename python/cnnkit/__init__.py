@@ -34,7 +34,10 @@ def get_num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Set the number of threads cnnkit's kernels use, for calls from any thread.
 
-    Results do not depend on the number of threads.
+    Results do not depend on the number of threads. A process forked from one that
+    imported cnnkit (``os.fork``, multiprocessing's ``"fork"`` start method) runs on one
+    thread, since GNU OpenMP cannot start threads there; asking it for more raises
+    RuntimeError (use the ``"spawn"`` or ``"forkserver"`` method for multi-threaded workers).
 
     Parameters
     ----------
