@@ -251,7 +251,7 @@ def _resample_fixed3(
         taps(top, height, x.shape[1], rows, cols)
         taps(left, width, x.shape[2], rows[:0], cols)
         threads = native_threads(out.size)
-        scratch = np.empty((threads, 6 * (-(-out_w // 16) * 16)), np.int32)
+        scratch = np.empty((threads, _augment.fixed3_scratch_size(out_w)), np.int32)
         _augment.resample_linear_fixed3(np.ascontiguousarray(x), out, rows, cols, scratch, threads)
     return out
 
