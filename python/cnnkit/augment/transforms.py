@@ -772,7 +772,9 @@ class RandomResizedCrop(_Window):
             windows = np.empty((len(x), 4), np.int64)
             out = np.empty((len(x), *self.size, 3), np.uint8)
             threads = im.native_threads(out.size)
-            scratch = np.empty((threads, _augment.fixed3_scratch_size(self.size[1])), np.int32)
+            scratch = im.thread_scratch(
+                threads, _augment.fixed3_scratch_size(self.size[1]), np.int32
+            )
             status = im.augment_loops("avx512").resized_crops_fixed3(
                 states,
                 self.p,
