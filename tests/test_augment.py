@@ -798,6 +798,12 @@ def test_native_parameter_draws_are_the_generators_draws(transform):
         A.RandomResizedCrop(5),
         A.RandomResizedCrop((4, 6), scale=(0.5, 0.6), ratio=(0.2, 5.0)),
         A.RandomResizedCrop((12, 10), p=0.5),  # the same size: images may be left alone
+        A.HorizontalFlip(p=1),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=1),
+        A.Resize(7, 13),
+        A.Resize(6, 5, "area"),
+        A.Resize(12, 10, "nearest", p=0.5),  # the same size: images may be left alone
     ],
 )
 def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore_threads):

@@ -212,6 +212,16 @@ def _batch_states(seed: Any, n: int) -> np.ndarray | None:
     return states
 
 
+def _every_image(t: Any, x: np.ndarray, seed: Any) -> np.ndarray | None:
+    """The batch path of a transform without draws (a flip, Resize) at ``p = 1``: its
+    images() of the whole batch, the seed checked as the general path does (whose
+    per-image records were most of a 64-image flip's serial Python); None otherwise."""
+    if t.p != 1 or t.draws or x.dtype not in _NATIVE_DTYPES:
+        return None
+    _generators(seed, len(x), False, t._name(), False)
+    return t.images(x, None, x.shape[1:3])
+
+
 def _number(value: Any, fn: str, name: str, minimum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
@@ -608,6 +618,9 @@ class HorizontalFlip(_Affine):
     def images(self, x, params, shape):
         return im.hflip(x)
 
+    def _batch(self, x, seed):
+        return _every_image(self, x, seed)
+
     def some_images(self, x, index):
         return im._flip_some(x, index, True)
 
@@ -701,6 +714,9 @@ class Resize(_Window):
 
     def images(self, x, params, shape):
         return im.resize(x, self.size, self.interpolation)
+
+    def _batch(self, x, seed):
+        return _every_image(self, x, seed)
 
 
 class RandomResizedCrop(_Window):
