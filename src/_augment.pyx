@@ -929,9 +929,9 @@ def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
     cdef int* buf0
     cdef int* buf1
     cdef const int* cx
-    if scratch.shape[0] < threads or scratch.shape[1] < 7 * stride + 32:
+    if threads < 1 or scratch.shape[0] < threads or scratch.shape[1] < 7 * stride + 32:
         raise ValueError("resample_linear_fixed3(): scratch must be (threads, "
-                         "fixed3_scratch_size(out_w))")
+                         "fixed3_scratch_size(out_w)), threads >= 1")
     for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="static"):
         n = task // bands
         i = (task % bands) * LINEAR_BAND
@@ -2539,9 +2539,9 @@ def resized_crops_fixed3(unsigned long long[:, ::1] generators, double p, double
     cdef int status = 2
     cdef double total = 0.0
     if (src.shape[0] != n_img or src.shape[3] != 3 or dst.shape[3] != 3
-            or windows.shape[0] != n_img or generators.shape[0] != n_img
+            or windows.shape[0] != n_img or generators.shape[0] != n_img or threads < 1
             or scratch.shape[0] < threads or scratch.shape[1] < 7 * stride + 32):
-        raise ValueError("resized_crops_fixed3(): inconsistent shapes")
+        raise ValueError("resized_crops_fixed3(): inconsistent shapes or thread count")
     with nogil:
         for n in range(n_img):
             if not _draw_resized_crop(&generators[n, 0], p, True, h, w, scale_low,

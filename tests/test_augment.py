@@ -911,5 +911,15 @@ def test_the_fused_resized_crop_splits_any_batch_over_any_thread_count():
             )
             assert status == 0
             np.testing.assert_array_equal(out, want)
-    with pytest.raises(ValueError, match=r"resized_crops_fixed3\(\): inconsistent shapes"):
-        fused(_batch_states(3, 2), 1.0, *t._draw_args, x[:2], out[:2], windows[:2], scratch, 17)
+    for threads in (17, 0):  # more threads than scratch rows; none
+        with pytest.raises(ValueError, match=r"resized_crops_fixed3\(\): inconsistent shapes"):
+            fused(
+                _batch_states(3, 2),
+                1.0,
+                *t._draw_args,
+                x[:2],
+                out[:2],
+                windows[:2],
+                scratch,
+                threads,
+            )
