@@ -107,7 +107,7 @@ def thread_scratch(threads: int, width: int, dtype: Any) -> np.ndarray:
     dtype = np.dtype(dtype)
     row = -(-max(width, 1) * dtype.itemsize // 64) * 64
     raw = np.empty(threads * row + 64, np.uint8)
-    start = -raw.ctypes.data % 64
+    start = -raw.__array_interface__["data"][0] % 64
     return raw[start : start + threads * row].view(dtype).reshape(threads, row // dtype.itemsize)
 
 
