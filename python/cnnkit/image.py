@@ -264,7 +264,8 @@ def _resample_fixed3(
         taps(top, height, x.shape[1], rows, cols)
         taps(left, width, x.shape[2], rows[:0], cols)
         threads = native_threads(out.size)
-        scratch = thread_scratch(threads, _augment.fixed3_scratch_size(out_w), np.int32)
+        # (the kernel starts each thread's part on a cache line of its own)
+        scratch = np.empty((threads, _augment.fixed3_scratch_size(out_w)), np.int32)
         _augment.resample_linear_fixed3(np.ascontiguousarray(x), out, rows, cols, scratch, threads)
     return out
 

@@ -788,9 +788,8 @@ class RandomResizedCrop(_Window):
             windows = np.empty((len(x), 4), np.int64)
             out = np.empty((len(x), *self.size, 3), np.uint8)
             threads = im.native_threads(out.size)
-            scratch = im.thread_scratch(
-                threads, _augment.fixed3_scratch_size(self.size[1]), np.int32
-            )
+            # (the kernel starts each thread's part on a cache line of its own)
+            scratch = np.empty((threads, _augment.fixed3_scratch_size(self.size[1])), np.int32)
             status = im.augment_loops("avx512").resized_crops_fixed3(
                 states,
                 self.p,
