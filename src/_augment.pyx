@@ -916,18 +916,22 @@ def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
 
     Separable as :func:`resample_linear`: tasks are (image, band of ``LINEAR_BAND``
     output rows), each input row's horizontal pass is cached (two rows) in
-    ``scratch`` ``(threads, 6 * stride)`` int32, ``stride >= out_w`` per channel plane.
-    16 pixels at a time with AVX-512 (callers use this kernel only there).
+    ``scratch`` ``(threads, fixed3_scratch_size(out_w))`` int32 (each thread's part from
+    a cache-line boundary). 16 pixels at a time with AVX-512 (callers use this kernel
+    only there).
     """
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t h = src.shape[1], row = src.shape[2] * src.shape[3]
-    cdef Py_ssize_t stride = scratch.shape[1] // 6
+    cdef Py_ssize_t stride = (out_w + 15) // 16 * 16
     cdef Py_ssize_t bands = (out_h + LINEAR_BAND - 1) // LINEAR_BAND
     cdef bint shared_rows = rows.shape[0] == 1, shared_cols = cols.shape[0] == 1
     cdef Py_ssize_t task, n, i, stop, tr, tc, ra, rb, tag0, tag1
     cdef int* buf0
     cdef int* buf1
     cdef const int* cx
+    if threads < 1 or scratch.shape[0] < threads or scratch.shape[1] < 7 * stride + 32:
+        raise ValueError("resample_linear_fixed3(): scratch must be (threads, "
+                         "fixed3_scratch_size(out_w)), threads >= 1")
     for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="static"):
         n = task // bands
         i = (task % bands) * LINEAR_BAND
@@ -936,7 +940,7 @@ def resample_linear_fixed3(const unsigned char[:, :, :, ::1] src,
             stop = out_h
         tr = 0 if shared_rows else n
         tc = 0 if shared_cols else n
-        buf0 = &scratch[threadid(), 0]
+        buf0 = _line_start(&scratch[threadid(), 0])
         buf1 = buf0 + 3 * stride
         cx = &cols[tc, 0]
         tag0 = -1
@@ -2336,6 +2340,44 @@ cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexce
     return <long long>(m >> 32)
 
 
+cdef bint _draw_resized_crop(unsigned long long* g, double p, bint test_p, long long height,
+                             long long width, double scale_low, double scale_range,
+                             double log_ratio_low, double log_ratio_range, double ratio_low,
+                             double ratio_high, long long* window) noexcept nogil:
+    """draw_resized_crops for one image: whether it is applied, and its window."""
+    cdef int attempt
+    cdef double unit = 1.0 / 9007199254740992.0, area = <double>(height * width)
+    cdef double target, aspect, w, h, in_ratio
+    if test_p and not ((cnnkit_pcg64_next(g) >> 11) * unit < p):
+        return False
+    for attempt in range(10):
+        target = area * (scale_low + scale_range * ((cnnkit_pcg64_next(g) >> 11) * unit))
+        aspect = exp(log_ratio_low + log_ratio_range * ((cnnkit_pcg64_next(g) >> 11) * unit))
+        w = nearbyint(sqrt(target * aspect))
+        h = nearbyint(sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            window[0] = _pcg64_below(g, height - <long long>h + 1)
+            window[1] = _pcg64_below(g, width - <long long>w + 1)
+            window[2] = <long long>h
+            window[3] = <long long>w
+            return True
+    in_ratio = <double>width / <double>height
+    if in_ratio < ratio_low:
+        w = <double>width
+        h = nearbyint(<double>width / ratio_low)
+    elif in_ratio > ratio_high:
+        h = <double>height
+        w = nearbyint(<double>height * ratio_high)
+    else:
+        w = <double>width
+        h = <double>height
+    window[0] = (height - <long long>h) // 2
+    window[1] = (width - <long long>w) // 2
+    window[2] = max(<long long>h, 1)
+    window[3] = max(<long long>w, 1)
+    return True
+
+
 def draw_resized_crops(unsigned long long[:, ::1] generators, const unsigned char[::1] active,
                        double p, bint test_p, long long height, long long width,
                        double scale_low, double scale_range, double log_ratio_low,
@@ -2352,50 +2394,170 @@ def draw_resized_crops(unsigned long long[:, ::1] generators, const unsigned cha
     ``windows[n]`` = (top, left, height, width). Images must be at most 2**32 - 1
     pixels a side."""
     cdef Py_ssize_t n
-    cdef int attempt
-    cdef double unit = 1.0 / 9007199254740992.0, area = <double>(height * width)
-    cdef double target, aspect, w, h, in_ratio
-    cdef unsigned long long* g
-    cdef bint found
     with nogil:
         for n in range(generators.shape[0]):
             applied[n] = 0
-            if not active[n]:
-                continue
-            g = &generators[n, 0]
-            if test_p and not ((cnnkit_pcg64_next(g) >> 11) * unit < p):
-                continue
-            applied[n] = 1
-            found = False
-            for attempt in range(10):
-                target = area * (scale_low + scale_range * ((cnnkit_pcg64_next(g) >> 11) * unit))
-                aspect = exp(log_ratio_low + log_ratio_range
-                             * ((cnnkit_pcg64_next(g) >> 11) * unit))
-                w = nearbyint(sqrt(target * aspect))
-                h = nearbyint(sqrt(target / aspect))
-                if 0 < w <= width and 0 < h <= height:
-                    windows[n, 0] = _pcg64_below(g, height - <long long>h + 1)
-                    windows[n, 1] = _pcg64_below(g, width - <long long>w + 1)
-                    windows[n, 2] = <long long>h
-                    windows[n, 3] = <long long>w
-                    found = True
-                    break
-            if found:
-                continue
-            in_ratio = <double>width / <double>height
-            if in_ratio < ratio_low:
-                w = <double>width
-                h = nearbyint(<double>width / ratio_low)
-            elif in_ratio > ratio_high:
-                h = <double>height
-                w = nearbyint(<double>height * ratio_high)
+            if active[n]:
+                applied[n] = _draw_resized_crop(
+                    &generators[n, 0], p, test_p, height, width, scale_low, scale_range,
+                    log_ratio_low, log_ratio_range, ratio_low, ratio_high, &windows[n, 0])
+
+
+cdef enum:
+    # resized_crops_fixed3's split of the batch's output rows over the threads, by cost:
+    # a vertical pass per output row and a horizontal pass per input row read take
+    # about the same (0.074 and 0.078 us a 224-pixel row: one-thread times of 64 windows
+    # resampled to 224 x 224, fitted against their rows read, bench/augment_balance.py)
+    FIXED3_VPASS_COST = 1
+    FIXED3_HPASS_COST = 1
+
+
+cdef inline double _fixed3_cost(long long height, Py_ssize_t out_h) noexcept nogil:
+    """The work of resampling a window of ``height`` rows to ``out_h`` rows: its output
+    rows, and the input rows whose horizontal pass they read (every row of a window
+    that grows, up to two per output row for one that shrinks)."""
+    return <double>(FIXED3_VPASS_COST * out_h + FIXED3_HPASS_COST * min(height + 1, 2 * out_h))
+
+
+cdef Py_ssize_t _fixed3_split(const long long* windows, Py_ssize_t n_img, Py_ssize_t out_h,
+                              double target) noexcept nogil:
+    """The first output row (counted through the batch) after the rows whose cost adds up
+    to ``target``: the rows of an image cost the same, a share of its _fixed3_cost."""
+    cdef Py_ssize_t n, k
+    cdef double acc = 0.0, cost
+    for n in range(n_img):
+        cost = _fixed3_cost(windows[4 * n + 2], out_h)
+        if acc + cost > target:
+            k = <Py_ssize_t>((target - acc) / cost * out_h)
+            return n * out_h + min(max(k, 0), out_h)
+        acc = acc + cost
+    return n_img * out_h
+
+
+cdef inline int* _line_start(int* p) noexcept nogil:
+    """The first 64-byte boundary at ``p`` or after: a thread's scratch starts on its own
+    cache line (rows of fixed3_scratch_size have 16 ints of slack), so that two threads
+    never write to one line (a line shared by the rows of a 16-byte aligned NumPy array
+    went back and forth between the cores on every horizontal pass)."""
+    return <int*>((<size_t>p + 63) & ~(<size_t>63))
+
+
+def fixed3_scratch_size(Py_ssize_t out_w):
+    """The int32 scratch per thread of resample_linear_fixed3 and resized_crops_fixed3 for
+    rows of ``out_w``: a column table and two cached horizontal passes of three channel
+    planes, each ``out_w`` rounded up to 16, and a line of slack for aligning them."""
+    return 7 * ((out_w + 15) // 16 * 16) + 32
+
+
+cdef void _crop_rows_fixed3(const unsigned char* image, Py_ssize_t h, Py_ssize_t w,
+                            const long long* window, Py_ssize_t out_h, Py_ssize_t out_w,
+                            Py_ssize_t first, Py_ssize_t stop, int* work, Py_ssize_t stride,
+                            unsigned char* out) noexcept nogil:
+    """Output rows ``[first, stop)`` of the ``window`` (top, left, height, width) of one
+    3-channel image resampled to ``out_h x out_w`` as resample_linear_fixed3 with
+    fixed_linear_taps' tables, the tables made here: the columns' in ``work``, each
+    row's when it comes; ``work`` then holds the two cached horizontal passes."""
+    cdef int* cx = work
+    cdef int* buf0 = work + stride
+    cdef int* buf1 = buf0 + 3 * stride
+    cdef Py_ssize_t row = w * 3, i, k
+    cdef double top = <double>window[0], left = <double>window[1]
+    cdef double lo, hi, scale
+    cdef int y, ra, rb, last, tag0 = -1, tag1 = -1
+    _window_edges(left, <double>window[3], w, &lo, &hi)
+    scale = <double>window[3] / out_w
+    for k in range(out_w):
+        cx[k] = _fixed_position(left, lo, hi, scale, k)
+    _window_edges(top, <double>window[2], h, &lo, &hi)
+    scale = <double>window[2] / out_h
+    last = <int>hi
+    for i in range(first, stop):
+        y = _fixed_position(top, lo, hi, scale, i)
+        ra = y >> 11
+        rb = min(ra + 1, last)
+        # keep a cached row that this output row needs; fill the other slot
+        if tag0 != ra and tag1 != ra:
+            if tag0 == rb:
+                cnnkit_hpass3(image + ra * row, (h - ra) * row, cx, out_w, buf1, stride)
+                tag1 = ra
             else:
-                w = <double>width
-                h = <double>height
-            windows[n, 0] = (height - <long long>h) // 2
-            windows[n, 1] = (width - <long long>w) // 2
-            windows[n, 2] = max(<long long>h, 1)
-            windows[n, 3] = max(<long long>w, 1)
+                cnnkit_hpass3(image + ra * row, (h - ra) * row, cx, out_w, buf0, stride)
+                tag0 = ra
+        if tag0 != rb and tag1 != rb:
+            if tag0 == ra:
+                cnnkit_hpass3(image + rb * row, (h - rb) * row, cx, out_w, buf1, stride)
+                tag1 = rb
+            else:
+                cnnkit_hpass3(image + rb * row, (h - rb) * row, cx, out_w, buf0, stride)
+                tag0 = rb
+        cnnkit_vpass3(buf0 if tag0 == ra else buf1, buf0 if tag0 == rb else buf1, stride,
+                      y & 2047, out_w, out + i * out_w * 3)
+
+
+cdef void _crop_part_fixed3(const unsigned char* src, Py_ssize_t h, Py_ssize_t w,
+                            const long long* windows, Py_ssize_t n_img, Py_ssize_t out_h,
+                            Py_ssize_t out_w, Py_ssize_t part, Py_ssize_t parts, double total,
+                            int* work, Py_ssize_t stride, unsigned char* dst) noexcept nogil:
+    """Thread ``part`` of ``parts``' share of resized_crops_fixed3: the batch's output rows
+    between the splits at ``total * part / parts`` and the next."""
+    cdef Py_ssize_t g = _fixed3_split(windows, n_img, out_h, total * part / parts)
+    cdef Py_ssize_t end = n_img * out_h, n, i, stop
+    if part + 1 < parts:
+        end = _fixed3_split(windows, n_img, out_h, total * (part + 1) / parts)
+    while g < end:
+        n = g // out_h
+        i = g - n * out_h
+        stop = min(out_h, i + end - g)
+        _crop_rows_fixed3(src + n * h * w * 3, h, w, windows + 4 * n, out_h, out_w, i, stop,
+                          work, stride, dst + n * out_h * out_w * 3)
+        g = g + stop - i
+
+
+def resized_crops_fixed3(unsigned long long[:, ::1] generators, double p, double scale_low,
+                         double scale_range, double log_ratio_low, double log_ratio_range,
+                         double ratio_low, double ratio_high,
+                         const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
+                         long long[:, ::1] windows, int[:, ::1] scratch, int threads):
+    """RandomResizedCrop's batch call on 3-channel uint8 images in one call without the
+    GIL: each image's window drawn as draw_resized_crops (``test_p`` set), then resampled
+    as resample_linear_fixed3 with fixed_linear_taps' tables, bit for bit.
+
+    Returns 0 when ``dst`` holds the result; 1 when an image is not applied and 2 when
+    every window is of the output size (``windows`` holds the draws; ``dst`` is not
+    written): the caller's general and plain-crop paths.
+
+    The serial part is the draws; the tables are made by the threads. The batch's
+    output rows are split over ``threads`` by their cost (_fixed3_cost: a window that
+    shrinks reads more input rows per output row), not by image or by equal bands:
+    random windows made a static split of images uneven. ``scratch`` is ``(threads,
+    fixed3_scratch_size(out_w))`` int32. The split changes no bit (integer arithmetic).
+    """
+    cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
+    cdef Py_ssize_t h = src.shape[1], w = src.shape[2]
+    cdef Py_ssize_t stride = (out_w + 15) // 16 * 16
+    cdef Py_ssize_t n, t
+    cdef int status = 2
+    cdef double total = 0.0
+    if (src.shape[0] != n_img or src.shape[3] != 3 or dst.shape[3] != 3
+            or windows.shape[0] != n_img or generators.shape[0] != n_img or threads < 1
+            or scratch.shape[0] < threads or scratch.shape[1] < 7 * stride + 32):
+        raise ValueError("resized_crops_fixed3(): inconsistent shapes or thread count")
+    with nogil:
+        for n in range(n_img):
+            if not _draw_resized_crop(&generators[n, 0], p, True, h, w, scale_low,
+                                      scale_range, log_ratio_low, log_ratio_range, ratio_low,
+                                      ratio_high, &windows[n, 0]):
+                status = 1
+                break
+            if windows[n, 2] != out_h or windows[n, 3] != out_w:
+                status = 0
+            total = total + _fixed3_cost(windows[n, 2], out_h)
+    if status != 0 or n_img == 0:
+        return status
+    for t in prange(threads, nogil=True, num_threads=threads, schedule="static", chunksize=1):
+        _crop_part_fixed3(&src[0, 0, 0, 0], h, w, &windows[0, 0], n_img, out_h, out_w, t,
+                          threads, total, _line_start(&scratch[t, 0]), stride, &dst[0, 0, 0, 0])
+    return 0
 
 
 def elastic_fields(const unsigned long long[:, ::1] words, const float[::1] taps, float alpha,

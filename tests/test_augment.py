@@ -798,6 +798,12 @@ def test_native_parameter_draws_are_the_generators_draws(transform):
         A.RandomResizedCrop(5),
         A.RandomResizedCrop((4, 6), scale=(0.5, 0.6), ratio=(0.2, 5.0)),
         A.RandomResizedCrop((12, 10), p=0.5),  # the same size: images may be left alone
+        A.HorizontalFlip(p=1),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=1),
+        A.Resize(7, 13),
+        A.Resize(6, 5, "area"),
+        A.Resize(12, 10, "nearest", p=0.5),  # the same size: images may be left alone
     ],
 )
 def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore_threads):
@@ -846,3 +852,74 @@ def test_pca_colour_draws_normal_alphas():
     cdf = np.array([statistics.NormalDist(0, 0.1).cdf(v) for v in values])
     k = np.arange(1, len(values) + 1) / len(values)
     assert max(np.abs(cdf - k).max(), np.abs(cdf - (k - 1 / len(values))).max()) < 0.0176
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        A.RandomResizedCrop((64, 52)),  # windows that shrink and windows that grow
+        A.RandomResizedCrop((40, 90), scale=(0.01, 0.05), ratio=(0.3, 3.0)),  # tiny windows
+        A.RandomResizedCrop(72, p=0.5),  # images left alone (the same size): the general path
+        A.RandomResizedCrop(72, scale=(1.0, 1.0), ratio=(1.0, 1.0)),  # whole images: crops
+    ],
+)
+def test_the_fused_resized_crop_batch_gives_the_general_paths_images(
+    transform, restore_threads, monkeypatch
+):
+    # RandomResizedCrop's one native call (draws, tables, rows split over the threads by
+    # cost) on uint8 RGB batches large enough for several threads, at 1 to 3 of them
+    if not image._fixed_linear(np.zeros((1, 1, 1, 3), np.uint8)):
+        pytest.skip("the fused call runs on the avx512 path only")
+    loops = image.augment_loops("avx512")
+    calls = []
+    fused = loops.resized_crops_fixed3
+
+    def counted(*args):
+        calls.append(fused(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(loops, "resized_crops_fixed3", counted)
+    x = np.random.default_rng(5).integers(0, 256, (7, 72, 72, 3), dtype=np.uint8)
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        for seed in (0, 9):
+            for images in (x, x[:, ::-1, ::-1]):
+                want = transform(image=images, seed=seed, return_params=True)["image"]
+                np.testing.assert_array_equal(transform(image=images, seed=seed)["image"], want)
+    assert len(calls) == 12 and len(set(calls)) == 1  # the same status every time
+    assert calls[0] == (1 if transform.p < 1 else 2 if transform.scale == (1.0, 1.0) else 0)
+
+
+def test_the_fused_resized_crop_splits_any_batch_over_any_thread_count():
+    # more threads than rows (empty shares), shares that start inside an image and one
+    # image: every split gives the one-thread bytes (the integer passes are exact)
+    if not image._fixed_linear(np.zeros((1, 1, 1, 3), np.uint8)):
+        pytest.skip("the fused call runs on the avx512 path only")
+    from cnnkit.augment.transforms import _batch_states
+
+    fused = image.augment_loops("avx512").resized_crops_fixed3
+    t = A.RandomResizedCrop((3, 37), scale=(0.05, 1.0))
+    x = np.random.default_rng(6).integers(0, 256, (5, 30, 41, 3), dtype=np.uint8)
+    for n in (1, 2, 5):
+        want = t(image=x[:n], seed=3, return_params=True)["image"]
+        for threads in (1, 2, 3, 4, 7, 16):
+            out = np.zeros((n, 3, 37, 3), np.uint8)
+            windows = np.empty((n, 4), np.int64)
+            scratch = np.empty((threads, _augment.fixed3_scratch_size(37)), np.int32)
+            status = fused(
+                _batch_states(3, n), 1.0, *t._draw_args, x[:n], out, windows, scratch, threads
+            )
+            assert status == 0
+            np.testing.assert_array_equal(out, want)
+    for threads in (17, 0):  # more threads than scratch rows; none
+        with pytest.raises(ValueError, match=r"resized_crops_fixed3\(\): inconsistent shapes"):
+            fused(
+                _batch_states(3, 2),
+                1.0,
+                *t._draw_args,
+                x[:2],
+                out[:2],
+                windows[:2],
+                scratch,
+                threads,
+            )

@@ -591,3 +591,13 @@ def test_fixed_point_resample_tables_are_the_float_positions_rounded(n_in, n_out
     np.testing.assert_array_equal(
         rows[0], np.stack([y >> 11, np.minimum((y >> 11) + 1, last), y & 2047], -1)
     )
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32, np.uint64])
+def test_thread_scratch_rows_lie_on_cache_lines_of_their_own(dtype):
+    for threads in (1, 2, 3):
+        for width in (1, 15, 16, 17, 224, 1344, 1600):
+            s = image.thread_scratch(threads, width, dtype)
+            assert s.dtype == dtype and s.flags.c_contiguous and s.flags.writeable
+            assert s.shape[0] == threads and width <= s.shape[1] < width + 64
+            assert s.ctypes.data % 64 == 0 and s.strides[0] % 64 == 0

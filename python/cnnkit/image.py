@@ -98,6 +98,19 @@ def native_threads(work: int = _PARALLEL_MIN_WORK) -> int:
     return getattr(_local, "threads", None) or get_num_threads()
 
 
+def thread_scratch(threads: int, width: int, dtype: Any) -> np.ndarray:
+    """Uninitialised per-thread scratch rows ``(threads, >= width)`` of a kernel, each row
+    on cache lines of its own: 64-byte aligned and padded to whole lines. Rows of a plain
+    ``np.empty`` share a line at each boundary (NumPy aligns to 16 bytes), which two
+    threads writing the ends of their rows pass back and forth between the cores (the
+    two-thread rate of RandomResizedCrop's kernel varied with where its scratch lay)."""
+    dtype = np.dtype(dtype)
+    row = -(-max(width, 1) * dtype.itemsize // 64) * 64
+    raw = np.empty(threads * row + 64, np.uint8)
+    start = -raw.__array_interface__["data"][0] % 64
+    return raw[start : start + threads * row].view(dtype).reshape(threads, row // dtype.itemsize)
+
+
 def set_worker_threads(n: int | None) -> None:
     """Limit the kernels called from the current thread to ``n`` threads (None: cnnkit's)."""
     _local.threads = n
@@ -251,7 +264,8 @@ def _resample_fixed3(
         taps(top, height, x.shape[1], rows, cols)
         taps(left, width, x.shape[2], rows[:0], cols)
         threads = native_threads(out.size)
-        scratch = np.empty((threads, 6 * (-(-out_w // 16) * 16)), np.int32)
+        # (the kernel starts each thread's part on a cache line of its own)
+        scratch = np.empty((threads, _augment.fixed3_scratch_size(out_w)), np.int32)
         _augment.resample_linear_fixed3(np.ascontiguousarray(x), out, rows, cols, scratch, threads)
     return out
 
@@ -274,10 +288,10 @@ def _resample(x: np.ndarray, out_h: int, out_w: int, rows: tuple, cols: tuple) -
             weight = np.repeat(cw.transpose(0, 2, 1), chans, -1)
             weight = np.ascontiguousarray(weight, np.float32)
             row = x.shape[2] * chans + 4 + 2 * out_w * chans
-            scratch = np.empty((threads, row), np.float32)
+            scratch = thread_scratch(threads, row, np.float32)
             _augment.resample_linear(src, out, ri, rw, index, weight, span, scratch, threads)
         else:
-            scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
+            scratch = thread_scratch(threads, x.shape[2] * x.shape[3], np.float32)
             _augment.resample(src, out, ri, rw, ci, cw, span, scratch, threads)
     return out
 
@@ -346,7 +360,7 @@ def _area_shrink(x: np.ndarray, fy: int, fx: int) -> np.ndarray:
     out = np.empty((x.shape[0], x.shape[1] // fy, x.shape[2] // fx, x.shape[3]), x.dtype)
     if out.size:
         threads = native_threads(out.size)
-        scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
+        scratch = thread_scratch(threads, x.shape[2] * x.shape[3], np.float32)
         _augment.area_shrink(np.ascontiguousarray(x), out, fy, fx, scratch, threads)
     return out
 
@@ -755,7 +769,7 @@ def _warp(
             np.ascontiguousarray(inverse, dtype=np.float64),
             mode,
             float(fill),
-            np.empty((threads, _augment.warp_scratch_size(out_w)), np.int32),
+            thread_scratch(threads, _augment.warp_scratch_size(out_w), np.int32),
             threads,
         )
     elif out.size:

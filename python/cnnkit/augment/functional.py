@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import _augment, _core
-from ..image import as_images, augment_loops, native_threads
+from ..image import as_images, augment_loops, native_threads, thread_scratch
 
 __all__ = [
     "JITTER_STEPS",
@@ -111,6 +111,8 @@ def _colour_affine_rows(x: np.ndarray, s: np.ndarray, o: np.ndarray) -> np.ndarr
             # up 64 bytes at a time (VBMI), or integer coefficients that reproduce it
             # (see the kernels)
             if _vbmi_lut():
+                # (plain arrays: made once per image and thread, read-only after, their
+                # boundary lines are not contended; thread_scratch would add 5 us of Python)
                 tables = np.empty((threads, x.shape[3], 256), np.uint8)
                 held = np.full((threads, x.shape[3] + 1), -1, np.int32)
                 _augment.lut_vbmi(src, out, s, o, tables, held, threads)
@@ -150,7 +152,7 @@ def add_noise(images: Any, noise: Any) -> np.ndarray:
 
 def _rgb_rows(x: np.ndarray, threads: int) -> np.ndarray:
     """Per-thread scratch of the RGB kernels: three planar float32 rows and their bytes."""
-    return np.empty((threads, 4 * x.shape[2]), np.float32)
+    return thread_scratch(threads, 4 * x.shape[2], np.float32)
 
 
 def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0.0) -> np.ndarray:
@@ -321,7 +323,7 @@ def add_gaussian_draws(x: np.ndarray, std: np.ndarray, mean: np.ndarray, index: 
     if out.size:
         src = np.ascontiguousarray(x)
         threads = native_threads(out.size)
-        scratch = np.empty((threads, x.shape[2] * x.shape[3]), np.float32)
+        scratch = thread_scratch(threads, x.shape[2] * x.shape[3], np.float32)
         _colour_kernels().add_gaussian(src, out, index, normal_table(), std, mean, scratch, threads)
     return out
 
@@ -346,7 +348,7 @@ def add_gaussian_seeded(x: np.ndarray, std: np.ndarray, mean: np.ndarray, seeds:
         row = x.shape[2] * x.shape[3]
         band = max(1, 16384 // row)  # rows per task: 32 KB of draws, about 13 bands an image
         threads = native_threads(out.size)
-        scratch = np.empty((threads, band * row // 4 + row // 2 + 4), np.uint64)
+        scratch = thread_scratch(threads, band * row // 4 + row // 2 + 4, np.uint64)
         _colour_kernels().add_gaussian_seeded(
             np.ascontiguousarray(x), out, words, normal_table(), std, mean, scratch, band, threads
         )
@@ -376,8 +378,8 @@ def gaussian_blur(fields: Any, sigma: float) -> np.ndarray:
     if f.size:
         n, h, w = f.shape
         threads = min(native_threads(f.size * len(taps)), n)
-        scratch = np.empty((threads, 3 * h * w), np.float32)
-        rows = np.empty((threads, w + h + 2 * len(taps)), np.int32)
+        scratch = thread_scratch(threads, 3 * h * w, np.float32)
+        rows = thread_scratch(threads, w + h + 2 * len(taps), np.int32)
         _colour_kernels().gaussian_blur(f, out, scratch, rows, taps, threads)
     return out
 
@@ -419,8 +421,8 @@ def elastic_fields_seeded(
         # offsets)
         size = h * w
         length = (3 * size + 1) // 2 * 2 + 2 * ((size + 2) // 2) + 2
-        scratch = np.empty((threads, length), np.float32)
-        rows = np.empty((threads, w + h + 2 * len(taps)), np.int32)
+        scratch = thread_scratch(threads, length, np.float32)
+        rows = thread_scratch(threads, w + h + 2 * len(taps), np.int32)
         _colour_kernels().elastic_fields(words, taps, alpha, dx, dy, scratch, rows, threads)
     return dx, dy
 

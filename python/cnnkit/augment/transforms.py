@@ -212,6 +212,16 @@ def _batch_states(seed: Any, n: int) -> np.ndarray | None:
     return states
 
 
+def _every_image(t: Any, x: np.ndarray, seed: Any) -> np.ndarray | None:
+    """The batch path of a transform without draws (a flip, Resize) at ``p = 1``: its
+    images() of the whole batch, the seed checked as the general path does (whose
+    per-image records were most of a 64-image flip's serial Python); None otherwise."""
+    if t.p != 1 or t.draws or x.dtype not in _NATIVE_DTYPES:
+        return None
+    _generators(seed, len(x), False, t._name(), False)
+    return t.images(x, None, x.shape[1:3])
+
+
 def _number(value: Any, fn: str, name: str, minimum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{fn}: {name} must be a number, got {type(value).__name__}")
@@ -608,6 +618,9 @@ class HorizontalFlip(_Affine):
     def images(self, x, params, shape):
         return im.hflip(x)
 
+    def _batch(self, x, seed):
+        return _every_image(self, x, seed)
+
     def some_images(self, x, index):
         return im._flip_some(x, index, True)
 
@@ -702,6 +715,9 @@ class Resize(_Window):
     def images(self, x, params, shape):
         return im.resize(x, self.size, self.interpolation)
 
+    def _batch(self, x, seed):
+        return _every_image(self, x, seed)
+
 
 class RandomResizedCrop(_Window):
     """torchvision's RandomResizedCrop: a window of ``scale`` of the area and aspect ``ratio``
@@ -721,6 +737,15 @@ class RandomResizedCrop(_Window):
         self.scale = _pair(scale, fn, "scale", minimum=0.0)
         self.ratio = _pair(ratio, fn, "ratio", minimum=1e-9)
         self._log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        # draw_resized_crops' scale, log-ratio and ratio arguments
+        self._draw_args = (
+            self.scale[0],
+            self.scale[1] - self.scale[0],
+            self._log_ratio[0],
+            self._log_ratio[1] - self._log_ratio[0],
+            self.ratio[0],
+            self.ratio[1],
+        )
 
     def _draw_windows(self, states, active, p, shape):
         # sample()'s tries, bit for bit, in one native loop over the batch
@@ -734,12 +759,7 @@ class RandomResizedCrop(_Window):
             p is not None,
             height,
             width,
-            self.scale[0],
-            self.scale[1] - self.scale[0],
-            self._log_ratio[0],
-            self._log_ratio[1] - self._log_ratio[0],
-            self.ratio[0],
-            self.ratio[1],
+            *self._draw_args,
             windows,
             applied,
         )
@@ -757,11 +777,32 @@ class RandomResizedCrop(_Window):
 
     def _batch(self, x, seed):
         shape = x.shape[1:3]
-        if x.dtype not in _NATIVE_DTYPES or max(shape) >= 2**32:
+        if x.dtype not in _NATIVE_DTYPES or max(shape) >= 2**32 or min(shape) == 0:
             return None
         states = _batch_states(seed, len(x))
         if states is None:
             return None
+        if self.interpolation == "bilinear" and im._fixed_linear(x):
+            # draws, tables and resampling in one native call (its serial part, the draws,
+            # is a few microseconds), bit for bit the path below
+            windows = np.empty((len(x), 4), np.int64)
+            out = np.empty((len(x), *self.size, 3), np.uint8)
+            threads = im.native_threads(out.size)
+            # (the kernel starts each thread's part on a cache line of its own)
+            scratch = np.empty((threads, _augment.fixed3_scratch_size(self.size[1])), np.int32)
+            status = im.augment_loops("avx512").resized_crops_fixed3(
+                states,
+                self.p,
+                *self._draw_args,
+                np.ascontiguousarray(x),
+                out,
+                windows,
+                scratch,
+                threads,
+            )
+            if status == 0:
+                return out
+            return self._crops(x, windows) if status == 2 else None
         windows, applied = self._draw_windows(states, np.ones(len(x), np.uint8), self.p, shape)
         if not applied.all():
             return None  # images left alone: the general path (it checks their size)
