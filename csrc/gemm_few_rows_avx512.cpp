@@ -51,6 +51,11 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int
   const int64_t stride = lda * int64_t(sizeof(float));
 #pragma GCC unroll 4
   for (int g = 0; g < G; ++g) base[g] = reinterpret_cast<const char*>(a) + 3 * g * stride;
+  // Four steps per iteration: the loop's bookkeeping (counter, prefetch
+  // countdown, branches) can take FMA port slots; once per 96 FMAs instead
+  // of 24 it cost AlexNet's 3x3 layers at batch 1 about 5% less (conv 384 ->
+  // 256 at 13x13: 1.97 -> 1.81-1.86 ms in isolation).
+#pragma GCC unroll 4
   for (int64_t p = 0, countdown = pf.every; p < kc; ++p, b += NR) {
     if (--countdown == 0) {
       countdown = pf.every;
