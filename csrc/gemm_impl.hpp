@@ -115,7 +115,8 @@ struct SliverEntryPoints {
     const char* base[kGroups];
     int64_t stride;  // bytes
     StridedRowsA(const T* a, int64_t lda) : stride(lda * int64_t(sizeof(T))) {
-      for (int64_t g = 0; g < kGroups; ++g) base[g] = reinterpret_cast<const char*>(a) + 3 * g * stride;
+      for (int64_t g = 0; g < kGroups; ++g)
+        base[g] = reinterpret_cast<const char*>(a) + 3 * g * stride;
     }
     const T* at(int64_t i, int64_t p) const {
       return reinterpret_cast<const T*>(base[i / 3] + (i % 3) * stride) + p;
