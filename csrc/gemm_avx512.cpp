@@ -69,6 +69,10 @@ struct ZmmKernel : SliverEntryPoints<ZmmKernel<Vec, MR_, MC_, KC_, NC_>, typenam
     V acc0[MR], acc1[MR];
 #pragma GCC unroll 16
     for (int64_t i = 0; i < MR; ++i) acc0[i] = acc1[i] = Vec::zero();
+    // Two steps per iteration: the loop's counter, compare and branch, which
+    // can take FMA port slots, once per 56 FMAs instead of 28 (a tile in L1:
+    // 182 -> 193 GFLOP/s; A read in place at lda 1600: 176 -> 182).
+#pragma GCC unroll 2
     for (int64_t p = 0; p < kc; ++p, b += NR) {
       const V b0 = Vec::load(b), b1 = Vec::load(b + Vec::W);
 #pragma GCC unroll 16

@@ -40,6 +40,22 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int
   __m512 acc0[R], acc1[R];
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  // Row i of A at byte offset (i % 3) * stride from row 3 * (i / 3): one
+  // pointer per three rows and the stride make base + index * scale
+  // addresses. With a pointer per row (a[i * lda + p]) the compiler ran out
+  // of general registers and moved some through vector registers inside
+  // the loop, taking FMA port slots (conv 3x3 at 169 rows: 145 -> 152
+  // GFLOP/s with this).
+  constexpr int G = (R + 2) / 3;
+  const char* base[G];
+  const int64_t stride = lda * int64_t(sizeof(float));
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g) base[g] = reinterpret_cast<const char*>(a) + 3 * g * stride;
+  // Four steps per iteration: the loop's bookkeeping (counter, prefetch
+  // countdown, branches) can take FMA port slots; once per 96 FMAs instead
+  // of 24 it cost AlexNet's 3x3 layers at batch 1 about 5% less (conv 384 ->
+  // 256 at 13x13: 1.97 -> 1.81-1.86 ms in isolation).
+#pragma GCC unroll 4
   for (int64_t p = 0, countdown = pf.every; p < kc; ++p, b += NR) {
     if (--countdown == 0) {
       countdown = pf.every;
@@ -48,7 +64,8 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < R; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i * lda + p]);
+      const float* row = reinterpret_cast<const float*>(base[i / 3] + (i % 3) * stride);
+      const __m512 ai = _mm512_set1_ps(row[p]);
       acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
       acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
     }

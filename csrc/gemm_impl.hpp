@@ -104,9 +104,31 @@ struct SliverEntryPoints {
                   bool overwrite) {
     Kernel::tile(kc, PackedA{a}, b, c, ldc, mr, nr, overwrite);
   }
+  // A full tile's rows, evenly spaced: element (i, p) at byte offset
+  // (i % 3) * stride from the start of row 3 * (i / 3). One pointer per
+  // three rows and the stride make base + index * scale addresses, where
+  // RowsA's MR row pointers (and the loop counter) outnumber the general
+  // registers: the compiler kept some on the stack and moved others
+  // through vector registers in the inner loop, taking FMA port slots.
+  struct StridedRowsA {
+    static constexpr int64_t kGroups = (MR + 2) / 3;
+    const char* base[kGroups];
+    int64_t stride;  // bytes
+    StridedRowsA(const T* a, int64_t lda) : stride(lda * int64_t(sizeof(T))) {
+      for (int64_t g = 0; g < kGroups; ++g)
+        base[g] = reinterpret_cast<const char*>(a) + 3 * g * stride;
+    }
+    const T* at(int64_t i, int64_t p) const {
+      return reinterpret_cast<const T*>(base[i / 3] + (i % 3) * stride) + p;
+    }
+  };
+
   static void run_rows(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc,
                        int64_t mr, int64_t nr, bool overwrite) {
-    Kernel::tile(kc, RowsA(a, lda, mr), b, c, ldc, mr, nr, overwrite);
+    if (mr == MR)
+      Kernel::tile(kc, StridedRowsA(a, lda), b, c, ldc, mr, nr, overwrite);
+    else
+      Kernel::tile(kc, RowsA(a, lda, mr), b, c, ldc, mr, nr, overwrite);
   }
 };
 
@@ -474,85 +496,118 @@ inline T kernel_madd(T a, T b, T acc) {
 // fully connected layer at batch 1 to 8, where packing B (the whole weight
 // matrix, 151 MB for AlexNet's first one) on every call costs more than the
 // product, which reads each element of B once for m multiply-adds. The
-// rows of B stream through in order, a chunk of columns at a time, into
-// running sums kept in L1. The reduction is the micro-kernel's, element by
-// element: the same k blocks (k_block), each summed from zero in increasing
-// p with the kernel's multiply-add, the block sums added to C in order, then
-// the epilogue; so C(i, j) has the bits gemm() gives it through the packed
-// path, whatever m, the column range or the thread count.
+// reduction is the micro-kernel's, element by element: the same k blocks
+// (k_block), each summed from zero in increasing p with the kernel's
+// multiply-add, the block sums added to C in order, then the epilogue; so
+// C(i, j) has the bits gemm() gives it through the packed path, whatever m,
+// the column range or the thread count.
+//
+// The product is bound by streaming B from memory, so B is read the way the
+// hardware prefetchers follow best: kRows rows at a time, each front to
+// back over the whole column range (up to kWideBytes of running sums, which
+// stay in L2), the columns taken kNarrow at a time so that those rows'
+// pieces and their sums are in L1 while every row of A goes over them.
+// (Reading each row in stretches sized to keep all sums in L1 instead --
+// 2 KiB at m = 8 -- the prefetchers restarted at every stretch: AlexNet's
+// 151 MB fc6 weights streamed at 7-9 GB/s at batch 8, against 16 GB/s at
+// batch 1.)
 template <class T>
 void compute_skinny(const Operands<T>& g, int64_t m, int64_t j0, int64_t j1) {
-  // The running sums take 16 KiB of L1 whatever m is: the fewer the rows,
-  // the longer the stretch of each B row read in one go (16 KiB at m = 1
-  // against 2 KiB at m = 8), and the better the hardware prefetchers, which
-  // stop at every jump to the next row, keep up with the stream of B.
-  constexpr int64_t kSums = 16384 / int64_t(sizeof(T)), kVector = 64 / int64_t(sizeof(T));
-  const int64_t kChunk = kSums / m / kVector * kVector;  // columns per chunk
-  constexpr int64_t kUnroll = 4;                         // B rows per pass over the sums
+  constexpr int64_t kLine = 64 / int64_t(sizeof(T));
+  constexpr int64_t kWideBytes = int64_t(256) << 10;  // running sums, all rows
+  constexpr int64_t kNarrow = 1024 / int64_t(sizeof(T));
+  constexpr int64_t kRows = 8;  // B rows per pass over the sums
+  const int64_t wide_max = kWideBytes / int64_t(sizeof(T)) / m / kLine * kLine;
   const int64_t kb = k_block(g.k, MicroKernel<T>::KC);
-  alignas(64) T sums[kSums];
+  T* const sums = static_cast<T*>(workspace(size_t(kWideBytes)));
   const auto a_at = [&](int64_t i, int64_t p) {
     return g.trans_a ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
   };
-  for (int64_t jc = j0; jc < j1; jc += kChunk) {
-    const int64_t nc = j1 - jc < kChunk ? j1 - jc : kChunk;
+  for (int64_t jw = j0; jw < j1; jw += wide_max) {
+    const int64_t nw = j1 - jw < wide_max ? j1 - jw : wide_max;  // sums' row stride
     for (int64_t pc = 0; pc < g.k; pc += kb) {
       if (g.stop) return;
       const int64_t kc = g.k - pc < kb ? g.k - pc : kb;
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < nc; ++j) sums[i * kChunk + j] = T(0);
+      for (int64_t i = 0; i < m * nw; ++i) sums[i] = T(0);
       int64_t p = pc;
-      for (; p + kUnroll <= pc + kc; p += kUnroll) {
-        const T* __restrict b0 = g.b + p * g.ldb + jc;
-        const T* __restrict b1 = b0 + g.ldb;
-        const T* __restrict b2 = b1 + g.ldb;
-        const T* __restrict b3 = b2 + g.ldb;
-        // Rows in pairs: each B element loaded serves two rows' chains.
-        int64_t i = 0;
-        for (; i + 2 <= m; i += 2) {
-          const T a0 = a_at(i, p), a1 = a_at(i, p + 1), a2 = a_at(i, p + 2), a3 = a_at(i, p + 3);
-          const T e0 = a_at(i + 1, p), e1 = a_at(i + 1, p + 1), e2 = a_at(i + 1, p + 2),
-                  e3 = a_at(i + 1, p + 3);
-          T* __restrict s = sums + i * kChunk;
-          T* __restrict u = s + kChunk;
+      for (; p + kRows <= pc + kc; p += kRows) {
+        for (int64_t jc = 0; jc < nw; jc += kNarrow) {
+          const int64_t nc = nw - jc < kNarrow ? nw - jc : kNarrow;
+          const T* __restrict b[kRows];
+          for (int64_t u = 0; u < kRows; ++u) b[u] = g.b + (p + u) * g.ldb + jw + jc;
+          // Rows of A in fours, then pairs: each B element loaded serves
+          // that many chains, each chain one element's sum in increasing p.
+          int64_t i = 0;
+          for (; i + 4 <= m; i += 4) {
+            T x[4][kRows];
+            for (int64_t r = 0; r < 4; ++r)
+              for (int64_t u = 0; u < kRows; ++u) x[r][u] = a_at(i + r, p + u);
+            T* __restrict s0 = sums + i * nw + jc;
+            T* __restrict s1 = s0 + nw;
+            T* __restrict s2 = s1 + nw;
+            T* __restrict s3 = s2 + nw;
 #pragma omp simd
-          for (int64_t j = 0; j < nc; ++j) {
-            T t = kernel_madd(a0, b0[j], s[j]), v = kernel_madd(e0, b0[j], u[j]);
-            t = kernel_madd(a1, b1[j], t);
-            v = kernel_madd(e1, b1[j], v);
-            t = kernel_madd(a2, b2[j], t);
-            v = kernel_madd(e2, b2[j], v);
-            s[j] = kernel_madd(a3, b3[j], t);
-            u[j] = kernel_madd(e3, b3[j], v);
+            for (int64_t j = 0; j < nc; ++j) {
+              T v0 = s0[j], v1 = s1[j], v2 = s2[j], v3 = s3[j];
+#pragma GCC unroll 8
+              for (int64_t u = 0; u < kRows; ++u) {
+                const T bu = b[u][j];
+                v0 = kernel_madd(x[0][u], bu, v0);
+                v1 = kernel_madd(x[1][u], bu, v1);
+                v2 = kernel_madd(x[2][u], bu, v2);
+                v3 = kernel_madd(x[3][u], bu, v3);
+              }
+              s0[j] = v0;
+              s1[j] = v1;
+              s2[j] = v2;
+              s3[j] = v3;
+            }
           }
-        }
-        for (; i < m; ++i) {
-          const T a0 = a_at(i, p), a1 = a_at(i, p + 1), a2 = a_at(i, p + 2), a3 = a_at(i, p + 3);
-          T* __restrict s = sums + i * kChunk;
+          for (; i + 2 <= m; i += 2) {
+            T x[kRows], y[kRows];
+            for (int64_t u = 0; u < kRows; ++u) x[u] = a_at(i, p + u), y[u] = a_at(i + 1, p + u);
+            T* __restrict s = sums + i * nw + jc;
+            T* __restrict t = s + nw;
 #pragma omp simd
-          for (int64_t j = 0; j < nc; ++j) {
-            T t = kernel_madd(a0, b0[j], s[j]);
-            t = kernel_madd(a1, b1[j], t);
-            t = kernel_madd(a2, b2[j], t);
-            s[j] = kernel_madd(a3, b3[j], t);
+            for (int64_t j = 0; j < nc; ++j) {
+              T v = s[j], w = t[j];
+#pragma GCC unroll 8
+              for (int64_t u = 0; u < kRows; ++u) {
+                v = kernel_madd(x[u], b[u][j], v);
+                w = kernel_madd(y[u], b[u][j], w);
+              }
+              s[j] = v;
+              t[j] = w;
+            }
+          }
+          for (; i < m; ++i) {
+            T x[kRows];
+            for (int64_t u = 0; u < kRows; ++u) x[u] = a_at(i, p + u);
+            T* __restrict s = sums + i * nw + jc;
+#pragma omp simd
+            for (int64_t j = 0; j < nc; ++j) {
+              T v = s[j];
+#pragma GCC unroll 8
+              for (int64_t u = 0; u < kRows; ++u) v = kernel_madd(x[u], b[u][j], v);
+              s[j] = v;
+            }
           }
         }
       }
       for (; p < pc + kc; ++p) {
-        const T* __restrict b0 = g.b + p * g.ldb + jc;
+        const T* __restrict b0 = g.b + p * g.ldb + jw;
         for (int64_t i = 0; i < m; ++i) {
           const T a0 = a_at(i, p);
-          T* __restrict s = sums + i * kChunk;
+          T* __restrict s = sums + i * nw;
 #pragma omp simd
-          for (int64_t j = 0; j < nc; ++j) s[j] = kernel_madd(a0, b0[j], s[j]);
+          for (int64_t j = 0; j < nw; ++j) s[j] = kernel_madd(a0, b0[j], s[j]);
         }
       }
       const bool overwrite = pc == 0 && !g.accumulate;
       for (int64_t i = 0; i < m; ++i)
-        store_partial<T, 1, 1>(sums + i * kChunk, g.c + i * g.ldc + jc, g.ldc, 1, nc,
-                                    overwrite);
+        store_partial<T, 1, 1>(sums + i * nw, g.c + i * g.ldc + jw, g.ldc, 1, nw, overwrite);
     }
-    if (g.epilogue) finish_tile(*g.epilogue, g.c + jc, g.ldc, m, nc, jc);
+    if (g.epilogue) finish_tile(*g.epilogue, g.c + jw, g.ldc, m, nw, jw);
   }
 }
 
