@@ -355,6 +355,19 @@ def main() -> None:
     parser.add_argument(
         "--finetune-lr", type=float, default=None, help="the triplet steps' rate after pre-training"
     )
+    parser.add_argument(
+        "--refine-steps",
+        type=int,
+        default=None,
+        help="triplet steps after the others with --refine-mining (batch_hard), a new Adam",
+    )
+    parser.add_argument("--refine-mining", default=None, help="the refinement's mining")
+    parser.add_argument("--refine-lr", type=float, default=None, help="its rate (1e-3, cosine)")
+    parser.add_argument(
+        "--init-encoder",
+        default=None,
+        help="the triplet run starts from this saved encoder (e.g. --steps 0 --refine-steps N)",
+    )
     parser.add_argument("--head", choices=("l1", "chi2"), default="l1")
     parser.add_argument("--binary-steps", type=int, default=None)
     parser.add_argument("--binary-lr", type=float, default=1e-3)
@@ -395,6 +408,9 @@ def main() -> None:
         ("pretrain_scale", args.pretrain_scale),
         ("pretrain_margin", args.pretrain_margin),
         ("finetune_learning_rate", args.finetune_lr),
+        ("refine_steps", args.refine_steps),
+        ("refine_mining", args.refine_mining),
+        ("refine_learning_rate", args.refine_lr),
     ):
         if value is not None:
             changes[field] = value
@@ -436,6 +452,13 @@ def main() -> None:
             f"{c.pretrain_margin:g}, lr {c.learning_rate:g}) then {recipe}"
             + (f" (fine-tune lr {c.finetune_learning_rate:g})" if c.finetune_learning_rate else "")
         )
+    if c.refine_steps:
+        recipe += (
+            f", then {c.refine_steps} steps of {c.refine_mining} at lr "
+            f"{c.refine_learning_rate:g}{' cosine' if c.cosine_decay else ''}"
+        )
+    if args.init_encoder:
+        recipe = f"from {args.init_encoder}: {recipe}"
     if args.encoder:  # the triplet run evaluates this file; only the other runs train
         recipe = f"triplet encoder from {args.encoder}; other runs: {recipe}"
     print(
@@ -463,7 +486,12 @@ def main() -> None:
             if run == "triplet" and args.encoder:
                 encoder = load_model(args.encoder)  # evaluated as it is: no training
             else:
-                encoder = train_encoder(x, train.labels, c, seed=seed, verbose=0, mining=mining)
+                start = None
+                if run == "triplet" and args.init_encoder:
+                    start = load_model(args.init_encoder)
+                encoder = train_encoder(
+                    x, train.labels, c, seed=seed, verbose=0, mining=mining, encoder=start
+                )
             seconds = time.perf_counter() - tick
             s = encoder_verification(encoder, test, pairs, args.mirror)
             name = f"{run} ({mining})"
