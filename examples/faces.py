@@ -191,7 +191,14 @@ import numpy as np
 
 from cnnkit import load_model, losses, optimizers, schedules
 from cnnkit.autograd import Tensor, no_grad
-from cnnkit.face import PairSampler, build_encoder, build_siamese, evaluate, sample_pairs
+from cnnkit.face import (
+    PairSampler,
+    build_encoder,
+    build_siamese,
+    ensemble_encoder,
+    evaluate,
+    sample_pairs,
+)
 from cnnkit.face.database import FaceDatabase
 from cnnkit.face.demo import (
     FaceDemoConfig,
@@ -378,7 +385,14 @@ def main() -> None:
     )
     parser.add_argument("--far", type=float, default=None, help="recognition FAR (1e-3)")
     parser.add_argument(
-        "--encoder", default=None, help="evaluate this saved encoder as the triplet run's"
+        "--encoder",
+        default=None,
+        help="evaluate this saved encoder as the triplet run's (comma-separated: an ensemble)",
+    )
+    parser.add_argument(
+        "--ensemble-with",
+        default=None,
+        help="comma-separated saved encoders to evaluate with the triplet run's, as one",
     )
     parser.add_argument("--save-encoder", default=None, help="write the triplet encoder here")
     parser.add_argument("--seed", type=int, default=0)
@@ -459,6 +473,8 @@ def main() -> None:
         )
     if args.init_encoder:
         recipe = f"from {args.init_encoder}: {recipe}"
+    if args.ensemble_with:
+        recipe += f"; evaluated as an ensemble with {args.ensemble_with}"
     if args.encoder:  # the triplet run evaluates this file; only the other runs train
         recipe = f"triplet encoder from {args.encoder}; other runs: {recipe}"
     print(
@@ -484,7 +500,9 @@ def main() -> None:
         if run in ("triplet", "random"):
             mining = c.mining if run == "triplet" else "random"
             if run == "triplet" and args.encoder:
-                encoder = load_model(args.encoder)  # evaluated as it is: no training
+                # evaluated as it is (or them, as one ensemble): no training
+                saved = [load_model(path) for path in args.encoder.split(",")]
+                encoder = saved[0] if len(saved) == 1 else ensemble_encoder(saved)
             else:
                 start = None
                 if run == "triplet" and args.init_encoder:
@@ -493,6 +511,10 @@ def main() -> None:
                     x, train.labels, c, seed=seed, verbose=0, mining=mining, encoder=start
                 )
             seconds = time.perf_counter() - tick
+            trained = encoder  # saved, and the binary head's start, without the ensemble
+            if run == "triplet" and args.ensemble_with:
+                others = [load_model(path) for path in args.ensemble_with.split(",")]
+                encoder = ensemble_encoder([load_model_copy(trained), *others])
             s = encoder_verification(encoder, test, pairs, args.mirror)
             name = f"{run} ({mining})"
             print(describe(run, s, seconds), flush=True)
@@ -513,9 +535,9 @@ def main() -> None:
             )
             results[name] = {**s, **{f"rec_{k}": v for k, v in r.items()}}
             if run == "triplet":
-                triplet_encoder = encoder
+                triplet_encoder = trained
                 if args.save_encoder:
-                    encoder.save(args.save_encoder)
+                    trained.save(args.save_encoder)
         else:
             if args.binary_init == "triplet":
                 if triplet_encoder is None:
