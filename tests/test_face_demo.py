@@ -51,6 +51,7 @@ def test_train_encoder_warms_up_then_switches_mining_and_counts_steps():
 def test_train_encoder_refines_with_batch_hard_and_resumes_from_a_saved_encoder(tmp_path):
     from cnnkit import load_model
     from cnnkit.datasets import faces
+    from cnnkit.face import build_encoder
     from cnnkit.face.demo import FaceDemoConfig, train_encoder
 
     data = faces(10, 3, size=24, seed=0)
@@ -58,7 +59,11 @@ def test_train_encoder_refines_with_batch_hard_and_resumes_from_a_saved_encoder(
         size=24, p=4, k=2, epochs=1, steps_per_epoch=3, batch_norm=True, refine_steps=2
     )
     both = dataclasses.replace(both, filters=(4, 8))
-    encoder = train_encoder(data.images, data.labels, both, verbose=0)
+    encoder = build_encoder((24, 24, 3), filters=(4, 8), batch_norm=True)
+    fit, steps = encoder.fit, []
+    encoder.fit = lambda batches, **kw: steps.append(len(batches)) or fit(batches, **kw)
+    train_encoder(data.images, data.labels, both, verbose=0, encoder=encoder)
+    assert steps == [3, 2]  # the triplet steps once, then the refinement
     # The refinement's own optimizer and loss: 2 steps of batch-hard mining, decayed to 1%.
     assert encoder.optimizer.iterations == 2
     assert encoder.get_compile_config()["loss"].mining == "batch_hard"

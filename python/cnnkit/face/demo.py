@@ -200,10 +200,10 @@ def train_encoder(
         rate: Any = c.refine_learning_rate
         if c.cosine_decay:
             rate = schedules.CosineDecay(c.refine_learning_rate, c.refine_steps, alpha=0.01)
-        loss = TripletLoss(c.margin, c.refine_mining, c.squared, seed=seed + 4)
+        loss = TripletLoss(c.margin, c.refine_mining, c.squared, seed=seed + 5)
         encoder.compile(optimizers.Adam(rate), loss)
         refine = PKSampler(
-            labels, c.p, c.k, x=images, seed=seed + 4, steps=c.refine_steps, transform=transform
+            labels, c.p, c.k, x=images, seed=seed + 5, steps=c.refine_steps, transform=transform
         )
         encoder.fit(refine, epochs=1, verbose=verbose)
     return encoder
@@ -250,30 +250,6 @@ def _triplet_steps(
     if last:
         tail = PKSampler(labels, c.p, c.k, x=images, seed=seed + 2, steps=last, transform=transform)
         encoder.fit(tail, epochs=1, verbose=verbose)
-    rate: Any = learning_rate
-    if c.cosine_decay:
-        rate = schedules.CosineDecay(learning_rate, total, alpha=0.01)
-    loss = TripletLoss(c.margin, "semi_hard" if warmup else mining, c.squared, seed=seed)
-    encoder.compile(optimizers.Adam(rate), loss)
-    if warmup:
-        encoder.fit(
-            PKSampler(labels, c.p, c.k, x=images, seed=seed + 1, steps=warmup, transform=transform),
-            epochs=1,
-            verbose=verbose,
-        )
-        loss.mining = mining
-    # The epochs keep their length; the warm-up's steps come out of the first ones.
-    remaining = total - warmup
-    sampler = PKSampler(
-        labels, c.p, c.k, x=images, seed=seed, steps=c.steps_per_epoch, transform=transform
-    )
-    epochs, last = divmod(remaining, c.steps_per_epoch)
-    if epochs:
-        encoder.fit(sampler, epochs=epochs, verbose=verbose)
-    if last:
-        tail = PKSampler(labels, c.p, c.k, x=images, seed=seed + 2, steps=last, transform=transform)
-        encoder.fit(tail, epochs=1, verbose=verbose)
-    return encoder
 
 
 def recognition_threshold(
