@@ -152,20 +152,19 @@ def ensemble_encoder(encoders: Sequence[Any], *, name: str = "face_ensemble") ->
     members = list(encoders)
     if len(members) < 2:
         raise ValueError(f"{where}: encoders must hold at least two models, got {len(members)}")
-    shapes = [getattr(m, "_input_shape", None) for m in members]
-    if any(s is None for s in shapes):
+    declared = [getattr(m, "_input_shape", None) for m in members]
+    if any(s is None for s in declared):
         raise TypeError(
             f"{where}: encoders must be models with a declared input shape (built encoders), "
             f"got {[type(m).__name__ for m in members]}"
         )
-    if len({tuple(s) for s in shapes}) != 1:
-        raise ValueError(
-            f"{where}: encoders must share one input shape, got {[tuple(s) for s in shapes]}"
-        )
+    shapes = [tuple(s) for s in declared if s is not None]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"{where}: encoders must share one input shape, got {shapes}")
     if len({id(m) for m in members}) != len(members):
         raise ValueError(f"{where}: encoders must be distinct models, got one twice")
     for i, member in enumerate(members):
         member.name = f"{name}_member{i}"
-    image = layers.Input(tuple(shapes[0]), dtype=members[0].dtype)
+    image = layers.Input(shapes[0], dtype=members[0].dtype)
     joined = layers.Concatenate()([member(image) for member in members])
     return Functional(image, layers.UnitNormalization()(joined), name=name)
