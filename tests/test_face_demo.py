@@ -48,6 +48,43 @@ def test_train_encoder_warms_up_then_switches_mining_and_counts_steps():
     assert encoder.optimizer.current_learning_rate == pytest.approx(1e-5)
 
 
+def test_train_encoder_refines_with_batch_hard_and_resumes_from_a_saved_encoder(tmp_path):
+    from cnnkit import load_model
+    from cnnkit.datasets import faces
+    from cnnkit.face import build_encoder
+    from cnnkit.face.demo import FaceDemoConfig, train_encoder
+
+    data = faces(10, 3, size=24, seed=0)
+    both = FaceDemoConfig(
+        size=24, p=4, k=2, epochs=1, steps_per_epoch=3, batch_norm=True, refine_steps=2
+    )
+    both = dataclasses.replace(both, filters=(4, 8))
+    encoder = build_encoder((24, 24, 3), filters=(4, 8), batch_norm=True)
+    fit, steps = encoder.fit, []
+    encoder.fit = lambda batches, **kw: steps.append(len(batches)) or fit(batches, **kw)
+    train_encoder(data.images, data.labels, both, verbose=0, encoder=encoder)
+    assert steps == [3, 2]  # the triplet steps once, then the refinement
+    # The refinement's own optimizer and loss: 2 steps of batch-hard mining, decayed to 1%.
+    assert encoder.optimizer.iterations == 2
+    assert encoder.get_compile_config()["loss"].mining == "batch_hard"
+    assert encoder.optimizer.current_learning_rate == pytest.approx(1e-5)
+    # examples/faces.py --init-encoder SAVED --steps 0 --refine-steps 2 is the same run.
+    first = train_encoder(
+        data.images, data.labels, dataclasses.replace(both, refine_steps=0), verbose=0
+    )
+    first.save(tmp_path / "first.cnnkit")
+    resumed = train_encoder(
+        data.images,
+        data.labels,
+        dataclasses.replace(both, steps_per_epoch=0),
+        verbose=0,
+        encoder=load_model(tmp_path / "first.cnnkit"),
+    )
+    for a, b in zip(encoder.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), resumed.get_weights()))
+
+
 def test_recognition_threshold_holds_the_false_accept_rate():
     from cnnkit.datasets import faces
     from cnnkit.face import build_encoder, evaluate

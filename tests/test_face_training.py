@@ -16,6 +16,7 @@ from cnnkit.face import (
     VerificationHead,
     build_encoder,
     build_siamese,
+    ensemble_encoder,
     sample_pairs,
 )
 
@@ -183,6 +184,35 @@ def test_encoder_stages_of_several_convolutions(batch_norm):
     assert len(pools) == 1  # between the stages, not between a stage's convolutions
     out = two(np.random.default_rng(0).random((3, 16, 16, 3)) * 255).data
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, rtol=1e-5)
+
+
+def test_ensemble_encoder_averages_the_members_squared_distances(tmp_path):
+    from cnnkit import load_model
+    from cnnkit.face.database import FaceDatabase
+
+    members = [build_encoder((16, 16, 3), 6, (2, 3), seed=s) for s in (0, 1, 2)]
+    ensemble = ensemble_encoder(members)
+    x = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3)).astype(np.uint8)
+    codes = [FaceDatabase(m).encode(x) for m in members]
+    joined = FaceDatabase(ensemble).encode(x)
+    assert joined.shape == (5, 18)
+    np.testing.assert_allclose(joined, np.concatenate(codes, axis=1) / np.sqrt(3), atol=1e-6)
+    d = [((c[:, None] - c[None]) ** 2).sum(-1) for c in codes]
+    np.testing.assert_allclose(
+        ((joined[:, None] - joined[None]) ** 2).sum(-1), np.mean(d, axis=0), atol=1e-5
+    )
+    ensemble.save(tmp_path / "ensemble.cnnkit")
+    np.testing.assert_array_equal(
+        FaceDatabase(load_model(tmp_path / "ensemble.cnnkit")).encode(x), joined
+    )
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble_encoder(members[:1])
+    with pytest.raises(ValueError, match="one input shape"):
+        ensemble_encoder([members[0], build_encoder((8, 8, 3), 6, (2, 3))])
+    with pytest.raises(ValueError, match="distinct"):
+        ensemble_encoder([members[0], members[0]])
+    with pytest.raises(TypeError, match="declared input shape"):
+        ensemble_encoder([members[0], layers.Dense(3)])
 
 
 def test_encoder_fits_on_arrays_and_on_pk_batches():

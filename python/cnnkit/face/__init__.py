@@ -16,7 +16,7 @@ from __future__ import annotations
 from . import evaluate
 from .classification import CosineClassifier, MarginSoftmaxLoss, pretrain_encoder
 from .database import FaceDatabase
-from .encoder import build_encoder
+from .encoder import build_encoder, ensemble_encoder
 from .losses import MINING_MODES, TripletLoss, pairwise_squared_distances, triplet_loss
 from .sampling import PairSampler, PKSampler, sample_pairs
 from .siamese import VerificationHead, build_siamese
@@ -32,6 +32,7 @@ __all__ = [
     "VerificationHead",
     "build_encoder",
     "build_siamese",
+    "ensemble_encoder",
     "evaluate",
     "pairwise_squared_distances",
     "pretrain_encoder",

@@ -39,6 +39,13 @@ class FaceDemoConfig:
     encoder trained from random weights can collapse to one encoding). The recognition
     threshold is chosen at the false accept rate ``recognition_far`` on the pairs of the
     verification people (:func:`recognition_threshold`).
+    ``refine_steps`` more steps follow the triplet ones with ``refine_mining`` (batch-hard by
+    default), a new Adam at ``refine_learning_rate`` (cosine-decayed with the run's
+    ``cosine_decay``): semi-hard mining picks, per anchor-positive pair, the closest negative
+    *farther* than the positive, so the negatives closer than the positive -- the nearest
+    neighbours that make one-shot recognition wrong -- are trained on only when every
+    negative is; batch-hard aims at exactly those, and from a trained encoder it does not
+    collapse.
     """
 
     train_people: int = 500
@@ -66,6 +73,9 @@ class FaceDemoConfig:
     pretrain_scale: float = 30.0
     pretrain_margin: float = 0.35
     finetune_learning_rate: float | None = None
+    refine_steps: int = 0
+    refine_mining: str = "batch_hard"
+    refine_learning_rate: float = 1e-3
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
 
@@ -144,7 +154,8 @@ def train_encoder(
     ``config.epochs * config.steps_per_epoch`` steps (a new default encoder unless
     ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining, on
     images distorted by :func:`training_augmentation` when ``config.augment``; first
-    ``config.pretrain_steps`` steps of classification pre-training when it is not 0."""
+    ``config.pretrain_steps`` steps of classification pre-training when it is not 0; then
+    ``config.refine_steps`` steps of ``config.refine_mining`` (see :class:`FaceDemoConfig`)."""
     from .. import optimizers, schedules
     from .encoder import build_encoder
     from .losses import TripletLoss
@@ -182,10 +193,40 @@ def train_encoder(
         if c.finetune_learning_rate is not None:
             learning_rate = c.finetune_learning_rate
     mining = mining or c.mining
-    warmup = min(c.warmup_steps, c.epochs * c.steps_per_epoch) if mining != "semi_hard" else 0
     total = c.epochs * c.steps_per_epoch
-    if total == 0:  # classification pre-training alone
-        return encoder
+    if total:  # 0: classification pre-training, or a given encoder's refinement, alone
+        _triplet_steps(encoder, images, labels, c, mining, learning_rate, seed, verbose, transform)
+    if c.refine_steps:
+        rate: Any = c.refine_learning_rate
+        if c.cosine_decay:
+            rate = schedules.CosineDecay(c.refine_learning_rate, c.refine_steps, alpha=0.01)
+        loss = TripletLoss(c.margin, c.refine_mining, c.squared, seed=seed + 5)
+        encoder.compile(optimizers.Adam(rate), loss)
+        refine = PKSampler(
+            labels, c.p, c.k, x=images, seed=seed + 5, steps=c.refine_steps, transform=transform
+        )
+        encoder.fit(refine, epochs=1, verbose=verbose)
+    return encoder
+
+
+def _triplet_steps(
+    encoder: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    c: FaceDemoConfig,
+    mining: str,
+    learning_rate: float,
+    seed: int,
+    verbose: Any,
+    transform: Any,
+) -> None:
+    """:func:`train_encoder`'s triplet phase: the warm-up, then the epochs."""
+    from .. import optimizers, schedules
+    from .losses import TripletLoss
+    from .sampling import PKSampler
+
+    total = c.epochs * c.steps_per_epoch
+    warmup = min(c.warmup_steps, total) if mining != "semi_hard" else 0
     rate: Any = learning_rate
     if c.cosine_decay:
         rate = schedules.CosineDecay(learning_rate, total, alpha=0.01)
@@ -209,7 +250,6 @@ def train_encoder(
     if last:
         tail = PKSampler(labels, c.p, c.k, x=images, seed=seed + 2, steps=last, transform=transform)
         encoder.fit(tail, epochs=1, verbose=verbose)
-    return encoder
 
 
 def recognition_threshold(

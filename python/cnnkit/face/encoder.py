@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import layers
-from ..models import Sequential
+from ..models import Functional, Sequential
 
-__all__ = ["build_encoder"]
+__all__ = ["build_encoder", "ensemble_encoder"]
 
 
 def build_encoder(
@@ -120,3 +120,51 @@ def build_encoder(
         layers.UnitNormalization(),
     ]
     return Sequential(stack, name=name, seed=seed, dtype=dtype)
+
+
+def ensemble_encoder(encoders: Sequence[Any], *, name: str = "face_ensemble") -> Functional:
+    """One encoder from several trained ones: their unit encodings side by side, scaled
+    back to unit length.
+
+    The concatenation of ``m`` unit vectors has length ``sqrt(m)``, so the ensemble's
+    squared distance between two images is the mean of the members' squared distances --
+    thresholds and margins keep their meaning. Averaging the distances of independently
+    trained encoders evens out each one's mistakes: a few enrolled encodings are the
+    nearest neighbour of many other people's queries ("hubs"), and two encoders seldom
+    share them. Inference costs the sum of the members'.
+
+    Parameters
+    ----------
+    encoders : sequence of models
+        At least two, each mapping the same ``input_shape`` to an encoding (of any
+        length; :func:`build_encoder`'s are unit-length). They are renamed
+        ``{name}_member{i}`` (a model's layer names must be unique, and every encoder
+        from :func:`build_encoder` is called "face_encoder"); their weights are shared
+        with the ensemble, not copied.
+    name : str
+
+    Returns
+    -------
+    cnnkit.Functional
+        Usable wherever an encoder is (:class:`FaceDatabase`, ``save`` / ``load_model``).
+    """
+    where = "ensemble_encoder()"
+    members = list(encoders)
+    if len(members) < 2:
+        raise ValueError(f"{where}: encoders must hold at least two models, got {len(members)}")
+    declared = [getattr(m, "_input_shape", None) for m in members]
+    if any(s is None for s in declared):
+        raise TypeError(
+            f"{where}: encoders must be models with a declared input shape (built encoders), "
+            f"got {[type(m).__name__ for m in members]}"
+        )
+    shapes = [tuple(s) for s in declared if s is not None]
+    if len(set(shapes)) != 1:
+        raise ValueError(f"{where}: encoders must share one input shape, got {shapes}")
+    if len({id(m) for m in members}) != len(members):
+        raise ValueError(f"{where}: encoders must be distinct models, got one twice")
+    for i, member in enumerate(members):
+        member.name = f"{name}_member{i}"
+    image = layers.Input(shapes[0], dtype=members[0].dtype)
+    joined = layers.Concatenate()([member(image) for member in members])
+    return Functional(image, layers.UnitNormalization()(joined), name=name)
