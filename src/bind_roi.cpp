@@ -182,7 +182,7 @@ auto roi_forward(Kind kind, const char* fn) {
       else
         check_pool_coordinates(g, rois.data(), k, fn);
       const auto x = contiguous<T>(raw, fn, "x");
-      py::array_t<T> y(pooled_shape(g, k));
+      py::array_t<T> y = new_output<T>(pooled_shape(g, k), fn);
       const T *px = x.data(), *pr = rois.data();
       T* py_ = y.mutable_data();
       without_gil([&] {

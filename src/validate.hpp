@@ -11,6 +11,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "boxes.hpp"
 
@@ -103,6 +104,25 @@ inline py::array contiguous_as(const py::array& a, const py::dtype& dtype, const
     PyErr_SetString(PyExc_MemoryError, os.str().c_str());
   }
   throw py::error_already_set();
+}
+
+// A new array of `shape` for fn's output, or a MemoryError naming fn and the
+// bytes asked for when no address space holds it: pybind11 multiplies the
+// strides out unchecked (a signed overflow for sizes past 2^63 bytes).
+template <class T>
+py::array_t<T> new_output(const std::vector<py::ssize_t>& shape, const char* fn) {
+  long double bytes = sizeof(T);
+  for (const py::ssize_t d : shape) bytes *= static_cast<long double>(d);
+  if (bytes > static_cast<long double>(std::numeric_limits<py::ssize_t>::max())) {
+    std::ostringstream os;
+    os.precision(20);
+    os << fn << "(): the output of shape (";
+    for (size_t d = 0; d < shape.size(); ++d) os << (d ? ", " : "") << shape[d];
+    os << ") needs " << bytes << " bytes, which could not be allocated";
+    PyErr_SetString(PyExc_MemoryError, os.str().c_str());
+    throw py::error_already_set();
+  }
+  return py::array_t<T>(shape);
 }
 
 // C-contiguous, native-order array of T (a copy only when `a` is not already one).

@@ -62,6 +62,13 @@ CASES = [
         "roi_align(): output_size must have 2 entries",
     ),
     case(
+        "output_size-huge",
+        lambda: ops.roi_pool(X, ROIS, 2**63 - 1),
+        MemoryError,
+        "roi_pool(): the output of shape (2, 9223372036854775807, 9223372036854775807, 3) needs",
+        "bytes, which could not be allocated",
+    ),
+    case(
         "output_size-float",
         lambda: ops.roi_pool(X, ROIS, 2.0),
         TypeError,
