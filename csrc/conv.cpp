@@ -532,6 +532,25 @@ bool conv_backward_weight_fused(const ConvProblem& p, Activation activation, T n
   return true;
 }
 
+template <class T>
+bool conv_backward_weight_pooled(const ConvProblem& p, const PooledGradient<T>& pooled,
+                                 const T* x, T* dw, T* db) {
+  if (detail::is_depthwise(p) || !detail::has_few_channels(p)) return false;
+  const Geometry& pg = *pooled.g;
+  for (int d = 0; d < kMaxSpatialDims; ++d)
+    if (pg.in[d] != p.g.out[d] || pg.stride[d] < pg.kernel[d]) return false;
+  int64_t hits = 0;
+  PooledGradient<T> counted = pooled;
+  counted.hits = &hits;
+  detail::few_channels_backward_weight(
+      p, x, static_cast<const T*>(nullptr), dw,
+      detail::FusedWeightGradient<T>{nullptr, Activation::none, T(0), db, &counted});
+  // Each (window, channel) pair finds its index at most once (the windows'
+  // positions are distinct): all of them did exactly when every index lies
+  // in its own window.
+  return hits == p.batch * pg.out_size() * p.out_channels;
+}
+
 #define CNNKIT_INSTANTIATE(T)                                                            \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);  \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,   \
@@ -542,7 +561,9 @@ bool conv_backward_weight_fused(const ConvProblem& p, Activation activation, T n
   template void conv_backward_activation_bias<T>(const ConvProblem&, Activation, T, const T*,  \
                                                  const T*, T*, T*);                     \
   template bool conv_backward_weight_fused<T>(const ConvProblem&, Activation, T, const T*,     \
-                                              const T*, const T*, T*, T*);
+                                              const T*, const T*, T*, T*);               \
+  template bool conv_backward_weight_pooled<T>(const ConvProblem&, const PooledGradient<T>&,  \
+                                               const T*, T*, T*);
 CNNKIT_INSTANTIATE(float)
 CNNKIT_INSTANTIATE(double)
 #undef CNNKIT_INSTANTIATE

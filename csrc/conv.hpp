@@ -81,4 +81,32 @@ template <class T>
 bool conv_backward_weight_fused(const ConvProblem& p, Activation activation, T negative_slope,
                                 const T* x, const T* y, const T* dy, T* dw, T* db);
 
+// The gradient of a convolution's output that a max pool with disjoint
+// windows (stride >= window) hands back, kept in the pool's terms: its
+// geometry (whose input is the convolution's output), its output gradient
+// dy and the spatial indices of its maxima (max_pool_with_indices), and,
+// when the convolution's ReLU is masked at the maxima, the pool's output
+// relu_y (as max_pool_backward_indices takes them).
+template <class T>
+struct PooledGradient {
+  const Geometry* g = nullptr;
+  const int64_t* indices = nullptr;
+  const T* dy = nullptr;
+  const T* relu_y = nullptr;
+  int64_t* hits = nullptr;  // out: how many (window, channel) pairs found their index
+};
+// dw and db (when not null) of an input layer (no dx wanted) whose output
+// went through that max pool, without the pool's full-size dx: each band of
+// the convolution's dy is made from the pooled gradient as the weight loops
+// reach it (the values max_pool_backward_indices writes, 0 + dy at the
+// maximum and 0 elsewhere), so dw and db have the bits of
+// max_pool_backward_indices followed by conv_backward_weight_fused. A
+// training step's first layer then neither writes nor reads a dy of its
+// full output size. Returns false, with dw and db incomplete, when the
+// few-input-channel loops do not apply, the windows overlap, or an index
+// lies outside its window (the caller then takes the two calls).
+template <class T>
+bool conv_backward_weight_pooled(const ConvProblem& p, const PooledGradient<T>& pooled,
+                                 const T* x, T* dw, T* db);
+
 }  // namespace cnnkit

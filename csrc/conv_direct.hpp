@@ -84,6 +84,8 @@ struct FusedWeightGradient {
   Activation activation = Activation::none;
   T negative_slope = T(0);
   T* db = nullptr;
+  // Not null: dy is null and each band of it is made from the pooled gradient.
+  const PooledGradient<T>* pooled = nullptr;
 };
 template <class T>
 void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,

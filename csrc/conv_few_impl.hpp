@@ -456,6 +456,69 @@ inline T masked_one(Activation a, T g, T y, T slope) {
   return g;
 }
 
+// The window of a pooling along dimension d that holds position i, or -1
+// when none does (disjoint windows: at most one does).
+inline int64_t pooled_window(const Geometry& pg, int d, int64_t i) {
+  const int64_t s = i + pg.pad_before[d], o = s / pg.stride[d];
+  return s % pg.stride[d] < pg.kernel[d] && o < pg.out[d] ? o : -1;
+}
+
+// Rows [f0, f1) (positions of image n of the convolution's output) of the dy
+// that max_pool_backward_indices writes for `pooled` on disjoint windows,
+// `ld` apart with the channels past cout zeroed: 0 + dy (masked by relu_y >
+// 0 when given) where the window's index names the position, else 0.
+// Returns the (window, channel) pairs whose index was found.
+template <class T>
+int64_t pooled_rows(const PooledGradient<T>& pooled, int64_t n, int64_t f0, int64_t f1,
+                    int64_t cout, int64_t ld, T* rows) {
+  const Geometry& pg = *pooled.g;
+  const int64_t per_image = pg.out_size();
+  // Each dimension's window per position, looked up rather than divided out.
+  thread_local std::vector<int64_t> lookup;
+  lookup.resize(size_t(pg.in[0] + pg.in[1] + pg.in[2]));
+  int64_t* const of0 = lookup.data();
+  int64_t* const of1 = of0 + pg.in[0];
+  int64_t* const of2 = of1 + pg.in[1];
+  for (int d = 0, at = 0; d < kMaxSpatialDims; at += int(pg.in[d]), ++d)
+    for (int64_t i = 0; i < pg.in[d]; ++i) lookup[size_t(at + i)] = pooled_window(pg, d, i);
+  int64_t i2 = f0 % pg.in[2], i1 = f0 / pg.in[2] % pg.in[1], i0 = f0 / (pg.in[2] * pg.in[1]);
+  int64_t hits = 0;
+  for (int64_t f = f0; f < f1; ++f) {
+    T* __restrict d = rows + (f - f0) * ld;
+    std::fill(d + cout, d + ld, T(0));
+    const int64_t o0 = of0[i0], o1 = of1[i1], o2 = of2[i2];
+    if (++i2 == pg.in[2]) {
+      i2 = 0;
+      if (++i1 == pg.in[1]) i1 = 0, ++i0;
+    }
+    if (o0 < 0 || o1 < 0 || o2 < 0) {
+      std::fill(d, d + cout, T(0));
+      continue;
+    }
+    const int64_t at = (n * per_image + (o0 * pg.out[1] + o1) * pg.out[2] + o2) * cout;
+    const int64_t* __restrict idx = pooled.indices + at;
+    const T* __restrict grad = pooled.dy + at;
+    int64_t found = 0;
+    if (pooled.relu_y) {
+      const T* __restrict y = pooled.relu_y + at;
+      for (int64_t c = 0; c < cout; ++c) {
+        const bool mine = idx[c] == f;
+        const T v = grad[c] * (y[c] > T(0) ? T(1) : T(0));
+        d[c] = mine ? T(0) + v : T(0);
+        found += int64_t(mine);
+      }
+    } else {
+      for (int64_t c = 0; c < cout; ++c) {
+        const bool mine = idx[c] == f;
+        d[c] = mine ? T(0) + grad[c] : T(0);
+        found += int64_t(mine);
+      }
+    }
+    hits += found;
+  }
+  return hits;
+}
+
 // dw, and with a fused activation (fused.y not null) or a bias gradient
 // (fused.db not null) those too, from the unmasked dy (see weight_line), on
 // tiles of MR offsets. Each dw element is its own chain of multiply-adds over
@@ -498,7 +561,8 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
   Aligned<T> acc_dw(chunks * tile_elems), acc_db(chunks * db_elems);
   const int nt = int(std::min<int64_t>(threads_for(p.rows() * P * cout), chunks > 1 ? chunks : pairs));
   const StopToken stop;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+  int64_t hits = 0;  // of a pooled dy (fused.pooled), each band counted once
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : hits)
   {
     const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
     const bool by_chunk = chunks > 1;
@@ -521,13 +585,20 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
         // dy's rows of this band, padded to `ld` channels when cout is not a
         // multiple of the tile width.
         const int64_t slab_size = t.size();
-        T* slab = thread_slab<T>(slab_size + (ld == cout ? 0 : (f1 - f0) * ld));
+        T* slab = thread_slab<T>(slab_size + (ld == cout && !fused.pooled ? 0 : (f1 - f0) * ld));
         fill_slab(x + n * g.in_size() * cin, t, slab);
-        const T* grad = dy + (n * positions + f0) * cout;
+        const T* grad = fused.pooled ? nullptr : dy + (n * positions + f0) * cout;
         const T* ys = fused.y ? fused.y + (n * positions + f0) * cout : nullptr;
         int64_t ldg = cout;
         Activation band_act = act;
-        if (ld != cout) {
+        if (fused.pooled) {
+          // Made while it stays in cache rather than read from a full-size dy.
+          T* rows = slab + slab_size;
+          const int64_t found = pooled_rows(*fused.pooled, n, f0, f1, cout, ld, rows);
+          if (by_chunk || part == 0) hits += found;
+          grad = rows;
+          ldg = ld;
+        } else if (ld != cout) {
           // Padded rows, masked as they are copied.
           T* padded = slab + slab_size;
           for (int64_t f = 0; f < f1 - f0; ++f) {
@@ -596,6 +667,7 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
       }
     }
   }
+  if (fused.pooled) *fused.pooled->hits = hits;
   if (stop) return;
   // dw and db were zeroed by the caller: the chunks' sums in order.
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {

@@ -7,6 +7,7 @@
 
 #include "activation_args.hpp"
 #include "conv.hpp"
+#include "pool.hpp"
 #include "spatial_args.hpp"
 #include "validate.hpp"
 #include "conv_weight_cache.hpp"
@@ -243,6 +244,112 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
   });
 }
 
+// dw and db of a convolution followed by a max pool, from the pool's output
+// gradient dy and its indices (csrc/conv.hpp's conv_backward_weight_pooled),
+// with the bits of max_pool_backward then conv_backward(need=("w", "b")).
+py::tuple conv_max_pool_backward(py::handle x, py::handle w, py::handle dy_obj,
+                                 py::handle indices_obj, py::handle pool_size, py::handle stride,
+                                 py::handle padding, py::handle dilation, py::handle groups,
+                                 py::handle pool_stride, py::handle pool_padding,
+                                 py::handle relu_obj) {
+  const char* fn = "conv_max_pool_backward";
+  ConvArgs a = conv_args(fn, x, w, py::none(), stride, padding, dilation, groups);
+  // The pool's geometry over the convolution's output.
+  Geometry pg;
+  pg.rank = a.p.g.rank;
+  for (int d = 0; d < pg.rank; ++d) pg.in[d] = a.p.g.out[d];
+  const auto kernel = per_dim(pool_size, pg.rank, fn, "pool_size");
+  const auto strides =
+      pool_stride.is_none() ? kernel : per_dim(pool_stride, pg.rank, fn, "pool_stride");
+  for (int d = 0; d < pg.rank; ++d) {
+    pg.kernel[d] = kernel[size_t(d)];
+    pg.stride[d] = strides[size_t(d)];
+  }
+  parse_padding(pool_padding, pg, fn, "pool_size");
+  finish_geometry(pg, fn, "pool_size", "pool_size", a.p.out_channels, 8);
+  if (const int d = first_empty_window_dim(pg); d >= 0)
+    throw py::value_error(prefix(fn, "pool_padding") +
+                          "must leave at least one input element in every window, got padding (" +
+                          std::to_string(pg.pad_before[d]) + ", " +
+                          std::to_string(pg.pad_after[d]) + ") in spatial dimension " +
+                          std::to_string(d));
+  std::vector<py::ssize_t> pooled{py::ssize_t(a.p.batch)};
+  for (int d = 0; d < pg.rank; ++d) pooled.push_back(py::ssize_t(pg.out[d]));
+  pooled.push_back(py::ssize_t(a.p.out_channels));
+  const auto check_shape = [&](const py::array& arr, const char* name) {
+    if (std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim()) != pooled)
+      throw py::value_error(prefix(fn, name) + "must have the pooled output's shape " +
+                            shape_of(pooled) + ", got shape " + shape_str(arr));
+  };
+  const py::array dy = as_array(dy_obj, fn, "dy");
+  check_shape(dy, "dy");
+  a.type = wider(a.type, float_type(dy, fn, "dy"));
+  const py::array raw_i = as_array(indices_obj, fn, "indices");
+  if (raw_i.dtype().kind() != 'i' && raw_i.dtype().kind() != 'u')
+    throw py::type_error(prefix(fn, "indices") + "must have an integer dtype, got " +
+                         std::string(py::str(raw_i.dtype())));
+  check_shape(raw_i, "indices");
+  const bool has_relu = !relu_obj.is_none();
+  py::array raw_relu;
+  if (has_relu) {
+    raw_relu = as_array(relu_obj, fn, "relu_output");
+    check_shape(raw_relu, "relu_output");
+    a.type = wider(a.type, float_type(raw_relu, fn, "relu_output"));
+  }
+  const auto indices = contiguous<int64_t>(raw_i, fn, "indices");
+  return with_float(a.type, [&](auto tag) -> py::tuple {
+    using T = decltype(tag);
+    const auto xc = contiguous<T>(a.x, fn, "x");
+    const auto dyc = contiguous<T>(dy, fn, "dy");
+    py::array_t<T, py::array::c_style> relu;
+    if (has_relu) relu = contiguous<T>(raw_relu, fn, "relu_output");
+    py::array_t<T> dw(std::vector<py::ssize_t>(a.w.shape(), a.w.shape() + a.w.ndim()));
+    py::array_t<T> db(py::ssize_t(a.p.out_channels));
+    const T* px = xc.data();
+    const T* pdy = dyc.data();
+    const T* prelu = has_relu ? relu.data() : nullptr;
+    const int64_t* pi = indices.data();
+    T* pdw = dw.mutable_data();
+    T* pdb = db.mutable_data();
+    const int64_t conv_out = a.p.batch * a.p.g.out_size() * a.p.out_channels;
+    if (conv_out == 0 || xc.size() == 0 || dw.size() == 0) {
+      std::fill_n(pdw, dw.size(), T(0));
+      std::fill_n(pdb, a.p.out_channels, T(0));
+      return py::make_tuple(dw, db);
+    }
+    bool fused = false;
+    without_gil([&] {
+      const PooledGradient<T> pooled{&pg, pi, pdy, prelu, nullptr};
+      fused = conv_backward_weight_pooled(a.p, pooled, px, pdw, pdb);
+    });
+    if (fused) return py::make_tuple(dw, db);
+    // The two calls: the pool's dx in full, then the convolution's gradients.
+    py::array_t<T> full(a.out_shape);
+    T* pfull = full.mutable_data();
+    bool ok = true;
+    without_gil([&] {
+      ok = max_pool_backward_indices(pg, a.p.batch, a.p.out_channels, pi, pdy, pfull, prelu);
+    });
+    if (!ok) {
+      const int64_t in_size = pg.in_size(), count = int64_t(indices.size());
+      for (int64_t k = 0; k < count; ++k)
+        if (pi[k] < 0 || pi[k] >= in_size)
+          throw py::value_error(prefix(fn, "indices") + "must be spatial indices in [0, " +
+                                std::to_string(in_size) + ") as returned by max_pool, got " +
+                                std::to_string(pi[k]));
+      throw std::logic_error(std::string(fn) + ": an index was refused but none is out of range");
+    }
+    without_gil([&] {
+      if (!conv_backward_weight_fused(a.p, Activation::none, T(0), px, static_cast<const T*>(nullptr),
+                                      static_cast<const T*>(pfull), pdw, pdb)) {
+        conv_backward_weight(a.p, px, pfull, pdw);
+        conv_backward_bias(a.p, pfull, pdb);
+      }
+    });
+    return py::make_tuple(dw, db);
+  });
+}
+
 // A packed-weight cache's counters (WinogradCacheStats, ConvWeightCacheStats) as a dict.
 template <class Stats>
 py::dict cache_stats_dict(const Stats& st) {
@@ -264,6 +371,10 @@ void bind_conv(py::module_& m) {
         py::arg("need_x"), py::arg("need_w"), py::arg("need_b"), py::arg("y") = py::none(),
         py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2,
         py::arg("winograd") = py::none());
+  m.def("conv_max_pool_backward", &conv_max_pool_backward, py::arg("x"), py::arg("w"),
+        py::arg("dy"), py::arg("indices"), py::arg("pool_size"), py::arg("stride"),
+        py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("pool_stride"),
+        py::arg("pool_padding"), py::arg("relu_output") = py::none());
   m.def("get_winograd", &winograd_enabled);
   m.def("set_winograd", [](py::handle on) {
     if (!PyBool_Check(on.ptr()))

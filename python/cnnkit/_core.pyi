@@ -106,6 +106,20 @@ def conv_backward(
     NDArray[np.floating[Any]] | None,
     NDArray[np.floating[Any]] | None,
 ]: ...
+def conv_max_pool_backward(
+    x: ArrayLike,
+    w: ArrayLike,
+    dy: ArrayLike,
+    indices: ArrayLike,
+    pool_size: Any,
+    stride: Any,
+    padding: _Spatial,
+    dilation: Any,
+    groups: int,
+    pool_stride: Any,
+    pool_padding: _Spatial,
+    relu_output: ArrayLike | None = None,
+) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
 def max_pool(
     x: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
 ) -> NDArray[np.floating[Any]]: ...

@@ -917,6 +917,10 @@ def conv(
 
     if activation == "relu":
         _RELU_BACKWARDS.add(backward)
+    if activation in (None, "relu") and not tx.requires_grad:
+        # An input layer: a max pool reading its output may take the weight and bias
+        # gradients itself (see max_pool).
+        backward.pool_operands = (tx, tw, tb, spec, activation)  # type: ignore[attr-defined]
     return _record(out, parents, backward)
 
 
@@ -1007,6 +1011,9 @@ def max_pool(
     spec: dict[str, Any] = {"stride": stride, "padding": padding}
     # The forward's argmax indices spare the backward a second search of every window.
     y, indices = ops.max_pool(t.data, pool_size, return_indices=True, **spec)
+    conv_operands = getattr(t._backward, "pool_operands", None)
+    if conv_operands is not None:
+        return _max_pool_of_input_conv(y, indices, pool_size, spec, *conv_operands)
     after_relu = t._backward is not None and t._backward in _RELU_BACKWARDS
 
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
@@ -1018,6 +1025,43 @@ def max_pool(
         return (dx,)
 
     return _record(y, (t,), backward)
+
+
+def _max_pool_of_input_conv(
+    y: np.ndarray,
+    indices: np.ndarray,
+    pool_size: int | Sequence[int],
+    pool_spec: dict[str, Any],
+    tx: Tensor,
+    tw: Tensor,
+    tb: Tensor | None,
+    conv_spec: dict[str, Any],
+    activation: str | None,
+) -> Tensor:
+    """The max pool of an input layer's convolution (its x takes no gradient), recorded
+    with the convolution's weight and bias as parents: one backward call
+    (:func:`cnnkit.ops.conv_max_pool_backward`) gives their gradients, with the bits of
+    the pool's backward followed by the convolution's, without the pool's full-size
+    gradient. Any other reader of the convolution's output still sends its gradient
+    through the convolution's own backward, and the weight gradients add up.
+    """
+    parents = (tw,) if tb is None else (tw, tb)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray, ...]:
+        dw, db = ops.conv_max_pool_backward(
+            tx.data,
+            tw.data,
+            g,
+            indices,
+            pool_size,
+            **conv_spec,
+            pool_stride=pool_spec["stride"],
+            pool_padding=pool_spec["padding"],
+            relu_output=y if activation == "relu" else None,
+        )
+        return (dw,) if tb is None else (dw, db)
+
+    return _record(y, parents, backward)
 
 
 def avg_pool(

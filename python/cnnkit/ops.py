@@ -62,6 +62,7 @@ __all__ = [
     "conv2d",
     "conv3d",
     "conv_backward",
+    "conv_max_pool_backward",
     "distance_box_iou",
     "felzenszwalb",
     "generalized_box_iou",
@@ -675,6 +676,68 @@ def conv_backward(
         activation,
         negative_slope,
         winograd,
+    )
+
+
+def conv_max_pool_backward(
+    x: ArrayLike,
+    w: ArrayLike,
+    dy: ArrayLike,
+    indices: ArrayLike,
+    pool_size: int | Sequence[int],
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence = "valid",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    pool_stride: int | Sequence[int] | None = None,
+    pool_padding: str | int | Sequence = "valid",
+    relu_output: ArrayLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and bias gradients of :func:`conv` followed by :func:`max_pool`, from the
+    pool's output gradient.
+
+    The same values, bit for bit, as :func:`max_pool_backward` (with ``indices`` and
+    ``relu_output``) on the convolution's output followed by
+    ``conv_backward(x, w, dx_pool, need=("w", "b"))``. For an input layer with few
+    channels (``C_in <= 4``, one group) under a pool whose windows do not overlap, each
+    band of the convolution's output gradient is made from ``dy`` while the weight
+    gradient reads it, so the pool's full-size gradient is never written or read
+    again: a training step's first convolution and pool then move a third of the
+    memory. Other shapes take the two calls.
+
+    Parameters
+    ----------
+    x, w, stride, padding, dilation, groups
+        As given to :func:`conv`.
+    dy : array_like
+        The gradient with respect to the pool's output.
+    indices : array_like of int
+        The indices ``max_pool(conv_output, ..., return_indices=True)`` returned.
+    pool_size, pool_stride, pool_padding
+        The pool's ``pool_size``, ``stride`` and ``padding`` (:func:`max_pool`).
+    relu_output : array_like, optional
+        The pool's output when the convolution applied a ReLU, as
+        :func:`max_pool_backward` takes it (the ReLU's mask at the maxima).
+
+    Returns
+    -------
+    (dw, db)
+        Shapes of ``w`` and ``(C_out,)``; bit-identical for any number of threads.
+    """
+    return _core.conv_max_pool_backward(
+        x,
+        w,
+        dy,
+        indices,
+        pool_size,
+        stride,
+        padding,
+        dilation,
+        groups,
+        pool_stride,
+        pool_padding,
+        relu_output=relu_output,
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "complete_box_iou",
     "conv",
     "conv_backward",
+    "conv_max_pool_backward",
     "distance_box_iou",
     "felzenszwalb",
     "gaussian_blur",
@@ -585,6 +586,42 @@ def max_pool_backward(
     first = _first_maximal(x, window, steps, pads)[..., None]
     grads = np.where(np.arange(math.prod(window)) == first, dy[..., None], 0)
     return _unwindow(grads, x.shape, window, steps, pads)
+
+
+def conv_max_pool_backward(
+    x: ArrayLike,
+    w: ArrayLike,
+    dy: ArrayLike,
+    indices: ArrayLike,
+    pool_size,
+    *,
+    stride=1,
+    padding="valid",
+    dilation=1,
+    groups: int = 1,
+    pool_stride=None,
+    pool_padding="valid",
+    relu_output=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    spec = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    out = conv(x, w, **spec)
+    dtype = np.result_type(out, np.asarray(dy))
+    if relu_output is not None:
+        dtype = np.result_type(dtype, np.asarray(relu_output))
+    if out.size == 0:  # no gradient to route (max_pool_backward's reshape needs elements)
+        w = np.asarray(w)
+        return np.zeros(w.shape, dtype), np.zeros(w.shape[-1], dtype)
+    dout = max_pool_backward(
+        np.zeros(out.shape, dtype),
+        dy,
+        pool_size,
+        stride=pool_stride,
+        padding=pool_padding,
+        indices=indices,
+        relu_output=relu_output,
+    )
+    _, dw, db = conv_backward(x, w, dout, need=("w", "b"), **spec)
+    return dw, db
 
 
 def avg_pool_backward(
