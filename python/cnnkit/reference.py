@@ -621,6 +621,7 @@ def conv_max_pool_backward(
         relu_output=relu_output,
     )
     _, dw, db = conv_backward(x, w, dout, need=("w", "b"), **spec)
+    assert dw is not None and db is not None
     return dw, db
 
 
