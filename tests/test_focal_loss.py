@@ -156,6 +156,11 @@ ERRORS = [
         r"^sigmoid_focal_loss\(\): gamma must be a real number, got NoneType",
     ),
     (
+        lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), gamma=2**1100),
+        ValueError,
+        r"^sigmoid_focal_loss\(\): gamma must be a representable real number, got an int of 1101",
+    ),
+    (
         lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), reduction="avg"),
         ValueError,
         r"^sigmoid_focal_loss\(\): reduction must be 'none', 'mean' or 'sum', got 'avg'",

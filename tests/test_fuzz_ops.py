@@ -128,6 +128,16 @@ VALID = {
         ("padding", "padding", "1"),
         ("need", "need", "('x', 'w', 'b')"),
     ],
+    "conv_max_pool_backward": [
+        (None, "array", "R((2, 7, 6, 1))"),
+        (None, "array", "R((3, 3, 1, 4), seed=1)"),
+        (None, "array", "R((2, 2, 2, 4), seed=2)"),
+        (None, "array", "np.zeros((2, 2, 2, 4), np.int64)"),
+        (None, "geom", "2"),
+        ("padding", "padding", "'valid'"),
+        ("pool_stride", "geom", "2"),
+        ("relu_output", "array", "R((2, 2, 2, 4), seed=3)"),
+    ],
     "gram": [(None, "array", "R((2, 4, 5, 3))"), ("normalize", "str", "'size'")],
     "gram_backward": [
         (None, "array", "R((2, 6, 3), np.float32)"),

@@ -1530,7 +1530,13 @@ def sigmoid_focal_loss(
 def _real(value: object, fn: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{fn}(): {name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64's range
+        bits = int(value).bit_length()
+        raise ValueError(
+            f"{fn}(): {name} must be a representable real number, got an int of {bits} bits"
+        ) from None
 
 
 def felzenszwalb(
