@@ -42,6 +42,12 @@ CALLS = {
     "conv2d": ("x", lambda t: ops.conv2d(t, W2)),
     "conv3d": ("x", lambda t: ops.conv3d(t, W3)),
     "conv_backward": ("x", lambda t: ops.conv_backward(t, W2, np.zeros((1, 4, 4, 3)))),
+    "conv_max_pool_backward": (
+        "x",
+        lambda t: ops.conv_max_pool_backward(
+            t, W2, np.zeros((1, 2, 2, 3)), np.zeros((1, 2, 2, 3), np.int64), 2
+        ),
+    ),
     "distance_box_iou": ("boxes1", lambda t: ops.distance_box_iou(t, BOXES)),
     "felzenszwalb": ("image", lambda t: ops.felzenszwalb(t)),
     "generalized_box_iou": ("boxes2", lambda t: ops.generalized_box_iou(BOXES, t)),
@@ -114,6 +120,7 @@ VALUES = {
     "conv2d": IMAGES,
     "conv3d": np.zeros((1, 2, 6, 6, 2)),
     "conv_backward": IMAGES,
+    "conv_max_pool_backward": IMAGES,
     "global_avg_pool": IMAGES,
     "global_max_pool": IMAGES,
     "gram": IMAGES,
