@@ -46,6 +46,7 @@ PARALLEL = {
     "hsv_shift",
     "lut",
     "lut_vbmi",
+    "colour_affine_lut",  # its serial draws (3-4 us for 64 images) count as kernel here
     "remap",
     "resample",
     "resample_linear",

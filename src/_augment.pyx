@@ -476,8 +476,27 @@ cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssiz
         _store(out + c, (v00 * (1.0 - fx) + v01 * fx) * (1.0 - fy) + (v10 * (1.0 - fx) + v11 * fx) * fy)
 
 
-from libc.math cimport fabs
+from libc.math cimport M_PI, cos, fabs, isfinite, sin, tan
 from libc.string cimport memset
+
+
+cdef inline bint _invert_affine(const double* m, double* out) noexcept nogil:
+    """``out`` the 2x3 inverse of the 2x3 map ``m`` (both row by row), in closed form;
+    False (``out`` not written) where ``|det| < 1e-12``."""
+    cdef double det = m[0] * m[4] - m[1] * m[3], i00, i01, i10, i11
+    if fabs(det) < 1e-12:
+        return False
+    i00 = m[4] / det
+    i01 = -m[1] / det
+    i10 = -m[3] / det
+    i11 = m[0] / det
+    out[0] = i00
+    out[1] = i01
+    out[2] = -(i00 * m[2] + i01 * m[5])
+    out[3] = i10
+    out[4] = i11
+    out[5] = -(i10 * m[2] + i11 * m[5])
+    return True
 
 
 def invert_affines(const double[:, :, ::1] maps, double[:, :, ::1] out):
@@ -488,25 +507,46 @@ def invert_affines(const double[:, :, ::1] maps, double[:, :, ::1] out):
     NumPy calls on ``(N, 2, 3)`` arrays cost more than the arithmetic.
     """
     cdef Py_ssize_t n
-    cdef double a, b, c, d, det, i00, i01, i10, i11
     for n in range(maps.shape[0]):
-        a = maps[n, 0, 0]
-        b = maps[n, 0, 1]
-        c = maps[n, 1, 0]
-        d = maps[n, 1, 1]
-        det = a * d - b * c
-        if fabs(det) < 1e-12:
+        if not _invert_affine(&maps[n, 0, 0], &out[n, 0, 0]):
             return n
-        i00 = d / det
-        i01 = -b / det
-        i10 = -c / det
-        i11 = a / det
-        out[n, 0, 0] = i00
-        out[n, 0, 1] = i01
-        out[n, 0, 2] = -(i00 * maps[n, 0, 2] + i01 * maps[n, 1, 2])
-        out[n, 1, 0] = i10
-        out[n, 1, 1] = i11
-        out[n, 1, 2] = -(i10 * maps[n, 0, 2] + i11 * maps[n, 1, 2])
+    return -1
+
+
+cdef double DEG_TO_RAD = M_PI / 180.0  # Python's math.radians factor
+
+
+def warp_inverses(const double[:, ::1] params, double cx, double cy, double[:, :, ::1] out):
+    """The inverses (output to input point) of the maps that cnnkit.image's ``_affine_map``
+    makes about the centre ``(cx, cy)`` from ``params`` rows ``(angle, sx, sy, hx, hy,
+    tx, ty)`` (degrees, scales, shear degrees, pixels), inverted as ``invert_affines``:
+    the warp transforms' batch path (a batch's Python, a map per image, was most of
+    its serial part). The same float64 operations in the same order as the Python
+    (libm's cos, sin and tan are what ``math`` calls; no FMA in this build), so the
+    same bits. Returns the index of the first map that is not finite or not invertible
+    (``out[n]`` unwritten; the general path raises there), or -1."""
+    cdef Py_ssize_t n, k
+    cdef double m[6]
+    cdef double a, c, s, tan_x, tan_y, sx, sy
+    for n in range(params.shape[0]):
+        a = params[n, 0] * DEG_TO_RAD
+        c = cos(a)
+        s = sin(a)
+        tan_x = tan(params[n, 3] * DEG_TO_RAD)
+        tan_y = tan(params[n, 4] * DEG_TO_RAD)
+        sx = params[n, 1]
+        sy = params[n, 2]
+        m[0] = (c + s * tan_y) * sx
+        m[1] = (c * tan_x + s) * sy
+        m[3] = (-s + c * tan_y) * sx
+        m[4] = (-s * tan_x + c) * sy
+        m[2] = cx - (m[0] * cx + m[1] * cy) + params[n, 5]
+        m[5] = cy - (m[3] * cx + m[4] * cy) + params[n, 6]
+        for k in range(6):
+            if not isfinite(m[k]):
+                return n
+        if not _invert_affine(m, &out[n, 0, 0]):
+            return n
     return -1
 
 
@@ -1841,9 +1881,63 @@ cdef enum:
     LUT_CHUNK = 192 * 64
 
 
+cdef inline Py_ssize_t _lut_thread_bytes(Py_ssize_t chans) noexcept nogil:
+    """A thread's part of lut_vbmi's scratch: its tables, then its ``C + 1`` shifts, in
+    whole cache lines (the shifts are read on every task: sharing a line with the
+    other thread's, which it writes at each image, would pass the line back and forth)."""
+    return (256 * chans + 4 * (chans + 1) + 63) // 64 * 64
+
+
+def lut_scratch_size(Py_ssize_t chans, int threads):
+    """Bytes of ``lut_vbmi``'s and ``colour_affine_lut``'s scratch for ``threads``."""
+    return threads * _lut_thread_bytes(chans) + 64
+
+
+cdef inline unsigned char* _lut_thread_part(unsigned char* scratch, Py_ssize_t chans,
+                                            Py_ssize_t tid) noexcept nogil:
+    return scratch + (64 - <size_t>scratch % 64) % 64 + tid * _lut_thread_bytes(chans)
+
+
+cdef inline void _lut_span(const unsigned char* s, unsigned char* d, Py_ssize_t lo,
+                           Py_ssize_t hi, Py_ssize_t n, Py_ssize_t chans, const double* scale,
+                           const double* offset, unsigned char* t) noexcept nogil:
+    """Bytes ``[lo, hi)`` of image ``n`` (``s``, ``d`` its first byte) by its tables
+    ``x * scale[c] + offset[c]``, which the thread's part ``t`` holds unless they are
+    another image's (made there then)."""
+    cdef int* shift = <int*>(t + 256 * chans)
+    cdef Py_ssize_t c, k
+    cdef int kind = 1
+    if shift[chans] != n:  # the image whose tables the thread holds
+        for c in range(chans):
+            _colour_table(scale[c], offset[c], t + 256 * c)
+            shift[c] = cnnkit_table_shift(t + 256 * c)
+        shift[chans] = <int>n
+    for c in range(1, chans):
+        if memcmp(t, t + 256 * c, 256) != 0:
+            kind = 3 if chans == 3 else 0
+    if kind == 3 and shift[0] != CNNKIT_NO_SHIFT and shift[1] != CNNKIT_NO_SHIFT \
+            and shift[2] != CNNKIT_NO_SHIFT:
+        cnnkit_shift3_avx512(s + lo, d + lo, hi - lo, shift)
+    elif kind:
+        cnnkit_lut_vbmi(s + lo, d + lo, hi - lo, t, kind)
+    else:
+        for k in range(lo, hi):
+            d[k] = t[(k % chans) * 256 + s[k]]
+
+
+cdef int _lut_start(Py_ssize_t chans, unsigned char[::1] scratch, int threads) except -1:
+    """Checks lut_vbmi's scratch and marks each thread's tables as no image's."""
+    cdef Py_ssize_t k
+    if threads < 1 or scratch.shape[0] < lut_scratch_size(chans, threads):
+        raise ValueError("lut_vbmi(): scratch must hold lut_scratch_size(C, threads) bytes")
+    for k in range(threads):
+        (<int*>(_lut_thread_part(&scratch[0], chans, k) + 256 * chans))[chans] = -1
+    return 0
+
+
 def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
              const double[:, ::1] scale, const double[:, ::1] offset,
-             unsigned char[:, :, ::1] tables, int[:, ::1] shifts, int threads):
+             unsigned char[::1] scratch, int threads):
     """``dst[n, i, j, c]`` = ``table[n, c, src[n, i, j, c]]`` for the tables of
     ``x * scale[n, c] + offset[n, c]`` (``colour_tables_u8``'s, without the integer fit),
     with AVX-512 lookups (the caller checks ``has_vbmi_lut``): an RGB image whose
@@ -1851,49 +1945,23 @@ def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] 
     bytes, one whose channels share a table or another RGB image a VBMI lookup per
     64 bytes; other channel counts take ``lut``'s per-byte loop.
 
-    Each thread makes the tables of the images its tasks fall in (``tables`` and
-    ``shifts`` are ``(threads, C, 256)`` and ``(threads, C + 1)`` scratch, the last
-    column -1: the image whose tables the thread holds), inside the
+    Each thread makes the tables of the images its tasks fall in, in its part of
+    ``scratch`` (``lut_scratch_size(C, threads)`` bytes, uninitialised), inside the
     parallel region: made serially before it, they took about 1 us an image, a
     tenth of the lookups. Each task is a fixed span of one image, so the result
     does not depend on the thread count."""
     cdef Py_ssize_t n_img = dst.shape[0], chans = dst.shape[3]
     cdef Py_ssize_t size = dst.shape[1] * dst.shape[2] * chans
     cdef Py_ssize_t per = (size + LUT_CHUNK - 1) // LUT_CHUNK
-    cdef Py_ssize_t task, n, k, lo, hi, c, tid
-    cdef int kind
-    cdef unsigned char* t
-    cdef int* shift
-    cdef const unsigned char* s
-    cdef unsigned char* d
+    cdef Py_ssize_t task, n, lo
     if size == 0:
         return
+    _lut_start(chans, scratch, threads)
     for task in prange(n_img * per, nogil=True, num_threads=threads, schedule="static"):
         n = task // per
         lo = (task % per) * LUT_CHUNK
-        hi = min(lo + LUT_CHUNK, size)
-        tid = threadid()
-        t = &tables[tid, 0, 0]
-        shift = &shifts[tid, 0]
-        if shift[chans] != n:  # the image whose tables the thread holds
-            for c in range(chans):
-                _colour_table(scale[n, c], offset[n, c], t + 256 * c)
-                shift[c] = cnnkit_table_shift(t + 256 * c)
-            shift[chans] = <int>n
-        s = &src[n, 0, 0, 0] + lo
-        d = &dst[n, 0, 0, 0] + lo
-        kind = 1
-        for c in range(1, chans):
-            if memcmp(t, t + 256 * c, 256) != 0:
-                kind = 3 if chans == 3 else 0
-        if kind == 3 and shift[0] != CNNKIT_NO_SHIFT and shift[1] != CNNKIT_NO_SHIFT \
-                and shift[2] != CNNKIT_NO_SHIFT:
-            cnnkit_shift3_avx512(s, d, hi - lo, shift)
-        elif kind:
-            cnnkit_lut_vbmi(s, d, hi - lo, t, kind)
-        else:
-            for k in range(hi - lo):
-                d[k] = t[((lo + k) % chans) * 256 + s[k]]
+        _lut_span(&src[n, 0, 0, 0], &dst[n, 0, 0, 0], lo, min(lo + LUT_CHUNK, size), n, chans,
+                  &scale[n, 0], &offset[n, 0], _lut_thread_part(&scratch[0], chans, threadid()))
 
 
 def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -2273,26 +2341,20 @@ cdef enum:
     AFFINE_PCA = 2          # PCAColour: offset[c] = sum_i (v[i] l[i]) P[c, i], times unit
 
 
-def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
-                        const double[:, ::1] spec, int mode, double unit,
-                        const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
-                        double[:, ::1] scale, double[:, ::1] offset,
-                        unsigned char[::1] applied):
-    """The coefficients of a colour-affine transform's batch call (cnnkit.augment's
-    _ColourAffine._batch) in one call: image ``n``'s generator is
-    ``batch_generators(seed)``'s when ``seeds`` is empty, else ``default_rng(seeds[n])``;
-    its draws are draw_params' (tested against ``p``; ``spec`` at most 8 rows), and its
-    ``scale[n]`` and ``offset[n]`` (``(N, C)``) those that the transform's coefficients()
-    makes from them by ``mode`` (AFFINE_*), the same float64 operations in the same
-    order; an image not applied gets ``x * 1 + 0``."""
+cdef Py_ssize_t _affine_coefficients(
+        unsigned long long seed, const unsigned long long[::1] seeds, double p,
+        const double[:, ::1] spec, int mode, double unit, const double[::1] eigenvalues,
+        const double[:, ::1] eigenvectors, double[:, ::1] scale, double[:, ::1] offset,
+        unsigned char* applied) noexcept nogil:
+    """colour_affine_draws' work (``applied`` may be NULL); the number of images applied."""
     cdef Py_ssize_t n, c, count = scale.shape[0], chans = scale.shape[1]
     cdef unsigned long long g[6]
     cdef double v[8]
     cdef double a0, a1, a2
     cdef unsigned int pool[4]
     cdef unsigned int hc = _STATE_HASH
-    if spec.shape[0] > 8:
-        raise ValueError("colour_affine_draws(): spec must have at most 8 rows")
+    cdef unsigned char on
+    cdef Py_ssize_t total = 0
     if seeds.shape[0] == 0:
         _seed_pool(seed, pool)
     for n in range(count):
@@ -2300,11 +2362,14 @@ def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] s
             _seeded_generator(_state_output(pool, n, &hc), g)
         else:
             _seeded_generator(seeds[n], g)
-        applied[n] = _draw_one(g, p, True, spec, v)
+        on = _draw_one(g, p, True, spec, v)
+        total += on
+        if applied != NULL:
+            applied[n] = on
         for c in range(chans):
             scale[n, c] = 1.0
             offset[n, c] = 0.0
-        if not applied[n]:
+        if not on:
             continue
         if mode == AFFINE_SHIFT:
             for c in range(chans):
@@ -2320,6 +2385,56 @@ def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] s
             for c in range(chans):
                 offset[n, c] = (a0 * eigenvectors[c, 0] + a1 * eigenvectors[c, 1]
                                 + a2 * eigenvectors[c, 2]) * unit
+    return total
+
+
+def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                        const double[:, ::1] spec, int mode, double unit,
+                        const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
+                        double[:, ::1] scale, double[:, ::1] offset,
+                        unsigned char[::1] applied):
+    """The coefficients of a colour-affine transform's batch call (cnnkit.augment's
+    _ColourAffine._batch) in one call: image ``n``'s generator is
+    ``batch_generators(seed)``'s when ``seeds`` is empty, else ``default_rng(seeds[n])``;
+    its draws are draw_params' (tested against ``p``; ``spec`` at most 8 rows), and its
+    ``scale[n]`` and ``offset[n]`` (``(N, C)``) those that the transform's coefficients()
+    makes from them by ``mode`` (AFFINE_*), the same float64 operations in the same
+    order; an image not applied gets ``x * 1 + 0``."""
+    if spec.shape[0] > 8:
+        raise ValueError("colour_affine_draws(): spec must have at most 8 rows")
+    _affine_coefficients(seed, seeds, p, spec, mode, unit, eigenvalues, eigenvectors, scale,
+                         offset, &applied[0] if applied.shape[0] else NULL)
+
+
+def colour_affine_lut(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                      const double[:, ::1] spec, int mode, double unit,
+                      const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
+                      const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
+                      double[:, :, ::1] coefficients, unsigned char[::1] scratch, int threads):
+    """``colour_affine_draws`` then ``lut_vbmi`` in one call: the uint8 batch path of the
+    colour-affine transforms on a CPU with VBMI, whose Python between the two calls
+    (a dozen small operations, slow after a pass over the batch has left the caches
+    full of pixels) was most of the call's serial part. ``coefficients`` is ``(2, N,
+    C)`` scratch (scale, offset), ``scratch`` lut_vbmi's. An image not applied gets
+    the identity table (``x * 1 + 0``): it is left as it is, as the general path leaves
+    it."""
+    cdef Py_ssize_t n_img = dst.shape[0], chans = dst.shape[3]
+    cdef Py_ssize_t size = dst.shape[1] * dst.shape[2] * chans
+    cdef Py_ssize_t per = (size + LUT_CHUNK - 1) // LUT_CHUNK
+    cdef Py_ssize_t task, n, lo
+    if spec.shape[0] > 8:
+        raise ValueError("colour_affine_lut(): spec must have at most 8 rows")
+    if size == 0:
+        return
+    _affine_coefficients(seed, seeds, p, spec, mode, unit, eigenvalues, eigenvectors,
+                         coefficients[0], coefficients[1], NULL)
+    _lut_start(chans, scratch, threads)
+    for task in prange(n_img * per, nogil=True, num_threads=threads, schedule="static"):
+        n = task // per
+        lo = (task % per) * LUT_CHUNK
+        _lut_span(&src[n, 0, 0, 0], &dst[n, 0, 0, 0], lo, min(lo + LUT_CHUNK, size), n, chans,
+                  &coefficients[0, n, 0], &coefficients[1, n, 0],
+                  _lut_thread_part(&scratch[0], chans, threadid()))
 
 
 cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexcept nogil:

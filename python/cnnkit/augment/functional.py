@@ -111,11 +111,8 @@ def _colour_affine_rows(x: np.ndarray, s: np.ndarray, o: np.ndarray) -> np.ndarr
             # up 64 bytes at a time (VBMI), or integer coefficients that reproduce it
             # (see the kernels)
             if _vbmi_lut():
-                # (plain arrays: made once per image and thread, read-only after, their
-                # boundary lines are not contended; thread_scratch would add 5 us of Python)
-                tables = np.empty((threads, x.shape[3], 256), np.uint8)
-                held = np.full((threads, x.shape[3] + 1), -1, np.int32)
-                _augment.lut_vbmi(src, out, s, o, tables, held, threads)
+                scratch = np.empty(_augment.lut_scratch_size(x.shape[3], threads), np.uint8)
+                _augment.lut_vbmi(src, out, s, o, scratch, threads)
                 return out
             table = np.empty((len(x), x.shape[3], 256), np.uint8)
             a = np.empty((len(x), x.shape[3]), np.int32)
@@ -172,22 +169,28 @@ def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0
     )
     if not np.all(np.isfinite(h)):
         raise ValueError(f"{fn}(): hue must be finite")
+    out = _hsv_shift_rows(x, h, s, v)
+    return out[0] if single else out
+
+
+def _hsv_shift_rows(x: np.ndarray, h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """:func:`hsv_shift` of an RGB batch ``x`` with ``(N,)`` float64 shifts (``h`` finite),
+    unchecked (HueSaturationValue's batch path, whose draws are so)."""
     out = np.empty(x.shape, x.dtype)
     if out.size:
         top = full_scale(x.dtype)
-        sixths = _sixths(h / 60.0)
         threads = native_threads(out.size)
         _colour_kernels().hsv_shift(
             np.ascontiguousarray(x),
             out,
-            sixths,
+            _sixths(h / 60.0),
             s.astype(np.float32),
             (v * top).astype(np.float32),
             top,
             _rgb_rows(x, threads),
             threads,
         )
-    return out[0] if single else out
+    return out
 
 
 def _sixths(turns6: np.ndarray) -> np.ndarray:
