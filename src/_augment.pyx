@@ -20,7 +20,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport ceil, exp, fabsf, floor, log, nearbyint, sqrt
+from libc.math cimport ceil, exp, fabsf, floor, fmod, log, nearbyint, sqrt
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -1881,21 +1881,38 @@ cdef enum:
     LUT_CHUNK = 192 * 64
 
 
-cdef inline Py_ssize_t _lut_thread_bytes(Py_ssize_t chans) noexcept nogil:
-    """A thread's part of lut_vbmi's scratch: its tables, then its ``C + 1`` shifts, in
-    whole cache lines (the shifts are read on every task: sharing a line with the
-    other thread's, which it writes at each image, would pass the line back and forth)."""
-    return (256 * chans + 4 * (chans + 1) + 63) // 64 * 64
+cdef inline Py_ssize_t _lines(Py_ssize_t size) noexcept nogil:
+    return (size + 63) // 64 * 64
+
+
+def thread_parts_size(Py_ssize_t part, int threads):
+    """Bytes of a kernel's scratch of ``threads`` parts of ``part`` bytes, each part on
+    cache lines of its own (``_thread_part``), from an unaligned buffer: what
+    ``image.thread_scratch`` makes, without its Python (several us when the caches
+    are full of pixels)."""
+    return threads * _lines(part) + 64
+
+
+cdef inline unsigned char* _thread_part(unsigned char* scratch, Py_ssize_t part,
+                                        Py_ssize_t tid) noexcept nogil:
+    return scratch + (64 - <size_t>scratch % 64) % 64 + tid * _lines(part)
+
+
+cdef inline Py_ssize_t _lut_part(Py_ssize_t chans) noexcept nogil:
+    """A thread's part of lut_vbmi's scratch: its tables, then its ``C + 1`` shifts (read
+    on every task: sharing a line with the other thread's, which it writes at each
+    image, would pass the line back and forth)."""
+    return 256 * chans + 4 * (chans + 1)
 
 
 def lut_scratch_size(Py_ssize_t chans, int threads):
     """Bytes of ``lut_vbmi``'s and ``colour_affine_lut``'s scratch for ``threads``."""
-    return threads * _lut_thread_bytes(chans) + 64
+    return thread_parts_size(_lut_part(chans), threads)
 
 
 cdef inline unsigned char* _lut_thread_part(unsigned char* scratch, Py_ssize_t chans,
                                             Py_ssize_t tid) noexcept nogil:
-    return scratch + (64 - <size_t>scratch % 64) % 64 + tid * _lut_thread_bytes(chans)
+    return _thread_part(scratch, _lut_part(chans), tid)
 
 
 cdef inline void _lut_span(const unsigned char* s, unsigned char* d, Py_ssize_t lo,
@@ -2334,6 +2351,36 @@ def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] 
             applied[n] = _draw_one(&generators[n, 0], p, test_p, spec, &out[n, 0])
 
 
+cdef inline void _batch_generator(const unsigned long long[::1] seeds, const unsigned int* pool,
+                                  Py_ssize_t n, unsigned int* hc,
+                                  unsigned long long* g) noexcept nogil:
+    """Image ``n``'s generator of a batch call: ``batch_generators``' (from the seed's
+    ``pool``; images in turn) when ``seeds`` is empty, else ``default_rng(seeds[n])``'s."""
+    if seeds.shape[0] == 0:
+        _seeded_generator(_state_output(pool, n, hc), g)
+    else:
+        _seeded_generator(seeds[n], g)
+
+
+def batch_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                const double[:, ::1] spec, double[:, ::1] out):
+    """``draw_params`` (tested against ``p``) for the images of a batch call, each from its
+    generator (``_batch_generator``), in one call: whether every image is applied
+    (``out[n]`` holds image ``n``'s draws where it is)."""
+    cdef Py_ssize_t n
+    cdef unsigned long long g[6]
+    cdef unsigned int pool[4]
+    cdef unsigned int hc = _STATE_HASH
+    cdef bint every = True
+    if seeds.shape[0] == 0:
+        _seed_pool(seed, pool)
+    for n in range(out.shape[0]):
+        _batch_generator(seeds, pool, n, &hc, g)
+        if not _draw_one(g, p, True, spec, &out[n, 0]):
+            every = False
+    return every
+
+
 cdef enum:
     # colour_affine_draws' coefficients: the transforms' coefficients() methods
     AFFINE_SHIFT = 0        # RGBShift: offset[c] = v[c] * unit
@@ -2358,10 +2405,7 @@ cdef Py_ssize_t _affine_coefficients(
     if seeds.shape[0] == 0:
         _seed_pool(seed, pool)
     for n in range(count):
-        if seeds.shape[0] == 0:  # batch_generators' image seeds, one at a time
-            _seeded_generator(_state_output(pool, n, &hc), g)
-        else:
-            _seeded_generator(seeds[n], g)
+        _batch_generator(seeds, pool, n, &hc, g)
         on = _draw_one(g, p, True, spec, v)
         total += on
         if applied != NULL:
@@ -3052,6 +3096,53 @@ def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const floa
         _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
         _hsv_row(r, r + w, r + 2 * w, w, hue[n], saturation[n], value[n], max_value)
         _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
+
+
+cdef inline float _sixths_of(double degrees) noexcept nogil:
+    """cnnkit.augment's ``_sixths(degrees / 60.0)`` for one value: NumPy's float64
+    remainder (fmod moved into ``[0, 6)``, a zero +0.0) rounded to float32, where
+    6.0 is 0."""
+    cdef double m = fmod(degrees / 60.0, 6.0)
+    cdef float f
+    if m != 0.0:
+        if m < 0.0:
+            m = m + 6.0
+    else:
+        m = 0.0
+    f = <float>m
+    return 0.0 if f >= 6.0 else f
+
+
+def hsv_shift_draws(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
+                    const double[:, ::1] draws, double max_value, unsigned char[::1] scratch,
+                    int threads):
+    """``hsv_shift`` by HueSaturationValue's draws ``(N, 3)`` (hue degrees, saturation and
+    value in 0-255 units), made into its arguments as ``functional.hsv_shift`` makes
+    them (hue ``_sixths(h / 60)``, ``s / 255`` and ``v / 255 * max_value`` rounded to
+    float32), and each thread's rows in its part of ``scratch``
+    (``thread_parts_size(16 W, threads)`` bytes): the transform's batch path in one
+    call, whose dozen NumPy operations before the kernel were most of its serial part.
+    False (``dst`` unwritten) where a hue is not finite (``hsv_shift`` raises there)."""
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t task, n, i
+    cdef float* r
+    if scratch.shape[0] < thread_parts_size(16 * w, threads):
+        raise ValueError("hsv_shift_draws(): scratch must hold thread_parts_size(16 W, threads)")
+    for n in range(n_img):
+        if not isfinite(draws[n, 0]):
+            return False
+    if n_img * h * w == 0:
+        return True
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
+        n = task // h
+        i = task % h
+        r = <float*>_thread_part(&scratch[0], 16 * w, threadid())
+        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+        _hsv_row(r, r + w, r + 2 * w, w, _sixths_of(draws[n, 0]), <float>(draws[n, 1] / 255.0),
+                 <float>(draws[n, 2] / 255.0 * max_value), <float>max_value)
+        _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
+    return True
 
 
 # ColorJitter's steps, numbered as in the ``order`` rows of colour_jitter

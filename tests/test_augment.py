@@ -806,6 +806,9 @@ def test_native_parameter_draws_are_the_generators_draws(transform):
         A.Resize(12, 10, "nearest", p=0.5),  # the same size: images may be left alone
         A.HueSaturationValue(p=1),
         A.HueSaturationValue(10, (0, 40), 5, p=0.5),
+        A.HueSaturationValue((-725, 725), 30, 20, p=1),  # hue shifts of several turns
+        A.HueSaturationValue((-360, -360), 0, (7, 7), p=1),  # a whole turn: -0.0 sixths
+        A.HueSaturationValue((180, 180), 0, 0, p=1),
         A.Rotate(30, p=1),
         A.Rotate((-10, 50), "nearest", "reflect", p=1),
         A.Rotate(20, border_mode="replicate", fill=7, p=0.5),
@@ -860,6 +863,12 @@ def test_the_batch_path_is_the_general_path_on_every_isa_and_thread_count(
         for threads in (1, 2, 3):
             cnnkit.set_num_threads(threads)
             np.testing.assert_array_equal(transform(image=x, seed=8)["image"], want)
+
+
+def test_a_hue_that_overflows_is_refused_on_the_batch_path_too():
+    x = np.zeros((2, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"hue must be finite"):
+        A.HueSaturationValue((-1e308, 1e308), p=1)(image=x, seed=0)
 
 
 def test_warp_inverses_are_the_python_maps_inverted():

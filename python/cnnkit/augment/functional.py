@@ -169,28 +169,39 @@ def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0
     )
     if not np.all(np.isfinite(h)):
         raise ValueError(f"{fn}(): hue must be finite")
-    out = _hsv_shift_rows(x, h, s, v)
-    return out[0] if single else out
-
-
-def _hsv_shift_rows(x: np.ndarray, h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """:func:`hsv_shift` of an RGB batch ``x`` with ``(N,)`` float64 shifts (``h`` finite),
-    unchecked (HueSaturationValue's batch path, whose draws are so)."""
     out = np.empty(x.shape, x.dtype)
     if out.size:
         top = full_scale(x.dtype)
+        sixths = _sixths(h / 60.0)
         threads = native_threads(out.size)
         _colour_kernels().hsv_shift(
             np.ascontiguousarray(x),
             out,
-            _sixths(h / 60.0),
+            sixths,
             s.astype(np.float32),
             (v * top).astype(np.float32),
             top,
             _rgb_rows(x, threads),
             threads,
         )
-    return out
+    return out[0] if single else out
+
+
+def _hsv_shift_draws(x: np.ndarray, draws: np.ndarray) -> np.ndarray | None:
+    """HueSaturationValue's images of an RGB batch ``x`` from its draws ``(N, 3)`` (hue
+    degrees; saturation and value in 0-255 units): :func:`hsv_shift` of ``(h, s / 255,
+    v / 255)`` in one native call (its batch path); None where a hue is not finite."""
+    out = np.empty(x.shape, x.dtype)
+    threads = native_threads(out.size)
+    done = _colour_kernels().hsv_shift_draws(
+        np.ascontiguousarray(x),
+        out,
+        draws,
+        full_scale(x.dtype),
+        np.empty(_augment.thread_parts_size(16 * x.shape[2], threads), np.uint8),
+        threads,
+    )
+    return out if done else None
 
 
 def _sixths(turns6: np.ndarray) -> np.ndarray:

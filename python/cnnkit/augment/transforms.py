@@ -41,7 +41,7 @@ from .._random import seeded_generators
 from .functional import (
     PCAColourFit,
     _colour_affine_rows,
-    _hsv_shift_rows,
+    _hsv_shift_draws,
     _vbmi_lut,
     add_gaussian_seeded,
     colour_affine,
@@ -218,14 +218,12 @@ def _batch_draws(t: Transform, seed: Any, n: int) -> np.ndarray | None:
     """The :meth:`Transform.native_draws` of the ``n`` images of a batch call with ``seed``,
     ``(n, rows)``, the values that the general path draws; None where it must take the
     call (the seed, see _batch_seeds) or where an image is left alone (``p < 1``)."""
-    states = _batch_states(seed, n)
+    seeds = _batch_seeds(seed, n)
     spec = t.native_draws()
-    if states is None or spec is None:
+    if seeds is None or spec is None:
         return None
-    values = np.zeros((n, len(spec)))
-    applied = np.empty(n, np.uint8)
-    _augment.draw_params(states, np.ones(n, np.uint8), t.p, True, spec, values, applied)
-    return values if applied.all() else None
+    values = np.empty((n, len(spec)))
+    return values if _augment.batch_draws(*seeds, t.p, spec, values) else None
 
 
 def _every_image(t: Any, x: np.ndarray, seed: Any) -> np.ndarray | None:
@@ -1391,14 +1389,12 @@ class HueSaturationValue(Transform):
         data.set_images(index, hsv_shift(x, hue, sat, val), self._name())
 
     def _batch(self, x, seed):
-        # apply()'s shifts from the batch's draws as arrays: the per-image records of the
-        # general path were most of a 16-image call's serial part
+        # the draws, apply()'s shifts from them and the kernel in two native calls: the
+        # general path's per-image records were most of a 16-image call's serial part
         if x.dtype not in _NATIVE_DTYPES or x.shape[3] != 3:
             return None
         values = _batch_draws(self, seed, len(x))
-        if values is None or not np.isfinite(values[:, 0]).all():
-            return None  # (a hue that overflows: hsv_shift raises)
-        return _hsv_shift_rows(x, values[:, 0], values[:, 1] / 255.0, values[:, 2] / 255.0)
+        return None if values is None else _hsv_shift_draws(x, values)
 
 
 class ColorJitter(Transform):
