@@ -1063,14 +1063,19 @@ cdef enum:
     WARP_TILE = 64
 
 
-def warp_scratch_size(Py_ssize_t out_w):
-    """The int32 scratch per thread that warp_affine_u8 needs for rows of ``out_w``."""
-    return WARP_BAND * (2 * out_w + 2)
+cdef inline Py_ssize_t _warp_part(Py_ssize_t out_w) noexcept nogil:
+    """The bytes of a thread's scratch in warp_affine_u8 (int32 coordinates and spans)."""
+    return 4 * WARP_BAND * (2 * out_w + 2)
+
+
+def warp_scratch_size(Py_ssize_t out_w, int threads):
+    """The bytes of warp_affine_u8's scratch for rows of ``out_w`` and ``threads``."""
+    return thread_parts_size(_warp_part(out_w), threads)
 
 
 def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
                    const double[:, :, ::1] inverse, int border, double fill,
-                   int[:, ::1] scratch, int threads, bint vector=True):
+                   unsigned char[::1] scratch, int threads, bint vector=True):
     """Bilinear :func:`warp_affine` of uint8 images in fixed point (see FRAC_BITS).
 
     Per output row: the source coordinates of all columns (a vectorisable loop,
@@ -1078,7 +1083,8 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
     all lie inside the image (an interval: the coordinates are monotone in
     the column), without border checks; the pixels left and right of it go
     through ``_sample`` (border modes, ``fill`` unclipped as in the reference).
-    ``scratch`` is ``(threads, warp_scratch_size(out_w))`` int32. 3-channel spans run 16
+    ``scratch`` is ``warp_scratch_size(out_w, threads)`` bytes, each thread's part on cache
+    lines of its own (``_thread_part``). 3-channel spans run 16
     pixels at a time where the CPU has AVX-512 (``warp_vector_isa()``), with the same
     bytes as the scalar loop (``vector=False``, for the tests), and in tiles: a task
     is a band of ``WARP_BAND`` output rows, whose coordinates and spans are computed
@@ -1087,8 +1093,8 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
     reads within the first-level cache for the band's next rows (a row-by-row
     rotation by 30 degrees took 1.4x as long as a shear that reads along rows).
     """
-    if scratch.shape[1] < warp_scratch_size(dst.shape[2]):
-        raise ValueError("warp_affine_u8(): scratch must have warp_scratch_size(out_w) columns")
+    if threads < 1 or scratch.shape[0] < warp_scratch_size(dst.shape[2], threads):
+        raise ValueError("warp_affine_u8(): scratch must hold warp_scratch_size(out_w, threads)")
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3], h = src.shape[1], w = src.shape[2]
     cdef Py_ssize_t row = w * chans
@@ -1118,7 +1124,7 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
         i1 = i0 + WARP_BAND
         if i1 > out_h:
             i1 = out_h
-        base = &scratch[threadid(), 0]
+        base = <int*>_thread_part(&scratch[0], _warp_part(out_w), threadid())
         spans = base + WARP_BAND * 2 * out_w
         image = &src[n, 0, 0, 0]
         for i in range(i0, i1):
