@@ -2769,10 +2769,16 @@ def elastic_fields(const unsigned long long[:, ::1] words, const float[::1] taps
             out[q] = out[q] * alpha
 
 
+cpdef Py_ssize_t gaussian_part(Py_ssize_t band, Py_ssize_t row):
+    """The bytes of a thread's scratch in add_gaussian_seeded for bands of ``band`` rows of
+    ``row`` values: the band's 64-bit outputs, then a row of float32 normals."""
+    return 8 * (band * row // 4 + row // 2 + 4)
+
+
 def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                         const unsigned long long[:, ::1] words, const float[::1] table,
                         const float[::1] std, const float[::1] mean,
-                        unsigned long long[:, ::1] scratch, Py_ssize_t band, int threads):
+                        unsigned char[::1] scratch, Py_ssize_t band, int threads):
     """``add_gaussian`` with the 16-bit draws made here: image ``n``'s are the bytes of
     the PCG64 stream seeded by ``words[n]`` (``seed_states``), the bytes that
     ``random_uint16(default_rng(seed), H W C)`` gives, so the result equals
@@ -2780,8 +2786,9 @@ def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
 
     Tasks are bands of ``band`` rows of an image, each making its span of the
     stream after a jump ahead, so the draws run on every thread and the result
-    does not depend on the thread count. ``scratch`` is ``(threads, >= band W C / 4
-    + 2 + W C / 2)``: the band's draws, then a row of normals.
+    does not depend on the thread count. ``scratch`` is
+    ``thread_parts_size(gaussian_part(band, W C), threads)`` bytes: each thread's
+    band of draws, then a row of normals, on cache lines of their own.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1]
     cdef Py_ssize_t row = dst.shape[2] * dst.shape[3]
@@ -2794,6 +2801,10 @@ def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef float* z
     cdef float sd, mu
     cdef const float* quantiles = &table[0]
+    cdef Py_ssize_t part = gaussian_part(band, row)
+    if threads < 1 or scratch.shape[0] < thread_parts_size(part, threads):
+        raise ValueError("add_gaussian_seeded(): scratch must hold "
+                         "thread_parts_size(gaussian_part(band, W C), threads) bytes")
     if n_img * h * row == 0:
         return
     for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
@@ -2802,7 +2813,7 @@ def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         i1 = min(i0 + band, h)
         first = i0 * row  # the band's first 16-bit draw
         outputs = (first % 4 + (i1 - i0) * row + 3) // 4
-        raw = &scratch[threadid(), 0]
+        raw = <unsigned long long*>_thread_part(&scratch[0], part, threadid())
         z = <float*>(raw + outputs + 1)
         cnnkit_pcg64_fill(&words[n, 0], first // 4, raw, outputs)
         sd = std[n]

@@ -814,6 +814,8 @@ def test_native_parameter_draws_are_the_generators_draws(transform):
         A.Rotate(20, border_mode="replicate", fill=7, p=0.5),
         A.Affine(scale=(0.8, 1.2), translate_percent=0.1, rotate=15, shear=(-20, 20), p=1),
         A.Affine(translate_px=(-3, 4), shear=10, p=1),
+        A.GaussNoise(p=1),
+        A.GaussNoise((0.1, 0.3), (-0.1, 0.1), p=0.5),
     ],
 )
 def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore_threads):
@@ -846,6 +848,7 @@ def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore
         A.HueSaturationValue(p=1),
         A.Rotate(30, p=1),
         A.Affine(scale=(0.8, 1.2), translate_percent=0.1, rotate=15, shear=(-20, 20), p=1),
+        A.GaussNoise(mean_range=(-0.1, 0.1), p=1),
     ],
 )
 def test_the_batch_path_is_the_general_path_on_every_isa_and_thread_count(

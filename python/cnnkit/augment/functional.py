@@ -362,7 +362,9 @@ def add_gaussian_seeded(x: np.ndarray, std: np.ndarray, mean: np.ndarray, seeds:
         row = x.shape[2] * x.shape[3]
         band = max(1, 16384 // row)  # rows per task: 32 KB of draws, about 13 bands an image
         threads = native_threads(out.size)
-        scratch = thread_scratch(threads, band * row // 4 + row // 2 + 4, np.uint64)
+        scratch = np.empty(
+            _augment.thread_parts_size(_augment.gaussian_part(band, row), threads), np.uint8
+        )
         _colour_kernels().add_gaussian_seeded(
             np.ascontiguousarray(x), out, words, normal_table(), std, mean, scratch, band, threads
         )

@@ -1523,6 +1523,17 @@ class GaussNoise(Transform):
         out = add_gaussian_seeded(x, std, mean, seeds)
         data.set_images(index, out, self._name())
 
+    def _batch(self, x, seed):
+        # apply()'s arguments from the batch's draws as arrays, without per-image records
+        if x.dtype not in _NATIVE_DTYPES:
+            return None
+        values = _batch_draws(self, seed, len(x))
+        if values is None:
+            return None
+        top = full_scale(x.dtype)
+        std, mean = ((values[:, k] * top).astype(np.float32) for k in (0, 1))
+        return add_gaussian_seeded(x, std, mean, values.view(np.uint64)[:, 2].copy())
+
 
 # -- pipelines ---------------------------------------------------------------------------
 
