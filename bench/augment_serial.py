@@ -44,8 +44,10 @@ PARALLEL = {
     "flip_selected",
     "gaussian_blur",
     "hsv_shift",
+    "hsv_shift_draws",
     "lut",
     "lut_vbmi",
+    "colour_affine_lut",  # its serial draws (3-4 us for 64 images) count as kernel here
     "remap",
     "resample",
     "resample_linear",

@@ -20,7 +20,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport ceil, exp, fabsf, floor, log, nearbyint, sqrt
+from libc.math cimport ceil, exp, fabsf, floor, fmod, log, nearbyint, sqrt
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -476,8 +476,27 @@ cdef inline void _sample(const pixel* image, Py_ssize_t h, Py_ssize_t w, Py_ssiz
         _store(out + c, (v00 * (1.0 - fx) + v01 * fx) * (1.0 - fy) + (v10 * (1.0 - fx) + v11 * fx) * fy)
 
 
-from libc.math cimport fabs
+from libc.math cimport M_PI, cos, fabs, isfinite, sin, tan
 from libc.string cimport memset
+
+
+cdef inline bint _invert_affine(const double* m, double* out) noexcept nogil:
+    """``out`` the 2x3 inverse of the 2x3 map ``m`` (both row by row), in closed form;
+    False (``out`` not written) where ``|det| < 1e-12``."""
+    cdef double det = m[0] * m[4] - m[1] * m[3], i00, i01, i10, i11
+    if fabs(det) < 1e-12:
+        return False
+    i00 = m[4] / det
+    i01 = -m[1] / det
+    i10 = -m[3] / det
+    i11 = m[0] / det
+    out[0] = i00
+    out[1] = i01
+    out[2] = -(i00 * m[2] + i01 * m[5])
+    out[3] = i10
+    out[4] = i11
+    out[5] = -(i10 * m[2] + i11 * m[5])
+    return True
 
 
 def invert_affines(const double[:, :, ::1] maps, double[:, :, ::1] out):
@@ -488,25 +507,46 @@ def invert_affines(const double[:, :, ::1] maps, double[:, :, ::1] out):
     NumPy calls on ``(N, 2, 3)`` arrays cost more than the arithmetic.
     """
     cdef Py_ssize_t n
-    cdef double a, b, c, d, det, i00, i01, i10, i11
     for n in range(maps.shape[0]):
-        a = maps[n, 0, 0]
-        b = maps[n, 0, 1]
-        c = maps[n, 1, 0]
-        d = maps[n, 1, 1]
-        det = a * d - b * c
-        if fabs(det) < 1e-12:
+        if not _invert_affine(&maps[n, 0, 0], &out[n, 0, 0]):
             return n
-        i00 = d / det
-        i01 = -b / det
-        i10 = -c / det
-        i11 = a / det
-        out[n, 0, 0] = i00
-        out[n, 0, 1] = i01
-        out[n, 0, 2] = -(i00 * maps[n, 0, 2] + i01 * maps[n, 1, 2])
-        out[n, 1, 0] = i10
-        out[n, 1, 1] = i11
-        out[n, 1, 2] = -(i10 * maps[n, 0, 2] + i11 * maps[n, 1, 2])
+    return -1
+
+
+cdef double DEG_TO_RAD = M_PI / 180.0  # Python's math.radians factor
+
+
+def warp_inverses(const double[:, ::1] params, double cx, double cy, double[:, :, ::1] out):
+    """The inverses (output to input point) of the maps that cnnkit.image's ``_affine_map``
+    makes about the centre ``(cx, cy)`` from ``params`` rows ``(angle, sx, sy, hx, hy,
+    tx, ty)`` (degrees, scales, shear degrees, pixels), inverted as ``invert_affines``:
+    the warp transforms' batch path (a batch's Python, a map per image, was most of
+    its serial part). The same float64 operations in the same order as the Python
+    (libm's cos, sin and tan are what ``math`` calls; no FMA in this build), so the
+    same bits. Returns the index of the first map that is not finite or not invertible
+    (``out[n]`` unwritten; the general path raises there), or -1."""
+    cdef Py_ssize_t n, k
+    cdef double m[6]
+    cdef double a, c, s, tan_x, tan_y, sx, sy
+    for n in range(params.shape[0]):
+        a = params[n, 0] * DEG_TO_RAD
+        c = cos(a)
+        s = sin(a)
+        tan_x = tan(params[n, 3] * DEG_TO_RAD)
+        tan_y = tan(params[n, 4] * DEG_TO_RAD)
+        sx = params[n, 1]
+        sy = params[n, 2]
+        m[0] = (c + s * tan_y) * sx
+        m[1] = (c * tan_x + s) * sy
+        m[3] = (-s + c * tan_y) * sx
+        m[4] = (-s * tan_x + c) * sy
+        m[2] = cx - (m[0] * cx + m[1] * cy) + params[n, 5]
+        m[5] = cy - (m[3] * cx + m[4] * cy) + params[n, 6]
+        for k in range(6):
+            if not isfinite(m[k]):
+                return n
+        if not _invert_affine(m, &out[n, 0, 0]):
+            return n
     return -1
 
 
@@ -1023,14 +1063,19 @@ cdef enum:
     WARP_TILE = 64
 
 
-def warp_scratch_size(Py_ssize_t out_w):
-    """The int32 scratch per thread that warp_affine_u8 needs for rows of ``out_w``."""
-    return WARP_BAND * (2 * out_w + 2)
+cdef inline Py_ssize_t _warp_part(Py_ssize_t out_w) noexcept nogil:
+    """The bytes of a thread's scratch in warp_affine_u8 (int32 coordinates and spans)."""
+    return 4 * WARP_BAND * (2 * out_w + 2)
+
+
+def warp_scratch_size(Py_ssize_t out_w, int threads):
+    """The bytes of warp_affine_u8's scratch for rows of ``out_w`` and ``threads``."""
+    return thread_parts_size(_warp_part(out_w), threads)
 
 
 def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
                    const double[:, :, ::1] inverse, int border, double fill,
-                   int[:, ::1] scratch, int threads, bint vector=True):
+                   unsigned char[::1] scratch, int threads, bint vector=True):
     """Bilinear :func:`warp_affine` of uint8 images in fixed point (see FRAC_BITS).
 
     Per output row: the source coordinates of all columns (a vectorisable loop,
@@ -1038,7 +1083,8 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
     all lie inside the image (an interval: the coordinates are monotone in
     the column), without border checks; the pixels left and right of it go
     through ``_sample`` (border modes, ``fill`` unclipped as in the reference).
-    ``scratch`` is ``(threads, warp_scratch_size(out_w))`` int32. 3-channel spans run 16
+    ``scratch`` is ``warp_scratch_size(out_w, threads)`` bytes, each thread's part on cache
+    lines of its own (``_thread_part``). 3-channel spans run 16
     pixels at a time where the CPU has AVX-512 (``warp_vector_isa()``), with the same
     bytes as the scalar loop (``vector=False``, for the tests), and in tiles: a task
     is a band of ``WARP_BAND`` output rows, whose coordinates and spans are computed
@@ -1047,8 +1093,8 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
     reads within the first-level cache for the band's next rows (a row-by-row
     rotation by 30 degrees took 1.4x as long as a shear that reads along rows).
     """
-    if scratch.shape[1] < warp_scratch_size(dst.shape[2]):
-        raise ValueError("warp_affine_u8(): scratch must have warp_scratch_size(out_w) columns")
+    if threads < 1 or scratch.shape[0] < warp_scratch_size(dst.shape[2], threads):
+        raise ValueError("warp_affine_u8(): scratch must hold warp_scratch_size(out_w, threads)")
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t chans = dst.shape[3], h = src.shape[1], w = src.shape[2]
     cdef Py_ssize_t row = w * chans
@@ -1078,7 +1124,7 @@ def warp_affine_u8(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :,
         i1 = i0 + WARP_BAND
         if i1 > out_h:
             i1 = out_h
-        base = &scratch[threadid(), 0]
+        base = <int*>_thread_part(&scratch[0], _warp_part(out_w), threadid())
         spans = base + WARP_BAND * 2 * out_w
         image = &src[n, 0, 0, 0]
         for i in range(i0, i1):
@@ -1841,9 +1887,80 @@ cdef enum:
     LUT_CHUNK = 192 * 64
 
 
+cdef inline Py_ssize_t _lines(Py_ssize_t size) noexcept nogil:
+    return (size + 63) // 64 * 64
+
+
+def thread_parts_size(Py_ssize_t part, int threads):
+    """Bytes of a kernel's scratch of ``threads`` parts of ``part`` bytes, each part on
+    cache lines of its own (``_thread_part``), from an unaligned buffer: what
+    ``image.thread_scratch`` makes, without its Python (several us when the caches
+    are full of pixels)."""
+    return threads * _lines(part) + 64
+
+
+cdef inline unsigned char* _thread_part(unsigned char* scratch, Py_ssize_t part,
+                                        Py_ssize_t tid) noexcept nogil:
+    return scratch + (64 - <size_t>scratch % 64) % 64 + tid * _lines(part)
+
+
+cdef inline Py_ssize_t _lut_part(Py_ssize_t chans) noexcept nogil:
+    """A thread's part of lut_vbmi's scratch: its tables, then its ``C + 1`` shifts (read
+    on every task: sharing a line with the other thread's, which it writes at each
+    image, would pass the line back and forth)."""
+    return 256 * chans + 4 * (chans + 1)
+
+
+def lut_scratch_size(Py_ssize_t chans, int threads):
+    """Bytes of ``lut_vbmi``'s and ``colour_affine_lut``'s scratch for ``threads``."""
+    return thread_parts_size(_lut_part(chans), threads)
+
+
+cdef inline unsigned char* _lut_thread_part(unsigned char* scratch, Py_ssize_t chans,
+                                            Py_ssize_t tid) noexcept nogil:
+    return _thread_part(scratch, _lut_part(chans), tid)
+
+
+cdef inline void _lut_span(const unsigned char* s, unsigned char* d, Py_ssize_t lo,
+                           Py_ssize_t hi, Py_ssize_t n, Py_ssize_t chans, const double* scale,
+                           const double* offset, unsigned char* t) noexcept nogil:
+    """Bytes ``[lo, hi)`` of image ``n`` (``s``, ``d`` its first byte) by its tables
+    ``x * scale[c] + offset[c]``, which the thread's part ``t`` holds unless they are
+    another image's (made there then)."""
+    cdef int* shift = <int*>(t + 256 * chans)
+    cdef Py_ssize_t c, k
+    cdef int kind = 1
+    if shift[chans] != n:  # the image whose tables the thread holds
+        for c in range(chans):
+            _colour_table(scale[c], offset[c], t + 256 * c)
+            shift[c] = cnnkit_table_shift(t + 256 * c)
+        shift[chans] = <int>n
+    for c in range(1, chans):
+        if memcmp(t, t + 256 * c, 256) != 0:
+            kind = 3 if chans == 3 else 0
+    if kind == 3 and shift[0] != CNNKIT_NO_SHIFT and shift[1] != CNNKIT_NO_SHIFT \
+            and shift[2] != CNNKIT_NO_SHIFT:
+        cnnkit_shift3_avx512(s + lo, d + lo, hi - lo, shift)
+    elif kind:
+        cnnkit_lut_vbmi(s + lo, d + lo, hi - lo, t, kind)
+    else:
+        for k in range(lo, hi):
+            d[k] = t[(k % chans) * 256 + s[k]]
+
+
+cdef int _lut_start(Py_ssize_t chans, unsigned char[::1] scratch, int threads) except -1:
+    """Checks lut_vbmi's scratch and marks each thread's tables as no image's."""
+    cdef Py_ssize_t k
+    if threads < 1 or scratch.shape[0] < lut_scratch_size(chans, threads):
+        raise ValueError("lut_vbmi(): scratch must hold lut_scratch_size(C, threads) bytes")
+    for k in range(threads):
+        (<int*>(_lut_thread_part(&scratch[0], chans, k) + 256 * chans))[chans] = -1
+    return 0
+
+
 def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
              const double[:, ::1] scale, const double[:, ::1] offset,
-             unsigned char[:, :, ::1] tables, int[:, ::1] shifts, int threads):
+             unsigned char[::1] scratch, int threads):
     """``dst[n, i, j, c]`` = ``table[n, c, src[n, i, j, c]]`` for the tables of
     ``x * scale[n, c] + offset[n, c]`` (``colour_tables_u8``'s, without the integer fit),
     with AVX-512 lookups (the caller checks ``has_vbmi_lut``): an RGB image whose
@@ -1851,49 +1968,23 @@ def lut_vbmi(const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] 
     bytes, one whose channels share a table or another RGB image a VBMI lookup per
     64 bytes; other channel counts take ``lut``'s per-byte loop.
 
-    Each thread makes the tables of the images its tasks fall in (``tables`` and
-    ``shifts`` are ``(threads, C, 256)`` and ``(threads, C + 1)`` scratch, the last
-    column -1: the image whose tables the thread holds), inside the
+    Each thread makes the tables of the images its tasks fall in, in its part of
+    ``scratch`` (``lut_scratch_size(C, threads)`` bytes, uninitialised), inside the
     parallel region: made serially before it, they took about 1 us an image, a
     tenth of the lookups. Each task is a fixed span of one image, so the result
     does not depend on the thread count."""
     cdef Py_ssize_t n_img = dst.shape[0], chans = dst.shape[3]
     cdef Py_ssize_t size = dst.shape[1] * dst.shape[2] * chans
     cdef Py_ssize_t per = (size + LUT_CHUNK - 1) // LUT_CHUNK
-    cdef Py_ssize_t task, n, k, lo, hi, c, tid
-    cdef int kind
-    cdef unsigned char* t
-    cdef int* shift
-    cdef const unsigned char* s
-    cdef unsigned char* d
+    cdef Py_ssize_t task, n, lo
     if size == 0:
         return
+    _lut_start(chans, scratch, threads)
     for task in prange(n_img * per, nogil=True, num_threads=threads, schedule="static"):
         n = task // per
         lo = (task % per) * LUT_CHUNK
-        hi = min(lo + LUT_CHUNK, size)
-        tid = threadid()
-        t = &tables[tid, 0, 0]
-        shift = &shifts[tid, 0]
-        if shift[chans] != n:  # the image whose tables the thread holds
-            for c in range(chans):
-                _colour_table(scale[n, c], offset[n, c], t + 256 * c)
-                shift[c] = cnnkit_table_shift(t + 256 * c)
-            shift[chans] = <int>n
-        s = &src[n, 0, 0, 0] + lo
-        d = &dst[n, 0, 0, 0] + lo
-        kind = 1
-        for c in range(1, chans):
-            if memcmp(t, t + 256 * c, 256) != 0:
-                kind = 3 if chans == 3 else 0
-        if kind == 3 and shift[0] != CNNKIT_NO_SHIFT and shift[1] != CNNKIT_NO_SHIFT \
-                and shift[2] != CNNKIT_NO_SHIFT:
-            cnnkit_shift3_avx512(s, d, hi - lo, shift)
-        elif kind:
-            cnnkit_lut_vbmi(s, d, hi - lo, t, kind)
-        else:
-            for k in range(hi - lo):
-                d[k] = t[((lo + k) % chans) * 256 + s[k]]
+        _lut_span(&src[n, 0, 0, 0], &dst[n, 0, 0, 0], lo, min(lo + LUT_CHUNK, size), n, chans,
+                  &scale[n, 0], &offset[n, 0], _lut_thread_part(&scratch[0], chans, threadid()))
 
 
 def add_gaussian(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
@@ -2266,6 +2357,36 @@ def draw_params(unsigned long long[:, ::1] generators, const unsigned char[::1] 
             applied[n] = _draw_one(&generators[n, 0], p, test_p, spec, &out[n, 0])
 
 
+cdef inline void _batch_generator(const unsigned long long[::1] seeds, const unsigned int* pool,
+                                  Py_ssize_t n, unsigned int* hc,
+                                  unsigned long long* g) noexcept nogil:
+    """Image ``n``'s generator of a batch call: ``batch_generators``' (from the seed's
+    ``pool``; images in turn) when ``seeds`` is empty, else ``default_rng(seeds[n])``'s."""
+    if seeds.shape[0] == 0:
+        _seeded_generator(_state_output(pool, n, hc), g)
+    else:
+        _seeded_generator(seeds[n], g)
+
+
+def batch_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                const double[:, ::1] spec, double[:, ::1] out):
+    """``draw_params`` (tested against ``p``) for the images of a batch call, each from its
+    generator (``_batch_generator``), in one call: whether every image is applied
+    (``out[n]`` holds image ``n``'s draws where it is)."""
+    cdef Py_ssize_t n
+    cdef unsigned long long g[6]
+    cdef unsigned int pool[4]
+    cdef unsigned int hc = _STATE_HASH
+    cdef bint every = True
+    if seeds.shape[0] == 0:
+        _seed_pool(seed, pool)
+    for n in range(out.shape[0]):
+        _batch_generator(seeds, pool, n, &hc, g)
+        if not _draw_one(g, p, True, spec, &out[n, 0]):
+            every = False
+    return every
+
+
 cdef enum:
     # colour_affine_draws' coefficients: the transforms' coefficients() methods
     AFFINE_SHIFT = 0        # RGBShift: offset[c] = v[c] * unit
@@ -2273,38 +2394,32 @@ cdef enum:
     AFFINE_PCA = 2          # PCAColour: offset[c] = sum_i (v[i] l[i]) P[c, i], times unit
 
 
-def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
-                        const double[:, ::1] spec, int mode, double unit,
-                        const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
-                        double[:, ::1] scale, double[:, ::1] offset,
-                        unsigned char[::1] applied):
-    """The coefficients of a colour-affine transform's batch call (cnnkit.augment's
-    _ColourAffine._batch) in one call: image ``n``'s generator is
-    ``batch_generators(seed)``'s when ``seeds`` is empty, else ``default_rng(seeds[n])``;
-    its draws are draw_params' (tested against ``p``; ``spec`` at most 8 rows), and its
-    ``scale[n]`` and ``offset[n]`` (``(N, C)``) those that the transform's coefficients()
-    makes from them by ``mode`` (AFFINE_*), the same float64 operations in the same
-    order; an image not applied gets ``x * 1 + 0``."""
+cdef Py_ssize_t _affine_coefficients(
+        unsigned long long seed, const unsigned long long[::1] seeds, double p,
+        const double[:, ::1] spec, int mode, double unit, const double[::1] eigenvalues,
+        const double[:, ::1] eigenvectors, double[:, ::1] scale, double[:, ::1] offset,
+        unsigned char* applied) noexcept nogil:
+    """colour_affine_draws' work (``applied`` may be NULL); the number of images applied."""
     cdef Py_ssize_t n, c, count = scale.shape[0], chans = scale.shape[1]
     cdef unsigned long long g[6]
     cdef double v[8]
     cdef double a0, a1, a2
     cdef unsigned int pool[4]
     cdef unsigned int hc = _STATE_HASH
-    if spec.shape[0] > 8:
-        raise ValueError("colour_affine_draws(): spec must have at most 8 rows")
+    cdef unsigned char on
+    cdef Py_ssize_t total = 0
     if seeds.shape[0] == 0:
         _seed_pool(seed, pool)
     for n in range(count):
-        if seeds.shape[0] == 0:  # batch_generators' image seeds, one at a time
-            _seeded_generator(_state_output(pool, n, &hc), g)
-        else:
-            _seeded_generator(seeds[n], g)
-        applied[n] = _draw_one(g, p, True, spec, v)
+        _batch_generator(seeds, pool, n, &hc, g)
+        on = _draw_one(g, p, True, spec, v)
+        total += on
+        if applied != NULL:
+            applied[n] = on
         for c in range(chans):
             scale[n, c] = 1.0
             offset[n, c] = 0.0
-        if not applied[n]:
+        if not on:
             continue
         if mode == AFFINE_SHIFT:
             for c in range(chans):
@@ -2320,6 +2435,56 @@ def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] s
             for c in range(chans):
                 offset[n, c] = (a0 * eigenvectors[c, 0] + a1 * eigenvectors[c, 1]
                                 + a2 * eigenvectors[c, 2]) * unit
+    return total
+
+
+def colour_affine_draws(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                        const double[:, ::1] spec, int mode, double unit,
+                        const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
+                        double[:, ::1] scale, double[:, ::1] offset,
+                        unsigned char[::1] applied):
+    """The coefficients of a colour-affine transform's batch call (cnnkit.augment's
+    _ColourAffine._batch) in one call: image ``n``'s generator is
+    ``batch_generators(seed)``'s when ``seeds`` is empty, else ``default_rng(seeds[n])``;
+    its draws are draw_params' (tested against ``p``; ``spec`` at most 8 rows), and its
+    ``scale[n]`` and ``offset[n]`` (``(N, C)``) those that the transform's coefficients()
+    makes from them by ``mode`` (AFFINE_*), the same float64 operations in the same
+    order; an image not applied gets ``x * 1 + 0``."""
+    if spec.shape[0] > 8:
+        raise ValueError("colour_affine_draws(): spec must have at most 8 rows")
+    _affine_coefficients(seed, seeds, p, spec, mode, unit, eigenvalues, eigenvectors, scale,
+                         offset, &applied[0] if applied.shape[0] else NULL)
+
+
+def colour_affine_lut(unsigned long long seed, const unsigned long long[::1] seeds, double p,
+                      const double[:, ::1] spec, int mode, double unit,
+                      const double[::1] eigenvalues, const double[:, ::1] eigenvectors,
+                      const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
+                      double[:, :, ::1] coefficients, unsigned char[::1] scratch, int threads):
+    """``colour_affine_draws`` then ``lut_vbmi`` in one call: the uint8 batch path of the
+    colour-affine transforms on a CPU with VBMI, whose Python between the two calls
+    (a dozen small operations, slow after a pass over the batch has left the caches
+    full of pixels) was most of the call's serial part. ``coefficients`` is ``(2, N,
+    C)`` scratch (scale, offset), ``scratch`` lut_vbmi's. An image not applied gets
+    the identity table (``x * 1 + 0``): it is left as it is, as the general path leaves
+    it."""
+    cdef Py_ssize_t n_img = dst.shape[0], chans = dst.shape[3]
+    cdef Py_ssize_t size = dst.shape[1] * dst.shape[2] * chans
+    cdef Py_ssize_t per = (size + LUT_CHUNK - 1) // LUT_CHUNK
+    cdef Py_ssize_t task, n, lo
+    if spec.shape[0] > 8:
+        raise ValueError("colour_affine_lut(): spec must have at most 8 rows")
+    if size == 0:
+        return
+    _affine_coefficients(seed, seeds, p, spec, mode, unit, eigenvalues, eigenvectors,
+                         coefficients[0], coefficients[1], NULL)
+    _lut_start(chans, scratch, threads)
+    for task in prange(n_img * per, nogil=True, num_threads=threads, schedule="static"):
+        n = task // per
+        lo = (task % per) * LUT_CHUNK
+        _lut_span(&src[n, 0, 0, 0], &dst[n, 0, 0, 0], lo, min(lo + LUT_CHUNK, size), n, chans,
+                  &coefficients[0, n, 0], &coefficients[1, n, 0],
+                  _lut_thread_part(&scratch[0], chans, threadid()))
 
 
 cdef inline long long _pcg64_below(unsigned long long* g, long long high) noexcept nogil:
@@ -2604,10 +2769,16 @@ def elastic_fields(const unsigned long long[:, ::1] words, const float[::1] taps
             out[q] = out[q] * alpha
 
 
+cpdef Py_ssize_t gaussian_part(Py_ssize_t band, Py_ssize_t row):
+    """The bytes of a thread's scratch in add_gaussian_seeded for bands of ``band`` rows of
+    ``row`` values: the band's 64-bit outputs, then a row of float32 normals."""
+    return 8 * (band * row // 4 + row // 2 + 4)
+
+
 def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
                         const unsigned long long[:, ::1] words, const float[::1] table,
                         const float[::1] std, const float[::1] mean,
-                        unsigned long long[:, ::1] scratch, Py_ssize_t band, int threads):
+                        unsigned char[::1] scratch, Py_ssize_t band, int threads):
     """``add_gaussian`` with the 16-bit draws made here: image ``n``'s are the bytes of
     the PCG64 stream seeded by ``words[n]`` (``seed_states``), the bytes that
     ``random_uint16(default_rng(seed), H W C)`` gives, so the result equals
@@ -2615,8 +2786,9 @@ def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
 
     Tasks are bands of ``band`` rows of an image, each making its span of the
     stream after a jump ahead, so the draws run on every thread and the result
-    does not depend on the thread count. ``scratch`` is ``(threads, >= band W C / 4
-    + 2 + W C / 2)``: the band's draws, then a row of normals.
+    does not depend on the thread count. ``scratch`` is
+    ``thread_parts_size(gaussian_part(band, W C), threads)`` bytes: each thread's
+    band of draws, then a row of normals, on cache lines of their own.
     """
     cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1]
     cdef Py_ssize_t row = dst.shape[2] * dst.shape[3]
@@ -2629,6 +2801,10 @@ def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
     cdef float* z
     cdef float sd, mu
     cdef const float* quantiles = &table[0]
+    cdef Py_ssize_t part = gaussian_part(band, row)
+    if threads < 1 or scratch.shape[0] < thread_parts_size(part, threads):
+        raise ValueError("add_gaussian_seeded(): scratch must hold "
+                         "thread_parts_size(gaussian_part(band, W C), threads) bytes")
     if n_img * h * row == 0:
         return
     for task in prange(n_img * bands, nogil=True, num_threads=threads, schedule="dynamic"):
@@ -2637,7 +2813,7 @@ def add_gaussian_seeded(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
         i1 = min(i0 + band, h)
         first = i0 * row  # the band's first 16-bit draw
         outputs = (first % 4 + (i1 - i0) * row + 3) // 4
-        raw = &scratch[threadid(), 0]
+        raw = <unsigned long long*>_thread_part(&scratch[0], part, threadid())
         z = <float*>(raw + outputs + 1)
         cnnkit_pcg64_fill(&words[n, 0], first // 4, raw, outputs)
         sd = std[n]
@@ -2937,6 +3113,53 @@ def hsv_shift(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst, const floa
         _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
         _hsv_row(r, r + w, r + 2 * w, w, hue[n], saturation[n], value[n], max_value)
         _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
+
+
+cdef inline float _sixths_of(double degrees) noexcept nogil:
+    """cnnkit.augment's ``_sixths(degrees / 60.0)`` for one value: NumPy's float64
+    remainder (fmod moved into ``[0, 6)``, a zero +0.0) rounded to float32, where
+    6.0 is 0."""
+    cdef double m = fmod(degrees / 60.0, 6.0)
+    cdef float f
+    if m != 0.0:
+        if m < 0.0:
+            m = m + 6.0
+    else:
+        m = 0.0
+    f = <float>m
+    return 0.0 if f >= 6.0 else f
+
+
+def hsv_shift_draws(const pixel[:, :, :, ::1] src, pixel[:, :, :, ::1] dst,
+                    const double[:, ::1] draws, double max_value, unsigned char[::1] scratch,
+                    int threads):
+    """``hsv_shift`` by HueSaturationValue's draws ``(N, 3)`` (hue degrees, saturation and
+    value in 0-255 units), made into its arguments as ``functional.hsv_shift`` makes
+    them (hue ``_sixths(h / 60)``, ``s / 255`` and ``v / 255 * max_value`` rounded to
+    float32), and each thread's rows in its part of ``scratch``
+    (``thread_parts_size(16 W, threads)`` bytes): the transform's batch path in one
+    call, whose dozen NumPy operations before the kernel were most of its serial part.
+    False (``dst`` unwritten) where a hue is not finite (``hsv_shift`` raises there)."""
+    cdef Py_ssize_t n_img = dst.shape[0], h = dst.shape[1], w = dst.shape[2]
+    cdef Py_ssize_t task, n, i
+    cdef float* r
+    if scratch.shape[0] < thread_parts_size(16 * w, threads):
+        raise ValueError("hsv_shift_draws(): scratch must hold thread_parts_size(16 W, threads)")
+    for n in range(n_img):
+        if not isfinite(draws[n, 0]):
+            return False
+    if n_img * h * w == 0:
+        return True
+    for task in prange(n_img * h, nogil=True, num_threads=threads, schedule="dynamic",
+                       chunksize=16):
+        n = task // h
+        i = task % h
+        r = <float*>_thread_part(&scratch[0], 16 * w, threadid())
+        _load_rgb(&src[n, i, 0, 0], r, <unsigned char*>(r + 3 * w), w)
+        _hsv_row(r, r + w, r + 2 * w, w, _sixths_of(draws[n, 0]), <float>(draws[n, 1] / 255.0),
+                 <float>(draws[n, 2] / 255.0 * max_value), <float>max_value)
+        _store_rgb(r, <unsigned char*>(r + 3 * w), &dst[n, i, 0, 0], w)
+    return True
 
 
 # ColorJitter's steps, numbered as in the ``order`` rows of colour_jitter

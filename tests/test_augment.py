@@ -804,6 +804,18 @@ def test_native_parameter_draws_are_the_generators_draws(transform):
         A.Resize(7, 13),
         A.Resize(6, 5, "area"),
         A.Resize(12, 10, "nearest", p=0.5),  # the same size: images may be left alone
+        A.HueSaturationValue(p=1),
+        A.HueSaturationValue(10, (0, 40), 5, p=0.5),
+        A.HueSaturationValue((-725, 725), 30, 20, p=1),  # hue shifts of several turns
+        A.HueSaturationValue((-360, -360), 0, (7, 7), p=1),  # a whole turn: -0.0 sixths
+        A.HueSaturationValue((180, 180), 0, 0, p=1),
+        A.Rotate(30, p=1),
+        A.Rotate((-10, 50), "nearest", "reflect", p=1),
+        A.Rotate(20, border_mode="replicate", fill=7, p=0.5),
+        A.Affine(scale=(0.8, 1.2), translate_percent=0.1, rotate=15, shear=(-20, 20), p=1),
+        A.Affine(translate_px=(-3, 4), shear=10, p=1),
+        A.GaussNoise(p=1),
+        A.GaussNoise((0.1, 0.3), (-0.1, 0.1), p=0.5),
     ],
 )
 def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore_threads):
@@ -825,6 +837,78 @@ def test_the_batch_path_gives_the_general_paths_images(transform, dtype, restore
             transform(image=x, seed=bad)
     with pytest.raises(ValueError, match=r"seed must be >= 0"):
         transform(image=x, seed=-1)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        A.RGBShift(p=1),
+        A.RandomBrightnessContrast(p=0.5),
+        A.PCAColour(_PCA, alpha_std=0.5, p=1),
+        A.HueSaturationValue(p=1),
+        A.Rotate(30, p=1),
+        A.Affine(scale=(0.8, 1.2), translate_percent=0.1, rotate=15, shear=(-20, 20), p=1),
+        A.GaussNoise(mean_range=(-0.1, 0.1), p=1),
+    ],
+)
+def test_the_batch_path_is_the_general_path_on_every_isa_and_thread_count(
+    transform, restore_isa, restore_threads
+):
+    # a batch large enough to be split over threads (the lookups' task spans, the warps'
+    # row bands), the general path at one thread as the reference
+    from cnnkit import _core
+
+    x = (np.random.default_rng(6).random((5, 70, 66, 3)) * 255).astype(np.uint8)
+    cnnkit.set_num_threads(1)
+    want = transform(image=x, seed=8, return_params=True)["image"]
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            np.testing.assert_array_equal(transform(image=x, seed=8)["image"], want)
+
+
+def test_a_hue_that_overflows_is_refused_on_the_batch_path_too():
+    x = np.zeros((2, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"hue must be finite"):
+        A.HueSaturationValue((-1e308, 1e308), p=1)(image=x, seed=0)
+
+
+def test_warp_inverses_are_the_python_maps_inverted():
+    # the warp transforms' batch path builds its maps natively: image._affine_map's bits
+    from cnnkit import _augment
+    from cnnkit.image import _affine_map, _invert_affines
+
+    rng = np.random.default_rng(12)
+    params = np.column_stack(
+        [
+            rng.uniform(-400, 400, 300),
+            rng.uniform(0.1, 3, 300),
+            rng.uniform(0.1, 3, 300),
+            rng.uniform(-60, 60, 300),
+            rng.uniform(-60, 60, 300),
+            rng.uniform(-50, 50, 300),
+            rng.uniform(-50, 50, 300),
+        ]
+    )
+    params[:100, 2], params[:100, 4] = params[:100, 1], 0.0  # one scale, shear x only
+    maps = np.array(
+        [
+            _affine_map((33.5, 20.0), a, (sx, sy), (hx, hy), (tx, ty))
+            for a, sx, sy, hx, hy, tx, ty in params
+        ]
+    ).reshape(-1, 2, 3)
+    got = np.empty_like(maps)
+    assert _augment.warp_inverses(params, 33.5, 20.0, got) == -1
+    np.testing.assert_array_equal(got, _invert_affines(maps, "test"))
+    # the first map that is not finite, or not invertible: its index, as the general path
+    # raises there
+    for bad, value in ((1, np.inf), (3, np.nan), (2, 0.0)):
+        odd = params[:5].copy()
+        odd[3 if bad == 3 else 2, bad] = value
+        assert _augment.warp_inverses(odd, 33.5, 20.0, np.empty((5, 2, 3))) == (
+            3 if bad == 3 else 2
+        )
 
 
 def test_normal_from_unit_is_the_normal_quantile():

@@ -238,7 +238,7 @@ def test_warp_affine_uint8_vector_span_equals_scalar(border, shape):
     outs = []
     for vector in (True, False):
         out = np.empty((shape[0], h + 5, out_w, 3), np.uint8)
-        scratch = np.empty((2, _augment.warp_scratch_size(out_w)), np.int32)
+        scratch = np.empty(_augment.warp_scratch_size(out_w, 2), np.uint8)
         mode = image.BORDER_MODES.index(border)
         _augment.warp_affine_u8(x, out, inverse, mode, 9.0, scratch, 2, vector)
         outs.append(out)

@@ -769,7 +769,7 @@ def _warp(
             np.ascontiguousarray(inverse, dtype=np.float64),
             mode,
             float(fill),
-            thread_scratch(threads, _augment.warp_scratch_size(out_w), np.int32),
+            np.empty(_augment.warp_scratch_size(out_w, threads), np.uint8),
             threads,
         )
     elif out.size:

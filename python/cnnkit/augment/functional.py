@@ -111,11 +111,8 @@ def _colour_affine_rows(x: np.ndarray, s: np.ndarray, o: np.ndarray) -> np.ndarr
             # up 64 bytes at a time (VBMI), or integer coefficients that reproduce it
             # (see the kernels)
             if _vbmi_lut():
-                # (plain arrays: made once per image and thread, read-only after, their
-                # boundary lines are not contended; thread_scratch would add 5 us of Python)
-                tables = np.empty((threads, x.shape[3], 256), np.uint8)
-                held = np.full((threads, x.shape[3] + 1), -1, np.int32)
-                _augment.lut_vbmi(src, out, s, o, tables, held, threads)
+                scratch = np.empty(_augment.lut_scratch_size(x.shape[3], threads), np.uint8)
+                _augment.lut_vbmi(src, out, s, o, scratch, threads)
                 return out
             table = np.empty((len(x), x.shape[3], 256), np.uint8)
             a = np.empty((len(x), x.shape[3]), np.int32)
@@ -188,6 +185,23 @@ def hsv_shift(images: Any, hue: Any = 0.0, saturation: Any = 0.0, value: Any = 0
             threads,
         )
     return out[0] if single else out
+
+
+def _hsv_shift_draws(x: np.ndarray, draws: np.ndarray) -> np.ndarray | None:
+    """HueSaturationValue's images of an RGB batch ``x`` from its draws ``(N, 3)`` (hue
+    degrees; saturation and value in 0-255 units): :func:`hsv_shift` of ``(h, s / 255,
+    v / 255)`` in one native call (its batch path); None where a hue is not finite."""
+    out = np.empty(x.shape, x.dtype)
+    threads = native_threads(out.size)
+    done = _colour_kernels().hsv_shift_draws(
+        np.ascontiguousarray(x),
+        out,
+        draws,
+        full_scale(x.dtype),
+        np.empty(_augment.thread_parts_size(16 * x.shape[2], threads), np.uint8),
+        threads,
+    )
+    return out if done else None
 
 
 def _sixths(turns6: np.ndarray) -> np.ndarray:
@@ -348,7 +362,9 @@ def add_gaussian_seeded(x: np.ndarray, std: np.ndarray, mean: np.ndarray, seeds:
         row = x.shape[2] * x.shape[3]
         band = max(1, 16384 // row)  # rows per task: 32 KB of draws, about 13 bands an image
         threads = native_threads(out.size)
-        scratch = thread_scratch(threads, band * row // 4 + row // 2 + 4, np.uint64)
+        scratch = np.empty(
+            _augment.thread_parts_size(_augment.gaussian_part(band, row), threads), np.uint8
+        )
         _colour_kernels().add_gaussian_seeded(
             np.ascontiguousarray(x), out, words, normal_table(), std, mean, scratch, band, threads
         )

@@ -41,6 +41,8 @@ from .._random import seeded_generators
 from .functional import (
     PCAColourFit,
     _colour_affine_rows,
+    _hsv_shift_draws,
+    _vbmi_lut,
     add_gaussian_seeded,
     colour_affine,
     colour_jitter,
@@ -210,6 +212,18 @@ def _batch_states(seed: Any, n: int) -> np.ndarray | None:
     else:
         _augment.batch_generators(seeds[0], states)
     return states
+
+
+def _batch_draws(t: Transform, seed: Any, n: int) -> np.ndarray | None:
+    """The :meth:`Transform.native_draws` of the ``n`` images of a batch call with ``seed``,
+    ``(n, rows)``, the values that the general path draws; None where it must take the
+    call (the seed, see _batch_seeds) or where an image is left alone (``p < 1``)."""
+    seeds = _batch_seeds(seed, n)
+    spec = t.native_draws()
+    if seeds is None or spec is None:
+        return None
+    values = np.empty((n, len(spec)))
+    return values if _augment.batch_draws(*seeds, t.p, spec, values) else None
 
 
 def _every_image(t: Any, x: np.ndarray, seed: Any) -> np.ndarray | None:
@@ -885,6 +899,29 @@ class _Warp(_Affine):
         mode = im.BORDER_MODES.index(self.border_mode)
         return im._warp(x, inverse, h, w, interp, mode, self.fill)
 
+    def warp_params(self, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """The parameters that :meth:`from_draws` makes from each row of ``values`` as
+        ``(N, 7)`` rows ``(angle, scale x, scale y, shear x, shear y, translate x,
+        translate y)``, the arguments of ``_augment.warp_inverses``."""
+        raise NotImplementedError
+
+    def _batch(self, x, seed):
+        # images()' maps from the batch's draws in one native call (the general path's
+        # records and a map per image in Python were most of a 16-image call's serial
+        # part); None where a map is not finite or not invertible: the general path raises
+        if x.dtype not in _NATIVE_DTYPES:
+            return None
+        values = _batch_draws(self, seed, len(x))
+        if values is None:
+            return None
+        h, w = x.shape[1:3]
+        inverse = np.empty((len(x), 2, 3))
+        if _augment.warp_inverses(self.warp_params(values, (h, w)), w / 2, h / 2, inverse) >= 0:
+            return None
+        interp = im.INTERPOLATIONS.index(self.interpolation)
+        mode = im.BORDER_MODES.index(self.border_mode)
+        return im._warp(x, inverse, h, w, interp, mode, self.fill)
+
 
 class Rotate(_Warp):
     """Rotate about the centre by an angle drawn from ``limit`` degrees (a number ``v``
@@ -909,6 +946,12 @@ class Rotate(_Warp):
 
     def from_draws(self, values, bits, shape):
         return {"angle": values[0]}
+
+    def warp_params(self, values, shape):
+        params = np.zeros((len(values), 7))
+        params[:, 0] = values[:, 0]
+        params[:, 1:3] = 1.0
+        return params
 
 
 class Affine(_Warp):
@@ -980,6 +1023,18 @@ class Affine(_Warp):
             translate = (v[0], v[1])
         angle, scale, shear = v[-3:]
         return {"angle": angle, "scale": scale, "shear": (shear, 0.0), "translate": translate}
+
+    def warp_params(self, values, shape):
+        params = np.zeros((len(values), 7))
+        params[:, 0] = values[:, -3]
+        params[:, 1] = params[:, 2] = values[:, -2]
+        params[:, 3] = values[:, -1]
+        if self.translate_percent is not None:
+            params[:, 5] = values[:, 0] * shape[1]
+            params[:, 6] = values[:, 1] * shape[0]
+        elif self.translate_px is not None:
+            params[:, 5:7] = values[:, :2]
+        return params
 
 
 class ElasticTransform(Transform):
@@ -1092,11 +1147,30 @@ class _ColourAffine(Transform):
         seeds = None if mode is None else _batch_seeds(seed, len(x))
         if seeds is None:
             return None
+        values, vectors = self._eigen()
+        spec = self.native_draws()
+        if x.dtype == np.uint8 and _vbmi_lut():
+            # the draws and the lookups in one call: the Python between them runs after a
+            # pass over the batch has filled the caches with pixels, slowly
+            out = np.empty(x.shape, np.uint8)
+            threads = im.native_threads(out.size)
+            _augment.colour_affine_lut(
+                *seeds,
+                self.p,
+                spec,
+                *mode,
+                values,
+                vectors,
+                np.ascontiguousarray(x),
+                out,
+                np.empty((2, len(x), x.shape[3])),
+                np.empty(_augment.lut_scratch_size(x.shape[3], threads), np.uint8),
+                threads,
+            )
+            return out
         scale = np.empty((len(x), x.shape[3]))
         offset = np.empty_like(scale)
         applied = np.empty(len(x), np.uint8)
-        values, vectors = self._eigen()
-        spec = self.native_draws()
         _augment.colour_affine_draws(
             *seeds, self.p, spec, *mode, values, vectors, scale, offset, applied
         )
@@ -1314,6 +1388,14 @@ class HueSaturationValue(Transform):
         val = [p["val"] / 255.0 for p in params]
         data.set_images(index, hsv_shift(x, hue, sat, val), self._name())
 
+    def _batch(self, x, seed):
+        # the draws, apply()'s shifts from them and the kernel in two native calls: the
+        # general path's per-image records were most of a 16-image call's serial part
+        if x.dtype not in _NATIVE_DTYPES or x.shape[3] != 3:
+            return None
+        values = _batch_draws(self, seed, len(x))
+        return None if values is None else _hsv_shift_draws(x, values)
+
 
 class ColorJitter(Transform):
     """torchvision's ColorJitter: brightness, contrast, saturation and hue factors drawn per
@@ -1389,15 +1471,9 @@ class ColorJitter(Transform):
         if x.dtype not in _NATIVE_DTYPES or x.shape[3] != 3:
             return None
         n = len(x)
-        states = _batch_states(seed, n)
-        if states is None:
+        values = _batch_draws(self, seed, n)
+        if values is None:
             return None
-        spec = self.native_draws()
-        values = np.zeros((n, len(spec)))
-        applied = np.empty(n, np.uint8)
-        _augment.draw_params(states, np.ones(n, np.uint8), self.p, True, spec, values, applied)
-        if not applied.all():
-            return None  # images left alone: the general path
         # from_draws' swaps for the whole batch
         order = np.tile(np.arange(4, dtype=np.int32), (n, 1))
         rows = np.arange(n)
@@ -1446,6 +1522,17 @@ class GaussNoise(Transform):
         mean = np.array([p["mean"] * top for p in params], np.float32)
         out = add_gaussian_seeded(x, std, mean, seeds)
         data.set_images(index, out, self._name())
+
+    def _batch(self, x, seed):
+        # apply()'s arguments from the batch's draws as arrays, without per-image records
+        if x.dtype not in _NATIVE_DTYPES:
+            return None
+        values = _batch_draws(self, seed, len(x))
+        if values is None:
+            return None
+        top = full_scale(x.dtype)
+        std, mean = ((values[:, k] * top).astype(np.float32) for k in (0, 1))
+        return add_gaussian_seeded(x, std, mean, values.view(np.uint64)[:, 2].copy())
 
 
 # -- pipelines ---------------------------------------------------------------------------
