@@ -427,6 +427,12 @@ def main() -> None:
     parser.add_argument("--refine-mining", default=None, help="the refinement's mining")
     parser.add_argument("--refine-lr", type=float, default=None, help="its rate (1e-3, cosine)")
     parser.add_argument(
+        "--refine-cycles",
+        type=int,
+        default=None,
+        help="run the refinement this many times, each a warm restart of its rate (1)",
+    )
+    parser.add_argument(
         "--init-encoder",
         default=None,
         help="the triplet run starts from this saved encoder (e.g. --steps 0 --refine-steps N)",
@@ -481,6 +487,7 @@ def main() -> None:
         ("refine_steps", args.refine_steps),
         ("refine_mining", args.refine_mining),
         ("refine_learning_rate", args.refine_lr),
+        ("refine_cycles", args.refine_cycles),
     ):
         if value is not None:
             changes[field] = value
@@ -497,6 +504,8 @@ def main() -> None:
                 f"--convs-per-stage: expected comma-separated ints, got {args.convs_per_stage!r}"
             )
         changes["convs_per_stage"] = counts[0] if len(counts) == 1 else counts
+    if args.refine_cycles is not None and args.refine_cycles < 1:
+        parser.error(f"--refine-cycles must be >= 1, got {args.refine_cycles}")
     if args.steps is not None:  # 0: classification pre-training alone
         changes.update(epochs=1, steps_per_epoch=args.steps)
     c = dataclasses.replace(c, **changes)
@@ -523,8 +532,9 @@ def main() -> None:
             + (f" (fine-tune lr {c.finetune_learning_rate:g})" if c.finetune_learning_rate else "")
         )
     if c.refine_steps:
+        cycles = f"{c.refine_cycles} x " if c.refine_cycles > 1 else ""
         recipe += (
-            f", then {c.refine_steps} steps of {c.refine_mining} at lr "
+            f", then {cycles}{c.refine_steps} steps of {c.refine_mining} at lr "
             f"{c.refine_learning_rate:g}{' cosine' if c.cosine_decay else ''}"
         )
     if args.init_encoder:
