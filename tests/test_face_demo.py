@@ -85,6 +85,88 @@ def test_train_encoder_refines_with_batch_hard_and_resumes_from_a_saved_encoder(
     assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), resumed.get_weights()))
 
 
+def test_train_encoder_refine_cycles_are_warm_restarts_equal_to_resumed_runs(tmp_path):
+    from cnnkit import load_model
+    from cnnkit.datasets import faces
+    from cnnkit.face.demo import FaceDemoConfig, train_encoder
+
+    data = faces(10, 3, size=24, seed=0)
+    one = FaceDemoConfig(
+        size=24, p=4, k=2, epochs=1, steps_per_epoch=3, batch_norm=True, refine_steps=2
+    )
+    one = dataclasses.replace(one, filters=(4, 8))
+    two = dataclasses.replace(one, refine_cycles=2)
+    trained = train_encoder(
+        data.images, data.labels, dataclasses.replace(one, refine_steps=0), verbose=0
+    )
+    trained.save(tmp_path / "start.cnnkit")
+    start = load_model(tmp_path / "start.cnnkit")
+    fit, steps = start.fit, []
+    start.fit = lambda batches, **kw: steps.append(len(batches)) or fit(batches, **kw)
+    cycled = train_encoder(
+        data.images,
+        data.labels,
+        dataclasses.replace(two, steps_per_epoch=0),
+        verbose=0,
+        encoder=start,
+    )
+    assert steps == [2, 2]
+    # Each cycle has its own Adam whose cosine restarts: 2 steps, then 1% of the rate.
+    assert cycled.optimizer.iterations == 2
+    assert cycled.optimizer.current_learning_rate == pytest.approx(1e-5)
+    # The second cycle is the first one's saved encoder refined again with seed + 1.
+    first = train_encoder(
+        data.images,
+        data.labels,
+        dataclasses.replace(one, steps_per_epoch=0),
+        verbose=0,
+        encoder=load_model(tmp_path / "start.cnnkit"),
+    )
+    first.save(tmp_path / "first.cnnkit")
+    resumed = train_encoder(
+        data.images,
+        data.labels,
+        dataclasses.replace(one, steps_per_epoch=0),
+        seed=1,
+        verbose=0,
+        encoder=load_model(tmp_path / "first.cnnkit"),
+    )
+    for a, b in zip(cycled.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first.get_weights(), resumed.get_weights()))
+
+
+@pytest.mark.parametrize(
+    ("cycles", "error", "message"),
+    [
+        (0, ValueError, "config.refine_cycles must be >= 1, got 0"),
+        (-2, ValueError, "config.refine_cycles must be >= 1, got -2"),
+        (1.5, TypeError, "config.refine_cycles must be an int, got float"),
+        (True, TypeError, "config.refine_cycles must be an int, got bool"),
+        ("2", TypeError, "config.refine_cycles must be an int, got str"),
+    ],
+)
+def test_train_encoder_rejects_a_bad_refine_cycles_before_training(cycles, error, message):
+    from cnnkit.datasets import faces
+    from cnnkit.face import build_encoder
+    from cnnkit.face.demo import FaceDemoConfig, train_encoder
+
+    data = faces(6, 2, size=24, seed=0)
+    encoder = build_encoder((24, 24, 3), filters=(4, 8))
+    before = [w.copy() for w in encoder.get_weights()]
+    config = FaceDemoConfig(size=24, p=3, k=2, epochs=1, steps_per_epoch=2, refine_steps=1)
+    with pytest.raises(error, match=f"train_encoder\\(\\): {message}"):
+        train_encoder(
+            data.images,
+            data.labels,
+            dataclasses.replace(config, refine_cycles=cycles),
+            verbose=0,
+            encoder=encoder,
+        )
+    for a, b in zip(before, encoder.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_recognition_threshold_holds_the_false_accept_rate():
     from cnnkit.datasets import faces
     from cnnkit.face import build_encoder, evaluate
@@ -142,3 +224,21 @@ def test_open_set_threshold_balances_identified_and_rejection():
         open_set_threshold(encoder, (data.images, data.labels), splits=0)
     with pytest.raises(ValueError, match="at least 2 people"):
         open_set_threshold(encoder, (data.images[:4], np.zeros(4, int)))
+
+
+def test_faces_example_rejects_a_bad_refine_cycles(monkeypatch, capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "faces.py"
+    if not path.exists():
+        pytest.skip(f"{path} is not here (tests run outside the source tree)")
+    spec = importlib.util.spec_from_file_location("example_faces", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["faces.py", "--quick", "--refine-cycles", "0"])
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 2
+    assert "--refine-cycles must be >= 1, got 0" in capsys.readouterr().err

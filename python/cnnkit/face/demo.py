@@ -46,6 +46,12 @@ class FaceDemoConfig:
     neighbours that make one-shot recognition wrong -- are trained on only when every
     negative is; batch-hard aims at exactly those, and from a trained encoder it does not
     collapse.
+    ``refine_cycles`` repeats the refinement that many times, each a warm restart (SGDR,
+    Loshchilov & Hutter 2017): a new Adam whose cosine starts again at
+    ``refine_learning_rate``, and batches and mining draws of its own (seed ``seed + 5 +
+    cycle``). Two cycles are exactly one refinement resumed from the first one's saved
+    encoder with ``train_encoder(..., seed=seed + 1)``; a cycle's end, at 1% of the rate, is
+    a usable encoder, so a long refinement can stop after any cycle.
     """
 
     train_people: int = 500
@@ -76,6 +82,7 @@ class FaceDemoConfig:
     refine_steps: int = 0
     refine_mining: str = "batch_hard"
     refine_learning_rate: float = 1e-3
+    refine_cycles: int = 1
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
 
@@ -155,13 +162,19 @@ def train_encoder(
     ``encoder`` is given), after ``config.warmup_steps`` steps of semi-hard mining, on
     images distorted by :func:`training_augmentation` when ``config.augment``; first
     ``config.pretrain_steps`` steps of classification pre-training when it is not 0; then
-    ``config.refine_steps`` steps of ``config.refine_mining`` (see :class:`FaceDemoConfig`)."""
-    from .. import optimizers, schedules
+    ``config.refine_steps`` steps of ``config.refine_mining``, ``config.refine_cycles`` times
+    (see :class:`FaceDemoConfig`)."""
     from .encoder import build_encoder
-    from .losses import TripletLoss
-    from .sampling import PKSampler
 
     c = config
+    cycles = c.refine_cycles
+    # Checked before any training: a bad count must not surface after hours of it.
+    if isinstance(cycles, bool) or not isinstance(cycles, (int, np.integer)):
+        raise TypeError(
+            f"train_encoder(): config.refine_cycles must be an int, got {type(cycles).__name__}"
+        )
+    if cycles < 1:
+        raise ValueError(f"train_encoder(): config.refine_cycles must be >= 1, got {cycles}")
     if encoder is None:
         encoder = build_encoder(
             (c.size, c.size, 3),
@@ -197,16 +210,34 @@ def train_encoder(
     if total:  # 0: classification pre-training, or a given encoder's refinement, alone
         _triplet_steps(encoder, images, labels, c, mining, learning_rate, seed, verbose, transform)
     if c.refine_steps:
-        rate: Any = c.refine_learning_rate
-        if c.cosine_decay:
-            rate = schedules.CosineDecay(c.refine_learning_rate, c.refine_steps, alpha=0.01)
-        loss = TripletLoss(c.margin, c.refine_mining, c.squared, seed=seed + 5)
-        encoder.compile(optimizers.Adam(rate), loss)
-        refine = PKSampler(
-            labels, c.p, c.k, x=images, seed=seed + 5, steps=c.refine_steps, transform=transform
-        )
-        encoder.fit(refine, epochs=1, verbose=verbose)
+        for cycle in range(int(cycles)):
+            _refine(encoder, images, labels, c, seed + 5 + cycle, verbose, transform)
     return encoder
+
+
+def _refine(
+    encoder: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    c: FaceDemoConfig,
+    seed: int,
+    verbose: Any,
+    transform: Any,
+) -> None:
+    """:func:`train_encoder`'s refinement: one cycle of ``c.refine_steps`` steps."""
+    from .. import optimizers, schedules
+    from .losses import TripletLoss
+    from .sampling import PKSampler
+
+    rate: Any = c.refine_learning_rate
+    if c.cosine_decay:
+        rate = schedules.CosineDecay(c.refine_learning_rate, c.refine_steps, alpha=0.01)
+    loss = TripletLoss(c.margin, c.refine_mining, c.squared, seed=seed)
+    encoder.compile(optimizers.Adam(rate), loss)
+    refine = PKSampler(
+        labels, c.p, c.k, x=images, seed=seed, steps=c.refine_steps, transform=transform
+    )
+    encoder.fit(refine, epochs=1, verbose=verbose)
 
 
 def _triplet_steps(
