@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "add_relu.hpp"
 #include "gemm.hpp"
 
 namespace cnnkit::detail {
@@ -35,6 +36,10 @@ struct WinogradPass {
   // apply_epilogue() would in a pass of its own over y (the same bits).
   Activation activation = Activation::none;
   double negative_slope = 0.2;  // a T converted exactly
+  // A residual of y's shape (a const T*) added to each output row after the
+  // bias, then add_relu's rectifier when residual_relu; the activation is none.
+  const void* residual = nullptr;
+  bool residual_relu = false;
 };
 
 // How a pass cuts its work: tiles of 4x4 outputs in blocks of `block`, and
@@ -202,6 +207,7 @@ void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const 
   const int64_t block = plan.block, blocks = plan.blocks, parts = plan.parts;
   const int nt = threads_for(tiles * kE * k * n / 4, 1 << 16);
   const bool finish = b || s.activation != Activation::none;
+  const T* const residual = static_cast<const T*>(s.residual);
   const StopToken stop;
 
   // A thread's scratch: zeros for input rows outside x (k of them), the row
@@ -283,6 +289,15 @@ void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const 
         if (finish)
           for (int p = 0; p < kTile; ++p)
             if (r[p] != sink + p * n) apply_epilogue(epilogue, r[p], n, 1, nc);
+        if (residual)
+          for (int p = 0; p < kTile; ++p) {
+            if (r[p] == sink + p * n) continue;
+            const T* add = residual + (r[p] - y);
+            if (s.residual_relu)
+              add_relu_span(r[p], add, nc, r[p]);
+            else
+              for (int64_t c = 0; c < nc; ++c) r[p][c] = r[p][c] + add[c];
+          }
       }
     }
   };

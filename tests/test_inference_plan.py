@@ -163,3 +163,60 @@ def test_inputs_of_another_dtype_are_cast_as_before():
     taped, planned = _taped_and_planned(model, x)
     assert planned.dtype == np.float64
     _same(taped, planned)
+
+
+def _residual_blocks(dtype: str = "float32") -> cnnkit.Model:
+    inputs = layers.Input((10, 10, 8), dtype=dtype)
+    stem = layers.Conv2D(8, 3, padding="same", activation="relu", name="stem", dtype=dtype)(inputs)
+    a = layers.Conv2D(8, 3, padding="same", name="a", dtype=dtype)(stem)
+    first = AddReLU(name="first", dtype=dtype)([stem, a])  # a is made last: folded into a
+    b = layers.Conv2D(16, 3, strides=2, padding="same", name="b", dtype=dtype)(first)
+    down = layers.Conv2D(16, 1, strides=2, name="down", dtype=dtype)(first)
+    second = AddReLU(name="second", dtype=dtype)([b, down])  # down is made last
+    c = layers.Conv2D(16, 1, name="c", dtype=dtype)(second)
+    third = AddReLU(name="third", dtype=dtype)([second, c])
+    shared = layers.Conv2D(16, 1, name="shared", dtype=dtype)(third)  # read twice: not folded
+    fourth = AddReLU(name="fourth", dtype=dtype)([third, shared])
+    out = layers.GlobalAveragePooling2D(dtype=dtype)(layers.Add(dtype=dtype)([fourth, shared]))
+    return cnnkit.Model(inputs, [out, c], seed=4)  # c is an output too: not folded
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_residual_adds_fold_into_their_convolutions(dtype):
+    model = _residual_blocks(dtype)
+    x = np.random.default_rng(5).standard_normal((2, 10, 10, 8)).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        taped, planned = _taped_and_planned(model, x)
+        for t, p in zip(taped, planned):
+            _same(t, p)
+        results.append(planned)
+    for a, b in zip(*results):
+        _same(a, b)
+    with ag.no_grad():
+        folded = {s.layer.name: s.residual.layer.name for s in model._steps() if s.residual}
+    assert folded == {"a": "first", "down": "second"}
+
+
+def test_folded_layers_still_answer_activations_and_probes():
+    model = _residual_blocks()
+    x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
+    taped = model.activations(x, ["a", "first", "down"])
+    with ag.no_grad():
+        planned = model.activations(x, ["a", "first", "down"])
+    for name in taped:
+        _same(taped[name], planned[name])
+    seen = []
+    add = model.get_layer("first")
+    original = add.call
+
+    def probe(*args, **kwargs):
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    add.call = probe
+    with ag.no_grad():
+        model(x)
+    assert seen

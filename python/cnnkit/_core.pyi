@@ -85,6 +85,7 @@ def conv(
     activation: str | None = None,
     negative_slope: float = 0.2,
     winograd: bool | None = None,
+    residual: ArrayLike | None = None,
 ) -> NDArray[np.floating[Any]]: ...
 def conv_backward(
     x: ArrayLike,

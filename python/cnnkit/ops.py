@@ -510,6 +510,7 @@ def conv(
     activation: str | None = None,
     negative_slope: float = 0.2,
     winograd: bool | None = None,
+    residual: ArrayLike | None = None,
 ) -> np.ndarray:
     """Convolution (cross-correlation, as in every deep-learning library), channels-last.
 
@@ -548,6 +549,14 @@ def conv(
         GEMM's by a relative error below 1e-4 of the output's magnitude
         (measured in bench/RESULTS.md); float64 loses a similar factor on
         float64's precision.
+    residual : array_like, shape of the output, optional
+        A residual block's shortcut, added after the bias: ``conv(x, w) + b +
+        residual``, with ``activation`` None (or "linear") or "relu". With "relu" the
+        result has the bits of :func:`add_relu` of the convolution and ``residual``
+        (whose rectifier turns -0.0 into +0.0, where the fused ReLU above keeps it). The
+        sum is made as each tile of the output is stored on the Winograd and im2col
+        paths, in one pass after the others; inference only (:func:`conv_backward`
+        knows nothing of it).
 
     Returns
     -------
@@ -568,7 +577,7 @@ def conv(
     (1, 10, 16)
     """
     return _core.conv(
-        x, w, b, stride, padding, dilation, groups, activation, negative_slope, winograd
+        x, w, b, stride, padding, dilation, groups, activation, negative_slope, winograd, residual
     )
 
 

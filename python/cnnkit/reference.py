@@ -378,6 +378,7 @@ def conv(
     activation: str | None = None,
     negative_slope: float = 0.2,
     winograd: bool | None = None,  # accepted for ops.conv's signature; one algorithm here
+    residual: ArrayLike | None = None,
 ) -> np.ndarray:
     x, w, xp, _, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, b)
     rank = x.ndim - 2
@@ -391,6 +392,14 @@ def conv(
             y[..., cols] += window[..., g * cin_g : (g + 1) * cin_g] @ w[offset][:, cols]
     if b is not None:
         y += np.asarray(b, dtype=x.dtype)
+    if residual is not None:
+        if activation not in (None, "linear", "relu"):
+            raise ValueError(
+                "conv(): activation must be None, 'linear' or 'relu' with a residual, got "
+                f"{activation!r}"
+            )
+        y = y + np.asarray(residual, dtype=x.dtype)
+        return np.where(y <= 0, np.zeros((), y.dtype), y) if activation == "relu" else y
     return _activate(y, activation, negative_slope)
 
 

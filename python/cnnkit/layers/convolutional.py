@@ -174,6 +174,29 @@ class _Conv(Layer):
 
         return step
 
+    def _residual_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
+        # For inference plans: relu(call(x) + residual) with the bits of an AddReLU after
+        # this layer (ops.conv's residual), when the layer has no activation of its own.
+        if self.activation != "linear":
+            return None
+        spec = {
+            "stride": self.strides,
+            "padding": self._conv_padding(),
+            "dilation": self.dilation_rate,
+            "groups": self.groups,
+            "activation": "relu",
+        }
+        rank = self.rank + 2
+
+        def step(x: np.ndarray, residual: np.ndarray) -> np.ndarray | None:
+            kernel, bias = self.kernel.data, self.bias
+            if x.ndim != rank:
+                return None
+            b = None if bias is None else bias.data
+            return ops.conv(x, kernel, b, residual=residual, **spec)
+
+        return step
+
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),

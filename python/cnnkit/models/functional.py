@@ -271,13 +271,15 @@ class Functional(Model):
         return _nest.map_structure(lambda t: values[id(t)], self._graph_outputs)
 
     def _steps(self) -> list[_Step]:
-        """The inference plan: one step per node, with its layer's shortcut if it has one."""
+        """The inference plan: one step per node, with its layer's shortcut if it has one,
+        and residual blocks' Add + ReLU folded into the convolution before them."""
         nodes = self._graph_nodes
         key = (id(nodes), len(nodes))
         cached = self.__dict__.get("_steps_cache")
         if cached is not None and cached[0] == key:
             return cached[1]  # type: ignore[no-any-return]
         steps = [_Step(node, expiring) for node, expiring in zip(nodes, self._expiring())]
+        _fold_residuals(steps, {id(t) for t in _nest.flatten(self._graph_outputs)})
         self.__dict__["_steps_cache"] = (key, steps)
         return steps
 
@@ -289,29 +291,39 @@ class Functional(Model):
         called as usual on tensors. Why: between two kernels, each of which streams
         megabytes of weights, the interpreter's and NumPy's code runs from cold caches, so a
         layer call's Python took 15-50 us there (ResNet-18 at batch 1: about 1.1 ms of its
-        26 ms, where onnxruntime has none); the plan saved 0.6-1.3 ms of it."""
+        26 ms, where onnxruntime has none); the plan saved 0.6-1.3 ms of it.
+
+        A convolution whose output only an AddReLU reads, after the AddReLU's other operand
+        is made, adds that operand and rectifies as it stores its tiles
+        (:func:`cnnkit.ops.conv`'s ``residual``, the bits of the two layers): the AddReLU
+        then has nothing left to do."""
         values: dict[int, Any] = {id(t): v for t, v in zip(self._input_leaves, self._feed(x))}
+        folded: set[int] = set()  # AddReLU steps done by their convolution in this call
         for step in self._steps():
             layer = step.layer
             if step.reads is None:  # an input: the layer checks the shape and casts the dtype
                 out = step.node.outputs
                 values[id(out)] = layer(values[id(out)]).data
                 continue
+            if id(step) in folded:
+                for tid in step.expiring:
+                    values.pop(tid, None)
+                continue
             reads = step.reads
             args = [values[i] for i in reads] if isinstance(reads, list) else values[reads]
             result = None
-            if (
-                step.fast is not None
-                and layer.built
-                and "call" not in layer.__dict__  # not replaced on the instance (a probe)
-                and layer._output_sink is None
-                and layer.activity_regularizer is None
-                and (
-                    all(a.dtype == layer.dtype for a in args)
-                    if isinstance(args, list)
-                    else args.dtype == layer.dtype
-                )
-            ):
+            if step.fast is not None and _shortcut_applies(layer, args):
+                add = step.residual
+                if add is not None and _shortcut_applies(add.layer, [args, values[step.shortcut]]):
+                    result = step.residual_fast(args, values[step.shortcut])  # type: ignore[misc]
+                    if result is not None:
+                        folded.add(id(add))
+                        layer._output_shape = add.layer._output_shape = (None, *result.shape[1:])
+                        values[add.writes[0]] = result
+                        for tid in step.expiring:
+                            values.pop(tid, None)
+                        del args, result
+                        continue
                 result = step.fast(args)
             if result is not None:
                 layer._output_shape = (None, *result.shape[1:])
@@ -472,13 +484,28 @@ class _Step:
     ``call`` are those of the class that defines the shortcut, so a subclass that changes
     either runs as it says."""
 
-    __slots__ = ("expiring", "fast", "layer", "node", "reads", "writes")
+    __slots__ = (
+        "expiring",
+        "fast",
+        "layer",
+        "node",
+        "reads",
+        "residual",
+        "residual_fast",
+        "shortcut",
+        "writes",
+    )
 
     def __init__(self, node: Node, expiring: list[int]) -> None:
         self.node, self.layer = node, node.layer
         self.writes = [id(t) for t in _nest.flatten(node.outputs)]
         self.expiring = expiring
         self.fast: Callable[[Any], Any] | None = None
+        # Set by _fold_residuals: the AddReLU step this convolution can do too, the
+        # convolution's shortcut with the residual, and the id of the AddReLU's other operand.
+        self.residual: _Step | None = None
+        self.residual_fast: Callable[[Any, Any], Any] | None = None
+        self.shortcut = 0
         args = node.args
         if isinstance(node.layer, InputLayer):
             self.reads: int | list[int] | None = None
@@ -498,6 +525,57 @@ class _Step:
             and cls.call is owner.call  # type: ignore[attr-defined]
         ):
             self.fast = node.layer._inference_step()
+
+
+def _shortcut_applies(layer: Layer, args: Any) -> bool:
+    """Whether a layer's shortcut may stand in for its ``__call__`` on these arrays: built,
+    no probe replacing ``call`` on the instance, no ``activations()`` sink, no activity
+    regularizer, and inputs of the layer's dtype (``__call__`` would cast them)."""
+    dtype = layer.dtype
+    return (
+        layer.built
+        and "call" not in layer.__dict__
+        and layer._output_sink is None
+        and layer.activity_regularizer is None
+        and (all(a.dtype == dtype for a in args) if isinstance(args, list) else args.dtype == dtype)
+    )
+
+
+def _fold_residuals(steps: list[_Step], outputs: set[int]) -> None:
+    """Marks each convolution step whose output is read by one AddReLU step alone (and is
+    no model output) while the AddReLU's other operand is made before it: the
+    convolution may then add that operand and rectify (``_residual_step``), in place of
+    both. Only for operands of the same fully known shapes."""
+    made = {w: i for i, step in enumerate(steps) for w in step.writes}
+    readers: dict[int, int] = {}
+    for step in steps:
+        for r in step.reads if isinstance(step.reads, list) else [step.reads]:
+            if r is not None:
+                readers[r] = readers.get(r, 0) + 1
+    for add in steps:
+        if add.fast is None or not getattr(add.layer, "_adds_then_rectifies", False):
+            continue
+        args = add.node.args
+        if not (isinstance(args, list) and len(args) == 2):
+            continue
+        a, b = args
+        if a is b or a.shape != b.shape or None in a.shape[1:]:
+            continue
+        # The operand made last is the convolution's (an input is made first of all).
+        first, last = sorted((a, b), key=lambda t: made.get(id(t), -1))
+        conv = steps[made[id(last)]] if id(last) in made else None
+        if (
+            conv is None
+            or conv.fast is None
+            or not isinstance(conv.reads, int)
+            or readers.get(id(last)) != 1
+            or id(last) in outputs
+        ):
+            continue
+        residual_step = getattr(conv.layer, "_residual_step", None)
+        fused = residual_step() if residual_step is not None else None
+        if fused is not None:
+            conv.residual, conv.residual_fast, conv.shortcut = add, fused, id(first)
 
 
 class _NotYet(Exception):

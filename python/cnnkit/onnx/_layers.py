@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -143,7 +143,9 @@ class OnnxPooling(Layer):
             pads = known.get(x.shape)
             if pads is None:
                 pads = known[x.shape] = tuple(self._pads(x.shape))
-            return ops.max_pool(x, self.pool_size, stride=self.strides, padding=pads)
+            return cast(
+                np.ndarray, ops.max_pool(x, self.pool_size, stride=self.strides, padding=pads)
+            )
 
         return step
 
@@ -291,6 +293,9 @@ class AddReLU(Layer):
     ``np.maximum(a + b, 0)``)."""
 
     _list_input = True
+    # Inference plans may fold it into the convolution that makes one of its operands
+    # (cnnkit.models.functional._fold_residuals).
+    _adds_then_rectifies = True
 
     def call(self, x: Any, training: bool = False) -> Tensor:
         if len(x) != 2 or tuple(x[0].shape) != tuple(x[1].shape):
