@@ -146,6 +146,11 @@ ERRORS = [
         r"^sigmoid_focal_loss\(\): alpha must be <= 1 \(negative: no weighting\), got 1.5",
     ),
     (
+        lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), alpha=2**1100),
+        ValueError,
+        r"^sigmoid_focal_loss\(\): alpha must be a finite number, got 13582\d+$",
+    ),
+    (
         lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), gamma=-1),
         ValueError,
         r"^sigmoid_focal_loss\(\): gamma must be a finite number >= 0, got -1.0",

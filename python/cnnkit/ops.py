@@ -54,6 +54,7 @@ __all__ = [
     "box_area",
     "box_convert",
     "box_iou",
+    "channels_last",
     "clip_boxes",
     "clip_boxes_to_image",
     "complete_box_iou",
@@ -1476,7 +1477,10 @@ def sigmoid_focal_loss(
 def _real(value: object, fn: str, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{fn}(): {name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float's range
+        raise ValueError(f"{fn}(): {name} must be a finite number, got {value!r}") from None
 
 
 def felzenszwalb(
@@ -1821,3 +1825,28 @@ def add_relu(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     array([1.5, 0. ])
     """
     return _core.add_relu(a, b)
+
+
+def channels_last(x: ArrayLike) -> np.ndarray:
+    """``(N, C, *spatial) -> (N, *spatial, C)``: a contiguous channels-last copy of a
+    channels-first array (ONNX's and torch's NCHW images into cnnkit's NHWC), on every
+    thread. ``np.moveaxis(x, 1, -1)`` copied by NumPy walks the channels a plane apart on
+    one thread: 1.2 ms for eight 224 x 224 x 3 images.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, ...), float32 or float64 (may be empty)
+
+    Returns
+    -------
+    numpy.ndarray
+        A new C-contiguous array of shape ``(N, *x.shape[2:], C)`` and x's dtype, the same
+        values (any number of threads).
+
+    Examples
+    --------
+    >>> channels_last(np.arange(8.0).reshape(1, 2, 2, 2))[0, :, :, 1]
+    array([[4., 5.],
+           [6., 7.]])
+    """
+    return _core.channels_last(x)
