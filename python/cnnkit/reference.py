@@ -33,6 +33,7 @@ __all__ = [
     "box_area",
     "box_convert",
     "box_iou",
+    "channels_last",
     "clip_boxes",
     "clip_boxes_to_image",
     "colour_affine",
@@ -1448,3 +1449,12 @@ def add_relu(a, b):
         raise ValueError(f"add_relu(): b must have the shape of a {a.shape}, got shape {b.shape}")
     total = np.add(a, b)
     return np.where(total <= 0, np.zeros((), total.dtype), total)
+
+
+def channels_last(x):
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"channels_last(): x must have dtype float32 or float64, got {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"channels_last(): x must have shape (N, C, ...), got shape {x.shape}")
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))

@@ -4,12 +4,12 @@ up-sampling."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .. import _validate
+from .. import _validate, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
@@ -90,6 +90,14 @@ class Permute(Layer):
                 f"{self._where()}: expected input of rank {len(self.dims) + 1}, got {x.shape}"
             )
         return x.transpose(0, *self.dims)
+
+    def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        # Channels first to last (an imported NCHW network's input): the copy the next
+        # layer would make of the transposed view, made on every thread in one pass.
+        rank = len(self.dims)
+        if rank < 2 or self.dims != (*range(2, rank + 1), 1):
+            return None
+        return lambda x: ops.channels_last(x) if x.ndim == rank + 1 else None
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dims": list(self.dims)}
