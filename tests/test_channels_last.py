@@ -64,6 +64,21 @@ def test_the_input_permute_of_a_plan_copies_with_it():
     assert layers.Permute((1, 3, 2))._inference_step() is None  # any other order: none
 
 
+@pytest.mark.parametrize("shape", [(2, 6, 5, 7), (1, 4, 3), (0, 3, 2, 2), (3, 2, 2, 2, 5)])
+def test_the_permute_back_to_channels_first_in_a_plan(shape):
+    # An ONNX Flatten after channels-last layers: Permute((3, 1, 2)) then Flatten.
+    rank = len(shape) - 1
+    inputs = layers.Input(shape[1:])
+    back = layers.Permute((rank, *range(1, rank)), name="back")(inputs)
+    model = cnnkit.Model(inputs, layers.Flatten()(back), seed=0)
+    x = seeded(shape, np.float32, 5)
+    taped = model(x).data
+    with ag.no_grad():
+        planned = model(x).data
+        assert {s.layer.name: s.fast is not None for s in model._steps()}["back"]
+    assert planned.shape == taped.shape and planned.tobytes() == taped.tobytes()
+
+
 @pytest.mark.parametrize(
     "x, error, match",
     [
