@@ -146,11 +146,6 @@ ERRORS = [
         r"^sigmoid_focal_loss\(\): alpha must be <= 1 \(negative: no weighting\), got 1.5",
     ),
     (
-        lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), alpha=2**1100),
-        ValueError,
-        r"^sigmoid_focal_loss\(\): alpha must be a finite number, got 13582\d+$",
-    ),
-    (
         lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), gamma=-1),
         ValueError,
         r"^sigmoid_focal_loss\(\): gamma must be a finite number >= 0, got -1.0",
@@ -159,6 +154,11 @@ ERRORS = [
         lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), gamma=None),
         TypeError,
         r"^sigmoid_focal_loss\(\): gamma must be a real number, got NoneType",
+    ),
+    (
+        lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), gamma=2**1100),
+        ValueError,
+        r"^sigmoid_focal_loss\(\): gamma must be a representable real number, got an int of 1101",
     ),
     (
         lambda: ops.sigmoid_focal_loss(np.zeros(2), np.zeros(2), reduction="avg"),

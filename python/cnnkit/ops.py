@@ -1479,8 +1479,11 @@ def _real(value: object, fn: str, name: str) -> float:
         raise TypeError(f"{fn}(): {name} must be a real number, got {type(value).__name__}")
     try:
         return float(value)
-    except OverflowError:  # an int beyond float's range
-        raise ValueError(f"{fn}(): {name} must be a finite number, got {value!r}") from None
+    except OverflowError:  # an int beyond float64's range
+        bits = int(value).bit_length()
+        raise ValueError(
+            f"{fn}(): {name} must be a representable real number, got an int of {bits} bits"
+        ) from None
 
 
 def felzenszwalb(
