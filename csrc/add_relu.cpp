@@ -9,34 +9,22 @@
 
 namespace cnnkit {
 
-namespace {
-
-// A branch-free loop the compiler vectorises for the build's baseline ISA:
-// the pass is bound by memory, not by the width of the vectors.
-template <class T>
-void add_relu_run(const T* a, const T* b, int64_t n, T* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = a[i] + b[i];
-    out[i] = v <= T(0) ? T(0) : v;  // NaN compares false and passes; -0.0 becomes +0.0
-  }
-}
-
-}  // namespace
-
 template <class T>
 void add_relu(const T* a, const T* b, int64_t n, T* out) {
   if (n <= 0) return;
   // Chunks of whole cache lines (16 floats), so no two threads write one line.
   constexpr int64_t kLine = 64 / int64_t(sizeof(T));
   const int nt = threads_for(n, 1 << 15);
-  if (nt <= 1) return add_relu_run(a, b, n, out);
+  // The loop vectorised for the build's baseline ISA: the pass is bound by
+  // memory, not by the width of the vectors.
+  if (nt <= 1) return add_relu_span(a, b, n, out);
   const int64_t lines = (n + kLine - 1) / kLine;
 #pragma omp parallel num_threads(nt)
   {
     const int64_t t = omp_get_thread_num(), count = omp_get_num_threads();
     const int64_t i0 = std::min(n, lines * t / count * kLine);
     const int64_t i1 = std::min(n, lines * (t + 1) / count * kLine);
-    add_relu_run(a + i0, b + i0, i1 - i0, out + i0);
+    add_relu_span(a + i0, b + i0, i1 - i0, out + i0);
   }
 }
 

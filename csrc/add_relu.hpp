@@ -20,4 +20,15 @@ namespace cnnkit {
 template <class T>
 void add_relu(const T* a, const T* b, int64_t n, T* out);
 
+// add_relu on the calling thread, for kernels that add a residual where they
+// store their own tiles (conv_forward_residual). A branch-free loop that each
+// translation unit vectorises for its own instruction set.
+template <class T>
+inline void add_relu_span(const T* a, const T* b, int64_t n, T* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = a[i] + b[i];
+    out[i] = v <= T(0) ? T(0) : v;  // NaN compares false and passes; -0.0 becomes +0.0
+  }
+}
+
 }  // namespace cnnkit

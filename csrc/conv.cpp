@@ -7,6 +7,7 @@
 #include <exception>
 #include <vector>
 
+#include "add_relu.hpp"
 #include "conv_direct.hpp"
 #include "conv_stem.hpp"
 #include "conv_weight_cache.hpp"
@@ -223,32 +224,54 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   conv_forward(p, x, w, b, y, Activation::none, T(0));
 }
 
+namespace {
+
+// y = y + r, then add_relu's rectifier when `relu`, on the calling thread.
 template <class T>
-void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
-                  Activation activation, T negative_slope) {
+void add_residual(T* y, const T* r, int64_t n, bool relu) {
+  if (relu) return add_relu_span(y, r, n, y);
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] + r[i];
+}
+
+// conv_forward, and with a residual conv_forward_residual (activation none
+// then): returns whether the residual was added as the tiles were stored;
+// if not, the caller adds it in a pass.
+template <class T>
+bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+             Activation activation, T negative_slope, const T* residual, bool relu) {
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
-  if (rows == 0 || cout == 0) return;
+  if (rows == 0 || cout == 0) return true;
   const Epilogue<T> act{nullptr, activation, negative_slope};
-  if (use_winograd(p)) return detail::winograd_forward(p, x, w, b, y, activation, negative_slope);
+  if (use_winograd(p)) {
+    detail::winograd_forward(p, x, w, b, y, activation, negative_slope, residual, relu);
+    return true;
+  }
   // A 3-channel image under a large strided window (csrc/conv_stem.hpp).
-  if (conv_stem_applies<T>(p)) return conv_stem_forward(p, x, w, b, y, activation, negative_slope);
+  if (conv_stem_applies<T>(p)) {
+    conv_stem_forward(p, x, w, b, y, activation, negative_slope);
+    return false;
+  }
   if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
     if (detail::is_depthwise(p)) {
       detail::depthwise_forward(p, x, w, b, y);
     } else {
       // ReLU, the usual case, as the values are stored: one pass less over y.
-      const bool relu = activation == Activation::relu;
-      detail::few_channels_forward(p, x, w, b, y, relu);
-      if (relu) return;
+      const bool fused_relu = activation == Activation::relu;
+      detail::few_channels_forward(p, x, w, b, y, fused_relu);
+      if (fused_relu) return false;
     }
-    return apply_epilogue(act, y, cout, rows, cout);
+    apply_epilogue(act, y, cout, rows, cout);
+    return false;
   }
   // Few rows on the AVX-512 float path (batch-1 inference of the deep
   // layers): the product is bound by reading the weights, which
   // gemm_few_rows streams once in place, with the packed path's bits.
   if (p.groups == 1 && gemm_few_rows_applies<T>(rows, cout, kd)) {
     const Epilogue<T> ep{b, activation, negative_slope};
-    if (p.is_pointwise()) return gemm_few_rows(rows, cout, kd, x, kd, w, cout, y, cout, &ep);
+    if (p.is_pointwise()) {
+      gemm_few_rows(rows, cout, kd, x, kd, w, cout, y, cout, &ep);
+      return false;
+    }
     T* buf = thread_buffer<T>(size_t(rows * kd)).data();
     const int64_t chunk = 16, chunks = (rows + chunk - 1) / chunk;
     const int nt = static_cast<int>(std::min<int64_t>(chunks, threads_for(rows * kd, 1 << 16)));
@@ -257,7 +280,8 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
       const int64_t row0 = c * chunk, m = std::min(chunk, rows - row0);
       gather(p, x, 0, row0, m, 0, kd, buf + row0 * kd);
     }
-    return gemm_few_rows(rows, cout, kd, buf, kd, w, cout, y, cout, &ep);
+    gemm_few_rows(rows, cout, kd, buf, kd, w, cout, y, cout, &ep);
+    return false;
   }
   // Few rows (small batches, deep layers): packing w would cost about as
   // much as the product, so the packed weights can be kept across calls
@@ -273,7 +297,7 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
       const Epilogue<T> ep{b ? b + s * width : nullptr, activation, negative_slope};
       gemm_packed(false, rows, x, p.in_channels, packed->at(0, s), y + s * width, cout, false, &ep);
     }
-    return;
+    return false;
   }
   // The rows shared evenly by the tiles, in multiples of the AVX-512 float
   // micro-tile's 14 rows, and at least four tiles of 128 rows or more (the
@@ -305,9 +329,36 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
       const Epilogue<T> ep{b ? b + col : nullptr, activation, negative_slope};
       gemm_packed_serial(false, m, buf, kd, packed->at(group, s), y + row0 * cout + col, cout,
                          false, &ep);
+      // The residual while the tile's rows are in cache.
+      const int64_t wide = std::min(width, cog - s * width);
+      for (int64_t i = 0; residual && i < m; ++i) {
+        const int64_t at = (row0 + i) * cout + col;
+        add_residual(y + at, residual + at, wide, relu);
+      }
     }
   }
+  return true;
 }
+
+}  // namespace
+
+template <class T>
+void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                  Activation activation, T negative_slope) {
+  forward<T>(p, x, w, b, y, activation, negative_slope, nullptr, false);
+}
+
+template <class T>
+void conv_forward_residual(const ConvProblem& p, const T* x, const T* w, const T* b,
+                           const T* residual, bool relu, T* y) {
+  if (forward<T>(p, x, w, b, y, Activation::none, T(0), residual, relu)) return;
+  const int64_t n = p.rows() * p.out_channels;
+  if (relu) return add_relu(y, residual, n, y);
+  const int nt = threads_for(n, 1 << 15);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] + residual[i];
+}
+
 
 template <class T>
 void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
@@ -553,6 +604,8 @@ bool conv_backward_weight_pooled(const ConvProblem& p, const PooledGradient<T>& 
 
 #define CNNKIT_INSTANTIATE(T)                                                            \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);  \
+  template void conv_forward_residual<T>(const ConvProblem&, const T*, const T*, const T*,   \
+                                         const T*, bool, T*);                                \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,   \
                                 Activation, T);                                          \
   template void conv_backward_input<T>(const ConvProblem&, const T*, const T*, T*);     \

@@ -55,6 +55,14 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
 template <class T>
 void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
                   Activation activation, T negative_slope);
+// A residual block's convolution, Add and ReLU: y = relu(conv(x, w) + b +
+// residual) with the bits of conv_forward(p, x, w, b, y) then
+// add_relu(y, residual) (csrc/add_relu.hpp; without `relu`, the plain sum).
+// residual has y's shape; the sum is made as each tile is stored on the
+// Winograd and im2col paths, in one pass after the others.
+template <class T>
+void conv_forward_residual(const ConvProblem& p, const T* x, const T* w, const T* b,
+                           const T* residual, bool relu, T* y);
 // dx = the gradient with respect to x, given dy.
 template <class T>
 void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);

@@ -119,22 +119,44 @@ ConvAlgorithm algorithm_arg(py::handle obj, const ConvProblem& p, const char* fn
 
 py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py::handle padding,
                 py::handle dilation, py::handle groups, py::handle activation,
-                py::handle negative_slope, py::handle winograd) {
+                py::handle negative_slope, py::handle winograd, py::handle residual_obj) {
   const char* fn = "conv";
   ConvArgs a = conv_args(fn, x, w, b, stride, padding, dilation, groups);
   a.p.algorithm = algorithm_arg(winograd, a.p, fn);
   const ActivationArg act = activation_arg(activation, negative_slope, fn);
+  // A residual block's Add (and ReLU) in the convolution's store.
+  std::optional<py::array> residual;
+  if (!residual_obj.is_none()) {
+    if (act.kind != Activation::none && act.kind != Activation::relu)
+      throw py::value_error(prefix(fn, "activation") +
+                            "must be None, 'linear' or 'relu' with a residual, got " +
+                            std::string(py::str(activation)));
+    residual = as_array(residual_obj, fn, "residual");
+    const std::vector<py::ssize_t> r_shape(residual->shape(),
+                                           residual->shape() + residual->ndim());
+    if (r_shape != a.out_shape)
+      throw py::value_error(prefix(fn, "residual") + "must have the output's shape " +
+                            shape_of(a.out_shape) + ", got shape " + shape_str(*residual));
+    a.type = wider(a.type, float_type(*residual, fn, "residual"));
+  }
   return with_float(a.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
     const auto xc = contiguous<T>(a.x, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
-    py::array_t<T, py::array::c_style> bc;
+    py::array_t<T, py::array::c_style> bc, rc;
     if (a.b) bc = contiguous<T>(*a.b, fn, "b");
+    if (residual) rc = contiguous<T>(*residual, fn, "residual");
     py::array_t<T> y(a.out_shape);
     if (y.size() == 0) return y;  // at once, whatever the other extents
     const T* px = xc.data();
     const T* pw = wc.data();
     const T* pb = a.b ? bc.data() : nullptr;
     T* py_ = y.mutable_data();
+    if (residual) {
+      const T* pr = rc.data();
+      const bool relu = act.kind == Activation::relu;
+      without_gil([&] { conv_forward_residual(a.p, px, pw, pb, pr, relu, py_); });
+      return y;
+    }
     without_gil([&] { conv_forward(a.p, px, pw, pb, py_, act.kind, T(act.negative_slope)); });
     return y;
   });
@@ -365,7 +387,7 @@ void bind_conv(py::module_& m) {
   m.def("conv", &conv, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2,
-        py::arg("winograd") = py::none());
+        py::arg("winograd") = py::none(), py::arg("residual") = py::none());
   m.def("conv_backward", &conv_backward, py::arg("x"), py::arg("w"), py::arg("dy"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("need_x"), py::arg("need_w"), py::arg("need_b"), py::arg("y") = py::none(),

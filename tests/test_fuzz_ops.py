@@ -156,6 +156,7 @@ VALID = {
         (None, "array", "R((2, 3, 6), np.float32)"),
         (None, "array", "R((2, 3, 6), np.float32, seed=1)"),
     ],
+    "channels_last": [(None, "array", "R((2, 3, 5, 4), np.float32)")],
     "adam_update": [
         (None, "array", "R((3, 4))"),
         (None, "array", "R((3, 4), seed=1)"),

@@ -33,6 +33,7 @@ __all__ = [
     "box_area",
     "box_convert",
     "box_iou",
+    "channels_last",
     "clip_boxes",
     "clip_boxes_to_image",
     "colour_affine",
@@ -379,6 +380,7 @@ def conv(
     activation: str | None = None,
     negative_slope: float = 0.2,
     winograd: bool | None = None,  # accepted for ops.conv's signature; one algorithm here
+    residual: ArrayLike | None = None,
 ) -> np.ndarray:
     x, w, xp, _, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, b)
     rank = x.ndim - 2
@@ -392,6 +394,14 @@ def conv(
             y[..., cols] += window[..., g * cin_g : (g + 1) * cin_g] @ w[offset][:, cols]
     if b is not None:
         y += np.asarray(b, dtype=x.dtype)
+    if residual is not None:
+        if activation not in (None, "linear", "relu"):
+            raise ValueError(
+                "conv(): activation must be None, 'linear' or 'relu' with a residual, got "
+                f"{activation!r}"
+            )
+        y = y + np.asarray(residual, dtype=x.dtype)
+        return np.where(y <= 0, np.zeros((), y.dtype), y) if activation == "relu" else y
     return _activate(y, activation, negative_slope)
 
 
@@ -1477,3 +1487,12 @@ def add_relu(a, b):
         raise ValueError(f"add_relu(): b must have the shape of a {a.shape}, got shape {b.shape}")
     total = np.add(a, b)
     return np.where(total <= 0, np.zeros((), total.dtype), total)
+
+
+def channels_last(x):
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"channels_last(): x must have dtype float32 or float64, got {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"channels_last(): x must have shape (N, C, ...), got shape {x.shape}")
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))

@@ -4,10 +4,12 @@ of a convolution as a forward op), depthwise and separable convolutions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _validate, initializers
+import numpy as np
+
+from .. import _validate, initializers, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
@@ -149,6 +151,51 @@ class _Conv(Layer):
             activation=fused,
         )
         return y if fused is not None else _apply_activation(self._act, y)
+
+    def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        # The kernel's own call, minus the autograd wrapping: for no activation or a fused one.
+        fused = _fused(self.activation, self._act)
+        if fused is None and self.activation != "linear":
+            return None
+        spec = {
+            "stride": self.strides,
+            "padding": self._conv_padding(),
+            "dilation": self.dilation_rate,
+            "groups": self.groups,
+            "activation": fused,
+        }
+        rank = self.rank + 2
+
+        def step(x: np.ndarray) -> np.ndarray | None:
+            kernel, bias = self.kernel.data, self.bias
+            if x.ndim != rank:
+                return None
+            return ops.conv(x, kernel, None if bias is None else bias.data, **spec)
+
+        return step
+
+    def _residual_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
+        # For inference plans: relu(call(x) + residual) with the bits of an AddReLU after
+        # this layer (ops.conv's residual), when the layer has no activation of its own.
+        if self.activation != "linear":
+            return None
+        spec = {
+            "stride": self.strides,
+            "padding": self._conv_padding(),
+            "dilation": self.dilation_rate,
+            "groups": self.groups,
+            "activation": "relu",
+        }
+        rank = self.rank + 2
+
+        def step(x: np.ndarray, residual: np.ndarray) -> np.ndarray | None:
+            kernel, bias = self.kernel.data, self.bias
+            if x.ndim != rank:
+                return None
+            b = None if bias is None else bias.data
+            return ops.conv(x, kernel, b, residual=residual, **spec)
+
+        return step
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -342,6 +342,14 @@ class Layer:
     def call(self, x: Any, training: bool = False) -> Any:
         raise NotImplementedError
 
+    def _inference_step(self) -> Callable[[Any], np.ndarray | None] | None:
+        """A shortcut for inference plans (:meth:`cnnkit.models.functional.Functional.call`
+        without a gradient tape): a function of the input array (a list of arrays for a
+        merging layer) that returns what ``call`` would return, as an array with the same
+        bits, or None for an input it leaves to ``call``. None (here) when the layer has
+        none. Only used for layers whose ``call`` is the one of the class defining it."""
+        return None
+
     def _need_rank(self, shape: tuple[int, ...], rank: int, layout: str) -> None:
         if len(shape) != rank:
             raise ValueError(

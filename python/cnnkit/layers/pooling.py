@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _validate
+import numpy as np
+
+from .. import _validate, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
@@ -119,6 +121,18 @@ class _GlobalPool(Layer):
         if self.keepdims:
             y = y.reshape(x.shape[0], *([1] * self.rank), x.shape[-1])
         return y
+
+    def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        pool = ops.global_avg_pool if self.kind == "avg" else ops.global_max_pool
+        rank = self.rank + 2
+
+        def step(x: np.ndarray) -> np.ndarray | None:
+            if x.ndim != rank:
+                return None
+            y = pool(x)
+            return y.reshape(x.shape[0], *([1] * self.rank), x.shape[-1]) if self.keepdims else y
+
+        return step
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "data_format": self.data_format, "keepdims": self.keepdims}

@@ -4,12 +4,12 @@ up-sampling."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from .. import _validate
+from .. import _validate, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
@@ -90,6 +90,28 @@ class Permute(Layer):
                 f"{self._where()}: expected input of rank {len(self.dims) + 1}, got {x.shape}"
             )
         return x.transpose(0, *self.dims)
+
+    def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        # Channels first to last (an imported NCHW network's input), or back (before an
+        # ONNX Flatten): the copy the next layer would make of the transposed view, made on
+        # every thread in one pass. Back is the same copy of (N, positions, C) samples read
+        # as (N, C', positions') with C' = positions.
+        rank = len(self.dims)
+        if rank < 2:
+            return None
+        if self.dims == (*range(2, rank + 1), 1):
+            return lambda x: ops.channels_last(x) if x.ndim == rank + 1 else None
+        if self.dims != (rank, *range(1, rank)):
+            return None
+
+        def back(x: np.ndarray) -> np.ndarray | None:
+            if x.ndim != rank + 1:
+                return None
+            n, c = x.shape[0], x.shape[-1]
+            flat = ops.channels_last(x.reshape(n, math.prod(x.shape[1:-1]), c))
+            return flat.reshape(n, c, *x.shape[1:-1])
+
+        return back
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "dims": list(self.dims)}

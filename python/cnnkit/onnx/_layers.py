@@ -14,8 +14,8 @@ the importer (:mod:`cnnkit.onnx._import`) translates ONNX's axes before building
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -106,17 +106,19 @@ class OnnxPooling(Layer):
         self.ceil_mode = bool(ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
-    def call(self, x: Tensor, training: bool = False) -> Tensor:
-        rank = len(self.pool_size)
-        self._need_rank(x.shape, rank + 2, "(N, *spatial, C)")
-        spatial = x.shape[1:-1]
+    def _pads(self, shape: tuple[int, ...]) -> list[tuple[int, int]]:
+        """The kernels' explicit padding for an input of ``shape`` (see pooled_padding)."""
+        self._need_rank(shape, len(self.pool_size) + 2, "(N, *spatial, C)")
         try:
-            pads = [
+            return [
                 pooled_padding(n, k, s, b, a, self.ceil_mode)
-                for n, k, s, (b, a) in zip(spatial, self.pool_size, self.strides, self.padding)
+                for n, k, s, (b, a) in zip(shape[1:-1], self.pool_size, self.strides, self.padding)
             ]
         except ValueError as exc:
-            raise ValueError(f"{self._where()}: {exc} (input shape {x.shape})") from None
+            raise ValueError(f"{self._where()}: {exc} (input shape {shape})") from None
+
+    def call(self, x: Tensor, training: bool = False) -> Tensor:
+        pads = self._pads(x.shape)
         if self.kind == "max":
             if not (ag.is_grad_enabled() and getattr(x, "requires_grad", False)):
                 # Inference: without the argmax indices a backward would need (ResNet-18's
@@ -130,6 +132,22 @@ class OnnxPooling(Layer):
             x = ag.pad(x, [(0, 0), *((b, a) for b, a in self.padding), (0, 0)])
             pads = [(0, p[1] - a) for p, (_, a) in zip(pads, self.padding)]
         return ag.avg_pool(x, self.pool_size, stride=self.strides, padding=tuple(pads))
+
+    def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        if self.kind != "max":
+            return None
+        # The input's shape is the same from call to call: its padding is worked out once.
+        known: dict[tuple[int, ...], tuple[tuple[int, int], ...]] = {}
+
+        def step(x: np.ndarray) -> np.ndarray | None:
+            pads = known.get(x.shape)
+            if pads is None:
+                pads = known[x.shape] = tuple(self._pads(x.shape))
+            return cast(
+                np.ndarray, ops.max_pool(x, self.pool_size, stride=self.strides, padding=pads)
+            )
+
+        return step
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -275,6 +293,9 @@ class AddReLU(Layer):
     ``np.maximum(a + b, 0)``)."""
 
     _list_input = True
+    # Inference plans may fold it into the convolution that makes one of its operands
+    # (cnnkit.models.functional._fold_residuals).
+    _adds_then_rectifies = True
 
     def call(self, x: Any, training: bool = False) -> Tensor:
         if len(x) != 2 or tuple(x[0].shape) != tuple(x[1].shape):
@@ -285,6 +306,14 @@ class AddReLU(Layer):
         a, b = x
         out = ops.add_relu(a.data, b.data)
         return ag._record(out, (a, b), lambda g: (g * (out > 0),) * 2)
+
+    def _inference_step(self) -> Callable[[list[np.ndarray]], np.ndarray | None] | None:
+        def step(x: list[np.ndarray]) -> np.ndarray | None:
+            if len(x) != 2 or x[0].shape != x[1].shape:
+                return None
+            return ops.add_relu(x[0], x[1])
+
+        return step
 
 
 def _clip(x: Tensor, a: float | None, b: float | None) -> Tensor:

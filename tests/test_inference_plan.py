@@ -1,0 +1,222 @@
+"""Inference plans of functional models (Functional._infer): without a gradient tape, layers
+with a shortcut (Layer._inference_step) call their kernel directly on arrays. Checked: the
+values are the bits of a call with a tape (the layers' own calls) for every layer that has a
+shortcut, with and without activations, float32 and float64, at 1 and 2 threads; layers
+without one, subclasses that change ``call``, probes set on an instance, ``activations()``,
+activity regularizers, nested and shared layers and several outputs still run as they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnkit
+from cnnkit import autograd as ag
+from cnnkit import layers
+from cnnkit.onnx._layers import AddReLU, OnnxPooling
+
+
+def _taped_and_planned(model: cnnkit.Model, x) -> tuple:
+    taped = model(x)  # a gradient tape: every layer's own call
+    with ag.no_grad():
+        planned = model(x)
+    return taped, planned
+
+
+def _same(a, b) -> None:
+    a, b = (t.data if isinstance(t, ag.Tensor) else t for t in (a, b))
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b, strict=True)
+
+
+def _shortcuts(model: cnnkit.Model) -> dict[str, bool]:
+    with ag.no_grad():
+        return {s.layer.name: s.fast is not None for s in model._steps()}
+
+
+def _image_model(dtype: str) -> cnnkit.Model:
+    inputs = layers.Input((13, 11, 6), dtype=dtype)
+    a = layers.Conv2D(8, 3, padding="same", activation="relu", name="relu", dtype=dtype)(inputs)
+    b = layers.Conv2D(8, 3, strides=2, name="linear", dtype=dtype)(a)
+    c = layers.Conv2D(
+        8, 3, padding="same", dilation_rate=2, activation="leaky_relu", name="leaky", dtype=dtype
+    )(a)
+    d = layers.Conv2D(8, 1, groups=2, activation="sigmoid", name="grouped", dtype=dtype)(c)
+    e = layers.Conv2D(8, 3, padding="same", activation="tanh", name="tanh", dtype=dtype)(d)
+    f = AddReLU(name="add_relu", dtype=dtype)([d, e])
+    g = OnnxPooling(
+        "max", (3, 3), (2, 2), ((1, 1), (0, 1)), ceil_mode=True, name="pool", dtype=dtype
+    )(f)
+    h = layers.GlobalAveragePooling2D(name="gap", dtype=dtype)(g)
+    m = layers.GlobalMaxPooling2D(keepdims=True, name="gmp", dtype=dtype)(b)
+    k = layers.Dense(7, name="dense", dtype=dtype)(h)
+    r = layers.Dense(4, activation="relu", use_bias=False, name="dense_relu", dtype=dtype)(k)
+    flat = layers.Flatten(name="flat", dtype=dtype)(m)
+    return cnnkit.Model(inputs, [r, flat, layers.Dense(3, name="rows", dtype=dtype)(e)], seed=1)
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_shortcuts_have_the_bits_of_the_layers_calls(dtype, batch):
+    model = _image_model(dtype)
+    x = np.random.default_rng(batch).standard_normal((batch, 13, 11, 6)).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        taped, planned = _taped_and_planned(model, x)
+        for t, p in zip(taped, planned):
+            _same(t, p)
+        results.append(planned)
+    for a, b in zip(*results):
+        _same(a, b)
+    shortcuts = _shortcuts(model)
+    for name in ("relu", "linear", "leaky", "grouped", "add_relu", "pool", "gap", "gmp"):
+        assert shortcuts[name], name
+    for name in ("dense", "dense_relu"):
+        assert shortcuts[name], name
+    # tanh is not fused into the convolution; Flatten has no shortcut; a Dense layer on
+    # 3-D input (the rows of e) has one that declines it at run time.
+    assert not shortcuts["tanh"] and not shortcuts["flat"]
+    assert shortcuts["rows"]
+
+
+def test_one_and_three_dimensional_layers():
+    inputs = layers.Input((20, 3))
+    x = layers.Conv1D(4, 3, padding="causal", activation="relu")(inputs)
+    x = layers.GlobalAveragePooling1D(keepdims=True)(x)
+    volume = layers.Input((5, 6, 7, 2))
+    y = layers.Conv3D(3, 2, strides=(1, 2, 1))(volume)
+    y = layers.GlobalMaxPooling3D()(y)
+    model = cnnkit.Model([inputs, volume], [x, y], seed=2)
+    rng = np.random.default_rng(0)
+    feed = [rng.standard_normal((2, 20, 3)), rng.standard_normal((2, 5, 6, 7, 2))]
+    feed = [a.astype(np.float32) for a in feed]
+    taped, planned = _taped_and_planned(model, feed)
+    for t, p in zip(taped, planned):
+        _same(t, p)
+
+
+def test_a_subclass_that_changes_call_runs_its_own_call():
+    class Doubled(layers.Conv2D):
+        def call(self, x, training=False):
+            return super().call(x, training) * 2.0
+
+    inputs = layers.Input((6, 6, 2))
+    model = cnnkit.Model(inputs, Doubled(3, 3, name="doubled")(inputs), seed=0)
+    x = np.ones((1, 6, 6, 2), np.float32)
+    taped, planned = _taped_and_planned(model, x)
+    _same(taped, planned)
+    assert not _shortcuts(model)["doubled"]
+
+
+def test_probes_regularizers_and_activations_see_every_layer():
+    inputs = layers.Input((6, 6, 2))
+    x = layers.Conv2D(3, 3, activation="relu", name="conv")(inputs)
+    out = layers.Dense(2, name="head")(layers.GlobalAveragePooling2D(name="gap")(x))
+    model = cnnkit.Model(inputs, out, seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 2)).astype(np.float32)
+    conv = model.get_layer("conv")
+    seen = []
+    original = conv.call
+
+    def probe(*args, **kwargs):
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    conv.call = probe
+    with ag.no_grad():
+        probed = model(x)
+    assert seen
+    del conv.call
+    with ag.no_grad():
+        acts = model.activations(x, ["conv", "gap"])
+        _same(acts["gap"], cnnkit.ops.global_avg_pool(acts["conv"].data))
+        _same(model(x), probed)
+    head = model.get_layer("head")
+    head.activity_regularizer = cnnkit.regularizers.L2(0.5)
+    with ag.no_grad():
+        model(x)
+    assert head._activity_losses  # the layer's own call ran
+
+
+def test_shared_layers_nested_models_and_dict_outputs():
+    shared = layers.Dense(4, activation="relu", name="shared")
+    inner_in = layers.Input((4,))
+    inner = cnnkit.Model(inner_in, layers.Dense(4, name="inner_dense")(inner_in), name="inner")
+    a, b = layers.Input((4,), name="a"), layers.Input((4,), name="b")
+    sa, sb = shared(a), shared(b)
+    out = {"sum": AddReLU(name="join")([inner(sa), sb]), "left": sa}
+    model = cnnkit.Model([a, b], out, seed=3)
+    rng = np.random.default_rng(1)
+    feed = [rng.standard_normal((5, 4)).astype(np.float32) for _ in range(2)]
+    taped, planned = _taped_and_planned(model, feed)
+    assert set(planned) == {"sum", "left"}
+    for key in planned:
+        _same(taped[key], planned[key])
+
+
+def test_inputs_of_another_dtype_are_cast_as_before():
+    inputs = layers.Input((5, 5, 1), dtype="float64")
+    model = cnnkit.Model(inputs, layers.Conv2D(2, 3, dtype="float64")(inputs), seed=0)
+    x = np.arange(25, dtype=np.float32).reshape(1, 5, 5, 1)
+    taped, planned = _taped_and_planned(model, x)
+    assert planned.dtype == np.float64
+    _same(taped, planned)
+
+
+def _residual_blocks(dtype: str = "float32") -> cnnkit.Model:
+    inputs = layers.Input((10, 10, 8), dtype=dtype)
+    stem = layers.Conv2D(8, 3, padding="same", activation="relu", name="stem", dtype=dtype)(inputs)
+    a = layers.Conv2D(8, 3, padding="same", name="a", dtype=dtype)(stem)
+    first = AddReLU(name="first", dtype=dtype)([stem, a])  # a is made last: folded into a
+    b = layers.Conv2D(16, 3, strides=2, padding="same", name="b", dtype=dtype)(first)
+    down = layers.Conv2D(16, 1, strides=2, name="down", dtype=dtype)(first)
+    second = AddReLU(name="second", dtype=dtype)([b, down])  # down is made last
+    c = layers.Conv2D(16, 1, name="c", dtype=dtype)(second)
+    third = AddReLU(name="third", dtype=dtype)([second, c])
+    shared = layers.Conv2D(16, 1, name="shared", dtype=dtype)(third)  # read twice: not folded
+    fourth = AddReLU(name="fourth", dtype=dtype)([third, shared])
+    out = layers.GlobalAveragePooling2D(dtype=dtype)(layers.Add(dtype=dtype)([fourth, shared]))
+    return cnnkit.Model(inputs, [out, c], seed=4)  # c is an output too: not folded
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_residual_adds_fold_into_their_convolutions(dtype):
+    model = _residual_blocks(dtype)
+    x = np.random.default_rng(5).standard_normal((2, 10, 10, 8)).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        taped, planned = _taped_and_planned(model, x)
+        for t, p in zip(taped, planned):
+            _same(t, p)
+        results.append(planned)
+    for a, b in zip(*results):
+        _same(a, b)
+    with ag.no_grad():
+        folded = {s.layer.name: s.residual.layer.name for s in model._steps() if s.residual}
+    assert folded == {"a": "first", "down": "second"}
+
+
+def test_folded_layers_still_answer_activations_and_probes():
+    model = _residual_blocks()
+    x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
+    taped = model.activations(x, ["a", "first", "down"])
+    with ag.no_grad():
+        planned = model.activations(x, ["a", "first", "down"])
+    for name in taped:
+        _same(taped[name], planned[name])
+    seen = []
+    add = model.get_layer("first")
+    original = add.call
+
+    def probe(*args, **kwargs):
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    add.call = probe
+    with ag.no_grad():
+        model(x)
+    assert seen
