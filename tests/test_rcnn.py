@@ -6,6 +6,7 @@ example (examples/rcnn.py) at a tiny size."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -381,3 +382,91 @@ def test_the_worked_example_runs_at_a_tiny_size():
     assert all(0 <= row["map_50"] <= 1 and row["images_per_second"] > 0 for row in result["table"])
     assert 0 < result["recall"]["fast"][100, 0.5] <= 1
     assert any(line.startswith("| R-CNN |") for line in lines)
+
+
+BOX2 = [[0.0, 0.0, 10.0, 10.0], [2.0, 3.0, 8.0, 9.0]]
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "text"),
+    [
+        # (2, 2) was reshaped into one box, and one proposal broadcast against two targets.
+        (
+            lambda: box_deltas(np.zeros((2, 2)), np.zeros((2, 2))),
+            ValueError,
+            "proposals must have shape (K, 4), got (2, 2)",
+        ),
+        (
+            lambda: box_deltas(BOX2[:1], BOX2),
+            ValueError,
+            "proposals and targets must have the same length, got 1 and 2",
+        ),
+        (
+            lambda: box_deltas([[0, 0, 0, 0]], BOX2[:1]),
+            ValueError,
+            "proposals must have x2 > x1 and y2 > y1",
+        ),
+        (
+            lambda: box_deltas(BOX2[:1], [[5, 5, 5, 9]]),
+            ValueError,
+            "targets must have x2 > x1 and y2 > y1",
+        ),
+        (lambda: box_deltas([[0, np.nan, 1, 1]], BOX2[:1]), ValueError, "proposals must be finite"),
+        (
+            lambda: box_deltas([["a", "b", "c", "d"]], BOX2[:1]),
+            TypeError,
+            "proposals must hold real numbers",
+        ),
+        (
+            lambda: apply_deltas(BOX2[:1], np.zeros((3, 4))),
+            ValueError,
+            "proposals and deltas must have the same length, got 1 and 3",
+        ),
+        (
+            lambda: apply_deltas(BOX2, np.zeros(8)),
+            ValueError,
+            "deltas must have shape (K, 4), got (8,)",
+        ),
+    ],
+)
+def test_box_deltas_and_apply_deltas_reject_what_they_used_to_reshape(call, exc, text):
+    with pytest.raises(exc, match=re.escape(text)):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "text"),
+    [
+        (
+            {"boxes": [[0.0, 0.0], [10.0, 10.0]]},
+            ValueError,
+            "boxes must have shape (K, 4), got (2, 2)",
+        ),
+        (
+            {"classes": [-1]},
+            ValueError,
+            "classes must be a 1-D array of class indices >= 0, got [-1]",
+        ),
+        ({"classes": [1.7]}, ValueError, "classes must be a 1-D array of class indices >= 0"),
+        (
+            {"positive_fraction": float("nan")},
+            ValueError,
+            "positive_fraction must lie in [0, 1], got nan",
+        ),
+        ({"positive_fraction": -0.5}, ValueError, "positive_fraction must lie in [0, 1]"),
+        ({"positive_iou": float("nan")}, ValueError, "positive_iou must lie in [0, 1], got nan"),
+        ({"background_iou": "0.3"}, TypeError, "background_iou must be a real number, got str"),
+        (
+            {"positive_iou": 0.2, "background_iou": 0.6},
+            ValueError,
+            "background_iou must be <= positive_iou, got 0.6 and 0.2",
+        ),
+        ({"rng": "abc"}, TypeError, "rng must be an int or a numpy.random.Generator, got str"),
+    ],
+)
+def test_sample_proposals_rejects_bad_arguments(kwargs, exc, text):
+    # Each used to return a sample: a wrong one (boxes, classes, thresholds), an empty one
+    # (NaN positive_iou), or NumPy's error about something else.
+    args = {"boxes": BOX2[:1], "classes": [1], "count": 4, **kwargs}
+    with pytest.raises(exc, match="^" + re.escape("sample_proposals(): ") + ".*" + re.escape(text)):
+        sample_proposals(BOX2, **args)
