@@ -3,6 +3,8 @@ and bilinear resizing; YOLO detect on known outputs; the YOLO model builder."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -198,3 +200,16 @@ def test_yolo_model_shapes_and_rejections():
         yolo_model((30, 32, 3), num_anchors=1, num_classes=1)
     with pytest.raises(ValueError, match=r"yolo_model\(\): num_classes must be a positive int"):
         yolo_model(num_anchors=1, num_classes=0)
+
+
+@pytest.mark.parametrize(
+    ("downsamples", "exc", "text"),
+    [
+        (2**31, ValueError, "downsamples must be <= 62, got 2147483648"),  # 2 ** (2**31) hung
+        (-1, ValueError, "downsamples must be >= 0, got -1"),  # 2 ** -1 = 0.5 was a float scale
+        ("3", TypeError, "downsamples must be an int, got str"),
+    ],
+)
+def test_yolo_model_checks_downsamples_before_raising_two_to_it(downsamples, exc, text):
+    with pytest.raises(exc, match=r"^yolo_model\(\): " + re.escape(text)):
+        yolo_model((32, 32, 3), num_anchors=1, num_classes=1, downsamples=downsamples)

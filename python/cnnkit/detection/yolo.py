@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _validate, ops
 from .. import autograd as ag
-from .. import ops
 from ..autograd import Tensor
 from ..losses import Loss
 from ..models import Sequential
@@ -369,6 +369,8 @@ def yolo_model(
             raise ValueError(f"{fn}: {name} must be a positive int{source}, got {value!r}")
     num_anchors, num_classes = int(num_anchors), int(num_classes)  # type: ignore[arg-type]
     shape = tuple(int(v) for v in input_shape)
+    # Bounded before 2 ** downsamples is formed: 2 ** (2**31) alone ran for minutes.
+    downsamples = _validate.integer(fn, "downsamples", downsamples, minimum=0, maximum=62)
     scale = 2**downsamples
     if len(shape) != 3 or shape[0] % scale or shape[1] % scale:
         raise ValueError(
