@@ -396,3 +396,15 @@ def test_conversions_and_resizing_are_announced() -> None:
     assert "style is grayscale; converted to RGB" in messages
     assert "differ in size; the style image is resized to 8x8" in messages
     assert out.shape == (8, 8, 3)
+
+
+def test_impossible_scale_counts_and_empty_images_are_rejected() -> None:
+    # 2**31 scales built Conv2D layers for hours; an empty image was a ZeroDivisionError.
+    with pytest.raises(
+        ValueError, match=r"^RandomMultiscale\(\): scales must be <= 32, got 2147483648"
+    ):
+        style.random_multiscale(scales=2**31, filters=1, kernel_size=1)
+    with pytest.raises(
+        ValueError, match=r"^total_variation\(\): image must not be empty, got shape \(0, 4, 4, 3\)"
+    ):
+        style.total_variation(np.zeros((0, 4, 4, 3)))
