@@ -408,3 +408,20 @@ def test_impossible_scale_counts_and_empty_images_are_rejected() -> None:
         ValueError, match=r"^total_variation\(\): image must not be empty, got shape \(0, 4, 4, 3\)"
     ):
         style.total_variation(np.zeros((0, 4, 4, 3)))
+
+
+def test_write_image_names_a_float_or_shapeless_image(tmp_path) -> None:
+    # Pillow's "Cannot handle this data type: (1, 1, 3), <f4" named neither function nor
+    # argument, and nothing said the image must be uint8.
+    with pytest.raises(
+        TypeError, match=r"^write_image\(\): image must be uint8 .* got dtype float32"
+    ):
+        style.write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(
+        ValueError, match=r"^write_image\(\): image must have shape .* got \(0, 4, 3\)"
+    ):
+        style.write_image(tmp_path / "a.png", np.zeros((0, 4, 3), np.uint8))
+    assert not (tmp_path / "a.png").exists()
+    style.write_image(tmp_path / "a.png", np.zeros((4, 5, 1), np.uint8))
+    with pytest.warns(UserWarning, match="grayscale; converted to RGB"):
+        assert style.read_image(tmp_path / "a.png").shape == (4, 5, 3)
