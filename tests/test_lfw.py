@@ -132,3 +132,20 @@ def test_read_pairs_errors(tmp_path, text, match):
 def test_read_pairs_missing_file(tmp_path):
     with pytest.raises(ValueError, match=r"read_lfw_pairs\(\): cannot read"):
         datasets.read_lfw_pairs(tmp_path / "nope.txt")
+
+
+def test_pairs_file_that_is_not_text_and_bad_image_paths(tmp_path):
+    # A binary pairs file was a bare UnicodeDecodeError; lfw_image_path made 'A_-001.jpg'
+    # of number -1 and a path outside root of a name with '..'.
+    binary = tmp_path / "pairs.txt"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"^read_lfw_pairs\(\): cannot read '.*pairs.txt'"):
+        datasets.read_lfw_pairs(binary)
+    with pytest.raises(ValueError, match=r"^lfw_image_path\(\): number must be >= 1, got -1"):
+        datasets.lfw_image_path(tmp_path, "A", -1)
+    for name in ("../../etc", "", "..", "a/b"):
+        with pytest.raises(ValueError, match=r"^lfw_image_path\(\): name must be a person's"):
+            datasets.lfw_image_path(tmp_path, name, 1)
+    assert (
+        datasets.lfw_image_path(tmp_path, "A_B", np.int64(3)) == tmp_path / "A_B" / "A_B_0003.jpg"
+    )

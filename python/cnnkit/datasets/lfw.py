@@ -187,7 +187,18 @@ def image_folder(
 
 def lfw_image_path(root: str | os.PathLike, name: str, number: int) -> Path:
     """``root/name/name_NNNN.jpg``, the file of image ``number`` of ``name`` in LFW."""
-    return Path(root) / name / f"{name}_{int(number):04d}.jpg"
+    fn = "lfw_image_path()"
+    # A name with a separator or '..' made a path outside root; number -1 made 'A_-001.jpg'.
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or (os.sep in name)
+    ):
+        raise ValueError(f"{fn}: name must be a person's folder name (no '/'), got {name!r}")
+    number = _validate.integer(fn, "number", number, minimum=1)
+    return Path(root) / name / f"{name}_{number:04d}.jpg"
 
 
 def _number(token: str, line_no: int, where: str, fn: str) -> int:
@@ -220,7 +231,7 @@ def read_lfw_pairs(path: str | os.PathLike) -> LFWPairs:
     where = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:  # a binary file: the bare codec error
         raise ValueError(f"{fn}: cannot read {where!r}: {err}") from err
     lines = text.splitlines()
     while lines and not lines[-1].strip():
