@@ -425,3 +425,16 @@ def test_write_image_names_a_float_or_shapeless_image(tmp_path) -> None:
     style.write_image(tmp_path / "a.png", np.zeros((4, 5, 1), np.uint8))
     with pytest.warns(UserWarning, match="grayscale; converted to RGB"):
         assert style.read_image(tmp_path / "a.png").shape == (4, 5, 3)
+
+
+def test_cli_reports_a_memory_error_like_the_other_errors(tmp_path, capsys, monkeypatch) -> None:
+    # `cnnkit style a.png b.png --size 200000` ended in a traceback (NumPy's
+    # _ArrayMemoryError); the command reports it and returns 2 as for bad arguments.
+    from cnnkit.cli import main
+
+    def too_large(*args, **kwargs):
+        raise MemoryError("Unable to allocate 447. GiB")
+
+    monkeypatch.setattr(style, "transfer", too_large)
+    assert main(["style", "a.png", "b.png", "-o", str(tmp_path / "o.png")]) == 2
+    assert capsys.readouterr().err == "cnnkit style: Unable to allocate 447. GiB\n"
