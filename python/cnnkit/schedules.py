@@ -97,7 +97,9 @@ class ExponentialDecay(LearningRateSchedule):
             f, "initial_learning_rate", initial_learning_rate
         )
         self.decay_steps = _validate.real(f, "decay_steps", decay_steps, low=0.0, low_open=True)
-        self.decay_rate = _validate.real(f, "decay_rate", decay_rate)
+        # A negative rate to a fractional power is complex: (-0.9) ** 0.5 gave a complex
+        # learning rate.
+        self.decay_rate = _validate.real(f, "decay_rate", decay_rate, low=0.0)
         self.staircase = bool(staircase)
         self.name = name
 
