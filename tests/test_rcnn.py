@@ -470,3 +470,29 @@ def test_sample_proposals_rejects_bad_arguments(kwargs, exc, text):
     args = {"boxes": BOX2[:1], "classes": [1], "count": 4, **kwargs}
     with pytest.raises(exc, match="^" + re.escape("sample_proposals(): ") + ".*" + re.escape(text)):
         sample_proposals(BOX2, **args)
+
+
+def test_proposal_recall_and_proposal_loss_check_their_inputs():
+    # proposal_recall reshaped a (2, 2) ground truth into one box and a (2, 2) proposal array
+    # into one proposal, silently; a target without 'boxes' was a bare KeyError.
+    # ProposalLoss(box_weight=nan) made every loss NaN.
+    one = [{"boxes": BOX2[:1]}]
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "proposal_recall(): targets[0]['boxes'] must have shape (K, 4), got (2, 2)"
+        ),
+    ):
+        proposal_recall([BOX2], [{"boxes": [[0.0, 0.0], [10.0, 10.0]]}], counts=(1,))
+    with pytest.raises(
+        ValueError,
+        match=re.escape("proposal_recall(): proposals[0] must have shape (K, 4), got (2, 2)"),
+    ):
+        proposal_recall([np.zeros((2, 2))], one, counts=(1,))
+    with pytest.raises(
+        ValueError, match=re.escape("proposal_recall(): targets[0] must be a dict with 'boxes'")
+    ):
+        proposal_recall([BOX2], [{"box": BOX2}], counts=(1,))
+    assert proposal_recall([BOX2], one, counts=(1,), thresholds=(0.5,)) == {(1, 0.5): 1.0}
+    with pytest.raises(ValueError, match=r"^ProposalLoss\(\): box_weight must be >= 0, got nan"):
+        ProposalLoss(2, box_weight=float("nan"))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -267,10 +267,12 @@ def proposal_recall(
     thresholds = [_unit(t, fn, "thresholds") for t in thresholds]
     hits = dict.fromkeys(((n, t) for n in counts for t in thresholds), 0)
     objects = 0
-    for boxes, target in zip(proposals, targets):
-        gt = np.asarray(target["boxes"], np.float32).reshape(-1, 4)
+    for i, (boxes, target) in enumerate(zip(proposals, targets)):
+        if not isinstance(target, Mapping) or "boxes" not in target:
+            raise ValueError(f"{fn}(): targets[{i}] must be a dict with 'boxes', got {target!r}")
+        gt = _boxes(target["boxes"], fn, f"targets[{i}]['boxes']").astype(np.float32)
         objects += len(gt)
-        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        b = _boxes(boxes, fn, f"proposals[{i}]").astype(np.float32)
         for n in counts:
             if len(gt) == 0:
                 continue
@@ -361,7 +363,8 @@ class ProposalLoss(Loss):
     def __init__(self, num_classes: int, box_weight: float = 1.0, name: str | None = None):
         super().__init__(name or "proposal_loss")
         self.num_classes = _positive_int(num_classes, "ProposalLoss", "num_classes")
-        self.box_weight = float(box_weight)
+        # NaN or inf made every loss NaN.
+        self.box_weight = _validate.real("ProposalLoss()", "box_weight", box_weight, low=0.0)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         p = y_pred if isinstance(y_pred, Tensor) else Tensor(np.asarray(y_pred))
