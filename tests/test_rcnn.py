@@ -496,3 +496,36 @@ def test_proposal_recall_and_proposal_loss_check_their_inputs():
     assert proposal_recall([BOX2], one, counts=(1,), thresholds=(0.5,)) == {(1, 0.5): 1.0}
     with pytest.raises(ValueError, match=r"^ProposalLoss\(\): box_weight must be >= 0, got nan"):
         ProposalLoss(2, box_weight=float("nan"))
+
+
+@pytest.mark.parametrize("train", [train_rcnn, train_fast_rcnn])
+@pytest.mark.parametrize(
+    ("target", "text"),
+    [
+        # Found by the loss only if a sample drew the box (or never, with few proposals).
+        (
+            {"boxes": [[0.0, 0.0, 8.0, 8.0]], "classes": [5]},
+            "targets[0]['classes'] must lie in [0, 2) (num_classes), got [5]",
+        ),
+        (
+            {"boxes": [[0.0, 0.0, 8.0, 8.0]]},
+            "targets[0] must be a dict with 'boxes' and 'classes'",
+        ),  # bare KeyError
+        (
+            {"boxes": [[0.0, 0.0, 8.0, 8.0]], "classes": [0, 1]},
+            "targets[0] must have one class per box, got 1 boxes and 2 classes",
+        ),
+        (
+            {"boxes": [[0.0, 0.0], [8.0, 8.0]], "classes": [0]},
+            "targets[0]['boxes'] must have shape (K, 4), got (2, 2)",
+        ),
+        (
+            {"boxes": [[8.0, 0.0, 8.0, 8.0]], "classes": [0]},
+            "targets[0]['boxes'] must have x2 > x1 and y2 > y1",
+        ),
+    ],
+)
+def test_training_checks_every_target_before_the_proposals(train, target, text):
+    images = np.zeros((1, 16, 16, 3), np.float32)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{train.__name__}(): {text}")):
+        train(images, [target], num_classes=2, epochs=1, proposals=[np.zeros((0, 4))])

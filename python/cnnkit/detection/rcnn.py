@@ -684,7 +684,7 @@ class _ProposalCrops:
             yield np.concatenate(crops), np.concatenate(ys)
 
 
-def _training_images(images: Any, targets: Any, fn: str) -> list[np.ndarray]:
+def _training_images(images: Any, targets: Any, fn: str, num_classes: Any) -> list[np.ndarray]:
     if len(images) != len(targets):
         raise ValueError(
             f"{fn}(): images and targets must have the same length, got {len(images)} and "
@@ -692,7 +692,33 @@ def _training_images(images: Any, targets: Any, fn: str) -> list[np.ndarray]:
         )
     if len(images) == 0:
         raise ValueError(f"{fn}(): images must not be empty")
-    return [_rgb(im, fn) for im in images]
+    xs = [_rgb(im, fn) for im in images]
+    # Checked before any selective search or epoch: a class >= num_classes was found by the
+    # loss only when a sample happened to draw it (after minutes of proposals), and a
+    # missing key was a bare KeyError there.
+    num_classes = _positive_int(num_classes, fn, "num_classes")
+    for i, t in enumerate(targets):
+        if not isinstance(t, Mapping) or not {"boxes", "classes"} <= t.keys():
+            raise ValueError(f"{fn}(): targets[{i}] must be a dict with 'boxes' and 'classes'")
+        boxes = _boxes(t["boxes"], fn, f"targets[{i}]['boxes']")
+        _positive_size(boxes, fn, f"targets[{i}]['boxes']")
+        c = np.asarray(t["classes"])
+        if c.size and (c.dtype.kind not in "iu" or c.ndim != 1):
+            raise ValueError(
+                f"{fn}(): targets[{i}]['classes'] must be a 1-D array of ints, got {c.dtype} "
+                f"{c.shape}"
+            )
+        if len(c) != len(boxes):
+            raise ValueError(
+                f"{fn}(): targets[{i}] must have one class per box, got {len(boxes)} boxes and "
+                f"{len(c)} classes"
+            )
+        if c.size and (c.min() < 0 or c.max() >= num_classes):
+            raise ValueError(
+                f"{fn}(): targets[{i}]['classes'] must lie in [0, {num_classes}) (num_classes), "
+                f"got {c.tolist()}"
+            )
+    return xs
 
 
 def _all_proposals(images: list[np.ndarray], mode: str, max_proposals: int, seed: int) -> list:
@@ -729,7 +755,7 @@ def train_rcnn(
     from ..schedules import CosineDecay
 
     fn = "train_rcnn"
-    xs = _training_images(images, targets, fn)
+    xs = _training_images(images, targets, fn, num_classes)
     if proposals is None:
         proposals = _all_proposals(xs, mode, max_proposals, seed)
     model = rcnn_classifier(
@@ -911,7 +937,7 @@ def train_fast_rcnn(
     from ..schedules import CosineDecay
 
     fn = "train_fast_rcnn"
-    xs = _training_images(images, targets, fn)
+    xs = _training_images(images, targets, fn, num_classes)
     shapes = {x.shape for x in xs}
     if len(shapes) != 1 or xs[0].shape[0] != xs[0].shape[1]:
         raise ValueError(f"{fn}(): images must be square and of one size, got shapes {shapes}")
