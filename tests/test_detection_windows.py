@@ -213,3 +213,28 @@ def test_yolo_model_shapes_and_rejections():
 def test_yolo_model_checks_downsamples_before_raising_two_to_it(downsamples, exc, text):
     with pytest.raises(exc, match=r"^yolo_model\(\): " + re.escape(text)):
         yolo_model((32, 32, 3), num_anchors=1, num_classes=1, downsamples=downsamples)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "text"),
+    [
+        # A NaN threshold silently kept no window; background=5 was an IndexError.
+        (
+            {"score_threshold": float("nan")},
+            ValueError,
+            "score_threshold must be in [0, 1], got nan",
+        ),
+        ({"score_threshold": "0.5"}, TypeError, "score_threshold must be a real number, got str"),
+        ({"iou_threshold": 2.0}, ValueError, "iou_threshold must be in [0, 1], got 2"),
+        (
+            {"background": 5},
+            ValueError,
+            "background must be a class index of the classifier's 3 outputs, got 5",
+        ),
+        ({"background": -1}, ValueError, "background must be >= 0, got -1"),
+    ],
+)
+def test_sliding_window_detect_checks_thresholds_and_background(kwargs, exc, text):
+    image = np.zeros((16, 16, 1), np.float32)
+    with pytest.raises(exc, match="^" + re.escape(f"sliding_window_detect(): {text}")):
+        sliding_window_detect(BrightWindowClassifier(), image, 8, 4, **kwargs)
