@@ -529,3 +529,18 @@ def test_training_checks_every_target_before_the_proposals(train, target, text):
     images = np.zeros((1, 16, 16, 3), np.float32)
     with pytest.raises(ValueError, match="^" + re.escape(f"{train.__name__}(): {text}")):
         train(images, [target], num_classes=2, epochs=1, proposals=[np.zeros((0, 4))])
+
+
+@pytest.mark.parametrize(
+    ("size", "exc", "text"),
+    [
+        (2.5, TypeError, "size must be an int, got float"),
+        (-1, ValueError, "size must be >= 1, got -1"),
+        ((4,), ValueError, "size must be an int or a tuple of 2 ints"),
+    ],
+)
+def test_warp_proposals_checks_size_even_without_proposals(size, exc, text):
+    image = np.zeros((8, 8, 3), np.float32)
+    for proposals in ([[0.0, 0.0, 4.0, 4.0]], np.zeros((0, 4))):
+        with pytest.raises(exc, match="^" + re.escape(f"warp_proposals(): {text}")):
+            warp_proposals(image, proposals, size)

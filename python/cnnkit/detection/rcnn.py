@@ -227,6 +227,9 @@ def warp_proposals(image: Any, proposals: Any, size: int | Sequence[int]) -> np.
     fn = "warp_proposals"
     x = _rgb(image, fn)
     boxes = _check_proposals(proposals, x.shape[0], x.shape[1], fn)
+    # 2.5 was "'float' object is not iterable"; with no proposals, -1 was NumPy's
+    # "negative dimensions".
+    size = _validate.integers(f"{fn}()", "size", size, 2)
     return _warp(x, boxes, size)
 
 
