@@ -149,3 +149,22 @@ def test_pairs_file_that_is_not_text_and_bad_image_paths(tmp_path):
     assert (
         datasets.lfw_image_path(tmp_path, "A_B", np.int64(3)) == tmp_path / "A_B" / "A_B_0003.jpg"
     )
+
+
+def test_load_images_refuses_a_lone_path_and_sizes_no_memory_holds(tmp_path):
+    # A str was read one character at a time ("cannot read image '/'"); size=2**40 was
+    # Pillow's OverflowError and size=(2**20, 2**20) resized for minutes.
+    _tree(tmp_path)
+    path = next(tmp_path.rglob("*.png"))
+    with pytest.raises(
+        TypeError, match=r"^load_images\(\): paths must be a sequence of paths, got str"
+    ):
+        datasets.load_images(str(path))
+    with pytest.raises(ValueError, match=r"^load_images\(\): size sides must be <= 2147483647"):
+        datasets.load_images([path], size=2**40)
+    with pytest.raises(
+        MemoryError, match=r"^load_images\(\): 1 images of 1048576 x 1048576 x 3 uint8"
+    ):
+        datasets.load_images([path], size=(2**20, 2**20))
+    with pytest.raises(MemoryError, match=r"^load_images\(\): 6 images of 1048576 x 1048576"):
+        datasets.image_folder(tmp_path, size=2**20)

@@ -38,15 +38,16 @@ def check_image_size(image_size: Any, fn: str, minimum: int) -> tuple[int, int]:
     return size
 
 
-def check_memory(fn: str, n: int, size: tuple[int, int]) -> None:
+def check_memory(fn: str, n: int, size: tuple[int, int], itemsize: int = 4) -> None:
     """A MemoryError up front when ``n`` float32 RGB images of ``size`` exceed the machine's
     memory: the generators draw per-image parameters in arrays of ``n`` before rendering,
     so an impossible ``n`` would otherwise run for minutes (or be killed) first."""
-    need = n * size[0] * size[1] * 3 * 4
+    need = n * size[0] * size[1] * 3 * itemsize
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > total:
+        dtype = "float32" if itemsize == 4 else "uint8"
         raise MemoryError(
-            f"{fn}: {n} images of {size[0]} x {size[1]} x 3 float32 need {need} bytes, more "
+            f"{fn}: {n} images of {size[0]} x {size[1]} x 3 {dtype} need {need} bytes, more "
             f"than this machine's {total} bytes of memory"
         )
 

@@ -17,13 +17,14 @@ A same pair is ``name  n1  n2``; a different pair ``name1  n1  name2  n2``
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import _validate
+from ._common import MAX_IMAGE_SIDE, check_memory
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -101,8 +102,16 @@ def load_images(
     same size.
     """
     fn = "load_images()"
+    if isinstance(paths, (str, bytes, os.PathLike)):  # else read one "image" per character
+        raise TypeError(f"{fn}: paths must be a sequence of paths, got {type(paths).__name__}")
     out_size = _optional_size(size, fn, "size")
     crop_size = _optional_size(crop, fn, "crop")
+    if out_size is not None:
+        # Pillow overflowed past int32 sides and resized to a terabyte image for minutes.
+        if max(out_size) > MAX_IMAGE_SIDE:
+            raise ValueError(f"{fn}: size sides must be <= {MAX_IMAGE_SIDE}, got {size!r}")
+        if isinstance(paths, Sized):
+            check_memory(fn, len(paths), out_size, itemsize=1)
     image_mod = _pil(fn)
     arrays = []
     for path in paths:
