@@ -438,3 +438,9 @@ def test_cli_reports_a_memory_error_like_the_other_errors(tmp_path, capsys, monk
     monkeypatch.setattr(style, "transfer", too_large)
     assert main(["style", "a.png", "b.png", "-o", str(tmp_path / "o.png")]) == 2
     assert capsys.readouterr().err == "cnnkit style: Unable to allocate 447. GiB\n"
+
+
+def test_load_network_says_a_folder_is_a_folder(tmp_path) -> None:
+    # It said "network file '...' does not exist" of a folder that exists.
+    with pytest.raises(ValueError, match=r"^load_network\(\): network file '.*' is a folder"):
+        style.load_network(tmp_path)

@@ -351,6 +351,8 @@ def load_network(path: Any) -> StyleNetwork:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
+    if os.path.isdir(path):  # it exists: "does not exist" misled
+        raise ValueError(f"{where}: network file {path!r} is a folder, not a model file")
     if not os.path.isfile(path):
         raise ValueError(f"{where}: network file {path!r} does not exist")
     if path.lower().endswith(".onnx"):
