@@ -14,6 +14,7 @@ import cnnkit
 from cnnkit import layers, ops
 from cnnkit.detection import (
     detect,
+    localization_cnn,
     resize_bilinear,
     sliding_window_detect,
     to_fully_convolutional,
@@ -238,3 +239,15 @@ def test_sliding_window_detect_checks_thresholds_and_background(kwargs, exc, tex
     image = np.zeros((16, 16, 1), np.float32)
     with pytest.raises(exc, match="^" + re.escape(f"sliding_window_detect(): {text}")):
         sliding_window_detect(BrightWindowClassifier(), image, 8, 4, **kwargs)
+
+
+def test_model_builders_name_an_input_shape_or_filters_that_is_not_a_sequence():
+    # tuple(64) was "'int' object is not iterable"; yolo_model took (64.5, 64, 3) as 64.
+    with pytest.raises(TypeError, match=r"^yolo_model\(\): input_shape must be a tuple of ints"):
+        yolo_model(64, num_anchors=1, num_classes=1)
+    with pytest.raises(TypeError, match=r"^yolo_model\(\): input_shape must be an int, got float"):
+        yolo_model((64.5, 64, 3), num_anchors=1, num_classes=1)
+    with pytest.raises(TypeError, match=r"^localization_cnn\(\): input_shape must be a sequence"):
+        localization_cnn(16, 3)
+    with pytest.raises(TypeError, match=r"^localization_cnn\(\): filters must be a sequence"):
+        localization_cnn((16, 16, 3), 3, filters=8)

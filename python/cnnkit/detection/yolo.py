@@ -384,7 +384,8 @@ def yolo_model(
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{fn}: {name} must be a positive int{source}, got {value!r}")
     num_anchors, num_classes = int(num_anchors), int(num_classes)  # type: ignore[arg-type]
-    shape = tuple(int(v) for v in input_shape)
+    # int(v) of each entry took 64.5 as 64; an int was "'int' object is not iterable".
+    shape = _validate.shape(fn, "input_shape", input_shape)
     # Bounded before 2 ** downsamples is formed: 2 ** (2**31) alone ran for minutes.
     downsamples = _validate.integer(fn, "downsamples", downsamples, minimum=0, maximum=62)
     scale = 2**downsamples
