@@ -544,3 +544,12 @@ def test_warp_proposals_checks_size_even_without_proposals(size, exc, text):
     for proposals in ([[0.0, 0.0, 4.0, 4.0]], np.zeros((0, 4))):
         with pytest.raises(exc, match="^" + re.escape(f"warp_proposals(): {text}")):
             warp_proposals(image, proposals, size)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"counts": 100}, "counts"), ({"thresholds": 0.5}, "thresholds")]
+)
+def test_proposal_recall_names_a_lone_number_where_a_sequence_goes(kwargs, name):
+    # counts=100 was "'int' object is not iterable".
+    with pytest.raises(TypeError, match=rf"^proposal_recall\(\): {name} must be a sequence, got"):
+        proposal_recall([BOX2], [{"boxes": BOX2[:1]}], **kwargs)

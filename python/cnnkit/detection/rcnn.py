@@ -266,6 +266,12 @@ def proposal_recall(
             f"{fn}(): proposals and targets must have the same length, got {len(proposals)} "
             f"and {len(targets)}"
         )
+    for name, value in (("counts", counts), ("thresholds", thresholds)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+            # A lone number was "'int' object is not iterable".
+            raise TypeError(
+                f"{fn}(): {name} must be a sequence, got {type(value).__name__} {value!r}"
+            )
     counts = [_positive_int(n, fn, "counts") for n in counts]
     thresholds = [_unit(t, fn, "thresholds") for t in thresholds]
     hits = dict.fromkeys(((n, t) for n in counts for t in thresholds), 0)
