@@ -204,3 +204,10 @@ def test_exponential_decay_rate_must_not_be_negative():
     ):
         ExponentialDecay(0.1, 10, -0.9)
     assert ExponentialDecay(0.1, 10, 0.0)(5) == 0.0
+
+
+@pytest.mark.parametrize("make", [ExponentialDecay, schedules.InverseTimeDecay])
+def test_staircase_must_be_a_bool(make):
+    # bool('no') is True: staircase='no' stepped the rate, silently.
+    with pytest.raises(TypeError, match=r"^\w+\(\): staircase must be a bool, got str 'no'"):
+        make(0.1, 10, 0.5, staircase="no")
