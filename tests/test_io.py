@@ -334,3 +334,13 @@ def test_save_and_load_name_a_folder_a_missing_folder_and_a_non_model(tmp_path):
     model.save(tmp_path / "m.cnnkit")
     with pytest.raises(TypeError, match=r"^load_model\(\): custom_objects must be a dict"):
         cnnkit.load_model(tmp_path / "m.cnnkit", custom_objects=5)
+
+
+def test_save_and_load_flags_must_be_bools(tmp_path):
+    # include_optimizer='no' saved the optimizer and compile='no' compiled, silently.
+    model = make_model()
+    with pytest.raises(TypeError, match=r"^save_model\(\): include_optimizer must be a bool"):
+        model.save(tmp_path / "m.cnnkit", include_optimizer="no")
+    model.save(tmp_path / "m.cnnkit")
+    with pytest.raises(TypeError, match=r"^load_model\(\): compile must be a bool, got str"):
+        cnnkit.load_model(tmp_path / "m.cnnkit", compile="no")
