@@ -732,3 +732,13 @@ def test_backup_and_restore_rejections(tmp_path):
         cnnkit.callbacks.BackupAndRestore(tmp_path, save_freq=10)
     with pytest.raises(TypeError, match=r"BackupAndRestore\(\): backup_dir must be"):
         cnnkit.callbacks.BackupAndRestore(3)
+
+
+def test_checkpoint_and_csv_logger_refuse_a_folder_before_training(tmp_path):
+    # ModelCheckpoint failed on the folder only at its first save, after an epoch of
+    # training; CSVLogger with open()'s bare IsADirectoryError when fit began.
+    with pytest.raises(IsADirectoryError, match=r"^ModelCheckpoint\(\): filepath '.*' is a folder"):
+        cb.ModelCheckpoint(tmp_path)
+    with pytest.raises(IsADirectoryError, match=r"^CSVLogger\(\): filename '.*' is a folder"):
+        cb.CSVLogger(tmp_path)
+    cb.ModelCheckpoint(tmp_path / "ck-{epoch:02d}.cnnkit")  # a file name in the folder is fine

@@ -241,3 +241,42 @@ def test_compile_with_the_new_metrics_by_object_and_name():
 def test_rejections(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+@pytest.mark.parametrize("fn", ["top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy"])
+@pytest.mark.parametrize(
+    ("k", "exc", "text"),
+    [
+        (0, ValueError, "be >= 1, got 0"),
+        (-1, ValueError, "be >= 1, got -1"),
+        (1.5, TypeError, "be an int, got float"),
+    ],
+)
+def test_top_k_functions_reject_a_k_below_one(fn, k, exc, text):
+    # k = 0 used to index the sorted scores from the end: every label counted as found.
+    y_true = [[0.0, 1.0, 0.0]] if fn.startswith("top") else [1]
+    with pytest.raises(exc, match=rf"^{fn}\(\): k must {text}"):
+        getattr(metrics, fn)(y_true, [[0.5, 0.1, 0.4]], k=k)
+
+
+def test_auc_refuses_more_thresholds_than_it_can_use_at_once():
+    # The constructor built the thresholds in a Python loop: 2**31 hung for minutes.
+    with pytest.raises(
+        ValueError, match=r"^AUC\(\): num_thresholds must be <= 16777216, got 2147483648"
+    ):
+        metrics.AUC(num_thresholds=2**31)
+    auc = metrics.AUC(num_thresholds=5)
+    assert auc.thresholds.tolist() == [-1e-7, 0.25, 0.5, 0.75, 1 + 1e-7]
+
+
+@pytest.mark.parametrize("n", [2**31, 2**63 - 1, 2**64])
+def test_confusion_matrix_num_classes_beyond_int32_is_a_value_error(n):
+    with pytest.raises(
+        ValueError, match=r"^confusion_matrix\(\): num_classes must be <= 2147483647"
+    ):
+        metrics.confusion_matrix([0, 1], [1, 1], num_classes=n)
+
+
+def test_confusion_matrix_too_large_for_memory_is_a_memory_error_naming_the_size():
+    with pytest.raises(MemoryError, match=r"^confusion_matrix\(\): a 2147483647 x 2147483647"):
+        metrics.confusion_matrix([0, 1], [1, 1], num_classes=2**31 - 1)

@@ -298,3 +298,14 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("make", ["shapes", "single_object", "landmarks"])
+def test_impossible_sizes_fail_at_once(make):
+    # n = 2**31 drew per-image parameters for minutes before failing; a side of 2**64 was an
+    # OverflowError from NumPy's random integers.
+    fn = getattr(cnnkit.datasets, make)
+    with pytest.raises(MemoryError, match=rf"^{make}\(\): 2147483648 images of .* bytes"):
+        fn(2**31)
+    with pytest.raises(ValueError, match=rf"^{make}\(\): image_size sides must be <= 2147483647"):
+        fn(2, image_size=2**64)

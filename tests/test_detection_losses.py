@@ -152,3 +152,19 @@ def test_localization_decode_and_errors():
         LocalizationLoss(box_weight=np.nan)
     with pytest.raises(ValueError, match=r"decode_localization\(\): raw must have shape"):
         decode_localization(np.zeros(7))
+
+
+def test_yolo_loss_names_a_non_numeric_weight_and_a_float_image_size():
+    # 'a' was float()'s "could not convert string to float"; 16.5 was "'float' object is
+    # not iterable".
+    with pytest.raises(
+        TypeError, match=r"^YoloLoss\(\): lambda_obj must be a finite number >= 0, got str 'a'"
+    ):
+        YoloLoss(ANCHORS, IMAGE, lambda_obj="a")
+    with pytest.raises(
+        TypeError,
+        match=r"^YoloLoss\(\): image_size must be a positive int or \(height, width\), got float",
+    ):
+        YoloLoss(ANCHORS, 16.5)
+    with pytest.raises(TypeError, match=r"^activate\(\): image_size must be a positive int"):
+        activate(np.zeros((1, 2, 2, 7)), ANCHORS[:1], 16.5)

@@ -3,6 +3,8 @@ and bilinear resizing; YOLO detect on known outputs; the YOLO model builder."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,6 +14,7 @@ import cnnkit
 from cnnkit import layers, ops
 from cnnkit.detection import (
     detect,
+    localization_cnn,
     resize_bilinear,
     sliding_window_detect,
     to_fully_convolutional,
@@ -198,3 +201,53 @@ def test_yolo_model_shapes_and_rejections():
         yolo_model((30, 32, 3), num_anchors=1, num_classes=1)
     with pytest.raises(ValueError, match=r"yolo_model\(\): num_classes must be a positive int"):
         yolo_model(num_anchors=1, num_classes=0)
+
+
+@pytest.mark.parametrize(
+    ("downsamples", "exc", "text"),
+    [
+        (2**31, ValueError, "downsamples must be <= 62, got 2147483648"),  # 2 ** (2**31) hung
+        (-1, ValueError, "downsamples must be >= 0, got -1"),  # 2 ** -1 = 0.5 was a float scale
+        ("3", TypeError, "downsamples must be an int, got str"),
+    ],
+)
+def test_yolo_model_checks_downsamples_before_raising_two_to_it(downsamples, exc, text):
+    with pytest.raises(exc, match=r"^yolo_model\(\): " + re.escape(text)):
+        yolo_model((32, 32, 3), num_anchors=1, num_classes=1, downsamples=downsamples)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "text"),
+    [
+        # A NaN threshold silently kept no window; background=5 was an IndexError.
+        (
+            {"score_threshold": float("nan")},
+            ValueError,
+            "score_threshold must be in [0, 1], got nan",
+        ),
+        ({"score_threshold": "0.5"}, TypeError, "score_threshold must be a real number, got str"),
+        ({"iou_threshold": 2.0}, ValueError, "iou_threshold must be in [0, 1], got 2"),
+        (
+            {"background": 5},
+            ValueError,
+            "background must be a class index of the classifier's 3 outputs, got 5",
+        ),
+        ({"background": -1}, ValueError, "background must be >= 0, got -1"),
+    ],
+)
+def test_sliding_window_detect_checks_thresholds_and_background(kwargs, exc, text):
+    image = np.zeros((16, 16, 1), np.float32)
+    with pytest.raises(exc, match="^" + re.escape(f"sliding_window_detect(): {text}")):
+        sliding_window_detect(BrightWindowClassifier(), image, 8, 4, **kwargs)
+
+
+def test_model_builders_name_an_input_shape_or_filters_that_is_not_a_sequence():
+    # tuple(64) was "'int' object is not iterable"; yolo_model took (64.5, 64, 3) as 64.
+    with pytest.raises(TypeError, match=r"^yolo_model\(\): input_shape must be a tuple of ints"):
+        yolo_model(64, num_anchors=1, num_classes=1)
+    with pytest.raises(TypeError, match=r"^yolo_model\(\): input_shape must be an int, got float"):
+        yolo_model((64.5, 64, 3), num_anchors=1, num_classes=1)
+    with pytest.raises(TypeError, match=r"^localization_cnn\(\): input_shape must be a sequence"):
+        localization_cnn(16, 3)
+    with pytest.raises(TypeError, match=r"^localization_cnn\(\): filters must be a sequence"):
+        localization_cnn((16, 16, 3), 3, filters=8)

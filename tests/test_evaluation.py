@@ -749,3 +749,18 @@ BAD = [
 def test_rejects_bad_input(call, exc, parts):
     with pytest.raises(exc, match=message(*parts)):
         call()
+
+
+def test_negative_areas_and_non_bool_use_11_point_are_rejected():
+    # A negative 'area' fell in no size range, so its box was silently ignored (map -1);
+    # use_11_point='no' is truthy and chose the 11-point average.
+    det = [{"boxes": [[0.0, 0.0, 10.0, 10.0]], "scores": [0.5], "classes": [0]}]
+    gt = [{"boxes": [[0.0, 0.0, 10.0, 10.0]], "classes": [0], "area": [-5.0]}]
+    with pytest.raises(
+        ValueError, match=re.escape("evaluate(): ground_truth[0]['area'] must be >= 0")
+    ):
+        evaluate(det, gt)
+    with pytest.raises(TypeError, match=r"^voc_evaluate\(\): use_11_point must be a bool, got str"):
+        voc_evaluate(det, [{"boxes": [[0.0, 0.0, 1.0, 1.0]], "classes": [0]}], use_11_point="no")
+    with pytest.raises(TypeError, match=r"^voc_ap\(\): use_11_point must be a bool, got int"):
+        voc_ap([0.5, 1.0], [1.0, 0.5], use_11_point=1)

@@ -309,3 +309,38 @@ print(type(m).__name__, np.array2string(m.predict(x, verbose=0), precision=6))
     assert out.split()[0] == "Sequential"
     expected = np.array2string(model.predict(x, verbose=0), precision=6)
     assert out.split(None, 1)[1].strip() == expected
+
+
+def test_save_and_load_name_a_folder_a_missing_folder_and_a_non_model(tmp_path):
+    # A folder as the path was an IsADirectoryError naming the temporary file (saving) or
+    # "no such file" (loading); a non-model was an AttributeError; a non-mapping
+    # custom_objects was "'int' object is not iterable".
+    model = make_model()
+    for save in (cnnkit.io.save_model, cnnkit.io.save_weights):
+        name = save.__name__
+        with pytest.raises(IsADirectoryError, match=rf"^{name}\(\): path '.*' is a folder"):
+            save(model, tmp_path)
+        with pytest.raises(FileNotFoundError, match=rf"^{name}\(\): the folder '.*missing'"):
+            save(model, tmp_path / "missing" / "m.cnnkit")
+        with pytest.raises(TypeError, match=rf"^{name}\(\): model must be a cnnkit Model, got"):
+            save(object(), tmp_path / "m.cnnkit")
+        with pytest.raises(TypeError, match=rf"^{name}\(\): path must be a str or os.PathLike"):
+            save(model, 5)
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(IsADirectoryError, match=r"^load_model\(\): '.*' is a folder"):
+        cnnkit.load_model(tmp_path)
+    with pytest.raises(IsADirectoryError, match=r"^load_weights\(\): '.*' is a folder"):
+        cnnkit.io.load_weights(model, tmp_path)
+    model.save(tmp_path / "m.cnnkit")
+    with pytest.raises(TypeError, match=r"^load_model\(\): custom_objects must be a dict"):
+        cnnkit.load_model(tmp_path / "m.cnnkit", custom_objects=5)
+
+
+def test_save_and_load_flags_must_be_bools(tmp_path):
+    # include_optimizer='no' saved the optimizer and compile='no' compiled, silently.
+    model = make_model()
+    with pytest.raises(TypeError, match=r"^save_model\(\): include_optimizer must be a bool"):
+        model.save(tmp_path / "m.cnnkit", include_optimizer="no")
+    model.save(tmp_path / "m.cnnkit")
+    with pytest.raises(TypeError, match=r"^load_model\(\): compile must be a bool, got str"):
+        cnnkit.load_model(tmp_path / "m.cnnkit", compile="no")

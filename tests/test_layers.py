@@ -394,3 +394,70 @@ def test_every_layer_config_round_trips(make):
     assert type(clone) is type(layer)
     assert layers.serialize(clone) == config
     assert clone.name == layer.name and clone.trainable == layer.trainable
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        # NaN or inf parameters made every weight NaN or inf; an infinite RandomUniform bound
+        # was NumPy's OverflowError.
+        (
+            lambda: initializers.RandomNormal(mean=float("nan")),
+            ValueError,
+            r"^RandomNormal\(\): mean must be finite",
+        ),
+        (
+            lambda: initializers.RandomNormal(stddev=float("inf")),
+            ValueError,
+            r"^RandomNormal\(\): stddev must be >= 0",
+        ),
+        (
+            lambda: initializers.RandomUniform(minval=-float("inf")),
+            ValueError,
+            r"^RandomUniform\(\): minval must be finite",
+        ),
+        (
+            lambda: initializers.Constant(float("nan")),
+            ValueError,
+            r"^Constant\(\): value must be finite",
+        ),
+        (
+            lambda: initializers.Constant("0.5"),
+            TypeError,
+            r"^Constant\(\): value must be a real number",
+        ),
+        # Random samples cast to int were mostly zeros; a bad shape was NumPy's message.
+        (
+            lambda: initializers.GlorotUniform(seed=0)((3, 4), "int32"),
+            TypeError,
+            r"^GlorotUniform\(\): dtype must be a floating dtype, got int32",
+        ),
+        (
+            lambda: initializers.HeNormal(seed=0)((3, 4), "complex64"),
+            TypeError,
+            r"^HeNormal\(\): dtype must be a floating dtype",
+        ),
+        (
+            lambda: initializers.GlorotUniform(seed=0)((3, 4), "nope"),
+            TypeError,
+            r"^GlorotUniform\(\): dtype must be a NumPy dtype",
+        ),
+        (
+            lambda: initializers.GlorotUniform(seed=0)((-1, 4)),
+            ValueError,
+            r"^GlorotUniform\(\): shape must be >= 0, got -1",
+        ),
+        (
+            lambda: initializers.GlorotUniform(seed=0)("ab"),
+            TypeError,
+            r"^GlorotUniform\(\): shape must be a tuple of ints",
+        ),
+    ],
+)
+def test_initializers_reject_non_finite_parameters_integer_dtypes_and_bad_shapes(
+    make, error, match
+):
+    with pytest.raises(error, match=match):
+        make()
+    assert initializers.Zeros()((2,), "int64").dtype == np.int64  # constants may be integers
+    assert initializers.Constant(3)((2,), "int32").tolist() == [3, 3]

@@ -132,3 +132,39 @@ def test_read_pairs_errors(tmp_path, text, match):
 def test_read_pairs_missing_file(tmp_path):
     with pytest.raises(ValueError, match=r"read_lfw_pairs\(\): cannot read"):
         datasets.read_lfw_pairs(tmp_path / "nope.txt")
+
+
+def test_pairs_file_that_is_not_text_and_bad_image_paths(tmp_path):
+    # A binary pairs file was a bare UnicodeDecodeError; lfw_image_path made 'A_-001.jpg'
+    # of number -1 and a path outside root of a name with '..'.
+    binary = tmp_path / "pairs.txt"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"^read_lfw_pairs\(\): cannot read '.*pairs.txt'"):
+        datasets.read_lfw_pairs(binary)
+    with pytest.raises(ValueError, match=r"^lfw_image_path\(\): number must be >= 1, got -1"):
+        datasets.lfw_image_path(tmp_path, "A", -1)
+    for name in ("../../etc", "", "..", "a/b"):
+        with pytest.raises(ValueError, match=r"^lfw_image_path\(\): name must be a person's"):
+            datasets.lfw_image_path(tmp_path, name, 1)
+    assert (
+        datasets.lfw_image_path(tmp_path, "A_B", np.int64(3)) == tmp_path / "A_B" / "A_B_0003.jpg"
+    )
+
+
+def test_load_images_refuses_a_lone_path_and_sizes_no_memory_holds(tmp_path):
+    # A str was read one character at a time ("cannot read image '/'"); size=2**40 was
+    # Pillow's OverflowError and size=(2**20, 2**20) resized for minutes.
+    _tree(tmp_path)
+    path = next(tmp_path.rglob("*.png"))
+    with pytest.raises(
+        TypeError, match=r"^load_images\(\): paths must be a sequence of paths, got str"
+    ):
+        datasets.load_images(str(path))
+    with pytest.raises(ValueError, match=r"^load_images\(\): size sides must be <= 2147483647"):
+        datasets.load_images([path], size=2**40)
+    with pytest.raises(
+        MemoryError, match=r"^load_images\(\): 1 images of 1048576 x 1048576 x 3 uint8"
+    ):
+        datasets.load_images([path], size=(2**20, 2**20))
+    with pytest.raises(MemoryError, match=r"^load_images\(\): 6 images of 1048576 x 1048576"):
+        datasets.image_folder(tmp_path, size=2**20)

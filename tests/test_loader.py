@@ -128,3 +128,11 @@ def test_model_fit_on_a_loader_with_progress_bar(capsys):
 def test_rejections(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         Loader(**{"x": np.zeros((4, 5, 5, 3), np.uint8), **kwargs})
+
+
+@pytest.mark.parametrize("arg", ["shuffle", "drop_last"])
+def test_flags_must_be_bools(arg):
+    # bool('no') is True: shuffle='no' shuffled and drop_last='false' dropped, silently.
+    with pytest.raises(TypeError, match=rf"^Loader\(\): {arg} must be a bool, got str 'no'"):
+        Loader(np.zeros((4, 2)), **{arg: "no"})
+    assert getattr(Loader(np.zeros((4, 2)), **{arg: np.bool_(False)}), arg) is False

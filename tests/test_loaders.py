@@ -299,3 +299,32 @@ def test_save_coco_rejections(tmp_path, records, names, exc, match):
     with pytest.raises(exc, match=r"save_coco\(\): " + match):
         save_coco(tmp_path / "o.json", records, names)
     assert not (tmp_path / "o.json").exists()
+
+
+def test_coco_files_name_a_folder_and_an_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    # A folder was pathlib's bare IsADirectoryError; save_coco wrote in place, so a failure
+    # mid-write left half a file where the previous one was.
+    records = [{"file": "a.png", "boxes": [[0.0, 0.0, 1.0, 1.0]], "classes": [0]}]
+    with pytest.raises(
+        IsADirectoryError, match=r"^load_coco\(\): annotation_json '.*' is a folder"
+    ):
+        load_coco(tmp_path)
+    with pytest.raises(IsADirectoryError, match=r"^save_coco\(\): path '.*' is a folder"):
+        save_coco(tmp_path, records, ["a"])
+    with pytest.raises(FileNotFoundError, match=r"^save_coco\(\): the folder of path"):
+        save_coco(tmp_path / "missing" / "o.json", records, ["a"])
+    path = tmp_path / "o.json"
+    path.write_text("previous")
+
+    def fail(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_coco(path, records, ["a"])
+    monkeypatch.undo()
+    assert path.read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "o.json"
+    ]
+    save_coco(path, records, ["a"])
+    assert load_coco(path)[1] == ["a"]

@@ -3,6 +3,8 @@ numerical stability, sample weights, lookup and serialization, errors."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from gradcheck import check_gradients
@@ -166,5 +168,35 @@ def test_errors():
         losses.SparseCategoricalCrossentropy()(np.array([0.5, 1]), np.ones((2, 4)))
     with pytest.raises(TypeError, match="y_pred must be a floating-point tensor"):
         losses.MeanSquaredError()(np.ones(2), np.ones(2, dtype=int))
-    with pytest.raises(ValueError, match=r"Huber\(\): delta must be positive, got 0"):
+    with pytest.raises(ValueError, match=r"Huber\(\): delta must be positive and finite, got 0"):
         losses.Huber(0)
+
+
+Y1, P1 = [[1.0, 0.0]], [[0.7, 0.3]]
+BAD_PARAMETER_CALLS = {
+    "categorical_crossentropy(): label_smoothing": lambda v: losses.categorical_crossentropy(
+        Y1, P1, label_smoothing=v
+    ),
+    "binary_crossentropy(): label_smoothing": lambda v: losses.binary_crossentropy(
+        Y1, P1, label_smoothing=v
+    ),
+    "CategoricalCrossentropy(): label_smoothing": lambda v: losses.CategoricalCrossentropy(
+        label_smoothing=v
+    ),
+    "BinaryCrossentropy(): label_smoothing": lambda v: losses.BinaryCrossentropy(label_smoothing=v),
+    "huber(): delta": lambda v: losses.huber(Y1, P1, delta=v),
+    "Huber(): delta": lambda v: losses.Huber(delta=v),
+    "sigmoid_focal_loss(): alpha": lambda v: losses.sigmoid_focal_loss(Y1, P1, alpha=v),
+    "sigmoid_focal_loss(): gamma": lambda v: losses.sigmoid_focal_loss(Y1, P1, gamma=v),
+}
+
+
+@pytest.mark.parametrize("named", sorted(BAD_PARAMETER_CALLS))
+@pytest.mark.parametrize(
+    ("value", "exc"), [(float("nan"), ValueError), (float("inf"), ValueError), ("0.1", TypeError)]
+)
+def test_loss_parameters_must_be_finite_numbers(named, value, exc):
+    # The functions took these unchecked: NaN or inf made NaN losses (a NaN alpha silently
+    # dropped the class weighting) and a string was NumPy's UFuncTypeError.
+    with pytest.raises(exc, match="^" + re.escape(named) + " must be"):
+        BAD_PARAMETER_CALLS[named](value)

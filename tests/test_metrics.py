@@ -329,3 +329,12 @@ def test_get_passes_metrics_through_and_wraps_functions():
 def test_rejections(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    ("threshold", "exc"), [("0.5", TypeError), (float("nan"), ValueError), (None, TypeError)]
+)
+def test_binary_accuracy_rejects_a_threshold_that_is_not_a_number(threshold, exc):
+    # NaN compared false everywhere: every prediction counted negative, silently.
+    with pytest.raises(exc, match=r"^binary_accuracy\(\): threshold must be"):
+        metrics.binary_accuracy([1.0, 0.0], [0.7, 0.2], threshold=threshold)

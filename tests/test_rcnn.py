@@ -6,6 +6,7 @@ example (examples/rcnn.py) at a tiny size."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -381,3 +382,174 @@ def test_the_worked_example_runs_at_a_tiny_size():
     assert all(0 <= row["map_50"] <= 1 and row["images_per_second"] > 0 for row in result["table"])
     assert 0 < result["recall"]["fast"][100, 0.5] <= 1
     assert any(line.startswith("| R-CNN |") for line in lines)
+
+
+BOX2 = [[0.0, 0.0, 10.0, 10.0], [2.0, 3.0, 8.0, 9.0]]
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "text"),
+    [
+        # (2, 2) was reshaped into one box, and one proposal broadcast against two targets.
+        (
+            lambda: box_deltas(np.zeros((2, 2)), np.zeros((2, 2))),
+            ValueError,
+            "proposals must have shape (K, 4), got (2, 2)",
+        ),
+        (
+            lambda: box_deltas(BOX2[:1], BOX2),
+            ValueError,
+            "proposals and targets must have the same length, got 1 and 2",
+        ),
+        (
+            lambda: box_deltas([[0, 0, 0, 0]], BOX2[:1]),
+            ValueError,
+            "proposals must have x2 > x1 and y2 > y1",
+        ),
+        (
+            lambda: box_deltas(BOX2[:1], [[5, 5, 5, 9]]),
+            ValueError,
+            "targets must have x2 > x1 and y2 > y1",
+        ),
+        (lambda: box_deltas([[0, np.nan, 1, 1]], BOX2[:1]), ValueError, "proposals must be finite"),
+        (
+            lambda: box_deltas([["a", "b", "c", "d"]], BOX2[:1]),
+            TypeError,
+            "proposals must hold real numbers",
+        ),
+        (
+            lambda: apply_deltas(BOX2[:1], np.zeros((3, 4))),
+            ValueError,
+            "proposals and deltas must have the same length, got 1 and 3",
+        ),
+        (
+            lambda: apply_deltas(BOX2, np.zeros(8)),
+            ValueError,
+            "deltas must have shape (K, 4), got (8,)",
+        ),
+    ],
+)
+def test_box_deltas_and_apply_deltas_reject_what_they_used_to_reshape(call, exc, text):
+    with pytest.raises(exc, match=re.escape(text)):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "text"),
+    [
+        (
+            {"boxes": [[0.0, 0.0], [10.0, 10.0]]},
+            ValueError,
+            "boxes must have shape (K, 4), got (2, 2)",
+        ),
+        (
+            {"classes": [-1]},
+            ValueError,
+            "classes must be a 1-D array of class indices >= 0, got [-1]",
+        ),
+        ({"classes": [1.7]}, ValueError, "classes must be a 1-D array of class indices >= 0"),
+        (
+            {"positive_fraction": float("nan")},
+            ValueError,
+            "positive_fraction must lie in [0, 1], got nan",
+        ),
+        ({"positive_fraction": -0.5}, ValueError, "positive_fraction must lie in [0, 1]"),
+        ({"positive_iou": float("nan")}, ValueError, "positive_iou must lie in [0, 1], got nan"),
+        ({"background_iou": "0.3"}, TypeError, "background_iou must be a real number, got str"),
+        (
+            {"positive_iou": 0.2, "background_iou": 0.6},
+            ValueError,
+            "background_iou must be <= positive_iou, got 0.6 and 0.2",
+        ),
+        ({"rng": "abc"}, TypeError, "rng must be an int or a numpy.random.Generator, got str"),
+    ],
+)
+def test_sample_proposals_rejects_bad_arguments(kwargs, exc, text):
+    # Each used to return a sample: a wrong one (boxes, classes, thresholds), an empty one
+    # (NaN positive_iou), or NumPy's error about something else.
+    args = {"boxes": BOX2[:1], "classes": [1], "count": 4, **kwargs}
+    with pytest.raises(exc, match="^" + re.escape("sample_proposals(): ") + ".*" + re.escape(text)):
+        sample_proposals(BOX2, **args)
+
+
+def test_proposal_recall_and_proposal_loss_check_their_inputs():
+    # proposal_recall reshaped a (2, 2) ground truth into one box and a (2, 2) proposal array
+    # into one proposal, silently; a target without 'boxes' was a bare KeyError.
+    # ProposalLoss(box_weight=nan) made every loss NaN.
+    one = [{"boxes": BOX2[:1]}]
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "proposal_recall(): targets[0]['boxes'] must have shape (K, 4), got (2, 2)"
+        ),
+    ):
+        proposal_recall([BOX2], [{"boxes": [[0.0, 0.0], [10.0, 10.0]]}], counts=(1,))
+    with pytest.raises(
+        ValueError,
+        match=re.escape("proposal_recall(): proposals[0] must have shape (K, 4), got (2, 2)"),
+    ):
+        proposal_recall([np.zeros((2, 2))], one, counts=(1,))
+    with pytest.raises(
+        ValueError, match=re.escape("proposal_recall(): targets[0] must be a dict with 'boxes'")
+    ):
+        proposal_recall([BOX2], [{"box": BOX2}], counts=(1,))
+    assert proposal_recall([BOX2], one, counts=(1,), thresholds=(0.5,)) == {(1, 0.5): 1.0}
+    with pytest.raises(ValueError, match=r"^ProposalLoss\(\): box_weight must be >= 0, got nan"):
+        ProposalLoss(2, box_weight=float("nan"))
+
+
+@pytest.mark.parametrize("train", [train_rcnn, train_fast_rcnn])
+@pytest.mark.parametrize(
+    ("target", "text"),
+    [
+        # Found by the loss only if a sample drew the box (or never, with few proposals).
+        (
+            {"boxes": [[0.0, 0.0, 8.0, 8.0]], "classes": [5]},
+            "targets[0]['classes'] must lie in [0, 2) (num_classes), got [5]",
+        ),
+        (
+            {"boxes": [[0.0, 0.0, 8.0, 8.0]]},
+            "targets[0] must be a dict with 'boxes' and 'classes'",
+        ),  # bare KeyError
+        (
+            {"boxes": [[0.0, 0.0, 8.0, 8.0]], "classes": [0, 1]},
+            "targets[0] must have one class per box, got 1 boxes and 2 classes",
+        ),
+        (
+            {"boxes": [[0.0, 0.0], [8.0, 8.0]], "classes": [0]},
+            "targets[0]['boxes'] must have shape (K, 4), got (2, 2)",
+        ),
+        (
+            {"boxes": [[8.0, 0.0, 8.0, 8.0]], "classes": [0]},
+            "targets[0]['boxes'] must have x2 > x1 and y2 > y1",
+        ),
+    ],
+)
+def test_training_checks_every_target_before_the_proposals(train, target, text):
+    images = np.zeros((1, 16, 16, 3), np.float32)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{train.__name__}(): {text}")):
+        train(images, [target], num_classes=2, epochs=1, proposals=[np.zeros((0, 4))])
+
+
+@pytest.mark.parametrize(
+    ("size", "exc", "text"),
+    [
+        (2.5, TypeError, "size must be an int, got float"),
+        (-1, ValueError, "size must be >= 1, got -1"),
+        ((4,), ValueError, "size must be an int or a tuple of 2 ints"),
+    ],
+)
+def test_warp_proposals_checks_size_even_without_proposals(size, exc, text):
+    image = np.zeros((8, 8, 3), np.float32)
+    for proposals in ([[0.0, 0.0, 4.0, 4.0]], np.zeros((0, 4))):
+        with pytest.raises(exc, match="^" + re.escape(f"warp_proposals(): {text}")):
+            warp_proposals(image, proposals, size)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"counts": 100}, "counts"), ({"thresholds": 0.5}, "thresholds")]
+)
+def test_proposal_recall_names_a_lone_number_where_a_sequence_goes(kwargs, name):
+    # counts=100 was "'int' object is not iterable".
+    with pytest.raises(TypeError, match=rf"^proposal_recall\(\): {name} must be a sequence, got"):
+        proposal_recall([BOX2], [{"boxes": BOX2[:1]}], **kwargs)

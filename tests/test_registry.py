@@ -169,3 +169,9 @@ def test_classes_of_modules_loaded_on_first_use_are_found_by_name(tmp_path, monk
     assert cls is not None and cls.__module__ == "cnnkit_first_use_probe"
     layer = layers.deserialize({"class_name": "FirstUseProbe", "config": {"name": "probe"}})
     assert isinstance(layer, cls) and layer.name == "probe"
+
+
+def test_get_registered_object_needs_a_str_name():
+    # A non-str name was "'int' object has no attribute 'lower'".
+    with pytest.raises(TypeError, match=r"^get_registered_object\(\): name must be a str, got int"):
+        registry.get_registered_object(5)

@@ -195,3 +195,19 @@ def test_serialize_rejects_unknown_classes():
 def test_deserialize_rejections(config, exc, match):
     with pytest.raises(exc, match=match):
         schedules.deserialize(config)
+
+
+def test_exponential_decay_rate_must_not_be_negative():
+    # (-0.9) ** (5 / 10) made the learning rate a complex number, silently.
+    with pytest.raises(
+        ValueError, match=r"^ExponentialDecay\(\): decay_rate must be >= 0, got -0.9"
+    ):
+        ExponentialDecay(0.1, 10, -0.9)
+    assert ExponentialDecay(0.1, 10, 0.0)(5) == 0.0
+
+
+@pytest.mark.parametrize("make", [ExponentialDecay, schedules.InverseTimeDecay])
+def test_staircase_must_be_a_bool(make):
+    # bool('no') is True: staircase='no' stepped the rate, silently.
+    with pytest.raises(TypeError, match=r"^\w+\(\): staircase must be a bool, got str 'no'"):
+        make(0.1, 10, 0.5, staircase="no")

@@ -396,3 +396,51 @@ def test_conversions_and_resizing_are_announced() -> None:
     assert "style is grayscale; converted to RGB" in messages
     assert "differ in size; the style image is resized to 8x8" in messages
     assert out.shape == (8, 8, 3)
+
+
+def test_impossible_scale_counts_and_empty_images_are_rejected() -> None:
+    # 2**31 scales built Conv2D layers for hours; an empty image was a ZeroDivisionError.
+    with pytest.raises(
+        ValueError, match=r"^RandomMultiscale\(\): scales must be <= 32, got 2147483648"
+    ):
+        style.random_multiscale(scales=2**31, filters=1, kernel_size=1)
+    with pytest.raises(
+        ValueError, match=r"^total_variation\(\): image must not be empty, got shape \(0, 4, 4, 3\)"
+    ):
+        style.total_variation(np.zeros((0, 4, 4, 3)))
+
+
+def test_write_image_names_a_float_or_shapeless_image(tmp_path) -> None:
+    # Pillow's "Cannot handle this data type: (1, 1, 3), <f4" named neither function nor
+    # argument, and nothing said the image must be uint8.
+    with pytest.raises(
+        TypeError, match=r"^write_image\(\): image must be uint8 .* got dtype float32"
+    ):
+        style.write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(
+        ValueError, match=r"^write_image\(\): image must have shape .* got \(0, 4, 3\)"
+    ):
+        style.write_image(tmp_path / "a.png", np.zeros((0, 4, 3), np.uint8))
+    assert not (tmp_path / "a.png").exists()
+    style.write_image(tmp_path / "a.png", np.zeros((4, 5, 1), np.uint8))
+    with pytest.warns(UserWarning, match="grayscale; converted to RGB"):
+        assert style.read_image(tmp_path / "a.png").shape == (4, 5, 3)
+
+
+def test_cli_reports_a_memory_error_like_the_other_errors(tmp_path, capsys, monkeypatch) -> None:
+    # `cnnkit style a.png b.png --size 200000` ended in a traceback (NumPy's
+    # _ArrayMemoryError); the command reports it and returns 2 as for bad arguments.
+    from cnnkit.cli import main
+
+    def too_large(*args, **kwargs):
+        raise MemoryError("Unable to allocate 447. GiB")
+
+    monkeypatch.setattr(style, "transfer", too_large)
+    assert main(["style", "a.png", "b.png", "-o", str(tmp_path / "o.png")]) == 2
+    assert capsys.readouterr().err == "cnnkit style: Unable to allocate 447. GiB\n"
+
+
+def test_load_network_says_a_folder_is_a_folder(tmp_path) -> None:
+    # It said "network file '...' does not exist" of a folder that exists.
+    with pytest.raises(ValueError, match=r"^load_network\(\): network file '.*' is a folder"):
+        style.load_network(tmp_path)

@@ -283,3 +283,16 @@ def test_extract_features_bad_input(images, tmp_path):
         )
     with pytest.raises(ValueError, match="does not exist"):
         transfer.extract_features(base, images, path=tmp_path / "no" / "f.npy", progress=False)
+
+
+def test_a_feature_path_that_is_a_folder_or_not_npy_is_named(tmp_path, images):
+    # A folder was np.load's bare IsADirectoryError; an existing text file NumPy's "This
+    # file contains pickled (object) data".
+    model = classifier()
+    with pytest.raises(IsADirectoryError, match=r"^extract_features\(\): path '.*' is a folder"):
+        transfer.extract_features(model, images, layer="flat", path=tmp_path, progress=False)
+    text = tmp_path / "notes.npy"
+    text.write_text("not an array")
+    with pytest.raises(ValueError, match=r"^extract_features\(\): '.*notes.npy' exists and is not"):
+        transfer.extract_features(model, images, layer="flat", path=text, progress=False)
+    assert text.read_text() == "not an array"

@@ -88,3 +88,16 @@ def test_errors_are_reported_not_raised(saved, tmp_path, capsys):
     assert "images must be batches of shape (N, 16, 16, 3)" in capsys.readouterr().err
     assert main(["visualize", str(saved), "--layer", "c1", "--data", "shapes", "-k", "0"]) == 2
     assert "-k must be >= 1" in capsys.readouterr().err
+
+
+def test_an_image_as_data_and_an_impossible_count_are_reported(saved, tmp_path, capsys):
+    # A PNG given as --data was NumPy's "This file contains pickled (object) data"; a
+    # --count no memory holds hung in the data set's generator and is now a MemoryError,
+    # which the command reports like the other errors instead of a traceback.
+    picture = tmp_path / "a.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert main(["visualize", str(saved), "--layer", "c1", "--data", str(picture)]) == 2
+    assert f"--data '{picture}' must be an .npy file of images or one of" in capsys.readouterr().err
+    count = ["--data", "shapes", "--count", str(2**40)]
+    assert main(["visualize", str(saved), "--layer", "c1", *count]) == 2
+    assert "shapes(): 1099511627776 images of 16 x 16 x 3 float32 need" in capsys.readouterr().err

@@ -267,3 +267,11 @@ def test_one_and_two_threads_give_the_same_patches():
         cnnkit.set_num_threads(before)
     for key in ("scores", "image_index", "position", "patches"):
         np.testing.assert_array_equal(one[key], two[key])
+
+
+@pytest.mark.parametrize("unit", [2**63, 2**64, -(2**70)])
+def test_unit_indices_beyond_int64_are_a_value_error(unit):
+    # np.array of such an index was an OverflowError before the range check.
+    model = small_model()
+    with pytest.raises(ValueError, match=r"^top_patches\(\): units must be channel indices"):
+        top_patches(model, "c1", images(2), units=[0, unit])

@@ -508,6 +508,12 @@ class ModelCheckpoint(Callback):
         self.filepath = os.fspath(filepath)
         if not isinstance(self.filepath, str) or not self.filepath:
             raise ValueError(f"{f}: filepath must be a non-empty str path, got {filepath!r}")
+        if os.path.isdir(self.filepath):
+            # Else the first save, after an epoch of training, failed on the folder.
+            raise IsADirectoryError(
+                f"{f}: filepath {self.filepath!r} is a folder; give a file name (it may hold "
+                "{epoch} fields)"
+            )
         self.monitor = _check_monitor(f, monitor)
         self.verbose = _validate.integer(f, "verbose", verbose, minimum=0)
         self.save_best_only = bool(save_best_only)
@@ -795,6 +801,8 @@ class CSVLogger(Callback):
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError(f"{f}: separator must be a single character, got {separator!r}")
         self.filename = os.fspath(filename)
+        if os.path.isdir(self.filename):  # else open()'s bare IsADirectoryError at fit time
+            raise IsADirectoryError(f"{f}: filename {self.filename!r} is a folder")
         self.sep = separator
         self.append = bool(append)
         self.keys: list[str] | None = None

@@ -191,7 +191,7 @@ def _style(args: argparse.Namespace) -> int:
                 callback=callback,
             )
             write_image(args.output, image)
-        except (ValueError, TypeError, ImportError) as exc:
+        except (ValueError, TypeError, ImportError, MemoryError) as exc:
             print(f"cnnkit style: {exc}", file=sys.stderr)
             return 2
     print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]})")

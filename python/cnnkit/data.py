@@ -34,6 +34,12 @@ def _count(value: Any, fn: str, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _flag(value: Any, fn: str, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 class Loader:
     """Shuffled, optionally distorted ``(x, y)`` batches, prepared on worker threads.
 
@@ -87,12 +93,13 @@ class Loader:
         if transform is not None and not callable(transform):
             raise TypeError(f"{fn}: transform must be a cnnkit.augment transform or None")
         self.transform = transform
-        self.shuffle = bool(shuffle)
+        # bool() made shuffle='no' (or drop_last='false') mean True.
+        self.shuffle = _flag(shuffle, fn, "shuffle")
         # an int, not a Generator: every epoch's order and draws derive from it
         self.seed = _count(seed, fn, "seed", 0)
         self.workers = _count(workers, fn, "workers", 0)
         self.prefetch = _count(prefetch, fn, "prefetch", 0)
-        self.drop_last = bool(drop_last)
+        self.drop_last = _flag(drop_last, fn, "drop_last")
         self.epoch = 0
 
     def __len__(self) -> int:

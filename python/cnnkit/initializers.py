@@ -56,6 +56,9 @@ def _fans(shape: tuple[int, ...]) -> tuple[float, float]:
 class Initializer:
     """Base class: subclasses define :meth:`sample`."""
 
+    # Random samples cast to an integer dtype are mostly 0 (a Glorot limit is below 1).
+    _any_dtype = False
+
     def __init__(self, seed: int | None = None) -> None:
         self.seed = (
             None if seed is None else _validate.seed(f"{type(self).__name__}()", "seed", seed)
@@ -67,7 +70,14 @@ class Initializer:
         dtype: Any = np.float32,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
-        shape = tuple(int(s) for s in shape)
+        where = f"{type(self).__name__}()"
+        shape = _validate.shape(where, "shape", shape, minimum=0)
+        try:
+            kind = np.dtype(dtype).kind
+        except TypeError:
+            raise TypeError(f"{where}: dtype must be a NumPy dtype, got {dtype!r}") from None
+        if kind != "f" and not (self._any_dtype and kind in "iub"):
+            raise TypeError(f"{where}: dtype must be a floating dtype, got {np.dtype(dtype)}")
         if self.seed is not None or rng is None:
             rng = np.random.default_rng(self.seed)
         return np.asarray(self.sample(shape, rng), dtype=np.float64).astype(dtype)
@@ -85,6 +95,8 @@ class Initializer:
 
 @register_serializable(package="cnnkit")
 class Zeros(Initializer):
+    _any_dtype = True
+
     def __init__(self) -> None:
         super().__init__(None)
 
@@ -103,9 +115,11 @@ class Ones(Zeros):
 
 @register_serializable(package="cnnkit")
 class Constant(Initializer):
+    _any_dtype = True
+
     def __init__(self, value: float = 0.0) -> None:
         super().__init__(None)
-        self.value = float(value)
+        self.value = _validate.real("Constant()", "value", value)
 
     def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         return np.full(shape, self.value)
@@ -118,9 +132,9 @@ class Constant(Initializer):
 class RandomNormal(Initializer):
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
         super().__init__(seed)
-        if not stddev >= 0:
-            raise ValueError(f"RandomNormal(): stddev must be >= 0, got {stddev!r}")
-        self.mean, self.stddev = float(mean), float(stddev)
+        # NaN or inf made every weight NaN or inf.
+        self.mean = _validate.real("RandomNormal()", "mean", mean)
+        self.stddev = _validate.real("RandomNormal()", "stddev", stddev, low=0.0)
 
     def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         return rng.normal(self.mean, self.stddev, shape)
@@ -135,6 +149,9 @@ class RandomUniform(Initializer):
         self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None
     ) -> None:
         super().__init__(seed)
+        # An infinite bound was NumPy's OverflowError 'high - low range exceeds valid bounds'.
+        minval = _validate.real("RandomUniform()", "minval", minval)
+        maxval = _validate.real("RandomUniform()", "maxval", maxval)
         if not minval <= maxval:
             raise ValueError(
                 f"RandomUniform(): minval must be <= maxval, got {minval!r} > {maxval!r}"

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate
 from . import autograd as ag
 from .autograd import Tensor
 from .saving import registry
@@ -115,12 +116,42 @@ def _clipped_log(p: Tensor, eps: float) -> Tensor:
     return ag.log(ag.clip(p, eps, 1 - eps))
 
 
+def _smoothing(where: str, value: Any) -> float:
+    # Outside [0, 1] the smoothed targets leave [0, 1]; NaN made every loss NaN.
+    return _validate.probability(where, "label_smoothing", value)
+
+
+def _real(where: str, arg: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: {arg} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def _delta(where: str, value: Any) -> float:
+    # inf and NaN made every loss NaN.
+    delta = _real(where, "delta", value)
+    if not (0 < delta < np.inf):
+        raise ValueError(f"{where}: delta must be positive and finite, got {delta!r}")
+    return delta
+
+
+def _focal(where: str, alpha: Any, gamma: Any) -> tuple[float, float]:
+    # A NaN alpha silently turned the class weighting off; NaN or -inf gamma gave NaN or inf.
+    alpha, gamma = _real(where, "alpha", alpha), _real(where, "gamma", gamma)
+    if not (alpha <= 1 and np.isfinite(alpha)):
+        raise ValueError(f"{where}: alpha must be <= 1 (negative: no weighting), got {alpha!r}")
+    if not (gamma >= 0 and np.isfinite(gamma)):
+        raise ValueError(f"{where}: gamma must be a finite number >= 0, got {gamma!r}")
+    return alpha, gamma
+
+
 def categorical_crossentropy(
     y_true: Any, y_pred: Any, from_logits: bool = False, label_smoothing: float = 0.0
 ) -> Tensor:
     """Per-sample cross-entropy with one-hot (or soft) targets on the last axis."""
     p = _pred(y_pred)
     y = _true(y_true, p, "categorical_crossentropy")
+    label_smoothing = _smoothing("categorical_crossentropy()", label_smoothing)
     if label_smoothing:
         y = y * (1 - label_smoothing) + label_smoothing / y.shape[-1]
     if from_logits:
@@ -165,6 +196,7 @@ def binary_crossentropy(
     """Per-sample binary cross-entropy, averaged over the last axis."""
     p = _pred(y_pred)
     y = _true(y_true, p, "binary_crossentropy")
+    label_smoothing = _smoothing("binary_crossentropy()", label_smoothing)
     if label_smoothing:
         y = y * (1 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
@@ -188,6 +220,7 @@ def mean_absolute_error(y_true: Any, y_pred: Any) -> Tensor:
 def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Tensor:
     """Squared error for residuals within ``delta``, linear beyond (Keras's Huber)."""
     p = _pred(y_pred)
+    delta = _delta("huber()", delta)
     r = ag.abs(p - _true(y_true, p, "huber"))
     quadratic = ag.minimum(r, delta)
     return (0.5 * ag.square(quadratic) + delta * (r - quadratic)).mean(axis=-1)
@@ -204,6 +237,7 @@ def sigmoid_focal_loss(y_true: Any, y_pred: Any, alpha: float = 0.25, gamma: flo
     """
     p = _pred(y_pred)
     y = _true(y_true, p, "sigmoid_focal_loss")
+    alpha, gamma = _focal("sigmoid_focal_loss()", alpha, gamma)
     # softplus(x) - x y without its cancellation where x is large and y = 1.
     loss = ag.softplus(-p) * y + ag.softplus(p) * (1 - y)
     if gamma:
@@ -256,7 +290,7 @@ class CategoricalCrossentropy(Loss):
     ) -> None:
         super().__init__(name or "categorical_crossentropy")
         self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _smoothing(f"{type(self).__name__}()", label_smoothing)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         return categorical_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
@@ -289,7 +323,7 @@ class BinaryCrossentropy(Loss):
     ) -> None:
         super().__init__(name or "binary_crossentropy")
         self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _smoothing(f"{type(self).__name__}()", label_smoothing)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         return binary_crossentropy(y_true, y_pred, self.from_logits, self.label_smoothing)
@@ -324,9 +358,7 @@ class MeanAbsoluteError(Loss):
 class Huber(Loss):
     def __init__(self, delta: float = 1.0, name: str | None = None) -> None:
         super().__init__(name or "huber_loss")
-        if not delta > 0:
-            raise ValueError(f"Huber(): delta must be positive, got {delta!r}")
-        self.delta = float(delta)
+        self.delta = _delta("Huber()", delta)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         return huber(y_true, y_pred, self.delta)
@@ -342,21 +374,7 @@ class SigmoidFocalLoss(Loss):
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0, name: str | None = None) -> None:
         super().__init__(name or "sigmoid_focal_loss")
-        for arg, value in (("alpha", alpha), ("gamma", gamma)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise TypeError(
-                    f"SigmoidFocalLoss(): {arg} must be a real number, got {type(value).__name__}"
-                )
-        if not (alpha <= 1 and np.isfinite(alpha)):
-            raise ValueError(
-                f"SigmoidFocalLoss(): alpha must be <= 1 (negative: no weighting), got {alpha!r}"
-            )
-        if not (gamma >= 0 and np.isfinite(gamma)):
-            raise ValueError(
-                f"SigmoidFocalLoss(): gamma must be a finite number >= 0, got {gamma!r}"
-            )
-        self.alpha = float(alpha)
-        self.gamma = float(gamma)
+        self.alpha, self.gamma = _focal("SigmoidFocalLoss()", alpha, gamma)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         return sigmoid_focal_loss(y_true, y_pred, self.alpha, self.gamma)

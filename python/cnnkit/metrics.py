@@ -103,6 +103,7 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
 def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, threshold: float = 0.5) -> np.ndarray:
     """1.0 where ``y_pred > threshold`` matches the 0/1 label ``y_true`` (element-wise)."""
     t, p = _pair("binary_accuracy()", y_true, y_pred)
+    threshold = _validate.real("binary_accuracy()", "threshold", threshold)
     return (t == (p > threshold)).astype(np.float64)
 
 
@@ -358,6 +359,7 @@ class MeanAbsoluteError(MeanMetricWrapper):
 # largest (ties count, as Keras's ``in_top_k``).
 
 _EPS = 1e-7
+_MAX_AUC_THRESHOLDS = 2**24
 
 
 def _div(a: Any, b: Any) -> Any:
@@ -427,15 +429,24 @@ def confusion_matrix(
     if num_classes is None:
         n = top
     else:
-        n = _validate.integer(f, "num_classes", num_classes, minimum=1)
+        # Above 2**31 - 1, num_classes**2 overflows int64 inside np.bincount.
+        n = _validate.integer(f, "num_classes", num_classes, minimum=1, maximum=2**31 - 1)
         if top > n:
             raise ValueError(
                 f"{f}: labels and predictions must be < num_classes={n}, got {top - 1}"
             )
-    if weights is None:
-        return np.bincount(t * n + p, minlength=n * n).reshape(n, n).astype(np.int64)
-    w = np.broadcast_to(_numeric(f, "weights", weights).astype(np.float64), np.shape(labels))
-    return np.bincount(t * n + p, weights=w.ravel(), minlength=n * n).reshape(n, n)
+    w = None
+    if weights is not None:
+        w = np.broadcast_to(_numeric(f, "weights", weights).astype(np.float64), np.shape(labels))
+        w = w.ravel()
+    try:
+        counts = np.bincount(t * n + p, weights=w, minlength=n * n)
+    except (MemoryError, ValueError) as exc:  # NumPy's "array is too big" is a ValueError
+        raise MemoryError(
+            f"{f}: a {n} x {n} confusion matrix ({8 * n * n} bytes) cannot be allocated"
+        ) from exc
+    counts = counts.reshape(n, n)
+    return counts.astype(np.int64) if w is None else counts
 
 
 class _ThresholdCounts(Metric):
@@ -597,7 +608,11 @@ class AUC(Metric):
     ) -> None:
         super().__init__(name)
         f = "AUC()"
-        self.num_thresholds = _validate.integer(f, "num_thresholds", num_thresholds, minimum=2)
+        # 2**24 thresholds already step by 6e-8, below float32's spacing near 1; a larger count
+        # only costs memory (five float64 counters each) and time.
+        self.num_thresholds = _validate.integer(
+            f, "num_thresholds", num_thresholds, minimum=2, maximum=_MAX_AUC_THRESHOLDS
+        )
         if not isinstance(curve, str) or curve.upper() not in ("ROC", "PR"):
             raise ValueError(f"{f}: curve must be 'ROC' or 'PR', got {curve!r}")
         self.curve = curve.upper()
@@ -612,8 +627,8 @@ class AUC(Metric):
             raise TypeError(f"{f}: from_logits must be a bool, got {type(from_logits).__name__}")
         self.from_logits = bool(from_logits)
         n = self.num_thresholds
-        inner = [(i + 1) / (n - 1) for i in range(n - 2)]
-        self.thresholds = np.array([0.0 - _EPS, *inner, 1.0 + _EPS])
+        self.thresholds = np.arange(n, dtype=np.float64) / (n - 1)
+        self.thresholds[0], self.thresholds[-1] = 0.0 - _EPS, 1.0 + _EPS
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -875,6 +890,8 @@ class MeanIoU(Metric):
 
 
 def _in_top_k(f: str, labels: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
+    # k <= 0 would index the sorted scores from the end: every label "found".
+    k = _validate.integer(f, "k", k, minimum=1)
     if p.ndim < 1 or p.shape[-1] == 0:
         raise ValueError(f"{f}: y_pred must have shape (..., classes), got {p.shape}")
     if labels.shape != p.shape[:-1]:

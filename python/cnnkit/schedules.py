@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from . import _validate
 from .saving import registry
 from .saving.registry import register_serializable
@@ -32,6 +34,13 @@ __all__ = [
 def _step(func: str, step: Any) -> float:
     # Steps come from the optimizer as ints, but NumPy scalars are fine too.
     return _validate.real(func, "step", step, low=0.0, finite=False)
+
+
+def _flag(where: str, arg: str, value: Any) -> bool:
+    # bool('no') is True: staircase='no' stepped the rate.
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {arg} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 class LearningRateSchedule:
@@ -97,8 +106,10 @@ class ExponentialDecay(LearningRateSchedule):
             f, "initial_learning_rate", initial_learning_rate
         )
         self.decay_steps = _validate.real(f, "decay_steps", decay_steps, low=0.0, low_open=True)
-        self.decay_rate = _validate.real(f, "decay_rate", decay_rate)
-        self.staircase = bool(staircase)
+        # A negative rate to a fractional power is complex: (-0.9) ** 0.5 gave a complex
+        # learning rate.
+        self.decay_rate = _validate.real(f, "decay_rate", decay_rate, low=0.0)
+        self.staircase = _flag(f, "staircase", staircase)
         self.name = name
 
     def __call__(self, step: int) -> float:
@@ -263,7 +274,7 @@ class InverseTimeDecay(LearningRateSchedule):
         self.decay_steps = _validate.real(f, "decay_steps", decay_steps, low=0.0, low_open=True)
         # A negative rate would make the denominator cross zero.
         self.decay_rate = _validate.real(f, "decay_rate", decay_rate, low=0.0)
-        self.staircase = bool(staircase)
+        self.staircase = _flag(f, "staircase", staircase)
         self.name = name
 
     def __call__(self, step: int) -> float:

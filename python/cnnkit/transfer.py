@@ -502,12 +502,20 @@ def _extract_to_file(
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{where}: path {path!r}: the folder {folder!r} does not exist")
+    if os.path.isdir(path):  # else np.load's bare IsADirectoryError
+        raise IsADirectoryError(f"{where}: path {path!r} is a folder; give a .npy file name")
     record_path, partial = _progress_record(path), _partial(path)
     first, data = _peek(where, data, batch_size)
     features = compute(first[:1])
     shape, dtype = (total, *features.shape[1:]), features.dtype
     if os.path.exists(path) and not overwrite and not os.path.exists(record_path):
-        done_file = np.load(path, mmap_mode="r")
+        try:
+            done_file = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:  # NumPy calls a text file "pickled data"
+            raise ValueError(
+                f"{where}: {path!r} exists and is not a .npy file ({exc}); pass overwrite=True "
+                "or another path"
+            ) from None
         if done_file.shape == shape and done_file.dtype == dtype:
             if bar is not None:
                 bar.update(total)

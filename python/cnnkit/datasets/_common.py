@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import statistics
 from typing import Any
 
@@ -14,6 +15,8 @@ CHUNK = 64
 NOISE_STD = 0.03
 # Noise is clipped so the brightness gap between objects and background survives it.
 NOISE_CLIP = 0.1
+# Sides beyond int32 overflow NumPy's random integer bounds and no image has them.
+MAX_IMAGE_SIDE = 2**31 - 1
 
 
 def check_image_size(image_size: Any, fn: str, minimum: int) -> tuple[int, int]:
@@ -30,7 +33,23 @@ def check_image_size(image_size: Any, fn: str, minimum: int) -> tuple[int, int]:
         raise TypeError(f"{fn}: image_size must be an int or a pair of ints, got {image_size!r}")
     if min(size) < minimum:
         raise ValueError(f"{fn}: image_size sides must be >= {minimum}, got {image_size!r}")
+    if max(size) > MAX_IMAGE_SIDE:
+        raise ValueError(f"{fn}: image_size sides must be <= {MAX_IMAGE_SIDE}, got {image_size!r}")
     return size
+
+
+def check_memory(fn: str, n: int, size: tuple[int, int], itemsize: int = 4) -> None:
+    """A MemoryError up front when ``n`` float32 RGB images of ``size`` exceed the machine's
+    memory: the generators draw per-image parameters in arrays of ``n`` before rendering,
+    so an impossible ``n`` would otherwise run for minutes (or be killed) first."""
+    need = n * size[0] * size[1] * 3 * itemsize
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > total:
+        dtype = "float32" if itemsize == 4 else "uint8"
+        raise MemoryError(
+            f"{fn}: {n} images of {size[0]} x {size[1]} x 3 {dtype} need {need} bytes, more "
+            f"than this machine's {total} bytes of memory"
+        )
 
 
 def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from ._common import (
     CHUNK,
     add_noise,
     check_image_size,
+    check_memory,
     gradient_backgrounds,
     random_colours,
 )
@@ -86,6 +87,7 @@ def landmarks(
     fn = "landmarks()"
     n = _validate.integer(fn, "n", n, minimum=0)
     size = check_image_size(image_size, fn, MIN_IMAGE_SIDE)
+    check_memory(fn, n, size)
     rng = _validate.generator(fn, seed)
     hgt, wid = size
 

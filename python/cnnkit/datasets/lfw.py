@@ -17,13 +17,14 @@ A same pair is ``name  n1  n2``; a different pair ``name1  n1  name2  n2``
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import _validate
+from ._common import MAX_IMAGE_SIDE, check_memory
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -101,8 +102,16 @@ def load_images(
     same size.
     """
     fn = "load_images()"
+    if isinstance(paths, (str, bytes, os.PathLike)):  # else read one "image" per character
+        raise TypeError(f"{fn}: paths must be a sequence of paths, got {type(paths).__name__}")
     out_size = _optional_size(size, fn, "size")
     crop_size = _optional_size(crop, fn, "crop")
+    if out_size is not None:
+        # Pillow overflowed past int32 sides and resized to a terabyte image for minutes.
+        if max(out_size) > MAX_IMAGE_SIDE:
+            raise ValueError(f"{fn}: size sides must be <= {MAX_IMAGE_SIDE}, got {size!r}")
+        if isinstance(paths, Sized):
+            check_memory(fn, len(paths), out_size, itemsize=1)
     image_mod = _pil(fn)
     arrays = []
     for path in paths:
@@ -187,7 +196,18 @@ def image_folder(
 
 def lfw_image_path(root: str | os.PathLike, name: str, number: int) -> Path:
     """``root/name/name_NNNN.jpg``, the file of image ``number`` of ``name`` in LFW."""
-    return Path(root) / name / f"{name}_{int(number):04d}.jpg"
+    fn = "lfw_image_path()"
+    # A name with a separator or '..' made a path outside root; number -1 made 'A_-001.jpg'.
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or (os.sep in name)
+    ):
+        raise ValueError(f"{fn}: name must be a person's folder name (no '/'), got {name!r}")
+    number = _validate.integer(fn, "number", number, minimum=1)
+    return Path(root) / name / f"{name}_{number:04d}.jpg"
 
 
 def _number(token: str, line_no: int, where: str, fn: str) -> int:
@@ -220,7 +240,7 @@ def read_lfw_pairs(path: str | os.PathLike) -> LFWPairs:
     where = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:  # a binary file: the bare codec error
         raise ValueError(f"{fn}: cannot read {where!r}: {err}") from err
     lines = text.splitlines()
     while lines and not lines[-1].strip():

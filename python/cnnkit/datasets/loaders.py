@@ -273,6 +273,8 @@ def load_coco(annotation_json: str | os.PathLike) -> tuple[list[dict[str, Any]],
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ValueError(f"{fn}: {path} does not exist") from None
+    except IsADirectoryError:  # the bare OSError named neither the function nor the argument
+        raise IsADirectoryError(f"{fn}: annotation_json {str(path)!r} is a folder") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{fn}: {path} is not valid JSON ({err})") from None
     where = f"{fn}: {path}"
@@ -425,4 +427,13 @@ def save_coco(
         "annotations": annotations,
         "categories": [{"id": k + 1, "name": name} for k, name in enumerate(names)],
     }
-    out.write_text(json.dumps(data), encoding="utf-8")
+    from ..saving.model_files import atomic_write
+
+    if out.is_dir():
+        raise IsADirectoryError(f"{fn}: path {str(out)!r} is a folder; give a file name")
+    if not out.absolute().parent.is_dir():
+        raise FileNotFoundError(f"{fn}: the folder of path {str(out)!r} does not exist")
+    text = json.dumps(data).encode("utf-8")
+    # Through a temporary file and a rename: an interrupted write never leaves half a file
+    # in place of an existing annotation file.
+    atomic_write(out, lambda f: f.write(text))

@@ -28,6 +28,7 @@ from ._common import (
     CHUNK,
     add_noise,
     check_image_size,
+    check_memory,
     gradient_backgrounds,
     random_colours,
 )
@@ -210,6 +211,7 @@ def shapes(
     fn = "shapes()"
     n = _validate.integer(fn, "n", n, minimum=0)
     size = check_image_size(image_size, fn, MIN_IMAGE_SIDE)
+    check_memory(fn, n, size)
     shape_of_class = _check_classes(classes, fn)
     for name, value in (("max_objects", max_objects), ("min_objects", min_objects)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -310,6 +312,7 @@ def single_object(
     fn = "single_object()"
     n = _validate.integer(fn, "n", n, minimum=0)
     size = check_image_size(image_size, fn, MIN_IMAGE_SIDE)
+    check_memory(fn, n, size)
     shape_of_class = _check_classes(classes, fn)
     p_object = _validate.probability(fn, "p_object", p_object)
     rng = _validate.generator(fn, seed)

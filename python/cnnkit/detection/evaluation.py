@@ -187,6 +187,8 @@ def _parse(fn: str, name: str, items: Sequence, required: tuple, optional: tuple
         _first_bad(
             fn, name, image, ~np.isfinite(values), f"[{key!r}] must be finite, got NaN or infinity"
         )
+        if key == "area":  # a negative area fell in no size range: the box was ignored
+            _first_bad(fn, name, image, values < 0, "['area'] must be >= 0")
         setattr(flat, key, values)
     for key, attr in (("iscrowd", "crowd"), ("difficult", "difficult")):
         if key in allowed:
@@ -615,6 +617,12 @@ def _summarize(
 # --- Pascal VOC ---------------------------------------------------------------------------
 
 
+def _check_bool(fn: str, name: str, value: Any) -> None:
+    # The string 'no' is truthy: it chose the 11-point average without a word.
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}(): {name} must be a bool, got {type(value).__name__} {value!r}")
+
+
 def _curve(fn: str, name: str, value: Any) -> np.ndarray:
     try:
         a = np.asarray(value, dtype=np.float64)
@@ -665,6 +673,7 @@ def voc_ap(recall: ArrayLike, precision: ArrayLike, *, use_11_point: bool = Fals
         )
     if (np.diff(rec) < 0).any():
         raise ValueError(f"{fn}(): recall must be non-decreasing (points in score order)")
+    _check_bool(fn, "use_11_point", use_11_point)
     if use_11_point:
         points = np.arange(11) / 10
         total = 0.0
@@ -721,6 +730,7 @@ def voc_evaluate(
         raise TypeError(f"{fn}(): iou_threshold must be a number, got {iou_threshold!r}")
     if not 0.0 <= float(iou_threshold) <= 1.0:
         raise ValueError(f"{fn}(): iou_threshold must lie in [0, 1], got {iou_threshold!r}")
+    _check_bool(fn, "use_11_point", use_11_point)
     dt, gt = _parse_pair(fn, detections, ground_truth, ("difficult",))
     n_images = dt.n_images
     classes = np.union1d(dt.classes, gt.classes)

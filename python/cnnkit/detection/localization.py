@@ -127,13 +127,13 @@ def localization_cnn(
     from .. import layers, models
 
     fn = "localization_cnn()"
-    shape = tuple(input_shape)
+    shape = _ints(input_shape, fn, "input_shape")
     if len(shape) != 3 or not all(_positive_int(v) for v in shape):
         raise ValueError(
             f"{fn}: input_shape must be (height, width, channels) of positive ints, "
             f"got {input_shape!r}"
         )
-    blocks = tuple(filters)
+    blocks = _ints(filters, fn, "filters")
     if not blocks or not all(_positive_int(f) for f in blocks):
         raise ValueError(
             f"{fn}: filters must be a non-empty sequence of positive ints, got {filters!r}"
@@ -153,6 +153,16 @@ def localization_cnn(
         layers.Dense(int(outputs)),
     ]
     return models.Sequential(stack, seed=seed)
+
+
+def _ints(value: Any, fn: str, name: str) -> tuple:
+    # tuple() of an int was "'int' object is not iterable", naming neither function nor argument.
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise TypeError(
+            f"{fn}: {name} must be a sequence of positive ints, got {type(value).__name__} "
+            f"{value!r}"
+        )
+    return tuple(value)
 
 
 def _positive_int(value: Any) -> bool:

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .. import _proposals, ops
+from .. import _proposals, _validate, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..losses import Loss
@@ -130,6 +130,37 @@ def _unit(value: Any, fn: str, name: str) -> float:
     return float(value)
 
 
+def _boxes(value: Any, fn: str, name: str, *, finite: bool = True) -> np.ndarray:
+    """(K, 4) float64; any empty array is (0, 4). Reshaping anything else to (-1, 4) would pair
+    the wrong coordinates without a word."""
+    b = np.asarray(value)
+    if b.dtype.kind not in "iuf":
+        raise TypeError(f"{fn}(): {name} must hold real numbers, got dtype {b.dtype}")
+    if b.size == 0:
+        return np.zeros((0, 4))
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"{fn}(): {name} must have shape (K, 4), got {b.shape}")
+    b = b.astype(np.float64)
+    if finite and not np.all(np.isfinite(b)):
+        i = int(np.argmax(~np.isfinite(b).all(axis=1)))
+        raise ValueError(f"{fn}(): {name} must be finite, got {b[i].tolist()} at row {i}")
+    return b
+
+
+def _same_length(a: np.ndarray, b: np.ndarray, fn: str, names: str) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{fn}(): {names} must have the same length, got {len(a)} and {len(b)}")
+
+
+def _positive_size(b: np.ndarray, fn: str, name: str) -> None:
+    empty = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise ValueError(
+            f"{fn}(): {name} must have x2 > x1 and y2 > y1, got {b[i].tolist()} at row {i}"
+        )
+
+
 # -- boxes -----------------------------------------------------------------------------------
 def box_deltas(proposals: Any, targets: Any) -> np.ndarray:
     """Regression targets that move ``proposals`` onto ``targets`` (both (K, 4) xyxy).
@@ -138,8 +169,12 @@ def box_deltas(proposals: Any, targets: Any) -> np.ndarray:
     ``10 (gy - py) / ph``, ``5 log(gw / pw)``, ``5 log(gh / ph)`` with centres ``x, y`` and
     sizes ``w, h``. :func:`apply_deltas` inverts it.
     """
-    p = np.asarray(proposals, np.float64).reshape(-1, 4)
-    g = np.asarray(targets, np.float64).reshape(-1, 4)
+    fn = "box_deltas"
+    p, g = _boxes(proposals, fn, "proposals"), _boxes(targets, fn, "targets")
+    _same_length(p, g, fn, "proposals and targets")
+    # A box without area has no log-size: the deltas would be inf or NaN.
+    _positive_size(p, fn, "proposals")
+    _positive_size(g, fn, "targets")
     pw, ph = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
     gw, gh = g[:, 2] - g[:, 0], g[:, 3] - g[:, 1]
     wx, wy, ww, wh = BOX_WEIGHTS
@@ -158,8 +193,11 @@ def box_deltas(proposals: Any, targets: Any) -> np.ndarray:
 def apply_deltas(proposals: Any, deltas: Any) -> np.ndarray:
     """The boxes (K, 4) xyxy that ``deltas`` (K, 4, from :func:`box_deltas`) make of
     ``proposals``; log-size deltas are bounded at ``log(1000 / 16)``."""
-    p = np.asarray(proposals, np.float64).reshape(-1, 4)
-    d = np.asarray(deltas, np.float64).reshape(-1, 4) / np.asarray(BOX_WEIGHTS)
+    fn = "apply_deltas"
+    p = _boxes(proposals, fn, "proposals")
+    # A diverged network's NaN deltas give NaN boxes, visible to the caller, not an error.
+    d = _boxes(deltas, fn, "deltas", finite=False) / np.asarray(BOX_WEIGHTS)
+    _same_length(p, d, fn, "proposals and deltas")
     pw, ph = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
     cx = (p[:, 0] + p[:, 2]) / 2 + d[:, 0] * pw
     cy = (p[:, 1] + p[:, 3]) / 2 + d[:, 1] * ph
@@ -189,6 +227,9 @@ def warp_proposals(image: Any, proposals: Any, size: int | Sequence[int]) -> np.
     fn = "warp_proposals"
     x = _rgb(image, fn)
     boxes = _check_proposals(proposals, x.shape[0], x.shape[1], fn)
+    # 2.5 was "'float' object is not iterable"; with no proposals, -1 was NumPy's
+    # "negative dimensions".
+    size = _validate.integers(f"{fn}()", "size", size, 2)
     return _warp(x, boxes, size)
 
 
@@ -225,14 +266,22 @@ def proposal_recall(
             f"{fn}(): proposals and targets must have the same length, got {len(proposals)} "
             f"and {len(targets)}"
         )
+    for name, value in (("counts", counts), ("thresholds", thresholds)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+            # A lone number was "'int' object is not iterable".
+            raise TypeError(
+                f"{fn}(): {name} must be a sequence, got {type(value).__name__} {value!r}"
+            )
     counts = [_positive_int(n, fn, "counts") for n in counts]
     thresholds = [_unit(t, fn, "thresholds") for t in thresholds]
     hits = dict.fromkeys(((n, t) for n in counts for t in thresholds), 0)
     objects = 0
-    for boxes, target in zip(proposals, targets):
-        gt = np.asarray(target["boxes"], np.float32).reshape(-1, 4)
+    for i, (boxes, target) in enumerate(zip(proposals, targets)):
+        if not isinstance(target, Mapping) or "boxes" not in target:
+            raise ValueError(f"{fn}(): targets[{i}] must be a dict with 'boxes', got {target!r}")
+        gt = _boxes(target["boxes"], fn, f"targets[{i}]['boxes']").astype(np.float32)
         objects += len(gt)
-        b = np.asarray(boxes, np.float32).reshape(-1, 4)
+        b = _boxes(boxes, fn, f"proposals[{i}]").astype(np.float32)
         for n in counts:
             if len(gt) == 0:
                 continue
@@ -270,15 +319,27 @@ def sample_proposals(
     """
     fn = "sample_proposals"
     count = _positive_int(count, fn, "count")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    gt = np.asarray(boxes, np.float32).reshape(-1, 4)
-    gt_classes = np.asarray(classes, np.int64).reshape(-1)
-    if len(gt) != len(gt_classes):
+    positive_fraction = _unit(positive_fraction, fn, "positive_fraction")
+    positive_iou = _unit(positive_iou, fn, "positive_iou")
+    background_iou = _unit(background_iou, fn, "background_iou")
+    if background_iou > positive_iou:
+        # The same proposal would be drawn as a positive and as background.
         raise ValueError(
-            f"{fn}(): boxes and classes must have the same length, got {len(gt)} and "
-            f"{len(gt_classes)}"
+            f"{fn}(): background_iou must be <= positive_iou, got {background_iou} and "
+            f"{positive_iou}"
         )
-    pool = np.concatenate([np.asarray(proposals, np.float32).reshape(-1, 4), gt])
+    gen = _validate.generator(f"{fn}()", rng, "rng")
+    gt = _boxes(boxes, fn, "boxes").astype(np.float32)
+    c = np.asarray(classes)
+    if c.size and (c.dtype.kind not in "iu" or c.ndim != 1 or c.min() < 0):
+        # A negative class would become background (class + 1 = 0) without a word.
+        raise ValueError(
+            f"{fn}(): classes must be a 1-D array of class indices >= 0, got "
+            f"{c.tolist() if c.size < 20 else c.shape} (dtype {c.dtype})"
+        )
+    gt_classes = c.astype(np.int64).reshape(-1)
+    _same_length(gt, gt_classes, fn, "boxes and classes")
+    pool = np.concatenate([_boxes(proposals, fn, "proposals").astype(np.float32), gt])
     if len(gt):
         iou = ops.box_iou(pool, gt)
         best, which = iou.max(axis=1), iou.argmax(axis=1)
@@ -311,7 +372,8 @@ class ProposalLoss(Loss):
     def __init__(self, num_classes: int, box_weight: float = 1.0, name: str | None = None):
         super().__init__(name or "proposal_loss")
         self.num_classes = _positive_int(num_classes, "ProposalLoss", "num_classes")
-        self.box_weight = float(box_weight)
+        # NaN or inf made every loss NaN.
+        self.box_weight = _validate.real("ProposalLoss()", "box_weight", box_weight, low=0.0)
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
         p = y_pred if isinstance(y_pred, Tensor) else Tensor(np.asarray(y_pred))
@@ -631,7 +693,7 @@ class _ProposalCrops:
             yield np.concatenate(crops), np.concatenate(ys)
 
 
-def _training_images(images: Any, targets: Any, fn: str) -> list[np.ndarray]:
+def _training_images(images: Any, targets: Any, fn: str, num_classes: Any) -> list[np.ndarray]:
     if len(images) != len(targets):
         raise ValueError(
             f"{fn}(): images and targets must have the same length, got {len(images)} and "
@@ -639,7 +701,33 @@ def _training_images(images: Any, targets: Any, fn: str) -> list[np.ndarray]:
         )
     if len(images) == 0:
         raise ValueError(f"{fn}(): images must not be empty")
-    return [_rgb(im, fn) for im in images]
+    xs = [_rgb(im, fn) for im in images]
+    # Checked before any selective search or epoch: a class >= num_classes was found by the
+    # loss only when a sample happened to draw it (after minutes of proposals), and a
+    # missing key was a bare KeyError there.
+    num_classes = _positive_int(num_classes, fn, "num_classes")
+    for i, t in enumerate(targets):
+        if not isinstance(t, Mapping) or not {"boxes", "classes"} <= t.keys():
+            raise ValueError(f"{fn}(): targets[{i}] must be a dict with 'boxes' and 'classes'")
+        boxes = _boxes(t["boxes"], fn, f"targets[{i}]['boxes']")
+        _positive_size(boxes, fn, f"targets[{i}]['boxes']")
+        c = np.asarray(t["classes"])
+        if c.size and (c.dtype.kind not in "iu" or c.ndim != 1):
+            raise ValueError(
+                f"{fn}(): targets[{i}]['classes'] must be a 1-D array of ints, got {c.dtype} "
+                f"{c.shape}"
+            )
+        if len(c) != len(boxes):
+            raise ValueError(
+                f"{fn}(): targets[{i}] must have one class per box, got {len(boxes)} boxes and "
+                f"{len(c)} classes"
+            )
+        if c.size and (c.min() < 0 or c.max() >= num_classes):
+            raise ValueError(
+                f"{fn}(): targets[{i}]['classes'] must lie in [0, {num_classes}) (num_classes), "
+                f"got {c.tolist()}"
+            )
+    return xs
 
 
 def _all_proposals(images: list[np.ndarray], mode: str, max_proposals: int, seed: int) -> list:
@@ -676,7 +764,7 @@ def train_rcnn(
     from ..schedules import CosineDecay
 
     fn = "train_rcnn"
-    xs = _training_images(images, targets, fn)
+    xs = _training_images(images, targets, fn, num_classes)
     if proposals is None:
         proposals = _all_proposals(xs, mode, max_proposals, seed)
     model = rcnn_classifier(
@@ -858,7 +946,7 @@ def train_fast_rcnn(
     from ..schedules import CosineDecay
 
     fn = "train_fast_rcnn"
-    xs = _training_images(images, targets, fn)
+    xs = _training_images(images, targets, fn, num_classes)
     shapes = {x.shape for x in xs}
     if len(shapes) != 1 or xs[0].shape[0] != xs[0].shape[1]:
         raise ValueError(f"{fn}(): images must be square and of one size, got shapes {shapes}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import image, ops
+from .. import _validate, image, ops
 
 __all__ = ["resize_bilinear", "sliding_window_detect", "to_fully_convolutional"]
 
@@ -98,6 +98,12 @@ def sliding_window_detect(
         raise ValueError(
             f"sliding_window_detect(): scales must be positive numbers, got {tuple(scales)!r}"
         )
+    fn = "sliding_window_detect()"
+    # A NaN threshold kept no window and an out-of-range background was an IndexError.
+    score_threshold = _validate.probability(fn, "score_threshold", score_threshold)
+    iou_threshold = _validate.probability(fn, "iou_threshold", iou_threshold)
+    if background is not None:
+        background = _validate.integer(fn, "background", background, minimum=0)
     all_boxes, all_scores, all_classes = [], [], []
     for scale in scales:
         size = (round(image.shape[0] * scale), round(image.shape[1] * scale))
@@ -107,7 +113,13 @@ def sliding_window_detect(
         probs = np.asarray(
             classifier.predict(crops.reshape(rows * cols, *crops.shape[2:]), batch_size=batch_size)
         )
-        scores, classes = _positive_scores(probs.reshape(rows * cols, -1), background)
+        probs = probs.reshape(rows * cols, -1)
+        if background is not None and probs.shape[1] > 1 and background >= probs.shape[1]:
+            raise ValueError(
+                f"{fn}: background must be a class index of the classifier's "
+                f"{probs.shape[1]} outputs, got {background}"
+            )
+        scores, classes = _positive_scores(probs, background)
         keep = scores >= score_threshold
         boxes = ops.window_boxes(size, window, stride).reshape(-1, 4)[keep] / scale
         all_boxes.append(boxes.astype(np.float32))

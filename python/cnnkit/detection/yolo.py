@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _validate, ops
 from .. import autograd as ag
-from .. import ops
 from ..autograd import Tensor
 from ..losses import Loss
 from ..models import Sequential
@@ -38,7 +38,15 @@ __all__ = ["YoloLoss", "YoloModel", "activate", "detect", "yolo_model"]
 
 
 def _pair(value: int | Sequence[int], name: str, fn: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if isinstance(value, (int, np.integer)):
+        pair: tuple = (value, value)
+    elif isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, str):
+        pair = tuple(value)
+    else:  # a float was "'float' object is not iterable"
+        raise TypeError(
+            f"{fn}(): {name} must be a positive int or (height, width), got "
+            f"{type(value).__name__} {value!r}"
+        )
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
         raise ValueError(f"{fn}(): {name} must be a positive int or (height, width), got {value!r}")
     return int(pair[0]), int(pair[1])
@@ -108,15 +116,23 @@ class YoloLoss(Loss):
     ) -> None:
         self.anchors = _anchors(anchors, "YoloLoss")
         self.image_size = _pair(image_size, "image_size", "YoloLoss")
-        self.weights = {
-            "lambda_coord": float(lambda_coord),
-            "lambda_obj": float(lambda_obj),
-            "lambda_noobj": float(lambda_noobj),
-            "lambda_class": float(lambda_class),
+        given = {
+            "lambda_coord": lambda_coord,
+            "lambda_obj": lambda_obj,
+            "lambda_noobj": lambda_noobj,
+            "lambda_class": lambda_class,
         }
-        for name, value in self.weights.items():
+        self.weights = {}
+        for name, value in given.items():
+            if isinstance(value, (bool, str)) or not isinstance(value, (int, float, np.number)):
+                # A string was float()'s "could not convert string to float: 'a'".
+                raise TypeError(
+                    f"YoloLoss(): {name} must be a finite number >= 0, got "
+                    f"{type(value).__name__} {value!r}"
+                )
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"YoloLoss(): {name} must be a finite number >= 0, got {value}")
+            self.weights[name] = float(value)
         self.name = "yolo_loss"
 
     def call(self, y_true: Any, y_pred: Any) -> Tensor:
@@ -368,7 +384,10 @@ def yolo_model(
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{fn}: {name} must be a positive int{source}, got {value!r}")
     num_anchors, num_classes = int(num_anchors), int(num_classes)  # type: ignore[arg-type]
-    shape = tuple(int(v) for v in input_shape)
+    # int(v) of each entry took 64.5 as 64; an int was "'int' object is not iterable".
+    shape = _validate.shape(fn, "input_shape", input_shape)
+    # Bounded before 2 ** downsamples is formed: 2 ** (2**31) alone ran for minutes.
+    downsamples = _validate.integer(fn, "downsamples", downsamples, minimum=0, maximum=62)
     scale = 2**downsamples
     if len(shape) != 3 or shape[0] % scale or shape[1] % scale:
         raise ValueError(

@@ -57,6 +57,7 @@ import re
 import secrets
 import warnings
 import zipfile
+from collections.abc import Mapping
 from typing import Any, Callable, NoReturn
 
 import numpy as np
@@ -287,6 +288,30 @@ def _serialize_compile(model: Any) -> dict[str, Any] | None:
     return {"loss": loss_json, "metrics": metrics_json, "loss_weights": args["loss_weights"]}
 
 
+def _check_flag(where: str, arg: str, value: Any) -> None:
+    # bool('no') is True: include_optimizer='no' saved the optimizer, compile='no' compiled.
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {arg} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def _check_save(where: str, model: Any, path: Any) -> None:
+    """Before anything is serialised: a model that is not one was an AttributeError, and a
+    folder given as the path an IsADirectoryError naming the temporary file."""
+    if not (hasattr(model, "built") and hasattr(model, "get_config")):
+        raise TypeError(f"{where}: model must be a cnnkit Model, got {type(model).__name__}")
+    try:
+        target = os.fspath(path)
+    except TypeError:
+        raise TypeError(
+            f"{where}: path must be a str or os.PathLike, got {type(path).__name__}"
+        ) from None
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"{where}: path {target!r} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{where}: the folder {folder!r} of path does not exist")
+
+
 def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
     """Write ``model`` (architecture, weights, compile settings, optimizer state) to ``path``.
 
@@ -298,6 +323,8 @@ def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
     """
     from .. import layers, optimizers
 
+    _check_save("save_model()", model, path)
+    _check_flag("save_model()", "include_optimizer", include_optimizer)
     if not model.built:
         raise ValueError(
             f"save(): model {model.name!r} is not built yet; call it on data or give it an "
@@ -340,6 +367,7 @@ def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
 
 def save_weights(model: Any, path: Any) -> None:
     """Write the weights of ``model`` (a zip with JSON names/shapes and an ``.npz``)."""
+    _check_save("save_weights()", model, path)
     if not model.built:
         raise ValueError(f"save_weights(): model {model.name!r} is not built yet")
     weights_meta, arrays = _weights_meta(model)
@@ -400,6 +428,8 @@ class _Archive:
 
     def __init__(self, where: str, path: Any, max_memory: Any = None) -> None:
         self.where, self.path = where, os.fspath(path)
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(f"{where}: {self.path!r} is a folder, not a cnnkit file")
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"{where}: no such file {self.path!r}")
         try:
@@ -650,6 +680,12 @@ def load_model(
     from ..training import Trainer
 
     where = "load_model()"
+    _check_flag(where, "compile", compile)
+    if custom_objects is not None and not isinstance(custom_objects, Mapping):
+        raise TypeError(
+            f"{where}: custom_objects must be a dict of names to classes or functions, got "
+            f"{type(custom_objects).__name__}"
+        )
     custom = dict(custom_objects or {})
     archive = _Archive(where, path, max_memory)
     meta = archive.meta

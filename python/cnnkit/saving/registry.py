@@ -144,6 +144,9 @@ def get_registered_object(
     optimizer names in lower case).
     """
 
+    if not isinstance(name, str):  # else "'int' object has no attribute 'lower'"
+        raise TypeError(f"get_registered_object(): name must be a str, got {type(name).__name__}")
+
     def fits(obj: Any) -> bool:
         if base is None:
             return not isinstance(obj, type)

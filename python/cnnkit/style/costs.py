@@ -182,6 +182,8 @@ def total_variation(image: Any) -> Tensor:
         raise ValueError(
             f"total_variation(): image must have shape (H, W, C) or (N, H, W, C), got {t.shape}"
         )
+    if t.size == 0:  # the means below would divide by zero
+        raise ValueError(f"total_variation(): image must not be empty, got shape {t.shape}")
     cost = Tensor(np.zeros((), t.dtype))
     if t.shape[1] > 1:
         dy = t[:, 1:] - t[:, :-1]

@@ -115,7 +115,22 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def write_image(path: Any, image: np.ndarray) -> None:
     """Write a uint8 RGB image (PNG, JPEG, ... by the file name) with Pillow."""
     Image = _pil("write_image()")
+    # Pillow's own complaint about anything else names neither function nor argument
+    # ("Cannot handle this data type: (1, 1, 3), <f4").
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise TypeError(
+            f"write_image(): image must be uint8 (cnnkit.style.transfer returns it; convert "
+            f"floats in [0, 1] with cnnkit.style.images.to_uint8), got dtype {a.dtype}"
+        )
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))) or a.size == 0:
+        raise ValueError(
+            f"write_image(): image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
+            f"with H, W >= 1, got {a.shape}"
+        )
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
     try:
-        Image.fromarray(np.ascontiguousarray(image)).save(os.fspath(path))
+        Image.fromarray(np.ascontiguousarray(a)).save(os.fspath(path))
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"write_image(): cannot write {os.fspath(path)!r}: {exc}") from None

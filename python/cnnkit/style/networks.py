@@ -83,7 +83,9 @@ class RandomMultiscale(Model):
         **kwargs: Any,
     ) -> None:
         where = "RandomMultiscale()"
-        self.scales = _validate.integer(where, "scales", scales, minimum=1)
+        # One Conv2D per scale and a 2 ** (scales - 1) pixel build: past 32 halvings every
+        # image is one pixel, and 2**31 scales built layers for hours.
+        self.scales = _validate.integer(where, "scales", scales, minimum=1, maximum=32)
         self.filters = _validate.integer(where, "filters", filters, minimum=1)
         self.kernel_size = _validate.integer(where, "kernel_size", kernel_size, minimum=1)
         super().__init__(name=name or "random_multiscale", seed=seed, **kwargs)
@@ -349,6 +351,8 @@ def load_network(path: Any) -> StyleNetwork:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
+    if os.path.isdir(path):  # it exists: "does not exist" misled
+        raise ValueError(f"{where}: network file {path!r} is a folder, not a model file")
     if not os.path.isfile(path):
         raise ValueError(f"{where}: network file {path!r} does not exist")
     if path.lower().endswith(".onnx"):

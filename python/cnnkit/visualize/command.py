@@ -113,12 +113,19 @@ def run(args: argparse.Namespace) -> int:
         if args.data in BUILTIN:
             x = builtin_images(args.data, shape, args.count, args.seed)
         else:
-            x = np.load(args.data, allow_pickle=False)
+            try:
+                x = np.load(args.data, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                # NumPy calls an image or a text file "pickled (object) data".
+                raise ValueError(
+                    f"--data {args.data!r} must be an .npy file of images or one of "
+                    f"{BUILTIN} ({exc})"
+                ) from None
         channels = model.get_layer(rf.layer).output_shape[-1]
         units = _units(args.units, channels)
         found = top_patches(model, rf.layer, x, k=args.k, units=units, batch_size=args.batch_size)
         patch_grid(found, args.out)
-    except (ValueError, TypeError, ImportError, OSError) as exc:
+    except (ValueError, TypeError, ImportError, OSError, MemoryError) as exc:
         print(f"cnnkit visualize: {exc}", file=sys.stderr)
         return 2
     field = " x ".join(map(str, rf.size))

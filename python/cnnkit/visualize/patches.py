@@ -119,16 +119,16 @@ def select_units(fn: str, units: Any, channels: int, name: str) -> np.ndarray:
         units = [units]
     if isinstance(units, (str, bytes)) or not isinstance(units, (Sequence, np.ndarray)):
         raise TypeError(f"{fn}: units must be None or a sequence of channel indices, got {units!r}")
-    picked = np.array([_validate.integer(fn, "units", u) for u in units], dtype=np.int64)
-    if picked.size == 0:
+    values = [_validate.integer(fn, "units", u) for u in units]
+    if not values:
         raise ValueError(f"{fn}: units must not be empty")
-    bad = picked[(picked < 0) | (picked >= channels)]
-    if bad.size:
+    # Checked as Python ints: an index beyond int64 was an OverflowError from np.array.
+    bad = [u for u in values if not 0 <= u < channels]
+    if bad:
         raise ValueError(
-            f"{fn}: units must be channel indices of layer {name!r} in [0, {channels}), got "
-            f"{bad.tolist()}"
+            f"{fn}: units must be channel indices of layer {name!r} in [0, {channels}), got {bad}"
         )
-    return picked
+    return np.array(values, dtype=np.int64)
 
 
 def batch_top_rows(values: np.ndarray, k: int) -> np.ndarray:
