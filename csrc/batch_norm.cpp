@@ -114,7 +114,10 @@ void batch_norm(const T* x, int64_t rows, int64_t channels, const T* gamma, cons
   std::vector<T> m(c), a(c);
   for (size_t j = 0; j < c; ++j) {
     const double shift = s[j] / n;
-    const double v = std::max(0.0, q[j] / n - shift * shift);
+    // Rounding can make the difference slightly negative; a NaN (from a NaN in x) must stay
+    // NaN, which std::max(0.0, v) would turn into 0.
+    const double raw = q[j] / n - shift * shift;
+    const double v = raw < 0.0 ? 0.0 : raw;
     mean[j] = m[j] = T(k[j] + shift);
     var[j] = T(v);
     a[j] = T(double(gamma[j]) * inv_std_of(v, epsilon));

@@ -126,6 +126,17 @@ def test_large_offset_keeps_the_variance():
     np.testing.assert_allclose(var, want, rtol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_nan_in_a_channel_makes_its_statistics_nan(dtype):
+    # The variance is clamped at 0 against rounding; the clamp must not turn NaN into 0.
+    x = seeded((4, 3, 3, 2), dtype, seed=2)
+    x[0, 0, 0, 0] = np.nan
+    y, mean, var = ops.batch_norm(x, np.ones(2, dtype), np.zeros(2, dtype), epsilon=1e-3)
+    assert np.isnan(mean[0]) and np.isnan(var[0]) and np.isnan(y[..., 0]).all()
+    want = reference.batch_norm(x, np.ones(2, dtype), np.zeros(2, dtype), epsilon=1e-3)
+    np.testing.assert_allclose(var[1], want[2][1], rtol=1e-5)
+
+
 def test_dtypes_follow_the_widest_input():
     x = seeded((5, 3), np.float32, seed=0)
     y, mean, var = ops.batch_norm(x, np.ones(3), np.zeros(3, np.float32), epsilon=1e-3)
