@@ -551,6 +551,22 @@ GOOD = np.zeros((2, 6, 8, 3), np.uint8)
             TypeError,
             r"warp_affine\(\): images must be uint8 or float32",
         ),
+        # sizes no memory holds: a MemoryError before the tap tables, not a hang building them
+        (
+            lambda: image.resize(np.zeros((1, 24, 24, 3), np.float32), (2**31, 2**31)),
+            MemoryError,
+            r"resize\(\): the output of shape \(1, 2147483648, 2147483648, 3\)",
+        ),
+        (
+            lambda: image.resized_crop(GOOD, [0, 0, 2, 2], 2**40),
+            MemoryError,
+            r"resized_crop\(\): the output of shape",
+        ),
+        (
+            lambda: image.warp_affine(GOOD, np.eye(3), size=(2**30, 2**30)),
+            MemoryError,
+            r"warp_affine\(\): the output of shape",
+        ),
     ],
 )
 def test_rejections(call, exc, match):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "choice",
+    "fits_in_memory",
     "generator",
     "integer",
     "integers",
@@ -157,3 +159,16 @@ def choice(where: str, arg: str, value: Any, options: Sequence[str]) -> str:
         return value.lower()
     listed = ", ".join(repr(o) for o in options[:-1]) + f" or {options[-1]!r}"
     raise ValueError(f"{where}: {arg} must be {listed}, got {value!r}")
+
+
+def fits_in_memory(where: str, what: str, shape: Sequence[int], dtype: Any) -> None:
+    """A ``MemoryError`` up front when an array of ``shape`` and ``dtype`` exceeds the
+    machine's memory: tables sized by such a shape are built before the output, so an
+    impossible size would otherwise run for minutes (or be killed) rather than fail."""
+    need = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > total:
+        raise MemoryError(
+            f"{where}: {what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} needs {need} "
+            f"bytes, more than this machine's {total} bytes of memory"
+        )

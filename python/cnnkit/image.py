@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import _augment, _core, get_num_threads
+from ._validate import fits_in_memory
 
 __all__ = [
     "BORDER_MODES",
@@ -132,6 +133,13 @@ def as_images(images: Any, fn: str, name: str = "images") -> tuple[np.ndarray, b
 
 def _out(x: np.ndarray, single: bool) -> np.ndarray:
     return x[0] if single else x
+
+
+def _output_size(x: np.ndarray, size: Any, fn: str) -> tuple[int, int]:
+    """``size`` checked, and the output of that size for the batch ``x`` known to fit."""
+    out_h, out_w = _size(size, fn)
+    fits_in_memory(f"{fn}()", "the output", (x.shape[0], out_h, out_w, x.shape[3]), x.dtype)
+    return out_h, out_w
 
 
 def _size(size: Any, fn: str, name: str = "size") -> tuple[int, int]:
@@ -330,7 +338,7 @@ def resize(images: Any, size: Any, interpolation: str = "bilinear") -> np.ndarra
     """
     fn = "resize"
     x, single = as_images(images, fn)
-    out_h, out_w = _size(size, fn)
+    out_h, out_w = _output_size(x, size, fn)
     _choice(interpolation, INTERPOLATIONS, fn, "interpolation")
     if x.shape[1] == 0 or x.shape[2] == 0:
         raise ValueError(f"{fn}(): images must not be empty, got shape {x.shape}")
@@ -442,7 +450,7 @@ def resized_crop(
     """
     fn = "resized_crop"
     x, single = as_images(images, fn)
-    out_h, out_w = _size(size, fn)
+    out_h, out_w = _output_size(x, size, fn)
     _choice(interpolation, INTERPOLATIONS, fn, "interpolation")
     win = np.asarray(windows)
     if win.ndim == 1:
@@ -736,7 +744,7 @@ def warp_affine(
     """
     fn = "warp_affine"
     x, single = as_images(images, fn)
-    out_h, out_w = x.shape[1:3] if size is None else _size(size, fn)
+    out_h, out_w = x.shape[1:3] if size is None else _output_size(x, size, fn)
     interp = _choice(interpolation, INTERPOLATIONS[:2], fn, "interpolation")
     mode = _choice(border_mode, BORDER_MODES, fn, "border_mode")
     m = np.asarray(matrix, dtype=np.float64)
