@@ -7,12 +7,12 @@
 // them into memory and reads the packed copy back, or -- with
 // csrc/conv_weight_cache.hpp -- reads them and a cached copy to prove the
 // packed one current, then the packed one: three streams where one would do.
-// Here B is read once: k block by k block (256 rows), each row front to
-// back (its chunk of columns is contiguous, so the hardware prefetchers
-// follow it), packed into 32-column panels in a per-thread buffer that stays
-// in L2 (256 x 512 floats at most), and multiplied there by every 12-row
-// tile of A while the next block's lines are prefetched into L2, a few
-// lines every so many steps of each tile.
+// Here B is read once: k block by k block (256 rows), the next block's
+// lines prefetched into L2, a few every so many steps of each row tile,
+// while the current one is multiplied; each 32-column panel of a block is
+// packed by the first 12-row tile of A that reads it (the first block, not
+// yet in cache, is packed whole, each row read front to back as the
+// hardware prefetchers like) and read from L1 by the other tiles.
 //
 // Bits: the same as gemm() on the AVX-512 path, whose float k blocks
 // (csrc/gemm_avx512.cpp, kc = 256) this file repeats: each block's products
@@ -47,6 +47,28 @@ void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, con
 template <class T>
 void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                           int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue);
+
+// A (m x k) for the product below: in place (row i at data + i * ld), or,
+// when fill is set, an A that exists only as a rule -- a convolution's
+// patch matrix -- supplied one k block at a time: fill(context, p0, kc,
+// dst, ld_dst) writes rows [0, m) x columns [p0, p0 + kc) to dst (row
+// stride ld_dst). So no m x k copy of it is ever written: the block's rows
+// go to a per-thread buffer that stays in L2 (a patch matrix of AlexNet's
+// 13 x 13 layers is 2.3 MB, more than the L2). Threads share C's columns,
+// so each fills every block itself: fill must be safe to call from several
+// threads at once.
+template <class T>
+struct FewRowsA {
+  const T* data = nullptr;
+  int64_t ld = 0;
+  void (*fill)(const void* context, int64_t p0, int64_t kc, T* dst, int64_t ld_dst) = nullptr;
+  const void* context = nullptr;
+};
+
+// gemm_few_rows with A from `a`: the same bits as for the A it describes.
+template <class T>
+void gemm_few_rows(int64_t m, int64_t n, int64_t k, const FewRowsA<T>& a, const T* b, int64_t ldb,
+                   T* c, int64_t ldc, const Epilogue<T>* epilogue);
 
 namespace few_rows {
 // The most rows the path takes: beyond, the packed GEMM's 14 x 32 register
