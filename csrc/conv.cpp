@@ -282,15 +282,21 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
     return;
   }
   // The rows shared evenly by the tiles, in multiples of the AVX-512 float
-  // micro-tile's 14 rows, and at least four tiles of 128 rows or more (the
-  // count depends on the problem only): ResNet-18's 784-row layers at batch 1
-  // ran as one task (the 1x1 stride-2 downsample, 64 patch columns) or two
-  // of 420 + 364 rows (the 3x3 stride-2 conv); four of 196 keep two threads
-  // busy. The GEMM's rows are independent, so the bits do not depend on the cut.
-  const int64_t most = tile_rows<T>(p);
-  const int64_t tiles = std::max((rows + most - 1) / most, std::min<int64_t>(4, rows / 128));
-  const int64_t tile = std::min(most, ((rows + tiles - 1) / tiles + 13) / 14 * 14);
+  // micro-tile's 14 rows, and at least four tiles of 128 rows or more:
+  // ResNet-18's 784-row layers at batch 1 ran as one task (the 1x1 stride-2
+  // downsample, 64 patch columns) or two of 420 + 364 rows (the 3x3 stride-2
+  // conv); four of 196 keep two threads busy. With more than one tile and
+  // more than one thread, a multiple of the threads' count of tiles, whose
+  // sizes differ by at most 14 rows: AlexNet's conv2 at batch 1 (729 rows)
+  // ran as five tasks of up to 154 rows, three for one thread and two for
+  // the other (79% of a fair share), and conv3-5 at batch 8 (1352 rows) as
+  // nine or seventeen (88-89%). The GEMM's rows are independent, so the
+  // bits do not depend on the cut.
   const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
+  const int64_t most = tile_rows<T>(p), units = (rows + 13) / 14;
+  int64_t tiles = std::max((rows + most - 1) / most, std::min<int64_t>(4, rows / 128));
+  if (nt > 1 && tiles > 1) tiles = std::min(units, (tiles + nt - 1) / nt * nt);
+  const int64_t tile = 14 * ((units + tiles - 1) / tiles);  // the longest
   // Each task is one tile of rows for one group, and its gemm runs on one
   // thread. With too few tiles to keep the threads busy (small batches),
   // each slice of the weights' columns is a task of its own, which
@@ -303,7 +309,8 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
     if (stop) continue;
     const int64_t t = task / (p.groups * split), group = task / split % p.groups;
     const int64_t s0 = split > 1 ? task % split : 0, s1 = split > 1 ? s0 + 1 : slices;
-    const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
+    const int64_t row0 = 14 * (units * t / tiles);
+    const int64_t m = std::min(rows, 14 * (units * (t + 1) / tiles)) - row0;
     T* buf = thread_buffer<T>(size_t(tile * kd)).data();
     gather(p, x, group, row0, m, 0, kd, buf);
     for (int64_t s = s0; s < s1; ++s) {
