@@ -27,8 +27,13 @@ int64_t k_block(int64_t k) {
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
 #ifdef CNNKIT_HAVE_AVX512
-  return std::is_same_v<T, float> && active_isa() == Isa::avx512 && m >= 1 &&
-         m <= few_rows::kMaxRows && n >= 1 && n <= few_rows::kMaxColumns && k >= 1;
+  if (!std::is_same_v<T, float> || active_isa() != Isa::avx512 || m < 1 || n < 1 ||
+      n > few_rows::kMaxColumns || k < 1)
+    return false;
+  // k * n * sizeof(T) >= kLargeB, by a division: k * n may overflow.
+  const int64_t elements = few_rows::kLargeB / int64_t(sizeof(T));
+  const bool large_b = k >= (elements + n - 1) / n;
+  return m <= (large_b ? few_rows::kMaxRowsLargeB : few_rows::kMaxRows);
 #else
   (void)m, (void)n, (void)k;
   return false;
