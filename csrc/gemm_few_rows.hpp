@@ -76,15 +76,17 @@ namespace few_rows {
 // tile and L1-resident slivers are faster (measured in gemm_few_rows.cpp).
 constexpr int64_t kMaxRows = 256;
 // Except with large weights, which conv's packed path streams once per tile
-// of about 1 MiB of patches (84 rows at 2304 patch columns): conv_forward,
-// one thread, CPU time, best of 2-3 alternating runs, load ~10, few-row
-// against packed: 392 x 2304 x 512 (ResNet-18's layer4.0.conv1 at batch 8)
-// 6.9 against 9.3 ms, 500 rows 9.0 against 12.7, 1024 rows 20.3 against
-// 24.2, 729 x 1600 x 192 (AlexNet's conv2 at batch 1, B 1.2 MB) 3.25
-// against 3.46; but with small weights 784 x 576 x 128 (B 0.3 MB) 1.07
-// against 1.02 and 1568 x 1152 x 256 8.6 against 7.6.
+// of about 1 MiB of patches (84 rows at 2304 patch columns). conv_forward,
+// one thread, CPU time, load ~10, few-row against packed: 392 x 2304 x 512
+// (ResNet-18's layer4.0.conv1 at batch 8, 4.7 MB of weights) 6.9 against
+// 9.3 ms with caches flushed in C++, 6.9-7.1 against 8.0 from Python; 500
+// rows 9.0 against 12.7, 1024 rows 20.3 against 24.2. Below 2 MiB it
+// depended on the run: AlexNet's conv2 at batch 1 (729 x 1600 x 192, 1.2
+// MB) 3.25 against 3.46 in C++ but 3.26-3.30 against 3.08-3.22 from
+// Python; 784 x 576 x 128 (0.3 MB) 1.07 against 1.02; and at 1568 x 1152 x
+// 256 the packed path won, 7.6 against 8.6.
 constexpr int64_t kMaxRowsLargeB = 1024;
-constexpr int64_t kLargeB = int64_t(1) << 20;
+constexpr int64_t kLargeB = int64_t(2) << 20;
 // The widest B taken. Threads cut the columns into chunks of at most 512, so
 // a wider B would be read as 2 KiB pieces of rows far apart, which the
 // prefetchers follow poorly: a 1 x 9216 x 4096 product (AlexNet's fc6 at

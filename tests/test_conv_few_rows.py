@@ -1,7 +1,7 @@
 """Convolutions with few output rows (csrc/gemm_few_rows.hpp): batch-1 inference's deep layers.
 
 On the AVX-512 float path a convolution with at most 256 output positions over the batch
-(1024 with weights of 1 MiB or more; one group) multiplies its patches, gathered one k
+(1024 with weights of 2 MiB or more; one group) multiplies its patches, gathered one k
 block at a time, by the weights read in place, 32 output channels per panel. Checked
 here: results against the NumPy reference over random shapes (panel tails, several k
 blocks, strides, padding, dilation, bias and activation, non-contiguous inputs, both
@@ -75,7 +75,7 @@ def test_matches_reference(problem):
         ((13, 13), (3, 3), 64, 130, 1, 1),  # 169 rows: row tiles of 6 and a tail of 1
         ((5, 6), (1, 1), 48, 33, 0, 1),  # pointwise: the input is the left operand
         ((1, 1), (1, 1), 8, 1, 0, 1),  # a single output element
-        ((13, 13), (3, 3), 128, 300, 1, 2),  # 338 rows: few-row only for 1.4 MB of weights
+        ((13, 13), (3, 3), 224, 300, 1, 2),  # 338 rows: few-row only for 2.4 MB of weights
     ],
 )
 def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images):

@@ -3,7 +3,7 @@
 Off by default; with ``CNNKIT_CONV_CACHE_MB`` set, small problems (up to 4096 output rows
 over the batch) on the im2col and pointwise GEMM paths take their packed weights from the
 cache, except the few-row products that csrc/gemm_few_rows.hpp takes (float on AVX-512, at
-most 256 rows, or 1024 with weights of 1 MiB or more). The tests that count hits run in a
+most 256 rows, or 1024 with weights of 2 MiB or more). The tests that count hits run in a
 child process with the variable set, since the budget is read once per process. Checked: a
 repeated call hits and gives the same bits; weights changed in place miss and give the bits
 of a fresh computation; the pointwise product has the bits of the plain GEMM; results
