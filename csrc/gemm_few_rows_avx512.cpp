@@ -148,12 +148,9 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, con
   const int64_t tiles = panels * row_tiles, row_lines = (width + 15) / 16;
   for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
     const int64_t kc = std::min(kc_max, k - p0);
-    const float* ab = a.data + p0;
-    int64_t lda = a.ld;
-    if (a.fill) {
-      a.fill(a.context, p0, kc, a_buffer.data(), a_ld);
-      ab = a_buffer.data(), lda = a_ld;
-    }
+    if (a.fill) a.fill(a.context, p0, kc, a_buffer.data(), a_ld);
+    const float* ab = a.fill ? a_buffer.data() : a.data + p0;
+    const int64_t lda = a.fill ? a_ld : a.ld;
     // The first block, which nothing has brought into cache, is packed
     // whole, its rows read front to back as the prefetchers like. Later
     // blocks are in L2 (prefetched during the block before): the first row
