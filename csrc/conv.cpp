@@ -290,7 +290,7 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
   // sizes differ by at most 14 rows: AlexNet's conv2 at batch 1 (729 rows)
   // ran as five tasks of up to 154 rows, three for one thread and two for
   // the other (79% of a fair share), and ResNet-18's layer3.0.conv1 at
-  // batch 8 (1568 rows) as seven of 252 (4 + 3: 88%). The GEMM's rows are
+  // batch 8 (1568 rows) as seven of 224 (4 + 3: 88%). The GEMM's rows are
   // independent, so the bits do not depend on the cut.
   const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
   const int64_t most = tile_rows<T>(p), units = (rows + 13) / 14;
