@@ -156,11 +156,11 @@ void walk_patches(const ConvProblem& p, int64_t group, int64_t row0, int64_t row
   }
 }
 
-// buf (rows x (col1 - col0)) = P[rows, cols].
+// buf (rows x (col1 - col0), row stride ld, col1 - col0 when 0) = P[rows, cols].
 template <class T>
 void gather(const ConvProblem& p, const T* x, int64_t group, int64_t row0, int64_t rows,
-            int64_t col0, int64_t col1, T* buf) {
-  const int64_t width = col1 - col0;
+            int64_t col0, int64_t col1, T* buf, int64_t ld = 0) {
+  const int64_t width = ld > 0 ? ld : col1 - col0;
   walk_patches(
       p, group, row0, rows, col0, col1,
       [&](int64_t r, int64_t c, int64_t src, int64_t len) {
@@ -272,15 +272,21 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
       gemm_few_rows(rows, cout, kd, x, kd, w, cout, y, cout, &ep);
       return false;
     }
-    T* buf = thread_buffer<T>(size_t(rows * kd)).data();
-    const int64_t chunk = 16, chunks = (rows + chunk - 1) / chunk;
-    const int nt = static_cast<int>(std::min<int64_t>(chunks, threads_for(rows * kd, 1 << 16)));
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t row0 = c * chunk, m = std::min(chunk, rows - row0);
-      gather(p, x, 0, row0, m, 0, kd, buf + row0 * kd);
-    }
-    gemm_few_rows(rows, cout, kd, buf, kd, w, cout, y, cout, &ep);
+    // The patches gathered one k block at a time into a buffer that stays
+    // in L2, not as a whole matrix first: written out whole (2.3 MB for
+    // AlexNet's conv4 at batch 1) they went to memory and came back,
+    // 0.27 ms of that conv's 2.2 (one thread, CPU time, load ~7).
+    struct Patches {
+      const ConvProblem* p;
+      const T* x;
+    } patches{&p, x};
+    FewRowsA<T> a;
+    a.context = &patches;
+    a.fill = [](const void* context, int64_t p0, int64_t kc, T* dst, int64_t ld) {
+      const auto& s = *static_cast<const Patches*>(context);
+      gather(*s.p, s.x, 0, 0, s.p->rows(), p0, p0 + kc, dst, ld);
+    };
+    gemm_few_rows(rows, cout, kd, a, w, cout, y, cout, &ep);
     return false;
   }
   // Few rows (small batches, deep layers): packing w would cost about as
@@ -300,15 +306,21 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
     return false;
   }
   // The rows shared evenly by the tiles, in multiples of the AVX-512 float
-  // micro-tile's 14 rows, and at least four tiles of 128 rows or more (the
-  // count depends on the problem only): ResNet-18's 784-row layers at batch 1
-  // ran as one task (the 1x1 stride-2 downsample, 64 patch columns) or two
-  // of 420 + 364 rows (the 3x3 stride-2 conv); four of 196 keep two threads
-  // busy. The GEMM's rows are independent, so the bits do not depend on the cut.
-  const int64_t most = tile_rows<T>(p);
-  const int64_t tiles = std::max((rows + most - 1) / most, std::min<int64_t>(4, rows / 128));
-  const int64_t tile = std::min(most, ((rows + tiles - 1) / tiles + 13) / 14 * 14);
+  // micro-tile's 14 rows, and at least four tiles of 128 rows or more:
+  // ResNet-18's 784-row layers at batch 1 ran as one task (the 1x1 stride-2
+  // downsample, 64 patch columns) or two of 420 + 364 rows (the 3x3 stride-2
+  // conv); four of 196 keep two threads busy. With more than one tile and
+  // more than one thread, a multiple of the threads' count of tiles, whose
+  // sizes differ by at most 14 rows: AlexNet's conv2 at batch 1 (729 rows)
+  // ran as five tasks of up to 154 rows, three for one thread and two for
+  // the other (79% of a fair share), and ResNet-18's layer3.0.conv1 at
+  // batch 8 (1568 rows) as seven of 224 (4 + 3: 88%). The GEMM's rows are
+  // independent, so the bits do not depend on the cut.
   const int nt = threads_for(rows * std::max<int64_t>(kd, 1) * cout, 1 << 16);
+  const int64_t most = tile_rows<T>(p), units = (rows + 13) / 14;
+  int64_t tiles = std::max((rows + most - 1) / most, std::min<int64_t>(4, rows / 128));
+  if (nt > 1 && tiles > 1) tiles = std::min(units, (tiles + nt - 1) / nt * nt);
+  const int64_t tile = 14 * ((units + tiles - 1) / tiles);  // the longest
   // Each task is one tile of rows for one group, and its gemm runs on one
   // thread. With too few tiles to keep the threads busy (small batches),
   // each slice of the weights' columns is a task of its own, which
@@ -321,7 +333,8 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
     if (stop) continue;
     const int64_t t = task / (p.groups * split), group = task / split % p.groups;
     const int64_t s0 = split > 1 ? task % split : 0, s1 = split > 1 ? s0 + 1 : slices;
-    const int64_t row0 = t * tile, m = std::min(tile, rows - row0);
+    const int64_t row0 = 14 * (units * t / tiles);
+    const int64_t m = std::min(rows, 14 * (units * (t + 1) / tiles)) - row0;
     T* buf = thread_buffer<T>(size_t(tile * kd)).data();
     gather(p, x, group, row0, m, 0, kd, buf);
     for (int64_t s = s0; s < s1; ++s) {

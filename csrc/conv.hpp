@@ -13,9 +13,10 @@
 // 1, no padding, one group) skip the gather: x is P.
 //
 // Determinism: every output element's reduction runs in an order fixed by
-// the problem alone (tile bounds do not depend on the thread count; gemm's
-// bits do not depend on how C is cut), so results are identical for any
-// number of threads.
+// the problem alone (gemm's bits do not depend on how C is cut, so the
+// forward pass may cut its rows by the thread count; the backward passes'
+// partial sums are cut by the problem only), so results are identical for
+// any number of threads.
 #pragma once
 
 #include <cstdint>

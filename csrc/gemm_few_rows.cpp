@@ -27,8 +27,13 @@ int64_t k_block(int64_t k) {
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
 #ifdef CNNKIT_HAVE_AVX512
-  return std::is_same_v<T, float> && active_isa() == Isa::avx512 && m >= 1 &&
-         m <= few_rows::kMaxRows && n >= 1 && n <= few_rows::kMaxColumns && k >= 1;
+  if (!std::is_same_v<T, float> || active_isa() != Isa::avx512 || m < 1 || n < 1 ||
+      n > few_rows::kMaxColumns || k < 1)
+    return false;
+  // k * n * sizeof(T) >= kLargeB, by a division: k * n may overflow.
+  const int64_t elements = few_rows::kLargeB / int64_t(sizeof(T));
+  const bool large_b = k >= (elements + n - 1) / n;
+  return m <= (large_b ? few_rows::kMaxRowsLargeB : few_rows::kMaxRows);
 #else
   (void)m, (void)n, (void)k;
   return false;
@@ -38,7 +43,7 @@ bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
 namespace {
 
 template <class T>
-void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
+void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const FewRowsA<T>& a,
                       const T* b, int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
 #ifdef CNNKIT_HAVE_AVX512
   if constexpr (std::is_same_v<T, float>) {
@@ -53,7 +58,7 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const T* a
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t s = 0; s < chunks; ++s) {
       const int64_t j0 = s * per * kPanel, w = std::min(per * kPanel, n - j0);
-      few_rows::avx512::columns(m, k, kc, a, lda, b + j0, ldb, c + j0, ldc, w);
+      few_rows::avx512::columns(m, k, kc, a, b + j0, ldb, c + j0, ldc, w);
       if (epilogue) {
         Epilogue<T> ep = *epilogue;
         if (ep.bias) ep.bias += j0;
@@ -63,7 +68,7 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const T* a
     return;
   }
 #endif
-  (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc,
+  (void)m, (void)n, (void)k, (void)a, (void)b, (void)ldb, (void)c, (void)ldc,
       (void)epilogue;
 }
 
@@ -72,13 +77,19 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const T* a
 template <class T>
 void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                    int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
-  few_rows_product(true, m, n, k, a, lda, b, ldb, c, ldc, epilogue);
+  few_rows_product(true, m, n, k, FewRowsA<T>{a, lda}, b, ldb, c, ldc, epilogue);
+}
+
+template <class T>
+void gemm_few_rows(int64_t m, int64_t n, int64_t k, const FewRowsA<T>& a, const T* b, int64_t ldb,
+                   T* c, int64_t ldc, const Epilogue<T>* epilogue) {
+  few_rows_product(true, m, n, k, a, b, ldb, c, ldc, epilogue);
 }
 
 template <class T>
 void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                           int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue) {
-  few_rows_product(false, m, n, k, a, lda, b, ldb, c, ldc, epilogue);
+  few_rows_product(false, m, n, k, FewRowsA<T>{a, lda}, b, ldb, c, ldc, epilogue);
 }
 
 #define CNNKIT_INSTANTIATE(T)                                                                   \
@@ -86,7 +97,9 @@ void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t l
   template void gemm_few_rows<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, \
                                  T*, int64_t, const Epilogue<T>*);                             \
   template void gemm_few_rows_serial<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*,   \
-                                        int64_t, T*, int64_t, const Epilogue<T>*);
+                                        int64_t, T*, int64_t, const Epilogue<T>*);               \
+  template void gemm_few_rows<T>(int64_t, int64_t, int64_t, const FewRowsA<T>&, const T*, int64_t, \
+                                 T*, int64_t, const Epilogue<T>*);
 CNNKIT_INSTANTIATE(float)
 CNNKIT_INSTANTIATE(double)
 #undef CNNKIT_INSTANTIATE

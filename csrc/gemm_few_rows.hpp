@@ -7,12 +7,12 @@
 // them into memory and reads the packed copy back, or -- with
 // csrc/conv_weight_cache.hpp -- reads them and a cached copy to prove the
 // packed one current, then the packed one: three streams where one would do.
-// Here B is read once: k block by k block (256 rows), each row front to
-// back (its chunk of columns is contiguous, so the hardware prefetchers
-// follow it), packed into 32-column panels in a per-thread buffer that stays
-// in L2 (256 x 512 floats at most), and multiplied there by every 12-row
-// tile of A while the next block's lines are prefetched into L2, a few
-// lines every so many steps of each tile.
+// Here B is read once: k block by k block (256 rows), the next block's
+// lines prefetched into L2, a few every so many steps of each row tile,
+// while the current one is multiplied; each 32-column panel of a block is
+// packed by the first 12-row tile of A that reads it (the first block, not
+// yet in cache, is packed whole, each row read front to back as the
+// hardware prefetchers like) and read from L1 by the other tiles.
 //
 // Bits: the same as gemm() on the AVX-512 path, whose float k blocks
 // (csrc/gemm_avx512.cpp, kc = 256) this file repeats: each block's products
@@ -30,8 +30,9 @@
 namespace cnnkit {
 
 // Whether gemm_few_rows takes an m x k times k x n product of element type T
-// on the active instruction-set path: float on AVX-512, 1 <= m <= kMaxRows,
-// 1 <= n <= kMaxColumns, k >= 1.
+// on the active instruction-set path: float on AVX-512, 1 <= m <= kMaxRows
+// (or kMaxRowsLargeB when B has kLargeB bytes or more), 1 <= n <=
+// kMaxColumns, k >= 1.
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
 
@@ -48,10 +49,44 @@ template <class T>
 void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                           int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue);
 
+// A (m x k) for the product below: in place (row i at data + i * ld), or,
+// when fill is set, an A that exists only as a rule -- a convolution's
+// patch matrix -- supplied one k block at a time: fill(context, p0, kc,
+// dst, ld_dst) writes rows [0, m) x columns [p0, p0 + kc) to dst (row
+// stride ld_dst). So no m x k copy of it is ever written: the block's rows
+// go to a per-thread buffer that stays in L2 (a patch matrix of AlexNet's
+// 13 x 13 layers is 2.3 MB, more than the L2). Threads share C's columns,
+// so each fills every block itself: fill must be safe to call from several
+// threads at once.
+template <class T>
+struct FewRowsA {
+  const T* data = nullptr;
+  int64_t ld = 0;
+  void (*fill)(const void* context, int64_t p0, int64_t kc, T* dst, int64_t ld_dst) = nullptr;
+  const void* context = nullptr;
+};
+
+// gemm_few_rows with A from `a`: the same bits as for the A it describes.
+template <class T>
+void gemm_few_rows(int64_t m, int64_t n, int64_t k, const FewRowsA<T>& a, const T* b, int64_t ldb,
+                   T* c, int64_t ldc, const Epilogue<T>* epilogue);
+
 namespace few_rows {
 // The most rows the path takes: beyond, the packed GEMM's 14 x 32 register
 // tile and L1-resident slivers are faster (measured in gemm_few_rows.cpp).
 constexpr int64_t kMaxRows = 256;
+// Except with large weights, which conv's packed path streams once per tile
+// of about 1 MiB of patches (84 rows at 2304 patch columns). conv_forward,
+// one thread, CPU time, load ~10, few-row against packed: 392 x 2304 x 512
+// (ResNet-18's layer4.0.conv1 at batch 8, 4.7 MB of weights) 6.9 against
+// 9.3 ms with caches flushed in C++, 6.9-7.1 against 8.0 from Python; 500
+// rows 9.0 against 12.7, 1024 rows 20.3 against 24.2. Below 2 MiB it
+// depended on the run: AlexNet's conv2 at batch 1 (729 x 1600 x 192, 1.2
+// MB) 3.25 against 3.46 in C++ but 3.26-3.30 against 3.08-3.22 from
+// Python; 784 x 576 x 128 (0.3 MB) 1.07 against 1.02; and at 1568 x 1152 x
+// 256 the packed path won, 7.6 against 8.6.
+constexpr int64_t kMaxRowsLargeB = 1024;
+constexpr int64_t kLargeB = int64_t(2) << 20;
 // The widest B taken. Threads cut the columns into chunks of at most 512, so
 // a wider B would be read as 2 KiB pieces of rows far apart, which the
 // prefetchers follow poorly: a 1 x 9216 x 4096 product (AlexNet's fc6 at

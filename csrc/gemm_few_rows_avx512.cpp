@@ -34,9 +34,13 @@ struct Prefetch {
 // panel of B (kc x 32, contiguous): 24 accumulators, 2 B vectors and a
 // broadcast. `first` stores the block's sum, otherwise adds it to C
 // (csrc/gemm_avx512.cpp's order); `tail` masks the columns past C's edge.
-template <int R>
-void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
-          __mmask32 tail, bool first, Prefetch& pf) {
+// With Pack, the panel is read from B in place (rows ldb apart, the columns
+// past `tail` as zero) and written to `panel` as it goes, for the row tiles
+// after this one: the packing costs no pass of its own (see columns()).
+template <int R, bool Pack>
+void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* panel,
+          float* c, int64_t ldc, __mmask32 tail, bool first, Prefetch& pf) {
+  const __mmask16 m0 = __mmask16(tail), m1 = __mmask16(tail >> 16);
   __m512 acc0[R], acc1[R];
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
@@ -56,12 +60,20 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int
   // of 24 it cost AlexNet's 3x3 layers at batch 1 about 5% less (conv 384 ->
   // 256 at 13x13: 1.97 -> 1.81-1.86 ms in isolation).
 #pragma GCC unroll 4
-  for (int64_t p = 0, countdown = pf.every; p < kc; ++p, b += NR) {
+  for (int64_t p = 0, countdown = pf.every; p < kc; ++p) {
     if (--countdown == 0) {
       countdown = pf.every;
       if (pf.left > 0) pf.one();
     }
-    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    __m512 b0, b1;
+    if constexpr (Pack) {
+      b0 = _mm512_maskz_loadu_ps(m0, b + p * ldb);
+      b1 = _mm512_maskz_loadu_ps(m1, b + p * ldb + 16);
+      _mm512_store_ps(panel + p * NR, b0);
+      _mm512_store_ps(panel + p * NR + 16, b1);
+    } else {
+      b0 = _mm512_load_ps(b + p * NR), b1 = _mm512_load_ps(b + p * NR + 16);
+    }
 #pragma GCC unroll 12
     for (int i = 0; i < R; ++i) {
       const float* row = reinterpret_cast<const float*>(base[i / 3] + (i % 3) * stride);
@@ -71,7 +83,6 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int
     }
   }
   while (pf.left > 0) pf.one();  // more lines than steps (a few rows of A)
-  const __mmask16 m0 = __mmask16(tail), m1 = __mmask16(tail >> 16);
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i) {
     float* out = c + i * ldc;
@@ -85,13 +96,13 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int
   }
 }
 
-using Tile = void (*)(int64_t, const float*, int64_t, const float*, float*, int64_t, __mmask32,
-                      bool, Prefetch&);
+using Tile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, float*,
+                      int64_t, __mmask32, bool, Prefetch&);
 
-template <int... R>
+template <bool Pack, int... R>
 Tile pick(int rows, std::integer_sequence<int, R...>) {
   Tile t = nullptr;
-  ((t = rows == R + 1 ? &tile<R + 1> : t), ...);
+  ((t = rows == R + 1 ? &tile<R + 1, Pack> : t), ...);
   return t;
 }
 
@@ -120,12 +131,16 @@ void pack(int64_t kc, const float* b, int64_t ldb, int64_t width, float* dst) {
 
 }  // namespace
 
-void columns(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t lda, const float* b,
+void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, const float* b,
              int64_t ldb, float* c, int64_t ldc, int64_t width) {
-  thread_local std::vector<float, AlignedAllocator<float>> buffer;
+  thread_local std::vector<float, AlignedAllocator<float>> buffer, a_buffer;
   const int64_t panels = (width + NR - 1) / NR, row_tiles = (m + MR - 1) / MR;
   if (buffer.size() < size_t(kc_max * panels * NR)) buffer.resize(size_t(kc_max * panels * NR));
   float* packed = buffer.data();
+  // A block from a.fill goes to rows a line longer than the block, so that
+  // a tile's rows do not all fall on the same few L1 sets.
+  const int64_t a_ld = kc_max + 16;
+  if (a.fill && a_buffer.size() < size_t(m * a_ld)) a_buffer.resize(size_t(m * a_ld));
   // The next k block's lines of B are prefetched into L2 while the current
   // one is multiplied, spread evenly over the row tiles' steps. (Issued as a
   // burst of ~100 lines before each row tile instead, they held the fill
@@ -133,13 +148,28 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t lda, 
   const int64_t tiles = panels * row_tiles, row_lines = (width + 15) / 16;
   for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
     const int64_t kc = std::min(kc_max, k - p0);
-    pack(kc, b + p0 * ldb, ldb, width, packed);
+    if (a.fill) a.fill(a.context, p0, kc, a_buffer.data(), a_ld);
+    const float* ab = a.fill ? a_buffer.data() : a.data + p0;
+    const int64_t lda = a.fill ? a_ld : a.ld;
+    // The first block, which nothing has brought into cache, is packed
+    // whole, its rows read front to back as the prefetchers like. Later
+    // blocks are in L2 (prefetched during the block before): the first row
+    // tile of each panel reads the panel there in place and packs it as it
+    // goes, into one panel-sized buffer that stays in L1 for the other row
+    // tiles. A packing pass of its own read each block once more and wrote
+    // it 32 KiB-strided; without it, interleaved in one process on the
+    // same buffers (one thread, load ~7), the products of ResNet-18's
+    // layer4 3x3 (49 x 4608 x 512) took 1.70-1.76 ms instead of 1.83-1.88
+    // and AlexNet's conv4 (169 x 3456 x 256) 1.73-1.84 instead of 1.94-1.96.
+    const bool in_place = p0 > 0;
+    if (!in_place) pack(kc, b + p0 * ldb, ldb, width, packed);
     const int64_t next = p0 + kc, lines = std::min(kc_max, k - next) * row_lines;
     const int64_t per_tile = (lines + tiles - 1) / tiles;
     int64_t line = 0;
     for (int64_t s = 0; s < panels; ++s) {
       const int64_t left = std::min(NR, width - s * NR);
       const __mmask32 tail = __mmask32((uint64_t(1) << left) - 1);
+      float* panel = in_place ? packed : packed + s * kc * NR;
       // Row tiles of near-equal height: 49 rows as 10+10+10+10+9, not 4 x 12
       // and a 1-row tile whose two FMA chains wait on their latency.
       for (int64_t t = 0, i = 0; t < row_tiles; ++t) {
@@ -150,9 +180,11 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t lda, 
         pf.row_lines = row_lines, pf.ldb = ldb;
         pf.every = pf.left > 0 ? std::max<int64_t>(1, kc / pf.left) : kc + 1;
         line += pf.left;
-        pick(rows, std::make_integer_sequence<int, MR>())(kc, a + i * lda + p0, lda,
-                                                          packed + s * kc * NR, c + i * ldc + s * NR,
-                                                          ldc, tail, p0 == 0, pf);
+        const bool packing = in_place && t == 0;
+        const Tile run = packing ? pick<true>(rows, std::make_integer_sequence<int, MR>())
+                                 : pick<false>(rows, std::make_integer_sequence<int, MR>());
+        run(kc, ab + i * lda, lda, packing ? b + p0 * ldb + s * NR : panel, ldb, panel,
+            c + i * ldc + s * NR, ldc, tail, p0 == 0, pf);
         i += rows;
       }
     }

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "gemm_few_rows.hpp"
+
 namespace cnnkit::few_rows {
 
 // 64-byte aligned storage for the packed panels (aligned vector loads).
@@ -27,11 +29,10 @@ struct AlignedAllocator {
 };
 
 namespace avx512 {
-// C[:, :width] = A B[:, :width] over all k: A m x k (lda), B k x width
-// (ldb), k cut into blocks of kc_max (the last may be shorter), each block
-// packed into an L2-resident buffer as it is read. width: at most
-// gemm_few_rows.cpp's kColumns.
-void columns(int64_t m, int64_t k, int64_t kc_max, const float* a, int64_t lda, const float* b,
+// C[:, :width] = A B[:, :width] over all k: A m x k, B k x width (ldb), k
+// cut into blocks of kc_max (the last may be shorter), each block of B
+// packed as it is read. width: at most gemm_few_rows.cpp's kColumns.
+void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, const float* b,
              int64_t ldb, float* c, int64_t ldc, int64_t width);
 }  // namespace avx512
 

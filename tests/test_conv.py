@@ -717,8 +717,9 @@ BIG_CASES = [
     pytest.param((3, 40, 40, 8), (3, 3, 4, 12), {"padding": 1, "groups": 2}, id="2d-groups"),
     pytest.param((2, 48, 48, 16), (3, 3, 1, 32), {"padding": 1, "groups": 16}, id="depthwise"),
     pytest.param((3, 40, 40, 32), (1, 1, 32, 24), {}, id="pointwise"),
-    # 2,700 rows of 144 patch columns: at least four tiles of rows, cut evenly (3 x 686
-    # + 642); a 1x1 stride-2 conv of one image (784 rows): four tiles, not one.
+    # 2,700 rows of 144 patch columns: at least four tiles of rows, cut evenly (672 or
+    # 686 rows; six tiles at three threads); a 1x1 stride-2 conv of one image (784
+    # rows): four tiles, not one.
     pytest.param(
         (3, 60, 60, 16), (3, 3, 16, 24), {"stride": 2, "padding": 1}, id="2d-even-row-tiles"
     ),

@@ -3,12 +3,13 @@
 Off by default; with ``CNNKIT_CONV_CACHE_MB`` set, small problems (up to 4096 output rows
 over the batch) on the im2col and pointwise GEMM paths take their packed weights from the
 cache, except the few-row products that csrc/gemm_few_rows.hpp takes (float on AVX-512, at
-most 256 rows). The tests that count hits run in a child process with the variable set,
-since the budget is read once per process. Checked: a repeated call hits and gives the
-same bits; weights changed in place miss and give the bits of a fresh computation; the
-pointwise product has the bits of the plain GEMM; results against the NumPy reference over
-random shapes (groups, strides, padding, dilation, both dtypes, non-contiguous weights);
-identical bits at 1, 2 and 3 threads; the default and a zero budget keep nothing.
+most 256 rows, or 1024 with weights of 2 MiB or more). The tests that count hits run in a
+child process with the variable set, since the budget is read once per process. Checked: a
+repeated call hits and gives the same bits; weights changed in place miss and give the bits
+of a fresh computation; the pointwise product has the bits of the plain GEMM; results
+against the NumPy reference over random shapes (groups, strides, padding, dilation, both
+dtypes, non-contiguous weights); identical bits at 1, 2 and 3 threads; the default and a
+zero budget keep nothing.
 """
 
 from __future__ import annotations
