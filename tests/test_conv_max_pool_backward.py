@@ -55,8 +55,8 @@ def problems(draw):
     }
 
 
-def fused(p, **extra):
-    return ops.conv_max_pool_backward(
+def fused(p, impl=ops.conv_max_pool_backward, **extra):
+    return impl(
         p["x"],
         p["w"],
         p["dy"],
@@ -86,17 +86,7 @@ def test_bits_of_the_two_calls_and_values_of_the_reference(p):
     assert dw.dtype == p["x"].dtype and db.dtype == p["x"].dtype
     np.testing.assert_array_equal(dw, want_dw)
     np.testing.assert_array_equal(db, want_db)
-    ref_dw, ref_db = reference.conv_max_pool_backward(
-        p["x"],
-        p["w"],
-        p["dy"],
-        p["indices"],
-        p["pool"],
-        **p["conv_spec"],
-        pool_stride=p["pool_spec"]["stride"],
-        pool_padding=p["pool_spec"]["padding"],
-        relu_output=p["relu_output"],
-    )
+    ref_dw, ref_db = fused(p, reference.conv_max_pool_backward)
     tol = 1e-4 if p["x"].dtype == np.float32 else 1e-10
     np.testing.assert_allclose(dw, ref_dw, rtol=tol, atol=tol)
     np.testing.assert_allclose(db, ref_db, rtol=tol, atol=tol)

@@ -55,12 +55,7 @@ def _image_model(dtype: str) -> cnnkit.Model:
     return cnnkit.Model(inputs, [r, flat, layers.Dense(3, name="rows", dtype=dtype)(e)], seed=1)
 
 
-@pytest.mark.usefixtures("restore_threads")
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("batch", [1, 3])
-def test_shortcuts_have_the_bits_of_the_layers_calls(dtype, batch):
-    model = _image_model(dtype)
-    x = np.random.default_rng(batch).standard_normal((batch, 13, 11, 6)).astype(dtype)
+def _same_as_taped_at_one_and_two_threads(model, x):
     results = []
     for threads in (1, 2):
         cnnkit.set_num_threads(threads)
@@ -70,6 +65,15 @@ def test_shortcuts_have_the_bits_of_the_layers_calls(dtype, batch):
         results.append(planned)
     for a, b in zip(*results):
         _same(a, b)
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_shortcuts_have_the_bits_of_the_layers_calls(dtype, batch):
+    model = _image_model(dtype)
+    x = np.random.default_rng(batch).standard_normal((batch, 13, 11, 6)).astype(dtype)
+    _same_as_taped_at_one_and_two_threads(model, x)
     shortcuts = _shortcuts(model)
     for name in ("relu", "linear", "leaky", "grouped", "add_relu", "pool", "gap", "gmp"):
         assert shortcuts[name], name
@@ -186,15 +190,7 @@ def _residual_blocks(dtype: str = "float32") -> cnnkit.Model:
 def test_residual_adds_fold_into_their_convolutions(dtype):
     model = _residual_blocks(dtype)
     x = np.random.default_rng(5).standard_normal((2, 10, 10, 8)).astype(dtype)
-    results = []
-    for threads in (1, 2):
-        cnnkit.set_num_threads(threads)
-        taped, planned = _taped_and_planned(model, x)
-        for t, p in zip(taped, planned):
-            _same(t, p)
-        results.append(planned)
-    for a, b in zip(*results):
-        _same(a, b)
+    _same_as_taped_at_one_and_two_threads(model, x)
     with ag.no_grad():
         folded = {s.layer.name: s.residual.layer.name for s in model._steps() if s.residual}
     assert folded == {"a": "first", "down": "second"}

@@ -157,43 +157,35 @@ class _Conv(Layer):
         fused = _fused(self.activation, self._act)
         if fused is None and self.activation != "linear":
             return None
-        spec = {
-            "stride": self.strides,
-            "padding": self._conv_padding(),
-            "dilation": self.dilation_rate,
-            "groups": self.groups,
-            "activation": fused,
-        }
-        rank = self.rank + 2
-
-        def step(x: np.ndarray) -> np.ndarray | None:
-            kernel, bias = self.kernel.data, self.bias
-            if x.ndim != rank:
-                return None
-            return ops.conv(x, kernel, None if bias is None else bias.data, **spec)
-
-        return step
+        step = self._kernel_step(fused)
+        return lambda x: step(x, None)
 
     def _residual_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
         # For inference plans: relu(call(x) + residual) with the bits of an AddReLU after
         # this layer (ops.conv's residual), when the layer has no activation of its own.
         if self.activation != "linear":
             return None
+        return self._kernel_step("relu")
+
+    def _kernel_step(
+        self, activation: str | None
+    ) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray | None]:
+        # ops.conv with the layer's settings and its weights at call time; None for an
+        # input of another rank, which call() rejects with its own message.
         spec = {
             "stride": self.strides,
             "padding": self._conv_padding(),
             "dilation": self.dilation_rate,
             "groups": self.groups,
-            "activation": "relu",
+            "activation": activation,
         }
         rank = self.rank + 2
 
-        def step(x: np.ndarray, residual: np.ndarray) -> np.ndarray | None:
-            kernel, bias = self.kernel.data, self.bias
+        def step(x: np.ndarray, residual: np.ndarray | None) -> np.ndarray | None:
             if x.ndim != rank:
                 return None
-            b = None if bias is None else bias.data
-            return ops.conv(x, kernel, b, residual=residual, **spec)
+            bias = None if self.bias is None else self.bias.data
+            return ops.conv(x, self.kernel.data, bias, residual=residual, **spec)
 
         return step
 
