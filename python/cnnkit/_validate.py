@@ -161,14 +161,14 @@ def choice(where: str, arg: str, value: Any, options: Sequence[str]) -> str:
     raise ValueError(f"{where}: {arg} must be {listed}, got {value!r}")
 
 
-def fits_in_memory(where: str, what: str, shape: Sequence[int], dtype: Any) -> None:
-    """A ``MemoryError`` up front when an array of ``shape`` and ``dtype`` exceeds the
-    machine's memory: tables sized by such a shape are built before the output, so an
-    impossible size would otherwise run for minutes (or be killed) rather than fail."""
-    need = math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+def fits_in_memory(where: str, what: str, need: int) -> None:
+    """A ``MemoryError`` up front when ``what`` would need ``need`` bytes, more than the
+    machine's memory: tables and per-item parameters sized by such a request are built
+    before the result, so an impossible size would otherwise run for minutes (or be
+    killed) rather than fail."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > total:
         raise MemoryError(
-            f"{where}: {what} of shape {tuple(shape)} and dtype {np.dtype(dtype)} needs {need} "
-            f"bytes, more than this machine's {total} bytes of memory"
+            f"{where}: {what} would need {need} bytes, more than this machine's {total} "
+            "bytes of memory"
         )

@@ -138,7 +138,9 @@ def _out(x: np.ndarray, single: bool) -> np.ndarray:
 def _output_size(x: np.ndarray, size: Any, fn: str) -> tuple[int, int]:
     """``size`` checked, and the output of that size for the batch ``x`` known to fit."""
     out_h, out_w = _size(size, fn)
-    fits_in_memory(f"{fn}()", "the output", (x.shape[0], out_h, out_w, x.shape[3]), x.dtype)
+    shape = (x.shape[0], out_h, out_w, x.shape[3])
+    need = math.prod(shape) * x.dtype.itemsize
+    fits_in_memory(f"{fn}()", f"the output of shape {shape} and dtype {x.dtype}", need)
     return out_h, out_w
 
 

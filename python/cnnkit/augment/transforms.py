@@ -214,10 +214,14 @@ def _batch_states(seed: Any, n: int) -> np.ndarray | None:
     return states
 
 
-def _batch_draws(t: Transform, seed: Any, n: int) -> np.ndarray | None:
-    """The :meth:`Transform.native_draws` of the ``n`` images of a batch call with ``seed``,
-    ``(n, rows)``, the values that the general path draws; None where it must take the
-    call (the seed, see _batch_seeds) or where an image is left alone (``p < 1``)."""
+def _batch_draws(t: Transform, x: np.ndarray, seed: Any) -> np.ndarray | None:
+    """The :meth:`Transform.native_draws` of the images of a batch call on ``x`` with
+    ``seed``, ``(len(x), rows)``, the values that the general path draws; None where it
+    must take the call (a dtype without native kernels, the seed, see _batch_seeds) or
+    where an image is left alone (``p < 1``)."""
+    if x.dtype not in _NATIVE_DTYPES:
+        return None
+    n = len(x)
     seeds = _batch_seeds(seed, n)
     spec = t.native_draws()
     if seeds is None or spec is None:
@@ -909,9 +913,7 @@ class _Warp(_Affine):
         # images()' maps from the batch's draws in one native call (the general path's
         # records and a map per image in Python were most of a 16-image call's serial
         # part); None where a map is not finite or not invertible: the general path raises
-        if x.dtype not in _NATIVE_DTYPES:
-            return None
-        values = _batch_draws(self, seed, len(x))
+        values = _batch_draws(self, x, seed)
         if values is None:
             return None
         h, w = x.shape[1:3]
@@ -1391,9 +1393,7 @@ class HueSaturationValue(Transform):
     def _batch(self, x, seed):
         # the draws, apply()'s shifts from them and the kernel in two native calls: the
         # general path's per-image records were most of a 16-image call's serial part
-        if x.dtype not in _NATIVE_DTYPES or x.shape[3] != 3:
-            return None
-        values = _batch_draws(self, seed, len(x))
+        values = _batch_draws(self, x, seed) if x.shape[3] == 3 else None
         return None if values is None else _hsv_shift_draws(x, values)
 
 
@@ -1468,10 +1468,10 @@ class ColorJitter(Transform):
         data.set_images(index, colour_jitter(x, b, c, s, h, order), self._name())
 
     def _batch(self, x, seed):
-        if x.dtype not in _NATIVE_DTYPES or x.shape[3] != 3:
+        if x.shape[3] != 3:
             return None
         n = len(x)
-        values = _batch_draws(self, seed, n)
+        values = _batch_draws(self, x, seed)
         if values is None:
             return None
         # from_draws' swaps for the whole batch
@@ -1525,9 +1525,7 @@ class GaussNoise(Transform):
 
     def _batch(self, x, seed):
         # apply()'s arguments from the batch's draws as arrays, without per-image records
-        if x.dtype not in _NATIVE_DTYPES:
-            return None
-        values = _batch_draws(self, seed, len(x))
+        values = _batch_draws(self, x, seed)
         if values is None:
             return None
         top = full_scale(x.dtype)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
-import os
 import statistics
 from typing import Any
 
 import numpy as np
+
+from .._validate import fits_in_memory
 
 # Images are made in chunks so the float32 temporaries stay small (cache-sized)
 # whatever ``n`` is.
@@ -42,14 +43,9 @@ def check_memory(fn: str, n: int, size: tuple[int, int], itemsize: int = 4) -> N
     """A MemoryError up front when ``n`` float32 RGB images of ``size`` exceed the machine's
     memory: the generators draw per-image parameters in arrays of ``n`` before rendering,
     so an impossible ``n`` would otherwise run for minutes (or be killed) first."""
-    need = n * size[0] * size[1] * 3 * itemsize
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > total:
-        dtype = "float32" if itemsize == 4 else "uint8"
-        raise MemoryError(
-            f"{fn}: {n} images of {size[0]} x {size[1]} x 3 {dtype} need {need} bytes, more "
-            f"than this machine's {total} bytes of memory"
-        )
+    dtype = "float32" if itemsize == 4 else "uint8"
+    what = f"{n} images of {size[0]} x {size[1]} x 3 {dtype}"
+    fits_in_memory(fn, what, n * size[0] * size[1] * 3 * itemsize)
 
 
 def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
