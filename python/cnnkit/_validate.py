@@ -161,14 +161,13 @@ def choice(where: str, arg: str, value: Any, options: Sequence[str]) -> str:
     raise ValueError(f"{where}: {arg} must be {listed}, got {value!r}")
 
 
-def fits_in_memory(where: str, what: str, need: int) -> None:
-    """A ``MemoryError`` up front when ``what`` would need ``need`` bytes, more than the
-    machine's memory: tables and per-item parameters sized by such a request are built
-    before the result, so an impossible size would otherwise run for minutes (or be
-    killed) rather than fail."""
+def fits_in_memory(where: str, needs: str, need: int) -> None:
+    """A ``MemoryError`` up front when a request needs ``need`` bytes, more than the
+    machine's memory; ``needs`` says what, with its verb ("the output ... needs"). Tables
+    and per-item parameters sized by such a request are built before the result, so an
+    impossible size would otherwise run for minutes (or be killed) rather than fail."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > total:
         raise MemoryError(
-            f"{where}: {what} would need {need} bytes, more than this machine's {total} "
-            "bytes of memory"
+            f"{where}: {needs} {need} bytes, more than this machine's {total} bytes of memory"
         )

@@ -140,7 +140,7 @@ def _output_size(x: np.ndarray, size: Any, fn: str) -> tuple[int, int]:
     out_h, out_w = _size(size, fn)
     shape = (x.shape[0], out_h, out_w, x.shape[3])
     need = math.prod(shape) * x.dtype.itemsize
-    fits_in_memory(f"{fn}()", f"the output of shape {shape} and dtype {x.dtype}", need)
+    fits_in_memory(f"{fn}()", f"the output of shape {shape} and dtype {x.dtype} needs", need)
     return out_h, out_w
 
 

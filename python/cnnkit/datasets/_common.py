@@ -44,8 +44,8 @@ def check_memory(fn: str, n: int, size: tuple[int, int], itemsize: int = 4) -> N
     memory: the generators draw per-image parameters in arrays of ``n`` before rendering,
     so an impossible ``n`` would otherwise run for minutes (or be killed) first."""
     dtype = "float32" if itemsize == 4 else "uint8"
-    what = f"{n} images of {size[0]} x {size[1]} x 3 {dtype}"
-    fits_in_memory(fn, what, n * size[0] * size[1] * 3 * itemsize)
+    needs = f"{n} images of {size[0]} x {size[1]} x 3 {dtype} need"
+    fits_in_memory(fn, needs, n * size[0] * size[1] * 3 * itemsize)
 
 
 def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
