@@ -489,6 +489,13 @@ def main() -> None:
     )
     parser.add_argument("--save-encoder", default=None, help="write the triplet encoder here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        default=None,
+        help="the encoder's weights, batches and mining draws (--seed's value by default); "
+        "another value trains an ensemble member on the same people",
+    )
     args = parser.parse_args()
 
     # The full size: more people than the demo (2,000 x 8 images) and one cosine-decayed
@@ -604,8 +611,9 @@ def main() -> None:
                 start = None
                 if run == "triplet" and args.init_encoder:
                     start = load_model(args.init_encoder)
+                train_seed = seed if args.train_seed is None else args.train_seed
                 encoder = train_encoder(
-                    x, train.labels, c, seed=seed, verbose=0, mining=mining, encoder=start
+                    x, train.labels, c, seed=train_seed, verbose=0, mining=mining, encoder=start
                 )
             seconds = time.perf_counter() - tick
             trained = encoder  # saved, and the binary head's start, without the ensemble
