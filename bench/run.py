@@ -14,6 +14,9 @@ or the repeat cap is reached. The table reports medians in
 milliseconds and the best peer's time divided by cnnkit's (> 1: cnnkit is faster).
 ``--rounds N`` times every implementation of a case N times in turn and keeps each one's
 best round, so a burst of other work on a shared machine skews one round, not the figure.
+``--control`` adds a "control" column: a fixed compute-bound cnnkit kernel timed in turn with
+each case's implementations (see ``control_call``), so a case's change between thread counts
+can be read against the machine's own at that moment.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
+
+import numpy as np
 
 import cases
 from cases import OWN, Call, Case, as_numpy
@@ -77,10 +82,28 @@ class Budget:
     single_call: float
     pause: float = 0.25
     rounds: int = 1
+    control: bool = False
 
 
 FULL = Budget(seconds=0.5, min_repeats=3, max_repeats=50, single_call=2.0)
 QUICK = Budget(seconds=0.05, min_repeats=1, max_repeats=5, single_call=0.5, pause=0.15)
+
+
+CONTROL = "control"
+NOT_PEERS = (*OWN, CONTROL)
+
+
+def control_call() -> Call:
+    """The ``--control`` kernel: ``ops.matmul`` of two 512 x 512 float32 matrices (about
+    2 ms at one thread), compute-bound and splitting evenly between threads, so its
+    1-thread / 2-thread time is what a second core gives at that moment. On a VM the second
+    vCPU runs slower now and then (its host core is busy); a case timed in such a spell
+    scales less, and so does the control beside it."""
+    import cnnkit.ops
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((512, 512), dtype=np.float32) for _ in range(2))
+    return lambda: cnnkit.ops.matmul(a, b)
 
 
 @dataclass
@@ -113,7 +136,7 @@ class Row:
         peers = [
             m.median_ms
             for name, m in self.results.items()
-            if name not in OWN and m.median_ms is not None
+            if name not in NOT_PEERS and m.median_ms is not None
         ]
         if ours is None or ours.median_ms is None or not peers:
             return None
@@ -333,13 +356,15 @@ def run_case(module: str, case: Case, threads: Sequence[int], budget: Budget) ->
     for i, n in enumerate(threads):
         set_threads(n)
         prepared = prepare_all(case, inputs)
+        if budget.control:
+            prepared[CONTROL] = control_call()
         row = Row(module, case.name, case.size, case.dtype, n)
         outputs = {}
         for round_ in range(budget.rounds):
             for name, call in prepared.items():
                 measured, output = measure(call, budget)
                 row.results[name] = better_round(row.results.get(name), measured)
-                if i == 0 and round_ == 0 and output is not None:
+                if i == 0 and round_ == 0 and output is not None and name != CONTROL:
                     outputs[name] = output
         if i == 0:
             verdicts = compare(case, outputs)
@@ -502,7 +527,9 @@ Times are medians in milliseconds after a warm-up call (with `--rounds N` in a s
 command: the best of N rounds, each implementation timed in turn). "best peer / cnnkit" is
 the fastest peer's time divided by cnnkit's at the same thread count (> 1: cnnkit is
 faster); the NumPy reference is not a peer. A time marked "!" disagrees with cnnkit's
-result (see "check").
+result (see "check"). A "control" column (`--control`) is a 512 x 512 float32 cnnkit matmul
+timed in turn with the case: its 1-thread / 2-thread ratio is the second core's worth at that
+moment, to read a case's 2-thread scaling against.
 """
 
 
@@ -549,6 +576,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="time each implementation N times in turn with the others; report its best round",
     )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="time a fixed cnnkit matmul in turn with each case (a 'control' column)",
+    )
     parser.add_argument("--filter", metavar="REGEX", help='run cases whose "module/name" matches')
     parser.add_argument(
         "--threads",
@@ -584,7 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_at_start, busy = load_average(), cpu_busy()
         if busy is not None and busy > BUSY:
             print(WARN_BUSY.format(busy), file=sys.stderr)
-        budget = replace(QUICK if args.quick else FULL, rounds=args.rounds)
+        budget = replace(
+            QUICK if args.quick else FULL, rounds=args.rounds, control=args.control
+        )
         rows = run(selected, threads, budget)
         reports = [report_dict(rows, machine_info(load_at_start), command)]
     for report in reports:
