@@ -137,34 +137,33 @@ def test_train_encoder_refine_cycles_are_warm_restarts_equal_to_resumed_runs(tmp
 
 
 @pytest.mark.parametrize(
-    ("cycles", "error", "message"),
+    ("field", "value", "error", "message"),
     [
-        (0, ValueError, "config.refine_cycles must be >= 1, got 0"),
-        (-2, ValueError, "config.refine_cycles must be >= 1, got -2"),
-        (1.5, TypeError, "config.refine_cycles must be an int, got float"),
-        (True, TypeError, "config.refine_cycles must be an int, got bool"),
-        ("2", TypeError, "config.refine_cycles must be an int, got str"),
+        ("refine_cycles", 0, ValueError, "refine_cycles must be >= 1, got 0"),
+        ("refine_cycles", -2, ValueError, "refine_cycles must be >= 1, got -2"),
+        ("refine_cycles", 1.5, TypeError, "refine_cycles must be an int, got float 1.5"),
+        ("refine_cycles", True, TypeError, "refine_cycles must be an int, got bool True"),
+        ("refine_cycles", "2", TypeError, "refine_cycles must be an int, got str '2'"),
+        ("k", 1, ValueError, "k must be >= 2, got 1"),
+        ("steps_per_epoch", -1, ValueError, "steps_per_epoch must be >= 0, got -1"),
+        ("learning_rate", 0.0, ValueError, "learning_rate must be > 0, got 0.0"),
+        ("learning_rate", float("nan"), ValueError, "learning_rate must be > 0, got nan"),
+        ("finetune_learning_rate", -1e-3, ValueError, "finetune_learning_rate must be > 0"),
+        ("margin", -0.1, ValueError, "margin must be >= 0, got -0.1"),
+        ("recognition_far", 1.5, ValueError, "recognition_far must be in \\(0, 1\\], got 1.5"),
+        ("mining", "hardest", ValueError, "mining must be one of batch_hard, semi_hard, all, r"),
+        ("refine_mining", None, ValueError, "refine_mining must be one of .*, got None"),
+        ("batch_norm", 1, TypeError, "batch_norm must be True or False, got 1"),
     ],
 )
-def test_train_encoder_rejects_a_bad_refine_cycles_before_training(cycles, error, message):
-    from cnnkit.datasets import faces
-    from cnnkit.face import build_encoder
-    from cnnkit.face.demo import FaceDemoConfig, train_encoder
+def test_face_demo_config_rejects_a_bad_field_when_made(field, value, error, message):
+    """A bad field fails when the config is made or replaced, not after hours of training."""
+    from cnnkit.face.demo import FaceDemoConfig
 
-    data = faces(6, 2, size=24, seed=0)
-    encoder = build_encoder((24, 24, 3), filters=(4, 8))
-    before = [w.copy() for w in encoder.get_weights()]
-    config = FaceDemoConfig(size=24, p=3, k=2, epochs=1, steps_per_epoch=2, refine_steps=1)
-    with pytest.raises(error, match=f"train_encoder\\(\\): {message}"):
-        train_encoder(
-            data.images,
-            data.labels,
-            dataclasses.replace(config, refine_cycles=cycles),
-            verbose=0,
-            encoder=encoder,
-        )
-    for a, b in zip(before, encoder.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    with pytest.raises(error, match=f"^FaceDemoConfig\\(\\): {message}"):
+        FaceDemoConfig(**{field: value})
+    with pytest.raises(error, match=f"^FaceDemoConfig\\(\\): {message}"):
+        dataclasses.replace(FaceDemoConfig.quick(), **{field: value})
 
 
 def test_recognition_threshold_holds_the_false_accept_rate():

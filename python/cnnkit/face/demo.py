@@ -86,6 +86,56 @@ class FaceDemoConfig:
     pairs_per_fold: int = 600
     recognition_far: float = 1e-3
 
+    def __post_init__(self) -> None:
+        # Checked here, so that a bad field fails when the config is made (or changed with
+        # dataclasses.replace), not minutes or hours into a run.
+        from .. import _validate
+        from .losses import MINING_MODES
+
+        where = "FaceDemoConfig()"
+        counts = {
+            "train_people": 2,
+            "images_per_person": 2,
+            "test_people": 2,
+            "test_images_per_person": 2,
+            "known_people": 1,
+            "unknown_people": 1,
+            "size": 1,
+            "p": 2,
+            "k": 2,
+            "epochs": 1,
+            "steps_per_epoch": 0,
+            "warmup_steps": 0,
+            "pretrain_steps": 0,
+            "refine_steps": 0,
+            "refine_cycles": 1,
+            "pairs_per_fold": 1,
+        }
+        for name, minimum in counts.items():
+            _validate.integer(where, name, getattr(self, name), minimum=minimum)
+        for name in ("learning_rate", "refine_learning_rate", "pretrain_scale"):
+            _validate.real(where, name, getattr(self, name), low=0.0, low_open=True)
+        if self.finetune_learning_rate is not None:
+            _validate.real(
+                where, "finetune_learning_rate", self.finetune_learning_rate, low=0.0, low_open=True
+            )
+        for name in ("margin", "pretrain_margin"):
+            _validate.real(where, name, getattr(self, name), low=0.0)
+        _validate.real(
+            where, "recognition_far", self.recognition_far, low=0.0, high=1.0, low_open=True
+        )
+        for name in ("mining", "refine_mining"):
+            if getattr(self, name) not in MINING_MODES:
+                raise ValueError(
+                    f"{where}: {name} must be one of {', '.join(MINING_MODES)}, got "
+                    f"{getattr(self, name)!r}"
+                )
+        for name in ("cosine_decay", "squared", "batch_norm", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"{where}: {name} must be True or False, got {getattr(self, name)!r}"
+                )
+
     @classmethod
     def quick(cls) -> FaceDemoConfig:
         return cls(
@@ -167,14 +217,6 @@ def train_encoder(
     from .encoder import build_encoder
 
     c = config
-    cycles = c.refine_cycles
-    # Checked before any training: a bad count must not surface after hours of it.
-    if isinstance(cycles, bool) or not isinstance(cycles, (int, np.integer)):
-        raise TypeError(
-            f"train_encoder(): config.refine_cycles must be an int, got {type(cycles).__name__}"
-        )
-    if cycles < 1:
-        raise ValueError(f"train_encoder(): config.refine_cycles must be >= 1, got {cycles}")
     if encoder is None:
         encoder = build_encoder(
             (c.size, c.size, 3),
@@ -210,7 +252,7 @@ def train_encoder(
     if total:  # 0: classification pre-training, or a given encoder's refinement, alone
         _triplet_steps(encoder, images, labels, c, mining, learning_rate, seed, verbose, transform)
     if c.refine_steps:
-        for cycle in range(int(cycles)):
+        for cycle in range(c.refine_cycles):
             _refine(encoder, images, labels, c, seed + 5 + cycle, verbose, transform)
     return encoder
 
