@@ -490,6 +490,13 @@ def main() -> None:
     parser.add_argument("--save-encoder", default=None, help="write the triplet encoder here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="train this many triplet encoders (train seeds +0, +100, ...) and evaluate each "
+        "and their ensemble; --save-encoder F writes F-0, F-1, ...",
+    )
+    parser.add_argument(
         "--train-seed",
         type=int,
         default=None,
@@ -547,6 +554,8 @@ def main() -> None:
     if args.steps is not None:  # 0: classification pre-training alone
         changes.update(epochs=1, steps_per_epoch=args.steps)
     c = dataclasses.replace(c, **changes)
+    if args.members < 1:
+        parser.error(f"--members must be at least 1, got {args.members}")
     if args.binary_steps is None:
         args.binary_steps = max(c.epochs * c.steps_per_epoch // 6, 1)
     runs = args.runs.split(",")
@@ -611,37 +620,44 @@ def main() -> None:
                 start = None
                 if run == "triplet" and args.init_encoder:
                     start = load_model(args.init_encoder)
-                train_seed = seed if args.train_seed is None else args.train_seed
-                encoder = train_encoder(
-                    x, train.labels, c, seed=train_seed, verbose=0, mining=mining, encoder=start
+                first_seed = seed if args.train_seed is None else args.train_seed
+                members = []
+                count = args.members if run == "triplet" else 1
+                for m in range(count):
+                    # Members differ in weights, batches and mining draws; same people.
+                    member = train_encoder(
+                        x,
+                        train.labels,
+                        c,
+                        seed=first_seed + 100 * m,
+                        verbose=0,
+                        mining=mining,
+                        encoder=None if start is None else load_model_copy(start),
+                    )
+                    if count > 1:
+                        seconds = time.perf_counter() - tick
+                        evaluate_encoder(f"member {m}", member, seconds, sets, pairs, c, args)
+                        if args.save_encoder:
+                            stem, ext = os.path.splitext(args.save_encoder)
+                            member.save(f"{stem}-{m}{ext or '.cnnkit'}")
+                    members.append(member)
+                # (the ensemble renames its members: copies keep the first one usable alone)
+                encoder = (
+                    members[0]
+                    if len(members) == 1
+                    else ensemble_encoder([load_model_copy(m) for m in members])
                 )
             seconds = time.perf_counter() - tick
             trained = encoder  # saved, and the binary head's start, without the ensemble
             if run == "triplet" and args.ensemble_with:
                 others = [load_model(path) for path in args.ensemble_with.split(",")]
                 encoder = ensemble_encoder([load_model_copy(trained), *others])
-            s = encoder_verification(encoder, test, pairs, args.mirror)
-            name = f"{run} ({mining})"
-            print(describe(run, s, seconds), flush=True)
-            r = recognition(encoder, sets, c.recognition_far, args.mirror)
-            print(
-                f"{run:>8}: one-shot top-1 {r['top1']:.4f} (right and within tau "
-                f"{r['identified']:.4f}), rejection of unknown {r['rejection']:.4f}; tau "
-                f"{r['threshold']:.3f} at FAR {c.recognition_far:g} (accepts {r['val']:.3f} of "
-                f"the validation same pairs)",
-                flush=True,
+            results[f"{run} ({mining})"] = evaluate_encoder(
+                run, encoder, seconds, sets, pairs, c, args
             )
-            print(
-                f"{run:>8}: open-set tau {r['open_threshold']:.3f} (max min(identified, "
-                f"rejection) on the verification people: {r['open_validation'][0]:.4f} / "
-                f"{r['open_validation'][1]:.4f}): identified {r['open_identified']:.4f}, "
-                f"rejection {r['open_rejection']:.4f}",
-                flush=True,
-            )
-            results[name] = {**s, **{f"rec_{k}": v for k, v in r.items()}}
             if run == "triplet":
-                triplet_encoder = trained
-                if args.save_encoder:
+                triplet_encoder = members[0] if not args.encoder else trained
+                if args.save_encoder and (args.encoder or args.members == 1):
                     trained.save(args.save_encoder)
         else:
             if args.binary_init == "triplet":
@@ -674,6 +690,37 @@ def main() -> None:
                 f"(bars 0.9 / 0.9, {'met' if ok else 'not met'})"
             )
         print(line)
+
+
+def evaluate_encoder(
+    label: str,
+    encoder: Any,
+    seconds: float,
+    sets: Any,
+    pairs: tuple,
+    c: FaceDemoConfig,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Verification and one-shot recognition of ``encoder`` on the unseen people, printed;
+    returns both figures' dicts merged (recognition's keys prefixed ``rec_``)."""
+    s = encoder_verification(encoder, sets[1], pairs, args.mirror)
+    print(describe(label, s, seconds), flush=True)
+    r = recognition(encoder, sets, c.recognition_far, args.mirror)
+    print(
+        f"{label:>8}: one-shot top-1 {r['top1']:.4f} (right and within tau "
+        f"{r['identified']:.4f}), rejection of unknown {r['rejection']:.4f}; tau "
+        f"{r['threshold']:.3f} at FAR {c.recognition_far:g} (accepts {r['val']:.3f} of "
+        f"the validation same pairs)",
+        flush=True,
+    )
+    print(
+        f"{label:>8}: open-set tau {r['open_threshold']:.3f} (max min(identified, "
+        f"rejection) on the verification people: {r['open_validation'][0]:.4f} / "
+        f"{r['open_validation'][1]:.4f}): identified {r['open_identified']:.4f}, "
+        f"rejection {r['open_rejection']:.4f}",
+        flush=True,
+    )
+    return {**s, **{f"rec_{k}": v for k, v in r.items()}}
 
 
 def load_model_copy(model: Any) -> Any:
