@@ -10,6 +10,8 @@ fixed point (coordinates rounded to 1/2048 pixel, which moves a value by less th
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from arrays import layout_view
@@ -70,6 +72,15 @@ def test_resize_keeps_constants_and_single_images(x, size, interpolation):
         )
         # the same size is the identity
         np.testing.assert_array_equal(image.resize(x, x.shape[1:3], interpolation), x)
+
+
+@pytest.mark.parametrize("interpolation", image.INTERPOLATIONS)
+def test_resize_keeps_a_constant_exactly_at_every_small_size(interpolation):
+    # float32 weights adding up to 1 +- 1 ulp returned 0.25000003 (7 -> 2 columns, area)
+    for h, w, out_h, out_w in itertools.product(range(1, 9), repeat=4):
+        flat = np.full((1, h, w, 2), 0.25, np.float32)
+        out = image.resize(flat, (out_h, out_w), interpolation)
+        assert np.all(out == 0.25), (h, w, out_h, out_w, out.min(), out.max())
 
 
 def test_resize_bilinear_matches_torch():

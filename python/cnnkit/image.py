@@ -215,7 +215,8 @@ def _taps(start: Any, length: Any, n_in: int, n_out: int, mode: str):
         low = np.floor(pos).astype(np.intp)
         high = np.minimum(low + 1, hi_edge)
         frac = pos - low
-        return np.stack([low, high], -1), np.stack([1 - frac, frac], -1).astype(np.float32)
+        weight = np.stack([1 - frac, frac], -1).astype(np.float32)
+        return np.stack([low, high], -1), _unit_sums(weight)
     # area: output pixel k averages the input over [start + k * scale, start + (k + 1) * scale)
     left = start + np.arange(n_out) * scale
     first = np.floor(left).astype(np.intp)
@@ -225,7 +226,29 @@ def _taps(start: Any, length: Any, n_in: int, n_out: int, mode: str):
     index = np.clip(taps, 0, n_in - 1)
     weight[index != taps] = 0
     index[weight == 0] = first[..., None].clip(0, n_in - 1).repeat(taps.shape[-1], -1)[weight == 0]
-    return index, weight.astype(np.float32)
+    return index, _unit_sums(weight.astype(np.float32))
+
+
+def _unit_sums(weight: np.ndarray) -> np.ndarray:
+    """``weight`` (float32, taps on the last axis) with each pixel's last nonzero tap set so
+    that the taps add up to exactly 1 when summed in order in float32, as the resampling
+    kernels sum them.
+
+    Rounded to float32, an area pixel's weights (seven input pixels into two: 2/7, 2/7,
+    2/7, 1/7) add up to 1 +- 1 ulp, and a constant image came back as 0.25000003. With
+    sums of exactly 1, a constant that is a power of two times a float comes back
+    unchanged (its products with the weights are exact, so its sums round as theirs do).
+    The last tap becomes 1 minus the sum before it, rounded once: within half its ulp of
+    the exact complement, which puts the sum inside 1's rounding interval."""
+    taps = weight.shape[-1]
+    nonzero = weight != 0
+    last = taps - 1 - np.argmax(nonzero[..., ::-1], axis=-1)[..., None]
+    before = np.where(np.arange(taps) < last, weight, np.float32(0))
+    rest = np.cumsum(before, axis=-1, dtype=np.float32)[..., -1:]
+    closing = (1.0 - rest.astype(np.float64)).astype(np.float32)
+    keep = np.take_along_axis(weight, last, -1)
+    np.put_along_axis(weight, last, np.where(nonzero.any(-1, keepdims=True), closing, keep), -1)
+    return weight
 
 
 def _linear_positions(centres: np.ndarray, lo_edge: np.ndarray, hi_edge: np.ndarray) -> np.ndarray:
