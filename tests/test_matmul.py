@@ -340,6 +340,33 @@ def test_each_isa_path_is_accurate_and_deterministic(isa, dtype):
 @pytest.mark.usefixtures("restore_threads", "restore_isa")
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_blocks_past_one_panel_keep_their_bits(isa, dtype):
+    """Packed A over more than one row block, one B panel (1024 float columns on the
+    AVX-512 path, whose A slivers run outer) and one k block, edges on every side:
+    accurate, the same bits at 1 and 2 threads, from transposed operands and with
+    the fused epilogue."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    a, b = _big((563, 259), (259, 1061), dtype)
+    bias = values((1061,), dtype, 7, "normal")
+    cnnkit.set_num_threads(1)
+    first = ops.matmul(a, b)
+    assert_matmul_close(first, a, b, dtype)
+    fused = ops.matmul(a, b, bias=bias, activation="relu")
+    assert np.array_equal(fused, np.maximum(first + bias, 0))
+    at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        assert np.array_equal(ops.matmul(a, b), first), (isa, threads)
+        assert np.array_equal(ops.matmul(at.T, bt.T), first), (isa, threads)
+        got = ops.matmul(a, b, bias=bias, activation="relu")
+        assert np.array_equal(got, fused), (isa, threads)
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_few_rows_keep_the_bits_of_a_tall_product(isa, dtype):
     """Up to 8 rows (a dense layer at batch 1 to 8) stream B in place instead of packing
     it; every row keeps the bits it has inside a tall product, with the fused bias and
