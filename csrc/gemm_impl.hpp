@@ -388,8 +388,8 @@ void multiply_block(const Operands<T>& g, int64_t ic, int64_t mc, int64_t jc, in
     return;
   }
   // B sliver outer, A sliver inner: the B sliver stays in L1 while the A
-  // block streams from L2. (A read in place always goes this way: its rows
-  // are spread over the cache sets, a packed B sliver is not.)
+  // block streams from L2. A read in place always goes this way, the order
+  // its conv shapes were tuned in (the A sliver outer was not tried there).
   for (int64_t jr = 0; jr < nc; jr += NR)
     for (int64_t ir = 0; ir < mc; ir += MR) tile(ir, jr);
 }
