@@ -111,15 +111,26 @@ struct ZmmKernel : SliverEntryPoints<ZmmKernel<Vec, MR_, MC_, KC_, NC_>, typenam
 }  // namespace
 
 // Sizes for a core with a 48 KiB L1 and a 2 MiB L2 (Sapphire Rapids; Zen 4
-// and 5 have 32-48 KiB and 1 MiB): a B sliver (kc x 32 floats) is 32 KiB at
-// kc = 256 and stays in L1 while the A block (MC x kc, 280 KiB) streams from
-// L2; the B panel (kc x NC) sits in L2/L3. On a shared Sapphire Rapids, A
-// blocks of 140-420 KiB measured within noise of each other (150-170
-// GFLOP/s at 1024^3) and 840 KiB about 10% slower: a smaller block survives
-// other processes' use of the L2 better. Prefetching the A sliver ahead of
-// the FMAs measured no faster.
+// and 5 have 32-48 KiB and 1 MiB). A packed A sliver (14 x kc floats, 14 KiB
+// at kc = 256) stays in L1 while it runs over every B sliver of the panel
+// (kc x NC, 1 MiB), which streams from L2 (kAOuter). The other way round --
+// a B sliver (32 KiB) in L1, the A block (MC x kc, 280 KiB) streaming from
+// L2 -- measured 4-6% slower at 1024^3 and 2048 x 1024 x 2048 (thread CPU
+// time, alternated runs on a shared Sapphire Rapids); the conv shapes,
+// which read A in place, are unchanged. Where the time goes at 1024^3: the
+// kernel runs at 215-233 GFLOP/s on slivers in L1, about 220 with the A
+// block from L2 and about 195 once its tiles load and store the real C
+// (ldc = 1024); packing A and B takes about 5% of the product. kc = 512
+// measured no better than 256 and would change the k blocks, and so the
+// bits, that gemm_few_rows repeats; NC = 4096 with the A sliver outer
+// sweeps a 4 MiB panel from L3, 10% slower. Software prefetch of the B
+// slivers ahead of the FMAs measured 3-5% slower.
 template <>
-struct MicroKernel<float> : ZmmKernel<F32, 14, 280, 256, 4096> {
+struct MicroKernel<float> : ZmmKernel<F32, 14, 280, 256, 1024> {
+  static constexpr bool kAOuter = true;
+  // A read in place keeps the B sliver outer and packs B over as many k
+  // blocks as 4096 columns' worth, as before kAOuter (the conv shapes).
+  static constexpr int64_t kDirectPanel = 4096 * 256;
   // Full slivers read across rows that are often a multiple of 4 KiB apart
   // (ld = 1024 floats): the generic loops read them one element at a time,
   // their rows share one L1 set and evict each other before the next
@@ -191,8 +202,14 @@ struct MicroKernel<float> : ZmmKernel<F32, 14, 280, 256, 4096> {
     }
   }
 };
+// The same order for doubles: the A sliver (14 x 256, 28 KiB) in L1, a 1 MiB
+// B panel in L2. Against the B sliver outer with NC = 2048: 1024^3 +5%,
+// 2048 x 1024 x 2048 +8% (thread CPU time, alternated runs).
 template <>
-struct MicroKernel<double> : ZmmKernel<F64, 14, 140, 256, 2048> {};
+struct MicroKernel<double> : ZmmKernel<F64, 14, 140, 256, 512> {
+  static constexpr bool kAOuter = true;
+  static constexpr int64_t kDirectPanel = 2048 * 256;
+};
 
 template TileShape tile_shape<float>() noexcept;
 template TileShape tile_shape<double>() noexcept;

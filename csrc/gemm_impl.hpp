@@ -332,6 +332,27 @@ TileShape tile_shape() noexcept {
   return {MicroKernel<T>::MR, MicroKernel<T>::NR, MicroKernel<T>::KC};
 }
 
+// A kernel may set
+//   static constexpr bool kAOuter = true;
+// to run a packed A block sliver by sliver, each over every B sliver of the
+// panel, instead of the other way round: the A sliver then stays in L1 and
+// the B slivers stream from L2 (the panel must fit there: NC about 1 MiB
+// of it), and the C tiles are visited along rows. Same products per tile.
+// Such a kernel's NC is sized for that; it may set
+//   static constexpr int64_t kDirectPanel;
+// for the columns x k elements of B that the in-place A path (which keeps the
+// B sliver outer) packs at once, NC * KC by default.
+template <class K, class = void>
+struct DirectPanel : std::integral_constant<int64_t, K::NC * K::KC> {};
+template <class K>
+struct DirectPanel<K, std::void_t<decltype(K::kDirectPanel)>>
+    : std::integral_constant<int64_t, K::kDirectPanel> {};
+
+template <class K, class = void>
+struct AOuter : std::false_type {};
+template <class K>
+struct AOuter<K, std::void_t<decltype(K::kAOuter)>> : std::bool_constant<K::kAOuter> {};
+
 // Rows [ic, ic + mc) x columns [jc, jc + nc) of C over k steps [pc, pc + kc),
 // from op(B) packed at b_pack and op(A) packed at a_pack, or read in place
 // when a_pack is null.
@@ -343,28 +364,34 @@ void multiply_block(const Operands<T>& g, int64_t ic, int64_t mc, int64_t jc, in
   // one completes the sums, so the epilogue follows it.
   const bool overwrite = pc == 0 && !g.accumulate;
   const bool finish = g.epilogue && pc + kc == g.k;
-  // B sliver outer, A sliver inner: the B sliver stays in L1 while the A
-  // block streams from L2.
-  for (int64_t jr = 0; jr < nc; jr += NR) {
+  const auto tile = [&](int64_t ir, int64_t jr) {
+    const int64_t mr = mc - ir < MR ? mc - ir : MR;
     const int64_t nr = nc - jr < NR ? nc - jr : NR;
-    for (int64_t ir = 0; ir < mc; ir += MR) {
-      const int64_t mr = mc - ir < MR ? mc - ir : MR;
-      // Upper triangle only: skip tiles whose every column is left of their
-      // first row.
-      if (g.upper && jc + jr + nr <= ic + ir) continue;
-      T* const c = g.c + (ic + ir) * g.ldc + (jc + jr);
-      bool done = false;
-      if constexpr (K::kInPlaceA) {
-        if (!a_pack) {
-          K::run_rows(kc, g.a + (ic + ir) * g.lda + pc, g.lda, b_pack + jr * kc, c, g.ldc, mr, nr,
-                      overwrite);
-          done = true;
-        }
+    // Upper triangle only: skip tiles whose every column is left of their
+    // first row.
+    if (g.upper && jc + jr + nr <= ic + ir) return;
+    T* const c = g.c + (ic + ir) * g.ldc + (jc + jr);
+    bool done = false;
+    if constexpr (K::kInPlaceA) {
+      if (!a_pack) {
+        K::run_rows(kc, g.a + (ic + ir) * g.lda + pc, g.lda, b_pack + jr * kc, c, g.ldc, mr, nr,
+                    overwrite);
+        done = true;
       }
-      if (!done) K::run(kc, a_pack + ir * kc, b_pack + jr * kc, c, g.ldc, mr, nr, overwrite);
-      if (finish) finish_tile(*g.epilogue, c, g.ldc, mr, nr, jc + jr);
     }
+    if (!done) K::run(kc, a_pack + ir * kc, b_pack + jr * kc, c, g.ldc, mr, nr, overwrite);
+    if (finish) finish_tile(*g.epilogue, c, g.ldc, mr, nr, jc + jr);
+  };
+  if (AOuter<K>::value && a_pack) {
+    for (int64_t ir = 0; ir < mc; ir += MR)
+      for (int64_t jr = 0; jr < nc; jr += NR) tile(ir, jr);
+    return;
   }
+  // B sliver outer, A sliver inner: the B sliver stays in L1 while the A
+  // block streams from L2. A read in place always goes this way, the order
+  // its conv shapes were tuned in (the A sliver outer was not tried there).
+  for (int64_t jr = 0; jr < nc; jr += NR)
+    for (int64_t ir = 0; ir < mc; ir += MR) tile(ir, jr);
 }
 
 template <class T>
@@ -389,7 +416,8 @@ void compute(const Operands<T>& g, const Range& r) {
                         (g.lda * static_cast<int64_t>(sizeof(T))) % 4096 != 0;
   // C is then narrower than a B panel (16 NR <= NC), so the B buffer holds
   // `span` steps of k: several k blocks (all of them when B came packed).
-  const int64_t span = packed ? g.k : direct_a ? (K::NC / n_round) * kb : kb;
+  const int64_t span =
+      packed ? g.k : direct_a ? (DirectPanel<K>::value / K::KC / n_round) * kb : kb;
 
   // Buffers sized for this range's largest blocks: B first, so that its
   // slivers keep the workspace's 64-byte alignment for the micro-kernel's

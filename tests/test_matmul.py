@@ -337,6 +337,39 @@ def test_each_isa_path_is_accurate_and_deterministic(isa, dtype):
             assert np.array_equal(ops.matmul(a, b), first), f"{isa}, {n} threads"
 
 
+def _products_on(isa, a_shape, b_shape, dtype):
+    """On the `isa` path (skipped where this CPU lacks it) at one thread: the operands,
+    a bias, and their plain (checked against NumPy) and fused ReLU products."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    a, b = _big(a_shape, b_shape, dtype)
+    bias = values((b_shape[-1],), dtype, 7, "normal")
+    cnnkit.set_num_threads(1)
+    plain = ops.matmul(a, b)
+    assert_matmul_close(plain, a, b, dtype)
+    return a, b, bias, plain, ops.matmul(a, b, bias=bias, activation="relu")
+
+
+@pytest.mark.usefixtures("restore_threads", "restore_isa")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blocks_past_one_panel_keep_their_bits(isa, dtype):
+    """Packed A over more than one row block, one B panel (1024 float columns on the
+    AVX-512 path, whose A slivers run outer) and one k block, edges on every side:
+    accurate, the same bits at 1 and 2 threads, from transposed operands and with
+    the fused epilogue."""
+    a, b, bias, first, fused = _products_on(isa, (563, 259), (259, 1061), dtype)
+    assert np.array_equal(fused, np.maximum(first + bias, 0))
+    at, bt = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        assert np.array_equal(ops.matmul(a, b), first), (isa, threads)
+        assert np.array_equal(ops.matmul(at.T, bt.T), first), (isa, threads)
+        got = ops.matmul(a, b, bias=bias, activation="relu")
+        assert np.array_equal(got, fused), (isa, threads)
+
+
 @pytest.mark.usefixtures("restore_threads", "restore_isa")
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -345,15 +378,7 @@ def test_few_rows_keep_the_bits_of_a_tall_product(isa, dtype):
     it; every row keeps the bits it has inside a tall product, with the fused bias and
     activation, on each path and thread count. k spans several uneven k blocks and n
     several column chunks plus a ragged edge."""
-    if isa not in _core.available_isas():
-        pytest.skip(f"{isa} is not available on this CPU")
-    _core.set_isa(isa)
-    a, b = _big((40, 1031), (1031, 1100), dtype)
-    bias = values((1100,), dtype, 7, "normal")
-    cnnkit.set_num_threads(1)
-    full = ops.matmul(a, b)
-    fused = ops.matmul(a, b, bias=bias, activation="relu")
-    assert_matmul_close(full, a, b, dtype)
+    a, b, bias, full, fused = _products_on(isa, (40, 1031), (1031, 1100), dtype)
     for n in (1, 2):
         cnnkit.set_num_threads(n)
         for rows in (slice(0, 1), slice(3, 5), slice(8, 16), slice(33, 40)):
