@@ -182,11 +182,15 @@ template <class T>
 constexpr int64_t kMaxBlock = 0;
 #endif
 
+// Overlapping windows only: VGG's 2x2/2 pooling of 224x224x64, whose four
+// loads per output stream the input once, took 0.63-0.69 ms with it against
+// 0.56-0.59 with the plain loop (one thread, CPU time) -- also when the plain
+// loop sat in the same function behind a branch, so the two are apart.
 template <class T>
-void max_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,
-                   int64_t r1) {
-  constexpr int64_t kBlock = std::max<int64_t>(1, kMaxBlock<T>);
-  const int64_t full = kMaxBlock<T> > 0 ? channels / kBlock * kBlock : 0;
+void max_pool_rows_blocked(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,
+                           int64_t r1) {
+  constexpr int64_t kBlock = kMaxBlock<T>;
+  const int64_t full = channels / kBlock * kBlock;
   for (int64_t r = r0; r < r1; ++r) {
     const RowIndex at = row_index(g, r);
     const T* image = x + at.n * g.in_size() * channels;
@@ -211,6 +215,24 @@ void max_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_
       for_each_element(g, window, [&](int64_t e) {
         max_into(acc, image + e * channels + full, channels - full);
       });
+    }
+  }
+}
+
+template <class T>
+void max_pool_rows(const Geometry& g, int64_t channels, const T* x, T* y, int64_t r0,
+                   int64_t r1) {
+  if constexpr (kMaxBlock<T> > 0) {
+    if (!windows_disjoint(g)) return max_pool_rows_blocked(g, channels, x, y, r0, r1);
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const RowIndex at = row_index(g, r);
+    const T* image = x + at.n * g.in_size() * channels;
+    for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+      T* acc = y + (r * g.out[2] + o2) * channels;
+      std::fill(acc, acc + channels, kLowest<T>);
+      for_each_element(g, window_at(g, at.o0, at.o1, o2),
+                       [&](int64_t e) { max_into(acc, image + e * channels, channels); });
     }
   }
 }
