@@ -216,8 +216,12 @@ void multiply_skinny(bool parallel, const Path<T>& path, const Operands<T>& g, i
   constexpr int64_t kLine = 64 / int64_t(sizeof(T));
   const int64_t lines = (n + kLine - 1) / kLine;
   const double macs = double(m) * double(n) * double(g.k);
+  // A quarter of the packed paths' threshold: with a row or few, each
+  // multiply-add reads its own element of B from memory, so 2^16 of them
+  // (256 KiB of float weights) already take longer than waking a team.
+  // ResNet-18's fc at batch 1 (1 x 512 x 1000, 2 MB) stayed on one thread.
   int nt = parallel ? threads_for(macs < 1e18 ? static_cast<int64_t>(macs) : int64_t(1e18),
-                                  kMinMacsPerThread)
+                                  kMinMacsPerThread / 4)
                     : 1;
   nt = static_cast<int>(std::min<int64_t>(nt, lines));
   if (nt <= 1) return path.skinny(g, m, 0, n);

@@ -264,6 +264,9 @@ BIG = [
     pytest.param((517, 389), (389, 701), id="517x389x701"),
     pytest.param((389, 701), (701, 517), id="389x701x517"),
     pytest.param((3, 130, 257), (257, 190), id="batched-shared-b"),
+    # Few rows (B read in place, its columns split in cache lines), as a batch-1 fc layer.
+    pytest.param((1, 512), (512, 1000), id="skinny-1x512x1000"),
+    pytest.param((3, 200), (200, 333), id="skinny-3x200x333"),
 ]
 
 

@@ -252,6 +252,25 @@ def test_max_pool_indices_with_nan_and_infinities(problem, special, seed):
     )
 
 
+@pytest.mark.usefixtures("restore_isa")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [64, 81, 200])
+@pytest.mark.parametrize("special", [None, np.nan, np.inf, -np.inf])
+def test_max_pool_wide_channel_blocks(dtype, channels, special):
+    # The vector paths keep 256 bytes of channels (64 floats, 32 doubles) of a window's
+    # maximum in registers, the rest after them: whole blocks, a tail, several blocks,
+    # with NaN (propagated) and infinities, 3x3/2 windows with padding (ResNet's stem).
+    x = seeded((2, 11, 9, channels), dtype, seed=channels)
+    if special is not None:
+        x.reshape(-1)[np.random.default_rng(channels).random(x.size) < 0.2] = special
+    want = reference.max_pool(x, 3, stride=2, padding=((1, 1), (1, 1)))
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        got = ops.max_pool(x, 3, stride=2, padding=((1, 1), (1, 1)))
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want, err_msg=isa)
+
+
 def test_max_pool_indices_by_hand():
     # 2x2 windows of a 3x4 image with "same" padding; ties go to the first element.
     x = np.array([[1.0, 3.0, 0.0, 2.0], [3.0, 2.0, 2.0, 2.0], [7.0, 0.0, 1.0, 9.0]])

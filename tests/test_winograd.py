@@ -365,6 +365,33 @@ def test_cached_filters_follow_in_place_changes(dtype):
         )
 
 
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_in_place_change_anywhere_misses(threads):
+    # The check that a cached entry still matches its weights is split over threads in
+    # 64 KiB pieces: 64 x 64 float filters are 2.25 pieces. A one-value change in any of
+    # them -- the first value, one in the middle, the last of the short piece, and a sign
+    # flip of a zero, which changes the bits and not the value -- must miss.
+    cnnkit.set_num_threads(threads)
+    x = seeded((1, 20, 20, 64), F32, 6)
+    w = seeded((3, 3, 64, 64), F32, 7)
+    flat = w.reshape(-1)
+    flat[9000] = 0.0
+    _core._clear_winograd_cache()
+    first = ops.conv(x, w, padding="same", winograd=True)
+    for where, value in [(0, 5.0), (20000, -3.0), (flat.size - 1, 7.0), (9000, -0.0)]:
+        flat[where] = value
+        before = _core._winograd_cache_stats()
+        got = ops.conv(x, w, padding="same", winograd=True)
+        assert _core._winograd_cache_stats()["misses"] - before["misses"] == 1, where
+        assert np.array_equal(got, ops.conv(x, w.copy(), padding="same", winograd=True))
+        if where != 9000:
+            assert not np.array_equal(got, first), where
+    before = _core._winograd_cache_stats()
+    ops.conv(x, w, padding="same", winograd=True)
+    assert _core._winograd_cache_stats()["hits"] - before["hits"] == 1
+
+
 def test_cache_budget_zero_disables_the_cache():
     code = (
         "import numpy as np; from cnnkit import _core, ops\n"
