@@ -43,9 +43,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
-import numpy as np
-
 import cases
+import numpy as np
 from cases import OWN, Call, Case, as_numpy
 
 PEER_MODULES = ("torch", "torchvision", "cv2", "pycocotools", "skimage", "selectivesearch")
@@ -616,9 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_at_start, busy = load_average(), cpu_busy()
         if busy is not None and busy > BUSY:
             print(WARN_BUSY.format(busy), file=sys.stderr)
-        budget = replace(
-            QUICK if args.quick else FULL, rounds=args.rounds, control=args.control
-        )
+        budget = replace(QUICK if args.quick else FULL, rounds=args.rounds, control=args.control)
         rows = run(selected, threads, budget)
         reports = [report_dict(rows, machine_info(load_at_start), command)]
     for report in reports:
