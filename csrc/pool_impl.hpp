@@ -200,13 +200,8 @@ void max_pool_rows_blocked(const Geometry& g, int64_t channels, const T* x, T* y
       for (int64_t c0 = 0; c0 < full; c0 += kBlock) {
         T acc[kBlock];
         for (int64_t c = 0; c < kBlock; ++c) acc[c] = kLowest<T>;
-        for_each_element(g, window, [&](int64_t e) {
-          const T* src = image + e * channels + c0;
-          for (int64_t c = 0; c < kBlock; ++c) {
-            const T v = src[c], a = acc[c];
-            acc[c] = (v > a || v != v) ? v : a;
-          }
-        });
+        for_each_element(g, window,
+                         [&](int64_t e) { max_into(acc, image + e * channels + c0, kBlock); });
         std::copy(acc, acc + kBlock, out + c0);
       }
       if (full == channels) continue;
