@@ -153,7 +153,7 @@ def test_train_encoder_refine_cycles_are_warm_restarts_equal_to_resumed_runs(tmp
         ("recognition_far", 1.5, ValueError, "recognition_far must be in \\(0, 1\\], got 1.5"),
         ("mining", "hardest", ValueError, "mining must be one of batch_hard, semi_hard, all, r"),
         ("refine_mining", None, ValueError, "refine_mining must be one of .*, got None"),
-        ("batch_norm", 1, TypeError, "batch_norm must be True or False, got 1"),
+        ("batch_norm", 1, TypeError, "batch_norm must be a bool, got int 1"),
     ],
 )
 def test_face_demo_config_rejects_a_bad_field_when_made(field, value, error, message):

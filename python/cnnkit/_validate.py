@@ -28,6 +28,7 @@ import numpy as np
 __all__ = [
     "choice",
     "fits_in_memory",
+    "flag",
     "generator",
     "integer",
     "integers",
@@ -54,6 +55,14 @@ def integer(
     if maximum is not None and value > maximum:
         raise ValueError(f"{where}: {arg} must be <= {maximum}, got {value!r}")
     return value
+
+
+def flag(where: str, arg: str, value: Any) -> bool:
+    """``value`` as a ``bool``: Python's or NumPy's, nothing else (``bool('no')`` is True, so a
+    string or a number passed for a switch would silently turn it on)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {arg} must be a bool, got {_kind(value)} {value!r}")
+    return bool(value)
 
 
 def integers(

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate
 from .image import set_worker_threads
 
 __all__ = ["Loader"]
@@ -32,12 +33,6 @@ def _count(value: Any, fn: str, name: str, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value}")
     return int(value)
-
-
-def _flag(value: Any, fn: str, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 class Loader:
@@ -94,12 +89,12 @@ class Loader:
             raise TypeError(f"{fn}: transform must be a cnnkit.augment transform or None")
         self.transform = transform
         # bool() made shuffle='no' (or drop_last='false') mean True.
-        self.shuffle = _flag(shuffle, fn, "shuffle")
+        self.shuffle = _validate.flag(fn, "shuffle", shuffle)
         # an int, not a Generator: every epoch's order and draws derive from it
         self.seed = _count(seed, fn, "seed", 0)
         self.workers = _count(workers, fn, "workers", 0)
         self.prefetch = _count(prefetch, fn, "prefetch", 0)
-        self.drop_last = _flag(drop_last, fn, "drop_last")
+        self.drop_last = _validate.flag(fn, "drop_last", drop_last)
         self.epoch = 0
 
     def __len__(self) -> int:

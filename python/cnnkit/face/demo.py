@@ -131,10 +131,7 @@ class FaceDemoConfig:
                     f"{getattr(self, name)!r}"
                 )
         for name in ("cosine_decay", "squared", "batch_norm", "augment"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(
-                    f"{where}: {name} must be True or False, got {getattr(self, name)!r}"
-                )
+            _validate.flag(where, name, getattr(self, name))
 
     @classmethod
     def quick(cls) -> FaceDemoConfig:

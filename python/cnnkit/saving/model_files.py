@@ -62,7 +62,7 @@ from typing import Any, Callable, NoReturn
 
 import numpy as np
 
-from .. import _zipsafe
+from .. import _validate, _zipsafe
 from . import registry
 
 __all__ = [
@@ -288,12 +288,6 @@ def _serialize_compile(model: Any) -> dict[str, Any] | None:
     return {"loss": loss_json, "metrics": metrics_json, "loss_weights": args["loss_weights"]}
 
 
-def _check_flag(where: str, arg: str, value: Any) -> None:
-    # bool('no') is True: include_optimizer='no' saved the optimizer, compile='no' compiled.
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: {arg} must be a bool, got {type(value).__name__} {value!r}")
-
-
 def _check_save(where: str, model: Any, path: Any) -> None:
     """Before anything is serialised: a model that is not one was an AttributeError, and a
     folder given as the path an IsADirectoryError naming the temporary file."""
@@ -324,7 +318,7 @@ def save_model(model: Any, path: Any, include_optimizer: bool = True) -> None:
     from .. import layers, optimizers
 
     _check_save("save_model()", model, path)
-    _check_flag("save_model()", "include_optimizer", include_optimizer)
+    _validate.flag("save_model()", "include_optimizer", include_optimizer)
     if not model.built:
         raise ValueError(
             f"save(): model {model.name!r} is not built yet; call it on data or give it an "
@@ -680,7 +674,7 @@ def load_model(
     from ..training import Trainer
 
     where = "load_model()"
-    _check_flag(where, "compile", compile)
+    _validate.flag(where, "compile", compile)
     if custom_objects is not None and not isinstance(custom_objects, Mapping):
         raise TypeError(
             f"{where}: custom_objects must be a dict of names to classes or functions, got "
