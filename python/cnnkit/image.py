@@ -214,9 +214,10 @@ def _taps(start: Any, length: Any, n_in: int, n_out: int, mode: str):
         pos = _linear_positions(centres, lo_edge, hi_edge)
         low = np.floor(pos).astype(np.intp)
         high = np.minimum(low + 1, hi_edge)
-        frac = pos - low
-        weight = np.stack([1 - frac, frac], -1).astype(np.float32)
-        return np.stack([low, high], -1), _unit_sums(weight)
+        # _unit_sums' rule with the last tap known: the second (0 where the first is 1)
+        w_low = (1 - (pos - low)).astype(np.float32)
+        w_high = (1.0 - w_low.astype(np.float64)).astype(np.float32)
+        return np.stack([low, high], -1), np.stack([w_low, w_high], -1)
     # area: output pixel k averages the input over [start + k * scale, start + (k + 1) * scale)
     left = start + np.arange(n_out) * scale
     first = np.floor(left).astype(np.intp)
