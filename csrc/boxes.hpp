@@ -16,6 +16,10 @@ template <class T>
 constexpr T max_box_coordinate() noexcept {
   return sizeof(T) == 4 ? T(1e18) : T(1e150);
 }
+// True when no row holds a NaN or a value of magnitude > limit and every row
+// is a valid box of `fmt` (see below); the two scans below say which row is not.
+template <class T>
+bool all_boxes_valid(const T* boxes, int64_t n, T limit, BoxFormat fmt) noexcept;
 // Index of the first row holding a NaN or a value of magnitude > limit, or -1.
 template <class T>
 int64_t first_row_beyond(const T* boxes, int64_t n, T limit) noexcept;
@@ -34,7 +38,7 @@ void clip_boxes(const T* boxes, T* out, int64_t n, T height, T width) noexcept;
 // Writes the indices of boxes with width >= min_size and height >= min_size
 // into keep (room for n) and returns how many.
 template <class T>
-int64_t remove_small_boxes(const T* boxes, int64_t n, T min_size, int64_t* keep) noexcept;
+int64_t remove_small_boxes(const T* boxes, int64_t n, T min_size, int64_t* keep);
 
 // out[i * m + j] = kind(a[i], b[j]).
 template <class T>

@@ -21,18 +21,8 @@ struct ColumnStore {
   iou_impl::Columns<T> cols{};
 
   ColumnStore(const T* boxes, int64_t n, bool need_angle) : data(8 * static_cast<size_t>(n)) {
-    T* p = data.data();
-    T *x1 = p, *y1 = p + n, *x2 = p + 2 * n, *y2 = p + 3 * n, *area = p + 4 * n, *cx = p + 5 * n,
-      *cy = p + 6 * n, *angle = p + 7 * n;
-    for (int64_t i = 0; i < n; ++i) {
-      const T* r = boxes + 4 * i;
-      x1[i] = r[0], y1[i] = r[1], x2[i] = r[2], y2[i] = r[3];
-      area[i] = box_area_of(r[0], r[1], r[2], r[3]);
-      cx[i] = (r[0] + r[2]) * T(0.5), cy[i] = (r[1] + r[3]) * T(0.5);
-      // atan2 rather than atan(w / h): an empty box has angle 0, not NaN.
-      angle[i] = need_angle ? std::atan2(r[2] - r[0], r[3] - r[1]) : T(0);
-    }
-    cols = {x1, y1, x2, y2, area, cx, cy, angle};
+    iou_impl::baseline::fill_columns(boxes, n, need_angle, data.data());
+    cols = iou_impl::Columns<T>::at(data.data(), n);
   }
 };
 
@@ -50,12 +40,12 @@ auto pairwise_loop() {
 template <class T>
 auto aligned_loop() {
 #ifdef CNNKIT_HAVE_AVX512
-  if (active_isa() == Isa::avx512) return &iou_impl::avx512::aligned_range<T>;
+  if (active_isa() == Isa::avx512) return &iou_impl::avx512::aligned_rows<T>;
 #endif
 #ifdef CNNKIT_HAVE_AVX2
-  if (active_isa() == Isa::avx2) return &iou_impl::avx2::aligned_range<T>;
+  if (active_isa() == Isa::avx2) return &iou_impl::avx2::aligned_rows<T>;
 #endif
-  return &iou_impl::baseline::aligned_range<T>;
+  return &iou_impl::baseline::aligned_rows<T>;
 }
 
 }  // namespace
@@ -78,16 +68,16 @@ void pairwise_iou(IouKind kind, const T* a, int64_t n, const T* b, int64_t m, T*
 template <class T>
 void aligned_iou(IouKind kind, const T* a, const T* b, int64_t n, T* out) {
   if (n == 0) return;
-  const bool angle = kind == IouKind::ciou;
-  const ColumnStore<T> ca(a, n, angle), cb(b, n, angle);
   const auto loop = aligned_loop<T>();
   constexpr int64_t kBlock = 4096;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
   const int nt = threads_for(n);
   const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t blk = 0; blk < blocks; ++blk)
-    if (!stop) loop(kind, ca.cols, cb.cols, blk * kBlock, std::min(n, (blk + 1) * kBlock), out);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i0 = blk * kBlock;
+    if (!stop) loop(kind, a + 4 * i0, b + 4 * i0, std::min(n - i0, kBlock), out + i0);
+  }
 }
 
 template void pairwise_iou<float>(IouKind, const float*, int64_t, const float*, int64_t, float*);

@@ -15,6 +15,11 @@ namespace cnnkit::iou_impl {
 template <class T>
 struct Columns {
   const T *x1, *y1, *x2, *y2, *area, *cx, *cy, *angle;
+
+  // The eight columns of n boxes laid out one after another from p.
+  static Columns at(const T* p, int64_t n) {
+    return {p, p + n, p + 2 * n, p + 3 * n, p + 4 * n, p + 5 * n, p + 6 * n, p + 7 * n};
+  }
 };
 
 #define CNNKIT_DECLARE_IOU_LOOPS(ns)                                                          \
@@ -23,8 +28,9 @@ struct Columns {
   void pairwise_rows(IouKind kind, const Columns<T>& a, int64_t i0, int64_t i1,              \
                      const Columns<T>& b, int64_t m, T* out);                                \
   template <class T>                                                                         \
-  void aligned_range(IouKind kind, const Columns<T>& a, const Columns<T>& b, int64_t i0,     \
-                     int64_t i1, T* out);                                                    \
+  void aligned_rows(IouKind kind, const T* a, const T* b, int64_t n, T* out);                \
+  template <class T>                                                                         \
+  void fill_columns(const T* boxes, int64_t n, bool angle, T* columns);                      \
   }
 CNNKIT_DECLARE_IOU_LOOPS(baseline)
 CNNKIT_DECLARE_IOU_LOOPS(avx2)
@@ -85,12 +91,34 @@ void pairwise_rows_k(const Columns<T>& a, int64_t i0, int64_t i1, const Columns<
 }
 
 template <IouKind K, class T>
-void aligned_range_k(const Columns<T>& a, const Columns<T>& b, int64_t i0, int64_t i1,
-                     T* __restrict out) {
-  for (int64_t i = i0; i < i1; ++i)
+void aligned_range_k(const Columns<T>& a, const Columns<T>& b, int64_t n, T* __restrict out) {
+  for (int64_t i = 0; i < n; ++i)
     out[i] = pair_value<K>(a.x1[i], a.y1[i], a.x2[i], a.y2[i], a.area[i], a.cx[i], a.cy[i],
                            a.angle[i], b.x1[i], b.y1[i], b.x2[i], b.y2[i], b.area[i], b.cx[i],
                            b.cy[i], b.angle[i]);
+}
+
+// Separate __restrict columns (pointers derived from one buffer do not tell the
+// compiler they never overlap): the loops vectorise.
+template <class T>
+void fill_columns_to(const T* __restrict r, int64_t n, bool angle, T* __restrict x1,
+                     T* __restrict y1, T* __restrict x2, T* __restrict y2, T* __restrict area,
+                     T* __restrict cx, T* __restrict cy, T* __restrict ang) {
+  for (int64_t i = 0; i < n; ++i) {
+    x1[i] = r[4 * i], y1[i] = r[4 * i + 1], x2[i] = r[4 * i + 2], y2[i] = r[4 * i + 3];
+    area[i] = box_area_of(x1[i], y1[i], x2[i], y2[i]);
+    cx[i] = (x1[i] + x2[i]) * T(0.5), cy[i] = (y1[i] + y2[i]) * T(0.5);
+  }
+  if (angle)
+    for (int64_t i = 0; i < n; ++i) ang[i] = box_angle(x2[i] - x1[i], y2[i] - y1[i]);
+  else
+    for (int64_t i = 0; i < n; ++i) ang[i] = T(0);
+}
+
+template <class T>
+void fill_columns(const T* boxes, int64_t n, bool angle, T* columns) {
+  fill_columns_to(boxes, n, angle, columns, columns + n, columns + 2 * n, columns + 3 * n,
+                  columns + 4 * n, columns + 5 * n, columns + 6 * n, columns + 7 * n);
 }
 
 template <class T>
@@ -105,13 +133,22 @@ void pairwise_rows(IouKind kind, const Columns<T>& a, int64_t i0, int64_t i1,
 }
 
 template <class T>
-void aligned_range(IouKind kind, const Columns<T>& a, const Columns<T>& b, int64_t i0,
-                   int64_t i1, T* out) {
-  switch (kind) {
-    case IouKind::iou: return aligned_range_k<IouKind::iou>(a, b, i0, i1, out);
-    case IouKind::giou: return aligned_range_k<IouKind::giou>(a, b, i0, i1, out);
-    case IouKind::diou: return aligned_range_k<IouKind::diou>(a, b, i0, i1, out);
-    case IouKind::ciou: return aligned_range_k<IouKind::ciou>(a, b, i0, i1, out);
+void aligned_rows(IouKind kind, const T* a, const T* b, int64_t n, T* out) {
+  // Columns for a block of pairs at a time, built where they stay in L1.
+  constexpr int64_t kBlock = 256;
+  alignas(64) T ca[8 * kBlock], cb[8 * kBlock];
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t m = n - i0 < kBlock ? n - i0 : kBlock;
+    fill_columns(a + 4 * i0, m, kind == IouKind::ciou, ca);
+    fill_columns(b + 4 * i0, m, kind == IouKind::ciou, cb);
+    const Columns<T> xa = Columns<T>::at(ca, m), xb = Columns<T>::at(cb, m);
+    T* o = out + i0;
+    switch (kind) {
+      case IouKind::iou: aligned_range_k<IouKind::iou>(xa, xb, m, o); break;
+      case IouKind::giou: aligned_range_k<IouKind::giou>(xa, xb, m, o); break;
+      case IouKind::diou: aligned_range_k<IouKind::diou>(xa, xb, m, o); break;
+      case IouKind::ciou: aligned_range_k<IouKind::ciou>(xa, xb, m, o); break;
+    }
   }
 }
 
@@ -119,10 +156,10 @@ template void pairwise_rows<float>(IouKind, const Columns<float>&, int64_t, int6
                                    const Columns<float>&, int64_t, float*);
 template void pairwise_rows<double>(IouKind, const Columns<double>&, int64_t, int64_t,
                                     const Columns<double>&, int64_t, double*);
-template void aligned_range<float>(IouKind, const Columns<float>&, const Columns<float>&, int64_t,
-                                   int64_t, float*);
-template void aligned_range<double>(IouKind, const Columns<double>&, const Columns<double>&,
-                                    int64_t, int64_t, double*);
+template void aligned_rows<float>(IouKind, const float*, const float*, int64_t, float*);
+template void aligned_rows<double>(IouKind, const double*, const double*, int64_t, double*);
+template void fill_columns<float>(const float*, int64_t, bool, float*);
+template void fill_columns<double>(const double*, int64_t, bool, double*);
 
 }  // namespace CNNKIT_ISA_NS
 #endif  // CNNKIT_ISA_NS

@@ -166,6 +166,7 @@ inline const char* format_name(BoxFormat f) {
 template <class T>
 void check_box_values(const T* p, int64_t n, BoxFormat fmt, const char* fn, const char* name) {
   const T limit = max_box_coordinate<T>();
+  if (all_boxes_valid(p, n, limit, fmt)) return;
   const int64_t bad = first_row_beyond(p, n, limit);
   if (bad >= 0) {
     const T* r = p + 4 * bad;

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import FLOAT_DTYPES, box_arrays, box_pairs, views_of
 
+import cnnkit
 from cnnkit import _core, ops
 from cnnkit import reference as ref
 
@@ -401,3 +402,78 @@ def test_iou_family_is_bit_identical_on_both_isas_for_larger_inputs(name, dtype)
         baseline, avx2 = iou_family_on_both_isas(name, a, second, aligned)
         assert_bit_identical(baseline, avx2)
         assert_same_iou(name, avx2, getattr(ref, name)(a, second, aligned=aligned))
+
+
+# --- many boxes: several blocks, several threads ----------------------------------------
+
+
+def many_boxes(rng: np.random.Generator, n: int, dtype) -> np.ndarray:
+    """Valid xyxy boxes, about a tenth of them empty in one direction."""
+    xy = rng.uniform(-500, 500, (n, 2))
+    wh = rng.uniform(0, 64, (n, 2)) * (rng.random((n, 2)) > 0.1)
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_box_kernels_on_many_boxes_match_reference_at_every_thread_count(dtype, restore_threads):
+    # 70,001 rows: over two threads' worth of work, and blocks with a remainder.
+    rng = np.random.default_rng(11)
+    a, b = many_boxes(rng, 70_001, dtype), many_boxes(rng, 70_001, dtype)
+    calls = {
+        "area": (lambda: ops.box_area(a), lambda: ref.box_area(a)),
+        "clip": (lambda: ops.clip_boxes(a, (100, 200)), lambda: ref.clip_boxes(a, (100, 200))),
+        "small": (
+            lambda: ops.remove_small_boxes(a, 16),
+            lambda: ref.remove_small_boxes(a, 16),
+        ),
+    }
+    for i, o in FORMAT_PAIRS:
+        given = ref.box_convert(a, "xyxy", i)
+        calls[f"{i}->{o}"] = (
+            lambda i=i, o=o, x=given: ops.box_convert(x, i, o),
+            lambda i=i, o=o, x=given: ref.box_convert(x, i, o),
+        )
+    for name in IOU_FAMILY:
+        calls[name] = (
+            lambda name=name: getattr(ops, name)(a, b, aligned=True),
+            lambda name=name: getattr(ref, name)(a, b, aligned=True),
+        )
+    for threads in (1, 2, 3):
+        cnnkit.set_num_threads(threads)
+        for name, (got, want) in calls.items():
+            if name in IOU_FAMILY:
+                assert_same_iou(name, got(), want())
+            else:
+                np.testing.assert_array_equal(got(), want(), strict=True, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("row", [0, 40_000, 69_999])
+def test_a_bad_box_among_many_is_named_by_its_row(dtype, row, restore_threads):
+    boxes = many_boxes(np.random.default_rng(12), 70_000, dtype)
+    boxes[row, 2] = boxes[row, 0] - 1
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        with pytest.raises(ValueError, match=f"x1 <= x2 and y1 <= y2, got .* in row {row}$"):
+            ops.box_area(boxes)
+        boxes[row, 2] = np.nan
+        with pytest.raises(ValueError, match=f"finite coordinates, got .* in row {row}$"):
+            ops.box_iou(boxes, boxes, aligned=True)
+        boxes[row, 2] = boxes[row, 0] - 1
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_ciou_angles_match_atan2_over_every_aspect_ratio(dtype):
+    # CIoU's box angle is a polynomial, not std::atan2: sweep the aspect ratio
+    # across the reduction's seams (tan(pi/8), 1 and their reciprocals) and the
+    # extremes, including empty sides.
+    ratios = np.concatenate(
+        [np.geomspace(1e-7, 1e7, 20_001), [np.sqrt(2) - 1, 1, np.sqrt(2) + 1, 0.0]]
+    )
+    boxes = np.zeros((len(ratios) + 1, 4))
+    boxes[:-1, 2], boxes[:-1, 3] = ratios, 1.0
+    boxes[-1, 2:] = 0.0  # empty both ways: angle 0
+    square = np.tile([[0.0, 0.0, 1.0, 1.0]], (len(boxes), 1))
+    boxes, square = boxes.astype(dtype), square.astype(dtype)
+    got = ops.complete_box_iou(boxes, square, aligned=True)
+    assert_same_iou("complete_box_iou", got, ref.complete_box_iou(boxes, square, aligned=True))

@@ -158,6 +158,34 @@ def _aligned_in_torch(function: str, a: torch.Tensor, b: torch.Tensor) -> torch.
     return diou - v * v / (1 - iou + v)
 
 
+def _torch_utility(function: str, *args: object) -> Prepare:
+    """A box utility as plain torch expressions (torchvision's formulas): the peer that
+    runs where torchvision.ops does not load."""
+
+    def prepare(inputs: tuple) -> Call:
+        import torch
+
+        b = torch.from_numpy(inputs[0])
+        if function == "box_area":
+            return lambda: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        if function == "clip_boxes":
+            height, width = args[0]
+            return lambda: torch.stack(
+                [b[:, 0::2].clamp(0, width), b[:, 1::2].clamp(0, height)], dim=2
+            ).reshape(-1, 4)
+        if function == "remove_small_boxes":
+            (min_size,) = args
+            return lambda: torch.where(
+                (b[:, 2] - b[:, 0] >= min_size) & (b[:, 3] - b[:, 1] >= min_size)
+            )[0]
+        in_fmt, out_fmt = args
+        if (in_fmt, out_fmt) == ("xyxy", "cxcywh"):
+            return lambda: torch.cat([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], dim=1)
+        return lambda: torch.cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], dim=1)
+
+    return prepare
+
+
 def _xywh(boxes: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(dtype)
 
@@ -310,7 +338,11 @@ def _utility_cases() -> Iterator[Case]:
             count(LARGE),
             "float32",
             inputs,
-            {**native("box_convert", *args), "torchvision": _torchvision("box_convert", *args)},
+            {
+                **native("box_convert", *args),
+                "torchvision": _torchvision("box_convert", *args),
+                "torch": _torch_utility("box_convert", *args),
+            },
             allclose(),
         )
     utilities = (
@@ -324,7 +356,11 @@ def _utility_cases() -> Iterator[Case]:
             count(LARGE),
             "float32",
             inputs,
-            {**native(function, *args), "torchvision": _torchvision(peer, *args)},
+            {
+                **native(function, *args),
+                "torchvision": _torchvision(peer, *args),
+                "torch": _torch_utility(function, *args),
+            },
             check,
         )
 
