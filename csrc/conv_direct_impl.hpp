@@ -44,6 +44,17 @@ template <>
 struct Vector<double> {
   typedef double type __attribute__((vector_size(32)));
 };
+// 64-byte vectors: one AVX-512 register, two AVX2 or four SSE registers.
+template <class T>
+struct WideVector;
+template <>
+struct WideVector<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct WideVector<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
 
 
 // out[c * mult + j] += a[c] * b[c * mult + j]; the common multiplier 1 gets
@@ -61,9 +72,107 @@ inline void multiply_add(const T* __restrict a, const T* __restrict b, T* __rest
 
 }  // namespace
 
+// Multiplier 1, the usual depthwise layer (MobileNet's): each output value
+// sums its own channel's taps in registers, a 64-byte vector of channels at a
+// time, and is stored once with its bias. Output positions are walked in
+// order (no flat index to divide), and windows inside the input go four at a
+// time: four independent sums hide the latency of the adds, and each weight
+// vector is loaded once for the four. The bits are those of the general loop
+// below: a zero start, the valid taps in kernel order, then the bias,
+// products and sums rounded separately.
+template <class T>
+void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+  using V = typename WideVector<T>::type;
+  constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
+  constexpr int kGroup = 4;
+  const auto load = [](const T* from) {
+    V v;
+    std::memcpy(&v, from, sizeof(V));
+    return v;
+  };
+  const Geometry& g = p.g;
+  const int64_t c = p.in_channels, kernel = g.kernel_size();
+  const int nt = threads_for(p.rows() * kernel * c);
+  const Taps taps(g);
+  // Input offsets of the taps from a window's first, in elements.
+  std::vector<int64_t> offsets(taps.offsets());
+  for (int64_t& o : offsets) o *= c;
+  // Q windows: tap t of window u reads from[u] + at(t), with weights w + k(t) * c.
+  const auto sum = [&](auto windows, int64_t count, auto k, auto at, const T* const* from,
+                       T* const* out) {
+    constexpr int Q = decltype(windows)::value;
+    int64_t c0 = 0;
+    for (; c0 + kLanes <= c; c0 += kLanes) {
+      V acc[Q] = {};
+      for (int64_t t = 0; t < count; ++t) {
+        const V wt = load(w + k(t) * c + c0);
+        for (int u = 0; u < Q; ++u) acc[u] += load(from[u] + at(t) + c0) * wt;
+      }
+      for (int u = 0; u < Q; ++u) {
+        if (b) acc[u] += load(b + c0);
+        std::memcpy(out[u] + c0, &acc[u], sizeof(V));
+      }
+    }
+    for (; c0 < c; ++c0)
+      for (int u = 0; u < Q; ++u) {
+        T acc = T(0);
+        for (int64_t t = 0; t < count; ++t) acc += from[u][at(t) + c0] * w[k(t) * c + c0];
+        out[u][c0] = b ? acc + b[c0] : acc;
+      }
+  };
+  const auto same = [](int64_t t) { return t; };
+  const auto offset = [&](int64_t t) { return offsets[size_t(t)]; };
+  // The window of output coordinate o along d lies inside the input.
+  const auto inside = [&](int d, int64_t o) {
+    const int64_t first = o * g.stride[d] - g.pad_before[d];
+    return first >= 0 && first + g.dilation[d] * (g.kernel[d] - 1) < g.in[d];
+  };
+  const StopToken stop;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    std::vector<int64_t> tap_k(static_cast<size_t>(kernel)), tap_at(static_cast<size_t>(kernel));
+#pragma omp for schedule(static)
+    for (int64_t plane = 0; plane < p.batch * g.out[0]; ++plane) {
+      if (stop) continue;
+      const int64_t n = plane / g.out[0], o0 = plane % g.out[0];
+      int queued = 0;
+      const T* from[kGroup];
+      T* out[kGroup];
+      for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
+        for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+          const int64_t pos = (o0 * g.out[1] + o1) * g.out[2] + o2;
+          T* const o = y + (n * g.out_size() + pos) * c;
+          if (inside(0, o0) && inside(1, o1) && inside(2, o2)) {
+            const int64_t i0 = n * g.in[0] + o0 * g.stride[0] - g.pad_before[0];
+            const int64_t i1 = o1 * g.stride[1] - g.pad_before[1];
+            const int64_t i2 = o2 * g.stride[2] - g.pad_before[2];
+            from[queued] = x + ((i0 * g.in[1] + i1) * g.in[2] + i2) * c;
+            out[queued] = o;
+            if (++queued == kGroup) {
+              sum(std::integral_constant<int, kGroup>{}, kernel, same, offset, from, out);
+              queued = 0;
+            }
+            continue;
+          }
+          // A window reaching into the padding: its valid taps only.
+          int64_t count = 0;
+          taps.for_each(n, pos, [&](int64_t k, int64_t i) {
+            tap_k[size_t(count)] = k, tap_at[size_t(count)] = i * c, ++count;
+          });
+          const T* const start = x;
+          sum(std::integral_constant<int, 1>{}, count, [&](int64_t t) { return tap_k[size_t(t)]; },
+              [&](int64_t t) { return tap_at[size_t(t)]; }, &start, &o);
+        }
+      for (int u = 0; u < queued; ++u)
+        sum(std::integral_constant<int, 1>{}, kernel, same, offset, &from[u], &out[u]);
+    }
+  }
+}
+
 template <class T>
 void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
   const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
+  if (mult == 1) return depthwise_forward_m1(p, x, w, b, y);
   const int64_t positions = p.g.out_size(), rows = p.rows();
   const int nt = threads_for(rows * p.g.kernel_size() * cout);
   const Taps taps(p.g);

@@ -24,6 +24,10 @@ class Taps {
                         k2 * g.dilation[2];
   }
 
+  // Input offset of kernel offset k from kernel offset 0, for positions whose
+  // window lies inside the input.
+  const std::vector<int64_t>& offsets() const { return delta_; }
+
   // Calls tap(k, i) for each kernel offset k of output position `pos` of
   // image n whose input position i (flat over the batch's positions) lies
   // inside the input; padded taps are skipped.

@@ -716,6 +716,15 @@ BIG_CASES = [
     pytest.param((2, 24, 24, 24, 2), (3, 3, 3, 2, 4), {"padding": "same"}, id="3d"),
     pytest.param((3, 40, 40, 8), (3, 3, 4, 12), {"padding": 1, "groups": 2}, id="2d-groups"),
     pytest.param((2, 48, 48, 16), (3, 3, 1, 32), {"padding": 1, "groups": 16}, id="depthwise"),
+    # Multiplier 1 (MobileNet's): 64-byte channel blocks plus a remainder, four
+    # windows at a time plus a remainder per row, padded windows one at a time.
+    pytest.param((2, 48, 47, 37), (3, 3, 1, 37), {"padding": 1, "groups": 37}, id="depthwise-m1"),
+    pytest.param(
+        (2, 30, 31, 40),
+        (3, 3, 1, 40),
+        {"stride": 2, "dilation": 2, "padding": "same", "groups": 40},
+        id="depthwise-m1-stride2-dilated",
+    ),
     pytest.param((3, 40, 40, 32), (1, 1, 32, 24), {}, id="pointwise"),
     # 2,700 rows of 144 patch columns: at least four tiles of rows, cut evenly (672 or
     # 686 rows; six tiles at three threads); a 1x1 stride-2 conv of one image (784
@@ -790,6 +799,11 @@ ISA_CASES = [
         (2, 20, 19, 8), (3, 2, 4, 6), {"stride": 2, "dilation": (1, 2), "groups": 2}, id="groups"
     ),
     pytest.param((2, 20, 19, 8), (3, 3, 1, 16), {"padding": 1, "groups": 8}, id="depthwise"),
+    pytest.param((2, 20, 19, 37), (3, 3, 1, 37), {"padding": 1, "groups": 37}, id="depthwise-m1"),
+    pytest.param((2, 30, 21), (5, 1, 21), {"padding": 2, "groups": 21}, id="depthwise-m1-1d"),
+    pytest.param(
+        (1, 6, 7, 8, 18), (3, 3, 3, 1, 18), {"padding": "same", "groups": 18}, id="depthwise-m1-3d"
+    ),
     pytest.param((2, 20, 19, 33), (1, 1, 33, 17), {}, id="pointwise"),
     pytest.param((1, 9, 10, 11, 3), (3, 2, 3, 3, 5), {"padding": "same"}, id="3d"),
     pytest.param((2, 20, 19, 3), (3, 3, 3, 37), {"stride": 2, "padding": 1}, id="few-channels"),
