@@ -61,6 +61,9 @@ CONVS = [
     Conv((16, 28, 28, 256), 3, 256),
     Conv((64, 28, 28, 1), 5, 32),
     Conv((64, 28, 28, 1), 5, 32, padding="valid"),
+    # A LeNet-style second layer: 16 channels under a 5x5 window, where gathering the
+    # patches costs as much as multiplying them (the im2col GEMM with few output channels).
+    Conv((32, 14, 14, 16), 5, 32),
     Conv((8, 56, 56, 128), 3, 128, groups=128),
     Conv((16, 1024, 64), 5, 64),
     Conv((4, 14, 14, 14, 1), 5, 16, padding="valid", reference=True),
@@ -75,7 +78,7 @@ CONVS = [
 # and AlexNet's conv4, where the weights outweigh the product: on AVX-512 they take the
 # few-row GEMM of csrc/gemm_few_rows.hpp, which streams the weights once in place.
 # Then the first layers of AlexNet (11x11 stride 4) and ResNet-18 (7x7 stride 2), which
-# take csrc/conv_stem.hpp's 64-byte-vector loops, at batch 1 and 8.
+# take csrc/conv_stem.hpp's 64-byte-vector loops, at batch 1 and 8, and a depthwise layer.
 INFERENCE_CONVS = [
     Conv((1, 7, 7, 512), 3, 512),
     Conv((1, 14, 14, 256), 3, 256),
@@ -84,6 +87,8 @@ INFERENCE_CONVS = [
     Conv((8, 224, 224, 3), 11, 64, padding=2, stride=4),
     Conv((1, 224, 224, 3), 7, 64, padding=3, stride=2),
     Conv((8, 224, 224, 3), 7, 64, padding=3, stride=2),
+    # MobileNet v2's first depthwise layer (multiplier 1) at batch 1.
+    Conv((1, 112, 112, 32), 3, 32, groups=32),
 ]
 
 
