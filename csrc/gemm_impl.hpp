@@ -357,16 +357,17 @@ struct AOuter<K, std::void_t<decltype(K::kAOuter)>> : std::bool_constant<K::kAOu
 // from op(B) packed at b_pack and op(A) packed at a_pack, or read in place
 // when a_pack is null.
 //
-// With `a_along` (an AOuter kernel, op(A) from g.a), a_pack holds only the
+// With `a_along` (an AOuter kernel, op(A) row-major in g.a), a_pack holds only the
 // block's first sliver, packed by the caller, and room for a second: each
 // later sliver is packed into the other slot while the one before it runs,
 // 16 steps of k after each of its tiles. The packing's loads from L3 then
 // overlap the multiply-adds instead of stalling them in a pass of their
 // own, and the A block takes two slivers of L2 instead of MC rows. Same
-// packed values, same products. At 1024^3, one thread, thread CPU time
-// (medians of 40-60 alternated runs in one process, load 2-3): 1.0-1.5%
-// faster than packing the block first; prefetching the next sliver's lines
-// into L2 or L1 as well gained nothing more.
+// packed values, same products. sgemm 1024^3 from Python, one thread,
+// thread CPU time, medians of 30 calls in 4 processes alternated with
+// main's (load 2.3): 12.26-12.57 ms against 12.76-13.10; 4096 x 1024 x 256
+// 12.76-13.26 against 13.29-13.72. Prefetching the next sliver's lines into
+// L2 or L1 as well gained nothing more.
 template <class K, class T>
 void multiply_block(const Operands<T>& g, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
                     int64_t pc, int64_t kc, const T* b_pack, T* a_pack, bool a_along = false) {
@@ -521,9 +522,14 @@ void compute(const Operands<T>& g, const Range& r) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         if (g.upper && jc + nc <= ic) break;  // this and later row blocks lie below
         if (g.stop) return;
-        // A caller's fill keeps to whole blocks (its gathers measured for
-        // them); op(A) itself is packed along (see multiply_block).
-        const bool along = AOuter<K>::value && !g.a_source;
+        // A row-major op(A) is packed along (see multiply_block). A
+        // transposed one keeps whole blocks: the block pass reads each of
+        // its rows front to back, a sliver at a time reads 14-element pieces
+        // that split lines with the next sliver (Gram's F^T F, packed along,
+        // was 2-5% slower in three alternated rounds -- about this machine's
+        // noise, but no gain). So does a caller's fill, whose gathers were
+        // measured per block.
+        const bool along = AOuter<K>::value && !g.a_source && !g.trans_a;
         if (g.a_source)
           g.a_source->fill(g.a_source->context, ic, mc, pc, kc, MR, a_pack);
         else
