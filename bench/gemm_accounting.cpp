@@ -65,7 +65,9 @@ int main(int argc, char** argv) {
   const double flops = 2.0 * n * n * n;
   report("whole product (compute)", flops, timed(repeats, [&] { compute<float>(g, {0, n, 0, n}); }));
 
-  // compute()'s general loop, each part timed apart.
+  // compute()'s general loop, each part timed apart, with A packed a block
+  // at a time as before packing along (csrc/gemm_impl.hpp's multiply_block),
+  // whose packing hides inside the kernel calls and cannot be timed apart.
   const int64_t kb = k_block(n, K::KC);
   float* b_pack = static_cast<float*>(std::aligned_alloc(64, K::NC * kb * 4 + 4096));
   float* a_pack = static_cast<float*>(std::aligned_alloc(64, K::MC * kb * 4 + 4096));

@@ -356,14 +356,29 @@ struct AOuter<K, std::void_t<decltype(K::kAOuter)>> : std::bool_constant<K::kAOu
 // Rows [ic, ic + mc) x columns [jc, jc + nc) of C over k steps [pc, pc + kc),
 // from op(B) packed at b_pack and op(A) packed at a_pack, or read in place
 // when a_pack is null.
+//
+// With `a_along` (an AOuter kernel, op(A) row-major in g.a), a_pack holds only the
+// block's first sliver, packed by the caller, and room for a second: each
+// later sliver is packed into the other slot while the one before it runs,
+// 16 steps of k after each of its tiles. The packing's loads from L3 then
+// overlap the multiply-adds instead of stalling them in a pass of their
+// own, and the A block takes two slivers of L2 instead of MC rows. Same
+// packed values, same products. sgemm 1024^3 from Python, one thread,
+// thread CPU time, medians of 30 calls in 4 processes alternated with
+// main's (load 2.3): 12.26-12.57 ms against 12.76-13.10; 4096 x 1024 x 256
+// 12.76-13.26 against 13.29-13.72. Prefetching the next sliver's lines into
+// L2 or L1 as well gained nothing more.
 template <class K, class T>
 void multiply_block(const Operands<T>& g, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
-                    int64_t pc, int64_t kc, const T* b_pack, const T* a_pack) {
+                    int64_t pc, int64_t kc, const T* b_pack, T* a_pack, bool a_along = false) {
   constexpr int64_t MR = K::MR, NR = K::NR;
   // The first k block overwrites C unless the caller accumulates; the last
   // one completes the sums, so the epilogue follows it.
   const bool overwrite = pc == 0 && !g.accumulate;
   const bool finish = g.epilogue && pc + kc == g.k;
+  const auto sliver = [&](int64_t ir) {
+    return a_pack + (a_along ? (ir / MR) % 2 * MR : ir) * kc;
+  };
   const auto tile = [&](int64_t ir, int64_t jr) {
     const int64_t mr = mc - ir < MR ? mc - ir : MR;
     const int64_t nr = nc - jr < NR ? nc - jr : NR;
@@ -379,12 +394,22 @@ void multiply_block(const Operands<T>& g, int64_t ic, int64_t mc, int64_t jc, in
         done = true;
       }
     }
-    if (!done) K::run(kc, a_pack + ir * kc, b_pack + jr * kc, c, g.ldc, mr, nr, overwrite);
+    if (!done) K::run(kc, sliver(ir), b_pack + jr * kc, c, g.ldc, mr, nr, overwrite);
     if (finish) finish_tile(*g.epilogue, c, g.ldc, mr, nr, jc + jr);
   };
   if (AOuter<K>::value && a_pack) {
-    for (int64_t ir = 0; ir < mc; ir += MR)
-      for (int64_t jr = 0; jr < nc; jr += NR) tile(ir, jr);
+    const int64_t tiles = (nc + NR - 1) / NR, chunks = (kc + 15) / 16;
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+      const int64_t next = ir + MR, rows = mc - next < MR ? mc - next : MR;
+      for (int64_t jr = 0, t = 0; jr < nc; jr += NR, ++t) {
+        tile(ir, jr);
+        if (!a_along || next >= mc) continue;
+        // Tile t's share of the next sliver's chunks of 16 steps.
+        const int64_t p0 = t * chunks / tiles * 16, p_end = (t + 1) * chunks / tiles * 16;
+        const int64_t p1 = p_end < kc ? p_end : kc;
+        if (p0 < p1) pack_a<K>(g, ic + next, rows, pc + p0, p1 - p0, sliver(next) + p0 * MR);
+      }
+    }
     return;
   }
   // B sliver outer, A sliver inner: the B sliver stays in L1 while the A
@@ -497,11 +522,19 @@ void compute(const Operands<T>& g, const Range& r) {
         const int64_t mc = r.i1 - ic < K::MC ? r.i1 - ic : K::MC;
         if (g.upper && jc + nc <= ic) break;  // this and later row blocks lie below
         if (g.stop) return;
+        // A row-major op(A) is packed along (see multiply_block). A
+        // transposed one keeps whole blocks: the block pass reads each of
+        // its rows front to back, a sliver at a time reads 14-element pieces
+        // that split lines with the next sliver (Gram's F^T F, packed along,
+        // was 2-5% slower in three alternated rounds -- about this machine's
+        // noise, but no gain). So does a caller's fill, whose gathers were
+        // measured per block.
+        const bool along = AOuter<K>::value && !g.a_source && !g.trans_a;
         if (g.a_source)
           g.a_source->fill(g.a_source->context, ic, mc, pc, kc, MR, a_pack);
         else
-          pack_a<K>(g, ic, mc, pc, kc, a_pack);
-        multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_block, a_pack);
+          pack_a<K>(g, ic, along && mc > MR ? MR : mc, pc, kc, a_pack);
+        multiply_block<K>(g, ic, mc, jc, nc, pc, kc, b_block, a_pack, along);
       }
     }
   }
