@@ -19,11 +19,13 @@ struct Placement {
 };
 
 // One axis: the cell holding `centre` among `cells` cells over `extent`
-// pixels, and the offset in it. An exact right/bottom edge goes to the last cell.
+// pixels, and the offset in it. An exact right/bottom edge goes to the last
+// cell, at offset 1: centre * cells / extent can round to just above cells
+// there (5.2387 * 7 / 5.2387 = 7.000000000000001), so the offset is capped.
 void locate(double centre, int64_t cells, double extent, int64_t& cell, double& offset) {
   const double u = centre * static_cast<double>(cells) / extent;
   cell = std::min(static_cast<int64_t>(std::floor(u)), cells - 1);
-  offset = u - static_cast<double>(cell);
+  offset = std::min(u - static_cast<double>(cell), 1.0);
 }
 
 template <class T>

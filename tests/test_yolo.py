@@ -200,6 +200,19 @@ def test_midpoint_on_the_right_and_bottom_edge_goes_to_the_last_cell():
     np.testing.assert_allclose(y[3, 3, 0], [1, 1, 1, 0.8, 0.8, 1])
 
 
+def test_a_midpoint_on_the_edge_is_at_offset_1_not_beyond():
+    # 5.238652216247234 * 7 / 5.238652216247234 rounds to 7.000000000000001: the offset
+    # in the last cell must still be 1 (Hypothesis found 1.0000000000000009).
+    h = 5.238652216247234
+    boxes = np.array([[h - 1, h - 1, h + 1, h + 1]])  # centre (h, h), exactly
+    assert (boxes[0, 1] + boxes[0, 3]) * 0.5 == h
+    for encode in (ops.yolo_encode, ref.yolo_encode):
+        y, dropped = encode(boxes, [0], grid=7, anchors=[[1, 1]], num_classes=1, image_size=h)
+        assert dropped == 0
+        assert y[6, 6, 0, 0] == 1
+        assert y[6, 6, 0, 1] == 1 and y[6, 6, 0, 2] == 1
+
+
 def test_skipped_objects_are_counted():
     boxes = [
         [10.0, 10.0, 10.0, 30.0],  # zero width

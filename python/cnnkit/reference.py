@@ -701,8 +701,9 @@ def _yolo_encode_image(boxes, classes, grid, anchors, num_classes, image_size, d
     y = np.zeros((gh * gw * len(a), 5 + num_classes), dtype=dtype)
     s = slot[win]
     y[s, 0] = 1
-    y[s, 1] = u[win] - col[win]
-    y[s, 2] = v[win] - row[win]
+    # (capped at 1: u and v can round to just above the grid's size on the edge)
+    y[s, 1] = np.minimum(u[win] - col[win], 1.0)
+    y[s, 2] = np.minimum(v[win] - row[win], 1.0)
     y[s, 3] = h[idx[win]] * gh / height
     y[s, 4] = w[idx[win]] * gw / width
     y[s, 5 + cls[idx[win]]] = 1
