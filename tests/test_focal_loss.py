@@ -45,6 +45,16 @@ def test_ops_matches_reference(data, alpha, gamma):
         np.testing.assert_allclose(got, want, rtol=tol, atol=1e-30)
 
 
+def test_ops_keeps_float32_accuracy_for_soft_labels_near_1():
+    # max(x, 0) - x t cancelled for a large x and t near 1: 9.6e-4 relative error in float32
+    # (Hypothesis found 3.8e-5 under the dev profile).
+    x = np.array([14.490164, 30.0, -20.0], np.float32)
+    t = np.array([0.9999925, 0.99999, 1e-6], np.float32)
+    got = ops.sigmoid_focal_loss(x, t, 0.25, 0.5)
+    want = ref.sigmoid_focal_loss(x.astype(np.float64), t.astype(np.float64), 0.25, 0.5)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 def test_ops_is_stable_for_saturated_logits():
     x = np.array([-200.0, -40.0, 40.0, 200.0])
     got = ops.sigmoid_focal_loss(x, np.array([1.0, 1.0, 0.0, 0.0]), alpha=-1, gamma=0)

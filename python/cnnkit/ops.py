@@ -1522,7 +1522,8 @@ def sigmoid_focal_loss(
         raise ValueError(f"{fn}(): reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
     one = x.dtype.type(1)
     with np.errstate(over="ignore"):
-        ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        # max(x, 0) - x t, without its cancellation where x is large and t near 1
+        ce = np.where(x >= 0, x * (one - t), -x * t) + np.log1p(np.exp(-np.abs(x)))
         e = np.exp(-np.abs(x))  # sigmoid(|x|) = 1 / (1 + e), sigmoid(-|x|) = e / (1 + e)
     big, small = one / (one + e), e / (one + e)
     p, q = np.where(x >= 0, big, small), np.where(x >= 0, small, big)  # sigmoid(x), sigmoid(-x)
