@@ -36,7 +36,8 @@ void box_area(const T* boxes, T* out, int64_t n) noexcept;
 template <class T>
 void clip_boxes(const T* boxes, T* out, int64_t n, T height, T width) noexcept;
 // Writes the indices of boxes with width >= min_size and height >= min_size
-// into keep (room for n) and returns how many.
+// into keep (room for n) and returns how many. Throws std::bad_alloc (it
+// allocates a count per block of rows).
 template <class T>
 int64_t remove_small_boxes(const T* boxes, int64_t n, T min_size, int64_t* keep);
 

@@ -16,8 +16,9 @@ template <class T>
 struct Columns {
   const T *x1, *y1, *x2, *y2, *area, *cx, *cy, *angle;
 
-  // The eight columns of n boxes laid out one after another from p.
-  static Columns at(const T* p, int64_t n) {
+  // The eight columns of n boxes laid out one after another from p (always
+  // inlined, as iou_scalar.hpp says why).
+  [[gnu::always_inline]] static Columns at(const T* p, int64_t n) {
     return {p, p + n, p + 2 * n, p + 3 * n, p + 4 * n, p + 5 * n, p + 6 * n, p + 7 * n};
   }
 };

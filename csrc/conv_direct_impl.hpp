@@ -127,10 +127,14 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
     const int64_t first = o * g.stride[d] - g.pad_before[d];
     return first >= 0 && first + g.dilation[d] * (g.kernel[d] - 1) < g.in[d];
   };
+  // Each thread's list of a padded window's taps, allocated here: an
+  // allocation failing inside the parallel region would end the process.
+  std::vector<int64_t> tap_lists(2 * static_cast<size_t>(nt * kernel));
   const StopToken stop;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    std::vector<int64_t> tap_k(static_cast<size_t>(kernel)), tap_at(static_cast<size_t>(kernel));
+    int64_t* tap_k = tap_lists.data() + 2 * omp_get_thread_num() * kernel;
+    int64_t* tap_at = tap_k + kernel;
 #pragma omp for schedule(static)
     for (int64_t plane = 0; plane < p.batch * g.out[0]; ++plane) {
       if (stop) continue;
@@ -157,11 +161,11 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
           // A window reaching into the padding: its valid taps only.
           int64_t count = 0;
           taps.for_each(n, pos, [&](int64_t k, int64_t i) {
-            tap_k[size_t(count)] = k, tap_at[size_t(count)] = i * c, ++count;
+            tap_k[count] = k, tap_at[count] = i * c, ++count;
           });
           const T* const start = x;
-          sum(std::integral_constant<int, 1>{}, count, [&](int64_t t) { return tap_k[size_t(t)]; },
-              [&](int64_t t) { return tap_at[size_t(t)]; }, &start, &o);
+          sum(std::integral_constant<int, 1>{}, count, [&](int64_t t) { return tap_k[t]; },
+              [&](int64_t t) { return tap_at[t]; }, &start, &o);
         }
       for (int u = 0; u < queued; ++u)
         sum(std::integral_constant<int, 1>{}, kernel, same, offset, &from[u], &out[u]);

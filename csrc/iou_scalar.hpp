@@ -2,22 +2,28 @@
 // kernels and NMS all inline these, with the same operation order, so that a
 // pair's IoU is bit-identical whichever kernel computed it: NMS's decisions
 // then agree exactly with box_iou on the same pair.
+//
+// Every function here is always inlined: the headers are compiled into the
+// baseline, AVX2 and AVX-512 units alike, and an out-of-line copy of one, with
+// the linker free to keep any unit's, could hand AVX-512 code to the
+// baseline path.
 #pragma once
 
 namespace cnnkit {
 
 template <class T>
-inline T positive_part(T v) noexcept {
+[[gnu::always_inline]] inline T positive_part(T v) noexcept {
   return v > T(0) ? v : T(0);
 }
 
 template <class T>
-inline T box_area_of(T x1, T y1, T x2, T y2) noexcept {
+[[gnu::always_inline]] inline T box_area_of(T x1, T y1, T x2, T y2) noexcept {
   return (x2 - x1) * (y2 - y1);
 }
 
 template <class T>
-inline T intersection_area(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2) noexcept {
+[[gnu::always_inline]] inline T intersection_area(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2,
+                                                  T by2) noexcept {
   const T iw = positive_part((ax2 < bx2 ? ax2 : bx2) - (ax1 > bx1 ? ax1 : bx1));
   const T ih = positive_part((ay2 < by2 ? ay2 : by2) - (ay1 > by1 ? ay1 : by1));
   return iw * ih;
@@ -27,7 +33,7 @@ inline T intersection_area(T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by
 // monotone), so a zero union implies a zero intersection and the guarded
 // division yields 0 instead of NaN for two empty boxes.
 template <class T>
-inline T iou_from_parts(T inter, T area_a, T area_b) noexcept {
+[[gnu::always_inline]] inline T iou_from_parts(T inter, T area_a, T area_b) noexcept {
   const T uni = (area_a + area_b) - inter;
   return inter / (uni > T(0) ? uni : T(1));
 }
@@ -41,7 +47,7 @@ inline T iou_from_parts(T inter, T area_a, T area_b) noexcept {
 // u + u^3 g(u^2), with g a Chebyshev fit of degree 4 (float, error 1.6e-8) or
 // 10 (double, 3.2e-17) made with mpmath.
 template <class T>
-inline T box_angle(T w, T h) noexcept {
+[[gnu::always_inline]] inline T box_angle(T w, T h) noexcept {
   const bool swap = w > h;
   const T num = swap ? h : w, den = swap ? w : h;
   const T t = den > T(0) ? num / den : T(0);  // in [0, 1]
