@@ -17,9 +17,29 @@ namespace {
 // gemm_impl::k_block's rule: blocks of near-equal length no longer than it.
 constexpr int64_t kBlockMax = 256;
 
+// The fewest rows a thread takes when threads share the rows (split_rows).
+constexpr int64_t kMinBand = 48;
+
 int64_t k_block(int64_t k) {
   const int64_t blocks = (k + kBlockMax - 1) / kBlockMax;
   return (k + blocks - 1) / blocks;
+}
+
+// Whether `threads` threads share the rows of an m x n product rather than
+// its columns. Sharing columns, each thread gathers the whole A (a
+// convolution's patches) for its part of B; sharing rows, each gathers its
+// band of A and reads all of B, which the other core's reads have often
+// brought into the shared L3. Rows pay where A is the larger share of a
+// thread's reads: two threads, wall, A/B alternated 40 times in one
+// process, load ~1.6, median ms columns -> rows: ResNet-18's 14 x 14 x 256
+// 3x3 (196 x 2304 x 256) 0.85 -> 0.70, its 3x3/2 into it 0.46 -> 0.39,
+// AlexNet's conv4 (169 x 3456 x 256) 1.09 -> 0.90, conv5 0.70 -> 0.65,
+// conv3 (169 x 1728 x 384) 0.71 -> 0.71; but ResNet-18's 7 x 7 x 512 3x3
+// (49 x 4608 x 512) 0.99 -> 1.06 with bands of 25 rows, each thread then
+// streaming 9.4 MB of weights for 25 rows. Past kMaxRows (the large-B
+// products at batch 8) not measured apart from noise: columns, as before.
+bool split_rows(int64_t m, int64_t n, int threads) {
+  return m <= few_rows::kMaxRows && 2 * m >= n && m >= int64_t(threads) * kMinBand;
 }
 
 }  // namespace
@@ -52,6 +72,21 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const FewR
     constexpr int64_t kColumns = 512, kPanel = 32;
     const int64_t panels = (n + kPanel - 1) / kPanel, kc = k_block(k);
     const int want = threaded ? threads_for(m * n * k, 1 << 18) : 1;
+    if (want > 1 && split_rows(m, n, want)) {
+      // Bands of rows, all columns each (n <= kMaxColumns: one chunk). Each
+      // element's sums do not depend on the band, so the bits are those of
+      // one thread.
+#pragma omp parallel for schedule(static) num_threads(want)
+      for (int64_t t = 0; t < want; ++t) {
+        const int64_t i0 = m * t / want, i1 = m * (t + 1) / want;
+        FewRowsA<T> band = a;
+        if (a.fill) band.row0 = a.row0 + i0;
+        else band.data = a.data + i0 * a.ld;
+        few_rows::avx512::columns(i1 - i0, k, kc, band, b, ldb, c + i0 * ldc, ldc, n);
+        if (epilogue) apply_epilogue(*epilogue, c + i0 * ldc, ldc, i1 - i0, n);
+      }
+      return;
+    }
     const int64_t per = std::min<int64_t>(kColumns / kPanel, (panels + want - 1) / want);
     const int64_t chunks = (panels + per - 1) / per;
     const int nt = static_cast<int>(std::min<int64_t>(chunks, want));

@@ -6,7 +6,8 @@ block at a time, by the weights read in place, 32 output channels per panel. Che
 here: results against the NumPy reference over random shapes (panel tails, several k
 blocks, strides, padding, dilation, bias and activation, non-contiguous inputs, both
 dtypes, every instruction-set path); the same bits as the packed GEMM path that larger
-batches take, for the im2col and pointwise cases; identical bits at 1, 2 and 3 threads.
+batches take, for the im2col and pointwise cases; identical bits at 1, 2 and 3 threads,
+whether the threads share the columns or bands of rows.
 """
 
 from __future__ import annotations
@@ -94,11 +95,17 @@ def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images):
 
 @pytest.mark.usefixtures("restore_threads")
 @pytest.mark.parametrize("pointwise", [False, True])
-def test_identical_bits_for_any_thread_count(pointwise):
-    # 49 rows and 300 output channels: 5 panels, shared by 2 or 3 threads.
+@pytest.mark.parametrize(
+    ("side", "cout"),
+    [
+        (7, 300),  # 49 rows and 300 output channels: 5 panels, shared by 2 or 3 threads
+        (13, 150),  # 169 rows, 150 channels: bands of 84-85 or 56-57 rows, all panels each
+    ],
+)
+def test_identical_bits_for_any_thread_count(pointwise, side, cout):
     kernel, pad = ((1, 1), 0) if pointwise else ((3, 3), 1)
-    x, w = seeded((1, 7, 7, 96), F32, 1), seeded((*kernel, 96, 300), F32, 2)
-    b = seeded((300,), F32, 3)
+    x, w = seeded((1, side, side, 96), F32, 1), seeded((*kernel, 96, cout), F32, 2)
+    b = seeded((cout,), F32, 3)
     results = []
     for threads in (1, 2, 3):
         cnnkit.set_num_threads(threads)
