@@ -31,8 +31,10 @@ namespace cnnkit {
 
 // Whether gemm_few_rows takes an m x k times k x n product of element type T
 // on the active instruction-set path: float on AVX-512, 1 <= m <= kMaxRows
-// (or kMaxRowsLargeB when B has kLargeB bytes or more), 1 <= n <=
-// kMaxColumns, k >= 1.
+// (or kMaxRowsLargeB when B has kLargeB bytes or more, or when several
+// threads would share bands of its rows: gemm_few_rows.cpp's
+// banded_applies), 1 <= n <= kMaxColumns, k >= 1. The bits are the packed
+// GEMM's either way, so the answer may depend on the thread count.
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
 
