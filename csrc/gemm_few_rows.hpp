@@ -55,18 +55,21 @@ void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t l
 // A (m x k) for the product below: in place (row i at data + i * ld), or,
 // when fill is set, an A that exists only as a rule -- a convolution's
 // patch matrix -- supplied one k block at a time: fill writes rows
-// [i0, i0 + rows) x columns [p0, p0 + kc) to dst (row stride ld_dst). So no m x k copy of it is ever written: the block's rows
-// go to a per-thread buffer that stays in L2 (a patch matrix of AlexNet's
-// 13 x 13 layers is 2.3 MB, more than the L2). Threads that share C's
-// columns each fill every block themselves, threads that share its rows
-// their band: fill must be safe to call from several threads at once. (Filling each block once into a buffer all threads read,
-// each filling a band of its rows with a barrier per block, measured slower
-// at two threads: ResNet-18's 14x14x256 3x3 layer at batch 1, best wall of
-// 200 under load ~7, 0.85-0.87 ms against 0.78-0.81, 7x7x512 0.87-0.96
-// against 0.85-0.92. A repeated fill is 4-6% of a thread's product on those
-// layers, 1.31 against 1.26 ms for the same product from a pointwise conv
-// at one thread; the other thread's band then comes from its core's cache,
-// and the barriers wait for the slower thread.)
+// [i0, i0 + rows) x columns [p0, p0 + kc) to dst (row stride ld_dst). So
+// no m x k copy of it is ever written: the block's rows go to a per-thread
+// buffer that stays in L2 (a patch matrix of AlexNet's 13 x 13 layers is
+// 2.3 MB, more than the L2). Threads that share C's columns each fill
+// every block themselves, threads that share its rows their band: fill
+// must be safe to call from several threads at once. (Filling each block
+// once into a buffer all threads read, each filling a band of its rows
+// with a barrier per block, measured slower at two threads: ResNet-18's
+// 14x14x256 3x3 layer at batch 1, best wall of 200 under load ~7,
+// 0.85-0.87 ms against 0.78-0.81, 7x7x512 0.87-0.96 against 0.85-0.92. A
+// repeated fill is 4-6% of a thread's product on those layers, 1.31
+// against 1.26 ms for the same product from a pointwise conv at one
+// thread; the other thread's band then comes from its core's cache, and
+// the barriers wait for the slower thread. Sharing the rows instead halves
+// each thread's fill without a barrier: gemm_few_rows.cpp's split_rows.)
 template <class T>
 struct FewRowsA {
   const T* data = nullptr;
