@@ -1,12 +1,14 @@
 """Per-layer time of an imported torchvision network, cnnkit against onnxruntime's profile.
 
-    python bench/onnx_layers.py resnet18 1 [repeats]
+    python bench/onnx_layers.py resnet18 1 [repeats] [threads]
 
-One thread. cnnkit: each layer's ``call`` is timed in thread CPU time (the machine is
-shared: CPU time is steadier than wall time) and the best of ``repeats`` whole-network
-calls is kept. onnxruntime: its own per-node profile (``enable_profiling``), the fastest
-run of each node. Layer names follow the ONNX node names, so the two lists can be matched
-by eye (onnxruntime fuses a Conv with its Relu and names the fused node by its output).
+cnnkit: each step of the model's inference plan (its kernel shortcut, or the layer's
+``call``) is timed, and the best of ``repeats`` whole-network calls is kept. At one thread
+(the default) in thread CPU time, steadier than wall time on a shared machine; at more
+threads in wall time, which is only meaningful on an idle machine. onnxruntime: its own
+per-node profile (``enable_profiling``), at the same thread count, the fastest run of each
+node. Layer names follow the ONNX node names, so the two lists can be matched by eye
+(onnxruntime fuses a Conv with its Relu and names the fused node by its output).
 Needs torch and torchvision to export the network (bench/cases/onnx_models.py).
 """
 
@@ -32,41 +34,57 @@ def main() -> None:
 
     name, batch = sys.argv[1], int(sys.argv[2])
     repeats = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    cnnkit.set_num_threads(1)
+    threads = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    clock = time.thread_time if threads == 1 else time.perf_counter
+    cnnkit.set_num_threads(threads)
     blob = onnx_models._network(name)[1]
     model = cnnkit.onnx.load_model(blob)
     x = onnx_models.images(batch)[0]
+    with ag.no_grad():
+        model(x)  # builds the plan, whose steps are wrapped below
 
     current: dict[tuple[str, str], float] = {}
-    for layer in model.layers:
-        key = (layer.name, type(layer).__name__)
 
-        def timed(*args, _call=layer.call, _key=key, **kwargs):
-            start = time.thread_time()
-            out = _call(*args, **kwargs)
-            current[_key] = time.thread_time() - start
+    def timed(call, key):
+        def run(*args, **kwargs):
+            start = clock()
+            out = call(*args, **kwargs)
+            current[key] = current.get(key, 0.0) + clock() - start
             return out
 
-        layer.call = timed
+        return run
+
+    # The plan's shortcuts, and ``call`` only for the layers without one: a ``call`` set on
+    # a layer turns its shortcut off, and with it the residual folding the benchmark runs
+    # with.
+    for step in model._steps():
+        key = (step.layer.name, type(step.layer).__name__)
+        if step.fast is not None:
+            step.fast = timed(step.fast, key)
+            if step.residual_fast is not None:
+                step.residual_fast = timed(step.residual_fast, key)
+        elif "call" not in step.layer.__dict__:
+            step.layer.call = timed(step.layer.call, key)
     best_total, best = float("inf"), {}
     for _ in range(repeats):
         current.clear()
-        start = time.thread_time()
+        start = clock()
         with ag.no_grad():
             model(x)
-        total = time.thread_time() - start
+        total = clock() - start
         if total < best_total:
             best_total, best = total, dict(current)
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
     options.enable_profiling = True
     session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
     ort_total = float("inf")
     for _ in range(repeats):
-        start = time.thread_time()
+        start = clock()
         session.run(None, {"input": x})
-        ort_total = min(ort_total, time.thread_time() - start)
+        ort_total = min(ort_total, clock() - start)
     profile = session.end_profiling()
     nodes: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     with open(profile) as f:
@@ -77,7 +95,7 @@ def main() -> None:
     os.remove(profile)
 
     print(
-        f"{name} batch {batch}: cnnkit {best_total * 1e3:.1f} ms, "
+        f"{name} batch {batch}, {threads} thread(s): cnnkit {best_total * 1e3:.1f} ms, "
         f"onnxruntime {ort_total * 1e3:.1f} ms"
     )
     for (layer_name, kind), seconds in sorted(best.items(), key=lambda kv: -kv[1]):

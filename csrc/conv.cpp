@@ -305,9 +305,10 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
     } patches{&p, x};
     FewRowsA<T> a;
     a.context = &patches;
-    a.fill = [](const void* context, int64_t p0, int64_t kc, T* dst, int64_t ld) {
+    a.fill = [](const void* context, int64_t i0, int64_t rows, int64_t p0, int64_t kc, T* dst,
+                int64_t ld) {
       const auto& s = *static_cast<const Patches*>(context);
-      gather(*s.p, s.x, 0, 0, s.p->rows(), p0, p0 + kc, dst, ld);
+      gather(*s.p, s.x, 0, i0, rows, p0, p0 + kc, dst, ld);
     };
     gemm_few_rows(rows, cout, kd, a, w, cout, y, cout, &ep);
     return false;

@@ -17,9 +17,57 @@ namespace {
 // gemm_impl::k_block's rule: blocks of near-equal length no longer than it.
 constexpr int64_t kBlockMax = 256;
 
+// The fewest rows a thread takes when threads share the rows (split_rows).
+constexpr int64_t kMinBand = 48;
+// The least k for which banded_applies takes a product from the packed GEMM:
+// the smallest measured (1152), rounded down.
+constexpr int64_t kMinBandedK = 1024;
+// Multiply-adds per thread below which a product stays on one thread.
+constexpr int64_t kMinWorkPerThread = int64_t(1) << 18;
+
 int64_t k_block(int64_t k) {
   const int64_t blocks = (k + kBlockMax - 1) / kBlockMax;
   return (k + blocks - 1) / blocks;
+}
+
+// Whether a k x n float B has kLargeB bytes or more.
+bool large_b(int64_t n, int64_t k) {
+  // k * n * sizeof(float) >= kLargeB, by a division: k * n may overflow.
+  const int64_t elements = few_rows::kLargeB / int64_t(sizeof(float));
+  return k >= (elements + n - 1) / n;
+}
+
+// Whether `threads` threads share the rows of an m x n product rather than
+// its columns. Sharing columns, each thread gathers the whole A (a
+// convolution's patches) for its part of B; sharing rows, each gathers its
+// band of A and reads all of B, which the other core's reads have often
+// brought into the shared L3. Rows pay where A is not much the smaller
+// operand. Two threads, wall, A/B alternated 40 times in one process, load
+// ~1.6, median ms columns -> rows: ResNet-18's 14 x 14 x 256 3x3 (196 x
+// 2304 x 256) 0.85 -> 0.70, its 3x3/2 into it 0.46 -> 0.39, AlexNet's conv4
+// (169 x 3456 x 256) 1.09 -> 0.90, conv5 0.70 -> 0.65, conv3 (169 x 1728 x
+// 384) 0.71 -> 0.71; but ResNet-18's 7 x 7 x 512 3x3 (49 x 4608 x 512) 0.99
+// -> 1.06 with bands of 25 rows, each thread then streaming 9.4 MB of
+// weights for 25 rows. With large weights (kLargeB or more, which each
+// thread then streams whole) only where m >= n: load ~3-4, best of 15
+// (medians too noisy to read), VGG-16's 28 x 28 x 512 3x3 at batch 1 (784 x
+// 4608 x 512) 12.5 -> 11.6, 28 x 28 x 256 -> 512 6.2 -> 5.9; ResNet-18's 7 x
+// 7 x 512 3x3 at batch 8 (392 rows) 6.4 -> 5.9 in one process, but 4.66 ->
+// 4.90 against main's build in another: columns there, as before.
+bool split_rows(int64_t m, int64_t n, int64_t k, int threads) {
+  return 2 * m >= n && (m >= n || !large_b(n, k)) && m >= int64_t(threads) * kMinBand;
+}
+
+// Whether a product the packed GEMM would take runs here on bands of rows
+// at `threads` threads: up to kMaxRowsLargeB rows, k of at least
+// kMinBandedK. AlexNet's conv2 at batch 1 (729 x 1600 x 192), two threads,
+// wall, A/B alternated 30 times, load ~2.5: 1.64 ms packed, 1.47 here
+// (best 1.44 and 1.33); ResNet-18's 28 x 28 x 128 3x3 without Winograd
+// (784 x 1152 x 128) 0.75 and 0.74. At one thread, the packed path as
+// before: 2.86 against 2.89, and 1.44 against 1.52.
+bool banded_applies(int64_t m, int64_t n, int64_t k, int threads) {
+  return threads > 1 && m <= few_rows::kMaxRowsLargeB && k >= kMinBandedK &&
+         split_rows(m, n, k, threads);
 }
 
 }  // namespace
@@ -30,10 +78,8 @@ bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
   if (!std::is_same_v<T, float> || active_isa() != Isa::avx512 || m < 1 || n < 1 ||
       n > few_rows::kMaxColumns || k < 1)
     return false;
-  // k * n * sizeof(T) >= kLargeB, by a division: k * n may overflow.
-  const int64_t elements = few_rows::kLargeB / int64_t(sizeof(T));
-  const bool large_b = k >= (elements + n - 1) / n;
-  return m <= (large_b ? few_rows::kMaxRowsLargeB : few_rows::kMaxRows);
+  if (m <= (large_b(n, k) ? few_rows::kMaxRowsLargeB : few_rows::kMaxRows)) return true;
+  return banded_applies(m, n, k, threads_for(m * n * k, kMinWorkPerThread));
 #else
   (void)m, (void)n, (void)k;
   return false;
@@ -51,7 +97,22 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const FewR
     // packed k block (256 x 512 floats, 512 KiB) stays in L2.
     constexpr int64_t kColumns = 512, kPanel = 32;
     const int64_t panels = (n + kPanel - 1) / kPanel, kc = k_block(k);
-    const int want = threaded ? threads_for(m * n * k, 1 << 18) : 1;
+    const int want = threaded ? threads_for(m * n * k, kMinWorkPerThread) : 1;
+    if (want > 1 && split_rows(m, n, k, want)) {
+      // Bands of rows, all columns each (n <= kMaxColumns: one chunk). Each
+      // element's sums do not depend on the band, so the bits are those of
+      // one thread.
+#pragma omp parallel for schedule(static) num_threads(want)
+      for (int64_t t = 0; t < want; ++t) {
+        const int64_t i0 = m * t / want, i1 = m * (t + 1) / want;
+        FewRowsA<T> band = a;
+        if (a.fill) band.row0 = a.row0 + i0;
+        else band.data = a.data + i0 * a.ld;
+        few_rows::avx512::columns(i1 - i0, k, kc, band, b, ldb, c + i0 * ldc, ldc, n);
+        if (epilogue) apply_epilogue(*epilogue, c + i0 * ldc, ldc, i1 - i0, n);
+      }
+      return;
+    }
     const int64_t per = std::min<int64_t>(kColumns / kPanel, (panels + want - 1) / want);
     const int64_t chunks = (panels + per - 1) / per;
     const int nt = static_cast<int>(std::min<int64_t>(chunks, want));

@@ -19,7 +19,7 @@
 // summed by FMA from zero in increasing p, the block sums added to C in
 // increasing block order, then csrc/gemm.hpp's epilogue. So conv and matmul
 // keep their bits whether or not they come through here, and the thread count
-// (threads share the column panels) changes nothing.
+// (threads share the column panels or bands of rows) changes nothing.
 // tests/test_conv_few_rows.py checks the equality against the packed path.
 #pragma once
 
@@ -31,14 +31,17 @@ namespace cnnkit {
 
 // Whether gemm_few_rows takes an m x k times k x n product of element type T
 // on the active instruction-set path: float on AVX-512, 1 <= m <= kMaxRows
-// (or kMaxRowsLargeB when B has kLargeB bytes or more), 1 <= n <=
-// kMaxColumns, k >= 1.
+// (or kMaxRowsLargeB when B has kLargeB bytes or more, or when several
+// threads would share bands of its rows: gemm_few_rows.cpp's
+// banded_applies), 1 <= n <= kMaxColumns, k >= 1. The bits are the packed
+// GEMM's either way, so the answer may depend on the thread count.
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
 
 // C (m x n, row stride ldc) = A (m x k, lda) B (k x n, ldb), all row-major,
 // then the epilogue if not null. Only where gemm_few_rows_applies; threads:
-// up to num_threads(), over chunks of at most 512 columns. C must not overlap A or B.
+// up to num_threads(), over chunks of at most 512 columns or, where A is the
+// larger share of the reads, over bands of rows (gemm_few_rows.cpp). C must not overlap A or B.
 template <class T>
 void gemm_few_rows(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                    int64_t ldb, T* c, int64_t ldc, const Epilogue<T>* epilogue);
@@ -51,26 +54,34 @@ void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t l
 
 // A (m x k) for the product below: in place (row i at data + i * ld), or,
 // when fill is set, an A that exists only as a rule -- a convolution's
-// patch matrix -- supplied one k block at a time: fill(context, p0, kc,
-// dst, ld_dst) writes rows [0, m) x columns [p0, p0 + kc) to dst (row
-// stride ld_dst). So no m x k copy of it is ever written: the block's rows
-// go to a per-thread buffer that stays in L2 (a patch matrix of AlexNet's
-// 13 x 13 layers is 2.3 MB, more than the L2). Threads share C's columns,
-// so each fills every block itself: fill must be safe to call from several
-// threads at once. (Filling each block once into a buffer all threads read,
-// each filling a band of its rows with a barrier per block, measured slower
-// at two threads: ResNet-18's 14x14x256 3x3 layer at batch 1, best wall of
-// 200 under load ~7, 0.85-0.87 ms against 0.78-0.81, 7x7x512 0.87-0.96
-// against 0.85-0.92. A repeated fill is 4-6% of a thread's product on those
-// layers, 1.31 against 1.26 ms for the same product from a pointwise conv
-// at one thread; the other thread's band then comes from its core's cache,
-// and the barriers wait for the slower thread.)
+// patch matrix -- supplied one k block at a time: fill writes rows
+// [i0, i0 + rows) x columns [p0, p0 + kc) to dst (row stride ld_dst). So
+// no m x k copy of it is ever written: the block's rows go to a per-thread
+// buffer that stays in L2 (a patch matrix of AlexNet's 13 x 13 layers is
+// 2.3 MB, more than the L2). Threads that share C's columns each fill
+// every block themselves, threads that share its rows their band: fill
+// must be safe to call from several threads at once. (Filling each block
+// once into a buffer all threads read, each filling a band of its rows
+// with a barrier per block, measured slower at two threads: ResNet-18's
+// 14x14x256 3x3 layer at batch 1, best wall of 200 under load ~7,
+// 0.85-0.87 ms against 0.78-0.81, 7x7x512 0.87-0.96 against 0.85-0.92. A
+// repeated fill is 4-6% of a thread's product on those layers, 1.31
+// against 1.26 ms for the same product from a pointwise conv at one
+// thread; the other thread's band then comes from its core's cache, and
+// the barriers wait for the slower thread. Sharing the rows instead halves
+// each thread's fill without a barrier: gemm_few_rows.cpp's split_rows.)
 template <class T>
 struct FewRowsA {
   const T* data = nullptr;
   int64_t ld = 0;
-  void (*fill)(const void* context, int64_t p0, int64_t kc, T* dst, int64_t ld_dst) = nullptr;
+  // fill(context, i0, rows, p0, kc, dst, ld_dst): rows [i0, i0 + rows) of
+  // the block to dst's rows [0, rows).
+  void (*fill)(const void* context, int64_t i0, int64_t rows, int64_t p0, int64_t kc, T* dst,
+               int64_t ld_dst) = nullptr;
   const void* context = nullptr;
+  // The first row of the whole A that row 0 of this one is (fill only):
+  // threads that share the rows take an A each, starting at their band.
+  int64_t row0 = 0;
 };
 
 // gemm_few_rows with A from `a`: the same bits as for the A it describes.

@@ -148,7 +148,7 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, con
   const int64_t tiles = panels * row_tiles, row_lines = (width + 15) / 16;
   for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
     const int64_t kc = std::min(kc_max, k - p0);
-    if (a.fill) a.fill(a.context, p0, kc, a_buffer.data(), a_ld);
+    if (a.fill) a.fill(a.context, a.row0, m, p0, kc, a_buffer.data(), a_ld);
     const float* ab = a.fill ? a_buffer.data() : a.data + p0;
     const int64_t lda = a.fill ? a_ld : a.ld;
     // The first block, which nothing has brought into cache, is packed

@@ -1,12 +1,14 @@
 """Convolutions with few output rows (csrc/gemm_few_rows.hpp): batch-1 inference's deep layers.
 
 On the AVX-512 float path a convolution with at most 256 output positions over the batch
-(1024 with weights of 2 MiB or more; one group) multiplies its patches, gathered one k
+(1024 with weights of 2 MiB or more, or at several threads where they share bands of rows;
+one group) multiplies its patches, gathered one k
 block at a time, by the weights read in place, 32 output channels per panel. Checked
 here: results against the NumPy reference over random shapes (panel tails, several k
 blocks, strides, padding, dilation, bias and activation, non-contiguous inputs, both
 dtypes, every instruction-set path); the same bits as the packed GEMM path that larger
-batches take, for the im2col and pointwise cases; identical bits at 1, 2 and 3 threads.
+batches take, for the im2col and pointwise cases; identical bits at 1, 2 and 3 threads,
+whether the threads share the columns or bands of rows.
 """
 
 from __future__ import annotations
@@ -94,11 +96,20 @@ def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images):
 
 @pytest.mark.usefixtures("restore_threads")
 @pytest.mark.parametrize("pointwise", [False, True])
-def test_identical_bits_for_any_thread_count(pointwise):
-    # 49 rows and 300 output channels: 5 panels, shared by 2 or 3 threads.
+@pytest.mark.parametrize(
+    ("side", "cin", "cout"),
+    [
+        (7, 96, 300),  # 49 rows and 300 output channels: 5 panels, shared by 2 or 3 threads
+        (13, 96, 150),  # 169 rows, 150 channels: bands of 84-85 or 56-57 rows, all panels each
+        # 729 rows, k = 1152 (3x3), 0.3 MB of weights: the packed GEMM on one thread, bands
+        # of rows here on more (gemm_few_rows.cpp's banded_applies)
+        (27, 128, 64),
+    ],
+)
+def test_identical_bits_for_any_thread_count(pointwise, side, cin, cout):
     kernel, pad = ((1, 1), 0) if pointwise else ((3, 3), 1)
-    x, w = seeded((1, 7, 7, 96), F32, 1), seeded((*kernel, 96, 300), F32, 2)
-    b = seeded((300,), F32, 3)
+    x, w = seeded((1, side, side, cin), F32, 1), seeded((*kernel, cin, cout), F32, 2)
+    b = seeded((cout,), F32, 3)
     results = []
     for threads in (1, 2, 3):
         cnnkit.set_num_threads(threads)
