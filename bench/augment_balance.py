@@ -10,8 +10,9 @@ cost's weights (a vertical pass per output row, a horizontal pass per input row)
 
     python bench/augment_balance.py [--batch N] [--seed S]
 
-``max/mean`` of the loads bounds the kernel's two-thread speed-up at ``2 / (max/mean)``.
-Give ``uptime`` with the numbers.
+``max/mean`` of the loads bounds a static split's two-thread speed-up at ``2 / (max/mean)``;
+the kernel starts from the split by cost and evens out what remains (a thread that ends its
+share takes rows from the far end of the other's). Give ``uptime`` with the numbers.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ PCG64 streams bit for bit, each task jumping ahead to its span.
 
 from cython.parallel cimport prange, threadid
 from libc.math cimport ceil, exp, fabsf, floor, fmod, log, nearbyint, sqrt
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
 
 ctypedef fused pixel:
@@ -2614,25 +2615,38 @@ def fixed3_scratch_size(Py_ssize_t out_w):
     return 7 * ((out_w + 15) // 16 * 16) + 32
 
 
-cdef void _crop_rows_fixed3(const unsigned char* image, Py_ssize_t h, Py_ssize_t w,
-                            const long long* window, Py_ssize_t out_h, Py_ssize_t out_w,
-                            Py_ssize_t first, Py_ssize_t stop, int* work, Py_ssize_t stride,
-                            unsigned char* out) noexcept nogil:
-    """Output rows ``[first, stop)`` of the ``window`` (top, left, height, width) of one
-    3-channel image resampled to ``out_h x out_w`` as resample_linear_fixed3 with
+cdef void _crop_rows_fixed3(const unsigned char* src, Py_ssize_t h, Py_ssize_t w,
+                            const long long* windows, Py_ssize_t n, Py_ssize_t out_h,
+                            Py_ssize_t out_w, Py_ssize_t first, Py_ssize_t stop, int* work,
+                            Py_ssize_t stride, Py_ssize_t* state,
+                            unsigned char* dst) noexcept nogil:
+    """Output rows ``[first, stop)`` of image ``n``'s window (top, left, height, width) of
+    3-channel images resampled to ``out_h x out_w`` as resample_linear_fixed3 with
     fixed_linear_taps' tables, the tables made here: the columns' in ``work``, each
-    row's when it comes; ``work`` then holds the two cached horizontal passes."""
+    row's when it comes; ``work`` then holds the two cached horizontal passes.
+
+    ``state`` (the image whose column table ``work`` holds, or -1, then the input rows of
+    the two cached passes, or -1) carries the tables and passes over a thread's calls, so
+    that rows split into several calls (cnnkit_fixed3_claim's pieces) make them once."""
+    cdef const unsigned char* image = src + n * h * w * 3
+    cdef const long long* window = windows + 4 * n
+    cdef unsigned char* out = dst + n * out_h * out_w * 3
     cdef int* cx = work
     cdef int* buf0 = work + stride
     cdef int* buf1 = buf0 + 3 * stride
     cdef Py_ssize_t row = w * 3, i, k
     cdef double top = <double>window[0], left = <double>window[1]
     cdef double lo, hi, scale
-    cdef int y, ra, rb, last, tag0 = -1, tag1 = -1
-    _window_edges(left, <double>window[3], w, &lo, &hi)
-    scale = <double>window[3] / out_w
-    for k in range(out_w):
-        cx[k] = _fixed_position(left, lo, hi, scale, k)
+    cdef int y, ra, rb, last
+    cdef Py_ssize_t tag0 = state[1], tag1 = state[2]
+    if state[0] != n:
+        _window_edges(left, <double>window[3], w, &lo, &hi)
+        scale = <double>window[3] / out_w
+        for k in range(out_w):
+            cx[k] = _fixed_position(left, lo, hi, scale, k)
+        state[0] = n
+        tag0 = -1
+        tag1 = -1
     _window_edges(top, <double>window[2], h, &lo, &hi)
     scale = <double>window[2] / out_h
     last = <int>hi
@@ -2657,32 +2671,113 @@ cdef void _crop_rows_fixed3(const unsigned char* image, Py_ssize_t h, Py_ssize_t
                 tag0 = rb
         cnnkit_vpass3(buf0 if tag0 == ra else buf1, buf0 if tag0 == rb else buf1, stride,
                       y & 2047, out_w, out + i * out_w * 3)
+    state[1] = tag0
+    state[2] = tag1
 
 
-cdef void _crop_part_fixed3(const unsigned char* src, Py_ssize_t h, Py_ssize_t w,
-                            const long long* windows, Py_ssize_t n_img, Py_ssize_t out_h,
-                            Py_ssize_t out_w, Py_ssize_t part, Py_ssize_t parts, double total,
-                            int* work, Py_ssize_t stride, unsigned char* dst) noexcept nogil:
-    """Thread ``part`` of ``parts``' share of resized_crops_fixed3: the batch's output rows
-    between the splits at ``total * part / parts`` and the next."""
-    cdef Py_ssize_t g = _fixed3_split(windows, n_img, out_h, total * part / parts)
-    cdef Py_ssize_t end = n_img * out_h, n, i, stop
-    if part + 1 < parts:
-        end = _fixed3_split(windows, n_img, out_h, total * (part + 1) / parts)
-    while g < end:
-        n = g // out_h
-        i = g - n * out_h
-        stop = min(out_h, i + end - g)
-        _crop_rows_fixed3(src + n * h * w * 3, h, w, windows + 4 * n, out_h, out_w, i, stop,
-                          work, stride, dst + n * out_h * out_w * 3)
-        g = g + stop - i
+cdef extern from *:
+    # A thread's share of resized_crops_fixed3's rows, claimed in pieces: one 64-bit word
+    # holds the share's unclaimed units [front, back) as two 32-bit halves, so that a
+    # compare-and-swap claims a piece without a lock. The owner takes pieces from the
+    # front, a thread that has finished its own share takes them from the back; each
+    # piece is a fraction of what is left (at least ``least`` units), so a share costs
+    # a few dozen claims and the threads end within a small piece of each other.
+    """
+    #if defined(_MSC_VER)
+    #include <intrin.h>
+    static int cnnkit_cas64(unsigned long long* p, unsigned long long* old,
+                            unsigned long long next) {
+        unsigned long long seen = (unsigned long long)_InterlockedCompareExchange64(
+            (volatile long long*)p, (long long)next, (long long)*old);
+        if (seen == *old) return 1;
+        *old = seen;
+        return 0;
+    }
+    static unsigned long long cnnkit_load64(unsigned long long* p) {
+        return (unsigned long long)_InterlockedCompareExchange64((volatile long long*)p, 0, 0);
+    }
+    #else
+    static int cnnkit_cas64(unsigned long long* p, unsigned long long* old,
+                            unsigned long long next) {
+        return __atomic_compare_exchange_n(p, old, next, 1, __ATOMIC_RELAXED,
+                                           __ATOMIC_RELAXED);
+    }
+    static unsigned long long cnnkit_load64(unsigned long long* p) {
+        return __atomic_load_n(p, __ATOMIC_RELAXED);
+    }
+    #endif
+    static long long cnnkit_fixed3_claim(unsigned long long* share, int from_back,
+                                         long long least, long long* first) {
+        unsigned long long old = cnnkit_load64(share), next;
+        long long front, back, take;
+        do {
+            front = (long long)(old & 0xFFFFFFFFULL);
+            back = (long long)(old >> 32);
+            if (front >= back) return 0;
+            take = (back - front) / 4;
+            if (take < least) take = least;
+            if (take > back - front) take = back - front;
+            next = from_back
+                ? ((unsigned long long)(back - take) << 32) | (unsigned long long)front
+                : ((unsigned long long)back << 32) | (unsigned long long)(front + take);
+        } while (!cnnkit_cas64(share, &old, next));
+        *first = from_back ? back - take : front;
+        return take;
+    }
+    """
+    long long cnnkit_fixed3_claim(unsigned long long* share, int from_back, long long least,
+                                  long long* first) noexcept nogil
+
+
+cdef enum:
+    # the least piece of a share that cnnkit_fixed3_claim hands out, in output rows (about
+    # 1.5 us of 224-pixel rows): the most by which the threads' ends differ
+    FIXED3_LEAST_ROWS = 8
+    # the words of the shares' array per share: each on a cache line of its own
+    FIXED3_SHARE_WORDS = 8
+
+
+cdef void _crop_share_fixed3(const unsigned char* src, Py_ssize_t h, Py_ssize_t w,
+                             const long long* windows, Py_ssize_t n_img, Py_ssize_t out_h,
+                             Py_ssize_t out_w, Py_ssize_t part, Py_ssize_t parts,
+                             const Py_ssize_t* starts, unsigned long long* shares,
+                             Py_ssize_t unit, int* work, Py_ssize_t stride,
+                             unsigned char* dst) noexcept nogil:
+    """Thread ``part``'s work in resized_crops_fixed3: its share of the batch's output rows
+    (``starts[part]`` to ``starts[part + 1]``, counted through the batch, in pieces of
+    ``unit`` rows) claimed from the front, then the other shares' rest from the back.
+    Which thread makes a row changes none of its bits."""
+    cdef Py_ssize_t state[3]
+    cdef Py_ssize_t v, victim, g, end, n, i, stop
+    cdef long long first, count
+    cdef long long least = max(FIXED3_LEAST_ROWS // unit, 1)
+    state[0] = -1
+    state[1] = -1
+    state[2] = -1
+    for v in range(parts):
+        victim = (part + v) % parts
+        while True:
+            count = cnnkit_fixed3_claim(&shares[FIXED3_SHARE_WORDS * victim], v > 0, least,
+                                        &first)
+            if count == 0:
+                break
+            g = starts[victim] + first * unit
+            end = min(g + count * unit, starts[victim + 1])
+            while g < end:
+                n = g // out_h
+                i = g - n * out_h
+                stop = min(out_h, i + end - g)
+                _crop_rows_fixed3(src, h, w, windows, n, out_h, out_w, i, stop, work, stride,
+                                  state, dst)
+                g = g + stop - i
 
 
 def resized_crops_fixed3(unsigned long long[:, ::1] generators, double p, double scale_low,
                          double scale_range, double log_ratio_low, double log_ratio_range,
                          double ratio_low, double ratio_high,
                          const unsigned char[:, :, :, ::1] src, unsigned char[:, :, :, ::1] dst,
-                         long long[:, ::1] windows, int[:, ::1] scratch, int threads):
+                         long long[:, ::1] windows, int[:, ::1] scratch, int threads,
+                         unsigned long long seed=0, const unsigned long long[::1] seeds=None):
     """RandomResizedCrop's batch call on 3-channel uint8 images in one call without the
     GIL: each image's window drawn as draw_resized_crops (``test_p`` set), then resampled
     as resample_linear_fixed3 with fixed_linear_taps' tables, bit for bit.
@@ -2691,38 +2786,104 @@ def resized_crops_fixed3(unsigned long long[:, ::1] generators, double p, double
     every window is of the output size (``windows`` holds the draws; ``dst`` is not
     written): the caller's general and plain-crop paths.
 
+    ``generators`` None: image ``n``'s generator is made here from ``seed`` and
+    ``seeds`` as batch_draws makes it (``batch_generators(seed)``'s when ``seeds`` is
+    empty, else ``default_rng(seeds[n])``'s). ``windows`` None: the draws are kept
+    here only. ``scratch`` None: the threads' scratch is allocated here, else it is
+    ``(threads, fixed3_scratch_size(out_w))`` int32. A batch call passes all three as None: each
+    array made and converted in Python cost microseconds of the call's serial part,
+    more after a pass over the batch has left the caches full of pixels.
+
     The serial part is the draws; the tables are made by the threads. The batch's
-    output rows are split over ``threads`` by their cost (_fixed3_cost: a window that
-    shrinks reads more input rows per output row), not by image or by equal bands:
-    random windows made a static split of images uneven. ``scratch`` is ``(threads,
-    fixed3_scratch_size(out_w))`` int32. The split changes no bit (integer arithmetic).
+    output rows are shared out over ``threads`` by their cost (_fixed3_cost: a window
+    that shrinks reads more input rows per output row), not by image or by equal bands:
+    random windows made a static split of images uneven. A thread that ends its share
+    takes the rest of the others' from their far end (cnnkit_fixed3_claim), so that the
+    threads end together whatever the machine gives each of them. The split changes no
+    bit (integer arithmetic).
     """
     cdef Py_ssize_t n_img = dst.shape[0], out_h = dst.shape[1], out_w = dst.shape[2]
     cdef Py_ssize_t h = src.shape[1], w = src.shape[2]
     cdef Py_ssize_t stride = (out_w + 15) // 16 * 16
-    cdef Py_ssize_t n, t
+    cdef Py_ssize_t n, t, rows = n_img * out_h, unit
     cdef int status = 2
     cdef double total = 0.0
-    if (src.shape[0] != n_img or src.shape[3] != 3 or dst.shape[3] != 3
-            or windows.shape[0] != n_img or generators.shape[0] != n_img or threads < 1
-            or scratch.shape[0] < threads or scratch.shape[1] < 7 * stride + 32):
+    cdef bint own = generators is None
+    cdef unsigned long long g[6]
+    cdef unsigned long long* gen
+    cdef unsigned int pool[4]
+    cdef unsigned int hc = _STATE_HASH
+    cdef long long* drawn
+    cdef Py_ssize_t* starts
+    cdef unsigned long long* shares
+    cdef int* base
+    cdef Py_ssize_t part_ints
+    cdef unsigned long long* aligned
+    if (src.shape[0] != n_img or src.shape[3] != 3 or dst.shape[3] != 3 or threads < 1
+            or (own and seeds is None)
+            or (not own and generators.shape[0] != n_img)
+            or (windows is not None and windows.shape[0] != n_img)
+            or (scratch is not None
+                and (scratch.shape[0] < threads or scratch.shape[1] < 7 * stride + 32))):
         raise ValueError("resized_crops_fixed3(): inconsistent shapes or thread count")
+    if n_img == 0:
+        return 2
+    drawn = &windows[0, 0] if windows is not None else <long long*>malloc(
+        4 * n_img * sizeof(long long))
+    # each share's word on a cache line of its own: 64-byte aligned, one line apiece
+    shares = <unsigned long long*>malloc((threads + 1) * FIXED3_SHARE_WORDS * 8)
+    starts = <Py_ssize_t*>malloc((threads + 1) * sizeof(Py_ssize_t))
+    base = <int*>malloc(threads * (7 * stride + 32) * sizeof(int)) if scratch is None else NULL
+    if drawn == NULL or shares == NULL or starts == NULL or (scratch is None and base == NULL):
+        if windows is None:
+            free(drawn)
+        free(shares)
+        free(starts)
+        free(base)
+        raise MemoryError("resized_crops_fixed3(): no memory for its work space")
     with nogil:
+        if own and seeds.shape[0] == 0:
+            _seed_pool(seed, pool)
         for n in range(n_img):
-            if not _draw_resized_crop(&generators[n, 0], p, True, h, w, scale_low,
-                                      scale_range, log_ratio_low, log_ratio_range, ratio_low,
-                                      ratio_high, &windows[n, 0]):
+            if own:
+                _batch_generator(seeds, pool, n, &hc, g)
+                gen = g
+            else:
+                gen = &generators[n, 0]
+            if not _draw_resized_crop(gen, p, True, h, w, scale_low, scale_range,
+                                      log_ratio_low, log_ratio_range, ratio_low, ratio_high,
+                                      drawn + 4 * n):
                 status = 1
                 break
-            if windows[n, 2] != out_h or windows[n, 3] != out_w:
+            if drawn[4 * n + 2] != out_h or drawn[4 * n + 3] != out_w:
                 status = 0
-            total = total + _fixed3_cost(windows[n, 2], out_h)
-    if status != 0 or n_img == 0:
-        return status
-    for t in prange(threads, nogil=True, num_threads=threads, schedule="static", chunksize=1):
-        _crop_part_fixed3(&src[0, 0, 0, 0], h, w, &windows[0, 0], n_img, out_h, out_w, t,
-                          threads, total, _line_start(&scratch[t, 0]), stride, &dst[0, 0, 0, 0])
-    return 0
+            total = total + _fixed3_cost(drawn[4 * n + 2], out_h)
+    if status == 0:
+        # units of rows such that a share's count fits a claim word's 32-bit half
+        unit = rows // 0x7FFFFFFF + 1
+        aligned = <unsigned long long*>_line_start(<int*>shares)
+        for t in range(threads):
+            starts[t] = _fixed3_split(drawn, n_img, out_h, total * t / threads)
+        starts[threads] = rows
+        for t in range(threads):
+            aligned[FIXED3_SHARE_WORDS * t] = (
+                <unsigned long long>((starts[t + 1] - starts[t] + unit - 1) // unit) << 32)
+        part_ints = 7 * stride + 32
+        if scratch is not None:
+            base = &scratch[0, 0]
+            part_ints = scratch.shape[1]
+        for t in prange(threads, nogil=True, num_threads=threads, schedule="static",
+                        chunksize=1):
+            _crop_share_fixed3(&src[0, 0, 0, 0], h, w, drawn, n_img, out_h, out_w, t, threads,
+                               starts, aligned, unit, _line_start(base + t * part_ints),
+                               stride, &dst[0, 0, 0, 0])
+    if windows is None:
+        free(drawn)
+    if scratch is None:
+        free(base)
+    free(shares)
+    free(starts)
+    return status
 
 
 def elastic_fields(const unsigned long long[:, ::1] words, const float[::1] taps, float alpha,

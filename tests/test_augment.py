@@ -1007,3 +1007,40 @@ def test_the_fused_resized_crop_splits_any_batch_over_any_thread_count():
                 scratch,
                 threads,
             )
+
+
+@pytest.mark.skipif(
+    not image._fixed_linear(np.zeros((1, 1, 1, 3), np.uint8)),
+    reason="the fused call runs on the avx512 path only",
+)
+@pytest.mark.parametrize("seed", [3, np.arange(20, 29, dtype=np.uint64)])
+def test_the_fused_resized_crop_makes_its_own_generators_windows_and_scratch(seed):
+    # the batch call's form (generators from the seed, windows and scratch made natively)
+    # gives the explicit form's bytes and windows at any thread count, for a batch seed
+    # and for one seed per image; the rows that a thread takes over from another (shares
+    # claimed from their far end) change no byte
+    from cnnkit.augment.transforms import _batch_seeds, _batch_states
+
+    t = A.RandomResizedCrop((11, 37), scale=(0.05, 1.0))
+    fused = image.augment_loops("avx512").resized_crops_fixed3
+    x = np.random.default_rng(8).integers(0, 256, (9, 30, 41, 3), dtype=np.uint8)
+    want = np.zeros((9, 11, 37, 3), np.uint8)
+    windows = np.empty((9, 4), np.int64)
+    args = (t.p, *t._draw_args, x, want)
+    assert fused(_batch_states(seed, 9), *args, windows, None, 1) == 0
+    for threads in (1, 2, 3, 5, 16):
+        out = np.zeros_like(want)
+        drawn = np.zeros_like(windows)
+        kept = (t.p, *t._draw_args, x, out)
+        assert fused(None, *kept, drawn, None, threads, *_batch_seeds(seed, 9)) == 0
+        np.testing.assert_array_equal(out, want)
+        np.testing.assert_array_equal(drawn, windows)
+        out[:] = 0
+        assert fused(None, *kept, None, None, threads, *_batch_seeds(seed, 9)) == 0
+        np.testing.assert_array_equal(out, want)
+    general = t(image=x, seed=seed, return_params=True)
+    np.testing.assert_array_equal(want, general["image"])
+    np.testing.assert_array_equal(windows, [p["window"] for p in general["params"]])
+    np.testing.assert_array_equal(t(image=x, seed=seed)["image"], want)
+    with pytest.raises(ValueError, match=r"resized_crops_fixed3\(\): inconsistent shapes"):
+        fused(None, t.p, *t._draw_args, x, want, None, None, 2)  # no seeds for the generators

@@ -266,7 +266,7 @@ def _fixed_linear(x: np.ndarray) -> bool:
         and x.ndim == 4
         and x.shape[3] == 3
         and max(x.shape[1:3]) <= _FIXED_MAX_SIDE
-        and _augment.warp_vector_isa() == "avx512"
+        and _WARP_AVX512
         and _core.get_isa() == "avx512"
     )
 
@@ -735,6 +735,7 @@ def _affine_map(center: Any, angle: Any, scale: Any, shear: Any, translate: Any)
 # uint8 bilinear warps sample in fixed point (1/2048 pixel, int32 sums; see
 # _augment.warp_affine_u8) up to this image side; larger images use float64.
 _FIXED_MAX_SIDE = 1 << 17
+_WARP_AVX512 = _augment.warp_vector_isa() == "avx512"  # fixed by the build
 
 
 def warp_affine(

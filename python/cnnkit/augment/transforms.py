@@ -797,30 +797,33 @@ class RandomResizedCrop(_Window):
         shape = x.shape[1:3]
         if x.dtype not in _NATIVE_DTYPES or max(shape) >= 2**32 or min(shape) == 0:
             return None
-        states = _batch_states(seed, len(x))
-        if states is None:
-            return None
         if self.interpolation == "bilinear" and im._fixed_linear(x):
-            # draws, tables and resampling in one native call (its serial part, the draws,
-            # is a few microseconds), bit for bit the path below
-            windows = np.empty((len(x), 4), np.int64)
+            # generators, draws, tables and resampling in one native call, bit for bit the
+            # path below: every array made here and converted there was microseconds of
+            # the call's serial part (Python after a pass over the batch meets cold caches)
+            seeds = _batch_seeds(seed, len(x))
+            if seeds is None:
+                return None
             out = np.empty((len(x), *self.size, 3), np.uint8)
-            threads = im.native_threads(out.size)
-            # (the kernel starts each thread's part on a cache line of its own)
-            scratch = np.empty((threads, _augment.fixed3_scratch_size(self.size[1])), np.int32)
             status = im.augment_loops("avx512").resized_crops_fixed3(
-                states,
+                None,
                 self.p,
                 *self._draw_args,
                 np.ascontiguousarray(x),
                 out,
-                windows,
-                scratch,
-                threads,
+                None,
+                None,
+                im.native_threads(out.size),
+                *seeds,
             )
             if status == 0:
                 return out
-            return self._crops(x, windows) if status == 2 else None
+            if status == 1:
+                return None  # images left alone: the general path
+            # else every window is of the output size: plain crops below, drawn again
+        states = _batch_states(seed, len(x))
+        if states is None:
+            return None
         windows, applied = self._draw_windows(states, np.ones(len(x), np.uint8), self.p, shape)
         if not applied.all():
             return None  # images left alone: the general path (it checks their size)
