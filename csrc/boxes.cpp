@@ -1,6 +1,7 @@
 #include "boxes.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -90,18 +91,14 @@ int64_t kept_rows(const T* boxes, int64_t n, T min_size, int64_t first, int64_t*
 
 template <class T>
 bool all_boxes_valid(const T* boxes, int64_t n, T limit, BoxFormat fmt) noexcept {
-  bool ok = true;
-  const int64_t blocks = (n + kRows - 1) / kRows;
-  const int nt = threads_for(n);
-#pragma omp parallel for schedule(static) reduction(& : ok) num_threads(nt) if (nt > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t i0 = b * kRows;
+  std::atomic<bool> ok{true};
+  for_row_blocks(n, [&](int64_t i0, int64_t i1) {
     const T* rows = boxes + 4 * i0;
-    const int64_t m = std::min(n, i0 + kRows) - i0;
-    ok &= !(fmt == BoxFormat::xyxy ? any_bad_row<true>(rows, m, limit)
-                                   : any_bad_row<false>(rows, m, limit));
-  }
-  return ok;
+    const int bad = fmt == BoxFormat::xyxy ? any_bad_row<true>(rows, i1 - i0, limit)
+                                           : any_bad_row<false>(rows, i1 - i0, limit);
+    if (bad) ok.store(false, std::memory_order_relaxed);
+  });
+  return ok.load(std::memory_order_relaxed);
 }
 
 template <class T>

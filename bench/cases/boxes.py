@@ -178,10 +178,11 @@ def _torch_utility(function: str, *args: object) -> Prepare:
             return lambda: torch.where(
                 (b[:, 2] - b[:, 0] >= min_size) & (b[:, 3] - b[:, 1] >= min_size)
             )[0]
-        in_fmt, out_fmt = args
-        if (in_fmt, out_fmt) == ("xyxy", "cxcywh"):
+        if args == ("xyxy", "cxcywh"):
             return lambda: torch.cat([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], dim=1)
-        return lambda: torch.cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], dim=1)
+        if args == ("cxcywh", "xyxy"):
+            return lambda: torch.cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], dim=1)
+        raise ValueError(f"no torch formula for {function}{args}")
 
     return prepare
 
