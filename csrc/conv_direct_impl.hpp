@@ -9,12 +9,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
@@ -57,6 +58,55 @@ struct WideVector<double> {
 };
 
 
+// a * b + acc rounded once where the path has FMA, as a product and then a sum
+// on the baseline (-ffp-contract=off keeps the compiler from fusing on its
+// own); the vector and scalar forms round alike, so a channel's bits do not
+// depend on whether it falls in a full vector or in the remainder.
+template <class T>
+[[gnu::always_inline]] inline T madd(T a, T b, T acc) {
+#ifdef __FMA__
+  return std::fma(a, b, acc);
+#else
+  return acc + a * b;
+#endif
+}
+template <class T, class V = typename WideVector<T>::type>
+[[gnu::always_inline]] inline V madd_wide(V a, V b, V acc) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    return V(_mm512_fmadd_ps(__m512(a), __m512(b), __m512(acc)));
+  else
+    return V(_mm512_fmadd_pd(__m512d(a), __m512d(b), __m512d(acc)));
+#elif defined(__FMA__)
+  // Two 32-byte halves.
+  using H = typename Vector<T>::type;
+  H ha[2], hb[2], hc[2];
+  std::memcpy(ha, &a, sizeof(V));
+  std::memcpy(hb, &b, sizeof(V));
+  std::memcpy(hc, &acc, sizeof(V));
+  for (int i = 0; i < 2; ++i) {
+    if constexpr (std::is_same_v<T, float>)
+      hc[i] = H(_mm256_fmadd_ps(__m256(ha[i]), __m256(hb[i]), __m256(hc[i])));
+    else
+      hc[i] = H(_mm256_fmadd_pd(__m256d(ha[i]), __m256d(hb[i]), __m256d(hc[i])));
+  }
+  V out;
+  std::memcpy(&out, hc, sizeof(V));
+  return out;
+#else
+  return acc + a * b;
+#endif
+}
+
+// f(std::integral_constant<int, q>{}) for q = 1, ..., N.
+template <int N, class F>
+inline void for_each_count(F&& f) {
+  if constexpr (N > 0) {
+    for_each_count<N - 1>(f);
+    f(std::integral_constant<int, N>{});
+  }
+}
+
 // out[c * mult + j] += a[c] * b[c * mult + j]; the common multiplier 1 gets
 // its own loop, which the compiler vectorises.
 template <class T>
@@ -72,19 +122,138 @@ inline void multiply_add(const T* __restrict a, const T* __restrict b, T* __rest
 
 }  // namespace
 
+#ifdef __AVX512F__
+// The kernel rows [r0, r1) of a 3x3 window whose row 0 reads input row
+// `top`: those inside the input (of `extent` rows, kernel rows `step` apart).
+inline void rows_inside(int64_t top, int64_t step, int64_t extent, int& r0, int& r1) {
+  r0 = 0, r1 = 3;
+  while (r0 < 3 && top + r0 * step < 0) ++r0;
+  while (r1 > r0 && top + (r1 - 1) * step >= extent) --r1;
+}
+
+// Q adjacent windows of a 3x3 depthwise row, one 64-byte vector of channels:
+// x + first is the first window's first tap (above the input when the row
+// is at the top), `at` the nine tap offsets, `wt` the nine weight vectors (in
+// registers for the whole row); kernel rows [r0, r1) lie inside the input.
+// With a stride S of 1 or 2 along the row (and no dilation there) the
+// windows share input columns: each column of a kernel row is loaded once
+// for the (up to three) windows that read it, 30 loads for 72 multiply-adds
+// at S = 1 instead of 72, which bound the loop (most loads straddle two
+// cache lines: NumPy's arrays are 16-byte aligned). S = 0: any stride, `step`
+// elements between windows. Each window sums its taps in kernel order, as
+// `sum` in depthwise_forward_m1 does, so the bits are the same.
+template <class T, int Q, int S, class V = typename WideVector<T>::type>
+[[gnu::always_inline]] inline void depthwise_3x3_windows(const T* x, int64_t first, int64_t step,
+                                                         int64_t c, const int64_t* at, int r0,
+                                                         int r1, const V* wt, const T* bias,
+                                                         T* out) {
+  const auto load = [](const T* from) {
+    V v;
+    std::memcpy(&v, from, sizeof(V));
+    return v;
+  };
+  V acc[Q];
+  for (int u = 0; u < Q; ++u) acc[u] = V{};
+  if constexpr (S == 0) {
+    for (int t = 3 * r0; t < 3 * r1; ++t)
+      for (int u = 0; u < Q; ++u)
+        acc[u] = madd_wide<T>(load(x + (first + at[t] + u * step)), wt[t], acc[u]);
+  } else {
+    for (int r = r0; r < r1; ++r) {
+      const T* const row = x + (first + at[3 * r]);
+      for (int j = 0; j < (Q - 1) * S + 3; ++j) {
+        const V v = load(row + j * c);
+        for (int kc = 0; kc < 3; ++kc) {
+          const int u = (j - kc) / S;
+          if (j >= kc && (j - kc) % S == 0 && u < Q)
+            acc[u] = madd_wide<T>(v, wt[3 * r + kc], acc[u]);
+        }
+      }
+    }
+  }
+  V bv = {};
+  if (bias) std::memcpy(&bv, bias, sizeof(V));
+  for (int u = 0; u < Q; ++u) {
+    if (bias) acc[u] += bv;
+    std::memcpy(out + u * c, &acc[u], sizeof(V));
+  }
+}
+
+// The windows [0, count) of a 3x3 depthwise row that lie inside the input:
+// channels outer, so that the nine weight vectors stay in registers while
+// eight windows at a time take 72 multiply-adds (the general loop reloaded
+// them and its few taps per call left it bound by per-call work).
+template <class T, int S>
+void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* at, int r0, int r1,
+                       const T* w, const T* b, T* out, int64_t count, int64_t c) {
+  using V = typename WideVector<T>::type;
+  constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
+  int64_t c0 = 0;
+  for (; c0 + kLanes <= c; c0 += kLanes) {
+    V wt[9];
+    for (int t = 0; t < 9; ++t) std::memcpy(&wt[t], w + t * c + c0, sizeof(V));
+    const T* const bias = b ? b + c0 : nullptr;
+    int64_t o = 0;
+    for (; o + 8 <= count; o += 8)
+      depthwise_3x3_windows<T, 8, S>(x, first + o * step + c0, step, c, at, r0, r1, wt, bias,
+                                     out + o * c + c0);
+    for_each_count<7>([&](auto q) {
+      if (count - o == decltype(q)::value)
+        depthwise_3x3_windows<T, decltype(q)::value, S>(x, first + o * step + c0, step, c, at, r0,
+                                                        r1, wt, bias, out + o * c + c0);
+    });
+  }
+  for (; c0 < c; ++c0)
+    for (int64_t o = 0; o < count; ++o) {
+      T acc = T(0);
+      for (int t = 3 * r0; t < 3 * r1; ++t)
+        acc = madd(x[first + o * step + at[t] + c0], w[t * c + c0], acc);
+      out[o * c + c0] = b ? acc + b[c0] : acc;
+    }
+}
+
+// The windows [lo, hi) of output row o0 of image n of a 2-D 3x3 depthwise
+// convolution, those inside the input along the row, by the stride and
+// dilation along it.
+template <class T>
+void depthwise_3x3_row(const Geometry& g, int64_t n, int64_t o0, int64_t lo, int64_t hi,
+                       const T* x, const int64_t* at, const T* w, const T* b, T* y, int64_t c) {
+  const int64_t top = o0 * g.stride[0] - g.pad_before[0];  // kernel row 0's input row
+  int r0, r1;
+  rows_inside(top, g.dilation[0], g.in[0], r0, r1);
+  const int64_t first = ((n * g.in[0] + top) * g.in[1] + lo * g.stride[1] - g.pad_before[1]) * c;
+  const int64_t step = g.stride[1] * c;
+  T* const out = y + (n * g.out_size() + o0 * g.out[1] + lo) * c;
+  const int64_t count = hi - lo;
+  if (g.dilation[1] == 1 && g.stride[1] == 1)
+    depthwise_3x3_row<T, 1>(x, first, step, at, r0, r1, w, b, out, count, c);
+  else if (g.dilation[1] == 1 && g.stride[1] == 2)
+    depthwise_3x3_row<T, 2>(x, first, step, at, r0, r1, w, b, out, count, c);
+  else
+    depthwise_3x3_row<T, 0>(x, first, step, at, r0, r1, w, b, out, count, c);
+}
+#endif
+
 // Multiplier 1, the usual depthwise layer (MobileNet's): each output value
 // sums its own channel's taps in registers, a 64-byte vector of channels at a
 // time, and is stored once with its bias. Output positions are walked in
-// order (no flat index to divide), and windows inside the input go four at a
-// time: four independent sums hide the latency of the adds, and each weight
-// vector is loaded once for the four. The bits are those of the general loop
-// below: a zero start, the valid taps in kernel order, then the bias,
-// products and sums rounded separately.
+// order (no flat index to divide), and windows inside the input go several at
+// a time (eight with AVX-512's 32 registers, four otherwise): independent
+// sums hide the latency of the multiply-adds, and each weight vector is
+// loaded once for the group. Each value is a zero start, the valid taps in
+// kernel order (fused multiply-adds where the path has FMA: as separate
+// products and sums the loop was bound by the two instructions per tap, at a
+// third of the fused rate), then the bias; the same for every window and
+// channel whatever its group, so the bits do not depend on the thread count.
 template <class T>
 void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
   using V = typename WideVector<T>::type;
   constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
+#ifdef __AVX512F__
+  constexpr int kGroup = 8;
+#else
   constexpr int kGroup = 4;
+#endif
   const auto load = [](const T* from) {
     V v;
     std::memcpy(&v, from, sizeof(V));
@@ -97,31 +266,55 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
   // Input offsets of the taps from a window's first, in elements.
   std::vector<int64_t> offsets(taps.offsets());
   for (int64_t& o : offsets) o *= c;
+  const auto same = [](int64_t t) { return t; };
+  const auto offset = [&](int64_t t) { return offsets[size_t(t)]; };
+  [[maybe_unused]] const bool rows_3x3 = g.rank == 2 && g.kernel[0] == 3 && g.kernel[1] == 3;
   // Q windows: tap t of window u reads from[u] + at(t), with weights w + k(t) * c.
+  // Fewer windows than a full group take several vectors of channels at once
+  // (U of them, halving as the channels run out), so that a lone padded window
+  // still has as many independent sums as a group.
   const auto sum = [&](auto windows, int64_t count, auto k, auto at, const T* const* from,
                        T* const* out) {
     constexpr int Q = decltype(windows)::value;
     int64_t c0 = 0;
-    for (; c0 + kLanes <= c; c0 += kLanes) {
-      V acc[Q] = {};
-      for (int64_t t = 0; t < count; ++t) {
-        const V wt = load(w + k(t) * c + c0);
-        for (int u = 0; u < Q; ++u) acc[u] += load(from[u] + at(t) + c0) * wt;
+    const auto vectors = [&](auto unroll) {
+      constexpr int U = decltype(unroll)::value;
+      for (; c0 + U * kLanes <= c; c0 += U * kLanes) {
+        V acc[Q][U] = {};
+        for (int64_t t = 0; t < count; ++t) {
+          const T* const wk = w + k(t) * c + c0;
+          V wt[U];
+          for (int j = 0; j < U; ++j) wt[j] = load(wk + j * kLanes);
+          const int64_t a = at(t) + c0;
+          for (int u = 0; u < Q; ++u)
+            for (int j = 0; j < U; ++j)
+              acc[u][j] = madd_wide<T>(load(from[u] + a + j * kLanes), wt[j], acc[u][j]);
+        }
+        for (int u = 0; u < Q; ++u)
+          for (int j = 0; j < U; ++j) {
+            if (b) acc[u][j] += load(b + c0 + j * kLanes);
+            std::memcpy(out[u] + c0 + j * kLanes, &acc[u][j], sizeof(V));
+          }
       }
-      for (int u = 0; u < Q; ++u) {
-        if (b) acc[u] += load(b + c0);
-        std::memcpy(out[u] + c0, &acc[u], sizeof(V));
-      }
-    }
+    };
+    constexpr int kUnroll = Q >= kGroup ? 1 : kGroup / Q;
+    if constexpr (kUnroll >= 8) vectors(std::integral_constant<int, 8>{});
+    if constexpr (kUnroll >= 4) vectors(std::integral_constant<int, 4>{});
+    if constexpr (kUnroll >= 2) vectors(std::integral_constant<int, 2>{});
+    vectors(std::integral_constant<int, 1>{});
     for (; c0 < c; ++c0)
       for (int u = 0; u < Q; ++u) {
         T acc = T(0);
-        for (int64_t t = 0; t < count; ++t) acc += from[u][at(t) + c0] * w[k(t) * c + c0];
+        for (int64_t t = 0; t < count; ++t) acc = madd(from[u][at(t) + c0], w[k(t) * c + c0], acc);
         out[u][c0] = b ? acc + b[c0] : acc;
       }
   };
-  const auto same = [](int64_t t) { return t; };
-  const auto offset = [&](int64_t t) { return offsets[size_t(t)]; };
+  // The last windows of a row, fewer than a group, as one smaller group.
+  const auto sum_partial = [&](int queued, const T* const* from, T* const* out) {
+    for_each_count<kGroup - 1>([&](auto q) {
+      if (queued == decltype(q)::value) sum(q, kernel, same, offset, from, out);
+    });
+  };
   // The window of output coordinate o along d lies inside the input.
   const auto inside = [&](int d, int64_t o) {
     const int64_t first = o * g.stride[d] - g.pad_before[d];
@@ -142,8 +335,20 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
       int queued = 0;
       const T* from[kGroup];
       T* out[kGroup];
+      // A 2-D 3x3 row: its windows inside the input along the row, [lo, hi),
+      // in one call.
+      int64_t lo = 0, hi = 0;
+#ifdef __AVX512F__
+      if (rows_3x3) {
+        while (lo < g.out[1] && !inside(1, lo)) ++lo;
+        hi = lo;
+        while (hi < g.out[1] && inside(1, hi)) ++hi;
+        depthwise_3x3_row(g, n, o0, lo, hi, x, offsets.data(), w, b, y, c);
+      }
+#endif
       for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
         for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+          if (o1 >= lo && o1 < hi) continue;
           const int64_t pos = (o0 * g.out[1] + o1) * g.out[2] + o2;
           T* const o = y + (n * g.out_size() + pos) * c;
           if (inside(0, o0) && inside(1, o1) && inside(2, o2)) {
@@ -167,8 +372,7 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
           sum(std::integral_constant<int, 1>{}, count, [&](int64_t t) { return tap_k[t]; },
               [&](int64_t t) { return tap_at[t]; }, &start, &o);
         }
-      for (int u = 0; u < queued; ++u)
-        sum(std::integral_constant<int, 1>{}, kernel, same, offset, &from[u], &out[u]);
+      sum_partial(queued, from, out);
     }
   }
 }
@@ -194,9 +398,36 @@ void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
   }
 }
 
+// The input gradient of a stride-1 depthwise convolution of multiplier 1 is
+// itself one: dy convolved with the kernel flipped in every dimension, padded
+// by the kernel's span less the forward's padding (dx has x's shape). It then
+// runs on depthwise_forward_m1's loops instead of the general gather below.
+// Each dx value sums its taps in the flipped kernel order, fused where the
+// path has FMA; the same for every position, so thread counts do not change it.
+template <class T>
+bool depthwise_backward_input_as_forward(const ConvProblem& p, const T* w, const T* dy, T* dx) {
+  const Geometry& g = p.g;
+  ConvProblem q = p;
+  for (int d = 0; d < kMaxSpatialDims; ++d) {
+    const int64_t span = g.dilation[d] * (g.kernel[d] - 1);
+    if (g.stride[d] != 1 || g.pad_before[d] > span || g.pad_after[d] > span) return false;
+    q.g.in[d] = g.out[d];
+    q.g.out[d] = g.in[d];
+    q.g.pad_before[d] = span - g.pad_before[d];
+    q.g.pad_after[d] = span - g.pad_after[d];
+  }
+  const int64_t c = p.in_channels, kernel = g.kernel_size();
+  std::vector<T> flipped(size_t(kernel * c));
+  for (int64_t k = 0; k < kernel; ++k)
+    std::copy_n(w + k * c, c, flipped.data() + (kernel - 1 - k) * c);
+  depthwise_forward_m1(q, dy, flipped.data(), static_cast<const T*>(nullptr), dx);
+  return true;
+}
+
 template <class T>
 void depthwise_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
+  if (mult == 1 && depthwise_backward_input_as_forward(p, w, dy, dx)) return;
   const int64_t positions = p.g.in_size(), rows = p.batch * positions;
   const int nt = threads_for(rows * p.g.kernel_size() * cout);
   const StopToken stop;
@@ -218,9 +449,94 @@ void depthwise_backward_input(const ConvProblem& p, const T* w, const T* dy, T* 
   }
 }
 
+#ifdef __AVX512F__
+// dw of a 2-D 3x3 depthwise convolution of multiplier 1 from output row o0
+// of image n, for the channels [c0, c0 + lanes of L) (L a 64-byte vector, or
+// T for one channel): the nine sums stay in registers along the row and are
+// then added to dw, where the general loop below added every product into dw
+// in memory. A dw value is the rows in order, each the sum of its positions
+// in order (fused multiply-adds where the path has FMA), whichever thread
+// makes it.
+template <class T, class L>
+void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* dw, int64_t n,
+                              int64_t o0, int64_t c0, const int64_t* at) {
+  const auto load = [](const T* from) {
+    L v;
+    std::memcpy(&v, from, sizeof(L));
+    return v;
+  };
+  const auto fma = [](L a, L b, L acc) {
+    if constexpr (std::is_same_v<L, T>)
+      return madd(a, b, acc);
+    else
+      return madd_wide<T>(a, b, acc);
+  };
+  const Geometry& g = p.g;
+  const int64_t c = p.in_channels;
+  const int64_t top = o0 * g.stride[0] - g.pad_before[0];
+  int r0, r1;
+  rows_inside(top, g.dilation[0], g.in[0], r0, r1);
+  L acc[9];
+  for (L& a : acc) a = L{};
+  const T* grad = dy + (n * g.out[0] + o0) * g.out[1] * c + c0;
+  for (int64_t o1 = 0; o1 < g.out[1]; ++o1, grad += c) {
+    const int64_t left = o1 * g.stride[1] - g.pad_before[1];
+    int k0, k1;
+    rows_inside(left, g.dilation[1], g.in[1], k0, k1);
+    const int64_t first = ((n * g.in[0] + top) * g.in[1] + left) * c + c0;
+    const L d = load(grad);
+    if (r0 == 0 && r1 == 3 && k0 == 0 && k1 == 3) {
+      for (int t = 0; t < 9; ++t) acc[t] = fma(load(x + (first + at[t])), d, acc[t]);
+      continue;
+    }
+    for (int kr = 0; kr < 3; ++kr)
+      for (int kc = 0; kc < 3; ++kc)
+        if (kr >= r0 && kr < r1 && kc >= k0 && kc < k1)
+          acc[3 * kr + kc] = fma(load(x + (first + at[3 * kr + kc])), d, acc[3 * kr + kc]);
+  }
+  for (int t = 0; t < 9; ++t) {
+    const L sum = load(dw + t * c + c0) + acc[t];
+    std::memcpy(dw + t * c + c0, &sum, sizeof(L));
+  }
+}
+
+template <class T>
+void depthwise_3x3_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
+  using V = typename WideVector<T>::type;
+  constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
+  const int64_t c = p.in_channels, vectors = c / kLanes, items = vectors + c % kLanes;
+  std::fill_n(dw, 9 * c, T(0));
+  std::vector<int64_t> at(Taps(p.g).offsets());
+  for (int64_t& o : at) o *= c;
+  const int nt = int(std::min<int64_t>(threads_for(p.rows() * 9 * c), items));
+  const StopToken stop;
+  // Threads split the items (a vector of channels or, past the last whole
+  // one, one channel) and walk the rows together, so that the rows' inputs
+  // are read while in cache.
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t i0 = items * part / parts, i1 = items * (part + 1) / parts;
+    for (int64_t n = 0; n < p.batch && !stop; ++n)
+      for (int64_t o0 = 0; o0 < p.g.out[0]; ++o0)
+        for (int64_t item = i0; item < i1; ++item) {
+          if (item < vectors)
+            depthwise_3x3_weight_row<T, V>(p, x, dy, dw, n, o0, item * kLanes, at.data());
+          else
+            depthwise_3x3_weight_row<T, T>(p, x, dy, dw, n, o0, vectors * kLanes + item - vectors,
+                                           at.data());
+        }
+  }
+}
+#endif
+
 template <class T>
 void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
   const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
+#ifdef __AVX512F__
+  if (mult == 1 && p.g.rank == 2 && p.g.kernel[0] == 3 && p.g.kernel[1] == 3)
+    return depthwise_3x3_backward_weight(p, x, dy, dw);
+#endif
   const int64_t positions = p.g.out_size(), rows = p.rows();
   std::fill_n(dw, p.g.kernel_size() * cout, T(0));
   // Threads split the channels; each dw element sums the rows in order.

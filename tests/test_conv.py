@@ -267,6 +267,41 @@ def test_special_paths_match_reference(kind, data):
     check_forward(y, problem.x, problem.w, problem.b, problem.dtype, **problem.kwargs)
 
 
+@given(
+    dtype=st.sampled_from(DTYPES),
+    batch=st.integers(1, 2),
+    size=st.tuples(st.integers(1, 13), st.integers(1, 21)),
+    channels=st.integers(1, 40),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    padding=st.tuples(
+        st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    ),
+    bias=st.booleans(),
+)
+@settings(max_examples=60)
+def test_depthwise_3x3_rows_match_reference(
+    dtype, batch, size, channels, stride, dilation, padding, bias
+):
+    """2-D 3x3 depthwise convolutions of multiplier 1 (MobileNet's), whose rows run in
+    groups of up to eight windows sharing input columns (stride 1 or 2 along the row,
+    dilation 1) or at any stride: the rows at the top and bottom (kernel rows in the
+    padding), the windows at the ends (one at a time), channels in vectors and
+    remainders. The input gradient at stride 1 and padding within the kernel's span
+    runs the same loops on the flipped kernel."""
+    span = [2 * d + 1 for d in dilation]
+    size = tuple(max(n, k - sum(p)) for n, k, p in zip(size, span, padding))
+    x = seeded((batch, *size, channels), dtype, 11)
+    w = seeded((3, 3, 1, channels), dtype, 12)
+    b = seeded((channels,), dtype, 13) if bias else None
+    kwargs = {"stride": stride, "dilation": dilation, "padding": padding, "groups": channels}
+    y = ops.conv(x, w, b, **kwargs)
+    check_forward(y, x, w, b, dtype, **kwargs)
+    dy = seeded(y.shape, dtype, 14)
+    check_backward(ops.conv_backward(x, w, dy, **kwargs), x, w, dy, dtype, **kwargs)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "kwargs"),
