@@ -568,6 +568,8 @@ void activation_bias_band(int64_t r0, int64_t r1, int64_t cout, int64_t c0, int6
         d = v > T(0) ? T(1) : slope;
       else if constexpr (A == Activation::sigmoid)
         d = v * (T(1) - v);
+      else if constexpr (A == Activation::relu6)
+        d = v > T(0) && v < T(6) ? T(1) : T(0);
       const T m = dy[at + c] * d;
       masked[at + c] = m;
       sums[c] += m;
@@ -604,6 +606,8 @@ void conv_backward_activation_bias(const ConvProblem& p, Activation activation, 
       return activation_bias<Activation::leaky_relu>(p, negative_slope, y, dy, masked, db);
     case Activation::sigmoid:
       return activation_bias<Activation::sigmoid>(p, negative_slope, y, dy, masked, db);
+    case Activation::relu6:
+      return activation_bias<Activation::relu6>(p, negative_slope, y, dy, masked, db);
     case Activation::none:
       return activation_bias<Activation::none>(p, negative_slope, y, dy, masked, db);
   }

@@ -412,6 +412,8 @@ inline Vec<T> masked(Vec<T> g, const T* y, T slope) {
       d = v > splat(T(0)) ? one : splat(T(0));
     else if constexpr (A == Activation::leaky_relu)
       d = v > splat(T(0)) ? one : splat(slope);
+    else if constexpr (A == Activation::relu6)
+      d = (v > splat(T(0))) & (v < splat(T(6))) ? one : splat(T(0));
     else
       d = v * (one - v);
     return g * d;
@@ -450,6 +452,8 @@ inline T masked_one(Activation a, T g, T y, T slope) {
       return g * (y > T(0) ? T(1) : slope);
     case Activation::sigmoid:
       return g * (y * (T(1) - y));
+    case Activation::relu6:
+      return g * (y > T(0) && y < T(6) ? T(1) : T(0));
     case Activation::none:
       break;
   }
@@ -653,6 +657,9 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
               break;
             case Activation::sigmoid:
               with_bias(std::integral_constant<Activation, Activation::sigmoid>{});
+              break;
+            case Activation::relu6:
+              with_bias(std::integral_constant<Activation, Activation::relu6>{});
               break;
             case Activation::none:
               with_bias(std::integral_constant<Activation, Activation::none>{});

@@ -349,6 +349,8 @@ void activation_backward(Activation activation, T negative_slope, const T* y, co
       d = v > T(0) ? T(1) : negative_slope;
     else if (activation == Activation::sigmoid)
       d = v * (T(1) - v);
+    else if (activation == Activation::relu6)
+      d = v > T(0) && v < T(6) ? T(1) : T(0);
     out[i] = dy[i] * d;
   }
 }

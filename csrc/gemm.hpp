@@ -68,9 +68,10 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
 // caller's C, i.e. relative to the c pointer it passed). bias may be null.
 // The bias is added after the whole sum (with `accumulate`, after the sum
 // has been added to C), so c + bias has the same bits as a separate pass
-// adding it; relu and leaky_relu are exact, sigmoid is 1 / (1 + exp(-x))
-// with the C library's exp, the same on every instruction-set path.
-enum class Activation { none, relu, leaky_relu, sigmoid };
+// adding it; relu, leaky_relu and relu6 (min(max(x, 0), 6), MobileNet's) are
+// exact, sigmoid is 1 / (1 + exp(-x)) with the C library's exp, the same on
+// every instruction-set path.
+enum class Activation { none, relu, leaky_relu, sigmoid, relu6 };
 
 template <class T>
 struct Epilogue {

@@ -205,6 +205,10 @@ void finish_tile(const Epilogue<T>& ep, T* c, int64_t ldc, int64_t mr, int64_t n
       case Activation::leaky_relu:
         for (int64_t j = 0; j < nr; ++j) row[j] = row[j] > T(0) ? row[j] : slope * row[j];
         break;
+      case Activation::relu6:  // as np.minimum(np.maximum(x, 0), 6): NaN stays NaN
+        for (int64_t j = 0; j < nr; ++j)
+          row[j] = row[j] < T(0) ? T(0) : row[j] > T(6) ? T(6) : row[j];
+        break;
       case Activation::sigmoid:
         // exp of a non-positive number only: no overflow for large |x|.
         for (int64_t j = 0; j < nr; ++j) {

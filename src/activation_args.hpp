@@ -16,7 +16,7 @@ struct ActivationArg {
   double negative_slope = 0.2;
 };
 
-// activation: None, "linear", "relu", "leaky_relu" or "sigmoid";
+// activation: None, "linear", "relu", "leaky_relu", "sigmoid" or "relu6";
 // negative_slope: a finite number >= 0 (leaky_relu's slope; with a negative
 // slope the backward mask could not be read from the output's sign).
 inline ActivationArg activation_arg(py::handle name, py::handle slope, const char* fn) {
@@ -26,7 +26,8 @@ inline ActivationArg activation_arg(py::handle name, py::handle slope, const cha
     throw py::value_error(prefix(fn, "negative_slope") + "must be finite, got inf");
   if (name.is_none()) return a;
   const std::string s =
-      str_arg(name, fn, "activation", "None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid'");
+      str_arg(name, fn, "activation",
+              "None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6'");
   if (s == "linear") return a;
   if (s == "relu")
     a.kind = Activation::relu;
@@ -34,10 +35,12 @@ inline ActivationArg activation_arg(py::handle name, py::handle slope, const cha
     a.kind = Activation::leaky_relu;
   else if (s == "sigmoid")
     a.kind = Activation::sigmoid;
+  else if (s == "relu6")
+    a.kind = Activation::relu6;
   else
     throw py::value_error(prefix(fn, "activation") +
                           "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', "
-                          "got '" + s + "'");
+                          "'relu6', got '" + s + "'");
   return a;
 }
 

@@ -23,8 +23,8 @@ from cnnkit import layers, ops, reference
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 DTYPES = (F32, F64)
-ACTIVATIONS = (None, "linear", "relu", "leaky_relu", "sigmoid")
-EXACT = ("relu", "leaky_relu")
+ACTIVATIONS = (None, "linear", "relu", "leaky_relu", "sigmoid", "relu6")
+EXACT = ("relu", "leaky_relu", "relu6")
 
 
 def unfused(y, activation, slope=0.2):
@@ -146,6 +146,8 @@ def test_activation_backward_matches_reference(shape, activation, dtype, slope):
         y = 1 / (1 + np.exp(-y))
     elif activation == "relu":
         y = np.maximum(y, 0)
+    elif activation == "relu6":
+        y = np.clip(4 * y, 0, 6)  # outputs at both bounds and between
     dy = rng.standard_normal(shape).astype(dtype)[..., ::-1]  # non-contiguous
     got = ops.activation_backward(y, dy, activation, negative_slope=slope)
     want = reference.activation_backward(y, dy, activation, negative_slope=slope)
@@ -186,7 +188,7 @@ def test_fused_matmul_is_identical_for_any_thread_count():
 # --- gradients ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6"])
 @pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:4])
 def test_fused_conv_gradients(x_shape, w_shape, kwargs, activation):
     x, w = seeded((1, *x_shape[1:]), F64, 14), seeded(w_shape, F64, 15)
@@ -198,7 +200,7 @@ def test_fused_conv_gradients(x_shape, w_shape, kwargs, activation):
     )
 
 
-@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid"])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "relu6"])
 def test_dense_gradients(activation):
     x, w, b = seeded((5, 7), F64, 17), seeded((7, 3), F64, 18), seeded((3,), F64, 19)
     check_gradients(lambda x, w, b: ag.dense(x, w, b, activation=activation), [x, w, b])
@@ -213,7 +215,7 @@ def test_dense_falls_back_for_other_dtypes_and_ranks():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6", "tanh"])
 def test_layers_give_the_unfused_results(activation):
     x = seeded((2, 8, 8, 3), F32, 23)
     conv = layers.Conv2D(4, 3, padding="same", activation=activation)
@@ -231,7 +233,7 @@ def test_layers_give_the_unfused_results(activation):
 
 # --- bad input ------------------------------------------------------------------------
 
-KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid'"
+KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6'"
 
 
 @pytest.mark.parametrize(

@@ -894,7 +894,7 @@ def conv(
 ) -> Tensor:
     """Differentiable :func:`cnnkit.ops.conv` (channels-last, 1 to 3 spatial dimensions).
 
-    With ``activation`` ("relu", "leaky_relu", "sigmoid") the bias and activation are
+    With ``activation`` ("relu", "leaky_relu", "sigmoid", "relu6") the bias and activation are
     fused into the convolution, forward and backward (the mask is read from the output).
     """
     tx, tw = _as_tensor(x), _as_tensor(w)
@@ -938,7 +938,7 @@ def dense(
     if tx.ndim != 2 or tw.ndim != 2 or not _native(*arrays):
         y = matmul(tx, tw)
         y = y if tb is None else y + tb
-        fns = {"relu": relu, "sigmoid": sigmoid}
+        fns = {"relu": relu, "sigmoid": sigmoid, "relu6": relu6}
         if activation == "leaky_relu":
             return leaky_relu(y, negative_slope)
         return fns[activation](y) if activation in fns else y

@@ -461,7 +461,7 @@ def matmul(
         A 2-D operand is shared by every matrix of a 3-D one.
     bias : array_like, shape (N,), optional
         Added to every row.
-    activation : {None, "linear", "relu", "leaky_relu", "sigmoid"}
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6"}
         Applied after the bias. The bias and the activation are fused into the
         GEMM: applied to each tile of the product as it is stored, while it is
         still in cache, instead of in further passes over the output.
@@ -472,8 +472,8 @@ def matmul(
     -------
     numpy.ndarray, shape (M, N) or (B, M, N)
         Bit-identical for any number of threads, and to the unfused
-        ``matmul(a, b) + bias`` followed by ReLU or leaky ReLU; sigmoid uses the
-        C library's ``exp`` (within a few ulp of NumPy's).
+        ``matmul(a, b) + bias`` followed by ReLU, leaky ReLU or ReLU6 (``min(max(x, 0),
+        6)``); sigmoid uses the C library's ``exp`` (within a few ulp of NumPy's).
     """
     return _core.matmul(a, b, bias, activation, negative_slope)
 
@@ -485,13 +485,14 @@ def activation_backward(
 
     ``dy * activation'(input)`` written in terms of ``y = activation(input)``: ``dy``
     where ``y > 0`` else 0 (relu), else ``negative_slope * dy`` (leaky_relu),
-    ``dy * y * (1 - y)`` (sigmoid), ``dy`` (None or "linear"). The backward of
+    ``dy * y * (1 - y)`` (sigmoid), ``dy`` where ``0 < y < 6`` else 0 (relu6), ``dy``
+    (None or "linear"). The backward of
     :func:`matmul` and :func:`conv` with ``activation=...``, in one native pass.
 
     Parameters
     ----------
     y, dy : array_like, same shape, float32 or float64
-    activation : {None, "linear", "relu", "leaky_relu", "sigmoid"}
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6"}
     negative_slope : float
         As given to the forward (>= 0).
 
@@ -532,13 +533,14 @@ def conv(
     groups : int
         Splits the channels into groups convolved independently;
         ``groups == C_in`` is a depthwise convolution.
-    activation : {None, "linear", "relu", "leaky_relu", "sigmoid"}
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6"}
         ``activation(conv(x, w) + b)``. On the GEMM paths (most convolutions) the
         bias and the activation are fused into the store of each output tile,
         saving the passes over the output that separate ops would make; the
         depthwise and few-channel loops apply it in one pass after. The result
-        is bit-identical to the unfused convolution followed by ReLU or leaky
-        ReLU; sigmoid uses the C library's ``exp``. The gradient:
+        is bit-identical to the unfused convolution followed by ReLU, leaky
+        ReLU or ReLU6 (``min(max(x, 0), 6)``, MobileNet's); sigmoid uses the C
+        library's ``exp``. The gradient:
         :func:`conv_backward` with ``y=`` this output and the same activation.
     negative_slope : float
         ``leaky_relu``'s slope for negative inputs (>= 0; Keras's default 0.2).

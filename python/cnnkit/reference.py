@@ -350,6 +350,8 @@ def _activate(y: np.ndarray, activation: str | None, negative_slope: float) -> n
     if activation == "sigmoid":
         e = np.exp(-np.abs(y))
         return np.where(y >= 0, 1 / (1 + e), e / (1 + e)).astype(y.dtype, copy=False)
+    if activation == "relu6":
+        return np.minimum(np.maximum(y, 0), 6)
     raise ValueError(f"unknown activation {activation!r}")
 
 
@@ -365,6 +367,8 @@ def activation_backward(
         return dy * np.where(y > 0, dtype.type(1), dtype.type(negative_slope))
     if activation == "sigmoid":
         return dy * (y * (1 - y))
+    if activation == "relu6":
+        return dy * ((y > 0) & (y < 6))
     return dy.copy()
 
 

@@ -52,7 +52,7 @@ def _relu_in_place(y: Tensor) -> Tensor:
 
 # Activations the convolution and dense kernels fuse into their output (forward and
 # backward): the layers hand these to ag.conv / ag.dense instead of applying them after.
-_FUSED = ("relu", "leaky_relu", "sigmoid")
+_FUSED = ("relu", "leaky_relu", "sigmoid", "relu6")
 
 
 def _fused(name: str, act: Callable[[Tensor], Tensor]) -> str | None:
