@@ -98,6 +98,32 @@ template <class T, class V = typename WideVector<T>::type>
 #endif
 }
 
+#ifdef __FMA__
+// The 3x3 depthwise loops' vectors, one register each (64 bytes with
+// AVX-512, 32 with AVX2), and how many windows of a row go together: nine
+// weight vectors, the group's sums and an input fit the registers (32 zmm,
+// 16 ymm).
+#ifdef __AVX512F__
+template <class T>
+using RowVector = typename WideVector<T>::type;
+constexpr int kRowGroup = 8;
+#else
+template <class T>
+using RowVector = typename Vector<T>::type;
+constexpr int kRowGroup = 4;
+#endif
+
+template <class T, class V>
+[[gnu::always_inline]] inline V madd_row(V a, V b, V acc) {
+  if constexpr (sizeof(V) == 64)
+    return madd_wide<T>(a, b, acc);
+  else if constexpr (std::is_same_v<T, float>)
+    return V(_mm256_fmadd_ps(__m256(a), __m256(b), __m256(acc)));
+  else
+    return V(_mm256_fmadd_pd(__m256d(a), __m256d(b), __m256d(acc)));
+}
+#endif
+
 // f(std::integral_constant<int, q>{}) for q = 1, ..., N.
 template <int N, class F>
 inline void for_each_count(F&& f) {
@@ -122,7 +148,7 @@ inline void multiply_add(const T* __restrict a, const T* __restrict b, T* __rest
 
 }  // namespace
 
-#ifdef __AVX512F__
+#ifdef __FMA__
 // The kernel rows [r0, r1) of a 3x3 window whose row 0 reads input row
 // `top`: those inside the input (of `extent` rows, kernel rows `step` apart).
 inline void rows_inside(int64_t top, int64_t step, int64_t extent, int& r0, int& r1) {
@@ -131,18 +157,18 @@ inline void rows_inside(int64_t top, int64_t step, int64_t extent, int& r0, int&
   while (r1 > r0 && top + (r1 - 1) * step >= extent) --r1;
 }
 
-// Q adjacent windows of a 3x3 depthwise row, one 64-byte vector of channels:
+// Q adjacent windows of a 3x3 depthwise row, one RowVector of channels:
 // x + first is the first window's first tap (above the input when the row
 // is at the top), `at` the nine tap offsets, `wt` the nine weight vectors (in
 // registers for the whole row); kernel rows [r0, r1) lie inside the input.
 // With a stride S of 1 or 2 along the row (and no dilation there) the
 // windows share input columns: each column of a kernel row is loaded once
 // for the (up to three) windows that read it, 30 loads for 72 multiply-adds
-// at S = 1 instead of 72, which bound the loop (most loads straddle two
+// at S = 1 and Q = 8 instead of 72, which bound the loop (most loads straddle two
 // cache lines: NumPy's arrays are 16-byte aligned). S = 0: any stride, `step`
 // elements between windows. Each window sums its taps in kernel order, as
 // `sum` in depthwise_forward_m1 does, so the bits are the same.
-template <class T, int Q, int S, class V = typename WideVector<T>::type>
+template <class T, int Q, int S, class V = RowVector<T>>
 [[gnu::always_inline]] inline void depthwise_3x3_windows(const T* x, int64_t first, int64_t step,
                                                          int64_t c, const int64_t* at, int r0,
                                                          int r1, const V* wt, const T* bias,
@@ -157,7 +183,7 @@ template <class T, int Q, int S, class V = typename WideVector<T>::type>
   if constexpr (S == 0) {
     for (int t = 3 * r0; t < 3 * r1; ++t)
       for (int u = 0; u < Q; ++u)
-        acc[u] = madd_wide<T>(load(x + (first + at[t] + u * step)), wt[t], acc[u]);
+        acc[u] = madd_row<T>(load(x + (first + at[t] + u * step)), wt[t], acc[u]);
   } else {
     for (int r = r0; r < r1; ++r) {
       const T* const row = x + (first + at[3 * r]);
@@ -166,7 +192,7 @@ template <class T, int Q, int S, class V = typename WideVector<T>::type>
         for (int kc = 0; kc < 3; ++kc) {
           const int u = (j - kc) / S;
           if (j >= kc && (j - kc) % S == 0 && u < Q)
-            acc[u] = madd_wide<T>(v, wt[3 * r + kc], acc[u]);
+            acc[u] = madd_row<T>(v, wt[3 * r + kc], acc[u]);
         }
       }
     }
@@ -181,12 +207,12 @@ template <class T, int Q, int S, class V = typename WideVector<T>::type>
 
 // The windows [0, count) of a 3x3 depthwise row that lie inside the input:
 // channels outer, so that the nine weight vectors stay in registers while
-// eight windows at a time take 72 multiply-adds (the general loop reloaded
-// them and its few taps per call left it bound by per-call work).
+// groups of windows take their multiply-adds (the general loop reloaded
+// them, and its few taps per call left it bound by per-call work).
 template <class T, int S>
 void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* at, int r0, int r1,
                        const T* w, const T* b, T* out, int64_t count, int64_t c) {
-  using V = typename WideVector<T>::type;
+  using V = RowVector<T>;
   constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
   int64_t c0 = 0;
   for (; c0 + kLanes <= c; c0 += kLanes) {
@@ -194,10 +220,10 @@ void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* a
     for (int t = 0; t < 9; ++t) std::memcpy(&wt[t], w + t * c + c0, sizeof(V));
     const T* const bias = b ? b + c0 : nullptr;
     int64_t o = 0;
-    for (; o + 8 <= count; o += 8)
-      depthwise_3x3_windows<T, 8, S>(x, first + o * step + c0, step, c, at, r0, r1, wt, bias,
+    for (; o + kRowGroup <= count; o += kRowGroup)
+      depthwise_3x3_windows<T, kRowGroup, S>(x, first + o * step + c0, step, c, at, r0, r1, wt, bias,
                                      out + o * c + c0);
-    for_each_count<7>([&](auto q) {
+    for_each_count<kRowGroup - 1>([&](auto q) {
       if (count - o == decltype(q)::value)
         depthwise_3x3_windows<T, decltype(q)::value, S>(x, first + o * step + c0, step, c, at, r0,
                                                         r1, wt, bias, out + o * c + c0);
@@ -338,7 +364,7 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
       // A 2-D 3x3 row: its windows inside the input along the row, [lo, hi),
       // in one call.
       int64_t lo = 0, hi = 0;
-#ifdef __AVX512F__
+#ifdef __FMA__
       if (rows_3x3) {
         while (lo < g.out[1] && !inside(1, lo)) ++lo;
         hi = lo;
@@ -449,9 +475,9 @@ void depthwise_backward_input(const ConvProblem& p, const T* w, const T* dy, T* 
   }
 }
 
-#ifdef __AVX512F__
+#ifdef __FMA__
 // dw of a 2-D 3x3 depthwise convolution of multiplier 1 from output row o0
-// of image n, for the channels [c0, c0 + lanes of L) (L a 64-byte vector, or
+// of image n, for the channels [c0, c0 + lanes of L) (L a RowVector, or
 // T for one channel): the nine sums stay in registers along the row and are
 // then added to dw, where the general loop below added every product into dw
 // in memory. A dw value is the rows in order, each the sum of its positions
@@ -469,7 +495,7 @@ void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* 
     if constexpr (std::is_same_v<L, T>)
       return madd(a, b, acc);
     else
-      return madd_wide<T>(a, b, acc);
+      return madd_row<T>(a, b, acc);
   };
   const Geometry& g = p.g;
   const int64_t c = p.in_channels;
@@ -502,7 +528,7 @@ void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* 
 
 template <class T>
 void depthwise_3x3_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
-  using V = typename WideVector<T>::type;
+  using V = RowVector<T>;
   constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
   const int64_t c = p.in_channels, vectors = c / kLanes, items = vectors + c % kLanes;
   std::fill_n(dw, 9 * c, T(0));
@@ -533,7 +559,7 @@ void depthwise_3x3_backward_weight(const ConvProblem& p, const T* x, const T* dy
 template <class T>
 void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
   const int64_t cin = p.in_channels, cout = p.out_channels, mult = cout / cin;
-#ifdef __AVX512F__
+#ifdef __FMA__
   if (mult == 1 && p.g.rank == 2 && p.g.kernel[0] == 3 && p.g.kernel[1] == 3)
     return depthwise_3x3_backward_weight(p, x, dy, dw);
 #endif
