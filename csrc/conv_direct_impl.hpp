@@ -72,37 +72,21 @@ template <class T>
 }
 template <class T, class V = typename WideVector<T>::type>
 [[gnu::always_inline]] inline V madd_wide(V a, V b, V acc) {
-#if defined(__AVX512F__)
+#ifdef __AVX512F__
   if constexpr (std::is_same_v<T, float>)
     return V(_mm512_fmadd_ps(__m512(a), __m512(b), __m512(acc)));
   else
     return V(_mm512_fmadd_pd(__m512d(a), __m512d(b), __m512d(acc)));
-#elif defined(__FMA__)
-  // Two 32-byte halves.
-  using H = typename Vector<T>::type;
-  H ha[2], hb[2], hc[2];
-  std::memcpy(ha, &a, sizeof(V));
-  std::memcpy(hb, &b, sizeof(V));
-  std::memcpy(hc, &acc, sizeof(V));
-  for (int i = 0; i < 2; ++i) {
-    if constexpr (std::is_same_v<T, float>)
-      hc[i] = H(_mm256_fmadd_ps(__m256(ha[i]), __m256(hb[i]), __m256(hc[i])));
-    else
-      hc[i] = H(_mm256_fmadd_pd(__m256d(ha[i]), __m256d(hb[i]), __m256d(hc[i])));
-  }
-  V out;
-  std::memcpy(&out, hc, sizeof(V));
-  return out;
 #else
-  return acc + a * b;
+  return acc + a * b;  // the baseline's (the FMA paths use 32-byte vectors below)
 #endif
 }
 
 #ifdef __FMA__
-// The 3x3 depthwise loops' vectors, one register each (64 bytes with
-// AVX-512, 32 with AVX2), and how many windows of a row go together: nine
-// weight vectors, the group's sums and an input fit the registers (32 zmm,
-// 16 ymm).
+// The vectors of the m1 loops on the FMA paths, one register each (64 bytes
+// with AVX-512, 32 with AVX2), and how many windows of a row go together:
+// nine 3x3 weight vectors, the group's sums and an input fit the registers
+// (32 zmm, 16 ymm).
 #ifdef __AVX512F__
 template <class T>
 using RowVector = typename WideVector<T>::type;
@@ -112,17 +96,24 @@ template <class T>
 using RowVector = typename Vector<T>::type;
 constexpr int kRowGroup = 4;
 #endif
+#endif
 
+// madd_wide for a 64-byte V, and for a 32-byte one (a ymm register).
 template <class T, class V>
 [[gnu::always_inline]] inline V madd_row(V a, V b, V acc) {
-  if constexpr (sizeof(V) == 64)
+  if constexpr (sizeof(V) == 64) {
     return madd_wide<T>(a, b, acc);
-  else if constexpr (std::is_same_v<T, float>)
-    return V(_mm256_fmadd_ps(__m256(a), __m256(b), __m256(acc)));
-  else
-    return V(_mm256_fmadd_pd(__m256d(a), __m256d(b), __m256d(acc)));
-}
+  } else {
+#ifdef __FMA__
+    if constexpr (std::is_same_v<T, float>)
+      return V(_mm256_fmadd_ps(__m256(a), __m256(b), __m256(acc)));
+    else
+      return V(_mm256_fmadd_pd(__m256d(a), __m256d(b), __m256d(acc)));
+#else
+    return acc + a * b;
 #endif
+  }
+}
 
 // f(std::integral_constant<int, q>{}) for q = 1, ..., N.
 template <int N, class F>
@@ -164,9 +155,9 @@ inline void rows_inside(int64_t top, int64_t step, int64_t extent, int& r0, int&
 // With a stride S of 1 or 2 along the row (and no dilation there) the
 // windows share input columns: each column of a kernel row is loaded once
 // for the (up to three) windows that read it, 30 loads for 72 multiply-adds
-// at S = 1 and Q = 8 instead of 72, which bound the loop (most loads straddle two
-// cache lines: NumPy's arrays are 16-byte aligned). S = 0: any stride, `step`
-// elements between windows. Each window sums its taps in kernel order, as
+// at S = 1 and Q = 8 instead of 72, which bound the loop (most loads
+// straddle two cache lines: NumPy's arrays are 16-byte aligned). S = 0: any
+// stride, `step` elements between windows. Each window sums its taps in kernel order, as
 // `sum` in depthwise_forward_m1 does, so the bits are the same.
 template <class T, int Q, int S, class V = RowVector<T>>
 [[gnu::always_inline]] inline void depthwise_3x3_windows(const T* x, int64_t first, int64_t step,
@@ -261,8 +252,8 @@ void depthwise_3x3_row(const Geometry& g, int64_t n, int64_t o0, int64_t lo, int
 #endif
 
 // Multiplier 1, the usual depthwise layer (MobileNet's): each output value
-// sums its own channel's taps in registers, a 64-byte vector of channels at a
-// time, and is stored once with its bias. Output positions are walked in
+// sums its own channel's taps in registers, a vector of channels at a time
+// (one register on the FMA paths), and is stored once with its bias. Output positions are walked in
 // order (no flat index to divide), and windows inside the input go several at
 // a time (eight with AVX-512's 32 registers, four otherwise): independent
 // sums hide the latency of the multiply-adds, and each weight vector is
@@ -273,13 +264,14 @@ void depthwise_3x3_row(const Geometry& g, int64_t n, int64_t o0, int64_t lo, int
 // channel whatever its group, so the bits do not depend on the thread count.
 template <class T>
 void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
-  using V = typename WideVector<T>::type;
-  constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
-#ifdef __AVX512F__
-  constexpr int kGroup = 8;
+#ifdef __FMA__
+  using V = RowVector<T>;
+  constexpr int kGroup = kRowGroup;
 #else
+  using V = typename WideVector<T>::type;
   constexpr int kGroup = 4;
 #endif
+  constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
   const auto load = [](const T* from) {
     V v;
     std::memcpy(&v, from, sizeof(V));
@@ -314,7 +306,7 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
           const int64_t a = at(t) + c0;
           for (int u = 0; u < Q; ++u)
             for (int j = 0; j < U; ++j)
-              acc[u][j] = madd_wide<T>(load(from[u] + a + j * kLanes), wt[j], acc[u][j]);
+              acc[u][j] = madd_row<T>(load(from[u] + a + j * kLanes), wt[j], acc[u][j]);
         }
         for (int u = 0; u < Q; ++u)
           for (int j = 0; j < U; ++j) {
