@@ -43,6 +43,8 @@ def _image_model(dtype: str) -> cnnkit.Model:
     )(a)
     d = layers.Conv2D(8, 1, groups=2, activation="sigmoid", name="grouped", dtype=dtype)(c)
     e = layers.Conv2D(8, 3, padding="same", activation="tanh", name="tanh", dtype=dtype)(d)
+    six = layers.Conv2D(4, 1, activation="relu6", name="relu6", dtype=dtype)(e)
+    e = layers.Concatenate(name="concat", dtype=dtype)([six, layers.Conv2D(4, 1, dtype=dtype)(e)])
     f = AddReLU(name="add_relu", dtype=dtype)([d, e])
     g = OnnxPooling(
         "max", (3, 3), (2, 2), ((1, 1), (0, 1)), ceil_mode=True, name="pool", dtype=dtype
@@ -75,7 +77,9 @@ def test_shortcuts_have_the_bits_of_the_layers_calls(dtype, batch):
     x = np.random.default_rng(batch).standard_normal((batch, 13, 11, 6)).astype(dtype)
     _same_as_taped_at_one_and_two_threads(model, x)
     shortcuts = _shortcuts(model)
-    for name in ("relu", "linear", "leaky", "grouped", "add_relu", "pool", "gap", "gmp"):
+    for name in ("relu", "linear", "leaky", "grouped", "relu6", "concat", "add_relu", "pool"):
+        assert shortcuts[name], name
+    for name in ("gap", "gmp"):
         assert shortcuts[name], name
     for name in ("dense", "dense_relu"):
         assert shortcuts[name], name
