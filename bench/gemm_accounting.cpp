@@ -5,9 +5,10 @@
 // slivers in L1, with the B panel in L2, and storing into a C. Times are the
 // thread's CPU time, best and median of many runs, so that other processes
 // on a shared machine inflate them less (compare runs made close together).
+// Built and run with one command line (wrapped here):
 //
-//   g++ -O3 -std=c++17 -ffp-contract=off -Wno-subobject-linkage -mavx512f -mavx512bw \
-//       -mavx512vl -mavx512dq -mavx2 -mfma -Icsrc bench/gemm_accounting.cpp \
+//   g++ -O3 -std=c++17 -ffp-contract=off -Wno-subobject-linkage -mavx512f -mavx512bw
+//       -mavx512vl -mavx512dq -mavx2 -mfma -Icsrc bench/gemm_accounting.cpp
 //       BUILD/libcnnkit_kernels.a -fopenmp -o /tmp/gemm_accounting && /tmp/gemm_accounting [N [REPEATS]]
 //
 // BUILD is the build directory (the static library supplies the workspace).
