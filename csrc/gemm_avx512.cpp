@@ -125,6 +125,27 @@ struct ZmmKernel : SliverEntryPoints<ZmmKernel<Vec, MR_, MC_, KC_, NC_>, typenam
 // bits, that gemm_few_rows repeats; NC = 4096 with the A sliver outer
 // sweeps a 4 MiB panel from L3, 10% slower. Software prefetch of the B
 // slivers ahead of the FMAs measured 3-5% slower.
+//
+// With A packed along (csrc/gemm_impl.hpp), bench/gemm_accounting.cpp puts
+// the kernel loop alone at 1024^3 at 11.7 ms of CPU time (load 4-5), to which
+// the real C adds 0.55 ms, packing A along 0.47 (0.56 as a pass of its own:
+// the overlap hides a fifth of it) and packing B 0.45. None of these fell
+// with the following, each against this build alternated in one process
+// (bench/gemm_ab.cpp; medians of 6-16 rounds; the same code against itself
+// read 0.98-1.03):
+//   - two or four k blocks per tile, the running sum kept in an MR x NR
+//     buffer in L1 between them so that C is read and written once per span
+//     (same additions, same bits), the panel narrowed to stay 1 MiB (NC
+//     512 / 256): 0.96-0.99 / 0.95-0.98, as A is then packed n / NC times;
+//     with the second panel's A packing left out (an upper bound) 1.00-1.02;
+//   - the next B panel packed into a second buffer, rows between tiles: 0.98;
+//   - the next tile's C prefetched a line every 4-8 steps of k, or the
+//     tile's own 32-128 steps before its end, to L1 or L2: 0.95-0.99;
+//   - the lines the next share of A packing reads, prefetched 1-4 shares
+//     ahead: 0.99-1.015; B packed 4-16 rows per sliver at a time: as before;
+//   - a 6 x 64 tile (the C tile over four L1 sets, not two): 1.01; 7 x 64
+//     needs 33 registers: 0.93; the k loop unrolled by 4 or 8: 0.97 / 0.94;
+//   - MC 560 or 1022: 0.99-1.01.
 template <>
 struct MicroKernel<float> : ZmmKernel<F32, 14, 280, 256, 1024> {
   static constexpr bool kAOuter = true;
