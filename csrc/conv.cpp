@@ -274,7 +274,8 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
     conv_stem_forward(p, x, w, b, y, activation, negative_slope);
     return false;
   }
-  if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
+  if (detail::is_depthwise(p) || detail::has_few_channels(p) ||
+      detail::wide_direct_forward_applies<T>(p)) {
     if (detail::is_depthwise(p)) {
       detail::depthwise_forward(p, x, w, b, y);
     } else {

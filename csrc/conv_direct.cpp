@@ -3,6 +3,8 @@
 #define CNNKIT_ISA_NS baseline
 #include "conv_direct_impl.hpp"
 
+#include <type_traits>
+
 #include "cpu.hpp"
 
 namespace cnnkit::detail {
@@ -47,6 +49,15 @@ CNNKIT_DISPATCH(depthwise_backward_weight, (const ConvProblem& p, const T* x, co
 #undef CNNKIT_AVX512_PATH
 
 template <class T>
+bool wide_direct_forward_applies(const ConvProblem& p) {
+  const Geometry& g = p.g;
+  return std::is_same_v<T, float> && active_isa() == Isa::avx512 && p.groups == 1 &&
+         p.in_channels <= kWideDirectChannels && p.out_channels <= kWideDirectOutputs &&
+         g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1 && g.kernel_size() > 1 &&
+         slab_fits(p);
+}
+
+template <class T>
 ASource<T> patch_columns_source(const PatchColumns<T>& context) {
 #ifdef CNNKIT_HAVE_AVX512
   if (active_isa() == Isa::avx512) return {&avx512::fill_patch_columns<T>, &context};
@@ -59,6 +70,8 @@ ASource<T> patch_columns_source(const PatchColumns<T>& context) {
 
 CNNKIT_INSTANTIATE_DIRECT(float)
 CNNKIT_INSTANTIATE_DIRECT(double)
+template bool wide_direct_forward_applies<float>(const ConvProblem&);
+template bool wide_direct_forward_applies<double>(const ConvProblem&);
 template ASource<float> patch_columns_source<float>(const PatchColumns<float>&);
 template ASource<double> patch_columns_source<double>(const PatchColumns<double>&);
 

@@ -325,6 +325,92 @@ void forward_tile(const T* xs, int64_t step, int64_t count, const int64_t* off, 
   }
 }
 
+#ifdef __AVX512F__
+// The AVX-512 float forward tile: MR consecutive positions x NV 64-byte
+// vectors of output channels (14 x 2 = 28 of the 32 zmm registers, 32
+// channels, twice the ymm tile's work per broadcast), the channels past
+// cout masked off as the values are stored. Each lane is the ymm tile's
+// chain (a zero start, one multiply-add per offset in order, then the
+// bias and the rectifier), so both paths give the same bits.
+constexpr int kWideRows = 14;
+
+template <int MR, int NV>
+inline void forward_block_wide(const float* xs, int64_t step, const int64_t* off, int64_t P,
+                               const float* wk, int64_t ld, const float* bp, float* out,
+                               int64_t cout, int64_t c0, bool relu) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < P; ++q, wk += ld) {
+    __m512 wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_ps(wk + 16 * v);
+    const float* src = xs + off[q];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 s = _mm512_set1_ps(src[i * step]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(s, wv[v], acc[i][v]);
+    }
+  }
+  __mmask16 mask[NV];
+  __m512 bias[NV];
+  for (int v = 0; v < NV; ++v) {
+    const int64_t left = std::clamp<int64_t>(cout - c0 - 16 * v, 0, 16);
+    mask[v] = __mmask16((uint32_t(1) << left) - 1);
+    bias[v] = _mm512_loadu_ps(bp + 16 * v);
+  }
+  // max(0, v) returns v when v is NaN or -0, as the scalar v < 0 ? 0 : v.
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) {
+      const __m512 r = _mm512_add_ps(acc[i][v], bias[v]);
+      _mm512_mask_storeu_ps(out + i * cout + 16 * v, mask[v], relu ? _mm512_max_ps(zero, r) : r);
+    }
+}
+
+// MR positions (step apart in the slab) x all `ld` (a multiple of 16)
+// channels: two vectors at a time, one for an odd last 16.
+template <int MR>
+void forward_tile_wide(const float* xs, int64_t step, const int64_t* off, int64_t P,
+                       const float* wp, int64_t ld, const float* bp, float* out, int64_t cout,
+                       bool relu) {
+  for (int64_t c0 = 0; c0 < ld;) {
+    if (ld - c0 >= 32) {
+      forward_block_wide<MR, 2>(xs, step, off, P, wp + c0, ld, bp + c0, out + c0, cout, c0, relu);
+      c0 += 32;
+    } else {
+      forward_block_wide<MR, 1>(xs, step, off, P, wp + c0, ld, bp + c0, out + c0, cout, c0, relu);
+      c0 += 16;
+    }
+  }
+}
+
+// A line of `count` positions in tiles of equal height (24 = 12 + 12, not
+// 14 + 10: a tile's cost is its height's whatever the rows it stores).
+inline void forward_line_wide(const float* xs, int64_t step, int64_t count, const int64_t* off,
+                              int64_t P, const float* wp, int64_t ld, const float* bp, float* out,
+                              int64_t cout, bool relu) {
+  const int64_t tiles = (count + kWideRows - 1) / kWideRows, rows = (count + tiles - 1) / tiles;
+  for (int64_t i = 0; i < count; i += rows) {
+    const float* at = xs + i * step;
+    float* o = out + i * cout;
+    switch (std::min(rows, count - i)) {
+#define CNNKIT_WIDE_TILE(r) \
+  case r:                   \
+    forward_tile_wide<r>(at, step, off, P, wp, ld, bp, o, cout, relu); \
+    break;
+      CNNKIT_WIDE_TILE(1) CNNKIT_WIDE_TILE(2) CNNKIT_WIDE_TILE(3) CNNKIT_WIDE_TILE(4)
+      CNNKIT_WIDE_TILE(5) CNNKIT_WIDE_TILE(6) CNNKIT_WIDE_TILE(7) CNNKIT_WIDE_TILE(8)
+      CNNKIT_WIDE_TILE(9) CNNKIT_WIDE_TILE(10) CNNKIT_WIDE_TILE(11) CNNKIT_WIDE_TILE(12)
+      CNNKIT_WIDE_TILE(13) CNNKIT_WIDE_TILE(14)
+#undef CNNKIT_WIDE_TILE
+    }
+  }
+}
+static_assert(kWideRows == 14, "forward_line_wide's switch covers 1 .. kWideRows rows");
+#endif
+
 template <class T>
 void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, bool relu) {
   const Geometry& g = p.g;
@@ -370,6 +456,12 @@ void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, boo
                     const T* xs = slab + (o0 - a) * step[0] + o1 * step[1] + o2 * step[2];
                     const int64_t run = step[g.rank - 1];
                     T* out = y + (n * positions + f) * cout;
+#ifdef __AVX512F__
+                    if constexpr (std::is_same_v<T, float>) {
+                      forward_line_wide(xs, run, count, offs, P, wdata, ld, bdata, out, cout, relu);
+                      return;
+                    }
+#endif
                     for (int64_t i = 0; i < count; i += MR) {
                       const int64_t rows = std::min<int64_t>(MR, count - i);
                       const T* at = xs + i * run;
