@@ -474,6 +474,8 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   if (use_winograd_backward_input(p)) return detail::winograd_backward_input(p, w, dy, dx);
   if (detail::is_depthwise(p)) return detail::depthwise_backward_input(p, w, dy, dx);
   if (detail::has_few_channels(p)) return detail::few_channels_backward_input(p, w, dy, dx);
+  if (detail::wide_direct_backward_input_applies<T>(p))
+    return detail::wide_direct_backward_input(p, w, dy, dx);
   std::fill_n(dx, p.batch * g.in_size() * p.in_channels, T(0));
   if (p.rows() == 0 || kd == 0 || cout == 0) return;
   if (p.is_pointwise()) {

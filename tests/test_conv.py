@@ -362,13 +362,14 @@ def test_few_channel_kernels(x_shape, w_shape, kwargs, dtype):
 def test_wide_direct_forward_matches_reference(isa, data):
     """5 to 16 input channels at stride 1: the few-channel forward tiles on the AVX-512
     float path (up to 64 outputs, 14-row tiles split evenly along a line, channel
-    remainders masked), the im2col GEMM elsewhere; one thread and two agree bit for bit."""
+    remainders masked), and the same tiles on dy for the input gradient (16 input channels,
+    up to 32 outputs); the im2col GEMM elsewhere. One thread and two agree bit for bit."""
     if isa not in _core.available_isas():
         pytest.skip(f"{isa} is not available on this CPU")
     _core.set_isa(isa)
     dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
     rank = data.draw(st.integers(1, 3), label="rank")
-    cin = data.draw(st.integers(5, 16), label="cin")
+    cin = data.draw(st.sampled_from((5, 7, 8, 9, 12, 15, 16, 16, 16)), label="cin")
     cout = data.draw(st.one_of(st.integers(1, 17), st.integers(30, 66)), label="cout")
     kernel = data.draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank), label="kernel")
     if math.prod(kernel) == 1:
@@ -390,8 +391,13 @@ def test_wide_direct_forward_matches_reference(isa, data):
     check_forward(y, x, w, b, dtype, **kwargs)
     relu = ops.conv(x, w, b, activation="relu", **kwargs)
     assert np.array_equal(relu, np.where(y < 0, 0, y))
+    dy = seeded(y.shape, dtype, seed + 3)
+    grads = ops.conv_backward(x, w, dy, **kwargs)
+    check_backward(grads, x, w, dy, dtype, **kwargs)
     cnnkit.set_num_threads(2)
     assert np.array_equal(ops.conv(x, w, b, **kwargs), y)
+    for got, want in zip(ops.conv_backward(x, w, dy, **kwargs), grads):
+        assert np.array_equal(got, want)
 
 
 def test_hand_computed_example():
