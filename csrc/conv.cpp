@@ -403,6 +403,8 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
   if (detail::is_depthwise(p)) return detail::depthwise_backward_weight(p, x, dy, dw);
   if (detail::has_few_channels(p)) return detail::few_channels_backward_weight(p, x, dy, dw);
+  if (detail::wide_direct_backward_weight_applies<T>(p))
+    return detail::wide_direct_backward_weight(p, x, dy, dw);
   std::fill_n(dw, kd * cout, T(0));
   if (rows == 0 || kd == 0 || cout == 0) return;
   if (p.is_pointwise()) {

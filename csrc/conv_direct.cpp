@@ -40,6 +40,8 @@ CNNKIT_DISPATCH(few_channels_backward_weight,
                 (p, x, dy, dw, fused))
 CNNKIT_DISPATCH(wide_direct_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),
                 (p, w, dy, dx))
+CNNKIT_DISPATCH(wide_direct_backward_weight,
+                (const ConvProblem& p, const T* x, const T* dy, T* dw), (p, x, dy, dw))
 CNNKIT_DISPATCH(depthwise_forward, (const ConvProblem& p, const T* x, const T* w, const T* b, T* y),
                 (p, x, w, b, y))
 CNNKIT_DISPATCH(depthwise_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),
@@ -77,6 +79,23 @@ bool wide_direct_backward_input_applies(const ConvProblem& p) {
 }
 
 template <class T>
+bool wide_direct_backward_weight_applies(const ConvProblem& p) {
+  const Geometry& g = p.g;
+  if (!std::is_same_v<T, float> || active_isa() != Isa::avx512 || p.groups != 1 ||
+      p.in_channels <= kFewChannels || p.in_channels > kWideDirectChannels ||
+      p.out_channels > kWideDirectOutputs || g.kernel_size() == 1)
+    return false;
+  int64_t volume = 16;
+  for (int d = 0; d < kMaxSpatialDims; ++d) {
+    int64_t e = 0;
+    if (g.stride[d] != 1 || !padded_extent(g.in[d], g.pad_before[d], g.pad_after[d], e) ||
+        !checked_mul(volume, e, volume))
+      return false;
+  }
+  return volume <= kMaxSlabElements;
+}
+
+template <class T>
 ASource<T> patch_columns_source(const PatchColumns<T>& context) {
 #ifdef CNNKIT_HAVE_AVX512
   if (active_isa() == Isa::avx512) return {&avx512::fill_patch_columns<T>, &context};
@@ -93,6 +112,8 @@ template bool wide_direct_forward_applies<float>(const ConvProblem&);
 template bool wide_direct_forward_applies<double>(const ConvProblem&);
 template bool wide_direct_backward_input_applies<float>(const ConvProblem&);
 template bool wide_direct_backward_input_applies<double>(const ConvProblem&);
+template bool wide_direct_backward_weight_applies<float>(const ConvProblem&);
+template bool wide_direct_backward_weight_applies<double>(const ConvProblem&);
 template ASource<float> patch_columns_source<float>(const PatchColumns<float>&);
 template ASource<double> patch_columns_source<double>(const PatchColumns<double>&);
 

@@ -88,6 +88,13 @@ bool wide_direct_forward_applies(const ConvProblem& p);
 // the window's reach (so the flipped problem needs none negative).
 template <class T>
 bool wide_direct_backward_input_applies(const ConvProblem& p);
+// And their weight gradient (csrc/conv_few_impl.hpp's backward_weight_wide):
+// 5 to 16 input channels, up to kWideDirectOutputs outputs, stride 1, a
+// whole padded image within kMaxSlabElements.
+template <class T>
+bool wide_direct_backward_weight_applies(const ConvProblem& p);
+template <class T>
+void wide_direct_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw);
 template <class T>
 void wide_direct_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);
 
@@ -149,6 +156,8 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   template <class T>                                                                         \
   void wide_direct_backward_input(const ConvProblem&, const T*, const T*, T*);               \
   template <class T>                                                                         \
+  void wide_direct_backward_weight(const ConvProblem&, const T*, const T*, T*);              \
+  template <class T>                                                                         \
   void few_channels_backward_weight(const ConvProblem&, const T*, const T*, T*,              \
                                     const FusedWeightGradient<T>&);                          \
   template <class T>                                                                         \
@@ -165,7 +174,7 @@ CNNKIT_DECLARE_DIRECT(avx2)
 CNNKIT_DECLARE_DIRECT(avx512)
 #undef CNNKIT_DECLARE_DIRECT
 
-// Explicit instantiations for T of the seven functions of the enclosing namespace.
+// Explicit instantiations for T of the eight functions of the enclosing namespace.
 #define CNNKIT_INSTANTIATE_DIRECT(T)                                                          \
   template void depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);    \
   template void depthwise_backward_input<T>(const ConvProblem&, const T*, const T*, T*);       \
@@ -174,6 +183,7 @@ CNNKIT_DECLARE_DIRECT(avx512)
                                         bool);                                               \
   template void few_channels_backward_input<T>(const ConvProblem&, const T*, const T*, T*);    \
   template void wide_direct_backward_input<T>(const ConvProblem&, const T*, const T*, T*);     \
+  template void wide_direct_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);    \
   template void few_channels_backward_weight<T>(const ConvProblem&, const T*, const T*, T*,   \
                                                 const FusedWeightGradient<T>&);
 

@@ -319,6 +319,16 @@ void wide_direct_backward_input(const ConvProblem& p, const T* w, const T* dy, T
   few::forward(t, dy, flipped.data(), static_cast<const T*>(nullptr), dx, false);
 }
 
+// The caller checks wide_direct_backward_weight_applies; any other problem
+// (never passed) would take the general few-channel loops.
+template <class T>
+void wide_direct_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) return few::backward_weight_wide(p, x, dy, dw);
+#endif
+  few::backward_weight(p, x, dy, dw, FusedWeightGradient<T>{});
+}
+
 template <class T>
 void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
                                   const FusedWeightGradient<T>& fused) {

@@ -516,6 +516,109 @@ void forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, boo
   }
 }
 
+#ifdef __AVX512F__
+// The weight gradient on the AVX-512 float path with 5 to 16 input channels
+// at stride 1, where the slab holds 16 values per position
+// (wide_position_values): a tile is one kernel offset x 8 of those values
+// x NV 64-byte vectors of output channels, its 8 broadcasts fixed
+// displacements from one pointer that steps 16 values per position, and
+// sums x times dy over the positions: 2 NV multiply-adds per 8 broadcasts
+// and NV loads of dy (the ymm tiles of backward_weight_tiles take MR
+// broadcasts per 2 MR half-width multiply-adds). A tile over one image:
+// acc_rows (rows of the padded dw, `ldo` apart) plus the sum over the
+// image's positions in order.
+template <int NV>
+void weight_tile_wide(const Geometry& g, const float* slab, const int64_t* step, int64_t at,
+                      const float* grad, int64_t cout, int64_t c0, float* acc_rows, int64_t ldo) {
+  __m512 acc[8][NV];
+  __mmask16 mask[NV];
+  for (int v = 0; v < NV; ++v) {
+    const int64_t left = std::clamp<int64_t>(cout - c0 - 16 * v, 0, 16);
+    mask[v] = __mmask16((uint32_t(1) << left) - 1);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_loadu_ps(acc_rows + j * ldo + 16 * v);
+  // The lines counted, not divided out of a flat index as for_each_line
+  // does: a line is only 14 positions of 8 cycles each at 14 x 14. The
+  // loops stay in this function, so that acc stays in registers (passed
+  // by reference to a line function, GCC stored it after every step).
+  const int R = g.rank - 1;
+  const int64_t len = g.out[R];
+  int64_t o[2] = {0, 0};  // the line's coordinates along the dimensions before R
+  grad += c0;
+  for (int64_t f = 0; f < g.out_size(); f += len) {
+    const float* xs = slab + o[0] * step[0] + o[1] * step[1] + at;
+    for (int64_t i = 0; i < len; ++i, xs += 16, grad += cout) {
+      __m512 gv[NV];
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) gv[v] = _mm512_maskz_loadu_ps(mask[v], grad + 16 * v);
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m512 x = _mm512_set1_ps(xs[j]);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(x, gv[v], acc[j][v]);
+      }
+    }
+    if (R == 2 && ++o[1] == g.out[1])
+      o[1] = 0, ++o[0];
+    else if (R == 1)
+      ++o[0];
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(acc_rows + j * ldo + 16 * v, acc[j][v]);
+}
+
+// Threads split the tiles; each walks the whole batch, so each dw element
+// sums the images, then their positions, in order whatever the split.
+inline void backward_weight_wide(const ConvProblem& p, const float* x, const float* dy,
+                                 float* dw) {
+  const Geometry& g = p.g;
+  const int64_t cin = p.in_channels, cout = p.out_channels, K = g.kernel_size();
+  const int64_t ldo = round_up(cout, 16), positions = g.out_size();
+  Slab s{};
+  for (int d = 0; d < 3; ++d) {
+    s.ext[d] = g.in[d] + g.pad_before[d] + g.pad_after[d];
+    s.lo[d] = -g.pad_before[d];
+    s.src[d] = g.in[d];
+  }
+  s.ch = cin;
+  s.ld = 16;
+  const std::vector<int64_t> off = tap_offsets(g, s.ext, 1, 16, false);
+  const int64_t step[3] = {s.ext[1] * s.ext[2] * 16, s.ext[2] * 16, 16};
+  const int64_t halves = (cin + 7) / 8, blocks = (ldo + 31) / 32, tiles = K * halves * blocks;
+  Aligned<float> acc(K * 16 * ldo);
+  std::fill_n(acc.data(), K * 16 * ldo, 0.0f);
+  const int nt = int(std::min<int64_t>(threads_for(p.rows() * p.patch_size() * cout), tiles));
+  const StopToken stop;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t parts = omp_get_num_threads(), part = omp_get_thread_num();
+    const int64_t t0 = tiles * part / parts, t1 = tiles * (part + 1) / parts;
+    float* slab = thread_slab<float>(s.size());
+    for (int64_t n = 0; n < p.batch && t0 < t1 && !stop; ++n) {
+      fill_slab(x + n * g.in_size() * cin, s, slab);
+      const float* grad = dy + n * positions * cout;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t k = t / (halves * blocks), h = t / blocks % halves, c0 = t % blocks * 32;
+        float* rows = acc.data() + (k * 16 + h * 8) * ldo + c0;
+        const int64_t at = off[size_t(k)] + h * 8;
+        if (ldo - c0 >= 32)
+          weight_tile_wide<2>(g, slab, step, at, grad, cout, c0, rows, ldo);
+        else
+          weight_tile_wide<1>(g, slab, step, at, grad, cout, c0, rows, ldo);
+      }
+    }
+  }
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t ci = 0; ci < cin; ++ci)
+      std::copy_n(acc.data() + (k * 16 + ci) * ldo, cout, dw + (k * cin + ci) * cout);
+}
+#endif
+
 // acc[j][c] += sum over i < count of at_i[off[j]] * g[i][c], for the MR
 // offsets off[0 .. MR), at_i = xs + i * step, g rows `ldg` apart.
 //
