@@ -359,11 +359,12 @@ def test_few_channel_kernels(x_shape, w_shape, kwargs, dtype):
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 @given(data=st.data())
 @settings(max_examples=20)
-def test_wide_direct_forward_matches_reference(isa, data):
+def test_wide_direct_loops_match_reference(isa, data):
     """5 to 16 input channels at stride 1: the few-channel forward tiles on the AVX-512
     float path (up to 64 outputs, 14-row tiles split evenly along a line, channel
     remainders masked), the same tiles on dy for the input gradient (16 input channels,
-    up to 32 outputs) and kernel-offset tiles for the weight gradient; the im2col GEMM elsewhere. One thread and two agree bit for bit."""
+    up to 32 outputs) and kernel-offset tiles for the weight gradient; the im2col GEMM
+    elsewhere. One thread and two agree bit for bit."""
     if isa not in _core.available_isas():
         pytest.skip(f"{isa} is not available on this CPU")
     _core.set_isa(isa)
