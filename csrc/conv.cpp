@@ -274,7 +274,8 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
     conv_stem_forward(p, x, w, b, y, activation, negative_slope);
     return false;
   }
-  if (detail::is_depthwise(p) || detail::has_few_channels(p)) {
+  if (detail::is_depthwise(p) || detail::has_few_channels(p) ||
+      detail::wide_direct_forward_applies<T>(p)) {
     if (detail::is_depthwise(p)) {
       detail::depthwise_forward(p, x, w, b, y);
     } else {
@@ -402,6 +403,8 @@ void conv_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) 
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
   if (detail::is_depthwise(p)) return detail::depthwise_backward_weight(p, x, dy, dw);
   if (detail::has_few_channels(p)) return detail::few_channels_backward_weight(p, x, dy, dw);
+  if (detail::wide_direct_backward_weight_applies<T>(p))
+    return detail::wide_direct_backward_weight(p, x, dy, dw);
   std::fill_n(dw, kd * cout, T(0));
   if (rows == 0 || kd == 0 || cout == 0) return;
   if (p.is_pointwise()) {
@@ -473,6 +476,8 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   if (use_winograd_backward_input(p)) return detail::winograd_backward_input(p, w, dy, dx);
   if (detail::is_depthwise(p)) return detail::depthwise_backward_input(p, w, dy, dx);
   if (detail::has_few_channels(p)) return detail::few_channels_backward_input(p, w, dy, dx);
+  if (detail::wide_direct_backward_input_applies<T>(p))
+    return detail::wide_direct_backward_input(p, w, dy, dx);
   std::fill_n(dx, p.batch * g.in_size() * p.in_channels, T(0));
   if (p.rows() == 0 || kd == 0 || cout == 0) return;
   if (p.is_pointwise()) {

@@ -628,6 +628,41 @@ void few_channels_backward_input(const ConvProblem& p, const T* w, const T* dy, 
   few_channels_backward_input_strided(p, w, dy, dx);
 }
 
+// dx[i] = sum over kernel offsets k of dy[i + pad_before - k * dilation] . w[k]^T
+// is the forward convolution of dy (cout channels, padded by reach -
+// pad_before and reach - pad_after) with w'[K - 1 - k] = w[k]^T.
+template <class T>
+void wide_direct_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
+  ConvProblem t = p;
+  Geometry& g = t.g;
+  for (int d = 0; d < kMaxSpatialDims; ++d) {
+    const int64_t reach = g.dilation[d] * (g.kernel[d] - 1);
+    g.in[d] = p.g.out[d];
+    g.out[d] = p.g.in[d];
+    g.pad_before[d] = reach - p.g.pad_before[d];
+    g.pad_after[d] = reach - p.g.pad_after[d];
+  }
+  const int64_t cin = p.in_channels, cout = p.out_channels, K = g.kernel_size();
+  t.in_channels = cout;
+  t.out_channels = cin;
+  std::vector<T> flipped(size_t(K * cin * cout));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t co = 0; co < cout; ++co)
+        flipped[size_t(((K - 1 - k) * cout + co) * cin + ci)] = w[(k * cin + ci) * cout + co];
+  few::forward(t, dy, flipped.data(), static_cast<const T*>(nullptr), dx, false);
+}
+
+// The caller checks wide_direct_backward_weight_applies; any other problem
+// (never passed) would take the general few-channel loops.
+template <class T>
+void wide_direct_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) return few::backward_weight_wide(p, x, dy, dw);
+#endif
+  few::backward_weight(p, x, dy, dw, FusedWeightGradient<T>{});
+}
+
 template <class T>
 void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
                                   const FusedWeightGradient<T>& fused) {

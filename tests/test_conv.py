@@ -390,6 +390,52 @@ def test_few_channel_kernels(x_shape, w_shape, kwargs, dtype):
         check_backward(ops.conv_backward(xv, w, dy, **kwargs), x, w, dy, dtype, **kwargs)
 
 
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@given(data=st.data())
+@settings(max_examples=20)
+def test_wide_direct_loops_match_reference(isa, data):
+    """5 to 16 input channels at stride 1: the few-channel forward tiles on the AVX-512
+    float path (up to 64 outputs, 14-row tiles split evenly along a line, channel
+    remainders masked), the same tiles on dy for the input gradient (16 input channels,
+    up to 32 outputs) and kernel-offset tiles for the weight gradient; the im2col GEMM
+    elsewhere. One thread and two agree bit for bit."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    rank = data.draw(st.integers(1, 3), label="rank")
+    cin = data.draw(st.sampled_from((5, 7, 8, 9, 12, 15, 16, 16, 16)), label="cin")
+    cout = data.draw(st.one_of(st.integers(1, 17), st.integers(30, 66)), label="cout")
+    kernel = data.draw(st.lists(st.integers(1, 5), min_size=rank, max_size=rank), label="kernel")
+    if math.prod(kernel) == 1:
+        kernel[0] = 2
+    dilation = data.draw(st.sampled_from((1, 1, 2)), label="dilation")
+    padding = data.draw(st.sampled_from(("same", "valid", 1)), label="padding")
+    spans = [dilation * (k - 1) + 1 for k in kernel]
+    top = (31, 16, 6)[rank - 1]
+    lows = [1 if padding == "same" else max(1, s - (2 if padding == 1 else 0)) for s in spans]
+    sizes = [data.draw(st.integers(low, max(top, low + 2)), label="size") for low in lows]
+    batch = data.draw(st.integers(1, 3), label="batch")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    x = seeded((batch, *sizes, cin), dtype, seed)
+    w = seeded((*kernel, cin, cout), dtype, seed + 1)
+    b = seeded((cout,), dtype, seed + 2) if data.draw(st.booleans(), label="bias") else None
+    kwargs = {"padding": padding, "dilation": dilation}
+    cnnkit.set_num_threads(1)
+    y = ops.conv(x, w, b, **kwargs)
+    check_forward(y, x, w, b, dtype, **kwargs)
+    relu = ops.conv(x, w, b, activation="relu", **kwargs)
+    assert np.array_equal(relu, np.where(y < 0, 0, y))
+    dy = seeded(y.shape, dtype, seed + 3)
+    grads = ops.conv_backward(x, w, dy, **kwargs)
+    check_backward(grads, x, w, dy, dtype, **kwargs)
+    cnnkit.set_num_threads(2)
+    assert np.array_equal(ops.conv(x, w, b, **kwargs), y)
+    for got, want in zip(ops.conv_backward(x, w, dy, **kwargs), grads):
+        assert np.array_equal(got, want)
+
+
 def test_hand_computed_example():
     """Cross-correlation (no kernel flip), bias added, Keras "same" pads at the end."""
     x = np.array([[[1.0], [2.0], [3.0], [4.0]]])
@@ -775,6 +821,7 @@ BIG_CASES = [
         (1, 150, 37, 2), (5, 5, 2, 20), {"padding": "same", "dilation": (2, 1)}, id="few-bands"
     ),
     pytest.param((2, 3000, 1), (5, 1, 24), {"padding": "same"}, id="few-1d"),
+    pytest.param((3, 14, 14, 16), (5, 5, 16, 32), {"padding": "same"}, id="wide-direct"),
     pytest.param((4, 6000, 6), (7, 6, 10), {"stride": 3, "padding": ((2, 5),)}, id="1d"),
 ]
 
@@ -844,6 +891,9 @@ ISA_CASES = [
     pytest.param((2, 20, 19, 3), (3, 3, 3, 37), {"stride": 2, "padding": 1}, id="few-channels"),
     pytest.param((2, 20, 19, 1), (5, 5, 1, 32), {"padding": "same"}, id="few-channels-stride1"),
     pytest.param((2, 20, 19, 2), (5, 4, 2, 13), {"dilation": 2}, id="few-channels-valid"),
+    # 16 channels at stride 1: the few-channel forward's 64-byte tiles on AVX-512.
+    pytest.param((2, 14, 15, 16), (5, 5, 16, 32), {"padding": "same"}, id="wide-direct"),
+    pytest.param((2, 13, 30, 9), (3, 4, 9, 41), {"dilation": (1, 2)}, id="wide-direct-valid"),
 ]
 
 
@@ -871,9 +921,11 @@ def test_each_isa_path_is_accurate_and_deterministic(isa, dtype, x_shape, w_shap
 
 # Patch widths around the AVX-512 register tile's 14 rows (a sliver's run of
 # channels cut at every place), k blocks of output positions over the batch,
-# padding, strides, dilation, groups, 1-D and 3-D.
+# padding, strides, dilation, groups, 1-D and 3-D. Stride-1 cases with 5 to 16
+# input channels have more than 64 output channels, which keeps them off the
+# AVX-512 direct loops (csrc/conv_direct.hpp's wide_direct_backward_weight).
 SLIVER_CASES = [
-    pytest.param((2, 9, 11, 5), (3, 3, 5, 7), {"padding": "same"}, id="kd45"),
+    pytest.param((2, 9, 11, 5), (3, 3, 5, 70), {"padding": "same"}, id="kd45"),
     pytest.param((3, 13, 10, 16), (3, 3, 16, 32), {"stride": 2, "padding": 1}, id="cg16-stride2"),
     pytest.param(
         (2, 12, 12, 26),
@@ -881,9 +933,11 @@ SLIVER_CASES = [
         {"padding": 1, "dilation": (2, 1), "groups": 2},
         id="groups",
     ),
-    pytest.param((2, 9, 8, 14), (3, 3, 14, 3), {"padding": ((2, 0), (1, 3))}, id="cg14-uneven-pad"),
+    pytest.param(
+        (2, 9, 8, 14), (3, 3, 14, 67), {"padding": ((2, 0), (1, 3))}, id="cg14-uneven-pad"
+    ),
     pytest.param((3, 300, 17), (5, 17, 9), {"padding": "same"}, id="1d"),
-    pytest.param((2, 6, 7, 5, 6), (3, 3, 2, 6, 4), {"padding": "same"}, id="3d"),
+    pytest.param((2, 6, 7, 5, 6), (3, 3, 2, 6, 66), {"padding": "same"}, id="3d"),
 ]
 
 

@@ -161,7 +161,7 @@ def test_identical_bits_for_any_thread_count(groups):
 def test_default_and_zero_budget_keep_nothing(megabytes):
     code = (
         "import numpy as np; from cnnkit import _core, ops\n"
-        "x = np.ones((8, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)\n"
+        "x = np.ones((8, 8, 8, 32), np.float32); w = np.ones((3, 3, 32, 16), np.float32)\n"
         "a = ops.conv(x, w, padding='same', winograd=False)\n"
         "b = ops.conv(x, w, padding='same', winograd=False)\n"
         "s = _core._conv_weight_cache_stats()\n"
