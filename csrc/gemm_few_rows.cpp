@@ -67,9 +67,15 @@ bool large_b(int64_t n, int64_t k) { return b_at_least(n, k, few_rows::kLargeB);
 // (medians too noisy to read), VGG-16's 28 x 28 x 512 3x3 at batch 1 (784 x
 // 4608 x 512) 12.5 -> 11.6, 28 x 28 x 256 -> 512 6.2 -> 5.9; ResNet-18's 7 x
 // 7 x 512 3x3 at batch 8 (392 rows) 6.4 -> 5.9 in one process, but 4.66 ->
-// 4.90 against main's build in another: columns there, as before.
+// 4.90 against main's build in another: columns there, as before. Rows from
+// m >= n / 3 (it was n / 2), where they still measured 4-5% faster (two
+// threads, wall, alternated 30 times in one process, 300 calls each, three
+// runs at load 3.7, best / median ms): AlexNet's conv3 (169 x 1728 x 384)
+// 0.72 / 0.77-0.78 -> 0.69 / 0.73-0.74, 1x1 convs on 14 x 14 maps 196 x 1024
+// x 512 0.65-0.66 / 0.70-0.71 -> 0.63 / 0.67, 196 x 512 x 512 0.33 / 0.35 ->
+// 0.31 / 0.34.
 bool split_rows(int64_t m, int64_t n, int64_t k, int threads) {
-  return 2 * m >= n && (m >= n || !b_at_least(n, k, kRowsLargeB)) &&
+  return 3 * m >= n && (m >= n || !b_at_least(n, k, kRowsLargeB)) &&
          m >= int64_t(threads) * kMinBand;
 }
 
