@@ -3,7 +3,9 @@
     python bench/onnx_layers.py resnet18 1 [repeats] [threads]
 
 cnnkit: each step of the model's inference plan (its kernel shortcut, or the layer's
-``call``) is timed, and the best of ``repeats`` whole-network calls is kept. At one thread
+``call``) is timed over ``repeats`` whole-network calls, and each step's fastest call is
+kept, as onnxruntime's profile is read (the breakdown of the fastest whole call mixed in
+steps that a descheduled thread had held up on a loaded machine). At one thread
 (the default) in thread CPU time, steadier than wall time on a shared machine; at more
 threads in wall time, which is only meaningful on an idle machine. onnxruntime: its own
 per-node profile (``enable_profiling``), at the same thread count, the fastest run of each
@@ -65,15 +67,16 @@ def main() -> None:
                 step.residual_fast = timed(step.residual_fast, key)
         elif "call" not in step.layer.__dict__:
             step.layer.call = timed(step.layer.call, key)
+    load_before = os.getloadavg()[0]
     best_total, best = float("inf"), {}
     for _ in range(repeats):
         current.clear()
         start = clock()
         with ag.no_grad():
             model(x)
-        total = clock() - start
-        if total < best_total:
-            best_total, best = total, dict(current)
+        best_total = min(best_total, clock() - start)
+        for key, seconds in current.items():
+            best[key] = min(best.get(key, seconds), seconds)
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -96,7 +99,8 @@ def main() -> None:
 
     print(
         f"{name} batch {batch}, {threads} thread(s): cnnkit {best_total * 1e3:.1f} ms, "
-        f"onnxruntime {ort_total * 1e3:.1f} ms"
+        f"onnxruntime {ort_total * 1e3:.1f} ms (load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after)"
     )
     for (layer_name, kind), seconds in sorted(best.items(), key=lambda kv: -kv[1]):
         if seconds >= 5e-5:

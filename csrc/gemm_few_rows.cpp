@@ -22,6 +22,17 @@ constexpr int64_t kMinBand = 48;
 // The least k for which banded_applies takes a product from the packed GEMM:
 // the smallest measured (1152), rounded down.
 constexpr int64_t kMinBandedK = 1024;
+// The weights from which split_rows wants m >= n. Not kLargeB (2 MiB): that
+// sent ResNet-18's 14 x 14 x 256 3x3 (2.4 MB of weights) and AlexNet's conv4
+// and conv5 (3.5 and 2.4 MB) back to columns, where the measurements below
+// had them slower. Two threads, wall, columns and rows alternated 30 times
+// in one process (300 calls each), three runs, load 4.3-4.5, best ms of each
+// run / median of the two runs not held up by a descheduled thread: 196 x
+// 2304 x 256 0.75-0.79 / 0.89 -> 0.73 / 0.79-0.83, AlexNet's conv4
+// (169 x 3456 x 256) 0.99-1.02 / 1.15-1.16 -> 0.95 / 1.04-1.08, conv5 0.65-0.67
+// / 0.76 -> 0.65 / 0.70-0.71. The next larger few-row weights at batch 1 or
+// 8, ResNet-18's layer4.0.conv1 (4.7 MB), stay on columns.
+constexpr int64_t kRowsLargeB = int64_t(4) << 20;
 // Multiply-adds per thread below which a product stays on one thread.
 constexpr int64_t kMinWorkPerThread = int64_t(1) << 18;
 
@@ -30,12 +41,15 @@ int64_t k_block(int64_t k) {
   return (k + blocks - 1) / blocks;
 }
 
-// Whether a k x n float B has kLargeB bytes or more.
-bool large_b(int64_t n, int64_t k) {
-  // k * n * sizeof(float) >= kLargeB, by a division: k * n may overflow.
-  const int64_t elements = few_rows::kLargeB / int64_t(sizeof(float));
+// Whether a k x n float B has `bytes` bytes or more.
+bool b_at_least(int64_t n, int64_t k, int64_t bytes) {
+  // k * n * sizeof(float) >= bytes, by a division: k * n may overflow.
+  const int64_t elements = bytes / int64_t(sizeof(float));
   return k >= (elements + n - 1) / n;
 }
+
+// Whether a k x n float B has kLargeB bytes or more.
+bool large_b(int64_t n, int64_t k) { return b_at_least(n, k, few_rows::kLargeB); }
 
 // Whether `threads` threads share the rows of an m x n product rather than
 // its columns. Sharing columns, each thread gathers the whole A (a
@@ -48,14 +62,21 @@ bool large_b(int64_t n, int64_t k) {
 // (169 x 3456 x 256) 1.09 -> 0.90, conv5 0.70 -> 0.65, conv3 (169 x 1728 x
 // 384) 0.71 -> 0.71; but ResNet-18's 7 x 7 x 512 3x3 (49 x 4608 x 512) 0.99
 // -> 1.06 with bands of 25 rows, each thread then streaming 9.4 MB of
-// weights for 25 rows. With large weights (kLargeB or more, which each
+// weights for 25 rows. With large weights (kRowsLargeB or more, which each
 // thread then streams whole) only where m >= n: load ~3-4, best of 15
 // (medians too noisy to read), VGG-16's 28 x 28 x 512 3x3 at batch 1 (784 x
 // 4608 x 512) 12.5 -> 11.6, 28 x 28 x 256 -> 512 6.2 -> 5.9; ResNet-18's 7 x
 // 7 x 512 3x3 at batch 8 (392 rows) 6.4 -> 5.9 in one process, but 4.66 ->
-// 4.90 against main's build in another: columns there, as before.
+// 4.90 against main's build in another: columns there, as before. Rows from
+// m >= n / 3 (it was n / 2), where they still measured 4-5% faster (two
+// threads, wall, alternated 30 times in one process, 300 calls each, three
+// runs at load 3.7, best / median ms): AlexNet's conv3 (169 x 1728 x 384)
+// 0.72 / 0.77-0.78 -> 0.69 / 0.73-0.74, 1x1 convs on 14 x 14 maps 196 x 1024
+// x 512 0.65-0.66 / 0.70-0.71 -> 0.63 / 0.67, 196 x 512 x 512 0.33 / 0.35 ->
+// 0.31 / 0.34.
 bool split_rows(int64_t m, int64_t n, int64_t k, int threads) {
-  return 2 * m >= n && (m >= n || !large_b(n, k)) && m >= int64_t(threads) * kMinBand;
+  return 3 * m >= n && (m >= n || !b_at_least(n, k, kRowsLargeB)) &&
+         m >= int64_t(threads) * kMinBand;
 }
 
 // Whether a product the packed GEMM would take runs here on bands of rows

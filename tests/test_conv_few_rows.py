@@ -104,6 +104,11 @@ def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images):
         # 729 rows, k = 1152 (3x3), 0.3 MB of weights: the packed GEMM on one thread, bands
         # of rows here on more (gemm_few_rows.cpp's banded_applies)
         (27, 128, 64),
+        # AlexNet's conv4 at batch 1: 169 rows, 3.5 MB of weights (3x3), between kLargeB and
+        # kRowsLargeB, so bands of rows at several threads
+        (13, 384, 256),
+        # 169 rows, 384 channels: m >= n / 3, bands of rows (AlexNet's conv3 at batch 1)
+        (13, 64, 384),
     ],
 )
 def test_identical_bits_for_any_thread_count(pointwise, side, cin, cout):
