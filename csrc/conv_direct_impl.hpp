@@ -124,6 +124,19 @@ inline void for_each_count(F&& f) {
   }
 }
 
+// out[i] += 0 * w[i]: a tap's products with the padding's zeros, which the
+// loops skip, except that a NaN or infinite factor makes them NaN, as they
+// are in the reference and torch (which multiply materialised zeros).
+template <class T>
+inline void add_padding_products(T* __restrict out, const T* __restrict w, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) out[i] += T(0) * w[i];
+}
+
+template <class T>
+inline bool all_finite(const T* v, int64_t count) {
+  return std::all_of(v, v + count, [](T a) { return std::isfinite(a); });
+}
+
 // out[c * mult + j] += a[c] * b[c * mult + j]; the common multiplier 1 gets
 // its own loop, which the compiler vectorises.
 template <class T>
@@ -253,17 +266,22 @@ void depthwise_3x3_row(const Geometry& g, int64_t n, int64_t o0, int64_t lo, int
 
 // Multiplier 1, the usual depthwise layer (MobileNet's): each output value
 // sums its own channel's taps in registers, a vector of channels at a time
-// (one register on the FMA paths), and is stored once with its bias. Output positions are walked in
-// order (no flat index to divide), and windows inside the input go several at
-// a time (eight with AVX-512's 32 registers, four otherwise): independent
-// sums hide the latency of the multiply-adds, and each weight vector is
-// loaded once for the group. Each value is a zero start, the valid taps in
-// kernel order (fused multiply-adds where the path has FMA: as separate
-// products and sums the loop was bound by the two instructions per tap, at a
-// third of the fused rate), then the bias; the same for every window and
-// channel whatever its group, so the bits do not depend on the thread count.
+// (one register on the FMA paths), and is stored once with its bias. Output
+// positions are walked in order (no flat index to divide), and windows inside
+// the input go several at a time (eight with AVX-512's 32 registers, four
+// otherwise): independent sums hide the latency of the multiply-adds, and
+// each weight vector is loaded once for the group. Each value is a zero
+// start, the valid taps in kernel order (fused multiply-adds where the path
+// has FMA: as separate products and sums the loop was bound by the two
+// instructions per tap, at a third of the fused rate), then the bias; the
+// same for every window and channel whatever its group, so the bits do not
+// depend on the thread count.
+// With padding_products, windows reaching into the padding also add the
+// padding's products (add_padding_products) when a weight is not finite; the
+// input gradient, which runs this loop on dy, has no such products.
 template <class T>
-void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T* b, T* y) {
+void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                          bool padding_products = true) {
 #ifdef __FMA__
   using V = RowVector<T>;
   constexpr int kGroup = kRowGroup;
@@ -281,6 +299,10 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
   const int64_t c = p.in_channels, kernel = g.kernel_size();
   const int nt = threads_for(p.rows() * kernel * c);
   const Taps taps(g);
+  const bool pad_nonfinite = padding_products && !all_finite(w, kernel * c);
+  const auto add_padding = [&](int64_t pos, T* o) {
+    taps.for_each_padded(pos, [&](int64_t k) { add_padding_products(o, w + k * c, c); });
+  };
   // Input offsets of the taps from a window's first, in elements.
   std::vector<int64_t> offsets(taps.offsets());
   for (int64_t& o : offsets) o *= c;
@@ -362,6 +384,8 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
         hi = lo;
         while (hi < g.out[1] && inside(1, hi)) ++hi;
         depthwise_3x3_row(g, n, o0, lo, hi, x, offsets.data(), w, b, y, c);
+        for (int64_t o1 = lo; pad_nonfinite && o1 < hi; ++o1)
+          add_padding(o0 * g.out[1] + o1, y + (n * g.out_size() + o0 * g.out[1] + o1) * c);
       }
 #endif
       for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
@@ -389,6 +413,7 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
           const T* const start = x;
           sum(std::integral_constant<int, 1>{}, count, [&](int64_t t) { return tap_k[t]; },
               [&](int64_t t) { return tap_at[t]; }, &start, &o);
+          if (pad_nonfinite) add_padding(pos, o);
         }
       sum_partial(queued, from, out);
     }
@@ -402,6 +427,7 @@ void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
   const int64_t positions = p.g.out_size(), rows = p.rows();
   const int nt = threads_for(rows * p.g.kernel_size() * cout);
   const Taps taps(p.g);
+  const bool pad_nonfinite = !all_finite(w, p.g.kernel_size() * cout);
   const StopToken stop;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t r = 0; r < rows; ++r) {
@@ -411,6 +437,9 @@ void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
     taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
       multiply_add(x + i * cin, w + k * cout, out, cin, mult);
     });
+    if (pad_nonfinite)
+      taps.for_each_padded(r % positions,
+                           [&](int64_t k) { add_padding_products(out, w + k * cout, cout); });
     if (b)
       for (int64_t c = 0; c < cout; ++c) out[c] += b[c];
   }
@@ -438,7 +467,7 @@ bool depthwise_backward_input_as_forward(const ConvProblem& p, const T* w, const
   std::vector<T> flipped(size_t(kernel * c));
   for (int64_t k = 0; k < kernel; ++k)
     std::copy_n(w + k * c, c, flipped.data() + (kernel - 1 - k) * c);
-  depthwise_forward_m1(q, dy, flipped.data(), static_cast<const T*>(nullptr), dx);
+  depthwise_forward_m1(q, dy, flipped.data(), static_cast<const T*>(nullptr), dx, false);
   return true;
 }
 
@@ -507,10 +536,13 @@ void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* 
       for (int t = 0; t < 9; ++t) acc[t] = fma(load(x + (first + at[t])), d, acc[t]);
       continue;
     }
+    // Taps in the padding multiply zeros: NaN for a NaN or infinite dy, as
+    // in the reference.
     for (int kr = 0; kr < 3; ++kr)
-      for (int kc = 0; kc < 3; ++kc)
-        if (kr >= r0 && kr < r1 && kc >= k0 && kc < k1)
-          acc[3 * kr + kc] = fma(load(x + (first + at[3 * kr + kc])), d, acc[3 * kr + kc]);
+      for (int kc = 0; kc < 3; ++kc) {
+        const bool in = kr >= r0 && kr < r1 && kc >= k0 && kc < k1;
+        acc[3 * kr + kc] = fma(in ? load(x + (first + at[3 * kr + kc])) : L{}, d, acc[3 * kr + kc]);
+      }
   }
   for (int t = 0; t < 9; ++t) {
     const L sum = load(dw + t * c + c0) + acc[t];
@@ -569,6 +601,10 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
       const T* grad = dy + r * cout;
       taps.for_each(r / positions, r % positions, [&](int64_t k, int64_t i) {
           multiply_add(x + i * cin + c0, grad + c0 * mult, dw + k * cout + c0 * mult, c1 - c0, mult);
+      });
+      // dy times the padding's zeros: NaN where dy is not finite.
+      taps.for_each_padded(r % positions, [&](int64_t k) {
+        add_padding_products(dw + k * cout + c0 * mult, grad + c0 * mult, (c1 - c0) * mult);
       });
     }
   }

@@ -68,6 +68,24 @@ class Taps {
     }
   }
 
+  // Calls pad(k) for each kernel offset k of output position `pos` whose input
+  // position lies in the padding (none for most positions).
+  template <class Pad>
+  void for_each_padded(int64_t pos, Pad&& pad) const {
+    const Geometry& g = g_;
+    const int64_t o[3] = {pos / (g.out[1] * g.out[2]), (pos / g.out[2]) % g.out[1],
+                          pos % g.out[2]};
+    const auto outside = [&](int d, int64_t kd) {
+      const int64_t i = o[d] * g.stride[d] - g.pad_before[d] + kd * g.dilation[d];
+      return i < 0 || i >= g.in[d];
+    };
+    int64_t k = 0;
+    for (int64_t k0 = 0; k0 < g.kernel[0]; ++k0)
+      for (int64_t k1 = 0; k1 < g.kernel[1]; ++k1)
+        for (int64_t k2 = 0; k2 < g.kernel[2]; ++k2, ++k)
+          if (outside(0, k0) || outside(1, k1) || outside(2, k2)) pad(k);
+  }
+
  private:
   const Geometry& g_;
   std::vector<int64_t> delta_;  // input offset of each kernel offset from the first

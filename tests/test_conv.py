@@ -302,6 +302,46 @@ def test_depthwise_3x3_rows_match_reference(
     check_backward(ops.conv_backward(x, w, dy, **kwargs), x, w, dy, dtype, **kwargs)
 
 
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "kwargs"),
+    [
+        pytest.param((2, 9, 11, 20), (3, 3, 1, 20), {"padding": 1}, id="m1-3x3-rows"),
+        pytest.param((1, 8, 9, 5), (5, 5, 1, 5), {"padding": "same"}, id="m1-5x5"),
+        pytest.param((2, 9, 2), (3, 1, 4), {"padding": ((1, 2),), "dilation": 2}, id="mult-2"),
+        pytest.param((1, 12, 6), (3, 1, 6), {"padding": 1}, id="m1-1d"),
+    ],
+)
+@pytest.mark.usefixtures("restore_isa")
+def test_depthwise_padding_products_propagate_nan_as_the_reference(isa, x_shape, w_shape, kwargs):
+    """A NaN or infinite weight times the padding's zeros is NaN in the reference (and
+    torch), which multiply materialised zeros; the depthwise loops skip those taps, and
+    then add the products where a weight is not finite. Likewise dw, for a NaN in dy.
+    The input gradient has no such products (the reference crops them), so its NaNs are
+    those of the taps that read the input."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    kwargs = {**kwargs, "groups": x_shape[-1]}
+    x, w = seeded(x_shape, F64, 31), seeded(w_shape, F64, 32)
+    for bad in (np.nan, np.inf):
+        wb = w.copy()
+        wb.flat[0] = bad  # kernel offset 0 reads the padding at the first outputs
+        got = ops.conv(x, wb, **kwargs)
+        with np.errstate(invalid="ignore"):
+            want = reference.conv(x, wb, **kwargs)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = np.isfinite(want)
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-12, atol=1e-12)
+    dy = seeded(ops.conv(x, w, **kwargs).shape, F64, 33)
+    dy.flat[0] = np.nan
+    got = ops.conv_backward(x, w, dy, **kwargs)
+    with np.errstate(invalid="ignore"):
+        want = reference.conv_backward(x, w, dy, **kwargs)
+    for g, v in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(v))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "kwargs"),
