@@ -73,6 +73,9 @@ bool wide_direct_backward_input_applies(const ConvProblem& p) {
     const int64_t reach = g.dilation[d] * (g.kernel[d] - 1);
     if (g.stride[d] != 1 || g.pad_before[d] > reach || g.pad_after[d] > reach) return false;
     t.g.in[d] = g.out[d];
+    // The padding of the problem wide_direct_backward_input runs.
+    t.g.pad_before[d] = reach - g.pad_before[d];
+    t.g.pad_after[d] = reach - g.pad_after[d];
   }
   t.in_channels = p.out_channels;
   return slab_fits(t);

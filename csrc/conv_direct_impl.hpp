@@ -102,6 +102,10 @@ constexpr int kRowGroup = 4;
 template <class T, class V>
 [[gnu::always_inline]] inline V madd_row(V a, V b, V acc) {
   if constexpr (sizeof(V) == 64) {
+#if defined(__FMA__) && !defined(__AVX512F__)
+    // madd_wide does not fuse here, where madd (the remainders) does.
+    static_assert(sizeof(V) != 64, "the AVX2 path fuses 32-byte vectors only");
+#endif
     return madd_wide<T>(a, b, acc);
   } else {
 #ifdef __FMA__
@@ -170,8 +174,9 @@ inline void rows_inside(int64_t top, int64_t step, int64_t extent, int& r0, int&
 // for the (up to three) windows that read it, 30 loads for 72 multiply-adds
 // at S = 1 and Q = 8 instead of 72, which bound the loop (most loads
 // straddle two cache lines: NumPy's arrays are 16-byte aligned). S = 0: any
-// stride, `step` elements between windows. Each window sums its taps in kernel order, as
-// `sum` in depthwise_forward_m1 does, so the bits are the same.
+// stride, `step` elements between windows. Each window sums its taps in
+// kernel order, as `sum` in depthwise_forward_m1 does, so the bits are the
+// same.
 template <class T, int Q, int S, class V = RowVector<T>>
 [[gnu::always_inline]] inline void depthwise_3x3_windows(const T* x, int64_t first, int64_t step,
                                                          int64_t c, const int64_t* at, int r0,
@@ -225,8 +230,8 @@ void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* a
     const T* const bias = b ? b + c0 : nullptr;
     int64_t o = 0;
     for (; o + kRowGroup <= count; o += kRowGroup)
-      depthwise_3x3_windows<T, kRowGroup, S>(x, first + o * step + c0, step, c, at, r0, r1, wt, bias,
-                                     out + o * c + c0);
+      depthwise_3x3_windows<T, kRowGroup, S>(x, first + o * step + c0, step, c, at, r0, r1, wt,
+                                             bias, out + o * c + c0);
     for_each_count<kRowGroup - 1>([&](auto q) {
       if (count - o == decltype(q)::value)
         depthwise_3x3_windows<T, decltype(q)::value, S>(x, first + o * step + c0, step, c, at, r0,
@@ -541,7 +546,8 @@ void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* 
     for (int kr = 0; kr < 3; ++kr)
       for (int kc = 0; kc < 3; ++kc) {
         const bool in = kr >= r0 && kr < r1 && kc >= k0 && kc < k1;
-        acc[3 * kr + kc] = fma(in ? load(x + (first + at[3 * kr + kc])) : L{}, d, acc[3 * kr + kc]);
+        const L v = in ? load(x + (first + at[3 * kr + kc])) : L{};
+        acc[3 * kr + kc] = fma(v, d, acc[3 * kr + kc]);
       }
   }
   for (int t = 0; t < 9; ++t) {
@@ -589,6 +595,7 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
 #endif
   const int64_t positions = p.g.out_size(), rows = p.rows();
   std::fill_n(dw, p.g.kernel_size() * cout, T(0));
+  const bool dy_nonfinite = !all_finite(dy, rows * cout);
   // Threads split the channels; each dw element sums the rows in order.
   const int nt = int(std::min<int64_t>(threads_for(rows * p.g.kernel_size() * cout), cin));
   const Taps taps(p.g);
@@ -603,9 +610,10 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
           multiply_add(x + i * cin + c0, grad + c0 * mult, dw + k * cout + c0 * mult, c1 - c0, mult);
       });
       // dy times the padding's zeros: NaN where dy is not finite.
-      taps.for_each_padded(r % positions, [&](int64_t k) {
-        add_padding_products(dw + k * cout + c0 * mult, grad + c0 * mult, (c1 - c0) * mult);
-      });
+      if (dy_nonfinite)
+        taps.for_each_padded(r % positions, [&](int64_t k) {
+          add_padding_products(dw + k * cout + c0 * mult, grad + c0 * mult, (c1 - c0) * mult);
+        });
     }
   }
 }

@@ -638,7 +638,7 @@ def conv_backward(
     ----------
     x, w, stride, padding, dilation, groups, activation, negative_slope, winograd
         As given to :func:`conv`; ``winograd`` chooses the algorithm of ``dx``
-        (``dw`` and ``db`` always use the GEMM).
+        (``dw`` and ``db`` never use Winograd).
     dy : array_like
         The gradient with respect to the output, of the output's shape.
     need : iterable of {"x", "w", "b"}
