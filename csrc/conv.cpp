@@ -565,17 +565,7 @@ void activation_bias_band(int64_t r0, int64_t r1, int64_t cout, int64_t c0, int6
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t at = r * cout;
     for (int64_t c = c0; c < c1; ++c) {
-      const T v = y[at + c];
-      T d = T(1);
-      if constexpr (A == Activation::relu)
-        d = v > T(0) ? T(1) : T(0);
-      else if constexpr (A == Activation::leaky_relu)
-        d = v > T(0) ? T(1) : slope;
-      else if constexpr (A == Activation::sigmoid)
-        d = v * (T(1) - v);
-      else if constexpr (A == Activation::relu6)
-        d = v > T(0) && v < T(6) ? T(1) : T(0);
-      const T m = dy[at + c] * d;
+      const T m = dy[at + c] * activation_derivative(A, y[at + c], slope);
       masked[at + c] = m;
       sums[c] += m;
     }
@@ -604,18 +594,9 @@ void conv_backward_bias(const ConvProblem& p, const T* dy, T* db) {
 template <class T>
 void conv_backward_activation_bias(const ConvProblem& p, Activation activation, T negative_slope,
                                    const T* y, const T* dy, T* masked, T* db) {
-  switch (activation) {
-    case Activation::relu:
-      return activation_bias<Activation::relu>(p, negative_slope, y, dy, masked, db);
-    case Activation::leaky_relu:
-      return activation_bias<Activation::leaky_relu>(p, negative_slope, y, dy, masked, db);
-    case Activation::sigmoid:
-      return activation_bias<Activation::sigmoid>(p, negative_slope, y, dy, masked, db);
-    case Activation::relu6:
-      return activation_bias<Activation::relu6>(p, negative_slope, y, dy, masked, db);
-    case Activation::none:
-      return activation_bias<Activation::none>(p, negative_slope, y, dy, masked, db);
-  }
+  with_activation(activation, [&](auto a) {
+    activation_bias<decltype(a)::value>(p, negative_slope, y, dy, masked, db);
+  });
 }
 
 template <class T>

@@ -58,30 +58,6 @@ struct WideVector<double> {
 };
 
 
-// a * b + acc rounded once where the path has FMA, as a product and then a sum
-// on the baseline (-ffp-contract=off keeps the compiler from fusing on its
-// own); the vector and scalar forms round alike, so a channel's bits do not
-// depend on whether it falls in a full vector or in the remainder.
-template <class T>
-[[gnu::always_inline]] inline T madd(T a, T b, T acc) {
-#ifdef __FMA__
-  return std::fma(a, b, acc);
-#else
-  return acc + a * b;
-#endif
-}
-template <class T, class V = typename WideVector<T>::type>
-[[gnu::always_inline]] inline V madd_wide(V a, V b, V acc) {
-#ifdef __AVX512F__
-  if constexpr (std::is_same_v<T, float>)
-    return V(_mm512_fmadd_ps(__m512(a), __m512(b), __m512(acc)));
-  else
-    return V(_mm512_fmadd_pd(__m512d(a), __m512d(b), __m512d(acc)));
-#else
-  return acc + a * b;  // the baseline's (the FMA paths use 32-byte vectors below)
-#endif
-}
-
 #ifdef __FMA__
 // The vectors of the m1 loops on the FMA paths, one register each (64 bytes
 // with AVX-512, 32 with AVX2), and how many windows of a row go together:
@@ -98,22 +74,31 @@ constexpr int kRowGroup = 4;
 #endif
 #endif
 
-// madd_wide for a 64-byte V, and for a 32-byte one (a ymm register).
+// a * b + acc for a T, a 32-byte or a 64-byte vector of T: rounded once
+// where the path has FMA, as a product and then a sum on the baseline
+// (-ffp-contract=off keeps the compiler from fusing on its own). Every form
+// rounds alike, so a channel's bits do not depend on whether it falls in a
+// full vector or in the remainder.
 template <class T, class V>
-[[gnu::always_inline]] inline V madd_row(V a, V b, V acc) {
-  if constexpr (sizeof(V) == 64) {
-#if defined(__FMA__) && !defined(__AVX512F__)
-    // madd_wide does not fuse here, where madd (the remainders) does.
+[[gnu::always_inline]] inline V madd(V a, V b, V acc) {
+  if constexpr (std::is_same_v<V, T>) {
+#ifdef __FMA__
+    return std::fma(a, b, acc);
+#else
+    return acc + a * b;
+#endif
+  } else if constexpr (sizeof(V) == 32) {
+    return few::fmadd(a, b, acc);
+  } else {
+#ifdef __AVX512F__
+    if constexpr (std::is_same_v<T, float>)
+      return V(_mm512_fmadd_ps(__m512(a), __m512(b), __m512(acc)));
+    else
+      return V(_mm512_fmadd_pd(__m512d(a), __m512d(b), __m512d(acc)));
+#else
+#ifdef __FMA__
     static_assert(sizeof(V) != 64, "the AVX2 path fuses 32-byte vectors only");
 #endif
-    return madd_wide<T>(a, b, acc);
-  } else {
-#ifdef __FMA__
-    if constexpr (std::is_same_v<T, float>)
-      return V(_mm256_fmadd_ps(__m256(a), __m256(b), __m256(acc)));
-    else
-      return V(_mm256_fmadd_pd(__m256d(a), __m256d(b), __m256d(acc)));
-#else
     return acc + a * b;
 #endif
   }
@@ -192,7 +177,7 @@ template <class T, int Q, int S, class V = RowVector<T>>
   if constexpr (S == 0) {
     for (int t = 3 * r0; t < 3 * r1; ++t)
       for (int u = 0; u < Q; ++u)
-        acc[u] = madd_row<T>(load(x + (first + at[t] + u * step)), wt[t], acc[u]);
+        acc[u] = madd<T>(load(x + (first + at[t] + u * step)), wt[t], acc[u]);
   } else {
     for (int r = r0; r < r1; ++r) {
       const T* const row = x + (first + at[3 * r]);
@@ -201,7 +186,7 @@ template <class T, int Q, int S, class V = RowVector<T>>
         for (int kc = 0; kc < 3; ++kc) {
           const int u = (j - kc) / S;
           if (j >= kc && (j - kc) % S == 0 && u < Q)
-            acc[u] = madd_row<T>(v, wt[3 * r + kc], acc[u]);
+            acc[u] = madd<T>(v, wt[3 * r + kc], acc[u]);
         }
       }
     }
@@ -242,7 +227,7 @@ void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* a
     for (int64_t o = 0; o < count; ++o) {
       T acc = T(0);
       for (int t = 3 * r0; t < 3 * r1; ++t)
-        acc = madd(x[first + o * step + at[t] + c0], w[t * c + c0], acc);
+        acc = madd<T>(x[first + o * step + at[t] + c0], w[t * c + c0], acc);
       out[o * c + c0] = b ? acc + b[c0] : acc;
     }
 }
@@ -333,7 +318,7 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
           const int64_t a = at(t) + c0;
           for (int u = 0; u < Q; ++u)
             for (int j = 0; j < U; ++j)
-              acc[u][j] = madd_row<T>(load(from[u] + a + j * kLanes), wt[j], acc[u][j]);
+              acc[u][j] = madd<T>(load(from[u] + a + j * kLanes), wt[j], acc[u][j]);
         }
         for (int u = 0; u < Q; ++u)
           for (int j = 0; j < U; ++j) {
@@ -350,7 +335,8 @@ void depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, const T*
     for (; c0 < c; ++c0)
       for (int u = 0; u < Q; ++u) {
         T acc = T(0);
-        for (int64_t t = 0; t < count; ++t) acc = madd(from[u][at(t) + c0], w[k(t) * c + c0], acc);
+        for (int64_t t = 0; t < count; ++t)
+          acc = madd<T>(from[u][at(t) + c0], w[k(t) * c + c0], acc);
         out[u][c0] = b ? acc + b[c0] : acc;
       }
   };
@@ -517,12 +503,6 @@ void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* 
     std::memcpy(&v, from, sizeof(L));
     return v;
   };
-  const auto fma = [](L a, L b, L acc) {
-    if constexpr (std::is_same_v<L, T>)
-      return madd(a, b, acc);
-    else
-      return madd_row<T>(a, b, acc);
-  };
   const Geometry& g = p.g;
   const int64_t c = p.in_channels;
   const int64_t top = o0 * g.stride[0] - g.pad_before[0];
@@ -538,7 +518,7 @@ void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* 
     const int64_t first = ((n * g.in[0] + top) * g.in[1] + left) * c + c0;
     const L d = load(grad);
     if (r0 == 0 && r1 == 3 && k0 == 0 && k1 == 3) {
-      for (int t = 0; t < 9; ++t) acc[t] = fma(load(x + (first + at[t])), d, acc[t]);
+      for (int t = 0; t < 9; ++t) acc[t] = madd<T>(load(x + (first + at[t])), d, acc[t]);
       continue;
     }
     // Taps in the padding multiply zeros: NaN for a NaN or infinite dy, as
@@ -547,7 +527,7 @@ void depthwise_3x3_weight_row(const ConvProblem& p, const T* x, const T* dy, T* 
       for (int kc = 0; kc < 3; ++kc) {
         const bool in = kr >= r0 && kr < r1 && kc >= k0 && kc < k1;
         const L v = in ? load(x + (first + at[3 * kr + kc])) : L{};
-        acc[3 * kr + kc] = fma(v, d, acc[3 * kr + kc]);
+        acc[3 * kr + kc] = madd<T>(v, d, acc[3 * kr + kc]);
       }
   }
   for (int t = 0; t < 9; ++t) {

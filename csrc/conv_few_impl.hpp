@@ -671,19 +671,7 @@ inline void weight_line(const T* xs, int64_t step, int64_t count, const int64_t*
 // The scalar mask of masked(), for the rows copied with padding.
 template <class T>
 inline T masked_one(Activation a, T g, T y, T slope) {
-  switch (a) {
-    case Activation::relu:
-      return g * (y > T(0) ? T(1) : T(0));
-    case Activation::leaky_relu:
-      return g * (y > T(0) ? T(1) : slope);
-    case Activation::sigmoid:
-      return g * (y * (T(1) - y));
-    case Activation::relu6:
-      return g * (y > T(0) && y < T(6) ? T(1) : T(0));
-    case Activation::none:
-      break;
-  }
-  return g;
+  return a == Activation::none ? g : g * activation_derivative(a, y, slope);
 }
 
 // The window of a pooling along dimension d that holds position i, or -1
@@ -874,23 +862,7 @@ void backward_weight_tiles(const ConvProblem& p, const T* x, const T* dy, T* dw,
             else
               lines(a_tag, std::false_type{});
           };
-          switch (band_act) {
-            case Activation::relu:
-              with_bias(std::integral_constant<Activation, Activation::relu>{});
-              break;
-            case Activation::leaky_relu:
-              with_bias(std::integral_constant<Activation, Activation::leaky_relu>{});
-              break;
-            case Activation::sigmoid:
-              with_bias(std::integral_constant<Activation, Activation::sigmoid>{});
-              break;
-            case Activation::relu6:
-              with_bias(std::integral_constant<Activation, Activation::relu6>{});
-              break;
-            case Activation::none:
-              with_bias(std::integral_constant<Activation, Activation::none>{});
-              break;
-          }
+          with_activation(band_act, with_bias);
           for (int j = 0; j < MR; ++j) {
             store(tile + j * ld, acc[j][0]);
             store(tile + j * ld + W, acc[j][1]);

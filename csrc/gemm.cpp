@@ -339,20 +339,11 @@ void activation_backward(Activation activation, T negative_slope, const T* y, co
   // Written as the autograd's NumPy would, dy times the derivative, so that
   // the bits match an unfused layer's.
   const int nt = threads_for(count, int64_t(1) << 16);
+  with_activation(activation, [&](auto a) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t i = 0; i < count; ++i) {
-    const T v = y[i];
-    T d = T(1);
-    if (activation == Activation::relu)
-      d = v > T(0) ? T(1) : T(0);
-    else if (activation == Activation::leaky_relu)
-      d = v > T(0) ? T(1) : negative_slope;
-    else if (activation == Activation::sigmoid)
-      d = v * (T(1) - v);
-    else if (activation == Activation::relu6)
-      d = v > T(0) && v < T(6) ? T(1) : T(0);
-    out[i] = dy[i] * d;
-  }
+    for (int64_t i = 0; i < count; ++i)
+      out[i] = dy[i] * activation_derivative(decltype(a)::value, y[i], negative_slope);
+  });
 }
 
 template <class T>

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "cpu.hpp"
 #include "interrupt.hpp"
@@ -92,6 +93,45 @@ void apply_epilogue(const Epilogue<T>& epilogue, T* c, int64_t ldc, int64_t m, i
 template <class T>
 void activation_backward(Activation activation, T negative_slope, const T* y, const T* dy, T* out,
                          int64_t count);
+
+// activation'(x) in terms of y = activation(x), the factor of dy above: 1 or 0
+// (relu: y > 0; relu6: 0 < y < 6), 1 or negative_slope (leaky_relu), y (1 - y)
+// (sigmoid), 1 (none). Every fused backward mask multiplies by this.
+template <class T>
+inline T activation_derivative(Activation activation, T y, T negative_slope) {
+  switch (activation) {
+    case Activation::relu:
+      return y > T(0) ? T(1) : T(0);
+    case Activation::leaky_relu:
+      return y > T(0) ? T(1) : negative_slope;
+    case Activation::sigmoid:
+      return y * (T(1) - y);
+    case Activation::relu6:
+      return y > T(0) && y < T(6) ? T(1) : T(0);
+    case Activation::none:
+      break;
+  }
+  return T(1);
+}
+
+// f(std::integral_constant<Activation, activation>{}): a loop over many
+// elements gets the activation as a constant, so that its derivative or its
+// mask folds to one branch-free expression there.
+template <class F>
+inline void with_activation(Activation activation, F&& f) {
+  switch (activation) {
+    case Activation::relu:
+      return f(std::integral_constant<Activation, Activation::relu>{});
+    case Activation::leaky_relu:
+      return f(std::integral_constant<Activation, Activation::leaky_relu>{});
+    case Activation::sigmoid:
+      return f(std::integral_constant<Activation, Activation::sigmoid>{});
+    case Activation::relu6:
+      return f(std::integral_constant<Activation, Activation::relu6>{});
+    case Activation::none:
+      return f(std::integral_constant<Activation, Activation::none>{});
+  }
+}
 
 // C = op(A) op(B) as gemm(), then the epilogue (when `epilogue` is not null).
 template <class T>
