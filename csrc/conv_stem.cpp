@@ -51,8 +51,8 @@ bool conv_stem_applies(const ConvProblem& p) {
   const Geometry& g = p.g;
 #ifdef CNNKIT_HAVE_AVX512
   return std::is_same_v<T, float> && active_isa() == Isa::avx512 && g.rank == 2 &&
-         p.groups == 1 && p.in_channels >= 1 && p.in_channels <= 4 && g.kernel[0] >= 5 &&
-         g.kernel[1] >= 5 && g.stride[0] >= 2 && g.stride[1] >= 2 && g.dilation[0] == 1 &&
+         p.groups == 1 && p.in_channels >= 1 && p.in_channels <= 4 && g.kernel[0] >= 3 &&
+         g.kernel[1] >= 3 && g.stride[0] >= 2 && g.stride[1] >= 2 && g.dilation[0] == 1 &&
          g.dilation[1] == 1 && g.in[2] == 1 && g.kernel[2] == 1 && p.rows() > 0 &&
          p.out_channels > 0 && detail::slab_fits(p);
 #else
@@ -74,7 +74,9 @@ void conv_stem_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
     Buffer wp(static_cast<size_t>(kd * ld)), bp(static_cast<size_t>(ld));
     for (int64_t q = 0; q < kd; ++q) std::copy_n(w + q * cout, cout, wp.data() + q * ld);
     if (b) std::copy_n(b, cout, bp.data());
-    const bool relu = activation == Activation::relu;
+    // Sigmoid, rare in a first layer, in a pass after.
+    const bool fused = activation != Activation::sigmoid;
+    const stem::avx512::Store store{fused ? activation : Activation::none, negative_slope};
     // Fewer rows per band where a band would be large (long strides over
     // wide images): one row's slab is what detail::slab_fits bounds.
     int64_t band = std::min(kBandRows, g.out[0]);
@@ -98,10 +100,10 @@ void conv_stem_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
         for (int64_t o = o0; o < o1; ++o)
           stem::avx512::line(g.out[1], slab.data() + (o - o0) * g.stride[0] * width,
                              g.stride[1] * cin, g.kernel[0], width, g.kernel[1] * cin, wp.data(),
-                             ld, bp.data(), y + (n * g.out[0] + o) * g.out[1] * cout, cout, relu);
+                             ld, bp.data(), y + (n * g.out[0] + o) * g.out[1] * cout, cout, store);
       }
     }
-    if (!relu && activation != Activation::none) {
+    if (!fused) {
       const Epilogue<T> act{nullptr, activation, negative_slope};
       apply_epilogue(act, y, cout, p.rows(), cout);
     }

@@ -15,48 +15,72 @@ namespace {
 // R consecutive positions x V vectors of 16 output channels: R x V
 // accumulators, V weight vectors and a broadcast per kernel offset. `last`
 // masks the lanes of the V-th vector past C_out.
-template <int R, int V>
+template <int R, int V, int KH = 0, int RUN = 0>
 void tile(const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run, const float* w,
-          int64_t ld, const float* bias, float* y, int64_t cout, __mmask16 last, bool relu) {
+          int64_t ld, const float* bias, float* y, int64_t cout, __mmask16 last,
+          const Store& store) {
   __m512 acc[R][V];
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
-  const float* wk = w;
-  for (int64_t r = 0; r < kh; ++r) {
-    const float* at = xs + r * row;
-    for (int64_t j = 0; j < run; ++j, wk += ld) {
-      __m512 wv[V];
+  const auto offset = [&](const float* at, const float* wk) {
+    __m512 wv[V];
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) wv[v] = _mm512_load_ps(wk + 16 * v);
+    for (int v = 0; v < V; ++v) wv[v] = _mm512_load_ps(wk + 16 * v);
 #pragma GCC unroll 12
-      for (int i = 0; i < R; ++i) {
-        const __m512 a = _mm512_set1_ps(at[i * step + j]);
+    for (int i = 0; i < R; ++i) {
+      const __m512 a = _mm512_set1_ps(at[i * step]);
 #pragma GCC unroll 4
-        for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
-      }
+      for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(a, wv[v], acc[i][v]);
     }
+  };
+  if constexpr (KH > 0) {
+    // A small window unrolled whole: no loop exits to mispredict.
+#pragma GCC unroll 8
+    for (int r = 0; r < KH; ++r)
+#pragma GCC unroll 16
+      for (int j = 0; j < RUN; ++j) offset(xs + r * row + j, w + (r * RUN + j) * ld);
+  } else {
+    const float* wk = w;
+    for (int64_t r = 0; r < kh; ++r)
+      for (int64_t j = 0; j < run; ++j, wk += ld) offset(xs + r * row + j, wk);
   }
-  const __m512 zero = _mm512_setzero_ps();
+  // The activations as apply_epilogue's scalar forms (csrc/gemm_impl.hpp's
+  // finish_tile), NaN kept: max(0, s) returns s when s is NaN or -0, as
+  // s < 0 ? 0 : s does, and min(6, m) returns m when m is NaN.
+  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  const __m512 slope = _mm512_set1_ps(store.negative_slope);
+  const auto put = [&](auto activate) {
 #pragma GCC unroll 12
-  for (int i = 0; i < R; ++i)
+    for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) {
-      __m512 s = _mm512_add_ps(acc[i][v], _mm512_load_ps(bias + 16 * v));
-      // v < 0 ? 0 : v, NaN kept, as the few-channel loops rectify.
-      if (relu) s = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(s, zero, _CMP_NLT_UQ), s);
-      _mm512_mask_storeu_ps(y + i * cout + 16 * v, v == V - 1 ? last : __mmask16(0xffff), s);
-    }
+      for (int v = 0; v < V; ++v)
+        _mm512_mask_storeu_ps(y + i * cout + 16 * v, v == V - 1 ? last : __mmask16(0xffff),
+                              activate(_mm512_add_ps(acc[i][v], _mm512_load_ps(bias + 16 * v))));
+  };
+  switch (store.activation) {
+    case Activation::relu:
+      return put([&](__m512 s) { return _mm512_max_ps(zero, s); });
+    case Activation::relu6:
+      return put([&](__m512 s) { return _mm512_min_ps(six, _mm512_max_ps(zero, s)); });
+    case Activation::leaky_relu:  // s > 0 ? s : slope * s
+      return put([&](__m512 s) {
+        return _mm512_mask_mov_ps(_mm512_mul_ps(slope, s), _mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ),
+                                  s);
+      });
+    default:
+      return put([](__m512 s) { return s; });
+  }
 }
 
 using Tile = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, const float*, int64_t,
-                      const float*, float*, int64_t, __mmask16, bool);
+                      const float*, float*, int64_t, __mmask16, const Store&);
 
-template <int V, int... R>
+template <int V, int KH, int RUN, int... R>
 Tile pick(int rows, std::integer_sequence<int, R...>) {
   Tile t = nullptr;
-  ((t = rows == R + 1 ? &tile<R + 1, V> : t), ...);
+  ((t = rows == R + 1 ? &tile<R + 1, V, KH, RUN> : t), ...);
   return t;
 }
 
@@ -68,19 +92,22 @@ constexpr int kRows = V == 4 ? 6 : V == 3 ? 8 : 12;
 template <int V>
 void columns(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
              const float* w, int64_t ld, const float* bias, float* y, int64_t cout,
-             __mmask16 last, bool relu) {
+             __mmask16 last, const Store& store) {
   constexpr int R = kRows<V>;
+  const bool small = kh == 3 && run == 9;
   for (int64_t i = 0; i < count; i += R) {
     const int rows = int(std::min<int64_t>(R, count - i));
-    pick<V>(rows, std::make_integer_sequence<int, R>())(xs + i * step, step, kh, row, run, w, ld,
-                                                         bias, y + i * cout, cout, last, relu);
+    const Tile t = small ? pick<V, 3, 9>(rows, std::make_integer_sequence<int, R>())
+                         : pick<V, 0, 0>(rows, std::make_integer_sequence<int, R>());
+    t(xs + i * step, step, kh, row, run, w, ld, bias, y + i * cout, cout, last, store);
   }
 }
 
 }  // namespace
 
 void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
-          const float* w, int64_t ld, const float* bias, float* y, int64_t cout, bool relu) {
+          const float* w, int64_t ld, const float* bias, float* y, int64_t cout,
+          const Store& store) {
   // Blocks of 64 output channels; the last block takes the vectors left.
   for (int64_t c0 = 0; c0 < cout; c0 += 64) {
     const int64_t left = std::min<int64_t>(64, cout - c0);
@@ -91,7 +118,7 @@ void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row,
               : vectors == 3 ? &columns<3>
               : vectors == 2 ? &columns<2>
                              : &columns<1>;
-    f(count, xs, step, kh, row, run, w + c0, ld, bias + c0, y + c0, cout, last, relu);
+    f(count, xs, step, kh, row, run, w + c0, ld, bias + c0, y + c0, cout, last, store);
   }
 }
 

@@ -1,12 +1,14 @@
 """A network's first layer (csrc/conv_stem.hpp): a large strided window over few channels.
 
 On the AVX-512 float path a 2-D convolution from at most 4 channels with a window of at
-least 5 x 5, stride 2 or more and no dilation (ResNet's 7 x 7 stride 2, AlexNet's 11 x 11
-stride 4) runs the few-channel loops' operations on 64-byte vectors. Checked here: results
-against the NumPy reference over random shapes on every instruction-set path (the window
-leaving the image on every side, output channels in blocks of 64 and every tail, bias and
-activation, non-contiguous inputs, both dtypes); the same bits as the AVX2 path's
-few-channel loops; identical bits at 1, 2 and 3 threads.
+least 3 x 3, stride 2 or more and no dilation (ResNet's 7 x 7 stride 2, AlexNet's 11 x 11
+stride 4, MobileNet's and SqueezeNet's 3 x 3 stride 2) runs the few-channel loops'
+operations on 64-byte vectors, relu, relu6 and leaky relu applied as the values are
+stored. Checked here: results against the NumPy reference over random shapes on every
+instruction-set path (the window leaving the image on every side, output channels in
+blocks of 64 and every tail, bias and every activation, non-contiguous inputs, both
+dtypes); the same bits as the AVX2 path's few-channel loops and epilogue; NaN and
+infinities as the reference has them; identical bits at 1, 2 and 3 threads.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 def problems(draw):
     dtype = draw(st.sampled_from([F32, F32, F64]))
     cin = draw(st.integers(1, 4))
-    kh, kw = draw(st.integers(5, 11)), draw(st.integers(5, 11))
+    # 3 x 3 windows of 3 channels take an unrolled tile of their own.
+    small = draw(st.booleans())
+    kh, kw = (3, 3) if small else (draw(st.integers(3, 11)), draw(st.integers(3, 11)))
     stride = (draw(st.integers(2, 4)), draw(st.integers(2, 4)))
     pad = draw(st.integers(0, 4))
     n = draw(st.integers(1, 2))
@@ -37,7 +41,7 @@ def problems(draw):
     cout = draw(st.integers(1, 70))
     wt = seeded((kh, kw, cin, cout), dtype, 2)
     b = draw(st.sampled_from([None, seeded((cout,), dtype, 3)]))
-    activation = draw(st.sampled_from([None, "relu", "sigmoid"]))
+    activation = draw(st.sampled_from([None, "relu", "relu6", "leaky_relu", "sigmoid"]))
     return x, wt, b, {"stride": stride, "padding": pad}, activation
 
 
@@ -47,23 +51,48 @@ def problems(draw):
 def test_matches_reference(problem):
     x, w, b, spec, activation = problem
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
-    want = reference.conv(x64, w64, b, **spec)
-    if activation == "relu":
-        want = np.maximum(want, 0)
+    want = reference.conv(x64, w64, b, **spec, activation=activation, negative_slope=0.3)
+    # Each activation changes by at most its input's change (sigmoid a quarter of it).
     scale = reference.conv(np.abs(x64), np.abs(w64), None if b is None else np.abs(b), **spec)
-    if activation == "sigmoid":  # 1 / (1 + exp(-v)) changes by at most a quarter of v's change
-        want, scale = 1 / (1 + np.exp(-want)), scale / 4
+    if activation == "sigmoid":
+        scale = scale / 4
     rtol = 1e-4 if x.dtype == F32 else 1e-10
     results = {}
     for isa in _core.available_isas():
         _core.set_isa(isa)
-        got = ops.conv(x, w, b, **spec, activation=activation)
+        got = ops.conv(x, w, b, **spec, activation=activation, negative_slope=0.3)
         assert got.dtype == x.dtype and got.shape == want.shape, isa
         assert np.all(np.abs(got - want) <= rtol * scale + 1e-30), isa
         results[isa] = got
     # The AVX-512 kernel repeats the few-channel loops' operations in their order.
     if "avx2" in results and "avx512" in results:
         assert np.array_equal(results["avx512"], results["avx2"])
+
+
+@pytest.mark.usefixtures("restore_isa")
+@pytest.mark.parametrize("activation", [None, "relu", "relu6", "leaky_relu"])
+@pytest.mark.parametrize("cout, padding", [(32, 1), (64, 0)])  # MobileNet v2's, SqueezeNet's
+def test_non_finite_values_as_the_reference(activation, cout, padding):
+    # NaN and infinities in x and w (a NaN weight meets the padding's zeros): the fused
+    # activation keeps NaN and clips an infinity as the reference does.
+    x, w = seeded((1, 19, 21, 3), F32, 1), seeded((3, 3, 3, cout), F32, 2)
+    b = seeded((cout,), F32, 3)
+    x[0, 0, 0, 0], x[0, 5, 7, 1], x[0, 10, 3, 2] = np.nan, np.inf, -np.inf
+    w[0, 0, 2, 3], w[2, 1, 0, 5] = np.nan, np.inf
+    spec = {"stride": 2, "padding": padding, "activation": activation, "negative_slope": 0.1}
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = reference.conv(x.astype(np.float64), w.astype(np.float64), b, **spec)
+    results = {}
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        got = ops.conv(x, w, b, **spec)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=isa)
+        finite, infinite = np.isfinite(want), np.isinf(want)
+        np.testing.assert_array_equal(got[infinite], want[infinite], err_msg=isa)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4, err_msg=isa)
+        results[isa] = got
+    if "avx2" in results and "avx512" in results:
+        np.testing.assert_array_equal(results["avx512"], results["avx2"])
 
 
 def test_alexnet_first_layer():
@@ -80,7 +109,8 @@ def test_alexnet_first_layer():
 @pytest.mark.usefixtures("restore_threads")
 @pytest.mark.parametrize(
     "shape, kernel, stride, padding",
-    [((2, 63, 63, 3), 11, 4, 2), ((1, 61, 58, 3), 7, 2, 3)],  # AlexNet's and ResNet's windows
+    # AlexNet's, ResNet's, MobileNet's and SqueezeNet's windows
+    [((2, 63, 63, 3), 11, 4, 2), ((1, 61, 58, 3), 7, 2, 3), ((2, 45, 47, 3), 3, 2, 1)],
 )
 def test_identical_bits_for_any_thread_count(shape, kernel, stride, padding):
     cout = 64 + 16 + 5  # a full block of 64 channels, then a vector and a tail

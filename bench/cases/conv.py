@@ -77,8 +77,9 @@ CONVS = [
 # Batch-1 inference layers (forward only): ResNet-18's layer4 and layer3 3x3 convolutions
 # and AlexNet's conv4, where the weights outweigh the product: on AVX-512 they take the
 # few-row GEMM of csrc/gemm_few_rows.hpp, which streams the weights once in place.
-# Then the first layers of AlexNet (11x11 stride 4) and ResNet-18 (7x7 stride 2), which
-# take csrc/conv_stem.hpp's 64-byte-vector loops, at batch 1 and 8, and a depthwise layer.
+# Then the first layers of AlexNet (11x11 stride 4), ResNet-18 (7x7 stride 2), MobileNet v2
+# and SqueezeNet 1.1 (3x3 stride 2, to 32 and 64 channels), which take csrc/conv_stem.hpp's
+# 64-byte-vector loops, at batch 1 and 8, and a depthwise layer.
 INFERENCE_CONVS = [
     Conv((1, 7, 7, 512), 3, 512),
     Conv((1, 14, 14, 256), 3, 256),
@@ -87,6 +88,9 @@ INFERENCE_CONVS = [
     Conv((8, 224, 224, 3), 11, 64, padding=2, stride=4),
     Conv((1, 224, 224, 3), 7, 64, padding=3, stride=2),
     Conv((8, 224, 224, 3), 7, 64, padding=3, stride=2),
+    Conv((1, 224, 224, 3), 3, 32, padding=1, stride=2),
+    Conv((8, 224, 224, 3), 3, 32, padding=1, stride=2),
+    Conv((1, 224, 224, 3), 3, 64, padding=0, stride=2),
     # MobileNet v2's first depthwise layer (multiplier 1) at batch 1.
     Conv((1, 112, 112, 32), 3, 32, groups=32),
 ]
