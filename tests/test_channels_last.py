@@ -38,9 +38,14 @@ def test_channels_last_matches_reference(case):
     assert got.tobytes() == want.tobytes()
 
 
-def test_large_images_on_threads(restore_threads):
-    # Blocks of positions that end mid-image, and more channels than one band of 64.
-    x = seeded((3, 70, 33, 35), np.float32, 3)
+@pytest.mark.parametrize(
+    "shape, dtype",
+    # Blocks of positions that end mid-image, and more channels than one band of 64;
+    # then images' 3 channels, which have a loop of their own.
+    [((3, 70, 33, 35), np.float32), ((2, 3, 97, 101), np.float32), ((2, 3, 61, 67), np.float64)],
+)
+def test_large_images_on_threads(restore_threads, shape, dtype):
+    x = seeded(shape, dtype, 3)
     results = []
     for threads in (1, 2, 3):
         cnnkit.set_num_threads(threads)
