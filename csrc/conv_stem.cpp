@@ -99,7 +99,7 @@ void conv_stem_forward(const ConvProblem& p, const T* x, const T* w, const T* b,
         // A band inside the image with no column padding (SqueezeNet's) is
         // x's own rows: the copy would cost 7% of the convolution.
         const float* xs = slab.data();
-        if (ext1 == g.in[1] && first >= 0 && first + rows <= g.in[0])
+        if (g.pad_before[1] == 0 && g.pad_after[1] == 0 && first >= 0 && first + rows <= g.in[0])
           xs = x + n * image + first * width;
         else
           fill_band(p, x + n * image, first, rows, ext1, slab.data());
