@@ -53,7 +53,7 @@ void gemm_small_k(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, 
   const small_k::Job job{n,   k, a, lda, panel, ldp, has_bias ? bias : nullptr,
                          c,   ldc,
                          epilogue ? epilogue->activation : Activation::none,
-                         epilogue ? epilogue->negative_slope : 0.0f};
+                         epilogue ? epilogue->negative_slope : 0.0f, m};
   auto rows = &small_k::avx2::rows;
   int64_t step = small_k::avx2::row_step();
 #ifdef CNNKIT_HAVE_AVX512
