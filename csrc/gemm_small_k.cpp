@@ -42,9 +42,13 @@ void gemm_small_k(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, 
   const int64_t ldp = padded(n);
   for (int64_t p = 0; p < k; ++p) {
     float* row = panel + p * ldp;
-    for (int64_t j = 0; j < n; ++j) row[j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+    if (!trans_b) std::copy(b + p * ldb, b + p * ldb + n, row);
     std::fill(row + n, row + ldp, 0.0f);
   }
+  // B's rows read in order, each scattered down a column of the panel: both
+  // fit in L1, and the reads, not the writes, are what the prefetchers follow.
+  for (int64_t j = 0; j < n && trans_b; ++j)
+    for (int64_t p = 0; p < k; ++p) panel[p * ldp + j] = b[j * ldb + p];
   const bool has_bias = epilogue && epilogue->bias;
   if (has_bias) {
     std::copy(epilogue->bias, epilogue->bias + n, bias);
