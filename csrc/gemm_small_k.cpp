@@ -19,7 +19,8 @@ int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
 
 }  // namespace
 
-bool gemm_small_k_applies(int64_t m, int64_t n, int64_t k, const Epilogue<float>* epilogue) noexcept {
+bool gemm_small_k_applies(int64_t m, int64_t n, int64_t k,
+                          const Epilogue<float>* epilogue) noexcept {
   const Isa isa = active_isa();
 #if defined(CNNKIT_HAVE_AVX512) || defined(CNNKIT_HAVE_AVX2)
   if (isa != Isa::avx512 && isa != Isa::avx2) return false;

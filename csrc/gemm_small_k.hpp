@@ -10,10 +10,18 @@
 // of 16-32 steps between the tile's set-up and its store, and the bias and
 // activation applied in a second loop over the stored tile. Here A (the
 // NHWC activations, whose rows are contiguous) is read in place, B is
-// copied once per call into a zero-padded panel of at most kMaxK x kMaxN
-// floats that stays in L1, the register tile's width follows N (16, 32 or
-// 48 columns), and the bias and activation are applied in registers before
-// the one store.
+// copied once per call into a zero-padded panel of at most kMaxPanel floats
+// that stays in L1, the register tile's width follows N (AVX-512: 16, 32 or
+// 48 columns, 14 or 8 rows; AVX2: 8 or 16 columns, 12 or 6 rows), and the
+// bias and activation are applied in registers before the one store. Bands
+// of 56 (48) rows of A stay in L1 while every column block runs over them.
+//
+// Measured (conv 1x1, batch 1, one thread, CPU time, medians of 200 calls,
+// four runs alternated with main's build, load ~4.5; ms, main -> here):
+// MobileNet v2's 112 x 112 x 32 -> 16 0.21 -> 0.10, 112 x 112 x 16 -> 96
+// with relu6 0.61 -> 0.33, 56 x 56 x 96 -> 24 0.12 -> 0.11, 56 x 56 x 24 ->
+// 144 0.25 -> 0.145, 56 x 56 x 144 -> 24 0.18 -> 0.165, 28 x 28 x 32 -> 192
+// 0.09 -> 0.06; the forced AVX2 path 1.2-1.8x as fast on the same shapes.
 //
 // Bits: the packed GEMM's on the same path. For k <= 256 (its k block on
 // every path) that GEMM sums each element's products by FMA from zero in
@@ -32,22 +40,30 @@ namespace cnnkit {
 
 namespace small_k {
 // The longest k taken: one k block of the packed GEMM, so that the bits
-// stay its own (see above). Beyond about 32 the packed path's fixed costs
-// are a small part of its time anyway; kMaxK bounds the B panel.
+// stay its own (see above).
 constexpr int64_t kMaxK = 256;
-// The widest B taken: the panel (kMaxK x kMaxN floats at most, but in
-// practice k x n with k * n <= kMaxPanel) stays in L1.
+// The widest B taken, and the most elements of the panel (k x n, n rounded
+// up to 16): 32 KiB, which stays in L1 beside a band of A. Every shape
+// measured inside these bounds was faster than the packed path: conv 1x1
+// with bias and relu6, one thread, CPU time, medians of 200 calls, two runs
+// each, load ~2.7, main's packed path -> here (ms): 3136 x 32 -> 256 0.57
+// -> 0.38, 64 -> 128 0.43 -> 0.33, 128 -> 64 0.37 -> 0.33, 256 -> 32 0.35
+// -> 0.33, 192 -> 32 0.27 -> 0.25, 144 -> 24 0.19 -> 0.18; 1024 x 16 -> 256
+// 0.12 -> 0.07.
 constexpr int64_t kMaxN = 256;
 constexpr int64_t kMaxPanel = 8192;
-// The fewest rows taken: below, the few-row and packed paths' costs are
-// per call, not per row, and the measurements were on large m.
+// The fewest rows taken: one more than the few-row path's (csrc/
+// gemm_few_rows.hpp, AVX-512). From there up it measured faster too: 300 x
+// 32 -> 64 0.015 -> 0.012 ms, 512 x 64 -> 64 0.037 -> 0.029, 784 x 32 ->
+// 192 0.095 -> 0.065, 784 x 24 -> 144 0.064 -> 0.039 (as above).
 constexpr int64_t kMinRows = 257;
 }  // namespace small_k
 
 // Whether gemm_small_k takes an m x k times k x n float product on the
 // active instruction-set path (AVX2 or AVX-512) with this epilogue (not
 // sigmoid, whose exp stays in the packed path's scalar loop).
-bool gemm_small_k_applies(int64_t m, int64_t n, int64_t k, const Epilogue<float>* epilogue) noexcept;
+bool gemm_small_k_applies(int64_t m, int64_t n, int64_t k,
+                          const Epilogue<float>* epilogue) noexcept;
 
 // C (m x n, row stride ldc) = A (m x k, row stride lda) op(B), then the
 // epilogue if not null; op(B) is k x n, B stored k x n (ldb >= n) or, with
