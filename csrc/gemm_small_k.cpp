@@ -10,6 +10,7 @@
 
 namespace cnnkit {
 
+#if defined(CNNKIT_HAVE_AVX512) || defined(CNNKIT_HAVE_AVX2)
 namespace {
 
 // Multiply-adds per thread below which a product stays on one thread.
@@ -18,18 +19,20 @@ constexpr int64_t kMinWorkPerThread = int64_t(1) << 18;
 int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
 
 }  // namespace
+#endif
 
 bool gemm_small_k_applies(int64_t m, int64_t n, int64_t k,
                           const Epilogue<float>* epilogue) noexcept {
-  const Isa isa = active_isa();
 #if defined(CNNKIT_HAVE_AVX512) || defined(CNNKIT_HAVE_AVX2)
+  const Isa isa = active_isa();
   if (isa != Isa::avx512 && isa != Isa::avx2) return false;
-#else
-  return false;
-#endif
   if (epilogue && epilogue->activation == Activation::sigmoid) return false;
   return m >= small_k::kMinRows && k >= 1 && k <= small_k::kMaxK && n >= 1 &&
          n <= small_k::kMaxN && k * padded(n) <= small_k::kMaxPanel;
+#else
+  (void)m, (void)n, (void)k, (void)epilogue;
+  return false;
+#endif
 }
 
 void gemm_small_k(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, bool trans_b,
