@@ -103,7 +103,9 @@ void batch_norm(const T* x, int64_t rows, int64_t channels, const T* gamma, cons
   const auto loops = row_loops<T>();
   const size_t c = size_t(channels);
   std::vector<double> k(c), s, q;
-  for (size_t j = 0; j < c; ++j) k[j] = double(x[j]);
+  // An infinite first value would turn every x - k into NaN (and inf - inf), so the mean of a
+  // channel holding +inf came out NaN instead of inf; such a channel's sums need no shift.
+  for (size_t j = 0; j < c; ++j) k[j] = std::isfinite(double(x[j])) ? double(x[j]) : 0.0;
   column_sums(
       rows, channels,
       [&](int64_t lo, int64_t hi, double* ps, double* pq) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <type_traits>
 #include <vector>
 
 #include "add_relu.hpp"
@@ -13,6 +14,7 @@
 #include "conv_weight_cache.hpp"
 #include "gemm.hpp"
 #include "gemm_few_rows.hpp"
+#include "gemm_small_k.hpp"
 #include "interrupt.hpp"
 #include "parallel.hpp"
 #include "winograd.hpp"
@@ -287,6 +289,15 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
     apply_epilogue(act, y, cout, rows, cout);
     return false;
   }
+  // Many rows against short, narrow weights (MobileNet's 1x1 layers): the
+  // activations read in place, the packed path's bits (csrc/gemm_small_k.hpp).
+  if constexpr (std::is_same_v<T, float>) {
+    const Epilogue<T> ep{b, activation, negative_slope};
+    if (p.is_pointwise() && gemm_small_k_applies(rows, cout, kd, &ep)) {
+      gemm_small_k(rows, cout, kd, x, kd, false, w, cout, y, cout, &ep);
+      return false;
+    }
+  }
   // Few rows on the AVX-512 float path (batch-1 inference of the deep
   // layers): the product is bound by reading the weights, which
   // gemm_few_rows streams once in place, with the packed path's bits.
@@ -478,12 +489,14 @@ void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx) {
   if (detail::has_few_channels(p)) return detail::few_channels_backward_input(p, w, dy, dx);
   if (detail::wide_direct_backward_input_applies<T>(p))
     return detail::wide_direct_backward_input(p, w, dy, dx);
-  std::fill_n(dx, p.batch * g.in_size() * p.in_channels, T(0));
-  if (p.rows() == 0 || kd == 0 || cout == 0) return;
+  // A 1x1 convolution's dx is the product alone, which writes every
+  // element (zeros when cout is 0): no fill first, a pass over dx less.
   if (p.is_pointwise()) {
     gemm(false, true, p.rows(), p.in_channels, cout, dy, cout, w, cout, dx, p.in_channels, false);
     return;
   }
+  std::fill_n(dx, p.batch * g.in_size() * p.in_channels, T(0));
+  if (p.rows() == 0 || kd == 0 || cout == 0) return;
   // Tasks are bands of `band` output rows (outermost spatial dimension) of
   // one image. Bands two apart touch disjoint input rows, so the even bands
   // run in parallel, then the odd ones: no two threads add into the same dx

@@ -10,9 +10,11 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "cpu.hpp"
 #include "gemm.hpp"
+#include "gemm_small_k.hpp"
 #include "parallel.hpp"
 
 namespace cnnkit {
@@ -247,6 +249,13 @@ void run(bool parallel, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
     finish_all(epilogue, c, ldc, m, n);
     return;
+  }
+  // Many rows against a short, narrow op(B) (matmul and Dense on
+  // MobileNet-sized operands, a 1x1 convolution's input gradient): A read
+  // in place with no packing, the same bits (csrc/gemm_small_k.hpp).
+  if constexpr (std::is_same_v<T, float>) {
+    if (parallel && !trans_a && !accumulate && !upper && gemm_small_k_applies(m, n, k, epilogue))
+      return gemm_small_k(m, n, k, a, lda, trans_b, b, ldb, c, ldc, epilogue);
   }
   Operands<T> g{trans_a, trans_b, k, a, lda, b, ldb, c, ldc, accumulate};
   g.epilogue = epilogue;

@@ -137,6 +137,19 @@ def test_a_nan_in_a_channel_makes_its_statistics_nan(dtype):
     np.testing.assert_allclose(var[1], want[2][1], rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_infinity_in_the_first_row_makes_the_mean_infinite(dtype):
+    # The first row is the shift of the one-pass sums; an infinite shift once made the mean NaN.
+    x = seeded((2, 4, 5, 3), dtype, seed=3)
+    x[0, 0, 0, 1] = np.inf
+    _, mean, var = ops.batch_norm(x, np.ones(3, dtype), np.zeros(3, dtype), epsilon=1e-3)
+    with np.errstate(invalid="ignore"):  # NumPy's variance subtracts inf from inf
+        want = reference.batch_norm(x, np.ones(3, dtype), np.zeros(3, dtype), epsilon=1e-3)
+    assert mean[1] == np.inf and np.isnan(var[1])
+    np.testing.assert_allclose(mean, want[1], rtol=1e-5)
+    np.testing.assert_allclose(var, want[2], rtol=1e-5)
+
+
 def test_dtypes_follow_the_widest_input():
     x = seeded((5, 3), np.float32, seed=0)
     y, mean, var = ops.batch_norm(x, np.ones(3), np.zeros(3, np.float32), epsilon=1e-3)

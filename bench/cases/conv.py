@@ -65,6 +65,8 @@ CONVS = [
     # patches costs as much as multiplying them (the im2col GEMM with few output channels).
     Conv((32, 14, 14, 16), 5, 32),
     Conv((8, 56, 56, 128), 3, 128, groups=128),
+    # A MobileNet v2 expansion at batch 8: the forward and dx take csrc/gemm_small_k.hpp.
+    Conv((8, 56, 56, 24), 1, 144),
     Conv((16, 1024, 64), 5, 64),
     Conv((4, 14, 14, 14, 1), 5, 16, padding="valid", reference=True),
     Conv((4, 16, 32, 32, 32), 3, 64),
@@ -93,6 +95,11 @@ INFERENCE_CONVS = [
     Conv((1, 224, 224, 3), 3, 64, padding=0, stride=2),
     # MobileNet v2's first depthwise layer (multiplier 1) at batch 1.
     Conv((1, 112, 112, 32), 3, 32, groups=32),
+    # Its 1x1 layers with many rows and few channels, which take csrc/gemm_small_k.hpp's
+    # unpacked register tiles: features.1's projection, features.2's expansion, features.3's.
+    Conv((1, 112, 112, 32), 1, 16),
+    Conv((1, 112, 112, 16), 1, 96),
+    Conv((1, 56, 56, 24), 1, 144),
 ]
 
 

@@ -452,7 +452,7 @@ def matmul(
     activation: str | None = None,
     negative_slope: float = 0.2,
 ) -> np.ndarray:
-    """Matrix product on cnnkit's packed GEMM, optionally ``activation(a @ b + bias)``.
+    """Matrix product on cnnkit's GEMM, optionally ``activation(a @ b + bias)``.
 
     Parameters
     ----------
