@@ -143,3 +143,35 @@ def test_identical_bits_for_any_thread_count(pointwise, side, cin, cout):
     np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4)
     for r in results[1:]:
         assert np.array_equal(r, results[0])
+
+
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@pytest.mark.parametrize(
+    ("side", "cin", "cout", "few_rows"),
+    [
+        (13, 48, 192, True),  # 169 of 256 tile outputs: im2col on the few-row GEMM
+        (13, 64, 256, True),  # SqueezeNet 1.1's expand3x3 layers at batch 1
+        (14, 32, 64, False),  # 196 of 256: Winograd
+    ],
+)
+def test_sparse_winograd_tiles_take_the_few_row_gemm(side, cin, cout, few_rows):
+    # conv.cpp's sparse_tiles_on_few_rows: the automatic choice has the bits of
+    # winograd=False on the AVX-512 float path where it applies, of Winograd elsewhere,
+    # at any thread count; every path agrees with the reference.
+    x, w = seeded((1, side, side, cin), F32, 1), seeded((3, 3, cin, cout), F32, 2)
+    b = seeded((cout,), F32, 3)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want = np.maximum(reference.conv(x64, w64, b, padding=1), 0)
+    # Winograd's error is relative to the terms' magnitudes, not to each output's
+    scale = reference.conv(np.abs(x64), np.abs(w64), np.abs(b), padding=1)
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        results = []
+        for threads in (1, 2):
+            cnnkit.set_num_threads(threads)
+            results.append(ops.conv(x, w, b, padding=1, activation="relu"))
+        assert np.array_equal(results[0], results[1]), isa
+        assert np.all(np.abs(results[0] - want) <= 1e-4 * scale), isa
+        same_as = few_rows and isa == "avx512"
+        other = ops.conv(x, w, b, padding=1, activation="relu", winograd=not same_as)
+        assert np.array_equal(results[0], other), isa
