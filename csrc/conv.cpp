@@ -56,6 +56,25 @@ bool use_winograd(const ConvProblem& p) {
          !few_tiles_of_wide_layer(p);
 }
 
+// And for narrower layers where few of those tiles' outputs exist (under 70%:
+// 13 x 13 maps fill 169 of 256) when the few-row GEMM takes the product: in
+// SqueezeNet 1.1 at batch 1 (one thread, CPU time, fastest of 20 calls in the
+// network, load ~5.5) its 13 x 13 expand3x3 layers took 0.42 ms (64 -> 256)
+// and 0.26 (48 -> 192) by Winograd, 0.31 and 0.18 by im2col; onnxruntime 0.30
+// and 0.17. In isolation the two were even (0.31-0.33 and 0.20 ms, caches
+// flushed between calls), so it is Winograd's larger operands, four times the
+// weights and cold in a network, that lose. At 14 x 14 (77%) Winograd stays:
+// 128 -> 128 took 0.32 ms against im2col's 0.38 in isolation. At most
+// kMaxRows rows, where the few-row GEMM's choice does not depend on the
+// thread count.
+template <class T>
+bool sparse_tiles_on_few_rows(const ConvProblem& p) {
+  const int64_t tiles = p.batch * ((p.g.out[0] + 3) / 4) * ((p.g.out[1] + 3) / 4);
+  return p.algorithm == ConvAlgorithm::automatic && tiles < 32 && 10 * p.rows() < 7 * 16 * tiles &&
+         p.groups == 1 && p.rows() <= few_rows::kMaxRows &&
+         gemm_few_rows_applies<T>(p.rows(), p.out_channels, p.patch_size());
+}
+
 // dx by Winograd computes whole 4x4 tiles of the input's shape: a small
 // image wastes the cut-off part of its last tiles (13x13 fills 169 of 256
 // tile positions). Since Winograd caches its packed filters and vectorises
@@ -267,7 +286,7 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
   if (rows == 0 || cout == 0) return true;
   const Epilogue<T> act{nullptr, activation, negative_slope};
-  if (use_winograd(p)) {
+  if (use_winograd(p) && !sparse_tiles_on_few_rows<T>(p)) {
     detail::winograd_forward(p, x, w, b, y, activation, negative_slope, residual, relu);
     return true;
   }

@@ -75,7 +75,7 @@ bool large_b(int64_t n, int64_t k) { return b_at_least(n, k, few_rows::kLargeB);
 // x 512 0.65-0.66 / 0.70-0.71 -> 0.63 / 0.67, 196 x 512 x 512 0.33 / 0.35 ->
 // 0.31 / 0.34.
 bool split_rows(int64_t m, int64_t n, int64_t k, int threads) {
-  return 3 * m >= n && (m >= n || !b_at_least(n, k, kRowsLargeB)) &&
+  return n <= few_rows::kMaxColumns && 3 * m >= n && (m >= n || !b_at_least(n, k, kRowsLargeB)) &&
          m >= int64_t(threads) * kMinBand;
 }
 
@@ -96,9 +96,10 @@ bool banded_applies(int64_t m, int64_t n, int64_t k, int threads) {
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
 #ifdef CNNKIT_HAVE_AVX512
-  if (!std::is_same_v<T, float> || active_isa() != Isa::avx512 || m < 1 || n < 1 ||
-      n > few_rows::kMaxColumns || k < 1)
+  if (!std::is_same_v<T, float> || active_isa() != Isa::avx512 || m < 1 || n < 1 || k < 1)
     return false;
+  // Wider B only in the range measured (gemm_few_rows.hpp's kMinRowsWide).
+  if (n > few_rows::kMaxColumns) return m >= few_rows::kMinRowsWide && m <= few_rows::kMaxRows;
   if (m <= (large_b(n, k) ? few_rows::kMaxRowsLargeB : few_rows::kMaxRows)) return true;
   return banded_applies(m, n, k, threads_for(m * n * k, kMinWorkPerThread));
 #else
@@ -119,6 +120,15 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const FewR
     constexpr int64_t kColumns = 512, kPanel = 32;
     const int64_t panels = (n + kPanel - 1) / kPanel, kc = k_block(k);
     const int want = threaded ? threads_for(m * n * k, kMinWorkPerThread) : 1;
+    // The epilogue goes into the tiles' last stores, except sigmoid (the C
+    // library's exp, applied in a pass after).
+    const bool fused = epilogue && epilogue->activation != Activation::sigmoid;
+    const auto finish = [&](T* at, int64_t j0, int64_t rows, int64_t w) {
+      if (!epilogue || fused) return;
+      Epilogue<T> ep = *epilogue;
+      if (ep.bias) ep.bias += j0;
+      apply_epilogue(ep, at, ldc, rows, w);
+    };
     if (want > 1 && split_rows(m, n, k, want)) {
       // Bands of rows, all columns each (n <= kMaxColumns: one chunk). Each
       // element's sums do not depend on the band, so the bits are those of
@@ -129,22 +139,36 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const FewR
         FewRowsA<T> band = a;
         if (a.fill) band.row0 = a.row0 + i0;
         else band.data = a.data + i0 * a.ld;
-        few_rows::avx512::columns(i1 - i0, k, kc, band, b, ldb, c + i0 * ldc, ldc, n);
-        if (epilogue) apply_epilogue(*epilogue, c + i0 * ldc, ldc, i1 - i0, n);
+        few_rows::avx512::columns(i1 - i0, k, kc, band, b, ldb, c + i0 * ldc, ldc, n,
+                                  fused ? epilogue : nullptr, nullptr, 0);
+        finish(c + i0 * ldc, 0, i1 - i0, n);
       }
       return;
     }
-    const int64_t per = std::min<int64_t>(kColumns / kPanel, (panels + want - 1) / want);
-    const int64_t chunks = (panels + per - 1) / per;
+    // Chunks of near-equal width, a multiple of the threads' count of them,
+    // each thread a run of consecutive ones: 40 panels at two threads are
+    // 4 x 10, not 16 + 16 + 8 (two chunks for one thread, one for the
+    // other). A thread prefetches its next chunk's first block during the
+    // last block of the one before, so only its first comes from memory
+    // unhidden.
+    const int64_t most = kColumns / kPanel;
+    const int64_t chunks0 = ((panels + most - 1) / most + want - 1) / want * want;
+    const int64_t per = (panels + chunks0 - 1) / chunks0, chunks = (panels + per - 1) / per;
     const int nt = static_cast<int>(std::min<int64_t>(chunks, want));
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t s = 0; s < chunks; ++s) {
-      const int64_t j0 = s * per * kPanel, w = std::min(per * kPanel, n - j0);
-      few_rows::avx512::columns(m, k, kc, a, b + j0, ldb, c + j0, ldc, w);
-      if (epilogue) {
-        Epilogue<T> ep = *epilogue;
-        if (ep.bias) ep.bias += j0;
-        apply_epilogue(ep, c + j0, ldc, m, w);
+    for (int64_t t = 0; t < nt; ++t) {
+      const int64_t s1 = chunks * (t + 1) / nt;
+      for (int64_t s = chunks * t / nt; s < s1; ++s) {
+        const int64_t j0 = s * per * kPanel, w = std::min(per * kPanel, n - j0);
+        const int64_t j1 = j0 + w, next_w = s + 1 < s1 ? std::min(per * kPanel, n - j1) : 0;
+        Epilogue<T> ep;
+        if (fused) {
+          ep = *epilogue;
+          if (ep.bias) ep.bias += j0;
+        }
+        few_rows::avx512::columns(m, k, kc, a, b + j0, ldb, c + j0, ldc, w,
+                                  fused ? &ep : nullptr, next_w > 0 ? b + j1 : nullptr, next_w);
+        finish(c + j0, j0, m, w);
       }
     }
     return;

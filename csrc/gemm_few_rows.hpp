@@ -33,7 +33,8 @@ namespace cnnkit {
 // on the active instruction-set path: float on AVX-512, 1 <= m <= kMaxRows
 // (or kMaxRowsLargeB when B has kLargeB bytes or more, or when several
 // threads would share bands of its rows: gemm_few_rows.cpp's
-// banded_applies), 1 <= n <= kMaxColumns, k >= 1. The bits are the packed
+// banded_applies), 1 <= n <= kMaxColumns (or any n >= 1 for kMinRowsWide <=
+// m <= kMaxRows), k >= 1. The bits are the packed
 // GEMM's either way, so the answer may depend on the thread count.
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
@@ -105,11 +106,20 @@ constexpr int64_t kMaxRows = 256;
 // 256 the packed path won, 7.6 against 8.6.
 constexpr int64_t kMaxRowsLargeB = 1024;
 constexpr int64_t kLargeB = int64_t(2) << 20;
-// The widest B taken. Threads cut the columns into chunks of at most 512, so
-// a wider B would be read as 2 KiB pieces of rows far apart, which the
-// prefetchers follow poorly: a 1 x 9216 x 4096 product (AlexNet's fc6 at
-// batch 1) ran at 3-4 GB/s against the skinny GEMM's 10-12.
+// The widest B taken for fewer than kMinRowsWide rows. Threads cut the
+// columns into chunks of at most 512, so a wider B is read as 2 KiB pieces
+// of rows far apart, which the prefetchers follow poorly: a 1 x 9216 x 4096
+// product (AlexNet's fc6 at batch 1) ran at 3-4 GB/s against the skinny
+// GEMM's 10-12. With more rows the product, not the reading of B, sets the
+// pace, and the packed path would pack B on every call: from 16 rows (up
+// to kMaxRows) wider B come here too. conv 1x1 + bias + ReLU, one thread, CPU time, caches
+// flushed between calls, main's build and this one alternated 3 times, load
+// ~3.5, median ms: SqueezeNet's classifier (169 x 512 x 1000) 1.34 -> 1.20,
+// MobileNet v2's 7 x 7 x 320 -> 1280 0.43 -> 0.35, 14 x 14 x 96 -> 576
+// 0.20 -> 0.17, 7 x 7 x 160 -> 960 0.18 -> 0.15 (with the epilogue fused
+// into the tiles' stores, gemm_few_rows_avx512.cpp).
 constexpr int64_t kMaxColumns = 512;
+constexpr int64_t kMinRowsWide = 16;
 }  // namespace few_rows
 
 }  // namespace cnnkit

@@ -30,16 +30,41 @@ struct Prefetch {
   }
 };
 
+// csrc/gemm.hpp's epilogue on 16 elements of a row whose sums are complete,
+// with the bits of gemm_impl's finish_tile: v + bias, then the activation
+// (not sigmoid) by comparisons that keep a NaN as the scalar ones do.
+inline __m512 finish(__m512 v, const __m512* bias, Activation activation, __m512 slope) {
+  const __m512 zero = _mm512_setzero_ps();
+  if (bias) v = _mm512_add_ps(v, *bias);
+  switch (activation) {
+    case Activation::relu:
+      return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+    case Activation::leaky_relu:
+      return _mm512_mask_mov_ps(_mm512_mul_ps(slope, v), _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ),
+                                v);
+    case Activation::relu6: {
+      const __m512 six = _mm512_set1_ps(6.0f);
+      v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), six);
+      return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
+    }
+    default:
+      return v;
+  }
+}
+
 // An MR x 32 tile of C over steps [0, kc) of A's rows (a, lda) and a packed
 // panel of B (kc x 32, contiguous): 24 accumulators, 2 B vectors and a
 // broadcast. `first` stores the block's sum, otherwise adds it to C
 // (csrc/gemm_avx512.cpp's order); `tail` masks the columns past C's edge.
+// `epilogue` (the last block only; its bias at this panel's first column)
+// finishes the sums as they are stored: one pass over C less.
 // With Pack, the panel is read from B in place (rows ldb apart, the columns
 // past `tail` as zero) and written to `panel` as it goes, for the row tiles
 // after this one: the packing costs no pass of its own (see columns()).
 template <int R, bool Pack>
 void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* panel,
-          float* c, int64_t ldc, __mmask32 tail, bool first, Prefetch& pf) {
+          float* c, int64_t ldc, __mmask32 tail, bool first, Prefetch& pf,
+          const Epilogue<float>* epilogue) {
   const __mmask16 m0 = __mmask16(tail), m1 = __mmask16(tail >> 16);
   __m512 acc0[R], acc1[R];
 #pragma GCC unroll 12
@@ -83,6 +108,13 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
     }
   }
   while (pf.left > 0) pf.one();  // more lines than steps (a few rows of A)
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = bias0;
+  const bool has_bias = epilogue && epilogue->bias;
+  if (has_bias) {
+    bias0 = _mm512_maskz_loadu_ps(m0, epilogue->bias);
+    bias1 = _mm512_maskz_loadu_ps(m1, epilogue->bias + 16);
+  }
+  const __m512 slope = _mm512_set1_ps(epilogue ? epilogue->negative_slope : 0.0f);
 #pragma GCC unroll 12
   for (int i = 0; i < R; ++i) {
     float* out = c + i * ldc;
@@ -91,13 +123,17 @@ void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, 
       v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, out), v0);
       v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, out + 16), v1);
     }
+    if (epilogue) {
+      v0 = finish(v0, has_bias ? &bias0 : nullptr, epilogue->activation, slope);
+      v1 = finish(v1, has_bias ? &bias1 : nullptr, epilogue->activation, slope);
+    }
     _mm512_mask_storeu_ps(out, m0, v0);
     _mm512_mask_storeu_ps(out + 16, m1, v1);
   }
 }
 
 using Tile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, float*,
-                      int64_t, __mmask32, bool, Prefetch&);
+                      int64_t, __mmask32, bool, Prefetch&, const Epilogue<float>*);
 
 template <bool Pack, int... R>
 Tile pick(int rows, std::integer_sequence<int, R...>) {
@@ -132,7 +168,8 @@ void pack(int64_t kc, const float* b, int64_t ldb, int64_t width, float* dst) {
 }  // namespace
 
 void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, const float* b,
-             int64_t ldb, float* c, int64_t ldc, int64_t width) {
+             int64_t ldb, float* c, int64_t ldc, int64_t width, const Epilogue<float>* epilogue,
+             const float* next_b, int64_t next_width) {
   thread_local std::vector<float, AlignedAllocator<float>> buffer, a_buffer;
   const int64_t panels = (width + NR - 1) / NR, row_tiles = (m + MR - 1) / MR;
   if (buffer.size() < size_t(kc_max * panels * NR)) buffer.resize(size_t(kc_max * panels * NR));
@@ -145,7 +182,7 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, con
   // one is multiplied, spread evenly over the row tiles' steps. (Issued as a
   // burst of ~100 lines before each row tile instead, they held the fill
   // buffers the tile's own loads need and cost ResNet-18's layer4 15%.)
-  const int64_t tiles = panels * row_tiles, row_lines = (width + 15) / 16;
+  const int64_t tiles = panels * row_tiles;
   for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
     const int64_t kc = std::min(kc_max, k - p0);
     if (a.fill) a.fill(a.context, a.row0, m, p0, kc, a_buffer.data(), a_ld);
@@ -163,7 +200,12 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, con
     // and AlexNet's conv4 (169 x 3456 x 256) 1.73-1.84 instead of 1.94-1.96.
     const bool in_place = p0 > 0;
     if (!in_place) pack(kc, b + p0 * ldb, ldb, width, packed);
-    const int64_t next = p0 + kc, lines = std::min(kc_max, k - next) * row_lines;
+    // What to prefetch: this B's next block, or after the last one the
+    // first block of the columns this thread takes next.
+    const bool last = p0 + kc >= k;
+    const float* ahead = last ? next_b : b + (p0 + kc) * ldb;
+    const int64_t row_lines = std::max<int64_t>(1, ((last ? next_width : width) + 15) / 16);
+    const int64_t lines = ahead ? std::min(kc_max, last ? k : k - p0 - kc) * row_lines : 0;
     const int64_t per_tile = (lines + tiles - 1) / tiles;
     int64_t line = 0;
     for (int64_t s = 0; s < panels; ++s) {
@@ -176,15 +218,21 @@ void columns(int64_t m, int64_t k, int64_t kc_max, const FewRowsA<float>& a, con
         const int rows = int(m / row_tiles + (t < m % row_tiles ? 1 : 0));
         Prefetch pf;
         pf.left = std::max<int64_t>(0, std::min(per_tile, lines - line));
-        pf.row = b + (next + line / row_lines) * ldb, pf.line = line % row_lines;
+        pf.row = ahead ? ahead + line / row_lines * ldb : nullptr;
+        pf.line = line % row_lines;
         pf.row_lines = row_lines, pf.ldb = ldb;
         pf.every = pf.left > 0 ? std::max<int64_t>(1, kc / pf.left) : kc + 1;
         line += pf.left;
         const bool packing = in_place && t == 0;
         const Tile run = packing ? pick<true>(rows, std::make_integer_sequence<int, MR>())
                                  : pick<false>(rows, std::make_integer_sequence<int, MR>());
+        Epilogue<float> ep;
+        if (last && epilogue) {
+          ep = *epilogue;
+          if (ep.bias) ep.bias += s * NR;
+        }
         run(kc, ab + i * lda, lda, packing ? b + p0 * ldb + s * NR : panel, ldb, panel,
-            c + i * ldc + s * NR, ldc, tail, p0 == 0, pf);
+            c + i * ldc + s * NR, ldc, tail, p0 == 0, pf, last && epilogue ? &ep : nullptr);
         i += rows;
       }
     }

@@ -2,8 +2,9 @@
 
 On the AVX-512 float path a convolution with at most 256 output positions over the batch
 (1024 with weights of 2 MiB or more, or at several threads where they share bands of rows;
-one group) multiplies its patches, gathered one k
-block at a time, by the weights read in place, 32 output channels per panel. Checked
+one group; more than 512 output channels only from 16 rows) multiplies its patches, gathered
+one k block at a time, by the weights read in place, 32 output channels per panel, the bias
+and activation applied as the last block is stored. Checked
 here: results against the NumPy reference over random shapes (panel tails, several k
 blocks, strides, padding, dilation, bias and activation, non-contiguous inputs, both
 dtypes, every instruction-set path); the same bits as the packed GEMM path that larger
@@ -30,7 +31,8 @@ MAX_ROWS = 1024  # gemm_few_rows.hpp's few_rows::kMaxRowsLargeB (kMaxRows: 256)
 def problems(draw):
     dtype = draw(st.sampled_from([F32, F64]))
     cin = draw(st.integers(5, 40))  # at least 5: the GEMM paths, not the few-channel loops
-    cout = draw(st.integers(1, 150))  # panels of 32 and tails of every width
+    # panels of 32 and tails of every width; past 512, chunks of columns
+    cout = draw(st.one_of(st.integers(1, 150), st.integers(500, 1100)))
     k = draw(st.sampled_from([(1, 1), (3, 3), (1, 3), (2, 2), (5, 5)]))
     stride = draw(st.sampled_from([1, 2]))
     dilation = draw(st.sampled_from([1, 1, 2]))
@@ -44,7 +46,7 @@ def problems(draw):
     )
     wt = seeded((*k, cin, cout), dtype, 2)
     b = draw(st.sampled_from([None, seeded((cout,), dtype, 3)]))
-    activation = draw(st.sampled_from([None, "relu", "leaky_relu"]))
+    activation = draw(st.sampled_from([None, "relu", "leaky_relu", "relu6", "sigmoid"]))
     spec = {"stride": stride, "padding": pad, "dilation": dilation}
     return x, wt, b, spec, activation
 
@@ -60,6 +62,10 @@ def test_matches_reference(problem):
         want = np.maximum(want, 0)
     elif activation == "leaky_relu":
         want = np.where(want > 0, want, 0.2 * want)
+    elif activation == "relu6":
+        want = np.minimum(np.maximum(want, 0), 6)
+    elif activation == "sigmoid":
+        want = 1 / (1 + np.exp(-want))
     scale = reference.conv(np.abs(x64), np.abs(w64), None if b is None else np.abs(b), **spec)
     rtol = 1e-4 if x.dtype == F32 else 1e-10
     for isa in _core.available_isas():
@@ -78,20 +84,32 @@ def test_matches_reference(problem):
         ((5, 6), (1, 1), 48, 33, 0, 1),  # pointwise: the input is the left operand
         ((1, 1), (1, 1), 8, 1, 0, 1),  # a single output element
         ((13, 13), (3, 3), 224, 300, 1, 2),  # 338 rows: few-row only for 2.4 MB of weights
+        # more than 512 output channels: chunks of columns, the next one's weights
+        # prefetched (SqueezeNet's classifier, MobileNet v2's last 1x1)
+        ((13, 13), (1, 1), 64, 1000, 0, 1),
+        ((7, 7), (1, 1), 40, 1280, 0, 1),
+        ((3, 5), (1, 1), 16, 700, 0, 1),  # 15 rows: the packed GEMM on both sides
     ],
 )
-def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images):
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "relu6", "sigmoid"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images, activation, bias):
     # `images` images go through the few-row path; the same images inside a batch of
-    # more than 1024 rows go through the packed GEMM. Their rows must agree bit for bit.
+    # more than 1024 rows go through the packed GEMM. Their rows must agree bit for bit,
+    # the fused bias and activation (the packed path's in its tile store, the few-row
+    # path's in its own) included, and NaN and infinities in the input too.
     rows = image[0] * image[1]
     batch = MAX_ROWS // rows + 2
-    x = seeded((batch, *image, cin), F32, 1)
-    w, b = seeded((*kernel, cin, cout), F32, 2), seeded((cout,), F32, 3)
+    x = seeded((batch, *image, cin), F32, 1) * 4
+    x[0, 0, 0, 0], x[0, -1, -1, -1], x[-1, 0, 0, 0] = np.nan, np.inf, -np.inf
+    w = seeded((*kernel, cin, cout), F32, 2)
+    b = seeded((cout,), F32, 3) if bias else None
     for isa in _core.available_isas():
         _core.set_isa(isa)
-        big = ops.conv(x, w, b, padding=pad, activation="relu", winograd=False)
-        small = ops.conv(x[:images], w, b, padding=pad, activation="relu", winograd=False)
-        assert np.array_equal(small, big[:images]), isa
+        big = ops.conv(x, w, b, padding=pad, activation=activation, winograd=False)
+        small = ops.conv(x[:images], w, b, padding=pad, activation=activation, winograd=False)
+        # as integers: -0.0 against +0.0 and NaN payloads count
+        np.testing.assert_array_equal(small.view(np.int32), big[:images].view(np.int32), isa)
 
 
 @pytest.mark.usefixtures("restore_threads")
@@ -109,6 +127,8 @@ def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images):
         (13, 384, 256),
         # 169 rows, 384 channels: m >= n / 3, bands of rows (AlexNet's conv3 at batch 1)
         (13, 64, 384),
+        # 49 rows, 1280 channels: four chunks of 320 columns, two per thread at 2 threads
+        (7, 40, 1280),
     ],
 )
 def test_identical_bits_for_any_thread_count(pointwise, side, cin, cout):
@@ -123,3 +143,35 @@ def test_identical_bits_for_any_thread_count(pointwise, side, cin, cout):
     np.testing.assert_allclose(results[0], want, rtol=1e-4, atol=1e-4)
     for r in results[1:]:
         assert np.array_equal(r, results[0])
+
+
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@pytest.mark.parametrize(
+    ("side", "cin", "cout", "few_rows"),
+    [
+        (13, 48, 192, True),  # 169 of 256 tile outputs: im2col on the few-row GEMM
+        (13, 64, 256, True),  # SqueezeNet 1.1's expand3x3 layers at batch 1
+        (14, 32, 64, False),  # 196 of 256: Winograd
+    ],
+)
+def test_sparse_winograd_tiles_take_the_few_row_gemm(side, cin, cout, few_rows):
+    # conv.cpp's sparse_tiles_on_few_rows: the automatic choice has the bits of
+    # winograd=False on the AVX-512 float path where it applies, of Winograd elsewhere,
+    # at any thread count; every path agrees with the reference.
+    x, w = seeded((1, side, side, cin), F32, 1), seeded((3, 3, cin, cout), F32, 2)
+    b = seeded((cout,), F32, 3)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want = np.maximum(reference.conv(x64, w64, b, padding=1), 0)
+    # Winograd's error is relative to the terms' magnitudes, not to each output's
+    scale = reference.conv(np.abs(x64), np.abs(w64), np.abs(b), padding=1)
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        results = []
+        for threads in (1, 2):
+            cnnkit.set_num_threads(threads)
+            results.append(ops.conv(x, w, b, padding=1, activation="relu"))
+        assert np.array_equal(results[0], results[1]), isa
+        assert np.all(np.abs(results[0] - want) <= 1e-4 * scale), isa
+        same_as = few_rows and isa == "avx512"
+        other = ops.conv(x, w, b, padding=1, activation="relu", winograd=not same_as)
+        assert np.array_equal(results[0], other), isa

@@ -86,6 +86,12 @@ INFERENCE_CONVS = [
     Conv((1, 7, 7, 512), 3, 512),
     Conv((1, 14, 14, 256), 3, 256),
     Conv((1, 13, 13, 384), 3, 256),
+    # SqueezeNet 1.1's classifier (1x1, 1000 channels: the few-row GEMM's column chunks)
+    # and a 13x13 expand3x3 (im2col on the few-row GEMM rather than Winograd's sparse
+    # tiles); MobileNet v2's last 1x1 (7x7, 320 -> 1280).
+    Conv((1, 13, 13, 512), 1, 1000),
+    Conv((1, 13, 13, 64), 3, 256),
+    Conv((1, 7, 7, 320), 1, 1280),
     Conv((1, 224, 224, 3), 11, 64, padding=2, stride=4),
     Conv((8, 224, 224, 3), 11, 64, padding=2, stride=4),
     Conv((1, 224, 224, 3), 7, 64, padding=3, stride=2),

@@ -548,7 +548,9 @@ def conv(
         The algorithm for 2-D 3x3 convolutions with stride 1, dilation 1 and one
         group. None (default): Winograd F(4x4, 3x3) where it measured faster than
         the im2col GEMM (at least 8 input and 8 output channels, and at least 16
-        tiles of 4x4 outputs over the batch; 32 when C_in * C_out >= 256 * 256),
+        tiles of 4x4 outputs over the batch; 32 when C_in * C_out >= 256 * 256, or
+        on the AVX-512 float path when fewer than 70% of those tiles' outputs
+        exist, as at 13x13 and batch 1, and at most 256 output positions),
         unless :func:`cnnkit.set_winograd` turned it off or the environment has
         ``CNNKIT_WINOGRAD=0``. True: always Winograd (a ValueError for other
         shapes). False: never. Winograd's float32 results differ from the
