@@ -43,6 +43,7 @@ CONV_CASES = [
     ((2, 9, 10, 8), (3, 3, 8, 16), {"padding": "same"}),  # im2col tiles
     ((2, 9, 10, 33), (1, 1, 33, 17), {}),  # pointwise: one GEMM
     ((2, 9, 10, 8), (3, 3, 1, 16), {"padding": 1, "groups": 8}),  # depthwise loop
+    ((2, 9, 10, 20), (3, 3, 1, 20), {"padding": 1, "groups": 20}),  # depthwise 3x3 rows
     ((2, 9, 10, 2), (5, 5, 2, 12), {"padding": "same"}),  # few-channel loop
     ((2, 9, 10, 1), (3, 3, 1, 32), {}),  # few-channel loop, whole register tiles
     ((2, 9, 10, 8), (3, 2, 4, 6), {"stride": 2, "groups": 2}),  # grouped
@@ -63,7 +64,7 @@ def test_fused_conv_equals_conv_then_activation(x_shape, w_shape, kwargs, activa
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:4])
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:5])
 def test_fused_conv_backward_masks_dy(x_shape, w_shape, kwargs, activation, dtype):
     x, w, b = seeded(x_shape, dtype, 4), seeded(w_shape, dtype, 5), seeded(w_shape[-1:], dtype, 6)
     y = ops.conv(x, w, b, activation=activation, **kwargs)
@@ -189,7 +190,7 @@ def test_fused_matmul_is_identical_for_any_thread_count():
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6"])
-@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:4])
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:5])
 def test_fused_conv_gradients(x_shape, w_shape, kwargs, activation):
     x, w = seeded((1, *x_shape[1:]), F64, 14), seeded(w_shape, F64, 15)
     b = seeded(w_shape[-1:], F64, 16)
