@@ -232,6 +232,44 @@ def test_layers_give_the_unfused_results(activation):
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6", "tanh"])
+@pytest.mark.parametrize(("strides", "multiplier"), [(1, 1), (2, 1), (1, 2)])
+def test_depthwise_layer_fuses_its_activation_with_the_bits_of_the_separate_one(
+    activation, strides, multiplier
+):
+    # DepthwiseConv2D hands relu, leaky_relu, sigmoid and relu6 to the kernel (MobileNet's
+    # relu6 in the store of each value); the output and the gradients of x, the kernel
+    # and the bias are those of the layer without the activation followed by it.
+    x = seeded((2, 9, 8, 6), F32, 25) * 4
+    fused, plain = (
+        layers.DepthwiseConv2D(
+            3,
+            strides=strides,
+            padding="same",
+            depth_multiplier=multiplier,
+            activation=act,
+            bias_initializer="glorot_uniform",
+        )
+        for act in (activation, None)
+    )
+    fused(x), plain(x)  # builds
+    plain.set_weights(fused.get_weights())
+    results = []
+    for layer, after in ((fused, None), (plain, activation)):
+        tx = ag.Tensor(x, requires_grad=True)
+        y = layer(tx)
+        if after is not None:
+            y = layers.Activation(after)(y)
+        dy = seeded(y.shape, F32, 26)
+        (y * ag.Tensor(dy)).sum().backward()
+        results.append([y.data, tx.grad, layer.kernel.grad, layer.bias.grad])
+    for got, want in zip(*results):
+        if activation in ("sigmoid", "tanh"):  # the mask's formula differs
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        else:
+            assert np.array_equal(got, want)
+
+
 # --- bad input ------------------------------------------------------------------------
 
 KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6'"
