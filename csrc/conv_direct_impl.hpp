@@ -181,15 +181,18 @@ inline void rows_inside(int64_t top, int64_t step, int64_t extent, int& r0, int&
   while (r1 > r0 && top + (r1 - 1) * step >= extent) --r1;
 }
 
-// Stores Q finished sums (bias, then the activation), `step` elements apart.
-// The activation is switched on once for the Q of them, not per vector.
+// Stores Q finished sums (bias, then the activation), `step` elements apart:
+// Q windows of the same channels (bias_step 0) or Q vectors of channels of
+// one window (bias_step = step). The activation is switched on once for the
+// Q of them, not per vector.
 template <class T, int Q, class V>
 [[gnu::always_inline]] inline void store_finished(V* acc, const Epilogue<T>& ep, int64_t c0,
-                                                  T* out, int64_t step) {
+                                                  T* out, int64_t step, int64_t bias_step = 0) {
   const T* const bias = ep.bias ? ep.bias + c0 : nullptr;
   const auto store = [&](auto activation) {
     for (int u = 0; u < Q; ++u) {
-      const V v = finished(acc[u], bias, decltype(activation)::value, ep.negative_slope);
+      const V v = finished(acc[u], bias ? bias + u * bias_step : nullptr,
+                           decltype(activation)::value, ep.negative_slope);
       std::memcpy(out + u * step, &v, sizeof(V));
     }
   };
@@ -205,7 +208,9 @@ template <class T, int Q, class V>
 // for 72 multiply-adds at S = 1 and Q = 8 instead of 72. S = 0: any stride,
 // `step` elements between windows. Each window sums its taps in kernel
 // order, as `sum` in depthwise_forward_m1 does, so the bits are the same.
-template <class T, int Q, int S, class V = RowVector<T>>
+// All: the three kernel rows are inside (r0 = 0, r1 = 3), known at compile
+// time, so that the loop over them unrolls.
+template <class T, int Q, int S, bool All, class V = RowVector<T>>
 [[gnu::always_inline]] inline void depthwise_3x3_windows(const T* x, int64_t first, int64_t step,
                                                          int64_t c, int64_t c0, const int64_t* at,
                                                          int r0, int r1, const T* w,
@@ -217,6 +222,7 @@ template <class T, int Q, int S, class V = RowVector<T>>
   };
   V acc[Q];
   for (int u = 0; u < Q; ++u) acc[u] = V{};
+  if constexpr (All) r0 = 0, r1 = 3;
   for (int r = r0; r < r1; ++r) {
     // One kernel row's weights at a time: with the group's sums and an
     // input they fit AVX2's 16 registers too.
@@ -249,7 +255,7 @@ template <class T, int Q, int S, class V = RowVector<T>>
 // (112 x 112 x 32: 0.13 ms against 0.10, 56 x 56 x 144: 0.12 against 0.11,
 // 112 x 112 x 96 at stride 2: 0.23 against 0.19). The weights are reloaded
 // per group, from L1. Each value is stored with its bias and activation.
-template <class T, int S>
+template <class T, int S, bool All>
 void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* at, int r0, int r1,
                        const T* w, const Epilogue<T>& ep, T* out, int64_t count, int64_t c) {
   using V = RowVector<T>;
@@ -260,7 +266,7 @@ void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* a
     const int64_t from = first + o * step;
     T* const to = out + o * c;
     for (int64_t c0 = 0; c0 < vectors_end; c0 += kLanes)
-      depthwise_3x3_windows<T, Q, S>(x, from, step, c, c0, at, r0, r1, w, ep, to);
+      depthwise_3x3_windows<T, Q, S, All>(x, from, step, c, c0, at, r0, r1, w, ep, to);
     for (int64_t c0 = vectors_end; c0 < c; ++c0)
       for (int u = 0; u < Q; ++u) {
         T acc = T(0);
@@ -277,9 +283,53 @@ void depthwise_3x3_row(const T* x, int64_t first, int64_t step, const int64_t* a
   });
 }
 
-// The windows [lo, hi) of output row o0 of image n of a 2-D 3x3 depthwise
-// convolution, those inside the input along the row, by the stride and
-// dilation along it.
+// One window of a 3x3 depthwise row that reaches into the padding along
+// the row: its taps inside, kernel rows [r0, r1) and columns [k0, k1), in
+// kernel order (as `sum` in depthwise_forward_m1 takes them: the same
+// bits). x + first is its tap (0, 0), in the padding or not. With no
+// neighbouring windows to overlap with, up to four vectors of channels go
+// together instead.
+template <class T>
+void depthwise_3x3_edge(const T* x, int64_t first, const int64_t* at, int r0, int r1, int k0,
+                        int k1, const T* w, const Epilogue<T>& ep, T* out, int64_t c) {
+  using V = RowVector<T>;
+  constexpr int64_t kLanes = int64_t(sizeof(V) / sizeof(T));
+  const auto load = [](const T* from) {
+    V v;
+    std::memcpy(&v, from, sizeof(V));
+    return v;
+  };
+  int64_t c0 = 0;
+  const auto vectors = [&](auto unroll) {
+    constexpr int U = decltype(unroll)::value;
+    for (; c0 + U * kLanes <= c; c0 += U * kLanes) {
+      V acc[U];
+      for (int j = 0; j < U; ++j) acc[j] = V{};
+      for (int r = r0; r < r1; ++r)
+        for (int kc = k0; kc < k1; ++kc) {
+          const int t = 3 * r + kc;
+          for (int j = 0; j < U; ++j)
+            acc[j] = madd<T>(load(x + (first + at[t] + c0 + j * kLanes)),
+                             load(w + (t * c + c0 + j * kLanes)), acc[j]);
+        }
+      store_finished<T, U>(acc, ep, c0, out + c0, kLanes, kLanes);
+    }
+  };
+  vectors(std::integral_constant<int, 4>{});
+  vectors(std::integral_constant<int, 1>{});
+  for (; c0 < c; ++c0) {
+    T acc = T(0);
+    for (int r = r0; r < r1; ++r)
+      for (int kc = k0; kc < k1; ++kc)
+        acc = madd<T>(x[first + at[3 * r + kc] + c0], w[(3 * r + kc) * c + c0], acc);
+    store_finished<T, 1>(&acc, ep, c0, out + c0, 0);
+  }
+}
+
+// Output row o0 of image n of a 2-D 3x3 depthwise convolution: the windows
+// [lo, hi), inside the input along the row, by the stride and dilation
+// along it, and the others one at a time, in order (the last window after
+// the others have brought the input rows' ends into cache).
 template <class T>
 void depthwise_3x3_row(const Geometry& g, int64_t n, int64_t o0, int64_t lo, int64_t hi,
                        const T* x, const int64_t* at, const T* w, const Epilogue<T>& ep, T* y,
@@ -287,16 +337,32 @@ void depthwise_3x3_row(const Geometry& g, int64_t n, int64_t o0, int64_t lo, int
   const int64_t top = o0 * g.stride[0] - g.pad_before[0];  // kernel row 0's input row
   int r0, r1;
   rows_inside(top, g.dilation[0], g.in[0], r0, r1);
+  const auto edge = [&](int64_t o1) {
+    const int64_t left = o1 * g.stride[1] - g.pad_before[1];
+    int k0, k1;
+    rows_inside(left, g.dilation[1], g.in[1], k0, k1);
+    depthwise_3x3_edge(x, ((n * g.in[0] + top) * g.in[1] + left) * c, at, r0, r1, k0, k1, w, ep,
+                       y + (n * g.out_size() + o0 * g.out[1] + o1) * c, c);
+  };
+  for (int64_t o1 = 0; o1 < lo; ++o1) edge(o1);
   const int64_t first = ((n * g.in[0] + top) * g.in[1] + lo * g.stride[1] - g.pad_before[1]) * c;
   const int64_t step = g.stride[1] * c;
   T* const out = y + (n * g.out_size() + o0 * g.out[1] + lo) * c;
   const int64_t count = hi - lo;
+  const auto row = [&](auto stride) {
+    constexpr int S = decltype(stride)::value;
+    if (r0 == 0 && r1 == 3)
+      depthwise_3x3_row<T, S, true>(x, first, step, at, r0, r1, w, ep, out, count, c);
+    else
+      depthwise_3x3_row<T, S, false>(x, first, step, at, r0, r1, w, ep, out, count, c);
+  };
   if (g.dilation[1] == 1 && g.stride[1] == 1)
-    depthwise_3x3_row<T, 1>(x, first, step, at, r0, r1, w, ep, out, count, c);
+    row(std::integral_constant<int, 1>{});
   else if (g.dilation[1] == 1 && g.stride[1] == 2)
-    depthwise_3x3_row<T, 2>(x, first, step, at, r0, r1, w, ep, out, count, c);
+    row(std::integral_constant<int, 2>{});
   else
-    depthwise_3x3_row<T, 0>(x, first, step, at, r0, r1, w, ep, out, count, c);
+    row(std::integral_constant<int, 0>{});
+  for (int64_t o1 = hi; o1 < g.out[1]; ++o1) edge(o1);
 }
 #endif
 
@@ -408,8 +474,9 @@ bool depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, Epilogue
     const int64_t first = o * g.stride[d] - g.pad_before[d];
     return first >= 0 && first + g.dilation[d] * (g.kernel[d] - 1) < g.in[d];
   };
-  // A 2-D 3x3 row: its windows inside the input along the row, [lo, hi),
-  // take depthwise_3x3_row, the rest the loop below.
+  // A 2-D 3x3 row goes to depthwise_3x3_row with the span of its windows
+  // inside the input along it, [lo, hi), the same for every row; other
+  // kernels take the loop below.
   int64_t lo = 0, hi = 0;
 #ifdef __FMA__
   if (rows_3x3) {
@@ -436,8 +503,9 @@ bool depthwise_forward_m1(const ConvProblem& p, const T* x, const T* w, Epilogue
 #ifdef __FMA__
       if (rows_3x3) {
         depthwise_3x3_row(g, n, o0, lo, hi, x, offsets.data(), w, ep, y, c);
-        for (int64_t o1 = lo; pad_nonfinite && o1 < hi; ++o1)
+        for (int64_t o1 = 0; pad_nonfinite && o1 < g.out[1]; ++o1)
           add_padding(o0 * g.out[1] + o1, y + (n * g.out_size() + o0 * g.out[1] + o1) * c);
+        continue;
       }
 #endif
       const auto column = [&](int64_t o1) {
