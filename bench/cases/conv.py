@@ -87,8 +87,10 @@ INFERENCE_CONVS = [
     Conv((8, 224, 224, 3), 11, 64, padding=2, stride=4),
     Conv((1, 224, 224, 3), 7, 64, padding=3, stride=2),
     Conv((8, 224, 224, 3), 7, 64, padding=3, stride=2),
-    # MobileNet v2's first depthwise layer (multiplier 1) at batch 1.
+    # MobileNet v2's first depthwise layer (multiplier 1) at batch 1, and its first strided
+    # one (112 x 112 x 96 -> 56 x 56, torch's padding of 1).
     Conv((1, 112, 112, 32), 3, 32, groups=32),
+    Conv((1, 112, 112, 96), 3, 96, padding=1, groups=96, stride=2),
 ]
 
 
