@@ -256,7 +256,11 @@ template <class T, int Q, int S, bool All, bool Edge, class V = RowVector<T>>
       for (int j = 0; j < kColumns; ++j) {
         if constexpr (Edge)
           if ((j == 0 && skip.first) || (j == kColumns - 1 && skip.last)) continue;
-        const V v = load(x + (row + j * c));
+        V v = load(x + (row + j * c));
+        // GCC folded the load into each multiply-add that uses the column
+        // (three loads of it at S = 1): the empty asm makes v opaque, so it
+        // is loaded once into a register. 112 x 112 x 32: 0.122 -> 0.104 ms.
+        asm("" : "+v"(v));
         for (int kc = 0; kc < 3; ++kc) {
           const int u = (j - kc) / S;
           if (j >= kc && (j - kc) % S == 0 && u < Q) acc[u] = madd<T>(v, wt[kc], acc[u]);
