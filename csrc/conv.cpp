@@ -298,7 +298,7 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
   if (detail::is_depthwise(p) || detail::has_few_channels(p) ||
       detail::wide_direct_forward_applies<T>(p)) {
     if (detail::is_depthwise(p)) {
-      detail::depthwise_forward(p, x, w, b, y);
+      if (detail::depthwise_forward(p, x, w, b, y, activation, negative_slope)) return false;
     } else {
       // ReLU, the usual case, as the values are stored: one pass less over y.
       const bool fused_relu = activation == Activation::relu;

@@ -22,13 +22,14 @@ namespace cnnkit::detail {
 #define CNNKIT_AVX2_PATH(name, args)
 #endif
 
-#define CNNKIT_DISPATCH(name, params, args) \
-  template <class T>                        \
-  void name params {                        \
-    CNNKIT_AVX512_PATH(name, args)          \
-    CNNKIT_AVX2_PATH(name, args)            \
-    return baseline::name<T> args;          \
+#define CNNKIT_DISPATCH_RETURNING(type, name, params, args) \
+  template <class T>                                        \
+  type name params {                                        \
+    CNNKIT_AVX512_PATH(name, args)                          \
+    CNNKIT_AVX2_PATH(name, args)                            \
+    return baseline::name<T> args;                          \
   }
+#define CNNKIT_DISPATCH(name, params, args) CNNKIT_DISPATCH_RETURNING(void, name, params, args)
 CNNKIT_DISPATCH(few_channels_forward,
                 (const ConvProblem& p, const T* x, const T* w, const T* b, T* y, bool relu),
                 (p, x, w, b, y, relu))
@@ -42,13 +43,16 @@ CNNKIT_DISPATCH(wide_direct_backward_input, (const ConvProblem& p, const T* w, c
                 (p, w, dy, dx))
 CNNKIT_DISPATCH(wide_direct_backward_weight,
                 (const ConvProblem& p, const T* x, const T* dy, T* dw), (p, x, dy, dw))
-CNNKIT_DISPATCH(depthwise_forward, (const ConvProblem& p, const T* x, const T* w, const T* b, T* y),
-                (p, x, w, b, y))
+CNNKIT_DISPATCH_RETURNING(bool, depthwise_forward,
+                          (const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                           Activation activation, T negative_slope),
+                          (p, x, w, b, y, activation, negative_slope))
 CNNKIT_DISPATCH(depthwise_backward_input, (const ConvProblem& p, const T* w, const T* dy, T* dx),
                 (p, w, dy, dx))
 CNNKIT_DISPATCH(depthwise_backward_weight, (const ConvProblem& p, const T* x, const T* dy, T* dw),
                 (p, x, dy, dw))
 #undef CNNKIT_DISPATCH
+#undef CNNKIT_DISPATCH_RETURNING
 #undef CNNKIT_AVX2_PATH
 #undef CNNKIT_AVX512_PATH
 

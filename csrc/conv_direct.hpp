@@ -122,8 +122,13 @@ template <class T>
 void few_channels_backward_weight(const ConvProblem& p, const T* x, const T* dy, T* dw,
                                   const FusedWeightGradient<T>& fused = {});
 
+// activation(conv + b) as each value is stored, with the bits of a separate
+// apply_epilogue pass; returns false (and y holds conv + b) for sigmoid, and
+// for multiplier 1 with a non-finite weight (whose padding products come
+// after the store): the caller then makes the pass.
 template <class T>
-void depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y);
+bool depthwise_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                       Activation activation, T negative_slope);
 
 // The transposed patch matrix P^T of one group, rows [col0, ...) (P's
 // columns: kernel offset major, channel minor) and columns [row0, ...), as
@@ -161,7 +166,7 @@ void depthwise_backward_weight(const ConvProblem& p, const T* x, const T* dy, T*
   void few_channels_backward_weight(const ConvProblem&, const T*, const T*, T*,              \
                                     const FusedWeightGradient<T>&);                          \
   template <class T>                                                                         \
-  void depthwise_forward(const ConvProblem&, const T*, const T*, const T*, T*);              \
+  bool depthwise_forward(const ConvProblem&, const T*, const T*, const T*, T*, Activation, T); \
   template <class T>                                                                         \
   void depthwise_backward_input(const ConvProblem&, const T*, const T*, T*);                 \
   template <class T>                                                                         \
@@ -176,7 +181,8 @@ CNNKIT_DECLARE_DIRECT(avx512)
 
 // Explicit instantiations for T of the eight functions of the enclosing namespace.
 #define CNNKIT_INSTANTIATE_DIRECT(T)                                                          \
-  template void depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);    \
+  template bool depthwise_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,     \
+                                     Activation, T);                                          \
   template void depthwise_backward_input<T>(const ConvProblem&, const T*, const T*, T*);       \
   template void depthwise_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);      \
   template void few_channels_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,  \

@@ -342,6 +342,79 @@ def test_depthwise_padding_products_propagate_nan_as_the_reference(isa, x_shape,
         np.testing.assert_array_equal(np.isnan(g), np.isnan(v))
 
 
+# Depthwise shapes by the loop that runs them: 3x3 rows of multiplier 1 at stride 1, 2
+# (windows sharing input columns) and 3, dilated along the row; other kernels and ranks
+# of multiplier 1; multiplier 2.
+_DEPTHWISE_LOOPS = {
+    "rows": ((3, 3), 1),
+    "rows-5x5": ((5, 5), 1),
+    "1d": ((4,), 1),
+    "3d": ((3, 2, 3), 1),
+    "multiplier-2": ((3, 3), 2),
+}
+
+
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@given(
+    loop=st.sampled_from(sorted(_DEPTHWISE_LOOPS)),
+    activation=st.sampled_from(["relu", "relu6", "leaky_relu", "sigmoid"]),
+    dtype=st.sampled_from(DTYPES),
+    batch=st.integers(1, 2),
+    size=st.integers(1, 19),
+    channels=st.integers(1, 40),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    padding=st.integers(0, 2),
+    bias=st.booleans(),
+    non_finite=st.sampled_from(["none", "x", "weight"]),
+)
+@settings(max_examples=40)
+def test_depthwise_fused_activation_has_the_bits_of_the_separate_pass(
+    isa, loop, activation, dtype, batch, size, channels, stride, dilation, padding, bias, non_finite
+):
+    """The depthwise loops apply relu, relu6 and leaky_relu as each value is stored, and
+    leave sigmoid (and, at multiplier 1, a non-finite weight, whose padding products come
+    after the store) to the pass after: the bits of the convolution followed by the
+    activation in every case, NaN and infinite inputs included, at any thread count."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    kernel, mult = _DEPTHWISE_LOOPS[loop]
+    rank = len(kernel)
+    shape = tuple(max(size - 3 * d, dilation * (k - 1) + 1) for d, k in enumerate(kernel))
+    x = seeded((batch, *shape, channels), dtype, 41)
+    w = seeded((*kernel, 1, channels * mult), dtype, 42)
+    b = seeded((channels * mult,), dtype, 43) if bias else None
+    if non_finite == "x":
+        x.reshape(-1)[:: 7 + channels] = np.nan
+        x.reshape(-1)[3 :: 11 + channels] = -np.inf
+    elif non_finite == "weight":
+        w.reshape(-1)[0] = np.inf  # offset 0 of channel 0: the padding's products are NaN
+    kwargs = {
+        "stride": stride,
+        "dilation": (1,) * (rank - 1) + (dilation,),
+        "padding": padding,
+        "groups": channels,
+        "negative_slope": 0.1,
+    }
+    cnnkit.set_num_threads(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = ops.conv(x, w, b, activation=activation, **kwargs)
+        separate = reference._activate(ops.conv(x, w, b, **kwargs), activation, 0.1)
+        want = reference.conv(f64(x), f64(w), f64(b), activation=activation, **kwargs)
+    assert got.dtype == dtype
+    if activation == "sigmoid":
+        np.testing.assert_allclose(got, separate, rtol=4 * np.finfo(dtype).eps, atol=0)
+    else:
+        assert np.array_equal(got, separate, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
+    cnnkit.set_num_threads(2)
+    assert np.array_equal(ops.conv(x, w, b, activation=activation, **kwargs), got, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "kwargs"),

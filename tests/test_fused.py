@@ -43,6 +43,7 @@ CONV_CASES = [
     ((2, 9, 10, 8), (3, 3, 8, 16), {"padding": "same"}),  # im2col tiles
     ((2, 9, 10, 33), (1, 1, 33, 17), {}),  # pointwise: one GEMM
     ((2, 9, 10, 8), (3, 3, 1, 16), {"padding": 1, "groups": 8}),  # depthwise loop
+    ((2, 9, 10, 20), (3, 3, 1, 20), {"padding": 1, "groups": 20}),  # depthwise 3x3 rows
     ((2, 9, 10, 2), (5, 5, 2, 12), {"padding": "same"}),  # few-channel loop
     ((2, 9, 10, 1), (3, 3, 1, 32), {}),  # few-channel loop, whole register tiles
     ((2, 9, 10, 8), (3, 2, 4, 6), {"stride": 2, "groups": 2}),  # grouped
@@ -63,7 +64,7 @@ def test_fused_conv_equals_conv_then_activation(x_shape, w_shape, kwargs, activa
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:4])
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:5])
 def test_fused_conv_backward_masks_dy(x_shape, w_shape, kwargs, activation, dtype):
     x, w, b = seeded(x_shape, dtype, 4), seeded(w_shape, dtype, 5), seeded(w_shape[-1:], dtype, 6)
     y = ops.conv(x, w, b, activation=activation, **kwargs)
@@ -189,7 +190,7 @@ def test_fused_matmul_is_identical_for_any_thread_count():
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6"])
-@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:4])
+@pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES[:5])
 def test_fused_conv_gradients(x_shape, w_shape, kwargs, activation):
     x, w = seeded((1, *x_shape[1:]), F64, 14), seeded(w_shape, F64, 15)
     b = seeded(w_shape[-1:], F64, 16)
@@ -229,6 +230,44 @@ def test_layers_give_the_unfused_results(activation):
     pre = ops.matmul(flat, dense.kernel.data) + dense.bias.data
     want = np.tanh(pre) if activation == "tanh" else unfused(pre, activation)
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6", "tanh"])
+@pytest.mark.parametrize(("strides", "multiplier"), [(1, 1), (2, 1), (1, 2)])
+def test_depthwise_layer_fuses_its_activation_with_the_bits_of_the_separate_one(
+    activation, strides, multiplier
+):
+    # DepthwiseConv2D hands relu, leaky_relu, sigmoid and relu6 to the kernel (MobileNet's
+    # relu6 in the store of each value); the output and the gradients of x, the kernel
+    # and the bias are those of the layer without the activation followed by it.
+    x = seeded((2, 9, 8, 6), F32, 25) * 4
+    fused, plain = (
+        layers.DepthwiseConv2D(
+            3,
+            strides=strides,
+            padding="same",
+            depth_multiplier=multiplier,
+            activation=act,
+            bias_initializer="glorot_uniform",
+        )
+        for act in (activation, None)
+    )
+    fused(x), plain(x)  # builds
+    plain.set_weights(fused.get_weights())
+    results = []
+    for layer, after in ((fused, None), (plain, activation)):
+        tx = ag.Tensor(x, requires_grad=True)
+        y = layer(tx)
+        if after is not None:
+            y = layers.Activation(after)(y)
+        dy = seeded(y.shape, F32, 26)
+        (y * ag.Tensor(dy)).sum().backward()
+        results.append([y.data, tx.grad, layer.kernel.grad, layer.bias.grad])
+    for got, want in zip(*results):
+        if activation in ("sigmoid", "tanh"):  # the mask's formula differs
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        else:
+            assert np.array_equal(got, want)
 
 
 # --- bad input ------------------------------------------------------------------------

@@ -37,10 +37,15 @@ def _shortcuts(model: cnnkit.Model) -> dict[str, bool]:
 def _image_model(dtype: str) -> cnnkit.Model:
     inputs = layers.Input((13, 11, 6), dtype=dtype)
     a = layers.Conv2D(8, 3, padding="same", activation="relu", name="relu", dtype=dtype)(inputs)
-    b = layers.Conv2D(8, 3, strides=2, name="linear", dtype=dtype)(a)
+    dw = layers.DepthwiseConv2D(
+        3, strides=2, depth_multiplier=2, activation="relu", name="depthwise_m2", dtype=dtype
+    )(a)
+    sep = layers.SeparableConv2D(8, 1, activation="relu", name="separable", dtype=dtype)(dw)
+    b = layers.Conv2D(8, 3, strides=2, name="linear", dtype=dtype)(sep)
+    six = layers.DepthwiseConv2D(3, padding="same", activation="relu6", name="dw", dtype=dtype)(a)
     c = layers.Conv2D(
         8, 3, padding="same", dilation_rate=2, activation="leaky_relu", name="leaky", dtype=dtype
-    )(a)
+    )(six)
     d = layers.Conv2D(8, 1, groups=2, activation="sigmoid", name="grouped", dtype=dtype)(c)
     e = layers.Conv2D(8, 3, padding="same", activation="tanh", name="tanh", dtype=dtype)(d)
     six = layers.Conv2D(4, 1, activation="relu6", name="relu6", dtype=dtype)(e)
@@ -79,13 +84,16 @@ def test_shortcuts_have_the_bits_of_the_layers_calls(dtype, batch):
     shortcuts = _shortcuts(model)
     for name in ("relu", "linear", "leaky", "grouped", "relu6", "concat", "add_relu", "pool"):
         assert shortcuts[name], name
+    for name in ("dw", "depthwise_m2"):
+        assert shortcuts[name], name
     for name in ("gap", "gmp"):
         assert shortcuts[name], name
     for name in ("dense", "dense_relu"):
         assert shortcuts[name], name
-    # tanh is not fused into the convolution; Flatten has no shortcut; a Dense layer on
-    # 3-D input (the rows of e) has one that declines it at run time.
-    assert not shortcuts["tanh"] and not shortcuts["flat"]
+    # tanh is not fused into the convolution; Flatten has no shortcut, nor SeparableConv2D
+    # (its own call, not its parent DepthwiseConv2D's); a Dense layer on 3-D input (the
+    # rows of e) has one that declines it at run time.
+    assert not shortcuts["tanh"] and not shortcuts["flat"] and not shortcuts["separable"]
     assert shortcuts["rows"]
 
 

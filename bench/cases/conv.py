@@ -99,8 +99,10 @@ INFERENCE_CONVS = [
     Conv((1, 224, 224, 3), 3, 32, padding=1, stride=2),
     Conv((8, 224, 224, 3), 3, 32, padding=1, stride=2),
     Conv((1, 224, 224, 3), 3, 64, padding=0, stride=2),
-    # MobileNet v2's first depthwise layer (multiplier 1) at batch 1.
+    # MobileNet v2's first depthwise layer (multiplier 1) at batch 1, and its first strided
+    # one (112 x 112 x 96 -> 56 x 56, torch's padding of 1).
     Conv((1, 112, 112, 32), 3, 32, groups=32),
+    Conv((1, 112, 112, 96), 3, 96, padding=1, groups=96, stride=2),
     # Its 1x1 layers with many rows and few channels, which take csrc/gemm_small_k.hpp's
     # unpacked register tiles: features.1's projection, features.2's expansion, features.3's.
     Conv((1, 112, 112, 32), 1, 16),

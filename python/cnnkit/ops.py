@@ -534,10 +534,11 @@ def conv(
         Splits the channels into groups convolved independently;
         ``groups == C_in`` is a depthwise convolution.
     activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6"}
-        ``activation(conv(x, w) + b)``. On the GEMM paths (most convolutions) the
-        bias and the activation are fused into the store of each output tile,
-        saving the passes over the output that separate ops would make; the
-        depthwise and few-channel loops apply it in one pass after. The result
+        ``activation(conv(x, w) + b)``. On the GEMM paths (most convolutions) and
+        in the depthwise loops the bias and the activation are fused into the
+        store of each output tile or value, saving the passes over the output that
+        separate ops would make (the depthwise loops leave sigmoid to one pass
+        after, as the few-channel loops do every activation but ReLU). The result
         is bit-identical to the unfused convolution followed by ReLU, leaky
         ReLU or ReLU6 (``min(max(x, 0), 6)``, MobileNet's); sigmoid uses the C
         library's ``exp``. The gradient:

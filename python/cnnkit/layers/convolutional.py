@@ -454,7 +454,9 @@ class DepthwiseConv2D(Layer):
             constraint=self.depthwise_constraint,
         )
 
-    def _depthwise(self, x: Tensor, kernel: Tensor, bias: Tensor | None) -> Tensor:
+    def _depthwise(
+        self, x: Tensor, kernel: Tensor, bias: Tensor | None, activation: str | None = None
+    ) -> Tensor:
         self._need_rank(x.shape, 4, "(N, H, W, C)")
         c = kernel.shape[2]
         if x.shape[-1] != c:
@@ -468,10 +470,40 @@ class DepthwiseConv2D(Layer):
             padding=self.padding,
             dilation=self.dilation_rate,
             groups=c,
+            activation=activation,
         )
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
-        return _apply_activation(self._act, self._depthwise(x, self.kernel, self.bias))
+        # The activation in the kernel's store (relu6, MobileNet's, included), not in a
+        # pass over the output after it.
+        fused = _fused(self.activation, self._act)
+        y = self._depthwise(x, self.kernel, self.bias, fused)
+        return y if fused is not None else _apply_activation(self._act, y)
+
+    def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        # call() minus the autograd wrapping, for no activation or a fused one; None for
+        # inputs call() rejects with its own message.
+        fused = _fused(self.activation, self._act)
+        if fused is None and self.activation != "linear":
+            return None
+
+        def step(x: np.ndarray) -> np.ndarray | None:
+            kernel = self.kernel.data
+            c = kernel.shape[2]
+            if x.ndim != 4 or x.shape[-1] != c:
+                return None
+            return ops.conv(
+                x,
+                kernel.reshape(*self.kernel_size, 1, c * kernel.shape[3]),
+                None if self.bias is None else self.bias.data,
+                stride=self.strides,
+                padding=self.padding,
+                dilation=self.dilation_rate,
+                groups=c,
+                activation=fused,
+            )
+
+        return step
 
     def get_config(self) -> dict[str, Any]:
         return {
