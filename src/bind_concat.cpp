@@ -22,8 +22,6 @@ py::object concat(py::handle tensors_obj, py::handle axis_obj) {
   const size_t count = seq.size();
   if (count == 0)
     throw py::value_error(prefix(fn, "tensors") + "must hold at least one array, got none");
-  if (!py::isinstance<py::int_>(axis_obj) || py::isinstance<py::bool_>(axis_obj))
-    throw py::type_error(prefix(fn, "axis") + "must be an int, got " + type_name(axis_obj));
   std::vector<py::array> raw;
   std::vector<std::string> names;
   Float type = Float::f32;
@@ -36,11 +34,7 @@ py::object concat(py::handle tensors_obj, py::handle axis_obj) {
   const py::ssize_t ndim = raw[0].ndim();
   if (ndim == 0)
     throw py::value_error(prefix(fn, "tensors[0]") + "must have at least one axis, got shape ()");
-  const long long axis_in = axis_obj.cast<long long>();
-  if (axis_in < -ndim || axis_in >= ndim)
-    throw py::value_error(prefix(fn, "axis") + "must be in [" + std::to_string(-ndim) + ", " +
-                          std::to_string(ndim - 1) + "] for arrays of rank " +
-                          std::to_string(ndim) + ", got " + std::to_string(axis_in));
+  const int64_t axis_in = int_arg(axis_obj, fn, "axis", -int64_t(ndim), int64_t(ndim) - 1);
   const py::ssize_t axis = axis_in < 0 ? py::ssize_t(axis_in + ndim) : py::ssize_t(axis_in);
   std::vector<py::ssize_t> shape(raw[0].shape(), raw[0].shape() + ndim);
   for (size_t i = 1; i < count; ++i) {
@@ -52,7 +46,10 @@ py::object concat(py::handle tensors_obj, py::handle axis_obj) {
                             "must have the shape of tensors[0] " + shape_str(raw[0]) +
                             " except along axis " + std::to_string(axis) + ", got shape " +
                             shape_str(raw[i]));
-    shape[size_t(axis)] += raw[i].shape(axis);
+    // Views that cost no memory can add up beyond any size: the sum is checked.
+    if (__builtin_add_overflow(shape[size_t(axis)], raw[i].shape(axis), &shape[size_t(axis)]))
+      throw py::value_error(prefix(fn, "tensors") + "must add up to fewer than 2**63 elements "
+                            "along axis " + std::to_string(axis));
   }
   return with_float(type, [&](auto tag) -> py::object {
     using T = decltype(tag);

@@ -86,10 +86,17 @@ def test_concatenate_layer_inference_and_tape_use_the_copy():
         ((np.zeros((1, 2)), -1), TypeError, "concat(): tensors must be a list or tuple"),
         (([], -1), ValueError, "concat(): tensors must hold at least one array, got none"),
         (([np.zeros(2)], 1.0), TypeError, "concat(): axis must be an int, got float"),
-        (([np.zeros(2)], 1), ValueError, "concat(): axis must be in [-1, 0] for arrays of rank 1"),
+        (([np.zeros(2)], 1), ValueError, "concat(): axis must be at most 0, got 1"),
+        (([np.zeros((2, 2))], -3), ValueError, "concat(): axis must be >= -2, got -3"),
+        (([np.zeros(2)], 2**64), ValueError, "concat(): axis must be at most 0, got 1844"),
         (([np.zeros(())], 0), ValueError, "concat(): tensors[0] must have at least one axis"),
         (([np.zeros(2), np.zeros(2, np.int32)], 0), TypeError, "concat(): tensors[1] must"),
         (([np.zeros(2), "a"], 0), TypeError, "concat(): tensors[1] must hold numbers"),
+        (
+            ([np.broadcast_to(np.zeros(1, np.float32), (2**60,))] * 8, 0),
+            ValueError,
+            "concat(): tensors must add up to fewer than 2**63 elements along axis 0",
+        ),
         (
             ([np.zeros((2, 3)), np.zeros((3, 3))], 1),
             ValueError,
