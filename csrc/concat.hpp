@@ -4,9 +4,10 @@
 // times the product of the axes after), lands in the columns of (outer,
 // sum(widths)) that follow the inputs before it. Fire modules' and
 // Inception blocks' channel Concat on channels-last maps, where each row is
-// a pixel: numpy.concatenate copies those pieces on one thread, after
-// allocating the output, and about twice as slow as this loop (SqueezeNet
-// 1.1's 55x55x(64+64), one thread, CPU time, see concat.cpp).
+// a pixel: numpy.concatenate copies those pieces on one thread, and slower
+// than the C library's memcpy of each piece (SqueezeNet 1.1's 55x55x(64+64),
+// one thread, CPU time: 0.12-0.13 ms against 0.10 alone; 0.16-0.17 against
+// 0.12-0.14 inside the network).
 //
 // Bits: a copy. Rows are independent: results do not depend on the thread
 // count.
