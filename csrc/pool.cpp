@@ -78,10 +78,16 @@ void forward(const Geometry& g, int64_t batch, int64_t channels, const T* x, T* 
   const int64_t per_block = std::max<int64_t>(1, n_rows / (int64_t(nt) * 64));
   const int64_t blocks = (n_rows + per_block - 1) / per_block;
   const StopToken stop;
+  // Last block first: the layer before has just written x in order, and its
+  // last rows are the ones still in this core's cache; walked from the start,
+  // x's first rows would push them out before they are read (111x111x64
+  // 3x3/2 pooling right after a pass that writes x, the loop alone, one
+  // thread, CPU time: 0.134 -> 0.123 ms; inside SqueezeNet 1.1, after its
+  // first Conv, the change was within the noise of a loaded machine).
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t i = 0; i < blocks; ++i) {
     if (stop) continue;
-    const int64_t r0 = i * per_block;
+    const int64_t r0 = (blocks - 1 - i) * per_block;
     rows(g, channels, x, y, r0, std::min(n_rows, r0 + per_block));
   }
 }

@@ -116,11 +116,17 @@ template <class T>
 constexpr T kLowest = -std::numeric_limits<T>::infinity();
 
 // acc = max(acc, x), NaN-propagating (a NaN in x replaces acc; a NaN in acc stays).
+// Written as a max, then the NaN select: `v > a ? v : a` is the processor's
+// max instruction, which leaves one compare per vector instead of two, and
+// AVX-512 has one port for those (55x55x128 3x3/2, in cache, one thread, CPU
+// time: AVX-512 0.058 -> 0.054 ms, AVX2 0.100 -> 0.093, baseline 0.165 ->
+// 0.135). The same value as (v > a || v != v) ? v : a, bit for bit.
 template <class T>
 inline void max_into(T* __restrict acc, const T* __restrict x, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
     const T v = x[c], a = acc[c];
-    acc[c] = (v > a || v != v) ? v : a;
+    const T m = v > a ? v : a;
+    acc[c] = v != v ? v : m;
   }
 }
 

@@ -25,6 +25,7 @@ void bind_lrn(py::module_& m);
 void bind_optimizer(py::module_& m);
 void bind_batch_norm(py::module_& m);
 void bind_add_relu(py::module_& m);
+void bind_concat(py::module_& m);
 void bind_layout(py::module_& m);
 void bind_block_cache(py::module_& m);
 }
@@ -80,6 +81,7 @@ PYBIND11_MODULE(_core, m) {
   cnnkit::bind::bind_optimizer(m);
   cnnkit::bind::bind_batch_norm(m);
   cnnkit::bind::bind_add_relu(m);
+  cnnkit::bind::bind_concat(m);
   cnnkit::bind::bind_layout(m);
   cnnkit::bind::bind_block_cache(m);
 }

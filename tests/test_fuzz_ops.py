@@ -157,6 +157,10 @@ VALID = {
         (None, "array", "R((2, 3, 6), np.float32, seed=1)"),
     ],
     "channels_last": [(None, "array", "R((2, 3, 5, 4), np.float32)")],
+    "concat": [
+        (None, "list", "[R((2, 3, 4), np.float32), R((2, 3, 2), np.float32, seed=1)]"),
+        ("axis", "int", "-1"),
+    ],
     "adam_update": [
         (None, "array", "R((3, 4))"),
         (None, "array", "R((3, 4), seed=1)"),

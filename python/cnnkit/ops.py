@@ -58,6 +58,7 @@ __all__ = [
     "clip_boxes",
     "clip_boxes_to_image",
     "complete_box_iou",
+    "concat",
     "conv",
     "conv1d",
     "conv2d",
@@ -1876,6 +1877,34 @@ def batch_norm_inference(
     ``x`` (of shape (N, ..., C); may be empty), bit-identical for any number of threads.
     """
     return _core.batch_norm_inference(x, gamma, beta, mean, var, epsilon)
+
+
+def concat(tensors: Sequence[ArrayLike], axis: int = -1) -> np.ndarray:
+    """The arrays joined along ``axis`` (the channels by default), as
+    :func:`numpy.concatenate`, copied on every thread: a fire module's or an Inception
+    block's channel Concat.
+
+    Parameters
+    ----------
+    tensors : sequence of array_like, float32 or float64
+        At least one array; all of one rank (at least 1) and of equal sizes except along
+        ``axis``. Any of them may be empty or non-contiguous (copied once).
+    axis : int, default -1
+        The axis to join along, negative from the end.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array in the widest dtype of the inputs, with the bits of
+        ``numpy.concatenate(tensors, axis)``; bit-identical for any number of threads.
+
+    Examples
+    --------
+    >>> concat([np.zeros((1, 2, 1)), np.ones((1, 2, 2))])[0]
+    array([[0., 1., 1.],
+           [0., 1., 1.]])
+    """
+    return _core.concat(tensors, axis)
 
 
 def add_relu(a: ArrayLike, b: ArrayLike) -> np.ndarray:

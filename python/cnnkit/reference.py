@@ -39,6 +39,7 @@ __all__ = [
     "colour_affine",
     "colour_jitter",
     "complete_box_iou",
+    "concat",
     "conv",
     "conv_backward",
     "conv_max_pool_backward",
@@ -1484,6 +1485,10 @@ def batch_norm_backward(x, dy, gamma, mean, var, *, epsilon=1e-3):
 def batch_norm_inference(x, gamma, beta, mean, var, *, epsilon=1e-3):
     (x, gamma, beta, mean, var), dtype = _batch_norm_args(x, gamma, beta, mean, var)
     return (gamma * (x - mean) / np.sqrt(var + epsilon) + beta).astype(dtype)
+
+
+def concat(tensors, axis=-1):
+    return np.concatenate([np.asarray(t) for t in tensors], axis=axis)
 
 
 def add_relu(a, b):

@@ -169,8 +169,8 @@ class Concatenate(_Merge):
         return ag.concat(x, axis=self.axis % len(shapes[0]))
 
     def _inference_step(self) -> Callable[[Any], np.ndarray | None] | None:
-        # np.concatenate without the tape, for inputs call() would accept (else call() says
-        # what is wrong).
+        # The copy without the tape, for inputs call() would accept (else call() says what
+        # is wrong).
         def step(x: Any) -> np.ndarray | None:
             shapes = [tuple(a.shape) for a in x]
             try:
@@ -178,7 +178,7 @@ class Concatenate(_Merge):
                 self._check_shapes(shapes)
             except ValueError:
                 return None
-            return np.concatenate(x, axis=self.axis % len(shapes[0]))
+            return ag.concat_arrays(x, self.axis % len(shapes[0]))
 
         return step
 
