@@ -240,15 +240,24 @@ KMeansStats kmeans_anchors(const T* wh, int64_t m, double* centres, int64_t k,
         centres[2 * j + 1] = sums[size_t(2 * j + 1)] / static_cast<double>(counts[size_t(j)]);
       }
   }
+  // Sorted by the area of the returned (rounded) shapes: two centres whose
+  // double areas differ by less than float32's rounding could otherwise come
+  // back out of order (768.00003 x 1 before 768 x 1; found by the reference
+  // test).
+  std::vector<T> shapes_out(static_cast<size_t>(2 * k));
+  for (int64_t j = 0; j < 2 * k; ++j) shapes_out[size_t(j)] = static_cast<T>(centres[j]);
+  const auto area = [&](int64_t j) {
+    return static_cast<double>(shapes_out[size_t(2 * j)]) *
+           static_cast<double>(shapes_out[size_t(2 * j + 1)]);
+  };
   std::vector<int64_t> order(static_cast<size_t>(k));
   std::iota(order.begin(), order.end(), int64_t(0));
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return centres[2 * a] * centres[2 * a + 1] < centres[2 * b] * centres[2 * b + 1];
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return area(a) < area(b); });
   std::vector<double> rounded(static_cast<size_t>(2 * k));
   for (int64_t j = 0; j < k; ++j) {
-    anchors[2 * j] = static_cast<T>(centres[2 * order[size_t(j)]]);
-    anchors[2 * j + 1] = static_cast<T>(centres[2 * order[size_t(j)] + 1]);
+    anchors[2 * j] = shapes_out[size_t(2 * order[size_t(j)])];
+    anchors[2 * j + 1] = shapes_out[size_t(2 * order[size_t(j)] + 1)];
   }
   // Read back in a loop of its own: GCC 12 at -O3 forwarded the unrounded
   // doubles when the copy sat in the loop above (found by the reference test).

@@ -798,8 +798,10 @@ def kmeans_anchors(wh, k, *, iterations=100, seed=0, iou_threshold=0.5):
         for d in range(2):
             sums = np.bincount(labels, weights=shapes[:, d], minlength=k)
             centres[full, d] = sums[full] / counts[full]
-    order = np.argsort(centres[:, 0] * centres[:, 1], kind="stable")
-    anchors = centres[order].astype(raw.dtype)
+    # Sorted by the area of the returned (rounded) shapes, so the order holds for them.
+    rounded = centres.astype(raw.dtype)
+    wide = rounded.astype(np.float64)
+    anchors = rounded[np.argsort(wide[:, 0] * wide[:, 1], kind="stable")]
     best = _centred_iou(shapes, anchors.astype(np.float64)).max(axis=1)
     mean_iou = float(np.cumsum(best)[-1] / len(best))
     recall = float(np.count_nonzero(best >= iou_threshold) / len(best))
