@@ -34,7 +34,11 @@ py::object concat(py::handle tensors_obj, py::handle axis_obj) {
   const py::ssize_t ndim = raw[0].ndim();
   if (ndim == 0)
     throw py::value_error(prefix(fn, "tensors[0]") + "must have at least one axis, got shape ()");
-  const int64_t axis_in = int_arg(axis_obj, fn, "axis", -int64_t(ndim), int64_t(ndim) - 1);
+  const int64_t axis_in = int_arg(axis_obj, fn, "axis", INT64_MIN);
+  if (axis_in < -int64_t(ndim) || axis_in >= int64_t(ndim))
+    throw py::value_error(prefix(fn, "axis") + "must be in [" + std::to_string(-ndim) + ", " +
+                          std::to_string(ndim - 1) + "] for tensors of rank " +
+                          std::to_string(ndim) + ", got " + std::to_string(axis_in));
   const py::ssize_t axis = axis_in < 0 ? py::ssize_t(axis_in + ndim) : py::ssize_t(axis_in);
   std::vector<py::ssize_t> shape(raw[0].shape(), raw[0].shape() + ndim);
   for (size_t i = 1; i < count; ++i) {

@@ -261,9 +261,10 @@ inline int64_t int_arg(py::handle obj, const char* fn, const char* name, int64_t
   const bool low = overflow < 0 || (overflow == 0 && v < minimum);
   const bool high = overflow > 0 || (overflow == 0 && v > maximum);
   if (!low && !high) return v;
-  // Limits that are powers of two read as such: "at most 2**40".
+  // Large limits that are powers of two read as such: "at most 2**40" (a
+  // small one as a number: "at most 1", not "2**0").
   const std::string top = maximum == INT64_MAX ? "2**63 - 1 (int64)"
-                          : (maximum > 0 && (maximum & (maximum - 1)) == 0)
+                          : (maximum >= 1024 && (maximum & (maximum - 1)) == 0)
                               ? "2**" + std::to_string(__builtin_ctzll(maximum))
                               : std::to_string(maximum);
   const std::string range = low ? ">= " + std::to_string(minimum) : "at most " + top;
