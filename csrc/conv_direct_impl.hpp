@@ -57,7 +57,6 @@ struct WideVector<double> {
   typedef double type __attribute__((vector_size(64)));
 };
 
-
 #ifdef __FMA__
 // The vectors of the m1 loops on the FMA paths, one register each (64 bytes
 // with AVX-512, 32 with AVX2), and how many windows go together in the

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "activation_avx512.hpp"
 #include "conv_stem_impl.hpp"
 
 namespace cnnkit::stem::avx512 {
@@ -46,32 +47,18 @@ void tile(const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run, c
     for (int64_t r = 0; r < kh; ++r)
       for (int64_t j = 0; j < run; ++j, wk += ld) offset(xs + r * row + j, wk);
   }
-  // The activations as apply_epilogue's scalar forms (csrc/gemm_impl.hpp's
-  // finish_tile), NaN kept: max(0, s) returns s when s is NaN or -0, as
-  // s < 0 ? 0 : s does, and min(6, m) returns m when m is NaN.
-  const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  // The activation chosen once, outside the stores (csrc/activation_avx512.hpp).
   const __m512 slope = _mm512_set1_ps(store.negative_slope);
-  const auto put = [&](auto activate) {
+  with_activation(store.activation, [&](auto a) {
 #pragma GCC unroll 12
     for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v)
-        _mm512_mask_storeu_ps(y + i * cout + 16 * v, v == V - 1 ? last : __mmask16(0xffff),
-                              activate(_mm512_add_ps(acc[i][v], _mm512_load_ps(bias + 16 * v))));
-  };
-  switch (store.activation) {
-    case Activation::relu:
-      return put([&](__m512 s) { return _mm512_max_ps(zero, s); });
-    case Activation::relu6:
-      return put([&](__m512 s) { return _mm512_min_ps(six, _mm512_max_ps(zero, s)); });
-    case Activation::leaky_relu:  // s > 0 ? s : slope * s
-      return put([&](__m512 s) {
-        return _mm512_mask_mov_ps(_mm512_mul_ps(slope, s), _mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ),
-                                  s);
-      });
-    default:
-      return put([](__m512 s) { return s; });
-  }
+        _mm512_mask_storeu_ps(
+            y + i * cout + 16 * v, v == V - 1 ? last : __mmask16(0xffff),
+            activate_avx512<decltype(a)::value>(
+                _mm512_add_ps(acc[i][v], _mm512_load_ps(bias + 16 * v)), slope));
+  });
 }
 
 using Tile = void (*)(const float*, int64_t, int64_t, int64_t, int64_t, const float*, int64_t,

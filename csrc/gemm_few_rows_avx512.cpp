@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "activation_avx512.hpp"
 #include "gemm_few_rows_impl.hpp"
 
 namespace cnnkit::few_rows::avx512 {
@@ -30,26 +31,12 @@ struct Prefetch {
   }
 };
 
-// csrc/gemm.hpp's epilogue on 16 elements of a row whose sums are complete,
-// with the bits of gemm_impl's finish_tile: v + bias, then the activation
-// (not sigmoid) by comparisons that keep a NaN as the scalar ones do.
+// csrc/gemm.hpp's epilogue on 16 elements of a row whose sums are complete:
+// v + bias, then the activation (not sigmoid, which takes a pass after).
 inline __m512 finish(__m512 v, const __m512* bias, Activation activation, __m512 slope) {
-  const __m512 zero = _mm512_setzero_ps();
   if (bias) v = _mm512_add_ps(v, *bias);
-  switch (activation) {
-    case Activation::relu:
-      return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
-    case Activation::leaky_relu:
-      return _mm512_mask_mov_ps(_mm512_mul_ps(slope, v), _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ),
-                                v);
-    case Activation::relu6: {
-      const __m512 six = _mm512_set1_ps(6.0f);
-      v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, six, _CMP_GT_OQ), six);
-      return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), zero);
-    }
-    default:
-      return v;
-  }
+  with_activation(activation, [&](auto a) { v = activate_avx512<decltype(a)::value>(v, slope); });
+  return v;
 }
 
 // An MR x 32 tile of C over steps [0, kc) of A's rows (a, lda) and a packed
