@@ -461,17 +461,21 @@ class DepthwiseConv2D(Layer):
         c = kernel.shape[2]
         if x.shape[-1] != c:
             raise ValueError(f"{self._where()}: expected {c} input channels, got shape {x.shape}")
-        w = kernel.reshape(*self.kernel_size, 1, c * kernel.shape[3])
-        return ag.conv(
-            x,
-            w,
-            bias,
-            stride=self.strides,
-            padding=self.padding,
-            dilation=self.dilation_rate,
-            groups=c,
-            activation=activation,
-        )
+        w, spec = self._grouped(kernel, activation)
+        return ag.conv(x, w, bias, **spec)
+
+    def _grouped(self, kernel: Any, activation: str | None) -> tuple[Any, dict[str, Any]]:
+        # The depthwise kernel as a grouped convolution's (kh, kw, 1, C * multiplier) and
+        # the convolution's settings: one group per input channel.
+        c = kernel.shape[2]
+        spec = {
+            "stride": self.strides,
+            "padding": self.padding,
+            "dilation": self.dilation_rate,
+            "groups": c,
+            "activation": activation,
+        }
+        return kernel.reshape(*self.kernel_size, 1, c * kernel.shape[3]), spec
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         # The activation in the kernel's store (relu6, MobileNet's, included), not in a
@@ -488,20 +492,10 @@ class DepthwiseConv2D(Layer):
             return None
 
         def step(x: np.ndarray) -> np.ndarray | None:
-            kernel = self.kernel.data
-            c = kernel.shape[2]
-            if x.ndim != 4 or x.shape[-1] != c:
+            if x.ndim != 4 or x.shape[-1] != self.kernel.shape[2]:
                 return None
-            return ops.conv(
-                x,
-                kernel.reshape(*self.kernel_size, 1, c * kernel.shape[3]),
-                None if self.bias is None else self.bias.data,
-                stride=self.strides,
-                padding=self.padding,
-                dilation=self.dilation_rate,
-                groups=c,
-                activation=fused,
-            )
+            w, spec = self._grouped(self.kernel.data, fused)
+            return ops.conv(x, w, None if self.bias is None else self.bias.data, **spec)
 
         return step
 
