@@ -209,6 +209,20 @@ def test_residual_adds_fold_into_their_convolutions(dtype):
     assert folded == {"a": "first", "down": "second"}
 
 
+def _probe(layer) -> list:
+    """Sets a probe as the layer's ``call`` on the instance; the list it returns grows by
+    one at each call."""
+    seen: list = []
+    original = layer.call
+
+    def probe(*args, **kwargs):
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    layer.call = probe
+    return seen
+
+
 def test_folded_layers_still_answer_activations_and_probes():
     model = _residual_blocks()
     x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
@@ -217,15 +231,7 @@ def test_folded_layers_still_answer_activations_and_probes():
         planned = model.activations(x, ["a", "first", "down"])
     for name in taped:
         _same(taped[name], planned[name])
-    seen = []
-    add = model.get_layer("first")
-    original = add.call
-
-    def probe(*args, **kwargs):
-        seen.append(True)
-        return original(*args, **kwargs)
-
-    add.call = probe
+    seen = _probe(model.get_layer("first"))
     with ag.no_grad():
         model(x)
     assert seen
@@ -317,15 +323,7 @@ def test_folded_concats_still_answer_activations_and_probes(monkeypatch):
     _same(taped_b2, only_branch["b2"])
     assert taped_b2.shape == (2, 11, 12, 7)
     _same(model(x)[1], after[1])
-    seen = []
-    conv = model.get_layer("expand3x3")
-    original = conv.call
-
-    def probe(*args, **kwargs):
-        seen.append(True)
-        return original(*args, **kwargs)
-
-    conv.call = probe  # the probe runs, its output is copied into the concat's
+    seen = _probe(model.get_layer("expand3x3"))  # its output is copied into the concat's
     with ag.no_grad():
         probed = model(x)
     assert seen

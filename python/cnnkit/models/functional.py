@@ -596,17 +596,23 @@ def _shortcut_applies(layer: Layer, args: Any) -> bool:
     )
 
 
+def _readers(steps: list[_Step]) -> dict[int, int]:
+    """How many times the steps read each tensor id."""
+    readers: dict[int, int] = {}
+    for step in steps:
+        for r in step.reads if isinstance(step.reads, list) else [step.reads]:
+            if r is not None:
+                readers[r] = readers.get(r, 0) + 1
+    return readers
+
+
 def _fold_residuals(steps: list[_Step], outputs: set[int]) -> None:
     """Marks each convolution step whose output is read by one AddReLU step alone (and is
     no model output) while the AddReLU's other operand is made before it: the
     convolution may then add that operand and rectify (``_residual_step``), in place of
     both. Only for operands of the same fully known shapes."""
     made = {w: i for i, step in enumerate(steps) for w in step.writes}
-    readers: dict[int, int] = {}
-    for step in steps:
-        for r in step.reads if isinstance(step.reads, list) else [step.reads]:
-            if r is not None:
-                readers[r] = readers.get(r, 0) + 1
+    readers = _readers(steps)
     for add in steps:
         if add.fast is None or not getattr(add.layer, "_adds_then_rectifies", False):
             continue
@@ -671,11 +677,7 @@ def _fold_concats(steps: list[_Step], outputs: set[int]) -> None:
     nothing. Why: SqueezeNet 1.1's fire modules spent 0.12-0.13 ms per 55x55 concat at one
     thread, about 0.5 ms of its ~6 ms. Producers that fold an AddReLU are left out."""
     made = {w: step for step in steps for w in step.writes}
-    readers: dict[int, int] = {}
-    for step in steps:
-        for r in step.reads if isinstance(step.reads, list) else [step.reads]:
-            if r is not None:
-                readers[r] = readers.get(r, 0) + 1
+    readers = _readers(steps)
     for cat in steps:
         if (
             cat.fast is None
