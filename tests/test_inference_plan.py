@@ -209,6 +209,44 @@ def test_residual_adds_fold_into_their_convolutions(dtype):
     assert folded == {"a": "first", "down": "second"}
 
 
+def _inverted_residuals(dtype: str = "float32") -> cnnkit.Model:
+    """MobileNet v2's blocks: expand, depthwise, a linear projection, then a plain Add of
+    the block's input (no ReLU after it); the projection comes first or second in the
+    Add's list. An Add whose convolution has an activation of its own does not fold."""
+    inputs = layers.Input((9, 10, 8), dtype=dtype)
+    x = layers.Conv2D(8, 1, activation="relu", name="stem", dtype=dtype)(inputs)
+    for i, project_first in enumerate((False, True)):
+        e = layers.Conv2D(24, 1, activation="relu6", name=f"expand{i}", dtype=dtype)(x)
+        d = layers.DepthwiseConv2D(3, padding="same", activation="relu6", dtype=dtype)(e)
+        p = layers.Conv2D(8, 1, name=f"project{i}", dtype=dtype)(d)
+        x = layers.Add(name=f"add{i}", dtype=dtype)([p, x] if project_first else [x, p])
+    r = layers.Conv2D(8, 3, padding="same", activation="relu", name="rectified", dtype=dtype)(x)
+    x = layers.Add(name="not_linear", dtype=dtype)([x, r])
+    return cnnkit.Model(inputs, layers.GlobalAveragePooling2D(dtype=dtype)(x), seed=8)
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_plain_residual_adds_fold_into_their_linear_convolutions(dtype):
+    model = _inverted_residuals(dtype)
+    x = np.random.default_rng(9).standard_normal((2, 9, 10, 8)).astype(dtype)
+    x[0, 1, 2, 3] = np.nan
+    x[1, 4, 4, :] = np.inf
+    _same_as_taped_at_one_and_two_threads(model, x)
+    with ag.no_grad():
+        folded = {s.layer.name: s.residual.layer.name for s in model._steps() if s.residual}
+    assert folded == {"project0": "add0", "project1": "add1"}
+    taped = model.activations(x, ["project1", "add1"])
+    with ag.no_grad():
+        planned = model.activations(x, ["project1", "add1"])
+    for name in taped:
+        _same(taped[name], planned[name])
+    seen = _probe(model.get_layer("add0"))
+    with ag.no_grad():
+        model(x)
+    assert seen
+
+
 def _probe(layer) -> list:
     """Sets a probe as the layer's ``call`` on the instance; the list it returns grows by
     one at each call."""

@@ -160,12 +160,15 @@ class _Conv(Layer):
         step = self._kernel_step(fused)
         return lambda x: step(x, None)
 
-    def _residual_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
+    def _residual_step(
+        self, rectify: bool = True
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
         # For inference plans: relu(call(x) + residual) with the bits of an AddReLU after
-        # this layer (ops.conv's residual), when the layer has no activation of its own.
+        # this layer, or call(x) + residual with those of an Add (ops.conv's residual),
+        # when the layer has no activation of its own.
         if self.activation != "linear":
             return None
-        return self._kernel_step("relu")
+        return self._kernel_step("relu" if rectify else None)
 
     def _concat_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
         # For inference plans: _inference_step's result written into out, a channel slice
