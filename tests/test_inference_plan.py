@@ -247,6 +247,25 @@ def test_plain_residual_adds_fold_into_their_linear_convolutions(dtype):
     assert seen
 
 
+def test_depthwise_shortcut_sees_new_and_changed_weights():
+    # The shortcut keeps the grouped view of the kernel between calls: weights changed in
+    # place, assigned by set_weights or replaced by another array are all seen.
+    model = _inverted_residuals()
+    layer = next(s.layer for s in model._steps() if isinstance(s.layer, layers.DepthwiseConv2D))
+    x = np.random.default_rng(10).standard_normal((1, 9, 10, 8)).astype(np.float32)
+    rng = np.random.default_rng(11)
+    for change in ("in place", "set_weights", "replaced"):
+        kernel = rng.standard_normal(layer.kernel.shape).astype(np.float32)
+        if change == "in place":
+            layer.kernel.data[...] = kernel
+        elif change == "set_weights":
+            layer.set_weights([kernel, layer.bias.data])
+        else:
+            layer.kernel.data = kernel
+        taped, planned = _taped_and_planned(model, x)
+        _same(taped, planned)
+
+
 def _probe(layer) -> list:
     """Sets a probe as the layer's ``call`` on the instance; the list it returns grows by
     one at each call."""
