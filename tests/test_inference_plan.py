@@ -236,15 +236,7 @@ def test_plain_residual_adds_fold_into_their_linear_convolutions(dtype):
     with ag.no_grad():
         folded = {s.layer.name: s.residual.layer.name for s in model._steps() if s.residual}
     assert folded == {"project0": "add0", "project1": "add1"}
-    taped = model.activations(x, ["project1", "add1"])
-    with ag.no_grad():
-        planned = model.activations(x, ["project1", "add1"])
-    for name in taped:
-        _same(taped[name], planned[name])
-    seen = _probe(model.get_layer("add0"))
-    with ag.no_grad():
-        model(x)
-    assert seen
+    _activations_and_probe_as_taped(model, x, ["project1", "add1"], "add0")
 
 
 def test_depthwise_shortcut_sees_new_and_changed_weights():
@@ -280,18 +272,24 @@ def _probe(layer) -> list:
     return seen
 
 
-def test_folded_layers_still_answer_activations_and_probes():
-    model = _residual_blocks()
-    x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
-    taped = model.activations(x, ["a", "first", "down"])
+def _activations_and_probe_as_taped(model, x, names: list[str], probed: str) -> None:
+    """activations() of folded layers are their taped values, and a probe set on a folded
+    layer runs (its fold is skipped)."""
+    taped = model.activations(x, names)
     with ag.no_grad():
-        planned = model.activations(x, ["a", "first", "down"])
+        planned = model.activations(x, names)
     for name in taped:
         _same(taped[name], planned[name])
-    seen = _probe(model.get_layer("first"))
+    seen = _probe(model.get_layer(probed))
     with ag.no_grad():
         model(x)
     assert seen
+
+
+def test_folded_layers_still_answer_activations_and_probes():
+    model = _residual_blocks()
+    x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
+    _activations_and_probe_as_taped(model, x, ["a", "first", "down"], "first")
 
 
 def _fire_and_inception(dtype: str = "float32") -> cnnkit.Model:
