@@ -297,10 +297,10 @@ class Functional(Model):
         layer call's Python took 15-50 us there (ResNet-18 at batch 1: about 1.1 ms of its
         26 ms, where onnxruntime has none); the plan saved 0.6-1.3 ms of it.
 
-        A convolution whose output only an AddReLU reads, after the AddReLU's other operand
-        is made, adds that operand and rectifies as it stores its tiles
+        A convolution whose output only an AddReLU (or a plain Add) reads, after the
+        other operand is made, adds that operand (and rectifies) as it stores its tiles
         (:func:`cnnkit.ops.conv`'s ``residual``, the bits of the two layers): the AddReLU
-        then has nothing left to do.
+        or Add then has nothing left to do.
 
         Likewise a channel Concatenate of convolutions' outputs (SqueezeNet's fire modules,
         GoogLeNet's inception blocks; see :func:`_fold_concats`): its output is allocated
