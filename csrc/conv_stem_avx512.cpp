@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <utility>
 
 #include "activation_avx512.hpp"
@@ -18,7 +19,7 @@ namespace {
 // masks the lanes of the V-th vector past C_out.
 template <int R, int V, int KH = 0, int RUN = 0>
 void tile(const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run, const float* w,
-          int64_t ld, const float* bias, float* y, int64_t cout, __mmask16 last,
+          int64_t ld, const float* bias, float* y, int64_t ldy, __mmask16 last,
           const Store& store) {
   __m512 acc[R][V];
 #pragma GCC unroll 12
@@ -55,7 +56,7 @@ void tile(const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run, c
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v)
         _mm512_mask_storeu_ps(
-            y + i * cout + 16 * v, v == V - 1 ? last : __mmask16(0xffff),
+            y + i * ldy + 16 * v, v == V - 1 ? last : __mmask16(0xffff),
             activate_avx512<decltype(a)::value>(
                 _mm512_add_ps(acc[i][v], _mm512_load_ps(bias + 16 * v)), slope));
   });
@@ -78,22 +79,27 @@ constexpr int kRows = V == 4 ? 6 : V == 3 ? 8 : 12;
 
 template <int V>
 void columns(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
-             const float* w, int64_t ld, const float* bias, float* y, int64_t cout,
+             const float* w, int64_t ld, const float* bias, float* y, int64_t ldy,
              __mmask16 last, const Store& store) {
   constexpr int R = kRows<V>;
   const bool small = kh == 3 && run == 9;
-  for (int64_t i = 0; i < count; i += R) {
-    const int rows = int(std::min<int64_t>(R, count - i));
-    const Tile t = small ? pick<V, 3, 9>(rows, std::make_integer_sequence<int, R>())
+  // Tiles of nearly equal sizes (R or R - 1 positions...): a short last tile
+  // reads a whole tile's weights for a few positions (AlexNet's 55 = 9 x 6 +
+  // 1 made its last position cost about two).
+  const int64_t tiles = (count + R - 1) / R;
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t i = t * count / tiles;
+    const int rows = int((t + 1) * count / tiles - i);
+    const Tile f = small ? pick<V, 3, 9>(rows, std::make_integer_sequence<int, R>())
                          : pick<V, 0, 0>(rows, std::make_integer_sequence<int, R>());
-    t(xs + i * step, step, kh, row, run, w, ld, bias, y + i * cout, cout, last, store);
+    f(xs + i * step, step, kh, row, run, w, ld, bias, y + i * ldy, ldy, last, store);
   }
 }
 
 }  // namespace
 
 void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
-          const float* w, int64_t ld, const float* bias, float* y, int64_t cout,
+          const float* w, int64_t ld, const float* bias, float* y, int64_t cout, int64_t ldy,
           const Store& store) {
   // Blocks of 64 output channels; the last block takes the vectors left.
   for (int64_t c0 = 0; c0 < cout; c0 += 64) {
@@ -105,7 +111,41 @@ void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row,
               : vectors == 3 ? &columns<3>
               : vectors == 2 ? &columns<2>
                              : &columns<1>;
-    f(count, xs, step, kh, row, run, w + c0, ld, bias + c0, y + c0, cout, last, store);
+    f(count, xs, step, kh, row, run, w + c0, ld, bias + c0, y + c0, ldy, last, store);
+  }
+}
+
+void max_pool_line(const float* const* rows, int64_t nrows, int64_t width, int64_t channels,
+                   int64_t ldx, int64_t kw, int64_t sw, int64_t pad, int64_t count, float* y,
+                   int64_t ldy) {
+  const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t c0 = 0; c0 < channels; c0 += 64) {
+    const int64_t left = std::min<int64_t>(64, channels - c0);
+    __mmask16 mask[4];
+    for (int v = 0; v < 4; ++v) {
+      const int64_t lanes = std::clamp<int64_t>(left - 16 * v, 0, 16);
+      mask[v] = __mmask16((uint32_t(1) << lanes) - 1);
+    }
+    for (int64_t q = 0; q < count; ++q) {
+      const int64_t start = q * sw - pad;
+      const int64_t j0 = std::max<int64_t>(start, 0), j1 = std::min(start + kw, width);
+      __m512 acc[4] = {lowest, lowest, lowest, lowest};
+      // Row-major window order and max_into's two steps (csrc/pool_impl.hpp):
+      // m = v > a ? v : a (MAXPS), then a NaN in v replaces it.
+      for (int64_t r = 0; r < nrows; ++r)
+        for (int64_t j = j0; j < j1; ++j) {
+          const float* at = rows[r] + j * ldx + c0;
+#pragma GCC unroll 4
+          for (int v = 0; v < 4; ++v) {
+            const __m512 x = _mm512_maskz_loadu_ps(mask[v], at + 16 * v);
+            acc[v] = _mm512_mask_mov_ps(_mm512_max_ps(x, acc[v]),
+                                        _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+          }
+        }
+      float* out = y + q * ldy + c0;
+#pragma GCC unroll 4
+      for (int v = 0; v < 4; ++v) _mm512_mask_storeu_ps(out + 16 * v, mask[v], acc[v]);
+    }
   }
 }
 

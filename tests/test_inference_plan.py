@@ -228,3 +228,67 @@ def test_folded_layers_still_answer_activations_and_probes():
     with ag.no_grad():
         model(x)
     assert seen
+
+
+def _stems(dtype: str = "float32") -> cnnkit.Model:
+    # An imported network's first layers (a Permute of its channels-first input, a
+    # convolution, a max pool) twice, the second convolution's output also a model output
+    # (its pool is then not folded; its Permute is), and a Keras pool after a linear one.
+    inputs = layers.Input((3, 30, 27), dtype=dtype)
+    x = layers.Permute((2, 3, 1), name="to_last", dtype=dtype)(inputs)
+    x = layers.Conv2D(20, 7, strides=2, padding="same", activation="relu", name="c1", dtype=dtype)(
+        x
+    )
+    x = OnnxPooling("max", (3, 3), (2, 2), ((1, 1), (1, 1)), name="p1", dtype=dtype)(x)
+    x = layers.Conv2D(8, 3, name="c2", dtype=dtype)(x)
+    x = layers.MaxPooling2D(2, name="p2", dtype=dtype)(x)
+    side = layers.Permute((2, 3, 1), name="side_last", dtype=dtype)(inputs)
+    side = layers.Conv2D(4, 5, strides=3, activation="relu6", name="c3", dtype=dtype)(side)
+    pooled = OnnxPooling("max", (2, 2), (2, 2), ((0, 0), (0, 0)), ceil_mode=True, name="p3")(side)
+    out = layers.Concatenate(dtype=dtype)(
+        [layers.GlobalMaxPooling2D(dtype=dtype)(t) for t in (x, pooled)]
+    )
+    return cnnkit.Model(inputs, [out, side], seed=7)
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pools_and_input_permutes_fold_into_their_convolutions(dtype):
+    model = _stems(dtype)
+    x = np.random.default_rng(8).standard_normal((2, 3, 30, 27)).astype(dtype)
+    x[0, 1, 4, 5] = np.nan  # max pools propagate it as the separate layers do
+    _same_as_taped_at_one_and_two_threads(model, x)
+    with ag.no_grad():
+        steps = model._steps()
+    stems = {
+        s.layer.name: (
+            s.stem_permute and s.stem_permute.layer.name,
+            s.stem_pool and s.stem_pool.layer.name,
+        )
+        for s in steps
+        if s.stem is not None
+    }
+    assert stems == {"c1": ("to_last", "p1"), "c2": (None, "p2"), "c3": ("side_last", None)}
+    assert {s.layer.name for s in steps if s.planar} == {"to_last", "side_last"}
+
+
+def test_folded_pools_and_permutes_still_answer_activations_and_probes():
+    model = _stems()
+    x = np.random.default_rng(9).standard_normal((1, 3, 30, 27)).astype(np.float32)
+    names = ["to_last", "c1", "p1", "c2", "p2"]
+    taped = model.activations(x, names)
+    with ag.no_grad():
+        planned = model.activations(x, names)
+    for name in names:
+        _same(taped[name], planned[name])
+    pool = model.get_layer("p1")
+    original, seen = pool.call, []
+
+    def probe(*args, **kwargs):
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    pool.call = probe  # the pool's own call then runs, after the convolution's
+    taped, planned = _taped_and_planned(model, x)
+    _same(taped[0], planned[0])
+    assert len(seen) == 2

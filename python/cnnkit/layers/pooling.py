@@ -59,6 +59,17 @@ class _Pool(Layer):
         pool = ag.max_pool if self.kind == "max" else ag.avg_pool
         return pool(x, self.pool_size, stride=self.strides, padding=self.padding)
 
+    def _max_pool_args(self, spatial: Sequence[int]) -> dict[str, Any] | None:
+        # For inference plans (functional._fold_pools): the pool as ops.conv_stem's
+        # arguments, for an input of these spatial sizes.
+        if self.kind != "max" or len(spatial) != self.rank:
+            return None
+        return {
+            "pool_size": self.pool_size,
+            "pool_stride": self.strides,
+            "pool_padding": self.padding,
+        }
+
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
