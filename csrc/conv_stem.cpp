@@ -161,9 +161,9 @@ void stem_pooled(const Stem& s, const Geometry& pool, float* y, int64_t ldy) {
         c1 = c2;
       }
       for (int64_t r = span.begin; r < span.end; ++r) window[size_t(r - span.begin)] = slot(r);
-      stem::avx512::max_pool_line(window.data(), span.end - span.begin, wc, cout, cout,
-                                  pool.kernel[1], pool.stride[1], pool.pad_before[1],
-                                  pool.out[1], y + i * pooled_row, ldy);
+      pool_impl::avx512::max_pool_line(window.data(), span.end - span.begin, wc, cout, cout,
+                                       pool.kernel[1], pool.stride[1], pool.pad_before[1],
+                                       pool.out[1], y + i * pooled_row, ldy);
     }
   }
 }

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <utility>
 
 #include "activation_avx512.hpp"
@@ -112,40 +111,6 @@ void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row,
               : vectors == 2 ? &columns<2>
                              : &columns<1>;
     f(count, xs, step, kh, row, run, w + c0, ld, bias + c0, y + c0, ldy, last, store);
-  }
-}
-
-void max_pool_line(const float* const* rows, int64_t nrows, int64_t width, int64_t channels,
-                   int64_t ldx, int64_t kw, int64_t sw, int64_t pad, int64_t count, float* y,
-                   int64_t ldy) {
-  const __m512 lowest = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t c0 = 0; c0 < channels; c0 += 64) {
-    const int64_t left = std::min<int64_t>(64, channels - c0);
-    __mmask16 mask[4];
-    for (int v = 0; v < 4; ++v) {
-      const int64_t lanes = std::clamp<int64_t>(left - 16 * v, 0, 16);
-      mask[v] = __mmask16((uint32_t(1) << lanes) - 1);
-    }
-    for (int64_t q = 0; q < count; ++q) {
-      const int64_t start = q * sw - pad;
-      const int64_t j0 = std::max<int64_t>(start, 0), j1 = std::min(start + kw, width);
-      __m512 acc[4] = {lowest, lowest, lowest, lowest};
-      // Row-major window order and max_into's two steps (csrc/pool_impl.hpp):
-      // m = v > a ? v : a (MAXPS), then a NaN in v replaces it.
-      for (int64_t r = 0; r < nrows; ++r)
-        for (int64_t j = j0; j < j1; ++j) {
-          const float* at = rows[r] + j * ldx + c0;
-#pragma GCC unroll 4
-          for (int v = 0; v < 4; ++v) {
-            const __m512 x = _mm512_maskz_loadu_ps(mask[v], at + 16 * v);
-            acc[v] = _mm512_mask_mov_ps(_mm512_max_ps(x, acc[v]),
-                                        _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
-          }
-        }
-      float* out = y + q * ldy + c0;
-#pragma GCC unroll 4
-      for (int v = 0; v < 4; ++v) _mm512_mask_storeu_ps(out + 16 * v, mask[v], acc[v]);
-    }
   }
 }
 

@@ -29,14 +29,4 @@ void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row,
           const float* w, int64_t ld, const float* bias, float* y, int64_t cout, int64_t ldy,
           const Store& store);
 
-// One output row of max pooling over a channels-last map: output q (of
-// `count`, `ldy` floats apart) is the maximum over the `nrows` rows `rows`
-// (each `width` positions `ldx` floats apart) of the columns [q * sw - pad,
-// q * sw - pad + kw) inside [0, width), which must not be empty, for each of
-// `channels` channels. The bits of max_pool (csrc/pool.hpp): the same
-// comparisons in the same (row-major window) order, NaN propagated alike.
-void max_pool_line(const float* const* rows, int64_t nrows, int64_t width, int64_t channels,
-                   int64_t ldx, int64_t kw, int64_t sw, int64_t pad, int64_t count, float* y,
-                   int64_t ldy);
-
 }  // namespace cnnkit::stem::avx512
