@@ -67,6 +67,8 @@ def main() -> None:
                 step.residual_fast = timed(step.residual_fast, key)
             if step.stem is not None:  # with the max pool after it, when folded
                 step.stem = timed(step.stem, key)
+            if getattr(step, "into", None) is not None:  # writes into a concat's output
+                step.into.write = timed(step.into.write, key)
         elif "call" not in step.layer.__dict__:
             step.layer.call = timed(step.layer.call, key)
     load_before = os.getloadavg()[0]
