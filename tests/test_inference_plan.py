@@ -114,6 +114,21 @@ def test_one_and_three_dimensional_layers():
         _same(t, p)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_keras_pooling_layers(dtype):
+    # Their shortcut (and their call without a tape) is the kernel alone, without the
+    # argmax indices a backward would use; NaN propagates as in the call with a tape.
+    inputs = layers.Input((13, 12, 5), dtype=dtype)
+    a = layers.MaxPooling2D(3, strides=2, padding="same", name="max", dtype=dtype)(inputs)
+    b = layers.AveragePooling2D(2, name="avg", dtype=dtype)(a)
+    c = layers.MaxPooling1D(2, name="max1d", dtype=dtype)(layers.Reshape((-1, 5))(b))
+    model = cnnkit.Model(inputs, [b, c], seed=3)
+    x = np.random.default_rng(4).standard_normal((2, 13, 12, 5)).astype(dtype)
+    x[1, 3, 4, 2] = np.nan
+    _same_as_taped_at_one_and_two_threads(model, x)
+    assert all(_shortcuts(model)[name] for name in ("max", "avg", "max1d"))
+
+
 def test_a_subclass_that_changes_call_runs_its_own_call():
     class Doubled(layers.Conv2D):
         def call(self, x, training=False):
