@@ -265,9 +265,11 @@ std::vector<PackedB<T>> pack_groups(const ConvProblem& p, const T* w, bool trans
 // float windows over at most two spatial dimensions, one group, 16 or more
 // input channels, 4 or more output positions per output row (a row tile
 // lies in one or two output rows), and a padded copy, if one is needed, of
-// at most 8 pixels per output position (ResNet-18's 14 x 14 x 256 layers at
-// batch 1 copy 16 x 16 x 256 floats; the copy is made by the calling
-// thread).
+// at most 8 pixels per output position and kMaxPaddedCopy floats (ResNet-18's
+// 14 x 14 x 256 layers at batch 1 copy 16 x 16 x 256 floats; the copy is
+// made by the calling thread and kept, as the gather's buffers are).
+constexpr int64_t kMaxPaddedCopy = int64_t(2) << 20;  // floats: 8 MiB
+
 template <class T>
 bool implicit_patches_apply(const ConvProblem& p) {
   const Geometry& g = p.g;
@@ -278,7 +280,8 @@ bool implicit_patches_apply(const ConvProblem& p) {
   const int64_t ph = g.in[0] + g.pad_before[0] + g.pad_after[0];
   const int64_t pw = g.in[1] + g.pad_before[1] + g.pad_after[1];
   const bool padded = ph != g.in[0] || pw != g.in[1];
-  return (!padded || p.batch * ph * pw <= 8 * p.rows()) &&
+  const int64_t copy = p.batch * ph * pw;  // pixels
+  return (!padded || (copy <= 8 * p.rows() && copy * p.in_channels <= kMaxPaddedCopy)) &&
          gemm_few_rows_implicit_applies<T>(p.rows(), p.out_channels, p.patch_size());
 }
 
