@@ -304,17 +304,24 @@ FewRowsImplicit<T> implicit_patches(const ConvProblem& p, const T* x) {
   // x 7 x 512 3x3 at batch 1: 1.51 -> 1.47 ms, one thread, CPU time).
   const int64_t c = p.in_channels, cs = c % 256 == 0 ? c + 16 : c;
   T* copy = thread_buffer<T>(size_t(p.batch * ph * pw * cs)).data();
+  const int64_t left = g.pad_before[1], right = pw - left - g.in[1];
   for (int64_t n = 0; n < p.batch; ++n)
     for (int64_t i = 0; i < ph; ++i) {
       T* out = copy + (n * ph + i) * pw * cs;
       const int64_t h = i - g.pad_before[0];
-      for (int64_t j = 0; j < pw; ++j) {
-        const int64_t wi = j - g.pad_before[1];
-        if (h < 0 || h >= g.in[0] || wi < 0 || wi >= g.in[1])
-          std::fill_n(out + j * cs, c, T(0));
-        else
-          std::memcpy(out + j * cs, x + ((n * g.in[0] + h) * g.in[1] + wi) * c, size_t(c) * sizeof(T));
+      if (h < 0 || h >= g.in[0]) {
+        std::fill_n(out, pw * cs, T(0));
+        continue;
       }
+      const T* row = x + (n * g.in[0] + h) * g.in[1] * c;
+      std::fill_n(out, left * cs, T(0));
+      std::fill_n(out + (left + g.in[1]) * cs, right * cs, T(0));
+      if (cs == c) {  // one run for the row's pixels
+        std::memcpy(out + left * c, row, size_t(g.in[1] * c) * sizeof(T));
+        continue;
+      }
+      for (int64_t j = 0; j < g.in[1]; ++j)
+        std::memcpy(out + (left + j) * cs, row + j * c, size_t(c) * sizeof(T));
     }
   v.pixel_stride = cs;
   v.x = copy;

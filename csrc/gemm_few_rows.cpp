@@ -142,14 +142,17 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const FewR
     };
     // Patches read in place are not gathered once per thread, so sharing
     // the columns costs nothing but the share of B each thread packs: they
-    // go by columns while each thread gets two panels or more, and each
+    // go by columns while each thread gets four panels or more, and each
     // thread streams its part of B once (by rows, each streams all of B).
+    // With two panels each (ResNet-18's 56 x 56 x 64 -> 128 3x3/2 at batch 1)
+    // a thread's half of the columns took 0.33-0.34 ms, its band of rows
+    // 0.31-0.32.
     // One thread's share at two threads, run alone (one thread, CPU time,
     // load ~3, three runs, ms), main's band of rows -> this half of the
     // columns: ResNet-18's 14 x 14 x 256 3x3 at batch 1 0.71-0.76 -> 0.68-0.70,
     // its 3x3/2 into 14 x 14 x 256 0.29-0.32 -> 0.28-0.31, AlexNet's conv3
     // (169 x 1728 x 384) 0.69 -> 0.58-0.60 and conv4 0.89-0.98 -> 0.78-0.80.
-    const bool by_columns = a.implicit && n >= 2 * kPanel * want;
+    const bool by_columns = a.implicit && n >= 4 * kPanel * want;
     if (want > 1 && !by_columns && split_rows(m, n, k, want)) {
       // Bands of rows, all columns each (n <= kMaxColumns: one chunk); of
       // whole output rows for patches read in place. Each element's sums do
