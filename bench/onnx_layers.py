@@ -65,6 +65,8 @@ def main() -> None:
             step.fast = timed(step.fast, key)
             if step.residual_fast is not None:
                 step.residual_fast = timed(step.residual_fast, key)
+            if getattr(step, "into", None) is not None:  # writes into a concat's output
+                step.into.write = timed(step.into.write, key)
         elif "call" not in step.layer.__dict__:
             step.layer.call = timed(step.layer.call, key)
     load_before = os.getloadavg()[0]

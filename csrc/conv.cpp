@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -344,17 +345,65 @@ void add_residual(T* y, const T* r, int64_t n, bool relu) {
   for (int64_t i = 0; i < n; ++i) y[i] = y[i] + r[i];
 }
 
-// conv_forward, and with a residual conv_forward_residual (activation none
-// then): returns whether the residual was added as the tiles were stored;
-// if not, the caller adds it in a pass.
+// y += residual (y's pixels ldy apart, residual's cout), then add_relu's
+// rectifier when `relu`: the pass after a path that could not add it as it
+// stored.
 template <class T>
-bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+void add_residual_pass(const ConvProblem& p, T* y, int64_t ldy, const T* residual, bool relu) {
+  const int64_t rows = p.rows(), cout = p.out_channels, n = rows * cout;
+  if (ldy == cout && relu) return add_relu(y, residual, n, y);
+  const int nt = threads_for(n, 1 << 15);
+  if (ldy == cout) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] + residual[i];
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r) add_residual(y + r * ldy, residual + r * cout, cout, relu);
+}
+
+template <class T>
+bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, int64_t ldy,
+             Activation activation, T negative_slope, const T* residual, bool relu);
+
+// The loops that write y densely (the stem, direct and depthwise loops),
+// asked for pixels ldy != cout apart: they compute into a scratch of the
+// output's size and copy its rows out, residual included.
+template <class T>
+void forward_via_scratch(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
+                         int64_t ldy, Activation activation, T negative_slope, const T* residual,
+                         bool relu) {
+  const int64_t rows = p.rows(), cout = p.out_channels;
+  const std::unique_ptr<T[]> dense(new T[size_t(rows * cout)]);  // every value is written
+  if (!forward(p, x, w, b, dense.get(), cout, activation, negative_slope, residual, relu) &&
+      residual)
+    add_residual_pass(p, dense.get(), cout, residual, relu);
+  const int nt = threads_for(rows * cout, 1 << 15);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(y + r * ldy, dense.get() + r * cout, size_t(cout) * sizeof(T));
+}
+
+// conv_forward, and with a residual conv_forward_residual (activation none
+// then), output pixels ldy elements apart (cout for a dense y; more for a
+// channel slice of a wider buffer, a concatenation's): returns whether the
+// residual was added as the tiles were stored; if not, the caller adds it
+// in a pass (add_residual_pass).
+template <class T>
+bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, int64_t ldy,
              Activation activation, T negative_slope, const T* residual, bool relu) {
   const int64_t rows = p.rows(), cout = p.out_channels, kd = p.patch_size();
   if (rows == 0 || cout == 0) return true;
   const Epilogue<T> act{nullptr, activation, negative_slope};
   if (use_winograd(p) && !sparse_tiles_on_few_rows<T>(p)) {
-    detail::winograd_forward(p, x, w, b, y, activation, negative_slope, residual, relu);
+    detail::winograd_forward(p, x, w, b, y, activation, negative_slope, residual, relu, ldy);
+    return true;
+  }
+  const bool dense_loops = conv_stem_applies<T>(p) || detail::is_depthwise(p) ||
+                           detail::has_few_channels(p) ||
+                           detail::wide_direct_forward_applies<T>(p);
+  if (dense_loops && ldy != cout) {
+    forward_via_scratch(p, x, w, b, y, ldy, activation, negative_slope, residual, relu);
     return true;
   }
   // A 3-channel image under a large strided window (csrc/conv_stem.hpp).
@@ -380,7 +429,7 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
   if constexpr (std::is_same_v<T, float>) {
     const Epilogue<T> ep{b, activation, negative_slope};
     if (p.is_pointwise() && gemm_small_k_applies(rows, cout, kd, &ep)) {
-      gemm_small_k(rows, cout, kd, x, kd, false, w, cout, y, cout, &ep);
+      gemm_small_k(rows, cout, kd, x, kd, false, w, cout, y, ldy, &ep);
       return false;
     }
   }
@@ -400,7 +449,7 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
   if (p.groups == 1 && gemm_few_rows_applies<T>(rows, cout, kd)) {
     const Epilogue<T> ep{b, activation, negative_slope};
     if (p.is_pointwise()) {
-      gemm_few_rows(rows, cout, kd, x, kd, w, cout, y, cout, &ep);
+      gemm_few_rows(rows, cout, kd, x, kd, w, cout, y, ldy, &ep);
       return false;
     }
     // The patches gathered one k block at a time into a buffer that stays
@@ -418,7 +467,7 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
       const auto& s = *static_cast<const Patches*>(context);
       gather(*s.p, s.x, 0, i0, rows, p0, p0 + kc, dst, ld);
     };
-    gemm_few_rows(rows, cout, kd, a, w, cout, y, cout, &ep);
+    gemm_few_rows(rows, cout, kd, a, w, cout, y, ldy, &ep);
     return false;
   }
   // Few rows (small batches, deep layers): packing w would cost about as
@@ -433,7 +482,8 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
   if (p.is_pointwise()) {
     for (int64_t s = 0; s < slices; ++s) {
       const Epilogue<T> ep{b ? b + s * width : nullptr, activation, negative_slope};
-      gemm_packed(false, rows, x, p.in_channels, packed->at(0, s), y + s * width, cout, false, &ep);
+      gemm_packed(false, rows, x, p.in_channels, packed->at(0, s), y + s * width, ldy, false,
+                  &ep);
     }
     return false;
   }
@@ -472,14 +522,12 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t col = group * cog + s * width;
       const Epilogue<T> ep{b ? b + col : nullptr, activation, negative_slope};
-      gemm_packed_serial(false, m, buf, kd, packed->at(group, s), y + row0 * cout + col, cout,
+      gemm_packed_serial(false, m, buf, kd, packed->at(group, s), y + row0 * ldy + col, ldy,
                          false, &ep);
       // The residual while the tile's rows are in cache.
       const int64_t wide = std::min(width, cog - s * width);
-      for (int64_t i = 0; residual && i < m; ++i) {
-        const int64_t at = (row0 + i) * cout + col;
-        add_residual(y + at, residual + at, wide, relu);
-      }
+      for (int64_t i = 0; residual && i < m; ++i)
+        add_residual(y + (row0 + i) * ldy + col, residual + (row0 + i) * cout + col, wide, relu);
     }
   }
   return true;
@@ -490,18 +538,21 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
 template <class T>
 void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
                   Activation activation, T negative_slope) {
-  forward<T>(p, x, w, b, y, activation, negative_slope, nullptr, false);
+  forward<T>(p, x, w, b, y, p.out_channels, activation, negative_slope, nullptr, false);
+}
+
+template <class T>
+void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, int64_t ldy,
+                  Activation activation, T negative_slope) {
+  forward<T>(p, x, w, b, y, ldy, activation, negative_slope, nullptr, false);
 }
 
 template <class T>
 void conv_forward_residual(const ConvProblem& p, const T* x, const T* w, const T* b,
-                           const T* residual, bool relu, T* y) {
-  if (forward<T>(p, x, w, b, y, Activation::none, T(0), residual, relu)) return;
-  const int64_t n = p.rows() * p.out_channels;
-  if (relu) return add_relu(y, residual, n, y);
-  const int nt = threads_for(n, 1 << 15);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t i = 0; i < n; ++i) y[i] = y[i] + residual[i];
+                           const T* residual, bool relu, T* y, int64_t ldy) {
+  if (ldy <= 0) ldy = p.out_channels;
+  if (!forward<T>(p, x, w, b, y, ldy, Activation::none, T(0), residual, relu))
+    add_residual_pass(p, y, ldy, residual, relu);
 }
 
 
@@ -741,9 +792,11 @@ bool conv_backward_weight_pooled(const ConvProblem& p, const PooledGradient<T>& 
 #define CNNKIT_INSTANTIATE(T)                                                            \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*);  \
   template void conv_forward_residual<T>(const ConvProblem&, const T*, const T*, const T*,   \
-                                         const T*, bool, T*);                                \
+                                         const T*, bool, T*, int64_t);                       \
   template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,   \
                                 Activation, T);                                          \
+  template void conv_forward<T>(const ConvProblem&, const T*, const T*, const T*, T*,   \
+                                int64_t, Activation, T);                                 \
   template void conv_backward_input<T>(const ConvProblem&, const T*, const T*, T*);     \
   template void conv_backward_weight<T>(const ConvProblem&, const T*, const T*, T*);    \
   template void conv_backward_bias<T>(const ConvProblem&, const T*, T*);                  \

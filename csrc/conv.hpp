@@ -56,14 +56,23 @@ void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y
 template <class T>
 void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
                   Activation activation, T negative_slope);
+// The same with y's pixels ldy >= out_channels elements apart (y then a
+// channel slice of a wider channels-last buffer, as a concatenation's
+// inputs are): the GEMM paths and Winograd store there directly, the
+// direct, depthwise and stem loops through a scratch copied out row by row.
+// The bits are those of the dense call.
+template <class T>
+void conv_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, int64_t ldy,
+                  Activation activation, T negative_slope);
 // A residual block's convolution, Add and ReLU: y = relu(conv(x, w) + b +
 // residual) with the bits of conv_forward(p, x, w, b, y) then
 // add_relu(y, residual) (csrc/add_relu.hpp; without `relu`, the plain sum).
-// residual has y's shape; the sum is made as each tile is stored on the
-// Winograd and im2col paths, in one pass after the others.
+// residual has y's dense shape; the sum is made as each tile is stored on
+// the Winograd and im2col paths, in one pass after the others. y's pixels
+// lie ldy elements apart (out_channels when ldy <= 0).
 template <class T>
 void conv_forward_residual(const ConvProblem& p, const T* x, const T* w, const T* b,
-                           const T* residual, bool relu, T* y);
+                           const T* residual, bool relu, T* y, int64_t ldy = 0);
 // dx = the gradient with respect to x, given dy.
 template <class T>
 void conv_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);

@@ -176,13 +176,15 @@ namespace detail {
 
 template <class T>
 void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
-                      Activation activation, T negative_slope, const T* residual, bool relu) {
+                      Activation activation, T negative_slope, const T* residual, bool relu,
+                      int64_t ldy) {
   const Geometry& g = p.g;
   WinogradPass s;
   s.activation = activation, s.negative_slope = double(negative_slope);
   s.residual = residual, s.residual_relu = relu;
   s.batch = p.batch, s.in_h = g.in[0], s.in_w = g.in[1], s.in_c = p.in_channels;
   s.out_h = g.out[0], s.out_w = g.out[1], s.out_c = p.out_channels;
+  s.ldy = ldy > 0 ? ldy : p.out_channels;
   s.off_h = -g.pad_before[0], s.off_w = -g.pad_before[1];
   FilterKey key;
   key.k = s.in_c, key.n = s.out_c, key.parts = winograd_plan(s, int64_t(sizeof(T))).parts;
@@ -207,10 +209,10 @@ void winograd_backward_input(const ConvProblem& p, const T* w, const T* dy, T* d
 }
 
 template void winograd_forward<float>(const ConvProblem&, const float*, const float*, const float*,
-                                      float*, Activation, float, const float*, bool);
+                                      float*, Activation, float, const float*, bool, int64_t);
 template void winograd_forward<double>(const ConvProblem&, const double*, const double*,
                                        const double*, double*, Activation, double, const double*,
-                                       bool);
+                                       bool, int64_t);
 template void winograd_backward_input<float>(const ConvProblem&, const float*, const float*, float*);
 template void winograd_backward_input<double>(const ConvProblem&, const double*, const double*,
                                               double*);

@@ -56,10 +56,12 @@ namespace detail {
 // y = activation(conv(x, w) + b) (b may be null); requires winograd_applies(p).
 // With a residual (y's shape; activation none), the stored values get it
 // added, then add_relu's rectifier when `relu` (see conv_forward_residual).
+// y's pixels lie ldy elements apart (out_channels when ldy <= 0); the
+// residual's are dense.
 template <class T>
 void winograd_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
                       Activation activation = Activation::none, T negative_slope = T(0.2),
-                      const T* residual = nullptr, bool relu = false);
+                      const T* residual = nullptr, bool relu = false, int64_t ldy = 0);
 // dx = the gradient of conv with respect to x; requires winograd_applies(p).
 template <class T>
 void winograd_backward_input(const ConvProblem& p, const T* w, const T* dy, T* dx);

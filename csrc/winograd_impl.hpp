@@ -31,6 +31,7 @@ namespace cnnkit::detail {
 struct WinogradPass {
   int64_t batch = 0, in_h = 0, in_w = 0, in_c = 0;  // x: (batch, in_h, in_w, in_c)
   int64_t out_h = 0, out_w = 0, out_c = 0;          // y: (batch, out_h, out_w, out_c)
+  int64_t ldy = 0;  // elements between y's pixels: out_c, or more for a channel slice
   int64_t off_h = 0, off_w = 0;
   // Applied with the bias to each output row while it is in L1, as
   // apply_epilogue() would in a pass of its own over y (the same bits).
@@ -202,7 +203,7 @@ template <class T>
 void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const T* b, T* y) {
   const WinogradPlan plan = winograd_plan(s, int64_t(sizeof(T)));
   const int64_t tiles_h = plan.tiles_h, tiles_w = plan.tiles_w, tiles = plan.tiles;
-  const int64_t k = s.in_c, n = s.out_c;
+  const int64_t k = s.in_c, n = s.out_c, ldy = s.ldy > 0 ? s.ldy : n;
   if (tiles == 0 || n == 0) return;
   const int64_t block = plan.block, blocks = plan.blocks, parts = plan.parts;
   const int nt = threads_for(tiles * kE * k * n / 4, 1 << 16);
@@ -277,13 +278,13 @@ void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const 
       for (int q = 0; q < kTile; ++q) {
         const T* col[kAlpha];
         T* r[kTile];
+        int64_t pixel[kTile];
         const int64_t ow = tw * kTile + q;
         for (int i = 0; i < kAlpha; ++i) col[i] = mid + (i * kTile + q) * nc;
         for (int p = 0; p < kTile; ++p) {
           const int64_t oh = th * kTile + p;
-          r[p] = (oh < s.out_h && ow < s.out_w)
-                     ? y + ((img * s.out_h + oh) * s.out_w + ow) * n + c0
-                     : sink + p * n;
+          pixel[p] = (img * s.out_h + oh) * s.out_w + ow;
+          r[p] = (oh < s.out_h && ow < s.out_w) ? y + pixel[p] * ldy + c0 : sink + p * n;
         }
         output_1d(col, r, nc);
         if (finish)
@@ -292,7 +293,7 @@ void winograd_run(const WinogradPass& s, const T* x, const PackedB<T>* u, const 
         if (residual)
           for (int p = 0; p < kTile; ++p) {
             if (r[p] == sink + p * n) continue;
-            const T* add = residual + (r[p] - y);
+            const T* add = residual + pixel[p] * n + c0;
             if (s.residual_relu)
               add_relu_span(r[p], add, nc, r[p]);
             else

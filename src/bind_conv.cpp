@@ -2,7 +2,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "activation_args.hpp"
@@ -117,9 +119,77 @@ ConvAlgorithm algorithm_arg(py::handle obj, const ConvProblem& p, const char* fn
   return ConvAlgorithm::winograd;
 }
 
+// The bytes [first, last) an array's elements span (empty for an empty array).
+std::pair<const char*, const char*> extent(const py::array& a) {
+  const char* lo = static_cast<const char*>(a.data());
+  const char* hi = lo;
+  if (a.size() == 0) return {lo, lo};
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    const py::ssize_t step = a.strides(d) * (a.shape(d) - 1);
+    (step < 0 ? lo : hi) += step;
+  }
+  return {lo, hi + a.itemsize()};
+}
+
+// out= of conv: a writeable ndarray of the result's dtype and shape whose
+// channels are contiguous and whose pixels lie a fixed ldy >= C_out elements
+// apart in a row-major (N, *spatial) order -- a dense array, or a channel
+// slice buf[..., c0:c0 + C_out] of a C-contiguous (N, *spatial, C_total)
+// buffer. Returns ldy. It must not share memory with an operand (the
+// kernels read them while writing out).
+int64_t out_arg(const py::array& out, Float type, const std::vector<py::ssize_t>& shape,
+                const std::vector<const py::array*>& operands,
+                const std::vector<const char*>& names, const char* fn) {
+  const Float want = type;
+  const char* type_str = want == Float::f32 ? "float32" : "float64";
+  const char kind = out.dtype().kind();
+  if (kind != 'f' || out.itemsize() != (want == Float::f32 ? 4 : 8) ||
+      !out.dtype().attr("isnative").cast<bool>())
+    throw py::type_error(prefix(fn, "out") + "must have the result's dtype " + type_str +
+                         " (native byte order), got " + std::string(py::str(out.dtype())));
+  if (std::vector<py::ssize_t>(out.shape(), out.shape() + out.ndim()) != shape)
+    throw py::value_error(prefix(fn, "out") + "must have the output's shape " + shape_of(shape) +
+                          ", got shape " + shape_str(out));
+  if (!out.writeable())
+    throw py::value_error(prefix(fn, "out") + "must be writeable, got a read-only array");
+  if (out.size() == 0) return shape.back();  // nothing is written
+  const py::ssize_t item = out.itemsize(), nd = out.ndim(), cout = shape.back();
+  const auto layout_error = [&] {
+    std::string got = "(";
+    for (py::ssize_t d = 0; d < nd; ++d) got += (d ? ", " : "") + std::to_string(out.strides(d));
+    throw py::value_error(prefix(fn, "out") +
+                          "must be a dense array or a channel slice buf[..., c0:c0 + C_out] of a "
+                          "C-contiguous channels-last buffer (channels contiguous, pixels evenly "
+                          "spaced in row-major order), got strides " + got + (nd == 1 ? ",)" : ")") +
+                          " for shape " + shape_str(out));
+  };
+  if (reinterpret_cast<uintptr_t>(out.data()) % uintptr_t(item) != 0) layout_error();
+  if (cout > 1 && out.strides(nd - 1) != item) layout_error();
+  // ldy from the innermost non-channel axis with more than one position.
+  int64_t ldy = cout;
+  for (py::ssize_t d = nd - 2, span = 1; d >= 0; span *= shape[size_t(d)], --d)
+    if (shape[size_t(d)] > 1) {
+      if (out.strides(d) % (item * span) != 0) layout_error();
+      ldy = out.strides(d) / (item * span);
+      break;
+    }
+  if (ldy < cout) layout_error();
+  for (py::ssize_t d = nd - 2, span = 1; d >= 0; span *= shape[size_t(d)], --d)
+    if (shape[size_t(d)] > 1 && out.strides(d) != ldy * span * item) layout_error();
+  const auto [lo, hi] = extent(out);
+  for (size_t i = 0; i < operands.size(); ++i) {
+    const auto [a, b] = extent(*operands[i]);
+    if (a < hi && lo < b)
+      throw py::value_error(prefix(fn, "out") + "must not share memory with " + names[i] +
+                            " (the convolution reads it while writing out)");
+  }
+  return ldy;
+}
+
 py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py::handle padding,
                 py::handle dilation, py::handle groups, py::handle activation,
-                py::handle negative_slope, py::handle winograd, py::handle residual_obj) {
+                py::handle negative_slope, py::handle winograd, py::handle residual_obj,
+                py::handle out_obj) {
   const char* fn = "conv";
   ConvArgs a = conv_args(fn, x, w, b, stride, padding, dilation, groups);
   a.p.algorithm = algorithm_arg(winograd, a.p, fn);
@@ -139,25 +209,40 @@ py::object conv(py::handle x, py::handle w, py::handle b, py::handle stride, py:
                             shape_of(a.out_shape) + ", got shape " + shape_str(*residual));
     a.type = wider(a.type, float_type(*residual, fn, "residual"));
   }
+  // A preallocated output, possibly a channel slice of a wider buffer.
+  std::optional<py::array> out;
+  int64_t ldy = a.p.out_channels;
+  if (!out_obj.is_none()) {
+    if (!py::isinstance<py::array>(out_obj))
+      throw py::type_error(prefix(fn, "out") + "must be a numpy.ndarray (written in place), got " +
+                           type_name(out_obj));
+    out = py::reinterpret_borrow<py::array>(out_obj);
+    std::vector<const py::array*> operands{&a.x, &a.w};
+    std::vector<const char*> names{"x", "w"};
+    if (a.b) operands.push_back(&*a.b), names.push_back("b");
+    if (residual) operands.push_back(&*residual), names.push_back("residual");
+    ldy = out_arg(*out, a.type, a.out_shape, operands, names, fn);
+  }
   return with_float(a.type, [&](auto tag) -> py::object {
     using T = decltype(tag);
     const auto xc = contiguous<T>(a.x, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
     py::array_t<T, py::array::c_style> bc, rc;
     if (a.b) bc = contiguous<T>(*a.b, fn, "b");
     if (residual) rc = contiguous<T>(*residual, fn, "residual");
-    py::array_t<T> y(a.out_shape);
+    py::array y = out ? *out : py::array(py::array_t<T>(a.out_shape));
     if (y.size() == 0) return y;  // at once, whatever the other extents
     const T* px = xc.data();
     const T* pw = wc.data();
     const T* pb = a.b ? bc.data() : nullptr;
-    T* py_ = y.mutable_data();
+    T* py_ = static_cast<T*>(y.mutable_data());
     if (residual) {
       const T* pr = rc.data();
       const bool relu = act.kind == Activation::relu;
-      without_gil([&] { conv_forward_residual(a.p, px, pw, pb, pr, relu, py_); });
+      without_gil([&] { conv_forward_residual(a.p, px, pw, pb, pr, relu, py_, ldy); });
       return y;
     }
-    without_gil([&] { conv_forward(a.p, px, pw, pb, py_, act.kind, T(act.negative_slope)); });
+    without_gil(
+        [&] { conv_forward(a.p, px, pw, pb, py_, ldy, act.kind, T(act.negative_slope)); });
     return y;
   });
 }
@@ -387,7 +472,8 @@ void bind_conv(py::module_& m) {
   m.def("conv", &conv, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("activation") = py::none(), py::arg("negative_slope") = 0.2,
-        py::arg("winograd") = py::none(), py::arg("residual") = py::none());
+        py::arg("winograd") = py::none(), py::arg("residual") = py::none(),
+        py::arg("out") = py::none());
   m.def("conv_backward", &conv_backward, py::arg("x"), py::arg("w"), py::arg("dy"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"),
         py::arg("need_x"), py::arg("need_w"), py::arg("need_b"), py::arg("y") = py::none(),

@@ -12,7 +12,8 @@ import pytest
 
 import cnnkit
 from cnnkit import autograd as ag
-from cnnkit import layers
+from cnnkit import layers, ops
+from cnnkit.models import functional
 from cnnkit.onnx._layers import AddReLU, OnnxPooling
 
 
@@ -208,6 +209,20 @@ def test_residual_adds_fold_into_their_convolutions(dtype):
     assert folded == {"a": "first", "down": "second"}
 
 
+def _probe(layer) -> list:
+    """Sets a probe as the layer's ``call`` on the instance; the list it returns grows by
+    one at each call."""
+    seen: list = []
+    original = layer.call
+
+    def probe(*args, **kwargs):
+        seen.append(True)
+        return original(*args, **kwargs)
+
+    layer.call = probe
+    return seen
+
+
 def test_folded_layers_still_answer_activations_and_probes():
     model = _residual_blocks()
     x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
@@ -216,15 +231,105 @@ def test_folded_layers_still_answer_activations_and_probes():
         planned = model.activations(x, ["a", "first", "down"])
     for name in taped:
         _same(taped[name], planned[name])
-    seen = []
-    add = model.get_layer("first")
-    original = add.call
-
-    def probe(*args, **kwargs):
-        seen.append(True)
-        return original(*args, **kwargs)
-
-    add.call = probe
+    seen = _probe(model.get_layer("first"))
     with ag.no_grad():
         model(x)
     assert seen
+
+
+def _fire_and_inception(dtype: str = "float32") -> cnnkit.Model:
+    """A SqueezeNet fire module (1x1 squeeze, then 1x1 and 3x3 expands concatenated) and a
+    GoogLeNet inception block (four branches: 1x1; 1x1 then 3x3; 1x1 then 5x5; max pool
+    then 1x1) after it, then one concat that must not fold (an input is read twice)."""
+    inputs = layers.Input((11, 12, 6), dtype=dtype)
+    squeeze = layers.Conv2D(4, 1, activation="relu", name="squeeze", dtype=dtype)(inputs)
+    e1 = layers.Conv2D(8, 1, activation="relu", name="expand1x1", dtype=dtype)(squeeze)
+    e3 = layers.Conv2D(12, 3, padding="same", activation="relu", name="expand3x3", dtype=dtype)(
+        squeeze
+    )
+    fire = layers.Concatenate(name="fire", dtype=dtype)([e1, e3])
+    b1 = layers.Conv2D(5, 1, activation="relu", name="b1", dtype=dtype)(fire)
+    b2 = layers.Conv2D(6, 1, activation="relu", dtype=dtype)(fire)
+    b2 = layers.Conv2D(7, 3, padding="same", activation="relu", name="b2", dtype=dtype)(b2)
+    b3 = layers.Conv2D(3, 1, activation="relu", dtype=dtype)(fire)
+    b3 = layers.Conv2D(4, 5, padding="same", name="b3", dtype=dtype)(b3)  # linear
+    b4 = OnnxPooling("max", (3, 3), (1, 1), ((1, 1), (1, 1)), dtype=dtype)(fire)
+    b4 = layers.Conv2D(3, 1, activation="relu", name="b4", dtype=dtype)(b4)
+    inception = layers.Concatenate(axis=3, name="inception", dtype=dtype)([b1, b2, b3, b4])
+    twice = layers.Conv2D(2, 1, name="twice", dtype=dtype)(inception)
+    last = layers.Concatenate(name="last", dtype=dtype)([twice, twice])
+    out = layers.GlobalAveragePooling2D(dtype=dtype)(last)
+    return cnnkit.Model(inputs, [out, inception], seed=7)
+
+
+def _concat_calls(monkeypatch) -> list:
+    calls: list = []
+    original = ops.concat
+
+    def counted(*args, **kwargs):
+        calls.append(args[0][0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "concat", counted)
+    return calls
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_channel_concats_of_convolutions_fold(monkeypatch, dtype, batch):
+    """The fire module's and the inception block's convolutions write into the concat's
+    output, which copies nothing: the bits of the taped call and of the plan without the
+    fold, at 1 and 2 threads; the concat that reads one tensor twice still copies."""
+    model = _fire_and_inception(dtype)
+    x = np.random.default_rng(8).standard_normal((batch, 11, 12, 6)).astype(dtype)
+    with ag.no_grad():
+        into = {s.layer.name: s.into.target.layer.name for s in model._steps() if s.into}
+    assert into == {
+        "expand1x1": "fire",
+        "expand3x3": "fire",
+        "b1": "inception",
+        "b2": "inception",
+        "b3": "inception",
+        "b4": "inception",
+    }
+    calls = _concat_calls(monkeypatch)
+    _same_as_taped_at_one_and_two_threads(model, x)
+    taped_calls = 2 * 3  # the taped calls copy all three concats
+    assert len(calls) == taped_calls + 2 * 1  # the planned ones copy only "last"
+    with ag.no_grad():
+        planned = model(x)
+    monkeypatch.setattr(functional, "_fold_concats", lambda steps, outputs: None)
+    plain = _fire_and_inception(dtype)
+    plain.set_weights(model.get_weights())
+    with ag.no_grad():
+        unfolded = plain(x)
+    for a, b in zip(planned, unfolded):
+        _same(a, b)
+
+
+def test_folded_concats_still_answer_activations_and_probes(monkeypatch):
+    model = _fire_and_inception()
+    x = np.random.default_rng(9).standard_normal((2, 11, 12, 6)).astype(np.float32)
+    names = ["expand1x1", "fire", "b3", "inception"]
+    taped = model.activations(x, names)
+    with ag.no_grad():
+        planned = model.activations(x, names)
+        only_branch = model.activations(x, ["b2"])
+        after = model(x)
+    for name in names:
+        _same(taped[name], planned[name])
+    taped_b2 = model.activations(x, ["b2"])["b2"]
+    _same(taped_b2, only_branch["b2"])
+    assert taped_b2.shape == (2, 11, 12, 7)
+    _same(model(x)[1], after[1])
+    seen = _probe(model.get_layer("expand3x3"))  # its output is copied into the concat's
+    with ag.no_grad():
+        probed = model(x)
+    assert seen
+    for a, b in zip(probed, after):
+        _same(a, b)
+    calls = _concat_calls(monkeypatch)
+    with ag.no_grad():
+        model(x)
+    assert len(calls) == 1  # "last" only: the probe's output was copied into "fire"'s

@@ -87,6 +87,7 @@ def conv(
     negative_slope: float = 0.2,
     winograd: bool | None = None,
     residual: ArrayLike | None = None,
+    out: NDArray[np.floating[Any]] | None = None,
 ) -> NDArray[np.floating[Any]]: ...
 def conv_backward(
     x: ArrayLike,

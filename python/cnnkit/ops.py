@@ -517,6 +517,7 @@ def conv(
     negative_slope: float = 0.2,
     winograd: bool | None = None,
     residual: ArrayLike | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Convolution (cross-correlation, as in every deep-learning library), channels-last.
 
@@ -567,12 +568,21 @@ def conv(
         sum is made as each tile of the output is stored on the Winograd and im2col
         paths, in one pass after the others; inference only (:func:`conv_backward`
         knows nothing of it).
+    out : numpy.ndarray, optional
+        Where to write the result, which is returned: an array of its dtype (the widest of
+        the operands') and shape, either dense or a channel slice ``buf[..., c0:c0 + C_out]``
+        of a C-contiguous ``(N, *out, C_total)`` buffer, so that convolutions whose outputs
+        are concatenated along the channels write straight into the concatenation (a
+        network's inference plan does so). It must not share memory with ``x``, ``w``,
+        ``b`` or ``residual``. The bits are those of the call without ``out``; most paths
+        store into the slice directly, the direct, depthwise and first-layer loops through a
+        scratch copy. Inference only.
 
     Returns
     -------
     numpy.ndarray, shape (N, *out, C_out)
         ``out = floor((n + pad_before + pad_after - dilation * (k - 1) - 1) / stride) + 1``;
-        bit-identical for any number of threads.
+        bit-identical for any number of threads. ``out`` itself when given.
 
     Raises
     ------
@@ -587,7 +597,18 @@ def conv(
     (1, 10, 16)
     """
     return _core.conv(
-        x, w, b, stride, padding, dilation, groups, activation, negative_slope, winograd, residual
+        x,
+        w,
+        b,
+        stride,
+        padding,
+        dilation,
+        groups,
+        activation,
+        negative_slope,
+        winograd,
+        residual,
+        out,
     )
 
 

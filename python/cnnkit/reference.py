@@ -386,7 +386,28 @@ def conv(
     negative_slope: float = 0.2,
     winograd: bool | None = None,  # accepted for ops.conv's signature; one algorithm here
     residual: ArrayLike | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
+    if out is not None:  # the values computed, then written where ops.conv writes them
+        y = conv(
+            x,
+            w,
+            b,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            activation=activation,
+            negative_slope=negative_slope,
+            residual=residual,
+        )
+        if out.shape != y.shape or out.dtype != y.dtype:
+            raise ValueError(
+                f"conv(): out must have the output's shape {y.shape} and dtype {y.dtype}, got "
+                f"{out.shape} {out.dtype}"
+            )
+        out[...] = y
+        return out
     x, w, xp, _, strides, dilations, out = _conv_setup(x, w, stride, padding, dilation, b)
     rank = x.ndim - 2
     cin_g, cout = w.shape[-2], w.shape[-1]

@@ -167,9 +167,16 @@ class _Conv(Layer):
             return None
         return self._kernel_step("relu")
 
-    def _kernel_step(
-        self, activation: str | None
-    ) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray | None]:
+    def _concat_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
+        # For inference plans: _inference_step's result written into out, a channel slice
+        # of a concatenation's buffer (ops.conv's out), with the same bits.
+        fused = _fused(self.activation, self._act)
+        if fused is None and self.activation != "linear":
+            return None
+        step = self._kernel_step(fused)
+        return lambda x, out: step(x, None, out)
+
+    def _kernel_step(self, activation: str | None) -> Callable[..., np.ndarray | None]:
         # ops.conv with the layer's settings and its weights at call time; None for an
         # input of another rank, which call() rejects with its own message.
         spec = {
@@ -181,11 +188,13 @@ class _Conv(Layer):
         }
         rank = self.rank + 2
 
-        def step(x: np.ndarray, residual: np.ndarray | None) -> np.ndarray | None:
+        def step(
+            x: np.ndarray, residual: np.ndarray | None, out: np.ndarray | None = None
+        ) -> np.ndarray | None:
             if x.ndim != rank:
                 return None
             bias = None if self.bias is None else self.bias.data
-            return ops.conv(x, self.kernel.data, bias, residual=residual, **spec)
+            return ops.conv(x, self.kernel.data, bias, residual=residual, out=out, **spec)
 
         return step
 
