@@ -443,7 +443,7 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, int
     const FewRowsImplicit<T> implicit = implicit_patches(p, x);
     FewRowsA<T> a;
     a.implicit = &implicit;
-    gemm_few_rows(rows, cout, kd, a, w, cout, y, cout, &ep);
+    gemm_few_rows(rows, cout, kd, a, w, cout, y, ldy, &ep);
     return false;
   }
   if (p.groups == 1 && gemm_few_rows_applies<T>(rows, cout, kd)) {

@@ -223,3 +223,19 @@ def test_sparse_winograd_tiles_take_the_few_row_gemm(side, cin, cout, few_rows):
         same_as = few_rows and isa == "avx512"
         other = ops.conv(x, w, b, padding=1, activation="relu", winograd=not same_as)
         assert np.array_equal(results[0], other), isa
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_patches_in_place_store_into_a_slice(threads):
+    # ops.conv(out=): the in-place tiles store pixels ldy apart (here 100 channels, the
+    # output's 64 in the middle), the bits of the dense call, the other channels untouched.
+    cnnkit.set_num_threads(threads)
+    x, w = seeded((1, 28, 28, 32), F32, 1), seeded((3, 3, 32, 64), F32, 2)
+    b = seeded((64,), F32, 3)
+    spec = {"stride": 2, "padding": 1, "activation": "relu"}
+    dense = ops.conv(x, w, b, **spec)
+    buf = np.full((1, 14, 14, 100), 7.25, np.float32)
+    assert ops.conv(x, w, b, **spec, out=buf[..., 20:84]) is not None
+    np.testing.assert_array_equal(buf[..., 20:84].view(np.int32), dense.view(np.int32))
+    assert np.all(buf[..., :20] == 7.25) and np.all(buf[..., 84:] == 7.25)
