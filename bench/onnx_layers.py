@@ -70,6 +70,8 @@ def main() -> None:
             step.fast = timed(step.fast, key)
             if step.residual_fast is not None:
                 step.residual_fast = timed(step.residual_fast, key)
+            if step.stem is not None:  # with the max pool after it, when folded
+                step.stem = timed(step.stem, key)
             if getattr(step, "into", None) is not None:  # writes into a concat's output
                 step.into.write = timed(step.into.write, key)
         elif "call" not in step.layer.__dict__:

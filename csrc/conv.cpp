@@ -262,6 +262,73 @@ std::vector<PackedB<T>> pack_groups(const ConvProblem& p, const T* w, bool trans
   return packed;
 }
 
+// Whether the few-row GEMM reads p's patches in place (FewRowsImplicit):
+// float windows over at most two spatial dimensions, one group, 16 or more
+// input channels, 4 or more output positions per output row (a row tile
+// lies in one or two output rows), and a padded copy, if one is needed, of
+// at most 8 pixels per output position and kMaxPaddedCopy floats (ResNet-18's
+// 14 x 14 x 256 layers at batch 1 copy 16 x 16 x 256 floats; the copy is
+// made by the calling thread and kept, as the gather's buffers are).
+constexpr int64_t kMaxPaddedCopy = int64_t(2) << 20;  // floats: 8 MiB
+
+template <class T>
+bool implicit_patches_apply(const ConvProblem& p) {
+  const Geometry& g = p.g;
+  if (!std::is_same_v<T, float> || p.groups != 1 || p.is_pointwise() ||
+      p.in_channels < few_rows::kMinImplicitChannels || g.kernel[2] != 1 || g.in[2] != 1 ||
+      g.out[1] < 4)
+    return false;
+  const int64_t ph = g.in[0] + g.pad_before[0] + g.pad_after[0];
+  const int64_t pw = g.in[1] + g.pad_before[1] + g.pad_after[1];
+  const bool padded = ph != g.in[0] || pw != g.in[1];
+  const int64_t copy = p.batch * ph * pw;  // pixels
+  return (!padded || (copy <= 8 * p.rows() && copy * p.in_channels <= kMaxPaddedCopy)) &&
+         gemm_few_rows_implicit_applies<T>(p.rows(), p.out_channels, p.patch_size());
+}
+
+// FewRowsImplicit for p's patches (where implicit_patches_apply), making the
+// padded copy if there is padding.
+template <class T>
+FewRowsImplicit<T> implicit_patches(const ConvProblem& p, const T* x) {
+  const Geometry& g = p.g;
+  FewRowsImplicit<T> v;
+  const int64_t ph = g.in[0] + g.pad_before[0] + g.pad_after[0];
+  const int64_t pw = g.in[1] + g.pad_before[1] + g.pad_after[1];
+  v.in_h = ph, v.in_w = pw, v.channels = p.in_channels, v.kernel_w = g.kernel[1];
+  v.out_h = g.out[0], v.out_w = g.out[1];
+  v.stride_h = g.stride[0], v.stride_w = g.stride[1];
+  v.dilation_h = g.dilation[0], v.dilation_w = g.dilation[1];
+  v.x = x, v.pixel_stride = p.in_channels;
+  if (ph == g.in[0] && pw == g.in[1]) return v;
+  // Pixels a multiple of 256 channels apart put a tile's rows of A on the
+  // same few L1 sets; a line more between them spreads them (ResNet-18's 7
+  // x 7 x 512 3x3 at batch 1: 1.51 -> 1.47 ms, one thread, CPU time).
+  const int64_t c = p.in_channels, cs = c % 256 == 0 ? c + 16 : c;
+  T* copy = thread_buffer<T>(size_t(p.batch * ph * pw * cs)).data();
+  const int64_t left = g.pad_before[1], right = pw - left - g.in[1];
+  for (int64_t n = 0; n < p.batch; ++n)
+    for (int64_t i = 0; i < ph; ++i) {
+      T* out = copy + (n * ph + i) * pw * cs;
+      const int64_t h = i - g.pad_before[0];
+      if (h < 0 || h >= g.in[0]) {
+        std::fill_n(out, pw * cs, T(0));
+        continue;
+      }
+      const T* row = x + (n * g.in[0] + h) * g.in[1] * c;
+      std::fill_n(out, left * cs, T(0));
+      std::fill_n(out + (left + g.in[1]) * cs, right * cs, T(0));
+      if (cs == c) {  // one run for the row's pixels
+        std::memcpy(out + left * c, row, size_t(g.in[1] * c) * sizeof(T));
+        continue;
+      }
+      for (int64_t j = 0; j < g.in[1]; ++j)
+        std::memcpy(out + (left + j) * cs, row + j * c, size_t(c) * sizeof(T));
+    }
+  v.pixel_stride = cs;
+  v.x = copy;
+  return v;
+}
+
 }  // namespace
 
 template <class T>
@@ -368,7 +435,17 @@ bool forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y, int
   }
   // Few rows on the AVX-512 float path (batch-1 inference of the deep
   // layers): the product is bound by reading the weights, which
-  // gemm_few_rows streams once in place, with the packed path's bits.
+  // gemm_few_rows streams once in place, with the packed path's bits. 2-D
+  // windows over 16 or more channels read the patches in place (from a
+  // zero-padded copy of x where there is padding), with no gather.
+  if (implicit_patches_apply<T>(p)) {
+    const Epilogue<T> ep{b, activation, negative_slope};
+    const FewRowsImplicit<T> implicit = implicit_patches(p, x);
+    FewRowsA<T> a;
+    a.implicit = &implicit;
+    gemm_few_rows(rows, cout, kd, a, w, cout, y, ldy, &ep);
+    return false;
+  }
   if (p.groups == 1 && gemm_few_rows_applies<T>(rows, cout, kd)) {
     const Epilogue<T> ep{b, activation, negative_slope};
     if (p.is_pointwise()) {

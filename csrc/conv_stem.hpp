@@ -46,4 +46,25 @@ template <class T>
 void conv_stem_forward(const ConvProblem& p, const T* x, const T* w, const T* b, T* y,
                        Activation activation, T negative_slope);
 
+// A network's first layers in one call: y = max_pool(activation(conv(x, w) +
+// b)) over the geometry `pool` (of the convolution's rank, its `in` the
+// convolution's output, every window holding an element:
+// first_empty_window_dim(*pool) < 0), or without `pool` (null) the
+// convolution alone; x is (N, *in, C_in), or (N, C_in, *in) with
+// channels_first (an imported ONNX network's input, which would otherwise be
+// copied channels-last first). y holds each output position's C_out values
+// ldy >= C_out elements apart. Any problem is accepted; the bits are always
+// those of channels_last, conv_forward and max_pool called in turn.
+//
+// Where conv_stem_applies, one pass: each thread computes bands of the
+// convolution's rows into a ring of rows that stays in L2, and pools each
+// output row as soon as the rows under its windows are there (ResNet-18's
+// 3x3 stride-2 max pool read conv1's 3.2 MB output from memory, after it
+// had left the 2 MiB L2), and the band copy of channels-first rows
+// interleaves their channels (the separate copy cost 0.10 ms inside
+// ResNet-18 at batch 1). Elsewhere the three calls, through buffers.
+template <class T>
+void conv_stem(const ConvProblem& p, const T* x, bool channels_first, const T* w, const T* b,
+               Activation activation, T negative_slope, const Geometry* pool, T* y, int64_t ldy);
+
 }  // namespace cnnkit

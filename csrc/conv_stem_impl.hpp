@@ -20,12 +20,13 @@ struct Store {
 // consecutive floats in each (kernel width x C_in). w: the weights, one row
 // of `ld` floats (a multiple of 16, zero past cout) per kernel offset, in
 // (kernel row, kernel column, channel) order; bias: `ld` floats. y: the
-// line's outputs, `cout` floats apart. Each output is one chain of fused
-// multiply-adds from zero over the offsets in order, then + bias, then the
-// activation with the bits of apply_epilogue (csrc/gemm.hpp): the bits of
-// the few-channel loops (conv_few_impl.hpp) followed by that pass.
+// line's `cout` outputs per position, positions `ldy` floats apart. Each
+// output is one chain of fused multiply-adds from zero over the offsets in
+// order, then + bias, then the activation with the bits of apply_epilogue
+// (csrc/gemm.hpp): the bits of the few-channel loops (conv_few_impl.hpp)
+// followed by that pass.
 void line(int64_t count, const float* xs, int64_t step, int64_t kh, int64_t row, int64_t run,
-          const float* w, int64_t ld, const float* bias, float* y, int64_t cout,
+          const float* w, int64_t ld, const float* bias, float* y, int64_t cout, int64_t ldy,
           const Store& store);
 
 }  // namespace cnnkit::stem::avx512

@@ -94,6 +94,17 @@ bool banded_applies(int64_t m, int64_t n, int64_t k, int threads) {
 }  // namespace
 
 template <class T>
+bool gemm_few_rows_implicit_applies(int64_t m, int64_t n, int64_t k) noexcept {
+  if (gemm_few_rows_applies<T>(m, n, k)) return true;
+#ifdef CNNKIT_HAVE_AVX512
+  return std::is_same_v<T, float> && active_isa() == Isa::avx512 && m >= 1 &&
+         m <= few_rows::kMaxRowsLargeB && n >= 1 && n <= few_rows::kMaxColumns && k >= 1;
+#else
+  return false;
+#endif
+}
+
+template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept {
 #ifdef CNNKIT_HAVE_AVX512
   if (!std::is_same_v<T, float> || active_isa() != Isa::avx512 || m < 1 || n < 1 || k < 1)
@@ -129,15 +140,30 @@ void few_rows_product(bool threaded, int64_t m, int64_t n, int64_t k, const FewR
       if (ep.bias) ep.bias += j0;
       apply_epilogue(ep, at, ldc, rows, w);
     };
-    if (want > 1 && split_rows(m, n, k, want)) {
-      // Bands of rows, all columns each (n <= kMaxColumns: one chunk). Each
-      // element's sums do not depend on the band, so the bits are those of
-      // one thread.
+    // Patches read in place are not gathered once per thread, so sharing
+    // the columns costs nothing but the share of B each thread packs: they
+    // go by columns while each thread gets four panels or more, and each
+    // thread streams its part of B once (by rows, each streams all of B).
+    // With two panels each (ResNet-18's 56 x 56 x 64 -> 128 3x3/2 at batch 1)
+    // a thread's half of the columns took 0.33-0.34 ms, its band of rows
+    // 0.31-0.32.
+    // One thread's share at two threads, run alone (one thread, CPU time,
+    // load ~3, three runs, ms), main's band of rows -> this half of the
+    // columns: ResNet-18's 14 x 14 x 256 3x3 at batch 1 0.71-0.76 -> 0.68-0.70,
+    // its 3x3/2 into 14 x 14 x 256 0.29-0.32 -> 0.28-0.31, AlexNet's conv3
+    // (169 x 1728 x 384) 0.69 -> 0.58-0.60 and conv4 0.89-0.98 -> 0.78-0.80.
+    const bool by_columns = a.implicit && n >= 4 * kPanel * want;
+    if (want > 1 && !by_columns && split_rows(m, n, k, want)) {
+      // Bands of rows, all columns each (n <= kMaxColumns: one chunk); of
+      // whole output rows for patches read in place. Each element's sums do
+      // not depend on the band, so the bits are those of one thread.
+      const int64_t unit = a.implicit ? a.implicit->out_w : 1, units = m / unit;
 #pragma omp parallel for schedule(static) num_threads(want)
       for (int64_t t = 0; t < want; ++t) {
-        const int64_t i0 = m * t / want, i1 = m * (t + 1) / want;
+        const int64_t i0 = unit * (units * t / want), i1 = unit * (units * (t + 1) / want);
+        if (i0 == i1) continue;
         FewRowsA<T> band = a;
-        if (a.fill) band.row0 = a.row0 + i0;
+        if (a.fill || a.implicit) band.row0 = a.row0 + i0;
         else band.data = a.data + i0 * a.ld;
         few_rows::avx512::columns(i1 - i0, k, kc, band, b, ldb, c + i0 * ldc, ldc, n,
                                   fused ? epilogue : nullptr, nullptr, 0);
@@ -200,6 +226,7 @@ void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t l
 
 #define CNNKIT_INSTANTIATE(T)                                                                   \
   template bool gemm_few_rows_applies<T>(int64_t, int64_t, int64_t) noexcept;                  \
+  template bool gemm_few_rows_implicit_applies<T>(int64_t, int64_t, int64_t) noexcept;         \
   template void gemm_few_rows<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, \
                                  T*, int64_t, const Epilogue<T>*);                             \
   template void gemm_few_rows_serial<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*,   \

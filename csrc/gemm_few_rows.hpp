@@ -21,6 +21,11 @@
 // keep their bits whether or not they come through here, and the thread count
 // (threads share the column panels or bands of rows) changes nothing.
 // tests/test_conv_few_rows.py checks the equality against the packed path.
+//
+// A convolution's patches need not be gathered: FewRowsImplicit reads them
+// in place, each row tile the positions of one or two output rows, whose
+// windows lie a constant stride apart, and each k block as one run of steps
+// per kernel tap it touches, the FMA chain running on across the taps.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +43,19 @@ namespace cnnkit {
 // GEMM's either way, so the answer may depend on the thread count.
 template <class T>
 bool gemm_few_rows_applies(int64_t m, int64_t n, int64_t k) noexcept;
+
+// Whether gemm_few_rows takes the product with A a convolution's patches
+// read in place (FewRowsImplicit): where gemm_few_rows_applies, and for
+// float on AVX-512 also up to kMaxRowsLargeB rows at up to kMaxColumns
+// columns whatever the weights' size. Without a gather, the patches cost
+// no more than an A in memory, and the few-row tiles beat the packed GEMM
+// that gathered them (conv_forward, one thread, CPU time, load ~2.5, main's
+// build alternated with this one): ResNet-18's 1x1 stride-2 downsample at
+// batch 1 (784 x 64 x 128) 0.105-0.110 -> 0.083 ms, AlexNet's conv2 (729 x
+// 1600 x 192) 2.77-3.02 -> 2.60-2.76, ResNet-18's 3x3 stride-2 from 56 x
+// 56 x 64 (784 x 576 x 128) 0.73-0.76 -> 0.73-0.75.
+template <class T>
+bool gemm_few_rows_implicit_applies(int64_t m, int64_t n, int64_t k) noexcept;
 
 // C (m x n, row stride ldc) = A (m x k, lda) B (k x n, ldb), all row-major,
 // then the epilogue if not null. Only where gemm_few_rows_applies; threads:
@@ -71,6 +89,21 @@ void gemm_few_rows_serial(int64_t m, int64_t n, int64_t k, const T* a, int64_t l
 // thread; the other thread's band then comes from its core's cache, and
 // the barriers wait for the slower thread. Sharing the rows instead halves
 // each thread's fill without a barrier: gemm_few_rows.cpp's split_rows.)
+// A 2-D convolution's patch matrix read in place (no copy of the patches):
+// row (n, oh, ow) of an out_h x out_w map, column (kh, kw, c) of a kernel
+// with kernel_w columns over `channels` input channels, is x[n, oh *
+// stride_h + kh * dilation_h, ow * stride_w + kw * dilation_w, c] of x laid
+// out (batch, in_h, in_w, channels) with any padding already in it (a
+// zero-padded copy). Row tiles then follow the output rows, whose patches
+// lie a constant stride apart. channels >= kMinImplicitChannels.
+template <class T>
+struct FewRowsImplicit {
+  const T* x = nullptr;
+  int64_t in_h = 0, in_w = 0, channels = 0, kernel_w = 0, out_h = 0, out_w = 0;
+  int64_t pixel_stride = 0;  // elements from one pixel of x to the next (>= channels)
+  int64_t stride_h = 1, stride_w = 1, dilation_h = 1, dilation_w = 1;
+};
+
 template <class T>
 struct FewRowsA {
   const T* data = nullptr;
@@ -80,9 +113,13 @@ struct FewRowsA {
   void (*fill)(const void* context, int64_t i0, int64_t rows, int64_t p0, int64_t kc, T* dst,
                int64_t ld_dst) = nullptr;
   const void* context = nullptr;
-  // The first row of the whole A that row 0 of this one is (fill only):
-  // threads that share the rows take an A each, starting at their band.
+  // The first row of the whole A that row 0 of this one is (fill and
+  // implicit only): threads that share the rows take an A each, starting at
+  // their band.
   int64_t row0 = 0;
+  // Or A as a convolution's patches read in place (data and fill unset):
+  // bands of rows, if threads share them, are whole output rows.
+  const FewRowsImplicit<T>* implicit = nullptr;
 };
 
 // gemm_few_rows with A from `a`: the same bits as for the A it describes.
@@ -120,6 +157,9 @@ constexpr int64_t kLargeB = int64_t(2) << 20;
 // into the tiles' stores, gemm_few_rows_avx512.cpp).
 constexpr int64_t kMaxColumns = 512;
 constexpr int64_t kMinRowsWide = 16;
+// The fewest input channels FewRowsImplicit takes: a k block (at most 256
+// steps) then touches at most 18 kernel taps.
+constexpr int64_t kMinImplicitChannels = 16;
 }  // namespace few_rows
 
 }  // namespace cnnkit

@@ -109,6 +109,23 @@ CNNKIT_DECLARE_POOL_LOOPS(avx2)
 CNNKIT_DECLARE_POOL_LOOPS(avx512)
 #undef CNNKIT_DECLARE_POOL_LOOPS
 
+// AVX-512 only (pool_avx512.cpp; callers check CNNKIT_HAVE_AVX512 and the
+// active instruction set). One run of 2-D float max pooling along the second
+// dimension, written out with intrinsics: output q (of `count`, `ldy` floats
+// apart) is the maximum over the `nrows` rows `rows` (each `width` positions
+// `ldx` floats apart) of the columns [q * sw - pad, q * sw - pad + kw) inside
+// [0, width), which must not be empty, for each of `channels` channels; the
+// channels in blocks of four vectors held in registers. The bits of
+// max_pool_rows: the same two steps per element (max, then a NaN taking
+// over) in row-major window order. max_pool takes it for overlapping 2-D
+// windows (figures in pool.cpp), and the stem convolution pools its rows
+// with it (csrc/conv_stem.cpp).
+namespace avx512 {
+void max_pool_line(const float* const* rows, int64_t nrows, int64_t width, int64_t channels,
+                   int64_t ldx, int64_t kw, int64_t sw, int64_t pad, int64_t count, float* y,
+                   int64_t ldy);
+}  // namespace avx512
+
 #ifdef CNNKIT_ISA_NS
 namespace CNNKIT_ISA_NS {
 

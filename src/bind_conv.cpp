@@ -9,6 +9,7 @@
 
 #include "activation_args.hpp"
 #include "conv.hpp"
+#include "conv_stem.hpp"
 #include "pool.hpp"
 #include "spatial_args.hpp"
 #include "validate.hpp"
@@ -351,17 +352,9 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
   });
 }
 
-// dw and db of a convolution followed by a max pool, from the pool's output
-// gradient dy and its indices (csrc/conv.hpp's conv_backward_weight_pooled),
-// with the bits of max_pool_backward then conv_backward(need=("w", "b")).
-py::tuple conv_max_pool_backward(py::handle x, py::handle w, py::handle dy_obj,
-                                 py::handle indices_obj, py::handle pool_size, py::handle stride,
-                                 py::handle padding, py::handle dilation, py::handle groups,
-                                 py::handle pool_stride, py::handle pool_padding,
-                                 py::handle relu_obj) {
-  const char* fn = "conv_max_pool_backward";
-  ConvArgs a = conv_args(fn, x, w, py::none(), stride, padding, dilation, groups);
-  // The pool's geometry over the convolution's output.
+// A max pool's geometry over the convolution's output.
+Geometry pool_geometry(const ConvArgs& a, py::handle pool_size, py::handle pool_stride,
+                       py::handle pool_padding, const char* fn) {
   Geometry pg;
   pg.rank = a.p.g.rank;
   for (int d = 0; d < pg.rank; ++d) pg.in[d] = a.p.g.out[d];
@@ -380,9 +373,80 @@ py::tuple conv_max_pool_backward(py::handle x, py::handle w, py::handle dy_obj,
                           std::to_string(pg.pad_before[d]) + ", " +
                           std::to_string(pg.pad_after[d]) + ") in spatial dimension " +
                           std::to_string(d));
+  return pg;
+}
+
+std::vector<py::ssize_t> pooled_shape(const ConvArgs& a, const Geometry& pg) {
   std::vector<py::ssize_t> pooled{py::ssize_t(a.p.batch)};
   for (int d = 0; d < pg.rank; ++d) pooled.push_back(py::ssize_t(pg.out[d]));
   pooled.push_back(py::ssize_t(a.p.out_channels));
+  return pooled;
+}
+
+// A network's first layer in one call (csrc/conv_stem.hpp): the convolution of
+// a channels-last or channels-first x with its activation, max-pooled when
+// pool_size is given.
+py::object conv_stem(py::handle x_obj, py::handle w, py::handle b, py::handle stride,
+                     py::handle padding, py::handle activation, py::handle negative_slope,
+                     bool channels_first, py::handle pool_size, py::handle pool_stride,
+                     py::handle pool_padding) {
+  const char* fn = "conv_stem";
+  const py::array raw = as_array(x_obj, fn, "x");
+  if (channels_first && (raw.ndim() < 3 || raw.ndim() > 5))
+    throw py::value_error(prefix(fn, "x") +
+                          "must have 3 to 5 dimensions, (N, C_in, *spatial) with 1 to 3 spatial "
+                          "dimensions, got shape " + shape_str(raw));
+  // The checks and the geometry read x's shape channels-last: a transposed view.
+  py::object view = raw;
+  if (channels_first) {
+    py::tuple axes(raw.ndim());
+    axes[0] = 0;
+    for (py::ssize_t d = 1; d < raw.ndim(); ++d) axes[d] = d == raw.ndim() - 1 ? 1 : d + 1;
+    view = raw.attr("transpose")(axes);
+  }
+  ConvArgs a = conv_args(fn, view, w, b, stride, padding, py::int_(1), py::int_(1));
+  const ActivationArg act = activation_arg(activation, negative_slope, fn);
+  std::optional<Geometry> pg;
+  std::vector<py::ssize_t> out_shape = a.out_shape;
+  if (!pool_size.is_none()) {
+    pg = pool_geometry(a, pool_size, pool_stride, pool_padding, fn);
+    out_shape = pooled_shape(a, *pg);
+  } else if (!pool_stride.is_none() || !pool_padding.is_none()) {
+    throw py::value_error(prefix(fn, "pool_size") +
+                          "must be given with pool_stride or pool_padding, got None");
+  }
+  return with_float(a.type, [&](auto tag) -> py::object {
+    using T = decltype(tag);
+    const auto xc = contiguous<T>(raw, fn, "x"), wc = contiguous<T>(a.w, fn, "w");
+    py::array_t<T, py::array::c_style> bc;
+    if (a.b) bc = contiguous<T>(*a.b, fn, "b");
+    py::array_t<T> y(out_shape);
+    if (y.size() == 0) return y;
+    const T* px = xc.data();
+    const T* pw = wc.data();
+    const T* pb = a.b ? bc.data() : nullptr;
+    T* py_ = y.mutable_data();
+    const Geometry* pool = pg ? &*pg : nullptr;
+    without_gil([&] {
+      cnnkit::conv_stem(a.p, px, channels_first, pw, pb, act.kind, T(act.negative_slope), pool,
+                        py_, a.p.out_channels);
+    });
+    return y;
+  });
+}
+
+// dw and db of a convolution followed by a max pool, from the pool's output
+// gradient dy and its indices (csrc/conv.hpp's conv_backward_weight_pooled),
+// with the bits of max_pool_backward then conv_backward(need=("w", "b")).
+py::tuple conv_max_pool_backward(py::handle x, py::handle w, py::handle dy_obj,
+                                 py::handle indices_obj, py::handle pool_size, py::handle stride,
+                                 py::handle padding, py::handle dilation, py::handle groups,
+                                 py::handle pool_stride, py::handle pool_padding,
+                                 py::handle relu_obj) {
+  const char* fn = "conv_max_pool_backward";
+  ConvArgs a = conv_args(fn, x, w, py::none(), stride, padding, dilation, groups);
+  const Geometry pg = pool_geometry(a, pool_size, pool_stride, pool_padding, fn);
+  const std::vector<py::ssize_t> pooled = pooled_shape(a, pg);
   const auto check_shape = [&](const py::array& arr, const char* name) {
     if (std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim()) != pooled)
       throw py::value_error(prefix(fn, name) + "must have the pooled output's shape " +
@@ -483,6 +547,10 @@ void bind_conv(py::module_& m) {
         py::arg("dy"), py::arg("indices"), py::arg("pool_size"), py::arg("stride"),
         py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("pool_stride"),
         py::arg("pool_padding"), py::arg("relu_output") = py::none());
+  m.def("conv_stem", &conv_stem, py::arg("x"), py::arg("w"), py::arg("b"), py::arg("stride"),
+        py::arg("padding"), py::arg("activation"), py::arg("negative_slope"),
+        py::arg("channels_first"), py::arg("pool_size"), py::arg("pool_stride"),
+        py::arg("pool_padding"));
   m.def("get_winograd", &winograd_enabled);
   m.def("set_winograd", [](py::handle on) {
     if (!PyBool_Check(on.ptr()))

@@ -9,7 +9,9 @@ here: results against the NumPy reference over random shapes (panel tails, sever
 blocks, strides, padding, dilation, bias and activation, non-contiguous inputs, both
 dtypes, every instruction-set path); the same bits as the packed GEMM path that larger
 batches take, for the im2col and pointwise cases; identical bits at 1, 2 and 3 threads,
-whether the threads share the columns or bands of rows.
+whether the threads share the columns or bands of rows. 2-D windows over 16 or more
+input channels (up to 1024 rows, 512 output channels) read the patches in place, from a
+zero-padded copy of the input where there is padding: the same bits again.
 """
 
 from __future__ import annotations
@@ -112,6 +114,52 @@ def test_same_bits_as_the_packed_path(image, kernel, cin, cout, pad, images, act
         np.testing.assert_array_equal(small.view(np.int32), big[:images].view(np.int32), isa)
 
 
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@pytest.mark.parametrize(
+    ("image", "kernel", "cin", "cout", "spec", "images"),
+    [
+        # 2-D windows over 16 or more channels read the patches in place (conv.cpp's
+        # implicit_patches_apply), from a zero-padded copy where there is padding
+        ((14, 14), (3, 3), 256, 64, {"padding": 1}, 1),  # one output row per tile; 256 + 16
+        ((7, 7), (3, 3), 64, 40, {"padding": 1}, 2),  # two rows per tile, never two images
+        ((28, 28), (3, 3), 48, 33, {"padding": 1}, 1),  # two tiles per row; blocks span taps
+        ((14, 15), (3, 3), 32, 64, {"stride": 2, "padding": "same"}, 1),  # padding (0, 1)
+        ((14, 14), (1, 1), 64, 96, {"stride": 2}, 1),  # no padding: x itself, in place
+        ((9, 11), (3, 2), 24, 70, {"padding": 2, "dilation": 2}, 1),
+        ((27, 27), (5, 5), 24, 48, {"padding": 2}, 1),  # 729 rows: past the gathered path's 256
+        ((6, 8), (3, 3), 20, 32, {"padding": 1}, 3),  # 8-wide rows: two per tile
+    ],
+)
+def test_patches_in_place_same_bits_as_the_packed_path(image, kernel, cin, cout, spec, images):
+    # The in-place tiles sum each k block over its kernel taps in the packed GEMM's
+    # order, so their bits are those of the gathered patches' product (the packed GEMM
+    # over more than 1024 rows), at any thread count (columns or whole output rows
+    # per thread); NaN and infinities included.
+    positions = reference.conv(np.zeros((1, *image, 1)), np.zeros((*kernel, 1, 1)), **spec).size
+    batch = MAX_ROWS // positions + 2
+    x = seeded((batch, *image, cin), F32, 1) * 4
+    x[0, 0, 0, 0], x[0, -1, -1, -1], x[-1, 0, 0, 0] = np.nan, np.inf, -np.inf
+    x[images - 1, image[0] // 2, 1, 3] = -np.inf
+    w = seeded((*kernel, cin, cout), F32, 2)
+    b = seeded((cout,), F32, 3)
+    with np.errstate(invalid="ignore"):
+        want64 = reference.conv(x[:images].astype(np.float64), w.astype(np.float64), b, **spec)
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        cnnkit.set_num_threads(1)
+        big = ops.conv(x, w, b, **spec, activation="relu", winograd=False)
+        for threads in (1, 2, 3):
+            cnnkit.set_num_threads(threads)
+            small = ops.conv(x[:images], w, b, **spec, activation="relu", winograd=False)
+            np.testing.assert_array_equal(
+                small.view(np.int32), big[:images].view(np.int32), f"{isa} {threads}"
+            )
+        finite = np.isfinite(want64)
+        np.testing.assert_allclose(
+            small[finite], np.maximum(want64[finite], 0), rtol=1e-4, atol=1e-3
+        )
+
+
 @pytest.mark.usefixtures("restore_threads")
 @pytest.mark.parametrize("pointwise", [False, True])
 @pytest.mark.parametrize(
@@ -175,3 +223,19 @@ def test_sparse_winograd_tiles_take_the_few_row_gemm(side, cin, cout, few_rows):
         same_as = few_rows and isa == "avx512"
         other = ops.conv(x, w, b, padding=1, activation="relu", winograd=not same_as)
         assert np.array_equal(results[0], other), isa
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_patches_in_place_store_into_a_slice(threads):
+    # ops.conv(out=): the in-place tiles store pixels ldy apart (here 100 channels, the
+    # output's 64 in the middle), the bits of the dense call, the other channels untouched.
+    cnnkit.set_num_threads(threads)
+    x, w = seeded((1, 28, 28, 32), F32, 1), seeded((3, 3, 32, 64), F32, 2)
+    b = seeded((64,), F32, 3)
+    spec = {"stride": 2, "padding": 1, "activation": "relu"}
+    dense = ops.conv(x, w, b, **spec)
+    buf = np.full((1, 14, 14, 100), 7.25, np.float32)
+    assert ops.conv(x, w, b, **spec, out=buf[..., 20:84]) is not None
+    np.testing.assert_array_equal(buf[..., 20:84].view(np.int32), dense.view(np.int32))
+    assert np.all(buf[..., :20] == 7.25) and np.all(buf[..., 84:] == 7.25)

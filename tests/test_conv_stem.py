@@ -127,3 +127,110 @@ def test_identical_bits_for_any_thread_count(shape, kernel, stride, padding):
         results.append(ops.conv(x, w, b, stride=stride, padding=padding, activation="relu"))
     for r in results[1:]:
         assert np.array_equal(r, results[0])
+
+
+# ops.conv_stem: the convolution from a channels-last or channels-first image, then a max
+# pool, with the bits of the separate calls (on the AVX-512 float path one pass: the
+# convolution's rows pooled a band at a time from a ring that stays in cache).
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32 if a.dtype == F32 else np.uint64)
+
+
+def _separate(x, w, b, spec, channels_first, pool):
+    y = ops.conv(ops.channels_last(x) if channels_first else x, w, b, **spec)
+    return y if pool is None else ops.max_pool(y, pool[0], stride=pool[1], padding=pool[2])
+
+
+@st.composite
+def stem_problems(draw):
+    x, w, b, spec, activation = draw(problems())
+    spec = {**spec, "activation": activation, "negative_slope": 0.3}
+    x = np.array(x)  # the strided layouts are problems()'s test; here the channels' order
+    if draw(st.booleans()):  # NaN and infinities in x: the pool propagates NaN as max_pool
+        flat = x.reshape(-1)
+        for value in (np.nan, np.inf, -np.inf):
+            flat[draw(st.integers(0, flat.size - 1))] = value
+    channels_first = draw(st.booleans())
+    if channels_first:
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    pool = None
+    if draw(st.booleans()):
+        k = draw(st.integers(1, 4))
+        s = draw(st.integers(1, 3))
+        pads = [(draw(st.integers(0, k - 1)), draw(st.integers(0, k - 1))) for _ in range(2)]
+        pool = (k, s, draw(st.sampled_from(["valid", "same", tuple(pads)])))
+    return x, w, b, spec, channels_first, pool
+
+
+@pytest.mark.usefixtures("restore_isa")
+@settings(max_examples=40)
+@given(stem_problems())
+def test_conv_stem_has_the_bits_of_the_separate_calls(problem):
+    x, w, b, spec, channels_first, pool = problem
+    args = {} if pool is None else dict(zip(("pool_size", "pool_stride", "pool_padding"), pool))
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        try:
+            want = _separate(x, w, b, spec, channels_first, pool)
+        except ValueError as e:  # a pool window in the padding alone, or too large
+            with pytest.raises(ValueError, match="conv_stem"):
+                ops.conv_stem(x, w, b, **spec, channels_first=channels_first, **args)
+            assert "max_pool" in str(e)
+            return
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = ops.conv_stem(x, w, b, **spec, channels_first=channels_first, **args)
+        assert got.dtype == want.dtype and got.shape == want.shape, isa
+        np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=isa)
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize(
+    "shape, kernel, stride, padding, pool",
+    # ResNet's conv1 and pool, AlexNet's and SqueezeNet's (ceil mode: one more pad after)
+    [
+        ((2, 61, 58, 3), 7, 2, 3, (3, 2, 1)),
+        ((3, 63, 63, 3), 11, 4, 2, (3, 2, 0)),
+        ((1, 45, 47, 3), 3, 2, 0, (3, 2, ((0, 1), (0, 1)))),
+    ],
+)
+def test_conv_stem_identical_bits_for_any_thread_count(shape, kernel, stride, padding, pool):
+    cout = 64 + 16 + 5
+    x, b = seeded(shape, F32, 1), seeded((cout,), F32, 3)
+    w = seeded((kernel, kernel, shape[-1], cout), F32, 2)
+    xc = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    spec = {"stride": stride, "padding": padding, "activation": "relu"}
+    args = dict(zip(("pool_size", "pool_stride", "pool_padding"), pool))
+    want = _separate(x, w, b, spec, False, pool)
+    for threads in (1, 2, 3, 4):
+        cnnkit.set_num_threads(threads)
+        np.testing.assert_array_equal(ops.conv_stem(x, w, b, **spec, **args), want)
+        np.testing.assert_array_equal(
+            ops.conv_stem(xc, w, b, **spec, **args, channels_first=True), want
+        )
+
+
+def test_conv_stem_matches_reference():
+    x, w, b = seeded((2, 3, 29, 31), F64, 1), seeded((7, 7, 3, 20), F64, 2), seeded((20,), F64, 3)
+    spec = {"stride": 2, "padding": 3, "activation": "relu", "channels_first": True}
+    pool = {"pool_size": 3, "pool_stride": 2, "pool_padding": 1}
+    want = reference.conv_stem(x, w, b, **spec, **pool)
+    np.testing.assert_allclose(ops.conv_stem(x, w, b, **spec, **pool), want, rtol=1e-12)
+    assert ops.conv_stem(x, w, b, **spec).shape == (2, 15, 16, 20)
+
+
+def test_conv_stem_rejects_bad_arguments():
+    x, w = seeded((1, 3, 16, 16), F32, 1), seeded((3, 3, 3, 8), F32, 2)
+    with pytest.raises(ValueError, match=r"conv_stem\(\): pool_stride and pool_padding need"):
+        ops.conv_stem(x, w, pool_stride=2)
+    with pytest.raises(TypeError, match=r"conv_stem\(\): channels_first must be True or False"):
+        ops.conv_stem(x, w, channels_first=1)
+    with pytest.raises(ValueError, match=r"conv_stem\(\): x must have 3 to 5 dimensions"):
+        ops.conv_stem(x[0, 0], w, channels_first=True)
+    with pytest.raises(ValueError, match=r"conv_stem\(\): w must have C_in // groups = 16"):
+        ops.conv_stem(np.moveaxis(x, 1, -1), w, channels_first=True)
+    with pytest.raises(ValueError, match=r"conv_stem\(\): pool_padding must leave at least one"):
+        ops.conv_stem(x, w, channels_first=True, pool_size=2, pool_padding=((2, 0), (0, 0)))
+    with pytest.raises(ValueError, match=r"conv_stem\(\): pool_size"):
+        ops.conv_stem(x, w, channels_first=True, pool_size=0)

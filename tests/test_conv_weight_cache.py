@@ -3,14 +3,14 @@
 Off by default; with ``CNNKIT_CONV_CACHE_MB`` set, small problems (up to 4096 output rows
 over the batch) on the im2col and pointwise GEMM paths take their packed weights from the
 cache, except the few-row products that csrc/gemm_few_rows.hpp takes (float on AVX-512, at
-most 256 rows, or 1024 with weights of 2 MiB or more) and the float 1x1 products with
-short, narrow weights that csrc/gemm_small_k.hpp takes (AVX2 and AVX-512). The tests that
-count hits run in a child process with the variable set, since the budget is read once per
-process. Checked: a repeated call hits and gives the same bits; weights changed in place
-miss and give the bits of a fresh computation; the pointwise product has the bits of the
-plain GEMM; results against the NumPy reference over random shapes (groups, strides,
-padding, dilation, both dtypes, non-contiguous weights); identical bits at 1, 2 and 3
-threads; the default and a zero budget keep nothing.
+most 256 rows, or 1024 with weights of 2 MiB or more or with the patches read in place) and
+the float 1x1 products with short, narrow weights that csrc/gemm_small_k.hpp takes (AVX2 and
+AVX-512). The tests that count hits run in a child process with the variable set, since the
+budget is read once per process. Checked: a repeated call hits and gives the same bits;
+weights changed in place miss and give the bits of a fresh computation; the pointwise
+product has the bits of the plain GEMM; results against the NumPy reference over random
+shapes (groups, strides, padding, dilation, both dtypes, non-contiguous weights); identical
+bits at 1, 2 and 3 threads; the default and a zero budget keep nothing.
 """
 
 from __future__ import annotations
@@ -90,9 +90,9 @@ def stats():
 for dtype in (np.float32, np.float64):
     for kernel in ((3, 3), (1, 1)):
         pad = (kernel[0] - 1) // 2
-        # 294 output rows: more than the few-row path takes; 300 output channels: more
-        # than the small-k path's (csrc/gemm_small_k.hpp). So the packed path runs.
-        x = np.random.default_rng(1).standard_normal((6, 7, 7, 40)).astype(dtype)
+        # 1176 output rows: more than the few-row path takes (1024); 300 output channels:
+        # more than the small-k path's (csrc/gemm_small_k.hpp). So the packed path runs.
+        x = np.random.default_rng(1).standard_normal((24, 7, 7, 40)).astype(dtype)
         for isa in _core.available_isas():
             where = (np.dtype(dtype).name, kernel, isa)
             _core.set_isa(isa)
@@ -163,7 +163,7 @@ def test_identical_bits_for_any_thread_count(groups):
 def test_default_and_zero_budget_keep_nothing(megabytes):
     code = (
         "import numpy as np; from cnnkit import _core, ops\n"
-        "x = np.ones((8, 8, 8, 32), np.float32); w = np.ones((3, 3, 32, 16), np.float32)\n"
+        "x = np.ones((20, 8, 8, 32), np.float32); w = np.ones((3, 3, 32, 16), np.float32)\n"
         "a = ops.conv(x, w, padding='same', winograd=False)\n"
         "b = ops.conv(x, w, padding='same', winograd=False)\n"
         "s = _core._conv_weight_cache_stats()\n"

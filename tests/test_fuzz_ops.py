@@ -138,6 +138,18 @@ VALID = {
         ("pool_stride", "geom", "2"),
         ("relu_output", "array", "R((2, 2, 2, 4), seed=3)"),
     ],
+    "conv_stem": [
+        (None, "array", "R((2, 3, 13, 12), np.float32)"),
+        (None, "array", "R((7, 7, 3, 8), np.float32, seed=1)"),
+        (None, "array", "R(8, np.float32, seed=2)"),
+        ("stride", "geom", "2"),
+        ("padding", "padding", "3"),
+        ("activation", "str", "'relu'"),
+        ("channels_first", "bool", "True"),
+        ("pool_size", "geom", "3"),
+        ("pool_stride", "geom", "2"),
+        ("pool_padding", "padding", "1"),
+    ],
     "gram": [(None, "array", "R((2, 4, 5, 3))"), ("normalize", "str", "'size'")],
     "gram_backward": [
         (None, "array", "R((2, 6, 3), np.float32)"),

@@ -114,6 +114,21 @@ def test_one_and_three_dimensional_layers():
         _same(t, p)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_keras_pooling_layers(dtype):
+    # Their shortcut (and their call without a tape) is the kernel alone, without the
+    # argmax indices a backward would use; NaN propagates as in the call with a tape.
+    inputs = layers.Input((13, 12, 5), dtype=dtype)
+    a = layers.MaxPooling2D(3, strides=2, padding="same", name="max", dtype=dtype)(inputs)
+    b = layers.AveragePooling2D(2, name="avg", dtype=dtype)(a)
+    c = layers.MaxPooling1D(2, name="max1d", dtype=dtype)(layers.Reshape((-1, 5))(b))
+    model = cnnkit.Model(inputs, [b, c], seed=3)
+    x = np.random.default_rng(4).standard_normal((2, 13, 12, 5)).astype(dtype)
+    x[1, 3, 4, 2] = np.nan
+    _same_as_taped_at_one_and_two_threads(model, x)
+    assert all(_shortcuts(model)[name] for name in ("max", "avg", "max1d"))
+
+
 def test_a_subclass_that_changes_call_runs_its_own_call():
     class Doubled(layers.Conv2D):
         def call(self, x, training=False):
@@ -388,3 +403,60 @@ def test_folded_concats_still_answer_activations_and_probes(monkeypatch):
     with ag.no_grad():
         model(x)
     assert len(calls) == 1  # "last" only: the probe's output was copied into "fire"'s
+
+
+def _stems(dtype: str = "float32") -> cnnkit.Model:
+    # An imported network's first layers (a Permute of its channels-first input, a
+    # convolution, a max pool) twice, the second convolution's output also a model output
+    # (its pool is then not folded; its Permute is), and a Keras pool after a linear one.
+    inputs = layers.Input((3, 30, 27), dtype=dtype)
+    x = layers.Permute((2, 3, 1), name="to_last", dtype=dtype)(inputs)
+    x = layers.Conv2D(20, 7, strides=2, padding="same", activation="relu", name="c1", dtype=dtype)(
+        x
+    )
+    x = OnnxPooling("max", (3, 3), (2, 2), ((1, 1), (1, 1)), name="p1", dtype=dtype)(x)
+    x = layers.Conv2D(8, 3, name="c2", dtype=dtype)(x)
+    x = layers.MaxPooling2D(2, name="p2", dtype=dtype)(x)
+    side = layers.Permute((2, 3, 1), name="side_last", dtype=dtype)(inputs)
+    side = layers.Conv2D(4, 5, strides=3, activation="relu6", name="c3", dtype=dtype)(side)
+    pooled = OnnxPooling("max", (2, 2), (2, 2), ((0, 0), (0, 0)), ceil_mode=True, name="p3")(side)
+    out = layers.Concatenate(dtype=dtype)(
+        [layers.GlobalMaxPooling2D(dtype=dtype)(t) for t in (x, pooled)]
+    )
+    return cnnkit.Model(inputs, [out, side], seed=7)
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_pools_and_input_permutes_fold_into_their_convolutions(dtype):
+    model = _stems(dtype)
+    x = np.random.default_rng(8).standard_normal((2, 3, 30, 27)).astype(dtype)
+    x[0, 1, 4, 5] = np.nan  # max pools propagate it as the separate layers do
+    _same_as_taped_at_one_and_two_threads(model, x)
+    with ag.no_grad():
+        steps = model._steps()
+    stems = {
+        s.layer.name: (
+            s.stem_permute and s.stem_permute.layer.name,
+            s.stem_pool and s.stem_pool.layer.name,
+        )
+        for s in steps
+        if s.stem is not None
+    }
+    assert stems == {"c1": ("to_last", "p1"), "c2": (None, "p2"), "c3": ("side_last", None)}
+    assert {s.layer.name for s in steps if s.planar} == {"to_last", "side_last"}
+
+
+def test_folded_pools_and_permutes_still_answer_activations_and_probes():
+    model = _stems()
+    x = np.random.default_rng(9).standard_normal((1, 3, 30, 27)).astype(np.float32)
+    names = ["to_last", "c1", "p1", "c2", "p2"]
+    taped = model.activations(x, names)
+    with ag.no_grad():
+        planned = model.activations(x, names)
+    for name in names:
+        _same(taped[name], planned[name])
+    seen = _probe(model.get_layer("p1"))  # the pool's own call then runs, after the conv's
+    taped, planned = _taped_and_planned(model, x)
+    _same(taped[0], planned[0])
+    assert len(seen) == 2

@@ -271,6 +271,30 @@ def test_max_pool_wide_channel_blocks(dtype, channels, special):
         np.testing.assert_array_equal(got, want, err_msg=isa)
 
 
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@given(problems(max_positions=60), st.integers(0, 2**32 - 1))
+def test_max_pool_same_bits_on_every_path(problem, seed):
+    # 2-D float32 pooling on the AVX-512 path runs a loop of its own (intrinsics): the
+    # same bits as the others', zeros of both signs (a tie keeps the first element) and
+    # NaNs of several payloads (the last NaN in window order wins) included.
+    x = np.array(problem.x)
+    uint = np.uint32 if x.dtype == np.float32 else np.uint64
+    nans = np.array([0x7FC00001, 0xFFC00002, 0x7FC00003], np.uint32).view(np.float32)
+    specials = np.concatenate([np.array([0.0, -0.0, np.inf, -np.inf]), nans]).astype(x.dtype)
+    rng = np.random.default_rng(seed)
+    pick = rng.random(x.shape) < 0.4
+    x[pick] = rng.choice(specials, int(pick.sum()))
+    special = Problem(x, problem.pool_size, problem.kwargs)
+    results = []
+    for isa in _core.available_isas():
+        _core.set_isa(isa)
+        for threads in (1, 3):
+            cnnkit.set_num_threads(threads)
+            results.append(special.run(ops, "max_pool").view(uint))
+    for got in results[1:]:
+        np.testing.assert_array_equal(got, results[0])
+
+
 def test_max_pool_indices_by_hand():
     # 2x2 windows of a 3x4 image with "same" padding; ties go to the first element.
     x = np.array([[1.0, 3.0, 0.0, 2.0], [3.0, 2.0, 2.0, 2.0], [7.0, 0.0, 1.0, 9.0]])

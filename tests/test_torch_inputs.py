@@ -48,6 +48,7 @@ CALLS = {
             t, W2, np.zeros((1, 2, 2, 3)), np.zeros((1, 2, 2, 3), np.int64), 2
         ),
     ),
+    "conv_stem": ("x", lambda t: ops.conv_stem(t, W2, pool_size=2)),
     "distance_box_iou": ("boxes1", lambda t: ops.distance_box_iou(t, BOXES)),
     "felzenszwalb": ("image", lambda t: ops.felzenszwalb(t)),
     "generalized_box_iou": ("boxes2", lambda t: ops.generalized_box_iou(BOXES, t)),
@@ -125,6 +126,7 @@ VALUES = {
     "conv3d": np.zeros((1, 2, 6, 6, 2)),
     "conv_backward": IMAGES,
     "conv_max_pool_backward": IMAGES,
+    "conv_stem": IMAGES,
     "global_avg_pool": IMAGES,
     "global_max_pool": IMAGES,
     "gram": IMAGES,

@@ -86,6 +86,10 @@ INFERENCE_CONVS = [
     Conv((1, 7, 7, 512), 3, 512),
     Conv((1, 14, 14, 256), 3, 256),
     Conv((1, 13, 13, 384), 3, 256),
+    # ResNet-18's stride-2 3x3 into layer3 and a 1x1 stride-2 downsample: their patches
+    # read in place by the few-row tiles (csrc/gemm_few_rows.hpp's FewRowsImplicit).
+    Conv((1, 28, 28, 128), 3, 256, padding=1, stride=2),
+    Conv((1, 56, 56, 64), 1, 128, padding=0, stride=2),
     # SqueezeNet 1.1's classifier (1x1, 1000 channels: the few-row GEMM's column chunks)
     # and a 13x13 expand3x3 (im2col on the few-row GEMM rather than Winograd's sparse
     # tiles); MobileNet v2's last 1x1 (7x7, 320 -> 1280).

@@ -1,5 +1,13 @@
-"""An input layer's convolution under a max pool, backward: the weight and bias gradients
-from the pool's output gradient (``ops.conv_max_pool_backward``; see ``__init__.py``).
+"""An input layer's convolution under a max pool: forward in one pass
+(``ops.conv_stem``), and backward, the weight and bias gradients from the pool's output
+gradient (``ops.conv_max_pool_backward``; see ``__init__.py``).
+
+Forward: ResNet-18's and AlexNet's first layers on a channels-first image, as an imported
+network gets it (7x7 stride 2 padding 3 and 11x11 stride 4 padding 2, 3 -> 64 channels,
+ReLU, max pool 3x3 stride 2, ResNet's with padding 1). cnnkit pools the convolution's
+rows as they are made and interleaves the channels as it copies the image's rows; its
+separate calls (``channels_last``, ``conv``, ``max_pool``) are the "reference" here.
+Peer: ``torch``, ``conv2d``, ``relu`` and ``max_pool2d`` on the NCHW image (its layout).
 
 The shape is the training bench's first layer (``training.py``): 64 x 28 x 28 x 1 images,
 Conv2D 32 3x3 with ReLU, MaxPooling2D 2x2. cnnkit makes each band of the convolution's
@@ -66,6 +74,50 @@ def _torch(data: tuple) -> Call:
     return call
 
 
+def _stem_inputs(batch: int, kernel: int, stride: int, padding: int) -> tuple:
+    rng = np.random.default_rng(7)
+    x = rng.random((batch, 3, 224, 224), dtype=np.float32)
+    w = (rng.standard_normal((kernel, kernel, 3, 64)) / kernel / 2).astype(np.float32)
+    b = (rng.standard_normal(64) / 10).astype(np.float32)
+    return x, w, b, {"stride": stride, "padding": padding}, 1 if kernel == 7 else 0
+
+
+def _stem_cnnkit(data: tuple) -> Call:
+    from cnnkit import ops
+
+    x, w, b, spec, pad = data
+    pool = {"pool_size": 3, "pool_stride": 2, "pool_padding": pad}
+    return lambda: ops.conv_stem(x, w, b, **spec, activation="relu", channels_first=True, **pool)
+
+
+def _stem_separate(data: tuple) -> Call:
+    from cnnkit import ops
+
+    x, w, b, spec, pad = data
+
+    def call() -> np.ndarray:
+        y = ops.conv(ops.channels_last(x), w, b, **spec, activation="relu")
+        return ops.max_pool(y, 3, stride=2, padding=pad)
+
+    return call
+
+
+def _stem_torch(data: tuple) -> Call:
+    import torch
+
+    x, w, b, spec, pad = data
+    f = torch.nn.functional
+    xt, bt = torch.from_numpy(x), torch.from_numpy(b)
+    wt = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+
+    def call() -> np.ndarray:
+        with torch.no_grad():
+            y = f.relu(f.conv2d(xt, wt, bt, stride=spec["stride"], padding=spec["padding"]))
+            return f.max_pool2d(y, 3, 2, pad).permute(0, 2, 3, 1).numpy()
+
+    return call
+
+
 def check(ours: tuple, theirs: tuple) -> str | None:
     for name, a, b in zip(("dw", "db"), ours, theirs):
         problem = allclose(rtol=1e-3, atol=1e-3)(np.asarray(a), np.asarray(b))
@@ -75,7 +127,20 @@ def check(ours: tuple, theirs: tuple) -> str | None:
 
 
 def cases() -> list[Case]:
+    stems = [
+        Case(
+            name=f"conv_stem {k}x{k} stride {s} -> 64 relu + max_pool 3x3/2, channels-first",
+            size=f"{n} x 3 x 224 x 224",
+            dtype="float32",
+            inputs=lambda n=n, k=k, s=s, p=p: _stem_inputs(n, k, s, p),
+            impls={"cnnkit": _stem_cnnkit, "reference": _stem_separate, "torch": _stem_torch},
+            check=allclose(rtol=1e-4, atol=1e-4),
+        )
+        for k, s, p in ((7, 2, 3), (11, 4, 2))
+        for n in (1, 8)
+    ]
     return [
+        *stems,
         Case(
             name="conv 3x3 -> 32 relu + max_pool 2x2 backward (dw, db)",
             size="64 x 28 x 28 x 1",
@@ -83,5 +148,5 @@ def cases() -> list[Case]:
             inputs=inputs,
             impls={"cnnkit": _cnnkit, "torch": _torch},
             check=check,
-        )
+        ),
     ]

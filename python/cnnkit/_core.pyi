@@ -123,6 +123,19 @@ def conv_max_pool_backward(
     pool_padding: _Spatial,
     relu_output: ArrayLike | None = None,
 ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]: ...
+def conv_stem(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None,
+    stride: Any,
+    padding: _Spatial,
+    activation: str | None,
+    negative_slope: float,
+    channels_first: bool,
+    pool_size: Any,
+    pool_stride: Any,
+    pool_padding: _Spatial | None,
+) -> NDArray[np.floating[Any]]: ...
 def max_pool(
     x: ArrayLike, pool_size: Any, stride: Any, padding: _Spatial, /
 ) -> NDArray[np.floating[Any]]: ...

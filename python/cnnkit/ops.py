@@ -65,6 +65,7 @@ __all__ = [
     "conv3d",
     "conv_backward",
     "conv_max_pool_backward",
+    "conv_stem",
     "distance_box_iou",
     "felzenszwalb",
     "generalized_box_iou",
@@ -777,6 +778,73 @@ def conv_max_pool_backward(
         pool_stride,
         pool_padding,
         relu_output=relu_output,
+    )
+
+
+def conv_stem(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence = "valid",
+    activation: str | None = None,
+    negative_slope: float = 0.2,
+    channels_first: bool = False,
+    pool_size: int | Sequence[int] | None = None,
+    pool_stride: int | Sequence[int] | None = None,
+    pool_padding: str | int | Sequence | None = None,
+) -> np.ndarray:
+    """A network's first layers in one call: :func:`conv` with its activation, from a
+    channels-last or channels-first ``x``, then :func:`max_pool` when ``pool_size`` is
+    given.
+
+    The same values, bit for bit, as ``max_pool(conv(channels_last(x), w, b, ...),
+    pool_size, stride=pool_stride, padding=pool_padding)`` (each call only where asked
+    for), NaN included. For an image of 1 to 4 channels under a strided window of at
+    least 3x3 (ResNet's 7x7, AlexNet's 11x11; float32 on the AVX-512 path) it is one
+    pass: the convolution's rows are made a band at a time and pooled while they are in
+    cache (ResNet-18's pool read its 3.2 MB input back from memory), and channels-first
+    rows are interleaved as they are copied into the band (an imported ONNX network's
+    input, otherwise copied channels-last first). Other shapes take the separate calls.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, *spatial, C_in), or (N, C_in, *spatial) with ``channels_first``
+    w, b, stride, padding, activation, negative_slope
+        As given to :func:`conv` (one group, no dilation).
+    channels_first : bool, default False
+        ``x`` is channels-first (ONNX's and torch's layout); the result is channels-last.
+    pool_size, pool_stride, pool_padding : optional
+        The max pool's ``pool_size``, ``stride`` and ``padding`` (:func:`max_pool`;
+        ``pool_padding`` defaults to "valid"); without ``pool_size``, no pool.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, *out, C_out)
+        Channels-last; bit-identical for any number of threads.
+    """
+    if pool_size is None and (pool_stride is not None or pool_padding is not None):
+        raise ValueError(
+            "conv_stem(): pool_stride and pool_padding need pool_size, got pool_size=None"
+        )
+    if pool_size is not None and pool_padding is None:
+        pool_padding = "valid"
+    if not isinstance(channels_first, (bool, np.bool_)):
+        kind = type(channels_first).__name__
+        raise TypeError(f"conv_stem(): channels_first must be True or False, got {kind}")
+    return _core.conv_stem(
+        x,
+        w,
+        b,
+        stride,
+        padding,
+        activation,
+        negative_slope,
+        bool(channels_first),
+        pool_size,
+        pool_stride,
+        pool_padding,
     )
 
 

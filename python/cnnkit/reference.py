@@ -43,6 +43,7 @@ __all__ = [
     "conv",
     "conv_backward",
     "conv_max_pool_backward",
+    "conv_stem",
     "distance_box_iou",
     "felzenszwalb",
     "gaussian_blur",
@@ -622,6 +623,30 @@ def max_pool_backward(
     first = _first_maximal(x, window, steps, pads)[..., None]
     grads = np.where(np.arange(math.prod(window)) == first, dy[..., None], 0)
     return _unwindow(grads, x.shape, window, steps, pads)
+
+
+def conv_stem(
+    x: ArrayLike,
+    w: ArrayLike,
+    b: ArrayLike | None = None,
+    *,
+    stride=1,
+    padding="valid",
+    activation: str | None = None,
+    negative_slope: float = 0.2,
+    channels_first: bool = False,
+    pool_size=None,
+    pool_stride=None,
+    pool_padding=None,
+) -> np.ndarray:
+    if channels_first:
+        x = channels_last(x)
+    spec = {"stride": stride, "padding": padding, "activation": activation}
+    y = conv(x, w, b, negative_slope=negative_slope, **spec)
+    if pool_size is None:
+        return y
+    padding = "valid" if pool_padding is None else pool_padding
+    return max_pool(y, pool_size, stride=pool_stride, padding=padding)  # type: ignore[return-value]
 
 
 def conv_max_pool_backward(

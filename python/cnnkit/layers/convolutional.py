@@ -52,6 +52,15 @@ def _padding(where: str, value: Any, rank: int, options: Sequence[str]) -> Any:
     )
 
 
+def _output_length(n: int, k: int, s: int, padding: Any) -> int:
+    """A convolution's output length (no dilation) for padding "same", "valid" or a
+    (before, after) pair; below 1 where the window does not fit."""
+    if padding == "same":
+        return -(-n // s)
+    before, after = (0, 0) if padding == "valid" else padding
+    return (n + before + after - k) // s + 1
+
+
 def _padding_config(value: Any) -> Any:
     return value if isinstance(value, str) else [list(p) for p in value]
 
@@ -168,6 +177,46 @@ class _Conv(Layer):
         if self.activation != "linear":
             return None
         return self._kernel_step("relu" if rectify else None)
+
+    def _stem_step(self) -> Callable[[np.ndarray, bool, Any], np.ndarray | None] | None:
+        # For inference plans (functional._fold_pools): ops.conv_stem with the layer's
+        # settings, from a channels-first input and/or with the max pool after it, given
+        # as a function of the convolution's output size (the pool's settings for it).
+        fused = _fused(self.activation, self._act)
+        if (fused is None and self.activation != "linear") or self.groups != 1:
+            return None
+        if any(d != 1 for d in self.dilation_rate):
+            return None
+        padding, rank = self._conv_padding(), self.rank + 2
+        kernel, strides = self.kernel_size, self.strides
+        pads = (padding,) * self.rank if isinstance(padding, str) else padding
+
+        known: dict[tuple[Any, ...], dict[str, Any] | None] = {}  # the pool's, by input shape
+
+        def step(x: np.ndarray, channels_first: bool, pool: Any) -> np.ndarray | None:
+            if x.ndim != rank:
+                return None
+            key = (x.shape, channels_first, pool is None)
+            if key not in known:
+                spatial = x.shape[2:] if channels_first else x.shape[1:-1]
+                out = [_output_length(*a) for a in zip(spatial, kernel, strides, pads)]
+                known[key] = None if min(out) < 1 else {} if pool is None else pool(out)
+            pool_args = known[key]
+            if pool_args is None:
+                return None
+            bias = None if self.bias is None else self.bias.data
+            return ops.conv_stem(  # type: ignore[no-any-return]
+                x,
+                self.kernel.data,
+                bias,
+                stride=strides,
+                padding=padding,
+                activation=fused,
+                channels_first=channels_first,
+                **pool_args,
+            )
+
+        return step
 
     def _concat_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
         # For inference plans: _inference_step's result written into out, a channel slice

@@ -56,8 +56,32 @@ class _Pool(Layer):
 
     def call(self, x: Tensor, training: bool = False) -> Tensor:
         self._need_rank(x.shape, self.rank + 2, self.layout)
+        spec: dict[str, Any] = {"stride": self.strides, "padding": self.padding}
+        if self.kind == "max" and not (ag.is_grad_enabled() and getattr(x, "requires_grad", False)):
+            # Nothing to differentiate: without the argmax indices ag.max_pool keeps for a
+            # backward, as OnnxPooling.
+            data = x.data if isinstance(x, Tensor) else x
+            return Tensor(ops.max_pool(data, self.pool_size, **spec))
         pool = ag.max_pool if self.kind == "max" else ag.avg_pool
-        return pool(x, self.pool_size, stride=self.strides, padding=self.padding)
+        return pool(x, self.pool_size, **spec)
+
+    def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
+        # The kernel's own call on arrays, for inference plans.
+        pool = ops.max_pool if self.kind == "max" else ops.avg_pool
+        spec: dict[str, Any] = {"stride": self.strides, "padding": self.padding}
+        rank = self.rank + 2
+        return lambda x: pool(x, self.pool_size, **spec) if x.ndim == rank else None  # type: ignore[return-value]
+
+    def _max_pool_args(self, spatial: Sequence[int]) -> dict[str, Any] | None:
+        # For inference plans (functional._fold_pools): the pool as ops.conv_stem's
+        # arguments, for an input of these spatial sizes.
+        if self.kind != "max" or len(spatial) != self.rank:
+            return None
+        return {
+            "pool_size": self.pool_size,
+            "pool_stride": self.strides,
+            "pool_padding": self.padding,
+        }
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -284,6 +284,7 @@ class Functional(Model):
         outputs = {id(t) for t in _nest.flatten(self._graph_outputs)}
         _fold_residuals(steps, outputs)
         _fold_concats(steps, outputs)
+        _fold_pools(steps, outputs)
         self.__dict__["_steps_cache"] = (key, steps)
         return steps
 
@@ -305,7 +306,10 @@ class Functional(Model):
         Likewise a channel Concatenate of convolutions' outputs (SqueezeNet's fire modules,
         GoogLeNet's inception blocks; see :func:`_fold_concats`): its output is allocated
         when the first of them runs, each writes its channels into it (``ops.conv``'s
-        ``out``), and the Concatenate copies nothing."""
+        ``out``), and the Concatenate copies nothing. And a convolution whose output only a
+        max pool reads makes the pool's output (:func:`cnnkit.ops.conv_stem`), and one that
+        alone reads a Permute to channels-last reads the Permute's input (an imported
+        network's first layers); see :func:`_fold_pools`."""
         values: dict[int, Any] = {id(t): v for t, v in zip(self._input_leaves, self._feed(x))}
         folded: set[int] = set()  # AddReLU steps done by their convolution in this call
         slabs: dict[int, Any] = {}  # a folded Concatenate step's output, while being filled
@@ -315,7 +319,9 @@ class Functional(Model):
                 out = step.node.outputs
                 values[id(out)] = layer(values[id(out)]).data
                 continue
-            if id(step) in folded:
+            if id(step) in folded or (
+                (step.planar or step.stem is not None) and _stem_done(step, values, folded)
+            ):
                 for tid in step.expiring:
                     values.pop(tid, None)
                 continue
@@ -541,10 +547,14 @@ class _Step:
         "into",
         "layer",
         "node",
+        "planar",
         "reads",
         "residual",
         "residual_fast",
         "shortcut",
+        "stem",
+        "stem_permute",
+        "stem_pool",
         "writes",
     )
 
@@ -561,6 +571,13 @@ class _Step:
         # Set by _fold_concats: where this convolution writes its output, a channel slice
         # of a Concatenate's output.
         self.into: _Slice | None = None
+        # Set by _fold_pools: a convolution's ops.conv_stem step, the Permute step whose
+        # channels-first input it reads in place, and the max-pool step it does too; on
+        # that Permute step, `planar`.
+        self.stem: Callable[[Any, bool, Any], Any] | None = None
+        self.stem_permute: _Step | None = None
+        self.stem_pool: _Step | None = None
+        self.planar = False
         args = node.args
         if isinstance(node.layer, InputLayer):
             self.reads: int | list[int] | None = None
@@ -723,6 +740,97 @@ def _fold_concats(steps: list[_Step], outputs: set[int]) -> None:
                 last = first + t.shape[-1]
                 p.into = _Slice(cat, shape[1:], first, last, write)  # type: ignore[union-attr]
                 first = last
+
+
+def _fold_pools(steps: list[_Step], outputs: set[int]) -> None:
+    """Marks each convolution step (with a ``_stem_step``: one group, no dilation) whose
+    output is read by one max-pool step alone (a layer with ``_max_pool_args``), or whose
+    input is made by a Permute from channels-first to channels-last that nothing else
+    reads: :func:`_stem_done` then does the convolution and the pool in one call of
+    :func:`cnnkit.ops.conv_stem` (the bits of the separate layers), reading the Permute's
+    input as it is. Neither folded tensor may be a model output. An imported ONNX
+    network's first layers are such a chain (its input Permute, conv1, the max pool)."""
+    made = {w: i for i, step in enumerate(steps) for w in step.writes}
+    readers: dict[int, list[_Step]] = {}
+    for step in steps:
+        for r in step.reads if isinstance(step.reads, list) else [step.reads]:
+            if r is not None:
+                readers.setdefault(r, []).append(step)
+
+    def only_reader(tid: int) -> _Step | None:
+        found = readers.get(tid, [])
+        return found[0] if len(found) == 1 and tid not in outputs else None
+
+    for conv in steps:
+        make = getattr(conv.layer, "_stem_step", None)
+        if conv.fast is None or make is None or conv.residual is not None:
+            continue
+        if not isinstance(conv.reads, int) or conv.into is not None:
+            continue
+        pool = only_reader(conv.writes[0])
+        if pool is None or not (
+            isinstance(pool.reads, int)
+            and hasattr(pool.layer, "_max_pool_args")
+            and type(pool.layer).__call__ is Layer.__call__
+            and pool.node.training is not True
+        ):
+            pool = None
+        permute = steps[made[conv.reads]] if conv.reads in made else None
+        if permute is None or not (
+            only_reader(conv.reads) is conv
+            and isinstance(permute.layer, layers_module.Permute)
+            and permute.fast is not None
+            and isinstance(permute.reads, int)
+            and permute.layer.dims == (*range(2, len(permute.layer.dims) + 1), 1)
+        ):
+            permute = None
+        if pool is None and permute is None:
+            continue
+        conv.stem = make()
+        if conv.stem is not None:
+            conv.stem_pool, conv.stem_permute = pool, permute
+            if permute is not None:
+                permute.planar = True
+
+
+class _ChannelsFirst:
+    """A Permute's channels-first input, left for the convolution that alone reads the
+    Permute's output to read as it is (:func:`_fold_pools`)."""
+
+    __slots__ = ("x",)
+
+    def __init__(self, x: Any) -> None:
+        self.x = x
+
+
+def _stem_done(step: _Step, values: dict[int, Any], folded: set[int]) -> bool:
+    """Runs a step :func:`_fold_pools` marked, if it can: a Permute leaves its input to
+    the convolution after it; a convolution makes its output, or its max pool's (the pool
+    step is then added to ``folded``). False where the step is to run as usual (after a
+    channels-first input has been made channels-last for it)."""
+    x = values[step.reads]  # type: ignore[index]
+    if step.planar:
+        if not _shortcut_applies(step.layer, x) or x.ndim != len(step.layer.dims) + 1:
+            return False
+        values[step.writes[0]] = _ChannelsFirst(x)
+        return True
+    channels_first = isinstance(x, _ChannelsFirst)
+    if channels_first:
+        x = x.x
+    pool = step.stem_pool
+    result = None
+    if _shortcut_applies(step.layer, x) and (pool is None or _shortcut_applies(pool.layer, x)):
+        result = step.stem(x, channels_first, pool and pool.layer._max_pool_args)  # type: ignore[misc]
+    if result is None:
+        if channels_first:  # the Permute's own step, late
+            values[step.reads] = step.stem_permute.fast(x)  # type: ignore[index, union-attr, misc]
+        return False
+    done = step if pool is None else pool
+    if pool is not None:
+        folded.add(id(pool))
+    done.layer._output_shape = (None, *result.shape[1:])
+    values[done.writes[0]] = result
+    return True
 
 
 class _NotYet(Exception):

@@ -149,6 +149,18 @@ class OnnxPooling(Layer):
 
         return step
 
+    def _max_pool_args(self, spatial: Sequence[int]) -> dict[str, Any] | None:
+        # For inference plans (cnnkit.models.functional._fold_pools): the pool as
+        # ops.conv_stem's arguments, for an input of these spatial sizes; None where the
+        # layer's call would raise (its message, then, from the call).
+        if self.kind != "max" or len(spatial) != len(self.pool_size):
+            return None
+        try:
+            pads = self._pads((1, *spatial, 1))
+        except ValueError:
+            return None
+        return {"pool_size": self.pool_size, "pool_stride": self.strides, "pool_padding": pads}
+
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
