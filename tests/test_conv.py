@@ -415,6 +415,58 @@ def test_depthwise_fused_activation_has_the_bits_of_the_separate_pass(
     assert np.array_equal(ops.conv(x, w, b, activation=activation, **kwargs), got, equal_nan=True)
 
 
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@given(
+    loop=st.sampled_from(["rows", "rows-5x5", "1d"]),
+    dtype=st.sampled_from(DTYPES),
+    size=st.integers(1, 12),
+    channels=st.integers(17, 47),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    activation=st.sampled_from([None, "relu6", "leaky_relu"]),
+    non_finite=st.booleans(),
+)
+@settings(max_examples=30)
+def test_depthwise_channel_remainders_have_the_bits_of_whole_vectors(
+    isa, loop, dtype, size, channels, stride, padding, activation, non_finite
+):
+    """Channels past the last whole vector (masked vectors on the AVX-512 path, one lane at
+    a time elsewhere) get the bits they get inside a whole vector: each channel is the
+    same convolution whatever the channels around it, so the channels [16, C) of a
+    C-channel problem equal those of the problem with its channels repeated to 48,
+    where they lie in whole vectors of every width. The input gradient runs the same
+    loops at stride 1."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    kernel = _DEPTHWISE_LOOPS[loop][0]
+    shape = tuple(max(size, k) for k in kernel)
+    x = seeded((2, *shape, channels), dtype, 51)
+    w = seeded((*kernel, 1, channels), dtype, 52)
+    b = seeded((channels,), dtype, 53)
+    if non_finite:
+        x.reshape(-1)[:: 5 + channels] = np.nan
+        x.reshape(-1)[2 :: 13 + channels] = np.inf
+    wide = np.arange(48) % channels  # channel j of the wide problem is channel wide[j]
+    kwargs = {"stride": stride, "padding": padding, "negative_slope": 0.1}
+    for threads in (1, 2):
+        cnnkit.set_num_threads(threads)
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = ops.conv(x, w, b, groups=channels, activation=activation, **kwargs)
+            want = ops.conv(
+                x[..., wide], w[..., wide], b[wide], groups=48, activation=activation, **kwargs
+            )
+        assert np.array_equal(got[..., 16:], want[..., 16:channels], equal_nan=True)
+    del kwargs["negative_slope"]
+    dy = seeded(got.shape, dtype, 54)
+    dx = ops.conv_backward(x, w, dy, groups=channels, need=("x",), **kwargs)[0]
+    dx_wide = ops.conv_backward(
+        x[..., wide], w[..., wide], dy[..., wide], groups=48, need=("x",), **kwargs
+    )[0]
+    assert np.array_equal(dx[..., 16:], dx_wide[..., 16:channels], equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("x_shape", "w_shape", "kwargs"),

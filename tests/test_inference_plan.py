@@ -224,6 +224,55 @@ def test_residual_adds_fold_into_their_convolutions(dtype):
     assert folded == {"a": "first", "down": "second"}
 
 
+def _inverted_residuals(dtype: str = "float32") -> cnnkit.Model:
+    """MobileNet v2's blocks: expand, depthwise, a linear projection, then a plain Add of
+    the block's input (no ReLU after it); the projection comes first or second in the
+    Add's list. An Add whose convolution has an activation of its own does not fold."""
+    inputs = layers.Input((9, 10, 8), dtype=dtype)
+    x = layers.Conv2D(8, 1, activation="relu", name="stem", dtype=dtype)(inputs)
+    for i, project_first in enumerate((False, True)):
+        e = layers.Conv2D(24, 1, activation="relu6", name=f"expand{i}", dtype=dtype)(x)
+        d = layers.DepthwiseConv2D(3, padding="same", activation="relu6", dtype=dtype)(e)
+        p = layers.Conv2D(8, 1, name=f"project{i}", dtype=dtype)(d)
+        x = layers.Add(name=f"add{i}", dtype=dtype)([p, x] if project_first else [x, p])
+    r = layers.Conv2D(8, 3, padding="same", activation="relu", name="rectified", dtype=dtype)(x)
+    x = layers.Add(name="not_linear", dtype=dtype)([x, r])
+    return cnnkit.Model(inputs, layers.GlobalAveragePooling2D(dtype=dtype)(x), seed=8)
+
+
+@pytest.mark.usefixtures("restore_threads")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_plain_residual_adds_fold_into_their_linear_convolutions(dtype):
+    model = _inverted_residuals(dtype)
+    x = np.random.default_rng(9).standard_normal((2, 9, 10, 8)).astype(dtype)
+    x[0, 1, 2, 3] = np.nan
+    x[1, 4, 4, :] = np.inf
+    _same_as_taped_at_one_and_two_threads(model, x)
+    with ag.no_grad():
+        folded = {s.layer.name: s.residual.layer.name for s in model._steps() if s.residual}
+    assert folded == {"project0": "add0", "project1": "add1"}
+    _activations_and_probe_as_taped(model, x, ["project1", "add1"], "add0")
+
+
+def test_depthwise_shortcut_sees_new_and_changed_weights():
+    # The shortcut keeps the grouped view of the kernel between calls: weights changed in
+    # place, assigned by set_weights or replaced by another array are all seen.
+    model = _inverted_residuals()
+    layer = next(s.layer for s in model._steps() if isinstance(s.layer, layers.DepthwiseConv2D))
+    x = np.random.default_rng(10).standard_normal((1, 9, 10, 8)).astype(np.float32)
+    rng = np.random.default_rng(11)
+    for change in ("in place", "set_weights", "replaced"):
+        kernel = rng.standard_normal(layer.kernel.shape).astype(np.float32)
+        if change == "in place":
+            layer.kernel.data[...] = kernel
+        elif change == "set_weights":
+            layer.set_weights([kernel, layer.bias.data])
+        else:
+            layer.kernel.data = kernel
+        taped, planned = _taped_and_planned(model, x)
+        _same(taped, planned)
+
+
 def _probe(layer) -> list:
     """Sets a probe as the layer's ``call`` on the instance; the list it returns grows by
     one at each call."""
@@ -238,18 +287,24 @@ def _probe(layer) -> list:
     return seen
 
 
-def test_folded_layers_still_answer_activations_and_probes():
-    model = _residual_blocks()
-    x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
-    taped = model.activations(x, ["a", "first", "down"])
+def _activations_and_probe_as_taped(model, x, names: list[str], probed: str) -> None:
+    """activations() of folded layers are their taped values, and a probe set on a folded
+    layer runs (its fold is skipped)."""
+    taped = model.activations(x, names)
     with ag.no_grad():
-        planned = model.activations(x, ["a", "first", "down"])
+        planned = model.activations(x, names)
     for name in taped:
         _same(taped[name], planned[name])
-    seen = _probe(model.get_layer("first"))
+    seen = _probe(model.get_layer(probed))
     with ag.no_grad():
         model(x)
     assert seen
+
+
+def test_folded_layers_still_answer_activations_and_probes():
+    model = _residual_blocks()
+    x = np.random.default_rng(6).standard_normal((1, 10, 10, 8)).astype(np.float32)
+    _activations_and_probe_as_taped(model, x, ["a", "first", "down"], "first")
 
 
 def _fire_and_inception(dtype: str = "float32") -> cnnkit.Model:

@@ -107,6 +107,10 @@ INFERENCE_CONVS = [
     # one (112 x 112 x 96 -> 56 x 56, torch's padding of 1).
     Conv((1, 112, 112, 32), 3, 32, groups=32),
     Conv((1, 112, 112, 96), 3, 96, padding=1, groups=96, stride=2),
+    # MobileNet v3-small's depthwise layers with channels past the last whole vector
+    # (72 and 88: 8 left over from AVX-512's 16 lanes), 3x3 at stride 2 and 1.
+    Conv((1, 56, 56, 72), 3, 72, padding=1, groups=72, stride=2),
+    Conv((1, 28, 28, 88), 3, 88, padding=1, groups=88),
     # Its 1x1 layers with many rows and few channels, which take csrc/gemm_small_k.hpp's
     # unpacked register tiles: features.1's projection, features.2's expansion, features.3's.
     Conv((1, 112, 112, 32), 1, 16),

@@ -166,15 +166,17 @@ class _Conv(Layer):
         fused = _fused(self.activation, self._act)
         if fused is None and self.activation != "linear":
             return None
-        step = self._kernel_step(fused)
-        return lambda x: step(x, None)
+        return self._kernel_step(fused)
 
-    def _residual_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
+    def _residual_step(
+        self, rectify: bool = True
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
         # For inference plans: relu(call(x) + residual) with the bits of an AddReLU after
-        # this layer (ops.conv's residual), when the layer has no activation of its own.
+        # this layer, or call(x) + residual with those of an Add (ops.conv's residual),
+        # when the layer has no activation of its own.
         if self.activation != "linear":
             return None
-        return self._kernel_step("relu")
+        return self._kernel_step("relu" if rectify else None)
 
     def _stem_step(self) -> Callable[[np.ndarray, bool, Any], np.ndarray | None] | None:
         # For inference plans (functional._fold_pools): ops.conv_stem with the layer's
@@ -238,7 +240,7 @@ class _Conv(Layer):
         rank = self.rank + 2
 
         def step(
-            x: np.ndarray, residual: np.ndarray | None, out: np.ndarray | None = None
+            x: np.ndarray, residual: np.ndarray | None = None, out: np.ndarray | None = None
         ) -> np.ndarray | None:
             if x.ndim != rank:
                 return None
@@ -549,11 +551,19 @@ class DepthwiseConv2D(Layer):
         if fused is None and self.activation != "linear":
             return None
 
+        # The grouped kernel is a view of the weights, remade only when the weights are
+        # another array (assigned, loaded): _grouped's reshape and settings per call
+        # were a third of the step's Python at batch 1.
+        made: list[Any] = [None, None, None]  # weights array, its grouped view, settings
+
         def step(x: np.ndarray) -> np.ndarray | None:
-            if x.ndim != 4 or x.shape[-1] != self.kernel.shape[2]:
+            kernel = self.kernel.data
+            if x.ndim != 4 or x.shape[-1] != kernel.shape[2]:
                 return None
-            w, spec = self._grouped(self.kernel.data, fused)
-            return ops.conv(x, w, None if self.bias is None else self.bias.data, **spec)
+            if made[0] is not kernel:
+                made[1], made[2] = self._grouped(kernel, fused)
+                made[0] = kernel
+            return ops.conv(x, made[1], None if self.bias is None else self.bias.data, **made[2])
 
         return step
 

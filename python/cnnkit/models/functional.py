@@ -298,10 +298,10 @@ class Functional(Model):
         layer call's Python took 15-50 us there (ResNet-18 at batch 1: about 1.1 ms of its
         26 ms, where onnxruntime has none); the plan saved 0.6-1.3 ms of it.
 
-        A convolution whose output only an AddReLU reads, after the AddReLU's other operand
-        is made, adds that operand and rectifies as it stores its tiles
+        A convolution whose output only an AddReLU (or a plain Add) reads, after the
+        other operand is made, adds that operand (and rectifies) as it stores its tiles
         (:func:`cnnkit.ops.conv`'s ``residual``, the bits of the two layers): the AddReLU
-        then has nothing left to do.
+        or Add then has nothing left to do.
 
         Likewise a channel Concatenate of convolutions' outputs (SqueezeNet's fire modules,
         GoogLeNet's inception blocks; see :func:`_fold_concats`): its output is allocated
@@ -627,11 +627,16 @@ def _fold_residuals(steps: list[_Step], outputs: set[int]) -> None:
     """Marks each convolution step whose output is read by one AddReLU step alone (and is
     no model output) while the AddReLU's other operand is made before it: the
     convolution may then add that operand and rectify (``_residual_step``), in place of
-    both. Only for operands of the same fully known shapes."""
+    both. Likewise a plain ``Add`` of two tensors (MobileNet v2's residual blocks, which
+    end without a ReLU), whose sum the convolution makes without rectifying: the Add's
+    pass over its output and its call through the tape cost 10-40 us per block at batch
+    1. Only for operands of the same fully known shapes."""
     made = {w: i for i, step in enumerate(steps) for w in step.writes}
     readers = _readers(steps)
     for add in steps:
-        if add.fast is None or not getattr(add.layer, "_adds_then_rectifies", False):
+        rectify = add.fast is not None and getattr(add.layer, "_adds_then_rectifies", False)
+        plain = type(add.layer) is layers_module.Add and add.node.training is not True
+        if not (rectify or plain):
             continue
         args = add.node.args
         if not (isinstance(args, list) and len(args) == 2):
@@ -651,7 +656,7 @@ def _fold_residuals(steps: list[_Step], outputs: set[int]) -> None:
         ):
             continue
         residual_step = getattr(conv.layer, "_residual_step", None)
-        fused = residual_step() if residual_step is not None else None
+        fused = residual_step(rectify) if residual_step is not None else None
         if fused is not None:
             conv.residual, conv.residual_fast, conv.shortcut = add, fused, id(first)
 
