@@ -94,6 +94,25 @@ void column_sums(int64_t rows, int64_t channels, Part&& part, std::vector<double
 
 inline double inv_std_of(double var, double epsilon) { return 1.0 / std::sqrt(var + epsilon); }
 
+// The vector pass scales by a = gamma / std rounded to T, which overflows
+// when gamma is near T's largest value and std < 1, although
+// gamma (x - mean) / std, as the formula (and cnnkit.reference) reads, need
+// not: 3e38 times a deviation of 0.9 standard deviations is finite in float.
+// Such channels (rare: a scale beyond T's range) are redone in double.
+template <class T>
+void redo_overflowed_scales(const T* x, int64_t rows, int64_t channels, const T* gamma,
+                            const T* beta, const T* mean, const double* var, double epsilon,
+                            const T* a, T* y) {
+  for (int64_t j = 0; j < channels; ++j) {
+    const double g = double(gamma[j]), sd = std::sqrt(var[j] + epsilon);
+    if (!std::isinf(double(a[j])) || !std::isfinite(g / sd)) continue;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t at = r * channels + j;
+      y[at] = T(g * (double(x[at]) - double(mean[j])) / sd + double(beta[j]));
+    }
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -114,6 +133,7 @@ void batch_norm(const T* x, int64_t rows, int64_t channels, const T* gamma, cons
       s, q);
   const double n = double(rows);
   std::vector<T> m(c), a(c);
+  std::vector<double> vs(c);
   for (size_t j = 0; j < c; ++j) {
     const double shift = s[j] / n;
     // Rounding can make the difference slightly negative; a NaN (from a NaN in x) must stay
@@ -122,11 +142,13 @@ void batch_norm(const T* x, int64_t rows, int64_t channels, const T* gamma, cons
     const double v = raw < 0.0 ? 0.0 : raw;
     mean[j] = m[j] = T(k[j] + shift);
     var[j] = T(v);
+    vs[j] = v;
     a[j] = T(double(gamma[j]) * inv_std_of(v, epsilon));
   }
   for_rows(rows, channels, [&](int64_t lo, int64_t hi) {
     loops.normalise(x, lo, hi, channels, m.data(), a.data(), beta, y);
   });
+  redo_overflowed_scales(x, rows, channels, gamma, beta, m.data(), vs.data(), epsilon, a.data(), y);
 }
 
 template <class T>
@@ -170,10 +192,15 @@ void batch_norm_inference(const T* x, int64_t rows, int64_t channels, const T* g
   const auto loops = row_loops<T>();
   const size_t c = size_t(channels);
   std::vector<T> a(c);
-  for (size_t j = 0; j < c; ++j) a[j] = T(double(gamma[j]) * inv_std_of(double(var[j]), epsilon));
+  std::vector<double> vs(c);
+  for (size_t j = 0; j < c; ++j) {
+    vs[j] = double(var[j]);
+    a[j] = T(double(gamma[j]) * inv_std_of(vs[j], epsilon));
+  }
   for_rows(rows, channels, [&](int64_t lo, int64_t hi) {
     loops.normalise(x, lo, hi, channels, mean, a.data(), beta, y);
   });
+  redo_overflowed_scales(x, rows, channels, gamma, beta, mean, vs.data(), epsilon, a.data(), y);
 }
 
 #define CNNKIT_INSTANTIATE(T)                                                                   \

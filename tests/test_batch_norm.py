@@ -150,6 +150,28 @@ def test_an_infinity_in_the_first_row_makes_the_mean_infinite(dtype):
     np.testing.assert_allclose(var, want[2], rtol=1e-5)
 
 
+def test_a_scale_beyond_float32_keeps_finite_results():
+    # gamma / std overflows float32 (gamma 3e38, std < 1) though gamma (x - mean) / std
+    # does not where |x - mean| < std: the fuzz test's case, in inference and training.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 3, 6)).astype(np.float32)
+    gamma, beta, mean = rng.standard_normal((3, 6)).astype(np.float32)
+    var = np.abs(rng.standard_normal(6)).astype(np.float32) + 0.25
+    gamma[0], var[0] = 3e38, 0.5
+    x[..., 0] = mean[0] + rng.uniform(-0.6, 0.6, (4, 3)).astype(np.float32)
+    got = ops.batch_norm_inference(x, gamma, beta, mean, var, epsilon=1e-3)
+    want = reference.batch_norm_inference(x, gamma, beta, mean, var, epsilon=1e-3)
+    assert np.isfinite(want).all()
+    _assert_close(got, want, 3e38, "inference")
+    # In training the batch's own statistics make some |x - mean| / std exceed 1.13.
+    y, *_ = ops.batch_norm(x, gamma, beta, epsilon=1e-3)
+    with np.errstate(over="ignore"):
+        want_y, *_ = reference.batch_norm(x, gamma, beta, epsilon=1e-3)
+    finite = np.isfinite(want_y)
+    assert finite[..., 0].any() and np.array_equal(np.isfinite(y), finite)
+    _assert_close(y[finite], want_y[finite], 3e38 * 3, "training")
+
+
 def test_dtypes_follow_the_widest_input():
     x = seeded((5, 3), np.float32, seed=0)
     y, mean, var = ops.batch_norm(x, np.ones(3), np.zeros(3, np.float32), epsilon=1e-3)
