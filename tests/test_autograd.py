@@ -196,7 +196,11 @@ pool_cases = st.sampled_from(
 @given(case=pool_cases, seed=seeds)
 def test_pool_gradients(case, seed):
     shape, size, strides, padding = case
-    x = normal(shape, seed)
+    # Distinct values, at least 4 / x.size apart: two values of one window within the
+    # finite-difference step of each other (1.06178035 and 1.06178064 once) share the
+    # numeric gradient of the maximum, which the analytic one gives to one of them.
+    x = np.random.default_rng(seed).permutation(np.linspace(-2.0, 2.0, int(np.prod(shape))))
+    x = x.reshape(shape)
     check_gradients(lambda t: ag.max_pool(t, size, stride=strides, padding=padding), [x])
     check_gradients(lambda t: ag.avg_pool(t, size, stride=strides, padding=padding), [x])
     check_gradients(ag.global_avg_pool, [x])
