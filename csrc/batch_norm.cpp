@@ -98,14 +98,17 @@ inline double inv_std_of(double var, double epsilon) { return 1.0 / std::sqrt(va
 // when gamma is near T's largest value and std < 1, although
 // gamma (x - mean) / std, as the formula (and cnnkit.reference) reads, need
 // not: 3e38 times a deviation of 0.9 standard deviations is finite in float.
-// Such channels (rare: a scale beyond T's range) are redone in double.
+// It loses its precision as a subnormal (gamma 1e-30 over a std of 1e15),
+// though x - mean may bring the product back to normal numbers. Such
+// channels (rare: a scale beyond T's normal range) are redone in double.
 template <class T>
-void redo_overflowed_scales(const T* x, int64_t rows, int64_t channels, const T* gamma,
+void redo_scales_out_of_range(const T* x, int64_t rows, int64_t channels, const T* gamma,
                             const T* beta, const T* mean, const double* var, double epsilon,
                             const T* a, T* y) {
   for (int64_t j = 0; j < channels; ++j) {
     const double g = double(gamma[j]), sd = std::sqrt(var[j] + epsilon);
-    if (!std::isinf(double(a[j])) || !std::isfinite(g / sd)) continue;
+    const double scale = g / sd;
+    if (std::fpclassify(a[j]) == FP_NORMAL || !std::isfinite(scale) || scale == 0.0) continue;
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t at = r * channels + j;
       y[at] = T(g * (double(x[at]) - double(mean[j])) / sd + double(beta[j]));
@@ -148,7 +151,7 @@ void batch_norm(const T* x, int64_t rows, int64_t channels, const T* gamma, cons
   for_rows(rows, channels, [&](int64_t lo, int64_t hi) {
     loops.normalise(x, lo, hi, channels, m.data(), a.data(), beta, y);
   });
-  redo_overflowed_scales(x, rows, channels, gamma, beta, m.data(), vs.data(), epsilon, a.data(), y);
+  redo_scales_out_of_range(x, rows, channels, gamma, beta, m.data(), vs.data(), epsilon, a.data(), y);
 }
 
 template <class T>
@@ -200,7 +203,7 @@ void batch_norm_inference(const T* x, int64_t rows, int64_t channels, const T* g
   for_rows(rows, channels, [&](int64_t lo, int64_t hi) {
     loops.normalise(x, lo, hi, channels, mean, a.data(), beta, y);
   });
-  redo_overflowed_scales(x, rows, channels, gamma, beta, mean, vs.data(), epsilon, a.data(), y);
+  redo_scales_out_of_range(x, rows, channels, gamma, beta, mean, vs.data(), epsilon, a.data(), y);
 }
 
 #define CNNKIT_INSTANTIATE(T)                                                                   \

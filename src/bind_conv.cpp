@@ -365,7 +365,7 @@ Geometry pool_geometry(const ConvArgs& a, py::handle pool_size, py::handle pool_
     pg.kernel[d] = kernel[size_t(d)];
     pg.stride[d] = strides[size_t(d)];
   }
-  parse_padding(pool_padding, pg, fn, "pool_size");
+  parse_padding(pool_padding, pg, fn, "pool_size", "pool_padding");
   finish_geometry(pg, fn, "pool_size", "pool_size", a.p.out_channels, 8);
   if (const int d = first_empty_window_dim(pg); d >= 0)
     throw py::value_error(prefix(fn, "pool_padding") +

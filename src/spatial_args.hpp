@@ -45,13 +45,15 @@ inline std::string too_large(const char* fn, const char* name, int d, const char
 // Fills g.pad_before/pad_after from `padding`: "valid", "same", an int, a
 // tuple of `rank` ints, or a tuple of `rank` (before, after) pairs. g.in,
 // g.kernel, g.stride and g.dilation must be set; `window_name` is the
-// argument that sets the window extent (dilation or pool_size).
-inline void parse_padding(py::handle obj, Geometry& g, const char* fn, const char* window_name) {
+// argument that sets the window extent (dilation or pool_size), `name` the
+// padding's own (conv_stem's pool_padding).
+inline void parse_padding(py::handle obj, Geometry& g, const char* fn, const char* window_name,
+                          const char* name = "padding") {
   const char* expected = "'valid', 'same', an int or per-dimension (before, after) pairs";
   if (PyUnicode_Check(obj.ptr())) {
-    const std::string s = str_arg(obj, fn, "padding", expected);
+    const std::string s = str_arg(obj, fn, name, expected);
     if (s != "valid" && s != "same")
-      throw py::value_error(prefix(fn, "padding") + "must be " + expected + ", got '" + s + "'");
+      throw py::value_error(prefix(fn, name) + "must be " + expected + ", got '" + s + "'");
     for (int d = 0; d < g.rank; ++d) {
       g.pad_before[d] = g.pad_after[d] = 0;
       if (s == "valid") continue;
@@ -65,7 +67,7 @@ inline void parse_padding(py::handle obj, Geometry& g, const char* fn, const cha
   if (py::isinstance<py::tuple>(obj) || py::isinstance<py::list>(obj)) {
     const py::sequence seq = py::reinterpret_borrow<py::sequence>(obj);
     if (static_cast<int>(seq.size()) != g.rank)
-      throw py::value_error(std::string(fn) + "(): padding must have " + std::to_string(g.rank) +
+      throw py::value_error(prefix(fn, name) + "must have " + std::to_string(g.rank) +
                             " entries (one per spatial dimension), got " +
                             std::to_string(seq.size()));
     for (int d = 0; d < g.rank; ++d) {
@@ -73,21 +75,21 @@ inline void parse_padding(py::handle obj, Geometry& g, const char* fn, const cha
       if (py::isinstance<py::tuple>(item) || py::isinstance<py::list>(item)) {
         const py::sequence pair = py::reinterpret_borrow<py::sequence>(item);
         if (pair.size() != 2)
-          throw py::value_error(std::string(fn) + "(): padding[" + std::to_string(d) +
+          throw py::value_error(std::string(fn) + "(): " + name + "[" + std::to_string(d) +
                                 "] must be a (before, after) pair, got " +
                                 std::to_string(pair.size()) + " values");
-        g.pad_before[d] = positive_int(pair[0], fn, "padding", 0);
-        g.pad_after[d] = positive_int(pair[1], fn, "padding", 0);
+        g.pad_before[d] = positive_int(pair[0], fn, name, 0);
+        g.pad_after[d] = positive_int(pair[1], fn, name, 0);
       } else {
-        g.pad_before[d] = g.pad_after[d] = positive_int(item, fn, "padding", 0);
+        g.pad_before[d] = g.pad_after[d] = positive_int(item, fn, name, 0);
       }
     }
     return;
   }
   if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
-    throw py::type_error(prefix(fn, "padding") + "must be " + expected + ", got " +
+    throw py::type_error(prefix(fn, name) + "must be " + expected + ", got " +
                          type_name(obj));
-  const int64_t p = positive_int(obj, fn, "padding", 0);
+  const int64_t p = positive_int(obj, fn, name, 0);
   for (int d = 0; d < g.rank; ++d) g.pad_before[d] = g.pad_after[d] = p;
 }
 

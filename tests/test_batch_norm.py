@@ -172,6 +172,16 @@ def test_a_scale_beyond_float32_keeps_finite_results():
     _assert_close(y[finite], want_y[finite], 3e38 * 3, "training")
 
 
+def test_a_subnormal_scale_keeps_its_precision():
+    # gamma / std = 1e-45 is a subnormal float32 with one significant bit, though
+    # gamma (x - mean) / std = 3e-30 is a normal number.
+    x = np.array([[3e15], [-1e15], [2e15]], np.float32)
+    one = np.ones(1, np.float32)
+    got = ops.batch_norm_inference(x, one * 1e-30, 0 * one, 0 * one, one * 1e30, epsilon=1e-3)
+    want = reference.batch_norm_inference(x, one * 1e-30, 0 * one, 0 * one, one * 1e30)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_dtypes_follow_the_widest_input():
     x = seeded((5, 3), np.float32, seed=0)
     y, mean, var = ops.batch_norm(x, np.ones(3), np.zeros(3, np.float32), epsilon=1e-3)

@@ -230,6 +230,10 @@ def test_conv_stem_rejects_bad_arguments():
         ops.conv_stem(x[0, 0], w, channels_first=True)
     with pytest.raises(ValueError, match=r"conv_stem\(\): w must have C_in // groups = 16"):
         ops.conv_stem(np.moveaxis(x, 1, -1), w, channels_first=True)
+    with pytest.raises(ValueError, match=r"conv_stem\(\): pool_padding must be >= 0, got -1"):
+        ops.conv_stem(x, w, channels_first=True, pool_size=2, pool_padding=-1)
+    with pytest.raises(ValueError, match=r"conv_stem\(\): pool_padding must be 'valid'"):
+        ops.conv_stem(x, w, channels_first=True, pool_size=2, pool_padding="full")
     with pytest.raises(ValueError, match=r"conv_stem\(\): pool_padding must leave at least one"):
         ops.conv_stem(x, w, channels_first=True, pool_size=2, pool_padding=((2, 0), (0, 0)))
     with pytest.raises(ValueError, match=r"conv_stem\(\): pool_size"):

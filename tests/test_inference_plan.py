@@ -460,3 +460,40 @@ def test_folded_pools_and_permutes_still_answer_activations_and_probes():
     taped, planned = _taped_and_planned(model, x)
     _same(taped[0], planned[0])
     assert len(seen) == 2
+
+
+def test_a_pool_subclass_that_changes_call_is_not_folded():
+    class DoubledPool(layers.MaxPooling2D):
+        def call(self, x, training=False):
+            return super().call(x) * 2.0
+
+    inputs = layers.Input((16, 16, 3))
+    c = layers.Conv2D(8, 7, strides=2, padding="same", activation="relu")(inputs)
+    model = cnnkit.Model(inputs, DoubledPool(3, strides=2, padding="same")(c), seed=3)
+    x = np.random.default_rng(12).standard_normal((2, 16, 16, 3)).astype(np.float32)
+    taped, planned = _taped_and_planned(model, x)
+    _same(taped, planned)
+    with ag.no_grad():
+        assert all(s.stem is None for s in model._steps())
+
+
+def test_a_concat_producer_with_weights_of_another_dtype_still_runs():
+    # The fold's buffer has the Concatenate's dtype; a producer whose weights were assigned
+    # in float64 makes a float64 result, which the plan copies in as the layer's call would.
+    model = _fire_and_inception()
+    layer = model.get_layer("expand3x3")
+    layer.kernel.data = layer.kernel.data.astype(np.float64)
+    x = np.random.default_rng(13).standard_normal((2, 11, 12, 6)).astype(np.float32)
+    for taped, planned in zip(*_taped_and_planned(model, x)):
+        np.testing.assert_allclose(planned.data, taped.data, rtol=1e-6, atol=1e-6)
+
+
+def test_depthwise_shortcut_sees_in_place_changes_of_a_fortran_ordered_kernel():
+    # Its reshape is then a copy, which must not be kept across calls.
+    model = _inverted_residuals()
+    layer = next(s.layer for s in model._steps() if isinstance(s.layer, layers.DepthwiseConv2D))
+    layer.kernel.data = np.asfortranarray(layer.kernel.data)
+    x = np.random.default_rng(14).standard_normal((1, 9, 10, 8)).astype(np.float32)
+    _same(*_taped_and_planned(model, x))
+    layer.kernel.data[...] = 0.5
+    _same(*_taped_and_planned(model, x))

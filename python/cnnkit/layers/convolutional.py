@@ -225,7 +225,17 @@ class _Conv(Layer):
         if fused is None and self.activation != "linear":
             return None
         step = self._kernel_step(fused)
-        return lambda x, out: step(x, None, out)
+
+        def into(x: np.ndarray, out: np.ndarray) -> np.ndarray | None:
+            # Weights assigned in another dtype make ops.conv's result that dtype, which
+            # out cannot hold: the plan then calls the layer and copies its result.
+            if self.kernel.data.dtype != out.dtype or (
+                self.bias is not None and self.bias.data.dtype != out.dtype
+            ):
+                return None
+            return step(x, None, out)
+
+        return into
 
     def _kernel_step(self, activation: str | None) -> Callable[..., np.ndarray | None]:
         # ops.conv with the layer's settings and its weights at call time; None for an
@@ -551,9 +561,11 @@ class DepthwiseConv2D(Layer):
         if fused is None and self.activation != "linear":
             return None
 
-        # The grouped kernel is a view of the weights, remade only when the weights are
-        # another array (assigned, loaded): _grouped's reshape and settings per call
-        # were a third of the step's Python at batch 1.
+        # The grouped kernel, remade only when the weights are another array (assigned):
+        # _grouped's reshape and settings per call were a third of the step's Python at
+        # batch 1. Kept only while it is a view of the weights, which in-place updates
+        # (set_weights, the optimizers) then reach; a copy (a Fortran-ordered kernel's
+        # reshape) is remade every call.
         made: list[Any] = [None, None, None]  # weights array, its grouped view, settings
 
         def step(x: np.ndarray) -> np.ndarray | None:
@@ -562,7 +574,7 @@ class DepthwiseConv2D(Layer):
                 return None
             if made[0] is not kernel:
                 made[1], made[2] = self._grouped(kernel, fused)
-                made[0] = kernel
+                made[0] = kernel if np.may_share_memory(made[1], kernel) else None
             return ops.conv(x, made[1], None if self.bias is None else self.bias.data, **made[2])
 
         return step

@@ -292,7 +292,7 @@ class Functional(Model):
         """:meth:`call` without a gradient tape, not training: the same values, with less
         Python between the kernels. The graph's values are plain arrays, and a layer with a
         shortcut (:meth:`cnnkit.layers.Layer._inference_step`: convolutions, dense layers,
-        global pooling, AddReLU, ONNX max pooling) calls its kernel directly; the others are
+        pooling, AddReLU, ONNX max pooling) calls its kernel directly; the others are
         called as usual on tensors. Why: between two kernels, each of which streams
         megabytes of weights, the interpreter's and NumPy's code runs from cold caches, so a
         layer call's Python took 15-50 us there (ResNet-18 at batch 1: about 1.1 ms of its
@@ -697,7 +697,8 @@ def _fold_concats(steps: list[_Step], outputs: set[int]) -> None:
     shapes and of the Concatenate's dtype: each producer then writes its output into its
     channels of the Concatenate's output (``_Step.into``) and the Concatenate copies
     nothing. Why: SqueezeNet 1.1's fire modules spent 0.12-0.13 ms per 55x55 concat at one
-    thread, about 0.5 ms of its ~6 ms. Producers that fold an AddReLU are left out."""
+    thread, about 0.5 ms of its ~6 ms. Producers that fold a residual Add or AddReLU are
+    left out."""
     made = {w: step for step in steps for w in step.writes}
     readers = _readers(steps)
     for cat in steps:
@@ -768,11 +769,12 @@ def _fold_pools(steps: list[_Step], outputs: set[int]) -> None:
         if not isinstance(conv.reads, int) or conv.into is not None:
             continue
         pool = only_reader(conv.writes[0])
+        # pool.fast: a shortcut of the class that defines call (a subclass's own call
+        # must run), not in training, one output.
         if pool is None or not (
             isinstance(pool.reads, int)
             and hasattr(pool.layer, "_max_pool_args")
-            and type(pool.layer).__call__ is Layer.__call__
-            and pool.node.training is not True
+            and pool.fast is not None
         ):
             pool = None
         permute = steps[made[conv.reads]] if conv.reads in made else None
