@@ -613,13 +613,13 @@ def _shortcut_applies(layer: Layer, args: Any) -> bool:
     )
 
 
-def _readers(steps: list[_Step]) -> dict[int, int]:
-    """How many times the steps read each tensor id."""
-    readers: dict[int, int] = {}
+def _readers(steps: list[_Step]) -> dict[int, list[_Step]]:
+    """The steps that read each tensor id, once per read."""
+    readers: dict[int, list[_Step]] = {}
     for step in steps:
         for r in step.reads if isinstance(step.reads, list) else [step.reads]:
             if r is not None:
-                readers[r] = readers.get(r, 0) + 1
+                readers.setdefault(r, []).append(step)
     return readers
 
 
@@ -651,7 +651,7 @@ def _fold_residuals(steps: list[_Step], outputs: set[int]) -> None:
             conv is None
             or conv.fast is None
             or not isinstance(conv.reads, int)
-            or readers.get(id(last)) != 1
+            or len(readers.get(id(last), ())) != 1
             or id(last) in outputs
         ):
             continue
@@ -720,7 +720,7 @@ def _fold_concats(steps: list[_Step], outputs: set[int]) -> None:
             and p.residual is None
             and p.into is None
             and isinstance(p.reads, int)
-            and readers.get(id(t)) == 1
+            and len(readers.get(id(t), ())) == 1
             and id(t) not in outputs
             and None not in t.shape[1:]
             and p.layer.dtype == cat.layer.dtype
@@ -752,11 +752,7 @@ def _fold_pools(steps: list[_Step], outputs: set[int]) -> None:
     input as it is. Neither folded tensor may be a model output. An imported ONNX
     network's first layers are such a chain (its input Permute, conv1, the max pool)."""
     made = {w: i for i, step in enumerate(steps) for w in step.writes}
-    readers: dict[int, list[_Step]] = {}
-    for step in steps:
-        for r in step.reads if isinstance(step.reads, list) else [step.reads]:
-            if r is not None:
-                readers.setdefault(r, []).append(step)
+    readers = _readers(steps)
 
     def only_reader(tid: int) -> _Step | None:
         found = readers.get(tid, [])
