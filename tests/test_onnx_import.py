@@ -180,6 +180,61 @@ def test_relu6_after_conv_or_depthwise_is_fused_only_when_nothing_else_reads_its
     np.testing.assert_array_equal(t.grad, t2.grad)
 
 
+def _conv_depthwise(op: str, second_reader: bool) -> bytes:
+    """conv -> op -> depthwise conv (group 4) -> op, for a one-input activation node (Relu,
+    HardSwish: MobileNet v3's); with ``second_reader`` the first conv's output is also a
+    graph output."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    dw = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node(op, ["c"], ["r"], name="act1"),
+        helper.make_node("Conv", ["r", "dw"], ["d"], name="dw1", pads=[1, 1, 1, 1], group=4),
+        helper.make_node(op, ["d"], ["y"], name="act2"),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, 6])]
+    if second_reader:
+        outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 4, 6, 6]))
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        outputs,
+        [_init("w", w), _init("dw", dw)],
+    )
+
+
+@pytest.mark.parametrize(("op", "activation"), [("HardSwish", "hard_swish"), ("Relu", "relu")])
+def test_activation_after_conv_or_depthwise_is_fused_only_when_nothing_else_reads_its_input(
+    op, activation
+):
+    """A HardSwish or Relu that alone reads a Conv's output (depthwise ones included)
+    becomes the layer's activation: no layer of its own, and the bits of the separate
+    one, in the inference plan (the kernel's fused store) and on the tape (hard_swish as
+    an op of its own there, since its gradient needs its input), gradients included."""
+    x = 4 * RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    fused = cnnkit.onnx.load_model(_conv_depthwise(op, False))
+    names = [layer.name for layer in fused.layers]
+    assert "act1" not in names and "act2" not in names
+    assert fused.get_layer("conv1").activation == activation
+    assert fused.get_layer("dw1").activation == activation
+    kept = cnnkit.onnx.load_model(_conv_depthwise(op, True))
+    assert "act1" in [layer.name for layer in kept.layers]
+    assert kept.get_layer("conv1").activation == "linear"
+    with cnnkit.autograd.no_grad():
+        y = np.asarray(fused(x).data)
+        np.testing.assert_array_equal(np.asarray(kept(x)[0].data), y)
+    results = []
+    for model, pick in ((fused, lambda out: out), (kept, lambda out: out[0])):
+        t = cnnkit.autograd.Tensor(x, requires_grad=True)
+        out = pick(model(t))
+        (out * out).sum().backward()
+        results.append((np.asarray(out.data), t.grad))
+    np.testing.assert_array_equal(results[0][0], y)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
 def _conv_bn_relu(extra_reader: bool) -> tuple[bytes, dict[str, np.ndarray]]:
     """Conv (no bias, as torch writes it before BN) -> BatchNormalization -> Relu, a
     ResNet block as an exporter that does not fold BN writes it; optionally a second
