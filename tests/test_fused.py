@@ -235,6 +235,21 @@ def test_layers_give_the_unfused_results(activation):
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
 
 
+def _with_and_after(fused, plain, activation, x):
+    """[output, dx, dkernel, dbias] on the tape of the layer with ``activation`` and of the
+    one without it (the same weights) followed by an Activation layer."""
+    results = []
+    for layer, after in ((fused, None), (plain, activation)):
+        tx = ag.Tensor(x, requires_grad=True)
+        y = layer(tx)
+        if after is not None:
+            y = layers.Activation(after)(y)
+        dy = seeded(y.shape, F32, 26)
+        (y * ag.Tensor(dy)).sum().backward()
+        results.append([y.data, tx.grad, layer.kernel.grad, layer.bias.grad])
+    return results
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6", "tanh"])
 @pytest.mark.parametrize(("strides", "multiplier"), [(1, 1), (2, 1), (1, 2)])
 def test_depthwise_layer_fuses_its_activation_with_the_bits_of_the_separate_one(
@@ -257,15 +272,7 @@ def test_depthwise_layer_fuses_its_activation_with_the_bits_of_the_separate_one(
     )
     fused(x), plain(x)  # builds
     plain.set_weights(fused.get_weights())
-    results = []
-    for layer, after in ((fused, None), (plain, activation)):
-        tx = ag.Tensor(x, requires_grad=True)
-        y = layer(tx)
-        if after is not None:
-            y = layers.Activation(after)(y)
-        dy = seeded(y.shape, F32, 26)
-        (y * ag.Tensor(dy)).sum().backward()
-        results.append([y.data, tx.grad, layer.kernel.grad, layer.bias.grad])
+    results = _with_and_after(fused, plain, activation, x)
     for got, want in zip(*results):
         if activation in ("sigmoid", "tanh"):  # the mask's formula differs
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -370,15 +377,7 @@ def test_layers_fuse_hard_swish_at_inference_only(make, shape, activation):
     step = fused._inference_step()
     assert step is not None
     fast = step(x)
-    results = []
-    for layer, after in ((fused, None), (plain, "hard_swish")):
-        tx = ag.Tensor(x, requires_grad=True)
-        y = layer(tx)
-        if after is not None:
-            y = layers.Activation(after)(y)
-        dy = seeded(y.shape, F32, 31)
-        (y * ag.Tensor(dy)).sum().backward()
-        results.append([y.data, tx.grad, layer.kernel.grad, layer.bias.grad])
+    results = _with_and_after(fused, plain, "hard_swish", x)
     assert np.array_equal(fast, results[1][0])
     for got, want in zip(*results):
         assert np.array_equal(got, want)
@@ -394,6 +393,8 @@ def test_layers_fuse_hard_swish_at_inference_only(make, shape, activation):
 # --- bad input ------------------------------------------------------------------------
 
 KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6', 'hard_swish'"
+# x, w, dy of a valid 3x3 convolution
+ZEROS = (np.zeros((1, 4, 4, 2), F32), np.zeros((3, 3, 2, 2), F32), np.zeros((1, 2, 2, 2), F32))
 NO_HARD_SWISH = "activation cannot be 'hard_swish': its gradient cannot be read from its output y"
 
 
@@ -444,13 +445,7 @@ NO_HARD_SWISH = "activation cannot be 'hard_swish': its gradient cannot be read 
             "conv_backward(): y must have the output's shape (1, 2, 2, 2), got shape (1, 2, 2, 3)",
         ),
         (
-            lambda: ops.conv_backward(
-                np.zeros((1, 4, 4, 2), F32),
-                np.zeros((3, 3, 2, 2), F32),
-                np.zeros((1, 2, 2, 2), F32),
-                y=np.zeros((1, 2, 2, 2), F32),
-                activation="hard_swish",
-            ),
+            lambda: ops.conv_backward(*ZEROS, y=ZEROS[2], activation="hard_swish"),
             ValueError,
             f"conv_backward(): {NO_HARD_SWISH}",
         ),
