@@ -120,8 +120,8 @@ inline void for_each_count(F&& f) {
 
 // v + bias, then the activation, with the arithmetic of gemm_impl.hpp's
 // finish_tile (the pass apply_epilogue makes over y), on a T or a vector of
-// T: the fused store keeps the separate pass's bits. relu, relu6 and
-// leaky_relu only (depthwise_forward leaves sigmoid to the pass); NaN stays
+// T: the fused store keeps the separate pass's bits. relu, relu6,
+// leaky_relu and hard_swish only (depthwise_forward leaves sigmoid to the pass); NaN stays
 // NaN and -0 stays -0, as there.
 template <class T, class V>
 [[gnu::always_inline]] inline V activated(V v, Activation activation, T slope) {
@@ -133,6 +133,11 @@ template <class T, class V>
       return v < zero ? zero : v > six ? six : v;
     case Activation::leaky_relu:
       return v > zero ? v : slope * v;
+    case Activation::hard_swish: {
+      V t = v / (zero + T(6)) + T(0.5);
+      t = t < zero ? zero : t > zero + T(1) ? zero + T(1) : t;
+      return v * t;
+    }
     default:
       return v;
   }

@@ -72,7 +72,11 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
 // adding it; relu, leaky_relu and relu6 (min(max(x, 0), 6), MobileNet's) are
 // exact, sigmoid is 1 / (1 + exp(-x)) with the C library's exp, the same on
 // every instruction-set path.
-enum class Activation { none, relu, leaky_relu, sigmoid, relu6 };
+// hard_swish is x * relu6(x + 3) / 6, computed as x * min(max(x / 6 + 0.5, 0),
+// 1) (cnnkit.reference's rounding order). It is forward only: its input cannot
+// be read back from its output (it is not one-to-one on [-3, 0]), so the
+// backward kernels refuse it and layers keep it as an op of its own on the tape.
+enum class Activation { none, relu, leaky_relu, sigmoid, relu6, hard_swish };
 
 template <class T>
 struct Epilogue {
@@ -108,6 +112,7 @@ inline T activation_derivative(Activation activation, T y, T negative_slope) {
       return y * (T(1) - y);
     case Activation::relu6:
       return y > T(0) && y < T(6) ? T(1) : T(0);
+    case Activation::hard_swish:  // not reached: the bindings refuse its backward
     case Activation::none:
       break;
   }
@@ -128,6 +133,8 @@ inline void with_activation(Activation activation, F&& f) {
       return f(std::integral_constant<Activation, Activation::sigmoid>{});
     case Activation::relu6:
       return f(std::integral_constant<Activation, Activation::relu6>{});
+    case Activation::hard_swish:
+      return f(std::integral_constant<Activation, Activation::hard_swish>{});
     case Activation::none:
       return f(std::integral_constant<Activation, Activation::none>{});
   }

@@ -209,6 +209,14 @@ void finish_tile(const Epilogue<T>& ep, T* c, int64_t ldc, int64_t mr, int64_t n
         for (int64_t j = 0; j < nr; ++j)
           row[j] = row[j] < T(0) ? T(0) : row[j] > T(6) ? T(6) : row[j];
         break;
+      case Activation::hard_swish:  // as x * np.clip(x / 6 + 0.5, 0, 1): NaN stays NaN
+        for (int64_t j = 0; j < nr; ++j) {
+          const T v = row[j];
+          T t = v / T(6) + T(0.5);
+          t = t < T(0) ? T(0) : t > T(1) ? T(1) : t;
+          row[j] = v * t;
+        }
+        break;
       case Activation::sigmoid:
         // exp of a non-positive number only: no overflow for large |x|.
         for (int64_t j = 0; j < nr; ++j) {

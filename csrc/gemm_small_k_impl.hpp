@@ -56,6 +56,10 @@ inline typename Vec::V activate(typename Vec::V x, typename Vec::V slope) {
   if constexpr (A == Activation::relu6)
     return Vec::min(Vec::set1(6.0f), Vec::max(Vec::zero(), x));
   if constexpr (A == Activation::leaky_relu) return Vec::positive_or(x, Vec::mul(slope, x));
+  if constexpr (A == Activation::hard_swish) {
+    const typename Vec::V t = Vec::add(Vec::div(x, Vec::set1(6.0f)), Vec::set1(0.5f));
+    return Vec::mul(x, Vec::min(Vec::set1(1.0f), Vec::max(Vec::zero(), t)));
+  }
   return x;
 }
 
@@ -181,6 +185,8 @@ void rows_of(const Job& job, int64_t i0, int64_t i1) {
       return rows_with<Vec, Shapes, Activation::relu6>(job, i0, i1);
     case Activation::leaky_relu:
       return rows_with<Vec, Shapes, Activation::leaky_relu>(job, i0, i1);
+    case Activation::hard_swish:
+      return rows_with<Vec, Shapes, Activation::hard_swish>(job, i0, i1);
     default:  // none; gemm_small_k_applies refuses sigmoid
       return rows_with<Vec, Shapes, Activation::none>(job, i0, i1);
   }

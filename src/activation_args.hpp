@@ -16,7 +16,8 @@ struct ActivationArg {
   double negative_slope = 0.2;
 };
 
-// activation: None, "linear", "relu", "leaky_relu", "sigmoid" or "relu6";
+// activation: None, "linear", "relu", "leaky_relu", "sigmoid", "relu6" or
+// "hard_swish" (forward only: see no_backward_of);
 // negative_slope: a finite number >= 0 (leaky_relu's slope; with a negative
 // slope the backward mask could not be read from the output's sign).
 inline ActivationArg activation_arg(py::handle name, py::handle slope, const char* fn) {
@@ -27,7 +28,8 @@ inline ActivationArg activation_arg(py::handle name, py::handle slope, const cha
   if (name.is_none()) return a;
   const std::string s =
       str_arg(name, fn, "activation",
-              "None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6'");
+              "None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6', "
+              "'hard_swish'");
   if (s == "linear") return a;
   if (s == "relu")
     a.kind = Activation::relu;
@@ -37,11 +39,22 @@ inline ActivationArg activation_arg(py::handle name, py::handle slope, const cha
     a.kind = Activation::sigmoid;
   else if (s == "relu6")
     a.kind = Activation::relu6;
+  else if (s == "hard_swish")
+    a.kind = Activation::hard_swish;
   else
     throw py::value_error(prefix(fn, "activation") +
                           "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', "
-                          "'relu6', got '" + s + "'");
+                          "'relu6', 'hard_swish', got '" + s + "'");
   return a;
+}
+
+// The backward kernels read the activation's derivative from its output y;
+// hard_swish's cannot be (two inputs in [-3, 0] share an output).
+inline void no_backward_of(const ActivationArg& a, const char* fn) {
+  if (a.kind == Activation::hard_swish)
+    throw py::value_error(prefix(fn, "activation") +
+                          "cannot be 'hard_swish': its gradient cannot be read from its output y "
+                          "(apply hard_swish as an op of its own to train through it)");
 }
 
 }  // namespace cnnkit::bind

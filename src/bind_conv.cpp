@@ -254,6 +254,7 @@ py::tuple conv_backward(py::handle x, py::handle w, py::handle dy_obj, py::handl
                         py::handle negative_slope, py::handle winograd) {
   const char* fn = "conv_backward";
   const ActivationArg act = activation_arg(activation, negative_slope, fn);
+  no_backward_of(act, fn);
   ConvArgs a = conv_args(fn, x, w, py::none(), stride, padding, dilation, groups);
   a.p.algorithm = algorithm_arg(winograd, a.p, fn);
   const py::array dy = as_array(dy_obj, fn, "dy");

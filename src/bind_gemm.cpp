@@ -87,6 +87,7 @@ py::object activation_backward_py(py::handle y_obj, py::handle dy_obj, py::handl
                                   py::handle negative_slope) {
   const char* fn = "activation_backward";
   const ActivationArg act = activation_arg(activation, negative_slope, fn);
+  no_backward_of(act, fn);
   const py::array y = as_array(y_obj, fn, "y"), dy = as_array(dy_obj, fn, "dy");
   const std::vector<py::ssize_t> ys(y.shape(), y.shape() + y.ndim()),
       ds(dy.shape(), dy.shape() + dy.ndim());

@@ -358,7 +358,7 @@ _DEPTHWISE_LOOPS = {
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
 @given(
     loop=st.sampled_from(sorted(_DEPTHWISE_LOOPS)),
-    activation=st.sampled_from(["relu", "relu6", "leaky_relu", "sigmoid"]),
+    activation=st.sampled_from(["relu", "relu6", "leaky_relu", "sigmoid", "hard_swish"]),
     dtype=st.sampled_from(DTYPES),
     batch=st.integers(1, 2),
     size=st.integers(1, 19),
@@ -373,9 +373,9 @@ _DEPTHWISE_LOOPS = {
 def test_depthwise_fused_activation_has_the_bits_of_the_separate_pass(
     isa, loop, activation, dtype, batch, size, channels, stride, dilation, padding, bias, non_finite
 ):
-    """The depthwise loops apply relu, relu6 and leaky_relu as each value is stored, and
-    leave sigmoid (and, at multiplier 1, a non-finite weight, whose padding products come
-    after the store) to the pass after: the bits of the convolution followed by the
+    """The depthwise loops apply relu, relu6, leaky_relu and hard_swish as each value is
+    stored, and leave sigmoid (and, at multiplier 1, a non-finite weight, whose padding
+    products come after the store) to the pass after: the bits of the convolution followed by the
     activation in every case, NaN and infinite inputs included, at any thread count."""
     if isa not in _core.available_isas():
         pytest.skip(f"{isa} is not available on this CPU")

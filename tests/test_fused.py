@@ -2,8 +2,9 @@
 ops.matmul with ``activation=``), their backward masks (ops.activation_backward,
 ops.conv_backward with ``y=``), and the layers that use them.
 
-ReLU and leaky ReLU are exact, so the fused result must equal the unfused one bit for
-bit; sigmoid uses the C library's exp, compared within a few ulp.
+ReLU, leaky ReLU, ReLU6 and hard swish are exact, so the fused result must equal the
+unfused one bit for bit; sigmoid uses the C library's exp, compared within a few ulp.
+Hard swish is forward only: its gradient cannot be read from its output.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ import numpy as np
 import pytest
 from arrays import seeded
 from gradcheck import check_gradients
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnkit
+from cnnkit import _core, layers, ops, reference
 from cnnkit import autograd as ag
-from cnnkit import layers, ops, reference
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 DTYPES = (F32, F64)
 ACTIVATIONS = (None, "linear", "relu", "leaky_relu", "sigmoid", "relu6")
 EXACT = ("relu", "leaky_relu", "relu6")
+# The forward-only activations besides those the backward kernels take.
+FORWARD = (*ACTIVATIONS, "hard_swish")
 
 
 def unfused(y, activation, slope=0.2):
@@ -52,7 +55,7 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", FORWARD)
 @pytest.mark.parametrize(("x_shape", "w_shape", "kwargs"), CONV_CASES)
 def test_fused_conv_equals_conv_then_activation(x_shape, w_shape, kwargs, activation, dtype):
     x, w, b = seeded(x_shape, dtype, 1), seeded(w_shape, dtype, 2), seeded(w_shape[-1:], dtype, 3)
@@ -157,7 +160,7 @@ def test_activation_backward_matches_reference(shape, activation, dtype, slope):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("activation", FORWARD)
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (37, 19, 70), (300, 257, 129), (4, 0, 3)])
 def test_fused_matmul_equals_matmul_then_activation(m, k, n, activation, dtype):
     a, b, bias = seeded((m, k), dtype, 8), seeded((k, n), dtype, 9), seeded((n,), dtype, 10)
@@ -232,6 +235,21 @@ def test_layers_give_the_unfused_results(activation):
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-7)
 
 
+def _with_and_after(fused, plain, activation, x):
+    """[output, dx, dkernel, dbias] on the tape of the layer with ``activation`` and of the
+    one without it (the same weights) followed by an Activation layer."""
+    results = []
+    for layer, after in ((fused, None), (plain, activation)):
+        tx = ag.Tensor(x, requires_grad=True)
+        y = layer(tx)
+        if after is not None:
+            y = layers.Activation(after)(y)
+        dy = seeded(y.shape, F32, 26)
+        (y * ag.Tensor(dy)).sum().backward()
+        results.append([y.data, tx.grad, layer.kernel.grad, layer.bias.grad])
+    return results
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "relu6", "tanh"])
 @pytest.mark.parametrize(("strides", "multiplier"), [(1, 1), (2, 1), (1, 2)])
 def test_depthwise_layer_fuses_its_activation_with_the_bits_of_the_separate_one(
@@ -254,15 +272,7 @@ def test_depthwise_layer_fuses_its_activation_with_the_bits_of_the_separate_one(
     )
     fused(x), plain(x)  # builds
     plain.set_weights(fused.get_weights())
-    results = []
-    for layer, after in ((fused, None), (plain, activation)):
-        tx = ag.Tensor(x, requires_grad=True)
-        y = layer(tx)
-        if after is not None:
-            y = layers.Activation(after)(y)
-        dy = seeded(y.shape, F32, 26)
-        (y * ag.Tensor(dy)).sum().backward()
-        results.append([y.data, tx.grad, layer.kernel.grad, layer.bias.grad])
+    results = _with_and_after(fused, plain, activation, x)
     for got, want in zip(*results):
         if activation in ("sigmoid", "tanh"):  # the mask's formula differs
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -270,9 +280,122 @@ def test_depthwise_layer_fuses_its_activation_with_the_bits_of_the_separate_one(
             assert np.array_equal(got, want)
 
 
+# --- hard swish: fused at inference only ---------------------------------------------
+
+# One case per kernel family that stores the activation itself (float32 and float64 where
+# the family takes both): the GEMM's epilogue, the small-k and few-rows GEMMs (MobileNet's
+# 1x1 layers), the stem, the depthwise loops (multiplier 1 and 2), Winograd, and the
+# few-channel loops, which apply it in the pass after.
+HARD_SWISH_PATHS = {
+    "small_k": ((1, 13, 11, 16), (1, 1, 16, 72), {}),
+    "few_rows": ((1, 5, 4, 96), (1, 1, 96, 160), {}),
+    "few_rows_3x3": ((1, 5, 4, 32), (3, 3, 32, 48), {"padding": "same"}),
+    "gemm": ((2, 17, 15, 24), (3, 3, 24, 40), {"padding": "same", "winograd": False}),
+    "winograd": ((2, 17, 15, 24), (3, 3, 24, 40), {"padding": "same", "winograd": True}),
+    "stem": ((1, 37, 33, 3), (3, 3, 3, 16), {"stride": 2, "padding": "same"}),
+    "depthwise": ((1, 15, 14, 40), (5, 5, 1, 40), {"padding": 2, "groups": 40}),
+    "depthwise_m2": ((1, 15, 14, 20), (3, 3, 1, 40), {"padding": 1, "groups": 20}),
+    "few_channels": ((2, 12, 10, 2), (5, 5, 2, 12), {"padding": "same"}),
+}
+
+
+@pytest.mark.usefixtures("restore_isa", "restore_threads")
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@given(
+    path=st.sampled_from(sorted(HARD_SWISH_PATHS)),
+    dtype=st.sampled_from(DTYPES),
+    scale=st.sampled_from([1.0, 4.0, 1e30]),
+    non_finite=st.booleans(),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=30)
+def test_fused_hard_swish_has_the_bits_of_the_separate_op(
+    isa, path, dtype, scale, non_finite, bias, seed
+):
+    """ops.conv(activation="hard_swish") on every ISA path and kernel family: the bits of
+    the convolution followed by cnnkit.reference's (and the autograd's) hard swish, NaN
+    and infinities included (-inf gives NaN there, as -inf * 0), at 1 and 2 threads."""
+    if isa not in _core.available_isas():
+        pytest.skip(f"{isa} is not available on this CPU")
+    _core.set_isa(isa)
+    x_shape, w_shape, kwargs = HARD_SWISH_PATHS[path]
+    x = (seeded(x_shape, dtype, seed) * dtype.type(scale)).astype(dtype)
+    w, b = seeded(w_shape, dtype, seed + 1), seeded(w_shape[-1:], dtype, seed + 2) if bias else None
+    if non_finite:
+        x.reshape(-1)[:: 7 + seed % 13] = np.nan
+        x.reshape(-1)[3 :: 11 + seed % 7] = np.inf
+        x.reshape(-1)[5 :: 17 + seed % 5] = -np.inf
+    cnnkit.set_num_threads(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = ops.conv(x, w, b, activation="hard_swish", **kwargs)
+        plain = ops.conv(x, w, b, **kwargs)
+        separate = reference._activate(plain, "hard_swish", 0.2)
+        taped = ag.hard_swish(plain).data
+    assert got.dtype == dtype
+    assert np.array_equal(got, separate, equal_nan=True)
+    assert np.array_equal(got, taped, equal_nan=True)
+    cnnkit.set_num_threads(2)
+    again = ops.conv(x, w, b, activation="hard_swish", **kwargs)
+    assert np.array_equal(again, got, equal_nan=True)
+
+
+def test_hard_swish_is_applied_as_the_formula_reads():
+    # x * clip(x / 6 + 0.5, 0, 1): both bounds, between them, the zeros' signs and NaN.
+    x = np.array([-np.inf, -4, -3, -1.5, -0.0, 0, 1, 3, 7, np.inf, np.nan], F32)
+    w = np.ones((1, 1, 1, 1), F32)
+    plain = ops.conv(x.reshape(1, 1, -1, 1), w).reshape(-1)  # the sum made -0 a +0
+    with np.errstate(invalid="ignore"):
+        want = plain * np.clip(plain / 6 + 0.5, 0, 1)
+    got = ops.conv(x.reshape(1, 1, -1, 1), w, activation="hard_swish").reshape(-1)
+    assert np.array_equal(np.signbit(got[:-1]), np.signbit(want[:-1]))
+    assert np.array_equal(got, want, equal_nan=True)
+    plain = ops.matmul(x.reshape(-1, 1), w.reshape(1, 1)).reshape(-1)
+    got = ops.matmul(x.reshape(-1, 1), w.reshape(1, 1), activation="hard_swish").reshape(-1)
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(got, plain * np.clip(plain / 6 + 0.5, 0, 1), equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (lambda act: layers.Conv2D(6, 3, padding="same", activation=act), (2, 7, 6, 4)),
+        (lambda act: layers.DepthwiseConv2D(3, padding="same", activation=act), (2, 7, 6, 4)),
+        (lambda act: layers.Dense(5, activation=act), (3, 4)),
+    ],
+)
+@pytest.mark.parametrize("activation", ["hard_swish", "hard_silu"])
+def test_layers_fuse_hard_swish_at_inference_only(make, shape, activation):
+    """A layer with activation="hard_swish" calls the fused kernel in its inference step
+    (no tape) and keeps the separate op on the tape, whose gradient needs the input: the
+    same outputs, bit for bit, and the gradients of the layer without the activation
+    followed by it."""
+    x = seeded(shape, F32, 30) * 4
+    fused, plain = make(activation), make(None)
+    fused(x), plain(x)  # builds
+    plain.set_weights(fused.get_weights())
+    step = fused._inference_step()
+    assert step is not None
+    fast = step(x)
+    results = _with_and_after(fused, plain, "hard_swish", x)
+    assert np.array_equal(fast, results[1][0])
+    for got, want in zip(*results):
+        assert np.array_equal(got, want)
+    # A model's inference plan takes the step; fit trains through the separate op.
+    model = cnnkit.Sequential([cnnkit.layers.Input(shape[1:]), make(activation)])
+    with ag.no_grad():
+        inferred = np.asarray(model(x).data)
+    assert np.array_equal(inferred, model.layers[-1](ag.Tensor(x)).data)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, inferred + 1, epochs=1, batch_size=2, verbose=0)
+
+
 # --- bad input ------------------------------------------------------------------------
 
-KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6'"
+KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu6', 'hard_swish'"
+# x, w, dy of a valid 3x3 convolution
+ZEROS = (np.zeros((1, 4, 4, 2), F32), np.zeros((3, 3, 2, 2), F32), np.zeros((1, 2, 2, 2), F32))
+NO_HARD_SWISH = "activation cannot be 'hard_swish': its gradient cannot be read from its output y"
 
 
 @pytest.mark.parametrize(
@@ -320,6 +443,21 @@ KNOWN = "must be None or one of 'linear', 'relu', 'leaky_relu', 'sigmoid', 'relu
             ),
             ValueError,
             "conv_backward(): y must have the output's shape (1, 2, 2, 2), got shape (1, 2, 2, 3)",
+        ),
+        (
+            lambda: ops.conv_backward(*ZEROS, y=ZEROS[2], activation="hard_swish"),
+            ValueError,
+            f"conv_backward(): {NO_HARD_SWISH}",
+        ),
+        (
+            lambda: ops.activation_backward(np.zeros(3, F32), np.zeros(3, F32), "hard_swish"),
+            ValueError,
+            f"activation_backward(): {NO_HARD_SWISH}",
+        ),
+        (
+            lambda: reference.activation_backward(np.zeros(3), np.zeros(3), "hard_swish"),
+            ValueError,
+            f"activation_backward(): {NO_HARD_SWISH}",
         ),
         (
             lambda: ops.activation_backward(np.zeros(3, F32), np.zeros(4, F32), "relu"),

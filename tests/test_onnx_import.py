@@ -119,25 +119,30 @@ def test_relu_after_conv_or_gemm_is_fused_only_when_nothing_else_reads_its_input
         np.testing.assert_array_equal(np.asarray(got[0].data), np.asarray(model(x).data))
 
 
-def _depthwise_relu6(second_reader: bool, high: float = 6.0, opset: int = 17) -> bytes:
+def _depthwise_relu6(
+    second_reader: bool, high: float = 6.0, opset: int = 17, op: str = "Clip"
+) -> bytes:
     """conv -> Clip(0, high) -> depthwise conv (group 4) -> Clip(0, high), MobileNet's
-    pattern; with ``second_reader`` the first conv's output is also a graph output."""
+    pattern, or another one-input activation ``op`` (Relu, HardSwish: MobileNet v3's) in
+    the Clips' places; with ``second_reader`` the first conv's output is also a graph
+    output."""
     rng = np.random.default_rng(2)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     dw = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
-    bounds = ["low", "high"] if opset >= 11 else []
-    attrs = {} if opset >= 11 else {"min": 0.0, "max": high}
+    clip = op == "Clip"
+    bounds = ["low", "high"] if clip and opset >= 11 else []
+    attrs = {"min": 0.0, "max": high} if clip and opset < 11 else {}
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
-        helper.make_node("Clip", ["c", *bounds], ["r"], name="clip1", **attrs),
+        helper.make_node(op, ["c", *bounds], ["r"], name="clip1", **attrs),
         helper.make_node("Conv", ["r", "dw"], ["d"], name="dw1", pads=[1, 1, 1, 1], group=4),
-        helper.make_node("Clip", ["d", *bounds], ["y"], name="clip2", **attrs),
+        helper.make_node(op, ["d", *bounds], ["y"], name="clip2", **attrs),
     ]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, 6])]
     if second_reader:
         outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 4, 6, 6]))
     inits = [_init("w", w), _init("dw", dw)]
-    if opset >= 11:
+    if bounds:
         inits += [_init("low", np.float32(0)), _init("high", np.float32(high))]
     return _model(
         nodes,
@@ -178,6 +183,37 @@ def test_relu6_after_conv_or_depthwise_is_fused_only_when_nothing_else_reads_its
     out2 = kept(t2)[0]
     (out2 * out2).sum().backward()
     np.testing.assert_array_equal(t.grad, t2.grad)
+
+
+@pytest.mark.parametrize(("op", "activation"), [("HardSwish", "hard_swish"), ("Relu", "relu")])
+def test_activation_after_conv_or_depthwise_is_fused_only_when_nothing_else_reads_its_input(
+    op, activation
+):
+    """A HardSwish or Relu that alone reads a Conv's output (depthwise ones included)
+    becomes the layer's activation: no layer of its own, and the bits of the separate
+    one, in the inference plan (the kernel's fused store) and on the tape (hard_swish as
+    an op of its own there, since its gradient needs its input), gradients included."""
+    x = 4 * RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    fused = cnnkit.onnx.load_model(_depthwise_relu6(False, op=op))
+    names = [layer.name for layer in fused.layers]
+    assert "clip1" not in names and "clip2" not in names
+    assert fused.get_layer("conv1").activation == activation
+    assert fused.get_layer("dw1").activation == activation
+    kept = cnnkit.onnx.load_model(_depthwise_relu6(True, op=op))
+    assert "clip1" in [layer.name for layer in kept.layers]
+    assert kept.get_layer("conv1").activation == "linear"
+    with cnnkit.autograd.no_grad():
+        y = np.asarray(fused(x).data)
+        np.testing.assert_array_equal(np.asarray(kept(x)[0].data), y)
+    results = []
+    for model, pick in ((fused, lambda out: out), (kept, lambda out: out[0])):
+        t = cnnkit.autograd.Tensor(x, requires_grad=True)
+        out = pick(model(t))
+        (out * out).sum().backward()
+        results.append((np.asarray(out.data), t.grad))
+    np.testing.assert_array_equal(results[0][0], y)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 def _conv_bn_relu(extra_reader: bool) -> tuple[bytes, dict[str, np.ndarray]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import Call, Case, allclose
 
-NETWORKS = ("alexnet", "vgg16", "resnet18", "mobilenet_v2", "squeezenet1_1")
+NETWORKS = ("alexnet", "vgg16", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "squeezenet1_1")
 SIZE = 224
 
 

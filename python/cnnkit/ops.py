@@ -463,10 +463,11 @@ def matmul(
         A 2-D operand is shared by every matrix of a 3-D one.
     bias : array_like, shape (N,), optional
         Added to every row.
-    activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6"}
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6", "hard_swish"}
         Applied after the bias. The bias and the activation are fused into the
         GEMM: applied to each tile of the product as it is stored, while it is
         still in cache, instead of in further passes over the output.
+        "hard_swish" is forward only (see :func:`conv`).
     negative_slope : float
         ``leaky_relu``'s slope for negative inputs (>= 0; Keras's default 0.2).
 
@@ -536,16 +537,21 @@ def conv(
     groups : int
         Splits the channels into groups convolved independently;
         ``groups == C_in`` is a depthwise convolution.
-    activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6"}
+    activation : {None, "linear", "relu", "leaky_relu", "sigmoid", "relu6", "hard_swish"}
         ``activation(conv(x, w) + b)``. On the GEMM paths (most convolutions) and
         in the depthwise loops the bias and the activation are fused into the
         store of each output tile or value, saving the passes over the output that
         separate ops would make (the depthwise loops leave sigmoid to one pass
         after, as the few-channel loops do every activation but ReLU). The result
         is bit-identical to the unfused convolution followed by ReLU, leaky
-        ReLU or ReLU6 (``min(max(x, 0), 6)``, MobileNet's); sigmoid uses the C
-        library's ``exp``. The gradient:
-        :func:`conv_backward` with ``y=`` this output and the same activation.
+        ReLU, ReLU6 (``min(max(x, 0), 6)``, MobileNet's) or hard swish
+        (``x * relu6(x + 3) / 6``, MobileNet v3's, computed as ``x * clip(x / 6 +
+        0.5, 0, 1)`` as :func:`cnnkit.autograd.hard_swish` does); sigmoid uses the C
+        library's ``exp``. The gradient: :func:`conv_backward` with ``y=`` this
+        output and the same activation, except for "hard_swish", whose input
+        cannot be read back from its output (it is not one-to-one on [-3, 0]):
+        :func:`conv_backward` and :func:`activation_backward` refuse it, and a
+        network that trains applies it as an op of its own.
     negative_slope : float
         ``leaky_relu``'s slope for negative inputs (>= 0; Keras's default 0.2).
     winograd : bool, optional

@@ -354,12 +354,19 @@ def _activate(y: np.ndarray, activation: str | None, negative_slope: float) -> n
         return np.where(y >= 0, 1 / (1 + e), e / (1 + e)).astype(y.dtype, copy=False)
     if activation == "relu6":
         return np.minimum(np.maximum(y, 0), 6)
+    if activation == "hard_swish":  # cnnkit.autograd.hard_swish's rounding order
+        return y * np.clip(y / 6 + 0.5, 0, 1)
     raise ValueError(f"unknown activation {activation!r}")
 
 
 def activation_backward(
     y: ArrayLike, dy: ArrayLike, activation: str | None, *, negative_slope: float = 0.2
 ) -> np.ndarray:
+    if activation == "hard_swish":
+        raise ValueError(
+            "activation_backward(): activation cannot be 'hard_swish': its gradient cannot be "
+            "read from its output y"
+        )
     y, dy = np.asarray(y), np.asarray(dy)
     dtype = np.result_type(y, dy)
     y, dy = y.astype(dtype), dy.astype(dtype)

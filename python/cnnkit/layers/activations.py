@@ -60,6 +60,15 @@ def _fused(name: str, act: Callable[[Tensor], Tensor]) -> str | None:
     return name if name in _FUSED and act is _ACTIVATIONS[name] else None
 
 
+def _fused_inference(name: str, act: Callable[[Tensor], Tensor]) -> str | None:
+    """:func:`_fused`, plus "hard_swish" (Keras's hard_silu), which the kernels apply in
+    their store but whose gradient cannot be read from their output: for inference
+    steps only, while call() keeps it as an op of its own on the tape."""
+    if name in ("hard_swish", "hard_silu") and act is _ACTIVATIONS[name]:
+        return "hard_swish"
+    return _fused(name, act)
+
+
 def _relu6_in_place(y: Tensor) -> Tensor:
     """ReLU6 (``min(max(y, 0), 6)``, MobileNet's activation) over ``y``'s own array, for
     the same fresh outputs as :func:`_relu_in_place`. The gradient mask, read from the

@@ -13,7 +13,7 @@ from .. import _validate, initializers, ops
 from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving.registry import register_serializable
-from .activations import _activation, _apply_activation, _fused
+from .activations import _activation, _apply_activation, _fused, _fused_inference
 from .layer import Layer, Variable, add_bias, set_weight_options, weight_options_config
 from .layer import data_format as _data_format
 
@@ -163,7 +163,7 @@ class _Conv(Layer):
 
     def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
         # The kernel's own call, minus the autograd wrapping: for no activation or a fused one.
-        fused = _fused(self.activation, self._act)
+        fused = _fused_inference(self.activation, self._act)
         if fused is None and self.activation != "linear":
             return None
         return self._kernel_step(fused)
@@ -182,7 +182,7 @@ class _Conv(Layer):
         # For inference plans (functional._fold_pools): ops.conv_stem with the layer's
         # settings, from a channels-first input and/or with the max pool after it, given
         # as a function of the convolution's output size (the pool's settings for it).
-        fused = _fused(self.activation, self._act)
+        fused = _fused_inference(self.activation, self._act)
         if (fused is None and self.activation != "linear") or self.groups != 1:
             return None
         if any(d != 1 for d in self.dilation_rate):
@@ -221,7 +221,7 @@ class _Conv(Layer):
     def _concat_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None:
         # For inference plans: _inference_step's result written into out, a channel slice
         # of a concatenation's buffer (ops.conv's out), with the same bits.
-        fused = _fused(self.activation, self._act)
+        fused = _fused_inference(self.activation, self._act)
         if fused is None and self.activation != "linear":
             return None
         step = self._kernel_step(fused)
@@ -557,7 +557,7 @@ class DepthwiseConv2D(Layer):
     def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
         # call() minus the autograd wrapping, for no activation or a fused one; None for
         # inputs call() rejects with its own message.
-        fused = _fused(self.activation, self._act)
+        fused = _fused_inference(self.activation, self._act)
         if fused is None and self.activation != "linear":
             return None
 

@@ -12,7 +12,7 @@ from .. import autograd as ag
 from ..autograd import Tensor
 from ..saving import registry
 from ..saving.registry import register_serializable
-from .activations import _activation, _apply_activation, _fused
+from .activations import _activation, _apply_activation, _fused, _fused_inference
 from .layer import Layer, add_bias, set_weight_options, weight_options_config
 from .symbolic import KerasTensor, Node
 
@@ -158,7 +158,7 @@ class Dense(Layer):
     def _inference_step(self) -> Callable[[np.ndarray], np.ndarray | None] | None:
         # The bias goes into the GEMM's store also without an activation: the same bits as
         # call's product and NumPy add, one pass less (AlexNet's fc8: 0.12 -> 0.02 ms).
-        fused = _fused(self.activation, self._act)
+        fused = _fused_inference(self.activation, self._act)
         if fused is None and self.activation != "linear":
             return None
 

@@ -682,23 +682,24 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
     raise Unsupported(op)  # pragma: no cover - the table lists only the ops above
 
 
-# Layers whose fused activation the GEMM applies in its output store (csrc/gemm.hpp).
-_FUSES_RELU = (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense)
-# Layers that apply ReLU6 (a Clip to [0, 6], MobileNet's activation) over their own fresh
-# output in place, in the same call (cnnkit.layers.activations._apply_activation): one
-# pass over the map instead of a ReLU layer's two passes and two allocations.
-_FUSES_RELU6 = (*_FUSES_RELU, L.DepthwiseConv2D)
+# Layers whose fused activation the kernels apply in their output store (csrc/gemm.hpp's
+# epilogue, the depthwise loops' store): ReLU and ReLU6 (a Clip to [0, 6], MobileNet's
+# activation), and HardSwish (MobileNet v3's) at inference (cnnkit.layers.activations.
+# _fused_inference; Dense applies it after its product, in the same call). The
+# depthwise convolutions were left out of the ReLU's fusion: MobileNet v3-small's first
+# block and its expansions ran ReLU as layers of their own.
+_FUSES_RELU = (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense, L.DepthwiseConv2D)
 
 
 def _fuse_activation(
     g: _Graph, node: Any, activation: str, classes: tuple[type[Any], ...]
 ) -> _Value | None:
-    """The output of the layer before an activation node (Relu, or a Clip to [0, 6]), with
-    the activation made that layer's own, when the layer has no activation yet and the
-    node is the only reader of its output (no other node, no graph output sees the values
-    before the activation): onnxruntime's fusion, saving a layer call and a pass over the
-    feature map. The bits are those of the separate activation. None when the node must
-    stay a layer of its own."""
+    """The output of the layer before an activation node (Relu, a Clip to [0, 6] or
+    HardSwish), with the activation made that layer's own, when the layer has no
+    activation yet and the node is the only reader of its output (no other node, no graph
+    output sees the values before the activation): onnxruntime's fusion, saving a layer
+    call and a pass over the feature map. The bits are those of the separate activation.
+    None when the node must stay a layer of its own."""
     x = g.value(node, 0)
     layer = getattr(getattr(x.tensor, "node", None), "layer", None)
     if not isinstance(layer, classes) or type(layer) not in classes:
@@ -740,7 +741,9 @@ def _unary(g: _Graph, node: Any, a: dict[str, Any], name: str) -> list[Any]:
     if node.op_type == "Relu":
         fused = _fuse_activation(g, node, "relu", _FUSES_RELU)
     elif node.op_type == "Clip" and _clip_bounds(g, node, a) == (0.0, 6.0):
-        fused = _fuse_activation(g, node, "relu6", _FUSES_RELU6)
+        fused = _fuse_activation(g, node, "relu6", _FUSES_RELU)
+    elif node.op_type == "HardSwish":
+        fused = _fuse_activation(g, node, "hard_swish", _FUSES_RELU)
     return [fused if fused is not None else _emit(g, _unary_layer(g, node, a, name), x)]
 
 
@@ -1468,7 +1471,9 @@ def load_model(
         it (``/`` becomes ``.``; helper layers that restore a layout get the node's name and
         a suffix such as ``.to_channels_last``), except a Relu that alone reads a Conv's or
         Gemm's output: it becomes that layer's fused ``activation="relu"`` (as onnxruntime
-        fuses it), so the layer's own output is then the rectified one; likewise a Relu
+        fuses it), so the layer's own output is then the rectified one; likewise a Clip
+        to [0, 6] ("relu6") or a HardSwish ("hard_swish") that alone reads a Conv's
+        (depthwise included), and a Relu
         that alone reads an Add of two equal-shape tensors (a residual block's end) makes
         the Add an ``AddReLU`` layer. Outputs of rank 2
         (logits, embeddings) are exactly ONNX's; outputs of rank 3 or more come back in
