@@ -685,9 +685,9 @@ def _unary_layer(g: _Graph, node: Any, a: dict[str, Any], name: str) -> Layer:
 # Layers whose fused activation the kernels apply in their output store (csrc/gemm.hpp's
 # epilogue, the depthwise loops' store): ReLU and ReLU6 (a Clip to [0, 6], MobileNet's
 # activation), and HardSwish (MobileNet v3's) at inference (cnnkit.layers.activations.
-# _fused_inference; Dense applies it after its product, in the same call). The
-# depthwise convolutions were left out of the ReLU's fusion: MobileNet v3-small's first
-# block and its expansions ran ReLU as layers of their own.
+# _fused_inference; Dense applies it after its product, in the same call). Depthwise
+# convolutions included: without them MobileNet v3-small's first block and its
+# expansions ran ReLU as layers of their own.
 _FUSES_RELU = (L.Conv1D, L.Conv2D, L.Conv3D, L.Dense, L.DepthwiseConv2D)
 
 
@@ -1473,11 +1473,10 @@ def load_model(
         Gemm's output: it becomes that layer's fused ``activation="relu"`` (as onnxruntime
         fuses it), so the layer's own output is then the rectified one; likewise a Clip
         to [0, 6] ("relu6") or a HardSwish ("hard_swish") that alone reads a Conv's
-        (depthwise included), and a Relu
-        that alone reads an Add of two equal-shape tensors (a residual block's end) makes
-        the Add an ``AddReLU`` layer. Outputs of rank 2
-        (logits, embeddings) are exactly ONNX's; outputs of rank 3 or more come back in
-        the caller's layout: ``(N, C, H, W)`` for ``input_layout="NCHW"``,
+        (depthwise included) or Gemm's output; and a Relu that alone reads an Add of two
+        equal-shape tensors (a residual block's end) makes the Add an ``AddReLU`` layer.
+        Outputs of rank 2 (logits, embeddings) are exactly ONNX's; outputs of rank 3 or
+        more come back in the caller's layout: ``(N, C, H, W)`` for ``input_layout="NCHW"``,
         ``(N, H, W, C)`` for ``"NHWC"``.
         Convolution weights are converted once (OIHW to HWIO). Unless folded (see
         ``fold_batch_norm``), BatchNormalization keeps its moving statistics, so ``fit``
