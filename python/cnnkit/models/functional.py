@@ -338,7 +338,7 @@ class Functional(Model):
             into = step.into
             if into is not None:
                 slab = slabs.get(id(into.target))
-                if slab is None and _concat_applies(into.target.layer):
+                if slab is None and _shortcut_applies(into.target.layer, None):
                     dtype = into.target.layer.dtype
                     slab = slabs[id(into.target)] = np.empty((len(args), *into.shape), dtype)
                 if slab is not None:
@@ -602,14 +602,16 @@ class _Step:
 def _shortcut_applies(layer: Layer, args: Any) -> bool:
     """Whether a layer's shortcut may stand in for its ``__call__`` on these arrays: built,
     no probe replacing ``call`` on the instance, no ``activations()`` sink, no activity
-    regularizer, and inputs of the layer's dtype (``__call__`` would cast them)."""
+    regularizer, and inputs of the layer's dtype (``__call__`` would cast them). ``args``
+    None: inputs not made yet, which will have the layer's dtype (a folded Concatenate's)."""
     dtype = layer.dtype
+    arrays = [] if args is None else args if isinstance(args, list) else [args]
     return (
         layer.built
         and "call" not in layer.__dict__
         and layer._output_sink is None
         and layer.activity_regularizer is None
-        and (all(a.dtype == dtype for a in args) if isinstance(args, list) else args.dtype == dtype)
+        and all(a.dtype == dtype for a in arrays)
     )
 
 
@@ -678,17 +680,6 @@ class _Slice:
     ) -> None:
         self.target, self.shape, self.write = target, shape, write
         self.first, self.last = first, last
-
-
-def _concat_applies(layer: Layer) -> bool:
-    """_shortcut_applies for a Concatenate before its inputs exist (they are made with its
-    dtype): built, no probe, no ``activations()`` sink, no activity regularizer."""
-    return (
-        layer.built
-        and "call" not in layer.__dict__
-        and layer._output_sink is None
-        and layer.activity_regularizer is None
-    )
 
 
 def _fold_concats(steps: list[_Step], outputs: set[int]) -> None:
